@@ -1,0 +1,3 @@
+//! xennet's OpenFlow layer (ofproto).
+#![deny(unsafe_code)]
+#![warn(missing_docs)]

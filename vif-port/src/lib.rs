@@ -1,0 +1,2 @@
+//! xennet's userspace Xen netback.
+#![warn(missing_docs)]
