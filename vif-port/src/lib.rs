@@ -1,2 +1,38 @@
 //! xennet's userspace Xen netback.
+//!
+//! Layers, bottom up:
+//! - [`ring`]: the netif wire ABI (`xen/io/netif.h`, `ring.h`,
+//!   `grant_table.h` structures and constants) and the shared-ring ends
+//!   ([`ring::BackRing`], [`ring::FrontRing`]) with ring.h's memory
+//!   ordering and notification hold-off. [`mem`] is the only other place
+//!   that touches shared memory (volatile copies, atomics).
+//! - [`grant`] and [`evtchn`]: what Xen provides, behind traits
+//!   ([`grant::GrantOps`]: batched grant copy and ring mapping;
+//!   [`evtchn::EventChannel`]: notify, a pollable fd, ack).
+//! - [`emul`]: the emulated hypervisor (guest memory and grant table in
+//!   memfds, event channels as eventfds) and the cross-process attach
+//!   handshake ([`emul::attach`]) that stands in for xenstore.
+//! - [`netback`]: guest TX and RX engines and [`Vif`], which implements the
+//!   datapath's [`xennet_datapath::Port`]; [`metrics`] holds its counters.
+//! - [`netfront`]: an emulated frontend (the guest side), and [`hostile`]:
+//!   a frontend that breaks the protocol on purpose, for tests.
+//!
+//! The real-Xen implementations (gntdev, evtchn device, xenstore) plug in
+//! behind the same traits.
 #![warn(missing_docs)]
+
+pub mod emul;
+pub mod error;
+pub mod evtchn;
+pub mod grant;
+pub mod hostile;
+pub mod mem;
+pub mod metrics;
+pub mod netback;
+pub mod netfront;
+pub mod ring;
+
+pub use error::VifError;
+pub use metrics::VifMetrics;
+pub use netback::{FrontendConfig, Vif};
+pub use netfront::Netfront;

@@ -1,0 +1,335 @@
+//! Cross-process attach for the emulated hypervisor: a guest process hands
+//! its vif to xennetd over a Unix stream socket.
+//!
+//! This socket stands in for xenstore and the hypervisor until the
+//! xenstore work replaces the handshake with real xenstore keys: the
+//! [`AttachRequest`] carries what the frontend would write under
+//! `device/vif/<handle>/`, and the four file descriptors (SCM_RIGHTS) are
+//! what the hypervisor would give the backend: guest memory, the grant
+//! table, and the two directions of the event channel.
+//!
+//! Wire format: one JSON object terminated by `\n`, whose first byte
+//! carries the fds `[guest memory memfd, grant table memfd, eventfd
+//! frontend→backend, eventfd backend→frontend]`; the reply is one JSON
+//! line, [`AttachReply`].
+//!
+//! Everything received is validated (fd count and kinds, memfd sizes and
+//! seals against the announced sizes); a hostile guest gets an error, never
+//! a panic.
+
+use std::io::{IoSlice, IoSliceMut, Read, Write};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+
+use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use serde::{Deserialize, Serialize};
+
+use super::{EmulatedDomain, EmulatedGrants, EventFdChannel, GRANT_ENTRY_SIZE};
+use crate::error::VifError;
+use crate::grant::DomId;
+use crate::mem::SharedMem;
+use crate::netback::FrontendConfig;
+use crate::netfront::{gref_of, Netfront, NR_FRAMES, NR_GRANTS, RX_RING_FRAME, TX_RING_FRAME};
+use crate::ring::XEN_PAGE_SIZE;
+
+/// Largest guest memory accepted, in frames (1 GiB).
+pub const MAX_FRAMES: u32 = 1 << 18;
+/// Largest grant table accepted, in entries.
+pub const MAX_GRANTS: u32 = 1 << 16;
+/// Largest attach message in bytes.
+const MAX_MESSAGE: usize = 64 * 1024;
+
+fn yes() -> bool {
+    true
+}
+
+/// The frontend's connection parameters (its xenstore keys).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachRequest {
+    /// Guest domain id.
+    pub domid: DomId,
+    /// Device handle (`vif<domid>.<handle>`).
+    pub handle: u16,
+    /// MAC address (`mac`).
+    pub mac: [u8; 6],
+    /// Grant reference of the TX ring (`tx-ring-ref`).
+    pub tx_ring_ref: u32,
+    /// Grant reference of the RX ring (`rx-ring-ref`).
+    pub rx_ring_ref: u32,
+    /// Event channel port (`event-channel`); informational here, the
+    /// eventfds are the channel.
+    pub event_channel: u32,
+    /// `request-rx-copy`; must be true.
+    pub request_rx_copy: bool,
+    /// The frontend accepts `NETRXF_csum_blank` (`feature-no-csum-offload`
+    /// = 0).
+    pub feature_rx_csum: bool,
+    /// `feature-sg` (default true).
+    #[serde(default = "yes")]
+    pub feature_sg: bool,
+    /// `feature-gso-tcpv4` (default false).
+    #[serde(default)]
+    pub feature_gso_tcpv4: bool,
+    /// `feature-gso-tcpv6` (default false).
+    #[serde(default)]
+    pub feature_gso_tcpv6: bool,
+    /// Guest memory size in 4 KiB frames.
+    pub nr_frames: u32,
+    /// Grant table size in entries.
+    pub nr_grants: u32,
+}
+
+impl AttachRequest {
+    /// The frontend configuration for [`crate::Vif::connect`].
+    pub fn frontend_config(&self) -> FrontendConfig {
+        FrontendConfig {
+            domid: self.domid,
+            handle: self.handle,
+            tx_ring_ref: self.tx_ring_ref,
+            rx_ring_ref: self.rx_ring_ref,
+            rx_copy: self.request_rx_copy,
+            sg: self.feature_sg,
+            rx_csum_blank: self.feature_rx_csum,
+            gso_tcpv4: self.feature_gso_tcpv4,
+            gso_tcpv6: self.feature_gso_tcpv6,
+        }
+    }
+}
+
+/// The backend's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachReply {
+    /// Whether the vif was attached.
+    pub ok: bool,
+    /// OpenFlow port number, when attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ofport: Option<u32>,
+    /// Interface name (`vif1.0`), when attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Why not, when refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl AttachReply {
+    /// A success reply.
+    pub fn ok(ofport: u32, name: String) -> Self {
+        AttachReply {
+            ok: true,
+            ofport: Some(ofport),
+            name: Some(name),
+            error: None,
+        }
+    }
+
+    /// A refusal.
+    pub fn error(msg: impl Into<String>) -> Self {
+        AttachReply {
+            ok: false,
+            ofport: None,
+            name: None,
+            error: Some(msg.into()),
+        }
+    }
+}
+
+fn attach_err(msg: impl Into<String>) -> VifError {
+    VifError::Attach(msg.into())
+}
+
+/// Read one `\n`-terminated line (at most [`MAX_MESSAGE`] bytes), after
+/// `initial` bytes already received.
+fn read_line(stream: &UnixStream, mut buf: Vec<u8>) -> Result<Vec<u8>, VifError> {
+    let mut s = stream;
+    loop {
+        if let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+            buf.truncate(pos);
+            return Ok(buf);
+        }
+        if buf.len() > MAX_MESSAGE {
+            return Err(attach_err("message too long"));
+        }
+        let mut chunk = [0u8; 4096];
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(attach_err("connection closed before end of message"));
+        }
+        buf.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
+    }
+}
+
+impl Netfront {
+    /// Attach this guest's vif `handle` with MAC `mac` to the backend at
+    /// the other end of `stream`; blocks for the reply.
+    pub fn attach(
+        &mut self,
+        stream: &UnixStream,
+        handle: u16,
+        mac: [u8; 6],
+    ) -> Result<AttachReply, VifError> {
+        let req = AttachRequest {
+            domid: self.domid(),
+            handle,
+            mac,
+            tx_ring_ref: gref_of(TX_RING_FRAME),
+            rx_ring_ref: gref_of(RX_RING_FRAME),
+            event_channel: 1,
+            request_rx_copy: true,
+            feature_rx_csum: self.feature_rx_csum,
+            feature_sg: self.feature_sg,
+            feature_gso_tcpv4: self.feature_gso_tcpv4,
+            feature_gso_tcpv6: self.feature_gso_tcpv6,
+            nr_frames: NR_FRAMES,
+            nr_grants: NR_GRANTS,
+        };
+        let mut msg = serde_json::to_vec(&req)?;
+        msg.push(b'\n');
+        let fds: Vec<RawFd> = self.attach_fds().iter().map(|f| f.as_raw_fd()).collect();
+        send_with_fds(stream, &msg, &fds)?;
+        let line = read_line(stream, Vec::new())?;
+        let reply: AttachReply = serde_json::from_slice(&line)?;
+        Ok(reply)
+    }
+}
+
+fn send_with_fds(stream: &UnixStream, msg: &[u8], fds: &[RawFd]) -> Result<(), VifError> {
+    let iov = [IoSlice::new(msg)];
+    let cmsg = [ControlMessage::ScmRights(fds)];
+    let n = sendmsg::<()>(stream.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)?;
+    if n < msg.len() {
+        let mut s = stream;
+        s.write_all(msg.get(n..).unwrap_or(&[]))?;
+    }
+    Ok(())
+}
+
+/// Whether `fd` is an eventfd (per `/proc/self/fd`).
+fn is_eventfd(fd: BorrowedFd<'_>) -> bool {
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    std::fs::read_link(path).is_ok_and(|p| p.as_os_str() == "anon_inode:[eventfd]")
+}
+
+/// Check that `fd` is a regular file of exactly `len` bytes that can no
+/// longer shrink.
+fn check_memfd(fd: BorrowedFd<'_>, len: usize, what: &str) -> Result<(), VifError> {
+    let st = nix::sys::stat::fstat(fd.as_raw_fd())?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(attach_err(format!("{what}: not a regular file")));
+    }
+    if usize::try_from(st.st_size).ok() != Some(len) {
+        return Err(attach_err(format!(
+            "{what}: size {} bytes, announced {len}",
+            st.st_size
+        )));
+    }
+    let seals = fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS)
+        .map_err(|e| attach_err(format!("{what}: cannot read seals: {e}")))?;
+    if SealFlag::from_bits_truncate(seals) & SealFlag::F_SEAL_SHRINK != SealFlag::F_SEAL_SHRINK {
+        return Err(attach_err(format!(
+            "{what}: memfd must be sealed with F_SEAL_SHRINK"
+        )));
+    }
+    Ok(())
+}
+
+/// Receive an attach request on `stream` (backend side) and build the
+/// emulated hypervisor's view of the guest. The caller connects the vif
+/// with [`AttachRequest::frontend_config`] and answers with
+/// [`send_reply`].
+pub fn recv_attach(
+    stream: &UnixStream,
+    backend_domid: DomId,
+) -> Result<(AttachRequest, EmulatedDomain), VifError> {
+    let mut buf = vec![0u8; 4096];
+    let mut cmsg_buf = nix::cmsg_space!([RawFd; 8]);
+    let (n, fds) = {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg_buf),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for c in cmsgs {
+                if let ControlMessageOwned::ScmRights(raw) = c {
+                    for fd in raw {
+                        // SAFETY: the kernel just installed this descriptor
+                        // in our table for us (SCM_RIGHTS); nothing else
+                        // owns it, so taking ownership closes it exactly once.
+                        fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                    }
+                }
+            }
+        }
+        if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+            return Err(attach_err("too many file descriptors"));
+        }
+        (msg.bytes, fds)
+    };
+    buf.truncate(n);
+    if n == 0 {
+        return Err(attach_err("connection closed"));
+    }
+    let line = read_line(stream, buf)?;
+    let req: AttachRequest = serde_json::from_slice(&line)?;
+
+    let [mem_fd, grant_fd, f2b, b2f]: [OwnedFd; 4] =
+        fds.try_into().map_err(|v: Vec<OwnedFd>| {
+            attach_err(format!("expected 4 file descriptors, got {}", v.len()))
+        })?;
+    if req.nr_frames == 0 || req.nr_frames > MAX_FRAMES {
+        return Err(attach_err(format!(
+            "nr_frames {} out of range",
+            req.nr_frames
+        )));
+    }
+    if req.nr_grants == 0 || req.nr_grants > MAX_GRANTS {
+        return Err(attach_err(format!(
+            "nr_grants {} out of range",
+            req.nr_grants
+        )));
+    }
+    let mem_len = req.nr_frames as usize * XEN_PAGE_SIZE;
+    let table_len = req.nr_grants as usize * GRANT_ENTRY_SIZE;
+    check_memfd(mem_fd.as_fd_ref(), mem_len, "guest memory")?;
+    check_memfd(grant_fd.as_fd_ref(), table_len, "grant table")?;
+    if !is_eventfd(f2b.as_fd_ref()) || !is_eventfd(b2f.as_fd_ref()) {
+        return Err(attach_err("event channel descriptors must be eventfds"));
+    }
+    let mem = Arc::new(SharedMem::map_fd(mem_fd.as_fd_ref(), mem_len)?);
+    let table = Arc::new(SharedMem::map_fd(grant_fd.as_fd_ref(), table_len)?);
+    let grants = EmulatedGrants::new(
+        req.domid,
+        backend_domid,
+        mem,
+        req.nr_frames,
+        table,
+        req.nr_grants,
+    );
+    let evtchn = EventFdChannel::from_fds(b2f, f2b)?;
+    Ok((req, EmulatedDomain { grants, evtchn }))
+}
+
+/// Send the reply line.
+pub fn send_reply(stream: &UnixStream, reply: &AttachReply) -> Result<(), VifError> {
+    let mut msg = serde_json::to_vec(reply)?;
+    msg.push(b'\n');
+    let mut s = stream;
+    s.write_all(&msg)?;
+    Ok(())
+}
+
+trait AsFdRef {
+    fn as_fd_ref(&self) -> BorrowedFd<'_>;
+}
+
+impl AsFdRef for OwnedFd {
+    fn as_fd_ref(&self) -> BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(self)
+    }
+}

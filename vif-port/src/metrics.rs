@@ -1,0 +1,109 @@
+//! Per-vif counters, readable from any thread.
+//!
+//! Directions are named from the **switch's** point of view, like
+//! [`xennet_datapath::PortStats`]: `rx_*` counts traffic the guest
+//! transmitted on its TX ring into the switch, `tx_*` counts traffic the
+//! switch sent to the guest through its RX ring.
+//!
+//! [`VifMetrics::to_json`] gives an object with one member per counter:
+//!
+//! ```json
+//! {"rx_packets": 10, "rx_bytes": 600, "rx_malformed": 0, ..., "notifications_suppressed": 3}
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use xennet_datapath::PortStats;
+
+macro_rules! metrics {
+    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+        /// Counters of one vif. Each is a monotonically increasing count.
+        #[derive(Debug, Default)]
+        pub struct VifMetrics {
+            $( $(#[$doc])* pub $name: AtomicU64, )*
+        }
+
+        impl VifMetrics {
+            /// All counters as a JSON object (`name: value`).
+            pub fn to_json(&self) -> serde_json::Value {
+                let mut m = serde_json::Map::new();
+                $( m.insert(stringify!($name).to_string(), self.$name.load(Ordering::Relaxed).into()); )*
+                serde_json::Value::Object(m)
+            }
+        }
+    };
+}
+
+metrics! {
+    /// Packets received from the guest (its TX ring) and handed to the switch.
+    rx_packets,
+    /// Bytes of those packets.
+    rx_bytes,
+    /// Guest packets dropped as malformed (size < 14 bytes, first slot
+    /// shorter than the Ethernet header, fragment larger than the remaining
+    /// size); each got `NETIF_RSP_ERROR` responses.
+    rx_malformed,
+    /// Guest packets dropped for using more than 18 data slots
+    /// (`XEN_NETIF_NR_SLOTS_MIN`) but fewer than 20.
+    rx_too_many_slots,
+    /// Guest packets dropped because a grant copy failed (bad gref, not
+    /// granted to us, bad frame).
+    rx_grant_errors,
+    /// Guest packets with `NETTXF_csum_blank` or GSO whose headers could not
+    /// be parsed to locate the checksum; dropped.
+    rx_csum_unparseable,
+    /// Multicast addresses added by `XEN_NETIF_EXTRA_TYPE_MCAST_ADD` extras.
+    rx_mcast_add,
+    /// Multicast addresses removed by `XEN_NETIF_EXTRA_TYPE_MCAST_DEL`.
+    rx_mcast_del,
+    /// Protocol violations that disabled the vif (at most 1).
+    fatal_errors,
+    /// Packets the switch sent to the guest (its RX ring).
+    tx_packets,
+    /// Bytes of those packets.
+    tx_bytes,
+    /// Packets queued because the guest had posted too few RX requests.
+    tx_queued,
+    /// Packets dropped because the RX queue was full (256 packets or
+    /// 512 KiB, XSA-392).
+    tx_queue_full,
+    /// Packets dropped because a grant copy into the guest failed.
+    tx_grant_errors,
+    /// Packets dropped because they cannot be delivered to this frontend
+    /// (multi-slot without `feature-sg`, or empty).
+    tx_unsendable,
+    /// Packets dropped because the vif is disabled.
+    tx_disabled_drops,
+    /// Times the RX ring had no request for a packet.
+    rx_ring_full,
+    /// Event channel notifications sent to the guest.
+    notifications_sent,
+    /// Response pushes that needed no notification (event hold-off).
+    notifications_suppressed,
+}
+
+impl VifMetrics {
+    /// Add `n` to a counter.
+    pub(crate) fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The counters as port stats.
+    pub fn port_stats(&self) -> PortStats {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        PortStats {
+            rx_packets: g(&self.rx_packets),
+            rx_bytes: g(&self.rx_bytes),
+            rx_dropped: g(&self.rx_malformed)
+                + g(&self.rx_too_many_slots)
+                + g(&self.rx_csum_unparseable),
+            rx_errors: g(&self.rx_grant_errors) + g(&self.fatal_errors),
+            tx_packets: g(&self.tx_packets),
+            tx_bytes: g(&self.tx_bytes),
+            tx_dropped: g(&self.tx_queue_full)
+                + g(&self.tx_unsendable)
+                + g(&self.tx_disabled_drops),
+            tx_errors: g(&self.tx_grant_errors),
+        }
+    }
+}

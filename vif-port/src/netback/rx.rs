@@ -1,0 +1,283 @@
+//! Guest RX: packets from the switch into the frontend's RX ring (Linux
+//! `rx.c`), by grant copy into the pages the frontend posted.
+//!
+//! Each packet takes one RX request per 4 KiB of data (data at offset 0,
+//! `NETRXF_more_data` on all but the last), plus one for a GSO extra right
+//! after the first slot when the frontend takes GSO. Each response goes in
+//! the slot of the request it consumes. Packets that find too few requests
+//! wait in a bounded queue (256 packets, 512 KiB); beyond it they are
+//! dropped and counted (XSA-392).
+
+use std::borrow::Borrow;
+
+use xennet_datapath::{Csum, GsoType, Packet};
+
+use super::{FrontendConfig, LogReason, Vif, RX_QUEUE_BYTES, RX_QUEUE_PACKETS};
+use crate::grant::{ForeignAddr, GrantCopy, GrantOps, GNTST_OKAY};
+use crate::metrics::VifMetrics;
+use crate::ring::{
+    BackRing, NetifExtraInfo, NetifRxRequest, NetifRxResponse, RxRing, NETIF_RSP_ERROR,
+    NETRXF_CSUM_BLANK, NETRXF_DATA_VALIDATED, NETRXF_EXTRA_INFO, NETRXF_MORE_DATA, RING_SIZE,
+    XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6, XEN_PAGE_SIZE,
+};
+
+/// One packet's share of the RX ring.
+#[derive(Debug)]
+struct Plan {
+    /// Index of the packet in the caller's slice.
+    pkt: usize,
+    /// Index in `reqs` of the first consumed request.
+    first_req: usize,
+    data_slots: usize,
+    extra: Option<NetifExtraInfo>,
+    failed: bool,
+}
+
+/// What [`deliver`] did.
+#[derive(Debug, Default)]
+struct Delivered {
+    /// Packets taken from the front of the slice (delivered or dropped).
+    handled: usize,
+    /// Whether responses were pushed, and whether to notify.
+    pushed: bool,
+    notify: bool,
+    /// Packets whose grant copy failed.
+    failed: usize,
+}
+
+/// Deliver packets from the front of `pkts` while RX requests last.
+fn deliver<P: Borrow<Packet>>(
+    ring: &mut BackRing<RxRing>,
+    grants: &mut dyn GrantOps,
+    fe: &FrontendConfig,
+    metrics: &VifMetrics,
+    pkts: &[P],
+) -> Result<Delivered, String> {
+    let prod = ring.req_prod();
+    let mut avail = prod.wrapping_sub(ring.req_cons);
+    if avail > RING_SIZE {
+        return Err(format!(
+            "impossible RX request count: req_prod {prod}, req_cons {}",
+            ring.req_cons
+        ));
+    }
+    let mut out = Delivered::default();
+    let mut plans = Vec::new();
+    let mut reqs: Vec<NetifRxRequest> = Vec::new();
+    let mut cons = ring.req_cons;
+    for (i, p) in pkts.iter().enumerate() {
+        let p = p.borrow();
+        let len = p.len();
+        let data_slots = len.div_ceil(XEN_PAGE_SIZE).max(1);
+        if len == 0 || (data_slots > 1 && !fe.sg) {
+            VifMetrics::add(&metrics.tx_unsendable, 1);
+            out.handled += 1;
+            continue;
+        }
+        let extra = p.gso.and_then(|g| {
+            let t = match g.kind {
+                GsoType::TcpV4 if fe.gso_tcpv4 => XEN_NETIF_GSO_TYPE_TCPV4,
+                GsoType::TcpV6 if fe.gso_tcpv6 => XEN_NETIF_GSO_TYPE_TCPV6,
+                _ => return None,
+            };
+            Some(NetifExtraInfo::gso(g.mss, t))
+        });
+        // data_slots <= 17 (MAX_FRAME / 4096 + 1), so this cannot overflow.
+        let need = (data_slots + usize::from(extra.is_some())) as u32;
+        if need > avail {
+            VifMetrics::add(&metrics.rx_ring_full, 1);
+            break;
+        }
+        plans.push(Plan {
+            pkt: i,
+            first_req: reqs.len(),
+            data_slots,
+            extra,
+            failed: false,
+        });
+        for _ in 0..need {
+            reqs.push(ring.copy_request(cons));
+            cons = cons.wrapping_add(1);
+        }
+        avail -= need;
+        out.handled += 1;
+    }
+    ring.req_cons = cons;
+    if plans.is_empty() {
+        return Ok(out);
+    }
+
+    // Data slot `s` of a plan uses request first_req + s, shifted by one
+    // after the first slot when an extra follows it.
+    let req_of = |pl: &Plan, s: usize| pl.first_req + s + usize::from(s > 0 && pl.extra.is_some());
+    let mut ops = Vec::with_capacity(reqs.len());
+    let mut owner = Vec::with_capacity(reqs.len());
+    for (k, pl) in plans.iter().enumerate() {
+        let Some(p) = pkts.get(pl.pkt) else { continue };
+        for (s, chunk) in p.borrow().data().chunks(XEN_PAGE_SIZE).enumerate() {
+            let Some(req) = reqs.get(req_of(pl, s)) else {
+                continue;
+            };
+            let addr = ForeignAddr {
+                domid: fe.domid,
+                gref: req.gref,
+                offset: 0,
+            };
+            ops.push(GrantCopy::to_guest(addr, chunk));
+            owner.push(k);
+        }
+    }
+    grants.copy(&mut ops);
+    for (op, &k) in ops.iter().zip(owner.iter()) {
+        if op.status != GNTST_OKAY {
+            if let Some(pl) = plans.get_mut(k) {
+                pl.failed = true;
+            }
+        }
+    }
+
+    for pl in &plans {
+        let Some(p) = pkts.get(pl.pkt) else { continue };
+        let p = p.borrow();
+        let len = p.len();
+        let csum_flags = match p.csum {
+            Csum::Partial { .. } => NETRXF_CSUM_BLANK | NETRXF_DATA_VALIDATED,
+            Csum::Validated => NETRXF_DATA_VALIDATED,
+            Csum::None => 0,
+        };
+        for s in 0..pl.data_slots {
+            let id = reqs.get(req_of(pl, s)).map_or(0, |r| r.id);
+            let bytes = len.saturating_sub(s * XEN_PAGE_SIZE).min(XEN_PAGE_SIZE);
+            let mut flags = if s + 1 < pl.data_slots {
+                NETRXF_MORE_DATA
+            } else {
+                0
+            };
+            if s == 0 {
+                flags |= csum_flags;
+                if pl.extra.is_some() {
+                    flags |= NETRXF_EXTRA_INFO;
+                }
+            }
+            let status = if pl.failed {
+                NETIF_RSP_ERROR
+            } else {
+                i16::try_from(bytes).unwrap_or(NETIF_RSP_ERROR)
+            };
+            ring.put_response(NetifRxResponse {
+                id,
+                offset: 0,
+                flags,
+                status,
+            });
+            if s == 0 {
+                if let Some(extra) = pl.extra {
+                    ring.put_response_as(extra);
+                }
+            }
+        }
+        if pl.failed {
+            out.failed += 1;
+            VifMetrics::add(&metrics.tx_grant_errors, 1);
+        } else {
+            VifMetrics::add(&metrics.tx_packets, 1);
+            VifMetrics::add(&metrics.tx_bytes, len as u64);
+        }
+    }
+    out.pushed = true;
+    out.notify = ring.push_responses();
+    Ok(out)
+}
+
+impl Vif {
+    /// Send packets to the guest: flush the queue, deliver directly while
+    /// requests last, queue the rest (bounded).
+    pub(super) fn guest_rx(&mut self, pkts: &[&Packet]) {
+        if !self.rx_queue.is_empty() {
+            self.flush_rx_queue();
+        }
+        if self.disabled {
+            return;
+        }
+        let mut start = 0;
+        if self.rx_queue.is_empty() {
+            match deliver(
+                &mut self.rx,
+                &mut *self.grants,
+                &self.frontend,
+                &self.metrics,
+                pkts,
+            ) {
+                Ok(d) => {
+                    start = d.handled;
+                    self.note_delivered(&d);
+                }
+                Err(reason) => {
+                    self.fatal(&reason);
+                    return;
+                }
+            }
+        }
+        for p in pkts.get(start..).unwrap_or(&[]) {
+            self.enqueue(p);
+        }
+        // Ask for an event when the frontend posts more requests; if it
+        // already did, use them now.
+        if !self.rx_queue.is_empty() && self.rx.final_check_for_requests() {
+            self.flush_rx_queue();
+        }
+    }
+
+    fn note_delivered(&mut self, d: &Delivered) {
+        self.note_push(d.pushed, d.notify);
+        if d.failed > 0 {
+            self.log_drop(
+                LogReason::RxGrantError,
+                format_args!("grant copy into the guest failed for {} packets", d.failed),
+            );
+        }
+    }
+
+    fn enqueue(&mut self, p: &Packet) {
+        if self.rx_queue.len() >= RX_QUEUE_PACKETS || self.rx_queue_bytes + p.len() > RX_QUEUE_BYTES
+        {
+            VifMetrics::add(&self.metrics.tx_queue_full, 1);
+            self.log_drop(
+                LogReason::RxQueueFull,
+                format_args!("guest RX queue full, dropping packet"),
+            );
+            return;
+        }
+        let mut q = self.rx_pool.pop().unwrap_or_default();
+        q.clone_from_packet(p);
+        self.rx_queue_bytes += q.len();
+        self.rx_queue.push_back(q);
+        VifMetrics::add(&self.metrics.tx_queued, 1);
+    }
+
+    /// Deliver queued packets while RX requests last.
+    pub(super) fn flush_rx_queue(&mut self) {
+        let queued = self.rx_queue.make_contiguous();
+        let res = deliver(
+            &mut self.rx,
+            &mut *self.grants,
+            &self.frontend,
+            &self.metrics,
+            queued,
+        );
+        match res {
+            Ok(d) => {
+                self.note_delivered(&d);
+                for _ in 0..d.handled {
+                    if let Some(p) = self.rx_queue.pop_front() {
+                        self.rx_queue_bytes = self.rx_queue_bytes.saturating_sub(p.len());
+                        if self.rx_pool.len() < RX_QUEUE_PACKETS {
+                            self.rx_pool.push(p);
+                        }
+                    }
+                }
+            }
+            Err(reason) => self.fatal(&reason),
+        }
+    }
+}
