@@ -1,0 +1,213 @@
+//! Compile a C program against the installed Xen headers and compare every
+//! struct size, field offset and constant with the Rust definitions.
+
+use std::collections::HashMap;
+use std::mem::{offset_of, size_of};
+use std::process::Command;
+
+use xennet_vif::grant::*;
+use xennet_vif::ring::*;
+
+const C_SOURCE: &str = r#"
+#include <stdio.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <xen/xen.h>
+#include <xen/grant_table.h>
+#include <xen/io/ring.h>
+#include <xen/io/netif.h>
+
+#define S(t) printf("sizeof %s %zu\n", #t, sizeof(t))
+#define O(t, f) printf("offsetof %s.%s %zu\n", #t, #f, offsetof(t, f))
+#define C(c) printf("const %s %lld\n", #c, (long long)(c))
+
+int main(void) {
+    S(struct netif_tx_request);
+    O(struct netif_tx_request, gref); O(struct netif_tx_request, offset);
+    O(struct netif_tx_request, flags); O(struct netif_tx_request, id);
+    O(struct netif_tx_request, size);
+    S(struct netif_tx_response);
+    O(struct netif_tx_response, id); O(struct netif_tx_response, status);
+    S(struct netif_rx_request);
+    O(struct netif_rx_request, id); O(struct netif_rx_request, pad);
+    O(struct netif_rx_request, gref);
+    S(struct netif_rx_response);
+    O(struct netif_rx_response, id); O(struct netif_rx_response, offset);
+    O(struct netif_rx_response, flags); O(struct netif_rx_response, status);
+    S(struct netif_extra_info);
+    O(struct netif_extra_info, type); O(struct netif_extra_info, flags);
+    O(struct netif_extra_info, u); O(struct netif_extra_info, u.gso.size);
+    O(struct netif_extra_info, u.gso.type); O(struct netif_extra_info, u.gso.features);
+    O(struct netif_extra_info, u.mcast.addr);
+    S(union netif_tx_sring_entry); S(union netif_rx_sring_entry);
+    O(struct netif_tx_sring, req_prod); O(struct netif_tx_sring, req_event);
+    O(struct netif_tx_sring, rsp_prod); O(struct netif_tx_sring, rsp_event);
+    O(struct netif_tx_sring, pvt); O(struct netif_tx_sring, __pad);
+    O(struct netif_tx_sring, ring); O(struct netif_rx_sring, ring);
+    printf("const NET_TX_RING_SIZE %lu\n", (unsigned long)__CONST_RING_SIZE(netif_tx, 4096));
+    printf("const NET_RX_RING_SIZE %lu\n", (unsigned long)__CONST_RING_SIZE(netif_rx, 4096));
+    S(struct grant_entry_v1);
+    O(struct grant_entry_v1, flags); O(struct grant_entry_v1, domid);
+    O(struct grant_entry_v1, frame);
+    C(NETTXF_csum_blank); C(NETTXF_data_validated); C(NETTXF_more_data); C(NETTXF_extra_info);
+    C(NETRXF_data_validated); C(NETRXF_csum_blank); C(NETRXF_more_data);
+    C(NETRXF_extra_info); C(NETRXF_gso_prefix);
+    C(NETIF_RSP_DROPPED); C(NETIF_RSP_ERROR); C(NETIF_RSP_OKAY); C(NETIF_RSP_NULL);
+    C(XEN_NETIF_EXTRA_TYPE_NONE); C(XEN_NETIF_EXTRA_TYPE_GSO);
+    C(XEN_NETIF_EXTRA_TYPE_MCAST_ADD); C(XEN_NETIF_EXTRA_TYPE_MCAST_DEL);
+    C(XEN_NETIF_EXTRA_TYPE_HASH); C(XEN_NETIF_EXTRA_TYPE_MAX); C(XEN_NETIF_EXTRA_FLAG_MORE);
+    C(XEN_NETIF_GSO_TYPE_NONE); C(XEN_NETIF_GSO_TYPE_TCPV4); C(XEN_NETIF_GSO_TYPE_TCPV6);
+    C(XEN_NETIF_NR_SLOTS_MIN); C(XEN_NETIF_MAX_TX_SIZE);
+    C(GTF_permit_access); C(GTF_type_mask); C(GTF_readonly);
+    C(GNTST_okay); C(GNTST_general_error); C(GNTST_bad_domain); C(GNTST_bad_gntref);
+    C(GNTST_permission_denied); C(GNTST_bad_page); C(GNTST_bad_copy_arg);
+    return 0;
+}
+"#;
+
+fn c_values() -> HashMap<String, i64> {
+    const HINT: &str = "install libxen-dev (apt-get install libxen-dev)";
+    assert!(
+        std::path::Path::new("/usr/include/xen/io/netif.h").exists(),
+        "/usr/include/xen/io/netif.h is missing: {HINT}"
+    );
+    let dir = std::env::temp_dir().join(format!("xennet-abi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    let src = dir.join("abi.c");
+    let bin = dir.join("abi");
+    std::fs::write(&src, C_SOURCE).expect("write C source");
+    let out = Command::new("cc")
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cc ({e}): install a C compiler and {HINT}"));
+    assert!(
+        out.status.success(),
+        "compiling against the Xen headers failed ({HINT}):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = Command::new(&bin).output().expect("run ABI probe");
+    assert!(run.status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+    String::from_utf8_lossy(&run.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (key, v) = l.rsplit_once(' ')?;
+            Some((key.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn abi_matches_xen_headers() {
+    let c = c_values();
+    let mut checked = 0;
+    let mut check = |key: &str, rust: i64| {
+        let cv = c.get(key).unwrap_or_else(|| panic!("C probe did not print {key}"));
+        assert_eq!(*cv, rust, "{key}: C says {cv}, Rust says {rust}");
+        checked += 1;
+    };
+    macro_rules! sz {
+        ($c:literal, $t:ty) => {
+            check(concat!("sizeof ", $c), size_of::<$t>() as i64)
+        };
+    }
+    macro_rules! off {
+        ($c:literal, $t:ty, $f:ident) => {
+            check(concat!("offsetof ", $c), offset_of!($t, $f) as i64)
+        };
+    }
+    macro_rules! cst {
+        ($c:literal, $v:expr) => {
+            check(concat!("const ", $c), $v as i64)
+        };
+    }
+    sz!("struct netif_tx_request", NetifTxRequest);
+    off!("struct netif_tx_request.gref", NetifTxRequest, gref);
+    off!("struct netif_tx_request.offset", NetifTxRequest, offset);
+    off!("struct netif_tx_request.flags", NetifTxRequest, flags);
+    off!("struct netif_tx_request.id", NetifTxRequest, id);
+    off!("struct netif_tx_request.size", NetifTxRequest, size);
+    sz!("struct netif_tx_response", NetifTxResponse);
+    off!("struct netif_tx_response.id", NetifTxResponse, id);
+    off!("struct netif_tx_response.status", NetifTxResponse, status);
+    sz!("struct netif_rx_request", NetifRxRequest);
+    off!("struct netif_rx_request.id", NetifRxRequest, id);
+    off!("struct netif_rx_request.pad", NetifRxRequest, pad);
+    off!("struct netif_rx_request.gref", NetifRxRequest, gref);
+    sz!("struct netif_rx_response", NetifRxResponse);
+    off!("struct netif_rx_response.id", NetifRxResponse, id);
+    off!("struct netif_rx_response.offset", NetifRxResponse, offset);
+    off!("struct netif_rx_response.flags", NetifRxResponse, flags);
+    off!("struct netif_rx_response.status", NetifRxResponse, status);
+    sz!("struct netif_extra_info", NetifExtraInfo);
+    off!("struct netif_extra_info.type", NetifExtraInfo, kind);
+    off!("struct netif_extra_info.flags", NetifExtraInfo, flags);
+    off!("struct netif_extra_info.u", NetifExtraInfo, u);
+    // Union members live in `u` as bytes; the accessors use these offsets
+    // relative to `u` (size at +0, type at +2, features at +4, addr at +0).
+    let u = offset_of!(NetifExtraInfo, u) as i64;
+    check("offsetof struct netif_extra_info.u.gso.size", u);
+    check("offsetof struct netif_extra_info.u.gso.type", u + 2);
+    check("offsetof struct netif_extra_info.u.gso.features", u + 4);
+    check("offsetof struct netif_extra_info.u.mcast.addr", u);
+    check(
+        "sizeof union netif_tx_sring_entry",
+        TxRing::ENTRY_SIZE as i64,
+    );
+    check(
+        "sizeof union netif_rx_sring_entry",
+        RxRing::ENTRY_SIZE as i64,
+    );
+    off!("struct netif_tx_sring.req_prod", SringHeader, req_prod);
+    off!("struct netif_tx_sring.req_event", SringHeader, req_event);
+    off!("struct netif_tx_sring.rsp_prod", SringHeader, rsp_prod);
+    off!("struct netif_tx_sring.rsp_event", SringHeader, rsp_event);
+    off!("struct netif_tx_sring.pvt", SringHeader, pvt);
+    off!("struct netif_tx_sring.__pad", SringHeader, pad);
+    check("offsetof struct netif_tx_sring.ring", size_of::<SringHeader>() as i64);
+    check("offsetof struct netif_rx_sring.ring", RING_ENTRIES_OFFSET as i64);
+    cst!("NET_TX_RING_SIZE", RING_SIZE);
+    cst!("NET_RX_RING_SIZE", RING_SIZE);
+    sz!("struct grant_entry_v1", GrantEntryV1);
+    off!("struct grant_entry_v1.flags", GrantEntryV1, flags);
+    off!("struct grant_entry_v1.domid", GrantEntryV1, domid);
+    off!("struct grant_entry_v1.frame", GrantEntryV1, frame);
+    cst!("NETTXF_csum_blank", NETTXF_CSUM_BLANK);
+    cst!("NETTXF_data_validated", NETTXF_DATA_VALIDATED);
+    cst!("NETTXF_more_data", NETTXF_MORE_DATA);
+    cst!("NETTXF_extra_info", NETTXF_EXTRA_INFO);
+    cst!("NETRXF_data_validated", NETRXF_DATA_VALIDATED);
+    cst!("NETRXF_csum_blank", NETRXF_CSUM_BLANK);
+    cst!("NETRXF_more_data", NETRXF_MORE_DATA);
+    cst!("NETRXF_extra_info", NETRXF_EXTRA_INFO);
+    cst!("NETRXF_gso_prefix", NETRXF_GSO_PREFIX);
+    cst!("NETIF_RSP_DROPPED", NETIF_RSP_DROPPED);
+    cst!("NETIF_RSP_ERROR", NETIF_RSP_ERROR);
+    cst!("NETIF_RSP_OKAY", NETIF_RSP_OKAY);
+    cst!("NETIF_RSP_NULL", NETIF_RSP_NULL);
+    cst!("XEN_NETIF_EXTRA_TYPE_NONE", XEN_NETIF_EXTRA_TYPE_NONE);
+    cst!("XEN_NETIF_EXTRA_TYPE_GSO", XEN_NETIF_EXTRA_TYPE_GSO);
+    cst!("XEN_NETIF_EXTRA_TYPE_MCAST_ADD", XEN_NETIF_EXTRA_TYPE_MCAST_ADD);
+    cst!("XEN_NETIF_EXTRA_TYPE_MCAST_DEL", XEN_NETIF_EXTRA_TYPE_MCAST_DEL);
+    cst!("XEN_NETIF_EXTRA_TYPE_HASH", XEN_NETIF_EXTRA_TYPE_HASH);
+    cst!("XEN_NETIF_EXTRA_TYPE_MAX", XEN_NETIF_EXTRA_TYPE_MAX);
+    cst!("XEN_NETIF_EXTRA_FLAG_MORE", XEN_NETIF_EXTRA_FLAG_MORE);
+    cst!("XEN_NETIF_GSO_TYPE_NONE", XEN_NETIF_GSO_TYPE_NONE);
+    cst!("XEN_NETIF_GSO_TYPE_TCPV4", XEN_NETIF_GSO_TYPE_TCPV4);
+    cst!("XEN_NETIF_GSO_TYPE_TCPV6", XEN_NETIF_GSO_TYPE_TCPV6);
+    cst!("XEN_NETIF_NR_SLOTS_MIN", XEN_NETIF_NR_SLOTS_MIN);
+    cst!("XEN_NETIF_MAX_TX_SIZE", XEN_NETIF_MAX_TX_SIZE);
+    cst!("GTF_permit_access", GTF_PERMIT_ACCESS);
+    cst!("GTF_type_mask", GTF_TYPE_MASK);
+    cst!("GTF_readonly", GTF_READONLY);
+    cst!("GNTST_okay", GNTST_OKAY);
+    cst!("GNTST_general_error", GNTST_GENERAL_ERROR);
+    cst!("GNTST_bad_domain", GNTST_BAD_DOMAIN);
+    cst!("GNTST_bad_gntref", GNTST_BAD_GNTREF);
+    cst!("GNTST_permission_denied", GNTST_PERMISSION_DENIED);
+    cst!("GNTST_bad_page", GNTST_BAD_PAGE);
+    cst!("GNTST_bad_copy_arg", GNTST_BAD_COPY_ARG);
+    assert_eq!(checked, c.len(), "every value the C probe printed is checked");
+}
