@@ -104,7 +104,9 @@ fn abi_matches_xen_headers() {
     let c = c_values();
     let mut checked = 0;
     let mut check = |key: &str, rust: i64| {
-        let cv = c.get(key).unwrap_or_else(|| panic!("C probe did not print {key}"));
+        let cv = c
+            .get(key)
+            .unwrap_or_else(|| panic!("C probe did not print {key}"));
         assert_eq!(*cv, rust, "{key}: C says {cv}, Rust says {rust}");
         checked += 1;
     };
@@ -166,8 +168,14 @@ fn abi_matches_xen_headers() {
     off!("struct netif_tx_sring.rsp_event", SringHeader, rsp_event);
     off!("struct netif_tx_sring.pvt", SringHeader, pvt);
     off!("struct netif_tx_sring.__pad", SringHeader, pad);
-    check("offsetof struct netif_tx_sring.ring", size_of::<SringHeader>() as i64);
-    check("offsetof struct netif_rx_sring.ring", RING_ENTRIES_OFFSET as i64);
+    check(
+        "offsetof struct netif_tx_sring.ring",
+        size_of::<SringHeader>() as i64,
+    );
+    check(
+        "offsetof struct netif_rx_sring.ring",
+        RING_ENTRIES_OFFSET as i64,
+    );
     cst!("NET_TX_RING_SIZE", RING_SIZE);
     cst!("NET_RX_RING_SIZE", RING_SIZE);
     sz!("struct grant_entry_v1", GrantEntryV1);
@@ -189,8 +197,14 @@ fn abi_matches_xen_headers() {
     cst!("NETIF_RSP_NULL", NETIF_RSP_NULL);
     cst!("XEN_NETIF_EXTRA_TYPE_NONE", XEN_NETIF_EXTRA_TYPE_NONE);
     cst!("XEN_NETIF_EXTRA_TYPE_GSO", XEN_NETIF_EXTRA_TYPE_GSO);
-    cst!("XEN_NETIF_EXTRA_TYPE_MCAST_ADD", XEN_NETIF_EXTRA_TYPE_MCAST_ADD);
-    cst!("XEN_NETIF_EXTRA_TYPE_MCAST_DEL", XEN_NETIF_EXTRA_TYPE_MCAST_DEL);
+    cst!(
+        "XEN_NETIF_EXTRA_TYPE_MCAST_ADD",
+        XEN_NETIF_EXTRA_TYPE_MCAST_ADD
+    );
+    cst!(
+        "XEN_NETIF_EXTRA_TYPE_MCAST_DEL",
+        XEN_NETIF_EXTRA_TYPE_MCAST_DEL
+    );
     cst!("XEN_NETIF_EXTRA_TYPE_HASH", XEN_NETIF_EXTRA_TYPE_HASH);
     cst!("XEN_NETIF_EXTRA_TYPE_MAX", XEN_NETIF_EXTRA_TYPE_MAX);
     cst!("XEN_NETIF_EXTRA_FLAG_MORE", XEN_NETIF_EXTRA_FLAG_MORE);
@@ -209,5 +223,9 @@ fn abi_matches_xen_headers() {
     cst!("GNTST_permission_denied", GNTST_PERMISSION_DENIED);
     cst!("GNTST_bad_page", GNTST_BAD_PAGE);
     cst!("GNTST_bad_copy_arg", GNTST_BAD_COPY_ARG);
-    assert_eq!(checked, c.len(), "every value the C probe printed is checked");
+    assert_eq!(
+        checked,
+        c.len(),
+        "every value the C probe printed is checked"
+    );
 }
