@@ -388,3 +388,33 @@ fn metrics_json_has_every_counter() {
     assert_eq!(j["rx_packets"], 0);
     assert!(j.get("notifications_suppressed").is_some());
 }
+
+#[test]
+fn notifications_follow_the_hold_off_rule() {
+    use std::os::fd::AsRawFd;
+    let readable = |nf: &Netfront| {
+        let mut b = [0u8; 8];
+        nix::unistd::read(nf.event_fd().as_raw_fd(), &mut b).is_ok()
+    };
+    let (mut nf, mut vif) = setup();
+    assert!(nf.send(&frame(60, 1), 0).unwrap());
+    drain(&mut vif);
+    // The frontend asked for an event at rsp_prod 1 (SHARED_RING_INIT).
+    assert!(readable(&nf));
+    let m = metrics(&vif);
+    assert_eq!(get(&m.notifications_sent), 1);
+    // Without reaping (rsp_event not re-armed) the next push is silent.
+    assert!(nf.send(&frame(60, 2), 0).unwrap()); // send() reaps and re-arms
+    drain(&mut vif);
+    assert!(readable(&nf));
+    nf.push_raw_tx(&[NetifTxRequest {
+        gref: Netfront::tx_buffer_gref(9),
+        offset: 0,
+        flags: 0,
+        id: 9,
+        size: 60,
+    }]);
+    drain(&mut vif);
+    assert!(!readable(&nf), "rsp_event not re-armed: no event");
+    assert_eq!(get(&m.notifications_suppressed), 1);
+}
