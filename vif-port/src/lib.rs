@@ -16,6 +16,8 @@
 //!   datapath's [`xennet_datapath::Port`]; [`metrics`] holds its counters.
 //! - [`netfront`]: an emulated frontend (the guest side), and [`hostile`]:
 //!   a frontend that breaks the protocol on purpose, for tests.
+//! - [`xenstore`]: the xs_wire protocol, a blocking client and an emulated
+//!   xenstored with Xen permissions, watches, transactions and quotas.
 //!
 //! The real-Xen implementations (gntdev, evtchn device, xenstore) plug in
 //! behind the same traits.
@@ -31,6 +33,7 @@ pub mod metrics;
 pub mod netback;
 pub mod netfront;
 pub mod ring;
+pub mod xenstore;
 
 pub use error::VifError;
 pub use metrics::VifMetrics;

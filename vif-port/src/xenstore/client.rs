@@ -1,0 +1,516 @@
+//! A blocking xenstore client.
+//!
+//! One connection (Unix socket or `/dev/xen/xenbus`, same framing) and a
+//! reader thread that splits what the daemon sends into replies and watch
+//! events: watch events may arrive at any time, also between a request and
+//! its reply, and are queued for [`Client::next_event`]. Requests are
+//! serialized: one outstanding request per client, like libxenstore
+//! without threads. A [`Client`] is `Send + Sync`.
+
+use std::fs::OpenOptions;
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Mutex;
+use std::thread;
+use std::time::Duration;
+
+use super::wire::{
+    join_strings, split_strings, ErrorCode, Message, MsgType, Perm, XENSTORE_PAYLOAD_MAX,
+};
+use super::XsError;
+
+/// Default socket of the C xenstored.
+pub const DEFAULT_SOCKET: &str = "/var/run/xenstored/socket";
+/// The kernel's xenbus device (same framing as the socket).
+pub const XENBUS_DEVICE: &str = "/dev/xen/xenbus";
+/// How often [`Client::transaction`] retries a transaction that ended in
+/// `EAGAIN` before giving up with that error.
+pub const MAX_TRANSACTION_RETRIES: usize = 64;
+
+/// A watch event: the path that changed (as the daemon reports it,
+/// relative if the watch was registered with a relative path) and the
+/// token given to [`Client::watch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchEvent {
+    /// The changed node (or the watched path, for the initial event).
+    pub path: String,
+    /// The watch's token.
+    pub token: String,
+}
+
+#[derive(Debug)]
+struct Conn {
+    writer: Box<dyn WriteDebug>,
+    replies: Receiver<Message>,
+    next_req_id: u32,
+}
+
+trait WriteDebug: Write + Send + std::fmt::Debug {}
+impl<T: Write + Send + std::fmt::Debug> WriteDebug for T {}
+
+/// A blocking xenstore connection.
+#[derive(Debug)]
+pub struct Client {
+    conn: Mutex<Conn>,
+    events: Mutex<Receiver<WatchEvent>>,
+    /// A handle to shut the socket down on drop (wakes the reader).
+    socket: Option<UnixStream>,
+}
+
+impl Client {
+    /// Connects the way libxenstore does: `XENSTORED_PATH` if set, else
+    /// [`DEFAULT_SOCKET`] if it exists, else [`XENBUS_DEVICE`].
+    pub fn open() -> Result<Client, XsError> {
+        if let Some(p) = std::env::var_os("XENSTORED_PATH") {
+            return Client::connect(p);
+        }
+        if Path::new(DEFAULT_SOCKET).exists() {
+            return Client::connect(DEFAULT_SOCKET);
+        }
+        Client::open_xenbus(XENBUS_DEVICE)
+    }
+
+    /// Connects to a xenstored Unix socket.
+    pub fn connect(path: impl AsRef<Path>) -> Result<Client, XsError> {
+        let path = path.as_ref();
+        let stream = UnixStream::connect(path).map_err(|source| XsError::Connect {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Client::from_stream(stream)
+    }
+
+    /// Opens the xenbus device (`/dev/xen/xenbus`).
+    pub fn open_xenbus(path: impl AsRef<Path>) -> Result<Client, XsError> {
+        let path = path.as_ref();
+        let connect_err = |source| XsError::Connect {
+            path: path.display().to_string(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(connect_err)?;
+        let reader = file.try_clone().map_err(connect_err)?;
+        Ok(Client::from_parts(Box::new(reader), Box::new(file), None))
+    }
+
+    /// Uses an already connected stream (e.g. one end of a socketpair).
+    pub fn from_stream(stream: UnixStream) -> Result<Client, XsError> {
+        let io_err = |source| XsError::Connect {
+            path: "<stream>".into(),
+            source,
+        };
+        let reader = stream.try_clone().map_err(io_err)?;
+        let shutdown = stream.try_clone().map_err(io_err)?;
+        Ok(Client::from_parts(
+            Box::new(reader),
+            Box::new(stream),
+            Some(shutdown),
+        ))
+    }
+
+    fn from_parts(
+        reader: Box<dyn Read + Send>,
+        writer: Box<dyn WriteDebug>,
+        socket: Option<UnixStream>,
+    ) -> Client {
+        let (reply_tx, replies) = mpsc::channel();
+        let (event_tx, events) = mpsc::channel();
+        // Detached: it ends when the connection does (EOF, error, or our
+        // shutdown in Drop).
+        let _ = thread::Builder::new()
+            .name("xenstore-reader".into())
+            .spawn(move || reader_loop(reader, reply_tx, event_tx));
+        Client {
+            conn: Mutex::new(Conn {
+                writer,
+                replies,
+                next_req_id: 1,
+            }),
+            events: Mutex::new(events),
+            socket,
+        }
+    }
+
+    /// Sends one request and waits for its reply's payload.
+    fn request(&self, op: MsgType, tx_id: u32, payload: Vec<u8>) -> Result<Vec<u8>, XsError> {
+        if payload.len() > XENSTORE_PAYLOAD_MAX {
+            return Err(XsError::TooLong(payload.len()));
+        }
+        let first_arg = || {
+            let arg = split_strings(&payload).first().copied().unwrap_or_default();
+            String::from_utf8_lossy(arg).into_owned()
+        };
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let req_id = conn.next_req_id;
+        conn.next_req_id = conn.next_req_id.wrapping_add(1);
+        let msg = Message::new(op, req_id, tx_id, payload.clone());
+        msg.write_to(&mut conn.writer)?;
+        loop {
+            let reply = conn.replies.recv().map_err(|_| XsError::Closed)?;
+            if reply.req_id != req_id {
+                continue; // a stale reply to an abandoned request
+            }
+            return match reply.msg_type {
+                MsgType::Error => Err(XsError::Remote {
+                    code: ErrorCode::from_payload(&reply.payload),
+                    op,
+                    path: first_arg(),
+                }),
+                t if t == op => Ok(reply.payload),
+                t => Err(XsError::Protocol(format!("reply type {t:?} to {op:?}"))),
+            };
+        }
+    }
+
+    fn request_ok(&self, op: MsgType, tx_id: u32, payload: Vec<u8>) -> Result<(), XsError> {
+        self.request(op, tx_id, payload).map(|_| ())
+    }
+
+    fn do_read(&self, tx: u32, path: &str) -> Result<Vec<u8>, XsError> {
+        self.request(MsgType::Read, tx, join_strings(&[path]))
+    }
+
+    fn do_read_string(&self, tx: u32, path: &str) -> Result<String, XsError> {
+        String::from_utf8(self.do_read(tx, path)?)
+            .map_err(|_| XsError::Protocol(format!("value of {path} is not UTF-8")))
+    }
+
+    fn do_exists(&self, tx: u32, path: &str) -> Result<bool, XsError> {
+        match self.do_read(tx, path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.is(&ErrorCode::Enoent) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn do_write(&self, tx: u32, path: &str, value: &[u8]) -> Result<(), XsError> {
+        let mut payload = join_strings(&[path]);
+        payload.extend_from_slice(value);
+        self.request_ok(MsgType::Write, tx, payload)
+    }
+
+    fn do_directory(&self, tx: u32, path: &str) -> Result<Vec<String>, XsError> {
+        match self.request(MsgType::Directory, tx, join_strings(&[path])) {
+            Ok(p) => Ok(to_strings(&p)),
+            Err(e) if e.is(&ErrorCode::E2big) => self.directory_part(tx, path),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `XS_DIRECTORY_PART`: the reply is `gen\0child\0...` and ends with an
+    /// extra NUL once the listing is complete. If the generation changes
+    /// between chunks the listing is restarted.
+    fn directory_part(&self, tx: u32, path: &str) -> Result<Vec<String>, XsError> {
+        'restart: for _ in 0..MAX_TRANSACTION_RETRIES {
+            let mut gen: Option<Vec<u8>> = None;
+            let mut listing: Vec<u8> = Vec::new();
+            loop {
+                let off = listing.len().to_string();
+                let reply =
+                    self.request(MsgType::DirectoryPart, tx, join_strings(&[path, &off]))?;
+                let Some(nul) = reply.iter().position(|&b| b == 0) else {
+                    return Err(XsError::Protocol(
+                        "DIRECTORY_PART without generation".into(),
+                    ));
+                };
+                let this_gen = reply[..nul].to_vec();
+                if gen.as_ref().is_some_and(|g| *g != this_gen) {
+                    continue 'restart;
+                }
+                gen = Some(this_gen);
+                let body = &reply[nul + 1..];
+                if body.is_empty() || body == [0] {
+                    return Ok(to_strings(&listing));
+                }
+                if body.ends_with(&[0, 0]) {
+                    listing.extend_from_slice(&body[..body.len() - 1]);
+                    return Ok(to_strings(&listing));
+                }
+                listing.extend_from_slice(body);
+            }
+        }
+        Err(XsError::Protocol(format!(
+            "{path}: directory keeps changing"
+        )))
+    }
+
+    fn do_mkdir(&self, tx: u32, path: &str) -> Result<(), XsError> {
+        self.request_ok(MsgType::Mkdir, tx, join_strings(&[path]))
+    }
+
+    fn do_rm(&self, tx: u32, path: &str) -> Result<(), XsError> {
+        self.request_ok(MsgType::Rm, tx, join_strings(&[path]))
+    }
+
+    fn do_get_perms(&self, tx: u32, path: &str) -> Result<Vec<Perm>, XsError> {
+        let reply = self.request(MsgType::GetPerms, tx, join_strings(&[path]))?;
+        split_strings(&reply)
+            .into_iter()
+            .map(|p| {
+                let s = String::from_utf8_lossy(p);
+                Perm::parse(&s).ok_or_else(|| XsError::Protocol(format!("bad permission {s:?}")))
+            })
+            .collect()
+    }
+
+    fn do_set_perms(&self, tx: u32, path: &str, perms: &[Perm]) -> Result<(), XsError> {
+        let mut parts = vec![path.to_owned()];
+        parts.extend(perms.iter().map(Perm::to_string));
+        self.request_ok(MsgType::SetPerms, tx, join_strings(&parts))
+    }
+
+    /// Reads a node's value.
+    pub fn read(&self, path: &str) -> Result<Vec<u8>, XsError> {
+        self.do_read(0, path)
+    }
+
+    /// Reads a node's value as UTF-8.
+    pub fn read_string(&self, path: &str) -> Result<String, XsError> {
+        self.do_read_string(0, path)
+    }
+
+    /// Whether a node exists (`ENOENT` → false; other errors are errors).
+    pub fn exists(&self, path: &str) -> Result<bool, XsError> {
+        self.do_exists(0, path)
+    }
+
+    /// Writes a node's value, creating it and missing parents.
+    pub fn write(&self, path: &str, value: impl AsRef<[u8]>) -> Result<(), XsError> {
+        self.do_write(0, path, value.as_ref())
+    }
+
+    /// Lists a node's children (names, not paths).
+    pub fn directory(&self, path: &str) -> Result<Vec<String>, XsError> {
+        self.do_directory(0, path)
+    }
+
+    /// Creates a node (and missing parents); OK if it exists.
+    pub fn mkdir(&self, path: &str) -> Result<(), XsError> {
+        self.do_mkdir(0, path)
+    }
+
+    /// Removes a node and its subtree.
+    pub fn rm(&self, path: &str) -> Result<(), XsError> {
+        self.do_rm(0, path)
+    }
+
+    /// A node's permissions: owner and default first.
+    pub fn get_perms(&self, path: &str) -> Result<Vec<Perm>, XsError> {
+        self.do_get_perms(0, path)
+    }
+
+    /// Sets a node's permissions: owner and default first.
+    pub fn set_perms(&self, path: &str, perms: &[Perm]) -> Result<(), XsError> {
+        self.do_set_perms(0, path, perms)
+    }
+
+    /// Registers a watch on `path` and its descendants. The daemon sends
+    /// an initial event for `path` right away.
+    pub fn watch(&self, path: &str, token: &str) -> Result<(), XsError> {
+        self.request_ok(MsgType::Watch, 0, join_strings(&[path, token]))
+    }
+
+    /// Removes a watch registered with the same path and token.
+    pub fn unwatch(&self, path: &str, token: &str) -> Result<(), XsError> {
+        self.request_ok(MsgType::Unwatch, 0, join_strings(&[path, token]))
+    }
+
+    /// Removes all of this connection's watches (`XS_RESET_WATCHES`).
+    pub fn reset_watches(&self) -> Result<(), XsError> {
+        self.request_ok(MsgType::ResetWatches, 0, join_strings(&[""]))
+    }
+
+    /// The next queued watch event, waiting up to `timeout`; `Ok(None)` on
+    /// timeout, [`XsError::Closed`] once the connection is gone and the
+    /// queue is empty.
+    pub fn next_event(&self, timeout: Duration) -> Result<Option<WatchEvent>, XsError> {
+        let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        match events.recv_timeout(timeout) {
+            Ok(ev) => Ok(Some(ev)),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Err(XsError::Closed),
+        }
+    }
+
+    /// `XS_GET_DOMAIN_PATH`: `/local/domain/<domid>`.
+    pub fn get_domain_path(&self, domid: u32) -> Result<String, XsError> {
+        let reply = self.request(
+            MsgType::GetDomainPath,
+            0,
+            join_strings(&[domid.to_string()]),
+        )?;
+        to_strings(&reply)
+            .into_iter()
+            .next()
+            .ok_or_else(|| XsError::Protocol("empty GET_DOMAIN_PATH reply".into()))
+    }
+
+    /// Starts a transaction. It aborts on drop unless committed.
+    pub fn transaction_start(&self) -> Result<Transaction<'_>, XsError> {
+        let reply = self.request(MsgType::TransactionStart, 0, join_strings(&[""]))?;
+        let id = to_strings(&reply)
+            .first()
+            .and_then(|s| s.parse::<u32>().ok())
+            .filter(|&id| id != 0)
+            .ok_or_else(|| XsError::Protocol("bad TRANSACTION_START reply".into()))?;
+        Ok(Transaction {
+            client: self,
+            id,
+            done: false,
+        })
+    }
+
+    /// Runs `f` in a transaction and commits it, retrying the whole thing
+    /// (up to [`MAX_TRANSACTION_RETRIES`] times) when the commit or an
+    /// operation inside fails with `EAGAIN`. Any other error from `f`
+    /// aborts the transaction and is returned.
+    pub fn transaction<T, F>(&self, mut f: F) -> Result<T, XsError>
+    where
+        F: FnMut(&Transaction<'_>) -> Result<T, XsError>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let tx = self.transaction_start()?;
+            let result = match f(&tx) {
+                Ok(v) => tx.commit().map(|()| v),
+                Err(e) => {
+                    let _ = tx.abort();
+                    Err(e)
+                }
+            };
+            match result {
+                Err(e) if e.is(&ErrorCode::Eagain) && attempt < MAX_TRANSACTION_RETRIES => continue,
+                other => return other,
+            }
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(s) = &self.socket {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// An open transaction: the same operations as [`Client`], isolated until
+/// [`commit`](Transaction::commit). Dropping it aborts.
+#[derive(Debug)]
+pub struct Transaction<'a> {
+    client: &'a Client,
+    id: u32,
+    done: bool,
+}
+
+impl Transaction<'_> {
+    /// The transaction id (`tx_id` on the wire).
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Reads a node's value.
+    pub fn read(&self, path: &str) -> Result<Vec<u8>, XsError> {
+        self.client.do_read(self.id, path)
+    }
+
+    /// Reads a node's value as UTF-8.
+    pub fn read_string(&self, path: &str) -> Result<String, XsError> {
+        self.client.do_read_string(self.id, path)
+    }
+
+    /// Whether a node exists.
+    pub fn exists(&self, path: &str) -> Result<bool, XsError> {
+        self.client.do_exists(self.id, path)
+    }
+
+    /// Writes a node's value.
+    pub fn write(&self, path: &str, value: impl AsRef<[u8]>) -> Result<(), XsError> {
+        self.client.do_write(self.id, path, value.as_ref())
+    }
+
+    /// Lists a node's children.
+    pub fn directory(&self, path: &str) -> Result<Vec<String>, XsError> {
+        self.client.do_directory(self.id, path)
+    }
+
+    /// Creates a node.
+    pub fn mkdir(&self, path: &str) -> Result<(), XsError> {
+        self.client.do_mkdir(self.id, path)
+    }
+
+    /// Removes a node and its subtree.
+    pub fn rm(&self, path: &str) -> Result<(), XsError> {
+        self.client.do_rm(self.id, path)
+    }
+
+    /// A node's permissions.
+    pub fn get_perms(&self, path: &str) -> Result<Vec<Perm>, XsError> {
+        self.client.do_get_perms(self.id, path)
+    }
+
+    /// Sets a node's permissions.
+    pub fn set_perms(&self, path: &str, perms: &[Perm]) -> Result<(), XsError> {
+        self.client.do_set_perms(self.id, path, perms)
+    }
+
+    /// Commits; `EAGAIN` means another change conflicted and nothing was
+    /// applied.
+    pub fn commit(mut self) -> Result<(), XsError> {
+        self.end(true)
+    }
+
+    /// Discards the transaction's changes.
+    pub fn abort(mut self) -> Result<(), XsError> {
+        self.end(false)
+    }
+
+    fn end(&mut self, commit: bool) -> Result<(), XsError> {
+        self.done = true;
+        let arg = if commit { "T" } else { "F" };
+        self.client
+            .request_ok(MsgType::TransactionEnd, self.id, join_strings(&[arg]))
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.end(false);
+        }
+    }
+}
+
+fn to_strings(payload: &[u8]) -> Vec<String> {
+    split_strings(payload)
+        .into_iter()
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+fn reader_loop(
+    mut reader: Box<dyn Read + Send>,
+    replies: Sender<Message>,
+    events: Sender<WatchEvent>,
+) {
+    while let Ok(msg) = Message::read_from(&mut reader) {
+        if msg.msg_type == MsgType::WatchEvent {
+            let parts = to_strings(&msg.payload);
+            if let [path, token, ..] = parts.as_slice() {
+                let _ = events.send(WatchEvent {
+                    path: path.clone(),
+                    token: token.clone(),
+                });
+            }
+        } else if replies.send(msg).is_err() {
+            break;
+        }
+    }
+}

@@ -1,0 +1,1048 @@
+//! An emulated xenstored.
+//!
+//! Design, simplest thing that is correct:
+//! - **Store**: one [`Tree`] of absolute paths → nodes (value, permission
+//!   list, child names, generation), under one mutex with everything else
+//!   (transactions, watches, quota buckets). Every change gets a fresh
+//!   generation from a global counter; a parent's generation changes when
+//!   its set of children does.
+//! - **Permissions** (Xen semantics): a node's first entry names its owner
+//!   and the access of every domain not listed after it. Dom0 is
+//!   privileged and may do anything; the owner may do anything; other
+//!   domains get their own entry's access or the default. Reads
+//!   (`READ`, `DIRECTORY`, `GET_PERMS`) need `r`, changes need `w`;
+//!   creating a node needs `w` on its nearest existing ancestor. New nodes
+//!   copy that ancestor's permissions and, when an unprivileged domain
+//!   creates them, get it as owner (as C xenstored's `construct_node`).
+//!   `SET_PERMS` needs ownership, and only dom0 may change the owner
+//!   (`EPERM`). Denials are `EACCES`.
+//! - **Watches** fire on a change to the watched path or any descendant
+//!   (and, on `RM`, for watches below the removed node, with the watch's
+//!   own path), with the path in the form it was registered (relative
+//!   paths stay relative). Unprivileged watchers only see events for nodes
+//!   they may read. `WATCH` queues the initial event right after its `OK`.
+//!   `@introduceDomain`/`@releaseDomain` are accepted and fired by
+//!   `INTRODUCE`/`RELEASE`.
+//! - **Transactions** run on a copy of the tree taken at
+//!   `TRANSACTION_START`. Every node a transaction looks at or changes is
+//!   recorded with its generation at first access; `TRANSACTION_END "T"`
+//!   commits only if none of those changed in the store meanwhile, by
+//!   copying the changed nodes in and firing their watches, else answers
+//!   `EAGAIN` and applies nothing.
+//! - **Quotas**: a token bucket of requests per second per unprivileged
+//!   domain (over quota: `EQUOTA` reply, the request is not executed),
+//!   and per-connection caps on watches and open transactions (`EQUOTA`).
+//! - **Connections**: two threads each: a reader that executes requests
+//!   in order, and a writer fed by a bounded queue (replies and watch
+//!   events). A connection whose event queue is full is dropped, as is
+//!   one that sends a malformed header (payload over
+//!   `XENSTORE_PAYLOAD_MAX`); malformed payloads get `EINVAL`. Nothing a
+//!   peer sends can panic the daemon.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io;
+use std::net::Shutdown;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::Instant;
+
+use super::client::Client;
+use super::wire::{
+    join_strings, split_strings, Access, ErrorCode, Message, MsgType, Perm, XENSTORE_ABS_PATH_MAX,
+    XENSTORE_PAYLOAD_MAX, XENSTORE_REL_PATH_MAX,
+};
+use super::XsError;
+
+/// Limits of the emulated daemon.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Requests per second allowed to each unprivileged domain (all its
+    /// connections together); 0 disables the limit. Dom0 is never limited.
+    pub quota_rate: u32,
+    /// Token-bucket size: how many requests a domain may burst.
+    pub quota_burst: u32,
+    /// Watches one connection may hold.
+    pub max_watches_per_conn: usize,
+    /// Transactions one connection may have open.
+    pub max_transactions_per_conn: usize,
+    /// Outgoing messages queued per connection before a slow reader is
+    /// disconnected.
+    pub max_queued_messages: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            quota_rate: 1000,
+            quota_burst: 1000,
+            max_watches_per_conn: 128,
+            max_transactions_per_conn: 16,
+            max_queued_messages: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Node {
+    value: Vec<u8>,
+    perms: Vec<Perm>,
+    children: BTreeSet<String>,
+    gen: u64,
+}
+
+/// The store: absolute path → node. `/` always exists.
+#[derive(Debug, Clone)]
+struct Tree {
+    nodes: HashMap<String, Node>,
+}
+
+impl Tree {
+    fn new() -> Tree {
+        let mut t = Tree {
+            nodes: HashMap::new(),
+        };
+        let n0 = vec![Perm::new(Access::None, 0)];
+        t.nodes.insert(
+            "/".into(),
+            Node {
+                value: Vec::new(),
+                perms: n0.clone(),
+                children: BTreeSet::new(),
+                gen: 0,
+            },
+        );
+        for p in ["/local", "/local/domain", "/local/domain/0", "/tool"] {
+            let parent = parent_of(p).to_owned();
+            if let Some(par) = t.nodes.get_mut(&parent) {
+                par.children.insert(basename(p).to_owned());
+            }
+            t.nodes.insert(
+                p.into(),
+                Node {
+                    value: Vec::new(),
+                    perms: n0.clone(),
+                    children: BTreeSet::new(),
+                    gen: 0,
+                },
+            );
+        }
+        t
+    }
+}
+
+fn parent_of(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => &path[..i],
+    }
+}
+
+fn basename(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+fn child_path(parent: &str, name: &str) -> String {
+    if parent == "/" {
+        format!("/{name}")
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+/// What `domid` may do on a node with `perms`.
+fn access_for(domid: u32, perms: &[Perm]) -> Access {
+    if domid == 0 {
+        return Access::Both;
+    }
+    let Some(first) = perms.first() else {
+        return Access::None;
+    };
+    if first.domid == domid {
+        return Access::Both;
+    }
+    perms[1..]
+        .iter()
+        .find(|p| p.domid == domid)
+        .map_or(first.access, |p| p.access)
+}
+
+/// A change that may fire watches.
+#[derive(Debug, Clone)]
+struct Event {
+    path: String,
+    /// The node's permissions (before removal for `RM`), for filtering
+    /// unprivileged watchers.
+    perms: Vec<Perm>,
+    removed: bool,
+}
+
+/// What an operation (or a whole transaction) read and changed.
+#[derive(Debug, Default)]
+struct Log {
+    /// Path → generation at first access (`None`: did not exist).
+    accessed: HashMap<String, Option<u64>>,
+    /// Paths created, changed or removed.
+    dirty: BTreeSet<String>,
+    events: Vec<Event>,
+}
+
+/// Operations on a tree (the store's or a transaction's copy).
+struct Op<'a> {
+    tree: &'a mut Tree,
+    gen: &'a mut u64,
+    log: &'a mut Log,
+    domid: u32,
+}
+
+impl Op<'_> {
+    fn touch(&mut self, path: &str) {
+        let tree = &*self.tree;
+        self.log
+            .accessed
+            .entry(path.to_owned())
+            .or_insert_with(|| tree.nodes.get(path).map(|n| n.gen));
+    }
+
+    fn next_gen(&mut self) -> u64 {
+        *self.gen += 1;
+        *self.gen
+    }
+
+    fn get(&mut self, path: &str, need_write: bool) -> Result<&mut Node, ErrorCode> {
+        self.touch(path);
+        let domid = self.domid;
+        let node = self.tree.nodes.get_mut(path).ok_or(ErrorCode::Enoent)?;
+        let acc = access_for(domid, &node.perms);
+        let ok = if need_write {
+            acc.can_write()
+        } else {
+            acc.can_read()
+        };
+        if ok {
+            Ok(node)
+        } else {
+            Err(ErrorCode::Eacces)
+        }
+    }
+
+    fn read(&mut self, path: &str) -> Result<Vec<u8>, ErrorCode> {
+        Ok(self.get(path, false)?.value.clone())
+    }
+
+    fn directory(&mut self, path: &str) -> Result<(u64, Vec<u8>), ErrorCode> {
+        let node = self.get(path, false)?;
+        Ok((
+            node.gen,
+            join_strings(&node.children.iter().collect::<Vec<_>>()),
+        ))
+    }
+
+    fn get_perms(&mut self, path: &str) -> Result<Vec<u8>, ErrorCode> {
+        let node = self.get(path, false)?;
+        let strs: Vec<String> = node.perms.iter().map(Perm::to_string).collect();
+        Ok(join_strings(&strs))
+    }
+
+    /// Creates `path` and missing parents; `Ok(false)` if it existed.
+    fn create(&mut self, path: &str) -> Result<bool, ErrorCode> {
+        if self.tree.nodes.contains_key(path) {
+            self.get(path, true)?;
+            return Ok(false);
+        }
+        let mut missing = vec![path.to_owned()];
+        let mut anc = parent_of(path).to_owned();
+        while !self.tree.nodes.contains_key(&anc) {
+            missing.push(anc.clone());
+            anc = parent_of(&anc).to_owned();
+        }
+        for m in &missing {
+            self.touch(m);
+        }
+        let mut perms = self.get(&anc, true)?.perms.clone();
+        if self.domid != 0 {
+            if let Some(owner) = perms.first_mut() {
+                owner.domid = self.domid;
+            }
+        }
+        for m in missing.iter().rev() {
+            let gen = self.next_gen();
+            let parent = parent_of(m).to_owned();
+            if let Some(par) = self.tree.nodes.get_mut(&parent) {
+                par.children.insert(basename(m).to_owned());
+                par.gen = gen;
+            }
+            self.log.dirty.insert(parent);
+            self.tree.nodes.insert(
+                m.clone(),
+                Node {
+                    value: Vec::new(),
+                    perms: perms.clone(),
+                    children: BTreeSet::new(),
+                    gen,
+                },
+            );
+            self.log.dirty.insert(m.clone());
+        }
+        Ok(true)
+    }
+
+    fn event(&mut self, path: &str, removed: bool, perms: Vec<Perm>) {
+        self.log.events.push(Event {
+            path: path.to_owned(),
+            perms,
+            removed,
+        });
+    }
+
+    fn write(&mut self, path: &str, value: &[u8]) -> Result<(), ErrorCode> {
+        self.create(path)?;
+        let gen = self.next_gen();
+        let node = self.get(path, true)?;
+        node.value = value.to_vec();
+        node.gen = gen;
+        let perms = node.perms.clone();
+        self.log.dirty.insert(path.to_owned());
+        self.event(path, false, perms);
+        Ok(())
+    }
+
+    fn mkdir(&mut self, path: &str) -> Result<(), ErrorCode> {
+        if self.create(path)? {
+            let perms = self.get(path, false).map(|n| n.perms.clone());
+            self.event(path, false, perms.unwrap_or_default());
+        }
+        Ok(())
+    }
+
+    fn rm(&mut self, path: &str) -> Result<(), ErrorCode> {
+        if path == "/" {
+            return Err(ErrorCode::Einval);
+        }
+        self.touch(path);
+        if !self.tree.nodes.contains_key(path) {
+            let parent = parent_of(path);
+            self.touch(parent);
+            return if self.tree.nodes.contains_key(parent) {
+                Ok(())
+            } else {
+                Err(ErrorCode::Enoent)
+            };
+        }
+        let perms = self.get(path, true)?.perms.clone();
+        let mut stack = vec![path.to_owned()];
+        let mut doomed = Vec::new();
+        while let Some(p) = stack.pop() {
+            if let Some(n) = self.tree.nodes.get(&p) {
+                stack.extend(n.children.iter().map(|c| child_path(&p, c)));
+            }
+            doomed.push(p);
+        }
+        for p in doomed {
+            self.touch(&p);
+            self.tree.nodes.remove(&p);
+            self.log.dirty.insert(p);
+        }
+        let parent = parent_of(path).to_owned();
+        self.touch(&parent);
+        let gen = self.next_gen();
+        if let Some(par) = self.tree.nodes.get_mut(&parent) {
+            par.children.remove(basename(path));
+            par.gen = gen;
+        }
+        self.log.dirty.insert(parent);
+        self.event(path, true, perms);
+        Ok(())
+    }
+
+    fn set_perms(&mut self, path: &str, perms: Vec<Perm>) -> Result<(), ErrorCode> {
+        let domid = self.domid;
+        let gen = self.next_gen();
+        self.touch(path);
+        let node = self.tree.nodes.get_mut(path).ok_or(ErrorCode::Enoent)?;
+        let old_owner = node.perms.first().map(|p| p.domid);
+        let new_owner = perms.first().map(|p| p.domid);
+        if domid != 0 {
+            if old_owner != Some(domid) {
+                return Err(ErrorCode::Eacces);
+            }
+            if new_owner != old_owner {
+                return Err(ErrorCode::Eperm);
+            }
+        }
+        node.perms = perms.clone();
+        node.gen = gen;
+        self.log.dirty.insert(path.to_owned());
+        self.event(path, false, perms);
+        Ok(())
+    }
+}
+
+/// A connection as seen by the store (for watches and transactions).
+#[derive(Debug)]
+struct ConnHandle {
+    id: u64,
+    domid: u32,
+    out: SyncSender<Message>,
+    sock: UnixStream,
+}
+
+impl ConnHandle {
+    /// Queues a message without blocking; a full queue drops the
+    /// connection (it is not reading).
+    fn queue(&self, msg: Message) {
+        if let Err(TrySendError::Full(_)) = self.out.try_send(msg) {
+            tracing::warn!(
+                conn = self.id,
+                domid = self.domid,
+                "xenstore: queue full, dropping connection"
+            );
+            let _ = self.sock.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Watch {
+    conn: Arc<ConnHandle>,
+    /// As registered (maybe relative).
+    path: String,
+    /// Absolute (or `@special`).
+    abs: String,
+    token: String,
+}
+
+#[derive(Debug)]
+struct Tx {
+    conn: u64,
+    tree: Tree,
+    log: Log,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+#[derive(Debug)]
+struct State {
+    tree: Tree,
+    gen: u64,
+    next_tx: u32,
+    txs: HashMap<u32, Tx>,
+    watches: Vec<Watch>,
+    buckets: HashMap<u32, Bucket>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: ServerConfig,
+    state: Mutex<State>,
+    next_conn: AtomicU64,
+}
+
+/// The emulated xenstored. Cheap to clone (all clones share one store).
+#[derive(Debug, Clone)]
+pub struct XenstoreServer {
+    shared: Arc<Shared>,
+}
+
+/// A listening socket served by an accept thread. Dropping it (or
+/// [`Listener::stop`]) stops accepting and removes the socket file;
+/// connections already open keep being served.
+#[derive(Debug)]
+pub struct Listener {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Listener {
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stops accepting and removes the socket file.
+    pub fn stop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.stop.store(true, Ordering::SeqCst);
+            // Wake the blocking accept.
+            let _ = UnixStream::connect(&self.path);
+            let _ = t.join();
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Default for XenstoreServer {
+    fn default() -> XenstoreServer {
+        XenstoreServer::new(ServerConfig::default())
+    }
+}
+
+impl XenstoreServer {
+    /// An empty store (`/`, `/local/domain/0`, `/tool`, all `n0`).
+    pub fn new(config: ServerConfig) -> XenstoreServer {
+        XenstoreServer {
+            shared: Arc::new(Shared {
+                config,
+                state: Mutex::new(State {
+                    tree: Tree::new(),
+                    gen: 0,
+                    next_tx: 1,
+                    txs: HashMap::new(),
+                    watches: Vec::new(),
+                    buckets: HashMap::new(),
+                }),
+                next_conn: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// Listens on a Unix socket (replacing a stale file, mode 0600);
+    /// every connection acts as dom0, like xenstored's socket.
+    pub fn listen(&self, path: impl AsRef<Path>) -> io::Result<Listener> {
+        let path = path.as_ref().to_path_buf();
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let listener = UnixListener::bind(&path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let server = self.clone();
+        let stop2 = stop.clone();
+        let thread = thread::Builder::new()
+            .name("xenstored-accept".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if stop2.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    match conn {
+                        Ok(s) => {
+                            if let Err(e) = server.serve_stream(s, 0) {
+                                tracing::warn!("xenstore: serving a connection: {e}");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!("xenstore: accept: {e}");
+                            thread::sleep(std::time::Duration::from_millis(10));
+                        }
+                    }
+                }
+            })?;
+        Ok(Listener {
+            path,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Serves one connected stream as domain `domid` on new threads.
+    pub fn serve_stream(&self, stream: UnixStream, domid: u32) -> io::Result<()> {
+        let (out, rx) = mpsc::sync_channel::<Message>(self.shared.config.max_queued_messages);
+        let handle = Arc::new(ConnHandle {
+            id: self.shared.next_conn.fetch_add(1, Ordering::Relaxed),
+            domid,
+            out,
+            sock: stream.try_clone()?,
+        });
+        let mut writer = stream.try_clone()?;
+        let mut reader = stream;
+        thread::Builder::new()
+            .name("xenstored-write".into())
+            .spawn(move || {
+                for msg in rx {
+                    if msg.write_to(&mut writer).is_err() {
+                        let _ = writer.shutdown(Shutdown::Both);
+                        break;
+                    }
+                }
+            })?;
+        let server = self.clone();
+        thread::Builder::new()
+            .name("xenstored-conn".into())
+            .spawn(move || {
+                loop {
+                    match Message::read_from(&mut reader) {
+                        Ok(msg) => server.dispatch(&handle, msg),
+                        Err(super::wire::WireError::Closed) => break,
+                        Err(e) => {
+                            tracing::info!(conn = handle.id, "xenstore: dropping connection: {e}");
+                            let _ = reader.shutdown(Shutdown::Both);
+                            break;
+                        }
+                    }
+                }
+                server.disconnect(handle.id);
+            })?;
+        Ok(())
+    }
+
+    /// An in-process client acting as domain `domid` (0 is privileged),
+    /// over a socketpair: the way to test permissions and quotas.
+    pub fn connect_as(&self, domid: u32) -> Result<Client, XsError> {
+        let (a, b) = UnixStream::pair().map_err(|source| XsError::Connect {
+            path: "<socketpair>".into(),
+            source,
+        })?;
+        self.serve_stream(b, domid)
+            .map_err(|source| XsError::Connect {
+                path: "<socketpair>".into(),
+                source,
+            })?;
+        Client::from_stream(a)
+    }
+
+    /// A raw stream served as domain `domid`, for sending arbitrary bytes.
+    pub fn connect_raw_as(&self, domid: u32) -> io::Result<UnixStream> {
+        let (a, b) = UnixStream::pair()?;
+        self.serve_stream(b, domid)?;
+        Ok(a)
+    }
+
+    /// Number of nodes in the store.
+    pub fn node_count(&self) -> usize {
+        self.lock().tree.nodes.len()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn disconnect(&self, conn: u64) {
+        let mut st = self.lock();
+        st.watches.retain(|w| w.conn.id != conn);
+        st.txs.retain(|_, t| t.conn != conn);
+    }
+
+    fn dispatch(&self, conn: &Arc<ConnHandle>, msg: Message) {
+        let result = self.handle(conn, &msg);
+        let ok = result.is_ok();
+        let reply = match result {
+            Ok(payload) => Message::new(msg.msg_type, msg.req_id, msg.tx_id, payload),
+            Err(code) => Message::new(MsgType::Error, msg.req_id, msg.tx_id, code.to_payload()),
+        };
+        // Blocking send: a client flooding requests without reading
+        // replies only stalls itself.
+        if conn.out.send(reply).is_err() {
+            return;
+        }
+        if ok && msg.msg_type == MsgType::Watch {
+            // The initial event, right after the OK (as xenstored).
+            let args = split_strings(&msg.payload);
+            if let [path, token, ..] = args.as_slice() {
+                conn.queue(Message::new(
+                    MsgType::WatchEvent,
+                    0,
+                    0,
+                    join_strings(&[path, token]),
+                ));
+            }
+        }
+    }
+
+    fn handle(&self, conn: &Arc<ConnHandle>, msg: &Message) -> Result<Vec<u8>, ErrorCode> {
+        let ok = || Ok(b"OK\0".to_vec());
+        let domid = conn.domid;
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        if domid != 0 && !self.take_token(st, domid) {
+            return Err(ErrorCode::Equota);
+        }
+        let args = split_strings(&msg.payload);
+        let arg = |i: usize| -> Result<&str, ErrorCode> {
+            let a = args.get(i).ok_or(ErrorCode::Einval)?;
+            std::str::from_utf8(a).map_err(|_| ErrorCode::Einval)
+        };
+        match msg.msg_type {
+            MsgType::Read
+            | MsgType::Directory
+            | MsgType::DirectoryPart
+            | MsgType::GetPerms
+            | MsgType::Write
+            | MsgType::Mkdir
+            | MsgType::Rm
+            | MsgType::SetPerms => self.node_op(st, conn, msg),
+            MsgType::Watch => {
+                let (raw, token) = (arg(0)?, arg(1)?);
+                let abs = canon(domid, raw, true)?;
+                let mine = st.watches.iter().filter(|w| w.conn.id == conn.id);
+                if mine.clone().any(|w| w.path == raw && w.token == token) {
+                    return Err(ErrorCode::Eexist);
+                }
+                if mine.count() >= self.shared.config.max_watches_per_conn {
+                    return Err(ErrorCode::Equota);
+                }
+                st.watches.push(Watch {
+                    conn: conn.clone(),
+                    path: raw.to_owned(),
+                    abs,
+                    token: token.to_owned(),
+                });
+                ok()
+            }
+            MsgType::Unwatch => {
+                let (raw, token) = (arg(0)?, arg(1)?);
+                let before = st.watches.len();
+                st.watches
+                    .retain(|w| !(w.conn.id == conn.id && w.path == raw && w.token == token));
+                if st.watches.len() == before {
+                    return Err(ErrorCode::Enoent);
+                }
+                ok()
+            }
+            MsgType::ResetWatches => {
+                st.watches.retain(|w| w.conn.id != conn.id);
+                ok()
+            }
+            MsgType::TransactionStart => {
+                if msg.tx_id != 0 {
+                    return Err(ErrorCode::Ebusy);
+                }
+                let open = st.txs.values().filter(|t| t.conn == conn.id).count();
+                if open >= self.shared.config.max_transactions_per_conn {
+                    return Err(ErrorCode::Equota);
+                }
+                let mut id = st.next_tx;
+                while id == 0 || st.txs.contains_key(&id) {
+                    id = id.wrapping_add(1);
+                }
+                st.next_tx = id.wrapping_add(1);
+                let tx = Tx {
+                    conn: conn.id,
+                    tree: st.tree.clone(),
+                    log: Log::default(),
+                };
+                st.txs.insert(id, tx);
+                Ok(join_strings(&[id.to_string()]))
+            }
+            MsgType::TransactionEnd => {
+                let commit = match arg(0)? {
+                    "T" => true,
+                    "F" => false,
+                    _ => return Err(ErrorCode::Einval),
+                };
+                match st.txs.get(&msg.tx_id) {
+                    Some(t) if t.conn == conn.id => {}
+                    _ => return Err(ErrorCode::Enoent),
+                }
+                let Some(tx) = st.txs.remove(&msg.tx_id) else {
+                    return Err(ErrorCode::Enoent);
+                };
+                if commit {
+                    self.commit(st, tx)?;
+                }
+                ok()
+            }
+            MsgType::GetDomainPath => {
+                let id = arg(0)?;
+                let id: u32 = id.parse().map_err(|_| ErrorCode::Einval)?;
+                Ok(join_strings(&[format!("/local/domain/{id}")]))
+            }
+            MsgType::IsDomainIntroduced => Ok(b"T\0".to_vec()),
+            MsgType::Introduce | MsgType::Release => {
+                if domid != 0 {
+                    return Err(ErrorCode::Eacces);
+                }
+                let special = if msg.msg_type == MsgType::Introduce {
+                    "@introduceDomain"
+                } else {
+                    "@releaseDomain"
+                };
+                let ev = Event {
+                    path: special.into(),
+                    perms: Vec::new(),
+                    removed: false,
+                };
+                fire(st, &[ev]);
+                ok()
+            }
+            MsgType::Resume | MsgType::SetTarget => {
+                if domid != 0 {
+                    return Err(ErrorCode::Eacces);
+                }
+                ok()
+            }
+            MsgType::Control => ok(),
+            MsgType::WatchEvent | MsgType::Error | MsgType::Unknown(_) => Err(ErrorCode::Einval),
+        }
+    }
+
+    fn take_token(&self, st: &mut State, domid: u32) -> bool {
+        let cfg = &self.shared.config;
+        if cfg.quota_rate == 0 {
+            return true;
+        }
+        let now = Instant::now();
+        let burst = f64::from(cfg.quota_burst.max(1));
+        let b = st.buckets.entry(domid).or_insert(Bucket {
+            tokens: burst,
+            last: now,
+        });
+        let elapsed = now.duration_since(b.last).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * f64::from(cfg.quota_rate)).min(burst);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Requests on nodes, inside a transaction or not.
+    fn node_op(
+        &self,
+        st: &mut State,
+        conn: &Arc<ConnHandle>,
+        msg: &Message,
+    ) -> Result<Vec<u8>, ErrorCode> {
+        let domid = conn.domid;
+        let ok = || Ok(b"OK\0".to_vec());
+        let payload = &msg.payload;
+        // WRITE is `path\0value`, the rest are NUL-terminated strings.
+        let nul = payload
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or(ErrorCode::Einval)?;
+        let raw = std::str::from_utf8(&payload[..nul]).map_err(|_| ErrorCode::Einval)?;
+        let path = canon(domid, raw, false)?;
+        let rest = &payload[nul + 1..];
+
+        let State { tree, gen, txs, .. } = st;
+        let mut own_log = Log::default();
+        let (tree, log) = if msg.tx_id == 0 {
+            (tree, &mut own_log)
+        } else {
+            match txs.get_mut(&msg.tx_id) {
+                Some(tx) if tx.conn == conn.id => (&mut tx.tree, &mut tx.log),
+                _ => return Err(ErrorCode::Enoent),
+            }
+        };
+        let mut op = Op {
+            tree,
+            gen,
+            log,
+            domid,
+        };
+        let reply = match msg.msg_type {
+            MsgType::Read => op.read(&path),
+            MsgType::GetPerms => op.get_perms(&path),
+            MsgType::Directory => {
+                let (_, listing) = op.directory(&path)?;
+                if listing.len() > XENSTORE_PAYLOAD_MAX {
+                    Err(ErrorCode::E2big)
+                } else {
+                    Ok(listing)
+                }
+            }
+            MsgType::DirectoryPart => {
+                let off = split_strings(rest)
+                    .first()
+                    .and_then(|s| std::str::from_utf8(s).ok())
+                    .and_then(|s| s.parse::<usize>().ok())
+                    .ok_or(ErrorCode::Einval)?;
+                let (g, listing) = op.directory(&path)?;
+                directory_part(g, &listing, off)
+            }
+            MsgType::Write => op.write(&path, rest).and_then(|()| ok()),
+            MsgType::Mkdir => op.mkdir(&path).and_then(|()| ok()),
+            MsgType::Rm => op.rm(&path).and_then(|()| ok()),
+            MsgType::SetPerms => {
+                let perms: Option<Vec<Perm>> = split_strings(rest)
+                    .into_iter()
+                    .map(|p| std::str::from_utf8(p).ok().and_then(Perm::parse))
+                    .collect();
+                match perms {
+                    Some(p) if !p.is_empty() => op.set_perms(&path, p).and_then(|()| ok()),
+                    _ => Err(ErrorCode::Einval),
+                }
+            }
+            _ => Err(ErrorCode::Einval),
+        };
+        if msg.tx_id == 0 {
+            let events = std::mem::take(&mut own_log.events);
+            fire(st, &events);
+        }
+        reply
+    }
+
+    fn commit(&self, st: &mut State, tx: Tx) -> Result<(), ErrorCode> {
+        for (path, gen) in &tx.log.accessed {
+            if st.tree.nodes.get(path).map(|n| n.gen) != *gen {
+                return Err(ErrorCode::Eagain);
+            }
+        }
+        for path in &tx.log.dirty {
+            match tx.tree.nodes.get(path) {
+                Some(node) => {
+                    st.gen += 1;
+                    let mut node = node.clone();
+                    node.gen = st.gen;
+                    st.tree.nodes.insert(path.clone(), node);
+                }
+                None => {
+                    st.tree.nodes.remove(path);
+                }
+            }
+        }
+        fire(st, &tx.log.events);
+        Ok(())
+    }
+}
+
+/// `XS_DIRECTORY_PART` reply: `gen\0` then as many whole names from byte
+/// `off` of the listing as fit, plus a final NUL if that is the end.
+fn directory_part(gen: u64, listing: &[u8], off: usize) -> Result<Vec<u8>, ErrorCode> {
+    let rest = listing.get(off..).ok_or(ErrorCode::Einval)?;
+    let mut out = join_strings(&[gen.to_string()]);
+    let room = XENSTORE_PAYLOAD_MAX - out.len() - 1;
+    let mut take = 0;
+    for name in rest.split_inclusive(|&b| b == 0) {
+        if take + name.len() > room {
+            break;
+        }
+        take += name.len();
+    }
+    out.extend_from_slice(&rest[..take]);
+    if take == rest.len() {
+        out.push(0);
+    }
+    Ok(out)
+}
+
+/// Sends watch events for `events`.
+fn fire(st: &State, events: &[Event]) {
+    for ev in events {
+        for w in &st.watches {
+            let evpath = if ev.path == w.abs
+                || w.abs == "/"
+                || (ev.path.starts_with(&w.abs)
+                    && ev.path.as_bytes().get(w.abs.len()) == Some(&b'/'))
+            {
+                ev.path.as_str()
+            } else if ev.removed
+                && w.abs.starts_with(&ev.path)
+                && w.abs.as_bytes().get(ev.path.len()) == Some(&b'/')
+            {
+                w.abs.as_str()
+            } else {
+                continue;
+            };
+            if w.abs == "/" && evpath.starts_with('@') {
+                continue;
+            }
+            if !evpath.starts_with('@') && !access_for(w.conn.domid, &ev.perms).can_read() {
+                continue;
+            }
+            let shown = if w.path.starts_with('/') || w.path.starts_with('@') {
+                evpath
+            } else {
+                let home = format!("/local/domain/{}/", w.conn.domid);
+                evpath.strip_prefix(&home).unwrap_or(evpath)
+            };
+            w.conn.queue(Message::new(
+                MsgType::WatchEvent,
+                0,
+                0,
+                join_strings(&[shown, w.token.as_str()]),
+            ));
+        }
+    }
+}
+
+/// Validates a path and makes it absolute (relative paths are under
+/// `/local/domain/<domid>`). `@special` names only where `special`.
+fn canon(domid: u32, raw: &str, special: bool) -> Result<String, ErrorCode> {
+    const VALID: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-/_@";
+    if raw.is_empty() || !raw.bytes().all(|b| VALID.contains(&b)) || raw.contains("//") {
+        return Err(ErrorCode::Einval);
+    }
+    if let Some(name) = raw.strip_prefix('@') {
+        return if special && !name.is_empty() && !name.contains('/') {
+            Ok(raw.to_owned())
+        } else {
+            Err(ErrorCode::Einval)
+        };
+    }
+    let trimmed = if raw.len() > 1 {
+        raw.strip_suffix('/').unwrap_or(raw)
+    } else {
+        raw
+    };
+    if trimmed.starts_with('/') {
+        if trimmed.len() > XENSTORE_ABS_PATH_MAX {
+            return Err(ErrorCode::Einval);
+        }
+        Ok(trimmed.to_owned())
+    } else {
+        if trimmed.len() > XENSTORE_REL_PATH_MAX {
+            return Err(ErrorCode::Einval);
+        }
+        Ok(format!("/local/domain/{domid}/{trimmed}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_canon() {
+        assert_eq!(canon(3, "a/b", false).unwrap(), "/local/domain/3/a/b");
+        assert_eq!(canon(0, "/a/", false).unwrap(), "/a");
+        assert_eq!(canon(0, "/", false).unwrap(), "/");
+        assert_eq!(canon(0, "@releaseDomain", true).unwrap(), "@releaseDomain");
+        for bad in ["", "/a//b", "/a b", "@x", "/a/\u{e9}", "@"] {
+            assert!(canon(0, bad, bad == "@").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn test_access() {
+        let p = [
+            Perm::new(Access::Read, 1),
+            Perm::new(Access::Write, 2),
+            Perm::new(Access::None, 3),
+        ];
+        assert_eq!(access_for(0, &p), Access::Both);
+        assert_eq!(access_for(1, &p), Access::Both);
+        assert_eq!(access_for(2, &p), Access::Write);
+        assert_eq!(access_for(3, &p), Access::None);
+        assert_eq!(access_for(4, &p), Access::Read);
+        assert_eq!(access_for(4, &[]), Access::None);
+    }
+
+    #[test]
+    fn test_directory_part() {
+        let names: Vec<String> = (0..1000).map(|i| format!("child{i:04}")).collect();
+        let listing = join_strings(&names);
+        let mut got = Vec::new();
+        loop {
+            let r = directory_part(7, &listing, got.len()).unwrap();
+            assert!(r.len() <= XENSTORE_PAYLOAD_MAX);
+            let body = &r[2..];
+            if body.ends_with(&[0, 0]) || body == [0] {
+                got.extend_from_slice(&body[..body.len() - 1]);
+                break;
+            }
+            got.extend_from_slice(body);
+        }
+        assert_eq!(got, listing);
+        assert!(directory_part(7, &listing, listing.len() + 1).is_err());
+    }
+}
