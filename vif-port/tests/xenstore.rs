@@ -444,7 +444,7 @@ fn quota_gives_equota() {
             }
         }
     }
-    assert!(quota >= 30, "only {quota} EQUOTA");
+    assert!(quota >= 10, "only {quota} EQUOTA");
     // Dom0 is never limited, and the domain recovers after a while.
     for _ in 0..200 {
         d0.read("/local/domain/3/k").unwrap();
@@ -556,6 +556,11 @@ fn over_a_socket() {
     std::env::set_var("XENSTORED_PATH", &path2);
     let c = Client::open().unwrap();
     assert_eq!(c.read("/via/socket").unwrap(), b"1");
+    // stop() works even when the socket file is gone.
+    let path3 = sock_path("gone");
+    let mut l3 = s.listen(&path3).unwrap();
+    std::fs::remove_file(&path3).unwrap();
+    l3.stop();
 }
 
 #[test]

@@ -42,6 +42,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::net::Shutdown;
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -49,7 +50,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::client::Client;
 use super::wire::{
@@ -520,6 +523,7 @@ impl XenstoreServer {
             _ => {}
         }
         let listener = UnixListener::bind(&path)?;
+        listener.set_nonblocking(true)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         let stop = Arc::new(AtomicBool::new(false));
         let server = self.clone();
@@ -527,19 +531,35 @@ impl XenstoreServer {
         let thread = thread::Builder::new()
             .name("xenstored-accept".into())
             .spawn(move || {
-                for conn in listener.incoming() {
+                while !stop2.load(Ordering::SeqCst) {
+                    // Poll with a timeout so that stop() works even if the
+                    // socket file was removed (no wake-up connect).
+                    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+                    match poll(&mut fds, PollTimeout::from(200u16)) {
+                        Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!("xenstore: poll: {e}");
+                            thread::sleep(Duration::from_millis(10));
+                            continue;
+                        }
+                    }
                     if stop2.load(Ordering::SeqCst) {
                         break;
                     }
-                    match conn {
-                        Ok(s) => {
-                            if let Err(e) = server.serve_stream(s, 0) {
+                    match listener.accept() {
+                        Ok((s, _)) => {
+                            if let Err(e) = s
+                                .set_nonblocking(false)
+                                .and_then(|()| server.serve_stream(s, 0))
+                            {
                                 tracing::warn!("xenstore: serving a connection: {e}");
                             }
                         }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(e) => {
                             tracing::warn!("xenstore: accept: {e}");
-                            thread::sleep(std::time::Duration::from_millis(10));
+                            thread::sleep(Duration::from_millis(10));
                         }
                     }
                 }
