@@ -19,13 +19,16 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod datum;
 pub mod error;
 pub mod jsonrpc;
 pub mod replica;
 pub mod schema;
+pub mod session;
 pub mod transact;
 
+pub use client::{Client, ClientOptions, MonitorReply, Notification, Notifications};
 pub use datum::{Atom, Datum, Uuid};
 pub use error::{DatumError, Error, TxnError};
 pub use replica::{
@@ -33,4 +36,5 @@ pub use replica::{
     Replica, Row, MONITORED,
 };
 pub use schema::{AtomicType, ColumnKind, ColumnType, Schema};
+pub use session::{Session, SessionOptions};
 pub use transact::Txn;

@@ -359,6 +359,14 @@ impl Replica {
         }
     }
 
+    /// Applies an `update3` notification: `<table-updates2>` and the id of
+    /// the transaction that produced them.
+    pub fn apply_update3(&mut self, last_txn_id: &str, updates: &Value) -> Result<(), Error> {
+        self.apply_update2(updates)?;
+        self.last_txn_id = Some(last_txn_id.to_owned());
+        Ok(())
+    }
+
     /// Applies a server notification. Returns `Ok(true)` for `update`,
     /// `update2` and `update3`, `Ok(false)` for other methods (ignored).
     pub fn apply_notification(&mut self, method: &str, params: &Value) -> Result<bool, Error> {
@@ -371,9 +379,10 @@ impl Replica {
             "update" => self.apply_update(p(1)?).map(|()| true),
             "update2" => self.apply_update2(p(1)?).map(|()| true),
             "update3" => {
-                self.apply_update2(p(2)?)?;
-                self.last_txn_id = p(1)?.as_str().map(str::to_owned);
-                Ok(true)
+                let id = p(1)?
+                    .as_str()
+                    .ok_or_else(|| proto(format!("update3 txn id: {params}")))?;
+                self.apply_update3(id, p(2)?).map(|()| true)
             }
             _ => Ok(false),
         }
