@@ -2,11 +2,17 @@
 //!
 //! Layers, bottom up:
 //! - [`buffer`]: packet buffers and 32-packet batches.
+//! - [`packet`]: zero-copy header views (Ethernet, VLAN, ARP, IPv4, IPv6,
+//!   TCP, UDP, ICMP).
+//! - [`csum`] and [`gso`]: checksum and segmentation offload in software.
 //! - [`port`]: the [`Port`] trait every port (Xen vif, tap, veth) implements.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod buffer;
+pub mod csum;
+pub mod gso;
+pub mod packet;
 pub mod port;
 
 pub use buffer::{Csum, Gso, GsoType, OfPort, Packet, PacketBatch, MAX_BURST};
