@@ -5,12 +5,14 @@
 //! - [`packet`]: zero-copy header views (Ethernet, VLAN, ARP, IPv4, IPv6,
 //!   TCP, UDP, ICMP).
 //! - [`csum`] and [`gso`]: checksum and segmentation offload in software.
+//! - [`flow`]: flow keys and masks, extraction, text forms.
 //! - [`port`]: the [`Port`] trait every port (Xen vif, tap, veth) implements.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod buffer;
 pub mod csum;
+pub mod flow;
 pub mod gso;
 pub mod packet;
 pub mod port;

@@ -1,0 +1,423 @@
+//! Flow keys and masks.
+//!
+//! A [`FlowKey`] is the datapath's view of the headers that matter for
+//! forwarding, stored like OVS's miniflow but simpler: a fixed array of
+//! [`N_WORDS`] `u64` words, so that masking, comparing and hashing are
+//! plain word loops. A [`FlowMask`] has the same shape; a 1-bit means the
+//! bit is significant (OVS `struct flow_wildcards`).
+//!
+//! Field semantics follow OVS `struct flow` (`lib/flow.h`, `lib/packets.h`):
+//! - `vlan_tci` holds the outer tag's TCI with the CFI/DEI bit (0x1000)
+//!   forced to 1 as a "tag present" marker, so an untagged frame (0) differs
+//!   from a tagged frame with VID 0 (0x1000). The frame's own DEI bit is
+//!   not represented, as in OVS before 2.8.
+//! - `dl_type` is the EtherType after the outer VLAN tag; 0x05ff
+//!   (`FLOW_DL_TYPE_NONE`) for 802.3 length-field frames.
+//! - `nw_src`/`nw_dst` hold IPv4 addresses (in the low 32 bits), IPv6
+//!   addresses, or ARP SPA/TPA; for ARP `nw_proto` is the opcode's low byte.
+//! - `nw_tos` is the whole TOS/traffic-class byte (DSCP and ECN); `nw_frag`
+//!   uses OVS's `FLOW_NW_FRAG_ANY` (1) and `FLOW_NW_FRAG_LATER` (2) bits.
+//! - `tp_src`/`tp_dst` hold ICMP/ICMPv6 type and code.
+
+mod display;
+mod extract;
+
+pub use display::{DpctlFmt, MatchFmt};
+pub use extract::{extract, extract_frame};
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::buffer::OfPort;
+use crate::packet::MacAddr;
+
+/// Number of 64-bit words in a key or mask.
+pub const N_WORDS: usize = 8;
+
+/// OVS `VLAN_CFI`: the "tag present" bit of `vlan_tci`.
+pub const VLAN_CFI: u16 = 0x1000;
+/// The VID bits of `vlan_tci`.
+pub const VLAN_VID_MASK: u16 = 0x0fff;
+/// The PCP bits of `vlan_tci`.
+pub const VLAN_PCP_MASK: u16 = 0xe000;
+/// OVS `FLOW_DL_TYPE_NONE`: dl_type of frames without an EtherType.
+pub const DL_TYPE_NONE: u16 = 0x05ff;
+/// `nw_frag` bit: the packet is a fragment.
+pub const NW_FRAG_ANY: u8 = 1;
+/// `nw_frag` bit: the packet is a fragment other than the first.
+pub const NW_FRAG_LATER: u8 = 2;
+
+/// A field of the flow key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Field {
+    /// Input port (32 bits).
+    InPort,
+    /// Ethernet source (48 bits).
+    DlSrc,
+    /// Ethernet destination (48 bits).
+    DlDst,
+    /// VLAN TCI with the presence bit (16 bits).
+    VlanTci,
+    /// EtherType (16 bits).
+    DlType,
+    /// IPv4/IPv6 source or ARP SPA (128 bits).
+    NwSrc,
+    /// IPv4/IPv6 destination or ARP TPA (128 bits).
+    NwDst,
+    /// IP protocol or ARP opcode (8 bits).
+    NwProto,
+    /// TOS / traffic class (8 bits).
+    NwTos,
+    /// TTL / hop limit (8 bits).
+    NwTtl,
+    /// Fragment bits (8 bits).
+    NwFrag,
+    /// L4 source port or ICMP type (16 bits).
+    TpSrc,
+    /// L4 destination port or ICMP code (16 bits).
+    TpDst,
+    /// TCP flags (12 bits used).
+    TcpFlags,
+}
+
+impl Field {
+    /// Every field, in display order.
+    pub const ALL: [Field; 14] = [
+        Field::InPort,
+        Field::VlanTci,
+        Field::DlSrc,
+        Field::DlDst,
+        Field::DlType,
+        Field::NwSrc,
+        Field::NwDst,
+        Field::NwProto,
+        Field::NwTos,
+        Field::NwTtl,
+        Field::NwFrag,
+        Field::TpSrc,
+        Field::TpDst,
+        Field::TcpFlags,
+    ];
+
+    /// `(word, shift, bits)`; 128-bit fields span `word` (high) and
+    /// `word + 1` (low).
+    const fn layout(self) -> (usize, u32, u32) {
+        match self {
+            Field::InPort => (0, 32, 32),
+            Field::DlType => (0, 16, 16),
+            Field::VlanTci => (0, 0, 16),
+            Field::DlDst => (1, 16, 48),
+            Field::NwProto => (1, 8, 8),
+            Field::NwTos => (1, 0, 8),
+            Field::DlSrc => (2, 16, 48),
+            Field::NwTtl => (2, 8, 8),
+            Field::NwFrag => (2, 0, 8),
+            Field::NwSrc => (3, 0, 128),
+            Field::NwDst => (5, 0, 128),
+            Field::TpSrc => (7, 48, 16),
+            Field::TpDst => (7, 32, 16),
+            Field::TcpFlags => (7, 16, 16),
+        }
+    }
+
+    /// Width in bits.
+    pub const fn bits(self) -> u32 {
+        self.layout().2
+    }
+
+    /// All-ones value of the field's width.
+    pub const fn all_ones(self) -> u128 {
+        let b = self.bits();
+        if b == 128 {
+            u128::MAX
+        } else {
+            (1u128 << b) - 1
+        }
+    }
+}
+
+fn get_field(w: &[u64; N_WORDS], f: Field) -> u128 {
+    let (i, shift, bits) = f.layout();
+    if bits == 128 {
+        (u128::from(w[i]) << 64) | u128::from(w[i + 1])
+    } else {
+        u128::from((w[i] >> shift) & ((1u64 << bits) - 1))
+    }
+}
+
+fn set_field(w: &mut [u64; N_WORDS], f: Field, v: u128) {
+    let (i, shift, bits) = f.layout();
+    if bits == 128 {
+        w[i] = (v >> 64) as u64;
+        w[i + 1] = v as u64;
+    } else {
+        let m = ((1u64 << bits) - 1) << shift;
+        w[i] = (w[i] & !m) | (((v as u64) << shift) & m);
+    }
+}
+
+/// A flow key: the forwarding-relevant header fields of one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    /// The raw words (see the module docs for the layout).
+    pub words: [u64; N_WORDS],
+}
+
+/// A mask over a [`FlowKey`]: 1-bits are significant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct FlowMask {
+    /// The raw words, same layout as [`FlowKey::words`].
+    pub words: [u64; N_WORDS],
+}
+
+macro_rules! int_accessors {
+    ($($get:ident, $set:ident, $field:ident, $ty:ty, $doc:literal;)*) => {
+        $(
+            #[doc = concat!("The ", $doc, ".")]
+            pub fn $get(&self) -> $ty {
+                self.get(Field::$field) as $ty
+            }
+
+            #[doc = concat!("Set the ", $doc, ".")]
+            pub fn $set(&mut self, v: $ty) {
+                self.set(Field::$field, u128::from(v));
+            }
+        )*
+    };
+}
+
+impl FlowKey {
+    /// Raw value of a field.
+    pub fn get(&self, f: Field) -> u128 {
+        get_field(&self.words, f)
+    }
+
+    /// Set a field (excess bits are cut).
+    pub fn set(&mut self, f: Field, v: u128) {
+        set_field(&mut self.words, f, v)
+    }
+
+    int_accessors! {
+        in_port, set_in_port, InPort, OfPort, "input port";
+        vlan_tci, set_vlan_tci, VlanTci, u16, "VLAN TCI (with the 0x1000 presence bit)";
+        dl_type, set_dl_type, DlType, u16, "EtherType";
+        nw_proto, set_nw_proto, NwProto, u8, "IP protocol or ARP opcode";
+        nw_tos, set_nw_tos, NwTos, u8, "TOS byte";
+        nw_ttl, set_nw_ttl, NwTtl, u8, "TTL / hop limit";
+        nw_frag, set_nw_frag, NwFrag, u8, "fragment bits";
+        tp_src, set_tp_src, TpSrc, u16, "L4 source port / ICMP type";
+        tp_dst, set_tp_dst, TpDst, u16, "L4 destination port / ICMP code";
+        tcp_flags, set_tcp_flags, TcpFlags, u16, "TCP flags";
+    }
+
+    /// Ethernet source.
+    pub fn dl_src(&self) -> MacAddr {
+        MacAddr::from_u64(self.get(Field::DlSrc) as u64)
+    }
+
+    /// Set the Ethernet source.
+    pub fn set_dl_src(&mut self, m: MacAddr) {
+        self.set(Field::DlSrc, u128::from(m.to_u64()));
+    }
+
+    /// Ethernet destination.
+    pub fn dl_dst(&self) -> MacAddr {
+        MacAddr::from_u64(self.get(Field::DlDst) as u64)
+    }
+
+    /// Set the Ethernet destination.
+    pub fn set_dl_dst(&mut self, m: MacAddr) {
+        self.set(Field::DlDst, u128::from(m.to_u64()));
+    }
+
+    /// Whether the frame carried a VLAN tag.
+    pub fn has_vlan(&self) -> bool {
+        self.vlan_tci() & VLAN_CFI != 0
+    }
+
+    /// VLAN ID (0 when untagged).
+    pub fn vlan_vid(&self) -> u16 {
+        self.vlan_tci() & VLAN_VID_MASK
+    }
+
+    /// Source as IPv4 (low 32 bits of `nw_src`).
+    pub fn nw_src_v4(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.get(Field::NwSrc) as u32)
+    }
+
+    /// Destination as IPv4.
+    pub fn nw_dst_v4(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.get(Field::NwDst) as u32)
+    }
+
+    /// Source as IPv6.
+    pub fn nw_src_v6(&self) -> Ipv6Addr {
+        Ipv6Addr::from(self.get(Field::NwSrc))
+    }
+
+    /// Destination as IPv6.
+    pub fn nw_dst_v6(&self) -> Ipv6Addr {
+        Ipv6Addr::from(self.get(Field::NwDst))
+    }
+
+    /// Set an IPv4 source.
+    pub fn set_nw_src_v4(&mut self, a: Ipv4Addr) {
+        self.set(Field::NwSrc, u128::from(u32::from(a)));
+    }
+
+    /// Set an IPv4 destination.
+    pub fn set_nw_dst_v4(&mut self, a: Ipv4Addr) {
+        self.set(Field::NwDst, u128::from(u32::from(a)));
+    }
+
+    /// Set an IPv6 source.
+    pub fn set_nw_src_v6(&mut self, a: Ipv6Addr) {
+        self.set(Field::NwSrc, u128::from(a));
+    }
+
+    /// Set an IPv6 destination.
+    pub fn set_nw_dst_v6(&mut self, a: Ipv6Addr) {
+        self.set(Field::NwDst, u128::from(a));
+    }
+
+    /// This key with the bits outside `mask` cleared.
+    #[inline]
+    pub fn masked(&self, mask: &FlowMask) -> FlowKey {
+        let mut out = FlowKey::default();
+        for i in 0..N_WORDS {
+            out.words[i] = self.words[i] & mask.words[i];
+        }
+        out
+    }
+
+    /// Whether `self` and `other` agree on every bit of `mask`.
+    #[inline]
+    pub fn matches(&self, other: &FlowKey, mask: &FlowMask) -> bool {
+        (0..N_WORDS).all(|i| (self.words[i] ^ other.words[i]) & mask.words[i] == 0)
+    }
+
+    /// Display in `ovs-ofctl` match style (every field that applies).
+    pub fn display(&self) -> MatchFmt<'_> {
+        MatchFmt {
+            key: self,
+            mask: None,
+        }
+    }
+
+    /// Display in `ovs-ofctl` match style, only the fields `mask` covers.
+    pub fn display_masked<'a>(&'a self, mask: &'a FlowMask) -> MatchFmt<'a> {
+        MatchFmt {
+            key: self,
+            mask: Some(mask),
+        }
+    }
+
+    /// Display in `ovs-appctl dpctl/dump-flows` style under `mask`.
+    pub fn dpctl<'a>(&'a self, mask: &'a FlowMask) -> DpctlFmt<'a> {
+        DpctlFmt { key: self, mask }
+    }
+}
+
+impl std::fmt::Display for FlowKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.display().fmt(f)
+    }
+}
+
+impl FlowMask {
+    /// Nothing significant (matches everything).
+    pub const CATCHALL: FlowMask = FlowMask {
+        words: [0; N_WORDS],
+    };
+
+    /// Every bit significant.
+    pub const EXACT: FlowMask = FlowMask {
+        words: [u64::MAX; N_WORDS],
+    };
+
+    /// Raw mask bits of a field.
+    pub fn get(&self, f: Field) -> u128 {
+        get_field(&self.words, f)
+    }
+
+    /// Set a field's mask bits.
+    pub fn set(&mut self, f: Field, v: u128) {
+        set_field(&mut self.words, f, v)
+    }
+
+    /// Make a field fully significant ("un-wildcard" it).
+    pub fn set_exact(&mut self, f: Field) -> &mut Self {
+        self.set(f, f.all_ones());
+        self
+    }
+
+    /// Whether a field is fully significant.
+    pub fn is_exact(&self, f: Field) -> bool {
+        self.get(f) == f.all_ones()
+    }
+
+    /// Whether no bit of the field is significant.
+    pub fn is_wildcarded(&self, f: Field) -> bool {
+        self.get(f) == 0
+    }
+
+    /// Add the bits of `other`.
+    pub fn union_with(&mut self, other: &FlowMask) {
+        for i in 0..N_WORDS {
+            self.words[i] |= other.words[i];
+        }
+    }
+
+    /// Number of significant bits.
+    pub fn count_ones(&self) -> u32 {
+        self.words.iter().map(|w| w.count_ones()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_do_not_overlap() {
+        for f in Field::ALL {
+            let mut m = FlowMask::default();
+            m.set_exact(f);
+            assert_eq!(m.count_ones(), f.bits(), "{f:?}");
+            for g in Field::ALL {
+                if g != f {
+                    assert!(m.is_wildcarded(g), "{f:?} overlaps {g:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn accessors_roundtrip() {
+        let mut k = FlowKey::default();
+        k.set_in_port(0xfffffffe);
+        k.set_dl_src(MacAddr([1, 2, 3, 4, 5, 6]));
+        k.set_dl_dst(MacAddr([0xff; 6]));
+        k.set_vlan_tci(0x100a);
+        k.set_dl_type(0x86dd);
+        k.set_nw_src_v6("2001:db8::1".parse().unwrap());
+        k.set_nw_dst_v4(Ipv4Addr::new(10, 0, 0, 2));
+        k.set_tp_src(443);
+        k.set_tcp_flags(0x12);
+        assert_eq!(k.in_port(), 0xfffffffe);
+        assert_eq!(k.dl_src(), MacAddr([1, 2, 3, 4, 5, 6]));
+        assert_eq!(k.dl_dst(), MacAddr::BROADCAST);
+        assert_eq!(k.vlan_vid(), 10);
+        assert!(k.has_vlan());
+        assert_eq!(k.dl_type(), 0x86dd);
+        assert_eq!(k.nw_src_v6().to_string(), "2001:db8::1");
+        assert_eq!(k.nw_dst_v4(), Ipv4Addr::new(10, 0, 0, 2));
+        assert_eq!(k.tp_src(), 443);
+        assert_eq!(k.tcp_flags(), 0x12);
+        let mut m = FlowMask::default();
+        m.set_exact(Field::DlType);
+        let mk = k.masked(&m);
+        assert_eq!(mk.dl_type(), 0x86dd);
+        assert_eq!(mk.in_port(), 0);
+        assert!(mk.matches(&k, &m));
+    }
+}
