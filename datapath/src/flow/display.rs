@@ -347,7 +347,7 @@ mod tests {
         m.set(Field::NwSrc, 0xffff_ff00);
         assert_eq!(
             k.display_masked(&m).to_string(),
-            "in_port=1,dl_dst=02:00:00:00:00:02,vlan_tci=0x0000,nw_src=10.0.0.0/24"
+            "in_port=1,vlan_tci=0x0000,dl_dst=02:00:00:00:00:02,nw_src=10.0.0.0/24"
         );
     }
 
