@@ -6,10 +6,12 @@
 //!   TCP, UDP, ICMP).
 //! - [`csum`] and [`gso`]: checksum and segmentation offload in software.
 //! - [`flow`]: flow keys and masks, extraction, text forms.
+//! - [`actions`]: datapath actions and batched execution.
 //! - [`port`]: the [`Port`] trait every port (Xen vif, tap, veth) implements.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod actions;
 pub mod buffer;
 pub mod csum;
 pub mod flow;
@@ -17,5 +19,6 @@ pub mod gso;
 pub mod packet;
 pub mod port;
 
+pub use actions::DpAction;
 pub use buffer::{Csum, Gso, GsoType, OfPort, Packet, PacketBatch, MAX_BURST};
 pub use port::{Port, PortFeatures, PortStats, RecvStatus};

@@ -1,0 +1,428 @@
+//! Datapath actions and their execution on a batch.
+//!
+//! An action list is what a megaflow maps to (OVS `OVS_ACTION_ATTR_*`,
+//! executed by `odp_execute_actions` / `dp_netdev_execute_actions`). The
+//! forwarding thread groups the packets of a batch by action list and runs
+//! each group through an [`Executor`], which:
+//! - applies VLAN push/pop to a private copy of a packet only when an
+//!   action changes it (copy-on-write; unmodified packets are sent by
+//!   reference),
+//! - fixes offloads per output port: a port without `csum_partial` gets
+//!   finished checksums, a port without `gso` gets segments,
+//! - collects outputs per port, so that [`Executor::flush`] calls each
+//!   port's `send` once per batch.
+
+use std::fmt;
+
+use crate::buffer::{Csum, OfPort, Packet};
+use crate::flow::{VLAN_CFI, VLAN_PCP_MASK, VLAN_VID_MASK};
+use crate::packet::ethernet::{HEADER_LEN, VLAN_TAG_LEN};
+use crate::port::PortFeatures;
+use crate::{csum, gso};
+
+/// One datapath action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DpAction {
+    /// Send a copy of the packet, as modified so far, to a port.
+    Output(OfPort),
+    /// Push an 802.1Q tag (TPID 0x8100) with this TCI; the CFI/DEI bit is
+    /// sent as given (OVS `push_vlan` sends `tci & ~VLAN_CFI`, and so do we).
+    PushVlan {
+        /// Tag control information: PCP (3 bits), CFI (1), VID (12).
+        tci: u16,
+    },
+    /// Remove the outermost VLAN tag, if any.
+    PopVlan,
+    /// Drop (equivalent to the end of the list; kept for explicitness).
+    Drop,
+}
+
+impl fmt::Display for DpAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DpAction::Output(p) => write!(f, "{p}"),
+            DpAction::PushVlan { tci } => write!(
+                f,
+                "push_vlan(vid={},pcp={})",
+                tci & VLAN_VID_MASK,
+                (tci & VLAN_PCP_MASK) >> 13
+            ),
+            DpAction::PopVlan => f.write_str("pop_vlan"),
+            DpAction::Drop => f.write_str("drop"),
+        }
+    }
+}
+
+/// Formats an action list the way `ovs-appctl dpctl/dump-flows` does
+/// (`push_vlan(vid=10,pcp=0),2,pop_vlan,3`; `drop` when it outputs nothing).
+#[derive(Debug, Clone, Copy)]
+pub struct ActionsFmt<'a>(pub &'a [DpAction]);
+
+impl fmt::Display for ActionsFmt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let acts: Vec<&DpAction> = self
+            .0
+            .iter()
+            .filter(|a| !matches!(a, DpAction::Drop))
+            .collect();
+        if acts.is_empty() {
+            return f.write_str("drop");
+        }
+        for (i, a) in acts.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{a}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Push an 802.1Q tag after the MAC addresses. Frames shorter than 12 bytes
+/// are left alone.
+pub fn push_vlan(pkt: &mut Packet, tci: u16) -> bool {
+    if pkt.len() < 12 {
+        return false;
+    }
+    let front = pkt.push_front(VLAN_TAG_LEN);
+    debug_assert_eq!(front.len(), VLAN_TAG_LEN);
+    let d = pkt.data_mut();
+    d.copy_within(VLAN_TAG_LEN..VLAN_TAG_LEN + 12, 0);
+    d[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
+    d[14..16].copy_from_slice(&(tci & !VLAN_CFI).to_be_bytes());
+    true
+}
+
+/// Remove the outermost VLAN tag (TPID 0x8100 or 0x88a8); false if the
+/// frame has none.
+pub fn pop_vlan(pkt: &mut Packet) -> bool {
+    let d = pkt.data();
+    if d.len() < HEADER_LEN + VLAN_TAG_LEN {
+        return false;
+    }
+    let tpid = u16::from_be_bytes([d[12], d[13]]);
+    if tpid != 0x8100 && tpid != 0x88a8 {
+        return false;
+    }
+    let d = pkt.data_mut();
+    d.copy_within(0..12, VLAN_TAG_LEN);
+    pkt.pull_front(VLAN_TAG_LEN);
+    true
+}
+
+/// Where an output packet lives: in the input batch or in the arena.
+#[derive(Debug, Clone, Copy)]
+enum Src {
+    Batch(usize),
+    Arena(usize),
+}
+
+/// Runs action lists over packets and batches the outputs per port.
+/// Reused from batch to batch; its packet arena keeps its buffers, so the
+/// steady state allocates only when VLAN or offload copies are needed
+/// beyond what earlier batches needed.
+#[derive(Debug, Default)]
+pub struct Executor {
+    arena: Vec<Packet>,
+    arena_len: usize,
+    outputs: Vec<(OfPort, Src)>,
+    segs: Vec<Packet>,
+}
+
+impl Executor {
+    /// A new executor.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn arena_copy(&mut self, from: &Packet) -> usize {
+        if self.arena_len == self.arena.len() {
+            self.arena.push(Packet::new());
+        }
+        let i = self.arena_len;
+        self.arena[i].clone_from_packet(from);
+        self.arena_len += 1;
+        i
+    }
+
+    fn arena_push(&mut self, p: Packet) -> usize {
+        if self.arena_len == self.arena.len() {
+            self.arena.push(p);
+        } else {
+            self.arena[self.arena_len] = p;
+        }
+        self.arena_len += 1;
+        self.arena_len - 1
+    }
+
+    /// Run `actions` on the packets `idxs` of `batch`, queueing outputs.
+    /// `features` tells a port's offloads, or `None` if the port does not
+    /// exist or is disabled (the output is then dropped).
+    pub fn execute(
+        &mut self,
+        batch: &[Packet],
+        idxs: &[usize],
+        actions: &[DpAction],
+        features: &dyn Fn(OfPort) -> Option<PortFeatures>,
+    ) {
+        for &i in idxs {
+            let Some(orig) = batch.get(i) else { continue };
+            // Current version of the packet, and whether it has been
+            // handed to an output already (then modifications must copy).
+            let mut cur = Src::Batch(i);
+            let mut shared = false;
+            for a in actions {
+                match *a {
+                    DpAction::Output(port) => {
+                        if let Some(feat) = features(port) {
+                            self.output(batch, cur, port, feat);
+                            shared = true;
+                        }
+                    }
+                    DpAction::PushVlan { tci } => {
+                        let j = self.writable(batch, orig, &mut cur, &mut shared);
+                        push_vlan(&mut self.arena[j], tci);
+                    }
+                    DpAction::PopVlan => {
+                        let has_tag = {
+                            let d = self.get(batch, cur).data();
+                            d.len() >= HEADER_LEN + VLAN_TAG_LEN
+                                && matches!(u16::from_be_bytes([d[12], d[13]]), 0x8100 | 0x88a8)
+                        };
+                        if has_tag {
+                            let j = self.writable(batch, orig, &mut cur, &mut shared);
+                            pop_vlan(&mut self.arena[j]);
+                        }
+                    }
+                    DpAction::Drop => {}
+                }
+            }
+        }
+    }
+
+    fn get<'a>(&'a self, batch: &'a [Packet], s: Src) -> &'a Packet {
+        match s {
+            Src::Batch(i) => &batch[i],
+            Src::Arena(i) => &self.arena[i],
+        }
+    }
+
+    /// Make the current version a private arena copy, copying if it is the
+    /// batch original or already queued for output.
+    fn writable(
+        &mut self,
+        batch: &[Packet],
+        orig: &Packet,
+        cur: &mut Src,
+        shared: &mut bool,
+    ) -> usize {
+        let j = match *cur {
+            Src::Arena(j) if !*shared => j,
+            Src::Arena(j) => {
+                let p = self.arena[j].clone();
+                self.arena_push(p)
+            }
+            Src::Batch(_) => self.arena_copy(orig),
+        };
+        let _ = batch;
+        *cur = Src::Arena(j);
+        *shared = false;
+        j
+    }
+
+    fn output(&mut self, batch: &[Packet], cur: Src, port: OfPort, feat: PortFeatures) {
+        let p = self.get(batch, cur);
+        let needs_seg = p.gso.is_some() && !feat.gso;
+        let needs_csum = matches!(p.csum, Csum::Partial { .. }) && !feat.csum_partial;
+        if !needs_seg && !needs_csum {
+            self.outputs.push((port, cur));
+            return;
+        }
+        let mut segs = std::mem::take(&mut self.segs);
+        segs.clear();
+        if needs_seg {
+            let p = self.get(batch, cur);
+            if !gso::segment(p, &mut segs) {
+                // Not segmentable: drop, as Linux does for a bad GSO frame.
+                self.segs = segs;
+                return;
+            }
+        } else {
+            segs.push(self.get(batch, cur).clone());
+        }
+        for mut s in segs.drain(..) {
+            if !feat.csum_partial {
+                if let Csum::Partial { start, offset } = s.csum {
+                    if csum::complete_partial(s.data_mut(), start, offset) {
+                        s.csum = Csum::Validated;
+                    }
+                }
+            }
+            let j = self.arena_push(s);
+            self.outputs.push((port, Src::Arena(j)));
+        }
+        self.segs = segs;
+    }
+
+    /// Number of queued outputs.
+    pub fn pending(&self) -> usize {
+        self.outputs.len()
+    }
+
+    /// Hand every queued output to `send`, once per port (ports in order of
+    /// their first output), then reset for the next batch.
+    pub fn flush(&mut self, batch: &[Packet], send: &mut dyn FnMut(OfPort, &[&Packet])) {
+        // Stable sort keeps per-port packet order.
+        self.outputs.sort_by_key(|(p, _)| *p);
+        let mut refs: Vec<&Packet> = Vec::with_capacity(self.outputs.len());
+        let mut i = 0;
+        while i < self.outputs.len() {
+            let port = self.outputs[i].0;
+            refs.clear();
+            while i < self.outputs.len() && self.outputs[i].0 == port {
+                let s = self.outputs[i].1;
+                refs.push(match s {
+                    Src::Batch(b) => &batch[b],
+                    Src::Arena(a) => &self.arena[a],
+                });
+                i += 1;
+            }
+            send(port, &refs);
+        }
+        drop(refs);
+        self.outputs.clear();
+        self.arena_len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buffer::{Gso, GsoType};
+    use etherparse::PacketBuilder;
+    use std::collections::BTreeMap;
+
+    fn frame() -> Packet {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(1, 2, 100, 1000)
+            .write(&mut v, &[7u8; 3000])
+            .unwrap();
+        Packet::from_slice(&v)
+    }
+
+    fn run(
+        batch: &[Packet],
+        actions: &[DpAction],
+        feat: PortFeatures,
+    ) -> BTreeMap<OfPort, Vec<Packet>> {
+        let mut ex = Executor::new();
+        let idxs: Vec<usize> = (0..batch.len()).collect();
+        ex.execute(batch, &idxs, actions, &|p| (p != 99).then_some(feat));
+        let mut out: BTreeMap<OfPort, Vec<Packet>> = BTreeMap::new();
+        let mut calls = 0;
+        ex.flush(batch, &mut |port, pkts| {
+            calls += 1;
+            assert!(out.insert(port, pkts.iter().map(|p| (*p).clone()).collect()).is_none());
+        });
+        assert_eq!(calls, out.len());
+        out
+    }
+
+    #[test]
+    fn display() {
+        let a = [
+            DpAction::PushVlan { tci: 0x100a },
+            DpAction::Output(2),
+            DpAction::PopVlan,
+            DpAction::Output(3),
+        ];
+        assert_eq!(ActionsFmt(&a).to_string(), "push_vlan(vid=10,pcp=0),2,pop_vlan,3");
+        assert_eq!(ActionsFmt(&[]).to_string(), "drop");
+        assert_eq!(ActionsFmt(&[DpAction::Drop]).to_string(), "drop");
+    }
+
+    #[test]
+    fn vlan_variants_per_output() {
+        let p = frame();
+        let batch = vec![p.clone(), p.clone()];
+        let full = PortFeatures {
+            csum_partial: true,
+            gso: true,
+        };
+        let out = run(
+            &batch,
+            &[
+                DpAction::Output(1),
+                DpAction::PushVlan { tci: 0x2005 },
+                DpAction::Output(2),
+                DpAction::PopVlan,
+                DpAction::Output(3),
+                DpAction::Output(99),
+            ],
+            full,
+        );
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[&1].len(), 2);
+        assert_eq!(out[&1][0].data(), p.data());
+        let t = out[&2][1].data();
+        assert_eq!(t.len(), p.len() + 4);
+        assert_eq!(&t[12..16], &[0x81, 0x00, 0x20, 0x05]);
+        assert_eq!(&t[16..], &p.data()[12..]);
+        assert_eq!(&t[..12], &p.data()[..12]);
+        assert_eq!(out[&3][0].data(), p.data());
+    }
+
+    #[test]
+    fn offloads_fixed_for_ports_without_them() {
+        let mut p = frame();
+        let (s, o) = csum::prepare_partial(p.data_mut()).unwrap();
+        p.csum = Csum::Partial {
+            start: s,
+            offset: o,
+        };
+        p.gso = Some(Gso {
+            kind: GsoType::TcpV4,
+            mss: 1400,
+        });
+        let batch = vec![p];
+        let out = run(&batch, &[DpAction::Output(1)], PortFeatures::default());
+        assert_eq!(out[&1].len(), 3);
+        for s in &out[&1] {
+            assert!(csum::verify_l4(s.data()));
+            assert_eq!(s.gso, None);
+        }
+        let out = run(
+            &batch,
+            &[DpAction::Output(1)],
+            PortFeatures {
+                csum_partial: true,
+                gso: false,
+            },
+        );
+        assert_eq!(out[&1].len(), 3);
+        assert!(matches!(out[&1][0].csum, Csum::Partial { .. }));
+        let out = run(
+            &batch,
+            &[DpAction::Output(1)],
+            PortFeatures {
+                csum_partial: true,
+                gso: true,
+            },
+        );
+        assert_eq!(out[&1].len(), 1);
+        assert!(out[&1][0].gso.is_some());
+    }
+
+    #[test]
+    fn pop_on_untagged_and_push_on_runt() {
+        let mut p = frame();
+        assert!(!pop_vlan(&mut p));
+        assert!(push_vlan(&mut p, 5));
+        assert!(pop_vlan(&mut p));
+        assert_eq!(p.data(), frame().data());
+        let mut r = Packet::from_slice(&[1, 2, 3]);
+        assert!(!push_vlan(&mut r, 5));
+    }
+}
