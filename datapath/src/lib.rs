@@ -7,6 +7,7 @@
 //! - [`csum`] and [`gso`]: checksum and segmentation offload in software.
 //! - [`flow`]: flow keys and masks, extraction, text forms.
 //! - [`actions`]: datapath actions and batched execution.
+//! - [`megaflow`]: the megaflow cache (tuple space search).
 //! - [`port`]: the [`Port`] trait every port (Xen vif, tap, veth) implements.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -16,6 +17,7 @@ pub mod buffer;
 pub mod csum;
 pub mod flow;
 pub mod gso;
+pub mod megaflow;
 pub mod packet;
 pub mod port;
 
