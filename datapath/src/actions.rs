@@ -180,7 +180,7 @@ impl Executor {
                         }
                     }
                     DpAction::PushVlan { tci } => {
-                        let j = self.writable(batch, orig, &mut cur, &mut shared);
+                        let j = self.writable(orig, &mut cur, &mut shared);
                         push_vlan(&mut self.arena[j], tci);
                     }
                     DpAction::PopVlan => {
@@ -190,7 +190,7 @@ impl Executor {
                                 && matches!(u16::from_be_bytes([d[12], d[13]]), 0x8100 | 0x88a8)
                         };
                         if has_tag {
-                            let j = self.writable(batch, orig, &mut cur, &mut shared);
+                            let j = self.writable(orig, &mut cur, &mut shared);
                             pop_vlan(&mut self.arena[j]);
                         }
                     }
@@ -209,13 +209,7 @@ impl Executor {
 
     /// Make the current version a private arena copy, copying if it is the
     /// batch original or already queued for output.
-    fn writable(
-        &mut self,
-        batch: &[Packet],
-        orig: &Packet,
-        cur: &mut Src,
-        shared: &mut bool,
-    ) -> usize {
+    fn writable(&mut self, orig: &Packet, cur: &mut Src, shared: &mut bool) -> usize {
         let j = match *cur {
             Src::Arena(j) if !*shared => j,
             Src::Arena(j) => {
@@ -224,7 +218,6 @@ impl Executor {
             }
             Src::Batch(_) => self.arena_copy(orig),
         };
-        let _ = batch;
         *cur = Src::Arena(j);
         *shared = false;
         j
@@ -324,7 +317,9 @@ mod tests {
         let mut calls = 0;
         ex.flush(batch, &mut |port, pkts| {
             calls += 1;
-            assert!(out.insert(port, pkts.iter().map(|p| (*p).clone()).collect()).is_none());
+            assert!(out
+                .insert(port, pkts.iter().map(|p| (*p).clone()).collect())
+                .is_none());
         });
         assert_eq!(calls, out.len());
         out
@@ -338,7 +333,10 @@ mod tests {
             DpAction::PopVlan,
             DpAction::Output(3),
         ];
-        assert_eq!(ActionsFmt(&a).to_string(), "push_vlan(vid=10,pcp=0),2,pop_vlan,3");
+        assert_eq!(
+            ActionsFmt(&a).to_string(),
+            "push_vlan(vid=10,pcp=0),2,pop_vlan,3"
+        );
         assert_eq!(ActionsFmt(&[]).to_string(), "drop");
         assert_eq!(ActionsFmt(&[DpAction::Drop]).to_string(), "drop");
     }

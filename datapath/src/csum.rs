@@ -259,7 +259,10 @@ mod tests {
         // RFC 1071 §3 example: sum of 0001 f203 f4f5 f6f7 = ddf2.
         let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         assert_eq!(fold(sum(&data, 0)), 0xddf2);
-        assert_eq!(fold(sum(&data[..7], 0)), fold(sum(&[0, 1, 0xf2, 3, 0xf4, 0xf5, 0xf6, 0], 0)));
+        assert_eq!(
+            fold(sum(&data[..7], 0)),
+            fold(sum(&[0, 1, 0xf2, 3, 0xf4, 0xf5, 0xf6, 0], 0))
+        );
     }
 
     #[test]

@@ -142,7 +142,10 @@ mod tests {
             let Some(TransportSlice::Tcp(t)) = sp.transport else {
                 panic!("no tcp")
             };
-            assert_eq!(t.sequence_number(), 0xffff_fff0u32.wrapping_add(i as u32 * 1000));
+            assert_eq!(
+                t.sequence_number(),
+                0xffff_fff0u32.wrapping_add(i as u32 * 1000)
+            );
             let last = i == 2;
             assert_eq!(t.fin(), last);
             assert_eq!(t.psh(), last);
@@ -155,7 +158,10 @@ mod tests {
                     assert_eq!(h.to_header().calc_header_checksum(), h.header_checksum());
                 }
                 Some(etherparse::NetSlice::Ipv6(ip)) => {
-                    assert_eq!(usize::from(ip.header().payload_length()), 20 + t.payload().len());
+                    assert_eq!(
+                        usize::from(ip.header().payload_length()),
+                        20 + t.payload().len()
+                    );
                 }
                 _ => panic!("no ip"),
             }

@@ -8,19 +8,27 @@
 //! - [`flow`]: flow keys and masks, extraction, text forms.
 //! - [`actions`]: datapath actions and batched execution.
 //! - [`megaflow`]: the megaflow cache (tuple space search).
-//! - [`port`]: the [`Port`] trait every port (Xen vif, tap, veth) implements.
+//! - [`port`]: the [`Port`] trait every port (Xen vif, tap, veth) implements;
+//!   [`memport`] is an in-memory one for tests.
+//! - [`dpif`]: the forwarding thread and its control handle.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod actions;
 pub mod buffer;
 pub mod csum;
+pub mod dpif;
+pub mod error;
 pub mod flow;
 pub mod gso;
 pub mod megaflow;
+pub mod memport;
 pub mod packet;
 pub mod port;
 
 pub use actions::DpAction;
 pub use buffer::{Csum, Gso, GsoType, OfPort, Packet, PacketBatch, MAX_BURST};
+pub use dpif::{Datapath, DpHandle, DpStats, PortInfo, Upcall, UpcallHandler};
+pub use error::DpError;
+pub use flow::{FlowKey, FlowMask};
 pub use port::{Port, PortFeatures, PortStats, RecvStatus};

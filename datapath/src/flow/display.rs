@@ -185,12 +185,14 @@ impl fmt::Display for MatchFmt<'_> {
                 }
                 Field::NwTtl => put("nw_ttl", int_value(fl, v, m, false)),
                 Field::NwFrag => put("nw_frag", frag_name(v as u8).into()),
-                Field::TpSrc => {
-                    put(if icmp { "icmp_type" } else { "tp_src" }, int_value(fl, v, m, false))
-                }
-                Field::TpDst => {
-                    put(if icmp { "icmp_code" } else { "tp_dst" }, int_value(fl, v, m, false))
-                }
+                Field::TpSrc => put(
+                    if icmp { "icmp_type" } else { "tp_src" },
+                    int_value(fl, v, m, false),
+                ),
+                Field::TpDst => put(
+                    if icmp { "icmp_code" } else { "tp_dst" },
+                    int_value(fl, v, m, false),
+                ),
                 Field::TcpFlags => {
                     let m12 = m & 0xfff;
                     if m12 == 0xfff || self.mask.is_none() {
@@ -228,9 +230,10 @@ impl fmt::Display for DpctlFmt<'_> {
         if m.get(Field::InPort) != 0 {
             parts.push(format!("in_port({})", k.in_port()));
         }
-        let eth = sub(&[(Field::DlSrc, "src"), (Field::DlDst, "dst")], &|_, v, mm| {
-            mac_value(v, mm)
-        });
+        let eth = sub(
+            &[(Field::DlSrc, "src"), (Field::DlDst, "dst")],
+            &|_, v, mm| mac_value(v, mm),
+        );
         if !eth.is_empty() {
             parts.push(format!("eth({eth})"));
         }

@@ -187,7 +187,10 @@ mod tests {
         assert_eq!(k.vlan_tci(), 0);
         assert_eq!(k.dl_type(), 0x86dd);
         assert_eq!(k.nw_src_v6().octets(), [1; 16]);
-        assert_eq!((k.nw_proto(), k.nw_ttl(), k.tp_src(), k.tp_dst()), (17, 5, 53, 5353));
+        assert_eq!(
+            (k.nw_proto(), k.nw_ttl(), k.tp_src(), k.tp_dst()),
+            (17, 5, 53, 5353)
+        );
 
         let mut v = Vec::new();
         PacketBuilder::ethernet2(SRC, DST)

@@ -191,7 +191,7 @@ impl MegaflowCache {
             None => {
                 self.subtables.push(Subtable {
                     mask: *mask,
-                    flows: HashMap::with_hasher(self.hasher.clone()),
+                    flows: HashMap::with_hasher(self.hasher),
                     hits: Cell::new(0),
                 });
                 self.subtables.len() - 1
@@ -328,7 +328,10 @@ mod tests {
         assert_eq!(s.avg_subtable_lookups_per_hit(), 1.0);
         let f = c.lookup(&k).unwrap();
         f.record(1, 100, now + Duration::from_secs(5));
-        assert_eq!(c.expire_idle(now + Duration::from_secs(11), Duration::from_secs(10)), 1);
+        assert_eq!(
+            c.expire_idle(now + Duration::from_secs(11), Duration::from_secs(10)),
+            1
+        );
         assert_eq!(c.len(), 1);
         assert!(c.remove(&k, &m));
         assert!(c.is_empty());

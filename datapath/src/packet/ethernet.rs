@@ -322,7 +322,13 @@ mod tests {
         assert!(MacAddr::BROADCAST.is_multicast());
         assert!(MacAddr([0x01, 0x80, 0xc2, 0, 0, 0x0e]).is_reserved());
         assert!(!MacAddr([0x01, 0x80, 0xc2, 0, 0, 0x10]).is_reserved());
-        assert_eq!(MacAddr::from_u64(MacAddr([1, 2, 3, 4, 5, 6]).to_u64()).0, [1, 2, 3, 4, 5, 6]);
-        assert_eq!(MacAddr([0xa, 0xb, 0xc, 0xd, 0xe, 0xf]).to_string(), "0a:0b:0c:0d:0e:0f");
+        assert_eq!(
+            MacAddr::from_u64(MacAddr([1, 2, 3, 4, 5, 6]).to_u64()).0,
+            [1, 2, 3, 4, 5, 6]
+        );
+        assert_eq!(
+            MacAddr([0xa, 0xb, 0xc, 0xd, 0xe, 0xf]).to_string(),
+            "0a:0b:0c:0d:0e:0f"
+        );
     }
 }

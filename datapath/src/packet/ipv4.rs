@@ -163,7 +163,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 
     /// Set flags and fragment offset to "don't fragment", offset 0.
     pub fn set_dont_frag(&mut self, df: bool) {
-        put16(self.buffer.as_mut(), field::FLG_OFF, if df { 0x4000 } else { 0 });
+        put16(
+            self.buffer.as_mut(),
+            field::FLG_OFF,
+            if df { 0x4000 } else { 0 },
+        );
     }
 
     /// Set the TTL.
@@ -205,8 +209,8 @@ mod tests {
     use super::*;
 
     static PKT: [u8; 24] = [
-        0x45, 0x10, 0x00, 0x18, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 10, 0, 0, 1, 10,
-        0, 0, 2, 0xaa, 0xbb, 0xcc, 0xdd,
+        0x45, 0x10, 0x00, 0x18, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 10, 0, 0, 1, 10, 0,
+        0, 2, 0xaa, 0xbb, 0xcc, 0xdd,
     ];
 
     #[test]

@@ -255,7 +255,7 @@ mod tests {
 
     #[test]
     fn test_construct() {
-        let mut b = vec![0u8; 40];
+        let mut b = [0u8; 40];
         let mut p = Packet::new_unchecked(&mut b[..]);
         p.set_version_tc_flow(2, 0x12345);
         p.set_payload_len(0);

@@ -1,0 +1,745 @@
+//! The forwarding thread (OVS `dpif-netdev`'s PMD thread, but driven by
+//! epoll instead of busy polling) and its control handle.
+//!
+//! # Loop
+//!
+//! 1. `epoll_wait` on every enabled port's event fd and the command
+//!    eventfd; timeout 0 while some port said [`RecvStatus::More`] (or has
+//!    no event fd), else [`HOUSEKEEPING_INTERVAL`].
+//! 2. For each ready port: `recv` a batch, extract flow keys, look them up
+//!    in the [`MegaflowCache`]; on a miss call
+//!    [`UpcallHandler::upcall`] in this thread (as OVS's
+//!    `handle_packet_upcall`) and install the megaflow. Packets are then
+//!    grouped by action list, run through the [`Executor`], and each output
+//!    port's `send` is called once per batch.
+//! 3. Housekeeping every second: the handler's own housekeeping (MAC
+//!    aging), megaflow idle expiry after [`MAX_IDLE`] (OVS
+//!    `OFPROTO_MAX_IDLE_DEFAULT`), subtable re-ranking.
+//!
+//! # Revalidation (simple, for now)
+//!
+//! Whenever [`UpcallHandler::generation`] changes, or a port is added,
+//! removed or disabled, the whole megaflow cache is flushed; the next
+//! packet of each flow is translated again.
+//!
+//! # Control
+//!
+//! [`DpHandle`] sends commands over a bounded channel and writes the
+//! command eventfd; the thread drains commands when it wakes. Replies come
+//! back over a one-shot channel, so the control plane may wait for the
+//! thread but never the other way round.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::fd::AsFd;
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+
+use crate::actions::{ActionsFmt, DpAction, Executor};
+use crate::buffer::{OfPort, Packet, PacketBatch, MAX_BURST};
+use crate::error::DpError;
+use crate::flow::{extract, FlowKey, FlowMask};
+use crate::megaflow::MegaflowCache;
+use crate::port::{Port, PortStats, RecvStatus};
+
+/// Idle megaflows are removed after this long (OVS
+/// `OFPROTO_MAX_IDLE_DEFAULT`, 10 000 ms).
+pub const MAX_IDLE: Duration = Duration::from_secs(10);
+/// Longest sleep of the loop, so that housekeeping runs.
+pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
+/// Most megaflows installed; beyond it packets are still forwarded but no
+/// megaflow is installed (OVS `OFPROTO_FLOW_LIMIT_DEFAULT`).
+pub const FLOW_LIMIT: usize = 200_000;
+/// Depth of the command channel.
+const COMMAND_QUEUE: usize = 64;
+/// epoll user data of the command eventfd.
+const WAKE_TOKEN: u64 = u64::MAX;
+
+/// The result of translating one packet.
+#[derive(Debug, Clone, Default)]
+pub struct Upcall {
+    /// Every key bit translation read (see the megaflow invariants).
+    pub mask: FlowMask,
+    /// Datapath actions for the packet's class; empty means drop.
+    pub actions: Vec<DpAction>,
+}
+
+/// Slow-path translation, called in the forwarding thread on a megaflow
+/// miss (OVS `upcall_cb` → `xlate_actions`).
+pub trait UpcallHandler: Send {
+    /// Translate `pkt` (whose key is `key`) arriving while `ports` (sorted)
+    /// are the enabled ports.
+    fn upcall(&mut self, key: &FlowKey, pkt: &Packet, ports: &[OfPort]) -> Upcall;
+
+    /// A counter that changes whenever earlier translations may be stale;
+    /// a change flushes the megaflow cache.
+    fn generation(&self) -> u64;
+
+    /// Periodic work (about once a second), such as MAC aging.
+    fn housekeeping(&mut self, _now: Instant) {}
+}
+
+/// A port as `ports()` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortInfo {
+    /// Port number.
+    pub ofport: OfPort,
+    /// Interface name.
+    pub name: String,
+    /// The port's counters.
+    pub stats: PortStats,
+    /// False once the port reported [`RecvStatus::Disabled`].
+    pub enabled: bool,
+}
+
+/// Datapath counters (OVS `dpif-netdev/pmd-stats-show` and
+/// `dpctl/show`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DpStats {
+    /// Packets that hit a megaflow.
+    pub megaflow_hits: u64,
+    /// Packets that missed and were translated.
+    pub upcalls: u64,
+    /// Packets lost before translation (none today; kept for OVS parity).
+    pub lost: u64,
+    /// Installed megaflows.
+    pub n_flows: usize,
+    /// Distinct megaflow masks.
+    pub n_masks: usize,
+    /// Average subtables probed per megaflow hit.
+    pub avg_subtable_lookups_per_hit: f64,
+    /// Packets received from all ports.
+    pub packets: u64,
+}
+
+enum Command {
+    AddPort(OfPort, Box<dyn Port>, SyncSender<Result<(), DpError>>),
+    DelPort(OfPort, SyncSender<Result<(), DpError>>),
+    Ports(SyncSender<Vec<PortInfo>>),
+    Stats(SyncSender<DpStats>),
+    DumpFlows(SyncSender<Vec<String>>),
+    Shutdown,
+}
+
+/// Spawns forwarding threads.
+#[derive(Debug)]
+pub struct Datapath;
+
+impl Datapath {
+    /// Start a forwarding thread named `name` that translates misses with
+    /// `handler`.
+    pub fn spawn(name: &str, handler: Box<dyn UpcallHandler>) -> io::Result<DpHandle> {
+        let wake = Arc::new(EventFd::from_value_and_flags(
+            0,
+            EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
+        )?);
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        epoll.add(
+            wake.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN),
+        )?;
+        let (tx, rx) = mpsc::sync_channel(COMMAND_QUEUE);
+        let mut fwd = Fwd::new(handler, epoll, wake.clone(), rx);
+        let thread = std::thread::Builder::new()
+            .name(format!("fwd-{name}"))
+            .spawn(move || fwd.run())?;
+        Ok(DpHandle {
+            inner: Arc::new(Inner {
+                name: name.to_owned(),
+                tx,
+                wake,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+}
+
+struct Inner {
+    name: String,
+    tx: SyncSender<Command>,
+    wake: Arc<EventFd>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Control handle of a forwarding thread; cheap to clone.
+#[derive(Clone)]
+pub struct DpHandle {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for DpHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DpHandle")
+            .field("name", &self.inner.name)
+            .finish()
+    }
+}
+
+impl DpHandle {
+    fn send(&self, cmd: Command) -> Result<(), DpError> {
+        self.inner.tx.send(cmd).map_err(|_| DpError::Gone)?;
+        let _ = self.inner.wake.write(1);
+        Ok(())
+    }
+
+    fn request<T>(&self, make: impl FnOnce(SyncSender<T>) -> Command) -> Result<T, DpError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(make(tx))?;
+        rx.recv().map_err(|_| DpError::Gone)
+    }
+
+    /// The datapath's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Attach `port` as number `ofport`.
+    pub fn add_port(&self, ofport: OfPort, port: Box<dyn Port>) -> Result<(), DpError> {
+        self.request(|r| Command::AddPort(ofport, port, r))?
+    }
+
+    /// Detach port `ofport` (the port is dropped in the forwarding thread).
+    pub fn del_port(&self, ofport: OfPort) -> Result<(), DpError> {
+        self.request(|r| Command::DelPort(ofport, r))?
+    }
+
+    /// Every attached port, by number (empty if the thread is gone).
+    pub fn ports(&self) -> Vec<PortInfo> {
+        self.request(Command::Ports).unwrap_or_default()
+    }
+
+    /// Counters (zero if the thread is gone).
+    pub fn stats(&self) -> DpStats {
+        self.request(Command::Stats).unwrap_or_default()
+    }
+
+    /// Megaflows in `ovs-appctl dpctl/dump-flows` format.
+    pub fn dump_flows(&self) -> Vec<String> {
+        self.request(Command::DumpFlows).unwrap_or_default()
+    }
+
+    /// Stop the thread and wait for it. Idempotent.
+    pub fn shutdown(&self) {
+        let _ = self.send(Command::Shutdown);
+        let t = self
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = t {
+            let _ = t.join();
+        }
+    }
+}
+
+struct PortEntry {
+    port: Box<dyn Port>,
+    enabled: bool,
+    /// Said `More` last time, or has no event fd: poll without waiting.
+    busy: bool,
+    has_fd: bool,
+}
+
+struct Fwd {
+    handler: Box<dyn UpcallHandler>,
+    epoll: Epoll,
+    wake: Arc<EventFd>,
+    rx: Receiver<Command>,
+    ports: BTreeMap<OfPort, PortEntry>,
+    enabled: Vec<OfPort>,
+    cache: MegaflowCache,
+    generation: u64,
+    batch: PacketBatch,
+    exec: Executor,
+    groups: Vec<Arc<[DpAction]>>,
+    ready: Vec<OfPort>,
+    upcalls: u64,
+    lost: u64,
+    packets: u64,
+    last_housekeeping: Instant,
+}
+
+impl Fwd {
+    fn new(
+        handler: Box<dyn UpcallHandler>,
+        epoll: Epoll,
+        wake: Arc<EventFd>,
+        rx: Receiver<Command>,
+    ) -> Fwd {
+        let generation = handler.generation();
+        Fwd {
+            handler,
+            epoll,
+            wake,
+            rx,
+            ports: BTreeMap::new(),
+            enabled: Vec::new(),
+            cache: MegaflowCache::new(),
+            generation,
+            batch: PacketBatch::new(),
+            exec: Executor::new(),
+            groups: Vec::with_capacity(MAX_BURST),
+            ready: Vec::with_capacity(16),
+            upcalls: 0,
+            lost: 0,
+            packets: 0,
+            last_housekeeping: Instant::now(),
+        }
+    }
+
+    fn run(&mut self) {
+        let mut events = [EpollEvent::empty(); 64];
+        loop {
+            let poll_now = self.ports.values().any(|e| e.enabled && e.busy);
+            let timeout = if poll_now {
+                EpollTimeout::ZERO
+            } else {
+                EpollTimeout::from(HOUSEKEEPING_INTERVAL.as_millis() as u16)
+            };
+            let n = match self.epoll.wait(&mut events, timeout) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => 0,
+                Err(e) => {
+                    tracing::error!("epoll_wait failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                    0
+                }
+            };
+            self.ready.clear();
+            let mut commands = false;
+            for ev in &events[..n] {
+                if ev.data() == WAKE_TOKEN {
+                    commands = true;
+                } else if let Ok(p) = OfPort::try_from(ev.data()) {
+                    self.ready.push(p);
+                }
+            }
+            if commands && !self.handle_commands() {
+                return;
+            }
+            for (p, e) in &self.ports {
+                if e.enabled && e.busy {
+                    self.ready.push(*p);
+                }
+            }
+            self.ready.sort_unstable();
+            self.ready.dedup();
+            self.check_generation();
+            let now = Instant::now();
+            for i in 0..self.ready.len() {
+                let p = self.ready[i];
+                self.process_port(p, now);
+            }
+            if now.duration_since(self.last_housekeeping) >= Duration::from_secs(1) {
+                self.last_housekeeping = now;
+                self.handler.housekeeping(now);
+                self.check_generation();
+                self.cache.expire_idle(now, MAX_IDLE);
+                self.cache.optimize();
+            }
+        }
+    }
+
+    fn check_generation(&mut self) {
+        let g = self.handler.generation();
+        if g != self.generation {
+            self.generation = g;
+            self.cache.flush();
+        }
+    }
+
+    /// Drain the command queue; false means stop.
+    fn handle_commands(&mut self) -> bool {
+        let _ = self.wake.read();
+        loop {
+            let cmd = match self.rx.try_recv() {
+                Ok(c) => c,
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            };
+            match cmd {
+                Command::AddPort(ofport, port, reply) => {
+                    let _ = reply.send(self.add_port(ofport, port));
+                }
+                Command::DelPort(ofport, reply) => {
+                    let _ = reply.send(self.del_port(ofport));
+                }
+                Command::Ports(reply) => {
+                    let v = self
+                        .ports
+                        .iter()
+                        .map(|(p, e)| PortInfo {
+                            ofport: *p,
+                            name: e.port.name().to_owned(),
+                            stats: e.port.stats(),
+                            enabled: e.enabled,
+                        })
+                        .collect();
+                    let _ = reply.send(v);
+                }
+                Command::Stats(reply) => {
+                    let s = self.cache.stats();
+                    let _ = reply.send(DpStats {
+                        megaflow_hits: s.hits,
+                        upcalls: self.upcalls,
+                        lost: self.lost,
+                        n_flows: self.cache.len(),
+                        n_masks: self.cache.n_masks(),
+                        avg_subtable_lookups_per_hit: s.avg_subtable_lookups_per_hit(),
+                        packets: self.packets,
+                    });
+                }
+                Command::DumpFlows(reply) => {
+                    let _ = reply.send(self.dump_flows());
+                }
+                Command::Shutdown => return false,
+            }
+        }
+    }
+
+    fn add_port(&mut self, ofport: OfPort, port: Box<dyn Port>) -> Result<(), DpError> {
+        if self.ports.contains_key(&ofport) {
+            return Err(DpError::PortExists(ofport));
+        }
+        let has_fd = match port.event_fd() {
+            Some(fd) => {
+                self.epoll
+                    .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, u64::from(ofport)))
+                    .map_err(|e| DpError::Epoll {
+                        ofport,
+                        source: e.into(),
+                    })?;
+                true
+            }
+            None => false,
+        };
+        tracing::info!(ofport, name = port.name(), "port added");
+        self.ports.insert(
+            ofport,
+            PortEntry {
+                port,
+                enabled: true,
+                busy: true,
+                has_fd,
+            },
+        );
+        self.refresh_enabled();
+        Ok(())
+    }
+
+    fn unregister(&mut self, ofport: OfPort) {
+        if let Some(e) = self.ports.get_mut(&ofport) {
+            if e.has_fd {
+                if let Some(fd) = e.port.event_fd() {
+                    let _ = self.epoll.delete(fd);
+                }
+                e.has_fd = false;
+            }
+        }
+    }
+
+    fn del_port(&mut self, ofport: OfPort) -> Result<(), DpError> {
+        if !self.ports.contains_key(&ofport) {
+            return Err(DpError::NoSuchPort(ofport));
+        }
+        self.unregister(ofport);
+        self.ports.remove(&ofport);
+        tracing::info!(ofport, "port deleted");
+        self.refresh_enabled();
+        Ok(())
+    }
+
+    fn disable_port(&mut self, ofport: OfPort) {
+        self.unregister(ofport);
+        if let Some(e) = self.ports.get_mut(&ofport) {
+            e.enabled = false;
+            e.busy = false;
+            tracing::warn!(ofport, name = e.port.name(), "port disabled");
+        }
+        self.refresh_enabled();
+    }
+
+    /// Port set changed: recompute the enabled list and flush megaflows.
+    fn refresh_enabled(&mut self) {
+        self.enabled.clear();
+        self.enabled.extend(
+            self.ports
+                .iter()
+                .filter(|(_, e)| e.enabled)
+                .map(|(p, _)| *p),
+        );
+        self.cache.flush();
+    }
+
+    fn process_port(&mut self, ofport: OfPort, now: Instant) {
+        let status = {
+            let Some(e) = self.ports.get_mut(&ofport) else {
+                return;
+            };
+            if !e.enabled {
+                return;
+            }
+            self.batch.clear();
+            let st = e.port.recv(&mut self.batch);
+            e.busy = st == RecvStatus::More || !e.has_fd;
+            st
+        };
+        if status == RecvStatus::Disabled {
+            self.batch.clear();
+            self.disable_port(ofport);
+            return;
+        }
+        if self.batch.is_empty() {
+            return;
+        }
+        for p in self.batch.packets_mut() {
+            p.in_port = ofport;
+        }
+        self.packets += self.batch.len() as u64;
+
+        // Classify: one action list per packet, grouped by identity.
+        let mut group_of = [0usize; MAX_BURST];
+        self.groups.clear();
+        for (i, pkt) in self.batch.packets().iter().enumerate() {
+            let key = extract(pkt);
+            let len = pkt.len() as u64;
+            let actions = match self.cache.lookup(&key) {
+                Some(f) => {
+                    f.record(1, len, now);
+                    f.actions.clone()
+                }
+                None => {
+                    self.upcalls += 1;
+                    let up = self.handler.upcall(&key, pkt, &self.enabled);
+                    let acts: Arc<[DpAction]> = Arc::from(up.actions);
+                    let g = self.handler.generation();
+                    if g != self.generation {
+                        self.generation = g;
+                        self.cache.flush();
+                    }
+                    if self.cache.len() < FLOW_LIMIT {
+                        self.cache
+                            .insert(&key, &up.mask, acts.clone(), now)
+                            .record(1, len, now);
+                    }
+                    acts
+                }
+            };
+            group_of[i] = match self.groups.iter().position(|g| Arc::ptr_eq(g, &actions)) {
+                Some(g) => g,
+                None => {
+                    self.groups.push(actions);
+                    self.groups.len() - 1
+                }
+            };
+        }
+
+        // Execute each group, then send per port.
+        let ports = &self.ports;
+        let features = |p: OfPort| {
+            ports
+                .get(&p)
+                .filter(|e| e.enabled)
+                .map(|e| e.port.features())
+        };
+        let n = self.batch.len();
+        let mut idxs = [0usize; MAX_BURST];
+        for (g, acts) in self.groups.iter().enumerate() {
+            let mut k = 0;
+            for (i, grp) in group_of.iter().enumerate().take(n) {
+                if *grp == g {
+                    idxs[k] = i;
+                    k += 1;
+                }
+            }
+            self.exec
+                .execute(self.batch.packets(), &idxs[..k], acts, &features);
+        }
+        let ports = &mut self.ports;
+        self.exec.flush(self.batch.packets(), &mut |p, pkts| {
+            if let Some(e) = ports.get_mut(&p) {
+                if e.enabled {
+                    e.port.send(pkts);
+                }
+            }
+        });
+        self.groups.clear();
+    }
+
+    fn dump_flows(&self) -> Vec<String> {
+        let now = Instant::now();
+        self.cache
+            .iter()
+            .map(|f| {
+                let used = if f.packets() == 0 {
+                    "never".to_owned()
+                } else {
+                    format!(
+                        "{:.3}s",
+                        now.saturating_duration_since(f.used()).as_secs_f64()
+                    )
+                };
+                format!(
+                    "{}, packets:{}, bytes:{}, used:{}, actions:{}",
+                    f.key.dpctl(&f.mask),
+                    f.packets(),
+                    f.bytes(),
+                    used,
+                    ActionsFmt(&f.actions)
+                )
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::Field;
+    use crate::memport::{mem_port, MemPortPeer};
+    use crate::port::PortFeatures;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Floods everything to every other port; mask = in_port only.
+    struct Hub {
+        gen: Arc<AtomicU64>,
+    }
+
+    impl UpcallHandler for Hub {
+        fn upcall(&mut self, key: &FlowKey, _pkt: &Packet, ports: &[OfPort]) -> Upcall {
+            let mut mask = FlowMask::default();
+            mask.set_exact(Field::InPort);
+            Upcall {
+                mask,
+                actions: ports
+                    .iter()
+                    .filter(|p| **p != key.in_port())
+                    .map(|p| DpAction::Output(*p))
+                    .collect(),
+            }
+        }
+
+        fn generation(&self) -> u64 {
+            self.gen.load(Ordering::SeqCst)
+        }
+    }
+
+    fn frame(src: u8, dst: u8) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, dst, 2, 0, 0, 0, 0, src, 0x08, 0x00];
+        f.resize(60, 0);
+        f
+    }
+
+    fn wait_sent(peer: &MemPortPeer, n: usize) -> Vec<Packet> {
+        let mut got = Vec::new();
+        for _ in 0..500 {
+            got.extend(peer.take_sent());
+            if got.len() >= n {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        got
+    }
+
+    #[test]
+    fn forwards_caches_and_flushes() {
+        let gen = Arc::new(AtomicU64::new(0));
+        let dp = Datapath::spawn("test", Box::new(Hub { gen: gen.clone() })).unwrap();
+        let (p1, peer1) = mem_port("p1", PortFeatures::default()).unwrap();
+        let (p2, peer2) = mem_port("p2", PortFeatures::default()).unwrap();
+        dp.add_port(1, Box::new(p1)).unwrap();
+        dp.add_port(2, Box::new(p2)).unwrap();
+        let (dup, _) = mem_port("dup", PortFeatures::default()).unwrap();
+        assert!(matches!(
+            dp.add_port(1, Box::new(dup)),
+            Err(DpError::PortExists(1))
+        ));
+
+        peer1.inject_frame(&frame(1, 2));
+        let got = wait_sent(&peer2, 1);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].data(), &frame(1, 2)[..]);
+        assert!(peer1.take_sent().is_empty(), "no hairpin");
+        let s = dp.stats();
+        assert_eq!(
+            (s.upcalls, s.megaflow_hits, s.n_flows, s.n_masks),
+            (1, 0, 1, 1)
+        );
+
+        peer1.inject_frame(&frame(1, 3));
+        assert_eq!(wait_sent(&peer2, 1).len(), 1);
+        let s = dp.stats();
+        assert_eq!((s.upcalls, s.megaflow_hits, s.packets), (1, 1, 2));
+        assert_eq!(s.avg_subtable_lookups_per_hit, 1.0);
+        let flows = dp.dump_flows();
+        assert_eq!(flows.len(), 1);
+        assert!(
+            flows[0].starts_with("in_port(1), packets:2, bytes:120, used:"),
+            "{}",
+            flows[0]
+        );
+        assert!(flows[0].ends_with("actions:2"), "{}", flows[0]);
+
+        // A generation change flushes: the next packet is an upcall again.
+        gen.store(1, Ordering::SeqCst);
+        peer1.inject_frame(&frame(1, 2));
+        assert_eq!(wait_sent(&peer2, 1).len(), 1);
+        assert_eq!(dp.stats().upcalls, 2);
+
+        // A burst bigger than a batch gets through in order.
+        for i in 0..100u8 {
+            let mut f = frame(1, 2);
+            f[20] = i;
+            peer2.inject_frame(&f);
+        }
+        let got = wait_sent(&peer1, 100);
+        assert_eq!(got.len(), 100);
+        assert!(got.iter().enumerate().all(|(i, p)| p.data()[20] == i as u8));
+
+        let ports = dp.ports();
+        assert_eq!(ports.len(), 2);
+        assert_eq!(ports[0].name, "p1");
+        assert_eq!(ports[0].stats.rx_packets, 3);
+        assert_eq!(ports[0].stats.tx_packets, 100);
+        assert!(ports[1].enabled);
+
+        // Disabled ports stay listed and get no output.
+        peer2.disable();
+        for _ in 0..100 {
+            if !dp.ports()[1].enabled {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(!dp.ports()[1].enabled);
+        peer1.inject_frame(&frame(1, 2));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(peer2.take_sent().is_empty());
+
+        dp.del_port(2).unwrap();
+        assert!(matches!(dp.del_port(2), Err(DpError::NoSuchPort(2))));
+        assert_eq!(dp.ports().len(), 1);
+        dp.shutdown();
+        dp.shutdown();
+        assert!(dp.ports().is_empty());
+        assert!(matches!(dp.del_port(1), Err(DpError::Gone)));
+    }
+}
+
+#[cfg(test)]
+mod assertions {
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handle_is_send_sync() {
+        send_sync::<super::DpHandle>();
+    }
+}
