@@ -1,3 +1,10 @@
 //! xennet's OpenFlow layer (ofproto).
+//!
+//! For now it holds [`normal`], the NORMAL action (MAC learning switch)
+//! that translates datapath upcalls for a standalone bridge.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod normal;
+
+pub use normal::{FdbHandle, Normal};
