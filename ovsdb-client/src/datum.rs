@@ -8,8 +8,11 @@
 //! [`ColumnType`].
 //!
 //! A `modify` in `update2`/`update3` (the OVS extension documented in
-//! ovsdb-server(7)) carries, for set and map columns, a *difference*;
-//! [`Datum::apply_diff`] applies it and [`Datum::diff`] computes it:
+//! ovsdb-server(7)) carries, for columns that may hold more than one element
+//! ([`ColumnType::is_composite`]: sets and maps with `max` > 1), a
+//! *difference*; scalars and optional values (`max` 1, e.g. `Port.tag`)
+//! carry the new value. [`Datum::apply_diff`] applies a difference and
+//! [`Datum::diff`] computes it:
 //!
 //! * sets: the symmetric difference (elements in exactly one of old, new);
 //! * maps: `[k, v]` where `k` is absent from old (add), `[k, v]` where old
@@ -741,10 +744,6 @@ mod tests {
         let mut d = Datum::set([1, 2]);
         d.apply_diff(&Datum::set([2, 3])).unwrap();
         assert_eq!(d, Datum::set([1, 3]));
-        // Optional column 10 -> 11: the server sends {10, 11}.
-        let mut tag = Datum::set([10]);
-        tag.apply_diff(&Datum::set([10, 11])).unwrap();
-        assert_eq!(tag, Datum::set([11]));
         // Bare-atom shorthand as a diff (removing one port).
         let mut s = Datum::Scalar(5.into());
         s.apply_diff(&Datum::Scalar(5.into())).unwrap();

@@ -9,8 +9,12 @@
 //! Updates are applied exactly as RFC 7047 §4.1.6 (`update`: `new` is the
 //! whole monitored row, no `new` means deleted) and the OVS `update2`/
 //! `update3` extension (ovsdb-server(7)): `initial`/`insert` rows replace,
-//! `modify` replaces scalar columns and applies set/map columns as a
-//! difference ([`Datum::apply_diff`]), `delete` removes.
+//! `modify` applies columns that can hold several elements (`max` > 1) as a
+//! difference ([`Datum::apply_diff`]) and replaces the others (scalars and
+//! optional values such as `Port.tag`, `Interface.ofport`: the new value,
+//! `["set",[]]` when cleared), `delete` removes. Columns missing from the
+//! schema are guessed from the JSON: `["set",..]`/`["map",..]` diff, a bare
+//! atom replaces.
 //!
 //! An update that fails to parse may leave the replica partly updated; the
 //! [`crate::Session`] treats that as fatal and resynchronises from scratch.
@@ -22,7 +26,7 @@ use serde_json::{json, Map, Value};
 
 use crate::datum::{Datum, Uuid};
 use crate::error::Error;
-use crate::schema::{ColumnKind, Schema};
+use crate::schema::Schema;
 
 /// The tables and columns xennet monitors.
 pub const MONITORED: &[(&str, &[&str])] = &[
@@ -290,33 +294,27 @@ impl Replica {
                     for (c, v) in cols {
                         changes.push((c, self.parse_datum(table, c, v)?));
                     }
-                    let ty_kinds: Vec<Option<ColumnKind>> = changes
+                    let composite: Vec<bool> = changes
                         .iter()
-                        .map(|(c, _)| self.schema.column(table, c).map(|t| t.kind()))
-                        .collect();
-                    let defaults: Vec<Option<Datum>> = changes
-                        .iter()
-                        .map(|(c, _)| self.schema.column(table, c).map(|t| t.default_datum()))
+                        .map(|(c, d)| match self.schema.column(table, c) {
+                            Some(t) => t.is_composite(),
+                            None => !matches!(d, Datum::Scalar(_)),
+                        })
                         .collect();
                     let row = self
                         .tables
                         .get_mut(table)
                         .and_then(|t| t.get_mut(&uuid))
                         .ok_or_else(|| proto(format!("modify of unknown row {table} {uuid_s}")))?;
-                    for (((c, d), kind), default) in changes.into_iter().zip(ty_kinds).zip(defaults)
-                    {
-                        let kind = kind.unwrap_or(match d {
-                            Datum::Scalar(_) => ColumnKind::Scalar,
-                            Datum::Set(_) => ColumnKind::Set,
-                            Datum::Map(_) => ColumnKind::Map,
-                        });
-                        if kind == ColumnKind::Scalar {
-                            row.insert(c.clone(), d);
-                        } else {
-                            let cur = row
-                                .entry(c.clone())
-                                .or_insert_with(|| default.unwrap_or_else(Datum::empty_set));
+                    for ((c, d), composite) in changes.into_iter().zip(composite) {
+                        if composite {
+                            let cur = row.entry(c.clone()).or_insert_with(|| match d {
+                                Datum::Map(_) => Datum::Map(BTreeMap::new()),
+                                _ => Datum::empty_set(),
+                            });
                             cur.apply_diff(&d)?;
+                        } else {
+                            row.insert(c.clone(), d);
                         }
                     }
                 }

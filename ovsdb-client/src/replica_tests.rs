@@ -270,7 +270,7 @@ fn modify_rules_and_errors() {
         "external_ids": ["map", [["a", "1"], ["b", "2"]]]}}}}),
     )
     .unwrap();
-    // tag 0 -> 5 (optional column: diff {5}); trunks diff {2,3}; map: remove a, change b, add c.
+    // tag [] -> 5 (optional column: new value); trunks diff {2,3}; map: remove a, change b, add c.
     r.apply_update2(
         &json!({"Port": {u: {"modify": {"tag": 5, "trunks": ["set", [2, 3]],
         "external_ids": ["map", [["a", "1"], ["b", "3"], ["c", "4"]]]}}}}),
@@ -285,13 +285,18 @@ fn modify_rules_and_errors() {
             ("c".to_owned(), "4".to_owned())
         ]
     );
-    // tag 5 -> 7 arrives as {5, 7}; 7 -> none as 7.
-    r.apply_update2(&json!({"Port": {u: {"modify": {"tag": ["set", [5, 7]]}}}}))
-        .unwrap();
-    assert_eq!(r.port(uuid(u)).unwrap().tag, Some(7));
+    // Not composite (max 1): the new value, as ovsdb-server 3.1 sends it
+    // (seen in tests/real_server.rs): 5 -> 7 arrives as 7, 7 -> none as [].
     r.apply_update2(&json!({"Port": {u: {"modify": {"tag": 7}}}}))
         .unwrap();
+    assert_eq!(r.port(uuid(u)).unwrap().tag, Some(7));
+    r.apply_update2(&json!({"Port": {u: {"modify": {"tag": ["set", []]}}}}))
+        .unwrap();
     assert_eq!(r.port(uuid(u)).unwrap().tag, None);
+    // A composite column with one changed element: bare atom = diff of one.
+    r.apply_update2(&json!({"Port": {u: {"modify": {"trunks": 3}}}}))
+        .unwrap();
+    assert_eq!(r.port(uuid(u)).unwrap().trunks, [1]);
     // A scalar is replaced, not diffed.
     r.apply_update2(&json!({"Port": {u: {"modify": {"name": "q"}}}}))
         .unwrap();

@@ -85,9 +85,10 @@ pub enum ColumnKind {
     /// Exactly one atom (`min` = `max` = 1, no `value`).
     Scalar,
     /// A set of atoms (anything else without `value`), including optional
-    /// columns (`min` 0, `max` 1). `modify` carries the symmetric difference.
+    /// columns (`min` 0, `max` 1). See [`ColumnType::is_composite`] for what
+    /// `modify` carries.
     Set,
-    /// A map (`value` present). `modify` carries the difference.
+    /// A map (`value` present).
     Map,
 }
 
@@ -154,6 +155,14 @@ impl ColumnType {
         } else {
             ColumnKind::Set
         }
+    }
+
+    /// True if the column can hold more than one element (`max` > 1). Only
+    /// such columns carry a difference in an update2 `modify`; for the
+    /// others (scalars and optional values, `max` 1) it holds the new value,
+    /// as ovsdb-server's `ovsdb_datum_diff` does for non-composite types.
+    pub fn is_composite(&self) -> bool {
+        !matches!(self.max, Some(m) if m <= 1)
     }
 
     /// The column's default value, which update2/update3 rows omit: the
@@ -307,6 +316,10 @@ mod tests {
     fn kinds() {
         let s = Schema::vswitch_subset();
         assert_eq!(s.column("Port", "tag").unwrap().kind(), ColumnKind::Set);
+        assert!(!s.column("Port", "tag").unwrap().is_composite());
+        assert!(s.column("Port", "trunks").unwrap().is_composite());
+        assert!(s.column("Bridge", "ports").unwrap().is_composite());
+        assert!(!s.column("Bridge", "name").unwrap().is_composite());
         assert_eq!(s.column("Port", "name").unwrap().kind(), ColumnKind::Scalar);
         assert_eq!(
             s.column("Interface", "statistics").unwrap().kind(),

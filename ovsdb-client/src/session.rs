@@ -128,17 +128,24 @@ impl Session {
     }
 
     /// Waits until `pred` holds for the replica, at most `timeout`.
-    /// Returns whether it held.
+    /// Returns whether it held. `pred` runs under the session's lock, so it
+    /// must not call back into the `Session` (use [`Session::wait`] for that).
     pub async fn wait_until(
         &self,
         timeout: Duration,
         mut pred: impl FnMut(&Replica) -> bool,
     ) -> bool {
+        self.wait(timeout, |s| s.with_replica(&mut pred)).await
+    }
+
+    /// Waits until `cond(self)` holds (re-checked on every replica change
+    /// and connection event), at most `timeout`. Returns whether it held.
+    pub async fn wait(&self, timeout: Duration, mut cond: impl FnMut(&Session) -> bool) -> bool {
         let mut rx = self.subscribe();
         let fut = async {
             loop {
                 rx.borrow_and_update();
-                if self.with_replica(&mut pred) {
+                if cond(self) {
                     return;
                 }
                 if rx.changed().await.is_err() {
@@ -179,8 +186,8 @@ impl Session {
     /// Waits until connected (and synced) and returns the connection.
     pub async fn connected(&self, timeout: Duration) -> Option<Client> {
         let mut c = None;
-        self.wait_until(timeout, |_| {
-            c = self.client();
+        self.wait(timeout, |s| {
+            c = s.client();
             c.is_some()
         })
         .await;
