@@ -239,6 +239,31 @@ mod tests {
         assert_eq!(extract_frame(&f[..5], 9).in_port(), 9);
     }
 
+    fn seed_frames() -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let b = || PacketBuilder::ethernet2(SRC, DST);
+        let mut v = Vec::new();
+        b().ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(1, 2, 3, 4)
+            .write(&mut v, &[9u8; 300])
+            .unwrap();
+        out.push(v);
+        let mut v = Vec::new();
+        b().single_vlan(etherparse::VlanId::try_new(7).unwrap())
+            .ipv6([1; 16], [2; 16], 64)
+            .tcp(1, 2, 3, 4)
+            .write(&mut v, &[9u8; 300])
+            .unwrap();
+        out.push(v);
+        let mut v = Vec::new();
+        b().ipv6([1; 16], [2; 16], 64)
+            .udp(1, 2)
+            .write(&mut v, &[1u8; 40])
+            .unwrap();
+        out.push(v);
+        out
+    }
+
     proptest! {
         #[test]
         fn never_panics_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200),
@@ -258,6 +283,34 @@ mod tests {
                 let mut out = Vec::new();
                 let _ = crate::gso::segment(&p, &mut out);
             }
+        }
+        #[test]
+        fn never_panics_on_mutated_frames(which in 0usize..3,
+                                          muts in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+                                          cut in any::<usize>(),
+                                          mss in 0u16..400) {
+            use crate::actions::{DpAction, Executor};
+            let mut f = seed_frames()[which].clone();
+            for (at, val) in muts {
+                let n = f.len();
+                f[at % n] = val;
+            }
+            if cut % 3 == 0 {
+                f.truncate(cut % (f.len() + 1));
+            }
+            let _ = extract_frame(&f, 1);
+            let _ = crate::csum::fill_l4(&mut f.clone());
+            let mut p = Packet::from_slice(&f);
+            if let Some((s, o)) = crate::csum::partial_offsets(&f) {
+                p.csum = crate::Csum::Partial { start: s, offset: o };
+            }
+            p.gso = Some(crate::Gso { kind: crate::GsoType::TcpV6, mss });
+            let batch = vec![p];
+            let mut ex = Executor::new();
+            ex.execute(&batch, &[0], &[DpAction::PopVlan, DpAction::Output(1),
+                DpAction::PushVlan { tci: 5 }, DpAction::PushVlan { tci: 6 }, DpAction::Output(2)],
+                &|_| Some(crate::PortFeatures::default()));
+            ex.flush(&batch, &mut |_, _| {});
         }
     }
 }
