@@ -1,1 +1,181 @@
-fn main() {}
+//! `xennetd`: the xennet switch daemon.
+//!
+//! Starts one forwarding thread per bridge (the datapath), the control plane
+//! on a tokio runtime (the `ovs-appctl` socket, the emulated Xen attach
+//! socket), and serves until SIGTERM, SIGINT or `ovs-appctl exit`.
+
+mod bridge;
+mod config;
+mod emulxen;
+mod unixctl;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+
+use crate::bridge::Switch;
+use crate::config::{Config, EMBEDDED_DEFAULT};
+
+/// xennetd: an Open vSwitch-compatible virtual switch for Xen guests.
+///
+/// Without --config, xennetd runs its embedded default configuration: one
+/// standalone bridge `br0` (NORMAL learning switch) that emulated Xen guests
+/// (`xennet-guest`) attach to through `<rundir>/xennet-xen.sock`.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Args {
+    /// Directory for the control socket (`ovs-vswitchd.<pid>.ctl`), the
+    /// pidfile (`ovs-vswitchd.pid`) and the emulated Xen socket.
+    /// Default: $OVS_RUNDIR, else /var/run/openvswitch.
+    #[arg(long, value_name = "DIR")]
+    rundir: Option<PathBuf>,
+
+    /// TOML configuration file used instead of the embedded default
+    /// (`xennetd --print-default-config` shows its format).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Print the embedded default configuration and exit.
+    #[arg(long)]
+    print_default_config: bool,
+
+    /// Append logs to FILE instead of standard error.
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
+
+    /// Log filter, as RUST_LOG (e.g. `info`, `xennet_vif=debug`).
+    #[arg(long, default_value = "info", value_name = "FILTER")]
+    log: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.print_default_config {
+        print!("{}", EMBEDDED_DEFAULT.trim_start());
+        return Ok(());
+    }
+    init_logging(&args)?;
+    let rundir = args
+        .rundir
+        .clone()
+        .or_else(|| std::env::var_os("OVS_RUNDIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/var/run/openvswitch"));
+    let config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading configuration {}", path.display()))?;
+            Config::parse(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => Config::parse(EMBEDDED_DEFAULT).context("embedded default configuration")?,
+    };
+    std::fs::create_dir_all(&rundir)
+        .with_context(|| format!("creating run directory {}", rundir.display()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    rt.block_on(run(rundir, config))
+}
+
+fn init_logging(args: &Args) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .with_context(|| format!("bad --log filter {:?}", args.log))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match &args.log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening log file {}", path.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init();
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+    Ok(())
+}
+
+/// Files this process made in the run directory, removed on exit.
+struct RunFiles(Vec<PathBuf>);
+
+impl Drop for RunFiles {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+async fn run(rundir: PathBuf, config: Config) -> anyhow::Result<()> {
+    let pid = std::process::id();
+    let pidfile = rundir.join("ovs-vswitchd.pid");
+    let ctl = rundir.join(format!("ovs-vswitchd.{pid}.ctl"));
+    let mut files = RunFiles(vec![pidfile.clone(), ctl.clone()]);
+
+    let switch = Arc::new(Switch::new(&config)?);
+    let shutdown = Arc::new(tokio::sync::Notify::new());
+    let commands = Arc::new(bridge::commands(switch.clone(), shutdown.clone()));
+
+    let ctl_task = {
+        let ctl = ctl.clone();
+        let std_listener = bind_unix(&ctl)?;
+        tokio::spawn(async move { unixctl::serve(std_listener, commands).await })
+    };
+    let xen_task = if config.emulated_xen.enabled {
+        let path = resolve(&rundir, &config.emulated_xen.socket);
+        files.0.push(path.clone());
+        let listener = bind_unix(&path)?;
+        Some(tokio::spawn(emulxen::serve(
+            listener,
+            switch.clone(),
+            config.emulated_xen.clone(),
+        )))
+    } else {
+        None
+    };
+    std::fs::write(&pidfile, format!("{pid}\n"))
+        .with_context(|| format!("writing pidfile {}", pidfile.display()))?;
+    tracing::info!(
+        "xennetd {} started, pid {pid}, control socket {}",
+        env!("CARGO_PKG_VERSION"),
+        ctl.display()
+    );
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = sigterm.recv() => tracing::info!("SIGTERM: exiting"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: exiting"),
+        _ = shutdown.notified() => tracing::info!("exit requested over unixctl"),
+        r = ctl_task => tracing::error!("control socket stopped: {r:?}"),
+    }
+    if let Some(t) = xen_task {
+        t.abort();
+    }
+    switch.shutdown();
+    drop(files);
+    tracing::info!("xennetd stopped");
+    Ok(())
+}
+
+fn resolve(rundir: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        rundir.join(p)
+    }
+}
+
+/// Bind a Unix socket, replacing a stale socket file left by a dead daemon.
+fn bind_unix(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        anyhow::bail!("{} is in use by another daemon", path.display());
+    }
+    let _ = std::fs::remove_file(path);
+    tokio::net::UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))
+}

@@ -1,0 +1,30 @@
+# Shared by scripts/demo, scripts/test, scripts/bench. Source, don't run.
+
+die() { echo "$(basename "$0"): $*" >&2; exit 1; }
+
+need_root() {
+    [ "$(id -u)" = 0 ] || die "must run as root (network namespaces, tap devices)"
+}
+
+# ensure_packages PKG...: install the Debian packages that are missing.
+# Idempotent; runs 'apt-get update' only when something must be installed.
+ensure_packages() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    ((${#missing[@]})) || return 0
+    echo "installing: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    local i
+    for i in 1 2 3; do
+        apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null && return 0
+        echo "apt-get failed (attempt $i), retrying" >&2
+        sleep 2
+    done
+    die "could not install: ${missing[*]}"
+}
+
+# The packages every run needs: real Linux stacks and tools in namespaces,
+# Xen's public headers for the ABI test, a C compiler for that test.
+BASE_PACKAGES=(iproute2 iputils-ping iperf3 ethtool procps libxen-dev xenstore-utils gcc libc6-dev openvswitch-switch)

@@ -1,0 +1,280 @@
+//! Bridges: one datapath (forwarding thread) per bridge, its NORMAL
+//! handler, its ports, and the `ovs-appctl` commands that show them.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use xennet_datapath::dpif::{Datapath, DpHandle};
+use xennet_datapath::{OfPort, Port};
+use xennet_ofproto::normal::{FdbHandle, Normal};
+use xennet_vif::VifMetrics;
+
+use crate::config::Config;
+use crate::unixctl::Commands;
+
+/// What the control plane keeps about a port.
+#[derive(Debug, Clone)]
+pub struct PortEntry {
+    /// Interface name (`vif1.0`).
+    pub name: String,
+    /// For vifs: the frontend's domain id and the netback counters.
+    pub vif: Option<(u16, Arc<VifMetrics>)>,
+}
+
+/// One bridge.
+#[derive(Debug)]
+pub struct Bridge {
+    /// Bridge name.
+    pub name: String,
+    dp: DpHandle,
+    fdb: FdbHandle,
+    ports: Mutex<BTreeMap<OfPort, PortEntry>>,
+}
+
+impl Bridge {
+    fn new(name: &str) -> anyhow::Result<Bridge> {
+        let (normal, fdb) = Normal::new();
+        let dp = Datapath::spawn(name, Box::new(normal))
+            .with_context(|| format!("starting the datapath of bridge {name}"))?;
+        Ok(Bridge {
+            name: name.to_string(),
+            dp,
+            fdb,
+            ports: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Add a port under the lowest free OpenFlow port number (from 1).
+    pub fn add_port(&self, entry: PortEntry, port: Box<dyn Port>) -> anyhow::Result<OfPort> {
+        let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
+        anyhow::ensure!(
+            !ports.values().any(|p| p.name == entry.name),
+            "port {} already exists on bridge {}",
+            entry.name,
+            self.name
+        );
+        let ofport = (1..).find(|n| !ports.contains_key(n)).unwrap_or(1);
+        self.dp
+            .add_port(ofport, port)
+            .with_context(|| format!("adding {} to {}", entry.name, self.name))?;
+        tracing::info!(
+            "{}: added port {} as ofport {ofport}",
+            self.name,
+            entry.name
+        );
+        ports.insert(ofport, entry);
+        Ok(ofport)
+    }
+
+    /// Remove a port.
+    pub fn del_port(&self, ofport: OfPort) {
+        let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = ports.remove(&ofport) {
+            if let Err(e) = self.dp.del_port(ofport) {
+                tracing::warn!("{}: removing {}: {e}", self.name, entry.name);
+            }
+            tracing::info!(
+                "{}: removed port {} (ofport {ofport})",
+                self.name,
+                entry.name
+            );
+        }
+    }
+
+    fn port_entries(&self) -> BTreeMap<OfPort, PortEntry> {
+        self.ports.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Every bridge of this daemon.
+#[derive(Debug)]
+pub struct Switch {
+    bridges: BTreeMap<String, Bridge>,
+}
+
+impl Switch {
+    /// Start the bridges of `config`.
+    pub fn new(config: &Config) -> anyhow::Result<Switch> {
+        let mut bridges = BTreeMap::new();
+        for b in &config.bridges {
+            bridges.insert(b.name.clone(), Bridge::new(&b.name)?);
+            tracing::info!("bridge {}: created (fail_mode {:?})", b.name, b.fail_mode);
+        }
+        Ok(Switch { bridges })
+    }
+
+    /// A bridge by name.
+    pub fn bridge(&self, name: &str) -> Option<&Bridge> {
+        self.bridges.get(name)
+    }
+
+    fn bridge_arg(&self, args: &[String]) -> Result<&Bridge, String> {
+        match args.first() {
+            Some(name) => self
+                .bridges
+                .get(name)
+                .ok_or_else(|| format!("no such bridge: {name}")),
+            None if self.bridges.len() == 1 => Ok(self.bridges.values().next().expect("one")),
+            None => Err("more than one bridge: name one".into()),
+        }
+    }
+
+    /// Stop every forwarding thread.
+    pub fn shutdown(&self) {
+        for b in self.bridges.values() {
+            b.dp.shutdown();
+        }
+    }
+}
+
+/// The per-vif counters table (`ovs-appctl xennet/vif-show`).
+fn vif_show(switch: &Switch) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<8} {:<10} {:>6} {:>5} {:<8} {:>10} {:>12} {:>10} {:>12} {:>8} {:>8} {:>7}",
+        "bridge",
+        "port",
+        "ofport",
+        "domid",
+        "state",
+        "from-guest",
+        "bytes",
+        "to-guest",
+        "bytes",
+        "rx-drop",
+        "tx-drop",
+        "errors"
+    );
+    for b in switch.bridges.values() {
+        let entries = b.port_entries();
+        for info in b.dp.ports() {
+            let Some(entry) = entries.get(&info.ofport) else {
+                continue;
+            };
+            let s = info.stats;
+            let domid = entry
+                .vif
+                .as_ref()
+                .map_or("-".to_string(), |(d, _)| d.to_string());
+            let _ = writeln!(
+                out,
+                "{:<8} {:<10} {:>6} {:>5} {:<8} {:>10} {:>12} {:>10} {:>12} {:>8} {:>8} {:>7}",
+                b.name,
+                entry.name,
+                info.ofport,
+                domid,
+                if info.enabled { "up" } else { "disabled" },
+                s.rx_packets,
+                s.rx_bytes,
+                s.tx_packets,
+                s.tx_bytes,
+                s.rx_dropped,
+                s.tx_dropped,
+                s.rx_errors + s.tx_errors
+            );
+        }
+    }
+    out
+}
+
+/// The `ovs-appctl` command table.
+pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Commands {
+    let mut c = Commands::default();
+    c.add(
+        "version",
+        "",
+        0,
+        0,
+        Box::new(|_| Ok(format!("xennetd {}\n", env!("CARGO_PKG_VERSION")))),
+    );
+    c.add(
+        "exit",
+        "",
+        0,
+        1,
+        Box::new(move |_| {
+            shutdown.notify_one();
+            Ok(String::new())
+        }),
+    );
+    let s = switch.clone();
+    c.add(
+        "xennet/vif-show",
+        "",
+        0,
+        0,
+        Box::new(move |_| Ok(vif_show(&s))),
+    );
+    let s = switch.clone();
+    c.add(
+        "xennet/vif-stats",
+        "PORT",
+        1,
+        1,
+        Box::new(move |args| {
+            for b in s.bridges.values() {
+                for entry in b.port_entries().values() {
+                    if entry.name == args[0] {
+                        return match &entry.vif {
+                            Some((_, m)) => Ok(format!("{:#}\n", m.to_json())),
+                            None => Err(format!("{} is not a vif", args[0])),
+                        };
+                    }
+                }
+            }
+            Err(format!("no such port: {}", args[0]))
+        }),
+    );
+    let s = switch.clone();
+    c.add(
+        "fdb/show",
+        "BRIDGE",
+        1,
+        1,
+        Box::new(move |args| Ok(s.bridge_arg(args)?.fdb.show())),
+    );
+    let s = switch.clone();
+    c.add(
+        "dpctl/dump-flows",
+        "[BRIDGE]",
+        0,
+        1,
+        Box::new(move |args| {
+            let mut out = String::new();
+            for line in s.bridge_arg(args)?.dp.dump_flows() {
+                out.push_str(&line);
+                out.push('\n');
+            }
+            Ok(out)
+        }),
+    );
+    let s = switch;
+    c.add(
+        "dpif-netdev/pmd-stats-show",
+        "",
+        0,
+        0,
+        Box::new(move |_| {
+            let mut out = String::new();
+            for b in s.bridges.values() {
+                let st = b.dp.stats();
+                let _ = writeln!(out, "bridge {}:", b.name);
+                let _ = writeln!(out, "  packets received: {}", st.packets);
+                let _ = writeln!(out, "  megaflow hits: {}", st.megaflow_hits);
+                let _ = writeln!(
+                    out,
+                    "  avg. subtable lookups per megaflow hit: {:.2}",
+                    st.avg_subtable_lookups_per_hit
+                );
+                let _ = writeln!(out, "  miss with success upcall: {}", st.upcalls);
+                let _ = writeln!(out, "  miss with failed upcall: {}", st.lost);
+                let _ = writeln!(out, "  megaflows: {} in {} masks", st.n_flows, st.n_masks);
+            }
+            Ok(out)
+        }),
+    );
+    c
+}

@@ -1,0 +1,169 @@
+//! Linux tap devices with the virtio-net header (`IFF_VNET_HDR`), so that
+//! checksum-partial frames cross the tap as they are instead of being
+//! checksummed or, worse, sent with a wrong checksum.
+//!
+//! Each frame read or written is preceded by `struct virtio_net_hdr`
+//! (10 bytes, little-endian on x86; `linux/virtio_net.h`):
+//! `flags u8, gso_type u8, hdr_len u16, gso_size u16, csum_start u16,
+//! csum_offset u16`.
+
+use std::ffi::CStr;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+/// Size of `struct virtio_net_hdr` in bytes.
+pub const VNET_HDR_LEN: usize = 10;
+/// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: checksum from `csum_start`, store at
+/// `csum_start + csum_offset`.
+pub const VNET_F_NEEDS_CSUM: u8 = 1;
+/// `VIRTIO_NET_HDR_F_DATA_VALID`: checksum already verified.
+pub const VNET_F_DATA_VALID: u8 = 2;
+/// `VIRTIO_NET_HDR_GSO_NONE`.
+pub const VNET_GSO_NONE: u8 = 0;
+
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+const TUN_F_CSUM: libc::c_ulong = 0x01;
+
+#[repr(C)]
+struct IfReq {
+    name: [u8; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+nix::ioctl_write_ptr_bad!(
+    tunsetiff,
+    nix::request_code_write!(b'T', 202, std::mem::size_of::<libc::c_int>()),
+    IfReq
+);
+nix::ioctl_write_int_bad!(
+    tunsetoffload,
+    nix::request_code_write!(b'T', 208, std::mem::size_of::<libc::c_uint>())
+);
+
+/// The parsed virtio-net header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VnetHdr {
+    /// `VNET_F_*` bits.
+    pub flags: u8,
+    /// `VIRTIO_NET_HDR_GSO_*`.
+    pub gso_type: u8,
+    /// Bytes from the frame start where checksumming starts.
+    pub csum_start: u16,
+    /// Offset of the checksum field from `csum_start`.
+    pub csum_offset: u16,
+}
+
+impl VnetHdr {
+    fn parse(b: &[u8]) -> VnetHdr {
+        VnetHdr {
+            flags: b[0],
+            gso_type: b[1],
+            csum_start: u16::from_le_bytes([b[6], b[7]]),
+            csum_offset: u16::from_le_bytes([b[8], b[9]]),
+        }
+    }
+
+    fn emit(&self, b: &mut [u8]) {
+        b[..VNET_HDR_LEN].fill(0);
+        b[0] = self.flags;
+        b[1] = self.gso_type;
+        b[6..8].copy_from_slice(&self.csum_start.to_le_bytes());
+        b[8..10].copy_from_slice(&self.csum_offset.to_le_bytes());
+    }
+}
+
+/// A tap device opened non-blocking with the virtio-net header on, taking
+/// checksum-partial frames (`TUN_F_CSUM`) but no GSO.
+#[derive(Debug)]
+pub struct Tap {
+    file: File,
+    name: String,
+    buf: Vec<u8>,
+}
+
+impl Tap {
+    /// Create (or attach to) tap `name` in the current network namespace.
+    pub fn open(name: &str) -> io::Result<Tap> {
+        if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("tap name {name:?} must be 1-15 bytes"),
+            ));
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open("/dev/net/tun")?;
+        let mut req = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            flags: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR,
+            _pad: [0; 22],
+        };
+        req.name[..name.len()].copy_from_slice(name.as_bytes());
+        use std::os::fd::AsRawFd;
+        // SAFETY: TUNSETIFF reads a `struct ifreq` (name + flags, padded to
+        // 40 bytes) that lives for the duration of the call; the fd is ours.
+        unsafe { tunsetiff(file.as_raw_fd(), &req) }.map_err(io::Error::from)?;
+        // SAFETY: TUNSETOFFLOAD takes the offload bits by value.
+        unsafe { tunsetoffload(file.as_raw_fd(), TUN_F_CSUM as libc::c_int) }
+            .map_err(io::Error::from)?;
+        let end = req
+            .name
+            .iter()
+            .position(|b| *b == 0)
+            .unwrap_or(req.name.len());
+        let name = CStr::from_bytes_with_nul(&[&req.name[..end], &[0]].concat())
+            .map(|c| c.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| name.to_string());
+        Ok(Tap {
+            file,
+            name,
+            buf: vec![0; VNET_HDR_LEN + 65_536],
+        })
+    }
+
+    /// The interface name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The fd to poll for readability.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    /// Read one frame; `Ok(None)` when none is waiting.
+    pub fn recv(&mut self) -> io::Result<Option<(VnetHdr, &[u8])>> {
+        match self.file.read(&mut self.buf) {
+            Ok(n) if n >= VNET_HDR_LEN => {
+                let hdr = VnetHdr::parse(&self.buf[..VNET_HDR_LEN]);
+                Ok(Some((hdr, &self.buf[VNET_HDR_LEN..n])))
+            }
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Write one frame; a full device queue drops the frame (as a NIC
+    /// would) and returns `Ok(false)`.
+    pub fn send(&mut self, hdr: &VnetHdr, frame: &[u8]) -> io::Result<bool> {
+        let n = VNET_HDR_LEN + frame.len();
+        if n > self.buf.len() {
+            return Ok(false);
+        }
+        hdr.emit(&mut self.buf[..VNET_HDR_LEN]);
+        self.buf[VNET_HDR_LEN..n].copy_from_slice(frame);
+        match self.file.write(&self.buf[..n]) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
