@@ -10,7 +10,6 @@
 //! a protocol violation disables the vif (`xenvif_fatal_tx_err`) with one
 //! warning, after which [`Port::recv`] returns [`RecvStatus::Disabled`].
 
-pub mod csum;
 mod rx;
 mod tx;
 

@@ -9,7 +9,6 @@
 
 use xennet_datapath::{Csum, Gso, GsoType, PacketBatch, MAX_BURST};
 
-use super::csum::{locate, L4};
 use super::{LogReason, Vif};
 use crate::grant::{ForeignAddr, GrantCopy, GrantOps, GNTST_OKAY};
 use crate::metrics::VifMetrics;
@@ -20,6 +19,8 @@ use crate::ring::{
     XEN_NETIF_EXTRA_TYPE_MCAST_ADD, XEN_NETIF_EXTRA_TYPE_MCAST_DEL, XEN_NETIF_GSO_TYPE_TCPV4,
     XEN_NETIF_GSO_TYPE_TCPV6, XEN_NETIF_NR_SLOTS_MIN, XEN_PAGE_SIZE,
 };
+use xennet_datapath::csum::locate_l4;
+use xennet_datapath::packet::IpProtocol;
 
 /// Data slots a packet may use before it is dropped
 /// (`XEN_NETBK_LEGACY_SLOTS_MAX` = `XEN_NETIF_NR_SLOTS_MIN`).
@@ -398,17 +399,21 @@ impl Vif {
 /// requested on headers we cannot parse.
 fn offloads(frame: &[u8], flags: u16, gso: Option<Gso>) -> Option<xennet_datapath::Csum> {
     if flags & NETTXF_CSUM_BLANK != 0 || gso.is_some() {
-        let (start, offset, l4) = locate(frame)?;
+        let loc = locate_l4(frame)?;
+        let tcp = loc.proto == IpProtocol::Tcp;
         if let Some(g) = gso {
-            let ok = matches!(
-                (g.kind, l4),
-                (GsoType::TcpV4, L4::TcpV4) | (GsoType::TcpV6, L4::TcpV6)
-            );
+            let ok = match g.kind {
+                GsoType::TcpV4 => tcp && !loc.ipv6,
+                GsoType::TcpV6 => tcp && loc.ipv6,
+            };
             if !ok {
                 return None;
             }
         }
-        return Some(Csum::Partial { start, offset });
+        return Some(Csum::Partial {
+            start: u16::try_from(loc.l4).ok()?,
+            offset: loc.csum_offset(),
+        });
     }
     if flags & NETTXF_DATA_VALIDATED != 0 {
         return Some(Csum::Validated);
