@@ -263,6 +263,7 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
                 let st = b.dp.stats();
                 let _ = writeln!(out, "bridge {}:", b.name);
                 let _ = writeln!(out, "  packets received: {}", st.packets);
+                let _ = writeln!(out, "  emc hits: {}", st.emc_hits);
                 let _ = writeln!(out, "  megaflow hits: {}", st.megaflow_hits);
                 let _ = writeln!(
                     out,

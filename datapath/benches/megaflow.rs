@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use xennet_datapath::flow::{extract_frame, Field};
+use xennet_datapath::megaflow::emc::Emc;
 use xennet_datapath::megaflow::MegaflowCache;
 use xennet_datapath::{DpAction, FlowKey, FlowMask};
 
@@ -52,6 +53,26 @@ fn lookup_hit(bencher: divan::Bencher, n_subtables: usize) {
     bencher.bench_local(|| {
         i = (i + 1) % keys.len();
         divan::black_box(cache.lookup(divan::black_box(&keys[i])).is_some())
+    });
+}
+
+/// The exact-match cache in front: hash the key, compare it, done.
+#[divan::bench]
+fn emc_hit(bencher: divan::Bencher) {
+    let (cache, keys) = build(32);
+    let mut emc = Emc::new();
+    let keys: Vec<_> = keys.into_iter().take(1024).collect();
+    let hashes: Vec<u64> = keys.iter().map(|k| emc.hash(k)).collect();
+    for (k, h) in keys.iter().zip(&hashes) {
+        if let Some(f) = cache.lookup(k) {
+            emc.insert(k, *h, f);
+        }
+    }
+    let mut i = 0usize;
+    bencher.bench_local(|| {
+        i = (i + 1) % keys.len();
+        let k = divan::black_box(&keys[i]);
+        divan::black_box(emc.lookup(k, emc.hash(k)).is_some())
     });
 }
 

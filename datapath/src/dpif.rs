@@ -45,6 +45,7 @@ use crate::actions::{ActionsFmt, DpAction, Executor};
 use crate::buffer::{OfPort, Packet, PacketBatch, MAX_BURST};
 use crate::error::DpError;
 use crate::flow::{extract, FlowKey, FlowMask};
+use crate::megaflow::emc::Emc;
 use crate::megaflow::MegaflowCache;
 use crate::port::{Port, PortStats, RecvStatus};
 
@@ -102,7 +103,9 @@ pub struct PortInfo {
 /// `dpctl/show`).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct DpStats {
-    /// Packets that hit a megaflow.
+    /// Packets that hit the exact-match cache (OVS "emc hits").
+    pub emc_hits: u64,
+    /// Packets that missed the EMC and hit a megaflow.
     pub megaflow_hits: u64,
     /// Packets that missed and were translated.
     pub upcalls: u64,
@@ -145,10 +148,12 @@ impl Datapath {
             EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN),
         )?;
         let (tx, rx) = mpsc::sync_channel(COMMAND_QUEUE);
-        let mut fwd = Fwd::new(handler, epoll, wake.clone(), rx);
+        let fwd_wake = wake.clone();
+        // The forwarder is built in its own thread: its caches hold
+        // `Rc`s and never leave it.
         let thread = std::thread::Builder::new()
             .name(format!("fwd-{name}"))
-            .spawn(move || fwd.run())?;
+            .spawn(move || Fwd::new(handler, epoll, fwd_wake, rx).run())?;
         Ok(DpHandle {
             inner: Arc::new(Inner {
                 name: name.to_owned(),
@@ -255,6 +260,8 @@ struct Fwd {
     ports: BTreeMap<OfPort, PortEntry>,
     enabled: Vec<OfPort>,
     cache: MegaflowCache,
+    emc: Emc,
+    emc_hits: u64,
     generation: u64,
     batch: PacketBatch,
     exec: Executor,
@@ -282,6 +289,8 @@ impl Fwd {
             ports: BTreeMap::new(),
             enabled: Vec::new(),
             cache: MegaflowCache::new(),
+            emc: Emc::new(),
+            emc_hits: 0,
             generation,
             batch: PacketBatch::new(),
             exec: Executor::new(),
@@ -387,6 +396,7 @@ impl Fwd {
                 Command::Stats(reply) => {
                     let s = self.cache.stats();
                     let _ = reply.send(DpStats {
+                        emc_hits: self.emc_hits,
                         megaflow_hits: s.hits,
                         upcalls: self.upcalls,
                         lost: self.lost,
@@ -510,26 +520,34 @@ impl Fwd {
         for (i, pkt) in self.batch.packets().iter().enumerate() {
             let key = extract(pkt);
             let len = pkt.len() as u64;
-            let actions = match self.cache.lookup(&key) {
-                Some(f) => {
-                    f.record(1, len, now);
-                    f.actions.clone()
-                }
-                None => {
-                    self.upcalls += 1;
-                    let up = self.handler.upcall(&key, pkt, &self.enabled);
-                    let acts: Arc<[DpAction]> = Arc::from(up.actions);
-                    let g = self.handler.generation();
-                    if g != self.generation {
-                        self.generation = g;
-                        self.cache.flush();
+            let hash = self.emc.hash(&key);
+            let actions = if let Some(f) = self.emc.lookup(&key, hash) {
+                self.emc_hits += 1;
+                f.record(1, len, now);
+                f.actions.clone()
+            } else {
+                match self.cache.lookup(&key) {
+                    Some(f) => {
+                        f.record(1, len, now);
+                        self.emc.maybe_insert(&key, hash, f);
+                        f.actions.clone()
                     }
-                    if self.cache.len() < FLOW_LIMIT {
-                        self.cache
-                            .insert(&key, &up.mask, acts.clone(), now)
-                            .record(1, len, now);
+                    None => {
+                        self.upcalls += 1;
+                        let up = self.handler.upcall(&key, pkt, &self.enabled);
+                        let acts: Arc<[DpAction]> = Arc::from(up.actions);
+                        let g = self.handler.generation();
+                        if g != self.generation {
+                            self.generation = g;
+                            self.cache.flush();
+                        }
+                        if self.cache.len() < FLOW_LIMIT {
+                            self.cache
+                                .insert(&key, &up.mask, acts.clone(), now)
+                                .record(1, len, now);
+                        }
+                        acts
                     }
-                    acts
                 }
             };
             group_of[i] = match self.groups.iter().position(|g| Arc::ptr_eq(g, &actions)) {

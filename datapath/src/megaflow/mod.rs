@@ -47,11 +47,14 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::actions::DpAction;
 use crate::flow::{FlowKey, FlowMask};
+
+pub mod emc;
 
 type Hasher = foldhash::fast::RandomState;
 
@@ -68,6 +71,7 @@ pub struct Megaflow {
     bytes: Cell<u64>,
     used: Cell<Instant>,
     created: Instant,
+    dead: Cell<bool>,
 }
 
 impl Megaflow {
@@ -92,6 +96,17 @@ impl Megaflow {
     }
 
     /// Count `packets` packets of `bytes` bytes seen at `now`.
+    /// Whether the entry was removed from the cache (an EMC entry that
+    /// still points at it is stale).
+    pub fn is_dead(&self) -> bool {
+        self.dead.get()
+    }
+
+    fn kill(&self) {
+        self.dead.set(true);
+    }
+
+    /// Credit `packets` and `bytes` to the entry, used at `now`.
     pub fn record(&self, packets: u64, bytes: u64, now: Instant) {
         self.packets.set(self.packets.get() + packets);
         self.bytes.set(self.bytes.get() + bytes);
@@ -102,7 +117,7 @@ impl Megaflow {
 #[derive(Debug)]
 struct Subtable {
     mask: FlowMask,
-    flows: HashMap<FlowKey, Megaflow, Hasher>,
+    flows: HashMap<FlowKey, Rc<Megaflow>, Hasher>,
     hits: Cell<u64>,
 }
 
@@ -160,7 +175,7 @@ impl MegaflowCache {
     }
 
     /// Find the megaflow matching `key`, counting the lookup.
-    pub fn lookup(&self, key: &FlowKey) -> Option<&Megaflow> {
+    pub fn lookup(&self, key: &FlowKey) -> Option<&Rc<Megaflow>> {
         for (i, st) in self.subtables.iter().enumerate() {
             let masked = key.masked(&st.mask);
             if let Some(f) = st.flows.get(&masked) {
@@ -184,7 +199,7 @@ impl MegaflowCache {
         mask: &FlowMask,
         actions: Arc<[DpAction]>,
         now: Instant,
-    ) -> &Megaflow {
+    ) -> &Rc<Megaflow> {
         let masked = key.masked(mask);
         let idx = match self.subtables.iter().position(|s| s.mask == *mask) {
             Some(i) => i,
@@ -198,21 +213,32 @@ impl MegaflowCache {
             }
         };
         let st = &mut self.subtables[idx];
-        if !st.flows.contains_key(&masked) {
-            self.n_flows += 1;
+        let mut flow = Megaflow {
+            mask: *mask,
+            key: masked,
+            actions,
+            packets: Cell::new(0),
+            bytes: Cell::new(0),
+            used: Cell::new(now),
+            created: now,
+            dead: Cell::new(false),
+        };
+        match st.flows.get(&masked) {
+            // Replaced: the old entry dies (EMC entries drop it), its
+            // stats carry over.
+            Some(old) => {
+                old.kill();
+                flow.packets.set(old.packets());
+                flow.bytes.set(old.bytes());
+                flow.used.set(old.used());
+                flow.created = old.created();
+            }
+            None => self.n_flows += 1,
         }
-        st.flows
-            .entry(masked)
-            .and_modify(|f| f.actions = actions.clone())
-            .or_insert_with(|| Megaflow {
-                mask: *mask,
-                key: masked,
-                actions,
-                packets: Cell::new(0),
-                bytes: Cell::new(0),
-                used: Cell::new(now),
-                created: now,
-            })
+        let flow = Rc::new(flow);
+        let slot = st.flows.entry(masked).or_insert_with(|| flow.clone());
+        *slot = flow;
+        slot
     }
 
     /// Remove the megaflow with exactly this mask and (masked) key.
@@ -220,18 +246,20 @@ impl MegaflowCache {
         let Some(i) = self.subtables.iter().position(|s| s.mask == *mask) else {
             return false;
         };
-        let removed = self.subtables[i].flows.remove(&key.masked(mask)).is_some();
-        if removed {
+        let removed = self.subtables[i].flows.remove(&key.masked(mask));
+        if let Some(f) = &removed {
+            f.kill();
             self.n_flows -= 1;
             if self.subtables[i].flows.is_empty() {
                 self.subtables.remove(i);
             }
         }
-        removed
+        removed.is_some()
     }
 
     /// Remove every megaflow (lookup counters are kept).
     pub fn flush(&mut self) {
+        self.iter().for_each(Megaflow::kill);
         self.subtables.clear();
         self.n_flows = 0;
     }
@@ -253,7 +281,9 @@ impl MegaflowCache {
 
     /// Every megaflow, subtable by subtable.
     pub fn iter(&self) -> impl Iterator<Item = &Megaflow> {
-        self.subtables.iter().flat_map(|s| s.flows.values())
+        self.subtables
+            .iter()
+            .flat_map(|s| s.flows.values().map(|f| &**f))
     }
 
     /// Remove megaflows not used for `max_idle` before `now`; returns how
@@ -262,8 +292,13 @@ impl MegaflowCache {
         let mut gone = 0;
         for st in &mut self.subtables {
             let before = st.flows.len();
-            st.flows
-                .retain(|_, f| now.saturating_duration_since(f.used()) < max_idle);
+            st.flows.retain(|_, f| {
+                let keep = now.saturating_duration_since(f.used()) < max_idle;
+                if !keep {
+                    f.kill();
+                }
+                keep
+            });
             gone += before - st.flows.len();
         }
         self.subtables.retain(|s| !s.flows.is_empty());
