@@ -138,8 +138,7 @@ async fn run(rundir: PathBuf, config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    std::fs::write(&pidfile, format!("{pid}\n"))
-        .with_context(|| format!("writing pidfile {}", pidfile.display()))?;
+    let _pidfile_lock = write_locked_pidfile(&pidfile, pid)?;
     tracing::info!(
         "xennetd {} started, pid {pid}, control socket {}",
         env!("CARGO_PKG_VERSION"),
@@ -160,6 +159,39 @@ async fn run(rundir: PathBuf, config: Config) -> anyhow::Result<()> {
     drop(files);
     tracing::info!("xennetd stopped");
     Ok(())
+}
+
+/// Write the pidfile and hold an fcntl write lock on it for the life of the
+/// process, as Open vSwitch's `lib/daemon-unix.c` does: `ovs-appctl`
+/// (`read_pidfile`) trusts a pidfile only while its owner holds that lock.
+fn write_locked_pidfile(path: &Path, pid: u32) -> anyhow::Result<std::fs::File> {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening pidfile {}", path.display()))?;
+    let lock = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    nix::fcntl::fcntl(file.as_raw_fd(), nix::fcntl::FcntlArg::F_SETLK(&lock)).with_context(
+        || {
+            format!(
+                "pidfile {} is locked by another running daemon",
+                path.display()
+            )
+        },
+    )?;
+    file.set_len(0)?;
+    writeln!(file, "{pid}")?;
+    Ok(file)
 }
 
 fn resolve(rundir: &Path, p: &str) -> PathBuf {

@@ -97,3 +97,33 @@ impl Drop for Guard {
 fn scopeguard(c: std::process::Child) -> Guard {
     Guard(c)
 }
+
+/// The real `ovs-appctl` finds xennetd through the locked pidfile and talks
+/// unixctl to it, as it does to ovs-vswitchd.
+#[test]
+fn real_ovs_appctl_talks_to_xennetd() {
+    let h = Harness::start("appctl");
+    let appctl = |args: &[&str]| {
+        std::process::Command::new("ovs-appctl")
+            .env("OVS_RUNDIR", h.rundir())
+            .args(args)
+            .output()
+            .expect("ovs-appctl is missing: apt-get install openvswitch-common (scripts/test installs it)")
+    };
+    let out = appctl(&["version"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("xennetd "));
+    let out = appctl(&["fdb/show", "br0"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("MAC"));
+    let out = appctl(&["no/such-command"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "errors exit 2 as with ovs-vswitchd"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a valid command"));
+}
