@@ -123,7 +123,7 @@ pub struct DpStats {
 
 enum Command {
     AddPort(OfPort, Box<dyn Port>, SyncSender<Result<(), DpError>>),
-    DelPort(OfPort, SyncSender<Result<(), DpError>>),
+    DelPort(OfPort, SyncSender<Result<Box<dyn Port>, DpError>>),
     Ports(SyncSender<Vec<PortInfo>>),
     Stats(SyncSender<DpStats>),
     DumpFlows(SyncSender<Vec<String>>),
@@ -209,8 +209,14 @@ impl DpHandle {
         self.request(|r| Command::AddPort(ofport, port, r))?
     }
 
-    /// Detach port `ofport` (the port is dropped in the forwarding thread).
+    /// Detach port `ofport` and drop it.
     pub fn del_port(&self, ofport: OfPort) -> Result<(), DpError> {
+        self.take_port(ofport).map(drop)
+    }
+
+    /// Detach port `ofport` and hand it back (to re-attach it later, on
+    /// this or another datapath).
+    pub fn take_port(&self, ofport: OfPort) -> Result<Box<dyn Port>, DpError> {
         self.request(|r| Command::DelPort(ofport, r))?
     }
 
@@ -455,15 +461,15 @@ impl Fwd {
         }
     }
 
-    fn del_port(&mut self, ofport: OfPort) -> Result<(), DpError> {
+    fn del_port(&mut self, ofport: OfPort) -> Result<Box<dyn Port>, DpError> {
         if !self.ports.contains_key(&ofport) {
             return Err(DpError::NoSuchPort(ofport));
         }
         self.unregister(ofport);
-        self.ports.remove(&ofport);
+        let entry = self.ports.remove(&ofport);
         tracing::info!(ofport, "port deleted");
         self.refresh_enabled();
-        Ok(())
+        entry.map(|e| e.port).ok_or(DpError::NoSuchPort(ofport))
     }
 
     fn disable_port(&mut self, ofport: OfPort) {
