@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context;
-use xennet_datapath::dpif::{Datapath, DpHandle};
+use xennet_datapath::dpif::{Datapath, DpHandle, PortInfo};
 use xennet_datapath::{OfPort, Port};
 use xennet_ofproto::normal::{FdbHandle, Normal};
 use xennet_vif::VifMetrics;
@@ -48,6 +48,18 @@ impl Bridge {
 
     /// Add a port under the lowest free OpenFlow port number (from 1).
     pub fn add_port(&self, entry: PortEntry, port: Box<dyn Port>) -> anyhow::Result<OfPort> {
+        self.add_port_at(entry, port, &[])
+    }
+
+    /// Add a port under the first free number of `preferred` (ignoring
+    /// numbers outside 1..=MAX_OFPORT), else the lowest free one. On error
+    /// the port is dropped.
+    pub fn add_port_at(
+        &self,
+        entry: PortEntry,
+        port: Box<dyn Port>,
+        preferred: &[OfPort],
+    ) -> anyhow::Result<OfPort> {
         let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
         anyhow::ensure!(
             !ports.values().any(|p| p.name == entry.name),
@@ -55,7 +67,12 @@ impl Bridge {
             entry.name,
             self.name
         );
-        let ofport = (1..).find(|n| !ports.contains_key(n)).unwrap_or(1);
+        let ofport = preferred
+            .iter()
+            .copied()
+            .find(|n| (1..=MAX_OFPORT).contains(n) && !ports.contains_key(n))
+            .or_else(|| (1..=MAX_OFPORT).find(|n| !ports.contains_key(n)))
+            .context("no free OpenFlow port number")?;
         self.dp
             .add_port(ofport, port)
             .with_context(|| format!("adding {} to {}", entry.name, self.name))?;
@@ -83,47 +100,121 @@ impl Bridge {
         }
     }
 
+    /// Detach port `ofport` and hand it back with its entry.
+    pub fn take_port(&self, ofport: OfPort) -> Option<(PortEntry, Box<dyn Port>)> {
+        let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = ports.remove(&ofport)?;
+        match self.dp.take_port(ofport) {
+            Ok(port) => {
+                tracing::info!(
+                    "{}: removed port {} (ofport {ofport})",
+                    self.name,
+                    entry.name
+                );
+                Some((entry, port))
+            }
+            Err(e) => {
+                tracing::warn!("{}: removing {}: {e}", self.name, entry.name);
+                None
+            }
+        }
+    }
+
+    /// The datapath's view of every port (numbers, counters).
+    pub fn port_infos(&self) -> Vec<PortInfo> {
+        self.dp.ports()
+    }
+
     fn port_entries(&self) -> BTreeMap<OfPort, PortEntry> {
         self.ports.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
-/// Every bridge of this daemon.
-#[derive(Debug)]
+/// Highest OpenFlow port number a port may get (OFPP_MAX).
+pub const MAX_OFPORT: OfPort = 0xfeff;
+
+/// Every bridge of this daemon; bridges come and go at run time when the
+/// configuration is a database.
+#[derive(Debug, Default)]
 pub struct Switch {
-    bridges: BTreeMap<String, Bridge>,
+    bridges: RwLock<BTreeMap<String, Arc<Bridge>>>,
 }
 
 impl Switch {
     /// Start the bridges of `config`.
     pub fn new(config: &Config) -> anyhow::Result<Switch> {
-        let mut bridges = BTreeMap::new();
+        let switch = Switch::default();
         for b in &config.bridges {
-            bridges.insert(b.name.clone(), Bridge::new(&b.name)?);
+            switch.add_bridge(&b.name)?;
             tracing::info!("bridge {}: created (fail_mode {:?})", b.name, b.fail_mode);
         }
-        Ok(Switch { bridges })
+        Ok(switch)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Bridge>>> {
+        self.bridges.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Bridge>>> {
+        self.bridges.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A bridge by name.
-    pub fn bridge(&self, name: &str) -> Option<&Bridge> {
-        self.bridges.get(name)
+    pub fn bridge(&self, name: &str) -> Option<Arc<Bridge>> {
+        self.read().get(name).cloned()
     }
 
-    fn bridge_arg(&self, args: &[String]) -> Result<&Bridge, String> {
+    /// Every bridge, by name.
+    pub fn bridges(&self) -> Vec<Arc<Bridge>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// Names of every bridge.
+    pub fn bridge_names(&self) -> Vec<String> {
+        self.read().keys().cloned().collect()
+    }
+
+    /// Create bridge `name` (starting its forwarding thread); an existing
+    /// bridge of that name is returned as is.
+    pub fn add_bridge(&self, name: &str) -> anyhow::Result<Arc<Bridge>> {
+        if let Some(b) = self.bridge(name) {
+            return Ok(b);
+        }
+        let b = Arc::new(Bridge::new(name)?);
+        self.write().insert(name.to_owned(), b.clone());
+        Ok(b)
+    }
+
+    /// Remove bridge `name` and stop its forwarding thread (dropping the
+    /// ports still on it).
+    pub fn remove_bridge(&self, name: &str) {
+        let b = self.write().remove(name);
+        if let Some(b) = b {
+            b.dp.shutdown();
+            tracing::info!("bridge {name}: removed");
+        }
+    }
+
+    fn bridge_arg(&self, args: &[String]) -> Result<Arc<Bridge>, String> {
+        let bridges = self.read();
         match args.first() {
-            Some(name) => self
-                .bridges
+            Some(name) => bridges
                 .get(name)
+                .cloned()
                 .ok_or_else(|| format!("no such bridge: {name}")),
-            None if self.bridges.len() == 1 => Ok(self.bridges.values().next().expect("one")),
+            None if bridges.len() == 1 => bridges
+                .values()
+                .next()
+                .cloned()
+                .ok_or_else(|| "no bridge".to_string()),
+            None if bridges.is_empty() => Err("no bridges".into()),
             None => Err("more than one bridge: name one".into()),
         }
     }
 
     /// Stop every forwarding thread.
     pub fn shutdown(&self) {
-        for b in self.bridges.values() {
+        for b in self.bridges() {
             b.dp.shutdown();
         }
     }
@@ -148,7 +239,7 @@ fn vif_show(switch: &Switch) -> String {
         "tx-drop",
         "errors"
     );
-    for b in switch.bridges.values() {
+    for b in switch.bridges() {
         let entries = b.port_entries();
         for info in b.dp.ports() {
             let Some(entry) = entries.get(&info.ofport) else {
@@ -215,7 +306,7 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
         1,
         1,
         Box::new(move |args| {
-            for b in s.bridges.values() {
+            for b in s.bridges() {
                 for entry in b.port_entries().values() {
                     if entry.name == args[0] {
                         return match &entry.vif {
@@ -259,7 +350,7 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
         0,
         Box::new(move |_| {
             let mut out = String::new();
-            for b in s.bridges.values() {
+            for b in s.bridges() {
                 let st = b.dp.stats();
                 let _ = writeln!(out, "bridge {}:", b.name);
                 let _ = writeln!(out, "  packets received: {}", st.packets);

@@ -19,6 +19,18 @@ use xennet_vif::Vif;
 
 use crate::bridge::{PortEntry, Switch};
 use crate::config::EmulatedXenConfig;
+use crate::dbsync::VifRegistry;
+
+/// Where attached vifs go.
+#[derive(Debug, Clone)]
+pub enum Placement {
+    /// Straight onto the configuration's `emulated_xen.bridge`.
+    Static(Arc<Switch>),
+    /// Into the registry of attached vifs; the database reconciler puts
+    /// each on the bridge whose Port lists its interface (the hotplug
+    /// script's `ovs-vsctl add-port` on Xen).
+    Database(Arc<VifRegistry>),
+}
 
 /// How long a guest may take to send its attach request.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -26,7 +38,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Accept guests until the task is dropped.
 pub async fn serve(
     listener: UnixListener,
-    switch: Arc<Switch>,
+    switch: Placement,
     cfg: EmulatedXenConfig,
 ) -> std::io::Result<()> {
     loop {
@@ -43,7 +55,7 @@ pub async fn serve(
 
 async fn serve_guest(
     stream: UnixStream,
-    switch: Arc<Switch>,
+    switch: Placement,
     cfg: EmulatedXenConfig,
 ) -> anyhow::Result<()> {
     let std_stream = stream.into_std()?;
@@ -72,24 +84,37 @@ async fn serve_guest(
     let mut buf = [0u8; 256];
     while stream.read(&mut buf).await.unwrap_or(0) > 0 {}
     tracing::info!("{name}: frontend closed its connection");
-    if let Some(b) = switch.bridge(&bridge) {
-        b.del_port(ofport);
+    match &switch {
+        Placement::Static(sw) => {
+            if let Some(b) = sw.bridge(&bridge) {
+                b.del_port(ofport);
+            }
+        }
+        Placement::Database(vifs) => vifs.detach(&name),
     }
     Ok(())
 }
 
-/// Receive the request, connect the vif and add it to the bridge; returns
-/// (bridge, ofport, vif name).
+/// Receive the request, connect the vif and add it to the bridge (or, with
+/// a database, to the registry: then the ofport is 0 and the bridge empty);
+/// returns (bridge, ofport, vif name).
 fn attach(
     stream: &std::os::unix::net::UnixStream,
-    switch: &Switch,
+    switch: &Placement,
     cfg: &EmulatedXenConfig,
 ) -> anyhow::Result<(String, OfPort, String)> {
     let (req, domain) = recv_attach(stream, cfg.backend_domid).context("bad attach request")?;
     let name = format!("vif{}.{}", req.domid, req.handle);
-    let bridge = switch
-        .bridge(&cfg.bridge)
-        .with_context(|| format!("no bridge {}", cfg.bridge))?;
+    let bridge = match switch {
+        Placement::Static(sw) => Some(
+            sw.bridge(&cfg.bridge)
+                .with_context(|| format!("no bridge {}", cfg.bridge))?,
+        ),
+        Placement::Database(vifs) => {
+            anyhow::ensure!(!vifs.is_attached(&name), "{name} is already attached");
+            None
+        }
+    };
     let vif = Vif::connect(
         name.clone(),
         cfg.backend_domid,
@@ -102,6 +127,15 @@ fn attach(
         name: name.clone(),
         vif: Some((req.domid, vif.metrics())),
     };
-    let ofport = bridge.add_port(entry, Box::new(vif))?;
-    Ok((cfg.bridge.clone(), ofport, name))
+    match (switch, bridge) {
+        (Placement::Database(vifs), _) => {
+            vifs.attach(entry, Box::new(vif))?;
+            Ok((String::new(), 0, name))
+        }
+        (_, Some(bridge)) => {
+            let ofport = bridge.add_port(entry, Box::new(vif))?;
+            Ok((cfg.bridge.clone(), ofport, name))
+        }
+        (Placement::Static(_), None) => anyhow::bail!("no bridge {}", cfg.bridge),
+    }
 }

@@ -6,6 +6,7 @@
 
 mod bridge;
 mod config;
+mod dbsync;
 mod emulxen;
 mod unixctl;
 
@@ -20,9 +21,11 @@ use crate::config::{Config, EMBEDDED_DEFAULT};
 
 /// xennetd: an Open vSwitch-compatible virtual switch for Xen guests.
 ///
-/// Without --config, xennetd runs its embedded default configuration: one
-/// standalone bridge `br0` (NORMAL learning switch) that emulated Xen guests
-/// (`xennet-guest`) attach to through `<rundir>/xennet-xen.sock`.
+/// Configuration comes from an Open_vSwitch database (--db, as
+/// ovs-vswitchd's DATABASE argument, managed with ovs-vsctl), else from
+/// --config, else from the embedded default: one standalone bridge `br0`
+/// (NORMAL learning switch) that emulated Xen guests (`xennet-guest`)
+/// attach to through `<rundir>/xennet-xen.sock`.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Args {
@@ -36,6 +39,18 @@ struct Args {
     /// (`xennetd --print-default-config` shows its format).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+
+    /// Open_vSwitch database to take bridges and ports from, as
+    /// ovs-vswitchd: `unix:PATH` or `tcp:IP:PORT`. xennetd takes the
+    /// `ovs_vswitchd` lock and writes ofports, errors, statistics and
+    /// cur_cfg back, so `ovs-vsctl add-br/add-port/del-port` work without
+    /// --no-wait. Guests' vifs join the bridge whose Port lists interface
+    /// `vif<domid>.<handle>`. The emulated_xen section still comes from
+    /// --config (or the embedded default); its bridges are ignored.
+    /// Default: `unix:<rundir>/db.sock` if that socket exists and no
+    /// --config is given.
+    #[arg(long, value_name = "DB")]
+    db: Option<String>,
 
     /// Print the embedded default configuration and exit.
     #[arg(long)]
@@ -70,13 +85,30 @@ fn main() -> anyhow::Result<()> {
         }
         None => Config::parse(EMBEDDED_DEFAULT).context("embedded default configuration")?,
     };
+    let db = match (&args.db, &args.config) {
+        (Some(db), _) => {
+            anyhow::ensure!(
+                db.starts_with("unix:") || db.starts_with("tcp:"),
+                "--db {db:?}: expected unix:PATH or tcp:IP:PORT"
+            );
+            Some(db.clone())
+        }
+        (None, Some(_)) => None,
+        (None, None) => {
+            use std::os::unix::fs::FileTypeExt;
+            let sock = rundir.join("db.sock");
+            std::fs::metadata(&sock)
+                .is_ok_and(|m| m.file_type().is_socket())
+                .then(|| format!("unix:{}", sock.display()))
+        }
+    };
     std::fs::create_dir_all(&rundir)
         .with_context(|| format!("creating run directory {}", rundir.display()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
-    rt.block_on(run(rundir, config))
+    rt.block_on(run(rundir, config, db))
 }
 
 fn init_logging(args: &Args) -> anyhow::Result<()> {
@@ -111,13 +143,36 @@ impl Drop for RunFiles {
     }
 }
 
-async fn run(rundir: PathBuf, config: Config) -> anyhow::Result<()> {
+async fn run(rundir: PathBuf, config: Config, db: Option<String>) -> anyhow::Result<()> {
     let pid = std::process::id();
     let pidfile = rundir.join("ovs-vswitchd.pid");
     let ctl = rundir.join(format!("ovs-vswitchd.{pid}.ctl"));
     let mut files = RunFiles(vec![pidfile.clone(), ctl.clone()]);
 
-    let switch = Arc::new(Switch::new(&config)?);
+    let (switch, placement, db_task) = match &db {
+        None => {
+            let switch = Arc::new(Switch::new(&config)?);
+            (switch.clone(), emulxen::Placement::Static(switch), None)
+        }
+        Some(addr) => {
+            if !config.bridges.is_empty() {
+                tracing::info!(
+                    "configuration from database {addr}: the configuration file's bridges are ignored"
+                );
+            }
+            let switch = Arc::new(Switch::default());
+            let vifs = Arc::new(dbsync::VifRegistry::default());
+            let session = xennet_ovsdb::Session::start(
+                addr,
+                xennet_ovsdb::SessionOptions {
+                    lock: Some(dbsync::LOCK.into()),
+                    ..Default::default()
+                },
+            );
+            let task = tokio::spawn(dbsync::run(session, switch.clone(), vifs.clone()));
+            (switch, emulxen::Placement::Database(vifs), Some(task))
+        }
+    };
     let shutdown = Arc::new(tokio::sync::Notify::new());
     let commands = Arc::new(bridge::commands(switch.clone(), shutdown.clone()));
 
@@ -132,7 +187,7 @@ async fn run(rundir: PathBuf, config: Config) -> anyhow::Result<()> {
         let listener = bind_unix(&path)?;
         Some(tokio::spawn(emulxen::serve(
             listener,
-            switch.clone(),
+            placement,
             config.emulated_xen.clone(),
         )))
     } else {
@@ -153,6 +208,9 @@ async fn run(rundir: PathBuf, config: Config) -> anyhow::Result<()> {
         r = ctl_task => tracing::error!("control socket stopped: {r:?}"),
     }
     if let Some(t) = xen_task {
+        t.abort();
+    }
+    if let Some(t) = db_task {
         t.abort();
     }
     switch.shutdown();

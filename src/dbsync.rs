@@ -1,0 +1,519 @@
+//! Configuration from an `Open_vSwitch` database (`xennetd --db`), as
+//! ovs-vswitchd takes it: a [`Session`] holding the `ovs_vswitchd` lock
+//! keeps a replica; on every change (and every [`STATS_INTERVAL`]) the
+//! reconciler makes the switch match it and writes the results back in one
+//! transaction that asserts the lock.
+//!
+//! * Bridges: one per row in `Open_vSwitch:bridges`, created and removed
+//!   as the database says. The interface named like its bridge (the
+//!   `internal` interface `ovs-vsctl add-br` makes) gets ofport 65534
+//!   (OFPP_LOCAL) as in OVS, although xennet has no internal ports yet.
+//! * Vifs: an Interface named `vif<D>.<H>` of type `""` or `xennet-vif` is
+//!   Xen vif H of domain D. Guests attach whenever they like (on Xen the
+//!   backend device exists before the hotplug script runs `ovs-vsctl
+//!   add-port`); an attached vif joins the bridge whose Port lists its
+//!   interface, under `ofport_request` if set and free, else its previous
+//!   ofport (from the database or this process) if free, else the lowest
+//!   free number. Until the guest attaches, the Interface gets ofport -1 and
+//!   `error` "no such vif: waiting for domain D handle H to attach", as OVS
+//!   writes for a missing network device (ovs-vsctl then logs "Error
+//!   detected while setting up" but succeeds). A Port deleted from the
+//!   database takes the vif off its bridge; the guest stays attached and
+//!   the vif rejoins when a Port lists it again.
+//! * Any other interface gets ofport -1 and `error` "xennetd: interface
+//!   type '<type>' is not supported yet".
+//! * Port VLAN columns (tag, trunks, vlan_mode) are not applied yet (NORMAL
+//!   has no VLAN modes); each such port is logged once.
+//! * Written back: every Interface's `ofport`, `error` and `mac_in_use`
+//!   when they differ from the replica, `statistics` of attached vifs (at
+//!   most every [`STATS_INTERVAL`]), and `Open_vSwitch:cur_cfg := next_cfg`
+//!   in the same transaction, so a waiting `ovs-vsctl` sees the ofports.
+//! * Without the lock (another switch owns the database) or while
+//!   disconnected, the switch keeps running as last configured.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use xennet_datapath::{OfPort, Port, PortStats};
+use xennet_ovsdb::{Datum, OpenVSwitch, Replica, Session, Txn, Uuid};
+
+use crate::bridge::{Bridge, PortEntry, Switch, MAX_OFPORT};
+
+/// The lock ovs-vswitchd takes.
+pub const LOCK: &str = "ovs_vswitchd";
+/// OFPP_LOCAL, the ofport of a bridge's own interface.
+pub const OFPP_LOCAL: i64 = 65534;
+/// How often attached vifs' `statistics` are refreshed (as ovs-vswitchd).
+pub const STATS_INTERVAL: Duration = Duration::from_secs(5);
+/// Delay before retrying a failed write.
+const RETRY: Duration = Duration::from_millis(500);
+/// `mac_in_use` of a vif: the fixed address of Xen's netback devices.
+const VIF_MAC: &str = "fe:ff:ff:ff:ff:ff";
+
+/// A vif whose guest is attached.
+#[derive(Debug)]
+struct Attached {
+    entry: PortEntry,
+    /// The port while it is on no bridge.
+    port: Option<Box<dyn Port>>,
+    /// The bridge and number it is on.
+    placed: Option<(Arc<Bridge>, OfPort)>,
+    /// Its last number in this process.
+    last_ofport: Option<OfPort>,
+}
+
+/// Attached vifs, by name (`vif1.0`), on a bridge or waiting for one.
+#[derive(Debug, Default)]
+pub struct VifRegistry {
+    vifs: Mutex<BTreeMap<String, Attached>>,
+    changed: Notify,
+}
+
+impl VifRegistry {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Attached>> {
+        self.vifs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True if a guest has attached vif `name`.
+    pub fn is_attached(&self, name: &str) -> bool {
+        self.lock().contains_key(name)
+    }
+
+    /// A guest attached vif `entry.name`; the reconciler places it.
+    pub fn attach(&self, entry: PortEntry, port: Box<dyn Port>) -> anyhow::Result<()> {
+        let mut vifs = self.lock();
+        anyhow::ensure!(
+            !vifs.contains_key(&entry.name),
+            "{} is already attached",
+            entry.name
+        );
+        tracing::info!(
+            "{}: attached, waiting for the database to place it",
+            entry.name
+        );
+        vifs.insert(
+            entry.name.clone(),
+            Attached {
+                entry,
+                port: Some(port),
+                placed: None,
+                last_ofport: None,
+            },
+        );
+        drop(vifs);
+        self.changed.notify_one();
+        Ok(())
+    }
+
+    /// The guest of vif `name` went away: drop it, from its bridge too.
+    pub fn detach(&self, name: &str) {
+        let removed = self.lock().remove(name);
+        if let Some(Attached {
+            placed: Some((b, ofport)),
+            ..
+        }) = removed
+        {
+            b.take_port(ofport);
+        }
+        self.changed.notify_one();
+    }
+}
+
+/// What an Interface row is to us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    /// The bridge's own interface.
+    Local,
+    /// A Xen vif.
+    Vif { domid: u16, handle: u16 },
+    /// Something we cannot do; the `error` to write.
+    Bad(String),
+}
+
+/// One Interface row of a bridge in the database.
+#[derive(Debug, Clone)]
+struct PlannedIface {
+    uuid: Uuid,
+    name: String,
+    bridge: String,
+    kind: Kind,
+    ofport: Option<i64>,
+    error: Option<String>,
+    statistics: BTreeMap<String, i64>,
+}
+
+/// The configuration the database asks for.
+#[derive(Debug, Default)]
+struct Plan {
+    bridges: BTreeSet<String>,
+    ifaces: Vec<PlannedIface>,
+    /// Vif name -> (bridge, preferred ofports).
+    vifs: BTreeMap<String, (String, Vec<OfPort>)>,
+    /// Ports with VLAN settings (not applied).
+    vlan_ports: Vec<String>,
+}
+
+/// Parses `vif<D>.<H>`.
+fn parse_vif(name: &str) -> Option<(u16, u16)> {
+    let (d, h) = name.strip_prefix("vif")?.split_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(d) || !digits(h) {
+        return None;
+    }
+    let domid: u16 = d.parse().ok()?;
+    // DOMID_FIRST_RESERVED: no guest has a larger id.
+    (domid < 0x7ff0).then_some((domid, h.parse().ok()?))
+}
+
+fn valid_bridge_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 15 && !name.contains('/')
+}
+
+/// Messages logged once each (bad rows would otherwise be logged on every
+/// reconcile).
+#[derive(Debug, Default)]
+struct LogOnce(HashSet<String>);
+
+impl LogOnce {
+    fn warn(&mut self, msg: String) {
+        if self.0.len() > 4096 {
+            self.0.clear();
+        }
+        if !self.0.contains(&msg) {
+            tracing::warn!("{msg}");
+            self.0.insert(msg);
+        }
+    }
+
+    fn info(&mut self, msg: String) {
+        if self.0.len() > 4096 {
+            self.0.clear();
+        }
+        if !self.0.contains(&msg) {
+            tracing::info!("{msg}");
+            self.0.insert(msg);
+        }
+    }
+}
+
+fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
+    let mut plan = Plan::default();
+    for buuid in &ovs.bridges {
+        let Some(br) = r.bridge(*buuid) else {
+            continue;
+        };
+        if !valid_bridge_name(&br.name) {
+            log.warn(format!(
+                "database: bridge name {:?} must be 1-15 characters without '/': ignored",
+                br.name
+            ));
+            continue;
+        }
+        if !plan.bridges.insert(br.name.clone()) {
+            log.warn(format!("database: bridge {} listed twice", br.name));
+            continue;
+        }
+        if br.fail_mode.as_deref() == Some("secure") || !br.controller.is_empty() {
+            log.info(format!(
+                "bridge {}: controllers and fail_mode secure are not supported yet; \
+                 it runs as a standalone NORMAL switch",
+                br.name
+            ));
+        }
+        for puuid in &br.ports {
+            let Some(port) = r.port(*puuid) else {
+                continue;
+            };
+            if port.tag.is_some() || !port.trunks.is_empty() || port.vlan_mode.is_some() {
+                plan.vlan_ports.push(port.name.clone());
+            }
+            for iuuid in &port.interfaces {
+                let Some(iface) = r.interface(*iuuid) else {
+                    continue;
+                };
+                let kind = if iface.name == br.name {
+                    Kind::Local
+                } else if let Some((domid, handle)) = parse_vif(&iface.name) {
+                    if !matches!(iface.iface_type.as_str(), "" | "xennet-vif") {
+                        Kind::Bad(format!(
+                            "xennetd: interface type '{}' is not supported yet",
+                            iface.iface_type
+                        ))
+                    } else if plan.vifs.contains_key(&iface.name) {
+                        Kind::Bad(format!("xennetd: {} is on more than one port", iface.name))
+                    } else {
+                        let prefs = [iface.ofport_request, iface.ofport]
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|p| OfPort::try_from(p).ok())
+                            .filter(|p| (1..=MAX_OFPORT).contains(p))
+                            .collect();
+                        plan.vifs
+                            .insert(iface.name.clone(), (br.name.clone(), prefs));
+                        Kind::Vif { domid, handle }
+                    }
+                } else {
+                    let t = match iface.iface_type.as_str() {
+                        "" => "system",
+                        t => t,
+                    };
+                    Kind::Bad(format!(
+                        "xennetd: interface type '{t}' is not supported yet"
+                    ))
+                };
+                if let Kind::Bad(e) = &kind {
+                    log.warn(format!("{}: {e}", iface.name));
+                }
+                plan.ifaces.push(PlannedIface {
+                    uuid: iface.uuid,
+                    name: iface.name,
+                    bridge: br.name.clone(),
+                    kind,
+                    ofport: iface.ofport,
+                    error: iface.error,
+                    statistics: iface.statistics,
+                });
+            }
+        }
+    }
+    plan
+}
+
+/// Makes the switch match `plan` (blocking: talks to forwarding threads).
+fn apply(plan: &Plan, switch: &Switch, vifs: &mut BTreeMap<String, Attached>, log: &mut LogOnce) {
+    // Vifs leaving their bridge.
+    for (name, a) in vifs.iter_mut() {
+        let Some((b, ofport)) = &a.placed else {
+            continue;
+        };
+        let stays = plan.vifs.get(name).is_some_and(|(bn, _)| *bn == b.name);
+        if !stays {
+            if let Some((entry, port)) = b.take_port(*ofport) {
+                a.entry = entry;
+                a.port = Some(port);
+            }
+            a.placed = None;
+        }
+    }
+    // Bridges.
+    for name in switch.bridge_names() {
+        if !plan.bridges.contains(&name) {
+            switch.remove_bridge(&name);
+        }
+    }
+    for name in &plan.bridges {
+        if switch.bridge(name).is_none() {
+            match switch.add_bridge(name) {
+                Ok(_) => tracing::info!("bridge {name}: created"),
+                Err(e) => log.warn(format!("bridge {name}: {e:#}")),
+            }
+        }
+    }
+    // Vifs joining a bridge.
+    for (name, a) in vifs.iter_mut() {
+        if a.placed.is_some() {
+            continue;
+        }
+        let Some((bn, prefs)) = plan.vifs.get(name) else {
+            continue;
+        };
+        let Some(b) = switch.bridge(bn) else {
+            continue;
+        };
+        let Some(port) = a.port.take() else {
+            continue;
+        };
+        let mut prefs = prefs.clone();
+        prefs.extend(a.last_ofport);
+        match b.add_port_at(a.entry.clone(), port, &prefs) {
+            Ok(p) => {
+                a.placed = Some((b, p));
+                a.last_ofport = Some(p);
+            }
+            Err(e) => log.warn(format!("{name}: {e:#}")),
+        }
+    }
+}
+
+fn stats_map(s: &PortStats) -> BTreeMap<String, i64> {
+    let v = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    [
+        ("rx_packets", s.rx_packets),
+        ("rx_bytes", s.rx_bytes),
+        ("rx_dropped", s.rx_dropped),
+        ("rx_errors", s.rx_errors),
+        ("tx_packets", s.tx_packets),
+        ("tx_bytes", s.tx_bytes),
+        ("tx_dropped", s.tx_dropped),
+        ("tx_errors", s.tx_errors),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_owned(), v(n)))
+    .collect()
+}
+
+/// The write-back for `plan` after [`apply`]; empty if nothing changed.
+fn status_txn(
+    plan: &Plan,
+    ovs: &OpenVSwitch,
+    vifs: &BTreeMap<String, Attached>,
+    with_stats: bool,
+) -> Txn {
+    let mut txn = Txn::with_lock(LOCK);
+    let mut stats: BTreeMap<String, BTreeMap<OfPort, PortStats>> = BTreeMap::new();
+    for pi in &plan.ifaces {
+        let (ofport, error, mac, placed) = match &pi.kind {
+            Kind::Local => (OFPP_LOCAL, None, None, None),
+            Kind::Bad(e) => (-1, Some(e.clone()), None, None),
+            Kind::Vif { domid, handle } => match vifs.get(&pi.name) {
+                Some(Attached {
+                    placed: Some((b, p)),
+                    ..
+                }) if b.name == pi.bridge => (i64::from(*p), None, Some(VIF_MAC), Some((b, *p))),
+                Some(_) => (
+                    -1,
+                    Some(format!(
+                        "xennetd: could not add {} to bridge {} (see the xennetd log)",
+                        pi.name, pi.bridge
+                    )),
+                    None,
+                    None,
+                ),
+                None => (
+                    -1,
+                    Some(format!(
+                        "no such vif: waiting for domain {domid} handle {handle} to attach"
+                    )),
+                    None,
+                    None,
+                ),
+            },
+        };
+        let mut cols = Vec::new();
+        if pi.ofport != Some(ofport) || pi.error != error {
+            cols.push(("ofport", Datum::optional(Some(ofport))));
+            cols.push(("error", Datum::optional(error.as_deref())));
+            cols.push(("mac_in_use", Datum::optional(mac)));
+        }
+        if with_stats {
+            if let Some((b, p)) = placed {
+                let by_port = stats.entry(b.name.clone()).or_insert_with(|| {
+                    b.port_infos()
+                        .into_iter()
+                        .map(|i| (i.ofport, i.stats))
+                        .collect()
+                });
+                if let Some(s) = by_port.get(&p) {
+                    let m = stats_map(s);
+                    if m != pi.statistics {
+                        cols.push((
+                            "statistics",
+                            Datum::map(m.iter().map(|(k, v)| (k.as_str(), *v))),
+                        ));
+                    }
+                }
+            }
+        }
+        if !cols.is_empty() {
+            txn.update("Interface", pi.uuid, cols);
+        }
+    }
+    if ovs.next_cfg != ovs.cur_cfg {
+        txn.cur_cfg(ovs.uuid, ovs.next_cfg);
+    }
+    txn
+}
+
+/// Reconciles until the session ends. `session` must have been started
+/// with the [`LOCK`] lock.
+pub async fn run(session: Session, switch: Arc<Switch>, vifs: Arc<VifRegistry>) {
+    let mut changes = session.subscribe();
+    let mut tick = tokio::time::interval(STATS_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut log = LogOnce::default();
+    let mut vlan_logged = HashSet::new();
+    let mut retry = false;
+    let mut last_write_error: Option<Instant> = None;
+    let mut had_lock = false;
+    loop {
+        let poll = retry || !had_lock;
+        let with_stats = tokio::select! {
+            r = changes.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                false
+            }
+            _ = vifs.changed.notified() => false,
+            _ = tick.tick() => true,
+            _ = tokio::time::sleep(RETRY), if poll => false,
+        };
+        let has_lock = session.has_lock();
+        if has_lock != had_lock {
+            if has_lock {
+                tracing::info!("database: acquired lock {LOCK}, configuring from the database");
+            } else {
+                tracing::info!("database: lost lock {LOCK} (or the connection)");
+            }
+            had_lock = has_lock;
+        }
+        if !has_lock {
+            continue;
+        }
+        let replica = session.replica();
+        let Some(ovs) = replica.open_vswitch() else {
+            log.info("database: no Open_vSwitch row yet (ovs-vsctl init makes it)".into());
+            continue;
+        };
+        let plan = plan(&replica, &ovs, &mut log);
+        for p in &plan.vlan_ports {
+            if vlan_logged.insert(p.clone()) {
+                tracing::info!("port {p}: VLAN settings (tag, trunks, vlan_mode) are stored but not applied yet");
+            }
+        }
+        let txn = tokio::task::block_in_place(|| {
+            let mut attached = vifs.lock();
+            apply(&plan, &switch, &mut attached, &mut log);
+            status_txn(&plan, &ovs, &attached, with_stats)
+        });
+        if txn.is_empty() {
+            retry = false;
+            continue;
+        }
+        match session.transact(txn.into_ops()).await {
+            Ok(_) => retry = false,
+            Err(e) => {
+                if last_write_error.map_or(true, |t| t.elapsed() > Duration::from_secs(10)) {
+                    tracing::warn!("database: writing the switch's status: {e}");
+                    last_write_error = Some(Instant::now());
+                }
+                retry = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vif_names() {
+        assert_eq!(parse_vif("vif1.0"), Some((1, 0)));
+        assert_eq!(parse_vif("vif32752.3"), None);
+        assert_eq!(parse_vif("vif7.12"), Some((7, 12)));
+        for bad in [
+            "vif1",
+            "vif.0",
+            "vif1.",
+            "vifa.0",
+            "vif+1.0",
+            "eth0",
+            "vif99999999.0",
+        ] {
+            assert_eq!(parse_vif(bad), None, "{bad}");
+        }
+    }
+}
