@@ -36,6 +36,7 @@ pub struct Harness {
     pub rundir: PathBuf,
     prefix: String,
     daemon: Option<Child>,
+    daemon_args: Vec<String>,
     guests: Vec<(u16, Child)>,
     netns: Vec<String>,
 }
@@ -43,28 +44,64 @@ pub struct Harness {
 impl Harness {
     /// Start xennetd on the embedded default in a fresh run directory.
     pub fn start(test: &str) -> Harness {
+        Self::start_with(test, &[])
+    }
+
+    /// Start xennetd with extra arguments (e.g. `--db unix:...`) in a
+    /// fresh run directory.
+    pub fn start_with(test: &str, extra_args: &[&str]) -> Harness {
         require_prerequisites();
         let prefix = format!("xt{}{}", std::process::id() % 100_000, test);
         let rundir = std::env::temp_dir().join(format!("xennet-{prefix}"));
         let _ = std::fs::remove_dir_all(&rundir);
         std::fs::create_dir_all(&rundir).unwrap();
-        let log = std::fs::File::create(rundir.join("xennetd.log")).unwrap();
-        let daemon = Command::new(env!("CARGO_BIN_EXE_xennetd"))
-            .arg("--rundir")
-            .arg(&rundir)
-            .stderr(log)
-            .spawn()
-            .expect("starting xennetd");
-        let h = Harness {
+        let mut h = Harness {
             rundir,
             prefix,
-            daemon: Some(daemon),
+            daemon: None,
+            daemon_args: extra_args.iter().map(|a| a.to_string()).collect(),
             guests: Vec::new(),
             netns: Vec::new(),
         };
-        let sock = h.rundir.join("xennet-xen.sock");
-        h.wait_for("xennetd's emulated Xen socket", || sock.exists());
+        h.start_daemon();
         h
+    }
+
+    /// Start xennetd (again) and wait for its emulated Xen socket.
+    pub fn start_daemon(&mut self) {
+        let sock = self.rundir.join("xennet-xen.sock");
+        let _ = std::fs::remove_file(&sock);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.rundir.join("xennetd.log"))
+            .unwrap();
+        let daemon = Command::new(env!("CARGO_BIN_EXE_xennetd"))
+            .arg("--rundir")
+            .arg(&self.rundir)
+            .args(&self.daemon_args)
+            .stderr(log)
+            .spawn()
+            .expect("starting xennetd");
+        self.daemon = Some(daemon);
+        self.wait_for("xennetd's emulated Xen socket", || sock.exists());
+    }
+
+    /// SIGKILL xennetd (no cleanup, as a crash) and stop every guest,
+    /// removing their namespaces so `guest` can start them again.
+    pub fn kill_daemon(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        for (_, g) in &mut self.guests {
+            let _ = g.kill();
+            let _ = g.wait();
+        }
+        self.guests.clear();
+        for ns in self.netns.drain(..) {
+            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        }
     }
 
     /// Poll `f` for up to 10 s.

@@ -1,0 +1,280 @@
+//! xennetd configured by the real ovsdb-server and driven by the real
+//! ovs-vsctl (Debian openvswitch-switch), without --no-wait: ovs-vsctl
+//! waits for xennetd's cur_cfg and reads back the ofports it wrote.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::Harness;
+
+const SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
+
+fn require_ovs() {
+    for tool in ["ovsdb-server", "ovsdb-tool", "ovs-vsctl", "timeout"] {
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            found,
+            "{tool} not found: apt-get install openvswitch-switch (scripts/test installs it)"
+        );
+    }
+    assert!(
+        std::path::Path::new(SCHEMA).exists(),
+        "{SCHEMA} missing: apt-get install openvswitch-switch (scripts/test installs it)"
+    );
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A private ovsdb-server in its own directory; stopped by pidfile on drop
+/// (also on panic).
+struct Ovsdb {
+    dir: PathBuf,
+}
+
+impl Ovsdb {
+    fn start(name: &str) -> Ovsdb {
+        require_ovs();
+        let dir = std::env::temp_dir().join(format!("xennet-db-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Ovsdb { dir };
+        run(Command::new("ovsdb-tool")
+            .arg("create")
+            .arg(db.path("conf.db"))
+            .arg(SCHEMA));
+        db.launch();
+        db.vsctl_ok(&["--no-wait", "init"]);
+        db
+    }
+
+    fn path(&self, f: &str) -> PathBuf {
+        self.dir.join(f)
+    }
+
+    fn addr(&self) -> String {
+        format!("unix:{}", self.path("db.sock").display())
+    }
+
+    fn launch(&self) {
+        run(Command::new("ovsdb-server")
+            .arg(self.path("conf.db"))
+            .arg(format!("--remote=punix:{}", self.path("db.sock").display()))
+            .arg(format!(
+                "--pidfile={}",
+                self.path("ovsdb-server.pid").display()
+            ))
+            .arg(format!(
+                "--unixctl={}",
+                self.path("ovsdb-server.ctl").display()
+            ))
+            .arg(format!(
+                "--log-file={}",
+                self.path("ovsdb-server.log").display()
+            ))
+            .args(["-vconsole:off", "--detach", "--no-chdir"]));
+    }
+
+    fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.path("ovsdb-server.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    fn stop(&self) {
+        let Some(pid) = self.pid() else { return };
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+        };
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+        for i in 0..100 {
+            if !alive() {
+                break;
+            }
+            if i == 50 {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = std::fs::remove_file(self.path("ovsdb-server.pid"));
+    }
+
+    /// `timeout 20 ovs-vsctl --db=... ARGS` (waiting for xennetd unless
+    /// ARGS say --no-wait).
+    fn vsctl(&self, args: &[&str]) -> Output {
+        Command::new("timeout")
+            .arg("20")
+            .arg("ovs-vsctl")
+            .arg(format!("--db={}", self.addr()))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn vsctl_ok(&self, args: &[&str]) -> String {
+        let start = Instant::now();
+        let out = self.vsctl(args);
+        assert!(
+            out.status.success(),
+            "ovs-vsctl {args:?} failed ({}, after {:?}): {}",
+            out.status,
+            start.elapsed(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn ofport(&self, iface: &str) -> i64 {
+        self.vsctl_ok(&["--no-wait", "get", "interface", iface, "ofport"])
+            .parse()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Ovsdb {
+    fn drop(&mut self) {
+        self.stop();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("kept {} for inspection", self.dir.display());
+        }
+    }
+}
+
+fn wait_ofport(h: &Harness, db: &Ovsdb, iface: &str, want: impl Fn(i64) -> bool) -> i64 {
+    let mut last = 0;
+    h.wait_for(&format!("ofport of {iface}"), || {
+        last = db.ofport(iface);
+        want(last)
+    });
+    last
+}
+
+#[test]
+fn ovs_vsctl_configures_xennetd() {
+    let db = Ovsdb::start("vsctl");
+    let addr = db.addr();
+    let mut h = Harness::start_with("db", &["--db", &addr]);
+
+    // (a) add-br waits for cur_cfg and finds ofport 65534 on br0.
+    db.vsctl_ok(&["add-br", "br0"]);
+    assert_eq!(db.ofport("br0"), 65534, "{}", h.log());
+    // add-port before the guests exist succeeds (with OVS's "Error detected
+    // while setting up" warning) and reports why in Interface:error.
+    db.vsctl_ok(&[
+        "add-port",
+        "br0",
+        "vif1.0",
+        "--",
+        "add-port",
+        "br0",
+        "vif2.0",
+        "--",
+        "set",
+        "interface",
+        "vif2.0",
+        "ofport_request=7",
+    ]);
+    assert_eq!(db.ofport("vif1.0"), -1);
+    let err = db.vsctl_ok(&["--no-wait", "get", "interface", "vif1.0", "error"]);
+    assert!(err.contains("waiting for domain 1 handle 0"), "{err}");
+    // Unsupported interfaces say so.
+    db.vsctl_ok(&["add-port", "br0", "eth9"]);
+    let err = db.vsctl_ok(&["--no-wait", "get", "interface", "eth9", "error"]);
+    assert!(err.contains("type 'system' is not supported"), "{err}");
+    db.vsctl_ok(&["del-port", "br0", "eth9"]);
+
+    h.guest(1, None);
+    h.guest(2, None);
+    let of1 = wait_ofport(&h, &db, "vif1.0", |p| p > 0);
+    let of2 = wait_ofport(&h, &db, "vif2.0", |p| p > 0);
+    assert_eq!(of2, 7, "ofport_request honoured");
+    assert_eq!(
+        db.vsctl_ok(&["--no-wait", "get", "interface", "vif1.0", "error"]),
+        "[]"
+    );
+    assert!(h.ping(1, 2, 3), "ping 1 -> 2 failed\n{}", h.log());
+
+    // Statistics are written (at least every 5 s).
+    h.wait_for("vif1.0 statistics", || {
+        let out = db.vsctl(&[
+            "--no-wait",
+            "get",
+            "interface",
+            "vif1.0",
+            "statistics:tx_packets",
+        ]);
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<i64>()
+            .is_ok_and(|n| n > 0)
+    });
+
+    // del-port takes vif2.0 off the bridge; the guest stays attached and
+    // rejoins when a Port lists it again.
+    db.vsctl_ok(&["del-port", "br0", "vif2.0"]);
+    assert!(!h.ping(1, 2, 2), "ping 1 -> 2 works after del-port");
+    db.vsctl_ok(&[
+        "add-port",
+        "br0",
+        "vif2.0",
+        "--",
+        "set",
+        "interface",
+        "vif2.0",
+        "ofport_request=7",
+    ]);
+    assert_eq!(db.ofport("vif2.0"), 7);
+    assert!(
+        h.ping(1, 2, 3),
+        "ping 1 -> 2 failed after re-add\n{}",
+        h.log()
+    );
+
+    // (b) xennetd dies (its guests with it) and comes back: same ofports.
+    h.kill_daemon();
+    h.start_daemon();
+    h.guest(1, None);
+    h.guest(2, None);
+    wait_ofport(&h, &db, "vif1.0", |p| p == of1);
+    wait_ofport(&h, &db, "vif2.0", |p| p == of2);
+    assert_eq!(db.ofport("br0"), 65534);
+    assert!(
+        h.ping(1, 2, 3),
+        "ping 1 -> 2 failed after restart\n{}",
+        h.log()
+    );
+
+    // (c) ovsdb-server restarts: xennetd reconnects, re-takes the lock and
+    // a waiting add-port still returns.
+    db.stop();
+    db.launch();
+    h.guest(3, None);
+    db.vsctl_ok(&["add-port", "br0", "vif3.0"]);
+    let of3 = wait_ofport(&h, &db, "vif3.0", |p| p > 0);
+    assert!(of3 != of1 && of3 != of2);
+    assert!(
+        h.ping(1, 3, 3),
+        "ping 1 -> 3 failed after ovsdb-server restart\n{}",
+        h.log()
+    );
+    assert!(h.ping(2, 1, 2), "ping 2 -> 1 failed\n{}", h.log());
+}
