@@ -1,5 +1,6 @@
 //! xennetd configuration: the embedded default, or a TOML file given with
-//! `--config`. (An `Open_vSwitch` database will be the third source.)
+//! `--config`. With `--db` the bridges come from an `Open_vSwitch` database
+//! instead (see `dbsync`) and only `[emulated_xen]` is used from here.
 //!
 //! ```toml
 //! [[bridge]]
