@@ -1,0 +1,195 @@
+//! OpenFlow errors (OpenFlow 1.3 §7.4.4, `enum ofp_error_type` and the
+//! per-type code enums).
+//!
+//! [`OfError`] always holds OpenFlow 1.3 numbering; the OpenFlow 1.0
+//! encoder maps it to 1.0 numbers, or to a Nicira vendor error
+//! (`NXET_VENDOR`) where 1.0 has no equivalent, as Open vSwitch does.
+
+use std::fmt;
+
+/// An OpenFlow error: type and code in OpenFlow 1.3 numbering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OfError {
+    /// `ofp_error_type` (1.3).
+    pub typ: u16,
+    /// The type's code (1.3).
+    pub code: u16,
+}
+
+macro_rules! errors {
+    ($($name:ident = ($t:expr, $c:expr), $doc:literal;)*) => {
+        impl OfError {
+            $(
+                #[doc = $doc]
+                pub const $name: OfError = OfError { typ: $t, code: $c };
+            )*
+
+            /// The OpenFlow 1.3 name, e.g. `OFPBRC_BAD_TYPE`.
+            pub fn name(&self) -> Option<&'static str> {
+                match (self.typ, self.code) {
+                    $(($t, $c) => Some(stringify!($name)),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+/// `OFPET_HELLO_FAILED`.
+pub const OFPET_HELLO_FAILED: u16 = 0;
+/// `OFPET_BAD_REQUEST`.
+pub const OFPET_BAD_REQUEST: u16 = 1;
+/// `OFPET_BAD_ACTION`.
+pub const OFPET_BAD_ACTION: u16 = 2;
+/// `OFPET_BAD_INSTRUCTION`.
+pub const OFPET_BAD_INSTRUCTION: u16 = 3;
+/// `OFPET_BAD_MATCH`.
+pub const OFPET_BAD_MATCH: u16 = 4;
+/// `OFPET_FLOW_MOD_FAILED`.
+pub const OFPET_FLOW_MOD_FAILED: u16 = 5;
+/// `OFPET_GROUP_MOD_FAILED`.
+pub const OFPET_GROUP_MOD_FAILED: u16 = 6;
+/// `OFPET_PORT_MOD_FAILED`.
+pub const OFPET_PORT_MOD_FAILED: u16 = 7;
+/// `OFPET_TABLE_MOD_FAILED`.
+pub const OFPET_TABLE_MOD_FAILED: u16 = 8;
+/// `OFPET_QUEUE_OP_FAILED`.
+pub const OFPET_QUEUE_OP_FAILED: u16 = 9;
+/// `OFPET_SWITCH_CONFIG_FAILED`.
+pub const OFPET_SWITCH_CONFIG_FAILED: u16 = 10;
+/// `OFPET_ROLE_REQUEST_FAILED`.
+pub const OFPET_ROLE_REQUEST_FAILED: u16 = 11;
+/// `OFPET_METER_MOD_FAILED`.
+pub const OFPET_METER_MOD_FAILED: u16 = 12;
+/// `OFPET_TABLE_FEATURES_FAILED`.
+pub const OFPET_TABLE_FEATURES_FAILED: u16 = 13;
+
+errors! {
+    HELLO_INCOMPATIBLE = (0, 0), "OFPHFC_INCOMPATIBLE: no common version.";
+    HELLO_EPERM = (0, 1), "OFPHFC_EPERM.";
+    BAD_VERSION = (1, 0), "OFPBRC_BAD_VERSION: header version not supported.";
+    BAD_TYPE = (1, 1), "OFPBRC_BAD_TYPE: message type not supported.";
+    BAD_MULTIPART = (1, 2), "OFPBRC_BAD_MULTIPART: multipart type not supported.";
+    BAD_EXPERIMENTER = (1, 3), "OFPBRC_BAD_EXPERIMENTER: experimenter id not supported.";
+    BAD_EXP_TYPE = (1, 4), "OFPBRC_BAD_EXP_TYPE: experimenter type not supported.";
+    BAD_REQUEST_EPERM = (1, 5), "OFPBRC_EPERM: permissions error.";
+    BAD_LEN = (1, 6), "OFPBRC_BAD_LEN: wrong request length.";
+    BUFFER_EMPTY = (1, 7), "OFPBRC_BUFFER_EMPTY.";
+    BUFFER_UNKNOWN = (1, 8), "OFPBRC_BUFFER_UNKNOWN: buffer id does not exist.";
+    BAD_TABLE_ID = (1, 9), "OFPBRC_BAD_TABLE_ID.";
+    IS_SLAVE = (1, 10), "OFPBRC_IS_SLAVE: denied because the controller is slave.";
+    BAD_PORT = (1, 11), "OFPBRC_BAD_PORT.";
+    BAD_PACKET = (1, 12), "OFPBRC_BAD_PACKET: invalid packet in packet-out.";
+    MULTIPART_BUFFER_OVERFLOW = (1, 13), "OFPBRC_MULTIPART_BUFFER_OVERFLOW.";
+    BAD_ACTION_TYPE = (2, 0), "OFPBAC_BAD_TYPE: unknown action type.";
+    BAD_ACTION_LEN = (2, 1), "OFPBAC_BAD_LEN.";
+    BAD_ACTION_EXPERIMENTER = (2, 2), "OFPBAC_BAD_EXPERIMENTER.";
+    BAD_ACTION_EXP_TYPE = (2, 3), "OFPBAC_BAD_EXP_TYPE.";
+    BAD_OUT_PORT = (2, 4), "OFPBAC_BAD_OUT_PORT.";
+    BAD_ACTION_ARGUMENT = (2, 5), "OFPBAC_BAD_ARGUMENT.";
+    BAD_ACTION_EPERM = (2, 6), "OFPBAC_EPERM.";
+    TOO_MANY_ACTIONS = (2, 7), "OFPBAC_TOO_MANY.";
+    BAD_QUEUE = (2, 8), "OFPBAC_BAD_QUEUE.";
+    BAD_OUT_GROUP = (2, 9), "OFPBAC_BAD_OUT_GROUP.";
+    MATCH_INCONSISTENT = (2, 10), "OFPBAC_MATCH_INCONSISTENT: action needs a match prerequisite.";
+    UNSUPPORTED_ORDER = (2, 11), "OFPBAC_UNSUPPORTED_ORDER.";
+    BAD_TAG = (2, 12), "OFPBAC_BAD_TAG.";
+    BAD_SET_TYPE = (2, 13), "OFPBAC_BAD_SET_TYPE: unsupported set-field type.";
+    BAD_SET_LEN = (2, 14), "OFPBAC_BAD_SET_LEN.";
+    BAD_SET_ARGUMENT = (2, 15), "OFPBAC_BAD_SET_ARGUMENT.";
+    UNKNOWN_INST = (3, 0), "OFPBIC_UNKNOWN_INST.";
+    UNSUP_INST = (3, 1), "OFPBIC_UNSUP_INST.";
+    BAD_INST_TABLE_ID = (3, 2), "OFPBIC_BAD_TABLE_ID: goto_table to an invalid table.";
+    UNSUP_METADATA = (3, 3), "OFPBIC_UNSUP_METADATA.";
+    UNSUP_METADATA_MASK = (3, 4), "OFPBIC_UNSUP_METADATA_MASK.";
+    BAD_INST_EXPERIMENTER = (3, 5), "OFPBIC_BAD_EXPERIMENTER.";
+    BAD_INST_EXP_TYPE = (3, 6), "OFPBIC_BAD_EXP_TYPE.";
+    BAD_INST_LEN = (3, 7), "OFPBIC_BAD_LEN.";
+    BAD_INST_EPERM = (3, 8), "OFPBIC_EPERM.";
+    BAD_MATCH_TYPE = (4, 0), "OFPBMC_BAD_TYPE.";
+    BAD_MATCH_LEN = (4, 1), "OFPBMC_BAD_LEN.";
+    BAD_MATCH_TAG = (4, 2), "OFPBMC_BAD_TAG.";
+    BAD_DL_ADDR_MASK = (4, 3), "OFPBMC_BAD_DL_ADDR_MASK.";
+    BAD_NW_ADDR_MASK = (4, 4), "OFPBMC_BAD_NW_ADDR_MASK.";
+    BAD_WILDCARDS = (4, 5), "OFPBMC_BAD_WILDCARDS.";
+    BAD_FIELD = (4, 6), "OFPBMC_BAD_FIELD: unsupported field.";
+    BAD_VALUE = (4, 7), "OFPBMC_BAD_VALUE.";
+    BAD_MASK = (4, 8), "OFPBMC_BAD_MASK.";
+    BAD_PREREQ = (4, 9), "OFPBMC_BAD_PREREQ: a prerequisite was not met.";
+    DUP_FIELD = (4, 10), "OFPBMC_DUP_FIELD.";
+    BAD_MATCH_EPERM = (4, 11), "OFPBMC_EPERM.";
+    FLOW_MOD_UNKNOWN = (5, 0), "OFPFMFC_UNKNOWN.";
+    TABLE_FULL = (5, 1), "OFPFMFC_TABLE_FULL.";
+    FLOW_MOD_BAD_TABLE_ID = (5, 2), "OFPFMFC_BAD_TABLE_ID.";
+    OVERLAP = (5, 3), "OFPFMFC_OVERLAP: CHECK_OVERLAP found an overlapping flow.";
+    FLOW_MOD_EPERM = (5, 4), "OFPFMFC_EPERM.";
+    BAD_TIMEOUT = (5, 5), "OFPFMFC_BAD_TIMEOUT.";
+    BAD_COMMAND = (5, 6), "OFPFMFC_BAD_COMMAND.";
+    BAD_FLAGS = (5, 7), "OFPFMFC_BAD_FLAGS.";
+    GROUP_EXISTS = (6, 0), "OFPGMFC_GROUP_EXISTS.";
+    INVALID_GROUP = (6, 1), "OFPGMFC_INVALID_GROUP.";
+    WEIGHT_UNSUPPORTED = (6, 2), "OFPGMFC_WEIGHT_UNSUPPORTED.";
+    OUT_OF_GROUPS = (6, 3), "OFPGMFC_OUT_OF_GROUPS.";
+    OUT_OF_BUCKETS = (6, 4), "OFPGMFC_OUT_OF_BUCKETS.";
+    CHAINING_UNSUPPORTED = (6, 5), "OFPGMFC_CHAINING_UNSUPPORTED.";
+    WATCH_UNSUPPORTED = (6, 6), "OFPGMFC_WATCH_UNSUPPORTED.";
+    GROUP_LOOP = (6, 7), "OFPGMFC_LOOP.";
+    UNKNOWN_GROUP = (6, 8), "OFPGMFC_UNKNOWN_GROUP.";
+    CHAINED_GROUP = (6, 9), "OFPGMFC_CHAINED_GROUP.";
+    BAD_GROUP_TYPE = (6, 10), "OFPGMFC_BAD_TYPE.";
+    BAD_GROUP_COMMAND = (6, 11), "OFPGMFC_BAD_COMMAND.";
+    BAD_BUCKET = (6, 12), "OFPGMFC_BAD_BUCKET.";
+    BAD_WATCH = (6, 13), "OFPGMFC_BAD_WATCH.";
+    GROUP_EPERM = (6, 14), "OFPGMFC_EPERM.";
+    PORT_MOD_BAD_PORT = (7, 0), "OFPPMFC_BAD_PORT.";
+    PORT_MOD_BAD_HW_ADDR = (7, 1), "OFPPMFC_BAD_HW_ADDR.";
+    PORT_MOD_BAD_CONFIG = (7, 2), "OFPPMFC_BAD_CONFIG.";
+    TABLE_MOD_BAD_TABLE = (8, 0), "OFPTMFC_BAD_TABLE.";
+    TABLE_MOD_BAD_CONFIG = (8, 1), "OFPTMFC_BAD_CONFIG.";
+    SWITCH_CONFIG_BAD_FLAGS = (10, 0), "OFPSCFC_BAD_FLAGS.";
+    ROLE_STALE = (11, 0), "OFPRRFC_STALE: stale generation id.";
+    ROLE_UNSUP = (11, 1), "OFPRRFC_UNSUP.";
+    BAD_ROLE = (11, 2), "OFPRRFC_BAD_ROLE.";
+    METER_UNKNOWN = (12, 0), "OFPMMFC_UNKNOWN.";
+    METER_EXISTS = (12, 1), "OFPMMFC_METER_EXISTS.";
+    INVALID_METER = (12, 2), "OFPMMFC_INVALID_METER.";
+    UNKNOWN_METER = (12, 3), "OFPMMFC_UNKNOWN_METER.";
+    METER_BAD_COMMAND = (12, 4), "OFPMMFC_BAD_COMMAND.";
+    METER_BAD_FLAGS = (12, 5), "OFPMMFC_BAD_FLAGS.";
+    METER_BAD_RATE = (12, 6), "OFPMMFC_BAD_RATE.";
+    METER_BAD_BURST = (12, 7), "OFPMMFC_BAD_BURST.";
+    METER_BAD_BAND = (12, 8), "OFPMMFC_BAD_BAND.";
+    METER_BAD_BAND_VALUE = (12, 9), "OFPMMFC_BAD_BAND_VALUE.";
+    OUT_OF_METERS = (12, 10), "OFPMMFC_OUT_OF_METERS.";
+    OUT_OF_BANDS = (12, 11), "OFPMMFC_OUT_OF_BANDS.";
+    TABLE_FEATURES_BAD_TABLE = (13, 0), "OFPTFFC_BAD_TABLE.";
+    TABLE_FEATURES_EPERM = (13, 5), "OFPTFFC_EPERM: table features cannot be changed.";
+}
+
+impl fmt::Display for OfError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(n) => write!(f, "{n}"),
+            None => write!(f, "error type {} code {}", self.typ, self.code),
+        }
+    }
+}
+
+/// Why a message could not be decoded: the [`OfError`] to send back (with
+/// the start of the offending message, §7.4.4) and a short description for
+/// the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{err}: {what}")]
+pub struct DecodeError {
+    /// The error to report to the peer.
+    pub err: OfError,
+    /// What was wrong, for logs.
+    pub what: &'static str,
+}
+
+impl DecodeError {
+    /// A decode error.
+    pub const fn new(err: OfError, what: &'static str) -> DecodeError {
+        DecodeError { err, what }
+    }
+}

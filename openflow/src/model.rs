@@ -1,0 +1,1037 @@
+//! Version-independent OpenFlow messages.
+//!
+//! Numbering follows OpenFlow 1.3 (ONF TS-006 1.3.5) wherever versions
+//! differ: 32-bit port numbers (`OFPP_*` of 1.3; the 1.0 codec maps
+//! `0xff00..` to `0xffffff00..`), 1.3 flow-mod flags, 1.3 error codes, 1.3
+//! port config/state bits. OpenFlow 1.0 actions decode into the same
+//! [`Action`]s (`set_dl_src` becomes `SetField(EthSrc)`, `strip_vlan`
+//! becomes `PopVlan`, …).
+//!
+//! Matches are [`Match`]: a datapath [`FlowKey`] and [`FlowMask`] (so a
+//! flow table compiles into megaflows without conversion) plus the
+//! pipeline's `metadata` register, which is not a packet field.
+
+use xennet_datapath::{FlowKey, FlowMask};
+
+/// `OFPP_MAX`: highest ordinary port number.
+pub const OFPP_MAX: u32 = 0xffff_ff00;
+/// `OFPP_IN_PORT`: send back out the input port.
+pub const OFPP_IN_PORT: u32 = 0xffff_fff8;
+/// `OFPP_TABLE`: run the packet through the flow table (packet-out only).
+pub const OFPP_TABLE: u32 = 0xffff_fff9;
+/// `OFPP_NORMAL`: the NORMAL L2 switch.
+pub const OFPP_NORMAL: u32 = 0xffff_fffa;
+/// `OFPP_FLOOD`: every port but the input port and those with NO_FLOOD.
+pub const OFPP_FLOOD: u32 = 0xffff_fffb;
+/// `OFPP_ALL`: every port but the input port.
+pub const OFPP_ALL: u32 = 0xffff_fffc;
+/// `OFPP_CONTROLLER`: send to the controllers as packet-in.
+pub const OFPP_CONTROLLER: u32 = 0xffff_fffd;
+/// `OFPP_LOCAL`: the bridge's local port.
+pub const OFPP_LOCAL: u32 = 0xffff_fffe;
+/// `OFPP_ANY`: wildcard (out_port of delete / stats requests).
+pub const OFPP_ANY: u32 = 0xffff_ffff;
+/// `OFPG_ANY`: wildcard group.
+pub const OFPG_ANY: u32 = 0xffff_ffff;
+/// `OFPG_ALL`: every group (group delete / stats).
+pub const OFPG_ALL: u32 = 0xffff_fffc;
+/// `OFPTT_ALL`: every table (flow delete / stats).
+pub const OFPTT_ALL: u8 = 0xff;
+/// `OFPM_ALL`: every meter (meter delete / stats).
+pub const OFPM_ALL: u32 = 0xffff_ffff;
+/// `OFPCML_NO_BUFFER`: send the whole packet to the controller.
+pub const OFPCML_NO_BUFFER: u16 = 0xffff;
+
+/// Flow-mod flags (1.3 `ofp_flow_mod_flags`).
+pub mod flow_flags {
+    /// `OFPFF_SEND_FLOW_REM`.
+    pub const SEND_FLOW_REM: u16 = 1 << 0;
+    /// `OFPFF_CHECK_OVERLAP`.
+    pub const CHECK_OVERLAP: u16 = 1 << 1;
+    /// `OFPFF_RESET_COUNTS`.
+    pub const RESET_COUNTS: u16 = 1 << 2;
+    /// `OFPFF_NO_PKT_COUNTS`.
+    pub const NO_PKT_COUNTS: u16 = 1 << 3;
+    /// `OFPFF_NO_BYT_COUNTS`.
+    pub const NO_BYT_COUNTS: u16 = 1 << 4;
+}
+
+/// Port config bits (1.3 `ofp_port_config`).
+pub mod port_config {
+    /// `OFPPC_PORT_DOWN`.
+    pub const PORT_DOWN: u32 = 1 << 0;
+    /// `OFPPC_NO_RECV`.
+    pub const NO_RECV: u32 = 1 << 2;
+    /// `OFPPC_NO_FWD`.
+    pub const NO_FWD: u32 = 1 << 5;
+    /// `OFPPC_NO_PACKET_IN`.
+    pub const NO_PACKET_IN: u32 = 1 << 6;
+    /// OpenFlow 1.0 `OFPPC_NO_FLOOD` (kept in the model, dropped in 1.3).
+    pub const NO_FLOOD: u32 = 1 << 4;
+}
+
+/// Port state bits (1.3 `ofp_port_state`).
+pub mod port_state {
+    /// `OFPPS_LINK_DOWN`.
+    pub const LINK_DOWN: u32 = 1 << 0;
+    /// `OFPPS_BLOCKED`.
+    pub const BLOCKED: u32 = 1 << 1;
+    /// `OFPPS_LIVE`.
+    pub const LIVE: u32 = 1 << 2;
+}
+
+/// A match: datapath key and mask, plus the metadata register.
+///
+/// Field encodings are those of [`FlowKey`]: `vlan_tci` carries the
+/// `OFPVID_PRESENT` (0x1000) bit, IPv4 addresses sit in the low 32 bits of
+/// `nw_src`/`nw_dst`, ARP SPA/TPA in `nw_src`/`nw_dst` and the opcode in
+/// `nw_proto`, ICMP type/code in `tp_src`/`tp_dst`, DSCP in the top six
+/// bits of `nw_tos` and ECN in the bottom two. `key` bits outside `mask`
+/// are always zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Match {
+    /// Field values (zero outside `mask`).
+    pub key: FlowKey,
+    /// Significant bits.
+    pub mask: FlowMask,
+    /// `OXM_OF_METADATA` value (zero outside `metadata_mask`).
+    pub metadata: u64,
+    /// `OXM_OF_METADATA` mask.
+    pub metadata_mask: u64,
+}
+
+impl Match {
+    /// The match-everything match.
+    pub const CATCHALL: Match = Match {
+        key: FlowKey { words: [0; 8] },
+        mask: FlowMask::CATCHALL,
+        metadata: 0,
+        metadata_mask: 0,
+    };
+}
+
+/// A field an action can set or a match can name (OXM names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OxmField {
+    /// `OXM_OF_IN_PORT` (32 bits).
+    InPort,
+    /// `OXM_OF_METADATA` (64 bits).
+    Metadata,
+    /// `OXM_OF_ETH_DST`.
+    EthDst,
+    /// `OXM_OF_ETH_SRC`.
+    EthSrc,
+    /// `OXM_OF_ETH_TYPE`.
+    EthType,
+    /// `OXM_OF_VLAN_VID` (13 bits with `OFPVID_PRESENT`).
+    VlanVid,
+    /// `OXM_OF_VLAN_PCP` (3 bits).
+    VlanPcp,
+    /// `OXM_OF_IP_DSCP` (6 bits).
+    IpDscp,
+    /// `OXM_OF_IP_ECN` (2 bits).
+    IpEcn,
+    /// `OXM_OF_IP_PROTO`.
+    IpProto,
+    /// `NXM_NX_IP_TTL`.
+    IpTtl,
+    /// `NXM_NX_IP_FRAG`.
+    IpFrag,
+    /// `OXM_OF_IPV4_SRC`.
+    Ipv4Src,
+    /// `OXM_OF_IPV4_DST`.
+    Ipv4Dst,
+    /// `OXM_OF_TCP_SRC`.
+    TcpSrc,
+    /// `OXM_OF_TCP_DST`.
+    TcpDst,
+    /// `OXM_OF_UDP_SRC`.
+    UdpSrc,
+    /// `OXM_OF_UDP_DST`.
+    UdpDst,
+    /// `OXM_OF_SCTP_SRC`.
+    SctpSrc,
+    /// `OXM_OF_SCTP_DST`.
+    SctpDst,
+    /// `OXM_OF_ICMPV4_TYPE`.
+    Icmpv4Type,
+    /// `OXM_OF_ICMPV4_CODE`.
+    Icmpv4Code,
+    /// `OXM_OF_ARP_OP`.
+    ArpOp,
+    /// `OXM_OF_ARP_SPA`.
+    ArpSpa,
+    /// `OXM_OF_ARP_TPA`.
+    ArpTpa,
+    /// `OXM_OF_IPV6_SRC`.
+    Ipv6Src,
+    /// `OXM_OF_IPV6_DST`.
+    Ipv6Dst,
+    /// `OXM_OF_ICMPV6_TYPE`.
+    Icmpv6Type,
+    /// `OXM_OF_ICMPV6_CODE`.
+    Icmpv6Code,
+    /// `OXM_OF_TCP_FLAGS` (OpenFlow 1.5 / `NXM_NX_TCP_FLAGS`).
+    TcpFlags,
+}
+
+/// One action (1.3 `ofp_action_*`, 1.0 actions mapped onto them).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// `OFPAT_OUTPUT`: port (may be `OFPP_*`), and the bytes to send to
+    /// the controller when `port` is `OFPP_CONTROLLER`.
+    Output {
+        /// Output port.
+        port: u32,
+        /// Bytes of the packet in packet-ins (`OFPCML_NO_BUFFER` = all).
+        max_len: u16,
+    },
+    /// `OFPAT_GROUP`.
+    Group(u32),
+    /// `OFPAT_SET_QUEUE` (1.0 `OFPAT_ENQUEUE` decodes to this plus an output).
+    SetQueue(u32),
+    /// `OFPAT_PUSH_VLAN` with this TPID (0x8100 or 0x88a8).
+    PushVlan(u16),
+    /// `OFPAT_POP_VLAN` (1.0 `OFPAT_STRIP_VLAN`).
+    PopVlan,
+    /// `OFPAT_SET_FIELD`: set a whole field. VlanVid values carry
+    /// `OFPVID_PRESENT` as OXM does.
+    SetField {
+        /// The field.
+        field: OxmField,
+        /// The value, right-aligned.
+        value: u128,
+    },
+    /// `OFPAT_DEC_NW_TTL`.
+    DecNwTtl,
+    /// `OFPAT_SET_NW_TTL`.
+    SetNwTtl(u8),
+    /// Nicira `NXAST_RESUBMIT(_TABLE)`: look the packet up again with
+    /// `in_port` replaced (unless `OFPP_IN_PORT`) in `table` (0xff = the
+    /// current table).
+    Resubmit {
+        /// Input port for the lookup, or `OFPP_IN_PORT`.
+        in_port: u32,
+        /// Table, or 0xff for the current one.
+        table: u8,
+    },
+}
+
+/// A flow's instructions (1.3 §5.9), in execution order. OpenFlow 1.0 flows
+/// only ever have `apply`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Instructions {
+    /// `OFPIT_METER`.
+    pub meter: Option<u32>,
+    /// `OFPIT_APPLY_ACTIONS`.
+    pub apply: Option<Vec<Action>>,
+    /// `OFPIT_CLEAR_ACTIONS`.
+    pub clear: bool,
+    /// `OFPIT_WRITE_ACTIONS`.
+    pub write: Option<Vec<Action>>,
+    /// `OFPIT_WRITE_METADATA`: `(value, mask)`.
+    pub write_metadata: Option<(u64, u64)>,
+    /// `OFPIT_GOTO_TABLE`.
+    pub goto_table: Option<u8>,
+}
+
+impl Instructions {
+    /// Instructions that only apply `actions` (the OpenFlow 1.0 shape).
+    pub fn apply(actions: Vec<Action>) -> Instructions {
+        Instructions {
+            apply: Some(actions),
+            ..Instructions::default()
+        }
+    }
+}
+
+/// `ofp_flow_mod_command`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlowModCommand {
+    /// `OFPFC_ADD`.
+    Add,
+    /// `OFPFC_MODIFY`.
+    Modify,
+    /// `OFPFC_MODIFY_STRICT`.
+    ModifyStrict,
+    /// `OFPFC_DELETE`.
+    Delete,
+    /// `OFPFC_DELETE_STRICT`.
+    DeleteStrict,
+}
+
+/// `OFPT_FLOW_MOD` (1.3 §7.3.4.1; 1.0 and `NXT_FLOW_MOD` decode to it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowMod {
+    /// Cookie (add) or cookie to match (modify/delete, under `cookie_mask`).
+    pub cookie: u64,
+    /// Cookie mask for modify/delete (0 = any).
+    pub cookie_mask: u64,
+    /// Table, or `OFPTT_ALL` for delete.
+    pub table_id: u8,
+    /// Command.
+    pub command: FlowModCommand,
+    /// Idle timeout in seconds (0 = none).
+    pub idle_timeout: u16,
+    /// Hard timeout in seconds (0 = none).
+    pub hard_timeout: u16,
+    /// Priority (OpenFlow 1.0 exact-match flows are given 0xffff by the
+    /// codec, as the 1.0 spec says).
+    pub priority: u16,
+    /// Buffered packet to apply to, or `NO_BUFFER`.
+    pub buffer_id: u32,
+    /// Delete filter: only flows that output here (`OFPP_ANY` = any).
+    pub out_port: u32,
+    /// Delete filter: only flows that use this group (`OFPG_ANY` = any).
+    pub out_group: u32,
+    /// [`flow_flags`].
+    pub flags: u16,
+    /// The match.
+    pub matcher: Match,
+    /// The instructions.
+    pub instructions: Instructions,
+}
+
+/// `ofp_group_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GroupType {
+    /// `OFPGT_ALL`.
+    All,
+    /// `OFPGT_SELECT`.
+    Select,
+    /// `OFPGT_INDIRECT`.
+    Indirect,
+    /// `OFPGT_FF`.
+    FastFailover,
+}
+
+/// `ofp_bucket`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Bucket {
+    /// Weight (select groups).
+    pub weight: u16,
+    /// Port whose liveness gates the bucket (fast failover), or `OFPP_ANY`.
+    pub watch_port: u32,
+    /// Group whose liveness gates the bucket, or `OFPG_ANY`.
+    pub watch_group: u32,
+    /// Actions.
+    pub actions: Vec<Action>,
+}
+
+/// `ofp_group_mod_command`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GroupModCommand {
+    /// `OFPGC_ADD`.
+    Add,
+    /// `OFPGC_MODIFY`.
+    Modify,
+    /// `OFPGC_DELETE`.
+    Delete,
+}
+
+/// `OFPT_GROUP_MOD` (1.3 §7.3.4.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMod {
+    /// Command.
+    pub command: GroupModCommand,
+    /// Type.
+    pub group_type: GroupType,
+    /// Group id (`OFPG_ALL` for delete-all).
+    pub group_id: u32,
+    /// Buckets.
+    pub buckets: Vec<Bucket>,
+}
+
+/// `ofp_meter_mod_command`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MeterModCommand {
+    /// `OFPMC_ADD`.
+    Add,
+    /// `OFPMC_MODIFY`.
+    Modify,
+    /// `OFPMC_DELETE`.
+    Delete,
+}
+
+/// Meter flags (`ofp_meter_flags`).
+pub mod meter_flags {
+    /// `OFPMF_KBPS`: rates in kbit/s.
+    pub const KBPS: u16 = 1 << 0;
+    /// `OFPMF_PKTPS`: rates in packets/s.
+    pub const PKTPS: u16 = 1 << 1;
+    /// `OFPMF_BURST`: use the bands' burst sizes.
+    pub const BURST: u16 = 1 << 2;
+    /// `OFPMF_STATS`: collect statistics.
+    pub const STATS: u16 = 1 << 3;
+}
+
+/// What a meter band does when its rate is exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MeterBandKind {
+    /// `OFPMBT_DROP`.
+    Drop,
+    /// `OFPMBT_DSCP_REMARK`: raise the drop precedence by `prec_level`.
+    DscpRemark {
+        /// Precedence levels to add.
+        prec_level: u8,
+    },
+}
+
+/// `ofp_meter_band_*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MeterBand {
+    /// Kind.
+    pub kind: MeterBandKind,
+    /// Rate in kbit/s or packets/s (per the meter's flags).
+    pub rate: u32,
+    /// Burst in kbit or packets.
+    pub burst_size: u32,
+}
+
+/// `OFPT_METER_MOD` (1.3 §7.3.4.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeterMod {
+    /// Command.
+    pub command: MeterModCommand,
+    /// [`meter_flags`].
+    pub flags: u16,
+    /// Meter id (`OFPM_ALL` for delete-all).
+    pub meter_id: u32,
+    /// Bands.
+    pub bands: Vec<MeterBand>,
+}
+
+/// `ofp_port` (1.3 §7.2.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortDesc {
+    /// Port number.
+    pub port_no: u32,
+    /// MAC address.
+    pub hw_addr: [u8; 6],
+    /// Name (at most 15 bytes on the wire).
+    pub name: String,
+    /// [`port_config`] bits.
+    pub config: u32,
+    /// [`port_state`] bits.
+    pub state: u32,
+    /// `ofp_port_features` current.
+    pub curr: u32,
+    /// Advertised features.
+    pub advertised: u32,
+    /// Supported features.
+    pub supported: u32,
+    /// Peer features.
+    pub peer: u32,
+    /// Current speed in kbit/s.
+    pub curr_speed: u32,
+    /// Maximum speed in kbit/s.
+    pub max_speed: u32,
+}
+
+/// `OFPT_FEATURES_REPLY`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchFeatures {
+    /// Datapath id.
+    pub datapath_id: u64,
+    /// Packets the switch can buffer (xennet: 0, never buffers).
+    pub n_buffers: u32,
+    /// Number of tables.
+    pub n_tables: u8,
+    /// Auxiliary connection id (1.3).
+    pub auxiliary_id: u8,
+    /// `ofp_capabilities` (1.3 numbering).
+    pub capabilities: u32,
+    /// 1.0 only: the ports (1.3 uses PORT_DESC).
+    pub ports: Vec<PortDesc>,
+}
+
+/// `ofp_switch_config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwitchConfig {
+    /// `ofp_config_flags` (fragment handling).
+    pub flags: u16,
+    /// Bytes of table-miss packets sent to the controller.
+    pub miss_send_len: u16,
+}
+
+/// `OFPT_PACKET_IN`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PacketIn {
+    /// Always `NO_BUFFER` from xennet.
+    pub buffer_id: u32,
+    /// Full length of the packet in bytes.
+    pub total_len: u16,
+    /// `ofp_packet_in_reason`: 0 no match (table-miss), 1 action, 2 invalid TTL.
+    pub reason: u8,
+    /// Table that sent it.
+    pub table_id: u8,
+    /// Cookie of the flow that sent it (all ones when unknown).
+    pub cookie: u64,
+    /// Input port.
+    pub in_port: u32,
+    /// Metadata register at the time (sent when nonzero).
+    pub metadata: u64,
+    /// The packet, cut to `max_len`.
+    pub data: Vec<u8>,
+}
+
+/// `OFPT_FLOW_REMOVED`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowRemoved {
+    /// Cookie.
+    pub cookie: u64,
+    /// Priority.
+    pub priority: u16,
+    /// 0 idle timeout, 1 hard timeout, 2 delete, 3 group delete, 4 meter delete.
+    pub reason: u8,
+    /// Table.
+    pub table_id: u8,
+    /// Seconds alive.
+    pub duration_sec: u32,
+    /// Nanoseconds beyond `duration_sec`.
+    pub duration_nsec: u32,
+    /// Idle timeout (s).
+    pub idle_timeout: u16,
+    /// Hard timeout (s).
+    pub hard_timeout: u16,
+    /// Packets.
+    pub packet_count: u64,
+    /// Bytes.
+    pub byte_count: u64,
+    /// The flow's match.
+    pub matcher: Match,
+}
+
+/// `OFPT_PACKET_OUT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PacketOut {
+    /// Buffer id (xennet only accepts `NO_BUFFER`).
+    pub buffer_id: u32,
+    /// Input port for the actions (`OFPP_CONTROLLER` or a real port).
+    pub in_port: u32,
+    /// Actions.
+    pub actions: Vec<Action>,
+    /// The packet.
+    pub data: Vec<u8>,
+}
+
+/// `OFPT_PORT_STATUS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortStatus {
+    /// 0 add, 1 delete, 2 modify.
+    pub reason: u8,
+    /// The port.
+    pub desc: PortDesc,
+}
+
+/// `OFPT_PORT_MOD`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMod {
+    /// Port.
+    pub port_no: u32,
+    /// Must match the port's address.
+    pub hw_addr: [u8; 6],
+    /// New [`port_config`] bits under `mask`.
+    pub config: u32,
+    /// Bits of `config` to change.
+    pub mask: u32,
+    /// Features to advertise (0 = unchanged).
+    pub advertise: u32,
+}
+
+/// Controller role (1.3 `ofp_controller_role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleMsg {
+    /// 0 no change, 1 equal, 2 master, 3 slave.
+    pub role: u32,
+    /// Generation id (master election).
+    pub generation_id: u64,
+}
+
+/// `OFPT_GET_ASYNC_REPLY` / `OFPT_SET_ASYNC`: which asynchronous messages
+/// a connection gets; index 0 for master/equal, 1 for slave; bit n = reason n.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AsyncConfig {
+    /// Packet-in reasons.
+    pub packet_in_mask: [u32; 2],
+    /// Port-status reasons.
+    pub port_status_mask: [u32; 2],
+    /// Flow-removed reasons.
+    pub flow_removed_mask: [u32; 2],
+}
+
+/// Filter of a flow or aggregate statistics request (also `NXST_FLOW`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowStatsRequest {
+    /// Table or `OFPTT_ALL`.
+    pub table_id: u8,
+    /// Only flows that output to this port (`OFPP_ANY` = any).
+    pub out_port: u32,
+    /// Only flows that use this group (`OFPG_ANY` = any).
+    pub out_group: u32,
+    /// Cookie to match under `cookie_mask`.
+    pub cookie: u64,
+    /// Cookie mask.
+    pub cookie_mask: u64,
+    /// Only flows whose match is within this one (non-strict).
+    pub matcher: Match,
+}
+
+/// `ofp_flow_stats` (also `nx_flow_stats`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowStats {
+    /// Table.
+    pub table_id: u8,
+    /// Seconds alive.
+    pub duration_sec: u32,
+    /// Nanoseconds beyond `duration_sec`.
+    pub duration_nsec: u32,
+    /// Priority.
+    pub priority: u16,
+    /// Idle timeout (s).
+    pub idle_timeout: u16,
+    /// Hard timeout (s).
+    pub hard_timeout: u16,
+    /// [`flow_flags`].
+    pub flags: u16,
+    /// Cookie.
+    pub cookie: u64,
+    /// Packets matched.
+    pub packet_count: u64,
+    /// Bytes matched.
+    pub byte_count: u64,
+    /// Seconds since last matched (Nicira `idle_age`), if known.
+    pub idle_age: Option<u16>,
+    /// Seconds since added or modified (Nicira `hard_age`), if known.
+    pub hard_age: Option<u16>,
+    /// Match.
+    pub matcher: Match,
+    /// Instructions.
+    pub instructions: Instructions,
+}
+
+/// `ofp_table_stats` (1.3 shape; the 1.0 encoder adds name and limits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableStats {
+    /// Table.
+    pub table_id: u8,
+    /// Flows in the table.
+    pub active_count: u32,
+    /// Packets looked up.
+    pub lookup_count: u64,
+    /// Packets that matched a flow.
+    pub matched_count: u64,
+}
+
+/// `ofp_port_stats` (`u64::MAX` = unavailable).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PortStats {
+    /// Port.
+    pub port_no: u32,
+    /// Received packets.
+    pub rx_packets: u64,
+    /// Transmitted packets.
+    pub tx_packets: u64,
+    /// Received bytes.
+    pub rx_bytes: u64,
+    /// Transmitted bytes.
+    pub tx_bytes: u64,
+    /// Receive drops.
+    pub rx_dropped: u64,
+    /// Transmit drops.
+    pub tx_dropped: u64,
+    /// Receive errors.
+    pub rx_errors: u64,
+    /// Transmit errors.
+    pub tx_errors: u64,
+    /// Frame alignment errors.
+    pub rx_frame_err: u64,
+    /// Overruns.
+    pub rx_over_err: u64,
+    /// CRC errors.
+    pub rx_crc_err: u64,
+    /// Collisions.
+    pub collisions: u64,
+    /// Seconds the port has existed.
+    pub duration_sec: u32,
+    /// Nanoseconds beyond `duration_sec`.
+    pub duration_nsec: u32,
+}
+
+/// `ofp_group_stats`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupStats {
+    /// Group.
+    pub group_id: u32,
+    /// Flows that use it.
+    pub ref_count: u32,
+    /// Packets.
+    pub packet_count: u64,
+    /// Bytes.
+    pub byte_count: u64,
+    /// Seconds alive.
+    pub duration_sec: u32,
+    /// Nanoseconds beyond `duration_sec`.
+    pub duration_nsec: u32,
+    /// Per bucket `(packets, bytes)`.
+    pub buckets: Vec<(u64, u64)>,
+}
+
+/// `ofp_group_desc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDesc {
+    /// Type.
+    pub group_type: GroupType,
+    /// Group.
+    pub group_id: u32,
+    /// Buckets.
+    pub buckets: Vec<Bucket>,
+}
+
+/// `ofp_group_features`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupFeatures {
+    /// Bitmap of supported group types.
+    pub types: u32,
+    /// `ofp_group_capabilities`.
+    pub capabilities: u32,
+    /// Maximum groups per type (all, select, indirect, ff).
+    pub max_groups: [u32; 4],
+    /// Bitmap of supported actions per type.
+    pub actions: [u32; 4],
+}
+
+/// `ofp_meter_stats`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeterStats {
+    /// Meter.
+    pub meter_id: u32,
+    /// Flows that use it.
+    pub flow_count: u32,
+    /// Packets in.
+    pub packet_in_count: u64,
+    /// Bytes in.
+    pub byte_in_count: u64,
+    /// Seconds alive.
+    pub duration_sec: u32,
+    /// Nanoseconds beyond `duration_sec`.
+    pub duration_nsec: u32,
+    /// Per band `(packets, bytes)` that exceeded it.
+    pub bands: Vec<(u64, u64)>,
+}
+
+/// `ofp_meter_config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeterConfig {
+    /// [`meter_flags`].
+    pub flags: u16,
+    /// Meter.
+    pub meter_id: u32,
+    /// Bands.
+    pub bands: Vec<MeterBand>,
+}
+
+/// `ofp_meter_features`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeterFeatures {
+    /// Maximum number of meters.
+    pub max_meter: u32,
+    /// Bitmap of band types (bit n = type n).
+    pub band_types: u32,
+    /// [`meter_flags`] supported.
+    pub capabilities: u32,
+    /// Maximum bands per meter.
+    pub max_bands: u8,
+    /// Maximum color value.
+    pub max_color: u8,
+}
+
+/// `ofp_desc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desc {
+    /// Manufacturer.
+    pub mfr_desc: String,
+    /// Hardware.
+    pub hw_desc: String,
+    /// Software.
+    pub sw_desc: String,
+    /// Serial number.
+    pub serial_num: String,
+    /// Datapath description.
+    pub dp_desc: String,
+}
+
+/// One table-features property (1.3 §7.3.5.5.2). Ids are the wire numbers:
+/// instruction types, action types, OXM headers (32-bit), table ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableFeatureProp {
+    /// `OFPTFPT_INSTRUCTIONS(_MISS)`.
+    Instructions {
+        /// The `_MISS` variant.
+        miss: bool,
+        /// Instruction types.
+        ids: Vec<u16>,
+    },
+    /// `OFPTFPT_NEXT_TABLES(_MISS)`.
+    NextTables {
+        /// The `_MISS` variant.
+        miss: bool,
+        /// Table ids.
+        tables: Vec<u8>,
+    },
+    /// `OFPTFPT_WRITE_ACTIONS(_MISS)`.
+    WriteActions {
+        /// The `_MISS` variant.
+        miss: bool,
+        /// Action types.
+        ids: Vec<u16>,
+    },
+    /// `OFPTFPT_APPLY_ACTIONS(_MISS)`.
+    ApplyActions {
+        /// The `_MISS` variant.
+        miss: bool,
+        /// Action types.
+        ids: Vec<u16>,
+    },
+    /// `OFPTFPT_MATCH`.
+    Match(Vec<u32>),
+    /// `OFPTFPT_WILDCARDS`.
+    Wildcards(Vec<u32>),
+    /// `OFPTFPT_WRITE_SETFIELD(_MISS)`.
+    WriteSetField {
+        /// The `_MISS` variant.
+        miss: bool,
+        /// OXM headers.
+        fields: Vec<u32>,
+    },
+    /// `OFPTFPT_APPLY_SETFIELD(_MISS)`.
+    ApplySetField {
+        /// The `_MISS` variant.
+        miss: bool,
+        /// OXM headers.
+        fields: Vec<u32>,
+    },
+    /// Anything else, kept raw.
+    Other {
+        /// Property type.
+        typ: u16,
+        /// Body after the 4-byte property header, unpadded.
+        body: Vec<u8>,
+    },
+}
+
+/// `ofp_table_features`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableFeatures {
+    /// Table.
+    pub table_id: u8,
+    /// Name (at most 31 bytes on the wire).
+    pub name: String,
+    /// Metadata bits the table can match.
+    pub metadata_match: u64,
+    /// Metadata bits the table can write.
+    pub metadata_write: u64,
+    /// `ofp_table_config`.
+    pub config: u32,
+    /// Maximum flows.
+    pub max_entries: u32,
+    /// Properties.
+    pub properties: Vec<TableFeatureProp>,
+}
+
+/// A multipart (1.3) / stats (1.0) request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MpRequest {
+    /// `OFPMP_DESC`.
+    Desc,
+    /// `OFPMP_FLOW`.
+    Flow(FlowStatsRequest),
+    /// `OFPMP_AGGREGATE`.
+    Aggregate(FlowStatsRequest),
+    /// `OFPMP_TABLE`.
+    Table,
+    /// `OFPMP_TABLE_FEATURES`: empty = query; non-empty = set (xennet
+    /// answers `TABLE_FEATURES_FAILED/EPERM`).
+    TableFeatures(Vec<TableFeatures>),
+    /// `OFPMP_PORT_STATS` for a port or `OFPP_ANY`.
+    PortStats(u32),
+    /// `OFPMP_PORT_DESC`.
+    PortDesc,
+    /// `OFPMP_QUEUE` (xennet has no queues: empty reply).
+    Queue {
+        /// Port or `OFPP_ANY`.
+        port_no: u32,
+        /// Queue or `OFPQ_ALL`.
+        queue_id: u32,
+    },
+    /// `OFPMP_GROUP` for a group or `OFPG_ALL`.
+    Group(u32),
+    /// `OFPMP_GROUP_DESC`.
+    GroupDesc,
+    /// `OFPMP_GROUP_FEATURES`.
+    GroupFeatures,
+    /// `OFPMP_METER` for a meter or `OFPM_ALL`.
+    Meter(u32),
+    /// `OFPMP_METER_CONFIG` for a meter or `OFPM_ALL`.
+    MeterConfig(u32),
+    /// `OFPMP_METER_FEATURES`.
+    MeterFeatures,
+    /// Nicira `NXST_FLOW` (answered with [`MpReply::NxFlow`]).
+    NxFlow(FlowStatsRequest),
+    /// Nicira `NXST_AGGREGATE` (answered with [`MpReply::NxAggregate`]).
+    NxAggregate(FlowStatsRequest),
+}
+
+/// A multipart / stats reply body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MpReply {
+    /// `OFPMP_DESC`.
+    Desc(Desc),
+    /// `OFPMP_FLOW`.
+    Flow(Vec<FlowStats>),
+    /// `OFPMP_AGGREGATE`: `(packets, bytes, flows)`.
+    Aggregate {
+        /// Packets.
+        packet_count: u64,
+        /// Bytes.
+        byte_count: u64,
+        /// Flows.
+        flow_count: u32,
+    },
+    /// `OFPMP_TABLE`.
+    Table(Vec<TableStats>),
+    /// `OFPMP_TABLE_FEATURES`.
+    TableFeatures(Vec<TableFeatures>),
+    /// `OFPMP_PORT_STATS`.
+    PortStats(Vec<PortStats>),
+    /// `OFPMP_PORT_DESC`.
+    PortDesc(Vec<PortDesc>),
+    /// `OFPMP_QUEUE` (always empty).
+    Queue,
+    /// `OFPMP_GROUP`.
+    Group(Vec<GroupStats>),
+    /// `OFPMP_GROUP_DESC`.
+    GroupDesc(Vec<GroupDesc>),
+    /// `OFPMP_GROUP_FEATURES`.
+    GroupFeatures(GroupFeatures),
+    /// `OFPMP_METER`.
+    Meter(Vec<MeterStats>),
+    /// `OFPMP_METER_CONFIG`.
+    MeterConfig(Vec<MeterConfig>),
+    /// `OFPMP_METER_FEATURES`.
+    MeterFeatures(MeterFeatures),
+    /// Nicira `NXST_FLOW`.
+    NxFlow(Vec<FlowStats>),
+    /// Nicira `NXST_AGGREGATE`.
+    NxAggregate {
+        /// Packets.
+        packet_count: u64,
+        /// Bytes.
+        byte_count: u64,
+        /// Flows.
+        flow_count: u32,
+    },
+}
+
+/// An OpenFlow message, version independent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Msg {
+    /// `OFPT_HELLO` with the sender's version bitmap.
+    Hello {
+        /// Bit n set = version n supported.
+        versions: u32,
+    },
+    /// `OFPT_ERROR`.
+    Error {
+        /// Type and code (1.3 numbering).
+        err: crate::OfError,
+        /// At least the first 64 bytes of the failed request.
+        data: Vec<u8>,
+    },
+    /// `OFPT_ECHO_REQUEST`.
+    EchoRequest(Vec<u8>),
+    /// `OFPT_ECHO_REPLY`.
+    EchoReply(Vec<u8>),
+    /// `OFPT_FEATURES_REQUEST`.
+    FeaturesRequest,
+    /// `OFPT_FEATURES_REPLY`.
+    FeaturesReply(SwitchFeatures),
+    /// `OFPT_GET_CONFIG_REQUEST`.
+    GetConfigRequest,
+    /// `OFPT_GET_CONFIG_REPLY`.
+    GetConfigReply(SwitchConfig),
+    /// `OFPT_SET_CONFIG`.
+    SetConfig(SwitchConfig),
+    /// `OFPT_PACKET_IN` (and Nicira `NXT_PACKET_IN` when that format is set).
+    PacketIn(PacketIn),
+    /// `OFPT_FLOW_REMOVED` (and `NXT_FLOW_REMOVED` under NXM).
+    FlowRemoved(FlowRemoved),
+    /// `OFPT_PORT_STATUS`.
+    PortStatus(PortStatus),
+    /// `OFPT_PACKET_OUT`.
+    PacketOut(PacketOut),
+    /// `OFPT_FLOW_MOD` (and `NXT_FLOW_MOD`).
+    FlowMod(FlowMod),
+    /// `OFPT_GROUP_MOD`.
+    GroupMod(GroupMod),
+    /// `OFPT_PORT_MOD`.
+    PortMod(PortMod),
+    /// `OFPT_TABLE_MOD`: `(table_id, config)`.
+    TableMod {
+        /// Table or `OFPTT_ALL`.
+        table_id: u8,
+        /// Config bits.
+        config: u32,
+    },
+    /// `OFPT_MULTIPART_REQUEST` / `OFPT_STATS_REQUEST`.
+    MultipartRequest {
+        /// `OFPMPF_REQ_MORE` etc.
+        flags: u16,
+        /// Body.
+        body: MpRequest,
+    },
+    /// `OFPT_MULTIPART_REPLY` / `OFPT_STATS_REPLY`. The encoder splits
+    /// bodies beyond 64 KiB.
+    MultipartReply {
+        /// Flags (the encoder sets `REPLY_MORE` itself when splitting).
+        flags: u16,
+        /// Body.
+        body: MpReply,
+    },
+    /// `OFPT_BARRIER_REQUEST`.
+    BarrierRequest,
+    /// `OFPT_BARRIER_REPLY`.
+    BarrierReply,
+    /// `OFPT_ROLE_REQUEST`.
+    RoleRequest(RoleMsg),
+    /// `OFPT_ROLE_REPLY`.
+    RoleReply(RoleMsg),
+    /// `OFPT_GET_ASYNC_REQUEST`.
+    GetAsyncRequest,
+    /// `OFPT_GET_ASYNC_REPLY`.
+    GetAsyncReply(AsyncConfig),
+    /// `OFPT_SET_ASYNC`.
+    SetAsync(AsyncConfig),
+    /// `OFPT_METER_MOD`.
+    MeterMod(MeterMod),
+    /// Nicira `NXT_SET_FLOW_FORMAT`: 0 = OpenFlow 1.0 match, 2 = NXM.
+    NxSetFlowFormat(u32),
+    /// Nicira `NXT_SET_PACKET_IN_FORMAT`: 0 = standard, 1 = NXT_PACKET_IN, 2 = NXT_PACKET_IN2.
+    NxSetPacketInFormat(u32),
+    /// Nicira `NXT_FLOW_MOD_TABLE_ID`: whether the high byte of a 1.0
+    /// flow-mod command is the table id.
+    NxFlowModTableId(bool),
+    /// Nicira `NXT_SET_CONTROLLER_ID`.
+    NxSetControllerId(u16),
+}
+
+/// Why a message cannot be encoded in a version.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// The version is not one xennet speaks.
+    #[error("unsupported OpenFlow version {0:#04x}")]
+    Version(u8),
+    /// The message or one of its parts has no form in this version.
+    #[error("{0} cannot be expressed in this OpenFlow version")]
+    Unsupported(&'static str),
+}
