@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context;
@@ -11,7 +12,12 @@ use xennet_datapath::{OfPort, Port};
 use xennet_ofproto::normal::{FdbHandle, Normal};
 use xennet_vif::VifMetrics;
 
+use xennet_openflow::model::{self, MpReply, MpRequest, Msg, PortStatus};
+use xennet_openflow::OfError;
+
 use crate::config::Config;
+use crate::ofbridge::{port_desc, OfBridge};
+use crate::ofconn::{ConnCtx, ConnMgr, Event};
 use crate::unixctl::Commands;
 
 /// What the control plane keeps about a port.
@@ -31,19 +37,64 @@ pub struct Bridge {
     dp: DpHandle,
     fdb: FdbHandle,
     ports: Mutex<BTreeMap<OfPort, PortEntry>>,
+    /// OpenFlow connections (management socket, controllers).
+    pub conns: ConnMgr,
+}
+
+/// The datapath id of a bridge (OVS derives it from the bridge's MAC
+/// address; xennet from its name): a locally administered MAC in the low
+/// 48 bits, stable across restarts.
+pub fn datapath_id(name: &str) -> u64 {
+    // FNV-1a, 64 bit.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h & 0x0000_feff_ffff_ffff) | 0x0000_0200_0000_0000
 }
 
 impl Bridge {
-    fn new(name: &str) -> anyhow::Result<Bridge> {
+    /// Start bridge `name`: its forwarding thread, and its OpenFlow
+    /// management socket `<rundir>/<name>.mgmt`.
+    fn new(name: &str, rundir: &Path) -> anyhow::Result<Arc<Bridge>> {
         let (normal, fdb) = Normal::new();
         let dp = Datapath::spawn(name, Box::new(normal))
             .with_context(|| format!("starting the datapath of bridge {name}"))?;
-        Ok(Bridge {
+        let dpid = datapath_id(name);
+        let b = Arc::new_cyclic(|weak| Bridge {
             name: name.to_string(),
             dp,
             fdb,
             ports: Mutex::new(BTreeMap::new()),
-        })
+            conns: ConnMgr::new(name, Arc::new(OfBridge::new(weak.clone(), dpid))),
+        });
+        let path = b
+            .conns
+            .listen_mgmt(rundir)
+            .with_context(|| format!("binding the OpenFlow management socket of {name}"))?;
+        tracing::info!(
+            "bridge {name}: datapath id {dpid:016x}, OpenFlow on {}",
+            path.display()
+        );
+        Ok(b)
+    }
+
+    /// Requests for the OpenFlow pipeline (flow, group, meter, packet-out).
+    pub fn ofproto_request(&self, _ctx: &ConnCtx, _msg: Msg) -> Result<Vec<Msg>, OfError> {
+        Err(OfError::BAD_TYPE)
+    }
+
+    /// Statistics of the OpenFlow pipeline.
+    pub fn ofproto_multipart(&self, _ctx: &ConnCtx, _req: MpRequest) -> Result<MpReply, OfError> {
+        Err(OfError::BAD_MULTIPART)
+    }
+
+    fn port_status(&self, reason: u8, ofport: OfPort, name: &str, enabled: bool) {
+        let _ = self.conns.events().send(Event::PortStatus(PortStatus {
+            reason,
+            desc: port_desc(ofport, name, enabled),
+        }));
     }
 
     /// Add a port under the lowest free OpenFlow port number (from 1).
@@ -81,6 +132,7 @@ impl Bridge {
             self.name,
             entry.name
         );
+        self.port_status(model::OFPPR_ADD, ofport, &entry.name, true);
         ports.insert(ofport, entry);
         Ok(ofport)
     }
@@ -97,6 +149,7 @@ impl Bridge {
                 self.name,
                 entry.name
             );
+            self.port_status(model::OFPPR_DELETE, ofport, &entry.name, false);
         }
     }
 
@@ -111,6 +164,7 @@ impl Bridge {
                     self.name,
                     entry.name
                 );
+                self.port_status(model::OFPPR_DELETE, ofport, &entry.name, false);
                 Some((entry, port))
             }
             Err(e) => {
@@ -135,15 +189,24 @@ pub const MAX_OFPORT: OfPort = 0xfeff;
 
 /// Every bridge of this daemon; bridges come and go at run time when the
 /// configuration is a database.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Switch {
     bridges: RwLock<BTreeMap<String, Arc<Bridge>>>,
+    rundir: PathBuf,
 }
 
 impl Switch {
+    /// A switch without bridges whose management sockets go in `rundir`.
+    pub fn empty(rundir: &Path) -> Switch {
+        Switch {
+            bridges: RwLock::new(BTreeMap::new()),
+            rundir: rundir.to_path_buf(),
+        }
+    }
+
     /// Start the bridges of `config`.
-    pub fn new(config: &Config) -> anyhow::Result<Switch> {
-        let switch = Switch::default();
+    pub fn new(config: &Config, rundir: &Path) -> anyhow::Result<Switch> {
+        let switch = Switch::empty(rundir);
         for b in &config.bridges {
             switch.add_bridge(&b.name)?;
             tracing::info!("bridge {}: created (fail_mode {:?})", b.name, b.fail_mode);
@@ -180,7 +243,7 @@ impl Switch {
         if let Some(b) = self.bridge(name) {
             return Ok(b);
         }
-        let b = Arc::new(Bridge::new(name)?);
+        let b = Bridge::new(name, &self.rundir)?;
         self.write().insert(name.to_owned(), b.clone());
         Ok(b)
     }
@@ -190,6 +253,7 @@ impl Switch {
     pub fn remove_bridge(&self, name: &str) {
         let b = self.write().remove(name);
         if let Some(b) = b {
+            b.conns.shutdown();
             b.dp.shutdown();
             tracing::info!("bridge {name}: removed");
         }
@@ -215,6 +279,7 @@ impl Switch {
     /// Stop every forwarding thread.
     pub fn shutdown(&self) {
         for b in self.bridges() {
+            b.conns.shutdown();
             b.dp.shutdown();
         }
     }

@@ -8,6 +8,8 @@ mod bridge;
 mod config;
 mod dbsync;
 mod emulxen;
+mod ofbridge;
+mod ofconn;
 mod unixctl;
 
 use std::path::{Path, PathBuf};
@@ -151,7 +153,7 @@ async fn run(rundir: PathBuf, config: Config, db: Option<String>) -> anyhow::Res
 
     let (switch, placement, db_task) = match &db {
         None => {
-            let switch = Arc::new(Switch::new(&config)?);
+            let switch = Arc::new(Switch::new(&config, &rundir)?);
             (switch.clone(), emulxen::Placement::Static(switch), None)
         }
         Some(addr) => {
@@ -160,7 +162,7 @@ async fn run(rundir: PathBuf, config: Config, db: Option<String>) -> anyhow::Res
                     "configuration from database {addr}: the configuration file's bridges are ignored"
                 );
             }
-            let switch = Arc::new(Switch::default());
+            let switch = Arc::new(Switch::empty(&rundir));
             let vifs = Arc::new(dbsync::VifRegistry::default());
             let session = xennet_ovsdb::Session::start(
                 addr,

@@ -515,6 +515,13 @@ pub struct PacketOut {
     pub data: Vec<u8>,
 }
 
+/// `OFPPR_ADD`: a port was added.
+pub const OFPPR_ADD: u8 = 0;
+/// `OFPPR_DELETE`: a port was removed.
+pub const OFPPR_DELETE: u8 = 1;
+/// `OFPPR_MODIFY`: a port changed.
+pub const OFPPR_MODIFY: u8 = 2;
+
 /// `OFPT_PORT_STATUS`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortStatus {

@@ -1,0 +1,243 @@
+//! The OpenFlow face of a bridge: answers the requests an
+//! [`ofconn`](crate::ofconn) connection hands over (features, ports, port
+//! statistics, descriptions, table features) and passes flow, group and
+//! meter requests to the bridge's OpenFlow pipeline.
+
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use xennet_openflow::model::{
+    self, Desc, MpReply, MpRequest, Msg, PortDesc, SwitchFeatures, TableFeatureProp, TableFeatures,
+};
+use xennet_openflow::oxm::{self, Flavor};
+use xennet_openflow::OfError;
+
+use crate::bridge::Bridge;
+use crate::ofconn::{ConnCtx, Handler};
+
+/// Number of OpenFlow tables (0..=253, as OVS).
+pub const N_TABLES: u8 = 254;
+/// MAC address Linux netback gives every vif (`fe:ff:ff:ff:ff:ff`): the
+/// guest's own address is on the other side of the ring.
+pub const VIF_MAC: [u8; 6] = [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff];
+/// `ofp_capabilities` (1.3): FLOW_STATS | TABLE_STATS | PORT_STATS | GROUP_STATS.
+const CAPABILITIES: u32 = 1 | 2 | 4 | 8;
+/// `OFPPF_10GB_FD | OFPPF_COPPER` (1.3 `ofp_port_features`).
+const PORT_FEATURES: u32 = (1 << 6) | (1 << 11);
+/// 10 Gbit/s in kbit/s (`curr_speed`).
+const PORT_SPEED_KBPS: u32 = 10_000_000;
+
+/// The handler of one bridge's OpenFlow connections.
+#[derive(Debug)]
+pub struct OfBridge {
+    bridge: Weak<Bridge>,
+    datapath_id: u64,
+    started: Instant,
+}
+
+impl OfBridge {
+    /// A handler for `bridge` with datapath id `datapath_id`.
+    pub fn new(bridge: Weak<Bridge>, datapath_id: u64) -> OfBridge {
+        OfBridge {
+            bridge,
+            datapath_id,
+            started: Instant::now(),
+        }
+    }
+
+    fn bridge(&self) -> Result<Arc<Bridge>, OfError> {
+        self.bridge.upgrade().ok_or(OfError::BAD_REQUEST_EPERM)
+    }
+
+    /// Every port as `ofp_port`.
+    pub fn port_descs(&self, b: &Bridge) -> Vec<PortDesc> {
+        b.port_infos()
+            .into_iter()
+            .map(|p| port_desc(p.ofport, &p.name, p.enabled))
+            .collect()
+    }
+
+    fn features(&self, ctx: &ConnCtx, b: &Bridge) -> SwitchFeatures {
+        SwitchFeatures {
+            datapath_id: self.datapath_id,
+            n_buffers: 0,
+            n_tables: N_TABLES,
+            auxiliary_id: 0,
+            capabilities: CAPABILITIES,
+            ports: if ctx.version == xennet_openflow::header::OFP10_VERSION {
+                self.port_descs(b)
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    fn port_stats(&self, b: &Bridge, port_no: u32) -> Result<Vec<model::PortStats>, OfError> {
+        let d = self.started.elapsed();
+        let stats: Vec<_> = b
+            .port_infos()
+            .into_iter()
+            .filter(|p| port_no == model::OFPP_ANY || p.ofport == port_no)
+            .map(|p| model::PortStats {
+                port_no: p.ofport,
+                rx_packets: p.stats.rx_packets,
+                tx_packets: p.stats.tx_packets,
+                rx_bytes: p.stats.rx_bytes,
+                tx_bytes: p.stats.tx_bytes,
+                rx_dropped: p.stats.rx_dropped,
+                tx_dropped: p.stats.tx_dropped,
+                rx_errors: p.stats.rx_errors,
+                tx_errors: p.stats.tx_errors,
+                rx_frame_err: u64::MAX,
+                rx_over_err: u64::MAX,
+                rx_crc_err: u64::MAX,
+                collisions: u64::MAX,
+                duration_sec: u32::try_from(d.as_secs()).unwrap_or(u32::MAX),
+                duration_nsec: d.subsec_nanos(),
+            })
+            .collect();
+        if stats.is_empty() && port_no != model::OFPP_ANY {
+            return Err(OfError::BAD_PORT);
+        }
+        Ok(stats)
+    }
+
+    fn multipart(&self, ctx: &ConnCtx, b: &Bridge, req: MpRequest) -> Result<MpReply, OfError> {
+        Ok(match req {
+            MpRequest::Desc => MpReply::Desc(Desc {
+                mfr_desc: "xennet".into(),
+                hw_desc: "xennetd userspace switch for Xen".into(),
+                sw_desc: env!("CARGO_PKG_VERSION").into(),
+                serial_num: "None".into(),
+                dp_desc: b.name.clone(),
+            }),
+            MpRequest::PortDesc => MpReply::PortDesc(self.port_descs(b)),
+            MpRequest::PortStats(p) => MpReply::PortStats(self.port_stats(b, p)?),
+            MpRequest::Queue { .. } => MpReply::Queue,
+            MpRequest::TableFeatures(set) if set.is_empty() => {
+                MpReply::TableFeatures(table_features())
+            }
+            MpRequest::TableFeatures(_) => return Err(OfError::TABLE_FEATURES_EPERM),
+            other => return b.ofproto_multipart(ctx, other),
+        })
+    }
+}
+
+/// An `ofp_port` for a switch port.
+pub fn port_desc(ofport: u32, name: &str, enabled: bool) -> PortDesc {
+    PortDesc {
+        port_no: ofport,
+        hw_addr: VIF_MAC,
+        name: name.chars().take(15).collect(),
+        config: 0,
+        state: if enabled {
+            model::port_state::LIVE
+        } else {
+            model::port_state::LINK_DOWN
+        },
+        curr: PORT_FEATURES,
+        advertised: 0,
+        supported: 0,
+        peer: 0,
+        curr_speed: PORT_SPEED_KBPS,
+        max_speed: PORT_SPEED_KBPS,
+    }
+}
+
+/// `OFPMP_TABLE_FEATURES` for tables 0..=253: every table takes every
+/// instruction, action and field xennet implements and may go to any
+/// later table. `ovs-ofctl add-flow` (without `--no-names`) asks for this
+/// to learn table names.
+pub fn table_features() -> Vec<TableFeatures> {
+    use model::OxmField;
+    let instructions: Vec<u16> = vec![1, 2, 3, 4, 5, 6];
+    // OFPAT_OUTPUT, PUSH_VLAN, POP_VLAN, SET_QUEUE, GROUP, SET_NW_TTL,
+    // DEC_NW_TTL, SET_FIELD.
+    let actions: Vec<u16> = vec![0, 17, 18, 21, 22, 23, 24, 25];
+    let fields: Vec<u32> = OxmField::ALL
+        .iter()
+        .map(|f| oxm::header(*f, Flavor::Oxm, false))
+        .collect();
+    let wildcards: Vec<u32> = OxmField::ALL
+        .iter()
+        .filter(|f| **f != OxmField::InPort)
+        .map(|f| oxm::header(*f, Flavor::Oxm, false))
+        .collect();
+    let set_fields: Vec<u32> = OxmField::ALL
+        .iter()
+        .filter(|f| f.is_writable() && f.layout().is_some())
+        .map(|f| oxm::header(*f, Flavor::Oxm, false))
+        .collect();
+    (0..N_TABLES)
+        .map(|t| {
+            let next: Vec<u8> = (t.saturating_add(1)..N_TABLES).collect();
+            let mut properties = Vec::new();
+            for miss in [false, true] {
+                properties.push(TableFeatureProp::Instructions {
+                    miss,
+                    ids: instructions.clone(),
+                });
+                properties.push(TableFeatureProp::NextTables {
+                    miss,
+                    tables: next.clone(),
+                });
+                properties.push(TableFeatureProp::WriteActions {
+                    miss,
+                    ids: actions.clone(),
+                });
+                properties.push(TableFeatureProp::ApplyActions {
+                    miss,
+                    ids: actions.clone(),
+                });
+                properties.push(TableFeatureProp::WriteSetField {
+                    miss,
+                    fields: set_fields.clone(),
+                });
+                properties.push(TableFeatureProp::ApplySetField {
+                    miss,
+                    fields: set_fields.clone(),
+                });
+            }
+            properties.push(TableFeatureProp::Match(fields.clone()));
+            properties.push(TableFeatureProp::Wildcards(wildcards.clone()));
+            TableFeatures {
+                table_id: t,
+                name: format!("table{t}"),
+                metadata_match: u64::MAX,
+                metadata_write: u64::MAX,
+                config: 0,
+                max_entries: 1_000_000,
+                properties,
+            }
+        })
+        .collect()
+}
+
+impl Handler for OfBridge {
+    fn handle(&self, ctx: &ConnCtx, msg: Msg) -> Result<Vec<Msg>, OfError> {
+        let b = self.bridge()?;
+        match msg {
+            Msg::FeaturesRequest => Ok(vec![Msg::FeaturesReply(self.features(ctx, &b))]),
+            Msg::MultipartRequest { body, .. } => Ok(vec![Msg::MultipartReply {
+                flags: 0,
+                body: self.multipart(ctx, &b, body)?,
+            }]),
+            Msg::PortMod(pm) => {
+                if !b.port_infos().iter().any(|p| p.ofport == pm.port_no) {
+                    return Err(OfError::PORT_MOD_BAD_PORT);
+                }
+                if pm.hw_addr != VIF_MAC {
+                    return Err(OfError::PORT_MOD_BAD_HW_ADDR);
+                }
+                // Port config bits (down, no-recv, no-fwd) are not
+                // implemented yet: refuse rather than pretend.
+                if pm.mask != 0 {
+                    return Err(OfError::PORT_MOD_BAD_CONFIG);
+                }
+                Ok(Vec::new())
+            }
+            Msg::TableMod { .. } => Ok(Vec::new()),
+            msg => b.ofproto_request(ctx, msg),
+        }
+    }
+}

@@ -1,0 +1,484 @@
+//! The connection manager of one bridge (OVS `connmgr`): the management
+//! socket `<rundir>/<bridge>.mgmt` that `ovs-ofctl <bridge>` uses, and the
+//! bridge's controllers (OVS `Controller:target`): active `tcp:IP[:PORT]`
+//! and `unix:PATH`, reconnected with exponential backoff from 1 s to 8 s
+//! (OVS `max_backoff` default), and passive `ptcp:PORT[:IP]` and
+//! `punix:PATH` listeners.
+//!
+//! Fail mode (OVS `Bridge:fail_mode`): a `standalone` bridge with
+//! controllers of which none is connected is in fail-open: the pipeline is
+//! bypassed for NORMAL switching (OVS adds a hidden fail-open flow); a
+//! `secure` bridge keeps its flow tables.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use super::conn::{self, ConnKind, ConnOptions, ConnStatus, Event, Handler, Roles};
+
+/// Default OpenFlow port when a `tcp:`/`ptcp:` target names none.
+pub const DEFAULT_PORT: u16 = 6653;
+/// Default inactivity probe for controllers (OVS `inactivity_probe`).
+pub const DEFAULT_PROBE: Duration = Duration::from_secs(5);
+/// Longest reconnection backoff (OVS `Controller:max_backoff` default).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// Asynchronous messages buffered per bridge before slow connections lose
+/// some (each drop is counted and logged).
+const EVENT_QUEUE: usize = 1024;
+
+/// A parsed controller target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `tcp:IP[:PORT]`: connect out.
+    Tcp(String),
+    /// `unix:PATH`: connect out.
+    Unix(PathBuf),
+    /// `ptcp:[PORT][:IP]`: listen.
+    Ptcp(String),
+    /// `punix:PATH`: listen.
+    Punix(PathBuf),
+}
+
+impl Target {
+    /// Parse an OVS connection method (ovs-vswitchd.conf.db(5),
+    /// Controller `target`).
+    ///
+    /// # Errors
+    /// A description of what is wrong.
+    pub fn parse(s: &str) -> Result<Target, String> {
+        let (kind, rest) = s.split_once(':').ok_or_else(|| format!("{s}: no method"))?;
+        match kind {
+            "tcp" => {
+                let (ip, port) = split_ip_port(rest, true)?;
+                Ok(Target::Tcp(format!("{ip}:{port}")))
+            }
+            "ptcp" => {
+                // ptcp:[PORT][:IP]
+                let (port, ip) = match rest.split_once(':') {
+                    Some((p, ip)) => (p, ip.trim_matches(['[', ']'])),
+                    None => (rest, "0.0.0.0"),
+                };
+                let port: u16 = if port.is_empty() {
+                    DEFAULT_PORT
+                } else {
+                    port.parse().map_err(|_| format!("{s}: bad port"))?
+                };
+                let ip = if ip.contains(':') {
+                    format!("[{ip}]")
+                } else {
+                    ip.to_string()
+                };
+                Ok(Target::Ptcp(format!("{ip}:{port}")))
+            }
+            "unix" if !rest.is_empty() => Ok(Target::Unix(rest.into())),
+            "punix" if !rest.is_empty() => Ok(Target::Punix(rest.into())),
+            _ => Err(format!("{s}: unsupported connection method")),
+        }
+    }
+}
+
+fn split_ip_port(s: &str, need_ip: bool) -> Result<(String, u16), String> {
+    let (ip, port) = if let Some(stripped) = s.strip_prefix('[') {
+        let (ip, rest) = stripped.split_once(']').ok_or("unterminated [")?;
+        (format!("[{ip}]"), rest.strip_prefix(':').unwrap_or(""))
+    } else {
+        match s.split_once(':') {
+            Some((ip, port)) => (ip.to_string(), port),
+            None => (s.to_string(), ""),
+        }
+    };
+    if need_ip && ip.is_empty() {
+        return Err(format!("{s}: no address"));
+    }
+    let port = if port.is_empty() {
+        DEFAULT_PORT
+    } else {
+        port.parse().map_err(|_| format!("{s}: bad port"))?
+    };
+    Ok((ip, port))
+}
+
+/// Status of one controller, for the OVSDB `Controller` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerStatus {
+    /// At least one connection is up (for passive targets: any accepted).
+    pub is_connected: bool,
+    /// `master`, `slave` or `other` (OVS `Controller:role`).
+    pub role: &'static str,
+}
+
+struct ControllerTask {
+    task: JoinHandle<()>,
+    conns: Arc<Mutex<Vec<Arc<ConnStatus>>>>,
+}
+
+/// The connections of one bridge.
+pub struct ConnMgr {
+    bridge: String,
+    handler: Arc<dyn Handler>,
+    roles: Arc<Roles>,
+    events: broadcast::Sender<Event>,
+    controllers: Mutex<BTreeMap<String, ControllerTask>>,
+    mgmt: Mutex<Option<(JoinHandle<()>, PathBuf)>>,
+    primary_connected: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for ConnMgr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnMgr")
+            .field("bridge", &self.bridge)
+            .finish()
+    }
+}
+
+impl ConnMgr {
+    /// A manager for `bridge` whose requests go to `handler`.
+    pub fn new(bridge: &str, handler: Arc<dyn Handler>) -> ConnMgr {
+        ConnMgr {
+            bridge: bridge.to_string(),
+            handler,
+            roles: Arc::new(Roles::default()),
+            events: broadcast::channel(EVENT_QUEUE).0,
+            controllers: Mutex::new(BTreeMap::new()),
+            mgmt: Mutex::new(None),
+            primary_connected: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// The sender for asynchronous messages (packet-in, flow removed, port
+    /// status); messages sent while nobody listens are dropped.
+    pub fn events(&self) -> broadcast::Sender<Event> {
+        self.events.clone()
+    }
+
+    /// Listen on the management socket `<rundir>/<bridge>.mgmt`, as OVS
+    /// does, so `ovs-ofctl <bridge>` finds it.
+    ///
+    /// # Errors
+    /// When the socket cannot be bound.
+    pub fn listen_mgmt(&self, rundir: &Path) -> std::io::Result<PathBuf> {
+        let path = rundir.join(format!("{}.mgmt", self.bridge));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path)?;
+        let task = tokio::spawn(accept_unix(
+            listener,
+            path.display().to_string(),
+            self.spawner(ConnKind::Service, None),
+            Arc::new(Mutex::new(Vec::new())),
+        ));
+        *self.mgmt.lock().unwrap_or_else(|e| e.into_inner()) = Some((task, path.clone()));
+        Ok(path)
+    }
+
+    fn spawner(&self, kind: ConnKind, probe: Option<Duration>) -> Spawner {
+        Spawner {
+            kind,
+            probe,
+            handler: self.handler.clone(),
+            roles: self.roles.clone(),
+            events: self.events.clone(),
+            primary_connected: self.primary_connected.clone(),
+            bridge: self.bridge.clone(),
+        }
+    }
+
+    /// Make the controller list exactly `targets` (OVS connection method
+    /// strings); unchanged targets keep their connections. Returns the
+    /// targets that could not be parsed, with why.
+    pub fn set_controllers(&self, targets: &[String]) -> Vec<(String, String)> {
+        let mut bad = Vec::new();
+        let mut ctl = self.controllers.lock().unwrap_or_else(|e| e.into_inner());
+        ctl.retain(|t, c| {
+            let keep = targets.contains(t);
+            if !keep {
+                tracing::info!("{}: removing controller {t}", self.bridge);
+                c.task.abort();
+            }
+            keep
+        });
+        for t in targets {
+            if ctl.contains_key(t) {
+                continue;
+            }
+            let target = match Target::parse(t) {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("{}: controller {e}", self.bridge);
+                    bad.push((t.clone(), e));
+                    continue;
+                }
+            };
+            let conns = Arc::new(Mutex::new(Vec::new()));
+            let task = self.spawn_target(t.clone(), target, conns.clone());
+            tracing::info!("{}: added controller {t}", self.bridge);
+            ctl.insert(t.clone(), ControllerTask { task, conns });
+        }
+        bad
+    }
+
+    fn spawn_target(
+        &self,
+        name: String,
+        target: Target,
+        conns: Arc<Mutex<Vec<Arc<ConnStatus>>>>,
+    ) -> JoinHandle<()> {
+        let active = self.spawner(ConnKind::Primary, Some(DEFAULT_PROBE));
+        let bridge = self.bridge.clone();
+        match target {
+            Target::Tcp(addr) => tokio::spawn(reconnect(name, bridge, active, conns, move || {
+                let addr = addr.clone();
+                async move {
+                    let s = TcpStream::connect(&addr).await?;
+                    let _ = s.set_nodelay(true);
+                    Ok(Box::new(s) as Box<dyn Stream>)
+                }
+            })),
+            Target::Unix(path) => tokio::spawn(reconnect(name, bridge, active, conns, move || {
+                let path = path.clone();
+                async move { Ok(Box::new(UnixStream::connect(&path).await?) as Box<dyn Stream>) }
+            })),
+            Target::Ptcp(addr) => tokio::spawn(async move {
+                match TcpListener::bind(&addr).await {
+                    Ok(l) => accept_tcp(l, name, active, conns).await,
+                    Err(e) => tracing::warn!("{bridge}: {name}: cannot listen: {e}"),
+                }
+            }),
+            Target::Punix(path) => {
+                let _ = std::fs::remove_file(&path);
+                tokio::spawn(async move {
+                    match UnixListener::bind(&path) {
+                        Ok(l) => accept_unix(l, name, active, conns).await,
+                        Err(e) => tracing::warn!("{bridge}: {name}: cannot listen: {e}"),
+                    }
+                })
+            }
+        }
+    }
+
+    /// Controller statuses by target.
+    pub fn controller_status(&self) -> BTreeMap<String, ControllerStatus> {
+        let ctl = self.controllers.lock().unwrap_or_else(|e| e.into_inner());
+        ctl.iter()
+            .map(|(t, c)| {
+                let conns = c.conns.lock().unwrap_or_else(|e| e.into_inner());
+                let up: Vec<_> = conns
+                    .iter()
+                    .filter(|s| s.version.load(Ordering::Relaxed) != 0)
+                    .collect();
+                let role = match up.first().map(|s| s.role.load(Ordering::Relaxed)) {
+                    Some(conn::role::MASTER) => "master",
+                    Some(conn::role::SLAVE) => "slave",
+                    _ => "other",
+                };
+                (
+                    t.clone(),
+                    ControllerStatus {
+                        is_connected: !up.is_empty(),
+                        role,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Whether the bridge has controllers configured.
+    pub fn has_controllers(&self) -> bool {
+        !self
+            .controllers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    /// Number of controller connections currently up.
+    pub fn connected_controllers(&self) -> usize {
+        self.primary_connected.load(Ordering::Relaxed)
+    }
+
+    /// Stop every listener and connection and remove the management socket.
+    pub fn shutdown(&self) {
+        self.set_controllers(&[]);
+        if let Some((task, path)) = self.mgmt.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            task.abort();
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Drop for ConnMgr {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// A byte stream a connection runs on.
+pub trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+/// Everything needed to start a connection task.
+#[derive(Clone)]
+struct Spawner {
+    kind: ConnKind,
+    probe: Option<Duration>,
+    handler: Arc<dyn Handler>,
+    roles: Arc<Roles>,
+    events: broadcast::Sender<Event>,
+    primary_connected: Arc<AtomicUsize>,
+    bridge: String,
+}
+
+impl Spawner {
+    /// Run one connection to its end.
+    async fn run(
+        &self,
+        stream: Box<dyn Stream>,
+        peer: String,
+        conns: &Mutex<Vec<Arc<ConnStatus>>>,
+    ) {
+        let status = Arc::new(ConnStatus::default());
+        conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(status.clone());
+        let primary = self.kind == ConnKind::Primary;
+        if primary {
+            self.primary_connected.fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::info!("{}: connected to {peer}", self.bridge);
+        let r = conn::serve(
+            stream,
+            ConnOptions {
+                kind: self.kind,
+                probe_interval: self.probe,
+                peer: peer.clone(),
+            },
+            self.handler.clone(),
+            self.roles.clone(),
+            self.events.subscribe(),
+            status.clone(),
+        )
+        .await;
+        match r {
+            Ok(()) => tracing::info!("{}: {peer}: connection closed", self.bridge),
+            Err(e) => tracing::warn!("{}: {peer}: connection dropped: {e}", self.bridge),
+        }
+        if primary {
+            self.primary_connected.fetch_sub(1, Ordering::Relaxed);
+        }
+        conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|s| !Arc::ptr_eq(s, &status));
+    }
+}
+
+async fn reconnect<F, Fut>(
+    name: String,
+    bridge: String,
+    spawner: Spawner,
+    conns: Arc<Mutex<Vec<Arc<ConnStatus>>>>,
+    connect: F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<Box<dyn Stream>>>,
+{
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match connect().await {
+            Ok(s) => {
+                backoff = Duration::from_secs(1);
+                spawner.run(s, name.clone(), &conns).await;
+            }
+            Err(e) => {
+                tracing::info!(
+                    "{bridge}: {name}: connection failed ({e}), retrying in {backoff:?}"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+async fn accept_unix(
+    listener: UnixListener,
+    name: String,
+    spawner: Spawner,
+    conns: Arc<Mutex<Vec<Arc<ConnStatus>>>>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((s, _)) => {
+                let sp = spawner.clone();
+                let conns = conns.clone();
+                let name = name.clone();
+                tokio::spawn(async move { sp.run(Box::new(s), name, &conns).await });
+            }
+            Err(e) => {
+                tracing::warn!("{}: {name}: accept: {e}", spawner.bridge);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn accept_tcp(
+    listener: TcpListener,
+    name: String,
+    spawner: Spawner,
+    conns: Arc<Mutex<Vec<Arc<ConnStatus>>>>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((s, peer)) => {
+                let _ = s.set_nodelay(true);
+                let sp = spawner.clone();
+                let conns = conns.clone();
+                let name = format!("{name} ({peer})");
+                tokio::spawn(async move { sp.run(Box::new(s), name, &conns).await });
+            }
+            Err(e) => {
+                tracing::warn!("{}: {name}: accept: {e}", spawner.bridge);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(
+            Target::parse("tcp:127.0.0.1:6633"),
+            Ok(Target::Tcp("127.0.0.1:6633".into()))
+        );
+        assert_eq!(
+            Target::parse("tcp:127.0.0.1"),
+            Ok(Target::Tcp("127.0.0.1:6653".into()))
+        );
+        assert_eq!(
+            Target::parse("ptcp:16653:127.0.0.1"),
+            Ok(Target::Ptcp("127.0.0.1:16653".into()))
+        );
+        assert_eq!(
+            Target::parse("ptcp:"),
+            Ok(Target::Ptcp("0.0.0.0:6653".into()))
+        );
+        assert_eq!(
+            Target::parse("punix:/run/x.sock"),
+            Ok(Target::Punix("/run/x.sock".into()))
+        );
+        assert!(Target::parse("ssl:1.2.3.4").is_err());
+        assert!(Target::parse("tcp:").is_err());
+        assert!(Target::parse("nonsense").is_err());
+    }
+}

@@ -1,0 +1,8 @@
+//! OpenFlow connections: [`conn`] serves one connection, [`mgr`] manages
+//! the management socket and the controllers of one bridge.
+
+pub mod conn;
+pub mod mgr;
+
+pub use conn::{ConnCtx, Event, Handler};
+pub use mgr::ConnMgr;
