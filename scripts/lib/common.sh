@@ -28,3 +28,27 @@ ensure_packages() {
 # The packages every run needs: real Linux stacks and tools in namespaces,
 # Xen's public headers for the ABI test, a C compiler for that test.
 BASE_PACKAGES=(iproute2 iputils-ping iperf3 ethtool procps libxen-dev xenstore-utils gcc libc6-dev openvswitch-switch)
+
+# Controllers and decoders for the OpenFlow tests.
+OPENFLOW_PACKAGES=(python3 python3-venv tshark)
+
+# Where Python peers live (a venv per peer), outside the checkout so a
+# fresh clone reuses them.
+PEERS_DIR=${XENNET_PEERS_DIR:-/opt/xennet-peers}
+
+# ensure_osken: a venv with os-ken 4.2.2 (the OpenStack fork of Ryu) at
+# $PEERS_DIR/osken-venv. Idempotent.
+ensure_osken() {
+    local venv="$PEERS_DIR/osken-venv"
+    if "$venv/bin/python" -c 'import os_ken' 2>/dev/null; then return 0; fi
+    echo "installing os-ken 4.2.2 into $venv" >&2
+    mkdir -p "$PEERS_DIR"
+    python3 -m venv "$venv" || die "python3 -m venv failed"
+    local i
+    for i in 1 2 3; do
+        "$venv/bin/pip" install -q "os-ken==4.2.2" && return 0
+        echo "pip failed (attempt $i), retrying" >&2
+        sleep 2
+    done
+    die "could not install os-ken"
+}

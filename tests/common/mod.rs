@@ -203,6 +203,32 @@ impl Harness {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Run the real `ovs-ofctl` with `OVS_RUNDIR` set to our run
+    /// directory, so `ovs-ofctl CMD br0` finds `br0.mgmt`; returns stdout
+    /// and fails the test on a non-zero exit.
+    pub fn ofctl(&self, args: &[&str]) -> String {
+        let out = self.ofctl_output(args);
+        assert!(
+            out.status.success(),
+            "ovs-ofctl {args:?} failed: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Run `ovs-ofctl` and return its output whatever the exit status.
+    pub fn ofctl_output(&self, args: &[&str]) -> Output {
+        require_tool("ovs-ofctl", "openvswitch-common");
+        Command::new("ovs-ofctl")
+            .env("OVS_RUNDIR", &self.rundir)
+            .args(["--timeout", "10"])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.rundir.join("xennetd.log")).unwrap_or_default()
     }
@@ -239,6 +265,20 @@ impl Drop for Harness {
             eprintln!("kept {} for inspection", self.rundir.display());
         }
     }
+}
+
+/// Fail with an install hint when `tool` is not on PATH.
+pub fn require_tool(tool: &str, package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{tool} is missing: apt-get install {package} (scripts/test installs it)"
+    );
 }
 
 pub fn run_ok(cmd: &str, args: &[&str]) {
