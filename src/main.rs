@@ -8,6 +8,7 @@ mod bridge;
 mod config;
 mod dbsync;
 mod emulxen;
+mod flowtext;
 mod ofbridge;
 mod ofconn;
 mod unixctl;
