@@ -208,7 +208,8 @@ impl Switch {
     pub fn new(config: &Config, rundir: &Path) -> anyhow::Result<Switch> {
         let switch = Switch::empty(rundir);
         for b in &config.bridges {
-            switch.add_bridge(&b.name)?;
+            let br = switch.add_bridge(&b.name)?;
+            br.conns.set_controllers(&b.controller);
             tracing::info!("bridge {}: created (fail_mode {:?})", b.name, b.fail_mode);
         }
         Ok(switch)

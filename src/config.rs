@@ -6,6 +6,8 @@
 //! [[bridge]]
 //! name = "br0"              # bridge name, as `ovs-vsctl add-br`
 //! fail_mode = "standalone"  # OVS Bridge:fail_mode; standalone = NORMAL switching
+//! controller = []           # OVS Controller:target list, e.g. "tcp:127.0.0.1:6653",
+//!                           # "ptcp:6653:127.0.0.1", "unix:PATH", "punix:PATH"
 //!
 //! [emulated_xen]
 //! enabled = true            # serve emulated Xen guests (xennet-guest)
@@ -51,6 +53,9 @@ pub struct BridgeConfig {
     /// OVS `Bridge:fail_mode`: `standalone` or `secure`.
     #[serde(default = "default_fail_mode")]
     pub fail_mode: FailMode,
+    /// OpenFlow controllers (OVS `Controller:target` connection methods).
+    #[serde(default)]
+    pub controller: Vec<String>,
 }
 
 /// OVS `Bridge:fail_mode`.
@@ -116,6 +121,10 @@ impl Config {
                 b.name
             );
             anyhow::ensure!(names.insert(&b.name), "bridge {} defined twice", b.name);
+            for t in &b.controller {
+                crate::ofconn::mgr::Target::parse(t)
+                    .map_err(|e| anyhow::anyhow!("bridge {}: controller {e}", b.name))?;
+            }
         }
         if cfg.emulated_xen.enabled {
             anyhow::ensure!(
@@ -148,6 +157,9 @@ mod tests {
         assert!(e.to_string().contains("defined twice"), "{e}");
         let e = Config::parse("[[bridge]]\nnme = \"x\"\n").unwrap_err();
         assert!(e.to_string().contains("nme"), "{e}");
+        let e = Config::parse("[[bridge]]\nname = \"b\"\ncontroller = [\"ssl:1.2.3.4\"]\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("unsupported connection method"), "{e}");
         let e = Config::parse("[emulated_xen]\nenabled = true\nbridge = \"nope\"\n").unwrap_err();
         assert!(e.to_string().contains("not a configured bridge"), "{e}");
     }
