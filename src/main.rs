@@ -10,7 +10,11 @@ mod dbsync;
 mod emulxen;
 mod flowtext;
 mod ofbridge;
+mod netdev;
 mod ofconn;
+// Shared with xennet-guest; xennetd uses only the virtio-net header.
+#[allow(dead_code)]
+mod tap;
 mod unixctl;
 
 use std::path::{Path, PathBuf};

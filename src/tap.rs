@@ -59,7 +59,8 @@ pub struct VnetHdr {
 }
 
 impl VnetHdr {
-    fn parse(b: &[u8]) -> VnetHdr {
+    /// Parse the first [`VNET_HDR_LEN`] bytes of `b` (which must hold them).
+    pub fn parse(b: &[u8]) -> VnetHdr {
         VnetHdr {
             flags: b[0],
             gso_type: b[1],
@@ -68,7 +69,9 @@ impl VnetHdr {
         }
     }
 
-    fn emit(&self, b: &mut [u8]) {
+    /// Write the header into the first [`VNET_HDR_LEN`] bytes of `b`
+    /// (GSO fields zero).
+    pub fn emit(&self, b: &mut [u8]) {
         b[..VNET_HDR_LEN].fill(0);
         b[0] = self.flags;
         b[1] = self.gso_type;

@@ -1,0 +1,302 @@
+//! Linux network devices as switch ports (OVS `Interface:type` ""):
+//! an `AF_PACKET` socket bound to the device, with `PACKET_VNET_HDR` so
+//! that checksum-partial and GSO frames from veth and tap devices are
+//! carried as they are (each frame is preceded by a `struct
+//! virtio_net_hdr`, `linux/virtio_net.h`). Open vSwitch's userspace
+//! datapath without userspace TSO forwards such frames unfixed and TCP
+//! stalls (PEERS.md §3); here they become [`Csum::Partial`] and [`Gso`]
+//! packets that the datapath finishes only for ports that need it.
+//!
+//! The device is put in promiscuous mode and our own transmissions are
+//! not read back (`PACKET_IGNORE_OUTGOING`, Linux 4.20). One `recv`/`send`
+//! system call per frame: mmap'ed `TPACKET_V3` rings are the next step.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use xennet_datapath::buffer::{Csum, Gso, GsoType};
+use xennet_datapath::{Packet, PacketBatch, Port, PortFeatures, PortStats, RecvStatus};
+
+use crate::tap::{VnetHdr, VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_HDR_LEN};
+
+/// `PACKET_VNET_HDR` (linux/if_packet.h).
+const PACKET_VNET_HDR: libc::c_int = 15;
+/// `PACKET_IGNORE_OUTGOING` (linux/if_packet.h).
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+/// `VIRTIO_NET_HDR_GSO_TCPV4`.
+const VNET_GSO_TCPV4: u8 = 1;
+/// `VIRTIO_NET_HDR_GSO_TCPV6`.
+const VNET_GSO_TCPV6: u8 = 4;
+/// Largest frame taken from or given to the kernel (a 64 KiB GSO frame
+/// plus the virtio-net header).
+const MAX_FRAME: usize = 65_535 + VNET_HDR_LEN;
+
+/// A Linux device as a port.
+#[derive(Debug)]
+pub struct Netdev {
+    fd: OwnedFd,
+    name: String,
+    stats: PortStats,
+    tx_buf: Vec<u8>,
+}
+
+fn setsockopt_int(fd: &OwnedFd, level: libc::c_int, opt: libc::c_int, val: libc::c_int) -> io::Result<()> {
+    // SAFETY: `val` lives across the call and its size is passed; the fd
+    // is a valid socket we own.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            opt,
+            (&val as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+impl Netdev {
+    /// Open device `name` (which must exist in this network namespace).
+    ///
+    /// # Errors
+    /// When the device does not exist or the socket cannot be set up
+    /// (needs `CAP_NET_RAW`).
+    pub fn open(name: &str) -> io::Result<Netdev> {
+        let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: a plain C call with a NUL-terminated string.
+        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+        if ifindex == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no network device {name}"),
+            ));
+        }
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: socket(2) has no memory arguments.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                libc::c_int::from(proto),
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh socket nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        setsockopt_int(&fd, libc::SOL_PACKET, PACKET_VNET_HDR, 1)?;
+        // Older kernels lack it; then we also read our own output, which
+        // MAC learning tolerates (it arrives on the port it left by).
+        if let Err(e) = setsockopt_int(&fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1) {
+            tracing::warn!("{name}: PACKET_IGNORE_OUTGOING: {e}");
+        }
+        // SAFETY: sockaddr_ll is plain data; zero is a valid value.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto;
+        sll.sll_ifindex = ifindex as i32;
+        // SAFETY: `sll` is a valid sockaddr_ll of the size given.
+        let r = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mreq = libc::packet_mreq {
+            mr_ifindex: ifindex as i32,
+            mr_type: libc::PACKET_MR_PROMISC as u16,
+            mr_alen: 0,
+            mr_address: [0; 8],
+        };
+        // SAFETY: `mreq` lives across the call and its size is passed.
+        let r = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_ADD_MEMBERSHIP,
+                (&mreq as *const libc::packet_mreq).cast(),
+                std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Netdev {
+            fd,
+            name: name.to_string(),
+            stats: PortStats::default(),
+            tx_buf: vec![0; MAX_FRAME],
+        })
+    }
+
+    fn recv_one(&mut self, pkt: &mut Packet) -> io::Result<bool> {
+        let buf = pkt.resize(MAX_FRAME);
+        // SAFETY: `buf` is a writable slice of `buf.len()` bytes.
+        let n = unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(false),
+                _ => Err(e),
+            };
+        }
+        let n = n as usize;
+        if n < VNET_HDR_LEN + 14 || n > MAX_FRAME {
+            self.stats.rx_dropped += 1;
+            pkt.resize(0);
+            return Ok(true);
+        }
+        let hdr = VnetHdr::parse(&buf[..VNET_HDR_LEN]);
+        let gso_size = u16::from_le_bytes([buf[4], buf[5]]);
+        pkt.resize(n);
+        pkt.pull_front(VNET_HDR_LEN);
+        pkt.csum = if hdr.flags & VNET_F_NEEDS_CSUM != 0 {
+            Csum::Partial {
+                start: hdr.csum_start,
+                offset: hdr.csum_offset,
+            }
+        } else if hdr.flags & VNET_F_DATA_VALID != 0 {
+            Csum::Validated
+        } else {
+            Csum::None
+        };
+        pkt.gso = match hdr.gso_type & 0x7f {
+            VNET_GSO_NONE => None,
+            VNET_GSO_TCPV4 if gso_size > 0 => Some(Gso {
+                kind: GsoType::TcpV4,
+                mss: gso_size,
+            }),
+            VNET_GSO_TCPV6 if gso_size > 0 => Some(Gso {
+                kind: GsoType::TcpV6,
+                mss: gso_size,
+            }),
+            _ => {
+                // UDP fragmentation offload, ECN and other kinds we do not
+                // segment.
+                self.stats.rx_dropped += 1;
+                pkt.resize(0);
+                return Ok(true);
+            }
+        };
+        self.stats.rx_packets += 1;
+        self.stats.rx_bytes += (n - VNET_HDR_LEN) as u64;
+        Ok(true)
+    }
+}
+
+impl Port for Netdev {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn event_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.fd.as_fd())
+    }
+
+    fn recv(&mut self, batch: &mut PacketBatch) -> RecvStatus {
+        while !batch.is_full() {
+            let Some(pkt) = batch.push_slot() else { break };
+            // Reborrow dance: take the packet out of the batch slot while
+            // receiving into it.
+            let mut p = std::mem::take(pkt);
+            let got = self.recv_one(&mut p);
+            let empty = p.is_empty();
+            *pkt = p;
+            match got {
+                Ok(true) if !empty => {}
+                Ok(true) => {
+                    batch.pop();
+                }
+                Ok(false) => {
+                    batch.pop();
+                    return RecvStatus::Idle;
+                }
+                Err(e) => {
+                    batch.pop();
+                    self.stats.rx_errors += 1;
+                    tracing::warn!("{}: recv: {e}", self.name);
+                    return RecvStatus::Idle;
+                }
+            }
+        }
+        RecvStatus::More
+    }
+
+    fn send(&mut self, pkts: &[&Packet]) {
+        for p in pkts {
+            let frame = p.data();
+            let n = VNET_HDR_LEN + frame.len();
+            if n > self.tx_buf.len() {
+                self.stats.tx_dropped += 1;
+                continue;
+            }
+            let mut hdr = VnetHdr::default();
+            if let Csum::Partial { start, offset } = p.csum {
+                hdr.flags = VNET_F_NEEDS_CSUM;
+                hdr.csum_start = start;
+                hdr.csum_offset = offset;
+            }
+            hdr.emit(&mut self.tx_buf[..VNET_HDR_LEN]);
+            if let Some(g) = p.gso {
+                self.tx_buf[1] = match g.kind {
+                    GsoType::TcpV4 => VNET_GSO_TCPV4,
+                    GsoType::TcpV6 => VNET_GSO_TCPV6,
+                };
+                let hdr_len = xennet_datapath::csum::locate_l4(frame)
+                    .map_or(0, |loc| loc.l4 + tcp_header_len(frame, loc.l4));
+                self.tx_buf[2..4].copy_from_slice(&(hdr_len as u16).to_le_bytes());
+                self.tx_buf[4..6].copy_from_slice(&g.mss.to_le_bytes());
+            }
+            self.tx_buf[VNET_HDR_LEN..n].copy_from_slice(frame);
+            // SAFETY: `tx_buf[..n]` is initialised and readable.
+            let r = unsafe {
+                libc::send(
+                    self.fd.as_raw_fd(),
+                    self.tx_buf.as_ptr().cast(),
+                    n,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if r < 0 {
+                self.stats.tx_dropped += 1;
+            } else {
+                self.stats.tx_packets += 1;
+                self.stats.tx_bytes += frame.len() as u64;
+            }
+        }
+    }
+
+    fn features(&self) -> PortFeatures {
+        PortFeatures {
+            csum_partial: true,
+            gso: true,
+        }
+    }
+
+    fn stats(&self) -> PortStats {
+        self.stats
+    }
+}
+
+/// Length of the TCP header at `l4` (data offset field), 20 if unreadable.
+fn tcp_header_len(frame: &[u8], l4: usize) -> usize {
+    frame
+        .get(l4 + 12)
+        .map_or(20, |b| usize::from(b >> 4) * 4)
+}
