@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use anyhow::Context;
 use xennet_datapath::dpif::{Datapath, DpHandle, PortInfo};
 use xennet_datapath::{OfPort, Port};
-use xennet_ofproto::normal::{FdbHandle, Normal};
+use xennet_ofproto::normal::{FdbHandle, Normal, PortVlan};
 use xennet_vif::VifMetrics;
 
 use crate::config::Config;
@@ -23,6 +23,11 @@ pub struct PortEntry {
     pub vif: Option<(u16, Arc<VifMetrics>)>,
 }
 
+/// VLAN settings of a bridge's ports by port name (OVS `Port:tag`,
+/// `trunks`, `vlan_mode`); `None` blocks a port whose settings are invalid.
+/// A port without an entry is OVS's default port, a trunk of every VLAN.
+pub type PortVlans = BTreeMap<String, Option<PortVlan>>;
+
 /// One bridge.
 #[derive(Debug)]
 pub struct Bridge {
@@ -31,6 +36,9 @@ pub struct Bridge {
     dp: DpHandle,
     fdb: FdbHandle,
     ports: Mutex<BTreeMap<OfPort, PortEntry>>,
+    /// Configured VLAN settings, applied to a port when it joins and
+    /// whenever they change.
+    vlans: Mutex<PortVlans>,
 }
 
 impl Bridge {
@@ -43,7 +51,42 @@ impl Bridge {
             dp,
             fdb,
             ports: Mutex::new(BTreeMap::new()),
+            vlans: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    fn apply_vlan(&self, ofport: OfPort, setting: Option<&Option<PortVlan>>) {
+        let changed = match setting {
+            None => self.fdb.clear_port_vlan(ofport),
+            Some(Some(v)) => self.fdb.set_port_vlan(ofport, v),
+            Some(None) => self.fdb.block_port(ofport),
+        };
+        if changed {
+            let what = match setting {
+                None => PortVlan::default().to_string(),
+                Some(Some(v)) => v.to_string(),
+                Some(None) => "blocked (invalid VLAN settings)".to_owned(),
+            };
+            tracing::info!("{}: ofport {ofport}: VLANs: {what}", self.name);
+        }
+    }
+
+    /// Set every port's VLAN settings (ports not named get the default):
+    /// ports on the bridge change at once (forgetting their MACs and
+    /// flushing megaflows when their behaviour changes), ports added later
+    /// start with them.
+    pub fn configure_vlans(&self, vlans: PortVlans) {
+        let ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cur = self.vlans.lock().unwrap_or_else(|e| e.into_inner());
+        if *cur == vlans {
+            return;
+        }
+        for (ofport, entry) in ports.iter() {
+            if cur.get(&entry.name) != vlans.get(&entry.name) {
+                self.apply_vlan(*ofport, vlans.get(&entry.name));
+            }
+        }
+        *cur = vlans;
     }
 
     /// Add a port under the lowest free OpenFlow port number (from 1).
@@ -73,9 +116,15 @@ impl Bridge {
             .find(|n| (1..=MAX_OFPORT).contains(n) && !ports.contains_key(n))
             .or_else(|| (1..=MAX_OFPORT).find(|n| !ports.contains_key(n)))
             .context("no free OpenFlow port number")?;
-        self.dp
-            .add_port(ofport, port)
-            .with_context(|| format!("adding {} to {}", entry.name, self.name))?;
+        // VLAN settings first, so that no packet sees the port without them.
+        {
+            let vlans = self.vlans.lock().unwrap_or_else(|e| e.into_inner());
+            self.apply_vlan(ofport, vlans.get(&entry.name));
+        }
+        if let Err(e) = self.dp.add_port(ofport, port) {
+            self.fdb.remove_port(ofport);
+            return Err(e).with_context(|| format!("adding {} to {}", entry.name, self.name));
+        }
         tracing::info!(
             "{}: added port {} as ofport {ofport}",
             self.name,
@@ -92,6 +141,9 @@ impl Bridge {
             if let Err(e) = self.dp.del_port(ofport) {
                 tracing::warn!("{}: removing {}: {e}", self.name, entry.name);
             }
+            // After the datapath let go of it: no packet sees the port
+            // without its VLAN settings.
+            self.fdb.remove_port(ofport);
             tracing::info!(
                 "{}: removed port {} (ofport {ofport})",
                 self.name,
@@ -104,7 +156,9 @@ impl Bridge {
     pub fn take_port(&self, ofport: OfPort) -> Option<(PortEntry, Box<dyn Port>)> {
         let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
         let entry = ports.remove(&ofport)?;
-        match self.dp.take_port(ofport) {
+        let taken = self.dp.take_port(ofport);
+        self.fdb.remove_port(ofport);
+        match taken {
             Ok(port) => {
                 tracing::info!(
                     "{}: removed port {} (ofport {ofport})",
@@ -145,7 +199,7 @@ impl Switch {
     pub fn new(config: &Config) -> anyhow::Result<Switch> {
         let switch = Switch::default();
         for b in &config.bridges {
-            switch.add_bridge(&b.name)?;
+            switch.add_bridge(&b.name)?.configure_vlans(b.port_vlans());
             tracing::info!("bridge {}: created (fail_mode {:?})", b.name, b.fail_mode);
         }
         Ok(switch)

@@ -278,3 +278,79 @@ fn ovs_vsctl_configures_xennetd() {
     );
     assert!(h.ping(2, 1, 2), "ping 2 -> 1 failed\n{}", h.log());
 }
+
+/// Port tag/trunks/vlan_mode set with ovs-vsctl isolate guests as OVS
+/// access ports do, and every change applies before ovs-vsctl returns.
+#[test]
+fn ovs_vsctl_port_vlans() {
+    let db = Ovsdb::start("vlan");
+    let addr = db.addr();
+    let mut h = Harness::start_with("vlan", &["--db", &addr]);
+    db.vsctl_ok(&["add-br", "br0"]);
+    for d in 1..=3 {
+        h.guest(d, None);
+    }
+    db.vsctl_ok(&[
+        "add-port", "br0", "vif1.0", "--", "add-port", "br0", "vif2.0", "--", "add-port", "br0",
+        "vif3.0",
+    ]);
+    for vif in ["vif1.0", "vif2.0", "vif3.0"] {
+        wait_ofport(&h, &db, vif, |p| p > 0);
+    }
+    assert!(h.ping(1, 3, 3), "untagged ports share VLAN 0\n{}", h.log());
+
+    db.vsctl_ok(&["set", "port", "vif1.0", "tag=10"]);
+    db.vsctl_ok(&["set", "port", "vif2.0", "tag=10"]);
+    db.vsctl_ok(&["set", "port", "vif3.0", "tag=20"]);
+    assert!(
+        h.ping(1, 2, 3),
+        "ping 1 -> 2 in VLAN 10 failed\n{}",
+        h.log()
+    );
+    assert!(h.ping_fails(1, 3), "VLAN 10 reached VLAN 20");
+    assert!(h.ping_fails(3, 2), "VLAN 20 reached VLAN 10");
+    let fdb = h.appctl(&["fdb/show", "br0"]);
+    assert!(
+        fdb.lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("10") && l.contains("00:16:3e:00:01:00")),
+        "guest 1 learned in VLAN 10:\n{fdb}"
+    );
+
+    db.vsctl_ok(&["set", "port", "vif3.0", "tag=10"]);
+    assert!(
+        h.ping(1, 3, 3),
+        "ping 1 -> 3 in VLAN 10 failed\n{}",
+        h.log()
+    );
+
+    // Back to no tag: vif3.0 is a trunk again, its untagged frames in VLAN 0.
+    db.vsctl_ok(&["remove", "port", "vif3.0", "tag", "10"]);
+    assert_eq!(
+        db.vsctl_ok(&["--no-wait", "get", "port", "vif3.0", "tag"]),
+        "[]"
+    );
+    assert!(h.ping_fails(1, 3), "VLAN 10 reached an untagged port");
+    db.vsctl_ok(&["clear", "port", "vif1.0", "tag"]);
+    assert!(h.ping(1, 3, 3), "ping 1 -> 3 in VLAN 0 failed\n{}", h.log());
+    assert!(h.ping_fails(1, 2), "VLAN 0 reached VLAN 10");
+
+    // A mode xennet does not implement blocks the port and says why.
+    db.vsctl_ok(&["set", "port", "vif3.0", "vlan_mode=dot1q-tunnel"]);
+    let err = db.vsctl_ok(&["--no-wait", "get", "interface", "vif3.0", "error"]);
+    assert!(
+        err.contains("vlan_mode") && err.contains("dot1q-tunnel") && err.contains("not supported"),
+        "{err}"
+    );
+    assert!(h.ping_fails(1, 3), "a blocked port forwarded");
+    db.vsctl_ok(&["clear", "port", "vif3.0", "vlan_mode"]);
+    assert_eq!(
+        db.vsctl_ok(&["--no-wait", "get", "interface", "vif3.0", "error"]),
+        "[]"
+    );
+    assert!(
+        h.ping(1, 3, 3),
+        "ping 1 -> 3 failed after unblocking\n{}",
+        h.log()
+    );
+    db.vsctl_ok(&["del-br", "br0"]);
+}
