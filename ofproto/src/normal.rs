@@ -787,20 +787,53 @@ impl FdbHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use xennet_datapath::dpif::DpHandle;
     use xennet_datapath::flow::extract_frame;
+    use xennet_datapath::memport::{mem_port, MemPortPeer};
+    use xennet_datapath::{Datapath, PortFeatures};
 
     const A: [u8; 6] = [0x50, 0x54, 0, 0, 0, 0xa];
     const B: [u8; 6] = [0x50, 0x54, 0, 0, 0, 0xb];
     const PORTS: [OfPort; 3] = [1, 2, 3];
 
-    fn key(in_port: OfPort, src: [u8; 6], dst: [u8; 6]) -> FlowKey {
+    fn frame(src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
         let mut v = Vec::new();
         etherparse::PacketBuilder::ethernet2(src, dst)
             .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
             .udp(1000, 2000)
             .write(&mut v, b"hello")
             .unwrap();
-        extract_frame(&v, in_port)
+        v
+    }
+
+    fn key(in_port: OfPort, src: [u8; 6], dst: [u8; 6]) -> FlowKey {
+        extract_frame(&frame(src, dst), in_port)
+    }
+
+    /// A datapath running `normal` with memports 1..=3.
+    fn spawn_dp(name: &str, normal: Normal) -> (DpHandle, Vec<MemPortPeer>) {
+        let dp = Datapath::spawn(name, Box::new(normal)).unwrap();
+        let mut peers = Vec::new();
+        for i in 1..=3u32 {
+            let (p, peer) = mem_port(&format!("{name}{i}"), PortFeatures::default()).unwrap();
+            dp.add_port(i, Box::new(p)).unwrap();
+            peers.push(peer);
+        }
+        (dp, peers)
+    }
+
+    /// The frames sent out of `peer`'s port, waiting (up to a second) for
+    /// at least `n`.
+    fn wait_sent(peer: &MemPortPeer, n: usize) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        for _ in 0..500 {
+            got.extend(peer.take_sent().into_iter().map(|p| p.data().to_vec()));
+            if got.len() >= n {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        got
     }
 
     fn outs(up: &Upcall) -> Vec<OfPort> {
@@ -927,36 +960,9 @@ mod tests {
 
     #[test]
     fn through_the_datapath() {
-        use xennet_datapath::memport::mem_port;
-        use xennet_datapath::{Datapath, PortFeatures};
         let (normal, fdb) = Normal::new();
-        let dp = Datapath::spawn("normal", Box::new(normal)).unwrap();
-        let mut peers = Vec::new();
-        for i in 1..=3u32 {
-            let (p, peer) = mem_port(&format!("p{i}"), PortFeatures::default()).unwrap();
-            dp.add_port(i, Box::new(p)).unwrap();
-            peers.push(peer);
-        }
-        let frame = |src: [u8; 6], dst: [u8; 6]| {
-            let mut v = Vec::new();
-            etherparse::PacketBuilder::ethernet2(src, dst)
-                .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-                .udp(1000, 2000)
-                .write(&mut v, b"hello")
-                .unwrap();
-            v
-        };
-        let wait = |peer: &xennet_datapath::memport::MemPortPeer, n: usize| {
-            let mut got = Vec::new();
-            for _ in 0..500 {
-                got.extend(peer.take_sent());
-                if got.len() >= n {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            got.len()
-        };
+        let (dp, peers) = spawn_dp("p", normal);
+        let wait = |peer: &MemPortPeer, n: usize| wait_sent(peer, n).len();
         peers[0].inject_frame(&frame(A, B));
         assert_eq!(wait(&peers[1], 1), 1);
         assert_eq!(wait(&peers[2], 1), 1);
@@ -985,16 +991,6 @@ mod tests {
     // ---- VLANs ----
 
     use xennet_datapath::actions::ActionsFmt;
-
-    fn frame(src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
-        let mut v = Vec::new();
-        etherparse::PacketBuilder::ethernet2(src, dst)
-            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-            .udp(1000, 2000)
-            .write(&mut v, b"hello")
-            .unwrap();
-        v
-    }
 
     /// `frame` with an 802.1Q tag carrying `tci` (PCP and VID).
     fn tagged(src: [u8; 6], dst: [u8; 6], tci: u16) -> Vec<u8> {
@@ -1262,36 +1258,16 @@ mod tests {
 
     #[test]
     fn vlans_through_the_datapath() {
-        use xennet_datapath::memport::{mem_port, MemPortPeer};
-        use xennet_datapath::{Datapath, PortFeatures};
         let (normal, fdb) = Normal::new();
         // 1: trunk of every VLAN, 2: access 10, 3: trunk of VLAN 10.
         fdb.set_port_vlan(2, &PortVlan::access(10));
         fdb.set_port_vlan(3, &PortVlan::trunk(&[10]));
-        let dp = Datapath::spawn("normal-vlan", Box::new(normal)).unwrap();
-        let mut peers = Vec::new();
-        for i in 1..=3u32 {
-            let (p, peer) = mem_port(&format!("v{i}"), PortFeatures::default()).unwrap();
-            dp.add_port(i, Box::new(p)).unwrap();
-            peers.push(peer);
-        }
-        let wait = |peer: &MemPortPeer, n: usize| {
-            let mut got = Vec::new();
-            for _ in 0..500 {
-                got.extend(peer.take_sent());
-                if got.len() >= n {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            got.into_iter()
-                .map(|p| p.data().to_vec())
-                .collect::<Vec<_>>()
-        };
+        let (dp, peers) = spawn_dp("v", normal);
+        let wait = wait_sent;
         // Untagged from the trunk is VLAN 0: nobody else carries it. The
         // same MACs tagged 10 must not hit that (drop) megaflow.
         peers[0].inject_frame(&frame(A, BCAST));
-        let drop_flow = |dp: &xennet_datapath::DpHandle| {
+        let drop_flow = |dp: &DpHandle| {
             dp.dump_flows().iter().any(|f| {
                 f.starts_with("in_port(1),eth(src=50:54:00:00:00:0a,")
                     && f.ends_with("actions:drop")
