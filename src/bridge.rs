@@ -424,3 +424,88 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
     );
     c
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use xennet_datapath::memport::{mem_port, MemPortPeer};
+    use xennet_datapath::PortFeatures;
+
+    fn bcast(src: u8, tag: Option<u16>) -> Vec<u8> {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&[0x50, 0x54, 0, 0, 0, src]);
+        if let Some(t) = tag {
+            f.extend_from_slice(&[0x81, 0x00]);
+            f.extend_from_slice(&t.to_be_bytes());
+        }
+        f.extend_from_slice(&[0x88, 0xb5]);
+        f.resize(f.len() + 46, 0);
+        f
+    }
+
+    /// Frames sent out of `peer`'s port, waiting (up to a second) for `n`.
+    fn sent(peer: &MemPortPeer, n: usize) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        for _ in 0..500 {
+            got.extend(peer.take_sent().into_iter().map(|p| p.data().to_vec()));
+            if got.len() >= n {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        got
+    }
+
+    fn add(b: &Bridge, name: &str) -> (OfPort, MemPortPeer) {
+        let (p, peer) = mem_port(name, PortFeatures::default()).unwrap();
+        let entry = PortEntry {
+            name: name.into(),
+            vif: None,
+        };
+        (b.add_port(entry, Box::new(p)).unwrap(), peer)
+    }
+
+    #[test]
+    fn port_vlans_from_the_config_follow_ports_by_name() {
+        let cfg = Config::parse(
+            "[[bridge]]\nname = \"brv\"\n[[bridge.port]]\nname = \"vif1.0\"\ntag = 10\n",
+        )
+        .unwrap();
+        let switch = Switch::new(&cfg).unwrap();
+        let b = switch.bridge("brv").unwrap();
+        let (_, p1) = add(&b, "vif1.0");
+        let (of2, p2) = add(&b, "vif2.0");
+        let (_, p3) = add(&b, "vif3.0");
+        // vif1.0 is an access port on VLAN 10 from its first packet.
+        p1.inject_frame(&bcast(1, None));
+        assert_eq!(sent(&p2, 1), vec![bcast(1, Some(10))]);
+        assert_eq!(sent(&p3, 1), vec![bcast(1, Some(10))]);
+        p2.inject_frame(&bcast(2, None));
+        assert_eq!(sent(&p3, 1), vec![bcast(2, None)]);
+        // Reconfigured: vif3.0 access 10 too, vif1.0 back to the default.
+        let mut vlans = PortVlans::new();
+        vlans.insert("vif3.0".into(), Some(PortVlan::access(10)));
+        b.configure_vlans(vlans);
+        p3.inject_frame(&bcast(3, None));
+        assert_eq!(sent(&p2, 1), vec![bcast(3, Some(10))]);
+        assert_eq!(sent(&p1, 1), vec![bcast(3, Some(10))]);
+        // Blocked: vif2.0 neither sends nor receives.
+        let mut vlans = PortVlans::new();
+        vlans.insert("vif2.0".into(), None);
+        b.configure_vlans(vlans.clone());
+        p1.inject_frame(&bcast(1, None));
+        assert_eq!(sent(&p3, 1), vec![bcast(1, None)]);
+        p2.inject_frame(&bcast(2, None));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(p1.take_sent().is_empty() && p2.take_sent().is_empty());
+        assert!(p3.take_sent().is_empty());
+        // A port leaving and coming back under its name keeps the setting.
+        b.del_port(of2);
+        let (_, p2) = add(&b, "vif2.0");
+        p2.inject_frame(&bcast(2, None));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(p1.take_sent().is_empty() && p3.take_sent().is_empty());
+        switch.shutdown();
+    }
+}
