@@ -583,7 +583,8 @@ impl Normal {
         now: Instant,
     ) -> u16 {
         mask.union_with(&Self::mask());
-        let in_tci = key.vlan_tci();
+        // OVS `xvlan_extract`: without the presence bit there is no tag.
+        let in_tci = if key.has_vlan() { key.vlan_tci() } else { 0 };
         let in_port = key.in_port();
         let src = key.dl_src();
         let dst = key.dl_dst();
