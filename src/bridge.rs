@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use anyhow::Context;
 use xennet_datapath::dpif::{Datapath, DpHandle, PortInfo};
 use xennet_datapath::{OfPort, Port};
-use xennet_ofproto::normal::{FdbHandle, Normal};
+use xennet_ofproto::normal::{FdbHandle, Normal, PortVlan};
 use xennet_vif::VifMetrics;
 
 use xennet_openflow::model::{self, MpReply, MpRequest, Msg, PortStatus};
@@ -29,6 +29,11 @@ pub struct PortEntry {
     pub vif: Option<(u16, Arc<VifMetrics>)>,
 }
 
+/// VLAN settings of a bridge's ports by port name (OVS `Port:tag`,
+/// `trunks`, `vlan_mode`); `None` blocks a port whose settings are invalid.
+/// A port without an entry is OVS's default port, a trunk of every VLAN.
+pub type PortVlans = BTreeMap<String, Option<PortVlan>>;
+
 /// One bridge.
 #[derive(Debug)]
 pub struct Bridge {
@@ -37,6 +42,9 @@ pub struct Bridge {
     dp: DpHandle,
     fdb: FdbHandle,
     ports: Mutex<BTreeMap<OfPort, PortEntry>>,
+    /// Configured VLAN settings, applied to a port when it joins and
+    /// whenever they change.
+    vlans: Mutex<PortVlans>,
     /// OpenFlow connections (management socket, controllers).
     pub conns: ConnMgr,
 }
@@ -67,6 +75,7 @@ impl Bridge {
             dp,
             fdb,
             ports: Mutex::new(BTreeMap::new()),
+            vlans: Mutex::new(BTreeMap::new()),
             conns: ConnMgr::new(name, Arc::new(OfBridge::new(weak.clone(), dpid))),
         });
         let path = b
@@ -97,6 +106,40 @@ impl Bridge {
         }));
     }
 
+    fn apply_vlan(&self, ofport: OfPort, setting: Option<&Option<PortVlan>>) {
+        let changed = match setting {
+            None => self.fdb.clear_port_vlan(ofport),
+            Some(Some(v)) => self.fdb.set_port_vlan(ofport, v),
+            Some(None) => self.fdb.block_port(ofport),
+        };
+        if changed {
+            let what = match setting {
+                None => PortVlan::default().to_string(),
+                Some(Some(v)) => v.to_string(),
+                Some(None) => "blocked (invalid VLAN settings)".to_owned(),
+            };
+            tracing::info!("{}: ofport {ofport}: VLANs: {what}", self.name);
+        }
+    }
+
+    /// Set every port's VLAN settings (ports not named get the default):
+    /// ports on the bridge change at once (forgetting their MACs and
+    /// flushing megaflows when their behaviour changes), ports added later
+    /// start with them.
+    pub fn configure_vlans(&self, vlans: PortVlans) {
+        let ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cur = self.vlans.lock().unwrap_or_else(|e| e.into_inner());
+        if *cur == vlans {
+            return;
+        }
+        for (ofport, entry) in ports.iter() {
+            if cur.get(&entry.name) != vlans.get(&entry.name) {
+                self.apply_vlan(*ofport, vlans.get(&entry.name));
+            }
+        }
+        *cur = vlans;
+    }
+
     /// Add a port under the lowest free OpenFlow port number (from 1).
     pub fn add_port(&self, entry: PortEntry, port: Box<dyn Port>) -> anyhow::Result<OfPort> {
         self.add_port_at(entry, port, &[])
@@ -124,9 +167,15 @@ impl Bridge {
             .find(|n| (1..=MAX_OFPORT).contains(n) && !ports.contains_key(n))
             .or_else(|| (1..=MAX_OFPORT).find(|n| !ports.contains_key(n)))
             .context("no free OpenFlow port number")?;
-        self.dp
-            .add_port(ofport, port)
-            .with_context(|| format!("adding {} to {}", entry.name, self.name))?;
+        // VLAN settings first, so that no packet sees the port without them.
+        {
+            let vlans = self.vlans.lock().unwrap_or_else(|e| e.into_inner());
+            self.apply_vlan(ofport, vlans.get(&entry.name));
+        }
+        if let Err(e) = self.dp.add_port(ofport, port) {
+            self.fdb.remove_port(ofport);
+            return Err(e).with_context(|| format!("adding {} to {}", entry.name, self.name));
+        }
         tracing::info!(
             "{}: added port {} as ofport {ofport}",
             self.name,
@@ -144,6 +193,9 @@ impl Bridge {
             if let Err(e) = self.dp.del_port(ofport) {
                 tracing::warn!("{}: removing {}: {e}", self.name, entry.name);
             }
+            // After the datapath let go of it: no packet sees the port
+            // without its VLAN settings.
+            self.fdb.remove_port(ofport);
             tracing::info!(
                 "{}: removed port {} (ofport {ofport})",
                 self.name,
@@ -157,7 +209,9 @@ impl Bridge {
     pub fn take_port(&self, ofport: OfPort) -> Option<(PortEntry, Box<dyn Port>)> {
         let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
         let entry = ports.remove(&ofport)?;
-        match self.dp.take_port(ofport) {
+        let taken = self.dp.take_port(ofport);
+        self.fdb.remove_port(ofport);
+        match taken {
             Ok(port) => {
                 tracing::info!(
                     "{}: removed port {} (ofport {ofport})",
@@ -209,6 +263,7 @@ impl Switch {
         let switch = Switch::empty(rundir);
         for b in &config.bridges {
             let br = switch.add_bridge(&b.name)?;
+            br.configure_vlans(b.port_vlans());
             br.conns.set_controllers(&b.controller);
             tracing::info!("bridge {}: created (fail_mode {:?})", b.name, b.fail_mode);
         }
@@ -435,4 +490,89 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
         }),
     );
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use xennet_datapath::memport::{mem_port, MemPortPeer};
+    use xennet_datapath::PortFeatures;
+
+    fn bcast(src: u8, tag: Option<u16>) -> Vec<u8> {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&[0x50, 0x54, 0, 0, 0, src]);
+        if let Some(t) = tag {
+            f.extend_from_slice(&[0x81, 0x00]);
+            f.extend_from_slice(&t.to_be_bytes());
+        }
+        f.extend_from_slice(&[0x88, 0xb5]);
+        f.resize(f.len() + 46, 0);
+        f
+    }
+
+    /// Frames sent out of `peer`'s port, waiting (up to a second) for `n`.
+    fn sent(peer: &MemPortPeer, n: usize) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        for _ in 0..500 {
+            got.extend(peer.take_sent().into_iter().map(|p| p.data().to_vec()));
+            if got.len() >= n {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        got
+    }
+
+    fn add(b: &Bridge, name: &str) -> (OfPort, MemPortPeer) {
+        let (p, peer) = mem_port(name, PortFeatures::default()).unwrap();
+        let entry = PortEntry {
+            name: name.into(),
+            vif: None,
+        };
+        (b.add_port(entry, Box::new(p)).unwrap(), peer)
+    }
+
+    #[test]
+    fn port_vlans_from_the_config_follow_ports_by_name() {
+        let cfg = Config::parse(
+            "[[bridge]]\nname = \"brv\"\n[[bridge.port]]\nname = \"vif1.0\"\ntag = 10\n",
+        )
+        .unwrap();
+        let switch = Switch::new(&cfg).unwrap();
+        let b = switch.bridge("brv").unwrap();
+        let (_, p1) = add(&b, "vif1.0");
+        let (of2, p2) = add(&b, "vif2.0");
+        let (_, p3) = add(&b, "vif3.0");
+        // vif1.0 is an access port on VLAN 10 from its first packet.
+        p1.inject_frame(&bcast(1, None));
+        assert_eq!(sent(&p2, 1), vec![bcast(1, Some(10))]);
+        assert_eq!(sent(&p3, 1), vec![bcast(1, Some(10))]);
+        p2.inject_frame(&bcast(2, None));
+        assert_eq!(sent(&p3, 1), vec![bcast(2, None)]);
+        // Reconfigured: vif3.0 access 10 too, vif1.0 back to the default.
+        let mut vlans = PortVlans::new();
+        vlans.insert("vif3.0".into(), Some(PortVlan::access(10)));
+        b.configure_vlans(vlans);
+        p3.inject_frame(&bcast(3, None));
+        assert_eq!(sent(&p2, 1), vec![bcast(3, Some(10))]);
+        assert_eq!(sent(&p1, 1), vec![bcast(3, Some(10))]);
+        // Blocked: vif2.0 neither sends nor receives.
+        let mut vlans = PortVlans::new();
+        vlans.insert("vif2.0".into(), None);
+        b.configure_vlans(vlans.clone());
+        p1.inject_frame(&bcast(1, None));
+        assert_eq!(sent(&p3, 1), vec![bcast(1, None)]);
+        p2.inject_frame(&bcast(2, None));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(p1.take_sent().is_empty() && p2.take_sent().is_empty());
+        assert!(p3.take_sent().is_empty());
+        // A port leaving and coming back under its name keeps the setting.
+        b.del_port(of2);
+        let (_, p2) = add(&b, "vif2.0");
+        p2.inject_frame(&bcast(2, None));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(p1.take_sent().is_empty() && p3.take_sent().is_empty());
+        switch.shutdown();
+    }
 }

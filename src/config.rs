@@ -9,6 +9,13 @@
 //! controller = []           # OVS Controller:target list, e.g. "tcp:127.0.0.1:6653",
 //!                           # "ptcp:6653:127.0.0.1", "unix:PATH", "punix:PATH"
 //!
+//! [[bridge.port]]           # optional: VLAN settings of a port (by vif name)
+//! name = "vif1.0"
+//! tag = 10                  # OVS Port:tag, 0-4095
+//! trunks = [10, 20]         # OVS Port:trunks (empty or absent = every VLAN)
+//! vlan_mode = "trunk"       # OVS Port:vlan_mode: access, trunk, native-tagged,
+//!                           # native-untagged; default access with a tag, else trunk
+//!
 //! [emulated_xen]
 //! enabled = true            # serve emulated Xen guests (xennet-guest)
 //! socket = "xennet-xen.sock"  # relative to --rundir
@@ -17,6 +24,9 @@
 //! ```
 
 use serde::Deserialize;
+use xennet_ofproto::normal::PortVlan;
+
+use crate::bridge::PortVlans;
 
 /// The configuration used when no `--config` file is given: one standalone
 /// bridge `br0` and emulated Xen guests attaching to it.
@@ -56,6 +66,44 @@ pub struct BridgeConfig {
     /// OpenFlow controllers (OVS `Controller:target` connection methods).
     #[serde(default)]
     pub controller: Vec<String>,
+    /// Port settings (OVS `Port` rows), by port name.
+    #[serde(default, rename = "port")]
+    pub ports: Vec<PortConfig>,
+}
+
+/// A port's settings (OVS `Port` table columns of the same names); they
+/// apply to the vif of that name whenever it joins the bridge.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    /// Port (vif) name, `vif<domid>.<handle>`.
+    pub name: String,
+    /// OVS `Port:tag`: the access VLAN, or a `native-*` port's native VLAN.
+    pub tag: Option<i64>,
+    /// OVS `Port:trunks`: the VLANs a trunk carries; empty = every VLAN.
+    #[serde(default)]
+    pub trunks: Vec<i64>,
+    /// OVS `Port:vlan_mode`: `access`, `trunk`, `native-tagged` or
+    /// `native-untagged`; default access with a tag, else trunk.
+    pub vlan_mode: Option<String>,
+}
+
+impl PortConfig {
+    fn vlan(&self) -> anyhow::Result<PortVlan> {
+        PortVlan::from_columns(self.tag, &self.trunks, self.vlan_mode.as_deref())
+            .map_err(|e| anyhow::anyhow!("port {}: {e}", self.name))
+    }
+}
+
+impl BridgeConfig {
+    /// The VLAN settings of the bridge's ports (checked by
+    /// [`Config::parse`]; one that is not would be blocked).
+    pub fn port_vlans(&self) -> PortVlans {
+        self.ports
+            .iter()
+            .map(|p| (p.name.clone(), p.vlan().ok()))
+            .collect()
+    }
 }
 
 /// OVS `Bridge:fail_mode`.
@@ -125,6 +173,25 @@ impl Config {
                 crate::ofconn::mgr::Target::parse(t)
                     .map_err(|e| anyhow::anyhow!("bridge {}: controller {e}", b.name))?;
             }
+            let mut ports = std::collections::HashSet::new();
+            for p in &b.ports {
+                anyhow::ensure!(
+                    ports.insert(&p.name),
+                    "bridge {}: port {} defined twice",
+                    b.name,
+                    p.name
+                );
+                let vlan = p
+                    .vlan()
+                    .map_err(|e| anyhow::anyhow!("bridge {}: {e}", b.name))?;
+                if vlan.ignores_trunks() {
+                    tracing::warn!(
+                        "bridge {}: port {}: ignoring trunks in favor of implicit vlan",
+                        b.name,
+                        p.name
+                    );
+                }
+            }
         }
         if cfg.emulated_xen.enabled {
             anyhow::ensure!(
@@ -159,8 +226,46 @@ mod tests {
         assert!(e.to_string().contains("nme"), "{e}");
         let e = Config::parse("[[bridge]]\nname = \"b\"\ncontroller = [\"ssl:1.2.3.4\"]\n")
             .unwrap_err();
-        assert!(e.to_string().contains("unsupported connection method"), "{e}");
+        assert!(
+            e.to_string().contains("unsupported connection method"),
+            "{e}"
+        );
         let e = Config::parse("[emulated_xen]\nenabled = true\nbridge = \"nope\"\n").unwrap_err();
         assert!(e.to_string().contains("not a configured bridge"), "{e}");
+    }
+
+    #[test]
+    fn port_vlan_settings() {
+        let c = Config::parse(
+            "[[bridge]]\nname = \"br0\"\n\
+             [[bridge.port]]\nname = \"vif1.0\"\ntag = 10\n\
+             [[bridge.port]]\nname = \"vif2.0\"\ntrunks = [10, 20]\nvlan_mode = \"native-untagged\"\ntag = 20\n",
+        )
+        .unwrap();
+        let v = c.bridges[0].port_vlans();
+        assert_eq!(v["vif1.0"], Some(PortVlan::access(10)));
+        let p = v["vif2.0"].as_ref().unwrap();
+        assert_eq!(
+            p.to_string(),
+            "vlan_mode=native-untagged tag=20 trunks=10,20"
+        );
+        for (bad, want) in [
+            (
+                "tag = 4096",
+                "bridge br0: port vif1.0: tag 4096 is not a VLAN ID",
+            ),
+            ("trunks = [-1]", "trunks member -1 is not a VLAN ID"),
+            (
+                "vlan_mode = \"dot1q-tunnel\"",
+                "vlan_mode \"dot1q-tunnel\" is not supported",
+            ),
+            ("tagg = 1", "tagg"),
+        ] {
+            let e = Config::parse(&format!(
+                "[[bridge]]\nname = \"br0\"\n[[bridge.port]]\nname = \"vif1.0\"\n{bad}\n"
+            ))
+            .unwrap_err();
+            assert!(format!("{e:#}").contains(want), "{e:#}");
+        }
     }
 }

@@ -22,8 +22,15 @@
 //!   the vif rejoins when a Port lists it again.
 //! * Any other interface gets ofport -1 and `error` "xennetd: interface
 //!   type '<type>' is not supported yet".
-//! * Port VLAN columns (tag, trunks, vlan_mode) are not applied yet (NORMAL
-//!   has no VLAN modes); each such port is logged once.
+//! * Port VLAN columns `tag`, `trunks` and `vlan_mode` are applied to the
+//!   port's vifs on every change, as ovs-vswitchd's `port_configure` does
+//!   (see `xennet_ofproto::normal::PortVlan`); a change makes NORMAL forget
+//!   the MACs learned on the port. Settings xennet cannot apply (a value
+//!   outside 0-4095, which the schema forbids anyway, or `vlan_mode`
+//!   `dot1q-tunnel`) are logged once, block the port (it forwards nothing)
+//!   and are reported in each of its Interfaces' `error`; `tag` with
+//!   `trunks` and no `vlan_mode` logs OVS's "ignoring trunks in favor of
+//!   implicit vlan".
 //! * Written back: every Interface's `ofport`, `error` and `mac_in_use`
 //!   when they differ from the replica, `statistics` of attached vifs (at
 //!   most every [`STATS_INTERVAL`]), and `Open_vSwitch:cur_cfg := next_cfg`
@@ -39,7 +46,9 @@ use tokio::sync::Notify;
 use xennet_datapath::{OfPort, Port, PortStats};
 use xennet_ovsdb::{Datum, OpenVSwitch, Replica, Session, Txn, Uuid};
 
-use crate::bridge::{Bridge, PortEntry, Switch, MAX_OFPORT};
+use xennet_ofproto::normal::PortVlan;
+
+use crate::bridge::{Bridge, PortEntry, PortVlans, Switch, MAX_OFPORT};
 
 /// The lock ovs-vswitchd takes.
 pub const LOCK: &str = "ovs_vswitchd";
@@ -142,6 +151,8 @@ struct PlannedIface {
     ofport: Option<i64>,
     error: Option<String>,
     statistics: BTreeMap<String, i64>,
+    /// Why its Port's VLAN settings are not applied.
+    vlan_error: Option<String>,
 }
 
 /// The configuration the database asks for.
@@ -151,8 +162,32 @@ struct Plan {
     ifaces: Vec<PlannedIface>,
     /// Vif name -> (bridge, preferred ofports).
     vifs: BTreeMap<String, (String, Vec<OfPort>)>,
-    /// Ports with VLAN settings (not applied).
-    vlan_ports: Vec<String>,
+    /// Bridge -> VLAN settings of its ports' interfaces, by interface name.
+    vlans: BTreeMap<String, PortVlans>,
+}
+
+/// The VLAN settings of Port `port` (OVS `port_configure`), or the
+/// `Interface:error` text saying why they cannot be applied.
+fn port_vlan(port: &xennet_ovsdb::Port, log: &mut LogOnce) -> Result<PortVlan, String> {
+    match PortVlan::from_columns(port.tag, &port.trunks, port.vlan_mode.as_deref()) {
+        Ok(v) => {
+            if v.ignores_trunks() {
+                log.warn(format!(
+                    "port {}: ignoring trunks in favor of implicit vlan",
+                    port.name
+                ));
+            }
+            Ok(v)
+        }
+        Err(e) => {
+            let msg = format!(
+                "xennetd: port {}: {e}; the port forwards nothing until its VLAN settings are fixed",
+                port.name
+            );
+            log.warn(msg.clone());
+            Err(msg)
+        }
+    }
 }
 
 /// Parses `vif<D>.<H>`.
@@ -226,9 +261,7 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
             let Some(port) = r.port(*puuid) else {
                 continue;
             };
-            if port.tag.is_some() || !port.trunks.is_empty() || port.vlan_mode.is_some() {
-                plan.vlan_ports.push(port.name.clone());
-            }
+            let vlan = port_vlan(&port, log);
             for iuuid in &port.interfaces {
                 let Some(iface) = r.interface(*iuuid) else {
                     continue;
@@ -266,6 +299,23 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
                 if let Kind::Bad(e) = &kind {
                     log.warn(format!("{}: {e}", iface.name));
                 }
+                let vlan_error = match (&kind, &vlan) {
+                    (Kind::Vif { .. }, Err(e)) => Some(e.clone()),
+                    _ => None,
+                };
+                if let Kind::Vif { .. } = kind {
+                    let settings = match &vlan {
+                        Ok(v) if *v == PortVlan::default() => None,
+                        Ok(v) => Some(Some(v.clone())),
+                        Err(_) => Some(None),
+                    };
+                    if let Some(s) = settings {
+                        plan.vlans
+                            .entry(br.name.clone())
+                            .or_default()
+                            .insert(iface.name.clone(), s);
+                    }
+                }
                 plan.ifaces.push(PlannedIface {
                     uuid: iface.uuid,
                     name: iface.name,
@@ -274,6 +324,7 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
                     ofport: iface.ofport,
                     error: iface.error,
                     statistics: iface.statistics,
+                    vlan_error,
                 });
             }
         }
@@ -310,6 +361,10 @@ fn apply(plan: &Plan, switch: &Switch, vifs: &mut BTreeMap<String, Attached>, lo
                 Err(e) => log.warn(format!("bridge {name}: {e:#}")),
             }
         }
+    }
+    // VLAN settings, for the vifs on a bridge and those about to join.
+    for b in switch.bridges() {
+        b.configure_vlans(plan.vlans.get(&b.name).cloned().unwrap_or_default());
     }
     // Vifs joining a bridge.
     for (name, a) in vifs.iter_mut() {
@@ -371,7 +426,12 @@ fn status_txn(
                 Some(Attached {
                     placed: Some((b, p)),
                     ..
-                }) if b.name == pi.bridge => (i64::from(*p), None, Some(VIF_MAC), Some((b, *p))),
+                }) if b.name == pi.bridge => (
+                    i64::from(*p),
+                    pi.vlan_error.clone(),
+                    Some(VIF_MAC),
+                    Some((b, *p)),
+                ),
                 Some(_) => (
                     -1,
                     Some(format!(
@@ -433,7 +493,6 @@ pub async fn run(session: Session, switch: Arc<Switch>, vifs: Arc<VifRegistry>) 
     let mut tick = tokio::time::interval(STATS_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut log = LogOnce::default();
-    let mut vlan_logged = HashSet::new();
     let mut retry = false;
     let mut last_write_error: Option<Instant> = None;
     let mut had_lock = false;
@@ -468,11 +527,6 @@ pub async fn run(session: Session, switch: Arc<Switch>, vifs: Arc<VifRegistry>) 
             continue;
         };
         let plan = plan(&replica, &ovs, &mut log);
-        for p in &plan.vlan_ports {
-            if vlan_logged.insert(p.clone()) {
-                tracing::info!("port {p}: VLAN settings (tag, trunks, vlan_mode) are stored but not applied yet");
-            }
-        }
         let txn = tokio::task::block_in_place(|| {
             let mut attached = vifs.lock();
             apply(&plan, &switch, &mut attached, &mut log);
@@ -515,5 +569,35 @@ mod tests {
         ] {
             assert_eq!(parse_vif(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn port_vlan_settings_and_errors() {
+        let port = |tag: Option<i64>, trunks: &[i64], mode: Option<&str>| xennet_ovsdb::Port {
+            uuid: Uuid::nil(),
+            name: "vif3.0".into(),
+            interfaces: vec![],
+            tag,
+            trunks: trunks.to_vec(),
+            vlan_mode: mode.map(str::to_owned),
+            qos: None,
+            external_ids: BTreeMap::new(),
+        };
+        let mut log = LogOnce::default();
+        assert_eq!(
+            port_vlan(&port(Some(10), &[], None), &mut log),
+            Ok(PortVlan::access(10))
+        );
+        let v = port_vlan(&port(Some(10), &[20], None), &mut log).unwrap();
+        assert!(v.ignores_trunks());
+        assert!(log.0.iter().any(|m| m.contains("ignoring trunks")));
+        let e = port_vlan(&port(None, &[], Some("dot1q-tunnel")), &mut log).unwrap_err();
+        assert!(
+            e.starts_with("xennetd: port vif3.0: vlan_mode \"dot1q-tunnel\" is not supported")
+                && e.ends_with("the port forwards nothing until its VLAN settings are fixed"),
+            "{e}"
+        );
+        let e = port_vlan(&port(Some(5000), &[], None), &mut log).unwrap_err();
+        assert!(e.contains("tag 5000 is not a VLAN ID (0 to 4095)"), "{e}");
     }
 }

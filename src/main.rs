@@ -9,8 +9,8 @@ mod config;
 mod dbsync;
 mod emulxen;
 mod flowtext;
-mod ofbridge;
 mod netdev;
+mod ofbridge;
 mod ofconn;
 // Shared with xennet-guest; xennetd uses only the virtio-net header.
 #[allow(dead_code)]

@@ -41,7 +41,12 @@ pub struct Netdev {
     tx_buf: Vec<u8>,
 }
 
-fn setsockopt_int(fd: &OwnedFd, level: libc::c_int, opt: libc::c_int, val: libc::c_int) -> io::Result<()> {
+fn setsockopt_int(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    val: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: `val` lives across the call and its size is passed; the fd
     // is a valid socket we own.
     let r = unsafe {
@@ -296,7 +301,5 @@ impl Port for Netdev {
 
 /// Length of the TCP header at `l4` (data offset field), 20 if unreadable.
 fn tcp_header_len(frame: &[u8], l4: usize) -> usize {
-    frame
-        .get(l4 + 12)
-        .map_or(20, |b| usize::from(b >> 4) * 4)
+    frame.get(l4 + 12).map_or(20, |b| usize::from(b >> 4) * 4)
 }

@@ -25,7 +25,10 @@ fn ofctl_show_and_dump_ports() {
         let ports = h.ofctl(&[proto, &["dump-ports", "br0"]].concat());
         assert!(ports.contains("2 ports"), "{ports}");
         // The pings went through both vifs.
-        for line in ports.lines().filter(|l| l.contains("port  1:") || l.contains("port  2:")) {
+        for line in ports
+            .lines()
+            .filter(|l| l.contains("port  1:") || l.contains("port  2:"))
+        {
             assert!(!line.contains("pkts=0,"), "no traffic counted: {ports}");
         }
         let desc = h.ofctl(&[proto, &["dump-desc", "br0"]].concat());

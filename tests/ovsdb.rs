@@ -4,165 +4,20 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
-
 use common::Harness;
+use xennet_ovsdb::test_utils::OvsdbServer;
 
-const SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
-
-fn require_ovs() {
-    for tool in ["ovsdb-server", "ovsdb-tool", "ovs-vsctl", "timeout"] {
-        let found = Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {tool}"))
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(
-            found,
-            "{tool} not found: apt-get install openvswitch-switch (scripts/test installs it)"
-        );
-    }
-    assert!(
-        std::path::Path::new(SCHEMA).exists(),
-        "{SCHEMA} missing: apt-get install openvswitch-switch (scripts/test installs it)"
-    );
+/// Interface `iface`'s ofport (0 when unset).
+fn ofport(db: &OvsdbServer, iface: &str) -> i64 {
+    db.vsctl_no_wait(&["get", "interface", iface, "ofport"])
+        .parse()
+        .unwrap_or(0)
 }
 
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// A private ovsdb-server in its own directory; stopped by pidfile on drop
-/// (also on panic).
-struct Ovsdb {
-    dir: PathBuf,
-}
-
-impl Ovsdb {
-    fn start(name: &str) -> Ovsdb {
-        require_ovs();
-        let dir = std::env::temp_dir().join(format!("xennet-db-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = Ovsdb { dir };
-        run(Command::new("ovsdb-tool")
-            .arg("create")
-            .arg(db.path("conf.db"))
-            .arg(SCHEMA));
-        db.launch();
-        db.vsctl_ok(&["--no-wait", "init"]);
-        db
-    }
-
-    fn path(&self, f: &str) -> PathBuf {
-        self.dir.join(f)
-    }
-
-    fn addr(&self) -> String {
-        format!("unix:{}", self.path("db.sock").display())
-    }
-
-    fn launch(&self) {
-        run(Command::new("ovsdb-server")
-            .arg(self.path("conf.db"))
-            .arg(format!("--remote=punix:{}", self.path("db.sock").display()))
-            .arg(format!(
-                "--pidfile={}",
-                self.path("ovsdb-server.pid").display()
-            ))
-            .arg(format!(
-                "--unixctl={}",
-                self.path("ovsdb-server.ctl").display()
-            ))
-            .arg(format!(
-                "--log-file={}",
-                self.path("ovsdb-server.log").display()
-            ))
-            .args(["-vconsole:off", "--detach", "--no-chdir"]));
-    }
-
-    fn pid(&self) -> Option<u32> {
-        std::fs::read_to_string(self.path("ovsdb-server.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    }
-
-    fn stop(&self) {
-        let Some(pid) = self.pid() else { return };
-        let alive = || {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
-        };
-        let _ = Command::new("kill").arg(pid.to_string()).status();
-        for i in 0..100 {
-            if !alive() {
-                break;
-            }
-            if i == 50 {
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = std::fs::remove_file(self.path("ovsdb-server.pid"));
-    }
-
-    /// `timeout 20 ovs-vsctl --db=... ARGS` (waiting for xennetd unless
-    /// ARGS say --no-wait).
-    fn vsctl(&self, args: &[&str]) -> Output {
-        Command::new("timeout")
-            .arg("20")
-            .arg("ovs-vsctl")
-            .arg(format!("--db={}", self.addr()))
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn vsctl_ok(&self, args: &[&str]) -> String {
-        let start = Instant::now();
-        let out = self.vsctl(args);
-        assert!(
-            out.status.success(),
-            "ovs-vsctl {args:?} failed ({}, after {:?}): {}",
-            out.status,
-            start.elapsed(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    fn ofport(&self, iface: &str) -> i64 {
-        self.vsctl_ok(&["--no-wait", "get", "interface", iface, "ofport"])
-            .parse()
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Ovsdb {
-    fn drop(&mut self) {
-        self.stop();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        } else {
-            eprintln!("kept {} for inspection", self.dir.display());
-        }
-    }
-}
-
-fn wait_ofport(h: &Harness, db: &Ovsdb, iface: &str, want: impl Fn(i64) -> bool) -> i64 {
+fn wait_ofport(h: &Harness, db: &OvsdbServer, iface: &str, want: impl Fn(i64) -> bool) -> i64 {
     let mut last = 0;
     h.wait_for(&format!("ofport of {iface}"), || {
-        last = db.ofport(iface);
+        last = ofport(db, iface);
         want(last)
     });
     last
@@ -170,13 +25,13 @@ fn wait_ofport(h: &Harness, db: &Ovsdb, iface: &str, want: impl Fn(i64) -> bool)
 
 #[test]
 fn ovs_vsctl_configures_xennetd() {
-    let db = Ovsdb::start("vsctl");
+    let db = OvsdbServer::start("vsctl");
     let addr = db.addr();
     let mut h = Harness::start_with("db", &["--db", &addr]);
 
     // (a) add-br waits for cur_cfg and finds ofport 65534 on br0.
     db.vsctl_ok(&["add-br", "br0"]);
-    assert_eq!(db.ofport("br0"), 65534, "{}", h.log());
+    assert_eq!(ofport(&db, "br0"), 65534, "{}", h.log());
     // add-port before the guests exist succeeds (with OVS's "Error detected
     // while setting up" warning) and reports why in Interface:error.
     db.vsctl_ok(&[
@@ -193,7 +48,7 @@ fn ovs_vsctl_configures_xennetd() {
         "vif2.0",
         "ofport_request=7",
     ]);
-    assert_eq!(db.ofport("vif1.0"), -1);
+    assert_eq!(ofport(&db, "vif1.0"), -1);
     let err = db.vsctl_ok(&["--no-wait", "get", "interface", "vif1.0", "error"]);
     assert!(err.contains("waiting for domain 1 handle 0"), "{err}");
     // Unsupported interfaces say so.
@@ -242,7 +97,7 @@ fn ovs_vsctl_configures_xennetd() {
         "vif2.0",
         "ofport_request=7",
     ]);
-    assert_eq!(db.ofport("vif2.0"), 7);
+    assert_eq!(ofport(&db, "vif2.0"), 7);
     assert!(
         h.ping(1, 2, 3),
         "ping 1 -> 2 failed after re-add\n{}",
@@ -256,7 +111,7 @@ fn ovs_vsctl_configures_xennetd() {
     h.guest(2, None);
     wait_ofport(&h, &db, "vif1.0", |p| p == of1);
     wait_ofport(&h, &db, "vif2.0", |p| p == of2);
-    assert_eq!(db.ofport("br0"), 65534);
+    assert_eq!(ofport(&db, "br0"), 65534);
     assert!(
         h.ping(1, 2, 3),
         "ping 1 -> 2 failed after restart\n{}",
@@ -277,4 +132,80 @@ fn ovs_vsctl_configures_xennetd() {
         h.log()
     );
     assert!(h.ping(2, 1, 2), "ping 2 -> 1 failed\n{}", h.log());
+}
+
+/// Port tag/trunks/vlan_mode set with ovs-vsctl isolate guests as OVS
+/// access ports do, and every change applies before ovs-vsctl returns.
+#[test]
+fn ovs_vsctl_port_vlans() {
+    let db = OvsdbServer::start("vlan");
+    let addr = db.addr();
+    let mut h = Harness::start_with("vlan", &["--db", &addr]);
+    db.vsctl_ok(&["add-br", "br0"]);
+    for d in 1..=3 {
+        h.guest(d, None);
+    }
+    db.vsctl_ok(&[
+        "add-port", "br0", "vif1.0", "--", "add-port", "br0", "vif2.0", "--", "add-port", "br0",
+        "vif3.0",
+    ]);
+    for vif in ["vif1.0", "vif2.0", "vif3.0"] {
+        wait_ofport(&h, &db, vif, |p| p > 0);
+    }
+    assert!(h.ping(1, 3, 3), "untagged ports share VLAN 0\n{}", h.log());
+
+    db.vsctl_ok(&["set", "port", "vif1.0", "tag=10"]);
+    db.vsctl_ok(&["set", "port", "vif2.0", "tag=10"]);
+    db.vsctl_ok(&["set", "port", "vif3.0", "tag=20"]);
+    assert!(
+        h.ping(1, 2, 3),
+        "ping 1 -> 2 in VLAN 10 failed\n{}",
+        h.log()
+    );
+    assert!(h.ping_fails(1, 3), "VLAN 10 reached VLAN 20");
+    assert!(h.ping_fails(3, 2), "VLAN 20 reached VLAN 10");
+    let fdb = h.appctl(&["fdb/show", "br0"]);
+    assert!(
+        fdb.lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("10") && l.contains("00:16:3e:00:01:00")),
+        "guest 1 learned in VLAN 10:\n{fdb}"
+    );
+
+    db.vsctl_ok(&["set", "port", "vif3.0", "tag=10"]);
+    assert!(
+        h.ping(1, 3, 3),
+        "ping 1 -> 3 in VLAN 10 failed\n{}",
+        h.log()
+    );
+
+    // Back to no tag: vif3.0 is a trunk again, its untagged frames in VLAN 0.
+    db.vsctl_ok(&["remove", "port", "vif3.0", "tag", "10"]);
+    assert_eq!(
+        db.vsctl_ok(&["--no-wait", "get", "port", "vif3.0", "tag"]),
+        "[]"
+    );
+    assert!(h.ping_fails(1, 3), "VLAN 10 reached an untagged port");
+    db.vsctl_ok(&["clear", "port", "vif1.0", "tag"]);
+    assert!(h.ping(1, 3, 3), "ping 1 -> 3 in VLAN 0 failed\n{}", h.log());
+    assert!(h.ping_fails(1, 2), "VLAN 0 reached VLAN 10");
+
+    // A mode xennet does not implement blocks the port and says why.
+    db.vsctl_ok(&["set", "port", "vif3.0", "vlan_mode=dot1q-tunnel"]);
+    let err = db.vsctl_ok(&["--no-wait", "get", "interface", "vif3.0", "error"]);
+    assert!(
+        err.contains("vlan_mode") && err.contains("dot1q-tunnel") && err.contains("not supported"),
+        "{err}"
+    );
+    assert!(h.ping_fails(1, 3), "a blocked port forwarded");
+    db.vsctl_ok(&["clear", "port", "vif3.0", "vlan_mode"]);
+    assert_eq!(
+        db.vsctl_ok(&["--no-wait", "get", "interface", "vif3.0", "error"]),
+        "[]"
+    );
+    assert!(
+        h.ping(1, 3, 3),
+        "ping 1 -> 3 failed after unblocking\n{}",
+        h.log()
+    );
+    db.vsctl_ok(&["del-br", "br0"]);
 }

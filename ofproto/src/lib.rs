@@ -7,4 +7,4 @@
 
 pub mod normal;
 
-pub use normal::{FdbHandle, Normal};
+pub use normal::{FdbHandle, Normal, PortVlan, VlanError, VlanMode};

@@ -12,23 +12,50 @@
 //!   any multicast or broadcast, is flooded to every enabled port but the
 //!   input port.
 //!
-//! VLANs: every port behaves as OVS's default port without `tag` or
-//! `trunks`, which carries all VLANs unchanged; for untagged traffic this
-//! is an access port on VLAN 0. The VLAN (VID, 0 when untagged) is part of
-//! the learning key, so the access/trunk modes can be added without
-//! changing the table.
+//! VLANs follow the OVS `Port` columns `tag`, `trunks` and `vlan_mode`
+//! (ovs-vswitchd.conf.db(5)) as `xlate_normal` applies them
+//! (`ofproto-dpif-xlate.c`: `input_vid_is_valid`, `xvlan_input_translate`,
+//! `xvlan_output_translate`, `xlate_normal_flood`); see [`PortVlan`]:
+//!
+//! - The frame's VID is its tag's VID, 0 when untagged; an 802.1p
+//!   priority-tagged frame (VID 0) counts as untagged.
+//! - Input: an access port drops a frame with a nonzero VID and puts the
+//!   rest on its `tag`; a trunk drops a VID it does not carry (`trunks`,
+//!   empty = every VLAN) and keeps the frame's VID; a `native-*` port puts
+//!   VID 0 frames on its `tag` (native VLAN) and treats others as a trunk.
+//! - Learning and lookup are keyed by `(VLAN, MAC)`; floods go only to the
+//!   ports that carry the VLAN; a MAC learned on a port that no longer
+//!   carries the VLAN is not used.
+//! - Output: untagged on access ports and, for the native VLAN, on
+//!   `native-untagged` ports; tagged with the VLAN on trunks and
+//!   `native-tagged` ports (VLAN 0 leaves a trunk untagged unless the frame
+//!   had a nonzero PCP, as OVS `xvlan_put`). The PCP of the input tag is
+//!   kept when retagging. Outputs are grouped by tag state, those that
+//!   need the frame as it arrived first, so that each `push_vlan` or
+//!   `pop_vlan` is emitted at most once: a VLAN-10 broadcast from a trunk
+//!   to a trunk (1), an access port (3) and a trunk (4) is
+//!   `1,4,pop_vlan,3` (OVS emits per port in bundle order,
+//!   `1,pop_vlan,3,push_vlan(vid=10,pcp=0),4`; the packets sent are the
+//!   same).
+//! - A port without settings is OVS's default port: a trunk of every VLAN.
+//!   A port whose settings are invalid can be blocked
+//!   ([`FdbHandle::block_port`]): it then carries no VLAN at all.
 //!
 //! # Megaflows
 //!
 //! Translation reads exactly `in_port`, `dl_src`, `dl_dst` and `vlan_tci`,
 //! and the upcall mask says so and nothing more: all L3/L4 traffic between
-//! two MACs shares one megaflow.
+//! two MACs in one VLAN shares one megaflow. `vlan_tci` is exact (tag
+//! presence, VID and PCP), so untagged and tagged traffic never share a
+//! megaflow (OVS issue #356) and a retagged frame keeps its PCP.
 //!
 //! # Revalidation
 //!
 //! [`Normal::generation`] changes whenever the table changes in a way that
 //! can alter a forwarding decision: a new MAC (floods to it become
-//! unicast), a moved MAC, an expiry or eviction, a flush. The datapath then
+//! unicast), a moved MAC, an expiry or eviction, a flush, a port's VLAN
+//! settings (which also forget the MACs learned on that port, as OVS
+//! `bundle_set` flushes on a VLAN change). The datapath then
 //! flushes its megaflows. Refreshing a MAC on the same port changes
 //! nothing.
 //!
@@ -48,13 +75,14 @@
 //! per packet; the control plane takes it for `fdb/show`.
 
 use std::collections::HashMap;
-use std::fmt::Write;
+use std::fmt::{self, Write};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use xennet_datapath::buffer::OFPP_LOCAL;
-use xennet_datapath::flow::{Field, VLAN_VID_MASK};
+use xennet_datapath::flow::{Field, VLAN_CFI, VLAN_PCP_MASK, VLAN_VID_MASK};
 use xennet_datapath::packet::MacAddr;
 use xennet_datapath::{DpAction, FlowKey, FlowMask, OfPort, Packet, Upcall, UpcallHandler};
 
@@ -62,6 +90,308 @@ use xennet_datapath::{DpAction, FlowKey, FlowMask, OfPort, Packet, Upcall, Upcal
 pub const DEFAULT_AGING: Duration = Duration::from_secs(300);
 /// Most MACs learned (OVS `MAC_DEFAULT_MAX`).
 pub const DEFAULT_MAX_ENTRIES: usize = 8192;
+/// Number of VLAN IDs (0 to 4095; ovs-vswitchd.conf.db(5) `Port:tag`).
+pub const N_VIDS: usize = 4096;
+
+/// OVS `Port:vlan_mode` (ovs-vswitchd.conf.db(5)), without `dot1q-tunnel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VlanMode {
+    /// `access`: carries exactly the VLAN in `tag` (0 without one); frames
+    /// leave untagged; a frame arriving with a nonzero VID is dropped.
+    Access,
+    /// `trunk`: carries the VLANs in `trunks` (every VLAN when empty);
+    /// a frame's VLAN is its VID (0 when untagged); frames leave tagged
+    /// unless on VLAN 0.
+    Trunk,
+    /// `native-tagged`: a trunk whose untagged frames belong to `tag`;
+    /// frames on that VLAN leave tagged.
+    NativeTagged,
+    /// `native-untagged`: as `native-tagged`, but frames on the native
+    /// VLAN leave untagged.
+    NativeUntagged,
+}
+
+impl VlanMode {
+    /// The database's name for the mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VlanMode::Access => "access",
+            VlanMode::Trunk => "trunk",
+            VlanMode::NativeTagged => "native-tagged",
+            VlanMode::NativeUntagged => "native-untagged",
+        }
+    }
+}
+
+impl fmt::Display for VlanMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for VlanMode {
+    type Err = VlanError;
+    fn from_str(s: &str) -> Result<Self, VlanError> {
+        match s {
+            "access" => Ok(VlanMode::Access),
+            "trunk" => Ok(VlanMode::Trunk),
+            "native-tagged" => Ok(VlanMode::NativeTagged),
+            "native-untagged" => Ok(VlanMode::NativeUntagged),
+            other => Err(VlanError::Mode(other.to_owned())),
+        }
+    }
+}
+
+/// Why VLAN settings were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VlanError {
+    /// `tag` outside 0..=4095.
+    #[error("tag {0} is not a VLAN ID (0 to 4095)")]
+    Tag(i64),
+    /// A `trunks` member outside 0..=4095.
+    #[error("trunks member {0} is not a VLAN ID (0 to 4095)")]
+    Trunk(i64),
+    /// A `vlan_mode` xennet does not implement (`dot1q-tunnel`) or that
+    /// does not exist.
+    #[error(
+        "vlan_mode \"{0}\" is not supported (access, trunk, native-tagged, native-untagged are)"
+    )]
+    Mode(String),
+}
+
+/// A port's VLAN settings: the OVS `Port` columns `tag`, `trunks` and
+/// `vlan_mode` (ovs-vswitchd.conf.db(5), "VLAN Configuration"), applied as
+/// OVS `bridge.c` `port_configure` and `ofproto-dpif.c` `bundle_set` do.
+/// The default (no tag, no trunks, no mode) is a trunk of every VLAN.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortVlan {
+    /// `tag`: the access VLAN, or the native VLAN of a `native-*` port.
+    pub tag: Option<u16>,
+    /// `trunks`: the VLANs a trunk or `native-*` port carries; empty means
+    /// every VLAN. Ignored by access ports.
+    pub trunks: Vec<u16>,
+    /// `vlan_mode`; `None` is OVS's default: access if `tag` is set,
+    /// else trunk.
+    pub vlan_mode: Option<VlanMode>,
+}
+
+impl PortVlan {
+    /// An access port on `vid` (`ovs-vsctl set port P tag=VID`).
+    pub fn access(vid: u16) -> PortVlan {
+        PortVlan {
+            tag: Some(vid),
+            ..PortVlan::default()
+        }
+    }
+
+    /// A trunk of `vids` (every VLAN when empty).
+    pub fn trunk(vids: &[u16]) -> PortVlan {
+        PortVlan {
+            trunks: vids.to_vec(),
+            vlan_mode: Some(VlanMode::Trunk),
+            ..PortVlan::default()
+        }
+    }
+
+    /// Settings from the database's column values, checked: `tag` and the
+    /// members of `trunks` must be VLAN IDs (0..=4095, as the schema's
+    /// constraints say) and `vlan_mode` one of the four modes above
+    /// (`dot1q-tunnel` is not supported).
+    pub fn from_columns(
+        tag: Option<i64>,
+        trunks: &[i64],
+        vlan_mode: Option<&str>,
+    ) -> Result<PortVlan, VlanError> {
+        let vid = |v: i64| u16::try_from(v).ok().filter(|v| usize::from(*v) < N_VIDS);
+        let tag = match tag {
+            Some(t) => Some(vid(t).ok_or(VlanError::Tag(t))?),
+            None => None,
+        };
+        let trunks = trunks
+            .iter()
+            .map(|t| vid(*t).ok_or(VlanError::Trunk(*t)))
+            .collect::<Result<Vec<u16>, _>>()?;
+        let vlan_mode = vlan_mode.map(str::parse).transpose()?;
+        Ok(PortVlan {
+            tag,
+            trunks,
+            vlan_mode,
+        })
+    }
+
+    /// The mode in force: `vlan_mode`, else access with a tag, else trunk.
+    pub fn mode(&self) -> VlanMode {
+        self.vlan_mode.unwrap_or(if self.tag.is_some() {
+            VlanMode::Access
+        } else {
+            VlanMode::Trunk
+        })
+    }
+
+    /// True when `trunks` is set but unused because `tag` makes the port an
+    /// implicit access port (OVS logs "ignoring trunks in favor of
+    /// implicit vlan"; Xen's vif-openvswitch does this for `xenbr0.10:20`).
+    pub fn ignores_trunks(&self) -> bool {
+        self.vlan_mode.is_none() && self.tag.is_some() && !self.trunks.is_empty()
+    }
+
+    /// What translation uses (OVS `struct ofbundle` `vlan_mode`, `vlan`,
+    /// `trunks` after `bundle_set`).
+    fn resolve(&self) -> Bundle {
+        let mode = self.mode();
+        let vlan = match mode {
+            VlanMode::Trunk => None,
+            _ => Some(self.tag.unwrap_or(0)),
+        };
+        let listed = (!self.trunks.is_empty()).then(|| VidSet::from_vids(&self.trunks));
+        let trunks = match (mode, vlan) {
+            (VlanMode::Access, _) => Some(VidSet::default()),
+            (VlanMode::NativeTagged | VlanMode::NativeUntagged, Some(native)) if native != 0 => {
+                // OVS: a native port always trunks its native VLAN and
+                // never trunks VLAN 0.
+                let mut set = listed.unwrap_or_else(VidSet::all);
+                set.insert(native);
+                set.remove(0);
+                Some(set)
+            }
+            _ => listed,
+        };
+        Bundle { mode, vlan, trunks }
+    }
+}
+
+impl fmt::Display for PortVlan {
+    /// `mode`, `tag` and `trunks` as `ovs-vsctl list port` would show them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "vlan_mode={}", self.mode())?;
+        if let Some(t) = self.tag {
+            write!(f, " tag={t}")?;
+        }
+        if !self.trunks.is_empty() {
+            let list: Vec<String> = self.trunks.iter().map(u16::to_string).collect();
+            write!(f, " trunks={}", list.join(","))?;
+        }
+        Ok(())
+    }
+}
+
+/// A set of VLAN IDs (OVS `vlan_bitmap`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct VidSet(Box<[u64; N_VIDS / 64]>);
+
+impl Default for VidSet {
+    fn default() -> Self {
+        VidSet(Box::new([0; N_VIDS / 64]))
+    }
+}
+
+impl VidSet {
+    fn all() -> VidSet {
+        VidSet(Box::new([u64::MAX; N_VIDS / 64]))
+    }
+
+    fn from_vids(vids: &[u16]) -> VidSet {
+        let mut s = VidSet::default();
+        for v in vids {
+            s.insert(*v);
+        }
+        s
+    }
+
+    fn insert(&mut self, vid: u16) {
+        let v = usize::from(vid & VLAN_VID_MASK);
+        self.0[v / 64] |= 1 << (v % 64);
+    }
+
+    fn remove(&mut self, vid: u16) {
+        let v = usize::from(vid & VLAN_VID_MASK);
+        self.0[v / 64] &= !(1 << (v % 64));
+    }
+
+    fn contains(&self, vid: u16) -> bool {
+        let v = usize::from(vid & VLAN_VID_MASK);
+        self.0[v / 64] & (1 << (v % 64)) != 0
+    }
+}
+
+/// A port's resolved VLAN behaviour (OVS `struct xbundle`'s `vlan_mode`,
+/// `vlan` and `trunks`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Bundle {
+    mode: VlanMode,
+    /// Access or native VLAN; `None` for trunks (OVS -1).
+    vlan: Option<u16>,
+    /// Trunked VLANs; `None` = every VLAN. Empty for access ports.
+    trunks: Option<VidSet>,
+}
+
+impl Bundle {
+    /// OVS's default port: a trunk of every VLAN.
+    const DEFAULT: Bundle = Bundle {
+        mode: VlanMode::Trunk,
+        vlan: None,
+        trunks: None,
+    };
+
+    /// OVS `xbundle_includes_vlan`.
+    fn includes(&self, vid: u16) -> bool {
+        let trunked = match &self.trunks {
+            None => true,
+            Some(t) => t.contains(vid),
+        };
+        self.vlan == Some(vid) || (self.mode != VlanMode::Access && trunked)
+    }
+
+    /// OVS `input_vid_is_valid` (`vid` 0 for untagged and priority-tagged
+    /// frames).
+    fn input_valid(&self, vid: u16) -> bool {
+        match self.mode {
+            VlanMode::Access => vid == 0,
+            VlanMode::NativeTagged | VlanMode::NativeUntagged if vid == 0 => true,
+            _ => self.includes(vid),
+        }
+    }
+
+    /// OVS `xvlan_input_translate`: the frame's VLAN in the bridge.
+    fn input_vlan(&self, vid: u16) -> u16 {
+        match self.mode {
+            VlanMode::Access => self.vlan.unwrap_or(0),
+            VlanMode::Trunk => vid,
+            VlanMode::NativeTagged | VlanMode::NativeUntagged => {
+                if vid == 0 {
+                    self.vlan.unwrap_or(0)
+                } else {
+                    vid
+                }
+            }
+        }
+    }
+
+    /// OVS `xvlan_output_translate` + `xvlan_put`: the `vlan_tci` (with
+    /// [`VLAN_CFI`]) a frame on `vlan` with priority bits `pcp` leaves
+    /// with, 0 for untagged.
+    fn output_tci(&self, vlan: u16, pcp: u16) -> u16 {
+        let tagged = match self.mode {
+            VlanMode::Access => false,
+            VlanMode::Trunk | VlanMode::NativeTagged => true,
+            VlanMode::NativeUntagged => self.vlan != Some(vlan),
+        };
+        let tci = (vlan & VLAN_VID_MASK) | (pcp & VLAN_PCP_MASK);
+        if tagged && tci != 0 {
+            tci | VLAN_CFI
+        } else {
+            0
+        }
+    }
+}
+
+/// A port's VLAN state in the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PortState {
+    Vlan(Bundle),
+    /// Invalid settings: the port carries nothing.
+    Blocked,
+}
 
 #[derive(Debug, Clone, Copy)]
 struct MacEntry {
@@ -69,12 +399,14 @@ struct MacEntry {
     learned: Instant,
 }
 
-/// The MAC learning table.
+/// The MAC learning table and the ports' VLAN settings.
 #[derive(Debug)]
 struct Fdb {
     map: HashMap<(u16, MacAddr), MacEntry, foldhash::fast::RandomState>,
     max_entries: usize,
     aging: Duration,
+    /// Ports with VLAN settings; the others are [`Bundle::DEFAULT`].
+    ports: HashMap<OfPort, PortState>,
 }
 
 impl Fdb {
@@ -118,6 +450,36 @@ impl Fdb {
             .retain(|_, e| now.saturating_duration_since(e.learned) < aging);
         before - self.map.len()
     }
+
+    /// Forget the MACs on `port`; true if any.
+    fn flush_port(&mut self, port: OfPort) -> bool {
+        let before = self.map.len();
+        self.map.retain(|_, e| e.port != port);
+        self.map.len() != before
+    }
+
+    fn bundle(&self, port: OfPort) -> Option<&Bundle> {
+        match self.ports.get(&port) {
+            None => Some(&Bundle::DEFAULT),
+            Some(PortState::Vlan(b)) => Some(b),
+            Some(PortState::Blocked) => None,
+        }
+    }
+
+    /// Set `port`'s state (`None` = default); true if it changed, in which
+    /// case the port's MACs are forgotten.
+    fn set_port(&mut self, port: OfPort, state: Option<PortState>) -> bool {
+        let state = state.filter(|s| *s != PortState::Vlan(Bundle::DEFAULT));
+        if self.ports.get(&port) == state.as_ref() {
+            return false;
+        }
+        match state {
+            Some(s) => self.ports.insert(port, s),
+            None => self.ports.remove(&port),
+        };
+        self.flush_port(port);
+        true
+    }
 }
 
 fn lock(f: &Mutex<Fdb>) -> MutexGuard<'_, Fdb> {
@@ -129,9 +491,12 @@ fn lock(f: &Mutex<Fdb>) -> MutexGuard<'_, Fdb> {
 pub struct Normal {
     fdb: Arc<Mutex<Fdb>>,
     generation: Arc<AtomicU64>,
+    /// Scratch space for grouping outputs by tag state.
+    outs: Vec<(u16, OfPort)>,
 }
 
-/// Control-plane view of a [`Normal`]'s MAC table; cheap to clone.
+/// Control-plane view of a [`Normal`]'s MAC table and port VLAN settings;
+/// cheap to clone.
 #[derive(Debug, Clone)]
 pub struct FdbHandle {
     fdb: Arc<Mutex<Fdb>>,
@@ -151,12 +516,14 @@ impl Normal {
             map: HashMap::default(),
             max_entries,
             aging,
+            ports: HashMap::new(),
         }));
         let generation = Arc::new(AtomicU64::new(0));
         (
             Normal {
                 fdb: fdb.clone(),
                 generation: generation.clone(),
+                outs: Vec::new(),
             },
             FdbHandle { fdb, generation },
         )
@@ -180,38 +547,92 @@ impl Normal {
     /// Translate at time `now` (see the module docs).
     pub fn translate(&mut self, key: &FlowKey, ports: &[OfPort], now: Instant) -> Upcall {
         let mut up = Upcall {
-            mask: Self::mask(),
+            mask: FlowMask::default(),
             actions: Vec::new(),
         };
+        self.xlate_normal_at(key, ports, &mut up.mask, &mut up.actions, now);
+        up
+    }
+
+    /// The NORMAL action (OVS `xlate_normal`), for a caller that is
+    /// translating OpenFlow actions: adds to `mask` the fields NORMAL reads
+    /// (in_port, dl_src, dl_dst, vlan_tci) and appends to `actions` the
+    /// outputs, with the `push_vlan`/`pop_vlan` each needs (see the module
+    /// docs). `key` is the flow as the actions before NORMAL left it, and
+    /// the packet must be in `key`'s VLAN state at this point of the
+    /// action list; `ports` are the bridge's enabled ports. Returns the
+    /// `vlan_tci` the packet has after the appended actions (0: untagged),
+    /// for a caller that emits more actions after NORMAL.
+    pub fn xlate_normal(
+        &mut self,
+        key: &FlowKey,
+        ports: &[OfPort],
+        mask: &mut FlowMask,
+        actions: &mut Vec<DpAction>,
+    ) -> u16 {
+        self.xlate_normal_at(key, ports, mask, actions, Instant::now())
+    }
+
+    /// [`Normal::xlate_normal`] at time `now`.
+    pub fn xlate_normal_at(
+        &mut self,
+        key: &FlowKey,
+        ports: &[OfPort],
+        mask: &mut FlowMask,
+        actions: &mut Vec<DpAction>,
+        now: Instant,
+    ) -> u16 {
+        mask.union_with(&Self::mask());
+        // OVS `xvlan_extract`: without the presence bit there is no tag.
+        let in_tci = if key.has_vlan() { key.vlan_tci() } else { 0 };
         let in_port = key.in_port();
         let src = key.dl_src();
         let dst = key.dl_dst();
-        let vlan = key.vlan_tci() & VLAN_VID_MASK;
         if src.is_multicast() || dst.is_reserved() {
-            return up;
+            return in_tci;
         }
-        let out = {
+        let (in_vid, pcp) = if key.has_vlan() {
+            (in_tci & VLAN_VID_MASK, in_tci & VLAN_PCP_MASK)
+        } else {
+            (0, 0)
+        };
+        let mut outs = std::mem::take(&mut self.outs);
+        outs.clear();
+        {
             let mut fdb = lock(&self.fdb);
+            let Some(in_bundle) = fdb.bundle(in_port).filter(|b| b.input_valid(in_vid)) else {
+                // Blocked port, or a VID the port does not carry.
+                self.outs = outs;
+                return in_tci;
+            };
+            let vlan = in_bundle.input_vlan(in_vid);
             if fdb.learn(vlan, src, in_port, now) {
                 self.bump();
             }
-            if dst.is_multicast() {
+            let learned = if dst.is_multicast() {
                 None
             } else {
                 fdb.lookup(vlan, dst, now)
+            };
+            let carries = |p: OfPort| fdb.bundle(p).filter(|b| b.includes(vlan));
+            // A learned port that is gone, or no longer carries the VLAN,
+            // counts as unknown.
+            let unicast = learned.map(|p| (p, ports.contains(&p).then(|| carries(p)).flatten()));
+            match unicast {
+                Some((p, _)) if p == in_port => {} // no hair-pinning
+                Some((p, Some(b))) => outs.push((b.output_tci(vlan, pcp), p)),
+                _ => {
+                    for &p in ports.iter().filter(|p| **p != in_port) {
+                        if let Some(b) = carries(p) {
+                            outs.push((b.output_tci(vlan, pcp), p));
+                        }
+                    }
+                }
             }
-        };
-        match out {
-            Some(p) if p == in_port => {}
-            Some(p) if ports.contains(&p) => up.actions.push(DpAction::Output(p)),
-            _ => up.actions.extend(
-                ports
-                    .iter()
-                    .filter(|p| **p != in_port)
-                    .map(|p| DpAction::Output(*p)),
-            ),
         }
-        up
+        let cur = emit_grouped(&outs, in_tci, actions);
+        self.outs = outs;
+        cur
     }
 
     /// Age the table at `now`.
@@ -220,6 +641,39 @@ impl Normal {
             self.bump();
         }
     }
+}
+
+/// Appends the outputs `outs` (target `vlan_tci`, port), grouped by tag
+/// state: first the ports that take the packet as it is (`cur`), then each
+/// other state in order of first appearance, each group after the one
+/// `pop_vlan` and/or `push_vlan` that makes it. Returns the final state.
+fn emit_grouped(outs: &[(u16, OfPort)], mut cur: u16, actions: &mut Vec<DpAction>) -> u16 {
+    let mut states: Vec<u16> = Vec::with_capacity(3);
+    if outs.iter().any(|(t, _)| *t == cur) {
+        states.push(cur);
+    }
+    for (t, _) in outs {
+        if !states.contains(t) {
+            states.push(*t);
+        }
+    }
+    for state in states {
+        if state != cur {
+            if cur & VLAN_CFI != 0 {
+                actions.push(DpAction::PopVlan);
+            }
+            if state & VLAN_CFI != 0 {
+                actions.push(DpAction::PushVlan { tci: state });
+            }
+            cur = state;
+        }
+        actions.extend(
+            outs.iter()
+                .filter(|(t, _)| *t == state)
+                .map(|(_, p)| DpAction::Output(*p)),
+        );
+    }
+    cur
 }
 
 impl UpcallHandler for Normal {
@@ -239,7 +693,8 @@ impl UpcallHandler for Normal {
 impl FdbHandle {
     /// The table in `ovs-appctl fdb/show` format: a header line
     /// ` port  VLAN  MAC                Age`, then one line per entry, least
-    /// recently learned first; age in seconds.
+    /// recently learned first; age in seconds. The VLAN is the one the MAC
+    /// was learned in (an access port's `tag`, a trunk's VID).
     pub fn show(&self) -> String {
         self.show_at(Instant::now())
     }
@@ -285,10 +740,46 @@ impl FdbHandle {
 
     /// Forget the MACs learned on `port` (the port went away).
     pub fn flush_port(&self, port: OfPort) {
+        if lock(&self.fdb).flush_port(port) {
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    fn set_state(&self, port: OfPort, state: Option<PortState>) -> bool {
+        let changed = lock(&self.fdb).set_port(port, state);
+        if changed {
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+        changed
+    }
+
+    /// Give `port` the VLAN settings `vlan` (OVS `Port:tag`, `trunks`,
+    /// `vlan_mode`; see [`PortVlan`]). When they change what the port does
+    /// (as OVS `bundle_set`'s `need_flush`), the MACs learned on the port
+    /// are forgotten and megaflows are flushed; returns whether they did.
+    pub fn set_port_vlan(&self, port: OfPort, vlan: &PortVlan) -> bool {
+        self.set_state(port, Some(PortState::Vlan(vlan.resolve())))
+    }
+
+    /// Back to OVS's default port (a trunk of every VLAN), as
+    /// [`FdbHandle::set_port_vlan`] with `PortVlan::default()`.
+    pub fn clear_port_vlan(&self, port: OfPort) -> bool {
+        self.set_state(port, None)
+    }
+
+    /// Make `port` carry no VLAN at all (for a port whose VLAN settings are
+    /// invalid): nothing it sends is forwarded or learned and nothing is
+    /// sent to it, until [`FdbHandle::set_port_vlan`] or
+    /// [`FdbHandle::clear_port_vlan`].
+    pub fn block_port(&self, port: OfPort) -> bool {
+        self.set_state(port, Some(PortState::Blocked))
+    }
+
+    /// The port left the bridge: forget its MACs and VLAN settings.
+    pub fn remove_port(&self, port: OfPort) {
         let mut fdb = lock(&self.fdb);
-        let before = fdb.map.len();
-        fdb.map.retain(|_, e| e.port != port);
-        if fdb.map.len() != before {
+        let had = fdb.ports.remove(&port).is_some();
+        if fdb.flush_port(port) || had {
             self.generation.fetch_add(1, Ordering::Release);
         }
     }
@@ -297,20 +788,53 @@ impl FdbHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use xennet_datapath::dpif::DpHandle;
     use xennet_datapath::flow::extract_frame;
+    use xennet_datapath::memport::{mem_port, MemPortPeer};
+    use xennet_datapath::{Datapath, PortFeatures};
 
     const A: [u8; 6] = [0x50, 0x54, 0, 0, 0, 0xa];
     const B: [u8; 6] = [0x50, 0x54, 0, 0, 0, 0xb];
     const PORTS: [OfPort; 3] = [1, 2, 3];
 
-    fn key(in_port: OfPort, src: [u8; 6], dst: [u8; 6]) -> FlowKey {
+    fn frame(src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
         let mut v = Vec::new();
         etherparse::PacketBuilder::ethernet2(src, dst)
             .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
             .udp(1000, 2000)
             .write(&mut v, b"hello")
             .unwrap();
-        extract_frame(&v, in_port)
+        v
+    }
+
+    fn key(in_port: OfPort, src: [u8; 6], dst: [u8; 6]) -> FlowKey {
+        extract_frame(&frame(src, dst), in_port)
+    }
+
+    /// A datapath running `normal` with memports 1..=3.
+    fn spawn_dp(name: &str, normal: Normal) -> (DpHandle, Vec<MemPortPeer>) {
+        let dp = Datapath::spawn(name, Box::new(normal)).unwrap();
+        let mut peers = Vec::new();
+        for i in 1..=3u32 {
+            let (p, peer) = mem_port(&format!("{name}{i}"), PortFeatures::default()).unwrap();
+            dp.add_port(i, Box::new(p)).unwrap();
+            peers.push(peer);
+        }
+        (dp, peers)
+    }
+
+    /// The frames sent out of `peer`'s port, waiting (up to a second) for
+    /// at least `n`.
+    fn wait_sent(peer: &MemPortPeer, n: usize) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        for _ in 0..500 {
+            got.extend(peer.take_sent().into_iter().map(|p| p.data().to_vec()));
+            if got.len() >= n {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        got
     }
 
     fn outs(up: &Upcall) -> Vec<OfPort> {
@@ -437,36 +961,9 @@ mod tests {
 
     #[test]
     fn through_the_datapath() {
-        use xennet_datapath::memport::mem_port;
-        use xennet_datapath::{Datapath, PortFeatures};
         let (normal, fdb) = Normal::new();
-        let dp = Datapath::spawn("normal", Box::new(normal)).unwrap();
-        let mut peers = Vec::new();
-        for i in 1..=3u32 {
-            let (p, peer) = mem_port(&format!("p{i}"), PortFeatures::default()).unwrap();
-            dp.add_port(i, Box::new(p)).unwrap();
-            peers.push(peer);
-        }
-        let frame = |src: [u8; 6], dst: [u8; 6]| {
-            let mut v = Vec::new();
-            etherparse::PacketBuilder::ethernet2(src, dst)
-                .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-                .udp(1000, 2000)
-                .write(&mut v, b"hello")
-                .unwrap();
-            v
-        };
-        let wait = |peer: &xennet_datapath::memport::MemPortPeer, n: usize| {
-            let mut got = Vec::new();
-            for _ in 0..500 {
-                got.extend(peer.take_sent());
-                if got.len() >= n {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            got.len()
-        };
+        let (dp, peers) = spawn_dp("p", normal);
+        let wait = |peer: &MemPortPeer, n: usize| wait_sent(peer, n).len();
         peers[0].inject_frame(&frame(A, B));
         assert_eq!(wait(&peers[1], 1), 1);
         assert_eq!(wait(&peers[2], 1), 1);
@@ -490,5 +987,439 @@ mod tests {
             "{flows:?}"
         );
         dp.shutdown();
+    }
+
+    // ---- VLANs ----
+
+    use xennet_datapath::actions::ActionsFmt;
+
+    /// `frame` with an 802.1Q tag carrying `tci` (PCP and VID).
+    fn tagged(src: [u8; 6], dst: [u8; 6], tci: u16) -> Vec<u8> {
+        let mut v = frame(src, dst);
+        let t = tci.to_be_bytes();
+        v.splice(12..12, [0x81, 0x00, t[0], t[1]]);
+        v
+    }
+
+    fn xlate(n: &mut Normal, frame: &[u8], in_port: OfPort, ports: &[OfPort]) -> String {
+        let up = n.translate(&extract_frame(frame, in_port), ports, Instant::now());
+        ActionsFmt(&up.actions).to_string()
+    }
+
+    const BCAST: [u8; 6] = [0xff; 6];
+
+    #[test]
+    fn ovs_trace_example() {
+        // PEERS.md §3: p3 tag=10, p2 trunks=10,20, p1 an untagged trunk
+        // (no settings), 100 = LOCAL (no settings).
+        let (mut n, fdb) = Normal::new();
+        fdb.set_port_vlan(3, &PortVlan::access(10));
+        fdb.set_port_vlan(2, &PortVlan::trunk(&[10, 20]));
+        let ports = [1, 2, 3, 100];
+        assert_eq!(
+            xlate(&mut n, &frame(A, BCAST), 3, &ports),
+            "push_vlan(vid=10,pcp=0),1,2,100"
+        );
+        // OVS: 1,pop_vlan,3,push_vlan(vid=10,pcp=0),100; grouped here.
+        assert_eq!(
+            xlate(&mut n, &tagged(B, BCAST, 10), 2, &ports),
+            "1,100,pop_vlan,3"
+        );
+        assert_eq!(fdb.lookup(10, MacAddr(A)), Some(3));
+        assert_eq!(fdb.lookup(10, MacAddr(B)), Some(2));
+        assert!(fdb.show().contains("    3    10  50:54:00:00:00:0a"));
+        // Unicast now: B (VLAN 10 on trunk 2) to A (access 3) and back.
+        assert_eq!(xlate(&mut n, &tagged(B, A, 10), 2, &ports), "pop_vlan,3");
+        assert_eq!(
+            xlate(&mut n, &frame(A, B), 3, &ports),
+            "push_vlan(vid=10,pcp=0),2"
+        );
+    }
+
+    #[test]
+    fn access_ports_isolate_vlans() {
+        let (mut n, fdb) = Normal::new();
+        fdb.set_port_vlan(1, &PortVlan::access(10));
+        fdb.set_port_vlan(2, &PortVlan::access(10));
+        fdb.set_port_vlan(3, &PortVlan::access(20));
+        let ports = [1, 2, 3];
+        assert_eq!(xlate(&mut n, &frame(A, BCAST), 1, &ports), "2");
+        assert_eq!(
+            xlate(&mut n, &frame(B, A), 3, &ports),
+            "drop",
+            "A is in VLAN 10"
+        );
+        assert_eq!(fdb.lookup(20, MacAddr(B)), Some(3));
+        assert_eq!(xlate(&mut n, &frame(B, A), 2, &ports), "1");
+        // A tagged frame on an access port is dropped, its own VLAN too,
+        // and nothing is learned from it.
+        let c = [0x50, 0x54, 0, 0, 0, 0xc];
+        assert_eq!(xlate(&mut n, &tagged(c, BCAST, 10), 1, &ports), "drop");
+        assert_eq!(xlate(&mut n, &tagged(c, BCAST, 20), 1, &ports), "drop");
+        assert_eq!(fdb.lookup(10, MacAddr(c)), None);
+    }
+
+    #[test]
+    fn priority_tags_count_as_untagged_and_keep_their_pcp() {
+        let (mut n, fdb) = Normal::new();
+        fdb.set_port_vlan(1, &PortVlan::access(10));
+        fdb.set_port_vlan(2, &PortVlan::access(10));
+        // 3: trunk of every VLAN.
+        let ports = [1, 2, 3];
+        // PCP 5, VID 0 on an access port: VLAN 10, untagged out of the
+        // access port, retagged with the PCP on the trunk.
+        assert_eq!(
+            xlate(&mut n, &tagged(A, BCAST, 0xa000), 1, &ports),
+            "pop_vlan,2,push_vlan(vid=10,pcp=5),3"
+        );
+        // A tagged frame keeps its PCP through a trunk, loses the tag on
+        // an access port.
+        assert_eq!(
+            xlate(&mut n, &tagged(B, BCAST, 0x6000 | 10), 3, &ports),
+            "pop_vlan,1,2"
+        );
+        // VLAN 0 on trunks: priority-tagged stays priority-tagged, a tag
+        // with VID 0 and PCP 0 leaves untagged (OVS xvlan_put).
+        fdb.clear_port_vlan(1);
+        fdb.set_port_vlan(2, &PortVlan::access(0));
+        assert_eq!(
+            xlate(&mut n, &tagged(A, BCAST, 0x2000), 3, &ports),
+            "1,pop_vlan,2"
+        );
+        assert_eq!(
+            xlate(&mut n, &tagged(A, BCAST, 0), 3, &ports),
+            "pop_vlan,1,2"
+        );
+        assert_eq!(fdb.lookup(0, MacAddr(A)), Some(3));
+    }
+
+    #[test]
+    fn trunk_filter() {
+        let (mut n, fdb) = Normal::new();
+        fdb.set_port_vlan(1, &PortVlan::trunk(&[10, 20]));
+        fdb.set_port_vlan(2, &PortVlan::trunk(&[20, 30]));
+        let ports = [1, 2, 3];
+        assert_eq!(xlate(&mut n, &tagged(A, BCAST, 30), 1, &ports), "drop");
+        assert_eq!(xlate(&mut n, &tagged(A, BCAST, 10), 1, &ports), "3");
+        assert_eq!(xlate(&mut n, &tagged(A, BCAST, 20), 1, &ports), "2,3");
+        // Untagged is VLAN 0, which trunks=10,20 does not carry.
+        assert_eq!(xlate(&mut n, &frame(A, BCAST), 1, &ports), "drop");
+        assert_eq!(xlate(&mut n, &frame(B, BCAST), 3, &ports), "drop");
+        assert_eq!(xlate(&mut n, &tagged(B, BCAST, 30), 3, &ports), "2");
+        assert_eq!(fdb.lookup(10, MacAddr(A)), Some(1));
+        assert_eq!(fdb.lookup(30, MacAddr(A)), None);
+        // With 0 in trunks, untagged frames are carried, untagged.
+        fdb.set_port_vlan(1, &PortVlan::trunk(&[0, 10]));
+        assert_eq!(xlate(&mut n, &frame(A, BCAST), 1, &ports), "3");
+    }
+
+    #[test]
+    fn native_tagged_and_untagged_output_forms() {
+        let (mut n, fdb) = Normal::new();
+        let native = |mode, trunks: &[u16]| PortVlan {
+            tag: Some(10),
+            trunks: trunks.to_vec(),
+            vlan_mode: Some(mode),
+        };
+        fdb.set_port_vlan(1, &native(VlanMode::NativeUntagged, &[20]));
+        fdb.set_port_vlan(2, &native(VlanMode::NativeTagged, &[20]));
+        // 3: trunk of every VLAN; 4: access 10.
+        fdb.set_port_vlan(4, &PortVlan::access(10));
+        let ports = [1, 2, 3, 4];
+        // Untagged on a native port is the native VLAN.
+        assert_eq!(
+            xlate(&mut n, &frame(A, BCAST), 1, &ports),
+            "4,push_vlan(vid=10,pcp=0),2,3"
+        );
+        assert_eq!(fdb.lookup(10, MacAddr(A)), Some(1));
+        // VLAN 10 tagged into the native-tagged port (it trunks its native
+        // VLAN although trunks=20 does not list it).
+        assert_eq!(
+            xlate(&mut n, &tagged(B, BCAST, 10), 2, &ports),
+            "3,pop_vlan,1,4"
+        );
+        // Another trunked VLAN stays tagged on both native ports.
+        assert_eq!(xlate(&mut n, &tagged(B, BCAST, 20), 3, &ports), "1,2");
+        assert_eq!(xlate(&mut n, &tagged(B, BCAST, 30), 3, &ports), "drop");
+        assert_eq!(xlate(&mut n, &tagged(B, BCAST, 30), 1, &ports), "drop");
+    }
+
+    #[test]
+    fn transitions_flush_macs_and_bump_generation() {
+        let (mut n, fdb) = Normal::new();
+        let ports = [1, 2, 3];
+        assert_eq!(xlate(&mut n, &frame(A, BCAST), 1, &ports), "2,3");
+        assert_eq!(xlate(&mut n, &frame(B, A), 2, &ports), "1");
+        // access(10) on port 1: its MACs go, the generation moves, and
+        // untagged traffic from port 2 (VLAN 0) no longer reaches it.
+        let g = n.generation();
+        assert!(fdb.set_port_vlan(1, &PortVlan::access(10)));
+        assert_ne!(n.generation(), g);
+        assert_eq!(fdb.lookup(0, MacAddr(A)), None);
+        assert_eq!(
+            fdb.lookup(0, MacAddr(B)),
+            Some(2),
+            "other ports keep theirs"
+        );
+        assert_eq!(xlate(&mut n, &frame(B, A), 2, &ports), "3");
+        let g = n.generation();
+        assert!(!fdb.set_port_vlan(1, &PortVlan::access(10)), "unchanged");
+        assert_eq!(n.generation(), g);
+        // access -> trunk of VLAN 10: untagged from it is now dropped,
+        // tagged 10 floods.
+        assert!(fdb.set_port_vlan(1, &PortVlan::trunk(&[10])));
+        assert_ne!(n.generation(), g);
+        assert_eq!(xlate(&mut n, &frame(A, BCAST), 1, &ports), "drop");
+        assert_eq!(xlate(&mut n, &tagged(A, BCAST, 10), 1, &ports), "2,3");
+        // ...and back to the default: a trunk of every VLAN.
+        assert!(fdb.clear_port_vlan(1));
+        assert!(
+            !fdb.set_port_vlan(1, &PortVlan::default()),
+            "same as cleared"
+        );
+        assert_eq!(xlate(&mut n, &frame(A, BCAST), 1, &ports), "2,3");
+        // Blocked: nothing in, nothing out, nothing learned.
+        let c = [0x50, 0x54, 0, 0, 0, 0xc];
+        assert!(fdb.block_port(1));
+        assert_eq!(xlate(&mut n, &frame(c, BCAST), 1, &ports), "drop");
+        assert_eq!(fdb.lookup(0, MacAddr(c)), None);
+        assert_eq!(xlate(&mut n, &frame(B, BCAST), 2, &ports), "3");
+        fdb.remove_port(1);
+        assert_eq!(xlate(&mut n, &frame(B, BCAST), 2, &ports), "1,3");
+    }
+
+    #[test]
+    fn xlate_normal_adds_to_mask_and_actions() {
+        let (mut n, fdb) = Normal::new();
+        fdb.set_port_vlan(2, &PortVlan::access(10));
+        let mut mask = FlowMask::default();
+        mask.set_exact(Field::NwDst);
+        let mut actions = vec![DpAction::Output(9)];
+        let key = extract_frame(&tagged(A, BCAST, 0x2000 | 10), 1);
+        let after = n.xlate_normal(&key, &[1, 2, 3], &mut mask, &mut actions);
+        assert_eq!(ActionsFmt(&actions).to_string(), "9,3,pop_vlan,2");
+        assert_eq!(after, 0, "left untagged");
+        for f in [
+            Field::InPort,
+            Field::DlSrc,
+            Field::DlDst,
+            Field::VlanTci,
+            Field::NwDst,
+        ] {
+            assert!(mask.is_exact(f), "{f:?}");
+        }
+        assert!(mask.is_wildcarded(Field::DlType));
+        let key = extract_frame(&frame(B, BCAST), 2);
+        let mut actions = Vec::new();
+        assert_eq!(
+            n.xlate_normal(&key, &[1, 2, 3], &mut mask, &mut actions),
+            0x1000 | 10
+        );
+        assert_eq!(
+            ActionsFmt(&actions).to_string(),
+            "push_vlan(vid=10,pcp=0),1,3"
+        );
+    }
+
+    #[test]
+    fn settings_from_columns() {
+        assert_eq!(
+            PortVlan::from_columns(Some(10), &[], None),
+            Ok(PortVlan::access(10))
+        );
+        let p = PortVlan::from_columns(Some(10), &[20, 30], None).unwrap();
+        assert_eq!(p.mode(), VlanMode::Access);
+        assert!(p.ignores_trunks());
+        assert_eq!(p.to_string(), "vlan_mode=access tag=10 trunks=20,30");
+        let p = PortVlan::from_columns(None, &[], Some("native-untagged")).unwrap();
+        assert_eq!(p.mode(), VlanMode::NativeUntagged);
+        assert_eq!(PortVlan::default().mode(), VlanMode::Trunk);
+        for (tag, trunks, mode, want) in [
+            (
+                Some(4096),
+                &[][..],
+                None,
+                "tag 4096 is not a VLAN ID (0 to 4095)",
+            ),
+            (Some(-1), &[], None, "tag -1 is not a VLAN ID"),
+            (None, &[1, 5000], None, "trunks member 5000 is not"),
+            (
+                None,
+                &[],
+                Some("dot1q-tunnel"),
+                "vlan_mode \"dot1q-tunnel\" is not supported",
+            ),
+        ] {
+            let e = PortVlan::from_columns(tag, trunks, mode)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
+    #[test]
+    fn vlans_through_the_datapath() {
+        let (normal, fdb) = Normal::new();
+        // 1: trunk of every VLAN, 2: access 10, 3: trunk of VLAN 10.
+        fdb.set_port_vlan(2, &PortVlan::access(10));
+        fdb.set_port_vlan(3, &PortVlan::trunk(&[10]));
+        let (dp, peers) = spawn_dp("v", normal);
+        let wait = wait_sent;
+        // Untagged from the trunk is VLAN 0: nobody else carries it. The
+        // same MACs tagged 10 must not hit that (drop) megaflow.
+        peers[0].inject_frame(&frame(A, BCAST));
+        let drop_flow = |dp: &DpHandle| {
+            dp.dump_flows().iter().any(|f| {
+                f.starts_with("in_port(1),eth(src=50:54:00:00:00:0a,")
+                    && f.ends_with("actions:drop")
+            })
+        };
+        for _ in 0..500 {
+            // The first upcall learned A (flushing megaflows); repeat until
+            // the drop megaflow stays installed.
+            if drop_flow(&dp) {
+                break;
+            }
+            peers[0].inject_frame(&frame(A, BCAST));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(drop_flow(&dp), "{:?}", dp.dump_flows());
+        peers[0].inject_frame(&tagged(A, BCAST, 10));
+        assert_eq!(
+            wait(&peers[1], 1),
+            vec![frame(A, BCAST)],
+            "untagged on access"
+        );
+        assert_eq!(
+            wait(&peers[2], 1),
+            vec![tagged(A, BCAST, 10)],
+            "tagged on trunk"
+        );
+        // And the other way: from the access port, tagged onto both trunks.
+        peers[1].inject_frame(&frame(B, BCAST));
+        assert_eq!(wait(&peers[0], 1), vec![tagged(B, BCAST, 10)]);
+        assert_eq!(wait(&peers[2], 1), vec![tagged(B, BCAST, 10)]);
+        std::thread::sleep(Duration::from_millis(20));
+        for p in &peers {
+            assert!(p.take_sent().is_empty());
+        }
+        // Learning B flushed the earlier megaflows.
+        let flows = dp.dump_flows();
+        assert!(
+            flows.iter().any(|f| f.starts_with("in_port(2),eth(")
+                && f.ends_with("actions:push_vlan(vid=10,pcp=0),1,3")),
+            "{flows:?}"
+        );
+        dp.shutdown();
+    }
+
+    /// Which `vlan_tci` (with [`VLAN_CFI`], 0 untagged) each port gets when
+    /// a packet with `in_tci` runs through `acts`; asserts that tags never
+    /// stack.
+    fn effect(in_tci: u16, acts: &[DpAction]) -> std::collections::BTreeMap<OfPort, u16> {
+        let mut cur = in_tci;
+        let mut out = std::collections::BTreeMap::new();
+        for a in acts {
+            match *a {
+                DpAction::Output(p) => assert!(out.insert(p, cur).is_none(), "{p} twice"),
+                DpAction::PopVlan => cur = 0,
+                DpAction::PushVlan { tci } => {
+                    assert_eq!(cur, 0, "stacked tags in {}", ActionsFmt(acts));
+                    cur = tci | VLAN_CFI;
+                }
+                DpAction::Drop => {}
+            }
+        }
+        out
+    }
+
+    /// Parses OVS's "Datapath actions:" text (outputs, push_vlan, pop_vlan).
+    fn parse_ovs_actions(mut s: &str) -> Vec<DpAction> {
+        let mut acts = Vec::new();
+        while !s.is_empty() {
+            if let Some(rest) = s.strip_prefix("push_vlan(vid=") {
+                let (args, rest) = rest.split_once(')').unwrap();
+                let (vid, pcp) = args.split_once(",pcp=").unwrap();
+                let (vid, pcp): (u16, u16) = (vid.parse().unwrap(), pcp.parse().unwrap());
+                acts.push(DpAction::PushVlan {
+                    tci: (pcp << 13) | vid | VLAN_CFI,
+                });
+                s = rest;
+            } else if let Some(rest) = s.strip_prefix("pop_vlan") {
+                acts.push(DpAction::PopVlan);
+                s = rest;
+            } else if let Some(rest) = s.strip_prefix("drop") {
+                s = rest;
+            } else {
+                let end = s.find(',').unwrap_or(s.len());
+                acts.push(DpAction::Output(s[..end].parse().unwrap()));
+                s = &s[end..];
+            }
+            s = s.strip_prefix(',').unwrap_or(s);
+        }
+        acts
+    }
+
+    #[test]
+    fn same_packets_as_ovs() {
+        // `ovs-appctl ofproto/trace` on Open vSwitch 3.1.0 (dummy datapath,
+        // standalone bridge br0, LOCAL = 100) with p1 (no settings),
+        // p2 trunks=10,20, p3 tag=10, p4 tag=10 trunks=20
+        // vlan_mode=native-untagged, p5 the same native-tagged,
+        // p6 trunks=0,10; broadcasts from 50:54:00:00:00:01.
+        let (mut n, fdb) = Normal::new();
+        fdb.set_port_vlan(2, &PortVlan::trunk(&[10, 20]));
+        fdb.set_port_vlan(3, &PortVlan::access(10));
+        let native = |mode| PortVlan {
+            tag: Some(10),
+            trunks: vec![20],
+            vlan_mode: Some(mode),
+        };
+        fdb.set_port_vlan(4, &native(VlanMode::NativeUntagged));
+        fdb.set_port_vlan(5, &native(VlanMode::NativeTagged));
+        fdb.set_port_vlan(6, &PortVlan::trunk(&[0, 10]));
+        let ports = [1, 2, 3, 4, 5, 6, 100];
+        let src = [0x50, 0x54, 0, 0, 0, 1];
+        for (in_port, tci, ovs) in [
+            (
+                3,
+                None,
+                "push_vlan(vid=10,pcp=0),100,2,pop_vlan,4,push_vlan(vid=10,pcp=0),1,5,6",
+            ),
+            (
+                3,
+                Some(0xa000),
+                "pop_vlan,push_vlan(vid=10,pcp=5),100,2,pop_vlan,4,push_vlan(vid=10,pcp=5),1,5,6",
+            ),
+            (1, Some(0x0000), "pop_vlan,100,6"),
+            (1, Some(0x2000), "100,6"),
+            (
+                4,
+                None,
+                "push_vlan(vid=10,pcp=0),100,pop_vlan,3,push_vlan(vid=10,pcp=0),2,1,5,6",
+            ),
+            (
+                2,
+                Some(10),
+                "100,pop_vlan,3,4,push_vlan(vid=10,pcp=0),1,5,6",
+            ),
+            (1, Some(0x6000 | 20), "100,2,4,5"),
+            (1, Some(30), "100"),
+            (3, Some(10), "drop"),
+            (2, None, "drop"),
+        ] {
+            let f = match tci {
+                None => frame(src, BCAST),
+                Some(t) => tagged(src, BCAST, t),
+            };
+            let key = extract_frame(&f, in_port);
+            let up = n.translate(&key, &ports, Instant::now());
+            assert_eq!(
+                effect(key.vlan_tci(), &up.actions),
+                effect(key.vlan_tci(), &parse_ovs_actions(ovs)),
+                "in_port {in_port} tci {tci:?}: ours {} OVS {ovs}",
+                ActionsFmt(&up.actions)
+            );
+        }
     }
 }

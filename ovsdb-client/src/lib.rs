@@ -16,6 +16,8 @@
 //!   keeps a [`Replica`] in sync (`monitor_cond_since` with the last
 //!   transaction id, falling back to `monitor_cond` and `monitor`), and
 //!   re-takes a lock such as `ovs_vswitchd` after each reconnect.
+//! * `test_utils` (feature `test-utils`): a private `ovsdb-server` for
+//!   tests, shared by this crate's and xennetd's integration tests.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -26,6 +28,8 @@ pub mod jsonrpc;
 pub mod replica;
 pub mod schema;
 pub mod session;
+#[cfg(feature = "test-utils")]
+pub mod test_utils;
 pub mod transact;
 
 pub use client::{Client, ClientOptions, MonitorReply, Notification, Notifications};

@@ -1,155 +1,19 @@
 //! Against the real ovsdb-server and ovs-vsctl (Debian openvswitch-switch
 //! 3.1), each test with its own database, socket and server in a temporary
-//! directory; the server is stopped by pidfile when the test ends, also on
-//! panic.
+//! directory (`xennet_ovsdb::test_utils`); the server is stopped by pid
+//! when the test ends, also on panic.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
+use xennet_ovsdb::test_utils::{run, OvsdbServer as Server};
 use xennet_ovsdb::{
     monitor_request, Client, ClientOptions, Datum, Error, MonitorMethod, Replica, Session,
     SessionOptions, Txn,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
-const SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
-
-fn require_tools() {
-    for tool in ["ovsdb-server", "ovsdb-tool", "ovs-vsctl"] {
-        let found = Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {tool}"))
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(
-            found,
-            "{tool} not found: apt-get install openvswitch-switch (scripts/test installs it)"
-        );
-    }
-    assert!(
-        std::path::Path::new(SCHEMA).exists(),
-        "{SCHEMA} missing: apt-get install openvswitch-switch (scripts/test installs it)"
-    );
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// One private ovsdb-server; stopped (by pidfile) and cleaned up on drop.
-struct Server {
-    dir: PathBuf,
-}
-
-impl Server {
-    fn start(name: &str) -> Server {
-        require_tools();
-        let dir = std::env::temp_dir().join(format!("xennet-ovsdb-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let s = Server { dir };
-        run(Command::new("ovsdb-tool")
-            .arg("create")
-            .arg(s.path("conf.db"))
-            .arg(SCHEMA));
-        s.launch();
-        s.vsctl(&["init"]);
-        s
-    }
-
-    fn path(&self, f: &str) -> PathBuf {
-        self.dir.join(f)
-    }
-
-    fn addr(&self) -> String {
-        format!("unix:{}", self.path("db.sock").display())
-    }
-
-    fn launch(&self) {
-        run(Command::new("ovsdb-server")
-            .arg(self.path("conf.db"))
-            .arg(format!("--remote=punix:{}", self.path("db.sock").display()))
-            .arg(format!(
-                "--pidfile={}",
-                self.path("ovsdb-server.pid").display()
-            ))
-            .arg(format!(
-                "--unixctl={}",
-                self.path("ovsdb-server.ctl").display()
-            ))
-            .arg(format!(
-                "--log-file={}",
-                self.path("ovsdb-server.log").display()
-            ))
-            .args(["-vconsole:off", "--detach", "--no-chdir"]));
-    }
-
-    fn pid(&self) -> Option<u32> {
-        std::fs::read_to_string(self.path("ovsdb-server.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    }
-
-    fn alive(pid: u32) -> bool {
-        std::path::Path::new(&format!("/proc/{pid}")).exists()
-            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .is_ok_and(|s| s.contains(") Z "))
-    }
-
-    /// Stops the server (SIGTERM by pidfile, SIGKILL after 5 s).
-    fn stop(&self) {
-        let Some(pid) = self.pid() else { return };
-        let _ = Command::new("kill").arg(pid.to_string()).status();
-        for i in 0..100 {
-            if !Self::alive(pid) {
-                break;
-            }
-            if i == 50 {
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = std::fs::remove_file(self.path("ovsdb-server.pid"));
-    }
-
-    fn vsctl_cmd(&self, wait: bool) -> Command {
-        let mut c = Command::new("timeout");
-        c.args(["20", "ovs-vsctl", &format!("--db={}", self.addr())]);
-        if !wait {
-            c.arg("--no-wait");
-        }
-        c
-    }
-
-    /// `ovs-vsctl --no-wait ARGS`, stdout trimmed.
-    fn vsctl(&self, args: &[&str]) -> String {
-        let out = run(self.vsctl_cmd(false).args(args));
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.path("ovsdb-server.log")).unwrap_or_default();
-            eprintln!("--- {}/ovsdb-server.log ---\n{log}", self.dir.display());
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 async fn synced_session(server: &Server, lock: Option<&str>) -> Session {
     let opts = SessionOptions {
         lock: lock.map(str::to_owned),
@@ -255,7 +119,7 @@ async fn replica_follows_ovs_vsctl() {
     let s = synced_session(&server, None).await;
     assert!(s.with_replica(|r| r.bridges().is_empty()));
 
-    server.vsctl(&[
+    server.vsctl_no_wait(&[
         "add-br",
         "br0",
         "--",
@@ -288,13 +152,13 @@ async fn replica_follows_ovs_vsctl() {
         assert_eq!(r.interface_by_name("br0").unwrap().iface_type, "internal");
     });
 
-    server.vsctl(&["set", "port", "vif1.0", "tag=20", "trunks=20,30"]);
+    server.vsctl_no_wait(&["set", "port", "vif1.0", "tag=20", "trunks=20,30"]);
     until(&s, "tag 20, trunks 20,30", |r| {
         r.port_by_name("vif1.0")
             .is_some_and(|p| p.tag == Some(20) && p.trunks == [20, 30])
     })
     .await;
-    server.vsctl(&[
+    server.vsctl_no_wait(&[
         "set",
         "port",
         "vif1.0",
@@ -307,14 +171,14 @@ async fn replica_follows_ovs_vsctl() {
         })
     })
     .await;
-    server.vsctl(&["clear", "port", "vif1.0", "tag"]);
+    server.vsctl_no_wait(&["clear", "port", "vif1.0", "tag"]);
     until(&s, "no tag", |r| {
         r.port_by_name("vif1.0").is_some_and(|p| p.tag.is_none())
     })
     .await;
 
     // Map diffs: add a key, change a key, remove a key.
-    server.vsctl(&[
+    server.vsctl_no_wait(&[
         "set",
         "interface",
         "vif1.0",
@@ -329,7 +193,7 @@ async fn replica_follows_ovs_vsctl() {
         })
     })
     .await;
-    server.vsctl(&[
+    server.vsctl_no_wait(&[
         "remove",
         "interface",
         "vif1.0",
@@ -341,7 +205,7 @@ async fn replica_follows_ovs_vsctl() {
             .is_some_and(|i| i.external_ids.len() == 1)
     })
     .await;
-    server.vsctl(&[
+    server.vsctl_no_wait(&[
         "set",
         "bridge",
         "br0",
@@ -356,7 +220,7 @@ async fn replica_follows_ovs_vsctl() {
     .await;
     assert_same(&s.replica(), &fresh_replica(&server).await);
 
-    server.vsctl(&[
+    server.vsctl_no_wait(&[
         "add-port", "br0", "vif2.0", "--", "del-port", "br0", "vif1.0",
     ]);
     until(&s, "vif1.0 deleted", |r| {
@@ -366,13 +230,13 @@ async fn replica_follows_ovs_vsctl() {
             && r.bridge_by_name("br0").is_some_and(|b| b.ports.len() == 2)
     })
     .await;
-    server.vsctl(&["set-controller", "br0", "tcp:127.0.0.1:6653"]);
+    server.vsctl_no_wait(&["set-controller", "br0", "tcp:127.0.0.1:6653"]);
     until(&s, "controller", |r| r.controllers().len() == 1).await;
     assert_eq!(
         s.with_replica(|r| r.controllers()[0].target.clone()),
         "tcp:127.0.0.1:6653"
     );
-    server.vsctl(&["del-br", "br0"]);
+    server.vsctl_no_wait(&["del-br", "br0"]);
     until(&s, "br0 deleted", |r| {
         r.bridges().is_empty() && r.ports().is_empty() && r.interfaces().is_empty()
     })
@@ -386,7 +250,7 @@ async fn write_back_under_lock() {
     let s = synced_session(&server, Some("ovs_vswitchd")).await;
     assert!(s.has_lock());
     // --no-wait leaves next_cfg alone; bump it as a waiting ovs-vsctl would.
-    server.vsctl(&[
+    server.vsctl_no_wait(&[
         "add-br",
         "br0",
         "--",
@@ -421,13 +285,16 @@ async fn write_back_under_lock() {
     let results = s.transact(t.into_ops()).await.unwrap();
     assert_eq!(xennet_ovsdb::transact::count(&results[0]), Some(1));
 
-    assert_eq!(server.vsctl(&["get", "interface", "vif1.0", "ofport"]), "7");
     assert_eq!(
-        server.vsctl(&["get", "open_vswitch", ".", "cur_cfg"]),
+        server.vsctl_no_wait(&["get", "interface", "vif1.0", "ofport"]),
+        "7"
+    );
+    assert_eq!(
+        server.vsctl_no_wait(&["get", "open_vswitch", ".", "cur_cfg"]),
         ovs.next_cfg.to_string()
     );
     assert_eq!(
-        server.vsctl(&["get", "interface", "vif1.0", "statistics:tx_bytes"]),
+        server.vsctl_no_wait(&["get", "interface", "vif1.0", "statistics:tx_bytes"]),
         "600"
     );
     until(&s, "own write-back", |r| {
@@ -447,7 +314,7 @@ async fn write_back_under_lock() {
     );
     s.transact(t.into_ops()).await.unwrap();
     assert_eq!(
-        server.vsctl(&["get", "interface", "vif1.0", "error"]),
+        server.vsctl_no_wait(&["get", "interface", "vif1.0", "error"]),
         "\"could not open network device vif1.0\""
     );
 
@@ -549,12 +416,18 @@ async fn plain_ovs_vsctl_returns_when_we_ack_cur_cfg() {
     );
     assert!(!stderr.contains("Error detected"), "{stderr}");
     assert_eq!(
-        server.vsctl(&["get", "interface", "brX", "ofport"]),
+        server.vsctl_no_wait(&["get", "interface", "brX", "ofport"]),
         "65534"
     );
-    assert_eq!(server.vsctl(&["get", "interface", "vif3.0", "ofport"]), "1");
-    let cfg = server.vsctl(&["get", "open_vswitch", ".", "cur_cfg"]);
-    assert_eq!(cfg, server.vsctl(&["get", "open_vswitch", ".", "next_cfg"]));
+    assert_eq!(
+        server.vsctl_no_wait(&["get", "interface", "vif3.0", "ofport"]),
+        "1"
+    );
+    let cfg = server.vsctl_no_wait(&["get", "open_vswitch", ".", "cur_cfg"]);
+    assert_eq!(
+        cfg,
+        server.vsctl_no_wait(&["get", "open_vswitch", ".", "next_cfg"])
+    );
     daemon.abort();
 }
 
@@ -563,7 +436,7 @@ async fn session_reconnects_and_resyncs_after_server_restart() {
     let server = Server::start("restart");
     let s = synced_session(&server, Some("ovs_vswitchd")).await;
     assert_eq!(s.syncs(), 1);
-    server.vsctl(&["add-br", "br0", "--", "add-port", "br0", "vif1.0", "tag=10"]);
+    server.vsctl_no_wait(&["add-br", "br0", "--", "add-port", "br0", "vif1.0", "tag=10"]);
     until(&s, "br0", |r| r.port_by_name("vif1.0").is_some()).await;
 
     server.stop();
@@ -597,7 +470,7 @@ async fn session_reconnects_and_resyncs_after_server_restart() {
     assert!(s.wait(WAIT, Session::has_lock).await, "lock not retaken");
 
     // And it keeps following.
-    server.vsctl(&["add-br", "br1"]);
+    server.vsctl_no_wait(&["add-br", "br1"]);
     until(&s, "br1", |r| r.bridge_by_name("br1").is_some()).await;
     let ovs = s.with_replica(|r| r.open_vswitch().unwrap());
     let mut t = Txn::with_lock("ovs_vswitchd");

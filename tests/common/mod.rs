@@ -187,6 +187,16 @@ impl Harness {
         out.status.success()
     }
 
+    /// Ping from `a` to `b` for at most a second; true when no reply came
+    /// back (for asserting isolation without waiting long).
+    pub fn ping_fails(&self, a: u16, b: u16) -> bool {
+        let out = self.exec(
+            a,
+            &["ping", "-c", "2", "-i", "0.2", "-w", "1", &Self::ip_of(b)],
+        );
+        !out.status.success()
+    }
+
     /// Run an `ovs-appctl` command through xennet-appctl.
     pub fn appctl(&self, args: &[&str]) -> String {
         let out = Command::new(env!("CARGO_BIN_EXE_xennet-appctl"))

@@ -1,0 +1,197 @@
+//! A private `ovsdb-server` for tests (feature `test-utils`): a fresh
+//! `Open_vSwitch` database created from the installed vswitch schema
+//! (Debian openvswitch-switch), served on a unix socket in its own
+//! temporary directory, and stopped by pid when dropped (also on panic),
+//! as PEERS.md §2 describes (`ovsdb-tool create`, then `ovsdb-server
+//! --remote=punix:... --pidfile --detach`, then `ovs-vsctl --no-wait init`).
+//!
+//! A test that needs it fails (never skips) with a message saying what to
+//! install when a program or the schema is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// The Open vSwitch database schema that `ovs-vswitchd` uses.
+pub const VSWITCH_SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
+
+/// How long one `ovs-vsctl` may wait (for `cur_cfg`) before it is killed.
+pub const VSCTL_TIMEOUT_SECS: u32 = 20;
+
+/// Panics with an install hint unless the OVS database programs, `timeout`
+/// and the vswitch schema are present.
+pub fn require_ovs_tools() {
+    for tool in ["ovsdb-server", "ovsdb-tool", "ovs-vsctl", "timeout"] {
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            found,
+            "{tool} not found: apt-get install openvswitch-switch coreutils (scripts/test installs it)"
+        );
+    }
+    assert!(
+        Path::new(VSWITCH_SCHEMA).exists(),
+        "{VSWITCH_SCHEMA} missing: apt-get install openvswitch-switch (scripts/test installs it)"
+    );
+}
+
+/// Runs `cmd`, panicking with its stderr unless it succeeds.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// One private `ovsdb-server`; stopped by pid and its directory removed on
+/// drop (kept, with the log's path printed, when the test panicked).
+#[derive(Debug)]
+pub struct OvsdbServer {
+    dir: PathBuf,
+}
+
+impl OvsdbServer {
+    /// Creates `<tmp>/xennet-ovsdb-<name>-<pid>` with a fresh database,
+    /// starts the server and runs `ovs-vsctl --no-wait init` (the
+    /// `Open_vSwitch` row). `name` keeps tests of one process apart.
+    pub fn start(name: &str) -> OvsdbServer {
+        require_ovs_tools();
+        let dir = std::env::temp_dir().join(format!("xennet-ovsdb-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        let s = OvsdbServer { dir };
+        run(Command::new("ovsdb-tool")
+            .arg("create")
+            .arg(s.path("conf.db"))
+            .arg(VSWITCH_SCHEMA));
+        s.launch();
+        s.vsctl_ok(&["--no-wait", "init"]);
+        s
+    }
+
+    /// The server's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A file in the server's directory (`conf.db`, `ovsdb-server.log`...).
+    pub fn path(&self, f: &str) -> PathBuf {
+        self.dir.join(f)
+    }
+
+    /// The unix socket the server listens on.
+    pub fn socket(&self) -> PathBuf {
+        self.path("db.sock")
+    }
+
+    /// The server's address for clients: `unix:<socket>`.
+    pub fn addr(&self) -> String {
+        format!("unix:{}", self.socket().display())
+    }
+
+    /// Starts the server (again) on the same database and socket.
+    pub fn launch(&self) {
+        run(Command::new("ovsdb-server")
+            .arg(self.path("conf.db"))
+            .arg(format!("--remote=punix:{}", self.socket().display()))
+            .arg(format!(
+                "--pidfile={}",
+                self.path("ovsdb-server.pid").display()
+            ))
+            .arg(format!(
+                "--unixctl={}",
+                self.path("ovsdb-server.ctl").display()
+            ))
+            .arg(format!(
+                "--log-file={}",
+                self.path("ovsdb-server.log").display()
+            ))
+            .args(["-vconsole:off", "--detach", "--no-chdir"]));
+    }
+
+    /// The server's pid, from its pidfile, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.path("ovsdb-server.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    fn alive(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+    }
+
+    /// Stops the server: SIGTERM to its pid, SIGKILL if it is still there
+    /// after 2.5 s; waits up to 5 s for it to go.
+    pub fn stop(&self) {
+        let Some(pid) = self.pid() else { return };
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+        let start = Instant::now();
+        let mut killed = false;
+        while Self::alive(pid) && start.elapsed() < Duration::from_secs(5) {
+            if !killed && start.elapsed() > Duration::from_millis(2500) {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                killed = true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = std::fs::remove_file(self.path("ovsdb-server.pid"));
+    }
+
+    /// `timeout 20 ovs-vsctl --db=<addr> ARGS`: without `--no-wait` among
+    /// ARGS it waits for a switch to acknowledge (`cur_cfg`).
+    pub fn vsctl(&self, args: &[&str]) -> Output {
+        Command::new("timeout")
+            .arg(VSCTL_TIMEOUT_SECS.to_string())
+            .arg("ovs-vsctl")
+            .arg(format!("--db={}", self.addr()))
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("running ovs-vsctl: {e}"))
+    }
+
+    /// [`OvsdbServer::vsctl`], panicking unless it succeeds; its stdout,
+    /// trimmed.
+    pub fn vsctl_ok(&self, args: &[&str]) -> String {
+        let start = Instant::now();
+        let out = self.vsctl(args);
+        assert!(
+            out.status.success(),
+            "ovs-vsctl {args:?} failed ({}, after {:?}): {}",
+            out.status,
+            start.elapsed(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// `ovs-vsctl --no-wait ARGS`, which must succeed; its stdout, trimmed.
+    pub fn vsctl_no_wait(&self, args: &[&str]) -> String {
+        let mut all = vec!["--no-wait"];
+        all.extend_from_slice(args);
+        self.vsctl_ok(&all)
+    }
+}
+
+impl Drop for OvsdbServer {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!(
+                "kept {} for inspection (server log: {})",
+                self.dir.display(),
+                self.path("ovsdb-server.log").display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
