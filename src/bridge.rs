@@ -539,7 +539,15 @@ mod tests {
             "[[bridge]]\nname = \"brv\"\n[[bridge.port]]\nname = \"vif1.0\"\ntag = 10\n",
         )
         .unwrap();
-        let switch = Switch::new(&cfg).unwrap();
+        // Bridges serve OpenFlow on a tokio runtime, from a run directory.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _rt = rt.enter();
+        let rundir = std::env::temp_dir().join(format!("xennet-brv-{}", std::process::id()));
+        std::fs::create_dir_all(&rundir).unwrap();
+        let switch = Switch::new(&cfg, &rundir).unwrap();
         let b = switch.bridge("brv").unwrap();
         let (_, p1) = add(&b, "vif1.0");
         let (of2, p2) = add(&b, "vif2.0");
@@ -557,6 +565,7 @@ mod tests {
         p3.inject_frame(&bcast(3, None));
         assert_eq!(sent(&p2, 1), vec![bcast(3, Some(10))]);
         assert_eq!(sent(&p1, 1), vec![bcast(3, Some(10))]);
+        let _cleanup = scopeguard_dir(rundir);
         // Blocked: vif2.0 neither sends nor receives.
         let mut vlans = PortVlans::new();
         vlans.insert("vif2.0".into(), None);
@@ -574,5 +583,18 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         assert!(p1.take_sent().is_empty() && p3.take_sent().is_empty());
         switch.shutdown();
+    }
+
+    /// Removes a directory when dropped.
+    struct DirGuard(std::path::PathBuf);
+
+    impl Drop for DirGuard {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn scopeguard_dir(p: std::path::PathBuf) -> DirGuard {
+        DirGuard(p)
     }
 }
