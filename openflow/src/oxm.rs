@@ -579,4 +579,4 @@ pub fn header(field: OxmField, flavor: Flavor, hasmask: bool) -> u32 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1066,6 +1066,9 @@ fn put_async(out: &mut Vec<u8>, c: &AsyncConfig) {
 
 fn get_role(rd: &mut Rd<'_>) -> Result<RoleMsg, DecodeError> {
     let role = rd.u32()?;
+    if role > 3 {
+        return Err(err(OfError::BAD_ROLE, "unknown controller role"));
+    }
     rd.skip(4)?;
     let generation_id = rd.u64()?;
     rd.end()?;

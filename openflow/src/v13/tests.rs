@@ -886,7 +886,98 @@ fn wire_layouts() {
     );
 }
 
+fn arb_action() -> impl Strategy<Value = Action> {
+    use OxmField::*;
+    let writable = [
+        EthDst, EthSrc, VlanPcp, IpDscp, IpEcn, IpTtl, Ipv4Src, Ipv4Dst, TcpSrc, TcpDst, UdpSrc,
+        UdpDst, SctpSrc, SctpDst, Icmpv4Type, Icmpv4Code, ArpOp, ArpSpa, ArpTpa, Ipv6Src, Ipv6Dst,
+        Icmpv6Type, Icmpv6Code, Metadata, TcpFlags,
+    ];
+    prop_oneof![
+        (1u32..0xff00, any::<u16>()).prop_map(|(port, max_len)| Action::Output { port, max_len }),
+        any::<u32>().prop_map(Action::Group),
+        any::<u32>().prop_map(Action::SetQueue),
+        prop_oneof![Just(0x8100u16), Just(0x88a8)].prop_map(Action::PushVlan),
+        Just(Action::PopVlan),
+        Just(Action::DecNwTtl),
+        any::<u8>().prop_map(Action::SetNwTtl),
+        (0usize..writable.len(), any::<u128>()).prop_map(move |(i, v)| {
+            let field = writable[i];
+            let bits = field.bits();
+            let value = if bits >= 128 {
+                v
+            } else {
+                v & ((1u128 << bits) - 1)
+            };
+            Action::SetField { field, value }
+        }),
+        (0u16..0x1000).prop_map(|v| Action::SetField {
+            field: VlanVid,
+            value: 0x1000 | u128::from(v)
+        }),
+        (0u32..0xff00, any::<u8>())
+            .prop_map(|(in_port, table)| Action::Resubmit { in_port, table }),
+    ]
+}
+
+fn arb_instructions() -> impl Strategy<Value = Instructions> {
+    let acts = || proptest::option::of(proptest::collection::vec(arb_action(), 0..6));
+    (
+        proptest::option::of(any::<u32>()),
+        acts(),
+        any::<bool>(),
+        acts(),
+        proptest::option::of(any::<(u64, u64)>()),
+        proptest::option::of(any::<u8>()),
+    )
+        .prop_map(
+            |(meter, apply, clear, write, write_metadata, goto_table)| Instructions {
+                meter,
+                apply,
+                clear,
+                write,
+                write_metadata,
+                goto_table,
+            },
+        )
+}
+
 proptest! {
+    #[test]
+    fn flow_mod_and_stats_roundtrip(
+        m in crate::oxm::tests::arb_match(),
+        ins in arb_instructions(),
+        nums in any::<(u64, u64, u8, u16, u16, u16, u32, u32)>(),
+        cmd in 0u8..5,
+    ) {
+        let (cookie, cookie_mask, table_id, idle_timeout, hard_timeout, priority, out_port, out_group) = nums;
+        let fm = Msg::FlowMod(FlowMod {
+            cookie,
+            cookie_mask,
+            table_id,
+            command: flow_mod_command(cmd).unwrap(),
+            idle_timeout,
+            hard_timeout,
+            priority,
+            buffer_id: header::NO_BUFFER,
+            out_port,
+            out_group,
+            flags: priority & 0x1f,
+            matcher: m,
+            instructions: ins.clone(),
+        });
+        prop_assert_eq!(dec(&enc(&fm)).unwrap(), fm);
+        let fs = Msg::MultipartReply {
+            flags: 0,
+            body: MpReply::Flow(vec![FlowStats {
+                matcher: m,
+                instructions: ins,
+                ..flow_stats(priority)
+            }]),
+        };
+        prop_assert_eq!(dec(&enc(&fs)).unwrap(), fs);
+    }
+
     #[test]
     fn decode_never_panics(typ in 0u8..32, body in proptest::collection::vec(any::<u8>(), 0..300)) {
         let mut b = vec![4, typ, 0, 0, 0, 0, 0, 1];
