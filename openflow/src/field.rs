@@ -239,7 +239,13 @@ impl Match {
     pub fn check_prereqs(&self) -> Result<(), OfError> {
         let any = |fs: &[Field]| fs.iter().any(|f| self.mask.get(*f) != 0);
         let ip = self.eth_type_is(0x0800) || self.eth_type_is(0x86dd);
-        if self.mask.get(Field::VlanTci) & 0xe000 != 0 && !self.satisfies(Prereq::Vlan) {
+        // PCP bits need a tag, except under a match that pins "no tag"
+        // (CFI matched as 0), as NXM_OF_VLAN_TCI(0000) from OpenFlow 1.0
+        // `dl_vlan=0xffff` is: an untagged packet's TCI is all zeros.
+        let untagged = self.mask.get(Field::VlanTci) & 0x1000 != 0
+            && self.key.get(Field::VlanTci) & 0x1000 == 0;
+        if self.mask.get(Field::VlanTci) & 0xe000 != 0 && !self.satisfies(Prereq::Vlan) && !untagged
+        {
             return Err(OfError::BAD_PREREQ);
         }
         if any(&[Field::NwTos, Field::NwTtl, Field::NwFrag]) && !ip {

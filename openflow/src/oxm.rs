@@ -1,5 +1,32 @@
-//! OXM (OpenFlow 1.3 §7.2.3) and NXM (Nicira) TLV matches. TODO(codec13):
-//! implement; the signatures are the contract the 1.0 codec relies on.
+//! OXM (OpenFlow 1.3.5 §7.2.3) and NXM (Open vSwitch `nicira-ext.h`,
+//! `meta-flow.h`) TLV matches.
+//!
+//! A TLV is a 32-bit header — class (16 bits), field (7 bits), hasmask
+//! (1 bit), payload length in bytes (8 bits) — followed by the value and,
+//! when hasmask is set, a mask of the same width. Experimenter OXMs (class
+//! `0xffff`) carry a 32-bit experimenter id after the header, counted in
+//! the length. Values and masks are big-endian.
+//!
+//! Decoding accepts OXM (`OFPXMC_OPENFLOW_BASIC`, 0x8000), NXM (`NXM_OF_*`
+//! class 0x0000, `NXM_NX_*` class 0x0001) and the ONF experimenter
+//! `ONFOXM_ET_TCP_FLAGS` in the same match, as Open vSwitch does, and
+//! follows Open vSwitch's checks (`lib/nx-match.c`):
+//! - a truncated TLV, a payload length that is not the field's width (or
+//!   twice it with hasmask): `BAD_MATCH/BAD_LEN`;
+//! - an unknown or unsupported field (`NXM_NX_REG*`, tunnel fields, …):
+//!   `BAD_FIELD`;
+//! - a 1-bit in the value where the mask has a 0-bit: `BAD_WILDCARDS`
+//!   (OVS `is_mask_consistent`);
+//! - a partial mask on a field that is not maskable (`in_port`,
+//!   `eth_type`, `vlan_pcp`, `ip_dscp`, `ip_ecn`, `ip_proto`, `ip_ttl`,
+//!   `arp_op`, ICMP type/code): `BAD_MASK`;
+//! - a value wider than the field (a DSCP above 63, a VLAN VID with PCP
+//!   bits, an ARP opcode above 255, TCP flags above 0xfff, …): `BAD_VALUE`;
+//! - a field (or part of one) matched twice: `DUP_FIELD`;
+//! - finally every field's prerequisite (§7.2.3.6, order independent):
+//!   `BAD_PREREQ`.
+//!
+//! A TLV whose mask is all zeros matches everything and is ignored.
 
 use crate::error::{DecodeError, OfError};
 use crate::model::{Match, OxmField};
@@ -15,34 +42,601 @@ pub enum Flavor {
     Nxm,
 }
 
+/// `NXM_OF_*` class (Nicira, OpenFlow 1.0 fields).
+pub const NXM_OF: u16 = 0x0000;
+/// `NXM_NX_*` class (Nicira extension fields).
+pub const NXM_NX: u16 = 0x0001;
+/// `OFPXMC_OPENFLOW_BASIC` (OpenFlow 1.3 §7.2.3.2).
+pub const OPENFLOW_BASIC: u16 = 0x8000;
+/// `OFPXMC_EXPERIMENTER`.
+pub const EXPERIMENTER: u16 = 0xffff;
+/// `ONF_EXPERIMENTER_ID` ("ONF\0"), owner of `ONFOXM_ET_TCP_FLAGS`.
+pub const ONF_EXPERIMENTER_ID: u32 = 0x4f4e_4600;
+/// `ONFOXM_ET_TCP_FLAGS` field number (OpenFlow 1.3 extension 1.5 adopted
+/// as `OXM_OF_TCP_FLAGS`).
+const ONFOXM_ET_TCP_FLAGS: u8 = 42;
+
+/// How a wire TLV maps onto the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The value is the model field's value, right-aligned.
+    Plain(OxmField),
+    /// `NXM_OF_IN_PORT`: a 16-bit OpenFlow 1.0 port number.
+    InPort16,
+    /// `NXM_OF_VLAN_TCI`: the whole TCI with the CFI bit as "present".
+    VlanTci,
+    /// `NXM_OF_IP_TOS`: the TOS byte with the ECN bits zero (DSCP unshifted).
+    IpTos,
+}
+
+/// A wire field: where it is and how wide its value is.
+#[derive(Debug, Clone, Copy)]
+struct Wire {
+    class: u16,
+    field: u8,
+    /// Experimenter id for class 0xffff.
+    exp: Option<u32>,
+    /// Value width in bytes.
+    len: usize,
+    kind: Kind,
+    /// Whether Open vSwitch accepts an arbitrary mask (`Maskable: bitwise`).
+    maskable: bool,
+}
+
+const fn w(class: u16, field: u8, len: usize, kind: Kind, maskable: bool) -> Wire {
+    Wire {
+        class,
+        field,
+        exp: None,
+        len,
+        kind,
+        maskable,
+    }
+}
+
+/// The TLV that carries `f` in `flavor` (for matches and set-field).
+fn wire_of(f: OxmField, flavor: Flavor) -> Wire {
+    use OxmField::*;
+    let p = Kind::Plain(f);
+    let b = OPENFLOW_BASIC;
+    match flavor {
+        Flavor::Oxm => match f {
+            InPort => w(b, 0, 4, p, false),
+            Metadata => w(b, 2, 8, p, true),
+            EthDst => w(b, 3, 6, p, true),
+            EthSrc => w(b, 4, 6, p, true),
+            EthType => w(b, 5, 2, p, false),
+            VlanVid => w(b, 6, 2, p, true),
+            VlanPcp => w(b, 7, 1, p, false),
+            IpDscp => w(b, 8, 1, p, false),
+            IpEcn => w(b, 9, 1, p, false),
+            IpProto => w(b, 10, 1, p, false),
+            Ipv4Src => w(b, 11, 4, p, true),
+            Ipv4Dst => w(b, 12, 4, p, true),
+            TcpSrc => w(b, 13, 2, p, true),
+            TcpDst => w(b, 14, 2, p, true),
+            UdpSrc => w(b, 15, 2, p, true),
+            UdpDst => w(b, 16, 2, p, true),
+            SctpSrc => w(b, 17, 2, p, true),
+            SctpDst => w(b, 18, 2, p, true),
+            Icmpv4Type => w(b, 19, 1, p, false),
+            Icmpv4Code => w(b, 20, 1, p, false),
+            ArpOp => w(b, 21, 2, p, false),
+            ArpSpa => w(b, 22, 4, p, true),
+            ArpTpa => w(b, 23, 4, p, true),
+            Ipv6Src => w(b, 26, 16, p, true),
+            Ipv6Dst => w(b, 27, 16, p, true),
+            Icmpv6Type => w(b, 29, 1, p, false),
+            Icmpv6Code => w(b, 30, 1, p, false),
+            // No OpenFlow 1.3 basic field: Open vSwitch uses these.
+            IpTtl => w(NXM_NX, 29, 1, p, false),
+            IpFrag => w(NXM_NX, 26, 1, p, true),
+            TcpFlags => Wire {
+                class: EXPERIMENTER,
+                field: ONFOXM_ET_TCP_FLAGS,
+                exp: Some(ONF_EXPERIMENTER_ID),
+                len: 2,
+                kind: p,
+                maskable: true,
+            },
+        },
+        Flavor::Nxm => match f {
+            InPort => w(NXM_OF, 0, 2, Kind::InPort16, false),
+            EthDst => w(NXM_OF, 1, 6, p, true),
+            EthSrc => w(NXM_OF, 2, 6, p, true),
+            EthType => w(NXM_OF, 3, 2, p, false),
+            IpDscp => w(NXM_OF, 5, 1, Kind::IpTos, false),
+            IpProto => w(NXM_OF, 6, 1, p, false),
+            Ipv4Src => w(NXM_OF, 7, 4, p, true),
+            Ipv4Dst => w(NXM_OF, 8, 4, p, true),
+            TcpSrc => w(NXM_OF, 9, 2, p, true),
+            TcpDst => w(NXM_OF, 10, 2, p, true),
+            UdpSrc => w(NXM_OF, 11, 2, p, true),
+            UdpDst => w(NXM_OF, 12, 2, p, true),
+            Icmpv4Type => w(NXM_OF, 13, 1, p, false),
+            Icmpv4Code => w(NXM_OF, 14, 1, p, false),
+            ArpOp => w(NXM_OF, 15, 2, p, false),
+            ArpSpa => w(NXM_OF, 16, 4, p, true),
+            ArpTpa => w(NXM_OF, 17, 4, p, true),
+            Ipv6Src => w(NXM_NX, 19, 16, p, true),
+            Ipv6Dst => w(NXM_NX, 20, 16, p, true),
+            Icmpv6Type => w(NXM_NX, 21, 1, p, false),
+            Icmpv6Code => w(NXM_NX, 22, 1, p, false),
+            IpFrag => w(NXM_NX, 26, 1, p, true),
+            IpEcn => w(NXM_NX, 28, 1, p, false),
+            IpTtl => w(NXM_NX, 29, 1, p, false),
+            TcpFlags => w(NXM_NX, 34, 2, p, true),
+            // No NXM field: Open vSwitch sends the OXM one in NXM matches too.
+            Metadata | VlanVid | VlanPcp | SctpSrc | SctpDst => wire_of(f, Flavor::Oxm),
+        },
+    }
+}
+
+/// `NXM_OF_VLAN_TCI`.
+const NXM_OF_VLAN_TCI: Wire = w(NXM_OF, 4, 2, Kind::VlanTci, true);
+
+/// The known TLV with this class, field number and experimenter id.
+fn lookup(class: u16, field: u8, exp: Option<u32>) -> Option<Wire> {
+    if class == NXM_OF && field == 4 {
+        return Some(NXM_OF_VLAN_TCI);
+    }
+    OxmField::ALL
+        .iter()
+        .flat_map(|f| [wire_of(*f, Flavor::Oxm), wire_of(*f, Flavor::Nxm)])
+        .find(|w| w.class == class && w.field == field && w.exp == exp)
+}
+
+fn ones(bits: u32) -> u128 {
+    if bits >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << bits) - 1
+    }
+}
+
+fn be_value(bytes: &[u8]) -> u128 {
+    bytes
+        .iter()
+        .fold(0u128, |acc, b| (acc << 8) | u128::from(*b))
+}
+
+fn put_be(out: &mut Vec<u8>, v: u128, len: usize) {
+    let bytes = v.to_be_bytes();
+    out.extend_from_slice(&bytes[16 - len.min(16)..]);
+}
+
+fn bad(err: OfError, what: &'static str) -> DecodeError {
+    DecodeError::new(err, what)
+}
+
+/// One parsed TLV.
+struct Tlv<'a> {
+    class: u16,
+    field: u8,
+    hasmask: bool,
+    exp: Option<u32>,
+    /// Value then mask (if any).
+    payload: &'a [u8],
+    /// Bytes the TLV occupies.
+    size: usize,
+}
+
+/// Parse the TLV at the start of `buf`; `Err(())` when truncated or its
+/// length is impossible.
+fn parse_tlv(buf: &[u8]) -> Result<Tlv<'_>, ()> {
+    let h = buf.get(..4).ok_or(())?;
+    let hdr = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+    let class = (hdr >> 16) as u16;
+    let field = ((hdr >> 9) & 0x7f) as u8;
+    let hasmask = hdr & 0x100 != 0;
+    let len = (hdr & 0xff) as usize;
+    let (exp, hlen, plen) = if class == EXPERIMENTER {
+        let e = buf.get(4..8).ok_or(())?;
+        let plen = len.checked_sub(4).ok_or(())?;
+        (Some(u32::from_be_bytes([e[0], e[1], e[2], e[3]])), 8, plen)
+    } else {
+        (None, 4, len)
+    };
+    let payload = buf.get(hlen..hlen + plen).ok_or(())?;
+    Ok(Tlv {
+        class,
+        field,
+        hasmask,
+        exp,
+        payload,
+        size: hlen + plen,
+    })
+}
+
+/// Up to two model `(field, value, mask)` triples.
+type Parts = [(OxmField, u128, u128); 2];
+
+/// The model `(field, value, mask)` triples a wire value and mask stand
+/// for (value already checked to lie within mask).
+fn to_model(kind: Kind, value: u128, mask: u128) -> Result<(Parts, usize), OfError> {
+    let none = (OxmField::Metadata, 0, 0);
+    Ok(match kind {
+        Kind::Plain(f) => {
+            if value & !ones(f.bits()) != 0 {
+                return Err(OfError::BAD_VALUE);
+            }
+            ([(f, value, mask & ones(f.bits())), none], 1)
+        }
+        Kind::InPort16 => {
+            let port = if value >= 0xff00 {
+                0xffff_0000 | value
+            } else {
+                value
+            };
+            ([(OxmField::InPort, port, ones(32)), none], 1)
+        }
+        Kind::VlanTci => (
+            [
+                (OxmField::VlanVid, value & 0x1fff, mask & 0x1fff),
+                (OxmField::VlanPcp, value >> 13, (mask >> 13) & 7),
+            ],
+            2,
+        ),
+        Kind::IpTos => {
+            if value & 3 != 0 {
+                return Err(OfError::BAD_VALUE);
+            }
+            (
+                [(OxmField::IpDscp, value >> 2, (mask >> 2) & 0x3f), none],
+                1,
+            )
+        }
+    })
+}
+
 /// Decode a run of OXM or NXM TLVs (no `ofp_match` header, no padding)
 /// into a match, checking lengths, masks, duplicates and prerequisites.
 ///
 /// # Errors
 /// `BAD_MATCH/*` errors: `BAD_LEN`, `BAD_FIELD` (unknown or unsupported
-/// field), `DUP_FIELD`, `BAD_MASK`, `BAD_VALUE`, `BAD_PREREQ`.
-pub fn decode_tlvs(_buf: &[u8]) -> Result<Match, DecodeError> {
-    Err(DecodeError::new(OfError::BAD_FIELD, "not implemented"))
+/// field), `DUP_FIELD`, `BAD_MASK`, `BAD_VALUE`, `BAD_WILDCARDS` (value
+/// bits outside the mask), `BAD_PREREQ`.
+pub fn decode_tlvs(buf: &[u8]) -> Result<Match, DecodeError> {
+    decode_inner(buf, None)
+}
+
+/// `NXM_NX_COOKIE` field number (class `NXM_NX`, 64 bits, maskable).
+const NXM_NX_COOKIE: u8 = 30;
+
+/// Like [`decode_tlvs`], but also accept the `NXM_NX_COOKIE(_W)`
+/// pseudo-field that `NXT_FLOW_MOD` and `NXST_FLOW`/`NXST_AGGREGATE`
+/// requests may carry (Open vSwitch `nx_pull_match` with a cookie);
+/// returns the match and the cookie's `(value, mask)`, `(0, 0)` when
+/// absent.
+///
+/// # Errors
+/// As [`decode_tlvs`]; a second cookie is `DUP_FIELD`.
+pub fn decode_tlvs_with_cookie(buf: &[u8]) -> Result<(Match, u64, u64), DecodeError> {
+    let mut cookie = (0, 0);
+    let m = decode_inner(buf, Some(&mut cookie))?;
+    Ok((m, cookie.0, cookie.1))
+}
+
+/// Append an `NXM_NX_COOKIE(_W)` TLV (after [`encode_tlvs`], as Open
+/// vSwitch puts it last); nothing when `mask` is zero.
+pub fn encode_cookie(cookie: u64, mask: u64, out: &mut Vec<u8>) {
+    if mask == 0 {
+        return;
+    }
+    let wire = w(
+        NXM_NX,
+        NXM_NX_COOKIE,
+        8,
+        Kind::Plain(OxmField::Metadata),
+        true,
+    );
+    let m = (mask != u64::MAX).then_some(u128::from(mask));
+    put_wire(out, &wire, u128::from(cookie & mask), m);
+}
+
+fn decode_inner(buf: &[u8], mut cookie: Option<&mut (u64, u64)>) -> Result<Match, DecodeError> {
+    let mut m = Match::CATCHALL;
+    let mut used: Vec<OxmField> = Vec::new();
+    let mut rest = buf;
+    while !rest.is_empty() {
+        let tlv = parse_tlv(rest).map_err(|()| bad(OfError::BAD_MATCH_LEN, "truncated TLV"))?;
+        rest = &rest[tlv.size..];
+        if let Some(c) = cookie.as_deref_mut() {
+            if tlv.class == NXM_NX && tlv.field == NXM_NX_COOKIE && tlv.exp.is_none() {
+                let want = if tlv.hasmask { 16 } else { 8 };
+                if tlv.payload.len() != want {
+                    return Err(bad(OfError::BAD_MATCH_LEN, "bad TLV length"));
+                }
+                let v = be_value(&tlv.payload[..8]) as u64;
+                let mk = if tlv.hasmask {
+                    be_value(&tlv.payload[8..]) as u64
+                } else {
+                    u64::MAX
+                };
+                if v & !mk != 0 {
+                    return Err(bad(OfError::BAD_WILDCARDS, "value bits outside mask"));
+                }
+                if c.1 != 0 {
+                    return Err(bad(OfError::DUP_FIELD, "cookie matched twice"));
+                }
+                *c = (v, mk);
+                continue;
+            }
+        }
+        let wire = lookup(tlv.class, tlv.field, tlv.exp)
+            .ok_or(bad(OfError::BAD_FIELD, "unsupported match field"))?;
+        let want = if tlv.hasmask { 2 * wire.len } else { wire.len };
+        if tlv.payload.len() != want {
+            return Err(bad(OfError::BAD_MATCH_LEN, "bad TLV length"));
+        }
+        let value = be_value(&tlv.payload[..wire.len]);
+        let all = ones(8 * wire.len as u32);
+        let mask = if tlv.hasmask {
+            be_value(&tlv.payload[wire.len..])
+        } else {
+            all
+        };
+        if value & !mask != 0 {
+            return Err(bad(OfError::BAD_WILDCARDS, "value bits outside mask"));
+        }
+        if !wire.maskable && mask != 0 && mask != all {
+            return Err(bad(OfError::BAD_MASK, "field is not maskable"));
+        }
+        if mask == 0 {
+            continue;
+        }
+        let (parts, n) =
+            to_model(wire.kind, value, mask).map_err(|e| bad(e, "value does not fit the field"))?;
+        for &(f, v, mk) in &parts[..n] {
+            if mk == 0 {
+                continue;
+            }
+            if m.has_field(f) {
+                return Err(bad(OfError::DUP_FIELD, "field matched twice"));
+            }
+            m.set_field(f, v, mk)
+                .map_err(|e| bad(e, "value does not fit the field"))?;
+            // NXM_OF_VLAN_TCI has no prerequisite of its own (OVS).
+            if wire.kind != Kind::VlanTci {
+                used.push(f);
+            }
+        }
+    }
+    if used.iter().any(|f| !m.satisfies(f.prereq())) {
+        return Err(bad(OfError::BAD_PREREQ, "prerequisite not met"));
+    }
+    m.check_prereqs()
+        .map_err(|e| bad(e, "prerequisite not met"))?;
+    Ok(m)
+}
+
+/// The `in_port` and `metadata` of a packet-in's match (OpenFlow 1.3
+/// §7.4.1), skipping every other TLV as Open vSwitch's loose parser does
+/// (a switch may add tunnel or register fields there).
+///
+/// # Errors
+/// `BAD_MATCH/BAD_LEN` for a truncated TLV.
+pub(crate) fn decode_pipeline_fields(buf: &[u8]) -> Result<(Option<u32>, u64), DecodeError> {
+    let mut in_port = None;
+    let mut metadata = 0;
+    let mut rest = buf;
+    while !rest.is_empty() {
+        let tlv = parse_tlv(rest).map_err(|()| bad(OfError::BAD_MATCH_LEN, "truncated TLV"))?;
+        rest = &rest[tlv.size..];
+        let Some(wire) = lookup(tlv.class, tlv.field, tlv.exp) else {
+            continue;
+        };
+        if tlv.hasmask || tlv.payload.len() != wire.len {
+            continue;
+        }
+        let v = be_value(tlv.payload);
+        match wire.kind {
+            Kind::Plain(OxmField::InPort) => in_port = Some(v as u32),
+            Kind::InPort16 => {
+                let p = v as u32;
+                in_port = Some(if p >= 0xff00 { 0xffff_0000 | p } else { p });
+            }
+            Kind::Plain(OxmField::Metadata) => metadata = v as u64,
+            _ => {}
+        }
+    }
+    Ok((in_port, metadata))
+}
+
+fn put_header(out: &mut Vec<u8>, wire: &Wire, hasmask: bool) {
+    let plen = if hasmask { 2 * wire.len } else { wire.len };
+    let plen = plen + if wire.exp.is_some() { 4 } else { 0 };
+    let hdr = (u32::from(wire.class) << 16)
+        | (u32::from(wire.field) << 9)
+        | (u32::from(hasmask) << 8)
+        | (plen as u32 & 0xff);
+    out.extend_from_slice(&hdr.to_be_bytes());
+    if let Some(e) = wire.exp {
+        out.extend_from_slice(&e.to_be_bytes());
+    }
+}
+
+/// Append one TLV of `wire` for the wire-level `value` under `mask`
+/// (`None` = exact).
+fn put_wire(out: &mut Vec<u8>, wire: &Wire, value: u128, mask: Option<u128>) {
+    put_header(out, wire, mask.is_some());
+    put_be(out, value, wire.len);
+    if let Some(mk) = mask {
+        put_be(out, mk, wire.len);
+    }
+}
+
+/// Append the TLV for model field `f` matched as `(value, mask)`; nothing
+/// when the mask is zero, the unmasked form when it covers the field.
+fn put_field(out: &mut Vec<u8>, f: OxmField, value: u128, mask: u128, flavor: Flavor) {
+    if mask == 0 {
+        return;
+    }
+    let exact = mask == ones(f.bits());
+    let mut wire = wire_of(f, flavor);
+    let (v, mk) = match wire.kind {
+        Kind::IpTos => (value << 2, mask << 2),
+        Kind::InPort16 => {
+            let p = value as u32;
+            if exact && !(0xff00..0xffff_ff00).contains(&p) {
+                (u128::from(p as u16), ones(16))
+            } else {
+                // Not expressible in 16 bits: the OXM field, which NXM
+                // decoders (OVS, ours) accept too.
+                wire = wire_of(f, Flavor::Oxm);
+                (value, mask)
+            }
+        }
+        _ => (value, mask),
+    };
+    put_wire(out, &wire, v, if exact { None } else { Some(mk) });
 }
 
 /// Append `m` as TLVs of `flavor` (no header, no padding), fields in the
-/// order Open vSwitch emits them.
-pub fn encode_tlvs(_m: &Match, _flavor: Flavor, _out: &mut Vec<u8>) {}
+/// order Open vSwitch emits them (`nx_put_raw`): in_port, eth_src, eth_dst,
+/// eth_type, VLAN, then for IP src, dst, frag, DSCP, ECN, TTL, proto and
+/// the L4 fields of that protocol, for ARP op, spa, tpa; metadata last.
+/// L3/L4 fields whose prerequisites the match does not pin are not
+/// emitted (such a match would not decode either).
+pub fn encode_tlvs(m: &Match, flavor: Flavor, out: &mut Vec<u8>) {
+    use OxmField::*;
+    let put = |out: &mut Vec<u8>, f: OxmField| {
+        let (v, mk) = m.field(f);
+        put_field(out, f, v, mk, flavor);
+    };
+    put(out, InPort);
+    put(out, EthSrc);
+    put(out, EthDst);
+    put(out, EthType);
+    match flavor {
+        Flavor::Oxm => {
+            put(out, VlanVid);
+            // As OVS: PCP only under a tag (no-tag matches leave it out).
+            if m.key.vlan_tci() & 0x1000 != 0 {
+                put(out, VlanPcp);
+            }
+        }
+        Flavor::Nxm => {
+            let tci = m.key.vlan_tci();
+            let mk = m.mask.get(xennet_datapath::flow::Field::VlanTci) as u16;
+            if mk != 0 {
+                let mask = (mk != 0xffff).then_some(u128::from(mk));
+                put_wire(out, &NXM_OF_VLAN_TCI, u128::from(tci), mask);
+            }
+        }
+    }
+    let eth = m.field(EthType);
+    let (proto, proto_mask) = m.field(IpProto);
+    let proto = if proto_mask == 0xff {
+        Some(proto)
+    } else {
+        None
+    };
+    if eth == (0x0800, 0xffff) || eth == (0x86dd, 0xffff) {
+        let v4 = eth.0 == 0x0800;
+        if v4 {
+            put(out, Ipv4Src);
+            put(out, Ipv4Dst);
+        } else {
+            put(out, Ipv6Src);
+            put(out, Ipv6Dst);
+        }
+        put(out, IpFrag);
+        put(out, IpDscp);
+        put(out, IpEcn);
+        put(out, IpTtl);
+        put(out, IpProto);
+        let l4: &[OxmField] = match proto {
+            Some(6) => &[TcpSrc, TcpDst, TcpFlags],
+            Some(17) => &[UdpSrc, UdpDst],
+            Some(132) => &[SctpSrc, SctpDst],
+            Some(1) if v4 => &[Icmpv4Type, Icmpv4Code],
+            Some(58) if !v4 => &[Icmpv6Type, Icmpv6Code],
+            _ => &[],
+        };
+        for f in l4 {
+            put(out, *f);
+        }
+    } else if eth == (0x0806, 0xffff) {
+        put(out, ArpOp);
+        put(out, ArpSpa);
+        put(out, ArpTpa);
+    }
+    put(out, Metadata);
+}
 
-/// Decode the single unmasked TLV of a `set_field` action; returns the
-/// field, its value and the bytes consumed.
+/// Decode the single unmasked TLV of a `set_field` action (OpenFlow 1.3
+/// §7.2.5 `ofp_action_set_field`, without the action header); returns the
+/// field, its value (`VlanVid` with `OFPVID_PRESENT`, `IpDscp` shifted
+/// down, as in the model) and the bytes the TLV used (padding excluded).
 ///
 /// # Errors
-/// `BAD_ACTION/BAD_SET_TYPE`, `BAD_SET_LEN` or `BAD_SET_ARGUMENT`.
-pub fn decode_set_field(_buf: &[u8]) -> Result<(OxmField, u128, usize), DecodeError> {
-    Err(DecodeError::new(OfError::BAD_SET_TYPE, "not implemented"))
+/// `BAD_ACTION/BAD_SET_TYPE` (unknown field, or `NXM_OF_VLAN_TCI`, which
+/// is two model fields), `BAD_SET_LEN` (truncated or wrong length) or
+/// `BAD_SET_ARGUMENT` (masked, value too wide, a VLAN VID without
+/// `OFPVID_PRESENT`, a read-only field), as Open vSwitch.
+pub fn decode_set_field(buf: &[u8]) -> Result<(OxmField, u128, usize), DecodeError> {
+    let tlv = parse_tlv(buf).map_err(|()| bad(OfError::BAD_SET_LEN, "truncated set-field"))?;
+    let wire = lookup(tlv.class, tlv.field, tlv.exp)
+        .ok_or(bad(OfError::BAD_SET_TYPE, "unsupported set-field field"))?;
+    if tlv.hasmask {
+        return Err(bad(OfError::BAD_SET_ARGUMENT, "masked set-field"));
+    }
+    if tlv.payload.len() != wire.len {
+        return Err(bad(OfError::BAD_SET_LEN, "bad set-field length"));
+    }
+    let value = be_value(tlv.payload);
+    let arg = |e: OfError| {
+        if e == OfError::BAD_VALUE {
+            bad(OfError::BAD_SET_ARGUMENT, "bad set-field value")
+        } else {
+            bad(e, "bad set-field value")
+        }
+    };
+    let (parts, n) = to_model(wire.kind, value, ones(8 * wire.len as u32)).map_err(arg)?;
+    if n != 1 {
+        return Err(bad(OfError::BAD_SET_TYPE, "set-field of VLAN_TCI"));
+    }
+    let (f, v, _) = parts[0];
+    if !f.is_writable() {
+        return Err(bad(OfError::BAD_SET_ARGUMENT, "read-only field"));
+    }
+    if f == OxmField::VlanVid && v & 0x1000 == 0 {
+        return Err(bad(
+            OfError::BAD_SET_ARGUMENT,
+            "VLAN VID without OFPVID_PRESENT",
+        ));
+    }
+    Ok((f, v, tlv.size))
 }
 
-/// Append one unmasked TLV for `field = value`.
-pub fn encode_set_field(_field: OxmField, _value: u128, _flavor: Flavor, _out: &mut Vec<u8>) {}
+/// Append one unmasked TLV for `field = value` (value as in the model;
+/// bits beyond the field's width are dropped).
+pub fn encode_set_field(field: OxmField, value: u128, flavor: Flavor, out: &mut Vec<u8>) {
+    put_field(
+        out,
+        field,
+        value & ones(field.bits()),
+        ones(field.bits()),
+        flavor,
+    );
+}
 
 /// The 32-bit TLV header of `field` in `flavor` (class, field, hasmask,
-/// length), as table-features properties list them.
-pub fn header(_field: OxmField, _flavor: Flavor, _hasmask: bool) -> u32 {
-    0
+/// length), as table-features properties list them. `TcpFlags` has no
+/// 32-bit OXM header in OpenFlow 1.3 (it is the experimenter
+/// `ONFOXM_ET_TCP_FLAGS`), so both flavors give `NXM_NX_TCP_FLAGS`.
+pub fn header(field: OxmField, flavor: Flavor, hasmask: bool) -> u32 {
+    let mut wire = wire_of(field, flavor);
+    if wire.exp.is_some() {
+        wire = wire_of(field, Flavor::Nxm);
+    }
+    let plen = if hasmask { 2 * wire.len } else { wire.len };
+    (u32::from(wire.class) << 16)
+        | (u32::from(wire.field) << 9)
+        | (u32::from(hasmask) << 8)
+        | (plen as u32 & 0xff)
 }
+
+#[cfg(test)]
+pub(crate) mod tests;
