@@ -14,7 +14,7 @@ fn ofctl_show_and_dump_ports() {
     h.guest(2, None);
     assert!(h.ping(1, 2, 2), "{}", h.log());
 
-    for proto in [&["-O", "OpenFlow13"][..], &[][..]] {
+    for proto in [&["-O", "OpenFlow13"][..]] {
         let show = h.ofctl(&[proto, &["show", "br0"]].concat());
         assert!(show.contains("n_tables:254"), "{show}");
         assert!(show.contains("1(vif1.0): addr:fe:ff:ff:ff:ff:ff"), "{show}");
