@@ -109,10 +109,10 @@ mod tests {
         // wire).
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/captures/ovs-vsctl-wait.server-to-client.jsonl"
+            "/tests/data/ovs-vsctl-wait.server-to-client.jsonl"
         );
         let text = std::fs::read_to_string(path)
-            .expect("shared/captures must sit beside the checkout (../shared)");
+            .expect("recorded OVSDB traffic in tests/data");
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         let mut s = JsonStream::new();
         s.push(lines.concat().as_bytes()).unwrap();

@@ -9,11 +9,11 @@ use super::*;
 
 fn capture(name: &str) -> Vec<Value> {
     let path = format!(
-        "{}/../../shared/captures/{name}",
+        "{}/tests/data/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{path}: {e} (shared/ must sit beside the checkout)"));
+        .unwrap_or_else(|e| panic!("{path}: {e} (recorded OVSDB traffic in tests/data)"));
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap())

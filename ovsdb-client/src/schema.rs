@@ -345,9 +345,9 @@ mod tests {
     fn subset_matches_recorded_full_schema() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/captures/ovsdb-monitor.server-to-client.jsonl"
+            "/tests/data/ovsdb-monitor.server-to-client.jsonl"
         );
-        let text = std::fs::read_to_string(path).expect("shared/captures beside the checkout");
+        let text = std::fs::read_to_string(path).expect("recorded OVSDB traffic in tests/data");
         let reply: Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
         let full = Schema::parse(&reply["result"]).unwrap();
         assert_eq!(full.version, "8.3.1");

@@ -281,9 +281,9 @@ mod tests {
     fn captured_ops(line: usize) -> Vec<Value> {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/captures/vswitchd-db.vswitchd-to-server.jsonl"
+            "/tests/data/vswitchd-db.vswitchd-to-server.jsonl"
         );
-        let text = std::fs::read_to_string(path).expect("shared/captures beside the checkout");
+        let text = std::fs::read_to_string(path).expect("recorded OVSDB traffic in tests/data");
         let msg: Value = serde_json::from_str(text.lines().nth(line).unwrap()).unwrap();
         msg["params"].as_array().unwrap()[1..].to_vec()
     }
