@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod classifier;
 pub mod normal;
 
 pub use normal::{FdbHandle, Normal};
