@@ -32,6 +32,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::AsFd;
+use std::rc::Rc;
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -41,12 +42,14 @@ use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use crate::actions::{ActionsFmt, DpAction, Executor};
+use crate::actions::{ActionsFmt, DpAction, Executor, Userdata};
 use crate::buffer::{OfPort, Packet, PacketBatch, MAX_BURST};
+use crate::counters::RuleCounters;
 use crate::error::DpError;
 use crate::flow::{extract, FlowKey, FlowMask};
 use crate::megaflow::emc::Emc;
-use crate::megaflow::MegaflowCache;
+use crate::megaflow::{Megaflow, MegaflowCache};
+use crate::meter::{MeterCounters, MeterSpec};
 use crate::port::{Port, PortStats, RecvStatus};
 
 /// Idle megaflows are removed after this long (OVS
@@ -69,6 +72,9 @@ pub struct Upcall {
     pub mask: FlowMask,
     /// Datapath actions for the packet's class; empty means drop.
     pub actions: Vec<DpAction>,
+    /// Counters of the OpenFlow rules that decided the actions; the
+    /// megaflow credits them with its packets and bytes once per batch.
+    pub counters: Vec<Arc<RuleCounters>>,
 }
 
 /// Slow-path translation, called in the forwarding thread on a megaflow
@@ -84,6 +90,12 @@ pub trait UpcallHandler: Send {
 
     /// Periodic work (about once a second), such as MAC aging.
     fn housekeeping(&mut self, _now: Instant) {}
+
+    /// A packet reached a [`DpAction::Userspace`] action (OVS
+    /// `MISS_UPCALL`'s sibling `CONTROLLER_UPCALL`). Called in the
+    /// forwarding thread once per packet: implementations must not block
+    /// (queue it, or drop and count).
+    fn userspace(&mut self, _userdata: &Userdata, _key: &FlowKey, _pkt: &Packet) {}
 }
 
 /// A port as `ports()` reports it.
@@ -127,6 +139,10 @@ enum Command {
     Ports(SyncSender<Vec<PortInfo>>),
     Stats(SyncSender<DpStats>),
     DumpFlows(SyncSender<Vec<String>>),
+    SetMeter(u32, MeterSpec, SyncSender<bool>),
+    DelMeter(u32, SyncSender<bool>),
+    MeterStats(SyncSender<Vec<(u32, MeterCounters)>>),
+    Execute(Box<Packet>, Vec<DpAction>, SyncSender<()>),
     Shutdown,
 }
 
@@ -235,6 +251,30 @@ impl DpHandle {
         self.request(Command::DumpFlows).unwrap_or_default()
     }
 
+    /// Add or replace meter `id` (token buckets start full, counters at
+    /// zero). False if the meter table is full or has too many bands
+    /// ([`crate::meter::MAX_METERS`], [`crate::meter::MAX_BANDS`]).
+    pub fn set_meter(&self, id: u32, spec: MeterSpec) -> Result<bool, DpError> {
+        self.request(|r| Command::SetMeter(id, spec, r))
+    }
+
+    /// Remove meter `id`; whether it existed.
+    pub fn del_meter(&self, id: u32) -> Result<bool, DpError> {
+        self.request(|r| Command::DelMeter(id, r))
+    }
+
+    /// Counters of every meter, by id (empty if the thread is gone).
+    pub fn meter_stats(&self) -> Vec<(u32, MeterCounters)> {
+        self.request(Command::MeterStats).unwrap_or_default()
+    }
+
+    /// Run `actions` on `pkt` (whose `in_port` is the input port, or
+    /// `OFPP_CONTROLLER`) in the forwarding thread, as OpenFlow packet-out
+    /// does (OVS `dpif_execute`); returns once the packet has been sent.
+    pub fn execute(&self, pkt: Packet, actions: Vec<DpAction>) -> Result<(), DpError> {
+        self.request(|r| Command::Execute(Box::new(pkt), actions, r))
+    }
+
     /// Stop the thread and wait for it. Idempotent.
     pub fn shutdown(&self) {
         let _ = self.send(Command::Shutdown);
@@ -272,6 +312,9 @@ struct Fwd {
     batch: PacketBatch,
     exec: Executor,
     groups: Vec<Arc<[DpAction]>>,
+    /// Megaflows hit in this batch that carry rule counters, with the
+    /// packets and bytes to credit (at most one entry per megaflow).
+    credits: Vec<(Rc<Megaflow>, u64, u64)>,
     ready: Vec<OfPort>,
     upcalls: u64,
     lost: u64,
@@ -301,6 +344,7 @@ impl Fwd {
             batch: PacketBatch::new(),
             exec: Executor::new(),
             groups: Vec::with_capacity(MAX_BURST),
+            credits: Vec::with_capacity(MAX_BURST),
             ready: Vec::with_capacity(16),
             upcalls: 0,
             lost: 0,
@@ -415,9 +459,51 @@ impl Fwd {
                 Command::DumpFlows(reply) => {
                     let _ = reply.send(self.dump_flows());
                 }
+                Command::SetMeter(id, spec, reply) => {
+                    let ok = self.exec.meters.set(id, &spec, Instant::now());
+                    let _ = reply.send(ok);
+                }
+                Command::DelMeter(id, reply) => {
+                    let _ = reply.send(self.exec.meters.remove(id));
+                }
+                Command::MeterStats(reply) => {
+                    let _ = reply.send(self.exec.meters.stats());
+                }
+                Command::Execute(pkt, actions, reply) => {
+                    self.execute(&pkt, &actions);
+                    let _ = reply.send(());
+                }
                 Command::Shutdown => return false,
             }
         }
+    }
+
+    /// Packet-out: run `actions` on one packet and send the outputs.
+    fn execute(&mut self, pkt: &Packet, actions: &[DpAction]) {
+        let batch = std::slice::from_ref(pkt);
+        self.exec.set_now(Instant::now());
+        {
+            let ports = &self.ports;
+            let features = |p: OfPort| {
+                ports
+                    .get(&p)
+                    .filter(|e| e.enabled)
+                    .map(|e| e.port.features())
+            };
+            self.exec.execute(batch, &[0], actions, &features);
+        }
+        let handler = &mut self.handler;
+        self.exec.drain_userspace(batch, &mut |ud, p| {
+            handler.userspace(ud, &extract(p), p);
+        });
+        let ports = &mut self.ports;
+        self.exec.flush(batch, &mut |p, pkts| {
+            if let Some(e) = ports.get_mut(&p) {
+                if e.enabled {
+                    e.port.send(pkts);
+                }
+            }
+        });
     }
 
     fn add_port(&mut self, ofport: OfPort, port: Box<dyn Port>) -> Result<(), DpError> {
@@ -530,11 +616,13 @@ impl Fwd {
             let actions = if let Some(f) = self.emc.lookup(&key, hash) {
                 self.emc_hits += 1;
                 f.record(1, len, now);
+                credit(&mut self.credits, f, len);
                 f.actions.clone()
             } else {
                 match self.cache.lookup(&key) {
                     Some(f) => {
                         f.record(1, len, now);
+                        credit(&mut self.credits, f, len);
                         self.emc.maybe_insert(&key, hash, f);
                         f.actions.clone()
                     }
@@ -542,15 +630,28 @@ impl Fwd {
                         self.upcalls += 1;
                         let up = self.handler.upcall(&key, pkt, &self.enabled);
                         let acts: Arc<[DpAction]> = Arc::from(up.actions);
+                        let counters: Arc<[Arc<RuleCounters>]> = Arc::from(up.counters);
                         let g = self.handler.generation();
                         if g != self.generation {
                             self.generation = g;
                             self.cache.flush();
+                            // Credits refer to flushed megaflows: pay now.
+                            pay_credits(&mut self.credits, now);
                         }
                         if self.cache.len() < FLOW_LIMIT {
-                            self.cache
-                                .insert(&key, &up.mask, acts.clone(), now)
-                                .record(1, len, now);
+                            let f = self.cache.insert_with_counters(
+                                &key,
+                                &up.mask,
+                                acts.clone(),
+                                counters,
+                                now,
+                            );
+                            f.record(1, len, now);
+                            credit(&mut self.credits, f, len);
+                        } else {
+                            for c in counters.iter() {
+                                c.credit(1, len, now);
+                            }
                         }
                         acts
                     }
@@ -565,7 +666,10 @@ impl Fwd {
             };
         }
 
+        pay_credits(&mut self.credits, now);
+
         // Execute each group, then send per port.
+        self.exec.set_now(now);
         let ports = &self.ports;
         let features = |p: OfPort| {
             ports
@@ -586,6 +690,11 @@ impl Fwd {
             self.exec
                 .execute(self.batch.packets(), &idxs[..k], acts, &features);
         }
+        let handler = &mut self.handler;
+        self.exec
+            .drain_userspace(self.batch.packets(), &mut |ud, p| {
+                handler.userspace(ud, &extract(p), p);
+            });
         let ports = &mut self.ports;
         self.exec.flush(self.batch.packets(), &mut |p, pkts| {
             if let Some(e) = ports.get_mut(&p) {
@@ -623,6 +732,31 @@ impl Fwd {
     }
 }
 
+/// Note a hit on `f` for the per-batch rule credit (no allocation: the
+/// vector holds at most one entry per packet of the batch).
+#[inline]
+fn credit(credits: &mut Vec<(Rc<Megaflow>, u64, u64)>, f: &Rc<Megaflow>, len: u64) {
+    if f.rule_counters.is_empty() {
+        return;
+    }
+    match credits.iter_mut().find(|(g, _, _)| Rc::ptr_eq(g, f)) {
+        Some(e) => {
+            e.1 += 1;
+            e.2 += len;
+        }
+        None => credits.push((f.clone(), 1, len)),
+    }
+}
+
+/// Credit the batch's hits to the rules' counters, once per megaflow.
+fn pay_credits(credits: &mut Vec<(Rc<Megaflow>, u64, u64)>, now: Instant) {
+    for (f, p, b) in credits.drain(..) {
+        for c in f.rule_counters.iter() {
+            c.credit(p, b, now);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -642,6 +776,7 @@ mod tests {
             mask.set_exact(Field::InPort);
             Upcall {
                 mask,
+                counters: Vec::new(),
                 actions: ports
                     .iter()
                     .filter(|p| **p != key.in_port())

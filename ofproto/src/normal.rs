@@ -182,6 +182,7 @@ impl Normal {
         let mut up = Upcall {
             mask: Self::mask(),
             actions: Vec::new(),
+            counters: Vec::new(),
         };
         let in_port = key.in_port();
         let src = key.dl_src();
