@@ -7,5 +7,7 @@
 
 pub mod classifier;
 pub mod normal;
+pub mod tables;
+pub mod xlate;
 
 pub use normal::{FdbHandle, Normal};
