@@ -159,7 +159,7 @@ impl<T> Classifier<T> {
     fn sort(&mut self) {
         // Stable: among equal priorities, older subtables stay first.
         self.subtables
-            .sort_by(|a, b| b.max_priority.cmp(&a.max_priority));
+            .sort_by_key(|s| std::cmp::Reverse(s.max_priority));
     }
 
     fn find_subtable(&self, m: &Match) -> Option<usize> {

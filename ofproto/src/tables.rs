@@ -30,7 +30,7 @@ use xennet_openflow::model::{
     FlowStatsRequest, GroupDesc, GroupMod, GroupModCommand, GroupStats, GroupType, Instructions,
     Match, MeterBand, MeterConfig, MeterMod, MeterModCommand, TableStats, OFPG_ALL, OFPG_ANY,
     OFPM_ALL, OFPP_ALL, OFPP_ANY, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_MAX,
-    OFPP_NORMAL, OFPTT_ALL,
+    OFPP_NORMAL, OFPP_TABLE, OFPTT_ALL,
 };
 use xennet_openflow::OfError;
 
@@ -388,6 +388,31 @@ impl Tables {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Validate a packet-out's actions: as flow actions, plus output to
+    /// `OFPP_TABLE`; no match prerequisites (the packet is concrete).
+    ///
+    /// # Errors
+    /// As [`Tables::apply_flow_mod`]'s action errors.
+    pub fn check_packet_out_actions(&self, actions: &[Action]) -> Result<(), OfError> {
+        if actions.len() > MAX_ACTIONS {
+            return Err(OfError::TOO_MANY_ACTIONS);
+        }
+        let groups_ok = |g: u32| self.groups.contains_key(&g);
+        for a in actions {
+            if matches!(
+                a,
+                Action::Output {
+                    port: OFPP_TABLE,
+                    ..
+                }
+            ) {
+                continue;
+            }
+            self.check_actions(std::slice::from_ref(a), None, &groups_ok)?;
         }
         Ok(())
     }
