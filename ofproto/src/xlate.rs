@@ -37,7 +37,8 @@
 //!
 //! # Wildcards
 //!
-//! The megaflow mask is the union of: the masks of the classifier
+//! The megaflow mask is the union of: `in_port`, `dl_type` and (for IP)
+//! `nw_frag`, which OVS always examines (`xlate_wc_init`); the masks of the classifier
 //! subtables probed in every table visited (see [`crate::classifier`]);
 //! fields the actions read (`in_port` for outputs, TTL for `dec_ttl`,
 //! hashed fields for select groups, EtherType/protocol to choose a
@@ -251,9 +252,12 @@ pub fn xlate(input: XlateIn<'_>, key: &FlowKey) -> (XlateOut, Option<String>) {
         exit: false,
         error: None,
     };
-    // OVS always un-wildcards in_port (the datapath key's input port is
-    // never wildcarded by the OpenFlow layer) and dl_type.
-    ctx.wc.set_exact(Field::InPort);
+    // As OVS `xlate_wc_init`: in_port and dl_type are always examined,
+    // and for IP the fragment bits.
+    ctx.wc.set_exact(Field::InPort).set_exact(Field::DlType);
+    if matches!(key.dl_type(), 0x0800 | 0x86dd) {
+        ctx.wc.set_exact(Field::NwFrag);
+    }
     ctx.run_table(0);
     ctx.finish();
     ctx.out()
