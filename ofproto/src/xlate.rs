@@ -680,8 +680,11 @@ impl Ctx<'_> {
             Action::Group(g) => self.group(*g),
             Action::SetQueue(_) => {}
             Action::PushVlan(_) => {
-                self.wc.set_exact(Field::VlanTci);
+                // Untagged: only the tag's absence matters; tagged: the new
+                // tag copies the outer one (1.3.5 §5.12), so all of it.
+                self.wc_or(Field::VlanTci, u128::from(VLAN_CFI));
                 if self.flow.has_vlan() {
+                    self.wc.set_exact(Field::VlanTci);
                     // A second tag: commit and push it now.
                     self.commit();
                     let tci = self.flow.vlan_tci();
@@ -693,7 +696,7 @@ impl Ctx<'_> {
                 }
             }
             Action::PopVlan => {
-                self.wc.set_exact(Field::VlanTci);
+                self.wc_or(Field::VlanTci, u128::from(VLAN_CFI));
                 self.flow.set_vlan_tci(0);
             }
             Action::SetField { field, value } => self.set_field(*field, *value),
@@ -721,6 +724,11 @@ impl Ctx<'_> {
                 self.flow.set_in_port(saved);
             }
         }
+    }
+
+    fn wc_or(&mut self, f: Field, bits: u128) {
+        let cur = self.wc.get(f);
+        self.wc.set(f, cur | bits);
     }
 
     fn set_field(&mut self, field: OxmField, value: u128) {
@@ -769,7 +777,11 @@ impl Ctx<'_> {
         }
         if kf == Field::VlanTci {
             // OVS: set_field on vlan_vid/pcp does nothing without a tag.
-            self.wc.set_exact(Field::VlanTci);
+            // The commit compares with the packet's own tag, if it has one.
+            self.wc_or(Field::VlanTci, u128::from(VLAN_CFI));
+            if self.base.has_vlan() {
+                self.wc.set_exact(Field::VlanTci);
+            }
             if !self.flow.has_vlan() {
                 return;
             }
