@@ -741,8 +741,8 @@ fn credit(credits: &mut Vec<(Rc<Megaflow>, u64, u64)>, f: &Rc<Megaflow>, len: u6
     }
     match credits.iter_mut().find(|(g, _, _)| Rc::ptr_eq(g, f)) {
         Some(e) => {
-            e.1 += 1;
-            e.2 += len;
+            e.1 = e.1.wrapping_add(1);
+            e.2 = e.2.wrapping_add(len);
         }
         None => credits.push((f.clone(), 1, len)),
     }

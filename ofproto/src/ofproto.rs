@@ -263,8 +263,11 @@ impl Ofproto {
     /// Attach the datapath this bridge's handler runs in: meters are
     /// configured there, and meter statistics read from it.
     pub fn attach_datapath(&self, dp: DpHandle) {
-        for (id, m) in self.read().meters() {
-            apply_meter_change(&dp, &MeterChange::Set(id, m.clone()));
+        // Never wait for the forwarding thread while holding the tables
+        // lock: it may be waiting for that lock in an upcall.
+        let meters: Vec<(u32, Meter)> = self.read().meters().map(|(i, m)| (i, m.clone())).collect();
+        for (id, m) in meters {
+            apply_meter_change(&dp, &MeterChange::Set(id, m));
         }
         *lock(&self.dp) = Some(dp);
     }

@@ -49,7 +49,8 @@
 //!
 //! As OVS: at most [`MAX_DEPTH`] nested table lookups (goto, resubmit,
 //! group chaining) and [`MAX_RESUBMITS`] lookups in total; beyond, the
-//! packet is dropped and a warning logged at most once a second. Recursion
+//! packet is dropped and a warning logged at most once a second; so is a
+//! translation producing over [`MAX_DP_ACTIONS`] datapath actions. Recursion
 //! is bounded by the depth counter, so no stack overflow.
 //!
 //! Not modelled: 802.1ad double tagging beyond one tag in the key (a
@@ -80,6 +81,9 @@ use crate::tables::{Group, Rule, Tables, N_TABLES};
 pub const MAX_DEPTH: u32 = 64;
 /// Most lookups per translation (OVS `MAX_RESUBMITS`).
 pub const MAX_RESUBMITS: u32 = 4096;
+/// Most datapath actions one translation may produce (OVS bounds the
+/// datapath action buffer to 64 KiB); beyond, the packet is dropped.
+pub const MAX_DP_ACTIONS: usize = 4096;
 
 /// `ofp_packet_in_reason` values (1.3).
 pub mod packet_in_reason {
@@ -98,6 +102,8 @@ pub enum XlateError {
     TooDeep,
     /// Too many lookups in total.
     TooManyResubmits,
+    /// Too many datapath actions.
+    TooManyActions,
 }
 
 /// The result of a translation.
@@ -667,6 +673,12 @@ impl Ctx<'_> {
     fn do_actions(&mut self, actions: &[Action]) {
         for a in actions {
             if self.exit || self.error.is_some() {
+                return;
+            }
+            if self.actions.len() > MAX_DP_ACTIONS {
+                self.error = Some(XlateError::TooManyActions);
+                warn_rate_limited("over 4096 datapath actions");
+                self.note(">>>> Too many datapath actions; dropping <<<<");
                 return;
             }
             self.note(action_text(a));
