@@ -327,3 +327,45 @@ fn standalone_bridge_switches_and_flow_mod_revalidates() {
     assert!(peers[2].take_sent().is_empty());
     dp.shutdown();
 }
+
+#[test]
+fn group_counters_are_credited() {
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let (dp, peers) = setup(&of, 3);
+    let b = |p: u32| Bucket {
+        weight: 0,
+        watch_port: OFPP_ANY,
+        watch_group: OFPG_ANY,
+        actions: vec![out(p)],
+    };
+    of.handle_group_mod(&GroupMod {
+        command: GroupModCommand::Add,
+        group_type: GroupType::All,
+        group_id: 5,
+        buckets: vec![b(2), b(3)],
+    })
+    .unwrap();
+    of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![Action::Group(5)])))
+        .unwrap();
+    for i in 0..4u16 {
+        peers[0].inject_frame(&udp_frame([1, 1, 1, 1], [2, 2, 2, 2], i, 2));
+    }
+    assert_eq!(wait_sent(&peers[1], 4).len(), 4);
+    assert_eq!(wait_sent(&peers[2], 4).len(), 4);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let g = &of.group_stats(OFPG_ALL)[0];
+        if g.packet_count == 4 || Instant::now() > deadline {
+            assert_eq!(g.packet_count, 4);
+            assert_eq!(
+                g.buckets.iter().map(|b| b.0).collect::<Vec<_>>(),
+                vec![4, 4]
+            );
+            assert_eq!(g.ref_count, 1);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(of.group_desc()[0].buckets.len(), 2);
+    dp.shutdown();
+}

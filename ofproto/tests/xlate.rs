@@ -606,3 +606,94 @@ fn mods_bump_the_handler_generation() {
     up(&st, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
     assert_ne!(h.generation(), g);
 }
+
+#[test]
+fn set_vlan_vid_on_a_tagged_packet() {
+    let of = bridge();
+    let vid = |v: u128| Action::SetField {
+        field: OxmField::VlanVid,
+        value: 0x1000 | v,
+    };
+    of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![vid(30), out(2)])))
+        .unwrap();
+    // Untagged: set_field on the VLAN does nothing (as OVS).
+    let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
+    assert_eq!(u.actions, vec![DpAction::Output(2)]);
+    assert_eq!(u.mask.get(Field::VlanTci), u128::from(VLAN_CFI));
+    // vlan_pcp needs a tag in the match.
+    let tagged = m(&[(OxmField::VlanVid, 0x1000, 0x1000)]);
+    of.handle_flow_mod(&fm(
+        0,
+        5,
+        tagged,
+        apply(vec![
+            vid(30),
+            Action::SetField {
+                field: OxmField::VlanPcp,
+                value: 5,
+            },
+            out(2),
+        ]),
+    ))
+    .unwrap();
+    let u = up(&of, &vlan_udp_frame(10), 1);
+    assert_eq!(
+        u.actions,
+        vec![
+            DpAction::Set(SetAction::VlanVid(30)),
+            DpAction::Set(SetAction::VlanPcp(5)),
+            DpAction::Output(2)
+        ]
+    );
+    assert!(u.mask.is_exact(Field::VlanTci));
+}
+
+#[test]
+fn flow_removed_events_from_delete_and_expiry() {
+    use std::time::{Duration, Instant};
+    let of = bridge();
+    let ev = of.events().unwrap();
+    let mut f = fm(0, 1, m(&[exact(OxmField::InPort, 1)]), apply(vec![out(2)]));
+    f.flags = flow_flags::SEND_FLOW_REM;
+    f.hard_timeout = 1;
+    of.handle_flow_mod(&f).unwrap();
+    f.matcher = m(&[exact(OxmField::InPort, 2)]);
+    f.hard_timeout = 0;
+    of.handle_flow_mod(&f).unwrap();
+    assert_eq!(of.expire(Instant::now()), 0);
+    assert_eq!(of.expire(Instant::now() + Duration::from_secs(2)), 1);
+    match ev.try_recv().unwrap() {
+        xennet_ofproto::OfEvent::FlowRemoved(r) => assert_eq!(r.reason, 1),
+        e => panic!("{e:?}"),
+    }
+    let mut d = fm(OFPTT_ALL, 0, Match::CATCHALL, Instructions::default());
+    d.command = FlowModCommand::Delete;
+    of.handle_flow_mod(&d).unwrap();
+    match ev.try_recv().unwrap() {
+        xennet_ofproto::OfEvent::FlowRemoved(r) => assert_eq!(r.reason, 2),
+        e => panic!("{e:?}"),
+    }
+    assert!(ev.try_recv().is_err());
+}
+
+#[test]
+fn too_many_datapath_actions_drop() {
+    let of = bridge();
+    let b = Bucket {
+        weight: 0,
+        watch_port: OFPP_ANY,
+        watch_group: OFPG_ANY,
+        actions: vec![out(2); 100],
+    };
+    of.handle_group_mod(&GroupMod {
+        command: GroupModCommand::Add,
+        group_type: GroupType::All,
+        group_id: 1,
+        buckets: vec![b; 100],
+    })
+    .unwrap();
+    of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![Action::Group(1)])))
+        .unwrap();
+    let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
+    assert!(u.actions.is_empty());
+}
