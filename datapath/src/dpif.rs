@@ -894,6 +894,111 @@ mod tests {
 }
 
 #[cfg(test)]
+mod userspace_tests {
+    use super::*;
+    use crate::flow::Field;
+    use crate::memport::mem_port;
+    use crate::meter::{BandKind, BandSpec};
+    use crate::port::PortFeatures;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Sends everything to port 2 and to userspace, crediting one counter.
+    struct ToUser {
+        counters: Arc<RuleCounters>,
+        seen: Arc<AtomicU64>,
+    }
+
+    impl UpcallHandler for ToUser {
+        fn upcall(&mut self, _key: &FlowKey, _pkt: &Packet, _ports: &[OfPort]) -> Upcall {
+            let mut mask = FlowMask::default();
+            mask.set_exact(Field::InPort);
+            Upcall {
+                mask,
+                actions: vec![
+                    DpAction::Output(2),
+                    DpAction::Userspace(Userdata {
+                        reason: 1,
+                        ..Userdata::default()
+                    }),
+                ],
+                counters: vec![self.counters.clone()],
+            }
+        }
+
+        fn generation(&self) -> u64 {
+            0
+        }
+
+        fn userspace(&mut self, ud: &Userdata, key: &FlowKey, pkt: &Packet) {
+            assert_eq!(ud.reason, 1);
+            assert_eq!(key.in_port(), pkt.in_port);
+            self.seen.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn wait(cond: impl Fn() -> bool) -> bool {
+        for _ in 0..1000 {
+            if cond() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        false
+    }
+
+    #[test]
+    fn userspace_counters_meters_and_execute() {
+        let counters = Arc::new(RuleCounters::new());
+        let seen = Arc::new(AtomicU64::new(0));
+        let h = ToUser {
+            counters: counters.clone(),
+            seen: seen.clone(),
+        };
+        let dp = Datapath::spawn("u", Box::new(h)).unwrap();
+        let (p1, peer1) = mem_port("p1", PortFeatures::default()).unwrap();
+        let (p2, peer2) = mem_port("p2", PortFeatures::default()).unwrap();
+        dp.add_port(1, Box::new(p1)).unwrap();
+        dp.add_port(2, Box::new(p2)).unwrap();
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        f.resize(60, 0);
+        for _ in 0..10 {
+            peer1.inject_frame(&f);
+        }
+        assert!(wait(|| seen.load(Ordering::SeqCst) == 10));
+        assert!(wait(|| counters.packets() == 10));
+        assert_eq!(counters.bytes(), 600);
+        assert!(counters.used().is_some());
+        assert_eq!(peer2.take_sent().len(), 10);
+
+        // Meters: configure, meter through execute, read back.
+        let spec = MeterSpec {
+            pktps: true,
+            bands: vec![BandSpec {
+                kind: BandKind::Drop,
+                rate: 1,
+                burst: 2,
+            }],
+        };
+        assert!(dp.set_meter(9, spec).unwrap());
+        for _ in 0..5 {
+            dp.execute(
+                Packet::from_slice(&f),
+                vec![DpAction::Meter(9), DpAction::Output(2)],
+            )
+            .unwrap();
+        }
+        let sent = peer2.take_sent().len();
+        assert!((2..5).contains(&sent), "{sent}");
+        let st = dp.meter_stats();
+        assert_eq!(st.len(), 1);
+        assert_eq!(st[0].1.packets, 5);
+        assert!(dp.del_meter(9).unwrap());
+        assert!(!dp.del_meter(9).unwrap());
+        dp.shutdown();
+    }
+}
+
+#[cfg(test)]
 mod assertions {
     fn send_sync<T: Send + Sync>() {}
 
