@@ -344,9 +344,11 @@ impl Ofproto {
     }
 
     /// Remove flows whose timeouts expired at `now` and queue their
-    /// flow-removed messages; returns how many were removed. Call from
-    /// housekeeping about once a second (the upcall handler also tries
-    /// without blocking).
+    /// flow-removed messages; returns how many were removed. The
+    /// connection layer must call it from its housekeeping about once a
+    /// second (timeouts have one-second granularity, as in OpenFlow); the
+    /// forwarding thread never writes the tables. Cheap when no rule has a
+    /// timeout.
     pub fn expire(&self, now: Instant) -> usize {
         let removed = {
             let mut t = self.write();
@@ -363,24 +365,6 @@ impl Ofproto {
         };
         self.send_removed(removed.1);
         removed.0
-    }
-
-    fn try_expire(&self, now: Instant) {
-        let removed = match self.tables.try_write() {
-            Ok(mut t) => {
-                if !t.has_timeouts() {
-                    return;
-                }
-                let before = t.n_rules();
-                let r = t.expire(now);
-                if t.n_rules() != before {
-                    self.bump();
-                }
-                r
-            }
-            Err(_) => return,
-        };
-        self.send_removed(removed);
     }
 
     /// Set fail-open (see the module docs); changes revalidate.
@@ -634,8 +618,9 @@ impl UpcallHandler for Handler {
     }
 
     fn housekeeping(&mut self, now: Instant) {
+        // MAC aging only: flow expiry writes the tables, which the
+        // forwarding thread never does (see `Ofproto::expire`).
         UpcallHandler::housekeeping(&mut *lock(&self.of.normal), now);
-        self.of.try_expire(now);
     }
 
     fn userspace(&mut self, userdata: &Userdata, _key: &FlowKey, pkt: &Packet) {

@@ -240,6 +240,8 @@ pub struct Tables {
     meters: BTreeMap<u32, Meter>,
     max_flows: usize,
     generation: u64,
+    /// Rules with an idle or hard timeout (so expiry can skip the scan).
+    n_timeouts: usize,
 }
 
 impl Default for Tables {
@@ -268,6 +270,7 @@ impl Tables {
             meters: BTreeMap::new(),
             max_flows,
             generation: 0,
+            n_timeouts: 0,
         }
     }
 
@@ -529,6 +532,13 @@ impl Tables {
             modified: now,
             counters,
         });
+        let has_to = |i: u16, h: u16| usize::from(i != 0 || h != 0);
+        if let Some(o) = &old {
+            self.n_timeouts = self
+                .n_timeouts
+                .saturating_sub(has_to(o.idle_timeout, o.hard_timeout));
+        }
+        self.n_timeouts += has_to(fm.idle_timeout, fm.hard_timeout);
         table.cls.insert(&matcher, fm.priority, rule);
         self.bump();
         Ok(FlowModResult {
@@ -641,6 +651,9 @@ impl Tables {
         let mut out = Vec::new();
         for (t, m, p) in sel {
             if let Some(r) = self.tables[*t].cls.remove(m, *p) {
+                if r.idle_timeout != 0 || r.hard_timeout != 0 {
+                    self.n_timeouts = self.n_timeouts.saturating_sub(1);
+                }
                 if r.flags & flow_flags::SEND_FLOW_REM != 0 {
                     out.push(r.removed(reason, now));
                 }
@@ -656,6 +669,9 @@ impl Tables {
     /// `rule_expire`); returns the `FLOW_REMOVED`s to send. Call about
     /// once a second.
     pub fn expire(&mut self, now: Instant) -> Vec<FlowRemoved> {
+        if self.n_timeouts == 0 {
+            return Vec::new();
+        }
         let mut sel_idle = Vec::new();
         let mut sel_hard = Vec::new();
         for (t, table) in self.tables.iter().enumerate() {
@@ -681,11 +697,7 @@ impl Tables {
 
     /// Whether any rule has a timeout (so [`Tables::expire`] has work).
     pub fn has_timeouts(&self) -> bool {
-        self.tables.iter().any(|t| {
-            t.cls
-                .iter()
-                .any(|r| r.value.idle_timeout != 0 || r.value.hard_timeout != 0)
-        })
+        self.n_timeouts > 0
     }
 
     // ----- groups -----
