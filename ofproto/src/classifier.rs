@@ -297,13 +297,13 @@ impl<T> Classifier<T> {
         self.iter().filter(move |r| match_within(&r.matcher, &o))
     }
 
-    /// Whether a rule of priority `priority` other than one with exactly
-    /// `matcher` could match a packet `matcher` matches
-    /// (`OFPFF_CHECK_OVERLAP`, OVS `classifier_rule_overlaps`).
+    /// Whether a rule of priority `priority` could match a packet that
+    /// `matcher` matches (`OFPFF_CHECK_OVERLAP`, OpenFlow 1.3.5 §6.4; OVS
+    /// `classifier_rule_overlaps`). A rule with the identical match counts.
     pub fn overlaps(&self, matcher: &Match, priority: u16) -> bool {
         let m = normalize(matcher);
         self.iter()
-            .any(|r| r.priority == priority && r.matcher != m && matches_overlap(&r.matcher, &m))
+            .any(|r| r.priority == priority && matches_overlap(&r.matcher, &m))
     }
 }
 

@@ -74,7 +74,10 @@ fn check_overlap() {
     let mut g = fm(0, 10, in_port(2), apply(vec![out(3)]));
     g.flags = flow_flags::CHECK_OVERLAP;
     t.apply_flow_mod(&g, now).unwrap();
-    // Identical match and priority is a replacement, not an overlap.
+    // An identical flow overlaps too (as OVS); without the flag it is a
+    // replacement.
+    assert_eq!(t.apply_flow_mod(&g, now).err(), Some(OfError::OVERLAP));
+    g.flags = 0;
     t.apply_flow_mod(&g, now).unwrap();
     assert_eq!(t.n_rules(), 3);
 }
