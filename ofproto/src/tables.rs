@@ -428,7 +428,10 @@ impl Tables {
         ins: &Instructions,
     ) -> Result<(), OfError> {
         if let Some(t) = ins.goto_table {
-            if t <= table_id || usize::from(t) >= N_TABLES {
+            // With OFPTT_ALL (modify in every table) only the range is
+            // checked, as OVS; translation ignores backward gotos.
+            let backward = table_id != OFPTT_ALL && t <= table_id;
+            if backward || usize::from(t) >= N_TABLES {
                 return Err(OfError::BAD_INST_TABLE_ID);
             }
         }
@@ -485,9 +488,7 @@ impl Tables {
             }
             FlowModCommand::Modify | FlowModCommand::ModifyStrict => {
                 let strict = fm.command == FlowModCommand::ModifyStrict;
-                for t in Self::table_range(fm.table_id) {
-                    self.check_instructions(t as u8, &matcher, &fm.instructions)?;
-                }
+                self.check_instructions(fm.table_id, &matcher, &fm.instructions)?;
                 Ok(self.modify_flows(fm, &matcher, strict, now))
             }
             FlowModCommand::Delete | FlowModCommand::DeleteStrict => {
