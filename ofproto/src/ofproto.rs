@@ -42,19 +42,25 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use std::time::Instant;
 
 use xennet_datapath::flow::extract;
-use xennet_datapath::meter::{BandKind, BandSpec, MeterSpec};
+use xennet_datapath::meter::{BandKind, BandSpec, MeterSpec, MAX_BANDS, MAX_METERS};
 use xennet_datapath::{DpHandle, FlowKey, OfPort, Packet, Upcall, UpcallHandler, Userdata};
 use xennet_openflow::model::{
     meter_flags, Action, FlowMod, FlowModCommand, FlowRemoved, FlowStats, FlowStatsRequest,
-    GroupDesc, GroupMod, GroupStats, Instructions, Match, MeterBandKind, MeterConfig, MeterMod,
-    MeterStats, PacketIn, PacketOut, TableStats, OFPCML_NO_BUFFER, OFPG_ANY, OFPM_ALL, OFPP_ANY,
-    OFPP_CONTROLLER, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL,
+    GroupDesc, GroupFeatures, GroupMod, GroupStats, Instructions, Match, MeterBandKind,
+    MeterConfig, MeterFeatures, MeterMod, MeterStats, MpReply, MpRequest, PacketIn, PacketOut,
+    TableStats, OFPCML_NO_BUFFER, OFPG_ANY, OFPM_ALL, OFPP_ANY, OFPP_CONTROLLER, OFPP_LOCAL,
+    OFPP_MAX, OFPP_NORMAL,
 };
 use xennet_openflow::OfError;
 
 use crate::normal::{FdbHandle, Normal};
-use crate::tables::{Meter, MeterChange, Tables};
+use crate::tables::{Meter, MeterChange, Tables, MAX_GROUPS};
 use crate::xlate::{self, XlateIn};
+
+/// Action types translation supports, as an `OFPAT_*` bitmap: output,
+/// push/pop VLAN, set-queue, group, set/dec NW TTL, set-field.
+const SUPPORTED_ACTIONS: u32 =
+    (1 << 0) | (1 << 17) | (1 << 18) | (1 << 21) | (1 << 22) | (1 << 23) | (1 << 24) | (1 << 25);
 
 /// Depth of the asynchronous event queue.
 pub const EVENT_QUEUE: usize = 1024;
@@ -341,6 +347,71 @@ impl Ofproto {
                 }
             })
             .collect()
+    }
+
+    /// `OFPMP_GROUP_FEATURES`: all four group types, weights, liveness,
+    /// chaining with checks; the actions translation supports.
+    pub fn group_features(&self) -> GroupFeatures {
+        let max = u32::try_from(MAX_GROUPS).unwrap_or(u32::MAX);
+        GroupFeatures {
+            types: 0xf,
+            capabilities: 0xf,
+            max_groups: [max; 4],
+            actions: [SUPPORTED_ACTIONS; 4],
+        }
+    }
+
+    /// `OFPMP_METER_FEATURES`: drop and DSCP-remark bands, kbit/s and
+    /// packet/s, burst and stats.
+    pub fn meter_features(&self) -> MeterFeatures {
+        MeterFeatures {
+            max_meter: u32::try_from(MAX_METERS).unwrap_or(u32::MAX),
+            band_types: (1 << 1) | (1 << 2),
+            capabilities: u32::from(
+                meter_flags::KBPS | meter_flags::PKTPS | meter_flags::BURST | meter_flags::STATS,
+            ),
+            max_bands: u8::try_from(MAX_BANDS).unwrap_or(u8::MAX),
+            max_color: 0,
+        }
+    }
+
+    /// Answer the multipart requests that concern the pipeline (flow,
+    /// aggregate, table, group, group-desc, group-features, meter,
+    /// meter-config, meter-features and their Nicira flow/aggregate
+    /// forms); `None` for the ones the connection layer answers itself
+    /// (desc, ports, port-desc, queues, table-features).
+    pub fn multipart(&self, req: &MpRequest) -> Option<Result<MpReply, OfError>> {
+        Some(match req {
+            MpRequest::Flow(r) => self.flow_stats(r).map(MpReply::Flow),
+            MpRequest::NxFlow(r) => self.flow_stats(r).map(MpReply::NxFlow),
+            MpRequest::Aggregate(r) => {
+                self.aggregate_stats(r).map(|(p, b, f)| MpReply::Aggregate {
+                    packet_count: p,
+                    byte_count: b,
+                    flow_count: f,
+                })
+            }
+            MpRequest::NxAggregate(r) => {
+                self.aggregate_stats(r)
+                    .map(|(p, b, f)| MpReply::NxAggregate {
+                        packet_count: p,
+                        byte_count: b,
+                        flow_count: f,
+                    })
+            }
+            MpRequest::Table => Ok(MpReply::Table(self.table_stats())),
+            MpRequest::Group(g) => Ok(MpReply::Group(self.group_stats(*g))),
+            MpRequest::GroupDesc => Ok(MpReply::GroupDesc(self.group_desc())),
+            MpRequest::GroupFeatures => Ok(MpReply::GroupFeatures(self.group_features())),
+            MpRequest::Meter(m) => Ok(MpReply::Meter(self.meter_stats(*m))),
+            MpRequest::MeterConfig(m) => Ok(MpReply::MeterConfig(self.meter_config(*m))),
+            MpRequest::MeterFeatures => Ok(MpReply::MeterFeatures(self.meter_features())),
+            MpRequest::Desc
+            | MpRequest::TableFeatures(_)
+            | MpRequest::PortStats(_)
+            | MpRequest::PortDesc
+            | MpRequest::Queue { .. } => return None,
+        })
     }
 
     /// Remove flows whose timeouts expired at `now` and queue their

@@ -532,3 +532,39 @@ fn generation_bumps_on_every_change() {
     .unwrap();
     assert_ne!(g2, t.generation());
 }
+
+#[test]
+fn multipart_dispatch() {
+    use xennet_ofproto::{FailMode, Ofproto};
+    let of = Ofproto::new("br0", 1, FailMode::Standalone);
+    match of.multipart(&MpRequest::Flow(stats_all())) {
+        Some(Ok(MpReply::Flow(v))) => {
+            assert_eq!(v.len(), 1, "the standalone NORMAL flow");
+            assert_eq!(v[0].priority, 0);
+        }
+        r => panic!("{r:?}"),
+    }
+    match of.multipart(&MpRequest::Aggregate(stats_all())) {
+        Some(Ok(MpReply::Aggregate { flow_count, .. })) => assert_eq!(flow_count, 1),
+        r => panic!("{r:?}"),
+    }
+    let mut bad = stats_all();
+    bad.table_id = 254;
+    assert_eq!(
+        of.multipart(&MpRequest::Flow(bad)),
+        Some(Err(OfError::BAD_TABLE_ID))
+    );
+    assert!(matches!(
+        of.multipart(&MpRequest::Table),
+        Some(Ok(MpReply::Table(t))) if t.len() == 254
+    ));
+    assert!(matches!(
+        of.multipart(&MpRequest::MeterFeatures),
+        Some(Ok(MpReply::MeterFeatures(f))) if f.band_types == 6
+    ));
+    assert!(matches!(
+        of.multipart(&MpRequest::GroupFeatures),
+        Some(Ok(MpReply::GroupFeatures(_)))
+    ));
+    assert!(of.multipart(&MpRequest::PortDesc).is_none());
+}
