@@ -286,6 +286,45 @@ impl Ofproto {
         self.read().flow_stats(req, Instant::now())
     }
 
+    /// Every flow in `ovs-ofctl dump-flows` style, one per line:
+    /// ` cookie=0x0, duration=1.5s, table=0, n_packets=0, n_bytes=0,
+    /// priority=0 actions=NORMAL` (tables in order, priority high first).
+    pub fn dump_flows(&self) -> String {
+        let req = FlowStatsRequest {
+            table_id: xennet_openflow::model::OFPTT_ALL,
+            out_port: OFPP_ANY,
+            out_group: OFPG_ANY,
+            cookie: 0,
+            cookie_mask: 0,
+            matcher: Match::CATCHALL,
+        };
+        let mut out = String::new();
+        for f in self.flow_stats(&req).unwrap_or_default() {
+            let m = xlate::match_text(&f.matcher);
+            let sep = if m.is_empty() { "" } else { "," };
+            let mut timeouts = String::new();
+            if f.idle_timeout != 0 {
+                timeouts.push_str(&format!("idle_timeout={}, ", f.idle_timeout));
+            }
+            if f.hard_timeout != 0 {
+                timeouts.push_str(&format!("hard_timeout={}, ", f.hard_timeout));
+            }
+            out.push_str(&format!(
+                " cookie={:#x}, duration={}.{:03}s, table={}, n_packets={}, n_bytes={}, {}priority={}{sep}{m} actions={}\n",
+                f.cookie,
+                f.duration_sec,
+                f.duration_nsec / 1_000_000,
+                f.table_id,
+                f.packet_count,
+                f.byte_count,
+                timeouts,
+                f.priority,
+                xlate::instructions_text(&f.instructions),
+            ));
+        }
+        out
+    }
+
     /// `OFPMP_AGGREGATE`: `(packet_count, byte_count, flow_count)`.
     ///
     /// # Errors

@@ -697,3 +697,41 @@ fn too_many_datapath_actions_drop() {
     let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
     assert!(u.actions.is_empty());
 }
+
+#[test]
+fn dump_flows_text() {
+    let of = Ofproto::new("br0", 1, FailMode::Standalone);
+    let mut f = fm(
+        1,
+        100,
+        m(&[exact(OxmField::InPort, 1), exact(OxmField::EthType, 0x0800)]),
+        Instructions {
+            apply: Some(vec![
+                out(2),
+                Action::Output {
+                    port: OFPP_CONTROLLER,
+                    max_len: 128,
+                },
+            ]),
+            goto_table: Some(2),
+            ..Instructions::default()
+        },
+    );
+    f.cookie = 0x10;
+    f.idle_timeout = 60;
+    of.handle_flow_mod(&f).unwrap();
+    let d = of.dump_flows();
+    let lines: Vec<&str> = d.lines().collect();
+    assert_eq!(lines.len(), 2, "{d}");
+    assert!(lines[0].starts_with(" cookie=0x0, duration="), "{d}");
+    assert!(
+        lines[0].ends_with("table=0, n_packets=0, n_bytes=0, priority=0 actions=NORMAL"),
+        "{d}"
+    );
+    assert!(
+        lines[1].ends_with(
+            "table=1, n_packets=0, n_bytes=0, idle_timeout=60, priority=100,in_port=1,dl_type=0x0800 actions=output:2,CONTROLLER:128,goto_table:2"
+        ),
+        "{d}"
+    );
+}
