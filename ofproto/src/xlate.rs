@@ -9,7 +9,8 @@
 //!   goto-table. With no goto-table the pipeline ends and the action set
 //!   runs in the 1.3 order (§5.10): pop VLAN, push VLAN, dec TTL / set TTL,
 //!   set-field, set-queue, then group, else output.
-//! - A table miss ends the pipeline: in 1.3 the packet is dropped (a
+//! - A table miss ends the pipeline: in 1.3 the packet is dropped, the
+//!   action set discarded (a
 //!   bridge in standalone fail mode has a `priority=0 actions=NORMAL`
 //!   flow; fail-open is handled by [`crate::Ofproto`]).
 //! - Apply-actions run in order against a working copy of the key (`flow`);
@@ -264,7 +265,7 @@ pub fn xlate(input: XlateIn<'_>, key: &FlowKey) -> (XlateOut, Option<String>) {
     if matches!(key.dl_type(), 0x0800 | 0x86dd) {
         ctx.wc.set_exact(Field::NwFrag);
     }
-    ctx.run_table(0);
+    ctx.run_table(0, false);
     ctx.finish();
     ctx.out()
 }
@@ -569,8 +570,10 @@ impl Ctx<'_> {
         true
     }
 
-    /// Look up `table` and run the matched rule's instructions.
-    fn run_table(&mut self, table: u8) {
+    /// Look up `table` and run the matched rule's instructions. A miss
+    /// in the pipeline proper (table 0, goto) drops the packet: the action
+    /// set is discarded (1.3.5 §5.4); a miss in a resubmit just returns.
+    fn run_table(&mut self, table: u8, resubmit: bool) {
         if usize::from(table) >= N_TABLES || !self.enter() {
             return;
         }
@@ -595,6 +598,9 @@ impl Ctx<'_> {
                 self.indent += 4;
                 self.note("drop");
                 self.indent -= 4;
+                if !resubmit {
+                    self.action_set = ActionSet::default();
+                }
             }
             Some(r) => {
                 let rule = r.value.clone();
@@ -650,7 +656,7 @@ impl Ctx<'_> {
         if let Some(t) = ins.goto_table {
             if t > table {
                 self.note(format_args!("goto_table:{t}"));
-                self.run_table(t);
+                self.run_table(t, false);
             }
         }
     }
@@ -731,7 +737,7 @@ impl Ctx<'_> {
                     self.flow.set_in_port(*in_port);
                 }
                 self.indent += 4;
-                self.run_table(t);
+                self.run_table(t, true);
                 self.indent -= 4;
                 self.flow.set_in_port(saved);
             }
@@ -1024,7 +1030,7 @@ impl Ctx<'_> {
                 if self.rule.is_none() {
                     let saved = std::mem::take(&mut self.action_set);
                     self.indent += 4;
-                    self.run_table(0);
+                    self.run_table(0, false);
                     self.finish();
                     self.indent -= 4;
                     self.action_set = saved;

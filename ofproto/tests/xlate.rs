@@ -735,3 +735,29 @@ fn dump_flows_text() {
         "{d}"
     );
 }
+
+#[test]
+fn goto_into_a_miss_discards_the_action_set() {
+    let of = bridge();
+    let ins = Instructions {
+        apply: Some(vec![out(4)]),
+        write: Some(vec![out(2)]),
+        goto_table: Some(1),
+        ..Instructions::default()
+    };
+    of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, ins)).unwrap();
+    of.handle_flow_mod(&fm(
+        1,
+        1,
+        m(&[exact(OxmField::InPort, 3)]),
+        Instructions::default(),
+    ))
+    .unwrap();
+    // In port 3: table 1 matches (empty instructions), the set runs.
+    let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 3);
+    assert_eq!(outputs(&u), vec![4, 2]);
+    // In port 1: table 1 misses, the apply output already happened, the
+    // set is dropped.
+    let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
+    assert_eq!(outputs(&u), vec![4]);
+}
