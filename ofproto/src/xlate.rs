@@ -499,7 +499,11 @@ fn is_table_miss(r: &Rule) -> bool {
 
 impl Ctx<'_> {
     fn out(self) -> (XlateOut, Option<String>) {
-        let megaflow = self.flow_key_masked();
+        let megaflow = if self.trace.is_some() {
+            self.flow_key_masked()
+        } else {
+            String::new()
+        };
         let mut actions = self.actions;
         let mut counters = self.counters;
         if self.error.is_some() {
@@ -604,16 +608,18 @@ impl Ctx<'_> {
             }
             Some(r) => {
                 let rule = r.value.clone();
-                let m = match_text(&rule.matcher);
-                if m.is_empty() {
-                    self.note(format_args!("{table:>2}. priority {}", rule.priority));
-                } else {
-                    self.note(format_args!("{table:>2}. {m}, priority {}", rule.priority));
-                }
-                if rule.cookie != 0 {
-                    self.indent += 4;
-                    self.note(format_args!("cookie={:#x}", rule.cookie));
-                    self.indent -= 4;
+                if self.trace.is_some() {
+                    let m = match_text(&rule.matcher);
+                    if m.is_empty() {
+                        self.note(format_args!("{table:>2}. priority {}", rule.priority));
+                    } else {
+                        self.note(format_args!("{table:>2}. {m}, priority {}", rule.priority));
+                    }
+                    if rule.cookie != 0 {
+                        self.indent += 4;
+                        self.note(format_args!("cookie={:#x}", rule.cookie));
+                        self.indent -= 4;
+                    }
                 }
                 self.counters.push(rule.counters.clone());
                 self.rule = Some(rule.clone());
@@ -643,8 +649,10 @@ impl Ctx<'_> {
             self.action_set = ActionSet::default();
         }
         if let Some(w) = &ins.write {
-            let inner: Vec<String> = w.iter().map(action_text).collect();
-            self.note(format_args!("write_actions({})", inner.join(",")));
+            if self.trace.is_some() {
+                let inner: Vec<String> = w.iter().map(action_text).collect();
+                self.note(format_args!("write_actions({})", inner.join(",")));
+            }
             for a in w {
                 self.action_set.write(a);
             }
@@ -687,7 +695,9 @@ impl Ctx<'_> {
                 self.note(">>>> Too many datapath actions; dropping <<<<");
                 return;
             }
-            self.note(action_text(a));
+            if self.trace.is_some() {
+                self.note(action_text(a));
+            }
             self.do_action(a);
         }
     }
