@@ -230,6 +230,9 @@ struct Ctx<'a> {
     rule: Option<Arc<Rule>>,
     exit: bool,
     error: Option<XlateError>,
+    /// A VLAN action changed `flow`'s tag: commits then compare it with
+    /// the packet's, which reads the packet's TCI.
+    vlan_touched: bool,
 }
 
 /// Translate `key` through the pipeline starting at `table` (0 for
@@ -258,6 +261,7 @@ pub fn xlate(input: XlateIn<'_>, key: &FlowKey) -> (XlateOut, Option<String>) {
         rule: None,
         exit: false,
         error: None,
+        vlan_touched: false,
     };
     // As OVS `xlate_wc_init`: in_port and dl_type are always examined,
     // and for IP the fragment bits.
@@ -300,6 +304,7 @@ pub fn xlate_actions(
         rule: None,
         exit: false,
         error: None,
+        vlan_touched: false,
     };
     ctx.do_actions(actions);
     ctx.finish();
@@ -711,6 +716,7 @@ impl Ctx<'_> {
                 // Untagged: only the tag's absence matters; tagged: the new
                 // tag copies the outer one (1.3.5 §5.12), so all of it.
                 self.wc_or(Field::VlanTci, u128::from(VLAN_CFI));
+                self.vlan_touched = true;
                 if self.flow.has_vlan() {
                     self.wc.set_exact(Field::VlanTci);
                     // A second tag: commit and push it now.
@@ -725,6 +731,7 @@ impl Ctx<'_> {
             }
             Action::PopVlan => {
                 self.wc_or(Field::VlanTci, u128::from(VLAN_CFI));
+                self.vlan_touched = true;
                 self.flow.set_vlan_tci(0);
             }
             Action::SetField { field, value } => self.set_field(*field, *value),
@@ -813,6 +820,7 @@ impl Ctx<'_> {
             if !self.flow.has_vlan() {
                 return;
             }
+            self.vlan_touched = true;
             let tci = self.flow.vlan_tci();
             let tci = if field == VlanVid {
                 (tci & !VLAN_VID_MASK) | (value as u16 & VLAN_VID_MASK)
@@ -875,6 +883,9 @@ impl Ctx<'_> {
             (true, false) => self.actions.push(DpAction::PopVlan),
             (false, true) => self.actions.push(DpAction::PushVlan { tci: f.vlan_tci() }),
             (true, true) => {
+                if self.vlan_touched {
+                    self.wc.set_exact(Field::VlanTci);
+                }
                 if b.vlan_vid() != f.vlan_vid() {
                     push(&mut self.actions, SetAction::VlanVid(f.vlan_vid()));
                 }
