@@ -25,8 +25,9 @@ fn arb_match() -> impl Strategy<Value = Match> {
         proptest::option::of(prop_oneof![Just(None), (0u16..3).prop_map(Some)]),
         proptest::option::weighted(0.3, 0u8..3),
         proptest::option::of((0u64..3, 0u64..4)),
+        0u8..3,
     )
-        .prop_map(|(inp, dst, ip, vlan, tp, md)| {
+        .prop_map(|(inp, dst, ip, vlan, tp, md, kind)| {
             let mut m = Match::CATCHALL;
             if let Some(p) = inp {
                 m.set_field(OxmField::InPort, p.into(), 0xffff_ffff)
@@ -49,15 +50,28 @@ fn arb_match() -> impl Strategy<Value = Match> {
                 }
             }
             if ip.is_some() || tp.is_some() {
-                m.set_field(OxmField::EthType, 0x0800, 0xffff).unwrap();
-                m.set_field(OxmField::IpProto, 17, 0xff).unwrap();
+                // kind: 0 IPv4/UDP, 1 IPv4/TCP, 2 IPv6/UDP.
+                let v6 = kind == 2;
+                let ty = if v6 { 0x86dd } else { 0x0800 };
+                let proto = if kind == 1 { 6 } else { 17 };
+                m.set_field(OxmField::EthType, ty, 0xffff).unwrap();
+                m.set_field(OxmField::IpProto, proto, 0xff).unwrap();
                 if let Some(i) = ip {
-                    m.set_field(OxmField::Ipv4Dst, 0x0a00_0000 | u128::from(i), 0xffff_ffff)
-                        .unwrap();
+                    if v6 {
+                        let a = (0xfe80u128 << 112) | u128::from(i);
+                        m.set_field(OxmField::Ipv6Dst, a, u128::MAX).unwrap();
+                    } else {
+                        m.set_field(OxmField::Ipv4Dst, 0x0a00_0000 | u128::from(i), 0xffff_ffff)
+                            .unwrap();
+                    }
                 }
                 if let Some(t) = tp {
-                    m.set_field(OxmField::UdpDst, u128::from(t), 0xffff)
-                        .unwrap();
+                    let f = if kind == 1 {
+                        OxmField::TcpDst
+                    } else {
+                        OxmField::UdpDst
+                    };
+                    m.set_field(f, u128::from(t), 0xffff).unwrap();
                 }
             }
             if let Some((v, mk)) = md {
@@ -96,6 +110,19 @@ fn arb_action() -> impl Strategy<Value = Action> {
             value: u128::from(t)
         }),
         Just(Action::DecNwTtl),
+        (0u8..3).prop_map(Action::SetNwTtl),
+        (0u8..3).prop_map(|d| Action::SetField {
+            field: OxmField::IpDscp,
+            value: u128::from(d)
+        }),
+        (0u8..3).prop_map(|t| Action::SetField {
+            field: OxmField::TcpDst,
+            value: u128::from(t)
+        }),
+        (0u8..3).prop_map(|i| Action::SetField {
+            field: OxmField::Ipv6Dst,
+            value: (0xfe80u128 << 112) | u128::from(i)
+        }),
         Just(Action::Group(1)),
         Just(Action::Group(2)),
         Just(Action::Group(3)),
@@ -138,22 +165,39 @@ fn arb_key() -> impl Strategy<Value = Vec<u8>> {
         prop_oneof![Just(None), (0u16..3).prop_map(Some)],
         0u8..3,
         any::<u16>(),
+        0u8..3,
     )
-        .prop_map(|(inp, dst, ip, tp, vlan, ttl, sport)| {
+        .prop_map(|(inp, dst, ip, tp, vlan, ttl, sport, kind)| {
             let mut v = Vec::new();
             let b = etherparse::PacketBuilder::ethernet2(MAC1, [0x50, 0x54, 0, 0, 0, dst]);
+            let (src6, dst6) = (
+                [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, ip],
+            );
+            macro_rules! finish {
+                ($b:expr) => {
+                    match kind {
+                        0 => $b
+                            .ipv4([10, 0, 1, 1], [10, 0, 0, ip], ttl)
+                            .udp(sport, u16::from(tp))
+                            .write(&mut v, b"x")
+                            .unwrap(),
+                        1 => $b
+                            .ipv4([10, 0, 1, 1], [10, 0, 0, ip], ttl)
+                            .tcp(sport, u16::from(tp), 1, 100)
+                            .write(&mut v, b"x")
+                            .unwrap(),
+                        _ => $b
+                            .ipv6(src6, dst6, ttl)
+                            .udp(sport, u16::from(tp))
+                            .write(&mut v, b"x")
+                            .unwrap(),
+                    }
+                };
+            }
             match vlan {
-                Some(vid) => b
-                    .single_vlan(etherparse::VlanId::try_new(vid).unwrap())
-                    .ipv4([10, 0, 1, 1], [10, 0, 0, ip], ttl)
-                    .udp(sport, u16::from(tp))
-                    .write(&mut v, b"x")
-                    .unwrap(),
-                None => b
-                    .ipv4([10, 0, 1, 1], [10, 0, 0, ip], ttl)
-                    .udp(sport, u16::from(tp))
-                    .write(&mut v, b"x")
-                    .unwrap(),
+                Some(vid) => finish!(b.single_vlan(etherparse::VlanId::try_new(vid).unwrap())),
+                None => finish!(b),
             }
             let mut out = inp.to_be_bytes().to_vec();
             out.extend(v);
