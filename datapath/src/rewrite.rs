@@ -698,6 +698,70 @@ mod tests {
     }
 
     #[test]
+    fn icmp_and_arp() {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .icmpv4_echo_request(7, 1)
+            .write(&mut v, b"ping")
+            .unwrap();
+        let mut p = Packet::from_slice(&v);
+        assert!(apply(&mut p, &SetAction::IcmpType(0)));
+        assert!(apply(&mut p, &SetAction::IcmpCode(3)));
+        assert!(!apply(&mut p, &SetAction::TpSrc { proto: 17, port: 1 }));
+        let d = p.data();
+        assert_eq!((d[34], d[35]), (0, 3));
+        assert_eq!(csum::checksum(&d[34..]), 0, "ICMP checksum");
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6(
+                [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+                64,
+            )
+            .icmpv6_echo_request(7, 1)
+            .write(&mut v, b"ping")
+            .unwrap();
+        let mut p = Packet::from_slice(&v);
+        assert!(apply(
+            &mut p,
+            &SetAction::Ipv6Src([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9])
+        ));
+        assert!(apply(&mut p, &SetAction::IcmpType(129)));
+        let s = SlicedPacket::from_ethernet(p.data()).unwrap();
+        match s.transport {
+            Some(etherparse::TransportSlice::Icmpv6(i)) => {
+                let Some(etherparse::NetSlice::Ipv6(ip)) = &s.net else {
+                    panic!()
+                };
+                let h = ip.header();
+                let want = i
+                    .icmp_type()
+                    .calc_checksum(h.source(), h.destination(), i.payload())
+                    .unwrap();
+                assert_eq!(i.checksum(), want);
+                assert_eq!(i.type_u8(), 129);
+            }
+            _ => panic!(),
+        }
+        // ARP.
+        let mut a = vec![0xffu8; 6];
+        a.extend([2, 0, 0, 0, 0, 1, 0x08, 0x06]);
+        a.extend([
+            0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0, 2,
+        ]);
+        let mut p = Packet::from_slice(&a);
+        assert!(apply(&mut p, &SetAction::ArpOp(2)));
+        assert!(apply(&mut p, &SetAction::ArpSpa([1, 2, 3, 4])));
+        assert!(apply(&mut p, &SetAction::ArpTpa([5, 6, 7, 8])));
+        assert!(!apply(&mut p, &SetAction::Ipv4Src([1, 1, 1, 1])));
+        let d = p.data();
+        assert_eq!(&d[20..22], &[0, 2]);
+        assert_eq!(&d[28..32], &[1, 2, 3, 4]);
+        assert_eq!(&d[38..42], &[5, 6, 7, 8]);
+    }
+
+    #[test]
     fn crc32c_check_value() {
         assert_eq!(crc32c(b"123456789"), 0xe306_9283);
     }
