@@ -762,6 +762,35 @@ mod tests {
     }
 
     #[test]
+    fn sctp_port_rewrite_recomputes_crc32c() {
+        let mut sctp = vec![0x13, 0x88, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0];
+        sctp.extend([1, 0, 0, 8, 0xde, 0xad, 0xbe, 0xef]);
+        let c = crc32c(&sctp);
+        sctp[8..12].copy_from_slice(&c.to_le_bytes());
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .write(&mut v, etherparse::IpNumber(132), &sctp)
+            .unwrap();
+        let mut p = Packet::from_slice(&v);
+        assert!(apply(
+            &mut p,
+            &SetAction::TpDst {
+                proto: 132,
+                port: 443
+            }
+        ));
+        assert!(apply(&mut p, &SetAction::Ipv4Dst([9, 9, 9, 9])));
+        let d = p.data();
+        assert!(ipv4_ok(d));
+        let l4 = &d[34..];
+        assert_eq!(&l4[2..4], &443u16.to_be_bytes());
+        let mut z = l4.to_vec();
+        z[8..12].fill(0);
+        assert_eq!(&l4[8..12], &crc32c(&z).to_le_bytes());
+    }
+
+    #[test]
     fn crc32c_check_value() {
         assert_eq!(crc32c(b"123456789"), 0xe306_9283);
     }
