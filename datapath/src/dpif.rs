@@ -20,7 +20,10 @@
 //!
 //! Whenever [`UpcallHandler::generation`] changes, or a port is added,
 //! removed or disabled, the whole megaflow cache is flushed; the next
-//! packet of each flow is translated again.
+//! packet of each flow is translated again. A translation during which
+//! the generation changed is used for its packet but not installed (it
+//! may have read the old state), so a megaflow never outlives the state
+//! it was computed from.
 //!
 //! # Control
 //!
@@ -628,6 +631,7 @@ impl Fwd {
                     }
                     None => {
                         self.upcalls += 1;
+                        let before = self.handler.generation();
                         let up = self.handler.upcall(&key, pkt, &self.enabled);
                         let acts: Arc<[DpAction]> = Arc::from(up.actions);
                         let counters: Arc<[Arc<RuleCounters>]> = Arc::from(up.counters);
@@ -638,7 +642,11 @@ impl Fwd {
                             // Credits refer to flushed megaflows: pay now.
                             pay_credits(&mut self.credits, now);
                         }
-                        if self.cache.len() < FLOW_LIMIT {
+                        // A change during the upcall (a flow-mod racing
+                        // with translation, or the handler's own learning)
+                        // may make this translation stale: use it for this
+                        // packet only; the next packet translates again.
+                        if g == before && self.cache.len() < FLOW_LIMIT {
                             let f = self.cache.insert_with_counters(
                                 &key,
                                 &up.mask,
