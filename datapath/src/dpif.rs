@@ -1007,6 +1007,82 @@ mod userspace_tests {
 }
 
 #[cfg(test)]
+mod stale_tests {
+    use super::*;
+    use crate::flow::Field;
+    use crate::memport::mem_port;
+    use crate::port::PortFeatures;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Its first translation races with a state change.
+    struct Racy {
+        gen: Arc<AtomicU64>,
+        calls: u64,
+    }
+
+    impl UpcallHandler for Racy {
+        fn upcall(&mut self, _key: &FlowKey, _pkt: &Packet, _ports: &[OfPort]) -> Upcall {
+            self.calls += 1;
+            if self.calls == 1 {
+                self.gen.fetch_add(1, Ordering::SeqCst);
+            }
+            let mut mask = FlowMask::default();
+            mask.set_exact(Field::InPort);
+            Upcall {
+                mask,
+                actions: vec![DpAction::Output(2)],
+                counters: Vec::new(),
+            }
+        }
+
+        fn generation(&self) -> u64 {
+            self.gen.load(Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn translation_racing_a_change_is_not_installed() {
+        let gen = Arc::new(AtomicU64::new(0));
+        let dp = Datapath::spawn("r", Box::new(Racy { gen, calls: 0 })).unwrap();
+        let (p1, peer1) = mem_port("p1", PortFeatures::default()).unwrap();
+        let (p2, peer2) = mem_port("p2", PortFeatures::default()).unwrap();
+        dp.add_port(1, Box::new(p1)).unwrap();
+        dp.add_port(2, Box::new(p2)).unwrap();
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        f.resize(60, 0);
+        peer1.inject_frame(&f);
+        for _ in 0..1000 {
+            if dp.stats().upcalls == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Forwarded, but not cached.
+        let s = dp.stats();
+        assert_eq!((s.upcalls, s.n_flows), (1, 0));
+        peer1.inject_frame(&f);
+        for _ in 0..1000 {
+            if dp.stats().n_flows == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let s = dp.stats();
+        assert_eq!((s.upcalls, s.n_flows), (2, 1));
+        let mut sent = 0;
+        for _ in 0..1000 {
+            sent += peer2.take_sent().len();
+            if sent == 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(sent, 2);
+        dp.shutdown();
+    }
+}
+
+#[cfg(test)]
 mod assertions {
     fn send_sync<T: Send + Sync>() {}
 
