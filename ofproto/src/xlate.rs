@@ -235,8 +235,9 @@ struct Ctx<'a> {
     vlan_touched: bool,
 }
 
-/// Translate `key` through the pipeline starting at `table` (0 for
-/// packets; packet-out with `OFPP_TABLE` too).
+/// Translate `key` through the pipeline from table 0 (OVS `xlate_actions`):
+/// the megaflow (mask, datapath actions, counters to credit) and, if
+/// `input.trace`, the `ofproto/trace` text.
 pub fn xlate(input: XlateIn<'_>, key: &FlowKey) -> (XlateOut, Option<String>) {
     let mut ctx = Ctx {
         tables: input.tables,
