@@ -4,20 +4,26 @@
 //! executed by `odp_execute_actions` / `dp_netdev_execute_actions`). The
 //! forwarding thread groups the packets of a batch by action list and runs
 //! each group through an [`Executor`], which:
-//! - applies VLAN push/pop to a private copy of a packet only when an
-//!   action changes it (copy-on-write; unmodified packets are sent by
-//!   reference),
+//! - applies VLAN push/pop and field rewrites ([`SetAction`]) to a private
+//!   copy of a packet only when an action changes it (copy-on-write;
+//!   unmodified packets are sent by reference),
+//! - runs meters ([`DpAction::Meter`], token buckets in [`MeterTable`]) and
+//!   queues packets for the slow path ([`DpAction::Userspace`]; drained by
+//!   [`Executor::drain_userspace`]),
 //! - fixes offloads per output port: a port without `csum_partial` gets
 //!   finished checksums, a port without `gso` gets segments,
 //! - collects outputs per port, so that [`Executor::flush`] calls each
 //!   port's `send` once per batch.
 
 use std::fmt;
+use std::time::Instant;
 
 use crate::buffer::{Csum, OfPort, Packet};
 use crate::flow::{VLAN_CFI, VLAN_PCP_MASK, VLAN_VID_MASK};
+use crate::meter::{MeterTable, Verdict};
 use crate::packet::ethernet::{HEADER_LEN, VLAN_TAG_LEN};
 use crate::port::PortFeatures;
+use crate::rewrite::{self, SetAction};
 use crate::{csum, gso};
 
 /// One datapath action.
@@ -35,6 +41,31 @@ pub enum DpAction {
     PopVlan,
     /// Drop (equivalent to the end of the list; kept for explicitness).
     Drop,
+    /// Rewrite a header field (OVS `OVS_ACTION_ATTR_SET`).
+    Set(SetAction),
+    /// Hand a copy of the packet, as modified so far, to the upcall
+    /// handler's [`crate::UpcallHandler::userspace`] (OVS
+    /// `OVS_ACTION_ATTR_USERSPACE`).
+    Userspace(Userdata),
+    /// Run the packet through meter `id` (OVS `OVS_ACTION_ATTR_METER`);
+    /// the meter may drop it or remark its DSCP. An unknown meter passes.
+    Meter(u32),
+}
+
+/// What a [`DpAction::Userspace`] carries to the handler: the OpenFlow
+/// packet-in parameters (OVS `struct user_action_cookie`, controller type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Userdata {
+    /// `ofp_packet_in_reason` (1.3): 0 no match, 1 action, 2 invalid TTL.
+    pub reason: u8,
+    /// Table of the rule that sent it.
+    pub table_id: u8,
+    /// Cookie of that rule.
+    pub cookie: u64,
+    /// Bytes of the packet to send (`0xffff` = all).
+    pub max_len: u16,
+    /// The pipeline's metadata register at that point.
+    pub metadata: u64,
 }
 
 impl fmt::Display for DpAction {
@@ -49,6 +80,13 @@ impl fmt::Display for DpAction {
             ),
             DpAction::PopVlan => f.write_str("pop_vlan"),
             DpAction::Drop => f.write_str("drop"),
+            DpAction::Set(a) => write!(f, "{a}"),
+            DpAction::Userspace(u) => write!(
+                f,
+                "userspace(pid=0,controller(reason={},table_id={},rule_cookie={:#x},max_len={}))",
+                u.reason, u.table_id, u.cookie, u.max_len
+            ),
+            DpAction::Meter(m) => write!(f, "meter({m})"),
         }
     }
 }
@@ -121,18 +159,42 @@ enum Src {
 /// Reused from batch to batch; its packet arena keeps its buffers, so the
 /// steady state allocates only when VLAN or offload copies are needed
 /// beyond what earlier batches needed.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Executor {
     arena: Vec<Packet>,
     arena_len: usize,
     outputs: Vec<(OfPort, Src)>,
+    userspace: Vec<(Userdata, Src)>,
     segs: Vec<Packet>,
+    /// The datapath's meters, run by [`DpAction::Meter`].
+    pub meters: MeterTable,
+    now: Instant,
+}
+
+impl Default for Executor {
+    fn default() -> Self {
+        Executor {
+            arena: Vec::new(),
+            arena_len: 0,
+            outputs: Vec::new(),
+            userspace: Vec::new(),
+            segs: Vec::new(),
+            meters: MeterTable::new(),
+            now: Instant::now(),
+        }
+    }
 }
 
 impl Executor {
     /// A new executor.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The time meters see for the next [`Executor::execute`] calls (set
+    /// once per batch, so metering reads no clock per packet).
+    pub fn set_now(&mut self, now: Instant) {
+        self.now = now;
     }
 
     fn arena_copy(&mut self, from: &Packet) -> usize {
@@ -173,6 +235,25 @@ impl Executor {
             let mut shared = false;
             for a in actions {
                 match *a {
+                    DpAction::Set(ref sa) => {
+                        let j = self.writable(orig, &mut cur, &mut shared);
+                        rewrite::apply(&mut self.arena[j], sa);
+                    }
+                    DpAction::Userspace(ud) => {
+                        self.userspace.push((ud, cur));
+                        shared = true;
+                    }
+                    DpAction::Meter(id) => {
+                        let len = self.get(batch, cur).len();
+                        match self.meters.run(id, len, self.now) {
+                            Verdict::Pass => {}
+                            Verdict::Drop => break,
+                            Verdict::Remark(prec) => {
+                                let j = self.writable(orig, &mut cur, &mut shared);
+                                rewrite::remark_packet(&mut self.arena[j], prec);
+                            }
+                        }
+                    }
                     DpAction::Output(port) => {
                         if let Some(feat) = features(port) {
                             self.output(batch, cur, port, feat);
@@ -257,6 +338,19 @@ impl Executor {
         self.segs = segs;
     }
 
+    /// Hand every packet queued by [`DpAction::Userspace`] to `f`. Call
+    /// before [`Executor::flush`], which forgets them.
+    pub fn drain_userspace(&mut self, batch: &[Packet], f: &mut dyn FnMut(&Userdata, &Packet)) {
+        for (ud, s) in &self.userspace {
+            let p = match *s {
+                Src::Batch(b) => &batch[b],
+                Src::Arena(a) => &self.arena[a],
+            };
+            f(ud, p);
+        }
+        self.userspace.clear();
+    }
+
     /// Number of queued outputs.
     pub fn pending(&self) -> usize {
         self.outputs.len()
@@ -284,6 +378,7 @@ impl Executor {
         }
         drop(refs);
         self.outputs.clear();
+        self.userspace.clear();
         self.arena_len = 0;
     }
 }

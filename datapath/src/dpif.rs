@@ -20,7 +20,10 @@
 //!
 //! Whenever [`UpcallHandler::generation`] changes, or a port is added,
 //! removed or disabled, the whole megaflow cache is flushed; the next
-//! packet of each flow is translated again.
+//! packet of each flow is translated again. A translation during which
+//! the generation changed is used for its packet but not installed (it
+//! may have read the old state), so a megaflow never outlives the state
+//! it was computed from.
 //!
 //! # Control
 //!
@@ -32,6 +35,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::AsFd;
+use std::rc::Rc;
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -41,12 +45,14 @@ use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use crate::actions::{ActionsFmt, DpAction, Executor};
+use crate::actions::{ActionsFmt, DpAction, Executor, Userdata};
 use crate::buffer::{OfPort, Packet, PacketBatch, MAX_BURST};
+use crate::counters::RuleCounters;
 use crate::error::DpError;
 use crate::flow::{extract, FlowKey, FlowMask};
 use crate::megaflow::emc::Emc;
-use crate::megaflow::MegaflowCache;
+use crate::megaflow::{Megaflow, MegaflowCache};
+use crate::meter::{MeterCounters, MeterSpec};
 use crate::port::{Port, PortStats, RecvStatus};
 
 /// Idle megaflows are removed after this long (OVS
@@ -69,6 +75,9 @@ pub struct Upcall {
     pub mask: FlowMask,
     /// Datapath actions for the packet's class; empty means drop.
     pub actions: Vec<DpAction>,
+    /// Counters of the OpenFlow rules that decided the actions; the
+    /// megaflow credits them with its packets and bytes once per batch.
+    pub counters: Vec<Arc<RuleCounters>>,
 }
 
 /// Slow-path translation, called in the forwarding thread on a megaflow
@@ -84,6 +93,12 @@ pub trait UpcallHandler: Send {
 
     /// Periodic work (about once a second), such as MAC aging.
     fn housekeeping(&mut self, _now: Instant) {}
+
+    /// A packet reached a [`DpAction::Userspace`] action (OVS
+    /// `MISS_UPCALL`'s sibling `CONTROLLER_UPCALL`). Called in the
+    /// forwarding thread once per packet: implementations must not block
+    /// (queue it, or drop and count).
+    fn userspace(&mut self, _userdata: &Userdata, _key: &FlowKey, _pkt: &Packet) {}
 }
 
 /// A port as `ports()` reports it.
@@ -127,6 +142,10 @@ enum Command {
     Ports(SyncSender<Vec<PortInfo>>),
     Stats(SyncSender<DpStats>),
     DumpFlows(SyncSender<Vec<String>>),
+    SetMeter(u32, MeterSpec, SyncSender<bool>),
+    DelMeter(u32, SyncSender<bool>),
+    MeterStats(SyncSender<Vec<(u32, MeterCounters)>>),
+    Execute(Box<Packet>, Vec<DpAction>, SyncSender<()>),
     Shutdown,
 }
 
@@ -235,6 +254,30 @@ impl DpHandle {
         self.request(Command::DumpFlows).unwrap_or_default()
     }
 
+    /// Add or replace meter `id` (token buckets start full, counters at
+    /// zero). False if the meter table is full or has too many bands
+    /// ([`crate::meter::MAX_METERS`], [`crate::meter::MAX_BANDS`]).
+    pub fn set_meter(&self, id: u32, spec: MeterSpec) -> Result<bool, DpError> {
+        self.request(|r| Command::SetMeter(id, spec, r))
+    }
+
+    /// Remove meter `id`; whether it existed.
+    pub fn del_meter(&self, id: u32) -> Result<bool, DpError> {
+        self.request(|r| Command::DelMeter(id, r))
+    }
+
+    /// Counters of every meter, by id (empty if the thread is gone).
+    pub fn meter_stats(&self) -> Vec<(u32, MeterCounters)> {
+        self.request(Command::MeterStats).unwrap_or_default()
+    }
+
+    /// Run `actions` on `pkt` (whose `in_port` is the input port, or
+    /// `OFPP_CONTROLLER`) in the forwarding thread, as OpenFlow packet-out
+    /// does (OVS `dpif_execute`); returns once the packet has been sent.
+    pub fn execute(&self, pkt: Packet, actions: Vec<DpAction>) -> Result<(), DpError> {
+        self.request(|r| Command::Execute(Box::new(pkt), actions, r))
+    }
+
     /// Stop the thread and wait for it. Idempotent.
     pub fn shutdown(&self) {
         let _ = self.send(Command::Shutdown);
@@ -272,6 +315,9 @@ struct Fwd {
     batch: PacketBatch,
     exec: Executor,
     groups: Vec<Arc<[DpAction]>>,
+    /// Megaflows hit in this batch that carry rule counters, with the
+    /// packets and bytes to credit (at most one entry per megaflow).
+    credits: Vec<(Rc<Megaflow>, u64, u64)>,
     ready: Vec<OfPort>,
     upcalls: u64,
     lost: u64,
@@ -301,6 +347,7 @@ impl Fwd {
             batch: PacketBatch::new(),
             exec: Executor::new(),
             groups: Vec::with_capacity(MAX_BURST),
+            credits: Vec::with_capacity(MAX_BURST),
             ready: Vec::with_capacity(16),
             upcalls: 0,
             lost: 0,
@@ -415,9 +462,51 @@ impl Fwd {
                 Command::DumpFlows(reply) => {
                     let _ = reply.send(self.dump_flows());
                 }
+                Command::SetMeter(id, spec, reply) => {
+                    let ok = self.exec.meters.set(id, &spec, Instant::now());
+                    let _ = reply.send(ok);
+                }
+                Command::DelMeter(id, reply) => {
+                    let _ = reply.send(self.exec.meters.remove(id));
+                }
+                Command::MeterStats(reply) => {
+                    let _ = reply.send(self.exec.meters.stats());
+                }
+                Command::Execute(pkt, actions, reply) => {
+                    self.execute(&pkt, &actions);
+                    let _ = reply.send(());
+                }
                 Command::Shutdown => return false,
             }
         }
+    }
+
+    /// Packet-out: run `actions` on one packet and send the outputs.
+    fn execute(&mut self, pkt: &Packet, actions: &[DpAction]) {
+        let batch = std::slice::from_ref(pkt);
+        self.exec.set_now(Instant::now());
+        {
+            let ports = &self.ports;
+            let features = |p: OfPort| {
+                ports
+                    .get(&p)
+                    .filter(|e| e.enabled)
+                    .map(|e| e.port.features())
+            };
+            self.exec.execute(batch, &[0], actions, &features);
+        }
+        let handler = &mut self.handler;
+        self.exec.drain_userspace(batch, &mut |ud, p| {
+            handler.userspace(ud, &extract(p), p);
+        });
+        let ports = &mut self.ports;
+        self.exec.flush(batch, &mut |p, pkts| {
+            if let Some(e) = ports.get_mut(&p) {
+                if e.enabled {
+                    e.port.send(pkts);
+                }
+            }
+        });
     }
 
     fn add_port(&mut self, ofport: OfPort, port: Box<dyn Port>) -> Result<(), DpError> {
@@ -530,27 +619,47 @@ impl Fwd {
             let actions = if let Some(f) = self.emc.lookup(&key, hash) {
                 self.emc_hits += 1;
                 f.record(1, len, now);
+                credit(&mut self.credits, f, len);
                 f.actions.clone()
             } else {
                 match self.cache.lookup(&key) {
                     Some(f) => {
                         f.record(1, len, now);
+                        credit(&mut self.credits, f, len);
                         self.emc.maybe_insert(&key, hash, f);
                         f.actions.clone()
                     }
                     None => {
                         self.upcalls += 1;
+                        let before = self.handler.generation();
                         let up = self.handler.upcall(&key, pkt, &self.enabled);
                         let acts: Arc<[DpAction]> = Arc::from(up.actions);
+                        let counters: Arc<[Arc<RuleCounters>]> = Arc::from(up.counters);
                         let g = self.handler.generation();
                         if g != self.generation {
                             self.generation = g;
                             self.cache.flush();
+                            // Credits refer to flushed megaflows: pay now.
+                            pay_credits(&mut self.credits, now);
                         }
-                        if self.cache.len() < FLOW_LIMIT {
-                            self.cache
-                                .insert(&key, &up.mask, acts.clone(), now)
-                                .record(1, len, now);
+                        // A change during the upcall (a flow-mod racing
+                        // with translation, or the handler's own learning)
+                        // may make this translation stale: use it for this
+                        // packet only; the next packet translates again.
+                        if g == before && self.cache.len() < FLOW_LIMIT {
+                            let f = self.cache.insert_with_counters(
+                                &key,
+                                &up.mask,
+                                acts.clone(),
+                                counters,
+                                now,
+                            );
+                            f.record(1, len, now);
+                            credit(&mut self.credits, f, len);
+                        } else {
+                            for c in counters.iter() {
+                                c.credit(1, len, now);
+                            }
                         }
                         acts
                     }
@@ -565,7 +674,10 @@ impl Fwd {
             };
         }
 
+        pay_credits(&mut self.credits, now);
+
         // Execute each group, then send per port.
+        self.exec.set_now(now);
         let ports = &self.ports;
         let features = |p: OfPort| {
             ports
@@ -586,6 +698,11 @@ impl Fwd {
             self.exec
                 .execute(self.batch.packets(), &idxs[..k], acts, &features);
         }
+        let handler = &mut self.handler;
+        self.exec
+            .drain_userspace(self.batch.packets(), &mut |ud, p| {
+                handler.userspace(ud, &extract(p), p);
+            });
         let ports = &mut self.ports;
         self.exec.flush(self.batch.packets(), &mut |p, pkts| {
             if let Some(e) = ports.get_mut(&p) {
@@ -623,6 +740,31 @@ impl Fwd {
     }
 }
 
+/// Note a hit on `f` for the per-batch rule credit (no allocation: the
+/// vector holds at most one entry per packet of the batch).
+#[inline]
+fn credit(credits: &mut Vec<(Rc<Megaflow>, u64, u64)>, f: &Rc<Megaflow>, len: u64) {
+    if f.rule_counters.is_empty() {
+        return;
+    }
+    match credits.iter_mut().find(|(g, _, _)| Rc::ptr_eq(g, f)) {
+        Some(e) => {
+            e.1 = e.1.wrapping_add(1);
+            e.2 = e.2.wrapping_add(len);
+        }
+        None => credits.push((f.clone(), 1, len)),
+    }
+}
+
+/// Credit the batch's hits to the rules' counters, once per megaflow.
+fn pay_credits(credits: &mut Vec<(Rc<Megaflow>, u64, u64)>, now: Instant) {
+    for (f, p, b) in credits.drain(..) {
+        for c in f.rule_counters.iter() {
+            c.credit(p, b, now);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -642,6 +784,7 @@ mod tests {
             mask.set_exact(Field::InPort);
             Upcall {
                 mask,
+                counters: Vec::new(),
                 actions: ports
                     .iter()
                     .filter(|p| **p != key.in_port())
@@ -755,6 +898,187 @@ mod tests {
         dp.shutdown();
         assert!(dp.ports().is_empty());
         assert!(matches!(dp.del_port(1), Err(DpError::Gone)));
+    }
+}
+
+#[cfg(test)]
+mod userspace_tests {
+    use super::*;
+    use crate::flow::Field;
+    use crate::memport::mem_port;
+    use crate::meter::{BandKind, BandSpec};
+    use crate::port::PortFeatures;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Sends everything to port 2 and to userspace, crediting one counter.
+    struct ToUser {
+        counters: Arc<RuleCounters>,
+        seen: Arc<AtomicU64>,
+    }
+
+    impl UpcallHandler for ToUser {
+        fn upcall(&mut self, _key: &FlowKey, _pkt: &Packet, _ports: &[OfPort]) -> Upcall {
+            let mut mask = FlowMask::default();
+            mask.set_exact(Field::InPort);
+            Upcall {
+                mask,
+                actions: vec![
+                    DpAction::Output(2),
+                    DpAction::Userspace(Userdata {
+                        reason: 1,
+                        ..Userdata::default()
+                    }),
+                ],
+                counters: vec![self.counters.clone()],
+            }
+        }
+
+        fn generation(&self) -> u64 {
+            0
+        }
+
+        fn userspace(&mut self, ud: &Userdata, key: &FlowKey, pkt: &Packet) {
+            assert_eq!(ud.reason, 1);
+            assert_eq!(key.in_port(), pkt.in_port);
+            self.seen.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn wait(cond: impl Fn() -> bool) -> bool {
+        for _ in 0..1000 {
+            if cond() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        false
+    }
+
+    #[test]
+    fn userspace_counters_meters_and_execute() {
+        let counters = Arc::new(RuleCounters::new());
+        let seen = Arc::new(AtomicU64::new(0));
+        let h = ToUser {
+            counters: counters.clone(),
+            seen: seen.clone(),
+        };
+        let dp = Datapath::spawn("u", Box::new(h)).unwrap();
+        let (p1, peer1) = mem_port("p1", PortFeatures::default()).unwrap();
+        let (p2, peer2) = mem_port("p2", PortFeatures::default()).unwrap();
+        dp.add_port(1, Box::new(p1)).unwrap();
+        dp.add_port(2, Box::new(p2)).unwrap();
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        f.resize(60, 0);
+        for _ in 0..10 {
+            peer1.inject_frame(&f);
+        }
+        assert!(wait(|| seen.load(Ordering::SeqCst) == 10));
+        assert!(wait(|| counters.packets() == 10));
+        assert_eq!(counters.bytes(), 600);
+        assert!(counters.used().is_some());
+        assert_eq!(peer2.take_sent().len(), 10);
+
+        // Meters: configure, meter through execute, read back.
+        let spec = MeterSpec {
+            pktps: true,
+            bands: vec![BandSpec {
+                kind: BandKind::Drop,
+                rate: 1,
+                burst: 2,
+            }],
+        };
+        assert!(dp.set_meter(9, spec).unwrap());
+        for _ in 0..5 {
+            dp.execute(
+                Packet::from_slice(&f),
+                vec![DpAction::Meter(9), DpAction::Output(2)],
+            )
+            .unwrap();
+        }
+        let sent = peer2.take_sent().len();
+        assert!((2..5).contains(&sent), "{sent}");
+        let st = dp.meter_stats();
+        assert_eq!(st.len(), 1);
+        assert_eq!(st[0].1.packets, 5);
+        assert!(dp.del_meter(9).unwrap());
+        assert!(!dp.del_meter(9).unwrap());
+        dp.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod stale_tests {
+    use super::*;
+    use crate::flow::Field;
+    use crate::memport::mem_port;
+    use crate::port::PortFeatures;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Its first translation races with a state change.
+    struct Racy {
+        gen: Arc<AtomicU64>,
+        calls: u64,
+    }
+
+    impl UpcallHandler for Racy {
+        fn upcall(&mut self, _key: &FlowKey, _pkt: &Packet, _ports: &[OfPort]) -> Upcall {
+            self.calls += 1;
+            if self.calls == 1 {
+                self.gen.fetch_add(1, Ordering::SeqCst);
+            }
+            let mut mask = FlowMask::default();
+            mask.set_exact(Field::InPort);
+            Upcall {
+                mask,
+                actions: vec![DpAction::Output(2)],
+                counters: Vec::new(),
+            }
+        }
+
+        fn generation(&self) -> u64 {
+            self.gen.load(Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn translation_racing_a_change_is_not_installed() {
+        let gen = Arc::new(AtomicU64::new(0));
+        let dp = Datapath::spawn("r", Box::new(Racy { gen, calls: 0 })).unwrap();
+        let (p1, peer1) = mem_port("p1", PortFeatures::default()).unwrap();
+        let (p2, peer2) = mem_port("p2", PortFeatures::default()).unwrap();
+        dp.add_port(1, Box::new(p1)).unwrap();
+        dp.add_port(2, Box::new(p2)).unwrap();
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        f.resize(60, 0);
+        peer1.inject_frame(&f);
+        for _ in 0..1000 {
+            if dp.stats().upcalls == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Forwarded, but not cached.
+        let s = dp.stats();
+        assert_eq!((s.upcalls, s.n_flows), (1, 0));
+        peer1.inject_frame(&f);
+        for _ in 0..1000 {
+            if dp.stats().n_flows == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let s = dp.stats();
+        assert_eq!((s.upcalls, s.n_flows), (2, 1));
+        let mut sent = 0;
+        for _ in 0..1000 {
+            sent += peer2.take_sent().len();
+            if sent == 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(sent, 2);
+        dp.shutdown();
     }
 }
 

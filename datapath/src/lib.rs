@@ -7,6 +7,8 @@
 //! - [`csum`] and [`gso`]: checksum and segmentation offload in software.
 //! - [`flow`]: flow keys and masks, extraction, text forms.
 //! - [`actions`]: datapath actions and batched execution.
+//! - [`rewrite`]: header rewrites with incremental checksums; [`meter`]:
+//!   token-bucket meters; [`counters`]: rule counters shared with megaflows.
 //! - [`megaflow`]: the megaflow cache (tuple space search).
 //! - [`port`]: the [`Port`] trait every port (Xen vif, tap, veth) implements;
 //!   [`memport`] is an in-memory one for tests.
@@ -16,6 +18,7 @@
 
 pub mod actions;
 pub mod buffer;
+pub mod counters;
 pub mod csum;
 pub mod dpif;
 pub mod error;
@@ -23,12 +26,16 @@ pub mod flow;
 pub mod gso;
 pub mod megaflow;
 pub mod memport;
+pub mod meter;
 pub mod packet;
 pub mod port;
+pub mod rewrite;
 
-pub use actions::DpAction;
+pub use actions::{DpAction, Userdata};
 pub use buffer::{Csum, Gso, GsoType, OfPort, Packet, PacketBatch, MAX_BURST};
+pub use counters::RuleCounters;
 pub use dpif::{Datapath, DpHandle, DpStats, PortInfo, Upcall, UpcallHandler};
 pub use error::DpError;
 pub use flow::{FlowKey, FlowMask};
 pub use port::{Port, PortFeatures, PortStats, RecvStatus};
+pub use rewrite::SetAction;

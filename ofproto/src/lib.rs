@@ -1,10 +1,22 @@
 //! xennet's OpenFlow layer (ofproto).
 //!
-//! For now it holds [`normal`], the NORMAL action (MAC learning switch)
-//! that translates datapath upcalls for a standalone bridge.
+//! - [`ofproto`]: [`Ofproto`], one bridge's OpenFlow switch: the API the
+//!   connection layer calls (flow/group/meter mods, stats, packet-out,
+//!   events, trace) and the datapath upcall handler.
+//! - [`tables`]: flow tables, groups and meters with OpenFlow 1.3
+//!   semantics.
+//! - [`classifier`]: the flow-table classifier (tuple space search).
+//! - [`xlate`]: translation of a packet through the pipeline into a
+//!   megaflow (mask + datapath actions).
+//! - [`normal`]: the NORMAL action (MAC learning switch).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod classifier;
 pub mod normal;
+pub mod ofproto;
+pub mod tables;
+pub mod xlate;
 
 pub use normal::{FdbHandle, Normal, PortVlan, VlanError, VlanMode};
+pub use ofproto::{FailMode, OfEvent, Ofproto};

@@ -549,6 +549,7 @@ impl Normal {
         let mut up = Upcall {
             mask: FlowMask::default(),
             actions: Vec::new(),
+            counters: Vec::new(),
         };
         self.xlate_normal_at(key, ports, &mut up.mask, &mut up.actions, now);
         up

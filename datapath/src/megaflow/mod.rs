@@ -52,6 +52,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::actions::DpAction;
+use crate::counters::RuleCounters;
 use crate::flow::{FlowKey, FlowMask};
 
 pub mod emc;
@@ -67,6 +68,9 @@ pub struct Megaflow {
     pub key: FlowKey,
     /// What to do with matching packets.
     pub actions: Arc<[DpAction]>,
+    /// Counters of the OpenFlow rules this megaflow was compiled from,
+    /// credited once per batch by the forwarding thread.
+    pub rule_counters: Arc<[Arc<RuleCounters>]>,
     packets: Cell<u64>,
     bytes: Cell<u64>,
     used: Cell<Instant>,
@@ -200,6 +204,18 @@ impl MegaflowCache {
         actions: Arc<[DpAction]>,
         now: Instant,
     ) -> &Rc<Megaflow> {
+        self.insert_with_counters(key, mask, actions, Arc::from(Vec::new()), now)
+    }
+
+    /// [`MegaflowCache::insert`] with the rule counters to credit.
+    pub fn insert_with_counters(
+        &mut self,
+        key: &FlowKey,
+        mask: &FlowMask,
+        actions: Arc<[DpAction]>,
+        rule_counters: Arc<[Arc<RuleCounters>]>,
+        now: Instant,
+    ) -> &Rc<Megaflow> {
         let masked = key.masked(mask);
         let idx = match self.subtables.iter().position(|s| s.mask == *mask) {
             Some(i) => i,
@@ -217,6 +233,7 @@ impl MegaflowCache {
             mask: *mask,
             key: masked,
             actions,
+            rule_counters,
             packets: Cell::new(0),
             bytes: Cell::new(0),
             used: Cell::new(now),

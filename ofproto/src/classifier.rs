@@ -1,0 +1,472 @@
+//! An OpenFlow flow-table classifier: tuple space search with priorities
+//! (OVS `lib/classifier.c`, without its staged lookup and prefix tries).
+//!
+//! # Structure
+//!
+//! Rules are grouped into *subtables*, one per distinct `(FlowMask,
+//! metadata mask)` pair. A subtable is a hash map from the masked key and
+//! masked metadata to the rules with exactly that match, highest priority
+//! first. Subtables are kept sorted by the highest priority they hold.
+//!
+//! # Lookup
+//!
+//! [`Classifier::lookup`] visits subtables in that order and keeps the best
+//! rule found; it stops as soon as the best rule's priority is at least the
+//! next subtable's highest priority (OVS `classifier_lookup__`: no later
+//! subtable can hold a better rule). Rules of equal priority that overlap
+//! are ordered arbitrarily, as OpenFlow allows (1.3.5 §6.4: "the behaviour
+//! is undefined"), but deterministically for a given table.
+//!
+//! # Wildcards
+//!
+//! Every subtable the lookup probes decides whether it hits by the key bits
+//! under its mask, so the lookup ORs that mask into the caller's `wc`. Any
+//! key that agrees with the looked-up key on `wc` probes the same subtables
+//! with the same outcomes and stops at the same place, so it gets the same
+//! rule: `wc` is sufficient. Subtables never probed contribute nothing, so
+//! a table whose rules only match `dl_dst` never un-wildcards IP fields.
+//! The metadata register is not a packet field; it is a function of
+//! earlier tables' decisions, which are themselves covered by `wc`.
+//!
+//! # Costs
+//!
+//! Insert and remove are O(subtables) (re-sorting); lookup is
+//! O(probed subtables) hash probes and allocates nothing.
+
+use std::collections::HashMap;
+
+use xennet_datapath::flow::N_WORDS;
+use xennet_datapath::{FlowKey, FlowMask};
+use xennet_openflow::model::Match;
+
+type Hasher = foldhash::fast::RandomState;
+
+/// A rule as the classifier stores it.
+#[derive(Debug, Clone)]
+pub struct ClsRule<T> {
+    /// The match (key bits outside the mask are zero).
+    pub matcher: Match,
+    /// Priority; higher wins.
+    pub priority: u16,
+    /// The caller's payload.
+    pub value: T,
+}
+
+#[derive(Debug)]
+struct Subtable<T> {
+    mask: FlowMask,
+    meta_mask: u64,
+    /// Highest priority of any rule here.
+    max_priority: u16,
+    n_rules: usize,
+    /// Masked key and metadata → rules, highest priority first.
+    map: HashMap<(FlowKey, u64), Vec<ClsRule<T>>, Hasher>,
+}
+
+impl<T> Subtable<T> {
+    fn recompute_max(&mut self) {
+        self.max_priority = self
+            .map
+            .values()
+            .filter_map(|v| v.first().map(|r| r.priority))
+            .max()
+            .unwrap_or(0);
+    }
+}
+
+/// Normalise a match so that key bits outside the mask are zero.
+pub fn normalize(m: &Match) -> Match {
+    Match {
+        key: m.key.masked(&m.mask),
+        mask: m.mask,
+        metadata: m.metadata & m.metadata_mask,
+        metadata_mask: m.metadata_mask,
+    }
+}
+
+/// Whether `key`/`metadata` match `m`.
+pub fn match_hits(m: &Match, key: &FlowKey, metadata: u64) -> bool {
+    key.matches(&m.key, &m.mask) && (metadata ^ m.metadata) & m.metadata_mask == 0
+}
+
+/// Whether every packet matched by `inner` is matched by `outer`, i.e.
+/// `inner` is at least as specific (OpenFlow non-strict matching, 1.3.5
+/// §6.4; OVS `cls_rule_is_loose_match`).
+pub fn match_within(inner: &Match, outer: &Match) -> bool {
+    for i in 0..N_WORDS {
+        let om = outer.mask.words[i];
+        if inner.mask.words[i] & om != om {
+            return false;
+        }
+        if (inner.key.words[i] ^ outer.key.words[i]) & om != 0 {
+            return false;
+        }
+    }
+    inner.metadata_mask & outer.metadata_mask == outer.metadata_mask
+        && (inner.metadata ^ outer.metadata) & outer.metadata_mask == 0
+}
+
+/// Whether some packet (and metadata value) matches both `a` and `b`.
+pub fn matches_overlap(a: &Match, b: &Match) -> bool {
+    for i in 0..N_WORDS {
+        let both = a.mask.words[i] & b.mask.words[i];
+        if (a.key.words[i] ^ b.key.words[i]) & both != 0 {
+            return false;
+        }
+    }
+    (a.metadata ^ b.metadata) & a.metadata_mask & b.metadata_mask == 0
+}
+
+/// A tuple-space-search classifier (see the module docs).
+#[derive(Debug)]
+pub struct Classifier<T> {
+    subtables: Vec<Subtable<T>>,
+    n_rules: usize,
+    hasher: Hasher,
+}
+
+impl<T> Default for Classifier<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Classifier<T> {
+    /// An empty classifier.
+    pub fn new() -> Self {
+        Classifier {
+            subtables: Vec::new(),
+            n_rules: 0,
+            hasher: Hasher::default(),
+        }
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.n_rules
+    }
+
+    /// Whether there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.n_rules == 0
+    }
+
+    /// Number of subtables (distinct masks).
+    pub fn n_subtables(&self) -> usize {
+        self.subtables.len()
+    }
+
+    fn sort(&mut self) {
+        // Stable: among equal priorities, older subtables stay first.
+        self.subtables
+            .sort_by_key(|s| std::cmp::Reverse(s.max_priority));
+    }
+
+    fn find_subtable(&self, m: &Match) -> Option<usize> {
+        self.subtables
+            .iter()
+            .position(|s| s.mask == m.mask && s.meta_mask == m.metadata_mask)
+    }
+
+    /// Insert a rule. If a rule with the same match and priority exists it
+    /// is replaced and returned.
+    pub fn insert(&mut self, matcher: &Match, priority: u16, value: T) -> Option<T> {
+        let m = normalize(matcher);
+        let idx = match self.find_subtable(&m) {
+            Some(i) => i,
+            None => {
+                self.subtables.push(Subtable {
+                    mask: m.mask,
+                    meta_mask: m.metadata_mask,
+                    max_priority: priority,
+                    n_rules: 0,
+                    map: HashMap::with_hasher(self.hasher),
+                });
+                self.subtables.len() - 1
+            }
+        };
+        let st = &mut self.subtables[idx];
+        let list = st.map.entry((m.key, m.metadata)).or_default();
+        if let Some(r) = list.iter_mut().find(|r| r.priority == priority) {
+            return Some(std::mem::replace(&mut r.value, value));
+        }
+        let pos = list
+            .iter()
+            .position(|r| r.priority < priority)
+            .unwrap_or(list.len());
+        list.insert(
+            pos,
+            ClsRule {
+                matcher: m,
+                priority,
+                value,
+            },
+        );
+        st.n_rules += 1;
+        self.n_rules += 1;
+        if priority > st.max_priority || st.n_rules == 1 {
+            st.max_priority = priority;
+            self.sort();
+        }
+        None
+    }
+
+    /// Remove the rule with exactly this match and priority.
+    pub fn remove(&mut self, matcher: &Match, priority: u16) -> Option<T> {
+        let m = normalize(matcher);
+        let idx = self.find_subtable(&m)?;
+        let st = &mut self.subtables[idx];
+        let k = (m.key, m.metadata);
+        let list = st.map.get_mut(&k)?;
+        let pos = list.iter().position(|r| r.priority == priority)?;
+        let r = list.remove(pos);
+        if list.is_empty() {
+            st.map.remove(&k);
+        }
+        st.n_rules -= 1;
+        self.n_rules -= 1;
+        if st.n_rules == 0 {
+            self.subtables.remove(idx);
+        } else if priority == st.max_priority {
+            st.recompute_max();
+            self.sort();
+        }
+        Some(r.value)
+    }
+
+    /// The highest-priority rule matching `key` with `metadata`. ORs into
+    /// `wc` the mask of every subtable probed (see the module docs).
+    pub fn lookup(&self, key: &FlowKey, metadata: u64, wc: &mut FlowMask) -> Option<&ClsRule<T>> {
+        let mut best: Option<&ClsRule<T>> = None;
+        for st in &self.subtables {
+            if let Some(b) = best {
+                if b.priority >= st.max_priority {
+                    break;
+                }
+            }
+            wc.union_with(&st.mask);
+            let k = (key.masked(&st.mask), metadata & st.meta_mask);
+            if let Some(r) = st.map.get(&k).and_then(|v| v.first()) {
+                if best.map_or(true, |b| r.priority > b.priority) {
+                    best = Some(r);
+                }
+            }
+        }
+        best
+    }
+
+    /// The rule with exactly this match and priority (OpenFlow strict).
+    pub fn find_strict(&self, matcher: &Match, priority: u16) -> Option<&ClsRule<T>> {
+        let m = normalize(matcher);
+        let st = &self.subtables[self.find_subtable(&m)?];
+        st.map
+            .get(&(m.key, m.metadata))?
+            .iter()
+            .find(|r| r.priority == priority)
+    }
+
+    /// Mutable access to the rule with exactly this match and priority.
+    pub fn find_strict_mut(&mut self, matcher: &Match, priority: u16) -> Option<&mut ClsRule<T>> {
+        let m = normalize(matcher);
+        let idx = self.find_subtable(&m)?;
+        self.subtables[idx]
+            .map
+            .get_mut(&(m.key, m.metadata))?
+            .iter_mut()
+            .find(|r| r.priority == priority)
+    }
+
+    /// Every rule, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &ClsRule<T>> {
+        self.subtables
+            .iter()
+            .flat_map(|s| s.map.values().flat_map(|v| v.iter()))
+    }
+
+    /// Every rule, mutably.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut ClsRule<T>> {
+        self.subtables
+            .iter_mut()
+            .flat_map(|s| s.map.values_mut().flat_map(|v| v.iter_mut()))
+    }
+
+    /// Rules whose match is within `outer` (OpenFlow non-strict
+    /// modify/delete/stats).
+    pub fn iter_loose<'a>(&'a self, outer: &'a Match) -> impl Iterator<Item = &'a ClsRule<T>> {
+        let o = normalize(outer);
+        self.iter().filter(move |r| match_within(&r.matcher, &o))
+    }
+
+    /// Whether a rule of priority `priority` could match a packet that
+    /// `matcher` matches (`OFPFF_CHECK_OVERLAP`, OpenFlow 1.3.5 §6.4; OVS
+    /// `classifier_rule_overlaps`). A rule with the identical match counts.
+    pub fn overlaps(&self, matcher: &Match, priority: u16) -> bool {
+        let m = normalize(matcher);
+        self.iter()
+            .any(|r| r.priority == priority && matches_overlap(&r.matcher, &m))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use xennet_datapath::flow::Field;
+
+    /// The reference: scan every rule.
+    fn linear<'a>(
+        rules: &'a [(Match, u16, usize)],
+        key: &FlowKey,
+        md: u64,
+    ) -> Option<&'a (Match, u16, usize)> {
+        rules
+            .iter()
+            .filter(|(m, _, _)| match_hits(m, key, md))
+            .max_by_key(|(_, p, _)| *p)
+    }
+
+    const FIELDS: [Field; 6] = [
+        Field::InPort,
+        Field::DlDst,
+        Field::DlType,
+        Field::NwDst,
+        Field::TpDst,
+        Field::VlanTci,
+    ];
+
+    /// Small value domains so that random packets hit random rules.
+    fn field_value(f: Field, v: u8) -> u128 {
+        u128::from(v % 3) + if f == Field::VlanTci { 0x1000 } else { 0 }
+    }
+
+    fn arb_match() -> impl Strategy<Value = Match> {
+        (
+            proptest::collection::vec((0usize..FIELDS.len(), any::<u8>(), any::<bool>()), 0..4),
+            proptest::option::of((0u64..4, 0u64..4)),
+        )
+            .prop_map(|(fs, md)| {
+                let mut m = Match::CATCHALL;
+                for (fi, v, partial) in fs {
+                    let f = FIELDS[fi];
+                    let mask = if partial { 1 } else { f.all_ones() };
+                    m.key.set(f, field_value(f, v) & mask);
+                    m.mask.set(f, mask);
+                }
+                if let Some((v, mm)) = md {
+                    m.metadata_mask = mm;
+                    m.metadata = v & mm;
+                }
+                m
+            })
+    }
+
+    fn arb_key() -> impl Strategy<Value = (FlowKey, u64)> {
+        (
+            proptest::collection::vec(any::<u8>(), FIELDS.len()),
+            0u64..4,
+        )
+            .prop_map(|(vs, md)| {
+                let mut k = FlowKey::default();
+                for (f, v) in FIELDS.iter().zip(vs) {
+                    k.set(*f, field_value(*f, v));
+                }
+                k.set(Field::NwSrc, 12345);
+                (k, md)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn same_as_linear(
+            rules in proptest::collection::vec((arb_match(), 0u16..6), 0..24),
+            keys in proptest::collection::vec(arb_key(), 1..16),
+            removals in proptest::collection::vec(any::<usize>(), 0..4),
+        ) {
+            let mut cls = Classifier::new();
+            let mut lin: Vec<(Match, u16, usize)> = Vec::new();
+            for (i, (m, p)) in rules.into_iter().enumerate() {
+                let m = normalize(&m);
+                if cls.insert(&m, p, i).is_some() {
+                    let e = lin.iter_mut().find(|(lm, lp, _)| *lm == m && *lp == p).unwrap();
+                    e.2 = i;
+                } else {
+                    lin.push((m, p, i));
+                }
+            }
+            for r in removals {
+                if !lin.is_empty() {
+                    let (m, p, v) = lin.remove(r % lin.len());
+                    prop_assert_eq!(cls.remove(&m, p), Some(v));
+                }
+            }
+            prop_assert_eq!(cls.len(), lin.len());
+            for (key, md) in keys {
+                let mut wc = FlowMask::default();
+                let got = cls.lookup(&key, md, &mut wc);
+                let want = linear(&lin, &key, md);
+                prop_assert_eq!(got.map(|r| r.priority), want.map(|w| w.1));
+                if let Some(r) = got {
+                    prop_assert!(match_hits(&r.matcher, &key, md));
+                }
+                // Sufficiency: flip every bit outside wc (NwSrc is never
+                // matched, so it must stay wildcarded).
+                prop_assert!(wc.is_wildcarded(Field::NwSrc));
+                let mut other = key;
+                for i in 0..N_WORDS {
+                    other.words[i] ^= !wc.words[i];
+                }
+                let mut wc2 = FlowMask::default();
+                let got2 = cls.lookup(&other, md, &mut wc2);
+                prop_assert_eq!(got.map(|r| r.value), got2.map(|r| r.value));
+                // And the linear result for the flipped key agrees.
+                prop_assert_eq!(got.map(|r| r.priority), linear(&lin, &other, md).map(|w| w.1));
+            }
+        }
+    }
+
+    #[test]
+    fn dl_dst_table_wildcards_ip() {
+        let mut cls = Classifier::new();
+        let mut m = Match::CATCHALL;
+        m.key.set(Field::DlDst, 0x0200_0000_0002);
+        m.mask.set_exact(Field::DlDst);
+        cls.insert(&m, 10, "a");
+        cls.insert(&Match::CATCHALL, 0, "miss");
+        let mut k = FlowKey::default();
+        k.set(Field::DlDst, 0x0200_0000_0002);
+        k.set(Field::NwDst, 0x0a000001);
+        let mut wc = FlowMask::default();
+        assert_eq!(cls.lookup(&k, 0, &mut wc).unwrap().value, "a");
+        let mut want = FlowMask::default();
+        want.set_exact(Field::DlDst);
+        assert_eq!(wc, want);
+        assert_eq!(cls.n_subtables(), 2);
+    }
+
+    #[test]
+    fn strict_loose_overlap() {
+        let mut cls = Classifier::new();
+        let mut a = Match::CATCHALL;
+        a.key.set(Field::InPort, 1);
+        a.mask.set_exact(Field::InPort);
+        let mut b = a;
+        b.key.set(Field::DlType, 0x0800);
+        b.mask.set_exact(Field::DlType);
+        cls.insert(&a, 5, 1);
+        cls.insert(&b, 5, 2);
+        assert_eq!(cls.find_strict(&a, 5).unwrap().value, 1);
+        assert!(cls.find_strict(&a, 6).is_none());
+        assert_eq!(cls.iter_loose(&a).count(), 2);
+        assert_eq!(cls.iter_loose(&b).count(), 1);
+        assert_eq!(cls.iter_loose(&Match::CATCHALL).count(), 2);
+        assert!(cls.overlaps(&Match::CATCHALL, 5));
+        assert!(!cls.overlaps(&Match::CATCHALL, 4));
+        let mut c = a;
+        c.key.set(Field::InPort, 2);
+        assert!(!cls.overlaps(&c, 5));
+        assert_eq!(cls.remove(&a, 5), Some(1));
+        assert_eq!(cls.remove(&a, 5), None);
+        assert_eq!(cls.len(), 1);
+    }
+}

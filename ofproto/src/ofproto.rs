@@ -1,0 +1,739 @@
+//! The per-bridge OpenFlow switch object (OVS `struct ofproto` /
+//! `ofproto-dpif`): flow tables, groups and meters behind a lock, the
+//! upcall handler that compiles them into megaflows, packet-out, stats,
+//! timeouts, asynchronous events, fail-open and `ofproto/trace`.
+//!
+//! # Threads and locks
+//!
+//! - `tables: RwLock<Tables>`: written by the control plane (flow, group
+//!   and meter mods, expiry), read by the forwarding thread in upcalls only
+//!   (never per packet on megaflow hits).
+//! - `normal: Mutex<Normal>`: NORMAL's MAC table, locked in upcalls that
+//!   reach NORMAL, in traces, and once per forwarding-loop iteration to
+//!   read its generation.
+//! - Lock order: tables, then normal, then down-ports.
+//! - Events (packet-ins from the forwarding thread, flow-removed from
+//!   mods and expiry) go through a bounded channel of [`EVENT_QUEUE`]
+//!   entries; when it is full they are dropped and counted
+//!   ([`Ofproto::dropped_events`]), so the forwarding thread never blocks.
+//!
+//! # Revalidation
+//!
+//! [`Ofproto::generation`] (what the handler reports) changes on every
+//! flow/group/meter mod, expiry, port liveness change, fail-open change
+//! and MAC-table change; the datapath then flushes all megaflows.
+//!
+//! # Fail mode
+//!
+//! A bridge created in [`FailMode::Standalone`] gets `priority=0
+//! actions=NORMAL` in table 0, as OVS installs it for a bridge without
+//! controllers (`connmgr_flushed` → `ofproto_add_flow`), so an
+//! unconfigured bridge is a learning switch. The connection layer calls
+//! [`Ofproto::set_fail_open`] (true while a standalone bridge has no
+//! controller connection after having had one): the pipeline is then
+//! bypassed and every packet goes to NORMAL, like OVS's fail-open
+//! (`fail_open.c`, which adds a hidden priority-0xf0f0f0 NORMAL flow).
+//! A [`FailMode::Secure`] bridge starts empty: table misses drop.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
+
+use xennet_datapath::flow::extract;
+use xennet_datapath::meter::{BandKind, BandSpec, MeterSpec, MAX_BANDS, MAX_METERS};
+use xennet_datapath::{DpHandle, FlowKey, OfPort, Packet, Upcall, UpcallHandler, Userdata};
+use xennet_openflow::model::{
+    meter_flags, Action, FlowMod, FlowModCommand, FlowRemoved, FlowStats, FlowStatsRequest,
+    GroupDesc, GroupFeatures, GroupMod, GroupStats, Instructions, Match, MeterBandKind,
+    MeterConfig, MeterFeatures, MeterMod, MeterStats, MpReply, MpRequest, PacketIn, PacketOut,
+    TableStats, OFPCML_NO_BUFFER, OFPG_ANY, OFPM_ALL, OFPP_ANY, OFPP_CONTROLLER, OFPP_LOCAL,
+    OFPP_MAX, OFPP_NORMAL,
+};
+use xennet_openflow::OfError;
+
+use crate::normal::{FdbHandle, Normal};
+use crate::tables::{Meter, MeterChange, Tables, MAX_GROUPS};
+use crate::xlate::{self, XlateIn};
+
+/// Action types translation supports, as an `OFPAT_*` bitmap: output,
+/// push/pop VLAN, set-queue, group, set/dec NW TTL, set-field.
+const SUPPORTED_ACTIONS: u32 =
+    (1 << 0) | (1 << 17) | (1 << 18) | (1 << 21) | (1 << 22) | (1 << 23) | (1 << 24) | (1 << 25);
+
+/// Depth of the asynchronous event queue.
+pub const EVENT_QUEUE: usize = 1024;
+/// `OFP_NO_BUFFER`.
+pub const NO_BUFFER: u32 = 0xffff_ffff;
+
+/// The bridge's fail mode (OVS `Bridge.fail_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailMode {
+    /// Act as a learning switch when no controller is in charge.
+    Standalone,
+    /// Never forward on its own: only the flow tables decide.
+    Secure,
+}
+
+/// An asynchronous message for the controllers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OfEvent {
+    /// `OFPT_PACKET_IN`.
+    PacketIn(PacketIn),
+    /// `OFPT_FLOW_REMOVED`.
+    FlowRemoved(FlowRemoved),
+}
+
+/// One bridge's OpenFlow switch (see the module docs).
+#[derive(Debug)]
+pub struct Ofproto {
+    name: String,
+    datapath_id: u64,
+    fail_mode: FailMode,
+    tables: RwLock<Tables>,
+    normal: Mutex<Normal>,
+    fdb: FdbHandle,
+    generation: AtomicU64,
+    fail_open: AtomicBool,
+    down_ports: RwLock<BTreeSet<u32>>,
+    /// Enabled ports as last seen by an upcall (for traces).
+    seen_ports: Mutex<Vec<OfPort>>,
+    events_tx: SyncSender<OfEvent>,
+    events_rx: Mutex<Option<Receiver<OfEvent>>>,
+    dropped_events: AtomicU64,
+    dp: Mutex<Option<DpHandle>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Ofproto {
+    /// A bridge named `name` with datapath id `datapath_id`. A standalone
+    /// bridge gets `table=0,priority=0,actions=NORMAL` (see the module
+    /// docs).
+    pub fn new(name: &str, datapath_id: u64, fail_mode: FailMode) -> Arc<Ofproto> {
+        let (normal, fdb) = Normal::new();
+        let (tx, rx) = mpsc::sync_channel(EVENT_QUEUE);
+        let of = Ofproto {
+            name: name.to_owned(),
+            datapath_id,
+            fail_mode,
+            tables: RwLock::new(Tables::new()),
+            normal: Mutex::new(normal),
+            fdb,
+            generation: AtomicU64::new(0),
+            fail_open: AtomicBool::new(false),
+            down_ports: RwLock::new(BTreeSet::new()),
+            seen_ports: Mutex::new(Vec::new()),
+            events_tx: tx,
+            events_rx: Mutex::new(Some(rx)),
+            dropped_events: AtomicU64::new(0),
+            dp: Mutex::new(None),
+        };
+        if fail_mode == FailMode::Standalone {
+            let fm = FlowMod {
+                cookie: 0,
+                cookie_mask: 0,
+                table_id: 0,
+                command: FlowModCommand::Add,
+                idle_timeout: 0,
+                hard_timeout: 0,
+                priority: 0,
+                buffer_id: NO_BUFFER,
+                out_port: OFPP_ANY,
+                out_group: OFPG_ANY,
+                flags: 0,
+                matcher: Match::CATCHALL,
+                instructions: Instructions::apply(vec![Action::Output {
+                    port: OFPP_NORMAL,
+                    max_len: 0,
+                }]),
+            };
+            // Cannot fail: valid table, match and action.
+            let _ = of.handle_flow_mod(&fm);
+        }
+        Arc::new(of)
+    }
+
+    /// Bridge name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Datapath id.
+    pub fn datapath_id(&self) -> u64 {
+        self.datapath_id
+    }
+
+    /// Fail mode.
+    pub fn fail_mode(&self) -> FailMode {
+        self.fail_mode
+    }
+
+    /// NORMAL's MAC table (for `fdb/show`).
+    pub fn fdb(&self) -> &FdbHandle {
+        &self.fdb
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Tables> {
+        self.tables.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Tables> {
+        self.tables.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The revalidation counter the upcall handler reports: changes with
+    /// the tables, port liveness, fail-open and NORMAL's MAC table.
+    pub fn generation(&self) -> u64 {
+        let n = UpcallHandler::generation(&*lock(&self.normal));
+        self.generation.load(Ordering::Acquire).wrapping_add(n)
+    }
+
+    fn send_event(&self, ev: OfEvent) {
+        match self.events_tx.try_send(ev) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.dropped_events.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn send_removed(&self, removed: Vec<FlowRemoved>) {
+        for r in removed {
+            self.send_event(OfEvent::FlowRemoved(r));
+        }
+    }
+
+    /// The receiver of asynchronous events; `Some` only the first time.
+    pub fn events(&self) -> Option<Receiver<OfEvent>> {
+        lock(&self.events_rx).take()
+    }
+
+    /// Events dropped because the queue was full (or nobody listens).
+    pub fn dropped_events(&self) -> u64 {
+        self.dropped_events.load(Ordering::Relaxed)
+    }
+
+    /// `OFPT_FLOW_MOD` (OpenFlow 1.3.5 §6.4; see [`Tables::apply_flow_mod`]).
+    /// Flow-removed messages for deleted flows go to [`Ofproto::events`].
+    ///
+    /// # Errors
+    /// The OpenFlow error to send back.
+    pub fn handle_flow_mod(&self, fm: &FlowMod) -> Result<(), OfError> {
+        if fm.buffer_id != NO_BUFFER {
+            return Err(OfError::BUFFER_UNKNOWN);
+        }
+        let res = self.write().apply_flow_mod(fm, Instant::now())?;
+        if res.n_changed > 0 {
+            self.bump();
+        }
+        self.send_removed(res.removed);
+        Ok(())
+    }
+
+    /// `OFPT_GROUP_MOD` (OpenFlow 1.3.5 §6.5).
+    ///
+    /// # Errors
+    /// The OpenFlow error to send back.
+    pub fn handle_group_mod(&self, gm: &GroupMod) -> Result<(), OfError> {
+        let removed = self.write().apply_group_mod(gm, Instant::now())?;
+        self.bump();
+        self.send_removed(removed);
+        Ok(())
+    }
+
+    /// `OFPT_METER_MOD` (OpenFlow 1.3.5 §6.6); the datapath meter is
+    /// configured if a datapath is attached.
+    ///
+    /// # Errors
+    /// The OpenFlow error to send back.
+    pub fn handle_meter_mod(&self, mm: &MeterMod) -> Result<(), OfError> {
+        let (changes, removed) = self.write().apply_meter_mod(mm, Instant::now())?;
+        self.bump();
+        self.send_removed(removed);
+        if let Some(dp) = lock(&self.dp).clone() {
+            for c in changes {
+                apply_meter_change(&dp, &c);
+            }
+        }
+        Ok(())
+    }
+
+    /// Attach the datapath this bridge's handler runs in: meters are
+    /// configured there, and meter statistics read from it.
+    pub fn attach_datapath(&self, dp: DpHandle) {
+        // Never wait for the forwarding thread while holding the tables
+        // lock: it may be waiting for that lock in an upcall.
+        let meters: Vec<(u32, Meter)> = self.read().meters().map(|(i, m)| (i, m.clone())).collect();
+        for (id, m) in meters {
+            apply_meter_change(&dp, &MeterChange::Set(id, m));
+        }
+        *lock(&self.dp) = Some(dp);
+    }
+
+    /// `OFPMP_FLOW`.
+    ///
+    /// # Errors
+    /// `BAD_TABLE_ID`.
+    pub fn flow_stats(&self, req: &FlowStatsRequest) -> Result<Vec<FlowStats>, OfError> {
+        self.read().flow_stats(req, Instant::now())
+    }
+
+    /// Every flow in `ovs-ofctl dump-flows` style, one per line:
+    /// ` cookie=0x0, duration=1.5s, table=0, n_packets=0, n_bytes=0,
+    /// priority=0 actions=NORMAL` (tables in order, priority high first).
+    pub fn dump_flows(&self) -> String {
+        let req = FlowStatsRequest {
+            table_id: xennet_openflow::model::OFPTT_ALL,
+            out_port: OFPP_ANY,
+            out_group: OFPG_ANY,
+            cookie: 0,
+            cookie_mask: 0,
+            matcher: Match::CATCHALL,
+        };
+        let mut out = String::new();
+        for f in self.flow_stats(&req).unwrap_or_default() {
+            let m = xlate::match_text(&f.matcher);
+            let sep = if m.is_empty() { "" } else { "," };
+            let mut timeouts = String::new();
+            if f.idle_timeout != 0 {
+                timeouts.push_str(&format!("idle_timeout={}, ", f.idle_timeout));
+            }
+            if f.hard_timeout != 0 {
+                timeouts.push_str(&format!("hard_timeout={}, ", f.hard_timeout));
+            }
+            out.push_str(&format!(
+                " cookie={:#x}, duration={}.{:03}s, table={}, n_packets={}, n_bytes={}, {}priority={}{sep}{m} actions={}\n",
+                f.cookie,
+                f.duration_sec,
+                f.duration_nsec / 1_000_000,
+                f.table_id,
+                f.packet_count,
+                f.byte_count,
+                timeouts,
+                f.priority,
+                xlate::instructions_text(&f.instructions),
+            ));
+        }
+        out
+    }
+
+    /// `OFPMP_AGGREGATE`: `(packet_count, byte_count, flow_count)`.
+    ///
+    /// # Errors
+    /// `BAD_TABLE_ID`.
+    pub fn aggregate_stats(&self, req: &FlowStatsRequest) -> Result<(u64, u64, u32), OfError> {
+        self.read().aggregate_stats(req)
+    }
+
+    /// `OFPMP_TABLE`: all 254 tables.
+    pub fn table_stats(&self) -> Vec<TableStats> {
+        self.read().table_stats()
+    }
+
+    /// `OFPMP_GROUP` for a group or `OFPG_ALL`.
+    pub fn group_stats(&self, group_id: u32) -> Vec<GroupStats> {
+        self.read().group_stats(group_id, Instant::now())
+    }
+
+    /// `OFPMP_GROUP_DESC`.
+    pub fn group_desc(&self) -> Vec<GroupDesc> {
+        self.read().group_desc()
+    }
+
+    /// `OFPMP_METER_CONFIG` for a meter or `OFPM_ALL`.
+    pub fn meter_config(&self, meter_id: u32) -> Vec<MeterConfig> {
+        self.read().meter_config(meter_id)
+    }
+
+    /// `OFPMP_METER` for a meter or `OFPM_ALL`; packet and band counters
+    /// come from the attached datapath (zero without one).
+    pub fn meter_stats(&self, meter_id: u32) -> Vec<MeterStats> {
+        let dp_stats = lock(&self.dp)
+            .clone()
+            .map(|dp| dp.meter_stats())
+            .unwrap_or_default();
+        let now = Instant::now();
+        let t = self.read();
+        t.meters()
+            .filter(|(id, _)| meter_id == OFPM_ALL || *id == meter_id)
+            .map(|(id, m)| {
+                let d = now.saturating_duration_since(m.created);
+                let c = dp_stats
+                    .iter()
+                    .find(|(i, _)| *i == id)
+                    .map(|(_, c)| c.clone());
+                let c = c.unwrap_or_default();
+                MeterStats {
+                    meter_id: id,
+                    flow_count: t.meter_flow_count(id),
+                    packet_in_count: c.packets,
+                    byte_in_count: c.bytes,
+                    duration_sec: u32::try_from(d.as_secs()).unwrap_or(u32::MAX),
+                    duration_nsec: d.subsec_nanos(),
+                    bands: if c.bands.len() == m.bands.len() {
+                        c.bands
+                    } else {
+                        vec![(0, 0); m.bands.len()]
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// `OFPMP_GROUP_FEATURES`: all four group types, weights, liveness,
+    /// chaining with checks; the actions translation supports.
+    pub fn group_features(&self) -> GroupFeatures {
+        let max = u32::try_from(MAX_GROUPS).unwrap_or(u32::MAX);
+        GroupFeatures {
+            types: 0xf,
+            capabilities: 0xf,
+            max_groups: [max; 4],
+            actions: [SUPPORTED_ACTIONS; 4],
+        }
+    }
+
+    /// `OFPMP_METER_FEATURES`: drop and DSCP-remark bands, kbit/s and
+    /// packet/s, burst and stats.
+    pub fn meter_features(&self) -> MeterFeatures {
+        MeterFeatures {
+            max_meter: u32::try_from(MAX_METERS).unwrap_or(u32::MAX),
+            band_types: (1 << 1) | (1 << 2),
+            capabilities: u32::from(
+                meter_flags::KBPS | meter_flags::PKTPS | meter_flags::BURST | meter_flags::STATS,
+            ),
+            max_bands: u8::try_from(MAX_BANDS).unwrap_or(u8::MAX),
+            max_color: 0,
+        }
+    }
+
+    /// Answer the multipart requests that concern the pipeline (flow,
+    /// aggregate, table, group, group-desc, group-features, meter,
+    /// meter-config, meter-features and their Nicira flow/aggregate
+    /// forms); `None` for the ones the connection layer answers itself
+    /// (desc, ports, port-desc, queues, table-features).
+    pub fn multipart(&self, req: &MpRequest) -> Option<Result<MpReply, OfError>> {
+        Some(match req {
+            MpRequest::Flow(r) => self.flow_stats(r).map(MpReply::Flow),
+            MpRequest::NxFlow(r) => self.flow_stats(r).map(MpReply::NxFlow),
+            MpRequest::Aggregate(r) => {
+                self.aggregate_stats(r).map(|(p, b, f)| MpReply::Aggregate {
+                    packet_count: p,
+                    byte_count: b,
+                    flow_count: f,
+                })
+            }
+            MpRequest::NxAggregate(r) => {
+                self.aggregate_stats(r)
+                    .map(|(p, b, f)| MpReply::NxAggregate {
+                        packet_count: p,
+                        byte_count: b,
+                        flow_count: f,
+                    })
+            }
+            MpRequest::Table => Ok(MpReply::Table(self.table_stats())),
+            MpRequest::Group(g) => Ok(MpReply::Group(self.group_stats(*g))),
+            MpRequest::GroupDesc => Ok(MpReply::GroupDesc(self.group_desc())),
+            MpRequest::GroupFeatures => Ok(MpReply::GroupFeatures(self.group_features())),
+            MpRequest::Meter(m) => Ok(MpReply::Meter(self.meter_stats(*m))),
+            MpRequest::MeterConfig(m) => Ok(MpReply::MeterConfig(self.meter_config(*m))),
+            MpRequest::MeterFeatures => Ok(MpReply::MeterFeatures(self.meter_features())),
+            MpRequest::Desc
+            | MpRequest::TableFeatures(_)
+            | MpRequest::PortStats(_)
+            | MpRequest::PortDesc
+            | MpRequest::Queue { .. } => return None,
+        })
+    }
+
+    /// Remove flows whose timeouts expired at `now` and queue their
+    /// flow-removed messages; returns how many were removed. The
+    /// connection layer must call it from its housekeeping about once a
+    /// second (timeouts have one-second granularity, as in OpenFlow); the
+    /// forwarding thread never writes the tables. Cheap when no rule has a
+    /// timeout.
+    pub fn expire(&self, now: Instant) -> usize {
+        let removed = {
+            let mut t = self.write();
+            if !t.has_timeouts() {
+                return 0;
+            }
+            let before = t.n_rules();
+            let removed = t.expire(now);
+            let n = before - t.n_rules();
+            if n > 0 {
+                self.bump();
+            }
+            (n, removed)
+        };
+        self.send_removed(removed.1);
+        removed.0
+    }
+
+    /// Set fail-open (see the module docs); changes revalidate.
+    pub fn set_fail_open(&self, on: bool) {
+        if self.fail_open.swap(on, Ordering::AcqRel) != on {
+            self.bump();
+        }
+    }
+
+    /// Whether fail-open is on.
+    pub fn fail_open(&self) -> bool {
+        self.fail_open.load(Ordering::Acquire)
+    }
+
+    /// Mark a port administratively or operationally down or up
+    /// (`OFPPC_PORT_DOWN`, link state): fast-failover groups and outputs
+    /// follow; changes revalidate. Ports the datapath disables or removes
+    /// are not live either (the datapath flushes by itself then).
+    pub fn set_port_live(&self, port: u32, live: bool) {
+        let changed = {
+            let mut d = self.down_ports.write().unwrap_or_else(|e| e.into_inner());
+            if live {
+                d.remove(&port)
+            } else {
+                d.insert(port)
+            }
+        };
+        if changed {
+            self.bump();
+        }
+    }
+
+    /// A port was deleted: forget its MACs and revalidate.
+    pub fn port_deleted(&self, port: u32) {
+        self.fdb.flush_port(port);
+        self.down_ports
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&port);
+        self.bump();
+    }
+
+    /// Translate one packet (the upcall path).
+    fn translate(
+        &self,
+        key: &FlowKey,
+        pkt: &Packet,
+        ports: &[OfPort],
+        count: bool,
+        trace: bool,
+    ) -> (xlate::XlateOut, Option<String>) {
+        if self.fail_open() {
+            let mut n = lock(&self.normal);
+            let up = UpcallHandler::upcall(&mut *n, key, pkt, ports);
+            let out = xlate::XlateOut {
+                upcall: up,
+                error: None,
+                final_flow: *key,
+            };
+            let t =
+                trace.then(|| "Fail-open: the pipeline is bypassed; NORMAL decides.\n".to_owned());
+            return (out, t);
+        }
+        let tables = self.read();
+        let mut normal = lock(&self.normal);
+        let down = self.down_ports.read().unwrap_or_else(|e| e.into_inner());
+        let live = |p: u32| ports.binary_search(&p).is_ok() && !down.contains(&p);
+        xlate::xlate(
+            XlateIn {
+                tables: &tables,
+                normal: Some(&mut normal),
+                ports,
+                live: &live,
+                packet: pkt,
+                count_stats: count,
+                trace,
+            },
+            key,
+        )
+    }
+
+    fn ports_now(&self) -> Vec<OfPort> {
+        if let Some(dp) = lock(&self.dp).clone() {
+            let p: Vec<OfPort> = dp
+                .ports()
+                .into_iter()
+                .filter(|p| p.enabled)
+                .map(|p| p.ofport)
+                .collect();
+            if !p.is_empty() {
+                return p;
+            }
+        }
+        lock(&self.seen_ports).clone()
+    }
+
+    /// `ofproto/trace`: how `key` (with `pkt`, if given, for NORMAL) goes
+    /// through the pipeline, in OVS's format: each table with the matched
+    /// rule and its actions, then `Final flow:`, `Megaflow:` and
+    /// `Datapath actions:`. NORMAL may learn from a trace (OVS does not).
+    pub fn trace(&self, key: &FlowKey, pkt: Option<&Packet>) -> String {
+        let empty = Packet::new();
+        let pkt = pkt.unwrap_or(&empty);
+        let ports = self.ports_now();
+        let (_, t) = self.translate(key, pkt, &ports, false, true);
+        let bar = "-".repeat(self.name.len() + 10);
+        format!(
+            "Flow: {key}\n\nbridge(\"{}\")\n{bar}\n{}",
+            self.name,
+            t.unwrap_or_default()
+        )
+    }
+
+    /// `OFPT_PACKET_OUT`: translate the actions for the packet arriving on
+    /// `in_port` (`OFPP_CONTROLLER` allowed; `OFPP_TABLE` outputs run the
+    /// pipeline) and execute them in `dp`.
+    ///
+    /// # Errors
+    /// `BUFFER_UNKNOWN` (xennet never buffers), `BAD_PORT`, `BAD_PACKET`
+    /// (empty or over 65535 bytes), action errors (`BAD_OUT_PORT`,
+    /// `BAD_OUT_GROUP`, ...), `BAD_REQUEST_EPERM` if the datapath is gone.
+    pub fn packet_out(&self, po: &PacketOut, dp: &DpHandle) -> Result<(), OfError> {
+        if po.buffer_id != NO_BUFFER {
+            return Err(OfError::BUFFER_UNKNOWN);
+        }
+        let in_port_ok = (po.in_port != 0 && po.in_port < OFPP_MAX)
+            || po.in_port == OFPP_CONTROLLER
+            || po.in_port == OFPP_LOCAL;
+        if !in_port_ok {
+            return Err(OfError::BAD_PORT);
+        }
+        if po.data.is_empty() || po.data.len() > 65_535 {
+            return Err(OfError::BAD_PACKET);
+        }
+        self.read().check_packet_out_actions(&po.actions)?;
+        let mut pkt = Packet::from_slice(&po.data);
+        pkt.in_port = po.in_port;
+        let key = extract(&pkt);
+        let ports: Vec<OfPort> = dp
+            .ports()
+            .into_iter()
+            .filter(|p| p.enabled)
+            .map(|p| p.ofport)
+            .collect();
+        let (out, _) = {
+            let tables = self.read();
+            let mut normal = lock(&self.normal);
+            let down = self.down_ports.read().unwrap_or_else(|e| e.into_inner());
+            let live = |p: u32| ports.binary_search(&p).is_ok() && !down.contains(&p);
+            xlate::xlate_actions(
+                XlateIn {
+                    tables: &tables,
+                    normal: Some(&mut normal),
+                    ports: &ports,
+                    live: &live,
+                    packet: &pkt,
+                    count_stats: true,
+                    trace: false,
+                },
+                &key,
+                &po.actions,
+            )
+        };
+        let now = Instant::now();
+        for c in &out.upcall.counters {
+            c.credit(1, pkt.len() as u64, now);
+        }
+        dp.execute(pkt, out.upcall.actions)
+            .map_err(|_| OfError::BAD_REQUEST_EPERM)
+    }
+
+    /// The upcall handler to give [`xennet_datapath::Datapath::spawn`].
+    pub fn upcall_handler(self: &Arc<Self>) -> Box<dyn UpcallHandler> {
+        Box::new(Handler { of: self.clone() })
+    }
+
+    fn packet_in(&self, ud: &Userdata, pkt: &Packet) {
+        let data = pkt.data();
+        let n = if ud.max_len == OFPCML_NO_BUFFER {
+            data.len()
+        } else {
+            data.len().min(usize::from(ud.max_len))
+        };
+        self.send_event(OfEvent::PacketIn(PacketIn {
+            buffer_id: NO_BUFFER,
+            total_len: u16::try_from(data.len()).unwrap_or(u16::MAX),
+            reason: ud.reason,
+            table_id: ud.table_id,
+            cookie: ud.cookie,
+            in_port: pkt.in_port,
+            metadata: ud.metadata,
+            data: data[..n].to_vec(),
+        }));
+    }
+}
+
+fn apply_meter_change(dp: &DpHandle, c: &MeterChange) {
+    match c {
+        MeterChange::Set(id, m) => {
+            let _ = dp.set_meter(*id, meter_spec(m));
+        }
+        MeterChange::Del(id) => {
+            let _ = dp.del_meter(*id);
+        }
+    }
+}
+
+/// The datapath form of a meter (burst only with `OFPMF_BURST`).
+fn meter_spec(m: &Meter) -> MeterSpec {
+    MeterSpec {
+        pktps: m.flags & meter_flags::PKTPS != 0,
+        bands: m
+            .bands
+            .iter()
+            .map(|b| BandSpec {
+                kind: match b.kind {
+                    MeterBandKind::Drop => BandKind::Drop,
+                    MeterBandKind::DscpRemark { prec_level } => BandKind::DscpRemark(prec_level),
+                },
+                rate: b.rate,
+                burst: if m.flags & meter_flags::BURST != 0 {
+                    b.burst_size
+                } else {
+                    0
+                },
+            })
+            .collect(),
+    }
+}
+
+/// The forwarding thread's view of an [`Ofproto`].
+#[derive(Debug)]
+struct Handler {
+    of: Arc<Ofproto>,
+}
+
+impl UpcallHandler for Handler {
+    fn upcall(&mut self, key: &FlowKey, pkt: &Packet, ports: &[OfPort]) -> Upcall {
+        {
+            let mut seen = lock(&self.of.seen_ports);
+            if seen.as_slice() != ports {
+                seen.clear();
+                seen.extend_from_slice(ports);
+            }
+        }
+        self.of.translate(key, pkt, ports, true, false).0.upcall
+    }
+
+    fn generation(&self) -> u64 {
+        self.of.generation()
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        // MAC aging only: flow expiry writes the tables, which the
+        // forwarding thread never does (see `Ofproto::expire`).
+        UpcallHandler::housekeeping(&mut *lock(&self.of.normal), now);
+    }
+
+    fn userspace(&mut self, userdata: &Userdata, _key: &FlowKey, pkt: &Packet) {
+        self.of.packet_in(userdata, pkt);
+    }
+}

@@ -1,0 +1,1085 @@
+//! The OpenFlow state of one bridge: flow tables, groups and meters, with
+//! OpenFlow 1.3 flow-mod / group-mod / meter-mod semantics (ONF TS-006
+//! 1.3.5 §6.4–§6.6, §7.3.4; OVS `ofproto/ofproto.c` `add_flow_start`,
+//! `modify_flows_start__`, `delete_flows_start__`, `add_group_start`,
+//! `handle_meter_mod`) and statistics.
+//!
+//! Everything here is plain data behind the caller's lock: the bridge
+//! ([`crate::Ofproto`]) holds a `RwLock<Tables>`; translation reads it in
+//! upcalls. [`Tables::generation`] changes on every modification, so the
+//! datapath flushes its megaflows (coarse revalidation).
+//!
+//! Bounds: [`N_TABLES`] tables of at most `max_flows` rules each
+//! (`TABLE_FULL` beyond), [`MAX_GROUPS`] groups of [`MAX_BUCKETS`] buckets,
+//! [`xennet_datapath::meter::MAX_METERS`] meters of
+//! [`xennet_datapath::meter::MAX_BANDS`] bands, [`MAX_ACTIONS`] actions per
+//! list.
+//!
+//! Not supported (answered with errors): buffered packets, 1.0-style
+//! "modify adds when nothing matches" (the 1.0 codec's caller may add).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use xennet_datapath::meter::{MAX_BANDS, MAX_METERS};
+use xennet_datapath::RuleCounters;
+use xennet_openflow::model::{
+    flow_flags, meter_flags, Action, Bucket, FlowMod, FlowModCommand, FlowRemoved, FlowStats,
+    FlowStatsRequest, GroupDesc, GroupMod, GroupModCommand, GroupStats, GroupType, Instructions,
+    Match, MeterBand, MeterConfig, MeterMod, MeterModCommand, TableStats, OFPG_ALL, OFPG_ANY,
+    OFPM_ALL, OFPP_ALL, OFPP_ANY, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_MAX,
+    OFPP_NORMAL, OFPP_TABLE, OFPTT_ALL,
+};
+use xennet_openflow::OfError;
+
+use crate::classifier::{normalize, Classifier};
+
+/// Number of flow tables (0..=253, as OVS).
+pub const N_TABLES: usize = 254;
+/// Default most rules per table (OVS has no default limit; we bound
+/// memory).
+pub const DEFAULT_MAX_FLOWS: usize = 100_000;
+/// Most groups per bridge.
+pub const MAX_GROUPS: usize = 4096;
+/// Most buckets per group.
+pub const MAX_BUCKETS: usize = 256;
+/// Most actions in one action list.
+pub const MAX_ACTIONS: usize = 1024;
+/// `OFPG_MAX`: highest group id.
+pub const OFPG_MAX: u32 = 0xffff_ff00;
+/// `OFPM_MAX`: highest meter id.
+pub const OFPM_MAX: u32 = 0xffff_0000;
+
+/// `ofp_flow_removed_reason`.
+pub mod removed_reason {
+    /// `OFPRR_IDLE_TIMEOUT`.
+    pub const IDLE_TIMEOUT: u8 = 0;
+    /// `OFPRR_HARD_TIMEOUT`.
+    pub const HARD_TIMEOUT: u8 = 1;
+    /// `OFPRR_DELETE`.
+    pub const DELETE: u8 = 2;
+    /// `OFPRR_GROUP_DELETE`.
+    pub const GROUP_DELETE: u8 = 3;
+    /// `OFPRR_METER_DELETE`.
+    pub const METER_DELETE: u8 = 4;
+}
+
+/// One flow entry (OVS `struct rule`).
+#[derive(Debug)]
+pub struct Rule {
+    /// Table it lives in.
+    pub table_id: u8,
+    /// Match (normalised: key bits outside the mask are zero).
+    pub matcher: Match,
+    /// Priority.
+    pub priority: u16,
+    /// Cookie.
+    pub cookie: u64,
+    /// Idle timeout in seconds (0 = none).
+    pub idle_timeout: u16,
+    /// Hard timeout in seconds (0 = none).
+    pub hard_timeout: u16,
+    /// [`flow_flags`].
+    pub flags: u16,
+    /// Instructions.
+    pub instructions: Instructions,
+    /// When added (duration starts here).
+    pub created: Instant,
+    /// When added or last modified (idle timeouts count from here if the
+    /// rule was never used since).
+    pub modified: Instant,
+    /// Packets, bytes and last use, shared with the megaflows.
+    pub counters: Arc<RuleCounters>,
+}
+
+impl Rule {
+    /// Every action of the rule (apply then write).
+    pub fn actions(&self) -> impl Iterator<Item = &Action> {
+        self.instructions
+            .apply
+            .iter()
+            .flatten()
+            .chain(self.instructions.write.iter().flatten())
+    }
+
+    /// Whether the rule outputs to `port` (OVS `ofproto_rule_has_out_port`;
+    /// `OFPP_ANY` matches every rule).
+    pub fn has_out_port(&self, port: u32) -> bool {
+        port == OFPP_ANY
+            || self
+                .actions()
+                .any(|a| matches!(a, Action::Output { port: p, .. } if *p == port))
+    }
+
+    /// Whether the rule uses group `group` (`OFPG_ANY` matches every rule).
+    pub fn has_out_group(&self, group: u32) -> bool {
+        group == OFPG_ANY || self.actions().any(|a| *a == Action::Group(group))
+    }
+
+    fn last_used(&self) -> Instant {
+        self.counters
+            .used()
+            .map_or(self.modified, |u| u.max(self.modified))
+    }
+
+    fn duration(&self, now: Instant) -> (u32, u32) {
+        split_duration(now.saturating_duration_since(self.created))
+    }
+
+    fn removed(&self, reason: u8, now: Instant) -> FlowRemoved {
+        let (duration_sec, duration_nsec) = self.duration(now);
+        FlowRemoved {
+            cookie: self.cookie,
+            priority: self.priority,
+            reason,
+            table_id: self.table_id,
+            duration_sec,
+            duration_nsec,
+            idle_timeout: self.idle_timeout,
+            hard_timeout: self.hard_timeout,
+            packet_count: self.counters.packets(),
+            byte_count: self.counters.bytes(),
+            matcher: self.matcher,
+        }
+    }
+
+    fn stats(&self, now: Instant) -> FlowStats {
+        let (duration_sec, duration_nsec) = self.duration(now);
+        let age = |t: Instant| u16::try_from(now.saturating_duration_since(t).as_secs()).ok();
+        FlowStats {
+            table_id: self.table_id,
+            duration_sec,
+            duration_nsec,
+            priority: self.priority,
+            idle_timeout: self.idle_timeout,
+            hard_timeout: self.hard_timeout,
+            flags: self.flags,
+            cookie: self.cookie,
+            packet_count: self.counters.packets(),
+            byte_count: self.counters.bytes(),
+            idle_age: Some(self.last_used()).and_then(age),
+            hard_age: age(self.modified),
+            matcher: self.matcher,
+            instructions: self.instructions.clone(),
+        }
+    }
+}
+
+fn split_duration(d: Duration) -> (u32, u32) {
+    (
+        u32::try_from(d.as_secs()).unwrap_or(u32::MAX),
+        d.subsec_nanos(),
+    )
+}
+
+/// One flow table.
+#[derive(Debug, Default)]
+pub struct Table {
+    /// The rules.
+    pub cls: Classifier<Arc<Rule>>,
+    /// Lookups (counted on upcalls).
+    pub lookups: AtomicU64,
+    /// Lookups that matched a rule.
+    pub matches: AtomicU64,
+}
+
+/// One group (OVS `struct ofgroup`).
+#[derive(Debug)]
+pub struct Group {
+    /// Id.
+    pub id: u32,
+    /// Type.
+    pub group_type: GroupType,
+    /// Buckets.
+    pub buckets: Vec<Bucket>,
+    /// When added.
+    pub created: Instant,
+    /// Packets and bytes through the group.
+    pub counters: Arc<RuleCounters>,
+    /// Per bucket.
+    pub bucket_counters: Vec<Arc<RuleCounters>>,
+}
+
+/// One meter's configuration (its counters live in the datapath).
+#[derive(Debug, Clone)]
+pub struct Meter {
+    /// [`meter_flags`].
+    pub flags: u16,
+    /// Bands.
+    pub bands: Vec<MeterBand>,
+    /// When added.
+    pub created: Instant,
+}
+
+/// What a successful flow-mod did.
+#[derive(Debug, Default)]
+pub struct FlowModResult {
+    /// `OFPT_FLOW_REMOVED` messages to send (deleted flows with
+    /// `OFPFF_SEND_FLOW_REM`).
+    pub removed: Vec<FlowRemoved>,
+    /// Flows added, modified or deleted.
+    pub n_changed: usize,
+}
+
+/// A meter change the datapath must apply.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MeterChange {
+    /// Configure (add or replace) a meter.
+    Set(u32, Meter),
+    /// Remove a meter.
+    Del(u32),
+}
+
+/// The OpenFlow state of a bridge (see the module docs).
+#[derive(Debug)]
+pub struct Tables {
+    tables: Vec<Table>,
+    groups: BTreeMap<u32, Group>,
+    meters: BTreeMap<u32, Meter>,
+    max_flows: usize,
+    generation: u64,
+    /// Rules with an idle or hard timeout (so expiry can skip the scan).
+    n_timeouts: usize,
+}
+
+impl Default for Tables {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PartialEq for Meter {
+    fn eq(&self, o: &Meter) -> bool {
+        self.flags == o.flags && self.bands == o.bands
+    }
+}
+
+impl Tables {
+    /// Empty tables with [`DEFAULT_MAX_FLOWS`] per table.
+    pub fn new() -> Self {
+        Self::with_max_flows(DEFAULT_MAX_FLOWS)
+    }
+
+    /// Empty tables holding at most `max_flows` rules each.
+    pub fn with_max_flows(max_flows: usize) -> Self {
+        Tables {
+            tables: (0..N_TABLES).map(|_| Table::default()).collect(),
+            groups: BTreeMap::new(),
+            meters: BTreeMap::new(),
+            max_flows,
+            generation: 0,
+            n_timeouts: 0,
+        }
+    }
+
+    /// Changes whenever a rule, group or meter changes.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn bump(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+    }
+
+    /// Table `id`, if it exists.
+    pub fn table(&self, id: u8) -> Option<&Table> {
+        self.tables.get(usize::from(id))
+    }
+
+    /// Group `id`.
+    pub fn group(&self, id: u32) -> Option<&Group> {
+        self.groups.get(&id)
+    }
+
+    /// Meter `id`.
+    pub fn meter(&self, id: u32) -> Option<&Meter> {
+        self.meters.get(&id)
+    }
+
+    /// Every meter.
+    pub fn meters(&self) -> impl Iterator<Item = (u32, &Meter)> {
+        self.meters.iter().map(|(k, v)| (*k, v))
+    }
+
+    /// Total rules in all tables.
+    pub fn n_rules(&self) -> usize {
+        self.tables.iter().map(|t| t.cls.len()).sum()
+    }
+
+    fn table_range(table_id: u8) -> std::ops::Range<usize> {
+        if table_id == OFPTT_ALL {
+            0..N_TABLES
+        } else {
+            let t = usize::from(table_id);
+            t..t + 1
+        }
+    }
+
+    // ----- validation -----
+
+    fn check_output_port(port: u32) -> Result<(), OfError> {
+        let ok = (port != 0 && port < OFPP_MAX)
+            || matches!(
+                port,
+                OFPP_IN_PORT | OFPP_NORMAL | OFPP_FLOOD | OFPP_ALL | OFPP_CONTROLLER | OFPP_LOCAL
+            );
+        if ok {
+            Ok(())
+        } else {
+            Err(OfError::BAD_OUT_PORT)
+        }
+    }
+
+    /// Validate an action list. `m` is the match the actions run under
+    /// (updated for push/pop VLAN); `None` skips prerequisite checks (group
+    /// buckets). `groups_ok` decides whether a group id is acceptable.
+    fn check_actions(
+        &self,
+        actions: &[Action],
+        m: Option<&mut Match>,
+        groups_ok: &dyn Fn(u32) -> bool,
+    ) -> Result<(), OfError> {
+        if actions.len() > MAX_ACTIONS {
+            return Err(OfError::TOO_MANY_ACTIONS);
+        }
+        let mut m = m;
+        for a in actions {
+            match a {
+                Action::Output { port, .. } => Self::check_output_port(*port)?,
+                Action::Group(g) => {
+                    if !groups_ok(*g) {
+                        return Err(OfError::BAD_OUT_GROUP);
+                    }
+                }
+                Action::SetQueue(_) | Action::DecNwTtl | Action::SetNwTtl(_) => {}
+                Action::PushVlan(tpid) => {
+                    if !matches!(tpid, 0x8100 | 0x88a8) {
+                        return Err(OfError::BAD_ACTION_ARGUMENT);
+                    }
+                    if let Some(m) = m.as_deref_mut() {
+                        let tci = m.key.vlan_tci() | 0x1000;
+                        m.key.set_vlan_tci(tci);
+                        let mk = m.mask.get(xennet_datapath::flow::Field::VlanTci) | 0x1000;
+                        m.mask.set(xennet_datapath::flow::Field::VlanTci, mk);
+                    }
+                }
+                Action::PopVlan => {
+                    if let Some(m) = m.as_deref_mut() {
+                        m.key.set_vlan_tci(0);
+                        m.mask.set(xennet_datapath::flow::Field::VlanTci, 0);
+                    }
+                }
+                Action::SetField { field, value } => {
+                    if !field.is_writable() {
+                        return Err(OfError::BAD_SET_TYPE);
+                    }
+                    let bits = field.bits();
+                    if bits < 128 && value >> bits != 0 {
+                        return Err(OfError::BAD_SET_ARGUMENT);
+                    }
+                    if let Some(m) = m.as_deref_mut() {
+                        if !m.satisfies(field.prereq()) {
+                            return Err(OfError::MATCH_INCONSISTENT);
+                        }
+                    }
+                }
+                Action::Resubmit { table, .. } => {
+                    if usize::from(*table) >= N_TABLES && *table != 0xff {
+                        return Err(OfError::BAD_ACTION_ARGUMENT);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Validate a packet-out's actions: as flow actions, plus output to
+    /// `OFPP_TABLE`; no match prerequisites (the packet is concrete).
+    ///
+    /// # Errors
+    /// As [`Tables::apply_flow_mod`]'s action errors.
+    pub fn check_packet_out_actions(&self, actions: &[Action]) -> Result<(), OfError> {
+        if actions.len() > MAX_ACTIONS {
+            return Err(OfError::TOO_MANY_ACTIONS);
+        }
+        let groups_ok = |g: u32| self.groups.contains_key(&g);
+        for a in actions {
+            if matches!(
+                a,
+                Action::Output {
+                    port: OFPP_TABLE,
+                    ..
+                }
+            ) {
+                continue;
+            }
+            self.check_actions(std::slice::from_ref(a), None, &groups_ok)?;
+        }
+        Ok(())
+    }
+
+    /// Validate a flow-mod's instructions for table `table_id`.
+    fn check_instructions(
+        &self,
+        table_id: u8,
+        matcher: &Match,
+        ins: &Instructions,
+    ) -> Result<(), OfError> {
+        if let Some(t) = ins.goto_table {
+            // With OFPTT_ALL (modify in every table) only the range is
+            // checked, as OVS; translation ignores backward gotos.
+            let backward = table_id != OFPTT_ALL && t <= table_id;
+            if backward || usize::from(t) >= N_TABLES {
+                return Err(OfError::BAD_INST_TABLE_ID);
+            }
+        }
+        if let Some(mid) = ins.meter {
+            if !self.meters.contains_key(&mid) {
+                return Err(OfError::UNKNOWN_METER);
+            }
+        }
+        let groups_ok = |g: u32| self.groups.contains_key(&g);
+        let mut m = *matcher;
+        if let Some(a) = &ins.apply {
+            self.check_actions(a, Some(&mut m), &groups_ok)?;
+        }
+        if let Some(a) = &ins.write {
+            // The action set runs after the apply actions.
+            self.check_actions(a, Some(&mut m), &groups_ok)?;
+        }
+        Ok(())
+    }
+
+    // ----- flow mods -----
+
+    /// Apply a flow-mod at `now` (OpenFlow 1.3.5 §6.4). Buffered packets
+    /// are not supported (`buffer_id` is ignored; the connection layer
+    /// answers `BUFFER_UNKNOWN` for anything but `NO_BUFFER`).
+    ///
+    /// # Errors
+    /// `FLOW_MOD_BAD_TABLE_ID`, `BAD_PREREQ` and other match errors,
+    /// `BAD_INST_TABLE_ID`, `BAD_OUT_PORT`, `BAD_OUT_GROUP`,
+    /// `UNKNOWN_METER`, `MATCH_INCONSISTENT`, `BAD_SET_TYPE`,
+    /// `BAD_SET_ARGUMENT`, `OVERLAP`, `TABLE_FULL`, `BAD_FLAGS`.
+    pub fn apply_flow_mod(&mut self, fm: &FlowMod, now: Instant) -> Result<FlowModResult, OfError> {
+        let all = fm.table_id == OFPTT_ALL;
+        if !all && usize::from(fm.table_id) >= N_TABLES {
+            return Err(OfError::FLOW_MOD_BAD_TABLE_ID);
+        }
+        let known = flow_flags::SEND_FLOW_REM
+            | flow_flags::CHECK_OVERLAP
+            | flow_flags::RESET_COUNTS
+            | flow_flags::NO_PKT_COUNTS
+            | flow_flags::NO_BYT_COUNTS;
+        if fm.flags & !known != 0 {
+            return Err(OfError::BAD_FLAGS);
+        }
+        let matcher = normalize(&fm.matcher);
+        matcher.check_prereqs()?;
+        match fm.command {
+            FlowModCommand::Add => {
+                if all {
+                    return Err(OfError::FLOW_MOD_BAD_TABLE_ID);
+                }
+                self.check_instructions(fm.table_id, &matcher, &fm.instructions)?;
+                self.add_flow(fm, matcher, now)
+            }
+            FlowModCommand::Modify | FlowModCommand::ModifyStrict => {
+                let strict = fm.command == FlowModCommand::ModifyStrict;
+                self.check_instructions(fm.table_id, &matcher, &fm.instructions)?;
+                Ok(self.modify_flows(fm, &matcher, strict, now))
+            }
+            FlowModCommand::Delete | FlowModCommand::DeleteStrict => {
+                let strict = fm.command == FlowModCommand::DeleteStrict;
+                Ok(self.delete_flows(fm, &matcher, strict, now))
+            }
+        }
+    }
+
+    fn add_flow(
+        &mut self,
+        fm: &FlowMod,
+        matcher: Match,
+        now: Instant,
+    ) -> Result<FlowModResult, OfError> {
+        let max = self.max_flows;
+        let table = &mut self.tables[usize::from(fm.table_id)];
+        if fm.flags & flow_flags::CHECK_OVERLAP != 0 && table.cls.overlaps(&matcher, fm.priority) {
+            return Err(OfError::OVERLAP);
+        }
+        let old = table
+            .cls
+            .find_strict(&matcher, fm.priority)
+            .map(|r| r.value.clone());
+        if old.is_none() && table.cls.len() >= max {
+            return Err(OfError::TABLE_FULL);
+        }
+        let counters = match &old {
+            Some(o) if fm.flags & flow_flags::RESET_COUNTS == 0 => o.counters.clone(),
+            _ => Arc::new(RuleCounters::new()),
+        };
+        let rule = Arc::new(Rule {
+            table_id: fm.table_id,
+            matcher,
+            priority: fm.priority,
+            cookie: fm.cookie,
+            idle_timeout: fm.idle_timeout,
+            hard_timeout: fm.hard_timeout,
+            flags: fm.flags,
+            instructions: fm.instructions.clone(),
+            created: now,
+            modified: now,
+            counters,
+        });
+        let has_to = |i: u16, h: u16| usize::from(i != 0 || h != 0);
+        if let Some(o) = &old {
+            self.n_timeouts = self
+                .n_timeouts
+                .saturating_sub(has_to(o.idle_timeout, o.hard_timeout));
+        }
+        self.n_timeouts += has_to(fm.idle_timeout, fm.hard_timeout);
+        table.cls.insert(&matcher, fm.priority, rule);
+        self.bump();
+        Ok(FlowModResult {
+            removed: Vec::new(),
+            n_changed: 1,
+        })
+    }
+
+    fn cookie_ok(fm_cookie: u64, mask: u64, rule: &Rule) -> bool {
+        (rule.cookie ^ fm_cookie) & mask == 0
+    }
+
+    /// Keys `(table, match, priority)` of the rules a modify/delete
+    /// selects.
+    fn select(
+        &self,
+        table_id: u8,
+        matcher: &Match,
+        priority: u16,
+        strict: bool,
+        filter: &dyn Fn(&Rule) -> bool,
+    ) -> Vec<(usize, Match, u16)> {
+        let mut v = Vec::new();
+        for t in Self::table_range(table_id) {
+            let cls = &self.tables[t].cls;
+            if strict {
+                if let Some(r) = cls.find_strict(matcher, priority) {
+                    if filter(&r.value) {
+                        v.push((t, r.matcher, r.priority));
+                    }
+                }
+            } else {
+                v.extend(
+                    cls.iter_loose(matcher)
+                        .filter(|r| filter(&r.value))
+                        .map(|r| (t, r.matcher, r.priority)),
+                );
+            }
+        }
+        v
+    }
+
+    fn modify_flows(
+        &mut self,
+        fm: &FlowMod,
+        matcher: &Match,
+        strict: bool,
+        now: Instant,
+    ) -> FlowModResult {
+        let sel = self.select(fm.table_id, matcher, fm.priority, strict, &|r| {
+            Self::cookie_ok(fm.cookie, fm.cookie_mask, r)
+        });
+        let reset = fm.flags & flow_flags::RESET_COUNTS != 0;
+        for (t, m, p) in &sel {
+            if let Some(r) = self.tables[*t].cls.find_strict_mut(m, *p) {
+                let old = &r.value;
+                r.value = Arc::new(Rule {
+                    table_id: old.table_id,
+                    matcher: old.matcher,
+                    priority: old.priority,
+                    cookie: old.cookie,
+                    idle_timeout: old.idle_timeout,
+                    hard_timeout: old.hard_timeout,
+                    flags: old.flags,
+                    instructions: fm.instructions.clone(),
+                    created: old.created,
+                    modified: now,
+                    counters: if reset {
+                        Arc::new(RuleCounters::new())
+                    } else {
+                        old.counters.clone()
+                    },
+                });
+            }
+        }
+        if !sel.is_empty() {
+            self.bump();
+        }
+        FlowModResult {
+            removed: Vec::new(),
+            n_changed: sel.len(),
+        }
+    }
+
+    fn delete_flows(
+        &mut self,
+        fm: &FlowMod,
+        matcher: &Match,
+        strict: bool,
+        now: Instant,
+    ) -> FlowModResult {
+        let sel = self.select(fm.table_id, matcher, fm.priority, strict, &|r| {
+            Self::cookie_ok(fm.cookie, fm.cookie_mask, r)
+                && r.has_out_port(fm.out_port)
+                && r.has_out_group(fm.out_group)
+        });
+        let removed = self.remove_rules(&sel, removed_reason::DELETE, now);
+        FlowModResult {
+            n_changed: sel.len(),
+            removed,
+        }
+    }
+
+    fn remove_rules(
+        &mut self,
+        sel: &[(usize, Match, u16)],
+        reason: u8,
+        now: Instant,
+    ) -> Vec<FlowRemoved> {
+        let mut out = Vec::new();
+        for (t, m, p) in sel {
+            if let Some(r) = self.tables[*t].cls.remove(m, *p) {
+                if r.idle_timeout != 0 || r.hard_timeout != 0 {
+                    self.n_timeouts = self.n_timeouts.saturating_sub(1);
+                }
+                if r.flags & flow_flags::SEND_FLOW_REM != 0 {
+                    out.push(r.removed(reason, now));
+                }
+            }
+        }
+        if !sel.is_empty() {
+            self.bump();
+        }
+        out
+    }
+
+    /// Remove flows whose idle or hard timeout expired at `now` (OVS
+    /// `rule_expire`); returns the `FLOW_REMOVED`s to send. Call about
+    /// once a second.
+    pub fn expire(&mut self, now: Instant) -> Vec<FlowRemoved> {
+        if self.n_timeouts == 0 {
+            return Vec::new();
+        }
+        let mut sel_idle = Vec::new();
+        let mut sel_hard = Vec::new();
+        for (t, table) in self.tables.iter().enumerate() {
+            for r in table.cls.iter() {
+                let r = &r.value;
+                let hard = r.hard_timeout != 0
+                    && now.saturating_duration_since(r.modified)
+                        >= Duration::from_secs(u64::from(r.hard_timeout));
+                let idle = r.idle_timeout != 0
+                    && now.saturating_duration_since(r.last_used())
+                        >= Duration::from_secs(u64::from(r.idle_timeout));
+                if hard {
+                    sel_hard.push((t, r.matcher, r.priority));
+                } else if idle {
+                    sel_idle.push((t, r.matcher, r.priority));
+                }
+            }
+        }
+        let mut out = self.remove_rules(&sel_hard, removed_reason::HARD_TIMEOUT, now);
+        out.extend(self.remove_rules(&sel_idle, removed_reason::IDLE_TIMEOUT, now));
+        out
+    }
+
+    /// Whether any rule has a timeout (so [`Tables::expire`] has work).
+    pub fn has_timeouts(&self) -> bool {
+        self.n_timeouts > 0
+    }
+
+    // ----- groups -----
+
+    /// Whether group `from` reaches group `to` through chained group
+    /// actions (including `from == to`).
+    fn group_reaches(&self, from: u32, to: u32, buckets_of_from: Option<&[Bucket]>) -> bool {
+        let mut stack = vec![from];
+        let mut seen = HashSet::new();
+        while let Some(g) = stack.pop() {
+            if g == to {
+                return true;
+            }
+            if !seen.insert(g) || seen.len() > MAX_GROUPS + 1 {
+                continue;
+            }
+            let buckets: &[Bucket] = match (g == from, buckets_of_from) {
+                (true, Some(b)) => b,
+                _ => match self.groups.get(&g) {
+                    Some(gr) => &gr.buckets,
+                    None => continue,
+                },
+            };
+            for b in buckets {
+                for a in &b.actions {
+                    if let Action::Group(n) = a {
+                        stack.push(*n);
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    fn check_group(&self, gm: &GroupMod) -> Result<(), OfError> {
+        if gm.buckets.len() > MAX_BUCKETS {
+            return Err(OfError::OUT_OF_BUCKETS);
+        }
+        match gm.group_type {
+            GroupType::Indirect if gm.buckets.len() != 1 => return Err(OfError::INVALID_GROUP),
+            GroupType::FastFailover => {
+                for b in &gm.buckets {
+                    if b.watch_port == OFPP_ANY && b.watch_group == OFPG_ANY {
+                        return Err(OfError::BAD_WATCH);
+                    }
+                }
+            }
+            _ => {}
+        }
+        for b in &gm.buckets {
+            if gm.group_type != GroupType::Select
+                && b.weight != 0
+                && gm.group_type != GroupType::All
+            {
+                return Err(OfError::WEIGHT_UNSUPPORTED);
+            }
+            self.check_actions(&b.actions, None, &|g| {
+                self.groups.contains_key(&g) || g == gm.group_id
+            })?;
+            for a in &b.actions {
+                if let Action::Group(n) = a {
+                    if !self.groups.contains_key(n) && *n != gm.group_id {
+                        return Err(OfError::UNKNOWN_GROUP);
+                    }
+                    if self.group_reaches(*n, gm.group_id, None) {
+                        return Err(OfError::GROUP_LOOP);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply a group-mod at `now` (OpenFlow 1.3.5 §6.5, §7.3.4.2); returns
+    /// the `FLOW_REMOVED`s of flows deleted with their group.
+    ///
+    /// # Errors
+    /// `INVALID_GROUP`, `GROUP_EXISTS`, `UNKNOWN_GROUP`, `OUT_OF_GROUPS`,
+    /// `OUT_OF_BUCKETS`, `BAD_WATCH`, `WEIGHT_UNSUPPORTED`, `GROUP_LOOP`,
+    /// `CHAINED_GROUP`, and action errors from the buckets.
+    pub fn apply_group_mod(
+        &mut self,
+        gm: &GroupMod,
+        now: Instant,
+    ) -> Result<Vec<FlowRemoved>, OfError> {
+        match gm.command {
+            GroupModCommand::Add | GroupModCommand::Modify => {
+                if gm.group_id > OFPG_MAX {
+                    return Err(OfError::INVALID_GROUP);
+                }
+                let exists = self.groups.contains_key(&gm.group_id);
+                if gm.command == GroupModCommand::Add {
+                    if exists {
+                        return Err(OfError::GROUP_EXISTS);
+                    }
+                    if self.groups.len() >= MAX_GROUPS {
+                        return Err(OfError::OUT_OF_GROUPS);
+                    }
+                } else if !exists {
+                    return Err(OfError::UNKNOWN_GROUP);
+                }
+                self.check_group(gm)?;
+                let counters = self
+                    .groups
+                    .get(&gm.group_id)
+                    .map_or_else(|| Arc::new(RuleCounters::new()), |g| g.counters.clone());
+                let created = self.groups.get(&gm.group_id).map_or(now, |g| g.created);
+                self.groups.insert(
+                    gm.group_id,
+                    Group {
+                        id: gm.group_id,
+                        group_type: gm.group_type,
+                        buckets: gm.buckets.clone(),
+                        created,
+                        counters,
+                        bucket_counters: gm
+                            .buckets
+                            .iter()
+                            .map(|_| Arc::new(RuleCounters::new()))
+                            .collect(),
+                    },
+                );
+                self.bump();
+                Ok(Vec::new())
+            }
+            GroupModCommand::Delete => {
+                let ids: Vec<u32> = if gm.group_id == OFPG_ALL {
+                    self.groups.keys().copied().collect()
+                } else if self.groups.contains_key(&gm.group_id) {
+                    vec![gm.group_id]
+                } else {
+                    return Ok(Vec::new());
+                };
+                if gm.group_id != OFPG_ALL {
+                    let chained = self.groups.values().any(|g| {
+                        g.id != gm.group_id
+                            && g.buckets
+                                .iter()
+                                .any(|b| b.actions.contains(&Action::Group(gm.group_id)))
+                    });
+                    if chained {
+                        return Err(OfError::CHAINED_GROUP);
+                    }
+                }
+                let mut out = Vec::new();
+                for id in &ids {
+                    let sel = self.select(OFPTT_ALL, &Match::CATCHALL, 0, false, &|r| {
+                        r.has_out_group(*id)
+                    });
+                    out.extend(self.remove_rules(&sel, removed_reason::GROUP_DELETE, now));
+                    self.groups.remove(id);
+                }
+                self.bump();
+                Ok(out)
+            }
+        }
+    }
+
+    // ----- meters -----
+
+    /// Apply a meter-mod at `now` (OpenFlow 1.3.5 §7.3.4.4). Returns the
+    /// datapath change to make and the `FLOW_REMOVED`s of flows deleted
+    /// with their meter.
+    ///
+    /// # Errors
+    /// `INVALID_METER`, `METER_EXISTS`, `UNKNOWN_METER`, `METER_BAD_FLAGS`,
+    /// `METER_BAD_RATE`, `METER_BAD_BAND`, `OUT_OF_METERS`, `OUT_OF_BANDS`.
+    pub fn apply_meter_mod(
+        &mut self,
+        mm: &MeterMod,
+        now: Instant,
+    ) -> Result<(Vec<MeterChange>, Vec<FlowRemoved>), OfError> {
+        match mm.command {
+            MeterModCommand::Add | MeterModCommand::Modify => {
+                if mm.meter_id == 0 || mm.meter_id > OFPM_MAX {
+                    return Err(OfError::INVALID_METER);
+                }
+                let exists = self.meters.contains_key(&mm.meter_id);
+                if mm.command == MeterModCommand::Add {
+                    if exists {
+                        return Err(OfError::METER_EXISTS);
+                    }
+                    if self.meters.len() >= MAX_METERS {
+                        return Err(OfError::OUT_OF_METERS);
+                    }
+                } else if !exists {
+                    return Err(OfError::UNKNOWN_METER);
+                }
+                let known = meter_flags::KBPS
+                    | meter_flags::PKTPS
+                    | meter_flags::BURST
+                    | meter_flags::STATS;
+                if mm.flags & !known != 0
+                    || mm.flags & (meter_flags::KBPS | meter_flags::PKTPS)
+                        == (meter_flags::KBPS | meter_flags::PKTPS)
+                {
+                    return Err(OfError::METER_BAD_FLAGS);
+                }
+                if mm.bands.len() > MAX_BANDS {
+                    return Err(OfError::OUT_OF_BANDS);
+                }
+                if mm.bands.iter().any(|b| b.rate == 0) {
+                    return Err(OfError::METER_BAD_RATE);
+                }
+                let created = self.meters.get(&mm.meter_id).map_or(now, |m| m.created);
+                let m = Meter {
+                    flags: mm.flags,
+                    bands: mm.bands.clone(),
+                    created,
+                };
+                self.meters.insert(mm.meter_id, m.clone());
+                self.bump();
+                Ok((vec![MeterChange::Set(mm.meter_id, m)], Vec::new()))
+            }
+            MeterModCommand::Delete => {
+                let ids: Vec<u32> = if mm.meter_id == OFPM_ALL {
+                    self.meters.keys().copied().collect()
+                } else if self.meters.contains_key(&mm.meter_id) {
+                    vec![mm.meter_id]
+                } else {
+                    return Ok((Vec::new(), Vec::new()));
+                };
+                let mut out = Vec::new();
+                let mut changes = Vec::new();
+                for id in ids {
+                    let sel = self.select(OFPTT_ALL, &Match::CATCHALL, 0, false, &|r| {
+                        r.instructions.meter == Some(id)
+                    });
+                    out.extend(self.remove_rules(&sel, removed_reason::METER_DELETE, now));
+                    self.meters.remove(&id);
+                    changes.push(MeterChange::Del(id));
+                }
+                self.bump();
+                Ok((changes, out))
+            }
+        }
+    }
+
+    // ----- statistics -----
+
+    fn stats_select(&self, req: &FlowStatsRequest) -> Result<Vec<Arc<Rule>>, OfError> {
+        if req.table_id != OFPTT_ALL && usize::from(req.table_id) >= N_TABLES {
+            return Err(OfError::BAD_TABLE_ID);
+        }
+        let m = normalize(&req.matcher);
+        let mut v = Vec::new();
+        for t in Self::table_range(req.table_id) {
+            v.extend(
+                self.tables[t]
+                    .cls
+                    .iter_loose(&m)
+                    .filter(|r| {
+                        Self::cookie_ok(req.cookie, req.cookie_mask, &r.value)
+                            && r.value.has_out_port(req.out_port)
+                            && r.value.has_out_group(req.out_group)
+                    })
+                    .map(|r| r.value.clone()),
+            );
+        }
+        // Stable order: table, then priority (high first).
+        v.sort_by(|a, b| {
+            a.table_id
+                .cmp(&b.table_id)
+                .then(b.priority.cmp(&a.priority))
+        });
+        Ok(v)
+    }
+
+    /// `OFPMP_FLOW` at `now`.
+    ///
+    /// # Errors
+    /// `BAD_TABLE_ID`.
+    pub fn flow_stats(
+        &self,
+        req: &FlowStatsRequest,
+        now: Instant,
+    ) -> Result<Vec<FlowStats>, OfError> {
+        Ok(self
+            .stats_select(req)?
+            .iter()
+            .map(|r| r.stats(now))
+            .collect())
+    }
+
+    /// `OFPMP_AGGREGATE`: `(packets, bytes, flows)`.
+    ///
+    /// # Errors
+    /// `BAD_TABLE_ID`.
+    pub fn aggregate_stats(&self, req: &FlowStatsRequest) -> Result<(u64, u64, u32), OfError> {
+        let v = self.stats_select(req)?;
+        let p = v
+            .iter()
+            .fold(0u64, |a, r| a.wrapping_add(r.counters.packets()));
+        let b = v
+            .iter()
+            .fold(0u64, |a, r| a.wrapping_add(r.counters.bytes()));
+        Ok((p, b, u32::try_from(v.len()).unwrap_or(u32::MAX)))
+    }
+
+    /// `OFPMP_TABLE`: every table.
+    pub fn table_stats(&self) -> Vec<TableStats> {
+        self.tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| TableStats {
+                table_id: i as u8,
+                active_count: u32::try_from(t.cls.len()).unwrap_or(u32::MAX),
+                lookup_count: t.lookups.load(Ordering::Relaxed),
+                matched_count: t.matches.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    fn group_ref_count(&self, id: u32) -> u32 {
+        let n = self
+            .tables
+            .iter()
+            .flat_map(|t| t.cls.iter())
+            .filter(|r| r.value.actions().any(|a| *a == Action::Group(id)))
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// `OFPMP_GROUP` for `group_id` or `OFPG_ALL` at `now`.
+    pub fn group_stats(&self, group_id: u32, now: Instant) -> Vec<GroupStats> {
+        self.groups
+            .values()
+            .filter(|g| group_id == OFPG_ALL || g.id == group_id)
+            .map(|g| {
+                let (duration_sec, duration_nsec) =
+                    split_duration(now.saturating_duration_since(g.created));
+                GroupStats {
+                    group_id: g.id,
+                    ref_count: self.group_ref_count(g.id),
+                    packet_count: g.counters.packets(),
+                    byte_count: g.counters.bytes(),
+                    duration_sec,
+                    duration_nsec,
+                    buckets: g
+                        .bucket_counters
+                        .iter()
+                        .map(|c| (c.packets(), c.bytes()))
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// `OFPMP_GROUP_DESC`.
+    pub fn group_desc(&self) -> Vec<GroupDesc> {
+        self.groups
+            .values()
+            .map(|g| GroupDesc {
+                group_type: g.group_type,
+                group_id: g.id,
+                buckets: g.buckets.clone(),
+            })
+            .collect()
+    }
+
+    /// `OFPMP_METER_CONFIG` for `meter_id` or `OFPM_ALL`.
+    pub fn meter_config(&self, meter_id: u32) -> Vec<MeterConfig> {
+        self.meters
+            .iter()
+            .filter(|(id, _)| meter_id == OFPM_ALL || **id == meter_id)
+            .map(|(id, m)| MeterConfig {
+                flags: m.flags,
+                meter_id: *id,
+                bands: m.bands.clone(),
+            })
+            .collect()
+    }
+
+    /// Flows using meter `id`.
+    pub fn meter_flow_count(&self, id: u32) -> u32 {
+        let n = self
+            .tables
+            .iter()
+            .flat_map(|t| t.cls.iter())
+            .filter(|r| r.value.instructions.meter == Some(id))
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+}

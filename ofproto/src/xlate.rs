@@ -1,0 +1,1186 @@
+//! Translation of a packet through the OpenFlow pipeline into datapath
+//! actions and a megaflow mask (OVS `ofproto/ofproto-dpif-xlate.c`).
+//!
+//! # Model
+//!
+//! - Table 0 is looked up with the packet's key and the metadata register
+//!   (0). The matched rule's instructions run in the 1.3 order (§5.9):
+//!   meter, apply-actions, clear-actions, write-actions, write-metadata,
+//!   goto-table. With no goto-table the pipeline ends and the action set
+//!   runs in the 1.3 order (§5.10): pop VLAN, push VLAN, dec TTL / set TTL,
+//!   set-field, set-queue, then group, else output.
+//! - A table miss ends the pipeline: in 1.3 the packet is dropped, the
+//!   action set discarded (a
+//!   bridge in standalone fail mode has a `priority=0 actions=NORMAL`
+//!   flow; fail-open is handled by [`crate::Ofproto`]).
+//! - Apply-actions run in order against a working copy of the key (`flow`);
+//!   a second copy (`base`) tracks what the datapath packet looks like.
+//!   Every output first *commits* the differences as datapath set / VLAN
+//!   actions (OVS `commit_odp_actions`), so `set_field` then `output`
+//!   outputs the modified packet, and unmodified fields cost nothing.
+//! - `NORMAL` calls the bridge's [`Normal`] through
+//!   [`UpcallHandler::upcall`] on the working key and merges its result
+//!   (mask union, actions appended).
+//! - `CONTROLLER` becomes a [`DpAction::Userspace`] carrying reason, table,
+//!   cookie, metadata and `max_len`. A table-miss flow (priority 0,
+//!   match-all) sends reason `OFPR_NO_MATCH` (OVS `OFPR_EXPLICIT_MISS`,
+//!   sent as no-match to 1.3 controllers); other flows `OFPR_ACTION`.
+//! - Groups: all (every bucket, each on the packet as it was before the
+//!   group), indirect, select (a bucket picked by rendezvous hashing of
+//!   the Ethernet addresses and type, VLAN ID, IP addresses and protocol,
+//!   and L4 ports, with a fixed seed; exactly those fields are
+//!   un-wildcarded, so one flow keeps one bucket), fast failover (first
+//!   bucket whose watch port is live or watch group has a live bucket).
+//! - `dec_ttl` on TTL 0 or 1 sends a packet-in with reason
+//!   `OFPR_INVALID_TTL` and stops translation; otherwise sets TTL - 1.
+//! - Nicira `resubmit` looks up another table with an optionally changed
+//!   in_port and executes the rule's instructions, then continues.
+//!
+//! # Wildcards
+//!
+//! The megaflow mask is the union of: `in_port`, `dl_type` and (for IP)
+//! `nw_frag`, which OVS always examines (`xlate_wc_init`); the masks of the classifier
+//! subtables probed in every table visited (see [`crate::classifier`]);
+//! fields the actions read (`in_port` for outputs, TTL for `dec_ttl`,
+//! hashed fields for select groups, EtherType/protocol to choose a
+//! rewrite); fields set by `set_field` (the commit compares them with the
+//! packet); VLAN TCI for VLAN actions; NORMAL's mask.
+//!
+//! # Limits
+//!
+//! As OVS: at most [`MAX_DEPTH`] nested table lookups (goto, resubmit,
+//! group chaining) and [`MAX_RESUBMITS`] lookups in total; beyond, the
+//! packet is dropped and a warning logged at most once a second; so is a
+//! translation producing over [`MAX_DP_ACTIONS`] datapath actions. Recursion
+//! is bounded by the depth counter, so no stack overflow.
+//!
+//! Not modelled: 802.1ad double tagging beyond one tag in the key (a
+//! push on a tagged packet pushes a second tag; the key then only knows
+//! the outer one), `OFPP_FLOOD` port `NO_FLOOD` flags (flood = all),
+//! queues (`set_queue` is accepted and ignored), MPLS/PBB.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use xennet_datapath::actions::ActionsFmt;
+use xennet_datapath::flow::{Field, VLAN_CFI, VLAN_PCP_MASK, VLAN_VID_MASK};
+use xennet_datapath::{
+    DpAction, FlowKey, FlowMask, OfPort, Packet, RuleCounters, SetAction, Upcall, UpcallHandler,
+    Userdata,
+};
+use xennet_openflow::model::{
+    Action, GroupType, Instructions, Match, OxmField, OFPCML_NO_BUFFER, OFPG_ANY, OFPP_ALL,
+    OFPP_ANY, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_NORMAL, OFPP_TABLE,
+};
+
+use crate::normal::Normal;
+use crate::tables::{Group, Rule, Tables, N_TABLES};
+
+/// Most nested lookups (OVS `MAX_DEPTH`).
+pub const MAX_DEPTH: u32 = 64;
+/// Most lookups per translation (OVS `MAX_RESUBMITS`).
+pub const MAX_RESUBMITS: u32 = 4096;
+/// Most datapath actions one translation may produce (OVS bounds the
+/// datapath action buffer to 64 KiB); beyond, the packet is dropped.
+pub const MAX_DP_ACTIONS: usize = 4096;
+
+/// `ofp_packet_in_reason` values (1.3).
+pub mod packet_in_reason {
+    /// `OFPR_NO_MATCH`.
+    pub const NO_MATCH: u8 = 0;
+    /// `OFPR_ACTION`.
+    pub const ACTION: u8 = 1;
+    /// `OFPR_INVALID_TTL`.
+    pub const INVALID_TTL: u8 = 2;
+}
+
+/// Why a translation was cut short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XlateError {
+    /// Too many nested lookups.
+    TooDeep,
+    /// Too many lookups in total.
+    TooManyResubmits,
+    /// Too many datapath actions.
+    TooManyActions,
+}
+
+/// The result of a translation.
+#[derive(Debug, Default)]
+pub struct XlateOut {
+    /// Mask, datapath actions and the counters to credit (rules and
+    /// groups).
+    pub upcall: Upcall,
+    /// Set when translation was cut short (the actions are then empty).
+    pub error: Option<XlateError>,
+    /// The working key at the end (after set-fields).
+    pub final_flow: FlowKey,
+}
+
+/// The action set (1.3.5 §5.10): at most one action of each type, one
+/// set-field per field.
+#[derive(Debug, Default, Clone)]
+struct ActionSet {
+    pop_vlan: bool,
+    push_vlan: Option<u16>,
+    dec_ttl: bool,
+    set_ttl: Option<u8>,
+    set_fields: Vec<(OxmField, u128)>,
+    group: Option<u32>,
+    output: Option<(u32, u16)>,
+}
+
+impl ActionSet {
+    fn write(&mut self, a: &Action) {
+        match a {
+            Action::PopVlan => self.pop_vlan = true,
+            Action::PushVlan(t) => self.push_vlan = Some(*t),
+            Action::DecNwTtl => self.dec_ttl = true,
+            Action::SetNwTtl(t) => self.set_ttl = Some(*t),
+            Action::SetField { field, value } => {
+                match self.set_fields.iter_mut().find(|(f, _)| f == field) {
+                    Some(e) => e.1 = *value,
+                    None => self.set_fields.push((*field, *value)),
+                }
+            }
+            Action::Group(g) => self.group = Some(*g),
+            Action::Output { port, max_len } => self.output = Some((*port, *max_len)),
+            Action::SetQueue(_) | Action::Resubmit { .. } => {}
+        }
+    }
+
+    /// The set as an ordered action list (1.3.5 §5.10).
+    fn to_list(&self) -> Vec<Action> {
+        let mut v = Vec::new();
+        if self.pop_vlan {
+            v.push(Action::PopVlan);
+        }
+        if let Some(t) = self.push_vlan {
+            v.push(Action::PushVlan(t));
+        }
+        if self.dec_ttl {
+            v.push(Action::DecNwTtl);
+        }
+        if let Some(t) = self.set_ttl {
+            v.push(Action::SetNwTtl(t));
+        }
+        for (field, value) in &self.set_fields {
+            v.push(Action::SetField {
+                field: *field,
+                value: *value,
+            });
+        }
+        if let Some(g) = self.group {
+            v.push(Action::Group(g));
+        } else if let Some((port, max_len)) = self.output {
+            v.push(Action::Output { port, max_len });
+        }
+        v
+    }
+}
+
+/// Inputs of a translation.
+pub struct XlateIn<'a> {
+    /// The bridge's tables.
+    pub tables: &'a Tables,
+    /// NORMAL, if the bridge has one available.
+    pub normal: Option<&'a mut Normal>,
+    /// Enabled datapath ports, sorted.
+    pub ports: &'a [OfPort],
+    /// Whether a port is live (for fast failover and select groups).
+    pub live: &'a dyn Fn(u32) -> bool,
+    /// The packet (NORMAL's handler wants one; may be empty for traces).
+    pub packet: &'a Packet,
+    /// Count lookups in the table statistics.
+    pub count_stats: bool,
+    /// Produce an `ofproto/trace` text.
+    pub trace: bool,
+}
+
+impl std::fmt::Debug for XlateIn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XlateIn")
+            .field("ports", &self.ports)
+            .finish()
+    }
+}
+
+struct Ctx<'a> {
+    tables: &'a Tables,
+    normal: Option<&'a mut Normal>,
+    ports: &'a [OfPort],
+    live: &'a dyn Fn(u32) -> bool,
+    packet: &'a Packet,
+    count_stats: bool,
+    trace: Option<String>,
+    indent: usize,
+    orig: FlowKey,
+    flow: FlowKey,
+    base: FlowKey,
+    metadata: u64,
+    wc: FlowMask,
+    actions: Vec<DpAction>,
+    counters: Vec<Arc<RuleCounters>>,
+    action_set: ActionSet,
+    depth: u32,
+    resubmits: u32,
+    table_id: u8,
+    rule: Option<Arc<Rule>>,
+    exit: bool,
+    error: Option<XlateError>,
+    /// A VLAN action changed `flow`'s tag: commits then compare it with
+    /// the packet's, which reads the packet's TCI.
+    vlan_touched: bool,
+}
+
+/// Translate `key` through the pipeline from table 0 (OVS `xlate_actions`):
+/// the megaflow (mask, datapath actions, counters to credit) and, if
+/// `input.trace`, the `ofproto/trace` text.
+pub fn xlate(input: XlateIn<'_>, key: &FlowKey) -> (XlateOut, Option<String>) {
+    let mut ctx = Ctx {
+        tables: input.tables,
+        normal: input.normal,
+        ports: input.ports,
+        live: input.live,
+        packet: input.packet,
+        count_stats: input.count_stats,
+        trace: input.trace.then(String::new),
+        indent: 0,
+        orig: *key,
+        flow: *key,
+        base: *key,
+        metadata: 0,
+        wc: FlowMask::default(),
+        actions: Vec::new(),
+        counters: Vec::new(),
+        action_set: ActionSet::default(),
+        depth: 0,
+        resubmits: 0,
+        table_id: 0,
+        rule: None,
+        exit: false,
+        error: None,
+        vlan_touched: false,
+    };
+    // As OVS `xlate_wc_init`: in_port and dl_type are always examined,
+    // and for IP the fragment bits.
+    ctx.wc.set_exact(Field::InPort).set_exact(Field::DlType);
+    if matches!(key.dl_type(), 0x0800 | 0x86dd) {
+        ctx.wc.set_exact(Field::NwFrag);
+    }
+    ctx.run_table(0, false);
+    ctx.finish();
+    ctx.out()
+}
+
+/// Translate an explicit action list (packet-out), as if applied by a
+/// rule in table 0; `OFPP_TABLE` outputs run the pipeline.
+pub fn xlate_actions(
+    input: XlateIn<'_>,
+    key: &FlowKey,
+    actions: &[Action],
+) -> (XlateOut, Option<String>) {
+    let mut ctx = Ctx {
+        tables: input.tables,
+        normal: input.normal,
+        ports: input.ports,
+        live: input.live,
+        packet: input.packet,
+        count_stats: input.count_stats,
+        trace: input.trace.then(String::new),
+        indent: 0,
+        orig: *key,
+        flow: *key,
+        base: *key,
+        metadata: 0,
+        wc: FlowMask::EXACT,
+        actions: Vec::new(),
+        counters: Vec::new(),
+        action_set: ActionSet::default(),
+        depth: 0,
+        resubmits: 0,
+        table_id: 0,
+        rule: None,
+        exit: false,
+        error: None,
+        vlan_touched: false,
+    };
+    ctx.do_actions(actions);
+    ctx.finish();
+    ctx.out()
+}
+
+fn warn_rate_limited(what: &str) {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    let now = start.elapsed().as_secs().saturating_add(1);
+    let last = LAST.load(Ordering::Relaxed);
+    if now > last
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!("translation stopped: {what}; packet dropped");
+    }
+}
+
+/// 64-bit mixer (splitmix64 finaliser): deterministic, fixed seed.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The fields a select group hashes for this flow.
+fn select_fields(flow: &FlowKey) -> Vec<(Field, u128)> {
+    let mut v = vec![
+        (Field::DlSrc, Field::DlSrc.all_ones()),
+        (Field::DlDst, Field::DlDst.all_ones()),
+        (Field::DlType, Field::DlType.all_ones()),
+        (Field::VlanTci, u128::from(VLAN_CFI | VLAN_VID_MASK)),
+    ];
+    let ip = matches!(flow.dl_type(), 0x0800 | 0x86dd);
+    if ip {
+        v.push((Field::NwSrc, Field::NwSrc.all_ones()));
+        v.push((Field::NwDst, Field::NwDst.all_ones()));
+        v.push((Field::NwProto, Field::NwProto.all_ones()));
+        if matches!(flow.nw_proto(), 6 | 17 | 132) {
+            v.push((Field::TpSrc, Field::TpSrc.all_ones()));
+            v.push((Field::TpDst, Field::TpDst.all_ones()));
+        }
+    }
+    v
+}
+
+/// OVS-style names of set-field targets.
+pub fn oxm_name(f: OxmField) -> &'static str {
+    use OxmField::*;
+    match f {
+        InPort => "in_port",
+        Metadata => "metadata",
+        EthDst => "eth_dst",
+        EthSrc => "eth_src",
+        EthType => "eth_type",
+        VlanVid => "vlan_vid",
+        VlanPcp => "vlan_pcp",
+        IpDscp => "ip_dscp",
+        IpEcn => "ip_ecn",
+        IpProto => "ip_proto",
+        IpTtl => "nw_ttl",
+        IpFrag => "ip_frag",
+        Ipv4Src => "ipv4_src",
+        Ipv4Dst => "ipv4_dst",
+        TcpSrc => "tcp_src",
+        TcpDst => "tcp_dst",
+        UdpSrc => "udp_src",
+        UdpDst => "udp_dst",
+        SctpSrc => "sctp_src",
+        SctpDst => "sctp_dst",
+        Icmpv4Type => "icmpv4_type",
+        Icmpv4Code => "icmpv4_code",
+        ArpOp => "arp_op",
+        ArpSpa => "arp_spa",
+        ArpTpa => "arp_tpa",
+        Ipv6Src => "ipv6_src",
+        Ipv6Dst => "ipv6_dst",
+        Icmpv6Type => "icmpv6_type",
+        Icmpv6Code => "icmpv6_code",
+        TcpFlags => "tcp_flags",
+    }
+}
+
+fn port_name(p: u32) -> String {
+    match p {
+        OFPP_IN_PORT => "IN_PORT".into(),
+        OFPP_TABLE => "TABLE".into(),
+        OFPP_NORMAL => "NORMAL".into(),
+        OFPP_FLOOD => "FLOOD".into(),
+        OFPP_ALL => "ALL".into(),
+        OFPP_CONTROLLER => "CONTROLLER".into(),
+        OFPP_LOCAL => "LOCAL".into(),
+        OFPP_ANY => "ANY".into(),
+        p => p.to_string(),
+    }
+}
+
+fn field_value_text(f: OxmField, v: u128) -> String {
+    use OxmField::*;
+    match f {
+        EthDst | EthSrc => xennet_datapath::packet::MacAddr::from_u64(v as u64).to_string(),
+        Ipv4Src | Ipv4Dst | ArpSpa | ArpTpa => std::net::Ipv4Addr::from(v as u32).to_string(),
+        Ipv6Src | Ipv6Dst => std::net::Ipv6Addr::from(v).to_string(),
+        Metadata | TcpFlags => format!("{v:#x}"),
+        _ => v.to_string(),
+    }
+}
+
+/// An action in `ovs-ofctl` syntax.
+pub fn action_text(a: &Action) -> String {
+    match a {
+        Action::Output { port, max_len } => match *port {
+            OFPP_CONTROLLER => format!("CONTROLLER:{max_len}"),
+            p if p >= 0xffff_ff00 => port_name(p),
+            p => format!("output:{p}"),
+        },
+        Action::Group(g) => format!("group:{g}"),
+        Action::SetQueue(q) => format!("set_queue:{q}"),
+        Action::PushVlan(t) => format!("push_vlan:{t:#06x}"),
+        Action::PopVlan => "pop_vlan".into(),
+        Action::SetField { field, value } => {
+            format!(
+                "set_field:{}->{}",
+                field_value_text(*field, *value),
+                oxm_name(*field)
+            )
+        }
+        Action::DecNwTtl => "dec_ttl".into(),
+        Action::SetNwTtl(t) => format!("mod_nw_ttl:{t}"),
+        Action::Resubmit { in_port, table } => {
+            let p = if *in_port == OFPP_IN_PORT {
+                String::new()
+            } else {
+                port_name(*in_port)
+            };
+            if *table == 0xff {
+                format!("resubmit:{p}")
+            } else {
+                format!("resubmit({p},{table})")
+            }
+        }
+    }
+}
+
+/// Instructions in `ovs-ofctl dump-flows` syntax.
+pub fn instructions_text(ins: &Instructions) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = ins.meter {
+        parts.push(format!("meter:{m}"));
+    }
+    if let Some(a) = &ins.apply {
+        parts.extend(a.iter().map(action_text));
+    }
+    if ins.clear {
+        parts.push("clear_actions".into());
+    }
+    if let Some(w) = &ins.write {
+        let inner: Vec<String> = w.iter().map(action_text).collect();
+        parts.push(format!("write_actions({})", inner.join(",")));
+    }
+    if let Some((v, m)) = ins.write_metadata {
+        parts.push(format!("write_metadata:{v:#x}/{m:#x}"));
+    }
+    if let Some(t) = ins.goto_table {
+        parts.push(format!("goto_table:{t}"));
+    }
+    if parts.is_empty() {
+        "drop".into()
+    } else {
+        parts.join(",")
+    }
+}
+
+/// A match in `ovs-ofctl` syntax (empty for match-all).
+pub fn match_text(m: &Match) -> String {
+    let mut s = m.key.display_masked(&m.mask).to_string();
+    if m.metadata_mask != 0 {
+        if !s.is_empty() {
+            s.push(',');
+        }
+        if m.metadata_mask == u64::MAX {
+            let _ = write!(s, "metadata={:#x}", m.metadata);
+        } else {
+            let _ = write!(s, "metadata={:#x}/{:#x}", m.metadata, m.metadata_mask);
+        }
+    }
+    s
+}
+
+fn is_table_miss(r: &Rule) -> bool {
+    r.priority == 0 && r.matcher.mask == FlowMask::CATCHALL && r.matcher.metadata_mask == 0
+}
+
+impl Ctx<'_> {
+    fn out(self) -> (XlateOut, Option<String>) {
+        let megaflow = if self.trace.is_some() {
+            self.flow_key_masked()
+        } else {
+            String::new()
+        };
+        let mut actions = self.actions;
+        let mut counters = self.counters;
+        if self.error.is_some() {
+            actions.clear();
+            counters.clear();
+        }
+        let mut trace = self.trace;
+        if let Some(t) = trace.as_mut() {
+            let _ = writeln!(t, "\nFinal flow: {}", self.flow);
+            let _ = writeln!(t, "Megaflow: {megaflow}");
+            let _ = writeln!(t, "Datapath actions: {}", ActionsFmt(&actions));
+        }
+        (
+            XlateOut {
+                upcall: Upcall {
+                    mask: self.wc,
+                    actions,
+                    counters,
+                },
+                error: self.error,
+                final_flow: self.flow,
+            },
+            trace,
+        )
+    }
+
+    fn flow_key_masked(&self) -> String {
+        let s = self.base_key_display();
+        if s.is_empty() {
+            "(all wildcarded)".into()
+        } else {
+            s
+        }
+    }
+
+    fn base_key_display(&self) -> String {
+        // The megaflow is over the *input* key: `base` changes as commits
+        // happen, so rebuild it from the original bits under the mask.
+        self.orig.display_masked(&self.wc).to_string()
+    }
+}
+
+impl Ctx<'_> {
+    fn note(&mut self, line: impl std::fmt::Display) {
+        if let Some(t) = self.trace.as_mut() {
+            let _ = writeln!(t, "{:width$}{line}", "", width = self.indent);
+        }
+    }
+
+    fn enter(&mut self) -> bool {
+        if self.exit || self.error.is_some() {
+            return false;
+        }
+        if self.depth >= MAX_DEPTH {
+            self.error = Some(XlateError::TooDeep);
+            warn_rate_limited("over 64 nested lookups");
+            self.note(">>>> Too many nested lookups (depth 64); dropping <<<<");
+            return false;
+        }
+        if self.resubmits >= MAX_RESUBMITS {
+            self.error = Some(XlateError::TooManyResubmits);
+            warn_rate_limited("over 4096 lookups");
+            self.note(">>>> Too many resubmits (4096); dropping <<<<");
+            return false;
+        }
+        self.depth += 1;
+        self.resubmits += 1;
+        true
+    }
+
+    /// Look up `table` and run the matched rule's instructions. A miss
+    /// in the pipeline proper (table 0, goto) drops the packet: the action
+    /// set is discarded (1.3.5 §5.4); a miss in a resubmit just returns.
+    fn run_table(&mut self, table: u8, resubmit: bool) {
+        if usize::from(table) >= N_TABLES || !self.enter() {
+            return;
+        }
+        let tables = self.tables;
+        let Some(t) = tables.table(table) else {
+            self.depth -= 1;
+            return;
+        };
+        let r = t.cls.lookup(&self.flow, self.metadata, &mut self.wc);
+        if self.count_stats {
+            t.lookups.fetch_add(1, Ordering::Relaxed);
+            if r.is_some() {
+                t.matches.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let saved_table = self.table_id;
+        let saved_rule = self.rule.take();
+        self.table_id = table;
+        match r {
+            None => {
+                self.note(format_args!("{table:>2}. No match."));
+                self.indent += 4;
+                self.note("drop");
+                self.indent -= 4;
+                if !resubmit {
+                    self.action_set = ActionSet::default();
+                }
+            }
+            Some(r) => {
+                let rule = r.value.clone();
+                if self.trace.is_some() {
+                    let m = match_text(&rule.matcher);
+                    if m.is_empty() {
+                        self.note(format_args!("{table:>2}. priority {}", rule.priority));
+                    } else {
+                        self.note(format_args!("{table:>2}. {m}, priority {}", rule.priority));
+                    }
+                    if rule.cookie != 0 {
+                        self.indent += 4;
+                        self.note(format_args!("cookie={:#x}", rule.cookie));
+                        self.indent -= 4;
+                    }
+                }
+                self.counters.push(rule.counters.clone());
+                self.rule = Some(rule.clone());
+                self.indent += 4;
+                self.run_instructions(&rule.instructions, table);
+                self.indent -= 4;
+            }
+        }
+        self.table_id = saved_table;
+        self.rule = saved_rule;
+        self.depth -= 1;
+    }
+
+    fn run_instructions(&mut self, ins: &Instructions, table: u8) {
+        if let Some(m) = ins.meter {
+            self.note(format_args!("meter:{m}"));
+            self.actions.push(DpAction::Meter(m));
+        }
+        if let Some(a) = &ins.apply {
+            self.do_actions(a);
+        }
+        if self.exit || self.error.is_some() {
+            return;
+        }
+        if ins.clear {
+            self.note("clear_actions");
+            self.action_set = ActionSet::default();
+        }
+        if let Some(w) = &ins.write {
+            if self.trace.is_some() {
+                let inner: Vec<String> = w.iter().map(action_text).collect();
+                self.note(format_args!("write_actions({})", inner.join(",")));
+            }
+            for a in w {
+                self.action_set.write(a);
+            }
+        }
+        if let Some((v, m)) = ins.write_metadata {
+            self.note(format_args!("write_metadata:{v:#x}/{m:#x}"));
+            self.metadata = (self.metadata & !m) | (v & m);
+        }
+        if let Some(t) = ins.goto_table {
+            if t > table {
+                self.note(format_args!("goto_table:{t}"));
+                self.run_table(t, false);
+            }
+        }
+    }
+
+    /// End of pipeline: run the action set.
+    fn finish(&mut self) {
+        if self.exit || self.error.is_some() {
+            return;
+        }
+        let list = std::mem::take(&mut self.action_set).to_list();
+        if !list.is_empty() {
+            self.note("");
+            self.note("Action set:");
+            self.indent += 4;
+            self.do_actions(&list);
+            self.indent -= 4;
+        }
+    }
+
+    fn do_actions(&mut self, actions: &[Action]) {
+        for a in actions {
+            if self.exit || self.error.is_some() {
+                return;
+            }
+            if self.actions.len() > MAX_DP_ACTIONS {
+                self.error = Some(XlateError::TooManyActions);
+                warn_rate_limited("over 4096 datapath actions");
+                self.note(">>>> Too many datapath actions; dropping <<<<");
+                return;
+            }
+            if self.trace.is_some() {
+                self.note(action_text(a));
+            }
+            self.do_action(a);
+        }
+    }
+
+    fn do_action(&mut self, a: &Action) {
+        match a {
+            Action::Output { port, max_len } => self.output(*port, *max_len),
+            Action::Group(g) => self.group(*g),
+            Action::SetQueue(_) => {}
+            Action::PushVlan(_) => {
+                // Untagged: only the tag's absence matters; tagged: the new
+                // tag copies the outer one (1.3.5 §5.12), so all of it.
+                self.wc_or(Field::VlanTci, u128::from(VLAN_CFI));
+                self.vlan_touched = true;
+                if self.flow.has_vlan() {
+                    self.wc.set_exact(Field::VlanTci);
+                    // A second tag: commit and push it now.
+                    self.commit();
+                    let tci = self.flow.vlan_tci();
+                    self.actions.push(DpAction::PushVlan { tci });
+                } else {
+                    // The new tag copies nothing (no outer tag): VID 0,
+                    // PCP 0 (1.3.5 §5.12 table 6).
+                    self.flow.set_vlan_tci(VLAN_CFI);
+                }
+            }
+            Action::PopVlan => {
+                self.wc_or(Field::VlanTci, u128::from(VLAN_CFI));
+                self.vlan_touched = true;
+                self.flow.set_vlan_tci(0);
+            }
+            Action::SetField { field, value } => self.set_field(*field, *value),
+            Action::DecNwTtl => self.dec_ttl(),
+            Action::SetNwTtl(t) => {
+                self.wc.set_exact(Field::DlType);
+                if matches!(self.flow.dl_type(), 0x0800 | 0x86dd) {
+                    self.wc.set_exact(Field::NwTtl);
+                    self.flow.set_nw_ttl(*t);
+                }
+            }
+            Action::Resubmit { in_port, table } => {
+                let t = if *table == 0xff {
+                    self.table_id
+                } else {
+                    *table
+                };
+                let saved = self.flow.in_port();
+                if *in_port != OFPP_IN_PORT {
+                    self.flow.set_in_port(*in_port);
+                }
+                self.indent += 4;
+                self.run_table(t, true);
+                self.indent -= 4;
+                self.flow.set_in_port(saved);
+            }
+        }
+    }
+
+    fn wc_or(&mut self, f: Field, bits: u128) {
+        let cur = self.wc.get(f);
+        self.wc.set(f, cur | bits);
+    }
+
+    fn set_field(&mut self, field: OxmField, value: u128) {
+        use OxmField::*;
+        if field == Metadata {
+            self.metadata = value as u64;
+            return;
+        }
+        let Some((kf, shift, bits)) = field.layout() else {
+            return;
+        };
+        if !field.is_writable() {
+            return;
+        }
+        // Prerequisites were checked against the rule's match at flow-mod
+        // time; check the working flow too (resubmits, action sets), which
+        // reads the EtherType / protocol.
+        self.wc.set_exact(Field::DlType);
+        let ip = matches!(self.flow.dl_type(), 0x0800 | 0x86dd);
+        let ok = match field.prereq() {
+            xennet_openflow::field::Prereq::None => true,
+            xennet_openflow::field::Prereq::Vlan => self.flow.has_vlan(),
+            xennet_openflow::field::Prereq::Ip => ip,
+            xennet_openflow::field::Prereq::Ipv4 => self.flow.dl_type() == 0x0800,
+            xennet_openflow::field::Prereq::Ipv6 => self.flow.dl_type() == 0x86dd,
+            xennet_openflow::field::Prereq::Arp => self.flow.dl_type() == 0x0806,
+            p => {
+                self.wc.set_exact(Field::NwProto);
+                let proto = self.flow.nw_proto();
+                match p {
+                    xennet_openflow::field::Prereq::Tcp => ip && proto == 6,
+                    xennet_openflow::field::Prereq::Udp => ip && proto == 17,
+                    xennet_openflow::field::Prereq::Sctp => ip && proto == 132,
+                    xennet_openflow::field::Prereq::Icmpv4 => {
+                        self.flow.dl_type() == 0x0800 && proto == 1
+                    }
+                    xennet_openflow::field::Prereq::Icmpv6 => {
+                        self.flow.dl_type() == 0x86dd && proto == 58
+                    }
+                    _ => false,
+                }
+            }
+        };
+        if !ok {
+            return;
+        }
+        if kf == Field::VlanTci {
+            // OVS: set_field on vlan_vid/pcp does nothing without a tag.
+            // The commit compares with the packet's own tag, if it has one.
+            self.wc_or(Field::VlanTci, u128::from(VLAN_CFI));
+            if self.base.has_vlan() {
+                self.wc.set_exact(Field::VlanTci);
+            }
+            if !self.flow.has_vlan() {
+                return;
+            }
+            self.vlan_touched = true;
+            let tci = self.flow.vlan_tci();
+            let tci = if field == VlanVid {
+                (tci & !VLAN_VID_MASK) | (value as u16 & VLAN_VID_MASK)
+            } else {
+                (tci & !VLAN_PCP_MASK) | (((value as u16) & 7) << 13)
+            };
+            self.flow.set_vlan_tci(tci | VLAN_CFI);
+            return;
+        }
+        let fm = if bits >= 128 {
+            u128::MAX
+        } else {
+            ((1u128 << bits) - 1) << shift
+        };
+        let cur = self.flow.get(kf);
+        self.flow.set(kf, (cur & !fm) | ((value << shift) & fm));
+        self.wc.set_exact(kf);
+    }
+
+    fn dec_ttl(&mut self) {
+        self.wc.set_exact(Field::DlType);
+        if !matches!(self.flow.dl_type(), 0x0800 | 0x86dd) {
+            return;
+        }
+        self.wc.set_exact(Field::NwTtl);
+        let ttl = self.flow.nw_ttl();
+        if ttl <= 1 {
+            self.controller(packet_in_reason::INVALID_TTL, OFPCML_NO_BUFFER);
+            self.exit = true;
+            return;
+        }
+        self.flow.set_nw_ttl(ttl - 1);
+    }
+
+    /// Emit datapath actions that make the packet look like `flow`.
+    fn commit(&mut self) {
+        let (b, f) = (self.base, self.flow);
+        if b == f {
+            return;
+        }
+        let push = |acts: &mut Vec<DpAction>, s: SetAction| acts.push(DpAction::Set(s));
+        let mac = |v: u128| -> [u8; 6] {
+            let b = (v as u64).to_be_bytes();
+            [b[2], b[3], b[4], b[5], b[6], b[7]]
+        };
+        if b.get(Field::DlSrc) != f.get(Field::DlSrc) {
+            push(
+                &mut self.actions,
+                SetAction::EthSrc(mac(f.get(Field::DlSrc))),
+            );
+        }
+        if b.get(Field::DlDst) != f.get(Field::DlDst) {
+            push(
+                &mut self.actions,
+                SetAction::EthDst(mac(f.get(Field::DlDst))),
+            );
+        }
+        // VLAN.
+        match (b.has_vlan(), f.has_vlan()) {
+            (true, false) => self.actions.push(DpAction::PopVlan),
+            (false, true) => self.actions.push(DpAction::PushVlan { tci: f.vlan_tci() }),
+            (true, true) => {
+                if self.vlan_touched {
+                    self.wc.set_exact(Field::VlanTci);
+                }
+                if b.vlan_vid() != f.vlan_vid() {
+                    push(&mut self.actions, SetAction::VlanVid(f.vlan_vid()));
+                }
+                if b.vlan_tci() & VLAN_PCP_MASK != f.vlan_tci() & VLAN_PCP_MASK {
+                    push(
+                        &mut self.actions,
+                        SetAction::VlanPcp((f.vlan_tci() >> 13) as u8),
+                    );
+                }
+            }
+            (false, false) => {}
+        }
+        let differs = |fl: Field| b.get(fl) != f.get(fl);
+        match f.dl_type() {
+            0x0800 => {
+                if differs(Field::NwSrc) {
+                    push(
+                        &mut self.actions,
+                        SetAction::Ipv4Src((f.get(Field::NwSrc) as u32).to_be_bytes()),
+                    );
+                }
+                if differs(Field::NwDst) {
+                    push(
+                        &mut self.actions,
+                        SetAction::Ipv4Dst((f.get(Field::NwDst) as u32).to_be_bytes()),
+                    );
+                }
+                if differs(Field::NwTos) {
+                    push(
+                        &mut self.actions,
+                        SetAction::Ipv4Tos {
+                            value: f.nw_tos(),
+                            mask: 0xff,
+                        },
+                    );
+                }
+                if differs(Field::NwTtl) {
+                    push(&mut self.actions, SetAction::Ipv4Ttl(f.nw_ttl()));
+                }
+            }
+            0x86dd => {
+                if differs(Field::NwSrc) {
+                    push(
+                        &mut self.actions,
+                        SetAction::Ipv6Src(f.get(Field::NwSrc).to_be_bytes()),
+                    );
+                }
+                if differs(Field::NwDst) {
+                    push(
+                        &mut self.actions,
+                        SetAction::Ipv6Dst(f.get(Field::NwDst).to_be_bytes()),
+                    );
+                }
+                if differs(Field::NwTos) {
+                    push(
+                        &mut self.actions,
+                        SetAction::Ipv6Tclass {
+                            value: f.nw_tos(),
+                            mask: 0xff,
+                        },
+                    );
+                }
+                if differs(Field::NwTtl) {
+                    push(&mut self.actions, SetAction::Ipv6Hlim(f.nw_ttl()));
+                }
+            }
+            0x0806 => {
+                if differs(Field::NwProto) {
+                    push(&mut self.actions, SetAction::ArpOp(u16::from(f.nw_proto())));
+                }
+                if differs(Field::NwSrc) {
+                    push(
+                        &mut self.actions,
+                        SetAction::ArpSpa((f.get(Field::NwSrc) as u32).to_be_bytes()),
+                    );
+                }
+                if differs(Field::NwDst) {
+                    push(
+                        &mut self.actions,
+                        SetAction::ArpTpa((f.get(Field::NwDst) as u32).to_be_bytes()),
+                    );
+                }
+            }
+            _ => {}
+        }
+        if matches!(f.dl_type(), 0x0800 | 0x86dd) {
+            let proto = f.nw_proto();
+            match proto {
+                6 | 17 | 132 => {
+                    if differs(Field::TpSrc) {
+                        push(
+                            &mut self.actions,
+                            SetAction::TpSrc {
+                                proto,
+                                port: f.tp_src(),
+                            },
+                        );
+                    }
+                    if differs(Field::TpDst) {
+                        push(
+                            &mut self.actions,
+                            SetAction::TpDst {
+                                proto,
+                                port: f.tp_dst(),
+                            },
+                        );
+                    }
+                    if proto == 6 && differs(Field::TcpFlags) {
+                        push(&mut self.actions, SetAction::TcpFlags(f.tcp_flags()));
+                    }
+                }
+                1 | 58 => {
+                    if differs(Field::TpSrc) {
+                        push(&mut self.actions, SetAction::IcmpType(f.tp_src() as u8));
+                    }
+                    if differs(Field::TpDst) {
+                        push(&mut self.actions, SetAction::IcmpCode(f.tp_dst() as u8));
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Fields the datapath cannot change (in_port, dl_type, proto,
+        // frag) stay as they were in the packet.
+        let mut nb = f;
+        nb.set_in_port(b.in_port());
+        self.base = nb;
+    }
+
+    fn out_port(&mut self, port: OfPort) {
+        if self.ports.binary_search(&port).is_ok() {
+            self.commit();
+            self.actions.push(DpAction::Output(port));
+        }
+    }
+
+    fn output(&mut self, port: u32, max_len: u16) {
+        let in_port = self.flow.in_port();
+        match port {
+            OFPP_IN_PORT => self.out_port(in_port),
+            OFPP_ALL | OFPP_FLOOD => {
+                let ports = self.ports;
+                for &p in ports {
+                    if p != in_port && p != OFPP_LOCAL {
+                        self.out_port(p);
+                    }
+                }
+                if in_port != OFPP_LOCAL && ports.binary_search(&OFPP_LOCAL).is_ok() {
+                    self.out_port(OFPP_LOCAL);
+                }
+            }
+            OFPP_NORMAL => self.normal(),
+            OFPP_CONTROLLER => {
+                let reason = match &self.rule {
+                    Some(r) if is_table_miss(r) => packet_in_reason::NO_MATCH,
+                    _ => packet_in_reason::ACTION,
+                };
+                self.controller(reason, max_len);
+            }
+            OFPP_TABLE => {
+                // Only meaningful in packet-out (the flow-mod validator
+                // rejects it): run the pipeline from table 0.
+                if self.rule.is_none() {
+                    let saved = std::mem::take(&mut self.action_set);
+                    self.indent += 4;
+                    self.run_table(0, false);
+                    self.finish();
+                    self.indent -= 4;
+                    self.action_set = saved;
+                }
+            }
+            OFPP_ANY | 0 => {}
+            p => {
+                // Output to the input port is dropped (1.3.5 §4.5: use
+                // IN_PORT for that).
+                if p != in_port {
+                    self.out_port(p);
+                }
+            }
+        }
+    }
+
+    fn controller(&mut self, reason: u8, max_len: u16) {
+        self.commit();
+        let (table_id, cookie) = match &self.rule {
+            Some(r) => (r.table_id, r.cookie),
+            None => (self.table_id, u64::MAX),
+        };
+        self.actions.push(DpAction::Userspace(Userdata {
+            reason,
+            table_id,
+            cookie,
+            max_len,
+            metadata: self.metadata,
+        }));
+    }
+
+    fn normal(&mut self) {
+        self.commit();
+        let Some(n) = self.normal.as_deref_mut() else {
+            self.note(">>>> NORMAL is not available on this bridge <<<<");
+            return;
+        };
+        let up = UpcallHandler::upcall(n, &self.flow, self.packet, self.ports);
+        self.wc.union_with(&up.mask);
+        for a in &up.actions {
+            match a {
+                DpAction::PushVlan { tci } => self.base.set_vlan_tci(*tci | VLAN_CFI),
+                DpAction::PopVlan => self.base.set_vlan_tci(0),
+                _ => {}
+            }
+        }
+        self.actions.extend(up.actions);
+        self.counters.extend(up.counters);
+    }
+
+    fn bucket_live(&self, watch_port: u32, watch_group: u32, depth: u32) -> bool {
+        if watch_port != OFPP_ANY && !(self.live)(watch_port) {
+            return false;
+        }
+        if watch_group != OFPG_ANY {
+            return depth < MAX_DEPTH
+                && self
+                    .tables
+                    .group(watch_group)
+                    .is_some_and(|g| self.group_live(g, depth + 1));
+        }
+        true
+    }
+
+    fn group_live(&self, g: &Group, depth: u32) -> bool {
+        g.buckets
+            .iter()
+            .any(|b| self.bucket_live(b.watch_port, b.watch_group, depth))
+    }
+
+    fn group(&mut self, id: u32) {
+        let tables = self.tables;
+        let Some(g) = tables.group(id) else { return };
+        if !self.enter() {
+            return;
+        }
+        self.counters.push(g.counters.clone());
+        let chosen: Vec<usize> = match g.group_type {
+            GroupType::All => (0..g.buckets.len()).collect(),
+            GroupType::Indirect => (0..g.buckets.len().min(1)).collect(),
+            GroupType::FastFailover => g
+                .buckets
+                .iter()
+                .position(|b| self.bucket_live(b.watch_port, b.watch_group, 0))
+                .into_iter()
+                .collect(),
+            GroupType::Select => {
+                let mut h = 0u64;
+                for (f, m) in select_fields(&self.flow) {
+                    let cur = self.wc.get(f);
+                    self.wc.set(f, cur | m);
+                    let v = self.flow.get(f) & m;
+                    h = mix(h ^ (v as u64) ^ mix((v >> 64) as u64));
+                }
+                let mut best: Option<(usize, u128)> = None;
+                for (i, b) in g.buckets.iter().enumerate() {
+                    if b.weight == 0 || !self.bucket_live(b.watch_port, b.watch_group, 0) {
+                        continue;
+                    }
+                    // Rendezvous hashing: score = hash(flow, bucket) * weight.
+                    let score = u128::from(mix(h ^ mix(i as u64)) >> 16) * u128::from(b.weight);
+                    if best.map_or(true, |(_, s)| score > s) {
+                        best = Some((i, score));
+                    }
+                }
+                best.map(|(i, _)| i).into_iter().collect()
+            }
+        };
+        if chosen.is_empty() {
+            self.note("(no live bucket)");
+        }
+        for i in chosen {
+            let Some(b) = g.buckets.get(i) else { continue };
+            if let Some(c) = g.bucket_counters.get(i) {
+                self.counters.push(c.clone());
+            }
+            self.note(format_args!("bucket {i}"));
+            let saved_flow = self.flow;
+            let saved_md = self.metadata;
+            self.indent += 4;
+            self.do_actions(&b.actions);
+            self.indent -= 4;
+            // Each bucket works on the packet as it was before the group
+            // (1.3.5 §5.6.1: "a copy of the packet").
+            self.flow = saved_flow;
+            self.metadata = saved_md;
+            self.exit = false;
+        }
+        self.depth -= 1;
+    }
+}

@@ -1,0 +1,109 @@
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use xennet_datapath::flow::extract_frame;
+use xennet_datapath::{FlowKey, OfPort, Packet};
+use xennet_openflow::model::*;
+
+pub fn fm(table_id: u8, priority: u16, matcher: Match, ins: Instructions) -> FlowMod {
+    FlowMod {
+        cookie: 0,
+        cookie_mask: 0,
+        table_id,
+        command: FlowModCommand::Add,
+        idle_timeout: 0,
+        hard_timeout: 0,
+        priority,
+        buffer_id: 0xffff_ffff,
+        out_port: OFPP_ANY,
+        out_group: OFPG_ANY,
+        flags: 0,
+        matcher,
+        instructions: ins,
+    }
+}
+
+pub fn out(port: u32) -> Action {
+    Action::Output { port, max_len: 0 }
+}
+
+pub fn apply(a: Vec<Action>) -> Instructions {
+    Instructions::apply(a)
+}
+
+/// Build a match from `(field, value, mask)` triples.
+pub fn m(fields: &[(OxmField, u128, u128)]) -> Match {
+    let mut x = Match::CATCHALL;
+    for (f, v, mk) in fields {
+        x.set_field(*f, *v, *mk).unwrap();
+    }
+    x
+}
+
+pub fn exact(f: OxmField, v: u128) -> (OxmField, u128, u128) {
+    let bits = f.bits();
+    let mk = if bits >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << bits) - 1
+    };
+    (f, v, mk)
+}
+
+pub const MAC1: [u8; 6] = [0x50, 0x54, 0, 0, 0, 1];
+pub const MAC2: [u8; 6] = [0x50, 0x54, 0, 0, 0, 2];
+
+pub fn tcp_frame(src_ip: [u8; 4], dst_ip: [u8; 4], sport: u16, dport: u16, ttl: u8) -> Vec<u8> {
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2(MAC1, MAC2)
+        .ipv4(src_ip, dst_ip, ttl)
+        .tcp(sport, dport, 1000, 4000)
+        .write(&mut v, b"payload bytes")
+        .unwrap();
+    v
+}
+
+pub fn udp_frame(src_ip: [u8; 4], dst_ip: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2(MAC1, MAC2)
+        .ipv4(src_ip, dst_ip, 64)
+        .udp(sport, dport)
+        .write(&mut v, b"udp payload")
+        .unwrap();
+    v
+}
+
+pub fn vlan_udp_frame(vid: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2(MAC1, MAC2)
+        .single_vlan(etherparse::VlanId::try_new(vid).unwrap())
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .udp(1, 2)
+        .write(&mut v, b"x")
+        .unwrap();
+    v
+}
+
+pub fn key_of(frame: &[u8], in_port: OfPort) -> FlowKey {
+    extract_frame(frame, in_port)
+}
+
+pub fn packet(frame: &[u8], in_port: OfPort) -> Packet {
+    let mut p = Packet::from_slice(frame);
+    p.in_port = in_port;
+    p
+}
+
+pub fn wait_sent(peer: &xennet_datapath::memport::MemPortPeer, n: usize) -> Vec<Packet> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        got.extend(peer.take_sent());
+        if got.len() >= n {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    got
+}

@@ -1,0 +1,371 @@
+//! The pipeline driving a real forwarding thread with in-memory ports.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use xennet_datapath::memport::{mem_port, MemPortPeer};
+use xennet_datapath::{csum, Csum, Datapath, DpHandle, PortFeatures};
+use xennet_ofproto::{FailMode, OfEvent, Ofproto};
+use xennet_openflow::model::*;
+use xennet_openflow::OfError;
+
+fn setup(of: &Arc<Ofproto>, n: u32) -> (DpHandle, Vec<MemPortPeer>) {
+    let dp = Datapath::spawn("t", of.upcall_handler()).unwrap();
+    let mut peers = Vec::new();
+    for p in 1..=n {
+        let (port, peer) = mem_port(&format!("p{p}"), PortFeatures::default()).unwrap();
+        dp.add_port(p, Box::new(port)).unwrap();
+        peers.push(peer);
+    }
+    of.attach_datapath(dp.clone());
+    (dp, peers)
+}
+
+fn check_ipv4_tcp(frame: &[u8]) -> SlicedPacket<'_> {
+    let s = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = &s.net else {
+        panic!("not ipv4")
+    };
+    let h = ip.header().to_header();
+    assert_eq!(h.header_checksum, h.calc_header_checksum(), "IPv4 checksum");
+    match &s.transport {
+        Some(TransportSlice::Tcp(t)) => {
+            let want = t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap();
+            assert_eq!(t.checksum(), want, "TCP checksum");
+        }
+        Some(TransportSlice::Udp(u)) => {
+            let want = u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap();
+            assert_eq!(u.checksum(), want, "UDP checksum");
+        }
+        _ => panic!("no L4"),
+    }
+    s
+}
+
+#[test]
+fn set_field_rewrites_with_correct_checksums() {
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let (dp, peers) = setup(&of, 3);
+    let tcp = m(&[
+        exact(OxmField::InPort, 1),
+        exact(OxmField::EthType, 0x0800),
+        exact(OxmField::IpProto, 6),
+    ]);
+    let sf = |field, value| Action::SetField { field, value };
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        tcp,
+        apply(vec![
+            out(3),
+            sf(OxmField::Ipv4Src, 0xc0a8_0101),
+            sf(OxmField::Ipv4Dst, 0xac10_0009),
+            sf(OxmField::TcpSrc, 4321),
+            sf(OxmField::TcpDst, 8443),
+            sf(OxmField::IpDscp, 46),
+            sf(OxmField::IpTtl, 9),
+            sf(OxmField::EthDst, 0x0200_0000_0099),
+            out(2),
+        ]),
+    ))
+    .unwrap();
+    let udp = m(&[
+        exact(OxmField::InPort, 1),
+        exact(OxmField::EthType, 0x0800),
+        exact(OxmField::IpProto, 17),
+    ]);
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        udp,
+        apply(vec![
+            sf(OxmField::Ipv4Dst, 0x0808_0808),
+            sf(OxmField::UdpDst, 5353),
+            out(2),
+        ]),
+    ))
+    .unwrap();
+
+    let orig = tcp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1000, 80, 64);
+    peers[0].inject_frame(&orig);
+    // A guest frame with its TCP checksum left to us (CHECKSUM_PARTIAL).
+    let mut partial = xennet_datapath::Packet::from_slice(&orig);
+    let (st, off) = csum::prepare_partial(partial.data_mut()).unwrap();
+    partial.csum = Csum::Partial {
+        start: st,
+        offset: off,
+    };
+    peers[0].inject(partial);
+    peers[0].inject_frame(&udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 7, 53));
+
+    let got = wait_sent(&peers[1], 3);
+    assert_eq!(got.len(), 3);
+    for p in &got[..2] {
+        let s = check_ipv4_tcp(p.data());
+        let Some(NetSlice::Ipv4(ip)) = &s.net else {
+            panic!()
+        };
+        assert_eq!(ip.header().source(), [192, 168, 1, 1]);
+        assert_eq!(ip.header().destination(), [172, 16, 0, 9]);
+        assert_eq!(ip.header().ttl(), 9);
+        assert_eq!(ip.header().dcp().value(), 46);
+        let Some(TransportSlice::Tcp(t)) = &s.transport else {
+            panic!()
+        };
+        assert_eq!((t.source_port(), t.destination_port()), (4321, 8443));
+        assert_eq!(&p.data()[..6], &[2, 0, 0, 0, 0, 0x99]);
+    }
+    let s = check_ipv4_tcp(got[2].data());
+    let Some(TransportSlice::Udp(u)) = &s.transport else {
+        panic!()
+    };
+    assert_eq!(u.destination_port(), 5353);
+    // The copy output before the rewrites is unmodified.
+    let orig_out = wait_sent(&peers[2], 2);
+    assert_eq!(orig_out[0].data(), &orig[..]);
+
+    // Rule counters are credited by the datapath.
+    let req = FlowStatsRequest {
+        table_id: OFPTT_ALL,
+        out_port: OFPP_ANY,
+        out_group: OFPG_ANY,
+        cookie: 0,
+        cookie_mask: 0,
+        matcher: Match::CATCHALL,
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (packets, _, flows) = of.aggregate_stats(&req).unwrap();
+        if packets == 3 || Instant::now() > deadline {
+            assert_eq!((packets, flows), (3, 2));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let ts = of.table_stats();
+    assert_eq!(ts.len(), 254);
+    assert_eq!(ts[0].active_count, 2);
+    dp.shutdown();
+}
+
+#[test]
+fn dec_ttl_at_one_goes_to_the_controller() {
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let events = of.events().unwrap();
+    assert!(of.events().is_none());
+    let (dp, peers) = setup(&of, 2);
+    let mut f = fm(0, 1, Match::CATCHALL, apply(vec![Action::DecNwTtl, out(2)]));
+    f.cookie = 0x42;
+    of.handle_flow_mod(&f).unwrap();
+    peers[0].inject_frame(&tcp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2, 1));
+    let ev = events.recv_timeout(Duration::from_secs(5)).unwrap();
+    let OfEvent::PacketIn(pi) = ev else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(
+        (pi.reason, pi.cookie, pi.in_port, pi.table_id),
+        (2, 0x42, 1, 0)
+    );
+    assert_eq!(pi.data, tcp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2, 1));
+    assert!(peers[1].take_sent().is_empty());
+    // TTL 64 is forwarded with TTL 63.
+    peers[0].inject_frame(&tcp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2, 64));
+    let got = wait_sent(&peers[1], 1);
+    let s = check_ipv4_tcp(got[0].data());
+    let Some(NetSlice::Ipv4(ip)) = &s.net else {
+        panic!()
+    };
+    assert_eq!(ip.header().ttl(), 63);
+    dp.shutdown();
+}
+
+#[test]
+fn controller_action_truncates_to_max_len() {
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let events = of.events().unwrap();
+    let (dp, peers) = setup(&of, 2);
+    of.handle_flow_mod(&fm(
+        0,
+        0,
+        Match::CATCHALL,
+        apply(vec![Action::Output {
+            port: OFPP_CONTROLLER,
+            max_len: 20,
+        }]),
+    ))
+    .unwrap();
+    let fr = udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2);
+    peers[0].inject_frame(&fr);
+    let OfEvent::PacketIn(pi) = events.recv_timeout(Duration::from_secs(5)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(pi.reason, 0, "table-miss flow: no-match");
+    assert_eq!(pi.data, fr[..20].to_vec());
+    assert_eq!(usize::from(pi.total_len), fr.len());
+    dp.shutdown();
+}
+
+#[test]
+fn meter_drops_beyond_its_rate() {
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let (dp, peers) = setup(&of, 2);
+    of.handle_meter_mod(&MeterMod {
+        command: MeterModCommand::Add,
+        flags: meter_flags::PKTPS | meter_flags::BURST | meter_flags::STATS,
+        meter_id: 1,
+        bands: vec![MeterBand {
+            kind: MeterBandKind::Drop,
+            rate: 1,
+            burst_size: 5,
+        }],
+    })
+    .unwrap();
+    let mut f = fm(0, 1, Match::CATCHALL, apply(vec![out(2)]));
+    f.instructions.meter = Some(1);
+    of.handle_flow_mod(&f).unwrap();
+    for i in 0..100u16 {
+        peers[0].inject_frame(&udp_frame([1, 1, 1, 1], [2, 2, 2, 2], i, 2));
+    }
+    // Wait until the meter has seen everything.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut st;
+    loop {
+        st = of.meter_stats(OFPM_ALL);
+        if st[0].packet_in_count == 100 || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(st[0].packet_in_count, 100);
+    assert_eq!(st[0].flow_count, 1);
+    let sent = peers[1].take_sent().len() as u64;
+    assert!((5..100).contains(&sent), "{sent}");
+    assert_eq!(st[0].bands[0].0, 100 - sent);
+    assert_eq!(of.meter_config(1)[0].bands[0].rate, 1);
+    dp.shutdown();
+}
+
+#[test]
+fn packet_out() {
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let (dp, peers) = setup(&of, 3);
+    of.handle_flow_mod(&fm(
+        0,
+        1,
+        m(&[exact(OxmField::InPort, 2)]),
+        apply(vec![out(3)]),
+    ))
+    .unwrap();
+    let fr = udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2);
+    let po = |in_port, actions| PacketOut {
+        buffer_id: 0xffff_ffff,
+        in_port,
+        actions,
+        data: fr.clone(),
+    };
+    of.packet_out(&po(OFPP_CONTROLLER, vec![out(1), out(OFPP_ALL)]), &dp)
+        .unwrap();
+    assert_eq!(peers[0].take_sent().len(), 2);
+    assert_eq!(peers[1].take_sent().len(), 1);
+    // OFPP_TABLE runs the pipeline with the given in_port.
+    of.packet_out(&po(2, vec![out(OFPP_TABLE)]), &dp).unwrap();
+    assert_eq!(peers[2].take_sent().len(), 2);
+    // Set-field in packet-out.
+    of.packet_out(
+        &po(
+            OFPP_CONTROLLER,
+            vec![
+                Action::SetField {
+                    field: OxmField::Ipv4Dst,
+                    value: 0x0909_0909,
+                },
+                out(1),
+            ],
+        ),
+        &dp,
+    )
+    .unwrap();
+    let got = peers[0].take_sent();
+    let s = check_ipv4_tcp(got[0].data());
+    let Some(NetSlice::Ipv4(ip)) = &s.net else {
+        panic!()
+    };
+    assert_eq!(ip.header().destination(), [9, 9, 9, 9]);
+    // Errors.
+    let mut bad = po(OFPP_CONTROLLER, vec![out(1)]);
+    bad.buffer_id = 5;
+    assert_eq!(of.packet_out(&bad, &dp), Err(OfError::BUFFER_UNKNOWN));
+    assert_eq!(
+        of.packet_out(&po(OFPP_ANY, vec![out(1)]), &dp),
+        Err(OfError::BAD_PORT)
+    );
+    assert_eq!(
+        of.packet_out(&po(1, vec![Action::Group(3)]), &dp),
+        Err(OfError::BAD_OUT_GROUP)
+    );
+    dp.shutdown();
+}
+
+#[test]
+fn standalone_bridge_switches_and_flow_mod_revalidates() {
+    let of = Ofproto::new("br0", 1, FailMode::Standalone);
+    let (dp, peers) = setup(&of, 3);
+    let fr = udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2);
+    peers[0].inject_frame(&fr);
+    assert_eq!(wait_sent(&peers[1], 1).len(), 1);
+    assert_eq!(wait_sent(&peers[2], 1).len(), 1);
+    // A higher-priority drop flow takes over at once (megaflows flushed).
+    of.handle_flow_mod(&fm(0, 100, Match::CATCHALL, apply(vec![])))
+        .unwrap();
+    peers[0].inject_frame(&fr);
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(peers[1].take_sent().is_empty());
+    assert!(peers[2].take_sent().is_empty());
+    dp.shutdown();
+}
+
+#[test]
+fn group_counters_are_credited() {
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let (dp, peers) = setup(&of, 3);
+    let b = |p: u32| Bucket {
+        weight: 0,
+        watch_port: OFPP_ANY,
+        watch_group: OFPG_ANY,
+        actions: vec![out(p)],
+    };
+    of.handle_group_mod(&GroupMod {
+        command: GroupModCommand::Add,
+        group_type: GroupType::All,
+        group_id: 5,
+        buckets: vec![b(2), b(3)],
+    })
+    .unwrap();
+    of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![Action::Group(5)])))
+        .unwrap();
+    for i in 0..4u16 {
+        peers[0].inject_frame(&udp_frame([1, 1, 1, 1], [2, 2, 2, 2], i, 2));
+    }
+    assert_eq!(wait_sent(&peers[1], 4).len(), 4);
+    assert_eq!(wait_sent(&peers[2], 4).len(), 4);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let g = &of.group_stats(OFPG_ALL)[0];
+        if g.packet_count == 4 || Instant::now() > deadline {
+            assert_eq!(g.packet_count, 4);
+            assert_eq!(
+                g.buckets.iter().map(|b| b.0).collect::<Vec<_>>(),
+                vec![4, 4]
+            );
+            assert_eq!(g.ref_count, 1);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(of.group_desc()[0].buckets.len(), 2);
+    dp.shutdown();
+}

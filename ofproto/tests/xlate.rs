@@ -1,0 +1,763 @@
+//! Translation: megaflow masks, pipeline semantics, groups, traces.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use common::*;
+use xennet_datapath::flow::{Field, VLAN_CFI};
+use xennet_datapath::{DpAction, FlowMask, SetAction, Upcall, Userdata};
+use xennet_ofproto::{FailMode, Ofproto};
+use xennet_openflow::model::*;
+
+const PORTS: [u32; 4] = [1, 2, 3, 4];
+
+fn bridge() -> Arc<Ofproto> {
+    Ofproto::new("br0", 1, FailMode::Secure)
+}
+
+fn up(of: &Arc<Ofproto>, frame: &[u8], in_port: u32) -> Upcall {
+    let mut h = of.upcall_handler();
+    h.upcall(&key_of(frame, in_port), &packet(frame, in_port), &PORTS)
+}
+
+fn outputs(u: &Upcall) -> Vec<u32> {
+    u.actions
+        .iter()
+        .filter_map(|a| match a {
+            DpAction::Output(p) => Some(*p),
+            _ => None,
+        })
+        .collect()
+}
+
+fn mask_of(fields: &[Field]) -> FlowMask {
+    let mut m = FlowMask::default();
+    for f in fields {
+        m.set_exact(*f);
+    }
+    m
+}
+
+#[test]
+fn dl_dst_table_gives_minimal_megaflow() {
+    let of = bridge();
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        m(&[exact(OxmField::EthDst, 0x5054_0000_0002)]),
+        apply(vec![out(2)]),
+    ))
+    .unwrap();
+    let u = up(&of, &udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2), 1);
+    assert_eq!(outputs(&u), vec![2]);
+    assert_eq!(
+        u.mask,
+        mask_of(&[Field::InPort, Field::DlType, Field::NwFrag, Field::DlDst])
+    );
+    assert_eq!(u.counters.len(), 1);
+    // A miss probes the same subtable: same mask, drop.
+    let mut f = udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
+    f[5] = 9;
+    let u = up(&of, &f, 1);
+    assert!(u.actions.is_empty());
+    assert!(u.mask.is_wildcarded(Field::NwDst));
+    assert!(u.mask.is_wildcarded(Field::TpDst));
+}
+
+#[test]
+fn goto_table_and_metadata() {
+    let of = bridge();
+    let mut ins = Instructions {
+        write_metadata: Some((0x5, 0xff)),
+        goto_table: Some(1),
+        ..Instructions::default()
+    };
+    of.handle_flow_mod(&fm(0, 10, m(&[exact(OxmField::InPort, 1)]), ins.clone()))
+        .unwrap();
+    of.handle_flow_mod(&fm(
+        1,
+        10,
+        m(&[(OxmField::Metadata, 0x5, 0xff)]),
+        apply(vec![out(3)]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(1, 5, Match::CATCHALL, apply(vec![out(4)])))
+        .unwrap();
+    let fr = udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
+    let u = up(&of, &fr, 1);
+    assert_eq!(outputs(&u), vec![3]);
+    assert_eq!(u.counters.len(), 2);
+    // Different metadata: the lower-priority rule.
+    ins.write_metadata = Some((0x6, 0xff));
+    let mut modf = fm(0, 10, m(&[exact(OxmField::InPort, 1)]), ins);
+    modf.command = FlowModCommand::ModifyStrict;
+    of.handle_flow_mod(&modf).unwrap();
+    let u = up(&of, &fr, 1);
+    assert_eq!(outputs(&u), vec![4]);
+    // Table 0 misses for in_port 2: dropped (1.3 table-miss).
+    assert!(up(&of, &fr, 2).actions.is_empty());
+}
+
+#[test]
+fn set_field_commits_before_output_and_unwildcards() {
+    let of = bridge();
+    let ipm = m(&[
+        exact(OxmField::EthType, 0x0800),
+        exact(OxmField::IpProto, 6),
+    ]);
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        ipm,
+        apply(vec![
+            out(2),
+            Action::SetField {
+                field: OxmField::Ipv4Dst,
+                value: 0xc0a8_0001,
+            },
+            Action::SetField {
+                field: OxmField::TcpDst,
+                value: 8080,
+            },
+            out(3),
+        ]),
+    ))
+    .unwrap();
+    let fr = tcp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1000, 80, 64);
+    let u = up(&of, &fr, 1);
+    assert_eq!(
+        u.actions,
+        vec![
+            DpAction::Output(2),
+            DpAction::Set(SetAction::Ipv4Dst([192, 168, 0, 1])),
+            DpAction::Set(SetAction::TpDst {
+                proto: 6,
+                port: 8080
+            }),
+            DpAction::Output(3),
+        ]
+    );
+    assert!(u.mask.is_exact(Field::NwDst));
+    assert!(u.mask.is_exact(Field::TpDst));
+    assert!(u.mask.is_wildcarded(Field::NwSrc));
+    // Setting a field to the value it has costs no action.
+    let fr = tcp_frame([10, 0, 0, 1], [192, 168, 0, 1], 1000, 8080, 64);
+    let u = up(&of, &fr, 1);
+    assert_eq!(u.actions, vec![DpAction::Output(2), DpAction::Output(3)]);
+}
+
+#[test]
+fn action_set_runs_at_end_in_order() {
+    let of = bridge();
+    let ins = Instructions {
+        apply: Some(vec![out(4)]),
+        write: Some(vec![
+            out(2),
+            Action::SetField {
+                field: OxmField::EthSrc,
+                value: 0x0200_0000_00aa,
+            },
+        ]),
+        goto_table: Some(1),
+        ..Instructions::default()
+    };
+    of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, ins)).unwrap();
+    // Table 1 overrides the output in the set.
+    let ins1 = Instructions {
+        write: Some(vec![out(3)]),
+        ..Instructions::default()
+    };
+    of.handle_flow_mod(&fm(1, 1, Match::CATCHALL, ins1))
+        .unwrap();
+    let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
+    assert_eq!(
+        u.actions,
+        vec![
+            DpAction::Output(4),
+            DpAction::Set(SetAction::EthSrc([2, 0, 0, 0, 0, 0xaa])),
+            DpAction::Output(3),
+        ]
+    );
+    // clear_actions empties the set.
+    let ins1 = Instructions {
+        clear: true,
+        ..Instructions::default()
+    };
+    let mut f = fm(1, 1, Match::CATCHALL, ins1);
+    f.command = FlowModCommand::Modify;
+    of.handle_flow_mod(&f).unwrap();
+    let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
+    assert_eq!(u.actions, vec![DpAction::Output(4)]);
+}
+
+#[test]
+fn tagged_and_untagged_never_share_a_megaflow() {
+    // OVS issue #356: a rule on the VID must make the megaflow match the
+    // tag's presence.
+    let of = bridge();
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        m(&[(OxmField::VlanVid, 0x1000 | 10, 0x1fff)]),
+        apply(vec![out(2)]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![out(3)])))
+        .unwrap();
+    let tagged = vlan_udp_frame(10);
+    let untagged = udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
+    let ut = up(&of, &tagged, 1);
+    let uu = up(&of, &untagged, 1);
+    assert_eq!(outputs(&ut), vec![2]);
+    assert_eq!(outputs(&uu), vec![3]);
+    assert_ne!(uu.mask.get(Field::VlanTci) & u128::from(VLAN_CFI), 0);
+    let kt = key_of(&tagged, 1);
+    let ku = key_of(&untagged, 1);
+    assert!(!kt.matches(&ku.masked(&uu.mask), &uu.mask));
+    assert!(!ku.matches(&kt.masked(&ut.mask), &ut.mask));
+    // VID 0 tagged is not untagged either.
+    let t0 = vlan_udp_frame(0);
+    assert!(!key_of(&t0, 1).matches(&ku.masked(&uu.mask), &uu.mask));
+}
+
+#[test]
+fn push_pop_vlan() {
+    let of = bridge();
+    of.handle_flow_mod(&fm(
+        0,
+        1,
+        m(&[exact(OxmField::InPort, 1)]),
+        apply(vec![
+            Action::PushVlan(0x8100),
+            Action::SetField {
+                field: OxmField::VlanVid,
+                value: 0x1000 | 20,
+            },
+            out(2),
+            Action::PopVlan,
+            out(3),
+        ]),
+    ))
+    .unwrap();
+    let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
+    assert_eq!(
+        u.actions,
+        vec![
+            DpAction::PushVlan { tci: 0x1014 },
+            DpAction::Output(2),
+            DpAction::PopVlan,
+            DpAction::Output(3),
+        ]
+    );
+    assert_eq!(u.mask.get(Field::VlanTci), u128::from(VLAN_CFI));
+}
+
+fn select_bridge() -> Arc<Ofproto> {
+    let of = bridge();
+    let b = |p: u32| Bucket {
+        weight: 1,
+        watch_port: OFPP_ANY,
+        watch_group: OFPG_ANY,
+        actions: vec![out(p)],
+    };
+    of.handle_group_mod(&GroupMod {
+        command: GroupModCommand::Add,
+        group_type: GroupType::Select,
+        group_id: 1,
+        buckets: vec![b(2), b(3), b(4)],
+    })
+    .unwrap();
+    of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![Action::Group(1)])))
+        .unwrap();
+    of
+}
+
+#[test]
+fn select_group_keeps_a_flow_on_one_bucket_and_spreads() {
+    let of = select_bridge();
+    let fr = tcp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, 64);
+    let u = up(&of, &fr, 1);
+    let o = outputs(&u);
+    assert_eq!(o.len(), 1);
+    for f in [
+        Field::DlSrc,
+        Field::DlDst,
+        Field::NwSrc,
+        Field::NwDst,
+        Field::NwProto,
+        Field::TpSrc,
+        Field::TpDst,
+    ] {
+        assert!(u.mask.is_exact(f), "{f:?}");
+    }
+    assert!(u.mask.is_wildcarded(Field::NwTtl));
+    assert!(u.mask.is_wildcarded(Field::TcpFlags));
+    // Same 5-tuple, other TTL: same bucket.
+    for _ in 0..5 {
+        let again = tcp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, 3);
+        assert_eq!(outputs(&up(&of, &again, 1)), o);
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    for sport in 0..300u16 {
+        let f = tcp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1000 + sport, 80, 64);
+        let o = outputs(&up(&of, &f, 1));
+        assert_eq!(o.len(), 1);
+        *seen.entry(o[0]).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen.values().all(|n| *n > 40), "{seen:?}");
+    // Group counters are credited too.
+    assert_eq!(u.counters.len(), 3);
+}
+
+#[test]
+fn fast_failover_follows_port_liveness() {
+    let of = bridge();
+    let b = |p: u32| Bucket {
+        weight: 0,
+        watch_port: p,
+        watch_group: OFPG_ANY,
+        actions: vec![out(p)],
+    };
+    of.handle_group_mod(&GroupMod {
+        command: GroupModCommand::Add,
+        group_type: GroupType::FastFailover,
+        group_id: 7,
+        buckets: vec![b(2), b(3)],
+    })
+    .unwrap();
+    of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![Action::Group(7)])))
+        .unwrap();
+    let fr = udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2);
+    assert_eq!(outputs(&up(&of, &fr, 1)), vec![2]);
+    let h = of.upcall_handler();
+    let g0 = h.generation();
+    of.set_port_live(2, false);
+    assert_ne!(h.generation(), g0, "liveness change revalidates");
+    assert_eq!(outputs(&up(&of, &fr, 1)), vec![3]);
+    of.set_port_live(3, false);
+    assert!(outputs(&up(&of, &fr, 1)).is_empty());
+    of.set_port_live(2, true);
+    assert_eq!(outputs(&up(&of, &fr, 1)), vec![2]);
+    // A port the datapath does not list is not live either.
+    let mut h = of.upcall_handler();
+    let u = h.upcall(&key_of(&fr, 1), &packet(&fr, 1), &[1, 3]);
+    assert!(outputs(&u).is_empty());
+}
+
+fn userdata(u: &Upcall) -> Vec<Userdata> {
+    u.actions
+        .iter()
+        .filter_map(|a| match a {
+            DpAction::Userspace(d) => Some(*d),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn dec_ttl_and_invalid_ttl_to_controller() {
+    let of = bridge();
+    let mut f = fm(0, 1, Match::CATCHALL, apply(vec![Action::DecNwTtl, out(2)]));
+    f.cookie = 0xabc;
+    of.handle_flow_mod(&f).unwrap();
+    let u = up(&of, &tcp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2, 64), 1);
+    assert_eq!(
+        u.actions,
+        vec![DpAction::Set(SetAction::Ipv4Ttl(63)), DpAction::Output(2)]
+    );
+    assert!(u.mask.is_exact(Field::NwTtl));
+    let u = up(&of, &tcp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2, 1), 1);
+    let ud = userdata(&u);
+    assert_eq!(ud.len(), 1);
+    assert_eq!(ud[0].reason, 2);
+    assert_eq!(ud[0].cookie, 0xabc);
+    assert!(outputs(&u).is_empty());
+}
+
+#[test]
+fn controller_reasons() {
+    let of = bridge();
+    of.handle_flow_mod(&fm(
+        0,
+        0,
+        Match::CATCHALL,
+        apply(vec![Action::Output {
+            port: OFPP_CONTROLLER,
+            max_len: 128,
+        }]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(
+        0,
+        5,
+        m(&[exact(OxmField::InPort, 2)]),
+        apply(vec![Action::Output {
+            port: OFPP_CONTROLLER,
+            max_len: 0xffff,
+        }]),
+    ))
+    .unwrap();
+    let fr = udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2);
+    let miss = userdata(&up(&of, &fr, 1));
+    assert_eq!((miss[0].reason, miss[0].max_len), (0, 128));
+    let act = userdata(&up(&of, &fr, 2));
+    assert_eq!((act[0].reason, act[0].max_len), (1, 0xffff));
+}
+
+#[test]
+fn resubmit_loops_are_cut_without_overflow() {
+    let of = bridge();
+    of.handle_flow_mod(&fm(
+        0,
+        1,
+        Match::CATCHALL,
+        apply(vec![
+            out(2),
+            Action::Resubmit {
+                in_port: OFPP_IN_PORT,
+                table: 0,
+            },
+        ]),
+    ))
+    .unwrap();
+    let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
+    assert!(u.actions.is_empty());
+    // A wide fan-out: 2 resubmits per level, up to the total limit.
+    let of = bridge();
+    for t in 0..40u8 {
+        of.handle_flow_mod(&fm(
+            t,
+            1,
+            Match::CATCHALL,
+            apply(vec![
+                Action::Resubmit {
+                    in_port: OFPP_IN_PORT,
+                    table: t + 1,
+                },
+                Action::Resubmit {
+                    in_port: OFPP_IN_PORT,
+                    table: t + 1,
+                },
+            ]),
+        ))
+        .unwrap();
+    }
+    let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
+    assert!(u.actions.is_empty());
+}
+
+#[test]
+fn resubmit_with_in_port() {
+    let of = bridge();
+    of.handle_flow_mod(&fm(
+        0,
+        1,
+        m(&[exact(OxmField::InPort, 1)]),
+        apply(vec![Action::Resubmit {
+            in_port: 3,
+            table: 1,
+        }]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(
+        1,
+        1,
+        m(&[exact(OxmField::InPort, 3)]),
+        apply(vec![
+            out(4),
+            Action::Output {
+                port: OFPP_IN_PORT,
+                max_len: 0,
+            },
+        ]),
+    ))
+    .unwrap();
+    let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
+    assert_eq!(outputs(&u), vec![4, 3]);
+}
+
+#[test]
+fn flood_all_and_in_port() {
+    let of = bridge();
+    of.handle_flow_mod(&fm(
+        0,
+        1,
+        Match::CATCHALL,
+        apply(vec![out(OFPP_FLOOD), out(1)]),
+    ))
+    .unwrap();
+    let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
+    // Output to the input port is dropped; flood skips it.
+    assert_eq!(outputs(&u), vec![2, 3, 4]);
+}
+
+#[test]
+fn standalone_starts_with_normal_and_fail_open_bypasses() {
+    let of = Ofproto::new("br1", 2, FailMode::Standalone);
+    let fr = udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2);
+    assert_eq!(outputs(&up(&of, &fr, 1)), vec![2, 3, 4]);
+    let sec = bridge();
+    assert!(up(&sec, &fr, 1).actions.is_empty());
+    let h = sec.upcall_handler();
+    let g = h.generation();
+    sec.set_fail_open(true);
+    assert_ne!(h.generation(), g);
+    assert_eq!(outputs(&up(&sec, &fr, 1)), vec![2, 3, 4]);
+    sec.set_fail_open(false);
+    assert!(up(&sec, &fr, 1).actions.is_empty());
+}
+
+#[test]
+fn normal_from_pipeline_merges_mask() {
+    let of = bridge();
+    let ipm = m(&[exact(OxmField::EthType, 0x0800)]);
+    of.handle_flow_mod(&fm(0, 1, ipm, apply(vec![out(OFPP_NORMAL)])))
+        .unwrap();
+    let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
+    assert_eq!(outputs(&u), vec![2, 3, 4]);
+    for f in [
+        Field::DlSrc,
+        Field::DlDst,
+        Field::VlanTci,
+        Field::DlType,
+        Field::InPort,
+    ] {
+        assert!(u.mask.is_exact(f), "{f:?}");
+    }
+    assert!(u.mask.is_wildcarded(Field::NwDst));
+}
+
+#[test]
+fn trace_output() {
+    let of = bridge();
+    of.handle_flow_mod(&fm(
+        0,
+        100,
+        m(&[
+            exact(OxmField::InPort, 1),
+            exact(OxmField::EthType, 0x0800),
+            exact(OxmField::Ipv4Dst, 0x0a00_0002),
+        ]),
+        apply(vec![
+            Action::PushVlan(0x8100),
+            Action::SetField {
+                field: OxmField::VlanVid,
+                value: 4116,
+            },
+            out(2),
+        ]),
+    ))
+    .unwrap();
+    let fr = udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
+    // Traces use the ports the datapath last reported.
+    up(&of, &fr, 3);
+    let t = of.trace(&key_of(&fr, 1), None);
+    println!("{t}");
+    assert!(t.contains("bridge(\"br0\")"), "{t}");
+    assert!(t.contains(" 0. "), "{t}");
+    assert!(t.contains("priority 100"), "{t}");
+    assert!(t.contains("push_vlan:0x8100"), "{t}");
+    assert!(t.contains("set_field:4116->vlan_vid"), "{t}");
+    assert!(t.contains("Megaflow: "), "{t}");
+    assert!(t.contains("nw_dst=10.0.0.2"), "{t}");
+    assert!(
+        t.contains("Datapath actions: push_vlan(vid=20,pcp=0)"),
+        "{t}"
+    );
+    let t = of.trace(&key_of(&fr, 3), None);
+    assert!(t.contains(" 0. No match."), "{t}");
+    assert!(t.contains("Datapath actions: drop"), "{t}");
+}
+
+#[test]
+fn mods_bump_the_handler_generation() {
+    let of = bridge();
+    let h = of.upcall_handler();
+    let mut seen = BTreeSet::new();
+    seen.insert(h.generation());
+    of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![])))
+        .unwrap();
+    assert!(seen.insert(h.generation()));
+    of.handle_group_mod(&GroupMod {
+        command: GroupModCommand::Add,
+        group_type: GroupType::All,
+        group_id: 1,
+        buckets: vec![],
+    })
+    .unwrap();
+    assert!(seen.insert(h.generation()));
+    of.handle_meter_mod(&MeterMod {
+        command: MeterModCommand::Add,
+        flags: meter_flags::PKTPS,
+        meter_id: 1,
+        bands: vec![],
+    })
+    .unwrap();
+    assert!(seen.insert(h.generation()));
+    of.port_deleted(3);
+    assert!(seen.insert(h.generation()));
+    // MAC learning (NORMAL) bumps it as well.
+    let st = Ofproto::new("br1", 2, FailMode::Standalone);
+    let h = st.upcall_handler();
+    let g = h.generation();
+    up(&st, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
+    assert_ne!(h.generation(), g);
+}
+
+#[test]
+fn set_vlan_vid_on_a_tagged_packet() {
+    let of = bridge();
+    let vid = |v: u128| Action::SetField {
+        field: OxmField::VlanVid,
+        value: 0x1000 | v,
+    };
+    of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![vid(30), out(2)])))
+        .unwrap();
+    // Untagged: set_field on the VLAN does nothing (as OVS).
+    let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
+    assert_eq!(u.actions, vec![DpAction::Output(2)]);
+    assert_eq!(u.mask.get(Field::VlanTci), u128::from(VLAN_CFI));
+    // vlan_pcp needs a tag in the match.
+    let tagged = m(&[(OxmField::VlanVid, 0x1000, 0x1000)]);
+    of.handle_flow_mod(&fm(
+        0,
+        5,
+        tagged,
+        apply(vec![
+            vid(30),
+            Action::SetField {
+                field: OxmField::VlanPcp,
+                value: 5,
+            },
+            out(2),
+        ]),
+    ))
+    .unwrap();
+    let u = up(&of, &vlan_udp_frame(10), 1);
+    assert_eq!(
+        u.actions,
+        vec![
+            DpAction::Set(SetAction::VlanVid(30)),
+            DpAction::Set(SetAction::VlanPcp(5)),
+            DpAction::Output(2)
+        ]
+    );
+    assert!(u.mask.is_exact(Field::VlanTci));
+}
+
+#[test]
+fn flow_removed_events_from_delete_and_expiry() {
+    use std::time::{Duration, Instant};
+    let of = bridge();
+    let ev = of.events().unwrap();
+    let mut f = fm(0, 1, m(&[exact(OxmField::InPort, 1)]), apply(vec![out(2)]));
+    f.flags = flow_flags::SEND_FLOW_REM;
+    f.hard_timeout = 1;
+    of.handle_flow_mod(&f).unwrap();
+    f.matcher = m(&[exact(OxmField::InPort, 2)]);
+    f.hard_timeout = 0;
+    of.handle_flow_mod(&f).unwrap();
+    assert_eq!(of.expire(Instant::now()), 0);
+    assert_eq!(of.expire(Instant::now() + Duration::from_secs(2)), 1);
+    match ev.try_recv().unwrap() {
+        xennet_ofproto::OfEvent::FlowRemoved(r) => assert_eq!(r.reason, 1),
+        e => panic!("{e:?}"),
+    }
+    let mut d = fm(OFPTT_ALL, 0, Match::CATCHALL, Instructions::default());
+    d.command = FlowModCommand::Delete;
+    of.handle_flow_mod(&d).unwrap();
+    match ev.try_recv().unwrap() {
+        xennet_ofproto::OfEvent::FlowRemoved(r) => assert_eq!(r.reason, 2),
+        e => panic!("{e:?}"),
+    }
+    assert!(ev.try_recv().is_err());
+}
+
+#[test]
+fn too_many_datapath_actions_drop() {
+    let of = bridge();
+    let b = Bucket {
+        weight: 0,
+        watch_port: OFPP_ANY,
+        watch_group: OFPG_ANY,
+        actions: vec![out(2); 100],
+    };
+    of.handle_group_mod(&GroupMod {
+        command: GroupModCommand::Add,
+        group_type: GroupType::All,
+        group_id: 1,
+        buckets: vec![b; 100],
+    })
+    .unwrap();
+    of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![Action::Group(1)])))
+        .unwrap();
+    let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
+    assert!(u.actions.is_empty());
+}
+
+#[test]
+fn dump_flows_text() {
+    let of = Ofproto::new("br0", 1, FailMode::Standalone);
+    let mut f = fm(
+        1,
+        100,
+        m(&[exact(OxmField::InPort, 1), exact(OxmField::EthType, 0x0800)]),
+        Instructions {
+            apply: Some(vec![
+                out(2),
+                Action::Output {
+                    port: OFPP_CONTROLLER,
+                    max_len: 128,
+                },
+            ]),
+            goto_table: Some(2),
+            ..Instructions::default()
+        },
+    );
+    f.cookie = 0x10;
+    f.idle_timeout = 60;
+    of.handle_flow_mod(&f).unwrap();
+    let d = of.dump_flows();
+    let lines: Vec<&str> = d.lines().collect();
+    assert_eq!(lines.len(), 2, "{d}");
+    assert!(lines[0].starts_with(" cookie=0x0, duration="), "{d}");
+    assert!(
+        lines[0].ends_with("table=0, n_packets=0, n_bytes=0, priority=0 actions=NORMAL"),
+        "{d}"
+    );
+    assert!(
+        lines[1].ends_with(
+            "table=1, n_packets=0, n_bytes=0, idle_timeout=60, priority=100,in_port=1,dl_type=0x0800 actions=output:2,CONTROLLER:128,goto_table:2"
+        ),
+        "{d}"
+    );
+}
+
+#[test]
+fn goto_into_a_miss_discards_the_action_set() {
+    let of = bridge();
+    let ins = Instructions {
+        apply: Some(vec![out(4)]),
+        write: Some(vec![out(2)]),
+        goto_table: Some(1),
+        ..Instructions::default()
+    };
+    of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, ins)).unwrap();
+    of.handle_flow_mod(&fm(
+        1,
+        1,
+        m(&[exact(OxmField::InPort, 3)]),
+        Instructions::default(),
+    ))
+    .unwrap();
+    // In port 3: table 1 matches (empty instructions), the set runs.
+    let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 3);
+    assert_eq!(outputs(&u), vec![4, 2]);
+    // In port 1: table 1 misses, the apply output already happened, the
+    // set is dropped.
+    let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
+    assert_eq!(outputs(&u), vec![4]);
+}
