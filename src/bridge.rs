@@ -9,13 +9,17 @@ use std::sync::{Arc, Mutex, RwLock};
 use anyhow::Context;
 use xennet_datapath::dpif::{Datapath, DpHandle, PortInfo};
 use xennet_datapath::{OfPort, Port};
-use xennet_ofproto::normal::{FdbHandle, Normal, PortVlan};
+use xennet_ofproto::normal::{FdbHandle, PortVlan};
 use xennet_vif::VifMetrics;
 
-use xennet_openflow::model::{self, MpReply, MpRequest, Msg, PortStatus};
+use xennet_ofproto::{FailMode, OfEvent, Ofproto};
+use xennet_openflow::header::NO_BUFFER;
+use xennet_openflow::model::{
+    self, Action, FlowMod, FlowModCommand, Instructions, Match, MpReply, MpRequest, Msg, PortStatus,
+};
 use xennet_openflow::OfError;
 
-use crate::config::Config;
+use crate::config::{Config, FailMode as ConfigFailMode};
 use crate::ofbridge::{port_desc, OfBridge};
 use crate::ofconn::{ConnCtx, ConnMgr, Event};
 use crate::unixctl::Commands;
@@ -47,6 +51,9 @@ pub struct Bridge {
     vlans: Mutex<PortVlans>,
     /// OpenFlow connections (management socket, controllers).
     pub conns: ConnMgr,
+    /// The OpenFlow pipeline.
+    pub of: Arc<Ofproto>,
+    fail_mode: Mutex<FailMode>,
 }
 
 /// The datapath id of a bridge (OVS derives it from the bridge's MAC
@@ -65,41 +72,129 @@ pub fn datapath_id(name: &str) -> u64 {
 impl Bridge {
     /// Start bridge `name`: its forwarding thread, and its OpenFlow
     /// management socket `<rundir>/<name>.mgmt`.
-    fn new(name: &str, rundir: &Path) -> anyhow::Result<Arc<Bridge>> {
-        let (normal, fdb) = Normal::new();
-        let dp = Datapath::spawn(name, Box::new(normal))
-            .with_context(|| format!("starting the datapath of bridge {name}"))?;
+    fn new(name: &str, rundir: &Path, fail_mode: FailMode) -> anyhow::Result<Arc<Bridge>> {
         let dpid = datapath_id(name);
+        let of = Ofproto::new(name, dpid, fail_mode);
+        let dp = Datapath::spawn(name, of.upcall_handler())
+            .with_context(|| format!("starting the datapath of bridge {name}"))?;
+        of.attach_datapath(dp.clone());
+        let events = of.events();
         let b = Arc::new_cyclic(|weak| Bridge {
             name: name.to_string(),
             dp,
-            fdb,
+            fdb: of.fdb().clone(),
             ports: Mutex::new(BTreeMap::new()),
             vlans: Mutex::new(BTreeMap::new()),
             conns: ConnMgr::new(name, Arc::new(OfBridge::new(weak.clone(), dpid))),
+            of,
+            fail_mode: Mutex::new(fail_mode),
         });
         let path = b
             .conns
             .listen_mgmt(rundir)
             .with_context(|| format!("binding the OpenFlow management socket of {name}"))?;
+        if let Some(events) = events {
+            let weak = Arc::downgrade(&b);
+            std::thread::Builder::new()
+                .name(format!("of-{name}"))
+                .spawn(move || of_housekeeping(weak, events))
+                .context("starting the OpenFlow housekeeping thread")?;
+        }
         tracing::info!(
-            "bridge {name}: datapath id {dpid:016x}, OpenFlow on {}",
+            "bridge {name}: datapath id {dpid:016x}, fail_mode {fail_mode:?}, OpenFlow on {}",
             path.display()
         );
         Ok(b)
     }
 
+    /// Set the fail mode and the controllers (OVS `Bridge:fail_mode`,
+    /// `Bridge:controller`). As OVS's connmgr does, a change of fail mode
+    /// on a bridge without controllers, or a change between having
+    /// controllers and not, flushes the flow tables; a standalone bridge
+    /// without controllers then gets `priority=0 actions=NORMAL` again.
+    /// Returns the targets that could not be parsed, with why.
+    pub fn configure_openflow(
+        &self,
+        fail_mode: FailMode,
+        controllers: &[String],
+    ) -> Vec<(String, String)> {
+        let had = self.conns.has_controllers();
+        let bad = self.conns.set_controllers(controllers);
+        let has = self.conns.has_controllers();
+        let old = std::mem::replace(
+            &mut *self.fail_mode.lock().unwrap_or_else(|e| e.into_inner()),
+            fail_mode,
+        );
+        if had != has || (old != fail_mode && !has) {
+            tracing::info!(
+                "{}: fail_mode {fail_mode:?}, {} controller(s): flushing flows",
+                self.name,
+                controllers.len()
+            );
+            self.flush_flows(fail_mode == FailMode::Standalone && !has);
+        }
+        bad
+    }
+
+    /// Delete every flow (OVS `ofproto_flush_flows`), then add the
+    /// standalone default `priority=0 actions=NORMAL` if `normal`.
+    fn flush_flows(&self, normal: bool) {
+        let mut fm = FlowMod {
+            cookie: 0,
+            cookie_mask: 0,
+            table_id: model::OFPTT_ALL,
+            command: FlowModCommand::Delete,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            priority: 0,
+            buffer_id: NO_BUFFER,
+            out_port: model::OFPP_ANY,
+            out_group: model::OFPG_ANY,
+            flags: 0,
+            matcher: Match::CATCHALL,
+            instructions: Instructions::default(),
+        };
+        if let Err(e) = self.of.handle_flow_mod(&fm) {
+            tracing::warn!("{}: flushing flows: {e}", self.name);
+        }
+        if normal {
+            fm.table_id = 0;
+            fm.command = FlowModCommand::Add;
+            fm.instructions = Instructions::apply(vec![Action::Output {
+                port: model::OFPP_NORMAL,
+                max_len: 0,
+            }]);
+            if let Err(e) = self.of.handle_flow_mod(&fm) {
+                tracing::warn!("{}: adding the NORMAL flow: {e}", self.name);
+            }
+        }
+    }
+
     /// Requests for the OpenFlow pipeline (flow, group, meter, packet-out).
-    pub fn ofproto_request(&self, _ctx: &ConnCtx, _msg: Msg) -> Result<Vec<Msg>, OfError> {
-        Err(OfError::BAD_TYPE)
+    pub fn ofproto_request(&self, _ctx: &ConnCtx, msg: Msg) -> Result<Vec<Msg>, OfError> {
+        match msg {
+            Msg::FlowMod(fm) => self.of.handle_flow_mod(&fm).map(|()| Vec::new()),
+            Msg::GroupMod(gm) => self.of.handle_group_mod(&gm).map(|()| Vec::new()),
+            Msg::MeterMod(mm) => self.of.handle_meter_mod(&mm).map(|()| Vec::new()),
+            Msg::PacketOut(po) => self.of.packet_out(&po, &self.dp).map(|()| Vec::new()),
+            _ => Err(OfError::BAD_TYPE),
+        }
     }
 
     /// Statistics of the OpenFlow pipeline.
-    pub fn ofproto_multipart(&self, _ctx: &ConnCtx, _req: MpRequest) -> Result<MpReply, OfError> {
-        Err(OfError::BAD_MULTIPART)
+    pub fn ofproto_multipart(&self, _ctx: &ConnCtx, req: MpRequest) -> Result<MpReply, OfError> {
+        self.of
+            .multipart(&req)
+            .unwrap_or(Err(OfError::BAD_MULTIPART))
     }
 
+    /// Tell the pipeline and the controllers about a port.
     fn port_status(&self, reason: u8, ofport: OfPort, name: &str, enabled: bool) {
+        if reason == model::OFPPR_DELETE {
+            self.of.port_deleted(ofport);
+        } else {
+            self.of.set_port_live(ofport, enabled);
+        }
         let _ = self.conns.events().send(Event::PortStatus(PortStatus {
             reason,
             desc: port_desc(ofport, name, enabled),
@@ -238,6 +333,49 @@ impl Bridge {
     }
 }
 
+/// The OpenFlow side of a bridge, once a second and on every event:
+/// forwards packet-ins and flow-removed messages to the connections,
+/// expires flows (idle and hard timeouts), and keeps a standalone bridge
+/// whose controllers are all disconnected in fail-open (NORMAL). Ends
+/// with the bridge.
+fn of_housekeeping(bridge: std::sync::Weak<Bridge>, events: std::sync::mpsc::Receiver<OfEvent>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    let tick = std::time::Duration::from_secs(1);
+    let mut next = std::time::Instant::now() + tick;
+    loop {
+        let wait = next.saturating_duration_since(std::time::Instant::now());
+        let ev = events.recv_timeout(wait);
+        let Some(b) = bridge.upgrade() else { return };
+        match ev {
+            Ok(OfEvent::PacketIn(p)) => {
+                let _ = b.conns.events().send(Event::PacketIn(p));
+            }
+            Ok(OfEvent::FlowRemoved(f)) => {
+                let _ = b.conns.events().send(Event::FlowRemoved(f));
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let now = std::time::Instant::now();
+        if now >= next {
+            next = now + tick;
+            b.of.expire(now);
+            let standalone =
+                *b.fail_mode.lock().unwrap_or_else(|e| e.into_inner()) == FailMode::Standalone;
+            let fail_open =
+                standalone && b.conns.has_controllers() && b.conns.connected_controllers() == 0;
+            if fail_open != b.of.fail_open() {
+                tracing::info!(
+                    "{}: {} fail-open mode",
+                    b.name,
+                    if fail_open { "entering" } else { "leaving" }
+                );
+                b.of.set_fail_open(fail_open);
+            }
+        }
+    }
+}
+
 /// Highest OpenFlow port number a port may get (OFPP_MAX).
 pub const MAX_OFPORT: OfPort = 0xfeff;
 
@@ -262,9 +400,13 @@ impl Switch {
     pub fn new(config: &Config, rundir: &Path) -> anyhow::Result<Switch> {
         let switch = Switch::empty(rundir);
         for b in &config.bridges {
-            let br = switch.add_bridge(&b.name)?;
+            let fail_mode = match b.fail_mode {
+                ConfigFailMode::Standalone => FailMode::Standalone,
+                ConfigFailMode::Secure => FailMode::Secure,
+            };
+            let br = switch.add_bridge(&b.name, fail_mode)?;
             br.configure_vlans(b.port_vlans());
-            br.conns.set_controllers(&b.controller);
+            br.configure_openflow(fail_mode, &b.controller);
             tracing::info!("bridge {}: created (fail_mode {:?})", b.name, b.fail_mode);
         }
         Ok(switch)
@@ -295,11 +437,11 @@ impl Switch {
 
     /// Create bridge `name` (starting its forwarding thread); an existing
     /// bridge of that name is returned as is.
-    pub fn add_bridge(&self, name: &str) -> anyhow::Result<Arc<Bridge>> {
+    pub fn add_bridge(&self, name: &str, fail_mode: FailMode) -> anyhow::Result<Arc<Bridge>> {
         if let Some(b) = self.bridge(name) {
             return Ok(b);
         }
-        let b = Bridge::new(name, &self.rundir)?;
+        let b = Bridge::new(name, &self.rundir, fail_mode)?;
         self.write().insert(name.to_owned(), b.clone());
         Ok(b)
     }
@@ -447,6 +589,26 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
         1,
         1,
         Box::new(move |args| Ok(s.bridge_arg(args)?.fdb.show())),
+    );
+    let s = switch.clone();
+    c.add(
+        "ofproto/trace",
+        "BRIDGE FLOW",
+        2,
+        2,
+        Box::new(move |args| {
+            let b = s.bridge_arg(&args[..1])?;
+            let m = crate::flowtext::parse_match(&args[1])?;
+            Ok(b.of.trace(&m.key, None))
+        }),
+    );
+    let s = switch.clone();
+    c.add(
+        "bridge/dump-flows",
+        "BRIDGE",
+        1,
+        1,
+        Box::new(move |args| Ok(s.bridge_arg(args)?.of.dump_flows())),
     );
     let s = switch.clone();
     c.add(

@@ -44,7 +44,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use xennet_datapath::{OfPort, Port, PortStats};
-use xennet_ovsdb::{Datum, OpenVSwitch, Replica, Session, Txn, Uuid};
+use xennet_ofproto::FailMode;
+use xennet_ovsdb::{Atom, Datum, OpenVSwitch, Replica, Session, Txn, Uuid};
 
 use xennet_ofproto::normal::PortVlan;
 
@@ -164,6 +165,11 @@ struct Plan {
     vifs: BTreeMap<String, (String, Vec<OfPort>)>,
     /// Bridge -> VLAN settings of its ports' interfaces, by interface name.
     vlans: BTreeMap<String, PortVlans>,
+    /// Bridge -> fail mode and controller targets.
+    openflow: BTreeMap<String, (FailMode, Vec<String>)>,
+    /// Controller rows: (uuid, bridge, target, is_connected, role) as the
+    /// database has them.
+    controllers: Vec<(Uuid, String, String, bool, Option<String>)>,
 }
 
 /// The VLAN settings of Port `port` (OVS `port_configure`), or the
@@ -250,13 +256,31 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
             log.warn(format!("database: bridge {} listed twice", br.name));
             continue;
         }
-        if br.fail_mode.as_deref() == Some("secure") || !br.controller.is_empty() {
-            log.info(format!(
-                "bridge {}: controllers and fail_mode secure are not supported yet; \
-                 it runs as a standalone NORMAL switch",
-                br.name
-            ));
+        let fail_mode = match br.fail_mode.as_deref() {
+            Some("secure") => FailMode::Secure,
+            Some("standalone") | None => FailMode::Standalone,
+            Some(other) => {
+                log.warn(format!(
+                    "bridge {}: unknown fail_mode {other:?}, using standalone",
+                    br.name
+                ));
+                FailMode::Standalone
+            }
+        };
+        let mut targets = Vec::new();
+        for cuuid in &br.controller {
+            if let Some(c) = r.controller(*cuuid) {
+                targets.push(c.target.clone());
+                plan.controllers.push((
+                    c.uuid,
+                    br.name.clone(),
+                    c.target.clone(),
+                    c.is_connected,
+                    c.role.clone(),
+                ));
+            }
         }
+        plan.openflow.insert(br.name.clone(), (fail_mode, targets));
         for puuid in &br.ports {
             let Some(port) = r.port(*puuid) else {
                 continue;
@@ -355,11 +379,26 @@ fn apply(plan: &Plan, switch: &Switch, vifs: &mut BTreeMap<String, Attached>, lo
         }
     }
     for name in &plan.bridges {
-        if switch.bridge(name).is_none() {
-            match switch.add_bridge(name) {
-                Ok(_) => tracing::info!("bridge {name}: created"),
-                Err(e) => log.warn(format!("bridge {name}: {e:#}")),
-            }
+        let (fail_mode, targets) = plan
+            .openflow
+            .get(name)
+            .cloned()
+            .unwrap_or((FailMode::Standalone, Vec::new()));
+        let b = match switch.bridge(name) {
+            Some(b) => b,
+            None => match switch.add_bridge(name, fail_mode) {
+                Ok(b) => {
+                    tracing::info!("bridge {name}: created");
+                    b
+                }
+                Err(e) => {
+                    log.warn(format!("bridge {name}: {e:#}"));
+                    continue;
+                }
+            },
+        };
+        for (t, why) in b.configure_openflow(fail_mode, &targets) {
+            log.warn(format!("bridge {name}: controller {t}: {why}"));
         }
     }
     // VLAN settings, for the vifs on a bridge and those about to join.
@@ -411,6 +450,7 @@ fn stats_map(s: &PortStats) -> BTreeMap<String, i64> {
 
 /// The write-back for `plan` after [`apply`]; empty if nothing changed.
 fn status_txn(
+    switch: &Switch,
     plan: &Plan,
     ovs: &OpenVSwitch,
     vifs: &BTreeMap<String, Attached>,
@@ -480,6 +520,24 @@ fn status_txn(
             txn.update("Interface", pi.uuid, cols);
         }
     }
+    for (uuid, bridge, target, was_connected, old_role) in &plan.controllers {
+        let Some(status) = switch
+            .bridge(bridge)
+            .and_then(|b| b.conns.controller_status().remove(target))
+        else {
+            continue;
+        };
+        if status.is_connected != *was_connected || old_role.as_deref() != Some(status.role) {
+            txn.update(
+                "Controller",
+                *uuid,
+                vec![
+                    ("is_connected", Datum::from(Atom::from(status.is_connected))),
+                    ("role", Datum::optional(Some(status.role))),
+                ],
+            );
+        }
+    }
     if ovs.next_cfg != ovs.cur_cfg {
         txn.cur_cfg(ovs.uuid, ovs.next_cfg);
     }
@@ -530,7 +588,7 @@ pub async fn run(session: Session, switch: Arc<Switch>, vifs: Arc<VifRegistry>) 
         let txn = tokio::task::block_in_place(|| {
             let mut attached = vifs.lock();
             apply(&plan, &switch, &mut attached, &mut log);
-            status_txn(&plan, &ovs, &attached, with_stats)
+            status_txn(&switch, &plan, &ovs, &attached, with_stats)
         });
         if txn.is_empty() {
             retry = false;

@@ -45,3 +45,84 @@ fn datapath_id(name: &str) -> u64 {
     }
     (h & 0x0000_feff_ffff_ffff) | 0x0000_0200_0000_0000
 }
+
+/// Flow tables steer real traffic: delete the default NORMAL flow and the
+/// guests are cut off; add port-to-port flows and they ping again, with
+/// the flows' counters moving; the megaflows stay as wide as the tables.
+#[test]
+fn ofctl_flows_steer_traffic_of13() {
+    let mut h = Harness::start("ofsteer");
+    for d in 1..=3 {
+        h.guest(d, None);
+    }
+    let of13 = |args: &[&str]| h.ofctl(&[&["-O", "OpenFlow13"][..], args].concat());
+    let flows = of13(&["dump-flows", "br0"]);
+    assert!(flows.contains("priority=0 actions=NORMAL"), "{flows}");
+    assert!(h.ping(1, 2, 1), "{}", h.log());
+
+    of13(&["del-flows", "br0"]);
+    assert_eq!(
+        of13(&["dump-flows", "br0", "--no-stats"]).trim(),
+        "",
+        "flows left after del-flows"
+    );
+    assert!(
+        h.ping_fails(1, 2),
+        "ping crossed an empty table\n{}",
+        h.log()
+    );
+
+    // Ports 1 and 2 are wired to each other; 3 is left out. Without
+    // --no-names, ovs-ofctl first reads TABLE_FEATURES and PORT_DESC.
+    of13(&["add-flow", "br0", "in_port=1,actions=output:2"]);
+    of13(&["add-flow", "br0", "priority=200,in_port=2,actions=output:1"]);
+    of13(&[
+        "add-flow",
+        "br0",
+        "--no-names",
+        "priority=100,ip,nw_dst=10.251.0.3,actions=drop",
+    ]);
+    assert!(h.ping(1, 2, 2), "{}", h.log());
+    assert!(h.ping_fails(1, 3), "guest 3 reached without a flow");
+    let flows = of13(&["dump-flows", "br0"]);
+    let line = flows
+        .lines()
+        .find(|l| l.contains("priority=200,in_port"))
+        .unwrap_or_else(|| panic!("{flows}"));
+    assert!(
+        !line.contains("n_packets=0,"),
+        "no packets counted: {flows}"
+    );
+
+    // The megaflows only match what the tables read: in_port, and for
+    // IPv4 the destination (the nw_dst flow's subtable was consulted),
+    // never L4 ports.
+    let dp = h.appctl(&["dpctl/dump-flows", "br0"]);
+    assert!(!dp.is_empty(), "no megaflows");
+    for l in dp.lines() {
+        assert!(l.contains("in_port("), "{dp}");
+        assert!(
+            !l.contains("tp_src") && !l.contains("src="),
+            "too wide: {dp}"
+        );
+    }
+
+    // ofproto/trace shows the table walk as OVS does.
+    let trace = h.appctl(&[
+        "ofproto/trace",
+        "br0",
+        "in_port=2,icmp,nw_src=10.251.0.2,nw_dst=10.251.0.1",
+    ]);
+    assert!(trace.contains("priority 200"), "{trace}");
+    assert!(trace.contains("Datapath actions: 1"), "{trace}");
+
+    // del-flows with a match removes just those.
+    of13(&["del-flows", "br0", "in_port=2"]);
+    assert!(
+        h.ping_fails(1, 2),
+        "ping crossed after its return flow was deleted"
+    );
+    let flows = of13(&["dump-flows", "br0", "--no-stats"]);
+    assert!(!flows.contains("in_port=2"), "{flows}");
+    assert!(flows.contains("in_port=1"), "{flows}");
+}

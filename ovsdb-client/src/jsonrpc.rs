@@ -111,8 +111,7 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/tests/data/ovs-vsctl-wait.server-to-client.jsonl"
         );
-        let text = std::fs::read_to_string(path)
-            .expect("recorded OVSDB traffic in tests/data");
+        let text = std::fs::read_to_string(path).expect("recorded OVSDB traffic in tests/data");
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         let mut s = JsonStream::new();
         s.push(lines.concat().as_bytes()).unwrap();

@@ -8,10 +8,7 @@ use serde_json::{json, Value};
 use super::*;
 
 fn capture(name: &str) -> Vec<Value> {
-    let path = format!(
-        "{}/tests/data/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{path}: {e} (recorded OVSDB traffic in tests/data)"));
     text.lines()
