@@ -126,3 +126,60 @@ fn ofctl_flows_steer_traffic_of13() {
     assert!(!flows.contains("in_port=2"), "{flows}");
     assert!(flows.contains("in_port=1"), "{flows}");
 }
+
+/// A real controller: os-ken running an L2 learning app (Ryu's
+/// simple_switch_13) drives a secure bridge over TCP. It installs the
+/// table-miss flow, learns from packet-ins, answers with packet-outs and
+/// installs per-pair flows; the guests ping each other through it.
+#[test]
+fn osken_learning_switch_controls_guests() {
+    let port = common::free_port();
+    let cfg = std::env::temp_dir().join(format!("xennet-osken-{}.toml", std::process::id()));
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[bridge]]\nname = \"br0\"\nfail_mode = \"secure\"\ncontroller = [\"tcp:127.0.0.1:{port}\"]\n\n\
+             [emulated_xen]\nenabled = true\nbridge = \"br0\"\n"
+        ),
+    )
+    .unwrap();
+    let oslog = std::env::temp_dir().join(format!("xennet-osken-{}.log", std::process::id()));
+    let _osken = common::start_osken(port, &oslog);
+    let mut h = Harness::start_with("ofosken", &["--config", cfg.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&cfg);
+    for d in 1..=3 {
+        h.guest(d, None);
+    }
+    h.wait_for("the controller connection", || {
+        h.log()
+            .contains(&format!("connected to tcp:127.0.0.1:{port}"))
+    });
+    let oslog_text = || std::fs::read_to_string(&oslog).unwrap_or_default();
+    for (a, b) in [(1, 2), (2, 3), (3, 1)] {
+        assert!(
+            h.ping(a, b, 3),
+            "ping {a} -> {b} through os-ken failed\nos-ken:\n{}\nxennetd:\n{}",
+            oslog_text(),
+            h.log()
+        );
+    }
+    let flows = h.ofctl(&["-O", "OpenFlow13", "dump-flows", "br0"]);
+    assert!(
+        flows.contains("priority=0 actions=CONTROLLER:65535"),
+        "{flows}"
+    );
+    assert!(
+        flows
+            .lines()
+            .filter(|l| l.contains("priority=1,in_port"))
+            .count()
+            >= 4,
+        "the controller installed no learned flows:\n{flows}"
+    );
+    assert!(
+        oslog_text().contains("switch connected"),
+        "{}",
+        oslog_text()
+    );
+    let _ = std::fs::remove_file(&oslog);
+}

@@ -295,3 +295,69 @@ pub fn run_ok(cmd: &str, args: &[&str]) {
     let st = Command::new(cmd).args(args).status().unwrap();
     assert!(st.success(), "{cmd} {args:?} failed");
 }
+
+/// A child process killed (and reaped) when dropped.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Python of the os-ken venv that `scripts/test` installs.
+pub fn osken_python() -> PathBuf {
+    let dir = std::env::var_os("XENNET_PEERS_DIR").unwrap_or_else(|| "/opt/xennet-peers".into());
+    let py = Path::new(&dir).join("osken-venv/bin/python");
+    let ok = Command::new(&py)
+        .args(["-c", "import os_ken"])
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "os-ken is missing at {}: run scripts/test (it installs os-ken 4.2.2 into a venv there)",
+        py.display()
+    );
+    py
+}
+
+/// Start the os-ken L2 learning controller (tests/peers/osken_l2switch.py)
+/// listening on 127.0.0.1:`port`; its log goes to `log`.
+pub fn start_osken(port: u16, log: &Path) -> ChildGuard {
+    let py = osken_python();
+    let out = std::fs::File::create(log).unwrap();
+    let child = Command::new(py)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/peers/osken_l2switch.py"
+        ))
+        .args(["--ofp-listen-host", "127.0.0.1", "--ofp-tcp-listen-port"])
+        .arg(port.to_string())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let guard = ChildGuard(child);
+    let end = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < end,
+            "os-ken did not listen on {port}: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    guard
+}
