@@ -1615,8 +1615,13 @@ fn decode_nx_flow_mod(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeErr
     let match_len = usize::from(r.u16()?);
     r.skip(6)?;
     let (matcher, mcookie, mmask) = decode_nx_match_cookie(take_nx_match(r, match_len)?)?;
+    if command == FlowModCommand::Add && mmask != 0 {
+        // OVS: NXBRC_NXM_INVALID ("flow additions may only set a new
+        // cookie"), which has no 1.3 equivalent.
+        return Err(bad(OfError::BAD_FIELD, "cookie match in a flow add"));
+    }
     let actions = decode_actions(r.rest(), match_proto(&matcher))?;
-    let (cookie, cookie_mask) = if command != FlowModCommand::Add && mmask != 0 {
+    let (cookie, cookie_mask) = if mmask != 0 {
         (mcookie, mmask)
     } else {
         (cookie, 0)
@@ -1669,8 +1674,8 @@ fn encode_nx_flow_mod(fm: &FlowMod, xid: u32, out: &mut Vec<u8>) -> Result<(), E
 // ---------------------------------------------------------------------------
 // Flow removed, packet in/out, ports, config.
 
-/// `ofp_flow_removed` body: `hard_timeout` and `table_id` are not in 1.0
-/// (decode as 0).
+/// `ofp_flow_removed` body: `hard_timeout` is not in 1.0 (decodes as 0),
+/// nor `table_id` (decodes as 0xff, unknown, as OVS).
 fn decode_flow_removed(r: &mut Rd) -> Result<Msg, DecodeError> {
     let (matcher, _) = match_from_ofp10(r.take(MATCH_LEN)?, false);
     let cookie = r.u64()?;
@@ -1687,7 +1692,7 @@ fn decode_flow_removed(r: &mut Rd) -> Result<Msg, DecodeError> {
         cookie,
         priority,
         reason,
-        table_id: 0,
+        table_id: OFPTT_ALL,
         duration_sec,
         duration_nsec,
         idle_timeout,
@@ -1698,12 +1703,22 @@ fn decode_flow_removed(r: &mut Rd) -> Result<Msg, DecodeError> {
     }))
 }
 
+/// `OFPRR_METER_DELETE` (4) is sent as `OFPRR_DELETE` before OpenFlow 1.4,
+/// as OVS does.
+fn removed_reason(r: u8) -> u8 {
+    if r == 4 {
+        2
+    } else {
+        r
+    }
+}
+
 fn encode_flow_removed(fr: &FlowRemoved, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let start = begin(out, OFPT_FLOW_REMOVED, xid);
     encode_match(&fr.matcher, out)?;
     p64(out, fr.cookie);
     p16(out, fr.priority);
-    p8(out, fr.reason);
+    p8(out, removed_reason(fr.reason));
     p8(out, 0);
     p32(out, fr.duration_sec);
     p32(out, fr.duration_nsec);
@@ -1715,12 +1730,12 @@ fn encode_flow_removed(fr: &FlowRemoved, xid: u32, out: &mut Vec<u8>) -> Result<
 }
 
 /// `nx_flow_removed` body: `table_id` is sent plus one (0 = unknown, which
-/// decodes as table 0); no hard timeout.
+/// decodes as 0xff, as OVS); no hard timeout.
 fn decode_nx_flow_removed(r: &mut Rd) -> Result<Msg, DecodeError> {
     let cookie = r.u64()?;
     let priority = r.u16()?;
     let reason = r.u8()?;
-    let table_id = r.u8()?.saturating_sub(1);
+    let table_id = r.u8()?.checked_sub(1).unwrap_or(OFPTT_ALL);
     let duration_sec = r.u32()?;
     let duration_nsec = r.u32()?;
     let idle_timeout = r.u16()?;
@@ -1754,7 +1769,7 @@ fn encode_nx_flow_removed(
     let start = begin_nx(out, NXT_FLOW_REMOVED, xid);
     p64(out, fr.cookie);
     p16(out, fr.priority);
-    p8(out, fr.reason);
+    p8(out, removed_reason(fr.reason));
     p8(out, fr.table_id.wrapping_add(1));
     p32(out, fr.duration_sec);
     p32(out, fr.duration_nsec);

@@ -464,7 +464,7 @@ fn flow_removed_roundtrip() {
         cookie: 0xdead,
         priority: 100,
         reason: 1,
-        table_id: 0,
+        table_id: OFPTT_ALL,
         duration_sec: 5,
         duration_nsec: 6,
         idle_timeout: 10,
