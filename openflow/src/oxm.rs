@@ -350,6 +350,39 @@ pub fn decode_tlvs(buf: &[u8]) -> Result<Match, DecodeError> {
     Ok(m)
 }
 
+/// The `in_port` and `metadata` of a packet-in's match (OpenFlow 1.3
+/// §7.4.1), skipping every other TLV as Open vSwitch's loose parser does
+/// (a switch may add tunnel or register fields there).
+///
+/// # Errors
+/// `BAD_MATCH/BAD_LEN` for a truncated TLV.
+pub(crate) fn decode_pipeline_fields(buf: &[u8]) -> Result<(Option<u32>, u64), DecodeError> {
+    let mut in_port = None;
+    let mut metadata = 0;
+    let mut rest = buf;
+    while !rest.is_empty() {
+        let tlv = parse_tlv(rest).map_err(|()| bad(OfError::BAD_MATCH_LEN, "truncated TLV"))?;
+        rest = &rest[tlv.size..];
+        let Some(wire) = lookup(tlv.class, tlv.field, tlv.exp) else {
+            continue;
+        };
+        if tlv.hasmask || tlv.payload.len() != wire.len {
+            continue;
+        }
+        let v = be_value(tlv.payload);
+        match wire.kind {
+            Kind::Plain(OxmField::InPort) => in_port = Some(v as u32),
+            Kind::InPort16 => {
+                let p = v as u32;
+                in_port = Some(if p >= 0xff00 { 0xffff_0000 | p } else { p });
+            }
+            Kind::Plain(OxmField::Metadata) => metadata = v as u64,
+            _ => {}
+        }
+    }
+    Ok((in_port, metadata))
+}
+
 fn put_header(out: &mut Vec<u8>, wire: &Wire, hasmask: bool) {
     let plen = if hasmask { 2 * wire.len } else { wire.len };
     let plen = plen + if wire.exp.is_some() { 4 } else { 0 };
@@ -546,4 +579,4 @@ pub fn header(field: OxmField, flavor: Flavor, hasmask: bool) -> u32 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

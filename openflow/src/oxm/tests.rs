@@ -591,7 +591,7 @@ fn headers() {
 
 /// A random match that satisfies every prerequisite, with masks only
 /// where Open vSwitch allows them.
-fn arb_match() -> impl Strategy<Value = Match> {
+pub(crate) fn arb_match() -> impl Strategy<Value = Match> {
     (any::<[u64; 12]>(), any::<u64>()).prop_map(|(r, flags)| {
         use OxmField::*;
         let bit = |n: u32| flags >> n & 1 != 0;
