@@ -297,12 +297,72 @@ fn to_model(kind: Kind, value: u128, mask: u128) -> Result<(Parts, usize), OfErr
 /// field), `DUP_FIELD`, `BAD_MASK`, `BAD_VALUE`, `BAD_WILDCARDS` (value
 /// bits outside the mask), `BAD_PREREQ`.
 pub fn decode_tlvs(buf: &[u8]) -> Result<Match, DecodeError> {
+    decode_inner(buf, None)
+}
+
+/// `NXM_NX_COOKIE` field number (class `NXM_NX`, 64 bits, maskable).
+const NXM_NX_COOKIE: u8 = 30;
+
+/// Like [`decode_tlvs`], but also accept the `NXM_NX_COOKIE(_W)`
+/// pseudo-field that `NXT_FLOW_MOD` and `NXST_FLOW`/`NXST_AGGREGATE`
+/// requests may carry (Open vSwitch `nx_pull_match` with a cookie);
+/// returns the match and the cookie's `(value, mask)`, `(0, 0)` when
+/// absent.
+///
+/// # Errors
+/// As [`decode_tlvs`]; a second cookie is `DUP_FIELD`.
+pub fn decode_tlvs_with_cookie(buf: &[u8]) -> Result<(Match, u64, u64), DecodeError> {
+    let mut cookie = (0, 0);
+    let m = decode_inner(buf, Some(&mut cookie))?;
+    Ok((m, cookie.0, cookie.1))
+}
+
+/// Append an `NXM_NX_COOKIE(_W)` TLV (after [`encode_tlvs`], as Open
+/// vSwitch puts it last); nothing when `mask` is zero.
+pub fn encode_cookie(cookie: u64, mask: u64, out: &mut Vec<u8>) {
+    if mask == 0 {
+        return;
+    }
+    let wire = w(
+        NXM_NX,
+        NXM_NX_COOKIE,
+        8,
+        Kind::Plain(OxmField::Metadata),
+        true,
+    );
+    let m = (mask != u64::MAX).then_some(u128::from(mask));
+    put_wire(out, &wire, u128::from(cookie & mask), m);
+}
+
+fn decode_inner(buf: &[u8], mut cookie: Option<&mut (u64, u64)>) -> Result<Match, DecodeError> {
     let mut m = Match::CATCHALL;
     let mut used: Vec<OxmField> = Vec::new();
     let mut rest = buf;
     while !rest.is_empty() {
         let tlv = parse_tlv(rest).map_err(|()| bad(OfError::BAD_MATCH_LEN, "truncated TLV"))?;
         rest = &rest[tlv.size..];
+        if let Some(c) = cookie.as_deref_mut() {
+            if tlv.class == NXM_NX && tlv.field == NXM_NX_COOKIE && tlv.exp.is_none() {
+                let want = if tlv.hasmask { 16 } else { 8 };
+                if tlv.payload.len() != want {
+                    return Err(bad(OfError::BAD_MATCH_LEN, "bad TLV length"));
+                }
+                let v = be_value(&tlv.payload[..8]) as u64;
+                let mk = if tlv.hasmask {
+                    be_value(&tlv.payload[8..]) as u64
+                } else {
+                    u64::MAX
+                };
+                if v & !mk != 0 {
+                    return Err(bad(OfError::BAD_WILDCARDS, "value bits outside mask"));
+                }
+                if c.1 != 0 {
+                    return Err(bad(OfError::DUP_FIELD, "cookie matched twice"));
+                }
+                *c = (v, mk);
+                continue;
+            }
+        }
         let wire = lookup(tlv.class, tlv.field, tlv.exp)
             .ok_or(bad(OfError::BAD_FIELD, "unsupported match field"))?;
         let want = if tlv.hasmask { 2 * wire.len } else { wire.len };

@@ -489,6 +489,42 @@ fn error_paths() {
 }
 
 #[test]
+fn nxm_cookie() {
+    let mut buf = Vec::new();
+    let mut m = Match::CATCHALL;
+    m.set_field(OxmField::EthType, 0x806, 0xffff).unwrap();
+    encode_tlvs(&m, Flavor::Nxm, &mut buf);
+    encode_cookie(0x1234, 0xffff, &mut buf);
+    assert_eq!(
+        &buf[6..],
+        &[0, 1, 0x3d, 16, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0, 0, 0, 0, 0, 0, 0xff, 0xff]
+    );
+    assert_eq!(decode_tlvs_with_cookie(&buf).unwrap(), (m, 0x1234, 0xffff));
+    // Not a match field without the cookie variant.
+    assert_eq!(err(&buf), OfError::BAD_FIELD);
+    // Exact cookie; none; twice.
+    let mut one = Vec::new();
+    encode_cookie(7, u64::MAX, &mut one);
+    assert_eq!(one, tlv(NXM_NX, 30, false, &[0, 0, 0, 0, 0, 0, 0, 7]));
+    assert_eq!(
+        decode_tlvs_with_cookie(&one).unwrap(),
+        (Match::CATCHALL, 7, u64::MAX)
+    );
+    assert_eq!(
+        decode_tlvs_with_cookie(&[]).unwrap(),
+        (Match::CATCHALL, 0, 0)
+    );
+    let two = [one.clone(), one].concat();
+    assert_eq!(
+        decode_tlvs_with_cookie(&two).unwrap_err().err,
+        OfError::DUP_FIELD
+    );
+    let mut none = Vec::new();
+    encode_cookie(7, 0, &mut none);
+    assert!(none.is_empty());
+}
+
+#[test]
 fn masked_zero_is_wildcard_and_wide_masks_clamp() {
     // A zero mask is no match at all, and does not count as a duplicate.
     let m = decode_tlvs(&cat(&[oxm_w(5, &[0, 0], &[0, 0]), eth(0x800)])).unwrap();
