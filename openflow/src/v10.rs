@@ -746,50 +746,11 @@ fn encode_match(m: &Match, out: &mut Vec<u8>) -> Result<(), EncodeError> {
 // ---------------------------------------------------------------------------
 // NXM matches with a cookie.
 
-/// `NXM_NX_COOKIE` header.
-const NXM_NX_COOKIE: u32 = (1 << 16) | (30 << 9) | 8;
-/// `NXM_NX_COOKIE_W` header.
-const NXM_NX_COOKIE_W: u32 = (1 << 16) | (30 << 9) | (1 << 8) | 16;
-
 /// Decode an `nx_match` that may carry `NXM_NX_COOKIE(_W)` (flow-mods and
 /// flow-stats requests): the match, and the cookie and its mask (0, 0
 /// when absent).
 fn decode_nx_match_cookie(buf: &[u8]) -> Result<(Match, u64, u64), DecodeError> {
-    let mut rest = buf;
-    let mut others = Vec::with_capacity(buf.len());
-    let mut cookie = (0u64, 0u64);
-    let mut seen = false;
-    while !rest.is_empty() {
-        if rest.len() < 4 {
-            return Err(bad(OfError::BAD_MATCH_LEN, "truncated TLV"));
-        }
-        let h = be32(rest, 0);
-        let size = 4 + (h & 0xff) as usize;
-        if rest.len() < size {
-            return Err(bad(OfError::BAD_MATCH_LEN, "truncated TLV"));
-        }
-        let tlv = &rest[..size];
-        rest = &rest[size..];
-        if h == NXM_NX_COOKIE || h == NXM_NX_COOKIE_W {
-            if seen {
-                return Err(bad(OfError::DUP_FIELD, "cookie matched twice"));
-            }
-            seen = true;
-            let v = u64::from_be_bytes(tlv[4..12].try_into().map_err(|_| short())?);
-            let m = if h == NXM_NX_COOKIE_W {
-                u64::from_be_bytes(tlv[12..20].try_into().map_err(|_| short())?)
-            } else {
-                u64::MAX
-            };
-            cookie = (v & m, m);
-        } else if h >> 9 == NXM_NX_COOKIE >> 9 {
-            return Err(bad(OfError::BAD_MATCH_LEN, "bad NXM_NX_COOKIE length"));
-        } else {
-            others.extend_from_slice(tlv);
-        }
-    }
-    let m = oxm::decode_tlvs(&others)?;
-    Ok((m, cookie.0, cookie.1))
+    oxm::decode_tlvs_with_cookie(buf)
 }
 
 /// Append `m` (and the cookie when `cookie_mask` is nonzero) as an NXM
@@ -802,14 +763,7 @@ fn encode_nx_match_cookie(
 ) -> Result<u16, EncodeError> {
     let start = out.len();
     oxm::encode_tlvs(m, Flavor::Nxm, out);
-    if cookie_mask == u64::MAX {
-        p32(out, NXM_NX_COOKIE);
-        p64(out, cookie);
-    } else if cookie_mask != 0 {
-        p32(out, NXM_NX_COOKIE_W);
-        p64(out, cookie & cookie_mask);
-        p64(out, cookie_mask);
-    }
+    oxm::encode_cookie(cookie, cookie_mask, out);
     let len = out.len() - start;
     pz(out, pad8(len) - len);
     u16::try_from(len).map_err(|_| unsupported("nx_match too long"))
@@ -1814,7 +1768,8 @@ fn encode_packet_in(pi: &PacketIn, xid: u32, out: &mut Vec<u8>) -> Result<(), En
     finish(out, start)
 }
 
-/// `nx_packet_in`: the match carries the metadata (in_port, metadata).
+/// `nx_packet_in`: the match carries the pipeline fields (in_port,
+/// metadata); other TLVs are skipped.
 fn decode_nx_packet_in(r: &mut Rd) -> Result<Msg, DecodeError> {
     let buffer_id = r.u32()?;
     let total_len = r.u16()?;
@@ -1823,7 +1778,8 @@ fn decode_nx_packet_in(r: &mut Rd) -> Result<Msg, DecodeError> {
     let cookie = r.u64()?;
     let match_len = usize::from(r.u16()?);
     r.skip(6)?;
-    let m = oxm::decode_tlvs(take_nx_match(r, match_len)?)?;
+    // Loose, as OVS: only in_port and metadata are kept.
+    let (in_port, metadata) = oxm::decode_pipeline_fields(take_nx_match(r, match_len)?)?;
     r.skip(2)?;
     Ok(Msg::PacketIn(PacketIn {
         buffer_id,
@@ -1831,8 +1787,8 @@ fn decode_nx_packet_in(r: &mut Rd) -> Result<Msg, DecodeError> {
         reason,
         table_id,
         cookie,
-        in_port: m.field(OxmField::InPort).0 as u32,
-        metadata: m.metadata,
+        in_port: in_port.unwrap_or(0),
+        metadata,
         data: r.rest().to_vec(),
     }))
 }
