@@ -1817,10 +1817,15 @@ fn encode_nx_packet_in(pi: &PacketIn, xid: u32, out: &mut Vec<u8>) -> Result<(),
     finish(out, start)
 }
 
-/// `ofp_packet_out` body.
+/// `ofp_packet_out` body. The input port must be a port number below
+/// `OFPP_MAX`, `LOCAL`, `CONTROLLER` or `NONE` (OVS).
 fn decode_packet_out(r: &mut Rd) -> Result<Msg, DecodeError> {
     let buffer_id = r.u32()?;
-    let in_port = port_from_ofp10(r.u16()?);
+    let in_port = r.u16()?;
+    if in_port >= 0xff00 && !matches!(in_port, 0xfffd..=0xffff) {
+        return Err(bad(OfError::BAD_PORT, "bad packet-out input port"));
+    }
+    let in_port = port_from_ofp10(in_port);
     let actions_len = usize::from(r.u16()?);
     if actions_len % 8 != 0 {
         return Err(bad(OfError::BAD_LEN, "actions_len not a multiple of 8"));

@@ -904,6 +904,9 @@ fn message_errors() {
     assert_eq!(err(msg10(OFPT_PACKET_OUT, &po)), OfError::BAD_LEN);
     po[7] = 12;
     assert_eq!(err(msg10(OFPT_PACKET_OUT, &po)), OfError::BAD_LEN);
+    // ...and a bad input port (OFPP_IN_PORT).
+    let po = [0xff, 0xff, 0xff, 0xff, 0xff, 0xf8, 0, 0];
+    assert_eq!(err(msg10(OFPT_PACKET_OUT, &po)), OfError::BAD_PORT);
     // Unknown stats type, vendor, subtype.
     assert_eq!(
         err(msg10(OFPT_STATS_REQUEST, &[0, 6, 0, 0])),
