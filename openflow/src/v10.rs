@@ -851,11 +851,8 @@ pub fn decode_actions(buf: &[u8], proto: Option<u8>) -> Result<Vec<Action>, Deco
             && len >= 10
             && be16(a, 8) == NXAST_REG_LOAD
             && be32(a, 4) == NX_VENDOR_ID;
-        if pending.is_some() && !is_reg_load {
-            return Err(bad(
-                OfError::BAD_SET_ARGUMENT,
-                "partial NXAST_REG_LOAD of a field",
-            ));
+        if !is_reg_load {
+            flush_load(&mut pending, &mut acts)?;
         }
         let fixed = |n: usize| if len == n { Ok(()) } else { Err(bad_len()) };
         match typ {
@@ -951,12 +948,7 @@ pub fn decode_actions(buf: &[u8], proto: Option<u8>) -> Result<Vec<Action>, Deco
             _ => return Err(bad(OfError::BAD_ACTION_TYPE, "unknown action type")),
         }
     }
-    if pending.is_some() {
-        return Err(bad(
-            OfError::BAD_SET_ARGUMENT,
-            "partial NXAST_REG_LOAD of a field",
-        ));
-    }
+    flush_load(&mut pending, &mut acts)?;
     Ok(acts)
 }
 
@@ -1035,9 +1027,44 @@ fn decode_nx_action(
     Ok(())
 }
 
-/// `nx_action_reg_load`: `ofs_nbits`, `dst` (an NXM header), `value`. Only
-/// loads that (alone or with the loads right after them) cover a whole
-/// field have a model form (a set-field).
+/// The bits of an NXM field's value that a load must cover to set field
+/// `f` (whose value is `bytes` wide on the wire): the whole value, except
+/// for fields narrower than their bytes (`ip_ecn`: 2, `tcp_flags`: 12), as
+/// OVS `mf_field.n_bits`.
+fn load_bits(f: OxmField, bytes: u32) -> u32 {
+    if f.bits() % 8 == 0 {
+        bytes * 8
+    } else {
+        f.bits()
+    }
+}
+
+/// Turn a finished run of `NXAST_REG_LOAD`s into a set-field.
+fn flush_load(
+    pending: &mut Option<PendingLoad>,
+    acts: &mut Vec<Action>,
+) -> Result<(), DecodeError> {
+    let Some(p) = pending.take() else {
+        return Ok(());
+    };
+    let bytes = p.dst & 0xff;
+    let mut tlv = p.dst.to_be_bytes().to_vec();
+    tlv.extend_from_slice(&p.value.to_be_bytes()[16 - bytes as usize..]);
+    let (field, value, _) = oxm::decode_set_field(&tlv)?;
+    if p.covered != ones(load_bits(field, bytes)) {
+        return Err(bad(
+            OfError::BAD_SET_ARGUMENT,
+            "NXAST_REG_LOAD of part of a field",
+        ));
+    }
+    acts.push(Action::SetField { field, value });
+    Ok(())
+}
+
+/// `nx_action_reg_load`: `ofs_nbits`, `dst` (an NXM header), `value`.
+/// Consecutive loads into one field (OVS splits values wider than 64 bits)
+/// are gathered; only loads that together set a whole field have a model
+/// form (a set-field; a partial load is `BAD_SET_ARGUMENT`).
 fn decode_reg_load(
     a: &[u8],
     acts: &mut Vec<Action>,
@@ -1059,31 +1086,20 @@ fn decode_reg_load(
     if nbits < 64 && value >> nbits != 0 {
         return Err(bad(OfError::BAD_SET_ARGUMENT, "reg_load value too wide"));
     }
+    if pending.as_ref().is_some_and(|p| p.dst != dst) {
+        flush_load(pending, acts)?;
+    }
+    let p = pending.get_or_insert(PendingLoad {
+        dst,
+        value: 0,
+        covered: 0,
+    });
     let bits = ones(nbits) << ofs;
-    let mut p = match pending.take() {
-        Some(p) if p.dst == dst => p,
-        Some(_) => {
-            return Err(bad(
-                OfError::BAD_SET_ARGUMENT,
-                "partial NXAST_REG_LOAD of a field",
-            ))
-        }
-        None => PendingLoad {
-            dst,
-            value: 0,
-            covered: 0,
-        },
-    };
     p.value = (p.value & !bits) | (u128::from(value) << ofs);
     p.covered |= bits;
-    if p.covered != ones(width) {
-        *pending = Some(p);
-        return Ok(());
+    if p.covered == ones(width) {
+        flush_load(pending, acts)?;
     }
-    let mut tlv = dst.to_be_bytes().to_vec();
-    tlv.extend_from_slice(&p.value.to_be_bytes()[16 - bytes as usize..]);
-    let (field, value, _) = oxm::decode_set_field(&tlv)?;
-    acts.push(Action::SetField { field, value });
     Ok(())
 }
 
@@ -1177,15 +1193,30 @@ fn encode_set_field(field: OxmField, value: u128, out: &mut Vec<u8>) -> Result<(
             p16(out, value as u16);
             p16(out, 0);
         }
-        _ => {
-            let start = begin_nx_action(out, NXAST_REG_LOAD2);
-            let before = out.len();
-            oxm::encode_set_field(field, value, Flavor::Nxm, out);
-            if out.len() == before {
-                return Err(unsupported("set-field with no NXM form"));
-            }
-            finish_action(out, start)?;
-        }
+        _ => put_reg_load(field, value, out)?,
+    }
+    Ok(())
+}
+
+/// A set-field as `NXAST_REG_LOAD`s of its NXM (or OXM) field, at most 64
+/// bits each, low bits first, as OVS `set_field_to_nxast` does.
+fn put_reg_load(field: OxmField, value: u128, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let dst = oxm::header(field, Flavor::Nxm, false);
+    let bytes = dst & 0xff;
+    if bytes == 0 || bytes > 16 || dst >> 16 == 0xffff {
+        return Err(unsupported("set-field with no NXM form"));
+    }
+    let total = load_bits(field, bytes);
+    let mut ofs = 0;
+    while ofs < total {
+        let n = (total - ofs).min(64);
+        put_simple(out, OFPAT10_VENDOR, 24);
+        p32(out, NX_VENDOR_ID);
+        p16(out, NXAST_REG_LOAD);
+        p16(out, ((ofs as u16) << 6) | (n as u16 - 1));
+        p32(out, dst);
+        p64(out, ((value >> ofs) & ones(n)) as u64);
+        ofs += n;
     }
     Ok(())
 }
@@ -1199,8 +1230,8 @@ fn encode_set_field(field: OxmField, value: u128, out: &mut Vec<u8>) -> Result<(
 ///   `SET_VLAN_VID/PCP` pushes, as OVS `encode_PUSH_VLAN`), so it must be
 ///   followed by a VLAN VID or PCP set-field.
 /// - `Group` is `NXAST_GROUP` (40), `DecNwTtl` `NXAST_DEC_TTL`,
-///   `Resubmit` `NXAST_RESUBMIT(_TABLE)`; set-fields without a 1.0 action
-///   and `SetNwTtl` are `NXAST_REG_LOAD2`.
+///   `Resubmit` `NXAST_RESUBMIT_TABLE`; set-fields without a 1.0 action
+///   and `SetNwTtl` are `NXAST_REG_LOAD`s (as `ovs-ofctl` sends them).
 ///
 /// # Errors
 /// `Unsupported` for a port beyond 16 bits, a PushVlan 1.0 cannot express,
@@ -1257,14 +1288,9 @@ pub fn encode_actions(acts: &[Action], out: &mut Vec<u8>) -> Result<(), EncodeEr
             }
             Action::SetNwTtl(t) => encode_set_field(OxmField::IpTtl, u128::from(*t), out)?,
             Action::Resubmit { in_port, table } => {
-                let start = begin_nx_action(
-                    out,
-                    if *table == 0xff {
-                        NXAST_RESUBMIT
-                    } else {
-                        NXAST_RESUBMIT_TABLE
-                    },
-                );
+                // Always the _TABLE form (0xff = current table), as OVS
+                // encodes resubmits it did not decode from NXAST_RESUBMIT.
+                let start = begin_nx_action(out, NXAST_RESUBMIT_TABLE);
                 p16(out, port10(*in_port)?);
                 p8(out, *table);
                 pz(out, 3);
@@ -1603,7 +1629,15 @@ fn encode_nx_flow_mod(fm: &FlowMod, xid: u32, out: &mut Vec<u8>) -> Result<(), E
     }
     let acts = apply_only(&fm.instructions)?;
     let start = begin_nx(out, NXT_FLOW_MOD, xid);
-    p64(out, fm.cookie);
+    // With a cookie match, the header cookie is the new cookie: none
+    // (all ones) for a modify, 0 for a delete, as `ovs-ofctl` sends.
+    let header_cookie = match fm.command {
+        _ if fm.cookie_mask == 0 => fm.cookie,
+        FlowModCommand::Add => fm.cookie,
+        FlowModCommand::Modify | FlowModCommand::ModifyStrict => u64::MAX,
+        FlowModCommand::Delete | FlowModCommand::DeleteStrict => 0,
+    };
+    p64(out, header_cookie);
     p16(out, command_with_table(fm));
     p16(out, fm.idle_timeout);
     p16(out, fm.hard_timeout);
