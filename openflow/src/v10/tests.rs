@@ -1059,3 +1059,183 @@ proptest! {
         prop_assert_eq!(canonical(&match_from_ofp10(&out, norm).0), canonical(&m));
     }
 }
+
+/// Prints `name\thex` of switch-side messages, to check them with
+/// `ovs-ofctl ofp-print` by hand (`cargo test -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn print_samples_for_ofp_print() {
+    let fr = FlowRemoved {
+        cookie: 0xdead,
+        priority: 100,
+        reason: 1,
+        table_id: 3,
+        duration_sec: 5,
+        duration_nsec: 6,
+        idle_timeout: 10,
+        hard_timeout: 0,
+        packet_count: 7,
+        byte_count: 700,
+        matcher: tcp_match(),
+    };
+    let fs = FlowStats {
+        table_id: 0,
+        duration_sec: 1,
+        duration_nsec: 2,
+        priority: 3,
+        idle_timeout: 4,
+        hard_timeout: 5,
+        flags: 0,
+        cookie: 6,
+        packet_count: 7,
+        byte_count: 8,
+        idle_age: Some(3),
+        hard_age: None,
+        matcher: tcp_match(),
+        instructions: Instructions::apply(all_1_0_actions()),
+    };
+    let nxfs = FlowStats {
+        instructions: Instructions::apply(nx_actions()),
+        ..fs.clone()
+    };
+    let pi = PacketIn {
+        buffer_id: header::NO_BUFFER,
+        total_len: 60,
+        reason: 1,
+        table_id: 2,
+        cookie: 0x77,
+        in_port: 3,
+        metadata: 0x1234,
+        data: vec![0xaa; 60],
+    };
+    let rep = |body| Msg::MultipartReply { flags: 0, body };
+    let d = EncodeOptions::default();
+    let samples: Vec<(&str, Msg, EncodeOptions)> = vec![
+        (
+            "features",
+            Msg::FeaturesReply(SwitchFeatures {
+                datapath_id: 0x11_2233_4455,
+                n_buffers: 0,
+                n_tables: 254,
+                auxiliary_id: 0,
+                capabilities: 0b111 | (1 << 6) | OFPC10_ARP_MATCH_IP,
+                ports: vec![port(1), port(0xffff_fffe)],
+            }),
+            d,
+        ),
+        ("flow_removed", Msg::FlowRemoved(fr.clone()), d),
+        ("nx_flow_removed", Msg::FlowRemoved(fr), NXM),
+        ("packet_in", Msg::PacketIn(pi.clone()), d),
+        ("nx_packet_in", Msg::PacketIn(pi), NXM),
+        (
+            "port_status",
+            Msg::PortStatus(PortStatus {
+                reason: 0,
+                desc: port(5),
+            }),
+            d,
+        ),
+        ("flow_stats", rep(MpReply::Flow(vec![fs.clone()])), d),
+        ("nx_flow_stats", rep(MpReply::NxFlow(vec![nxfs, fs])), d),
+        (
+            "table_stats",
+            rep(MpReply::Table(vec![TableStats {
+                table_id: 0,
+                active_count: 3,
+                lookup_count: 100,
+                matched_count: 90,
+            }])),
+            d,
+        ),
+        (
+            "port_stats",
+            rep(MpReply::PortStats(vec![PortStats {
+                port_no: 1,
+                rx_packets: 5,
+                ..PortStats::default()
+            }])),
+            d,
+        ),
+        ("port_desc", rep(MpReply::PortDesc(vec![port(1)])), d),
+        (
+            "desc",
+            rep(MpReply::Desc(Desc {
+                mfr_desc: "xennet".into(),
+                hw_desc: "Xen".into(),
+                sw_desc: "0.1".into(),
+                serial_num: "None".into(),
+                dp_desc: "br0".into(),
+            })),
+            d,
+        ),
+        (
+            "aggregate",
+            rep(MpReply::Aggregate {
+                packet_count: 1,
+                byte_count: 2,
+                flow_count: 3,
+            }),
+            d,
+        ),
+        (
+            "nx_aggregate",
+            rep(MpReply::NxAggregate {
+                packet_count: 1,
+                byte_count: 2,
+                flow_count: 3,
+            }),
+            d,
+        ),
+        ("queue", rep(MpReply::Queue), d),
+        (
+            "config",
+            Msg::GetConfigReply(SwitchConfig {
+                flags: 0,
+                miss_send_len: 128,
+            }),
+            d,
+        ),
+        (
+            "error_prereq",
+            Msg::Error {
+                err: OfError::BAD_PREREQ,
+                data: vec![1, 14, 0, 8, 0, 0, 0, 1],
+            },
+            d,
+        ),
+        (
+            "error_overlap",
+            Msg::Error {
+                err: OfError::OVERLAP,
+                data: vec![1, 14, 0, 8, 0, 0, 0, 1],
+            },
+            d,
+        ),
+        (
+            "error_meter",
+            Msg::Error {
+                err: OfError::METER_EXISTS,
+                data: vec![1, 14, 0, 8, 0, 0, 0, 1],
+            },
+            d,
+        ),
+        (
+            "error_bad_table",
+            Msg::Error {
+                err: OfError::BAD_TABLE_ID,
+                data: vec![1, 14, 0, 8, 0, 0, 0, 1],
+            },
+            d,
+        ),
+        (
+            "flow_mod_nx_actions",
+            Msg::FlowMod(flow_mod(tcp_match(), nx_actions())),
+            d,
+        ),
+    ];
+    for (name, msg, opts) in samples {
+        let b = enc_with(&msg, &opts);
+        let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        println!("SAMPLE\t{name}\t{h}");
+    }
+}
