@@ -20,11 +20,13 @@
 //! - Error codes map between 1.3 numbering ([`OfError`]) and 1.0 numbering
 //!   or Nicira vendor errors (`NXET_VENDOR`), as `ofp-errors.h` assigns.
 //!
-//! Nicira messages (`OFPT_VENDOR`, vendor 0x00002320): `NXT_SET_FLOW_FORMAT`,
-//! `NXT_FLOW_MOD`, `NXT_FLOW_REMOVED`, `NXT_FLOW_MOD_TABLE_ID`,
-//! `NXT_SET_PACKET_IN_FORMAT`, `NXT_PACKET_IN`, `NXT_SET_ASYNC_CONFIG`,
-//! `NXT_SET_CONTROLLER_ID`, and the vendor statistics `NXST_FLOW` and
-//! `NXST_AGGREGATE`.
+//! Nicira messages (`OFPT_VENDOR`, vendor 0x00002320): `NXT_ROLE_REQUEST`/
+//! `REPLY`, `NXT_SET_FLOW_FORMAT`, `NXT_FLOW_MOD`, `NXT_FLOW_REMOVED`,
+//! `NXT_FLOW_MOD_TABLE_ID`, `NXT_SET_PACKET_IN_FORMAT`, `NXT_PACKET_IN`,
+//! `NXT_SET_ASYNC_CONFIG`, `NXT_SET_CONTROLLER_ID`, and the vendor
+//! statistics `NXST_FLOW` and `NXST_AGGREGATE`. Other Nicira subtypes
+//! (flow monitors, groups, `NXT_RESUME`, `NXT_PACKET_IN2`, …) are
+//! `BAD_EXP_TYPE`, sent as 1.0 `OFPBRC_BAD_SUBTYPE`.
 //!
 //! The decoder is stateless; what depends on the connection's Nicira
 //! settings is passed in [`DecodeOptions`] (flow-mod table ids) and
@@ -105,8 +107,10 @@ pub const OFPSF_REPLY_MORE: u16 = 1;
 
 /// `NX_VENDOR_ID` (Nicira).
 pub const NX_VENDOR_ID: u32 = 0x0000_2320;
-/// `NXT_ROLE_REQUEST` (not decoded).
+/// `NXT_ROLE_REQUEST`.
 pub const NXT_ROLE_REQUEST: u32 = 10;
+/// `NXT_ROLE_REPLY`.
+pub const NXT_ROLE_REPLY: u32 = 11;
 /// `NXT_SET_FLOW_FORMAT`.
 pub const NXT_SET_FLOW_FORMAT: u32 = 12;
 /// `NXT_FLOW_MOD`.
@@ -2659,6 +2663,26 @@ fn decode_vendor(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeError> {
             r.skip(6)?;
             Msg::NxSetControllerId(r.u16()?)
         }
+        NXT_ROLE_REQUEST | NXT_ROLE_REPLY => {
+            // nx_role_request: NX_ROLE_OTHER/PRIMARY/SECONDARY (0, 1, 2) are
+            // the 1.3 roles EQUAL/MASTER/SLAVE minus one. There is no
+            // generation id: it decodes as 0, and the role handler of a
+            // 1.0 connection must not check it (OVS: have_generation_id
+            // false).
+            let role = r.u32()?;
+            if role > 2 {
+                return Err(bad(OfError::BAD_ROLE, "unknown Nicira role"));
+            }
+            let m = crate::model::RoleMsg {
+                role: role + 1,
+                generation_id: 0,
+            };
+            if subtype == NXT_ROLE_REQUEST {
+                Msg::RoleRequest(m)
+            } else {
+                Msg::RoleReply(m)
+            }
+        }
         _ => return Err(bad(OfError::BAD_EXP_TYPE, "unknown Nicira subtype")),
     };
     expect_end(r)?;
@@ -2922,7 +2946,19 @@ fn encode_inner(
         }
         Msg::GroupMod(_) => Err(unsupported("group-mod")),
         Msg::TableMod { .. } => Err(unsupported("table-mod")),
-        Msg::RoleRequest(_) | Msg::RoleReply(_) => Err(unsupported("role request")),
+        Msg::RoleRequest(m) | Msg::RoleReply(m) => {
+            if !(1..=3).contains(&m.role) {
+                return Err(unsupported("role \"no change\" in NXT_ROLE_REQUEST"));
+            }
+            let sub = if matches!(msg, Msg::RoleRequest(_)) {
+                NXT_ROLE_REQUEST
+            } else {
+                NXT_ROLE_REPLY
+            };
+            let s = begin_nx(out, sub, xid);
+            p32(out, m.role - 1);
+            finish(out, s)
+        }
         Msg::GetAsyncRequest | Msg::GetAsyncReply(_) => Err(unsupported("get-async")),
         Msg::MeterMod(_) => Err(unsupported("meter-mod")),
     }

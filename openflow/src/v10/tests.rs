@@ -170,6 +170,14 @@ fn simple_messages_roundtrip() {
     assert_eq!(rt(Msg::NxFlowModTableId(true)).len(), 24);
     rt(Msg::NxFlowModTableId(false));
     assert_eq!(rt(Msg::NxSetControllerId(77)).len(), 24);
+    for role in 1..=3 {
+        let m = crate::model::RoleMsg {
+            role,
+            generation_id: 0,
+        };
+        assert_eq!(rt(Msg::RoleRequest(m)).len(), 20);
+        rt(Msg::RoleReply(m));
+    }
     rt(Msg::SetAsync(AsyncConfig {
         packet_in_mask: [3, 1],
         port_status_mask: [7, 7],
@@ -928,7 +936,7 @@ fn message_errors() {
     };
     assert_eq!(err(vendor(0x2000, 12, &[0; 4])), OfError::BAD_EXPERIMENTER);
     assert_eq!(
-        err(vendor(NX_VENDOR_ID, 10, &[0; 4])),
+        err(vendor(NX_VENDOR_ID, 21, &[0; 4])),
         OfError::BAD_EXP_TYPE
     );
     assert_eq!(err(vendor(NX_VENDOR_ID, 99, &[])), OfError::BAD_EXP_TYPE);
@@ -937,6 +945,10 @@ fn message_errors() {
     assert_eq!(
         err(vendor(NX_VENDOR_ID, NXT_FLOW_MOD, &[0; 20])),
         OfError::BAD_LEN
+    );
+    assert_eq!(
+        err(vendor(NX_VENDOR_ID, NXT_ROLE_REQUEST, &[0, 0, 0, 3])),
+        OfError::BAD_ROLE
     );
     let bad_vendor_len = msg10(OFPT_VENDOR, &[0, 0]);
     assert_eq!(err(bad_vendor_len), OfError::BAD_LEN);
@@ -980,7 +992,7 @@ fn encode_unsupported() {
     let mut out = Vec::new();
     for m in [
         Msg::RoleRequest(crate::model::RoleMsg {
-            role: 2,
+            role: 0,
             generation_id: 0,
         }),
         Msg::GetAsyncRequest,
