@@ -1090,7 +1090,13 @@ fn decode_reg_load(
     if nbits < 64 && value >> nbits != 0 {
         return Err(bad(OfError::BAD_SET_ARGUMENT, "reg_load value too wide"));
     }
-    if pending.as_ref().is_some_and(|p| p.dst != dst) {
+    let bits = ones(nbits) << ofs;
+    // A load into another field, or into bits already loaded, starts a new
+    // set-field.
+    if pending
+        .as_ref()
+        .is_some_and(|p| p.dst != dst || p.covered & bits != 0)
+    {
         flush_load(pending, acts)?;
     }
     let p = pending.get_or_insert(PendingLoad {
@@ -1098,7 +1104,6 @@ fn decode_reg_load(
         value: 0,
         covered: 0,
     });
-    let bits = ones(nbits) << ofs;
     p.value = (p.value & !bits) | (u128::from(value) << ofs);
     p.covered |= bits;
     if p.covered == ones(width) {
