@@ -1340,3 +1340,109 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+
+    /// Flow stats (OFPST_FLOW and NXST_FLOW, split when large) and
+    /// flow-removeds roundtrip with any 1.0 match and random actions.
+    #[test]
+    fn flow_stats_and_removed_roundtrip(
+        flows in proptest::collection::vec((
+            proptest::collection::vec(any::<u8>(), 40),
+            proptest::collection::vec(action_strategy(), 0..6),
+            any::<u64>(),
+            proptest::option::of(0u16..0xfffe),
+            proptest::option::of(0u16..0xfffe),
+        ), 0..40),
+        big in any::<bool>(),
+    ) {
+        let mut stats = Vec::new();
+        for (w, actions, cookie, idle_age, hard_age) in flows {
+            let (matcher, _) = match_from_ofp10(&w, false);
+            let (src, dst) = tp_fields(match_proto(&matcher));
+            let actions = actions
+                .into_iter()
+                .map(|a| match a {
+                    Action::SetField { field: OxmField::TcpSrc, value } => Action::SetField { field: src, value },
+                    Action::SetField { field: OxmField::TcpDst, value } => Action::SetField { field: dst, value },
+                    a => a,
+                })
+                .collect();
+            stats.push(FlowStats {
+                table_id: (cookie >> 56) as u8,
+                duration_sec: cookie as u32,
+                duration_nsec: (cookie >> 32) as u32,
+                priority: cookie as u16,
+                idle_timeout: 1,
+                hard_timeout: 2,
+                flags: 0,
+                cookie,
+                packet_count: !cookie,
+                byte_count: cookie.rotate_left(7),
+                idle_age,
+                hard_age,
+                matcher,
+                instructions: Instructions::apply(actions),
+            });
+        }
+        if big {
+            // Past 64 KiB: several messages.
+            let s = stats.clone();
+            for _ in 0..30 {
+                stats.extend(s.iter().cloned());
+            }
+        }
+        let mut one = stats.clone();
+        for f in &mut one {
+            f.idle_age = None;
+            f.hard_age = None;
+        }
+        let split = |msg: &Msg| {
+            let mut out = Vec::new();
+            encode(msg, 3, &mut out).unwrap();
+            let mut rest = &out[..];
+            let mut got = Vec::new();
+            while let Some(n) = header::frame_len(rest) {
+                let (m, tail) = rest.split_at(n);
+                let Msg::MultipartReply { flags, body } = dec(m).unwrap() else { panic!() };
+                assert_eq!(flags & OFPSF_REPLY_MORE != 0, !tail.is_empty());
+                match body {
+                    MpReply::Flow(v) | MpReply::NxFlow(v) => got.extend(v),
+                    other => panic!("{other:?}"),
+                }
+                rest = tail;
+            }
+            got
+        };
+        let flow = Msg::MultipartReply { flags: 0, body: MpReply::Flow(one.clone()) };
+        prop_assert_eq!(split(&flow), one);
+        let nxm_ok: Vec<FlowStats> = stats
+            .into_iter()
+            .filter(|f| {
+                let mut v = Vec::new();
+                oxm::encode_tlvs(&f.matcher, Flavor::Nxm, &mut v);
+                oxm::decode_tlvs(&v).ok() == Some(f.matcher)
+            })
+            .collect();
+        let nx = Msg::MultipartReply { flags: 0, body: MpReply::NxFlow(nxm_ok.clone()) };
+        prop_assert_eq!(split(&nx), nxm_ok.clone());
+        for f in nxm_ok.iter().take(3) {
+            let fr = FlowRemoved {
+                cookie: f.cookie,
+                priority: f.priority,
+                reason: 2,
+                table_id: f.table_id.min(254),
+                duration_sec: f.duration_sec,
+                duration_nsec: f.duration_nsec,
+                idle_timeout: f.idle_timeout,
+                hard_timeout: 0,
+                packet_count: f.packet_count,
+                byte_count: f.byte_count,
+                matcher: f.matcher,
+            };
+            rt_with(Msg::FlowRemoved(fr.clone()), &NXM);
+            rt(Msg::FlowRemoved(FlowRemoved { table_id: OFPTT_ALL, ..fr }));
+        }
+    }
+}
