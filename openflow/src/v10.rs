@@ -28,6 +28,9 @@
 //! (flow monitors, groups, `NXT_RESUME`, `NXT_PACKET_IN2`, …) are
 //! `BAD_EXP_TYPE`, sent as 1.0 `OFPBRC_BAD_SUBTYPE`.
 //!
+//! Statistics replies are decoded one message at a time (`OFPSF_REPLY_MORE`
+//! stays in `flags`); the encoder splits replies past 64 KiB.
+//!
 //! The decoder is stateless; what depends on the connection's Nicira
 //! settings is passed in [`DecodeOptions`] (flow-mod table ids) and
 //! [`EncodeOptions`] (flow format and packet-in format for the messages
@@ -830,6 +833,15 @@ struct PendingLoad {
 /// apart. `OFPAT10_ENQUEUE` decodes to `SetQueue(q)` followed by
 /// `Output{port, max_len: 0}`. `proto` is the flow's IP protocol, used to
 /// name the field `SET_TP_SRC/DST` writes.
+///
+/// Nicira actions (`nx_action_header`, vendor 0x00002320):
+/// `NXAST_RESUBMIT` (1) and `NXAST_RESUBMIT_TABLE` (14) → `Resubmit`,
+/// `NXAST_SET_QUEUE` (4) → `SetQueue`, `NXAST_REG_LOAD` (7, whole fields
+/// only, consecutive loads into one field gathered) and `NXAST_REG_LOAD2`
+/// (33) → `SetField`, `NXAST_DEC_TTL` (18) → `DecNwTtl`, `NXAST_GROUP` (40)
+/// → `Group`. Open vSwitch has no Nicira push-VLAN action (1.0 pushes
+/// through `SET_VLAN_VID`/`PCP`); `NXAST_POP_QUEUE`, `NXAST_REG_MOVE`,
+/// `NXAST_LEARN`, `NXAST_CT`, … have no model form.
 ///
 /// # Errors
 /// `BAD_ACTION/*`: `BAD_LEN`, `BAD_TYPE` (unknown type), `BAD_EXPERIMENTER`
