@@ -1,21 +1,2985 @@
-//! OpenFlow 1.0 messages. TODO(codec10).
+//! OpenFlow 1.0 messages (OpenFlow Switch Specification 1.0.0, Open
+//! vSwitch `include/openflow/openflow-1.0.h`) and the Nicira vendor
+//! extensions that plain `ovs-ofctl` uses (`include/openflow/nicira-ext.h`,
+//! message numbers from `include/openvswitch/ofp-msgs.h`, action numbers
+//! from `lib/ofp-actions.c`).
+//!
+//! Everything decodes into the version-independent [`crate::model`], with
+//! Open vSwitch's translations (`lib/ofp-match.c`, `lib/ofp-flow.c`,
+//! `lib/ofp-port.c`, `lib/ofp-actions.c`, `lib/ofp-errors.c`):
+//!
+//! - Port numbers are 16 bits; `0xff00..=0xffff` map to the model's
+//!   `0xffffff00..=0xffffffff` (`OFPP_NONE` 0xffff is `OFPP_ANY`).
+//! - `ofp_match` becomes a [`Match`] as `ofputil_match_from_ofp10_match`
+//!   does: `dl_vlan` 0xffff (`OFP_VLAN_NONE`) is "no tag" (`vlan_tci` 0
+//!   exact), `nw_tos` keeps only the DSCP bits, EtherTypes below 0x600
+//!   become 0x05ff, wildcarded fields are zeroed, and for flow-mods
+//!   (`ofputil_normalize_match`) fields whose prerequisites the match does
+//!   not pin are wildcarded rather than rejected. Bits of `wildcards` above
+//!   `OFPFW10_ALL` are ignored, as Open vSwitch does.
+//! - Error codes map between 1.3 numbering ([`OfError`]) and 1.0 numbering
+//!   or Nicira vendor errors (`NXET_VENDOR`), as `ofp-errors.h` assigns.
+//!
+//! Nicira messages (`OFPT_VENDOR`, vendor 0x00002320): `NXT_ROLE_REQUEST`/
+//! `REPLY`, `NXT_SET_FLOW_FORMAT`, `NXT_FLOW_MOD`, `NXT_FLOW_REMOVED`,
+//! `NXT_FLOW_MOD_TABLE_ID`, `NXT_SET_PACKET_IN_FORMAT`, `NXT_PACKET_IN`,
+//! `NXT_SET_ASYNC_CONFIG`, `NXT_SET_CONTROLLER_ID`, and the vendor
+//! statistics `NXST_FLOW` and `NXST_AGGREGATE`. Other Nicira subtypes
+//! (flow monitors, groups, `NXT_RESUME`, `NXT_PACKET_IN2`, …) are
+//! `BAD_EXP_TYPE`, sent as 1.0 `OFPBRC_BAD_SUBTYPE`.
+//!
+//! Statistics replies are decoded one message at a time (`OFPSF_REPLY_MORE`
+//! stays in `flags`); the encoder splits replies past 64 KiB.
+//!
+//! The decoder is stateless; what depends on the connection's Nicira
+//! settings is passed in [`DecodeOptions`] (flow-mod table ids) and
+//! [`EncodeOptions`] (flow format and packet-in format for the messages
+//! the switch sends).
+
+use xennet_datapath::flow::Field;
+use xennet_datapath::{FlowKey, FlowMask};
 
 use crate::error::{DecodeError, OfError};
-use crate::header::Header;
-use crate::model::{EncodeError, Msg};
+use crate::header::{self, Header, HEADER_LEN, OFP10_VERSION};
+use crate::model::{
+    flow_flags, port_config, port_state, Action, Desc, EncodeError, FlowMod, FlowModCommand,
+    FlowRemoved, FlowStats, FlowStatsRequest, Instructions, Match, MpReply, MpRequest, Msg,
+    OxmField, PacketIn, PacketOut, PortDesc, PortMod, PortStats, PortStatus, SwitchConfig,
+    SwitchFeatures, TableStats, OFPG_ANY, OFPTT_ALL,
+};
+use crate::oxm::{self, Flavor};
 
-/// Decode one OpenFlow 1.0 message.
-///
-/// # Errors
-/// The [`OfError`] to send back.
-pub fn decode(_h: &Header, _buf: &[u8]) -> Result<Msg, DecodeError> {
-    Err(DecodeError::new(OfError::BAD_TYPE, "not implemented"))
+// ---------------------------------------------------------------------------
+// Wire numbers.
+
+/// `OFPT_ECHO_REQUEST`.
+pub const OFPT_ECHO_REQUEST: u8 = 2;
+/// `OFPT_ECHO_REPLY`.
+pub const OFPT_ECHO_REPLY: u8 = 3;
+/// `OFPT_VENDOR`.
+pub const OFPT_VENDOR: u8 = 4;
+/// `OFPT_FEATURES_REQUEST`.
+pub const OFPT_FEATURES_REQUEST: u8 = 5;
+/// `OFPT_FEATURES_REPLY`.
+pub const OFPT_FEATURES_REPLY: u8 = 6;
+/// `OFPT_GET_CONFIG_REQUEST`.
+pub const OFPT_GET_CONFIG_REQUEST: u8 = 7;
+/// `OFPT_GET_CONFIG_REPLY`.
+pub const OFPT_GET_CONFIG_REPLY: u8 = 8;
+/// `OFPT_SET_CONFIG`.
+pub const OFPT_SET_CONFIG: u8 = 9;
+/// `OFPT_PACKET_IN`.
+pub const OFPT_PACKET_IN: u8 = 10;
+/// `OFPT_FLOW_REMOVED`.
+pub const OFPT_FLOW_REMOVED: u8 = 11;
+/// `OFPT_PORT_STATUS`.
+pub const OFPT_PORT_STATUS: u8 = 12;
+/// `OFPT_PACKET_OUT`.
+pub const OFPT_PACKET_OUT: u8 = 13;
+/// `OFPT_FLOW_MOD`.
+pub const OFPT_FLOW_MOD: u8 = 14;
+/// `OFPT_PORT_MOD`.
+pub const OFPT_PORT_MOD: u8 = 15;
+/// `OFPT_STATS_REQUEST`.
+pub const OFPT_STATS_REQUEST: u8 = 16;
+/// `OFPT_STATS_REPLY`.
+pub const OFPT_STATS_REPLY: u8 = 17;
+/// `OFPT_BARRIER_REQUEST`.
+pub const OFPT_BARRIER_REQUEST: u8 = 18;
+/// `OFPT_BARRIER_REPLY`.
+pub const OFPT_BARRIER_REPLY: u8 = 19;
+
+/// `OFPST_DESC`.
+pub const OFPST_DESC: u16 = 0;
+/// `OFPST_FLOW`.
+pub const OFPST_FLOW: u16 = 1;
+/// `OFPST_AGGREGATE`.
+pub const OFPST_AGGREGATE: u16 = 2;
+/// `OFPST_TABLE`.
+pub const OFPST_TABLE: u16 = 3;
+/// `OFPST_PORT`.
+pub const OFPST_PORT: u16 = 4;
+/// `OFPST_QUEUE`.
+pub const OFPST_QUEUE: u16 = 5;
+/// `OFPST_PORT_DESC` (Open vSwitch extension to 1.0, as in 1.3).
+pub const OFPST_PORT_DESC: u16 = 13;
+/// `OFPST_VENDOR`.
+pub const OFPST_VENDOR: u16 = 0xffff;
+/// `OFPSF_REPLY_MORE`.
+pub const OFPSF_REPLY_MORE: u16 = 1;
+
+/// `NX_VENDOR_ID` (Nicira).
+pub const NX_VENDOR_ID: u32 = 0x0000_2320;
+/// `NXT_ROLE_REQUEST`.
+pub const NXT_ROLE_REQUEST: u32 = 10;
+/// `NXT_ROLE_REPLY`.
+pub const NXT_ROLE_REPLY: u32 = 11;
+/// `NXT_SET_FLOW_FORMAT`.
+pub const NXT_SET_FLOW_FORMAT: u32 = 12;
+/// `NXT_FLOW_MOD`.
+pub const NXT_FLOW_MOD: u32 = 13;
+/// `NXT_FLOW_REMOVED`.
+pub const NXT_FLOW_REMOVED: u32 = 14;
+/// `NXT_FLOW_MOD_TABLE_ID`.
+pub const NXT_FLOW_MOD_TABLE_ID: u32 = 15;
+/// `NXT_SET_PACKET_IN_FORMAT`.
+pub const NXT_SET_PACKET_IN_FORMAT: u32 = 16;
+/// `NXT_PACKET_IN`.
+pub const NXT_PACKET_IN: u32 = 17;
+/// `NXT_SET_ASYNC_CONFIG`.
+pub const NXT_SET_ASYNC_CONFIG: u32 = 19;
+/// `NXT_SET_CONTROLLER_ID`.
+pub const NXT_SET_CONTROLLER_ID: u32 = 20;
+/// `NXST_FLOW`.
+pub const NXST_FLOW: u32 = 0;
+/// `NXST_AGGREGATE`.
+pub const NXST_AGGREGATE: u32 = 1;
+/// `NXFF_OPENFLOW10`: flow format with `ofp_match`.
+pub const NXFF_OPENFLOW10: u32 = 0;
+/// `NXFF_NXM`: flow format with NXM matches.
+pub const NXFF_NXM: u32 = 2;
+
+/// `NXET_VENDOR`: error type of Nicira vendor errors in OpenFlow 1.0.
+pub const NXET_VENDOR: u16 = 0xb0c2;
+/// `NXVC_VENDOR_ERROR`: its only code; `nx_vendor_error` follows.
+pub const NXVC_VENDOR_ERROR: u16 = 0;
+
+const OFPAT10_OUTPUT: u16 = 0;
+const OFPAT10_SET_VLAN_VID: u16 = 1;
+const OFPAT10_SET_VLAN_PCP: u16 = 2;
+const OFPAT10_STRIP_VLAN: u16 = 3;
+const OFPAT10_SET_DL_SRC: u16 = 4;
+const OFPAT10_SET_DL_DST: u16 = 5;
+const OFPAT10_SET_NW_SRC: u16 = 6;
+const OFPAT10_SET_NW_DST: u16 = 7;
+const OFPAT10_SET_NW_TOS: u16 = 8;
+const OFPAT10_SET_TP_SRC: u16 = 9;
+const OFPAT10_SET_TP_DST: u16 = 10;
+const OFPAT10_ENQUEUE: u16 = 11;
+const OFPAT10_VENDOR: u16 = 0xffff;
+
+const NXAST_RESUBMIT: u16 = 1;
+const NXAST_SET_QUEUE: u16 = 4;
+const NXAST_REG_LOAD: u16 = 7;
+const NXAST_RESUBMIT_TABLE: u16 = 14;
+const NXAST_DEC_TTL: u16 = 18;
+const NXAST_REG_LOAD2: u16 = 33;
+const NXAST_GROUP: u16 = 40;
+
+/// `OFPFW10_*` wildcard bits of `ofp_match`.
+pub mod wildcards {
+    /// `OFPFW10_IN_PORT`.
+    pub const IN_PORT: u32 = 1 << 0;
+    /// `OFPFW10_DL_VLAN`.
+    pub const DL_VLAN: u32 = 1 << 1;
+    /// `OFPFW10_DL_SRC`.
+    pub const DL_SRC: u32 = 1 << 2;
+    /// `OFPFW10_DL_DST`.
+    pub const DL_DST: u32 = 1 << 3;
+    /// `OFPFW10_DL_TYPE`.
+    pub const DL_TYPE: u32 = 1 << 4;
+    /// `OFPFW10_NW_PROTO`.
+    pub const NW_PROTO: u32 = 1 << 5;
+    /// `OFPFW10_TP_SRC`.
+    pub const TP_SRC: u32 = 1 << 6;
+    /// `OFPFW10_TP_DST`.
+    pub const TP_DST: u32 = 1 << 7;
+    /// `OFPFW10_NW_SRC_SHIFT`: six bits of "low bits ignored" count.
+    pub const NW_SRC_SHIFT: u32 = 8;
+    /// `OFPFW10_NW_DST_SHIFT`.
+    pub const NW_DST_SHIFT: u32 = 14;
+    /// `OFPFW10_DL_VLAN_PCP`.
+    pub const DL_VLAN_PCP: u32 = 1 << 20;
+    /// `OFPFW10_NW_TOS`.
+    pub const NW_TOS: u32 = 1 << 21;
+    /// `OFPFW10_ALL`: every defined bit.
+    pub const ALL: u32 = (1 << 22) - 1;
 }
 
-/// Encode one message as OpenFlow 1.0.
+/// 1.0 `OFPC_ARP_MATCH_IP` (bit 7). OpenFlow 1.3 has no such capability
+/// and leaves bit 7 unused, so the model carries it in bit 7 unchanged;
+/// the 1.3 encoder should clear it.
+pub const OFPC10_ARP_MATCH_IP: u32 = 1 << 7;
+/// 1.0 `OFPC_STP` (bit 3; in 1.3 bit 3 is `OFPC_GROUP_STATS`): dropped.
+const OFPC10_STP: u32 = 1 << 3;
+/// Capability bits with the same meaning in 1.0 and 1.3: FLOW_STATS,
+/// TABLE_STATS, PORT_STATS, IP_REASM, QUEUE_STATS; plus ARP_MATCH_IP.
+const CAPS10_KEPT: u32 = 0b111 | (1 << 5) | (1 << 6) | OFPC10_ARP_MATCH_IP;
+/// The 1.0 actions xennet implements, as the `actions` bitmap of the
+/// features reply (bit n = `OFPAT10` type n: OUTPUT through ENQUEUE).
+pub const OFP10_ACTIONS_BITMAP: u32 = 0xfff;
+/// `max_entries` the 1.0 table-stats encoder reports (as Open vSwitch).
+pub const TABLE_MAX_ENTRIES: u32 = 1_000_000;
+
+/// `sizeof(struct ofp_match)` (1.0).
+const MATCH_LEN: usize = 40;
+/// `sizeof(struct ofp_phy_port)`.
+const PHY_PORT_LEN: usize = 48;
+/// `OFP_VLAN_NONE`.
+const OFP_VLAN_NONE: u16 = 0xffff;
+const PORT_CONFIG_KEPT: u32 = port_config::PORT_DOWN
+    | port_config::NO_RECV
+    | port_config::NO_FLOOD
+    | port_config::NO_FWD
+    | port_config::NO_PACKET_IN;
+
+// ---------------------------------------------------------------------------
+// Options.
+
+/// Connection state the 1.0 decoder needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DecodeOptions {
+    /// `NXT_FLOW_MOD_TABLE_ID` was enabled: the high byte of a flow-mod
+    /// command is always the table id (so 0 means table 0). When false, a
+    /// nonzero high byte is still taken as the table id (lenient), and a
+    /// zero one means table 0 for adds and every table (`OFPTT_ALL`) for
+    /// modify/delete, which is what Open vSwitch does without the
+    /// extension.
+    pub flow_mod_table_id: bool,
+}
+
+/// Formats for the messages that exist both as 1.0 and Nicira messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EncodeOptions {
+    /// `NXT_SET_FLOW_FORMAT` chose `NXFF_NXM`: flow-mods become
+    /// `NXT_FLOW_MOD` and flow-removeds `NXT_FLOW_REMOVED`, with NXM
+    /// matches (which can express every model match).
+    pub nxm: bool,
+    /// `NXT_SET_PACKET_IN_FORMAT` chose `NXPIF_NXT_PACKET_IN` (1):
+    /// packet-ins become `NXT_PACKET_IN`.
+    pub nx_packet_in: bool,
+}
+
+// ---------------------------------------------------------------------------
+// Reading and writing helpers.
+
+fn bad(err: OfError, what: &'static str) -> DecodeError {
+    DecodeError::new(err, what)
+}
+
+fn short() -> DecodeError {
+    bad(OfError::BAD_LEN, "message truncated")
+}
+
+/// A cursor over a byte slice; every read checks the length.
+struct Rd<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Rd<'a> {
+    fn new(b: &'a [u8]) -> Rd<'a> {
+        Rd { b }
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.b.len() < n {
+            return Err(short());
+        }
+        let (h, t) = self.b.split_at(n);
+        self.b = t;
+        Ok(h)
+    }
+    fn arr<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let s = self.take(N)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.arr::<1>()?[0])
+    }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_be_bytes(self.arr()?))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_be_bytes(self.arr()?))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.arr()?))
+    }
+    fn skip(&mut self, n: usize) -> Result<(), DecodeError> {
+        self.take(n).map(|_| ())
+    }
+    fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.b)
+    }
+    fn is_empty(&self) -> bool {
+        self.b.is_empty()
+    }
+    fn len(&self) -> usize {
+        self.b.len()
+    }
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn p8(out: &mut Vec<u8>, v: u8) {
+    out.push(v);
+}
+fn p16(out: &mut Vec<u8>, v: u16) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+fn p32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+fn p64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+fn pz(out: &mut Vec<u8>, n: usize) {
+    out.resize(out.len() + n, 0);
+}
+fn set16(out: &mut [u8], at: usize, v: u16) {
+    out[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+fn pad8(n: usize) -> usize {
+    n.div_ceil(8) * 8
+}
+
+fn unsupported(what: &'static str) -> EncodeError {
+    EncodeError::Unsupported(what)
+}
+
+/// Start a message: header with a placeholder length. Returns its offset.
+fn begin(out: &mut Vec<u8>, typ: u8, xid: u32) -> usize {
+    let start = out.len();
+    Header {
+        version: OFP10_VERSION,
+        typ,
+        length: 0,
+        xid,
+    }
+    .write(out);
+    start
+}
+
+/// Start a Nicira vendor message (`nicira_header`).
+fn begin_nx(out: &mut Vec<u8>, subtype: u32, xid: u32) -> usize {
+    let start = begin(out, OFPT_VENDOR, xid);
+    p32(out, NX_VENDOR_ID);
+    p32(out, subtype);
+    start
+}
+
+/// Patch the length of the message that starts at `start`.
+fn finish(out: &mut [u8], start: usize) -> Result<(), EncodeError> {
+    let len = u16::try_from(out.len() - start)
+        .map_err(|_| unsupported("message longer than 65535 bytes"))?;
+    set16(out, start + 2, len);
+    Ok(())
+}
+
+/// A NUL-padded string field of `n` bytes.
+fn get_str(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// Append `s` as a NUL-terminated field of `n` bytes (cut to `n - 1`).
+fn put_str(out: &mut Vec<u8>, s: &str, n: usize) {
+    let b = s.as_bytes();
+    let k = b.len().min(n - 1);
+    out.extend_from_slice(&b[..k]);
+    pz(out, n - k);
+}
+
+fn mac_u128(b: &[u8]) -> u128 {
+    b.iter().fold(0u128, |a, &x| (a << 8) | u128::from(x))
+}
+
+fn put_mac(out: &mut Vec<u8>, v: u128) {
+    out.extend_from_slice(&(v as u64).to_be_bytes()[2..]);
+}
+
+// ---------------------------------------------------------------------------
+// Ports.
+
+/// 1.0 16-bit port number to the model's 32-bit numbering (`0xff00..` →
+/// `0xffffff00..`), as OVS `ofputil_port_from_ofp11` in reverse.
+pub fn port_from_ofp10(p: u16) -> u32 {
+    if p >= 0xff00 {
+        0xffff_0000 | u32::from(p)
+    } else {
+        u32::from(p)
+    }
+}
+
+/// The model's 32-bit port number as a 1.0 port, if it has one (ports
+/// `0xff00..0xffffff00` have none).
+pub fn port_to_ofp10(p: u32) -> Option<u16> {
+    if p < 0xff00 {
+        Some(p as u16)
+    } else if p >= 0xffff_ff00 {
+        Some((p & 0xffff) as u16)
+    } else {
+        None
+    }
+}
+
+fn port10(p: u32) -> Result<u16, EncodeError> {
+    port_to_ofp10(p).ok_or(unsupported("port number beyond 16 bits"))
+}
+
+/// 1.0 `ofp_port_features` to 1.3 numbering: speeds 0..=6 are the same,
+/// COPPER..PAUSE_ASYM move from bits 7..=11 to 11..=15.
+pub fn features_from_ofp10(f: u32) -> u32 {
+    (f & 0x7f) | ((f & 0xf80) << 4)
+}
+
+/// 1.3 `ofp_port_features` to 1.0 (40G, 100G, 1T and OTHER are dropped).
+pub fn features_to_ofp10(f: u32) -> u32 {
+    (f & 0x7f) | ((f >> 4) & 0xf80)
+}
+
+/// The highest speed among 1.3 feature bits, in kbit/s (OVS
+/// `netdev_features_to_bps(.., 0) / 1000`).
+fn speed_kbps(f: u32) -> u32 {
+    const TABLE: [(u32, u32); 7] = [
+        (1 << 9, 1_000_000_000),
+        (1 << 8, 100_000_000),
+        (1 << 7, 40_000_000),
+        (1 << 6, 10_000_000),
+        (3 << 4, 1_000_000),
+        (3 << 2, 100_000),
+        (3, 10_000),
+    ];
+    TABLE
+        .iter()
+        .find(|(bits, _)| f & bits != 0)
+        .map_or(0, |&(_, s)| s)
+}
+
+/// Decode `ofp_phy_port` (48 bytes). Config keeps PORT_DOWN, NO_RECV,
+/// NO_FLOOD, NO_FWD, NO_PACKET_IN (NO_STP / NO_RECV_STP are dropped); state
+/// keeps LINK_DOWN (the STP state bits are dropped); speeds are derived
+/// from the feature bits, as OVS does.
+fn decode_phy_port(b: &[u8]) -> Result<PortDesc, DecodeError> {
+    let mut r = Rd::new(b);
+    let port_no = port_from_ofp10(r.u16()?);
+    let hw_addr = r.arr::<6>()?;
+    let name = get_str(r.take(16)?);
+    let config = r.u32()? & PORT_CONFIG_KEPT;
+    let state = r.u32()? & port_state::LINK_DOWN;
+    let curr = features_from_ofp10(r.u32()?);
+    let advertised = features_from_ofp10(r.u32()?);
+    let supported = features_from_ofp10(r.u32()?);
+    let peer = features_from_ofp10(r.u32()?);
+    Ok(PortDesc {
+        port_no,
+        hw_addr,
+        name,
+        config,
+        state,
+        curr,
+        advertised,
+        supported,
+        peer,
+        curr_speed: speed_kbps(curr),
+        max_speed: speed_kbps(supported),
+    })
+}
+
+/// Encode `ofp_phy_port` (48 bytes). `curr_speed`/`max_speed`, the LIVE and
+/// BLOCKED state bits and 1.3-only feature bits have no 1.0 form.
+fn encode_phy_port(p: &PortDesc, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    p16(out, port10(p.port_no)?);
+    out.extend_from_slice(&p.hw_addr);
+    put_str(out, &p.name, 16);
+    p32(out, p.config & PORT_CONFIG_KEPT);
+    p32(out, p.state & port_state::LINK_DOWN);
+    for f in [p.curr, p.advertised, p.supported, p.peer] {
+        p32(out, features_to_ofp10(f));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// ofp_match.
+
+fn ones(bits: u32) -> u128 {
+    if bits >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << bits) - 1
+    }
+}
+
+/// OVS `ofputil_wcbits_to_netmask`.
+fn wcbits_to_netmask(wcbits: u32) -> u32 {
+    let w = wcbits & 0x3f;
+    if w < 32 {
+        !((1u32 << w) - 1)
+    } else {
+        0
+    }
+}
+
+/// Decode `ofp_match` (40 bytes) as OVS `ofputil_match_from_ofp10_match`;
+/// with `normalize`, also wildcard the fields whose prerequisites are not
+/// met (`ofputil_normalize_match`, used for flow-mods). Returns the match
+/// and the wire `wildcards` masked to `OFPFW10_ALL`.
+fn match_from_ofp10(b: &[u8], normalize: bool) -> (Match, u32) {
+    use wildcards as w;
+    let wc = be32(b, 0) & w::ALL;
+    let mut key = FlowKey::default();
+    let mut mask = FlowMask::default();
+    let mut set = |f: Field, v: u128, m: u128| {
+        key.set(f, v & m);
+        mask.set(f, m);
+    };
+    if wc & w::IN_PORT == 0 {
+        set(
+            Field::InPort,
+            u128::from(port_from_ofp10(be16(b, 4))),
+            0xffff_ffff,
+        );
+    }
+    if wc & w::DL_SRC == 0 {
+        set(Field::DlSrc, mac_u128(&b[6..12]), ones(48));
+    }
+    if wc & w::DL_DST == 0 {
+        set(Field::DlDst, mac_u128(&b[12..18]), ones(48));
+    }
+    let dl_vlan = be16(b, 18);
+    let pcp = u16::from(b[20]);
+    if wc & w::DL_VLAN == 0 && dl_vlan == OFP_VLAN_NONE {
+        set(Field::VlanTci, 0, 0xffff);
+    } else {
+        let tci = (dl_vlan & 0x0fff) | ((pcp << 13) & 0xe000) | 0x1000;
+        let mut m = 0u16;
+        if wc & w::DL_VLAN_PCP == 0 {
+            m |= 0xe000 | 0x1000;
+        }
+        if wc & w::DL_VLAN == 0 {
+            m |= 0x0fff | 0x1000;
+        }
+        if m != 0 {
+            set(Field::VlanTci, u128::from(tci), u128::from(m));
+        }
+    }
+    if wc & w::DL_TYPE == 0 {
+        let t = be16(b, 22);
+        let t = if t < 0x600 { 0x05ff } else { t };
+        set(Field::DlType, u128::from(t), 0xffff);
+    }
+    if wc & w::NW_TOS == 0 {
+        set(Field::NwTos, u128::from(b[24]), 0xfc);
+    }
+    if wc & w::NW_PROTO == 0 {
+        set(Field::NwProto, u128::from(b[25]), 0xff);
+    }
+    let src_mask = wcbits_to_netmask(wc >> w::NW_SRC_SHIFT);
+    if src_mask != 0 {
+        set(Field::NwSrc, u128::from(be32(b, 28)), u128::from(src_mask));
+    }
+    let dst_mask = wcbits_to_netmask(wc >> w::NW_DST_SHIFT);
+    if dst_mask != 0 {
+        set(Field::NwDst, u128::from(be32(b, 32)), u128::from(dst_mask));
+    }
+    if wc & w::TP_SRC == 0 {
+        set(Field::TpSrc, u128::from(be16(b, 36)), 0xffff);
+    }
+    if wc & w::TP_DST == 0 {
+        set(Field::TpDst, u128::from(be16(b, 38)), 0xffff);
+    }
+    if normalize {
+        normalize_match(&mut key, &mut mask);
+    }
+    (
+        Match {
+            key,
+            mask,
+            metadata: 0,
+            metadata_mask: 0,
+        },
+        wc,
+    )
+}
+
+/// OVS `ofputil_normalize_match` for the fields an `ofp_match` has.
+fn normalize_match(key: &mut FlowKey, mask: &mut FlowMask) {
+    let dl_type = key.get(Field::DlType);
+    let proto = key.get(Field::NwProto);
+    let (nw_addr, tp, nw_proto, ipvx) = match dl_type {
+        0x0800 => (true, matches!(proto, 6 | 17 | 132 | 1), true, true),
+        0x86dd => (false, matches!(proto, 6 | 17 | 132 | 58), true, true),
+        0x0806 | 0x8035 => (true, false, true, false),
+        _ => (false, false, false, false),
+    };
+    let mut clear = |f: Field| {
+        mask.set(f, 0);
+        key.set(f, 0);
+    };
+    if !nw_addr {
+        clear(Field::NwSrc);
+        clear(Field::NwDst);
+    }
+    if !tp {
+        clear(Field::TpSrc);
+        clear(Field::TpDst);
+    }
+    if !nw_proto {
+        clear(Field::NwProto);
+    }
+    if !ipvx {
+        clear(Field::NwTos);
+        clear(Field::NwTtl);
+    }
+}
+
+/// OVS `ofputil_match_to_ofp10_match`, without any check.
+fn match_to_ofp10_raw(m: &Match) -> [u8; MATCH_LEN] {
+    use wildcards as w;
+    let k = &m.key;
+    let mk = &m.mask;
+    let mut wc = 0u32;
+    if mk.get(Field::InPort) == 0 {
+        wc |= w::IN_PORT;
+    }
+    if mk.get(Field::DlType) == 0 {
+        wc |= w::DL_TYPE;
+    }
+    if mk.get(Field::NwProto) == 0 {
+        wc |= w::NW_PROTO;
+    }
+    let netmask_wcbits = |f: Field| {
+        let m = mk.get(f) as u32;
+        if m == 0 {
+            32
+        } else {
+            m.trailing_zeros()
+        }
+    };
+    wc |= netmask_wcbits(Field::NwSrc) << w::NW_SRC_SHIFT;
+    wc |= netmask_wcbits(Field::NwDst) << w::NW_DST_SHIFT;
+    if mk.get(Field::NwTos) & 0xfc == 0 {
+        wc |= w::NW_TOS;
+    }
+    if mk.get(Field::TpSrc) == 0 {
+        wc |= w::TP_SRC;
+    }
+    if mk.get(Field::TpDst) == 0 {
+        wc |= w::TP_DST;
+    }
+    if mk.get(Field::DlSrc) == 0 {
+        wc |= w::DL_SRC;
+    }
+    if mk.get(Field::DlDst) == 0 {
+        wc |= w::DL_DST;
+    }
+    let tci = k.vlan_tci();
+    let tci_mask = mk.get(Field::VlanTci) as u16;
+    let (mut dl_vlan, mut pcp) = (0u16, 0u8);
+    if tci_mask == 0 {
+        wc |= w::DL_VLAN | w::DL_VLAN_PCP;
+    } else if tci_mask & 0x1000 != 0 && tci & 0x1000 == 0 {
+        dl_vlan = OFP_VLAN_NONE;
+    } else {
+        if tci_mask & 0x0fff == 0 {
+            wc |= w::DL_VLAN;
+        } else {
+            dl_vlan = tci & 0x0fff;
+        }
+        if tci_mask & 0xe000 == 0 {
+            wc |= w::DL_VLAN_PCP;
+        } else {
+            pcp = (tci >> 13) as u8;
+        }
+    }
+    let mut out = Vec::with_capacity(MATCH_LEN);
+    p32(&mut out, wc);
+    p16(
+        &mut out,
+        port_to_ofp10(k.get(Field::InPort) as u32).unwrap_or(0),
+    );
+    put_mac(&mut out, k.get(Field::DlSrc));
+    put_mac(&mut out, k.get(Field::DlDst));
+    p16(&mut out, dl_vlan);
+    p8(&mut out, pcp);
+    p8(&mut out, 0);
+    p16(&mut out, k.dl_type());
+    p8(&mut out, k.nw_tos() & 0xfc);
+    p8(&mut out, k.nw_proto());
+    p16(&mut out, 0);
+    p32(&mut out, k.get(Field::NwSrc) as u32);
+    p32(&mut out, k.get(Field::NwDst) as u32);
+    p16(&mut out, k.tp_src());
+    p16(&mut out, k.tp_dst());
+    let mut a = [0u8; MATCH_LEN];
+    a.copy_from_slice(&out);
+    a
+}
+
+/// `vlan_tci` matches that say "no tag" in another way (CFI matched as 0)
+/// are the same as the exact 0 the 1.0 decoder produces.
+fn canonical(m: &Match) -> Match {
+    let mut c = *m;
+    let mk = c.mask.get(Field::VlanTci);
+    if mk & 0x1000 != 0 && c.key.get(Field::VlanTci) & 0x1000 == 0 {
+        c.key.set(Field::VlanTci, 0);
+        c.mask.set(Field::VlanTci, 0xffff);
+    }
+    c
+}
+
+/// Whether a model match has an `ofp_match` form that decodes back to it.
+pub fn match_fits_ofp10(m: &Match) -> bool {
+    let raw = match_to_ofp10_raw(m);
+    let (back, _) = match_from_ofp10(&raw, false);
+    canonical(&back) == canonical(m)
+}
+
+/// Append `m` as `ofp_match`.
+///
+/// # Errors
+/// `Unsupported` when `m` has no exact 1.0 form (metadata, TTL, fragment
+/// or TCP-flags bits, IPv6 addresses, ECN, non-CIDR or partial masks, a
+/// port beyond 16 bits, …); use NXM ([`EncodeOptions::nxm`]) for those.
+fn encode_match(m: &Match, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let raw = match_to_ofp10_raw(m);
+    let (back, _) = match_from_ofp10(&raw, false);
+    if canonical(&back) != canonical(m) {
+        return Err(unsupported("match with no ofp_match (OpenFlow 1.0) form"));
+    }
+    out.extend_from_slice(&raw);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// NXM matches with a cookie.
+
+/// Decode an `nx_match` that may carry `NXM_NX_COOKIE(_W)` (flow-mods and
+/// flow-stats requests): the match, and the cookie and its mask (0, 0
+/// when absent).
+fn decode_nx_match_cookie(buf: &[u8]) -> Result<(Match, u64, u64), DecodeError> {
+    oxm::decode_tlvs_with_cookie(buf)
+}
+
+/// Append `m` (and the cookie when `cookie_mask` is nonzero) as an NXM
+/// match, returning its unpadded length; then pad to 8 bytes.
+fn encode_nx_match_cookie(
+    m: &Match,
+    cookie: u64,
+    cookie_mask: u64,
+    out: &mut Vec<u8>,
+) -> Result<u16, EncodeError> {
+    let start = out.len();
+    oxm::encode_tlvs(m, Flavor::Nxm, out);
+    oxm::encode_cookie(cookie, cookie_mask, out);
+    let len = out.len() - start;
+    pz(out, pad8(len) - len);
+    u16::try_from(len).map_err(|_| unsupported("nx_match too long"))
+}
+
+/// Take `match_len` bytes of `nx_match` plus its padding from `r`.
+fn take_nx_match<'a>(r: &mut Rd<'a>, match_len: usize) -> Result<&'a [u8], DecodeError> {
+    let m = r.take(match_len)?;
+    r.skip(pad8(match_len) - match_len)?;
+    Ok(m)
+}
+
+// ---------------------------------------------------------------------------
+// Actions.
+
+fn bad_len() -> DecodeError {
+    bad(OfError::BAD_ACTION_LEN, "bad action length")
+}
+
+/// OVS `ofpact_check_output_port` with the 1.0 `OFPP_MAX` (0xff00).
+fn check_output_port(p: u16) -> Result<(), DecodeError> {
+    match p {
+        0xfff8..=0xfffe => Ok(()),
+        p if p < 0xff00 => Ok(()),
+        _ => Err(bad(OfError::BAD_OUT_PORT, "bad output port")),
+    }
+}
+
+/// Which L4 set-field a 1.0 `SET_TP_SRC`/`SET_TP_DST` is, from the flow's
+/// IP protocol (TCP when unknown: all three share the key bits).
+fn tp_fields(proto: Option<u8>) -> (OxmField, OxmField) {
+    match proto {
+        Some(17) => (OxmField::UdpSrc, OxmField::UdpDst),
+        Some(132) => (OxmField::SctpSrc, OxmField::SctpDst),
+        _ => (OxmField::TcpSrc, OxmField::TcpDst),
+    }
+}
+
+/// The IP protocol a match pins, if any.
+fn match_proto(m: &Match) -> Option<u8> {
+    let (v, mk) = m.field(OxmField::IpProto);
+    (mk == 0xff).then_some(v as u8)
+}
+
+/// A partly assembled `NXAST_REG_LOAD` sequence (OVS splits fields wider
+/// than 64 bits into several loads).
+struct PendingLoad {
+    dst: u32,
+    value: u128,
+    covered: u128,
+}
+
+/// Decode a 1.0 action list (`ofp_action_*`, Nicira `nx_action_*`).
+///
+/// `OFPAT10_SET_VLAN_VID` / `SET_VLAN_PCP` decode to
+/// `SetField{VlanVid, 0x1000 | vid}` / `SetField{VlanPcp, pcp}`. Note for
+/// the pipeline: in OpenFlow 1.0 (and OVS) these push an 802.1Q tag when
+/// the packet has none (OVS `push_vlan_if_needed`), where a 1.3 set-field
+/// on an untagged packet does nothing; the model cannot tell the two
+/// apart. `OFPAT10_ENQUEUE` decodes to `SetQueue(q)` followed by
+/// `Output{port, max_len: 0}`. `proto` is the flow's IP protocol, used to
+/// name the field `SET_TP_SRC/DST` writes.
+///
+/// Nicira actions (`nx_action_header`, vendor 0x00002320):
+/// `NXAST_RESUBMIT` (1) and `NXAST_RESUBMIT_TABLE` (14) → `Resubmit`,
+/// `NXAST_SET_QUEUE` (4) → `SetQueue`, `NXAST_REG_LOAD` (7, whole fields
+/// only, consecutive loads into one field gathered) and `NXAST_REG_LOAD2`
+/// (33) → `SetField`, `NXAST_DEC_TTL` (18) → `DecNwTtl`, `NXAST_GROUP` (40)
+/// → `Group`. Open vSwitch has no Nicira push-VLAN action (1.0 pushes
+/// through `SET_VLAN_VID`/`PCP`); `NXAST_POP_QUEUE`, `NXAST_REG_MOVE`,
+/// `NXAST_LEARN`, `NXAST_CT`, … have no model form.
+///
+/// # Errors
+/// `BAD_ACTION/*`: `BAD_LEN`, `BAD_TYPE` (unknown type), `BAD_EXPERIMENTER`
+/// (vendor other than Nicira), `BAD_EXP_TYPE` (unknown Nicira subtype),
+/// `BAD_OUT_PORT`, `BAD_ARGUMENT`, set-field errors.
+pub fn decode_actions(buf: &[u8], proto: Option<u8>) -> Result<Vec<Action>, DecodeError> {
+    let mut acts = Vec::new();
+    let mut rest = buf;
+    let mut pending: Option<PendingLoad> = None;
+    let arg = |what| bad(OfError::BAD_ACTION_ARGUMENT, what);
+    while !rest.is_empty() {
+        if rest.len() < 8 {
+            return Err(bad_len());
+        }
+        let typ = be16(rest, 0);
+        let len = usize::from(be16(rest, 2));
+        if len < 8 || len % 8 != 0 || len > rest.len() {
+            return Err(bad_len());
+        }
+        let a = &rest[..len];
+        rest = &rest[len..];
+        let is_reg_load = typ == OFPAT10_VENDOR
+            && len >= 10
+            && be16(a, 8) == NXAST_REG_LOAD
+            && be32(a, 4) == NX_VENDOR_ID;
+        if !is_reg_load {
+            flush_load(&mut pending, &mut acts)?;
+        }
+        let fixed = |n: usize| if len == n { Ok(()) } else { Err(bad_len()) };
+        match typ {
+            OFPAT10_OUTPUT => {
+                fixed(8)?;
+                let port = be16(a, 4);
+                check_output_port(port)?;
+                acts.push(Action::Output {
+                    port: port_from_ofp10(port),
+                    max_len: be16(a, 6),
+                });
+            }
+            OFPAT10_SET_VLAN_VID => {
+                fixed(8)?;
+                let vid = be16(a, 4);
+                if vid & !0x0fff != 0 {
+                    return Err(arg("VLAN VID above 4095"));
+                }
+                acts.push(Action::SetField {
+                    field: OxmField::VlanVid,
+                    value: u128::from(0x1000 | vid),
+                });
+            }
+            OFPAT10_SET_VLAN_PCP => {
+                fixed(8)?;
+                if a[4] > 7 {
+                    return Err(arg("VLAN PCP above 7"));
+                }
+                acts.push(Action::SetField {
+                    field: OxmField::VlanPcp,
+                    value: u128::from(a[4]),
+                });
+            }
+            OFPAT10_STRIP_VLAN => {
+                fixed(8)?;
+                acts.push(Action::PopVlan);
+            }
+            OFPAT10_SET_DL_SRC | OFPAT10_SET_DL_DST => {
+                fixed(16)?;
+                let field = if typ == OFPAT10_SET_DL_SRC {
+                    OxmField::EthSrc
+                } else {
+                    OxmField::EthDst
+                };
+                acts.push(Action::SetField {
+                    field,
+                    value: mac_u128(&a[4..10]),
+                });
+            }
+            OFPAT10_SET_NW_SRC | OFPAT10_SET_NW_DST => {
+                fixed(8)?;
+                let field = if typ == OFPAT10_SET_NW_SRC {
+                    OxmField::Ipv4Src
+                } else {
+                    OxmField::Ipv4Dst
+                };
+                acts.push(Action::SetField {
+                    field,
+                    value: u128::from(be32(a, 4)),
+                });
+            }
+            OFPAT10_SET_NW_TOS => {
+                fixed(8)?;
+                if a[4] & 0x03 != 0 {
+                    return Err(arg("SET_NW_TOS with ECN bits"));
+                }
+                acts.push(Action::SetField {
+                    field: OxmField::IpDscp,
+                    value: u128::from(a[4] >> 2),
+                });
+            }
+            OFPAT10_SET_TP_SRC | OFPAT10_SET_TP_DST => {
+                fixed(8)?;
+                let (s, d) = tp_fields(proto);
+                acts.push(Action::SetField {
+                    field: if typ == OFPAT10_SET_TP_SRC { s } else { d },
+                    value: u128::from(be16(a, 4)),
+                });
+            }
+            OFPAT10_ENQUEUE => {
+                fixed(16)?;
+                let port = be16(a, 4);
+                if port >= 0xff00 && port != 0xfff8 && port != 0xfffe {
+                    return Err(bad(OfError::BAD_OUT_PORT, "bad enqueue port"));
+                }
+                acts.push(Action::SetQueue(be32(a, 12)));
+                acts.push(Action::Output {
+                    port: port_from_ofp10(port),
+                    max_len: 0,
+                });
+            }
+            OFPAT10_VENDOR => decode_nx_action(a, &mut acts, &mut pending)?,
+            _ => return Err(bad(OfError::BAD_ACTION_TYPE, "unknown action type")),
+        }
+    }
+    flush_load(&mut pending, &mut acts)?;
+    Ok(acts)
+}
+
+/// Decode one Nicira action (`nx_action_header`, `a` is the whole action).
+fn decode_nx_action(
+    a: &[u8],
+    acts: &mut Vec<Action>,
+    pending: &mut Option<PendingLoad>,
+) -> Result<(), DecodeError> {
+    if a.len() < 16 {
+        return Err(bad_len());
+    }
+    if be32(a, 4) != NX_VENDOR_ID {
+        return Err(bad(
+            OfError::BAD_ACTION_EXPERIMENTER,
+            "unknown action vendor",
+        ));
+    }
+    let subtype = be16(a, 8);
+    let fixed = |n: usize| if a.len() == n { Ok(()) } else { Err(bad_len()) };
+    match subtype {
+        NXAST_RESUBMIT => {
+            fixed(16)?;
+            acts.push(Action::Resubmit {
+                in_port: port_from_ofp10(be16(a, 10)),
+                table: 0xff,
+            });
+        }
+        NXAST_RESUBMIT_TABLE => {
+            fixed(16)?;
+            if a[13..16] != [0, 0, 0] {
+                return Err(bad(
+                    OfError::BAD_ACTION_ARGUMENT,
+                    "nonzero resubmit padding",
+                ));
+            }
+            acts.push(Action::Resubmit {
+                in_port: port_from_ofp10(be16(a, 10)),
+                table: a[12],
+            });
+        }
+        NXAST_SET_QUEUE => {
+            fixed(16)?;
+            acts.push(Action::SetQueue(be32(a, 12)));
+        }
+        NXAST_GROUP => {
+            fixed(16)?;
+            acts.push(Action::Group(be32(a, 12)));
+        }
+        NXAST_DEC_TTL => {
+            fixed(16)?;
+            acts.push(Action::DecNwTtl);
+        }
+        NXAST_REG_LOAD2 => {
+            let tlv = &a[10..];
+            let (field, value, used) = oxm::decode_set_field(tlv)?;
+            let tail = tlv
+                .get(used..)
+                .ok_or(bad(OfError::BAD_SET_LEN, "set-field beyond action"))?;
+            if tail.iter().any(|&b| b != 0) {
+                return Err(bad(OfError::BAD_SET_ARGUMENT, "nonzero reg_load2 padding"));
+            }
+            acts.push(Action::SetField { field, value });
+        }
+        NXAST_REG_LOAD => {
+            fixed(24)?;
+            decode_reg_load(a, acts, pending)?;
+        }
+        _ => {
+            return Err(bad(
+                OfError::BAD_ACTION_EXP_TYPE,
+                "unknown Nicira action subtype",
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// The bits of an NXM field's value that a load must cover to set field
+/// `f` (whose value is `bytes` wide on the wire): the whole value, except
+/// for fields narrower than their bytes (`ip_ecn`: 2, `tcp_flags`: 12), as
+/// OVS `mf_field.n_bits`.
+fn load_bits(f: OxmField, bytes: u32) -> u32 {
+    if f.bits() % 8 == 0 {
+        bytes * 8
+    } else {
+        f.bits()
+    }
+}
+
+/// Turn a finished run of `NXAST_REG_LOAD`s into a set-field.
+fn flush_load(
+    pending: &mut Option<PendingLoad>,
+    acts: &mut Vec<Action>,
+) -> Result<(), DecodeError> {
+    let Some(p) = pending.take() else {
+        return Ok(());
+    };
+    let bytes = p.dst & 0xff;
+    let mut tlv = p.dst.to_be_bytes().to_vec();
+    tlv.extend_from_slice(&p.value.to_be_bytes()[16 - bytes as usize..]);
+    let (field, value, _) = oxm::decode_set_field(&tlv)?;
+    if p.covered != ones(load_bits(field, bytes)) {
+        return Err(bad(
+            OfError::BAD_SET_ARGUMENT,
+            "NXAST_REG_LOAD of part of a field",
+        ));
+    }
+    acts.push(Action::SetField { field, value });
+    Ok(())
+}
+
+/// `nx_action_reg_load`: `ofs_nbits`, `dst` (an NXM header), `value`.
+/// Consecutive loads into one field (OVS splits values wider than 64 bits)
+/// are gathered; only loads that together set a whole field have a model
+/// form (a set-field; a partial load is `BAD_SET_ARGUMENT`).
+fn decode_reg_load(
+    a: &[u8],
+    acts: &mut Vec<Action>,
+    pending: &mut Option<PendingLoad>,
+) -> Result<(), DecodeError> {
+    let ofs_nbits = be16(a, 10);
+    let dst = be32(a, 12);
+    let value = u64::from_be_bytes(a[16..24].try_into().map_err(|_| short())?);
+    let ofs = u32::from(ofs_nbits >> 6);
+    let nbits = u32::from(ofs_nbits & 0x3f) + 1;
+    let bytes = dst & 0xff;
+    if dst & 0x100 != 0 || bytes == 0 || bytes > 16 {
+        return Err(bad(OfError::BAD_SET_TYPE, "bad reg_load destination"));
+    }
+    let width = bytes * 8;
+    if ofs + nbits > width {
+        return Err(bad(OfError::BAD_SET_LEN, "reg_load beyond the field"));
+    }
+    if nbits < 64 && value >> nbits != 0 {
+        return Err(bad(OfError::BAD_SET_ARGUMENT, "reg_load value too wide"));
+    }
+    let bits = ones(nbits) << ofs;
+    // A load into another field, or into bits already loaded, starts a new
+    // set-field.
+    if pending
+        .as_ref()
+        .is_some_and(|p| p.dst != dst || p.covered & bits != 0)
+    {
+        flush_load(pending, acts)?;
+    }
+    let p = pending.get_or_insert(PendingLoad {
+        dst,
+        value: 0,
+        covered: 0,
+    });
+    p.value = (p.value & !bits) | (u128::from(value) << ofs);
+    p.covered |= bits;
+    if p.covered == ones(width) {
+        flush_load(pending, acts)?;
+    }
+    Ok(())
+}
+
+/// Append a Nicira action header (`type`, placeholder `len`, vendor,
+/// subtype); returns its offset.
+fn begin_nx_action(out: &mut Vec<u8>, subtype: u16) -> usize {
+    let start = out.len();
+    p16(out, OFPAT10_VENDOR);
+    p16(out, 0);
+    p32(out, NX_VENDOR_ID);
+    p16(out, subtype);
+    start
+}
+
+/// Pad the action that starts at `start` to 8 bytes and set its length.
+fn finish_action(out: &mut Vec<u8>, start: usize) -> Result<(), EncodeError> {
+    let len = out.len() - start;
+    pz(out, pad8(len) - len);
+    let len = u16::try_from(out.len() - start).map_err(|_| unsupported("action too long"))?;
+    set16(out, start + 2, len);
+    Ok(())
+}
+
+/// A Nicira action with a 32-bit argument at offset 12 (16 bytes).
+fn put_nx_u32(out: &mut Vec<u8>, subtype: u16, v: u32) {
+    begin_nx_action(out, subtype);
+    let start = out.len() - 10;
+    p16(out, 0);
+    p32(out, v);
+    set16(out, start + 2, 16);
+}
+
+fn put_simple(out: &mut Vec<u8>, typ: u16, len: u16) {
+    p16(out, typ);
+    p16(out, len);
+}
+
+/// Append `set_field` as the 1.0 action for it, or `NXAST_REG_LOAD2`.
+fn encode_set_field(field: OxmField, value: u128, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    if value & !ones(field.bits()) != 0 {
+        return Err(unsupported("set-field value wider than the field"));
+    }
+    if !field.is_writable() {
+        return Err(unsupported("set-field of a read-only field"));
+    }
+    match field {
+        OxmField::VlanVid => {
+            if value & 0x1000 == 0 {
+                return Err(unsupported("set-field VLAN VID without OFPVID_PRESENT"));
+            }
+            put_simple(out, OFPAT10_SET_VLAN_VID, 8);
+            p16(out, (value & 0x0fff) as u16);
+            p16(out, 0);
+        }
+        OxmField::VlanPcp => {
+            put_simple(out, OFPAT10_SET_VLAN_PCP, 8);
+            p8(out, value as u8);
+            pz(out, 3);
+        }
+        OxmField::EthSrc | OxmField::EthDst => {
+            let t = if field == OxmField::EthSrc {
+                OFPAT10_SET_DL_SRC
+            } else {
+                OFPAT10_SET_DL_DST
+            };
+            put_simple(out, t, 16);
+            put_mac(out, value);
+            pz(out, 6);
+        }
+        OxmField::Ipv4Src | OxmField::Ipv4Dst => {
+            let t = if field == OxmField::Ipv4Src {
+                OFPAT10_SET_NW_SRC
+            } else {
+                OFPAT10_SET_NW_DST
+            };
+            put_simple(out, t, 8);
+            p32(out, value as u32);
+        }
+        OxmField::IpDscp => {
+            put_simple(out, OFPAT10_SET_NW_TOS, 8);
+            p8(out, (value as u8) << 2);
+            pz(out, 3);
+        }
+        OxmField::TcpSrc | OxmField::UdpSrc | OxmField::SctpSrc => {
+            put_simple(out, OFPAT10_SET_TP_SRC, 8);
+            p16(out, value as u16);
+            p16(out, 0);
+        }
+        OxmField::TcpDst | OxmField::UdpDst | OxmField::SctpDst => {
+            put_simple(out, OFPAT10_SET_TP_DST, 8);
+            p16(out, value as u16);
+            p16(out, 0);
+        }
+        _ => put_reg_load(field, value, out)?,
+    }
+    Ok(())
+}
+
+/// A set-field as `NXAST_REG_LOAD`s of its NXM (or OXM) field, at most 64
+/// bits each, low bits first, as OVS `set_field_to_nxast` does.
+fn put_reg_load(field: OxmField, value: u128, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let dst = oxm::header(field, Flavor::Nxm, false);
+    let bytes = dst & 0xff;
+    if bytes == 0 || bytes > 16 || dst >> 16 == 0xffff {
+        return Err(unsupported("set-field with no NXM form"));
+    }
+    let total = load_bits(field, bytes);
+    let mut ofs = 0;
+    while ofs < total {
+        let n = (total - ofs).min(64);
+        put_simple(out, OFPAT10_VENDOR, 24);
+        p32(out, NX_VENDOR_ID);
+        p16(out, NXAST_REG_LOAD);
+        p16(out, ((ofs as u16) << 6) | (n as u16 - 1));
+        p32(out, dst);
+        p64(out, ((value >> ofs) & ones(n)) as u64);
+        ofs += n;
+    }
+    Ok(())
+}
+
+/// Append `acts` as 1.0 actions, with Nicira actions where 1.0 has none.
+///
+/// - `SetQueue(q)` right before `Output{port, max_len: 0}` to a physical
+///   port, `IN_PORT` or `LOCAL` becomes `OFPAT10_ENQUEUE` (the inverse of
+///   the decoder); otherwise `NXAST_SET_QUEUE`.
+/// - `PushVlan(0x8100)` is implicit in 1.0 (the following
+///   `SET_VLAN_VID/PCP` pushes, as OVS `encode_PUSH_VLAN`), so it must be
+///   followed by a VLAN VID or PCP set-field.
+/// - `Group` is `NXAST_GROUP` (40), `DecNwTtl` `NXAST_DEC_TTL`,
+///   `Resubmit` `NXAST_RESUBMIT_TABLE`; set-fields without a 1.0 action
+///   and `SetNwTtl` are `NXAST_REG_LOAD`s (as `ovs-ofctl` sends them).
+///
+/// # Errors
+/// `Unsupported` for a port beyond 16 bits, a PushVlan 1.0 cannot express,
+/// a set-field of a read-only field or with a value too wide.
+pub fn encode_actions(acts: &[Action], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let mut i = 0;
+    while i < acts.len() {
+        match &acts[i] {
+            Action::Output { port, max_len } => {
+                put_simple(out, OFPAT10_OUTPUT, 8);
+                p16(out, port10(*port)?);
+                p16(out, *max_len);
+            }
+            Action::SetQueue(q) => {
+                let enqueue = match acts.get(i + 1) {
+                    Some(Action::Output { port, max_len: 0 }) => {
+                        port_to_ofp10(*port).filter(|&p| p < 0xff00 || p == 0xfff8 || p == 0xfffe)
+                    }
+                    _ => None,
+                };
+                if let Some(p) = enqueue {
+                    put_simple(out, OFPAT10_ENQUEUE, 16);
+                    p16(out, p);
+                    pz(out, 6);
+                    p32(out, *q);
+                    i += 1;
+                } else {
+                    put_nx_u32(out, NXAST_SET_QUEUE, *q);
+                }
+            }
+            Action::Group(g) => put_nx_u32(out, NXAST_GROUP, *g),
+            Action::PushVlan(tpid) => {
+                let next_sets_vlan = matches!(
+                    acts.get(i + 1),
+                    Some(Action::SetField {
+                        field: OxmField::VlanVid | OxmField::VlanPcp,
+                        ..
+                    })
+                );
+                if *tpid != 0x8100 || !next_sets_vlan {
+                    return Err(unsupported(
+                        "push_vlan not followed by a VLAN set-field (OpenFlow 1.0)",
+                    ));
+                }
+            }
+            Action::PopVlan => {
+                put_simple(out, OFPAT10_STRIP_VLAN, 8);
+                pz(out, 4);
+            }
+            Action::SetField { field, value } => encode_set_field(*field, *value, out)?,
+            Action::DecNwTtl => {
+                let start = begin_nx_action(out, NXAST_DEC_TTL);
+                finish_action(out, start)?;
+            }
+            Action::SetNwTtl(t) => encode_set_field(OxmField::IpTtl, u128::from(*t), out)?,
+            Action::Resubmit { in_port, table } => {
+                // Always the _TABLE form (0xff = current table), as OVS
+                // encodes resubmits it did not decode from NXAST_RESUBMIT.
+                let start = begin_nx_action(out, NXAST_RESUBMIT_TABLE);
+                p16(out, port10(*in_port)?);
+                p8(out, *table);
+                pz(out, 3);
+                finish_action(out, start)?;
+            }
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// The apply-actions of instructions that are only that (1.0 flows).
+fn apply_only(ins: &Instructions) -> Result<&[Action], EncodeError> {
+    if ins.meter.is_some()
+        || ins.clear
+        || ins.write.is_some()
+        || ins.write_metadata.is_some()
+        || ins.goto_table.is_some()
+    {
+        return Err(unsupported(
+            "instructions other than apply-actions (OpenFlow 1.0)",
+        ));
+    }
+    Ok(ins.apply.as_deref().unwrap_or(&[]))
+}
+
+// ---------------------------------------------------------------------------
+// Errors.
+
+enum Err10 {
+    Std(u16, u16),
+    Nx(u16, u16),
+}
+
+/// OpenFlow 1.3 error → OpenFlow 1.0 (`ofp-errors.h` `OF1.0` / `NX1.0`
+/// assignments); errors with neither become `NXBRC_UNENCODABLE_ERROR`.
+fn error_to_ofp10(e: OfError) -> Err10 {
+    use Err10::{Nx, Std};
+    match (e.typ, e.code) {
+        (0, c @ 0..=1) => Std(0, c),
+        (1, c @ 0..=8) => Std(1, c),
+        (1, 9) => Nx(1, 512),
+        (1, 10) => Std(1, 5),
+        (1, 11) => Nx(1, 514),
+        (2, c @ 0..=8) => Std(2, c),
+        (2, 9) => Nx(2, 9),
+        (2, 10) => Nx(1, 522),
+        (2, 13) => Nx(1, 523),
+        (2, 14) => Nx(1, 524),
+        (2, 15) => Nx(1, 525),
+        (3, 1) => Nx(2, 257),
+        (4, 5) => Nx(1, 262),
+        (4, 6) => Nx(0, 263),
+        (4, 7) => Nx(1, 258),
+        (4, 8) => Nx(1, 259),
+        (4, 9) => Nx(1, 260),
+        (4, 10) => Nx(1, 261),
+        (5, 1) => Std(3, 0),
+        (5, 3) => Std(3, 1),
+        (5, 4) => Std(3, 2),
+        (5, 6) => Std(3, 4),
+        (5, 7) => Nx(3, 258),
+        (6, c @ 0..=14) => Nx(6, c),
+        (7, c @ 0..=1) => Std(4, c),
+        (9, c @ 0..=2) => Std(5, c),
+        (11, 2) => Nx(1, 513),
+        _ => Nx(1, 521),
+    }
+}
+
+/// The 1.3 error for a 1.0 standard error (`(1,5)` is `OFPBRC_EPERM`;
+/// `OFPFMFC_BAD_EMERG_TIMEOUT` becomes `OFPFMFC_BAD_TIMEOUT` and
+/// `OFPFMFC_UNSUPPORTED` `OFPBAC_UNSUPPORTED_ORDER`, their 1.3 successors).
+fn error_from_ofp10(t: u16, c: u16) -> Option<OfError> {
+    let (t, c) = match (t, c) {
+        (0, 0..=1) | (1, 0..=8) | (2, 0..=8) => (t, c),
+        (3, 0) => (5, 1),
+        (3, 1) => (5, 3),
+        (3, 2) => (5, 4),
+        (3, 3) => (5, 5),
+        (3, 4) => (5, 6),
+        (3, 5) => (2, 11),
+        (4, 0..=1) => (7, c),
+        (5, 0..=2) => (9, c),
+        _ => return None,
+    };
+    Some(OfError { typ: t, code: c })
+}
+
+fn error_from_nx(t: u16, c: u16) -> Option<OfError> {
+    let (t, c) = match (t, c) {
+        (1, 512) => (1, 9),
+        (1, 514) => (1, 11),
+        (2, 9) => (2, 9),
+        (1, 522) => (2, 10),
+        (1, 523) => (2, 13),
+        (1, 524) => (2, 14),
+        (1, 525) => (2, 15),
+        (2, 257) => (3, 1),
+        (1, 262) => (4, 5),
+        (0, 263) => (4, 6),
+        (1, 258) => (4, 7),
+        (1, 259) => (4, 8),
+        (1, 260) => (4, 9),
+        (1, 261) => (4, 10),
+        (3, 258) => (5, 7),
+        (6, 0..=14) => (6, c),
+        (1, 513) => (11, 2),
+        _ => return None,
+    };
+    Some(OfError { typ: t, code: c })
+}
+
+/// Decode `ofp_error_msg`. Standard 1.0 errors and Nicira vendor errors
+/// (`NXET_VENDOR`/`NXVC_VENDOR_ERROR` + `nx_vendor_error`) map to 1.3
+/// numbering; an error with no 1.3 equivalent keeps its wire type and code
+/// (for `NXET_VENDOR`, with the `nx_vendor_error` left in `data`), so it
+/// re-encodes unchanged.
+fn decode_error(r: &mut Rd) -> Result<Msg, DecodeError> {
+    let t = r.u16()?;
+    let c = r.u16()?;
+    let data = r.rest();
+    if t == NXET_VENDOR
+        && c == NXVC_VENDOR_ERROR
+        && data.len() >= 8
+        && be32(data, 0) == NX_VENDOR_ID
+    {
+        if let Some(err) = error_from_nx(be16(data, 4), be16(data, 6)) {
+            return Ok(Msg::Error {
+                err,
+                data: data[8..].to_vec(),
+            });
+        }
+    }
+    let err = if t == NXET_VENDOR {
+        None
+    } else {
+        error_from_ofp10(t, c)
+    };
+    Ok(Msg::Error {
+        err: err.unwrap_or(OfError { typ: t, code: c }),
+        data: data.to_vec(),
+    })
+}
+
+fn encode_error(err: OfError, data: &[u8], xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let start = begin(out, header::OFPT_ERROR, xid);
+    if err.typ == NXET_VENDOR {
+        p16(out, err.typ);
+        p16(out, err.code);
+    } else {
+        match error_to_ofp10(err) {
+            Err10::Std(t, c) => {
+                p16(out, t);
+                p16(out, c);
+            }
+            Err10::Nx(t, c) => {
+                p16(out, NXET_VENDOR);
+                p16(out, NXVC_VENDOR_ERROR);
+                p32(out, NX_VENDOR_ID);
+                p16(out, t);
+                p16(out, c);
+            }
+        }
+    }
+    out.extend_from_slice(data);
+    finish(out, start)
+}
+
+// ---------------------------------------------------------------------------
+// Flow-mod.
+
+fn flow_mod_command(raw: u16, opts: &DecodeOptions) -> Result<(FlowModCommand, u8), DecodeError> {
+    let command = match raw & 0xff {
+        0 => FlowModCommand::Add,
+        1 => FlowModCommand::Modify,
+        2 => FlowModCommand::ModifyStrict,
+        3 => FlowModCommand::Delete,
+        4 => FlowModCommand::DeleteStrict,
+        _ => return Err(bad(OfError::BAD_COMMAND, "unknown flow-mod command")),
+    };
+    let high = (raw >> 8) as u8;
+    let table = if high != 0 || opts.flow_mod_table_id || command == FlowModCommand::Add {
+        high
+    } else {
+        OFPTT_ALL
+    };
+    Ok((command, table))
+}
+
+fn command_code(c: FlowModCommand) -> u16 {
+    match c {
+        FlowModCommand::Add => 0,
+        FlowModCommand::Modify => 1,
+        FlowModCommand::ModifyStrict => 2,
+        FlowModCommand::Delete => 3,
+        FlowModCommand::DeleteStrict => 4,
+    }
+}
+
+/// The wire command: the table id in the high byte (0 for `OFPTT_ALL`,
+/// which is also what a modify/delete of table 0 becomes: only a peer
+/// with `NXT_FLOW_MOD_TABLE_ID` on tells them apart).
+fn command_with_table(fm: &FlowMod) -> u16 {
+    let table = if fm.table_id == OFPTT_ALL {
+        0
+    } else {
+        fm.table_id
+    };
+    (u16::from(table) << 8) | command_code(fm.command)
+}
+
+/// 1.0 `ofp_flow_mod_flags`: SEND_FLOW_REM, CHECK_OVERLAP, EMERG.
+fn flow_mod_flags(raw: u16, command: FlowModCommand) -> Result<u16, DecodeError> {
+    if raw & 4 != 0 {
+        // OFPFF_EMERG: the emergency flow cache is not supported (OVS
+        // answers OFPFMFC_TABLE_FULL, or the 1.0-only BAD_EMERG_TIMEOUT
+        // when a timeout is set).
+        return Err(bad(OfError::TABLE_FULL, "emergency flows not supported"));
+    }
+    if raw & !3 != 0 {
+        return Err(bad(OfError::BAD_FLAGS, "unknown flow-mod flags"));
+    }
+    // In 1.0 an add always resets the counters (OVS).
+    let reset = if command == FlowModCommand::Add {
+        flow_flags::RESET_COUNTS
+    } else {
+        0
+    };
+    Ok(raw | reset)
+}
+
+fn flow_mod_flags_to_wire(flags: u16) -> u16 {
+    flags & (flow_flags::SEND_FLOW_REM | flow_flags::CHECK_OVERLAP)
+}
+
+/// `ofp_flow_mod` body after the header.
+fn decode_flow_mod(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeError> {
+    let (matcher, wc) = match_from_ofp10(r.take(MATCH_LEN)?, true);
+    let cookie = r.u64()?;
+    let (command, table_id) = flow_mod_command(r.u16()?, opts)?;
+    let idle_timeout = r.u16()?;
+    let hard_timeout = r.u16()?;
+    let priority = r.u16()?;
+    let buffer_id = r.u32()?;
+    let out_port = port_from_ofp10(r.u16()?);
+    let flags = flow_mod_flags(r.u16()?, command)?;
+    let acts = r.rest();
+    let actions = decode_actions(acts, match_proto(&matcher))?;
+    Ok(Msg::FlowMod(FlowMod {
+        cookie,
+        cookie_mask: 0,
+        table_id,
+        command,
+        idle_timeout,
+        hard_timeout,
+        // OpenFlow 1.0: exact-match flows have the highest priority.
+        priority: if wc == 0 { 0xffff } else { priority },
+        buffer_id,
+        out_port,
+        out_group: OFPG_ANY,
+        flags,
+        matcher,
+        instructions: Instructions::apply(actions),
+    }))
+}
+
+fn encode_flow_mod(fm: &FlowMod, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    if fm.cookie_mask != 0 {
+        return Err(unsupported("cookie mask in an OpenFlow 1.0 flow-mod"));
+    }
+    if fm.out_group != OFPG_ANY {
+        return Err(unsupported("out_group in an OpenFlow 1.0 flow-mod"));
+    }
+    let acts = apply_only(&fm.instructions)?;
+    let start = begin(out, OFPT_FLOW_MOD, xid);
+    encode_match(&fm.matcher, out)?;
+    p64(out, fm.cookie);
+    p16(out, command_with_table(fm));
+    p16(out, fm.idle_timeout);
+    p16(out, fm.hard_timeout);
+    p16(out, fm.priority);
+    p32(out, fm.buffer_id);
+    p16(out, port10(fm.out_port)?);
+    p16(out, flow_mod_flags_to_wire(fm.flags));
+    encode_actions(acts, out)?;
+    finish(out, start)
+}
+
+/// `nx_flow_mod` body after the `nicira_header`. The cookie of a
+/// modify/delete comes from `NXM_NX_COOKIE(_W)` when the match has one
+/// (else the `cookie` field, with mask 0).
+fn decode_nx_flow_mod(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeError> {
+    let cookie = r.u64()?;
+    let (command, table_id) = flow_mod_command(r.u16()?, opts)?;
+    let idle_timeout = r.u16()?;
+    let hard_timeout = r.u16()?;
+    let priority = r.u16()?;
+    let buffer_id = r.u32()?;
+    let out_port = port_from_ofp10(r.u16()?);
+    let flags = flow_mod_flags(r.u16()?, command)?;
+    let match_len = usize::from(r.u16()?);
+    r.skip(6)?;
+    let (matcher, mcookie, mmask) = decode_nx_match_cookie(take_nx_match(r, match_len)?)?;
+    if command == FlowModCommand::Add && mmask != 0 {
+        // OVS: NXBRC_NXM_INVALID ("flow additions may only set a new
+        // cookie"), which has no 1.3 equivalent.
+        return Err(bad(OfError::BAD_FIELD, "cookie match in a flow add"));
+    }
+    let actions = decode_actions(r.rest(), match_proto(&matcher))?;
+    let (cookie, cookie_mask) = if mmask != 0 {
+        (mcookie, mmask)
+    } else {
+        (cookie, 0)
+    };
+    Ok(Msg::FlowMod(FlowMod {
+        cookie,
+        cookie_mask,
+        table_id,
+        command,
+        idle_timeout,
+        hard_timeout,
+        priority,
+        buffer_id,
+        out_port,
+        out_group: OFPG_ANY,
+        flags,
+        matcher,
+        instructions: Instructions::apply(actions),
+    }))
+}
+
+fn encode_nx_flow_mod(fm: &FlowMod, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    if fm.out_group != OFPG_ANY {
+        return Err(unsupported("out_group in an OpenFlow 1.0 flow-mod"));
+    }
+    let acts = apply_only(&fm.instructions)?;
+    let start = begin_nx(out, NXT_FLOW_MOD, xid);
+    // With a cookie match, the header cookie is the new cookie: none
+    // (all ones) for a modify, 0 for a delete, as `ovs-ofctl` sends.
+    let header_cookie = match fm.command {
+        _ if fm.cookie_mask == 0 => fm.cookie,
+        FlowModCommand::Add => fm.cookie,
+        FlowModCommand::Modify | FlowModCommand::ModifyStrict => u64::MAX,
+        FlowModCommand::Delete | FlowModCommand::DeleteStrict => 0,
+    };
+    p64(out, header_cookie);
+    p16(out, command_with_table(fm));
+    p16(out, fm.idle_timeout);
+    p16(out, fm.hard_timeout);
+    p16(out, fm.priority);
+    p32(out, fm.buffer_id);
+    p16(out, port10(fm.out_port)?);
+    p16(out, flow_mod_flags_to_wire(fm.flags));
+    let len_at = out.len();
+    p16(out, 0);
+    pz(out, 6);
+    let cookie_mask = if fm.command == FlowModCommand::Add {
+        0
+    } else {
+        fm.cookie_mask
+    };
+    let ml = encode_nx_match_cookie(&fm.matcher, fm.cookie, cookie_mask, out)?;
+    set16(out, len_at, ml);
+    encode_actions(acts, out)?;
+    finish(out, start)
+}
+
+// ---------------------------------------------------------------------------
+// Flow removed, packet in/out, ports, config.
+
+/// `ofp_flow_removed` body: `hard_timeout` is not in 1.0 (decodes as 0),
+/// nor `table_id` (decodes as 0xff, unknown, as OVS).
+fn decode_flow_removed(r: &mut Rd) -> Result<Msg, DecodeError> {
+    let (matcher, _) = match_from_ofp10(r.take(MATCH_LEN)?, false);
+    let cookie = r.u64()?;
+    let priority = r.u16()?;
+    let reason = r.u8()?;
+    r.skip(1)?;
+    let duration_sec = r.u32()?;
+    let duration_nsec = r.u32()?;
+    let idle_timeout = r.u16()?;
+    r.skip(2)?;
+    let packet_count = r.u64()?;
+    let byte_count = r.u64()?;
+    Ok(Msg::FlowRemoved(FlowRemoved {
+        cookie,
+        priority,
+        reason,
+        table_id: OFPTT_ALL,
+        duration_sec,
+        duration_nsec,
+        idle_timeout,
+        hard_timeout: 0,
+        packet_count,
+        byte_count,
+        matcher,
+    }))
+}
+
+/// `OFPRR_METER_DELETE` (4) is sent as `OFPRR_DELETE` before OpenFlow 1.4,
+/// as OVS does.
+fn removed_reason(r: u8) -> u8 {
+    if r == 4 {
+        2
+    } else {
+        r
+    }
+}
+
+fn encode_flow_removed(fr: &FlowRemoved, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let start = begin(out, OFPT_FLOW_REMOVED, xid);
+    encode_match(&fr.matcher, out)?;
+    p64(out, fr.cookie);
+    p16(out, fr.priority);
+    p8(out, removed_reason(fr.reason));
+    p8(out, 0);
+    p32(out, fr.duration_sec);
+    p32(out, fr.duration_nsec);
+    p16(out, fr.idle_timeout);
+    p16(out, 0);
+    p64(out, fr.packet_count);
+    p64(out, fr.byte_count);
+    finish(out, start)
+}
+
+/// `nx_flow_removed` body: `table_id` is sent plus one (0 = unknown, which
+/// decodes as 0xff, as OVS); no hard timeout.
+fn decode_nx_flow_removed(r: &mut Rd) -> Result<Msg, DecodeError> {
+    let cookie = r.u64()?;
+    let priority = r.u16()?;
+    let reason = r.u8()?;
+    let table_id = r.u8()?.checked_sub(1).unwrap_or(OFPTT_ALL);
+    let duration_sec = r.u32()?;
+    let duration_nsec = r.u32()?;
+    let idle_timeout = r.u16()?;
+    let match_len = usize::from(r.u16()?);
+    let packet_count = r.u64()?;
+    let byte_count = r.u64()?;
+    let matcher = oxm::decode_tlvs(take_nx_match(r, match_len)?)?;
+    if !r.is_empty() {
+        return Err(bad(OfError::BAD_LEN, "trailing bytes"));
+    }
+    Ok(Msg::FlowRemoved(FlowRemoved {
+        cookie,
+        priority,
+        reason,
+        table_id,
+        duration_sec,
+        duration_nsec,
+        idle_timeout,
+        hard_timeout: 0,
+        packet_count,
+        byte_count,
+        matcher,
+    }))
+}
+
+fn encode_nx_flow_removed(
+    fr: &FlowRemoved,
+    xid: u32,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let start = begin_nx(out, NXT_FLOW_REMOVED, xid);
+    p64(out, fr.cookie);
+    p16(out, fr.priority);
+    p8(out, removed_reason(fr.reason));
+    p8(out, fr.table_id.wrapping_add(1));
+    p32(out, fr.duration_sec);
+    p32(out, fr.duration_nsec);
+    p16(out, fr.idle_timeout);
+    let len_at = out.len();
+    p16(out, 0);
+    p64(out, fr.packet_count);
+    p64(out, fr.byte_count);
+    let ml = encode_nx_match_cookie(&fr.matcher, 0, 0, out)?;
+    set16(out, len_at, ml);
+    finish(out, start)
+}
+
+/// `ofp_packet_in` (data at offset 18): no table id, cookie (all ones) or
+/// metadata in 1.0.
+fn decode_packet_in(r: &mut Rd) -> Result<Msg, DecodeError> {
+    let buffer_id = r.u32()?;
+    let total_len = r.u16()?;
+    let in_port = port_from_ofp10(r.u16()?);
+    let reason = r.u8()?;
+    r.skip(1)?;
+    Ok(Msg::PacketIn(PacketIn {
+        buffer_id,
+        total_len,
+        reason,
+        table_id: 0,
+        cookie: u64::MAX,
+        in_port,
+        metadata: 0,
+        data: r.rest().to_vec(),
+    }))
+}
+
+fn encode_packet_in(pi: &PacketIn, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let start = begin(out, OFPT_PACKET_IN, xid);
+    p32(out, pi.buffer_id);
+    p16(out, pi.total_len);
+    p16(out, port10(pi.in_port)?);
+    p8(out, pi.reason);
+    p8(out, 0);
+    out.extend_from_slice(&pi.data);
+    finish(out, start)
+}
+
+/// `nx_packet_in`: the match carries the pipeline fields (in_port,
+/// metadata); other TLVs are skipped.
+fn decode_nx_packet_in(r: &mut Rd) -> Result<Msg, DecodeError> {
+    let buffer_id = r.u32()?;
+    let total_len = r.u16()?;
+    let reason = r.u8()?;
+    let table_id = r.u8()?;
+    let cookie = r.u64()?;
+    let match_len = usize::from(r.u16()?);
+    r.skip(6)?;
+    // Loose, as OVS: only in_port and metadata are kept.
+    let (in_port, metadata) = oxm::decode_pipeline_fields(take_nx_match(r, match_len)?)?;
+    r.skip(2)?;
+    Ok(Msg::PacketIn(PacketIn {
+        buffer_id,
+        total_len,
+        reason,
+        table_id,
+        cookie,
+        in_port: in_port.unwrap_or(0),
+        metadata,
+        data: r.rest().to_vec(),
+    }))
+}
+
+fn encode_nx_packet_in(pi: &PacketIn, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let start = begin_nx(out, NXT_PACKET_IN, xid);
+    p32(out, pi.buffer_id);
+    p16(out, pi.total_len);
+    p8(out, pi.reason);
+    p8(out, pi.table_id);
+    p64(out, pi.cookie);
+    let len_at = out.len();
+    p16(out, 0);
+    pz(out, 6);
+    let mut m = Match::CATCHALL;
+    m.set_field(OxmField::InPort, u128::from(pi.in_port), 0xffff_ffff)
+        .map_err(|_| unsupported("in_port"))?;
+    if pi.metadata != 0 {
+        m.metadata = pi.metadata;
+        m.metadata_mask = u64::MAX;
+    }
+    let ml = encode_nx_match_cookie(&m, 0, 0, out)?;
+    set16(out, len_at, ml);
+    pz(out, 2);
+    out.extend_from_slice(&pi.data);
+    finish(out, start)
+}
+
+/// `ofp_packet_out` body. The input port must be a port number below
+/// `OFPP_MAX`, `LOCAL`, `CONTROLLER` or `NONE` (OVS).
+fn decode_packet_out(r: &mut Rd) -> Result<Msg, DecodeError> {
+    let buffer_id = r.u32()?;
+    let in_port = r.u16()?;
+    if in_port >= 0xff00 && !matches!(in_port, 0xfffd..=0xffff) {
+        return Err(bad(OfError::BAD_PORT, "bad packet-out input port"));
+    }
+    let in_port = port_from_ofp10(in_port);
+    let actions_len = usize::from(r.u16()?);
+    if actions_len % 8 != 0 {
+        return Err(bad(OfError::BAD_LEN, "actions_len not a multiple of 8"));
+    }
+    let acts = r.take(actions_len)?;
+    let actions = decode_actions(acts, None)?;
+    Ok(Msg::PacketOut(PacketOut {
+        buffer_id,
+        in_port,
+        actions,
+        data: r.rest().to_vec(),
+    }))
+}
+
+fn encode_packet_out(po: &PacketOut, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let start = begin(out, OFPT_PACKET_OUT, xid);
+    p32(out, po.buffer_id);
+    p16(out, port10(po.in_port)?);
+    let len_at = out.len();
+    p16(out, 0);
+    let a0 = out.len();
+    encode_actions(&po.actions, out)?;
+    let alen = u16::try_from(out.len() - a0).map_err(|_| unsupported("actions too long"))?;
+    set16(out, len_at, alen);
+    out.extend_from_slice(&po.data);
+    finish(out, start)
+}
+
+/// `ofp_switch_features` body: the `actions` bitmap is not kept (the
+/// encoder sends [`OFP10_ACTIONS_BITMAP`]).
+fn decode_features_reply(r: &mut Rd) -> Result<Msg, DecodeError> {
+    let datapath_id = r.u64()?;
+    let n_buffers = r.u32()?;
+    let n_tables = r.u8()?;
+    r.skip(3)?;
+    let capabilities = r.u32()? & CAPS10_KEPT;
+    let _actions = r.u32()?;
+    let body = r.rest();
+    if body.len() % PHY_PORT_LEN != 0 {
+        return Err(bad(OfError::BAD_LEN, "partial ofp_phy_port"));
+    }
+    let ports = body
+        .chunks_exact(PHY_PORT_LEN)
+        .map(decode_phy_port)
+        .collect::<Result<_, _>>()?;
+    Ok(Msg::FeaturesReply(SwitchFeatures {
+        datapath_id,
+        n_buffers,
+        n_tables,
+        auxiliary_id: 0,
+        capabilities,
+        ports,
+    }))
+}
+
+fn encode_features_reply(
+    f: &SwitchFeatures,
+    xid: u32,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let start = begin(out, OFPT_FEATURES_REPLY, xid);
+    p64(out, f.datapath_id);
+    p32(out, f.n_buffers);
+    p8(out, f.n_tables);
+    pz(out, 3);
+    p32(out, f.capabilities & CAPS10_KEPT & !OFPC10_STP);
+    p32(out, OFP10_ACTIONS_BITMAP);
+    for p in &f.ports {
+        encode_phy_port(p, out)?;
+    }
+    finish(out, start)
+}
+
+fn decode_port_mod(r: &mut Rd) -> Result<Msg, DecodeError> {
+    let port_no = port_from_ofp10(r.u16()?);
+    let hw_addr = r.arr::<6>()?;
+    let config = r.u32()? & PORT_CONFIG_KEPT;
+    let mask = r.u32()? & PORT_CONFIG_KEPT;
+    let advertise = features_from_ofp10(r.u32()?);
+    r.skip(4)?;
+    Ok(Msg::PortMod(PortMod {
+        port_no,
+        hw_addr,
+        config,
+        mask,
+        advertise,
+    }))
+}
+
+fn encode_port_mod(pm: &PortMod, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let start = begin(out, OFPT_PORT_MOD, xid);
+    p16(out, port10(pm.port_no)?);
+    out.extend_from_slice(&pm.hw_addr);
+    p32(out, pm.config & PORT_CONFIG_KEPT);
+    p32(out, pm.mask & PORT_CONFIG_KEPT);
+    p32(out, features_to_ofp10(pm.advertise));
+    pz(out, 4);
+    finish(out, start)
+}
+
+fn decode_switch_config(r: &mut Rd) -> Result<SwitchConfig, DecodeError> {
+    Ok(SwitchConfig {
+        flags: r.u16()?,
+        miss_send_len: r.u16()?,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Statistics.
+
+/// `ofp_flow_stats_request` (1.0): match, table_id, pad, out_port.
+fn decode_flow_stats_request(r: &mut Rd) -> Result<FlowStatsRequest, DecodeError> {
+    let (matcher, _) = match_from_ofp10(r.take(MATCH_LEN)?, false);
+    let table_id = r.u8()?;
+    r.skip(1)?;
+    let out_port = port_from_ofp10(r.u16()?);
+    Ok(FlowStatsRequest {
+        table_id,
+        out_port,
+        out_group: OFPG_ANY,
+        cookie: 0,
+        cookie_mask: 0,
+        matcher,
+    })
+}
+
+fn encode_flow_stats_request(q: &FlowStatsRequest, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    if q.cookie_mask != 0 || q.out_group != OFPG_ANY {
+        return Err(unsupported(
+            "cookie or group filter in an OpenFlow 1.0 flow stats request",
+        ));
+    }
+    encode_match(&q.matcher, out)?;
+    p8(out, q.table_id);
+    p8(out, 0);
+    p16(out, port10(q.out_port)?);
+    Ok(())
+}
+
+/// `nx_flow_stats_request` / `nx_aggregate_stats_request`.
+fn decode_nx_flow_stats_request(r: &mut Rd) -> Result<FlowStatsRequest, DecodeError> {
+    let out_port = port_from_ofp10(r.u16()?);
+    let match_len = usize::from(r.u16()?);
+    let table_id = r.u8()?;
+    r.skip(3)?;
+    let (matcher, cookie, cookie_mask) = decode_nx_match_cookie(take_nx_match(r, match_len)?)?;
+    if !r.is_empty() {
+        return Err(bad(OfError::BAD_LEN, "trailing bytes"));
+    }
+    Ok(FlowStatsRequest {
+        table_id,
+        out_port,
+        out_group: OFPG_ANY,
+        cookie,
+        cookie_mask,
+        matcher,
+    })
+}
+
+fn encode_nx_flow_stats_request(
+    q: &FlowStatsRequest,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    if q.out_group != OFPG_ANY {
+        return Err(unsupported("group filter in an NXST flow stats request"));
+    }
+    p16(out, port10(q.out_port)?);
+    let len_at = out.len();
+    p16(out, 0);
+    p8(out, q.table_id);
+    pz(out, 3);
+    let ml = encode_nx_match_cookie(&q.matcher, q.cookie, q.cookie_mask, out)?;
+    set16(out, len_at, ml);
+    Ok(())
+}
+
+/// One `ofp_flow_stats` (1.0): no flags, ages or cookie mask.
+fn decode_flow_stats(b: &[u8]) -> Result<FlowStats, DecodeError> {
+    let mut r = Rd::new(b);
+    r.skip(2)?;
+    let table_id = r.u8()?;
+    r.skip(1)?;
+    let (matcher, _) = match_from_ofp10(r.take(MATCH_LEN)?, false);
+    let duration_sec = r.u32()?;
+    let duration_nsec = r.u32()?;
+    let priority = r.u16()?;
+    let idle_timeout = r.u16()?;
+    let hard_timeout = r.u16()?;
+    r.skip(6)?;
+    let cookie = r.u64()?;
+    let packet_count = r.u64()?;
+    let byte_count = r.u64()?;
+    let actions = decode_actions(r.rest(), match_proto(&matcher))?;
+    Ok(FlowStats {
+        table_id,
+        duration_sec,
+        duration_nsec,
+        priority,
+        idle_timeout,
+        hard_timeout,
+        flags: 0,
+        cookie,
+        packet_count,
+        byte_count,
+        idle_age: None,
+        hard_age: None,
+        matcher,
+        instructions: Instructions::apply(actions),
+    })
+}
+
+fn encode_flow_stats(f: &FlowStats) -> Result<Vec<u8>, EncodeError> {
+    let acts = apply_only(&f.instructions)?;
+    let mut out = Vec::with_capacity(88);
+    p16(&mut out, 0);
+    p8(&mut out, f.table_id);
+    p8(&mut out, 0);
+    encode_match(&f.matcher, &mut out)?;
+    p32(&mut out, f.duration_sec);
+    p32(&mut out, f.duration_nsec);
+    p16(&mut out, f.priority);
+    p16(&mut out, f.idle_timeout);
+    p16(&mut out, f.hard_timeout);
+    pz(&mut out, 6);
+    p64(&mut out, f.cookie);
+    p64(&mut out, f.packet_count);
+    p64(&mut out, f.byte_count);
+    encode_actions(acts, &mut out)?;
+    let len = u16::try_from(out.len()).map_err(|_| unsupported("flow stats entry too long"))?;
+    set16(&mut out, 0, len);
+    Ok(out)
+}
+
+/// One `nx_flow_stats`: `idle_age`/`hard_age` are sent plus one (0 =
+/// unknown); no flags.
+fn decode_nx_flow_stats(b: &[u8]) -> Result<FlowStats, DecodeError> {
+    let mut r = Rd::new(b);
+    r.skip(2)?;
+    let table_id = r.u8()?;
+    r.skip(1)?;
+    let duration_sec = r.u32()?;
+    let duration_nsec = r.u32()?;
+    let priority = r.u16()?;
+    let idle_timeout = r.u16()?;
+    let hard_timeout = r.u16()?;
+    let match_len = usize::from(r.u16()?);
+    let age = |a: u16| a.checked_sub(1);
+    let idle_age = age(r.u16()?);
+    let hard_age = age(r.u16()?);
+    let cookie = r.u64()?;
+    let packet_count = r.u64()?;
+    let byte_count = r.u64()?;
+    let matcher = oxm::decode_tlvs(take_nx_match(&mut r, match_len)?)?;
+    let actions = decode_actions(r.rest(), match_proto(&matcher))?;
+    Ok(FlowStats {
+        table_id,
+        duration_sec,
+        duration_nsec,
+        priority,
+        idle_timeout,
+        hard_timeout,
+        flags: 0,
+        cookie,
+        packet_count,
+        byte_count,
+        idle_age,
+        hard_age,
+        matcher,
+        instructions: Instructions::apply(actions),
+    })
+}
+
+fn encode_nx_flow_stats(f: &FlowStats) -> Result<Vec<u8>, EncodeError> {
+    let acts = apply_only(&f.instructions)?;
+    let mut out = Vec::with_capacity(64);
+    p16(&mut out, 0);
+    p8(&mut out, f.table_id);
+    p8(&mut out, 0);
+    p32(&mut out, f.duration_sec);
+    p32(&mut out, f.duration_nsec);
+    p16(&mut out, f.priority);
+    p16(&mut out, f.idle_timeout);
+    p16(&mut out, f.hard_timeout);
+    p16(&mut out, 0);
+    let age = |a: Option<u16>| a.map_or(0, |a| a.saturating_add(1));
+    p16(&mut out, age(f.idle_age));
+    p16(&mut out, age(f.hard_age));
+    p64(&mut out, f.cookie);
+    p64(&mut out, f.packet_count);
+    p64(&mut out, f.byte_count);
+    let ml = encode_nx_match_cookie(&f.matcher, 0, 0, &mut out)?;
+    set16(&mut out, 18, ml);
+    encode_actions(acts, &mut out)?;
+    let len = u16::try_from(out.len()).map_err(|_| unsupported("flow stats entry too long"))?;
+    set16(&mut out, 0, len);
+    Ok(out)
+}
+
+/// Split a body of variable-length entries (each starting with a 16-bit
+/// length of at least `min`) and decode each.
+fn decode_entries<T>(
+    mut b: &[u8],
+    min: usize,
+    f: impl Fn(&[u8]) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    let mut v = Vec::new();
+    while !b.is_empty() {
+        if b.len() < 2 {
+            return Err(short());
+        }
+        let len = usize::from(be16(b, 0));
+        if len < min || len > b.len() {
+            return Err(bad(OfError::BAD_LEN, "bad stats entry length"));
+        }
+        v.push(f(&b[..len])?);
+        b = &b[len..];
+    }
+    Ok(v)
+}
+
+/// Decode fixed-size entries.
+fn decode_fixed<T>(
+    b: &[u8],
+    size: usize,
+    f: impl Fn(&[u8]) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    if b.len() % size != 0 {
+        return Err(bad(OfError::BAD_LEN, "partial stats entry"));
+    }
+    b.chunks_exact(size).map(f).collect()
+}
+
+/// 1.0 `ofp_table_stats` (64 bytes): name, wildcards and max_entries are
+/// not kept.
+fn decode_table_stats(b: &[u8]) -> Result<TableStats, DecodeError> {
+    let mut r = Rd::new(b);
+    let table_id = r.u8()?;
+    r.skip(3 + 32 + 4 + 4)?;
+    Ok(TableStats {
+        table_id,
+        active_count: r.u32()?,
+        lookup_count: r.u64()?,
+        matched_count: r.u64()?,
+    })
+}
+
+/// 1.0 `ofp_table_stats`: name `table<N>` (OVS names unnamed tables so),
+/// wildcards `OFPFW10_ALL`, max_entries [`TABLE_MAX_ENTRIES`].
+fn encode_table_stats(t: &TableStats) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    p8(&mut out, t.table_id);
+    pz(&mut out, 3);
+    put_str(&mut out, &format!("table{}", t.table_id), 32);
+    p32(&mut out, wildcards::ALL);
+    p32(&mut out, TABLE_MAX_ENTRIES);
+    p32(&mut out, t.active_count);
+    p64(&mut out, t.lookup_count);
+    p64(&mut out, t.matched_count);
+    out
+}
+
+/// 1.0 `ofp_port_stats` (104 bytes): no duration (decodes as 0).
+fn decode_port_stats(b: &[u8]) -> Result<PortStats, DecodeError> {
+    let mut r = Rd::new(b);
+    let port_no = port_from_ofp10(r.u16()?);
+    r.skip(6)?;
+    let mut c = [0u64; 12];
+    for x in &mut c {
+        *x = r.u64()?;
+    }
+    Ok(PortStats {
+        port_no,
+        rx_packets: c[0],
+        tx_packets: c[1],
+        rx_bytes: c[2],
+        tx_bytes: c[3],
+        rx_dropped: c[4],
+        tx_dropped: c[5],
+        rx_errors: c[6],
+        tx_errors: c[7],
+        rx_frame_err: c[8],
+        rx_over_err: c[9],
+        rx_crc_err: c[10],
+        collisions: c[11],
+        duration_sec: 0,
+        duration_nsec: 0,
+    })
+}
+
+fn encode_port_stats(s: &PortStats) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(104);
+    p16(&mut out, port10(s.port_no)?);
+    pz(&mut out, 6);
+    for v in [
+        s.rx_packets,
+        s.tx_packets,
+        s.rx_bytes,
+        s.tx_bytes,
+        s.rx_dropped,
+        s.tx_dropped,
+        s.rx_errors,
+        s.tx_errors,
+        s.rx_frame_err,
+        s.rx_over_err,
+        s.rx_crc_err,
+        s.collisions,
+    ] {
+        p64(&mut out, v);
+    }
+    Ok(out)
+}
+
+fn decode_desc(b: &[u8]) -> Result<Desc, DecodeError> {
+    if b.len() != 1056 {
+        return Err(bad(OfError::BAD_LEN, "bad ofp_desc_stats length"));
+    }
+    Ok(Desc {
+        mfr_desc: get_str(&b[..256]),
+        hw_desc: get_str(&b[256..512]),
+        sw_desc: get_str(&b[512..768]),
+        serial_num: get_str(&b[768..800]),
+        dp_desc: get_str(&b[800..]),
+    })
+}
+
+fn decode_aggregate(r: &mut Rd) -> Result<(u64, u64, u32), DecodeError> {
+    let p = r.u64()?;
+    let b = r.u64()?;
+    let f = r.u32()?;
+    r.skip(4)?;
+    if !r.is_empty() {
+        return Err(bad(OfError::BAD_LEN, "trailing bytes"));
+    }
+    Ok((p, b, f))
+}
+
+fn expect_end(r: &Rd) -> Result<(), DecodeError> {
+    if r.is_empty() {
+        Ok(())
+    } else {
+        Err(bad(OfError::BAD_LEN, "trailing bytes"))
+    }
+}
+
+/// `OFPT_STATS_REQUEST` body (after the header).
+fn decode_stats_request(r: &mut Rd) -> Result<Msg, DecodeError> {
+    let typ = r.u16()?;
+    let flags = r.u16()?;
+    let body = match typ {
+        OFPST_DESC => {
+            expect_end(r)?;
+            MpRequest::Desc
+        }
+        OFPST_FLOW | OFPST_AGGREGATE => {
+            let q = decode_flow_stats_request(r)?;
+            expect_end(r)?;
+            if typ == OFPST_FLOW {
+                MpRequest::Flow(q)
+            } else {
+                MpRequest::Aggregate(q)
+            }
+        }
+        OFPST_TABLE => {
+            expect_end(r)?;
+            MpRequest::Table
+        }
+        OFPST_PORT => {
+            let p = port_from_ofp10(r.u16()?);
+            r.skip(6)?;
+            expect_end(r)?;
+            MpRequest::PortStats(p)
+        }
+        OFPST_QUEUE => {
+            let port_no = port_from_ofp10(r.u16()?);
+            r.skip(2)?;
+            let queue_id = r.u32()?;
+            expect_end(r)?;
+            MpRequest::Queue { port_no, queue_id }
+        }
+        OFPST_PORT_DESC => {
+            expect_end(r)?;
+            MpRequest::PortDesc
+        }
+        OFPST_VENDOR => {
+            let subtype = nx_stats_header(r)?;
+            let q = decode_nx_flow_stats_request(r)?;
+            match subtype {
+                NXST_FLOW => MpRequest::NxFlow(q),
+                _ => MpRequest::NxAggregate(q),
+            }
+        }
+        _ => return Err(bad(OfError::BAD_MULTIPART, "unknown stats type")),
+    };
+    Ok(Msg::MultipartRequest { flags, body })
+}
+
+/// The vendor id, subtype and padding of a `nicira10_stats_msg`; only
+/// `NXST_FLOW` and `NXST_AGGREGATE` are accepted.
+fn nx_stats_header(r: &mut Rd) -> Result<u32, DecodeError> {
+    if r.u32()? != NX_VENDOR_ID {
+        return Err(bad(OfError::BAD_EXPERIMENTER, "unknown stats vendor"));
+    }
+    let subtype = r.u32()?;
+    r.skip(4)?;
+    if subtype != NXST_FLOW && subtype != NXST_AGGREGATE {
+        return Err(bad(OfError::BAD_EXP_TYPE, "unknown Nicira stats subtype"));
+    }
+    Ok(subtype)
+}
+
+/// `OFPT_STATS_REPLY` body (after the header).
+fn decode_stats_reply(r: &mut Rd) -> Result<Msg, DecodeError> {
+    let typ = r.u16()?;
+    let flags = r.u16()?;
+    let body = match typ {
+        OFPST_DESC => MpReply::Desc(decode_desc(r.rest())?),
+        OFPST_FLOW => MpReply::Flow(decode_entries(r.rest(), 88, decode_flow_stats)?),
+        OFPST_AGGREGATE => {
+            let (packet_count, byte_count, flow_count) = decode_aggregate(r)?;
+            MpReply::Aggregate {
+                packet_count,
+                byte_count,
+                flow_count,
+            }
+        }
+        OFPST_TABLE => MpReply::Table(decode_fixed(r.rest(), 64, decode_table_stats)?),
+        OFPST_PORT => MpReply::PortStats(decode_fixed(r.rest(), 104, decode_port_stats)?),
+        OFPST_QUEUE => {
+            // xennet has no queues; entries (ofp_queue_stats) are not kept.
+            decode_fixed(r.rest(), 32, |_| Ok(()))?;
+            MpReply::Queue
+        }
+        OFPST_PORT_DESC => {
+            MpReply::PortDesc(decode_fixed(r.rest(), PHY_PORT_LEN, decode_phy_port)?)
+        }
+        OFPST_VENDOR => match nx_stats_header(r)? {
+            NXST_FLOW => MpReply::NxFlow(decode_entries(r.rest(), 48, decode_nx_flow_stats)?),
+            _ => {
+                let (packet_count, byte_count, flow_count) = decode_aggregate(r)?;
+                MpReply::NxAggregate {
+                    packet_count,
+                    byte_count,
+                    flow_count,
+                }
+            }
+        },
+        _ => return Err(bad(OfError::BAD_MULTIPART, "unknown stats type")),
+    };
+    Ok(Msg::MultipartReply { flags, body })
+}
+
+/// Append a stats message header (`ofp_stats_request`/`reply`, plus the
+/// `nicira10_stats_msg` part for Nicira subtypes).
+fn begin_stats(
+    out: &mut Vec<u8>,
+    typ: u8,
+    xid: u32,
+    st: u16,
+    flags: u16,
+    nx: Option<u32>,
+) -> usize {
+    let start = begin(out, typ, xid);
+    p16(out, st);
+    p16(out, flags);
+    if let Some(sub) = nx {
+        p32(out, NX_VENDOR_ID);
+        p32(out, sub);
+        pz(out, 4);
+    }
+    start
+}
+
+fn encode_stats_request(
+    flags: u16,
+    body: &MpRequest,
+    xid: u32,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let t = OFPT_STATS_REQUEST;
+    let start = match body {
+        MpRequest::Desc => begin_stats(out, t, xid, OFPST_DESC, flags, None),
+        MpRequest::Flow(q) | MpRequest::Aggregate(q) => {
+            let st = if matches!(body, MpRequest::Flow(_)) {
+                OFPST_FLOW
+            } else {
+                OFPST_AGGREGATE
+            };
+            let s = begin_stats(out, t, xid, st, flags, None);
+            encode_flow_stats_request(q, out)?;
+            s
+        }
+        MpRequest::Table => begin_stats(out, t, xid, OFPST_TABLE, flags, None),
+        MpRequest::PortStats(p) => {
+            let s = begin_stats(out, t, xid, OFPST_PORT, flags, None);
+            p16(out, port10(*p)?);
+            pz(out, 6);
+            s
+        }
+        MpRequest::Queue { port_no, queue_id } => {
+            let s = begin_stats(out, t, xid, OFPST_QUEUE, flags, None);
+            p16(out, port10(*port_no)?);
+            pz(out, 2);
+            p32(out, *queue_id);
+            s
+        }
+        MpRequest::PortDesc => begin_stats(out, t, xid, OFPST_PORT_DESC, flags, None),
+        MpRequest::NxFlow(q) | MpRequest::NxAggregate(q) => {
+            let sub = if matches!(body, MpRequest::NxFlow(_)) {
+                NXST_FLOW
+            } else {
+                NXST_AGGREGATE
+            };
+            let s = begin_stats(out, t, xid, OFPST_VENDOR, flags, Some(sub));
+            encode_nx_flow_stats_request(q, out)?;
+            s
+        }
+        MpRequest::TableFeatures(_)
+        | MpRequest::Group(_)
+        | MpRequest::GroupDesc
+        | MpRequest::GroupFeatures
+        | MpRequest::Meter(_)
+        | MpRequest::MeterConfig(_)
+        | MpRequest::MeterFeatures => {
+            return Err(unsupported("1.3-only multipart request"));
+        }
+    };
+    finish(out, start)
+}
+
+/// Append a stats reply whose body is `entries`, split into several
+/// messages with `OFPSF_REPLY_MORE` when it would exceed 65535 bytes.
+fn put_split_reply(
+    out: &mut Vec<u8>,
+    xid: u32,
+    flags: u16,
+    st: u16,
+    nx: Option<u32>,
+    entries: &[Vec<u8>],
+) -> Result<(), EncodeError> {
+    let hdr = HEADER_LEN + 4 + if nx.is_some() { 12 } else { 0 };
+    let mut i = 0;
+    loop {
+        // Take as many entries as fit.
+        let mut size = hdr;
+        let mut j = i;
+        while j < entries.len() && size + entries[j].len() <= 0xffff {
+            size += entries[j].len();
+            j += 1;
+        }
+        if j == i && i < entries.len() {
+            return Err(unsupported("stats entry longer than a message"));
+        }
+        let last = j == entries.len();
+        let f = if last {
+            flags
+        } else {
+            flags | OFPSF_REPLY_MORE
+        };
+        let start = begin_stats(out, OFPT_STATS_REPLY, xid, st, f, nx);
+        for e in &entries[i..j] {
+            out.extend_from_slice(e);
+        }
+        finish(out, start)?;
+        if last {
+            return Ok(());
+        }
+        i = j;
+    }
+}
+
+fn encode_stats_reply(
+    flags: u16,
+    body: &MpReply,
+    xid: u32,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let single = |out: &mut Vec<u8>, st: u16, nx: Option<u32>, b: &[u8]| {
+        let start = begin_stats(out, OFPT_STATS_REPLY, xid, st, flags, nx);
+        out.extend_from_slice(b);
+        finish(out, start)
+    };
+    let aggregate = |p: u64, b: u64, f: u32| {
+        let mut v = Vec::with_capacity(24);
+        p64(&mut v, p);
+        p64(&mut v, b);
+        p32(&mut v, f);
+        pz(&mut v, 4);
+        v
+    };
+    match body {
+        MpReply::Desc(d) => {
+            let mut b = Vec::with_capacity(1056);
+            put_str(&mut b, &d.mfr_desc, 256);
+            put_str(&mut b, &d.hw_desc, 256);
+            put_str(&mut b, &d.sw_desc, 256);
+            put_str(&mut b, &d.serial_num, 32);
+            put_str(&mut b, &d.dp_desc, 256);
+            single(out, OFPST_DESC, None, &b)
+        }
+        MpReply::Flow(fs) => {
+            let e = fs
+                .iter()
+                .map(encode_flow_stats)
+                .collect::<Result<Vec<_>, _>>()?;
+            put_split_reply(out, xid, flags, OFPST_FLOW, None, &e)
+        }
+        MpReply::Aggregate {
+            packet_count,
+            byte_count,
+            flow_count,
+        } => single(
+            out,
+            OFPST_AGGREGATE,
+            None,
+            &aggregate(*packet_count, *byte_count, *flow_count),
+        ),
+        MpReply::Table(ts) => {
+            let e: Vec<_> = ts.iter().map(encode_table_stats).collect();
+            put_split_reply(out, xid, flags, OFPST_TABLE, None, &e)
+        }
+        MpReply::PortStats(ps) => {
+            let e = ps
+                .iter()
+                .map(encode_port_stats)
+                .collect::<Result<Vec<_>, _>>()?;
+            put_split_reply(out, xid, flags, OFPST_PORT, None, &e)
+        }
+        MpReply::PortDesc(ps) => {
+            let e = ps
+                .iter()
+                .map(|p| {
+                    let mut v = Vec::with_capacity(PHY_PORT_LEN);
+                    encode_phy_port(p, &mut v).map(|()| v)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            put_split_reply(out, xid, flags, OFPST_PORT_DESC, None, &e)
+        }
+        MpReply::Queue => single(out, OFPST_QUEUE, None, &[]),
+        MpReply::NxFlow(fs) => {
+            let e = fs
+                .iter()
+                .map(encode_nx_flow_stats)
+                .collect::<Result<Vec<_>, _>>()?;
+            put_split_reply(out, xid, flags, OFPST_VENDOR, Some(NXST_FLOW), &e)
+        }
+        MpReply::NxAggregate {
+            packet_count,
+            byte_count,
+            flow_count,
+        } => single(
+            out,
+            OFPST_VENDOR,
+            Some(NXST_AGGREGATE),
+            &aggregate(*packet_count, *byte_count, *flow_count),
+        ),
+        MpReply::TableFeatures(_)
+        | MpReply::Group(_)
+        | MpReply::GroupDesc(_)
+        | MpReply::GroupFeatures(_)
+        | MpReply::Meter(_)
+        | MpReply::MeterConfig(_)
+        | MpReply::MeterFeatures(_) => Err(unsupported("1.3-only multipart reply")),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Vendor messages.
+
+fn decode_vendor(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeError> {
+    if r.u32()? != NX_VENDOR_ID {
+        return Err(bad(OfError::BAD_EXPERIMENTER, "unknown vendor"));
+    }
+    let subtype = r.u32()?;
+    let msg = match subtype {
+        NXT_SET_FLOW_FORMAT => Msg::NxSetFlowFormat(r.u32()?),
+        NXT_FLOW_MOD => return decode_nx_flow_mod(r, opts),
+        NXT_FLOW_REMOVED => return decode_nx_flow_removed(r),
+        NXT_FLOW_MOD_TABLE_ID => {
+            let set = r.u8()? != 0;
+            r.skip(7)?;
+            Msg::NxFlowModTableId(set)
+        }
+        NXT_SET_PACKET_IN_FORMAT => Msg::NxSetPacketInFormat(r.u32()?),
+        NXT_PACKET_IN => return decode_nx_packet_in(r),
+        NXT_SET_ASYNC_CONFIG => {
+            let mut m = [0u32; 6];
+            for x in &mut m {
+                *x = r.u32()?;
+            }
+            Msg::SetAsync(crate::model::AsyncConfig {
+                packet_in_mask: [m[0], m[1]],
+                port_status_mask: [m[2], m[3]],
+                flow_removed_mask: [m[4], m[5]],
+            })
+        }
+        NXT_SET_CONTROLLER_ID => {
+            r.skip(6)?;
+            Msg::NxSetControllerId(r.u16()?)
+        }
+        NXT_ROLE_REQUEST | NXT_ROLE_REPLY => {
+            // nx_role_request: NX_ROLE_OTHER/PRIMARY/SECONDARY (0, 1, 2) are
+            // the 1.3 roles EQUAL/MASTER/SLAVE minus one. There is no
+            // generation id: it decodes as 0, and the role handler of a
+            // 1.0 connection must not check it (OVS: have_generation_id
+            // false).
+            let role = r.u32()?;
+            if role > 2 {
+                return Err(bad(OfError::BAD_ROLE, "unknown Nicira role"));
+            }
+            let m = crate::model::RoleMsg {
+                role: role + 1,
+                generation_id: 0,
+            };
+            if subtype == NXT_ROLE_REQUEST {
+                Msg::RoleRequest(m)
+            } else {
+                Msg::RoleReply(m)
+            }
+        }
+        _ => return Err(bad(OfError::BAD_EXP_TYPE, "unknown Nicira subtype")),
+    };
+    expect_end(r)?;
+    Ok(msg)
+}
+
+// ---------------------------------------------------------------------------
+// Entry points.
+
+/// Decode one OpenFlow 1.0 message (`buf` is the whole message, `h` its
+/// parsed header), with [`DecodeOptions::default`].
+///
+/// # Errors
+/// The [`OfError`] to send back (1.3 numbering; [`encode`] maps it to 1.0).
+pub fn decode(h: &Header, buf: &[u8]) -> Result<Msg, DecodeError> {
+    decode_with(h, buf, &DecodeOptions::default())
+}
+
+/// Decode one OpenFlow 1.0 message under the connection's options.
+///
+/// # Errors
+/// The [`OfError`] to send back: `BAD_REQUEST/BAD_LEN` for truncated or
+/// over-long fixed-size messages, `BAD_TYPE` for unknown types,
+/// `BAD_EXPERIMENTER`/`BAD_EXP_TYPE` for unknown vendors and Nicira
+/// subtypes, `BAD_MULTIPART` for unknown statistics types, match and action
+/// errors.
+pub fn decode_with(h: &Header, buf: &[u8], opts: &DecodeOptions) -> Result<Msg, DecodeError> {
+    let len = usize::from(h.length);
+    if len < HEADER_LEN || buf.len() < len {
+        return Err(short());
+    }
+    let mut r = Rd::new(&buf[HEADER_LEN..len]);
+    // Fixed-size bodies must be exact.
+    let exact = |r: &Rd, n: usize| {
+        if r.len() == n {
+            Ok(())
+        } else {
+            Err(bad(OfError::BAD_LEN, "bad message length"))
+        }
+    };
+    let at_least = |r: &Rd, n: usize| {
+        if r.len() >= n {
+            Ok(())
+        } else {
+            Err(short())
+        }
+    };
+    Ok(match h.typ {
+        header::OFPT_HELLO => header::decode_hello(&buf[..len])?,
+        header::OFPT_ERROR => {
+            at_least(&r, 4)?;
+            decode_error(&mut r)?
+        }
+        OFPT_ECHO_REQUEST => Msg::EchoRequest(r.rest().to_vec()),
+        OFPT_ECHO_REPLY => Msg::EchoReply(r.rest().to_vec()),
+        OFPT_VENDOR => decode_vendor(&mut r, opts)?,
+        OFPT_FEATURES_REQUEST => {
+            exact(&r, 0)?;
+            Msg::FeaturesRequest
+        }
+        OFPT_FEATURES_REPLY => {
+            at_least(&r, 24)?;
+            decode_features_reply(&mut r)?
+        }
+        OFPT_GET_CONFIG_REQUEST => {
+            exact(&r, 0)?;
+            Msg::GetConfigRequest
+        }
+        OFPT_GET_CONFIG_REPLY => {
+            exact(&r, 4)?;
+            Msg::GetConfigReply(decode_switch_config(&mut r)?)
+        }
+        OFPT_SET_CONFIG => {
+            exact(&r, 4)?;
+            Msg::SetConfig(decode_switch_config(&mut r)?)
+        }
+        OFPT_PACKET_IN => {
+            at_least(&r, 10)?;
+            decode_packet_in(&mut r)?
+        }
+        OFPT_FLOW_REMOVED => {
+            exact(&r, 80)?;
+            decode_flow_removed(&mut r)?
+        }
+        OFPT_PORT_STATUS => {
+            exact(&r, 56)?;
+            let reason = r.u8()?;
+            r.skip(7)?;
+            Msg::PortStatus(PortStatus {
+                reason,
+                desc: decode_phy_port(r.rest())?,
+            })
+        }
+        OFPT_PACKET_OUT => {
+            at_least(&r, 8)?;
+            decode_packet_out(&mut r)?
+        }
+        OFPT_FLOW_MOD => {
+            at_least(&r, 64)?;
+            decode_flow_mod(&mut r, opts)?
+        }
+        OFPT_PORT_MOD => {
+            exact(&r, 24)?;
+            decode_port_mod(&mut r)?
+        }
+        OFPT_STATS_REQUEST => decode_stats_request(&mut r)?,
+        OFPT_STATS_REPLY => decode_stats_reply(&mut r)?,
+        OFPT_BARRIER_REQUEST => {
+            exact(&r, 0)?;
+            Msg::BarrierRequest
+        }
+        OFPT_BARRIER_REPLY => {
+            exact(&r, 0)?;
+            Msg::BarrierReply
+        }
+        _ => return Err(bad(OfError::BAD_TYPE, "unknown message type")),
+    })
+}
+
+/// Encode one message as OpenFlow 1.0 with [`EncodeOptions::default`]
+/// (1.0 flow format and packet-ins).
 ///
 /// # Errors
 /// When the message has no 1.0 form.
-pub fn encode(_msg: &Msg, _xid: u32, _out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    Err(EncodeError::Unsupported("not implemented"))
+pub fn encode(msg: &Msg, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    encode_with(msg, xid, &EncodeOptions::default(), out)
 }
+
+/// Encode one message as OpenFlow 1.0 under the connection's options.
+/// On error nothing is appended to `out`.
+///
+/// `FlowMod`, `FlowRemoved` and `PacketIn` become their Nicira forms as
+/// `opts` says; `MpRequest::NxFlow`/`NxAggregate` and `MpReply::NxFlow`/
+/// `NxAggregate` are always `NXST_*`. Stats replies over 64 KiB are split
+/// into several messages with `OFPSF_REPLY_MORE`.
+///
+/// # Errors
+/// `Unsupported` when the message, or a part of it (a match, an action, a
+/// port number, an instruction), has no 1.0 form.
+pub fn encode_with(
+    msg: &Msg,
+    xid: u32,
+    opts: &EncodeOptions,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let start = out.len();
+    let r = encode_inner(msg, xid, opts, out);
+    if r.is_err() {
+        out.truncate(start);
+    }
+    r
+}
+
+fn encode_inner(
+    msg: &Msg,
+    xid: u32,
+    opts: &EncodeOptions,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let bare = |out: &mut Vec<u8>, typ: u8| {
+        let s = begin(out, typ, xid);
+        finish(out, s)
+    };
+    match msg {
+        Msg::Hello { versions } => {
+            header::encode_hello(OFP10_VERSION, *versions, xid, out);
+            Ok(())
+        }
+        Msg::Error { err, data } => encode_error(*err, data, xid, out),
+        Msg::EchoRequest(d) | Msg::EchoReply(d) => {
+            let t = if matches!(msg, Msg::EchoRequest(_)) {
+                OFPT_ECHO_REQUEST
+            } else {
+                OFPT_ECHO_REPLY
+            };
+            let s = begin(out, t, xid);
+            out.extend_from_slice(d);
+            finish(out, s)
+        }
+        Msg::FeaturesRequest => bare(out, OFPT_FEATURES_REQUEST),
+        Msg::FeaturesReply(f) => encode_features_reply(f, xid, out),
+        Msg::GetConfigRequest => bare(out, OFPT_GET_CONFIG_REQUEST),
+        Msg::GetConfigReply(c) | Msg::SetConfig(c) => {
+            let t = if matches!(msg, Msg::SetConfig(_)) {
+                OFPT_SET_CONFIG
+            } else {
+                OFPT_GET_CONFIG_REPLY
+            };
+            let s = begin(out, t, xid);
+            p16(out, c.flags);
+            p16(out, c.miss_send_len);
+            finish(out, s)
+        }
+        Msg::PacketIn(pi) => {
+            if opts.nx_packet_in {
+                encode_nx_packet_in(pi, xid, out)
+            } else {
+                encode_packet_in(pi, xid, out)
+            }
+        }
+        Msg::FlowRemoved(fr) => {
+            if opts.nxm {
+                encode_nx_flow_removed(fr, xid, out)
+            } else {
+                encode_flow_removed(fr, xid, out)
+            }
+        }
+        Msg::PortStatus(ps) => {
+            let s = begin(out, OFPT_PORT_STATUS, xid);
+            p8(out, ps.reason);
+            pz(out, 7);
+            encode_phy_port(&ps.desc, out)?;
+            finish(out, s)
+        }
+        Msg::PacketOut(po) => encode_packet_out(po, xid, out),
+        Msg::FlowMod(fm) => {
+            if opts.nxm {
+                encode_nx_flow_mod(fm, xid, out)
+            } else {
+                encode_flow_mod(fm, xid, out)
+            }
+        }
+        Msg::PortMod(pm) => encode_port_mod(pm, xid, out),
+        Msg::MultipartRequest { flags, body } => encode_stats_request(*flags, body, xid, out),
+        Msg::MultipartReply { flags, body } => encode_stats_reply(*flags, body, xid, out),
+        Msg::BarrierRequest => bare(out, OFPT_BARRIER_REQUEST),
+        Msg::BarrierReply => bare(out, OFPT_BARRIER_REPLY),
+        Msg::SetAsync(a) => {
+            let s = begin_nx(out, NXT_SET_ASYNC_CONFIG, xid);
+            for v in a
+                .packet_in_mask
+                .iter()
+                .chain(&a.port_status_mask)
+                .chain(&a.flow_removed_mask)
+            {
+                p32(out, *v);
+            }
+            finish(out, s)
+        }
+        Msg::NxSetFlowFormat(f) | Msg::NxSetPacketInFormat(f) => {
+            let sub = if matches!(msg, Msg::NxSetFlowFormat(_)) {
+                NXT_SET_FLOW_FORMAT
+            } else {
+                NXT_SET_PACKET_IN_FORMAT
+            };
+            let s = begin_nx(out, sub, xid);
+            p32(out, *f);
+            finish(out, s)
+        }
+        Msg::NxFlowModTableId(set) => {
+            let s = begin_nx(out, NXT_FLOW_MOD_TABLE_ID, xid);
+            p8(out, u8::from(*set));
+            pz(out, 7);
+            finish(out, s)
+        }
+        Msg::NxSetControllerId(id) => {
+            let s = begin_nx(out, NXT_SET_CONTROLLER_ID, xid);
+            pz(out, 6);
+            p16(out, *id);
+            finish(out, s)
+        }
+        Msg::GroupMod(_) => Err(unsupported("group-mod")),
+        Msg::TableMod { .. } => Err(unsupported("table-mod")),
+        Msg::RoleRequest(m) | Msg::RoleReply(m) => {
+            if !(1..=3).contains(&m.role) {
+                return Err(unsupported("role \"no change\" in NXT_ROLE_REQUEST"));
+            }
+            let sub = if matches!(msg, Msg::RoleRequest(_)) {
+                NXT_ROLE_REQUEST
+            } else {
+                NXT_ROLE_REPLY
+            };
+            let s = begin_nx(out, sub, xid);
+            p32(out, m.role - 1);
+            finish(out, s)
+        }
+        Msg::GetAsyncRequest | Msg::GetAsyncReply(_) => Err(unsupported("get-async")),
+        Msg::MeterMod(_) => Err(unsupported("meter-mod")),
+    }
+}
+
+#[cfg(test)]
+mod tests;
