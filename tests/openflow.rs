@@ -14,7 +14,7 @@ fn ofctl_show_and_dump_ports() {
     h.guest(2, None);
     assert!(h.ping(1, 2, 2), "{}", h.log());
 
-    for proto in [&["-O", "OpenFlow13"][..]] {
+    for proto in [&["-O", "OpenFlow13"][..], &[][..]] {
         let show = h.ofctl(&[proto, &["show", "br0"]].concat());
         assert!(show.contains("n_tables:254"), "{show}");
         assert!(show.contains("1(vif1.0): addr:fe:ff:ff:ff:ff:ff"), "{show}");
@@ -182,4 +182,45 @@ fn osken_learning_switch_controls_guests() {
         oslog_text()
     );
     let _ = std::fs::remove_file(&oslog);
+}
+
+/// Plain `ovs-ofctl` (OpenFlow 1.0 with Nicira extensions: NXM flow
+/// format, NXST_FLOW dumps, the flow-mod table id extension).
+#[test]
+fn ofctl_flows_steer_traffic_of10_nicira() {
+    let mut h = Harness::start("of10");
+    for d in 1..=3 {
+        h.guest(d, None);
+    }
+    let flows = h.ofctl(&["dump-flows", "br0"]);
+    assert!(flows.contains("NXST_FLOW reply"), "{flows}");
+    assert!(flows.contains("priority=0 actions=NORMAL"), "{flows}");
+    h.ofctl(&["del-flows", "br0"]);
+    assert!(h.ping_fails(1, 3), "ping crossed an empty table");
+    h.ofctl(&["add-flow", "br0", "in_port=1,actions=output:3"]);
+    h.ofctl(&["add-flow", "br0", "in_port=3,actions=output:1"]);
+    // Needs NXM (an IPv6 match) and a table id.
+    h.ofctl(&[
+        "add-flow",
+        "br0",
+        "table=0,priority=300,ipv6,ipv6_dst=fe80::1,actions=drop",
+    ]);
+    assert!(h.ping(1, 3, 2), "{}", h.log());
+    assert!(h.ping_fails(1, 2), "guest 2 reached without a flow");
+    let flows = h.ofctl(&["dump-flows", "br0"]);
+    assert!(flows.contains("ipv6_dst=fe80::1"), "{flows}");
+    let line = flows
+        .lines()
+        .find(|l| l.contains("in_port=3"))
+        .unwrap_or_else(|| panic!("{flows}"));
+    assert!(
+        !line.contains("n_packets=0,"),
+        "no packets counted: {flows}"
+    );
+    h.ofctl(&["del-flows", "br0", "table=0,in_port=3"]);
+    let flows = h.ofctl(&["dump-flows", "br0"]);
+    assert!(!flows.contains("in_port=3"), "{flows}");
+    assert!(flows.contains("in_port=1"), "{flows}");
+    let agg = h.ofctl(&["dump-aggregate", "br0"]);
+    assert!(agg.contains("flow_count=2"), "{agg}");
 }

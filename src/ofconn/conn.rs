@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 use xennet_openflow::header::{self, Header, HEADER_LEN};
 use xennet_openflow::model::{AsyncConfig, Msg, RoleMsg, SwitchConfig};
-use xennet_openflow::OfError;
+use xennet_openflow::{v10, OfError};
 
 /// Most bytes of a failed request echoed in an ERROR (§7.4.4: at least 64).
 const ERROR_DATA_LEN: usize = 64;
@@ -98,9 +98,9 @@ impl Roles {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).master
     }
 
-    fn request(&self, conn: u64, req: &RoleMsg) -> Result<(), OfError> {
+    fn request(&self, conn: u64, req: &RoleMsg, check_generation: bool) -> Result<(), OfError> {
         let mut r = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if req.role == role::MASTER || req.role == role::SLAVE {
+        if check_generation && (req.role == role::MASTER || req.role == role::SLAVE) {
             if let Some(g) = r.generation {
                 // Wrapping distance, as the spec says (generation ids wrap).
                 if (req.generation_id.wrapping_sub(g) as i64) < 0 {
@@ -177,7 +177,33 @@ struct State {
     async_cfg: AsyncConfig,
     config: SwitchConfig,
     kind: ConnKind,
-    nxm: bool,
+    /// Nicira formats (OpenFlow 1.0 only): `NXT_SET_FLOW_FORMAT`,
+    /// `NXT_SET_PACKET_IN_FORMAT`, `NXT_FLOW_MOD_TABLE_ID`.
+    v10_enc: v10::EncodeOptions,
+    v10_dec: v10::DecodeOptions,
+}
+
+impl State {
+    /// Append `msg` in this connection's version and formats.
+    fn encode(&self, msg: &Msg, xid: u32, out: &mut Vec<u8>) {
+        let r = if self.version == header::OFP10_VERSION {
+            v10::encode_with(msg, xid, &self.v10_enc, out)
+        } else {
+            xennet_openflow::encode(msg, self.version, xid, out)
+        };
+        if let Err(e) = r {
+            tracing::debug!("conn {}: cannot encode {msg:?}: {e}", self.id);
+        }
+    }
+
+    fn decode(&self, raw: &[u8]) -> Result<(Header, Msg), xennet_openflow::DecodeError> {
+        if self.version == header::OFP10_VERSION {
+            let h = Header::parse(raw)?;
+            Ok((h, v10::decode_with(&h, raw, &self.v10_dec)?))
+        } else {
+            xennet_openflow::decode(raw)
+        }
+    }
 }
 
 /// Why a connection ended.
@@ -227,7 +253,8 @@ where
             },
         },
         kind: opts.kind,
-        nxm: false,
+        v10_enc: v10::EncodeOptions::default(),
+        v10_dec: v10::DecodeOptions::default(),
     };
     let mut out = Vec::new();
     header::encode_hello(header::OFP13_VERSION, header::SUPPORTED_BITMAP, 0, &mut out);
@@ -274,9 +301,7 @@ where
                 match ev {
                     Ok(ev) => {
                         if let Some(msg) = filter_event(&st, roles.master(), ev) {
-                            if let Err(e) = xennet_openflow::encode(&msg, st.version, 0, &mut out) {
-                                tracing::debug!("conn {id}: cannot encode event: {e}");
-                            }
+                            st.encode(&msg, 0, &mut out);
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -291,7 +316,7 @@ where
                     break Err(ConnError::ProbeTimeout);
                 }
                 if st.version != 0 {
-                    let _ = xennet_openflow::encode(&Msg::EchoRequest(Vec::new()), st.version, 0, &mut out);
+                    st.encode(&Msg::EchoRequest(Vec::new()), 0, &mut out);
                 }
                 probe_sent = true;
                 last_rx = Instant::now();
@@ -366,7 +391,7 @@ fn on_message(
         push_error(st.version, OfError::BAD_VERSION, raw, out);
         return Ok(());
     }
-    let (h, msg) = match xennet_openflow::decode(raw) {
+    let (h, msg) = match st.decode(raw) {
         Ok(m) => m,
         Err(e) => {
             tracing::debug!("conn {}: bad message type {typ}: {e}", st.id);
@@ -375,33 +400,38 @@ fn on_message(
         }
     };
     let v = st.version;
-    let reply = |m: Msg, out: &mut Vec<u8>| {
-        if let Err(e) = xennet_openflow::encode(&m, v, h.xid, out) {
-            tracing::warn!("conn: cannot encode reply: {e}");
-        }
-    };
+    let xid = h.xid;
+    let reply = |st: &State, m: Msg, out: &mut Vec<u8>| st.encode(&m, xid, out);
     match msg {
         Msg::Hello { .. } | Msg::EchoReply(_) => {}
-        Msg::EchoRequest(data) => reply(Msg::EchoReply(data), out),
-        Msg::BarrierRequest => reply(Msg::BarrierReply, out),
-        Msg::GetConfigRequest => reply(Msg::GetConfigReply(st.config), out),
+        Msg::EchoRequest(data) => reply(st, Msg::EchoReply(data), out),
+        Msg::BarrierRequest => reply(st, Msg::BarrierReply, out),
+        Msg::GetConfigRequest => reply(st, Msg::GetConfigReply(st.config), out),
         Msg::SetConfig(c) => st.config = c,
-        Msg::GetAsyncRequest => reply(Msg::GetAsyncReply(st.async_cfg), out),
+        Msg::GetAsyncRequest => reply(st, Msg::GetAsyncReply(st.async_cfg), out),
         Msg::SetAsync(c) => st.async_cfg = c,
-        Msg::NxSetFlowFormat(f) => st.nxm = f == 2,
-        Msg::NxSetPacketInFormat(0) | Msg::NxFlowModTableId(_) | Msg::NxSetControllerId(_) => {}
-        Msg::NxSetPacketInFormat(_) => push_error(v, OfError::BAD_ACTION_EPERM, raw, out),
+        Msg::NxSetFlowFormat(0) => st.v10_enc.nxm = false,
+        Msg::NxSetFlowFormat(2) => st.v10_enc.nxm = true,
+        Msg::NxSetFlowFormat(_) => push_error(v, OfError::BAD_REQUEST_EPERM, raw, out),
+        Msg::NxSetPacketInFormat(0) => st.v10_enc.nx_packet_in = false,
+        Msg::NxSetPacketInFormat(1) => st.v10_enc.nx_packet_in = true,
+        Msg::NxSetPacketInFormat(_) => push_error(v, OfError::BAD_REQUEST_EPERM, raw, out),
+        Msg::NxFlowModTableId(on) => st.v10_dec.flow_mod_table_id = on,
+        Msg::NxSetControllerId(_) => {}
         Msg::RoleRequest(req) => {
             if req.role > role::SLAVE {
                 push_error(v, OfError::BAD_ROLE, raw, out);
                 return Ok(());
             }
-            match roles.request(st.id, &req) {
+            // Nicira roles (OpenFlow 1.0) carry no generation id.
+            let check_generation = v != header::OFP10_VERSION;
+            match roles.request(st.id, &req, check_generation) {
                 Ok(()) => {
                     if req.role != role::NOCHANGE {
                         st.role = req.role;
                     }
                     reply(
+                        st,
                         Msg::RoleReply(RoleMsg {
                             role: st.role,
                             generation_id: roles.generation(),
@@ -428,14 +458,13 @@ fn on_message(
             match handler.handle(&ctx, msg) {
                 Ok(replies) => {
                     for m in replies {
-                        reply(m, out);
+                        reply(st, m, out);
                     }
                 }
                 Err(e) => push_error(v, e, raw, out),
             }
         }
     }
-    let _ = st.nxm;
     Ok(())
 }
 
