@@ -224,3 +224,103 @@ fn ofctl_flows_steer_traffic_of10_nicira() {
     let agg = h.ofctl(&["dump-aggregate", "br0"]);
     assert!(agg.contains("flow_count=2"), "{agg}");
 }
+
+/// Groups, meters and packet-out through `ovs-ofctl -O OpenFlow13`.
+#[test]
+fn ofctl_groups_meters_packet_out() {
+    let mut h = Harness::start("ofgrp");
+    for d in 1..=3 {
+        h.guest(d, None);
+    }
+    let of13 = |args: &[&str]| h.ofctl(&[&["-O", "OpenFlow13"][..], args].concat());
+    of13(&["del-flows", "br0"]);
+    // An ALL group copies guest 1's traffic to 2 and 3; an indirect group
+    // sends the replies back.
+    of13(&[
+        "add-group",
+        "br0",
+        "group_id=1,type=all,bucket=output:2,bucket=output:3",
+    ]);
+    of13(&[
+        "add-group",
+        "br0",
+        "group_id=2,type=indirect,bucket=output:1",
+    ]);
+    of13(&["add-flow", "br0", "in_port=1,actions=group:1"]);
+    of13(&["add-flow", "br0", "in_port=2,actions=group:2"]);
+    of13(&["add-flow", "br0", "in_port=3,actions=group:2"]);
+    assert!(h.ping(1, 2, 2), "{}", h.log());
+    assert!(h.ping(1, 3, 2), "{}", h.log());
+    let groups = of13(&["dump-groups", "br0"]);
+    assert!(
+        groups.contains("group_id=1,type=all,bucket=actions=output:2,bucket=actions=output:3"),
+        "{groups}"
+    );
+    let stats = of13(&["dump-group-stats", "br0"]);
+    let g1 = stats
+        .lines()
+        .find(|l| l.contains("group_id=1"))
+        .unwrap_or_else(|| panic!("{stats}"));
+    assert!(!g1.contains("packet_count=0,"), "{stats}");
+
+    // A 64 kbit/s drop meter on guest 1's traffic: a flood of large pings
+    // mostly dies there and the meter counts the drops.
+    of13(&[
+        "add-meter",
+        "br0",
+        "meter=1,kbps,burst,band=type=drop,rate=64,burst_size=64",
+    ]);
+    of13(&["mod-flows", "br0", "in_port=1,actions=meter:1,group:1"]);
+    let meters = of13(&["dump-meters", "br0"]);
+    assert!(meters.contains("meter=1 kbps burst"), "{meters}");
+    let _ = h.exec(
+        1,
+        &[
+            "ping",
+            "-c",
+            "50",
+            "-i",
+            "0.01",
+            "-s",
+            "1400",
+            "-W",
+            "1",
+            &Harness::ip_of(2),
+        ],
+    );
+    let stats = of13(&["meter-stats", "br0"]);
+    let dropped: u64 = stats
+        .split("0: packet_count:")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no band stats in {stats}"));
+    assert!(dropped > 0, "the meter dropped nothing: {stats}");
+
+    // Packet-out: a broadcast ARP request from the controller (in_port
+    // CONTROLLER) out of port 3 arrives in guest 3's stack.
+    let before = rx_packets(&h, 3);
+    let arp = concat!(
+        "ffffffffffff020000000001080600010800060400010200000000010afb0001",
+        "0000000000000afb0003"
+    );
+    of13(&["packet-out", "br0", "CONTROLLER", "output:3", arp]);
+    h.wait_for("the packet-out to reach guest 3", || {
+        rx_packets(&h, 3) > before
+    });
+    of13(&["del-groups", "br0"]);
+    let flows = of13(&["dump-flows", "br0"]);
+    assert!(
+        !flows.contains("group:"),
+        "flows using deleted groups remain: {flows}"
+    );
+}
+
+/// Packets guest `d`'s eth0 received.
+fn rx_packets(h: &Harness, d: u16) -> u64 {
+    let o = h.exec(d, &["cat", "/sys/class/net/eth0/statistics/rx_packets"]);
+    String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}

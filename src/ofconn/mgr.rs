@@ -350,7 +350,11 @@ impl Spawner {
         if primary {
             self.primary_connected.fetch_add(1, Ordering::Relaxed);
         }
-        tracing::info!("{}: connected to {peer}", self.bridge);
+        if primary {
+            tracing::info!("{}: connected to {peer}", self.bridge);
+        } else {
+            tracing::debug!("{}: connection on {peer}", self.bridge);
+        }
         let r = conn::serve(
             stream,
             ConnOptions {
@@ -365,7 +369,8 @@ impl Spawner {
         )
         .await;
         match r {
-            Ok(()) => tracing::info!("{}: {peer}: connection closed", self.bridge),
+            Ok(()) if primary => tracing::info!("{}: {peer}: connection closed", self.bridge),
+            Ok(()) => tracing::debug!("{}: {peer}: connection closed", self.bridge),
             Err(e) => tracing::warn!("{}: {peer}: connection dropped: {e}", self.bridge),
         }
         if primary {
