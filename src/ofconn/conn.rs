@@ -515,3 +515,169 @@ fn filter_event(st: &State, master: Option<u64>, ev: Event) -> Option<Msg> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xennet_openflow::model::{FlowMod, FlowModCommand, Instructions, Match};
+
+    /// Accepts everything, answers nothing.
+    struct Null;
+
+    impl Handler for Null {
+        fn handle(&self, _: &ConnCtx, _: Msg) -> Result<Vec<Msg>, OfError> {
+            Ok(Vec::new())
+        }
+    }
+
+    async fn read_msg(s: &mut tokio::io::DuplexStream) -> (Header, Msg) {
+        let mut hdr = [0u8; 8];
+        s.read_exact(&mut hdr).await.unwrap();
+        let len = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
+        let mut body = vec![0u8; len - 8];
+        s.read_exact(&mut body).await.unwrap();
+        let raw = [&hdr[..], &body].concat();
+        let h = Header::parse(&raw).unwrap();
+        if h.typ == header::OFPT_HELLO {
+            return (h, header::decode_hello(&raw).unwrap());
+        }
+        (h, xennet_openflow::decode(&raw).unwrap().1)
+    }
+
+    async fn send(s: &mut tokio::io::DuplexStream, msg: &Msg, version: u8, xid: u32) {
+        let mut out = Vec::new();
+        xennet_openflow::encode(msg, version, xid, &mut out).unwrap();
+        s.write_all(&out).await.unwrap();
+    }
+
+    fn flow_mod() -> Msg {
+        Msg::FlowMod(FlowMod {
+            cookie: 0,
+            cookie_mask: 0,
+            table_id: 0,
+            command: FlowModCommand::Add,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            priority: 1,
+            buffer_id: header::NO_BUFFER,
+            out_port: xennet_openflow::model::OFPP_ANY,
+            out_group: xennet_openflow::model::OFPG_ANY,
+            flags: 0,
+            matcher: Match::CATCHALL,
+            instructions: Instructions::default(),
+        })
+    }
+
+    #[tokio::test]
+    async fn negotiation_versions_roles_and_errors() {
+        let (mut peer, ours) = tokio::io::duplex(1 << 20);
+        let roles = Arc::new(Roles::default());
+        let (tx, rx) = broadcast::channel(16);
+        let task = tokio::spawn(serve(
+            ours,
+            ConnOptions {
+                kind: ConnKind::Primary,
+                probe_interval: None,
+                peer: "test".into(),
+            },
+            Arc::new(Null),
+            roles,
+            rx,
+            Arc::new(ConnStatus::default()),
+        ));
+        // Our HELLO carries the bitmap of 1.0 and 1.3.
+        let (h, m) = read_msg(&mut peer).await;
+        assert_eq!(h.version, header::OFP13_VERSION);
+        assert_eq!(
+            m,
+            Msg::Hello {
+                versions: header::SUPPORTED_BITMAP
+            }
+        );
+        // The peer offers 1.0..1.5: 1.3 it is.
+        let mut out = Vec::new();
+        header::encode_hello(6, 0x7e, 1, &mut out);
+        peer.write_all(&out).await.unwrap();
+        send(&mut peer, &Msg::EchoRequest(b"hi".to_vec()), 4, 2).await;
+        assert_eq!(read_msg(&mut peer).await.1, Msg::EchoReply(b"hi".to_vec()));
+
+        // A 1.5 message on a 1.3 connection: BAD_VERSION, connection stays.
+        let mut echo15 = Vec::new();
+        xennet_openflow::encode(&Msg::EchoRequest(Vec::new()), 4, 3, &mut echo15).unwrap();
+        echo15[0] = 6;
+        peer.write_all(&echo15).await.unwrap();
+        match read_msg(&mut peer).await {
+            (h, Msg::Error { err, .. }) => {
+                assert_eq!(err, OfError::BAD_VERSION);
+                assert_eq!(h.xid, 3);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A message type that does not exist: BAD_TYPE.
+        peer.write_all(&[4, 99, 0, 8, 0, 0, 0, 4]).await.unwrap();
+        match read_msg(&mut peer).await.1 {
+            Msg::Error { err, .. } => {
+                assert_eq!(err.typ, xennet_openflow::error::OFPET_BAD_REQUEST)
+            }
+            other => panic!("{other:?}"),
+        }
+        // As a slave, flow mods are refused with IS_SLAVE.
+        let slave = RoleMsg {
+            role: role::SLAVE,
+            generation_id: 5,
+        };
+        send(&mut peer, &Msg::RoleRequest(slave), 4, 5).await;
+        assert_eq!(read_msg(&mut peer).await.1, Msg::RoleReply(slave));
+        send(&mut peer, &flow_mod(), 4, 6).await;
+        match read_msg(&mut peer).await.1 {
+            Msg::Error { err, .. } => assert_eq!(err, OfError::IS_SLAVE),
+            other => panic!("{other:?}"),
+        }
+        // A stale generation id is refused.
+        let stale = RoleMsg {
+            role: role::MASTER,
+            generation_id: 4,
+        };
+        send(&mut peer, &Msg::RoleRequest(stale), 4, 7).await;
+        match read_msg(&mut peer).await.1 {
+            Msg::Error { err, .. } => assert_eq!(err, OfError::ROLE_STALE),
+            other => panic!("{other:?}"),
+        }
+        // Barrier after everything.
+        send(&mut peer, &Msg::BarrierRequest, 4, 8).await;
+        assert_eq!(read_msg(&mut peer).await.1, Msg::BarrierReply);
+        drop(tx);
+        drop(peer);
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn incompatible_hello_closes_with_an_error() {
+        let (mut peer, ours) = tokio::io::duplex(1 << 16);
+        let (_tx, rx) = broadcast::channel(16);
+        let task = tokio::spawn(serve(
+            ours,
+            ConnOptions {
+                kind: ConnKind::Service,
+                probe_interval: None,
+                peer: "test".into(),
+            },
+            Arc::new(Null),
+            Arc::new(Roles::default()),
+            rx,
+            Arc::new(ConnStatus::default()),
+        ));
+        let _ = read_msg(&mut peer).await;
+        let mut out = Vec::new();
+        header::encode_hello(6, 1 << 6, 1, &mut out);
+        peer.write_all(&out).await.unwrap();
+        match read_msg(&mut peer).await.1 {
+            Msg::Error { err, .. } => assert_eq!(err, OfError::HELLO_INCOMPATIBLE),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            task.await.unwrap(),
+            Err(ConnError::Incompatible(_))
+        ));
+    }
+}
