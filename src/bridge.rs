@@ -328,7 +328,8 @@ impl Bridge {
         self.dp.ports()
     }
 
-    fn port_entries(&self) -> BTreeMap<OfPort, PortEntry> {
+    /// The control plane's view of every port, by ofport.
+    pub fn port_entries(&self) -> BTreeMap<OfPort, PortEntry> {
         self.ports.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
@@ -407,6 +408,21 @@ impl Switch {
             let br = switch.add_bridge(&b.name, fail_mode)?;
             br.configure_vlans(b.port_vlans());
             br.configure_openflow(fail_mode, &b.controller);
+            // Ports that are not vifs are Linux devices (OVS type "").
+            for p in b
+                .ports
+                .iter()
+                .filter(|p| crate::dbsync::parse_vif(&p.name).is_none())
+            {
+                let dev = crate::netdev::Netdev::open(&p.name).with_context(|| {
+                    format!("bridge {}: opening network device {}", b.name, p.name)
+                })?;
+                let entry = PortEntry {
+                    name: p.name.clone(),
+                    vif: None,
+                };
+                br.add_port(entry, Box::new(dev))?;
+            }
             tracing::info!("bridge {}: created (fail_mode {:?})", b.name, b.fail_mode);
         }
         Ok(switch)

@@ -76,7 +76,9 @@ pub struct BridgeConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortConfig {
-    /// Port (vif) name, `vif<domid>.<handle>`.
+    /// Port name: a vif (`vif<domid>.<handle>`), which joins when its
+    /// guest attaches, or else a Linux network device, attached at start
+    /// with AF_PACKET (OVS `Interface:type` "").
     pub name: String,
     /// OVS `Port:tag`: the access VLAN, or a `native-*` port's native VLAN.
     pub tag: Option<i64>,

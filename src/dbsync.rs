@@ -138,6 +138,8 @@ enum Kind {
     Local,
     /// A Xen vif.
     Vif { domid: u16, handle: u16 },
+    /// A Linux network device (type ""), attached with AF_PACKET.
+    Netdev,
     /// Something we cannot do; the `error` to write.
     Bad(String),
 }
@@ -163,6 +165,8 @@ struct Plan {
     ifaces: Vec<PlannedIface>,
     /// Vif name -> (bridge, preferred ofports).
     vifs: BTreeMap<String, (String, Vec<OfPort>)>,
+    /// Linux device name -> (bridge, preferred ofports).
+    netdevs: BTreeMap<String, (String, Vec<OfPort>)>,
     /// Bridge -> VLAN settings of its ports' interfaces, by interface name.
     vlans: BTreeMap<String, PortVlans>,
     /// Bridge -> fail mode and controller targets.
@@ -197,7 +201,7 @@ fn port_vlan(port: &xennet_ovsdb::Port, log: &mut LogOnce) -> Result<PortVlan, S
 }
 
 /// Parses `vif<D>.<H>`.
-fn parse_vif(name: &str) -> Option<(u16, u16)> {
+pub(crate) fn parse_vif(name: &str) -> Option<(u16, u16)> {
     let (d, h) = name.strip_prefix("vif")?.split_once('.')?;
     let digits = |s: &str| !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit());
     if !digits(d) || !digits(h) {
@@ -301,15 +305,21 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
                     } else if plan.vifs.contains_key(&iface.name) {
                         Kind::Bad(format!("xennetd: {} is on more than one port", iface.name))
                     } else {
-                        let prefs = [iface.ofport_request, iface.ofport]
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|p| OfPort::try_from(p).ok())
-                            .filter(|p| (1..=MAX_OFPORT).contains(p))
-                            .collect();
-                        plan.vifs
-                            .insert(iface.name.clone(), (br.name.clone(), prefs));
+                        plan.vifs.insert(
+                            iface.name.clone(),
+                            (br.name.clone(), preferred_ofports(&iface)),
+                        );
                         Kind::Vif { domid, handle }
+                    }
+                } else if matches!(iface.iface_type.as_str(), "" | "system") {
+                    if plan.netdevs.contains_key(&iface.name) {
+                        Kind::Bad(format!("xennetd: {} is on more than one port", iface.name))
+                    } else {
+                        plan.netdevs.insert(
+                            iface.name.clone(),
+                            (br.name.clone(), preferred_ofports(&iface)),
+                        );
+                        Kind::Netdev
                     }
                 } else {
                     let t = match iface.iface_type.as_str() {
@@ -324,10 +334,10 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
                     log.warn(format!("{}: {e}", iface.name));
                 }
                 let vlan_error = match (&kind, &vlan) {
-                    (Kind::Vif { .. }, Err(e)) => Some(e.clone()),
+                    (Kind::Vif { .. } | Kind::Netdev, Err(e)) => Some(e.clone()),
                     _ => None,
                 };
-                if let Kind::Vif { .. } = kind {
+                if let Kind::Vif { .. } | Kind::Netdev = kind {
                     let settings = match &vlan {
                         Ok(v) if *v == PortVlan::default() => None,
                         Ok(v) => Some(Some(v.clone())),
@@ -356,8 +366,24 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
     plan
 }
 
+/// `ofport_request`, else the current `ofport`, when in range.
+fn preferred_ofports(iface: &xennet_ovsdb::Interface) -> Vec<OfPort> {
+    [iface.ofport_request, iface.ofport]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| OfPort::try_from(p).ok())
+        .filter(|p| (1..=MAX_OFPORT).contains(p))
+        .collect()
+}
+
 /// Makes the switch match `plan` (blocking: talks to forwarding threads).
-fn apply(plan: &Plan, switch: &Switch, vifs: &mut BTreeMap<String, Attached>, log: &mut LogOnce) {
+/// Returns why Linux devices could not be attached, by name.
+fn apply(
+    plan: &Plan,
+    switch: &Switch,
+    vifs: &mut BTreeMap<String, Attached>,
+    log: &mut LogOnce,
+) -> BTreeMap<String, String> {
     // Vifs leaving their bridge.
     for (name, a) in vifs.iter_mut() {
         let Some((b, ofport)) = &a.placed else {
@@ -429,6 +455,48 @@ fn apply(plan: &Plan, switch: &Switch, vifs: &mut BTreeMap<String, Attached>, lo
             Err(e) => log.warn(format!("{name}: {e:#}")),
         }
     }
+    apply_netdevs(plan, switch, log)
+}
+
+/// Linux devices: detach those no longer planned on their bridge, attach
+/// the new ones.
+fn apply_netdevs(plan: &Plan, switch: &Switch, log: &mut LogOnce) -> BTreeMap<String, String> {
+    let mut errors = BTreeMap::new();
+    for b in switch.bridges() {
+        let mut present = BTreeSet::new();
+        for (ofport, entry) in b.port_entries() {
+            if entry.vif.is_some() {
+                continue;
+            }
+            if plan
+                .netdevs
+                .get(&entry.name)
+                .is_some_and(|(bn, _)| *bn == b.name)
+            {
+                present.insert(entry.name);
+            } else {
+                b.del_port(ofport);
+            }
+        }
+        for (name, (bn, prefs)) in &plan.netdevs {
+            if *bn != b.name || present.contains(name) {
+                continue;
+            }
+            let entry = PortEntry {
+                name: name.clone(),
+                vif: None,
+            };
+            let r = crate::netdev::Netdev::open(name)
+                .map_err(anyhow::Error::from)
+                .and_then(|dev| b.add_port_at(entry, Box::new(dev), prefs));
+            if let Err(e) = r {
+                let msg = format!("could not open network device {name} ({e:#})");
+                log.warn(format!("bridge {bn}: {msg}"));
+                errors.insert(name.clone(), msg);
+            }
+        }
+    }
+    errors
 }
 
 fn stats_map(s: &PortStats) -> BTreeMap<String, i64> {
@@ -452,6 +520,7 @@ fn stats_map(s: &PortStats) -> BTreeMap<String, i64> {
 fn status_txn(
     switch: &Switch,
     plan: &Plan,
+    netdev_errors: &BTreeMap<String, String>,
     ovs: &OpenVSwitch,
     vifs: &BTreeMap<String, Attached>,
     with_stats: bool,
@@ -462,6 +531,27 @@ fn status_txn(
         let (ofport, error, mac, placed) = match &pi.kind {
             Kind::Local => (OFPP_LOCAL, None, None, None),
             Kind::Bad(e) => (-1, Some(e.clone()), None, None),
+            Kind::Netdev => {
+                let found = switch.bridge(&pi.bridge).and_then(|b| {
+                    let p = b
+                        .port_entries()
+                        .into_iter()
+                        .find(|(_, e)| e.vif.is_none() && e.name == pi.name)?
+                        .0;
+                    Some((b, p))
+                });
+                match found {
+                    Some((b, p)) => (i64::from(p), pi.vlan_error.clone(), None, Some((b, p))),
+                    None => (
+                        -1,
+                        Some(netdev_errors.get(&pi.name).cloned().unwrap_or_else(|| {
+                            format!("could not open network device {}", pi.name)
+                        })),
+                        None,
+                        None,
+                    ),
+                }
+            }
             Kind::Vif { domid, handle } => match vifs.get(&pi.name) {
                 Some(Attached {
                     placed: Some((b, p)),
@@ -470,7 +560,7 @@ fn status_txn(
                     i64::from(*p),
                     pi.vlan_error.clone(),
                     Some(VIF_MAC),
-                    Some((b, *p)),
+                    Some((b.clone(), *p)),
                 ),
                 Some(_) => (
                     -1,
@@ -587,8 +677,8 @@ pub async fn run(session: Session, switch: Arc<Switch>, vifs: Arc<VifRegistry>) 
         let plan = plan(&replica, &ovs, &mut log);
         let txn = tokio::task::block_in_place(|| {
             let mut attached = vifs.lock();
-            apply(&plan, &switch, &mut attached, &mut log);
-            status_txn(&switch, &plan, &ovs, &attached, with_stats)
+            let netdev_errors = apply(&plan, &switch, &mut attached, &mut log);
+            status_txn(&switch, &plan, &netdev_errors, &ovs, &attached, with_stats)
         });
         if txn.is_empty() {
             retry = false;

@@ -162,7 +162,7 @@ impl Netdev {
             };
         }
         let n = n as usize;
-        if n < VNET_HDR_LEN + 14 || n > MAX_FRAME {
+        if !(VNET_HDR_LEN + 14..=MAX_FRAME).contains(&n) {
             self.stats.rx_dropped += 1;
             pkt.resize(0);
             return Ok(true);

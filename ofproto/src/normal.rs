@@ -1329,6 +1329,7 @@ mod tests {
                     cur = tci | VLAN_CFI;
                 }
                 DpAction::Drop => {}
+                ref other => panic!("NORMAL emitted {other:?}"),
             }
         }
         out

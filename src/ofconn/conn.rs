@@ -63,8 +63,6 @@ pub enum Event {
 pub struct ConnCtx {
     /// Negotiated wire version.
     pub version: u8,
-    /// Connection id (for logs).
-    pub id: u64,
 }
 
 /// The bridge side: everything but the connection-level messages.
@@ -381,7 +379,7 @@ fn on_message(
                     err: OfError::HELLO_INCOMPATIBLE,
                     data: b"we support OpenFlow 1.0 and 1.3".to_vec(),
                 };
-                let v = raw[0].min(header::OFP13_VERSION).max(header::OFP10_VERSION);
+                let v = raw[0].clamp(header::OFP10_VERSION, header::OFP13_VERSION);
                 let _ = xennet_openflow::encode(&msg, v, 0, out);
                 Err(ConnError::Incompatible(versions))
             }
@@ -451,10 +449,7 @@ fn on_message(
                 push_error(v, OfError::IS_SLAVE, raw, out);
                 return Ok(());
             }
-            let ctx = ConnCtx {
-                version: v,
-                id: st.id,
-            };
+            let ctx = ConnCtx { version: v };
             match handler.handle(&ctx, msg) {
                 Ok(replies) => {
                     for m in replies {
