@@ -51,10 +51,15 @@ fn ovs_vsctl_configures_xennetd() {
     assert_eq!(ofport(&db, "vif1.0"), -1);
     let err = db.vsctl_ok(&["--no-wait", "get", "interface", "vif1.0", "error"]);
     assert!(err.contains("waiting for domain 1 handle 0"), "{err}");
-    // Unsupported interfaces say so.
+    // A Linux device that does not exist gets an error, as in OVS.
     db.vsctl_ok(&["add-port", "br0", "eth9"]);
     let err = db.vsctl_ok(&["--no-wait", "get", "interface", "eth9", "error"]);
-    assert!(err.contains("type 'system' is not supported"), "{err}");
+    assert!(err.contains("could not open network device eth9"), "{err}");
+    // Interface types xennet does not implement say so.
+    db.vsctl_ok(&["add-port", "br0", "gre0", "--", "set", "interface", "gre0", "type=gre"]);
+    let err = db.vsctl_ok(&["--no-wait", "get", "interface", "gre0", "error"]);
+    assert!(err.contains("type 'gre' is not supported"), "{err}");
+    db.vsctl_ok(&["del-port", "br0", "gre0"]);
     db.vsctl_ok(&["del-port", "br0", "eth9"]);
 
     h.guest(1, None);

@@ -1304,7 +1304,12 @@ mod tests {
         for p in &peers {
             assert!(p.take_sent().is_empty());
         }
-        // Learning B flushed the earlier megaflows.
+        // Learning B flushed the earlier megaflows; the upcall that
+        // learned it is not cached (the datapath does not install a
+        // translation during which the generation moved), the next is.
+        peers[1].inject_frame(&frame(B, BCAST));
+        assert_eq!(wait(&peers[0], 1), vec![tagged(B, BCAST, 10)]);
+        assert_eq!(wait(&peers[2], 1), vec![tagged(B, BCAST, 10)]);
         let flows = dp.dump_flows();
         assert!(
             flows.iter().any(|f| f.starts_with("in_port(2),eth(")
