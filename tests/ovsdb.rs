@@ -56,7 +56,16 @@ fn ovs_vsctl_configures_xennetd() {
     let err = db.vsctl_ok(&["--no-wait", "get", "interface", "eth9", "error"]);
     assert!(err.contains("could not open network device eth9"), "{err}");
     // Interface types xennet does not implement say so.
-    db.vsctl_ok(&["add-port", "br0", "gre0", "--", "set", "interface", "gre0", "type=gre"]);
+    db.vsctl_ok(&[
+        "add-port",
+        "br0",
+        "gre0",
+        "--",
+        "set",
+        "interface",
+        "gre0",
+        "type=gre",
+    ]);
     let err = db.vsctl_ok(&["--no-wait", "get", "interface", "gre0", "error"]);
     assert!(err.contains("type 'gre' is not supported"), "{err}");
     db.vsctl_ok(&["del-port", "br0", "gre0"]);
@@ -212,5 +221,66 @@ fn ovs_vsctl_port_vlans() {
         "ping 1 -> 3 failed after unblocking\n{}",
         h.log()
     );
+    db.vsctl_ok(&["del-br", "br0"]);
+}
+
+/// `ovs-vsctl set-controller` and `set-fail-mode` drive xennetd's
+/// OpenFlow side: os-ken connects, xennetd writes `is_connected` and
+/// `role` back, the guests ping through the controller; with the
+/// controller gone a standalone bridge falls back to NORMAL (fail-open)
+/// and a secure one does not.
+#[test]
+fn ovs_vsctl_set_controller_and_fail_mode() {
+    let db = OvsdbServer::start("ctl");
+    let addr = db.addr();
+    let mut h = Harness::start_with("dbctl", &["--db", &addr]);
+    db.vsctl_ok(&["add-br", "br0"]);
+    for d in 1..=2 {
+        db.vsctl_ok(&["add-port", "br0", &format!("vif{d}.0")]);
+        h.guest(d, None);
+    }
+    assert!(h.ping(1, 2, 1), "{}", h.log());
+
+    let port = common::free_port();
+    let oslog = h.rundir().join("osken.log");
+    let osken = common::start_osken(port, &oslog);
+    let target = format!("tcp:127.0.0.1:{port}");
+    db.vsctl_ok(&["set-fail-mode", "br0", "secure"]);
+    db.vsctl_ok(&["set-controller", "br0", &target]);
+    h.wait_for("Controller is_connected", || {
+        db.vsctl_no_wait(&["--columns=is_connected", "list", "controller"])
+            .contains("true")
+    });
+    assert!(
+        h.ping(1, 2, 3),
+        "{}\n{}",
+        std::fs::read_to_string(&oslog).unwrap_or_default(),
+        h.log()
+    );
+    let flows = h.ofctl(&["-O", "OpenFlow13", "dump-flows", "br0"]);
+    assert!(flows.contains("actions=CONTROLLER:65535"), "{flows}");
+
+    // Controller gone, secure: the table-miss flow sends to a controller
+    // that is not there; nothing is forwarded that the tables do not say.
+    drop(osken);
+    h.wait_for("Controller is_connected false", || {
+        db.vsctl_no_wait(&["--columns=is_connected", "list", "controller"])
+            .contains("false")
+    });
+    h.ofctl(&["del-flows", "br0"]);
+    assert!(
+        h.ping_fails(1, 2),
+        "a secure bridge forwarded without flows"
+    );
+    // Standalone with its controller down: fail-open, NORMAL switching.
+    db.vsctl_ok(&["set-fail-mode", "br0", "standalone"]);
+    h.wait_for("fail-open", || h.log().contains("entering fail-open mode"));
+    assert!(h.ping(1, 2, 2), "{}", h.log());
+    // No controller at all: the flows are flushed and the default
+    // priority=0 NORMAL flow is back.
+    db.vsctl_ok(&["del-controller", "br0"]);
+    let flows = h.ofctl(&["dump-flows", "br0"]);
+    assert!(flows.contains("priority=0 actions=NORMAL"), "{flows}");
+    assert!(h.ping(1, 2, 2), "{}", h.log());
     db.vsctl_ok(&["del-br", "br0"]);
 }
