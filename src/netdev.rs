@@ -28,6 +28,9 @@ const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const VNET_GSO_TCPV4: u8 = 1;
 /// `VIRTIO_NET_HDR_GSO_TCPV6`.
 const VNET_GSO_TCPV6: u8 = 4;
+/// `VIRTIO_NET_HDR_GSO_ECN`: the TCP segments carry CWR (Linux sets it
+/// with `SKB_GSO_TCP_ECN` when a GSO frame has CWR set).
+const VNET_GSO_ECN: u8 = 0x80;
 /// Largest frame taken from or given to the kernel (a 64 KiB GSO frame
 /// plus the virtio-net header).
 const MAX_FRAME: usize = 65_535 + VNET_HDR_LEN;
@@ -39,6 +42,8 @@ pub struct Netdev {
     name: String,
     stats: PortStats,
     tx_buf: Vec<u8>,
+    /// When a dropped frame was last logged.
+    last_warn: Option<std::time::Instant>,
 }
 
 fn setsockopt_int(
@@ -140,17 +145,23 @@ impl Netdev {
             name: name.to_string(),
             stats: PortStats::default(),
             tx_buf: vec![0; MAX_FRAME],
+            last_warn: None,
         })
     }
 
     fn recv_one(&mut self, pkt: &mut Packet) -> io::Result<bool> {
+        // The packet buffer may hold less than asked for (it clamps to the
+        // datapath's largest frame): what counts is what we hand the kernel.
         let buf = pkt.resize(MAX_FRAME);
-        // SAFETY: `buf` is a writable slice of `buf.len()` bytes.
+        let cap = buf.len();
+        // SAFETY: `buf` is a writable slice of `cap` bytes, and the kernel
+        // writes at most `cap` bytes into it (MSG_TRUNC only changes the
+        // length returned).
         let n = unsafe {
             libc::recv(
                 self.fd.as_raw_fd(),
                 buf.as_mut_ptr().cast(),
-                buf.len(),
+                cap,
                 libc::MSG_DONTWAIT | libc::MSG_TRUNC,
             )
         };
@@ -161,48 +172,92 @@ impl Netdev {
                 _ => Err(e),
             };
         }
+        // With MSG_TRUNC, `n` is the frame's real length, which may exceed
+        // what was copied: such a frame is incomplete and dropped.
         let n = n as usize;
-        if !(VNET_HDR_LEN + 14..=MAX_FRAME).contains(&n) {
-            self.stats.rx_dropped += 1;
-            pkt.resize(0);
-            return Ok(true);
-        }
-        let hdr = VnetHdr::parse(&buf[..VNET_HDR_LEN]);
-        let gso_size = u16::from_le_bytes([buf[4], buf[5]]);
-        pkt.resize(n);
-        pkt.pull_front(VNET_HDR_LEN);
-        pkt.csum = if hdr.flags & VNET_F_NEEDS_CSUM != 0 {
-            Csum::Partial {
-                start: hdr.csum_start,
-                offset: hdr.csum_offset,
-            }
-        } else if hdr.flags & VNET_F_DATA_VALID != 0 {
-            Csum::Validated
+        let offloads = if n > cap {
+            Err("frame larger than the packet buffer")
         } else {
-            Csum::None
+            rx_offloads(&buf[..n])
         };
-        pkt.gso = match hdr.gso_type & 0x7f {
-            VNET_GSO_NONE => None,
-            VNET_GSO_TCPV4 if gso_size > 0 => Some(Gso {
-                kind: GsoType::TcpV4,
-                mss: gso_size,
-            }),
-            VNET_GSO_TCPV6 if gso_size > 0 => Some(Gso {
-                kind: GsoType::TcpV6,
-                mss: gso_size,
-            }),
-            _ => {
-                // UDP fragmentation offload, ECN and other kinds we do not
-                // segment.
+        let (csum, gso) = match offloads {
+            Ok(o) => o,
+            Err(why) => {
                 self.stats.rx_dropped += 1;
+                self.warn_rate_limited(why, n);
                 pkt.resize(0);
                 return Ok(true);
             }
         };
+        pkt.resize(n);
+        pkt.pull_front(VNET_HDR_LEN);
+        pkt.csum = csum;
+        pkt.gso = gso;
         self.stats.rx_packets += 1;
         self.stats.rx_bytes += (n - VNET_HDR_LEN) as u64;
         Ok(true)
     }
+
+    /// Log a dropped frame, at most once a second per device.
+    fn warn_rate_limited(&mut self, why: &str, len: usize) {
+        let now = std::time::Instant::now();
+        if self
+            .last_warn
+            .is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_secs(1))
+        {
+            self.last_warn = Some(now);
+            tracing::warn!(
+                "{}: dropped a received frame of {len} bytes: {why} ({} dropped so far)",
+                self.name,
+                self.stats.rx_dropped
+            );
+        }
+    }
+}
+
+/// The offloads a received `virtio_net_hdr` (`linux/virtio_net.h`, in the
+/// host's byte order for `AF_PACKET`, little-endian on every host xennet
+/// supports) and frame of `rx.len()` bytes (header included) describe, or
+/// why the frame is dropped: shorter than the header plus an Ethernet
+/// header, a checksum offset outside the frame, or a GSO type we do not
+/// segment (UDP fragmentation offload, UDP L4). The ECN bit of `gso_type`
+/// needs nothing here: segmentation clears CWR after the first segment
+/// either way.
+fn rx_offloads(rx: &[u8]) -> Result<(Csum, Option<Gso>), &'static str> {
+    if rx.len() < VNET_HDR_LEN + 14 {
+        return Err("shorter than an Ethernet header");
+    }
+    let hdr = VnetHdr::parse(&rx[..VNET_HDR_LEN]);
+    let frame_len = rx.len() - VNET_HDR_LEN;
+    let gso_size = u16::from_le_bytes([rx[4], rx[5]]);
+    let csum = if hdr.flags & VNET_F_NEEDS_CSUM != 0 {
+        // The 16-bit checksum field must lie within the frame.
+        let end = usize::from(hdr.csum_start) + usize::from(hdr.csum_offset) + 2;
+        if end > frame_len {
+            return Err("checksum offset beyond the frame");
+        }
+        Csum::Partial {
+            start: hdr.csum_start,
+            offset: hdr.csum_offset,
+        }
+    } else if hdr.flags & VNET_F_DATA_VALID != 0 {
+        Csum::Validated
+    } else {
+        Csum::None
+    };
+    let gso = match hdr.gso_type & !VNET_GSO_ECN {
+        VNET_GSO_NONE => None,
+        VNET_GSO_TCPV4 if gso_size > 0 => Some(Gso {
+            kind: GsoType::TcpV4,
+            mss: gso_size,
+        }),
+        VNET_GSO_TCPV6 if gso_size > 0 => Some(Gso {
+            kind: GsoType::TcpV6,
+            mss: gso_size,
+        }),
+        _ => return Err("unsupported GSO type"),
+    };
+    Ok((csum, gso))
 }
 
 impl Port for Netdev {
@@ -259,12 +314,15 @@ impl Port for Netdev {
             }
             hdr.emit(&mut self.tx_buf[..VNET_HDR_LEN]);
             if let Some(g) = p.gso {
+                let l4 = xennet_datapath::csum::locate_l4(frame).map(|loc| loc.l4);
+                let cwr = l4
+                    .and_then(|l4| frame.get(l4 + 13))
+                    .is_some_and(|f| f & 0x80 != 0);
                 self.tx_buf[1] = match g.kind {
                     GsoType::TcpV4 => VNET_GSO_TCPV4,
                     GsoType::TcpV6 => VNET_GSO_TCPV6,
-                };
-                let hdr_len = xennet_datapath::csum::locate_l4(frame)
-                    .map_or(0, |loc| loc.l4 + tcp_header_len(frame, loc.l4));
+                } | if cwr { VNET_GSO_ECN } else { 0 };
+                let hdr_len = l4.map_or(0, |l4| l4 + tcp_header_len(frame, l4));
                 self.tx_buf[2..4].copy_from_slice(&(hdr_len as u16).to_le_bytes());
                 self.tx_buf[4..6].copy_from_slice(&g.mss.to_le_bytes());
             }
@@ -302,4 +360,88 @@ impl Port for Netdev {
 /// Length of the TCP header at `l4` (data offset field), 20 if unreadable.
 fn tcp_header_len(frame: &[u8], l4: usize) -> usize {
     frame.get(l4 + 12).map_or(20, |b| usize::from(b >> 4) * 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rx(flags: u8, gso_type: u8, gso_size: u16, start: u16, offset: u16, len: usize) -> Vec<u8> {
+        let mut b = vec![0u8; VNET_HDR_LEN + len];
+        b[0] = flags;
+        b[1] = gso_type;
+        b[4..6].copy_from_slice(&gso_size.to_le_bytes());
+        b[6..8].copy_from_slice(&start.to_le_bytes());
+        b[8..10].copy_from_slice(&offset.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn received_virtio_headers() {
+        // A TCPv4 GSO frame with the checksum field at 34 + 16.
+        let (csum, gso) = rx_offloads(&rx(VNET_F_NEEDS_CSUM, 1, 1448, 34, 16, 100)).unwrap();
+        assert_eq!(
+            csum,
+            Csum::Partial {
+                start: 34,
+                offset: 16
+            }
+        );
+        assert_eq!(gso.map(|g| (g.kind, g.mss)), Some((GsoType::TcpV4, 1448)));
+        // ECN is a flag on the TCP types.
+        let (_, gso) = rx_offloads(&rx(0, 4 | VNET_GSO_ECN, 1428, 0, 0, 100)).unwrap();
+        assert_eq!(gso.map(|g| g.kind), Some(GsoType::TcpV6));
+        assert_eq!(
+            rx_offloads(&rx(VNET_F_DATA_VALID, 0, 0, 0, 0, 60))
+                .unwrap()
+                .0,
+            Csum::Validated
+        );
+        // UDP fragmentation offload, a TCP GSO without a segment size.
+        assert!(rx_offloads(&rx(0, 3, 1400, 0, 0, 100)).is_err());
+        assert!(rx_offloads(&rx(0, 1, 0, 0, 0, 100)).is_err());
+        // The checksum field must lie inside the frame (98 + 2 = 100 fits).
+        assert!(rx_offloads(&rx(VNET_F_NEEDS_CSUM, 0, 0, 90, 8, 100)).is_ok());
+        assert!(rx_offloads(&rx(VNET_F_NEEDS_CSUM, 0, 0, 90, 9, 100)).is_err());
+        assert!(rx_offloads(&rx(VNET_F_NEEDS_CSUM, 0, 0, u16::MAX, u16::MAX, 100)).is_err());
+        // Runts.
+        assert!(rx_offloads(&rx(0, 0, 0, 0, 0, 13)).is_err());
+        assert!(rx_offloads(&[0u8; 3]).is_err());
+    }
+
+    /// A Netdev reading datagrams from the other end of a socket pair
+    /// (MSG_TRUNC reports real lengths on Unix datagram sockets too).
+    fn pair() -> (Netdev, std::os::unix::net::UnixDatagram) {
+        let (ours, theirs) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let dev = Netdev {
+            fd: OwnedFd::from(ours),
+            name: "test".into(),
+            stats: PortStats::default(),
+            tx_buf: vec![0; MAX_FRAME],
+            last_warn: None,
+        };
+        (dev, theirs)
+    }
+
+    #[test]
+    fn a_frame_larger_than_the_packet_buffer_is_dropped() {
+        let (mut dev, peer) = pair();
+        // The packet buffer clamps to the datapath's largest frame, which
+        // is smaller than this port's MAX_FRAME: a frame whose real length
+        // lies between them used to be taken, cut short.
+        let cap = xennet_datapath::buffer::MAX_FRAME;
+        assert!(cap < MAX_FRAME);
+        let mut p = Packet::default();
+        peer.send(&vec![0u8; cap + 1]).unwrap();
+        assert!(dev.recv_one(&mut p).unwrap());
+        assert!(p.is_empty());
+        assert_eq!(dev.stats.rx_dropped, 1);
+        // One that fits is taken whole, without its virtio-net header.
+        peer.send(&vec![0u8; cap]).unwrap();
+        assert!(dev.recv_one(&mut p).unwrap());
+        assert_eq!(p.data().len(), cap - VNET_HDR_LEN);
+        assert_eq!(dev.stats.rx_packets, 1);
+        // Nothing more to read.
+        assert!(!dev.recv_one(&mut p).unwrap());
+    }
 }
