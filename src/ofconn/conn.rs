@@ -3,10 +3,19 @@
 //! per-connection state (role, asynchronous-message configuration, Nicira
 //! formats), and dispatch of the remaining requests to a [`Handler`].
 //!
-//! Requests are handled one at a time in arrival order and every reply is
-//! written before the next request is read, so a BARRIER_REPLY is simply
-//! the reply to a barrier (OpenFlow 1.3 §6.2 is satisfied trivially).
+//! Requests are handled one at a time in arrival order and their replies
+//! queued in order, so a BARRIER_REPLY is simply the reply to a barrier
+//! (OpenFlow 1.3 §6.2 is satisfied trivially).
+//!
+//! Memory is bounded whatever the peer does: received messages are handled
+//! in place (at most one partial message of up to 64 KiB plus one read is
+//! buffered), and at most [`MAX_OUT`] bytes wait for a peer that does not
+//! read. Past that, requests are no longer read (the peer's writes block;
+//! a controller then misses its inactivity probe and is dropped) and
+//! asynchronous messages are dropped, counted in
+//! [`ConnStatus::dropped_events`] and logged at most once a second.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,6 +31,12 @@ use xennet_openflow::{v10, OfError};
 const ERROR_DATA_LEN: usize = 64;
 /// Default `miss_send_len` (OpenFlow `OFPCML_DEFAULT` is 128 bytes).
 pub const DEFAULT_MISS_SEND_LEN: u16 = 128;
+/// Most bytes of replies and asynchronous messages queued for a peer that
+/// does not read them, before requests stop being read and asynchronous
+/// messages are dropped (one request's replies may go past it).
+pub const MAX_OUT: usize = 1 << 20;
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// Controller roles (OpenFlow 1.3 §6.3.5, `ofp_controller_role`).
 pub mod role {
@@ -83,6 +98,9 @@ pub trait Handler: Send + Sync {
 #[derive(Debug, Default)]
 pub struct Roles {
     inner: Mutex<RolesInner>,
+    /// Copy of `inner.master` (0: none; connection ids start at 1) so
+    /// that filtering asynchronous messages takes no lock.
+    master_id: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -93,7 +111,10 @@ struct RolesInner {
 
 impl Roles {
     fn master(&self) -> Option<u64> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).master
+        match self.master_id.load(Ordering::Acquire) {
+            0 => None,
+            id => Some(id),
+        }
     }
 
     fn request(&self, conn: u64, req: &RoleMsg, check_generation: bool) -> Result<(), OfError> {
@@ -112,6 +133,8 @@ impl Roles {
             role::SLAVE | role::EQUAL if r.master == Some(conn) => r.master = None,
             _ => {}
         }
+        self.master_id
+            .store(r.master.unwrap_or(0), Ordering::Release);
         Ok(())
     }
 
@@ -119,6 +142,7 @@ impl Roles {
         let mut r = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if r.master == Some(conn) {
             r.master = None;
+            self.master_id.store(0, Ordering::Release);
         }
     }
 
@@ -164,7 +188,8 @@ pub struct ConnStatus {
     pub version: std::sync::atomic::AtomicU8,
     /// Current role.
     pub role: std::sync::atomic::AtomicU32,
-    /// Asynchronous messages dropped because this connection was slow.
+    /// Asynchronous messages dropped because this connection was slow
+    /// (the bridge's queue overran, or [`MAX_OUT`] bytes were waiting).
     pub dropped_events: AtomicU64,
 }
 
@@ -182,6 +207,14 @@ struct State {
 }
 
 impl State {
+    /// A master that another connection has since replaced is a slave
+    /// (§6.3.5); this is where that takes effect.
+    fn refresh_role(&mut self, roles: &Roles) {
+        if self.role == role::MASTER && roles.master() != Some(self.id) {
+            self.role = role::SLAVE;
+        }
+    }
+
     /// Append `msg` in this connection's version and formats.
     fn encode(&self, msg: &Msg, xid: u32, out: &mut Vec<u8>) {
         let r = if self.version == header::OFP10_VERSION {
@@ -219,6 +252,64 @@ pub enum ConnError {
     /// Inactivity probe unanswered.
     #[error("no reply to inactivity probe")]
     ProbeTimeout,
+    /// A header declared a length below 8 bytes: the stream cannot be
+    /// framed any more (OVS closes too).
+    #[error("message length {0} is shorter than the OpenFlow header")]
+    BadLength(u16),
+}
+
+/// Received bytes; complete messages are handled in place from `start`.
+#[derive(Default)]
+struct RxBuf {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl RxBuf {
+    /// The next complete message, if buffered.
+    fn next_frame(&mut self) -> Option<Range<usize>> {
+        let avail = &self.buf[self.start..];
+        let n = header::frame_len(avail)?;
+        if avail.len() < n {
+            return None;
+        }
+        let r = self.start..self.start + n;
+        self.start += n;
+        Some(r)
+    }
+
+    /// Drop handled messages (moving at most one partial message) and
+    /// make room for a read: the buffer stays below 64 KiB plus
+    /// [`READ_CHUNK`] bytes whatever the peer sends.
+    fn make_room(&mut self) -> &mut Vec<u8> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.reserve(READ_CHUNK);
+        &mut self.buf
+    }
+}
+
+/// Bytes waiting for the peer: `buf[pos..]`.
+#[derive(Default)]
+struct TxBuf {
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl TxBuf {
+    fn pending(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    fn consumed(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.buf.len());
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+    }
 }
 
 /// Serve one connection until it closes. `events` delivers the bridge's
@@ -227,7 +318,7 @@ pub enum ConnError {
 /// # Errors
 /// Why the connection ended abnormally (a clean close by the peer is `Ok`).
 pub async fn serve<S>(
-    mut stream: S,
+    stream: S,
     opts: ConnOptions,
     handler: Arc<dyn Handler>,
     roles: Arc<Roles>,
@@ -254,57 +345,65 @@ where
         v10_enc: v10::EncodeOptions::default(),
         v10_dec: v10::DecodeOptions::default(),
     };
-    let mut out = Vec::new();
-    header::encode_hello(header::OFP13_VERSION, header::SUPPORTED_BITMAP, 0, &mut out);
-    stream.write_all(&out).await?;
-    out.clear();
-
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut chunk = vec![0u8; 64 * 1024];
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut tx = TxBuf::default();
+    header::encode_hello(
+        header::OFP13_VERSION,
+        header::SUPPORTED_BITMAP,
+        0,
+        &mut tx.buf,
+    );
+    let mut rx = RxBuf::default();
     let mut last_rx = Instant::now();
     let mut probe_sent = false;
+    let mut drops = DropLog::default();
     let result = loop {
-        // Handle every complete message already buffered.
-        while let Some(n) = header::frame_len(&buf) {
-            if buf.len() < n {
-                break;
-            }
-            let msg: Vec<u8> = buf.drain(..n).collect();
-            if let Err(e) = on_message(&mut st, &msg, &*handler, &roles, &mut out) {
-                stream.write_all(&out).await?;
+        // Handle the complete messages already buffered, as long as the
+        // peer keeps reading what we send.
+        while tx.pending() < MAX_OUT {
+            let Some(r) = rx.next_frame() else { break };
+            if let Err(e) = on_message(&mut st, &rx.buf[r], &*handler, &roles, &mut tx.buf) {
+                // Best effort: the error that explains the close.
+                let _ = wr.write_all(&tx.buf[tx.pos..]).await;
                 roles.forget(id);
                 return Err(e);
             }
-            status.version.store(st.version, Ordering::Relaxed);
-            status.role.store(st.role, Ordering::Relaxed);
         }
-        if !out.is_empty() {
-            stream.write_all(&out).await?;
-            out.clear();
-        }
+        st.refresh_role(&roles);
+        status.version.store(st.version, Ordering::Relaxed);
+        status.role.store(st.role, Ordering::Relaxed);
         let probe_at = opts.probe_interval.map(|p| last_rx + p);
         tokio::select! {
-            r = stream.read(&mut chunk) => {
+            r = rd.read_buf(rx.make_room()), if tx.pending() < MAX_OUT => {
                 match r {
                     Ok(0) => break Ok(()),
-                    Ok(n) => {
-                        buf.extend_from_slice(&chunk[..n]);
+                    Ok(_) => {
                         last_rx = Instant::now();
                         probe_sent = false;
                     }
                     Err(e) => break Err(e.into()),
                 }
             }
+            r = wr.write(&tx.buf[tx.pos..]), if tx.pending() > 0 => {
+                match r {
+                    Ok(0) => break Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()),
+                    Ok(n) => tx.consumed(n),
+                    Err(e) => break Err(e.into()),
+                }
+            }
             ev = events.recv(), if st.version != 0 => {
                 match ev {
+                    Ok(_) if tx.pending() >= MAX_OUT => {
+                        drops.dropped(1, &status, id, &opts.peer);
+                    }
                     Ok(ev) => {
-                        if let Some(msg) = filter_event(&st, roles.master(), ev) {
-                            st.encode(&msg, 0, &mut out);
+                        st.refresh_role(&roles);
+                        if let Some(msg) = filter_event(&st, ev) {
+                            st.encode(&msg, 0, &mut tx.buf);
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
-                        status.dropped_events.fetch_add(n, Ordering::Relaxed);
-                        tracing::warn!("conn {id} ({}): {n} asynchronous messages dropped (slow connection)", opts.peer);
+                        drops.dropped(n, &status, id, &opts.peer);
                     }
                     Err(broadcast::error::RecvError::Closed) => break Ok(()),
                 }
@@ -314,7 +413,7 @@ where
                     break Err(ConnError::ProbeTimeout);
                 }
                 if st.version != 0 {
-                    st.encode(&Msg::EchoRequest(Vec::new()), 0, &mut out);
+                    st.encode(&Msg::EchoRequest(Vec::new()), 0, &mut tx.buf);
                 }
                 probe_sent = true;
                 last_rx = Instant::now();
@@ -323,6 +422,44 @@ where
     };
     roles.forget(id);
     result
+}
+
+/// Counts asynchronous messages a slow connection loses and logs them at
+/// most once a second.
+#[derive(Default)]
+struct DropLog {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+impl DropLog {
+    fn dropped(&mut self, n: u64, status: &ConnStatus, id: u64, peer: &str) {
+        status.dropped_events.fetch_add(n, Ordering::Relaxed);
+        self.unlogged = self.unlogged.saturating_add(n);
+        let now = Instant::now();
+        if self
+            .last
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            self.last = Some(now);
+            tracing::warn!(
+                "conn {id} ({peer}): {} asynchronous messages dropped (slow connection; {} in all)",
+                self.unlogged,
+                status.dropped_events.load(Ordering::Relaxed)
+            );
+            self.unlogged = 0;
+        }
+    }
+}
+
+/// Run `f`, which may block (the bridge's handler takes the tables lock
+/// and waits for the forwarding thread), without stalling the other tasks
+/// of a multi-threaded runtime.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 async fn sleep_until(t: Option<Instant>) {
@@ -334,12 +471,15 @@ async fn sleep_until(t: Option<Instant>) {
 
 /// Append an ERROR answering the request `req`.
 fn push_error(version: u8, err: OfError, req: &[u8], out: &mut Vec<u8>) {
-    let h = Header::parse(req).ok();
+    // The request's xid even when its header is otherwise bad.
+    let xid = req
+        .get(4..8)
+        .map_or(0, |x| u32::from_be_bytes([x[0], x[1], x[2], x[3]]));
     let msg = Msg::Error {
         err,
         data: req[..req.len().min(ERROR_DATA_LEN)].to_vec(),
     };
-    let _ = xennet_openflow::encode(&msg, version, h.map_or(0, |h| h.xid), out);
+    let _ = xennet_openflow::encode(&msg, version, xid, out);
 }
 
 /// Handle one framed message; `Err` closes the connection.
@@ -358,6 +498,11 @@ fn on_message(
     if raw.len() < HEADER_LEN {
         push_error(reply_version, OfError::BAD_LEN, raw, out);
         return Ok(());
+    }
+    let declared = u16::from_be_bytes([raw[2], raw[3]]);
+    if usize::from(declared) < HEADER_LEN {
+        push_error(reply_version, OfError::BAD_LEN, raw, out);
+        return Err(ConnError::BadLength(declared));
     }
     let typ = raw[1];
     if st.version == 0 {
@@ -397,6 +542,7 @@ fn on_message(
             return Ok(());
         }
     };
+    st.refresh_role(roles);
     let v = st.version;
     let xid = h.xid;
     let reply = |st: &State, m: Msg, out: &mut Vec<u8>| st.encode(&m, xid, out);
@@ -441,16 +587,12 @@ fn on_message(
             }
         }
         msg => {
-            // A slave that lost mastership to another connection.
-            if st.role == role::MASTER && roles.master() != Some(st.id) {
-                st.role = role::SLAVE;
-            }
             if st.role == role::SLAVE && is_write(&msg) {
                 push_error(v, OfError::IS_SLAVE, raw, out);
                 return Ok(());
             }
             let ctx = ConnCtx { version: v };
-            match handler.handle(&ctx, msg) {
+            match blocking(|| handler.handle(&ctx, msg)) {
                 Ok(replies) => {
                     for m in replies {
                         reply(st, m, out);
@@ -477,21 +619,20 @@ fn is_write(msg: &Msg) -> bool {
 }
 
 /// Whether this connection wants `ev`, and in what form.
-fn filter_event(st: &State, master: Option<u64>, ev: Event) -> Option<Msg> {
-    let mut role = st.role;
-    if role == role::MASTER && master != Some(st.id) {
-        role = role::SLAVE;
+/// The caller refreshes `st.role` first. Service connections get nothing
+/// until they set a nonzero `miss_send_len` (OVS
+/// `ofconn_receives_async_msg`).
+fn filter_event(st: &State, ev: Event) -> Option<Msg> {
+    if st.kind == ConnKind::Service && st.config.miss_send_len == 0 {
+        return None;
     }
-    let idx = usize::from(role == role::SLAVE);
+    let idx = usize::from(st.role == role::SLAVE);
     let wants = |mask: &[u32; 2], reason: u8| {
         mask[idx] & 1u32.checked_shl(u32::from(reason)).unwrap_or(0) != 0
     };
     match ev {
         Event::PacketIn(mut p) => {
             if !wants(&st.async_cfg.packet_in_mask, p.reason) {
-                return None;
-            }
-            if st.kind == ConnKind::Service && st.config.miss_send_len == 0 {
                 return None;
             }
             // Table-miss packet-ins are cut to this connection's
@@ -674,5 +815,244 @@ mod tests {
             task.await.unwrap(),
             Err(ConnError::Incompatible(_))
         ));
+    }
+
+    /// Serve one connection of `kind` on a duplex pipe of `pipe` bytes.
+    fn spawn_conn(
+        kind: ConnKind,
+        probe: Option<Duration>,
+        pipe: usize,
+        roles: Arc<Roles>,
+        events: broadcast::Receiver<Event>,
+    ) -> (
+        tokio::io::DuplexStream,
+        Arc<ConnStatus>,
+        tokio::task::JoinHandle<Result<(), ConnError>>,
+    ) {
+        let (peer, ours) = tokio::io::duplex(pipe);
+        let status = Arc::new(ConnStatus::default());
+        let task = tokio::spawn(serve(
+            ours,
+            ConnOptions {
+                kind,
+                probe_interval: probe,
+                peer: "test".into(),
+            },
+            Arc::new(Null),
+            roles,
+            events,
+            status.clone(),
+        ));
+        (peer, status, task)
+    }
+
+    /// Read our HELLO and answer with a 1.3 one.
+    async fn hello13(peer: &mut tokio::io::DuplexStream) {
+        let _ = read_msg(peer).await;
+        let mut out = Vec::new();
+        header::encode_hello(4, 1 << 4, 1, &mut out);
+        peer.write_all(&out).await.unwrap();
+    }
+
+    fn port_status(reason: u8) -> Event {
+        Event::PortStatus(xennet_openflow::model::PortStatus {
+            reason,
+            desc: crate::ofbridge::port_desc(1, "p1", true),
+        })
+    }
+
+    #[tokio::test]
+    async fn many_requests_in_one_write_are_framed_in_place() {
+        let (_tx, rx) = broadcast::channel(16);
+        let (mut peer, _, task) = spawn_conn(
+            ConnKind::Service,
+            None,
+            1 << 20,
+            Arc::new(Roles::default()),
+            rx,
+        );
+        hello13(&mut peer).await;
+        let mut reqs = Vec::new();
+        for xid in 0..2000u32 {
+            let m = Msg::EchoRequest(xid.to_be_bytes().to_vec());
+            xennet_openflow::encode(&m, 4, xid, &mut reqs).unwrap();
+        }
+        // Cut across message boundaries.
+        for piece in reqs.chunks(1000) {
+            peer.write_all(piece).await.unwrap();
+        }
+        for xid in 0..2000u32 {
+            let (h, m) = read_msg(&mut peer).await;
+            assert_eq!(h.xid, xid);
+            assert_eq!(m, Msg::EchoReply(xid.to_be_bytes().to_vec()));
+        }
+        drop(peer);
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_length_below_the_header_closes_the_connection() {
+        let (_tx, rx) = broadcast::channel(16);
+        let (mut peer, _, task) = spawn_conn(
+            ConnKind::Service,
+            None,
+            1 << 16,
+            Arc::new(Roles::default()),
+            rx,
+        );
+        hello13(&mut peer).await;
+        // Declared length 4: the stream cannot be framed any more.
+        peer.write_all(&[4, 2, 0, 4, 0, 0, 0, 9]).await.unwrap();
+        match read_msg(&mut peer).await {
+            (h, Msg::Error { err, .. }) => {
+                assert_eq!(err, OfError::BAD_LEN);
+                assert_eq!(h.xid, 9);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(task.await.unwrap(), Err(ConnError::BadLength(4))));
+    }
+
+    #[tokio::test]
+    async fn a_replaced_master_answers_nochange_as_slave() {
+        let roles = Arc::new(Roles::default());
+        let (_tx, rx) = broadcast::channel(16);
+        let (mut a, status_a, _ta) =
+            spawn_conn(ConnKind::Primary, None, 1 << 16, roles.clone(), rx);
+        let (mut b, _, _tb) = spawn_conn(ConnKind::Primary, None, 1 << 16, roles, _tx.subscribe());
+        hello13(&mut a).await;
+        hello13(&mut b).await;
+        let req = |role, generation_id| {
+            Msg::RoleRequest(RoleMsg {
+                role,
+                generation_id,
+            })
+        };
+        send(&mut a, &req(role::MASTER, 1), 4, 1).await;
+        assert!(matches!(read_msg(&mut a).await.1, Msg::RoleReply(r) if r.role == role::MASTER));
+        send(&mut b, &req(role::MASTER, 2), 4, 1).await;
+        assert!(matches!(read_msg(&mut b).await.1, Msg::RoleReply(r) if r.role == role::MASTER));
+        // A asks for its role without changing it: it is a slave now.
+        send(&mut a, &req(role::NOCHANGE, 0), 4, 2).await;
+        assert_eq!(
+            read_msg(&mut a).await.1,
+            Msg::RoleReply(RoleMsg {
+                role: role::SLAVE,
+                generation_id: 2
+            })
+        );
+        assert_eq!(status_a.role.load(Ordering::Relaxed), role::SLAVE);
+        send(&mut a, &flow_mod(), 4, 3).await;
+        assert!(
+            matches!(read_msg(&mut a).await.1, Msg::Error { err, .. } if err == OfError::IS_SLAVE)
+        );
+    }
+
+    #[tokio::test]
+    async fn service_connections_get_no_async_messages_until_miss_send_len() {
+        let (tx, rx) = broadcast::channel(16);
+        let (mut peer, _, _task) = spawn_conn(
+            ConnKind::Service,
+            None,
+            1 << 16,
+            Arc::new(Roles::default()),
+            rx,
+        );
+        hello13(&mut peer).await;
+        // A round trip so that the HELLO is handled before the event.
+        send(&mut peer, &Msg::BarrierRequest, 4, 1).await;
+        assert_eq!(read_msg(&mut peer).await.1, Msg::BarrierReply);
+        tx.send(port_status(xennet_openflow::model::OFPPR_ADD))
+            .unwrap();
+        send(&mut peer, &Msg::BarrierRequest, 4, 2).await;
+        // The barrier reply comes first: the port status was not sent.
+        // (Events and requests race, so give the event time to arrive.)
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        send(&mut peer, &Msg::BarrierRequest, 4, 3).await;
+        assert_eq!(read_msg(&mut peer).await, read_msg_like(2));
+        assert_eq!(read_msg(&mut peer).await, read_msg_like(3));
+        let cfg = SwitchConfig {
+            flags: 0,
+            miss_send_len: 128,
+        };
+        send(&mut peer, &Msg::SetConfig(cfg), 4, 4).await;
+        send(&mut peer, &Msg::BarrierRequest, 4, 5).await;
+        assert_eq!(read_msg(&mut peer).await, read_msg_like(5));
+        tx.send(port_status(xennet_openflow::model::OFPPR_ADD))
+            .unwrap();
+        assert!(matches!(read_msg(&mut peer).await.1, Msg::PortStatus(_)));
+    }
+
+    /// A barrier reply with `xid` as [`read_msg`] returns it.
+    fn read_msg_like(xid: u32) -> (Header, Msg) {
+        let mut raw = Vec::new();
+        xennet_openflow::encode(&Msg::BarrierReply, 4, xid, &mut raw).unwrap();
+        (Header::parse(&raw).unwrap(), Msg::BarrierReply)
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_does_not_read_costs_bounded_memory() {
+        // Room for every event: any drop is the connection's own.
+        let (tx, rx) = broadcast::channel(1 << 16);
+        let (mut peer, status, task) = spawn_conn(
+            ConnKind::Primary,
+            None,
+            4096,
+            Arc::new(Roles::default()),
+            rx,
+        );
+        hello13(&mut peer).await;
+        send(&mut peer, &Msg::BarrierRequest, 4, 1).await;
+        assert_eq!(read_msg(&mut peer).await, read_msg_like(1));
+        // 50 000 port statuses of 80 bytes: 4 MB for a peer reading none.
+        for _ in 0..50_000 {
+            tx.send(port_status(xennet_openflow::model::OFPPR_MODIFY))
+                .unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tx.len() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(tx.len(), 0, "the connection stopped taking events");
+        let dropped = status.dropped_events.load(Ordering::Relaxed);
+        assert!(dropped > 0, "nothing dropped");
+        let kept = 50_000 - dropped;
+        assert!(
+            kept * 80 <= (MAX_OUT + 4096 + 80) as u64,
+            "{kept} messages queued"
+        );
+        // Once the peer reads, it gets what was kept, then answers again.
+        send(&mut peer, &Msg::BarrierRequest, 4, 2).await;
+        for _ in 0..kept {
+            assert!(matches!(read_msg(&mut peer).await.1, Msg::PortStatus(_)));
+        }
+        assert_eq!(read_msg(&mut peer).await, read_msg_like(2));
+        drop(tx);
+        drop(peer);
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_controller_that_stops_reading_misses_its_probe() {
+        let (tx, rx) = broadcast::channel(1 << 16);
+        let (mut peer, _, task) = spawn_conn(
+            ConnKind::Primary,
+            Some(Duration::from_millis(100)),
+            4096,
+            Arc::new(Roles::default()),
+            rx,
+        );
+        hello13(&mut peer).await;
+        send(&mut peer, &Msg::BarrierRequest, 4, 1).await;
+        assert_eq!(read_msg(&mut peer).await, read_msg_like(1));
+        // More than the pipe holds, never read: the connection used to
+        // block in write_all for ever, missing its own probe deadline.
+        for _ in 0..1000 {
+            tx.send(port_status(xennet_openflow::model::OFPPR_MODIFY))
+                .unwrap();
+        }
+        let r = tokio::time::timeout(Duration::from_secs(5), task).await;
+        assert!(matches!(r, Ok(Ok(Err(ConnError::ProbeTimeout)))), "{r:?}");
+        drop(peer);
     }
 }
