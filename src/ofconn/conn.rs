@@ -329,6 +329,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    // Mastership ends with the connection, also when its task is aborted.
+    let _forget = ForgetRole(&roles, id);
     let mut st = State {
         id,
         version: 0,
@@ -357,7 +359,7 @@ where
     let mut last_rx = Instant::now();
     let mut probe_sent = false;
     let mut drops = DropLog::default();
-    let result = loop {
+    loop {
         // Handle the complete messages already buffered, as long as the
         // peer keeps reading what we send.
         while tx.pending() < MAX_OUT {
@@ -365,7 +367,6 @@ where
             if let Err(e) = on_message(&mut st, &rx.buf[r], &*handler, &roles, &mut tx.buf) {
                 // Best effort: the error that explains the close.
                 let _ = wr.write_all(&tx.buf[tx.pos..]).await;
-                roles.forget(id);
                 return Err(e);
             }
         }
@@ -419,9 +420,16 @@ where
                 last_rx = Instant::now();
             }
         }
-    };
-    roles.forget(id);
-    result
+    }
+}
+
+/// Gives up a connection's mastership when dropped.
+struct ForgetRole<'a>(&'a Roles, u64);
+
+impl Drop for ForgetRole<'_> {
+    fn drop(&mut self) {
+        self.0.forget(self.1);
+    }
 }
 
 /// Counts asynchronous messages a slow connection loses and logs them at

@@ -31,6 +31,15 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
 /// Asynchronous messages buffered per bridge before slow connections lose
 /// some (each drop is counted and logged).
 const EVENT_QUEUE: usize = 1024;
+/// Most connections at once on one listening socket (`ptcp:`, `punix:`,
+/// the management socket); further ones are closed at once, counted and
+/// logged at most once a second. Each costs up to about
+/// [`conn::MAX_OUT`] plus 128 KiB.
+pub const MAX_ACCEPTED: usize = 64;
+/// A controller connection shorter than this does not reset the
+/// reconnection backoff (a controller that accepts and closes at once is
+/// retried at most every [`MAX_BACKOFF`], not in a tight loop).
+const STABLE_CONNECTION: Duration = Duration::from_secs(1);
 
 /// A parsed controller target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,8 +175,8 @@ impl ConnMgr {
         let path = rundir.join(format!("{}.mgmt", self.bridge));
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path)?;
-        let task = tokio::spawn(accept_unix(
-            listener,
+        let task = tokio::spawn(accept(
+            Listener::Unix(listener),
             path.display().to_string(),
             self.spawner(ConnKind::Service, None),
             Arc::new(Mutex::new(Vec::new())),
@@ -245,7 +254,7 @@ impl ConnMgr {
             })),
             Target::Ptcp(addr) => tokio::spawn(async move {
                 match TcpListener::bind(&addr).await {
-                    Ok(l) => accept_tcp(l, name, active, conns).await,
+                    Ok(l) => accept(Listener::Tcp(l), name, active, conns).await,
                     Err(e) => tracing::warn!("{bridge}: {name}: cannot listen: {e}"),
                 }
             }),
@@ -253,7 +262,7 @@ impl ConnMgr {
                 let _ = std::fs::remove_file(&path);
                 tokio::spawn(async move {
                     match UnixListener::bind(&path) {
-                        Ok(l) => accept_unix(l, name, active, conns).await,
+                        Ok(l) => accept(Listener::Unix(l), name, active, conns).await,
                         Err(e) => tracing::warn!("{bridge}: {name}: cannot listen: {e}"),
                     }
                 })
@@ -350,6 +359,14 @@ impl Spawner {
         if primary {
             self.primary_connected.fetch_add(1, Ordering::Relaxed);
         }
+        // Undone however the connection ends, also when its task is
+        // aborted (a removed controller): a count left behind kept a
+        // standalone bridge out of fail-open for good.
+        let _registered = Registered {
+            primary_connected: primary.then_some(&*self.primary_connected),
+            conns,
+            status: &status,
+        };
         if primary {
             tracing::info!("{}: connected to {peer}", self.bridge);
         } else {
@@ -373,13 +390,25 @@ impl Spawner {
             Ok(()) => tracing::debug!("{}: {peer}: connection closed", self.bridge),
             Err(e) => tracing::warn!("{}: {peer}: connection dropped: {e}", self.bridge),
         }
-        if primary {
-            self.primary_connected.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A connection's place in the manager's counts, given back on drop.
+struct Registered<'a> {
+    primary_connected: Option<&'a AtomicUsize>,
+    conns: &'a Mutex<Vec<Arc<ConnStatus>>>,
+    status: &'a Arc<ConnStatus>,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = self.primary_connected {
+            n.fetch_sub(1, Ordering::Relaxed);
         }
-        conns
+        self.conns
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|s| !Arc::ptr_eq(s, &status));
+            .retain(|s| !Arc::ptr_eq(s, self.status));
     }
 }
 
@@ -397,56 +426,86 @@ async fn reconnect<F, Fut>(
     loop {
         match connect().await {
             Ok(s) => {
-                backoff = Duration::from_secs(1);
+                let up = tokio::time::Instant::now();
                 spawner.run(s, name.clone(), &conns).await;
+                if up.elapsed() >= STABLE_CONNECTION {
+                    backoff = Duration::from_secs(1);
+                    continue;
+                }
+                tracing::info!(
+                    "{bridge}: {name}: connection lost at once, retrying in {backoff:?}"
+                );
             }
             Err(e) => {
                 tracing::info!(
                     "{bridge}: {name}: connection failed ({e}), retrying in {backoff:?}"
                 );
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// A listening socket.
+enum Listener {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+impl Listener {
+    /// The next connection and, for TCP, the peer's address.
+    async fn accept(&self) -> std::io::Result<(Box<dyn Stream>, Option<std::net::SocketAddr>)> {
+        match self {
+            Listener::Unix(l) => {
+                let (s, _) = l.accept().await?;
+                Ok((Box::new(s), None))
+            }
+            Listener::Tcp(l) => {
+                let (s, peer) = l.accept().await?;
+                let _ = s.set_nodelay(true);
+                Ok((Box::new(s), Some(peer)))
             }
         }
     }
 }
 
-async fn accept_unix(
-    listener: UnixListener,
+/// Serve the connections of `listener`, at most [`MAX_ACCEPTED`] at once.
+/// Aborting this task closes them all (a removed `ptcp:`/`punix:`
+/// controller takes its connections with it, as in OVS).
+async fn accept(
+    listener: Listener,
     name: String,
     spawner: Spawner,
     conns: Arc<Mutex<Vec<Arc<ConnStatus>>>>,
 ) {
-    loop {
-        match listener.accept().await {
-            Ok((s, _)) => {
-                let sp = spawner.clone();
-                let conns = conns.clone();
-                let name = name.clone();
-                tokio::spawn(async move { sp.run(Box::new(s), name, &conns).await });
-            }
-            Err(e) => {
-                tracing::warn!("{}: {name}: accept: {e}", spawner.bridge);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-async fn accept_tcp(
-    listener: TcpListener,
-    name: String,
-    spawner: Spawner,
-    conns: Arc<Mutex<Vec<Arc<ConnStatus>>>>,
-) {
+    let mut live = tokio::task::JoinSet::new();
+    let mut refused = 0u64;
+    let mut last_log: Option<tokio::time::Instant> = None;
     loop {
         match listener.accept().await {
             Ok((s, peer)) => {
-                let _ = s.set_nodelay(true);
+                while live.try_join_next().is_some() {}
+                if live.len() >= MAX_ACCEPTED {
+                    drop(s);
+                    refused = refused.saturating_add(1);
+                    let now = tokio::time::Instant::now();
+                    if last_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+                        last_log = Some(now);
+                        tracing::warn!(
+                            "{}: {name}: {MAX_ACCEPTED} connections already, refused one ({refused} in all)",
+                            spawner.bridge
+                        );
+                    }
+                    continue;
+                }
                 let sp = spawner.clone();
                 let conns = conns.clone();
-                let name = format!("{name} ({peer})");
-                tokio::spawn(async move { sp.run(Box::new(s), name, &conns).await });
+                let name = match peer {
+                    Some(p) => format!("{name} ({p})"),
+                    None => name.clone(),
+                };
+                live.spawn(async move { sp.run(s, name, &conns).await });
             }
             Err(e) => {
                 tracing::warn!("{}: {name}: accept: {e}", spawner.bridge);
@@ -485,5 +544,118 @@ mod tests {
         assert!(Target::parse("ssl:1.2.3.4").is_err());
         assert!(Target::parse("tcp:").is_err());
         assert!(Target::parse("nonsense").is_err());
+    }
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use xennet_openflow::model::Msg;
+    use xennet_openflow::OfError;
+
+    /// Accepts everything, answers nothing.
+    struct Null;
+
+    impl Handler for Null {
+        fn handle(&self, _: &conn::ConnCtx, _: Msg) -> Result<Vec<Msg>, OfError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn tmp_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("xennet-mgr-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// Read the switch's HELLO and answer with a 1.3 one.
+    async fn hello(s: &mut UnixStream) {
+        let mut hdr = [0u8; 16];
+        s.read_exact(&mut hdr).await.unwrap();
+        let mut out = Vec::new();
+        xennet_openflow::header::encode_hello(4, 1 << 4, 1, &mut out);
+        s.write_all(&out).await.unwrap();
+    }
+
+    async fn eventually(what: &str, f: impl Fn() -> bool) {
+        for _ in 0..500 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{what}");
+    }
+
+    #[tokio::test]
+    async fn removing_a_connected_controller_gives_back_its_count() {
+        let dir = tmp_dir("count");
+        let sock = dir.join("ctl.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        let mgr = ConnMgr::new("br0", Arc::new(Null));
+        let target = format!("unix:{}", sock.display());
+        assert!(mgr
+            .set_controllers(std::slice::from_ref(&target))
+            .is_empty());
+        let (mut s, _) = listener.accept().await.unwrap();
+        hello(&mut s).await;
+        eventually("controller up", || mgr.connected_controllers() == 1).await;
+        eventually("is_connected", || {
+            mgr.controller_status()[&target].is_connected
+        })
+        .await;
+        // Removing the controller aborts its task mid-connection.
+        mgr.set_controllers(&[]);
+        eventually("count given back", || mgr.connected_controllers() == 0).await;
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_controller_that_closes_at_once_is_retried_with_backoff() {
+        let mgr = ConnMgr::new("br0", Arc::new(Null));
+        let spawner = mgr.spawner(ConnKind::Primary, None);
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let a = attempts.clone();
+        let task = tokio::spawn(reconnect(
+            "test".into(),
+            "br0".into(),
+            spawner,
+            Arc::new(Mutex::new(Vec::new())),
+            move || {
+                a.fetch_add(1, Ordering::Relaxed);
+                // The peer is gone as soon as we connect.
+                let (ours, _theirs) = tokio::io::duplex(64);
+                async move { Ok(Box::new(ours) as Box<dyn Stream>) }
+            },
+        ));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        task.abort();
+        // At 0 s and 1 s; it used to reconnect in a tight loop.
+        let n = attempts.load(Ordering::Relaxed);
+        assert!((1..=3).contains(&n), "{n} attempts in 1.5 s");
+    }
+
+    #[tokio::test]
+    async fn a_listener_serves_at_most_max_accepted_connections() {
+        let dir = tmp_dir("accept");
+        let mgr = ConnMgr::new("br0", Arc::new(Null));
+        let path = mgr.listen_mgmt(&dir).unwrap();
+        let mut kept = Vec::new();
+        for _ in 0..MAX_ACCEPTED {
+            let mut s = UnixStream::connect(&path).await.unwrap();
+            let mut hdr = [0u8; 16];
+            s.read_exact(&mut hdr).await.unwrap();
+            kept.push(s);
+        }
+        // One more is closed without a HELLO.
+        let mut s = UnixStream::connect(&path).await.unwrap();
+        let mut b = [0u8; 16];
+        assert_eq!(s.read(&mut b).await.unwrap(), 0);
+        // Once one closes, there is room again.
+        drop(kept.pop());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut s = UnixStream::connect(&path).await.unwrap();
+        s.read_exact(&mut b).await.unwrap();
+        mgr.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
