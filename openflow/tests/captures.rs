@@ -4,110 +4,10 @@
 //! `*.decoded.txt` dissections next to the originals). Every OpenFlow 1.3
 //! message must decode, and re-encoding it must give the same bytes.
 
-use std::collections::BTreeMap;
+mod common;
 
 use xennet_openflow::model::{MpReply, MpRequest};
 use xennet_openflow::{decode, encode, header, Msg};
-
-/// A TCP connection direction: source address and port, destination
-/// address and port.
-type Dir = ([u8; 4], u16, [u8; 4], u16);
-/// One TCP segment: direction, sequence number, payload.
-type Segment = (Dir, u32, Vec<u8>);
-
-fn u16_at(b: &[u8], i: usize, le: bool) -> u16 {
-    let a = [b[i], b[i + 1]];
-    if le {
-        u16::from_le_bytes(a)
-    } else {
-        u16::from_be_bytes(a)
-    }
-}
-
-fn u32_at(b: &[u8], i: usize, le: bool) -> u32 {
-    let a = [b[i], b[i + 1], b[i + 2], b[i + 3]];
-    if le {
-        u32::from_le_bytes(a)
-    } else {
-        u32::from_be_bytes(a)
-    }
-}
-
-/// The TCP segments of a pcapng file (section header 0x0A0D0D0A,
-/// interface description 1, enhanced packet 6; Ethernet or Linux cooked
-/// link types; IPv4).
-fn tcp_segments(file: &[u8]) -> Vec<Segment> {
-    let mut le = true;
-    let mut links: Vec<u16> = Vec::new();
-    let mut segs = Vec::new();
-    let mut i = 0;
-    while i + 12 <= file.len() {
-        let typ = u32_at(file, i, le);
-        if typ == 0x0A0D_0D0A {
-            le = u32_at(file, i + 8, true) == 0x1A2B_3C4D;
-            links.clear();
-        }
-        let len = u32_at(file, i + 4, le) as usize;
-        assert!(len >= 12 && i + len <= file.len(), "bad pcapng block");
-        let body = &file[i + 8..i + len - 4];
-        match typ {
-            1 => links.push(u16_at(body, 0, le)),
-            6 => {
-                let ifc = u32_at(body, 0, le) as usize;
-                let caplen = u32_at(body, 12, le) as usize;
-                let pkt = &body[20..20 + caplen];
-                let l3 = match links[ifc] {
-                    1 if u16_at(pkt, 12, false) == 0x0800 => &pkt[14..],
-                    113 if u16_at(pkt, 14, false) == 0x0800 => &pkt[16..],
-                    _ => {
-                        i += len;
-                        continue;
-                    }
-                };
-                let ihl = usize::from(l3[0] & 0xf) * 4;
-                let total = usize::from(u16_at(l3, 2, false));
-                if l3[9] == 6 {
-                    let src: [u8; 4] = l3[12..16].try_into().unwrap();
-                    let dst: [u8; 4] = l3[16..20].try_into().unwrap();
-                    let tcp = &l3[ihl..total];
-                    let off = usize::from(tcp[12] >> 4) * 4;
-                    let key = (src, u16_at(tcp, 0, false), dst, u16_at(tcp, 2, false));
-                    if tcp.len() > off {
-                        segs.push((key, u32_at(tcp, 4, false), tcp[off..].to_vec()));
-                    }
-                }
-            }
-            _ => {}
-        }
-        i += len;
-    }
-    segs
-}
-
-/// Reassemble each direction of each connection in sequence order
-/// (dropping retransmitted bytes).
-fn streams(segs: Vec<Segment>) -> BTreeMap<Dir, Vec<u8>> {
-    let mut by_dir: BTreeMap<_, Vec<(u32, Vec<u8>)>> = BTreeMap::new();
-    for (k, seq, data) in segs {
-        by_dir.entry(k).or_default().push((seq, data));
-    }
-    by_dir
-        .into_iter()
-        .map(|(k, mut v)| {
-            let base = v[0].0;
-            v.sort_by_key(|(s, _)| s.wrapping_sub(base));
-            let mut out = Vec::new();
-            for (s, d) in v {
-                let at = s.wrapping_sub(base) as usize;
-                assert!(at <= out.len(), "gap in TCP stream");
-                if at + d.len() > out.len() {
-                    out.extend_from_slice(&d[out.len() - at..]);
-                }
-            }
-            (k, out)
-        })
-        .collect()
-}
 
 /// The OpenFlow messages of a capture, in order per direction.
 fn messages(name: &str) -> Vec<Vec<u8>> {
@@ -119,7 +19,7 @@ fn messages(name: &str) -> Vec<Vec<u8>> {
         file = raw;
     }
     let mut msgs = Vec::new();
-    for (_, s) in streams(tcp_segments(&file)) {
+    for (_, s) in common::pcap::streams(&file) {
         let mut rest = &s[..];
         while let Some(n) = header::frame_len(rest) {
             assert!(

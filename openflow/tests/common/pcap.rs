@@ -109,7 +109,8 @@ pub fn tcp_segments(file: &[u8]) -> Vec<Segment> {
     segs
 }
 
-/// The byte stream of each TCP direction, reassembled by sequence number.
+/// The byte stream of each TCP direction, reassembled by sequence number
+/// (retransmitted bytes dropped; a gap panics: the capture is incomplete).
 pub fn streams(file: &[u8]) -> BTreeMap<Flow, Vec<u8>> {
     let mut by_flow: BTreeMap<Flow, Vec<Segment>> = BTreeMap::new();
     for s in tcp_segments(file) {
@@ -123,6 +124,9 @@ pub fn streams(file: &[u8]) -> BTreeMap<Flow, Vec<u8>> {
             let mut stream = Vec::new();
             let mut next = base;
             for s in segs {
+                // A segment starting past what we have: bytes are missing.
+                let ahead = s.seq.wrapping_sub(next);
+                assert!(ahead == 0 || ahead >= 0x8000_0000, "gap in TCP stream");
                 let skip = next.wrapping_sub(s.seq) as usize;
                 if skip < s.data.len() && next.wrapping_sub(s.seq) < 0x8000_0000 {
                     stream.extend_from_slice(&s.data[skip..]);
