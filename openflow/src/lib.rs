@@ -22,6 +22,7 @@ pub mod model;
 pub mod oxm;
 pub mod v10;
 pub mod v13;
+mod wire;
 
 pub use error::{DecodeError, OfError};
 pub use header::Header;

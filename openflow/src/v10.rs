@@ -48,6 +48,7 @@ use crate::model::{
     SwitchFeatures, TableStats, OFPG_ANY, OFPTT_ALL,
 };
 use crate::oxm::{self, Flavor};
+use crate::wire::Rd;
 
 // ---------------------------------------------------------------------------
 // Wire numbers.
@@ -261,55 +262,6 @@ fn short() -> DecodeError {
     bad(OfError::BAD_LEN, "message truncated")
 }
 
-/// A cursor over a byte slice; every read checks the length.
-struct Rd<'a> {
-    b: &'a [u8],
-}
-
-impl<'a> Rd<'a> {
-    fn new(b: &'a [u8]) -> Rd<'a> {
-        Rd { b }
-    }
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if self.b.len() < n {
-            return Err(short());
-        }
-        let (h, t) = self.b.split_at(n);
-        self.b = t;
-        Ok(h)
-    }
-    fn arr<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        let s = self.take(N)?;
-        let mut a = [0u8; N];
-        a.copy_from_slice(s);
-        Ok(a)
-    }
-    fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.arr::<1>()?[0])
-    }
-    fn u16(&mut self) -> Result<u16, DecodeError> {
-        Ok(u16::from_be_bytes(self.arr()?))
-    }
-    fn u32(&mut self) -> Result<u32, DecodeError> {
-        Ok(u32::from_be_bytes(self.arr()?))
-    }
-    fn u64(&mut self) -> Result<u64, DecodeError> {
-        Ok(u64::from_be_bytes(self.arr()?))
-    }
-    fn skip(&mut self, n: usize) -> Result<(), DecodeError> {
-        self.take(n).map(|_| ())
-    }
-    fn rest(&mut self) -> &'a [u8] {
-        std::mem::take(&mut self.b)
-    }
-    fn is_empty(&self) -> bool {
-        self.b.is_empty()
-    }
-    fn len(&self) -> usize {
-        self.b.len()
-    }
-}
-
 fn be16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
@@ -459,7 +411,7 @@ fn speed_kbps(f: u32) -> u32 {
 /// keeps LINK_DOWN (the STP state bits are dropped); speeds are derived
 /// from the feature bits, as OVS does.
 fn decode_phy_port(b: &[u8]) -> Result<PortDesc, DecodeError> {
-    let mut r = Rd::new(b);
+    let mut r = Rd::new(b, OfError::BAD_LEN);
     let port_no = port_from_ofp10(r.u16()?);
     let hw_addr = r.arr::<6>()?;
     let name = get_str(r.take(16)?);
@@ -2059,7 +2011,7 @@ fn encode_nx_flow_stats_request(
 
 /// One `ofp_flow_stats` (1.0): no flags, ages or cookie mask.
 fn decode_flow_stats(b: &[u8]) -> Result<FlowStats, DecodeError> {
-    let mut r = Rd::new(b);
+    let mut r = Rd::new(b, OfError::BAD_LEN);
     r.skip(2)?;
     let table_id = r.u8()?;
     r.skip(1)?;
@@ -2117,7 +2069,7 @@ fn encode_flow_stats(f: &FlowStats) -> Result<Vec<u8>, EncodeError> {
 /// One `nx_flow_stats`: `idle_age`/`hard_age` are sent plus one (0 =
 /// unknown); no flags.
 fn decode_nx_flow_stats(b: &[u8]) -> Result<FlowStats, DecodeError> {
-    let mut r = Rd::new(b);
+    let mut r = Rd::new(b, OfError::BAD_LEN);
     r.skip(2)?;
     let table_id = r.u8()?;
     r.skip(1)?;
@@ -2216,7 +2168,7 @@ fn decode_fixed<T>(
 /// 1.0 `ofp_table_stats` (64 bytes): name, wildcards and max_entries are
 /// not kept.
 fn decode_table_stats(b: &[u8]) -> Result<TableStats, DecodeError> {
-    let mut r = Rd::new(b);
+    let mut r = Rd::new(b, OfError::BAD_LEN);
     let table_id = r.u8()?;
     r.skip(3 + 32 + 4 + 4)?;
     Ok(TableStats {
@@ -2244,7 +2196,7 @@ fn encode_table_stats(t: &TableStats) -> Vec<u8> {
 
 /// 1.0 `ofp_port_stats` (104 bytes): no duration (decodes as 0).
 fn decode_port_stats(b: &[u8]) -> Result<PortStats, DecodeError> {
-    let mut r = Rd::new(b);
+    let mut r = Rd::new(b, OfError::BAD_LEN);
     let port_no = port_from_ofp10(r.u16()?);
     r.skip(6)?;
     let mut c = [0u64; 12];
@@ -2731,7 +2683,7 @@ pub fn decode_with(h: &Header, buf: &[u8], opts: &DecodeOptions) -> Result<Msg, 
     if len < HEADER_LEN || buf.len() < len {
         return Err(short());
     }
-    let mut r = Rd::new(&buf[HEADER_LEN..len]);
+    let mut r = Rd::new(&buf[HEADER_LEN..len], OfError::BAD_LEN);
     // Fixed-size bodies must be exact.
     let exact = |r: &Rd, n: usize| {
         if r.len() == n {

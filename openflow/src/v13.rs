@@ -22,6 +22,7 @@ use crate::error::{DecodeError, OfError};
 use crate::header::{self, Header, HEADER_LEN, OFP13_VERSION};
 use crate::model::*;
 use crate::oxm::{self, Flavor};
+use crate::wire::Rd;
 
 /// 1.3 message types (`ofp_type`).
 mod t {
@@ -90,93 +91,6 @@ const MAX_MSG: usize = 0xffff;
 
 // ---------------------------------------------------------------------------
 // Reading.
-
-/// A bounds-checked big-endian reader; running short gives `err`.
-struct Rd<'a> {
-    b: &'a [u8],
-    err: OfError,
-}
-
-impl<'a> Rd<'a> {
-    fn new(b: &'a [u8], err: OfError) -> Rd<'a> {
-        Rd { b, err }
-    }
-
-    fn short(&self) -> DecodeError {
-        DecodeError::new(self.err, "message too short")
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if n > self.b.len() {
-            return Err(self.short());
-        }
-        let (h, t) = self.b.split_at(n);
-        self.b = t;
-        Ok(h)
-    }
-
-    fn arr<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        let s = self.take(N)?;
-        let mut a = [0u8; N];
-        a.copy_from_slice(s);
-        Ok(a)
-    }
-
-    fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.arr::<1>()?[0])
-    }
-
-    fn u16(&mut self) -> Result<u16, DecodeError> {
-        Ok(u16::from_be_bytes(self.arr()?))
-    }
-
-    fn u32(&mut self) -> Result<u32, DecodeError> {
-        Ok(u32::from_be_bytes(self.arr()?))
-    }
-
-    fn u64(&mut self) -> Result<u64, DecodeError> {
-        Ok(u64::from_be_bytes(self.arr()?))
-    }
-
-    fn skip(&mut self, n: usize) -> Result<(), DecodeError> {
-        self.take(n).map(|_| ())
-    }
-
-    fn rest(&mut self) -> &'a [u8] {
-        std::mem::take(&mut self.b)
-    }
-
-    fn is_empty(&self) -> bool {
-        self.b.is_empty()
-    }
-
-    /// Fail unless everything was consumed.
-    fn end(&self) -> Result<(), DecodeError> {
-        if self.b.is_empty() {
-            Ok(())
-        } else {
-            Err(DecodeError::new(self.err, "trailing bytes"))
-        }
-    }
-
-    /// Cut a length-prefixed record: `len` is the record's declared total
-    /// length, `min` its fixed part; the record must fit in what is left.
-    fn record(&mut self, len: usize, min: usize) -> Result<Rd<'a>, DecodeError> {
-        if len < min {
-            return Err(DecodeError::new(self.err, "record length too short"));
-        }
-        Ok(Rd::new(self.take(len)?, self.err))
-    }
-
-    /// The next record's 16-bit length at byte offset `at`, without
-    /// consuming anything.
-    fn peek_len(&self, at: usize) -> Result<usize, DecodeError> {
-        match self.b.get(at..at + 2) {
-            Some(s) => Ok(usize::from(u16::from_be_bytes([s[0], s[1]]))),
-            None => Err(self.short()),
-        }
-    }
-}
 
 fn err(e: OfError, what: &'static str) -> DecodeError {
     DecodeError::new(e, what)

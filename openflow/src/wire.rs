@@ -1,0 +1,95 @@
+//! The bounds-checked reader the OpenFlow 1.0 and 1.3 codecs share.
+
+use crate::error::{DecodeError, OfError};
+
+/// A bounds-checked big-endian reader; running short gives `err`.
+pub(crate) struct Rd<'a> {
+    pub(crate) b: &'a [u8],
+    pub(crate) err: OfError,
+}
+
+impl<'a> Rd<'a> {
+    pub(crate) fn new(b: &'a [u8], err: OfError) -> Rd<'a> {
+        Rd { b, err }
+    }
+
+    pub(crate) fn short(&self) -> DecodeError {
+        DecodeError::new(self.err, "message too short")
+    }
+
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if n > self.b.len() {
+            return Err(self.short());
+        }
+        let (h, t) = self.b.split_at(n);
+        self.b = t;
+        Ok(h)
+    }
+
+    pub(crate) fn arr<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let s = self.take(N)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.arr::<1>()?[0])
+    }
+
+    pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_be_bytes(self.arr()?))
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_be_bytes(self.arr()?))
+    }
+
+    pub(crate) fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.arr()?))
+    }
+
+    pub(crate) fn skip(&mut self, n: usize) -> Result<(), DecodeError> {
+        self.take(n).map(|_| ())
+    }
+
+    pub(crate) fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.b)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.b.is_empty()
+    }
+
+    /// Fail unless everything was consumed.
+    pub(crate) fn end(&self) -> Result<(), DecodeError> {
+        if self.b.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError::new(self.err, "trailing bytes"))
+        }
+    }
+
+    /// Cut a length-prefixed record: `len` is the record's declared total
+    /// length, `min` its fixed part; the record must fit in what is left.
+    pub(crate) fn record(&mut self, len: usize, min: usize) -> Result<Rd<'a>, DecodeError> {
+        if len < min {
+            return Err(DecodeError::new(self.err, "record length too short"));
+        }
+        Ok(Rd::new(self.take(len)?, self.err))
+    }
+
+    /// The next record's 16-bit length at byte offset `at`, without
+    /// consuming anything.
+    pub(crate) fn peek_len(&self, at: usize) -> Result<usize, DecodeError> {
+        match self.b.get(at..at + 2) {
+            Some(s) => Ok(usize::from(u16::from_be_bytes([s[0], s[1]]))),
+            None => Err(self.short()),
+        }
+    }
+
+    /// Bytes left.
+    pub(crate) fn len(&self) -> usize {
+        self.b.len()
+    }
+}
