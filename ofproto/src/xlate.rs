@@ -235,35 +235,42 @@ struct Ctx<'a> {
     vlan_touched: bool,
 }
 
+impl<'a> Ctx<'a> {
+    /// A translation of `key` starting in table 0 with wildcards `wc`.
+    fn new(input: XlateIn<'a>, key: &FlowKey, wc: FlowMask) -> Ctx<'a> {
+        Ctx {
+            tables: input.tables,
+            normal: input.normal,
+            ports: input.ports,
+            live: input.live,
+            packet: input.packet,
+            count_stats: input.count_stats,
+            trace: input.trace.then(String::new),
+            indent: 0,
+            orig: *key,
+            flow: *key,
+            base: *key,
+            metadata: 0,
+            wc,
+            actions: Vec::new(),
+            counters: Vec::new(),
+            action_set: ActionSet::default(),
+            depth: 0,
+            resubmits: 0,
+            table_id: 0,
+            rule: None,
+            exit: false,
+            error: None,
+            vlan_touched: false,
+        }
+    }
+}
+
 /// Translate `key` through the pipeline from table 0 (OVS `xlate_actions`):
 /// the megaflow (mask, datapath actions, counters to credit) and, if
 /// `input.trace`, the `ofproto/trace` text.
 pub fn xlate(input: XlateIn<'_>, key: &FlowKey) -> (XlateOut, Option<String>) {
-    let mut ctx = Ctx {
-        tables: input.tables,
-        normal: input.normal,
-        ports: input.ports,
-        live: input.live,
-        packet: input.packet,
-        count_stats: input.count_stats,
-        trace: input.trace.then(String::new),
-        indent: 0,
-        orig: *key,
-        flow: *key,
-        base: *key,
-        metadata: 0,
-        wc: FlowMask::default(),
-        actions: Vec::new(),
-        counters: Vec::new(),
-        action_set: ActionSet::default(),
-        depth: 0,
-        resubmits: 0,
-        table_id: 0,
-        rule: None,
-        exit: false,
-        error: None,
-        vlan_touched: false,
-    };
+    let mut ctx = Ctx::new(input, key, FlowMask::default());
     // As OVS `xlate_wc_init`: in_port and dl_type are always examined,
     // and for IP the fragment bits.
     ctx.wc.set_exact(Field::InPort).set_exact(Field::DlType);
@@ -282,31 +289,7 @@ pub fn xlate_actions(
     key: &FlowKey,
     actions: &[Action],
 ) -> (XlateOut, Option<String>) {
-    let mut ctx = Ctx {
-        tables: input.tables,
-        normal: input.normal,
-        ports: input.ports,
-        live: input.live,
-        packet: input.packet,
-        count_stats: input.count_stats,
-        trace: input.trace.then(String::new),
-        indent: 0,
-        orig: *key,
-        flow: *key,
-        base: *key,
-        metadata: 0,
-        wc: FlowMask::EXACT,
-        actions: Vec::new(),
-        counters: Vec::new(),
-        action_set: ActionSet::default(),
-        depth: 0,
-        resubmits: 0,
-        table_id: 0,
-        rule: None,
-        exit: false,
-        error: None,
-        vlan_touched: false,
-    };
+    let mut ctx = Ctx::new(input, key, FlowMask::EXACT);
     ctx.do_actions(actions);
     ctx.finish();
     ctx.out()
