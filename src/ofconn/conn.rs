@@ -31,6 +31,10 @@ use xennet_openflow::{v10, OfError};
 const ERROR_DATA_LEN: usize = 64;
 /// Default `miss_send_len` (OpenFlow `OFPCML_DEFAULT` is 128 bytes).
 pub const DEFAULT_MISS_SEND_LEN: u16 = 128;
+/// `OFPR_NO_MATCH` (1.0 and 1.3 `ofp_packet_in_reason`).
+const PACKET_IN_NO_MATCH: u8 = 0;
+/// `OFPR_INVALID_TTL` (1.3).
+const PACKET_IN_INVALID_TTL: u8 = 2;
 /// Most bytes of replies and asynchronous messages queued for a peer that
 /// does not read them, before requests stop being read and asynchronous
 /// messages are dropped (one request's replies may go past it).
@@ -643,9 +647,17 @@ fn filter_event(st: &State, ev: Event) -> Option<Msg> {
             if !wants(&st.async_cfg.packet_in_mask, p.reason) {
                 return None;
             }
-            // Table-miss packet-ins are cut to this connection's
-            // miss_send_len (action packet-ins were cut by max_len).
-            if p.reason == 0 && st.config.miss_send_len != xennet_openflow::model::OFPCML_NO_BUFFER
+            // miss_send_len cuts only what no output action's max_len
+            // cut (OpenFlow 1.3.5 §7.3.4): invalid-TTL packet-ins, and on
+            // OpenFlow 1.0 table misses (as OVS treats a pre-1.3
+            // connection's table-miss flow). A 1.3 table-miss flow's own
+            // max_len (e.g. OFPCML_NO_BUFFER) was applied already; cutting
+            // it again to 128 bytes broke controllers that packet-out the
+            // data they were sent.
+            let by_miss_send_len = p.reason == PACKET_IN_INVALID_TTL
+                || (p.reason == PACKET_IN_NO_MATCH && st.version == header::OFP10_VERSION);
+            if by_miss_send_len
+                && st.config.miss_send_len != xennet_openflow::model::OFPCML_NO_BUFFER
             {
                 p.data.truncate(usize::from(st.config.miss_send_len));
             }
@@ -1062,5 +1074,52 @@ mod tests {
         let r = tokio::time::timeout(Duration::from_secs(5), task).await;
         assert!(matches!(r, Ok(Ok(Err(ConnError::ProbeTimeout)))), "{r:?}");
         drop(peer);
+    }
+
+    #[tokio::test]
+    async fn miss_send_len_cuts_only_packet_ins_no_action_cut() {
+        let (tx, rx) = broadcast::channel(16);
+        let (mut peer, _, _task) = spawn_conn(
+            ConnKind::Primary,
+            None,
+            1 << 16,
+            Arc::new(Roles::default()),
+            rx,
+        );
+        hello13(&mut peer).await;
+        send(&mut peer, &Msg::BarrierRequest, 4, 1).await;
+        assert_eq!(read_msg(&mut peer).await, read_msg_like(1));
+        let pin = |reason| {
+            Event::PacketIn(xennet_openflow::model::PacketIn {
+                buffer_id: header::NO_BUFFER,
+                total_len: 1000,
+                reason,
+                table_id: 0,
+                cookie: 0,
+                in_port: 1,
+                metadata: 0,
+                data: vec![0x55; 1000],
+            })
+        };
+        // A table-miss flow with CONTROLLER:65535 sent the whole packet.
+        tx.send(pin(PACKET_IN_NO_MATCH)).unwrap();
+        match read_msg(&mut peer).await.1 {
+            Msg::PacketIn(p) => assert_eq!(p.data.len(), 1000),
+            other => panic!("{other:?}"),
+        }
+        // Invalid TTL: no action's max_len, miss_send_len (128) applies.
+        let mut cfg = DEFAULT_ASYNC;
+        cfg.packet_in_mask[0] |= 1 << PACKET_IN_INVALID_TTL;
+        send(&mut peer, &Msg::SetAsync(cfg), 4, 3).await;
+        send(&mut peer, &Msg::BarrierRequest, 4, 4).await;
+        assert_eq!(read_msg(&mut peer).await, read_msg_like(4));
+        tx.send(pin(PACKET_IN_INVALID_TTL)).unwrap();
+        match read_msg(&mut peer).await.1 {
+            Msg::PacketIn(p) => {
+                assert_eq!(p.data.len(), usize::from(DEFAULT_MISS_SEND_LEN));
+                assert_eq!(p.total_len, 1000);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
