@@ -866,12 +866,35 @@ mod tests {
         (peer, status, task)
     }
 
-    /// Read our HELLO and answer with a 1.3 one.
+    /// A connection of `kind` on a pipe of `pipe` bytes, up in 1.3, with
+    /// its own roles and an event queue of `queue` messages.
+    async fn connected(
+        kind: ConnKind,
+        probe: Option<Duration>,
+        pipe: usize,
+        queue: usize,
+    ) -> (
+        tokio::io::DuplexStream,
+        Arc<ConnStatus>,
+        tokio::task::JoinHandle<Result<(), ConnError>>,
+        broadcast::Sender<Event>,
+    ) {
+        let (tx, rx) = broadcast::channel(queue);
+        let (mut peer, status, task) =
+            spawn_conn(kind, probe, pipe, Arc::new(Roles::default()), rx);
+        hello13(&mut peer).await;
+        (peer, status, task, tx)
+    }
+
+    /// Read our HELLO, answer with a 1.3 one, and make a barrier round
+    /// trip (xid 1) so that the connection is up before anything else.
     async fn hello13(peer: &mut tokio::io::DuplexStream) {
         let _ = read_msg(peer).await;
         let mut out = Vec::new();
         header::encode_hello(4, 1 << 4, 1, &mut out);
         peer.write_all(&out).await.unwrap();
+        send(peer, &Msg::BarrierRequest, 4, 1).await;
+        assert_eq!(read_msg(peer).await, read_msg_like(1));
     }
 
     fn port_status(reason: u8) -> Event {
@@ -883,15 +906,7 @@ mod tests {
 
     #[tokio::test]
     async fn many_requests_in_one_write_are_framed_in_place() {
-        let (_tx, rx) = broadcast::channel(16);
-        let (mut peer, _, task) = spawn_conn(
-            ConnKind::Service,
-            None,
-            1 << 20,
-            Arc::new(Roles::default()),
-            rx,
-        );
-        hello13(&mut peer).await;
+        let (mut peer, _, task, _tx) = connected(ConnKind::Service, None, 1 << 20, 16).await;
         let mut reqs = Vec::new();
         for xid in 0..2000u32 {
             let m = Msg::EchoRequest(xid.to_be_bytes().to_vec());
@@ -912,15 +927,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_length_below_the_header_closes_the_connection() {
-        let (_tx, rx) = broadcast::channel(16);
-        let (mut peer, _, task) = spawn_conn(
-            ConnKind::Service,
-            None,
-            1 << 16,
-            Arc::new(Roles::default()),
-            rx,
-        );
-        hello13(&mut peer).await;
+        let (mut peer, _, task, _tx) = connected(ConnKind::Service, None, 1 << 16, 16).await;
         // Declared length 4: the stream cannot be framed any more.
         peer.write_all(&[4, 2, 0, 4, 0, 0, 0, 9]).await.unwrap();
         match read_msg(&mut peer).await {
@@ -970,18 +977,7 @@ mod tests {
 
     #[tokio::test]
     async fn service_connections_get_no_async_messages_until_miss_send_len() {
-        let (tx, rx) = broadcast::channel(16);
-        let (mut peer, _, _task) = spawn_conn(
-            ConnKind::Service,
-            None,
-            1 << 16,
-            Arc::new(Roles::default()),
-            rx,
-        );
-        hello13(&mut peer).await;
-        // A round trip so that the HELLO is handled before the event.
-        send(&mut peer, &Msg::BarrierRequest, 4, 1).await;
-        assert_eq!(read_msg(&mut peer).await.1, Msg::BarrierReply);
+        let (mut peer, _, _task, tx) = connected(ConnKind::Service, None, 1 << 16, 16).await;
         tx.send(port_status(xennet_openflow::model::OFPPR_ADD))
             .unwrap();
         send(&mut peer, &Msg::BarrierRequest, 4, 2).await;
@@ -1013,17 +1009,7 @@ mod tests {
     #[tokio::test]
     async fn a_peer_that_does_not_read_costs_bounded_memory() {
         // Room for every event: any drop is the connection's own.
-        let (tx, rx) = broadcast::channel(1 << 16);
-        let (mut peer, status, task) = spawn_conn(
-            ConnKind::Primary,
-            None,
-            4096,
-            Arc::new(Roles::default()),
-            rx,
-        );
-        hello13(&mut peer).await;
-        send(&mut peer, &Msg::BarrierRequest, 4, 1).await;
-        assert_eq!(read_msg(&mut peer).await, read_msg_like(1));
+        let (mut peer, status, task, tx) = connected(ConnKind::Primary, None, 4096, 1 << 16).await;
         // 50 000 port statuses of 80 bytes: 4 MB for a peer reading none.
         for _ in 0..50_000 {
             tx.send(port_status(xennet_openflow::model::OFPPR_MODIFY))
@@ -1054,17 +1040,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_controller_that_stops_reading_misses_its_probe() {
-        let (tx, rx) = broadcast::channel(1 << 16);
-        let (mut peer, _, task) = spawn_conn(
+        let (peer, _, task, tx) = connected(
             ConnKind::Primary,
             Some(Duration::from_millis(100)),
             4096,
-            Arc::new(Roles::default()),
-            rx,
-        );
-        hello13(&mut peer).await;
-        send(&mut peer, &Msg::BarrierRequest, 4, 1).await;
-        assert_eq!(read_msg(&mut peer).await, read_msg_like(1));
+            1 << 16,
+        )
+        .await;
         // More than the pipe holds, never read: the connection used to
         // block in write_all for ever, missing its own probe deadline.
         for _ in 0..1000 {
@@ -1078,17 +1060,7 @@ mod tests {
 
     #[tokio::test]
     async fn miss_send_len_cuts_only_packet_ins_no_action_cut() {
-        let (tx, rx) = broadcast::channel(16);
-        let (mut peer, _, _task) = spawn_conn(
-            ConnKind::Primary,
-            None,
-            1 << 16,
-            Arc::new(Roles::default()),
-            rx,
-        );
-        hello13(&mut peer).await;
-        send(&mut peer, &Msg::BarrierRequest, 4, 1).await;
-        assert_eq!(read_msg(&mut peer).await, read_msg_like(1));
+        let (mut peer, _, _task, tx) = connected(ConnKind::Primary, None, 1 << 16, 16).await;
         let pin = |reason| {
             Event::PacketIn(xennet_openflow::model::PacketIn {
                 buffer_id: header::NO_BUFFER,
