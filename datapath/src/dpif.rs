@@ -805,15 +805,7 @@ mod tests {
     }
 
     fn wait_sent(peer: &MemPortPeer, n: usize) -> Vec<Packet> {
-        let mut got = Vec::new();
-        for _ in 0..500 {
-            got.extend(peer.take_sent());
-            if got.len() >= n {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        got
+        peer.wait_sent(n, Duration::from_secs(1))
     }
 
     #[test]

@@ -77,6 +77,19 @@ impl MemPortPeer {
         std::mem::take(&mut lock(&self.shared).tx)
     }
 
+    /// Take what the switch sends out of the port, waiting until there
+    /// are at least `n` frames or `timeout` has passed (for tests, where
+    /// the forwarding thread runs on its own).
+    pub fn wait_sent(&self, n: usize, timeout: std::time::Duration) -> Vec<Packet> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut got = self.take_sent();
+        while got.len() < n && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            got.extend(self.take_sent());
+        }
+        got
+    }
+
     /// Make the port report [`RecvStatus::Disabled`] from now on.
     pub fn disable(&self) {
         lock(&self.shared).disabled = true;

@@ -827,15 +827,8 @@ mod tests {
     /// The frames sent out of `peer`'s port, waiting (up to a second) for
     /// at least `n`.
     fn wait_sent(peer: &MemPortPeer, n: usize) -> Vec<Vec<u8>> {
-        let mut got = Vec::new();
-        for _ in 0..500 {
-            got.extend(peer.take_sent().into_iter().map(|p| p.data().to_vec()));
-            if got.len() >= n {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        got
+        let got = peer.wait_sent(n, Duration::from_secs(1));
+        got.iter().map(|p| p.data().to_vec()).collect()
     }
 
     fn outs(up: &Upcall) -> Vec<OfPort> {

@@ -1,6 +1,6 @@
 #![allow(dead_code)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use xennet_datapath::flow::extract_frame;
 use xennet_datapath::{FlowKey, OfPort, Packet};
@@ -96,14 +96,5 @@ pub fn packet(frame: &[u8], in_port: OfPort) -> Packet {
 }
 
 pub fn wait_sent(peer: &xennet_datapath::memport::MemPortPeer, n: usize) -> Vec<Packet> {
-    let mut got = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        got.extend(peer.take_sent());
-        if got.len() >= n {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    got
+    peer.wait_sent(n, Duration::from_secs(5))
 }
