@@ -77,8 +77,12 @@ pub fn frame_len(buf: &[u8]) -> Option<usize> {
 /// else the single bit of the header's version (§7.5.1).
 ///
 /// # Errors
-/// `HELLO_FAILED/INCOMPATIBLE` for a malformed element list.
+/// `BAD_REQUEST/BAD_LEN` for fewer than 8 bytes, `HELLO_FAILED/INCOMPATIBLE`
+/// for a malformed element list.
 pub fn decode_hello(buf: &[u8]) -> Result<Msg, DecodeError> {
+    if buf.len() < HEADER_LEN {
+        return Err(DecodeError::new(OfError::BAD_LEN, "short header"));
+    }
     let version = buf[0];
     let mut bitmap = if version < 32 { 1u32 << version } else { 0 };
     let mut rest = &buf[HEADER_LEN..];
@@ -156,6 +160,10 @@ mod tests {
         assert_eq!(negotiate(SUPPORTED_BITMAP, 1 << 1), Some(OFP10_VERSION));
         assert_eq!(negotiate(SUPPORTED_BITMAP, 1 << 5), None);
         assert_eq!(frame_len(&out[..7]), None);
+        // Cut short, it is an error, not a panic.
+        for n in 0..HEADER_LEN {
+            assert!(decode_hello(&out[..n]).is_err());
+        }
         assert_eq!(frame_len(&out), Some(16));
     }
 }
