@@ -31,9 +31,11 @@ const VNET_GSO_TCPV6: u8 = 4;
 /// `VIRTIO_NET_HDR_GSO_ECN`: the TCP segments carry CWR (Linux sets it
 /// with `SKB_GSO_TCP_ECN` when a GSO frame has CWR set).
 const VNET_GSO_ECN: u8 = 0x80;
-/// Largest frame taken from or given to the kernel (a 64 KiB GSO frame
-/// plus the virtio-net header).
-const MAX_FRAME: usize = 65_535 + VNET_HDR_LEN;
+/// Largest frame plus virtio-net header given to the kernel, in bytes: the
+/// datapath's largest frame (a 64 KiB GSO frame plus a VLAN tag), so that
+/// every frame the datapath hands us fits. A received frame must fit in
+/// the packet buffer, header included (see `recv_one`).
+const MAX_FRAME: usize = xennet_datapath::buffer::MAX_FRAME + VNET_HDR_LEN;
 
 /// A Linux device as a port.
 #[derive(Debug)]
@@ -427,8 +429,9 @@ mod tests {
     fn a_frame_larger_than_the_packet_buffer_is_dropped() {
         let (mut dev, peer) = pair();
         // The packet buffer clamps to the datapath's largest frame, which
-        // is smaller than this port's MAX_FRAME: a frame whose real length
-        // lies between them used to be taken, cut short.
+        // is smaller than this port's MAX_FRAME (it adds the virtio-net
+        // header): a frame whose real length lies between them used to be
+        // taken, cut short.
         let cap = xennet_datapath::buffer::MAX_FRAME;
         assert!(cap < MAX_FRAME);
         let mut p = Packet::default();
@@ -443,5 +446,17 @@ mod tests {
         assert_eq!(dev.stats.rx_packets, 1);
         // Nothing more to read.
         assert!(!dev.recv_one(&mut p).unwrap());
+    }
+
+    #[test]
+    fn the_largest_datapath_frame_is_sent() {
+        let (mut dev, peer) = pair();
+        let mut p = Packet::default();
+        p.resize(xennet_datapath::buffer::MAX_FRAME);
+        dev.send(&[&p]);
+        assert_eq!(dev.stats.tx_dropped, 0);
+        assert_eq!(dev.stats.tx_packets, 1);
+        let mut b = vec![0u8; MAX_FRAME + 1];
+        assert_eq!(peer.recv(&mut b).unwrap(), MAX_FRAME);
     }
 }
