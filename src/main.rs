@@ -12,6 +12,7 @@ mod flowtext;
 mod netdev;
 mod ofbridge;
 mod ofconn;
+mod ratelimit;
 // Shared with xennet-guest; xennetd uses only the virtio-net header.
 #[allow(dead_code)]
 mod tap;

@@ -18,6 +18,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use xennet_datapath::buffer::{Csum, Gso, GsoType};
 use xennet_datapath::{Packet, PacketBatch, Port, PortFeatures, PortStats, RecvStatus};
 
+use crate::ratelimit::LogLimit;
 use crate::tap::{VnetHdr, VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_HDR_LEN};
 
 /// `PACKET_VNET_HDR` (linux/if_packet.h).
@@ -44,8 +45,8 @@ pub struct Netdev {
     name: String,
     stats: PortStats,
     tx_buf: Vec<u8>,
-    /// When a dropped frame was last logged.
-    last_warn: Option<std::time::Instant>,
+    /// Rate limit of the log lines about dropped frames.
+    drop_log: LogLimit,
 }
 
 fn setsockopt_int(
@@ -147,7 +148,7 @@ impl Netdev {
             name: name.to_string(),
             stats: PortStats::default(),
             tx_buf: vec![0; MAX_FRAME],
-            last_warn: None,
+            drop_log: LogLimit::default(),
         })
     }
 
@@ -202,12 +203,7 @@ impl Netdev {
 
     /// Log a dropped frame, at most once a second per device.
     fn warn_rate_limited(&mut self, why: &str, len: usize) {
-        let now = std::time::Instant::now();
-        if self
-            .last_warn
-            .is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_secs(1))
-        {
-            self.last_warn = Some(now);
+        if self.drop_log.ready() {
             tracing::warn!(
                 "{}: dropped a received frame of {len} bytes: {why} ({} dropped so far)",
                 self.name,
@@ -420,7 +416,7 @@ mod tests {
             name: "test".into(),
             stats: PortStats::default(),
             tx_buf: vec![0; MAX_FRAME],
-            last_warn: None,
+            drop_log: LogLimit::default(),
         };
         (dev, theirs)
     }

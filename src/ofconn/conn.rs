@@ -440,7 +440,7 @@ impl Drop for ForgetRole<'_> {
 /// most once a second.
 #[derive(Default)]
 struct DropLog {
-    last: Option<Instant>,
+    limit: crate::ratelimit::LogLimit,
     unlogged: u64,
 }
 
@@ -448,12 +448,7 @@ impl DropLog {
     fn dropped(&mut self, n: u64, status: &ConnStatus, id: u64, peer: &str) {
         status.dropped_events.fetch_add(n, Ordering::Relaxed);
         self.unlogged = self.unlogged.saturating_add(n);
-        let now = Instant::now();
-        if self
-            .last
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
-        {
-            self.last = Some(now);
+        if self.limit.ready() {
             tracing::warn!(
                 "conn {id} ({peer}): {} asynchronous messages dropped (slow connection; {} in all)",
                 self.unlogged,
@@ -1016,10 +1011,10 @@ mod tests {
                 .unwrap();
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while tx.len() > 0 && Instant::now() < deadline {
+        while !tx.is_empty() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(tx.len(), 0, "the connection stopped taking events");
+        assert!(tx.is_empty(), "the connection stopped taking events");
         let dropped = status.dropped_events.load(Ordering::Relaxed);
         assert!(dropped > 0, "nothing dropped");
         let kept = 50_000 - dropped;

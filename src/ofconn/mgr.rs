@@ -481,7 +481,7 @@ async fn accept(
 ) {
     let mut live = tokio::task::JoinSet::new();
     let mut refused = 0u64;
-    let mut last_log: Option<tokio::time::Instant> = None;
+    let mut refused_log = crate::ratelimit::LogLimit::default();
     loop {
         match listener.accept().await {
             Ok((s, peer)) => {
@@ -489,9 +489,7 @@ async fn accept(
                 if live.len() >= MAX_ACCEPTED {
                     drop(s);
                     refused = refused.saturating_add(1);
-                    let now = tokio::time::Instant::now();
-                    if last_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
-                        last_log = Some(now);
+                    if refused_log.ready() {
                         tracing::warn!(
                             "{}: {name}: {MAX_ACCEPTED} connections already, refused one ({refused} in all)",
                             spawner.bridge
