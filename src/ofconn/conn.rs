@@ -370,7 +370,7 @@ where
             let Some(r) = rx.next_frame() else { break };
             if let Err(e) = on_message(&mut st, &rx.buf[r], &*handler, &roles, &mut tx.buf) {
                 // Best effort: the error that explains the close.
-                let _ = wr.write_all(&tx.buf[tx.pos..]).await;
+                flush_before_close(&mut wr, &tx).await;
                 return Err(e);
             }
         }
@@ -381,7 +381,12 @@ where
         tokio::select! {
             r = rd.read_buf(rx.make_room()), if tx.pending() < MAX_OUT => {
                 match r {
-                    Ok(0) => break Ok(()),
+                    Ok(0) => {
+                        // The peer is done sending; it may still read the
+                        // replies to what it sent last.
+                        flush_before_close(&mut wr, &tx).await;
+                        break Ok(());
+                    }
                     Ok(_) => {
                         last_rx = Instant::now();
                         probe_sent = false;
@@ -424,6 +429,18 @@ where
                 last_rx = Instant::now();
             }
         }
+    }
+}
+
+/// How long a closing connection may take to write what is queued.
+const CLOSE_FLUSH: Duration = Duration::from_secs(2);
+
+/// Write what is queued before closing, giving up after [`CLOSE_FLUSH`]
+/// (a peer that does not read must not keep the connection).
+async fn flush_before_close<W: AsyncWrite + Unpin>(wr: &mut W, tx: &TxBuf) {
+    let pending = &tx.buf[tx.pos..];
+    if !pending.is_empty() {
+        let _ = tokio::time::timeout(CLOSE_FLUSH, wr.write_all(pending)).await;
     }
 }
 
@@ -1088,5 +1105,33 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn replies_are_written_after_the_peer_stops_sending() {
+        let (mut peer, _, task, _tx) = connected(ConnKind::Service, None, 1 << 20, 16).await;
+        let mut reqs = Vec::new();
+        for xid in 10..20 {
+            xennet_openflow::encode(&Msg::BarrierRequest, 4, xid, &mut reqs).unwrap();
+        }
+        peer.write_all(&reqs).await.unwrap();
+        peer.shutdown().await.unwrap();
+        for xid in 10..20 {
+            assert_eq!(read_msg(&mut peer).await, read_msg_like(xid));
+        }
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_neither_reads_nor_says_hello_properly_is_let_go() {
+        // A pipe smaller than our HELLO plus the error: the error cannot
+        // be written, and closing must not wait for ever.
+        let (tx, rx) = broadcast::channel(16);
+        let (mut peer, _, task) =
+            spawn_conn(ConnKind::Service, None, 16, Arc::new(Roles::default()), rx);
+        peer.write_all(&[4, 5, 0, 8, 0, 0, 0, 1]).await.unwrap();
+        let r = tokio::time::timeout(CLOSE_FLUSH * 3, task).await;
+        assert!(matches!(r, Ok(Ok(Err(ConnError::NoHello(5))))), "{r:?}");
+        drop(tx);
     }
 }
