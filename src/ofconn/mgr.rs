@@ -20,6 +20,8 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+use crate::ratelimit::LogLimit;
+
 use super::conn::{self, ConnKind, ConnOptions, ConnStatus, Event, Handler, Roles};
 
 /// Default OpenFlow port when a `tcp:`/`ptcp:` target names none.
@@ -194,6 +196,7 @@ impl ConnMgr {
             events: self.events.clone(),
             primary_connected: self.primary_connected.clone(),
             bridge: self.bridge.clone(),
+            failed: Arc::new(Mutex::new((0, LogLimit::default()))),
         }
     }
 
@@ -340,6 +343,10 @@ struct Spawner {
     events: broadcast::Sender<Event>,
     primary_connected: Arc<AtomicUsize>,
     bridge: String,
+    /// Connections that ended in an error (a peer that sends garbage or
+    /// stops answering), and the rate limit of their log lines: a passive
+    /// target's peers can open connections as fast as they like.
+    failed: Arc<Mutex<(u64, LogLimit)>>,
 }
 
 impl Spawner {
@@ -388,7 +395,19 @@ impl Spawner {
         match r {
             Ok(()) if primary => tracing::info!("{}: {peer}: connection closed", self.bridge),
             Ok(()) => tracing::debug!("{}: {peer}: connection closed", self.bridge),
-            Err(e) => tracing::warn!("{}: {peer}: connection dropped: {e}", self.bridge),
+            Err(e) => {
+                let mut f = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+                f.0 = f.0.saturating_add(1);
+                if f.1.ready() {
+                    tracing::warn!(
+                        "{}: {peer}: connection dropped: {e} ({} dropped so far)",
+                        self.bridge,
+                        f.0
+                    );
+                } else {
+                    tracing::debug!("{}: {peer}: connection dropped: {e}", self.bridge);
+                }
+            }
         }
     }
 }
