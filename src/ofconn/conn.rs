@@ -195,6 +195,8 @@ pub struct ConnStatus {
     /// Asynchronous messages dropped because this connection was slow
     /// (the bridge's queue overran, or [`MAX_OUT`] bytes were waiting).
     pub dropped_events: AtomicU64,
+    /// Requests answered with an ERROR (malformed, unsupported, refused).
+    pub refused_requests: AtomicU64,
 }
 
 struct State {
@@ -208,9 +210,28 @@ struct State {
     /// `NXT_SET_PACKET_IN_FORMAT`, `NXT_FLOW_MOD_TABLE_ID`.
     v10_enc: v10::EncodeOptions,
     v10_dec: v10::DecodeOptions,
+    /// Requests answered with an ERROR, and the rate limit of their log
+    /// lines.
+    refused: u64,
+    refused_log: crate::ratelimit::LogLimit,
 }
 
 impl State {
+    /// Answer the request `req` with an ERROR in `version`, counting it
+    /// and logging it at most once a second.
+    fn refuse(&mut self, version: u8, err: OfError, req: &[u8], out: &mut Vec<u8>) {
+        self.refused = self.refused.saturating_add(1);
+        if self.refused_log.ready() {
+            tracing::info!(
+                "conn {}: refused a request of type {}: {err} ({} refused so far)",
+                self.id,
+                req.get(1).copied().unwrap_or(0),
+                self.refused
+            );
+        }
+        push_error(version, err, req, out);
+    }
+
     /// A master that another connection has since replaced is a slave
     /// (§6.3.5); this is where that takes effect.
     fn refresh_role(&mut self, roles: &Roles) {
@@ -350,6 +371,8 @@ where
         kind: opts.kind,
         v10_enc: v10::EncodeOptions::default(),
         v10_dec: v10::DecodeOptions::default(),
+        refused: 0,
+        refused_log: crate::ratelimit::LogLimit::default(),
     };
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut tx = TxBuf::default();
@@ -377,6 +400,7 @@ where
         st.refresh_role(&roles);
         status.version.store(st.version, Ordering::Relaxed);
         status.role.store(st.role, Ordering::Relaxed);
+        status.refused_requests.store(st.refused, Ordering::Relaxed);
         let probe_at = opts.probe_interval.map(|p| last_rx + p);
         tokio::select! {
             r = rd.read_buf(rx.make_room()), if tx.pending() < MAX_OUT => {
@@ -520,18 +544,18 @@ fn on_message(
         st.version
     };
     if raw.len() < HEADER_LEN {
-        push_error(reply_version, OfError::BAD_LEN, raw, out);
+        st.refuse(reply_version, OfError::BAD_LEN, raw, out);
         return Ok(());
     }
     let declared = u16::from_be_bytes([raw[2], raw[3]]);
     if usize::from(declared) < HEADER_LEN {
-        push_error(reply_version, OfError::BAD_LEN, raw, out);
+        st.refuse(reply_version, OfError::BAD_LEN, raw, out);
         return Err(ConnError::BadLength(declared));
     }
     let typ = raw[1];
     if st.version == 0 {
         if typ != header::OFPT_HELLO {
-            push_error(reply_version, OfError::BAD_TYPE, raw, out);
+            st.refuse(reply_version, OfError::BAD_TYPE, raw, out);
             return Err(ConnError::NoHello(typ));
         }
         let versions = match header::decode_hello(raw) {
@@ -555,14 +579,14 @@ fn on_message(
         };
     }
     if raw[0] != st.version && typ != header::OFPT_HELLO {
-        push_error(st.version, OfError::BAD_VERSION, raw, out);
+        st.refuse(st.version, OfError::BAD_VERSION, raw, out);
         return Ok(());
     }
     let (h, msg) = match st.decode(raw) {
         Ok(m) => m,
         Err(e) => {
             tracing::debug!("conn {}: bad message type {typ}: {e}", st.id);
-            push_error(st.version, e.err, raw, out);
+            st.refuse(st.version, e.err, raw, out);
             return Ok(());
         }
     };
@@ -580,15 +604,15 @@ fn on_message(
         Msg::SetAsync(c) => st.async_cfg = c,
         Msg::NxSetFlowFormat(0) => st.v10_enc.nxm = false,
         Msg::NxSetFlowFormat(2) => st.v10_enc.nxm = true,
-        Msg::NxSetFlowFormat(_) => push_error(v, OfError::BAD_REQUEST_EPERM, raw, out),
+        Msg::NxSetFlowFormat(_) => st.refuse(v, OfError::BAD_REQUEST_EPERM, raw, out),
         Msg::NxSetPacketInFormat(0) => st.v10_enc.nx_packet_in = false,
         Msg::NxSetPacketInFormat(1) => st.v10_enc.nx_packet_in = true,
-        Msg::NxSetPacketInFormat(_) => push_error(v, OfError::BAD_REQUEST_EPERM, raw, out),
+        Msg::NxSetPacketInFormat(_) => st.refuse(v, OfError::BAD_REQUEST_EPERM, raw, out),
         Msg::NxFlowModTableId(on) => st.v10_dec.flow_mod_table_id = on,
         Msg::NxSetControllerId(_) => {}
         Msg::RoleRequest(req) => {
             if req.role > role::SLAVE {
-                push_error(v, OfError::BAD_ROLE, raw, out);
+                st.refuse(v, OfError::BAD_ROLE, raw, out);
                 return Ok(());
             }
             // Nicira roles (OpenFlow 1.0) carry no generation id.
@@ -607,12 +631,12 @@ fn on_message(
                         out,
                     );
                 }
-                Err(e) => push_error(v, e, raw, out),
+                Err(e) => st.refuse(v, e, raw, out),
             }
         }
         msg => {
             if st.role == role::SLAVE && is_write(&msg) {
-                push_error(v, OfError::IS_SLAVE, raw, out);
+                st.refuse(v, OfError::IS_SLAVE, raw, out);
                 return Ok(());
             }
             let ctx = ConnCtx { version: v };
@@ -622,7 +646,7 @@ fn on_message(
                         reply(st, m, out);
                     }
                 }
-                Err(e) => push_error(v, e, raw, out),
+                Err(e) => st.refuse(v, e, raw, out),
             }
         }
     }
@@ -985,6 +1009,7 @@ mod tests {
         assert!(
             matches!(read_msg(&mut a).await.1, Msg::Error { err, .. } if err == OfError::IS_SLAVE)
         );
+        assert_eq!(status_a.refused_requests.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]
