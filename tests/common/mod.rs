@@ -18,16 +18,7 @@ pub fn require_prerequisites() {
         ("ping", "iputils-ping"),
         ("iperf3", "iperf3"),
     ] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(
-            found,
-            "{tool} is missing: apt-get install {pkg} (scripts/test installs it)"
-        );
+        require_tool(tool, pkg);
     }
 }
 
