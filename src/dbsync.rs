@@ -153,6 +153,7 @@ struct PlannedIface {
     kind: Kind,
     ofport: Option<i64>,
     error: Option<String>,
+    link_state: Option<String>,
     statistics: BTreeMap<String, i64>,
     /// Why its Port's VLAN settings are not applied.
     vlan_error: Option<String>,
@@ -171,6 +172,8 @@ struct Plan {
     vlans: BTreeMap<String, PortVlans>,
     /// Bridge -> fail mode and controller targets.
     openflow: BTreeMap<String, (FailMode, Vec<String>)>,
+    /// Bridge rows: (uuid, name, datapath_id) as the database has them.
+    bridge_rows: Vec<(Uuid, String, Option<String>)>,
     /// Controller rows: (uuid, bridge, target, is_connected, role) as the
     /// database has them.
     controllers: Vec<(Uuid, String, String, bool, Option<String>)>,
@@ -271,6 +274,8 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
                 FailMode::Standalone
             }
         };
+        plan.bridge_rows
+            .push((br.uuid, br.name.clone(), br.datapath_id.clone()));
         let mut targets = Vec::new();
         for cuuid in &br.controller {
             if let Some(c) = r.controller(*cuuid) {
@@ -357,6 +362,7 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
                     kind,
                     ofport: iface.ofport,
                     error: iface.error,
+                    link_state: iface.link_state,
                     statistics: iface.statistics,
                     vlan_error,
                 });
@@ -588,14 +594,14 @@ fn status_txn(
             cols.push(("mac_in_use", Datum::optional(mac)));
         }
         if with_stats {
-            if let Some((b, p)) = placed {
+            if let Some((b, p)) = &placed {
                 let by_port = stats.entry(b.name.clone()).or_insert_with(|| {
                     b.port_infos()
                         .into_iter()
                         .map(|i| (i.ofport, i.stats))
                         .collect()
                 });
-                if let Some(s) = by_port.get(&p) {
+                if let Some(s) = by_port.get(p) {
                     let m = stats_map(s);
                     if m != pi.statistics {
                         cols.push((
@@ -606,8 +612,33 @@ fn status_txn(
                 }
             }
         }
+        // link_state: whether the port is up in the datapath (a vif whose
+        // frontend was disabled for misbehaving is down).
+        let link = placed.as_ref().map(|(b, p)| {
+            let up = b.port_infos().iter().any(|i| i.ofport == *p && i.enabled);
+            if up {
+                "up"
+            } else {
+                "down"
+            }
+        });
+        if pi.link_state.as_deref() != link {
+            cols.push(("link_state", Datum::optional(link)));
+        }
         if !cols.is_empty() {
             txn.update("Interface", pi.uuid, cols);
+        }
+    }
+    for (uuid, name, old) in &plan.bridge_rows {
+        let dpid = switch
+            .bridge(name)
+            .map(|b| format!("{:016x}", b.of.datapath_id()));
+        if dpid.is_some() && *old != dpid {
+            txn.update(
+                "Bridge",
+                *uuid,
+                vec![("datapath_id", Datum::optional(dpid))],
+            );
         }
     }
     for (uuid, bridge, target, was_connected, old_role) in &plan.controllers {

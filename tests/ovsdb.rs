@@ -240,6 +240,17 @@ fn ovs_vsctl_set_controller_and_fail_mode() {
         h.guest(d, None);
     }
     assert!(h.ping(1, 2, 1), "{}", h.log());
+    // The switch's own columns: datapath_id and link_state.
+    let dpid = db.vsctl_no_wait(&["get", "bridge", "br0", "datapath_id"]);
+    assert_eq!(dpid.trim_matches('"').len(), 16, "datapath_id {dpid}");
+    let of = h.ofctl(&["-O", "OpenFlow13", "show", "br0"]);
+    assert!(
+        of.contains(&format!("dpid:{}", dpid.trim_matches('"'))),
+        "{of}"
+    );
+    h.wait_for("link_state up", || {
+        db.vsctl_no_wait(&["get", "interface", "vif1.0", "link_state"]) == "up"
+    });
 
     let port = common::free_port();
     let oslog = h.rundir().join("osken.log");
