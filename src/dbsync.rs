@@ -154,6 +154,8 @@ struct PlannedIface {
     ofport: Option<i64>,
     error: Option<String>,
     link_state: Option<String>,
+    /// `ingress_policing_rate` (kbit/s) and `ingress_policing_burst` (kbit).
+    policing: (i64, i64),
     statistics: BTreeMap<String, i64>,
     /// Why its Port's VLAN settings are not applied.
     vlan_error: Option<String>,
@@ -363,6 +365,7 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
                     ofport: iface.ofport,
                     error: iface.error,
                     link_state: iface.link_state,
+                    policing: (iface.ingress_policing_rate, iface.ingress_policing_burst),
                     statistics: iface.statistics,
                     vlan_error,
                 });
@@ -461,7 +464,36 @@ fn apply(
             Err(e) => log.warn(format!("{name}: {e:#}")),
         }
     }
-    apply_netdevs(plan, switch, log)
+    let errors = apply_netdevs(plan, switch, log);
+    apply_policing(plan, switch);
+    errors
+}
+
+/// Ingress policing (Interface `ingress_policing_rate`/`_burst`) of every
+/// port that is on its bridge.
+fn apply_policing(plan: &Plan, switch: &Switch) {
+    for b in switch.bridges() {
+        let entries = b.port_entries();
+        for pi in plan.ifaces.iter().filter(|pi| pi.bridge == b.name) {
+            let Some((&ofport, _)) = entries.iter().find(|(_, e)| e.name == pi.name) else {
+                continue;
+            };
+            let clamp = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+            let (rate, burst) = (clamp(pi.policing.0), clamp(pi.policing.1));
+            if b.of.set_ingress_policing(ofport, rate, burst) {
+                tracing::info!(
+                    "{}: ingress policing of {}: {}",
+                    b.name,
+                    pi.name,
+                    if rate == 0 {
+                        "off".to_string()
+                    } else {
+                        format!("{rate} kbit/s, burst {burst} kbit")
+                    }
+                );
+            }
+        }
+    }
 }
 
 /// Linux devices: detach those no longer planned on their bridge, attach

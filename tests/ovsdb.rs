@@ -252,6 +252,49 @@ fn ovs_vsctl_set_controller_and_fail_mode() {
         db.vsctl_no_wait(&["get", "interface", "vif1.0", "link_state"]) == "up"
     });
 
+    // Ingress policing: 64 kbit/s on vif1.0 stops most of a 1.1 Mbit/s
+    // ping flood; turned off, the flood goes through.
+    db.vsctl_ok(&[
+        "set",
+        "interface",
+        "vif1.0",
+        "ingress_policing_rate=64",
+        "ingress_policing_burst=16",
+    ]);
+    let flood = |h: &Harness| -> u32 {
+        let o = h.exec(
+            1,
+            &[
+                "ping",
+                "-q",
+                "-c",
+                "50",
+                "-i",
+                "0.01",
+                "-s",
+                "1400",
+                "-W",
+                "1",
+                &Harness::ip_of(2),
+            ],
+        );
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        text.split(" received")
+            .next()
+            .and_then(|s| s.rsplit(", ").next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("ping output: {text}"))
+    };
+    let policed = flood(&h);
+    assert!(
+        policed < 30,
+        "only {} of 50 pings policed away",
+        50 - policed
+    );
+    db.vsctl_ok(&["set", "interface", "vif1.0", "ingress_policing_rate=0"]);
+    let free = flood(&h);
+    assert!(free > 40, "{free} of 50 pings without policing");
+
     let port = common::free_port();
     let oslog = h.rundir().join("osken.log");
     let osken = common::start_osken(port, &oslog);
