@@ -154,6 +154,7 @@ struct PlannedIface {
     ofport: Option<i64>,
     error: Option<String>,
     link_state: Option<String>,
+    status: BTreeMap<String, String>,
     /// `ingress_policing_rate` (kbit/s) and `ingress_policing_burst` (kbit).
     policing: (i64, i64),
     statistics: BTreeMap<String, i64>,
@@ -365,6 +366,7 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
                     ofport: iface.ofport,
                     error: iface.error,
                     link_state: iface.link_state,
+                    status: iface.status,
                     policing: (iface.ingress_policing_rate, iface.ingress_policing_burst),
                     statistics: iface.statistics,
                     vlan_error,
@@ -656,6 +658,27 @@ fn status_txn(
         });
         if pi.link_state.as_deref() != link {
             cols.push(("link_state", Datum::optional(link)));
+        }
+        // status: what drives the interface (OVS fills driver_name etc.).
+        let status: BTreeMap<String, String> = match (&pi.kind, &placed) {
+            (Kind::Vif { domid, handle }, Some(_)) => [
+                ("driver_name", "xennet-netback".to_string()),
+                ("xen_domid", domid.to_string()),
+                ("xen_handle", handle.to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            (Kind::Netdev, Some(_)) => [("driver_name".to_string(), "af_packet".to_string())]
+                .into_iter()
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        if status != pi.status {
+            cols.push((
+                "status",
+                Datum::map(status.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            ));
         }
         if !cols.is_empty() {
             txn.update("Interface", pi.uuid, cols);

@@ -251,6 +251,11 @@ fn ovs_vsctl_set_controller_and_fail_mode() {
     h.wait_for("link_state up", || {
         db.vsctl_no_wait(&["get", "interface", "vif1.0", "link_state"]) == "up"
     });
+    let status = db.vsctl_no_wait(&["get", "interface", "vif2.0", "status"]);
+    assert!(
+        status.contains("driver_name=xennet-netback") && status.contains("xen_domid=\"2\""),
+        "{status}"
+    );
 
     // Ingress policing: 64 kbit/s on vif1.0 stops most of a 1.1 Mbit/s
     // ping flood; turned off, the flood goes through.
