@@ -9,8 +9,8 @@
 //! controller = []           # OVS Controller:target list, e.g. "tcp:127.0.0.1:6653",
 //!                           # "ptcp:6653:127.0.0.1", "unix:PATH", "punix:PATH"
 //!
-//! [[bridge.port]]           # optional: VLAN settings of a port (by vif name)
-//! name = "vif1.0"
+//! [[bridge.port]]           # optional: settings of a port; a name that is not
+//! name = "vif1.0"           # vif<domid>.<handle> is a Linux device, attached at start
 //! tag = 10                  # OVS Port:tag, 0-4095
 //! trunks = [10, 20]         # OVS Port:trunks (empty or absent = every VLAN)
 //! vlan_mode = "trunk"       # OVS Port:vlan_mode: access, trunk, native-tagged,

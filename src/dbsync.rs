@@ -153,6 +153,10 @@ struct PlannedIface {
     kind: Kind,
     ofport: Option<i64>,
     error: Option<String>,
+    link_state: Option<String>,
+    status: BTreeMap<String, String>,
+    /// `ingress_policing_rate` (kbit/s) and `ingress_policing_burst` (kbit).
+    policing: (i64, i64),
     statistics: BTreeMap<String, i64>,
     /// Why its Port's VLAN settings are not applied.
     vlan_error: Option<String>,
@@ -171,6 +175,8 @@ struct Plan {
     vlans: BTreeMap<String, PortVlans>,
     /// Bridge -> fail mode and controller targets.
     openflow: BTreeMap<String, (FailMode, Vec<String>)>,
+    /// Bridge rows: (uuid, name, datapath_id) as the database has them.
+    bridge_rows: Vec<(Uuid, String, Option<String>)>,
     /// Controller rows: (uuid, bridge, target, is_connected, role) as the
     /// database has them.
     controllers: Vec<(Uuid, String, String, bool, Option<String>)>,
@@ -271,6 +277,8 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
                 FailMode::Standalone
             }
         };
+        plan.bridge_rows
+            .push((br.uuid, br.name.clone(), br.datapath_id.clone()));
         let mut targets = Vec::new();
         for cuuid in &br.controller {
             if let Some(c) = r.controller(*cuuid) {
@@ -357,6 +365,9 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
                     kind,
                     ofport: iface.ofport,
                     error: iface.error,
+                    link_state: iface.link_state,
+                    status: iface.status,
+                    policing: (iface.ingress_policing_rate, iface.ingress_policing_burst),
                     statistics: iface.statistics,
                     vlan_error,
                 });
@@ -455,7 +466,36 @@ fn apply(
             Err(e) => log.warn(format!("{name}: {e:#}")),
         }
     }
-    apply_netdevs(plan, switch, log)
+    let errors = apply_netdevs(plan, switch, log);
+    apply_policing(plan, switch);
+    errors
+}
+
+/// Ingress policing (Interface `ingress_policing_rate`/`_burst`) of every
+/// port that is on its bridge.
+fn apply_policing(plan: &Plan, switch: &Switch) {
+    for b in switch.bridges() {
+        let entries = b.port_entries();
+        for pi in plan.ifaces.iter().filter(|pi| pi.bridge == b.name) {
+            let Some((&ofport, _)) = entries.iter().find(|(_, e)| e.name == pi.name) else {
+                continue;
+            };
+            let clamp = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+            let (rate, burst) = (clamp(pi.policing.0), clamp(pi.policing.1));
+            if b.of.set_ingress_policing(ofport, rate, burst) {
+                tracing::info!(
+                    "{}: ingress policing of {}: {}",
+                    b.name,
+                    pi.name,
+                    if rate == 0 {
+                        "off".to_string()
+                    } else {
+                        format!("{rate} kbit/s, burst {burst} kbit")
+                    }
+                );
+            }
+        }
+    }
 }
 
 /// Linux devices: detach those no longer planned on their bridge, attach
@@ -588,14 +628,14 @@ fn status_txn(
             cols.push(("mac_in_use", Datum::optional(mac)));
         }
         if with_stats {
-            if let Some((b, p)) = placed {
+            if let Some((b, p)) = &placed {
                 let by_port = stats.entry(b.name.clone()).or_insert_with(|| {
                     b.port_infos()
                         .into_iter()
                         .map(|i| (i.ofport, i.stats))
                         .collect()
                 });
-                if let Some(s) = by_port.get(&p) {
+                if let Some(s) = by_port.get(p) {
                     let m = stats_map(s);
                     if m != pi.statistics {
                         cols.push((
@@ -606,8 +646,54 @@ fn status_txn(
                 }
             }
         }
+        // link_state: whether the port is up in the datapath (a vif whose
+        // frontend was disabled for misbehaving is down).
+        let link = placed.as_ref().map(|(b, p)| {
+            let up = b.port_infos().iter().any(|i| i.ofport == *p && i.enabled);
+            if up {
+                "up"
+            } else {
+                "down"
+            }
+        });
+        if pi.link_state.as_deref() != link {
+            cols.push(("link_state", Datum::optional(link)));
+        }
+        // status: what drives the interface (OVS fills driver_name etc.).
+        let status: BTreeMap<String, String> = match (&pi.kind, &placed) {
+            (Kind::Vif { domid, handle }, Some(_)) => [
+                ("driver_name", "xennet-netback".to_string()),
+                ("xen_domid", domid.to_string()),
+                ("xen_handle", handle.to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            (Kind::Netdev, Some(_)) => [("driver_name".to_string(), "af_packet".to_string())]
+                .into_iter()
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        if status != pi.status {
+            cols.push((
+                "status",
+                Datum::map(status.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            ));
+        }
         if !cols.is_empty() {
             txn.update("Interface", pi.uuid, cols);
+        }
+    }
+    for (uuid, name, old) in &plan.bridge_rows {
+        let dpid = switch
+            .bridge(name)
+            .map(|b| format!("{:016x}", b.of.datapath_id()));
+        if dpid.is_some() && *old != dpid {
+            txn.update(
+                "Bridge",
+                *uuid,
+                vec![("datapath_id", Datum::optional(dpid))],
+            );
         }
     }
     for (uuid, bridge, target, was_connected, old_role) in &plan.controllers {

@@ -240,6 +240,65 @@ fn ovs_vsctl_set_controller_and_fail_mode() {
         h.guest(d, None);
     }
     assert!(h.ping(1, 2, 1), "{}", h.log());
+    // The switch's own columns: datapath_id and link_state.
+    let dpid = db.vsctl_no_wait(&["get", "bridge", "br0", "datapath_id"]);
+    assert_eq!(dpid.trim_matches('"').len(), 16, "datapath_id {dpid}");
+    let of = h.ofctl(&["-O", "OpenFlow13", "show", "br0"]);
+    assert!(
+        of.contains(&format!("dpid:{}", dpid.trim_matches('"'))),
+        "{of}"
+    );
+    h.wait_for("link_state up", || {
+        db.vsctl_no_wait(&["get", "interface", "vif1.0", "link_state"]) == "up"
+    });
+    let status = db.vsctl_no_wait(&["get", "interface", "vif2.0", "status"]);
+    assert!(
+        status.contains("driver_name=xennet-netback") && status.contains("xen_domid=\"2\""),
+        "{status}"
+    );
+
+    // Ingress policing: 64 kbit/s on vif1.0 stops most of a 1.1 Mbit/s
+    // ping flood; turned off, the flood goes through.
+    db.vsctl_ok(&[
+        "set",
+        "interface",
+        "vif1.0",
+        "ingress_policing_rate=64",
+        "ingress_policing_burst=16",
+    ]);
+    let flood = |h: &Harness| -> u32 {
+        let o = h.exec(
+            1,
+            &[
+                "ping",
+                "-q",
+                "-c",
+                "50",
+                "-i",
+                "0.01",
+                "-s",
+                "1400",
+                "-W",
+                "1",
+                &Harness::ip_of(2),
+            ],
+        );
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        text.split(" received")
+            .next()
+            .and_then(|s| s.rsplit(", ").next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("ping output: {text}"))
+    };
+    let policed = flood(&h);
+    assert!(
+        policed < 30,
+        "only {} of 50 pings policed away",
+        50 - policed
+    );
+    db.vsctl_ok(&["set", "interface", "vif1.0", "ingress_policing_rate=0"]);
+    let free = flood(&h);
+    assert!(free > 40, "{free} of 50 pings without policing");
 
     let port = common::free_port();
     let oslog = h.rundir().join("osken.log");

@@ -103,7 +103,13 @@ pub struct Ofproto {
     events_rx: Mutex<Option<Receiver<OfEvent>>>,
     dropped_events: AtomicU64,
     dp: Mutex<Option<DpHandle>>,
+    /// Ingress policers by port: (rate kbit/s, burst kbit).
+    policers: RwLock<std::collections::BTreeMap<u32, (u32, u32)>>,
 }
+
+/// Datapath meter ids of ingress policers start here (above OpenFlow's
+/// `OFPM_MAX`, 0xffff0000, so they never collide with controller meters).
+pub const POLICER_BASE: u32 = 0xffff_0000;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -131,6 +137,7 @@ impl Ofproto {
             events_rx: Mutex::new(Some(rx)),
             dropped_events: AtomicU64::new(0),
             dp: Mutex::new(None),
+            policers: RwLock::new(std::collections::BTreeMap::new()),
         };
         if fail_mode == FailMode::Standalone {
             let fm = FlowMod {
@@ -507,8 +514,67 @@ impl Ofproto {
         }
     }
 
-    /// A port was deleted: forget its MACs and revalidate.
+    /// Police traffic received on `port` (OVS `Interface` columns
+    /// `ingress_policing_rate`, kbit/s, and `ingress_policing_burst`, kbit;
+    /// a burst of 0 means 8000 kbit, a rate of 0 turns policing off):
+    /// packets beyond the rate are dropped before the pipeline's actions,
+    /// by a datapath meter ([`POLICER_BASE`] + `port`) that every megaflow
+    /// from the port runs first. Returns whether anything changed.
+    pub fn set_ingress_policing(&self, port: u32, rate_kbps: u32, burst_kbit: u32) -> bool {
+        let want =
+            (rate_kbps > 0).then_some((rate_kbps, if burst_kbit == 0 { 8000 } else { burst_kbit }));
+        let id = POLICER_BASE.saturating_add(port);
+        let changed = {
+            let mut p = self.policers.write().unwrap_or_else(|e| e.into_inner());
+            let old = p.get(&port).copied();
+            if old == want {
+                false
+            } else {
+                match want {
+                    Some(v) => p.insert(port, v),
+                    None => p.remove(&port),
+                };
+                true
+            }
+        };
+        if !changed {
+            return false;
+        }
+        if let Some(dp) = lock(&self.dp).clone() {
+            let r = match want {
+                Some((rate, burst)) => dp.set_meter(
+                    id,
+                    MeterSpec {
+                        pktps: false,
+                        bands: vec![BandSpec {
+                            kind: BandKind::Drop,
+                            rate,
+                            burst,
+                        }],
+                    },
+                ),
+                None => dp.del_meter(id),
+            };
+            if let Err(e) = r {
+                tracing::warn!("{}: ingress policing of port {port}: {e}", self.name);
+            }
+        }
+        self.bump();
+        true
+    }
+
+    /// The ingress policer of `port`, as `(rate kbit/s, burst kbit)`.
+    pub fn ingress_policing(&self, port: u32) -> Option<(u32, u32)> {
+        self.policers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&port)
+            .copied()
+    }
+
+    /// A port was deleted: forget its MACs and policer, and revalidate.
     pub fn port_deleted(&self, port: u32) {
+        self.set_ingress_policing(port, 0, 0);
         self.fdb.flush_port(port);
         self.down_ports
             .write()
@@ -720,7 +786,16 @@ impl UpcallHandler for Handler {
                 seen.extend_from_slice(ports);
             }
         }
-        self.of.translate(key, pkt, ports, true, false).0.upcall
+        let mut up = self.of.translate(key, pkt, ports, true, false).0.upcall;
+        if self.of.ingress_policing(key.in_port()).is_some() {
+            // The policer runs first, for every packet from the port.
+            up.mask.set_exact(xennet_datapath::flow::Field::InPort);
+            up.actions.insert(
+                0,
+                xennet_datapath::DpAction::Meter(POLICER_BASE.saturating_add(key.in_port())),
+            );
+        }
+        up
     }
 
     fn generation(&self) -> u64 {

@@ -47,6 +47,7 @@ pub const MONITORED: &[(&str, &[&str])] = &[
             "ports",
             "controller",
             "fail_mode",
+            "datapath_id",
             "datapath_type",
             "protocols",
             "other_config",
@@ -76,6 +77,7 @@ pub const MONITORED: &[(&str, &[&str])] = &[
             "external_ids",
             "ingress_policing_rate",
             "ingress_policing_burst",
+            "link_state",
             "mac",
             "error",
             "status",
@@ -574,6 +576,8 @@ pub struct Bridge {
     pub controller: Vec<Uuid>,
     /// `standalone` or `secure`.
     pub fail_mode: Option<String>,
+    /// Datapath id, 16 hex digits (written by the switch).
+    pub datapath_id: Option<String>,
     /// Datapath type (`""` = default).
     pub datapath_type: String,
     /// Allowed OpenFlow versions (empty = default).
@@ -592,6 +596,7 @@ impl From<View<'_>> for Bridge {
             ports: v.uuids("ports"),
             controller: v.uuids("controller"),
             fail_mode: v.opt_string("fail_mode"),
+            datapath_id: v.opt_string("datapath_id"),
             datapath_type: v.string("datapath_type"),
             protocols: v.get("protocols").strings(),
             other_config: v.smap("other_config"),
@@ -661,6 +666,8 @@ pub struct Interface {
     pub mac: Option<String>,
     /// Error message set by the switch.
     pub error: Option<String>,
+    /// `up` or `down` (written by the switch).
+    pub link_state: Option<String>,
     /// `status`.
     pub status: BTreeMap<String, String>,
     /// `statistics`.
@@ -681,6 +688,7 @@ impl From<View<'_>> for Interface {
             ingress_policing_burst: v.int("ingress_policing_burst"),
             mac: v.opt_string("mac"),
             error: v.opt_string("error"),
+            link_state: v.opt_string("link_state"),
             status: v.smap("status"),
             statistics: v.get("statistics").integer_map(),
         }

@@ -250,6 +250,7 @@ const VSWITCH_SUBSET: &str = r#"
 {"name": "Open_vSwitch", "version": "8.3.1", "tables": {
   "Bridge": {"columns": {
     "controller": {"type":{"key":{"refTable":"Controller","type":"uuid"},"max":"unlimited","min":0}},
+    "datapath_id": {"ephemeral":true,"type":{"key":"string","max":1,"min":0}},
     "datapath_type": {"type":"string"},
     "external_ids": {"type":{"key":"string","max":"unlimited","min":0,"value":"string"}},
     "fail_mode": {"type":{"key":{"enum":["set",["standalone","secure"]],"type":"string"},"max":1,"min":0}},
@@ -271,6 +272,7 @@ const VSWITCH_SUBSET: &str = r#"
     "external_ids": {"type":{"key":"string","max":"unlimited","min":0,"value":"string"}},
     "ingress_policing_burst": {"type":{"key":{"minInteger":0,"type":"integer"}}},
     "ingress_policing_rate": {"type":{"key":{"minInteger":0,"type":"integer"}}},
+    "link_state": {"ephemeral":true,"type":{"key":{"enum":["set",["up","down"]],"type":"string"},"max":1,"min":0}},
     "mac": {"type":{"key":{"type":"string"},"max":1,"min":0}},
     "name": {"mutable":false,"type":"string"},
     "ofport": {"type":{"key":"integer","max":1,"min":0}},
