@@ -200,6 +200,19 @@ async fn run(rundir: PathBuf, config: Config, db: Option<String>) -> anyhow::Res
     } else {
         None
     };
+    // The emulated xenstored (Xen's `xenstored` socket), so that real
+    // xenstore clients and the xenbus handshake have a store to talk to.
+    let _xenstored = if config.emulated_xen.enabled && !config.emulated_xen.xenstored.is_empty() {
+        let path = resolve(&rundir, &config.emulated_xen.xenstored);
+        let server = xennet_vif::xenstore::XenstoreServer::default();
+        let listener = server
+            .listen(&path)
+            .with_context(|| format!("emulated xenstored on {}", path.display()))?;
+        tracing::info!("emulated xenstored on {}", path.display());
+        Some((server, listener))
+    } else {
+        None
+    };
     let _pidfile_lock = write_locked_pidfile(&pidfile, pid)?;
     tracing::info!(
         "xennetd {} started, pid {pid}, control socket {}",
