@@ -37,3 +37,68 @@ fn xennetd_serves_xenstore_to_real_clients() {
         "{out}"
     );
 }
+
+fn xs_read(h: &Harness, path: &str) -> String {
+    let o = xs_tool(h, "xenstore-read", &[path]);
+    if o.status.success() {
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// Guests set up through xenstore as on Xen: the tree as Debian's
+/// xenstore-ls shows it, traffic, then a clean close.
+#[test]
+fn guests_connect_through_xenstore_and_close() {
+    let mut h = Harness::start("xsg");
+    h.wait_for("xenstored socket", || {
+        h.rundir.join("xenstored.sock").exists()
+    });
+    h.guest_xenstore(1);
+    h.guest_xenstore(2);
+    for d in 1..=2 {
+        let be = format!("/local/domain/0/backend/vif/{d}/0");
+        let fe = format!("/local/domain/{d}/device/vif/0");
+        assert_eq!(xs_read(&h, &format!("{be}/state")), "4", "{}", h.log());
+        assert_eq!(xs_read(&h, &format!("{fe}/state")), "4", "{}", h.log());
+        assert_eq!(xs_read(&h, &format!("{be}/hotplug-status")), "connected");
+        for (k, v) in [
+            ("feature-sg", "1"),
+            ("feature-rx-copy", "1"),
+            ("feature-rx-flip", "0"),
+            ("feature-gso-tcpv4", "1"),
+            ("multi-queue-max-queues", "1"),
+        ] {
+            assert_eq!(xs_read(&h, &format!("{be}/{k}")), v, "{be}/{k}");
+        }
+        assert_eq!(xs_read(&h, &format!("{be}/frontend")), fe);
+        assert_eq!(xs_read(&h, &format!("{fe}/backend")), be);
+        assert_eq!(xs_read(&h, &format!("{fe}/request-rx-copy")), "1");
+        assert_eq!(xs_read(&h, &format!("{fe}/event-channel")), "1");
+    }
+    let ls = xs_tool(&h, "xenstore-ls", &["-p", "/local/domain/0/backend/vif"]);
+    let ls = String::from_utf8_lossy(&ls.stdout).to_string();
+    assert!(ls.contains("hotplug-status = \"connected\""), "{ls}");
+    let ls = xs_tool(&h, "xenstore-ls", &["-p", "/local/domain/1/device/vif/0"]);
+    let ls = String::from_utf8_lossy(&ls.stdout).to_string();
+    // libxl's permissions: owned by the guest, readable by the backend.
+    assert!(ls.contains("(n1,r0)"), "{ls}");
+    assert!(h.ping(1, 2, 2), "ping 1 -> 2 failed\n{}", h.log());
+    assert!(h.ping(2, 1, 2), "ping 2 -> 1 failed\n{}", h.log());
+    let table = h.appctl(&["xennet/vif-show"]);
+    assert!(
+        table.contains("vif1.0") && table.contains("vif2.0"),
+        "{table}"
+    );
+
+    // Guest 2 shuts down cleanly: both ends Closed, the vif off the bridge.
+    let st = h.stop_guest(2);
+    assert!(st.success(), "guest 2 exited with {st}");
+    assert_eq!(xs_read(&h, "/local/domain/2/device/vif/0/state"), "6");
+    assert_eq!(xs_read(&h, "/local/domain/0/backend/vif/2/0/state"), "6");
+    h.wait_for("vif2.0 to leave the bridge", || {
+        !h.appctl(&["xennet/vif-show"]).contains("vif2.0")
+    });
+    assert!(h.ping_fails(1, 2));
+}
