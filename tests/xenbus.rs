@@ -102,3 +102,42 @@ fn guests_connect_through_xenstore_and_close() {
     });
     assert!(h.ping_fails(1, 2));
 }
+
+/// A guest that dies without closing (SIGKILL): xennetd, as the toolstack
+/// would on domain death, removes its vif directories, and the backend
+/// takes the vif off the bridge. The same domain id can then start again.
+#[test]
+fn a_dead_guest_is_cleaned_up_and_can_come_back() {
+    let mut h = Harness::start("xsk");
+    h.wait_for("xenstored socket", || {
+        h.rundir.join("xenstored.sock").exists()
+    });
+    h.guest_xenstore(1);
+    h.guest_xenstore(2);
+    assert!(h.ping(1, 2, 1), "{}", h.log());
+    h.kill_guest(2);
+    h.wait_for("vif2.0's directories to go", || {
+        !xs_tool(&h, "xenstore-exists", &["/local/domain/0/backend/vif/2/0"])
+            .status
+            .success()
+            && !xs_tool(&h, "xenstore-exists", &["/local/domain/2/device/vif/0"])
+                .status
+                .success()
+    });
+    h.wait_for("vif2.0 to leave the bridge", || {
+        !h.appctl(&["xennet/vif-show"]).contains("vif2.0")
+    });
+    // Guest 2's namespace is still there (only the process died): start
+    // the domain again in a fresh one.
+    let _ = Command::new("ip")
+        .args(["netns", "del", &h.netns(2)])
+        .status();
+    h.guest_xenstore(2);
+    assert_eq!(
+        xs_read(&h, "/local/domain/0/backend/vif/2/0/state"),
+        "4",
+        "{}",
+        h.log()
+    );
+    assert!(h.ping(1, 2, 2), "ping after restart failed\n{}", h.log());
+}

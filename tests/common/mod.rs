@@ -154,6 +154,18 @@ impl Harness {
         child.wait().unwrap()
     }
 
+    /// SIGKILL guest `domid` (a domain's sudden death) and reap it.
+    pub fn kill_guest(&mut self, domid: u16) {
+        let i = self
+            .guests
+            .iter()
+            .position(|(d, _)| *d == domid)
+            .expect("no such guest");
+        let (_, mut child) = self.guests.remove(i);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Start guest `domid` with extra `xennet-guest` arguments.
     pub fn guest_with(&mut self, domid: u16, extra: &[&str]) {
         let ns = self.netns(domid);

@@ -521,31 +521,61 @@ impl BackendDevice {
             XenbusState::Initialising | XenbusState::InitWait => {
                 // A frontend (re)starting: drop any old connection and
                 // offer the features again.
-                self.disconnect(hooks);
                 self.failed = false;
-                self.set_state(xs, XenbusState::InitWait)?;
+                self.walk(xs, XenbusState::InitWait, hooks)?;
             }
             XenbusState::Initialised | XenbusState::Connected => {
                 if !self.connected && !self.failed {
+                    self.walk(xs, XenbusState::InitWait, hooks)?;
                     self.try_connect(xs, &fe, hooks)?;
                 }
             }
-            XenbusState::Closing => {
-                self.disconnect(hooks);
-                self.set_state(xs, XenbusState::Closing)?;
-            }
+            XenbusState::Closing => self.walk(xs, XenbusState::Closing, hooks)?,
             XenbusState::Closed | XenbusState::Unknown => {
-                self.disconnect(hooks);
-                if self.state != XenbusState::Closed {
-                    self.set_state(xs, XenbusState::Closing)?;
-                    self.set_state(xs, XenbusState::Closed)?;
-                }
+                self.walk(xs, XenbusState::Closed, hooks)?
             }
             XenbusState::Reconfiguring | XenbusState::Reconfigured => {
                 tracing::debug!("{}: frontend state {fe_state:?} ignored", self.name());
             }
         }
         Ok(Progress::State(self.state))
+    }
+
+    /// Move the backend to `target` (InitWait, Closing or Closed) along
+    /// the transitions Linux netback allows (`set_backend_state`):
+    /// Initialising → InitWait → Connected, Connected → Closing (after
+    /// disconnecting), InitWait → Closing, Closing → Closed, Closed →
+    /// InitWait or Closing. So a connected backend whose frontend starts
+    /// over goes Closing, Closed, then InitWait.
+    fn walk(
+        &mut self,
+        xs: &Client,
+        target: XenbusState,
+        hooks: &mut dyn VifHooks,
+    ) -> Result<(), XsError> {
+        use XenbusState::*;
+        // Every path is at most four steps; the bound only guards against
+        // a mistake in the table.
+        for _ in 0..6 {
+            if self.state == target {
+                break;
+            }
+            let next = match (self.state, target) {
+                (Connected, _) => {
+                    self.disconnect(hooks);
+                    Closing
+                }
+                (Closed, Closing) => Closing,
+                (Closed, _) => InitWait,
+                (InitWait, _) => Closing,
+                (Closing, _) => Closed,
+                (_, Closed) => Closed,
+                (_, _) => InitWait,
+            };
+            self.set_state(xs, next)?;
+        }
+        self.disconnect(hooks);
+        Ok(())
     }
 
     fn try_connect(
@@ -724,6 +754,40 @@ mod tests {
         assert_eq!(dev.update(&xs, &mut hooks).unwrap(), Progress::Removed);
         assert_eq!(hooks.disconnects, 2);
         assert!(hooks.connected.is_none());
+    }
+
+    #[test]
+    fn a_connected_frontend_starting_over_goes_through_closed() {
+        let (_srv, xs, be, fe) = setup();
+        let mut dev = BackendDevice::new(0, 5, 0, true);
+        let mut hooks = Hooks::default();
+        dev.update(&xs, &mut hooks).unwrap();
+        good_keys(&xs, &fe);
+        write_state(&xs, &fe, XenbusState::Connected).unwrap();
+        dev.update(&xs, &mut hooks).unwrap();
+        assert_eq!(backend_state(&xs, &be), XenbusState::Connected);
+        let watcher = _srv.connect_as(0).unwrap();
+        watcher.watch(&format!("{be}/state"), "t").unwrap();
+        let _initial = watcher.next_event(std::time::Duration::from_secs(1));
+        write_state(&xs, &fe, XenbusState::Initialising).unwrap();
+        dev.update(&xs, &mut hooks).unwrap();
+        assert_eq!(backend_state(&xs, &be), XenbusState::InitWait);
+        assert_eq!(hooks.disconnects, 1);
+        // Closing, Closed, InitWait: three writes, three events.
+        let mut events = 0;
+        while watcher
+            .next_event(std::time::Duration::from_millis(200))
+            .unwrap()
+            .is_some()
+        {
+            events += 1;
+        }
+        assert_eq!(events, 3);
+        // And it connects again.
+        write_state(&xs, &fe, XenbusState::Connected).unwrap();
+        dev.update(&xs, &mut hooks).unwrap();
+        assert_eq!(backend_state(&xs, &be), XenbusState::Connected);
+        assert_eq!(hooks.connects, 2);
     }
 
     #[test]
