@@ -196,8 +196,9 @@ fn hello(
                 "domain registration needs the emulated xenstored ([emulated_xen] xenstored)",
             )?;
             let domid = dom.domid;
+            // Not dom0, not the backend, not a reserved id (DOMID_FIRST_RESERVED).
             anyhow::ensure!(
-                domid != cfg.backend_domid && domid != 0,
+                domid != cfg.backend_domid && domid != 0 && domid < 0x7ff0,
                 "domain {domid} cannot be registered"
             );
             let mut domains = ctx.domains.lock();

@@ -189,8 +189,16 @@ pub fn domain_died(store: &XenstoreServer, domid: DomId) {
         if read_state(&xs, &fe).ok() == Some(XenbusState::Closed) {
             continue;
         }
+        // Only this domain's own backend directory, whatever the guest
+        // wrote in its `backend` key.
         if let Ok(be) = xs.read_string(&format!("{fe}/backend")) {
-            if be.starts_with("/local/domain/") && be.contains("/backend/vif/") {
+            let own = be
+                .strip_prefix("/local/domain/")
+                .and_then(|r| r.split_once('/'))
+                .is_some_and(|(bd, rest)| {
+                    bd.parse::<DomId>().is_ok() && rest == format!("backend/vif/{domid}/{h}")
+                });
+            if own {
                 let _ = xs.rm(&be);
             }
         }

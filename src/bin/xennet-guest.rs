@@ -18,8 +18,9 @@
 //! `CHECKSUM_PARTIAL`, and an RX response with `NETRXF_csum_blank` is
 //! written back to the tap as `NEEDS_CSUM` with the L4 offsets.
 //!
-//! With `--xenstore PATH` (xennetd's `<rundir>/xenstored.sock`) the vif is
-//! set up the Xen way: the guest only registers its domain (memory, grant
+//! When xennetd publishes its emulated xenstored (`<rundir>/xenstored.sock`,
+//! or `--xenstore PATH`) the vif is set up the Xen way (`--legacy-attach`
+//! keeps the old all-in-one attach message): the guest only registers its domain (memory, grant
 //! table, event channel port 1) on the attach socket, plays the toolstack
 //! (`create_vif_nodes`: libxl's backend and frontend directories), then
 //! behaves as Linux xen-netfront: waits for the backend's InitWait, writes
@@ -91,10 +92,14 @@ struct Args {
     #[arg(long)]
     hostile: Option<HostileCase>,
     /// Set the vif up through xenstore (xenbus states, netif.h keys) at
-    /// this xenstored socket (xennetd's <rundir>/xenstored.sock), instead
-    /// of passing the frontend parameters on the attach socket.
-    #[arg(long)]
+    /// this xenstored socket. Default: <rundir>/xenstored.sock when
+    /// xennetd publishes it.
+    #[arg(long, conflicts_with = "legacy_attach")]
     xenstore: Option<PathBuf>,
+    /// Pass the frontend parameters on the attach socket (the handshake
+    /// before xenstore) even when xenstore is available.
+    #[arg(long)]
+    legacy_attach: bool,
     /// The backend's domain id (with --xenstore).
     #[arg(long, default_value_t = 0)]
     backend_domid: u16,
@@ -250,7 +255,15 @@ fn main() -> anyhow::Result<()> {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":");
-    let xenbus = match &args.xenstore {
+    let xenstore = match (&args.xenstore, args.legacy_attach) {
+        (Some(p), _) => Some(p.clone()),
+        (None, true) => None,
+        (None, false) => Some(rundir.join("xenstored.sock")).filter(|p| {
+            use std::os::unix::fs::FileTypeExt;
+            std::fs::metadata(p).is_ok_and(|m| m.file_type().is_socket())
+        }),
+    };
+    let xenbus = match &xenstore {
         None => {
             let reply = nf
                 .attach(&stream, args.handle, mac)
