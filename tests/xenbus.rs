@@ -86,6 +86,10 @@ fn guests_connect_through_xenstore_and_close() {
     assert!(ls.contains("(n1,r0)"), "{ls}");
     assert!(h.ping(1, 2, 2), "ping 1 -> 2 failed\n{}", h.log());
     assert!(h.ping(2, 1, 2), "ping 2 -> 1 failed\n{}", h.log());
+    // A guest on the older all-in-one attach shares the bridge.
+    h.guest_with(3, &["--legacy-attach"]);
+    assert!(h.ping(3, 1, 2), "ping 3 -> 1 failed\n{}", h.log());
+    assert_eq!(xs_read(&h, "/local/domain/0/backend/vif/3/0/state"), "");
     let table = h.appctl(&["xennet/vif-show"]);
     assert!(
         table.contains("vif1.0") && table.contains("vif2.0"),
