@@ -145,3 +145,71 @@ fn a_dead_guest_is_cleaned_up_and_can_come_back() {
     );
     assert!(h.ping(1, 2, 2), "ping after restart failed\n{}", h.log());
 }
+
+/// The frontend's keys and state changed behind the guest's back with
+/// Debian's xenstore-write: starting over disconnects and reconnects the
+/// vif cleanly, and an unsupported queue count is refused with an error
+/// node and backend state Closing.
+#[test]
+fn frontend_restart_and_refusal_through_xenstore() {
+    let mut h = Harness::start("xsr");
+    h.wait_for("xenstored socket", || {
+        h.rundir.join("xenstored.sock").exists()
+    });
+    h.guest_xenstore(1);
+    h.guest_xenstore(2);
+    let be = "/local/domain/0/backend/vif/2/0";
+    let fe = "/local/domain/2/device/vif/0";
+    let vif2_on_bridge = |h: &Harness| h.appctl(&["xennet/vif-show"]).contains("vif2.0");
+    assert!(vif2_on_bridge(&h));
+
+    // Start over: Closing, Closed, InitWait, and the vif leaves the bridge.
+    assert!(
+        xs_tool(&h, "xenstore-write", &[&format!("{fe}/state"), "1"])
+            .status
+            .success()
+    );
+    h.wait_for("backend InitWait", || {
+        xs_read(&h, &format!("{be}/state")) == "2"
+    });
+    h.wait_for("vif2.0 off the bridge", || !vif2_on_bridge(&h));
+    // Connected again on the same rings.
+    assert!(
+        xs_tool(&h, "xenstore-write", &[&format!("{fe}/state"), "4"])
+            .status
+            .success()
+    );
+    h.wait_for("backend Connected", || {
+        xs_read(&h, &format!("{be}/state")) == "4"
+    });
+    assert!(vif2_on_bridge(&h));
+    assert!(h.ping(1, 2, 2), "ping after reconnect failed\n{}", h.log());
+
+    // Two queues are not supported: refused, not connected.
+    assert!(
+        xs_tool(&h, "xenstore-write", &[&format!("{fe}/state"), "1"])
+            .status
+            .success()
+    );
+    h.wait_for("backend InitWait", || {
+        xs_read(&h, &format!("{be}/state")) == "2"
+    });
+    assert!(xs_tool(
+        &h,
+        "xenstore-write",
+        &[
+            &format!("{fe}/multi-queue-num-queues"),
+            "2",
+            &format!("{fe}/state"),
+            "3"
+        ]
+    )
+    .status
+    .success());
+    h.wait_for("backend Closing", || {
+        xs_read(&h, &format!("{be}/state")) == "5"
+    });
+    let err = xs_read(&h, "/local/domain/0/error/backend/vif/2/0/error");
+    assert!(err.contains("2 queues"), "{err}");
+    assert!(!vif2_on_bridge(&h));
+}
