@@ -21,6 +21,8 @@
 //! socket = "xennet-xen.sock"  # relative to --rundir
 //! bridge = "br0"            # bridge that new vifs join
 //! backend_domid = 0         # our domain id, as a Xen driver domain's
+//! xenstored = "xenstored.sock"  # emulated xenstored socket, relative to --rundir
+//!                           # (point XENSTORED_PATH here); "" disables it
 //! ```
 
 use serde::Deserialize;
@@ -40,6 +42,7 @@ enabled = true
 socket = "xennet-xen.sock"
 bridge = "br0"
 backend_domid = 0
+xenstored = "xenstored.sock"
 "#;
 
 /// Whole configuration.
@@ -138,6 +141,11 @@ pub struct EmulatedXenConfig {
     /// Domain id of the backend (0 for dom0, else a driver domain).
     #[serde(default)]
     pub backend_domid: u16,
+    /// Socket of the in-process emulated xenstored (relative paths are
+    /// under the run directory; clients connect as dom0, as to
+    /// xenstored's `socket`). Empty: no xenstored.
+    #[serde(default = "default_xenstored")]
+    pub xenstored: String,
 }
 
 impl Default for EmulatedXenConfig {
@@ -147,8 +155,13 @@ impl Default for EmulatedXenConfig {
             socket: default_socket(),
             bridge: default_bridge(),
             backend_domid: 0,
+            xenstored: default_xenstored(),
         }
     }
+}
+
+fn default_xenstored() -> String {
+    "xenstored.sock".into()
 }
 
 fn default_socket() -> String {

@@ -3,18 +3,34 @@
 //! standing in for the hypervisor plus the xenstore handshake (see
 //! `xennet_vif::emul::attach`).
 //!
-//! One connection per vif. After the handshake the connection stays open
-//! for the vif's lifetime: EOF means the guest is gone (as a domain's death
-//! would be on Xen) and the port is removed.
+//! Two kinds of guests:
+//! - *registered domains* (the xenbus path): the guest only registers its
+//!   domain (memory, grant table, one event channel port) here, and its
+//!   vif is set up through xenstore by [`crate::xenbusd`], which resolves
+//!   the frontend's grant references and `event-channel` port through
+//!   [`Domains`];
+//! - *attached vifs* (the legacy handshake): the frontend parameters come
+//!   in the attach message itself.
+//!
+//! Either connection stays open for the domain's (vif's) lifetime: EOF
+//! means the guest is gone (as a domain's death would be on Xen). An
+//! attached vif's port is then removed; for a registered domain xennetd
+//! does what the toolstack does when a domain dies: it removes the
+//! domain's vif directories from xenstore (unless the frontend had closed
+//! cleanly, state Closed), and the backend state machine takes the vif
+//! off its bridge.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::io::AsyncReadExt;
 use tokio::net::{UnixListener, UnixStream};
 use xennet_datapath::OfPort;
-use xennet_vif::emul::attach::{recv_attach, send_reply, AttachReply};
+use xennet_vif::emul::attach::{recv_hello, send_reply, AttachReply, Hello, RegisteredDomain};
+use xennet_vif::grant::DomId;
+use xennet_vif::xenstore::XenstoreServer;
 use xennet_vif::Vif;
 
 use crate::bridge::{PortEntry, Switch};
@@ -32,6 +48,30 @@ pub enum Placement {
     Database(Arc<VifRegistry>),
 }
 
+/// The domains registered with the emulated hypervisor, by domain id.
+#[derive(Debug, Default)]
+pub struct Domains(Mutex<HashMap<DomId, Arc<RegisteredDomain>>>);
+
+impl Domains {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DomId, Arc<RegisteredDomain>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The registered domain `domid`.
+    pub fn get(&self, domid: DomId) -> Option<Arc<RegisteredDomain>> {
+        self.lock().get(&domid).cloned()
+    }
+}
+
+/// What registered domains need: the registry and the emulated xenstored.
+#[derive(Debug, Clone)]
+pub struct XenbusCtx {
+    /// Registered domains.
+    pub domains: Arc<Domains>,
+    /// The in-process xenstored.
+    pub store: XenstoreServer,
+}
+
 /// How long a guest may take to send its attach request.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -40,102 +80,164 @@ pub async fn serve(
     listener: UnixListener,
     switch: Placement,
     cfg: EmulatedXenConfig,
+    xenbus: Option<XenbusCtx>,
 ) -> std::io::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         let switch = switch.clone();
         let cfg = cfg.clone();
+        let xenbus = xenbus.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_guest(stream, switch, cfg).await {
+            if let Err(e) = serve_guest(stream, switch, cfg, xenbus).await {
                 tracing::warn!("emulated Xen guest: {e:#}");
             }
         });
     }
 }
 
+/// What a guest's first message led to.
+enum Outcome {
+    /// A vif attached the legacy way: (bridge, ofport, name).
+    Attached(String, OfPort, String),
+    /// A domain registered.
+    Registered(DomId),
+}
+
 async fn serve_guest(
     stream: UnixStream,
     switch: Placement,
     cfg: EmulatedXenConfig,
+    xenbus: Option<XenbusCtx>,
 ) -> anyhow::Result<()> {
     let std_stream = stream.into_std()?;
     std_stream.set_nonblocking(false)?;
     std_stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
-    let (std_stream, attached) = {
+    let (std_stream, outcome) = {
         let switch = switch.clone();
+        let xenbus = xenbus.clone();
         tokio::task::spawn_blocking(move || {
-            let r = attach(&std_stream, &switch, &cfg);
+            let r = hello(&std_stream, &switch, &cfg, xenbus.as_ref());
             let reply = match &r {
-                Ok((_, ofport, name)) => AttachReply::ok(*ofport, name.clone()),
+                Ok(Outcome::Attached(_, ofport, name)) => AttachReply::ok(*ofport, name.clone()),
+                Ok(Outcome::Registered(domid)) => AttachReply {
+                    ok: true,
+                    ofport: None,
+                    name: Some(format!("domain {domid}")),
+                    error: None,
+                },
                 Err(e) => AttachReply::error(format!("{e:#}")),
             };
             if let Err(e) = send_reply(&std_stream, &reply) {
-                tracing::warn!("emulated Xen guest: could not send the attach reply: {e}");
+                tracing::warn!("emulated Xen guest: could not send the reply: {e}");
             }
             (std_stream, r)
         })
         .await?
     };
-    let (bridge, ofport, name) = attached?;
+    let outcome = outcome?;
     // Wait for the guest to go away.
     std_stream.set_read_timeout(None)?;
     std_stream.set_nonblocking(true)?;
     let mut stream = UnixStream::from_std(std_stream)?;
     let mut buf = [0u8; 256];
     while stream.read(&mut buf).await.unwrap_or(0) > 0 {}
-    tracing::info!("{name}: frontend closed its connection");
-    match &switch {
-        Placement::Static(sw) => {
-            if let Some(b) = sw.bridge(&bridge) {
-                b.del_port(ofport);
+    match outcome {
+        Outcome::Attached(bridge, ofport, name) => {
+            tracing::info!("{name}: frontend closed its connection");
+            unplace(&switch, &bridge, ofport, &name);
+        }
+        Outcome::Registered(domid) => {
+            tracing::info!("domain {domid}: gone (registration closed)");
+            if let Some(ctx) = xenbus {
+                ctx.domains.lock().remove(&domid);
+                tokio::task::spawn_blocking(move || crate::xenbusd::domain_died(&ctx.store, domid))
+                    .await?;
             }
         }
-        Placement::Database(vifs) => vifs.detach(&name),
     }
     Ok(())
 }
 
-/// Receive the request, connect the vif and add it to the bridge (or, with
-/// a database, to the registry: then the ofport is 0 and the bridge empty);
-/// returns (bridge, ofport, vif name).
-fn attach(
+/// Take a vif placed by [`place`] off its bridge (or out of the registry).
+pub fn unplace(switch: &Placement, bridge: &str, ofport: OfPort, name: &str) {
+    match switch {
+        Placement::Static(sw) => {
+            if let Some(b) = sw.bridge(bridge) {
+                b.del_port(ofport);
+            }
+        }
+        Placement::Database(vifs) => vifs.detach(name),
+    }
+}
+
+/// Receive the first message and act on it.
+fn hello(
     stream: &std::os::unix::net::UnixStream,
     switch: &Placement,
     cfg: &EmulatedXenConfig,
-) -> anyhow::Result<(String, OfPort, String)> {
-    let (req, domain) = recv_attach(stream, cfg.backend_domid).context("bad attach request")?;
-    let name = format!("vif{}.{}", req.domid, req.handle);
-    let bridge = match switch {
-        Placement::Static(sw) => Some(
-            sw.bridge(&cfg.bridge)
-                .with_context(|| format!("no bridge {}", cfg.bridge))?,
-        ),
-        Placement::Database(vifs) => {
-            anyhow::ensure!(!vifs.is_attached(&name), "{name} is already attached");
-            None
+    xenbus: Option<&XenbusCtx>,
+) -> anyhow::Result<Outcome> {
+    match recv_hello(stream, cfg.backend_domid).context("bad first message")? {
+        Hello::Attach(req, domain) => {
+            let name = format!("vif{}.{}", req.domid, req.handle);
+            let vif = Vif::connect(
+                name.clone(),
+                cfg.backend_domid,
+                req.frontend_config(),
+                Box::new(domain.grants),
+                Box::new(domain.evtchn),
+            )
+            .with_context(|| format!("{name}: connecting to the frontend's rings"))?;
+            let (bridge, ofport) = place(switch, cfg, &name, req.domid, vif)?;
+            Ok(Outcome::Attached(bridge, ofport, name))
         }
-    };
-    let vif = Vif::connect(
-        name.clone(),
-        cfg.backend_domid,
-        req.frontend_config(),
-        Box::new(domain.grants),
-        Box::new(domain.evtchn),
-    )
-    .with_context(|| format!("{name}: connecting to the frontend's rings"))?;
+        Hello::Register(dom) => {
+            let ctx = xenbus.context(
+                "domain registration needs the emulated xenstored ([emulated_xen] xenstored)",
+            )?;
+            let domid = dom.domid;
+            // Not dom0, not the backend, not a reserved id (DOMID_FIRST_RESERVED).
+            anyhow::ensure!(
+                domid != cfg.backend_domid && domid != 0 && domid < 0x7ff0,
+                "domain {domid} cannot be registered"
+            );
+            let mut domains = ctx.domains.lock();
+            anyhow::ensure!(
+                !domains.contains_key(&domid),
+                "domain {domid} is already registered"
+            );
+            domains.insert(domid, Arc::new(dom));
+            tracing::info!("domain {domid} registered with the emulated hypervisor");
+            Ok(Outcome::Registered(domid))
+        }
+    }
+}
+
+/// Put a connected vif on its bridge (or, with a database, into the
+/// registry: then the bridge is empty and the ofport 0).
+pub fn place(
+    switch: &Placement,
+    cfg: &EmulatedXenConfig,
+    name: &str,
+    domid: DomId,
+    vif: Vif,
+) -> anyhow::Result<(String, OfPort)> {
     let entry = PortEntry {
-        name: name.clone(),
-        vif: Some((req.domid, vif.metrics())),
+        name: name.to_string(),
+        vif: Some((domid, vif.metrics())),
     };
-    match (switch, bridge) {
-        (Placement::Database(vifs), _) => {
-            vifs.attach(entry, Box::new(vif))?;
-            Ok((String::new(), 0, name))
-        }
-        (_, Some(bridge)) => {
+    match switch {
+        Placement::Static(sw) => {
+            let bridge = sw
+                .bridge(&cfg.bridge)
+                .with_context(|| format!("no bridge {}", cfg.bridge))?;
             let ofport = bridge.add_port(entry, Box::new(vif))?;
-            Ok((cfg.bridge.clone(), ofport, name))
+            Ok((cfg.bridge.clone(), ofport))
         }
-        (Placement::Static(_), None) => anyhow::bail!("no bridge {}", cfg.bridge),
+        Placement::Database(vifs) => {
+            anyhow::ensure!(!vifs.is_attached(name), "{name} is already attached");
+            vifs.attach(entry, Box::new(vif))?;
+            Ok((String::new(), 0))
+        }
     }
 }

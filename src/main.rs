@@ -17,6 +17,7 @@ mod ratelimit;
 #[allow(dead_code)]
 mod tap;
 mod unixctl;
+mod xenbusd;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -189,6 +190,31 @@ async fn run(rundir: PathBuf, config: Config, db: Option<String>) -> anyhow::Res
         let std_listener = bind_unix(&ctl)?;
         tokio::spawn(async move { unixctl::serve(std_listener, commands).await })
     };
+    // The emulated xenstored (Xen's `xenstored` socket), so that real
+    // xenstore clients and the xenbus handshake have a store to talk to.
+    let xenstored = if config.emulated_xen.enabled && !config.emulated_xen.xenstored.is_empty() {
+        let path = resolve(&rundir, &config.emulated_xen.xenstored);
+        let server = xennet_vif::xenstore::XenstoreServer::default();
+        let listener = server
+            .listen(&path)
+            .with_context(|| format!("emulated xenstored on {}", path.display()))?;
+        tracing::info!("emulated xenstored on {}", path.display());
+        let ctx = emulxen::XenbusCtx {
+            domains: Arc::default(),
+            store: server,
+        };
+        {
+            let (ctx, placement, cfg) =
+                (ctx.clone(), placement.clone(), config.emulated_xen.clone());
+            std::thread::Builder::new()
+                .name("xenbus-backend".into())
+                .spawn(move || xenbusd::run(ctx, placement, cfg))
+                .context("starting the xenbus backend thread")?;
+        }
+        Some((ctx, listener))
+    } else {
+        None
+    };
     let xen_task = if config.emulated_xen.enabled {
         let path = resolve(&rundir, &config.emulated_xen.socket);
         files.0.push(path.clone());
@@ -197,6 +223,7 @@ async fn run(rundir: PathBuf, config: Config, db: Option<String>) -> anyhow::Res
             listener,
             placement,
             config.emulated_xen.clone(),
+            xenstored.as_ref().map(|(ctx, _)| ctx.clone()),
         )))
     } else {
         None

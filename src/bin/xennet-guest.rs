@@ -18,6 +18,18 @@
 //! `CHECKSUM_PARTIAL`, and an RX response with `NETRXF_csum_blank` is
 //! written back to the tap as `NEEDS_CSUM` with the L4 offsets.
 //!
+//! When xennetd publishes its emulated xenstored (`<rundir>/xenstored.sock`,
+//! or `--xenstore PATH`) the vif is set up the Xen way (`--legacy-attach`
+//! keeps the old all-in-one attach message): the guest only registers its domain (memory, grant
+//! table, event channel port 1) on the attach socket, plays the toolstack
+//! (`create_vif_nodes`: libxl's backend and frontend directories), then
+//! behaves as Linux xen-netfront: waits for the backend's InitWait, writes
+//! `tx-ring-ref`, `rx-ring-ref`, `event-channel`, `request-rx-copy`,
+//! `feature-rx-notify`, `feature-sg`, `feature-gso-tcpv4/v6` and
+//! `feature-no-csum-offload` with state Initialised (3) in one transaction,
+//! and goes Connected (4) once the backend is Connected. On SIGTERM or
+//! SIGINT it goes Closing (5) and Closed (6), following the backend.
+//!
 //! `--hostile CASE` makes it misbehave once after attaching (see
 //! `xennet_vif::hostile`), to test that xennetd survives it.
 
@@ -29,16 +41,23 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use tap::{Tap, VnetHdr, VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, VNET_GSO_NONE};
+use xennet_vif::emul::attach::EVENT_CHANNEL_PORT;
 use xennet_vif::hostile::HostileCase;
-use xennet_vif::netfront::Netfront;
+use xennet_vif::netfront::{gref_of, Netfront, RX_RING_FRAME, TX_RING_FRAME};
 use xennet_vif::ring::{
     NETRXF_CSUM_BLANK, NETRXF_DATA_VALIDATED, NETTXF_CSUM_BLANK, NETTXF_DATA_VALIDATED,
 };
+use xennet_vif::xenbus::{
+    backend_path, create_vif_nodes, frontend_path, read_state, write_state, VifSpec, XenbusState,
+};
+use xennet_vif::xenstore::Client;
 
 /// An emulated Xen guest NIC (netfront) bridged to a tap device.
 #[derive(Debug, Parser)]
@@ -72,6 +91,109 @@ struct Args {
     /// offset-overflow, zero-length, twenty-slots, nineteen-slots.
     #[arg(long)]
     hostile: Option<HostileCase>,
+    /// Set the vif up through xenstore (xenbus states, netif.h keys) at
+    /// this xenstored socket. Default: <rundir>/xenstored.sock when
+    /// xennetd publishes it.
+    #[arg(long, conflicts_with = "legacy_attach")]
+    xenstore: Option<PathBuf>,
+    /// Pass the frontend parameters on the attach socket (the handshake
+    /// before xenstore) even when xenstore is available.
+    #[arg(long)]
+    legacy_attach: bool,
+    /// The backend's domain id (with --xenstore).
+    #[arg(long, default_value_t = 0)]
+    backend_domid: u16,
+    /// The `bridge` key the toolstack writes (with --xenstore).
+    #[arg(long, default_value = "br0")]
+    bridge: String,
+}
+
+/// Set by SIGTERM/SIGINT: close the vif and exit.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Waits up to `timeout` for the backend's state to satisfy `want`.
+fn wait_backend(
+    xs: &Client,
+    be: &str,
+    timeout: Duration,
+    want: impl Fn(XenbusState) -> bool,
+) -> anyhow::Result<XenbusState> {
+    let end = Instant::now() + timeout;
+    loop {
+        let st = read_state(xs, be)?;
+        if want(st) {
+            return Ok(st);
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        anyhow::ensure!(!left.is_zero(), "backend stuck in state {st:?}");
+        // Any watch event (or a short timeout) means: look again.
+        xs.next_event(left.min(Duration::from_millis(200)))?;
+    }
+}
+
+/// The xenbus handshake, frontend side (Linux xen-netfront's
+/// `talk_to_netback` and `netback_changed`).
+fn xenbus_connect(xs: &Client, nf: &Netfront, spec: &VifSpec) -> anyhow::Result<()> {
+    create_vif_nodes(xs, spec).context("creating the vif's xenstore directories")?;
+    let be = backend_path(spec.backend_domid, spec.domid, spec.handle);
+    let fe = frontend_path(spec.domid, spec.handle);
+    xs.watch(&format!("{be}/state"), "backend-state")?;
+    wait_backend(xs, &be, Duration::from_secs(10), |s| {
+        s == XenbusState::InitWait
+    })
+    .context("waiting for the backend's InitWait")?;
+    let flag = |b: bool| if b { "1" } else { "0" };
+    xs.transaction(|tx| {
+        for (k, v) in [
+            ("tx-ring-ref", gref_of(TX_RING_FRAME).to_string()),
+            ("rx-ring-ref", gref_of(RX_RING_FRAME).to_string()),
+            ("event-channel", EVENT_CHANNEL_PORT.to_string()),
+            ("request-rx-copy", "1".into()),
+            ("feature-rx-notify", "1".into()),
+            ("feature-sg", flag(nf.feature_sg).into()),
+            ("feature-gso-tcpv4", flag(nf.feature_gso_tcpv4).into()),
+            ("feature-gso-tcpv6", flag(nf.feature_gso_tcpv6).into()),
+            ("feature-no-csum-offload", flag(!nf.feature_rx_csum).into()),
+            ("state", XenbusState::Initialised.as_str().into()),
+        ] {
+            tx.write(&format!("{fe}/{k}"), v)?;
+        }
+        Ok(())
+    })
+    .context("writing the frontend keys")?;
+    let st = wait_backend(xs, &be, Duration::from_secs(10), |s| {
+        s >= XenbusState::Connected
+    })?;
+    if st != XenbusState::Connected {
+        let err = xs
+            .read_string(&format!(
+                "/local/domain/{}/error/backend/vif/{}/{}/error",
+                spec.backend_domid, spec.domid, spec.handle
+            ))
+            .unwrap_or_default();
+        bail!("the backend refused the vif (state {st:?}): {err}");
+    }
+    write_state(xs, &fe, XenbusState::Connected)?;
+    Ok(())
+}
+
+/// Frontend Closing then Closed, each after the backend followed.
+fn xenbus_close(xs: &Client, spec: &VifSpec) -> anyhow::Result<()> {
+    let be = backend_path(spec.backend_domid, spec.domid, spec.handle);
+    let fe = frontend_path(spec.domid, spec.handle);
+    write_state(xs, &fe, XenbusState::Closing)?;
+    wait_backend(xs, &be, Duration::from_secs(5), |s| {
+        s >= XenbusState::Closing
+    })?;
+    write_state(xs, &fe, XenbusState::Closed)?;
+    wait_backend(xs, &be, Duration::from_secs(5), |s| {
+        s == XenbusState::Closed
+    })?;
+    Ok(())
 }
 
 fn parse_mac(s: &str) -> anyhow::Result<[u8; 6]> {
@@ -128,16 +250,64 @@ fn main() -> anyhow::Result<()> {
             socket.display()
         )
     })?;
-    let reply = nf
-        .attach(&stream, args.handle, mac)
-        .context("attaching to xennetd")?;
-    println!("xennet-guest: domain {} attached: {reply:?}", args.domid);
-
     let macs = mac
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":");
+    let xenstore = match (&args.xenstore, args.legacy_attach) {
+        (Some(p), _) => Some(p.clone()),
+        (None, true) => None,
+        (None, false) => Some(rundir.join("xenstored.sock")).filter(|p| {
+            use std::os::unix::fs::FileTypeExt;
+            std::fs::metadata(p).is_ok_and(|m| m.file_type().is_socket())
+        }),
+    };
+    let xenbus = match &xenstore {
+        None => {
+            let reply = nf
+                .attach(&stream, args.handle, mac)
+                .context("attaching to xennetd")?;
+            println!("xennet-guest: domain {} attached: {reply:?}", args.domid);
+            None
+        }
+        Some(path) => {
+            let reply = nf
+                .register(&stream)
+                .context("registering with the emulated hypervisor")?;
+            if !reply.ok {
+                bail!("registration refused: {}", reply.error.unwrap_or_default());
+            }
+            let xs = Client::connect(path)
+                .with_context(|| format!("connecting to xenstored at {}", path.display()))?;
+            let spec = VifSpec {
+                domid: args.domid,
+                handle: args.handle,
+                backend_domid: args.backend_domid,
+                mac: macs.clone(),
+                bridge: args.bridge.clone(),
+                script: String::new(),
+            };
+            xenbus_connect(&xs, &nf, &spec).context("xenbus handshake")?;
+            println!(
+                "xennet-guest: domain {} connected through xenstore",
+                args.domid
+            );
+            Some((xs, spec))
+        }
+    };
+    for sig in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+    ] {
+        let action = nix::sys::signal::SigAction::new(
+            nix::sys::signal::SigHandler::Handler(on_signal),
+            nix::sys::signal::SaFlags::empty(),
+            nix::sys::signal::SigSet::empty(),
+        );
+        // SAFETY: the handler only stores to an atomic (async-signal-safe).
+        unsafe { nix::sys::signal::sigaction(sig, &action) }.context("sigaction")?;
+    }
     ip(&["link", "set", "dev", tap.name(), "address", &macs])?;
     ip(&["link", "set", "dev", tap.name(), "up"])?;
     if let Some(addr) = &args.ip {
@@ -147,7 +317,14 @@ fn main() -> anyhow::Result<()> {
         xennet_vif::hostile::run(case, &mut nf);
         println!("xennet-guest: sent hostile case {case}");
     }
-    run(&mut tap, &mut nf, &stream)
+    let r = run(&mut tap, &mut nf, &stream);
+    if let Some((xs, spec)) = &xenbus {
+        if STOP.load(Ordering::SeqCst) {
+            xenbus_close(xs, spec).context("closing the vif")?;
+            println!("xennet-guest: domain {} closed", args.domid);
+        }
+    }
+    r
 }
 
 /// Shuttle frames between the tap and the rings until xennetd goes away.
@@ -155,6 +332,10 @@ fn run(tap: &mut Tap, nf: &mut Netfront, stream: &UnixStream) -> anyhow::Result<
     let mut pending: Option<(Vec<u8>, u16)> = None;
     let mut rx = Vec::with_capacity(65_536);
     loop {
+        if STOP.load(Ordering::SeqCst) {
+            println!("xennet-guest: signalled; exiting");
+            return Ok(());
+        }
         let timeout = if pending.is_some() { 10u16 } else { 1000 };
         let (tap_ready, evt_ready, hup) = {
             let mut fds = vec![

@@ -118,6 +118,47 @@ impl Harness {
 
     /// Start guest `domid` (address 10.251.0.DOMID/24 on its eth0).
     pub fn guest(&mut self, domid: u16, hostile: Option<&str>) {
+        match hostile {
+            Some(case) => self.guest_with(domid, &["--hostile", case]),
+            None => self.guest_with(domid, &[]),
+        }
+    }
+
+    /// Start guest `domid` through xenstore (`--xenstore
+    /// <rundir>/xenstored.sock`): the xenbus handshake.
+    pub fn guest_xenstore(&mut self, domid: u16) {
+        let sock = self.rundir.join("xenstored.sock");
+        let sock = sock.to_string_lossy().into_owned();
+        self.guest_with(domid, &["--xenstore", &sock]);
+    }
+
+    /// Stop guest `domid` with SIGTERM (it closes its vif) and wait for it.
+    pub fn stop_guest(&mut self, domid: u16) -> std::process::ExitStatus {
+        let i = self
+            .guests
+            .iter()
+            .position(|(d, _)| *d == domid)
+            .expect("no such guest");
+        let (_, mut child) = self.guests.remove(i);
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        child.wait().unwrap()
+    }
+
+    /// SIGKILL guest `domid` (a domain's sudden death) and reap it.
+    pub fn kill_guest(&mut self, domid: u16) {
+        let i = self
+            .guests
+            .iter()
+            .position(|(d, _)| *d == domid)
+            .expect("no such guest");
+        let (_, mut child) = self.guests.remove(i);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Start guest `domid` with extra `xennet-guest` arguments.
+    pub fn guest_with(&mut self, domid: u16, extra: &[&str]) {
         let ns = self.netns(domid);
         run_ok("ip", &["netns", "add", &ns]);
         self.netns.push(ns.clone());
@@ -137,9 +178,7 @@ impl Harness {
             .args(["--ip", &format!("{}/24", Self::ip_of(domid))])
             .stdout(log.try_clone().unwrap())
             .stderr(log);
-        if let Some(case) = hostile {
-            cmd.args(["--hostile", case]);
-        }
+        cmd.args(extra);
         let child = cmd.spawn().expect("starting xennet-guest");
         self.guests.push((domid, child));
         let want = Self::ip_of(domid);

@@ -144,3 +144,58 @@ fn lying_or_unsealed_memory_is_an_error() {
     let err = recv_attach(&b, 0).unwrap_err().to_string();
     assert!(err.contains("F_SEAL_SHRINK"), "{err}");
 }
+
+/// The xenbus path: the guest only registers its domain; the backend binds
+/// the event channel by port number and connects with keys it got
+/// elsewhere (xenstore).
+#[test]
+fn register_then_bind_by_port() {
+    use xennet_vif::emul::attach::{recv_hello, Hello, EVENT_CHANNEL_PORT};
+    use xennet_vif::netfront::{gref_of, RX_RING_FRAME, TX_RING_FRAME};
+    use xennet_vif::FrontendConfig;
+
+    let (guest_sock, backend_sock) = UnixStream::pair().unwrap();
+    let backend = std::thread::spawn(move || {
+        let Hello::Register(dom) = recv_hello(&backend_sock, 0).expect("registration") else {
+            panic!("expected a registration");
+        };
+        assert_eq!(dom.domid, 4);
+        send_reply(&backend_sock, &AttachReply::ok(0, "domain 4".into())).unwrap();
+        dom
+    });
+    let mut nf = Netfront::new(4, 0).unwrap();
+    assert!(nf.register(&guest_sock).unwrap().ok);
+    let dom = backend.join().unwrap();
+    // A port the domain does not have is refused, like
+    // EVTCHNOP_bind_interdomain.
+    assert!(dom.bind(0, EVENT_CHANNEL_PORT + 1).is_err());
+    let d = dom.bind(0, EVENT_CHANNEL_PORT).unwrap();
+    // A ring reference the guest never granted fails to map.
+    let bad = FrontendConfig::new(4, 0, 1000, gref_of(RX_RING_FRAME));
+    let d2 = dom.bind(0, EVENT_CHANNEL_PORT).unwrap();
+    assert!(Vif::connect(
+        "vif4.0".into(),
+        0,
+        bad,
+        Box::new(d2.grants),
+        Box::new(d2.evtchn)
+    )
+    .is_err());
+    let cfg = FrontendConfig::new(4, 0, gref_of(TX_RING_FRAME), gref_of(RX_RING_FRAME));
+    let mut vif = Vif::connect(
+        "vif4.0".into(),
+        0,
+        cfg,
+        Box::new(d.grants),
+        Box::new(d.evtchn),
+    )
+    .unwrap();
+    let mut f = vec![0u8; 60];
+    f[12] = 0x88;
+    f[13] = 0xb5;
+    assert!(nf.send(&f, 0).unwrap());
+    let mut batch = PacketBatch::new();
+    vif.recv(&mut batch);
+    assert_eq!(batch.len(), 1);
+    assert_eq!(batch.packets()[0].data(), &f[..]);
+}

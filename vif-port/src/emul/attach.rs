@@ -235,14 +235,8 @@ fn check_memfd(fd: BorrowedFd<'_>, len: usize, what: &str) -> Result<(), VifErro
     Ok(())
 }
 
-/// Receive an attach request on `stream` (backend side) and build the
-/// emulated hypervisor's view of the guest. The caller connects the vif
-/// with [`AttachRequest::frontend_config`] and answers with
-/// [`send_reply`].
-pub fn recv_attach(
-    stream: &UnixStream,
-    backend_domid: DomId,
-) -> Result<(AttachRequest, EmulatedDomain), VifError> {
+/// Receive one message (its line and its descriptors) on `stream`.
+fn recv_message(stream: &UnixStream) -> Result<(Vec<u8>, Vec<OwnedFd>), VifError> {
     let mut buf = vec![0u8; 4096];
     let mut cmsg_buf = nix::cmsg_space!([RawFd; 8]);
     let (n, fds) = {
@@ -275,27 +269,29 @@ pub fn recv_attach(
     if n == 0 {
         return Err(attach_err("connection closed"));
     }
-    let line = read_line(stream, buf)?;
-    let req: AttachRequest = serde_json::from_slice(&line)?;
+    Ok((read_line(stream, buf)?, fds))
+}
 
+/// Check the announced sizes and the descriptors `[memory, grant table,
+/// eventfd frontend→backend, eventfd backend→frontend]`, and map the
+/// memory and the grant table.
+fn check_domain(
+    nr_frames: u32,
+    nr_grants: u32,
+    fds: Vec<OwnedFd>,
+) -> Result<(Arc<SharedMem>, Arc<SharedMem>, OwnedFd, OwnedFd), VifError> {
     let [mem_fd, grant_fd, f2b, b2f]: [OwnedFd; 4] =
         fds.try_into().map_err(|v: Vec<OwnedFd>| {
             attach_err(format!("expected 4 file descriptors, got {}", v.len()))
         })?;
-    if req.nr_frames == 0 || req.nr_frames > MAX_FRAMES {
-        return Err(attach_err(format!(
-            "nr_frames {} out of range",
-            req.nr_frames
-        )));
+    if nr_frames == 0 || nr_frames > MAX_FRAMES {
+        return Err(attach_err(format!("nr_frames {nr_frames} out of range")));
     }
-    if req.nr_grants == 0 || req.nr_grants > MAX_GRANTS {
-        return Err(attach_err(format!(
-            "nr_grants {} out of range",
-            req.nr_grants
-        )));
+    if nr_grants == 0 || nr_grants > MAX_GRANTS {
+        return Err(attach_err(format!("nr_grants {nr_grants} out of range")));
     }
-    let mem_len = req.nr_frames as usize * XEN_PAGE_SIZE;
-    let table_len = req.nr_grants as usize * GRANT_ENTRY_SIZE;
+    let mem_len = nr_frames as usize * XEN_PAGE_SIZE;
+    let table_len = nr_grants as usize * GRANT_ENTRY_SIZE;
     check_memfd(mem_fd.as_fd_ref(), mem_len, "guest memory")?;
     check_memfd(grant_fd.as_fd_ref(), table_len, "grant table")?;
     if !is_eventfd(f2b.as_fd_ref()) || !is_eventfd(b2f.as_fd_ref()) {
@@ -303,17 +299,158 @@ pub fn recv_attach(
     }
     let mem = Arc::new(SharedMem::map_fd(mem_fd.as_fd_ref(), mem_len)?);
     let table = Arc::new(SharedMem::map_fd(grant_fd.as_fd_ref(), table_len)?);
-    let grants = EmulatedGrants::new(
-        req.domid,
-        backend_domid,
-        mem,
-        req.nr_frames,
-        table,
-        req.nr_grants,
-    );
-    let evtchn = EventFdChannel::from_fds(b2f, f2b)?;
-    Ok((req, EmulatedDomain { grants, evtchn }))
+    Ok((mem, table, f2b, b2f))
 }
+
+/// Receive an attach request on `stream` (backend side) and build the
+/// emulated hypervisor's view of the guest. The caller connects the vif
+/// with [`AttachRequest::frontend_config`] and answers with
+/// [`send_reply`].
+pub fn recv_attach(
+    stream: &UnixStream,
+    backend_domid: DomId,
+) -> Result<(AttachRequest, EmulatedDomain), VifError> {
+    match recv_hello(stream, backend_domid)? {
+        Hello::Attach(req, domain) => Ok((req, domain)),
+        Hello::Register(_) => Err(attach_err("expected an attach request")),
+    }
+}
+
+/// A guest's first message on the attach socket.
+#[derive(Debug)]
+pub enum Hello {
+    /// The legacy all-in-one attach (frontend keys in the message).
+    Attach(AttachRequest, EmulatedDomain),
+    /// The hypervisor part only; the frontend keys go through xenstore.
+    Register(RegisteredDomain),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum HelloMsg {
+    Attach(AttachRequest),
+    Register(RegisterRequest),
+}
+
+/// Receive either message kind (backend side).
+pub fn recv_hello(stream: &UnixStream, backend_domid: DomId) -> Result<Hello, VifError> {
+    let (line, fds) = recv_message(stream)?;
+    match serde_json::from_slice::<HelloMsg>(&line)? {
+        HelloMsg::Attach(req) => {
+            let (mem, table, f2b, b2f) = check_domain(req.nr_frames, req.nr_grants, fds)?;
+            let grants = EmulatedGrants::new(
+                req.domid,
+                backend_domid,
+                mem,
+                req.nr_frames,
+                table,
+                req.nr_grants,
+            );
+            let evtchn = EventFdChannel::from_fds(b2f, f2b)?;
+            Ok(Hello::Attach(req, EmulatedDomain { grants, evtchn }))
+        }
+        HelloMsg::Register(req) => {
+            if !req.register {
+                return Err(attach_err("register must be true"));
+            }
+            let (mem, table, f2b, b2f) = check_domain(req.nr_frames, req.nr_grants, fds)?;
+            Ok(Hello::Register(RegisteredDomain {
+                domid: req.domid,
+                mem,
+                nr_frames: req.nr_frames,
+                table,
+                nr_grants: req.nr_grants,
+                event_channel: req.event_channel,
+                f2b,
+                b2f,
+            }))
+        }
+    }
+}
+
+/// A domain registering with the emulated hypervisor: its memory, grant
+/// table and one event channel (port `event_channel`), without any
+/// frontend parameters, which then travel through xenstore. Descriptors
+/// as for [`AttachRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    /// Always true: tells this message from an [`AttachRequest`].
+    pub register: bool,
+    /// The domain id.
+    pub domid: DomId,
+    /// Guest memory size in 4 KiB frames.
+    pub nr_frames: u32,
+    /// Grant table size in entries.
+    pub nr_grants: u32,
+    /// The port number of the event channel the eventfds implement (what
+    /// the frontend writes as `event-channel`).
+    pub event_channel: u32,
+}
+
+/// A registered domain as the emulated hypervisor keeps it: a backend
+/// resolves a frontend's grant references and event-channel port through
+/// it ([`RegisteredDomain::bind`]).
+#[derive(Debug)]
+pub struct RegisteredDomain {
+    /// The domain id.
+    pub domid: DomId,
+    mem: Arc<SharedMem>,
+    nr_frames: u32,
+    table: Arc<SharedMem>,
+    nr_grants: u32,
+    /// The registered event-channel port.
+    pub event_channel: u32,
+    f2b: OwnedFd,
+    b2f: OwnedFd,
+}
+
+impl RegisteredDomain {
+    /// Grant operations on the domain's memory for `backend_domid`, and
+    /// the backend end of event channel `port` (the `event-channel` key):
+    /// an error if the domain has no such port (as `EVTCHNOP_bind_interdomain`).
+    pub fn bind(&self, backend_domid: DomId, port: u32) -> Result<EmulatedDomain, VifError> {
+        if port != self.event_channel {
+            return Err(attach_err(format!(
+                "domain {} has no event channel port {port}",
+                self.domid
+            )));
+        }
+        let grants = EmulatedGrants::new(
+            self.domid,
+            backend_domid,
+            self.mem.clone(),
+            self.nr_frames,
+            self.table.clone(),
+            self.nr_grants,
+        );
+        let evtchn = EventFdChannel::from_fds(self.b2f.try_clone()?, self.f2b.try_clone()?)?;
+        Ok(EmulatedDomain { grants, evtchn })
+    }
+}
+
+impl Netfront {
+    /// Register this guest's domain (memory, grant table, event channel
+    /// port [`EVENT_CHANNEL_PORT`]) with the emulated hypervisor at the
+    /// other end of `stream`; blocks for the reply.
+    pub fn register(&mut self, stream: &UnixStream) -> Result<AttachReply, VifError> {
+        let req = RegisterRequest {
+            register: true,
+            domid: self.domid(),
+            nr_frames: NR_FRAMES,
+            nr_grants: NR_GRANTS,
+            event_channel: EVENT_CHANNEL_PORT,
+        };
+        let mut msg = serde_json::to_vec(&req)?;
+        msg.push(b'\n');
+        let fds: Vec<RawFd> = self.attach_fds().iter().map(|f| f.as_raw_fd()).collect();
+        send_with_fds(stream, &msg, &fds)?;
+        let line = read_line(stream, Vec::new())?;
+        Ok(serde_json::from_slice(&line)?)
+    }
+}
+
+/// The event-channel port number an emulated guest's one channel has.
+pub const EVENT_CHANNEL_PORT: u32 = 1;
 
 /// Send the reply line.
 pub fn send_reply(stream: &UnixStream, reply: &AttachReply) -> Result<(), VifError> {

@@ -1,0 +1,215 @@
+//! The xenbus side of emulated Xen: xennetd's in-process emulated
+//! xenstored, checked with Debian's real xenstore clients
+//! (xenstore-utils) through `XENSTORED_PATH`.
+
+mod common;
+
+use std::process::Command;
+
+use common::Harness;
+
+/// Run a real xenstore client tool against the harness's xenstored.
+fn xs_tool(h: &Harness, tool: &str, args: &[&str]) -> std::process::Output {
+    Command::new(tool)
+        .args(args)
+        .env("XENSTORED_PATH", h.rundir.join("xenstored.sock"))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{tool}: {e}: apt-get install xenstore-utils (scripts/test installs it)")
+        })
+}
+
+#[test]
+fn xennetd_serves_xenstore_to_real_clients() {
+    let h = Harness::start("xsd");
+    let sock = h.rundir.join("xenstored.sock");
+    h.wait_for("xennetd's emulated xenstored socket", || sock.exists());
+    let w = xs_tool(&h, "xenstore-write", &["/tool/xennet-test", "hello"]);
+    assert!(w.status.success(), "{w:?}");
+    let r = xs_tool(&h, "xenstore-read", &["/tool/xennet-test"]);
+    assert!(r.status.success(), "{r:?}");
+    assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "hello");
+    let ls = xs_tool(&h, "xenstore-ls", &["/"]);
+    assert!(ls.status.success(), "{ls:?}");
+    let out = String::from_utf8_lossy(&ls.stdout);
+    assert!(
+        out.contains("local") && out.contains("xennet-test"),
+        "{out}"
+    );
+}
+
+fn xs_read(h: &Harness, path: &str) -> String {
+    let o = xs_tool(h, "xenstore-read", &[path]);
+    if o.status.success() {
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// Guests set up through xenstore as on Xen: the tree as Debian's
+/// xenstore-ls shows it, traffic, then a clean close.
+#[test]
+fn guests_connect_through_xenstore_and_close() {
+    let mut h = Harness::start("xsg");
+    h.wait_for("xenstored socket", || {
+        h.rundir.join("xenstored.sock").exists()
+    });
+    h.guest_xenstore(1);
+    h.guest_xenstore(2);
+    for d in 1..=2 {
+        let be = format!("/local/domain/0/backend/vif/{d}/0");
+        let fe = format!("/local/domain/{d}/device/vif/0");
+        assert_eq!(xs_read(&h, &format!("{be}/state")), "4", "{}", h.log());
+        assert_eq!(xs_read(&h, &format!("{fe}/state")), "4", "{}", h.log());
+        assert_eq!(xs_read(&h, &format!("{be}/hotplug-status")), "connected");
+        for (k, v) in [
+            ("feature-sg", "1"),
+            ("feature-rx-copy", "1"),
+            ("feature-rx-flip", "0"),
+            ("feature-gso-tcpv4", "1"),
+            ("multi-queue-max-queues", "1"),
+        ] {
+            assert_eq!(xs_read(&h, &format!("{be}/{k}")), v, "{be}/{k}");
+        }
+        assert_eq!(xs_read(&h, &format!("{be}/frontend")), fe);
+        assert_eq!(xs_read(&h, &format!("{fe}/backend")), be);
+        assert_eq!(xs_read(&h, &format!("{fe}/request-rx-copy")), "1");
+        assert_eq!(xs_read(&h, &format!("{fe}/event-channel")), "1");
+    }
+    let ls = xs_tool(&h, "xenstore-ls", &["-p", "/local/domain/0/backend/vif"]);
+    let ls = String::from_utf8_lossy(&ls.stdout).to_string();
+    assert!(ls.contains("hotplug-status = \"connected\""), "{ls}");
+    let ls = xs_tool(&h, "xenstore-ls", &["-p", "/local/domain/1/device/vif/0"]);
+    let ls = String::from_utf8_lossy(&ls.stdout).to_string();
+    // libxl's permissions: owned by the guest, readable by the backend.
+    assert!(ls.contains("(n1,r0)"), "{ls}");
+    assert!(h.ping(1, 2, 2), "ping 1 -> 2 failed\n{}", h.log());
+    assert!(h.ping(2, 1, 2), "ping 2 -> 1 failed\n{}", h.log());
+    // A guest on the older all-in-one attach shares the bridge.
+    h.guest_with(3, &["--legacy-attach"]);
+    assert!(h.ping(3, 1, 2), "ping 3 -> 1 failed\n{}", h.log());
+    assert_eq!(xs_read(&h, "/local/domain/0/backend/vif/3/0/state"), "");
+    let table = h.appctl(&["xennet/vif-show"]);
+    assert!(
+        table.contains("vif1.0") && table.contains("vif2.0"),
+        "{table}"
+    );
+
+    // Guest 2 shuts down cleanly: both ends Closed, the vif off the bridge.
+    let st = h.stop_guest(2);
+    assert!(st.success(), "guest 2 exited with {st}");
+    assert_eq!(xs_read(&h, "/local/domain/2/device/vif/0/state"), "6");
+    assert_eq!(xs_read(&h, "/local/domain/0/backend/vif/2/0/state"), "6");
+    h.wait_for("vif2.0 to leave the bridge", || {
+        !h.appctl(&["xennet/vif-show"]).contains("vif2.0")
+    });
+    assert!(h.ping_fails(1, 2));
+}
+
+/// A guest that dies without closing (SIGKILL): xennetd, as the toolstack
+/// would on domain death, removes its vif directories, and the backend
+/// takes the vif off the bridge. The same domain id can then start again.
+#[test]
+fn a_dead_guest_is_cleaned_up_and_can_come_back() {
+    let mut h = Harness::start("xsk");
+    h.wait_for("xenstored socket", || {
+        h.rundir.join("xenstored.sock").exists()
+    });
+    h.guest_xenstore(1);
+    h.guest_xenstore(2);
+    assert!(h.ping(1, 2, 1), "{}", h.log());
+    h.kill_guest(2);
+    h.wait_for("vif2.0's directories to go", || {
+        !xs_tool(&h, "xenstore-exists", &["/local/domain/0/backend/vif/2/0"])
+            .status
+            .success()
+            && !xs_tool(&h, "xenstore-exists", &["/local/domain/2/device/vif/0"])
+                .status
+                .success()
+    });
+    h.wait_for("vif2.0 to leave the bridge", || {
+        !h.appctl(&["xennet/vif-show"]).contains("vif2.0")
+    });
+    // Guest 2's namespace is still there (only the process died): start
+    // the domain again in a fresh one.
+    let _ = Command::new("ip")
+        .args(["netns", "del", &h.netns(2)])
+        .status();
+    h.guest_xenstore(2);
+    assert_eq!(
+        xs_read(&h, "/local/domain/0/backend/vif/2/0/state"),
+        "4",
+        "{}",
+        h.log()
+    );
+    assert!(h.ping(1, 2, 2), "ping after restart failed\n{}", h.log());
+}
+
+/// The frontend's keys and state changed behind the guest's back with
+/// Debian's xenstore-write: starting over disconnects and reconnects the
+/// vif cleanly, and an unsupported queue count is refused with an error
+/// node and backend state Closing.
+#[test]
+fn frontend_restart_and_refusal_through_xenstore() {
+    let mut h = Harness::start("xsr");
+    h.wait_for("xenstored socket", || {
+        h.rundir.join("xenstored.sock").exists()
+    });
+    h.guest_xenstore(1);
+    h.guest_xenstore(2);
+    let be = "/local/domain/0/backend/vif/2/0";
+    let fe = "/local/domain/2/device/vif/0";
+    let vif2_on_bridge = |h: &Harness| h.appctl(&["xennet/vif-show"]).contains("vif2.0");
+    assert!(vif2_on_bridge(&h));
+
+    // Start over: Closing, Closed, InitWait, and the vif leaves the bridge.
+    assert!(
+        xs_tool(&h, "xenstore-write", &[&format!("{fe}/state"), "1"])
+            .status
+            .success()
+    );
+    h.wait_for("backend InitWait", || {
+        xs_read(&h, &format!("{be}/state")) == "2"
+    });
+    h.wait_for("vif2.0 off the bridge", || !vif2_on_bridge(&h));
+    // Connected again on the same rings.
+    assert!(
+        xs_tool(&h, "xenstore-write", &[&format!("{fe}/state"), "4"])
+            .status
+            .success()
+    );
+    h.wait_for("backend Connected", || {
+        xs_read(&h, &format!("{be}/state")) == "4"
+    });
+    assert!(vif2_on_bridge(&h));
+    assert!(h.ping(1, 2, 2), "ping after reconnect failed\n{}", h.log());
+
+    // Two queues are not supported: refused, not connected.
+    assert!(
+        xs_tool(&h, "xenstore-write", &[&format!("{fe}/state"), "1"])
+            .status
+            .success()
+    );
+    h.wait_for("backend InitWait", || {
+        xs_read(&h, &format!("{be}/state")) == "2"
+    });
+    assert!(xs_tool(
+        &h,
+        "xenstore-write",
+        &[
+            &format!("{fe}/multi-queue-num-queues"),
+            "2",
+            &format!("{fe}/state"),
+            "3"
+        ]
+    )
+    .status
+    .success());
+    h.wait_for("backend Closing", || {
+        xs_read(&h, &format!("{be}/state")) == "5"
+    });
+    let err = xs_read(&h, "/local/domain/0/error/backend/vif/2/0/error");
+    assert!(err.contains("2 queues"), "{err}");
+    assert!(!vif2_on_bridge(&h));
+}

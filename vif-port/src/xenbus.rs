@@ -1,0 +1,921 @@
+//! The xenbus handshake of a vif (Xen's `io/xenbus.h` states and the
+//! `io/netif.h` keys), over any xenstore [`Client`].
+//!
+//! Three parties meet in xenstore, as on Xen:
+//!
+//! - the toolstack ([`create_vif_nodes`], what libxl does for `vif=[...]`)
+//!   creates `<backend home>/backend/vif/<domid>/<handle>` and
+//!   `/local/domain/<domid>/device/vif/<handle>`, both in state
+//!   Initialising;
+//! - the backend ([`BackendDevice`], driven by watches) advertises its
+//!   features and goes to InitWait, waits for `hotplug-status = connected`,
+//!   reads and validates the frontend's keys ([`read_frontend`]) once the
+//!   frontend is Initialised or Connected, connects the vif through a
+//!   [`VifHooks`] and goes Connected; it follows the frontend to
+//!   Closing/Closed and back to InitWait when the frontend re-initialises;
+//! - the frontend (xennet-guest) writes its ring references and event
+//!   channel and moves Initialising → Initialised → Connected.
+//!
+//! The backend never trusts a frontend key: every value is bounded in
+//! length, parsed strictly and, when wrong, logged, recorded under
+//! `<backend home>/error/backend/vif/<domid>/<handle>/error` (as Linux's
+//! `xenbus_dev_fatal`) and answered with state Closing, never a panic.
+
+use crate::grant::{DomId, GrantRef};
+use crate::netback::FrontendConfig;
+use crate::xenstore::{Access, Client, ErrorCode, Perm, XsError};
+
+/// `enum xenbus_state` of `io/xenbus.h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum XenbusState {
+    /// `XenbusStateUnknown` (0), also what a missing `state` node means.
+    Unknown = 0,
+    /// `XenbusStateInitialising` (1).
+    Initialising = 1,
+    /// `XenbusStateInitWait` (2): backend waiting for the frontend's keys.
+    InitWait = 2,
+    /// `XenbusStateInitialised` (3): frontend keys written.
+    Initialised = 3,
+    /// `XenbusStateConnected` (4).
+    Connected = 4,
+    /// `XenbusStateClosing` (5).
+    Closing = 5,
+    /// `XenbusStateClosed` (6).
+    Closed = 6,
+    /// `XenbusStateReconfiguring` (7).
+    Reconfiguring = 7,
+    /// `XenbusStateReconfigured` (8).
+    Reconfigured = 8,
+}
+
+impl XenbusState {
+    /// Parses a `state` node's value (decimal); `None` for anything else.
+    pub fn parse(v: &[u8]) -> Option<XenbusState> {
+        Some(match parse_uint(v)? {
+            0 => XenbusState::Unknown,
+            1 => XenbusState::Initialising,
+            2 => XenbusState::InitWait,
+            3 => XenbusState::Initialised,
+            4 => XenbusState::Connected,
+            5 => XenbusState::Closing,
+            6 => XenbusState::Closed,
+            7 => XenbusState::Reconfiguring,
+            8 => XenbusState::Reconfigured,
+            _ => return None,
+        })
+    }
+
+    /// The value written to a `state` node.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            XenbusState::Unknown => "0",
+            XenbusState::Initialising => "1",
+            XenbusState::InitWait => "2",
+            XenbusState::Initialised => "3",
+            XenbusState::Connected => "4",
+            XenbusState::Closing => "5",
+            XenbusState::Closed => "6",
+            XenbusState::Reconfiguring => "7",
+            XenbusState::Reconfigured => "8",
+        }
+    }
+}
+
+/// Longest frontend value parsed: every `io/netif.h` key we read is a
+/// small decimal number, so anything longer is refused before parsing.
+const MAX_VALUE_LEN: usize = 20;
+
+/// Strict unsigned decimal (what `xenbus_scanf("%u")` accepts, minus
+/// signs, blanks and trailing junk).
+fn parse_uint(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > MAX_VALUE_LEN || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// Queues the backend supports (`multi-queue-max-queues`).
+pub const MAX_QUEUES: u32 = 1;
+
+/// The feature keys the backend writes before InitWait (`io/netif.h`):
+/// what this netback implements. Split event channels, the control ring
+/// and multi-queue beyond one queue are not implemented yet, so they are
+/// advertised as 0/1.
+pub const BACKEND_FEATURES: &[(&str, &str)] = &[
+    ("feature-sg", "1"),
+    ("feature-gso-tcpv4", "1"),
+    ("feature-gso-tcpv6", "1"),
+    ("feature-ipv6-csum-offload", "1"),
+    ("feature-rx-copy", "1"),
+    ("feature-rx-flip", "0"),
+    ("feature-split-event-channels", "0"),
+    ("multi-queue-max-queues", "1"),
+    ("feature-multicast-control", "0"),
+    ("feature-ctrl-ring", "0"),
+];
+
+/// Errors of the handshake.
+#[derive(Debug, thiserror::Error)]
+pub enum XenbusError {
+    /// The frontend wrote a missing, malformed or unsupported value.
+    #[error("frontend: {0}")]
+    Frontend(String),
+    /// A xenstore request failed.
+    #[error(transparent)]
+    Store(#[from] XsError),
+}
+
+fn fe_err(msg: impl Into<String>) -> XenbusError {
+    XenbusError::Frontend(msg.into())
+}
+
+/// Reads a node; `None` when it does not exist.
+fn read_opt(xs: &Client, path: &str) -> Result<Option<Vec<u8>>, XsError> {
+    match xs.read(path) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is(&ErrorCode::Enoent) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The `state` node under `dir`: [`XenbusState::Unknown`] when missing or
+/// malformed (as Linux's `xenbus_read_driver_state`).
+pub fn read_state(xs: &Client, dir: &str) -> Result<XenbusState, XsError> {
+    Ok(read_opt(xs, &format!("{dir}/state"))?
+        .and_then(|v| XenbusState::parse(&v))
+        .unwrap_or(XenbusState::Unknown))
+}
+
+/// Writes `state` under `dir`.
+pub fn write_state(xs: &Client, dir: &str, state: XenbusState) -> Result<(), XsError> {
+    xs.write(&format!("{dir}/state"), state.as_str())
+}
+
+/// An unsigned frontend key: `default` when missing, an error when not a
+/// decimal number no larger than `max`.
+fn read_uint(
+    xs: &Client,
+    fe: &str,
+    key: &str,
+    default: Option<u64>,
+    max: u64,
+) -> Result<u64, XenbusError> {
+    match read_opt(xs, &format!("{fe}/{key}"))? {
+        None => default.ok_or_else(|| fe_err(format!("{key} is missing"))),
+        Some(v) => match parse_uint(&v) {
+            Some(n) if n <= max => Ok(n),
+            _ => Err(fe_err(format!(
+                "{key} = {:?} is not a number up to {max}",
+                String::from_utf8_lossy(v.get(..MAX_VALUE_LEN.min(v.len())).unwrap_or(&[]))
+            ))),
+        },
+    }
+}
+
+/// A boolean feature key (`feature-*`): missing means false, any non-zero
+/// number true (as `xenbus_read_unsigned`), anything else an error.
+fn read_flag(xs: &Client, fe: &str, key: &str) -> Result<bool, XenbusError> {
+    Ok(read_uint(xs, fe, key, Some(0), u64::MAX)? != 0)
+}
+
+/// The event channel(s) a frontend gave (`event-channel`, or
+/// `event-channel-tx` and `event-channel-rx` with
+/// `feature-split-event-channels`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventChannels {
+    /// One port for both directions (`event-channel`).
+    Single(u32),
+    /// Split channels (`event-channel-tx`, `event-channel-rx`).
+    Split {
+        /// `event-channel-tx`.
+        tx: u32,
+        /// `event-channel-rx`.
+        rx: u32,
+    },
+}
+
+/// Everything the backend needs from the frontend's `io/netif.h` keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrontendKeys {
+    /// Rings and features for [`crate::Vif::connect`].
+    pub config: FrontendConfig,
+    /// The event channel port(s).
+    pub evtchn: EventChannels,
+    /// `feature-rx-notify`.
+    pub rx_notify: bool,
+    /// `feature-ipv6-csum-offload`.
+    pub ipv6_csum_offload: bool,
+}
+
+/// Reads and validates the frontend's keys under `fe` (its
+/// `device/vif/<handle>` directory), for guest `domid`'s vif `handle`:
+/// `multi-queue-num-queues` (missing = 1; only 1 is supported, 0 is
+/// refused), `tx-ring-ref` and `rx-ring-ref` (grant references),
+/// `event-channel` (split channels are refused: not advertised),
+/// `request-rx-copy` (must be 1: page flipping is gone), and the
+/// `feature-sg`, `feature-gso-tcpv4`, `feature-gso-tcpv6`,
+/// `feature-no-csum-offload`, `feature-ipv6-csum-offload` and
+/// `feature-rx-notify` flags.
+pub fn read_frontend(
+    xs: &Client,
+    fe: &str,
+    domid: DomId,
+    handle: u16,
+) -> Result<FrontendKeys, XenbusError> {
+    let queues = read_uint(
+        xs,
+        fe,
+        "multi-queue-num-queues",
+        Some(1),
+        u64::from(u32::MAX),
+    )?;
+    if queues == 0 {
+        return Err(fe_err("multi-queue-num-queues = 0: a vif needs a queue"));
+    }
+    if queues > u64::from(MAX_QUEUES) {
+        return Err(fe_err(format!(
+            "guest requested {queues} queues, exceeding the maximum of {MAX_QUEUES}"
+        )));
+    }
+    let gref_max = u64::from(GrantRef::MAX);
+    let tx_ring_ref = read_uint(xs, fe, "tx-ring-ref", None, gref_max)?;
+    let rx_ring_ref = read_uint(xs, fe, "rx-ring-ref", None, gref_max)?;
+    let port_max = u64::from(u32::MAX);
+    let evtchn = match read_opt(xs, &format!("{fe}/event-channel"))? {
+        Some(_) => {
+            EventChannels::Single(read_uint(xs, fe, "event-channel", None, port_max)? as u32)
+        }
+        None => {
+            if read_opt(xs, &format!("{fe}/event-channel-tx"))?.is_some() {
+                return Err(fe_err(
+                    "split event channels (event-channel-tx/-rx) are not supported \
+                     (feature-split-event-channels = 0)",
+                ));
+            }
+            return Err(fe_err("event-channel is missing"));
+        }
+    };
+    if read_uint(xs, fe, "request-rx-copy", None, u64::MAX)? == 0 {
+        return Err(fe_err(
+            "request-rx-copy = 0: the frontend must support rx-copy",
+        ));
+    }
+    let mut config = FrontendConfig::new(
+        domid,
+        handle,
+        tx_ring_ref as GrantRef,
+        rx_ring_ref as GrantRef,
+    );
+    config.sg = read_flag(xs, fe, "feature-sg")?;
+    config.gso_tcpv4 = read_flag(xs, fe, "feature-gso-tcpv4")?;
+    config.gso_tcpv6 = read_flag(xs, fe, "feature-gso-tcpv6")?;
+    config.rx_csum_blank = !read_flag(xs, fe, "feature-no-csum-offload")?;
+    Ok(FrontendKeys {
+        config,
+        evtchn,
+        rx_notify: read_flag(xs, fe, "feature-rx-notify")?,
+        ipv6_csum_offload: read_flag(xs, fe, "feature-ipv6-csum-offload")?,
+    })
+}
+
+/// What the toolstack knows about a new vif (libxl's `libxl_device_nic`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VifSpec {
+    /// The guest's domain id.
+    pub domid: DomId,
+    /// The device handle (`handle`, the `N` of `vifD.N`).
+    pub handle: u16,
+    /// The backend's domain id (0 for dom0, else a driver domain).
+    pub backend_domid: DomId,
+    /// `mac`, as `00:16:3e:..`.
+    pub mac: String,
+    /// `bridge`.
+    pub bridge: String,
+    /// `script` (the hotplug script; empty: none).
+    pub script: String,
+}
+
+/// The backend directory of a vif: `/local/domain/<backend>/backend/vif/<domid>/<handle>`.
+pub fn backend_path(backend_domid: DomId, domid: DomId, handle: u16) -> String {
+    format!("/local/domain/{backend_domid}/backend/vif/{domid}/{handle}")
+}
+
+/// The frontend directory of a vif: `/local/domain/<domid>/device/vif/<handle>`.
+pub fn frontend_path(domid: DomId, handle: u16) -> String {
+    format!("/local/domain/{domid}/device/vif/{handle}")
+}
+
+/// The toolstack's part (what libxl's `libxl__device_nic_add` writes), in
+/// one transaction: the backend directory (`frontend`, `frontend-id`,
+/// `online` = 1, `state` = 1 (Initialising), `handle`, `mac`, `bridge`,
+/// `script`), owned by the backend domain and readable by the guest, and
+/// the frontend directory (`backend`, `backend-id`, `state` = 1, `handle`,
+/// `mac`), owned by the guest and readable by the backend. Any stale
+/// directories of the same vif are replaced. Needs a privileged client.
+pub fn create_vif_nodes(xs: &Client, spec: &VifSpec) -> Result<(), XsError> {
+    let be = backend_path(spec.backend_domid, spec.domid, spec.handle);
+    let fe = frontend_path(spec.domid, spec.handle);
+    let be_perms = [
+        Perm::new(Access::None, u32::from(spec.backend_domid)),
+        Perm::new(Access::Read, u32::from(spec.domid)),
+    ];
+    let fe_perms = [
+        Perm::new(Access::None, u32::from(spec.domid)),
+        Perm::new(Access::Read, u32::from(spec.backend_domid)),
+    ];
+    xs.transaction(|tx| {
+        for dir in [&be, &fe] {
+            match tx.rm(dir) {
+                Err(e) if !e.is(&ErrorCode::Enoent) => return Err(e),
+                _ => {}
+            }
+        }
+        tx.mkdir(&be)?;
+        tx.set_perms(&be, &be_perms)?;
+        tx.mkdir(&fe)?;
+        tx.set_perms(&fe, &fe_perms)?;
+        let handle = spec.handle.to_string();
+        let domid = spec.domid.to_string();
+        let backend_id = spec.backend_domid.to_string();
+        let init = XenbusState::Initialising.as_str();
+        for (k, v) in [
+            ("frontend", fe.as_str()),
+            ("frontend-id", &domid),
+            ("online", "1"),
+            ("state", init),
+            ("handle", &handle),
+            ("mac", &spec.mac),
+            ("bridge", &spec.bridge),
+            ("script", &spec.script),
+        ] {
+            tx.write(&format!("{be}/{k}"), v)?;
+            tx.set_perms(&format!("{be}/{k}"), &be_perms)?;
+        }
+        for (k, v) in [
+            ("backend", be.as_str()),
+            ("backend-id", &backend_id),
+            ("state", init),
+            ("handle", &handle),
+            ("mac", &spec.mac),
+        ] {
+            tx.write(&format!("{fe}/{k}"), v)?;
+            tx.set_perms(&format!("{fe}/{k}"), &fe_perms)?;
+        }
+        Ok(())
+    })
+}
+
+/// What the backend does to the data path when the handshake says so.
+pub trait VifHooks {
+    /// Map the rings, bind the event channel and put vif `vif<domid>.<handle>`
+    /// on its bridge; an error refuses the frontend (state Closing).
+    fn connect(&mut self, keys: &FrontendKeys) -> Result<(), String>;
+    /// Take the vif off its bridge and release the rings (idempotent).
+    fn disconnect(&mut self);
+}
+
+/// What [`BackendDevice::update`] left the device in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// The backend state now (after this update).
+    State(XenbusState),
+    /// The backend directory is gone (the toolstack removed the vif): the
+    /// device is disconnected and may be dropped.
+    Removed,
+}
+
+/// The backend of one vif, `backend/vif/<domid>/<handle>`: Linux
+/// xen-netback's `frontend_changed`/`hotplug_status_changed` logic, made
+/// level-triggered: [`BackendDevice::update`] re-reads the states and
+/// acts, so call it on every watch event of the backend directory, its
+/// `hotplug-status` or the frontend's `state`, coalesced or not.
+#[derive(Debug)]
+pub struct BackendDevice {
+    /// The guest.
+    pub domid: DomId,
+    /// The device handle.
+    pub handle: u16,
+    backend_domid: DomId,
+    be: String,
+    fe: Option<String>,
+    state: XenbusState,
+    connected: bool,
+    /// The frontend was refused; wait for it to re-initialise.
+    failed: bool,
+    /// Write `hotplug-status = connected` ourselves once the vif is on
+    /// its bridge (no hotplug script runs in emulation).
+    self_hotplug: bool,
+}
+
+impl BackendDevice {
+    /// A device for `backend/vif/<domid>/<handle>` of `backend_domid`;
+    /// with `self_hotplug` the backend writes `hotplug-status = connected`
+    /// itself once [`VifHooks::connect`] succeeded, else it waits for a
+    /// hotplug script to write it.
+    pub fn new(backend_domid: DomId, domid: DomId, handle: u16, self_hotplug: bool) -> Self {
+        BackendDevice {
+            domid,
+            handle,
+            backend_domid,
+            be: backend_path(backend_domid, domid, handle),
+            fe: None,
+            state: XenbusState::Unknown,
+            connected: false,
+            failed: false,
+            self_hotplug,
+        }
+    }
+
+    /// The backend directory.
+    pub fn backend_dir(&self) -> &str {
+        &self.be
+    }
+
+    /// The frontend directory, once read from the backend's `frontend`.
+    pub fn frontend_dir(&self) -> Option<&str> {
+        self.fe.as_deref()
+    }
+
+    /// The interface name, `vif<domid>.<handle>`.
+    pub fn name(&self) -> String {
+        format!("vif{}.{}", self.domid, self.handle)
+    }
+
+    /// Whether the data path is connected.
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    fn set_state(&mut self, xs: &Client, s: XenbusState) -> Result<(), XsError> {
+        if self.state != s {
+            tracing::info!("{}: backend state {:?} -> {:?}", self.name(), self.state, s);
+            write_state(xs, &self.be, s)?;
+            self.state = s;
+        }
+        Ok(())
+    }
+
+    /// Refuse the frontend: log, write the error node as
+    /// `xenbus_dev_fatal` does, and go Closing.
+    fn fatal(&mut self, xs: &Client, msg: &str) -> Result<(), XsError> {
+        tracing::warn!("{}: {msg}", self.name());
+        self.failed = true;
+        let node = format!(
+            "/local/domain/{}/error/backend/vif/{}/{}/error",
+            self.backend_domid, self.domid, self.handle
+        );
+        if let Err(e) = xs.write(&node, msg) {
+            tracing::warn!("{}: cannot write {node}: {e}", self.name());
+        }
+        self.set_state(xs, XenbusState::Closing)
+    }
+
+    fn disconnect(&mut self, hooks: &mut dyn VifHooks) {
+        if self.connected {
+            tracing::info!("{}: disconnecting", self.name());
+            hooks.disconnect();
+            self.connected = false;
+        }
+    }
+
+    /// Advertise the features ([`BACKEND_FEATURES`]) and go InitWait
+    /// (Linux's `netback_probe`); reads `frontend` from the backend
+    /// directory.
+    fn probe(&mut self, xs: &Client) -> Result<(), XenbusError> {
+        let fe = read_opt(xs, &format!("{}/frontend", self.be))?
+            .ok_or_else(|| fe_err("the backend directory has no frontend key"))?;
+        let fe = String::from_utf8(fe)
+            .ok()
+            .filter(|p| p.starts_with('/') && p.len() <= 256)
+            .ok_or_else(|| fe_err("bad frontend path"))?;
+        self.fe = Some(fe);
+        xs.transaction(|tx| {
+            for (k, v) in BACKEND_FEATURES {
+                tx.write(&format!("{}/{k}", self.be), v)?;
+            }
+            Ok(())
+        })?;
+        self.set_state(xs, XenbusState::InitWait)?;
+        Ok(())
+    }
+
+    /// Re-read the states and act; see the type's documentation.
+    pub fn update(
+        &mut self,
+        xs: &Client,
+        hooks: &mut dyn VifHooks,
+    ) -> Result<Progress, XenbusError> {
+        if !xs.exists(&self.be)? {
+            self.disconnect(hooks);
+            return Ok(Progress::Removed);
+        }
+        if self.fe.is_none() {
+            if let Err(e) = self.probe(xs) {
+                self.fatal(xs, &format!("probe: {e}"))?;
+                return Ok(Progress::State(self.state));
+            }
+        }
+        let fe = self.fe.clone().unwrap_or_default();
+        let fe_state = read_state(xs, &fe)?;
+        match fe_state {
+            XenbusState::Initialising | XenbusState::InitWait => {
+                // A frontend (re)starting: drop any old connection and
+                // offer the features again.
+                self.failed = false;
+                self.walk(xs, XenbusState::InitWait, hooks)?;
+            }
+            XenbusState::Initialised | XenbusState::Connected => {
+                if !self.connected && !self.failed {
+                    self.walk(xs, XenbusState::InitWait, hooks)?;
+                    self.try_connect(xs, &fe, hooks)?;
+                }
+            }
+            XenbusState::Closing => self.walk(xs, XenbusState::Closing, hooks)?,
+            XenbusState::Closed | XenbusState::Unknown => {
+                self.walk(xs, XenbusState::Closed, hooks)?
+            }
+            XenbusState::Reconfiguring | XenbusState::Reconfigured => {
+                tracing::debug!("{}: frontend state {fe_state:?} ignored", self.name());
+            }
+        }
+        Ok(Progress::State(self.state))
+    }
+
+    /// Move the backend to `target` (InitWait, Closing or Closed) along
+    /// the transitions Linux netback allows (`set_backend_state`):
+    /// Initialising → InitWait → Connected, Connected → Closing (after
+    /// disconnecting), InitWait → Closing, Closing → Closed, Closed →
+    /// InitWait or Closing. So a connected backend whose frontend starts
+    /// over goes Closing, Closed, then InitWait.
+    fn walk(
+        &mut self,
+        xs: &Client,
+        target: XenbusState,
+        hooks: &mut dyn VifHooks,
+    ) -> Result<(), XsError> {
+        use XenbusState::*;
+        // Every path is at most four steps; the bound only guards against
+        // a mistake in the table.
+        for _ in 0..6 {
+            if self.state == target {
+                break;
+            }
+            let next = match (self.state, target) {
+                (Connected, _) => {
+                    self.disconnect(hooks);
+                    Closing
+                }
+                (Closed, Closing) => Closing,
+                (Closed, _) => InitWait,
+                (InitWait, _) => Closing,
+                (Closing, _) => Closed,
+                (_, Closed) => Closed,
+                (_, _) => InitWait,
+            };
+            self.set_state(xs, next)?;
+        }
+        self.disconnect(hooks);
+        Ok(())
+    }
+
+    fn try_connect(
+        &mut self,
+        xs: &Client,
+        fe: &str,
+        hooks: &mut dyn VifHooks,
+    ) -> Result<(), XsError> {
+        let hp = format!("{}/hotplug-status", self.be);
+        if !self.self_hotplug {
+            match read_opt(xs, &hp)? {
+                Some(v) if v == b"connected" => {}
+                Some(v) if v == b"error" => {
+                    return self.fatal(xs, "the hotplug script failed (hotplug-status = error)")
+                }
+                // Wait for the hotplug script: its write fires the watch.
+                _ => return Ok(()),
+            }
+        }
+        let keys = match read_frontend(xs, fe, self.domid, self.handle) {
+            Ok(k) => k,
+            Err(XenbusError::Store(e)) => return Err(e),
+            Err(e) => return self.fatal(xs, &format!("{e}")),
+        };
+        if let Err(e) = hooks.connect(&keys) {
+            return self.fatal(xs, &format!("connecting the rings: {e}"));
+        }
+        self.connected = true;
+        if self.self_hotplug {
+            // No hotplug script in emulation: the vif is on its bridge
+            // now, which is what the script would have reported.
+            xs.write(&hp, "connected")?;
+        }
+        self.set_state(xs, XenbusState::Connected)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xenstore::XenstoreServer;
+
+    fn spec() -> VifSpec {
+        VifSpec {
+            domid: 5,
+            handle: 0,
+            backend_domid: 0,
+            mac: "00:16:3e:00:00:05".into(),
+            bridge: "br0".into(),
+            script: String::new(),
+        }
+    }
+
+    #[derive(Default)]
+    struct Hooks {
+        connected: Option<FrontendKeys>,
+        connects: u32,
+        disconnects: u32,
+        refuse: bool,
+    }
+
+    impl VifHooks for Hooks {
+        fn connect(&mut self, keys: &FrontendKeys) -> Result<(), String> {
+            if self.refuse {
+                return Err("no such grant".into());
+            }
+            self.connects += 1;
+            self.connected = Some(*keys);
+            Ok(())
+        }
+        fn disconnect(&mut self) {
+            self.disconnects += 1;
+            self.connected = None;
+        }
+    }
+
+    fn setup() -> (XenstoreServer, Client, String, String) {
+        let srv = XenstoreServer::default();
+        let xs = srv.connect_as(0).unwrap();
+        create_vif_nodes(&xs, &spec()).unwrap();
+        (srv, xs, backend_path(0, 5, 0), frontend_path(5, 0))
+    }
+
+    fn good_keys(xs: &Client, fe: &str) {
+        for (k, v) in [
+            ("tx-ring-ref", "8"),
+            ("rx-ring-ref", "9"),
+            ("event-channel", "3"),
+            ("request-rx-copy", "1"),
+            ("feature-sg", "1"),
+            ("feature-gso-tcpv4", "1"),
+            ("feature-rx-notify", "1"),
+        ] {
+            xs.write(&format!("{fe}/{k}"), v).unwrap();
+        }
+    }
+
+    fn backend_state(xs: &Client, be: &str) -> XenbusState {
+        read_state(xs, be).unwrap()
+    }
+
+    #[test]
+    fn toolstack_nodes_and_permissions() {
+        let (srv, xs, be, fe) = setup();
+        assert_eq!(xs.read(&format!("{be}/state")).unwrap(), b"1");
+        assert_eq!(xs.read(&format!("{be}/frontend")).unwrap(), fe.as_bytes());
+        assert_eq!(xs.read(&format!("{fe}/backend-id")).unwrap(), b"0");
+        assert_eq!(
+            xs.get_perms(&be).unwrap(),
+            vec![Perm::new(Access::None, 0), Perm::new(Access::Read, 5)]
+        );
+        // The guest reads the backend but cannot write it; it writes its own.
+        let guest = srv.connect_as(5).unwrap();
+        assert_eq!(
+            guest.read(&format!("{be}/mac")).unwrap(),
+            b"00:16:3e:00:00:05"
+        );
+        assert!(guest.write(&format!("{be}/state"), "4").is_err());
+        guest.write(&format!("{fe}/tx-ring-ref"), "8").unwrap();
+        // Another guest sees neither.
+        let other = srv.connect_as(6).unwrap();
+        assert!(other.read(&format!("{be}/mac")).is_err());
+        assert!(other.read(&format!("{fe}/mac")).is_err());
+    }
+
+    #[test]
+    fn full_handshake_and_close_and_reconnect() {
+        let (_srv, xs, be, fe) = setup();
+        let mut dev = BackendDevice::new(0, 5, 0, true);
+        let mut hooks = Hooks::default();
+        assert_eq!(
+            dev.update(&xs, &mut hooks).unwrap(),
+            Progress::State(XenbusState::InitWait)
+        );
+        for (k, v) in BACKEND_FEATURES {
+            assert_eq!(xs.read(&format!("{be}/{k}")).unwrap(), v.as_bytes(), "{k}");
+        }
+        good_keys(&xs, &fe);
+        write_state(&xs, &fe, XenbusState::Initialised).unwrap();
+        assert_eq!(
+            dev.update(&xs, &mut hooks).unwrap(),
+            Progress::State(XenbusState::Connected)
+        );
+        assert_eq!(
+            xs.read(&format!("{be}/hotplug-status")).unwrap(),
+            b"connected"
+        );
+        let keys = hooks.connected.unwrap();
+        assert_eq!(keys.config.tx_ring_ref, 8);
+        assert_eq!(keys.config.rx_ring_ref, 9);
+        assert_eq!(keys.evtchn, EventChannels::Single(3));
+        assert!(keys.config.sg && keys.config.gso_tcpv4 && !keys.config.gso_tcpv6);
+        assert!(keys.config.rx_csum_blank && keys.rx_notify);
+        // Frontend Connected: nothing more to do.
+        write_state(&xs, &fe, XenbusState::Connected).unwrap();
+        dev.update(&xs, &mut hooks).unwrap();
+        assert_eq!(hooks.connects, 1);
+        // Frontend closes.
+        write_state(&xs, &fe, XenbusState::Closing).unwrap();
+        dev.update(&xs, &mut hooks).unwrap();
+        assert_eq!(backend_state(&xs, &be), XenbusState::Closing);
+        assert_eq!(hooks.disconnects, 1);
+        write_state(&xs, &fe, XenbusState::Closed).unwrap();
+        dev.update(&xs, &mut hooks).unwrap();
+        assert_eq!(backend_state(&xs, &be), XenbusState::Closed);
+        // And comes back.
+        write_state(&xs, &fe, XenbusState::Initialising).unwrap();
+        dev.update(&xs, &mut hooks).unwrap();
+        assert_eq!(backend_state(&xs, &be), XenbusState::InitWait);
+        write_state(&xs, &fe, XenbusState::Connected).unwrap();
+        dev.update(&xs, &mut hooks).unwrap();
+        assert_eq!(backend_state(&xs, &be), XenbusState::Connected);
+        assert_eq!(hooks.connects, 2);
+        // The toolstack removes the vif.
+        xs.rm(&be).unwrap();
+        assert_eq!(dev.update(&xs, &mut hooks).unwrap(), Progress::Removed);
+        assert_eq!(hooks.disconnects, 2);
+        assert!(hooks.connected.is_none());
+    }
+
+    #[test]
+    fn a_connected_frontend_starting_over_goes_through_closed() {
+        let (_srv, xs, be, fe) = setup();
+        let mut dev = BackendDevice::new(0, 5, 0, true);
+        let mut hooks = Hooks::default();
+        dev.update(&xs, &mut hooks).unwrap();
+        good_keys(&xs, &fe);
+        write_state(&xs, &fe, XenbusState::Connected).unwrap();
+        dev.update(&xs, &mut hooks).unwrap();
+        assert_eq!(backend_state(&xs, &be), XenbusState::Connected);
+        let watcher = _srv.connect_as(0).unwrap();
+        watcher.watch(&format!("{be}/state"), "t").unwrap();
+        let _initial = watcher.next_event(std::time::Duration::from_secs(1));
+        write_state(&xs, &fe, XenbusState::Initialising).unwrap();
+        dev.update(&xs, &mut hooks).unwrap();
+        assert_eq!(backend_state(&xs, &be), XenbusState::InitWait);
+        assert_eq!(hooks.disconnects, 1);
+        // Closing, Closed, InitWait: three writes, three events.
+        let mut events = 0;
+        while watcher
+            .next_event(std::time::Duration::from_millis(200))
+            .unwrap()
+            .is_some()
+        {
+            events += 1;
+        }
+        assert_eq!(events, 3);
+        // And it connects again.
+        write_state(&xs, &fe, XenbusState::Connected).unwrap();
+        dev.update(&xs, &mut hooks).unwrap();
+        assert_eq!(backend_state(&xs, &be), XenbusState::Connected);
+        assert_eq!(hooks.connects, 2);
+    }
+
+    #[test]
+    fn waits_for_the_hotplug_script() {
+        let (_srv, xs, be, fe) = setup();
+        let mut dev = BackendDevice::new(0, 5, 0, false);
+        let mut hooks = Hooks::default();
+        dev.update(&xs, &mut hooks).unwrap();
+        good_keys(&xs, &fe);
+        write_state(&xs, &fe, XenbusState::Connected).unwrap();
+        dev.update(&xs, &mut hooks).unwrap();
+        assert_eq!(backend_state(&xs, &be), XenbusState::InitWait);
+        assert!(hooks.connected.is_none());
+        xs.write(&format!("{be}/hotplug-status"), "connected")
+            .unwrap();
+        dev.update(&xs, &mut hooks).unwrap();
+        assert_eq!(backend_state(&xs, &be), XenbusState::Connected);
+        assert!(hooks.connected.is_some());
+    }
+
+    /// Runs the handshake with `edit` applied to good frontend keys and
+    /// expects a refusal mentioning `why`.
+    fn refused(edit: impl FnOnce(&Client, &str), why: &str) {
+        let (_srv, xs, be, fe) = setup();
+        let mut dev = BackendDevice::new(0, 5, 0, true);
+        let mut hooks = Hooks::default();
+        dev.update(&xs, &mut hooks).unwrap();
+        good_keys(&xs, &fe);
+        edit(&xs, &fe);
+        write_state(&xs, &fe, XenbusState::Initialised).unwrap();
+        assert_eq!(
+            dev.update(&xs, &mut hooks).unwrap(),
+            Progress::State(XenbusState::Closing)
+        );
+        assert_eq!(hooks.connects, 0);
+        let err = xs
+            .read_string("/local/domain/0/error/backend/vif/5/0/error")
+            .unwrap();
+        assert!(err.contains(why), "{err:?} lacks {why:?}");
+        // Refused once, not retried on every event...
+        dev.update(&xs, &mut hooks).unwrap();
+        assert_eq!(backend_state(&xs, &be), XenbusState::Closing);
+        // ...until the frontend starts over.
+        write_state(&xs, &fe, XenbusState::Initialising).unwrap();
+        dev.update(&xs, &mut hooks).unwrap();
+        assert_eq!(backend_state(&xs, &be), XenbusState::InitWait);
+    }
+
+    fn set(k: &'static str, v: &'static str) -> impl FnOnce(&Client, &str) {
+        move |xs, fe| xs.write(&format!("{fe}/{k}"), v).unwrap()
+    }
+
+    fn unset(k: &'static str) -> impl FnOnce(&Client, &str) {
+        move |xs, fe| xs.rm(&format!("{fe}/{k}")).unwrap()
+    }
+
+    #[test]
+    fn bad_ring_refs_are_refused() {
+        refused(set("tx-ring-ref", "-1"), "tx-ring-ref");
+        refused(set("rx-ring-ref", "4294967296"), "rx-ring-ref");
+        refused(set("tx-ring-ref", "8 "), "tx-ring-ref");
+        refused(set("rx-ring-ref", ""), "rx-ring-ref");
+        refused(set("tx-ring-ref", "0x10"), "tx-ring-ref");
+        refused(
+            set("tx-ring-ref", "999999999999999999999999999999"),
+            "tx-ring-ref",
+        );
+    }
+
+    #[test]
+    fn missing_keys_are_refused() {
+        refused(unset("tx-ring-ref"), "tx-ring-ref is missing");
+        refused(unset("rx-ring-ref"), "rx-ring-ref is missing");
+        refused(unset("event-channel"), "event-channel is missing");
+        refused(unset("request-rx-copy"), "request-rx-copy is missing");
+    }
+
+    #[test]
+    fn request_rx_copy_0_is_refused() {
+        refused(set("request-rx-copy", "0"), "request-rx-copy = 0");
+    }
+
+    #[test]
+    fn unsupported_queue_counts_are_refused() {
+        refused(set("multi-queue-num-queues", "2"), "maximum of 1");
+        refused(set("multi-queue-num-queues", "0"), "needs a queue");
+        refused(set("multi-queue-num-queues", "lots"), "multi-queue");
+    }
+
+    #[test]
+    fn split_event_channels_and_bad_flags_are_refused() {
+        refused(
+            |xs, fe| {
+                xs.rm(&format!("{fe}/event-channel")).unwrap();
+                xs.write(&format!("{fe}/event-channel-tx"), "3").unwrap();
+                xs.write(&format!("{fe}/event-channel-rx"), "4").unwrap();
+            },
+            "split event channels",
+        );
+        refused(set("feature-sg", "yes"), "feature-sg");
+        refused(set("event-channel", "x"), "event-channel");
+    }
+
+    #[test]
+    fn a_failing_connect_is_refused() {
+        let (_srv, xs, be, fe) = setup();
+        let mut dev = BackendDevice::new(0, 5, 0, true);
+        let mut hooks = Hooks {
+            refuse: true,
+            ..Default::default()
+        };
+        dev.update(&xs, &mut hooks).unwrap();
+        good_keys(&xs, &fe);
+        write_state(&xs, &fe, XenbusState::Connected).unwrap();
+        dev.update(&xs, &mut hooks).unwrap();
+        assert_eq!(backend_state(&xs, &be), XenbusState::Closing);
+        assert!(!dev.is_connected());
+    }
+
+    #[test]
+    fn states_parse_strictly() {
+        assert_eq!(XenbusState::parse(b"4"), Some(XenbusState::Connected));
+        assert_eq!(XenbusState::parse(b"9"), None);
+        assert_eq!(XenbusState::parse(b" 4"), None);
+        assert_eq!(XenbusState::parse(b""), None);
+        for s in 0..=8u8 {
+            let st = XenbusState::parse(s.to_string().as_bytes()).unwrap();
+            assert_eq!(st.as_str(), s.to_string());
+        }
+    }
+}
