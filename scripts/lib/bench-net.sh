@@ -124,7 +124,7 @@ for i in range(int(sys.argv[1])):
 PY
     fi
     t0=$(date +%s.%N)
-    if ! OVS_RUNDIR=$dir run timeout 600 ovs-ofctl -O OpenFlow13 add-flows br0 "$f"; then
+    if ! run env OVS_RUNDIR="$dir" timeout 600 ovs-ofctl -O OpenFlow13 add-flows br0 "$f"; then
         skip flow_mod_100k_s "$peer" "ovs-ofctl add-flows failed"
         return 0
     fi
@@ -219,7 +219,7 @@ import sys
 for i in range(int(sys.argv[1])):
     print(f"priority=20,udp,tp_dst={20000 + i},actions=NORMAL")
 PY
-    if ! OVS_RUNDIR=$dir run timeout 300 ovs-ofctl -O OpenFlow13 add-flows br0 "$f"; then
+    if ! run env OVS_RUNDIR="$dir" timeout 300 ovs-ofctl -O OpenFlow13 add-flows br0 "$f"; then
         skip flow_setup_per_s "$peer" "ovs-ofctl add-flows failed"
         return 0
     fi
