@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Network benchmarks of scripts/bench: xennetd against its peers
 # (ovs-vswitchd with the userspace datapath, with and without userspace
 # TSO, and the Linux bridge), each between the same two namespaces.
@@ -21,7 +22,9 @@ OVS_DIRS=()     # OVS run directories ('ovs-appctl exit --cleanup' on exit)
 net_cleanup() {
     local d p
     for d in "${OVS_DIRS[@]}"; do
-        [ -S "$d/ovs-vswitchd.ctl" ] && timeout 10 ovs-appctl -t "$d/ovs-vswitchd.ctl" exit --cleanup 2>/dev/null || true
+        if [ -S "$d/ovs-vswitchd.ctl" ]; then
+            timeout 10 ovs-appctl -t "$d/ovs-vswitchd.ctl" exit --cleanup 2>/dev/null || true
+        fi
     done
     for p in "${NET_PIDS[@]}"; do
         if kill "$p" 2>/dev/null; then
@@ -123,13 +126,16 @@ for i in range(int(sys.argv[1])):
     print(f"priority={1000 + i % 30000},ip,nw_dst=10.{100 + (i >> 16)}.{(i >> 8) & 255}.{i & 255},actions=output:1")
 PY
     fi
+    # Into an empty table: xennetd holds at most 100,000 rules per table,
+    # so its default NORMAL flow would make the 100,000th TABLE_FULL.
+    run env OVS_RUNDIR="$dir" ovs-ofctl -O OpenFlow13 del-flows br0
     t0=$(date +%s.%N)
     if ! run env OVS_RUNDIR="$dir" timeout 600 ovs-ofctl -O OpenFlow13 add-flows br0 "$f"; then
         skip flow_mod_100k_s "$peer" "ovs-ofctl add-flows failed"
         return 0
     fi
     t1=$(date +%s.%N)
-    n=$(OVS_RUNDIR=$dir ovs-ofctl -O OpenFlow13 dump-aggregate br0 2>/dev/null | sed -n 's/.*flow_count=\([0-9]*\).*/\1/p')
+    n=$(OVS_RUNDIR=$dir ovs-ofctl -O OpenFlow13 dump-aggregate br0 2>/dev/null | sed -n 's/.*flow_count=\([0-9]*\).*/\1/p' || true)
     echo "bench: $peer: $NFLOWS flows in $(awk "BEGIN{print $t1 - $t0}") s (dump-aggregate: flow_count=${n:-?})" >&2
     result flow_mod_100k_s "$peer" "$(awk "BEGIN{printf \"%.3f\", ($t1 - $t0) * 100000 / $NFLOWS}")"
 }
@@ -153,7 +159,7 @@ EOF
     local pid=$! i
     NET_PIDS+=("$pid")
     for i in $(seq 100); do [ -S "$rd/br0.mgmt" ] && break; sleep 0.1; done
-    [ -S "$rd/br0.mgmt" ] || { skip all xennet "xennetd did not start: $(tail -3 "$rd/xennetd.log")"; net_cleanup; return 0; }
+    [ -S "$rd/br0.mgmt" ] || { skip all xennet "xennetd did not start: $(tail -3 "$rd/xennetd.log")"; net_cleanup; rm -rf "$rd"; return 0; }
     iperf_pair xennet
     flow_setup xennet "$rd/ovs-vswitchd.$pid.ctl" "$rd"
     flow_mod xennet "$rd"
@@ -273,4 +279,24 @@ print(f"bench: {peer}: {created} upcalls for {n} new 5-tuples over {t_last - fir
 open(res, "a").write(f"flow_setup_per_s {peer} {rate:.0f}\n")
 PY
     OVS_RUNDIR=$dir ovs-ofctl -O OpenFlow13 del-flows br0 "udp"
+}
+
+# peer_run NAME FUNCTION [ARGS...]: one switch's benchmarks in a subshell
+# that stops at its first failure and cleans up after itself; a failure
+# leaves out that switch's keys (reason on stderr) and the run goes on.
+peer_run() {
+    local name=$1 rc
+    shift
+    set +e
+    (
+        set -e
+        trap net_cleanup EXIT
+        trap 'exit 130' INT TERM
+        "$@"
+    )
+    rc=$?
+    set -e
+    [ "$rc" = 130 ] && exit 130
+    [ "$rc" = 0 ] || echo "bench: $name: failed (exit $rc, see above): its keys are left out" >&2
+    return 0
 }
