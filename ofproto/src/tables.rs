@@ -40,7 +40,7 @@ use crate::classifier::{normalize, Classifier};
 pub const N_TABLES: usize = 254;
 /// Default most rules per table (OVS has no default limit; we bound
 /// memory).
-pub const DEFAULT_MAX_FLOWS: usize = 100_000;
+pub const DEFAULT_MAX_FLOWS: usize = 1_000_000;
 /// Most groups per bridge.
 pub const MAX_GROUPS: usize = 4096;
 /// Most buckets per group.

@@ -1,0 +1,302 @@
+# shellcheck shell=bash
+# Network benchmarks of scripts/bench: xennetd against its peers
+# (ovs-vswitchd with the userspace datapath, with and without userspace
+# TSO, and the Linux bridge), each between the same two namespaces.
+# Source, don't run. Needs: $OUT (output dir), $SECS (iperf3 seconds),
+# $NFLOWS (flows for flow_mod), $NSETUP (new 5-tuples for flow_setup), $XENNETD (release binary), run(), die().
+#
+# Topology, built fresh for every switch and removed after it:
+#   ${P}c (10.79.0.1, eth0) -- veth -- ${P}w [switch: v1, v2] -- veth -- ${P}s (10.79.0.2, eth0)
+# The switch side lives in its own namespace ${P}w, so the netdev-datapath
+# ovs-vswitchd (one per network namespace, PEERS.md §3) has a namespace of
+# its own and deleting ${P}w removes the veths, the bridge and OVS's taps.
+#
+# Results go to $OUT/net.txt as lines "key peer value" (read by the summary).
+
+P=xb$$
+NS_C=${P}c NS_S=${P}s NS_W=${P}w
+IP_C=10.79.0.1 IP_S=10.79.0.2
+NET_PIDS=()     # daemons we started (killed by pid on exit)
+OVS_DIRS=()     # OVS run directories ('ovs-appctl exit --cleanup' on exit)
+
+net_cleanup() {
+    local d p
+    for d in "${OVS_DIRS[@]}"; do
+        if [ -S "$d/ovs-vswitchd.ctl" ]; then
+            timeout 10 ovs-appctl -t "$d/ovs-vswitchd.ctl" exit --cleanup 2>/dev/null || true
+        fi
+    done
+    for p in "${NET_PIDS[@]}"; do
+        if kill "$p" 2>/dev/null; then
+            timeout 5 tail --pid="$p" -f /dev/null 2>/dev/null || kill -9 "$p" 2>/dev/null || true
+        fi
+    done
+    NET_PIDS=()
+    OVS_DIRS=()
+    for d in "$NS_C" "$NS_S" "$NS_W"; do
+        ip netns del "$d" 2>/dev/null || true
+    done
+    return 0
+}
+
+result() { echo "$1 $2 $3" >> "$OUT/net.txt"; }
+skip() { echo "bench: $1 $2 left out: $3" >&2; }
+
+# topo_up OFFLOADS(on|off): namespaces and veths; the switch attaches v1, v2.
+topo_up() {
+    local i ns ip
+    ip netns add "$NS_C"
+    ip netns add "$NS_S"
+    ip netns add "$NS_W"
+    ip -n "$NS_W" link set lo up
+    for i in 1 2; do
+        if [ "$i" = 1 ]; then ns=$NS_C ip=$IP_C; else ns=$NS_S ip=$IP_S; fi
+        ip -n "$NS_W" link add "v$i" type veth peer name eth0 netns "$ns"
+        ip -n "$NS_W" link set "v$i" up
+        ip -n "$ns" link set lo up
+        ip -n "$ns" addr add "$ip/24" dev eth0
+        ip -n "$ns" link set eth0 up
+        if [ "$1" = off ]; then
+            ip netns exec "$ns" ethtool -K eth0 tx off tso off gso off >/dev/null 2>&1
+            ip netns exec "$NS_W" ethtool -K "v$i" tx off tso off gso off >/dev/null 2>&1
+        fi
+    done
+}
+
+wait_ping() {  # until the client reaches the server (learning, port setup)
+    local i
+    for i in $(seq 50); do
+        ip netns exec "$NS_C" ping -c 1 -W 1 "$IP_S" >/dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+# iperf_pair PEER: TCP Gbit/s and UDP 64 B delivered packets/s, client -> server.
+iperf_pair() {
+    local peer=$1 tmp
+    tmp=$(mktemp -d)
+    if ! wait_ping; then
+        skip veth_tcp_gbps "$peer" "no ping through the switch"
+        skip veth_udp64_pps "$peer" "no ping through the switch"
+        rm -rf "$tmp"
+        return 0
+    fi
+    run ip netns exec "$NS_S" iperf3 -s -D -B "$IP_S" -p 5299 --pidfile "$tmp/iperf3.pid"
+    sleep 0.5
+    NET_PIDS+=("$(cat "$tmp/iperf3.pid")")
+    run ip netns exec "$NS_C" timeout $((SECS + 20)) iperf3 -c "$IP_S" -p 5299 -t "$SECS" -J > "$tmp/tcp.json" || true
+    run ip netns exec "$NS_C" timeout $((SECS + 20)) iperf3 -c "$IP_S" -p 5299 -t "$SECS" -u -l 64 -b 0 -J > "$tmp/udp.json" || true
+    python3 - "$tmp" "$peer" "$OUT/net.txt" <<'PY'
+import json, sys
+tmp, peer, res = sys.argv[1:]
+out = open(res, "a")
+try:
+    t = json.load(open(f"{tmp}/tcp.json"))
+    s = t["end"]["sum_received"]
+    if s["bytes"] == 0:
+        raise KeyError("0 bytes received (TCP stalled)")
+    out.write(f"veth_tcp_gbps {peer} {s['bits_per_second'] / 1e9:.3f}\n")
+    print(f"bench: {peer} TCP {s['bits_per_second'] / 1e9:.2f} Gbit/s, "
+          f"{t['end']['sum_sent'].get('retransmits', -1)} retransmits", file=sys.stderr)
+except Exception as e:
+    print(f"bench: veth_tcp_gbps {peer} left out: iperf3 TCP failed: {e!r}", file=sys.stderr)
+try:
+    u = json.load(open(f"{tmp}/udp.json"))
+    s = u["end"]["sum"]
+    sent, lost, secs = s["packets"], s["lost_packets"], s["seconds"]
+    out.write(f"veth_udp64_pps {peer} {(sent - lost) / secs:.0f}\n")
+    print(f"bench: {peer} UDP 64 B offered {sent / secs:.0f} pps, delivered "
+          f"{(sent - lost) / secs:.0f} pps ({100.0 * lost / max(sent, 1):.1f}% loss)", file=sys.stderr)
+except Exception as e:
+    print(f"bench: veth_udp64_pps {peer} left out: iperf3 UDP failed: {e!r}", file=sys.stderr)
+PY
+    kill "$(cat "$tmp/iperf3.pid")" 2>/dev/null || true
+    rm -rf "$tmp"
+}
+
+# flow_mod PEER RUNDIR: seconds for 'ovs-ofctl add-flows br0' of $NFLOWS
+# distinct flows, scaled to 100,000 (linearly; --quick uses 10,000).
+flow_mod() {
+    local peer=$1 dir=$2 f="$OUT/flows.txt" t0 t1 n
+    if [ ! -f "$f" ]; then
+        python3 - "$NFLOWS" > "$f" <<'PY'
+import sys
+for i in range(int(sys.argv[1])):
+    print(f"priority={1000 + i % 30000},ip,nw_dst=10.{100 + (i >> 16)}.{(i >> 8) & 255}.{i & 255},actions=output:1")
+PY
+    fi
+    # Into an empty table: xennetd holds at most 100,000 rules per table,
+    # so its default NORMAL flow would make the 100,000th TABLE_FULL.
+    run env OVS_RUNDIR="$dir" ovs-ofctl -O OpenFlow13 del-flows br0
+    t0=$(date +%s.%N)
+    if ! run env OVS_RUNDIR="$dir" timeout 600 ovs-ofctl -O OpenFlow13 add-flows br0 "$f"; then
+        skip flow_mod_100k_s "$peer" "ovs-ofctl add-flows failed"
+        return 0
+    fi
+    t1=$(date +%s.%N)
+    n=$(OVS_RUNDIR=$dir ovs-ofctl -O OpenFlow13 dump-aggregate br0 2>/dev/null | sed -n 's/.*flow_count=\([0-9]*\).*/\1/p' || true)
+    echo "bench: $peer: $NFLOWS flows in $(awk "BEGIN{print $t1 - $t0}") s (dump-aggregate: flow_count=${n:-?})" >&2
+    result flow_mod_100k_s "$peer" "$(awk "BEGIN{printf \"%.3f\", ($t1 - $t0) * 100000 / $NFLOWS}")"
+}
+
+bench_xennet() {
+    local rd
+    rd=$(mktemp -d /tmp/xennet-bench.XXXXXX)
+    topo_up on
+    cat > "$rd/xennet.toml" <<EOF
+[[bridge]]
+name = "br0"
+[[bridge.port]]
+name = "v1"
+[[bridge.port]]
+name = "v2"
+[emulated_xen]
+enabled = false
+EOF
+    echo "+ ip netns exec $NS_W $XENNETD --rundir $rd --config $rd/xennet.toml" >&2
+    ip netns exec "$NS_W" "$XENNETD" --rundir "$rd" --config "$rd/xennet.toml" 2> "$rd/xennetd.log" &
+    local pid=$! i
+    NET_PIDS+=("$pid")
+    for i in $(seq 100); do [ -S "$rd/br0.mgmt" ] && break; sleep 0.1; done
+    [ -S "$rd/br0.mgmt" ] || { skip all xennet "xennetd did not start: $(tail -3 "$rd/xennetd.log")"; net_cleanup; rm -rf "$rd"; return 0; }
+    iperf_pair xennet
+    flow_setup xennet "$rd/ovs-vswitchd.$pid.ctl" "$rd"
+    flow_mod xennet "$rd"
+    net_cleanup
+    rm -rf "$rd"
+}
+
+# bench_ovs PEER TSO(yes|no): ovsdb-server + ovs-vswitchd (netdev datapath)
+# on private sockets in a fresh directory, vswitchd inside $NS_W.
+bench_ovs() {
+    local peer=$1 tso=$2 d db
+    d=$(mktemp -d /tmp/ovs-bench.XXXXXX)
+    db="unix:$d/db.sock"
+    if [ "$tso" = yes ]; then topo_up on; else topo_up off; fi
+    ovsdb-tool create "$d/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+    run ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" --pidfile="$d/ovsdb-server.pid" \
+        --unixctl="$d/ovsdb-server.ctl" --log-file="$d/ovsdb-server.log" -vconsole:off --detach --no-chdir
+    NET_PIDS+=("$(cat "$d/ovsdb-server.pid")")
+    ovs-vsctl --db="$db" --no-wait init
+    [ "$tso" = yes ] && ovs-vsctl --db="$db" --no-wait set Open_vSwitch . other_config:userspace-tso-enable=true
+    OVS_DIRS+=("$d")
+    OVS_RUNDIR=$d run ip netns exec "$NS_W" ovs-vswitchd "$db" --pidfile="$d/ovs-vswitchd.pid" \
+        --unixctl="$d/ovs-vswitchd.ctl" --log-file="$d/ovs-vswitchd.log" -vconsole:off --detach --no-chdir
+    NET_PIDS+=("$(cat "$d/ovs-vswitchd.pid")")
+    ovs-vsctl --db="$db" --timeout=30 add-br br0 -- set bridge br0 datapath_type=netdev \
+        -- add-port br0 v1 -- set interface v1 ofport_request=1 \
+        -- add-port br0 v2 -- set interface v2 ofport_request=2
+    iperf_pair "$peer"
+    if [ "$tso" = no ]; then
+        flow_setup ovs "$d/ovs-vswitchd.ctl" "$d"
+        flow_mod ovs "$d"
+    fi
+    net_cleanup
+    rm -rf "$d"
+}
+
+bench_linux_bridge() {
+    topo_up on
+    ip -n "$NS_W" link add br0 type bridge
+    ip -n "$NS_W" link set v1 master br0
+    ip -n "$NS_W" link set v2 master br0
+    ip -n "$NS_W" link set br0 up
+    iperf_pair linux_bridge
+    net_cleanup
+}
+
+# flow_setup PEER CTL RUNDIR: new megaflows per second under a storm of new
+# 5-tuples. Method: $NSETUP OpenFlow flows "priority=20,udp,tp_dst=N,
+# actions=NORMAL" (N = 10000..) make every destination port its own
+# megaflow (tp_dst is exact in the mask, where plain NORMAL only matches
+# L2); then one UDP socket in the client namespace sends one 1-byte
+# datagram to each of those ports as fast as it can (a single burst,
+# ~0.2-0.5 s of Python sendto), and we poll 'dpif-netdev/pmd-stats-show'
+# ("miss with success upcall", summed over threads) every ~20 ms until it
+# stops moving for 1 s. Rate = upcalls from the first counter change seen
+# to the first sample with 95 % of the final count / the time between
+# them (so the generator's start-up, stragglers and the 1 s of quiet are
+# not counted; polling gives ~20-30 ms resolution on a ~0.2-0.5 s burst). Upcalls a dropping socket never
+# sees are not counted (both switches read the veth with AF_PACKET).
+flow_setup() {
+    local peer=$1 ctl=$2 dir=$3 f="$OUT/setup-flows.txt"
+    python3 - "$NSETUP" > "$f" <<'PY'
+import sys
+for i in range(int(sys.argv[1])):
+    print(f"priority=20,udp,tp_dst={10000 + i},actions=NORMAL")
+PY
+    if ! run env OVS_RUNDIR="$dir" timeout 300 ovs-ofctl -O OpenFlow13 add-flows br0 "$f"; then
+        skip flow_setup_per_s "$peer" "ovs-ofctl add-flows failed"
+        return 0
+    fi
+    echo "+ (storm) ip netns exec $NS_C python3: 1 UDP datagram to each of $IP_S:10000..$((10000 + NSETUP - 1)); poll ovs-appctl -t $ctl dpif-netdev/pmd-stats-show" >&2
+    echo "ip netns exec $NS_C python3 (UDP to $NSETUP ports) + ovs-appctl -t CTL dpif-netdev/pmd-stats-show" >> "$OUT/commands.txt"
+    python3 - "$peer" "$ctl" "$NS_C" "$IP_S" "$NSETUP" "$OUT/net.txt" <<'PY' || skip flow_setup_per_s "$peer" "storm failed"
+import re, subprocess, sys, time
+peer, ctl, ns, ip, n, res = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6]
+def upcalls():
+    o = subprocess.run(["ovs-appctl", "-t", ctl, "dpif-netdev/pmd-stats-show"],
+                       capture_output=True, text=True, check=True).stdout
+    v = [int(x) for x in re.findall(r"miss with success upcall:\s*(\d+)", o)]
+    if not v:
+        raise SystemExit(f"no 'miss with success upcall' in: {o!r}")
+    return sum(v)
+gen = (f"import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+       f"for p in range(10000, {10000 + n}):\n"
+       f"    try: s.sendto(b'x', ('{ip}', p))\n"
+       f"    except OSError: pass\n")
+before = upcalls()
+t0 = time.monotonic()
+g = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", gen])
+last, t_last = before, t0
+first = None  # (counter, time) at the first change seen: excludes generator start-up
+samples = []
+while True:
+    time.sleep(0.02)
+    now, u = time.monotonic(), upcalls()
+    samples.append((u, now))
+    if u != last:
+        last, t_last = u, now
+        if first is None:
+            first = (u, now)
+    if g.poll() is not None and now - t_last > 1.0:
+        break
+    if now - t0 > 60:
+        break
+t_gen_end = time.monotonic()
+created = last - before
+if created < n // 10:
+    raise SystemExit(f"only {created} upcalls for {n} new 5-tuples")
+# End of the burst: the first sample with 95 % of the final count, so a
+# few stragglers (ICMP errors, ARP) do not stretch the window.
+end = next(x for x in samples if x[0] - before >= 0.95 * created)
+if end[1] - first[1] < 0.1:
+    raise SystemExit(f"burst too short to time ({end[1] - first[1]:.3f} s)")
+rate = (end[0] - first[0]) / (end[1] - first[1])
+t_last = end[1]
+print(f"bench: {peer}: {created} upcalls for {n} new 5-tuples over {t_last - first[1]:.2f} s after the first: {rate:.0f}/s", file=sys.stderr)
+open(res, "a").write(f"flow_setup_per_s {peer} {rate:.0f}\n")
+PY
+    OVS_RUNDIR=$dir ovs-ofctl -O OpenFlow13 del-flows br0 "udp"
+}
+
+# peer_run NAME FUNCTION [ARGS...]: one switch's benchmarks in a subshell
+# that stops at its first failure and cleans up after itself; a failure
+# leaves out that switch's keys (reason on stderr) and the run goes on.
+peer_run() {
+    local name=$1 rc
+    shift
+    set +e
+    (
+        set -e
+        trap net_cleanup EXIT
+        trap 'exit 130' INT TERM
+        "$@"
+    )
+    rc=$?
+    set -e
+    [ "$rc" = 130 ] && exit 130
+    [ "$rc" = 0 ] || echo "bench: $name: failed (exit $rc, see above): its keys are left out" >&2
+    return 0
+}
