@@ -263,3 +263,154 @@ fn vif_xennet_puts_vifs_on_their_vlan_and_reports_hotplug_status() {
     // ovs-vsctl waited for xennetd to apply it.
     assert!(h.ping_fails(1, 2), "{}", h.log());
 }
+
+/// Debian's unmodified vif-openvswitch (xen-utils-common): installed, or
+/// extracted by scripts/test into `$XENNET_PEERS_DIR/xen-utils-common`.
+fn vif_openvswitch() -> PathBuf {
+    let peers = std::env::var_os("XENNET_PEERS_DIR").unwrap_or_else(|| "/opt/xennet-peers".into());
+    let candidates = [
+        PathBuf::from("/etc/xen/scripts/vif-openvswitch"),
+        Path::new(&peers).join("xen-utils-common/etc/xen/scripts/vif-openvswitch"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.exists())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "vif-openvswitch not found in {candidates:?}: run scripts/test (it extracts \
+                 xen-utils-common there with apt-get download + dpkg-deb -x), or apt-get install \
+                 xen-utils-common"
+            )
+        })
+}
+
+/// The placeholder kernel device vif-openvswitch runs `ip link` on (a veth
+/// pair; xennet's vif itself has no kernel device), and `/var/log/xen`,
+/// where the script sends its stderr; both removed on drop.
+struct Placeholder {
+    dev: String,
+    made_log_dir: bool,
+}
+
+impl Placeholder {
+    fn new(dev: &str, peer: &str) -> Placeholder {
+        let _ = Command::new("ip")
+            .args(["link", "del", dev])
+            .stderr(std::process::Stdio::null())
+            .status();
+        common::run_ok(
+            "ip",
+            &["link", "add", dev, "type", "veth", "peer", "name", peer],
+        );
+        let log_dir = Path::new("/var/log/xen");
+        let made_log_dir = !log_dir.exists();
+        std::fs::create_dir_all(log_dir).unwrap();
+        Placeholder {
+            dev: dev.into(),
+            made_log_dir,
+        }
+    }
+}
+
+impl Drop for Placeholder {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.dev]).status();
+        if self.made_log_dir && !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all("/var/log/xen");
+        }
+    }
+}
+
+/// Debian's unmodified vif-openvswitch, with a placeholder kernel device
+/// `vif97.0`, connects guest 97 the same way; it pings guest 98, set up
+/// with vif-xennet, on VLAN 10.
+#[test]
+fn unmodified_vif_openvswitch_connects_a_vif() {
+    let script = vif_openvswitch();
+    require_tool("logger", "bsdutils");
+    let db = OvsdbServer::start("vifovs");
+    let mut h = start_xennetd("ho", &db);
+    let sock = h.rundir.join("xenstored.sock");
+    let xsock = sock.to_str().unwrap().to_string();
+    db.vsctl_ok(&["add-br", "br0"]);
+    let placeholder = Placeholder::new("vif97.0", &format!("xtp{}", std::process::id() % 100_000));
+
+    let uuid = write_vm_nodes(&sock, 97);
+    let be = "/local/domain/0/backend/vif/97/0".to_string();
+    let run = {
+        let (sock, be, script) = (sock.clone(), be.clone(), script.clone());
+        let rundir = db.dir().to_path_buf();
+        std::thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(15);
+            while xs_read(&sock, &format!("{be}/bridge")).is_empty() {
+                assert!(Instant::now() < end, "{be} never appeared");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Command::new("bash")
+                .arg(&script)
+                .arg("online")
+                .env("XENSTORED_PATH", &sock)
+                .env("vif", "vif97.0")
+                .env("XENBUS_PATH", &be)
+                .env("OVS_RUNDIR", &rundir)
+                .output()
+                .expect("running vif-openvswitch")
+        })
+    };
+    h.guest_with(97, &["--xenstore", &xsock, "--bridge", "br0.10:20"]);
+    let out = run.join().unwrap();
+    let hotplug_log = std::fs::read_to_string("/var/log/xen/xen-hotplug.log").unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "vif-openvswitch online: {out:?}\nxen-hotplug.log:\n{hotplug_log}\n{}",
+        h.log()
+    );
+    assert_eq!(xs_read(&sock, &format!("{be}/hotplug-status")), "connected");
+    assert_eq!(xs_read(&sock, &format!("{be}/state")), "4", "{}", h.log());
+    assert_eq!(db.vsctl_no_wait(&["port-to-br", "vif97.0"]), "br0");
+    assert_eq!(db.vsctl_no_wait(&["get", "port", "vif97.0", "tag"]), "10");
+    assert_eq!(
+        db.vsctl_no_wait(&["get", "port", "vif97.0", "trunks"]),
+        "[20]"
+    );
+    let ids = db.vsctl_no_wait(&["get", "interface", "vif97.0", "external_ids"]);
+    let mac = xs_read(&sock, &format!("{be}/mac"));
+    for want in [
+        format!("attached-mac=\"{mac}\""),
+        "xen-vm-name=guest97".to_string(),
+        format!("xen-vm-uuid=\"{uuid}\""),
+    ] {
+        assert!(ids.contains(&want), "{want} not in {ids}");
+    }
+
+    write_vm_nodes(&sock, 98);
+    let other = hotplug_when_created(
+        sock.clone(),
+        98,
+        "backend/vif/98/0".into(),
+        db.dir().to_path_buf(),
+    );
+    h.guest_with(98, &["--xenstore", &xsock, "--bridge", "br0.10"]);
+    assert_ok("vif-xennet online for vif98.0", &other.join().unwrap());
+    assert!(
+        h.ping(97, 98, 2),
+        "ping 97 -> 98 on VLAN 10 failed\n{}",
+        h.log()
+    );
+
+    // offline removes the port.
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("offline")
+        .env("XENSTORED_PATH", &sock)
+        .env("vif", "vif97.0")
+        .env("XENBUS_PATH", &be)
+        .env("OVS_RUNDIR", db.dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "vif-openvswitch offline: {out:?}");
+    assert!(!db.vsctl_no_wait(&["list-ports", "br0"]).contains("vif97.0"));
+    assert!(h.ping_fails(97, 98));
+    drop(placeholder);
+}
