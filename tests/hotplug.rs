@@ -202,6 +202,38 @@ fn vif_xennet_puts_vifs_on_their_vlan_and_reports_hotplug_status() {
     assert_eq!(db.vsctl_no_wait(&["get", "port", "vif3.0", "trunks"]), "[]");
     assert!(h.ping_fails(3, 1), "untagged vif3.0 reached VLAN 10");
 
+    // A guest whose hotplug script fails (a bridge that does not exist) is
+    // refused by the backend: error node, state Closing, not on a bridge.
+    write_vm_nodes(&sock, 5);
+    let script = hotplug_when_created(
+        sock.clone(),
+        5,
+        "backend/vif/5/0".into(),
+        db.dir().to_path_buf(),
+    );
+    h.guest_spawn(5, &["--xenstore", &xsock, "--bridge", "br7.10"]);
+    let out = script.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("add-port br7 vif5.0 failed"),
+        "{out:?}"
+    );
+    // The backend went Closing on hotplug-status = error; the refused
+    // guest then exits and its vif directories go as on domain death, so
+    // only the error node stays.
+    h.wait_for("the backend's error node", || {
+        !xs_read(&sock, "/local/domain/0/error/backend/vif/5/0/error").is_empty()
+    });
+    assert!(
+        h.log()
+            .contains("vif5.0: backend state InitWait -> Closing"),
+        "{}",
+        h.log()
+    );
+    let err = xs_read(&sock, "/local/domain/0/error/backend/vif/5/0/error");
+    assert!(err.contains("hotplug script failed"), "{err}");
+    assert!(!db.vsctl_no_wait(&["list-ports", "br0"]).contains("vif5.0"));
+
     // A bridge value vif-openvswitch's regex refuses: exit 1, the cause in
     // hotplug-error, hotplug-status = error, nothing added.
     let be4 = "backend/vif/4/0";
