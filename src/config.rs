@@ -23,6 +23,8 @@
 //! backend_domid = 0         # our domain id, as a Xen driver domain's
 //! xenstored = "xenstored.sock"  # emulated xenstored socket, relative to --rundir
 //!                           # (point XENSTORED_PATH here); "" disables it
+//! hotplug = "self"          # "self": xennetd writes hotplug-status = connected;
+//!                           # "script": wait for a hotplug script (scripts/vif-xennet)
 //! ```
 
 use serde::Deserialize;
@@ -146,6 +148,25 @@ pub struct EmulatedXenConfig {
     /// xenstored's `socket`). Empty: no xenstored.
     #[serde(default = "default_xenstored")]
     pub xenstored: String,
+    /// Who writes a vif's `hotplug-status = connected`: xennetd itself
+    /// once the vif is on its bridge (`self`), or an external hotplug
+    /// script such as `scripts/vif-xennet` (`script`), for which the
+    /// backend waits before connecting, as Linux netback does.
+    #[serde(default)]
+    pub hotplug: Hotplug,
+}
+
+/// `[emulated_xen] hotplug`: who reports a vif's hotplug status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hotplug {
+    /// xennetd writes `hotplug-status = connected` itself (no script runs).
+    #[default]
+    #[serde(rename = "self")]
+    SelfHotplug,
+    /// The toolstack runs a hotplug script that writes it; the backend
+    /// waits for it (and refuses the vif on `hotplug-status = error`).
+    Script,
 }
 
 impl Default for EmulatedXenConfig {
@@ -156,6 +177,7 @@ impl Default for EmulatedXenConfig {
             bridge: default_bridge(),
             backend_domid: 0,
             xenstored: default_xenstored(),
+            hotplug: Hotplug::default(),
         }
     }
 }
@@ -247,6 +269,21 @@ mod tests {
         );
         let e = Config::parse("[emulated_xen]\nenabled = true\nbridge = \"nope\"\n").unwrap_err();
         assert!(e.to_string().contains("not a configured bridge"), "{e}");
+    }
+
+    #[test]
+    fn hotplug_self_or_script() {
+        let c = Config::parse(EMBEDDED_DEFAULT).unwrap();
+        assert_eq!(c.emulated_xen.hotplug, Hotplug::SelfHotplug);
+        for (v, want) in [("self", Hotplug::SelfHotplug), ("script", Hotplug::Script)] {
+            let c = Config::parse(&format!(
+                "[[bridge]]\nname = \"br0\"\n[emulated_xen]\nenabled = true\nhotplug = \"{v}\"\n"
+            ))
+            .unwrap();
+            assert_eq!(c.emulated_xen.hotplug, want);
+        }
+        let e = Config::parse("[emulated_xen]\nhotplug = \"udev\"\n").unwrap_err();
+        assert!(e.to_string().contains("udev"), "{e}");
     }
 
     #[test]

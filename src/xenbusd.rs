@@ -5,9 +5,11 @@
 //! `event-channel` port through the domains registered with the emulated
 //! hypervisor ([`crate::emulxen::Domains`]).
 //!
-//! No hotplug script runs in emulation: xennetd puts the vif on its bridge
-//! itself when it connects it and then writes `hotplug-status = connected`,
-//! what `vif-openvswitch online` would have written.
+//! By default (`[emulated_xen] hotplug = "self"`) no hotplug script runs:
+//! xennetd puts the vif on its bridge itself when it connects it and then
+//! writes `hotplug-status = connected`, what `vif-openvswitch online` would
+//! have written. With `hotplug = "script"` the backend waits, as Linux
+//! netback does, for a hotplug script (`scripts/vif-xennet`) to write it.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -20,7 +22,7 @@ use xennet_vif::xenbus::{
 use xennet_vif::xenstore::{Client, XenstoreServer};
 use xennet_vif::Vif;
 
-use crate::config::EmulatedXenConfig;
+use crate::config::{EmulatedXenConfig, Hotplug};
 use crate::emulxen::{place, unplace, Placement, XenbusCtx};
 
 /// Watch token of the backend directory.
@@ -138,7 +140,12 @@ fn run_inner(
             let (domid, handle) = key;
             let (dev, hooks) = devs.entry(key).or_insert_with(|| {
                 (
-                    BackendDevice::new(cfg.backend_domid, domid, handle, true),
+                    BackendDevice::new(
+                        cfg.backend_domid,
+                        domid,
+                        handle,
+                        cfg.hotplug == Hotplug::SelfHotplug,
+                    ),
                     Hooks {
                         ctx: ctx.clone(),
                         switch: switch.clone(),

@@ -38,6 +38,24 @@ PEERS_DIR=${XENNET_PEERS_DIR:-/opt/xennet-peers}
 
 # ensure_osken: a venv with os-ken 4.2.2 (the OpenStack fork of Ryu) at
 # $PEERS_DIR/osken-venv. Idempotent.
+# Debian's Xen hotplug scripts (xen-utils-common), unmodified, for
+# tests/hotplug.rs. Installing the package here would upgrade systemd, udev
+# and the Xen libraries, so its files are extracted into $PEERS_DIR instead
+# (an installed /etc/xen/scripts/vif-openvswitch is used when present).
+ensure_xen_scripts() {
+    local dest="$PEERS_DIR/xen-utils-common"
+    if [ -x /etc/xen/scripts/vif-openvswitch ] || [ -x "$dest/etc/xen/scripts/vif-openvswitch" ]; then
+        return 0
+    fi
+    echo "extracting xen-utils-common into $dest" >&2
+    local tmp
+    tmp=$(mktemp -d)
+    (cd "$tmp" && apt-get download xen-utils-common) || { rm -rf "$tmp"; die "apt-get download xen-utils-common failed"; }
+    mkdir -p "$dest"
+    dpkg-deb -x "$tmp"/xen-utils-common_*.deb "$dest" || { rm -rf "$tmp"; die "dpkg-deb -x failed"; }
+    rm -rf "$tmp"
+}
+
 ensure_osken() {
     local venv="$PEERS_DIR/osken-venv"
     if "$venv/bin/python" -c 'import os_ken' 2>/dev/null; then return 0; fi

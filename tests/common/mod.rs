@@ -159,6 +159,21 @@ impl Harness {
 
     /// Start guest `domid` with extra `xennet-guest` arguments.
     pub fn guest_with(&mut self, domid: u16, extra: &[&str]) {
+        self.guest_spawn(domid, extra);
+        let ns = self.netns(domid);
+        let want = Self::ip_of(domid);
+        self.wait_for(&format!("guest {domid} up"), || {
+            let o = Command::new("ip")
+                .args(["-n", &ns, "-o", "addr", "show", "dev", "eth0"])
+                .output();
+            o.map(|o| String::from_utf8_lossy(&o.stdout).contains(&want))
+                .unwrap_or(false)
+        });
+    }
+
+    /// Start guest `domid` with extra `xennet-guest` arguments without
+    /// waiting for it to come up (e.g. a guest the backend will refuse).
+    pub fn guest_spawn(&mut self, domid: u16, extra: &[&str]) {
         let ns = self.netns(domid);
         run_ok("ip", &["netns", "add", &ns]);
         self.netns.push(ns.clone());
@@ -181,14 +196,6 @@ impl Harness {
         cmd.args(extra);
         let child = cmd.spawn().expect("starting xennet-guest");
         self.guests.push((domid, child));
-        let want = Self::ip_of(domid);
-        self.wait_for(&format!("guest {domid} up"), || {
-            let o = Command::new("ip")
-                .args(["-n", &ns, "-o", "addr", "show", "dev", "eth0"])
-                .output();
-            o.map(|o| String::from_utf8_lossy(&o.stdout).contains(&want))
-                .unwrap_or(false)
-        });
     }
 
     /// Run a command inside guest `domid`'s namespace.

@@ -808,6 +808,28 @@ mod tests {
         assert!(hooks.connected.is_some());
     }
 
+    #[test]
+    fn a_failed_hotplug_script_refuses_the_vif() {
+        let (_srv, xs, be, fe) = setup();
+        let mut dev = BackendDevice::new(0, 5, 0, false);
+        let mut hooks = Hooks::default();
+        dev.update(&xs, &mut hooks).unwrap();
+        good_keys(&xs, &fe);
+        write_state(&xs, &fe, XenbusState::Initialised).unwrap();
+        dev.update(&xs, &mut hooks).unwrap();
+        assert_eq!(backend_state(&xs, &be), XenbusState::InitWait);
+        xs.write(&format!("{be}/hotplug-status"), "error").unwrap();
+        assert_eq!(
+            dev.update(&xs, &mut hooks).unwrap(),
+            Progress::State(XenbusState::Closing)
+        );
+        assert_eq!(hooks.connects, 0);
+        let err = xs
+            .read_string("/local/domain/0/error/backend/vif/5/0/error")
+            .unwrap();
+        assert!(err.contains("hotplug script failed"), "{err:?}");
+    }
+
     /// Runs the handshake with `edit` applied to good frontend keys and
     /// expects a refusal mentioning `why`.
     fn refused(edit: impl FnOnce(&Client, &str), why: &str) {

@@ -1,0 +1,448 @@
+//! Xen vif hotplug against the real ovsdb-server: xennetd `--db` with
+//! `[emulated_xen] hotplug = "script"` waits for the hotplug script, and
+//! `scripts/vif-xennet`, run with the environment the toolstack gives it
+//! (`vif`, `XENBUS_PATH`, `XENSTORED_PATH`, `OVS_RUNDIR`), puts the vif on
+//! its bridge with the real ovs-vsctl and reports `hotplug-status`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{require_tool, Harness};
+use xennet_ovsdb::test_utils::OvsdbServer;
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/vif-xennet");
+
+/// Run a real xenstore client against `sock`.
+fn xs_tool(sock: &Path, tool: &str, args: &[&str]) -> Output {
+    Command::new(tool)
+        .args(args)
+        .env("XENSTORED_PATH", sock)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{tool}: {e}: apt-get install xenstore-utils (scripts/test installs it)")
+        })
+}
+
+fn xs_read(sock: &Path, path: &str) -> String {
+    let o = xs_tool(sock, "xenstore-read", &[path]);
+    if o.status.success() {
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    } else {
+        String::new()
+    }
+}
+
+fn xs_write(sock: &Path, kv: &[&str]) {
+    let o = xs_tool(sock, "xenstore-write", kv);
+    assert!(o.status.success(), "xenstore-write {kv:?}: {o:?}");
+}
+
+/// What libxl writes for a domain before its devices: `/local/domain/<d>/vm`
+/// pointing at `/vm/<uuid>` with the VM's name and uuid.
+fn write_vm_nodes(sock: &Path, domid: u16) -> String {
+    let uuid = format!("6f1c0000-0000-4000-8000-{domid:012}");
+    let vm = format!("/vm/{uuid}");
+    xs_write(
+        sock,
+        &[
+            &format!("/local/domain/{domid}/vm"),
+            &vm,
+            &format!("{vm}/name"),
+            &format!("guest{domid}"),
+            &format!("{vm}/uuid"),
+            &uuid,
+        ],
+    );
+    uuid
+}
+
+/// Run `scripts/vif-xennet ARGS` as the toolstack would for vif
+/// `vif<domid>.0`, with `XENBUS_PATH` = `xenbus_path`.
+fn run_script(sock: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    require_tool("bash", "bash");
+    Command::new(SCRIPT)
+        .args(args)
+        .env("XENSTORED_PATH", sock)
+        .envs(env.iter().copied())
+        .output()
+        .expect("running scripts/vif-xennet")
+}
+
+/// The toolstack's side: once the guest's backend directory exists, run
+/// the hotplug script `online` (in a thread, while the guest waits for
+/// the backend to connect); returns the script's output.
+fn hotplug_when_created(
+    sock: PathBuf,
+    domid: u16,
+    xenbus_path: String,
+    ovs_rundir: PathBuf,
+) -> std::thread::JoinHandle<Output> {
+    std::thread::spawn(move || {
+        let be = format!("/local/domain/0/backend/vif/{domid}/0");
+        let end = Instant::now() + Duration::from_secs(15);
+        while xs_read(&sock, &format!("{be}/bridge")).is_empty() {
+            assert!(Instant::now() < end, "{be} never appeared");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The frontend is ready, but the backend waits for the script.
+        let fe = format!("/local/domain/{domid}/device/vif/0");
+        while xs_read(&sock, &format!("{fe}/state")) != "3" {
+            assert!(Instant::now() < end, "{fe} never Initialised");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(xs_read(&sock, &format!("{be}/state")), "2", "not InitWait");
+        assert_eq!(xs_read(&sock, &format!("{be}/hotplug-status")), "");
+        let vif = format!("vif{domid}.0");
+        run_script(
+            &sock,
+            &[
+                ("vif", vif.as_str()),
+                ("XENBUS_PATH", xenbus_path.as_str()),
+                ("OVS_RUNDIR", ovs_rundir.to_str().unwrap()),
+            ],
+            &["online"],
+        )
+    })
+}
+
+fn assert_ok(what: &str, o: &Output) {
+    assert!(
+        o.status.success(),
+        "{what}: {}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Start xennetd on `db` with `hotplug = "script"`.
+fn start_xennetd(test: &str, db: &OvsdbServer) -> Harness {
+    let cfg = db.path("xennetd.toml");
+    std::fs::write(
+        &cfg,
+        "[[bridge]]\nname = \"br0\"\n\n[emulated_xen]\nenabled = true\nbridge = \"br0\"\n\
+         xenstored = \"xenstored.sock\"\nhotplug = \"script\"\n",
+    )
+    .unwrap();
+    let h = Harness::start_with(
+        test,
+        &["--config", cfg.to_str().unwrap(), "--db", &db.addr()],
+    );
+    let sock = h.rundir.join("xenstored.sock");
+    h.wait_for("xenstored socket", || sock.exists());
+    h
+}
+
+#[test]
+fn vif_xennet_puts_vifs_on_their_vlan_and_reports_hotplug_status() {
+    let db = OvsdbServer::start("hotplug");
+    let mut h = start_xennetd("hp", &db);
+    let sock = h.rundir.join("xenstored.sock");
+    db.vsctl_ok(&["add-br", "br0"]);
+    let xsock = sock.to_str().unwrap().to_string();
+
+    // Guest 1 with an absolute XENBUS_PATH, guest 2 with the relative one
+    // the toolstack gives (relative to dom0's home).
+    let mut uuids = Vec::new();
+    for (d, path) in [
+        (1u16, "/local/domain/0/backend/vif/1/0".to_string()),
+        (2, "backend/vif/2/0".to_string()),
+    ] {
+        uuids.push(write_vm_nodes(&sock, d));
+        let script = hotplug_when_created(sock.clone(), d, path, db.dir().to_path_buf());
+        h.guest_with(d, &["--xenstore", &xsock, "--bridge", "br0.10:20"]);
+        let out = script.join().unwrap();
+        assert_ok(&format!("vif-xennet online for vif{d}.0"), &out);
+    }
+    for (d, uuid) in [(1u16, &uuids[0]), (2, &uuids[1])] {
+        let be = format!("/local/domain/0/backend/vif/{d}/0");
+        let vif = format!("vif{d}.0");
+        assert_eq!(xs_read(&sock, &format!("{be}/hotplug-status")), "connected");
+        assert_eq!(xs_read(&sock, &format!("{be}/state")), "4", "{}", h.log());
+        assert_eq!(db.vsctl_no_wait(&["port-to-br", &vif]), "br0");
+        assert_eq!(db.vsctl_no_wait(&["get", "port", &vif, "tag"]), "10");
+        assert_eq!(db.vsctl_no_wait(&["get", "port", &vif, "trunks"]), "[20]");
+        let ids = db.vsctl_no_wait(&["get", "interface", &vif, "external_ids"]);
+        let mac = xs_read(&sock, &format!("{be}/mac"));
+        assert!(!mac.is_empty());
+        for want in [
+            format!("attached-mac=\"{mac}\""),
+            format!("xen-vm-name=guest{d}"),
+            format!("xen-vm-uuid=\"{uuid}\""),
+        ] {
+            assert!(ids.contains(&want), "{want} not in {ids}");
+        }
+        let ofport: i64 = db
+            .vsctl_no_wait(&["get", "interface", &vif, "ofport"])
+            .parse()
+            .unwrap();
+        assert!(ofport > 0, "{vif} ofport {ofport}\n{}", h.log());
+    }
+    assert!(
+        h.ping(1, 2, 2),
+        "ping 1 -> 2 on VLAN 10 failed\n{}",
+        h.log()
+    );
+    // Guest 3 on plain br0 (no VLAN): an untagged access port, isolated
+    // from VLAN 10.
+    write_vm_nodes(&sock, 3);
+    let script = hotplug_when_created(
+        sock.clone(),
+        3,
+        "backend/vif/3/0".into(),
+        db.dir().to_path_buf(),
+    );
+    h.guest_with(3, &["--xenstore", &xsock, "--bridge", "br0"]);
+    assert_ok("vif-xennet online for vif3.0", &script.join().unwrap());
+    assert_eq!(db.vsctl_no_wait(&["get", "port", "vif3.0", "tag"]), "[]");
+    assert_eq!(db.vsctl_no_wait(&["get", "port", "vif3.0", "trunks"]), "[]");
+    assert!(h.ping_fails(3, 1), "untagged vif3.0 reached VLAN 10");
+
+    // A guest whose hotplug script fails (a bridge that does not exist) is
+    // refused by the backend: error node, state Closing, not on a bridge.
+    write_vm_nodes(&sock, 5);
+    let script = hotplug_when_created(
+        sock.clone(),
+        5,
+        "backend/vif/5/0".into(),
+        db.dir().to_path_buf(),
+    );
+    h.guest_spawn(5, &["--xenstore", &xsock, "--bridge", "br7.10"]);
+    let out = script.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("add-port br7 vif5.0 failed"),
+        "{out:?}"
+    );
+    // The backend went Closing on hotplug-status = error; the refused
+    // guest then exits and its vif directories go as on domain death, so
+    // only the error node stays.
+    h.wait_for("the backend's error node", || {
+        !xs_read(&sock, "/local/domain/0/error/backend/vif/5/0/error").is_empty()
+    });
+    assert!(
+        h.log()
+            .contains("vif5.0: backend state InitWait -> Closing"),
+        "{}",
+        h.log()
+    );
+    let err = xs_read(&sock, "/local/domain/0/error/backend/vif/5/0/error");
+    assert!(err.contains("hotplug script failed"), "{err}");
+    assert!(!db.vsctl_no_wait(&["list-ports", "br0"]).contains("vif5.0"));
+
+    // A bridge value vif-openvswitch's regex refuses: exit 1, the cause in
+    // hotplug-error, hotplug-status = error, nothing added.
+    let be4 = "backend/vif/4/0";
+    xs_write(
+        &sock,
+        &[
+            &format!("{be4}/bridge"),
+            "br0.ten",
+            &format!("{be4}/frontend-id"),
+            "4",
+        ],
+    );
+    let out = run_script(
+        &sock,
+        &[("vif", "vif4.0"), ("XENBUS_PATH", be4)],
+        &[&format!("--db={}", db.addr()), "online"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = xs_read(&sock, &format!("/local/domain/0/{be4}/hotplug-error"));
+    assert!(
+        err.contains("bridge failed") && err.contains("br0.ten"),
+        "hotplug-error: {err}"
+    );
+    assert_eq!(
+        xs_read(&sock, &format!("/local/domain/0/{be4}/hotplug-status")),
+        "error"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no valid bridge"));
+    assert!(!db.vsctl_no_wait(&["list-ports", "br0"]).contains("vif4.0"));
+
+    // ovs-vsctl refusing (no such bridge) is reported the same way.
+    xs_write(&sock, &[&format!("{be4}/bridge"), "br9"]);
+    write_vm_nodes(&sock, 4);
+    xs_write(&sock, &[&format!("{be4}/mac"), "00:16:3e:00:00:04"]);
+    let out = run_script(
+        &sock,
+        &[("vif", "vif4.0"), ("XENBUS_PATH", be4)],
+        &[&format!("--db={}", db.addr()), "online"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = xs_read(&sock, &format!("/local/domain/0/{be4}/hotplug-error"));
+    assert!(
+        err.contains("ovs-vsctl add-port br9 vif4.0 failed") && err.contains("br9"),
+        "hotplug-error: {err}"
+    );
+
+    // offline: the port goes, and with it the traffic.
+    let out = run_script(
+        &sock,
+        &[("vif", "vif2.0"), ("XENBUS_PATH", "backend/vif/2/0")],
+        &[&format!("--db={}", db.addr()), "offline"],
+    );
+    assert_ok("vif-xennet offline", &out);
+    let ports = db.vsctl_no_wait(&["list-ports", "br0"]);
+    assert!(
+        ports.contains("vif1.0") && !ports.contains("vif2.0"),
+        "{ports}"
+    );
+    // ovs-vsctl waited for xennetd to apply it.
+    assert!(h.ping_fails(1, 2), "{}", h.log());
+}
+
+/// Debian's unmodified vif-openvswitch (xen-utils-common): installed, or
+/// extracted by scripts/test into `$XENNET_PEERS_DIR/xen-utils-common`.
+fn vif_openvswitch() -> PathBuf {
+    let peers = std::env::var_os("XENNET_PEERS_DIR").unwrap_or_else(|| "/opt/xennet-peers".into());
+    let candidates = [
+        PathBuf::from("/etc/xen/scripts/vif-openvswitch"),
+        Path::new(&peers).join("xen-utils-common/etc/xen/scripts/vif-openvswitch"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.exists())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "vif-openvswitch not found in {candidates:?}: run scripts/test (it extracts \
+                 xen-utils-common there with apt-get download + dpkg-deb -x), or apt-get install \
+                 xen-utils-common"
+            )
+        })
+}
+
+/// The placeholder kernel device vif-openvswitch runs `ip link` on (a veth
+/// pair; xennet's vif itself has no kernel device), and `/var/log/xen`,
+/// where the script sends its stderr; both removed on drop.
+struct Placeholder {
+    dev: String,
+    made_log_dir: bool,
+}
+
+impl Placeholder {
+    fn new(dev: &str, peer: &str) -> Placeholder {
+        let _ = Command::new("ip")
+            .args(["link", "del", dev])
+            .stderr(std::process::Stdio::null())
+            .status();
+        common::run_ok(
+            "ip",
+            &["link", "add", dev, "type", "veth", "peer", "name", peer],
+        );
+        let log_dir = Path::new("/var/log/xen");
+        let made_log_dir = !log_dir.exists();
+        std::fs::create_dir_all(log_dir).unwrap();
+        Placeholder {
+            dev: dev.into(),
+            made_log_dir,
+        }
+    }
+}
+
+impl Drop for Placeholder {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.dev]).status();
+        if self.made_log_dir && !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all("/var/log/xen");
+        }
+    }
+}
+
+/// Debian's unmodified vif-openvswitch, with a placeholder kernel device
+/// `vif97.0`, connects guest 97 the same way; it pings guest 98, set up
+/// with vif-xennet, on VLAN 10.
+#[test]
+fn unmodified_vif_openvswitch_connects_a_vif() {
+    let script = vif_openvswitch();
+    require_tool("logger", "bsdutils");
+    let db = OvsdbServer::start("vifovs");
+    let mut h = start_xennetd("ho", &db);
+    let sock = h.rundir.join("xenstored.sock");
+    let xsock = sock.to_str().unwrap().to_string();
+    db.vsctl_ok(&["add-br", "br0"]);
+    let placeholder = Placeholder::new("vif97.0", &format!("xtp{}", std::process::id() % 100_000));
+
+    let uuid = write_vm_nodes(&sock, 97);
+    let be = "/local/domain/0/backend/vif/97/0".to_string();
+    let run = {
+        let (sock, be, script) = (sock.clone(), be.clone(), script.clone());
+        let rundir = db.dir().to_path_buf();
+        std::thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(15);
+            while xs_read(&sock, &format!("{be}/bridge")).is_empty() {
+                assert!(Instant::now() < end, "{be} never appeared");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Command::new("bash")
+                .arg(&script)
+                .arg("online")
+                .env("XENSTORED_PATH", &sock)
+                .env("vif", "vif97.0")
+                .env("XENBUS_PATH", &be)
+                .env("OVS_RUNDIR", &rundir)
+                .output()
+                .expect("running vif-openvswitch")
+        })
+    };
+    h.guest_with(97, &["--xenstore", &xsock, "--bridge", "br0.10:20"]);
+    let out = run.join().unwrap();
+    let hotplug_log = std::fs::read_to_string("/var/log/xen/xen-hotplug.log").unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "vif-openvswitch online: {out:?}\nxen-hotplug.log:\n{hotplug_log}\n{}",
+        h.log()
+    );
+    assert_eq!(xs_read(&sock, &format!("{be}/hotplug-status")), "connected");
+    assert_eq!(xs_read(&sock, &format!("{be}/state")), "4", "{}", h.log());
+    assert_eq!(db.vsctl_no_wait(&["port-to-br", "vif97.0"]), "br0");
+    assert_eq!(db.vsctl_no_wait(&["get", "port", "vif97.0", "tag"]), "10");
+    assert_eq!(
+        db.vsctl_no_wait(&["get", "port", "vif97.0", "trunks"]),
+        "[20]"
+    );
+    let ids = db.vsctl_no_wait(&["get", "interface", "vif97.0", "external_ids"]);
+    let mac = xs_read(&sock, &format!("{be}/mac"));
+    for want in [
+        format!("attached-mac=\"{mac}\""),
+        "xen-vm-name=guest97".to_string(),
+        format!("xen-vm-uuid=\"{uuid}\""),
+    ] {
+        assert!(ids.contains(&want), "{want} not in {ids}");
+    }
+
+    write_vm_nodes(&sock, 98);
+    let other = hotplug_when_created(
+        sock.clone(),
+        98,
+        "backend/vif/98/0".into(),
+        db.dir().to_path_buf(),
+    );
+    h.guest_with(98, &["--xenstore", &xsock, "--bridge", "br0.10"]);
+    assert_ok("vif-xennet online for vif98.0", &other.join().unwrap());
+    assert!(
+        h.ping(97, 98, 2),
+        "ping 97 -> 98 on VLAN 10 failed\n{}",
+        h.log()
+    );
+
+    // offline removes the port.
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("offline")
+        .env("XENSTORED_PATH", &sock)
+        .env("vif", "vif97.0")
+        .env("XENBUS_PATH", &be)
+        .env("OVS_RUNDIR", db.dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "vif-openvswitch offline: {out:?}");
+    assert!(!db.vsctl_no_wait(&["list-ports", "br0"]).contains("vif97.0"));
+    assert!(h.ping_fails(97, 98));
+    drop(placeholder);
+}
