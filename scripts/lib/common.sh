@@ -50,7 +50,9 @@ ensure_xen_scripts() {
     echo "extracting xen-utils-common into $dest" >&2
     local tmp
     tmp=$(mktemp -d)
-    (cd "$tmp" && apt-get download xen-utils-common) || { rm -rf "$tmp"; die "apt-get download xen-utils-common failed"; }
+    (cd "$tmp" && { apt-get download xen-utils-common 2>/dev/null ||
+        { apt-get update -qq >/dev/null && apt-get download xen-utils-common; }; }) ||
+        { rm -rf "$tmp"; die "apt-get download xen-utils-common failed"; }
     mkdir -p "$dest"
     dpkg-deb -x "$tmp"/xen-utils-common_*.deb "$dest" || { rm -rf "$tmp"; die "dpkg-deb -x failed"; }
     rm -rf "$tmp"
