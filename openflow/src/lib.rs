@@ -12,6 +12,7 @@
 //! - [`oxm`]: OXM (OpenFlow 1.3 §7.2.3) and NXM TLV matches.
 //! - [`v13`]: OpenFlow 1.3 messages.
 //! - [`v10`]: OpenFlow 1.0 messages and Nicira vendor extensions.
+//! - [`nicira`]: the Nicira extension numbers both codecs use.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -19,6 +20,7 @@ pub mod error;
 pub mod field;
 pub mod header;
 pub mod model;
+pub mod nicira;
 pub mod oxm;
 pub mod v10;
 pub mod v13;

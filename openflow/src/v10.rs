@@ -47,6 +47,7 @@ use crate::model::{
     OxmField, PacketIn, PacketOut, PortDesc, PortMod, PortStats, PortStatus, SwitchConfig,
     SwitchFeatures, TableStats, OFPG_ANY, OFPTT_ALL,
 };
+pub use crate::nicira::*;
 use crate::oxm::{self, Flavor};
 use crate::wire::Rd;
 
@@ -109,42 +110,6 @@ pub const OFPST_VENDOR: u16 = 0xffff;
 /// `OFPSF_REPLY_MORE`.
 pub const OFPSF_REPLY_MORE: u16 = 1;
 
-/// `NX_VENDOR_ID` (Nicira).
-pub const NX_VENDOR_ID: u32 = 0x0000_2320;
-/// `NXT_ROLE_REQUEST`.
-pub const NXT_ROLE_REQUEST: u32 = 10;
-/// `NXT_ROLE_REPLY`.
-pub const NXT_ROLE_REPLY: u32 = 11;
-/// `NXT_SET_FLOW_FORMAT`.
-pub const NXT_SET_FLOW_FORMAT: u32 = 12;
-/// `NXT_FLOW_MOD`.
-pub const NXT_FLOW_MOD: u32 = 13;
-/// `NXT_FLOW_REMOVED`.
-pub const NXT_FLOW_REMOVED: u32 = 14;
-/// `NXT_FLOW_MOD_TABLE_ID`.
-pub const NXT_FLOW_MOD_TABLE_ID: u32 = 15;
-/// `NXT_SET_PACKET_IN_FORMAT`.
-pub const NXT_SET_PACKET_IN_FORMAT: u32 = 16;
-/// `NXT_PACKET_IN`.
-pub const NXT_PACKET_IN: u32 = 17;
-/// `NXT_SET_ASYNC_CONFIG`.
-pub const NXT_SET_ASYNC_CONFIG: u32 = 19;
-/// `NXT_SET_CONTROLLER_ID`.
-pub const NXT_SET_CONTROLLER_ID: u32 = 20;
-/// `NXST_FLOW`.
-pub const NXST_FLOW: u32 = 0;
-/// `NXST_AGGREGATE`.
-pub const NXST_AGGREGATE: u32 = 1;
-/// `NXFF_OPENFLOW10`: flow format with `ofp_match`.
-pub const NXFF_OPENFLOW10: u32 = 0;
-/// `NXFF_NXM`: flow format with NXM matches.
-pub const NXFF_NXM: u32 = 2;
-
-/// `NXET_VENDOR`: error type of Nicira vendor errors in OpenFlow 1.0.
-pub const NXET_VENDOR: u16 = 0xb0c2;
-/// `NXVC_VENDOR_ERROR`: its only code; `nx_vendor_error` follows.
-pub const NXVC_VENDOR_ERROR: u16 = 0;
-
 const OFPAT10_OUTPUT: u16 = 0;
 const OFPAT10_SET_VLAN_VID: u16 = 1;
 const OFPAT10_SET_VLAN_PCP: u16 = 2;
@@ -158,14 +123,6 @@ const OFPAT10_SET_TP_SRC: u16 = 9;
 const OFPAT10_SET_TP_DST: u16 = 10;
 const OFPAT10_ENQUEUE: u16 = 11;
 const OFPAT10_VENDOR: u16 = 0xffff;
-
-const NXAST_RESUBMIT: u16 = 1;
-const NXAST_SET_QUEUE: u16 = 4;
-const NXAST_REG_LOAD: u16 = 7;
-const NXAST_RESUBMIT_TABLE: u16 = 14;
-const NXAST_DEC_TTL: u16 = 18;
-const NXAST_REG_LOAD2: u16 = 33;
-const NXAST_GROUP: u16 = 40;
 
 /// `OFPFW10_*` wildcard bits of `ofp_match`.
 pub mod wildcards {

@@ -21,6 +21,11 @@
 use crate::error::{DecodeError, OfError};
 use crate::header::{self, Header, HEADER_LEN, OFP13_VERSION};
 use crate::model::*;
+pub use crate::nicira::NX_VENDOR_ID;
+use crate::nicira::{
+    NXAST_RESUBMIT, NXAST_RESUBMIT_TABLE, NXT_FLOW_MOD_TABLE_ID, NXT_SET_CONTROLLER_ID,
+    NXT_SET_PACKET_IN_FORMAT,
+};
 use crate::oxm::{self, Flavor};
 use crate::wire::Rd;
 
@@ -77,13 +82,6 @@ mod mp {
 
 /// `OFPMPF_REPLY_MORE` / `OFPMPF_REQ_MORE`: more messages follow.
 pub const OFPMPF_MORE: u16 = 1;
-/// Nicira's experimenter id (`NX_VENDOR_ID`).
-pub const NX_VENDOR_ID: u32 = 0x0000_2320;
-const NXT_FLOW_MOD_TABLE_ID: u32 = 15;
-const NXT_SET_PACKET_IN_FORMAT: u32 = 16;
-const NXT_SET_CONTROLLER_ID: u32 = 20;
-const NXAST_RESUBMIT: u16 = 1;
-const NXAST_RESUBMIT_TABLE: u16 = 14;
 /// `OFPMT_OXM`.
 const OFPMT_OXM: u16 = 1;
 /// Largest OpenFlow message.
