@@ -173,8 +173,8 @@ struct Plan {
     netdevs: BTreeMap<String, (String, Vec<OfPort>)>,
     /// Bridge -> VLAN settings of its ports' interfaces, by interface name.
     vlans: BTreeMap<String, PortVlans>,
-    /// Bridge -> fail mode and controller targets.
-    openflow: BTreeMap<String, (FailMode, Vec<String>)>,
+    /// Bridge -> fail mode, controller targets and `protocols`.
+    openflow: BTreeMap<String, (FailMode, Vec<String>, Vec<String>)>,
     /// Bridge rows: (uuid, name, datapath_id) as the database has them.
     bridge_rows: Vec<(Uuid, String, Option<String>)>,
     /// Controller rows: (uuid, bridge, target, is_connected, role) as the
@@ -292,7 +292,8 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
                 ));
             }
         }
-        plan.openflow.insert(br.name.clone(), (fail_mode, targets));
+        plan.openflow
+            .insert(br.name.clone(), (fail_mode, targets, br.protocols.clone()));
         for puuid in &br.ports {
             let Some(port) = r.port(*puuid) else {
                 continue;
@@ -416,11 +417,11 @@ fn apply(
         }
     }
     for name in &plan.bridges {
-        let (fail_mode, targets) = plan
-            .openflow
-            .get(name)
-            .cloned()
-            .unwrap_or((FailMode::Standalone, Vec::new()));
+        let (fail_mode, targets, protocols) = plan.openflow.get(name).cloned().unwrap_or((
+            FailMode::Standalone,
+            Vec::new(),
+            Vec::new(),
+        ));
         let b = match switch.bridge(name) {
             Some(b) => b,
             None => match switch.add_bridge(name, fail_mode) {
@@ -434,6 +435,11 @@ fn apply(
                 }
             },
         };
+        for p in b.conns.set_protocols(&protocols) {
+            log.warn(format!(
+                "bridge {name}: protocols: {p} is not supported (xennet speaks OpenFlow10 and OpenFlow13)"
+            ));
+        }
         for (t, why) in b.configure_openflow(fail_mode, &targets) {
             log.warn(format!("bridge {name}: controller {t}: {why}"));
         }

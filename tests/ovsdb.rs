@@ -300,6 +300,19 @@ fn ovs_vsctl_set_controller_and_fail_mode() {
     let free = flood(&h);
     assert!(free > 40, "{free} of 50 pings without policing");
 
+    // Bridge:protocols restricts the versions offered, as in OVS.
+    db.vsctl_ok(&["set", "bridge", "br0", "protocols=OpenFlow13"]);
+    let o = h.ofctl_output(&["show", "br0"]);
+    assert!(
+        !o.status.success()
+            && String::from_utf8_lossy(&o.stderr).contains("version negotiation failed"),
+        "OpenFlow 1.0 allowed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    h.ofctl(&["-O", "OpenFlow13", "show", "br0"]);
+    db.vsctl_ok(&["clear", "bridge", "br0", "protocols"]);
+    h.ofctl(&["show", "br0"]);
+
     let port = common::free_port();
     let oslog = h.rundir().join("osken.log");
     let osken = common::start_osken(port, &oslog);

@@ -180,6 +180,9 @@ pub struct ConnOptions {
     pub probe_interval: Option<Duration>,
     /// For logs: `unix:/run/...` or `tcp:1.2.3.4:6653`.
     pub peer: String,
+    /// Versions offered in HELLO, as a bitmap (bit n = wire version n), a
+    /// subset of [`header::SUPPORTED_BITMAP`] (OVS `Bridge:protocols`).
+    pub versions: u32,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -202,6 +205,8 @@ pub struct ConnStatus {
 struct State {
     id: u64,
     version: u8,
+    /// Versions we offer (see [`ConnOptions::versions`]).
+    versions: u32,
     role: u32,
     async_cfg: AsyncConfig,
     config: SwitchConfig,
@@ -356,9 +361,14 @@ where
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     // Mastership ends with the connection, also when its task is aborted.
     let _forget = ForgetRole(&roles, id);
+    let versions = match opts.versions & header::SUPPORTED_BITMAP {
+        0 => header::SUPPORTED_BITMAP,
+        v => v,
+    };
     let mut st = State {
         id,
         version: 0,
+        versions,
         role: role::EQUAL,
         async_cfg: DEFAULT_ASYNC,
         config: SwitchConfig {
@@ -376,12 +386,9 @@ where
     };
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut tx = TxBuf::default();
-    header::encode_hello(
-        header::OFP13_VERSION,
-        header::SUPPORTED_BITMAP,
-        0,
-        &mut tx.buf,
-    );
+    // The HELLO carries our highest version in its header.
+    let highest = u8::try_from(31 - versions.leading_zeros()).unwrap_or(header::OFP13_VERSION);
+    header::encode_hello(highest, versions, 0, &mut tx.buf);
     let mut rx = RxBuf::default();
     let mut last_rx = Instant::now();
     let mut probe_sent = false;
@@ -562,7 +569,7 @@ fn on_message(
             Ok(Msg::Hello { versions }) => versions,
             _ => 1u32.checked_shl(u32::from(raw[0])).unwrap_or(0),
         };
-        return match header::negotiate(header::SUPPORTED_BITMAP, versions) {
+        return match header::negotiate(st.versions, versions) {
             Some(v) => {
                 st.version = v;
                 Ok(())
@@ -570,7 +577,7 @@ fn on_message(
             None => {
                 let msg = Msg::Error {
                     err: OfError::HELLO_INCOMPATIBLE,
-                    data: b"we support OpenFlow 1.0 and 1.3".to_vec(),
+                    data: format!("we support versions bitmap {:#x}", st.versions).into_bytes(),
                 };
                 let v = raw[0].clamp(header::OFP10_VERSION, header::OFP13_VERSION);
                 let _ = xennet_openflow::encode(&msg, v, 0, out);
@@ -771,6 +778,7 @@ mod tests {
                 kind: ConnKind::Primary,
                 probe_interval: None,
                 peer: "test".into(),
+                versions: header::SUPPORTED_BITMAP,
             },
             Arc::new(Null),
             roles,
@@ -853,6 +861,7 @@ mod tests {
                 kind: ConnKind::Service,
                 probe_interval: None,
                 peer: "test".into(),
+                versions: header::SUPPORTED_BITMAP,
             },
             Arc::new(Null),
             Arc::new(Roles::default()),
@@ -893,6 +902,7 @@ mod tests {
                 kind,
                 probe_interval: probe,
                 peer: "test".into(),
+                versions: header::SUPPORTED_BITMAP,
             },
             Arc::new(Null),
             roles,

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -138,6 +138,8 @@ pub struct ConnMgr {
     controllers: Mutex<BTreeMap<String, ControllerTask>>,
     mgmt: Mutex<Option<(JoinHandle<()>, PathBuf)>>,
     primary_connected: Arc<AtomicUsize>,
+    /// Versions offered to new connections (see [`ConnMgr::set_protocols`]).
+    versions: Arc<AtomicU32>,
 }
 
 impl std::fmt::Debug for ConnMgr {
@@ -159,7 +161,30 @@ impl ConnMgr {
             controllers: Mutex::new(BTreeMap::new()),
             mgmt: Mutex::new(None),
             primary_connected: Arc::new(AtomicUsize::new(0)),
+            versions: Arc::new(AtomicU32::new(xennet_openflow::header::SUPPORTED_BITMAP)),
         }
+    }
+
+    /// The OpenFlow versions new connections may use (OVS
+    /// `Bridge:protocols`, e.g. `["OpenFlow13"]`; empty = every version
+    /// xennet speaks, 1.0 and 1.3). Versions xennet does not speak
+    /// (1.1, 1.2, 1.4, 1.5) are ignored; returns them. If nothing is left,
+    /// both supported versions are offered.
+    pub fn set_protocols(&self, protocols: &[String]) -> Vec<String> {
+        let mut bitmap = 0u32;
+        let mut ignored = Vec::new();
+        for p in protocols {
+            match p.as_str() {
+                "OpenFlow10" => bitmap |= 1 << xennet_openflow::header::OFP10_VERSION,
+                "OpenFlow13" => bitmap |= 1 << xennet_openflow::header::OFP13_VERSION,
+                other => ignored.push(other.to_string()),
+            }
+        }
+        if bitmap == 0 {
+            bitmap = xennet_openflow::header::SUPPORTED_BITMAP;
+        }
+        self.versions.store(bitmap, Ordering::Relaxed);
+        ignored
     }
 
     /// The sender for asynchronous messages (packet-in, flow removed, port
@@ -197,6 +222,7 @@ impl ConnMgr {
             primary_connected: self.primary_connected.clone(),
             bridge: self.bridge.clone(),
             failed: Arc::new(Mutex::new((0, LogLimit::default()))),
+            versions: self.versions.clone(),
         }
     }
 
@@ -347,6 +373,8 @@ struct Spawner {
     /// stops answering), and the rate limit of their log lines: a passive
     /// target's peers can open connections as fast as they like.
     failed: Arc<Mutex<(u64, LogLimit)>>,
+    /// The bridge's allowed versions, read when a connection starts.
+    versions: Arc<AtomicU32>,
 }
 
 impl Spawner {
@@ -385,6 +413,7 @@ impl Spawner {
                 kind: self.kind,
                 probe_interval: self.probe,
                 peer: peer.clone(),
+                versions: self.versions.load(Ordering::Relaxed),
             },
             self.handler.clone(),
             self.roles.clone(),
