@@ -692,6 +692,13 @@ impl UpcallHandler for Normal {
 }
 
 impl FdbHandle {
+    /// The same counter as [`Normal`]'s [`UpcallHandler::generation`],
+    /// read without the table's lock (the forwarding thread reads it once
+    /// per loop iteration).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// The table in `ovs-appctl fdb/show` format: a header line
     /// ` port  VLAN  MAC                Age`, then one line per entry, least
     /// recently learned first; age in seconds. The VLAN is the one the MAC
