@@ -163,7 +163,10 @@ enum Src {
 pub struct Executor {
     arena: Vec<Packet>,
     arena_len: usize,
-    outputs: Vec<(OfPort, Src)>,
+    /// Queued outputs: port, queue position, packet.
+    outputs: Vec<(OfPort, u32, Src)>,
+    /// Scratch for [`Executor::flush`] (empty between batches).
+    refs: Vec<&'static Packet>,
     userspace: Vec<(Userdata, Src)>,
     segs: Vec<Packet>,
     /// The datapath's meters, run by [`DpAction::Meter`].
@@ -177,6 +180,7 @@ impl Default for Executor {
             arena: Vec::new(),
             arena_len: 0,
             outputs: Vec::new(),
+            refs: Vec::new(),
             userspace: Vec::new(),
             segs: Vec::new(),
             meters: MeterTable::new(),
@@ -309,7 +313,7 @@ impl Executor {
         let needs_seg = p.gso.is_some() && !feat.gso;
         let needs_csum = matches!(p.csum, Csum::Partial { .. }) && !feat.csum_partial;
         if !needs_seg && !needs_csum {
-            self.outputs.push((port, cur));
+            self.queue_output(port, cur);
             return;
         }
         let mut segs = std::mem::take(&mut self.segs);
@@ -333,7 +337,7 @@ impl Executor {
                 }
             }
             let j = self.arena_push(s);
-            self.outputs.push((port, Src::Arena(j)));
+            self.queue_output(port, Src::Arena(j));
         }
         self.segs = segs;
     }
@@ -356,18 +360,22 @@ impl Executor {
         self.outputs.len()
     }
 
-    /// Hand every queued output to `send`, once per port (ports in order of
-    /// their first output), then reset for the next batch.
+    /// Hand every queued output to `send`, once per port (ports in
+    /// ascending order, each port's packets in the order they were
+    /// queued), then reset for the next batch. Allocates nothing in the
+    /// steady state.
     pub fn flush(&mut self, batch: &[Packet], send: &mut dyn FnMut(OfPort, &[&Packet])) {
-        // Stable sort keeps per-port packet order.
-        self.outputs.sort_by_key(|(p, _)| *p);
-        let mut refs: Vec<&Packet> = Vec::with_capacity(self.outputs.len());
+        // Sorting by (port, queue position) is the stable sort by port
+        // without its scratch buffer (a stable sort allocates once a flood
+        // queues a few hundred outputs).
+        self.outputs.sort_unstable_by_key(|&(p, seq, _)| (p, seq));
+        let mut refs = recycle(std::mem::take(&mut self.refs));
         let mut i = 0;
         while i < self.outputs.len() {
             let port = self.outputs[i].0;
             refs.clear();
             while i < self.outputs.len() && self.outputs[i].0 == port {
-                let s = self.outputs[i].1;
+                let s = self.outputs[i].2;
                 refs.push(match s {
                     Src::Batch(b) => &batch[b],
                     Src::Arena(a) => &self.arena[a],
@@ -376,11 +384,32 @@ impl Executor {
             }
             send(port, &refs);
         }
-        drop(refs);
+        refs.clear();
+        self.refs = recycle(refs);
         self.outputs.clear();
         self.userspace.clear();
         self.arena_len = 0;
     }
+
+    fn queue_output(&mut self, port: OfPort, src: Src) {
+        // At most MAX_BURST packets times a bounded action list, far
+        // below u32::MAX.
+        let seq = self.outputs.len() as u32;
+        self.outputs.push((port, seq, src));
+    }
+}
+
+/// An empty vector of references with the allocation of `v` (whose
+/// elements are dropped): lets [`Executor::flush`] keep its scratch vector
+/// of `&Packet` from batch to batch although each batch's references live
+/// only as long as that batch. `into_iter().map().collect()` between types
+/// of the same size and alignment reuses the buffer (std's in-place
+/// iteration).
+fn recycle<'a, 'b>(mut v: Vec<&'a Packet>) -> Vec<&'b Packet> {
+    v.clear();
+    v.into_iter()
+        .map(|_| -> &'b Packet { unreachable!() })
+        .collect()
 }
 
 #[cfg(test)]
@@ -418,6 +447,40 @@ mod tests {
         });
         assert_eq!(calls, out.len());
         out
+    }
+
+    #[test]
+    fn flush_orders_per_port_and_keeps_its_scratch() {
+        let batch: Vec<Packet> = (0..4u8).map(|i| Packet::from_slice(&[i; 60])).collect();
+        let feat = PortFeatures {
+            csum_partial: true,
+            gso: true,
+        };
+        let mut ex = Executor::new();
+        let mut cap = None;
+        for _ in 0..2 {
+            // Two groups interleave their outputs to ports 3 and 1.
+            ex.execute(
+                &batch,
+                &[0, 2],
+                &[DpAction::Output(3), DpAction::Output(1)],
+                &|_| Some(feat),
+            );
+            ex.execute(
+                &batch,
+                &[1, 3],
+                &[DpAction::Output(1), DpAction::Output(3)],
+                &|_| Some(feat),
+            );
+            let mut got = Vec::new();
+            ex.flush(&batch, &mut |port, pkts| {
+                got.push((port, pkts.iter().map(|p| p.data()[0]).collect::<Vec<_>>()));
+            });
+            assert_eq!(got, [(1, vec![0, 2, 1, 3]), (3, vec![0, 2, 1, 3])]);
+            assert!(ex.refs.is_empty());
+            assert!(ex.refs.capacity() >= 4, "scratch kept");
+            assert_eq!(*cap.get_or_insert(ex.refs.capacity()), ex.refs.capacity());
+        }
     }
 
     #[test]
