@@ -149,10 +149,24 @@ pub fn pop_vlan(pkt: &mut Packet) -> bool {
 }
 
 /// Where an output packet lives: in the input batch or in the arena.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Src {
     Batch(usize),
     Arena(usize),
+}
+
+/// The last offload fix-up [`Executor::output`] made: the segments (or
+/// checksummed copy) of packet version `src` for ports with the given
+/// needs are the arena entries `first..end`. A packet version never
+/// changes once output (later modifications copy), so they stay valid
+/// until [`Executor::flush`].
+#[derive(Debug, Clone, Copy)]
+struct Fixed {
+    src: Src,
+    seg: bool,
+    csum_partial: bool,
+    first: usize,
+    end: usize,
 }
 
 /// Runs action lists over packets and batches the outputs per port.
@@ -169,6 +183,10 @@ pub struct Executor {
     refs: Vec<&'static Packet>,
     userspace: Vec<(Userdata, Src)>,
     segs: Vec<Packet>,
+    /// Reused by the next output of the same packet version to a port with
+    /// the same offloads (a flood segments or checksums once, not once
+    /// per port).
+    fixed: Option<Fixed>,
     /// The datapath's meters, run by [`DpAction::Meter`].
     pub meters: MeterTable,
     now: Instant,
@@ -183,6 +201,7 @@ impl Default for Executor {
             refs: Vec::new(),
             userspace: Vec::new(),
             segs: Vec::new(),
+            fixed: None,
             meters: MeterTable::new(),
             now: Instant::now(),
         }
@@ -316,6 +335,23 @@ impl Executor {
             self.queue_output(port, cur);
             return;
         }
+        if let Some(f) = self
+            .fixed
+            .filter(|f| f.src == cur && f.seg == needs_seg && f.csum_partial == feat.csum_partial)
+        {
+            for j in f.first..f.end {
+                self.queue_output(port, Src::Arena(j));
+            }
+            return;
+        }
+        let first = self.arena_len;
+        let mut fixed = Fixed {
+            src: cur,
+            seg: needs_seg,
+            csum_partial: feat.csum_partial,
+            first,
+            end: first,
+        };
         let mut segs = std::mem::take(&mut self.segs);
         segs.clear();
         if needs_seg {
@@ -323,6 +359,7 @@ impl Executor {
             if !gso::segment(p, &mut segs) {
                 // Not segmentable: drop, as Linux does for a bad GSO frame.
                 self.segs = segs;
+                self.fixed = Some(fixed);
                 return;
             }
         } else {
@@ -340,6 +377,8 @@ impl Executor {
             self.queue_output(port, Src::Arena(j));
         }
         self.segs = segs;
+        fixed.end = self.arena_len;
+        self.fixed = Some(fixed);
     }
 
     /// Hand every packet queued by [`DpAction::Userspace`] to `f`. Call
@@ -389,6 +428,7 @@ impl Executor {
         self.outputs.clear();
         self.userspace.clear();
         self.arena_len = 0;
+        self.fixed = None;
     }
 
     fn queue_output(&mut self, port: OfPort, src: Src) {
@@ -569,6 +609,83 @@ mod tests {
         );
         assert_eq!(out[&1].len(), 1);
         assert!(out[&1][0].gso.is_some());
+    }
+
+    #[test]
+    fn a_flood_segments_and_checksums_once() {
+        let mut p = frame();
+        let (s, o) = csum::prepare_partial(p.data_mut()).unwrap();
+        p.csum = Csum::Partial {
+            start: s,
+            offset: o,
+        };
+        p.gso = Some(Gso {
+            kind: GsoType::TcpV4,
+            mss: 1400,
+        });
+        let mut plain = frame();
+        let (s, o) = csum::prepare_partial(plain.data_mut()).unwrap();
+        plain.csum = Csum::Partial {
+            start: s,
+            offset: o,
+        };
+        let none = PortFeatures::default();
+        let csum_only = PortFeatures {
+            csum_partial: true,
+            gso: false,
+        };
+        let feat = |port: OfPort| Some(if port == 4 { csum_only } else { none });
+        let flood = [
+            DpAction::Output(1),
+            DpAction::Output(2),
+            DpAction::Output(3),
+            DpAction::PushVlan { tci: 7 },
+            DpAction::Output(5),
+        ];
+        let mut ex = Executor::new();
+        ex.execute(std::slice::from_ref(&p), &[0], &flood, &feat);
+        // 3 segments shared by ports 1-3, a tagged copy, its 3 segments.
+        assert_eq!(ex.arena_len, 3 + 1 + 3);
+        ex.execute(
+            std::slice::from_ref(&plain),
+            &[0],
+            &[DpAction::Output(1), DpAction::Output(2)],
+            &feat,
+        );
+        assert_eq!(ex.arena_len, 7 + 1, "one checksummed copy for both");
+        let mut out: BTreeMap<OfPort, Vec<Packet>> = BTreeMap::new();
+        ex.flush(std::slice::from_ref(&p), &mut |port, pkts| {
+            out.insert(port, pkts.iter().map(|p| (*p).clone()).collect());
+        });
+        for port in [1, 2, 3, 5] {
+            // Ports 1 and 2 also got the second packet.
+            let want = if port <= 2 { 4 } else { 3 };
+            assert_eq!(out[&port].len(), want, "port {port}");
+            for s in &out[&port] {
+                assert!(csum::verify_l4(s.data()));
+                assert_eq!(s.gso, None);
+            }
+        }
+        assert_eq!(
+            out[&1][..3].iter().map(Packet::data).collect::<Vec<_>>(),
+            out[&3][..3].iter().map(Packet::data).collect::<Vec<_>>()
+        );
+        // A port that takes partial checksums gets its own (unchecksummed)
+        // segments, not the memo of the others.
+        let mut ex = Executor::new();
+        ex.execute(
+            std::slice::from_ref(&p),
+            &[0],
+            &[DpAction::Output(1), DpAction::Output(4)],
+            &feat,
+        );
+        let mut out: BTreeMap<OfPort, Vec<Packet>> = BTreeMap::new();
+        ex.flush(std::slice::from_ref(&p), &mut |port, pkts| {
+            out.insert(port, pkts.iter().map(|p| (*p).clone()).collect());
+        });
+        assert_eq!(out[&4].len(), 3);
+        assert!(matches!(out[&4][0].csum, Csum::Partial { .. }));
+        assert_eq!(out[&1][0].csum, Csum::Validated);
     }
 
     #[test]
