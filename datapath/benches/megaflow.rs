@@ -1,7 +1,8 @@
 //! Megaflow lookup cost per packet (issue 7, `megaflow`): a cache of 1, 8
 //! or 32 subtables (distinct masks) with 64 megaflows each, looked up with
 //! keys spread evenly over all subtables, as a busy hypervisor's mix.
-//! Also flow-key extraction of a 64-byte UDP frame.
+//! Also flow-key extraction of a 64-byte UDP frame, and one batch through
+//! the executor (`execute` + `flush`).
 //!
 //! Run: `cargo bench -p xennet-datapath --bench megaflow`.
 
@@ -99,4 +100,25 @@ fn extract_udp_64b(bencher: divan::Bencher) {
     frame[34..36].copy_from_slice(&1000u16.to_be_bytes());
     frame[36..38].copy_from_slice(&2000u16.to_be_bytes());
     bencher.bench_local(|| extract_frame(divan::black_box(&frame), 1));
+}
+
+/// One batch of 32 packets through the executor: one action list that
+/// outputs each packet to `n_ports` ports (1 = unicast, 8 = flood on a
+/// small bridge), then `flush` with one `send` per port.
+#[divan::bench(args = [1, 8])]
+fn execute_flush_32(bencher: divan::Bencher, n_ports: u32) {
+    use xennet_datapath::actions::Executor;
+    use xennet_datapath::{Packet, PortFeatures, MAX_BURST};
+    let frame = [0u8; 64];
+    let batch: Vec<Packet> = (0..MAX_BURST).map(|_| Packet::from_slice(&frame)).collect();
+    let idxs: Vec<usize> = (0..MAX_BURST).collect();
+    let actions: Vec<DpAction> = (2..2 + n_ports).map(DpAction::Output).collect();
+    let features = |_p: u32| Some(PortFeatures::default());
+    let mut exec = Executor::new();
+    let mut sent = 0usize;
+    bencher.bench_local(|| {
+        exec.execute(&batch, &idxs, &actions, &features);
+        exec.flush(&batch, &mut |_p, pkts| sent += pkts.len());
+        divan::black_box(sent)
+    });
 }

@@ -149,10 +149,24 @@ pub fn pop_vlan(pkt: &mut Packet) -> bool {
 }
 
 /// Where an output packet lives: in the input batch or in the arena.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Src {
     Batch(usize),
     Arena(usize),
+}
+
+/// The last offload fix-up [`Executor::output`] made: the segments (or
+/// checksummed copy) of packet version `src` for ports with the given
+/// needs are the arena entries `first..end`. A packet version never
+/// changes once output (later modifications copy), so they stay valid
+/// until [`Executor::flush`].
+#[derive(Debug, Clone, Copy)]
+struct Fixed {
+    src: Src,
+    seg: bool,
+    csum_partial: bool,
+    first: usize,
+    end: usize,
 }
 
 /// Runs action lists over packets and batches the outputs per port.
@@ -163,9 +177,16 @@ enum Src {
 pub struct Executor {
     arena: Vec<Packet>,
     arena_len: usize,
-    outputs: Vec<(OfPort, Src)>,
+    /// Queued outputs: port, queue position, packet.
+    outputs: Vec<(OfPort, u32, Src)>,
+    /// Scratch for [`Executor::flush`] (empty between batches).
+    refs: Vec<&'static Packet>,
     userspace: Vec<(Userdata, Src)>,
     segs: Vec<Packet>,
+    /// Reused by the next output of the same packet version to a port with
+    /// the same offloads (a flood segments or checksums once, not once
+    /// per port).
+    fixed: Option<Fixed>,
     /// The datapath's meters, run by [`DpAction::Meter`].
     pub meters: MeterTable,
     now: Instant,
@@ -177,8 +198,10 @@ impl Default for Executor {
             arena: Vec::new(),
             arena_len: 0,
             outputs: Vec::new(),
+            refs: Vec::new(),
             userspace: Vec::new(),
             segs: Vec::new(),
+            fixed: None,
             meters: MeterTable::new(),
             now: Instant::now(),
         }
@@ -309,9 +332,26 @@ impl Executor {
         let needs_seg = p.gso.is_some() && !feat.gso;
         let needs_csum = matches!(p.csum, Csum::Partial { .. }) && !feat.csum_partial;
         if !needs_seg && !needs_csum {
-            self.outputs.push((port, cur));
+            self.queue_output(port, cur);
             return;
         }
+        if let Some(f) = self
+            .fixed
+            .filter(|f| f.src == cur && f.seg == needs_seg && f.csum_partial == feat.csum_partial)
+        {
+            for j in f.first..f.end {
+                self.queue_output(port, Src::Arena(j));
+            }
+            return;
+        }
+        let first = self.arena_len;
+        let mut fixed = Fixed {
+            src: cur,
+            seg: needs_seg,
+            csum_partial: feat.csum_partial,
+            first,
+            end: first,
+        };
         let mut segs = std::mem::take(&mut self.segs);
         segs.clear();
         if needs_seg {
@@ -319,6 +359,7 @@ impl Executor {
             if !gso::segment(p, &mut segs) {
                 // Not segmentable: drop, as Linux does for a bad GSO frame.
                 self.segs = segs;
+                self.fixed = Some(fixed);
                 return;
             }
         } else {
@@ -333,9 +374,11 @@ impl Executor {
                 }
             }
             let j = self.arena_push(s);
-            self.outputs.push((port, Src::Arena(j)));
+            self.queue_output(port, Src::Arena(j));
         }
         self.segs = segs;
+        fixed.end = self.arena_len;
+        self.fixed = Some(fixed);
     }
 
     /// Hand every packet queued by [`DpAction::Userspace`] to `f`. Call
@@ -356,18 +399,22 @@ impl Executor {
         self.outputs.len()
     }
 
-    /// Hand every queued output to `send`, once per port (ports in order of
-    /// their first output), then reset for the next batch.
+    /// Hand every queued output to `send`, once per port (ports in
+    /// ascending order, each port's packets in the order they were
+    /// queued), then reset for the next batch. Allocates nothing in the
+    /// steady state.
     pub fn flush(&mut self, batch: &[Packet], send: &mut dyn FnMut(OfPort, &[&Packet])) {
-        // Stable sort keeps per-port packet order.
-        self.outputs.sort_by_key(|(p, _)| *p);
-        let mut refs: Vec<&Packet> = Vec::with_capacity(self.outputs.len());
+        // Sorting by (port, queue position) is the stable sort by port
+        // without its scratch buffer (a stable sort allocates once a flood
+        // queues a few hundred outputs).
+        self.outputs.sort_unstable_by_key(|&(p, seq, _)| (p, seq));
+        let mut refs = recycle(std::mem::take(&mut self.refs));
         let mut i = 0;
         while i < self.outputs.len() {
             let port = self.outputs[i].0;
             refs.clear();
             while i < self.outputs.len() && self.outputs[i].0 == port {
-                let s = self.outputs[i].1;
+                let s = self.outputs[i].2;
                 refs.push(match s {
                     Src::Batch(b) => &batch[b],
                     Src::Arena(a) => &self.arena[a],
@@ -376,11 +423,33 @@ impl Executor {
             }
             send(port, &refs);
         }
-        drop(refs);
+        refs.clear();
+        self.refs = recycle(refs);
         self.outputs.clear();
         self.userspace.clear();
         self.arena_len = 0;
+        self.fixed = None;
     }
+
+    fn queue_output(&mut self, port: OfPort, src: Src) {
+        // At most MAX_BURST packets times a bounded action list, far
+        // below u32::MAX.
+        let seq = self.outputs.len() as u32;
+        self.outputs.push((port, seq, src));
+    }
+}
+
+/// An empty vector of references with the allocation of `v` (whose
+/// elements are dropped): lets [`Executor::flush`] keep its scratch vector
+/// of `&Packet` from batch to batch although each batch's references live
+/// only as long as that batch. `into_iter().map().collect()` between types
+/// of the same size and alignment reuses the buffer (std's in-place
+/// iteration).
+fn recycle<'a, 'b>(mut v: Vec<&'a Packet>) -> Vec<&'b Packet> {
+    v.clear();
+    v.into_iter()
+        .map(|_| -> &'b Packet { unreachable!() })
+        .collect()
 }
 
 #[cfg(test)]
@@ -418,6 +487,40 @@ mod tests {
         });
         assert_eq!(calls, out.len());
         out
+    }
+
+    #[test]
+    fn flush_orders_per_port_and_keeps_its_scratch() {
+        let batch: Vec<Packet> = (0..4u8).map(|i| Packet::from_slice(&[i; 60])).collect();
+        let feat = PortFeatures {
+            csum_partial: true,
+            gso: true,
+        };
+        let mut ex = Executor::new();
+        let mut cap = None;
+        for _ in 0..2 {
+            // Two groups interleave their outputs to ports 3 and 1.
+            ex.execute(
+                &batch,
+                &[0, 2],
+                &[DpAction::Output(3), DpAction::Output(1)],
+                &|_| Some(feat),
+            );
+            ex.execute(
+                &batch,
+                &[1, 3],
+                &[DpAction::Output(1), DpAction::Output(3)],
+                &|_| Some(feat),
+            );
+            let mut got = Vec::new();
+            ex.flush(&batch, &mut |port, pkts| {
+                got.push((port, pkts.iter().map(|p| p.data()[0]).collect::<Vec<_>>()));
+            });
+            assert_eq!(got, [(1, vec![0, 2, 1, 3]), (3, vec![0, 2, 1, 3])]);
+            assert!(ex.refs.is_empty());
+            assert!(ex.refs.capacity() >= 4, "scratch kept");
+            assert_eq!(*cap.get_or_insert(ex.refs.capacity()), ex.refs.capacity());
+        }
     }
 
     #[test]
@@ -506,6 +609,83 @@ mod tests {
         );
         assert_eq!(out[&1].len(), 1);
         assert!(out[&1][0].gso.is_some());
+    }
+
+    #[test]
+    fn a_flood_segments_and_checksums_once() {
+        let mut p = frame();
+        let (s, o) = csum::prepare_partial(p.data_mut()).unwrap();
+        p.csum = Csum::Partial {
+            start: s,
+            offset: o,
+        };
+        p.gso = Some(Gso {
+            kind: GsoType::TcpV4,
+            mss: 1400,
+        });
+        let mut plain = frame();
+        let (s, o) = csum::prepare_partial(plain.data_mut()).unwrap();
+        plain.csum = Csum::Partial {
+            start: s,
+            offset: o,
+        };
+        let none = PortFeatures::default();
+        let csum_only = PortFeatures {
+            csum_partial: true,
+            gso: false,
+        };
+        let feat = |port: OfPort| Some(if port == 4 { csum_only } else { none });
+        let flood = [
+            DpAction::Output(1),
+            DpAction::Output(2),
+            DpAction::Output(3),
+            DpAction::PushVlan { tci: 7 },
+            DpAction::Output(5),
+        ];
+        let mut ex = Executor::new();
+        ex.execute(std::slice::from_ref(&p), &[0], &flood, &feat);
+        // 3 segments shared by ports 1-3, a tagged copy, its 3 segments.
+        assert_eq!(ex.arena_len, 3 + 1 + 3);
+        ex.execute(
+            std::slice::from_ref(&plain),
+            &[0],
+            &[DpAction::Output(1), DpAction::Output(2)],
+            &feat,
+        );
+        assert_eq!(ex.arena_len, 7 + 1, "one checksummed copy for both");
+        let mut out: BTreeMap<OfPort, Vec<Packet>> = BTreeMap::new();
+        ex.flush(std::slice::from_ref(&p), &mut |port, pkts| {
+            out.insert(port, pkts.iter().map(|p| (*p).clone()).collect());
+        });
+        for port in [1, 2, 3, 5] {
+            // Ports 1 and 2 also got the second packet.
+            let want = if port <= 2 { 4 } else { 3 };
+            assert_eq!(out[&port].len(), want, "port {port}");
+            for s in &out[&port] {
+                assert!(csum::verify_l4(s.data()));
+                assert_eq!(s.gso, None);
+            }
+        }
+        assert_eq!(
+            out[&1][..3].iter().map(Packet::data).collect::<Vec<_>>(),
+            out[&3][..3].iter().map(Packet::data).collect::<Vec<_>>()
+        );
+        // A port that takes partial checksums gets its own (unchecksummed)
+        // segments, not the memo of the others.
+        let mut ex = Executor::new();
+        ex.execute(
+            std::slice::from_ref(&p),
+            &[0],
+            &[DpAction::Output(1), DpAction::Output(4)],
+            &feat,
+        );
+        let mut out: BTreeMap<OfPort, Vec<Packet>> = BTreeMap::new();
+        ex.flush(std::slice::from_ref(&p), &mut |port, pkts| {
+            out.insert(port, pkts.iter().map(|p| (*p).clone()).collect());
+        });
+        assert_eq!(out[&4].len(), 3);
+        assert!(matches!(out[&4][0].csum, Csum::Partial { .. }));
+        assert_eq!(out[&1][0].csum, Csum::Validated);
     }
 
     #[test]

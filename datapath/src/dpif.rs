@@ -616,18 +616,20 @@ impl Fwd {
             let key = extract(pkt);
             let len = pkt.len() as u64;
             let hash = self.emc.hash(&key);
-            let actions = if let Some(f) = self.emc.lookup(&key, hash) {
+            // Hits find their group by pointer and clone the action list
+            // only for the first packet of a group, not per packet.
+            group_of[i] = if let Some(f) = self.emc.lookup(&key, hash) {
                 self.emc_hits += 1;
                 f.record(1, len, now);
                 credit(&mut self.credits, f, len);
-                f.actions.clone()
+                group_index(&mut self.groups, &f.actions)
             } else {
                 match self.cache.lookup(&key) {
                     Some(f) => {
                         f.record(1, len, now);
                         credit(&mut self.credits, f, len);
                         self.emc.maybe_insert(&key, hash, f);
-                        f.actions.clone()
+                        group_index(&mut self.groups, &f.actions)
                     }
                     None => {
                         self.upcalls += 1;
@@ -661,15 +663,8 @@ impl Fwd {
                                 c.credit(1, len, now);
                             }
                         }
-                        acts
+                        group_index(&mut self.groups, &acts)
                     }
-                }
-            };
-            group_of[i] = match self.groups.iter().position(|g| Arc::ptr_eq(g, &actions)) {
-                Some(g) => g,
-                None => {
-                    self.groups.push(actions);
-                    self.groups.len() - 1
                 }
             };
         }
@@ -737,6 +732,19 @@ impl Fwd {
                 )
             })
             .collect()
+    }
+}
+
+/// The index in `groups` of the action list `acts` (by identity), adding
+/// it (one reference count) if the batch has not used it yet.
+#[inline]
+fn group_index(groups: &mut Vec<Arc<[DpAction]>>, acts: &Arc<[DpAction]>) -> usize {
+    match groups.iter().position(|g| Arc::ptr_eq(g, acts)) {
+        Some(g) => g,
+        None => {
+            groups.push(acts.clone());
+            groups.len() - 1
+        }
     }
 }
 

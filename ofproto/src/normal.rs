@@ -74,7 +74,7 @@
 //! forwarding thread takes the lock only in upcalls and housekeeping, never
 //! per packet; the control plane takes it for `fdb/show`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::{self, Write};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -403,6 +403,12 @@ struct MacEntry {
 #[derive(Debug)]
 struct Fdb {
     map: HashMap<(u16, MacAddr), MacEntry, foldhash::fast::RandomState>,
+    /// Every (key, learned) ever set, oldest first; an item is live while
+    /// the map still holds that key learned at that time, the others are
+    /// skipped when met. Finds the eviction victim without scanning the
+    /// table (a guest cycling source MACs makes every learn evict);
+    /// compacted to the live items when it outgrows twice the table.
+    lru: VecDeque<((u16, MacAddr), Instant)>,
     max_entries: usize,
     aging: Duration,
     /// Ports with VLAN settings; the others are [`Bundle::DEFAULT`].
@@ -416,23 +422,48 @@ impl Fdb {
             let moved = e.port != port;
             e.port = port;
             e.learned = now;
+            self.touch((vlan, mac), now);
             return moved;
         }
         if self.map.len() >= self.max_entries {
-            let oldest = self
-                .map
-                .iter()
-                .min_by_key(|(_, e)| e.learned)
-                .map(|(k, _)| *k);
-            if let Some(k) = oldest {
-                self.map.remove(&k);
-            }
+            self.evict_oldest();
         }
         if self.max_entries > 0 {
             self.map
                 .insert((vlan, mac), MacEntry { port, learned: now });
+            self.touch((vlan, mac), now);
         }
         true
+    }
+
+    /// Note that `key` was (re)learned at `now`.
+    fn touch(&mut self, key: (u16, MacAddr), now: Instant) {
+        self.lru.push_back((key, now));
+        if self.lru.len() > 2 * self.map.len().max(64) {
+            let mut live: Vec<_> = self.map.iter().map(|(k, e)| (*k, e.learned)).collect();
+            live.sort_by_key(|(_, t)| *t);
+            self.lru.clear();
+            self.lru.extend(live);
+        }
+    }
+
+    /// Remove the least recently learned entry.
+    fn evict_oldest(&mut self) {
+        while let Some((k, t)) = self.lru.pop_front() {
+            if self.map.get(&k).is_some_and(|e| e.learned == t) {
+                self.map.remove(&k);
+                return;
+            }
+        }
+        // Not reached while every live entry is queued; kept as a fallback.
+        let oldest = self
+            .map
+            .iter()
+            .min_by_key(|(_, e)| e.learned)
+            .map(|(k, _)| *k);
+        if let Some(k) = oldest {
+            self.map.remove(&k);
+        }
     }
 
     fn lookup(&self, vlan: u16, mac: MacAddr, now: Instant) -> Option<OfPort> {
@@ -514,6 +545,7 @@ impl Normal {
     pub fn with_limits(max_entries: usize, aging: Duration) -> (Normal, FdbHandle) {
         let fdb = Arc::new(Mutex::new(Fdb {
             map: HashMap::default(),
+            lru: VecDeque::new(),
             max_entries,
             aging,
             ports: HashMap::new(),
@@ -692,6 +724,13 @@ impl UpcallHandler for Normal {
 }
 
 impl FdbHandle {
+    /// The same counter as [`Normal`]'s [`UpcallHandler::generation`],
+    /// read without the table's lock (the forwarding thread reads it once
+    /// per loop iteration).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// The table in `ovs-appctl fdb/show` format: a header line
     /// ` port  VLAN  MAC                Age`, then one line per entry, least
     /// recently learned first; age in seconds. The VLAN is the one the MAC
@@ -735,7 +774,11 @@ impl FdbHandle {
 
     /// Forget every MAC (`ovs-appctl fdb/flush`); megaflows are flushed.
     pub fn flush(&self) {
-        lock(&self.fdb).map.clear();
+        {
+            let mut fdb = lock(&self.fdb);
+            fdb.map.clear();
+            fdb.lru.clear();
+        }
         self.generation.fetch_add(1, Ordering::Release);
     }
 
@@ -937,6 +980,26 @@ mod tests {
         fdb.flush();
         assert!(fdb.is_empty());
         assert_ne!(n.generation(), g);
+    }
+
+    #[test]
+    fn eviction_is_least_recently_learned_and_the_queue_stays_bounded() {
+        let (mut n, fdb) = Normal::with_limits(2, Duration::from_secs(300));
+        let t = Instant::now();
+        let c = [0x50, 0x54, 0, 0, 0, 0xc];
+        n.translate(&key(1, A, B), &PORTS, t);
+        n.translate(&key(2, B, A), &PORTS, t + Duration::from_secs(1));
+        // A is refreshed: B is now the least recently learned.
+        n.translate(&key(1, A, B), &PORTS, t + Duration::from_secs(2));
+        n.translate(&key(3, c, A), &PORTS, t + Duration::from_secs(3));
+        assert_eq!(fdb.lookup(0, MacAddr(B)), None, "B evicted");
+        assert_eq!(fdb.lookup(0, MacAddr(A)), Some(1));
+        assert_eq!(fdb.lookup(0, MacAddr(c)), Some(3));
+        for i in 0..10_000u64 {
+            n.translate(&key(1, A, B), &PORTS, t + Duration::from_secs(4 + i));
+        }
+        assert!(lock(&fdb.fdb).lru.len() <= 2 * 64 + 1);
+        assert_eq!(fdb.len(), 2);
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //!   and meter mods, expiry), read by the forwarding thread in upcalls only
 //!   (never per packet on megaflow hits).
 //! - `normal: Mutex<Normal>`: NORMAL's MAC table, locked in upcalls that
-//!   reach NORMAL, in traces, and once per forwarding-loop iteration to
-//!   read its generation.
+//!   reach NORMAL, in traces and in MAC aging; its generation is an
+//!   atomic read without the lock (through the [`FdbHandle`]).
 //! - Lock order: tables, then normal, then down-ports.
 //! - Events (packet-ins from the forwarding thread, flow-removed from
 //!   mods and expiry) go through a bounded channel of [`EVENT_QUEUE`]
@@ -199,7 +199,9 @@ impl Ofproto {
     /// The revalidation counter the upcall handler reports: changes with
     /// the tables, port liveness, fail-open and NORMAL's MAC table.
     pub fn generation(&self) -> u64 {
-        let n = UpcallHandler::generation(&*lock(&self.normal));
+        // NORMAL's counter is an atomic shared with the FDB handle: no
+        // lock, since the forwarding thread calls this every iteration.
+        let n = self.fdb.generation();
         self.generation.load(Ordering::Acquire).wrapping_add(n)
     }
 

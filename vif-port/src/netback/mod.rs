@@ -127,6 +127,7 @@ pub struct Vif {
     /// Whether responses were pushed since the last notification decision.
     pushed: bool,
     tx_scratch: tx::Scratch,
+    rx_scratch: rx::Scratch,
     rx_queue: VecDeque<Packet>,
     rx_queue_bytes: usize,
     rx_pool: Vec<Packet>,
@@ -168,6 +169,7 @@ impl Vif {
             notify_pending: false,
             pushed: false,
             tx_scratch: tx::Scratch::default(),
+            rx_scratch: rx::Scratch::default(),
             rx_queue: VecDeque::new(),
             rx_queue_bytes: 0,
             rx_pool: Vec::new(),

@@ -13,7 +13,7 @@ use std::borrow::Borrow;
 use xennet_datapath::{Csum, GsoType, Packet};
 
 use super::{FrontendConfig, LogReason, Vif, RX_QUEUE_BYTES, RX_QUEUE_PACKETS};
-use crate::grant::{ForeignAddr, GrantCopy, GrantOps, GNTST_OKAY};
+use crate::grant::{recycle_ops, ForeignAddr, GrantCopy, GrantOps, GNTST_OKAY};
 use crate::metrics::VifMetrics;
 use crate::ring::{
     BackRing, NetifExtraInfo, NetifRxRequest, NetifRxResponse, RxRing, NETIF_RSP_ERROR,
@@ -31,6 +31,16 @@ struct Plan {
     data_slots: usize,
     extra: Option<NetifExtraInfo>,
     failed: bool,
+}
+
+/// [`deliver`]'s vectors, kept from call to call so that sending to a
+/// guest allocates nothing in the steady state (all empty between calls).
+#[derive(Debug, Default)]
+pub(super) struct Scratch {
+    plans: Vec<Plan>,
+    reqs: Vec<NetifRxRequest>,
+    ops: Vec<GrantCopy<'static>>,
+    owner: Vec<usize>,
 }
 
 /// What [`deliver`] did.
@@ -51,8 +61,18 @@ fn deliver<P: Borrow<Packet>>(
     grants: &mut dyn GrantOps,
     fe: &FrontendConfig,
     metrics: &VifMetrics,
+    scratch: &mut Scratch,
     pkts: &[P],
 ) -> Result<Delivered, String> {
+    let Scratch {
+        plans,
+        reqs,
+        ops: ops_buf,
+        owner,
+    } = scratch;
+    plans.clear();
+    reqs.clear();
+    owner.clear();
     let prod = ring.req_prod();
     let mut avail = prod.wrapping_sub(ring.req_cons);
     if avail > RING_SIZE {
@@ -62,8 +82,6 @@ fn deliver<P: Borrow<Packet>>(
         ));
     }
     let mut out = Delivered::default();
-    let mut plans = Vec::new();
-    let mut reqs: Vec<NetifRxRequest> = Vec::new();
     let mut cons = ring.req_cons;
     for (i, p) in pkts.iter().enumerate() {
         let p = p.borrow();
@@ -110,8 +128,7 @@ fn deliver<P: Borrow<Packet>>(
     // Data slot `s` of a plan uses request first_req + s, shifted by one
     // after the first slot when an extra follows it.
     let req_of = |pl: &Plan, s: usize| pl.first_req + s + usize::from(s > 0 && pl.extra.is_some());
-    let mut ops = Vec::with_capacity(reqs.len());
-    let mut owner = Vec::with_capacity(reqs.len());
+    let mut ops: Vec<GrantCopy<'_>> = recycle_ops(std::mem::take(ops_buf));
     for (k, pl) in plans.iter().enumerate() {
         let Some(p) = pkts.get(pl.pkt) else { continue };
         for (s, chunk) in p.borrow().data().chunks(XEN_PAGE_SIZE).enumerate() {
@@ -135,8 +152,9 @@ fn deliver<P: Borrow<Packet>>(
             }
         }
     }
+    *ops_buf = recycle_ops(ops);
 
-    for pl in &plans {
+    for pl in plans.iter() {
         let Some(p) = pkts.get(pl.pkt) else { continue };
         let p = p.borrow();
         let len = p.len();
@@ -206,6 +224,7 @@ impl Vif {
                 &mut *self.grants,
                 &self.frontend,
                 &self.metrics,
+                &mut self.rx_scratch,
                 pkts,
             ) {
                 Ok(d) => {
@@ -263,6 +282,7 @@ impl Vif {
             &mut *self.grants,
             &self.frontend,
             &self.metrics,
+            &mut self.rx_scratch,
             queued,
         );
         match res {

@@ -10,7 +10,7 @@
 use xennet_datapath::{Csum, Gso, GsoType, PacketBatch, MAX_BURST};
 
 use super::{LogReason, Vif};
-use crate::grant::{ForeignAddr, GrantCopy, GrantOps, GNTST_OKAY};
+use crate::grant::{recycle_ops, ForeignAddr, GrantCopy, GrantOps, GNTST_OKAY};
 use crate::metrics::VifMetrics;
 use crate::ring::{
     NetifExtraInfo, NetifTxRequest, NetifTxResponse, NETIF_RSP_ERROR, NETIF_RSP_NULL,
@@ -73,6 +73,8 @@ pub(super) struct Scratch {
     pkts: Vec<TxPkt>,
     /// Index into `pkts` of each grant-copy op.
     owner: Vec<usize>,
+    /// The grant-copy ops' allocation (empty between calls).
+    ops: Vec<GrantCopy<'static>>,
 }
 
 impl Vif {
@@ -231,7 +233,12 @@ impl Vif {
     /// in one [`GrantOps::copy`] call.
     fn copy_packets(&mut self, batch: &mut PacketBatch) {
         let domid = self.frontend.domid;
-        let Scratch { slots, pkts, owner } = &mut self.tx_scratch;
+        let Scratch {
+            slots,
+            pkts,
+            owner,
+            ops: ops_buf,
+        } = &mut self.tx_scratch;
         owner.clear();
         let base = batch.len();
         for pkt in pkts.iter_mut().filter(|p| p.drop.is_none()) {
@@ -246,7 +253,7 @@ impl Vif {
             .get_mut(base..)
             .unwrap_or(&mut [])
             .iter_mut();
-        let mut ops: Vec<GrantCopy<'_>> = Vec::with_capacity(slots.len());
+        let mut ops: Vec<GrantCopy<'_>> = recycle_ops(std::mem::take(ops_buf));
         for (i, pkt) in pkts.iter_mut().enumerate() {
             if !pkt.in_batch {
                 continue;
@@ -289,6 +296,7 @@ impl Vif {
                 }
             }
         }
+        *ops_buf = recycle_ops(ops);
     }
 
     /// Set offload metadata, count, and remove failed packets from the
