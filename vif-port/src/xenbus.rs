@@ -673,6 +673,18 @@ mod tests {
         }
     }
 
+    /// [`setup`], then a backend probed (InitWait) and good frontend keys.
+    fn probed(
+        self_hotplug: bool,
+        hooks: &mut Hooks,
+    ) -> (XenstoreServer, Client, String, String, BackendDevice) {
+        let (srv, xs, be, fe) = setup();
+        let mut dev = BackendDevice::new(0, 5, 0, self_hotplug);
+        dev.update(&xs, hooks).unwrap();
+        good_keys(&xs, &fe);
+        (srv, xs, be, fe, dev)
+    }
+
     fn backend_state(xs: &Client, be: &str) -> XenbusState {
         read_state(xs, be).unwrap()
     }
@@ -758,11 +770,8 @@ mod tests {
 
     #[test]
     fn a_connected_frontend_starting_over_goes_through_closed() {
-        let (_srv, xs, be, fe) = setup();
-        let mut dev = BackendDevice::new(0, 5, 0, true);
         let mut hooks = Hooks::default();
-        dev.update(&xs, &mut hooks).unwrap();
-        good_keys(&xs, &fe);
+        let (_srv, xs, be, fe, mut dev) = probed(true, &mut hooks);
         write_state(&xs, &fe, XenbusState::Connected).unwrap();
         dev.update(&xs, &mut hooks).unwrap();
         assert_eq!(backend_state(&xs, &be), XenbusState::Connected);
@@ -792,11 +801,8 @@ mod tests {
 
     #[test]
     fn waits_for_the_hotplug_script() {
-        let (_srv, xs, be, fe) = setup();
-        let mut dev = BackendDevice::new(0, 5, 0, false);
         let mut hooks = Hooks::default();
-        dev.update(&xs, &mut hooks).unwrap();
-        good_keys(&xs, &fe);
+        let (_srv, xs, be, fe, mut dev) = probed(false, &mut hooks);
         write_state(&xs, &fe, XenbusState::Connected).unwrap();
         dev.update(&xs, &mut hooks).unwrap();
         assert_eq!(backend_state(&xs, &be), XenbusState::InitWait);
@@ -810,11 +816,8 @@ mod tests {
 
     #[test]
     fn a_failed_hotplug_script_refuses_the_vif() {
-        let (_srv, xs, be, fe) = setup();
-        let mut dev = BackendDevice::new(0, 5, 0, false);
         let mut hooks = Hooks::default();
-        dev.update(&xs, &mut hooks).unwrap();
-        good_keys(&xs, &fe);
+        let (_srv, xs, be, fe, mut dev) = probed(false, &mut hooks);
         write_state(&xs, &fe, XenbusState::Initialised).unwrap();
         dev.update(&xs, &mut hooks).unwrap();
         assert_eq!(backend_state(&xs, &be), XenbusState::InitWait);
@@ -833,11 +836,8 @@ mod tests {
     /// Runs the handshake with `edit` applied to good frontend keys and
     /// expects a refusal mentioning `why`.
     fn refused(edit: impl FnOnce(&Client, &str), why: &str) {
-        let (_srv, xs, be, fe) = setup();
-        let mut dev = BackendDevice::new(0, 5, 0, true);
         let mut hooks = Hooks::default();
-        dev.update(&xs, &mut hooks).unwrap();
-        good_keys(&xs, &fe);
+        let (_srv, xs, be, fe, mut dev) = probed(true, &mut hooks);
         edit(&xs, &fe);
         write_state(&xs, &fe, XenbusState::Initialised).unwrap();
         assert_eq!(
@@ -915,14 +915,11 @@ mod tests {
 
     #[test]
     fn a_failing_connect_is_refused() {
-        let (_srv, xs, be, fe) = setup();
-        let mut dev = BackendDevice::new(0, 5, 0, true);
         let mut hooks = Hooks {
             refuse: true,
             ..Default::default()
         };
-        dev.update(&xs, &mut hooks).unwrap();
-        good_keys(&xs, &fe);
+        let (_srv, xs, be, fe, mut dev) = probed(true, &mut hooks);
         write_state(&xs, &fe, XenbusState::Connected).unwrap();
         dev.update(&xs, &mut hooks).unwrap();
         assert_eq!(backend_state(&xs, &be), XenbusState::Closing);
