@@ -300,6 +300,12 @@ pub fn backend_path(backend_domid: DomId, domid: DomId, handle: u16) -> String {
     format!("/local/domain/{backend_domid}/backend/vif/{domid}/{handle}")
 }
 
+/// Where the backend explains why it refused a vif (`xenbus_dev_fatal`):
+/// `/local/domain/<backend>/error/backend/vif/<domid>/<handle>/error`.
+pub fn error_path(backend_domid: DomId, domid: DomId, handle: u16) -> String {
+    format!("/local/domain/{backend_domid}/error/backend/vif/{domid}/{handle}/error")
+}
+
 /// The frontend directory of a vif: `/local/domain/<domid>/device/vif/<handle>`.
 pub fn frontend_path(domid: DomId, handle: u16) -> String {
     format!("/local/domain/{domid}/device/vif/{handle}")
@@ -460,10 +466,7 @@ impl BackendDevice {
     fn fatal(&mut self, xs: &Client, msg: &str) -> Result<(), XsError> {
         tracing::warn!("{}: {msg}", self.name());
         self.failed = true;
-        let node = format!(
-            "/local/domain/{}/error/backend/vif/{}/{}/error",
-            self.backend_domid, self.domid, self.handle
-        );
+        let node = error_path(self.backend_domid, self.domid, self.handle);
         if let Err(e) = xs.write(&node, msg) {
             tracing::warn!("{}: cannot write {node}: {e}", self.name());
         }
