@@ -47,16 +47,22 @@ fn xs_read(h: &Harness, path: &str) -> String {
     }
 }
 
-/// Guests set up through xenstore as on Xen: the tree as Debian's
-/// xenstore-ls shows it, traffic, then a clean close.
-#[test]
-fn guests_connect_through_xenstore_and_close() {
-    let mut h = Harness::start("xsg");
+/// xennetd with guests 1 and 2 set up through its emulated xenstored.
+fn start_with_two_guests(tag: &str) -> Harness {
+    let mut h = Harness::start(tag);
     h.wait_for("xenstored socket", || {
         h.rundir.join("xenstored.sock").exists()
     });
     h.guest_xenstore(1);
     h.guest_xenstore(2);
+    h
+}
+
+/// Guests set up through xenstore as on Xen: the tree as Debian's
+/// xenstore-ls shows it, traffic, then a clean close.
+#[test]
+fn guests_connect_through_xenstore_and_close() {
+    let mut h = start_with_two_guests("xsg");
     for d in 1..=2 {
         let be = format!("/local/domain/0/backend/vif/{d}/0");
         let fe = format!("/local/domain/{d}/device/vif/0");
@@ -112,12 +118,7 @@ fn guests_connect_through_xenstore_and_close() {
 /// takes the vif off the bridge. The same domain id can then start again.
 #[test]
 fn a_dead_guest_is_cleaned_up_and_can_come_back() {
-    let mut h = Harness::start("xsk");
-    h.wait_for("xenstored socket", || {
-        h.rundir.join("xenstored.sock").exists()
-    });
-    h.guest_xenstore(1);
-    h.guest_xenstore(2);
+    let mut h = start_with_two_guests("xsk");
     assert!(h.ping(1, 2, 1), "{}", h.log());
     h.kill_guest(2);
     h.wait_for("vif2.0's directories to go", || {
@@ -152,12 +153,7 @@ fn a_dead_guest_is_cleaned_up_and_can_come_back() {
 /// node and backend state Closing.
 #[test]
 fn frontend_restart_and_refusal_through_xenstore() {
-    let mut h = Harness::start("xsr");
-    h.wait_for("xenstored socket", || {
-        h.rundir.join("xenstored.sock").exists()
-    });
-    h.guest_xenstore(1);
-    h.guest_xenstore(2);
+    let h = start_with_two_guests("xsr");
     let be = "/local/domain/0/backend/vif/2/0";
     let fe = "/local/domain/2/device/vif/0";
     let vif2_on_bridge = |h: &Harness| h.appctl(&["xennet/vif-show"]).contains("vif2.0");

@@ -55,7 +55,8 @@ use xennet_vif::ring::{
     NETRXF_CSUM_BLANK, NETRXF_DATA_VALIDATED, NETTXF_CSUM_BLANK, NETTXF_DATA_VALIDATED,
 };
 use xennet_vif::xenbus::{
-    backend_path, create_vif_nodes, frontend_path, read_state, write_state, VifSpec, XenbusState,
+    backend_path, create_vif_nodes, error_path, frontend_path, read_state, write_state, VifSpec,
+    XenbusState,
 };
 use xennet_vif::xenstore::Client;
 
@@ -170,10 +171,7 @@ fn xenbus_connect(xs: &Client, nf: &Netfront, spec: &VifSpec) -> anyhow::Result<
     })?;
     if st != XenbusState::Connected {
         let err = xs
-            .read_string(&format!(
-                "/local/domain/{}/error/backend/vif/{}/{}/error",
-                spec.backend_domid, spec.domid, spec.handle
-            ))
+            .read_string(&error_path(spec.backend_domid, spec.domid, spec.handle))
             .unwrap_or_default();
         bail!("the backend refused the vif (state {st:?}): {err}");
     }

@@ -59,6 +59,7 @@ pub struct Netfront {
     rx: FrontRing<RxRing>,
     tx_free_ids: Vec<u16>,
     tx_in_use: Vec<bool>,
+    /// The last TX responses, at most [`TX_LOG_MAX`].
     tx_log: Vec<NetifTxResponse>,
     tx_errors: u64,
     rx_errors: u64,
@@ -72,6 +73,9 @@ pub struct Netfront {
     /// TCP/IPv6 GSO on received packets (`feature-gso-tcpv6`).
     pub feature_gso_tcpv6: bool,
 }
+
+/// Most TX responses a [`Netfront`] keeps for [`Netfront::tx_responses`].
+pub const TX_LOG_MAX: usize = 4 * RING_SIZE as usize;
 
 /// Grant reference of frame `f`.
 pub fn gref_of(frame: u32) -> GrantRef {
@@ -243,6 +247,10 @@ impl Netfront {
                     self.tx_free_ids.push(rsp.id);
                 }
             }
+            if self.tx_log.len() >= TX_LOG_MAX {
+                // A guest that runs for long must not keep every response.
+                self.tx_log.drain(..TX_LOG_MAX / 2);
+            }
             self.tx_log.push(rsp);
         }
         self.tx.final_check_for_responses();
@@ -405,8 +413,10 @@ impl Netfront {
         self.rx_errors
     }
 
-    /// All TX responses reaped so far (except `NETIF_RSP_NULL` ones), after
-    /// reaping any new ones.
+    /// The TX responses reaped so far (except `NETIF_RSP_NULL` ones), after
+    /// reaping any new ones: all of them since the last
+    /// [`Netfront::clear_tx_responses`] up to [`TX_LOG_MAX`], else at
+    /// least the last `TX_LOG_MAX / 2`.
     pub fn tx_responses(&mut self) -> &[NetifTxResponse] {
         self.reap_tx();
         &self.tx_log

@@ -300,6 +300,12 @@ pub fn backend_path(backend_domid: DomId, domid: DomId, handle: u16) -> String {
     format!("/local/domain/{backend_domid}/backend/vif/{domid}/{handle}")
 }
 
+/// Where the backend explains why it refused a vif (`xenbus_dev_fatal`):
+/// `/local/domain/<backend>/error/backend/vif/<domid>/<handle>/error`.
+pub fn error_path(backend_domid: DomId, domid: DomId, handle: u16) -> String {
+    format!("/local/domain/{backend_domid}/error/backend/vif/{domid}/{handle}/error")
+}
+
 /// The frontend directory of a vif: `/local/domain/<domid>/device/vif/<handle>`.
 pub fn frontend_path(domid: DomId, handle: u16) -> String {
     format!("/local/domain/{domid}/device/vif/{handle}")
@@ -460,10 +466,7 @@ impl BackendDevice {
     fn fatal(&mut self, xs: &Client, msg: &str) -> Result<(), XsError> {
         tracing::warn!("{}: {msg}", self.name());
         self.failed = true;
-        let node = format!(
-            "/local/domain/{}/error/backend/vif/{}/{}/error",
-            self.backend_domid, self.domid, self.handle
-        );
+        let node = error_path(self.backend_domid, self.domid, self.handle);
         if let Err(e) = xs.write(&node, msg) {
             tracing::warn!("{}: cannot write {node}: {e}", self.name());
         }
@@ -673,6 +676,18 @@ mod tests {
         }
     }
 
+    /// [`setup`], then a backend probed (InitWait) and good frontend keys.
+    fn probed(
+        self_hotplug: bool,
+        hooks: &mut Hooks,
+    ) -> (XenstoreServer, Client, String, String, BackendDevice) {
+        let (srv, xs, be, fe) = setup();
+        let mut dev = BackendDevice::new(0, 5, 0, self_hotplug);
+        dev.update(&xs, hooks).unwrap();
+        good_keys(&xs, &fe);
+        (srv, xs, be, fe, dev)
+    }
+
     fn backend_state(xs: &Client, be: &str) -> XenbusState {
         read_state(xs, be).unwrap()
     }
@@ -758,11 +773,8 @@ mod tests {
 
     #[test]
     fn a_connected_frontend_starting_over_goes_through_closed() {
-        let (_srv, xs, be, fe) = setup();
-        let mut dev = BackendDevice::new(0, 5, 0, true);
         let mut hooks = Hooks::default();
-        dev.update(&xs, &mut hooks).unwrap();
-        good_keys(&xs, &fe);
+        let (_srv, xs, be, fe, mut dev) = probed(true, &mut hooks);
         write_state(&xs, &fe, XenbusState::Connected).unwrap();
         dev.update(&xs, &mut hooks).unwrap();
         assert_eq!(backend_state(&xs, &be), XenbusState::Connected);
@@ -792,11 +804,8 @@ mod tests {
 
     #[test]
     fn waits_for_the_hotplug_script() {
-        let (_srv, xs, be, fe) = setup();
-        let mut dev = BackendDevice::new(0, 5, 0, false);
         let mut hooks = Hooks::default();
-        dev.update(&xs, &mut hooks).unwrap();
-        good_keys(&xs, &fe);
+        let (_srv, xs, be, fe, mut dev) = probed(false, &mut hooks);
         write_state(&xs, &fe, XenbusState::Connected).unwrap();
         dev.update(&xs, &mut hooks).unwrap();
         assert_eq!(backend_state(&xs, &be), XenbusState::InitWait);
@@ -810,11 +819,8 @@ mod tests {
 
     #[test]
     fn a_failed_hotplug_script_refuses_the_vif() {
-        let (_srv, xs, be, fe) = setup();
-        let mut dev = BackendDevice::new(0, 5, 0, false);
         let mut hooks = Hooks::default();
-        dev.update(&xs, &mut hooks).unwrap();
-        good_keys(&xs, &fe);
+        let (_srv, xs, be, fe, mut dev) = probed(false, &mut hooks);
         write_state(&xs, &fe, XenbusState::Initialised).unwrap();
         dev.update(&xs, &mut hooks).unwrap();
         assert_eq!(backend_state(&xs, &be), XenbusState::InitWait);
@@ -833,11 +839,8 @@ mod tests {
     /// Runs the handshake with `edit` applied to good frontend keys and
     /// expects a refusal mentioning `why`.
     fn refused(edit: impl FnOnce(&Client, &str), why: &str) {
-        let (_srv, xs, be, fe) = setup();
-        let mut dev = BackendDevice::new(0, 5, 0, true);
         let mut hooks = Hooks::default();
-        dev.update(&xs, &mut hooks).unwrap();
-        good_keys(&xs, &fe);
+        let (_srv, xs, be, fe, mut dev) = probed(true, &mut hooks);
         edit(&xs, &fe);
         write_state(&xs, &fe, XenbusState::Initialised).unwrap();
         assert_eq!(
@@ -915,14 +918,11 @@ mod tests {
 
     #[test]
     fn a_failing_connect_is_refused() {
-        let (_srv, xs, be, fe) = setup();
-        let mut dev = BackendDevice::new(0, 5, 0, true);
         let mut hooks = Hooks {
             refuse: true,
             ..Default::default()
         };
-        dev.update(&xs, &mut hooks).unwrap();
-        good_keys(&xs, &fe);
+        let (_srv, xs, be, fe, mut dev) = probed(true, &mut hooks);
         write_state(&xs, &fe, XenbusState::Connected).unwrap();
         dev.update(&xs, &mut hooks).unwrap();
         assert_eq!(backend_state(&xs, &be), XenbusState::Closing);

@@ -578,3 +578,50 @@ fn client_sees_closed_connection() {
     assert!(matches!(c.next_event(SHORT), Err(XsError::Closed)));
     drop(l);
 }
+
+/// An unprivileged domain cannot grow the store without bound: it may own
+/// `max_nodes_per_domain` nodes, directly or through transactions that
+/// each looked under the quota on their own; removing frees its nodes.
+#[test]
+fn node_quota_per_domain() {
+    let s = XenstoreServer::new(ServerConfig {
+        quota_rate: 0,
+        max_nodes_per_domain: 10,
+        ..ServerConfig::default()
+    });
+    let d0 = s.connect_as(0).unwrap();
+    d0.mkdir("/local/domain/3").unwrap();
+    d0.set_perms("/local/domain/3", &[Perm::new(Access::None, 3)])
+        .unwrap();
+    let d3 = s.connect_as(3).unwrap();
+    // Its home counts: 9 more nodes, then EQUOTA (nothing created).
+    for i in 0..9 {
+        d3.write(&format!("k{i}"), "v").unwrap();
+    }
+    let before = s.node_count();
+    assert_eq!(code(d3.write("k9", "v").unwrap_err()), ErrorCode::Equota);
+    assert_eq!(code(d3.mkdir("a/b").unwrap_err()), ErrorCode::Equota);
+    assert_eq!(s.node_count(), before);
+    // Changing what it has is fine; dom0 is not limited.
+    d3.write("k0", "w").unwrap();
+    d0.write("/local/domain/3/byd0", "v").unwrap();
+    // Removing frees room.
+    for i in 0..6 {
+        d3.rm(&format!("k{i}")).unwrap();
+    }
+    // Owned now: home, k6-k8 and byd0 (which took its parent's owner).
+    // Two transactions that do not conflict each fit on their own, not
+    // together.
+    d3.mkdir("a").unwrap();
+    d3.mkdir("b").unwrap();
+    let t1 = d3.transaction_start().unwrap();
+    let t2 = d3.transaction_start().unwrap();
+    for i in 0..3 {
+        t1.write(&format!("a/{i}"), "v").unwrap();
+        t2.write(&format!("b/{i}"), "v").unwrap();
+    }
+    t1.commit().unwrap();
+    assert_eq!(code(t2.commit().unwrap_err()), ErrorCode::Equota);
+    assert!(!d0.exists("/local/domain/3/b/0").unwrap());
+    assert!(d0.exists("/local/domain/3/a/2").unwrap());
+}

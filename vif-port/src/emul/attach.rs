@@ -176,7 +176,7 @@ impl Netfront {
             mac,
             tx_ring_ref: gref_of(TX_RING_FRAME),
             rx_ring_ref: gref_of(RX_RING_FRAME),
-            event_channel: 1,
+            event_channel: EVENT_CHANNEL_PORT,
             request_rx_copy: true,
             feature_rx_csum: self.feature_rx_csum,
             feature_sg: self.feature_sg,
@@ -185,13 +185,17 @@ impl Netfront {
             nr_frames: NR_FRAMES,
             nr_grants: NR_GRANTS,
         };
-        let mut msg = serde_json::to_vec(&req)?;
+        self.hello(stream, &req)
+    }
+
+    /// Sends `req` with this guest's descriptors and waits for the reply.
+    fn hello(&self, stream: &UnixStream, req: &impl Serialize) -> Result<AttachReply, VifError> {
+        let mut msg = serde_json::to_vec(req)?;
         msg.push(b'\n');
         let fds: Vec<RawFd> = self.attach_fds().iter().map(|f| f.as_raw_fd()).collect();
         send_with_fds(stream, &msg, &fds)?;
         let line = read_line(stream, Vec::new())?;
-        let reply: AttachReply = serde_json::from_slice(&line)?;
-        Ok(reply)
+        Ok(serde_json::from_slice(&line)?)
     }
 }
 
@@ -274,12 +278,15 @@ fn recv_message(stream: &UnixStream) -> Result<(Vec<u8>, Vec<OwnedFd>), VifError
 
 /// Check the announced sizes and the descriptors `[memory, grant table,
 /// eventfd frontend→backend, eventfd backend→frontend]`, and map the
-/// memory and the grant table.
+/// memory and the grant table: the domain as the emulated hypervisor
+/// keeps it.
 fn check_domain(
+    domid: DomId,
     nr_frames: u32,
     nr_grants: u32,
+    event_channel: u32,
     fds: Vec<OwnedFd>,
-) -> Result<(Arc<SharedMem>, Arc<SharedMem>, OwnedFd, OwnedFd), VifError> {
+) -> Result<RegisteredDomain, VifError> {
     let [mem_fd, grant_fd, f2b, b2f]: [OwnedFd; 4] =
         fds.try_into().map_err(|v: Vec<OwnedFd>| {
             attach_err(format!("expected 4 file descriptors, got {}", v.len()))
@@ -299,7 +306,16 @@ fn check_domain(
     }
     let mem = Arc::new(SharedMem::map_fd(mem_fd.as_fd_ref(), mem_len)?);
     let table = Arc::new(SharedMem::map_fd(grant_fd.as_fd_ref(), table_len)?);
-    Ok((mem, table, f2b, b2f))
+    Ok(RegisteredDomain {
+        domid,
+        mem,
+        nr_frames,
+        table,
+        nr_grants,
+        event_channel,
+        f2b,
+        b2f,
+    })
 }
 
 /// Receive an attach request on `stream` (backend side) and build the
@@ -336,34 +352,21 @@ enum HelloMsg {
 pub fn recv_hello(stream: &UnixStream, backend_domid: DomId) -> Result<Hello, VifError> {
     let (line, fds) = recv_message(stream)?;
     match serde_json::from_slice::<HelloMsg>(&line)? {
+        // The legacy attach is a registration bound at once to the
+        // frontend's one event channel.
         HelloMsg::Attach(req) => {
-            let (mem, table, f2b, b2f) = check_domain(req.nr_frames, req.nr_grants, fds)?;
-            let grants = EmulatedGrants::new(
-                req.domid,
-                backend_domid,
-                mem,
-                req.nr_frames,
-                table,
-                req.nr_grants,
-            );
-            let evtchn = EventFdChannel::from_fds(b2f, f2b)?;
-            Ok(Hello::Attach(req, EmulatedDomain { grants, evtchn }))
+            let port = req.event_channel;
+            let dom = check_domain(req.domid, req.nr_frames, req.nr_grants, port, fds)?;
+            let domain = dom.bind(backend_domid, port)?;
+            Ok(Hello::Attach(req, domain))
         }
         HelloMsg::Register(req) => {
             if !req.register {
                 return Err(attach_err("register must be true"));
             }
-            let (mem, table, f2b, b2f) = check_domain(req.nr_frames, req.nr_grants, fds)?;
-            Ok(Hello::Register(RegisteredDomain {
-                domid: req.domid,
-                mem,
-                nr_frames: req.nr_frames,
-                table,
-                nr_grants: req.nr_grants,
-                event_channel: req.event_channel,
-                f2b,
-                b2f,
-            }))
+            let port = req.event_channel;
+            let dom = check_domain(req.domid, req.nr_frames, req.nr_grants, port, fds)?;
+            Ok(Hello::Register(dom))
         }
     }
 }
@@ -440,12 +443,7 @@ impl Netfront {
             nr_grants: NR_GRANTS,
             event_channel: EVENT_CHANNEL_PORT,
         };
-        let mut msg = serde_json::to_vec(&req)?;
-        msg.push(b'\n');
-        let fds: Vec<RawFd> = self.attach_fds().iter().map(|f| f.as_raw_fd()).collect();
-        send_with_fds(stream, &msg, &fds)?;
-        let line = read_line(stream, Vec::new())?;
-        Ok(serde_json::from_slice(&line)?)
+        self.hello(stream, &req)
     }
 }
 

@@ -31,7 +31,9 @@
 //!   `EAGAIN` and applies nothing.
 //! - **Quotas**: a token bucket of requests per second per unprivileged
 //!   domain (over quota: `EQUOTA` reply, the request is not executed),
-//!   and per-connection caps on watches and open transactions (`EQUOTA`).
+//!   per-connection caps on watches and open transactions, and a cap on
+//!   the nodes each unprivileged domain owns (`EQUOTA`, checked when it
+//!   creates nodes and when it commits a transaction that does).
 //! - **Connections**: two threads each: a reader that executes requests
 //!   in order, and a writer fed by a bounded queue (replies and watch
 //!   events). A connection whose event queue is full is dropped, as is
@@ -76,6 +78,9 @@ pub struct ServerConfig {
     /// Outgoing messages queued per connection before a slow reader is
     /// disconnected.
     pub max_queued_messages: usize,
+    /// Nodes an unprivileged domain may own (as C xenstored's entry
+    /// quota); 0 disables the limit. Dom0 is never limited.
+    pub max_nodes_per_domain: usize,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +91,7 @@ impl Default for ServerConfig {
             max_watches_per_conn: 128,
             max_transactions_per_conn: 16,
             max_queued_messages: 1024,
+            max_nodes_per_domain: 1000,
         }
     }
 }
@@ -102,15 +108,19 @@ struct Node {
 #[derive(Debug, Clone)]
 struct Tree {
     nodes: HashMap<String, Node>,
+    /// Owner (first permission's domain) → nodes it owns; kept by
+    /// [`Tree::insert`] and [`Tree::remove`].
+    owned: HashMap<u32, usize>,
 }
 
 impl Tree {
     fn new() -> Tree {
         let mut t = Tree {
             nodes: HashMap::new(),
+            owned: HashMap::new(),
         };
         let n0 = vec![Perm::new(Access::None, 0)];
-        t.nodes.insert(
+        t.insert(
             "/".into(),
             Node {
                 value: Vec::new(),
@@ -124,7 +134,7 @@ impl Tree {
             if let Some(par) = t.nodes.get_mut(&parent) {
                 par.children.insert(basename(p).to_owned());
             }
-            t.nodes.insert(
+            t.insert(
                 p.into(),
                 Node {
                     value: Vec::new(),
@@ -135,6 +145,52 @@ impl Tree {
             );
         }
         t
+    }
+
+    fn owner(node: &Node) -> Option<u32> {
+        node.perms.first().map(|p| p.domid)
+    }
+
+    fn count(&mut self, node: &Node, up: bool) {
+        let Some(owner) = Tree::owner(node) else {
+            return;
+        };
+        let n = self.owned.entry(owner).or_insert(0);
+        if up {
+            *n += 1;
+        } else {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.owned.remove(&owner);
+            }
+        }
+    }
+
+    /// Nodes `domid` owns.
+    fn owned_by(&self, domid: u32) -> usize {
+        self.owned.get(&domid).copied().unwrap_or(0)
+    }
+
+    fn insert(&mut self, path: String, node: Node) {
+        self.count(&node, true);
+        if let Some(old) = self.nodes.insert(path, node) {
+            self.count(&old, false);
+        }
+    }
+
+    fn remove(&mut self, path: &str) {
+        if let Some(old) = self.nodes.remove(path) {
+            self.count(&old, false);
+        }
+    }
+
+    /// Changes a node's permissions, keeping the owner counts.
+    fn set_perms(&mut self, path: &str, perms: Vec<Perm>) -> Option<&mut Node> {
+        let mut node = self.nodes.remove(path)?;
+        self.count(&node, false);
+        node.perms = perms;
+        self.insert(path.to_owned(), node);
+        self.nodes.get_mut(path)
     }
 }
 
@@ -200,6 +256,8 @@ struct Op<'a> {
     gen: &'a mut u64,
     log: &'a mut Log,
     domid: u32,
+    /// [`ServerConfig::max_nodes_per_domain`].
+    max_nodes: usize,
 }
 
 impl Op<'_> {
@@ -271,6 +329,11 @@ impl Op<'_> {
             if let Some(owner) = perms.first_mut() {
                 owner.domid = self.domid;
             }
+            if self.max_nodes != 0
+                && self.tree.owned_by(self.domid) + missing.len() > self.max_nodes
+            {
+                return Err(ErrorCode::Equota);
+            }
         }
         for m in missing.iter().rev() {
             let gen = self.next_gen();
@@ -280,7 +343,7 @@ impl Op<'_> {
                 par.gen = gen;
             }
             self.log.dirty.insert(parent);
-            self.tree.nodes.insert(
+            self.tree.insert(
                 m.clone(),
                 Node {
                     value: Vec::new(),
@@ -347,7 +410,7 @@ impl Op<'_> {
         }
         for p in doomed {
             self.touch(&p);
-            self.tree.nodes.remove(&p);
+            self.tree.remove(&p);
             self.log.dirty.insert(p);
         }
         let parent = parent_of(path).to_owned();
@@ -377,8 +440,9 @@ impl Op<'_> {
                 return Err(ErrorCode::Eperm);
             }
         }
-        node.perms = perms.clone();
-        node.gen = gen;
+        if let Some(node) = self.tree.set_perms(path, perms.clone()) {
+            node.gen = gen;
+        }
         self.log.dirty.insert(path.to_owned());
         self.event(path, false, perms);
         Ok(())
@@ -764,7 +828,7 @@ impl XenstoreServer {
                     return Err(ErrorCode::Enoent);
                 };
                 if commit {
-                    self.commit(st, tx)?;
+                    self.commit(st, tx, domid)?;
                 }
                 ok()
             }
@@ -858,6 +922,7 @@ impl XenstoreServer {
             gen,
             log,
             domid,
+            max_nodes: self.shared.config.max_nodes_per_domain,
         };
         let reply = match msg.msg_type {
             MsgType::Read => op.read(&path),
@@ -901,10 +966,28 @@ impl XenstoreServer {
         reply
     }
 
-    fn commit(&self, st: &mut State, tx: Tx) -> Result<(), ErrorCode> {
+    /// Applies `tx`, run by `domid`.
+    fn commit(&self, st: &mut State, tx: Tx, domid: u32) -> Result<(), ErrorCode> {
         for (path, gen) in &tx.log.accessed {
             if st.tree.nodes.get(path).map(|n| n.gen) != *gen {
                 return Err(ErrorCode::Eagain);
+            }
+        }
+        // Each transaction was checked against its own copy of the tree:
+        // check the node quota again against the store, or concurrent
+        // transactions could each fill it.
+        let max = self.shared.config.max_nodes_per_domain;
+        if domid != 0 && max != 0 {
+            let owns = |t: &Tree, p: &String| {
+                usize::from(t.nodes.get(p).and_then(Tree::owner) == Some(domid))
+            };
+            let (mut added, mut dropped) = (0, 0);
+            for path in &tx.log.dirty {
+                added += owns(&tx.tree, path);
+                dropped += owns(&st.tree, path);
+            }
+            if added > dropped && st.tree.owned_by(domid) + added - dropped > max {
+                return Err(ErrorCode::Equota);
             }
         }
         for path in &tx.log.dirty {
@@ -913,11 +996,9 @@ impl XenstoreServer {
                     st.gen += 1;
                     let mut node = node.clone();
                     node.gen = st.gen;
-                    st.tree.nodes.insert(path.clone(), node);
+                    st.tree.insert(path.clone(), node);
                 }
-                None => {
-                    st.tree.nodes.remove(path);
-                }
+                None => st.tree.remove(path),
             }
         }
         fire(st, &tx.log.events);
