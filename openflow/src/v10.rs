@@ -49,7 +49,7 @@ use crate::model::{
 };
 pub use crate::nicira::*;
 use crate::oxm::{self, Flavor};
-use crate::wire::Rd;
+use crate::wire::{get_str, Put, Rd};
 
 // ---------------------------------------------------------------------------
 // Wire numbers.
@@ -227,29 +227,6 @@ fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-fn p8(out: &mut Vec<u8>, v: u8) {
-    out.push(v);
-}
-fn p16(out: &mut Vec<u8>, v: u16) {
-    out.extend_from_slice(&v.to_be_bytes());
-}
-fn p32(out: &mut Vec<u8>, v: u32) {
-    out.extend_from_slice(&v.to_be_bytes());
-}
-fn p64(out: &mut Vec<u8>, v: u64) {
-    out.extend_from_slice(&v.to_be_bytes());
-}
-fn pz(out: &mut Vec<u8>, n: usize) {
-    out.resize(out.len() + n, 0);
-}
-fn set16(out: &mut [u8], at: usize, v: u16) {
-    out[at..at + 2].copy_from_slice(&v.to_be_bytes());
-}
-
-fn pad8(n: usize) -> usize {
-    n.div_ceil(8) * 8
-}
-
 fn unsupported(what: &'static str) -> EncodeError {
     EncodeError::Unsupported(what)
 }
@@ -270,31 +247,17 @@ fn begin(out: &mut Vec<u8>, typ: u8, xid: u32) -> usize {
 /// Start a Nicira vendor message (`nicira_header`).
 fn begin_nx(out: &mut Vec<u8>, subtype: u32, xid: u32) -> usize {
     let start = begin(out, OFPT_VENDOR, xid);
-    p32(out, NX_VENDOR_ID);
-    p32(out, subtype);
+    out.u32(NX_VENDOR_ID);
+    out.u32(subtype);
     start
 }
 
 /// Patch the length of the message that starts at `start`.
-fn finish(out: &mut [u8], start: usize) -> Result<(), EncodeError> {
+fn finish(out: &mut Vec<u8>, start: usize) -> Result<(), EncodeError> {
     let len = u16::try_from(out.len() - start)
         .map_err(|_| unsupported("message longer than 65535 bytes"))?;
-    set16(out, start + 2, len);
+    out.patch16(start + 2, len);
     Ok(())
-}
-
-/// A NUL-padded string field of `n` bytes.
-fn get_str(b: &[u8]) -> String {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
-}
-
-/// Append `s` as a NUL-terminated field of `n` bytes (cut to `n - 1`).
-fn put_str(out: &mut Vec<u8>, s: &str, n: usize) {
-    let b = s.as_bytes();
-    let k = b.len().min(n - 1);
-    out.extend_from_slice(&b[..k]);
-    pz(out, n - k);
 }
 
 fn mac_u128(b: &[u8]) -> u128 {
@@ -396,13 +359,13 @@ fn decode_phy_port(b: &[u8]) -> Result<PortDesc, DecodeError> {
 /// Encode `ofp_phy_port` (48 bytes). `curr_speed`/`max_speed`, the LIVE and
 /// BLOCKED state bits and 1.3-only feature bits have no 1.0 form.
 fn encode_phy_port(p: &PortDesc, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    p16(out, port10(p.port_no)?);
+    out.u16(port10(p.port_no)?);
     out.extend_from_slice(&p.hw_addr);
-    put_str(out, &p.name, 16);
-    p32(out, p.config & PORT_CONFIG_KEPT);
-    p32(out, p.state & port_state::LINK_DOWN);
+    out.str(&p.name, 16);
+    out.u32(p.config & PORT_CONFIG_KEPT);
+    out.u32(p.state & port_state::LINK_DOWN);
     for f in [p.curr, p.advertised, p.supported, p.peer] {
-        p32(out, features_to_ofp10(f));
+        out.u32(features_to_ofp10(f));
     }
     Ok(())
 }
@@ -601,24 +564,21 @@ fn match_to_ofp10_raw(m: &Match) -> [u8; MATCH_LEN] {
         }
     }
     let mut out = Vec::with_capacity(MATCH_LEN);
-    p32(&mut out, wc);
-    p16(
-        &mut out,
-        port_to_ofp10(k.get(Field::InPort) as u32).unwrap_or(0),
-    );
+    out.u32(wc);
+    out.u16(port_to_ofp10(k.get(Field::InPort) as u32).unwrap_or(0));
     put_mac(&mut out, k.get(Field::DlSrc));
     put_mac(&mut out, k.get(Field::DlDst));
-    p16(&mut out, dl_vlan);
-    p8(&mut out, pcp);
-    p8(&mut out, 0);
-    p16(&mut out, k.dl_type());
-    p8(&mut out, k.nw_tos() & 0xfc);
-    p8(&mut out, k.nw_proto());
-    p16(&mut out, 0);
-    p32(&mut out, k.get(Field::NwSrc) as u32);
-    p32(&mut out, k.get(Field::NwDst) as u32);
-    p16(&mut out, k.tp_src());
-    p16(&mut out, k.tp_dst());
+    out.u16(dl_vlan);
+    out.u8(pcp);
+    out.u8(0);
+    out.u16(k.dl_type());
+    out.u8(k.nw_tos() & 0xfc);
+    out.u8(k.nw_proto());
+    out.u16(0);
+    out.u32(k.get(Field::NwSrc) as u32);
+    out.u32(k.get(Field::NwDst) as u32);
+    out.u16(k.tp_src());
+    out.u16(k.tp_dst());
     let mut a = [0u8; MATCH_LEN];
     a.copy_from_slice(&out);
     a
@@ -681,14 +641,14 @@ fn encode_nx_match_cookie(
     oxm::encode_tlvs(m, Flavor::Nxm, out);
     oxm::encode_cookie(cookie, cookie_mask, out);
     let len = out.len() - start;
-    pz(out, pad8(len) - len);
+    out.pad8(start);
     u16::try_from(len).map_err(|_| unsupported("nx_match too long"))
 }
 
 /// Take `match_len` bytes of `nx_match` plus its padding from `r`.
 fn take_nx_match<'a>(r: &mut Rd<'a>, match_len: usize) -> Result<&'a [u8], DecodeError> {
     let m = r.take(match_len)?;
-    r.skip(pad8(match_len) - match_len)?;
+    r.skip(match_len.next_multiple_of(8) - match_len)?;
     Ok(m)
 }
 
@@ -1037,19 +997,18 @@ fn decode_reg_load(
 /// subtype); returns its offset.
 fn begin_nx_action(out: &mut Vec<u8>, subtype: u16) -> usize {
     let start = out.len();
-    p16(out, OFPAT10_VENDOR);
-    p16(out, 0);
-    p32(out, NX_VENDOR_ID);
-    p16(out, subtype);
+    out.u16(OFPAT10_VENDOR);
+    out.u16(0);
+    out.u32(NX_VENDOR_ID);
+    out.u16(subtype);
     start
 }
 
 /// Pad the action that starts at `start` to 8 bytes and set its length.
 fn finish_action(out: &mut Vec<u8>, start: usize) -> Result<(), EncodeError> {
-    let len = out.len() - start;
-    pz(out, pad8(len) - len);
+    out.pad8(start);
     let len = u16::try_from(out.len() - start).map_err(|_| unsupported("action too long"))?;
-    set16(out, start + 2, len);
+    out.patch16(start + 2, len);
     Ok(())
 }
 
@@ -1057,14 +1016,14 @@ fn finish_action(out: &mut Vec<u8>, start: usize) -> Result<(), EncodeError> {
 fn put_nx_u32(out: &mut Vec<u8>, subtype: u16, v: u32) {
     begin_nx_action(out, subtype);
     let start = out.len() - 10;
-    p16(out, 0);
-    p32(out, v);
-    set16(out, start + 2, 16);
+    out.u16(0);
+    out.u32(v);
+    out.patch16(start + 2, 16);
 }
 
 fn put_simple(out: &mut Vec<u8>, typ: u16, len: u16) {
-    p16(out, typ);
-    p16(out, len);
+    out.u16(typ);
+    out.u16(len);
 }
 
 /// Append `set_field` as the 1.0 action for it, or `NXAST_REG_LOAD2`.
@@ -1081,13 +1040,13 @@ fn encode_set_field(field: OxmField, value: u128, out: &mut Vec<u8>) -> Result<(
                 return Err(unsupported("set-field VLAN VID without OFPVID_PRESENT"));
             }
             put_simple(out, OFPAT10_SET_VLAN_VID, 8);
-            p16(out, (value & 0x0fff) as u16);
-            p16(out, 0);
+            out.u16((value & 0x0fff) as u16);
+            out.u16(0);
         }
         OxmField::VlanPcp => {
             put_simple(out, OFPAT10_SET_VLAN_PCP, 8);
-            p8(out, value as u8);
-            pz(out, 3);
+            out.u8(value as u8);
+            out.zeros(3);
         }
         OxmField::EthSrc | OxmField::EthDst => {
             let t = if field == OxmField::EthSrc {
@@ -1097,7 +1056,7 @@ fn encode_set_field(field: OxmField, value: u128, out: &mut Vec<u8>) -> Result<(
             };
             put_simple(out, t, 16);
             put_mac(out, value);
-            pz(out, 6);
+            out.zeros(6);
         }
         OxmField::Ipv4Src | OxmField::Ipv4Dst => {
             let t = if field == OxmField::Ipv4Src {
@@ -1106,22 +1065,22 @@ fn encode_set_field(field: OxmField, value: u128, out: &mut Vec<u8>) -> Result<(
                 OFPAT10_SET_NW_DST
             };
             put_simple(out, t, 8);
-            p32(out, value as u32);
+            out.u32(value as u32);
         }
         OxmField::IpDscp => {
             put_simple(out, OFPAT10_SET_NW_TOS, 8);
-            p8(out, (value as u8) << 2);
-            pz(out, 3);
+            out.u8((value as u8) << 2);
+            out.zeros(3);
         }
         OxmField::TcpSrc | OxmField::UdpSrc | OxmField::SctpSrc => {
             put_simple(out, OFPAT10_SET_TP_SRC, 8);
-            p16(out, value as u16);
-            p16(out, 0);
+            out.u16(value as u16);
+            out.u16(0);
         }
         OxmField::TcpDst | OxmField::UdpDst | OxmField::SctpDst => {
             put_simple(out, OFPAT10_SET_TP_DST, 8);
-            p16(out, value as u16);
-            p16(out, 0);
+            out.u16(value as u16);
+            out.u16(0);
         }
         _ => put_reg_load(field, value, out)?,
     }
@@ -1141,11 +1100,11 @@ fn put_reg_load(field: OxmField, value: u128, out: &mut Vec<u8>) -> Result<(), E
     while ofs < total {
         let n = (total - ofs).min(64);
         put_simple(out, OFPAT10_VENDOR, 24);
-        p32(out, NX_VENDOR_ID);
-        p16(out, NXAST_REG_LOAD);
-        p16(out, ((ofs as u16) << 6) | (n as u16 - 1));
-        p32(out, dst);
-        p64(out, ((value >> ofs) & ones(n)) as u64);
+        out.u32(NX_VENDOR_ID);
+        out.u16(NXAST_REG_LOAD);
+        out.u16(((ofs as u16) << 6) | (n as u16 - 1));
+        out.u32(dst);
+        out.u64(((value >> ofs) & ones(n)) as u64);
         ofs += n;
     }
     Ok(())
@@ -1172,8 +1131,8 @@ pub fn encode_actions(acts: &[Action], out: &mut Vec<u8>) -> Result<(), EncodeEr
         match &acts[i] {
             Action::Output { port, max_len } => {
                 put_simple(out, OFPAT10_OUTPUT, 8);
-                p16(out, port10(*port)?);
-                p16(out, *max_len);
+                out.u16(port10(*port)?);
+                out.u16(*max_len);
             }
             Action::SetQueue(q) => {
                 let enqueue = match acts.get(i + 1) {
@@ -1184,9 +1143,9 @@ pub fn encode_actions(acts: &[Action], out: &mut Vec<u8>) -> Result<(), EncodeEr
                 };
                 if let Some(p) = enqueue {
                     put_simple(out, OFPAT10_ENQUEUE, 16);
-                    p16(out, p);
-                    pz(out, 6);
-                    p32(out, *q);
+                    out.u16(p);
+                    out.zeros(6);
+                    out.u32(*q);
                     i += 1;
                 } else {
                     put_nx_u32(out, NXAST_SET_QUEUE, *q);
@@ -1209,7 +1168,7 @@ pub fn encode_actions(acts: &[Action], out: &mut Vec<u8>) -> Result<(), EncodeEr
             }
             Action::PopVlan => {
                 put_simple(out, OFPAT10_STRIP_VLAN, 8);
-                pz(out, 4);
+                out.zeros(4);
             }
             Action::SetField { field, value } => encode_set_field(*field, *value, out)?,
             Action::DecNwTtl => {
@@ -1221,9 +1180,9 @@ pub fn encode_actions(acts: &[Action], out: &mut Vec<u8>) -> Result<(), EncodeEr
                 // Always the _TABLE form (0xff = current table), as OVS
                 // encodes resubmits it did not decode from NXAST_RESUBMIT.
                 let start = begin_nx_action(out, NXAST_RESUBMIT_TABLE);
-                p16(out, port10(*in_port)?);
-                p8(out, *table);
-                pz(out, 3);
+                out.u16(port10(*in_port)?);
+                out.u8(*table);
+                out.zeros(3);
                 finish_action(out, start)?;
             }
         }
@@ -1369,20 +1328,20 @@ fn decode_error(r: &mut Rd) -> Result<Msg, DecodeError> {
 fn encode_error(err: OfError, data: &[u8], xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let start = begin(out, header::OFPT_ERROR, xid);
     if err.typ == NXET_VENDOR {
-        p16(out, err.typ);
-        p16(out, err.code);
+        out.u16(err.typ);
+        out.u16(err.code);
     } else {
         match error_to_ofp10(err) {
             Err10::Std(t, c) => {
-                p16(out, t);
-                p16(out, c);
+                out.u16(t);
+                out.u16(c);
             }
             Err10::Nx(t, c) => {
-                p16(out, NXET_VENDOR);
-                p16(out, NXVC_VENDOR_ERROR);
-                p32(out, NX_VENDOR_ID);
-                p16(out, t);
-                p16(out, c);
+                out.u16(NXET_VENDOR);
+                out.u16(NXVC_VENDOR_ERROR);
+                out.u32(NX_VENDOR_ID);
+                out.u16(t);
+                out.u16(c);
             }
         }
     }
@@ -1498,14 +1457,14 @@ fn encode_flow_mod(fm: &FlowMod, xid: u32, out: &mut Vec<u8>) -> Result<(), Enco
     let acts = apply_only(&fm.instructions)?;
     let start = begin(out, OFPT_FLOW_MOD, xid);
     encode_match(&fm.matcher, out)?;
-    p64(out, fm.cookie);
-    p16(out, command_with_table(fm));
-    p16(out, fm.idle_timeout);
-    p16(out, fm.hard_timeout);
-    p16(out, fm.priority);
-    p32(out, fm.buffer_id);
-    p16(out, port10(fm.out_port)?);
-    p16(out, flow_mod_flags_to_wire(fm.flags));
+    out.u64(fm.cookie);
+    out.u16(command_with_table(fm));
+    out.u16(fm.idle_timeout);
+    out.u16(fm.hard_timeout);
+    out.u16(fm.priority);
+    out.u32(fm.buffer_id);
+    out.u16(port10(fm.out_port)?);
+    out.u16(flow_mod_flags_to_wire(fm.flags));
     encode_actions(acts, out)?;
     finish(out, start)
 }
@@ -1567,24 +1526,24 @@ fn encode_nx_flow_mod(fm: &FlowMod, xid: u32, out: &mut Vec<u8>) -> Result<(), E
         FlowModCommand::Modify | FlowModCommand::ModifyStrict => u64::MAX,
         FlowModCommand::Delete | FlowModCommand::DeleteStrict => 0,
     };
-    p64(out, header_cookie);
-    p16(out, command_with_table(fm));
-    p16(out, fm.idle_timeout);
-    p16(out, fm.hard_timeout);
-    p16(out, fm.priority);
-    p32(out, fm.buffer_id);
-    p16(out, port10(fm.out_port)?);
-    p16(out, flow_mod_flags_to_wire(fm.flags));
+    out.u64(header_cookie);
+    out.u16(command_with_table(fm));
+    out.u16(fm.idle_timeout);
+    out.u16(fm.hard_timeout);
+    out.u16(fm.priority);
+    out.u32(fm.buffer_id);
+    out.u16(port10(fm.out_port)?);
+    out.u16(flow_mod_flags_to_wire(fm.flags));
     let len_at = out.len();
-    p16(out, 0);
-    pz(out, 6);
+    out.u16(0);
+    out.zeros(6);
     let cookie_mask = if fm.command == FlowModCommand::Add {
         0
     } else {
         fm.cookie_mask
     };
     let ml = encode_nx_match_cookie(&fm.matcher, fm.cookie, cookie_mask, out)?;
-    set16(out, len_at, ml);
+    out.patch16(len_at, ml);
     encode_actions(acts, out)?;
     finish(out, start)
 }
@@ -1634,16 +1593,16 @@ fn removed_reason(r: u8) -> u8 {
 fn encode_flow_removed(fr: &FlowRemoved, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let start = begin(out, OFPT_FLOW_REMOVED, xid);
     encode_match(&fr.matcher, out)?;
-    p64(out, fr.cookie);
-    p16(out, fr.priority);
-    p8(out, removed_reason(fr.reason));
-    p8(out, 0);
-    p32(out, fr.duration_sec);
-    p32(out, fr.duration_nsec);
-    p16(out, fr.idle_timeout);
-    p16(out, 0);
-    p64(out, fr.packet_count);
-    p64(out, fr.byte_count);
+    out.u64(fr.cookie);
+    out.u16(fr.priority);
+    out.u8(removed_reason(fr.reason));
+    out.u8(0);
+    out.u32(fr.duration_sec);
+    out.u32(fr.duration_nsec);
+    out.u16(fr.idle_timeout);
+    out.u16(0);
+    out.u64(fr.packet_count);
+    out.u64(fr.byte_count);
     finish(out, start)
 }
 
@@ -1685,19 +1644,19 @@ fn encode_nx_flow_removed(
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
     let start = begin_nx(out, NXT_FLOW_REMOVED, xid);
-    p64(out, fr.cookie);
-    p16(out, fr.priority);
-    p8(out, removed_reason(fr.reason));
-    p8(out, fr.table_id.wrapping_add(1));
-    p32(out, fr.duration_sec);
-    p32(out, fr.duration_nsec);
-    p16(out, fr.idle_timeout);
+    out.u64(fr.cookie);
+    out.u16(fr.priority);
+    out.u8(removed_reason(fr.reason));
+    out.u8(fr.table_id.wrapping_add(1));
+    out.u32(fr.duration_sec);
+    out.u32(fr.duration_nsec);
+    out.u16(fr.idle_timeout);
     let len_at = out.len();
-    p16(out, 0);
-    p64(out, fr.packet_count);
-    p64(out, fr.byte_count);
+    out.u16(0);
+    out.u64(fr.packet_count);
+    out.u64(fr.byte_count);
     let ml = encode_nx_match_cookie(&fr.matcher, 0, 0, out)?;
-    set16(out, len_at, ml);
+    out.patch16(len_at, ml);
     finish(out, start)
 }
 
@@ -1723,11 +1682,11 @@ fn decode_packet_in(r: &mut Rd) -> Result<Msg, DecodeError> {
 
 fn encode_packet_in(pi: &PacketIn, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let start = begin(out, OFPT_PACKET_IN, xid);
-    p32(out, pi.buffer_id);
-    p16(out, pi.total_len);
-    p16(out, port10(pi.in_port)?);
-    p8(out, pi.reason);
-    p8(out, 0);
+    out.u32(pi.buffer_id);
+    out.u16(pi.total_len);
+    out.u16(port10(pi.in_port)?);
+    out.u8(pi.reason);
+    out.u8(0);
     out.extend_from_slice(&pi.data);
     finish(out, start)
 }
@@ -1759,14 +1718,14 @@ fn decode_nx_packet_in(r: &mut Rd) -> Result<Msg, DecodeError> {
 
 fn encode_nx_packet_in(pi: &PacketIn, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let start = begin_nx(out, NXT_PACKET_IN, xid);
-    p32(out, pi.buffer_id);
-    p16(out, pi.total_len);
-    p8(out, pi.reason);
-    p8(out, pi.table_id);
-    p64(out, pi.cookie);
+    out.u32(pi.buffer_id);
+    out.u16(pi.total_len);
+    out.u8(pi.reason);
+    out.u8(pi.table_id);
+    out.u64(pi.cookie);
     let len_at = out.len();
-    p16(out, 0);
-    pz(out, 6);
+    out.u16(0);
+    out.zeros(6);
     let mut m = Match::CATCHALL;
     m.set_field(OxmField::InPort, u128::from(pi.in_port), 0xffff_ffff)
         .map_err(|_| unsupported("in_port"))?;
@@ -1775,8 +1734,8 @@ fn encode_nx_packet_in(pi: &PacketIn, xid: u32, out: &mut Vec<u8>) -> Result<(),
         m.metadata_mask = u64::MAX;
     }
     let ml = encode_nx_match_cookie(&m, 0, 0, out)?;
-    set16(out, len_at, ml);
-    pz(out, 2);
+    out.patch16(len_at, ml);
+    out.zeros(2);
     out.extend_from_slice(&pi.data);
     finish(out, start)
 }
@@ -1806,14 +1765,14 @@ fn decode_packet_out(r: &mut Rd) -> Result<Msg, DecodeError> {
 
 fn encode_packet_out(po: &PacketOut, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let start = begin(out, OFPT_PACKET_OUT, xid);
-    p32(out, po.buffer_id);
-    p16(out, port10(po.in_port)?);
+    out.u32(po.buffer_id);
+    out.u16(port10(po.in_port)?);
     let len_at = out.len();
-    p16(out, 0);
+    out.u16(0);
     let a0 = out.len();
     encode_actions(&po.actions, out)?;
     let alen = u16::try_from(out.len() - a0).map_err(|_| unsupported("actions too long"))?;
-    set16(out, len_at, alen);
+    out.patch16(len_at, alen);
     out.extend_from_slice(&po.data);
     finish(out, start)
 }
@@ -1851,12 +1810,12 @@ fn encode_features_reply(
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
     let start = begin(out, OFPT_FEATURES_REPLY, xid);
-    p64(out, f.datapath_id);
-    p32(out, f.n_buffers);
-    p8(out, f.n_tables);
-    pz(out, 3);
-    p32(out, f.capabilities & CAPS10_KEPT & !OFPC10_STP);
-    p32(out, OFP10_ACTIONS_BITMAP);
+    out.u64(f.datapath_id);
+    out.u32(f.n_buffers);
+    out.u8(f.n_tables);
+    out.zeros(3);
+    out.u32(f.capabilities & CAPS10_KEPT & !OFPC10_STP);
+    out.u32(OFP10_ACTIONS_BITMAP);
     for p in &f.ports {
         encode_phy_port(p, out)?;
     }
@@ -1881,12 +1840,12 @@ fn decode_port_mod(r: &mut Rd) -> Result<Msg, DecodeError> {
 
 fn encode_port_mod(pm: &PortMod, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let start = begin(out, OFPT_PORT_MOD, xid);
-    p16(out, port10(pm.port_no)?);
+    out.u16(port10(pm.port_no)?);
     out.extend_from_slice(&pm.hw_addr);
-    p32(out, pm.config & PORT_CONFIG_KEPT);
-    p32(out, pm.mask & PORT_CONFIG_KEPT);
-    p32(out, features_to_ofp10(pm.advertise));
-    pz(out, 4);
+    out.u32(pm.config & PORT_CONFIG_KEPT);
+    out.u32(pm.mask & PORT_CONFIG_KEPT);
+    out.u32(features_to_ofp10(pm.advertise));
+    out.zeros(4);
     finish(out, start)
 }
 
@@ -1923,9 +1882,9 @@ fn encode_flow_stats_request(q: &FlowStatsRequest, out: &mut Vec<u8>) -> Result<
         ));
     }
     encode_match(&q.matcher, out)?;
-    p8(out, q.table_id);
-    p8(out, 0);
-    p16(out, port10(q.out_port)?);
+    out.u8(q.table_id);
+    out.u8(0);
+    out.u16(port10(q.out_port)?);
     Ok(())
 }
 
@@ -1956,13 +1915,13 @@ fn encode_nx_flow_stats_request(
     if q.out_group != OFPG_ANY {
         return Err(unsupported("group filter in an NXST flow stats request"));
     }
-    p16(out, port10(q.out_port)?);
+    out.u16(port10(q.out_port)?);
     let len_at = out.len();
-    p16(out, 0);
-    p8(out, q.table_id);
-    pz(out, 3);
+    out.u16(0);
+    out.u8(q.table_id);
+    out.zeros(3);
     let ml = encode_nx_match_cookie(&q.matcher, q.cookie, q.cookie_mask, out)?;
-    set16(out, len_at, ml);
+    out.patch16(len_at, ml);
     Ok(())
 }
 
@@ -2004,22 +1963,22 @@ fn decode_flow_stats(b: &[u8]) -> Result<FlowStats, DecodeError> {
 fn encode_flow_stats(f: &FlowStats) -> Result<Vec<u8>, EncodeError> {
     let acts = apply_only(&f.instructions)?;
     let mut out = Vec::with_capacity(88);
-    p16(&mut out, 0);
-    p8(&mut out, f.table_id);
-    p8(&mut out, 0);
+    out.u16(0);
+    out.u8(f.table_id);
+    out.u8(0);
     encode_match(&f.matcher, &mut out)?;
-    p32(&mut out, f.duration_sec);
-    p32(&mut out, f.duration_nsec);
-    p16(&mut out, f.priority);
-    p16(&mut out, f.idle_timeout);
-    p16(&mut out, f.hard_timeout);
-    pz(&mut out, 6);
-    p64(&mut out, f.cookie);
-    p64(&mut out, f.packet_count);
-    p64(&mut out, f.byte_count);
+    out.u32(f.duration_sec);
+    out.u32(f.duration_nsec);
+    out.u16(f.priority);
+    out.u16(f.idle_timeout);
+    out.u16(f.hard_timeout);
+    out.zeros(6);
+    out.u64(f.cookie);
+    out.u64(f.packet_count);
+    out.u64(f.byte_count);
     encode_actions(acts, &mut out)?;
     let len = u16::try_from(out.len()).map_err(|_| unsupported("flow stats entry too long"))?;
-    set16(&mut out, 0, len);
+    out.patch16(0, len);
     Ok(out)
 }
 
@@ -2065,26 +2024,26 @@ fn decode_nx_flow_stats(b: &[u8]) -> Result<FlowStats, DecodeError> {
 fn encode_nx_flow_stats(f: &FlowStats) -> Result<Vec<u8>, EncodeError> {
     let acts = apply_only(&f.instructions)?;
     let mut out = Vec::with_capacity(64);
-    p16(&mut out, 0);
-    p8(&mut out, f.table_id);
-    p8(&mut out, 0);
-    p32(&mut out, f.duration_sec);
-    p32(&mut out, f.duration_nsec);
-    p16(&mut out, f.priority);
-    p16(&mut out, f.idle_timeout);
-    p16(&mut out, f.hard_timeout);
-    p16(&mut out, 0);
+    out.u16(0);
+    out.u8(f.table_id);
+    out.u8(0);
+    out.u32(f.duration_sec);
+    out.u32(f.duration_nsec);
+    out.u16(f.priority);
+    out.u16(f.idle_timeout);
+    out.u16(f.hard_timeout);
+    out.u16(0);
     let age = |a: Option<u16>| a.map_or(0, |a| a.saturating_add(1));
-    p16(&mut out, age(f.idle_age));
-    p16(&mut out, age(f.hard_age));
-    p64(&mut out, f.cookie);
-    p64(&mut out, f.packet_count);
-    p64(&mut out, f.byte_count);
+    out.u16(age(f.idle_age));
+    out.u16(age(f.hard_age));
+    out.u64(f.cookie);
+    out.u64(f.packet_count);
+    out.u64(f.byte_count);
     let ml = encode_nx_match_cookie(&f.matcher, 0, 0, &mut out)?;
-    set16(&mut out, 18, ml);
+    out.patch16(18, ml);
     encode_actions(acts, &mut out)?;
     let len = u16::try_from(out.len()).map_err(|_| unsupported("flow stats entry too long"))?;
-    set16(&mut out, 0, len);
+    out.patch16(0, len);
     Ok(out)
 }
 
@@ -2140,14 +2099,14 @@ fn decode_table_stats(b: &[u8]) -> Result<TableStats, DecodeError> {
 /// wildcards `OFPFW10_ALL`, max_entries [`TABLE_MAX_ENTRIES`].
 fn encode_table_stats(t: &TableStats) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
-    p8(&mut out, t.table_id);
-    pz(&mut out, 3);
-    put_str(&mut out, &format!("table{}", t.table_id), 32);
-    p32(&mut out, wildcards::ALL);
-    p32(&mut out, TABLE_MAX_ENTRIES);
-    p32(&mut out, t.active_count);
-    p64(&mut out, t.lookup_count);
-    p64(&mut out, t.matched_count);
+    out.u8(t.table_id);
+    out.zeros(3);
+    out.str(&format!("table{}", t.table_id), 32);
+    out.u32(wildcards::ALL);
+    out.u32(TABLE_MAX_ENTRIES);
+    out.u32(t.active_count);
+    out.u64(t.lookup_count);
+    out.u64(t.matched_count);
     out
 }
 
@@ -2181,8 +2140,8 @@ fn decode_port_stats(b: &[u8]) -> Result<PortStats, DecodeError> {
 
 fn encode_port_stats(s: &PortStats) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::with_capacity(104);
-    p16(&mut out, port10(s.port_no)?);
-    pz(&mut out, 6);
+    out.u16(port10(s.port_no)?);
+    out.zeros(6);
     for v in [
         s.rx_packets,
         s.tx_packets,
@@ -2197,7 +2156,7 @@ fn encode_port_stats(s: &PortStats) -> Result<Vec<u8>, EncodeError> {
         s.rx_crc_err,
         s.collisions,
     ] {
-        p64(&mut out, v);
+        out.u64(v);
     }
     Ok(out)
 }
@@ -2352,12 +2311,12 @@ fn begin_stats(
     nx: Option<u32>,
 ) -> usize {
     let start = begin(out, typ, xid);
-    p16(out, st);
-    p16(out, flags);
+    out.u16(st);
+    out.u16(flags);
     if let Some(sub) = nx {
-        p32(out, NX_VENDOR_ID);
-        p32(out, sub);
-        pz(out, 4);
+        out.u32(NX_VENDOR_ID);
+        out.u32(sub);
+        out.zeros(4);
     }
     start
 }
@@ -2384,15 +2343,15 @@ fn encode_stats_request(
         MpRequest::Table => begin_stats(out, t, xid, OFPST_TABLE, flags, None),
         MpRequest::PortStats(p) => {
             let s = begin_stats(out, t, xid, OFPST_PORT, flags, None);
-            p16(out, port10(*p)?);
-            pz(out, 6);
+            out.u16(port10(*p)?);
+            out.zeros(6);
             s
         }
         MpRequest::Queue { port_no, queue_id } => {
             let s = begin_stats(out, t, xid, OFPST_QUEUE, flags, None);
-            p16(out, port10(*port_no)?);
-            pz(out, 2);
-            p32(out, *queue_id);
+            out.u16(port10(*port_no)?);
+            out.zeros(2);
+            out.u32(*queue_id);
             s
         }
         MpRequest::PortDesc => begin_stats(out, t, xid, OFPST_PORT_DESC, flags, None),
@@ -2473,20 +2432,20 @@ fn encode_stats_reply(
     };
     let aggregate = |p: u64, b: u64, f: u32| {
         let mut v = Vec::with_capacity(24);
-        p64(&mut v, p);
-        p64(&mut v, b);
-        p32(&mut v, f);
-        pz(&mut v, 4);
+        v.u64(p);
+        v.u64(b);
+        v.u32(f);
+        v.zeros(4);
         v
     };
     match body {
         MpReply::Desc(d) => {
             let mut b = Vec::with_capacity(1056);
-            put_str(&mut b, &d.mfr_desc, 256);
-            put_str(&mut b, &d.hw_desc, 256);
-            put_str(&mut b, &d.sw_desc, 256);
-            put_str(&mut b, &d.serial_num, 32);
-            put_str(&mut b, &d.dp_desc, 256);
+            b.str(&d.mfr_desc, 256);
+            b.str(&d.hw_desc, 256);
+            b.str(&d.sw_desc, 256);
+            b.str(&d.serial_num, 32);
+            b.str(&d.dp_desc, 256);
             single(out, OFPST_DESC, None, &b)
         }
         MpReply::Flow(fs) => {
@@ -2798,8 +2757,8 @@ fn encode_inner(
                 OFPT_GET_CONFIG_REPLY
             };
             let s = begin(out, t, xid);
-            p16(out, c.flags);
-            p16(out, c.miss_send_len);
+            out.u16(c.flags);
+            out.u16(c.miss_send_len);
             finish(out, s)
         }
         Msg::PacketIn(pi) => {
@@ -2818,8 +2777,8 @@ fn encode_inner(
         }
         Msg::PortStatus(ps) => {
             let s = begin(out, OFPT_PORT_STATUS, xid);
-            p8(out, ps.reason);
-            pz(out, 7);
+            out.u8(ps.reason);
+            out.zeros(7);
             encode_phy_port(&ps.desc, out)?;
             finish(out, s)
         }
@@ -2844,7 +2803,7 @@ fn encode_inner(
                 .chain(&a.port_status_mask)
                 .chain(&a.flow_removed_mask)
             {
-                p32(out, *v);
+                out.u32(*v);
             }
             finish(out, s)
         }
@@ -2855,19 +2814,19 @@ fn encode_inner(
                 NXT_SET_PACKET_IN_FORMAT
             };
             let s = begin_nx(out, sub, xid);
-            p32(out, *f);
+            out.u32(*f);
             finish(out, s)
         }
         Msg::NxFlowModTableId(set) => {
             let s = begin_nx(out, NXT_FLOW_MOD_TABLE_ID, xid);
-            p8(out, u8::from(*set));
-            pz(out, 7);
+            out.u8(u8::from(*set));
+            out.zeros(7);
             finish(out, s)
         }
         Msg::NxSetControllerId(id) => {
             let s = begin_nx(out, NXT_SET_CONTROLLER_ID, xid);
-            pz(out, 6);
-            p16(out, *id);
+            out.zeros(6);
+            out.u16(*id);
             finish(out, s)
         }
         Msg::GroupMod(_) => Err(unsupported("group-mod")),
@@ -2882,7 +2841,7 @@ fn encode_inner(
                 NXT_ROLE_REPLY
             };
             let s = begin_nx(out, sub, xid);
-            p32(out, m.role - 1);
+            out.u32(m.role - 1);
             finish(out, s)
         }
         Msg::GetAsyncRequest | Msg::GetAsyncReply(_) => Err(unsupported("get-async")),

@@ -27,7 +27,7 @@ use crate::nicira::{
     NXT_SET_PACKET_IN_FORMAT,
 };
 use crate::oxm::{self, Flavor};
-use crate::wire::Rd;
+use crate::wire::{get_str, Put, Rd};
 
 /// 1.3 message types (`ofp_type`).
 mod t {
@@ -94,62 +94,8 @@ fn err(e: OfError, what: &'static str) -> DecodeError {
     DecodeError::new(e, what)
 }
 
-/// A NUL-padded fixed-width string.
-fn get_str(b: &[u8]) -> String {
-    let n = b.iter().position(|c| *c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..n]).into_owned()
-}
-
 // ---------------------------------------------------------------------------
 // Writing.
-
-trait Put {
-    fn u8(&mut self, v: u8);
-    fn u16(&mut self, v: u16);
-    fn u32(&mut self, v: u32);
-    fn u64(&mut self, v: u64);
-    fn zeros(&mut self, n: usize);
-    /// `s` NUL-padded to `n` bytes, cut to `n - 1` bytes at a character
-    /// boundary so a NUL always ends it.
-    fn str(&mut self, s: &str, n: usize);
-    /// Zeros up to a multiple of 8 bytes counted from `start`.
-    fn pad8(&mut self, start: usize);
-    /// Store `v` at `at` (a length field written earlier as zero).
-    fn patch16(&mut self, at: usize, v: u16);
-}
-
-impl Put for Vec<u8> {
-    fn u8(&mut self, v: u8) {
-        self.push(v);
-    }
-    fn u16(&mut self, v: u16) {
-        self.extend_from_slice(&v.to_be_bytes());
-    }
-    fn u32(&mut self, v: u32) {
-        self.extend_from_slice(&v.to_be_bytes());
-    }
-    fn u64(&mut self, v: u64) {
-        self.extend_from_slice(&v.to_be_bytes());
-    }
-    fn zeros(&mut self, n: usize) {
-        self.resize(self.len() + n, 0);
-    }
-    fn str(&mut self, s: &str, n: usize) {
-        let mut end = s.len().min(n.saturating_sub(1));
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.extend_from_slice(&s.as_bytes()[..end]);
-        self.zeros(n - end);
-    }
-    fn pad8(&mut self, start: usize) {
-        let len = self.len() - start;
-        self.zeros(len.next_multiple_of(8) - len);
-    }
-    fn patch16(&mut self, at: usize, v: u16) {
-        self[at..at + 2].copy_from_slice(&v.to_be_bytes());
-    }
-}
 
 /// Patch the 16-bit length at `at` with the bytes written since `start`.
 fn end_record(out: &mut Vec<u8>, start: usize, at: usize) -> Result<(), EncodeError> {

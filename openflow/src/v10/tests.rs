@@ -789,13 +789,13 @@ fn action_encoding_details() {
 fn reg_load_decodes() {
     let load = |ofs: u16, nbits: u16, dst: u32, value: u64| {
         let mut a = Vec::new();
-        p16(&mut a, 0xffff);
-        p16(&mut a, 24);
-        p32(&mut a, NX_VENDOR_ID);
-        p16(&mut a, NXAST_REG_LOAD);
-        p16(&mut a, (ofs << 6) | (nbits - 1));
-        p32(&mut a, dst);
-        p64(&mut a, value);
+        a.u16(0xffff);
+        a.u16(24);
+        a.u32(NX_VENDOR_ID);
+        a.u16(NXAST_REG_LOAD);
+        a.u16((ofs << 6) | (nbits - 1));
+        a.u32(dst);
+        a.u64(value);
         a
     };
     // NXM_NX_IPV6_SRC = (1, 19, 16).
@@ -1049,10 +1049,10 @@ proptest! {
         let mut b = Vec::new();
         for (t, sub, rest) in chunks {
             let len = (4 + 8 + rest.len()).div_ceil(8) * 8;
-            p16(&mut b, t);
-            p16(&mut b, len as u16);
-            p32(&mut b, NX_VENDOR_ID);
-            p16(&mut b, sub);
+            b.u16(t);
+            b.u16(len as u16);
+            b.u32(NX_VENDOR_ID);
+            b.u16(sub);
             b.extend_from_slice(&rest);
             b.resize(b.len() + len - 10 - rest.len(), 0);
         }
