@@ -49,7 +49,7 @@ use crate::model::{
 };
 pub use crate::nicira::*;
 use crate::oxm::{self, Flavor};
-use crate::wire::{get_str, Put, Rd};
+use crate::wire::{self, get_str, Put, Rd};
 
 // ---------------------------------------------------------------------------
 // Wire numbers.
@@ -1960,13 +1960,13 @@ fn decode_flow_stats(b: &[u8]) -> Result<FlowStats, DecodeError> {
     })
 }
 
-fn encode_flow_stats(f: &FlowStats) -> Result<Vec<u8>, EncodeError> {
+fn encode_flow_stats(out: &mut Vec<u8>, f: &FlowStats) -> Result<(), EncodeError> {
     let acts = apply_only(&f.instructions)?;
-    let mut out = Vec::with_capacity(88);
+    let start = out.len();
     out.u16(0);
     out.u8(f.table_id);
     out.u8(0);
-    encode_match(&f.matcher, &mut out)?;
+    encode_match(&f.matcher, out)?;
     out.u32(f.duration_sec);
     out.u32(f.duration_nsec);
     out.u16(f.priority);
@@ -1976,10 +1976,11 @@ fn encode_flow_stats(f: &FlowStats) -> Result<Vec<u8>, EncodeError> {
     out.u64(f.cookie);
     out.u64(f.packet_count);
     out.u64(f.byte_count);
-    encode_actions(acts, &mut out)?;
-    let len = u16::try_from(out.len()).map_err(|_| unsupported("flow stats entry too long"))?;
-    out.patch16(0, len);
-    Ok(out)
+    encode_actions(acts, out)?;
+    let len =
+        u16::try_from(out.len() - start).map_err(|_| unsupported("flow stats entry too long"))?;
+    out.patch16(start, len);
+    Ok(())
 }
 
 /// One `nx_flow_stats`: `idle_age`/`hard_age` are sent plus one (0 =
@@ -2021,9 +2022,9 @@ fn decode_nx_flow_stats(b: &[u8]) -> Result<FlowStats, DecodeError> {
     })
 }
 
-fn encode_nx_flow_stats(f: &FlowStats) -> Result<Vec<u8>, EncodeError> {
+fn encode_nx_flow_stats(out: &mut Vec<u8>, f: &FlowStats) -> Result<(), EncodeError> {
     let acts = apply_only(&f.instructions)?;
-    let mut out = Vec::with_capacity(64);
+    let start = out.len();
     out.u16(0);
     out.u8(f.table_id);
     out.u8(0);
@@ -2039,12 +2040,13 @@ fn encode_nx_flow_stats(f: &FlowStats) -> Result<Vec<u8>, EncodeError> {
     out.u64(f.cookie);
     out.u64(f.packet_count);
     out.u64(f.byte_count);
-    let ml = encode_nx_match_cookie(&f.matcher, 0, 0, &mut out)?;
-    out.patch16(18, ml);
-    encode_actions(acts, &mut out)?;
-    let len = u16::try_from(out.len()).map_err(|_| unsupported("flow stats entry too long"))?;
-    out.patch16(0, len);
-    Ok(out)
+    let ml = encode_nx_match_cookie(&f.matcher, 0, 0, out)?;
+    out.patch16(start + 18, ml);
+    encode_actions(acts, out)?;
+    let len =
+        u16::try_from(out.len() - start).map_err(|_| unsupported("flow stats entry too long"))?;
+    out.patch16(start, len);
+    Ok(())
 }
 
 /// Split a body of variable-length entries (each starting with a 16-bit
@@ -2097,8 +2099,7 @@ fn decode_table_stats(b: &[u8]) -> Result<TableStats, DecodeError> {
 
 /// 1.0 `ofp_table_stats`: name `table<N>` (OVS names unnamed tables so),
 /// wildcards `OFPFW10_ALL`, max_entries [`TABLE_MAX_ENTRIES`].
-fn encode_table_stats(t: &TableStats) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
+fn encode_table_stats(out: &mut Vec<u8>, t: &TableStats) -> Result<(), EncodeError> {
     out.u8(t.table_id);
     out.zeros(3);
     out.str(&format!("table{}", t.table_id), 32);
@@ -2107,7 +2108,7 @@ fn encode_table_stats(t: &TableStats) -> Vec<u8> {
     out.u32(t.active_count);
     out.u64(t.lookup_count);
     out.u64(t.matched_count);
-    out
+    Ok(())
 }
 
 /// 1.0 `ofp_port_stats` (104 bytes): no duration (decodes as 0).
@@ -2138,8 +2139,7 @@ fn decode_port_stats(b: &[u8]) -> Result<PortStats, DecodeError> {
     })
 }
 
-fn encode_port_stats(s: &PortStats) -> Result<Vec<u8>, EncodeError> {
-    let mut out = Vec::with_capacity(104);
+fn encode_port_stats(out: &mut Vec<u8>, s: &PortStats) -> Result<(), EncodeError> {
     out.u16(port10(s.port_no)?);
     out.zeros(6);
     for v in [
@@ -2158,7 +2158,7 @@ fn encode_port_stats(s: &PortStats) -> Result<Vec<u8>, EncodeError> {
     ] {
         out.u64(v);
     }
-    Ok(out)
+    Ok(())
 }
 
 fn decode_desc(b: &[u8]) -> Result<Desc, DecodeError> {
@@ -2380,43 +2380,17 @@ fn encode_stats_request(
 
 /// Append a stats reply whose body is `entries`, split into several
 /// messages with `OFPSF_REPLY_MORE` when it would exceed 65535 bytes.
-fn put_split_reply(
+fn put_split<T>(
     out: &mut Vec<u8>,
     xid: u32,
     flags: u16,
     st: u16,
     nx: Option<u32>,
-    entries: &[Vec<u8>],
+    entries: &[T],
+    put: impl Fn(&mut Vec<u8>, &T) -> Result<(), EncodeError>,
 ) -> Result<(), EncodeError> {
-    let hdr = HEADER_LEN + 4 + if nx.is_some() { 12 } else { 0 };
-    let mut i = 0;
-    loop {
-        // Take as many entries as fit.
-        let mut size = hdr;
-        let mut j = i;
-        while j < entries.len() && size + entries[j].len() <= 0xffff {
-            size += entries[j].len();
-            j += 1;
-        }
-        if j == i && i < entries.len() {
-            return Err(unsupported("stats entry longer than a message"));
-        }
-        let last = j == entries.len();
-        let f = if last {
-            flags
-        } else {
-            flags | OFPSF_REPLY_MORE
-        };
-        let start = begin_stats(out, OFPT_STATS_REPLY, xid, st, f, nx);
-        for e in &entries[i..j] {
-            out.extend_from_slice(e);
-        }
-        finish(out, start)?;
-        if last {
-            return Ok(());
-        }
-        i = j;
-    }
+    let begin = |out: &mut Vec<u8>| begin_stats(out, OFPT_STATS_REPLY, xid, st, flags, nx);
+    wire::put_split_reply(out, flags, begin, entries, put)
 }
 
 fn encode_stats_reply(
@@ -2448,13 +2422,7 @@ fn encode_stats_reply(
             b.str(&d.dp_desc, 256);
             single(out, OFPST_DESC, None, &b)
         }
-        MpReply::Flow(fs) => {
-            let e = fs
-                .iter()
-                .map(encode_flow_stats)
-                .collect::<Result<Vec<_>, _>>()?;
-            put_split_reply(out, xid, flags, OFPST_FLOW, None, &e)
-        }
+        MpReply::Flow(fs) => put_split(out, xid, flags, OFPST_FLOW, None, fs, encode_flow_stats),
         MpReply::Aggregate {
             packet_count,
             byte_count,
@@ -2465,35 +2433,23 @@ fn encode_stats_reply(
             None,
             &aggregate(*packet_count, *byte_count, *flow_count),
         ),
-        MpReply::Table(ts) => {
-            let e: Vec<_> = ts.iter().map(encode_table_stats).collect();
-            put_split_reply(out, xid, flags, OFPST_TABLE, None, &e)
-        }
+        MpReply::Table(ts) => put_split(out, xid, flags, OFPST_TABLE, None, ts, encode_table_stats),
         MpReply::PortStats(ps) => {
-            let e = ps
-                .iter()
-                .map(encode_port_stats)
-                .collect::<Result<Vec<_>, _>>()?;
-            put_split_reply(out, xid, flags, OFPST_PORT, None, &e)
+            put_split(out, xid, flags, OFPST_PORT, None, ps, encode_port_stats)
         }
-        MpReply::PortDesc(ps) => {
-            let e = ps
-                .iter()
-                .map(|p| {
-                    let mut v = Vec::with_capacity(PHY_PORT_LEN);
-                    encode_phy_port(p, &mut v).map(|()| v)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            put_split_reply(out, xid, flags, OFPST_PORT_DESC, None, &e)
-        }
+        MpReply::PortDesc(ps) => put_split(out, xid, flags, OFPST_PORT_DESC, None, ps, |out, p| {
+            encode_phy_port(p, out)
+        }),
         MpReply::Queue => single(out, OFPST_QUEUE, None, &[]),
-        MpReply::NxFlow(fs) => {
-            let e = fs
-                .iter()
-                .map(encode_nx_flow_stats)
-                .collect::<Result<Vec<_>, _>>()?;
-            put_split_reply(out, xid, flags, OFPST_VENDOR, Some(NXST_FLOW), &e)
-        }
+        MpReply::NxFlow(fs) => put_split(
+            out,
+            xid,
+            flags,
+            OFPST_VENDOR,
+            Some(NXST_FLOW),
+            fs,
+            encode_nx_flow_stats,
+        ),
         MpReply::NxAggregate {
             packet_count,
             byte_count,

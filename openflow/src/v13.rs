@@ -27,7 +27,7 @@ use crate::nicira::{
     NXT_SET_PACKET_IN_FORMAT,
 };
 use crate::oxm::{self, Flavor};
-use crate::wire::{get_str, Put, Rd};
+use crate::wire::{get_str, put_split_reply, Put, Rd, MAX_MSG};
 
 /// 1.3 message types (`ofp_type`).
 mod t {
@@ -84,8 +84,6 @@ mod mp {
 pub const OFPMPF_MORE: u16 = 1;
 /// `OFPMT_OXM`.
 const OFPMT_OXM: u16 = 1;
-/// Largest OpenFlow message.
-const MAX_MSG: usize = 0xffff;
 
 // ---------------------------------------------------------------------------
 // Reading.
@@ -1540,31 +1538,13 @@ fn put_mp_list<T>(
     items: &[T],
     put: impl Fn(&mut Vec<u8>, &T) -> Result<(), EncodeError>,
 ) -> Result<(), EncodeError> {
-    let first = out.len();
-    let r = (|| {
-        let mut start = begin_mp_reply(out, xid, typ, flags);
-        for item in items {
-            let at = out.len();
-            put(out, item)?;
-            if out.len() - start > MAX_MSG {
-                if at - start == 16 {
-                    return Err(EncodeError::Unsupported(
-                        "multipart item longer than 65519 bytes",
-                    ));
-                }
-                let tail = out.split_off(at);
-                finish_mp_reply(out, start, flags | OFPMPF_MORE);
-                start = begin_mp_reply(out, xid, typ, flags);
-                out.extend_from_slice(&tail);
-            }
-        }
-        finish_mp_reply(out, start, flags);
-        Ok(())
-    })();
-    if r.is_err() {
-        out.truncate(first);
-    }
-    r
+    put_split_reply(
+        out,
+        flags,
+        |out| begin_mp_reply(out, xid, typ, flags),
+        items,
+        put,
+    )
 }
 
 fn begin_mp_reply(out: &mut Vec<u8>, xid: u32, typ: u16, flags: u16) -> usize {
@@ -1580,12 +1560,6 @@ fn begin_mp_reply(out: &mut Vec<u8>, xid: u32, typ: u16, flags: u16) -> usize {
     out.u16(flags);
     out.zeros(4);
     start
-}
-
-fn finish_mp_reply(out: &mut Vec<u8>, start: usize, flags: u16) {
-    let len = (out.len() - start) as u16;
-    out.patch16(start + 2, len);
-    out.patch16(start + 10, flags);
 }
 
 /// An item writer that cannot fail.

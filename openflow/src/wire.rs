@@ -2,6 +2,7 @@
 //! OpenFlow 1.0 and 1.3 codecs share.
 
 use crate::error::{DecodeError, OfError};
+use crate::model::EncodeError;
 
 /// A bounds-checked big-endian reader; running short gives `err`.
 pub(crate) struct Rd<'a> {
@@ -148,4 +149,56 @@ impl Put for Vec<u8> {
     fn patch16(&mut self, at: usize, v: u16) {
         self[at..at + 2].copy_from_slice(&v.to_be_bytes());
     }
+}
+
+/// The largest message: `ofp_header.length` is 16 bits.
+pub(crate) const MAX_MSG: usize = 0xffff;
+
+/// `OFPSF_REPLY_MORE` (1.0) and `OFPMPF_REPLY_MORE` (1.3).
+const REPLY_MORE: u16 = 1;
+
+/// Append a multipart (1.0: stats) reply whose body is `items`, split
+/// into as few messages of at most 65535 bytes as will hold them, each
+/// but the last with `REPLY_MORE` added to `flags`. `begin` writes one
+/// message's header and fixed part (length 0, flags at byte 10 as in both
+/// `ofp_stats_reply` and `ofp_multipart_reply`) and returns its start.
+/// On error nothing is appended.
+pub(crate) fn put_split_reply<T>(
+    out: &mut Vec<u8>,
+    flags: u16,
+    begin: impl Fn(&mut Vec<u8>) -> usize,
+    items: &[T],
+    put: impl Fn(&mut Vec<u8>, &T) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
+    let finish = |out: &mut Vec<u8>, start: usize, flags: u16| {
+        let len = (out.len() - start) as u16;
+        out.patch16(start + 2, len);
+        out.patch16(start + 10, flags);
+    };
+    let first = out.len();
+    let r = (|| {
+        let mut start = begin(out);
+        let fixed = out.len() - start;
+        for item in items {
+            let at = out.len();
+            put(out, item)?;
+            if out.len() - start > MAX_MSG {
+                if at - start == fixed {
+                    return Err(EncodeError::Unsupported(
+                        "multipart item longer than a message",
+                    ));
+                }
+                let tail = out.split_off(at);
+                finish(out, start, flags | REPLY_MORE);
+                start = begin(out);
+                out.extend_from_slice(&tail);
+            }
+        }
+        finish(out, start, flags);
+        Ok(())
+    })();
+    if r.is_err() {
+        out.truncate(first);
+    }
+    r
 }
