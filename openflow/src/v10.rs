@@ -42,10 +42,10 @@ use xennet_datapath::{FlowKey, FlowMask};
 use crate::error::{DecodeError, OfError};
 use crate::header::{self, Header, HEADER_LEN, OFP10_VERSION};
 use crate::model::{
-    flow_flags, port_config, port_state, Action, Desc, EncodeError, FlowMod, FlowModCommand,
-    FlowRemoved, FlowStats, FlowStatsRequest, Instructions, Match, MpReply, MpRequest, Msg,
-    OxmField, PacketIn, PacketOut, PortDesc, PortMod, PortStats, PortStatus, SwitchConfig,
-    SwitchFeatures, TableStats, OFPG_ANY, OFPTT_ALL,
+    flow_flags, port_config, port_state, Action, EncodeError, FlowMod, FlowModCommand, FlowRemoved,
+    FlowStats, FlowStatsRequest, Instructions, Match, MpReply, MpRequest, Msg, OxmField, PacketIn,
+    PacketOut, PortDesc, PortMod, PortStats, PortStatus, SwitchConfig, SwitchFeatures, TableStats,
+    OFPG_ANY, OFPTT_ALL,
 };
 pub use crate::nicira::*;
 use crate::oxm::{self, Flavor};
@@ -2116,73 +2116,14 @@ fn decode_port_stats(b: &[u8]) -> Result<PortStats, DecodeError> {
     let mut r = Rd::new(b, OfError::BAD_LEN);
     let port_no = port_from_ofp10(r.u16()?);
     r.skip(6)?;
-    let mut c = [0u64; 12];
-    for x in &mut c {
-        *x = r.u64()?;
-    }
-    Ok(PortStats {
-        port_no,
-        rx_packets: c[0],
-        tx_packets: c[1],
-        rx_bytes: c[2],
-        tx_bytes: c[3],
-        rx_dropped: c[4],
-        tx_dropped: c[5],
-        rx_errors: c[6],
-        tx_errors: c[7],
-        rx_frame_err: c[8],
-        rx_over_err: c[9],
-        rx_crc_err: c[10],
-        collisions: c[11],
-        duration_sec: 0,
-        duration_nsec: 0,
-    })
+    wire::get_port_counters(&mut r, port_no)
 }
 
 fn encode_port_stats(out: &mut Vec<u8>, s: &PortStats) -> Result<(), EncodeError> {
     out.u16(port10(s.port_no)?);
     out.zeros(6);
-    for v in [
-        s.rx_packets,
-        s.tx_packets,
-        s.rx_bytes,
-        s.tx_bytes,
-        s.rx_dropped,
-        s.tx_dropped,
-        s.rx_errors,
-        s.tx_errors,
-        s.rx_frame_err,
-        s.rx_over_err,
-        s.rx_crc_err,
-        s.collisions,
-    ] {
-        out.u64(v);
-    }
+    wire::put_port_counters(out, s);
     Ok(())
-}
-
-fn decode_desc(b: &[u8]) -> Result<Desc, DecodeError> {
-    if b.len() != 1056 {
-        return Err(bad(OfError::BAD_LEN, "bad ofp_desc_stats length"));
-    }
-    Ok(Desc {
-        mfr_desc: get_str(&b[..256]),
-        hw_desc: get_str(&b[256..512]),
-        sw_desc: get_str(&b[512..768]),
-        serial_num: get_str(&b[768..800]),
-        dp_desc: get_str(&b[800..]),
-    })
-}
-
-fn decode_aggregate(r: &mut Rd) -> Result<(u64, u64, u32), DecodeError> {
-    let p = r.u64()?;
-    let b = r.u64()?;
-    let f = r.u32()?;
-    r.skip(4)?;
-    if !r.is_empty() {
-        return Err(bad(OfError::BAD_LEN, "trailing bytes"));
-    }
-    Ok((p, b, f))
 }
 
 fn expect_end(r: &Rd) -> Result<(), DecodeError> {
@@ -2264,10 +2205,10 @@ fn decode_stats_reply(r: &mut Rd) -> Result<Msg, DecodeError> {
     let typ = r.u16()?;
     let flags = r.u16()?;
     let body = match typ {
-        OFPST_DESC => MpReply::Desc(decode_desc(r.rest())?),
+        OFPST_DESC => MpReply::Desc(wire::get_desc(r)?),
         OFPST_FLOW => MpReply::Flow(decode_entries(r.rest(), 88, decode_flow_stats)?),
         OFPST_AGGREGATE => {
-            let (packet_count, byte_count, flow_count) = decode_aggregate(r)?;
+            let (packet_count, byte_count, flow_count) = wire::get_aggregate(r)?;
             MpReply::Aggregate {
                 packet_count,
                 byte_count,
@@ -2287,7 +2228,7 @@ fn decode_stats_reply(r: &mut Rd) -> Result<Msg, DecodeError> {
         OFPST_VENDOR => match nx_stats_header(r)? {
             NXST_FLOW => MpReply::NxFlow(decode_entries(r.rest(), 48, decode_nx_flow_stats)?),
             _ => {
-                let (packet_count, byte_count, flow_count) = decode_aggregate(r)?;
+                let (packet_count, byte_count, flow_count) = wire::get_aggregate(r)?;
                 MpReply::NxAggregate {
                     packet_count,
                     byte_count,
@@ -2399,40 +2340,21 @@ fn encode_stats_reply(
     xid: u32,
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
-    let single = |out: &mut Vec<u8>, st: u16, nx: Option<u32>, b: &[u8]| {
+    let single = |out: &mut Vec<u8>, st: u16, nx: Option<u32>, body: &dyn Fn(&mut Vec<u8>)| {
         let start = begin_stats(out, OFPT_STATS_REPLY, xid, st, flags, nx);
-        out.extend_from_slice(b);
+        body(out);
         finish(out, start)
     };
-    let aggregate = |p: u64, b: u64, f: u32| {
-        let mut v = Vec::with_capacity(24);
-        v.u64(p);
-        v.u64(b);
-        v.u32(f);
-        v.zeros(4);
-        v
-    };
     match body {
-        MpReply::Desc(d) => {
-            let mut b = Vec::with_capacity(1056);
-            b.str(&d.mfr_desc, 256);
-            b.str(&d.hw_desc, 256);
-            b.str(&d.sw_desc, 256);
-            b.str(&d.serial_num, 32);
-            b.str(&d.dp_desc, 256);
-            single(out, OFPST_DESC, None, &b)
-        }
+        MpReply::Desc(d) => single(out, OFPST_DESC, None, &|out| wire::put_desc(out, d)),
         MpReply::Flow(fs) => put_split(out, xid, flags, OFPST_FLOW, None, fs, encode_flow_stats),
         MpReply::Aggregate {
             packet_count,
             byte_count,
             flow_count,
-        } => single(
-            out,
-            OFPST_AGGREGATE,
-            None,
-            &aggregate(*packet_count, *byte_count, *flow_count),
-        ),
+        } => single(out, OFPST_AGGREGATE, None, &|out| {
+            wire::put_aggregate(out, *packet_count, *byte_count, *flow_count)
+        }),
         MpReply::Table(ts) => put_split(out, xid, flags, OFPST_TABLE, None, ts, encode_table_stats),
         MpReply::PortStats(ps) => {
             put_split(out, xid, flags, OFPST_PORT, None, ps, encode_port_stats)
@@ -2440,7 +2362,7 @@ fn encode_stats_reply(
         MpReply::PortDesc(ps) => put_split(out, xid, flags, OFPST_PORT_DESC, None, ps, |out, p| {
             encode_phy_port(p, out)
         }),
-        MpReply::Queue => single(out, OFPST_QUEUE, None, &[]),
+        MpReply::Queue => single(out, OFPST_QUEUE, None, &|_| {}),
         MpReply::NxFlow(fs) => put_split(
             out,
             xid,
@@ -2454,12 +2376,9 @@ fn encode_stats_reply(
             packet_count,
             byte_count,
             flow_count,
-        } => single(
-            out,
-            OFPST_VENDOR,
-            Some(NXST_AGGREGATE),
-            &aggregate(*packet_count, *byte_count, *flow_count),
-        ),
+        } => single(out, OFPST_VENDOR, Some(NXST_AGGREGATE), &|out| {
+            wire::put_aggregate(out, *packet_count, *byte_count, *flow_count)
+        }),
         MpReply::TableFeatures(_)
         | MpReply::Group(_)
         | MpReply::GroupDesc(_)

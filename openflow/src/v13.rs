@@ -27,7 +27,7 @@ use crate::nicira::{
     NXT_SET_PACKET_IN_FORMAT,
 };
 use crate::oxm::{self, Flavor};
-use crate::wire::{get_str, put_split_reply, Put, Rd, MAX_MSG};
+use crate::wire::{self, get_str, put_split_reply, Put, Rd, MAX_MSG};
 
 /// 1.3 message types (`ofp_type`).
 mod t {
@@ -1262,44 +1262,18 @@ fn put_flow_stats(out: &mut Vec<u8>, f: &FlowStats) -> Result<(), EncodeError> {
 fn get_port_stats(rd: &mut Rd<'_>) -> Result<PortStats, DecodeError> {
     let port_no = rd.u32()?;
     rd.skip(4)?;
+    let s = wire::get_port_counters(rd, port_no)?;
     Ok(PortStats {
-        port_no,
-        rx_packets: rd.u64()?,
-        tx_packets: rd.u64()?,
-        rx_bytes: rd.u64()?,
-        tx_bytes: rd.u64()?,
-        rx_dropped: rd.u64()?,
-        tx_dropped: rd.u64()?,
-        rx_errors: rd.u64()?,
-        tx_errors: rd.u64()?,
-        rx_frame_err: rd.u64()?,
-        rx_over_err: rd.u64()?,
-        rx_crc_err: rd.u64()?,
-        collisions: rd.u64()?,
         duration_sec: rd.u32()?,
         duration_nsec: rd.u32()?,
+        ..s
     })
 }
 
 fn put_port_stats(out: &mut Vec<u8>, s: &PortStats) {
     out.u32(s.port_no);
     out.zeros(4);
-    for v in [
-        s.rx_packets,
-        s.tx_packets,
-        s.rx_bytes,
-        s.tx_bytes,
-        s.rx_dropped,
-        s.tx_dropped,
-        s.rx_errors,
-        s.tx_errors,
-        s.rx_frame_err,
-        s.rx_over_err,
-        s.rx_crc_err,
-        s.collisions,
-    ] {
-        out.u64(v);
-    }
+    wire::put_port_counters(out, s);
     out.u32(s.duration_sec);
     out.u32(s.duration_nsec);
 }
@@ -1440,28 +1414,12 @@ fn get_fixed_list<'a, T>(
     get_list(rd, f)
 }
 
-fn get_desc(rd: &mut Rd<'_>) -> Result<Desc, DecodeError> {
-    let d = Desc {
-        mfr_desc: get_str(rd.take(256)?),
-        hw_desc: get_str(rd.take(256)?),
-        sw_desc: get_str(rd.take(256)?),
-        serial_num: get_str(rd.take(32)?),
-        dp_desc: get_str(rd.take(256)?),
-    };
-    rd.end()?;
-    Ok(d)
-}
-
 fn get_mp_reply(typ: u16, rd: &mut Rd<'_>) -> Result<MpReply, DecodeError> {
     Ok(match typ {
-        mp::DESC => MpReply::Desc(get_desc(rd)?),
+        mp::DESC => MpReply::Desc(wire::get_desc(rd)?),
         mp::FLOW => MpReply::Flow(get_list(rd, get_flow_stats)?),
         mp::AGGREGATE => {
-            let packet_count = rd.u64()?;
-            let byte_count = rd.u64()?;
-            let flow_count = rd.u32()?;
-            rd.skip(4)?;
-            rd.end()?;
+            let (packet_count, byte_count, flow_count) = wire::get_aggregate(rd)?;
             MpReply::Aggregate {
                 packet_count,
                 byte_count,
@@ -1586,23 +1544,14 @@ fn put_mp_reply(
         })
     };
     match body {
-        MpReply::Desc(d) => single(out, mp::DESC, &|out| {
-            out.str(&d.mfr_desc, 256);
-            out.str(&d.hw_desc, 256);
-            out.str(&d.sw_desc, 256);
-            out.str(&d.serial_num, 32);
-            out.str(&d.dp_desc, 256);
-        }),
+        MpReply::Desc(d) => single(out, mp::DESC, &|out| wire::put_desc(out, d)),
         MpReply::Flow(v) => put_mp_list(out, xid, mp::FLOW, flags, v, put_flow_stats),
         MpReply::Aggregate {
             packet_count,
             byte_count,
             flow_count,
         } => single(out, mp::AGGREGATE, &|out| {
-            out.u64(*packet_count);
-            out.u64(*byte_count);
-            out.u32(*flow_count);
-            out.zeros(4);
+            wire::put_aggregate(out, *packet_count, *byte_count, *flow_count)
         }),
         MpReply::Table(v) => put_mp_list(
             out,

@@ -2,7 +2,7 @@
 //! OpenFlow 1.0 and 1.3 codecs share.
 
 use crate::error::{DecodeError, OfError};
-use crate::model::EncodeError;
+use crate::model::{Desc, EncodeError, PortStats};
 
 /// A bounds-checked big-endian reader; running short gives `err`.
 pub(crate) struct Rd<'a> {
@@ -201,4 +201,88 @@ pub(crate) fn put_split_reply<T>(
         out.truncate(first);
     }
     r
+}
+
+// ---------------------------------------------------------------------------
+// Bodies whose layout is the same in OpenFlow 1.0 and 1.3.
+
+/// `ofp_desc` (1.0 `ofp_desc_stats`), the whole body: 1056 bytes.
+pub(crate) fn get_desc(rd: &mut Rd<'_>) -> Result<Desc, DecodeError> {
+    let d = Desc {
+        mfr_desc: get_str(rd.take(256)?),
+        hw_desc: get_str(rd.take(256)?),
+        sw_desc: get_str(rd.take(256)?),
+        serial_num: get_str(rd.take(32)?),
+        dp_desc: get_str(rd.take(256)?),
+    };
+    rd.end()?;
+    Ok(d)
+}
+
+pub(crate) fn put_desc(out: &mut Vec<u8>, d: &Desc) {
+    out.str(&d.mfr_desc, 256);
+    out.str(&d.hw_desc, 256);
+    out.str(&d.sw_desc, 256);
+    out.str(&d.serial_num, 32);
+    out.str(&d.dp_desc, 256);
+}
+
+/// `ofp_aggregate_stats_reply` (and `nx_aggregate_stats_reply`), the
+/// whole body: packet, byte and flow counts.
+pub(crate) fn get_aggregate(rd: &mut Rd<'_>) -> Result<(u64, u64, u32), DecodeError> {
+    let packets = rd.u64()?;
+    let bytes = rd.u64()?;
+    let flows = rd.u32()?;
+    rd.skip(4)?;
+    rd.end()?;
+    Ok((packets, bytes, flows))
+}
+
+pub(crate) fn put_aggregate(out: &mut Vec<u8>, packets: u64, bytes: u64, flows: u32) {
+    out.u64(packets);
+    out.u64(bytes);
+    out.u32(flows);
+    out.zeros(4);
+}
+
+/// The twelve counters of `ofp_port_stats`, rx_packets to collisions
+/// (the port number before them and 1.3's duration after differ); the
+/// duration is left 0.
+pub(crate) fn get_port_counters(rd: &mut Rd<'_>, port_no: u32) -> Result<PortStats, DecodeError> {
+    Ok(PortStats {
+        port_no,
+        rx_packets: rd.u64()?,
+        tx_packets: rd.u64()?,
+        rx_bytes: rd.u64()?,
+        tx_bytes: rd.u64()?,
+        rx_dropped: rd.u64()?,
+        tx_dropped: rd.u64()?,
+        rx_errors: rd.u64()?,
+        tx_errors: rd.u64()?,
+        rx_frame_err: rd.u64()?,
+        rx_over_err: rd.u64()?,
+        rx_crc_err: rd.u64()?,
+        collisions: rd.u64()?,
+        duration_sec: 0,
+        duration_nsec: 0,
+    })
+}
+
+pub(crate) fn put_port_counters(out: &mut Vec<u8>, s: &PortStats) {
+    for v in [
+        s.rx_packets,
+        s.tx_packets,
+        s.rx_bytes,
+        s.tx_bytes,
+        s.rx_dropped,
+        s.tx_dropped,
+        s.rx_errors,
+        s.tx_errors,
+        s.rx_frame_err,
+        s.rx_over_err,
+        s.rx_crc_err,
+        s.collisions,
+    ] {
+        out.u64(v);
+    }
 }

@@ -1,7 +1,9 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::model::{AsyncConfig, OFPP_ANY, OFPP_CONTROLLER, OFPP_IN_PORT, OFPP_LOCAL, OFPP_NORMAL};
+use crate::model::{
+    AsyncConfig, Desc, OFPP_ANY, OFPP_CONTROLLER, OFPP_IN_PORT, OFPP_LOCAL, OFPP_NORMAL,
+};
 
 fn enc_with(msg: &Msg, opts: &EncodeOptions) -> Vec<u8> {
     let mut out = Vec::new();
