@@ -1620,9 +1620,7 @@ fn decode_nx_flow_removed(r: &mut Rd) -> Result<Msg, DecodeError> {
     let packet_count = r.u64()?;
     let byte_count = r.u64()?;
     let matcher = oxm::decode_tlvs(take_nx_match(r, match_len)?)?;
-    if !r.is_empty() {
-        return Err(bad(OfError::BAD_LEN, "trailing bytes"));
-    }
+    r.end()?;
     Ok(Msg::FlowRemoved(FlowRemoved {
         cookie,
         priority,
@@ -1895,9 +1893,7 @@ fn decode_nx_flow_stats_request(r: &mut Rd) -> Result<FlowStatsRequest, DecodeEr
     let table_id = r.u8()?;
     r.skip(3)?;
     let (matcher, cookie, cookie_mask) = decode_nx_match_cookie(take_nx_match(r, match_len)?)?;
-    if !r.is_empty() {
-        return Err(bad(OfError::BAD_LEN, "trailing bytes"));
-    }
+    r.end()?;
     Ok(FlowStatsRequest {
         table_id,
         out_port,
@@ -2052,21 +2048,15 @@ fn encode_nx_flow_stats(out: &mut Vec<u8>, f: &FlowStats) -> Result<(), EncodeEr
 /// Split a body of variable-length entries (each starting with a 16-bit
 /// length of at least `min`) and decode each.
 fn decode_entries<T>(
-    mut b: &[u8],
+    b: &[u8],
     min: usize,
     f: impl Fn(&[u8]) -> Result<T, DecodeError>,
 ) -> Result<Vec<T>, DecodeError> {
+    let mut r = Rd::new(b, OfError::BAD_LEN);
     let mut v = Vec::new();
-    while !b.is_empty() {
-        if b.len() < 2 {
-            return Err(short());
-        }
-        let len = usize::from(be16(b, 0));
-        if len < min || len > b.len() {
-            return Err(bad(OfError::BAD_LEN, "bad stats entry length"));
-        }
-        v.push(f(&b[..len])?);
-        b = &b[len..];
+    while !r.is_empty() {
+        let len = r.peek_len(0)?;
+        v.push(f(r.record(len, min)?.b)?);
     }
     Ok(v)
 }
@@ -2126,26 +2116,18 @@ fn encode_port_stats(out: &mut Vec<u8>, s: &PortStats) -> Result<(), EncodeError
     Ok(())
 }
 
-fn expect_end(r: &Rd) -> Result<(), DecodeError> {
-    if r.is_empty() {
-        Ok(())
-    } else {
-        Err(bad(OfError::BAD_LEN, "trailing bytes"))
-    }
-}
-
 /// `OFPT_STATS_REQUEST` body (after the header).
 fn decode_stats_request(r: &mut Rd) -> Result<Msg, DecodeError> {
     let typ = r.u16()?;
     let flags = r.u16()?;
     let body = match typ {
         OFPST_DESC => {
-            expect_end(r)?;
+            r.end()?;
             MpRequest::Desc
         }
         OFPST_FLOW | OFPST_AGGREGATE => {
             let q = decode_flow_stats_request(r)?;
-            expect_end(r)?;
+            r.end()?;
             if typ == OFPST_FLOW {
                 MpRequest::Flow(q)
             } else {
@@ -2153,24 +2135,24 @@ fn decode_stats_request(r: &mut Rd) -> Result<Msg, DecodeError> {
             }
         }
         OFPST_TABLE => {
-            expect_end(r)?;
+            r.end()?;
             MpRequest::Table
         }
         OFPST_PORT => {
             let p = port_from_ofp10(r.u16()?);
             r.skip(6)?;
-            expect_end(r)?;
+            r.end()?;
             MpRequest::PortStats(p)
         }
         OFPST_QUEUE => {
             let port_no = port_from_ofp10(r.u16()?);
             r.skip(2)?;
             let queue_id = r.u32()?;
-            expect_end(r)?;
+            r.end()?;
             MpRequest::Queue { port_no, queue_id }
         }
         OFPST_PORT_DESC => {
-            expect_end(r)?;
+            r.end()?;
             MpRequest::PortDesc
         }
         OFPST_VENDOR => {
@@ -2445,7 +2427,7 @@ fn decode_vendor(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeError> {
         }
         _ => return Err(bad(OfError::BAD_EXP_TYPE, "unknown Nicira subtype")),
     };
-    expect_end(r)?;
+    r.end()?;
     Ok(msg)
 }
 
