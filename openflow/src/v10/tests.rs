@@ -1124,7 +1124,7 @@ fn print_samples_for_ofp_print() {
     };
     let rep = |body| Msg::MultipartReply { flags: 0, body };
     let d = EncodeOptions::default();
-    let samples: Vec<(&str, Msg, EncodeOptions)> = vec![
+    let mut samples: Vec<(&str, Msg, EncodeOptions)> = vec![
         (
             "features",
             Msg::FeaturesReply(SwitchFeatures {
@@ -1209,44 +1209,23 @@ fn print_samples_for_ofp_print() {
             }),
             d,
         ),
-        (
-            "error_prereq",
-            Msg::Error {
-                err: OfError::BAD_PREREQ,
-                data: vec![1, 14, 0, 8, 0, 0, 0, 1],
-            },
-            d,
-        ),
-        (
-            "error_overlap",
-            Msg::Error {
-                err: OfError::OVERLAP,
-                data: vec![1, 14, 0, 8, 0, 0, 0, 1],
-            },
-            d,
-        ),
-        (
-            "error_meter",
-            Msg::Error {
-                err: OfError::METER_EXISTS,
-                data: vec![1, 14, 0, 8, 0, 0, 0, 1],
-            },
-            d,
-        ),
-        (
-            "error_bad_table",
-            Msg::Error {
-                err: OfError::BAD_TABLE_ID,
-                data: vec![1, 14, 0, 8, 0, 0, 0, 1],
-            },
-            d,
-        ),
-        (
-            "flow_mod_nx_actions",
-            Msg::FlowMod(flow_mod(tcp_match(), nx_actions())),
-            d,
-        ),
     ];
+    // Errors: the same data under each sampled code.
+    let data = vec![1, 14, 0, 8, 0, 0, 0, 1];
+    for (name, err) in [
+        ("error_prereq", OfError::BAD_PREREQ),
+        ("error_overlap", OfError::OVERLAP),
+        ("error_meter", OfError::METER_EXISTS),
+        ("error_bad_table", OfError::BAD_TABLE_ID),
+    ] {
+        let data = data.clone();
+        samples.push((name, Msg::Error { err, data }, d));
+    }
+    samples.push((
+        "flow_mod_nx_actions",
+        Msg::FlowMod(flow_mod(tcp_match(), nx_actions())),
+        d,
+    ));
     for (name, msg, opts) in samples {
         let b = enc_with(&msg, &opts);
         let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
