@@ -183,12 +183,12 @@ pub(crate) fn put_split_reply<T>(
             let at = out.len();
             put(out, item)?;
             if out.len() - start > MAX_MSG {
-                if at - start == fixed {
+                let tail = out.split_off(at);
+                if fixed + tail.len() > MAX_MSG {
                     return Err(EncodeError::Unsupported(
                         "multipart item longer than a message",
                     ));
                 }
-                let tail = out.split_off(at);
                 finish(out, start, flags | REPLY_MORE);
                 start = begin(out);
                 out.extend_from_slice(&tail);
@@ -284,5 +284,51 @@ pub(crate) fn put_port_counters(out: &mut Vec<u8>, s: &PortStats) {
         s.collisions,
     ] {
         out.u64(v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Items of the given sizes after a 16-byte fixed part, appended to
+    /// one byte already in the buffer.
+    fn split(items: &[usize]) -> (Result<(), EncodeError>, Vec<u8>) {
+        let mut out = vec![0xaa];
+        let begin = |out: &mut Vec<u8>| {
+            let start = out.len();
+            out.zeros(16);
+            start
+        };
+        let r = put_split_reply(&mut out, 0, begin, items, |out, n| {
+            out.zeros(*n);
+            Ok(())
+        });
+        (r, out)
+    }
+
+    #[test]
+    fn split_reply_lengths() {
+        // Fits: one message.
+        let (r, out) = split(&[100, MAX_MSG - 116]);
+        assert!(r.is_ok());
+        assert_eq!(out.len(), 1 + MAX_MSG);
+        // Two messages, the first with REPLY_MORE.
+        let (r, out) = split(&[100, MAX_MSG - 100]);
+        assert!(r.is_ok());
+        assert_eq!(out.len(), 1 + 16 + 100 + 16 + MAX_MSG - 100);
+        assert_eq!(out[1 + 2..1 + 4], [0, 116]);
+        assert_eq!(out[1 + 10..1 + 12], REPLY_MORE.to_be_bytes());
+        // An item that fits in no message, first or after others: an
+        // error, and nothing appended (no length cut to 16 bits).
+        for items in [
+            &[MAX_MSG - 15][..],
+            &[100, MAX_MSG - 15],
+            &[100, MAX_MSG - 15, 8],
+        ] {
+            let (r, out) = split(items);
+            assert!(r.is_err(), "{items:?}");
+            assert_eq!(out, [0xaa]);
+        }
     }
 }
