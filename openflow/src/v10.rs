@@ -1784,14 +1784,7 @@ fn decode_features_reply(r: &mut Rd) -> Result<Msg, DecodeError> {
     r.skip(3)?;
     let capabilities = r.u32()? & CAPS10_KEPT;
     let _actions = r.u32()?;
-    let body = r.rest();
-    if body.len() % PHY_PORT_LEN != 0 {
-        return Err(bad(OfError::BAD_LEN, "partial ofp_phy_port"));
-    }
-    let ports = body
-        .chunks_exact(PHY_PORT_LEN)
-        .map(decode_phy_port)
-        .collect::<Result<_, _>>()?;
+    let ports = decode_fixed(r.rest(), PHY_PORT_LEN, decode_phy_port)?;
     Ok(Msg::FeaturesReply(SwitchFeatures {
         datapath_id,
         n_buffers,
@@ -2068,7 +2061,7 @@ fn decode_fixed<T>(
     f: impl Fn(&[u8]) -> Result<T, DecodeError>,
 ) -> Result<Vec<T>, DecodeError> {
     if b.len() % size != 0 {
-        return Err(bad(OfError::BAD_LEN, "partial stats entry"));
+        return Err(bad(OfError::BAD_LEN, "partial fixed-size entry"));
     }
     b.chunks_exact(size).map(f).collect()
 }
