@@ -49,7 +49,7 @@ use crate::model::{
 };
 pub use crate::nicira::*;
 use crate::oxm::{self, Flavor};
-use crate::wire::{self, get_str, Put, Rd};
+use crate::wire::{self, end_record, finish, get_str, Put, Rd};
 
 // ---------------------------------------------------------------------------
 // Wire numbers.
@@ -233,15 +233,7 @@ fn unsupported(what: &'static str) -> EncodeError {
 
 /// Start a message: header with a placeholder length. Returns its offset.
 fn begin(out: &mut Vec<u8>, typ: u8, xid: u32) -> usize {
-    let start = out.len();
-    Header {
-        version: OFP10_VERSION,
-        typ,
-        length: 0,
-        xid,
-    }
-    .write(out);
-    start
+    wire::begin(out, OFP10_VERSION, typ, xid)
 }
 
 /// Start a Nicira vendor message (`nicira_header`).
@@ -250,14 +242,6 @@ fn begin_nx(out: &mut Vec<u8>, subtype: u32, xid: u32) -> usize {
     out.u32(NX_VENDOR_ID);
     out.u32(subtype);
     start
-}
-
-/// Patch the length of the message that starts at `start`.
-fn finish(out: &mut Vec<u8>, start: usize) -> Result<(), EncodeError> {
-    let len = u16::try_from(out.len() - start)
-        .map_err(|_| unsupported("message longer than 65535 bytes"))?;
-    out.patch16(start + 2, len);
-    Ok(())
 }
 
 fn mac_u128(b: &[u8]) -> u128 {
@@ -1966,10 +1950,7 @@ fn encode_flow_stats(out: &mut Vec<u8>, f: &FlowStats) -> Result<(), EncodeError
     out.u64(f.packet_count);
     out.u64(f.byte_count);
     encode_actions(acts, out)?;
-    let len =
-        u16::try_from(out.len() - start).map_err(|_| unsupported("flow stats entry too long"))?;
-    out.patch16(start, len);
-    Ok(())
+    end_record(out, start, start)
 }
 
 /// One `nx_flow_stats`: `idle_age`/`hard_age` are sent plus one (0 =
@@ -2032,10 +2013,7 @@ fn encode_nx_flow_stats(out: &mut Vec<u8>, f: &FlowStats) -> Result<(), EncodeEr
     let ml = encode_nx_match_cookie(&f.matcher, 0, 0, out)?;
     out.patch16(start + 18, ml);
     encode_actions(acts, out)?;
-    let len =
-        u16::try_from(out.len() - start).map_err(|_| unsupported("flow stats entry too long"))?;
-    out.patch16(start, len);
-    Ok(())
+    end_record(out, start, start)
 }
 
 /// Split a body of variable-length entries (each starting with a 16-bit

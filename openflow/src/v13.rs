@@ -27,7 +27,7 @@ use crate::nicira::{
     NXT_SET_PACKET_IN_FORMAT,
 };
 use crate::oxm::{self, Flavor};
-use crate::wire::{self, get_str, put_split_reply, Put, Rd, MAX_MSG};
+use crate::wire::{self, end_record, get_str, put_split_reply, Put, Rd};
 
 /// 1.3 message types (`ofp_type`).
 mod t {
@@ -95,14 +95,6 @@ fn err(e: OfError, what: &'static str) -> DecodeError {
 // ---------------------------------------------------------------------------
 // Writing.
 
-/// Patch the 16-bit length at `at` with the bytes written since `start`.
-fn end_record(out: &mut Vec<u8>, start: usize, at: usize) -> Result<(), EncodeError> {
-    let len = u16::try_from(out.len() - start)
-        .map_err(|_| EncodeError::Unsupported("record longer than 65535 bytes"))?;
-    out.patch16(at, len);
-    Ok(())
-}
-
 /// Append one message of type `typ`: header, then what `body` writes.
 /// On error nothing is appended.
 fn message(
@@ -111,32 +103,12 @@ fn message(
     xid: u32,
     body: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
 ) -> Result<(), EncodeError> {
-    let start = out.len();
-    Header {
-        version: OFP13_VERSION,
-        typ,
-        length: 0,
-        xid,
+    let start = wire::begin(out, OFP13_VERSION, typ, xid);
+    let r = body(out).and_then(|()| wire::finish(out, start));
+    if r.is_err() {
+        out.truncate(start);
     }
-    .write(out);
-    let r = body(out).and_then(|()| {
-        if out.len() - start > MAX_MSG {
-            Err(EncodeError::Unsupported("message longer than 65535 bytes"))
-        } else {
-            Ok(())
-        }
-    });
-    match r {
-        Ok(()) => {
-            let len = (out.len() - start) as u16;
-            out.patch16(start + 2, len);
-            Ok(())
-        }
-        Err(e) => {
-            out.truncate(start);
-            Err(e)
-        }
-    }
+    r
 }
 
 // ---------------------------------------------------------------------------
@@ -1506,14 +1478,7 @@ fn put_mp_list<T>(
 }
 
 fn begin_mp_reply(out: &mut Vec<u8>, xid: u32, typ: u16, flags: u16) -> usize {
-    let start = out.len();
-    Header {
-        version: OFP13_VERSION,
-        typ: t::MULTIPART_REPLY,
-        length: 0,
-        xid,
-    }
-    .write(out);
+    let start = wire::begin(out, OFP13_VERSION, t::MULTIPART_REPLY, xid);
     out.u16(typ);
     out.u16(flags);
     out.zeros(4);

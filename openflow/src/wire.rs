@@ -2,6 +2,7 @@
 //! OpenFlow 1.0 and 1.3 codecs share.
 
 use crate::error::{DecodeError, OfError};
+use crate::header::Header;
 use crate::model::{Desc, EncodeError, PortStats};
 
 /// A bounds-checked big-endian reader; running short gives `err`.
@@ -153,6 +154,35 @@ impl Put for Vec<u8> {
 
 /// The largest message: `ofp_header.length` is 16 bits.
 pub(crate) const MAX_MSG: usize = 0xffff;
+
+/// Start a message: an `ofp_header` with length 0. Returns its offset.
+pub(crate) fn begin(out: &mut Vec<u8>, version: u8, typ: u8, xid: u32) -> usize {
+    let start = out.len();
+    Header {
+        version,
+        typ,
+        length: 0,
+        xid,
+    }
+    .write(out);
+    start
+}
+
+/// Patch the length of the message that starts at `start`.
+pub(crate) fn finish(out: &mut Vec<u8>, start: usize) -> Result<(), EncodeError> {
+    let len = u16::try_from(out.len() - start)
+        .map_err(|_| EncodeError::Unsupported("message longer than 65535 bytes"))?;
+    out.patch16(start + 2, len);
+    Ok(())
+}
+
+/// Patch the 16-bit length at `at` with the bytes written since `start`.
+pub(crate) fn end_record(out: &mut Vec<u8>, start: usize, at: usize) -> Result<(), EncodeError> {
+    let len = u16::try_from(out.len() - start)
+        .map_err(|_| EncodeError::Unsupported("record longer than 65535 bytes"))?;
+    out.patch16(at, len);
+    Ok(())
+}
 
 /// `OFPSF_REPLY_MORE` (1.0) and `OFPMPF_REPLY_MORE` (1.3).
 const REPLY_MORE: u16 = 1;
