@@ -27,6 +27,7 @@ use crate::nicira::{
     NXT_SET_PACKET_IN_FORMAT,
 };
 use crate::oxm::{self, Flavor};
+use crate::v10;
 use crate::wire::{self, end_record, get_str, put_split_reply, Put, Rd};
 
 /// 1.3 message types (`ofp_type`).
@@ -159,23 +160,6 @@ mod at {
     pub const EXPERIMENTER: u16 = 0xffff;
 }
 
-/// Map a 16-bit OpenFlow 1.0 port (Nicira actions) to 1.3 numbering.
-fn port_from_16(p: u16) -> u32 {
-    if p >= 0xff00 {
-        0xffff_0000 | u32::from(p)
-    } else {
-        u32::from(p)
-    }
-}
-
-fn port_to_16(p: u32) -> Option<u16> {
-    if !(0xff00..OFPP_MAX).contains(&p) {
-        Some(p as u16)
-    } else {
-        None
-    }
-}
-
 fn decode_action(typ: u16, a: &mut Rd<'_>) -> Result<Action, DecodeError> {
     let fixed = |a: &Rd<'_>, n: usize| {
         if a.b.len() == n {
@@ -238,7 +222,7 @@ fn decode_action(typ: u16, a: &mut Rd<'_>) -> Result<Action, DecodeError> {
             match subtype {
                 NXAST_RESUBMIT | NXAST_RESUBMIT_TABLE => {
                     fixed(a, 6)?;
-                    let in_port = port_from_16(a.u16()?);
+                    let in_port = v10::port_from_ofp10(a.u16()?);
                     let table = a.u8()?;
                     let table = if subtype == NXAST_RESUBMIT {
                         0xff
@@ -328,7 +312,7 @@ fn put_action(out: &mut Vec<u8>, a: &Action) -> Result<(), EncodeError> {
             out.zeros(3);
         }
         Action::Resubmit { in_port, table } => {
-            let p = port_to_16(*in_port)
+            let p = v10::port_to_ofp10(*in_port)
                 .ok_or(EncodeError::Unsupported("resubmit port beyond 16 bits"))?;
             // OVS sends NXAST_RESUBMIT_TABLE for every resubmit it did not
             // decode from NXAST_RESUBMIT (ovs-ofctl's "resubmit:N").
