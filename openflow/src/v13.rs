@@ -251,16 +251,7 @@ pub fn decode_actions(buf: &[u8]) -> Result<Vec<Action>, DecodeError> {
     let mut rd = Rd::new(buf, OfError::BAD_ACTION_LEN);
     let mut acts = Vec::new();
     while !rd.is_empty() {
-        let typ = rd.peek_len(0)? as u16;
-        let len = rd.peek_len(2)?;
-        if len % 8 != 0 {
-            return Err(err(
-                OfError::BAD_ACTION_LEN,
-                "action length not a multiple of 8",
-            ));
-        }
-        let mut a = rd.record(len, 8)?;
-        a.skip(4)?;
+        let (typ, mut a) = rd.tlv8("action length not a multiple of 8")?;
         acts.push(decode_action(typ, &mut a)?);
     }
     Ok(acts)
@@ -354,16 +345,7 @@ pub fn decode_instructions(buf: &[u8]) -> Result<Instructions, DecodeError> {
     let mut ins = Instructions::default();
     let mut seen = 0u32;
     while !rd.is_empty() {
-        let typ = rd.peek_len(0)? as u16;
-        let len = rd.peek_len(2)?;
-        if len % 8 != 0 {
-            return Err(err(
-                OfError::BAD_INST_LEN,
-                "instruction length not a multiple of 8",
-            ));
-        }
-        let mut i = rd.record(len, 8)?;
-        i.skip(4)?;
+        let (typ, mut i) = rd.tlv8("instruction length not a multiple of 8")?;
         let fixed = |i: &Rd<'_>, n: usize| {
             if i.b.len() == n {
                 Ok(())

@@ -95,6 +95,21 @@ impl<'a> Rd<'a> {
     pub(crate) fn len(&self) -> usize {
         self.b.len()
     }
+
+    /// Cut the next element of a list of 8-byte-aligned TLVs (type, length,
+    /// body: `ofp_action_header`, `ofp_instruction`): its type and a reader
+    /// over what follows type and length. A length not a multiple of 8
+    /// fails with `what`.
+    pub(crate) fn tlv8(&mut self, what: &'static str) -> Result<(u16, Rd<'a>), DecodeError> {
+        let typ = self.peek_len(0)? as u16;
+        let len = self.peek_len(2)?;
+        if len % 8 != 0 {
+            return Err(DecodeError::new(self.err, what));
+        }
+        let mut r = self.record(len, 8)?;
+        r.skip(4)?;
+        Ok((typ, r))
+    }
 }
 
 /// A NUL-padded fixed-width string.
