@@ -49,7 +49,7 @@ use crate::model::{
 };
 pub use crate::nicira::*;
 use crate::oxm::{self, Flavor};
-use crate::wire::{self, end_record, finish, get_str, Put, Rd};
+use crate::wire::{self, be_value, end_record, finish, get_str, ones, Put, Rd};
 
 // ---------------------------------------------------------------------------
 // Wire numbers.
@@ -244,10 +244,6 @@ fn begin_nx(out: &mut Vec<u8>, subtype: u32, xid: u32) -> usize {
     start
 }
 
-fn mac_u128(b: &[u8]) -> u128 {
-    b.iter().fold(0u128, |a, &x| (a << 8) | u128::from(x))
-}
-
 fn put_mac(out: &mut Vec<u8>, v: u128) {
     out.extend_from_slice(&(v as u64).to_be_bytes()[2..]);
 }
@@ -357,14 +353,6 @@ fn encode_phy_port(p: &PortDesc, out: &mut Vec<u8>) -> Result<(), EncodeError> {
 // ---------------------------------------------------------------------------
 // ofp_match.
 
-fn ones(bits: u32) -> u128 {
-    if bits >= 128 {
-        u128::MAX
-    } else {
-        (1u128 << bits) - 1
-    }
-}
-
 /// OVS `ofputil_wcbits_to_netmask`.
 fn wcbits_to_netmask(wcbits: u32) -> u32 {
     let w = wcbits & 0x3f;
@@ -396,10 +384,10 @@ fn match_from_ofp10(b: &[u8], normalize: bool) -> (Match, u32) {
         );
     }
     if wc & w::DL_SRC == 0 {
-        set(Field::DlSrc, mac_u128(&b[6..12]), ones(48));
+        set(Field::DlSrc, be_value(&b[6..12]), ones(48));
     }
     if wc & w::DL_DST == 0 {
-        set(Field::DlDst, mac_u128(&b[12..18]), ones(48));
+        set(Field::DlDst, be_value(&b[12..18]), ones(48));
     }
     let dl_vlan = be16(b, 18);
     let pcp = u16::from(b[20]);
@@ -768,7 +756,7 @@ pub fn decode_actions(buf: &[u8], proto: Option<u8>) -> Result<Vec<Action>, Deco
                 };
                 acts.push(Action::SetField {
                     field,
-                    value: mac_u128(&a[4..10]),
+                    value: be_value(&a[4..10]),
                 });
             }
             OFPAT10_SET_NW_SRC | OFPAT10_SET_NW_DST => {

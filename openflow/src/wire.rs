@@ -112,6 +112,22 @@ impl<'a> Rd<'a> {
     }
 }
 
+/// The low `bits` bits set (all for 128 or more).
+pub(crate) fn ones(bits: u32) -> u128 {
+    if bits >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << bits) - 1
+    }
+}
+
+/// A big-endian field of up to 16 bytes as a number.
+pub(crate) fn be_value(bytes: &[u8]) -> u128 {
+    bytes
+        .iter()
+        .fold(0u128, |acc, b| (acc << 8) | u128::from(*b))
+}
+
 /// A NUL-padded fixed-width string.
 pub(crate) fn get_str(b: &[u8]) -> String {
     let n = b.iter().position(|c| *c == 0).unwrap_or(b.len());
