@@ -8,6 +8,7 @@ use xennet_datapath::flow::Field;
 
 use crate::error::OfError;
 use crate::model::{Match, OxmField};
+use crate::wire::ones;
 
 /// What a field needs matched before it may be matched or set (OpenFlow
 /// 1.3 §7.2.3.6, Table 12).
@@ -137,14 +138,6 @@ impl OxmField {
             self,
             OxmField::InPort | OxmField::EthType | OxmField::IpProto | OxmField::IpFrag
         )
-    }
-}
-
-fn ones(bits: u32) -> u128 {
-    if bits >= 128 {
-        u128::MAX
-    } else {
-        (1u128 << bits) - 1
     }
 }
 

@@ -30,6 +30,7 @@
 
 use crate::error::{DecodeError, OfError};
 use crate::model::{Match, OxmField};
+use crate::wire::{be_value, ones};
 
 /// Which TLV classes to emit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,20 +185,6 @@ fn lookup(class: u16, field: u8, exp: Option<u32>) -> Option<Wire> {
         .iter()
         .flat_map(|f| [wire_of(*f, Flavor::Oxm), wire_of(*f, Flavor::Nxm)])
         .find(|w| w.class == class && w.field == field && w.exp == exp)
-}
-
-fn ones(bits: u32) -> u128 {
-    if bits >= 128 {
-        u128::MAX
-    } else {
-        (1u128 << bits) - 1
-    }
-}
-
-fn be_value(bytes: &[u8]) -> u128 {
-    bytes
-        .iter()
-        .fold(0u128, |acc, b| (acc << 8) | u128::from(*b))
 }
 
 fn put_be(out: &mut Vec<u8>, v: u128, len: usize) {

@@ -42,14 +42,14 @@ use xennet_datapath::{FlowKey, FlowMask};
 use crate::error::{DecodeError, OfError};
 use crate::header::{self, Header, HEADER_LEN, OFP10_VERSION};
 use crate::model::{
-    flow_flags, port_config, port_state, Action, Desc, EncodeError, FlowMod, FlowModCommand,
-    FlowRemoved, FlowStats, FlowStatsRequest, Instructions, Match, MpReply, MpRequest, Msg,
-    OxmField, PacketIn, PacketOut, PortDesc, PortMod, PortStats, PortStatus, SwitchConfig,
-    SwitchFeatures, TableStats, OFPG_ANY, OFPTT_ALL,
+    flow_flags, port_config, port_state, Action, EncodeError, FlowMod, FlowModCommand, FlowRemoved,
+    FlowStats, FlowStatsRequest, Instructions, Match, MpReply, MpRequest, Msg, OxmField, PacketIn,
+    PacketOut, PortDesc, PortMod, PortStats, PortStatus, SwitchConfig, SwitchFeatures, TableStats,
+    OFPG_ANY, OFPTT_ALL,
 };
 pub use crate::nicira::*;
 use crate::oxm::{self, Flavor};
-use crate::wire::Rd;
+use crate::wire::{self, be_value, end_record, finish, get_str, ones, Put, Rd};
 
 // ---------------------------------------------------------------------------
 // Wire numbers.
@@ -227,78 +227,21 @@ fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-fn p8(out: &mut Vec<u8>, v: u8) {
-    out.push(v);
-}
-fn p16(out: &mut Vec<u8>, v: u16) {
-    out.extend_from_slice(&v.to_be_bytes());
-}
-fn p32(out: &mut Vec<u8>, v: u32) {
-    out.extend_from_slice(&v.to_be_bytes());
-}
-fn p64(out: &mut Vec<u8>, v: u64) {
-    out.extend_from_slice(&v.to_be_bytes());
-}
-fn pz(out: &mut Vec<u8>, n: usize) {
-    out.resize(out.len() + n, 0);
-}
-fn set16(out: &mut [u8], at: usize, v: u16) {
-    out[at..at + 2].copy_from_slice(&v.to_be_bytes());
-}
-
-fn pad8(n: usize) -> usize {
-    n.div_ceil(8) * 8
-}
-
 fn unsupported(what: &'static str) -> EncodeError {
     EncodeError::Unsupported(what)
 }
 
 /// Start a message: header with a placeholder length. Returns its offset.
 fn begin(out: &mut Vec<u8>, typ: u8, xid: u32) -> usize {
-    let start = out.len();
-    Header {
-        version: OFP10_VERSION,
-        typ,
-        length: 0,
-        xid,
-    }
-    .write(out);
-    start
+    wire::begin(out, OFP10_VERSION, typ, xid)
 }
 
 /// Start a Nicira vendor message (`nicira_header`).
 fn begin_nx(out: &mut Vec<u8>, subtype: u32, xid: u32) -> usize {
     let start = begin(out, OFPT_VENDOR, xid);
-    p32(out, NX_VENDOR_ID);
-    p32(out, subtype);
+    out.u32(NX_VENDOR_ID);
+    out.u32(subtype);
     start
-}
-
-/// Patch the length of the message that starts at `start`.
-fn finish(out: &mut [u8], start: usize) -> Result<(), EncodeError> {
-    let len = u16::try_from(out.len() - start)
-        .map_err(|_| unsupported("message longer than 65535 bytes"))?;
-    set16(out, start + 2, len);
-    Ok(())
-}
-
-/// A NUL-padded string field of `n` bytes.
-fn get_str(b: &[u8]) -> String {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
-}
-
-/// Append `s` as a NUL-terminated field of `n` bytes (cut to `n - 1`).
-fn put_str(out: &mut Vec<u8>, s: &str, n: usize) {
-    let b = s.as_bytes();
-    let k = b.len().min(n - 1);
-    out.extend_from_slice(&b[..k]);
-    pz(out, n - k);
-}
-
-fn mac_u128(b: &[u8]) -> u128 {
-    b.iter().fold(0u128, |a, &x| (a << 8) | u128::from(x))
 }
 
 fn put_mac(out: &mut Vec<u8>, v: u128) {
@@ -396,27 +339,19 @@ fn decode_phy_port(b: &[u8]) -> Result<PortDesc, DecodeError> {
 /// Encode `ofp_phy_port` (48 bytes). `curr_speed`/`max_speed`, the LIVE and
 /// BLOCKED state bits and 1.3-only feature bits have no 1.0 form.
 fn encode_phy_port(p: &PortDesc, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    p16(out, port10(p.port_no)?);
+    out.u16(port10(p.port_no)?);
     out.extend_from_slice(&p.hw_addr);
-    put_str(out, &p.name, 16);
-    p32(out, p.config & PORT_CONFIG_KEPT);
-    p32(out, p.state & port_state::LINK_DOWN);
+    out.str(&p.name, 16);
+    out.u32(p.config & PORT_CONFIG_KEPT);
+    out.u32(p.state & port_state::LINK_DOWN);
     for f in [p.curr, p.advertised, p.supported, p.peer] {
-        p32(out, features_to_ofp10(f));
+        out.u32(features_to_ofp10(f));
     }
     Ok(())
 }
 
 // ---------------------------------------------------------------------------
 // ofp_match.
-
-fn ones(bits: u32) -> u128 {
-    if bits >= 128 {
-        u128::MAX
-    } else {
-        (1u128 << bits) - 1
-    }
-}
 
 /// OVS `ofputil_wcbits_to_netmask`.
 fn wcbits_to_netmask(wcbits: u32) -> u32 {
@@ -449,10 +384,10 @@ fn match_from_ofp10(b: &[u8], normalize: bool) -> (Match, u32) {
         );
     }
     if wc & w::DL_SRC == 0 {
-        set(Field::DlSrc, mac_u128(&b[6..12]), ones(48));
+        set(Field::DlSrc, be_value(&b[6..12]), ones(48));
     }
     if wc & w::DL_DST == 0 {
-        set(Field::DlDst, mac_u128(&b[12..18]), ones(48));
+        set(Field::DlDst, be_value(&b[12..18]), ones(48));
     }
     let dl_vlan = be16(b, 18);
     let pcp = u16::from(b[20]);
@@ -601,24 +536,21 @@ fn match_to_ofp10_raw(m: &Match) -> [u8; MATCH_LEN] {
         }
     }
     let mut out = Vec::with_capacity(MATCH_LEN);
-    p32(&mut out, wc);
-    p16(
-        &mut out,
-        port_to_ofp10(k.get(Field::InPort) as u32).unwrap_or(0),
-    );
+    out.u32(wc);
+    out.u16(port_to_ofp10(k.get(Field::InPort) as u32).unwrap_or(0));
     put_mac(&mut out, k.get(Field::DlSrc));
     put_mac(&mut out, k.get(Field::DlDst));
-    p16(&mut out, dl_vlan);
-    p8(&mut out, pcp);
-    p8(&mut out, 0);
-    p16(&mut out, k.dl_type());
-    p8(&mut out, k.nw_tos() & 0xfc);
-    p8(&mut out, k.nw_proto());
-    p16(&mut out, 0);
-    p32(&mut out, k.get(Field::NwSrc) as u32);
-    p32(&mut out, k.get(Field::NwDst) as u32);
-    p16(&mut out, k.tp_src());
-    p16(&mut out, k.tp_dst());
+    out.u16(dl_vlan);
+    out.u8(pcp);
+    out.u8(0);
+    out.u16(k.dl_type());
+    out.u8(k.nw_tos() & 0xfc);
+    out.u8(k.nw_proto());
+    out.u16(0);
+    out.u32(k.get(Field::NwSrc) as u32);
+    out.u32(k.get(Field::NwDst) as u32);
+    out.u16(k.tp_src());
+    out.u16(k.tp_dst());
     let mut a = [0u8; MATCH_LEN];
     a.copy_from_slice(&out);
     a
@@ -681,14 +613,14 @@ fn encode_nx_match_cookie(
     oxm::encode_tlvs(m, Flavor::Nxm, out);
     oxm::encode_cookie(cookie, cookie_mask, out);
     let len = out.len() - start;
-    pz(out, pad8(len) - len);
+    out.pad8(start);
     u16::try_from(len).map_err(|_| unsupported("nx_match too long"))
 }
 
 /// Take `match_len` bytes of `nx_match` plus its padding from `r`.
 fn take_nx_match<'a>(r: &mut Rd<'a>, match_len: usize) -> Result<&'a [u8], DecodeError> {
     let m = r.take(match_len)?;
-    r.skip(pad8(match_len) - match_len)?;
+    r.skip(match_len.next_multiple_of(8) - match_len)?;
     Ok(m)
 }
 
@@ -824,7 +756,7 @@ pub fn decode_actions(buf: &[u8], proto: Option<u8>) -> Result<Vec<Action>, Deco
                 };
                 acts.push(Action::SetField {
                     field,
-                    value: mac_u128(&a[4..10]),
+                    value: be_value(&a[4..10]),
                 });
             }
             OFPAT10_SET_NW_SRC | OFPAT10_SET_NW_DST => {
@@ -1037,19 +969,18 @@ fn decode_reg_load(
 /// subtype); returns its offset.
 fn begin_nx_action(out: &mut Vec<u8>, subtype: u16) -> usize {
     let start = out.len();
-    p16(out, OFPAT10_VENDOR);
-    p16(out, 0);
-    p32(out, NX_VENDOR_ID);
-    p16(out, subtype);
+    out.u16(OFPAT10_VENDOR);
+    out.u16(0);
+    out.u32(NX_VENDOR_ID);
+    out.u16(subtype);
     start
 }
 
 /// Pad the action that starts at `start` to 8 bytes and set its length.
 fn finish_action(out: &mut Vec<u8>, start: usize) -> Result<(), EncodeError> {
-    let len = out.len() - start;
-    pz(out, pad8(len) - len);
+    out.pad8(start);
     let len = u16::try_from(out.len() - start).map_err(|_| unsupported("action too long"))?;
-    set16(out, start + 2, len);
+    out.patch16(start + 2, len);
     Ok(())
 }
 
@@ -1057,14 +988,14 @@ fn finish_action(out: &mut Vec<u8>, start: usize) -> Result<(), EncodeError> {
 fn put_nx_u32(out: &mut Vec<u8>, subtype: u16, v: u32) {
     begin_nx_action(out, subtype);
     let start = out.len() - 10;
-    p16(out, 0);
-    p32(out, v);
-    set16(out, start + 2, 16);
+    out.u16(0);
+    out.u32(v);
+    out.patch16(start + 2, 16);
 }
 
 fn put_simple(out: &mut Vec<u8>, typ: u16, len: u16) {
-    p16(out, typ);
-    p16(out, len);
+    out.u16(typ);
+    out.u16(len);
 }
 
 /// Append `set_field` as the 1.0 action for it, or `NXAST_REG_LOAD2`.
@@ -1081,13 +1012,13 @@ fn encode_set_field(field: OxmField, value: u128, out: &mut Vec<u8>) -> Result<(
                 return Err(unsupported("set-field VLAN VID without OFPVID_PRESENT"));
             }
             put_simple(out, OFPAT10_SET_VLAN_VID, 8);
-            p16(out, (value & 0x0fff) as u16);
-            p16(out, 0);
+            out.u16((value & 0x0fff) as u16);
+            out.u16(0);
         }
         OxmField::VlanPcp => {
             put_simple(out, OFPAT10_SET_VLAN_PCP, 8);
-            p8(out, value as u8);
-            pz(out, 3);
+            out.u8(value as u8);
+            out.zeros(3);
         }
         OxmField::EthSrc | OxmField::EthDst => {
             let t = if field == OxmField::EthSrc {
@@ -1097,7 +1028,7 @@ fn encode_set_field(field: OxmField, value: u128, out: &mut Vec<u8>) -> Result<(
             };
             put_simple(out, t, 16);
             put_mac(out, value);
-            pz(out, 6);
+            out.zeros(6);
         }
         OxmField::Ipv4Src | OxmField::Ipv4Dst => {
             let t = if field == OxmField::Ipv4Src {
@@ -1106,22 +1037,22 @@ fn encode_set_field(field: OxmField, value: u128, out: &mut Vec<u8>) -> Result<(
                 OFPAT10_SET_NW_DST
             };
             put_simple(out, t, 8);
-            p32(out, value as u32);
+            out.u32(value as u32);
         }
         OxmField::IpDscp => {
             put_simple(out, OFPAT10_SET_NW_TOS, 8);
-            p8(out, (value as u8) << 2);
-            pz(out, 3);
+            out.u8((value as u8) << 2);
+            out.zeros(3);
         }
         OxmField::TcpSrc | OxmField::UdpSrc | OxmField::SctpSrc => {
             put_simple(out, OFPAT10_SET_TP_SRC, 8);
-            p16(out, value as u16);
-            p16(out, 0);
+            out.u16(value as u16);
+            out.u16(0);
         }
         OxmField::TcpDst | OxmField::UdpDst | OxmField::SctpDst => {
             put_simple(out, OFPAT10_SET_TP_DST, 8);
-            p16(out, value as u16);
-            p16(out, 0);
+            out.u16(value as u16);
+            out.u16(0);
         }
         _ => put_reg_load(field, value, out)?,
     }
@@ -1141,11 +1072,11 @@ fn put_reg_load(field: OxmField, value: u128, out: &mut Vec<u8>) -> Result<(), E
     while ofs < total {
         let n = (total - ofs).min(64);
         put_simple(out, OFPAT10_VENDOR, 24);
-        p32(out, NX_VENDOR_ID);
-        p16(out, NXAST_REG_LOAD);
-        p16(out, ((ofs as u16) << 6) | (n as u16 - 1));
-        p32(out, dst);
-        p64(out, ((value >> ofs) & ones(n)) as u64);
+        out.u32(NX_VENDOR_ID);
+        out.u16(NXAST_REG_LOAD);
+        out.u16(((ofs as u16) << 6) | (n as u16 - 1));
+        out.u32(dst);
+        out.u64(((value >> ofs) & ones(n)) as u64);
         ofs += n;
     }
     Ok(())
@@ -1172,8 +1103,8 @@ pub fn encode_actions(acts: &[Action], out: &mut Vec<u8>) -> Result<(), EncodeEr
         match &acts[i] {
             Action::Output { port, max_len } => {
                 put_simple(out, OFPAT10_OUTPUT, 8);
-                p16(out, port10(*port)?);
-                p16(out, *max_len);
+                out.u16(port10(*port)?);
+                out.u16(*max_len);
             }
             Action::SetQueue(q) => {
                 let enqueue = match acts.get(i + 1) {
@@ -1184,9 +1115,9 @@ pub fn encode_actions(acts: &[Action], out: &mut Vec<u8>) -> Result<(), EncodeEr
                 };
                 if let Some(p) = enqueue {
                     put_simple(out, OFPAT10_ENQUEUE, 16);
-                    p16(out, p);
-                    pz(out, 6);
-                    p32(out, *q);
+                    out.u16(p);
+                    out.zeros(6);
+                    out.u32(*q);
                     i += 1;
                 } else {
                     put_nx_u32(out, NXAST_SET_QUEUE, *q);
@@ -1209,7 +1140,7 @@ pub fn encode_actions(acts: &[Action], out: &mut Vec<u8>) -> Result<(), EncodeEr
             }
             Action::PopVlan => {
                 put_simple(out, OFPAT10_STRIP_VLAN, 8);
-                pz(out, 4);
+                out.zeros(4);
             }
             Action::SetField { field, value } => encode_set_field(*field, *value, out)?,
             Action::DecNwTtl => {
@@ -1221,9 +1152,9 @@ pub fn encode_actions(acts: &[Action], out: &mut Vec<u8>) -> Result<(), EncodeEr
                 // Always the _TABLE form (0xff = current table), as OVS
                 // encodes resubmits it did not decode from NXAST_RESUBMIT.
                 let start = begin_nx_action(out, NXAST_RESUBMIT_TABLE);
-                p16(out, port10(*in_port)?);
-                p8(out, *table);
-                pz(out, 3);
+                out.u16(port10(*in_port)?);
+                out.u8(*table);
+                out.zeros(3);
                 finish_action(out, start)?;
             }
         }
@@ -1369,20 +1300,20 @@ fn decode_error(r: &mut Rd) -> Result<Msg, DecodeError> {
 fn encode_error(err: OfError, data: &[u8], xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let start = begin(out, header::OFPT_ERROR, xid);
     if err.typ == NXET_VENDOR {
-        p16(out, err.typ);
-        p16(out, err.code);
+        out.u16(err.typ);
+        out.u16(err.code);
     } else {
         match error_to_ofp10(err) {
             Err10::Std(t, c) => {
-                p16(out, t);
-                p16(out, c);
+                out.u16(t);
+                out.u16(c);
             }
             Err10::Nx(t, c) => {
-                p16(out, NXET_VENDOR);
-                p16(out, NXVC_VENDOR_ERROR);
-                p32(out, NX_VENDOR_ID);
-                p16(out, t);
-                p16(out, c);
+                out.u16(NXET_VENDOR);
+                out.u16(NXVC_VENDOR_ERROR);
+                out.u32(NX_VENDOR_ID);
+                out.u16(t);
+                out.u16(c);
             }
         }
     }
@@ -1498,14 +1429,14 @@ fn encode_flow_mod(fm: &FlowMod, xid: u32, out: &mut Vec<u8>) -> Result<(), Enco
     let acts = apply_only(&fm.instructions)?;
     let start = begin(out, OFPT_FLOW_MOD, xid);
     encode_match(&fm.matcher, out)?;
-    p64(out, fm.cookie);
-    p16(out, command_with_table(fm));
-    p16(out, fm.idle_timeout);
-    p16(out, fm.hard_timeout);
-    p16(out, fm.priority);
-    p32(out, fm.buffer_id);
-    p16(out, port10(fm.out_port)?);
-    p16(out, flow_mod_flags_to_wire(fm.flags));
+    out.u64(fm.cookie);
+    out.u16(command_with_table(fm));
+    out.u16(fm.idle_timeout);
+    out.u16(fm.hard_timeout);
+    out.u16(fm.priority);
+    out.u32(fm.buffer_id);
+    out.u16(port10(fm.out_port)?);
+    out.u16(flow_mod_flags_to_wire(fm.flags));
     encode_actions(acts, out)?;
     finish(out, start)
 }
@@ -1567,24 +1498,24 @@ fn encode_nx_flow_mod(fm: &FlowMod, xid: u32, out: &mut Vec<u8>) -> Result<(), E
         FlowModCommand::Modify | FlowModCommand::ModifyStrict => u64::MAX,
         FlowModCommand::Delete | FlowModCommand::DeleteStrict => 0,
     };
-    p64(out, header_cookie);
-    p16(out, command_with_table(fm));
-    p16(out, fm.idle_timeout);
-    p16(out, fm.hard_timeout);
-    p16(out, fm.priority);
-    p32(out, fm.buffer_id);
-    p16(out, port10(fm.out_port)?);
-    p16(out, flow_mod_flags_to_wire(fm.flags));
+    out.u64(header_cookie);
+    out.u16(command_with_table(fm));
+    out.u16(fm.idle_timeout);
+    out.u16(fm.hard_timeout);
+    out.u16(fm.priority);
+    out.u32(fm.buffer_id);
+    out.u16(port10(fm.out_port)?);
+    out.u16(flow_mod_flags_to_wire(fm.flags));
     let len_at = out.len();
-    p16(out, 0);
-    pz(out, 6);
+    out.u16(0);
+    out.zeros(6);
     let cookie_mask = if fm.command == FlowModCommand::Add {
         0
     } else {
         fm.cookie_mask
     };
     let ml = encode_nx_match_cookie(&fm.matcher, fm.cookie, cookie_mask, out)?;
-    set16(out, len_at, ml);
+    out.patch16(len_at, ml);
     encode_actions(acts, out)?;
     finish(out, start)
 }
@@ -1634,16 +1565,16 @@ fn removed_reason(r: u8) -> u8 {
 fn encode_flow_removed(fr: &FlowRemoved, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let start = begin(out, OFPT_FLOW_REMOVED, xid);
     encode_match(&fr.matcher, out)?;
-    p64(out, fr.cookie);
-    p16(out, fr.priority);
-    p8(out, removed_reason(fr.reason));
-    p8(out, 0);
-    p32(out, fr.duration_sec);
-    p32(out, fr.duration_nsec);
-    p16(out, fr.idle_timeout);
-    p16(out, 0);
-    p64(out, fr.packet_count);
-    p64(out, fr.byte_count);
+    out.u64(fr.cookie);
+    out.u16(fr.priority);
+    out.u8(removed_reason(fr.reason));
+    out.u8(0);
+    out.u32(fr.duration_sec);
+    out.u32(fr.duration_nsec);
+    out.u16(fr.idle_timeout);
+    out.u16(0);
+    out.u64(fr.packet_count);
+    out.u64(fr.byte_count);
     finish(out, start)
 }
 
@@ -1661,9 +1592,7 @@ fn decode_nx_flow_removed(r: &mut Rd) -> Result<Msg, DecodeError> {
     let packet_count = r.u64()?;
     let byte_count = r.u64()?;
     let matcher = oxm::decode_tlvs(take_nx_match(r, match_len)?)?;
-    if !r.is_empty() {
-        return Err(bad(OfError::BAD_LEN, "trailing bytes"));
-    }
+    r.end()?;
     Ok(Msg::FlowRemoved(FlowRemoved {
         cookie,
         priority,
@@ -1685,19 +1614,19 @@ fn encode_nx_flow_removed(
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
     let start = begin_nx(out, NXT_FLOW_REMOVED, xid);
-    p64(out, fr.cookie);
-    p16(out, fr.priority);
-    p8(out, removed_reason(fr.reason));
-    p8(out, fr.table_id.wrapping_add(1));
-    p32(out, fr.duration_sec);
-    p32(out, fr.duration_nsec);
-    p16(out, fr.idle_timeout);
+    out.u64(fr.cookie);
+    out.u16(fr.priority);
+    out.u8(removed_reason(fr.reason));
+    out.u8(fr.table_id.wrapping_add(1));
+    out.u32(fr.duration_sec);
+    out.u32(fr.duration_nsec);
+    out.u16(fr.idle_timeout);
     let len_at = out.len();
-    p16(out, 0);
-    p64(out, fr.packet_count);
-    p64(out, fr.byte_count);
+    out.u16(0);
+    out.u64(fr.packet_count);
+    out.u64(fr.byte_count);
     let ml = encode_nx_match_cookie(&fr.matcher, 0, 0, out)?;
-    set16(out, len_at, ml);
+    out.patch16(len_at, ml);
     finish(out, start)
 }
 
@@ -1723,11 +1652,11 @@ fn decode_packet_in(r: &mut Rd) -> Result<Msg, DecodeError> {
 
 fn encode_packet_in(pi: &PacketIn, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let start = begin(out, OFPT_PACKET_IN, xid);
-    p32(out, pi.buffer_id);
-    p16(out, pi.total_len);
-    p16(out, port10(pi.in_port)?);
-    p8(out, pi.reason);
-    p8(out, 0);
+    out.u32(pi.buffer_id);
+    out.u16(pi.total_len);
+    out.u16(port10(pi.in_port)?);
+    out.u8(pi.reason);
+    out.u8(0);
     out.extend_from_slice(&pi.data);
     finish(out, start)
 }
@@ -1759,14 +1688,14 @@ fn decode_nx_packet_in(r: &mut Rd) -> Result<Msg, DecodeError> {
 
 fn encode_nx_packet_in(pi: &PacketIn, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let start = begin_nx(out, NXT_PACKET_IN, xid);
-    p32(out, pi.buffer_id);
-    p16(out, pi.total_len);
-    p8(out, pi.reason);
-    p8(out, pi.table_id);
-    p64(out, pi.cookie);
+    out.u32(pi.buffer_id);
+    out.u16(pi.total_len);
+    out.u8(pi.reason);
+    out.u8(pi.table_id);
+    out.u64(pi.cookie);
     let len_at = out.len();
-    p16(out, 0);
-    pz(out, 6);
+    out.u16(0);
+    out.zeros(6);
     let mut m = Match::CATCHALL;
     m.set_field(OxmField::InPort, u128::from(pi.in_port), 0xffff_ffff)
         .map_err(|_| unsupported("in_port"))?;
@@ -1775,8 +1704,8 @@ fn encode_nx_packet_in(pi: &PacketIn, xid: u32, out: &mut Vec<u8>) -> Result<(),
         m.metadata_mask = u64::MAX;
     }
     let ml = encode_nx_match_cookie(&m, 0, 0, out)?;
-    set16(out, len_at, ml);
-    pz(out, 2);
+    out.patch16(len_at, ml);
+    out.zeros(2);
     out.extend_from_slice(&pi.data);
     finish(out, start)
 }
@@ -1806,14 +1735,14 @@ fn decode_packet_out(r: &mut Rd) -> Result<Msg, DecodeError> {
 
 fn encode_packet_out(po: &PacketOut, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let start = begin(out, OFPT_PACKET_OUT, xid);
-    p32(out, po.buffer_id);
-    p16(out, port10(po.in_port)?);
+    out.u32(po.buffer_id);
+    out.u16(port10(po.in_port)?);
     let len_at = out.len();
-    p16(out, 0);
+    out.u16(0);
     let a0 = out.len();
     encode_actions(&po.actions, out)?;
     let alen = u16::try_from(out.len() - a0).map_err(|_| unsupported("actions too long"))?;
-    set16(out, len_at, alen);
+    out.patch16(len_at, alen);
     out.extend_from_slice(&po.data);
     finish(out, start)
 }
@@ -1827,14 +1756,7 @@ fn decode_features_reply(r: &mut Rd) -> Result<Msg, DecodeError> {
     r.skip(3)?;
     let capabilities = r.u32()? & CAPS10_KEPT;
     let _actions = r.u32()?;
-    let body = r.rest();
-    if body.len() % PHY_PORT_LEN != 0 {
-        return Err(bad(OfError::BAD_LEN, "partial ofp_phy_port"));
-    }
-    let ports = body
-        .chunks_exact(PHY_PORT_LEN)
-        .map(decode_phy_port)
-        .collect::<Result<_, _>>()?;
+    let ports = decode_fixed(r.rest(), PHY_PORT_LEN, decode_phy_port)?;
     Ok(Msg::FeaturesReply(SwitchFeatures {
         datapath_id,
         n_buffers,
@@ -1851,12 +1773,12 @@ fn encode_features_reply(
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
     let start = begin(out, OFPT_FEATURES_REPLY, xid);
-    p64(out, f.datapath_id);
-    p32(out, f.n_buffers);
-    p8(out, f.n_tables);
-    pz(out, 3);
-    p32(out, f.capabilities & CAPS10_KEPT & !OFPC10_STP);
-    p32(out, OFP10_ACTIONS_BITMAP);
+    out.u64(f.datapath_id);
+    out.u32(f.n_buffers);
+    out.u8(f.n_tables);
+    out.zeros(3);
+    out.u32(f.capabilities & CAPS10_KEPT & !OFPC10_STP);
+    out.u32(OFP10_ACTIONS_BITMAP);
     for p in &f.ports {
         encode_phy_port(p, out)?;
     }
@@ -1881,12 +1803,12 @@ fn decode_port_mod(r: &mut Rd) -> Result<Msg, DecodeError> {
 
 fn encode_port_mod(pm: &PortMod, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let start = begin(out, OFPT_PORT_MOD, xid);
-    p16(out, port10(pm.port_no)?);
+    out.u16(port10(pm.port_no)?);
     out.extend_from_slice(&pm.hw_addr);
-    p32(out, pm.config & PORT_CONFIG_KEPT);
-    p32(out, pm.mask & PORT_CONFIG_KEPT);
-    p32(out, features_to_ofp10(pm.advertise));
-    pz(out, 4);
+    out.u32(pm.config & PORT_CONFIG_KEPT);
+    out.u32(pm.mask & PORT_CONFIG_KEPT);
+    out.u32(features_to_ofp10(pm.advertise));
+    out.zeros(4);
     finish(out, start)
 }
 
@@ -1923,9 +1845,9 @@ fn encode_flow_stats_request(q: &FlowStatsRequest, out: &mut Vec<u8>) -> Result<
         ));
     }
     encode_match(&q.matcher, out)?;
-    p8(out, q.table_id);
-    p8(out, 0);
-    p16(out, port10(q.out_port)?);
+    out.u8(q.table_id);
+    out.u8(0);
+    out.u16(port10(q.out_port)?);
     Ok(())
 }
 
@@ -1936,9 +1858,7 @@ fn decode_nx_flow_stats_request(r: &mut Rd) -> Result<FlowStatsRequest, DecodeEr
     let table_id = r.u8()?;
     r.skip(3)?;
     let (matcher, cookie, cookie_mask) = decode_nx_match_cookie(take_nx_match(r, match_len)?)?;
-    if !r.is_empty() {
-        return Err(bad(OfError::BAD_LEN, "trailing bytes"));
-    }
+    r.end()?;
     Ok(FlowStatsRequest {
         table_id,
         out_port,
@@ -1956,13 +1876,13 @@ fn encode_nx_flow_stats_request(
     if q.out_group != OFPG_ANY {
         return Err(unsupported("group filter in an NXST flow stats request"));
     }
-    p16(out, port10(q.out_port)?);
+    out.u16(port10(q.out_port)?);
     let len_at = out.len();
-    p16(out, 0);
-    p8(out, q.table_id);
-    pz(out, 3);
+    out.u16(0);
+    out.u8(q.table_id);
+    out.zeros(3);
     let ml = encode_nx_match_cookie(&q.matcher, q.cookie, q.cookie_mask, out)?;
-    set16(out, len_at, ml);
+    out.patch16(len_at, ml);
     Ok(())
 }
 
@@ -2001,26 +1921,24 @@ fn decode_flow_stats(b: &[u8]) -> Result<FlowStats, DecodeError> {
     })
 }
 
-fn encode_flow_stats(f: &FlowStats) -> Result<Vec<u8>, EncodeError> {
+fn encode_flow_stats(out: &mut Vec<u8>, f: &FlowStats) -> Result<(), EncodeError> {
     let acts = apply_only(&f.instructions)?;
-    let mut out = Vec::with_capacity(88);
-    p16(&mut out, 0);
-    p8(&mut out, f.table_id);
-    p8(&mut out, 0);
-    encode_match(&f.matcher, &mut out)?;
-    p32(&mut out, f.duration_sec);
-    p32(&mut out, f.duration_nsec);
-    p16(&mut out, f.priority);
-    p16(&mut out, f.idle_timeout);
-    p16(&mut out, f.hard_timeout);
-    pz(&mut out, 6);
-    p64(&mut out, f.cookie);
-    p64(&mut out, f.packet_count);
-    p64(&mut out, f.byte_count);
-    encode_actions(acts, &mut out)?;
-    let len = u16::try_from(out.len()).map_err(|_| unsupported("flow stats entry too long"))?;
-    set16(&mut out, 0, len);
-    Ok(out)
+    let start = out.len();
+    out.u16(0);
+    out.u8(f.table_id);
+    out.u8(0);
+    encode_match(&f.matcher, out)?;
+    out.u32(f.duration_sec);
+    out.u32(f.duration_nsec);
+    out.u16(f.priority);
+    out.u16(f.idle_timeout);
+    out.u16(f.hard_timeout);
+    out.zeros(6);
+    out.u64(f.cookie);
+    out.u64(f.packet_count);
+    out.u64(f.byte_count);
+    encode_actions(acts, out)?;
+    end_record(out, start, start)
 }
 
 /// One `nx_flow_stats`: `idle_age`/`hard_age` are sent plus one (0 =
@@ -2062,50 +1980,42 @@ fn decode_nx_flow_stats(b: &[u8]) -> Result<FlowStats, DecodeError> {
     })
 }
 
-fn encode_nx_flow_stats(f: &FlowStats) -> Result<Vec<u8>, EncodeError> {
+fn encode_nx_flow_stats(out: &mut Vec<u8>, f: &FlowStats) -> Result<(), EncodeError> {
     let acts = apply_only(&f.instructions)?;
-    let mut out = Vec::with_capacity(64);
-    p16(&mut out, 0);
-    p8(&mut out, f.table_id);
-    p8(&mut out, 0);
-    p32(&mut out, f.duration_sec);
-    p32(&mut out, f.duration_nsec);
-    p16(&mut out, f.priority);
-    p16(&mut out, f.idle_timeout);
-    p16(&mut out, f.hard_timeout);
-    p16(&mut out, 0);
+    let start = out.len();
+    out.u16(0);
+    out.u8(f.table_id);
+    out.u8(0);
+    out.u32(f.duration_sec);
+    out.u32(f.duration_nsec);
+    out.u16(f.priority);
+    out.u16(f.idle_timeout);
+    out.u16(f.hard_timeout);
+    out.u16(0);
     let age = |a: Option<u16>| a.map_or(0, |a| a.saturating_add(1));
-    p16(&mut out, age(f.idle_age));
-    p16(&mut out, age(f.hard_age));
-    p64(&mut out, f.cookie);
-    p64(&mut out, f.packet_count);
-    p64(&mut out, f.byte_count);
-    let ml = encode_nx_match_cookie(&f.matcher, 0, 0, &mut out)?;
-    set16(&mut out, 18, ml);
-    encode_actions(acts, &mut out)?;
-    let len = u16::try_from(out.len()).map_err(|_| unsupported("flow stats entry too long"))?;
-    set16(&mut out, 0, len);
-    Ok(out)
+    out.u16(age(f.idle_age));
+    out.u16(age(f.hard_age));
+    out.u64(f.cookie);
+    out.u64(f.packet_count);
+    out.u64(f.byte_count);
+    let ml = encode_nx_match_cookie(&f.matcher, 0, 0, out)?;
+    out.patch16(start + 18, ml);
+    encode_actions(acts, out)?;
+    end_record(out, start, start)
 }
 
 /// Split a body of variable-length entries (each starting with a 16-bit
 /// length of at least `min`) and decode each.
 fn decode_entries<T>(
-    mut b: &[u8],
+    b: &[u8],
     min: usize,
     f: impl Fn(&[u8]) -> Result<T, DecodeError>,
 ) -> Result<Vec<T>, DecodeError> {
+    let mut r = Rd::new(b, OfError::BAD_LEN);
     let mut v = Vec::new();
-    while !b.is_empty() {
-        if b.len() < 2 {
-            return Err(short());
-        }
-        let len = usize::from(be16(b, 0));
-        if len < min || len > b.len() {
-            return Err(bad(OfError::BAD_LEN, "bad stats entry length"));
-        }
-        v.push(f(&b[..len])?);
-        b = &b[len..];
+    while !r.is_empty() {
+        let len = r.peek_len(0)?;
+        v.push(f(r.record(len, min)?.b)?);
     }
     Ok(v)
 }
@@ -2117,7 +2027,7 @@ fn decode_fixed<T>(
     f: impl Fn(&[u8]) -> Result<T, DecodeError>,
 ) -> Result<Vec<T>, DecodeError> {
     if b.len() % size != 0 {
-        return Err(bad(OfError::BAD_LEN, "partial stats entry"));
+        return Err(bad(OfError::BAD_LEN, "partial fixed-size entry"));
     }
     b.chunks_exact(size).map(f).collect()
 }
@@ -2138,17 +2048,16 @@ fn decode_table_stats(b: &[u8]) -> Result<TableStats, DecodeError> {
 
 /// 1.0 `ofp_table_stats`: name `table<N>` (OVS names unnamed tables so),
 /// wildcards `OFPFW10_ALL`, max_entries [`TABLE_MAX_ENTRIES`].
-fn encode_table_stats(t: &TableStats) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
-    p8(&mut out, t.table_id);
-    pz(&mut out, 3);
-    put_str(&mut out, &format!("table{}", t.table_id), 32);
-    p32(&mut out, wildcards::ALL);
-    p32(&mut out, TABLE_MAX_ENTRIES);
-    p32(&mut out, t.active_count);
-    p64(&mut out, t.lookup_count);
-    p64(&mut out, t.matched_count);
-    out
+fn encode_table_stats(out: &mut Vec<u8>, t: &TableStats) -> Result<(), EncodeError> {
+    out.u8(t.table_id);
+    out.zeros(3);
+    out.str(&format!("table{}", t.table_id), 32);
+    out.u32(wildcards::ALL);
+    out.u32(TABLE_MAX_ENTRIES);
+    out.u32(t.active_count);
+    out.u64(t.lookup_count);
+    out.u64(t.matched_count);
+    Ok(())
 }
 
 /// 1.0 `ofp_port_stats` (104 bytes): no duration (decodes as 0).
@@ -2156,82 +2065,14 @@ fn decode_port_stats(b: &[u8]) -> Result<PortStats, DecodeError> {
     let mut r = Rd::new(b, OfError::BAD_LEN);
     let port_no = port_from_ofp10(r.u16()?);
     r.skip(6)?;
-    let mut c = [0u64; 12];
-    for x in &mut c {
-        *x = r.u64()?;
-    }
-    Ok(PortStats {
-        port_no,
-        rx_packets: c[0],
-        tx_packets: c[1],
-        rx_bytes: c[2],
-        tx_bytes: c[3],
-        rx_dropped: c[4],
-        tx_dropped: c[5],
-        rx_errors: c[6],
-        tx_errors: c[7],
-        rx_frame_err: c[8],
-        rx_over_err: c[9],
-        rx_crc_err: c[10],
-        collisions: c[11],
-        duration_sec: 0,
-        duration_nsec: 0,
-    })
+    wire::get_port_counters(&mut r, port_no)
 }
 
-fn encode_port_stats(s: &PortStats) -> Result<Vec<u8>, EncodeError> {
-    let mut out = Vec::with_capacity(104);
-    p16(&mut out, port10(s.port_no)?);
-    pz(&mut out, 6);
-    for v in [
-        s.rx_packets,
-        s.tx_packets,
-        s.rx_bytes,
-        s.tx_bytes,
-        s.rx_dropped,
-        s.tx_dropped,
-        s.rx_errors,
-        s.tx_errors,
-        s.rx_frame_err,
-        s.rx_over_err,
-        s.rx_crc_err,
-        s.collisions,
-    ] {
-        p64(&mut out, v);
-    }
-    Ok(out)
-}
-
-fn decode_desc(b: &[u8]) -> Result<Desc, DecodeError> {
-    if b.len() != 1056 {
-        return Err(bad(OfError::BAD_LEN, "bad ofp_desc_stats length"));
-    }
-    Ok(Desc {
-        mfr_desc: get_str(&b[..256]),
-        hw_desc: get_str(&b[256..512]),
-        sw_desc: get_str(&b[512..768]),
-        serial_num: get_str(&b[768..800]),
-        dp_desc: get_str(&b[800..]),
-    })
-}
-
-fn decode_aggregate(r: &mut Rd) -> Result<(u64, u64, u32), DecodeError> {
-    let p = r.u64()?;
-    let b = r.u64()?;
-    let f = r.u32()?;
-    r.skip(4)?;
-    if !r.is_empty() {
-        return Err(bad(OfError::BAD_LEN, "trailing bytes"));
-    }
-    Ok((p, b, f))
-}
-
-fn expect_end(r: &Rd) -> Result<(), DecodeError> {
-    if r.is_empty() {
-        Ok(())
-    } else {
-        Err(bad(OfError::BAD_LEN, "trailing bytes"))
-    }
+fn encode_port_stats(out: &mut Vec<u8>, s: &PortStats) -> Result<(), EncodeError> {
+    out.u16(port10(s.port_no)?);
+    out.zeros(6);
+    wire::put_port_counters(out, s);
+    Ok(())
 }
 
 /// `OFPT_STATS_REQUEST` body (after the header).
@@ -2240,12 +2081,12 @@ fn decode_stats_request(r: &mut Rd) -> Result<Msg, DecodeError> {
     let flags = r.u16()?;
     let body = match typ {
         OFPST_DESC => {
-            expect_end(r)?;
+            r.end()?;
             MpRequest::Desc
         }
         OFPST_FLOW | OFPST_AGGREGATE => {
             let q = decode_flow_stats_request(r)?;
-            expect_end(r)?;
+            r.end()?;
             if typ == OFPST_FLOW {
                 MpRequest::Flow(q)
             } else {
@@ -2253,24 +2094,24 @@ fn decode_stats_request(r: &mut Rd) -> Result<Msg, DecodeError> {
             }
         }
         OFPST_TABLE => {
-            expect_end(r)?;
+            r.end()?;
             MpRequest::Table
         }
         OFPST_PORT => {
             let p = port_from_ofp10(r.u16()?);
             r.skip(6)?;
-            expect_end(r)?;
+            r.end()?;
             MpRequest::PortStats(p)
         }
         OFPST_QUEUE => {
             let port_no = port_from_ofp10(r.u16()?);
             r.skip(2)?;
             let queue_id = r.u32()?;
-            expect_end(r)?;
+            r.end()?;
             MpRequest::Queue { port_no, queue_id }
         }
         OFPST_PORT_DESC => {
-            expect_end(r)?;
+            r.end()?;
             MpRequest::PortDesc
         }
         OFPST_VENDOR => {
@@ -2305,10 +2146,10 @@ fn decode_stats_reply(r: &mut Rd) -> Result<Msg, DecodeError> {
     let typ = r.u16()?;
     let flags = r.u16()?;
     let body = match typ {
-        OFPST_DESC => MpReply::Desc(decode_desc(r.rest())?),
+        OFPST_DESC => MpReply::Desc(wire::get_desc(r)?),
         OFPST_FLOW => MpReply::Flow(decode_entries(r.rest(), 88, decode_flow_stats)?),
         OFPST_AGGREGATE => {
-            let (packet_count, byte_count, flow_count) = decode_aggregate(r)?;
+            let (packet_count, byte_count, flow_count) = wire::get_aggregate(r)?;
             MpReply::Aggregate {
                 packet_count,
                 byte_count,
@@ -2328,7 +2169,7 @@ fn decode_stats_reply(r: &mut Rd) -> Result<Msg, DecodeError> {
         OFPST_VENDOR => match nx_stats_header(r)? {
             NXST_FLOW => MpReply::NxFlow(decode_entries(r.rest(), 48, decode_nx_flow_stats)?),
             _ => {
-                let (packet_count, byte_count, flow_count) = decode_aggregate(r)?;
+                let (packet_count, byte_count, flow_count) = wire::get_aggregate(r)?;
                 MpReply::NxAggregate {
                     packet_count,
                     byte_count,
@@ -2352,12 +2193,12 @@ fn begin_stats(
     nx: Option<u32>,
 ) -> usize {
     let start = begin(out, typ, xid);
-    p16(out, st);
-    p16(out, flags);
+    out.u16(st);
+    out.u16(flags);
     if let Some(sub) = nx {
-        p32(out, NX_VENDOR_ID);
-        p32(out, sub);
-        pz(out, 4);
+        out.u32(NX_VENDOR_ID);
+        out.u32(sub);
+        out.zeros(4);
     }
     start
 }
@@ -2384,15 +2225,15 @@ fn encode_stats_request(
         MpRequest::Table => begin_stats(out, t, xid, OFPST_TABLE, flags, None),
         MpRequest::PortStats(p) => {
             let s = begin_stats(out, t, xid, OFPST_PORT, flags, None);
-            p16(out, port10(*p)?);
-            pz(out, 6);
+            out.u16(port10(*p)?);
+            out.zeros(6);
             s
         }
         MpRequest::Queue { port_no, queue_id } => {
             let s = begin_stats(out, t, xid, OFPST_QUEUE, flags, None);
-            p16(out, port10(*port_no)?);
-            pz(out, 2);
-            p32(out, *queue_id);
+            out.u16(port10(*port_no)?);
+            out.zeros(2);
+            out.u32(*queue_id);
             s
         }
         MpRequest::PortDesc => begin_stats(out, t, xid, OFPST_PORT_DESC, flags, None),
@@ -2421,43 +2262,17 @@ fn encode_stats_request(
 
 /// Append a stats reply whose body is `entries`, split into several
 /// messages with `OFPSF_REPLY_MORE` when it would exceed 65535 bytes.
-fn put_split_reply(
+fn put_split<T>(
     out: &mut Vec<u8>,
     xid: u32,
     flags: u16,
     st: u16,
     nx: Option<u32>,
-    entries: &[Vec<u8>],
+    entries: &[T],
+    put: impl Fn(&mut Vec<u8>, &T) -> Result<(), EncodeError>,
 ) -> Result<(), EncodeError> {
-    let hdr = HEADER_LEN + 4 + if nx.is_some() { 12 } else { 0 };
-    let mut i = 0;
-    loop {
-        // Take as many entries as fit.
-        let mut size = hdr;
-        let mut j = i;
-        while j < entries.len() && size + entries[j].len() <= 0xffff {
-            size += entries[j].len();
-            j += 1;
-        }
-        if j == i && i < entries.len() {
-            return Err(unsupported("stats entry longer than a message"));
-        }
-        let last = j == entries.len();
-        let f = if last {
-            flags
-        } else {
-            flags | OFPSF_REPLY_MORE
-        };
-        let start = begin_stats(out, OFPT_STATS_REPLY, xid, st, f, nx);
-        for e in &entries[i..j] {
-            out.extend_from_slice(e);
-        }
-        finish(out, start)?;
-        if last {
-            return Ok(());
-        }
-        i = j;
-    }
+    let begin = |out: &mut Vec<u8>| begin_stats(out, OFPT_STATS_REPLY, xid, st, flags, nx);
+    wire::put_split_reply(out, flags, begin, entries, put)
 }
 
 fn encode_stats_reply(
@@ -2466,85 +2281,45 @@ fn encode_stats_reply(
     xid: u32,
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
-    let single = |out: &mut Vec<u8>, st: u16, nx: Option<u32>, b: &[u8]| {
+    let single = |out: &mut Vec<u8>, st: u16, nx: Option<u32>, body: &dyn Fn(&mut Vec<u8>)| {
         let start = begin_stats(out, OFPT_STATS_REPLY, xid, st, flags, nx);
-        out.extend_from_slice(b);
+        body(out);
         finish(out, start)
     };
-    let aggregate = |p: u64, b: u64, f: u32| {
-        let mut v = Vec::with_capacity(24);
-        p64(&mut v, p);
-        p64(&mut v, b);
-        p32(&mut v, f);
-        pz(&mut v, 4);
-        v
-    };
     match body {
-        MpReply::Desc(d) => {
-            let mut b = Vec::with_capacity(1056);
-            put_str(&mut b, &d.mfr_desc, 256);
-            put_str(&mut b, &d.hw_desc, 256);
-            put_str(&mut b, &d.sw_desc, 256);
-            put_str(&mut b, &d.serial_num, 32);
-            put_str(&mut b, &d.dp_desc, 256);
-            single(out, OFPST_DESC, None, &b)
-        }
-        MpReply::Flow(fs) => {
-            let e = fs
-                .iter()
-                .map(encode_flow_stats)
-                .collect::<Result<Vec<_>, _>>()?;
-            put_split_reply(out, xid, flags, OFPST_FLOW, None, &e)
-        }
+        MpReply::Desc(d) => single(out, OFPST_DESC, None, &|out| wire::put_desc(out, d)),
+        MpReply::Flow(fs) => put_split(out, xid, flags, OFPST_FLOW, None, fs, encode_flow_stats),
         MpReply::Aggregate {
             packet_count,
             byte_count,
             flow_count,
-        } => single(
-            out,
-            OFPST_AGGREGATE,
-            None,
-            &aggregate(*packet_count, *byte_count, *flow_count),
-        ),
-        MpReply::Table(ts) => {
-            let e: Vec<_> = ts.iter().map(encode_table_stats).collect();
-            put_split_reply(out, xid, flags, OFPST_TABLE, None, &e)
-        }
+        } => single(out, OFPST_AGGREGATE, None, &|out| {
+            wire::put_aggregate(out, *packet_count, *byte_count, *flow_count)
+        }),
+        MpReply::Table(ts) => put_split(out, xid, flags, OFPST_TABLE, None, ts, encode_table_stats),
         MpReply::PortStats(ps) => {
-            let e = ps
-                .iter()
-                .map(encode_port_stats)
-                .collect::<Result<Vec<_>, _>>()?;
-            put_split_reply(out, xid, flags, OFPST_PORT, None, &e)
+            put_split(out, xid, flags, OFPST_PORT, None, ps, encode_port_stats)
         }
-        MpReply::PortDesc(ps) => {
-            let e = ps
-                .iter()
-                .map(|p| {
-                    let mut v = Vec::with_capacity(PHY_PORT_LEN);
-                    encode_phy_port(p, &mut v).map(|()| v)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            put_split_reply(out, xid, flags, OFPST_PORT_DESC, None, &e)
-        }
-        MpReply::Queue => single(out, OFPST_QUEUE, None, &[]),
-        MpReply::NxFlow(fs) => {
-            let e = fs
-                .iter()
-                .map(encode_nx_flow_stats)
-                .collect::<Result<Vec<_>, _>>()?;
-            put_split_reply(out, xid, flags, OFPST_VENDOR, Some(NXST_FLOW), &e)
-        }
+        MpReply::PortDesc(ps) => put_split(out, xid, flags, OFPST_PORT_DESC, None, ps, |out, p| {
+            encode_phy_port(p, out)
+        }),
+        MpReply::Queue => single(out, OFPST_QUEUE, None, &|_| {}),
+        MpReply::NxFlow(fs) => put_split(
+            out,
+            xid,
+            flags,
+            OFPST_VENDOR,
+            Some(NXST_FLOW),
+            fs,
+            encode_nx_flow_stats,
+        ),
         MpReply::NxAggregate {
             packet_count,
             byte_count,
             flow_count,
-        } => single(
-            out,
-            OFPST_VENDOR,
-            Some(NXST_AGGREGATE),
-            &aggregate(*packet_count, *byte_count, *flow_count),
-        ),
+        } => single(out, OFPST_VENDOR, Some(NXST_AGGREGATE), &|out| {
+            wire::put_aggregate(out, *packet_count, *byte_count, *flow_count)
+        }),
         MpReply::TableFeatures(_)
         | MpReply::Group(_)
         | MpReply::GroupDesc(_)
@@ -2611,7 +2386,7 @@ fn decode_vendor(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeError> {
         }
         _ => return Err(bad(OfError::BAD_EXP_TYPE, "unknown Nicira subtype")),
     };
-    expect_end(r)?;
+    r.end()?;
     Ok(msg)
 }
 
@@ -2798,8 +2573,8 @@ fn encode_inner(
                 OFPT_GET_CONFIG_REPLY
             };
             let s = begin(out, t, xid);
-            p16(out, c.flags);
-            p16(out, c.miss_send_len);
+            out.u16(c.flags);
+            out.u16(c.miss_send_len);
             finish(out, s)
         }
         Msg::PacketIn(pi) => {
@@ -2818,8 +2593,8 @@ fn encode_inner(
         }
         Msg::PortStatus(ps) => {
             let s = begin(out, OFPT_PORT_STATUS, xid);
-            p8(out, ps.reason);
-            pz(out, 7);
+            out.u8(ps.reason);
+            out.zeros(7);
             encode_phy_port(&ps.desc, out)?;
             finish(out, s)
         }
@@ -2844,7 +2619,7 @@ fn encode_inner(
                 .chain(&a.port_status_mask)
                 .chain(&a.flow_removed_mask)
             {
-                p32(out, *v);
+                out.u32(*v);
             }
             finish(out, s)
         }
@@ -2855,19 +2630,19 @@ fn encode_inner(
                 NXT_SET_PACKET_IN_FORMAT
             };
             let s = begin_nx(out, sub, xid);
-            p32(out, *f);
+            out.u32(*f);
             finish(out, s)
         }
         Msg::NxFlowModTableId(set) => {
             let s = begin_nx(out, NXT_FLOW_MOD_TABLE_ID, xid);
-            p8(out, u8::from(*set));
-            pz(out, 7);
+            out.u8(u8::from(*set));
+            out.zeros(7);
             finish(out, s)
         }
         Msg::NxSetControllerId(id) => {
             let s = begin_nx(out, NXT_SET_CONTROLLER_ID, xid);
-            pz(out, 6);
-            p16(out, *id);
+            out.zeros(6);
+            out.u16(*id);
             finish(out, s)
         }
         Msg::GroupMod(_) => Err(unsupported("group-mod")),
@@ -2882,7 +2657,7 @@ fn encode_inner(
                 NXT_ROLE_REPLY
             };
             let s = begin_nx(out, sub, xid);
-            p32(out, m.role - 1);
+            out.u32(m.role - 1);
             finish(out, s)
         }
         Msg::GetAsyncRequest | Msg::GetAsyncReply(_) => Err(unsupported("get-async")),

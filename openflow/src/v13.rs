@@ -27,7 +27,8 @@ use crate::nicira::{
     NXT_SET_PACKET_IN_FORMAT,
 };
 use crate::oxm::{self, Flavor};
-use crate::wire::Rd;
+use crate::v10;
+use crate::wire::{self, end_record, get_str, put_split_reply, Put, Rd};
 
 /// 1.3 message types (`ofp_type`).
 mod t {
@@ -84,8 +85,6 @@ mod mp {
 pub const OFPMPF_MORE: u16 = 1;
 /// `OFPMT_OXM`.
 const OFPMT_OXM: u16 = 1;
-/// Largest OpenFlow message.
-const MAX_MSG: usize = 0xffff;
 
 // ---------------------------------------------------------------------------
 // Reading.
@@ -94,70 +93,8 @@ fn err(e: OfError, what: &'static str) -> DecodeError {
     DecodeError::new(e, what)
 }
 
-/// A NUL-padded fixed-width string.
-fn get_str(b: &[u8]) -> String {
-    let n = b.iter().position(|c| *c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..n]).into_owned()
-}
-
 // ---------------------------------------------------------------------------
 // Writing.
-
-trait Put {
-    fn u8(&mut self, v: u8);
-    fn u16(&mut self, v: u16);
-    fn u32(&mut self, v: u32);
-    fn u64(&mut self, v: u64);
-    fn zeros(&mut self, n: usize);
-    /// `s` NUL-padded to `n` bytes, cut to `n - 1` bytes at a character
-    /// boundary so a NUL always ends it.
-    fn str(&mut self, s: &str, n: usize);
-    /// Zeros up to a multiple of 8 bytes counted from `start`.
-    fn pad8(&mut self, start: usize);
-    /// Store `v` at `at` (a length field written earlier as zero).
-    fn patch16(&mut self, at: usize, v: u16);
-}
-
-impl Put for Vec<u8> {
-    fn u8(&mut self, v: u8) {
-        self.push(v);
-    }
-    fn u16(&mut self, v: u16) {
-        self.extend_from_slice(&v.to_be_bytes());
-    }
-    fn u32(&mut self, v: u32) {
-        self.extend_from_slice(&v.to_be_bytes());
-    }
-    fn u64(&mut self, v: u64) {
-        self.extend_from_slice(&v.to_be_bytes());
-    }
-    fn zeros(&mut self, n: usize) {
-        self.resize(self.len() + n, 0);
-    }
-    fn str(&mut self, s: &str, n: usize) {
-        let mut end = s.len().min(n.saturating_sub(1));
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.extend_from_slice(&s.as_bytes()[..end]);
-        self.zeros(n - end);
-    }
-    fn pad8(&mut self, start: usize) {
-        let len = self.len() - start;
-        self.zeros(len.next_multiple_of(8) - len);
-    }
-    fn patch16(&mut self, at: usize, v: u16) {
-        self[at..at + 2].copy_from_slice(&v.to_be_bytes());
-    }
-}
-
-/// Patch the 16-bit length at `at` with the bytes written since `start`.
-fn end_record(out: &mut Vec<u8>, start: usize, at: usize) -> Result<(), EncodeError> {
-    let len = u16::try_from(out.len() - start)
-        .map_err(|_| EncodeError::Unsupported("record longer than 65535 bytes"))?;
-    out.patch16(at, len);
-    Ok(())
-}
 
 /// Append one message of type `typ`: header, then what `body` writes.
 /// On error nothing is appended.
@@ -167,32 +104,12 @@ fn message(
     xid: u32,
     body: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
 ) -> Result<(), EncodeError> {
-    let start = out.len();
-    Header {
-        version: OFP13_VERSION,
-        typ,
-        length: 0,
-        xid,
+    let start = wire::begin(out, OFP13_VERSION, typ, xid);
+    let r = body(out).and_then(|()| wire::finish(out, start));
+    if r.is_err() {
+        out.truncate(start);
     }
-    .write(out);
-    let r = body(out).and_then(|()| {
-        if out.len() - start > MAX_MSG {
-            Err(EncodeError::Unsupported("message longer than 65535 bytes"))
-        } else {
-            Ok(())
-        }
-    });
-    match r {
-        Ok(()) => {
-            let len = (out.len() - start) as u16;
-            out.patch16(start + 2, len);
-            Ok(())
-        }
-        Err(e) => {
-            out.truncate(start);
-            Err(e)
-        }
-    }
+    r
 }
 
 // ---------------------------------------------------------------------------
@@ -241,23 +158,6 @@ mod at {
     pub const DEC_NW_TTL: u16 = 24;
     pub const SET_FIELD: u16 = 25;
     pub const EXPERIMENTER: u16 = 0xffff;
-}
-
-/// Map a 16-bit OpenFlow 1.0 port (Nicira actions) to 1.3 numbering.
-fn port_from_16(p: u16) -> u32 {
-    if p >= 0xff00 {
-        0xffff_0000 | u32::from(p)
-    } else {
-        u32::from(p)
-    }
-}
-
-fn port_to_16(p: u32) -> Option<u16> {
-    if !(0xff00..OFPP_MAX).contains(&p) {
-        Some(p as u16)
-    } else {
-        None
-    }
 }
 
 fn decode_action(typ: u16, a: &mut Rd<'_>) -> Result<Action, DecodeError> {
@@ -322,7 +222,7 @@ fn decode_action(typ: u16, a: &mut Rd<'_>) -> Result<Action, DecodeError> {
             match subtype {
                 NXAST_RESUBMIT | NXAST_RESUBMIT_TABLE => {
                     fixed(a, 6)?;
-                    let in_port = port_from_16(a.u16()?);
+                    let in_port = v10::port_from_ofp10(a.u16()?);
                     let table = a.u8()?;
                     let table = if subtype == NXAST_RESUBMIT {
                         0xff
@@ -351,16 +251,7 @@ pub fn decode_actions(buf: &[u8]) -> Result<Vec<Action>, DecodeError> {
     let mut rd = Rd::new(buf, OfError::BAD_ACTION_LEN);
     let mut acts = Vec::new();
     while !rd.is_empty() {
-        let typ = rd.peek_len(0)? as u16;
-        let len = rd.peek_len(2)?;
-        if len % 8 != 0 {
-            return Err(err(
-                OfError::BAD_ACTION_LEN,
-                "action length not a multiple of 8",
-            ));
-        }
-        let mut a = rd.record(len, 8)?;
-        a.skip(4)?;
+        let (typ, mut a) = rd.tlv8("action length not a multiple of 8")?;
         acts.push(decode_action(typ, &mut a)?);
     }
     Ok(acts)
@@ -412,7 +303,7 @@ fn put_action(out: &mut Vec<u8>, a: &Action) -> Result<(), EncodeError> {
             out.zeros(3);
         }
         Action::Resubmit { in_port, table } => {
-            let p = port_to_16(*in_port)
+            let p = v10::port_to_ofp10(*in_port)
                 .ok_or(EncodeError::Unsupported("resubmit port beyond 16 bits"))?;
             // OVS sends NXAST_RESUBMIT_TABLE for every resubmit it did not
             // decode from NXAST_RESUBMIT (ovs-ofctl's "resubmit:N").
@@ -454,16 +345,7 @@ pub fn decode_instructions(buf: &[u8]) -> Result<Instructions, DecodeError> {
     let mut ins = Instructions::default();
     let mut seen = 0u32;
     while !rd.is_empty() {
-        let typ = rd.peek_len(0)? as u16;
-        let len = rd.peek_len(2)?;
-        if len % 8 != 0 {
-            return Err(err(
-                OfError::BAD_INST_LEN,
-                "instruction length not a multiple of 8",
-            ));
-        }
-        let mut i = rd.record(len, 8)?;
-        i.skip(4)?;
+        let (typ, mut i) = rd.tlv8("instruction length not a multiple of 8")?;
         let fixed = |i: &Rd<'_>, n: usize| {
             if i.b.len() == n {
                 Ok(())
@@ -1318,44 +1200,18 @@ fn put_flow_stats(out: &mut Vec<u8>, f: &FlowStats) -> Result<(), EncodeError> {
 fn get_port_stats(rd: &mut Rd<'_>) -> Result<PortStats, DecodeError> {
     let port_no = rd.u32()?;
     rd.skip(4)?;
+    let s = wire::get_port_counters(rd, port_no)?;
     Ok(PortStats {
-        port_no,
-        rx_packets: rd.u64()?,
-        tx_packets: rd.u64()?,
-        rx_bytes: rd.u64()?,
-        tx_bytes: rd.u64()?,
-        rx_dropped: rd.u64()?,
-        tx_dropped: rd.u64()?,
-        rx_errors: rd.u64()?,
-        tx_errors: rd.u64()?,
-        rx_frame_err: rd.u64()?,
-        rx_over_err: rd.u64()?,
-        rx_crc_err: rd.u64()?,
-        collisions: rd.u64()?,
         duration_sec: rd.u32()?,
         duration_nsec: rd.u32()?,
+        ..s
     })
 }
 
 fn put_port_stats(out: &mut Vec<u8>, s: &PortStats) {
     out.u32(s.port_no);
     out.zeros(4);
-    for v in [
-        s.rx_packets,
-        s.tx_packets,
-        s.rx_bytes,
-        s.tx_bytes,
-        s.rx_dropped,
-        s.tx_dropped,
-        s.rx_errors,
-        s.tx_errors,
-        s.rx_frame_err,
-        s.rx_over_err,
-        s.rx_crc_err,
-        s.collisions,
-    ] {
-        out.u64(v);
-    }
+    wire::put_port_counters(out, s);
     out.u32(s.duration_sec);
     out.u32(s.duration_nsec);
 }
@@ -1496,28 +1352,12 @@ fn get_fixed_list<'a, T>(
     get_list(rd, f)
 }
 
-fn get_desc(rd: &mut Rd<'_>) -> Result<Desc, DecodeError> {
-    let d = Desc {
-        mfr_desc: get_str(rd.take(256)?),
-        hw_desc: get_str(rd.take(256)?),
-        sw_desc: get_str(rd.take(256)?),
-        serial_num: get_str(rd.take(32)?),
-        dp_desc: get_str(rd.take(256)?),
-    };
-    rd.end()?;
-    Ok(d)
-}
-
 fn get_mp_reply(typ: u16, rd: &mut Rd<'_>) -> Result<MpReply, DecodeError> {
     Ok(match typ {
-        mp::DESC => MpReply::Desc(get_desc(rd)?),
+        mp::DESC => MpReply::Desc(wire::get_desc(rd)?),
         mp::FLOW => MpReply::Flow(get_list(rd, get_flow_stats)?),
         mp::AGGREGATE => {
-            let packet_count = rd.u64()?;
-            let byte_count = rd.u64()?;
-            let flow_count = rd.u32()?;
-            rd.skip(4)?;
-            rd.end()?;
+            let (packet_count, byte_count, flow_count) = wire::get_aggregate(rd)?;
             MpReply::Aggregate {
                 packet_count,
                 byte_count,
@@ -1594,52 +1434,21 @@ fn put_mp_list<T>(
     items: &[T],
     put: impl Fn(&mut Vec<u8>, &T) -> Result<(), EncodeError>,
 ) -> Result<(), EncodeError> {
-    let first = out.len();
-    let r = (|| {
-        let mut start = begin_mp_reply(out, xid, typ, flags);
-        for item in items {
-            let at = out.len();
-            put(out, item)?;
-            if out.len() - start > MAX_MSG {
-                if at - start == 16 {
-                    return Err(EncodeError::Unsupported(
-                        "multipart item longer than 65519 bytes",
-                    ));
-                }
-                let tail = out.split_off(at);
-                finish_mp_reply(out, start, flags | OFPMPF_MORE);
-                start = begin_mp_reply(out, xid, typ, flags);
-                out.extend_from_slice(&tail);
-            }
-        }
-        finish_mp_reply(out, start, flags);
-        Ok(())
-    })();
-    if r.is_err() {
-        out.truncate(first);
-    }
-    r
+    put_split_reply(
+        out,
+        flags,
+        |out| begin_mp_reply(out, xid, typ, flags),
+        items,
+        put,
+    )
 }
 
 fn begin_mp_reply(out: &mut Vec<u8>, xid: u32, typ: u16, flags: u16) -> usize {
-    let start = out.len();
-    Header {
-        version: OFP13_VERSION,
-        typ: t::MULTIPART_REPLY,
-        length: 0,
-        xid,
-    }
-    .write(out);
+    let start = wire::begin(out, OFP13_VERSION, t::MULTIPART_REPLY, xid);
     out.u16(typ);
     out.u16(flags);
     out.zeros(4);
     start
-}
-
-fn finish_mp_reply(out: &mut Vec<u8>, start: usize, flags: u16) {
-    let len = (out.len() - start) as u16;
-    out.patch16(start + 2, len);
-    out.patch16(start + 10, flags);
 }
 
 /// An item writer that cannot fail.
@@ -1666,23 +1475,14 @@ fn put_mp_reply(
         })
     };
     match body {
-        MpReply::Desc(d) => single(out, mp::DESC, &|out| {
-            out.str(&d.mfr_desc, 256);
-            out.str(&d.hw_desc, 256);
-            out.str(&d.sw_desc, 256);
-            out.str(&d.serial_num, 32);
-            out.str(&d.dp_desc, 256);
-        }),
+        MpReply::Desc(d) => single(out, mp::DESC, &|out| wire::put_desc(out, d)),
         MpReply::Flow(v) => put_mp_list(out, xid, mp::FLOW, flags, v, put_flow_stats),
         MpReply::Aggregate {
             packet_count,
             byte_count,
             flow_count,
         } => single(out, mp::AGGREGATE, &|out| {
-            out.u64(*packet_count);
-            out.u64(*byte_count);
-            out.u32(*flow_count);
-            out.zeros(4);
+            wire::put_aggregate(out, *packet_count, *byte_count, *flow_count)
         }),
         MpReply::Table(v) => put_mp_list(
             out,

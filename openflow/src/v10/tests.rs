@@ -1,7 +1,9 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::model::{AsyncConfig, OFPP_ANY, OFPP_CONTROLLER, OFPP_IN_PORT, OFPP_LOCAL, OFPP_NORMAL};
+use crate::model::{
+    AsyncConfig, Desc, OFPP_ANY, OFPP_CONTROLLER, OFPP_IN_PORT, OFPP_LOCAL, OFPP_NORMAL,
+};
 
 fn enc_with(msg: &Msg, opts: &EncodeOptions) -> Vec<u8> {
     let mut out = Vec::new();
@@ -789,13 +791,13 @@ fn action_encoding_details() {
 fn reg_load_decodes() {
     let load = |ofs: u16, nbits: u16, dst: u32, value: u64| {
         let mut a = Vec::new();
-        p16(&mut a, 0xffff);
-        p16(&mut a, 24);
-        p32(&mut a, NX_VENDOR_ID);
-        p16(&mut a, NXAST_REG_LOAD);
-        p16(&mut a, (ofs << 6) | (nbits - 1));
-        p32(&mut a, dst);
-        p64(&mut a, value);
+        a.u16(0xffff);
+        a.u16(24);
+        a.u32(NX_VENDOR_ID);
+        a.u16(NXAST_REG_LOAD);
+        a.u16((ofs << 6) | (nbits - 1));
+        a.u32(dst);
+        a.u64(value);
         a
     };
     // NXM_NX_IPV6_SRC = (1, 19, 16).
@@ -1049,10 +1051,10 @@ proptest! {
         let mut b = Vec::new();
         for (t, sub, rest) in chunks {
             let len = (4 + 8 + rest.len()).div_ceil(8) * 8;
-            p16(&mut b, t);
-            p16(&mut b, len as u16);
-            p32(&mut b, NX_VENDOR_ID);
-            p16(&mut b, sub);
+            b.u16(t);
+            b.u16(len as u16);
+            b.u32(NX_VENDOR_ID);
+            b.u16(sub);
             b.extend_from_slice(&rest);
             b.resize(b.len() + len - 10 - rest.len(), 0);
         }
@@ -1122,7 +1124,7 @@ fn print_samples_for_ofp_print() {
     };
     let rep = |body| Msg::MultipartReply { flags: 0, body };
     let d = EncodeOptions::default();
-    let samples: Vec<(&str, Msg, EncodeOptions)> = vec![
+    let mut samples: Vec<(&str, Msg, EncodeOptions)> = vec![
         (
             "features",
             Msg::FeaturesReply(SwitchFeatures {
@@ -1207,44 +1209,23 @@ fn print_samples_for_ofp_print() {
             }),
             d,
         ),
-        (
-            "error_prereq",
-            Msg::Error {
-                err: OfError::BAD_PREREQ,
-                data: vec![1, 14, 0, 8, 0, 0, 0, 1],
-            },
-            d,
-        ),
-        (
-            "error_overlap",
-            Msg::Error {
-                err: OfError::OVERLAP,
-                data: vec![1, 14, 0, 8, 0, 0, 0, 1],
-            },
-            d,
-        ),
-        (
-            "error_meter",
-            Msg::Error {
-                err: OfError::METER_EXISTS,
-                data: vec![1, 14, 0, 8, 0, 0, 0, 1],
-            },
-            d,
-        ),
-        (
-            "error_bad_table",
-            Msg::Error {
-                err: OfError::BAD_TABLE_ID,
-                data: vec![1, 14, 0, 8, 0, 0, 0, 1],
-            },
-            d,
-        ),
-        (
-            "flow_mod_nx_actions",
-            Msg::FlowMod(flow_mod(tcp_match(), nx_actions())),
-            d,
-        ),
     ];
+    // Errors: the same data under each sampled code.
+    let data = vec![1, 14, 0, 8, 0, 0, 0, 1];
+    for (name, err) in [
+        ("error_prereq", OfError::BAD_PREREQ),
+        ("error_overlap", OfError::OVERLAP),
+        ("error_meter", OfError::METER_EXISTS),
+        ("error_bad_table", OfError::BAD_TABLE_ID),
+    ] {
+        let data = data.clone();
+        samples.push((name, Msg::Error { err, data }, d));
+    }
+    samples.push((
+        "flow_mod_nx_actions",
+        Msg::FlowMod(flow_mod(tcp_match(), nx_actions())),
+        d,
+    ));
     for (name, msg, opts) in samples {
         let b = enc_with(&msg, &opts);
         let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
