@@ -452,8 +452,9 @@ fn quota_gives_equota() {
     std::thread::sleep(Duration::from_millis(600));
     d3.read("k").unwrap();
 
-    // Per-connection caps on watches and transactions.
-    let c = s.connect_as(0).unwrap();
+    // Per-connection caps on watches and transactions, for unprivileged
+    // domains.
+    let c = s.connect_as(3).unwrap();
     for i in 0..3 {
         c.watch("/w", &i.to_string()).unwrap();
     }
@@ -461,6 +462,12 @@ fn quota_gives_equota() {
     let _t1 = c.transaction_start().unwrap();
     let _t2 = c.transaction_start().unwrap();
     assert_eq!(code(c.transaction_start().unwrap_err()), ErrorCode::Equota);
+    // Dom0 (the backend holds a watch per vif) has no such cap.
+    let b = s.connect_as(0).unwrap();
+    for i in 0..10 {
+        b.watch("/w", &i.to_string()).unwrap();
+    }
+    let _b: Vec<_> = (0..5).map(|_| b.transaction_start().unwrap()).collect();
 }
 
 /// Sends raw bytes and returns what the server answered before closing.

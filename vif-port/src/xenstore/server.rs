@@ -71,9 +71,12 @@ pub struct ServerConfig {
     pub quota_rate: u32,
     /// Token-bucket size: how many requests a domain may burst.
     pub quota_burst: u32,
-    /// Watches one connection may hold.
+    /// Watches one connection of an unprivileged domain may hold (dom0,
+    /// the backend with a watch per vif, is never limited, as in C
+    /// xenstored).
     pub max_watches_per_conn: usize,
-    /// Transactions one connection may have open.
+    /// Transactions one connection of an unprivileged domain may have open
+    /// (dom0 is never limited).
     pub max_transactions_per_conn: usize,
     /// Outgoing messages queued per connection before a slow reader is
     /// disconnected.
@@ -768,7 +771,7 @@ impl XenstoreServer {
                 if mine.clone().any(|w| w.path == raw && w.token == token) {
                     return Err(ErrorCode::Eexist);
                 }
-                if mine.count() >= self.shared.config.max_watches_per_conn {
+                if domid != 0 && mine.count() >= self.shared.config.max_watches_per_conn {
                     return Err(ErrorCode::Equota);
                 }
                 st.watches.push(Watch {
@@ -798,7 +801,7 @@ impl XenstoreServer {
                     return Err(ErrorCode::Ebusy);
                 }
                 let open = st.txs.values().filter(|t| t.conn == conn.id).count();
-                if open >= self.shared.config.max_transactions_per_conn {
+                if domid != 0 && open >= self.shared.config.max_transactions_per_conn {
                     return Err(ErrorCode::Equota);
                 }
                 let mut id = st.next_tx;
