@@ -31,7 +31,8 @@
 //!   `EAGAIN` and applies nothing.
 //! - **Quotas**: a token bucket of requests per second per unprivileged
 //!   domain (over quota: `EQUOTA` reply, the request is not executed),
-//!   per-connection caps on watches and open transactions, and a cap on
+//!   per-connection caps on watches and open transactions (for
+//!   unprivileged domains: dom0 holds a watch per vif), and a cap on
 //!   the nodes each unprivileged domain owns (`EQUOTA`, checked when it
 //!   creates nodes and when it commits a transaction that does).
 //! - **Connections**: two threads each: a reader that executes requests
