@@ -119,6 +119,12 @@ pub async fn serve(listener: UnixListener, commands: Arc<Commands>) -> std::io::
     }
 }
 
+/// Largest request accepted, in bytes (an `ovs-appctl` request is a
+/// method name and a few arguments). Without it a client could make the
+/// daemon buffer (and re-parse) up to the OVSDB framing limit of 64 MiB
+/// per connection.
+const MAX_REQUEST: usize = 1024 * 1024;
+
 async fn serve_one(mut stream: UnixStream, commands: &Commands) -> anyhow::Result<()> {
     let mut decoder = JsonStream::new();
     let mut buf = vec![0u8; 16 * 1024];
@@ -132,6 +138,10 @@ async fn serve_one(mut stream: UnixStream, commands: &Commands) -> anyhow::Resul
             let reply = commands.dispatch(&request);
             stream.write_all(reply.to_string().as_bytes()).await?;
         }
+        anyhow::ensure!(
+            decoder.pending() <= MAX_REQUEST,
+            "unixctl request longer than {MAX_REQUEST} bytes"
+        );
     }
 }
 
@@ -157,5 +167,22 @@ mod tests {
         assert_eq!(r["error"], json!("\"nope\" is not a valid command"));
         let r = c.dispatch(&json!({"id": 10, "method": "list-commands", "params": []}));
         assert!(r["result"].as_str().unwrap().contains("echo/args"));
+    }
+
+    #[tokio::test]
+    async fn an_endless_request_is_cut_off() {
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let commands = table();
+        let serving = tokio::spawn(async move { serve_one(server, &commands).await });
+        // An unterminated string: never a whole JSON value.
+        let chunk = vec![b'a'; 64 * 1024];
+        client.write_all(b"{\"id\":1,\"method\":\"").await.unwrap();
+        for _ in 0..(MAX_REQUEST / chunk.len() + 2) {
+            if client.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let r = serving.await.unwrap();
+        assert!(r.unwrap_err().to_string().contains("longer than"));
     }
 }

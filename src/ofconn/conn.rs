@@ -183,7 +183,15 @@ pub struct ConnOptions {
     /// Versions offered in HELLO, as a bitmap (bit n = wire version n), a
     /// subset of [`header::SUPPORTED_BITMAP`] (OVS `Bridge:protocols`).
     pub versions: u32,
+    /// A peer that has not completed HELLO by then is dropped
+    /// ([`HELLO_TIMEOUT`] outside tests): management connections have no
+    /// inactivity probe, and one that never spoke held one of its
+    /// listener's slots for ever.
+    pub hello_timeout: Duration,
 }
+
+/// How long a new connection may take to complete HELLO.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -282,6 +290,9 @@ pub enum ConnError {
     /// Inactivity probe unanswered.
     #[error("no reply to inactivity probe")]
     ProbeTimeout,
+    /// No HELLO within [`ConnOptions::hello_timeout`].
+    #[error("no HELLO within {0:?}")]
+    HelloTimeout(Duration),
     /// A header declared a length below 8 bytes: the stream cannot be
     /// framed any more (OVS closes too).
     #[error("message length {0} is shorter than the OpenFlow header")]
@@ -391,6 +402,7 @@ where
     header::encode_hello(highest, versions, 0, &mut tx.buf);
     let mut rx = RxBuf::default();
     let mut last_rx = Instant::now();
+    let hello_by = last_rx + opts.hello_timeout;
     let mut probe_sent = false;
     let mut drops = DropLog::default();
     loop {
@@ -448,6 +460,9 @@ where
                     }
                     Err(broadcast::error::RecvError::Closed) => break Ok(()),
                 }
+            }
+            () = tokio::time::sleep_until(hello_by), if st.version == 0 => {
+                break Err(ConnError::HelloTimeout(opts.hello_timeout));
             }
             _ = sleep_until(probe_at) => {
                 if probe_sent {
@@ -779,6 +794,7 @@ mod tests {
                 probe_interval: None,
                 peer: "test".into(),
                 versions: header::SUPPORTED_BITMAP,
+                hello_timeout: HELLO_TIMEOUT,
             },
             Arc::new(Null),
             roles,
@@ -862,6 +878,7 @@ mod tests {
                 probe_interval: None,
                 peer: "test".into(),
                 versions: header::SUPPORTED_BITMAP,
+                hello_timeout: HELLO_TIMEOUT,
             },
             Arc::new(Null),
             Arc::new(Roles::default()),
@@ -903,6 +920,7 @@ mod tests {
                 probe_interval: probe,
                 peer: "test".into(),
                 versions: header::SUPPORTED_BITMAP,
+                hello_timeout: HELLO_TIMEOUT,
             },
             Arc::new(Null),
             roles,
@@ -1168,5 +1186,45 @@ mod tests {
         let r = tokio::time::timeout(CLOSE_FLUSH * 3, task).await;
         assert!(matches!(r, Ok(Ok(Err(ConnError::NoHello(5))))), "{r:?}");
         drop(tx);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_never_says_hello_is_dropped_and_one_that_did_is_kept() {
+        let (events, _) = broadcast::channel(16);
+        let start = |hello_timeout| {
+            let (peer, ours) = tokio::io::duplex(1 << 16);
+            let task = tokio::spawn(serve(
+                ours,
+                ConnOptions {
+                    kind: ConnKind::Service,
+                    probe_interval: None,
+                    peer: "test".into(),
+                    versions: header::SUPPORTED_BITMAP,
+                    hello_timeout,
+                },
+                Arc::new(Null),
+                Arc::new(Roles::default()),
+                events.subscribe(),
+                Arc::new(ConnStatus::default()),
+            ));
+            (peer, task)
+        };
+        let wait = Duration::from_millis(200);
+        // Silent: it used to hold its listener slot for ever.
+        let (mut silent, task) = start(wait);
+        let _ = read_msg(&mut silent).await;
+        let r = tokio::time::timeout(Duration::from_secs(10), task).await;
+        assert!(
+            matches!(r, Ok(Ok(Err(ConnError::HelloTimeout(_))))),
+            "{r:?}"
+        );
+        // Up in time, then idle past the deadline: still served.
+        let (mut up, task) = start(wait);
+        hello13(&mut up).await;
+        tokio::time::sleep(wait * 2).await;
+        send(&mut up, &Msg::BarrierRequest, 4, 2).await;
+        assert_eq!(read_msg(&mut up).await, read_msg_like(2));
+        drop(up);
+        task.await.unwrap().unwrap();
     }
 }

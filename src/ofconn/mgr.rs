@@ -414,6 +414,7 @@ impl Spawner {
                 probe_interval: self.probe,
                 peer: peer.clone(),
                 versions: self.versions.load(Ordering::Relaxed),
+                hello_timeout: conn::HELLO_TIMEOUT,
             },
             self.handler.clone(),
             self.roles.clone(),
