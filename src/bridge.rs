@@ -349,7 +349,7 @@ fn of_housekeeping(bridge: std::sync::Weak<Bridge>, events: std::sync::mpsc::Rec
         let Some(b) = bridge.upgrade() else { return };
         match ev {
             Ok(OfEvent::PacketIn(p)) => {
-                let _ = b.conns.events().send(Event::PacketIn(p));
+                b.conns.send_packet_in(p);
             }
             Ok(OfEvent::FlowRemoved(f)) => {
                 let _ = b.conns.events().send(Event::FlowRemoved(f));
@@ -663,6 +663,11 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
                 let _ = writeln!(out, "  miss with success upcall: {}", st.upcalls);
                 let _ = writeln!(out, "  miss with failed upcall: {}", st.lost);
                 let _ = writeln!(out, "  megaflows: {} in {} masks", st.n_flows, st.n_masks);
+                let _ = writeln!(
+                    out,
+                    "  packet-ins dropped (slow controllers): {}",
+                    b.conns.packet_ins_dropped()
+                );
             }
             Ok(out)
         }),

@@ -66,11 +66,50 @@ pub enum ConnKind {
     Service,
 }
 
+/// A packet-in shared by every connection of a bridge (one copy, however
+/// many connections), counted against the bridge's packet-in byte budget
+/// (see `ConnMgr::send_packet_in`) until the last connection is done with
+/// it.
+#[derive(Debug)]
+pub struct SharedPacketIn {
+    /// The message.
+    pub msg: xennet_openflow::model::PacketIn,
+    /// The budget its data bytes are charged to.
+    budget: Option<Arc<std::sync::atomic::AtomicUsize>>,
+}
+
+impl SharedPacketIn {
+    /// A packet-in charged to `budget` (the caller added its bytes).
+    pub fn charged(
+        msg: xennet_openflow::model::PacketIn,
+        budget: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> Arc<SharedPacketIn> {
+        Arc::new(SharedPacketIn {
+            msg,
+            budget: Some(budget),
+        })
+    }
+
+    /// A packet-in outside any budget.
+    #[cfg(test)]
+    pub fn new(msg: xennet_openflow::model::PacketIn) -> Arc<SharedPacketIn> {
+        Arc::new(SharedPacketIn { msg, budget: None })
+    }
+}
+
+impl Drop for SharedPacketIn {
+    fn drop(&mut self) {
+        if let Some(b) = &self.budget {
+            b.fetch_sub(self.msg.data.len(), Ordering::Relaxed);
+        }
+    }
+}
+
 /// An asynchronous message for the connections of one bridge.
 #[derive(Debug, Clone)]
 pub enum Event {
     /// Packet-in (reason in the message).
-    PacketIn(xennet_openflow::model::PacketIn),
+    PacketIn(Arc<SharedPacketIn>),
     /// Flow removed.
     FlowRemoved(xennet_openflow::model::FlowRemoved),
     /// Port added, removed or changed.
@@ -701,10 +740,11 @@ fn filter_event(st: &State, ev: Event) -> Option<Msg> {
         mask[idx] & 1u32.checked_shl(u32::from(reason)).unwrap_or(0) != 0
     };
     match ev {
-        Event::PacketIn(mut p) => {
-            if !wants(&st.async_cfg.packet_in_mask, p.reason) {
+        Event::PacketIn(shared) => {
+            if !wants(&st.async_cfg.packet_in_mask, shared.msg.reason) {
                 return None;
             }
+            let mut p = shared.msg.clone();
             // miss_send_len cuts only what no output action's max_len
             // cut (OpenFlow 1.3.5 §7.3.4): invalid-TTL packet-ins, and on
             // OpenFlow 1.0 table misses (as OVS treats a pre-1.3
@@ -1127,7 +1167,7 @@ mod tests {
     async fn miss_send_len_cuts_only_packet_ins_no_action_cut() {
         let (mut peer, _, _task, tx) = connected(ConnKind::Primary, None, 1 << 16, 16).await;
         let pin = |reason| {
-            Event::PacketIn(xennet_openflow::model::PacketIn {
+            Event::PacketIn(SharedPacketIn::new(xennet_openflow::model::PacketIn {
                 buffer_id: header::NO_BUFFER,
                 total_len: 1000,
                 reason,
@@ -1136,7 +1176,7 @@ mod tests {
                 in_port: 1,
                 metadata: 0,
                 data: vec![0x55; 1000],
-            })
+            }))
         };
         // A table-miss flow with CONTROLLER:65535 sent the whole packet.
         tx.send(pin(PACKET_IN_NO_MATCH)).unwrap();

@@ -33,6 +33,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
 /// Asynchronous messages buffered per bridge before slow connections lose
 /// some (each drop is counted and logged).
 const EVENT_QUEUE: usize = 1024;
+/// Most bytes of packet-in data one bridge holds for its connections (a
+/// packet-in stays held until every connection has taken it).
+pub const PACKET_IN_BUDGET: usize = 4 << 20;
 /// Most connections at once on one listening socket (`ptcp:`, `punix:`,
 /// the management socket); further ones are closed at once, counted and
 /// logged at most once a second. Each costs up to about
@@ -140,6 +143,10 @@ pub struct ConnMgr {
     primary_connected: Arc<AtomicUsize>,
     /// Versions offered to new connections (see [`ConnMgr::set_protocols`]).
     versions: Arc<AtomicU32>,
+    /// Bytes of packet-in data queued and not yet taken by every connection.
+    packet_in_bytes: Arc<std::sync::atomic::AtomicUsize>,
+    packet_ins_dropped: std::sync::atomic::AtomicU64,
+    packet_in_log: Mutex<LogLimit>,
 }
 
 impl std::fmt::Debug for ConnMgr {
@@ -158,6 +165,9 @@ impl ConnMgr {
             handler,
             roles: Arc::new(Roles::default()),
             events: broadcast::channel(EVENT_QUEUE).0,
+            packet_in_bytes: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            packet_ins_dropped: std::sync::atomic::AtomicU64::new(0),
+            packet_in_log: Mutex::new(LogLimit::default()),
             controllers: Mutex::new(BTreeMap::new()),
             mgmt: Mutex::new(None),
             primary_connected: Arc::new(AtomicUsize::new(0)),
@@ -187,10 +197,47 @@ impl ConnMgr {
         ignored
     }
 
-    /// The sender for asynchronous messages (packet-in, flow removed, port
-    /// status); messages sent while nobody listens are dropped.
+    /// The sender for asynchronous messages (flow removed, port status;
+    /// packet-ins go through [`ConnMgr::send_packet_in`]); messages sent
+    /// while nobody listens are dropped.
     pub fn events(&self) -> broadcast::Sender<Event> {
         self.events.clone()
+    }
+
+    /// Queue a packet-in for the connections, unless the packet-ins the
+    /// bridge still holds for slow connections already amount to
+    /// [`PACKET_IN_BUDGET`] bytes: then it is dropped, counted and logged
+    /// at most once a second (OVS likewise bounds queued packet-ins).
+    /// Returns whether it was queued.
+    pub fn send_packet_in(&self, msg: xennet_openflow::model::PacketIn) -> bool {
+        let len = msg.data.len();
+        let held = self.packet_in_bytes.fetch_add(len, Ordering::Relaxed);
+        if held.saturating_add(len) > PACKET_IN_BUDGET {
+            self.packet_in_bytes.fetch_sub(len, Ordering::Relaxed);
+            let n = self.packet_ins_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if self
+                .packet_in_log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .ready()
+            {
+                tracing::warn!(
+                    "{}: packet-in dropped: {held} bytes held for slow connections ({n} dropped so far)",
+                    self.bridge
+                );
+            }
+            return false;
+        }
+        let shared = conn::SharedPacketIn::charged(msg, self.packet_in_bytes.clone());
+        // With nobody listening the message comes back and is dropped,
+        // giving its bytes back.
+        let _ = self.events.send(Event::PacketIn(shared));
+        true
+    }
+
+    /// Packet-ins dropped over [`PACKET_IN_BUDGET`].
+    pub fn packet_ins_dropped(&self) -> u64 {
+        self.packet_ins_dropped.load(Ordering::Relaxed)
     }
 
     /// Listen on the management socket `<rundir>/<bridge>.mgmt`, as OVS
@@ -630,6 +677,43 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("{what}");
+    }
+
+    fn packet_in(len: usize) -> xennet_openflow::model::PacketIn {
+        xennet_openflow::model::PacketIn {
+            buffer_id: xennet_openflow::header::NO_BUFFER,
+            total_len: 0,
+            reason: 0,
+            table_id: 0,
+            cookie: 0,
+            in_port: 1,
+            metadata: 0,
+            data: vec![0; len],
+        }
+    }
+
+    #[tokio::test]
+    async fn packet_ins_held_for_a_slow_connection_stay_within_the_budget() {
+        let mgr = ConnMgr::new("br0", Arc::new(Null));
+        // Nobody listening: nothing is held.
+        for _ in 0..200 {
+            assert!(mgr.send_packet_in(packet_in(65_535)));
+        }
+        // A connection that never reads holds what it was sent, up to the
+        // budget; then packet-ins are dropped and counted.
+        let mut slow = mgr.events().subscribe();
+        let sent = (0..200)
+            .filter(|_| mgr.send_packet_in(packet_in(65_535)))
+            .count();
+        assert_eq!(sent, PACKET_IN_BUDGET / 65_535);
+        assert_eq!(mgr.packet_ins_dropped(), 200 - sent as u64);
+        // Once it has taken them (or goes away), the budget is free again.
+        for _ in 0..sent {
+            slow.recv().await.unwrap();
+        }
+        assert!(mgr.send_packet_in(packet_in(65_535)));
+        drop(slow);
+        assert_eq!(mgr.packet_in_bytes.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]
