@@ -13,10 +13,7 @@ use xennet_ofproto::normal::{FdbHandle, PortVlan};
 use xennet_vif::VifMetrics;
 
 use xennet_ofproto::{FailMode, OfEvent, Ofproto};
-use xennet_openflow::header::NO_BUFFER;
-use xennet_openflow::model::{
-    self, Action, FlowMod, FlowModCommand, Instructions, Match, MpReply, MpRequest, Msg, PortStatus,
-};
+use xennet_openflow::model::{self, MpReply, MpRequest, Msg, PortStatus};
 use xennet_openflow::OfError;
 
 use crate::config::{Config, FailMode as ConfigFailMode};
@@ -131,43 +128,10 @@ impl Bridge {
                 self.name,
                 controllers.len()
             );
-            self.flush_flows(fail_mode == FailMode::Standalone && !has);
+            self.of
+                .flush_flows(fail_mode == FailMode::Standalone && !has);
         }
         bad
-    }
-
-    /// Delete every flow (OVS `ofproto_flush_flows`), then add the
-    /// standalone default `priority=0 actions=NORMAL` if `normal`.
-    fn flush_flows(&self, normal: bool) {
-        let mut fm = FlowMod {
-            cookie: 0,
-            cookie_mask: 0,
-            table_id: model::OFPTT_ALL,
-            command: FlowModCommand::Delete,
-            idle_timeout: 0,
-            hard_timeout: 0,
-            priority: 0,
-            buffer_id: NO_BUFFER,
-            out_port: model::OFPP_ANY,
-            out_group: model::OFPG_ANY,
-            flags: 0,
-            matcher: Match::CATCHALL,
-            instructions: Instructions::default(),
-        };
-        if let Err(e) = self.of.handle_flow_mod(&fm) {
-            tracing::warn!("{}: flushing flows: {e}", self.name);
-        }
-        if normal {
-            fm.table_id = 0;
-            fm.command = FlowModCommand::Add;
-            fm.instructions = Instructions::apply(vec![Action::Output {
-                port: model::OFPP_NORMAL,
-                max_len: 0,
-            }]);
-            if let Err(e) = self.of.handle_flow_mod(&fm) {
-                tracing::warn!("{}: adding the NORMAL flow: {e}", self.name);
-            }
-        }
     }
 
     /// Requests for the OpenFlow pipeline (flow, group, meter, packet-out).

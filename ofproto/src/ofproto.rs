@@ -140,28 +140,62 @@ impl Ofproto {
             policers: RwLock::new(std::collections::BTreeMap::new()),
         };
         if fail_mode == FailMode::Standalone {
-            let fm = FlowMod {
-                cookie: 0,
-                cookie_mask: 0,
-                table_id: 0,
-                command: FlowModCommand::Add,
-                idle_timeout: 0,
-                hard_timeout: 0,
-                priority: 0,
-                buffer_id: NO_BUFFER,
-                out_port: OFPP_ANY,
-                out_group: OFPG_ANY,
-                flags: 0,
-                matcher: Match::CATCHALL,
-                instructions: Instructions::apply(vec![Action::Output {
-                    port: OFPP_NORMAL,
-                    max_len: 0,
-                }]),
-            };
-            // Cannot fail: valid table, match and action.
-            let _ = of.handle_flow_mod(&fm);
+            of.add_default_normal_flow();
         }
         Arc::new(of)
+    }
+
+    /// Delete every flow (OVS `ofproto_flush_flows`), then, if `normal`,
+    /// add the standalone default `priority=0 actions=NORMAL` (OVS
+    /// `connmgr_flushed`).
+    pub fn flush_flows(&self, normal: bool) {
+        let fm = FlowMod {
+            cookie: 0,
+            cookie_mask: 0,
+            table_id: xennet_openflow::model::OFPTT_ALL,
+            command: FlowModCommand::Delete,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            priority: 0,
+            buffer_id: NO_BUFFER,
+            out_port: OFPP_ANY,
+            out_group: OFPG_ANY,
+            flags: 0,
+            matcher: Match::CATCHALL,
+            instructions: Instructions::default(),
+        };
+        if let Err(e) = self.handle_flow_mod(&fm) {
+            tracing::warn!("{}: flushing flows: {e}", self.name);
+        }
+        if normal {
+            self.add_default_normal_flow();
+        }
+    }
+
+    /// `table=0,priority=0,actions=NORMAL`.
+    fn add_default_normal_flow(&self) {
+        let fm = FlowMod {
+            cookie: 0,
+            cookie_mask: 0,
+            table_id: 0,
+            command: FlowModCommand::Add,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            priority: 0,
+            buffer_id: NO_BUFFER,
+            out_port: OFPP_ANY,
+            out_group: OFPG_ANY,
+            flags: 0,
+            matcher: Match::CATCHALL,
+            instructions: Instructions::apply(vec![Action::Output {
+                port: OFPP_NORMAL,
+                max_len: 0,
+            }]),
+        };
+        // Cannot fail: valid table, match and action.
+        if let Err(e) = self.handle_flow_mod(&fm) {
+            tracing::warn!("{}: adding the NORMAL flow: {e}", self.name);
+        }
     }
 
     /// Bridge name.
