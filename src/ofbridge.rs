@@ -15,8 +15,9 @@ use xennet_openflow::OfError;
 use crate::bridge::Bridge;
 use crate::ofconn::{ConnCtx, Handler};
 
-/// Number of OpenFlow tables (0..=253, as OVS).
-pub const N_TABLES: u8 = 254;
+/// Number of OpenFlow tables (0..=253, as OVS): the pipeline's.
+const N_TABLES: u8 = xennet_ofproto::tables::N_TABLES as u8;
+const _: () = assert!(xennet_ofproto::tables::N_TABLES <= u8::MAX as usize);
 /// MAC address Linux netback gives every vif (`fe:ff:ff:ff:ff:ff`): the
 /// guest's own address is on the other side of the ring.
 pub const VIF_MAC: [u8; 6] = [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff];
@@ -150,54 +151,55 @@ pub fn port_desc(ofport: u32, name: &str, enabled: bool) -> PortDesc {
 /// to learn table names.
 pub fn table_features() -> Vec<TableFeatures> {
     use model::OxmField;
+    let headers = |keep: &dyn Fn(&OxmField) -> bool| -> Vec<u32> {
+        OxmField::ALL
+            .iter()
+            .filter(|f| keep(f))
+            .map(|f| oxm::header(*f, Flavor::Oxm, false))
+            .collect()
+    };
     let instructions: Vec<u16> = vec![1, 2, 3, 4, 5, 6];
     // OFPAT_OUTPUT, PUSH_VLAN, POP_VLAN, SET_QUEUE, GROUP, SET_NW_TTL,
     // DEC_NW_TTL, SET_FIELD.
     let actions: Vec<u16> = vec![0, 17, 18, 21, 22, 23, 24, 25];
-    let fields: Vec<u32> = OxmField::ALL
-        .iter()
-        .map(|f| oxm::header(*f, Flavor::Oxm, false))
-        .collect();
-    let wildcards: Vec<u32> = OxmField::ALL
-        .iter()
-        .filter(|f| **f != OxmField::InPort)
-        .map(|f| oxm::header(*f, Flavor::Oxm, false))
-        .collect();
-    let set_fields: Vec<u32> = OxmField::ALL
-        .iter()
-        .filter(|f| f.is_writable() && f.layout().is_some())
-        .map(|f| oxm::header(*f, Flavor::Oxm, false))
-        .collect();
+    let fields = headers(&|_| true);
+    let wildcards = headers(&|f| *f != OxmField::InPort);
+    let set_fields = headers(&|f| f.is_writable() && f.layout().is_some());
+    let max_entries = u32::try_from(xennet_ofproto::tables::DEFAULT_MAX_FLOWS).unwrap_or(u32::MAX);
     (0..N_TABLES)
         .map(|t| {
-            let next: Vec<u8> = (t.saturating_add(1)..N_TABLES).collect();
-            let mut properties = Vec::new();
-            for miss in [false, true] {
-                properties.push(TableFeatureProp::Instructions {
-                    miss,
-                    ids: instructions.clone(),
-                });
-                properties.push(TableFeatureProp::NextTables {
-                    miss,
-                    tables: next.clone(),
-                });
-                properties.push(TableFeatureProp::WriteActions {
-                    miss,
-                    ids: actions.clone(),
-                });
-                properties.push(TableFeatureProp::ApplyActions {
-                    miss,
-                    ids: actions.clone(),
-                });
-                properties.push(TableFeatureProp::WriteSetField {
-                    miss,
-                    fields: set_fields.clone(),
-                });
-                properties.push(TableFeatureProp::ApplySetField {
-                    miss,
-                    fields: set_fields.clone(),
-                });
-            }
+            let tables: Vec<u8> = (t.saturating_add(1)..N_TABLES).collect();
+            let mut properties: Vec<TableFeatureProp> = [false, true]
+                .into_iter()
+                .flat_map(|miss| {
+                    [
+                        TableFeatureProp::Instructions {
+                            miss,
+                            ids: instructions.clone(),
+                        },
+                        TableFeatureProp::NextTables {
+                            miss,
+                            tables: tables.clone(),
+                        },
+                        TableFeatureProp::WriteActions {
+                            miss,
+                            ids: actions.clone(),
+                        },
+                        TableFeatureProp::ApplyActions {
+                            miss,
+                            ids: actions.clone(),
+                        },
+                        TableFeatureProp::WriteSetField {
+                            miss,
+                            fields: set_fields.clone(),
+                        },
+                        TableFeatureProp::ApplySetField {
+                            miss,
+                            fields: set_fields.clone(),
+                        },
+                    ]
+                })
+                .collect();
             properties.push(TableFeatureProp::Match(fields.clone()));
             properties.push(TableFeatureProp::Wildcards(wildcards.clone()));
             TableFeatures {
@@ -206,7 +208,7 @@ pub fn table_features() -> Vec<TableFeatures> {
                 metadata_match: u64::MAX,
                 metadata_write: u64::MAX,
                 config: 0,
-                max_entries: 1_000_000,
+                max_entries,
                 properties,
             }
         })
