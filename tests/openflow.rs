@@ -273,21 +273,7 @@ fn ofctl_groups_meters_packet_out() {
     of13(&["mod-flows", "br0", "in_port=1,actions=meter:1,group:1"]);
     let meters = of13(&["dump-meters", "br0"]);
     assert!(meters.contains("meter=1 kbps burst"), "{meters}");
-    let _ = h.exec(
-        1,
-        &[
-            "ping",
-            "-c",
-            "50",
-            "-i",
-            "0.01",
-            "-s",
-            "1400",
-            "-W",
-            "1",
-            &Harness::ip_of(2),
-        ],
-    );
+    h.ping_flood(1, 2);
     let stats = of13(&["meter-stats", "br0"]);
     let dropped: u64 = stats
         .split("0: packet_count:")

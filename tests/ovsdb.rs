@@ -266,38 +266,14 @@ fn ovs_vsctl_set_controller_and_fail_mode() {
         "ingress_policing_rate=64",
         "ingress_policing_burst=16",
     ]);
-    let flood = |h: &Harness| -> u32 {
-        let o = h.exec(
-            1,
-            &[
-                "ping",
-                "-q",
-                "-c",
-                "50",
-                "-i",
-                "0.01",
-                "-s",
-                "1400",
-                "-W",
-                "1",
-                &Harness::ip_of(2),
-            ],
-        );
-        let text = String::from_utf8_lossy(&o.stdout).to_string();
-        text.split(" received")
-            .next()
-            .and_then(|s| s.rsplit(", ").next())
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or_else(|| panic!("ping output: {text}"))
-    };
-    let policed = flood(&h);
+    let policed = h.ping_flood(1, 2);
     assert!(
         policed < 30,
         "only {} of 50 pings policed away",
         50 - policed
     );
     db.vsctl_ok(&["set", "interface", "vif1.0", "ingress_policing_rate=0"]);
-    let free = flood(&h);
+    let free = h.ping_flood(1, 2);
     assert!(free > 40, "{free} of 50 pings without policing");
 
     // Bridge:protocols restricts the versions offered, as in OVS.

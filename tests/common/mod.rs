@@ -132,14 +132,19 @@ impl Harness {
         self.guest_with(domid, &["--xenstore", &sock]);
     }
 
-    /// Stop guest `domid` with SIGTERM (it closes its vif) and wait for it.
-    pub fn stop_guest(&mut self, domid: u16) -> std::process::ExitStatus {
+    /// Take guest `domid`'s process out of the harness.
+    fn take_guest(&mut self, domid: u16) -> Child {
         let i = self
             .guests
             .iter()
             .position(|(d, _)| *d == domid)
             .expect("no such guest");
-        let (_, mut child) = self.guests.remove(i);
+        self.guests.remove(i).1
+    }
+
+    /// Stop guest `domid` with SIGTERM (it closes its vif) and wait for it.
+    pub fn stop_guest(&mut self, domid: u16) -> std::process::ExitStatus {
+        let mut child = self.take_guest(domid);
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         child.wait().unwrap()
@@ -147,12 +152,7 @@ impl Harness {
 
     /// SIGKILL guest `domid` (a domain's sudden death) and reap it.
     pub fn kill_guest(&mut self, domid: u16) {
-        let i = self
-            .guests
-            .iter()
-            .position(|(d, _)| *d == domid)
-            .expect("no such guest");
-        let (_, mut child) = self.guests.remove(i);
+        let mut child = self.take_guest(domid);
         let _ = child.kill();
         let _ = child.wait();
     }
@@ -274,6 +274,33 @@ impl Harness {
             .args(args)
             .output()
             .unwrap()
+    }
+
+    /// A flood of 50 pings of 1400 bytes, 10 ms apart (about 1.1 Mbit/s),
+    /// from guest `a` to `b`: how many were answered.
+    pub fn ping_flood(&self, a: u16, b: u16) -> u32 {
+        let o = self.exec(
+            a,
+            &[
+                "ping",
+                "-q",
+                "-c",
+                "50",
+                "-i",
+                "0.01",
+                "-s",
+                "1400",
+                "-W",
+                "1",
+                &Self::ip_of(b),
+            ],
+        );
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        text.split(" received")
+            .next()
+            .and_then(|s| s.rsplit(", ").next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("ping output: {text}"))
     }
 
     pub fn log(&self) -> String {
