@@ -16,14 +16,24 @@
 //!    aging), megaflow idle expiry after [`MAX_IDLE`] (OVS
 //!    `OFPROTO_MAX_IDLE_DEFAULT`), subtable re-ranking.
 //!
-//! # Revalidation (simple, for now)
+//! # Revalidation
 //!
-//! Whenever [`UpcallHandler::generation`] changes, or a port is added,
-//! removed or disabled, the whole megaflow cache is flushed; the next
-//! packet of each flow is translated again. A translation during which
-//! the generation changed is used for its packet but not installed (it
-//! may have read the old state), so a megaflow never outlives the state
-//! it was computed from.
+//! Two grains, both checked once per loop iteration, before any packet of
+//! the iteration is looked up:
+//! - *targeted*: each megaflow carries the [`Tags`] of the state its
+//!   translation read ([`Upcall::tags`]; NORMAL tags the MAC entries it
+//!   learned or looked up). A handler publishes the tags of what changed
+//!   ([`UpcallHandler::take_dirty_tags`]: a MAC learned, moved, expired or
+//!   evicted) and only the megaflows carrying one of them are removed;
+//! - *full*: whenever [`UpcallHandler::generation`] changes (OpenFlow
+//!   tables, MAC table flushes, VLAN settings), or a port is added, removed
+//!   or disabled, the whole cache is flushed.
+//!
+//! A translation during which the generation changed, or whose tags were
+//! published as dirty and not yet processed, is used for its packet but
+//! not installed (it may have read the old state), so a megaflow never
+//! outlives the state it was computed from by more than one loop
+//! iteration (OVS's revalidators allow up to their 500 ms cycle).
 //!
 //! # Control
 //!
@@ -54,6 +64,7 @@ use crate::megaflow::emc::Emc;
 use crate::megaflow::{Megaflow, MegaflowCache};
 use crate::meter::{MeterCounters, MeterSpec};
 use crate::port::{Port, PortStats, RecvStatus};
+use crate::tags::Tags;
 
 /// Idle megaflows are removed after this long (OVS
 /// `OFPROTO_MAX_IDLE_DEFAULT`, 10 000 ms).
@@ -78,6 +89,9 @@ pub struct Upcall {
     /// Counters of the OpenFlow rules that decided the actions; the
     /// megaflow credits them with its packets and bytes once per batch.
     pub counters: Vec<Arc<RuleCounters>>,
+    /// Revalidation tags of the state translation read (see the module
+    /// docs); empty when only the generation can make it stale.
+    pub tags: Tags,
 }
 
 /// Slow-path translation, called in the forwarding thread on a megaflow
@@ -90,6 +104,19 @@ pub trait UpcallHandler: Send {
     /// A counter that changes whenever earlier translations may be stale;
     /// a change flushes the megaflow cache.
     fn generation(&self) -> u64;
+
+    /// Tags of the state that changed since the last
+    /// [`UpcallHandler::take_dirty_tags`], without clearing them: a
+    /// translation carrying one of them is not installed.
+    fn dirty_tags(&self) -> Tags {
+        Tags::EMPTY
+    }
+
+    /// Take the tags of the state that changed; the megaflows carrying any
+    /// of them are removed.
+    fn take_dirty_tags(&mut self) -> Tags {
+        Tags::EMPTY
+    }
 
     /// Periodic work (about once a second), such as MAC aging.
     fn housekeeping(&mut self, _now: Instant) {}
@@ -409,11 +436,16 @@ impl Fwd {
         }
     }
 
+    /// Revalidate: a full flush if the generation moved, else remove the
+    /// megaflows carrying dirty tags.
     fn check_generation(&mut self) {
+        let dirty = self.handler.take_dirty_tags();
         let g = self.handler.generation();
         if g != self.generation {
             self.generation = g;
             self.cache.flush();
+        } else if !dirty.is_empty() {
+            self.cache.remove_tagged(dirty);
         }
     }
 
@@ -648,12 +680,14 @@ impl Fwd {
                         // with translation, or the handler's own learning)
                         // may make this translation stale: use it for this
                         // packet only; the next packet translates again.
-                        if g == before && self.cache.len() < FLOW_LIMIT {
-                            let f = self.cache.insert_with_counters(
+                        let stale = g != before || self.handler.dirty_tags().intersects(up.tags);
+                        if !stale && self.cache.len() < FLOW_LIMIT {
+                            let f = self.cache.insert_tagged(
                                 &key,
                                 &up.mask,
                                 acts.clone(),
                                 counters,
+                                up.tags,
                                 now,
                             );
                             f.record(1, len, now);
@@ -792,6 +826,7 @@ mod tests {
             mask.set_exact(Field::InPort);
             Upcall {
                 mask,
+                tags: Tags::EMPTY,
                 counters: Vec::new(),
                 actions: ports
                     .iter()
@@ -922,6 +957,7 @@ mod userspace_tests {
             mask.set_exact(Field::InPort);
             Upcall {
                 mask,
+                tags: Tags::EMPTY,
                 actions: vec![
                     DpAction::Output(2),
                     DpAction::Userspace(Userdata {
@@ -1030,6 +1066,7 @@ mod stale_tests {
             mask.set_exact(Field::InPort);
             Upcall {
                 mask,
+                tags: Tags::EMPTY,
                 actions: vec![DpAction::Output(2)],
                 counters: Vec::new(),
             }
@@ -1078,6 +1115,101 @@ mod stale_tests {
             std::thread::sleep(Duration::from_millis(2));
         }
         assert_eq!(sent, 2);
+        dp.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tag_tests {
+    use super::*;
+    use crate::flow::Field;
+    use crate::memport::mem_port;
+    use crate::port::PortFeatures;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Sends everything to port 2; tags each megaflow with its in_port;
+    /// the test publishes dirty tags through `dirty`.
+    struct Tagged {
+        dirty: Arc<AtomicU64>,
+    }
+
+    impl UpcallHandler for Tagged {
+        fn upcall(&mut self, key: &FlowKey, _pkt: &Packet, _ports: &[OfPort]) -> Upcall {
+            let mut mask = FlowMask::default();
+            mask.set_exact(Field::InPort);
+            Upcall {
+                mask,
+                tags: Tags::of(u64::from(key.in_port())),
+                actions: vec![DpAction::Output(2)],
+                counters: Vec::new(),
+            }
+        }
+
+        fn generation(&self) -> u64 {
+            0
+        }
+
+        fn dirty_tags(&self) -> Tags {
+            Tags(self.dirty.load(Ordering::SeqCst))
+        }
+
+        fn take_dirty_tags(&mut self) -> Tags {
+            Tags(self.dirty.swap(0, Ordering::SeqCst))
+        }
+    }
+
+    fn wait_for(dp: &DpHandle, what: impl Fn(&DpStats) -> bool) -> DpStats {
+        for _ in 0..1000 {
+            let s = dp.stats();
+            if what(&s) {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        dp.stats()
+    }
+
+    #[test]
+    fn dirty_tags_remove_only_their_megaflows() {
+        assert!(
+            !Tags::of(1).intersects(Tags::of(3)),
+            "test needs distinct tags"
+        );
+        let dirty = Arc::new(AtomicU64::new(0));
+        let dp = Datapath::spawn(
+            "t",
+            Box::new(Tagged {
+                dirty: dirty.clone(),
+            }),
+        )
+        .unwrap();
+        let mut peers = Vec::new();
+        for p in 1..=3 {
+            let (port, peer) = mem_port(&format!("p{p}"), PortFeatures::default()).unwrap();
+            dp.add_port(p, Box::new(port)).unwrap();
+            peers.push(peer);
+        }
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        f.resize(60, 0);
+        peers[0].inject_frame(&f);
+        peers[2].inject_frame(&f);
+        let s = wait_for(&dp, |s| s.n_flows == 2);
+        assert_eq!((s.upcalls, s.n_flows), (2, 2));
+
+        // Port 1's state changed: only its megaflow goes.
+        dirty.store(Tags::of(1).0, Ordering::SeqCst);
+        let s = wait_for(&dp, |s| s.n_flows == 1);
+        assert_eq!(s.n_flows, 1, "the untouched megaflow stays");
+        peers[2].inject_frame(&f);
+        let s = wait_for(&dp, |s| s.packets == 3);
+        assert_eq!(
+            (s.packets, s.upcalls),
+            (3, 2),
+            "port 3 still hits its megaflow"
+        );
+        peers[0].inject_frame(&f);
+        let s = wait_for(&dp, |s| s.n_flows == 2);
+        assert_eq!((s.upcalls, s.n_flows), (3, 2), "port 1 is translated again");
         dp.shutdown();
     }
 }

@@ -9,7 +9,9 @@
 //! - [`actions`]: datapath actions and batched execution.
 //! - [`rewrite`]: header rewrites with incremental checksums; [`meter`]:
 //!   token-bucket meters; [`counters`]: rule counters shared with megaflows.
-//! - [`megaflow`]: the megaflow cache (tuple space search).
+//! - [`megaflow`]: the megaflow cache (tuple space search); [`tags`]:
+//!   revalidation tags that let a state change remove only the megaflows
+//!   it affects.
 //! - [`port`]: the [`Port`] trait every port (Xen vif, tap, veth) implements;
 //!   [`memport`] is an in-memory one for tests.
 //! - [`dpif`]: the forwarding thread and its control handle.
@@ -30,6 +32,7 @@ pub mod meter;
 pub mod packet;
 pub mod port;
 pub mod rewrite;
+pub mod tags;
 
 pub use actions::{DpAction, Userdata};
 pub use buffer::{Csum, Gso, GsoType, OfPort, Packet, PacketBatch, MAX_BURST};
@@ -39,3 +42,4 @@ pub use error::DpError;
 pub use flow::{FlowKey, FlowMask};
 pub use port::{Port, PortFeatures, PortStats, RecvStatus};
 pub use rewrite::SetAction;
+pub use tags::Tags;

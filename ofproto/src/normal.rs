@@ -51,20 +51,25 @@
 //!
 //! # Revalidation
 //!
-//! [`Normal::generation`] changes whenever the table changes in a way that
-//! can alter a forwarding decision: a new MAC (floods to it become
-//! unicast), a moved MAC, an expiry or eviction, a flush, a port's VLAN
-//! settings (which also forget the MACs learned on that port, as OVS
-//! `bundle_set` flushes on a VLAN change). The datapath then
-//! flushes its megaflows. Refreshing a MAC on the same port changes
-//! nothing.
+//! Each translation carries the revalidation tags ([`Tags`], one bit per
+//! MAC address) of the MACs it learned or looked up: its source and, for
+//! a unicast destination, its destination (known or not: a flood to an
+//! unknown MAC must stop once it is learned). A new MAC, a moved MAC, an
+//! expiry or an eviction publishes that MAC's tag
+//! ([`UpcallHandler::take_dirty_tags`]), and the datapath removes only the
+//! megaflows carrying it; traffic between other MACs keeps its megaflows.
+//! Changes that touch many entries at once bump [`Normal::generation`]
+//! instead, which flushes every megaflow: a flush, a port leaving, a
+//! port's VLAN settings (which also forget the MACs learned on that port,
+//! as OVS `bundle_set` flushes on a VLAN change). Refreshing a MAC on the
+//! same port changes nothing.
 //!
 //! # Aging
 //!
 //! Entries expire [`DEFAULT_AGING`] after they were last learned (OVS
 //! `MAC_ENTRY_DEFAULT_IDLE_TIME`, 300 s). Learning happens on upcalls only,
 //! so a MAC whose traffic all hits megaflows expires after 300 s, which
-//! flushes the megaflows and relearns it from the next packet. The table
+//! removes its megaflows and relearns it from the next packet. The table
 //! holds at most [`DEFAULT_MAX_ENTRIES`] (OVS `MAC_DEFAULT_MAX`, 8192);
 //! when full the least recently learned entry is evicted.
 //!
@@ -84,7 +89,7 @@ use std::time::{Duration, Instant};
 use xennet_datapath::buffer::OFPP_LOCAL;
 use xennet_datapath::flow::{Field, VLAN_CFI, VLAN_PCP_MASK, VLAN_VID_MASK};
 use xennet_datapath::packet::MacAddr;
-use xennet_datapath::{DpAction, FlowKey, FlowMask, OfPort, Packet, Upcall, UpcallHandler};
+use xennet_datapath::{DpAction, FlowKey, FlowMask, OfPort, Packet, Tags, Upcall, UpcallHandler};
 
 /// How long a learned MAC lives (OVS `MAC_ENTRY_DEFAULT_IDLE_TIME`).
 pub const DEFAULT_AGING: Duration = Duration::from_secs(300);
@@ -413,18 +418,24 @@ struct Fdb {
     aging: Duration,
     /// Ports with VLAN settings; the others are [`Bundle::DEFAULT`].
     ports: HashMap<OfPort, PortState>,
+    /// Tags of the entries added, moved or removed since the last
+    /// [`Fdb::publish`].
+    changed: Tags,
 }
 
 impl Fdb {
     /// Learn `mac` on `port`; true if forwarding may change.
-    fn learn(&mut self, vlan: u16, mac: MacAddr, port: OfPort, now: Instant) -> bool {
+    fn learn(&mut self, vlan: u16, mac: MacAddr, port: OfPort, now: Instant) {
         if let Some(e) = self.map.get_mut(&(vlan, mac)) {
-            let moved = e.port != port;
+            if e.port != port {
+                self.changed.add(mac_tag(mac));
+            }
             e.port = port;
             e.learned = now;
             self.touch((vlan, mac), now);
-            return moved;
+            return;
         }
+        self.changed.add(mac_tag(mac));
         if self.map.len() >= self.max_entries {
             self.evict_oldest();
         }
@@ -433,7 +444,14 @@ impl Fdb {
                 .insert((vlan, mac), MacEntry { port, learned: now });
             self.touch((vlan, mac), now);
         }
-        true
+    }
+
+    /// Move the tags of the entries changed so far into `dirty`.
+    fn publish(&mut self, dirty: &AtomicU64) {
+        let t = std::mem::take(&mut self.changed);
+        if !t.is_empty() {
+            dirty.fetch_or(t.0, Ordering::Release);
+        }
     }
 
     /// Note that `key` was (re)learned at `now`.
@@ -452,6 +470,7 @@ impl Fdb {
         while let Some((k, t)) = self.lru.pop_front() {
             if self.map.get(&k).is_some_and(|e| e.learned == t) {
                 self.map.remove(&k);
+                self.changed.add(mac_tag(k.1));
                 return;
             }
         }
@@ -463,6 +482,7 @@ impl Fdb {
             .map(|(k, _)| *k);
         if let Some(k) = oldest {
             self.map.remove(&k);
+            self.changed.add(mac_tag(k.1));
         }
     }
 
@@ -477,8 +497,14 @@ impl Fdb {
     fn expire(&mut self, now: Instant) -> usize {
         let before = self.map.len();
         let aging = self.aging;
-        self.map
-            .retain(|_, e| now.saturating_duration_since(e.learned) < aging);
+        let changed = &mut self.changed;
+        self.map.retain(|(_, mac), e| {
+            let keep = now.saturating_duration_since(e.learned) < aging;
+            if !keep {
+                changed.add(mac_tag(*mac));
+            }
+            keep
+        });
         before - self.map.len()
     }
 
@@ -513,6 +539,11 @@ impl Fdb {
     }
 }
 
+/// The revalidation tag of a MAC address (in any VLAN).
+fn mac_tag(mac: MacAddr) -> Tags {
+    Tags::of(mac.to_u64())
+}
+
 fn lock(f: &Mutex<Fdb>) -> MutexGuard<'_, Fdb> {
     f.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -522,6 +553,8 @@ fn lock(f: &Mutex<Fdb>) -> MutexGuard<'_, Fdb> {
 pub struct Normal {
     fdb: Arc<Mutex<Fdb>>,
     generation: Arc<AtomicU64>,
+    /// Tags published and not yet taken by the datapath.
+    dirty: Arc<AtomicU64>,
     /// Scratch space for grouping outputs by tag state.
     outs: Vec<(u16, OfPort)>,
 }
@@ -532,6 +565,7 @@ pub struct Normal {
 pub struct FdbHandle {
     fdb: Arc<Mutex<Fdb>>,
     generation: Arc<AtomicU64>,
+    dirty: Arc<AtomicU64>,
 }
 
 impl Normal {
@@ -549,20 +583,23 @@ impl Normal {
             max_entries,
             aging,
             ports: HashMap::new(),
+            changed: Tags::EMPTY,
         }));
         let generation = Arc::new(AtomicU64::new(0));
+        let dirty = Arc::new(AtomicU64::new(0));
         (
             Normal {
                 fdb: fdb.clone(),
                 generation: generation.clone(),
+                dirty: dirty.clone(),
                 outs: Vec::new(),
             },
-            FdbHandle { fdb, generation },
+            FdbHandle {
+                fdb,
+                generation,
+                dirty,
+            },
         )
-    }
-
-    fn bump(&self) {
-        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// The megaflow mask NORMAL produces: in_port, dl_src, dl_dst and
@@ -578,20 +615,16 @@ impl Normal {
 
     /// Translate at time `now` (see the module docs).
     pub fn translate(&mut self, key: &FlowKey, ports: &[OfPort], now: Instant) -> Upcall {
-        let mut up = Upcall {
-            mask: FlowMask::default(),
-            actions: Vec::new(),
-            counters: Vec::new(),
-        };
-        self.xlate_normal_at(key, ports, &mut up.mask, &mut up.actions, now);
+        let mut up = Upcall::default();
+        self.xlate_normal_at(key, ports, &mut up.mask, &mut up.actions, &mut up.tags, now);
         up
     }
 
     /// The NORMAL action (OVS `xlate_normal`), for a caller that is
     /// translating OpenFlow actions: adds to `mask` the fields NORMAL reads
-    /// (in_port, dl_src, dl_dst, vlan_tci) and appends to `actions` the
-    /// outputs, with the `push_vlan`/`pop_vlan` each needs (see the module
-    /// docs). `key` is the flow as the actions before NORMAL left it, and
+    /// (in_port, dl_src, dl_dst, vlan_tci), to `tags` the revalidation tags
+    /// of the MAC entries it read, and appends to `actions` the outputs,
+    /// with the `push_vlan`/`pop_vlan` each needs (see the module docs). `key` is the flow as the actions before NORMAL left it, and
     /// the packet must be in `key`'s VLAN state at this point of the
     /// action list; `ports` are the bridge's enabled ports. Returns the
     /// `vlan_tci` the packet has after the appended actions (0: untagged),
@@ -602,8 +635,9 @@ impl Normal {
         ports: &[OfPort],
         mask: &mut FlowMask,
         actions: &mut Vec<DpAction>,
+        tags: &mut Tags,
     ) -> u16 {
-        self.xlate_normal_at(key, ports, mask, actions, Instant::now())
+        self.xlate_normal_at(key, ports, mask, actions, tags, Instant::now())
     }
 
     /// [`Normal::xlate_normal`] at time `now`.
@@ -613,6 +647,7 @@ impl Normal {
         ports: &[OfPort],
         mask: &mut FlowMask,
         actions: &mut Vec<DpAction>,
+        tags: &mut Tags,
         now: Instant,
     ) -> u16 {
         mask.union_with(&Self::mask());
@@ -639,12 +674,13 @@ impl Normal {
                 return in_tci;
             };
             let vlan = in_bundle.input_vlan(in_vid);
-            if fdb.learn(vlan, src, in_port, now) {
-                self.bump();
-            }
+            fdb.learn(vlan, src, in_port, now);
+            fdb.publish(&self.dirty);
+            tags.add(mac_tag(src));
             let learned = if dst.is_multicast() {
                 None
             } else {
+                tags.add(mac_tag(dst));
                 fdb.lookup(vlan, dst, now)
             };
             let carries = |p: OfPort| fdb.bundle(p).filter(|b| b.includes(vlan));
@@ -670,9 +706,9 @@ impl Normal {
 
     /// Age the table at `now`.
     pub fn expire(&mut self, now: Instant) {
-        if lock(&self.fdb).expire(now) > 0 {
-            self.bump();
-        }
+        let mut fdb = lock(&self.fdb);
+        fdb.expire(now);
+        fdb.publish(&self.dirty);
     }
 }
 
@@ -718,6 +754,14 @@ impl UpcallHandler for Normal {
         self.generation.load(Ordering::Acquire)
     }
 
+    fn dirty_tags(&self) -> Tags {
+        Tags(self.dirty.load(Ordering::Acquire))
+    }
+
+    fn take_dirty_tags(&mut self) -> Tags {
+        Tags(self.dirty.swap(0, Ordering::AcqRel))
+    }
+
     fn housekeeping(&mut self, now: Instant) {
         self.expire(now);
     }
@@ -729,6 +773,17 @@ impl FdbHandle {
     /// per loop iteration).
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// The tags of the MACs learned, moved, expired or evicted since the
+    /// datapath last took them (see [`UpcallHandler::dirty_tags`]).
+    pub fn dirty_tags(&self) -> Tags {
+        Tags(self.dirty.load(Ordering::Acquire))
+    }
+
+    /// Take those tags (see [`UpcallHandler::take_dirty_tags`]).
+    pub fn take_dirty_tags(&self) -> Tags {
+        Tags(self.dirty.swap(0, Ordering::AcqRel))
     }
 
     /// The table in `ovs-appctl fdb/show` format: a header line
@@ -891,7 +946,13 @@ mod tests {
         let g0 = n.generation();
         let up = n.translate(&key(1, A, B), &PORTS, t);
         assert_eq!(outs(&up), vec![2, 3], "unknown dst floods");
-        assert_ne!(n.generation(), g0, "new MAC bumps generation");
+        assert_eq!(up.tags, tags(&[A, B]), "source and unknown destination");
+        assert_eq!(n.generation(), g0, "a new MAC does not flush everything");
+        assert_eq!(
+            n.take_dirty_tags(),
+            mac_tag(MacAddr(A)),
+            "only its own megaflows"
+        );
         assert_eq!(fdb.lookup(0, MacAddr(A)), Some(1));
         let up = n.translate(&key(2, B, A), &PORTS, t);
         assert_eq!(outs(&up), vec![1], "learned dst is unicast");
@@ -913,17 +974,33 @@ mod tests {
         assert!(up.actions.is_empty(), "dst on in_port is dropped");
     }
 
+    /// The union of the tags of `macs`.
+    fn tags(macs: &[[u8; 6]]) -> Tags {
+        let mut t = Tags::EMPTY;
+        macs.iter().for_each(|m| t.add(mac_tag(MacAddr(*m))));
+        t
+    }
+
     #[test]
-    fn moved_mac_bumps_generation_refresh_does_not() {
+    fn moved_mac_is_dirty_refresh_is_not() {
         let (mut n, fdb) = Normal::new();
         let t = Instant::now();
         n.translate(&key(1, A, B), &PORTS, t);
+        n.take_dirty_tags();
         let g = n.generation();
         n.translate(&key(1, A, B), &PORTS, t + Duration::from_secs(1));
-        assert_eq!(n.generation(), g, "refresh on same port");
+        assert_eq!(n.take_dirty_tags(), Tags::EMPTY, "refresh on same port");
         n.translate(&key(2, A, B), &PORTS, t + Duration::from_secs(2));
-        assert_ne!(n.generation(), g, "move");
+        assert_eq!(n.take_dirty_tags(), tags(&[A]), "move");
+        assert_eq!(n.generation(), g);
         assert_eq!(fdb.lookup(0, MacAddr(A)), Some(2));
+    }
+
+    #[test]
+    fn multicast_destinations_are_not_tagged() {
+        let (mut n, _) = Normal::new();
+        let up = n.translate(&key(1, A, [0xff; 6]), &PORTS, Instant::now());
+        assert_eq!(up.tags, tags(&[A]));
     }
 
     #[test]
@@ -967,16 +1044,18 @@ mod tests {
         n.translate(&key(1, A, B), &PORTS, t);
         n.translate(&key(2, B, A), &PORTS, t + Duration::from_secs(10));
         let c = [0x50, 0x54, 0, 0, 0, 0xc];
+        n.take_dirty_tags();
         n.translate(&key(3, c, A), &PORTS, t + Duration::from_secs(20));
         assert_eq!(fdb.len(), 2);
         assert_eq!(fdb.lookup(0, MacAddr(A)), None, "oldest evicted");
+        assert_eq!(n.take_dirty_tags(), tags(&[A, c]), "evicted and new");
         let g = n.generation();
         n.expire(t + Duration::from_secs(305));
-        assert_eq!(n.generation(), g, "nothing expired yet");
+        assert_eq!(n.take_dirty_tags(), Tags::EMPTY, "nothing expired yet");
         n.expire(t + Duration::from_secs(311));
         assert_eq!(fdb.len(), 1);
-        assert_ne!(n.generation(), g);
-        let g = n.generation();
+        assert_eq!(n.take_dirty_tags(), tags(&[B]), "B expired");
+        assert_eq!(n.generation(), g);
         fdb.flush();
         assert!(fdb.is_empty());
         assert_ne!(n.generation(), g);
@@ -1043,6 +1122,56 @@ mod tests {
             ) && f.ends_with("actions:2")),
             "{flows:?}"
         );
+        dp.shutdown();
+    }
+
+    #[test]
+    fn a_new_mac_removes_only_the_megaflows_tagged_with_it() {
+        let c = [0x50, 0x54, 0, 0, 0, 0xc];
+        let t = |m| mac_tag(MacAddr(m));
+        assert!(!t(c).intersects(tags(&[A, B])), "test needs distinct tags");
+        let (normal, _fdb) = Normal::new();
+        let (dp, peers) = spawn_dp("q", normal);
+        let wait = |peer: &MemPortPeer, n: usize| wait_sent(peer, n).len();
+        let n_flows = |n: usize| {
+            for _ in 0..500 {
+                if dp.stats().n_flows == n {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            dp.stats().n_flows
+        };
+        // Learn A and B, then install A→B, B→A and a flood of A→C.
+        peers[0].inject_frame(&frame(A, B));
+        assert_eq!((wait(&peers[1], 1), wait(&peers[2], 1)), (1, 1));
+        peers[1].inject_frame(&frame(B, A));
+        assert_eq!(wait(&peers[0], 1), 1);
+        peers[0].inject_frame(&frame(A, B));
+        assert_eq!(wait(&peers[1], 1), 1);
+        peers[1].inject_frame(&frame(B, A));
+        assert_eq!(wait(&peers[0], 1), 1);
+        peers[0].inject_frame(&frame(A, c));
+        assert_eq!((wait(&peers[1], 1), wait(&peers[2], 1)), (1, 1));
+        assert_eq!(n_flows(3), 3, "{:?}", dp.dump_flows());
+        let upcalls = dp.stats().upcalls;
+
+        // C appears: only the flood towards it goes.
+        peers[2].inject_frame(&frame(c, A));
+        assert_eq!(wait(&peers[0], 1), 1);
+        assert_eq!(n_flows(2), 2, "{:?}", dp.dump_flows());
+        peers[0].inject_frame(&frame(A, B));
+        peers[1].inject_frame(&frame(B, A));
+        assert_eq!((wait(&peers[1], 1), wait(&peers[0], 1)), (1, 1));
+        assert_eq!(
+            dp.stats().upcalls,
+            upcalls + 1,
+            "A↔B still hit their megaflows"
+        );
+        peers[0].inject_frame(&frame(A, c));
+        assert_eq!(wait(&peers[2], 1), 1);
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(peers[1].take_sent().is_empty(), "A→C is unicast now");
         dp.shutdown();
     }
 
@@ -1253,7 +1382,8 @@ mod tests {
         mask.set_exact(Field::NwDst);
         let mut actions = vec![DpAction::Output(9)];
         let key = extract_frame(&tagged(A, BCAST, 0x2000 | 10), 1);
-        let after = n.xlate_normal(&key, &[1, 2, 3], &mut mask, &mut actions);
+        let mut t = Tags::EMPTY;
+        let after = n.xlate_normal(&key, &[1, 2, 3], &mut mask, &mut actions, &mut t);
         assert_eq!(ActionsFmt(&actions).to_string(), "9,3,pop_vlan,2");
         assert_eq!(after, 0, "left untagged");
         for f in [
@@ -1269,7 +1399,7 @@ mod tests {
         let key = extract_frame(&frame(B, BCAST), 2);
         let mut actions = Vec::new();
         assert_eq!(
-            n.xlate_normal(&key, &[1, 2, 3], &mut mask, &mut actions),
+            n.xlate_normal(&key, &[1, 2, 3], &mut mask, &mut actions, &mut t),
             0x1000 | 10
         );
         assert_eq!(
@@ -1360,9 +1490,9 @@ mod tests {
         for p in &peers {
             assert!(p.take_sent().is_empty());
         }
-        // Learning B flushed the earlier megaflows; the upcall that
+        // Learning B removed the megaflows tagged with B; the upcall that
         // learned it is not cached (the datapath does not install a
-        // translation during which the generation moved), the next is.
+        // translation whose tags are dirty), the next is.
         peers[1].inject_frame(&frame(B, BCAST));
         assert_eq!(wait(&peers[0], 1), vec![tagged(B, BCAST, 10)]);
         assert_eq!(wait(&peers[2], 1), vec![tagged(B, BCAST, 10)]);

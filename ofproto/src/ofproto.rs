@@ -43,7 +43,7 @@ use std::time::Instant;
 
 use xennet_datapath::flow::extract;
 use xennet_datapath::meter::{BandKind, BandSpec, MeterSpec, MAX_BANDS, MAX_METERS};
-use xennet_datapath::{DpHandle, FlowKey, OfPort, Packet, Upcall, UpcallHandler, Userdata};
+use xennet_datapath::{DpHandle, FlowKey, OfPort, Packet, Tags, Upcall, UpcallHandler, Userdata};
 use xennet_openflow::model::{
     meter_flags, Action, FlowMod, FlowModCommand, FlowRemoved, FlowStats, FlowStatsRequest,
     GroupDesc, GroupFeatures, GroupMod, GroupStats, Instructions, Match, MeterBandKind,
@@ -836,6 +836,14 @@ impl UpcallHandler for Handler {
 
     fn generation(&self) -> u64 {
         self.of.generation()
+    }
+
+    fn dirty_tags(&self) -> Tags {
+        self.of.fdb.dirty_tags()
+    }
+
+    fn take_dirty_tags(&mut self) -> Tags {
+        self.of.fdb.take_dirty_tags()
     }
 
     fn housekeeping(&mut self, now: Instant) {

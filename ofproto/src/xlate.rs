@@ -67,8 +67,8 @@ use std::time::Instant;
 use xennet_datapath::actions::ActionsFmt;
 use xennet_datapath::flow::{Field, VLAN_CFI, VLAN_PCP_MASK, VLAN_VID_MASK};
 use xennet_datapath::{
-    DpAction, FlowKey, FlowMask, OfPort, Packet, RuleCounters, SetAction, Upcall, UpcallHandler,
-    Userdata,
+    DpAction, FlowKey, FlowMask, OfPort, Packet, RuleCounters, SetAction, Tags, Upcall,
+    UpcallHandler, Userdata,
 };
 use xennet_openflow::model::{
     Action, GroupType, Instructions, Match, OxmField, OFPCML_NO_BUFFER, OFPG_ANY, OFPP_ALL,
@@ -223,6 +223,8 @@ struct Ctx<'a> {
     wc: FlowMask,
     actions: Vec<DpAction>,
     counters: Vec<Arc<RuleCounters>>,
+    /// Revalidation tags of the state NORMAL read.
+    tags: Tags,
     action_set: ActionSet,
     depth: u32,
     resubmits: u32,
@@ -254,6 +256,7 @@ impl<'a> Ctx<'a> {
             wc,
             actions: Vec::new(),
             counters: Vec::new(),
+            tags: Tags::EMPTY,
             action_set: ActionSet::default(),
             depth: 0,
             resubmits: 0,
@@ -511,6 +514,7 @@ impl Ctx<'_> {
                     mask: self.wc,
                     actions,
                     counters,
+                    tags: self.tags,
                 },
                 error: self.error,
                 final_flow: self.flow,
@@ -1084,6 +1088,7 @@ impl Ctx<'_> {
         }
         self.actions.extend(up.actions);
         self.counters.extend(up.counters);
+        self.tags.add(up.tags);
     }
 
     fn bucket_live(&self, watch_port: u32, watch_group: u32, depth: u32) -> bool {

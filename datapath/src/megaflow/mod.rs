@@ -54,6 +54,7 @@ use std::time::{Duration, Instant};
 use crate::actions::DpAction;
 use crate::counters::RuleCounters;
 use crate::flow::{FlowKey, FlowMask};
+use crate::tags::Tags;
 
 pub mod emc;
 
@@ -71,6 +72,8 @@ pub struct Megaflow {
     /// Counters of the OpenFlow rules this megaflow was compiled from,
     /// credited once per batch by the forwarding thread.
     pub rule_counters: Arc<[Arc<RuleCounters>]>,
+    /// Revalidation tags of the state its translation read.
+    pub tags: Tags,
     packets: Cell<u64>,
     bytes: Cell<u64>,
     used: Cell<Instant>,
@@ -216,6 +219,20 @@ impl MegaflowCache {
         rule_counters: Arc<[Arc<RuleCounters>]>,
         now: Instant,
     ) -> &Rc<Megaflow> {
+        self.insert_tagged(key, mask, actions, rule_counters, Tags::EMPTY, now)
+    }
+
+    /// [`MegaflowCache::insert_with_counters`] with revalidation tags (see
+    /// [`MegaflowCache::remove_tagged`]).
+    pub fn insert_tagged(
+        &mut self,
+        key: &FlowKey,
+        mask: &FlowMask,
+        actions: Arc<[DpAction]>,
+        rule_counters: Arc<[Arc<RuleCounters>]>,
+        tags: Tags,
+        now: Instant,
+    ) -> &Rc<Megaflow> {
         let masked = key.masked(mask);
         let idx = match self.subtables.iter().position(|s| s.mask == *mask) {
             Some(i) => i,
@@ -234,6 +251,7 @@ impl MegaflowCache {
             key: masked,
             actions,
             rule_counters,
+            tags,
             packets: Cell::new(0),
             bytes: Cell::new(0),
             used: Cell::new(now),
@@ -274,6 +292,31 @@ impl MegaflowCache {
         removed.is_some()
     }
 
+    /// Remove the megaflows whose tags intersect `tags`; returns how many
+    /// went. Empty subtables are dropped.
+    pub fn remove_tagged(&mut self, tags: Tags) -> usize {
+        self.remove_where(|f| f.tags.intersects(tags))
+    }
+
+    /// Remove the megaflows for which `gone` is true; returns how many.
+    fn remove_where(&mut self, gone: impl Fn(&Megaflow) -> bool) -> usize {
+        let mut n = 0;
+        for st in &mut self.subtables {
+            let before = st.flows.len();
+            st.flows.retain(|_, f| {
+                let keep = !gone(f);
+                if !keep {
+                    f.kill();
+                }
+                keep
+            });
+            n += before - st.flows.len();
+        }
+        self.subtables.retain(|s| !s.flows.is_empty());
+        self.n_flows -= n;
+        n
+    }
+
     /// Remove every megaflow (lookup counters are kept).
     pub fn flush(&mut self) {
         self.iter().for_each(Megaflow::kill);
@@ -306,21 +349,7 @@ impl MegaflowCache {
     /// Remove megaflows not used for `max_idle` before `now`; returns how
     /// many went. Empty subtables are dropped.
     pub fn expire_idle(&mut self, now: Instant, max_idle: Duration) -> usize {
-        let mut gone = 0;
-        for st in &mut self.subtables {
-            let before = st.flows.len();
-            st.flows.retain(|_, f| {
-                let keep = now.saturating_duration_since(f.used()) < max_idle;
-                if !keep {
-                    f.kill();
-                }
-                keep
-            });
-            gone += before - st.flows.len();
-        }
-        self.subtables.retain(|s| !s.flows.is_empty());
-        self.n_flows -= gone;
-        gone
+        self.remove_where(|f| now.saturating_duration_since(f.used()) >= max_idle)
     }
 
     /// Sort subtables by recent hit count, busiest first, and halve the
