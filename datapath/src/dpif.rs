@@ -121,6 +121,13 @@ pub trait UpcallHandler: Send {
     /// Periodic work (about once a second), such as MAC aging.
     fn housekeeping(&mut self, _now: Instant) {}
 
+    /// The keys of the tagged megaflows that packets hit since the last
+    /// housekeeping, passed just before it (OVS's revalidators push
+    /// megaflow statistics into MAC learning the same way), so that state
+    /// read on the fast path, such as a MAC whose traffic all hits
+    /// megaflows, can be kept fresh.
+    fn megaflows_used(&mut self, _keys: &[FlowKey], _now: Instant) {}
+
     /// A packet reached a [`DpAction::Userspace`] action (OVS
     /// `MISS_UPCALL`'s sibling `CONTROLLER_UPCALL`). Called in the
     /// forwarding thread once per packet: implementations must not block
@@ -350,6 +357,8 @@ struct Fwd {
     lost: u64,
     packets: u64,
     last_housekeeping: Instant,
+    /// Scratch for [`UpcallHandler::megaflows_used`].
+    used_keys: Vec<FlowKey>,
 }
 
 impl Fwd {
@@ -380,6 +389,7 @@ impl Fwd {
             lost: 0,
             packets: 0,
             last_housekeeping: Instant::now(),
+            used_keys: Vec::new(),
         }
     }
 
@@ -427,7 +437,17 @@ impl Fwd {
                 self.process_port(p, now);
             }
             if now.duration_since(self.last_housekeeping) >= Duration::from_secs(1) {
-                self.last_housekeeping = now;
+                let since = std::mem::replace(&mut self.last_housekeeping, now);
+                self.used_keys.clear();
+                self.used_keys.extend(
+                    self.cache
+                        .iter()
+                        .filter(|f| !f.tags.is_empty() && f.used() > since)
+                        .map(|f| f.key),
+                );
+                if !self.used_keys.is_empty() {
+                    self.handler.megaflows_used(&self.used_keys, now);
+                }
                 self.handler.housekeeping(now);
                 self.check_generation();
                 self.cache.expire_idle(now, MAX_IDLE);
@@ -1131,6 +1151,7 @@ mod tag_tests {
     /// the test publishes dirty tags through `dirty`.
     struct Tagged {
         dirty: Arc<AtomicU64>,
+        used: Arc<Mutex<Vec<OfPort>>>,
     }
 
     impl UpcallHandler for Tagged {
@@ -1156,6 +1177,11 @@ mod tag_tests {
         fn take_dirty_tags(&mut self) -> Tags {
             Tags(self.dirty.swap(0, Ordering::SeqCst))
         }
+
+        fn megaflows_used(&mut self, keys: &[FlowKey], _now: Instant) {
+            let mut used = self.used.lock().unwrap();
+            used.extend(keys.iter().map(|k| k.in_port()));
+        }
     }
 
     fn wait_for(dp: &DpHandle, what: impl Fn(&DpStats) -> bool) -> DpStats {
@@ -1176,13 +1202,12 @@ mod tag_tests {
             "test needs distinct tags"
         );
         let dirty = Arc::new(AtomicU64::new(0));
-        let dp = Datapath::spawn(
-            "t",
-            Box::new(Tagged {
-                dirty: dirty.clone(),
-            }),
-        )
-        .unwrap();
+        let used = Arc::new(Mutex::new(Vec::new()));
+        let handler = Tagged {
+            dirty: dirty.clone(),
+            used: used.clone(),
+        };
+        let dp = Datapath::spawn("t", Box::new(handler)).unwrap();
         let mut peers = Vec::new();
         for p in 1..=3 {
             let (port, peer) = mem_port(&format!("p{p}"), PortFeatures::default()).unwrap();
@@ -1210,6 +1235,18 @@ mod tag_tests {
         peers[0].inject_frame(&f);
         let s = wait_for(&dp, |s| s.n_flows == 2);
         assert_eq!((s.upcalls, s.n_flows), (3, 2), "port 1 is translated again");
+
+        // Housekeeping (once a second) reports the megaflows that were hit.
+        for _ in 0..300 {
+            if used.lock().unwrap().len() >= 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut seen = used.lock().unwrap().clone();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen, vec![1, 3]);
         dp.shutdown();
     }
 }

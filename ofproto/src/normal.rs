@@ -67,9 +67,12 @@
 //! # Aging
 //!
 //! Entries expire [`DEFAULT_AGING`] after they were last learned (OVS
-//! `MAC_ENTRY_DEFAULT_IDLE_TIME`, 300 s). Learning happens on upcalls only,
-//! so a MAC whose traffic all hits megaflows expires after 300 s, which
-//! removes its megaflows and relearns it from the next packet. The table
+//! `MAC_ENTRY_DEFAULT_IDLE_TIME`, 300 s). Learning happens on upcalls, and
+//! the datapath reports once a second which megaflows were hit
+//! ([`UpcallHandler::megaflows_used`]): their source MACs, still on the
+//! same port, count as learned again ([`Normal::refresh`], as OVS's
+//! revalidators feed megaflow statistics back into MAC learning), so a
+//! MAC whose traffic all hits megaflows does not age out. The table
 //! holds at most [`DEFAULT_MAX_ENTRIES`] (OVS `MAC_DEFAULT_MAX`, 8192);
 //! when full the least recently learned entry is evicted.
 //!
@@ -704,6 +707,33 @@ impl Normal {
         cur
     }
 
+    /// Refresh the MACs that sent the traffic of megaflows hit since the
+    /// last housekeeping (`keys`, as the datapath reports them): an entry
+    /// still on the megaflow's in_port counts as learned at `now`. Nothing
+    /// is added or moved; that takes an upcall.
+    pub fn refresh(&mut self, keys: &[FlowKey], now: Instant) {
+        let mut fdb = lock(&self.fdb);
+        for key in keys {
+            let in_vid = if key.has_vlan() {
+                key.vlan_tci() & VLAN_VID_MASK
+            } else {
+                0
+            };
+            let Some(vlan) = fdb
+                .bundle(key.in_port())
+                .filter(|b| b.input_valid(in_vid))
+                .map(|b| b.input_vlan(in_vid))
+            else {
+                continue;
+            };
+            let k = (vlan, key.dl_src());
+            if let Some(e) = fdb.map.get_mut(&k).filter(|e| e.port == key.in_port()) {
+                e.learned = now;
+                fdb.touch(k, now);
+            }
+        }
+    }
+
     /// Age the table at `now`.
     pub fn expire(&mut self, now: Instant) {
         let mut fdb = lock(&self.fdb);
@@ -764,6 +794,10 @@ impl UpcallHandler for Normal {
 
     fn housekeeping(&mut self, now: Instant) {
         self.expire(now);
+    }
+
+    fn megaflows_used(&mut self, keys: &[FlowKey], now: Instant) {
+        self.refresh(keys, now);
     }
 }
 
@@ -1059,6 +1093,21 @@ mod tests {
         fdb.flush();
         assert!(fdb.is_empty());
         assert_ne!(n.generation(), g);
+    }
+
+    #[test]
+    fn megaflow_hits_refresh_their_source_only_on_its_port() {
+        let (mut n, fdb) = Normal::with_limits(8, Duration::from_secs(300));
+        let t = Instant::now();
+        n.translate(&key(1, A, B), &PORTS, t);
+        n.translate(&key(2, B, A), &PORTS, t);
+        // A's megaflow was hit at 200 s; B's key names the wrong port.
+        n.refresh(&[key(1, A, B), key(3, B, A)], t + Duration::from_secs(200));
+        n.expire(t + Duration::from_secs(310));
+        assert_eq!(fdb.lookup(0, MacAddr(A)), Some(1), "refreshed");
+        assert_eq!(fdb.lookup(0, MacAddr(B)), None, "not refreshed, aged out");
+        n.refresh(&[key(2, B, A)], t + Duration::from_secs(320));
+        assert_eq!(fdb.lookup(0, MacAddr(B)), None, "refresh never learns");
     }
 
     #[test]

@@ -846,6 +846,10 @@ impl UpcallHandler for Handler {
         self.of.fdb.take_dirty_tags()
     }
 
+    fn megaflows_used(&mut self, keys: &[FlowKey], now: Instant) {
+        lock(&self.of.normal).refresh(keys, now);
+    }
+
     fn housekeeping(&mut self, now: Instant) {
         // MAC aging only: flow expiry writes the tables, which the
         // forwarding thread never does (see `Ofproto::expire`).
