@@ -629,6 +629,11 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
                 let _ = writeln!(out, "  megaflows: {} in {} masks", st.n_flows, st.n_masks);
                 let _ = writeln!(
                     out,
+                    "  flow limit: {} (misses not cached at the limit: {})",
+                    st.flow_limit, st.flow_limit_hits
+                );
+                let _ = writeln!(
+                    out,
                     "  packet-ins dropped (slow controllers): {}",
                     b.conns.packet_ins_dropped()
                 );

@@ -16,6 +16,16 @@
 //!    aging), megaflow idle expiry after [`MAX_IDLE`] (OVS
 //!    `OFPROTO_MAX_IDLE_DEFAULT`), subtable re-ranking.
 //!
+//! # Flow limit
+//!
+//! At most [`DpHandle::set_flow_limit`] megaflows ([`FLOW_LIMIT`] by
+//! default) are installed; a miss beyond it is translated and forwarded
+//! but not cached (counted in [`DpStats::flow_limit_hits`]). While the
+//! cache is at its limit, megaflows idle for [`FLOW_LIMIT_IDLE`] are
+//! removed every [`FLOW_LIMIT_IDLE`] instead of after [`MAX_IDLE`], as
+//! OVS's revalidators do, so a storm of new flows replaces the idle ones
+//! instead of freezing the cache or exhausting memory.
+//!
 //! # Revalidation
 //!
 //! Two grains, both checked once per loop iteration, before any packet of
@@ -71,9 +81,13 @@ use crate::tags::Tags;
 pub const MAX_IDLE: Duration = Duration::from_secs(10);
 /// Longest sleep of the loop, so that housekeeping runs.
 pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
-/// Most megaflows installed; beyond it packets are still forwarded but no
-/// megaflow is installed (OVS `OFPROTO_FLOW_LIMIT_DEFAULT`).
+/// Most megaflows installed by default; beyond it packets are still
+/// forwarded but no megaflow is installed (OVS
+/// `OFPROTO_FLOW_LIMIT_DEFAULT`, `other_config:flow-limit`).
 pub const FLOW_LIMIT: usize = 200_000;
+/// Idle time after which megaflows go while the cache is at its limit
+/// (OVS `revalidate()`: 100 ms when over the flow limit).
+pub const FLOW_LIMIT_IDLE: Duration = Duration::from_millis(100);
 /// Depth of the command channel.
 const COMMAND_QUEUE: usize = 64;
 /// epoll user data of the command eventfd.
@@ -168,6 +182,10 @@ pub struct DpStats {
     pub avg_subtable_lookups_per_hit: f64,
     /// Packets received from all ports.
     pub packets: u64,
+    /// The current flow limit (see the module docs).
+    pub flow_limit: usize,
+    /// Misses not cached because the cache was at its limit.
+    pub flow_limit_hits: u64,
 }
 
 enum Command {
@@ -180,6 +198,7 @@ enum Command {
     DelMeter(u32, SyncSender<bool>),
     MeterStats(SyncSender<Vec<(u32, MeterCounters)>>),
     Execute(Box<Packet>, Vec<DpAction>, SyncSender<()>),
+    SetFlowLimit(usize, SyncSender<()>),
     Shutdown,
 }
 
@@ -312,6 +331,13 @@ impl DpHandle {
         self.request(|r| Command::Execute(Box::new(pkt), actions, r))
     }
 
+    /// Cache at most `limit` megaflows (at least 1; OVS
+    /// `other_config:flow-limit`). Lowering it below the number installed
+    /// makes the idle ones go after [`FLOW_LIMIT_IDLE`].
+    pub fn set_flow_limit(&self, limit: usize) -> Result<(), DpError> {
+        self.request(|r| Command::SetFlowLimit(limit.max(1), r))
+    }
+
     /// Stop the thread and wait for it. Idempotent.
     pub fn shutdown(&self) {
         let _ = self.send(Command::Shutdown);
@@ -357,6 +383,10 @@ struct Fwd {
     lost: u64,
     packets: u64,
     last_housekeeping: Instant,
+    flow_limit: usize,
+    flow_limit_hits: u64,
+    /// Last idle expiry under the flow limit.
+    last_limit_expiry: Instant,
     /// Scratch for [`UpcallHandler::megaflows_used`].
     used_keys: Vec<FlowKey>,
 }
@@ -389,6 +419,9 @@ impl Fwd {
             lost: 0,
             packets: 0,
             last_housekeeping: Instant::now(),
+            flow_limit: FLOW_LIMIT,
+            flow_limit_hits: 0,
+            last_limit_expiry: Instant::now(),
             used_keys: Vec::new(),
         }
     }
@@ -435,6 +468,12 @@ impl Fwd {
             for i in 0..self.ready.len() {
                 let p = self.ready[i];
                 self.process_port(p, now);
+            }
+            if self.cache.len() >= self.flow_limit
+                && now.duration_since(self.last_limit_expiry) >= FLOW_LIMIT_IDLE
+            {
+                self.last_limit_expiry = now;
+                self.cache.expire_idle(now, FLOW_LIMIT_IDLE);
             }
             if now.duration_since(self.last_housekeeping) >= Duration::from_secs(1) {
                 let since = std::mem::replace(&mut self.last_housekeeping, now);
@@ -509,6 +548,8 @@ impl Fwd {
                         n_masks: self.cache.n_masks(),
                         avg_subtable_lookups_per_hit: s.avg_subtable_lookups_per_hit(),
                         packets: self.packets,
+                        flow_limit: self.flow_limit,
+                        flow_limit_hits: self.flow_limit_hits,
                     });
                 }
                 Command::DumpFlows(reply) => {
@@ -526,6 +567,10 @@ impl Fwd {
                 }
                 Command::Execute(pkt, actions, reply) => {
                     self.execute(&pkt, &actions);
+                    let _ = reply.send(());
+                }
+                Command::SetFlowLimit(limit, reply) => {
+                    self.flow_limit = limit;
                     let _ = reply.send(());
                 }
                 Command::Shutdown => return false,
@@ -701,7 +746,9 @@ impl Fwd {
                         // may make this translation stale: use it for this
                         // packet only; the next packet translates again.
                         let stale = g != before || self.handler.dirty_tags().intersects(up.tags);
-                        if !stale && self.cache.len() < FLOW_LIMIT {
+                        let full = self.cache.len() >= self.flow_limit;
+                        self.flow_limit_hits += u64::from(full);
+                        if !stale && !full {
                             let f = self.cache.insert_tagged(
                                 &key,
                                 &up.mask,
@@ -953,6 +1000,40 @@ mod tests {
         dp.shutdown();
         assert!(dp.ports().is_empty());
         assert!(matches!(dp.del_port(1), Err(DpError::Gone)));
+    }
+
+    #[test]
+    fn at_the_flow_limit_misses_are_forwarded_uncached_and_idle_flows_go_fast() {
+        let gen = Arc::new(AtomicU64::new(0));
+        let dp = Datapath::spawn("lim", Box::new(Hub { gen })).unwrap();
+        let mut peers = Vec::new();
+        for p in 1..=3 {
+            let (port, peer) = mem_port(&format!("l{p}"), PortFeatures::default()).unwrap();
+            dp.add_port(p, Box::new(port)).unwrap();
+            peers.push(peer);
+        }
+        assert_eq!(dp.stats().flow_limit, FLOW_LIMIT);
+        dp.set_flow_limit(1).unwrap();
+        peers[0].inject_frame(&frame(1, 2));
+        assert_eq!(wait_sent(&peers[1], 1).len(), 1);
+        peers[2].inject_frame(&frame(3, 2));
+        assert_eq!(wait_sent(&peers[1], 1).len(), 1, "forwarded all the same");
+        let s = dp.stats();
+        assert_eq!((s.n_flows, s.flow_limit, s.flow_limit_hits), (1, 1, 1));
+        // Idle at the limit: gone after about FLOW_LIMIT_IDLE, not MAX_IDLE.
+        let t = Instant::now();
+        while dp.stats().n_flows != 0 && t.elapsed() < MAX_IDLE / 2 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(dp.stats().n_flows, 0);
+        // Below the limit nothing idles out early.
+        dp.set_flow_limit(FLOW_LIMIT).unwrap();
+        peers[0].inject_frame(&frame(1, 2));
+        peers[2].inject_frame(&frame(3, 2));
+        assert_eq!(wait_sent(&peers[1], 2).len(), 2);
+        std::thread::sleep(FLOW_LIMIT_IDLE * 5);
+        assert_eq!(dp.stats().n_flows, 2);
+        dp.shutdown();
     }
 }
 
