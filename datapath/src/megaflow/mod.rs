@@ -11,10 +11,14 @@
 //!
 //! # Algorithm: tuple space search
 //!
-//! As OVS `dpcls` (`lib/dpif-netdev.c`): entries are grouped by mask into
-//! subtables, each a hash table keyed by the masked key. A lookup visits the
-//! subtables in turn, masks the packet's key with the subtable's mask
-//! (eight word ANDs) and probes the hash table. The first hit wins.
+//! As OVS `dpcls` (`lib/dpif-netdev.c`): one classifier per input port
+//! (every megaflow matches `in_port` exactly; [`MegaflowCache::insert`]
+//! makes sure of it), so a port's packets only probe the masks of its own
+//! megaflows, in the order of its own traffic. Within a classifier entries
+//! are grouped by mask into subtables, each a hash table keyed by the
+//! masked key. A lookup visits the subtables in turn, masks the packet's
+//! key with the subtable's mask (eight word ANDs) and probes the hash
+//! table. The first hit wins.
 //!
 //! First-hit is correct only because megaflows never overlap: translation
 //! un-wildcards every field it read, so two megaflows that could both match
@@ -23,9 +27,10 @@
 //!
 //! # Optimisations
 //!
-//! - Subtables are re-sorted by hit count ([`MegaflowCache::optimize`],
-//!   OVS `dpcls_sort_subtable_vector`, every second in the forwarding
-//!   thread), so the busiest masks are probed first. Counters are halved at
+//! - Each port's subtables are re-sorted by hit count
+//!   ([`MegaflowCache::optimize`], OVS `dpcls_sort_subtable_vector`, every
+//!   second in the forwarding thread), so the busiest masks are probed
+//!   first. Counters are halved at
 //!   each sort so the order follows recent traffic.
 //! - Hashing uses foldhash with a per-table random seed: keys are chosen by
 //!   guests, and a fixed hash function would let a guest aim collisions.
@@ -52,8 +57,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::actions::DpAction;
+use crate::buffer::OfPort;
 use crate::counters::RuleCounters;
-use crate::flow::{FlowKey, FlowMask};
+use crate::flow::{Field, FlowKey, FlowMask};
 use crate::tags::Tags;
 
 pub mod emc;
@@ -151,10 +157,39 @@ impl CacheStats {
     }
 }
 
+/// The megaflows of one input port (OVS `struct dpcls`): subtables in
+/// probe order.
+#[derive(Debug, Default)]
+struct Dpcls {
+    subtables: Vec<Subtable>,
+}
+
+impl Dpcls {
+    /// Remove the megaflows for which `gone` is true; returns how many.
+    /// Empty subtables are dropped.
+    fn remove_where(&mut self, gone: &impl Fn(&Megaflow) -> bool) -> usize {
+        let mut n = 0;
+        for st in &mut self.subtables {
+            let before = st.flows.len();
+            st.flows.retain(|_, f| {
+                let keep = !gone(f);
+                if !keep {
+                    f.kill();
+                }
+                keep
+            });
+            n += before - st.flows.len();
+        }
+        self.subtables.retain(|s| !s.flows.is_empty());
+        n
+    }
+}
+
 /// The megaflow cache (see the module docs).
 #[derive(Debug)]
 pub struct MegaflowCache {
-    subtables: Vec<Subtable>,
+    /// One classifier per input port; a port without megaflows has none.
+    ports: HashMap<OfPort, Dpcls, Hasher>,
     n_flows: usize,
     hasher: Hasher,
     hits: Cell<u64>,
@@ -171,10 +206,11 @@ impl Default for MegaflowCache {
 impl MegaflowCache {
     /// An empty cache with a fresh random hash seed.
     pub fn new() -> Self {
+        let hasher = Hasher::default();
         MegaflowCache {
-            subtables: Vec::new(),
+            ports: HashMap::with_hasher(hasher),
             n_flows: 0,
-            hasher: Hasher::default(),
+            hasher,
             hits: Cell::new(0),
             misses: Cell::new(0),
             probes_on_hit: Cell::new(0),
@@ -183,7 +219,11 @@ impl MegaflowCache {
 
     /// Find the megaflow matching `key`, counting the lookup.
     pub fn lookup(&self, key: &FlowKey) -> Option<&Rc<Megaflow>> {
-        for (i, st) in self.subtables.iter().enumerate() {
+        let Some(cls) = self.ports.get(&key.in_port()) else {
+            self.misses.set(self.misses.get() + 1);
+            return None;
+        };
+        for (i, st) in cls.subtables.iter().enumerate() {
             let masked = key.masked(&st.mask);
             if let Some(f) = st.flows.get(&masked) {
                 st.hits.set(st.hits.get() + 1);
@@ -197,8 +237,9 @@ impl MegaflowCache {
         None
     }
 
-    /// Install a megaflow for `key` under `mask` (the key is masked here).
-    /// An existing entry with the same mask and masked key has its actions
+    /// Install a megaflow for `key` under `mask` (the key is masked here;
+    /// `in_port` is made exact if the mask left it out, as OVS does). An
+    /// existing entry with the same mask and masked key has its actions
     /// replaced and keeps its stats. Returns the entry.
     pub fn insert(
         &mut self,
@@ -233,21 +274,24 @@ impl MegaflowCache {
         tags: Tags,
         now: Instant,
     ) -> &Rc<Megaflow> {
-        let masked = key.masked(mask);
-        let idx = match self.subtables.iter().position(|s| s.mask == *mask) {
+        let mut mask = *mask;
+        mask.set_exact(Field::InPort);
+        let masked = key.masked(&mask);
+        let cls = self.ports.entry(key.in_port()).or_default();
+        let idx = match cls.subtables.iter().position(|s| s.mask == mask) {
             Some(i) => i,
             None => {
-                self.subtables.push(Subtable {
-                    mask: *mask,
+                cls.subtables.push(Subtable {
+                    mask,
                     flows: HashMap::with_hasher(self.hasher),
                     hits: Cell::new(0),
                 });
-                self.subtables.len() - 1
+                cls.subtables.len() - 1
             }
         };
-        let st = &mut self.subtables[idx];
+        let st = &mut cls.subtables[idx];
         let mut flow = Megaflow {
-            mask: *mask,
+            mask,
             key: masked,
             actions,
             rule_counters,
@@ -276,17 +320,26 @@ impl MegaflowCache {
         slot
     }
 
-    /// Remove the megaflow with exactly this mask and (masked) key.
+    /// Remove the megaflow with exactly this mask (with `in_port` exact, as
+    /// installed) and (masked) key.
     pub fn remove(&mut self, key: &FlowKey, mask: &FlowMask) -> bool {
-        let Some(i) = self.subtables.iter().position(|s| s.mask == *mask) else {
+        let mut mask = *mask;
+        mask.set_exact(Field::InPort);
+        let Some(cls) = self.ports.get_mut(&key.in_port()) else {
             return false;
         };
-        let removed = self.subtables[i].flows.remove(&key.masked(mask));
+        let Some(i) = cls.subtables.iter().position(|s| s.mask == mask) else {
+            return false;
+        };
+        let removed = cls.subtables[i].flows.remove(&key.masked(&mask));
         if let Some(f) = &removed {
             f.kill();
             self.n_flows -= 1;
-            if self.subtables[i].flows.is_empty() {
-                self.subtables.remove(i);
+            if cls.subtables[i].flows.is_empty() {
+                cls.subtables.remove(i);
+                if cls.subtables.is_empty() {
+                    self.ports.remove(&key.in_port());
+                }
             }
         }
         removed.is_some()
@@ -301,18 +354,10 @@ impl MegaflowCache {
     /// Remove the megaflows for which `gone` is true; returns how many.
     fn remove_where(&mut self, gone: impl Fn(&Megaflow) -> bool) -> usize {
         let mut n = 0;
-        for st in &mut self.subtables {
-            let before = st.flows.len();
-            st.flows.retain(|_, f| {
-                let keep = !gone(f);
-                if !keep {
-                    f.kill();
-                }
-                keep
-            });
-            n += before - st.flows.len();
-        }
-        self.subtables.retain(|s| !s.flows.is_empty());
+        self.ports.retain(|_, cls| {
+            n += cls.remove_where(&gone);
+            !cls.subtables.is_empty()
+        });
         self.n_flows -= n;
         n
     }
@@ -320,7 +365,7 @@ impl MegaflowCache {
     /// Remove every megaflow (lookup counters are kept).
     pub fn flush(&mut self) {
         self.iter().for_each(Megaflow::kill);
-        self.subtables.clear();
+        self.ports.clear();
         self.n_flows = 0;
     }
 
@@ -334,15 +379,21 @@ impl MegaflowCache {
         self.n_flows == 0
     }
 
-    /// Number of distinct masks (subtables).
+    /// Number of distinct masks over all ports.
     pub fn n_masks(&self) -> usize {
-        self.subtables.len()
+        let mut masks: Vec<&FlowMask> = self.subtables().map(|s| &s.mask).collect();
+        masks.sort_unstable_by_key(|m| m.words);
+        masks.dedup();
+        masks.len()
     }
 
-    /// Every megaflow, subtable by subtable.
+    fn subtables(&self) -> impl Iterator<Item = &Subtable> {
+        self.ports.values().flat_map(|c| c.subtables.iter())
+    }
+
+    /// Every megaflow, port by port, subtable by subtable.
     pub fn iter(&self) -> impl Iterator<Item = &Megaflow> {
-        self.subtables
-            .iter()
+        self.subtables()
             .flat_map(|s| s.flows.values().map(|f| &**f))
     }
 
@@ -355,10 +406,12 @@ impl MegaflowCache {
     /// Sort subtables by recent hit count, busiest first, and halve the
     /// counts.
     pub fn optimize(&mut self) {
-        self.subtables
-            .sort_by_key(|s| std::cmp::Reverse(s.hits.get()));
-        for s in &self.subtables {
-            s.hits.set(s.hits.get() / 2);
+        for cls in self.ports.values_mut() {
+            cls.subtables
+                .sort_by_key(|s| std::cmp::Reverse(s.hits.get()));
+            for s in &cls.subtables {
+                s.hits.set(s.hits.get() / 2);
+            }
         }
     }
 
@@ -421,6 +474,50 @@ mod tests {
         c.flush();
         assert!(c.lookup(&k).is_none());
         assert_eq!(c.len(), 0);
+    }
+
+    #[test]
+    fn one_classifier_per_input_port() {
+        let now = Instant::now();
+        let mut c = MegaflowCache::new();
+        let key = |port: u32, tp: u16| {
+            let mut k = FlowKey::default();
+            k.set_in_port(port);
+            k.set_tp_src(tp);
+            k
+        };
+        // Port 2 has three masks, port 1 one; the mask without in_port
+        // gets it made exact.
+        let mut m = FlowMask::default();
+        c.insert(&key(1, 1), &m, acts(9), now);
+        for bits in [0xff00u16, 0xfff0, 0xffff] {
+            m.set(Field::TpSrc, u128::from(bits));
+            c.insert(&key(2, 1), &m, acts(2), now);
+        }
+        assert!(c.iter().all(|f| f.mask.is_exact(Field::InPort)));
+        assert_eq!((c.len(), c.n_masks()), (4, 4));
+        for tp in 0..10 {
+            assert_eq!(
+                c.lookup(&key(1, tp)).unwrap().actions[0],
+                DpAction::Output(9)
+            );
+        }
+        assert!(c.lookup(&key(3, 1)).is_none());
+        let s = c.stats();
+        assert_eq!(
+            s.avg_subtable_lookups_per_hit(),
+            1.0,
+            "port 1 probes its own mask only"
+        );
+        // Removing port 1's only megaflow drops its classifier.
+        assert!(c.remove(&key(1, 1), &FlowMask::default()));
+        assert!(c.lookup(&key(1, 1)).is_none());
+        assert_eq!(c.ports.len(), 1);
+        assert_eq!(
+            c.expire_idle(now + Duration::from_secs(11), Duration::from_secs(10)),
+            3
+        );
+        assert!(c.ports.is_empty());
     }
 
     /// A mask drawn from a few shapes, so that subtables get shared.
