@@ -38,6 +38,7 @@
 //!   `trunks` and no `vlan_mode` logs OVS's "ignoring trunks in favor of
 //!   implicit vlan".
 //! * Written back: every Interface's `ofport`, `error` and `mac_in_use`
+//!   (a vif's is netback's `fe:ff:ff:ff:ff:ff`, a device's its address)
 //!   when they differ from the replica, `statistics` of attached vifs (at
 //!   most every [`STATS_INTERVAL`]), and `Open_vSwitch:cur_cfg := next_cfg`
 //!   in the same transaction, so a waiting `ovs-vsctl` sees the ofports.
@@ -688,7 +689,13 @@ fn status_txn(
                         } else {
                             i64::from(p)
                         };
-                        (n, pi.vlan_error.clone(), None, Some((b, p)))
+                        // The device's address, as OVS reads it.
+                        let mac =
+                            std::fs::read_to_string(format!("/sys/class/net/{}/address", pi.name))
+                                .ok()
+                                .map(|s| s.trim().to_owned())
+                                .filter(|s| s.len() == 17);
+                        (n, pi.vlan_error.clone(), mac, Some((b, p)))
                     }
                     None => (
                         -1,
@@ -707,7 +714,7 @@ fn status_txn(
                 }) if b.name == pi.bridge => (
                     i64::from(*p),
                     pi.vlan_error.clone(),
-                    Some(VIF_MAC),
+                    Some(VIF_MAC.to_owned()),
                     Some((b.clone(), *p)),
                 ),
                 Some(_) => (
@@ -736,7 +743,7 @@ fn status_txn(
         if pi.ofport != Some(ofport) || pi.error != error {
             cols.push(("ofport", Datum::optional(Some(ofport))));
             cols.push(("error", Datum::optional(error.as_deref())));
-            cols.push(("mac_in_use", Datum::optional(mac)));
+            cols.push(("mac_in_use", Datum::optional(mac.as_deref())));
         }
         if with_stats {
             if let Some((b, p)) = &placed {

@@ -365,6 +365,10 @@ fn internal_ports_and_local_are_tap_devices() {
     let dpid = dpid.trim_matches('"');
     let mac: Vec<String> = (2..8).map(|i| dpid[2 * i..2 * i + 2].to_string()).collect();
     assert!(l.contains(&mac.join(":")), "br0 MAC is not {dpid}: {l}");
+    assert_eq!(
+        db.vsctl_no_wait(&["get", "interface", "br0", "mac_in_use"]),
+        format!("\"{}\"", mac.join(":"))
+    );
     let status = db.vsctl_no_wait(&["get", "interface", "br0", "status"]);
     assert!(status.contains("driver_name=tun"), "{status}");
     // The host's address on br0 answers a guest through NORMAL.
