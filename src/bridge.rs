@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context;
+use xennet_datapath::buffer::OFPP_LOCAL;
 use xennet_datapath::dpif::{Datapath, DpHandle, PortInfo};
 use xennet_datapath::{OfPort, Port};
 use xennet_ofproto::normal::{FdbHandle, PortVlan};
@@ -200,7 +201,13 @@ impl Bridge {
     }
 
     /// Add a port under the lowest free OpenFlow port number (from 1).
+    /// A vif's port mirrors into its representor device, if it has one.
     pub fn add_port(&self, entry: PortEntry, port: Box<dyn Port>) -> anyhow::Result<OfPort> {
+        let port = if entry.vif.is_some() {
+            crate::representor::wrap(&entry.name, port)
+        } else {
+            port
+        };
         self.add_port_at(entry, port, &[])
     }
 
@@ -213,19 +220,29 @@ impl Bridge {
         port: Box<dyn Port>,
         preferred: &[OfPort],
     ) -> anyhow::Result<OfPort> {
-        let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
-        anyhow::ensure!(
-            !ports.values().any(|p| p.name == entry.name),
-            "port {} already exists on bridge {}",
-            entry.name,
-            self.name
-        );
+        let ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
         let ofport = preferred
             .iter()
             .copied()
             .find(|n| (1..=MAX_OFPORT).contains(n) && !ports.contains_key(n))
             .or_else(|| (1..=MAX_OFPORT).find(|n| !ports.contains_key(n)))
             .context("no free OpenFlow port number")?;
+        self.insert_port(ports, ofport, entry, port)
+    }
+
+    fn insert_port(
+        &self,
+        mut ports: std::sync::MutexGuard<'_, BTreeMap<OfPort, PortEntry>>,
+        ofport: OfPort,
+        entry: PortEntry,
+        port: Box<dyn Port>,
+    ) -> anyhow::Result<OfPort> {
+        anyhow::ensure!(
+            !ports.contains_key(&ofport) && !ports.values().any(|p| p.name == entry.name),
+            "port {} (ofport {ofport}) already exists on bridge {}",
+            entry.name,
+            self.name
+        );
         // VLAN settings first, so that no packet sees the port without them.
         {
             let vlans = self.vlans.lock().unwrap_or_else(|e| e.into_inner());
@@ -243,6 +260,13 @@ impl Bridge {
         self.port_status(model::OFPPR_ADD, ofport, &entry.name, true);
         ports.insert(ofport, entry);
         Ok(ofport)
+    }
+
+    /// Add the bridge's own port (an `internal` tap named after the bridge)
+    /// as OFPP_LOCAL.
+    pub fn add_local_port(&self, entry: PortEntry, port: Box<dyn Port>) -> anyhow::Result<OfPort> {
+        let ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
+        self.insert_port(ports, OFPP_LOCAL, entry, port)
     }
 
     /// Remove a port.
@@ -561,6 +585,13 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
             }
             Err(format!("no such port: {}", args[0]))
         }),
+    );
+    c.add(
+        "xennet/representor-show",
+        "",
+        0,
+        0,
+        Box::new(|_| Ok(crate::representor::show())),
     );
     let s = switch.clone();
     c.add(

@@ -25,6 +25,8 @@
 //!                           # (point XENSTORED_PATH here); "" disables it
 //! hotplug = "self"          # "self": xennetd writes hotplug-status = connected;
 //!                           # "script": wait for a hotplug script (scripts/vif-xennet)
+//! representors = true       # a tap device vif<domid>.<handle> per vif, mirroring
+//!                           # its traffic while watched (tcpdump); see representor.rs
 //! ```
 
 use serde::Deserialize;
@@ -154,6 +156,15 @@ pub struct EmulatedXenConfig {
     /// backend waits before connecting, as Linux netback does.
     #[serde(default)]
     pub hotplug: Hotplug,
+    /// A representor net device per vif (`vif<domid>.<handle>`, see
+    /// `representor`): what Xen's hotplug scripts and operators' `ip link`
+    /// and `tcpdump` expect. Default true.
+    #[serde(default = "default_true")]
+    pub representors: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `[emulated_xen] hotplug`: who reports a vif's hotplug status.
@@ -178,6 +189,7 @@ impl Default for EmulatedXenConfig {
             backend_domid: 0,
             xenstored: default_xenstored(),
             hotplug: Hotplug::default(),
+            representors: true,
         }
     }
 }

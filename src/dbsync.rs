@@ -6,8 +6,11 @@
 //!
 //! * Bridges: one per row in `Open_vSwitch:bridges`, created and removed
 //!   as the database says. The interface named like its bridge (the
-//!   `internal` interface `ovs-vsctl add-br` makes) gets ofport 65534
-//!   (OFPP_LOCAL) as in OVS, although xennet has no internal ports yet.
+//!   `internal` interface `ovs-vsctl add-br` makes) is a tap device of
+//!   that name on OFPP_LOCAL (ofport 65534), with the bridge's MAC (the
+//!   low 48 bits of its datapath id).
+//! * Types `internal` and `tap`: a tap device xennetd creates or attaches
+//!   to (`Netdev::open_tap`), as OVS's userspace datapath does for both.
 //! * Vifs: an Interface named `vif<D>.<H>` of type `""` or `xennet-vif` is
 //!   Xen vif H of domain D. Guests attach whenever they like (on Xen the
 //!   backend device exists before the hotplug script runs `ovs-vsctl
@@ -22,6 +25,9 @@
 //!   the vif rejoins when a Port lists it again.
 //! * Any other interface gets ofport -1 and `error` "xennetd: interface
 //!   type '<type>' is not supported yet".
+//! * A vif whose hotplug script failed (`hotplug-status = error`, see
+//!   [`note_hotplug`]) shows "hotplug script failed: <hotplug-error>" in
+//!   `error` until a script reports `connected`.
 //! * Port VLAN columns `tag`, `trunks` and `vlan_mode` are applied to the
 //!   port's vifs on every change, as ovs-vswitchd's `port_configure` does
 //!   (see `xennet_ofproto::normal::PortVlan`); a change makes NORMAL forget
@@ -32,6 +38,7 @@
 //!   `trunks` and no `vlan_mode` logs OVS's "ignoring trunks in favor of
 //!   implicit vlan".
 //! * Written back: every Interface's `ofport`, `error` and `mac_in_use`
+//!   (a vif's is netback's `fe:ff:ff:ff:ff:ff`, a device's its address)
 //!   when they differ from the replica, `statistics` of attached vifs (at
 //!   most every [`STATS_INTERVAL`]), and `Open_vSwitch:cur_cfg := next_cfg`
 //!   in the same transaction, so a waiting `ovs-vsctl` sees the ofports.
@@ -53,8 +60,11 @@ use crate::bridge::{Bridge, PortEntry, PortVlans, Switch, MAX_OFPORT};
 
 /// The lock ovs-vswitchd takes.
 pub const LOCK: &str = "ovs_vswitchd";
-/// OFPP_LOCAL, the ofport of a bridge's own interface.
+/// OFPP_LOCAL, the ofport of a bridge's own interface, as the database
+/// shows it (OpenFlow 1.0 numbering).
 pub const OFPP_LOCAL: i64 = 65534;
+/// OFPP_LOCAL in the datapath (OpenFlow 1.3 numbering).
+const OFPP_LOCAL_DP: OfPort = xennet_datapath::buffer::OFPP_LOCAL;
 /// How often attached vifs' `statistics` are refreshed (as ovs-vswitchd).
 pub const STATS_INTERVAL: Duration = Duration::from_secs(5);
 /// Delay before retrying a failed write.
@@ -78,7 +88,49 @@ struct Attached {
 #[derive(Debug, Default)]
 pub struct VifRegistry {
     vifs: Mutex<BTreeMap<String, Attached>>,
+    /// The `hotplug-error` of vifs whose hotplug script failed, by name,
+    /// until a script reports `connected` for them.
+    hotplug_errors: Mutex<BTreeMap<String, String>>,
     changed: Notify,
+}
+
+/// Look at the hotplug outcome in backend directory `be` of vif `name`
+/// (`hotplug-status`, `hotplug-error`, written by the hotplug script as
+/// Xen's `xen-hotplug-common.sh` does): a failure is logged with its cause
+/// and shown in the vif's Interface `error` column ("hotplug script
+/// failed: <hotplug-error>") until a script reports `connected`.
+pub fn note_hotplug(xs: &xennet_vif::xenstore::Client, be: &str, vifs: &VifRegistry, name: &str) {
+    let status = xs.read_string(&format!("{be}/hotplug-status")).ok();
+    let mut errors = vifs
+        .hotplug_errors
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let changed = match status.as_deref() {
+        Some("error") => {
+            let why = xs
+                .read_string(&format!("{be}/hotplug-error"))
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "no hotplug-error given".into());
+            let why: String = why.chars().take(1024).collect();
+            if errors.get(name) != Some(&why) {
+                tracing::warn!(
+                    "{name}: hotplug script failed: {why} (hotplug-status = error in {be}); \
+                     the backend refuses the vif"
+                );
+                errors.insert(name.to_owned(), why);
+                true
+            } else {
+                false
+            }
+        }
+        Some("connected") => errors.remove(name).is_some(),
+        _ => false,
+    };
+    drop(errors);
+    if changed {
+        vifs.changed.notify_one();
+    }
 }
 
 impl VifRegistry {
@@ -103,6 +155,7 @@ impl VifRegistry {
             "{}: attached, waiting for the database to place it",
             entry.name
         );
+        let port = crate::representor::wrap(&entry.name, port);
         vifs.insert(
             entry.name.clone(),
             Attached {
@@ -134,11 +187,13 @@ impl VifRegistry {
 /// What an Interface row is to us.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
-    /// The bridge's own interface.
+    /// The bridge's own interface (a tap device named after the bridge, on
+    /// OFPP_LOCAL).
     Local,
     /// A Xen vif.
     Vif { domid: u16, handle: u16 },
-    /// A Linux network device (type ""), attached with AF_PACKET.
+    /// A Linux network device (type ""), attached with AF_PACKET, or a
+    /// tap device xennetd opens (types `internal` and `tap`).
     Netdev,
     /// Something we cannot do; the `error` to write.
     Bad(String),
@@ -162,6 +217,19 @@ struct PlannedIface {
     vlan_error: Option<String>,
 }
 
+/// How a Linux device port is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DevKind {
+    /// An existing device, through AF_PACKET (type "" or `system`).
+    System,
+    /// A tap device xennetd creates or attaches to (types `internal` and
+    /// `tap`: the same netdev-linux tap class in OVS's userspace datapath).
+    Tap,
+    /// The bridge's LOCAL port: a tap named after the bridge, OFPP_LOCAL,
+    /// with the bridge's MAC address (the low 48 bits of its datapath id).
+    Local,
+}
+
 /// The configuration the database asks for.
 #[derive(Debug, Default)]
 struct Plan {
@@ -169,8 +237,8 @@ struct Plan {
     ifaces: Vec<PlannedIface>,
     /// Vif name -> (bridge, preferred ofports).
     vifs: BTreeMap<String, (String, Vec<OfPort>)>,
-    /// Linux device name -> (bridge, preferred ofports).
-    netdevs: BTreeMap<String, (String, Vec<OfPort>)>,
+    /// Linux device name -> (bridge, preferred ofports, how it is opened).
+    netdevs: BTreeMap<String, (String, Vec<OfPort>, DevKind)>,
     /// Bridge -> VLAN settings of its ports' interfaces, by interface name.
     vlans: BTreeMap<String, PortVlans>,
     /// Bridge -> fail mode, controller targets and `protocols`.
@@ -304,7 +372,15 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
                     continue;
                 };
                 let kind = if iface.name == br.name {
-                    Kind::Local
+                    if plan.netdevs.contains_key(&iface.name) {
+                        Kind::Bad(format!("xennetd: {} is on more than one port", iface.name))
+                    } else {
+                        plan.netdevs.insert(
+                            iface.name.clone(),
+                            (br.name.clone(), Vec::new(), DevKind::Local),
+                        );
+                        Kind::Local
+                    }
                 } else if let Some((domid, handle)) = parse_vif(&iface.name) {
                     if !matches!(iface.iface_type.as_str(), "" | "xennet-vif") {
                         Kind::Bad(format!(
@@ -320,13 +396,20 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
                         );
                         Kind::Vif { domid, handle }
                     }
-                } else if matches!(iface.iface_type.as_str(), "" | "system") {
+                } else if matches!(
+                    iface.iface_type.as_str(),
+                    "" | "system" | "internal" | "tap"
+                ) {
+                    let dev = match iface.iface_type.as_str() {
+                        "internal" | "tap" => DevKind::Tap,
+                        _ => DevKind::System,
+                    };
                     if plan.netdevs.contains_key(&iface.name) {
                         Kind::Bad(format!("xennetd: {} is on more than one port", iface.name))
                     } else {
                         plan.netdevs.insert(
                             iface.name.clone(),
-                            (br.name.clone(), preferred_ofports(&iface)),
+                            (br.name.clone(), preferred_ofports(&iface), dev),
                         );
                         Kind::Netdev
                     }
@@ -343,10 +426,10 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
                     log.warn(format!("{}: {e}", iface.name));
                 }
                 let vlan_error = match (&kind, &vlan) {
-                    (Kind::Vif { .. } | Kind::Netdev, Err(e)) => Some(e.clone()),
+                    (Kind::Vif { .. } | Kind::Netdev | Kind::Local, Err(e)) => Some(e.clone()),
                     _ => None,
                 };
-                if let Kind::Vif { .. } | Kind::Netdev = kind {
+                if let Kind::Vif { .. } | Kind::Netdev | Kind::Local = kind {
                     let settings = match &vlan {
                         Ok(v) if *v == PortVlan::default() => None,
                         Ok(v) => Some(Some(v.clone())),
@@ -517,14 +600,14 @@ fn apply_netdevs(plan: &Plan, switch: &Switch, log: &mut LogOnce) -> BTreeMap<St
             if plan
                 .netdevs
                 .get(&entry.name)
-                .is_some_and(|(bn, _)| *bn == b.name)
+                .is_some_and(|(bn, _, _)| *bn == b.name)
             {
                 present.insert(entry.name);
             } else {
                 b.del_port(ofport);
             }
         }
-        for (name, (bn, prefs)) in &plan.netdevs {
+        for (name, (bn, prefs, kind)) in &plan.netdevs {
             if *bn != b.name || present.contains(name) {
                 continue;
             }
@@ -532,9 +615,22 @@ fn apply_netdevs(plan: &Plan, switch: &Switch, log: &mut LogOnce) -> BTreeMap<St
                 name: name.clone(),
                 vif: None,
             };
-            let r = crate::netdev::Netdev::open(name)
-                .map_err(anyhow::Error::from)
-                .and_then(|dev| b.add_port_at(entry, Box::new(dev), prefs));
+            let opened = match kind {
+                DevKind::System => crate::netdev::Netdev::open(name),
+                DevKind::Tap => crate::netdev::Netdev::open_tap(name, None),
+                DevKind::Local => {
+                    let id = b.of.datapath_id().to_be_bytes();
+                    let mac = [id[2], id[3], id[4], id[5], id[6], id[7]];
+                    crate::netdev::Netdev::open_tap(name, Some(mac))
+                }
+            };
+            let r = opened.map_err(anyhow::Error::from).and_then(|dev| {
+                if *kind == DevKind::Local {
+                    b.add_local_port(entry, Box::new(dev))
+                } else {
+                    b.add_port_at(entry, Box::new(dev), prefs)
+                }
+            });
             if let Err(e) = r {
                 let msg = format!("could not open network device {name} ({e:#})");
                 log.warn(format!("bridge {bn}: {msg}"));
@@ -569,15 +665,15 @@ fn status_txn(
     netdev_errors: &BTreeMap<String, String>,
     ovs: &OpenVSwitch,
     vifs: &BTreeMap<String, Attached>,
+    hotplug_errors: &BTreeMap<String, String>,
     with_stats: bool,
 ) -> Txn {
     let mut txn = Txn::with_lock(LOCK);
     let mut stats: BTreeMap<String, BTreeMap<OfPort, PortStats>> = BTreeMap::new();
     for pi in &plan.ifaces {
         let (ofport, error, mac, placed) = match &pi.kind {
-            Kind::Local => (OFPP_LOCAL, None, None, None),
             Kind::Bad(e) => (-1, Some(e.clone()), None, None),
-            Kind::Netdev => {
+            Kind::Netdev | Kind::Local => {
                 let found = switch.bridge(&pi.bridge).and_then(|b| {
                     let p = b
                         .port_entries()
@@ -587,7 +683,20 @@ fn status_txn(
                     Some((b, p))
                 });
                 match found {
-                    Some((b, p)) => (i64::from(p), pi.vlan_error.clone(), None, Some((b, p))),
+                    Some((b, p)) => {
+                        let n = if p == OFPP_LOCAL_DP {
+                            OFPP_LOCAL
+                        } else {
+                            i64::from(p)
+                        };
+                        // The device's address, as OVS reads it.
+                        let mac =
+                            std::fs::read_to_string(format!("/sys/class/net/{}/address", pi.name))
+                                .ok()
+                                .map(|s| s.trim().to_owned())
+                                .filter(|s| s.len() == 17);
+                        (n, pi.vlan_error.clone(), mac, Some((b, p)))
+                    }
                     None => (
                         -1,
                         Some(netdev_errors.get(&pi.name).cloned().unwrap_or_else(|| {
@@ -605,7 +714,7 @@ fn status_txn(
                 }) if b.name == pi.bridge => (
                     i64::from(*p),
                     pi.vlan_error.clone(),
-                    Some(VIF_MAC),
+                    Some(VIF_MAC.to_owned()),
                     Some((b.clone(), *p)),
                 ),
                 Some(_) => (
@@ -619,9 +728,12 @@ fn status_txn(
                 ),
                 None => (
                     -1,
-                    Some(format!(
-                        "no such vif: waiting for domain {domid} handle {handle} to attach"
-                    )),
+                    Some(match hotplug_errors.get(&pi.name) {
+                        Some(why) => format!("hotplug script failed: {why}"),
+                        None => format!(
+                            "no such vif: waiting for domain {domid} handle {handle} to attach"
+                        ),
+                    }),
                     None,
                     None,
                 ),
@@ -631,7 +743,7 @@ fn status_txn(
         if pi.ofport != Some(ofport) || pi.error != error {
             cols.push(("ofport", Datum::optional(Some(ofport))));
             cols.push(("error", Datum::optional(error.as_deref())));
-            cols.push(("mac_in_use", Datum::optional(mac)));
+            cols.push(("mac_in_use", Datum::optional(mac.as_deref())));
         }
         if with_stats {
             if let Some((b, p)) = &placed {
@@ -675,9 +787,15 @@ fn status_txn(
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
-            (Kind::Netdev, Some(_)) => [("driver_name".to_string(), "af_packet".to_string())]
-                .into_iter()
-                .collect(),
+            (Kind::Netdev | Kind::Local, Some(_)) => {
+                let driver = match plan.netdevs.get(&pi.name) {
+                    Some((_, _, DevKind::System)) => "af_packet",
+                    _ => "tun",
+                };
+                [("driver_name".to_string(), driver.to_string())]
+                    .into_iter()
+                    .collect()
+            }
             _ => BTreeMap::new(),
         };
         if status != pi.status {
@@ -770,7 +888,20 @@ pub async fn run(session: Session, switch: Arc<Switch>, vifs: Arc<VifRegistry>) 
         let txn = tokio::task::block_in_place(|| {
             let mut attached = vifs.lock();
             let netdev_errors = apply(&plan, &switch, &mut attached, &mut log);
-            status_txn(&switch, &plan, &netdev_errors, &ovs, &attached, with_stats)
+            let hotplug_errors = vifs
+                .hotplug_errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            status_txn(
+                &switch,
+                &plan,
+                &netdev_errors,
+                &ovs,
+                &attached,
+                &hotplug_errors,
+                with_stats,
+            )
         });
         if txn.is_empty() {
             retry = false;

@@ -13,6 +13,7 @@ mod netdev;
 mod ofbridge;
 mod ofconn;
 mod ratelimit;
+mod representor;
 // Shared with xennet-guest; xennetd uses only the virtio-net header.
 #[allow(dead_code)]
 mod tap;

@@ -41,10 +41,24 @@ const VNET_GSO_ECN: u8 = 0x80;
 /// the packet buffer, header included (see `recv_one`).
 const MAX_FRAME: usize = xennet_datapath::buffer::MAX_FRAME + VNET_HDR_LEN;
 
+/// How frames cross the file descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Io {
+    /// An `AF_PACKET` socket bound to the device: `recvmmsg`/`sendmmsg`.
+    Socket,
+    /// The tap's own fd (OVS `internal` and `tap` interfaces): one
+    /// `read`/`writev` per frame. Frames written go *into* the host's
+    /// stack, frames read are what the host sent out of the device.
+    Tap,
+}
+
 /// A Linux device as a port.
 #[derive(Debug)]
 pub struct Netdev {
     fd: OwnedFd,
+    io: Io,
+    /// The tap device this port made (dropped with the port).
+    _tap: Option<crate::tap::TapDevice>,
     name: String,
     stats: PortStats,
     /// Rate limit of the log lines about dropped frames.
@@ -147,10 +161,105 @@ impl Netdev {
         }
         Ok(Netdev {
             fd,
+            io: Io::Socket,
+            _tap: None,
             name: name.to_string(),
             stats: PortStats::default(),
             drop_log: LogLimit::default(),
         })
+    }
+
+    /// Create (or attach to an existing) tap device `name` and use it as
+    /// a port, as OVS's netdev-linux does for Interface types `internal`
+    /// and `tap` in the userspace datapath: the switch writes its output
+    /// into the host's stack and reads what the host sends out of the
+    /// device. The device offers checksum and TCP segmentation offload
+    /// (frames arrive as [`Csum::Partial`] and [`Gso`] packets), is
+    /// persistent while the port lives and removed when it is dropped
+    /// (OVS: `TUNSETPERSIST` 1 at construction, 0 at destruction). Its
+    /// MAC address is set to `mac` when given.
+    ///
+    /// # Errors
+    /// When `/dev/net/tun` cannot be opened (needs `CAP_NET_ADMIN`), the
+    /// name is taken by another kind of device or another process holds
+    /// the tap.
+    pub fn open_tap(name: &str, mac: Option<[u8; 6]>) -> io::Result<Netdev> {
+        let tap = crate::tap::TapDevice::create(name, crate::tap::TAP_OFFLOADS_ALL, true)?;
+        if let Some(mac) = mac {
+            if let Err(e) = crate::tap::set_mac(tap.name(), mac) {
+                tracing::warn!("{name}: setting MAC address: {e}");
+            }
+        }
+        let fd = tap.fd().try_clone_to_owned()?;
+        Ok(Netdev {
+            fd,
+            io: Io::Tap,
+            name: tap.name().to_owned(),
+            _tap: Some(tap),
+            stats: PortStats::default(),
+            drop_log: LogLimit::default(),
+        })
+    }
+
+    /// The tap's `recv`: one `read` per frame into the batch's free slots.
+    fn recv_tap(&mut self, batch: &mut PacketBatch) -> RecvStatus {
+        while let Some(p) = batch.push_slot() {
+            let buf = p.resize(MAX_FRAME);
+            // SAFETY: `buf` is a writable buffer of the length given.
+            let r = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if r < 0 {
+                batch.pop();
+                let e = io::Error::last_os_error();
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) {
+                    self.stats.rx_errors += 1;
+                    if self.drop_log.ready() {
+                        tracing::warn!("{}: read: {e}", self.name);
+                    }
+                }
+                return RecvStatus::Idle;
+            }
+            let n = r as usize;
+            let last = batch.packets().len() - 1;
+            let pkt = &mut batch.packets_mut()[last];
+            // A tap never truncates: a frame larger than the buffer is
+            // refused by the read, which reports EINVAL (counted above).
+            if !self.finish_rx(pkt, n, false) {
+                batch.pop();
+            }
+        }
+        RecvStatus::More
+    }
+
+    /// The tap's `send`: one `writev` (header, frame) per frame. A tap
+    /// that is down refuses frames (EIO): they count as `tx_dropped`, as
+    /// in OVS.
+    fn send_tap(&mut self, pkts: &[&Packet]) {
+        for p in pkts {
+            let frame = p.data();
+            let hdr = tx_vnet_hdr(p);
+            let iov = [
+                libc::iovec {
+                    iov_base: hdr.as_ptr().cast_mut().cast(),
+                    iov_len: VNET_HDR_LEN,
+                },
+                libc::iovec {
+                    iov_base: frame.as_ptr().cast_mut().cast(),
+                    iov_len: frame.len(),
+                },
+            ];
+            // SAFETY: both iovecs describe live buffers the kernel only
+            // reads.
+            let r = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
+            if r < 0 {
+                self.stats.tx_dropped += 1;
+            } else {
+                self.stats.tx_packets += 1;
+                self.stats.tx_bytes += frame.len() as u64;
+            }
+        }
     }
 
     /// Finish a frame of `n` bytes (virtio-net header included, as the
@@ -201,27 +310,8 @@ impl Netdev {
                 self.stats.tx_dropped += 1;
                 continue;
             }
+            hdrs[m] = tx_vnet_hdr(p);
             let h = &mut hdrs[m];
-            let mut hdr = VnetHdr::default();
-            if let Csum::Partial { start, offset } = p.csum {
-                hdr.flags = VNET_F_NEEDS_CSUM;
-                hdr.csum_start = start;
-                hdr.csum_offset = offset;
-            }
-            hdr.emit(&mut h[..]);
-            if let Some(g) = p.gso {
-                let l4 = xennet_datapath::csum::locate_l4(frame).map(|loc| loc.l4);
-                let cwr = l4
-                    .and_then(|l4| frame.get(l4 + 13))
-                    .is_some_and(|f| f & 0x80 != 0);
-                h[1] = match g.kind {
-                    GsoType::TcpV4 => VNET_GSO_TCPV4,
-                    GsoType::TcpV6 => VNET_GSO_TCPV6,
-                } | if cwr { VNET_GSO_ECN } else { 0 };
-                let hdr_len = l4.map_or(0, |l4| l4 + tcp_header_len(frame, l4));
-                h[2..4].copy_from_slice(&(hdr_len as u16).to_le_bytes());
-                h[4..6].copy_from_slice(&g.mss.to_le_bytes());
-            }
             lens[m] = frame.len();
             iov[m][0].iov_base = h.as_mut_ptr().cast();
             iov[m][0].iov_len = VNET_HDR_LEN;
@@ -279,6 +369,34 @@ impl Netdev {
     }
 }
 
+/// The `virtio_net_hdr` for sending `p` (checksum offset, GSO type and
+/// segment size, `hdr_len` up to the end of the TCP header), little-endian.
+pub(crate) fn tx_vnet_hdr(p: &Packet) -> [u8; VNET_HDR_LEN] {
+    let frame = p.data();
+    let mut h = [0u8; VNET_HDR_LEN];
+    let mut hdr = VnetHdr::default();
+    if let Csum::Partial { start, offset } = p.csum {
+        hdr.flags = VNET_F_NEEDS_CSUM;
+        hdr.csum_start = start;
+        hdr.csum_offset = offset;
+    }
+    hdr.emit(&mut h[..]);
+    if let Some(g) = p.gso {
+        let l4 = xennet_datapath::csum::locate_l4(frame).map(|loc| loc.l4);
+        let cwr = l4
+            .and_then(|l4| frame.get(l4 + 13))
+            .is_some_and(|f| f & 0x80 != 0);
+        h[1] = match g.kind {
+            GsoType::TcpV4 => VNET_GSO_TCPV4,
+            GsoType::TcpV6 => VNET_GSO_TCPV6,
+        } | if cwr { VNET_GSO_ECN } else { 0 };
+        let hdr_len = l4.map_or(0, |l4| l4 + tcp_header_len(frame, l4));
+        h[2..4].copy_from_slice(&(hdr_len as u16).to_le_bytes());
+        h[4..6].copy_from_slice(&g.mss.to_le_bytes());
+    }
+    h
+}
+
 /// The offloads a received `virtio_net_hdr` (`linux/virtio_net.h`, in the
 /// host's byte order for `AF_PACKET`, little-endian on every host xennet
 /// supports) and frame of `rx.len()` bytes (header included) describe, or
@@ -334,6 +452,9 @@ impl Port for Netdev {
     }
 
     fn recv(&mut self, batch: &mut PacketBatch) -> RecvStatus {
+        if self.io == Io::Tap {
+            return self.recv_tap(batch);
+        }
         let start = batch.len();
         while batch.push_slot().is_some() {}
         let slots = &mut batch.packets_mut()[start..];
@@ -398,6 +519,9 @@ impl Port for Netdev {
     }
 
     fn send(&mut self, pkts: &[&Packet]) {
+        if self.io == Io::Tap {
+            return self.send_tap(pkts);
+        }
         for chunk in pkts.chunks(MAX_BURST) {
             self.send_burst(chunk);
         }
@@ -473,6 +597,8 @@ mod tests {
         let (ours, theirs) = std::os::unix::net::UnixDatagram::pair().unwrap();
         let dev = Netdev {
             fd: OwnedFd::from(ours),
+            io: Io::Socket,
+            _tap: None,
             name: "test".into(),
             stats: PortStats::default(),
             drop_log: LogLimit::default(),

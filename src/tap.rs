@@ -27,6 +27,18 @@ const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_VNET_HDR: libc::c_short = 0x4000;
 const TUN_F_CSUM: libc::c_ulong = 0x01;
+const TUN_F_TSO4: libc::c_ulong = 0x02;
+const TUN_F_TSO6: libc::c_ulong = 0x04;
+const TUN_F_TSO_ECN: libc::c_ulong = 0x08;
+/// `TUNSETOFFLOAD` bits for a tap whose reader takes checksum-partial and
+/// TCP GSO frames (`linux/if_tun.h`).
+pub const TAP_OFFLOADS_ALL: libc::c_ulong = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+/// `IFF_UP` (`linux/if.h`).
+pub const IFF_UP: u32 = 0x1;
+/// `IFF_PROMISC` (`linux/if.h`).
+pub const IFF_PROMISC: u32 = 0x100;
+/// `IFF_NOARP` (`linux/if.h`).
+const IFF_NOARP: libc::c_short = 0x80;
 
 #[repr(C)]
 struct IfReq {
@@ -44,6 +56,175 @@ nix::ioctl_write_int_bad!(
     tunsetoffload,
     nix::request_code_write!(b'T', 208, std::mem::size_of::<libc::c_uint>())
 );
+nix::ioctl_write_int_bad!(
+    tunsetpersist,
+    nix::request_code_write!(b'T', 203, std::mem::size_of::<libc::c_int>())
+);
+
+/// A tap device this process created (or attached to), with the virtio-net
+/// header on and the fd non-blocking. While it lives the device exists;
+/// dropping it removes the device (a persistent device is made
+/// non-persistent first, as OVS's netdev-linux does for its taps).
+#[derive(Debug)]
+pub struct TapDevice {
+    file: File,
+    name: String,
+    persist: bool,
+}
+
+impl TapDevice {
+    /// Create (or attach to an existing, unowned) tap `name`, which must be
+    /// 1-15 bytes, taking the `TUNSETOFFLOAD` bits `offloads` from the
+    /// kernel; `persist` keeps the device if this process dies without
+    /// dropping it (so a restarted daemon finds it again).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad name; the `TUNSETIFF` error (`EBUSY`: another
+    /// process holds the tap; `EINVAL`: a device of another kind has the
+    /// name; `EPERM`: no `CAP_NET_ADMIN`).
+    pub fn create(name: &str, offloads: libc::c_ulong, persist: bool) -> io::Result<TapDevice> {
+        let (file, name) = open_tap(name, offloads as libc::c_int)?;
+        if persist {
+            use std::os::fd::AsRawFd;
+            // SAFETY: TUNSETPERSIST takes an integer by value.
+            unsafe { tunsetpersist(file.as_raw_fd(), 1) }.map_err(io::Error::from)?;
+        }
+        Ok(TapDevice {
+            file,
+            name,
+            persist,
+        })
+    }
+
+    /// The interface name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The tap's fd: reads return what the host sent out of the device,
+    /// each frame after a virtio-net header; writes go into the host.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+impl Drop for TapDevice {
+    fn drop(&mut self) {
+        if self.persist {
+            use std::os::fd::AsRawFd;
+            // SAFETY: as in `create`.
+            let _ = unsafe { tunsetpersist(self.file.as_raw_fd(), 0) };
+        }
+    }
+}
+
+fn open_tap(name: &str, offloads: libc::c_int) -> io::Result<(File, String)> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("tap name {name:?} must be 1-15 bytes"),
+        ));
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open("/dev/net/tun")?;
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        flags: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR,
+        _pad: [0; 22],
+    };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    use std::os::fd::AsRawFd;
+    // SAFETY: TUNSETIFF reads a `struct ifreq` (name + flags, padded to
+    // 40 bytes) that lives for the duration of the call; the fd is ours.
+    unsafe { tunsetiff(file.as_raw_fd(), &req) }.map_err(io::Error::from)?;
+    // SAFETY: TUNSETOFFLOAD takes the offload bits by value.
+    unsafe { tunsetoffload(file.as_raw_fd(), offloads) }.map_err(io::Error::from)?;
+    let end = req
+        .name
+        .iter()
+        .position(|b| *b == 0)
+        .unwrap_or(req.name.len());
+    let name = CStr::from_bytes_with_nul(&[&req.name[..end], &[0]].concat())
+        .map(|c| c.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| name.to_string());
+    Ok((file, name))
+}
+
+/// `struct ifreq` with a `sockaddr` (SIOCSIFHWADDR) or flags (SIOC*IFFLAGS).
+#[repr(C)]
+struct IfReqAddr {
+    name: [u8; libc::IFNAMSIZ],
+    family: libc::c_ushort,
+    data: [u8; 22],
+}
+
+/// An `AF_INET` datagram socket for interface ioctls.
+fn ioctl_socket() -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: socket(2) has no memory arguments.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd nobody else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+fn ifreq_ioctl(name: &str, req: libc::c_ulong, r: &mut IfReqAddr) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    r.name = [0; libc::IFNAMSIZ];
+    r.name[..name.len()].copy_from_slice(name.as_bytes());
+    let sock = ioctl_socket()?;
+    // SAFETY: `r` is a 40-byte `struct ifreq` living across the call.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), req as _, r as *mut IfReqAddr) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Set the MAC address of device `name` (SIOCSIFHWADDR).
+pub fn set_mac(name: &str, mac: [u8; 6]) -> io::Result<()> {
+    let mut r = IfReqAddr {
+        name: [0; libc::IFNAMSIZ],
+        family: libc::ARPHRD_ETHER,
+        data: [0; 22],
+    };
+    r.data[..6].copy_from_slice(&mac);
+    ifreq_ioctl(name, libc::SIOCSIFHWADDR, &mut r)
+}
+
+/// Set `IFF_NOARP` on device `name`: the host neither answers nor sends
+/// ARP on it.
+pub fn set_noarp(name: &str) -> io::Result<()> {
+    let mut r = IfReqAddr {
+        name: [0; libc::IFNAMSIZ],
+        family: 0,
+        data: [0; 22],
+    };
+    ifreq_ioctl(name, libc::SIOCGIFFLAGS, &mut r)?;
+    // ifr_flags sits where a sockaddr's family would.
+    r.family |= IFF_NOARP as libc::c_ushort;
+    ifreq_ioctl(name, libc::SIOCSIFFLAGS, &mut r)
+}
+
+/// The kernel's flags of device `name` (`IFF_*`) as sysfs shows them
+/// (`/sys/class/net/<name>/flags`): unlike `SIOCGIFFLAGS`, these include
+/// `IFF_PROMISC` while a packet socket (tcpdump) holds the device in
+/// promiscuous mode. `None` when the device is not in this sysfs.
+pub fn sysfs_flags(name: &str) -> Option<u32> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return None;
+    }
+    let s = std::fs::read_to_string(format!("/sys/class/net/{name}/flags")).ok()?;
+    u32::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok()
+}
 
 /// The parsed virtio-net header.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -92,38 +273,7 @@ pub struct Tap {
 impl Tap {
     /// Create (or attach to) tap `name` in the current network namespace.
     pub fn open(name: &str) -> io::Result<Tap> {
-        if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("tap name {name:?} must be 1-15 bytes"),
-            ));
-        }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open("/dev/net/tun")?;
-        let mut req = IfReq {
-            name: [0; libc::IFNAMSIZ],
-            flags: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR,
-            _pad: [0; 22],
-        };
-        req.name[..name.len()].copy_from_slice(name.as_bytes());
-        use std::os::fd::AsRawFd;
-        // SAFETY: TUNSETIFF reads a `struct ifreq` (name + flags, padded to
-        // 40 bytes) that lives for the duration of the call; the fd is ours.
-        unsafe { tunsetiff(file.as_raw_fd(), &req) }.map_err(io::Error::from)?;
-        // SAFETY: TUNSETOFFLOAD takes the offload bits by value.
-        unsafe { tunsetoffload(file.as_raw_fd(), TUN_F_CSUM as libc::c_int) }
-            .map_err(io::Error::from)?;
-        let end = req
-            .name
-            .iter()
-            .position(|b| *b == 0)
-            .unwrap_or(req.name.len());
-        let name = CStr::from_bytes_with_nul(&[&req.name[..end], &[0]].concat())
-            .map(|c| c.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| name.to_string());
+        let (file, name) = open_tap(name, TUN_F_CSUM as libc::c_int)?;
         Ok(Tap {
             file,
             name,

@@ -39,6 +39,9 @@ struct Hooks {
     domid: DomId,
     name: String,
     placed: Option<(String, OfPort)>,
+    /// The vif's representor device, for as long as the backend device
+    /// exists (`[emulated_xen] representors`).
+    _representor: Option<std::sync::Arc<crate::representor::Representor>>,
 }
 
 impl VifHooks for Hooks {
@@ -153,11 +156,30 @@ fn run_inner(
                         domid,
                         name: format!("vif{domid}.{handle}"),
                         placed: None,
+                        _representor: cfg
+                            .representors
+                            .then(|| {
+                                let vif = format!("vif{domid}.{handle}");
+                                crate::representor::Representor::create(&vif)
+                                    .map_err(|e| {
+                                        tracing::warn!("{vif}: no representor device: {e}")
+                                    })
+                                    .ok()
+                            })
+                            .flatten(),
                     },
                 )
             });
             let had_fe = dev.frontend_dir().is_some();
             let token = format!("{FRONTEND_TOKEN}{domid}:{handle}");
+            if let (Hotplug::Script, Placement::Database(vifs)) = (cfg.hotplug, &switch) {
+                crate::dbsync::note_hotplug(
+                    &xs,
+                    &format!("{base}/{domid}/{handle}"),
+                    vifs,
+                    &hooks.name,
+                );
+            }
             match dev.update(&xs, hooks) {
                 Ok(Progress::Removed) => {
                     if let Some(fe) = dev.frontend_dir() {

@@ -119,13 +119,21 @@ fn assert_ok(what: &str, o: &Output) {
     );
 }
 
-/// Start xennetd on `db` with `hotplug = "script"`.
+/// Start xennetd on `db` with `hotplug = "script"` (in its own network
+/// namespace, where it makes the vifs' representor devices).
 fn start_xennetd(test: &str, db: &OvsdbServer) -> Harness {
+    start_xennetd_with(test, db, "")
+}
+
+/// As [`start_xennetd`], with more `[emulated_xen]` keys.
+fn start_xennetd_with(test: &str, db: &OvsdbServer, extra: &str) -> Harness {
     let cfg = db.path("xennetd.toml");
     std::fs::write(
         &cfg,
-        "[[bridge]]\nname = \"br0\"\n\n[emulated_xen]\nenabled = true\nbridge = \"br0\"\n\
-         xenstored = \"xenstored.sock\"\nhotplug = \"script\"\n",
+        format!(
+            "[[bridge]]\nname = \"br0\"\n\n[emulated_xen]\nenabled = true\nbridge = \"br0\"\n\
+             xenstored = \"xenstored.sock\"\nhotplug = \"script\"\n{extra}"
+        ),
     )
     .unwrap();
     let h = Harness::start_with(
@@ -317,46 +325,163 @@ fn vif_openvswitch() -> PathBuf {
         })
 }
 
-/// The placeholder kernel device vif-openvswitch runs `ip link` on (a veth
-/// pair; xennet's vif itself has no kernel device), and `/var/log/xen`,
-/// where the script sends its stderr; both removed on drop.
-struct Placeholder {
-    dev: String,
-    made_log_dir: bool,
-}
+/// `/var/log/xen`, where vif-openvswitch sends its stderr: made if
+/// missing, and removed when the last test using it is done (tests run in
+/// parallel threads of this process).
+struct XenLogDir;
 
-impl Placeholder {
-    fn new(dev: &str, peer: &str) -> Placeholder {
-        let _ = Command::new("ip")
-            .args(["link", "del", dev])
-            .stderr(std::process::Stdio::null())
-            .status();
-        common::run_ok(
-            "ip",
-            &["link", "add", dev, "type", "veth", "peer", "name", peer],
-        );
-        let log_dir = Path::new("/var/log/xen");
-        let made_log_dir = !log_dir.exists();
-        std::fs::create_dir_all(log_dir).unwrap();
-        Placeholder {
-            dev: dev.into(),
-            made_log_dir,
+/// (tests using /var/log/xen, whether we made it)
+static XEN_LOG_DIR: std::sync::Mutex<(usize, bool)> = std::sync::Mutex::new((0, false));
+
+impl XenLogDir {
+    fn new() -> XenLogDir {
+        let mut g = XEN_LOG_DIR.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = Path::new("/var/log/xen");
+        if g.0 == 0 {
+            g.1 = !dir.exists();
         }
+        std::fs::create_dir_all(dir).unwrap();
+        g.0 += 1;
+        XenLogDir
     }
 }
 
-impl Drop for Placeholder {
+impl Drop for XenLogDir {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.dev]).status();
-        if self.made_log_dir && !std::thread::panicking() {
+        let mut g = XEN_LOG_DIR.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 -= 1;
+        if g.0 == 0 && g.1 && !std::thread::panicking() {
             let _ = std::fs::remove_dir_all("/var/log/xen");
         }
     }
 }
 
-/// Debian's unmodified vif-openvswitch, with a placeholder kernel device
-/// `vif97.0`, connects guest 97 the same way; it pings guest 98, set up
-/// with vif-xennet, on VLAN 10.
+/// Run Debian's vif-openvswitch `cmd` for `vif` in xennetd's network
+/// namespace (where the representor devices are), as the toolstack would.
+fn run_vif_openvswitch(
+    h: &Harness,
+    script: &Path,
+    cmd: &str,
+    sock: &Path,
+    vif: &str,
+    be: &str,
+    rundir: &Path,
+) -> Output {
+    let ns = h.daemon_netns().expect("xennetd runs in its own namespace");
+    Command::new("ip")
+        .args(["netns", "exec", ns, "bash"])
+        .arg(script)
+        .arg(cmd)
+        .env("XENSTORED_PATH", sock)
+        .env("vif", vif)
+        .env("XENBUS_PATH", be)
+        .env("OVS_RUNDIR", rundir)
+        .output()
+        .expect("running vif-openvswitch")
+}
+
+/// Whether device `dev` exists in xennetd's namespace, and its `ip link`
+/// line.
+fn link(h: &Harness, dev: &str) -> Option<String> {
+    let o = h.daemon_exec(&["ip", "-o", "link", "show", "dev", dev]);
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// A raw `AF_PACKET` socket on `dev` in network namespace `ns`, with the
+/// device in promiscuous mode (`PACKET_MR_PROMISC`), as tcpdump opens it;
+/// reads time out after 200 ms.
+fn capture_socket(ns: &str, dev: &str) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let (ns, dev) = (ns.to_owned(), dev.to_owned());
+    std::thread::spawn(move || {
+        // Only this thread enters the namespace; the socket stays in it.
+        let nsf = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+        // SAFETY: plain syscalls on valid fds and NUL-terminated strings;
+        // every struct lives across the call that reads it.
+        unsafe {
+            assert_eq!(libc::setns(nsf.as_raw_fd(), libc::CLONE_NEWNET), 0);
+            let proto = (libc::ETH_P_ALL as u16).to_be();
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto));
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let fd = OwnedFd::from_raw_fd(fd);
+            let cname = std::ffi::CString::new(dev.clone()).unwrap();
+            let ifindex = libc::if_nametoindex(cname.as_ptr());
+            assert!(ifindex > 0, "no device {dev} in {ns}");
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto;
+            sll.sll_ifindex = ifindex as i32;
+            let r = libc::bind(
+                fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            );
+            assert_eq!(r, 0, "bind: {}", std::io::Error::last_os_error());
+            let mreq = libc::packet_mreq {
+                mr_ifindex: ifindex as i32,
+                mr_type: libc::PACKET_MR_PROMISC as u16,
+                mr_alen: 0,
+                mr_address: [0; 8],
+            };
+            let r = libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_ADD_MEMBERSHIP,
+                (&mreq as *const libc::packet_mreq).cast(),
+                std::mem::size_of::<libc::packet_mreq>() as u32,
+            );
+            assert_eq!(r, 0, "PACKET_ADD_MEMBERSHIP");
+            let tv = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 200_000,
+            };
+            let r = libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
+            assert_eq!(r, 0, "SO_RCVTIMEO");
+            fd
+        }
+    })
+    .join()
+    .unwrap()
+}
+
+/// ICMP echo (type 8) and echo reply (type 0) frames read from `fd` until
+/// it times out: (type, source, destination).
+fn icmp_frames(fd: &std::os::fd::OwnedFd) -> Vec<(u8, [u8; 4], [u8; 4])> {
+    use std::os::fd::AsRawFd;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        // SAFETY: `buf` is writable for its length.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n <= 0 {
+            return out;
+        }
+        let f = &buf[..n as usize];
+        // Untagged IPv4 carrying ICMP.
+        if f.len() >= 14 + 20 + 8 && f[12..14] == [0x08, 0x00] && f[14 + 9] == 1 {
+            let ihl = usize::from(f[14] & 0x0f) * 4;
+            if let Some(&t) = f.get(14 + ihl) {
+                let src = [f[26], f[27], f[28], f[29]];
+                let dst = [f[30], f[31], f[32], f[33]];
+                out.push((t, src, dst));
+            }
+        }
+    }
+}
+
+/// Debian's unmodified vif-openvswitch connects guest 97: its representor
+/// device `vif97.0` exists before the script runs (as Linux netback's), the
+/// script's `ip link` commands work on it, and a promiscuous packet socket
+/// on it (what tcpdump opens) sees guest 97's ping to guest 98, set up with
+/// vif-xennet on VLAN 10, both ways. The device goes with the guest.
 #[test]
 fn unmodified_vif_openvswitch_connects_a_vif() {
     let script = vif_openvswitch();
@@ -366,20 +491,36 @@ fn unmodified_vif_openvswitch_connects_a_vif() {
     let sock = h.rundir.join("xenstored.sock");
     let xsock = sock.to_str().unwrap().to_string();
     db.vsctl_ok(&["add-br", "br0"]);
-    let placeholder = Placeholder::new("vif97.0", &format!("xtp{}", std::process::id() % 100_000));
+    let _log_dir = XenLogDir::new();
 
     let uuid = write_vm_nodes(&sock, 97);
     let be = "/local/domain/0/backend/vif/97/0".to_string();
+    let rundir = db.dir().to_path_buf();
     let run = {
         let (sock, be, script) = (sock.clone(), be.clone(), script.clone());
-        let rundir = db.dir().to_path_buf();
+        let rundir = rundir.clone();
+        let ns = h.daemon_netns().unwrap().to_owned();
         std::thread::spawn(move || {
             let end = Instant::now() + Duration::from_secs(15);
             while xs_read(&sock, &format!("{be}/bridge")).is_empty() {
                 assert!(Instant::now() < end, "{be} never appeared");
                 std::thread::sleep(Duration::from_millis(50));
             }
-            Command::new("bash")
+            // The representor exists before the hotplug script runs.
+            let exists = || {
+                Command::new("ip")
+                    .args(["-n", &ns, "link", "show", "dev", "vif97.0"])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            };
+            while !exists() {
+                assert!(Instant::now() < end, "representor vif97.0 never appeared");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Command::new("ip")
+                .args(["netns", "exec", &ns, "bash"])
                 .arg(&script)
                 .arg("online")
                 .env("XENSTORED_PATH", &sock)
@@ -415,14 +556,12 @@ fn unmodified_vif_openvswitch_connects_a_vif() {
     ] {
         assert!(ids.contains(&want), "{want} not in {ids}");
     }
+    // The script brought the device up; it has netback's address.
+    let l = link(&h, "vif97.0").expect("vif97.0 is gone");
+    assert!(l.contains(",UP") && l.contains("fe:ff:ff:ff:ff:ff"), "{l}");
 
     write_vm_nodes(&sock, 98);
-    let other = hotplug_when_created(
-        sock.clone(),
-        98,
-        "backend/vif/98/0".into(),
-        db.dir().to_path_buf(),
-    );
+    let other = hotplug_when_created(sock.clone(), 98, "backend/vif/98/0".into(), rundir.clone());
     h.guest_with(98, &["--xenstore", &xsock, "--bridge", "br0.10"]);
     assert_ok("vif-xennet online for vif98.0", &other.join().unwrap());
     assert!(
@@ -430,19 +569,97 @@ fn unmodified_vif_openvswitch_connects_a_vif() {
         "ping 97 -> 98 on VLAN 10 failed\n{}",
         h.log()
     );
+    // Unwatched, nothing is mirrored.
+    assert!(
+        h.appctl(&["xennet/representor-show"])
+            .lines()
+            .any(|l| l.starts_with("vif97.0") && l.contains(" no ")),
+        "{}",
+        h.appctl(&["xennet/representor-show"])
+    );
+
+    // tcpdump's view: a promiscuous packet socket sees the ping both ways
+    // (mirroring starts within the housekeeping interval: ping until seen).
+    let cap = capture_socket(h.daemon_netns().unwrap(), "vif97.0");
+    let (g97, g98) = ([10, 251, 0, 97], [10, 251, 0, 98]);
+    let end = Instant::now() + Duration::from_secs(20);
+    let (mut request, mut reply) = (false, false);
+    while !(request && reply) {
+        assert!(
+            Instant::now() < end,
+            "no mirrored ping on vif97.0 (request {request}, reply {reply})\n{}\n{}",
+            h.appctl(&["xennet/representor-show"]),
+            h.log()
+        );
+        h.ping(97, 98, 1);
+        for (t, src, dst) in icmp_frames(&cap) {
+            request |= t == 8 && src == g97 && dst == g98;
+            reply |= t == 0 && src == g98 && dst == g97;
+        }
+    }
+    drop(cap);
+    let show = h.appctl(&["xennet/representor-show"]);
+    assert!(
+        show.lines()
+            .any(|l| l.starts_with("vif98.0") && l.contains(" no ")),
+        "only the watched representor mirrors:\n{show}"
+    );
 
     // offline removes the port.
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg("offline")
-        .env("XENSTORED_PATH", &sock)
-        .env("vif", "vif97.0")
-        .env("XENBUS_PATH", &be)
-        .env("OVS_RUNDIR", db.dir())
-        .output()
-        .unwrap();
+    let out = run_vif_openvswitch(&h, &script, "offline", &sock, "vif97.0", &be, &rundir);
     assert!(out.status.success(), "vif-openvswitch offline: {out:?}");
     assert!(!db.vsctl_no_wait(&["list-ports", "br0"]).contains("vif97.0"));
     assert!(h.ping_fails(97, 98));
-    drop(placeholder);
+
+    // The representor goes with the backend device (the domain dies).
+    h.kill_guest(97);
+    h.wait_for("vif97.0 to go", || link(&h, "vif97.0").is_none());
+    assert!(link(&h, "vif98.0").is_some());
+}
+
+/// An operator configured port vif99.0 beforehand; the guest's bridge
+/// setting is one vif-openvswitch refuses (`br0.ten`), so the script fails:
+/// it writes `hotplug-error` and `hotplug-status = error`, the backend
+/// refuses the vif, and xennetd logs the cause and shows it in the
+/// Interface's `error` column (`ovs-vsctl list interface`).
+#[test]
+fn a_failed_hotplug_script_shows_in_the_interface_error_column() {
+    let script = vif_openvswitch();
+    require_tool("logger", "bsdutils");
+    let db = OvsdbServer::start("vifovserr");
+    let mut h = start_xennetd("hoerr", &db);
+    let sock = h.rundir.join("xenstored.sock");
+    let xsock = sock.to_str().unwrap().to_string();
+    db.vsctl_ok(&["add-br", "br0"]);
+    db.vsctl_ok(&["add-port", "br0", "vif99.0"]);
+    let waiting = db.vsctl_no_wait(&["get", "interface", "vif99.0", "error"]);
+    assert!(waiting.contains("waiting for domain 99"), "{waiting}");
+    let _log_dir = XenLogDir::new();
+    write_vm_nodes(&sock, 99);
+    let be = "/local/domain/0/backend/vif/99/0".to_string();
+    h.guest_spawn(99, &["--xenstore", &xsock, "--bridge", "br0.ten"]);
+    h.wait_for("the representor", || link(&h, "vif99.0").is_some());
+    let out = run_vif_openvswitch(&h, &script, "online", &sock, "vif99.0", &be, db.dir());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let mut error = String::new();
+    h.wait_for("the hotplug error in Interface:error", || {
+        error = db.vsctl_no_wait(&["get", "interface", "vif99.0", "error"]);
+        error.contains("hotplug script failed")
+    });
+    assert!(error.contains("No valid bridge was specified"), "{error}");
+    let listed = db.vsctl_no_wait(&["list", "interface", "vif99.0"]);
+    assert!(
+        listed.contains("error               : \"hotplug script failed: No valid bridge"),
+        "{listed}"
+    );
+    assert_eq!(
+        db.vsctl_no_wait(&["get", "interface", "vif99.0", "ofport"]),
+        "-1"
+    );
+    assert!(
+        h.log()
+            .contains("vif99.0: hotplug script failed: No valid bridge was specified"),
+        "{}",
+        h.log()
+    );
 }

@@ -68,11 +68,11 @@ fn veth_ports_carry_ping_and_tcp_with_offloads_on() {
         &cfg,
         format!(
             "[[bridge]]\nname = \"br0\"\n[[bridge.port]]\nname = \"{tag}o1\"\n\
-             [[bridge.port]]\nname = \"{tag}o2\"\n[emulated_xen]\nenabled = true\nbridge = \"br0\"\n"
+             [[bridge.port]]\nname = \"{tag}o2\"\n[emulated_xen]\nenabled = true\nbridge = \"br0\"\nrepresentors = false\n"
         ),
     )
     .unwrap();
-    let h = Harness::start_with("netdev", &["--config", cfg.to_str().unwrap()]);
+    let h = Harness::start_host_with("netdev", &["--config", cfg.to_str().unwrap()]);
     let _ = std::fs::remove_file(&cfg);
     let ns = |i: u32| format!("{tag}n{i}");
     let ping = Command::new("ip")

@@ -139,13 +139,13 @@ fn osken_learning_switch_controls_guests() {
         &cfg,
         format!(
             "[[bridge]]\nname = \"br0\"\nfail_mode = \"secure\"\ncontroller = [\"tcp:127.0.0.1:{port}\"]\n\n\
-             [emulated_xen]\nenabled = true\nbridge = \"br0\"\n"
+             [emulated_xen]\nenabled = true\nbridge = \"br0\"\nrepresentors = false\n"
         ),
     )
     .unwrap();
     let oslog = std::env::temp_dir().join(format!("xennet-osken-{}.log", std::process::id()));
     let _osken = common::start_osken(port, &oslog);
-    let mut h = Harness::start_with("ofosken", &["--config", cfg.to_str().unwrap()]);
+    let mut h = Harness::start_host_with("ofosken", &["--config", cfg.to_str().unwrap()]);
     let _ = std::fs::remove_file(&cfg);
     for d in 1..=3 {
         h.guest(d, None);
@@ -323,11 +323,11 @@ fn tshark_finds_no_malformed_openflow() {
         &cfg,
         format!(
             "[[bridge]]\nname = \"br0\"\ncontroller = [\"ptcp:{port}:127.0.0.1\"]\n\n\
-             [emulated_xen]\nenabled = true\nbridge = \"br0\"\n"
+             [emulated_xen]\nenabled = true\nbridge = \"br0\"\nrepresentors = false\n"
         ),
     )
     .unwrap();
-    let mut h = Harness::start_with("oftshark", &["--config", cfg.to_str().unwrap()]);
+    let mut h = Harness::start_host_with("oftshark", &["--config", cfg.to_str().unwrap()]);
     let _ = std::fs::remove_file(&cfg);
     h.guest(1, None);
     h.guest(2, None);

@@ -291,7 +291,7 @@ fn ovs_vsctl_set_controller_and_fail_mode() {
 
     let port = common::free_port();
     let oslog = h.rundir().join("osken.log");
-    let osken = common::start_osken(port, &oslog);
+    let osken = common::start_osken_in(h.daemon_netns(), port, &oslog);
     let target = format!("tcp:127.0.0.1:{port}");
     db.vsctl_ok(&["set-fail-mode", "br0", "secure"]);
     db.vsctl_ok(&["set-controller", "br0", &target]);
@@ -331,4 +331,152 @@ fn ovs_vsctl_set_controller_and_fail_mode() {
     assert!(flows.contains("priority=0 actions=NORMAL"), "{flows}");
     assert!(h.ping(1, 2, 2), "{}", h.log());
     db.vsctl_ok(&["del-br", "br0"]);
+}
+
+/// Whether device `dev` exists in xennetd's namespace; its `ip link` line.
+fn link(h: &Harness, dev: &str) -> Option<String> {
+    let o = h.daemon_exec(&["ip", "-o", "link", "show", "dev", dev]);
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+fn daemon_ok(h: &Harness, args: &[&str]) {
+    let o = h.daemon_exec(args);
+    assert!(o.status.success(), "{args:?}: {o:?}");
+}
+
+/// The bridge's LOCAL port and Interface types `internal` and `tap` are tap
+/// devices in the host (here xennetd's namespace), as with ovs-vswitchd's
+/// userspace datapath: `add-br` makes a `br0` device on ofport 65534 with
+/// the bridge's MAC (its datapath id), NORMAL and `output:LOCAL` reach the
+/// host's stack through it, an internal port gets a device, a `tap`
+/// interface attaches to an existing tap (and, as in OVS, removes it with
+/// the port), and `del-br` removes the devices.
+#[test]
+fn internal_ports_and_local_are_tap_devices() {
+    let db = OvsdbServer::start("local");
+    let addr = db.addr();
+    let mut h = Harness::start_with("dblocal", &["--db", &addr]);
+    db.vsctl_ok(&["add-br", "br0"]);
+    assert_eq!(ofport(&db, "br0"), 65534, "{}", h.log());
+    let l = link(&h, "br0").expect("no br0 device");
+    let dpid = db.vsctl_no_wait(&["get", "bridge", "br0", "datapath_id"]);
+    let dpid = dpid.trim_matches('"');
+    let mac: Vec<String> = (2..8).map(|i| dpid[2 * i..2 * i + 2].to_string()).collect();
+    assert!(l.contains(&mac.join(":")), "br0 MAC is not {dpid}: {l}");
+    assert_eq!(
+        db.vsctl_no_wait(&["get", "interface", "br0", "mac_in_use"]),
+        format!("\"{}\"", mac.join(":"))
+    );
+    let status = db.vsctl_no_wait(&["get", "interface", "br0", "status"]);
+    assert!(status.contains("driver_name=tun"), "{status}");
+    // The host's address on br0 answers a guest through NORMAL.
+    daemon_ok(&h, &["ip", "addr", "add", "10.251.0.254/24", "dev", "br0"]);
+    daemon_ok(&h, &["ip", "link", "set", "br0", "up"]);
+    db.vsctl_ok(&["add-port", "br0", "vif1.0"]);
+    h.guest(1, None);
+    let of1 = wait_ofport(&h, &db, "vif1.0", |p| p > 0);
+    let host = |h: &Harness| {
+        h.exec(
+            1,
+            &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.251.0.254"],
+        )
+        .status
+        .success()
+    };
+    assert!(
+        host(&h),
+        "guest 1 cannot reach the host on br0\n{}",
+        h.log()
+    );
+
+    // Secure, with flows only between vif1.0 and LOCAL: output:LOCAL.
+    db.vsctl_ok(&["set-fail-mode", "br0", "secure"]);
+    assert!(!host(&h), "a secure bridge without flows forwarded");
+    h.ofctl(&["add-flow", "br0", &format!("in_port={of1},actions=LOCAL")]);
+    h.ofctl(&[
+        "add-flow",
+        "br0",
+        &format!("in_port=LOCAL,actions=output:{of1}"),
+    ]);
+    assert!(host(&h), "output:LOCAL\n{}", h.log());
+    let ports = h.ofctl(&["show", "br0"]);
+    assert!(ports.contains("LOCAL(br0)"), "{ports}");
+
+    // An internal port.
+    db.vsctl_ok(&[
+        "add-port",
+        "br0",
+        "int0",
+        "--",
+        "set",
+        "interface",
+        "int0",
+        "type=internal",
+    ]);
+    let of_int = ofport(&db, "int0");
+    assert!(of_int > 0, "int0 ofport {of_int}\n{}", h.log());
+    assert!(link(&h, "int0").is_some());
+    assert_eq!(
+        db.vsctl_no_wait(&["get", "interface", "int0", "error"]),
+        "[]"
+    );
+    db.vsctl_ok(&["del-port", "br0", "int0"]);
+    assert!(link(&h, "int0").is_none(), "int0 outlived its port");
+
+    // Type tap: an existing persistent tap is attached, and removed with
+    // the port as OVS's netdev-linux does.
+    daemon_ok(&h, &["ip", "tuntap", "add", "dev", "tap9", "mode", "tap"]);
+    db.vsctl_ok(&[
+        "add-port",
+        "br0",
+        "tap9",
+        "--",
+        "set",
+        "interface",
+        "tap9",
+        "type=tap",
+    ]);
+    assert!(ofport(&db, "tap9") > 0, "{}", h.log());
+    db.vsctl_ok(&["del-port", "br0", "tap9"]);
+    assert!(link(&h, "tap9").is_none(), "tap9 outlived its port");
+
+    db.vsctl_ok(&["del-br", "br0"]);
+    assert!(link(&h, "br0").is_none(), "br0 outlived its bridge");
+}
+
+/// `--db tcp:IP:PORT`: ovsdb-server also listening on TCP (added with
+/// `ovsdb-server/add-remote`), xennetd configured over it.
+#[test]
+fn tcp_database_address() {
+    common::require_tool("ovs-appctl", "openvswitch-common");
+    let db = OvsdbServer::start("tcp");
+    let port = common::free_port();
+    let ctl = db.path("ovsdb-server.ctl");
+    let o = std::process::Command::new("ovs-appctl")
+        .arg("-t")
+        .arg(&ctl)
+        .args(["ovsdb-server/add-remote", &format!("ptcp:{port}:127.0.0.1")])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "add-remote: {o:?}");
+    // In the host's namespace, where the server listens; the bridge name is
+    // unique to this test (its LOCAL port is a device here).
+    let br = format!("xt{}tcp", std::process::id() % 100_000);
+    let h = Harness::start_host_with("dbtcp", &["--db", &format!("tcp:127.0.0.1:{port}")]);
+    h.wait_for("xennetd to hold the lock over TCP", || {
+        h.log().contains("acquired lock ovs_vswitchd")
+    });
+    // ovs-vsctl (over the unix socket) waits for xennetd's cur_cfg, which
+    // it writes over TCP.
+    db.vsctl_ok(&["add-br", &br]);
+    assert_eq!(ofport(&db, &br), 65534, "{}", h.log());
+    db.vsctl_ok(&["add-port", &br, "vif1.0"]);
+    let err = db.vsctl_no_wait(&["get", "interface", "vif1.0", "error"]);
+    assert!(err.contains("waiting for domain 1 handle 0"), "{err}");
+    db.vsctl_ok(&["del-br", &br]);
+    h.wait_for("the bridge's device to go", || {
+        !std::path::Path::new(&format!("/sys/class/net/{br}")).exists()
+    });
 }

@@ -1,6 +1,12 @@
 //! Test harness: a private xennetd, emulated guests in their own network
 //! namespaces, cleanup on drop. Every name (run directory, namespaces)
 //! carries the test's own prefix so tests run in parallel.
+//!
+//! xennetd itself runs in a network namespace of its own (`<prefix>d`, with
+//! `lo` up), so that the devices it makes (vif representors `vif1.0`, a
+//! bridge's LOCAL port `br0`) do not collide between tests; tests that
+//! need it in the host's namespace (Linux devices made there, controllers
+//! on the host's 127.0.0.1) use [`Harness::start_host_with`].
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -30,6 +36,8 @@ pub struct Harness {
     daemon_args: Vec<String>,
     guests: Vec<(u16, Child)>,
     netns: Vec<String>,
+    /// xennetd's own namespace, if not the host's.
+    daemon_netns: Option<String>,
 }
 
 impl Harness {
@@ -41,6 +49,16 @@ impl Harness {
     /// Start xennetd with extra arguments (e.g. `--db unix:...`) in a
     /// fresh run directory.
     pub fn start_with(test: &str, extra_args: &[&str]) -> Harness {
+        Self::start_inner(test, extra_args, true)
+    }
+
+    /// Start xennetd in the host's network namespace (for Linux devices
+    /// made there, or controllers on the host's loopback).
+    pub fn start_host_with(test: &str, extra_args: &[&str]) -> Harness {
+        Self::start_inner(test, extra_args, false)
+    }
+
+    fn start_inner(test: &str, extra_args: &[&str], own_netns: bool) -> Harness {
         require_prerequisites();
         let prefix = format!("xt{}{}", std::process::id() % 100_000, test);
         let rundir = std::env::temp_dir().join(format!("xennet-{prefix}"));
@@ -53,7 +71,18 @@ impl Harness {
             daemon_args: extra_args.iter().map(|a| a.to_string()).collect(),
             guests: Vec::new(),
             netns: Vec::new(),
+            daemon_netns: None,
         };
+        if own_netns {
+            let ns = format!("{}d", h.prefix);
+            let _ = Command::new("ip")
+                .args(["netns", "del", &ns])
+                .stderr(Stdio::null())
+                .status();
+            run_ok("ip", &["netns", "add", &ns]);
+            h.daemon_netns = Some(ns.clone());
+            run_ok("ip", &["-n", &ns, "link", "set", "lo", "up"]);
+        }
         h.start_daemon();
         h
     }
@@ -67,7 +96,17 @@ impl Harness {
             .append(true)
             .open(self.rundir.join("xennetd.log"))
             .unwrap();
-        let daemon = Command::new(env!("CARGO_BIN_EXE_xennetd"))
+        let mut cmd = match &self.daemon_netns {
+            // `ip netns exec` execs xennetd in place (same pid) with /sys
+            // remounted for the namespace.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_xennetd")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_xennetd")),
+        };
+        let daemon = cmd
             .arg("--rundir")
             .arg(&self.rundir)
             .args(&self.daemon_args)
@@ -105,6 +144,23 @@ impl Harness {
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// xennetd's network namespace (None: the host's).
+    pub fn daemon_netns(&self) -> Option<&str> {
+        self.daemon_netns.as_deref()
+    }
+
+    /// Run a command in xennetd's network namespace.
+    pub fn daemon_exec(&self, args: &[&str]) -> Output {
+        match &self.daemon_netns {
+            Some(ns) => {
+                let mut full = vec!["netns", "exec", ns.as_str()];
+                full.extend_from_slice(args);
+                Command::new("ip").args(&full).output().unwrap()
+            }
+            None => Command::new(args[0]).args(&args[1..]).output().unwrap(),
         }
     }
 
@@ -330,7 +386,7 @@ impl Drop for Harness {
             let _ = d.kill();
             let _ = d.wait();
         }
-        for ns in &self.netns {
+        for ns in self.netns.iter().chain(&self.daemon_netns) {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
         if !std::thread::panicking() {
@@ -400,9 +456,37 @@ pub fn osken_python() -> PathBuf {
 /// Start the os-ken L2 learning controller (tests/peers/osken_l2switch.py)
 /// listening on 127.0.0.1:`port`; its log goes to `log`.
 pub fn start_osken(port: u16, log: &Path) -> ChildGuard {
+    start_osken_in(None, port, log)
+}
+
+/// Whether something listens on 127.0.0.1:`port` in network namespace
+/// `netns` (None: ours).
+fn listening(netns: Option<&str>, port: u16) -> bool {
+    match netns {
+        None => std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        Some(ns) => Command::new("ip")
+            .args(["netns", "exec", ns, "bash", "-c"])
+            .arg(format!("exec 3<>/dev/tcp/127.0.0.1/{port}"))
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success()),
+    }
+}
+
+/// [`start_osken`] in network namespace `netns` (xennetd's, see
+/// [`Harness::daemon_netns`]), None: ours.
+pub fn start_osken_in(netns: Option<&str>, port: u16, log: &Path) -> ChildGuard {
     let py = osken_python();
     let out = std::fs::File::create(log).unwrap();
-    let child = Command::new(py)
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(py);
+            c
+        }
+        None => Command::new(py),
+    };
+    let child = cmd
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/peers/osken_l2switch.py"
@@ -415,7 +499,7 @@ pub fn start_osken(port: u16, log: &Path) -> ChildGuard {
         .unwrap();
     let guard = ChildGuard(child);
     let end = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !listening(netns, port) {
         assert!(
             Instant::now() < end,
             "os-ken did not listen on {port}: {}",
