@@ -67,7 +67,40 @@ pub fn datapath_id(name: &str) -> u64 {
     (h & 0x0000_feff_ffff_ffff) | 0x0000_0200_0000_0000
 }
 
+/// A bridge's datapath and MAC-learning limits (OVS
+/// `Open_vSwitch:other_config` `flow-limit` and `max-idle`,
+/// `Bridge:other_config` `mac-table-size` and `mac-aging-time`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most megaflows cached.
+    pub flow_limit: usize,
+    /// Idle time after which megaflows go.
+    pub max_idle: std::time::Duration,
+    /// Most learned MACs.
+    pub mac_table_size: usize,
+    /// Time after which a MAC not seen again is forgotten.
+    pub mac_aging: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            flow_limit: xennet_datapath::dpif::FLOW_LIMIT,
+            max_idle: xennet_datapath::dpif::MAX_IDLE,
+            mac_table_size: xennet_ofproto::normal::DEFAULT_MAX_ENTRIES,
+            mac_aging: xennet_ofproto::normal::DEFAULT_AGING,
+        }
+    }
+}
+
 impl Bridge {
+    /// Apply `l` to the datapath and the MAC table.
+    pub fn set_limits(&self, l: &Limits) {
+        let _ = self.dp.set_flow_limit(l.flow_limit);
+        let _ = self.dp.set_max_idle(l.max_idle);
+        self.fdb.set_limits(l.mac_table_size, l.mac_aging);
+    }
+
     /// Start bridge `name`: its forwarding thread, and its OpenFlow
     /// management socket `<rundir>/<name>.mgmt`.
     fn new(name: &str, rundir: &Path, fail_mode: FailMode) -> anyhow::Result<Arc<Bridge>> {
@@ -603,6 +636,22 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
     );
     let s = switch.clone();
     c.add(
+        "fdb/stats-show",
+        "BRIDGE",
+        1,
+        1,
+        Box::new(move |args| {
+            let b = s.bridge_arg(args)?;
+            let (n, max, aging) = b.fdb.limits();
+            Ok(format!(
+                "Statistics for bridge \"{}\":\n  Current/maximum MAC entries in the table: {n}/{max}\n  MAC aging time: {} s\n",
+                b.name,
+                aging.as_secs()
+            ))
+        }),
+    );
+    let s = switch.clone();
+    c.add(
         "ofproto/trace",
         "BRIDGE FLOW",
         2,
@@ -660,8 +709,10 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
                 let _ = writeln!(out, "  megaflows: {} in {} masks", st.n_flows, st.n_masks);
                 let _ = writeln!(
                     out,
-                    "  flow limit: {} (misses not cached at the limit: {})",
-                    st.flow_limit, st.flow_limit_hits
+                    "  flow limit: {} (misses not cached at the limit: {}), max idle: {} ms",
+                    st.flow_limit,
+                    st.flow_limit_hits,
+                    st.max_idle.as_millis()
                 );
                 let _ = writeln!(
                     out,

@@ -56,7 +56,7 @@ use xennet_ovsdb::{Atom, Datum, OpenVSwitch, Replica, Session, Txn, Uuid};
 
 use xennet_ofproto::normal::PortVlan;
 
-use crate::bridge::{Bridge, PortEntry, PortVlans, Switch, MAX_OFPORT};
+use crate::bridge::{Bridge, Limits, PortEntry, PortVlans, Switch, MAX_OFPORT};
 
 /// The lock ovs-vswitchd takes.
 pub const LOCK: &str = "ovs_vswitchd";
@@ -248,6 +248,58 @@ struct Plan {
     /// Controller rows: (uuid, bridge, target, is_connected, role) as the
     /// database has them.
     controllers: Vec<(Uuid, String, String, bool, Option<String>)>,
+    /// Bridge -> datapath and MAC-learning limits from `other_config`.
+    limits: BTreeMap<String, Limits>,
+}
+
+/// An unsigned `other_config` value of `what` (OVS `smap_get_uint`):
+/// `default` when missing, and when not a number, with a warning.
+fn config_uint(
+    map: &BTreeMap<String, String>,
+    key: &str,
+    default: u64,
+    what: &str,
+    log: &mut LogOnce,
+) -> u64 {
+    match map.get(key) {
+        None => default,
+        Some(v) => v.parse().unwrap_or_else(|_| {
+            log.warn(format!(
+                "{what}: other_config:{key}={v:?} is not a number, using {default}"
+            ));
+            default
+        }),
+    }
+}
+
+/// The limits of bridge `br` (see [`Limits`]): `flow-limit` and
+/// `max-idle` (ms, at least 100) from the Open_vSwitch row,
+/// `mac-table-size` and `mac-aging-time` (s, clamped to 15..3600 as OVS
+/// does) from the bridge's.
+fn limits(ovs: &OpenVSwitch, br: &xennet_ovsdb::Bridge, log: &mut LogOnce) -> Limits {
+    let d = Limits::default();
+    let oc = &ovs.other_config;
+    let bc = &br.other_config;
+    let what = format!("bridge {}", br.name);
+    Limits {
+        flow_limit: config_uint(oc, "flow-limit", d.flow_limit as u64, "Open_vSwitch", log)
+            .clamp(1, usize::MAX as u64) as usize,
+        max_idle: Duration::from_millis(
+            config_uint(
+                oc,
+                "max-idle",
+                d.max_idle.as_millis() as u64,
+                "Open_vSwitch",
+                log,
+            )
+            .max(100),
+        ),
+        mac_table_size: config_uint(bc, "mac-table-size", d.mac_table_size as u64, &what, log)
+            .clamp(1, usize::MAX as u64) as usize,
+        mac_aging: Duration::from_secs(
+            config_uint(bc, "mac-aging-time", d.mac_aging.as_secs(), &what, log).clamp(15, 3600),
+        ),
+    }
 }
 
 /// The VLAN settings of Port `port` (OVS `port_configure`), or the
@@ -362,6 +414,7 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
         }
         plan.openflow
             .insert(br.name.clone(), (fail_mode, targets, br.protocols.clone()));
+        plan.limits.insert(br.name.clone(), limits(ovs, &br, log));
         for puuid in &br.ports {
             let Some(port) = r.port(*puuid) else {
                 continue;
@@ -526,6 +579,7 @@ fn apply(
         for (t, why) in b.configure_openflow(fail_mode, &targets) {
             log.warn(format!("bridge {name}: controller {t}: {why}"));
         }
+        b.set_limits(&plan.limits.get(name).copied().unwrap_or_default());
     }
     // VLAN settings, for the vifs on a bridge and those about to join.
     for b in switch.bridges() {

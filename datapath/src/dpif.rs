@@ -186,6 +186,8 @@ pub struct DpStats {
     pub flow_limit: usize,
     /// Misses not cached because the cache was at its limit.
     pub flow_limit_hits: u64,
+    /// Idle time after which megaflows go (below the flow limit).
+    pub max_idle: Duration,
 }
 
 enum Command {
@@ -199,6 +201,7 @@ enum Command {
     MeterStats(SyncSender<Vec<(u32, MeterCounters)>>),
     Execute(Box<Packet>, Vec<DpAction>, SyncSender<()>),
     SetFlowLimit(usize, SyncSender<()>),
+    SetMaxIdle(Duration, SyncSender<()>),
     Shutdown,
 }
 
@@ -338,6 +341,13 @@ impl DpHandle {
         self.request(|r| Command::SetFlowLimit(limit.max(1), r))
     }
 
+    /// Remove megaflows idle for `max_idle` ([`MAX_IDLE`] by default; OVS
+    /// `other_config:max-idle`, in ms there). At least
+    /// [`FLOW_LIMIT_IDLE`].
+    pub fn set_max_idle(&self, max_idle: Duration) -> Result<(), DpError> {
+        self.request(|r| Command::SetMaxIdle(max_idle.max(FLOW_LIMIT_IDLE), r))
+    }
+
     /// Stop the thread and wait for it. Idempotent.
     pub fn shutdown(&self) {
         let _ = self.send(Command::Shutdown);
@@ -385,6 +395,7 @@ struct Fwd {
     last_housekeeping: Instant,
     flow_limit: usize,
     flow_limit_hits: u64,
+    max_idle: Duration,
     /// Last idle expiry under the flow limit.
     last_limit_expiry: Instant,
     /// Scratch for [`UpcallHandler::megaflows_used`].
@@ -421,6 +432,7 @@ impl Fwd {
             last_housekeeping: Instant::now(),
             flow_limit: FLOW_LIMIT,
             flow_limit_hits: 0,
+            max_idle: MAX_IDLE,
             last_limit_expiry: Instant::now(),
             used_keys: Vec::new(),
         }
@@ -489,7 +501,7 @@ impl Fwd {
                 }
                 self.handler.housekeeping(now);
                 self.check_generation();
-                self.cache.expire_idle(now, MAX_IDLE);
+                self.cache.expire_idle(now, self.max_idle);
                 self.cache.optimize();
             }
         }
@@ -550,6 +562,7 @@ impl Fwd {
                         packets: self.packets,
                         flow_limit: self.flow_limit,
                         flow_limit_hits: self.flow_limit_hits,
+                        max_idle: self.max_idle,
                     });
                 }
                 Command::DumpFlows(reply) => {
@@ -571,6 +584,10 @@ impl Fwd {
                 }
                 Command::SetFlowLimit(limit, reply) => {
                     self.flow_limit = limit;
+                    let _ = reply.send(());
+                }
+                Command::SetMaxIdle(idle, reply) => {
+                    self.max_idle = idle;
                     let _ = reply.send(());
                 }
                 Command::Shutdown => return false,
@@ -1013,6 +1030,10 @@ mod tests {
             peers.push(peer);
         }
         assert_eq!(dp.stats().flow_limit, FLOW_LIMIT);
+        assert_eq!(dp.stats().max_idle, MAX_IDLE);
+        dp.set_max_idle(Duration::ZERO).unwrap();
+        assert_eq!(dp.stats().max_idle, FLOW_LIMIT_IDLE, "clamped");
+        dp.set_max_idle(MAX_IDLE).unwrap();
         dp.set_flow_limit(1).unwrap();
         peers[0].inject_frame(&frame(1, 2));
         assert_eq!(wait_sent(&peers[1], 1).len(), 1);

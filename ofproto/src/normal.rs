@@ -846,6 +846,26 @@ impl FdbHandle {
         s
     }
 
+    /// Change the table size and the aging time (OVS `Bridge:other_config`
+    /// `mac-table-size` and `mac-aging-time`). A table over the new size
+    /// evicts its least recently learned entries at once; entries older
+    /// than the new aging time go at the next aging pass.
+    pub fn set_limits(&self, max_entries: usize, aging: Duration) {
+        let mut fdb = lock(&self.fdb);
+        fdb.max_entries = max_entries;
+        fdb.aging = aging;
+        while fdb.map.len() > max_entries {
+            fdb.evict_oldest();
+        }
+        fdb.publish(&self.dirty);
+    }
+
+    /// `(entries, table size, aging time)`, for `fdb/stats-show`.
+    pub fn limits(&self) -> (usize, usize, Duration) {
+        let fdb = lock(&self.fdb);
+        (fdb.map.len(), fdb.max_entries, fdb.aging)
+    }
+
     /// Number of learned MACs.
     pub fn len(&self) -> usize {
         lock(&self.fdb).map.len()
@@ -1108,6 +1128,27 @@ mod tests {
         assert_eq!(fdb.lookup(0, MacAddr(B)), None, "not refreshed, aged out");
         n.refresh(&[key(2, B, A)], t + Duration::from_secs(320));
         assert_eq!(fdb.lookup(0, MacAddr(B)), None, "refresh never learns");
+    }
+
+    #[test]
+    fn set_limits_shrinks_the_table_and_changes_aging() {
+        let (mut n, fdb) = Normal::new();
+        let t = Instant::now();
+        let c = [0x50, 0x54, 0, 0, 0, 0xc];
+        n.translate(&key(1, A, B), &PORTS, t);
+        n.translate(&key(2, B, A), &PORTS, t + Duration::from_secs(1));
+        n.translate(&key(3, c, A), &PORTS, t + Duration::from_secs(2));
+        n.take_dirty_tags();
+        fdb.set_limits(2, Duration::from_secs(20));
+        assert_eq!(fdb.limits(), (2, 2, Duration::from_secs(20)));
+        assert_eq!(
+            fdb.lookup(0, MacAddr(A)),
+            None,
+            "least recently learned goes"
+        );
+        assert_eq!(n.take_dirty_tags(), tags(&[A]));
+        n.expire(t + Duration::from_secs(21));
+        assert_eq!(fdb.limits().0, 1, "B aged out under the new aging time");
     }
 
     #[test]
