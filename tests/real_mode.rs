@@ -148,10 +148,26 @@ fn real_mode_serves_the_toolstacks_vifs_and_reports_device_errors() {
         },
     )
     .unwrap();
+    let be8 = backend_path(0, 8, 0);
     wait_for("second vif InitWait", &log, || {
-        read(&xs, &format!("{}/state", backend_path(0, 8, 0))) == "2"
+        read(&xs, &format!("{be8}/state")) == "2"
     });
-    xs.rm(&backend_path(0, 8, 0)).unwrap();
+    // The toolstack removes the domain's whole backend directory at once
+    // (the frontend's stays) and later creates the vif again: the backend
+    // must have forgotten the old one and offer InitWait anew.
+    xs.rm("/local/domain/0/backend/vif/8").unwrap();
+    create_vif_nodes(
+        &xs,
+        &VifSpec {
+            domid: 8,
+            ..spec.clone()
+        },
+    )
+    .unwrap();
+    wait_for("re-created vif InitWait", &log, || {
+        read(&xs, &format!("{be8}/state")) == "2"
+    });
+    xs.rm(&be8).unwrap();
     xs.rm(&frontend_path(8, 0)).unwrap();
     let mut daemon = daemon;
     assert!(daemon.0.try_wait().unwrap().is_none(), "xennetd exited");
