@@ -480,3 +480,51 @@ fn tcp_database_address() {
         !std::path::Path::new(&format!("/sys/class/net/{br}")).exists()
     });
 }
+
+#[test]
+fn other_config_limits() {
+    let db = OvsdbServer::start("limits");
+    let addr = db.addr();
+    let h = Harness::start_with("limits", &["--db", &addr]);
+    db.vsctl_ok(&["add-br", "br0"]);
+    let stats = || h.appctl(&["dpif-netdev/pmd-stats-show"]);
+    let fdb = || h.appctl(&["fdb/stats-show", "br0"]);
+    assert!(
+        stats().contains("flow limit: 200000 (") && stats().contains("max idle: 10000 ms"),
+        "{}",
+        stats()
+    );
+    assert!(fdb().contains("entries in the table: 0/8192"), "{}", fdb());
+    assert!(fdb().contains("MAC aging time: 300 s"), "{}", fdb());
+    // ovs-vsctl returns once xennetd has applied the change (cur_cfg).
+    db.vsctl_ok(&[
+        "set",
+        "Open_vSwitch",
+        ".",
+        "other_config:flow-limit=5000",
+        "other_config:max-idle=2500",
+        "--",
+        "set",
+        "bridge",
+        "br0",
+        "other_config:mac-table-size=16",
+        "other_config:mac-aging-time=5",
+    ]);
+    assert!(stats().contains("flow limit: 5000 ("), "{}", stats());
+    assert!(stats().contains("max idle: 2500 ms"), "{}", stats());
+    assert!(fdb().contains("entries in the table: 0/16"), "{}", fdb());
+    assert!(
+        fdb().contains("MAC aging time: 15 s"),
+        "clamped as OVS: {}",
+        fdb()
+    );
+    // Bad values keep the defaults, with a warning.
+    db.vsctl_ok(&["set", "Open_vSwitch", ".", "other_config:flow-limit=lots"]);
+    assert!(stats().contains("flow limit: 200000 ("), "{}", stats());
+    h.wait_for("the warning", || {
+        h.log()
+            .contains("other_config:flow-limit=\"lots\" is not a number")
+    });
+    db.vsctl_ok(&["remove", "bridge", "br0", "other_config", "mac-table-size"]);
+    assert!(fdb().contains("entries in the table: 0/8192"), "{}", fdb());
+}
