@@ -23,6 +23,7 @@
 //! behind the same traits.
 #![warn(missing_docs)]
 
+pub mod ctrl;
 pub mod emul;
 pub mod error;
 pub mod evtchn;

@@ -12,7 +12,7 @@ use std::borrow::Borrow;
 
 use xennet_datapath::{Csum, GsoType, Packet};
 
-use super::{FrontendConfig, LogReason, Vif, RX_QUEUE_BYTES, RX_QUEUE_PACKETS};
+use super::{FrontendConfig, LogReason, Queue, Vif, RX_QUEUE_BYTES, RX_QUEUE_PACKETS};
 use crate::grant::{recycle_ops, ForeignAddr, GrantCopy, GrantOps, GNTST_OKAY};
 use crate::metrics::VifMetrics;
 use crate::ring::{
@@ -210,17 +210,17 @@ fn deliver<P: Borrow<Packet>>(
 impl Vif {
     /// Send packets to the guest: flush the queue, deliver directly while
     /// requests last, queue the rest (bounded).
-    pub(super) fn guest_rx(&mut self, pkts: &[&Packet]) {
-        if !self.rx_queue.is_empty() {
-            self.flush_rx_queue();
+    pub(super) fn guest_rx(&mut self, q: &mut Queue, pkts: &[&Packet]) {
+        if !q.rx_queue.is_empty() {
+            self.flush_rx_queue(q);
         }
         if self.disabled {
             return;
         }
         let mut start = 0;
-        if self.rx_queue.is_empty() {
+        if q.rx_queue.is_empty() {
             match deliver(
-                &mut self.rx,
+                &mut q.rx,
                 &mut *self.grants,
                 &self.frontend,
                 &self.metrics,
@@ -229,7 +229,7 @@ impl Vif {
             ) {
                 Ok(d) => {
                     start = d.handled;
-                    self.note_delivered(&d);
+                    self.note_delivered(q, &d);
                 }
                 Err(reason) => {
                     self.fatal(&reason);
@@ -238,17 +238,19 @@ impl Vif {
             }
         }
         for p in pkts.get(start..).unwrap_or(&[]) {
-            self.enqueue(p);
+            self.enqueue(q, p);
         }
         // Ask for an event when the frontend posts more requests; if it
         // already did, use them now.
-        if !self.rx_queue.is_empty() && self.rx.final_check_for_requests() {
-            self.flush_rx_queue();
+        if !q.rx_queue.is_empty() && q.rx.final_check_for_requests() {
+            self.flush_rx_queue(q);
         }
     }
 
-    fn note_delivered(&mut self, d: &Delivered) {
-        self.note_push(d.pushed, d.notify);
+    fn note_delivered(&mut self, q: &Queue, d: &Delivered) {
+        if let Some(c) = self.channels.get_mut(q.rx_chan) {
+            c.note(d.pushed, d.notify);
+        }
         if d.failed > 0 {
             self.log_drop(
                 LogReason::RxGrantError,
@@ -257,9 +259,8 @@ impl Vif {
         }
     }
 
-    fn enqueue(&mut self, p: &Packet) {
-        if self.rx_queue.len() >= RX_QUEUE_PACKETS || self.rx_queue_bytes + p.len() > RX_QUEUE_BYTES
-        {
+    fn enqueue(&mut self, q: &mut Queue, p: &Packet) {
+        if q.rx_queue.len() >= RX_QUEUE_PACKETS || q.rx_queue_bytes + p.len() > RX_QUEUE_BYTES {
             VifMetrics::add(&self.metrics.tx_queue_full, 1);
             self.log_drop(
                 LogReason::RxQueueFull,
@@ -267,18 +268,18 @@ impl Vif {
             );
             return;
         }
-        let mut q = self.rx_pool.pop().unwrap_or_default();
-        q.clone_from_packet(p);
-        self.rx_queue_bytes += q.len();
-        self.rx_queue.push_back(q);
+        let mut copy = self.rx_pool.pop().unwrap_or_default();
+        copy.clone_from_packet(p);
+        q.rx_queue_bytes += copy.len();
+        q.rx_queue.push_back(copy);
         VifMetrics::add(&self.metrics.tx_queued, 1);
     }
 
     /// Deliver queued packets while RX requests last.
-    pub(super) fn flush_rx_queue(&mut self) {
-        let queued = self.rx_queue.make_contiguous();
+    pub(super) fn flush_rx_queue(&mut self, q: &mut Queue) {
+        let queued = q.rx_queue.make_contiguous();
         let res = deliver(
-            &mut self.rx,
+            &mut q.rx,
             &mut *self.grants,
             &self.frontend,
             &self.metrics,
@@ -287,10 +288,10 @@ impl Vif {
         );
         match res {
             Ok(d) => {
-                self.note_delivered(&d);
+                self.note_delivered(q, &d);
                 for _ in 0..d.handled {
-                    if let Some(p) = self.rx_queue.pop_front() {
-                        self.rx_queue_bytes = self.rx_queue_bytes.saturating_sub(p.len());
+                    if let Some(p) = q.rx_queue.pop_front() {
+                        q.rx_queue_bytes = q.rx_queue_bytes.saturating_sub(p.len());
                         if self.rx_pool.len() < RX_QUEUE_PACKETS {
                             self.rx_pool.push(p);
                         }
