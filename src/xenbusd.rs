@@ -17,7 +17,7 @@ use std::time::Duration;
 use xennet_datapath::OfPort;
 use xennet_vif::grant::DomId;
 use xennet_vif::xenbus::{
-    read_state, BackendDevice, EventChannels, FrontendKeys, Progress, VifHooks, XenbusState,
+    read_state, BackendDevice, FrontendKeys, Progress, VifHooks, XenbusState,
 };
 use xennet_vif::xenstore::{Client, XenstoreServer};
 use xennet_vif::Vif;
@@ -50,18 +50,16 @@ impl VifHooks for Hooks {
                 self.domid
             )
         })?;
-        let EventChannels::Single(port) = keys.evtchn else {
-            return Err("split event channels are not supported".into());
-        };
-        let d = dom
-            .bind(self.cfg.backend_domid, port)
+        // Bind every queue's event channel(s) (one or split) by port.
+        let (grants, queues) = dom
+            .bind_queues(self.cfg.backend_domid, &keys.queues)
             .map_err(|e| e.to_string())?;
-        let vif = Vif::connect(
+        let vif = Vif::connect_queues(
             self.name.clone(),
             self.cfg.backend_domid,
             keys.config,
-            Box::new(d.grants),
-            Box::new(d.evtchn),
+            queues,
+            Box::new(grants),
         )
         .map_err(|e| format!("mapping the rings: {e}"))?;
         let placed = place(&self.switch, &self.cfg, &self.name, self.domid, vif)

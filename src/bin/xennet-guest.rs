@@ -48,9 +48,8 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use tap::{Tap, VnetHdr, VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, VNET_GSO_NONE};
-use xennet_vif::emul::attach::EVENT_CHANNEL_PORT;
 use xennet_vif::hostile::HostileCase;
-use xennet_vif::netfront::{gref_of, Netfront, RX_RING_FRAME, TX_RING_FRAME};
+use xennet_vif::netfront::Netfront;
 use xennet_vif::ring::{
     NETRXF_CSUM_BLANK, NETRXF_DATA_VALIDATED, NETTXF_CSUM_BLANK, NETTXF_DATA_VALIDATED,
 };
@@ -107,6 +106,13 @@ struct Args {
     /// The `bridge` key the toolstack writes (with --xenstore).
     #[arg(long, default_value = "br0")]
     bridge: String,
+    /// Number of queues (1-8, `multi-queue-num-queues`; with xenstore).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    queues: u32,
+    /// Two event channels per queue (`event-channel-tx`/`-rx`,
+    /// `feature-split-event-channels`; with xenstore).
+    #[arg(long)]
+    split_evtchn: bool,
 }
 
 /// Set by SIGTERM/SIGINT: close the vif and exit.
@@ -148,20 +154,59 @@ fn xenbus_connect(xs: &Client, nf: &Netfront, spec: &VifSpec) -> anyhow::Result<
     })
     .context("waiting for the backend's InitWait")?;
     let flag = |b: bool| if b { "1" } else { "0" };
+    let n = nf.num_queues();
+    if n > 1 || nf.split_event_channels() {
+        // As Linux xen-netfront: only what the backend advertises.
+        let max = xs
+            .read_string(&format!("{be}/multi-queue-max-queues"))
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(1);
+        anyhow::ensure!(n <= max, "the backend takes at most {max} queues, not {n}");
+        let split = xs
+            .read_string(&format!("{be}/feature-split-event-channels"))
+            .is_ok_and(|v| v == "1");
+        anyhow::ensure!(
+            split || !nf.split_event_channels(),
+            "the backend has no feature-split-event-channels"
+        );
+    }
+    // One queue: keys at the top; several: under queue-N/ (netif.h).
+    let mut keys: Vec<(String, String)> = Vec::new();
+    if n > 1 {
+        keys.push(("multi-queue-num-queues".into(), n.to_string()));
+    }
+    for q in 0..n {
+        let dir = if n > 1 {
+            format!("queue-{q}/")
+        } else {
+            String::new()
+        };
+        let (tx_ref, rx_ref) = nf.ring_refs(q);
+        keys.push((format!("{dir}tx-ring-ref"), tx_ref.to_string()));
+        keys.push((format!("{dir}rx-ring-ref"), rx_ref.to_string()));
+        match nf.event_ports(q) {
+            (tx, Some(rx)) => {
+                keys.push((format!("{dir}event-channel-tx"), tx.to_string()));
+                keys.push((format!("{dir}event-channel-rx"), rx.to_string()));
+            }
+            (port, None) => keys.push((format!("{dir}event-channel"), port.to_string())),
+        }
+    }
+    for (k, v) in [
+        ("request-rx-copy", "1"),
+        ("feature-rx-notify", "1"),
+        ("feature-sg", flag(nf.feature_sg)),
+        ("feature-gso-tcpv4", flag(nf.feature_gso_tcpv4)),
+        ("feature-gso-tcpv6", flag(nf.feature_gso_tcpv6)),
+        ("feature-no-csum-offload", flag(!nf.feature_rx_csum)),
+        ("state", XenbusState::Initialised.as_str()),
+    ] {
+        keys.push((k.into(), v.into()));
+    }
     xs.transaction(|tx| {
-        for (k, v) in [
-            ("tx-ring-ref", gref_of(TX_RING_FRAME).to_string()),
-            ("rx-ring-ref", gref_of(RX_RING_FRAME).to_string()),
-            ("event-channel", EVENT_CHANNEL_PORT.to_string()),
-            ("request-rx-copy", "1".into()),
-            ("feature-rx-notify", "1".into()),
-            ("feature-sg", flag(nf.feature_sg).into()),
-            ("feature-gso-tcpv4", flag(nf.feature_gso_tcpv4).into()),
-            ("feature-gso-tcpv6", flag(nf.feature_gso_tcpv6).into()),
-            ("feature-no-csum-offload", flag(!nf.feature_rx_csum).into()),
-            ("state", XenbusState::Initialised.as_str().into()),
-        ] {
-            tx.write(&format!("{fe}/{k}"), v)?;
+        for (k, v) in &keys {
+            tx.write(&format!("{fe}/{k}"), v.as_str())?;
         }
         Ok(())
     })
@@ -241,7 +286,12 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("entering network namespace {ns}"))?;
     }
     let mut tap = Tap::open(&args.tap).with_context(|| format!("creating tap {}", args.tap))?;
-    let mut nf = Netfront::new(args.domid, 0).context("setting up the netfront")?;
+    anyhow::ensure!(
+        (args.queues == 1 && !args.split_evtchn) || !args.legacy_attach,
+        "--queues and --split-evtchn need the xenstore handshake, not --legacy-attach"
+    );
+    let mut nf = Netfront::with_queues(args.domid, 0, args.queues, args.split_evtchn)
+        .context("setting up the netfront")?;
     let stream = UnixStream::connect(&socket).with_context(|| {
         format!(
             "connecting to xennetd at {} (is it running?)",
@@ -336,13 +386,16 @@ fn run(tap: &mut Tap, nf: &mut Netfront, stream: &UnixStream) -> anyhow::Result<
         }
         let timeout = if pending.is_some() { 10u16 } else { 1000 };
         let (tap_ready, evt_ready, hup) = {
+            // [stream, tap, then every event channel].
             let mut fds = vec![
-                PollFd::new(nf.event_fd(), PollFlags::POLLIN),
                 PollFd::new(stream.as_fd(), PollFlags::POLLIN),
+                PollFd::new(tap.fd(), PollFlags::empty()),
             ];
             if pending.is_none() {
-                fds.push(PollFd::new(tap.fd(), PollFlags::POLLIN));
+                fds[1] = PollFd::new(tap.fd(), PollFlags::POLLIN);
             }
+            let evt_fds = nf.event_fds();
+            fds.extend(evt_fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
             match poll(&mut fds, PollTimeout::from(timeout)) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -353,7 +406,8 @@ fn run(tap: &mut Tap, nf: &mut Netfront, stream: &UnixStream) -> anyhow::Result<
                     .and_then(|f| f.revents())
                     .is_some_and(|r| !r.is_empty())
             };
-            (ready(2), ready(0), ready(1))
+            let evt = (2..fds.len()).any(ready);
+            (pending.is_none() && ready(1), evt, ready(0))
         };
         if hup {
             let mut b = [0u8; 64];

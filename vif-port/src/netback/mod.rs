@@ -501,11 +501,10 @@ impl Vif {
         }
     }
 
-    /// The queue a packet to the guest goes to: with one queue, 0; with a
+    /// The queue (of `n`) a packet to the guest goes to: with one queue, 0; with a
     /// hash configured through the control ring, its mapping table; else a
     /// stable hash of the flow modulo the number of queues.
-    fn select_queue(&self, p: &Packet) -> usize {
-        let n = self.queues.len();
+    fn select_queue(&self, p: &Packet, n: usize) -> usize {
         if n <= 1 {
             return 0;
         }
@@ -600,7 +599,8 @@ impl Port for Vif {
             for chunk in pkts.chunks(MAX_BURST) {
                 let mut sel = std::mem::take(&mut self.send_sel);
                 sel.clear();
-                sel.extend(chunk.iter().map(|p| self.select_queue(p) as u8));
+                let n = queues.len();
+                sel.extend(chunk.iter().map(|p| self.select_queue(p, n) as u8));
                 for (qi, q) in queues.iter_mut().enumerate() {
                     let Some(&first) = chunk.first() else { break };
                     let mut picked: [&Packet; MAX_BURST] = [first; MAX_BURST];
