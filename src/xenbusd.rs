@@ -20,7 +20,6 @@ use xennet_vif::xenbus::{
     read_state, BackendDevice, FrontendKeys, Progress, VifHooks, XenbusState,
 };
 use xennet_vif::xenstore::{Client, XenstoreServer};
-use xennet_vif::Vif;
 
 use crate::config::{EmulatedXenConfig, Hotplug};
 use crate::emulxen::{place, unplace, Placement, XenbusCtx};
@@ -50,18 +49,11 @@ impl VifHooks for Hooks {
                 self.domid
             )
         })?;
-        // Bind every queue's event channel(s) (one or split) by port.
-        let (grants, queues) = dom
-            .bind_queues(self.cfg.backend_domid, &keys.queues)
-            .map_err(|e| e.to_string())?;
-        let vif = Vif::connect_queues(
-            self.name.clone(),
-            self.cfg.backend_domid,
-            keys.config,
-            queues,
-            Box::new(grants),
-        )
-        .map_err(|e| format!("mapping the rings: {e}"))?;
+        // Every queue's channel(s) (one or split) and the control ring,
+        // bound by port; the rings mapped.
+        let vif = dom
+            .connect_vif(self.name.clone(), self.cfg.backend_domid, keys)
+            .map_err(|e| format!("mapping the rings: {e}"))?;
         let placed = place(&self.switch, &self.cfg, &self.name, self.domid, vif)
             .map_err(|e| format!("{e:#}"))?;
         tracing::info!("{}: connected through xenstore", self.name);

@@ -30,6 +30,11 @@
 //! and goes Connected (4) once the backend is Connected. On SIGTERM or
 //! SIGINT it goes Closing (5) and Closed (6), following the backend.
 //!
+//! `--queues N` (1-8) and `--split-evtchn` use multi-queue and split event
+//! channels (`queue-N/` keys, `event-channel-tx`/`-rx`); `--ctrl-ring`
+//! configures the backend's Toeplitz hash and mapping table on the control
+//! ring (`--hash-mapping`).
+//!
 //! `--hostile CASE` makes it misbehave once after attaching (see
 //! `xennet_vif::hostile`), to test that xennetd survives it.
 
@@ -113,6 +118,15 @@ struct Args {
     /// `feature-split-event-channels`; with xenstore).
     #[arg(long)]
     split_evtchn: bool,
+    /// Use the control ring (`feature-ctrl-ring`): once connected, select
+    /// the Toeplitz hash with the RSS verification key over IPv4/IPv6 with
+    /// TCP ports, and the mapping table of --hash-mapping.
+    #[arg(long)]
+    ctrl_ring: bool,
+    /// With --ctrl-ring: the hash-to-queue mapping table, comma-separated
+    /// queue numbers (default 0,1,..,queues-1).
+    #[arg(long, value_delimiter = ',', requires = "ctrl_ring")]
+    hash_mapping: Vec<u32>,
 }
 
 /// Set by SIGTERM/SIGINT: close the vif and exit.
@@ -193,6 +207,14 @@ fn xenbus_connect(xs: &Client, nf: &Netfront, spec: &VifSpec) -> anyhow::Result<
             (port, None) => keys.push((format!("{dir}event-channel"), port.to_string())),
         }
     }
+    if let Some((ring_ref, port)) = nf.ctrl_keys() {
+        let ctrl = xs
+            .read_string(&format!("{be}/feature-ctrl-ring"))
+            .is_ok_and(|v| v == "1");
+        anyhow::ensure!(ctrl, "the backend has no feature-ctrl-ring");
+        keys.push(("ctrl-ring-ref".into(), ring_ref.to_string()));
+        keys.push(("event-channel-ctrl".into(), port.to_string()));
+    }
     for (k, v) in [
         ("request-rx-copy", "1"),
         ("feature-rx-notify", "1"),
@@ -236,6 +258,78 @@ fn xenbus_close(xs: &Client, spec: &VifSpec) -> anyhow::Result<()> {
     wait_backend(xs, &be, Duration::from_secs(5), |s| {
         s == XenbusState::Closed
     })?;
+    Ok(())
+}
+
+/// Send one control request and wait (up to 5 s) for its response; an
+/// error unless it succeeded. Returns the response's data.
+fn ctrl_call(nf: &mut Netfront, kind: u16, data: [u32; 3]) -> anyhow::Result<u32> {
+    use xennet_vif::ctrl::{CtrlRequest, CTRL_STATUS_SUCCESS};
+    anyhow::ensure!(
+        nf.ctrl_send(CtrlRequest {
+            id: kind,
+            kind,
+            data
+        }),
+        "control ring full"
+    );
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(rsp) = nf.ctrl_recv() {
+            anyhow::ensure!(rsp.id == kind, "response {} to request {kind}", rsp.id);
+            anyhow::ensure!(
+                rsp.status == CTRL_STATUS_SUCCESS,
+                "control request {kind} failed with status {}",
+                rsp.status
+            );
+            return Ok(rsp.data);
+        }
+        anyhow::ensure!(Instant::now() < end, "no answer to control request {kind}");
+        {
+            let fds = nf.event_fds();
+            let mut pfds: Vec<PollFd> = fds
+                .iter()
+                .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+                .collect();
+            let _ = poll(&mut pfds, PollTimeout::from(100u16));
+        }
+        nf.ack();
+    }
+}
+
+/// Toeplitz with the RSS verification key over every hash type, and
+/// `mapping` as the hash-to-queue table (`io/netif.h` control requests).
+fn configure_hash(nf: &mut Netfront, mapping: &[u32]) -> anyhow::Result<()> {
+    use xennet_vif::ctrl::*;
+    use xennet_vif::toeplitz::{DEFAULT_KEY, HASH_TYPES_ALL};
+    let data = nf.ctrl_data_gref();
+    ctrl_call(
+        nf,
+        CTRL_TYPE_SET_HASH_ALGORITHM,
+        [HASH_ALGORITHM_TOEPLITZ, 0, 0],
+    )?;
+    let flags = ctrl_call(nf, CTRL_TYPE_GET_HASH_FLAGS, [0; 3])?;
+    anyhow::ensure!(nf.write_ctrl_data(&DEFAULT_KEY));
+    ctrl_call(
+        nf,
+        CTRL_TYPE_SET_HASH_KEY,
+        [data, DEFAULT_KEY.len() as u32, 0],
+    )?;
+    ctrl_call(nf, CTRL_TYPE_SET_HASH_FLAGS, [flags & HASH_TYPES_ALL, 0, 0])?;
+    let max = ctrl_call(nf, CTRL_TYPE_GET_HASH_MAPPING_SIZE, [0; 3])?;
+    anyhow::ensure!(mapping.len() as u32 <= max, "mapping larger than {max}");
+    ctrl_call(
+        nf,
+        CTRL_TYPE_SET_HASH_MAPPING_SIZE,
+        [mapping.len() as u32, 0, 0],
+    )?;
+    let table: Vec<u8> = mapping.iter().flat_map(|q| q.to_ne_bytes()).collect();
+    anyhow::ensure!(nf.write_ctrl_data(&table));
+    ctrl_call(
+        nf,
+        CTRL_TYPE_SET_HASH_MAPPING,
+        [data, mapping.len() as u32, 0],
+    )?;
     Ok(())
 }
 
@@ -292,6 +386,14 @@ fn main() -> anyhow::Result<()> {
     );
     let mut nf = Netfront::with_queues(args.domid, 0, args.queues, args.split_evtchn)
         .context("setting up the netfront")?;
+    if args.ctrl_ring {
+        anyhow::ensure!(
+            !args.legacy_attach,
+            "--ctrl-ring needs the xenstore handshake"
+        );
+        nf.enable_ctrl_ring()
+            .context("setting up the control ring")?;
+    }
     let stream = UnixStream::connect(&socket).with_context(|| {
         format!(
             "connecting to xennetd at {} (is it running?)",
@@ -360,6 +462,15 @@ fn main() -> anyhow::Result<()> {
     ip(&["link", "set", "dev", tap.name(), "up"])?;
     if let Some(addr) = &args.ip {
         ip(&["addr", "add", addr, "dev", tap.name()])?;
+    }
+    if args.ctrl_ring {
+        let mapping = if args.hash_mapping.is_empty() {
+            (0..args.queues).collect()
+        } else {
+            args.hash_mapping.clone()
+        };
+        configure_hash(&mut nf, &mapping).context("configuring the hash on the control ring")?;
+        println!("xennet-guest: Toeplitz hash configured, mapping {mapping:?}");
     }
     if let Some(case) = args.hostile {
         xennet_vif::hostile::run(case, &mut nf);

@@ -74,6 +74,17 @@ pub struct CtrlResponse {
     pub data: u32,
 }
 
+// SAFETY: #[repr(C)] structs of integers without padding (sizes asserted
+// below); every bit pattern is valid.
+unsafe impl crate::mem::Pod for CtrlRequest {}
+// SAFETY: as above.
+unsafe impl crate::mem::Pod for CtrlResponse {}
+
+const _: () = {
+    assert!(std::mem::size_of::<CtrlRequest>() == 16);
+    assert!(std::mem::size_of::<CtrlResponse>() == 12);
+};
+
 /// A vif's receive-side hash configuration. Fixed-size: no allocation.
 #[derive(Debug, Clone)]
 pub struct HashConfig {

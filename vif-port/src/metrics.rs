@@ -98,6 +98,10 @@ metrics! {
     /// Times an event channel exceeded its event rate and was masked until
     /// the next 1 ms tick (its events coalesced, its rings still served).
     event_throttles,
+    /// Control ring requests served (`XEN_NETIF_CTRL_TYPE_*`).
+    ctrl_requests,
+    /// Control ring requests answered with an error status.
+    ctrl_errors,
 }
 
 impl VifMetrics {

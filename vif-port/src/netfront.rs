@@ -13,7 +13,9 @@
 //! (`event-channel-tx`/`-rx`): port `1 + 2q` (TX, or both), port `2 + 2q`
 //! (RX). Frames go out on the queue of their flow hash (as Linux
 //! netfront's `xennet_select_queue`), and [`Netfront::recv`] takes packets
-//! from every queue.
+//! from every queue. After the queues come two more frames: the control
+//! ring ([`Netfront::enable_ctrl_ring`], port [`CTRL_PORT`]) and a data
+//! page for its keys and mapping tables.
 //!
 //! Like Linux netfront, an RX request's id is its ring slot, and a response
 //! is matched to its buffer by slot (extras overlay the id).
@@ -21,6 +23,7 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
+use crate::ctrl::{CtrlRequest, CtrlResponse};
 use crate::emul::{
     sealed_memfd, EmulatedDomain, EmulatedGrants, EventFdChannel, GrantTable, GRANT_ENTRY_SIZE,
 };
@@ -30,8 +33,8 @@ use crate::grant::{DomId, GrantRef};
 use crate::mem::{RingPage, SharedMem};
 use crate::netback::{FrontendConfig, QueueSpec};
 use crate::ring::{
-    FrontRing, NetifExtraInfo, NetifRxRequest, NetifTxRequest, NetifTxResponse, RxRing, TxRing,
-    NETIF_RSP_NULL, NETIF_RSP_OKAY, NETRXF_EXTRA_INFO, NETRXF_MORE_DATA, NETTXF_EXTRA_INFO,
+    CtrlRing, FrontRing, NetifExtraInfo, NetifRxRequest, NetifTxRequest, NetifTxResponse, RxRing,
+    TxRing, NETIF_RSP_NULL, NETIF_RSP_OKAY, NETRXF_EXTRA_INFO, NETRXF_MORE_DATA, NETTXF_EXTRA_INFO,
     NETTXF_MORE_DATA, RING_SIZE, XEN_NETIF_EXTRA_FLAG_MORE, XEN_NETIF_EXTRA_TYPE_GSO,
     XEN_NETIF_MAX_TX_SIZE, XEN_PAGE_SIZE,
 };
@@ -54,6 +57,8 @@ pub const NR_FRAMES: u32 = QUEUE_FRAMES;
 pub const NR_GRANTS: u32 = 1024;
 /// Most queues.
 pub const MAX_QUEUES: u32 = crate::netback::MAX_QUEUES as u32;
+/// The control ring's event-channel port (after every queue's ports).
+pub const CTRL_PORT: u32 = 1 + 2 * MAX_QUEUES;
 
 /// One queue of the frontend.
 #[derive(Debug)]
@@ -95,6 +100,9 @@ pub struct Netfront {
     rx_next: usize,
     /// Packets received per queue.
     rx_per_queue: [u64; MAX_QUEUES as usize],
+    /// The control ring, its channel, and the channel's backend end (for
+    /// an in-process backend), once enabled.
+    ctrl: Option<(FrontRing<CtrlRing>, EventFdChannel, Option<EventFdChannel>)>,
     /// The last TX responses, at most [`TX_LOG_MAX`].
     tx_log: Vec<NetifTxResponse>,
     tx_errors: u64,
@@ -139,7 +147,8 @@ impl Netfront {
                 "{queues} queues: 1 to {MAX_QUEUES} are supported"
             )));
         }
-        let nr_frames = QUEUE_FRAMES * queues;
+        // The queues, then the control ring and its data page.
+        let nr_frames = QUEUE_FRAMES * queues + 2;
         let nr_grants = (GREF_BASE + nr_frames).next_power_of_two().max(NR_GRANTS);
         let mem_len = nr_frames as usize * XEN_PAGE_SIZE;
         let table_len = nr_grants as usize * GRANT_ENTRY_SIZE;
@@ -154,6 +163,9 @@ impl Netfront {
             RingPage::new(mem.clone(), frame as usize * XEN_PAGE_SIZE)
                 .ok_or_else(|| VifError::Attach("ring frame outside guest memory".into()))
         };
+        let ctrl_frame = QUEUE_FRAMES * queues;
+        grants.grant(gref_of(ctrl_frame), backend_domid, ctrl_frame, false);
+        grants.grant(gref_of(ctrl_frame + 1), backend_domid, ctrl_frame + 1, true);
         let mut qs = Vec::with_capacity(queues as usize);
         for q in 0..queues {
             let base = q * QUEUE_FRAMES;
@@ -192,6 +204,7 @@ impl Netfront {
             queues: qs,
             rx_next: 0,
             rx_per_queue: [0; MAX_QUEUES as usize],
+            ctrl: None,
             tx_log: Vec::new(),
             tx_errors: 0,
             rx_errors: 0,
@@ -246,14 +259,88 @@ impl Netfront {
     }
 
     /// Every event-channel port, in registration order (the order of
-    /// [`Netfront::attach_fds`]'s eventfd pairs).
+    /// [`Netfront::attach_fds`]'s eventfd pairs): the queues', then the
+    /// control ring's.
     pub fn all_event_ports(&self) -> Vec<u32> {
         (0..self.queues.len())
             .flat_map(|q| {
                 let (tx, rx) = self.event_ports(q);
                 std::iter::once(tx).chain(rx)
             })
+            .chain(self.ctrl.as_ref().map(|_| CTRL_PORT))
             .collect()
+    }
+
+    /// Set up the control ring (`feature-ctrl-ring`): the ring page,
+    /// its event channel (port [`CTRL_PORT`]). Call before registering.
+    pub fn enable_ctrl_ring(&mut self) -> Result<(), VifError> {
+        if self.ctrl.is_some() {
+            return Ok(());
+        }
+        let frame = self.nr_frames - 2;
+        let page = RingPage::new(self.mem.clone(), frame as usize * XEN_PAGE_SIZE)
+            .ok_or_else(|| VifError::Attach("ring frame outside guest memory".into()))?;
+        let (front, back) = EventFdChannel::pair()?;
+        self.ctrl = Some((FrontRing::init(page), front, Some(back)));
+        Ok(())
+    }
+
+    /// The control ring's `(ctrl-ring-ref, event-channel-ctrl)`, once
+    /// enabled.
+    pub fn ctrl_keys(&self) -> Option<(GrantRef, u32)> {
+        self.ctrl
+            .as_ref()
+            .map(|_| (gref_of(self.nr_frames - 2), CTRL_PORT))
+    }
+
+    /// The backend end of the control channel for an in-process backend
+    /// (available once).
+    pub fn emulated_ctrl(&mut self) -> Option<(GrantRef, EventFdChannel)> {
+        let (r, _) = self.ctrl_keys()?;
+        let back = self.ctrl.as_mut()?.2.take()?;
+        Some((r, back))
+    }
+
+    /// Write `data` (at most a page) at the start of the control data
+    /// page, which the backend reads through [`Netfront::ctrl_data_gref`]
+    /// (keys, mapping tables).
+    pub fn write_ctrl_data(&mut self, data: &[u8]) -> bool {
+        data.len() <= XEN_PAGE_SIZE
+            && self
+                .mem
+                .write((self.nr_frames - 1) as usize * XEN_PAGE_SIZE, data)
+    }
+
+    /// Grant reference of the control data page.
+    pub fn ctrl_data_gref(&self) -> GrantRef {
+        gref_of(self.nr_frames - 1)
+    }
+
+    /// Put a control request on the ring and notify. `false` if the
+    /// control ring is not enabled or full.
+    pub fn ctrl_send(&mut self, req: CtrlRequest) -> bool {
+        let Some((ring, ch, _)) = self.ctrl.as_mut() else {
+            return false;
+        };
+        if ring.free_requests() == 0 {
+            return false;
+        }
+        ring.put_request(req);
+        ring.push_requests();
+        ch.notify();
+        true
+    }
+
+    /// The next control response, if one is waiting.
+    pub fn ctrl_recv(&mut self) -> Option<CtrlResponse> {
+        let (ring, _, _) = self.ctrl.as_mut()?;
+        if ring.rsp_prod() == ring.rsp_cons {
+            ring.final_check_for_responses();
+            return None;
+        }
+        let rsp = ring.copy_response(ring.rsp_cons);
+        ring.rsp_cons = ring.rsp_cons.wrapping_add(1);
+        Some(rsp)
     }
 
     /// Packets received so far on each queue.
@@ -350,6 +437,10 @@ impl Netfront {
                 v.push(c.event_fd());
             }
         }
+        if let Some((_, c, _)) = &self.ctrl {
+            v.push(c.notify_fd());
+            v.push(c.event_fd());
+        }
         v
     }
 
@@ -367,11 +458,13 @@ impl Netfront {
         }
     }
 
-    /// Every channel's fd that becomes readable when the backend notified.
+    /// Every channel's fd that becomes readable when the backend notified
+    /// (the queues', then the control ring's).
     pub fn event_fds(&self) -> Vec<BorrowedFd<'_>> {
         self.queues
             .iter()
             .flat_map(|q| std::iter::once(&q.tx_evt).chain(q.rx_evt.as_ref()))
+            .chain(self.ctrl.as_ref().map(|c| &c.1))
             .map(|c| c.event_fd())
             .collect()
     }
@@ -383,6 +476,9 @@ impl Netfront {
             if let Some(c) = &q.rx_evt {
                 c.ack();
             }
+        }
+        if let Some((_, c, _)) = &self.ctrl {
+            c.ack();
         }
     }
 

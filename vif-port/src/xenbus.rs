@@ -99,8 +99,8 @@ pub const MAX_QUEUES: u32 = crate::netback::MAX_QUEUES as u32;
 
 /// The feature keys the backend writes before InitWait (`io/netif.h`):
 /// what this netback implements: split event channels, up to
-/// [`MAX_QUEUES`] queues. The control ring and multicast control are not
-/// served yet, so they are advertised as 0.
+/// [`MAX_QUEUES`] queues, the control ring (Toeplitz hash requests).
+/// Multicast control is not served yet, so it is advertised as 0.
 pub const BACKEND_FEATURES: &[(&str, &str)] = &[
     ("feature-sg", "1"),
     ("feature-gso-tcpv4", "1"),
@@ -111,7 +111,7 @@ pub const BACKEND_FEATURES: &[(&str, &str)] = &[
     ("feature-split-event-channels", "1"),
     ("multi-queue-max-queues", "8"),
     ("feature-multicast-control", "0"),
-    ("feature-ctrl-ring", "0"),
+    ("feature-ctrl-ring", "1"),
 ];
 
 /// Errors of the handshake.
@@ -214,6 +214,9 @@ pub struct FrontendKeys {
     pub config: FrontendConfig,
     /// Every queue, 1 to [`MAX_QUEUES`] (`multi-queue-num-queues`).
     pub queues: Vec<QueueKeys>,
+    /// The control ring: (`ctrl-ring-ref`, `event-channel-ctrl`), when
+    /// the frontend gave one.
+    pub ctrl: Option<(GrantRef, u32)>,
     /// `feature-rx-notify`.
     pub rx_notify: bool,
     /// `feature-ipv6-csum-offload`.
@@ -256,8 +259,9 @@ fn read_queue(xs: &Client, fe: &str, dir: &str) -> Result<QueueKeys, XenbusError
 /// `multi-queue-num-queues` (missing = 1; 0 or more than [`MAX_QUEUES`]
 /// refused); per queue (`queue-N/` with several queues, else the top
 /// level) `tx-ring-ref` and `rx-ring-ref` (grant references) and
-/// `event-channel` or split `event-channel-tx`/`event-channel-rx`; every
-/// ring reference and port distinct; `request-rx-copy` (must be 1: page
+/// `event-channel` or split `event-channel-tx`/`event-channel-rx`;
+/// optionally `ctrl-ring-ref` with `event-channel-ctrl`; every ring
+/// reference and port distinct; `request-rx-copy` (must be 1: page
 /// flipping is gone), and the `feature-sg`, `feature-gso-tcpv4`,
 /// `feature-gso-tcpv6`, `feature-no-csum-offload`,
 /// `feature-ipv6-csum-offload` and `feature-rx-notify` flags.
@@ -291,8 +295,15 @@ pub fn read_frontend(
         };
         queues.push(read_queue(xs, fe, &dir)?);
     }
-    let mut refs = Vec::new();
-    let mut ports = Vec::new();
+    let ctrl = match read_opt(xs, &format!("{fe}/ctrl-ring-ref"))? {
+        None => None,
+        Some(_) => Some((
+            read_uint(xs, fe, "ctrl-ring-ref", None, u64::from(GrantRef::MAX))? as GrantRef,
+            read_uint(xs, fe, "event-channel-ctrl", None, u64::from(u32::MAX))? as u32,
+        )),
+    };
+    let mut refs: Vec<GrantRef> = ctrl.iter().map(|c| c.0).collect();
+    let mut ports: Vec<u32> = ctrl.iter().map(|c| c.1).collect();
     for q in &queues {
         for r in [q.tx_ring_ref, q.rx_ring_ref] {
             if refs.contains(&r) {
@@ -327,6 +338,7 @@ pub fn read_frontend(
     Ok(FrontendKeys {
         config,
         queues,
+        ctrl,
         rx_notify: read_flag(xs, fe, "feature-rx-notify")?,
         ipv6_csum_offload: read_flag(xs, fe, "feature-ipv6-csum-offload")?,
     })
@@ -1061,6 +1073,23 @@ mod tests {
         refused(
             set("multi-queue-num-queues", "2"),
             "queue-0/tx-ring-ref is missing",
+        );
+    }
+
+    #[test]
+    fn the_control_ring_keys_are_read() {
+        let keys = accepted(|xs, fe| {
+            xs.write(&format!("{fe}/ctrl-ring-ref"), "20").unwrap();
+            xs.write(&format!("{fe}/event-channel-ctrl"), "7").unwrap();
+        });
+        assert_eq!(keys.ctrl, Some((20, 7)));
+        refused(set("ctrl-ring-ref", "20"), "event-channel-ctrl is missing");
+        refused(
+            |xs, fe| {
+                xs.write(&format!("{fe}/ctrl-ring-ref"), "8").unwrap();
+                xs.write(&format!("{fe}/event-channel-ctrl"), "7").unwrap();
+            },
+            "ring reference 8 used twice",
         );
     }
 

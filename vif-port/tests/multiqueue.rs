@@ -164,3 +164,80 @@ fn hostile_event_storm() {
     assert!(get(&m.events_received) < u64::from(STORM_EVENTS));
     assert_eq!(get(&m.fatal_errors), 0);
 }
+
+/// The control ring end to end in one process: the frontend selects
+/// Toeplitz, the RSS key, every hash type and a one-entry mapping table
+/// sending everything to queue 2; every flow then arrives on queue 2.
+#[test]
+fn control_ring_mapping_steers_guest_rx() {
+    use xennet_vif::ctrl::*;
+    use xennet_vif::toeplitz::{DEFAULT_KEY, HASH_TYPES_ALL};
+    let (mut nf, mut vif) = {
+        let mut nf = Netfront::with_queues(1, 0, 4, false).unwrap();
+        nf.enable_ctrl_ring().unwrap();
+        let grants = nf.emulated_grants().unwrap();
+        let specs = nf.emulated_queues().unwrap();
+        let cfg = nf.frontend_config(0);
+        let mut vif =
+            Vif::connect_queues("vif1.0".into(), 0, cfg, specs, Box::new(grants)).unwrap();
+        let (ring_ref, ch) = nf.emulated_ctrl().unwrap();
+        vif.connect_ctrl(ring_ref, Box::new(ch)).unwrap();
+        (nf, vif)
+    };
+    let data = nf.ctrl_data_gref();
+    let call = |nf: &mut Netfront, vif: &mut Vif, kind: u16, d: [u32; 3]| {
+        assert!(nf.ctrl_send(CtrlRequest {
+            id: 40 + kind,
+            kind,
+            data: d
+        }));
+        let mut b = PacketBatch::new();
+        let _ = vif.recv(&mut b);
+        let rsp = nf.ctrl_recv().expect("a response");
+        assert_eq!((rsp.id, rsp.kind), (40 + kind, kind));
+        rsp
+    };
+    let r = call(
+        &mut nf,
+        &mut vif,
+        CTRL_TYPE_SET_HASH_ALGORITHM,
+        [HASH_ALGORITHM_TOEPLITZ, 0, 0],
+    );
+    assert_eq!(r.status, CTRL_STATUS_SUCCESS);
+    assert!(nf.write_ctrl_data(&DEFAULT_KEY));
+    let r = call(&mut nf, &mut vif, CTRL_TYPE_SET_HASH_KEY, [data, 40, 0]);
+    assert_eq!(r.status, CTRL_STATUS_SUCCESS);
+    let r = call(
+        &mut nf,
+        &mut vif,
+        CTRL_TYPE_SET_HASH_FLAGS,
+        [HASH_TYPES_ALL, 0, 0],
+    );
+    assert_eq!(r.status, CTRL_STATUS_SUCCESS);
+    let r = call(
+        &mut nf,
+        &mut vif,
+        CTRL_TYPE_SET_HASH_MAPPING_SIZE,
+        [1, 0, 0],
+    );
+    assert_eq!(r.status, CTRL_STATUS_SUCCESS);
+    // Queue 4 does not exist: refused.
+    assert!(nf.write_ctrl_data(&4u32.to_ne_bytes()));
+    let r = call(&mut nf, &mut vif, CTRL_TYPE_SET_HASH_MAPPING, [data, 1, 0]);
+    assert_eq!(r.status, CTRL_STATUS_INVALID_PARAMETER);
+    assert!(nf.write_ctrl_data(&2u32.to_ne_bytes()));
+    let r = call(&mut nf, &mut vif, CTRL_TYPE_SET_HASH_MAPPING, [data, 1, 0]);
+    assert_eq!(r.status, CTRL_STATUS_SUCCESS);
+    let pkts: Vec<Packet> = (0..32)
+        .map(|f| Packet::from_slice(&flow_frame(6000 + f, 1)))
+        .collect();
+    let refs: Vec<&Packet> = pkts.iter().collect();
+    vif.send(&refs);
+    let mut out = Vec::new();
+    while nf.recv(&mut out).is_some() {}
+    assert_eq!(nf.rx_per_queue(), &[0, 0, 32, 0]);
+    let m = vif.metrics();
+    assert_eq!(get(&m.ctrl_requests), 6);
+    assert_eq!(get(&m.ctrl_errors), 1);
+    assert_eq!(get(&m.fatal_errors), 0);
+}

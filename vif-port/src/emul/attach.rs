@@ -31,10 +31,11 @@ use crate::error::VifError;
 use crate::evtchn::EventChannel;
 use crate::grant::DomId;
 use crate::mem::SharedMem;
+use crate::netback::Vif;
 use crate::netback::{FrontendConfig, QueueSpec};
 use crate::netfront::{gref_of, Netfront, RX_RING_FRAME, TX_RING_FRAME};
 use crate::ring::XEN_PAGE_SIZE;
-use crate::xenbus::{EventChannels, QueueKeys};
+use crate::xenbus::{EventChannels, FrontendKeys};
 
 /// Largest guest memory accepted, in frames (1 GiB).
 pub const MAX_FRAMES: u32 = 1 << 18;
@@ -464,17 +465,18 @@ impl RegisteredDomain {
         })
     }
 
-    /// Bind every queue's event channel(s) as a backend in `backend_domid`
-    /// would for the frontend's keys: grant operations and one
-    /// [`QueueSpec`] per queue for [`crate::Vif::connect_queues`]. An
-    /// unknown port is an error.
-    pub fn bind_queues(
+    /// Bind every event channel of a frontend's keys as a backend in
+    /// `backend_domid` would, and connect the vif: its queues' rings and
+    /// channel(s) and, when the frontend gave one, its control ring. An
+    /// unknown port or a bad ring grant is an error.
+    pub fn connect_vif(
         &self,
+        name: String,
         backend_domid: DomId,
-        queues: &[QueueKeys],
-    ) -> Result<(EmulatedGrants, Vec<QueueSpec>), VifError> {
-        let mut specs = Vec::with_capacity(queues.len());
-        for q in queues {
+        keys: &FrontendKeys,
+    ) -> Result<Vif, VifError> {
+        let mut specs = Vec::with_capacity(keys.queues.len());
+        for q in &keys.queues {
             let (tx, rx) = match q.evtchn {
                 EventChannels::Single(p) => (p, None),
                 EventChannels::Split { tx, rx } => (tx, Some(rx)),
@@ -490,7 +492,12 @@ impl RegisteredDomain {
                 rx_evtchn,
             });
         }
-        Ok((self.grants(backend_domid), specs))
+        let grants = Box::new(self.grants(backend_domid));
+        let mut vif = Vif::connect_queues(name, backend_domid, keys.config, specs, grants)?;
+        if let Some((ring_ref, port)) = keys.ctrl {
+            vif.connect_ctrl(ring_ref, Box::new(self.channel(port)?))?;
+        }
+        Ok(vif)
     }
 
     /// Grant operations on the domain's memory for `backend_domid`.

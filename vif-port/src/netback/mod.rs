@@ -27,7 +27,7 @@ use crate::error::VifError;
 use crate::evtchn::EventChannel;
 use crate::grant::{DomId, GrantOps, GrantRef};
 use crate::metrics::VifMetrics;
-use crate::ring::{BackRing, RxRing, TxRing};
+use crate::ring::{BackRing, CtrlRing, RingKind, RxRing, TxRing};
 
 /// What the frontend published when connecting (its xenstore keys under
 /// `device/vif/<handle>/`).
@@ -233,6 +233,9 @@ pub struct Vif {
     event_rate: u32,
     /// Receive-side hash selection for the guest RX queue.
     pub(crate) hash: crate::ctrl::HashConfig,
+    /// The control ring (`feature-ctrl-ring`) and its channel's index in
+    /// [`Vif::channels`].
+    ctrl: Option<(BackRing<CtrlRing>, usize)>,
     metrics: Arc<VifMetrics>,
     disabled: bool,
     log: LogLimiter,
@@ -353,6 +356,7 @@ impl Vif {
             timer_armed: false,
             event_rate: DEFAULT_EVENT_RATE,
             hash: crate::ctrl::HashConfig::default(),
+            ctrl: None,
             metrics,
             disabled: false,
             log: LogLimiter::default(),
@@ -370,6 +374,83 @@ impl Vif {
     /// [`VifMetrics::event_throttles`].
     pub fn set_event_rate(&mut self, per_second: u32) {
         self.event_rate = per_second;
+    }
+
+    /// Attach the frontend's control ring (`ctrl-ring-ref`, mapped through
+    /// the vif's grants) and its channel (`event-channel-ctrl`): hash
+    /// requests are then served ([`crate::ctrl::process`]) whenever the vif
+    /// is polled.
+    pub fn connect_ctrl(
+        &mut self,
+        ring_ref: GrantRef,
+        evtchn: Box<dyn EventChannel + Send>,
+    ) -> Result<(), VifError> {
+        if self.ctrl.is_some() {
+            return Err(VifError::Attach("control ring already connected".into()));
+        }
+        let page = self.grants.map_ring(self.frontend.domid, ring_ref, true)?;
+        let idx = self.channels.len();
+        self.epoll.add(
+            evtchn.event_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, idx as u64),
+        )?;
+        self.channels.push(Channel::new(evtchn));
+        self.ctrl = Some((BackRing::attach(page), idx));
+        tracing::info!("{}: control ring connected", self.name);
+        Ok(())
+    }
+
+    /// Serve pending control requests, at most a ring's worth per call:
+    /// each is copied out of the ring once, processed and answered in
+    /// order. More than a ring of requests is a protocol violation.
+    /// Returns whether requests are left for the next call.
+    fn serve_ctrl(&mut self) -> bool {
+        let Some((mut ring, chan)) = self.ctrl.take() else {
+            return false;
+        };
+        let mut served = false;
+        let mut more = true;
+        for _ in 0..CtrlRing::SIZE {
+            let pending = ring.unconsumed();
+            if pending > CtrlRing::SIZE {
+                self.fatal(&format!(
+                    "impossible control request count: req_prod {}, req_cons {}",
+                    ring.req_prod(),
+                    ring.req_cons
+                ));
+                break;
+            }
+            if pending == 0 {
+                if !ring.final_check_for_requests() {
+                    more = false;
+                    break;
+                }
+                continue;
+            }
+            let req = ring.copy_request(ring.req_cons);
+            ring.req_cons = ring.req_cons.wrapping_add(1);
+            let rsp = crate::ctrl::process(
+                &mut self.hash,
+                self.queues.len(),
+                &req,
+                &mut *self.grants,
+                self.frontend.domid,
+            );
+            VifMetrics::add(&self.metrics.ctrl_requests, 1);
+            if rsp.status != crate::ctrl::CTRL_STATUS_SUCCESS {
+                VifMetrics::add(&self.metrics.ctrl_errors, 1);
+            }
+            ring.put_response(rsp);
+            served = true;
+        }
+        if served {
+            let notify = ring.push_responses();
+            if let Some(c) = self.channels.get_mut(chan) {
+                c.note(true, notify);
+            }
+        }
+        self.ctrl = Some((ring, chan));
+        more && !self.disabled
     }
 
     /// The counters, shared with the control plane.
@@ -530,6 +611,7 @@ impl Port for Vif {
             return RecvStatus::Disabled;
         }
         self.take_events();
+        let ctrl_more = self.ctrl.is_some() && self.serve_ctrl();
         // Service every queue: reading an idle ring's producer is cheap,
         // and a masked channel's ring still gets served here.
         let mut queues = std::mem::take(&mut self.queues);
@@ -565,7 +647,7 @@ impl Port for Vif {
             self.clear_rx_queues();
             return RecvStatus::Disabled;
         }
-        if more {
+        if more || ctrl_more {
             return RecvStatus::More;
         }
         for q in &mut self.queues {
