@@ -25,6 +25,8 @@
 //!                           # (point XENSTORED_PATH here); "" disables it
 //! hotplug = "self"          # "self": xennetd writes hotplug-status = connected;
 //!                           # "script": wait for a hotplug script (scripts/vif-xennet)
+//! event_rate = 10000        # events accepted per second per vif event channel
+//!                           # (beyond: coalesced until the next 1 ms tick); 0 = no limit
 //! ```
 
 use serde::Deserialize;
@@ -154,6 +156,15 @@ pub struct EmulatedXenConfig {
     /// backend waits before connecting, as Linux netback does.
     #[serde(default)]
     pub hotplug: Hotplug,
+    /// Events accepted per second from each event channel of a vif
+    /// (`xennet_vif::Vif::set_event_rate`); more are coalesced until the
+    /// next 1 ms tick and counted (`event_throttles`). 0: no limit.
+    #[serde(default = "default_event_rate")]
+    pub event_rate: u32,
+}
+
+fn default_event_rate() -> u32 {
+    xennet_vif::netback::DEFAULT_EVENT_RATE
 }
 
 /// `[emulated_xen] hotplug`: who reports a vif's hotplug status.
@@ -178,6 +189,7 @@ impl Default for EmulatedXenConfig {
             backend_domid: 0,
             xenstored: default_xenstored(),
             hotplug: Hotplug::default(),
+            event_rate: default_event_rate(),
         }
     }
 }

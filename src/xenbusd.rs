@@ -51,9 +51,10 @@ impl VifHooks for Hooks {
         })?;
         // Every queue's channel(s) (one or split) and the control ring,
         // bound by port; the rings mapped.
-        let vif = dom
+        let mut vif = dom
             .connect_vif(self.name.clone(), self.cfg.backend_domid, keys)
             .map_err(|e| format!("mapping the rings: {e}"))?;
+        vif.set_event_rate(self.cfg.event_rate);
         let placed = place(&self.switch, &self.cfg, &self.name, self.domid, vif)
             .map_err(|e| format!("{e:#}"))?;
         tracing::info!("{}: connected through xenstore", self.name);
