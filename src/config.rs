@@ -25,8 +25,9 @@
 //!                           # (point XENSTORED_PATH here); "" disables it
 //! hotplug = "self"          # "self": xennetd writes hotplug-status = connected;
 //!                           # "script": wait for a hotplug script (scripts/vif-xennet)
-//! event_rate = 10000        # events accepted per second per vif event channel
-//!                           # (beyond: coalesced until the next 1 ms tick); 0 = no limit
+//! event_rate = 10000        # spurious events (no new request) accepted per second per
+//!                           # vif event channel (beyond: coalesced until the next 1 ms
+//!                           # tick); 0 = no limit
 //! ```
 
 use serde::Deserialize;
@@ -156,7 +157,8 @@ pub struct EmulatedXenConfig {
     /// backend waits before connecting, as Linux netback does.
     #[serde(default)]
     pub hotplug: Hotplug,
-    /// Events accepted per second from each event channel of a vif
+    /// Spurious events (bringing no new request) accepted per second from
+    /// each event channel of a vif
     /// (`xennet_vif::Vif::set_event_rate`); more are coalesced until the
     /// next 1 ms tick and counted (`event_throttles`). 0: no limit.
     #[serde(default = "default_event_rate")]

@@ -134,6 +134,10 @@ struct Channel {
     last_refill: Instant,
     /// Masked in the vif's epoll until the next tick.
     masked: bool,
+    /// The channel woke this pass.
+    fired: bool,
+    /// This pass found work on the channel's rings (new requests).
+    work: bool,
 }
 
 impl Channel {
@@ -145,6 +149,8 @@ impl Channel {
             tokens: u64::MAX,
             last_refill: Instant::now(),
             masked: false,
+            fired: false,
+            work: false,
         }
     }
 
@@ -190,6 +196,9 @@ pub(crate) struct Queue {
     rx_chan: usize,
     rx_queue: VecDeque<Packet>,
     rx_queue_bytes: usize,
+    /// The RX ring's `req_prod` at the last pass (new RX requests mean an
+    /// RX event brought work).
+    last_rx_prod: u32,
 }
 
 /// What a frontend gave for one queue (its `queue-N/` keys, or the
@@ -327,6 +336,7 @@ impl Vif {
                 rx_chan,
                 rx_queue: VecDeque::new(),
                 rx_queue_bytes: 0,
+                last_rx_prod: 0,
             });
         }
         for (i, c) in channels.iter().enumerate() {
@@ -367,11 +377,12 @@ impl Vif {
         })
     }
 
-    /// Set the bound on events accepted from each event channel, per
-    /// second (default [`DEFAULT_EVENT_RATE`]; 0 = unlimited). Events
-    /// beyond it are coalesced: the channel is masked until the next
-    /// 1 ms tick, then its rings are serviced; each masking is counted in
-    /// [`VifMetrics::event_throttles`].
+    /// Set the bound on spurious events (events that bring no new
+    /// request) accepted from each event channel, per second (default
+    /// [`DEFAULT_EVENT_RATE`]; 0 = unlimited). Beyond it the channel is
+    /// masked until the next 1 ms tick (its events coalesce; its rings are
+    /// still serviced on every pass and on the tick); each masking is
+    /// counted in [`VifMetrics::event_throttles`].
     pub fn set_event_rate(&mut self, per_second: u32) {
         self.event_rate = per_second;
     }
@@ -447,6 +458,7 @@ impl Vif {
             let notify = ring.push_responses();
             if let Some(c) = self.channels.get_mut(chan) {
                 c.note(true, notify);
+                c.work = true;
             }
         }
         self.ctrl = Some((ring, chan));
@@ -515,17 +527,13 @@ impl Vif {
     }
 
     /// Consume the events that woke us: each ready channel is acked and
-    /// pays a token; a channel out of tokens is masked until the next
-    /// tick (its events coalesce in the meantime); the tick unmasks every
-    /// masked channel. Never blocks.
+    /// marked fired; the tick unmasks every masked channel. Never blocks.
     fn take_events(&mut self) {
-        let mut events = [EpollEvent::empty(); 2 * MAX_QUEUES + 1];
+        let mut events = [EpollEvent::empty(); 2 * MAX_QUEUES + 2];
         let n = self
             .epoll
             .wait(&mut events, EpollTimeout::ZERO)
             .unwrap_or_default();
-        let now = Instant::now();
-        let mut mask_any = false;
         for ev in events.iter().take(n) {
             let token = ev.data();
             if token == TIMER_TOKEN {
@@ -542,23 +550,39 @@ impl Vif {
                 }
                 continue;
             }
-            let Some(c) = usize::try_from(token)
+            if let Some(c) = usize::try_from(token)
                 .ok()
                 .and_then(|i| self.channels.get_mut(i))
-            else {
-                continue;
-            };
-            c.evtchn.ack();
-            VifMetrics::add(&self.metrics.events_received, 1);
-            if !c.take_token(self.event_rate, now) && !c.masked {
-                c.masked = true;
-                mask_any = true;
-                VifMetrics::add(&self.metrics.event_throttles, 1);
-                let _ = self.epoll.modify(
-                    c.evtchn.event_fd(),
-                    &mut EpollEvent::new(EpollFlags::empty(), token),
-                );
+            {
+                c.evtchn.ack();
+                c.fired = true;
+                VifMetrics::add(&self.metrics.events_received, 1);
             }
+        }
+    }
+
+    /// After a pass: every channel that woke us without bringing work (a
+    /// spurious event, as Linux's lateeoi handling calls it) pays a token
+    /// of its bucket; one out of tokens is masked until the next tick, its
+    /// further events coalescing meanwhile. Events that bring requests are
+    /// free, so traffic is never slowed by the limit.
+    fn charge_spurious(&mut self) {
+        let now = Instant::now();
+        let mut mask_any = false;
+        for (i, c) in self.channels.iter_mut().enumerate() {
+            let spurious = c.fired && !c.work;
+            c.fired = false;
+            c.work = false;
+            if !spurious || c.masked || c.take_token(self.event_rate, now) {
+                continue;
+            }
+            c.masked = true;
+            mask_any = true;
+            VifMetrics::add(&self.metrics.event_throttles, 1);
+            let _ = self.epoll.modify(
+                c.evtchn.event_fd(),
+                &mut EpollEvent::new(EpollFlags::empty(), i as u64),
+            );
         }
         if mask_any && !self.timer_armed {
             let tick = Expiration::OneShot(TimeSpec::from_duration(EVENT_TICK));
@@ -567,8 +591,8 @@ impl Vif {
             }
             if self.log.allow(LogReason::EventStorm) {
                 tracing::info!(
-                    "{}: more than {} events per second on an event channel; coalescing \
-                     (rate-limited)",
+                    "{}: more than {} spurious events per second on an event channel; \
+                     coalescing (rate-limited)",
                     self.name,
                     self.event_rate
                 );
@@ -626,12 +650,25 @@ impl Port for Vif {
             if self.disabled {
                 break;
             }
+            let rx_prod = q.rx.req_prod();
+            if rx_prod != q.last_rx_prod {
+                q.last_rx_prod = rx_prod;
+                if let Some(c) = self.channels.get_mut(q.rx_chan) {
+                    c.work = true;
+                }
+            }
             let before = batch.len();
+            let tx_cons = q.tx.req_cons;
             match self.guest_tx(q, batch) {
                 Ok(m) => more |= m,
                 Err(reason) => {
                     self.fatal(&reason);
                     break;
+                }
+            }
+            if q.tx.req_cons != tx_cons {
+                if let Some(c) = self.channels.get_mut(q.tx_chan) {
+                    c.work = true;
                 }
             }
             let got = batch.len().saturating_sub(before);
@@ -643,6 +680,7 @@ impl Port for Vif {
         }
         self.queues = queues;
         self.flush_notify();
+        self.charge_spurious();
         if self.disabled {
             self.clear_rx_queues();
             return RecvStatus::Disabled;
