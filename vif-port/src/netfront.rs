@@ -331,6 +331,15 @@ impl Netfront {
         true
     }
 
+    /// Overwrite the control ring's shared `req_prod` (hostile use) and
+    /// notify.
+    pub fn ctrl_set_req_prod(&mut self, v: u32) {
+        if let Some((ring, ch, _)) = self.ctrl.as_mut() {
+            ring.set_req_prod(v);
+            ch.notify();
+        }
+    }
+
     /// The next control response, if one is waiting.
     pub fn ctrl_recv(&mut self) -> Option<CtrlResponse> {
         let (ring, _, _) = self.ctrl.as_mut()?;

@@ -245,3 +245,50 @@ fn control_ring_mapping_steers_guest_rx() {
     assert_eq!(get(&m.ctrl_errors), 1);
     assert_eq!(get(&m.fatal_errors), 0);
 }
+
+/// A control ring whose `req_prod` runs more than a ring ahead disables
+/// the vif (one fatal error), and a full ring of garbage requests gets a
+/// full ring of error statuses, never a panic.
+#[test]
+fn hostile_control_ring() {
+    use xennet_vif::ctrl::*;
+    let connect = || {
+        let mut nf = Netfront::with_queues(1, 0, 2, false).unwrap();
+        nf.enable_ctrl_ring().unwrap();
+        let grants = nf.emulated_grants().unwrap();
+        let specs = nf.emulated_queues().unwrap();
+        let cfg = nf.frontend_config(0);
+        let mut vif =
+            Vif::connect_queues("vif1.0".into(), 0, cfg, specs, Box::new(grants)).unwrap();
+        let (ring_ref, ch) = nf.emulated_ctrl().unwrap();
+        vif.connect_ctrl(ring_ref, Box::new(ch)).unwrap();
+        (nf, vif)
+    };
+    let (mut nf, mut vif) = connect();
+    let mut b = PacketBatch::new();
+    for i in 0..128u16 {
+        let kind = i % 12;
+        assert!(nf.ctrl_send(CtrlRequest {
+            id: i,
+            kind,
+            data: [u32::MAX, u32::MAX, u32::MAX]
+        }));
+    }
+    assert!(!nf.ctrl_send(CtrlRequest::default()), "the ring holds 128");
+    while vif.recv(&mut b) == RecvStatus::More {}
+    let mut n = 0;
+    while let Some(r) = nf.ctrl_recv() {
+        assert_eq!(r.id, n);
+        n += 1;
+    }
+    assert_eq!(n, 128);
+    let m = vif.metrics();
+    assert_eq!(get(&m.ctrl_requests), 128);
+    assert!(get(&m.ctrl_errors) > 0);
+    assert_eq!(get(&m.fatal_errors), 0);
+
+    let (mut nf, mut vif) = connect();
+    nf.ctrl_set_req_prod(1000);
+    assert_eq!(vif.recv(&mut b), RecvStatus::Disabled);
+    assert_eq!(get(&vif.metrics().fatal_errors), 1);
+}
