@@ -12,7 +12,7 @@
 //! Nothing a frontend sends can panic or allocate.
 
 use crate::grant::{DomId, ForeignAddr, GrantCopy, GrantOps, GNTST_OKAY};
-use crate::ring::XEN_PAGE_SIZE;
+use crate::ring::{NetifExtraInfo, XEN_NETIF_EXTRA_TYPE_HASH, XEN_PAGE_SIZE};
 use crate::toeplitz::{hash_frame, HASH_TYPES_ALL, MAX_KEY_SIZE};
 
 /// `XEN_NETIF_CTRL_TYPE_GET_HASH_FLAGS`.
@@ -127,6 +127,34 @@ impl HashConfig {
         }
         let i = h as usize % self.size;
         Some(self.mapping.get(i).copied().unwrap_or(0) as usize)
+    }
+}
+
+impl HashConfig {
+    /// The `XEN_NETIF_EXTRA_TYPE_HASH` extra for a frame going to the
+    /// guest, when the frontend configured a hash and one of its types
+    /// covers the frame: `u.hash.type` is the type's number
+    /// (`_XEN_NETIF_CTRL_HASH_TYPE_*`, the bit position),
+    /// `u.hash.algorithm` Toeplitz, `u.hash.value` the hash in native
+    /// byte order, as Linux netback's `xenvif_rx_extra_slot`.
+    pub fn extra_for(&self, frame: &[u8]) -> Option<NetifExtraInfo> {
+        if !self.toeplitz || self.flags == 0 {
+            return None;
+        }
+        let h = hash_frame(&self.key, self.flags, frame)?;
+        let v = h.value.to_ne_bytes();
+        Some(NetifExtraInfo {
+            kind: XEN_NETIF_EXTRA_TYPE_HASH,
+            flags: 0,
+            u: [
+                h.kind.trailing_zeros() as u8,
+                HASH_ALGORITHM_TOEPLITZ as u8,
+                v[0],
+                v[1],
+                v[2],
+                v[3],
+            ],
+        })
     }
 }
 

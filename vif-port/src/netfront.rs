@@ -36,7 +36,7 @@ use crate::ring::{
     CtrlRing, FrontRing, NetifExtraInfo, NetifRxRequest, NetifTxRequest, NetifTxResponse, RxRing,
     TxRing, NETIF_RSP_NULL, NETIF_RSP_OKAY, NETRXF_EXTRA_INFO, NETRXF_MORE_DATA, NETTXF_EXTRA_INFO,
     NETTXF_MORE_DATA, RING_SIZE, XEN_NETIF_EXTRA_FLAG_MORE, XEN_NETIF_EXTRA_TYPE_GSO,
-    XEN_NETIF_MAX_TX_SIZE, XEN_PAGE_SIZE,
+    XEN_NETIF_EXTRA_TYPE_HASH, XEN_NETIF_MAX_TX_SIZE, XEN_PAGE_SIZE,
 };
 
 /// First grant reference used (Xen reserves 0..8, `GNTTAB_NR_RESERVED_ENTRIES`).
@@ -108,6 +108,7 @@ pub struct Netfront {
     tx_errors: u64,
     rx_errors: u64,
     last_gso: Option<NetifExtraInfo>,
+    last_hash: Option<NetifExtraInfo>,
     /// Checksum offload on received packets (`feature-no-csum-offload` = 0).
     pub feature_rx_csum: bool,
     /// Multi-slot received packets (`feature-sg`).
@@ -209,6 +210,7 @@ impl Netfront {
             tx_errors: 0,
             rx_errors: 0,
             last_gso: None,
+            last_hash: None,
             feature_rx_csum: true,
             feature_sg: true,
             feature_gso_tcpv4: false,
@@ -686,6 +688,7 @@ impl Netfront {
             let mut first_flags = None;
             let mut error = false;
             let mut gso = None;
+            let mut hash = None;
             loop {
                 if idx == prod {
                     return None; // incomplete chain: wait for the rest
@@ -719,6 +722,9 @@ impl Netfront {
                             if e.kind == XEN_NETIF_EXTRA_TYPE_GSO {
                                 gso = Some(e);
                             }
+                            if e.kind == XEN_NETIF_EXTRA_TYPE_HASH {
+                                hash = Some(e);
+                            }
                             if e.flags & XEN_NETIF_EXTRA_FLAG_MORE == 0 {
                                 break;
                             }
@@ -744,8 +750,15 @@ impl Netfront {
                 continue;
             }
             self.last_gso = gso;
+            self.last_hash = hash;
             return first_flags;
         }
+    }
+
+    /// The hash extra (`XEN_NETIF_EXTRA_TYPE_HASH`) of the last received
+    /// packet, if it had one.
+    pub fn last_hash(&self) -> Option<NetifExtraInfo> {
+        self.last_hash
     }
 
     /// The GSO extra of the last received packet, if it had one.

@@ -171,7 +171,8 @@ fn hostile_event_storm() {
 
 /// The control ring end to end in one process: the frontend selects
 /// Toeplitz, the RSS key, every hash type and a one-entry mapping table
-/// sending everything to queue 2; every flow then arrives on queue 2.
+/// sending everything to queue 2; every flow then arrives on queue 2,
+/// each packet with its hash extra.
 #[test]
 fn control_ring_mapping_steers_guest_rx() {
     use xennet_vif::ctrl::*;
@@ -238,8 +239,23 @@ fn control_ring_mapping_steers_guest_rx() {
     let refs: Vec<&Packet> = pkts.iter().collect();
     vif.send(&refs);
     let mut out = Vec::new();
-    while nf.recv(&mut out).is_some() {}
+    let mut last = Vec::new();
+    while let Some(flags) = nf.recv(&mut out) {
+        assert_ne!(flags & xennet_vif::ring::NETRXF_EXTRA_INFO, 0);
+        last = out.clone();
+    }
     assert_eq!(nf.rx_per_queue(), &[0, 0, 32, 0]);
+    // Each packet carried its hash (XEN_NETIF_EXTRA_TYPE_HASH): type
+    // IPV4_TCP (1), algorithm Toeplitz (1), the value.
+    assert_eq!(last, flow_frame(6031, 1));
+    let want = xennet_vif::toeplitz::hash_frame(&DEFAULT_KEY, HASH_TYPES_ALL, &last).unwrap();
+    let e = nf.last_hash().expect("a hash extra");
+    assert_eq!(e.kind, xennet_vif::ring::XEN_NETIF_EXTRA_TYPE_HASH);
+    assert_eq!(e.u[..2], [1, 1]);
+    assert_eq!(
+        u32::from_ne_bytes([e.u[2], e.u[3], e.u[4], e.u[5]]),
+        want.value
+    );
     let m = vif.metrics();
     assert_eq!(get(&m.ctrl_requests), 6);
     assert_eq!(get(&m.ctrl_errors), 1);

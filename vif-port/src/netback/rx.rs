@@ -2,7 +2,9 @@
 //! `rx.c`), by grant copy into the pages the frontend posted.
 //!
 //! Each packet takes one RX request per 4 KiB of data (data at offset 0,
-//! `NETRXF_more_data` on all but the last), plus one for a GSO extra right
+//! `NETRXF_more_data` on all but the last), plus one for a GSO extra and
+//! one for a hash extra (when the frontend configured a hash on the
+//! control ring) right
 //! after the first slot when the frontend takes GSO. Each response goes in
 //! the slot of the request it consumes. Packets that find too few requests
 //! wait in a bounded queue (256 packets, 512 KiB); beyond it they are
@@ -13,12 +15,13 @@ use std::borrow::Borrow;
 use xennet_datapath::{Csum, GsoType, Packet};
 
 use super::{FrontendConfig, LogReason, Queue, Vif, RX_QUEUE_BYTES, RX_QUEUE_PACKETS};
+use crate::ctrl::HashConfig;
 use crate::grant::{recycle_ops, ForeignAddr, GrantCopy, GrantOps, GNTST_OKAY};
 use crate::metrics::VifMetrics;
 use crate::ring::{
     BackRing, NetifExtraInfo, NetifRxRequest, NetifRxResponse, RxRing, NETIF_RSP_ERROR,
     NETRXF_CSUM_BLANK, NETRXF_DATA_VALIDATED, NETRXF_EXTRA_INFO, NETRXF_MORE_DATA, RING_SIZE,
-    XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6, XEN_PAGE_SIZE,
+    XEN_NETIF_EXTRA_FLAG_MORE, XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6, XEN_PAGE_SIZE,
 };
 
 /// One packet's share of the RX ring.
@@ -29,7 +32,8 @@ struct Plan {
     /// Index in `reqs` of the first consumed request.
     first_req: usize,
     data_slots: usize,
-    extra: Option<NetifExtraInfo>,
+    /// Extra-info slots after the first data slot: GSO, then hash.
+    extras: [Option<NetifExtraInfo>; 2],
     failed: bool,
 }
 
@@ -56,10 +60,12 @@ struct Delivered {
 }
 
 /// Deliver packets from the front of `pkts` while RX requests last.
+#[allow(clippy::too_many_arguments)]
 fn deliver<P: Borrow<Packet>>(
     ring: &mut BackRing<RxRing>,
     grants: &mut dyn GrantOps,
     fe: &FrontendConfig,
+    hash: &HashConfig,
     metrics: &VifMetrics,
     scratch: &mut Scratch,
     pkts: &[P],
@@ -100,8 +106,12 @@ fn deliver<P: Borrow<Packet>>(
             };
             Some(NetifExtraInfo::gso(g.mss, t))
         });
+        // The hash the frontend configured on the control ring, as Linux
+        // netback's XEN_NETIF_EXTRA_TYPE_HASH.
+        let hash_extra = hash.extra_for(p.data());
+        let n_extras = usize::from(extra.is_some()) + usize::from(hash_extra.is_some());
         // data_slots <= 17 (MAX_FRAME / 4096 + 1), so this cannot overflow.
-        let need = (data_slots + usize::from(extra.is_some())) as u32;
+        let need = (data_slots + n_extras) as u32;
         if need > avail {
             VifMetrics::add(&metrics.rx_ring_full, 1);
             break;
@@ -110,7 +120,11 @@ fn deliver<P: Borrow<Packet>>(
             pkt: i,
             first_req: reqs.len(),
             data_slots,
-            extra,
+            extras: if extra.is_some() {
+                [extra, hash_extra]
+            } else {
+                [hash_extra, None]
+            },
             failed: false,
         });
         for _ in 0..need {
@@ -125,9 +139,10 @@ fn deliver<P: Borrow<Packet>>(
         return Ok(out);
     }
 
-    // Data slot `s` of a plan uses request first_req + s, shifted by one
-    // after the first slot when an extra follows it.
-    let req_of = |pl: &Plan, s: usize| pl.first_req + s + usize::from(s > 0 && pl.extra.is_some());
+    // Data slot `s` of a plan uses request first_req + s, shifted by the
+    // number of extras after the first slot.
+    let n_extras = |pl: &Plan| pl.extras.iter().flatten().count();
+    let req_of = |pl: &Plan, s: usize| pl.first_req + s + if s > 0 { n_extras(pl) } else { 0 };
     let mut ops: Vec<GrantCopy<'_>> = recycle_ops(std::mem::take(ops_buf));
     for (k, pl) in plans.iter().enumerate() {
         let Some(p) = pkts.get(pl.pkt) else { continue };
@@ -173,7 +188,7 @@ fn deliver<P: Borrow<Packet>>(
             };
             if s == 0 {
                 flags |= csum_flags;
-                if pl.extra.is_some() {
+                if n_extras(pl) > 0 {
                     flags |= NETRXF_EXTRA_INFO;
                 }
             }
@@ -189,8 +204,13 @@ fn deliver<P: Borrow<Packet>>(
                 status,
             });
             if s == 0 {
-                if let Some(extra) = pl.extra {
-                    ring.put_response_as(extra);
+                let n = n_extras(pl);
+                for (k, extra) in pl.extras.iter().flatten().enumerate() {
+                    let mut e = *extra;
+                    if k + 1 < n {
+                        e.flags |= XEN_NETIF_EXTRA_FLAG_MORE;
+                    }
+                    ring.put_response_as(e);
                 }
             }
         }
@@ -223,6 +243,7 @@ impl Vif {
                 &mut q.rx,
                 &mut *self.grants,
                 &self.frontend,
+                &self.hash,
                 &self.metrics,
                 &mut self.rx_scratch,
                 pkts,
@@ -282,6 +303,7 @@ impl Vif {
             &mut q.rx,
             &mut *self.grants,
             &self.frontend,
+            &self.hash,
             &self.metrics,
             &mut self.rx_scratch,
             queued,
