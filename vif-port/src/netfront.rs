@@ -261,7 +261,7 @@ impl Netfront {
     }
 
     /// Every event-channel port, in registration order (the order of
-    /// [`Netfront::attach_fds`]'s eventfd pairs): the queues', then the
+    /// the registration's eventfd pairs): the queues', then the
     /// control ring's.
     pub fn all_event_ports(&self) -> Vec<u32> {
         (0..self.queues.len())

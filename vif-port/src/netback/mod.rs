@@ -1,8 +1,8 @@
 //! The netback: serves one vif's TX and RX rings and presents it to the
 //! datapath as a [`Port`].
 //!
-//! Split as Linux xen-netback: [`tx`] is guest TX (`netback.c`: frontend to
-//! switch), [`rx`] is guest RX (`rx.c`: switch to frontend), this module is
+//! Split as Linux xen-netback: `tx` is guest TX (`netback.c`: frontend to
+//! switch), `rx` is guest RX (`rx.c`: switch to frontend), this module is
 //! `interface.c` (connect, disable, the `Port` glue).
 //!
 //! Two tiers of guest errors, as in `netback.c`: a bad packet is dropped
