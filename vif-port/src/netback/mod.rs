@@ -9,6 +9,17 @@
 //! with `NETIF_RSP_ERROR` responses, a counter and a rate-limited log line;
 //! a protocol violation disables the vif (`xenvif_fatal_tx_err`) with one
 //! warning, after which [`Port::recv`] returns [`RecvStatus::Disabled`].
+//!
+//! A vif has 1 to [`MAX_QUEUES`] queues, each a TX and an RX ring with one
+//! event channel or two (split: TX requests signal and TX responses are
+//! notified on `event-channel-tx`, RX on `event-channel-rx`), and
+//! optionally the control ring ([`Vif::connect_ctrl`]). All channels and a
+//! tick timer are in one epoll set per vif, whose fd is the port's event
+//! fd; each [`Port::recv`] serves every queue, and [`Port::send`] picks a
+//! packet's queue by hash (the control ring's Toeplitz mapping, else a
+//! stable flow hash). Spurious events (no new request) pay a token of a
+//! per-channel bucket ([`Vif::set_event_rate`]); a channel out of tokens is
+//! masked until the next tick. No allocation and no lock per packet.
 
 mod rx;
 mod tx;
