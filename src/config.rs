@@ -28,6 +28,9 @@
 //!                           # "script": wait for a hotplug script (scripts/vif-xennet)
 //! representors = true       # a tap device vif<domid>.<handle> per vif, mirroring
 //!                           # its traffic while watched (tcpdump); see representor.rs
+//! event_rate = 10000        # spurious events (no new request) accepted per second per
+//!                           # vif event channel (beyond: coalesced until the next 1 ms
+//!                           # tick); 0 = no limit
 //!
 //! [xen]
 //! mode = "emulated"         # "emulated": the [emulated_xen] hypervisor above;
@@ -37,6 +40,7 @@
 //! bridge = "br0"            # real mode: bridge that vifs join (not with --db)
 //! hotplug = "self"          # real mode: as [emulated_xen] hotplug
 //! representors = true       # real mode: as [emulated_xen] representors
+//! event_rate = 10000        # real mode: as [emulated_xen] event_rate
 //! ```
 //!
 //! In real mode `[emulated_xen]` is ignored (no attach socket, no emulated
@@ -102,6 +106,9 @@ pub struct XenConfig {
     /// `[emulated_xen] representors`. Default true.
     #[serde(default = "default_true")]
     pub representors: bool,
+    /// Real mode: as `[emulated_xen] event_rate`.
+    #[serde(default = "default_event_rate")]
+    pub event_rate: u32,
 }
 
 impl Default for XenConfig {
@@ -111,6 +118,7 @@ impl Default for XenConfig {
             bridge: default_bridge(),
             hotplug: Hotplug::default(),
             representors: true,
+            event_rate: default_event_rate(),
         }
     }
 }
@@ -226,10 +234,20 @@ pub struct EmulatedXenConfig {
     /// and `tcpdump` expect. Default true.
     #[serde(default = "default_true")]
     pub representors: bool,
+    /// Spurious events (bringing no new request) accepted per second from
+    /// each event channel of a vif
+    /// (`xennet_vif::Vif::set_event_rate`); more are coalesced until the
+    /// next 1 ms tick and counted (`event_throttles`). 0: no limit.
+    #[serde(default = "default_event_rate")]
+    pub event_rate: u32,
 }
 
 fn default_true() -> bool {
     true
+}
+
+fn default_event_rate() -> u32 {
+    xennet_vif::netback::DEFAULT_EVENT_RATE
 }
 
 /// `[emulated_xen] hotplug`: who reports a vif's hotplug status.
@@ -255,6 +273,7 @@ impl Default for EmulatedXenConfig {
             xenstored: default_xenstored(),
             hotplug: Hotplug::default(),
             representors: true,
+            event_rate: default_event_rate(),
         }
     }
 }

@@ -29,7 +29,8 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{UnixListener, UnixStream};
 use xennet_datapath::OfPort;
 use xennet_vif::emul::attach::{recv_hello, send_reply, AttachReply, Hello, RegisteredDomain};
-use xennet_vif::grant::DomId;
+use xennet_vif::evtchn::EventChannel;
+use xennet_vif::grant::{DomId, GrantOps};
 use xennet_vif::xenstore::XenstoreServer;
 use xennet_vif::Vif;
 
@@ -63,18 +64,26 @@ impl Domains {
     }
 }
 
+impl Domains {
+    fn registered(&self, domid: DomId) -> Result<Arc<RegisteredDomain>, String> {
+        self.get(domid)
+            .ok_or_else(|| format!("domain {domid} is not registered with the emulated hypervisor"))
+    }
+}
+
 impl crate::xenbusd::Hypervisor for Domains {
-    fn connect(
+    fn grants(&self, backend: DomId, domid: DomId) -> Result<Box<dyn GrantOps + Send>, String> {
+        Ok(Box::new(self.registered(domid)?.grants(backend)))
+    }
+
+    fn bind(
         &self,
-        backend: DomId,
+        _backend: DomId,
         domid: DomId,
         remote_port: u32,
-    ) -> Result<crate::xenbusd::VifChannels, String> {
-        let dom = self.get(domid).ok_or_else(|| {
-            format!("domain {domid} is not registered with the emulated hypervisor")
-        })?;
-        let d = dom.bind(backend, remote_port).map_err(|e| e.to_string())?;
-        Ok((Box::new(d.grants), Box::new(d.evtchn)))
+    ) -> Result<Box<dyn EventChannel + Send>, String> {
+        let ch = self.registered(domid)?.channel(remote_port);
+        Ok(Box::new(ch.map_err(|e| e.to_string())?))
     }
 }
 

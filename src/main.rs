@@ -240,6 +240,7 @@ async fn run(rundir: PathBuf, config: Config, db: Option<String>) -> anyhow::Res
                 bridge: cfg.bridge.clone(),
                 hotplug: cfg.hotplug,
                 representors: cfg.representors,
+                event_rate: cfg.event_rate,
             },
         )?;
         Some((ctx, listener))
@@ -316,6 +317,7 @@ fn start_real_xen(placement: &emulxen::Placement, cfg: &config::XenConfig) -> an
             bridge: cfg.bridge.clone(),
             hotplug: cfg.hotplug,
             representors: cfg.representors,
+            event_rate: cfg.event_rate,
         },
     )?;
     Ok(())

@@ -30,10 +30,10 @@ use xennet_vif::evtchn::EventChannel;
 use xennet_vif::grant::{DomId, GrantOps};
 use xennet_vif::xen::{EvtchnDev, Gntdev};
 use xennet_vif::xenbus::{
-    read_state, BackendDevice, EventChannels, FrontendKeys, Progress, VifHooks, XenbusState,
+    read_state, BackendDevice, FrontendKeys, Progress, VifHooks, XenbusState,
 };
 use xennet_vif::xenstore::{Client, XenstoreServer};
-use xennet_vif::Vif;
+use xennet_vif::{Vif, VifError};
 
 use crate::config::Hotplug;
 use crate::emulxen::{place, unplace, Placement};
@@ -43,21 +43,21 @@ const BACKEND_TOKEN: &str = "backend";
 /// Prefix of the frontend `state` watch tokens (`fe:<domid>:<handle>`).
 const FRONTEND_TOKEN: &str = "fe:";
 
-/// A connected vif's grant access and event channel.
-pub type VifChannels = (Box<dyn GrantOps + Send>, Box<dyn EventChannel + Send>);
-
-/// What the hypervisor gives a backend for one vif.
+/// What the hypervisor gives a backend for one vif. Errors are messages
+/// for the log and the frontend's `error` node.
 pub trait Hypervisor: Send + Sync + std::fmt::Debug {
-    /// Grant access to domain `domid`'s pages and our end of the event
-    /// channel whose other end is `domid`'s port `remote_port`, for
-    /// backend domain `backend`. Errors are messages for the log and the
-    /// frontend's `error` node.
-    fn connect(
+    /// Grant access to domain `domid`'s pages, for backend domain
+    /// `backend`.
+    fn grants(&self, backend: DomId, domid: DomId) -> Result<Box<dyn GrantOps + Send>, String>;
+
+    /// Our end of the event channel whose other end is `domid`'s port
+    /// `remote_port` (`EVTCHNOP_bind_interdomain`).
+    fn bind(
         &self,
         backend: DomId,
         domid: DomId,
         remote_port: u32,
-    ) -> Result<VifChannels, String>;
+    ) -> Result<Box<dyn EventChannel + Send>, String>;
 }
 
 /// Real Xen through Linux's devices.
@@ -65,19 +65,22 @@ pub trait Hypervisor: Send + Sync + std::fmt::Debug {
 pub struct RealXen;
 
 impl Hypervisor for RealXen {
-    fn connect(
+    fn grants(&self, _backend: DomId, _domid: DomId) -> Result<Box<dyn GrantOps + Send>, String> {
+        Ok(Box::new(Gntdev::open().map_err(|e| e.to_string())?))
+    }
+
+    fn bind(
         &self,
         _backend: DomId,
         domid: DomId,
         remote_port: u32,
-    ) -> Result<VifChannels, String> {
-        let grants = Gntdev::open().map_err(|e| e.to_string())?;
+    ) -> Result<Box<dyn EventChannel + Send>, String> {
         let evtchn = EvtchnDev::bind_interdomain(domid, remote_port).map_err(|e| e.to_string())?;
         tracing::debug!(
             "domain {domid} port {remote_port} bound to local port {}",
             evtchn.local_port()
         );
-        Ok((Box::new(grants), Box::new(evtchn)))
+        Ok(Box::new(evtchn))
     }
 }
 
@@ -92,6 +95,9 @@ pub struct BackendConfig {
     pub hotplug: Hotplug,
     /// Whether each vif gets a representor device.
     pub representors: bool,
+    /// Spurious events accepted per second per event channel
+    /// (`Vif::set_event_rate`).
+    pub event_rate: u32,
 }
 
 /// Connects vifs for the state machine: rings and event channel through
@@ -111,18 +117,16 @@ struct Hooks {
 impl VifHooks for Hooks {
     fn connect(&mut self, keys: &FrontendKeys) -> Result<(), String> {
         self.disconnect();
-        let EventChannels::Single(port) = keys.evtchn else {
-            return Err("split event channels are not supported".into());
-        };
-        let (grants, evtchn) = self.hv.connect(self.cfg.backend_domid, self.domid, port)?;
-        let vif = Vif::connect(
-            self.name.clone(),
-            self.cfg.backend_domid,
-            keys.config,
-            grants,
-            evtchn,
-        )
-        .map_err(|e| format!("mapping the rings: {e}"))?;
+        let hv = &self.hv;
+        let (backend, domid) = (self.cfg.backend_domid, self.domid);
+        let grants = hv.grants(backend, domid)?;
+        // Every queue's channel(s) (one or split) and the control ring,
+        // bound by port; the rings mapped.
+        let mut vif = Vif::connect_frontend(self.name.clone(), backend, keys, grants, |port| {
+            hv.bind(backend, domid, port).map_err(VifError::Attach)
+        })
+        .map_err(|e| format!("connecting the rings: {e}"))?;
+        vif.set_event_rate(self.cfg.event_rate);
         let placed = place(&self.switch, &self.cfg.bridge, &self.name, self.domid, vif)
             .map_err(|e| format!("{e:#}"))?;
         tracing::info!("{}: connected through xenstore", self.name);

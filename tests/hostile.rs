@@ -71,3 +71,38 @@ fn hostile_frontends_are_contained() {
     assert!(h.ping(2, 1, 3), "good guests stopped pinging\n{}", h.log());
     h.appctl(&["version"]);
 }
+
+/// A guest storming its event channels (a million notifications on each,
+/// `--hostile event-storm`, with split channels): the backend masks the
+/// channel beyond its event rate and counts it, the vif stays up and the
+/// guest still talks.
+#[test]
+fn an_event_storm_is_coalesced() {
+    let mut h = Harness::start("storm");
+    h.guest(1, None);
+    h.guest_with(21, &["--hostile", "event-storm", "--split-evtchn"]);
+    let stats = |h: &Harness| -> serde_json::Value {
+        serde_json::from_str(&h.appctl(&["xennet/vif-stats", "vif21.0"])).unwrap()
+    };
+    h.wait_for("the storm to be throttled", || {
+        stats(&h)["event_throttles"].as_u64().unwrap_or(0) > 0
+    });
+    assert!(
+        h.ping(21, 1, 3),
+        "the storming guest stopped talking\n{}",
+        h.log()
+    );
+    assert!(
+        h.ping(1, 21, 3),
+        "the storming guest stopped talking\n{}",
+        h.log()
+    );
+    let s = stats(&h);
+    assert_eq!(s["fatal_errors"], 0, "{s}");
+    // Two channels of a million notifications each: far fewer wake-ups.
+    let events = s["events_received"].as_u64().unwrap();
+    assert!(
+        events < 2 * u64::from(xennet_vif::hostile::STORM_EVENTS),
+        "{s}"
+    );
+}

@@ -74,7 +74,8 @@ fn guests_connect_through_xenstore_and_close() {
             ("feature-rx-copy", "1"),
             ("feature-rx-flip", "0"),
             ("feature-gso-tcpv4", "1"),
-            ("multi-queue-max-queues", "1"),
+            ("multi-queue-max-queues", "8"),
+            ("feature-split-event-channels", "1"),
         ] {
             assert_eq!(xs_read(&h, &format!("{be}/{k}")), v, "{be}/{k}");
         }
@@ -181,7 +182,7 @@ fn frontend_restart_and_refusal_through_xenstore() {
     assert!(vif2_on_bridge(&h));
     assert!(h.ping(1, 2, 2), "ping after reconnect failed\n{}", h.log());
 
-    // Two queues are not supported: refused, not connected.
+    // Nine queues are more than the 8 advertised: refused, not connected.
     assert!(
         xs_tool(&h, "xenstore-write", &[&format!("{fe}/state"), "1"])
             .status
@@ -195,7 +196,7 @@ fn frontend_restart_and_refusal_through_xenstore() {
         "xenstore-write",
         &[
             &format!("{fe}/multi-queue-num-queues"),
-            "2",
+            "9",
             &format!("{fe}/state"),
             "3"
         ]
@@ -206,6 +207,87 @@ fn frontend_restart_and_refusal_through_xenstore() {
         xs_read(&h, &format!("{be}/state")) == "5"
     });
     let err = xs_read(&h, "/local/domain/0/error/backend/vif/2/0/error");
-    assert!(err.contains("2 queues"), "{err}");
+    assert!(err.contains("9 queues"), "{err}");
     assert!(!vif2_on_bridge(&h));
+
+    // Zero queues, and two queues whose queue-1 keys are missing: the
+    // same.
+    for (n, why) in [
+        ("0", "needs a queue"),
+        ("2", "queue-0/tx-ring-ref is missing"),
+    ] {
+        assert!(
+            xs_tool(&h, "xenstore-write", &[&format!("{fe}/state"), "1"])
+                .status
+                .success()
+        );
+        h.wait_for("backend InitWait", || {
+            xs_read(&h, &format!("{be}/state")) == "2"
+        });
+        assert!(xs_tool(
+            &h,
+            "xenstore-write",
+            &[
+                &format!("{fe}/multi-queue-num-queues"),
+                n,
+                &format!("{fe}/state"),
+                "3"
+            ]
+        )
+        .status
+        .success());
+        h.wait_for("backend Closing", || {
+            xs_read(&h, &format!("{be}/state")) == "5"
+        });
+        let err = xs_read(&h, "/local/domain/0/error/backend/vif/2/0/error");
+        assert!(err.contains(why), "{n} queues: {err}");
+        assert!(!vif2_on_bridge(&h));
+    }
+}
+
+/// Multi-queue and split-channel guests through xenstore: the per-queue
+/// keys as Debian's xenstore-read sees them, and traffic.
+#[test]
+fn multi_queue_and_split_channel_guests_connect() {
+    let mut h = Harness::start("xsq");
+    h.wait_for("xenstored socket", || {
+        h.rundir.join("xenstored.sock").exists()
+    });
+    h.guest_with(1, &["--queues", "4", "--split-evtchn"]);
+    h.guest_with(2, &["--split-evtchn"]);
+    h.guest_with(3, &["--queues", "2"]);
+    let fe = |d: u16| format!("/local/domain/{d}/device/vif/0");
+    assert_eq!(
+        xs_read(&h, &format!("{}/multi-queue-num-queues", fe(1))),
+        "4"
+    );
+    for q in 0..4 {
+        for k in [
+            "tx-ring-ref",
+            "rx-ring-ref",
+            "event-channel-tx",
+            "event-channel-rx",
+        ] {
+            let v = xs_read(&h, &format!("{}/queue-{q}/{k}", fe(1)));
+            assert!(v.parse::<u32>().is_ok(), "queue-{q}/{k} = {v:?}");
+        }
+    }
+    assert_eq!(xs_read(&h, &format!("{}/event-channel-tx", fe(2))), "1");
+    assert_eq!(xs_read(&h, &format!("{}/event-channel-rx", fe(2))), "2");
+    assert_eq!(xs_read(&h, &format!("{}/event-channel", fe(2))), "");
+    assert_eq!(
+        xs_read(&h, &format!("{}/queue-1/event-channel", fe(3))),
+        "3"
+    );
+    for d in 1..=3 {
+        let be = format!("/local/domain/0/backend/vif/{d}/0");
+        assert_eq!(xs_read(&h, &format!("{be}/state")), "4", "{}", h.log());
+    }
+    for (a, b) in [(1, 2), (2, 3), (3, 1), (2, 1)] {
+        assert!(h.ping(a, b, 2), "ping {a} -> {b} failed\n{}", h.log());
+    }
+    let stats: serde_json::Value =
+        serde_json::from_str(&h.appctl(&["xennet/vif-stats", "vif1.0"])).unwrap();
+    assert_eq!(stats["queues"], 4, "{stats}");
+    assert_eq!(stats["fatal_errors"], 0, "{stats}");
 }

@@ -30,6 +30,11 @@
 //! and goes Connected (4) once the backend is Connected. On SIGTERM or
 //! SIGINT it goes Closing (5) and Closed (6), following the backend.
 //!
+//! `--queues N` (1-8) and `--split-evtchn` use multi-queue and split event
+//! channels (`queue-N/` keys, `event-channel-tx`/`-rx`); `--ctrl-ring`
+//! configures the backend's Toeplitz hash and mapping table on the control
+//! ring (`--hash-mapping`).
+//!
 //! `--hostile CASE` makes it misbehave once after attaching (see
 //! `xennet_vif::hostile`), to test that xennetd survives it.
 
@@ -48,9 +53,8 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use tap::{Tap, VnetHdr, VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, VNET_GSO_NONE};
-use xennet_vif::emul::attach::EVENT_CHANNEL_PORT;
 use xennet_vif::hostile::HostileCase;
-use xennet_vif::netfront::{gref_of, Netfront, RX_RING_FRAME, TX_RING_FRAME};
+use xennet_vif::netfront::Netfront;
 use xennet_vif::ring::{
     NETRXF_CSUM_BLANK, NETRXF_DATA_VALIDATED, NETTXF_CSUM_BLANK, NETTXF_DATA_VALIDATED,
 };
@@ -107,6 +111,22 @@ struct Args {
     /// The `bridge` key the toolstack writes (with --xenstore).
     #[arg(long, default_value = "br0")]
     bridge: String,
+    /// Number of queues (1-8, `multi-queue-num-queues`; with xenstore).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    queues: u32,
+    /// Two event channels per queue (`event-channel-tx`/`-rx`,
+    /// `feature-split-event-channels`; with xenstore).
+    #[arg(long)]
+    split_evtchn: bool,
+    /// Use the control ring (`feature-ctrl-ring`): once connected, select
+    /// the Toeplitz hash with the RSS verification key over IPv4/IPv6 with
+    /// TCP ports, and the mapping table of --hash-mapping.
+    #[arg(long)]
+    ctrl_ring: bool,
+    /// With --ctrl-ring: the hash-to-queue mapping table, comma-separated
+    /// queue numbers (default 0,1,..,queues-1).
+    #[arg(long, value_delimiter = ',', requires = "ctrl_ring")]
+    hash_mapping: Vec<u32>,
 }
 
 /// Set by SIGTERM/SIGINT: close the vif and exit.
@@ -148,20 +168,67 @@ fn xenbus_connect(xs: &Client, nf: &Netfront, spec: &VifSpec) -> anyhow::Result<
     })
     .context("waiting for the backend's InitWait")?;
     let flag = |b: bool| if b { "1" } else { "0" };
+    let n = nf.num_queues();
+    if n > 1 || nf.split_event_channels() {
+        // As Linux xen-netfront: only what the backend advertises.
+        let max = xs
+            .read_string(&format!("{be}/multi-queue-max-queues"))
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(1);
+        anyhow::ensure!(n <= max, "the backend takes at most {max} queues, not {n}");
+        let split = xs
+            .read_string(&format!("{be}/feature-split-event-channels"))
+            .is_ok_and(|v| v == "1");
+        anyhow::ensure!(
+            split || !nf.split_event_channels(),
+            "the backend has no feature-split-event-channels"
+        );
+    }
+    // One queue: keys at the top; several: under queue-N/ (netif.h).
+    let mut keys: Vec<(String, String)> = Vec::new();
+    if n > 1 {
+        keys.push(("multi-queue-num-queues".into(), n.to_string()));
+    }
+    for q in 0..n {
+        let dir = if n > 1 {
+            format!("queue-{q}/")
+        } else {
+            String::new()
+        };
+        let (tx_ref, rx_ref) = nf.ring_refs(q);
+        keys.push((format!("{dir}tx-ring-ref"), tx_ref.to_string()));
+        keys.push((format!("{dir}rx-ring-ref"), rx_ref.to_string()));
+        match nf.event_ports(q) {
+            (tx, Some(rx)) => {
+                keys.push((format!("{dir}event-channel-tx"), tx.to_string()));
+                keys.push((format!("{dir}event-channel-rx"), rx.to_string()));
+            }
+            (port, None) => keys.push((format!("{dir}event-channel"), port.to_string())),
+        }
+    }
+    if let Some((ring_ref, port)) = nf.ctrl_keys() {
+        let ctrl = xs
+            .read_string(&format!("{be}/feature-ctrl-ring"))
+            .is_ok_and(|v| v == "1");
+        anyhow::ensure!(ctrl, "the backend has no feature-ctrl-ring");
+        keys.push(("ctrl-ring-ref".into(), ring_ref.to_string()));
+        keys.push(("event-channel-ctrl".into(), port.to_string()));
+    }
+    for (k, v) in [
+        ("request-rx-copy", "1"),
+        ("feature-rx-notify", "1"),
+        ("feature-sg", flag(nf.feature_sg)),
+        ("feature-gso-tcpv4", flag(nf.feature_gso_tcpv4)),
+        ("feature-gso-tcpv6", flag(nf.feature_gso_tcpv6)),
+        ("feature-no-csum-offload", flag(!nf.feature_rx_csum)),
+        ("state", XenbusState::Initialised.as_str()),
+    ] {
+        keys.push((k.into(), v.into()));
+    }
     xs.transaction(|tx| {
-        for (k, v) in [
-            ("tx-ring-ref", gref_of(TX_RING_FRAME).to_string()),
-            ("rx-ring-ref", gref_of(RX_RING_FRAME).to_string()),
-            ("event-channel", EVENT_CHANNEL_PORT.to_string()),
-            ("request-rx-copy", "1".into()),
-            ("feature-rx-notify", "1".into()),
-            ("feature-sg", flag(nf.feature_sg).into()),
-            ("feature-gso-tcpv4", flag(nf.feature_gso_tcpv4).into()),
-            ("feature-gso-tcpv6", flag(nf.feature_gso_tcpv6).into()),
-            ("feature-no-csum-offload", flag(!nf.feature_rx_csum).into()),
-            ("state", XenbusState::Initialised.as_str().into()),
-        ] {
-            tx.write(&format!("{fe}/{k}"), v)?;
+        for (k, v) in &keys {
+            tx.write(&format!("{fe}/{k}"), v.as_str())?;
         }
         Ok(())
     })
@@ -191,6 +258,78 @@ fn xenbus_close(xs: &Client, spec: &VifSpec) -> anyhow::Result<()> {
     wait_backend(xs, &be, Duration::from_secs(5), |s| {
         s == XenbusState::Closed
     })?;
+    Ok(())
+}
+
+/// Send one control request and wait (up to 5 s) for its response; an
+/// error unless it succeeded. Returns the response's data.
+fn ctrl_call(nf: &mut Netfront, kind: u16, data: [u32; 3]) -> anyhow::Result<u32> {
+    use xennet_vif::ctrl::{CtrlRequest, CTRL_STATUS_SUCCESS};
+    anyhow::ensure!(
+        nf.ctrl_send(CtrlRequest {
+            id: kind,
+            kind,
+            data
+        }),
+        "control ring full"
+    );
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(rsp) = nf.ctrl_recv() {
+            anyhow::ensure!(rsp.id == kind, "response {} to request {kind}", rsp.id);
+            anyhow::ensure!(
+                rsp.status == CTRL_STATUS_SUCCESS,
+                "control request {kind} failed with status {}",
+                rsp.status
+            );
+            return Ok(rsp.data);
+        }
+        anyhow::ensure!(Instant::now() < end, "no answer to control request {kind}");
+        {
+            let fds = nf.event_fds();
+            let mut pfds: Vec<PollFd> = fds
+                .iter()
+                .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+                .collect();
+            let _ = poll(&mut pfds, PollTimeout::from(100u16));
+        }
+        nf.ack();
+    }
+}
+
+/// Toeplitz with the RSS verification key over every hash type, and
+/// `mapping` as the hash-to-queue table (`io/netif.h` control requests).
+fn configure_hash(nf: &mut Netfront, mapping: &[u32]) -> anyhow::Result<()> {
+    use xennet_vif::ctrl::*;
+    use xennet_vif::toeplitz::{DEFAULT_KEY, HASH_TYPES_ALL};
+    let data = nf.ctrl_data_gref();
+    ctrl_call(
+        nf,
+        CTRL_TYPE_SET_HASH_ALGORITHM,
+        [HASH_ALGORITHM_TOEPLITZ, 0, 0],
+    )?;
+    let flags = ctrl_call(nf, CTRL_TYPE_GET_HASH_FLAGS, [0; 3])?;
+    anyhow::ensure!(nf.write_ctrl_data(&DEFAULT_KEY));
+    ctrl_call(
+        nf,
+        CTRL_TYPE_SET_HASH_KEY,
+        [data, DEFAULT_KEY.len() as u32, 0],
+    )?;
+    ctrl_call(nf, CTRL_TYPE_SET_HASH_FLAGS, [flags & HASH_TYPES_ALL, 0, 0])?;
+    let max = ctrl_call(nf, CTRL_TYPE_GET_HASH_MAPPING_SIZE, [0; 3])?;
+    anyhow::ensure!(mapping.len() as u32 <= max, "mapping larger than {max}");
+    ctrl_call(
+        nf,
+        CTRL_TYPE_SET_HASH_MAPPING_SIZE,
+        [mapping.len() as u32, 0, 0],
+    )?;
+    let table: Vec<u8> = mapping.iter().flat_map(|q| q.to_ne_bytes()).collect();
+    anyhow::ensure!(nf.write_ctrl_data(&table));
+    ctrl_call(
+        nf,
+        CTRL_TYPE_SET_HASH_MAPPING,
+        [data, mapping.len() as u32, 0],
+    )?;
     Ok(())
 }
 
@@ -241,7 +380,20 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("entering network namespace {ns}"))?;
     }
     let mut tap = Tap::open(&args.tap).with_context(|| format!("creating tap {}", args.tap))?;
-    let mut nf = Netfront::new(args.domid, 0).context("setting up the netfront")?;
+    anyhow::ensure!(
+        (args.queues == 1 && !args.split_evtchn) || !args.legacy_attach,
+        "--queues and --split-evtchn need the xenstore handshake, not --legacy-attach"
+    );
+    let mut nf = Netfront::with_queues(args.domid, 0, args.queues, args.split_evtchn)
+        .context("setting up the netfront")?;
+    if args.ctrl_ring {
+        anyhow::ensure!(
+            !args.legacy_attach,
+            "--ctrl-ring needs the xenstore handshake"
+        );
+        nf.enable_ctrl_ring()
+            .context("setting up the control ring")?;
+    }
     let stream = UnixStream::connect(&socket).with_context(|| {
         format!(
             "connecting to xennetd at {} (is it running?)",
@@ -311,6 +463,15 @@ fn main() -> anyhow::Result<()> {
     if let Some(addr) = &args.ip {
         ip(&["addr", "add", addr, "dev", tap.name()])?;
     }
+    if args.ctrl_ring {
+        let mapping = if args.hash_mapping.is_empty() {
+            (0..args.queues).collect()
+        } else {
+            args.hash_mapping.clone()
+        };
+        configure_hash(&mut nf, &mapping).context("configuring the hash on the control ring")?;
+        println!("xennet-guest: Toeplitz hash configured, mapping {mapping:?}");
+    }
     if let Some(case) = args.hostile {
         xennet_vif::hostile::run(case, &mut nf);
         println!("xennet-guest: sent hostile case {case}");
@@ -336,13 +497,16 @@ fn run(tap: &mut Tap, nf: &mut Netfront, stream: &UnixStream) -> anyhow::Result<
         }
         let timeout = if pending.is_some() { 10u16 } else { 1000 };
         let (tap_ready, evt_ready, hup) = {
+            // [stream, tap, then every event channel].
             let mut fds = vec![
-                PollFd::new(nf.event_fd(), PollFlags::POLLIN),
                 PollFd::new(stream.as_fd(), PollFlags::POLLIN),
+                PollFd::new(tap.fd(), PollFlags::empty()),
             ];
             if pending.is_none() {
-                fds.push(PollFd::new(tap.fd(), PollFlags::POLLIN));
+                fds[1] = PollFd::new(tap.fd(), PollFlags::POLLIN);
             }
+            let evt_fds = nf.event_fds();
+            fds.extend(evt_fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
             match poll(&mut fds, PollTimeout::from(timeout)) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -353,7 +517,8 @@ fn run(tap: &mut Tap, nf: &mut Netfront, stream: &UnixStream) -> anyhow::Result<
                     .and_then(|f| f.revents())
                     .is_some_and(|r| !r.is_empty())
             };
-            (ready(2), ready(0), ready(1))
+            let evt = (2..fds.len()).any(ready);
+            (pending.is_none() && ready(1), evt, ready(0))
         };
         if hup {
             let mut b = [0u8; 64];

@@ -26,17 +26,25 @@ pub enum HostileCase {
     /// A packet of 19 data slots (over `XEN_NETIF_NR_SLOTS_MIN`): dropped
     /// with error responses.
     NineteenSlots,
+    /// [`STORM_EVENTS`] notifications on every event channel as fast as
+    /// possible: the backend accepts at most its event rate per channel
+    /// (coalescing and counting the rest) and the vif keeps working.
+    EventStorm,
 }
+
+/// Notifications per channel in [`HostileCase::EventStorm`].
+pub const STORM_EVENTS: u32 = 1_000_000;
 
 impl HostileCase {
     /// All cases.
-    pub const ALL: [HostileCase; 6] = [
+    pub const ALL: [HostileCase; 7] = [
         HostileCase::ProdOverflow,
         HostileCase::BadGref,
         HostileCase::OffsetOverflow,
         HostileCase::ZeroLength,
         HostileCase::TwentySlots,
         HostileCase::NineteenSlots,
+        HostileCase::EventStorm,
     ];
 
     /// The kebab-case name.
@@ -48,6 +56,7 @@ impl HostileCase {
             HostileCase::ZeroLength => "zero-length",
             HostileCase::TwentySlots => "twenty-slots",
             HostileCase::NineteenSlots => "nineteen-slots",
+            HostileCase::EventStorm => "event-storm",
         }
     }
 
@@ -68,7 +77,7 @@ impl fmt::Display for HostileCase {
 
 /// Unknown hostile case name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown hostile case {0:?} (expected one of prod-overflow, bad-gref, offset-overflow, zero-length, twenty-slots, nineteen-slots)")]
+#[error("unknown hostile case {0:?} (expected one of prod-overflow, bad-gref, offset-overflow, zero-length, twenty-slots, nineteen-slots, event-storm)")]
 pub struct UnknownCase(pub String);
 
 impl FromStr for HostileCase {
@@ -104,7 +113,8 @@ fn chain(nf: &mut Netfront, n: usize, slot_size: u16) -> Vec<NetifTxRequest> {
         .collect()
 }
 
-/// Push the malformed requests of `case` on `nf`'s TX ring and notify.
+/// Push the malformed requests of `case` on `nf`'s TX ring and notify (or,
+/// for [`HostileCase::EventStorm`], only notify, many times).
 pub fn run(case: HostileCase, nf: &mut Netfront) {
     match case {
         HostileCase::ProdOverflow => {
@@ -136,6 +146,11 @@ pub fn run(case: HostileCase, nf: &mut Netfront) {
         HostileCase::NineteenSlots => {
             let reqs = chain(nf, 19, 64);
             nf.push_raw_tx(&reqs);
+        }
+        HostileCase::EventStorm => {
+            for _ in 0..STORM_EVENTS {
+                nf.notify_all();
+            }
         }
     }
 }

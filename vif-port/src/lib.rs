@@ -13,7 +13,10 @@
 //!   memfds, event channels as eventfds) and the cross-process attach
 //!   handshake ([`emul::attach`]) that stands in for xenstore.
 //! - [`netback`]: guest TX and RX engines and [`Vif`], which implements the
-//!   datapath's [`xennet_datapath::Port`]; [`metrics`] holds its counters.
+//!   datapath's [`xennet_datapath::Port`] over 1 to 8 queues, with split
+//!   event channels and a per-channel event token bucket; [`metrics`]
+//!   holds its counters. [`ctrl`] serves the control ring's hash requests
+//!   and [`toeplitz`] computes the RSS hash that picks a packet's queue.
 //! - [`netfront`]: an emulated frontend (the guest side), and [`hostile`]:
 //!   a frontend that breaks the protocol on purpose, for tests.
 //! - [`xenstore`]: the xs_wire protocol, a blocking client and an emulated
@@ -24,6 +27,7 @@
 //!   xenstored as is.
 #![warn(missing_docs)]
 
+pub mod ctrl;
 pub mod emul;
 pub mod error;
 pub mod evtchn;
@@ -34,6 +38,7 @@ pub mod metrics;
 pub mod netback;
 pub mod netfront;
 pub mod ring;
+pub mod toeplitz;
 pub mod xen;
 pub mod xenbus;
 pub mod xenstore;

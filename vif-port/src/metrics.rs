@@ -21,6 +21,11 @@ macro_rules! metrics {
         #[derive(Debug, Default)]
         pub struct VifMetrics {
             $( $(#[$doc])* pub $name: AtomicU64, )*
+            /// Packets from the guest per queue (its TX rings), by queue index.
+            pub queue_rx_packets: [AtomicU64; crate::netback::MAX_QUEUES],
+            /// Packets to the guest per queue (its RX rings), by queue index;
+            /// counted only for vifs with more than one queue.
+            pub queue_tx_packets: [AtomicU64; crate::netback::MAX_QUEUES],
         }
 
         impl VifMetrics {
@@ -28,6 +33,11 @@ macro_rules! metrics {
             pub fn to_json(&self) -> serde_json::Value {
                 let mut m = serde_json::Map::new();
                 $( m.insert(stringify!($name).to_string(), self.$name.load(Ordering::Relaxed).into()); )*
+                let n = (self.queues.load(Ordering::Relaxed) as usize).min(crate::netback::MAX_QUEUES);
+                for (key, arr) in [("queue_rx_packets", &self.queue_rx_packets), ("queue_tx_packets", &self.queue_tx_packets)] {
+                    let v: Vec<serde_json::Value> = arr.iter().take(n).map(|c| c.load(Ordering::Relaxed).into()).collect();
+                    m.insert(key.to_string(), v.into());
+                }
                 serde_json::Value::Object(m)
             }
         }
@@ -80,6 +90,18 @@ metrics! {
     notifications_sent,
     /// Response pushes that needed no notification (event hold-off).
     notifications_suppressed,
+    /// Number of queues (set once at connection; not a count).
+    queues,
+    /// Event channel wake-ups taken from the guest (each ready channel once
+    /// per backend pass; notifications in between coalesce).
+    events_received,
+    /// Times an event channel exceeded its event rate and was masked until
+    /// the next 1 ms tick (its events coalesced, its rings still served).
+    event_throttles,
+    /// Control ring requests served (`XEN_NETIF_CTRL_TYPE_*`).
+    ctrl_requests,
+    /// Control ring requests answered with an error status.
+    ctrl_errors,
 }
 
 impl VifMetrics {

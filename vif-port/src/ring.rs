@@ -333,6 +333,20 @@ pub trait RingKind {
     type Rsp: Pod;
     /// Size of one entry in bytes (the union of request and response).
     const ENTRY_SIZE: usize;
+    /// Entries in the ring (`__RING_SIZE`: the largest power of two that
+    /// fits in the page after the header).
+    const SIZE: u32 = RING_SIZE;
+}
+
+/// The control ring (`xen_netif_ctrl_sring`): 16-byte entries, 128 of
+/// them.
+#[derive(Debug)]
+pub struct CtrlRing;
+impl RingKind for CtrlRing {
+    type Req = crate::ctrl::CtrlRequest;
+    type Rsp = crate::ctrl::CtrlResponse;
+    const ENTRY_SIZE: usize = 16;
+    const SIZE: u32 = 128;
 }
 
 /// The TX ring (`netif_tx_sring`): 12-byte entries.
@@ -359,9 +373,9 @@ const RSP_PROD: usize = 8;
 const RSP_EVENT: usize = 12;
 
 fn entry_offset<K: RingKind>(idx: u32) -> usize {
-    // idx & (RING_SIZE - 1) < 256, so this is at most 64 + 255 * 12 + 12,
-    // well inside the page.
-    RING_ENTRIES_OFFSET + (idx & (RING_SIZE - 1)) as usize * K::ENTRY_SIZE
+    // idx & (K::SIZE - 1) < K::SIZE, so this is at most 64 + 255 * 12 + 12
+    // (TX) or 64 + 127 * 16 + 16 (control), well inside the page.
+    RING_ENTRIES_OFFSET + (idx & (K::SIZE - 1)) as usize * K::ENTRY_SIZE
 }
 
 fn load(page: &RingPage, off: usize) -> u32 {
@@ -505,9 +519,9 @@ impl<K: RingKind> FrontRing<K> {
         }
     }
 
-    /// Free request slots: `RING_SIZE - (req_prod_pvt - rsp_cons)`.
+    /// Free request slots: `SIZE - (req_prod_pvt - rsp_cons)`.
     pub fn free_requests(&self) -> u32 {
-        RING_SIZE.saturating_sub(self.req_prod_pvt.wrapping_sub(self.rsp_cons))
+        K::SIZE.saturating_sub(self.req_prod_pvt.wrapping_sub(self.rsp_cons))
     }
 
     /// Write a request at `req_prod_pvt` and advance it.

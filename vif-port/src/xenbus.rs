@@ -95,12 +95,12 @@ fn parse_uint(v: &[u8]) -> Option<u64> {
 }
 
 /// Queues the backend supports (`multi-queue-max-queues`).
-pub const MAX_QUEUES: u32 = 1;
+pub const MAX_QUEUES: u32 = crate::netback::MAX_QUEUES as u32;
 
 /// The feature keys the backend writes before InitWait (`io/netif.h`):
-/// what this netback implements. Split event channels, the control ring
-/// and multi-queue beyond one queue are not implemented yet, so they are
-/// advertised as 0/1.
+/// what this netback implements: split event channels, up to
+/// [`MAX_QUEUES`] queues, the control ring (Toeplitz hash requests).
+/// Multicast control is not served yet, so it is advertised as 0.
 pub const BACKEND_FEATURES: &[(&str, &str)] = &[
     ("feature-sg", "1"),
     ("feature-gso-tcpv4", "1"),
@@ -108,10 +108,10 @@ pub const BACKEND_FEATURES: &[(&str, &str)] = &[
     ("feature-ipv6-csum-offload", "1"),
     ("feature-rx-copy", "1"),
     ("feature-rx-flip", "0"),
-    ("feature-split-event-channels", "0"),
-    ("multi-queue-max-queues", "1"),
+    ("feature-split-event-channels", "1"),
+    ("multi-queue-max-queues", "8"),
     ("feature-multicast-control", "0"),
-    ("feature-ctrl-ring", "0"),
+    ("feature-ctrl-ring", "1"),
 ];
 
 /// Errors of the handshake.
@@ -194,85 +194,151 @@ pub enum EventChannels {
     },
 }
 
-/// Everything the backend needs from the frontend's `io/netif.h` keys.
+/// One queue's keys: under `queue-N/` with several queues, at the top of
+/// the frontend directory with one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FrontendKeys {
-    /// Rings and features for [`crate::Vif::connect`].
-    pub config: FrontendConfig,
-    /// The event channel port(s).
+pub struct QueueKeys {
+    /// `tx-ring-ref`.
+    pub tx_ring_ref: GrantRef,
+    /// `rx-ring-ref`.
+    pub rx_ring_ref: GrantRef,
+    /// `event-channel`, or `event-channel-tx` and `event-channel-rx`.
     pub evtchn: EventChannels,
+}
+
+/// Everything the backend needs from the frontend's `io/netif.h` keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontendKeys {
+    /// Features for [`crate::Vif::connect_queues`] (its ring references
+    /// are queue 0's).
+    pub config: FrontendConfig,
+    /// Every queue, 1 to [`MAX_QUEUES`] (`multi-queue-num-queues`).
+    pub queues: Vec<QueueKeys>,
+    /// The control ring: (`ctrl-ring-ref`, `event-channel-ctrl`), when
+    /// the frontend gave one.
+    pub ctrl: Option<(GrantRef, u32)>,
     /// `feature-rx-notify`.
     pub rx_notify: bool,
     /// `feature-ipv6-csum-offload`.
     pub ipv6_csum_offload: bool,
 }
 
+/// Reads one queue's ring references and event channel(s) under `fe`,
+/// with key names prefixed by `dir` (`""` or `"queue-N/"`), as Linux
+/// netback's `connect_data_rings`: `event-channel-tx` (then
+/// `event-channel-rx` is required) or else `event-channel`.
+fn read_queue(xs: &Client, fe: &str, dir: &str) -> Result<QueueKeys, XenbusError> {
+    let gref_max = u64::from(GrantRef::MAX);
+    let port_max = u64::from(u32::MAX);
+    let tx_ring_ref = read_uint(xs, fe, &format!("{dir}tx-ring-ref"), None, gref_max)? as GrantRef;
+    let rx_ring_ref = read_uint(xs, fe, &format!("{dir}rx-ring-ref"), None, gref_max)? as GrantRef;
+    let tx_key = format!("{dir}event-channel-tx");
+    let evtchn = if read_opt(xs, &format!("{fe}/{tx_key}"))?.is_some() {
+        let tx = read_uint(xs, fe, &tx_key, None, port_max)? as u32;
+        let rx = read_uint(xs, fe, &format!("{dir}event-channel-rx"), None, port_max)? as u32;
+        if tx == rx {
+            return Err(fe_err(format!(
+                "{dir}event-channel-tx and -rx are the same port {tx}"
+            )));
+        }
+        EventChannels::Split { tx, rx }
+    } else {
+        EventChannels::Single(
+            read_uint(xs, fe, &format!("{dir}event-channel"), None, port_max)? as u32,
+        )
+    };
+    Ok(QueueKeys {
+        tx_ring_ref,
+        rx_ring_ref,
+        evtchn,
+    })
+}
+
 /// Reads and validates the frontend's keys under `fe` (its
 /// `device/vif/<handle>` directory), for guest `domid`'s vif `handle`:
-/// `multi-queue-num-queues` (missing = 1; only 1 is supported, 0 is
-/// refused), `tx-ring-ref` and `rx-ring-ref` (grant references),
-/// `event-channel` (split channels are refused: not advertised),
-/// `request-rx-copy` (must be 1: page flipping is gone), and the
-/// `feature-sg`, `feature-gso-tcpv4`, `feature-gso-tcpv6`,
-/// `feature-no-csum-offload`, `feature-ipv6-csum-offload` and
-/// `feature-rx-notify` flags.
+/// `multi-queue-num-queues` (missing = 1; 0 or more than [`MAX_QUEUES`]
+/// refused); per queue (`queue-N/` with several queues, else the top
+/// level) `tx-ring-ref` and `rx-ring-ref` (grant references) and
+/// `event-channel` or split `event-channel-tx`/`event-channel-rx`;
+/// optionally `ctrl-ring-ref` with `event-channel-ctrl`; every ring
+/// reference and port distinct; `request-rx-copy` (must be 1: page
+/// flipping is gone), and the `feature-sg`, `feature-gso-tcpv4`,
+/// `feature-gso-tcpv6`, `feature-no-csum-offload`,
+/// `feature-ipv6-csum-offload` and `feature-rx-notify` flags.
 pub fn read_frontend(
     xs: &Client,
     fe: &str,
     domid: DomId,
     handle: u16,
 ) -> Result<FrontendKeys, XenbusError> {
-    let queues = read_uint(
+    let n = read_uint(
         xs,
         fe,
         "multi-queue-num-queues",
         Some(1),
         u64::from(u32::MAX),
     )?;
-    if queues == 0 {
+    if n == 0 {
         return Err(fe_err("multi-queue-num-queues = 0: a vif needs a queue"));
     }
-    if queues > u64::from(MAX_QUEUES) {
+    if n > u64::from(MAX_QUEUES) {
         return Err(fe_err(format!(
-            "guest requested {queues} queues, exceeding the maximum of {MAX_QUEUES}"
+            "guest requested {n} queues, exceeding the maximum of {MAX_QUEUES}"
         )));
     }
-    let gref_max = u64::from(GrantRef::MAX);
-    let tx_ring_ref = read_uint(xs, fe, "tx-ring-ref", None, gref_max)?;
-    let rx_ring_ref = read_uint(xs, fe, "rx-ring-ref", None, gref_max)?;
-    let port_max = u64::from(u32::MAX);
-    let evtchn = match read_opt(xs, &format!("{fe}/event-channel"))? {
-        Some(_) => {
-            EventChannels::Single(read_uint(xs, fe, "event-channel", None, port_max)? as u32)
-        }
-        None => {
-            if read_opt(xs, &format!("{fe}/event-channel-tx"))?.is_some() {
-                return Err(fe_err(
-                    "split event channels (event-channel-tx/-rx) are not supported \
-                     (feature-split-event-channels = 0)",
-                ));
-            }
-            return Err(fe_err("event-channel is missing"));
-        }
+    let mut queues = Vec::with_capacity(n as usize);
+    for q in 0..n {
+        let dir = if n == 1 {
+            String::new()
+        } else {
+            format!("queue-{q}/")
+        };
+        queues.push(read_queue(xs, fe, &dir)?);
+    }
+    let ctrl = match read_opt(xs, &format!("{fe}/ctrl-ring-ref"))? {
+        None => None,
+        Some(_) => Some((
+            read_uint(xs, fe, "ctrl-ring-ref", None, u64::from(GrantRef::MAX))? as GrantRef,
+            read_uint(xs, fe, "event-channel-ctrl", None, u64::from(u32::MAX))? as u32,
+        )),
     };
+    let mut refs: Vec<GrantRef> = ctrl.iter().map(|c| c.0).collect();
+    let mut ports: Vec<u32> = ctrl.iter().map(|c| c.1).collect();
+    for q in &queues {
+        for r in [q.tx_ring_ref, q.rx_ring_ref] {
+            if refs.contains(&r) {
+                return Err(fe_err(format!("ring reference {r} used twice")));
+            }
+            refs.push(r);
+        }
+        let (a, b) = match q.evtchn {
+            EventChannels::Single(p) => (p, None),
+            EventChannels::Split { tx, rx } => (tx, Some(rx)),
+        };
+        for p in std::iter::once(a).chain(b) {
+            if ports.contains(&p) {
+                return Err(fe_err(format!("event channel port {p} used twice")));
+            }
+            ports.push(p);
+        }
+    }
     if read_uint(xs, fe, "request-rx-copy", None, u64::MAX)? == 0 {
         return Err(fe_err(
             "request-rx-copy = 0: the frontend must support rx-copy",
         ));
     }
-    let mut config = FrontendConfig::new(
-        domid,
-        handle,
-        tx_ring_ref as GrantRef,
-        rx_ring_ref as GrantRef,
-    );
+    let (tx0, rx0) = queues
+        .first()
+        .map_or((0, 0), |q| (q.tx_ring_ref, q.rx_ring_ref));
+    let mut config = FrontendConfig::new(domid, handle, tx0, rx0);
     config.sg = read_flag(xs, fe, "feature-sg")?;
     config.gso_tcpv4 = read_flag(xs, fe, "feature-gso-tcpv4")?;
     config.gso_tcpv6 = read_flag(xs, fe, "feature-gso-tcpv6")?;
     config.rx_csum_blank = !read_flag(xs, fe, "feature-no-csum-offload")?;
     Ok(FrontendKeys {
         config,
-        evtchn,
+        queues,
+        ctrl,
         rx_notify: read_flag(xs, fe, "feature-rx-notify")?,
         ipv6_csum_offload: read_flag(xs, fe, "feature-ipv6-csum-offload")?,
     })
@@ -646,7 +712,7 @@ mod tests {
                 return Err("no such grant".into());
             }
             self.connects += 1;
-            self.connected = Some(*keys);
+            self.connected = Some(keys.clone());
             Ok(())
         }
         fn disconnect(&mut self) {
@@ -738,10 +804,11 @@ mod tests {
             xs.read(&format!("{be}/hotplug-status")).unwrap(),
             b"connected"
         );
-        let keys = hooks.connected.unwrap();
+        let keys = hooks.connected.clone().unwrap();
         assert_eq!(keys.config.tx_ring_ref, 8);
         assert_eq!(keys.config.rx_ring_ref, 9);
-        assert_eq!(keys.evtchn, EventChannels::Single(3));
+        assert_eq!(keys.queues.len(), 1);
+        assert_eq!(keys.queues[0].evtchn, EventChannels::Single(3));
         assert!(keys.config.sg && keys.config.gso_tcpv4 && !keys.config.gso_tcpv6);
         assert!(keys.config.rx_csum_blank && keys.rx_notify);
         // Frontend Connected: nothing more to do.
@@ -897,21 +964,137 @@ mod tests {
 
     #[test]
     fn unsupported_queue_counts_are_refused() {
-        refused(set("multi-queue-num-queues", "2"), "maximum of 1");
+        refused(set("multi-queue-num-queues", "9"), "maximum of 8");
         refused(set("multi-queue-num-queues", "0"), "needs a queue");
         refused(set("multi-queue-num-queues", "lots"), "multi-queue");
     }
 
+    /// Runs the handshake with `edit` applied to good frontend keys and
+    /// expects a connection; returns the keys the backend read.
+    fn accepted(edit: impl FnOnce(&Client, &str)) -> FrontendKeys {
+        let mut hooks = Hooks::default();
+        let (_srv, xs, be, fe, mut dev) = probed(true, &mut hooks);
+        edit(&xs, &fe);
+        write_state(&xs, &fe, XenbusState::Initialised).unwrap();
+        dev.update(&xs, &mut hooks).unwrap();
+        assert_eq!(backend_state(&xs, &be), XenbusState::Connected);
+        hooks.connected.unwrap()
+    }
+
+    fn split(xs: &Client, fe: &str) {
+        xs.rm(&format!("{fe}/event-channel")).unwrap();
+        xs.write(&format!("{fe}/event-channel-tx"), "3").unwrap();
+        xs.write(&format!("{fe}/event-channel-rx"), "4").unwrap();
+    }
+
+    /// Four queues under `queue-N/`, split channels on odd queues.
+    fn four_queues(xs: &Client, fe: &str) {
+        for k in ["tx-ring-ref", "rx-ring-ref", "event-channel"] {
+            xs.rm(&format!("{fe}/{k}")).unwrap();
+        }
+        xs.write(&format!("{fe}/multi-queue-num-queues"), "4")
+            .unwrap();
+        for q in 0..4u32 {
+            let w = |k: &str, v: u32| {
+                xs.write(&format!("{fe}/queue-{q}/{k}"), v.to_string())
+                    .unwrap()
+            };
+            w("tx-ring-ref", 100 + 2 * q);
+            w("rx-ring-ref", 101 + 2 * q);
+            if q % 2 == 1 {
+                w("event-channel-tx", 10 + 2 * q);
+                w("event-channel-rx", 11 + 2 * q);
+            } else {
+                w("event-channel", 10 + 2 * q);
+            }
+        }
+    }
+
     #[test]
-    fn split_event_channels_and_bad_flags_are_refused() {
+    fn split_event_channels_are_accepted() {
+        let keys = accepted(split);
+        assert_eq!(keys.queues[0].evtchn, EventChannels::Split { tx: 3, rx: 4 });
+    }
+
+    #[test]
+    fn several_queues_are_read_from_their_directories() {
+        let keys = accepted(four_queues);
+        assert_eq!(keys.queues.len(), 4);
+        assert_eq!(keys.queues[3].tx_ring_ref, 106);
+        assert_eq!(keys.queues[3].rx_ring_ref, 107);
+        assert_eq!(keys.queues[2].evtchn, EventChannels::Single(14));
+        assert_eq!(
+            keys.queues[1].evtchn,
+            EventChannels::Split { tx: 12, rx: 13 }
+        );
+        assert_eq!(keys.config.tx_ring_ref, 100);
+    }
+
+    #[test]
+    fn bad_queue_keys_are_refused() {
         refused(
             |xs, fe| {
-                xs.rm(&format!("{fe}/event-channel")).unwrap();
-                xs.write(&format!("{fe}/event-channel-tx"), "3").unwrap();
-                xs.write(&format!("{fe}/event-channel-rx"), "4").unwrap();
+                four_queues(xs, fe);
+                xs.rm(&format!("{fe}/queue-3/rx-ring-ref")).unwrap();
             },
-            "split event channels",
+            "queue-3/rx-ring-ref is missing",
         );
+        refused(
+            |xs, fe| {
+                four_queues(xs, fe);
+                xs.rm(&format!("{fe}/queue-1/event-channel-rx")).unwrap();
+            },
+            "queue-1/event-channel-rx is missing",
+        );
+        refused(
+            |xs, fe| {
+                four_queues(xs, fe);
+                xs.write(&format!("{fe}/queue-2/tx-ring-ref"), "100")
+                    .unwrap();
+            },
+            "ring reference 100 used twice",
+        );
+        refused(
+            |xs, fe| {
+                four_queues(xs, fe);
+                xs.write(&format!("{fe}/queue-2/event-channel"), "10")
+                    .unwrap();
+            },
+            "port 10 used twice",
+        );
+        refused(
+            |xs, fe| {
+                split(xs, fe);
+                xs.write(&format!("{fe}/event-channel-rx"), "3").unwrap();
+            },
+            "same port",
+        );
+        // Several queues but the single-queue keys only.
+        refused(
+            set("multi-queue-num-queues", "2"),
+            "queue-0/tx-ring-ref is missing",
+        );
+    }
+
+    #[test]
+    fn the_control_ring_keys_are_read() {
+        let keys = accepted(|xs, fe| {
+            xs.write(&format!("{fe}/ctrl-ring-ref"), "20").unwrap();
+            xs.write(&format!("{fe}/event-channel-ctrl"), "7").unwrap();
+        });
+        assert_eq!(keys.ctrl, Some((20, 7)));
+        refused(set("ctrl-ring-ref", "20"), "event-channel-ctrl is missing");
+        refused(
+            |xs, fe| {
+                xs.write(&format!("{fe}/ctrl-ring-ref"), "8").unwrap();
+                xs.write(&format!("{fe}/event-channel-ctrl"), "7").unwrap();
+            },
+            "ring reference 8 used twice",
+        );
+    }
+
+    #[test]
+    fn bad_flags_are_refused() {
         refused(set("feature-sg", "yes"), "feature-sg");
         refused(set("event-channel", "x"), "event-channel");
     }

@@ -61,6 +61,25 @@ int main(void) {
     C(GTF_permit_access); C(GTF_type_mask); C(GTF_readonly);
     C(GNTST_okay); C(GNTST_general_error); C(GNTST_bad_domain); C(GNTST_bad_gntref);
     C(GNTST_permission_denied); C(GNTST_bad_page); C(GNTST_bad_copy_arg);
+    S(struct xen_netif_ctrl_request);
+    O(struct xen_netif_ctrl_request, id); O(struct xen_netif_ctrl_request, type);
+    O(struct xen_netif_ctrl_request, data);
+    S(struct xen_netif_ctrl_response);
+    O(struct xen_netif_ctrl_response, id); O(struct xen_netif_ctrl_response, type);
+    O(struct xen_netif_ctrl_response, status); O(struct xen_netif_ctrl_response, data);
+    S(union xen_netif_ctrl_sring_entry);
+    printf("const XEN_NETIF_CTRL_RING_SIZE %lu\n", (unsigned long)__CONST_RING_SIZE(xen_netif_ctrl, 4096));
+    C(XEN_NETIF_CTRL_TYPE_GET_HASH_FLAGS); C(XEN_NETIF_CTRL_TYPE_SET_HASH_FLAGS);
+    C(XEN_NETIF_CTRL_TYPE_SET_HASH_KEY); C(XEN_NETIF_CTRL_TYPE_GET_HASH_MAPPING_SIZE);
+    C(XEN_NETIF_CTRL_TYPE_SET_HASH_MAPPING_SIZE); C(XEN_NETIF_CTRL_TYPE_SET_HASH_MAPPING);
+    C(XEN_NETIF_CTRL_TYPE_SET_HASH_ALGORITHM);
+    C(XEN_NETIF_CTRL_STATUS_SUCCESS); C(XEN_NETIF_CTRL_STATUS_NOT_SUPPORTED);
+    C(XEN_NETIF_CTRL_STATUS_INVALID_PARAMETER); C(XEN_NETIF_CTRL_STATUS_BUFFER_OVERFLOW);
+    C(XEN_NETIF_CTRL_HASH_ALGORITHM_NONE); C(XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ);
+    C(XEN_NETIF_CTRL_HASH_TYPE_IPV4); C(XEN_NETIF_CTRL_HASH_TYPE_IPV4_TCP);
+    C(XEN_NETIF_CTRL_HASH_TYPE_IPV6); C(XEN_NETIF_CTRL_HASH_TYPE_IPV6_TCP);
+    O(struct netif_extra_info, u.hash.type); O(struct netif_extra_info, u.hash.algorithm);
+    O(struct netif_extra_info, u.hash.value);
     return 0;
 }
 "#;
@@ -223,6 +242,81 @@ fn abi_matches_xen_headers() {
     cst!("GNTST_permission_denied", GNTST_PERMISSION_DENIED);
     cst!("GNTST_bad_page", GNTST_BAD_PAGE);
     cst!("GNTST_bad_copy_arg", GNTST_BAD_COPY_ARG);
+    {
+        use xennet_vif::ctrl::*;
+        use xennet_vif::ring::CtrlRing;
+        use xennet_vif::toeplitz::*;
+        sz!("struct xen_netif_ctrl_request", CtrlRequest);
+        off!("struct xen_netif_ctrl_request.id", CtrlRequest, id);
+        off!("struct xen_netif_ctrl_request.type", CtrlRequest, kind);
+        off!("struct xen_netif_ctrl_request.data", CtrlRequest, data);
+        sz!("struct xen_netif_ctrl_response", CtrlResponse);
+        off!("struct xen_netif_ctrl_response.id", CtrlResponse, id);
+        off!("struct xen_netif_ctrl_response.type", CtrlResponse, kind);
+        off!(
+            "struct xen_netif_ctrl_response.status",
+            CtrlResponse,
+            status
+        );
+        off!("struct xen_netif_ctrl_response.data", CtrlResponse, data);
+        check(
+            "sizeof union xen_netif_ctrl_sring_entry",
+            CtrlRing::ENTRY_SIZE as i64,
+        );
+        cst!("XEN_NETIF_CTRL_RING_SIZE", CtrlRing::SIZE);
+        cst!(
+            "XEN_NETIF_CTRL_TYPE_GET_HASH_FLAGS",
+            CTRL_TYPE_GET_HASH_FLAGS
+        );
+        cst!(
+            "XEN_NETIF_CTRL_TYPE_SET_HASH_FLAGS",
+            CTRL_TYPE_SET_HASH_FLAGS
+        );
+        cst!("XEN_NETIF_CTRL_TYPE_SET_HASH_KEY", CTRL_TYPE_SET_HASH_KEY);
+        cst!(
+            "XEN_NETIF_CTRL_TYPE_GET_HASH_MAPPING_SIZE",
+            CTRL_TYPE_GET_HASH_MAPPING_SIZE
+        );
+        cst!(
+            "XEN_NETIF_CTRL_TYPE_SET_HASH_MAPPING_SIZE",
+            CTRL_TYPE_SET_HASH_MAPPING_SIZE
+        );
+        cst!(
+            "XEN_NETIF_CTRL_TYPE_SET_HASH_MAPPING",
+            CTRL_TYPE_SET_HASH_MAPPING
+        );
+        cst!(
+            "XEN_NETIF_CTRL_TYPE_SET_HASH_ALGORITHM",
+            CTRL_TYPE_SET_HASH_ALGORITHM
+        );
+        cst!("XEN_NETIF_CTRL_STATUS_SUCCESS", CTRL_STATUS_SUCCESS);
+        cst!(
+            "XEN_NETIF_CTRL_STATUS_NOT_SUPPORTED",
+            CTRL_STATUS_NOT_SUPPORTED
+        );
+        cst!(
+            "XEN_NETIF_CTRL_STATUS_INVALID_PARAMETER",
+            CTRL_STATUS_INVALID_PARAMETER
+        );
+        cst!(
+            "XEN_NETIF_CTRL_STATUS_BUFFER_OVERFLOW",
+            CTRL_STATUS_BUFFER_OVERFLOW
+        );
+        cst!("XEN_NETIF_CTRL_HASH_ALGORITHM_NONE", HASH_ALGORITHM_NONE);
+        cst!(
+            "XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ",
+            HASH_ALGORITHM_TOEPLITZ
+        );
+        cst!("XEN_NETIF_CTRL_HASH_TYPE_IPV4", HASH_TYPE_IPV4);
+        cst!("XEN_NETIF_CTRL_HASH_TYPE_IPV4_TCP", HASH_TYPE_IPV4_TCP);
+        cst!("XEN_NETIF_CTRL_HASH_TYPE_IPV6", HASH_TYPE_IPV6);
+        cst!("XEN_NETIF_CTRL_HASH_TYPE_IPV6_TCP", HASH_TYPE_IPV6_TCP);
+        // ctrl::HashConfig::extra_for writes type, algorithm, value at
+        // u + 0, 1, 2.
+        check("offsetof struct netif_extra_info.u.hash.type", u);
+        check("offsetof struct netif_extra_info.u.hash.algorithm", u + 1);
+        check("offsetof struct netif_extra_info.u.hash.value", u + 2);
+    }
     assert_eq!(
         checked,
         c.len(),

@@ -296,6 +296,9 @@ fn good_packet_still_flows(nf: &mut Netfront, vif: &mut Vif) {
 #[test]
 fn hostile_cases() {
     for case in HostileCase::ALL {
+        if case == HostileCase::EventStorm {
+            continue; // tests/multiqueue.rs: events, not requests
+        }
         let (mut nf, mut vif) = setup();
         assert_eq!(case.to_string().parse::<HostileCase>(), Ok(case));
         hostile::run(case, &mut nf);

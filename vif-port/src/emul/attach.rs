@@ -31,8 +31,10 @@ use crate::error::VifError;
 use crate::grant::DomId;
 use crate::mem::SharedMem;
 use crate::netback::FrontendConfig;
-use crate::netfront::{gref_of, Netfront, NR_FRAMES, NR_GRANTS, RX_RING_FRAME, TX_RING_FRAME};
+use crate::netback::Vif;
+use crate::netfront::{gref_of, Netfront, RX_RING_FRAME, TX_RING_FRAME};
 use crate::ring::XEN_PAGE_SIZE;
+use crate::xenbus::FrontendKeys;
 
 /// Largest guest memory accepted, in frames (1 GiB).
 pub const MAX_FRAMES: u32 = 1 << 18;
@@ -170,6 +172,11 @@ impl Netfront {
         handle: u16,
         mac: [u8; 6],
     ) -> Result<AttachReply, VifError> {
+        if self.num_queues() != 1 || self.split_event_channels() {
+            return Err(attach_err(
+                "the legacy attach carries one queue with one event channel",
+            ));
+        }
         let req = AttachRequest {
             domid: self.domid(),
             handle,
@@ -182,8 +189,8 @@ impl Netfront {
             feature_sg: self.feature_sg,
             feature_gso_tcpv4: self.feature_gso_tcpv4,
             feature_gso_tcpv6: self.feature_gso_tcpv6,
-            nr_frames: NR_FRAMES,
-            nr_grants: NR_GRANTS,
+            nr_frames: self.nr_frames(),
+            nr_grants: self.nr_grants(),
         };
         self.hello(stream, &req)
     }
@@ -242,7 +249,7 @@ fn check_memfd(fd: BorrowedFd<'_>, len: usize, what: &str) -> Result<(), VifErro
 /// Receive one message (its line and its descriptors) on `stream`.
 fn recv_message(stream: &UnixStream) -> Result<(Vec<u8>, Vec<OwnedFd>), VifError> {
     let mut buf = vec![0u8; 4096];
-    let mut cmsg_buf = nix::cmsg_space!([RawFd; 8]);
+    let mut cmsg_buf = nix::cmsg_space!([RawFd; 2 + 2 * MAX_CHANNELS + 2]);
     let (n, fds) = {
         let mut iov = [IoSliceMut::new(&mut buf)];
         let msg = recvmsg::<()>(
@@ -276,21 +283,43 @@ fn recv_message(stream: &UnixStream) -> Result<(Vec<u8>, Vec<OwnedFd>), VifError
     Ok((read_line(stream, buf)?, fds))
 }
 
+/// Most event channels a registered domain may have (two per queue).
+pub const MAX_CHANNELS: usize = 2 * crate::netback::MAX_QUEUES;
+
 /// Check the announced sizes and the descriptors `[memory, grant table,
-/// eventfd frontend→backend, eventfd backend→frontend]`, and map the
-/// memory and the grant table: the domain as the emulated hypervisor
-/// keeps it.
+/// then per port: eventfd frontend→backend, eventfd backend→frontend]`,
+/// and map the memory and the grant table: the domain as the emulated
+/// hypervisor keeps it, with event channel `ports` (distinct, at most
+/// [`MAX_CHANNELS`]).
 fn check_domain(
     domid: DomId,
     nr_frames: u32,
     nr_grants: u32,
-    event_channel: u32,
+    ports: &[u32],
     fds: Vec<OwnedFd>,
 ) -> Result<RegisteredDomain, VifError> {
-    let [mem_fd, grant_fd, f2b, b2f]: [OwnedFd; 4] =
-        fds.try_into().map_err(|v: Vec<OwnedFd>| {
-            attach_err(format!("expected 4 file descriptors, got {}", v.len()))
-        })?;
+    if ports.is_empty() || ports.len() > MAX_CHANNELS {
+        return Err(attach_err(format!(
+            "{} event channels: 1 to {MAX_CHANNELS} are supported",
+            ports.len()
+        )));
+    }
+    for (i, p) in ports.iter().enumerate() {
+        if ports.get(..i).unwrap_or(&[]).contains(p) {
+            return Err(attach_err(format!("event channel port {p} given twice")));
+        }
+    }
+    if fds.len() != 2 + 2 * ports.len() {
+        return Err(attach_err(format!(
+            "expected {} file descriptors, got {}",
+            2 + 2 * ports.len(),
+            fds.len()
+        )));
+    }
+    let mut fds = fds.into_iter();
+    let (Some(mem_fd), Some(grant_fd)) = (fds.next(), fds.next()) else {
+        return Err(attach_err("missing memory descriptors"));
+    };
     if nr_frames == 0 || nr_frames > MAX_FRAMES {
         return Err(attach_err(format!("nr_frames {nr_frames} out of range")));
     }
@@ -301,8 +330,15 @@ fn check_domain(
     let table_len = nr_grants as usize * GRANT_ENTRY_SIZE;
     check_memfd(mem_fd.as_fd_ref(), mem_len, "guest memory")?;
     check_memfd(grant_fd.as_fd_ref(), table_len, "grant table")?;
-    if !is_eventfd(f2b.as_fd_ref()) || !is_eventfd(b2f.as_fd_ref()) {
-        return Err(attach_err("event channel descriptors must be eventfds"));
+    let mut channels = Vec::with_capacity(ports.len());
+    for &port in ports {
+        let (Some(f2b), Some(b2f)) = (fds.next(), fds.next()) else {
+            return Err(attach_err("missing event channel descriptors"));
+        };
+        if !is_eventfd(f2b.as_fd_ref()) || !is_eventfd(b2f.as_fd_ref()) {
+            return Err(attach_err("event channel descriptors must be eventfds"));
+        }
+        channels.push((port, f2b, b2f));
     }
     let mem = Arc::new(SharedMem::map_fd(mem_fd.as_fd_ref(), mem_len)?);
     let table = Arc::new(SharedMem::map_fd(grant_fd.as_fd_ref(), table_len)?);
@@ -312,9 +348,8 @@ fn check_domain(
         nr_frames,
         table,
         nr_grants,
-        event_channel,
-        f2b,
-        b2f,
+        event_channel: ports.first().copied().unwrap_or(0),
+        channels,
     })
 }
 
@@ -356,7 +391,7 @@ pub fn recv_hello(stream: &UnixStream, backend_domid: DomId) -> Result<Hello, Vi
         // frontend's one event channel.
         HelloMsg::Attach(req) => {
             let port = req.event_channel;
-            let dom = check_domain(req.domid, req.nr_frames, req.nr_grants, port, fds)?;
+            let dom = check_domain(req.domid, req.nr_frames, req.nr_grants, &[port], fds)?;
             let domain = dom.bind(backend_domid, port)?;
             Ok(Hello::Attach(req, domain))
         }
@@ -364,8 +399,12 @@ pub fn recv_hello(stream: &UnixStream, backend_domid: DomId) -> Result<Hello, Vi
             if !req.register {
                 return Err(attach_err("register must be true"));
             }
-            let port = req.event_channel;
-            let dom = check_domain(req.domid, req.nr_frames, req.nr_grants, port, fds)?;
+            let ports = if req.event_channels.is_empty() {
+                vec![req.event_channel]
+            } else {
+                req.event_channels.clone()
+            };
+            let dom = check_domain(req.domid, req.nr_frames, req.nr_grants, &ports, fds)?;
             Ok(Hello::Register(dom))
         }
     }
@@ -386,8 +425,14 @@ pub struct RegisterRequest {
     /// Grant table size in entries.
     pub nr_grants: u32,
     /// The port number of the event channel the eventfds implement (what
-    /// the frontend writes as `event-channel`).
+    /// the frontend writes as `event-channel`), when `event_channels` is
+    /// empty.
     pub event_channel: u32,
+    /// The ports of every event channel, in the order of the eventfd
+    /// pairs after the two memfds (multi-queue and split channels); empty
+    /// means the one `event_channel`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub event_channels: Vec<u32>,
 }
 
 /// A registered domain as the emulated hypervisor keeps it: a backend
@@ -401,10 +446,10 @@ pub struct RegisteredDomain {
     nr_frames: u32,
     table: Arc<SharedMem>,
     nr_grants: u32,
-    /// The registered event-channel port.
+    /// The first registered event-channel port.
     pub event_channel: u32,
-    f2b: OwnedFd,
-    b2f: OwnedFd,
+    /// Every channel: port, frontend→backend and backend→frontend eventfds.
+    channels: Vec<(u32, OwnedFd, OwnedFd)>,
 }
 
 impl RegisteredDomain {
@@ -412,36 +457,78 @@ impl RegisteredDomain {
     /// the backend end of event channel `port` (the `event-channel` key):
     /// an error if the domain has no such port (as `EVTCHNOP_bind_interdomain`).
     pub fn bind(&self, backend_domid: DomId, port: u32) -> Result<EmulatedDomain, VifError> {
-        if port != self.event_channel {
-            return Err(attach_err(format!(
-                "domain {} has no event channel port {port}",
-                self.domid
-            )));
-        }
-        let grants = EmulatedGrants::new(
+        let evtchn = self.channel(port)?;
+        Ok(EmulatedDomain {
+            grants: self.grants(backend_domid),
+            evtchn,
+        })
+    }
+
+    /// Bind every event channel of a frontend's keys as a backend in
+    /// `backend_domid` would, and connect the vif: its queues' rings and
+    /// channel(s) and, when the frontend gave one, its control ring. An
+    /// unknown port or a bad ring grant is an error.
+    pub fn connect_vif(
+        &self,
+        name: String,
+        backend_domid: DomId,
+        keys: &FrontendKeys,
+    ) -> Result<Vif, VifError> {
+        Vif::connect_frontend(
+            name,
+            backend_domid,
+            keys,
+            Box::new(self.grants(backend_domid)),
+            |port| Ok(Box::new(self.channel(port)?)),
+        )
+    }
+
+    /// Grant operations on the domain's memory for `backend_domid`.
+    pub fn grants(&self, backend_domid: DomId) -> EmulatedGrants {
+        EmulatedGrants::new(
             self.domid,
             backend_domid,
             self.mem.clone(),
             self.nr_frames,
             self.table.clone(),
             self.nr_grants,
-        );
-        let evtchn = EventFdChannel::from_fds(self.b2f.try_clone()?, self.f2b.try_clone()?)?;
-        Ok(EmulatedDomain { grants, evtchn })
+        )
+    }
+
+    /// The backend end of event channel `port`: an error if the domain
+    /// has no such port (as `EVTCHNOP_bind_interdomain`).
+    pub fn channel(&self, port: u32) -> Result<EventFdChannel, VifError> {
+        let (_, f2b, b2f) = self
+            .channels
+            .iter()
+            .find(|(p, _, _)| *p == port)
+            .ok_or_else(|| {
+                attach_err(format!(
+                    "domain {} has no event channel port {port}",
+                    self.domid
+                ))
+            })?;
+        Ok(EventFdChannel::from_fds(
+            b2f.try_clone()?,
+            f2b.try_clone()?,
+        )?)
     }
 }
 
 impl Netfront {
-    /// Register this guest's domain (memory, grant table, event channel
-    /// port [`EVENT_CHANNEL_PORT`]) with the emulated hypervisor at the
-    /// other end of `stream`; blocks for the reply.
+    /// Register this guest's domain (memory, grant table, every queue's
+    /// event channel ports, [`Netfront::all_event_ports`]; port
+    /// [`EVENT_CHANNEL_PORT`] for a single channel) with the emulated
+    /// hypervisor at the other end of `stream`; blocks for the reply.
     pub fn register(&mut self, stream: &UnixStream) -> Result<AttachReply, VifError> {
+        let ports = self.all_event_ports();
         let req = RegisterRequest {
             register: true,
             domid: self.domid(),
-            nr_frames: NR_FRAMES,
-            nr_grants: NR_GRANTS,
+            nr_frames: self.nr_frames(),
+            nr_grants: self.nr_grants(),
             event_channel: EVENT_CHANNEL_PORT,
+            event_channels: if ports.len() > 1 { ports } else { Vec::new() },
         };
         self.hello(stream, &req)
     }

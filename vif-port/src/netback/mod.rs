@@ -1,30 +1,44 @@
 //! The netback: serves one vif's TX and RX rings and presents it to the
 //! datapath as a [`Port`].
 //!
-//! Split as Linux xen-netback: [`tx`] is guest TX (`netback.c`: frontend to
-//! switch), [`rx`] is guest RX (`rx.c`: switch to frontend), this module is
+//! Split as Linux xen-netback: `tx` is guest TX (`netback.c`: frontend to
+//! switch), `rx` is guest RX (`rx.c`: switch to frontend), this module is
 //! `interface.c` (connect, disable, the `Port` glue).
 //!
 //! Two tiers of guest errors, as in `netback.c`: a bad packet is dropped
 //! with `NETIF_RSP_ERROR` responses, a counter and a rate-limited log line;
 //! a protocol violation disables the vif (`xenvif_fatal_tx_err`) with one
 //! warning, after which [`Port::recv`] returns [`RecvStatus::Disabled`].
+//!
+//! A vif has 1 to [`MAX_QUEUES`] queues, each a TX and an RX ring with one
+//! event channel or two (split: TX requests signal and TX responses are
+//! notified on `event-channel-tx`, RX on `event-channel-rx`), and
+//! optionally the control ring ([`Vif::connect_ctrl`]). All channels and a
+//! tick timer are in one epoll set per vif, whose fd is the port's event
+//! fd; each [`Port::recv`] serves every queue, and [`Port::send`] picks a
+//! packet's queue by hash (the control ring's Toeplitz mapping, else a
+//! stable flow hash). Spurious events (no new request) pay a token of a
+//! per-channel bucket ([`Vif::set_event_rate`]); a channel out of tokens is
+//! masked until the next tick. No allocation and no lock per packet.
 
 mod rx;
 mod tx;
 
 use std::collections::VecDeque;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use xennet_datapath::{Packet, PacketBatch, Port, PortFeatures, PortStats, RecvStatus};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+use xennet_datapath::{Packet, PacketBatch, Port, PortFeatures, PortStats, RecvStatus, MAX_BURST};
 
 use crate::error::VifError;
 use crate::evtchn::EventChannel;
 use crate::grant::{DomId, GrantOps, GrantRef};
 use crate::metrics::VifMetrics;
-use crate::ring::{BackRing, RxRing, TxRing};
+use crate::ring::{BackRing, CtrlRing, RingKind, RxRing, TxRing};
 
 /// What the frontend published when connecting (its xenstore keys under
 /// `device/vif/<handle>/`).
@@ -83,9 +97,10 @@ enum LogReason {
     Csum,
     RxQueueFull,
     RxGrantError,
+    EventStorm,
 }
 
-const LOG_REASONS: usize = 6;
+const LOG_REASONS: usize = 7;
 const LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// At most one log line per reason per [`LOG_INTERVAL`].
@@ -108,72 +123,394 @@ impl LogLimiter {
     }
 }
 
+/// Default bound on the events accepted from one event channel, per
+/// second ([`Vif::set_event_rate`]).
+pub const DEFAULT_EVENT_RATE: u32 = 10_000;
+/// How long a throttled event channel stays masked before the backend
+/// looks at its rings again (the "next tick").
+const EVENT_TICK: Duration = Duration::from_millis(1);
+
+/// One event channel as the backend serves it: the channel, its
+/// notification state and its token bucket.
+#[derive(Debug)]
+struct Channel {
+    evtchn: Box<dyn EventChannel + Send>,
+    /// Whether a response push asked for a notification not yet sent.
+    notify_pending: bool,
+    /// Whether responses were pushed since the last notification decision.
+    pushed: bool,
+    /// Events the bucket still accepts (scaled by [`Vif::event_rate`]:
+    /// one event costs 1 s worth, see [`Channel::take_token`]).
+    tokens: u64,
+    last_refill: Instant,
+    /// Masked in the vif's epoll until the next tick.
+    masked: bool,
+    /// The channel woke this pass.
+    fired: bool,
+    /// This pass found work on the channel's rings (new requests).
+    work: bool,
+}
+
+impl Channel {
+    fn new(evtchn: Box<dyn EventChannel + Send>) -> Self {
+        Channel {
+            evtchn,
+            notify_pending: false,
+            pushed: false,
+            tokens: u64::MAX,
+            last_refill: Instant::now(),
+            masked: false,
+            fired: false,
+            work: false,
+        }
+    }
+
+    /// Token bucket of `rate` events per second with a burst of
+    /// `rate / 100` (10 ms worth, at least 1). Tokens are kept in units of
+    /// nanoseconds-per-event so that refills are exact integers.
+    fn take_token(&mut self, rate: u32, now: Instant) -> bool {
+        if rate == 0 {
+            return true; // unlimited
+        }
+        let cost = 1_000_000_000 / u64::from(rate).max(1);
+        let burst = cost * u64::from((rate / 100).max(1));
+        let elapsed = now.saturating_duration_since(self.last_refill).as_nanos();
+        self.last_refill = now;
+        let elapsed = u64::try_from(elapsed).unwrap_or(u64::MAX);
+        self.tokens = self.tokens.saturating_add(elapsed).min(burst);
+        if self.tokens >= cost {
+            self.tokens -= cost;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn note(&mut self, pushed: bool, notify: bool) {
+        self.pushed |= pushed;
+        self.notify_pending |= notify;
+    }
+}
+
+/// One queue of a vif: a TX and an RX ring, their event channel(s) and
+/// the RX (to the guest) backlog.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    /// The guest's TX ring (frontend to switch).
+    tx: BackRing<TxRing>,
+    /// The guest's RX ring (switch to frontend).
+    rx: BackRing<RxRing>,
+    /// Index into [`Vif::channels`] of the channel TX requests signal and
+    /// TX responses are notified on (`event-channel-tx` or `event-channel`).
+    tx_chan: usize,
+    /// Same for RX (`event-channel-rx`, or the same as `tx_chan`).
+    rx_chan: usize,
+    rx_queue: VecDeque<Packet>,
+    rx_queue_bytes: usize,
+    /// The RX ring's `req_prod` at the last pass (new RX requests mean an
+    /// RX event brought work).
+    last_rx_prod: u32,
+}
+
+/// What a frontend gave for one queue (its `queue-N/` keys, or the
+/// top-level keys of a single-queue vif), with the bound channels.
+#[derive(Debug)]
+pub struct QueueSpec {
+    /// Grant reference of the TX ring page (`tx-ring-ref`).
+    pub tx_ring_ref: GrantRef,
+    /// Grant reference of the RX ring page (`rx-ring-ref`).
+    pub rx_ring_ref: GrantRef,
+    /// The channel of `event-channel`, or of `event-channel-tx` with split
+    /// channels.
+    pub tx_evtchn: Box<dyn EventChannel + Send>,
+    /// The channel of `event-channel-rx` with split channels; `None` for
+    /// one channel per queue.
+    pub rx_evtchn: Option<Box<dyn EventChannel + Send>>,
+}
+
+/// Most queues a vif may have (`multi-queue-max-queues`).
+pub const MAX_QUEUES: usize = 8;
+
+/// Epoll token of the tick timer in a vif's epoll set (channels use their
+/// index).
+const TIMER_TOKEN: u64 = u64::MAX;
+
 /// A connected Xen vif served in userspace.
 #[derive(Debug)]
 pub struct Vif {
     name: String,
     frontend: FrontendConfig,
     grants: Box<dyn GrantOps + Send>,
-    evtchn: Box<dyn EventChannel + Send>,
-    /// The guest's TX ring (frontend to switch).
-    tx: BackRing<TxRing>,
-    /// The guest's RX ring (switch to frontend).
-    rx: BackRing<RxRing>,
+    /// Every event channel of every queue.
+    channels: Vec<Channel>,
+    queues: Vec<Queue>,
+    /// The vif's own epoll set: every channel's fd and the tick timer.
+    /// Its fd is what the datapath polls.
+    epoll: Epoll,
+    timer: TimerFd,
+    timer_armed: bool,
+    /// Events accepted per second per channel (0: unlimited).
+    event_rate: u32,
+    /// Receive-side hash selection for the guest RX queue.
+    pub(crate) hash: crate::ctrl::HashConfig,
+    /// The control ring (`feature-ctrl-ring`) and its channel's index in
+    /// [`Vif::channels`].
+    ctrl: Option<(BackRing<CtrlRing>, usize)>,
     metrics: Arc<VifMetrics>,
     disabled: bool,
     log: LogLimiter,
-    /// Whether a response push asked for a notification not yet sent.
-    notify_pending: bool,
-    /// Whether responses were pushed since the last notification decision.
-    pushed: bool,
     tx_scratch: tx::Scratch,
     rx_scratch: rx::Scratch,
-    rx_queue: VecDeque<Packet>,
-    rx_queue_bytes: usize,
     rx_pool: Vec<Packet>,
+    /// Per-queue packet indices for [`Port::send`] (kept to avoid
+    /// allocating).
+    send_sel: Vec<u8>,
 }
 
 impl Vif {
-    /// Connect to a frontend: check its configuration, map both ring pages
-    /// through `grants` (which validates the grants) and attach to them.
+    /// Connect to a single-queue frontend with one event channel: check
+    /// its configuration, map both ring pages through `grants` (which
+    /// validates the grants) and attach to them.
     pub fn connect(
         name: String,
         backend_domid: DomId,
         frontend: FrontendConfig,
-        mut grants: Box<dyn GrantOps + Send>,
+        grants: Box<dyn GrantOps + Send>,
         evtchn: Box<dyn EventChannel + Send>,
+    ) -> Result<Vif, VifError> {
+        let q = QueueSpec {
+            tx_ring_ref: frontend.tx_ring_ref,
+            rx_ring_ref: frontend.rx_ring_ref,
+            tx_evtchn: evtchn,
+            rx_evtchn: None,
+        };
+        Vif::connect_queues(name, backend_domid, frontend, vec![q], grants)
+    }
+
+    /// Connect to a frontend with 1 to [`MAX_QUEUES`] queues, each with
+    /// its rings and one or two (split) event channels. Every ring
+    /// reference must differ. `frontend`'s own ring references are
+    /// ignored (queue 0's are in `queues`).
+    pub fn connect_queues(
+        name: String,
+        backend_domid: DomId,
+        mut frontend: FrontendConfig,
+        queues: Vec<QueueSpec>,
+        mut grants: Box<dyn GrantOps + Send>,
     ) -> Result<Vif, VifError> {
         if !frontend.rx_copy {
             return Err(VifError::RxCopyRequired);
         }
-        if frontend.tx_ring_ref == frontend.rx_ring_ref {
-            return Err(VifError::SharedRingRef(frontend.tx_ring_ref));
+        if queues.is_empty() || queues.len() > MAX_QUEUES {
+            return Err(VifError::Attach(format!(
+                "{} queues requested; 1 to {MAX_QUEUES} are supported",
+                queues.len()
+            )));
         }
-        let tx_page = grants.map_ring(frontend.domid, frontend.tx_ring_ref, true)?;
-        let rx_page = grants.map_ring(frontend.domid, frontend.rx_ring_ref, true)?;
+        let mut refs: Vec<GrantRef> = Vec::with_capacity(2 * queues.len());
+        for q in &queues {
+            for r in [q.tx_ring_ref, q.rx_ring_ref] {
+                if refs.contains(&r) {
+                    return Err(VifError::SharedRingRef(r));
+                }
+                refs.push(r);
+            }
+        }
+        if let Some(q0) = queues.first() {
+            frontend.tx_ring_ref = q0.tx_ring_ref;
+            frontend.rx_ring_ref = q0.rx_ring_ref;
+        }
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        let timer = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )?;
+        epoll.add(&timer, EpollEvent::new(EpollFlags::EPOLLIN, TIMER_TOKEN))?;
+        let mut channels = Vec::new();
+        let mut qs = Vec::with_capacity(queues.len());
+        for q in queues {
+            let tx_page = grants.map_ring(frontend.domid, q.tx_ring_ref, true)?;
+            let rx_page = grants.map_ring(frontend.domid, q.rx_ring_ref, true)?;
+            let tx_chan = channels.len();
+            channels.push(Channel::new(q.tx_evtchn));
+            let rx_chan = match q.rx_evtchn {
+                Some(ch) => {
+                    channels.push(Channel::new(ch));
+                    channels.len() - 1
+                }
+                None => tx_chan,
+            };
+            qs.push(Queue {
+                tx: BackRing::attach(tx_page),
+                rx: BackRing::attach(rx_page),
+                tx_chan,
+                rx_chan,
+                rx_queue: VecDeque::new(),
+                rx_queue_bytes: 0,
+                last_rx_prod: 0,
+            });
+        }
+        for (i, c) in channels.iter().enumerate() {
+            epoll.add(
+                c.evtchn.event_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, i as u64),
+            )?;
+        }
         tracing::info!(
-            "{name}: connected to domain {} handle {} (backend domain {backend_domid})",
+            "{name}: connected to domain {} handle {} (backend domain {backend_domid}): \
+             {} queue(s), {} event channel(s)",
             frontend.domid,
-            frontend.handle
+            frontend.handle,
+            qs.len(),
+            channels.len()
         );
+        let metrics = Arc::new(VifMetrics::default());
+        VifMetrics::add(&metrics.queues, qs.len() as u64);
         Ok(Vif {
             name,
             frontend,
             grants,
-            evtchn,
-            tx: BackRing::attach(tx_page),
-            rx: BackRing::attach(rx_page),
-            metrics: Arc::new(VifMetrics::default()),
+            channels,
+            queues: qs,
+            epoll,
+            timer,
+            timer_armed: false,
+            event_rate: DEFAULT_EVENT_RATE,
+            hash: crate::ctrl::HashConfig::default(),
+            ctrl: None,
+            metrics,
             disabled: false,
             log: LogLimiter::default(),
-            notify_pending: false,
-            pushed: false,
             tx_scratch: tx::Scratch::default(),
             rx_scratch: rx::Scratch::default(),
-            rx_queue: VecDeque::new(),
-            rx_queue_bytes: 0,
             rx_pool: Vec::new(),
+            send_sel: Vec::with_capacity(MAX_BURST),
         })
+    }
+
+    /// Set the bound on spurious events (events that bring no new
+    /// request) accepted from each event channel, per second (default
+    /// [`DEFAULT_EVENT_RATE`]; 0 = unlimited). Beyond it the channel is
+    /// masked until the next 1 ms tick (its events coalesce; its rings are
+    /// still serviced on every pass and on the tick); each masking is
+    /// counted in [`VifMetrics::event_throttles`].
+    pub fn set_event_rate(&mut self, per_second: u32) {
+        self.event_rate = per_second;
+    }
+
+    /// Attach the frontend's control ring (`ctrl-ring-ref`, mapped through
+    /// the vif's grants) and its channel (`event-channel-ctrl`): hash
+    /// requests are then served ([`crate::ctrl::process`]) whenever the vif
+    /// is polled.
+    /// Connect the vif a frontend described in xenstore (`keys`, see
+    /// [`crate::xenbus::read_frontend`]): each queue's rings and its one or
+    /// split event channels, then the control ring if the frontend gave
+    /// one. `bind` binds our end of one of the frontend's event-channel
+    /// ports (`EVTCHNOP_bind_interdomain`); `grants` reach the frontend's
+    /// pages. Errors: a refused bind or ring mapping, or what
+    /// [`Vif::connect_queues`] refuses.
+    pub fn connect_frontend(
+        name: String,
+        backend_domid: DomId,
+        keys: &crate::xenbus::FrontendKeys,
+        grants: Box<dyn GrantOps + Send>,
+        mut bind: impl FnMut(u32) -> Result<Box<dyn EventChannel + Send>, VifError>,
+    ) -> Result<Vif, VifError> {
+        use crate::xenbus::EventChannels;
+        let mut specs = Vec::with_capacity(keys.queues.len());
+        for q in &keys.queues {
+            let (tx, rx) = match q.evtchn {
+                EventChannels::Single(p) => (p, None),
+                EventChannels::Split { tx, rx } => (tx, Some(rx)),
+            };
+            specs.push(QueueSpec {
+                tx_ring_ref: q.tx_ring_ref,
+                rx_ring_ref: q.rx_ring_ref,
+                tx_evtchn: bind(tx)?,
+                rx_evtchn: rx.map(&mut bind).transpose()?,
+            });
+        }
+        let mut vif = Vif::connect_queues(name, backend_domid, keys.config, specs, grants)?;
+        if let Some((ring_ref, port)) = keys.ctrl {
+            vif.connect_ctrl(ring_ref, bind(port)?)?;
+        }
+        Ok(vif)
+    }
+
+    /// Connect the frontend's control ring (`ctrl-ring-ref`, bound
+    /// channel of `event-channel-ctrl`).
+    pub fn connect_ctrl(
+        &mut self,
+        ring_ref: GrantRef,
+        evtchn: Box<dyn EventChannel + Send>,
+    ) -> Result<(), VifError> {
+        if self.ctrl.is_some() {
+            return Err(VifError::Attach("control ring already connected".into()));
+        }
+        let page = self.grants.map_ring(self.frontend.domid, ring_ref, true)?;
+        let idx = self.channels.len();
+        self.epoll.add(
+            evtchn.event_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, idx as u64),
+        )?;
+        self.channels.push(Channel::new(evtchn));
+        self.ctrl = Some((BackRing::attach(page), idx));
+        tracing::info!("{}: control ring connected", self.name);
+        Ok(())
+    }
+
+    /// Serve pending control requests, at most a ring's worth per call:
+    /// each is copied out of the ring once, processed and answered in
+    /// order. More than a ring of requests is a protocol violation.
+    /// Returns whether requests are left for the next call.
+    fn serve_ctrl(&mut self) -> bool {
+        let Some((mut ring, chan)) = self.ctrl.take() else {
+            return false;
+        };
+        let mut served = false;
+        let mut more = true;
+        for _ in 0..CtrlRing::SIZE {
+            let pending = ring.unconsumed();
+            if pending > CtrlRing::SIZE {
+                self.fatal(&format!(
+                    "impossible control request count: req_prod {}, req_cons {}",
+                    ring.req_prod(),
+                    ring.req_cons
+                ));
+                break;
+            }
+            if pending == 0 {
+                if !ring.final_check_for_requests() {
+                    more = false;
+                    break;
+                }
+                continue;
+            }
+            let req = ring.copy_request(ring.req_cons);
+            ring.req_cons = ring.req_cons.wrapping_add(1);
+            let rsp = crate::ctrl::process(
+                &mut self.hash,
+                self.queues.len(),
+                &req,
+                &mut *self.grants,
+                self.frontend.domid,
+            );
+            VifMetrics::add(&self.metrics.ctrl_requests, 1);
+            if rsp.status != crate::ctrl::CTRL_STATUS_SUCCESS {
+                VifMetrics::add(&self.metrics.ctrl_errors, 1);
+            }
+            ring.put_response(rsp);
+            served = true;
+        }
+        if served {
+            let notify = ring.push_responses();
+            if let Some(c) = self.channels.get_mut(chan) {
+                c.note(true, notify);
+                c.work = true;
+            }
+        }
+        self.ctrl = Some((ring, chan));
+        more && !self.disabled
     }
 
     /// The counters, shared with the control plane.
@@ -186,14 +523,19 @@ impl Vif {
         &self.frontend
     }
 
+    /// Number of queues.
+    pub fn num_queues(&self) -> usize {
+        self.queues.len()
+    }
+
     /// Whether a protocol violation disabled the vif.
     pub fn is_disabled(&self) -> bool {
         self.disabled
     }
 
-    /// Packets waiting in the RX queue for the guest to post RX requests.
+    /// Packets waiting in the RX queues for the guest to post RX requests.
     pub fn rx_queue_len(&self) -> usize {
-        self.rx_queue.len()
+        self.queues.iter().map(|q| q.rx_queue.len()).sum()
     }
 
     /// Disable the vif after a protocol violation: one warning, a counter.
@@ -207,33 +549,123 @@ impl Vif {
             "{}: fatal error from frontend: {reason}; disabling vif",
             self.name
         );
-        self.rx_queue.clear();
-        self.rx_queue_bytes = 0;
     }
 
-    /// Record that responses were pushed and whether the frontend wants
-    /// to hear about it.
-    fn note_push(&mut self, pushed: bool, notify: bool) {
-        self.pushed |= pushed;
-        self.notify_pending |= notify;
-    }
-
-    /// Send at most one notification for everything pushed so far.
-    fn flush_notify(&mut self) {
-        if self.notify_pending {
-            self.evtchn.notify();
-            VifMetrics::add(&self.metrics.notifications_sent, 1);
-        } else if self.pushed {
-            VifMetrics::add(&self.metrics.notifications_suppressed, 1);
+    /// Drop every queued packet (after [`Vif::fatal`]).
+    fn clear_rx_queues(&mut self) {
+        for q in &mut self.queues {
+            q.rx_queue.clear();
+            q.rx_queue_bytes = 0;
         }
-        self.notify_pending = false;
-        self.pushed = false;
+    }
+
+    /// Send at most one notification per channel for everything pushed
+    /// so far.
+    fn flush_notify(&mut self) {
+        for c in &mut self.channels {
+            if c.notify_pending {
+                c.evtchn.notify();
+                VifMetrics::add(&self.metrics.notifications_sent, 1);
+            } else if c.pushed {
+                VifMetrics::add(&self.metrics.notifications_suppressed, 1);
+            }
+            c.notify_pending = false;
+            c.pushed = false;
+        }
+    }
+
+    /// Consume the events that woke us: each ready channel is acked and
+    /// marked fired; the tick unmasks every masked channel. Never blocks.
+    fn take_events(&mut self) {
+        let mut events = [EpollEvent::empty(); 2 * MAX_QUEUES + 2];
+        let n = self
+            .epoll
+            .wait(&mut events, EpollTimeout::ZERO)
+            .unwrap_or_default();
+        for ev in events.iter().take(n) {
+            let token = ev.data();
+            if token == TIMER_TOKEN {
+                let _ = self.timer.wait(); // reads the expiration count
+                self.timer_armed = false;
+                for (i, c) in self.channels.iter_mut().enumerate() {
+                    if c.masked {
+                        c.masked = false;
+                        let _ = self.epoll.modify(
+                            c.evtchn.event_fd(),
+                            &mut EpollEvent::new(EpollFlags::EPOLLIN, i as u64),
+                        );
+                    }
+                }
+                continue;
+            }
+            if let Some(c) = usize::try_from(token)
+                .ok()
+                .and_then(|i| self.channels.get_mut(i))
+            {
+                c.evtchn.ack();
+                c.fired = true;
+                VifMetrics::add(&self.metrics.events_received, 1);
+            }
+        }
+    }
+
+    /// After a pass: every channel that woke us without bringing work (a
+    /// spurious event, as Linux's lateeoi handling calls it) pays a token
+    /// of its bucket; one out of tokens is masked until the next tick, its
+    /// further events coalescing meanwhile. Events that bring requests are
+    /// free, so traffic is never slowed by the limit.
+    fn charge_spurious(&mut self) {
+        let now = Instant::now();
+        let mut mask_any = false;
+        for (i, c) in self.channels.iter_mut().enumerate() {
+            let spurious = c.fired && !c.work;
+            c.fired = false;
+            c.work = false;
+            if !spurious || c.masked || c.take_token(self.event_rate, now) {
+                continue;
+            }
+            c.masked = true;
+            mask_any = true;
+            VifMetrics::add(&self.metrics.event_throttles, 1);
+            let _ = self.epoll.modify(
+                c.evtchn.event_fd(),
+                &mut EpollEvent::new(EpollFlags::empty(), i as u64),
+            );
+        }
+        if mask_any && !self.timer_armed {
+            let tick = Expiration::OneShot(TimeSpec::from_duration(EVENT_TICK));
+            if self.timer.set(tick, TimerSetTimeFlags::empty()).is_ok() {
+                self.timer_armed = true;
+            }
+            if self.log.allow(LogReason::EventStorm) {
+                tracing::info!(
+                    "{}: more than {} spurious events per second on an event channel; \
+                     coalescing (rate-limited)",
+                    self.name,
+                    self.event_rate
+                );
+            }
+        }
     }
 
     fn log_drop(&mut self, reason: LogReason, what: std::fmt::Arguments<'_>) {
         if self.log.allow(reason) {
             tracing::info!("{}: {what} (rate-limited)", self.name);
         }
+    }
+
+    /// The queue (of `n`) a packet to the guest goes to: with one queue, 0; with a
+    /// hash configured through the control ring, its mapping table; else a
+    /// stable hash of the flow modulo the number of queues.
+    fn select_queue(&self, p: &Packet, n: usize) -> usize {
+        if n <= 1 {
+            return 0;
+        }
+        let q = self
+            .hash
+            .queue_of(p.data())
+            .unwrap_or_else(|| crate::toeplitz::default_flow_hash(p.data()) as usize);
+        q % n
     }
 }
 
@@ -243,39 +675,80 @@ impl Port for Vif {
     }
 
     fn event_fd(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.evtchn.event_fd())
+        Some(self.epoll.0.as_fd())
     }
 
     fn recv(&mut self, batch: &mut PacketBatch) -> RecvStatus {
         if self.disabled {
             return RecvStatus::Disabled;
         }
-        self.evtchn.ack();
-        if !self.rx_queue.is_empty() {
-            self.flush_rx_queue();
-        }
-        let more_tx = if self.disabled {
-            false
-        } else {
-            match self.guest_tx(batch) {
-                Ok(more) => more,
-                Err(reason) => {
-                    self.fatal(&reason);
-                    false
+        self.take_events();
+        let ctrl_more = self.ctrl.is_some() && self.serve_ctrl();
+        // Service every queue: reading an idle ring's producer is cheap,
+        // and a masked channel's ring still gets served here.
+        let mut queues = std::mem::take(&mut self.queues);
+        let mut more = false;
+        for (qi, q) in queues.iter_mut().enumerate() {
+            if self.disabled {
+                break;
+            }
+            if !q.rx_queue.is_empty() {
+                self.flush_rx_queue(q);
+            }
+            if self.disabled {
+                break;
+            }
+            let rx_prod = q.rx.req_prod();
+            if rx_prod != q.last_rx_prod {
+                q.last_rx_prod = rx_prod;
+                if let Some(c) = self.channels.get_mut(q.rx_chan) {
+                    c.work = true;
                 }
             }
-        };
+            let before = batch.len();
+            let tx_cons = q.tx.req_cons;
+            match self.guest_tx(q, batch) {
+                Ok(m) => more |= m,
+                Err(reason) => {
+                    self.fatal(&reason);
+                    break;
+                }
+            }
+            if q.tx.req_cons != tx_cons {
+                if let Some(c) = self.channels.get_mut(q.tx_chan) {
+                    c.work = true;
+                }
+            }
+            let got = batch.len().saturating_sub(before);
+            if got > 0 {
+                if let Some(c) = self.metrics.queue_rx_packets.get(qi) {
+                    VifMetrics::add(c, got as u64);
+                }
+            }
+        }
+        self.queues = queues;
         self.flush_notify();
+        self.charge_spurious();
         if self.disabled {
+            self.clear_rx_queues();
             return RecvStatus::Disabled;
         }
-        if more_tx || self.tx.final_check_for_requests() {
+        if more || ctrl_more {
             return RecvStatus::More;
         }
-        if !self.rx_queue.is_empty() && self.rx.final_check_for_requests() {
-            return RecvStatus::More;
+        for q in &mut self.queues {
+            if q.tx.final_check_for_requests() {
+                more = true;
+            }
+            if !q.rx_queue.is_empty() && q.rx.final_check_for_requests() {
+                more = true;
+            }
         }
-        RecvStatus::Idle
+        if more {
+            RecvStatus::More
+        } else {
+            RecvStatus::Idle
+        }
     }
 
     fn send(&mut self, pkts: &[&Packet]) {
@@ -283,7 +756,45 @@ impl Port for Vif {
             VifMetrics::add(&self.metrics.tx_disabled_drops, pkts.len() as u64);
             return;
         }
-        self.guest_rx(pkts);
+        let mut queues = std::mem::take(&mut self.queues);
+        if queues.len() == 1 {
+            if let Some(q) = queues.first_mut() {
+                self.guest_rx(q, pkts);
+            }
+        } else {
+            // Group by queue without allocating: a queue index per packet,
+            // then one pass per queue over chunks of at most MAX_BURST.
+            for chunk in pkts.chunks(MAX_BURST) {
+                let mut sel = std::mem::take(&mut self.send_sel);
+                sel.clear();
+                let n = queues.len();
+                sel.extend(chunk.iter().map(|p| self.select_queue(p, n) as u8));
+                for (qi, q) in queues.iter_mut().enumerate() {
+                    let Some(&first) = chunk.first() else { break };
+                    let mut picked: [&Packet; MAX_BURST] = [first; MAX_BURST];
+                    let mut n = 0;
+                    for (p, &s) in chunk.iter().zip(sel.iter()) {
+                        if usize::from(s) == qi {
+                            if let Some(slot) = picked.get_mut(n) {
+                                *slot = p;
+                                n += 1;
+                            }
+                        }
+                    }
+                    if n > 0 && !self.disabled {
+                        if let Some(c) = self.metrics.queue_tx_packets.get(qi) {
+                            VifMetrics::add(c, n as u64);
+                        }
+                        self.guest_rx(q, picked.get(..n).unwrap_or(&[]));
+                    }
+                }
+                self.send_sel = sel;
+            }
+        }
+        self.queues = queues;
+        if self.disabled {
+            self.clear_rx_queues();
+        }
         self.flush_notify();
     }
 

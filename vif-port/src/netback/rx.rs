@@ -2,7 +2,9 @@
 //! `rx.c`), by grant copy into the pages the frontend posted.
 //!
 //! Each packet takes one RX request per 4 KiB of data (data at offset 0,
-//! `NETRXF_more_data` on all but the last), plus one for a GSO extra right
+//! `NETRXF_more_data` on all but the last), plus one for a GSO extra and
+//! one for a hash extra (when the frontend configured a hash on the
+//! control ring) right
 //! after the first slot when the frontend takes GSO. Each response goes in
 //! the slot of the request it consumes. Packets that find too few requests
 //! wait in a bounded queue (256 packets, 512 KiB); beyond it they are
@@ -12,13 +14,14 @@ use std::borrow::Borrow;
 
 use xennet_datapath::{Csum, GsoType, Packet};
 
-use super::{FrontendConfig, LogReason, Vif, RX_QUEUE_BYTES, RX_QUEUE_PACKETS};
+use super::{FrontendConfig, LogReason, Queue, Vif, RX_QUEUE_BYTES, RX_QUEUE_PACKETS};
+use crate::ctrl::HashConfig;
 use crate::grant::{recycle_ops, ForeignAddr, GrantCopy, GrantOps, GNTST_OKAY};
 use crate::metrics::VifMetrics;
 use crate::ring::{
     BackRing, NetifExtraInfo, NetifRxRequest, NetifRxResponse, RxRing, NETIF_RSP_ERROR,
     NETRXF_CSUM_BLANK, NETRXF_DATA_VALIDATED, NETRXF_EXTRA_INFO, NETRXF_MORE_DATA, RING_SIZE,
-    XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6, XEN_PAGE_SIZE,
+    XEN_NETIF_EXTRA_FLAG_MORE, XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6, XEN_PAGE_SIZE,
 };
 
 /// One packet's share of the RX ring.
@@ -29,7 +32,8 @@ struct Plan {
     /// Index in `reqs` of the first consumed request.
     first_req: usize,
     data_slots: usize,
-    extra: Option<NetifExtraInfo>,
+    /// Extra-info slots after the first data slot: GSO, then hash.
+    extras: [Option<NetifExtraInfo>; 2],
     failed: bool,
 }
 
@@ -56,10 +60,12 @@ struct Delivered {
 }
 
 /// Deliver packets from the front of `pkts` while RX requests last.
+#[allow(clippy::too_many_arguments)]
 fn deliver<P: Borrow<Packet>>(
     ring: &mut BackRing<RxRing>,
     grants: &mut dyn GrantOps,
     fe: &FrontendConfig,
+    hash: &HashConfig,
     metrics: &VifMetrics,
     scratch: &mut Scratch,
     pkts: &[P],
@@ -100,8 +106,12 @@ fn deliver<P: Borrow<Packet>>(
             };
             Some(NetifExtraInfo::gso(g.mss, t))
         });
+        // The hash the frontend configured on the control ring, as Linux
+        // netback's XEN_NETIF_EXTRA_TYPE_HASH.
+        let hash_extra = hash.extra_for(p.data());
+        let n_extras = usize::from(extra.is_some()) + usize::from(hash_extra.is_some());
         // data_slots <= 17 (MAX_FRAME / 4096 + 1), so this cannot overflow.
-        let need = (data_slots + usize::from(extra.is_some())) as u32;
+        let need = (data_slots + n_extras) as u32;
         if need > avail {
             VifMetrics::add(&metrics.rx_ring_full, 1);
             break;
@@ -110,7 +120,11 @@ fn deliver<P: Borrow<Packet>>(
             pkt: i,
             first_req: reqs.len(),
             data_slots,
-            extra,
+            extras: if extra.is_some() {
+                [extra, hash_extra]
+            } else {
+                [hash_extra, None]
+            },
             failed: false,
         });
         for _ in 0..need {
@@ -125,9 +139,10 @@ fn deliver<P: Borrow<Packet>>(
         return Ok(out);
     }
 
-    // Data slot `s` of a plan uses request first_req + s, shifted by one
-    // after the first slot when an extra follows it.
-    let req_of = |pl: &Plan, s: usize| pl.first_req + s + usize::from(s > 0 && pl.extra.is_some());
+    // Data slot `s` of a plan uses request first_req + s, shifted by the
+    // number of extras after the first slot.
+    let n_extras = |pl: &Plan| pl.extras.iter().flatten().count();
+    let req_of = |pl: &Plan, s: usize| pl.first_req + s + if s > 0 { n_extras(pl) } else { 0 };
     let mut ops: Vec<GrantCopy<'_>> = recycle_ops(std::mem::take(ops_buf));
     for (k, pl) in plans.iter().enumerate() {
         let Some(p) = pkts.get(pl.pkt) else { continue };
@@ -173,7 +188,7 @@ fn deliver<P: Borrow<Packet>>(
             };
             if s == 0 {
                 flags |= csum_flags;
-                if pl.extra.is_some() {
+                if n_extras(pl) > 0 {
                     flags |= NETRXF_EXTRA_INFO;
                 }
             }
@@ -189,8 +204,13 @@ fn deliver<P: Borrow<Packet>>(
                 status,
             });
             if s == 0 {
-                if let Some(extra) = pl.extra {
-                    ring.put_response_as(extra);
+                let n = n_extras(pl);
+                for (k, extra) in pl.extras.iter().flatten().enumerate() {
+                    let mut e = *extra;
+                    if k + 1 < n {
+                        e.flags |= XEN_NETIF_EXTRA_FLAG_MORE;
+                    }
+                    ring.put_response_as(e);
                 }
             }
         }
@@ -210,26 +230,27 @@ fn deliver<P: Borrow<Packet>>(
 impl Vif {
     /// Send packets to the guest: flush the queue, deliver directly while
     /// requests last, queue the rest (bounded).
-    pub(super) fn guest_rx(&mut self, pkts: &[&Packet]) {
-        if !self.rx_queue.is_empty() {
-            self.flush_rx_queue();
+    pub(super) fn guest_rx(&mut self, q: &mut Queue, pkts: &[&Packet]) {
+        if !q.rx_queue.is_empty() {
+            self.flush_rx_queue(q);
         }
         if self.disabled {
             return;
         }
         let mut start = 0;
-        if self.rx_queue.is_empty() {
+        if q.rx_queue.is_empty() {
             match deliver(
-                &mut self.rx,
+                &mut q.rx,
                 &mut *self.grants,
                 &self.frontend,
+                &self.hash,
                 &self.metrics,
                 &mut self.rx_scratch,
                 pkts,
             ) {
                 Ok(d) => {
                     start = d.handled;
-                    self.note_delivered(&d);
+                    self.note_delivered(q, &d);
                 }
                 Err(reason) => {
                     self.fatal(&reason);
@@ -238,17 +259,19 @@ impl Vif {
             }
         }
         for p in pkts.get(start..).unwrap_or(&[]) {
-            self.enqueue(p);
+            self.enqueue(q, p);
         }
         // Ask for an event when the frontend posts more requests; if it
         // already did, use them now.
-        if !self.rx_queue.is_empty() && self.rx.final_check_for_requests() {
-            self.flush_rx_queue();
+        if !q.rx_queue.is_empty() && q.rx.final_check_for_requests() {
+            self.flush_rx_queue(q);
         }
     }
 
-    fn note_delivered(&mut self, d: &Delivered) {
-        self.note_push(d.pushed, d.notify);
+    fn note_delivered(&mut self, q: &Queue, d: &Delivered) {
+        if let Some(c) = self.channels.get_mut(q.rx_chan) {
+            c.note(d.pushed, d.notify);
+        }
         if d.failed > 0 {
             self.log_drop(
                 LogReason::RxGrantError,
@@ -257,9 +280,8 @@ impl Vif {
         }
     }
 
-    fn enqueue(&mut self, p: &Packet) {
-        if self.rx_queue.len() >= RX_QUEUE_PACKETS || self.rx_queue_bytes + p.len() > RX_QUEUE_BYTES
-        {
+    fn enqueue(&mut self, q: &mut Queue, p: &Packet) {
+        if q.rx_queue.len() >= RX_QUEUE_PACKETS || q.rx_queue_bytes + p.len() > RX_QUEUE_BYTES {
             VifMetrics::add(&self.metrics.tx_queue_full, 1);
             self.log_drop(
                 LogReason::RxQueueFull,
@@ -267,30 +289,31 @@ impl Vif {
             );
             return;
         }
-        let mut q = self.rx_pool.pop().unwrap_or_default();
-        q.clone_from_packet(p);
-        self.rx_queue_bytes += q.len();
-        self.rx_queue.push_back(q);
+        let mut copy = self.rx_pool.pop().unwrap_or_default();
+        copy.clone_from_packet(p);
+        q.rx_queue_bytes += copy.len();
+        q.rx_queue.push_back(copy);
         VifMetrics::add(&self.metrics.tx_queued, 1);
     }
 
     /// Deliver queued packets while RX requests last.
-    pub(super) fn flush_rx_queue(&mut self) {
-        let queued = self.rx_queue.make_contiguous();
+    pub(super) fn flush_rx_queue(&mut self, q: &mut Queue) {
+        let queued = q.rx_queue.make_contiguous();
         let res = deliver(
-            &mut self.rx,
+            &mut q.rx,
             &mut *self.grants,
             &self.frontend,
+            &self.hash,
             &self.metrics,
             &mut self.rx_scratch,
             queued,
         );
         match res {
             Ok(d) => {
-                self.note_delivered(&d);
+                self.note_delivered(q, &d);
                 for _ in 0..d.handled {
-                    if let Some(p) = self.rx_queue.pop_front() {
-                        self.rx_queue_bytes = self.rx_queue_bytes.saturating_sub(p.len());
+                    if let Some(p) = q.rx_queue.pop_front() {
+                        q.rx_queue_bytes = q.rx_queue_bytes.saturating_sub(p.len());
                         if self.rx_pool.len() < RX_QUEUE_PACKETS {
                             self.rx_pool.push(p);
                         }

@@ -9,7 +9,7 @@
 
 use xennet_datapath::{Csum, Gso, GsoType, PacketBatch, MAX_BURST};
 
-use super::{LogReason, Vif};
+use super::{LogReason, Queue, Vif};
 use crate::grant::{recycle_ops, ForeignAddr, GrantCopy, GrantOps, GNTST_OKAY};
 use crate::metrics::VifMetrics;
 use crate::ring::{
@@ -81,10 +81,10 @@ impl Vif {
     /// Parse the packet whose first request is at ring index `start`,
     /// with `work` requests produced from there. `Err` is a protocol
     /// violation (fatal).
-    fn parse_packet(&mut self, start: u32, work: u32) -> Result<TxPkt, String> {
+    fn parse_packet(&mut self, q: &mut Queue, start: u32, work: u32) -> Result<TxPkt, String> {
         let slots = &mut self.tx_scratch.slots;
         let first_slot = slots.len();
-        let first = self.tx.copy_request(start);
+        let first = q.tx.copy_request(start);
         slots.push(Slot {
             req: first,
             extra: false,
@@ -106,7 +106,7 @@ impl Vif {
                 if n >= work {
                     return Err("missing extra info".into());
                 }
-                let req = self.tx.copy_request(start.wrapping_add(n));
+                let req = q.tx.copy_request(start.wrapping_add(n));
                 n += 1;
                 slots.push(Slot { req, extra: true });
                 let extra = NetifExtraInfo::from_tx_request(&req);
@@ -153,7 +153,7 @@ impl Vif {
                     data_slots + 1
                 ));
             }
-            let txp = self.tx.copy_request(start.wrapping_add(n));
+            let txp = q.tx.copy_request(start.wrapping_add(n));
             n += 1;
             data_slots += 1;
             slots.push(Slot {
@@ -193,26 +193,30 @@ impl Vif {
 
     /// Process guest TX into `batch`. `Ok(true)` if more requests remain
     /// after filling the batch; `Err` is a protocol violation.
-    pub(super) fn guest_tx(&mut self, batch: &mut PacketBatch) -> Result<bool, String> {
-        let prod = self.tx.req_prod();
-        let pending = prod.wrapping_sub(self.tx.req_cons);
+    pub(super) fn guest_tx(
+        &mut self,
+        q: &mut Queue,
+        batch: &mut PacketBatch,
+    ) -> Result<bool, String> {
+        let prod = q.tx.req_prod();
+        let pending = prod.wrapping_sub(q.tx.req_cons);
         if pending > RING_SIZE {
             return Err(format!(
                 "impossible request count: req_prod {prod}, req_cons {}",
-                self.tx.req_cons
+                q.tx.req_cons
             ));
         }
         let room = MAX_BURST.saturating_sub(batch.len());
         self.tx_scratch.slots.clear();
         self.tx_scratch.pkts.clear();
-        let mut cons = self.tx.req_cons;
+        let mut cons = q.tx.req_cons;
         let mut accepted = 0;
         while accepted < room {
             let work = prod.wrapping_sub(cons);
             if work == 0 {
                 break;
             }
-            let pkt = self.parse_packet(cons, work)?;
+            let pkt = self.parse_packet(q, cons, work)?;
             // n_slots <= work <= RING_SIZE, so this fits in u32.
             cons = cons.wrapping_add(pkt.n_slots as u32);
             if pkt.drop.is_none() {
@@ -220,12 +224,12 @@ impl Vif {
             }
             self.tx_scratch.pkts.push(pkt);
         }
-        self.tx.req_cons = cons;
+        q.tx.req_cons = cons;
 
         let base = batch.len();
         self.copy_packets(batch);
         self.finish_packets(batch, base);
-        self.respond();
+        self.respond(q);
         Ok(prod != cons)
     }
 
@@ -377,7 +381,7 @@ impl Vif {
 
     /// One response per consumed slot, in ring order; push and note
     /// whether to notify.
-    fn respond(&mut self) {
+    fn respond(&mut self, q: &mut Queue) {
         let Scratch { slots, pkts, .. } = &self.tx_scratch;
         for pkt in pkts {
             let chain = slots
@@ -391,15 +395,17 @@ impl Vif {
                 } else {
                     NETIF_RSP_OKAY
                 };
-                self.tx.put_response(NetifTxResponse {
+                q.tx.put_response(NetifTxResponse {
                     id: s.req.id,
                     status,
                 });
             }
         }
         let pushed = !pkts.is_empty();
-        let notify = self.tx.push_responses();
-        self.note_push(pushed, notify);
+        let notify = q.tx.push_responses();
+        if let Some(c) = self.channels.get_mut(q.tx_chan) {
+            c.note(pushed, notify);
+        }
     }
 }
 
