@@ -87,6 +87,13 @@ fn an_event_storm_is_coalesced() {
     h.wait_for("the storm to be throttled", || {
         stats(&h)["event_throttles"].as_u64().unwrap_or(0) > 0
     });
+    // The guest answers pings once it has sent its storm (its notifications
+    // are synchronous writes, slow on a busy machine).
+    let guest_log = h.rundir.join("guest21.log");
+    h.wait_for("the guest to finish its storm", || {
+        std::fs::read_to_string(&guest_log)
+            .is_ok_and(|l| l.contains("sent hostile case event-storm"))
+    });
     assert!(
         h.ping(21, 1, 3),
         "the storming guest stopped talking\n{}",

@@ -801,9 +801,14 @@ impl Netfront {
         }
     }
 
-    /// Overwrite queue 0's shared TX `req_prod` (hostile use) and notify.
+    /// Move queue 0's TX `req_prod` (shared and private) to `v` (hostile use)
+    /// and notify.
     pub fn set_tx_req_prod(&mut self, v: u32) {
         if let Some(fq) = self.queues.first_mut() {
+            // The private index too, so that the guest's later sends keep
+            // the shared one beyond the ring instead of undoing it before
+            // the backend looks.
+            fq.tx.req_prod_pvt = v;
             fq.tx.set_req_prod(v);
             fq.tx_evt.notify();
         }
