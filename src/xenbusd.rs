@@ -28,6 +28,7 @@ use std::time::Duration;
 use xennet_datapath::OfPort;
 use xennet_vif::evtchn::EventChannel;
 use xennet_vif::grant::{DomId, GrantOps};
+use xennet_vif::netback::TxRate;
 use xennet_vif::xen::{EvtchnDev, Gntdev};
 use xennet_vif::xenbus::{
     read_state, BackendDevice, FrontendKeys, Progress, VifHooks, XenbusState,
@@ -112,6 +113,37 @@ struct Hooks {
     /// The vif's representor device, for as long as the backend device
     /// exists (`[emulated_xen] representors`).
     _representor: Option<std::sync::Arc<crate::representor::Representor>>,
+    /// Guest TX rate from the backend's `rate` key, shared with the vif.
+    rate: Arc<TxRate>,
+    /// The `rate` value last applied (None: no key).
+    rate_text: Option<String>,
+}
+
+impl Hooks {
+    /// Apply the backend directory `be`'s `rate` key (`bytes,usecs`, as
+    /// libxl writes it; Linux `xen_net_read_rate`): missing or unparsable
+    /// means unlimited, the latter with a warning. Called on every watch
+    /// event of the vif, so a change applies at once (Linux watches the
+    /// key too).
+    fn refresh_rate(&mut self, xs: &Client, be: &str) {
+        let text = xs.read_string(&format!("{be}/rate")).ok();
+        if text == self.rate_text {
+            return;
+        }
+        let rate = match text.as_deref().map(TxRate::parse) {
+            None => None,
+            Some(Ok(r)) => {
+                tracing::info!("{}: rate {} bytes per {} µs", self.name, r.0, r.1);
+                Some(r)
+            }
+            Some(Err(e)) => {
+                tracing::warn!("{}: {e}; traffic unlimited", self.name);
+                None
+            }
+        };
+        self.rate.set(rate);
+        self.rate_text = text;
+    }
 }
 
 impl VifHooks for Hooks {
@@ -127,6 +159,7 @@ impl VifHooks for Hooks {
         })
         .map_err(|e| format!("connecting the rings: {e}"))?;
         vif.set_event_rate(self.cfg.event_rate);
+        vif.set_tx_rate(self.rate.clone());
         let placed = place(&self.switch, &self.cfg.bridge, &self.name, self.domid, vif)
             .map_err(|e| format!("{e:#}"))?;
         tracing::info!("{}: connected through xenstore", self.name);
@@ -263,9 +296,12 @@ fn run(
                                     .ok()
                             })
                             .flatten(),
+                        rate: Arc::default(),
+                        rate_text: None,
                     },
                 )
             });
+            hooks.refresh_rate(xs, &format!("{base}/{domid}/{handle}"));
             let had_fe = dev.frontend_dir().is_some();
             let token = format!("{FRONTEND_TOKEN}{domid}:{handle}");
             if let (Hotplug::Script, Placement::Database(vifs)) = (cfg.hotplug, &switch) {

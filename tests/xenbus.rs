@@ -291,3 +291,57 @@ fn multi_queue_and_split_channel_guests_connect() {
     assert_eq!(stats["queues"], 4, "{stats}");
     assert_eq!(stats["fatal_errors"], 0, "{stats}");
 }
+
+/// The backend's `rate` key (`bytes,usecs`, as libxl writes it) limits the
+/// guest's TX as it changes: with 1000 bytes per second, a burst of 1 KiB
+/// pings mostly waits (counted), the rest of the vif keeps working, and
+/// removing the key lifts the limit.
+#[test]
+fn rate_key_limits_guest_tx() {
+    let h = start_with_two_guests("rate");
+    let be = "/local/domain/0/backend/vif/1/0";
+    let w = xs_tool(
+        &h,
+        "xenstore-write",
+        &[&format!("{be}/rate"), "1000,1000000"],
+    );
+    assert!(w.status.success(), "{w:?}");
+    h.wait_for("the rate to be applied", || {
+        h.log().contains("vif1.0: rate 1000 bytes per 1000000 µs")
+    });
+    let stats = |h: &Harness| -> serde_json::Value {
+        serde_json::from_str(&h.appctl(&["xennet/vif-stats", "vif1.0"])).unwrap()
+    };
+    let peer = Harness::ip_of(2);
+    let flood = h.exec(
+        1,
+        &[
+            "ping", "-c", "20", "-i", "0.05", "-s", "1000", "-W", "1", &peer,
+        ],
+    );
+    let out = String::from_utf8_lossy(&flood.stdout);
+    assert!(
+        !flood.status.success() || !out.contains(" 0% packet loss"),
+        "{out}"
+    );
+    assert!(
+        stats(&h)["rx_rate_limited"].as_u64().unwrap() > 0,
+        "{}",
+        stats(&h)
+    );
+    // Only vif1.0 has a rate.
+    let v2: serde_json::Value =
+        serde_json::from_str(&h.appctl(&["xennet/vif-stats", "vif2.0"])).unwrap();
+    assert_eq!(v2["rx_rate_limited"], 0, "{v2}");
+    let r = xs_tool(&h, "xenstore-rm", &[&format!("{be}/rate")]);
+    assert!(r.status.success(), "{r:?}");
+    h.wait_for("the limit to be lifted", || {
+        let o = h.exec(
+            1,
+            &[
+                "ping", "-c", "5", "-i", "0.05", "-s", "1000", "-W", "1", &peer,
+            ],
+        );
+        String::from_utf8_lossy(&o.stdout).contains(" 0% packet loss")
+    });
+}

@@ -62,6 +62,9 @@ metrics! {
     /// Guest packets with `NETTXF_csum_blank` or GSO whose headers could not
     /// be parsed to locate the checksum; dropped.
     rx_csum_unparseable,
+    /// Times guest TX stopped for lack of credit under the vif's `rate`
+    /// (its packets wait in the ring for the next window).
+    rx_rate_limited,
     /// Multicast addresses added by `XEN_NETIF_EXTRA_TYPE_MCAST_ADD` extras.
     rx_mcast_add,
     /// Multicast addresses removed by `XEN_NETIF_EXTRA_TYPE_MCAST_DEL`.

@@ -19,10 +19,16 @@
 //! packet's queue by hash (the control ring's Toeplitz mapping, else a
 //! stable flow hash). Spurious events (no new request) pay a token of a
 //! per-channel bucket ([`Vif::set_event_rate`]); a channel out of tokens is
-//! masked until the next tick. No allocation and no lock per packet.
+//! masked until the next tick. Guest TX obeys the vif's `rate`
+//! ([`TxRate`], credit per time window as Linux's, once per vif): a packet
+//! beyond the credit waits in its ring until the timer says the window is
+//! over. No allocation and no lock per packet.
 
+mod credit;
 mod rx;
 mod tx;
+
+pub use credit::{TxRate, MAX_BURST_BYTES};
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -248,7 +254,11 @@ pub struct Vif {
     /// Its fd is what the datapath polls.
     epoll: Epoll,
     timer: TimerFd,
-    timer_armed: bool,
+    /// When the one-shot timer fires, if armed.
+    timer_at: Option<Instant>,
+    /// Guest TX rate (`rate` key), shared with the control plane.
+    tx_rate: Arc<TxRate>,
+    credit: credit::Credit,
     /// Events accepted per second per channel (0: unlimited).
     event_rate: u32,
     /// Receive-side hash selection for the guest RX queue.
@@ -374,7 +384,9 @@ impl Vif {
             queues: qs,
             epoll,
             timer,
-            timer_armed: false,
+            timer_at: None,
+            tx_rate: Arc::default(),
+            credit: credit::Credit::new(),
             event_rate: DEFAULT_EVENT_RATE,
             hash: crate::ctrl::HashConfig::default(),
             ctrl: None,
@@ -398,10 +410,27 @@ impl Vif {
         self.event_rate = per_second;
     }
 
-    /// Attach the frontend's control ring (`ctrl-ring-ref`, mapped through
-    /// the vif's grants) and its channel (`event-channel-ctrl`): hash
-    /// requests are then served ([`crate::ctrl::process`]) whenever the vif
-    /// is polled.
+    /// Obey `rate` for guest TX from now on (see [`TxRate`]; the caller
+    /// keeps a clone to change it, e.g. when xenstore's `rate` changes).
+    pub fn set_tx_rate(&mut self, rate: Arc<TxRate>) {
+        self.tx_rate = rate;
+    }
+
+    /// Arm the vif's one-shot timer to fire `after` from now, unless it
+    /// already fires sooner.
+    fn arm_timer(&mut self, after: Duration) {
+        let at = Instant::now() + after;
+        if self.timer_at.is_some_and(|t| t <= at) {
+            return;
+        }
+        // A zero expiration would disarm the timer.
+        let when =
+            Expiration::OneShot(TimeSpec::from_duration(after.max(Duration::from_micros(1))));
+        if self.timer.set(when, TimerSetTimeFlags::empty()).is_ok() {
+            self.timer_at = Some(at);
+        }
+    }
+
     /// Connect the vif a frontend described in xenstore (`keys`, see
     /// [`crate::xenbus::read_frontend`]): each queue's rings and its one or
     /// split event channels, then the control ring if the frontend gave
@@ -437,8 +466,10 @@ impl Vif {
         Ok(vif)
     }
 
-    /// Connect the frontend's control ring (`ctrl-ring-ref`, bound
-    /// channel of `event-channel-ctrl`).
+    /// Attach the frontend's control ring (`ctrl-ring-ref`, mapped through
+    /// the vif's grants) and its channel (`event-channel-ctrl`): hash
+    /// requests are then served ([`crate::ctrl::process`]) whenever the vif
+    /// is polled.
     pub fn connect_ctrl(
         &mut self,
         ring_ref: GrantRef,
@@ -586,7 +617,7 @@ impl Vif {
             let token = ev.data();
             if token == TIMER_TOKEN {
                 let _ = self.timer.wait(); // reads the expiration count
-                self.timer_armed = false;
+                self.timer_at = None;
                 for (i, c) in self.channels.iter_mut().enumerate() {
                     if c.masked {
                         c.masked = false;
@@ -632,11 +663,8 @@ impl Vif {
                 &mut EpollEvent::new(EpollFlags::empty(), i as u64),
             );
         }
-        if mask_any && !self.timer_armed {
-            let tick = Expiration::OneShot(TimeSpec::from_duration(EVENT_TICK));
-            if self.timer.set(tick, TimerSetTimeFlags::empty()).is_ok() {
-                self.timer_armed = true;
-            }
+        if mask_any {
+            self.arm_timer(EVENT_TICK);
             if self.log.allow(LogReason::EventStorm) {
                 tracing::info!(
                     "{}: more than {} spurious events per second on an event channel; \
@@ -714,7 +742,9 @@ impl Port for Vif {
                     break;
                 }
             }
-            if q.tx.req_cons != tx_cons {
+            // Requests waiting for credit are work too, not a spurious
+            // event.
+            if q.tx.req_cons != tx_cons || self.credit.wait_until.is_some() {
                 if let Some(c) = self.channels.get_mut(q.tx_chan) {
                     c.work = true;
                 }
@@ -727,6 +757,10 @@ impl Port for Vif {
             }
         }
         self.queues = queues;
+        let waiting = self.credit.wait_until;
+        if let Some(t) = waiting {
+            self.arm_timer(t.saturating_duration_since(Instant::now()));
+        }
         self.flush_notify();
         self.charge_spurious();
         if self.disabled {
@@ -737,7 +771,8 @@ impl Port for Vif {
             return RecvStatus::More;
         }
         for q in &mut self.queues {
-            if q.tx.final_check_for_requests() {
+            // Requests waiting for credit wait for the timer, not a poll.
+            if waiting.is_none() && q.tx.final_check_for_requests() {
                 more = true;
             }
             if !q.rx_queue.is_empty() && q.rx.final_check_for_requests() {

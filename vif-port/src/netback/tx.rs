@@ -7,6 +7,8 @@
 //! every slot of every accepted packet in a single [`GrantOps::copy`]
 //! call, set checksum/GSO metadata, then write one response per slot.
 
+use std::time::Instant;
+
 use xennet_datapath::{Csum, Gso, GsoType, PacketBatch, MAX_BURST};
 
 use super::{LogReason, Queue, Vif};
@@ -211,10 +213,23 @@ impl Vif {
         self.tx_scratch.pkts.clear();
         let mut cons = q.tx.req_cons;
         let mut accepted = 0;
+        let rate = self.tx_rate.get();
+        let now = rate.map(|_| Instant::now());
+        let mut throttled = false;
         while accepted < room {
             let work = prod.wrapping_sub(cons);
             if work == 0 {
                 break;
+            }
+            // Linux `tx_credit_exceeded` on the first request's size (the
+            // packet's), before anything is consumed.
+            if let Some(now) = now {
+                let size = u64::from(q.tx.copy_request(cons).size);
+                if !self.credit.take(rate, size, now) {
+                    VifMetrics::add(&self.metrics.rx_rate_limited, 1);
+                    throttled = true;
+                    break;
+                }
             }
             let pkt = self.parse_packet(q, cons, work)?;
             // n_slots <= work <= RING_SIZE, so this fits in u32.
@@ -230,7 +245,7 @@ impl Vif {
         self.copy_packets(batch);
         self.finish_packets(batch, base);
         self.respond(q);
-        Ok(prod != cons)
+        Ok(prod != cons && !throttled)
     }
 
     /// Grant-copy all slots of all accepted packets into batch buffers,
