@@ -105,6 +105,13 @@ struct Args {
     /// before xenstore) even when xenstore is available.
     #[arg(long)]
     legacy_attach: bool,
+    /// If xennetd goes away, wait up to this many seconds for it to come
+    /// back, then register again and set the vif up through xenstore on
+    /// the same rings, whose queued requests the new backend serves (an
+    /// emulated xennetd takes its hypervisor and xenstore state with it).
+    /// 0: exit instead.
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    reconnect: u64,
     /// The backend's domain id (with --xenstore).
     #[arg(long, default_value_t = 0)]
     backend_domid: u16,
@@ -394,7 +401,7 @@ fn main() -> anyhow::Result<()> {
         nf.enable_ctrl_ring()
             .context("setting up the control ring")?;
     }
-    let stream = UnixStream::connect(&socket).with_context(|| {
+    let mut stream = UnixStream::connect(&socket).with_context(|| {
         format!(
             "connecting to xennetd at {} (is it running?)",
             socket.display()
@@ -413,7 +420,7 @@ fn main() -> anyhow::Result<()> {
             std::fs::metadata(p).is_ok_and(|m| m.file_type().is_socket())
         }),
     };
-    let xenbus = match &xenstore {
+    let mut xenbus = match &xenstore {
         None => {
             let reply = nf
                 .attach(&stream, args.handle, mac)
@@ -476,24 +483,81 @@ fn main() -> anyhow::Result<()> {
         xennet_vif::hostile::run(case, &mut nf);
         println!("xennet-guest: sent hostile case {case}");
     }
-    let r = run(&mut tap, &mut nf, &stream);
+    loop {
+        let ended = run(&mut tap, &mut nf, &stream)?;
+        let (Ended::BackendGone, Some((xs, spec)), Some(path)) = (ended, &mut xenbus, &xenstore)
+        else {
+            break;
+        };
+        if args.reconnect == 0 {
+            break;
+        }
+        let wait = Duration::from_secs(args.reconnect);
+        let (s, c) = reconnect(&socket, path, &mut nf, spec, wait)?;
+        stream = s;
+        *xs = c;
+        println!(
+            "xennet-guest: domain {} reconnected through xenstore",
+            args.domid
+        );
+    }
     if let Some((xs, spec)) = &xenbus {
         if STOP.load(Ordering::SeqCst) {
             xenbus_close(xs, spec).context("closing the vif")?;
             println!("xennet-guest: domain {} closed", args.domid);
         }
     }
-    r
+    Ok(())
+}
+
+/// Wait up to `wait` for xennetd's attach socket and xenstored to be back,
+/// then register the domain again and redo the xenbus handshake with the
+/// same rings and ports (their indices and queued requests untouched).
+fn reconnect(
+    socket: &std::path::Path,
+    xenstored: &std::path::Path,
+    nf: &mut Netfront,
+    spec: &VifSpec,
+    wait: Duration,
+) -> anyhow::Result<(UnixStream, Client)> {
+    let deadline = Instant::now() + wait;
+    let mut last_err = String::from("not tried");
+    while Instant::now() < deadline && !STOP.load(Ordering::SeqCst) {
+        let mut attempt = || -> anyhow::Result<(UnixStream, Client)> {
+            let s = UnixStream::connect(socket)?;
+            let xs = Client::connect(xenstored)?;
+            let reply = nf.register(&s)?;
+            if !reply.ok {
+                bail!("registration refused: {}", reply.error.unwrap_or_default());
+            }
+            xenbus_connect(&xs, nf, spec)?;
+            Ok((s, xs))
+        };
+        match attempt() {
+            Ok(c) => return Ok(c),
+            Err(e) => last_err = format!("{e:#}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("xennetd did not come back within {wait:?}: {last_err}")
+}
+
+/// Why [`run`] returned.
+enum Ended {
+    /// SIGTERM or SIGINT.
+    Stopped,
+    /// xennetd closed the attach connection (it exited or died).
+    BackendGone,
 }
 
 /// Shuttle frames between the tap and the rings until xennetd goes away.
-fn run(tap: &mut Tap, nf: &mut Netfront, stream: &UnixStream) -> anyhow::Result<()> {
+fn run(tap: &mut Tap, nf: &mut Netfront, stream: &UnixStream) -> anyhow::Result<Ended> {
     let mut pending: Option<(Vec<u8>, u16)> = None;
     let mut rx = Vec::with_capacity(65_536);
     loop {
         if STOP.load(Ordering::SeqCst) {
             println!("xennet-guest: signalled; exiting");
-            return Ok(());
+            return Ok(Ended::Stopped);
         }
         let timeout = if pending.is_some() { 10u16 } else { 1000 };
         let (tap_ready, evt_ready, hup) = {
@@ -523,8 +587,8 @@ fn run(tap: &mut Tap, nf: &mut Netfront, stream: &UnixStream) -> anyhow::Result<
         if hup {
             let mut b = [0u8; 64];
             if nix::unistd::read(stream.as_raw_fd(), &mut b).unwrap_or(0) == 0 {
-                println!("xennet-guest: backend closed the connection; exiting");
-                return Ok(());
+                println!("xennet-guest: backend closed the connection");
+                return Ok(Ended::BackendGone);
             }
         }
         if evt_ready {

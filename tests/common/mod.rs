@@ -117,6 +117,32 @@ impl Harness {
         self.wait_for("xennetd's emulated Xen socket", || sock.exists());
     }
 
+    /// Send `sig` to xennetd.
+    pub fn signal_daemon(&self, sig: nix::sys::signal::Signal) {
+        let d = self.daemon.as_ref().expect("xennetd is running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.id() as i32), sig)
+            .expect("signalling xennetd");
+    }
+
+    /// Send `sig` to guest `domid`'s process.
+    pub fn signal_guest(&self, domid: u16, sig: nix::sys::signal::Signal) {
+        let (_, g) = self
+            .guests
+            .iter()
+            .find(|(d, _)| *d == domid)
+            .expect("no such guest");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(g.id() as i32), sig)
+            .expect("signalling the guest");
+    }
+
+    /// SIGKILL xennetd only (as a crash), leaving the guests running.
+    pub fn crash_daemon(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+    }
+
     /// SIGKILL xennetd (no cleanup, as a crash) and stop every guest,
     /// removing their namespaces so `guest` can start them again.
     pub fn kill_daemon(&mut self) {
