@@ -105,9 +105,9 @@ fn real_mode_serves_the_toolstacks_vifs_and_reports_device_errors() {
     });
     for (k, v) in [
         ("feature-rx-copy", "1"),
-        ("feature-split-event-channels", "0"),
-        ("multi-queue-max-queues", "1"),
-        ("feature-ctrl-ring", "0"),
+        ("feature-split-event-channels", "1"),
+        ("multi-queue-max-queues", "8"),
+        ("feature-ctrl-ring", "1"),
     ] {
         assert_eq!(read(&xs, &format!("{be}/{k}")), v, "{be}/{k}");
     }
