@@ -1,6 +1,7 @@
 //! xennetd configuration: the embedded default, or a TOML file given with
 //! `--config`. With `--db` the bridges come from an `Open_vSwitch` database
-//! instead (see `dbsync`) and only `[emulated_xen]` is used from here.
+//! instead (see `dbsync`) and only `[xen]` and `[emulated_xen]` are used
+//! from here.
 //!
 //! ```toml
 //! [[bridge]]
@@ -25,7 +26,18 @@
 //!                           # (point XENSTORED_PATH here); "" disables it
 //! hotplug = "self"          # "self": xennetd writes hotplug-status = connected;
 //!                           # "script": wait for a hotplug script (scripts/vif-xennet)
+//!
+//! [xen]
+//! mode = "emulated"         # "emulated": the [emulated_xen] hypervisor above;
+//!                           # "real": serve real Xen guests (xennetd in dom0 or a
+//!                           # driver domain: the real xenstored, /dev/xen/gntdev,
+//!                           # /dev/xen/evtchn); `xennetd --xen real` overrides
+//! bridge = "br0"            # real mode: bridge that vifs join (not with --db)
+//! hotplug = "self"          # real mode: as [emulated_xen] hotplug
 //! ```
+//!
+//! In real mode `[emulated_xen]` is ignored (no attach socket, no emulated
+//! xenstored) and the backend domain id is read from xenstore (`domid`).
 
 use serde::Deserialize;
 use xennet_ofproto::normal::PortVlan;
@@ -45,6 +57,13 @@ socket = "xennet-xen.sock"
 bridge = "br0"
 backend_domid = 0
 xenstored = "xenstored.sock"
+
+# Real Xen instead (or `xennetd --xen real`): guests' vifs from the real
+# xenstored join `bridge`; [emulated_xen] is then ignored.
+[xen]
+mode = "emulated"
+bridge = "br0"
+hotplug = "self"
 "#;
 
 /// Whole configuration.
@@ -57,6 +76,46 @@ pub struct Config {
     /// Emulated Xen hypervisor for guests on machines without Xen.
     #[serde(default)]
     pub emulated_xen: EmulatedXenConfig,
+    /// Which Xen to serve: emulated or real.
+    #[serde(default)]
+    pub xen: XenConfig,
+}
+
+/// `[xen]`: emulated or real Xen, and the real mode's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XenConfig {
+    /// Emulated (`[emulated_xen]`) or real Xen.
+    #[serde(default)]
+    pub mode: XenMode,
+    /// Real mode: the bridge vifs join (unless `--db`, where the
+    /// database's Port rows decide).
+    #[serde(default = "default_bridge")]
+    pub bridge: String,
+    /// Real mode: who writes `hotplug-status = connected`.
+    #[serde(default)]
+    pub hotplug: Hotplug,
+}
+
+impl Default for XenConfig {
+    fn default() -> Self {
+        XenConfig {
+            mode: XenMode::default(),
+            bridge: default_bridge(),
+            hotplug: Hotplug::default(),
+        }
+    }
+}
+
+/// `[xen] mode` and `xennetd --xen`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum XenMode {
+    /// The emulated hypervisor (`[emulated_xen]`, `xennet-guest`).
+    #[default]
+    Emulated,
+    /// Real Xen: the real xenstored, `/dev/xen/gntdev`, `/dev/xen/evtchn`.
+    Real,
 }
 
 /// One bridge (OVS `Bridge` table row).
@@ -230,7 +289,7 @@ impl Config {
                 }
             }
         }
-        if cfg.emulated_xen.enabled {
+        if cfg.xen.mode == XenMode::Emulated && cfg.emulated_xen.enabled {
             anyhow::ensure!(
                 names.contains(&cfg.emulated_xen.bridge),
                 "emulated_xen.bridge {} is not a configured bridge",
@@ -269,6 +328,22 @@ mod tests {
         );
         let e = Config::parse("[emulated_xen]\nenabled = true\nbridge = \"nope\"\n").unwrap_err();
         assert!(e.to_string().contains("not a configured bridge"), "{e}");
+    }
+
+    #[test]
+    fn xen_mode() {
+        let c = Config::parse(EMBEDDED_DEFAULT).unwrap();
+        assert_eq!(c.xen.mode, XenMode::Emulated);
+        assert_eq!(c.xen.bridge, "br0");
+        let c = Config::parse(
+            "[[bridge]]\nname = \"xenbr\"\n[xen]\nmode = \"real\"\nbridge = \"xenbr\"\nhotplug = \"script\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.xen.mode, XenMode::Real);
+        assert_eq!(c.xen.bridge, "xenbr");
+        assert_eq!(c.xen.hotplug, Hotplug::Script);
+        let e = Config::parse("[xen]\nmode = \"hvm\"\n").unwrap_err();
+        assert!(e.to_string().contains("hvm"), "{e}");
     }
 
     #[test]

@@ -63,6 +63,21 @@ impl Domains {
     }
 }
 
+impl crate::xenbusd::Hypervisor for Domains {
+    fn connect(
+        &self,
+        backend: DomId,
+        domid: DomId,
+        remote_port: u32,
+    ) -> Result<crate::xenbusd::VifChannels, String> {
+        let dom = self.get(domid).ok_or_else(|| {
+            format!("domain {domid} is not registered with the emulated hypervisor")
+        })?;
+        let d = dom.bind(backend, remote_port).map_err(|e| e.to_string())?;
+        Ok((Box::new(d.grants), Box::new(d.evtchn)))
+    }
+}
+
 /// What registered domains need: the registry and the emulated xenstored.
 #[derive(Debug, Clone)]
 pub struct XenbusCtx {
@@ -188,7 +203,7 @@ fn hello(
                 Box::new(domain.evtchn),
             )
             .with_context(|| format!("{name}: connecting to the frontend's rings"))?;
-            let (bridge, ofport) = place(switch, cfg, &name, req.domid, vif)?;
+            let (bridge, ofport) = place(switch, &cfg.bridge, &name, req.domid, vif)?;
             Ok(Outcome::Attached(bridge, ofport, name))
         }
         Hello::Register(dom) => {
@@ -213,11 +228,11 @@ fn hello(
     }
 }
 
-/// Put a connected vif on its bridge (or, with a database, into the
+/// Put a connected vif on `bridge` (or, with a database, into the
 /// registry: then the bridge is empty and the ofport 0).
 pub fn place(
     switch: &Placement,
-    cfg: &EmulatedXenConfig,
+    bridge: &str,
     name: &str,
     domid: DomId,
     vif: Vif,
@@ -228,11 +243,11 @@ pub fn place(
     };
     match switch {
         Placement::Static(sw) => {
-            let bridge = sw
-                .bridge(&cfg.bridge)
-                .with_context(|| format!("no bridge {}", cfg.bridge))?;
-            let ofport = bridge.add_port(entry, Box::new(vif))?;
-            Ok((cfg.bridge.clone(), ofport))
+            let br = sw
+                .bridge(bridge)
+                .with_context(|| format!("no bridge {bridge}"))?;
+            let ofport = br.add_port(entry, Box::new(vif))?;
+            Ok((bridge.to_string(), ofport))
         }
         Placement::Database(vifs) => {
             anyhow::ensure!(!vifs.is_attached(name), "{name} is already attached");

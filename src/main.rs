@@ -26,7 +26,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use crate::bridge::Switch;
-use crate::config::{Config, EMBEDDED_DEFAULT};
+use crate::config::{Config, XenMode, EMBEDDED_DEFAULT};
 
 /// xennetd: an Open vSwitch-compatible virtual switch for Xen guests.
 ///
@@ -61,6 +61,14 @@ struct Args {
     #[arg(long, value_name = "DB")]
     db: Option<String>,
 
+    /// Which Xen to serve, overriding the configuration's `[xen] mode`:
+    /// `emulated` (emulated guests, `[emulated_xen]`) or `real` (xennetd
+    /// in dom0 or a driver domain serving real Xen guests: the real
+    /// xenstored, /dev/xen/gntdev and /dev/xen/evtchn; vifs join
+    /// `[xen] bridge`, or with --db the bridge whose Port lists them).
+    #[arg(long, value_enum, value_name = "MODE")]
+    xen: Option<XenMode>,
+
     /// Print the embedded default configuration and exit.
     #[arg(long)]
     print_default_config: bool,
@@ -86,7 +94,7 @@ fn main() -> anyhow::Result<()> {
         .clone()
         .or_else(|| std::env::var_os("OVS_RUNDIR").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/var/run/openvswitch"));
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading configuration {}", path.display()))?;
@@ -111,6 +119,16 @@ fn main() -> anyhow::Result<()> {
                 .then(|| format!("unix:{}", sock.display()))
         }
     };
+    if let Some(mode) = args.xen {
+        config.xen.mode = mode;
+    }
+    if config.xen.mode == XenMode::Real && db.is_none() {
+        anyhow::ensure!(
+            config.bridges.iter().any(|b| b.name == config.xen.bridge),
+            "xen.bridge {} is not a configured bridge",
+            config.xen.bridge
+        );
+    }
     std::fs::create_dir_all(&rundir)
         .with_context(|| format!("creating run directory {}", rundir.display()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -190,9 +208,14 @@ async fn run(rundir: PathBuf, config: Config, db: Option<String>) -> anyhow::Res
         let std_listener = bind_unix(&ctl)?;
         tokio::spawn(async move { unixctl::serve(std_listener, commands).await })
     };
+    let real_xen = config.xen.mode == XenMode::Real;
+    let emulated = !real_xen && config.emulated_xen.enabled;
+    if real_xen {
+        start_real_xen(&placement, &config.xen)?;
+    }
     // The emulated xenstored (Xen's `xenstored` socket), so that real
     // xenstore clients and the xenbus handshake have a store to talk to.
-    let xenstored = if config.emulated_xen.enabled && !config.emulated_xen.xenstored.is_empty() {
+    let xenstored = if emulated && !config.emulated_xen.xenstored.is_empty() {
         let path = resolve(&rundir, &config.emulated_xen.xenstored);
         let server = xennet_vif::xenstore::XenstoreServer::default();
         let listener = server
@@ -203,19 +226,23 @@ async fn run(rundir: PathBuf, config: Config, db: Option<String>) -> anyhow::Res
             domains: Arc::default(),
             store: server,
         };
-        {
-            let (ctx, placement, cfg) =
-                (ctx.clone(), placement.clone(), config.emulated_xen.clone());
-            std::thread::Builder::new()
-                .name("xenbus-backend".into())
-                .spawn(move || xenbusd::run(ctx, placement, cfg))
-                .context("starting the xenbus backend thread")?;
-        }
+        let cfg = &config.emulated_xen;
+        let xs = ctx.store.connect_as(u32::from(cfg.backend_domid))?;
+        xenbusd::start(
+            xs,
+            ctx.domains.clone(),
+            placement.clone(),
+            xenbusd::BackendConfig {
+                backend_domid: cfg.backend_domid,
+                bridge: cfg.bridge.clone(),
+                hotplug: cfg.hotplug,
+            },
+        )?;
         Some((ctx, listener))
     } else {
         None
     };
-    let xen_task = if config.emulated_xen.enabled {
+    let xen_task = if emulated {
         let path = resolve(&rundir, &config.emulated_xen.socket);
         files.0.push(path.clone());
         let listener = bind_unix(&path)?;
@@ -251,6 +278,41 @@ async fn run(rundir: PathBuf, config: Config, db: Option<String>) -> anyhow::Res
     switch.shutdown();
     drop(files);
     tracing::info!("xennetd stopped");
+    Ok(())
+}
+
+/// Real Xen: check the devices, connect to the real xenstored, read our
+/// domain id and start the xenbus backend on it.
+fn start_real_xen(placement: &emulxen::Placement, cfg: &config::XenConfig) -> anyhow::Result<()> {
+    use xennet_vif::xenstore::{Client, ErrorCode};
+    xennet_vif::xen::check_devices().context("real Xen mode")?;
+    let xs = Client::open().context("real Xen mode: connecting to xenstored")?;
+    // A domain's own `domid` node (written by the toolstack; for dom0 by
+    // xen-init-dom0), read relative to our home /local/domain/<domid>.
+    let backend_domid = match xs.read_string("domid") {
+        Ok(s) => s
+            .trim()
+            .parse::<xennet_vif::grant::DomId>()
+            .with_context(|| format!("xenstore domid {s:?} is not a domain id"))?,
+        Err(e) if e.is(&ErrorCode::Enoent) => {
+            tracing::warn!("xenstore has no domid node: assuming dom0");
+            0
+        }
+        Err(e) => return Err(e).context("reading our domain id from xenstore"),
+    };
+    tracing::info!(
+        "real Xen: backend domain {backend_domid}, watching /local/domain/{backend_domid}/backend/vif"
+    );
+    xenbusd::start(
+        xs,
+        Arc::new(xenbusd::RealXen),
+        placement.clone(),
+        xenbusd::BackendConfig {
+            backend_domid,
+            bridge: cfg.bridge.clone(),
+            hotplug: cfg.hotplug,
+        },
+    )?;
     Ok(())
 }
 

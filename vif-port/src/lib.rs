@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod netback;
 pub mod netfront;
 pub mod ring;
+pub mod xen;
 pub mod xenbus;
 pub mod xenstore;
 

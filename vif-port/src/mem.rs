@@ -1,6 +1,7 @@
 //! Shared memory: a mapping of a file descriptor (a memfd standing in for
-//! guest memory or a grant table, later a gntdev mapping) that another,
-//! untrusted party writes concurrently.
+//! guest memory or a grant table, or a `/dev/xen/gntdev` mapping of a
+//! guest's granted page) that another, untrusted party writes
+//! concurrently.
 //!
 //! Every access goes through this module: bulk data with volatile copies,
 //! ring indices and grant flags through atomics, plain-old-data structures
@@ -25,23 +26,51 @@ use crate::ring::XEN_PAGE_SIZE;
 pub unsafe trait Pod: Copy + Default {}
 
 /// A shared mapping of a file descriptor, readable and writable.
-#[derive(Debug)]
 pub struct SharedMem {
+    // Field order matters: the mapping goes before its owner (the
+    // gntdev grant mapping is released after the munmap).
     map: MmapRaw,
+    owner: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for SharedMem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedMem")
+            .field("map", &self.map)
+            .field("owned", &self.owner.is_some())
+            .finish()
+    }
 }
 
 impl SharedMem {
     /// Map `len` bytes of `fd` from offset 0, shared with every other
     /// process mapping the same file.
     pub fn map_fd(fd: BorrowedFd<'_>, len: usize) -> std::io::Result<Self> {
+        Self::map_fd_at(fd, 0, len)
+    }
+
+    /// Map `len` bytes of `fd` from byte `offset` (a multiple of the page
+    /// size), shared: e.g. a `/dev/xen/gntdev` mapping at the `index` its
+    /// `IOCTL_GNTDEV_MAP_GRANT_REF` returned.
+    pub fn map_fd_at(fd: BorrowedFd<'_>, offset: u64, len: usize) -> std::io::Result<Self> {
         if len == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 "cannot map 0 bytes",
             ));
         }
-        let map = MmapOptions::new().len(len).map_raw(fd.as_raw_fd())?;
-        Ok(SharedMem { map })
+        let map = MmapOptions::new()
+            .offset(offset)
+            .len(len)
+            .map_raw(fd.as_raw_fd())?;
+        Ok(SharedMem { map, owner: None })
+    }
+
+    /// Keep `owner` alive as long as the mapping and drop it right after
+    /// the munmap (e.g. what unmaps the grant behind a gntdev mapping).
+    pub fn with_owner(mut self, owner: Box<dyn std::any::Any + Send + Sync>) -> Self {
+        self.owner = Some(owner);
+        self
     }
 
     /// Mapped length in bytes.

@@ -6,6 +6,18 @@
 //! its reply, and are queued for [`Client::next_event`]. Requests are
 //! serialized: one outstanding request per client, like libxenstore
 //! without threads. A [`Client`] is `Send + Sync`.
+//!
+//! Against the real daemons (C `xenstored` of Xen 4.17, Debian's default,
+//! or `oxenstored`): errors arrive as `XS_ERROR` with the errno name
+//! (`"ENOENT\0"`, [`ErrorCode`]); a new watch fires once right away
+//! (handled like any event); transactions may end in `EAGAIN`
+//! ([`Client::transaction`] retries). Through `/dev/xen/xenbus` the
+//! kernel (`drivers/xen/xenbus/xenbus_dev_frontend.c`) takes one whole
+//! message per `write` (we send each in one `write_all`), queues replies
+//! and watch events for `read` in arrival order and allows partial
+//! reads; it registers watches itself and forwards their events with the
+//! same `XS_WATCH_EVENT` framing. A device connection's reader thread
+//! cannot be woken on drop and ends with the process.
 
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
@@ -22,8 +34,11 @@ use super::wire::{
 };
 use super::XsError;
 
-/// Default socket of the C xenstored.
+/// Default socket of the C xenstored (`/var/run` is `/run` on current
+/// distributions; [`SOCKETS`] tries both).
 pub const DEFAULT_SOCKET: &str = "/var/run/xenstored/socket";
+/// Where [`Client::open`] looks for xenstored's socket, in order.
+pub const SOCKETS: [&str; 2] = ["/run/xenstored/socket", DEFAULT_SOCKET];
 /// The kernel's xenbus device (same framing as the socket).
 pub const XENBUS_DEVICE: &str = "/dev/xen/xenbus";
 /// How often [`Client::transaction`] retries a transaction that ended in
@@ -61,14 +76,28 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects the way libxenstore does: `XENSTORED_PATH` if set, else
-    /// [`DEFAULT_SOCKET`] if it exists, else [`XENBUS_DEVICE`].
+    /// Connects the way libxenstore does: `XENSTORED_PATH` if set (a
+    /// socket, or a character device such as `/dev/xen/xenbus`), else the
+    /// first of [`SOCKETS`] that accepts a connection, else
+    /// [`XENBUS_DEVICE`] (xenstored in another domain, or not reachable
+    /// by socket).
     pub fn open() -> Result<Client, XsError> {
         if let Some(p) = std::env::var_os("XENSTORED_PATH") {
-            return Client::connect(p);
+            use std::os::unix::fs::FileTypeExt;
+            let is_dev = std::fs::metadata(&p).is_ok_and(|m| m.file_type().is_char_device());
+            return if is_dev {
+                Client::open_xenbus(p)
+            } else {
+                Client::connect(p)
+            };
         }
-        if Path::new(DEFAULT_SOCKET).exists() {
-            return Client::connect(DEFAULT_SOCKET);
+        for s in SOCKETS {
+            if Path::new(s).exists() {
+                match Client::connect(s) {
+                    Ok(c) => return Ok(c),
+                    Err(e) => tracing::debug!("{e}; trying the next"),
+                }
+            }
         }
         Client::open_xenbus(XENBUS_DEVICE)
     }

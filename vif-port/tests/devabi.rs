@@ -1,0 +1,251 @@
+//! Compile a C program against Xen's Linux device headers
+//! (`xen/sys/gntdev.h`, `xen/sys/evtchn.h` from libxen-dev) and compare
+//! every struct size, field offset and ioctl number with
+//! `xennet_vif::xen::sys`.
+
+use std::collections::HashMap;
+use std::mem::{offset_of, size_of};
+use std::process::Command;
+
+use xennet_vif::xen::sys::*;
+
+const C_SOURCE: &str = r#"
+#include <stdio.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
+#include <xen/xen.h>
+#include <xen/grant_table.h>
+#include <xen/sys/gntdev.h>
+#include <xen/sys/evtchn.h>
+
+#define S(t) printf("sizeof %s %zu\n", #t, sizeof(t))
+#define O(t, f) printf("offsetof %s.%s %zu\n", #t, #f, offsetof(t, f))
+#define C(c) printf("const %s %llu\n", #c, (unsigned long long)(c))
+
+int main(void) {
+    S(struct ioctl_gntdev_grant_ref);
+    O(struct ioctl_gntdev_grant_ref, domid); O(struct ioctl_gntdev_grant_ref, ref);
+    S(struct ioctl_gntdev_map_grant_ref);
+    O(struct ioctl_gntdev_map_grant_ref, count); O(struct ioctl_gntdev_map_grant_ref, pad);
+    O(struct ioctl_gntdev_map_grant_ref, index); O(struct ioctl_gntdev_map_grant_ref, refs);
+    S(struct ioctl_gntdev_unmap_grant_ref);
+    O(struct ioctl_gntdev_unmap_grant_ref, index); O(struct ioctl_gntdev_unmap_grant_ref, count);
+    O(struct ioctl_gntdev_unmap_grant_ref, pad);
+    S(struct ioctl_gntdev_grant_copy_segment);
+    O(struct ioctl_gntdev_grant_copy_segment, source);
+    O(struct ioctl_gntdev_grant_copy_segment, source.virt);
+    O(struct ioctl_gntdev_grant_copy_segment, source.foreign.ref);
+    O(struct ioctl_gntdev_grant_copy_segment, source.foreign.offset);
+    O(struct ioctl_gntdev_grant_copy_segment, source.foreign.domid);
+    O(struct ioctl_gntdev_grant_copy_segment, dest);
+    O(struct ioctl_gntdev_grant_copy_segment, len);
+    O(struct ioctl_gntdev_grant_copy_segment, flags);
+    O(struct ioctl_gntdev_grant_copy_segment, status);
+    S(struct ioctl_gntdev_grant_copy);
+    O(struct ioctl_gntdev_grant_copy, count); O(struct ioctl_gntdev_grant_copy, segments);
+    S(struct ioctl_evtchn_bind_interdomain);
+    O(struct ioctl_evtchn_bind_interdomain, remote_domain);
+    O(struct ioctl_evtchn_bind_interdomain, remote_port);
+    S(struct ioctl_evtchn_unbind); S(struct ioctl_evtchn_notify);
+    C(IOCTL_GNTDEV_MAP_GRANT_REF); C(IOCTL_GNTDEV_UNMAP_GRANT_REF); C(IOCTL_GNTDEV_GRANT_COPY);
+    C(IOCTL_EVTCHN_BIND_INTERDOMAIN); C(IOCTL_EVTCHN_UNBIND); C(IOCTL_EVTCHN_NOTIFY);
+    C(IOCTL_EVTCHN_RESET);
+    C(GNTCOPY_source_gref); C(GNTCOPY_dest_gref);
+    return 0;
+}
+"#;
+
+fn c_values() -> HashMap<String, u64> {
+    const HINT: &str = "install libxen-dev (apt-get install libxen-dev)";
+    for h in [
+        "/usr/include/xen/sys/gntdev.h",
+        "/usr/include/xen/sys/evtchn.h",
+    ] {
+        assert!(std::path::Path::new(h).exists(), "{h} is missing: {HINT}");
+    }
+    let dir = std::env::temp_dir().join(format!("xennet-devabi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    let src = dir.join("devabi.c");
+    let bin = dir.join("devabi");
+    std::fs::write(&src, C_SOURCE).expect("write C source");
+    let out = Command::new("cc")
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cc ({e}): install a C compiler and {HINT}"));
+    assert!(
+        out.status.success(),
+        "compiling against the Xen device headers failed ({HINT}):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = Command::new(&bin).output().expect("run ABI probe");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(run.status.success());
+    String::from_utf8_lossy(&run.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (key, v) = l.rsplit_once(' ')?;
+            Some((key.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn device_abi_matches_xen_headers() {
+    let c = c_values();
+    let n = c.len();
+    let mut checked = 0;
+    let mut check = |key: &str, rust: u64| {
+        let cv = c
+            .get(key)
+            .unwrap_or_else(|| panic!("C probe did not print {key}"));
+        assert_eq!(*cv, rust, "{key}: C says {cv}, Rust says {rust}");
+        checked += 1;
+    };
+    macro_rules! sz {
+        ($c:literal, $t:ty) => {
+            check(concat!("sizeof ", $c), size_of::<$t>() as u64)
+        };
+    }
+    macro_rules! off {
+        ($c:literal, $t:ty, $($f:tt)+) => {
+            check(concat!("offsetof ", $c), offset_of!($t, $($f)+) as u64)
+        };
+    }
+    macro_rules! cst {
+        ($c:literal, $v:expr) => {
+            check(concat!("const ", $c), $v as u64)
+        };
+    }
+    sz!("struct ioctl_gntdev_grant_ref", GntdevGrantRef);
+    off!("struct ioctl_gntdev_grant_ref.domid", GntdevGrantRef, domid);
+    off!("struct ioctl_gntdev_grant_ref.ref", GntdevGrantRef, gref);
+    sz!("struct ioctl_gntdev_map_grant_ref", GntdevMapGrantRef);
+    off!(
+        "struct ioctl_gntdev_map_grant_ref.count",
+        GntdevMapGrantRef,
+        count
+    );
+    off!(
+        "struct ioctl_gntdev_map_grant_ref.pad",
+        GntdevMapGrantRef,
+        pad
+    );
+    off!(
+        "struct ioctl_gntdev_map_grant_ref.index",
+        GntdevMapGrantRef,
+        index
+    );
+    off!(
+        "struct ioctl_gntdev_map_grant_ref.refs",
+        GntdevMapGrantRef,
+        refs
+    );
+    sz!("struct ioctl_gntdev_unmap_grant_ref", GntdevUnmapGrantRef);
+    off!(
+        "struct ioctl_gntdev_unmap_grant_ref.index",
+        GntdevUnmapGrantRef,
+        index
+    );
+    off!(
+        "struct ioctl_gntdev_unmap_grant_ref.count",
+        GntdevUnmapGrantRef,
+        count
+    );
+    off!(
+        "struct ioctl_gntdev_unmap_grant_ref.pad",
+        GntdevUnmapGrantRef,
+        pad
+    );
+    sz!(
+        "struct ioctl_gntdev_grant_copy_segment",
+        GntdevGrantCopySegment
+    );
+    off!(
+        "struct ioctl_gntdev_grant_copy_segment.source",
+        GntdevGrantCopySegment,
+        source
+    );
+    off!(
+        "struct ioctl_gntdev_grant_copy_segment.source.virt",
+        GntdevGrantCopySegment,
+        source.virt
+    );
+    off!(
+        "struct ioctl_gntdev_grant_copy_segment.source.foreign.ref",
+        GntdevGrantCopySegment,
+        source.foreign.gref
+    );
+    off!(
+        "struct ioctl_gntdev_grant_copy_segment.source.foreign.offset",
+        GntdevGrantCopySegment,
+        source.foreign.offset
+    );
+    off!(
+        "struct ioctl_gntdev_grant_copy_segment.source.foreign.domid",
+        GntdevGrantCopySegment,
+        source.foreign.domid
+    );
+    off!(
+        "struct ioctl_gntdev_grant_copy_segment.dest",
+        GntdevGrantCopySegment,
+        dest
+    );
+    off!(
+        "struct ioctl_gntdev_grant_copy_segment.len",
+        GntdevGrantCopySegment,
+        len
+    );
+    off!(
+        "struct ioctl_gntdev_grant_copy_segment.flags",
+        GntdevGrantCopySegment,
+        flags
+    );
+    off!(
+        "struct ioctl_gntdev_grant_copy_segment.status",
+        GntdevGrantCopySegment,
+        status
+    );
+    sz!("struct ioctl_gntdev_grant_copy", GntdevGrantCopy);
+    off!(
+        "struct ioctl_gntdev_grant_copy.count",
+        GntdevGrantCopy,
+        count
+    );
+    off!(
+        "struct ioctl_gntdev_grant_copy.segments",
+        GntdevGrantCopy,
+        segments
+    );
+    sz!(
+        "struct ioctl_evtchn_bind_interdomain",
+        EvtchnBindInterdomain
+    );
+    off!(
+        "struct ioctl_evtchn_bind_interdomain.remote_domain",
+        EvtchnBindInterdomain,
+        remote_domain
+    );
+    off!(
+        "struct ioctl_evtchn_bind_interdomain.remote_port",
+        EvtchnBindInterdomain,
+        remote_port
+    );
+    sz!("struct ioctl_evtchn_unbind", EvtchnPort);
+    sz!("struct ioctl_evtchn_notify", EvtchnPort);
+    cst!("IOCTL_GNTDEV_MAP_GRANT_REF", IOCTL_GNTDEV_MAP_GRANT_REF);
+    cst!("IOCTL_GNTDEV_UNMAP_GRANT_REF", IOCTL_GNTDEV_UNMAP_GRANT_REF);
+    cst!("IOCTL_GNTDEV_GRANT_COPY", IOCTL_GNTDEV_GRANT_COPY);
+    cst!(
+        "IOCTL_EVTCHN_BIND_INTERDOMAIN",
+        IOCTL_EVTCHN_BIND_INTERDOMAIN
+    );
+    cst!("IOCTL_EVTCHN_UNBIND", IOCTL_EVTCHN_UNBIND);
+    cst!("IOCTL_EVTCHN_NOTIFY", IOCTL_EVTCHN_NOTIFY);
+    cst!("IOCTL_EVTCHN_RESET", IOCTL_EVTCHN_RESET);
+    cst!("GNTCOPY_source_gref", GNTCOPY_SOURCE_GREF);
+    cst!("GNTCOPY_dest_gref", GNTCOPY_DEST_GREF);
+    assert_eq!(checked, n, "every probe line is compared");
+}
