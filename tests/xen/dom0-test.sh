@@ -2,7 +2,8 @@
 # scripts/test-xen's test, run by dom0's /init inside the emulated machine
 # (real Xen 4.17, Linux PV dom0). Comes in through the 9p share
 # /mnt/share with:
-#   config        MODE=xennetd|kernel, XENNETD_ARGS, XENNETD_TOML (optional)
+#   config        MODE=xennetd|kernel, XENNETD_ARGS (extra xennetd arguments)
+#   xennetd.toml  tests/xen/xennetd.toml: [xen] mode = "real", hotplug = "script"
 #   bin/xennetd, bin/xennet-appctl   (MODE=xennetd)
 #   vif-xennet    scripts/vif-xennet, installed into /etc/xen/scripts
 # Prints one "XT: PASS <step>" or "XT: FAIL <step>: <why>" line per step
@@ -31,23 +32,26 @@ ts() {
     echo "$up"
 }
 T_LAST=$(ts)
-# since: seconds since the previous PASS/FAIL line
-since() {
+# elapsed: sets T to the seconds since the previous PASS/FAIL line
+elapsed() {
     local now
     now=$(ts)
-    awk -v a="$T_LAST" -v b="$now" 'BEGIN{printf "%.0f s", b-a}'
+    T="${now%.*}"
+    T="$((T - ${T_LAST%.*})) s"
     T_LAST=$now
 }
 say() { echo "XT: [$(ts)s] $*"; }
 pass() {
     local t
-    t=$(since)
+    elapsed
+    t=$T
     echo "XT: PASS $1${2:+ ($2)} [$t]"
     echo "PASS $1${2:+ ($2)} [$t]" >>$SHARE/results
 }
 fail() {
     local t
-    t=$(since)
+    elapsed
+    t=$T
     FAILS=$((FAILS + 1))
     echo "XT: FAIL $1: $2 [$t]"
     echo "FAIL $1: $2 [$t]" >>$SHARE/results
@@ -80,13 +84,13 @@ dump_logs() {
     sync
 }
 
-# wait_for SECONDS CMD...: retry CMD every 0.5 s; status of the last try.
+# wait_for SECONDS CMD...: retry CMD every second; status of the last try.
 wait_for() {
-    local n=$(($1 * 2)) i=0
+    local n=$1 i=0
     shift
     while [ $i -lt $n ]; do
         "$@" >/dev/null 2>&1 && return 0
-        sleep 0.5
+        sleep 1
         i=$((i + 1))
     done
     "$@" >/dev/null 2>&1
@@ -225,7 +229,7 @@ else
     ovs-vsctl --no-wait init || fatal switch "ovs-vsctl init failed"
     start_xennetd() {
         # shellcheck disable=SC2086
-        setsid $SHARE/bin/xennetd --rundir $RUNDIR --db unix:$RUNDIR/db.sock $XENNETD_ARGS \
+        setsid $SHARE/bin/xennetd --rundir $RUNDIR --db unix:$RUNDIR/db.sock --config $SHARE/xennetd.toml $XENNETD_ARGS \
             --log-file /var/log/xennetd.log </dev/null >>/tmp/xennetd-stdout.log 2>&1 &
         wait_for 30 $SHARE/bin/xennet-appctl --rundir $RUNDIR version
     }
@@ -263,7 +267,7 @@ fi
 
 # offloads as the domU netfront negotiated them (its defaults)
 D1=$(domid domu1)
-say "domu1 netfront keys: $(for k in feature-sg feature-gso-tcpv4 feature-gso-tcpv6 feature-no-csum-offload feature-ipv6-csum-offload feature-rx-notify multi-queue-num-queues; do echo -n "$k=$(xenstore-read /local/domain/$D1/device/vif/0/$k 2>/dev/null) "; done)"
+say "domu1 netfront: $(xenstore-ls /local/domain/$D1/device/vif/0 2>/dev/null | grep -E '^(feature|multi|request)' | tr -d '"' | tr -s ' \n' '  ')"
 
 # tcp_transfer STEP MB: MB MiB of random data domu1 -> domu2 over busybox nc, md5 compared
 tcp_transfer() {
