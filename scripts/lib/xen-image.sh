@@ -133,6 +133,8 @@ xt_busybox_root() {
     done
     # the kernel's poweroff_cmd and busybox init look in /sbin
     for a in init poweroff reboot halt modprobe; do ln -sf ../bin/busybox "$root/sbin/$a"; done
+    # scripts start with #!/usr/bin/env bash (scripts/vif-xennet)
+    ln -s ../../bin/busybox "$root/usr/bin/env"
     # no busybox brctl: Xen's hotplug scripts then use `ip link ... master`
     rm -f "$root/bin/brctl"
     ln -s ../run "$root/var/run"

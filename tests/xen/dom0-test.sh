@@ -221,7 +221,8 @@ if [ "$MODE" = kernel ]; then
         ip link set br0 up && ip link set xt-d0 master br0 || fatal switch "Linux bridge br0 failed"
     pass switch "Linux bridge br0 + xen-netback, dom0 port xt-d0"
 else
-    install -m 0755 $SHARE/vif-xennet /etc/xen/scripts/vif-xennet
+    { cp $SHARE/vif-xennet /etc/xen/scripts/vif-xennet && chmod 0755 /etc/xen/scripts/vif-xennet; } ||
+        fatal switch "cannot install vif-xennet into /etc/xen/scripts"
     ovsdb-tool create /etc/openvswitch/conf.db /usr/share/openvswitch/vswitch.ovsschema ||
         fatal switch "ovsdb-tool create failed"
     ovsdb-server --remote=punix:$RUNDIR/db.sock --pidfile=$RUNDIR/ovsdb-server.pid --detach \
