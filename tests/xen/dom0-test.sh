@@ -270,30 +270,46 @@ fi
 D1=$(domid domu1)
 say "domu1 netfront: $(xenstore-ls /local/domain/$D1/device/vif/0 2>/dev/null | grep -E '^(feature|multi|request)' | tr -d '"' | tr -s ' \n' '  ')"
 
-# tcp_transfer STEP MB: MB MiB of random data domu1 -> domu2 over busybox nc, md5 compared
+# on HOST SECONDS CMD: run CMD in dom0 ("dom0") or in the domU at HOST (an IP)
+on() {
+    if [ "$1" = dom0 ]; then
+        timeout "$2" sh -c "$3" 2>&1
+    else
+        agent "$1" "$2" "$3"
+    fi
+}
+# tcp_transfer STEP SRC DST MB SECONDS: MB MiB of random data from SRC (dom0
+# or an IP) to the domU at DST over busybox nc within SECONDS, md5 compared;
+# on failure the bytes that arrived
 tcp_transfer() {
-    local step=$1 mb=$2 t0 t1 tx rx
-    agent 10.99.0.12 20 "rm -f /tmp/rx.sum; (sleep 600 | nc -l -p 5001 | md5sum > /tmp/rx.tmp && mv /tmp/rx.tmp /tmp/rx.sum) </dev/null >/dev/null 2>&1 &" >/dev/null ||
-        { fail "$step" "cannot start the receiver in domu2"; return 1; }
-    agent 10.99.0.11 120 "dd if=/dev/urandom of=/tmp/blob bs=1M count=$mb 2>/dev/null && md5sum /tmp/blob > /tmp/tx.sum" >/dev/null ||
-        { fail "$step" "cannot make the data in domu1"; return 1; }
+    local step=$1 src=$2 dst=$3 mb=$4 limit=$5 t0 t1 tx rx
+    on "$dst" 20 "killall nc 2>/dev/null; rm -f /tmp/rx.sum /tmp/rx.bin; (sleep 900 | nc -l -p 5001 > /tmp/rx.bin; md5sum < /tmp/rx.bin > /tmp/rx.tmp && mv /tmp/rx.tmp /tmp/rx.sum) </dev/null >/dev/null 2>&1 &" >/dev/null ||
+        { fail "$step" "cannot start the receiver in $dst"; return 1; }
+    on "$src" 120 "dd if=/dev/urandom of=/tmp/blob bs=1M count=$mb 2>/dev/null && md5sum /tmp/blob > /tmp/tx.sum" >/dev/null ||
+        { fail "$step" "cannot make the data in $src"; return 1; }
+    say "$step: $mb MiB ready in $src, sending"
     t0=$(date +%s.%N)
-    if ! agent 10.99.0.11 240 "nc 10.99.0.12 5001 < /tmp/blob" >/tmp/nc.out; then
-        fail "$step" "nc send failed: $(tr '\n' ' ' </tmp/nc.out)"
+    if ! on "$src" "$limit" "nc $dst 5001 < /tmp/blob" >/tmp/nc.out; then
+        fail "$step" "nc send did not finish in $limit s: $(tr '\n' ' ' </tmp/nc.out) $dst received $(on "$dst" 20 "wc -c < /tmp/rx.bin") of $((mb * 1048576)) bytes; $src: $(on "$src" 20 "ip -s link show | grep -A5 -E 'eth0|xt-d0p' | tail -5" | tr -s ' \n' '  ')"
+        on "$src" 20 "killall nc; rm -f /tmp/blob" >/dev/null
+        on "$dst" 20 "killall nc; rm -f /tmp/rx.bin" >/dev/null
         return 1
     fi
     t1=$(date +%s.%N)
-    tx=$(agent 10.99.0.11 20 "cut -d' ' -f1 /tmp/tx.sum")
-    wait_for 30 agent 10.99.0.12 10 "test -s /tmp/rx.sum"
-    rx=$(agent 10.99.0.12 20 "cut -d' ' -f1 /tmp/rx.sum")
-    agent 10.99.0.11 20 "rm -f /tmp/blob" >/dev/null
+    tx=$(on "$src" 20 "cut -d' ' -f1 /tmp/tx.sum")
+    wait_for 30 on "$dst" 10 "test -s /tmp/rx.sum"
+    rx=$(on "$dst" 20 "cut -d' ' -f1 /tmp/rx.sum")
+    on "$src" 20 "rm -f /tmp/blob" >/dev/null
+    on "$dst" 20 "rm -f /tmp/rx.bin" >/dev/null
     if [ -n "$tx" ] && [ "$tx" = "$rx" ]; then
         pass "$step" "$mb MiB in $(awk -v a="$t0" -v b="$t1" -v m="$mb" 'BEGIN{printf "%.1f s, %.1f Mbit/s", b-a, m*8*1.048576/(b-a)}'), md5 $tx equal"
     else
         fail "$step" "md5 differs: sent '$tx', received '$rx'"
     fi
 }
-tcp_transfer tcp-50MiB-domu1-to-domu2 50
+tcp_transfer tcp-1MiB-dom0-to-domu1 dom0 10.99.0.11 1 60
+tcp_transfer tcp-1MiB-domu1-to-domu2 10.99.0.11 10.99.0.12 1 60
+tcp_transfer tcp-50MiB-domu1-to-domu2 10.99.0.11 10.99.0.12 50 240
 
 # MTU 9000 on both domUs: an 8000-byte ping is one frame each way
 if agent 10.99.0.11 20 "ip link set eth0 mtu 9000" >/tmp/mtu.out && agent 10.99.0.12 20 "ip link set eth0 mtu 9000" >>/tmp/mtu.out; then
@@ -320,7 +336,8 @@ if timeout 60 $XL network-detach domu1 0 >/tmp/xl-detach.log 2>&1 &&
 else
     fail network-detach "xl network-detach: $(tr '\n' ' ' </tmp/xl-detach.log) state $(vif_state "$D1" 0)"
 fi
-if timeout 60 $XL network-attach domu1 "$(vifspec 1)" >/tmp/xl-attach.log 2>&1; then
+# shellcheck disable=SC2046
+if timeout 60 $XL network-attach domu1 $(vifspec 1 | tr ',' ' ') >/tmp/xl-attach.log 2>&1; then
     dev=$(xenstore-list /local/domain/0/backend/vif/$D1 2>/dev/null | tail -1)
     if wait_for 30 vif_connected "$D1" "$dev" && ping_dom0 10.99.0.11 && ping_domu 10.99.0.11 10.99.0.12; then
         pass network-attach "vif $D1/$dev connected, pings dom0 and domu2"
