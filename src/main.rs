@@ -2,7 +2,9 @@
 //!
 //! Starts one forwarding thread per bridge (the datapath), the control plane
 //! on a tokio runtime (the `ovs-appctl` socket, the emulated Xen attach
-//! socket), and serves until SIGTERM, SIGINT or `ovs-appctl exit`.
+//! socket), the xenbus backend thread (on the emulated xenstored, or with
+//! `--xen real` on the real one), and serves until SIGTERM, SIGINT or
+//! `ovs-appctl exit`.
 
 mod bridge;
 mod config;

@@ -192,11 +192,30 @@ fn run(
                     all.extend(devs.keys().copied());
                     all
                 }
-                Some(rest) => rest
-                    .strip_prefix('/')
-                    .and_then(parse_key)
-                    .into_iter()
-                    .collect(),
+                Some(rest) => {
+                    let rest = rest.strip_prefix('/').unwrap_or_default();
+                    match parse_key(rest) {
+                        Some(key) => vec![key],
+                        // A whole domain's directory (`<domid>`) came or
+                        // went (a toolstack may remove it in one go):
+                        // every vif of that domain, known or listed.
+                        None => match rest.parse::<DomId>() {
+                            Ok(domid) => {
+                                let mut all: Vec<(DomId, u16)> =
+                                    devs.keys().filter(|(d, _)| *d == domid).copied().collect();
+                                for h in
+                                    xs.directory(&format!("{base}/{domid}")).unwrap_or_default()
+                                {
+                                    all.extend(h.parse().ok().map(|h| (domid, h)));
+                                }
+                                all.sort_unstable();
+                                all.dedup();
+                                all
+                            }
+                            Err(_) => Vec::new(),
+                        },
+                    }
+                }
                 None => Vec::new(),
             }
         } else if let Some(rest) = ev.token.strip_prefix(FRONTEND_TOKEN) {

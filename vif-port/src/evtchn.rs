@@ -1,5 +1,5 @@
-//! Event channels behind a trait: real ones through `/dev/xen/evtchn`,
-//! emulated ones through eventfds ([`crate::emul::EventFdChannel`]).
+//! Event channels behind a trait: real ones through `/dev/xen/evtchn`
+//! ([`crate::xen::EvtchnDev`]), emulated ones through eventfds ([`crate::emul::EventFdChannel`]).
 
 use std::os::fd::BorrowedFd;
 

@@ -9,9 +9,10 @@
 //! make it look successful (the 2020 `GNTTABOP_copy` uninitialised-status
 //! lesson).
 //!
-//! A real-Xen implementation maps each op to one `gntdev_grant_copy_segment`
-//! (`GNTCOPY_source_gref` or `GNTCOPY_dest_gref`, the local side as a
-//! virtual address) and issues the ioctl in batches of 64 or more.
+//! The real-Xen implementation, [`crate::xen::Gntdev`], maps each op to one
+//! `gntdev_grant_copy_segment` (`GNTCOPY_source_gref` or
+//! `GNTCOPY_dest_gref`, the local side as a virtual address) and issues the
+//! ioctl in batches of [`crate::xen::COPY_BATCH`].
 
 use crate::mem::RingPage;
 

@@ -18,9 +18,10 @@
 //!   a frontend that breaks the protocol on purpose, for tests.
 //! - [`xenstore`]: the xs_wire protocol, a blocking client and an emulated
 //!   xenstored with Xen permissions, watches, transactions and quotas.
-//!
-//! The real-Xen implementations (gntdev, evtchn device, xenstore) plug in
-//! behind the same traits.
+//! - [`xen`]: the real-Xen implementations behind the same traits
+//!   ([`xen::Gntdev`] over `/dev/xen/gntdev`, [`xen::EvtchnDev`] over
+//!   `/dev/xen/evtchn`); the xenstore [`xenstore::Client`] talks to the real
+//!   xenstored as is.
 #![warn(missing_docs)]
 
 pub mod emul;

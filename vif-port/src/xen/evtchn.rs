@@ -17,6 +17,7 @@ use std::fs::OpenOptions;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::evtchn::EventChannel;
 use crate::grant::DomId;
@@ -38,13 +39,17 @@ pub struct EvtchnDev {
     local_port: u32,
     remote_domid: DomId,
     remote_port: u32,
+    /// Failed notifies and unmasks, for rate-limited logs.
+    failures: AtomicU64,
 }
 
 impl EvtchnDev {
     /// Binds our end to port `remote_port` of domain `remote_domid`
-    /// (`IOCTL_EVTCHN_BIND_INTERDOMAIN` on a new open of [`EVTCHN_PATH`]).
+    /// (`IOCTL_EVTCHN_BIND_INTERDOMAIN` on a new open of [`EVTCHN_PATH`],
+    /// or of `evtchn` in `$XENNET_XEN_DEV_DIR`, see
+    /// [`super::device_path`]).
     pub fn bind_interdomain(remote_domid: DomId, remote_port: u32) -> Result<Self, XenDevError> {
-        Self::bind_interdomain_at(EVTCHN_PATH, remote_domid, remote_port)
+        Self::bind_interdomain_at(super::device_path("evtchn"), remote_domid, remote_port)
     }
 
     /// As [`bind_interdomain`](Self::bind_interdomain), with the device at
@@ -90,6 +95,7 @@ impl EvtchnDev {
             local_port: r as u32,
             remote_domid,
             remote_port,
+            failures: AtomicU64::new(0),
         })
     }
 
@@ -120,7 +126,10 @@ impl EvtchnDev {
 impl EventChannel for EvtchnDev {
     fn notify(&self) {
         if let Err(e) = self.port_ioctl(IOCTL_EVTCHN_NOTIFY) {
-            tracing::warn!("IOCTL_EVTCHN_NOTIFY port {}: {e}", self.local_port);
+            self.failed(format_args!(
+                "IOCTL_EVTCHN_NOTIFY port {}: {e}",
+                self.local_port
+            ));
         }
     }
 
@@ -164,7 +173,10 @@ impl EventChannel for EvtchnDev {
                     break;
                 }
                 Err(e) => {
-                    tracing::warn!("reading event channel port {}: {e}", self.local_port);
+                    self.failed(format_args!(
+                        "reading event channel port {}: {e}",
+                        self.local_port
+                    ));
                     break;
                 }
             }
@@ -177,7 +189,18 @@ impl EvtchnDev {
     fn unmask(&self) {
         let b = self.local_port.to_ne_bytes();
         if let Err(e) = nix::unistd::write(&self.fd, &b) {
-            tracing::warn!("unmasking event channel port {}: {e}", self.local_port);
+            self.failed(format_args!(
+                "unmasking event channel port {}: {e}",
+                self.local_port
+            ));
+        }
+    }
+
+    /// Counts a failure and logs the 1st, 2nd, 4th, 8th... one.
+    fn failed(&self, what: std::fmt::Arguments<'_>) {
+        let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::warn!("{what} ({n} event channel failures so far)");
         }
     }
 }

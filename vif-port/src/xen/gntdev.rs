@@ -55,9 +55,10 @@ pub struct Gntdev {
 }
 
 impl Gntdev {
-    /// Opens [`GNTDEV_PATH`].
+    /// Opens [`GNTDEV_PATH`] (or `gntdev` in `$XENNET_XEN_DEV_DIR`, see
+    /// [`super::device_path`]).
     pub fn open() -> Result<Gntdev, XenDevError> {
-        Gntdev::open_path(GNTDEV_PATH)
+        Gntdev::open_path(super::device_path("gntdev"))
     }
 
     /// Opens a gntdev device at `path`. A missing device means we are not
