@@ -147,6 +147,7 @@ xt_build_domu() {
     local out=$1 R=$1/domu-root
     xt_busybox_root "$R"
     xt_copy_mods "$R" xen-netfront
+    xt_copy_bin "$R" /usr/sbin/ethtool
     install -m 0755 tests/xen/domu-rcS "$R/etc/rcS"
     install -m 0755 tests/xen/domu-agent "$R/bin/xt-agent"
     install -m 0755 tests/xen/domu-netwatch "$R/bin/xt-netwatch"
@@ -170,7 +171,7 @@ xt_build_dom0() {
     xt_copy_bin "$R" "$XT_ROOT$L/xl" "$XT_ROOT$L/xenstored" "$XT_ROOT$L/xenconsoled" \
         "$XT_ROOT$L/xen-init-dom0" "$XT_ROOT$L/libxl-save-helper" "$XT_ROOT$L/xenstore-control" \
         "$XT_ROOT/usr/bin/xenstore" \
-        /usr/bin/bash /usr/sbin/ip /usr/bin/stat /usr/bin/flock /usr/bin/timeout \
+        /usr/bin/bash /usr/sbin/ip /usr/sbin/ethtool /usr/bin/stat /usr/bin/flock /usr/bin/timeout \
         /usr/sbin/ovsdb-server /usr/bin/ovsdb-tool /usr/bin/ovs-vsctl /usr/bin/ovs-appctl
     # glibc dlopen()s libgcc_s for pthread_cancel (xl aborts without it); Rust binaries link it too
     cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$R/lib/x86_64-linux-gnu/"
