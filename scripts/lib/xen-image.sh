@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Builds the boot images of scripts/test-xen: a real Xen 4.17 hypervisor, a
 # Debian 6.1 kernel as PV dom0 and PV domU, and two busybox initramfs.
 # Source, don't run (needs common.sh for die()).

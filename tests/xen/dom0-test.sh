@@ -99,8 +99,12 @@ wait_for() {
 # agent IP SECONDS CMD: run CMD in the domU at IP; output on stdout;
 # status 0 iff the command's status was 0.
 agent() {
-    local out
-    out=$(echo "$3" | timeout "$2" nc "$1" 7000 2>&1)
+    local out i
+    for i in 1 2 3 4 5; do
+        out=$(echo "$3" | timeout "$2" nc "$1" 7000 2>&1)
+        # the agent's listener is respawned by init after a "killall nc"
+        case $out in *"Connection refused"*) sleep 1 ;; *) break ;; esac
+    done
     echo "$out" | grep -v '^AGENT-RC '
     echo "$out" | grep -q '^AGENT-RC 0$'
 }
