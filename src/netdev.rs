@@ -238,26 +238,11 @@ impl Netdev {
     /// in OVS.
     fn send_tap(&mut self, pkts: &[&Packet]) {
         for p in pkts {
-            let frame = p.data();
-            let hdr = tx_vnet_hdr(p);
-            let iov = [
-                libc::iovec {
-                    iov_base: hdr.as_ptr().cast_mut().cast(),
-                    iov_len: VNET_HDR_LEN,
-                },
-                libc::iovec {
-                    iov_base: frame.as_ptr().cast_mut().cast(),
-                    iov_len: frame.len(),
-                },
-            ];
-            // SAFETY: both iovecs describe live buffers the kernel only
-            // reads.
-            let r = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
-            if r < 0 {
-                self.stats.tx_dropped += 1;
-            } else {
+            if write_tap(self.fd.as_fd(), p) {
                 self.stats.tx_packets += 1;
-                self.stats.tx_bytes += frame.len() as u64;
+                self.stats.tx_bytes += p.len() as u64;
+            } else {
+                self.stats.tx_dropped += 1;
             }
         }
     }
@@ -542,6 +527,18 @@ impl Port for Netdev {
 /// Length of the TCP header at `l4` (data offset field), 20 if unreadable.
 fn tcp_header_len(frame: &[u8], l4: usize) -> usize {
     frame.get(l4 + 12).map_or(20, |b| usize::from(b >> 4) * 4)
+}
+
+/// Write `p` to a tap opened with `IFF_VNET_HDR`: its virtio-net header
+/// (offloads as [`tx_vnet_hdr`] says) and the frame in one `writev`.
+/// False if the kernel refused it (a tap that is down: EIO).
+pub(crate) fn write_tap(fd: std::os::fd::BorrowedFd<'_>, p: &Packet) -> bool {
+    let hdr = tx_vnet_hdr(p);
+    let iov = [
+        std::io::IoSlice::new(&hdr),
+        std::io::IoSlice::new(p.data()),
+    ];
+    nix::sys::uio::writev(fd, &iov).is_ok()
 }
 
 #[cfg(test)]

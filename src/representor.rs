@@ -136,24 +136,10 @@ impl Representor {
 
     /// Copy `p` into the device.
     fn mirror(&self, p: &Packet) {
-        let frame = p.data();
-        let hdr = crate::netdev::tx_vnet_hdr(p);
-        let iov = [
-            libc::iovec {
-                iov_base: hdr.as_ptr().cast_mut().cast(),
-                iov_len: VNET_HDR_LEN,
-            },
-            libc::iovec {
-                iov_base: frame.as_ptr().cast_mut().cast(),
-                iov_len: frame.len(),
-            },
-        ];
-        // SAFETY: both iovecs describe live buffers the kernel only reads.
-        let r = unsafe { libc::writev(self.tap.fd().as_raw_fd(), iov.as_ptr(), 2) };
-        if r < 0 {
-            self.mirror_dropped.fetch_add(1, Ordering::Relaxed);
-        } else {
+        if crate::netdev::write_tap(self.tap.fd(), p) {
             self.mirrored.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.mirror_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 

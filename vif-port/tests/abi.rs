@@ -1,9 +1,10 @@
 //! Compile a C program against the installed Xen headers and compare every
 //! struct size, field offset and constant with the Rust definitions.
 
+mod cprobe;
+
 use std::collections::HashMap;
 use std::mem::{offset_of, size_of};
-use std::process::Command;
 
 use xennet_vif::grant::*;
 use xennet_vif::ring::*;
@@ -85,37 +86,7 @@ int main(void) {
 "#;
 
 fn c_values() -> HashMap<String, i64> {
-    const HINT: &str = "install libxen-dev (apt-get install libxen-dev)";
-    assert!(
-        std::path::Path::new("/usr/include/xen/io/netif.h").exists(),
-        "/usr/include/xen/io/netif.h is missing: {HINT}"
-    );
-    let dir = std::env::temp_dir().join(format!("xennet-abi-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    let src = dir.join("abi.c");
-    let bin = dir.join("abi");
-    std::fs::write(&src, C_SOURCE).expect("write C source");
-    let out = Command::new("cc")
-        .arg("-o")
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run cc ({e}): install a C compiler and {HINT}"));
-    assert!(
-        out.status.success(),
-        "compiling against the Xen headers failed ({HINT}):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = Command::new(&bin).output().expect("run ABI probe");
-    assert!(run.status.success());
-    let _ = std::fs::remove_dir_all(&dir);
-    String::from_utf8_lossy(&run.stdout)
-        .lines()
-        .filter_map(|l| {
-            let (key, v) = l.rsplit_once(' ')?;
-            Some((key.to_string(), v.parse().ok()?))
-        })
-        .collect()
+    cprobe::c_values("abi", &["/usr/include/xen/io/netif.h"], C_SOURCE)
 }
 
 #[test]

@@ -3,9 +3,10 @@
 //! every struct size, field offset and ioctl number with
 //! `xennet_vif::xen::sys`.
 
+mod cprobe;
+
 use std::collections::HashMap;
 use std::mem::{offset_of, size_of};
-use std::process::Command;
 
 use xennet_vif::xen::sys::*;
 
@@ -57,39 +58,14 @@ int main(void) {
 "#;
 
 fn c_values() -> HashMap<String, u64> {
-    const HINT: &str = "install libxen-dev (apt-get install libxen-dev)";
-    for h in [
-        "/usr/include/xen/sys/gntdev.h",
-        "/usr/include/xen/sys/evtchn.h",
-    ] {
-        assert!(std::path::Path::new(h).exists(), "{h} is missing: {HINT}");
-    }
-    let dir = std::env::temp_dir().join(format!("xennet-devabi-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    let src = dir.join("devabi.c");
-    let bin = dir.join("devabi");
-    std::fs::write(&src, C_SOURCE).expect("write C source");
-    let out = Command::new("cc")
-        .arg("-o")
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run cc ({e}): install a C compiler and {HINT}"));
-    assert!(
-        out.status.success(),
-        "compiling against the Xen device headers failed ({HINT}):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = Command::new(&bin).output().expect("run ABI probe");
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(run.status.success());
-    String::from_utf8_lossy(&run.stdout)
-        .lines()
-        .filter_map(|l| {
-            let (key, v) = l.rsplit_once(' ')?;
-            Some((key.to_string(), v.parse().ok()?))
-        })
-        .collect()
+    cprobe::c_values(
+        "devabi",
+        &[
+            "/usr/include/xen/sys/gntdev.h",
+            "/usr/include/xen/sys/evtchn.h",
+        ],
+        C_SOURCE,
+    )
 }
 
 #[test]
