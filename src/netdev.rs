@@ -534,10 +534,7 @@ fn tcp_header_len(frame: &[u8], l4: usize) -> usize {
 /// False if the kernel refused it (a tap that is down: EIO).
 pub(crate) fn write_tap(fd: std::os::fd::BorrowedFd<'_>, p: &Packet) -> bool {
     let hdr = tx_vnet_hdr(p);
-    let iov = [
-        std::io::IoSlice::new(&hdr),
-        std::io::IoSlice::new(p.data()),
-    ];
+    let iov = [std::io::IoSlice::new(&hdr), std::io::IoSlice::new(p.data())];
     nix::sys::uio::writev(fd, &iov).is_ok()
 }
 
