@@ -100,6 +100,11 @@ pub struct VifRegistry {
 /// and shown in the vif's Interface `error` column ("hotplug script
 /// failed: <hotplug-error>") until a script reports `connected`.
 pub fn note_hotplug(xs: &xennet_vif::xenstore::Client, be: &str, vifs: &VifRegistry, name: &str) {
+    // The message first, then the status: scripts write both in one
+    // transaction, and a toolstack removing the directory in between
+    // leaves no status, so a missing message is never taken for a script
+    // that gave none.
+    let message = xs.read_string(&format!("{be}/hotplug-error")).ok();
     let status = xs.read_string(&format!("{be}/hotplug-status")).ok();
     let mut errors = vifs
         .hotplug_errors
@@ -107,9 +112,7 @@ pub fn note_hotplug(xs: &xennet_vif::xenstore::Client, be: &str, vifs: &VifRegis
         .unwrap_or_else(|e| e.into_inner());
     let changed = match status.as_deref() {
         Some("error") => {
-            let why = xs
-                .read_string(&format!("{be}/hotplug-error"))
-                .ok()
+            let why = message
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "no hotplug-error given".into());
             let why: String = why.chars().take(1024).collect();
