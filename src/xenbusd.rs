@@ -270,6 +270,13 @@ fn run(
         };
         for key in keys {
             let (domid, handle) = key;
+            // A late event under a directory already gone (and handled)
+            // makes no device (nor a representor to create and remove).
+            if !devs.contains_key(&key)
+                && xs.directory(&format!("{base}/{domid}/{handle}")).is_err()
+            {
+                continue;
+            }
             let (dev, hooks) = devs.entry(key).or_insert_with(|| {
                 (
                     BackendDevice::new(
