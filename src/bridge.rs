@@ -52,6 +52,8 @@ pub struct Bridge {
     /// The OpenFlow pipeline.
     pub of: Arc<Ofproto>,
     fail_mode: Mutex<FailMode>,
+    /// The limits last applied ([`Bridge::set_limits`]).
+    limits: Mutex<Limits>,
 }
 
 /// The datapath id of a bridge (OVS derives it from the bridge's MAC
@@ -94,11 +96,18 @@ impl Default for Limits {
 }
 
 impl Bridge {
-    /// Apply `l` to the datapath and the MAC table.
+    /// Apply `l` to the datapath and the MAC table, if it differs from
+    /// what they have (the database reconciles often; the forwarding
+    /// thread is asked only for a change).
     pub fn set_limits(&self, l: &Limits) {
+        let mut cur = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+        if *cur == *l {
+            return;
+        }
         let _ = self.dp.set_flow_limit(l.flow_limit);
         let _ = self.dp.set_max_idle(l.max_idle);
         self.fdb.set_limits(l.mac_table_size, l.mac_aging);
+        *cur = *l;
     }
 
     /// Start bridge `name`: its forwarding thread, and its OpenFlow
@@ -119,6 +128,7 @@ impl Bridge {
             conns: ConnMgr::new(name, Arc::new(OfBridge::new(weak.clone(), dpid))),
             of,
             fail_mode: Mutex::new(fail_mode),
+            limits: Mutex::new(Limits::default()),
         });
         let path = b
             .conns

@@ -570,18 +570,22 @@ mod tests {
         assert_eq!(out[&3][0].data(), p.data());
     }
 
-    #[test]
-    fn offloads_fixed_for_ports_without_them() {
+    /// [`frame`] with its TCP checksum left partial and GSO TCPv4 at MSS
+    /// 1400, as a guest hands it over.
+    fn tso_frame() -> Packet {
         let mut p = frame();
-        let (s, o) = csum::prepare_partial(p.data_mut()).unwrap();
-        p.csum = Csum::Partial {
-            start: s,
-            offset: o,
-        };
+        let (start, offset) = csum::prepare_partial(p.data_mut()).unwrap();
+        p.csum = Csum::Partial { start, offset };
         p.gso = Some(Gso {
             kind: GsoType::TcpV4,
             mss: 1400,
         });
+        p
+    }
+
+    #[test]
+    fn offloads_fixed_for_ports_without_them() {
+        let p = tso_frame();
         let batch = vec![p];
         let out = run(&batch, &[DpAction::Output(1)], PortFeatures::default());
         assert_eq!(out[&1].len(), 3);
@@ -613,22 +617,9 @@ mod tests {
 
     #[test]
     fn a_flood_segments_and_checksums_once() {
-        let mut p = frame();
-        let (s, o) = csum::prepare_partial(p.data_mut()).unwrap();
-        p.csum = Csum::Partial {
-            start: s,
-            offset: o,
-        };
-        p.gso = Some(Gso {
-            kind: GsoType::TcpV4,
-            mss: 1400,
-        });
-        let mut plain = frame();
-        let (s, o) = csum::prepare_partial(plain.data_mut()).unwrap();
-        plain.csum = Csum::Partial {
-            start: s,
-            offset: o,
-        };
+        let p = tso_frame();
+        let mut plain = tso_frame();
+        plain.gso = None;
         let none = PortFeatures::default();
         let csum_only = PortFeatures {
             csum_partial: true,
