@@ -764,7 +764,7 @@ impl Fwd {
                         // packet only; the next packet translates again.
                         let stale = g != before || self.handler.dirty_tags().intersects(up.tags);
                         let full = self.cache.len() >= self.flow_limit;
-                        self.flow_limit_hits += u64::from(full);
+                        self.flow_limit_hits += u64::from(full && !stale);
                         if !stale && !full {
                             let f = self.cache.insert_tagged(
                                 &key,

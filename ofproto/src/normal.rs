@@ -727,7 +727,13 @@ impl Normal {
                 continue;
             };
             let k = (vlan, key.dl_src());
-            if let Some(e) = fdb.map.get_mut(&k).filter(|e| e.port == key.in_port()) {
+            // Many megaflows share a source MAC: refresh (and queue for
+            // eviction order) once per MAC, not once per megaflow.
+            if let Some(e) = fdb
+                .map
+                .get_mut(&k)
+                .filter(|e| e.port == key.in_port() && e.learned != now)
+            {
                 e.learned = now;
                 fdb.touch(k, now);
             }

@@ -190,11 +190,20 @@ impl Dpcls {
 pub struct MegaflowCache {
     /// One classifier per input port; a port without megaflows has none.
     ports: HashMap<OfPort, Dpcls, Hasher>,
+    /// For each tag bit, the megaflows carrying it (dead ones included
+    /// until the bit is swept or the next idle expiry prunes them), so a
+    /// sweep visits only the megaflows it may remove.
+    by_tag: [Vec<Rc<Megaflow>>; 64],
     n_flows: usize,
     hasher: Hasher,
     hits: Cell<u64>,
     misses: Cell<u64>,
     probes_on_hit: Cell<u64>,
+}
+
+/// The bit numbers set in `tags`.
+fn bits(tags: Tags) -> impl Iterator<Item = usize> {
+    (0..64).filter(move |b| tags.0 & (1 << b) != 0)
 }
 
 impl Default for MegaflowCache {
@@ -209,6 +218,7 @@ impl MegaflowCache {
         let hasher = Hasher::default();
         MegaflowCache {
             ports: HashMap::with_hasher(hasher),
+            by_tag: std::array::from_fn(|_| Vec::new()),
             n_flows: 0,
             hasher,
             hits: Cell::new(0),
@@ -315,6 +325,9 @@ impl MegaflowCache {
             None => self.n_flows += 1,
         }
         let flow = Rc::new(flow);
+        for bit in bits(tags) {
+            self.by_tag[bit].push(flow.clone());
+        }
         let slot = st.flows.entry(masked).or_insert_with(|| flow.clone());
         *slot = flow;
         slot
@@ -348,7 +361,15 @@ impl MegaflowCache {
     /// Remove the megaflows whose tags intersect `tags`; returns how many
     /// went. Empty subtables are dropped.
     pub fn remove_tagged(&mut self, tags: Tags) -> usize {
-        self.remove_where(|f| f.tags.intersects(tags))
+        let mut n = 0;
+        for bit in bits(tags) {
+            for f in std::mem::take(&mut self.by_tag[bit]) {
+                if !f.is_dead() && self.remove(&f.key, &f.mask) {
+                    n += 1;
+                }
+            }
+        }
+        n
     }
 
     /// Remove the megaflows for which `gone` is true; returns how many.
@@ -366,6 +387,7 @@ impl MegaflowCache {
     pub fn flush(&mut self) {
         self.iter().for_each(Megaflow::kill);
         self.ports.clear();
+        self.by_tag.iter_mut().for_each(Vec::clear);
         self.n_flows = 0;
     }
 
@@ -400,7 +422,13 @@ impl MegaflowCache {
     /// Remove megaflows not used for `max_idle` before `now`; returns how
     /// many went. Empty subtables are dropped.
     pub fn expire_idle(&mut self, now: Instant, max_idle: Duration) -> usize {
-        self.remove_where(|f| now.saturating_duration_since(f.used()) >= max_idle)
+        let n = self.remove_where(|f| now.saturating_duration_since(f.used()) >= max_idle);
+        // Prune the tag index of megaflows gone since (expired, replaced,
+        // removed), so it stays as large as the cache.
+        for b in &mut self.by_tag {
+            b.retain(|f| !f.is_dead());
+        }
+        n
     }
 
     /// Sort subtables by recent hit count, busiest first, and halve the
@@ -474,6 +502,36 @@ mod tests {
         c.flush();
         assert!(c.lookup(&k).is_none());
         assert_eq!(c.len(), 0);
+    }
+
+    #[test]
+    fn remove_tagged_visits_the_tag_index() {
+        let now = Instant::now();
+        let mut c = MegaflowCache::new();
+        let mut m = FlowMask::default();
+        m.set_exact(Field::TpSrc);
+        let key = |tp: u16| {
+            let mut k = FlowKey::default();
+            k.set_in_port(1);
+            k.set_tp_src(tp);
+            k
+        };
+        let (a, b) = (Tags(1), Tags(2));
+        c.insert_tagged(&key(1), &m, acts(1), Arc::from(Vec::new()), a, now);
+        c.insert_tagged(&key(2), &m, acts(2), Arc::from(Vec::new()), b, now);
+        // Replaced: the index holds a dead entry and a live one for key 1.
+        c.insert_tagged(&key(1), &m, acts(3), Arc::from(Vec::new()), a, now);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.remove_tagged(a), 1);
+        assert!(c.lookup(&key(1)).is_none());
+        assert_eq!(c.lookup(&key(2)).unwrap().actions[0], DpAction::Output(2));
+        assert_eq!(c.remove_tagged(a), 0, "swept bits start empty");
+        // Idle expiry prunes the index of what it removed.
+        assert_eq!(
+            c.expire_idle(now + Duration::from_secs(11), Duration::from_secs(10)),
+            1
+        );
+        assert!(c.by_tag.iter().all(Vec::is_empty));
     }
 
     #[test]
