@@ -26,7 +26,7 @@
 //! behaves as Linux xen-netfront: waits for the backend's InitWait, writes
 //! `tx-ring-ref`, `rx-ring-ref`, `event-channel`, `request-rx-copy`,
 //! `feature-rx-notify`, `feature-sg`, `feature-gso-tcpv4/v6` and
-//! `feature-no-csum-offload` with state Initialised (3) in one transaction,
+//! `feature-no-csum-offload`, `feature-ipv6-csum-offload` with state Initialised (3) in one transaction,
 //! and goes Connected (4) once the backend is Connected. On SIGTERM or
 //! SIGINT it goes Closing (5) and Closed (6), following the backend.
 //!
@@ -229,6 +229,7 @@ fn xenbus_connect(xs: &Client, nf: &Netfront, spec: &VifSpec) -> anyhow::Result<
         ("feature-gso-tcpv4", flag(nf.feature_gso_tcpv4)),
         ("feature-gso-tcpv6", flag(nf.feature_gso_tcpv6)),
         ("feature-no-csum-offload", flag(!nf.feature_rx_csum)),
+        ("feature-ipv6-csum-offload", flag(nf.feature_rx_csum)),
         ("state", XenbusState::Initialised.as_str()),
     ] {
         keys.push((k.into(), v.into()));

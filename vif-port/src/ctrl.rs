@@ -118,7 +118,7 @@ impl HashConfig {
     /// no hash; otherwise `mapping[hash % size]`, or the hash itself with
     /// no mapping. A frame no enabled hash type covers hashes to 0.
     pub fn queue_of(&self, frame: &[u8]) -> Option<usize> {
-        if !self.toeplitz || self.flags == 0 {
+        if !self.active() {
             return None;
         }
         let h = hash_frame(&self.key, self.flags, frame).map_or(0, |h| h.value);
@@ -131,6 +131,12 @@ impl HashConfig {
 }
 
 impl HashConfig {
+    /// Whether the frontend configured a hash (Toeplitz with some hash
+    /// types): packets may then carry a hash extra.
+    pub fn active(&self) -> bool {
+        self.toeplitz && self.flags != 0
+    }
+
     /// The `XEN_NETIF_EXTRA_TYPE_HASH` extra for a frame going to the
     /// guest, when the frontend configured a hash and one of its types
     /// covers the frame: `u.hash.type` is the type's number
@@ -138,7 +144,7 @@ impl HashConfig {
     /// `u.hash.algorithm` Toeplitz, `u.hash.value` the hash in native
     /// byte order, as Linux netback's `xenvif_rx_extra_slot`.
     pub fn extra_for(&self, frame: &[u8]) -> Option<NetifExtraInfo> {
-        if !self.toeplitz || self.flags == 0 {
+        if !self.active() {
             return None;
         }
         let h = hash_frame(&self.key, self.flags, frame)?;

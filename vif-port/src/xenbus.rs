@@ -334,13 +334,17 @@ pub fn read_frontend(
     config.sg = read_flag(xs, fe, "feature-sg")?;
     config.gso_tcpv4 = read_flag(xs, fe, "feature-gso-tcpv4")?;
     config.gso_tcpv6 = read_flag(xs, fe, "feature-gso-tcpv6")?;
-    config.rx_csum_blank = !read_flag(xs, fe, "feature-no-csum-offload")?;
+    let ipv6_csum_offload = read_flag(xs, fe, "feature-ipv6-csum-offload")?;
+    // The datapath has one checksum-offload flag per port: a frontend
+    // that cannot take IPv6 packets with blank checksums (Linux clears
+    // NETIF_F_IPV6_CSUM then) gets every checksum filled in.
+    config.rx_csum_blank = !read_flag(xs, fe, "feature-no-csum-offload")? && ipv6_csum_offload;
     Ok(FrontendKeys {
         config,
         queues,
         ctrl,
         rx_notify: read_flag(xs, fe, "feature-rx-notify")?,
-        ipv6_csum_offload: read_flag(xs, fe, "feature-ipv6-csum-offload")?,
+        ipv6_csum_offload,
     })
 }
 
@@ -737,9 +741,21 @@ mod tests {
             ("feature-sg", "1"),
             ("feature-gso-tcpv4", "1"),
             ("feature-rx-notify", "1"),
+            ("feature-ipv6-csum-offload", "1"),
         ] {
             xs.write(&format!("{fe}/{k}"), v).unwrap();
         }
+    }
+
+    #[test]
+    fn no_ipv6_checksum_offload_means_no_blank_checksums() {
+        let (_srv, xs, _be, fe) = setup();
+        good_keys(&xs, &fe);
+        assert!(read_frontend(&xs, &fe, 5, 0).unwrap().config.rx_csum_blank);
+        xs.write(&format!("{fe}/feature-ipv6-csum-offload"), "0")
+            .unwrap();
+        let keys = read_frontend(&xs, &fe, 5, 0).unwrap();
+        assert!(!keys.ipv6_csum_offload && !keys.config.rx_csum_blank);
     }
 
     /// [`setup`], then a backend probed (InitWait) and good frontend keys.

@@ -259,6 +259,8 @@ pub struct Vif {
     /// Guest TX rate (`rate` key), shared with the control plane.
     tx_rate: Arc<TxRate>,
     credit: credit::Credit,
+    /// The queue [`Port::recv`] serves first on its next pass.
+    next_queue: usize,
     /// Events accepted per second per channel (0: unlimited).
     event_rate: u32,
     /// Receive-side hash selection for the guest RX queue.
@@ -387,6 +389,7 @@ impl Vif {
             timer_at: None,
             tx_rate: Arc::default(),
             credit: credit::Credit::new(),
+            next_queue: 0,
             event_rate: DEFAULT_EVENT_RATE,
             hash: crate::ctrl::HashConfig::default(),
             ctrl: None,
@@ -646,6 +649,11 @@ impl Vif {
     /// further events coalescing meanwhile. Events that bring requests are
     /// free, so traffic is never slowed by the limit.
     fn charge_spurious(&mut self) {
+        if !self.channels.iter().any(|c| c.fired) {
+            // Nothing woke us: no clock read, no bucket to charge.
+            self.channels.iter_mut().for_each(|c| c.work = false);
+            return;
+        }
         let now = Instant::now();
         let mut mask_any = false;
         for (i, c) in self.channels.iter_mut().enumerate() {
@@ -714,9 +722,15 @@ impl Port for Vif {
         let ctrl_more = self.ctrl.is_some() && self.serve_ctrl();
         // Service every queue: reading an idle ring's producer is cheap,
         // and a masked channel's ring still gets served here.
+        // Starting with the next queue each pass, so that neither a full
+        // batch nor the vif's rate credit always goes to queue 0 first.
         let mut queues = std::mem::take(&mut self.queues);
+        let n = queues.len().max(1);
+        let first = self.next_queue % n;
+        self.next_queue = first + 1;
         let mut more = false;
-        for (qi, q) in queues.iter_mut().enumerate() {
+        for qi in (0..n).map(|i| (first + i) % n) {
+            let Some(q) = queues.get_mut(qi) else { break };
             if self.disabled {
                 break;
             }
@@ -742,9 +756,10 @@ impl Port for Vif {
                     break;
                 }
             }
-            // Requests waiting for credit are work too, not a spurious
-            // event.
-            if q.tx.req_cons != tx_cons || self.credit.wait_until.is_some() {
+            // Requests of this queue waiting for credit are work too, not
+            // a spurious event.
+            let waiting = self.credit.wait_until.is_some() && q.tx.unconsumed() > 0;
+            if q.tx.req_cons != tx_cons || waiting {
                 if let Some(c) = self.channels.get_mut(q.tx_chan) {
                     c.work = true;
                 }

@@ -106,16 +106,19 @@ fn deliver<P: Borrow<Packet>>(
             };
             Some(NetifExtraInfo::gso(g.mss, t))
         });
+        // Room first (counting a hash extra if one is configured), so that
+        // a packet waiting for a full ring is not hashed on every retry.
+        // data_slots <= 17 (MAX_FRAME / 4096 + 1), so this cannot overflow.
+        let most = data_slots + usize::from(extra.is_some()) + usize::from(hash.active());
+        if most as u32 > avail {
+            VifMetrics::add(&metrics.rx_ring_full, 1);
+            break;
+        }
         // The hash the frontend configured on the control ring, as Linux
         // netback's XEN_NETIF_EXTRA_TYPE_HASH.
         let hash_extra = hash.extra_for(p.data());
         let n_extras = usize::from(extra.is_some()) + usize::from(hash_extra.is_some());
-        // data_slots <= 17 (MAX_FRAME / 4096 + 1), so this cannot overflow.
         let need = (data_slots + n_extras) as u32;
-        if need > avail {
-            VifMetrics::add(&metrics.rx_ring_full, 1);
-            break;
-        }
         plans.push(Plan {
             pkt: i,
             first_req: reqs.len(),

@@ -80,13 +80,19 @@ pub(super) struct Scratch {
 }
 
 impl Vif {
-    /// Parse the packet whose first request is at ring index `start`,
-    /// with `work` requests produced from there. `Err` is a protocol
-    /// violation (fatal).
-    fn parse_packet(&mut self, q: &mut Queue, start: u32, work: u32) -> Result<TxPkt, String> {
+    /// Parse the packet whose first request, at ring index `start`, the
+    /// caller copied out as `first` (once: the same copy was charged to the
+    /// rate limit), with `work` requests produced from there. `Err` is a
+    /// protocol violation (fatal).
+    fn parse_packet(
+        &mut self,
+        q: &mut Queue,
+        first: NetifTxRequest,
+        start: u32,
+        work: u32,
+    ) -> Result<TxPkt, String> {
         let slots = &mut self.tx_scratch.slots;
         let first_slot = slots.len();
-        let first = q.tx.copy_request(start);
         slots.push(Slot {
             req: first,
             extra: false,
@@ -221,17 +227,19 @@ impl Vif {
             if work == 0 {
                 break;
             }
-            // Linux `tx_credit_exceeded` on the first request's size (the
-            // packet's), before anything is consumed.
+            // One copy of the first request out of shared memory: Linux
+            // `tx_credit_exceeded` charges its size (the packet's) before
+            // anything is consumed, and the same copy is parsed, so a guest
+            // cannot be charged for one size and send another.
+            let first = q.tx.copy_request(cons);
             if let Some(now) = now {
-                let size = u64::from(q.tx.copy_request(cons).size);
-                if !self.credit.take(rate, size, now) {
+                if !self.credit.take(rate, u64::from(first.size), now) {
                     VifMetrics::add(&self.metrics.rx_rate_limited, 1);
                     throttled = true;
                     break;
                 }
             }
-            let pkt = self.parse_packet(q, cons, work)?;
+            let pkt = self.parse_packet(q, first, cons, work)?;
             // n_slots <= work <= RING_SIZE, so this fits in u32.
             cons = cons.wrapping_add(pkt.n_slots as u32);
             if pkt.drop.is_none() {
@@ -365,7 +373,7 @@ impl Vif {
     }
 
     fn count_drop(&mut self, reason: DropReason, pkt: &TxPkt) {
-        let m = self.metrics.clone();
+        let m = &self.metrics;
         let (counter, log, what) = match reason {
             DropReason::Malformed => (&m.rx_malformed, LogReason::Malformed, "malformed packet"),
             DropReason::TooManySlots => (
@@ -385,6 +393,7 @@ impl Vif {
             ),
         };
         VifMetrics::add(counter, 1);
+        // Only the log line's limiter (one clock read) remains per drop.
         self.log_drop(
             log,
             format_args!(
