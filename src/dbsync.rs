@@ -137,6 +137,19 @@ pub fn note_hotplug(xs: &xennet_vif::xenstore::Client, be: &str, vifs: &VifRegis
 }
 
 impl VifRegistry {
+    /// Forget vif `name`'s hotplug failure: a new backend device for it
+    /// (say a domain id reused) starts without the old message.
+    pub fn forget_hotplug(&self, name: &str) {
+        let mut errors = self
+            .hotplug_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if errors.remove(name).is_some() {
+            drop(errors);
+            self.changed.notify_one();
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Attached>> {
         self.vifs.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -275,10 +288,14 @@ fn config_uint(
     }
 }
 
+/// Largest `flow-limit` and `mac-table-size` taken from the database:
+/// guests fill both, so a typo must not let them take all memory.
+const MAX_TABLE: u64 = 1_000_000;
+
 /// The limits of bridge `br` (see [`Limits`]): `flow-limit` and
 /// `max-idle` (ms, at least 100) from the Open_vSwitch row,
 /// `mac-table-size` and `mac-aging-time` (s, clamped to 15..3600 as OVS
-/// does) from the bridge's.
+/// does) from the bridge's; both table sizes at most [`MAX_TABLE`].
 fn limits(ovs: &OpenVSwitch, br: &xennet_ovsdb::Bridge, log: &mut LogOnce) -> Limits {
     let d = Limits::default();
     let oc = &ovs.other_config;
@@ -286,7 +303,7 @@ fn limits(ovs: &OpenVSwitch, br: &xennet_ovsdb::Bridge, log: &mut LogOnce) -> Li
     let what = format!("bridge {}", br.name);
     Limits {
         flow_limit: config_uint(oc, "flow-limit", d.flow_limit as u64, "Open_vSwitch", log)
-            .clamp(1, usize::MAX as u64) as usize,
+            .clamp(1, MAX_TABLE) as usize,
         max_idle: Duration::from_millis(
             config_uint(
                 oc,
@@ -298,7 +315,7 @@ fn limits(ovs: &OpenVSwitch, br: &xennet_ovsdb::Bridge, log: &mut LogOnce) -> Li
             .max(100),
         ),
         mac_table_size: config_uint(bc, "mac-table-size", d.mac_table_size as u64, &what, log)
-            .clamp(1, usize::MAX as u64) as usize,
+            .clamp(1, MAX_TABLE) as usize,
         mac_aging: Duration::from_secs(
             config_uint(bc, "mac-aging-time", d.mac_aging.as_secs(), &what, log).clamp(15, 3600),
         ),

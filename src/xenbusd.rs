@@ -277,6 +277,11 @@ fn run(
             {
                 continue;
             }
+            if !devs.contains_key(&key) {
+                if let Placement::Database(vifs) = &switch {
+                    vifs.forget_hotplug(&format!("vif{domid}.{handle}"));
+                }
+            }
             let (dev, hooks) = devs.entry(key).or_insert_with(|| {
                 (
                     BackendDevice::new(

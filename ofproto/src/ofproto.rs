@@ -824,8 +824,8 @@ impl UpcallHandler for Handler {
         }
         let mut up = self.of.translate(key, pkt, ports, true, false).0.upcall;
         if self.of.ingress_policing(key.in_port()).is_some() {
-            // The policer runs first, for every packet from the port.
-            up.mask.set_exact(xennet_datapath::flow::Field::InPort);
+            // The policer runs first, for every packet from the port (the
+            // megaflow cache makes in_port exact in every mask).
             up.actions.insert(
                 0,
                 xennet_datapath::DpAction::Meter(POLICER_BASE.saturating_add(key.in_port())),
