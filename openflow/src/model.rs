@@ -260,6 +260,32 @@ pub enum FlowModCommand {
     DeleteStrict,
 }
 
+impl FlowModCommand {
+    /// From its wire number (`OFPFC_*`, the same in 1.0 and 1.3); `None`
+    /// for an unknown one.
+    pub fn from_wire(c: u8) -> Option<FlowModCommand> {
+        Some(match c {
+            0 => FlowModCommand::Add,
+            1 => FlowModCommand::Modify,
+            2 => FlowModCommand::ModifyStrict,
+            3 => FlowModCommand::Delete,
+            4 => FlowModCommand::DeleteStrict,
+            _ => return None,
+        })
+    }
+
+    /// Its wire number (`OFPFC_*`).
+    pub fn to_wire(self) -> u8 {
+        match self {
+            FlowModCommand::Add => 0,
+            FlowModCommand::Modify => 1,
+            FlowModCommand::ModifyStrict => 2,
+            FlowModCommand::Delete => 3,
+            FlowModCommand::DeleteStrict => 4,
+        }
+    }
+}
+
 /// `OFPT_FLOW_MOD` (1.3 §7.3.4.1; 1.0 and `NXT_FLOW_MOD` decode to it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowMod {

@@ -1325,14 +1325,8 @@ fn encode_error(err: OfError, data: &[u8], xid: u32, out: &mut Vec<u8>) -> Resul
 // Flow-mod.
 
 fn flow_mod_command(raw: u16, opts: &DecodeOptions) -> Result<(FlowModCommand, u8), DecodeError> {
-    let command = match raw & 0xff {
-        0 => FlowModCommand::Add,
-        1 => FlowModCommand::Modify,
-        2 => FlowModCommand::ModifyStrict,
-        3 => FlowModCommand::Delete,
-        4 => FlowModCommand::DeleteStrict,
-        _ => return Err(bad(OfError::BAD_COMMAND, "unknown flow-mod command")),
-    };
+    let command = FlowModCommand::from_wire((raw & 0xff) as u8)
+        .ok_or_else(|| bad(OfError::BAD_COMMAND, "unknown flow-mod command"))?;
     let high = (raw >> 8) as u8;
     let table = if high != 0 || opts.flow_mod_table_id || command == FlowModCommand::Add {
         high
@@ -1340,16 +1334,6 @@ fn flow_mod_command(raw: u16, opts: &DecodeOptions) -> Result<(FlowModCommand, u
         OFPTT_ALL
     };
     Ok((command, table))
-}
-
-fn command_code(c: FlowModCommand) -> u16 {
-    match c {
-        FlowModCommand::Add => 0,
-        FlowModCommand::Modify => 1,
-        FlowModCommand::ModifyStrict => 2,
-        FlowModCommand::Delete => 3,
-        FlowModCommand::DeleteStrict => 4,
-    }
 }
 
 /// The wire command: the table id in the high byte (0 for `OFPTT_ALL`,
@@ -1361,7 +1345,7 @@ fn command_with_table(fm: &FlowMod) -> u16 {
     } else {
         fm.table_id
     };
-    (u16::from(table) << 8) | command_code(fm.command)
+    (u16::from(table) << 8) | u16::from(fm.command.to_wire())
 }
 
 /// 1.0 `ofp_flow_mod_flags`: SEND_FLOW_REM, CHECK_OVERLAP, EMERG.

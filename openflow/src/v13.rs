@@ -609,24 +609,8 @@ fn get_counters(rd: &mut Rd<'_>) -> Result<Vec<(u64, u64)>, DecodeError> {
 // Messages.
 
 fn flow_mod_command(c: u8) -> Result<FlowModCommand, DecodeError> {
-    Ok(match c {
-        0 => FlowModCommand::Add,
-        1 => FlowModCommand::Modify,
-        2 => FlowModCommand::ModifyStrict,
-        3 => FlowModCommand::Delete,
-        4 => FlowModCommand::DeleteStrict,
-        _ => return Err(err(OfError::BAD_COMMAND, "unknown flow-mod command")),
-    })
-}
-
-fn flow_mod_command_num(c: FlowModCommand) -> u8 {
-    match c {
-        FlowModCommand::Add => 0,
-        FlowModCommand::Modify => 1,
-        FlowModCommand::ModifyStrict => 2,
-        FlowModCommand::Delete => 3,
-        FlowModCommand::DeleteStrict => 4,
-    }
+    FlowModCommand::from_wire(c)
+        .ok_or_else(|| err(OfError::BAD_COMMAND, "unknown flow-mod command"))
 }
 
 /// `ofp_flow_mod` after the header (§7.3.4.1).
@@ -667,7 +651,7 @@ fn put_flow_mod(out: &mut Vec<u8>, f: &FlowMod) -> Result<(), EncodeError> {
     out.u64(f.cookie);
     out.u64(f.cookie_mask);
     out.u8(f.table_id);
-    out.u8(flow_mod_command_num(f.command));
+    out.u8(f.command.to_wire());
     out.u16(f.idle_timeout);
     out.u16(f.hard_timeout);
     out.u16(f.priority);
