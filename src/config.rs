@@ -31,6 +31,10 @@
 //! event_rate = 10000        # spurious events (no new request) accepted per second per
 //!                           # vif event channel (beyond: coalesced until the next 1 ms
 //!                           # tick); 0 = no limit
+//! coalesce_usecs = 32       # adaptive notification coalescing: under high load
+//!                           # (8+ responses since the last event) a vif event
+//!                           # channel notifies at most once per this many µs;
+//!                           # 0 = every notification at once
 //!
 //! [xen]
 //! mode = "emulated"         # "emulated": the [emulated_xen] hypervisor above;
@@ -41,6 +45,7 @@
 //! hotplug = "self"          # real mode: as [emulated_xen] hotplug
 //! representors = true       # real mode: as [emulated_xen] representors
 //! event_rate = 10000        # real mode: as [emulated_xen] event_rate
+//! coalesce_usecs = 32       # real mode: as [emulated_xen] coalesce_usecs
 //! ```
 //!
 //! In real mode `[emulated_xen]` is ignored (no attach socket, no emulated
@@ -109,6 +114,9 @@ pub struct XenConfig {
     /// Real mode: as `[emulated_xen] event_rate`.
     #[serde(default = "default_event_rate")]
     pub event_rate: u32,
+    /// Real mode: as `[emulated_xen] coalesce_usecs`.
+    #[serde(default = "default_coalesce_usecs")]
+    pub coalesce_usecs: u32,
 }
 
 impl Default for XenConfig {
@@ -119,6 +127,7 @@ impl Default for XenConfig {
             hotplug: Hotplug::default(),
             representors: true,
             event_rate: default_event_rate(),
+            coalesce_usecs: default_coalesce_usecs(),
         }
     }
 }
@@ -240,6 +249,11 @@ pub struct EmulatedXenConfig {
     /// next 1 ms tick and counted (`event_throttles`). 0: no limit.
     #[serde(default = "default_event_rate")]
     pub event_rate: u32,
+    /// Adaptive notification coalescing window in µs
+    /// (`xennet_vif::Vif::set_coalesce`): under high load a vif event
+    /// channel notifies its frontend at most once per window. 0: off.
+    #[serde(default = "default_coalesce_usecs")]
+    pub coalesce_usecs: u32,
 }
 
 fn default_true() -> bool {
@@ -248,6 +262,10 @@ fn default_true() -> bool {
 
 fn default_event_rate() -> u32 {
     xennet_vif::netback::DEFAULT_EVENT_RATE
+}
+
+fn default_coalesce_usecs() -> u32 {
+    u32::try_from(xennet_vif::netback::DEFAULT_COALESCE.as_micros()).unwrap_or(u32::MAX)
 }
 
 /// `[emulated_xen] hotplug`: who reports a vif's hotplug status.
@@ -274,6 +292,7 @@ impl Default for EmulatedXenConfig {
             hotplug: Hotplug::default(),
             representors: true,
             event_rate: default_event_rate(),
+            coalesce_usecs: default_coalesce_usecs(),
         }
     }
 }

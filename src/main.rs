@@ -241,6 +241,7 @@ async fn run(rundir: PathBuf, config: Config, db: Option<String>) -> anyhow::Res
                 hotplug: cfg.hotplug,
                 representors: cfg.representors,
                 event_rate: cfg.event_rate,
+                coalesce_usecs: cfg.coalesce_usecs,
             },
         )?;
         Some((ctx, listener))
@@ -318,6 +319,7 @@ fn start_real_xen(placement: &emulxen::Placement, cfg: &config::XenConfig) -> an
             hotplug: cfg.hotplug,
             representors: cfg.representors,
             event_rate: cfg.event_rate,
+            coalesce_usecs: cfg.coalesce_usecs,
         },
     )?;
     Ok(())

@@ -99,6 +99,8 @@ pub struct BackendConfig {
     /// Spurious events accepted per second per event channel
     /// (`Vif::set_event_rate`).
     pub event_rate: u32,
+    /// Adaptive coalescing window, µs (`Vif::set_coalesce`).
+    pub coalesce_usecs: u32,
 }
 
 /// Connects vifs for the state machine: rings and event channel through
@@ -159,6 +161,9 @@ impl VifHooks for Hooks {
         })
         .map_err(|e| format!("connecting the rings: {e}"))?;
         vif.set_event_rate(self.cfg.event_rate);
+        vif.set_coalesce(std::time::Duration::from_micros(u64::from(
+            self.cfg.coalesce_usecs,
+        )));
         vif.set_tx_rate(self.rate.clone());
         let placed = place(&self.switch, &self.cfg.bridge, &self.name, self.domid, vif)
             .map_err(|e| format!("{e:#}"))?;

@@ -200,3 +200,67 @@ fn real_ovs_appctl_talks_to_xennetd() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a valid command"));
 }
+
+/// Multicast control through xenstore: a guest that asked for it
+/// (`request-multicast-control`) and subscribed to 239.1.2.3's group
+/// receives datagrams sent to it, while those to 239.1.2.4, which its
+/// Linux stack joined but the guest did not subscribe to at the backend,
+/// are filtered by the netback and counted.
+#[test]
+fn multicast_control_delivers_subscribed_groups_only() {
+    let mut h = Harness::start("mcast");
+    h.guest_with(1, &["--mcast-group", "01:00:5e:01:02:03"]);
+    h.guest(2, None);
+    assert!(h.ping(2, 1, 2), "ping 2 -> 1 failed\n{}", h.log());
+    let (ip1, ip2) = (Harness::ip_of(1), Harness::ip_of(2));
+    let receiver = format!(
+        r#"
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 5999))
+for g in ("239.1.2.3", "239.1.2.4"):
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                 socket.inet_aton(g) + socket.inet_aton("{ip1}"))
+print("ready", flush=True)
+s.settimeout(3)
+got = set()
+try:
+    while True:
+        got.add(s.recv(100).decode())
+except socket.timeout:
+    pass
+print(" ".join(sorted(got)), flush=True)
+"#
+    );
+    let mut rx = std::process::Command::new("ip")
+        .args(["netns", "exec", &h.netns(1), "python3", "-c", &receiver])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (apt install python3)");
+    let mut out = std::io::BufReader::new(rx.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let sender = format!(
+        r#"
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("{ip2}"))
+for i in range(5):
+    s.sendto(b"subscribed", ("239.1.2.3", 5999))
+    s.sendto(b"filtered", ("239.1.2.4", 5999))
+    time.sleep(0.1)
+"#
+    );
+    let sent = h.exec(2, &["python3", "-c", &sender]);
+    assert!(sent.status.success(), "{sent:?}");
+    line.clear();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    let _ = rx.wait();
+    assert_eq!(line.trim(), "subscribed", "guest 1 received: {line}");
+    let stats: serde_json::Value =
+        serde_json::from_str(&h.appctl(&["xennet/vif-stats", "vif1.0"])).unwrap();
+    assert_eq!(stats["rx_mcast_add"], 1, "{stats}");
+    assert!(stats["tx_mcast_filtered"].as_u64().unwrap() >= 5, "{stats}");
+}

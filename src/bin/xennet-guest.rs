@@ -33,7 +33,9 @@
 //! `--queues N` (1-8) and `--split-evtchn` use multi-queue and split event
 //! channels (`queue-N/` keys, `event-channel-tx`/`-rx`); `--ctrl-ring`
 //! configures the backend's Toeplitz hash and mapping table on the control
-//! ring (`--hash-mapping`).
+//! ring (`--hash-mapping`). `--mcast-group MAC` writes
+//! `request-multicast-control` and subscribes to the group with an
+//! `XEN_NETIF_EXTRA_TYPE_MCAST_ADD` request.
 //!
 //! `--hostile CASE` makes it misbehave once after attaching (see
 //! `xennet_vif::hostile`), to test that xennetd survives it.
@@ -134,6 +136,12 @@ struct Args {
     /// queue numbers (default 0,1,..,queues-1).
     #[arg(long, value_delimiter = ',', requires = "ctrl_ring")]
     hash_mapping: Vec<u32>,
+    /// Ask for multicast control (`request-multicast-control`) and
+    /// subscribe to this group (`XEN_NETIF_EXTRA_TYPE_MCAST_ADD`), e.g.
+    /// 01:00:5e:01:02:03; repeatable. The backend then sends this guest
+    /// only the groups given (and broadcast and unicast). With xenstore.
+    #[arg(long = "mcast-group", value_name = "MAC", value_parser = parse_mac)]
+    mcast_groups: Vec<[u8; 6]>,
 }
 
 /// Set by SIGTERM/SIGINT: close the vif and exit.
@@ -221,6 +229,13 @@ fn xenbus_connect(xs: &Client, nf: &Netfront, spec: &VifSpec) -> anyhow::Result<
         anyhow::ensure!(ctrl, "the backend has no feature-ctrl-ring");
         keys.push(("ctrl-ring-ref".into(), ring_ref.to_string()));
         keys.push(("event-channel-ctrl".into(), port.to_string()));
+    }
+    if nf.request_multicast_control {
+        let offered = xs
+            .read_string(&format!("{be}/feature-multicast-control"))
+            .is_ok_and(|v| v == "1");
+        anyhow::ensure!(offered, "the backend has no feature-multicast-control");
+        keys.push(("request-multicast-control".into(), "1".into()));
     }
     for (k, v) in [
         ("request-rx-copy", "1"),
@@ -394,6 +409,13 @@ fn main() -> anyhow::Result<()> {
     );
     let mut nf = Netfront::with_queues(args.domid, 0, args.queues, args.split_evtchn)
         .context("setting up the netfront")?;
+    if !args.mcast_groups.is_empty() {
+        anyhow::ensure!(
+            !args.legacy_attach,
+            "--mcast-group needs the xenstore handshake"
+        );
+        nf.request_multicast_control = true;
+    }
     if args.ctrl_ring {
         anyhow::ensure!(
             !args.legacy_attach,
@@ -479,6 +501,19 @@ fn main() -> anyhow::Result<()> {
         };
         configure_hash(&mut nf, &mapping).context("configuring the hash on the control ring")?;
         println!("xennet-guest: Toeplitz hash configured, mapping {mapping:?}");
+    }
+    for g in &args.mcast_groups {
+        use xennet_vif::ring::XEN_NETIF_EXTRA_TYPE_MCAST_ADD;
+        anyhow::ensure!(
+            nf.mcast_request(XEN_NETIF_EXTRA_TYPE_MCAST_ADD, *g)?,
+            "TX ring full while subscribing to multicast groups"
+        );
+    }
+    if !args.mcast_groups.is_empty() {
+        println!(
+            "xennet-guest: subscribed to {} multicast group(s)",
+            args.mcast_groups.len()
+        );
     }
     if let Some(case) = args.hostile {
         xennet_vif::hostile::run(case, &mut nf);

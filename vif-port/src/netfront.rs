@@ -117,6 +117,12 @@ pub struct Netfront {
     pub feature_gso_tcpv4: bool,
     /// TCP/IPv6 GSO on received packets (`feature-gso-tcpv6`).
     pub feature_gso_tcpv6: bool,
+    /// Notify the backend when posting RX requests it asked for
+    /// (`feature-rx-notify`); false behaves as a frontend without it.
+    pub feature_rx_notify: bool,
+    /// Ask for multicast filtering (`request-multicast-control`): only
+    /// groups subscribed with [`Netfront::mcast_request`] are received.
+    pub request_multicast_control: bool,
 }
 
 /// Most TX responses a [`Netfront`] keeps for [`Netfront::tx_responses`].
@@ -215,6 +221,8 @@ impl Netfront {
             feature_sg: true,
             feature_gso_tcpv4: false,
             feature_gso_tcpv6: false,
+            feature_rx_notify: true,
+            request_multicast_control: false,
         };
         for q in 0..nf.queues.len() {
             for slot in 0..RING_SIZE {
@@ -377,6 +385,8 @@ impl Netfront {
             rx_csum_blank: self.feature_rx_csum,
             gso_tcpv4: self.feature_gso_tcpv4,
             gso_tcpv6: self.feature_gso_tcpv6,
+            rx_notify: self.feature_rx_notify,
+            multicast_control: self.request_multicast_control,
         }
     }
 
@@ -591,6 +601,40 @@ impl Netfront {
         self.send_on(q, frame, flags, extras)
     }
 
+    /// Subscribe to (`kind` = `XEN_NETIF_EXTRA_TYPE_MCAST_ADD`) or leave
+    /// (`_MCAST_DEL`) multicast group `addr` on queue 0, as `io/netif.h`
+    /// describes: a request of size 0 with `NETTXF_extra_info` followed by
+    /// the multicast extra. Its response says whether the backend took
+    /// it. `Ok(false)` if the ring is full.
+    pub fn mcast_request(&mut self, kind: u8, addr: [u8; 6]) -> Result<bool, VifError> {
+        self.reap_tx_queue(0);
+        let Some(fq) = self.queues.first_mut() else {
+            return Err(VifError::Attach("no queue".into()));
+        };
+        if fq.tx.free_requests() < 2 {
+            return Ok(false);
+        }
+        let Some(id) = fq.tx_free_ids.pop() else {
+            return Ok(false);
+        };
+        if let Some(u) = fq.tx_in_use.get_mut(usize::from(id)) {
+            *u = true;
+        }
+        fq.tx.put_request(NetifTxRequest {
+            gref: gref_of(fq.base + TX_BUF_FRAME + u32::from(id)),
+            offset: 0,
+            flags: NETTXF_EXTRA_INFO,
+            id,
+            size: 0,
+        });
+        fq.tx
+            .put_request(NetifExtraInfo::mcast(kind, addr).as_tx_request());
+        if fq.tx.push_requests() {
+            fq.tx_evt.notify();
+        }
+        Ok(true)
+    }
+
     /// As [`Netfront::send_with_extras`] on queue `q`.
     pub fn send_on(
         &mut self,
@@ -742,7 +786,7 @@ impl Netfront {
             }
             let fq = self.queues.get_mut(q)?;
             fq.rx.rsp_cons = idx;
-            if fq.rx.push_requests() {
+            if fq.rx.push_requests() && self.feature_rx_notify {
                 fq.rx_channel().notify();
             }
             if error {

@@ -99,8 +99,9 @@ pub const MAX_QUEUES: u32 = crate::netback::MAX_QUEUES as u32;
 
 /// The feature keys the backend writes before InitWait (`io/netif.h`):
 /// what this netback implements: split event channels, up to
-/// [`MAX_QUEUES`] queues, the control ring (Toeplitz hash requests).
-/// Multicast control is not served yet, so it is advertised as 0.
+/// [`MAX_QUEUES`] queues, the control ring (Toeplitz hash requests) and
+/// multicast control (`XEN_NETIF_EXTRA_TYPE_MCAST_ADD/DEL`, read once at
+/// connection: `feature-dynamic-multicast-control` is not offered).
 pub const BACKEND_FEATURES: &[(&str, &str)] = &[
     ("feature-sg", "1"),
     ("feature-gso-tcpv4", "1"),
@@ -110,7 +111,7 @@ pub const BACKEND_FEATURES: &[(&str, &str)] = &[
     ("feature-rx-flip", "0"),
     ("feature-split-event-channels", "1"),
     ("multi-queue-max-queues", "8"),
-    ("feature-multicast-control", "0"),
+    ("feature-multicast-control", "1"),
     ("feature-ctrl-ring", "1"),
 ];
 
@@ -217,8 +218,6 @@ pub struct FrontendKeys {
     /// The control ring: (`ctrl-ring-ref`, `event-channel-ctrl`), when
     /// the frontend gave one.
     pub ctrl: Option<(GrantRef, u32)>,
-    /// `feature-rx-notify`.
-    pub rx_notify: bool,
     /// `feature-ipv6-csum-offload`.
     pub ipv6_csum_offload: bool,
 }
@@ -264,7 +263,8 @@ fn read_queue(xs: &Client, fe: &str, dir: &str) -> Result<QueueKeys, XenbusError
 /// reference and port distinct; `request-rx-copy` (must be 1: page
 /// flipping is gone), and the `feature-sg`, `feature-gso-tcpv4`,
 /// `feature-gso-tcpv6`, `feature-no-csum-offload`,
-/// `feature-ipv6-csum-offload` and `feature-rx-notify` flags.
+/// `feature-ipv6-csum-offload`, `feature-rx-notify` and
+/// `request-multicast-control` flags.
 pub fn read_frontend(
     xs: &Client,
     fe: &str,
@@ -339,11 +339,12 @@ pub fn read_frontend(
     // that cannot take IPv6 packets with blank checksums (Linux clears
     // NETIF_F_IPV6_CSUM then) gets every checksum filled in.
     config.rx_csum_blank = !read_flag(xs, fe, "feature-no-csum-offload")? && ipv6_csum_offload;
+    config.rx_notify = read_flag(xs, fe, "feature-rx-notify")?;
+    config.multicast_control = read_flag(xs, fe, "request-multicast-control")?;
     Ok(FrontendKeys {
         config,
         queues,
         ctrl,
-        rx_notify: read_flag(xs, fe, "feature-rx-notify")?,
         ipv6_csum_offload,
     })
 }
@@ -748,6 +749,20 @@ mod tests {
     }
 
     #[test]
+    fn multicast_control_and_rx_notify_flags() {
+        let (_srv, xs, _be, fe) = setup();
+        good_keys(&xs, &fe);
+        let c = read_frontend(&xs, &fe, 5, 0).unwrap().config;
+        assert!(c.rx_notify && !c.multicast_control);
+        xs.write(&format!("{fe}/request-multicast-control"), "1")
+            .unwrap();
+        xs.rm(&format!("{fe}/feature-rx-notify")).unwrap();
+        let c = read_frontend(&xs, &fe, 5, 0).unwrap().config;
+        assert!(!c.rx_notify && c.multicast_control);
+        assert!(BACKEND_FEATURES.contains(&("feature-multicast-control", "1")));
+    }
+
+    #[test]
     fn no_ipv6_checksum_offload_means_no_blank_checksums() {
         let (_srv, xs, _be, fe) = setup();
         good_keys(&xs, &fe);
@@ -826,7 +841,7 @@ mod tests {
         assert_eq!(keys.queues.len(), 1);
         assert_eq!(keys.queues[0].evtchn, EventChannels::Single(3));
         assert!(keys.config.sg && keys.config.gso_tcpv4 && !keys.config.gso_tcpv6);
-        assert!(keys.config.rx_csum_blank && keys.rx_notify);
+        assert!(keys.config.rx_csum_blank && keys.config.rx_notify);
         // Frontend Connected: nothing more to do.
         write_state(&xs, &fe, XenbusState::Connected).unwrap();
         dev.update(&xs, &mut hooks).unwrap();

@@ -491,3 +491,180 @@ fn tx_rate_holds_packets_until_the_window_ends() {
     );
     assert_eq!(get(&m.rx_packets), 10, "nothing lost");
 }
+
+/// Waits until the vif's event fd is readable (its timer or a channel),
+/// at most 10 s; whether it became readable.
+fn wait_readable(vif: &Vif) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let fd = vif
+        .event_fd()
+        .expect("event fd")
+        .as_fd()
+        .try_clone_to_owned()
+        .unwrap();
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    poll(&mut fds, PollTimeout::from(10_000u16)).unwrap() == 1
+}
+
+/// Consumes a pending notification on the guest's channel; whether there
+/// was one.
+fn take_event(nf: &Netfront) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut b = [0u8; 8];
+    nix::unistd::read(nf.event_fd().as_raw_fd(), &mut b).is_ok()
+}
+
+/// Multicast control (`request-multicast-control`): subscriptions are
+/// size-0 requests with `XEN_NETIF_EXTRA_TYPE_MCAST_ADD/DEL` extras,
+/// answered OKAY or (for a unicast address) ERROR, no packet made of them;
+/// the guest then receives unicast, broadcast and its groups only.
+#[test]
+fn multicast_control_filters_groups() {
+    const G1: [u8; 6] = [0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb];
+    const G2: [u8; 6] = [0x01, 0x00, 0x5e, 0x00, 0x00, 0xfc];
+    let (mut nf, mut vif) = setup_with(|nf| nf.request_multicast_control = true);
+    assert!(nf
+        .mcast_request(XEN_NETIF_EXTRA_TYPE_MCAST_ADD, G1)
+        .unwrap());
+    assert!(nf
+        .mcast_request(XEN_NETIF_EXTRA_TYPE_MCAST_ADD, [0x02, 0, 0, 0, 0, 9])
+        .unwrap());
+    let (pkts, st) = drain(&mut vif);
+    assert!(pkts.is_empty(), "a subscription is not a packet");
+    assert_eq!(st, RecvStatus::Idle);
+    let status: Vec<i16> = nf.tx_responses().iter().map(|r| r.status).collect();
+    assert_eq!(status, [NETIF_RSP_OKAY, NETIF_RSP_ERROR]);
+    assert_eq!(vif.mcast_groups(), 1);
+    let m = metrics(&vif);
+    assert_eq!(get(&m.rx_mcast_add), 1);
+    assert_eq!(get(&m.mcast_refused), 1);
+    assert_eq!(get(&m.fatal_errors), 0);
+
+    let to = |dst: [u8; 6], seed: u8| {
+        let mut f = frame(80, seed);
+        f[..6].copy_from_slice(&dst);
+        Packet::from_slice(&f)
+    };
+    let received = |vif: &mut Vif, nf: &mut Netfront, dsts: &[[u8; 6]]| {
+        let pkts: Vec<Packet> = dsts.iter().map(|d| to(*d, 1)).collect();
+        vif.send(&pkts.iter().collect::<Vec<_>>());
+        let mut out = Vec::new();
+        let mut got = Vec::new();
+        while nf.recv(&mut out).is_some() {
+            got.push(<[u8; 6]>::try_from(&out[..6]).unwrap());
+        }
+        got
+    };
+    let unicast = [0x02, 0, 0, 0, 0, 1];
+    let dsts = [G1, G2, [0xff; 6], unicast];
+    assert_eq!(received(&mut vif, &mut nf, &dsts), [G1, [0xff; 6], unicast]);
+    assert_eq!(get(&m.tx_mcast_filtered), 1);
+    // Leaving G1: now it is filtered too.
+    assert!(nf
+        .mcast_request(XEN_NETIF_EXTRA_TYPE_MCAST_DEL, G1)
+        .unwrap());
+    drain(&mut vif);
+    assert_eq!(get(&m.rx_mcast_del), 1);
+    assert_eq!(vif.mcast_groups(), 0);
+    assert_eq!(received(&mut vif, &mut nf, &dsts), [[0xff; 6], unicast]);
+    assert_eq!(get(&m.tx_mcast_filtered), 3);
+
+    // A frontend that did not request multicast control gets every group.
+    let (mut nf, mut vif) = setup();
+    assert_eq!(received(&mut vif, &mut nf, &dsts), dsts);
+}
+
+/// A frontend without `feature-rx-notify` posts RX requests silently: the
+/// backend polls its ring while packets wait, so the backlog still drains.
+#[test]
+fn frontend_without_rx_notify_is_polled() {
+    let (mut nf, mut vif) = setup_with(|nf| nf.feature_rx_notify = false);
+    let pkts: Vec<Packet> = (0..300)
+        .map(|i| Packet::from_slice(&frame(100, i as u8)))
+        .collect();
+    vif.send(&pkts.iter().collect::<Vec<_>>());
+    assert_eq!(vif.rx_queue_len(), 44);
+    let mut out = Vec::new();
+    let mut got = 0;
+    while nf.recv(&mut out).is_some() {
+        got += 1;
+    }
+    assert_eq!(got, 256);
+    // No notification came; the backend's poll timer wakes the port.
+    assert!(wait_readable(&vif), "the RX poll timer wakes the port");
+    drain(&mut vif);
+    assert_eq!(vif.rx_queue_len(), 0);
+    while nf.recv(&mut out).is_some() {
+        got += 1;
+    }
+    assert_eq!(got, 300);
+    let m = vif.metrics().to_json();
+    assert_eq!(m["tx_packets"], 300);
+    assert!(m["tx_backlog_wait_avg_us"].as_f64().unwrap() > 0.0, "{m}");
+}
+
+/// Packets that wait in the backlog longer than the drain timeout are
+/// dropped and counted, even when nothing else wakes the vif.
+#[test]
+fn stale_rx_backlog_expires() {
+    let (mut nf, mut vif) = setup();
+    vif.set_rx_drain_timeout(std::time::Duration::from_millis(50));
+    let pkts: Vec<Packet> = (0..300)
+        .map(|i| Packet::from_slice(&frame(100, i as u8)))
+        .collect();
+    vif.send(&pkts.iter().collect::<Vec<_>>());
+    assert_eq!(vif.rx_queue_len(), 44);
+    // The guest does not read; the expiry timer wakes the port.
+    assert!(wait_readable(&vif), "the drain timer wakes the port");
+    drain(&mut vif);
+    let m = metrics(&vif);
+    assert_eq!(vif.rx_queue_len(), 0);
+    assert_eq!(get(&m.tx_expired), 44);
+    assert_eq!(vif.stats().tx_dropped, 44);
+    // Each waited at least the timeout.
+    assert!(get(&m.tx_backlog_wait_ns) >= 44 * 50_000_000);
+    let mut out = Vec::new();
+    let mut got = 0;
+    while nf.recv(&mut out).is_some() {
+        got += 1;
+    }
+    assert_eq!(got, 256, "only what fitted in the ring arrives");
+}
+
+/// Adaptive coalescing: at low load (one response per notification) every
+/// notification goes at once; under high load (8 or more responses since
+/// the last one, within the window) the next waits for the window's end,
+/// sent by the vif's timer. A wide window keeps the test independent of
+/// scheduling.
+#[test]
+fn notifications_coalesce_under_high_load_only() {
+    let (mut nf, mut vif) = setup();
+    vif.set_coalesce(std::time::Duration::from_millis(500));
+    let m = metrics(&vif);
+    // Ping-pong: one packet at a time, each notified at once.
+    for i in 0..5 {
+        assert!(nf.send(&frame(60, i), 0).unwrap());
+        drain(&mut vif);
+        assert!(take_event(&nf), "packet {i}: notified at once");
+    }
+    assert_eq!(get(&m.notifications_deferred), 0);
+    // A burst of 8 right after the last notification: held back.
+    for i in 0..8 {
+        assert!(nf.send(&frame(60, i), 0).unwrap());
+    }
+    drain(&mut vif);
+    assert!(!take_event(&nf), "held back for coalescing");
+    assert_eq!(get(&m.notifications_deferred), 1);
+    let sent = get(&m.notifications_sent);
+    // The timer wakes the port at the window's end and it notifies.
+    assert!(wait_readable(&vif), "the coalescing timer wakes the port");
+    drain(&mut vif);
+    assert!(take_event(&nf), "sent after the window");
+    assert_eq!(get(&m.notifications_sent), sent + 1);
+    nf.reap_tx();
+    assert_eq!(nf.tx_errors(), 0);
+    let j = vif.metrics().to_json();
+    assert_eq!(j["rx_packets"], 13);
+    assert!(j["rx_wait_avg_us"].as_f64().unwrap() > 0.0, "{j}");
+}

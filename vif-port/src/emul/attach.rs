@@ -96,6 +96,8 @@ impl AttachRequest {
             rx_csum_blank: self.feature_rx_csum,
             gso_tcpv4: self.feature_gso_tcpv4,
             gso_tcpv6: self.feature_gso_tcpv6,
+            rx_notify: true,
+            multicast_control: false,
         }
     }
 }

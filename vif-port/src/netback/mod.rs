@@ -25,10 +25,13 @@
 //! over. No allocation and no lock per packet.
 
 mod credit;
+mod mcast;
 mod rx;
 mod tx;
 
 pub use credit::{TxRate, MAX_BURST_BYTES};
+pub use mcast::MCAST_MAX;
+pub use rx::RX_DRAIN_TIMEOUT;
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -69,6 +72,13 @@ pub struct FrontendConfig {
     pub gso_tcpv4: bool,
     /// `feature-gso-tcpv6`: accepts TCP/IPv6 GSO packets with a GSO extra.
     pub gso_tcpv6: bool,
+    /// `feature-rx-notify`: the frontend notifies when it posts RX
+    /// requests. Without it (old or minimal frontends) the backend polls
+    /// the RX ring every [`RX_POLL_INTERVAL`] while packets wait for it.
+    pub rx_notify: bool,
+    /// `request-multicast-control`: only the multicast groups the frontend
+    /// subscribed to (`XEN_NETIF_EXTRA_TYPE_MCAST_ADD`) reach it.
+    pub multicast_control: bool,
 }
 
 impl FrontendConfig {
@@ -85,6 +95,8 @@ impl FrontendConfig {
             rx_csum_blank: true,
             gso_tcpv4: false,
             gso_tcpv6: false,
+            rx_notify: true,
+            multicast_control: false,
         }
     }
 }
@@ -104,9 +116,10 @@ enum LogReason {
     RxQueueFull,
     RxGrantError,
     EventStorm,
+    Mcast,
 }
 
-const LOG_REASONS: usize = 7;
+const LOG_REASONS: usize = 8;
 const LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// At most one log line per reason per [`LOG_INTERVAL`].
@@ -136,6 +149,19 @@ pub const DEFAULT_EVENT_RATE: u32 = 10_000;
 /// looks at its rings again (the "next tick").
 const EVENT_TICK: Duration = Duration::from_millis(1);
 
+/// Default adaptive coalescing window ([`Vif::set_coalesce`]): under high
+/// load a notification waits at most this long after the previous one.
+pub const DEFAULT_COALESCE: Duration = Duration::from_micros(32);
+/// Responses since the last notification from which a channel counts as
+/// under high load for coalescing (8 within the 32 µs window: 250,000
+/// packets per second).
+pub const COALESCE_PACKETS: usize = 8;
+
+/// How often the backend looks at the RX ring of a frontend without
+/// `feature-rx-notify` while packets wait for it (Linux polls such
+/// frontends instead of waiting for an event, too).
+pub const RX_POLL_INTERVAL: Duration = Duration::from_millis(1);
+
 /// One event channel as the backend serves it: the channel, its
 /// notification state and its token bucket.
 #[derive(Debug)]
@@ -143,8 +169,14 @@ struct Channel {
     evtchn: Box<dyn EventChannel + Send>,
     /// Whether a response push asked for a notification not yet sent.
     notify_pending: bool,
-    /// Whether responses were pushed since the last notification decision.
-    pushed: bool,
+    /// Responses pushed since the last notification decision.
+    pushed: usize,
+    /// Responses pushed since the last notification sent.
+    pushed_since_notify: usize,
+    /// When the last notification was sent.
+    last_notify: Option<Instant>,
+    /// A notification is being held back for coalescing.
+    deferred: bool,
     /// Events the bucket still accepts (scaled by [`Vif::event_rate`]:
     /// one event costs 1 s worth, see [`Channel::take_token`]).
     tokens: u64,
@@ -162,7 +194,10 @@ impl Channel {
         Channel {
             evtchn,
             notify_pending: false,
-            pushed: false,
+            pushed: 0,
+            pushed_since_notify: 0,
+            last_notify: None,
+            deferred: false,
             tokens: u64::MAX,
             last_refill: Instant::now(),
             masked: false,
@@ -192,9 +227,23 @@ impl Channel {
         }
     }
 
-    fn note(&mut self, pushed: bool, notify: bool) {
-        self.pushed |= pushed;
+    /// `pushed` responses were pushed; `notify`: the frontend asked for
+    /// a notification (its `rsp_event`).
+    fn note(&mut self, pushed: usize, notify: bool) {
+        self.pushed += pushed;
         self.notify_pending |= notify;
+    }
+
+    /// Whether a pending notification waits for coalescing, and until
+    /// when: the channel is under high load (at least
+    /// [`COALESCE_PACKETS`] responses since the last notification) and
+    /// that notification was sent less than `window` ago.
+    fn hold_off(&self, window: Duration, now: &mut Option<Instant>) -> Option<Instant> {
+        if window.is_zero() || self.pushed_since_notify < COALESCE_PACKETS {
+            return None;
+        }
+        let due = self.last_notify? + window;
+        (due > *now.get_or_insert_with(Instant::now)).then_some(due)
     }
 }
 
@@ -211,11 +260,15 @@ pub(crate) struct Queue {
     tx_chan: usize,
     /// Same for RX (`event-channel-rx`, or the same as `tx_chan`).
     rx_chan: usize,
-    rx_queue: VecDeque<Packet>,
+    rx_queue: VecDeque<rx::Queued>,
     rx_queue_bytes: usize,
     /// The RX ring's `req_prod` at the last pass (new RX requests mean an
     /// RX event brought work).
     last_rx_prod: u32,
+    /// When a pass first found the oldest TX request still in the ring
+    /// (`None` once the ring is drained): the start of its packet's
+    /// packet-to-backend time.
+    tx_seen_at: Option<Instant>,
 }
 
 /// What a frontend gave for one queue (its `queue-N/` keys, or the
@@ -263,11 +316,18 @@ pub struct Vif {
     next_queue: usize,
     /// Events accepted per second per channel (0: unlimited).
     event_rate: u32,
+    /// Adaptive coalescing window (zero: notify at once, always).
+    coalesce: Duration,
+    /// How long a packet may wait in an RX backlog.
+    rx_drain: Duration,
     /// Receive-side hash selection for the guest RX queue.
     pub(crate) hash: crate::ctrl::HashConfig,
     /// The control ring (`feature-ctrl-ring`) and its channel's index in
     /// [`Vif::channels`].
     ctrl: Option<(BackRing<CtrlRing>, usize)>,
+    /// The multicast groups the frontend subscribed to (applied to what
+    /// it receives when it requested multicast control).
+    mcast: mcast::McastFilter,
     metrics: Arc<VifMetrics>,
     disabled: bool,
     log: LogLimiter,
@@ -360,6 +420,7 @@ impl Vif {
                 rx_queue: VecDeque::new(),
                 rx_queue_bytes: 0,
                 last_rx_prod: 0,
+                tx_seen_at: None,
             });
         }
         for (i, c) in channels.iter().enumerate() {
@@ -391,8 +452,11 @@ impl Vif {
             credit: credit::Credit::new(),
             next_queue: 0,
             event_rate: DEFAULT_EVENT_RATE,
+            coalesce: DEFAULT_COALESCE,
+            rx_drain: rx::RX_DRAIN_TIMEOUT,
             hash: crate::ctrl::HashConfig::default(),
             ctrl: None,
+            mcast: mcast::McastFilter::default(),
             metrics,
             disabled: false,
             log: LogLimiter::default(),
@@ -411,6 +475,25 @@ impl Vif {
     /// counted in [`VifMetrics::event_throttles`].
     pub fn set_event_rate(&mut self, per_second: u32) {
         self.event_rate = per_second;
+    }
+
+    /// Set the adaptive coalescing window (default [`DEFAULT_COALESCE`],
+    /// 32 µs; zero disables coalescing). At low load every notification
+    /// goes at once; a channel under high load (at least
+    /// [`COALESCE_PACKETS`] responses since its last notification) that
+    /// notified less than `window` ago waits until `window` has passed,
+    /// so the frontend handles more responses per event. Each hold-off is
+    /// counted in [`VifMetrics::notifications_deferred`].
+    pub fn set_coalesce(&mut self, window: Duration) {
+        self.coalesce = window;
+    }
+
+    /// Drop packets that waited longer than `timeout` in an RX backlog
+    /// for the guest's requests (default [`RX_DRAIN_TIMEOUT`], 10 s, as
+    /// Linux's `rx_drain_timeout_msecs`); counted in
+    /// [`VifMetrics::tx_expired`].
+    pub fn set_rx_drain_timeout(&mut self, timeout: Duration) {
+        self.rx_drain = timeout;
     }
 
     /// Obey `rate` for guest TX from now on (see [`TxRate`]; the caller
@@ -501,7 +584,7 @@ impl Vif {
         let Some((mut ring, chan)) = self.ctrl.take() else {
             return false;
         };
-        let mut served = false;
+        let mut served = 0;
         let mut more = true;
         for _ in 0..CtrlRing::SIZE {
             let pending = ring.unconsumed();
@@ -534,12 +617,12 @@ impl Vif {
                 VifMetrics::add(&self.metrics.ctrl_errors, 1);
             }
             ring.put_response(rsp);
-            served = true;
+            served += 1;
         }
-        if served {
+        if served > 0 {
             let notify = ring.push_responses();
             if let Some(c) = self.channels.get_mut(chan) {
-                c.note(true, notify);
+                c.note(served, notify);
                 c.work = true;
             }
         }
@@ -565,6 +648,11 @@ impl Vif {
     /// Whether a protocol violation disabled the vif.
     pub fn is_disabled(&self) -> bool {
         self.disabled
+    }
+
+    /// Multicast groups the frontend subscribed to.
+    pub fn mcast_groups(&self) -> usize {
+        self.mcast.len()
     }
 
     /// Packets waiting in the RX queues for the guest to post RX requests.
@@ -594,18 +682,55 @@ impl Vif {
     }
 
     /// Send at most one notification per channel for everything pushed
-    /// so far.
+    /// so far, unless coalescing holds it back (then the timer sends it).
     fn flush_notify(&mut self) {
+        let mut now = None;
+        let mut wake: Option<Instant> = None;
         for c in &mut self.channels {
+            c.pushed_since_notify = c.pushed_since_notify.saturating_add(c.pushed);
             if c.notify_pending {
-                c.evtchn.notify();
-                VifMetrics::add(&self.metrics.notifications_sent, 1);
-            } else if c.pushed {
+                if let Some(due) = c.hold_off(self.coalesce, &mut now) {
+                    if !c.deferred {
+                        c.deferred = true;
+                        VifMetrics::add(&self.metrics.notifications_deferred, 1);
+                    }
+                    wake = Some(wake.map_or(due, |w| w.min(due)));
+                } else {
+                    c.evtchn.notify();
+                    VifMetrics::add(&self.metrics.notifications_sent, 1);
+                    c.notify_pending = false;
+                    c.deferred = false;
+                    c.pushed_since_notify = 0;
+                    c.last_notify = Some(*now.get_or_insert_with(Instant::now));
+                }
+            } else if c.pushed > 0 {
                 VifMetrics::add(&self.metrics.notifications_suppressed, 1);
             }
-            c.notify_pending = false;
-            c.pushed = false;
+            c.pushed = 0;
         }
+        if let (Some(due), Some(now)) = (wake, now) {
+            self.arm_timer(due.saturating_duration_since(now));
+        }
+    }
+
+    /// While packets wait in an RX backlog, make sure a pass comes when
+    /// the oldest expires, and every [`RX_POLL_INTERVAL`] for a frontend
+    /// that does not notify new RX requests.
+    fn arm_backlog_timer(&mut self) {
+        let Some(oldest) = self
+            .queues
+            .iter()
+            .filter_map(|q| q.rx_queue.front())
+            .map(rx::Queued::since)
+            .min()
+        else {
+            return;
+        };
+        let mut after = (oldest + self.rx_drain).saturating_duration_since(Instant::now());
+        if !self.frontend.rx_notify {
+            after = after.min(RX_POLL_INTERVAL);
+        }
+        self.arm_timer(after);
     }
 
     /// Consume the events that woke us: each ready channel is acked and
@@ -777,6 +902,7 @@ impl Port for Vif {
             self.arm_timer(t.saturating_duration_since(Instant::now()));
         }
         self.flush_notify();
+        self.arm_backlog_timer();
         self.charge_spurious();
         if self.disabled {
             self.clear_rx_queues();
@@ -846,6 +972,7 @@ impl Port for Vif {
             self.clear_rx_queues();
         }
         self.flush_notify();
+        self.arm_backlog_timer();
     }
 
     fn features(&self) -> PortFeatures {

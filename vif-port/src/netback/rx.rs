@@ -7,13 +7,18 @@
 //! control ring) right
 //! after the first slot when the frontend takes GSO. Each response goes in
 //! the slot of the request it consumes. Packets that find too few requests
-//! wait in a bounded queue (256 packets, 512 KiB); beyond it they are
-//! dropped and counted (XSA-392).
+//! wait in a bounded backlog per queue (256 packets, 512 KiB); beyond it
+//! they are dropped and counted (XSA-392), and a packet that waited
+//! [`RX_DRAIN_TIMEOUT`] is dropped (Linux `rx_drain_timeout_msecs`), so a
+//! guest that stops posting requests holds no memory for long. A frontend
+//! that requested multicast control gets only the groups it subscribed to.
 
 use std::borrow::Borrow;
+use std::time::{Duration, Instant};
 
 use xennet_datapath::{Csum, GsoType, Packet};
 
+use super::mcast::McastFilter;
 use super::{FrontendConfig, LogReason, Queue, Vif, RX_QUEUE_BYTES, RX_QUEUE_PACKETS};
 use crate::ctrl::HashConfig;
 use crate::grant::{recycle_ops, ForeignAddr, GrantCopy, GrantOps, GNTST_OKAY};
@@ -23,6 +28,30 @@ use crate::ring::{
     NETRXF_CSUM_BLANK, NETRXF_DATA_VALIDATED, NETRXF_EXTRA_INFO, NETRXF_MORE_DATA, RING_SIZE,
     XEN_NETIF_EXTRA_FLAG_MORE, XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6, XEN_PAGE_SIZE,
 };
+
+/// How long a packet may wait in a queue's backlog for RX requests before
+/// it is dropped (Linux `rx_drain_timeout_msecs`: 10 s).
+pub const RX_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A packet in a queue's backlog and when it got there.
+#[derive(Debug)]
+pub(super) struct Queued {
+    pkt: Packet,
+    at: Instant,
+}
+
+impl Borrow<Packet> for Queued {
+    fn borrow(&self) -> &Packet {
+        &self.pkt
+    }
+}
+
+impl Queued {
+    /// When the packet joined the backlog.
+    pub(super) fn since(&self) -> Instant {
+        self.at
+    }
+}
 
 /// One packet's share of the RX ring.
 #[derive(Debug)]
@@ -52,8 +81,8 @@ pub(super) struct Scratch {
 struct Delivered {
     /// Packets taken from the front of the slice (delivered or dropped).
     handled: usize,
-    /// Whether responses were pushed, and whether to notify.
-    pushed: bool,
+    /// Responses pushed, and whether to notify.
+    pushed: usize,
     notify: bool,
     /// Packets whose grant copy failed.
     failed: usize,
@@ -66,6 +95,7 @@ fn deliver<P: Borrow<Packet>>(
     grants: &mut dyn GrantOps,
     fe: &FrontendConfig,
     hash: &HashConfig,
+    mcast: &McastFilter,
     metrics: &VifMetrics,
     scratch: &mut Scratch,
     pkts: &[P],
@@ -95,6 +125,11 @@ fn deliver<P: Borrow<Packet>>(
         let data_slots = len.div_ceil(XEN_PAGE_SIZE).max(1);
         if len == 0 || (data_slots > 1 && !fe.sg) {
             VifMetrics::add(&metrics.tx_unsendable, 1);
+            out.handled += 1;
+            continue;
+        }
+        if fe.multicast_control && !mcast.admits(p.data()) {
+            VifMetrics::add(&metrics.tx_mcast_filtered, 1);
             out.handled += 1;
             continue;
         }
@@ -225,7 +260,7 @@ fn deliver<P: Borrow<Packet>>(
             VifMetrics::add(&metrics.tx_bytes, len as u64);
         }
     }
-    out.pushed = true;
+    out.pushed = plans.len();
     out.notify = ring.push_responses();
     Ok(out)
 }
@@ -247,6 +282,7 @@ impl Vif {
                 &mut *self.grants,
                 &self.frontend,
                 &self.hash,
+                &self.mcast,
                 &self.metrics,
                 &mut self.rx_scratch,
                 pkts,
@@ -292,21 +328,35 @@ impl Vif {
             );
             return;
         }
-        let mut copy = self.rx_pool.pop().unwrap_or_default();
-        copy.clone_from_packet(p);
-        q.rx_queue_bytes += copy.len();
-        q.rx_queue.push_back(copy);
+        let mut pkt = self.rx_pool.pop().unwrap_or_default();
+        pkt.clone_from_packet(p);
+        q.rx_queue_bytes += pkt.len();
+        q.rx_queue.push_back(Queued {
+            pkt,
+            at: Instant::now(),
+        });
         VifMetrics::add(&self.metrics.tx_queued, 1);
     }
 
-    /// Deliver queued packets while RX requests last.
+    /// Deliver queued packets while RX requests last, after dropping those
+    /// that waited longer than the drain timeout.
     pub(super) fn flush_rx_queue(&mut self, q: &mut Queue) {
+        let now = Instant::now();
+        while q
+            .rx_queue
+            .front()
+            .is_some_and(|h| now.saturating_duration_since(h.at) >= self.rx_drain)
+        {
+            self.dequeue(q, now);
+            VifMetrics::add(&self.metrics.tx_expired, 1);
+        }
         let queued = q.rx_queue.make_contiguous();
         let res = deliver(
             &mut q.rx,
             &mut *self.grants,
             &self.frontend,
             &self.hash,
+            &self.mcast,
             &self.metrics,
             &mut self.rx_scratch,
             queued,
@@ -315,15 +365,27 @@ impl Vif {
             Ok(d) => {
                 self.note_delivered(q, &d);
                 for _ in 0..d.handled {
-                    if let Some(p) = q.rx_queue.pop_front() {
-                        q.rx_queue_bytes = q.rx_queue_bytes.saturating_sub(p.len());
-                        if self.rx_pool.len() < RX_QUEUE_PACKETS {
-                            self.rx_pool.push(p);
-                        }
-                    }
+                    self.dequeue(q, now);
                 }
             }
             Err(reason) => self.fatal(&reason),
+        }
+    }
+
+    /// Take the head of the backlog (delivered, dropped or expired),
+    /// counting the time it waited, and keep its buffer for reuse.
+    fn dequeue(&mut self, q: &mut Queue, now: Instant) {
+        let Some(h) = q.rx_queue.pop_front() else {
+            return;
+        };
+        let waited = now.saturating_duration_since(h.at).as_nanos();
+        VifMetrics::add(
+            &self.metrics.tx_backlog_wait_ns,
+            u64::try_from(waited).unwrap_or(u64::MAX),
+        );
+        q.rx_queue_bytes = q.rx_queue_bytes.saturating_sub(h.pkt.len());
+        if self.rx_pool.len() < RX_QUEUE_PACKETS {
+            self.rx_pool.push(h.pkt);
         }
     }
 }

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use xennet_datapath::{Csum, Gso, GsoType, PacketBatch, MAX_BURST};
 
+use super::mcast::McastOp;
 use super::{LogReason, Queue, Vif};
 use crate::grant::{recycle_ops, ForeignAddr, GrantCopy, GrantOps, GNTST_OKAY};
 use crate::metrics::VifMetrics;
@@ -42,6 +43,9 @@ enum DropReason {
     TooManySlots,
     GrantError,
     Csum,
+    /// A multicast subscription the filter refused (not a group address,
+    /// or [`super::mcast::MCAST_MAX`] groups already).
+    McastRefused,
 }
 
 /// One consumed request slot.
@@ -63,6 +67,9 @@ struct TxPkt {
     first_len: u16,
     flags: u16,
     gso: Option<Gso>,
+    /// A multicast control request: no packet, only the request and its
+    /// extras to answer (Linux answers it before any size check).
+    mcast: Option<McastOp>,
     drop: Option<DropReason>,
     /// Whether the packet got a buffer in the batch.
     in_batch: bool,
@@ -105,6 +112,7 @@ impl Vif {
             first_len: 0,
             flags: first.flags,
             gso: None,
+            mcast: None,
             drop: None,
             in_batch: false,
         };
@@ -132,10 +140,10 @@ impl Vif {
                         pkt.gso = Some(Gso { kind, mss });
                     }
                     XEN_NETIF_EXTRA_TYPE_MCAST_ADD => {
-                        VifMetrics::add(&self.metrics.rx_mcast_add, 1);
+                        pkt.mcast = Some(McastOp::Add(extra.mcast_addr()));
                     }
                     XEN_NETIF_EXTRA_TYPE_MCAST_DEL => {
-                        VifMetrics::add(&self.metrics.rx_mcast_del, 1);
+                        pkt.mcast = Some(McastOp::Del(extra.mcast_addr()));
                     }
                     XEN_NETIF_EXTRA_TYPE_HASH => {} // a hint we do not use
                     t => return Err(format!("invalid extra type {t}")),
@@ -144,6 +152,12 @@ impl Vif {
                     break;
                 }
             }
+        }
+        if pkt.mcast.is_some() {
+            // The request only carries the extras; its size, and data
+            // slots a confused frontend chained to it, are not a packet.
+            pkt.n_slots = n as usize;
+            return Ok(pkt);
         }
 
         let mut more = first.flags & NETTXF_MORE_DATA != 0;
@@ -217,10 +231,17 @@ impl Vif {
         let room = MAX_BURST.saturating_sub(batch.len());
         self.tx_scratch.slots.clear();
         self.tx_scratch.pkts.clear();
+        if pending == 0 {
+            q.tx_seen_at = None;
+            return Ok(false);
+        }
         let mut cons = q.tx.req_cons;
         let mut accepted = 0;
         let rate = self.tx_rate.get();
-        let now = rate.map(|_| Instant::now());
+        // When the backend first saw the oldest request it takes now: this
+        // pass, or the earlier one that had to leave it in the ring.
+        let now = Instant::now();
+        let seen = *q.tx_seen_at.get_or_insert(now);
         let mut throttled = false;
         while accepted < room {
             let work = prod.wrapping_sub(cons);
@@ -232,17 +253,16 @@ impl Vif {
             // anything is consumed, and the same copy is parsed, so a guest
             // cannot be charged for one size and send another.
             let first = q.tx.copy_request(cons);
-            if let Some(now) = now {
-                if !self.credit.take(rate, u64::from(first.size), now) {
-                    VifMetrics::add(&self.metrics.rx_rate_limited, 1);
-                    throttled = true;
-                    break;
-                }
+            // (Without a rate this also forgets an old rate's window.)
+            if !self.credit.take(rate, u64::from(first.size), now) {
+                VifMetrics::add(&self.metrics.rx_rate_limited, 1);
+                throttled = true;
+                break;
             }
             let pkt = self.parse_packet(q, first, cons, work)?;
             // n_slots <= work <= RING_SIZE, so this fits in u32.
             cons = cons.wrapping_add(pkt.n_slots as u32);
-            if pkt.drop.is_none() {
+            if pkt.drop.is_none() && pkt.mcast.is_none() {
                 accepted += 1;
             }
             self.tx_scratch.pkts.push(pkt);
@@ -253,6 +273,14 @@ impl Vif {
         self.copy_packets(batch);
         self.finish_packets(batch, base);
         self.respond(q);
+        let handed = batch.len().saturating_sub(base) as u64;
+        if handed > 0 {
+            let waited = u64::try_from(seen.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            VifMetrics::add(&self.metrics.rx_wait_ns, waited.saturating_mul(handed));
+        }
+        if prod == cons {
+            q.tx_seen_at = None;
+        }
         Ok(prod != cons && !throttled)
     }
 
@@ -268,7 +296,10 @@ impl Vif {
         } = &mut self.tx_scratch;
         owner.clear();
         let base = batch.len();
-        for pkt in pkts.iter_mut().filter(|p| p.drop.is_none()) {
+        for pkt in pkts
+            .iter_mut()
+            .filter(|p| p.drop.is_none() && p.mcast.is_none())
+        {
             let Some(p) = batch.push_slot() else {
                 break; // cannot happen: at most `room` packets are accepted
             };
@@ -333,6 +364,19 @@ impl Vif {
         let mut keep = base; // batch index where the next good packet goes
         for k in 0..self.tx_scratch.pkts.len() {
             let pkt = self.tx_scratch.pkts[k];
+            if let Some(op) = pkt.mcast {
+                if self.mcast.apply(op).is_err() {
+                    self.tx_scratch.pkts[k].drop = Some(DropReason::McastRefused);
+                    self.count_drop(DropReason::McastRefused, &pkt);
+                } else {
+                    let c = match op {
+                        McastOp::Add(_) => &self.metrics.rx_mcast_add,
+                        McastOp::Del(_) => &self.metrics.rx_mcast_del,
+                    };
+                    VifMetrics::add(c, 1);
+                }
+                continue;
+            }
             let had_slot = pkt.in_batch && bi < batch.len();
             let mut drop = pkt.drop;
             if !had_slot && drop.is_none() {
@@ -391,6 +435,11 @@ impl Vif {
                 LogReason::Csum,
                 "checksum offload on unparseable headers",
             ),
+            DropReason::McastRefused => (
+                &m.mcast_refused,
+                LogReason::Mcast,
+                "multicast subscription refused (not a group address, or 64 groups already)",
+            ),
         };
         VifMetrics::add(counter, 1);
         // Only the log line's limiter (one clock read) remains per drop.
@@ -425,7 +474,7 @@ impl Vif {
                 });
             }
         }
-        let pushed = !pkts.is_empty();
+        let pushed = pkts.len();
         let notify = q.tx.push_responses();
         if let Some(c) = self.channels.get_mut(q.tx_chan) {
             c.note(pushed, notify);
