@@ -13,7 +13,7 @@
 
 use crate::grant::{DomId, ForeignAddr, GrantCopy, GrantOps, GNTST_OKAY};
 use crate::ring::{NetifExtraInfo, XEN_NETIF_EXTRA_TYPE_HASH, XEN_PAGE_SIZE};
-use crate::toeplitz::{hash_frame, HASH_TYPES_ALL, MAX_KEY_SIZE};
+use crate::toeplitz::{hash_frame, FlowHash, HASH_TYPES_ALL, MAX_KEY_SIZE};
 
 /// `XEN_NETIF_CTRL_TYPE_GET_HASH_FLAGS`.
 pub const CTRL_TYPE_GET_HASH_FLAGS: u16 = 1;
@@ -113,43 +113,48 @@ impl Default for HashConfig {
 }
 
 impl HashConfig {
-    /// The queue (before reduction modulo the queue count) for a frame,
-    /// as Linux `xenvif_select_queue`: `None` when the frontend configured
-    /// no hash; otherwise `mapping[hash % size]`, or the hash itself with
-    /// no mapping. A frame no enabled hash type covers hashes to 0.
-    pub fn queue_of(&self, frame: &[u8]) -> Option<usize> {
-        if !self.active() {
-            return None;
-        }
-        let h = hash_frame(&self.key, self.flags, frame).map_or(0, |h| h.value);
-        if self.size == 0 {
-            return Some(h as usize);
-        }
-        let i = h as usize % self.size;
-        Some(self.mapping.get(i).copied().unwrap_or(0) as usize)
-    }
-}
-
-impl HashConfig {
     /// Whether the frontend configured a hash (Toeplitz with some hash
     /// types): packets may then carry a hash extra.
     pub fn active(&self) -> bool {
         self.toeplitz && self.flags != 0
     }
 
-    /// The `XEN_NETIF_EXTRA_TYPE_HASH` extra for a frame going to the
-    /// guest, when the frontend configured a hash and one of its types
-    /// covers the frame: `u.hash.type` is the type's number
-    /// (`_XEN_NETIF_CTRL_HASH_TYPE_*`, the bit position),
-    /// `u.hash.algorithm` Toeplitz, `u.hash.value` the hash in native
-    /// byte order, as Linux netback's `xenvif_rx_extra_slot`.
-    pub fn extra_for(&self, frame: &[u8]) -> Option<NetifExtraInfo> {
+    /// The frontend's hash of a frame: `None` when it configured no hash
+    /// ([`HashConfig::active`]) or none of its types covers the frame.
+    /// Computed once per packet, for both [`HashConfig::queue_of`] and
+    /// [`HashConfig::extra_of`].
+    pub fn flow_hash(&self, frame: &[u8]) -> Option<FlowHash> {
         if !self.active() {
             return None;
         }
-        let h = hash_frame(&self.key, self.flags, frame)?;
+        hash_frame(&self.key, self.flags, frame)
+    }
+
+    /// The queue (before reduction modulo the queue count) for a frame
+    /// whose [`HashConfig::flow_hash`] is `h`, as Linux
+    /// `xenvif_select_queue`: `None` when the frontend configured no hash;
+    /// otherwise `mapping[hash % size]`, or the hash itself with no
+    /// mapping. A frame no enabled hash type covers hashes to 0.
+    pub fn queue_of(&self, h: Option<FlowHash>) -> Option<usize> {
+        if !self.active() {
+            return None;
+        }
+        let h = h.map_or(0, |h| h.value);
+        if self.size == 0 {
+            return Some(h as usize);
+        }
+        let i = h as usize % self.size;
+        Some(self.mapping.get(i).copied().unwrap_or(0) as usize)
+    }
+
+    /// The `XEN_NETIF_EXTRA_TYPE_HASH` extra for a frame going to the
+    /// guest whose hash is `h`: `u.hash.type` is the type's number
+    /// (`_XEN_NETIF_CTRL_HASH_TYPE_*`, the bit position),
+    /// `u.hash.algorithm` Toeplitz, `u.hash.value` the hash in native
+    /// byte order, as Linux netback's `xenvif_rx_extra_slot`.
+    pub fn extra_of(h: FlowHash) -> NetifExtraInfo {
         let v = h.value.to_ne_bytes();
-        Some(NetifExtraInfo {
+        NetifExtraInfo {
             kind: XEN_NETIF_EXTRA_TYPE_HASH,
             flags: 0,
             u: [
@@ -160,7 +165,7 @@ impl HashConfig {
                 v[2],
                 v[3],
             ],
-        })
+        }
     }
 }
 
@@ -325,7 +330,11 @@ mod tests {
             (r.id, r.status, r.data),
             (7, CTRL_STATUS_SUCCESS, HASH_TYPES_ALL)
         );
-        assert_eq!(cfg.queue_of(&frame()), None, "no hash before configuration");
+        assert_eq!(
+            cfg.queue_of(cfg.flow_hash(&frame())),
+            None,
+            "no hash before configuration"
+        );
         // Flags need an algorithm first.
         let r = run(&mut cfg, CTRL_TYPE_SET_HASH_FLAGS, [HASH_TYPE_IPV4, 0, 0]);
         assert_eq!(r.status, CTRL_STATUS_INVALID_PARAMETER);
@@ -345,7 +354,7 @@ mod tests {
         );
         assert_eq!(r.status, CTRL_STATUS_SUCCESS);
         // No mapping: the hash itself (0x51ccc178, the RSS vector).
-        assert_eq!(cfg.queue_of(&frame()), Some(0x51ccc178));
+        assert_eq!(cfg.queue_of(cfg.flow_hash(&frame())), Some(0x51ccc178));
         let r = run(&mut cfg, CTRL_TYPE_GET_HASH_MAPPING_SIZE, [0; 3]);
         assert_eq!(r.data, MAX_MAPPING_SIZE as u32);
         let r = run(&mut cfg, CTRL_TYPE_SET_HASH_MAPPING_SIZE, [4, 0, 0]);
@@ -354,7 +363,7 @@ mod tests {
         assert_eq!(r.status, CTRL_STATUS_SUCCESS);
         assert_eq!(cfg.mapping[..4], [3, 2, 1, 0]);
         // 0x51ccc178 % 4 = 0 → mapping[0] = 3.
-        assert_eq!(cfg.queue_of(&frame()), Some(3));
+        assert_eq!(cfg.queue_of(cfg.flow_hash(&frame())), Some(3));
     }
 
     #[test]
@@ -429,7 +438,7 @@ mod tests {
             let _ = run(&mut cfg, kind, data);
             assert!(cfg.size <= MAX_MAPPING_SIZE);
             assert!(cfg.mapping.iter().all(|&q| q < 4));
-            let _ = cfg.queue_of(&frame());
+            let _ = cfg.queue_of(cfg.flow_hash(&frame()));
         }
     }
 }

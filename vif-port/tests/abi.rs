@@ -282,7 +282,7 @@ fn abi_matches_xen_headers() {
         cst!("XEN_NETIF_CTRL_HASH_TYPE_IPV4_TCP", HASH_TYPE_IPV4_TCP);
         cst!("XEN_NETIF_CTRL_HASH_TYPE_IPV6", HASH_TYPE_IPV6);
         cst!("XEN_NETIF_CTRL_HASH_TYPE_IPV6_TCP", HASH_TYPE_IPV6_TCP);
-        // ctrl::HashConfig::extra_for writes type, algorithm, value at
+        // ctrl::HashConfig::extra_of writes type, algorithm, value at
         // u + 0, 1, 2.
         check("offsetof struct netif_extra_info.u.hash.type", u);
         check("offsetof struct netif_extra_info.u.hash.algorithm", u + 1);

@@ -48,6 +48,7 @@ use crate::evtchn::EventChannel;
 use crate::grant::{DomId, GrantOps, GrantRef};
 use crate::metrics::VifMetrics;
 use crate::ring::{BackRing, CtrlRing, RingKind, RxRing, TxRing};
+use crate::toeplitz::FlowHash;
 
 /// What the frontend published when connecting (its xenstore keys under
 /// `device/vif/<handle>/`).
@@ -334,9 +335,6 @@ pub struct Vif {
     tx_scratch: tx::Scratch,
     rx_scratch: rx::Scratch,
     rx_pool: Vec<Packet>,
-    /// Per-queue packet indices for [`Port::send`] (kept to avoid
-    /// allocating).
-    send_sel: Vec<u8>,
 }
 
 impl Vif {
@@ -463,7 +461,6 @@ impl Vif {
             tx_scratch: tx::Scratch::default(),
             rx_scratch: rx::Scratch::default(),
             rx_pool: Vec::new(),
-            send_sel: Vec::with_capacity(MAX_BURST),
         })
     }
 
@@ -815,16 +812,17 @@ impl Vif {
         }
     }
 
-    /// The queue (of `n`) a packet to the guest goes to: with one queue, 0; with a
-    /// hash configured through the control ring, its mapping table; else a
-    /// stable hash of the flow modulo the number of queues.
-    fn select_queue(&self, p: &Packet, n: usize) -> usize {
+    /// The queue (of `n`) a packet to the guest goes to: with one queue,
+    /// 0; with a hash configured through the control ring (the packet's is
+    /// `h`), its mapping table; else a stable hash of the flow modulo the
+    /// number of queues.
+    fn select_queue(&self, p: &Packet, n: usize, h: Option<FlowHash>) -> usize {
         if n <= 1 {
             return 0;
         }
         let q = self
             .hash
-            .queue_of(p.data())
+            .queue_of(h)
             .unwrap_or_else(|| crate::toeplitz::default_flow_hash(p.data()) as usize);
         q % n
     }
@@ -938,33 +936,40 @@ impl Port for Vif {
                 self.guest_rx(q, pkts);
             }
         } else {
-            // Group by queue without allocating: a queue index per packet,
-            // then one pass per queue over chunks of at most MAX_BURST.
+            // Group by queue without allocating: a queue index (and the
+            // frontend's hash, computed once) per packet, then one pass
+            // per queue over chunks of at most MAX_BURST.
+            let n = queues.len();
             for chunk in pkts.chunks(MAX_BURST) {
-                let mut sel = std::mem::take(&mut self.send_sel);
-                sel.clear();
-                let n = queues.len();
-                sel.extend(chunk.iter().map(|p| self.select_queue(p, n) as u8));
+                let Some(&first) = chunk.first() else { break };
+                let mut sel = [0usize; MAX_BURST];
+                let mut items = [rx::Hashed {
+                    pkt: first,
+                    hash: None,
+                }; MAX_BURST];
+                for ((p, s), it) in chunk.iter().zip(&mut sel).zip(&mut items) {
+                    let h = self.hash.flow_hash(p.data());
+                    *s = self.select_queue(p, n, h);
+                    *it = rx::Hashed { pkt: p, hash: h };
+                }
                 for (qi, q) in queues.iter_mut().enumerate() {
-                    let Some(&first) = chunk.first() else { break };
-                    let mut picked: [&Packet; MAX_BURST] = [first; MAX_BURST];
-                    let mut n = 0;
-                    for (p, &s) in chunk.iter().zip(sel.iter()) {
-                        if usize::from(s) == qi {
-                            if let Some(slot) = picked.get_mut(n) {
-                                *slot = p;
-                                n += 1;
+                    let mut picked = items;
+                    let mut k = 0;
+                    for (it, &s) in items.iter().zip(&sel).take(chunk.len()) {
+                        if s == qi {
+                            if let Some(slot) = picked.get_mut(k) {
+                                *slot = *it;
+                                k += 1;
                             }
                         }
                     }
-                    if n > 0 && !self.disabled {
+                    if k > 0 && !self.disabled {
                         if let Some(c) = self.metrics.queue_tx_packets.get(qi) {
-                            VifMetrics::add(c, n as u64);
+                            VifMetrics::add(c, k as u64);
                         }
-                        self.guest_rx(q, picked.get(..n).unwrap_or(&[]));
+                        self.guest_rx(q, picked.get(..k).unwrap_or(&[]));
                     }
                 }
-                self.send_sel = sel;
             }
         }
         self.queues = queues;

@@ -13,7 +13,6 @@
 //! guest that stops posting requests holds no memory for long. A frontend
 //! that requested multicast control gets only the groups it subscribed to.
 
-use std::borrow::Borrow;
 use std::time::{Duration, Instant};
 
 use xennet_datapath::{Csum, GsoType, Packet};
@@ -28,21 +27,63 @@ use crate::ring::{
     NETRXF_CSUM_BLANK, NETRXF_DATA_VALIDATED, NETRXF_EXTRA_INFO, NETRXF_MORE_DATA, RING_SIZE,
     XEN_NETIF_EXTRA_FLAG_MORE, XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6, XEN_PAGE_SIZE,
 };
+use crate::toeplitz::FlowHash;
 
 /// How long a packet may wait in a queue's backlog for RX requests before
 /// it is dropped (Linux `rx_drain_timeout_msecs`: 10 s).
 pub const RX_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A packet in a queue's backlog and when it got there.
+/// A packet to deliver to the guest and, once computed, the frontend's
+/// hash of it (so that the Toeplitz hash that chose its queue also gives
+/// its hash extra).
+pub(super) trait RxItem {
+    /// The packet.
+    fn packet(&self) -> &Packet;
+    /// `Some(hash)` when [`HashConfig::flow_hash`] was computed already
+    /// (`hash` itself may be `None`: no configured type covers it).
+    fn flow_hash(&self) -> Option<Option<FlowHash>> {
+        None
+    }
+}
+
+impl RxItem for &Packet {
+    fn packet(&self) -> &Packet {
+        self
+    }
+}
+
+/// A packet with its hash computed (by [`super::Vif::send`] to pick
+/// its queue).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Hashed<'a> {
+    pub(super) pkt: &'a Packet,
+    pub(super) hash: Option<FlowHash>,
+}
+
+impl RxItem for Hashed<'_> {
+    fn packet(&self) -> &Packet {
+        self.pkt
+    }
+    fn flow_hash(&self) -> Option<Option<FlowHash>> {
+        Some(self.hash)
+    }
+}
+
+/// A packet in a queue's backlog, when it got there, and its hash if
+/// computed.
 #[derive(Debug)]
 pub(super) struct Queued {
     pkt: Packet,
     at: Instant,
+    hash: Option<Option<FlowHash>>,
 }
 
-impl Borrow<Packet> for Queued {
-    fn borrow(&self) -> &Packet {
+impl RxItem for Queued {
+    fn packet(&self) -> &Packet {
         &self.pkt
+    }
+    fn flow_hash(&self) -> Option<Option<FlowHash>> {
+        self.hash
     }
 }
 
@@ -90,7 +131,7 @@ struct Delivered {
 
 /// Deliver packets from the front of `pkts` while RX requests last.
 #[allow(clippy::too_many_arguments)]
-fn deliver<P: Borrow<Packet>>(
+fn deliver<T: RxItem>(
     ring: &mut BackRing<RxRing>,
     grants: &mut dyn GrantOps,
     fe: &FrontendConfig,
@@ -98,7 +139,7 @@ fn deliver<P: Borrow<Packet>>(
     mcast: &McastFilter,
     metrics: &VifMetrics,
     scratch: &mut Scratch,
-    pkts: &[P],
+    pkts: &[T],
 ) -> Result<Delivered, String> {
     let Scratch {
         plans,
@@ -119,8 +160,8 @@ fn deliver<P: Borrow<Packet>>(
     }
     let mut out = Delivered::default();
     let mut cons = ring.req_cons;
-    for (i, p) in pkts.iter().enumerate() {
-        let p = p.borrow();
+    for (i, item) in pkts.iter().enumerate() {
+        let p = item.packet();
         let len = p.len();
         let data_slots = len.div_ceil(XEN_PAGE_SIZE).max(1);
         if len == 0 || (data_slots > 1 && !fe.sg) {
@@ -151,7 +192,13 @@ fn deliver<P: Borrow<Packet>>(
         }
         // The hash the frontend configured on the control ring, as Linux
         // netback's XEN_NETIF_EXTRA_TYPE_HASH.
-        let hash_extra = hash.extra_for(p.data());
+        let hash_extra = if hash.active() {
+            item.flow_hash()
+                .unwrap_or_else(|| hash.flow_hash(p.data()))
+                .map(HashConfig::extra_of)
+        } else {
+            None
+        };
         let n_extras = usize::from(extra.is_some()) + usize::from(hash_extra.is_some());
         let need = (data_slots + n_extras) as u32;
         plans.push(Plan {
@@ -184,7 +231,7 @@ fn deliver<P: Borrow<Packet>>(
     let mut ops: Vec<GrantCopy<'_>> = recycle_ops(std::mem::take(ops_buf));
     for (k, pl) in plans.iter().enumerate() {
         let Some(p) = pkts.get(pl.pkt) else { continue };
-        for (s, chunk) in p.borrow().data().chunks(XEN_PAGE_SIZE).enumerate() {
+        for (s, chunk) in p.packet().data().chunks(XEN_PAGE_SIZE).enumerate() {
             let Some(req) = reqs.get(req_of(pl, s)) else {
                 continue;
             };
@@ -209,7 +256,7 @@ fn deliver<P: Borrow<Packet>>(
 
     for pl in plans.iter() {
         let Some(p) = pkts.get(pl.pkt) else { continue };
-        let p = p.borrow();
+        let p = p.packet();
         let len = p.len();
         let csum_flags = match p.csum {
             Csum::Partial { .. } => NETRXF_CSUM_BLANK | NETRXF_DATA_VALIDATED,
@@ -268,7 +315,7 @@ fn deliver<P: Borrow<Packet>>(
 impl Vif {
     /// Send packets to the guest: flush the queue, deliver directly while
     /// requests last, queue the rest (bounded).
-    pub(super) fn guest_rx(&mut self, q: &mut Queue, pkts: &[&Packet]) {
+    pub(super) fn guest_rx<T: RxItem>(&mut self, q: &mut Queue, pkts: &[T]) {
         if !q.rx_queue.is_empty() {
             self.flush_rx_queue(q);
         }
@@ -319,7 +366,8 @@ impl Vif {
         }
     }
 
-    fn enqueue(&mut self, q: &mut Queue, p: &Packet) {
+    fn enqueue<T: RxItem>(&mut self, q: &mut Queue, item: &T) {
+        let p = item.packet();
         if q.rx_queue.len() >= RX_QUEUE_PACKETS || q.rx_queue_bytes + p.len() > RX_QUEUE_BYTES {
             VifMetrics::add(&self.metrics.tx_queue_full, 1);
             self.log_drop(
@@ -334,6 +382,7 @@ impl Vif {
         q.rx_queue.push_back(Queued {
             pkt,
             at: Instant::now(),
+            hash: item.flow_hash(),
         });
         VifMetrics::add(&self.metrics.tx_queued, 1);
     }
