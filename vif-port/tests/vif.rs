@@ -394,22 +394,17 @@ fn metrics_json_has_every_counter() {
 
 #[test]
 fn notifications_follow_the_hold_off_rule() {
-    use std::os::fd::AsRawFd;
-    let readable = |nf: &Netfront| {
-        let mut b = [0u8; 8];
-        nix::unistd::read(nf.event_fd().as_raw_fd(), &mut b).is_ok()
-    };
     let (mut nf, mut vif) = setup();
     assert!(nf.send(&frame(60, 1), 0).unwrap());
     drain(&mut vif);
     // The frontend asked for an event at rsp_prod 1 (SHARED_RING_INIT).
-    assert!(readable(&nf));
+    assert!(take_event(&nf));
     let m = metrics(&vif);
     assert_eq!(get(&m.notifications_sent), 1);
     // Without reaping (rsp_event not re-armed) the next push is silent.
     assert!(nf.send(&frame(60, 2), 0).unwrap()); // send() reaps and re-arms
     drain(&mut vif);
-    assert!(readable(&nf));
+    assert!(take_event(&nf));
     nf.push_raw_tx(&[NetifTxRequest {
         gref: Netfront::tx_buffer_gref(9),
         offset: 0,
@@ -418,7 +413,7 @@ fn notifications_follow_the_hold_off_rule() {
         size: 60,
     }]);
     drain(&mut vif);
-    assert!(!readable(&nf), "rsp_event not re-armed: no event");
+    assert!(!take_event(&nf), "rsp_event not re-armed: no event");
     assert_eq!(get(&m.notifications_suppressed), 1);
 }
 
@@ -451,8 +446,6 @@ fn tx_response_log_is_bounded() {
 /// lifted lets everything through.
 #[test]
 fn tx_rate_holds_packets_until_the_window_ends() {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use std::os::fd::AsFd;
     let (mut nf, mut vif) = setup();
     let rate = std::sync::Arc::new(xennet_vif::netback::TxRate::default());
     rate.set(Some((3000, 100_000))); // 3000 bytes per 100 ms
@@ -469,17 +462,7 @@ fn tx_rate_holds_packets_until_the_window_ends() {
     let m = metrics(&vif);
     assert!(get(&m.rx_rate_limited) >= 1);
     // The port's fd becomes readable when the window ends.
-    let ready = {
-        let fd = vif
-            .event_fd()
-            .expect("event fd")
-            .as_fd()
-            .try_clone_to_owned()
-            .unwrap();
-        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-        poll(&mut fds, PollTimeout::from(2000u16)).unwrap()
-    };
-    assert_eq!(ready, 1, "the timer wakes the port");
+    assert!(wait_readable(&vif), "the timer wakes the port");
     let (pkts, _) = drain(&mut vif);
     assert_eq!(pkts.len(), 3, "the next window's worth");
     rate.set(None);
