@@ -682,12 +682,31 @@ impl Ofproto {
         let pkt = pkt.unwrap_or(&empty);
         let ports = self.ports_now();
         let (_, t) = self.translate(key, pkt, &ports, false, true);
+        let mut t = t.unwrap_or_default();
+        let mut policer = String::new();
+        if let (Some((rate, burst)), Some(meter)) = (
+            self.ingress_policing(key.in_port()),
+            self.policer_action(key.in_port()),
+        ) {
+            policer = format!(
+                "Ingress policer of port {}: {rate} kbit/s, burst {burst} kbit \
+                 (Interface ingress_policing_rate/_burst), before the pipeline\n\n",
+                key.in_port()
+            );
+            t = t.replace("Datapath actions: ", &format!("Datapath actions: {meter},"));
+        }
         let bar = "-".repeat(self.name.len() + 10);
         format!(
-            "Flow: {key}\n\nbridge(\"{}\")\n{bar}\n{}",
-            self.name,
-            t.unwrap_or_default()
+            "Flow: {key}\n\n{policer}bridge(\"{}\")\n{bar}\n{t}",
+            self.name
         )
+    }
+
+    /// The datapath action of `port`'s ingress policer, which runs before
+    /// anything else for every packet from the port.
+    fn policer_action(&self, port: u32) -> Option<xennet_datapath::DpAction> {
+        self.ingress_policing(port)
+            .map(|_| xennet_datapath::DpAction::Meter(POLICER_BASE.saturating_add(port)))
     }
 
     /// `OFPT_PACKET_OUT`: translate the actions for the packet arriving on
@@ -823,13 +842,10 @@ impl UpcallHandler for Handler {
             }
         }
         let mut up = self.of.translate(key, pkt, ports, true, false).0.upcall;
-        if self.of.ingress_policing(key.in_port()).is_some() {
+        if let Some(meter) = self.of.policer_action(key.in_port()) {
             // The policer runs first, for every packet from the port (the
             // megaflow cache makes in_port exact in every mask).
-            up.actions.insert(
-                0,
-                xennet_datapath::DpAction::Meter(POLICER_BASE.saturating_add(key.in_port())),
-            );
+            up.actions.insert(0, meter);
         }
         up
     }

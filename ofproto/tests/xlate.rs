@@ -570,6 +570,17 @@ fn trace_output() {
     let t = of.trace(&key_of(&fr, 3), None);
     assert!(t.contains(" 0. No match."), "{t}");
     assert!(t.contains("Datapath actions: drop"), "{t}");
+    // An ingress policer shows first, and as the first datapath action.
+    assert!(of.set_ingress_policing(1, 1000, 100));
+    let t = of.trace(&key_of(&fr, 1), None);
+    assert!(
+        t.contains("Ingress policer of port 1: 1000 kbit/s, burst 100 kbit"),
+        "{t}"
+    );
+    assert!(
+        t.contains("Datapath actions: meter(") && t.contains("),push_vlan(vid=20,pcp=0)"),
+        "{t}"
+    );
 }
 
 #[test]
