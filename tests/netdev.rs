@@ -1,8 +1,9 @@
 //! Linux devices as ports: two network namespaces, each behind a veth
 //! pair whose outer end is a port of xennetd (AF_PACKET with
-//! PACKET_VNET_HDR). Offloads stay on, so checksum-partial and TSO frames
-//! cross the switch; Open vSwitch's userspace datapath stalls TCP here
-//! unless offloads are turned off (PEERS.md §3).
+//! PACKET_VNET_HDR, received through a TPACKET_V3 ring). Offloads stay
+//! on, so checksum-partial and TSO frames cross the switch; Open
+//! vSwitch's userspace datapath stalls TCP here unless offloads are
+//! turned off (PEERS.md §3).
 
 mod common;
 
@@ -144,4 +145,11 @@ fn veth_ports_carry_ping_and_tcp_with_offloads_on() {
     assert!(sent >= 50 * 1024 * 1024, "sent only {sent} bytes");
     let show = h.ofctl(&["-O", "OpenFlow13", "dump-ports", "br0"]);
     assert!(show.contains("2 ports"), "{show}");
+    // Both ports received through their mmap'ed rings (src/netdev.rs
+    // falls back to recvmmsg, with a warning, where a kernel has none).
+    let log = h.log();
+    for i in 1..=2 {
+        let line = format!("{tag}o{i}: receiving through a TPACKET_V3 ring");
+        assert!(log.contains(&line), "no '{line}' in the log:\n{log}");
+    }
 }
