@@ -28,6 +28,13 @@
 //! into 64 KiB packet buffers. Frames are sent with one `sendmmsg` per
 //! burst, not copied (header and frame are two iovecs).
 //!
+//! The kernel takes the VLAN tag out of every frame before a packet
+//! socket sees it (`__netif_receive_skb_core`) and reports it beside the
+//! frame (`tp_vlan_tci`/`tp_vlan_tpid` in the ring's frame header, a
+//! `PACKET_AUXDATA` control message with `recvmmsg`); both paths put it
+//! back after the MAC addresses, as OVS's netdev-linux does, so trunk
+//! ports see the frames as they were sent.
+//!
 //! AF_XDP is not used: its frames come without the socket buffer's
 //! metadata. XDP programs can read a frame's receive hash, timestamp
 //! and VLAN tag (the XDP RX metadata kfuncs, Documentation/networking/
@@ -104,6 +111,24 @@ const TP3_LEN: usize = 16;
 const TP3_MAC: usize = 24;
 /// See [`TP3_NEXT`].
 const TP3_HDR_LEN: usize = 48;
+/// `tpacket3_hdr.tp_status`: per-frame flags ([`TP_STATUS_VLAN_VALID`]).
+const TP3_STATUS: usize = 20;
+/// `tpacket3_hdr.hv1.tp_vlan_tci` (a `u32`; the TCI is its low 16 bits).
+const TP3_VLAN_TCI: usize = 32;
+/// `tpacket3_hdr.hv1.tp_vlan_tpid` (`u16`).
+const TP3_VLAN_TPID: usize = 36;
+/// The frame had a VLAN tag, which the kernel took out of the frame
+/// (`__netif_receive_skb_core` untags every frame before packet sockets
+/// see it): its TCI is in `tp_vlan_tci`.
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+/// `tp_vlan_tpid` is valid (else the tag was 802.1Q, 0x8100).
+const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
+/// `PACKET_AUXDATA` (linux/if_packet.h): a `struct tpacket_auxdata`
+/// control message with every `recvmsg`, for the VLAN tag.
+const PACKET_AUXDATA: libc::c_int = 8;
+/// `struct tpacket_auxdata`: `tp_status` at 0, `tp_vlan_tci` (`u16`) at
+/// 16, `tp_vlan_tpid` at 18; 20 bytes.
+const AUXDATA_LEN: usize = 20;
 /// `VIRTIO_NET_HDR_GSO_TCPV4`.
 const VNET_GSO_TCPV4: u8 = 1;
 /// `VIRTIO_NET_HDR_GSO_TCPV6`.
@@ -275,6 +300,33 @@ fn rd16(b: &[u8], off: usize) -> Option<u16> {
     Some(u16::from_ne_bytes([w[0], w[1]]))
 }
 
+/// The 4 bytes of a VLAN tag the kernel reported out of band (`tpid_valid`:
+/// `tpid` is meaningful, else 802.1Q), to put back after the MAC
+/// addresses.
+fn vlan_tag(tpid_valid: bool, tci: u16, tpid: u16) -> [u8; 4] {
+    let tpid = if tpid_valid && tpid != 0 {
+        tpid
+    } else {
+        0x8100
+    };
+    let [a, b] = tpid.to_be_bytes();
+    let [c, d] = tci.to_be_bytes();
+    [a, b, c, d]
+}
+
+/// Put VLAN tag `tag` back into `pkt` after its MAC addresses (from the
+/// headroom: the frame does not move); a checksum-partial start moves
+/// with the frame. The caller checked that the result fits a packet.
+fn insert_vlan(pkt: &mut Packet, tag: [u8; 4]) {
+    if pkt.len() < 12 {
+        return;
+    }
+    pkt.push_front(4);
+    let d = pkt.data_mut();
+    d.copy_within(4..16, 0);
+    d[12..16].copy_from_slice(&tag);
+}
+
 /// A Linux device as a port.
 #[derive(Debug)]
 pub struct Netdev {
@@ -376,6 +428,13 @@ impl Netdev {
         } else {
             None
         };
+        // The ring reports VLAN tags the kernel took out of frames in each
+        // frame's header; recvmmsg in a control message.
+        if ring.is_none() {
+            if let Err(e) = setsockopt_int(&fd, libc::SOL_PACKET, PACKET_AUXDATA, 1) {
+                tracing::warn!("{name}: PACKET_AUXDATA (VLAN tags will be lost): {e}");
+            }
+        }
         // Older kernels lack it; then we also read our own output, which
         // MAC learning tolerates (it arrives on the port it left by).
         if let Err(e) = setsockopt_int(&fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1) {
@@ -493,7 +552,7 @@ impl Netdev {
             let pkt = &mut batch.packets_mut()[last];
             // A tap never truncates: a frame larger than the buffer is
             // refused by the read, which reports EINVAL (counted above).
-            if !self.finish_rx(pkt, n, false) {
+            if !self.finish_rx(pkt, n, false, None) {
                 batch.pop();
             }
         }
@@ -519,10 +578,20 @@ impl Netdev {
     /// stored) that recvmmsg put at the start of `pkt`: strip and apply
     /// the header. Returns false (and counts a drop) for frames we do not
     /// take.
-    fn finish_rx(&mut self, pkt: &mut Packet, n: usize, truncated: bool) -> bool {
+    fn finish_rx(
+        &mut self,
+        pkt: &mut Packet,
+        n: usize,
+        truncated: bool,
+        vlan: Option<[u8; 4]>,
+    ) -> bool {
+        let tag_len = if vlan.is_some() { 4 } else { 0 };
         // The packet buffer may hold less than asked for (it clamps to the
         // datapath's largest frame): what counts is what was stored.
-        let offloads = if truncated || n > pkt.len() {
+        let offloads = if truncated
+            || n > pkt.len()
+            || n - VNET_HDR_LEN + tag_len > xennet_datapath::buffer::MAX_FRAME
+        {
             Err("frame larger than the packet buffer")
         } else {
             rx_offloads(&pkt.data()[..n])
@@ -539,8 +608,11 @@ impl Netdev {
         pkt.pull_front(VNET_HDR_LEN);
         pkt.csum = csum;
         pkt.gso = gso;
+        if let Some(tag) = vlan {
+            insert_vlan(pkt, tag);
+        }
         self.stats.rx_packets += 1;
-        self.stats.rx_bytes += (n - VNET_HDR_LEN) as u64;
+        self.stats.rx_bytes += (n - VNET_HDR_LEN + tag_len) as u64;
         true
     }
 }
@@ -630,7 +702,15 @@ impl Netdev {
                 let Some(rx) = blk.get(start..end) else {
                     return self.bad_block("frame beyond the block");
                 };
-                self.take_frame(rx, batch);
+                let vlan = match rd32(blk, off.saturating_add(TP3_STATUS)) {
+                    Some(st) if st & TP_STATUS_VLAN_VALID != 0 => Some(vlan_tag(
+                        st & TP_STATUS_VLAN_TPID_VALID != 0,
+                        rd32(blk, off.saturating_add(TP3_VLAN_TCI)).unwrap_or(0) as u16,
+                        rd16(blk, off.saturating_add(TP3_VLAN_TPID)).unwrap_or(0),
+                    )),
+                    _ => None,
+                };
+                self.take_frame(rx, vlan, batch);
             }
             left -= 1;
             if left > 0 {
@@ -656,15 +736,18 @@ impl Netdev {
     }
 
     /// Take a frame from the ring, `rx` being its virtio-net header and
-    /// the frame: copy it into a new packet of `batch` with the offloads
-    /// the header describes, or drop and count it as `finish_rx` does.
-    fn take_frame(&mut self, rx: &[u8], batch: &mut PacketBatch) {
+    /// the frame, `vlan` the tag the kernel took out of it: copy it into a
+    /// new packet of `batch` with the offloads the header describes and
+    /// the tag back in place, or drop and count it as `finish_rx` does.
+    fn take_frame(&mut self, rx: &[u8], vlan: Option<[u8; 4]>, batch: &mut PacketBatch) {
         let n = rx.len();
-        let offloads = if n.saturating_sub(VNET_HDR_LEN) > xennet_datapath::buffer::MAX_FRAME {
-            Err("frame larger than the packet buffer")
-        } else {
-            rx_offloads(rx)
-        };
+        let tag_len = if vlan.is_some() { 4 } else { 0 };
+        let offloads =
+            if n.saturating_sub(VNET_HDR_LEN) + tag_len > xennet_datapath::buffer::MAX_FRAME {
+                Err("frame larger than the packet buffer")
+            } else {
+                rx_offloads(rx)
+            };
         let (csum, gso) = match offloads {
             Ok(o) => o,
             Err(why) => {
@@ -679,8 +762,11 @@ impl Netdev {
         p.set_frame(&rx[VNET_HDR_LEN..]);
         p.csum = csum;
         p.gso = gso;
+        if let Some(tag) = vlan {
+            insert_vlan(p, tag);
+        }
         self.stats.rx_packets += 1;
-        self.stats.rx_bytes += (n - VNET_HDR_LEN) as u64;
+        self.stats.rx_bytes += (n - VNET_HDR_LEN + tag_len) as u64;
     }
 
     /// Frames the kernel dropped since the last call (`PACKET_STATISTICS`
@@ -888,16 +974,19 @@ impl Port for Netdev {
         let mut iov: [libc::iovec; MAX_BURST] = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
         let mut msgs: [libc::mmsghdr; MAX_BURST] = unsafe { std::mem::zeroed() };
+        let mut cmsgs = [CmsgBuf([0; CMSG_BUF_LEN]); MAX_BURST];
         for (i, p) in slots.iter_mut().enumerate() {
             let buf = p.resize(MAX_FRAME);
             iov[i].iov_base = buf.as_mut_ptr().cast();
             iov[i].iov_len = buf.len();
             msgs[i].msg_hdr.msg_iov = &mut iov[i];
             msgs[i].msg_hdr.msg_iovlen = 1;
+            msgs[i].msg_hdr.msg_control = cmsgs[i].0.as_mut_ptr().cast();
+            msgs[i].msg_hdr.msg_controllen = CMSG_BUF_LEN as _;
         }
         // SAFETY: `msgs[..want]` each point at one iovec describing a
-        // writable buffer of a packet in `slots`, all alive and not
-        // otherwise borrowed across the call.
+        // writable buffer of a packet in `slots` and at a control buffer
+        // of `cmsgs`, all alive and not otherwise borrowed across the call.
         let r = unsafe {
             libc::recvmmsg(
                 self.fd.as_raw_fd(),
@@ -925,7 +1014,8 @@ impl Port for Netdev {
         for i in 0..got {
             let n = msgs[i].msg_len as usize;
             let truncated = msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-            if self.finish_rx(&mut slots[i], n, truncated) {
+            let vlan = auxdata_vlan(&msgs[i].msg_hdr);
+            if self.finish_rx(&mut slots[i], n, truncated, vlan) {
                 slots.swap(kept, i);
                 kept += 1;
             }
@@ -964,6 +1054,54 @@ impl Port for Netdev {
             ..self.stats
         }
     }
+}
+
+/// Room for one `PACKET_AUXDATA` control message (`CMSG_SPACE(20)` is 40
+/// on 64-bit Linux) and some spare.
+const CMSG_BUF_LEN: usize = 64;
+
+/// A control message buffer, aligned as `struct cmsghdr`.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct CmsgBuf([u8; CMSG_BUF_LEN]);
+
+/// The VLAN tag a `PACKET_AUXDATA` control message of a received `msg`
+/// reports (`TP_STATUS_VLAN_VALID`), if any.
+fn auxdata_vlan(msg: &libc::msghdr) -> Option<[u8; 4]> {
+    // SAFETY: `msg` was filled by recvmmsg: `msg_control` points at our
+    // buffer and `msg_controllen` says how much of it the kernel wrote;
+    // the CMSG macros stay within that length.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(msg) };
+    while !c.is_null() {
+        // SAFETY: a non-null header from CMSG_FIRSTHDR/NXTHDR lies within
+        // the control buffer.
+        let h = unsafe { &*c };
+        // SAFETY: a plain computation on a constant.
+        let min = unsafe { libc::CMSG_LEN(AUXDATA_LEN as u32) } as usize;
+        if h.cmsg_level == libc::SOL_PACKET
+            && h.cmsg_type == PACKET_AUXDATA
+            && h.cmsg_len as usize >= min
+        {
+            let mut aux = [0u8; AUXDATA_LEN];
+            // SAFETY: the header says its data holds at least AUXDATA_LEN
+            // bytes, within the buffer; the copy needs no alignment.
+            unsafe {
+                std::ptr::copy_nonoverlapping(libc::CMSG_DATA(c), aux.as_mut_ptr(), AUXDATA_LEN)
+            };
+            let status = u32::from_ne_bytes([aux[0], aux[1], aux[2], aux[3]]);
+            if status & TP_STATUS_VLAN_VALID == 0 {
+                return None;
+            }
+            return Some(vlan_tag(
+                status & TP_STATUS_VLAN_TPID_VALID != 0,
+                u16::from_ne_bytes([aux[16], aux[17]]),
+                u16::from_ne_bytes([aux[18], aux[19]]),
+            ));
+        }
+        // SAFETY: as for CMSG_FIRSTHDR; null after the last header.
+        c = unsafe { libc::CMSG_NXTHDR(msg, c) };
+    }
+    None
 }
 
 /// Length of the TCP header at `l4` (data offset field), 20 if unreadable.
@@ -1205,6 +1343,14 @@ mod ring_tests {
         let off = put_frame(blk, 48, partial, &frame(100, 80), 80);
         let off = put_frame(blk, off, none, &frame(101, 3000), 1000);
         put_frame(blk, off, none, &frame(102, 64), 64);
+        // ... reported with an 802.1ad tag (TCI 0x2005) taken out of it.
+        put32(
+            blk,
+            off + TP3_STATUS,
+            TP_STATUS_USER | TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID,
+        );
+        put32(blk, off + TP3_VLAN_TCI, 0x2005);
+        blk[off + TP3_VLAN_TPID..off + TP3_VLAN_TPID + 2].copy_from_slice(&0x88a8u16.to_ne_bytes());
         hand_over(&mut ring, 1, 3, 48);
         // Block 2: a good frame, then one whose header lies past the end.
         let blk = block_mut(&mut ring, 2);
@@ -1251,6 +1397,9 @@ mod ring_tests {
             }
         );
         assert_eq!(p100.data(), &frame(100, 80)[..]);
+        let mut f102 = frame(102, 64);
+        f102.splice(12..12, [0x88, 0xa8, 0x20, 0x05]);
+        assert_eq!(batch.packets()[9].data(), &f102[..]);
         assert_eq!(dev.stats.rx_packets, 44);
         assert_eq!(dev.stats.rx_dropped, 1, "the cut frame");
         assert_eq!(dev.stats.rx_errors, 4, "blocks 2 to 5");
@@ -1273,6 +1422,14 @@ mod ring_tests {
         assert_eq!(dev.recv(&mut batch), RecvStatus::Idle);
         let tags: Vec<u8> = batch.packets().iter().map(|p| p.data()[0]).collect();
         assert_eq!(tags, [110, 111, 112]);
+        // A tag would not fit a frame of the largest size: dropped.
+        let mut rx = none.to_vec();
+        rx.extend_from_slice(&frame(113, xennet_datapath::buffer::MAX_FRAME - 2));
+        batch.clear();
+        let dropped = dev.stats.rx_dropped;
+        dev.take_frame(&rx, Some([0x81, 0, 0, 1]), &mut batch);
+        assert!(batch.is_empty());
+        assert_eq!(dev.stats.rx_dropped, dropped + 1);
         assert_eq!(dev.ring.as_ref().unwrap().block, 1);
     }
 }
@@ -1461,6 +1618,53 @@ mod veth_tests {
                 ring.released
             );
         });
+    }
+
+    /// VLAN-tagged frames (802.1Q and 802.1ad): the kernel takes the tag
+    /// out before packet sockets see a frame; both receive paths put it
+    /// back.
+    fn tagged_frames_arrive_tagged(ring: bool) {
+        in_private_netns(|| {
+            veth_pair();
+            let mut rx = Netdev::open_with("xa", ring).unwrap();
+            assert_eq!(rx.ring.is_some(), ring);
+            let mut tx = Netdev::open_with("xb", false).unwrap();
+            let mut q = tcp_frame(7, 100);
+            q.splice(12..12, [0x81, 0x00, 0x20, 0x0a]); // PCP 1, VID 10
+            let mut ad = tcp_frame(8, 1400);
+            ad.splice(12..12, [0x88, 0xa8, 0x00, 0x14]); // VID 20
+            tx.send(&[&Packet::from_slice(&q), &Packet::from_slice(&ad)]);
+            let mut got = Vec::new();
+            let mut batch = PacketBatch::new();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while got.len() < 2 && Instant::now() < deadline {
+                let mut pfd = [nix::poll::PollFd::new(
+                    rx.fd.as_fd(),
+                    nix::poll::PollFlags::POLLIN,
+                )];
+                let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(100u16));
+                batch.clear();
+                rx.recv(&mut batch);
+                got.extend(
+                    batch
+                        .packets()
+                        .iter()
+                        .filter(|p| p.data().get(..6) == Some(&DST[..]))
+                        .map(|p| p.data().to_vec()),
+                );
+            }
+            assert_eq!(got, [q, ad]);
+        });
+    }
+
+    #[test]
+    fn the_ring_puts_vlan_tags_back() {
+        tagged_frames_arrive_tagged(true);
+    }
+
+    #[test]
+    fn recvmmsg_puts_vlan_tags_back() {
+        tagged_frames_arrive_tagged(false);
     }
 
     #[test]
