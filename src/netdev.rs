@@ -590,7 +590,7 @@ impl Netdev {
         // datapath's largest frame): what counts is what was stored.
         let offloads = if truncated
             || n > pkt.len()
-            || n - VNET_HDR_LEN + tag_len > xennet_datapath::buffer::MAX_FRAME
+            || n.saturating_sub(VNET_HDR_LEN) + tag_len > xennet_datapath::buffer::MAX_FRAME
         {
             Err("frame larger than the packet buffer")
         } else {
@@ -1207,6 +1207,17 @@ mod tests {
         batch.clear();
         assert_eq!(dev.recv(&mut batch), RecvStatus::Idle);
         assert!(batch.is_empty());
+    }
+
+    #[test]
+    fn runts_are_dropped() {
+        let (mut dev, peer) = pair();
+        peer.send(&[0u8; 3]).unwrap();
+        peer.send(&[0u8; VNET_HDR_LEN + 13]).unwrap();
+        let mut batch = PacketBatch::new();
+        assert_eq!(dev.recv(&mut batch), RecvStatus::Idle);
+        assert!(batch.is_empty());
+        assert_eq!(dev.stats.rx_dropped, 2);
     }
 
     #[test]
