@@ -627,6 +627,7 @@ impl Netdev {
         let Some(mut ring) = self.ring.take() else {
             return RecvStatus::Idle;
         };
+        let mut blocks_seen = 0;
         let status = loop {
             if batch.is_full() {
                 break RecvStatus::More;
@@ -635,8 +636,13 @@ impl Netdev {
             // Acquire: the frames the kernel wrote before handing the
             // block over are visible once we see its status.
             if ring.status(b).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
+                if blocks_seen == 0 {
+                    // Woken up with nothing to read: perhaps by an error.
+                    self.take_socket_error();
+                }
                 break RecvStatus::Idle;
             }
+            blocks_seen += 1;
             // SAFETY: block `b` is ours until the status store below, and
             // `blk` is not used after it.
             let blk = unsafe { ring.block_bytes(b) };
@@ -724,6 +730,32 @@ impl Netdev {
             }
         }
         true
+    }
+
+    /// Take the socket's pending error (`SO_ERROR`): the kernel sets one
+    /// (ENETDOWN) when the device goes down, and until something reads it
+    /// the socket polls as readable, which would keep the forwarding
+    /// thread spinning, since reading the ring makes no system call (a
+    /// failing `recvmmsg` takes it). Counted as `rx_errors` and logged.
+    fn take_socket_error(&mut self) {
+        let mut err: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `err` is writable for `len` bytes.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut err as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if r == 0 && err != 0 {
+            self.stats.rx_errors += 1;
+            if self.drop_log.ready() {
+                tracing::warn!("{}: {}", self.name, io::Error::from_raw_os_error(err));
+            }
+        }
     }
 
     /// Count and log a malformed ring block; returns true (done with it).
@@ -1675,6 +1707,47 @@ mod veth_tests {
                 );
             }
             assert_eq!(got, [q, ad]);
+        });
+    }
+
+    /// A device that goes down leaves an error on the socket
+    /// (`packet_notifier`: ENETDOWN), which polls as readable until read;
+    /// the ring's `recv` reads it (else the forwarding thread would spin)
+    /// and frames flow again once the device is up.
+    #[test]
+    fn the_ring_takes_the_error_of_a_device_going_down() {
+        in_private_netns(|| {
+            veth_pair();
+            let mut rx = Netdev::open("xa").unwrap();
+            assert!(rx.ring.is_some());
+            let mut tx = Netdev::open_with("xb", false).unwrap();
+            let poll = |rx: &Netdev, ms: u16| {
+                let mut pfd = [nix::poll::PollFd::new(
+                    rx.fd.as_fd(),
+                    nix::poll::PollFlags::POLLIN,
+                )];
+                nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(ms)).unwrap();
+                pfd[0].revents().unwrap_or(nix::poll::PollFlags::empty())
+            };
+            ip(&["link", "set", "xa", "down"]);
+            assert!(poll(&rx, 5000).contains(nix::poll::PollFlags::POLLERR));
+            let mut batch = PacketBatch::new();
+            assert_eq!(rx.recv(&mut batch), RecvStatus::Idle);
+            assert_eq!(rx.stats().rx_errors, 1);
+            assert!(poll(&rx, 0).is_empty(), "the socket still polls as ready");
+            ip(&["link", "set", "xa", "up"]);
+            let f = tcp_frame(9, 100);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut got = false;
+            while !got && Instant::now() < deadline {
+                // The veth carries frames once both ends are up again.
+                tx.send(&[&Packet::from_slice(&f)]);
+                poll(&rx, 100);
+                batch.clear();
+                rx.recv(&mut batch);
+                got = batch.packets().iter().any(|p| p.data() == &f[..]);
+            }
+            assert!(got, "no frame after the device came back up");
         });
     }
 
