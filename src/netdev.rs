@@ -1343,24 +1343,20 @@ mod ring_tests {
         f
     }
 
+    /// A port reading `ring` (its socket, one end of a Unix pair, is
+    /// never read: the ring holds what it receives).
     fn dev_with(ring: RxRing) -> Netdev {
-        let (dev, _peer) = {
-            let (ours, theirs) = std::os::unix::net::UnixDatagram::pair().unwrap();
-            (
-                Netdev {
-                    ring: Some(ring),
-                    fd: OwnedFd::from(ours),
-                    io: Io::Socket,
-                    _tap: None,
-                    name: "test".into(),
-                    stats: PortStats::default(),
-                    drop_log: LogLimit::default(),
-                    kernel_drops: Cell::new(0),
-                },
-                theirs,
-            )
-        };
-        dev
+        let (ours, _theirs) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        Netdev {
+            ring: Some(ring),
+            fd: OwnedFd::from(ours),
+            io: Io::Socket,
+            _tap: None,
+            name: "test".into(),
+            stats: PortStats::default(),
+            drop_log: LogLimit::default(),
+            kernel_drops: Cell::new(0),
+        }
     }
 
     #[test]
@@ -1732,9 +1728,21 @@ mod veth_tests {
             ip(&["link", "set", "xa", "down"]);
             assert!(poll(&rx, 5000).contains(nix::poll::PollFlags::POLLERR));
             let mut batch = PacketBatch::new();
-            assert_eq!(rx.recv(&mut batch), RecvStatus::Idle);
+            // The first calls may find blocks of the namespace's own
+            // frames from before; the error is taken by the first call
+            // that finds nothing to read.
+            for _ in 0..100 {
+                batch.clear();
+                if rx.recv(&mut batch) == RecvStatus::Idle && rx.stats().rx_errors > 0 {
+                    break;
+                }
+                poll(&rx, 100);
+            }
             assert_eq!(rx.stats().rx_errors, 1);
-            assert!(poll(&rx, 0).is_empty(), "the socket still polls as ready");
+            assert!(
+                !poll(&rx, 0).contains(nix::poll::PollFlags::POLLERR),
+                "the socket still polls an error"
+            );
             ip(&["link", "set", "xa", "up"]);
             let f = tcp_frame(9, 100);
             let deadline = Instant::now() + Duration::from_secs(30);
