@@ -19,7 +19,8 @@
 //! opened (the latency the ring adds to a lone frame). `recv` copies the
 //! frames into the batch's packet buffers without a system call and gives
 //! each block back as soon as it is read; the socket's `POLLIN` says a
-//! block is ready. Every offset in a block is checked before use (a
+//! block is ready (and `POLLERR` an error, such as the device going down,
+//! which `recv` takes when it finds nothing to read). Every offset in a block is checked before use (a
 //! malformed block counts as one `rx_errors`); a frame the kernel had to
 //! cut (larger than a block) counts as `rx_dropped`, as do the frames the
 //! kernel dropped for want of room in the ring (`PACKET_STATISTICS`).
