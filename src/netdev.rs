@@ -10,24 +10,44 @@
 //! The device is put in promiscuous mode and our own transmissions are
 //! not read back (`PACKET_IGNORE_OUTGOING`, Linux 4.20).
 //!
-//! Frames are received through an mmap'ed `TPACKET_V3` ring
-//! (Documentation/networking/packet_mmap.rst; `tpacket_rcv` in
-//! net/packet/af_packet.c): `RING_BLOCKS` blocks of `RING_BLOCK_SIZE`
-//! bytes (2 MiB per port) that the kernel fills with frames, each with its
-//! virtio-net header right before the Ethernet header (at `tp_mac` − 10),
-//! and hands over when a block is full or `RING_RETIRE_MS` after it was
-//! opened (the latency the ring adds to a lone frame). `recv` copies the
-//! frames into the batch's packet buffers without a system call and gives
-//! each block back as soon as it is read; the socket's `POLLIN` says a
-//! block is ready (and `POLLERR` an error, such as the device going down,
-//! which `recv` takes when it finds nothing to read). Every offset in a block is checked before use (a
+//! Frames are received with `recvmmsg` bursts of up to `MAX_BURST` into
+//! 64 KiB packet buffers, from a socket whose receive buffer is raised to
+//! `RCVBUF_BYTES` (2 MiB, which the kernel doubles to 4 MiB of `skb`
+//! truesize; `SO_RCVBUFFORCE`, else `SO_RCVBUF` capped by
+//! `net.core.rmem_max`, with one info line): the default 208 KiB
+//! (`rmem_default`) holds only a few 64 KiB GSO frames, and when a burst
+//! from a fast sender finds it full the kernel drops frames, which TCP
+//! pays for in retransmits. It is a limit, not memory set aside: an idle
+//! port costs nothing. Frames are sent with one `sendmmsg` per burst, not
+//! copied (header and frame are two iovecs).
+//!
+//! On request (`Interface` `options:rx-ring=true`, `rx_ring = true` in the
+//! TOML configuration) a port receives through an mmap'ed `TPACKET_V3`
+//! ring instead (Documentation/networking/packet_mmap.rst; `tpacket_rcv`
+//! in net/packet/af_packet.c): `RING_BLOCKS` blocks of `RING_BLOCK_SIZE`
+//! bytes (2 MiB per port, pinned) that the kernel fills with frames, each
+//! with its virtio-net header right before the Ethernet header (at
+//! `tp_mac` − 10), and hands over when a block is full or `RING_RETIRE_MS`
+//! after it was opened. `recv` copies the frames into the batch's packet
+//! buffers without a system call and gives each block back as soon as it
+//! is read; the socket's `POLLIN` says a block is ready (and `POLLERR` an
+//! error, such as the device going down, which `recv` takes when it finds
+//! nothing to read). Every offset in a block is checked before use (a
 //! malformed block counts as one `rx_errors`); a frame the kernel had to
 //! cut (larger than a block) counts as `rx_dropped`, as do the frames the
 //! kernel dropped for want of room in the ring (`PACKET_STATISTICS`).
 //! Where the ring cannot be set up (old kernel, no memory), the port
-//! warns once and receives with `recvmmsg` bursts of up to `MAX_BURST`
-//! into 64 KiB packet buffers. Frames are sent with one `sendmmsg` per
-//! burst, not copied (header and frame are two iovecs).
+//! warns once and receives with `recvmmsg`.
+//!
+//! The ring is not the default because of the retire timeout: a block
+//! that does not fill is handed over only after 1 ms (the kernel's
+//! minimum), so a lone frame (a ping, a TCP handshake, a request/response
+//! exchange) waits up to that long at each ring port it enters. Measured
+//! through the switch between two veths (README, "Performance"): ping
+//! 0.1 ms with `recvmmsg`, 0.6-1.9 ms with the ring; bulk rates within
+//! noise; TCP retransmits fewer with the ring or the larger socket buffer
+//! than with the default one. The ring suits ports that carry bulk
+//! traffic and no latency-sensitive flows.
 //!
 //! The kernel takes the VLAN tag out of every frame before a packet
 //! socket sees it (`__netif_receive_skb_core`) and reports it beside the
@@ -84,6 +104,17 @@ const TP_STATUS_USER: u32 = 1;
 const RING_BLOCK_SIZE: usize = 256 * 1024;
 /// Blocks in the receive ring: 2 MiB per port.
 const RING_BLOCKS: usize = 8;
+/// Receive buffer asked for a `recvmmsg` socket, in bytes (the kernel
+/// doubles it for `skb` overhead: `sk_rcvbuf` limits the truesize of
+/// queued frames, not their length). The ring's size, so that both
+/// receive paths absorb bursts of about the same number of frame bytes
+/// (a 64 KiB GSO frame has a truesize of about 66-70 KiB; the default
+/// 208 KiB `rmem_default` holds three of them).
+const RCVBUF_BYTES: usize = RING_BLOCKS * RING_BLOCK_SIZE;
+/// `SO_RCVBUFFORCE` (asm-generic/socket.h, the value on x86, Arm and
+/// RISC-V; not in the `libc` crate for Linux): `SO_RCVBUF` beyond
+/// `net.core.rmem_max`, with `CAP_NET_ADMIN`.
+const SO_RCVBUFFORCE: libc::c_int = 33;
 /// `tp_frame_size` of the ring request: unused by `TPACKET_V3`'s
 /// variable-sized frames, but the kernel checks that it divides the block
 /// and is at least the frame header.
@@ -371,21 +402,54 @@ fn setsockopt_int(
     Ok(())
 }
 
+/// Raise `fd`'s receive buffer to [`RCVBUF_BYTES`]: `SO_RCVBUFFORCE`,
+/// else (without `CAP_NET_ADMIN`) `SO_RCVBUF`, which the kernel caps at
+/// `net.core.rmem_max`, with an info line naming the cap. Returns the
+/// buffer the kernel reports (`SO_RCVBUF`: twice what was set, for `skb`
+/// overhead), in bytes; 0 if it cannot be read.
+fn set_rcvbuf(fd: &OwnedFd, name: &str) -> usize {
+    let want = libc::c_int::try_from(RCVBUF_BYTES).unwrap_or(libc::c_int::MAX);
+    if let Err(e) = setsockopt_int(fd, libc::SOL_SOCKET, SO_RCVBUFFORCE, want) {
+        let r = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, want);
+        tracing::info!(
+            "{name}: SO_RCVBUFFORCE: {e}; SO_RCVBUF {} KiB{}, at most net.core.rmem_max",
+            RCVBUF_BYTES / 1024,
+            match r {
+                Ok(()) => String::new(),
+                Err(e) => format!(" failed ({e})"),
+            }
+        );
+    }
+    let mut val: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `val` and `len` live across the call; `len` is `val`'s size.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&mut val as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return 0;
+    }
+    usize::try_from(val).unwrap_or(0)
+}
+
 impl Netdev {
-    /// Open device `name` (which must exist in this network namespace),
-    /// receiving through a `TPACKET_V3` ring, or with `recvmmsg` (and one
-    /// warning) where the ring cannot be set up.
+    /// Open device `name` (which must exist in this network namespace).
+    /// It receives with `recvmmsg` from a socket with a
+    /// `RCVBUF_BYTES` (2 MiB) receive buffer, or, if `rx_ring`, through a
+    /// `TPACKET_V3` ring (falling back to `recvmmsg`, with one warning,
+    /// where the ring cannot be set up); either way one info line says
+    /// which.
     ///
     /// # Errors
     /// When the device does not exist or the socket cannot be set up
     /// (needs `CAP_NET_RAW`).
-    pub fn open(name: &str) -> io::Result<Netdev> {
-        Self::open_with(name, true)
-    }
-
-    /// [`Netdev::open`], with the receive ring only if `ring` (tests use
-    /// both paths).
-    pub(crate) fn open_with(name: &str, ring: bool) -> io::Result<Netdev> {
+    pub fn open(name: &str, rx_ring: bool) -> io::Result<Netdev> {
         let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         // SAFETY: a plain C call with a NUL-terminated string.
         let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
@@ -414,7 +478,7 @@ impl Netdev {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         // Before the ring: the kernel refuses it once a ring exists.
         setsockopt_int(&fd, libc::SOL_PACKET, PACKET_VNET_HDR, 1)?;
-        let ring = if ring {
+        let ring = if rx_ring {
             match RxRing::map(&fd) {
                 Ok(r) => Some(r),
                 Err(e) => {
@@ -423,7 +487,7 @@ impl Netdev {
                     );
                     // A fresh socket, without the version or ring half set.
                     drop(fd);
-                    return Self::open_with(name, false);
+                    return Self::open(name, false);
                 }
             }
         } else {
@@ -431,11 +495,14 @@ impl Netdev {
         };
         // The ring reports VLAN tags the kernel took out of frames in each
         // frame's header; recvmmsg in a control message.
-        if ring.is_none() {
+        let rcvbuf = if ring.is_none() {
             if let Err(e) = setsockopt_int(&fd, libc::SOL_PACKET, PACKET_AUXDATA, 1) {
                 tracing::warn!("{name}: PACKET_AUXDATA (VLAN tags will be lost): {e}");
             }
-        }
+            Some(set_rcvbuf(&fd, name))
+        } else {
+            None
+        };
         // Older kernels lack it; then we also read our own output, which
         // MAC learning tolerates (it arrives on the port it left by).
         if let Err(e) = setsockopt_int(&fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1) {
@@ -476,11 +543,15 @@ impl Netdev {
         if r < 0 {
             return Err(io::Error::last_os_error());
         }
-        if ring.is_some() {
-            tracing::info!(
+        match rcvbuf {
+            None => tracing::info!(
                 "{name}: receiving through a TPACKET_V3 ring ({RING_BLOCKS} blocks of {} KiB)",
                 RING_BLOCK_SIZE / 1024
-            );
+            ),
+            Some(n) => tracing::info!(
+                "{name}: receiving with recvmmsg (socket receive buffer {} KiB)",
+                n / 1024
+            ),
         }
         Ok(Netdev {
             ring,
@@ -1655,9 +1726,9 @@ mod veth_tests {
     fn the_ring_carries_small_and_gso_frames_intact() {
         in_private_netns(|| {
             veth_pair();
-            let mut rx = Netdev::open("xa").unwrap();
+            let mut rx = Netdev::open("xa", true).unwrap();
             assert!(rx.ring.is_some(), "no TPACKET_V3 ring on this kernel");
-            let mut tx = Netdev::open_with("xb", false).unwrap();
+            let mut tx = Netdev::open("xb", false).unwrap();
             let stopped_inside = exchange(&mut rx, &mut tx);
             assert!(stopped_inside, "no recv stopped inside a block");
             let ring = rx.ring.as_ref().unwrap();
@@ -1676,9 +1747,9 @@ mod veth_tests {
     fn tagged_frames_arrive_tagged(ring: bool) {
         in_private_netns(|| {
             veth_pair();
-            let mut rx = Netdev::open_with("xa", ring).unwrap();
+            let mut rx = Netdev::open("xa", ring).unwrap();
             assert_eq!(rx.ring.is_some(), ring);
-            let mut tx = Netdev::open_with("xb", false).unwrap();
+            let mut tx = Netdev::open("xb", false).unwrap();
             let mut q = tcp_frame(7, 100);
             q.splice(12..12, [0x81, 0x00, 0x20, 0x0a]); // PCP 1, VID 10
             let mut ad = tcp_frame(8, 1400);
@@ -1715,9 +1786,9 @@ mod veth_tests {
     fn the_ring_takes_the_error_of_a_device_going_down() {
         in_private_netns(|| {
             veth_pair();
-            let mut rx = Netdev::open("xa").unwrap();
+            let mut rx = Netdev::open("xa", true).unwrap();
             assert!(rx.ring.is_some());
-            let mut tx = Netdev::open_with("xb", false).unwrap();
+            let mut tx = Netdev::open("xb", false).unwrap();
             let poll = |rx: &Netdev, ms: u16| {
                 let mut pfd = [nix::poll::PollFd::new(
                     rx.fd.as_fd(),
@@ -1774,9 +1845,25 @@ mod veth_tests {
     fn recvmmsg_carries_small_and_gso_frames_intact() {
         in_private_netns(|| {
             veth_pair();
-            let mut rx = Netdev::open_with("xa", false).unwrap();
+            let mut rx = Netdev::open("xa", false).unwrap();
             assert!(rx.ring.is_none());
-            let mut tx = Netdev::open_with("xb", false).unwrap();
+            // Raised past rmem_max (SO_RCVBUFFORCE: tests run as root);
+            // the kernel reports twice what was set.
+            let mut val: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: `val` and `len` live across the call.
+            let r = unsafe {
+                libc::getsockopt(
+                    rx.fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUF,
+                    (&mut val as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            assert_eq!(r, 0);
+            assert_eq!(usize::try_from(val).unwrap(), 2 * RCVBUF_BYTES);
+            let mut tx = Netdev::open("xb", false).unwrap();
             exchange(&mut rx, &mut tx);
         });
     }
