@@ -1854,22 +1854,100 @@ mod veth_tests {
             veth_pair();
             let mut rx = Netdev::open("xa", false).unwrap();
             assert!(rx.ring.is_none());
-            // Raised past rmem_max (SO_RCVBUFFORCE: tests run as root);
-            // the kernel reports twice what was set.
-            let mut val: libc::c_int = 0;
-            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-            // SAFETY: `val` and `len` live across the call.
-            let r = unsafe {
-                libc::getsockopt(
-                    rx.fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVBUF,
-                    (&mut val as *mut libc::c_int).cast(),
-                    &mut len,
-                )
-            };
-            assert_eq!(r, 0);
-            assert_eq!(usize::try_from(val).unwrap(), 2 * RCVBUF_BYTES);
+            // Raised with SO_RCVBUFFORCE (tests run as root, beyond any
+            // rmem_max); the kernel reports twice what was set.
+            assert_eq!(rcvbuf(rx.fd.as_raw_fd()), 2 * RCVBUF_BYTES);
+            let mut tx = Netdev::open("xb", false).unwrap();
+            exchange(&mut rx, &mut tx);
+        });
+    }
+
+    /// `SO_RCVBUF` of socket `fd`, in bytes (twice what was set).
+    fn rcvbuf(fd: libc::c_int) -> usize {
+        let mut val: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `val` and `len` live across the call.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&mut val as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0, "{}", io::Error::last_os_error());
+        usize::try_from(val).unwrap()
+    }
+
+    /// Take `CAP_NET_ADMIN` out of the calling thread's effective
+    /// capabilities (capset(2) acts on the calling thread only).
+    fn drop_cap_net_admin() {
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: libc::c_int,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy, Default)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+        const CAP_NET_ADMIN: u32 = 12;
+        let mut h = Header {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let mut d = [Data::default(); 2];
+        // SAFETY: version 3 takes a header and two data structs, which
+        // live across the calls.
+        unsafe {
+            assert_eq!(
+                libc::syscall(libc::SYS_capget, &mut h as *mut Header, d.as_mut_ptr()),
+                0
+            );
+            d[0].effective &= !(1 << CAP_NET_ADMIN);
+            assert_eq!(
+                libc::syscall(libc::SYS_capset, &mut h as *mut Header, d.as_ptr()),
+                0
+            );
+        }
+    }
+
+    /// Without `CAP_NET_ADMIN` the kernel refuses `SO_RCVBUFFORCE`; the
+    /// port still raises its buffer with `SO_RCVBUF`, as far as
+    /// `net.core.rmem_max` allows, and receives.
+    #[test]
+    fn without_cap_net_admin_the_buffer_is_raised_up_to_rmem_max() {
+        in_private_netns(|| {
+            veth_pair();
+            let max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            let default: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_default")
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            let want = 2 * RCVBUF_BYTES.min(max);
+            assert_ne!(want, default, "rmem_max leaves nothing to tell apart");
+            drop_cap_net_admin();
+            // The kernel now refuses SO_RCVBUFFORCE in this thread.
+            let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let probe = OwnedFd::from(probe);
+            assert_eq!(
+                setsockopt_int(&probe, libc::SOL_SOCKET, SO_RCVBUFFORCE, 1 << 20)
+                    .unwrap_err()
+                    .raw_os_error(),
+                Some(libc::EPERM)
+            );
+            let mut rx = Netdev::open("xa", false).unwrap();
+            assert_eq!(rcvbuf(rx.fd.as_raw_fd()), want);
             let mut tx = Netdev::open("xb", false).unwrap();
             exchange(&mut rx, &mut tx);
         });
