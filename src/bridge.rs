@@ -445,7 +445,7 @@ impl Switch {
                 .iter()
                 .filter(|p| crate::dbsync::parse_vif(&p.name).is_none())
             {
-                let dev = crate::netdev::Netdev::open(&p.name).with_context(|| {
+                let dev = crate::netdev::Netdev::open(&p.name, p.rx_ring).with_context(|| {
                     format!("bridge {}: opening network device {}", b.name, p.name)
                 })?;
                 let entry = PortEntry {
