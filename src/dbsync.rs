@@ -477,6 +477,7 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
                     } else if plan.vifs.contains_key(&iface.name) {
                         Kind::Bad(format!("xennetd: {} is on more than one port", iface.name))
                     } else {
+                        ignored_rx_ring(&iface, log);
                         plan.vifs.insert(
                             iface.name.clone(),
                             (br.name.clone(), preferred_ofports(&iface)),
@@ -488,7 +489,10 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
                     "" | "system" | "internal" | "tap"
                 ) {
                     let dev = match iface.iface_type.as_str() {
-                        "internal" | "tap" => DevKind::Tap,
+                        "internal" | "tap" => {
+                            ignored_rx_ring(&iface, log);
+                            DevKind::Tap
+                        }
                         _ => DevKind::System {
                             rx_ring: rx_ring_option(&iface, log),
                         },
@@ -567,6 +571,17 @@ fn rx_ring_option(iface: &xennet_ovsdb::Interface, log: &mut LogOnce) -> bool {
             }
             false
         }
+    }
+}
+
+/// `options:rx-ring` on an interface that is not a system device (a vif,
+/// an internal or tap port) does nothing: say so once.
+fn ignored_rx_ring(iface: &xennet_ovsdb::Interface, log: &mut LogOnce) {
+    if iface.options.contains_key("rx-ring") {
+        log.warn(format!(
+            "{}: options:rx-ring applies only to system devices; ignored",
+            iface.name
+        ));
     }
 }
 
@@ -711,10 +726,10 @@ fn apply_netdevs(
     log: &mut LogOnce,
 ) -> BTreeMap<String, String> {
     let mut errors = BTreeMap::new();
+    // Bridges that went away took their ports with them.
+    rx_rings.retain(|(b, _)| plan.bridges.contains(b));
     for b in switch.bridges() {
         let mut present = BTreeSet::new();
-        // Ports re-opened for a new rx-ring setting: their old ofport.
-        let mut reopen = BTreeMap::new();
         for (ofport, entry) in b.port_entries() {
             if entry.vif.is_some() {
                 continue;
@@ -729,9 +744,10 @@ fn apply_netdevs(
                                 b.name,
                                 entry.name
                             );
+                            // Re-added below under the same ofport (the
+                            // database's `ofport` column prefers it).
                             b.del_port(ofport);
                             rx_rings.remove(&key);
-                            reopen.insert(entry.name, ofport);
                             continue;
                         }
                     }
@@ -746,10 +762,6 @@ fn apply_netdevs(
         for (name, (bn, prefs, kind)) in &plan.netdevs {
             if *bn != b.name || present.contains(name) {
                 continue;
-            }
-            let mut prefs = prefs.clone();
-            if let Some(old) = reopen.get(name) {
-                prefs.insert(0, *old);
             }
             let entry = PortEntry {
                 name: name.clone(),
@@ -768,11 +780,16 @@ fn apply_netdevs(
                 if *kind == DevKind::Local {
                     b.add_local_port(entry, Box::new(dev))
                 } else {
-                    b.add_port_at(entry, Box::new(dev), &prefs)
+                    b.add_port_at(entry, Box::new(dev), prefs)
                 }
             });
-            if let (Ok(_), DevKind::System { rx_ring: true }) = (&r, kind) {
-                rx_rings.insert((b.name.clone(), name.clone()));
+            if r.is_ok() {
+                let key = (b.name.clone(), name.clone());
+                if matches!(kind, DevKind::System { rx_ring: true }) {
+                    rx_rings.insert(key);
+                } else {
+                    rx_rings.remove(&key);
+                }
             }
             if let Err(e) = r {
                 let msg = format!("could not open network device {name} ({e:#})");

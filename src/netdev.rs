@@ -37,11 +37,15 @@
 //! cut (larger than a block) counts as `rx_dropped`, as do the frames the
 //! kernel dropped for want of room in the ring (`PACKET_STATISTICS`).
 //! Where the ring cannot be set up (old kernel, no memory), the port
-//! warns once and receives with `recvmmsg`.
+//! warns once and receives with `recvmmsg`. Ring frames carry the
+//! virtio-net header from Linux 4.6 on (commit 58d19b19cd99); on older
+//! kernels the ring must not be requested.
 //!
 //! The ring is not the default because of the retire timeout: a block
-//! that does not fill is handed over only after 1 ms (the kernel's
-//! minimum), so a lone frame (a ping, a TCP handshake, a request/response
+//! that does not fill is handed over only after 1 ms (the smallest
+//! setting; on kernels whose retire timer still counts jiffies, before
+//! the hrtimer conversion of about 6.18, one tick: up to 4 ms at HZ=250),
+//! and that timer keeps firing while the port is idle, so a lone frame (a ping, a TCP handshake, a request/response
 //! exchange) waits up to that long at each ring port it enters. Measured
 //! through the switch between two veths (README, "Performance"; 5
 //! alternating runs each on a loaded 2-core machine): ping averaged
@@ -118,10 +122,14 @@ const RING_BLOCKS: usize = 8;
 /// (a 64 KiB GSO frame has a truesize of about 66-70 KiB; the default
 /// 208 KiB `rmem_default` holds three of them).
 const RCVBUF_BYTES: usize = RING_BLOCKS * RING_BLOCK_SIZE;
-/// `SO_RCVBUFFORCE` (asm-generic/socket.h, the value on x86, Arm and
-/// RISC-V; not in the `libc` crate for Linux): `SO_RCVBUF` beyond
-/// `net.core.rmem_max`, with `CAP_NET_ADMIN`.
+/// `SO_RCVBUFFORCE` (asm-generic/socket.h; not in the `libc` crate for
+/// Linux): `SO_RCVBUF` beyond `net.core.rmem_max`, with `CAP_NET_ADMIN`.
+/// 33 everywhere but SPARC (arch/sparc/include/uapi/asm/socket.h).
+#[cfg(not(any(target_arch = "sparc", target_arch = "sparc64")))]
 const SO_RCVBUFFORCE: libc::c_int = 33;
+/// `SO_RCVBUFFORCE` on SPARC.
+#[cfg(any(target_arch = "sparc", target_arch = "sparc64"))]
+const SO_RCVBUFFORCE: libc::c_int = 0x100b;
 /// `tp_frame_size` of the ring request: unused by `TPACKET_V3`'s
 /// variable-sized frames, but the kernel checks that it divides the block
 /// and is at least the frame header.
@@ -664,35 +672,63 @@ impl Netdev {
         truncated: bool,
         vlan: Option<[u8; 4]>,
     ) -> bool {
-        let tag_len = if vlan.is_some() { 4 } else { 0 };
         // The packet buffer may hold less than asked for (it clamps to the
         // datapath's largest frame): what counts is what was stored.
-        let offloads = if truncated
-            || n > pkt.len()
-            || n.saturating_sub(VNET_HDR_LEN) + tag_len > xennet_datapath::buffer::MAX_FRAME
-        {
-            Err("frame larger than the packet buffer")
-        } else {
-            rx_offloads(&pkt.data()[..n])
-        };
-        let (csum, gso) = match offloads {
-            Ok(o) => o,
-            Err(why) => {
-                self.stats.rx_dropped += 1;
-                self.warn_rate_limited(why, n);
-                return false;
-            }
+        let stored = (!truncated).then(|| pkt.data().get(..n)).flatten();
+        let Some(offloads) = self.rx_accept(stored, n, vlan) else {
+            return false;
         };
         pkt.resize(n);
         pkt.pull_front(VNET_HDR_LEN);
-        pkt.csum = csum;
-        pkt.gso = gso;
+        self.rx_apply(pkt, offloads, vlan);
+        true
+    }
+
+    /// The offloads of a received frame of `n` bytes (virtio-net header
+    /// included) whose bytes are `rx` (`None`: not all stored), or `None`
+    /// after counting and logging its drop: too large for a packet buffer
+    /// once its VLAN tag is back, or a header we do not take.
+    fn rx_accept(
+        &mut self,
+        rx: Option<&[u8]>,
+        n: usize,
+        vlan: Option<[u8; 4]>,
+    ) -> Option<(Csum, Option<Gso>)> {
+        let tag_len = if vlan.is_some() { 4 } else { 0 };
+        let offloads = match rx {
+            Some(rx)
+                if n.saturating_sub(VNET_HDR_LEN) + tag_len
+                    <= xennet_datapath::buffer::MAX_FRAME =>
+            {
+                rx_offloads(rx)
+            }
+            _ => Err("frame larger than the packet buffer"),
+        };
+        match offloads {
+            Ok(o) => Some(o),
+            Err(why) => {
+                self.stats.rx_dropped += 1;
+                self.warn_rate_limited(why, n);
+                None
+            }
+        }
+    }
+
+    /// Give a received frame (header stripped) its offloads and VLAN tag
+    /// back, and count it.
+    fn rx_apply(
+        &mut self,
+        p: &mut Packet,
+        (csum, gso): (Csum, Option<Gso>),
+        vlan: Option<[u8; 4]>,
+    ) {
+        p.csum = csum;
+        p.gso = gso;
         if let Some(tag) = vlan {
-            insert_vlan(pkt, tag);
+            insert_vlan(p, tag);
         }
         self.stats.rx_packets += 1;
-        self.stats.rx_bytes += (n - VNET_HDR_LEN + tag_len) as u64;
-        true
+        self.stats.rx_bytes += p.len() as u64;
     }
 }
 
@@ -854,33 +890,14 @@ impl Netdev {
     /// new packet of `batch` with the offloads the header describes and
     /// the tag back in place, or drop and count it as `finish_rx` does.
     fn take_frame(&mut self, rx: &[u8], vlan: Option<[u8; 4]>, batch: &mut PacketBatch) {
-        let n = rx.len();
-        let tag_len = if vlan.is_some() { 4 } else { 0 };
-        let offloads =
-            if n.saturating_sub(VNET_HDR_LEN) + tag_len > xennet_datapath::buffer::MAX_FRAME {
-                Err("frame larger than the packet buffer")
-            } else {
-                rx_offloads(rx)
-            };
-        let (csum, gso) = match offloads {
-            Ok(o) => o,
-            Err(why) => {
-                self.stats.rx_dropped += 1;
-                self.warn_rate_limited(why, n);
-                return;
-            }
+        let Some(offloads) = self.rx_accept(Some(rx), rx.len(), vlan) else {
+            return;
         };
         let Some(p) = batch.push_slot() else {
             return;
         };
-        p.set_frame(&rx[VNET_HDR_LEN..]);
-        p.csum = csum;
-        p.gso = gso;
-        if let Some(tag) = vlan {
-            insert_vlan(p, tag);
-        }
-        self.stats.rx_packets += 1;
-        self.stats.rx_bytes += (n - VNET_HDR_LEN + tag_len) as u64;
+        p.set_frame(rx.get(VNET_HDR_LEN..).unwrap_or(&[]));
+        self.rx_apply(p, offloads, vlan);
     }
 
     /// Frames the kernel dropped since the last call (`PACKET_STATISTICS`
@@ -1698,17 +1715,26 @@ mod veth_tests {
             for chunk in pkts.chunks(MAX_BURST) {
                 let refs: Vec<&Packet> = chunk.iter().collect();
                 tx.send(&refs);
-                drain(rx, &mut got, &mut stopped_inside);
-            }
-            // The rest arrives when the kernel retires the last block.
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while got.len() < want.len() && Instant::now() < deadline {
-                let mut pfd = [nix::poll::PollFd::new(
-                    rx.fd.as_fd(),
-                    nix::poll::PollFlags::POLLIN,
-                )];
-                let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(100u16));
-                drain(rx, &mut got, &mut stopped_inside);
+                // Each burst is read before the next is sent (the rest of a
+                // ring block arrives when the kernel retires it), so that
+                // the test never depends on the socket buffer's size.
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let seq_of = |p: &Packet| {
+                    let d = p.data();
+                    u32::from_be_bytes([d[38], d[39], d[40], d[41]])
+                };
+                loop {
+                    drain(rx, &mut got, &mut stopped_inside);
+                    let arrived = chunk.iter().all(|p| got.contains(&seq_of(p)));
+                    if arrived || Instant::now() >= deadline {
+                        break;
+                    }
+                    let mut pfd = [nix::poll::PollFd::new(
+                        rx.fd.as_fd(),
+                        nix::poll::PollFlags::POLLIN,
+                    )];
+                    let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(100u16));
+                }
             }
         }
         assert_eq!(tx.stats().tx_dropped, 0);

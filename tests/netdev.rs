@@ -170,6 +170,7 @@ fn count(h: &Harness, what: &str) -> usize {
 /// bridge works in every mode.
 #[test]
 fn ovs_vsctl_rx_ring_option() {
+    common::require_prerequisites();
     let db = OvsdbServer::start("rxring");
     let h = Harness::start_with("rxring", &["--db", &db.addr()]);
     let dns = h.daemon_netns().expect("xennetd in its own namespace");
@@ -225,9 +226,23 @@ fn ovs_vsctl_rx_ring_option() {
         o.status.success()
     };
     db.vsctl_ok(&["add-br", "br0"]);
+    // A port before r1, removed again: r1's re-open must keep its number,
+    // not take the lowest free one.
+    db.vsctl_ok(&[
+        "add-port",
+        "br0",
+        "gap",
+        "--",
+        "set",
+        "interface",
+        "gap",
+        "type=internal",
+    ]);
     db.vsctl_ok(&["add-port", "br0", "r1", "--", "add-port", "br0", "r2"]);
+    db.vsctl_ok(&["del-port", "br0", "gap"]);
     let ofport = || db.vsctl_no_wait(&["get", "interface", "r1", "ofport"]);
     let of1 = ofport();
+    assert_ne!(of1, "1", "r1 should come after the gap port");
     assert!(
         of1.parse::<i64>().is_ok_and(|p| p > 0),
         "{of1}\n{}",
