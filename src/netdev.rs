@@ -180,6 +180,11 @@ const AUXDATA_LEN: usize = 20;
 const VNET_GSO_TCPV4: u8 = 1;
 /// `VIRTIO_NET_HDR_GSO_TCPV6`.
 const VNET_GSO_TCPV6: u8 = 4;
+/// `VIRTIO_NET_HDR_GSO_UDP_L4`: UDP segmentation (whole datagrams of
+/// `gso_size` payload bytes), Linux `SKB_GSO_UDP_L4`; what a veth hands
+/// over from an application using the `UDP_SEGMENT` socket option
+/// (Linux 6.2 and later describe it to packet sockets).
+const VNET_GSO_UDP_L4: u8 = 5;
 /// `VIRTIO_NET_HDR_GSO_ECN`: the TCP segments carry CWR (Linux sets it
 /// with `SKB_GSO_TCP_ECN` when a GSO frame has CWR set).
 const VNET_GSO_ECN: u8 = 0x80;
@@ -1007,6 +1012,8 @@ impl Netdev {
 
 /// The `virtio_net_hdr` for sending `p` (checksum offset, GSO type and
 /// segment size, `hdr_len` up to the end of the TCP header), little-endian.
+/// TCP GSO only: a UDP GSO frame (which the datapath segments before any
+/// port sees it) gets no GSO type.
 pub(crate) fn tx_vnet_hdr(p: &Packet) -> [u8; VNET_HDR_LEN] {
     let frame = p.data();
     let mut h = [0u8; VNET_HDR_LEN];
@@ -1025,6 +1032,9 @@ pub(crate) fn tx_vnet_hdr(p: &Packet) -> [u8; VNET_HDR_LEN] {
         h[1] = match g.kind {
             GsoType::TcpV4 => VNET_GSO_TCPV4,
             GsoType::TcpV6 => VNET_GSO_TCPV6,
+            // Never here: no port takes UDP GSO (PortFeatures::takes_gso),
+            // the datapath segments it before output.
+            GsoType::UdpL4 => return h,
         } | if cwr { VNET_GSO_ECN } else { 0 };
         let hdr_len = l4.map_or(0, |l4| l4 + tcp_header_len(frame, l4));
         h[2..4].copy_from_slice(&(hdr_len as u16).to_le_bytes());
@@ -1037,10 +1047,11 @@ pub(crate) fn tx_vnet_hdr(p: &Packet) -> [u8; VNET_HDR_LEN] {
 /// host's byte order for `AF_PACKET`, little-endian on every host xennet
 /// supports) and frame of `rx.len()` bytes (header included) describe, or
 /// why the frame is dropped: shorter than the header plus an Ethernet
-/// header, a checksum offset outside the frame, or a GSO type we do not
-/// segment (UDP fragmentation offload, UDP L4). The ECN bit of `gso_type`
-/// needs nothing here: segmentation clears CWR after the first segment
-/// either way.
+/// header, a checksum offset outside the frame, a GSO type we do not
+/// segment (UDP fragmentation offload), a GSO frame without a segment
+/// size, or a UDP L4 GSO frame that is not UDP over IPv4/IPv6 (the
+/// datapath could not segment it). The ECN bit of `gso_type` needs nothing
+/// here: segmentation clears CWR after the first segment either way.
 fn rx_offloads(rx: &[u8]) -> Result<(Csum, Option<Gso>), &'static str> {
     if rx.len() < VNET_HDR_LEN + 14 {
         return Err("shorter than an Ethernet header");
@@ -1073,6 +1084,17 @@ fn rx_offloads(rx: &[u8]) -> Result<(Csum, Option<Gso>), &'static str> {
             kind: GsoType::TcpV6,
             mss: gso_size,
         }),
+        VNET_GSO_UDP_L4 if gso_size > 0 => {
+            let frame = &rx[VNET_HDR_LEN..];
+            let loc = xennet_datapath::csum::locate_l4(frame);
+            if !loc.is_some_and(|l| l.proto == xennet_datapath::packet::IpProtocol::Udp) {
+                return Err("UDP GSO frame that is not UDP over IPv4/IPv6");
+            }
+            Some(Gso {
+                kind: GsoType::UdpL4,
+                mss: gso_size,
+            })
+        }
         _ => return Err("unsupported GSO type"),
     };
     Ok((csum, gso))
@@ -1294,6 +1316,74 @@ mod tests {
         // Runts.
         assert!(rx_offloads(&rx(0, 0, 0, 0, 0, 13)).is_err());
         assert!(rx_offloads(&[0u8; 3]).is_err());
+    }
+
+    /// `VIRTIO_NET_HDR_GSO_UDP_L4` on a UDP/IPv4 or UDP/IPv6 frame is a
+    /// UDP GSO frame; without a segment size, or on a TCP frame or one
+    /// that is not IP, it is dropped.
+    #[test]
+    fn received_udp_gso_headers() {
+        let hdr = |gso_size: u16, frame: &[u8]| {
+            let mut b = rx(VNET_F_NEEDS_CSUM, VNET_GSO_UDP_L4, gso_size, 34, 6, 0);
+            b.extend_from_slice(frame);
+            b
+        };
+        // Ethernet, IPv4 or IPv6, then an 8-byte UDP or 20-byte TCP
+        // header (protocol 17 or 6) and 3000 zero bytes.
+        let frame = |v6: bool, proto: u8| {
+            let l4 = if proto == 17 { 8 } else { 20 };
+            let l4_len = (l4 + 3000) as u16;
+            let mut f = vec![2u8; 12];
+            if v6 {
+                f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+                f.extend_from_slice(&l4_len.to_be_bytes());
+                f.extend_from_slice(&[proto, 64]);
+                f.extend_from_slice(&[1; 32]);
+            } else {
+                f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+                f.extend_from_slice(&(l4_len + 20).to_be_bytes());
+                f.extend_from_slice(&[0, 0, 0x40, 0, 64, proto, 0, 0]);
+                f.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+            }
+            let mut h = vec![0u8; l4];
+            if proto == 17 {
+                h[4..6].copy_from_slice(&l4_len.to_be_bytes());
+            } else {
+                h[12] = 5 << 4;
+            }
+            f.extend_from_slice(&h);
+            f.resize(f.len() + 3000, 0);
+            f
+        };
+        let (udp4, udp6, tcp4) = (frame(false, 17), frame(true, 17), frame(false, 6));
+        for f in [&udp4, &udp6] {
+            let (csum, gso) = rx_offloads(&hdr(1400, f)).unwrap();
+            assert_eq!(
+                gso,
+                Some(Gso {
+                    kind: GsoType::UdpL4,
+                    mss: 1400
+                })
+            );
+            assert_eq!(
+                csum,
+                Csum::Partial {
+                    start: 34,
+                    offset: 6
+                }
+            );
+            assert!(rx_offloads(&hdr(0, f)).is_err());
+        }
+        assert!(rx_offloads(&hdr(1400, &tcp4)).is_err());
+        assert!(rx_offloads(&hdr(1400, &[0u8; 3042])).is_err());
+        assert!(rx_offloads(&hdr(1400, &udp4[..100])).is_err(), "cut short");
+        // Sending: UDP GSO never leaves as a GSO type.
+        let mut p = Packet::from_slice(&udp4);
+        p.gso = Some(Gso {
+            kind: GsoType::UdpL4,
+            mss: 1400,
+        });
+        assert_eq!(tx_vnet_hdr(&p)[1..6], [VNET_GSO_NONE, 0, 0, 0, 0]);
     }
 
     /// A Netdev reading datagrams from the other end of a socket pair

@@ -11,7 +11,8 @@
 //!   queues packets for the slow path ([`DpAction::Userspace`]; drained by
 //!   [`Executor::drain_userspace`]),
 //! - fixes offloads per output port: a port without `csum_partial` gets
-//!   finished checksums, a port without `gso` gets segments,
+//!   finished checksums, a port without `gso` gets segments, and so does
+//!   every port for a UDP GSO frame ([`PortFeatures::takes_gso`]),
 //! - collects outputs per port, so that [`Executor::flush`] calls each
 //!   port's `send` once per batch.
 
@@ -329,7 +330,7 @@ impl Executor {
 
     fn output(&mut self, batch: &[Packet], cur: Src, port: OfPort, feat: PortFeatures) {
         let p = self.get(batch, cur);
-        let needs_seg = p.gso.is_some() && !feat.gso;
+        let needs_seg = p.gso.is_some_and(|g| !feat.takes_gso(g.kind));
         let needs_csum = matches!(p.csum, Csum::Partial { .. }) && !feat.csum_partial;
         if !needs_seg && !needs_csum {
             self.queue_output(port, cur);
@@ -613,6 +614,41 @@ mod tests {
         );
         assert_eq!(out[&1].len(), 1);
         assert!(out[&1][0].gso.is_some());
+    }
+
+    /// A UDP GSO frame (checksum partial, 3000 bytes at 1400) is cut into
+    /// datagrams for every port, including those that take TCP GSO; the
+    /// checksums are left partial only for ports that take that.
+    #[test]
+    fn udp_gso_is_segmented_for_every_port() {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6([1; 16], [2; 16], 64)
+            .udp(1, 2)
+            .write(&mut v, &[7u8; 3000])
+            .unwrap();
+        let mut p = Packet::from_slice(&v);
+        let (start, offset) = csum::prepare_partial(p.data_mut()).unwrap();
+        p.csum = Csum::Partial { start, offset };
+        p.gso = Some(Gso {
+            kind: GsoType::UdpL4,
+            mss: 1400,
+        });
+        let batch = vec![p];
+        for (csum_partial, gso) in [(false, false), (true, true), (false, true)] {
+            let feat = PortFeatures { csum_partial, gso };
+            assert!(!feat.takes_gso(GsoType::UdpL4));
+            let out = run(&batch, &[DpAction::Output(1)], feat);
+            let lens: Vec<usize> = out[&1].iter().map(Packet::len).collect();
+            assert_eq!(lens, [62 + 1400, 62 + 1400, 62 + 200], "{feat:?}");
+            for s in &out[&1] {
+                assert_eq!(s.gso, None);
+                assert_eq!(matches!(s.csum, Csum::Partial { .. }), csum_partial);
+                if !csum_partial {
+                    assert!(csum::verify_l4(s.data()));
+                }
+            }
+        }
     }
 
     #[test]

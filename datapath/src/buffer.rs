@@ -49,13 +49,21 @@ pub enum Csum {
     Validated,
 }
 
-/// Kind of GSO super-frame (netif `XEN_NETIF_GSO_TYPE_*`).
+/// Kind of GSO super-frame (netif `XEN_NETIF_GSO_TYPE_*`, virtio-net
+/// `VIRTIO_NET_HDR_GSO_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GsoType {
     /// TCP over IPv4 (`XEN_NETIF_GSO_TYPE_TCPV4`).
     TcpV4,
     /// TCP over IPv6 (`XEN_NETIF_GSO_TYPE_TCPV6`).
     TcpV6,
+    /// UDP segmentation over IPv4 or IPv6 (virtio-net
+    /// `VIRTIO_NET_HDR_GSO_UDP_L4`, Linux `SKB_GSO_UDP_L4`, as the
+    /// `UDP_SEGMENT` socket option makes): each segment is a whole UDP
+    /// datagram of `mss` payload bytes, the last one shorter. Not IP
+    /// fragmentation (UFO). The netif protocol has no such type, and no
+    /// port takes it: the datapath always segments it before output.
+    UdpL4,
 }
 
 /// A GSO super-frame: to be cut into segments of at most `mss` payload bytes.
@@ -63,7 +71,8 @@ pub enum GsoType {
 pub struct Gso {
     /// Segmentation type.
     pub kind: GsoType,
-    /// Maximum segment size in bytes (TCP payload per segment).
+    /// Maximum segment size in bytes: TCP payload per segment, or UDP
+    /// payload per datagram for [`GsoType::UdpL4`] (Linux `gso_size`).
     pub mss: u16,
 }
 

@@ -1,33 +1,57 @@
-//! Software GSO: cut a TCP super-frame into MSS-sized segments, as Linux
-//! `skb_segment` / `tcp_gso_segment` and OVS `dp_packet_gso` do for ports
-//! that cannot take super-frames.
+//! Software GSO: cut a super-frame into segments for ports that cannot
+//! take super-frames. TCP ([`GsoType::TcpV4`], [`GsoType::TcpV6`]) as Linux
+//! `skb_segment` / `tcp_gso_segment` and OVS `dp_packet_gso` do; UDP
+//! ([`GsoType::UdpL4`]) into whole datagrams as Linux `__udp_gso_segment`
+//! does (not IP fragments).
 //!
 //! Every segment gets a copy of the L2/L3/L4 headers and up to `mss` payload
 //! bytes. IPv4: total length, identification (incremented per segment, as
-//! Linux does for non-atomic datagrams) and header checksum. IPv6: payload
-//! length. TCP: sequence number advanced by the payload offset; FIN and PSH
-//! only on the last segment, CWR only on the first. Each segment leaves with
-//! [`Csum::Partial`] (pseudo-header sum in the field), so a port without
-//! checksum offload finishes it with [`crate::csum::complete_partial`].
+//! Linux `inet_gso_segment` does for TCP and UDP L4 segments alike) and
+//! header checksum. IPv6: payload length. TCP: sequence number advanced by
+//! the payload offset; FIN and PSH only on the last segment, CWR only on
+//! the first. UDP: length. Each segment leaves with [`Csum::Partial`]
+//! (pseudo-header sum in the field), so a port without checksum offload
+//! finishes it with [`crate::csum::complete_partial`].
 
-use crate::buffer::{Csum, Packet};
-use crate::csum;
-use crate::packet::{ipv4, ipv6, tcp, IpProtocol};
+use crate::buffer::{Csum, GsoType, Packet};
+use crate::csum::{self, L4Location};
+use crate::packet::{ipv4, ipv6, tcp, udp, IpProtocol};
+
+/// The per-segment L4 header fix-up.
+#[derive(Clone, Copy)]
+enum L4 {
+    /// TCP, with the super-frame's sequence number and flags.
+    Tcp { seq: u32, flags: u16 },
+    /// UDP: only the length changes.
+    Udp,
+}
 
 /// Segment `pkt` into `out` (appended). A frame that needs no cutting
 /// (payload ≤ MSS, or no GSO state) is appended as a copy without GSO
 /// state. Returns false, appending nothing, if the frame is not a TCP
-/// over IPv4/IPv6 frame whose headers parse, or if the MSS is 0.
+/// (for [`GsoType::TcpV4`] / [`GsoType::TcpV6`]) or UDP (for
+/// [`GsoType::UdpL4`]) over IPv4/IPv6 frame whose headers parse, or if the
+/// MSS is 0.
 pub fn segment(pkt: &Packet, out: &mut Vec<Packet>) -> bool {
     let frame = pkt.data();
     let Some(loc) = csum::locate_l4(frame) else {
         return false;
     };
-    if loc.proto != IpProtocol::Tcp {
-        return false;
-    }
-    let Ok(t) = tcp::Packet::new_checked(&frame[loc.l4..loc.l4 + loc.l4_len]) else {
-        return false;
+    let l4_frame = &frame[loc.l4..loc.l4 + loc.l4_len];
+    let kind = pkt.gso.map(|g| g.kind);
+    let (l4, l4_hdr_len) = match (loc.proto, kind) {
+        (IpProtocol::Tcp, None | Some(GsoType::TcpV4 | GsoType::TcpV6)) => {
+            let Ok(t) = tcp::Packet::new_checked(l4_frame) else {
+                return false;
+            };
+            let l4 = L4::Tcp {
+                seq: t.seq_number(),
+                flags: t.flags(),
+            };
+            (l4, usize::from(t.header_len()))
+        }
+        (IpProtocol::Udp, None | Some(GsoType::UdpL4)) => (L4::Udp, udp::HEADER_LEN),
+        _ => return false,
     };
     let mss = match pkt.gso {
         Some(g) => usize::from(g.mss),
@@ -36,11 +60,8 @@ pub fn segment(pkt: &Packet, out: &mut Vec<Packet>) -> bool {
     if mss == 0 {
         return false;
     }
-    let thl = usize::from(t.header_len());
-    let hdr_len = loc.l4 + thl;
+    let hdr_len = loc.l4 + l4_hdr_len;
     let payload = &frame[hdr_len..loc.l4 + loc.l4_len];
-    let seq0 = t.seq_number();
-    let flags0 = t.flags();
     let ip_id0 = if loc.ipv6 {
         0
     } else {
@@ -54,32 +75,35 @@ pub fn segment(pkt: &Packet, out: &mut Vec<Packet>) -> bool {
     }
     let n = payload.len().div_ceil(mss);
     for (i, chunk) in payload.chunks(mss).enumerate() {
-        let last = i + 1 == n;
         let mut seg = Packet::with_capacity(hdr_len + chunk.len());
         seg.in_port = pkt.in_port;
         seg.set_frame(&frame[..hdr_len]);
         seg.extend_from_slice(chunk);
         let data = seg.data_mut();
-        let l3_total = hdr_len - loc.l3 + chunk.len();
-        if loc.ipv6 {
-            let mut ip = ipv6::Packet::new_unchecked(&mut data[loc.l3..]);
-            ip.set_payload_len((l3_total - ipv6::HEADER_LEN) as u16);
-        } else {
-            let mut ip = ipv4::Packet::new_unchecked(&mut data[loc.l3..]);
-            ip.set_total_len(l3_total as u16);
-            ip.set_ident(ip_id0.wrapping_add(i as u16));
-            ip.fill_checksum();
+        set_ip_header(
+            data,
+            &loc,
+            hdr_len - loc.l3 + chunk.len(),
+            ip_id0.wrapping_add(i as u16),
+        );
+        match l4 {
+            L4::Tcp { seq, flags } => {
+                let mut t = tcp::Packet::new_unchecked(&mut data[loc.l4..]);
+                t.set_seq_number(seq.wrapping_add((i * mss) as u32));
+                let mut flags = flags;
+                if i + 1 != n {
+                    flags &= !(tcp::FIN | tcp::PSH);
+                }
+                if i > 0 {
+                    flags &= !tcp::CWR;
+                }
+                t.set_flags(flags);
+            }
+            L4::Udp => {
+                let mut u = udp::Packet::new_unchecked(&mut data[loc.l4..]);
+                u.set_len((l4_hdr_len + chunk.len()) as u16);
+            }
         }
-        let mut t = tcp::Packet::new_unchecked(&mut data[loc.l4..]);
-        t.set_seq_number(seq0.wrapping_add((i * mss) as u32));
-        let mut flags = flags0;
-        if !last {
-            flags &= !(tcp::FIN | tcp::PSH);
-        }
-        if i > 0 {
-            flags &= !tcp::CWR;
-        }
-        t.set_flags(flags);
         seg.csum = match csum::prepare_partial(seg.data_mut()) {
             Some((start, offset)) => Csum::Partial { start, offset },
             None => Csum::None,
@@ -88,6 +112,22 @@ pub fn segment(pkt: &Packet, out: &mut Vec<Packet>) -> bool {
         out.push(seg);
     }
     true
+}
+
+/// Fix a segment's IP header: `l3_len` bytes from the IP header on (IPv4
+/// total length, IPv6 payload length plus the 40-byte header), and for
+/// IPv4 the identification `ident` and the header checksum. `l3_len` is at
+/// most the super-frame's IP length, so it fits 16 bits.
+fn set_ip_header(data: &mut [u8], loc: &L4Location, l3_len: usize, ident: u16) {
+    if loc.ipv6 {
+        let mut ip = ipv6::Packet::new_unchecked(&mut data[loc.l3..]);
+        ip.set_payload_len((l3_len - ipv6::HEADER_LEN) as u16);
+    } else {
+        let mut ip = ipv4::Packet::new_unchecked(&mut data[loc.l3..]);
+        ip.set_total_len(l3_len as u16);
+        ip.set_ident(ident);
+        ip.fill_checksum();
+    }
 }
 
 #[cfg(test)]
@@ -168,6 +208,166 @@ mod tests {
         }
         let expect: Vec<u8> = (0..2500).map(|i| i as u8).collect();
         assert_eq!(all, expect);
+    }
+
+    /// A UDP GSO super-frame of `len` payload bytes at segment size
+    /// `mss`, checksum partial as Linux hands it over (`UDP_SEGMENT`);
+    /// IPv4 with identification 0xfffe, so that it wraps.
+    fn udp_superframe(v6: bool, len: usize, mss: u16) -> Packet {
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let mut v = Vec::new();
+        if v6 {
+            b.ipv6([1; 16], [2; 16], 64)
+                .udp(4433, 5555)
+                .write(&mut v, &payload)
+                .unwrap();
+        } else {
+            b.ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+                .udp(4433, 5555)
+                .write(&mut v, &payload)
+                .unwrap();
+            let mut ip = ipv4::Packet::new_unchecked(&mut v[14..]);
+            ip.set_ident(0xfffe);
+            ip.fill_checksum();
+        }
+        let mut p = Packet::from_slice(&v);
+        let (start, offset) = csum::prepare_partial(p.data_mut()).unwrap();
+        p.csum = Csum::Partial { start, offset };
+        p.gso = Some(Gso {
+            kind: GsoType::UdpL4,
+            mss,
+        });
+        p
+    }
+
+    /// Cut a 3,500-byte UDP GSO frame at 1,400: datagrams of 1400, 1400
+    /// and 700 bytes whose payloads put together are the original, each
+    /// with its own UDP length and a checksum that etherparse computes
+    /// alike, IPv4 lengths, identifications and header checksums, IPv6
+    /// payload lengths.
+    fn check_udp(v6: bool) {
+        let p = udp_superframe(v6, 3500, 1400);
+        let mut out = Vec::new();
+        assert!(segment(&p, &mut out));
+        assert_eq!(out.len(), 3);
+        let mut all = Vec::new();
+        for (i, s) in out.iter().enumerate() {
+            assert_eq!(s.gso, None);
+            let mut s = s.clone();
+            let Csum::Partial { start, offset } = s.csum else {
+                panic!("not partial")
+            };
+            assert!(csum::complete_partial(s.data_mut(), start, offset));
+            assert!(csum::verify_l4(s.data()));
+            let sp = SlicedPacket::from_ethernet(s.data()).unwrap();
+            let Some(TransportSlice::Udp(u)) = sp.transport else {
+                panic!("no udp")
+            };
+            let want = if i == 2 { 700 } else { 1400 };
+            assert_eq!(u.payload().len(), want);
+            assert_eq!(usize::from(u.length()), 8 + want);
+            assert_eq!((u.source_port(), u.destination_port()), (4433, 5555));
+            let h = u.to_header();
+            let expect = match sp.net {
+                Some(etherparse::NetSlice::Ipv4(ip)) => {
+                    let ih = ip.header();
+                    assert_eq!(usize::from(ih.total_len()), 20 + 8 + want);
+                    assert_eq!(ih.identification(), 0xfffeu16.wrapping_add(i as u16));
+                    assert_eq!(ih.to_header().calc_header_checksum(), ih.header_checksum());
+                    h.calc_checksum_ipv4(&ih.to_header(), u.payload()).unwrap()
+                }
+                Some(etherparse::NetSlice::Ipv6(ip)) => {
+                    let ih = ip.header();
+                    assert_eq!(usize::from(ih.payload_length()), 8 + want);
+                    h.calc_checksum_ipv6(&ih.to_header(), u.payload()).unwrap()
+                }
+                _ => panic!("no ip"),
+            };
+            assert_eq!(u.checksum(), expect);
+            assert_eq!(s.len(), p.len() - 3500 + want);
+            all.extend_from_slice(u.payload());
+        }
+        let expect: Vec<u8> = (0..3500).map(|i| (i % 251) as u8).collect();
+        assert_eq!(all, expect);
+    }
+
+    #[test]
+    fn segments_udpv4() {
+        check_udp(false);
+    }
+
+    #[test]
+    fn segments_udpv6() {
+        check_udp(true);
+    }
+
+    /// A payload that is an exact multiple of the segment size has no
+    /// short last segment; one of at most the segment size is copied as
+    /// it is (a single datagram, no GSO state left).
+    #[test]
+    fn udp_exact_multiple_and_small() {
+        let mut out = Vec::new();
+        assert!(segment(&udp_superframe(true, 2800, 1400), &mut out));
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|s| s.len() == 14 + 40 + 8 + 1400));
+        for len in [1400, 100] {
+            let p = udp_superframe(false, len, 1400);
+            out.clear();
+            assert!(segment(&p, &mut out));
+            assert_eq!(out.len(), 1);
+            assert_eq!(out[0].gso, None);
+            assert_eq!(out[0].data(), p.data());
+            assert_eq!(out[0].csum, p.csum);
+        }
+    }
+
+    /// A UDP GSO frame with segment size 0, a UDP GSO type on a TCP frame
+    /// and a TCP type on a UDP frame are refused.
+    #[test]
+    fn udp_rejects_zero_mss_and_mismatched_types() {
+        let mut out = Vec::new();
+        assert!(!segment(&udp_superframe(false, 3000, 0), &mut out));
+        let mut p = udp_superframe(true, 3000, 1000);
+        p.gso = Some(Gso {
+            kind: GsoType::TcpV6,
+            mss: 1000,
+        });
+        assert!(!segment(&p, &mut out));
+        let mut p = superframe(false, 3000);
+        p.gso = Some(Gso {
+            kind: GsoType::UdpL4,
+            mss: 1000,
+        });
+        assert!(!segment(&p, &mut out));
+        assert!(out.is_empty());
+    }
+
+    proptest::proptest! {
+        /// Mutated and cut UDP GSO frames at any segment size: no panic,
+        /// and what comes out are datagrams no larger than the input.
+        #[test]
+        fn udp_never_panics(v6 in proptest::bool::ANY,
+                            muts in proptest::collection::vec((0usize..200, proptest::num::u8::ANY), 0..6),
+                            cut in proptest::num::usize::ANY,
+                            mss in 0u16..2000) {
+            let mut p = udp_superframe(v6, 3000, mss);
+            let mut f = p.data().to_vec();
+            for (at, val) in muts {
+                let n = f.len();
+                f[at % n] = val;
+            }
+            if cut % 3 == 0 {
+                f.truncate(cut % (f.len() + 1));
+            }
+            p.set_frame(&f);
+            let mut out = Vec::new();
+            if segment(&p, &mut out) {
+                proptest::prop_assert!(out.iter().all(|s| s.gso.is_none() && s.len() <= f.len()));
+            } else {
+                proptest::prop_assert!(out.is_empty());
+            }
+        }
     }
 
     #[test]

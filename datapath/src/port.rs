@@ -8,7 +8,7 @@
 
 use std::os::fd::BorrowedFd;
 
-use crate::buffer::{Packet, PacketBatch};
+use crate::buffer::{GsoType, Packet, PacketBatch};
 
 /// What a [`Port::recv`] call left behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +29,20 @@ pub struct PortFeatures {
     /// Accepts frames whose L4 checksum is [`crate::Csum::Partial`]; when
     /// false the datapath fills the checksum in before [`Port::send`].
     pub csum_partial: bool,
-    /// Accepts GSO super-frames; when false the datapath segments them.
+    /// Accepts TCP GSO super-frames ([`GsoType::TcpV4`],
+    /// [`GsoType::TcpV6`]); when false the datapath segments them.
     pub gso: bool,
+}
+
+impl PortFeatures {
+    /// Whether [`Port::send`] takes a super-frame of kind `kind` as it is
+    /// (else the datapath segments it first). No port takes
+    /// [`GsoType::UdpL4`]: the Xen netif protocol has no UDP GSO type, and
+    /// Linux ports keep to the TCP types so that one software path (in
+    /// [`crate::gso`]) serves every port.
+    pub fn takes_gso(&self, kind: GsoType) -> bool {
+        self.gso && matches!(kind, GsoType::TcpV4 | GsoType::TcpV6)
+    }
 }
 
 /// Per-port counters, as OpenFlow port stats (OpenFlow 1.3 §7.3.5.6) and

@@ -492,6 +492,8 @@ fn offloads(frame: &[u8], flags: u16, gso: Option<Gso>) -> Option<xennet_datapat
             let ok = match g.kind {
                 GsoType::TcpV4 => tcp && !loc.ipv6,
                 GsoType::TcpV6 => tcp && loc.ipv6,
+                // No netif GSO type maps to it; checked for completeness.
+                GsoType::UdpL4 => !tcp,
             };
             if !ok {
                 return None;
