@@ -29,42 +29,44 @@ impl Drop for Veths {
     }
 }
 
-#[test]
-fn veth_ports_carry_ping_and_tcp_with_offloads_on() {
-    common::require_prerequisites();
-    let tag = format!("xn{}", std::process::id() % 100_000);
-    let mut v = Veths {
-        netns: Vec::new(),
-        links: Vec::new(),
-    };
-    for i in 1..=2 {
-        let ns = format!("{tag}n{i}");
-        let outer = format!("{tag}o{i}");
-        run_ok("ip", &["netns", "add", &ns]);
-        v.netns.push(ns.clone());
-        run_ok(
-            "ip",
-            &[
-                "link", "add", &outer, "type", "veth", "peer", "name", "eth0", "netns", &ns,
-            ],
-        );
-        v.links.push(outer.clone());
-        run_ok("ip", &["link", "set", &outer, "up"]);
-        run_ok(
-            "ip",
-            &[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("10.252.0.{i}/24"),
-                "dev",
-                "eth0",
-            ],
-        );
-        run_ok("ip", &["-n", &ns, "link", "set", "eth0", "up"]);
-        run_ok("ip", &["-n", &ns, "link", "set", "lo", "up"]);
+impl Veths {
+    /// Namespaces `{tag}n1` and `{tag}n2`, each with an `eth0` (up, with
+    /// the addresses `addrs(i)` gives: `ip addr add` arguments such as
+    /// `"fd00::1/64 nodad"`) whose peer `{tag}o{i}` is up here.
+    fn two(tag: &str, addrs: impl Fn(u32) -> Vec<String>) -> Veths {
+        let mut v = Veths {
+            netns: Vec::new(),
+            links: Vec::new(),
+        };
+        for i in 1..=2 {
+            let ns = format!("{tag}n{i}");
+            let outer = format!("{tag}o{i}");
+            run_ok("ip", &["netns", "add", &ns]);
+            v.netns.push(ns.clone());
+            run_ok(
+                "ip",
+                &[
+                    "link", "add", &outer, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+                ],
+            );
+            v.links.push(outer.clone());
+            run_ok("ip", &["link", "set", &outer, "up"]);
+            for a in addrs(i) {
+                let mut args = vec!["-n", ns.as_str(), "addr", "add"];
+                args.extend(a.split_whitespace());
+                args.extend(["dev", "eth0"]);
+                run_ok("ip", &args);
+            }
+            run_ok("ip", &["-n", &ns, "link", "set", "eth0", "up"]);
+            run_ok("ip", &["-n", &ns, "link", "set", "lo", "up"]);
+        }
+        v
     }
+}
+
+/// xennetd on the host with bridge br0 of `{tag}o1` (receiving through a
+/// TPACKET_V3 ring) and `{tag}o2` (recvmmsg), from a TOML configuration.
+fn start_on_two_veths(test: &str, tag: &str) -> Harness {
     let cfg = std::env::temp_dir().join(format!("xennet-{tag}.toml"));
     std::fs::write(
         &cfg,
@@ -74,8 +76,17 @@ fn veth_ports_carry_ping_and_tcp_with_offloads_on() {
         ),
     )
     .unwrap();
-    let h = Harness::start_host_with("netdev", &["--config", cfg.to_str().unwrap()]);
+    let h = Harness::start_host_with(test, &["--config", cfg.to_str().unwrap()]);
     let _ = std::fs::remove_file(&cfg);
+    h
+}
+
+#[test]
+fn veth_ports_carry_ping_and_tcp_with_offloads_on() {
+    common::require_prerequisites();
+    let tag = format!("xn{}", std::process::id() % 100_000);
+    let _v = Veths::two(&tag, |i| vec![format!("10.252.0.{i}/24")]);
+    let h = start_on_two_veths("netdev", &tag);
     let ns = |i: u32| format!("{tag}n{i}");
     let ping = Command::new("ip")
         .args([
@@ -339,44 +350,13 @@ for i in range(20):
 fn veth_ports_carry_udp_gso() {
     common::require_prerequisites();
     let tag = format!("xg{}", std::process::id() % 100_000);
-    let mut v = Veths {
-        netns: Vec::new(),
-        links: Vec::new(),
-    };
-    for i in 1..=2 {
-        let ns = format!("{tag}n{i}");
-        let outer = format!("{tag}o{i}");
-        run_ok("ip", &["netns", "add", &ns]);
-        v.netns.push(ns.clone());
-        run_ok(
-            "ip",
-            &[
-                "link", "add", &outer, "type", "veth", "peer", "name", "eth0", "netns", &ns,
-            ],
-        );
-        v.links.push(outer.clone());
-        run_ok("ip", &["link", "set", &outer, "up"]);
-        let v4 = format!("10.251.0.{i}/24");
-        run_ok("ip", &["-n", &ns, "addr", "add", &v4, "dev", "eth0"]);
-        let v6 = format!("fd00:251::{i}/64");
-        run_ok(
-            "ip",
-            &["-n", &ns, "addr", "add", &v6, "dev", "eth0", "nodad"],
-        );
-        run_ok("ip", &["-n", &ns, "link", "set", "eth0", "up"]);
-        run_ok("ip", &["-n", &ns, "link", "set", "lo", "up"]);
-    }
-    let cfg = std::env::temp_dir().join(format!("xennet-{tag}.toml"));
-    std::fs::write(
-        &cfg,
-        format!(
-            "[[bridge]]\nname = \"br0\"\n[[bridge.port]]\nname = \"{tag}o1\"\nrx_ring = true\n\
-             [[bridge.port]]\nname = \"{tag}o2\"\n[emulated_xen]\nenabled = true\nbridge = \"br0\"\nrepresentors = false\n"
-        ),
-    )
-    .unwrap();
-    let h = Harness::start_host_with("udpgso", &["--config", cfg.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&cfg);
+    let _v = Veths::two(&tag, |i| {
+        vec![
+            format!("10.251.0.{i}/24"),
+            format!("fd00:251::{i}/64 nodad"),
+        ]
+    });
+    let h = start_on_two_veths("udpgso", &tag);
     let ns = |i: u32| format!("{tag}n{i}");
     // (sender namespace, receiver namespace, receiver address)
     for (from, to, addr) in [(1, 2, "10.251.0.2"), (2, 1, "fd00:251::1")] {
