@@ -70,6 +70,7 @@ fatal() {
 
 # Logs for the host: domU consoles, xennetd, xl, xenstore.
 dump_logs() {
+    cp /var/log/xennetd.log $LOGS/ 2>/dev/null
     cp /var/log/xen/console/guest-*.log $LOGS/ 2>/dev/null
     cp /var/log/xen/*.log $LOGS/ 2>/dev/null
     cp /tmp/*.log $LOGS/ 2>/dev/null
@@ -83,6 +84,10 @@ dump_logs() {
     fi
     sync
 }
+
+# dom0-init's time limit (timeout -k 5: SIGTERM, 5 s later SIGKILL): the
+# logs first (bash runs the trap when the current command ends)
+trap 'echo "XT: [$(ts)s] SIGTERM: dumping logs"; dump_logs; exit 124' TERM
 
 # wait_for SECONDS CMD...: retry CMD every second; status of the last try.
 wait_for() {
@@ -132,6 +137,10 @@ vifspec() {
     fi
 }
 
+# vCPUs per domU: xen-netfront opens min(online vCPUs, the backend's
+# multi-queue-max-queues) queues, so 2 vCPUs give each vif 2 queues (the
+# multi-queue step). Xen overcommits them on dom0's 2 emulated CPUs.
+DOMU_VCPUS=2
 # create_domu N: xl create domuN (its vif connects later: connected_domu N).
 create_domu() {
     local n=$1 name=domu$1
@@ -142,7 +151,7 @@ kernel = "/boot/vmlinux"
 ramdisk = "/boot/domu-initrd.gz"
 extra = "console=hvc0 loglevel=5 xt.name=$name xt.ip=10.99.0.1$n/24"
 memory = 256
-vcpus = 1
+vcpus = $DOMU_VCPUS
 vif = [ '$(vifspec "$n")' ]
 on_crash = "preserve"
 EOF
@@ -317,11 +326,28 @@ tcp_transfer() {
     on "$src" 20 "killall nc; rm -f /tmp/blob" >/dev/null
     [ -n "$tx" ] && [ "$tx" = "$rx" ]
 }
+# tcp_diag IP: the domU's TCP loss counters since its boot (/proc/net/snmp
+# and netstat) and, with xennetd, the counters of its vif (a slow transfer
+# is then loss and timeouts, or not)
+tcp_diag() {
+    local c d
+    c=$(on "$1" 20 "cat /proc/net/snmp /proc/net/netstat" | awk '/^(Tcp|TcpExt):/ {
+        if (!($1 in hdr)) { hdr[$1] = 1; for (i = 2; i <= NF; i++) h[$1, i] = $i } else for (i = 2; i <= NF; i++) v[h[$1, i]] = $i }
+        END { n = split("OutSegs RetransSegs TCPTimeouts TCPLossProbes TCPFastRetrans TCPSpuriousRTOs TCPOFOQueue TCPDSACKRecv", k, " ")
+              for (i = 1; i <= n; i++) printf "%s=%s ", k[i], v[k[i]] }')
+    say "$1 tcp: $c"
+    if [ "$MODE" = xennetd ]; then
+        d=$(domid "domu${1##*.1}")
+        say "$1 vif$d.0: $($SHARE/bin/xennet-appctl --rundir $RUNDIR xennet/vif-stats "vif$d.0" 2>&1 | tr -d ' \n')"
+    fi
+}
 tcp_ok=1
 tcp_transfer tcp-1MiB-dom0-to-domu1 dom0 10.99.0.11 1 60 || tcp_ok=0
 tcp_transfer tcp-1MiB-domu1-to-domu2 10.99.0.11 10.99.0.12 1 60 || tcp_ok=0
 if [ $tcp_ok = 1 ]; then
     tcp_transfer tcp-50MiB-domu1-to-domu2 10.99.0.11 10.99.0.12 50 240
+    tcp_diag 10.99.0.11
+    tcp_diag 10.99.0.12
 else
     fail tcp-50MiB-domu1-to-domu2 "not run: TCP fails with 1 MiB already"
     # diagnosis: the same with the senders' and receivers' offloads off
@@ -333,6 +359,141 @@ else
     tcp_transfer diag-tcp-1MiB-dom0-to-domu1-offloads-off dom0 10.99.0.11 1 60
     tcp_transfer diag-tcp-1MiB-domu1-to-domu2-offloads-off 10.99.0.11 10.99.0.12 1 60
 fi
+
+# ---------------------------------------------------------------- multi-queue
+# Each domU has 2 vCPUs, so its netfront opens 2 queues (both backends
+# offer more: xennetd 8, xen-netback dom0's 2 CPUs). 8 TCP streams each way
+# between the domUs at once: netfront puts each flow on a TX queue by its
+# socket hash, the backend each flow to the guest on an RX queue by its
+# own hash (xennetd: Toeplitz of the 4-tuple, without a control-ring
+# configuration), so every vif sees 16 flows each way and both queues
+# carry packets unless all 16 hashed alike (2^-15 per check). Evidence:
+# the domUs' per-queue interrupts (netfront's vif0-qN-tx: TX completions,
+# vif0-qN-rx: RX responses; both modes) and xennetd's per-queue counters
+# (xennet/vif-stats queue_rx_packets: from the guest, queue_tx_packets: to
+# it), before and after; every stream's md5 compared; no fatal error.
+MQ_QUEUES=2
+MQ_STREAMS=8
+MQ_KIB=256
+# mq_xenstore DOMID: "" if the frontend wrote 2 queues, else why not
+mq_xenstore() {
+    local d=$1 fe=/local/domain/$1/device/vif/0 q n why=""
+    n=$(xenstore-read $fe/multi-queue-num-queues 2>/dev/null)
+    [ "$n" = $MQ_QUEUES ] || why="$fe/multi-queue-num-queues is '$n', not $MQ_QUEUES;"
+    for q in $(seq 0 $((MQ_QUEUES - 1))); do
+        xenstore-exists $fe/queue-$q/tx-ring-ref && xenstore-exists $fe/queue-$q/rx-ring-ref ||
+            why="$why $fe/queue-$q has no tx-ring-ref/rx-ring-ref;"
+        xenstore-exists $fe/queue-$q/event-channel-tx || xenstore-exists $fe/queue-$q/event-channel ||
+            why="$why $fe/queue-$q has no event channel;"
+    done
+    xenstore-exists $fe/tx-ring-ref && why="$why $fe/tx-ring-ref exists next to queue-N (single-queue layout);"
+    echo "$why"
+}
+# mq_irqs IP: the domU's netfront queue interrupts of vif 0 (netfront names
+# them vif<devid>-q<N>-tx/-rx, split channels, or vif<devid>-q<N>) summed
+# over its CPUs: "q0-rx=N q0-tx=N q1-rx=N ..."
+mq_irqs() {
+    on "$1" 20 "grep -E ' vif0-q[0-9]+(-tx|-rx)?\$' /proc/interrupts" |
+        awk '$NF ~ /^vif0-q[0-9]+(-tx|-rx)?$/ { s = 0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i; n = $NF; sub(/^vif0-/, "", n); print n "=" s }' |
+        sort | tr '\n' ' '
+}
+# mq_stats DOMID: xennet/vif-stats of vif<DOMID>.0 on one line
+mq_stats() { $SHARE/bin/xennet-appctl --rundir $RUNDIR xennet/vif-stats "vif$1.0" 2>&1 | tr -d ' \n'; }
+# mq_field JSON KEY: a number or the members of an array (comma-separated)
+mq_field() { echo "$1" | sed -n -e "s/.*\"$2\":\[\([0-9,]*\)\].*/\1/p" -e "t" -e "s/.*\"$2\":\([0-9][0-9]*\).*/\1/p"; }
+# mq_grew NAME BEFORE AFTER: "" if every one of the MQ_QUEUES comma-separated
+# counters grew, else why not
+mq_grew() {
+    awk -v name="$1" -v b="$2" -v a="$3" -v nq=$MQ_QUEUES 'BEGIN {
+        nb = split(b, B, ","); na = split(a, A, ",")
+        if (na != nq) { printf "%s has %d queues ([%s]), not %d; ", name, na, a, nq; exit }
+        for (i = 1; i <= nq; i++) if (A[i] + 0 <= B[i] + 0) printf "%s queue %d did not grow ([%s] -> [%s]); ", name, i - 1, b, a
+    }'
+}
+# mq_irq_grew NAME BEFORE AFTER: "" if every queue interrupt of vif 0 grew, else why not
+mq_irq_grew() {
+    awk -v ip="$1" -v b="$2" -v a="$3" -v nq=$MQ_QUEUES 'BEGIN {
+        nb = split(b, B, " "); for (i = 1; i <= nb; i++) { split(B[i], kv, "="); before[kv[1]] = kv[2] }
+        na = split(a, A, " "); nl = 0; seen = ""
+        for (i = 1; i <= na; i++) {
+            split(A[i], kv, "="); q = kv[1]; sub(/-.*/, "", q); if (index(seen, " " q " ") == 0) { seen = seen " " q " "; nl++ }
+            if (kv[2] + 0 <= before[kv[1]] + 0) printf "%s vif0-%s interrupts did not grow (%d -> %d); ", ip, kv[1], before[kv[1]], kv[2]
+        }
+        if (nl != nq) printf "%s has %d netfront queues in /proc/interrupts ([%s]), not %d; ", ip, nl, a, nq
+    }'
+}
+# mq_vif_check DOMID BEFORE AFTER (vif-stats): "" if vif<DOMID>.0 has 2
+# queues, no fatal error and packets on every queue both ways, else why not
+mq_vif_check() {
+    local v=vif$1.0
+    [ "$(mq_field "$3" queues)" = $MQ_QUEUES ] || echo -n " $v vif-stats queues is '$(mq_field "$3" queues)': $3;"
+    [ "$(mq_field "$3" fatal_errors)" = 0 ] || echo -n " $v fatal_errors '$(mq_field "$3" fatal_errors)';"
+    mq_grew "$v queue_rx_packets" "$(mq_field "$2" queue_rx_packets)" "$(mq_field "$3" queue_rx_packets)"
+    mq_grew "$v queue_tx_packets" "$(mq_field "$2" queue_tx_packets)" "$(mq_field "$3" queue_tx_packets)"
+}
+mq_vif_detail() {
+    echo "vif$1.0 queue_rx_packets [$(mq_field "$2" queue_rx_packets)] -> [$(mq_field "$3" queue_rx_packets)] queue_tx_packets [$(mq_field "$2" queue_tx_packets)] -> [$(mq_field "$3" queue_tx_packets)]"
+}
+mq_step() {
+    local why="" d ip irq0_1 irq0_2 irq1_1 irq1_2 st0_1 st0_2 st1_1 st1_2 p bytes=$((MQ_KIB * 1024)) sum1 sum2 sums t0 t1
+    local ports1="" ports2="" i
+    for d in $D1 $D2; do why="$why$(mq_xenstore "$d")"; done
+    [ -z "$why" ] || { fail multi-queue "xenstore: $why"; xenstore-ls -f /local/domain/$D1/device/vif/0 | sed 's/^/XT:   /'; return 1; }
+    for i in $(seq 1 $MQ_STREAMS); do ports1="$ports1 $((5010 + i))"; ports2="$ports2 $((5020 + i))"; done
+    # receivers: domu2 on 5011.. (from domu1), domu1 on 5021.. (from domu2)
+    on 10.99.0.12 20 "rm -f /tmp/mq-*.bin; for p in $ports1; do (sleep 600 | nc -l -p \$p > /tmp/mq-\$p.bin) </dev/null >/dev/null 2>&1 & done" >/dev/null &&
+        on 10.99.0.11 20 "rm -f /tmp/mq-*.bin; for p in $ports2; do (sleep 600 | nc -l -p \$p > /tmp/mq-\$p.bin) </dev/null >/dev/null 2>&1 & done" >/dev/null ||
+        { fail multi-queue "cannot start the receivers"; return 1; }
+    sum1=$(on 10.99.0.11 60 "dd if=/dev/urandom of=/tmp/mq.blob bs=1k count=$MQ_KIB 2>/dev/null && md5sum < /tmp/mq.blob | cut -d' ' -f1")
+    sum2=$(on 10.99.0.12 60 "dd if=/dev/urandom of=/tmp/mq.blob bs=1k count=$MQ_KIB 2>/dev/null && md5sum < /tmp/mq.blob | cut -d' ' -f1")
+    [ ${#sum1} = 32 ] && [ ${#sum2} = 32 ] || { fail multi-queue "cannot make the data: '$sum1' '$sum2'"; return 1; }
+    irq0_1=$(mq_irqs 10.99.0.11)
+    irq0_2=$(mq_irqs 10.99.0.12)
+    if [ "$MODE" = xennetd ]; then
+        st0_1=$(mq_stats "$D1")
+        st0_2=$(mq_stats "$D2")
+    fi
+    say "multi-queue: $MQ_STREAMS streams of $MQ_KIB KiB each way; before: domu1 irqs [$irq0_1] domu2 irqs [$irq0_2]"
+    t0=$(date +%s.%N)
+    on 10.99.0.11 20 "for p in $ports1; do (nc 10.99.0.12 \$p < /tmp/mq.blob) </dev/null >/dev/null 2>&1 & done" >/dev/null
+    on 10.99.0.12 20 "for p in $ports2; do (nc 10.99.0.11 \$p < /tmp/mq.blob) </dev/null >/dev/null 2>&1 & done" >/dev/null
+    for ip in 10.99.0.12 10.99.0.11; do
+        wait_for 180 on "$ip" 10 "n=0; for f in /tmp/mq-*.bin; do [ \$(wc -c < \$f) -ge $bytes ] && n=\$((n+1)); done; [ \$n = $MQ_STREAMS ]"
+    done
+    t1=$(date +%s.%N)
+    for ip in 10.99.0.12 10.99.0.11; do
+        [ $ip = 10.99.0.12 ] && p=$sum1 || p=$sum2
+        sums=$(on "$ip" 60 "md5sum /tmp/mq-*.bin")
+        i=$(echo "$sums" | grep -c "^$p ")
+        [ "$i" = $MQ_STREAMS ] ||
+            why="$why $ip: $i of $MQ_STREAMS streams arrived with md5 $p: [$(echo "$sums" | tr '\n' ';')] sizes [$(on "$ip" 20 "wc -c /tmp/mq-*.bin" | tr -s ' \n' ' ')];"
+    done
+    irq1_1=$(mq_irqs 10.99.0.11)
+    irq1_2=$(mq_irqs 10.99.0.12)
+    why="$why$(mq_irq_grew domu1 "$irq0_1" "$irq1_1")$(mq_irq_grew domu2 "$irq0_2" "$irq1_2")"
+    local detail="domu1 netfront irqs [$irq0_1] -> [$irq1_1], domu2 [$irq0_2] -> [$irq1_2]"
+    if [ "$MODE" = xennetd ]; then
+        st1_1=$(mq_stats "$D1")
+        st1_2=$(mq_stats "$D2")
+        why="$why$(mq_vif_check "$D1" "$st0_1" "$st1_1")$(mq_vif_check "$D2" "$st0_2" "$st1_2")"
+        detail="$detail; $(mq_vif_detail "$D1" "$st0_1" "$st1_1"); $(mq_vif_detail "$D2" "$st0_2" "$st1_2")"
+    else
+        detail="$detail; no xennet/vif-stats in kernel-netback mode (xen-netback has no per-queue counters): interrupts only"
+    fi
+    say "multi-queue: $detail"
+    on 10.99.0.11 20 "killall nc; rm -f /tmp/mq-*.bin /tmp/mq.blob" >/dev/null
+    on 10.99.0.12 20 "killall nc; rm -f /tmp/mq-*.bin /tmp/mq.blob" >/dev/null
+    if [ -z "$why" ]; then
+        pass multi-queue "2 queues per vif in xenstore$([ "$MODE" = xennetd ] && echo " and vif-stats"); $MQ_STREAMS x $MQ_KIB KiB each way in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s, md5 equal, both queues used both ways: $detail"
+    else
+        fail multi-queue "$why ($detail)"
+        vif_counters multi-queue
+    fi
+}
+D2=$(domid domu2)
+mq_step
+tcp_diag 10.99.0.11
+tcp_diag 10.99.0.12
 
 # MTU 9000 on both domUs: an 8000-byte ping is one frame each way (kernel
 # mode: xen-netback's vif devices are raised to 9000 as well)
