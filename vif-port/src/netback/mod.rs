@@ -22,7 +22,12 @@
 //! masked until the next tick. Guest TX obeys the vif's `rate`
 //! ([`TxRate`], credit per time window as Linux's, once per vif): a packet
 //! beyond the credit waits in its ring until the timer says the window is
-//! over. No allocation and no lock per packet.
+//! over. Notifications follow the frontend's `rsp_event`, one per channel
+//! per pass, and under high load are coalesced ([`Vif::set_coalesce`]:
+//! at most one per 32 µs, sent by the timer). Packets for the guest that
+//! find no RX request wait in a bounded per-queue backlog for at most
+//! [`RX_DRAIN_TIMEOUT`]; a frontend without `feature-rx-notify` is polled
+//! meanwhile. No allocation and no lock per packet.
 
 mod credit;
 mod mcast;
