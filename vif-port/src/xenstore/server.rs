@@ -1,7 +1,7 @@
 //! An emulated xenstored.
 //!
 //! Design, simplest thing that is correct:
-//! - **Store**: one [`Tree`] of absolute paths → nodes (value, permission
+//! - **Store**: one `Tree` of absolute paths → nodes (value, permission
 //!   list, child names, generation), under one mutex with everything else
 //!   (transactions, watches, quota buckets). Every change gets a fresh
 //!   generation from a global counter; a parent's generation changes when
