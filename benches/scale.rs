@@ -28,8 +28,29 @@ use xennet_datapath::dpif::Datapath;
 use xennet_ofproto::Normal;
 use xennet_vif::{Netfront, Vif};
 
-/// Descriptors one emulated guest and its vif hold, rounded up.
-const FDS_PER_VIF: u64 = 7;
+/// Descriptors open in this process.
+fn open_fds() -> u64 {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
+}
+
+/// Descriptors one emulated guest and its vif hold (memfds, eventfds,
+/// the vif's epoll and timer), measured on one.
+fn fds_per_vif() -> u64 {
+    let before = open_fds();
+    let mut nf = Netfront::new(u16::MAX, 0).expect("netfront");
+    let dom = nf.emulated_domain().expect("emulated domain");
+    let vif = Vif::connect(
+        "probe".into(),
+        0,
+        nf.frontend_config(0),
+        Box::new(dom.grants),
+        Box::new(dom.evtchn),
+    )
+    .expect("connect");
+    let n = open_fds().saturating_sub(before);
+    drop((vif, nf));
+    n.max(1)
+}
 
 /// Resident set size of this process, KiB (`VmRSS`).
 fn rss_kib() -> u64 {
@@ -64,19 +85,21 @@ fn main() {
     // Raise the descriptor limit (root may go past the hard limit, up to
     // fs.nr_open, where it has CAP_SYS_RESOURCE).
     let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
-    let want = hard.max(u64::from(requested) * FDS_PER_VIF * 2);
+    let fds_each = fds_fds_each();
+    let want = hard.max(u64::from(requested) * fds_each * 2);
     let limit = if setrlimit(Resource::RLIMIT_NOFILE, want, want).is_ok() {
         want
     } else {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard).expect("setrlimit NOFILE");
         hard
     };
-    let fit = (limit.saturating_sub(256) / FDS_PER_VIF).min(u64::from(u16::MAX)) as u16;
+    let fit = (limit.saturating_sub(open_fds() + 256) / fds_each).min(u64::from(u16::MAX)) as u16;
     let n = requested.min(fit);
     if n < requested {
         eprintln!(
-            "scale: descriptor limit {limit} fits {n} in-process guests and vifs, not \
-             {requested}; memory and attach time are scaled linearly to {requested}"
+            "scale: descriptor limit {limit} fits {n} in-process guests and vifs \
+             ({fds_each} descriptors each), not {requested}; memory and attach time are \
+             scaled linearly to {requested}"
         );
     }
     let scale = f64::from(requested) / f64::from(n);
