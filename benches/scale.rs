@@ -85,7 +85,7 @@ fn main() {
     // Raise the descriptor limit (root may go past the hard limit, up to
     // fs.nr_open, where it has CAP_SYS_RESOURCE).
     let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
-    let fds_each = fds_fds_each();
+    let fds_each = fds_per_vif();
     let want = hard.max(u64::from(requested) * fds_each * 2);
     let limit = if setrlimit(Resource::RLIMIT_NOFILE, want, want).is_ok() {
         want
