@@ -81,6 +81,16 @@ fn start_on_two_veths(test: &str, tag: &str) -> Harness {
     h
 }
 
+/// Three pings from namespace `ns` to `addr`, 0.2 s apart.
+fn ping3(ns: &str, addr: &str) -> std::process::Output {
+    Command::new("ip")
+        .args([
+            "netns", "exec", ns, "ping", "-c", "3", "-i", "0.2", "-W", "2", addr,
+        ])
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn veth_ports_carry_ping_and_tcp_with_offloads_on() {
     common::require_prerequisites();
@@ -88,22 +98,7 @@ fn veth_ports_carry_ping_and_tcp_with_offloads_on() {
     let _v = Veths::two(&tag, |i| vec![format!("10.252.0.{i}/24")]);
     let h = start_on_two_veths("netdev", &tag);
     let ns = |i: u32| format!("{tag}n{i}");
-    let ping = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns(1),
-            "ping",
-            "-c",
-            "3",
-            "-i",
-            "0.2",
-            "-W",
-            "2",
-            "10.252.0.2",
-        ])
-        .output()
-        .unwrap();
+    let ping = ping3(&ns(1), "10.252.0.2");
     assert!(
         ping.status.success(),
         "ping failed: {}\n{}",
@@ -217,25 +212,7 @@ fn ovs_vsctl_rx_ring_option() {
         run_ok("ip", &["-n", &ns, "addr", "add", &addr, "dev", "eth0"]);
         run_ok("ip", &["-n", &ns, "link", "set", "eth0", "up"]);
     }
-    let ping = || {
-        let o = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &format!("{tag}n1"),
-                "ping",
-                "-c",
-                "3",
-                "-i",
-                "0.2",
-                "-W",
-                "2",
-                "10.253.0.2",
-            ])
-            .output()
-            .unwrap();
-        o.status.success()
-    };
+    let ping = || ping3(&format!("{tag}n1"), "10.253.0.2").status.success();
     db.vsctl_ok(&["add-br", "br0"]);
     // A port before r1, removed again: r1's re-open must keep its number,
     // not take the lowest free one.
