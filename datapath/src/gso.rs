@@ -165,6 +165,17 @@ mod tests {
         p
     }
 
+    /// A segment with its partial checksum completed and verified.
+    fn completed(s: &Packet) -> Packet {
+        let mut s = s.clone();
+        let Csum::Partial { start, offset } = s.csum else {
+            panic!("not partial")
+        };
+        assert!(csum::complete_partial(s.data_mut(), start, offset));
+        assert!(csum::verify_l4(s.data()));
+        s
+    }
+
     fn check(v6: bool) {
         let p = superframe(v6, 2500);
         let mut out = Vec::new();
@@ -172,12 +183,7 @@ mod tests {
         assert_eq!(out.len(), 3);
         let mut all = Vec::new();
         for (i, s) in out.iter().enumerate() {
-            let mut s = s.clone();
-            let Csum::Partial { start, offset } = s.csum else {
-                panic!("not partial")
-            };
-            assert!(csum::complete_partial(s.data_mut(), start, offset));
-            assert!(csum::verify_l4(s.data()));
+            let s = completed(s);
             let sp = SlicedPacket::from_ethernet(s.data()).unwrap();
             let Some(TransportSlice::Tcp(t)) = sp.transport else {
                 panic!("no tcp")
@@ -254,12 +260,7 @@ mod tests {
         let mut all = Vec::new();
         for (i, s) in out.iter().enumerate() {
             assert_eq!(s.gso, None);
-            let mut s = s.clone();
-            let Csum::Partial { start, offset } = s.csum else {
-                panic!("not partial")
-            };
-            assert!(csum::complete_partial(s.data_mut(), start, offset));
-            assert!(csum::verify_l4(s.data()));
+            let s = completed(s);
             let sp = SlicedPacket::from_ethernet(s.data()).unwrap();
             let Some(TransportSlice::Udp(u)) = sp.transport else {
                 panic!("no udp")

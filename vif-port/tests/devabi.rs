@@ -6,7 +6,8 @@
 mod cprobe;
 
 use std::collections::HashMap;
-use std::mem::{offset_of, size_of};
+
+use cprobe::{cst, off, sz};
 
 use xennet_vif::xen::sys::*;
 
@@ -70,158 +71,170 @@ fn c_values() -> HashMap<String, u64> {
 
 #[test]
 fn device_abi_matches_xen_headers() {
-    let c = c_values();
-    let n = c.len();
-    let mut checked = 0;
-    let mut check = |key: &str, rust: u64| {
-        let cv = c
-            .get(key)
-            .unwrap_or_else(|| panic!("C probe did not print {key}"));
-        assert_eq!(*cv, rust, "{key}: C says {cv}, Rust says {rust}");
-        checked += 1;
-    };
-    macro_rules! sz {
-        ($c:literal, $t:ty) => {
-            check(concat!("sizeof ", $c), size_of::<$t>() as u64)
-        };
-    }
-    macro_rules! off {
-        ($c:literal, $t:ty, $($f:tt)+) => {
-            check(concat!("offsetof ", $c), offset_of!($t, $($f)+) as u64)
-        };
-    }
-    macro_rules! cst {
-        ($c:literal, $v:expr) => {
-            check(concat!("const ", $c), $v as u64)
-        };
-    }
-    sz!("struct ioctl_gntdev_grant_ref", GntdevGrantRef);
-    off!("struct ioctl_gntdev_grant_ref.domid", GntdevGrantRef, domid);
-    off!("struct ioctl_gntdev_grant_ref.ref", GntdevGrantRef, gref);
-    sz!("struct ioctl_gntdev_map_grant_ref", GntdevMapGrantRef);
+    let mut p = cprobe::Probe::new(c_values());
+    sz!(p, "struct ioctl_gntdev_grant_ref", GntdevGrantRef);
     off!(
+        p,
+        "struct ioctl_gntdev_grant_ref.domid",
+        GntdevGrantRef,
+        domid
+    );
+    off!(p, "struct ioctl_gntdev_grant_ref.ref", GntdevGrantRef, gref);
+    sz!(p, "struct ioctl_gntdev_map_grant_ref", GntdevMapGrantRef);
+    off!(
+        p,
         "struct ioctl_gntdev_map_grant_ref.count",
         GntdevMapGrantRef,
         count
     );
     off!(
+        p,
         "struct ioctl_gntdev_map_grant_ref.pad",
         GntdevMapGrantRef,
         pad
     );
     off!(
+        p,
         "struct ioctl_gntdev_map_grant_ref.index",
         GntdevMapGrantRef,
         index
     );
     off!(
+        p,
         "struct ioctl_gntdev_map_grant_ref.refs",
         GntdevMapGrantRef,
         refs
     );
-    sz!("struct ioctl_gntdev_unmap_grant_ref", GntdevUnmapGrantRef);
+    sz!(
+        p,
+        "struct ioctl_gntdev_unmap_grant_ref",
+        GntdevUnmapGrantRef
+    );
     off!(
+        p,
         "struct ioctl_gntdev_unmap_grant_ref.index",
         GntdevUnmapGrantRef,
         index
     );
     off!(
+        p,
         "struct ioctl_gntdev_unmap_grant_ref.count",
         GntdevUnmapGrantRef,
         count
     );
     off!(
+        p,
         "struct ioctl_gntdev_unmap_grant_ref.pad",
         GntdevUnmapGrantRef,
         pad
     );
     sz!(
+        p,
         "struct ioctl_gntdev_grant_copy_segment",
         GntdevGrantCopySegment
     );
     off!(
+        p,
         "struct ioctl_gntdev_grant_copy_segment.source",
         GntdevGrantCopySegment,
         source
     );
     off!(
+        p,
         "struct ioctl_gntdev_grant_copy_segment.source.virt",
         GntdevGrantCopySegment,
         source.virt
     );
     off!(
+        p,
         "struct ioctl_gntdev_grant_copy_segment.source.foreign.ref",
         GntdevGrantCopySegment,
         source.foreign.gref
     );
     off!(
+        p,
         "struct ioctl_gntdev_grant_copy_segment.source.foreign.offset",
         GntdevGrantCopySegment,
         source.foreign.offset
     );
     off!(
+        p,
         "struct ioctl_gntdev_grant_copy_segment.source.foreign.domid",
         GntdevGrantCopySegment,
         source.foreign.domid
     );
     off!(
+        p,
         "struct ioctl_gntdev_grant_copy_segment.dest",
         GntdevGrantCopySegment,
         dest
     );
     off!(
+        p,
         "struct ioctl_gntdev_grant_copy_segment.len",
         GntdevGrantCopySegment,
         len
     );
     off!(
+        p,
         "struct ioctl_gntdev_grant_copy_segment.flags",
         GntdevGrantCopySegment,
         flags
     );
     off!(
+        p,
         "struct ioctl_gntdev_grant_copy_segment.status",
         GntdevGrantCopySegment,
         status
     );
-    sz!("struct ioctl_gntdev_grant_copy", GntdevGrantCopy);
+    sz!(p, "struct ioctl_gntdev_grant_copy", GntdevGrantCopy);
     off!(
+        p,
         "struct ioctl_gntdev_grant_copy.count",
         GntdevGrantCopy,
         count
     );
     off!(
+        p,
         "struct ioctl_gntdev_grant_copy.segments",
         GntdevGrantCopy,
         segments
     );
     sz!(
+        p,
         "struct ioctl_evtchn_bind_interdomain",
         EvtchnBindInterdomain
     );
     off!(
+        p,
         "struct ioctl_evtchn_bind_interdomain.remote_domain",
         EvtchnBindInterdomain,
         remote_domain
     );
     off!(
+        p,
         "struct ioctl_evtchn_bind_interdomain.remote_port",
         EvtchnBindInterdomain,
         remote_port
     );
-    sz!("struct ioctl_evtchn_unbind", EvtchnPort);
-    sz!("struct ioctl_evtchn_notify", EvtchnPort);
-    cst!("IOCTL_GNTDEV_MAP_GRANT_REF", IOCTL_GNTDEV_MAP_GRANT_REF);
-    cst!("IOCTL_GNTDEV_UNMAP_GRANT_REF", IOCTL_GNTDEV_UNMAP_GRANT_REF);
-    cst!("IOCTL_GNTDEV_GRANT_COPY", IOCTL_GNTDEV_GRANT_COPY);
+    sz!(p, "struct ioctl_evtchn_unbind", EvtchnPort);
+    sz!(p, "struct ioctl_evtchn_notify", EvtchnPort);
+    cst!(p, "IOCTL_GNTDEV_MAP_GRANT_REF", IOCTL_GNTDEV_MAP_GRANT_REF);
     cst!(
+        p,
+        "IOCTL_GNTDEV_UNMAP_GRANT_REF",
+        IOCTL_GNTDEV_UNMAP_GRANT_REF
+    );
+    cst!(p, "IOCTL_GNTDEV_GRANT_COPY", IOCTL_GNTDEV_GRANT_COPY);
+    cst!(
+        p,
         "IOCTL_EVTCHN_BIND_INTERDOMAIN",
         IOCTL_EVTCHN_BIND_INTERDOMAIN
     );
-    cst!("IOCTL_EVTCHN_UNBIND", IOCTL_EVTCHN_UNBIND);
-    cst!("IOCTL_EVTCHN_NOTIFY", IOCTL_EVTCHN_NOTIFY);
-    cst!("IOCTL_EVTCHN_RESET", IOCTL_EVTCHN_RESET);
-    cst!("GNTCOPY_source_gref", GNTCOPY_SOURCE_GREF);
-    cst!("GNTCOPY_dest_gref", GNTCOPY_DEST_GREF);
-    assert_eq!(checked, n, "every probe line is compared");
+    cst!(p, "IOCTL_EVTCHN_UNBIND", IOCTL_EVTCHN_UNBIND);
+    cst!(p, "IOCTL_EVTCHN_NOTIFY", IOCTL_EVTCHN_NOTIFY);
+    cst!(p, "IOCTL_EVTCHN_RESET", IOCTL_EVTCHN_RESET);
+    cst!(p, "GNTCOPY_source_gref", GNTCOPY_SOURCE_GREF);
+    cst!(p, "GNTCOPY_dest_gref", GNTCOPY_DEST_GREF);
+    p.all_checked();
 }

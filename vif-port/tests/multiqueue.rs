@@ -169,6 +169,19 @@ fn hostile_event_storm() {
     assert_eq!(get(&m.fatal_errors), 0);
 }
 
+/// A guest of `queues` queues with its control ring, and its vif.
+fn with_ctrl_ring(queues: u32) -> (Netfront, Vif) {
+    let mut nf = Netfront::with_queues(1, 0, queues, false).unwrap();
+    nf.enable_ctrl_ring().unwrap();
+    let grants = nf.emulated_grants().unwrap();
+    let specs = nf.emulated_queues().unwrap();
+    let cfg = nf.frontend_config(0);
+    let mut vif = Vif::connect_queues("vif1.0".into(), 0, cfg, specs, Box::new(grants)).unwrap();
+    let (ring_ref, ch) = nf.emulated_ctrl().unwrap();
+    vif.connect_ctrl(ring_ref, Box::new(ch)).unwrap();
+    (nf, vif)
+}
+
 /// The control ring end to end in one process: the frontend selects
 /// Toeplitz, the RSS key, every hash type and a one-entry mapping table
 /// sending everything to queue 2; every flow then arrives on queue 2,
@@ -177,18 +190,7 @@ fn hostile_event_storm() {
 fn control_ring_mapping_steers_guest_rx() {
     use xennet_vif::ctrl::*;
     use xennet_vif::toeplitz::{DEFAULT_KEY, HASH_TYPES_ALL};
-    let (mut nf, mut vif) = {
-        let mut nf = Netfront::with_queues(1, 0, 4, false).unwrap();
-        nf.enable_ctrl_ring().unwrap();
-        let grants = nf.emulated_grants().unwrap();
-        let specs = nf.emulated_queues().unwrap();
-        let cfg = nf.frontend_config(0);
-        let mut vif =
-            Vif::connect_queues("vif1.0".into(), 0, cfg, specs, Box::new(grants)).unwrap();
-        let (ring_ref, ch) = nf.emulated_ctrl().unwrap();
-        vif.connect_ctrl(ring_ref, Box::new(ch)).unwrap();
-        (nf, vif)
-    };
+    let (mut nf, mut vif) = with_ctrl_ring(4);
     let data = nf.ctrl_data_gref();
     let call = |nf: &mut Netfront, vif: &mut Vif, kind: u16, d: [u32; 3]| {
         assert!(nf.ctrl_send(CtrlRequest {
@@ -268,18 +270,7 @@ fn control_ring_mapping_steers_guest_rx() {
 #[test]
 fn hostile_control_ring() {
     use xennet_vif::ctrl::*;
-    let connect = || {
-        let mut nf = Netfront::with_queues(1, 0, 2, false).unwrap();
-        nf.enable_ctrl_ring().unwrap();
-        let grants = nf.emulated_grants().unwrap();
-        let specs = nf.emulated_queues().unwrap();
-        let cfg = nf.frontend_config(0);
-        let mut vif =
-            Vif::connect_queues("vif1.0".into(), 0, cfg, specs, Box::new(grants)).unwrap();
-        let (ring_ref, ch) = nf.emulated_ctrl().unwrap();
-        vif.connect_ctrl(ring_ref, Box::new(ch)).unwrap();
-        (nf, vif)
-    };
+    let connect = || with_ctrl_ring(2);
     let (mut nf, mut vif) = connect();
     let mut b = PacketBatch::new();
     for i in 0..128u16 {

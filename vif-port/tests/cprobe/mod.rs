@@ -46,3 +46,59 @@ pub fn c_values<T: std::str::FromStr>(
         })
         .collect()
 }
+
+/// The C probe's values and how many of them a test compared with ours.
+pub struct Probe<T> {
+    values: HashMap<String, T>,
+    checked: usize,
+}
+
+impl<T: PartialEq + std::fmt::Debug> Probe<T> {
+    /// Start comparing against `values` (from [`c_values`]).
+    pub fn new(values: HashMap<String, T>) -> Self {
+        Probe { values, checked: 0 }
+    }
+
+    /// The C value printed as `key` must equal `rust`.
+    pub fn check(&mut self, key: &str, rust: T) {
+        let cv = self
+            .values
+            .get(key)
+            .unwrap_or_else(|| panic!("C probe did not print {key}"));
+        assert_eq!(*cv, rust, "{key}: C says {cv:?}, Rust says {rust:?}");
+        self.checked += 1;
+    }
+
+    /// Every value the probe printed was compared.
+    pub fn all_checked(&self) {
+        assert_eq!(
+            self.checked,
+            self.values.len(),
+            "every value the C probe printed is checked"
+        );
+    }
+}
+
+/// `sz!(probe, "struct x", T)`: `sizeof struct x` is `size_of::<T>()`.
+macro_rules! sz {
+    ($p:ident, $c:literal, $t:ty) => {
+        $p.check(concat!("sizeof ", $c), std::mem::size_of::<$t>() as _)
+    };
+}
+
+/// `off!(probe, "struct x.f", T, f)`: `offsetof` matches `offset_of!`.
+macro_rules! off {
+    ($p:ident, $c:literal, $t:ty, $($f:tt)+) => {
+        $p.check(concat!("offsetof ", $c), std::mem::offset_of!($t, $($f)+) as _)
+    };
+}
+
+/// `cst!(probe, "NAME", value)`: the C constant `NAME` is `value`.
+macro_rules! cst {
+    ($p:ident, $c:literal, $v:expr) => {
+        $p.check(concat!("const ", $c), $v as _)
+    };
+}
+
+#[allow(unused_imports)]
+pub(crate) use {cst, off, sz};
