@@ -15,6 +15,7 @@
 //! ioctl in batches of [`crate::xen::COPY_BATCH`].
 
 use crate::mem::RingPage;
+use crate::ring::XEN_PAGE_SIZE;
 
 /// A grant reference (`grant_ref_t`).
 pub type GrantRef = u32;
@@ -81,6 +82,22 @@ pub fn recycle_ops<'b>(mut v: Vec<GrantCopy<'_>>) -> Vec<GrantCopy<'b>> {
 }
 
 impl<'a> GrantCopy<'a> {
+    /// The status this copy gets without looking at the grant, as the
+    /// real path (Linux gntdev's `gntdev_grant_copy_seg`) gives it: a
+    /// segment crossing its 4 KiB page is refused with
+    /// `GNTST_bad_copy_arg`, an empty one succeeds. `None`: the grant
+    /// must be checked. Every [`GrantOps`] implementation starts here.
+    pub fn precheck(&self) -> Option<i16> {
+        let len = self.len();
+        if usize::from(self.foreign.offset) + len > XEN_PAGE_SIZE {
+            Some(GNTST_BAD_COPY_ARG)
+        } else if len == 0 {
+            Some(GNTST_OKAY)
+        } else {
+            None
+        }
+    }
+
     /// Copy `dst.len()` bytes from the grant into `dst`.
     pub fn from_guest(foreign: ForeignAddr, dst: &'a mut [u8]) -> Self {
         GrantCopy {

@@ -25,8 +25,8 @@ use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 
 use crate::evtchn::EventChannel;
 use crate::grant::{
-    DomId, ForeignAddr, GrantCopy, GrantError, GrantOps, GrantRef, LocalBuf, GNTST_BAD_COPY_ARG,
-    GNTST_BAD_DOMAIN, GNTST_BAD_GNTREF, GNTST_BAD_PAGE, GNTST_GENERAL_ERROR, GNTST_OKAY,
+    DomId, ForeignAddr, GrantCopy, GrantError, GrantOps, GrantRef, LocalBuf, GNTST_BAD_DOMAIN,
+    GNTST_BAD_GNTREF, GNTST_BAD_PAGE, GNTST_GENERAL_ERROR, GNTST_OKAY,
 };
 use crate::mem::{RingPage, SharedMem};
 use crate::ring::{GrantEntryV1, GTF_PERMIT_ACCESS, GTF_READONLY, GTF_TYPE_MASK, XEN_PAGE_SIZE};
@@ -175,8 +175,8 @@ impl EmulatedGrants {
             gref,
             offset,
         } = op.foreign;
-        if usize::from(offset) + op.len() > XEN_PAGE_SIZE {
-            return GNTST_BAD_COPY_ARG;
+        if let Some(status) = op.precheck() {
+            return status;
         }
         let write = matches!(op.local, LocalBuf::ToGuest(_));
         let base = match self.check(domid, gref, write) {

@@ -56,10 +56,14 @@ impl McastFilter {
     }
 
     /// Whether a frame with this Ethernet header goes to the frontend:
-    /// unicast and broadcast always, a group address only if subscribed.
-    /// A frame shorter than a MAC address passes (the caller drops it for
+    /// everything if it did not request multicast control, else unicast
+    /// and broadcast always and a group address only if subscribed. A
+    /// frame shorter than a MAC address passes (the caller drops it for
     /// other reasons).
-    pub(super) fn admits(&self, frame: &[u8]) -> bool {
+    pub(super) fn admits(&self, fe: &super::FrontendConfig, frame: &[u8]) -> bool {
+        if !fe.multicast_control {
+            return true;
+        }
         let Some(dst) = frame.get(..6) else {
             return true;
         };
@@ -85,16 +89,22 @@ mod tests {
     #[test]
     fn subscribe_match_unsubscribe() {
         let mut f = McastFilter::default();
+        let mut fe = super::super::FrontendConfig::new(1, 0, 8, 9);
         let frame = |dst: [u8; 6]| [&dst[..], &[0u8; 8][..]].concat();
-        assert!(!f.admits(&frame(G1)));
-        assert!(f.admits(&frame([0xff; 6])), "broadcast always passes");
-        assert!(f.admits(&frame([0x02, 0, 0, 0, 0, 1])), "unicast passes");
+        assert!(f.admits(&fe, &frame(G1)), "no multicast control: all pass");
+        fe.multicast_control = true;
+        assert!(!f.admits(&fe, &frame(G1)));
+        assert!(f.admits(&fe, &frame([0xff; 6])), "broadcast always passes");
+        assert!(
+            f.admits(&fe, &frame([0x02, 0, 0, 0, 0, 1])),
+            "unicast passes"
+        );
         f.apply(McastOp::Add(G1)).unwrap();
         f.apply(McastOp::Add(G1)).unwrap();
         assert_eq!(f.len(), 1);
-        assert!(f.admits(&frame(G1)) && !f.admits(&frame(G2)));
+        assert!(f.admits(&fe, &frame(G1)) && !f.admits(&fe, &frame(G2)));
         f.apply(McastOp::Del(G1)).unwrap();
-        assert!(!f.admits(&frame(G1)));
+        assert!(!f.admits(&fe, &frame(G1)));
         f.apply(McastOp::Del(G2)).unwrap();
     }
 

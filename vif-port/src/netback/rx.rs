@@ -169,7 +169,7 @@ fn deliver<T: RxItem>(
             out.handled += 1;
             continue;
         }
-        if fe.multicast_control && !mcast.admits(p.data()) {
+        if !mcast.admits(fe, p.data()) {
             VifMetrics::add(&metrics.tx_mcast_filtered, 1);
             out.handled += 1;
             continue;
@@ -344,8 +344,12 @@ impl Vif {
                 }
             }
         }
-        for p in pkts.get(start..).unwrap_or(&[]) {
-            self.enqueue(q, p);
+        let rest = pkts.get(start..).unwrap_or(&[]);
+        if !rest.is_empty() {
+            let now = Instant::now();
+            for p in rest {
+                self.enqueue(q, p, now);
+            }
         }
         // Ask for an event when the frontend posts more requests; if it
         // already did, use them now.
@@ -366,8 +370,13 @@ impl Vif {
         }
     }
 
-    fn enqueue<T: RxItem>(&mut self, q: &mut Queue, item: &T) {
+    fn enqueue<T: RxItem>(&mut self, q: &mut Queue, item: &T, now: Instant) {
         let p = item.packet();
+        if !self.mcast.admits(&self.frontend, p.data()) {
+            // Not worth a backlog slot (deliver would drop it).
+            VifMetrics::add(&self.metrics.tx_mcast_filtered, 1);
+            return;
+        }
         if q.rx_queue.len() >= RX_QUEUE_PACKETS || q.rx_queue_bytes + p.len() > RX_QUEUE_BYTES {
             VifMetrics::add(&self.metrics.tx_queue_full, 1);
             self.log_drop(
@@ -381,7 +390,7 @@ impl Vif {
         q.rx_queue_bytes += pkt.len();
         q.rx_queue.push_back(Queued {
             pkt,
-            at: Instant::now(),
+            at: now,
             hash: item.flow_hash(),
         });
         VifMetrics::add(&self.metrics.tx_queued, 1);

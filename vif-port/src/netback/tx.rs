@@ -235,7 +235,8 @@ impl Vif {
             q.tx_seen_at = None;
             return Ok(false);
         }
-        let mut cons = q.tx.req_cons;
+        let start_cons = q.tx.req_cons;
+        let mut cons = start_cons;
         let mut accepted = 0;
         let rate = self.tx_rate.get();
         // When the backend first saw the oldest request it takes now: this
@@ -278,9 +279,15 @@ impl Vif {
             let waited = u64::try_from(seen.elapsed().as_nanos()).unwrap_or(u64::MAX);
             VifMetrics::add(&self.metrics.rx_wait_ns, waited.saturating_mul(handed));
         }
-        if prod == cons {
-            q.tx_seen_at = None;
-        }
+        // What is left was in the ring at this pass at the latest (the
+        // older requests were taken first).
+        q.tx_seen_at = if prod == cons {
+            None
+        } else if cons != start_cons {
+            Some(now)
+        } else {
+            Some(seen)
+        };
         Ok(prod != cons && !throttled)
     }
 

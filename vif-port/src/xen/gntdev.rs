@@ -22,8 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::grant::{
-    DomId, GrantCopy, GrantError, GrantOps, GrantRef, LocalBuf, GNTST_BAD_COPY_ARG,
-    GNTST_GENERAL_ERROR,
+    DomId, GrantCopy, GrantError, GrantOps, GrantRef, LocalBuf, GNTST_GENERAL_ERROR,
 };
 use crate::mem::{RingPage, SharedMem};
 use crate::ring::XEN_PAGE_SIZE;
@@ -129,11 +128,11 @@ impl GrantOps for Gntdev {
         self.seg_ops.clear();
         for i in 0..ops.len() {
             let op = &mut ops[i];
-            let len = op.len();
-            if usize::from(op.foreign.offset) + len > XEN_PAGE_SIZE {
-                op.status = GNTST_BAD_COPY_ARG;
+            if let Some(status) = op.precheck() {
+                op.status = status;
                 continue;
             }
+            let len = op.len();
             let foreign = GntCopyPtr {
                 foreign: GntCopyForeign {
                     gref: op.foreign.gref,
@@ -158,14 +157,10 @@ impl GrantOps for Gntdev {
                 ),
             };
             op.status = GNTST_GENERAL_ERROR;
-            if len == 0 {
-                op.status = crate::grant::GNTST_OKAY;
-                continue;
-            }
             self.segs.push(GntdevGrantCopySegment {
                 source,
                 dest,
-                // len <= XEN_PAGE_SIZE (checked above).
+                // len <= XEN_PAGE_SIZE (precheck).
                 len: len as u16,
                 flags,
                 status: GNTST_GENERAL_ERROR,
