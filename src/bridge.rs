@@ -724,6 +724,7 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
                     st.flow_limit_hits,
                     st.max_idle.as_millis()
                 );
+                let _ = writeln!(out, "  GSO frames not segmentable: {}", st.gso_drops);
                 let _ = writeln!(
                     out,
                     "  packet-ins dropped (slow controllers): {}",

@@ -190,6 +190,10 @@ pub struct Executor {
     fixed: Option<Fixed>,
     /// The datapath's meters, run by [`DpAction::Meter`].
     pub meters: MeterTable,
+    /// Outputs of GSO frames that could not be segmented (headers that
+    /// do not parse, MSS 0, more than [`gso::MAX_SEGMENTS`]) and were
+    /// dropped.
+    pub gso_drops: u64,
     now: Instant,
 }
 
@@ -204,6 +208,7 @@ impl Default for Executor {
             segs: Vec::new(),
             fixed: None,
             meters: MeterTable::new(),
+            gso_drops: 0,
             now: Instant::now(),
         }
     }
@@ -359,6 +364,7 @@ impl Executor {
             let p = self.get(batch, cur);
             if !gso::segment(p, &mut segs) {
                 // Not segmentable: drop, as Linux does for a bad GSO frame.
+                self.gso_drops += 1;
                 self.segs = segs;
                 self.fixed = Some(fixed);
                 return;
@@ -649,6 +655,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A GSO frame that cannot be segmented (here: an MSS that would give
+    /// more than MAX_SEGMENTS segments) is dropped and counted.
+    #[test]
+    fn unsegmentable_gso_is_dropped_and_counted() {
+        let mut p = tso_frame();
+        p.gso = p.gso.map(|g| Gso { mss: 1, ..g });
+        let mut ex = Executor::new();
+        let feat = |_: OfPort| Some(PortFeatures::default());
+        ex.execute(
+            std::slice::from_ref(&p),
+            &[0],
+            &[DpAction::Output(1)],
+            &feat,
+        );
+        assert_eq!(ex.gso_drops, 1);
     }
 
     #[test]

@@ -186,6 +186,9 @@ pub struct DpStats {
     pub flow_limit: usize,
     /// Misses not cached because the cache was at its limit.
     pub flow_limit_hits: u64,
+    /// GSO frames dropped at output because they could not be segmented
+    /// ([`crate::gso::segment`]: bad headers, MSS 0, too many segments).
+    pub gso_drops: u64,
     /// Idle time after which megaflows go (below the flow limit).
     pub max_idle: Duration,
 }
@@ -562,6 +565,7 @@ impl Fwd {
                         packets: self.packets,
                         flow_limit: self.flow_limit,
                         flow_limit_hits: self.flow_limit_hits,
+                        gso_drops: self.exec.gso_drops,
                         max_idle: self.max_idle,
                     });
                 }

@@ -17,6 +17,13 @@ use crate::buffer::{Csum, GsoType, Packet};
 use crate::csum::{self, L4Location};
 use crate::packet::{ipv4, ipv6, tcp, udp, IpProtocol};
 
+/// Most segments one super-frame may be cut into. The sender chooses the
+/// MSS (a guest, a tap): without a bound a 64 KiB frame with an MSS of 1
+/// becomes 65,535 packets, each allocated, for every output. Linux
+/// senders stay far below it (TCP's minimum MSS of 88 bytes gives 745
+/// segments; `UDP_MAX_SEGMENTS` is 128).
+pub const MAX_SEGMENTS: usize = 1024;
+
 /// The per-segment L4 header fix-up.
 #[derive(Clone, Copy)]
 enum L4 {
@@ -30,8 +37,8 @@ enum L4 {
 /// (payload ≤ MSS, or no GSO state) is appended as a copy without GSO
 /// state. Returns false, appending nothing, if the frame is not a TCP
 /// (for [`GsoType::TcpV4`] / [`GsoType::TcpV6`]) or UDP (for
-/// [`GsoType::UdpL4`]) over IPv4/IPv6 frame whose headers parse, or if the
-/// MSS is 0.
+/// [`GsoType::UdpL4`]) over IPv4/IPv6 frame whose headers parse, if the
+/// MSS is 0, or if it would give more than [`MAX_SEGMENTS`] segments.
 pub fn segment(pkt: &Packet, out: &mut Vec<Packet>) -> bool {
     let frame = pkt.data();
     let Some(loc) = csum::locate_l4(frame) else {
@@ -74,6 +81,9 @@ pub fn segment(pkt: &Packet, out: &mut Vec<Packet>) -> bool {
         return true;
     }
     let n = payload.len().div_ceil(mss);
+    if n > MAX_SEGMENTS {
+        return false;
+    }
     for (i, chunk) in payload.chunks(mss).enumerate() {
         let mut seg = Packet::with_capacity(hdr_len + chunk.len());
         seg.in_port = pkt.in_port;
@@ -405,5 +415,25 @@ mod tests {
         assert!(!segment(&p, &mut out));
         assert!(!segment(&Packet::from_slice(&[0u8; 60]), &mut out));
         assert!(out.is_empty());
+    }
+
+    /// A sender's tiny MSS cannot make one frame into tens of thousands
+    /// of packets: beyond MAX_SEGMENTS the frame is refused.
+    #[test]
+    fn segment_count_is_bounded() {
+        let mut out = Vec::new();
+        let mut p = superframe(false, MAX_SEGMENTS);
+        p.gso = p.gso.map(|g| Gso { mss: 1, ..g });
+        assert!(segment(&p, &mut out));
+        assert_eq!(out.len(), MAX_SEGMENTS);
+        out.clear();
+        let mut p = superframe(false, MAX_SEGMENTS + 1);
+        p.gso = p.gso.map(|g| Gso { mss: 1, ..g });
+        assert!(!segment(&p, &mut out));
+        let mut p = udp_superframe(true, 60_000, 1);
+        assert!(!segment(&p, &mut out));
+        p.gso = p.gso.map(|g| Gso { mss: 100, ..g });
+        assert!(segment(&p, &mut out));
+        assert_eq!(out.len(), 600);
     }
 }
