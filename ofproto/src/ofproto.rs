@@ -619,7 +619,8 @@ impl Ofproto {
         self.bump();
     }
 
-    /// Translate one packet (the upcall path).
+    /// Translate one packet (the upcall path), its input port's ingress
+    /// policer first.
     fn translate(
         &self,
         key: &FlowKey,
@@ -628,9 +629,13 @@ impl Ofproto {
         count: bool,
         trace: bool,
     ) -> (xlate::XlateOut, Option<String>) {
+        let ingress_meter = self.policer_meter(key.in_port());
         if self.fail_open() {
             let mut n = lock(&self.normal);
-            let up = UpcallHandler::upcall(&mut *n, key, pkt, ports);
+            let mut up = UpcallHandler::upcall(&mut *n, key, pkt, ports);
+            if let Some(m) = ingress_meter {
+                up.actions.insert(0, xennet_datapath::DpAction::Meter(m));
+            }
             let out = xlate::XlateOut {
                 upcall: up,
                 error: None,
@@ -653,6 +658,7 @@ impl Ofproto {
                 packet: pkt,
                 count_stats: count,
                 trace,
+                ingress_meter,
             },
             key,
         )
@@ -682,19 +688,15 @@ impl Ofproto {
         let pkt = pkt.unwrap_or(&empty);
         let ports = self.ports_now();
         let (_, t) = self.translate(key, pkt, &ports, false, true);
-        let mut t = t.unwrap_or_default();
-        let mut policer = String::new();
-        if let (Some((rate, burst)), Some(meter)) = (
-            self.ingress_policing(key.in_port()),
-            self.policer_action(key.in_port()),
-        ) {
-            policer = format!(
+        let t = t.unwrap_or_default();
+        let policer = match self.ingress_policing(key.in_port()) {
+            Some((rate, burst)) => format!(
                 "Ingress policer of port {}: {rate} kbit/s, burst {burst} kbit \
                  (Interface ingress_policing_rate/_burst), before the pipeline\n\n",
                 key.in_port()
-            );
-            t = t.replace("Datapath actions: ", &format!("Datapath actions: {meter},"));
-        }
+            ),
+            None => String::new(),
+        };
         let bar = "-".repeat(self.name.len() + 10);
         format!(
             "Flow: {key}\n\n{policer}bridge(\"{}\")\n{bar}\n{t}",
@@ -702,11 +704,10 @@ impl Ofproto {
         )
     }
 
-    /// The datapath action of `port`'s ingress policer, which runs before
-    /// anything else for every packet from the port.
-    fn policer_action(&self, port: u32) -> Option<xennet_datapath::DpAction> {
+    /// The datapath meter of `port`'s ingress policer, if it has one.
+    fn policer_meter(&self, port: u32) -> Option<u32> {
         self.ingress_policing(port)
-            .map(|_| xennet_datapath::DpAction::Meter(POLICER_BASE.saturating_add(port)))
+            .map(|_| POLICER_BASE.saturating_add(port))
     }
 
     /// `OFPT_PACKET_OUT`: translate the actions for the packet arriving on
@@ -754,6 +755,8 @@ impl Ofproto {
                     packet: &pkt,
                     count_stats: true,
                     trace: false,
+                    // A packet-out comes from the controller, not the port.
+                    ingress_meter: None,
                 },
                 &key,
                 &po.actions,
@@ -841,13 +844,7 @@ impl UpcallHandler for Handler {
                 seen.extend_from_slice(ports);
             }
         }
-        let mut up = self.of.translate(key, pkt, ports, true, false).0.upcall;
-        if let Some(meter) = self.of.policer_action(key.in_port()) {
-            // The policer runs first, for every packet from the port (the
-            // megaflow cache makes in_port exact in every mask).
-            up.actions.insert(0, meter);
-        }
-        up
+        self.of.translate(key, pkt, ports, true, false).0.upcall
     }
 
     fn generation(&self) -> u64 {

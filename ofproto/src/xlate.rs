@@ -197,6 +197,10 @@ pub struct XlateIn<'a> {
     pub count_stats: bool,
     /// Produce an `ofproto/trace` text.
     pub trace: bool,
+    /// The input port's ingress policer (datapath meter id): the first
+    /// action of every translation from that port (Interface
+    /// `ingress_policing_rate`), shown in the trace's datapath actions.
+    pub ingress_meter: Option<u32>,
 }
 
 impl std::fmt::Debug for XlateIn<'_> {
@@ -215,6 +219,7 @@ struct Ctx<'a> {
     packet: &'a Packet,
     count_stats: bool,
     trace: Option<String>,
+    ingress_meter: Option<u32>,
     indent: usize,
     orig: FlowKey,
     flow: FlowKey,
@@ -248,6 +253,7 @@ impl<'a> Ctx<'a> {
             packet: input.packet,
             count_stats: input.count_stats,
             trace: input.trace.then(String::new),
+            ingress_meter: input.ingress_meter,
             indent: 0,
             orig: *key,
             flow: *key,
@@ -501,6 +507,11 @@ impl Ctx<'_> {
         if self.error.is_some() {
             actions.clear();
             counters.clear();
+        }
+        if let Some(m) = self.ingress_meter {
+            // The policer runs first, for every packet from the port (the
+            // megaflow cache makes in_port exact in every mask).
+            actions.insert(0, DpAction::Meter(m));
         }
         let mut trace = self.trace;
         if let Some(t) = trace.as_mut() {
