@@ -526,6 +526,21 @@ impl Fdb {
         }
     }
 
+    /// The VLAN a packet with `key` belongs to on its input port (OVS
+    /// `xvlan_extract` + `input_vid_to_vlan`), or `None` if the port is
+    /// blocked or does not carry the packet's VID.
+    fn input_vlan(&self, key: &FlowKey) -> Option<u16> {
+        // Without the presence bit there is no tag.
+        let in_vid = if key.has_vlan() {
+            key.vlan_tci() & VLAN_VID_MASK
+        } else {
+            0
+        };
+        self.bundle(key.in_port())
+            .filter(|b| b.input_valid(in_vid))
+            .map(|b| b.input_vlan(in_vid))
+    }
+
     /// Set `port`'s state (`None` = default); true if it changed, in which
     /// case the port's MACs are forgotten.
     fn set_port(&mut self, port: OfPort, state: Option<PortState>) -> bool {
@@ -662,21 +677,16 @@ impl Normal {
         if src.is_multicast() || dst.is_reserved() {
             return in_tci;
         }
-        let (in_vid, pcp) = if key.has_vlan() {
-            (in_tci & VLAN_VID_MASK, in_tci & VLAN_PCP_MASK)
-        } else {
-            (0, 0)
-        };
+        let pcp = in_tci & VLAN_PCP_MASK;
         let mut outs = std::mem::take(&mut self.outs);
         outs.clear();
         {
             let mut fdb = lock(&self.fdb);
-            let Some(in_bundle) = fdb.bundle(in_port).filter(|b| b.input_valid(in_vid)) else {
+            let Some(vlan) = fdb.input_vlan(key) else {
                 // Blocked port, or a VID the port does not carry.
                 self.outs = outs;
                 return in_tci;
             };
-            let vlan = in_bundle.input_vlan(in_vid);
             fdb.learn(vlan, src, in_port, now);
             fdb.publish(&self.dirty);
             tags.add(mac_tag(src));
@@ -714,16 +724,8 @@ impl Normal {
     pub fn refresh(&mut self, keys: &[FlowKey], now: Instant) {
         let mut fdb = lock(&self.fdb);
         for key in keys {
-            let in_vid = if key.has_vlan() {
-                key.vlan_tci() & VLAN_VID_MASK
-            } else {
-                0
-            };
-            let Some(vlan) = fdb
-                .bundle(key.in_port())
-                .filter(|b| b.input_valid(in_vid))
-                .map(|b| b.input_vlan(in_vid))
-            else {
+            // The same VLAN translate() learned under.
+            let Some(vlan) = fdb.input_vlan(key) else {
                 continue;
             };
             let k = (vlan, key.dl_src());

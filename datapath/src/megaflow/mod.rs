@@ -258,23 +258,11 @@ impl MegaflowCache {
         actions: Arc<[DpAction]>,
         now: Instant,
     ) -> &Rc<Megaflow> {
-        self.insert_with_counters(key, mask, actions, Arc::from(Vec::new()), now)
+        self.insert_tagged(key, mask, actions, Arc::from(Vec::new()), Tags::EMPTY, now)
     }
 
-    /// [`MegaflowCache::insert`] with the rule counters to credit.
-    pub fn insert_with_counters(
-        &mut self,
-        key: &FlowKey,
-        mask: &FlowMask,
-        actions: Arc<[DpAction]>,
-        rule_counters: Arc<[Arc<RuleCounters>]>,
-        now: Instant,
-    ) -> &Rc<Megaflow> {
-        self.insert_tagged(key, mask, actions, rule_counters, Tags::EMPTY, now)
-    }
-
-    /// [`MegaflowCache::insert_with_counters`] with revalidation tags (see
-    /// [`MegaflowCache::remove_tagged`]).
+    /// [`MegaflowCache::insert`] with the rule counters to credit and
+    /// revalidation tags (see [`MegaflowCache::remove_tagged`]).
     pub fn insert_tagged(
         &mut self,
         key: &FlowKey,
