@@ -45,6 +45,9 @@ use crate::tap::{TapDevice, IFF_PROMISC, IFF_UP, VNET_HDR_LEN};
 
 /// How often the watch flag is refreshed and host frames are drained.
 pub const REFRESH: Duration = Duration::from_secs(1);
+/// Most frames the host sent into a representor that one refresh reads
+/// (and drops); the rest wait for the next refresh or the socket's limit.
+const DRAIN_PER_REFRESH: usize = 256;
 /// Netback's vif MAC address (`xen-netback`/Xen's hotplug scripts).
 pub const VIF_MAC: [u8; 6] = [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff];
 
@@ -155,7 +158,9 @@ impl Representor {
                 self.tap.name()
             );
         }
-        loop {
+        // Bounded: a host process writing into the device without pause
+        // must not keep this (shared) housekeeping thread here.
+        for _ in 0..DRAIN_PER_REFRESH {
             // SAFETY: `buf` is writable for its length.
             let r = unsafe {
                 libc::read(

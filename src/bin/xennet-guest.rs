@@ -556,7 +556,10 @@ fn reconnect(
     spec: &VifSpec,
     wait: Duration,
 ) -> anyhow::Result<(UnixStream, Client)> {
-    let deadline = Instant::now() + wait;
+    // A huge --reconnect means "wait for ever", not an overflow.
+    let deadline = Instant::now()
+        .checked_add(wait)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(u64::from(u32::MAX)));
     let mut last_err = String::from("not tried");
     while Instant::now() < deadline && !STOP.load(Ordering::SeqCst) {
         let mut attempt = || -> anyhow::Result<(UnixStream, Client)> {
