@@ -80,34 +80,23 @@
 use std::cell::Cell;
 use std::ffi::CString;
 use std::io;
+use std::mem::{offset_of, size_of};
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use libc::{
+    PACKET_AUXDATA, PACKET_IGNORE_OUTGOING, PACKET_RX_RING, PACKET_STATISTICS, PACKET_VERSION,
+    PACKET_VNET_HDR, SO_RCVBUFFORCE, TP_STATUS_KERNEL, TP_STATUS_USER, TP_STATUS_VLAN_TPID_VALID,
+    TP_STATUS_VLAN_VALID,
+};
 use xennet_datapath::buffer::{Csum, Gso, GsoType, MAX_BURST};
 use xennet_datapath::{Packet, PacketBatch, Port, PortFeatures, PortStats, RecvStatus};
 
 use crate::ratelimit::LogLimit;
 use crate::tap::{VnetHdr, VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_HDR_LEN};
 
-/// `PACKET_VNET_HDR` (linux/if_packet.h).
-const PACKET_VNET_HDR: libc::c_int = 15;
-/// `PACKET_IGNORE_OUTGOING` (linux/if_packet.h).
-const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
-/// `PACKET_RX_RING` (linux/if_packet.h).
-const PACKET_RX_RING: libc::c_int = 5;
-/// `PACKET_STATISTICS` (linux/if_packet.h): `struct tpacket_stats` (or
-/// `tpacket_stats_v3` with `TPACKET_V3`), reset by every read.
-const PACKET_STATISTICS: libc::c_int = 6;
-/// `PACKET_VERSION` (linux/if_packet.h).
-const PACKET_VERSION: libc::c_int = 10;
-/// `TPACKET_V3` (`enum tpacket_versions`).
-const TPACKET_V3: libc::c_int = 2;
-/// Block status: owned by the kernel (`TP_STATUS_KERNEL`).
-const TP_STATUS_KERNEL: u32 = 0;
-/// Block status: filled and handed to us (`TP_STATUS_USER`).
-const TP_STATUS_USER: u32 = 1;
 /// Size of one receive ring block, in bytes: a 64 KiB GSO frame, its
 /// `tpacket3_hdr`, `sockaddr_ll` and virtio-net header fit in one (the
 /// kernel cuts a frame larger than a block, see `read_block`), three of
@@ -122,14 +111,6 @@ const RING_BLOCKS: usize = 8;
 /// (a 64 KiB GSO frame has a truesize of about 66-70 KiB; the default
 /// 208 KiB `rmem_default` holds three of them).
 const RCVBUF_BYTES: usize = RING_BLOCKS * RING_BLOCK_SIZE;
-/// `SO_RCVBUFFORCE` (asm-generic/socket.h; not in the `libc` crate for
-/// Linux): `SO_RCVBUF` beyond `net.core.rmem_max`, with `CAP_NET_ADMIN`.
-/// 33 everywhere but SPARC (arch/sparc/include/uapi/asm/socket.h).
-#[cfg(not(any(target_arch = "sparc", target_arch = "sparc64")))]
-const SO_RCVBUFFORCE: libc::c_int = 33;
-/// `SO_RCVBUFFORCE` on SPARC.
-#[cfg(any(target_arch = "sparc", target_arch = "sparc64"))]
-const SO_RCVBUFFORCE: libc::c_int = 0x100b;
 /// `tp_frame_size` of the ring request: unused by `TPACKET_V3`'s
 /// variable-sized frames, but the kernel checks that it divides the block
 /// and is at least the frame header.
@@ -137,45 +118,41 @@ const RING_FRAME_SIZE: usize = 2048;
 /// `tp_retire_blk_tov`, in ms: the kernel hands over a block that is not
 /// full after this long, which bounds the latency the ring adds.
 const RING_RETIRE_MS: u32 = 1;
-/// `struct tpacket_block_desc` (linux/if_packet.h): `version`,
-/// `offset_to_priv`, then `struct tpacket_hdr_v1` whose `block_status`,
-/// `num_pkts` and `offset_to_first_pkt` are at these byte offsets.
-const BLK_STATUS: usize = 8;
-/// See [`BLK_STATUS`].
-const BLK_NUM_PKTS: usize = 12;
-/// See [`BLK_STATUS`].
-const BLK_FIRST: usize = 16;
-/// `struct tpacket3_hdr`: `tp_next_offset` (0 for the last frame of a
-/// block), `tp_snaplen` (bytes stored), `tp_len` (bytes of the frame),
-/// `tp_mac` (frame offset from this header) at these byte offsets; its
-/// size (`TPACKET_ALIGN`ed) is [`TP3_HDR_LEN`].
-const TP3_NEXT: usize = 0;
-/// See [`TP3_NEXT`].
-const TP3_SNAPLEN: usize = 12;
-/// See [`TP3_NEXT`].
-const TP3_LEN: usize = 16;
-/// See [`TP3_NEXT`].
-const TP3_MAC: usize = 24;
-/// See [`TP3_NEXT`].
-const TP3_HDR_LEN: usize = 48;
-/// `tpacket3_hdr.tp_status`: per-frame flags ([`TP_STATUS_VLAN_VALID`]).
-const TP3_STATUS: usize = 20;
-/// `tpacket3_hdr.hv1.tp_vlan_tci` (a `u32`; the TCI is its low 16 bits).
-const TP3_VLAN_TCI: usize = 32;
-/// `tpacket3_hdr.hv1.tp_vlan_tpid` (`u16`).
-const TP3_VLAN_TPID: usize = 36;
-/// The frame had a VLAN tag, which the kernel took out of the frame
-/// (`__netif_receive_skb_core` untags every frame before packet sockets
-/// see it): its TCI is in `tp_vlan_tci`.
-const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
-/// `tp_vlan_tpid` is valid (else the tag was 802.1Q, 0x8100).
-const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
-/// `PACKET_AUXDATA` (linux/if_packet.h): a `struct tpacket_auxdata`
-/// control message with every `recvmsg`, for the VLAN tag.
-const PACKET_AUXDATA: libc::c_int = 8;
-/// `struct tpacket_auxdata`: `tp_status` at 0, `tp_vlan_tci` (`u16`) at
-/// 16, `tp_vlan_tpid` at 18; 20 bytes.
-const AUXDATA_LEN: usize = 20;
+/// Byte offsets in a ring block (`struct tpacket_block_desc`, whose
+/// `struct tpacket_hdr_v1` holds `block_status`, `num_pkts` and
+/// `offset_to_first_pkt`) and in a frame header (`struct tpacket3_hdr`:
+/// `tp_next_offset`, 0 for the last frame of a block; `tp_snaplen`, bytes
+/// stored; `tp_len`, bytes of the frame; `tp_status`; `tp_mac`, the
+/// frame's offset from this header; `hv1.tp_vlan_tci`, a `u32` whose low
+/// 16 bits are the TCI; `hv1.tp_vlan_tpid`), from libc's layouts of
+/// linux/if_packet.h. Blocks are read as bytes (bounds-checked), not as
+/// structs, since the kernel writes them.
+const BLK_HDR: usize = offset_of!(libc::tpacket_block_desc, hdr);
+/// See [`BLK_HDR`].
+const BLK_STATUS: usize = BLK_HDR + offset_of!(libc::tpacket_hdr_v1, block_status);
+/// See [`BLK_HDR`].
+const BLK_NUM_PKTS: usize = BLK_HDR + offset_of!(libc::tpacket_hdr_v1, num_pkts);
+/// See [`BLK_HDR`].
+const BLK_FIRST: usize = BLK_HDR + offset_of!(libc::tpacket_hdr_v1, offset_to_first_pkt);
+/// See [`BLK_HDR`].
+const TP3_NEXT: usize = offset_of!(libc::tpacket3_hdr, tp_next_offset);
+/// See [`BLK_HDR`].
+const TP3_SNAPLEN: usize = offset_of!(libc::tpacket3_hdr, tp_snaplen);
+/// See [`BLK_HDR`].
+const TP3_LEN: usize = offset_of!(libc::tpacket3_hdr, tp_len);
+/// See [`BLK_HDR`].
+const TP3_STATUS: usize = offset_of!(libc::tpacket3_hdr, tp_status);
+/// See [`BLK_HDR`].
+const TP3_MAC: usize = offset_of!(libc::tpacket3_hdr, tp_mac);
+/// See [`BLK_HDR`].
+const TP3_VLAN_TCI: usize =
+    offset_of!(libc::tpacket3_hdr, hv1) + offset_of!(libc::tpacket_hdr_variant1, tp_vlan_tci);
+/// See [`BLK_HDR`].
+const TP3_VLAN_TPID: usize =
+    offset_of!(libc::tpacket3_hdr, hv1) + offset_of!(libc::tpacket_hdr_variant1, tp_vlan_tpid);
+/// The frame header's size, `TPACKET_ALIGN`ed (48).
+const TP3_HDR_LEN: usize =
+    size_of::<libc::tpacket3_hdr>().next_multiple_of(libc::TPACKET_ALIGNMENT);
 /// `VIRTIO_NET_HDR_GSO_TCPV4`.
 const VNET_GSO_TCPV4: u8 = 1;
 /// `VIRTIO_NET_HDR_GSO_TCPV6`.
@@ -203,19 +180,6 @@ enum Io {
     /// `read`/`writev` per frame. Frames written go *into* the host's
     /// stack, frames read are what the host sent out of the device.
     Tap,
-}
-
-/// `struct tpacket_req3` (linux/if_packet.h), the `PACKET_RX_RING`
-/// request for `TPACKET_V3`.
-#[repr(C)]
-struct TpacketReq3 {
-    block_size: u32,
-    block_nr: u32,
-    frame_size: u32,
-    frame_nr: u32,
-    retire_blk_tov: u32,
-    sizeof_priv: u32,
-    feature_req_word: u32,
 }
 
 /// A `TPACKET_V3` receive ring mapped from an `AF_PACKET` socket
@@ -250,15 +214,16 @@ impl RxRing {
     /// What `PACKET_VERSION`, `PACKET_RX_RING` (e.g. ENOMEM, EINVAL on
     /// kernels before 3.2) or `mmap` report.
     fn map(fd: &OwnedFd) -> io::Result<RxRing> {
-        setsockopt_int(fd, libc::SOL_PACKET, PACKET_VERSION, TPACKET_V3)?;
-        let req = TpacketReq3 {
-            block_size: RING_BLOCK_SIZE as u32,
-            block_nr: RING_BLOCKS as u32,
-            frame_size: RING_FRAME_SIZE as u32,
-            frame_nr: (RING_BLOCK_SIZE / RING_FRAME_SIZE * RING_BLOCKS) as u32,
-            retire_blk_tov: RING_RETIRE_MS,
-            sizeof_priv: 0,
-            feature_req_word: 0,
+        let v3 = libc::tpacket_versions::TPACKET_V3 as libc::c_int;
+        setsockopt_int(fd, libc::SOL_PACKET, PACKET_VERSION, v3)?;
+        let req = libc::tpacket_req3 {
+            tp_block_size: RING_BLOCK_SIZE as u32,
+            tp_block_nr: RING_BLOCKS as u32,
+            tp_frame_size: RING_FRAME_SIZE as u32,
+            tp_frame_nr: (RING_BLOCK_SIZE / RING_FRAME_SIZE * RING_BLOCKS) as u32,
+            tp_retire_blk_tov: RING_RETIRE_MS,
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
         };
         // SAFETY: `req` lives across the call and its size is passed.
         let r = unsafe {
@@ -266,8 +231,8 @@ impl RxRing {
                 fd.as_raw_fd(),
                 libc::SOL_PACKET,
                 PACKET_RX_RING,
-                (&req as *const TpacketReq3).cast(),
-                std::mem::size_of::<TpacketReq3>() as libc::socklen_t,
+                (&req as *const libc::tpacket_req3).cast(),
+                size_of::<libc::tpacket_req3>() as libc::socklen_t,
             )
         };
         if r < 0 {
@@ -1209,8 +1174,8 @@ impl Port for Netdev {
     }
 }
 
-/// Room for one `PACKET_AUXDATA` control message (`CMSG_SPACE(20)` is 40
-/// on 64-bit Linux) and some spare.
+/// Room for one `PACKET_AUXDATA` control message (`CMSG_SPACE` of a
+/// 20-byte `tpacket_auxdata` is 40 on 64-bit Linux) and some spare.
 const CMSG_BUF_LEN: usize = 64;
 
 /// A control message buffer, aligned as `struct cmsghdr`.
@@ -1230,25 +1195,23 @@ fn auxdata_vlan(msg: &libc::msghdr) -> Option<[u8; 4]> {
         // the control buffer.
         let h = unsafe { &*c };
         // SAFETY: a plain computation on a constant.
-        let min = unsafe { libc::CMSG_LEN(AUXDATA_LEN as u32) } as usize;
+        let min = unsafe { libc::CMSG_LEN(size_of::<libc::tpacket_auxdata>() as u32) } as usize;
         if h.cmsg_level == libc::SOL_PACKET
             && h.cmsg_type == PACKET_AUXDATA
             && h.cmsg_len as usize >= min
         {
-            let mut aux = [0u8; AUXDATA_LEN];
-            // SAFETY: the header says its data holds at least AUXDATA_LEN
-            // bytes, within the buffer; the copy needs no alignment.
-            unsafe {
-                std::ptr::copy_nonoverlapping(libc::CMSG_DATA(c), aux.as_mut_ptr(), AUXDATA_LEN)
-            };
-            let status = u32::from_ne_bytes([aux[0], aux[1], aux[2], aux[3]]);
-            if status & TP_STATUS_VLAN_VALID == 0 {
+            // SAFETY: the header says its data holds a whole
+            // `tpacket_auxdata`, within the buffer; the read needs no
+            // alignment.
+            let aux: libc::tpacket_auxdata =
+                unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c).cast()) };
+            if aux.tp_status & TP_STATUS_VLAN_VALID == 0 {
                 return None;
             }
             return Some(vlan_tag(
-                status & TP_STATUS_VLAN_TPID_VALID != 0,
-                u16::from_ne_bytes([aux[16], aux[17]]),
-                u16::from_ne_bytes([aux[18], aux[19]]),
+                aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0,
+                aux.tp_vlan_tci,
+                aux.tp_vlan_tpid,
             ));
         }
         // SAFETY: as for CMSG_FIRSTHDR; null after the last header.
