@@ -244,13 +244,7 @@ impl Bridge {
     }
 
     /// Add a port under the lowest free OpenFlow port number (from 1).
-    /// A vif's port mirrors into its representor device, if it has one.
     pub fn add_port(&self, entry: PortEntry, port: Box<dyn Port>) -> anyhow::Result<OfPort> {
-        let port = if entry.vif.is_some() {
-            crate::representor::wrap(&entry.name, port)
-        } else {
-            port
-        };
         self.add_port_at(entry, port, &[])
     }
 

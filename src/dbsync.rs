@@ -183,7 +183,6 @@ impl VifRegistry {
             "{}: attached, waiting for the database to place it",
             entry.name
         );
-        let port = crate::representor::wrap(&entry.name, port);
         vifs.insert(
             entry.name.clone(),
             Attached {

@@ -250,17 +250,19 @@ pub fn place(
         name: name.to_string(),
         vif: Some((domid, vif.metrics())),
     };
+    // Every vif mirrors into its representor device, if it has one.
+    let port = crate::representor::wrap(name, Box::new(vif));
     match switch {
         Placement::Static(sw) => {
             let br = sw
                 .bridge(bridge)
                 .with_context(|| format!("no bridge {bridge}"))?;
-            let ofport = br.add_port(entry, Box::new(vif))?;
+            let ofport = br.add_port(entry, port)?;
             Ok((bridge.to_string(), ofport))
         }
         Placement::Database(vifs) => {
             anyhow::ensure!(!vifs.is_attached(name), "{name} is already attached");
-            vifs.attach(entry, Box::new(vif))?;
+            vifs.attach(entry, port)?;
             Ok((String::new(), 0))
         }
     }
