@@ -29,6 +29,9 @@ pub struct PortEntry {
     pub name: String,
     /// For vifs: the frontend's domain id and the netback counters.
     pub vif: Option<(u16, Arc<VifMetrics>)>,
+    /// For system devices: opened asking for a TPACKET_V3 receive ring
+    /// (`options:rx-ring`, TOML `rx_ring`).
+    pub rx_ring: bool,
 }
 
 /// VLAN settings of a bridge's ports by port name (OVS `Port:tag`,
@@ -445,6 +448,7 @@ impl Switch {
                 let entry = PortEntry {
                     name: p.name.clone(),
                     vif: None,
+                    rx_ring: p.rx_ring,
                 };
                 br.add_port(entry, Box::new(dev))?;
             }
@@ -761,6 +765,7 @@ mod tests {
         let entry = PortEntry {
             name: name.into(),
             vif: None,
+            rx_ring: false,
         };
         (b.add_port(entry, Box::new(p)).unwrap(), peer)
     }

@@ -600,7 +600,6 @@ fn apply(
     plan: &Plan,
     switch: &Switch,
     vifs: &mut BTreeMap<String, Attached>,
-    rx_rings: &mut RxRings,
     log: &mut LogOnce,
 ) -> BTreeMap<String, String> {
     // Vifs leaving their bridge.
@@ -680,7 +679,7 @@ fn apply(
             Err(e) => log.warn(format!("{name}: {e:#}")),
         }
     }
-    let errors = apply_netdevs(plan, switch, rx_rings, log);
+    let errors = apply_netdevs(plan, switch, log);
     apply_policing(plan, switch);
     errors
 }
@@ -712,32 +711,20 @@ fn apply_policing(plan: &Plan, switch: &Switch) {
     }
 }
 
-/// The system devices opened asking for a receive ring, as (bridge,
-/// device): what `options:rx-ring` was when each was opened.
-type RxRings = BTreeSet<(String, String)>;
-
 /// Linux devices: detach those no longer planned on their bridge, attach
 /// the new ones, re-open those whose `options:rx-ring` changed.
-fn apply_netdevs(
-    plan: &Plan,
-    switch: &Switch,
-    rx_rings: &mut RxRings,
-    log: &mut LogOnce,
-) -> BTreeMap<String, String> {
+fn apply_netdevs(plan: &Plan, switch: &Switch, log: &mut LogOnce) -> BTreeMap<String, String> {
     let mut errors = BTreeMap::new();
-    // Bridges that went away took their ports with them.
-    rx_rings.retain(|(b, _)| plan.bridges.contains(b));
     for b in switch.bridges() {
         let mut present = BTreeSet::new();
         for (ofport, entry) in b.port_entries() {
             if entry.vif.is_some() {
                 continue;
             }
-            let key = (b.name.clone(), entry.name.clone());
             match plan.netdevs.get(&entry.name) {
                 Some((bn, _, kind)) if *bn == b.name => {
                     if let DevKind::System { rx_ring } = kind {
-                        if *rx_ring != rx_rings.contains(&key) {
+                        if *rx_ring != entry.rx_ring {
                             tracing::info!(
                                 "{}: {}: options:rx-ring is now {rx_ring}: re-opening the port",
                                 b.name,
@@ -746,16 +733,12 @@ fn apply_netdevs(
                             // Re-added below under the same ofport (the
                             // database's `ofport` column prefers it).
                             b.del_port(ofport);
-                            rx_rings.remove(&key);
                             continue;
                         }
                     }
                     present.insert(entry.name);
                 }
-                _ => {
-                    b.del_port(ofport);
-                    rx_rings.remove(&key);
-                }
+                _ => b.del_port(ofport),
             }
         }
         for (name, (bn, prefs, kind)) in &plan.netdevs {
@@ -765,6 +748,7 @@ fn apply_netdevs(
             let entry = PortEntry {
                 name: name.clone(),
                 vif: None,
+                rx_ring: matches!(kind, DevKind::System { rx_ring: true }),
             };
             let opened = match kind {
                 DevKind::System { rx_ring } => crate::netdev::Netdev::open(name, *rx_ring),
@@ -782,14 +766,6 @@ fn apply_netdevs(
                     b.add_port_at(entry, Box::new(dev), prefs)
                 }
             });
-            if r.is_ok() {
-                let key = (b.name.clone(), name.clone());
-                if matches!(kind, DevKind::System { rx_ring: true }) {
-                    rx_rings.insert(key);
-                } else {
-                    rx_rings.remove(&key);
-                }
-            }
             if let Err(e) = r {
                 let msg = format!("could not open network device {name} ({e:#})");
                 log.warn(format!("bridge {bn}: {msg}"));
@@ -1013,7 +989,6 @@ pub async fn run(session: Session, switch: Arc<Switch>, vifs: Arc<VifRegistry>) 
     let mut retry = false;
     let mut last_write_error: Option<Instant> = None;
     let mut had_lock = false;
-    let mut rx_rings = RxRings::new();
     loop {
         let poll = retry || !had_lock;
         let with_stats = tokio::select! {
@@ -1047,7 +1022,7 @@ pub async fn run(session: Session, switch: Arc<Switch>, vifs: Arc<VifRegistry>) 
         let plan = plan(&replica, &ovs, &mut log);
         let txn = tokio::task::block_in_place(|| {
             let mut attached = vifs.lock();
-            let netdev_errors = apply(&plan, &switch, &mut attached, &mut rx_rings, &mut log);
+            let netdev_errors = apply(&plan, &switch, &mut attached, &mut log);
             let hotplug_errors = vifs
                 .hotplug_errors
                 .lock()

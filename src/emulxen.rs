@@ -249,6 +249,7 @@ pub fn place(
     let entry = PortEntry {
         name: name.to_string(),
         vif: Some((domid, vif.metrics())),
+        rx_ring: false,
     };
     // Every vif mirrors into its representor device, if it has one.
     let port = crate::representor::wrap(name, Box::new(vif));
