@@ -88,7 +88,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use libc::{
     PACKET_AUXDATA, PACKET_IGNORE_OUTGOING, PACKET_RX_RING, PACKET_STATISTICS, PACKET_VERSION,
-    PACKET_VNET_HDR, SO_RCVBUFFORCE, TP_STATUS_KERNEL, TP_STATUS_USER, TP_STATUS_VLAN_TPID_VALID,
+    PACKET_VNET_HDR, TP_STATUS_KERNEL, TP_STATUS_USER, TP_STATUS_VLAN_TPID_VALID,
     TP_STATUS_VLAN_VALID,
 };
 use xennet_datapath::buffer::{Csum, Gso, GsoType, MAX_BURST};
@@ -393,9 +393,9 @@ fn setsockopt_int(
 /// buffer the kernel reports (`SO_RCVBUF`: twice what was set, for `skb`
 /// overhead), in bytes; 0 if it cannot be read.
 fn set_rcvbuf(fd: &OwnedFd, name: &str) -> usize {
-    let want = libc::c_int::try_from(RCVBUF_BYTES).unwrap_or(libc::c_int::MAX);
-    if let Err(e) = setsockopt_int(fd, libc::SOL_SOCKET, SO_RCVBUFFORCE, want) {
-        let r = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, want);
+    use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+    if let Err(e) = setsockopt(fd, sockopt::RcvBufForce, &RCVBUF_BYTES) {
+        let r = setsockopt(fd, sockopt::RcvBuf, &RCVBUF_BYTES);
         tracing::info!(
             "{name}: SO_RCVBUFFORCE: {e}; SO_RCVBUF {} KiB{}, at most net.core.rmem_max",
             RCVBUF_BYTES / 1024,
@@ -405,22 +405,7 @@ fn set_rcvbuf(fd: &OwnedFd, name: &str) -> usize {
             }
         );
     }
-    let mut val: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `val` and `len` live across the call; `len` is `val`'s size.
-    let r = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&mut val as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if r < 0 {
-        return 0;
-    }
-    usize::try_from(val).unwrap_or(0)
+    getsockopt(fd, sockopt::RcvBuf).unwrap_or(0)
 }
 
 impl Netdev {
@@ -823,19 +808,9 @@ impl Netdev {
     /// thread spinning, since reading the ring makes no system call (a
     /// failing `recvmmsg` takes it). Counted as `rx_errors` and logged.
     fn take_socket_error(&mut self) {
-        let mut err: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: `err` is writable for `len` bytes.
-        let r = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                (&mut err as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        if r == 0 && err != 0 {
+        let err = nix::sys::socket::getsockopt(&self.fd, nix::sys::socket::sockopt::SocketError)
+            .unwrap_or(0);
+        if err != 0 {
             self.stats.rx_errors += 1;
             if self.drop_log.ready() {
                 tracing::warn!("{}: {}", self.name, io::Error::from_raw_os_error(err));
@@ -1935,28 +1910,15 @@ mod veth_tests {
             assert!(rx.ring.is_none());
             // Raised with SO_RCVBUFFORCE (tests run as root, beyond any
             // rmem_max); the kernel reports twice what was set.
-            assert_eq!(rcvbuf(rx.fd.as_raw_fd()), 2 * RCVBUF_BYTES);
+            assert_eq!(rcvbuf(&rx.fd), 2 * RCVBUF_BYTES);
             let mut tx = Netdev::open("xb", false).unwrap();
             exchange(&mut rx, &mut tx);
         });
     }
 
     /// `SO_RCVBUF` of socket `fd`, in bytes (twice what was set).
-    fn rcvbuf(fd: libc::c_int) -> usize {
-        let mut val: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: `val` and `len` live across the call.
-        let r = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                (&mut val as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        assert_eq!(r, 0, "{}", io::Error::last_os_error());
-        usize::try_from(val).unwrap()
+    fn rcvbuf(fd: &OwnedFd) -> usize {
+        nix::sys::socket::getsockopt(fd, nix::sys::socket::sockopt::RcvBuf).unwrap()
     }
 
     /// Take `CAP_NET_ADMIN` out of the calling thread's effective
@@ -2020,13 +1982,15 @@ mod veth_tests {
             let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             let probe = OwnedFd::from(probe);
             assert_eq!(
-                setsockopt_int(&probe, libc::SOL_SOCKET, SO_RCVBUFFORCE, 1 << 20)
-                    .unwrap_err()
-                    .raw_os_error(),
-                Some(libc::EPERM)
+                nix::sys::socket::setsockopt(
+                    &probe,
+                    nix::sys::socket::sockopt::RcvBufForce,
+                    &(1 << 20)
+                ),
+                Err(nix::errno::Errno::EPERM)
             );
             let mut rx = Netdev::open("xa", false).unwrap();
-            assert_eq!(rcvbuf(rx.fd.as_raw_fd()), want);
+            assert_eq!(rcvbuf(&rx.fd), want);
             let mut tx = Netdev::open("xb", false).unwrap();
             exchange(&mut rx, &mut tx);
         });
