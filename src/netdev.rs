@@ -171,15 +171,17 @@ const VNET_GSO_ECN: u8 = 0x80;
 /// the packet buffer, header included (see `recv_one`).
 const MAX_FRAME: usize = xennet_datapath::buffer::MAX_FRAME + VNET_HDR_LEN;
 
-/// How frames cross the file descriptor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Io {
-    /// An `AF_PACKET` socket bound to the device: `recvmmsg`/`sendmmsg`.
-    Socket,
-    /// The tap's own fd (OVS `internal` and `tap` interfaces): one
-    /// `read`/`writev` per frame. Frames written go *into* the host's
-    /// stack, frames read are what the host sent out of the device.
-    Tap,
+/// The file descriptor frames cross, and what owns it.
+#[derive(Debug)]
+enum Backing {
+    /// An `AF_PACKET` socket bound to the device: `recvmmsg`/`sendmmsg`
+    /// (or the receive ring).
+    Socket(OwnedFd),
+    /// The tap this port made (OVS `internal` and `tap` interfaces),
+    /// through its own fd: one `read`/`writev` per frame. Frames written go
+    /// *into* the host's stack, frames read are what the host sent out of
+    /// the device. Dropped with the port.
+    Tap(crate::tap::TapDevice),
 }
 
 /// A `TPACKET_V3` receive ring mapped from an `AF_PACKET` socket
@@ -347,13 +349,10 @@ fn insert_vlan(pkt: &mut Packet, tag: [u8; 4]) {
 /// A Linux device as a port.
 #[derive(Debug)]
 pub struct Netdev {
-    /// The receive ring (`Io::Socket` only; `None`: `recvmmsg`). Declared
-    /// before `fd` so that it is unmapped before the socket closes.
+    /// The receive ring (sockets only; `None`: `recvmmsg`). Declared
+    /// before `backing` so that it is unmapped before the socket closes.
     ring: Option<RxRing>,
-    fd: OwnedFd,
-    io: Io,
-    /// The tap device this port made (dropped with the port).
-    _tap: Option<crate::tap::TapDevice>,
+    backing: Backing,
     name: String,
     stats: PortStats,
     /// Rate limit of the log lines about dropped frames.
@@ -525,9 +524,7 @@ impl Netdev {
         }
         Ok(Netdev {
             ring,
-            fd,
-            io: Io::Socket,
-            _tap: None,
+            backing: Backing::Socket(fd),
             name: name.to_string(),
             stats: PortStats::default(),
             drop_log: LogLimit::default(),
@@ -556,17 +553,26 @@ impl Netdev {
                 tracing::warn!("{name}: setting MAC address: {e}");
             }
         }
-        let fd = tap.fd().try_clone_to_owned()?;
         Ok(Netdev {
             ring: None,
-            fd,
-            io: Io::Tap,
             name: tap.name().to_owned(),
-            _tap: Some(tap),
+            backing: Backing::Tap(tap),
             stats: PortStats::default(),
             drop_log: LogLimit::default(),
             kernel_drops: Cell::new(0),
         })
+    }
+
+    /// The descriptor frames cross (the socket, or the tap's).
+    fn fd(&self) -> BorrowedFd<'_> {
+        match &self.backing {
+            Backing::Socket(fd) => fd.as_fd(),
+            Backing::Tap(tap) => tap.fd(),
+        }
+    }
+
+    fn is_tap(&self) -> bool {
+        matches!(self.backing, Backing::Tap(_))
     }
 
     /// The tap's `recv`: one `read` per frame into the batch's free slots.
@@ -574,7 +580,8 @@ impl Netdev {
         while let Some(p) = batch.push_slot() {
             let buf = p.resize(MAX_FRAME);
             // SAFETY: `buf` is a writable buffer of the length given.
-            let r = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            let r =
+                unsafe { libc::read(self.fd().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if r < 0 {
                 batch.pop();
                 let e = io::Error::last_os_error();
@@ -606,7 +613,7 @@ impl Netdev {
     /// in OVS.
     fn send_tap(&mut self, pkts: &[&Packet]) {
         for p in pkts {
-            if write_tap(self.fd.as_fd(), p) {
+            if write_tap(self.fd(), p) {
                 self.stats.tx_packets += 1;
                 self.stats.tx_bytes += p.len() as u64;
             } else {
@@ -808,7 +815,7 @@ impl Netdev {
     /// thread spinning, since reading the ring makes no system call (a
     /// failing `recvmmsg` takes it). Counted as `rx_errors` and logged.
     fn take_socket_error(&mut self) {
-        let err = nix::sys::socket::getsockopt(&self.fd, nix::sys::socket::sockopt::SocketError)
+        let err = nix::sys::socket::getsockopt(&self.fd(), nix::sys::socket::sockopt::SocketError)
             .unwrap_or(0);
         if err != 0 {
             self.stats.rx_errors += 1;
@@ -850,7 +857,7 @@ impl Netdev {
     /// `tpacket_stats_v3`); 0 if the socket cannot tell (not a packet
     /// socket).
     fn read_kernel_drops(&self) -> u64 {
-        if self.io != Io::Socket {
+        if self.is_tap() {
             return 0;
         }
         // tp_packets, tp_drops, tp_freeze_q_cnt (V3 only).
@@ -860,7 +867,7 @@ impl Netdev {
         // kernel to what it wrote.
         let r = unsafe {
             libc::getsockopt(
-                self.fd.as_raw_fd(),
+                self.fd().as_raw_fd(),
                 libc::SOL_PACKET,
                 PACKET_STATISTICS,
                 st.as_mut_ptr().cast(),
@@ -911,7 +918,7 @@ impl Netdev {
             // frames of `pkts`, all alive across the call.
             let r = unsafe {
                 libc::sendmmsg(
-                    self.fd.as_raw_fd(),
+                    self.fd().as_raw_fd(),
                     msgs[off..].as_mut_ptr(),
                     (m - off) as libc::c_uint,
                     libc::MSG_DONTWAIT,
@@ -1046,11 +1053,11 @@ impl Port for Netdev {
     }
 
     fn event_fd(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.fd.as_fd())
+        Some(self.fd())
     }
 
     fn recv(&mut self, batch: &mut PacketBatch) -> RecvStatus {
-        if self.io == Io::Tap {
+        if self.is_tap() {
             return self.recv_tap(batch);
         }
         if self.ring.is_some() {
@@ -1082,7 +1089,7 @@ impl Port for Netdev {
         // of `cmsgs`, all alive and not otherwise borrowed across the call.
         let r = unsafe {
             libc::recvmmsg(
-                self.fd.as_raw_fd(),
+                self.fd().as_raw_fd(),
                 msgs.as_mut_ptr(),
                 want as libc::c_uint,
                 libc::MSG_DONTWAIT | libc::MSG_TRUNC,
@@ -1124,7 +1131,7 @@ impl Port for Netdev {
     }
 
     fn send(&mut self, pkts: &[&Packet]) {
-        if self.io == Io::Tap {
+        if self.is_tap() {
             return self.send_tap(pkts);
         }
         for chunk in pkts.chunks(MAX_BURST) {
@@ -1330,9 +1337,7 @@ mod tests {
         let (ours, theirs) = std::os::unix::net::UnixDatagram::pair().unwrap();
         let dev = Netdev {
             ring: None,
-            fd: OwnedFd::from(ours),
-            io: Io::Socket,
-            _tap: None,
+            backing: Backing::Socket(OwnedFd::from(ours)),
             name: "test".into(),
             stats: PortStats::default(),
             drop_log: LogLimit::default(),
@@ -1473,9 +1478,7 @@ mod ring_tests {
         let (ours, _theirs) = std::os::unix::net::UnixDatagram::pair().unwrap();
         Netdev {
             ring: Some(ring),
-            fd: OwnedFd::from(ours),
-            io: Io::Socket,
-            _tap: None,
+            backing: Backing::Socket(OwnedFd::from(ours)),
             name: "test".into(),
             stats: PortStats::default(),
             drop_log: LogLimit::default(),
@@ -1758,7 +1761,7 @@ mod veth_tests {
                         break;
                     }
                     let mut pfd = [nix::poll::PollFd::new(
-                        rx.fd.as_fd(),
+                        rx.fd(),
                         nix::poll::PollFlags::POLLIN,
                     )];
                     let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(100u16));
@@ -1821,7 +1824,7 @@ mod veth_tests {
             let deadline = Instant::now() + Duration::from_secs(30);
             while got.len() < 2 && Instant::now() < deadline {
                 let mut pfd = [nix::poll::PollFd::new(
-                    rx.fd.as_fd(),
+                    rx.fd(),
                     nix::poll::PollFlags::POLLIN,
                 )];
                 let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(100u16));
@@ -1852,7 +1855,7 @@ mod veth_tests {
             let mut tx = Netdev::open("xb", false).unwrap();
             let poll = |rx: &Netdev, ms: u16| {
                 let mut pfd = [nix::poll::PollFd::new(
-                    rx.fd.as_fd(),
+                    rx.fd(),
                     nix::poll::PollFlags::POLLIN,
                 )];
                 nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(ms)).unwrap();
@@ -1910,14 +1913,14 @@ mod veth_tests {
             assert!(rx.ring.is_none());
             // Raised with SO_RCVBUFFORCE (tests run as root, beyond any
             // rmem_max); the kernel reports twice what was set.
-            assert_eq!(rcvbuf(&rx.fd), 2 * RCVBUF_BYTES);
+            assert_eq!(rcvbuf(&rx.fd()), 2 * RCVBUF_BYTES);
             let mut tx = Netdev::open("xb", false).unwrap();
             exchange(&mut rx, &mut tx);
         });
     }
 
     /// `SO_RCVBUF` of socket `fd`, in bytes (twice what was set).
-    fn rcvbuf(fd: &OwnedFd) -> usize {
+    fn rcvbuf(fd: &impl AsFd) -> usize {
         nix::sys::socket::getsockopt(fd, nix::sys::socket::sockopt::RcvBuf).unwrap()
     }
 
@@ -1990,7 +1993,7 @@ mod veth_tests {
                 Err(nix::errno::Errno::EPERM)
             );
             let mut rx = Netdev::open("xa", false).unwrap();
-            assert_eq!(rcvbuf(&rx.fd), want);
+            assert_eq!(rcvbuf(&rx.fd()), want);
             let mut tx = Netdev::open("xb", false).unwrap();
             exchange(&mut rx, &mut tx);
         });
