@@ -123,6 +123,34 @@ pub struct XenConfig {
     pub coalesce_usecs: u32,
 }
 
+impl XenConfig {
+    /// The backend settings of real mode, for our domain `backend_domid`.
+    pub fn backend(&self, backend_domid: u16) -> crate::xenbusd::BackendConfig {
+        crate::xenbusd::BackendConfig {
+            backend_domid,
+            bridge: self.bridge.clone(),
+            hotplug: self.hotplug,
+            representors: self.representors,
+            event_rate: self.event_rate,
+            coalesce_usecs: self.coalesce_usecs,
+        }
+    }
+}
+
+impl EmulatedXenConfig {
+    /// The backend settings of emulated mode.
+    pub fn backend(&self) -> crate::xenbusd::BackendConfig {
+        crate::xenbusd::BackendConfig {
+            backend_domid: self.backend_domid,
+            bridge: self.bridge.clone(),
+            hotplug: self.hotplug,
+            representors: self.representors,
+            event_rate: self.event_rate,
+            coalesce_usecs: self.coalesce_usecs,
+        }
+    }
+}
+
 impl Default for XenConfig {
     fn default() -> Self {
         XenConfig {

@@ -231,19 +231,7 @@ async fn run(rundir: PathBuf, config: Config, db: Option<String>) -> anyhow::Res
         };
         let cfg = &config.emulated_xen;
         let xs = ctx.store.connect_as(u32::from(cfg.backend_domid))?;
-        xenbusd::start(
-            xs,
-            ctx.domains.clone(),
-            placement.clone(),
-            xenbusd::BackendConfig {
-                backend_domid: cfg.backend_domid,
-                bridge: cfg.bridge.clone(),
-                hotplug: cfg.hotplug,
-                representors: cfg.representors,
-                event_rate: cfg.event_rate,
-                coalesce_usecs: cfg.coalesce_usecs,
-            },
-        )?;
+        xenbusd::start(xs, ctx.domains.clone(), placement.clone(), cfg.backend())?;
         Some((ctx, listener))
     } else {
         None
@@ -313,14 +301,7 @@ fn start_real_xen(placement: &emulxen::Placement, cfg: &config::XenConfig) -> an
         xs,
         Arc::new(xenbusd::RealXen),
         placement.clone(),
-        xenbusd::BackendConfig {
-            backend_domid,
-            bridge: cfg.bridge.clone(),
-            hotplug: cfg.hotplug,
-            representors: cfg.representors,
-            event_rate: cfg.event_rate,
-            coalesce_usecs: cfg.coalesce_usecs,
-        },
+        cfg.backend(backend_domid),
     )?;
     Ok(())
 }
