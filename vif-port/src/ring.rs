@@ -434,6 +434,22 @@ impl<K: RingKind> BackRing<K> {
         self.req_prod().wrapping_sub(self.req_cons)
     }
 
+    /// The frontend's `req_prod` (read once) and the requests pending up
+    /// to it. `Err` (a protocol violation, `RING_REQUEST_PROD_OVERFLOW`)
+    /// when more than the ring holds are pending.
+    pub fn pending(&self) -> Result<(u32, u32), String> {
+        let prod = self.req_prod();
+        let n = prod.wrapping_sub(self.req_cons);
+        if n > K::SIZE {
+            return Err(format!(
+                "impossible request count: req_prod {prod}, req_cons {}, ring of {}",
+                self.req_cons,
+                K::SIZE
+            ));
+        }
+        Ok((prod, n))
+    }
+
     /// Copy the request at ring index `idx` out of shared memory
     /// (`RING_COPY_REQUEST`).
     pub fn copy_request(&self, idx: u32) -> K::Req {

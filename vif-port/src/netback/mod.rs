@@ -589,15 +589,13 @@ impl Vif {
         let mut served = 0;
         let mut more = true;
         for _ in 0..CtrlRing::SIZE {
-            let pending = ring.unconsumed();
-            if pending > CtrlRing::SIZE {
-                self.fatal(&format!(
-                    "impossible control request count: req_prod {}, req_cons {}",
-                    ring.req_prod(),
-                    ring.req_cons
-                ));
-                break;
-            }
+            let pending = match ring.pending() {
+                Ok((_, n)) => n,
+                Err(e) => {
+                    self.fatal(&format!("control ring: {e}"));
+                    break;
+                }
+            };
             if pending == 0 {
                 if !ring.final_check_for_requests() {
                     more = false;

@@ -24,7 +24,7 @@ use crate::grant::{recycle_ops, ForeignAddr, GrantCopy, GrantOps, GNTST_OKAY};
 use crate::metrics::VifMetrics;
 use crate::ring::{
     BackRing, NetifExtraInfo, NetifRxRequest, NetifRxResponse, RxRing, NETIF_RSP_ERROR,
-    NETRXF_CSUM_BLANK, NETRXF_DATA_VALIDATED, NETRXF_EXTRA_INFO, NETRXF_MORE_DATA, RING_SIZE,
+    NETRXF_CSUM_BLANK, NETRXF_DATA_VALIDATED, NETRXF_EXTRA_INFO, NETRXF_MORE_DATA,
     XEN_NETIF_EXTRA_FLAG_MORE, XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6, XEN_PAGE_SIZE,
 };
 use crate::toeplitz::FlowHash;
@@ -150,14 +150,7 @@ fn deliver<T: RxItem>(
     plans.clear();
     reqs.clear();
     owner.clear();
-    let prod = ring.req_prod();
-    let mut avail = prod.wrapping_sub(ring.req_cons);
-    if avail > RING_SIZE {
-        return Err(format!(
-            "impossible RX request count: req_prod {prod}, req_cons {}",
-            ring.req_cons
-        ));
-    }
+    let (_, mut avail) = ring.pending().map_err(|e| format!("RX: {e}"))?;
     let mut out = Delivered::default();
     let mut cons = ring.req_cons;
     for (i, item) in pkts.iter().enumerate() {

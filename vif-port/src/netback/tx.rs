@@ -18,7 +18,7 @@ use crate::metrics::VifMetrics;
 use crate::ring::{
     NetifExtraInfo, NetifTxRequest, NetifTxResponse, NETIF_RSP_ERROR, NETIF_RSP_NULL,
     NETIF_RSP_OKAY, NETTXF_CSUM_BLANK, NETTXF_DATA_VALIDATED, NETTXF_EXTRA_INFO, NETTXF_MORE_DATA,
-    RING_SIZE, XEN_NETIF_EXTRA_FLAG_MORE, XEN_NETIF_EXTRA_TYPE_GSO, XEN_NETIF_EXTRA_TYPE_HASH,
+    XEN_NETIF_EXTRA_FLAG_MORE, XEN_NETIF_EXTRA_TYPE_GSO, XEN_NETIF_EXTRA_TYPE_HASH,
     XEN_NETIF_EXTRA_TYPE_MCAST_ADD, XEN_NETIF_EXTRA_TYPE_MCAST_DEL, XEN_NETIF_GSO_TYPE_TCPV4,
     XEN_NETIF_GSO_TYPE_TCPV6, XEN_NETIF_NR_SLOTS_MIN, XEN_PAGE_SIZE,
 };
@@ -220,14 +220,7 @@ impl Vif {
         q: &mut Queue,
         batch: &mut PacketBatch,
     ) -> Result<bool, String> {
-        let prod = q.tx.req_prod();
-        let pending = prod.wrapping_sub(q.tx.req_cons);
-        if pending > RING_SIZE {
-            return Err(format!(
-                "impossible request count: req_prod {prod}, req_cons {}",
-                q.tx.req_cons
-            ));
-        }
+        let (prod, pending) = q.tx.pending()?;
         let room = MAX_BURST.saturating_sub(batch.len());
         self.tx_scratch.slots.clear();
         self.tx_scratch.pkts.clear();
