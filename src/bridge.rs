@@ -693,6 +693,25 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
             Ok(out)
         }),
     );
+    let s = switch.clone();
+    c.add(
+        "dpctl/del-flows",
+        "[BRIDGE]",
+        0,
+        1,
+        Box::new(move |args| {
+            // OVS has one userspace datapath for every bridge, so no
+            // argument flushes them all.
+            let bridges = match args.is_empty() {
+                true => s.bridges(),
+                false => vec![s.bridge_arg(args)?],
+            };
+            for b in bridges {
+                b.dp.del_flows().map_err(|e| format!("{}: {e}", b.name))?;
+            }
+            Ok(String::new())
+        }),
+    );
     let s = switch;
     c.add(
         "dpif-netdev/pmd-stats-show",

@@ -106,6 +106,18 @@ fn ofctl_flows_steer_traffic_of13() {
             "too wide: {dp}"
         );
     }
+    // dpctl/del-flows empties the cache (the flows are set up again by
+    // the next packets).
+    // (Only the pings send IPv4; guests' IPv6 housekeeping may set up
+    // other megaflows at any time.)
+    let ping_flow = "in_port(1),eth_type(0x0800),";
+    assert!(dp.contains(ping_flow), "no IPv4 megaflow: {dp}");
+    assert_eq!(h.appctl(&["dpctl/del-flows"]), "");
+    let dp = h.appctl(&["dpctl/dump-flows", "br0"]);
+    assert!(!dp.contains(ping_flow), "megaflow left: {dp}");
+    assert!(h.ping(1, 2, 2), "{}", h.log());
+    let dp = h.appctl(&["dpctl/dump-flows", "br0"]);
+    assert!(dp.contains(ping_flow), "no megaflow after del-flows: {dp}");
 
     // ofproto/trace shows the table walk as OVS does.
     let trace = h.appctl(&[

@@ -199,6 +199,7 @@ enum Command {
     Ports(SyncSender<Vec<PortInfo>>),
     Stats(SyncSender<DpStats>),
     DumpFlows(SyncSender<Vec<String>>),
+    DelFlows(SyncSender<usize>),
     SetMeter(u32, MeterSpec, SyncSender<bool>),
     DelMeter(u32, SyncSender<bool>),
     MeterStats(SyncSender<Vec<(u32, MeterCounters)>>),
@@ -311,6 +312,13 @@ impl DpHandle {
     /// Megaflows in `ovs-appctl dpctl/dump-flows` format.
     pub fn dump_flows(&self) -> Vec<String> {
         self.request(Command::DumpFlows).unwrap_or_default()
+    }
+
+    /// Remove every megaflow (OVS `ovs-appctl dpctl/del-flows`); the next
+    /// packet of each flow is translated again. Returns how many were
+    /// removed.
+    pub fn del_flows(&self) -> Result<usize, DpError> {
+        self.request(Command::DelFlows)
     }
 
     /// Add or replace meter `id` (token buckets start full, counters at
@@ -571,6 +579,11 @@ impl Fwd {
                 }
                 Command::DumpFlows(reply) => {
                     let _ = reply.send(self.dump_flows());
+                }
+                Command::DelFlows(reply) => {
+                    let n = self.cache.len();
+                    self.cache.flush();
+                    let _ = reply.send(n);
                 }
                 Command::SetMeter(id, spec, reply) => {
                     let ok = self.exec.meters.set(id, &spec, Instant::now());

@@ -44,6 +44,16 @@ xt_pkg_versions() {
     done
 }
 
+# xt_cached_deb PKG=VERSION: the path of its .deb in $XT_CACHE/debs, or
+# nothing (apt-get download names files PKG_VERSION_ARCH.deb with ':' as %3a).
+xt_cached_deb() {
+    local p=${1%%=*} v=${1#*=} f
+    for f in "$XT_CACHE/debs/${p}_${v//:/%3a}_"*.deb; do
+        [ -e "$f" ] && { echo "$f"; return 0; }
+    done
+    return 0
+}
+
 # xt_root: unpack the packages into $XT_CACHE/root-<pkgkey>; sets XT_ROOT and XT_KVER.
 xt_root() {
     local pkgs versions pkgkey p v f
@@ -61,25 +71,23 @@ xt_root() {
         mkdir -p "$XT_ROOT"
         local want=()
         while read -r p; do
-            v=${p#*=}
-            f=$(ls "$XT_CACHE/debs/${p%%=*}_${v//:/%3a}_"*.deb 2>/dev/null | head -1)
-            [ -n "$f" ] || want+=("$p")
+            [ -n "$(xt_cached_deb "$p")" ] || want+=("$p")
         done <<<"$versions"
         if ((${#want[@]})); then
+            echo "test-xen: apt-get download ${want[*]}" >&2
             (cd "$XT_CACHE/debs" && { apt-get download "${want[@]}" >/dev/null 2>&1 ||
-                { apt-get update -qq >/dev/null && apt-get download "${want[@]}"; }; }) ||
-                die "apt-get download ${want[*]} failed"
+                { apt_run update -q && apt_run download "${want[@]}"; }; }) ||
+                die "apt-get download ${want[*]} failed (the reason is above)"
         fi
         while read -r p; do
-            v=${p#*=}
-            f=$(ls "$XT_CACHE/debs/${p%%=*}_${v//:/%3a}_"*.deb 2>/dev/null | head -1)
-            [ -n "$f" ] || die "no .deb for $p in $XT_CACHE/debs"
+            f=$(xt_cached_deb "$p")
+            [ -n "$f" ] || die "no .deb for $p in $XT_CACHE/debs after apt-get download"
             dpkg-deb -x "$f" "$XT_ROOT" || die "dpkg-deb -x $f failed"
         done <<<"$versions"
         echo "$versions" >"$XT_ROOT/.versions"
         touch "$XT_ROOT/.complete"
     fi
-    XT_KVER=$(ls "$XT_ROOT/lib/modules" | sort -V | tail -1)
+    XT_KVER=$(ls "$XT_ROOT/lib/modules" 2>/dev/null | sort -V | tail -1) || true
     [ -n "$XT_KVER" ] && [ -e "$XT_ROOT/boot/vmlinuz-$XT_KVER" ] || die "no kernel in $XT_ROOT"
     [ -e "$XT_ROOT/lib/modules/$XT_KVER/modules.dep" ] || depmod -b "$XT_ROOT" "$XT_KVER" ||
         die "depmod -b $XT_ROOT failed"
