@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use anyhow::Context;
 use xennet_datapath::buffer::OFPP_LOCAL;
 use xennet_datapath::dpif::{Datapath, DpHandle, PortInfo};
+use xennet_datapath::packet::MacAddr;
 use xennet_datapath::{OfPort, Port};
 use xennet_ofproto::normal::{FdbHandle, PortVlan};
 use xennet_vif::VifMetrics;
@@ -18,6 +19,7 @@ use xennet_openflow::model::{self, MpReply, MpRequest, Msg, PortStatus};
 use xennet_openflow::OfError;
 
 use crate::config::{Config, FailMode as ConfigFailMode};
+use crate::identity::Identity;
 use crate::ofbridge::{port_desc, OfBridge};
 use crate::ofconn::{ConnCtx, ConnMgr, Event};
 use crate::unixctl::Commands;
@@ -57,19 +59,8 @@ pub struct Bridge {
     fail_mode: Mutex<FailMode>,
     /// The limits last applied ([`Bridge::set_limits`]).
     limits: Mutex<Limits>,
-}
-
-/// The datapath id of a bridge (OVS derives it from the bridge's MAC
-/// address; xennet from its name): a locally administered MAC in the low
-/// 48 bits, stable across restarts.
-pub fn datapath_id(name: &str) -> u64 {
-    // FNV-1a, 64 bit.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    (h & 0x0000_feff_ffff_ffff) | 0x0000_0200_0000_0000
+    /// The bridge's MAC address (its LOCAL port's; see [`Identity`]).
+    hwaddr: Mutex<[u8; 6]>,
 }
 
 /// A bridge's datapath and MAC-learning limits (OVS
@@ -113,10 +104,44 @@ impl Bridge {
         *cur = *l;
     }
 
-    /// Start bridge `name`: its forwarding thread, and its OpenFlow
-    /// management socket `<rundir>/<name>.mgmt`.
-    fn new(name: &str, rundir: &Path, fail_mode: FailMode) -> anyhow::Result<Arc<Bridge>> {
-        let dpid = datapath_id(name);
+    /// The bridge's MAC address (its LOCAL port's).
+    pub fn hwaddr(&self) -> [u8; 6] {
+        *self.hwaddr.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Apply a new datapath id and MAC address (OVS `other_config`
+    /// `datapath-id` and `hwaddr`). A new MAC is set on the LOCAL port's
+    /// device (named like the bridge) if it exists. Controllers see a new
+    /// datapath id in their next FEATURES_REPLY.
+    pub fn set_identity(&self, id: Identity) {
+        if self.of.set_datapath_id(id.datapath_id) {
+            tracing::info!("bridge {}: datapath id {:016x}", self.name, id.datapath_id);
+        }
+        let old = std::mem::replace(
+            &mut *self.hwaddr.lock().unwrap_or_else(|e| e.into_inner()),
+            id.hwaddr,
+        );
+        let mac = MacAddr(id.hwaddr);
+        if old != id.hwaddr && self.port_entries().contains_key(&OFPP_LOCAL) {
+            match crate::tap::set_mac(&self.name, id.hwaddr) {
+                Ok(()) => tracing::info!("bridge {}: MAC address {mac}", self.name),
+                Err(e) => tracing::warn!(
+                    "bridge {}: setting MAC address {mac} on its LOCAL port: {e}",
+                    self.name
+                ),
+            }
+        }
+    }
+
+    /// Start bridge `name` with identity `id`: its forwarding thread, and
+    /// its OpenFlow management socket `<rundir>/<name>.mgmt`.
+    fn new(
+        name: &str,
+        rundir: &Path,
+        fail_mode: FailMode,
+        id: Identity,
+    ) -> anyhow::Result<Arc<Bridge>> {
+        let dpid = id.datapath_id;
         let of = Ofproto::new(name, dpid, fail_mode);
         let dp = Datapath::spawn(name, of.upcall_handler())
             .with_context(|| format!("starting the datapath of bridge {name}"))?;
@@ -128,10 +153,11 @@ impl Bridge {
             fdb: of.fdb().clone(),
             ports: Mutex::new(BTreeMap::new()),
             vlans: Mutex::new(BTreeMap::new()),
-            conns: ConnMgr::new(name, Arc::new(OfBridge::new(weak.clone(), dpid))),
+            conns: ConnMgr::new(name, Arc::new(OfBridge::new(weak.clone()))),
             of,
             fail_mode: Mutex::new(fail_mode),
             limits: Mutex::new(Limits::default()),
+            hwaddr: Mutex::new(id.hwaddr),
         });
         let path = b
             .conns
@@ -433,7 +459,8 @@ impl Switch {
                 ConfigFailMode::Standalone => FailMode::Standalone,
                 ConfigFailMode::Secure => FailMode::Secure,
             };
-            let br = switch.add_bridge(&b.name, fail_mode)?;
+            let id = Identity::derived(crate::identity::host_id(), &b.name);
+            let br = switch.add_bridge(&b.name, fail_mode, id)?;
             br.configure_vlans(b.port_vlans());
             br.configure_openflow(fail_mode, &b.controller);
             // Ports that are not vifs are Linux devices (OVS type "").
@@ -480,13 +507,18 @@ impl Switch {
         self.read().keys().cloned().collect()
     }
 
-    /// Create bridge `name` (starting its forwarding thread); an existing
-    /// bridge of that name is returned as is.
-    pub fn add_bridge(&self, name: &str, fail_mode: FailMode) -> anyhow::Result<Arc<Bridge>> {
+    /// Create bridge `name` with identity `id` (starting its forwarding
+    /// thread); an existing bridge of that name is returned as is.
+    pub fn add_bridge(
+        &self,
+        name: &str,
+        fail_mode: FailMode,
+        id: Identity,
+    ) -> anyhow::Result<Arc<Bridge>> {
         if let Some(b) = self.bridge(name) {
             return Ok(b);
         }
-        let b = Bridge::new(name, &self.rundir, fail_mode)?;
+        let b = Bridge::new(name, &self.rundir, fail_mode, id)?;
         self.write().insert(name.to_owned(), b.clone());
         Ok(b)
     }

@@ -7,8 +7,12 @@
 //! * Bridges: one per row in `Open_vSwitch:bridges`, created and removed
 //!   as the database says. The interface named like its bridge (the
 //!   `internal` interface `ovs-vsctl add-br` makes) is a tap device of
-//!   that name on OFPP_LOCAL (ofport 65534), with the bridge's MAC (the
-//!   low 48 bits of its datapath id).
+//!   that name on OFPP_LOCAL (ofport 65534), with the bridge's MAC.
+//! * A bridge's datapath id and MAC (see [`crate::identity`]): its
+//!   `other_config:datapath-id` and `other_config:hwaddr` when set and
+//!   valid (else a warning), otherwise derived from the host's
+//!   `Open_vSwitch:external_ids:system-id` (or machine id) and the bridge
+//!   name; `datapath_id` is written back.
 //! * Types `internal` and `tap`: a tap device xennetd creates or attaches
 //!   to (`Netdev::open_tap`), as OVS's userspace datapath does for both.
 //! * Types `""` and `system` (other than vifs): an existing Linux device,
@@ -69,6 +73,7 @@ use xennet_ovsdb::{Atom, Datum, OpenVSwitch, Replica, Session, Txn, Uuid};
 use xennet_ofproto::normal::PortVlan;
 
 use crate::bridge::{Bridge, Limits, PortEntry, PortVlans, Switch, MAX_OFPORT};
+use crate::identity::Identity;
 
 /// The lock ovs-vswitchd takes.
 pub const LOCK: &str = "ovs_vswitchd";
@@ -242,6 +247,8 @@ struct PlannedIface {
     statistics: BTreeMap<String, i64>,
     /// Why its Port's VLAN settings are not applied.
     vlan_error: Option<String>,
+    /// Its [`NOT_APPLIED`] columns that are set.
+    not_applied: Vec<&'static str>,
 }
 
 /// How a Linux device port is opened.
@@ -255,7 +262,7 @@ enum DevKind {
     /// `tap`: the same netdev-linux tap class in OVS's userspace datapath).
     Tap,
     /// The bridge's LOCAL port: a tap named after the bridge, OFPP_LOCAL,
-    /// with the bridge's MAC address (the low 48 bits of its datapath id).
+    /// with the bridge's MAC address ([`Bridge::hwaddr`]).
     Local,
 }
 
@@ -279,6 +286,38 @@ struct Plan {
     controllers: Vec<(Uuid, String, String, bool, Option<String>)>,
     /// Bridge -> datapath and MAC-learning limits from `other_config`.
     limits: BTreeMap<String, Limits>,
+    /// Bridge -> datapath id and MAC address (see [`Identity`]).
+    identities: BTreeMap<String, Identity>,
+    /// Bridge and Port rows whose `status` must change: (table, row,
+    /// new status), for their [`NOT_APPLIED`] columns.
+    row_status: Vec<(&'static str, Uuid, BTreeMap<String, String>)>,
+    /// What xennet can do, where the database says otherwise
+    /// (`Open_vSwitch` `iface_types` and `datapath_types`, every
+    /// `Datapath` row's `capabilities`): (table, row, column, value).
+    capabilities: Vec<(&'static str, Uuid, &'static str, Datum)>,
+}
+
+impl Plan {
+    /// Note the [`NOT_APPLIED`] columns of row `uuid` of `table` in its
+    /// `status` (written back if that changes it).
+    fn report_not_applied(
+        &mut self,
+        r: &Replica,
+        table: &'static str,
+        uuid: Uuid,
+        what: &str,
+        log: &mut LogOnce,
+    ) {
+        let cols = not_applied(r, table, uuid, what, log);
+        let old = r
+            .get(table, uuid, "status")
+            .map(|d| d.string_map())
+            .unwrap_or_default();
+        let new = with_not_applied(&old, &cols);
+        if new != old {
+            self.row_status.push((table, uuid, new));
+        }
+    }
 }
 
 /// An unsigned `other_config` value of `what` (OVS `smap_get_uint`):
@@ -359,6 +398,160 @@ fn port_vlan(port: &xennet_ovsdb::Port, log: &mut LogOnce) -> Result<PortVlan, S
     }
 }
 
+/// `Open_vSwitch:iface_types`: the Interface types xennet can open (a vif
+/// is type `""` or xennet's own `xennet-vif`; `internal` and `tap` are tap
+/// devices, `system` an existing device through AF_PACKET).
+const IFACE_TYPES: &[&str] = &["internal", "system", "tap", "xennet-vif"];
+/// `Open_vSwitch:datapath_types`: both mean xennet's one userspace
+/// datapath (`Bridge:datapath_type` selects nothing else).
+const DATAPATH_TYPES: &[&str] = &["netdev", "system"];
+/// `Datapath:capabilities` (OVS `dpif_show_support`'s keys), as xennet's
+/// datapath has them today: one VLAN header, no MPLS, no recirculation or
+/// connection tracking, no tunnel push/pop, no clone, truncate, sample or
+/// check_pkt_len actions. ovn-controller reads these to choose its flows.
+const DP_CAPABILITIES: &[(&str, &str)] = &[
+    ("add_mpls", "false"),
+    ("check_pkt_len", "false"),
+    ("clone", "false"),
+    ("ct_clear", "false"),
+    ("ct_eventmask", "false"),
+    ("ct_label", "false"),
+    ("ct_mark", "false"),
+    ("ct_orig_tuple", "false"),
+    ("ct_orig_tuple6", "false"),
+    ("ct_state", "false"),
+    ("ct_state_nat", "false"),
+    ("ct_timeout", "false"),
+    ("ct_zero_snat", "false"),
+    ("ct_zone", "false"),
+    ("explicit_drop_action", "false"),
+    ("lb_output_action", "false"),
+    ("masked_set_action", "false"),
+    ("max_hash_alg", "0"),
+    ("max_mpls_depth", "0"),
+    ("max_vlan_headers", "1"),
+    ("recirc", "false"),
+    ("sample_nesting", "0"),
+    ("tnl_push_pop", "false"),
+    ("trunc", "false"),
+    ("ufid", "false"),
+];
+
+/// Columns xennet does not apply, by table: a row with any of them at a
+/// non-default value gets a warning (once) and the column names under
+/// `not_applied` in its `status` map (docs/ovsdb-columns.md lists every
+/// column of the schema and what xennet does with it).
+const NOT_APPLIED: &[(&str, &[&str])] = &[
+    (
+        "Bridge",
+        &[
+            "mirrors",
+            "stp_enable",
+            "rstp_enable",
+            "sflow",
+            "netflow",
+            "ipfix",
+            "mcast_snooping_enable",
+            "flood_vlans",
+            "auto_attach",
+            "flow_tables",
+        ],
+    ),
+    (
+        "Port",
+        &[
+            "qos",
+            "bond_mode",
+            "bond_updelay",
+            "bond_downdelay",
+            "bond_fake_iface",
+            "cvlans",
+            "protected",
+        ],
+    ),
+    (
+        "Interface",
+        &[
+            "mtu_request",
+            "bfd",
+            "cfm_mpid",
+            "lldp",
+            "ingress_policing_kpkts_rate",
+            "ingress_policing_kpkts_burst",
+        ],
+    ),
+];
+
+/// The key of a row's `status` map that lists its [`NOT_APPLIED`] columns.
+const NOT_APPLIED_KEY: &str = "not_applied";
+
+/// The columns of row `uuid` of `table` that are set (not at their schema
+/// default) but not applied, logged once with `what` naming the row.
+fn not_applied(
+    r: &Replica,
+    table: &'static str,
+    uuid: Uuid,
+    what: &str,
+    log: &mut LogOnce,
+) -> Vec<&'static str> {
+    let cols = NOT_APPLIED
+        .iter()
+        .find(|(t, _)| *t == table)
+        .map_or(&[][..], |(_, c)| c);
+    let set: Vec<&'static str> = cols
+        .iter()
+        .copied()
+        .filter(|c| {
+            let default = r.schema().column(table, c).map(|t| t.default_datum());
+            r.get(table, uuid, c)
+                .is_some_and(|v| Some(v.as_ref()) != default.as_ref())
+        })
+        .collect();
+    if !set.is_empty() {
+        log.warn(format!(
+            "{what}: {} set, but xennetd does not apply {} (reported in its status:{NOT_APPLIED_KEY})",
+            set.join(", "),
+            if set.len() == 1 { "it" } else { "them" }
+        ));
+    }
+    set
+}
+
+/// The `status` map wanted for a Bridge or Port row: `old` without
+/// [`NOT_APPLIED_KEY`], plus that key listing `cols` if any.
+fn with_not_applied(
+    old: &BTreeMap<String, String>,
+    cols: &[&'static str],
+) -> BTreeMap<String, String> {
+    let mut s = old.clone();
+    s.remove(NOT_APPLIED_KEY);
+    if !cols.is_empty() {
+        s.insert(NOT_APPLIED_KEY.to_owned(), cols.join(","));
+    }
+    s
+}
+
+/// Why the interfaces of `port` cannot be used, if it is a bond (several
+/// interfaces, or LACP): xennet has no bonding yet, and bond members used
+/// as independent ports would loop frames between them.
+fn bond_refusal(port: &xennet_ovsdb::Port, r: &Replica) -> Option<String> {
+    let lacp = r
+        .get("Port", port.uuid, "lacp")
+        .and_then(|d| d.as_str().map(str::to_owned));
+    let n = port.interfaces.len();
+    let why = if n > 1 {
+        format!("has {n} interfaces (a bond)")
+    } else if let Some(l) = lacp.filter(|l| l != "off") {
+        format!("has lacp={l}")
+    } else {
+        return None;
+    };
+    Some(format!(
+        "xennetd: port {} {why}, but bonds and LACP are not supported yet: its interfaces forward nothing",
+        port.name
+    ))
+}
+
 /// Parses `vif<D>.<H>`.
 pub(crate) fn parse_vif(name: &str) -> Option<(u16, u16)> {
     let (d, h) = name.strip_prefix("vif")?.split_once('.')?;
@@ -402,8 +595,52 @@ impl LogOnce {
     }
 }
 
+/// The `capabilities` writes of [`Plan`].
+fn capabilities(r: &Replica, ovs: &OpenVSwitch) -> Vec<(&'static str, Uuid, &'static str, Datum)> {
+    let mut out = Vec::new();
+    for (col, want) in [
+        ("iface_types", IFACE_TYPES),
+        ("datapath_types", DATAPATH_TYPES),
+    ] {
+        let have = r
+            .get("Open_vSwitch", ovs.uuid, col)
+            .map(|d| d.strings())
+            .unwrap_or_default();
+        if have.iter().map(String::as_str).ne(want.iter().copied()) {
+            out.push((
+                "Open_vSwitch",
+                ovs.uuid,
+                col,
+                Datum::set(want.iter().copied()),
+            ));
+        }
+    }
+    let caps: BTreeMap<String, String> = DP_CAPABILITIES
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    for (uuid, _) in r.rows("Datapath") {
+        let have = r
+            .get("Datapath", *uuid, "capabilities")
+            .map(|d| d.string_map())
+            .unwrap_or_default();
+        if have != caps {
+            out.push((
+                "Datapath",
+                *uuid,
+                "capabilities",
+                Datum::map(DP_CAPABILITIES.iter().copied()),
+            ));
+        }
+    }
+    out
+}
+
 fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
-    let mut plan = Plan::default();
+    let mut plan = Plan {
+        capabilities: capabilities(r, ovs),
+        ..Plan::default()
+    };
     for buuid in &ovs.bridges {
         let Some(br) = r.bridge(*buuid) else {
             continue;
@@ -448,16 +685,35 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
         plan.openflow
             .insert(br.name.clone(), (fail_mode, targets, br.protocols.clone()));
         plan.limits.insert(br.name.clone(), limits(ovs, &br, log));
+        let host: &str = match ovs.external_ids.get("system-id") {
+            Some(s) => s,
+            None => crate::identity::host_id(),
+        };
+        let (id, warnings) = Identity::configured(host, &br.name, &br.other_config);
+        warnings.into_iter().for_each(|w| log.warn(w));
+        plan.identities.insert(br.name.clone(), id);
+        plan.report_not_applied(r, "Bridge", br.uuid, &format!("bridge {}", br.name), log);
         for puuid in &br.ports {
             let Some(port) = r.port(*puuid) else {
                 continue;
             };
             let vlan = port_vlan(&port, log);
+            plan.report_not_applied(r, "Port", port.uuid, &format!("port {}", port.name), log);
+            let bond = bond_refusal(&port, r);
             for iuuid in &port.interfaces {
                 let Some(iface) = r.interface(*iuuid) else {
                     continue;
                 };
-                let kind = if iface.name == br.name {
+                let iface_not_applied = not_applied(
+                    r,
+                    "Interface",
+                    iface.uuid,
+                    &format!("interface {}", iface.name),
+                    log,
+                );
+                let kind = if let Some(e) = &bond {
+                    Kind::Bad(e.clone())
+                } else if iface.name == br.name {
                     if plan.netdevs.contains_key(&iface.name) {
                         Kind::Bad(format!("xennetd: {} is on more than one port", iface.name))
                     } else {
@@ -546,6 +802,7 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
                     policing: (iface.ingress_policing_rate, iface.ingress_policing_burst),
                     statistics: iface.statistics,
                     vlan_error,
+                    not_applied: iface_not_applied,
                 });
             }
         }
@@ -628,9 +885,17 @@ fn apply(
             Vec::new(),
             Vec::new(),
         ));
+        let id = plan
+            .identities
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| Identity::derived(crate::identity::host_id(), name));
         let b = match switch.bridge(name) {
-            Some(b) => b,
-            None => match switch.add_bridge(name, fail_mode) {
+            Some(b) => {
+                b.set_identity(id);
+                b
+            }
+            None => match switch.add_bridge(name, fail_mode, id) {
                 Ok(b) => {
                     tracing::info!("bridge {name}: created");
                     b
@@ -753,11 +1018,7 @@ fn apply_netdevs(plan: &Plan, switch: &Switch, log: &mut LogOnce) -> BTreeMap<St
             let opened = match kind {
                 DevKind::System { rx_ring } => crate::netdev::Netdev::open(name, *rx_ring),
                 DevKind::Tap => crate::netdev::Netdev::open_tap(name, None),
-                DevKind::Local => {
-                    let id = b.of.datapath_id().to_be_bytes();
-                    let mac = [id[2], id[3], id[4], id[5], id[6], id[7]];
-                    crate::netdev::Netdev::open_tap(name, Some(mac))
-                }
+                DevKind::Local => crate::netdev::Netdev::open_tap(name, Some(b.hwaddr())),
             };
             let r = opened.map_err(anyhow::Error::from).and_then(|dev| {
                 if *kind == DevKind::Local {
@@ -912,8 +1173,9 @@ fn status_txn(
         if pi.link_state.as_deref() != link {
             cols.push(("link_state", Datum::optional(link)));
         }
-        // status: what drives the interface (OVS fills driver_name etc.).
-        let status: BTreeMap<String, String> = match (&pi.kind, &placed) {
+        // status: what drives the interface (OVS fills driver_name etc.),
+        // and the settings xennet does not apply.
+        let mut status: BTreeMap<String, String> = match (&pi.kind, &placed) {
             (Kind::Vif { domid, handle }, Some(_)) => [
                 ("driver_name", "xennet-netback".to_string()),
                 ("xen_domid", domid.to_string()),
@@ -933,6 +1195,9 @@ fn status_txn(
             }
             _ => BTreeMap::new(),
         };
+        if !pi.not_applied.is_empty() {
+            status.insert(NOT_APPLIED_KEY.to_owned(), pi.not_applied.join(","));
+        }
         if status != pi.status {
             cols.push((
                 "status",
@@ -954,6 +1219,19 @@ fn status_txn(
                 vec![("datapath_id", Datum::optional(dpid))],
             );
         }
+    }
+    for (table, uuid, col, value) in &plan.capabilities {
+        txn.update(table, *uuid, vec![(*col, value.clone())]);
+    }
+    for (table, uuid, status) in &plan.row_status {
+        txn.update(
+            table,
+            *uuid,
+            vec![(
+                "status",
+                Datum::map(status.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            )],
+        );
     }
     for (uuid, bridge, target, was_connected, old_role) in &plan.controllers {
         let Some(status) = switch

@@ -11,6 +11,7 @@ mod config;
 mod dbsync;
 mod emulxen;
 mod flowtext;
+mod identity;
 mod netdev;
 mod ofbridge;
 mod ofconn;

@@ -32,16 +32,14 @@ const PORT_SPEED_KBPS: u32 = 10_000_000;
 #[derive(Debug)]
 pub struct OfBridge {
     bridge: Weak<Bridge>,
-    datapath_id: u64,
     started: Instant,
 }
 
 impl OfBridge {
-    /// A handler for `bridge` with datapath id `datapath_id`.
-    pub fn new(bridge: Weak<Bridge>, datapath_id: u64) -> OfBridge {
+    /// A handler for `bridge`.
+    pub fn new(bridge: Weak<Bridge>) -> OfBridge {
         OfBridge {
             bridge,
-            datapath_id,
             started: Instant::now(),
         }
     }
@@ -60,7 +58,7 @@ impl OfBridge {
 
     fn features(&self, ctx: &ConnCtx, b: &Bridge) -> SwitchFeatures {
         SwitchFeatures {
-            datapath_id: self.datapath_id,
+            datapath_id: b.of.datapath_id(),
             n_buffers: 0,
             n_tables: N_TABLES,
             auxiliary_id: 0,

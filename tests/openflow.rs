@@ -4,6 +4,9 @@
 //! whose traffic the flow tables steer.
 
 mod common;
+#[path = "../src/identity.rs"]
+#[allow(dead_code)]
+mod identity;
 
 use common::Harness;
 
@@ -19,7 +22,8 @@ fn ofctl_show_and_dump_ports() {
         assert!(show.contains("n_tables:254"), "{show}");
         assert!(show.contains("1(vif1.0): addr:fe:ff:ff:ff:ff:ff"), "{show}");
         assert!(show.contains("2(vif2.0): addr:fe:ff:ff:ff:ff:ff"), "{show}");
-        let dpid = format!("dpid:{:016x}", datapath_id("br0"));
+        let id = identity::Identity::derived(identity::host_id(), "br0");
+        let dpid = format!("dpid:{:016x}", id.datapath_id);
         assert!(show.contains(&dpid), "{dpid} not in {show}");
 
         let ports = h.ofctl(&[proto, &["dump-ports", "br0"]].concat());
@@ -34,16 +38,6 @@ fn ofctl_show_and_dump_ports() {
         let desc = h.ofctl(&[proto, &["dump-desc", "br0"]].concat());
         assert!(desc.contains("Manufacturer: xennet"), "{desc}");
     }
-}
-
-/// Same derivation as xennetd's `bridge::datapath_id`.
-fn datapath_id(name: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    (h & 0x0000_feff_ffff_ffff) | 0x0000_0200_0000_0000
 }
 
 /// Flow tables steer real traffic: delete the default NORMAL flow and the

@@ -3,6 +3,9 @@
 //! waits for xennetd's cur_cfg and reads back the ofports it wrote.
 
 mod common;
+#[path = "../src/identity.rs"]
+#[allow(dead_code)]
+mod identity;
 
 use common::Harness;
 use xennet_ovsdb::test_utils::OvsdbServer;
@@ -344,6 +347,214 @@ fn link(h: &Harness, dev: &str) -> Option<String> {
 fn daemon_ok(h: &Harness, args: &[&str]) {
     let o = h.daemon_exec(args);
     assert!(o.status.success(), "{args:?}: {o:?}");
+}
+
+/// A bridge's datapath id and MAC: derived from the host's `system-id`
+/// and the bridge name (two hosts with a `xenbr0` differ), then
+/// `other_config:datapath-id` and `hwaddr` win, as in OVS; a value that
+/// cannot be used is reported in the log and not used.
+#[test]
+fn bridge_identity_from_system_id_and_other_config() {
+    let db = OvsdbServer::start("ident");
+    let addr = db.addr();
+    let h = Harness::start_with("dbident", &["--db", &addr]);
+    let dpid = || {
+        db.vsctl_no_wait(&["get", "bridge", "xenbr0", "datapath_id"])
+            .trim_matches('"')
+            .to_string()
+    };
+    let show = || h.ofctl(&["-O", "OpenFlow13", "show", "xenbr0"]);
+    db.vsctl_ok(&["set", "Open_vSwitch", ".", "external_ids:system-id=host-a"]);
+    db.vsctl_ok(&["add-br", "xenbr0"]);
+    let a = identity::Identity::derived("host-a", "xenbr0");
+    let b = identity::Identity::derived("host-b", "xenbr0");
+    assert_ne!(a.datapath_id, b.datapath_id);
+    let want = format!("{:016x}", a.datapath_id);
+    h.wait_for("datapath_id of host-a", || dpid() == want);
+    assert!(show().contains(&format!("dpid:{want}")), "{}", show());
+    let mac = |m: [u8; 6]| {
+        m.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    assert!(
+        link(&h, "xenbr0").is_some_and(|l| l.contains(&mac(a.hwaddr))),
+        "{:?}",
+        link(&h, "xenbr0")
+    );
+    // Another host: another identity for the same bridge name.
+    db.vsctl_ok(&["set", "Open_vSwitch", ".", "external_ids:system-id=host-b"]);
+    let want = format!("{:016x}", b.datapath_id);
+    h.wait_for("datapath_id of host-b", || dpid() == want);
+    assert!(
+        link(&h, "xenbr0").is_some_and(|l| l.contains(&mac(b.hwaddr))),
+        "{:?}",
+        link(&h, "xenbr0")
+    );
+    // Configured values win.
+    db.vsctl_ok(&[
+        "set",
+        "bridge",
+        "xenbr0",
+        "other_config:hwaddr=02:00:00:00:00:2a",
+    ]);
+    h.wait_for("datapath_id from hwaddr", || dpid() == "000002000000002a");
+    assert!(
+        link(&h, "xenbr0").is_some_and(|l| l.contains("02:00:00:00:00:2a")),
+        "{:?}",
+        link(&h, "xenbr0")
+    );
+    db.vsctl_ok(&[
+        "set",
+        "bridge",
+        "xenbr0",
+        "other_config:datapath-id=00000000000000fc",
+    ]);
+    h.wait_for("configured datapath_id", || dpid() == "00000000000000fc");
+    assert!(show().contains("dpid:00000000000000fc"), "{}", show());
+    // A bad value is reported and not used.
+    db.vsctl_ok(&["set", "bridge", "xenbr0", "other_config:datapath-id=fc"]);
+    h.wait_for("warning about datapath-id", || {
+        h.log()
+            .contains("other_config:datapath-id \"fc\" is not 16 hex digits")
+    });
+    assert_eq!(dpid(), "000002000000002a");
+}
+
+/// Nothing is accepted and silently ignored: a bond (whose members used as
+/// independent ports would loop frames between them) is refused, its
+/// interfaces get ofport -1 and an error and are not opened; settings
+/// xennet does not apply are warned about and listed in the row's
+/// `status:not_applied`, and cleared from it when unset; xennetd writes
+/// the interface and datapath types it has, and the capabilities of
+/// every `Datapath` row.
+#[test]
+fn unapplied_configuration_is_refused_or_reported() {
+    let db = OvsdbServer::start("unappl");
+    let addr = db.addr();
+    let h = Harness::start_with("dbunappl", &["--db", &addr]);
+    // Real devices, so that without the refusal they would be opened.
+    for m in ["bm1", "bm2"] {
+        daemon_ok(
+            &h,
+            &[
+                "ip",
+                "link",
+                "add",
+                m,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &format!("{m}p"),
+            ],
+        );
+        daemon_ok(&h, &["ip", "link", "set", m, "up"]);
+    }
+    db.vsctl_ok(&["add-br", "br0"]);
+    db.vsctl_ok(&["add-bond", "br0", "bond0", "bm1", "bm2"]);
+    for m in ["bm1", "bm2"] {
+        let p = wait_ofport(&h, &db, m, |p| p == -1);
+        assert_eq!(p, -1);
+        let e = db.vsctl_no_wait(&["get", "interface", m, "error"]);
+        assert!(e.contains("bonds and LACP are not supported"), "{m}: {e}");
+    }
+    let show = h.ofctl(&["show", "br0"]);
+    assert!(!show.contains("(bm1)") && !show.contains("(bm2)"), "{show}");
+    // A single-interface port with LACP is refused too.
+    daemon_ok(
+        &h,
+        &[
+            "ip", "link", "add", "bm3", "type", "veth", "peer", "name", "bm3p",
+        ],
+    );
+    db.vsctl_ok(&[
+        "add-port",
+        "br0",
+        "bm3",
+        "--",
+        "set",
+        "port",
+        "bm3",
+        "lacp=active",
+    ]);
+    wait_ofport(&h, &db, "bm3", |p| p == -1);
+    db.vsctl_ok(&["set", "port", "bm3", "lacp=off"]);
+    wait_ofport(&h, &db, "bm3", |p| p > 0);
+
+    // Settings that are not applied: warned about and reported.
+    db.vsctl_ok(&[
+        "set",
+        "bridge",
+        "br0",
+        "stp_enable=true",
+        "mcast_snooping_enable=true",
+    ]);
+    db.vsctl_ok(&["set", "interface", "bm3", "mtu_request=1400"]);
+    db.vsctl_ok(&[
+        "set",
+        "port",
+        "bm3",
+        "qos=@q",
+        "--",
+        "--id=@q",
+        "create",
+        "qos",
+        "type=linux-htb",
+    ]);
+    let status = |t: &str, r: &str| db.vsctl_no_wait(&["get", t, r, "status"]);
+    h.wait_for("bridge status", || {
+        status("bridge", "br0").contains("not_applied=\"stp_enable,mcast_snooping_enable\"")
+            || status("bridge", "br0").contains("not_applied=\"mcast_snooping_enable,stp_enable\"")
+    });
+    h.wait_for("port status", || {
+        status("port", "bm3").contains("not_applied=qos")
+    });
+    h.wait_for("interface status", || {
+        status("interface", "bm3").contains("not_applied=mtu_request")
+    });
+    let log = h.log();
+    assert!(
+        log.contains(
+            "bridge br0: stp_enable, mcast_snooping_enable set, but xennetd does not apply them"
+        ),
+        "{log}"
+    );
+    assert!(log.contains("interface bm3: mtu_request set"), "{log}");
+    // Unset: the report goes.
+    db.vsctl_ok(&[
+        "set",
+        "bridge",
+        "br0",
+        "stp_enable=false",
+        "mcast_snooping_enable=false",
+    ]);
+    h.wait_for("bridge status cleared", || {
+        !status("bridge", "br0").contains("not_applied")
+    });
+
+    // What xennetd can do, written for controllers and OVN.
+    let types = db.vsctl_no_wait(&["get", "Open_vSwitch", ".", "iface_types"]);
+    assert_eq!(types, "[internal, system, tap, xennet-vif]");
+    let dps = db.vsctl_no_wait(&["get", "Open_vSwitch", ".", "datapath_types"]);
+    assert_eq!(dps, "[netdev, system]");
+    db.vsctl_ok(&[
+        "--",
+        "--id=@d",
+        "create",
+        "Datapath",
+        "datapath_version=0",
+        "--",
+        "set",
+        "Open_vSwitch",
+        ".",
+        "datapaths:netdev=@d",
+    ]);
+    h.wait_for("Datapath capabilities", || {
+        let c = db.vsctl_no_wait(&["list", "Datapath"]);
+        c.contains("recirc=\"false\"") && c.contains("max_vlan_headers=\"1\"")
+    });
 }
 
 /// The bridge's LOCAL port and Interface types `internal` and `tap` are tap

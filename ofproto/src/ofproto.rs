@@ -89,7 +89,7 @@ pub enum OfEvent {
 #[derive(Debug)]
 pub struct Ofproto {
     name: String,
-    datapath_id: u64,
+    datapath_id: AtomicU64,
     fail_mode: FailMode,
     tables: RwLock<Tables>,
     normal: Mutex<Normal>,
@@ -124,7 +124,7 @@ impl Ofproto {
         let (tx, rx) = mpsc::sync_channel(EVENT_QUEUE);
         let of = Ofproto {
             name: name.to_owned(),
-            datapath_id,
+            datapath_id: AtomicU64::new(datapath_id),
             fail_mode,
             tables: RwLock::new(Tables::new()),
             normal: Mutex::new(normal),
@@ -205,7 +205,13 @@ impl Ofproto {
 
     /// Datapath id.
     pub fn datapath_id(&self) -> u64 {
-        self.datapath_id
+        self.datapath_id.load(Ordering::Relaxed)
+    }
+
+    /// Change the datapath id (OVS `ofproto_set_datapath_id`); whether it
+    /// changed.
+    pub fn set_datapath_id(&self, datapath_id: u64) -> bool {
+        self.datapath_id.swap(datapath_id, Ordering::Relaxed) != datapath_id
     }
 
     /// Fail mode.

@@ -249,15 +249,26 @@ impl Schema {
 const VSWITCH_SUBSET: &str = r#"
 {"name": "Open_vSwitch", "version": "8.3.1", "tables": {
   "Bridge": {"columns": {
+    "auto_attach": {"type":{"key":{"refTable":"AutoAttach","type":"uuid"},"max":1,"min":0}},
     "controller": {"type":{"key":{"refTable":"Controller","type":"uuid"},"max":"unlimited","min":0}},
     "datapath_id": {"ephemeral":true,"type":{"key":"string","max":1,"min":0}},
     "datapath_type": {"type":"string"},
     "external_ids": {"type":{"key":"string","max":"unlimited","min":0,"value":"string"}},
     "fail_mode": {"type":{"key":{"enum":["set",["standalone","secure"]],"type":"string"},"max":1,"min":0}},
+    "flood_vlans": {"type":{"key":{"maxInteger":4095,"minInteger":0,"type":"integer"},"max":4096,"min":0}},
+    "flow_tables": {"type":{"key":{"maxInteger":254,"minInteger":0,"type":"integer"},"max":"unlimited","min":0,"value":{"refTable":"Flow_Table","type":"uuid"}}},
+    "ipfix": {"type":{"key":{"refTable":"IPFIX","type":"uuid"},"max":1,"min":0}},
+    "mcast_snooping_enable": {"type":"boolean"},
+    "mirrors": {"type":{"key":{"refTable":"Mirror","type":"uuid"},"max":"unlimited","min":0}},
     "name": {"mutable":false,"type":"string"},
+    "netflow": {"type":{"key":{"refTable":"NetFlow","type":"uuid"},"max":1,"min":0}},
     "other_config": {"type":{"key":"string","max":"unlimited","min":0,"value":"string"}},
     "ports": {"type":{"key":{"refTable":"Port","type":"uuid"},"max":"unlimited","min":0}},
-    "protocols": {"type":{"key":{"enum":["set",["OpenFlow10","OpenFlow11","OpenFlow12","OpenFlow13","OpenFlow14","OpenFlow15"]],"type":"string"},"max":"unlimited","min":0}}
+    "protocols": {"type":{"key":{"enum":["set",["OpenFlow10","OpenFlow11","OpenFlow12","OpenFlow13","OpenFlow14","OpenFlow15"]],"type":"string"},"max":"unlimited","min":0}},
+    "rstp_enable": {"type":"boolean"},
+    "sflow": {"type":{"key":{"refTable":"sFlow","type":"uuid"},"max":1,"min":0}},
+    "status": {"ephemeral":true,"type":{"key":"string","max":"unlimited","min":0,"value":"string"}},
+    "stp_enable": {"type":"boolean"}
   }},
   "Controller": {"columns": {
     "connection_mode": {"type":{"key":{"enum":["set",["in-band","out-of-band"]],"type":"string"},"max":1,"min":0}},
@@ -267,13 +278,22 @@ const VSWITCH_SUBSET: &str = r#"
     "role": {"ephemeral":true,"type":{"key":{"enum":["set",["other","master","slave"]],"type":"string"},"max":1,"min":0}},
     "target": {"type":"string"}
   }},
+  "Datapath": {"columns": {
+    "capabilities": {"type":{"key":"string","max":"unlimited","min":0,"value":"string"}}
+  }},
   "Interface": {"columns": {
+    "bfd": {"type":{"key":"string","max":"unlimited","min":0,"value":"string"}},
+    "cfm_mpid": {"type":{"key":{"type":"integer"},"max":1,"min":0}},
     "error": {"type":{"key":"string","max":1,"min":0}},
     "external_ids": {"type":{"key":"string","max":"unlimited","min":0,"value":"string"}},
     "ingress_policing_burst": {"type":{"key":{"minInteger":0,"type":"integer"}}},
+    "ingress_policing_kpkts_burst": {"type":{"key":{"minInteger":0,"type":"integer"}}},
+    "ingress_policing_kpkts_rate": {"type":{"key":{"minInteger":0,"type":"integer"}}},
     "ingress_policing_rate": {"type":{"key":{"minInteger":0,"type":"integer"}}},
     "link_state": {"ephemeral":true,"type":{"key":{"enum":["set",["up","down"]],"type":"string"},"max":1,"min":0}},
+    "lldp": {"type":{"key":"string","max":"unlimited","min":0,"value":"string"}},
     "mac": {"type":{"key":{"type":"string"},"max":1,"min":0}},
+    "mtu_request": {"type":{"key":{"minInteger":1,"type":"integer"},"max":1,"min":0}},
     "name": {"mutable":false,"type":"string"},
     "ofport": {"type":{"key":"integer","max":1,"min":0}},
     "ofport_request": {"type":{"key":{"maxInteger":65279,"minInteger":1,"type":"integer"},"max":1,"min":0}},
@@ -285,15 +305,27 @@ const VSWITCH_SUBSET: &str = r#"
   "Open_vSwitch": {"columns": {
     "bridges": {"type":{"key":{"refTable":"Bridge","type":"uuid"},"max":"unlimited","min":0}},
     "cur_cfg": {"type":"integer"},
+    "datapath_types": {"type":{"key":{"type":"string"},"max":"unlimited","min":0}},
+    "datapaths": {"type":{"key":{"type":"string"},"max":"unlimited","min":0,"value":{"refTable":"Datapath","type":"uuid"}}},
     "external_ids": {"type":{"key":"string","max":"unlimited","min":0,"value":"string"}},
+    "iface_types": {"type":{"key":{"type":"string"},"max":"unlimited","min":0}},
     "next_cfg": {"type":"integer"},
     "other_config": {"type":{"key":"string","max":"unlimited","min":0,"value":"string"}}
   }},
   "Port": {"columns": {
+    "bond_downdelay": {"type":"integer"},
+    "bond_fake_iface": {"type":"boolean"},
+    "bond_mode": {"type":{"key":{"enum":["set",["balance-tcp","balance-slb","active-backup"]],"type":"string"},"max":1,"min":0}},
+    "bond_updelay": {"type":"integer"},
+    "cvlans": {"type":{"key":{"maxInteger":4095,"minInteger":0,"type":"integer"},"max":4096,"min":0}},
     "external_ids": {"type":{"key":"string","max":"unlimited","min":0,"value":"string"}},
+    "fake_bridge": {"type":"boolean"},
     "interfaces": {"type":{"key":{"refTable":"Interface","type":"uuid"},"max":"unlimited","min":1}},
+    "lacp": {"type":{"key":{"enum":["set",["active","passive","off"]],"type":"string"},"max":1,"min":0}},
     "name": {"mutable":false,"type":"string"},
+    "protected": {"type":"boolean"},
     "qos": {"type":{"key":{"refTable":"QoS","type":"uuid"},"max":1,"min":0}},
+    "status": {"ephemeral":true,"type":{"key":"string","max":"unlimited","min":0,"value":"string"}},
     "tag": {"type":{"key":{"maxInteger":4095,"minInteger":0,"type":"integer"},"max":1,"min":0}},
     "trunks": {"type":{"key":{"maxInteger":4095,"minInteger":0,"type":"integer"},"max":4096,"min":0}},
     "vlan_mode": {"type":{"key":{"enum":["set",["trunk","access","native-tagged","native-untagged","dot1q-tunnel"]],"type":"string"},"max":1,"min":0}}
