@@ -21,7 +21,7 @@ use xennet_openflow::OfError;
 use crate::config::{Config, FailMode as ConfigFailMode};
 use crate::identity::Identity;
 use crate::ofbridge::{port_desc, OfBridge};
-use crate::ofconn::{ConnCtx, ConnMgr, Event};
+use crate::ofconn::{ConnCtx, ConnMgr, ControllerConfig, Event};
 use crate::unixctl::Commands;
 
 /// What the control plane keeps about a port.
@@ -186,7 +186,7 @@ impl Bridge {
     pub fn configure_openflow(
         &self,
         fail_mode: FailMode,
-        controllers: &[String],
+        controllers: &[ControllerConfig],
     ) -> Vec<(String, String)> {
         let had = self.conns.has_controllers();
         let bad = self.conns.set_controllers(controllers);
@@ -462,7 +462,12 @@ impl Switch {
             let id = Identity::derived(crate::identity::host_id(), &b.name);
             let br = switch.add_bridge(&b.name, fail_mode, id)?;
             br.configure_vlans(b.port_vlans());
-            br.configure_openflow(fail_mode, &b.controller);
+            let controllers: Vec<_> = b
+                .controller
+                .iter()
+                .map(|t| ControllerConfig::new(t))
+                .collect();
+            br.configure_openflow(fail_mode, &controllers);
             // Ports that are not vifs are Linux devices (OVS type "").
             for p in b
                 .ports

@@ -74,6 +74,7 @@ use xennet_ofproto::normal::PortVlan;
 
 use crate::bridge::{Bridge, Limits, PortEntry, PortVlans, Switch, MAX_OFPORT};
 use crate::identity::Identity;
+use crate::ofconn::ControllerConfig;
 
 /// The lock ovs-vswitchd takes.
 pub const LOCK: &str = "ovs_vswitchd";
@@ -277,8 +278,8 @@ struct Plan {
     netdevs: BTreeMap<String, (String, Vec<OfPort>, DevKind)>,
     /// Bridge -> VLAN settings of its ports' interfaces, by interface name.
     vlans: BTreeMap<String, PortVlans>,
-    /// Bridge -> fail mode, controller targets and `protocols`.
-    openflow: BTreeMap<String, (FailMode, Vec<String>, Vec<String>)>,
+    /// Bridge -> fail mode, controllers and `protocols`.
+    openflow: BTreeMap<String, (FailMode, Vec<ControllerConfig>, Vec<String>)>,
     /// Bridge rows: (uuid, name, datapath_id) as the database has them.
     bridge_rows: Vec<(Uuid, String, Option<String>)>,
     /// Controller rows: (uuid, bridge, target, is_connected, role) as the
@@ -415,6 +416,7 @@ const DP_CAPABILITIES: &[(&str, &str)] = &[
     ("clone", "false"),
     ("ct_clear", "false"),
     ("ct_eventmask", "false"),
+    ("ct_flush", "false"),
     ("ct_label", "false"),
     ("ct_mark", "false"),
     ("ct_orig_tuple", "false"),
@@ -430,6 +432,7 @@ const DP_CAPABILITIES: &[(&str, &str)] = &[
     ("max_hash_alg", "0"),
     ("max_mpls_depth", "0"),
     ("max_vlan_headers", "1"),
+    ("nd_ext", "false"),
     ("recirc", "false"),
     ("sample_nesting", "0"),
     ("tnl_push_pop", "false"),
@@ -672,7 +675,20 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
         let mut targets = Vec::new();
         for cuuid in &br.controller {
             if let Some(c) = r.controller(*cuuid) {
-                targets.push(c.target.clone());
+                if c.connection_mode.as_deref() == Some("in-band") {
+                    log.warn(format!(
+                        "bridge {}: controller {}: connection_mode in-band is not supported: \
+                         xennetd reaches controllers out-of-band (through the host's routes)",
+                        br.name, c.target
+                    ));
+                }
+                targets.push(ControllerConfig::from_columns(
+                    &c.target,
+                    c.inactivity_probe,
+                    c.max_backoff,
+                    c.controller_rate_limit,
+                    c.controller_burst_limit,
+                ));
                 plan.controllers.push((
                     c.uuid,
                     br.name.clone(),

@@ -122,6 +122,8 @@ pub const MONITORED: &[(&str, &[&str])] = &[
             "connection_mode",
             "inactivity_probe",
             "max_backoff",
+            "controller_rate_limit",
+            "controller_burst_limit",
         ],
     ),
     ("QoS", &["type", "queues", "other_config"]),
@@ -742,6 +744,10 @@ pub struct Controller {
     pub inactivity_probe: Option<i64>,
     /// Max reconnect backoff, ms.
     pub max_backoff: Option<i64>,
+    /// Packet-ins per second at most.
+    pub controller_rate_limit: Option<i64>,
+    /// Packet-in burst, packets.
+    pub controller_burst_limit: Option<i64>,
 }
 
 impl From<View<'_>> for Controller {
@@ -754,6 +760,8 @@ impl From<View<'_>> for Controller {
             connection_mode: v.opt_string("connection_mode"),
             inactivity_probe: v.opt_int("inactivity_probe"),
             max_backoff: v.opt_int("max_backoff"),
+            controller_rate_limit: v.opt_int("controller_rate_limit"),
+            controller_burst_limit: v.opt_int("controller_burst_limit"),
         }
     }
 }

@@ -271,6 +271,8 @@ const VSWITCH_SUBSET: &str = r#"
     "stp_enable": {"type":"boolean"}
   }},
   "Controller": {"columns": {
+    "controller_rate_limit": {"type":{"key":{"minInteger":100,"type":"integer"},"max":1,"min":0}},
+    "controller_burst_limit": {"type":{"key":{"minInteger":25,"type":"integer"},"max":1,"min":0}},
     "connection_mode": {"type":{"key":{"enum":["set",["in-band","out-of-band"]],"type":"string"},"max":1,"min":0}},
     "inactivity_probe": {"type":{"key":"integer","max":1,"min":0}},
     "is_connected": {"ephemeral":true,"type":"boolean"},

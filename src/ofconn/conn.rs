@@ -227,6 +227,54 @@ pub struct ConnOptions {
     /// inactivity probe, and one that never spoke held one of its
     /// listener's slots for ever.
     pub hello_timeout: Duration,
+    /// Packet-ins sent at most at this rate, beyond a burst (OVS
+    /// `Controller:controller_rate_limit`/`controller_burst_limit`);
+    /// `None`: unlimited.
+    pub packet_in_limit: Option<PacketInLimit>,
+}
+
+/// A packet-in rate limit (OVS `pinsched`): `rate` packets/s with bursts
+/// of up to `burst` packets. OVS queues what exceeds it (up to the burst)
+/// and drops the rest; xennet drops what exceeds it, counted in
+/// [`ConnStatus::packet_ins_limited`] and logged at most once a second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketInLimit {
+    /// Packets per second (at least 1).
+    pub rate: u32,
+    /// Largest burst, packets (at least 1).
+    pub burst: u32,
+}
+
+/// The token bucket of a [`PacketInLimit`].
+#[derive(Debug)]
+struct PacketInBucket {
+    limit: PacketInLimit,
+    tokens: f64,
+    last: Instant,
+}
+
+impl PacketInBucket {
+    fn new(limit: PacketInLimit) -> Self {
+        PacketInBucket {
+            limit,
+            tokens: f64::from(limit.burst.max(1)),
+            last: Instant::now(),
+        }
+    }
+
+    /// Whether one more packet-in may go now.
+    fn admit(&mut self) -> bool {
+        let now = Instant::now();
+        let add = now.duration_since(self.last).as_secs_f64() * f64::from(self.limit.rate.max(1));
+        self.tokens = (self.tokens + add).min(f64::from(self.limit.burst.max(1)));
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// How long a new connection may take to complete HELLO.
@@ -247,6 +295,9 @@ pub struct ConnStatus {
     pub dropped_events: AtomicU64,
     /// Requests answered with an ERROR (malformed, unsupported, refused).
     pub refused_requests: AtomicU64,
+    /// Packet-ins dropped over the connection's rate limit
+    /// ([`ConnOptions::packet_in_limit`]).
+    pub packet_ins_limited: AtomicU64,
 }
 
 struct State {
@@ -266,9 +317,38 @@ struct State {
     /// lines.
     refused: u64,
     refused_log: crate::ratelimit::LogLimit,
+    /// The packet-in rate limit ([`ConnOptions::packet_in_limit`]).
+    pin_bucket: Option<PacketInBucket>,
+    pin_limited: u64,
+    pin_log: crate::ratelimit::LogLimit,
 }
 
 impl State {
+    /// Whether `msg` may be sent now: packet-ins beyond the connection's
+    /// rate limit are dropped (counted, logged at most once a second).
+    fn admit(&mut self, msg: &Msg, status: &ConnStatus, peer: &str) -> bool {
+        let Some(b) = &mut self.pin_bucket else {
+            return true;
+        };
+        if !matches!(msg, Msg::PacketIn(_)) || b.admit() {
+            return true;
+        }
+        self.pin_limited = self.pin_limited.saturating_add(1);
+        status
+            .packet_ins_limited
+            .store(self.pin_limited, Ordering::Relaxed);
+        if self.pin_log.ready() {
+            tracing::info!(
+                "conn {} ({peer}): packet-in over the controller rate limit ({} packets/s, burst {}) dropped ({} so far)",
+                self.id,
+                b.limit.rate,
+                b.limit.burst,
+                self.pin_limited
+            );
+        }
+        false
+    }
+
     /// Answer the request `req` with an ERROR in `version`, counting it
     /// and logging it at most once a second.
     fn refuse(&mut self, version: u8, err: OfError, req: &[u8], out: &mut Vec<u8>) {
@@ -433,6 +513,9 @@ where
         v10_dec: v10::DecodeOptions::default(),
         refused: 0,
         refused_log: crate::ratelimit::LogLimit::default(),
+        pin_bucket: opts.packet_in_limit.map(PacketInBucket::new),
+        pin_limited: 0,
+        pin_log: crate::ratelimit::LogLimit::default(),
     };
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut tx = TxBuf::default();
@@ -491,7 +574,9 @@ where
                     Ok(ev) => {
                         st.refresh_role(&roles);
                         if let Some(msg) = filter_event(&st, ev) {
-                            st.encode(&msg, 0, &mut tx.buf);
+                            if st.admit(&msg, &status, &opts.peer) {
+                                st.encode(&msg, 0, &mut tx.buf);
+                            }
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -835,6 +920,7 @@ mod tests {
                 peer: "test".into(),
                 versions: header::SUPPORTED_BITMAP,
                 hello_timeout: HELLO_TIMEOUT,
+                packet_in_limit: None,
             },
             Arc::new(Null),
             roles,
@@ -919,6 +1005,7 @@ mod tests {
                 peer: "test".into(),
                 versions: header::SUPPORTED_BITMAP,
                 hello_timeout: HELLO_TIMEOUT,
+                packet_in_limit: None,
             },
             Arc::new(Null),
             Arc::new(Roles::default()),
@@ -961,6 +1048,7 @@ mod tests {
                 peer: "test".into(),
                 versions: header::SUPPORTED_BITMAP,
                 hello_timeout: HELLO_TIMEOUT,
+                packet_in_limit: None,
             },
             Arc::new(Null),
             roles,
@@ -1200,6 +1288,66 @@ mod tests {
         }
     }
 
+    /// `controller_rate_limit`: packet-ins beyond the burst are dropped
+    /// and counted, other messages are not limited.
+    #[tokio::test]
+    async fn packet_ins_over_the_rate_limit_are_dropped_and_counted() {
+        let (mut peer, ours) = tokio::io::duplex(1 << 20);
+        let (tx, rx) = broadcast::channel(256);
+        let status = Arc::new(ConnStatus::default());
+        let _task = tokio::spawn(serve(
+            ours,
+            ConnOptions {
+                kind: ConnKind::Primary,
+                probe_interval: None,
+                peer: "test".into(),
+                versions: header::SUPPORTED_BITMAP,
+                hello_timeout: HELLO_TIMEOUT,
+                // One per second: hardly any token comes back during
+                // the test.
+                packet_in_limit: Some(PacketInLimit { rate: 1, burst: 5 }),
+            },
+            Arc::new(Null),
+            Arc::new(Roles::default()),
+            rx,
+            status.clone(),
+        ));
+        hello13(&mut peer).await;
+        for _ in 0..50 {
+            tx.send(Event::PacketIn(SharedPacketIn::new(
+                xennet_openflow::model::PacketIn {
+                    buffer_id: header::NO_BUFFER,
+                    total_len: 60,
+                    reason: PACKET_IN_NO_MATCH,
+                    table_id: 0,
+                    cookie: 0,
+                    in_port: 1,
+                    metadata: 0,
+                    data: vec![0x55; 60],
+                },
+            )))
+            .unwrap();
+            tx.send(port_status(xennet_openflow::model::OFPPR_MODIFY))
+                .unwrap();
+        }
+        while !tx.is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        send(&mut peer, &Msg::BarrierRequest, 4, 2).await;
+        let (mut pins, mut ports) = (0u64, 0);
+        loop {
+            match read_msg(&mut peer).await.1 {
+                Msg::PacketIn(_) => pins += 1,
+                Msg::PortStatus(_) => ports += 1,
+                Msg::BarrierReply => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(ports, 50);
+        assert!((5..50).contains(&pins), "{pins} packet-ins sent");
+        assert_eq!(status.packet_ins_limited.load(Ordering::Relaxed), 50 - pins);
+    }
+
     #[tokio::test]
     async fn replies_are_written_after_the_peer_stops_sending() {
         let (mut peer, _, task, _tx) = connected(ConnKind::Service, None, 1 << 20, 16).await;
@@ -1241,6 +1389,7 @@ mod tests {
                     peer: "test".into(),
                     versions: header::SUPPORTED_BITMAP,
                     hello_timeout,
+                    packet_in_limit: None,
                 },
                 Arc::new(Null),
                 Arc::new(Roles::default()),

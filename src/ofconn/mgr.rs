@@ -1,9 +1,13 @@
 //! The connection manager of one bridge (OVS `connmgr`): the management
 //! socket `<rundir>/<bridge>.mgmt` that `ovs-ofctl <bridge>` uses, and the
 //! bridge's controllers (OVS `Controller:target`): active `tcp:IP[:PORT]`
-//! and `unix:PATH`, reconnected with exponential backoff from 1 s to 8 s
-//! (OVS `max_backoff` default), and passive `ptcp:PORT[:IP]` and
-//! `punix:PATH` listeners.
+//! and `unix:PATH`, reconnected with exponential backoff from 1 s to
+//! `max_backoff` (8 s by default), and passive `ptcp:PORT[:IP]` and
+//! `punix:PATH` listeners. Each controller's `inactivity_probe`,
+//! `max_backoff` and packet-in rate limit apply as in OVS
+//! ([`ControllerConfig`]); management connections are probed too (every
+//! [`DEFAULT_PROBE`], as OVS probes idle connections), so silent ones do
+//! not hold the socket's [`MAX_ACCEPTED`] slots for ever.
 //!
 //! Fail mode (OVS `Bridge:fail_mode`): a `standalone` bridge with
 //! controllers of which none is connected is in fail-open: the pipeline is
@@ -45,6 +49,68 @@ pub const MAX_ACCEPTED: usize = 64;
 /// reconnection backoff (a controller that accepts and closes at once is
 /// retried at most every [`MAX_BACKOFF`], not in a tight loop).
 const STABLE_CONNECTION: Duration = Duration::from_secs(1);
+
+/// One controller's settings (OVS `Controller` columns, with OVS's
+/// bounds: vswitchd/bridge.c, lib/rconn.c, ofproto/pinsched.c).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerConfig {
+    /// The connection method (`Controller:target`).
+    pub target: String,
+    /// `inactivity_probe`: ECHO_REQUEST after this long idle, drop after
+    /// twice as long; the column is in ms, 0 turns probing off, and OVS
+    /// (`rconn_set_probe_interval`) probes no more often than every 5 s.
+    pub probe: Option<Duration>,
+    /// `max_backoff`: the longest wait between reconnection attempts
+    /// (ms in the column, at least 1 s).
+    pub max_backoff: Duration,
+    /// `controller_rate_limit` (packets/s) and `controller_burst_limit`
+    /// (packets; default a quarter of the rate, at least 1).
+    pub packet_in_limit: Option<conn::PacketInLimit>,
+}
+
+impl ControllerConfig {
+    /// `target` with OVS's defaults (5 s probe, 8 s backoff, no rate
+    /// limit).
+    pub fn new(target: &str) -> ControllerConfig {
+        ControllerConfig {
+            target: target.to_owned(),
+            probe: Some(DEFAULT_PROBE),
+            max_backoff: MAX_BACKOFF,
+            packet_in_limit: None,
+        }
+    }
+
+    /// From the database columns (ms, ms, packets/s, packets).
+    pub fn from_columns(
+        target: &str,
+        inactivity_probe: Option<i64>,
+        max_backoff: Option<i64>,
+        rate_limit: Option<i64>,
+        burst_limit: Option<i64>,
+    ) -> ControllerConfig {
+        let secs = |ms: i64| Duration::from_secs(u64::try_from(ms / 1000).unwrap_or(0));
+        let probe = match inactivity_probe {
+            None => Some(DEFAULT_PROBE),
+            Some(0) => None,
+            Some(ms) => Some(secs(ms).max(Duration::from_secs(5))),
+        };
+        let rate = rate_limit
+            .filter(|r| *r > 0)
+            .map(|r| u32::try_from(r).unwrap_or(u32::MAX));
+        ControllerConfig {
+            target: target.to_owned(),
+            probe,
+            max_backoff: max_backoff.map_or(MAX_BACKOFF, |ms| secs(ms).max(Duration::from_secs(1))),
+            packet_in_limit: rate.map(|rate| conn::PacketInLimit {
+                rate,
+                burst: burst_limit
+                    .filter(|b| *b > 0)
+                    .map_or(rate / 4, |b| u32::try_from(b).unwrap_or(u32::MAX))
+                    .max(1),
+            }),
+        }
+    }
+}
 
 /// A parsed controller target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +194,7 @@ pub struct ControllerStatus {
 }
 
 struct ControllerTask {
+    config: ControllerConfig,
     task: JoinHandle<()>,
     conns: Arc<Mutex<Vec<Arc<ConnStatus>>>>,
 }
@@ -252,17 +319,23 @@ impl ConnMgr {
         let task = tokio::spawn(accept(
             Listener::Unix(listener),
             path.display().to_string(),
-            self.spawner(ConnKind::Service, None),
+            self.spawner(ConnKind::Service, Some(DEFAULT_PROBE), None),
             Arc::new(Mutex::new(Vec::new())),
         ));
         *self.mgmt.lock().unwrap_or_else(|e| e.into_inner()) = Some((task, path.clone()));
         Ok(path)
     }
 
-    fn spawner(&self, kind: ConnKind, probe: Option<Duration>) -> Spawner {
+    fn spawner(
+        &self,
+        kind: ConnKind,
+        probe: Option<Duration>,
+        packet_in_limit: Option<conn::PacketInLimit>,
+    ) -> Spawner {
         Spawner {
             kind,
             probe,
+            packet_in_limit,
             handler: self.handler.clone(),
             roles: self.roles.clone(),
             events: self.events.clone(),
@@ -273,21 +346,23 @@ impl ConnMgr {
         }
     }
 
-    /// Make the controller list exactly `targets` (OVS connection method
-    /// strings); unchanged targets keep their connections. Returns the
-    /// targets that could not be parsed, with why.
-    pub fn set_controllers(&self, targets: &[String]) -> Vec<(String, String)> {
+    /// Make the controller list exactly `controllers`; unchanged ones
+    /// keep their connections, a controller whose settings changed is
+    /// reconnected with the new ones. Returns the targets that could not
+    /// be parsed, with why.
+    pub fn set_controllers(&self, controllers: &[ControllerConfig]) -> Vec<(String, String)> {
         let mut bad = Vec::new();
         let mut ctl = self.controllers.lock().unwrap_or_else(|e| e.into_inner());
         ctl.retain(|t, c| {
-            let keep = targets.contains(t);
+            let keep = controllers.contains(&c.config);
             if !keep {
                 tracing::info!("{}: removing controller {t}", self.bridge);
                 c.task.abort();
             }
             keep
         });
-        for t in targets {
+        for cfg in controllers {
+            let t = &cfg.target;
             if ctl.contains_key(t) {
                 continue;
             }
@@ -300,34 +375,57 @@ impl ConnMgr {
                 }
             };
             let conns = Arc::new(Mutex::new(Vec::new()));
-            let task = self.spawn_target(t.clone(), target, conns.clone());
+            let task = self.spawn_target(cfg, target, conns.clone());
             tracing::info!("{}: added controller {t}", self.bridge);
-            ctl.insert(t.clone(), ControllerTask { task, conns });
+            ctl.insert(
+                t.clone(),
+                ControllerTask {
+                    config: cfg.clone(),
+                    task,
+                    conns,
+                },
+            );
         }
         bad
     }
 
     fn spawn_target(
         &self,
-        name: String,
+        cfg: &ControllerConfig,
         target: Target,
         conns: Arc<Mutex<Vec<Arc<ConnStatus>>>>,
     ) -> JoinHandle<()> {
-        let active = self.spawner(ConnKind::Primary, Some(DEFAULT_PROBE));
+        let active = self.spawner(ConnKind::Primary, cfg.probe, cfg.packet_in_limit);
         let bridge = self.bridge.clone();
+        let name = cfg.target.clone();
+        let max_backoff = cfg.max_backoff;
         match target {
-            Target::Tcp(addr) => tokio::spawn(reconnect(name, bridge, active, conns, move || {
-                let addr = addr.clone();
-                async move {
-                    let s = TcpStream::connect(&addr).await?;
-                    let _ = s.set_nodelay(true);
-                    Ok(Box::new(s) as Box<dyn Stream>)
-                }
-            })),
-            Target::Unix(path) => tokio::spawn(reconnect(name, bridge, active, conns, move || {
-                let path = path.clone();
-                async move { Ok(Box::new(UnixStream::connect(&path).await?) as Box<dyn Stream>) }
-            })),
+            Target::Tcp(addr) => tokio::spawn(reconnect(
+                name,
+                bridge,
+                active,
+                conns,
+                max_backoff,
+                move || {
+                    let addr = addr.clone();
+                    async move {
+                        let s = TcpStream::connect(&addr).await?;
+                        let _ = s.set_nodelay(true);
+                        Ok(Box::new(s) as Box<dyn Stream>)
+                    }
+                },
+            )),
+            Target::Unix(path) => tokio::spawn(reconnect(
+                name,
+                bridge,
+                active,
+                conns,
+                max_backoff,
+                move || {
+                    let path = path.clone();
+                    async move { Ok(Box::new(UnixStream::connect(&path).await?) as Box<dyn Stream>) }
+                },
+            )),
             Target::Ptcp(addr) => tokio::spawn(async move {
                 match TcpListener::bind(&addr).await {
                     Ok(l) => accept(Listener::Tcp(l), name, active, conns).await,
@@ -411,6 +509,7 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for 
 struct Spawner {
     kind: ConnKind,
     probe: Option<Duration>,
+    packet_in_limit: Option<conn::PacketInLimit>,
     handler: Arc<dyn Handler>,
     roles: Arc<Roles>,
     events: broadcast::Sender<Event>,
@@ -462,6 +561,7 @@ impl Spawner {
                 peer: peer.clone(),
                 versions: self.versions.load(Ordering::Relaxed),
                 hello_timeout: conn::HELLO_TIMEOUT,
+                packet_in_limit: self.packet_in_limit,
             },
             self.handler.clone(),
             self.roles.clone(),
@@ -513,6 +613,7 @@ async fn reconnect<F, Fut>(
     bridge: String,
     spawner: Spawner,
     conns: Arc<Mutex<Vec<Arc<ConnStatus>>>>,
+    max_backoff: Duration,
     connect: F,
 ) where
     F: Fn() -> Fut,
@@ -539,7 +640,7 @@ async fn reconnect<F, Fut>(
             }
         }
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        backoff = (backoff * 2).min(max_backoff);
     }
 }
 
@@ -716,6 +817,35 @@ mod tests {
         assert_eq!(mgr.packet_in_bytes.load(Ordering::Relaxed), 0);
     }
 
+    #[test]
+    fn controller_columns_follow_ovs_bounds() {
+        let c = ControllerConfig::from_columns("tcp:1.2.3.4", None, None, None, None);
+        assert_eq!(c, ControllerConfig::new("tcp:1.2.3.4"));
+        // inactivity_probe: 0 turns it off, at least 5 s (rconn).
+        let c = ControllerConfig::from_columns("t", Some(0), Some(500), Some(100), None);
+        assert_eq!(c.probe, None);
+        assert_eq!(c.max_backoff, Duration::from_secs(1));
+        assert_eq!(
+            c.packet_in_limit,
+            Some(conn::PacketInLimit {
+                rate: 100,
+                burst: 25
+            })
+        );
+        let c = ControllerConfig::from_columns("t", Some(1000), Some(30_000), Some(1000), Some(50));
+        assert_eq!(c.probe, Some(Duration::from_secs(5)));
+        assert_eq!(c.max_backoff, Duration::from_secs(30));
+        assert_eq!(
+            c.packet_in_limit,
+            Some(conn::PacketInLimit {
+                rate: 1000,
+                burst: 50
+            })
+        );
+        let c = ControllerConfig::from_columns("t", Some(30_000), None, None, None);
+        assert_eq!(c.probe, Some(Duration::from_secs(30)));
+    }
+
     #[tokio::test]
     async fn removing_a_connected_controller_gives_back_its_count() {
         let dir = tmp_dir("count");
@@ -724,7 +854,7 @@ mod tests {
         let mgr = ConnMgr::new("br0", Arc::new(Null));
         let target = format!("unix:{}", sock.display());
         assert!(mgr
-            .set_controllers(std::slice::from_ref(&target))
+            .set_controllers(&[ControllerConfig::new(&target)])
             .is_empty());
         let (mut s, _) = listener.accept().await.unwrap();
         hello(&mut s).await;
@@ -743,7 +873,7 @@ mod tests {
     #[tokio::test]
     async fn a_controller_that_closes_at_once_is_retried_with_backoff() {
         let mgr = ConnMgr::new("br0", Arc::new(Null));
-        let spawner = mgr.spawner(ConnKind::Primary, None);
+        let spawner = mgr.spawner(ConnKind::Primary, None, None);
         let attempts = Arc::new(AtomicUsize::new(0));
         let a = attempts.clone();
         let task = tokio::spawn(reconnect(
@@ -751,6 +881,7 @@ mod tests {
             "br0".into(),
             spawner,
             Arc::new(Mutex::new(Vec::new())),
+            MAX_BACKOFF,
             move || {
                 a.fetch_add(1, Ordering::Relaxed);
                 // The peer is gone as soon as we connect.
@@ -783,6 +914,44 @@ mod tests {
         assert_eq!(s.read(&mut b).await.unwrap(), 0);
         // Once one closes, there is room again.
         drop(kept.pop());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut s = UnixStream::connect(&path).await.unwrap();
+        s.read_exact(&mut b).await.unwrap();
+        mgr.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Management connections that completed HELLO and then went silent
+    /// are probed and dropped (after twice [`DEFAULT_PROBE`]), so they
+    /// cannot keep `ovs-ofctl` out for as long as they stay.
+    #[tokio::test]
+    async fn silent_management_connections_are_probed_and_dropped() {
+        let dir = tmp_dir("probe");
+        let mgr = ConnMgr::new("br0", Arc::new(Null));
+        let path = mgr.listen_mgmt(&dir).unwrap();
+        let mut silent = Vec::new();
+        for _ in 0..MAX_ACCEPTED {
+            let mut s = UnixStream::connect(&path).await.unwrap();
+            hello(&mut s).await;
+            silent.push(s);
+        }
+        // Full: one more is closed at once.
+        let mut s = UnixStream::connect(&path).await.unwrap();
+        let mut b = [0u8; 16];
+        assert_eq!(s.read(&mut b).await.unwrap(), 0);
+        // Each silent one gets an ECHO_REQUEST, then is closed.
+        for s in &mut silent {
+            let mut got = Vec::new();
+            tokio::time::timeout(4 * DEFAULT_PROBE, s.read_to_end(&mut got))
+                .await
+                .expect("a silent connection was kept")
+                .unwrap();
+            assert!(
+                got.chunks(8).any(|h| h.len() == 8 && h[1] == 2),
+                "no echo request: {got:?}"
+            );
+        }
+        // Then the socket serves again.
         tokio::time::sleep(Duration::from_millis(50)).await;
         let mut s = UnixStream::connect(&path).await.unwrap();
         s.read_exact(&mut b).await.unwrap();

@@ -5,4 +5,4 @@ pub mod conn;
 pub mod mgr;
 
 pub use conn::{ConnCtx, Event, Handler};
-pub use mgr::ConnMgr;
+pub use mgr::{ConnMgr, ControllerConfig};
