@@ -495,3 +495,47 @@ fn ofctl_of10_dump_of_13_instructions() {
         "{flows}"
     );
 }
+
+/// Issue 14 item 5: `ovs-ofctl mod-port` in OpenFlow 1.0 and 1.3. A down
+/// port passes nothing (and `show` says PORT_DOWN) until it is up again;
+/// in 1.0, a no-flood port is left out of NORMAL's floods, so a guest
+/// behind it cannot be found by ARP, until `flood`.
+#[test]
+fn ofctl_mod_port_down_up_no_flood() {
+    let mut h = Harness::start("ofmodport");
+    for d in 1..=3 {
+        h.guest(d, None);
+    }
+    assert!(h.ping(1, 2, 1), "{}", h.log());
+    for proto in [&["-O", "OpenFlow10"][..], &["-O", "OpenFlow13"][..]] {
+        let ofctl = |args: &[&str]| h.ofctl(&[proto, args].concat());
+        ofctl(&["mod-port", "br0", "vif2.0", "down"]);
+        let show = ofctl(&["show", "br0"]);
+        let port2 = show
+            .split("2(vif2.0)")
+            .nth(1)
+            .and_then(|s| s.split(" 3(vif3.0)").next())
+            .unwrap_or_else(|| panic!("{show}"));
+        assert!(port2.contains("config:     PORT_DOWN"), "{proto:?}: {show}");
+        assert!(h.ping_fails(1, 2), "{proto:?}: ping crossed a down port");
+        ofctl(&["mod-port", "br0", "vif2.0", "up"]);
+        let show = ofctl(&["show", "br0"]);
+        assert!(!show.contains("PORT_DOWN"), "{proto:?}: {show}");
+        assert!(h.ping(1, 2, 2), "{proto:?}: {}", h.log());
+    }
+
+    // no-flood (OpenFlow 1.0 only: OVS sends no NO_FLOOD bit in 1.3).
+    h.ofctl(&["mod-port", "br0", "vif3.0", "no-flood"]);
+    let show = h.ofctl(&["show", "br0"]);
+    assert!(show.contains("NO_FLOOD"), "{show}");
+    for d in [1, 3] {
+        h.exec(d, &["ip", "neigh", "flush", "all"]);
+    }
+    assert!(
+        h.ping_fails(1, 3),
+        "the ARP request was flooded to a no-flood port"
+    );
+    h.ofctl(&["mod-port", "br0", "vif3.0", "flood"]);
+    assert!(!h.ofctl(&["show", "br0"]).contains("NO_FLOOD"));
+    assert!(h.ping(1, 3, 2), "{}", h.log());
+}
