@@ -232,10 +232,46 @@ impl Bridge {
         } else {
             self.of.set_port_live(ofport, enabled);
         }
+        let config = self.of.port_config(ofport);
         let _ = self.conns.events().send(Event::PortStatus(PortStatus {
             reason,
-            desc: port_desc(ofport, name, enabled),
+            desc: port_desc(ofport, name, enabled, config),
         }));
+    }
+
+    /// `OFPT_PORT_MOD` (OpenFlow 1.3.5 §7.3.4.3, 1.0 §5.3.3): set the
+    /// config bits of `pm.port_no` under `pm.mask` (`PORT_DOWN`,
+    /// `NO_RECV`, `NO_FWD`, `NO_PACKET_IN`, and 1.0's `NO_FLOOD`; see
+    /// [`xennet_ofproto::xlate`] for what each does). A change flushes the
+    /// megaflows and is announced as `OFPT_PORT_STATUS` (`OFPPR_MODIFY`).
+    /// `advertise` is ignored (vifs have no PHY to advertise).
+    ///
+    /// # Errors
+    /// `OFPPMFC_BAD_PORT` for a port not on the bridge,
+    /// `OFPPMFC_BAD_HW_ADDR` when `pm.hw_addr` is not the port's address
+    /// (checked in that order, as OVS's `port_mod_start`).
+    pub fn port_mod(&self, pm: &model::PortMod) -> Result<(), OfError> {
+        let info = self
+            .port_infos()
+            .into_iter()
+            .find(|p| p.ofport == pm.port_no)
+            .ok_or(OfError::PORT_MOD_BAD_PORT)?;
+        if pm.hw_addr != crate::ofbridge::VIF_MAC {
+            return Err(OfError::PORT_MOD_BAD_HW_ADDR);
+        }
+        if let Some((old, new)) = self.of.set_port_config(pm.port_no, pm.config, pm.mask) {
+            tracing::info!(
+                "{}: port {} (ofport {}): OpenFlow config {old:#x} -> {new:#x}",
+                self.name,
+                info.name,
+                info.ofport
+            );
+            let _ = self.conns.events().send(Event::PortStatus(PortStatus {
+                reason: model::OFPPR_MODIFY,
+                desc: port_desc(info.ofport, &info.name, info.enabled, new),
+            }));
+        }
+        Ok(())
     }
 
     fn apply_vlan(&self, ofport: OfPort, setting: Option<&Option<PortVlan>>) {

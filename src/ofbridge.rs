@@ -52,7 +52,7 @@ impl OfBridge {
     pub fn port_descs(&self, b: &Bridge) -> Vec<PortDesc> {
         b.port_infos()
             .into_iter()
-            .map(|p| port_desc(p.ofport, &p.name, p.enabled))
+            .map(|p| port_desc(p.ofport, &p.name, p.enabled, b.of.port_config(p.ofport)))
             .collect()
     }
 
@@ -122,14 +122,19 @@ impl OfBridge {
     }
 }
 
-/// An `ofp_port` for a switch port.
-pub fn port_desc(ofport: u32, name: &str, enabled: bool) -> PortDesc {
+/// An `ofp_port` for a switch port with OpenFlow config bits `config`
+/// ([`model::port_config`], as `OFPT_PORT_MOD` set them): a port that is
+/// disabled or configured `PORT_DOWN` is `LINK_DOWN` and not `LIVE` (OVS
+/// `normalize_state`; OVS turns a down port's netdev down, which drops its
+/// link).
+pub fn port_desc(ofport: u32, name: &str, enabled: bool, config: u32) -> PortDesc {
+    let up = enabled && config & model::port_config::PORT_DOWN == 0;
     PortDesc {
         port_no: ofport,
         hw_addr: VIF_MAC,
         name: name.chars().take(15).collect(),
-        config: 0,
-        state: if enabled {
+        config,
+        state: if up {
             model::port_state::LIVE
         } else {
             model::port_state::LINK_DOWN
@@ -222,20 +227,7 @@ impl Handler for OfBridge {
                 flags: 0,
                 body: self.multipart(ctx, &b, body)?,
             }]),
-            Msg::PortMod(pm) => {
-                if !b.port_infos().iter().any(|p| p.ofport == pm.port_no) {
-                    return Err(OfError::PORT_MOD_BAD_PORT);
-                }
-                if pm.hw_addr != VIF_MAC {
-                    return Err(OfError::PORT_MOD_BAD_HW_ADDR);
-                }
-                // Port config bits (down, no-recv, no-fwd) are not
-                // implemented yet: refuse rather than pretend.
-                if pm.mask != 0 {
-                    return Err(OfError::PORT_MOD_BAD_CONFIG);
-                }
-                Ok(Vec::new())
-            }
+            Msg::PortMod(pm) => b.port_mod(&pm).map(|()| Vec::new()),
             Msg::TableMod { .. } => Ok(Vec::new()),
             msg => b.ofproto_request(ctx, msg),
         }

@@ -10,7 +10,8 @@
 //! - A unicast destination learned on another port goes there; one learned
 //!   on the input port is dropped (no hair-pinning); an unknown one, and
 //!   any multicast or broadcast, is flooded to every enabled port but the
-//!   input port.
+//!   input port and ports with OpenFlow's `OFPPC_NO_FLOOD`
+//!   ([`FdbHandle::set_no_flood`], OVS `xbundle->floodable`).
 //!
 //! VLANs follow the OVS `Port` columns `tag`, `trunks` and `vlan_mode`
 //! (ovs-vswitchd.conf.db(5)) as `xlate_normal` applies them
@@ -82,7 +83,7 @@
 //! forwarding thread takes the lock only in upcalls and housekeeping, never
 //! per packet; the control plane takes it for `fdb/show`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt::{self, Write};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -421,6 +422,9 @@ struct Fdb {
     aging: Duration,
     /// Ports with VLAN settings; the others are [`Bundle::DEFAULT`].
     ports: HashMap<OfPort, PortState>,
+    /// Ports with `OFPPC_NO_FLOOD`: left out of floods (OVS
+    /// `xbundle->floodable`), still reached by learned unicast.
+    no_flood: BTreeSet<OfPort>,
     /// Tags of the entries added, moved or removed since the last
     /// [`Fdb::publish`].
     changed: Tags,
@@ -601,6 +605,7 @@ impl Normal {
             max_entries,
             aging,
             ports: HashMap::new(),
+            no_flood: BTreeSet::new(),
             changed: Tags::EMPTY,
         }));
         let generation = Arc::new(AtomicU64::new(0));
@@ -704,7 +709,8 @@ impl Normal {
                 Some((p, _)) if p == in_port => {} // no hair-pinning
                 Some((p, Some(b))) => outs.push((b.output_tci(vlan, pcp), p)),
                 _ => {
-                    for &p in ports.iter().filter(|p| **p != in_port) {
+                    let floods = |p: &&OfPort| **p != in_port && !fdb.no_flood.contains(p);
+                    for &p in ports.iter().filter(floods) {
                         if let Some(b) = carries(p) {
                             outs.push((b.output_tci(vlan, pcp), p));
                         }
@@ -934,6 +940,24 @@ impl FdbHandle {
     /// [`FdbHandle::clear_port_vlan`].
     pub fn block_port(&self, port: OfPort) -> bool {
         self.set_state(port, Some(PortState::Blocked))
+    }
+
+    /// Leave `port` out of floods, or not (OpenFlow `OFPPC_NO_FLOOD`, as
+    /// OVS's `xbundle->floodable`); megaflows are flushed on a change.
+    /// Returns whether it changed.
+    pub fn set_no_flood(&self, port: OfPort, no_flood: bool) -> bool {
+        let changed = {
+            let mut fdb = lock(&self.fdb);
+            if no_flood {
+                fdb.no_flood.insert(port)
+            } else {
+                fdb.no_flood.remove(&port)
+            }
+        };
+        if changed {
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+        changed
     }
 
     /// The port left the bridge: forget its MACs and VLAN settings.

@@ -11,7 +11,7 @@
 //! - `normal: Mutex<Normal>`: NORMAL's MAC table, locked in upcalls that
 //!   reach NORMAL, in traces and in MAC aging; its generation is an
 //!   atomic read without the lock (through the [`FdbHandle`]).
-//! - Lock order: tables, then normal, then down-ports.
+//! - Lock order: tables, then normal, then down-ports, then port configs.
 //! - Events (packet-ins from the forwarding thread, flow-removed from
 //!   mods and expiry) go through a bounded channel of [`EVENT_QUEUE`]
 //!   entries; when it is full they are dropped and counted
@@ -20,7 +20,7 @@
 //! # Revalidation
 //!
 //! [`Ofproto::generation`] (what the handler reports) changes on every
-//! flow/group/meter mod, expiry, port liveness change, fail-open change
+//! flow/group/meter mod, expiry, port liveness or config change, fail-open change
 //! and MAC-table change; the datapath then flushes all megaflows.
 //!
 //! # Fail mode
@@ -35,7 +35,7 @@
 //! (`fail_open.c`, which adds a hidden priority-0xf0f0f0 NORMAL flow).
 //! A [`FailMode::Secure`] bridge starts empty: table misses drop.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -45,11 +45,11 @@ use xennet_datapath::flow::extract;
 use xennet_datapath::meter::{BandKind, BandSpec, MeterSpec, MAX_BANDS, MAX_METERS};
 use xennet_datapath::{DpHandle, FlowKey, OfPort, Packet, Tags, Upcall, UpcallHandler, Userdata};
 use xennet_openflow::model::{
-    meter_flags, Action, FlowMod, FlowModCommand, FlowRemoved, FlowStats, FlowStatsRequest,
-    GroupDesc, GroupFeatures, GroupMod, GroupStats, Instructions, Match, MeterBandKind,
-    MeterConfig, MeterFeatures, MeterMod, MeterStats, MpReply, MpRequest, PacketIn, PacketOut,
-    TableStats, OFPCML_NO_BUFFER, OFPG_ANY, OFPM_ALL, OFPP_ANY, OFPP_CONTROLLER, OFPP_LOCAL,
-    OFPP_MAX, OFPP_NORMAL,
+    meter_flags, port_config, Action, FlowMod, FlowModCommand, FlowRemoved, FlowStats,
+    FlowStatsRequest, GroupDesc, GroupFeatures, GroupMod, GroupStats, Instructions, Match,
+    MeterBandKind, MeterConfig, MeterFeatures, MeterMod, MeterStats, MpReply, MpRequest, PacketIn,
+    PacketOut, TableStats, OFPCML_NO_BUFFER, OFPG_ANY, OFPM_ALL, OFPP_ANY, OFPP_CONTROLLER,
+    OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL,
 };
 use xennet_openflow::OfError;
 
@@ -97,6 +97,9 @@ pub struct Ofproto {
     generation: AtomicU64,
     fail_open: AtomicBool,
     down_ports: RwLock<BTreeSet<u32>>,
+    /// OpenFlow port config bits by port (`OFPT_PORT_MOD`; ports without
+    /// an entry have none).
+    port_configs: RwLock<BTreeMap<u32, u32>>,
     /// Enabled ports as last seen by an upcall (for traces).
     seen_ports: Mutex<Vec<OfPort>>,
     events_tx: SyncSender<OfEvent>,
@@ -132,6 +135,7 @@ impl Ofproto {
             generation: AtomicU64::new(0),
             fail_open: AtomicBool::new(false),
             down_ports: RwLock::new(BTreeSet::new()),
+            port_configs: RwLock::new(BTreeMap::new()),
             seen_ports: Mutex::new(Vec::new()),
             events_tx: tx,
             events_rx: Mutex::new(Some(rx)),
@@ -556,6 +560,42 @@ impl Ofproto {
         }
     }
 
+    /// `OFPT_PORT_MOD` (OpenFlow 1.3.5 §7.3.4.3): set the [`port_config`]
+    /// bits of `port` under `mask` to those of `config` (other bits of
+    /// `config` are ignored). A port with `PORT_DOWN` is not live. Changes
+    /// revalidate (see [`crate::xlate`] for what each bit does). Returns
+    /// the old and the new config, or `None` when nothing changed.
+    pub fn set_port_config(&self, port: u32, config: u32, mask: u32) -> Option<(u32, u32)> {
+        let (old, new) = {
+            let mut c = self.port_configs.write().unwrap_or_else(|e| e.into_inner());
+            let old = c.get(&port).copied().unwrap_or(0);
+            let new = (old & !mask) | (config & mask);
+            if new == old {
+                return None;
+            }
+            if new == 0 {
+                c.remove(&port);
+            } else {
+                c.insert(port, new);
+            }
+            (old, new)
+        };
+        self.fdb
+            .set_no_flood(port, new & port_config::NO_FLOOD != 0);
+        self.bump();
+        Some((old, new))
+    }
+
+    /// The [`port_config`] bits of `port` (0 for a port never modified).
+    pub fn port_config(&self, port: u32) -> u32 {
+        self.port_configs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&port)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Police traffic received on `port` (OVS `Interface` columns
     /// `ingress_policing_rate`, kbit/s, and `ingress_policing_burst`, kbit;
     /// a burst of 0 means 8000 kbit, a rate of 0 turns policing off):
@@ -614,7 +654,8 @@ impl Ofproto {
             .copied()
     }
 
-    /// A port was deleted: forget its MACs and policer, and revalidate.
+    /// A port was deleted: forget its MACs, policer and config, and
+    /// revalidate.
     pub fn port_deleted(&self, port: u32) {
         self.set_ingress_policing(port, 0, 0);
         self.fdb.flush_port(port);
@@ -622,6 +663,11 @@ impl Ofproto {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&port);
+        self.port_configs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&port);
+        self.fdb.set_no_flood(port, false);
         self.bump();
     }
 
@@ -638,7 +684,17 @@ impl Ofproto {
         let ingress_meter = self.policer_meter(key.in_port());
         if self.fail_open() {
             let mut n = lock(&self.normal);
-            let mut up = UpcallHandler::upcall(&mut *n, key, pkt, ports);
+            let configs = self.port_configs.read().unwrap_or_else(|e| e.into_inner());
+            let config_of = |p: u32| configs.get(&p).copied().unwrap_or(0);
+            let in_config = config_of(key.in_port());
+            let mut up = if in_config & (port_config::PORT_DOWN | port_config::NO_RECV) != 0 {
+                let mut up = Upcall::default();
+                up.mask.set_exact(xennet_datapath::flow::Field::InPort);
+                up
+            } else {
+                UpcallHandler::upcall(&mut *n, key, pkt, ports)
+            };
+            xlate::retain_forwardable(&mut up.actions, &config_of);
             if let Some(m) = ingress_meter {
                 up.actions.insert(0, xennet_datapath::DpAction::Meter(m));
             }
@@ -654,13 +710,20 @@ impl Ofproto {
         let tables = self.read();
         let mut normal = lock(&self.normal);
         let down = self.down_ports.read().unwrap_or_else(|e| e.into_inner());
-        let live = |p: u32| ports.binary_search(&p).is_ok() && !down.contains(&p);
+        let configs = self.port_configs.read().unwrap_or_else(|e| e.into_inner());
+        let config_of = |p: u32| configs.get(&p).copied().unwrap_or(0);
+        let live = |p: u32| {
+            ports.binary_search(&p).is_ok()
+                && !down.contains(&p)
+                && config_of(p) & port_config::PORT_DOWN == 0
+        };
         xlate::xlate(
             XlateIn {
                 tables: &tables,
                 normal: Some(&mut normal),
                 ports,
                 live: &live,
+                port_config: &config_of,
                 packet: pkt,
                 count_stats: count,
                 trace,
@@ -751,13 +814,20 @@ impl Ofproto {
             let tables = self.read();
             let mut normal = lock(&self.normal);
             let down = self.down_ports.read().unwrap_or_else(|e| e.into_inner());
-            let live = |p: u32| ports.binary_search(&p).is_ok() && !down.contains(&p);
+            let configs = self.port_configs.read().unwrap_or_else(|e| e.into_inner());
+            let config_of = |p: u32| configs.get(&p).copied().unwrap_or(0);
+            let live = |p: u32| {
+                ports.binary_search(&p).is_ok()
+                    && !down.contains(&p)
+                    && config_of(p) & port_config::PORT_DOWN == 0
+            };
             xlate::xlate_actions(
                 XlateIn {
                     tables: &tables,
                     normal: Some(&mut normal),
                     ports: &ports,
                     live: &live,
+                    port_config: &config_of,
                     packet: &pkt,
                     count_stats: true,
                     trace: false,

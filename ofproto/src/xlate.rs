@@ -54,10 +54,19 @@
 //! translation producing over [`MAX_DP_ACTIONS`] datapath actions. Recursion
 //! is bounded by the depth counter, so no stack overflow.
 //!
+//! # Port config (`OFPT_PORT_MOD`)
+//!
+//! As OVS (OpenFlow 1.3.5 §7.2.1, 1.0 §5.2.1): a packet received on a port
+//! with `OFPPC_PORT_DOWN` or `OFPPC_NO_RECV` is dropped before table 0;
+//! output to a port with `OFPPC_NO_FWD` or `OFPPC_PORT_DOWN` is skipped
+//! (also NORMAL's); `OFPP_FLOOD` (and NORMAL's flooding) leaves out ports
+//! with `OFPPC_NO_FLOOD`, `OFPP_ALL` does not; a packet from a port with
+//! `OFPPC_NO_PACKET_IN` sends no packet-in. Changes revalidate (the
+//! generation, see [`crate::Ofproto`]); in_port is always in the mask.
+//!
 //! Not modelled: 802.1ad double tagging beyond one tag in the key (a
 //! push on a tagged packet pushes a second tag; the key then only knows
-//! the outer one), `OFPP_FLOOD` port `NO_FLOOD` flags (flood = all),
-//! queues (`set_queue` is accepted and ignored), MPLS/PBB.
+//! the outer one), queues (`set_queue` is accepted and ignored), MPLS/PBB.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,8 +80,9 @@ use xennet_datapath::{
     UpcallHandler, Userdata,
 };
 use xennet_openflow::model::{
-    Action, GroupType, Instructions, Match, OxmField, OFPCML_NO_BUFFER, OFPG_ANY, OFPP_ALL,
-    OFPP_ANY, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_NORMAL, OFPP_TABLE,
+    port_config, Action, GroupType, Instructions, Match, OxmField, OFPCML_NO_BUFFER, OFPG_ANY,
+    OFPP_ALL, OFPP_ANY, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_NORMAL,
+    OFPP_TABLE,
 };
 
 use crate::normal::Normal;
@@ -191,6 +201,9 @@ pub struct XlateIn<'a> {
     pub ports: &'a [OfPort],
     /// Whether a port is live (for fast failover and select groups).
     pub live: &'a dyn Fn(u32) -> bool,
+    /// A port's OpenFlow config bits ([`port_config`]; 0 for a port
+    /// without any): see [`xlate`] for what each does.
+    pub port_config: &'a dyn Fn(u32) -> u32,
     /// The packet (NORMAL's handler wants one; may be empty for traces).
     pub packet: &'a Packet,
     /// Count lookups in the table statistics.
@@ -216,6 +229,7 @@ struct Ctx<'a> {
     normal: Option<&'a mut Normal>,
     ports: &'a [OfPort],
     live: &'a dyn Fn(u32) -> bool,
+    port_config: &'a dyn Fn(u32) -> u32,
     packet: &'a Packet,
     count_stats: bool,
     trace: Option<String>,
@@ -250,6 +264,7 @@ impl<'a> Ctx<'a> {
             normal: input.normal,
             ports: input.ports,
             live: input.live,
+            port_config: input.port_config,
             packet: input.packet,
             count_stats: input.count_stats,
             trace: input.trace.then(String::new),
@@ -285,6 +300,16 @@ pub fn xlate(input: XlateIn<'_>, key: &FlowKey) -> (XlateOut, Option<String>) {
     ctx.wc.set_exact(Field::InPort).set_exact(Field::DlType);
     if matches!(key.dl_type(), 0x0800 | 0x86dd) {
         ctx.wc.set_exact(Field::NwFrag);
+    }
+    let in_config = (ctx.port_config)(key.in_port());
+    if in_config & (port_config::PORT_DOWN | port_config::NO_RECV) != 0 {
+        // OVS `xlate_actions` (`xport_rcv_allowed`): dropped on receipt.
+        ctx.note(if in_config & port_config::PORT_DOWN != 0 {
+            "OFPPC_PORT_DOWN is set on the input port, dropping"
+        } else {
+            "OFPPC_NO_RECV is set on the input port, dropping"
+        });
+        return ctx.out();
     }
     ctx.run_table(0, false);
     ctx.finish();
@@ -1014,7 +1039,20 @@ impl Ctx<'_> {
         self.base = nb;
     }
 
+    /// Whether output to `port` is allowed: not `OFPPC_NO_FWD` (OVS
+    /// `compose_output_action__`) nor `OFPPC_PORT_DOWN` (a down port sends
+    /// nothing).
+    fn may_forward(&self, port: OfPort) -> bool {
+        (self.port_config)(port) & (port_config::NO_FWD | port_config::PORT_DOWN) == 0
+    }
+
     fn out_port(&mut self, port: OfPort) {
+        if !self.may_forward(port) {
+            self.note(format_args!(
+                "port {port} is down or has OFPPC_NO_FWD set, skipping output"
+            ));
+            return;
+        }
         if self.ports.binary_search(&port).is_ok() {
             self.commit();
             self.actions.push(DpAction::Output(port));
@@ -1026,13 +1064,20 @@ impl Ctx<'_> {
         match port {
             OFPP_IN_PORT => self.out_port(in_port),
             OFPP_ALL | OFPP_FLOOD => {
+                // FLOOD leaves out ports with OFPPC_NO_FLOOD (OpenFlow 1.0
+                // §5.2.1; OVS `flood_packets`), ALL does not.
+                let all = port == OFPP_ALL;
                 let ports = self.ports;
+                let floods = |p: u32| all || (self.port_config)(p) & port_config::NO_FLOOD == 0;
                 for &p in ports {
-                    if p != in_port && p != OFPP_LOCAL {
+                    if p != in_port && p != OFPP_LOCAL && floods(p) {
                         self.out_port(p);
                     }
                 }
-                if in_port != OFPP_LOCAL && ports.binary_search(&OFPP_LOCAL).is_ok() {
+                if in_port != OFPP_LOCAL
+                    && ports.binary_search(&OFPP_LOCAL).is_ok()
+                    && floods(OFPP_LOCAL)
+                {
                     self.out_port(OFPP_LOCAL);
                 }
             }
@@ -1068,6 +1113,10 @@ impl Ctx<'_> {
     }
 
     fn controller(&mut self, reason: u8, max_len: u16) {
+        if (self.port_config)(self.orig.in_port()) & port_config::NO_PACKET_IN != 0 {
+            self.note("OFPPC_NO_PACKET_IN is set on the input port, no packet-in");
+            return;
+        }
         self.commit();
         let (table_id, cookie) = match &self.rule {
             Some(r) => (r.table_id, r.cookie),
@@ -1088,7 +1137,9 @@ impl Ctx<'_> {
             self.note(">>>> NORMAL is not available on this bridge <<<<");
             return;
         };
-        let up = UpcallHandler::upcall(n, &self.flow, self.packet, self.ports);
+        let mut up = UpcallHandler::upcall(n, &self.flow, self.packet, self.ports);
+        let config = self.port_config;
+        retain_forwardable(&mut up.actions, config);
         self.wc.union_with(&up.mask);
         for a in &up.actions {
             match a {
@@ -1182,4 +1233,15 @@ impl Ctx<'_> {
         }
         self.depth -= 1;
     }
+}
+
+/// Drop from NORMAL's `actions` the outputs to ports that may not forward
+/// (`OFPPC_NO_FWD`, `OFPPC_PORT_DOWN` in `config`), as OVS's
+/// `compose_output_action__` skips them. NORMAL's own flooding already
+/// leaves out `OFPPC_NO_FLOOD` ports ([`crate::normal`]).
+pub fn retain_forwardable(actions: &mut Vec<DpAction>, config: &dyn Fn(u32) -> u32) {
+    actions.retain(|a| match a {
+        DpAction::Output(p) => config(*p) & (port_config::NO_FWD | port_config::PORT_DOWN) == 0,
+        _ => true,
+    });
 }

@@ -68,6 +68,9 @@ pub mod port_config {
     pub const NO_PACKET_IN: u32 = 1 << 6;
     /// OpenFlow 1.0 `OFPPC_NO_FLOOD` (kept in the model, dropped in 1.3).
     pub const NO_FLOOD: u32 = 1 << 4;
+    /// The bits OpenFlow 1.1+ defines (OVS `OFPPC11_ALL`): all but
+    /// `NO_FLOOD`, which the 1.3 codec leaves out of port descriptions.
+    pub const ALL_1_3: u32 = PORT_DOWN | NO_RECV | NO_FWD | NO_PACKET_IN;
 }
 
 /// Port state bits (1.3 `ofp_port_state`).

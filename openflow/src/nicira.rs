@@ -47,6 +47,8 @@ pub const NXAST_REG_LOAD: u16 = 7;
 pub const NXAST_RESUBMIT_TABLE: u16 = 14;
 /// `NXAST_DEC_TTL` (Nicira action subtype).
 pub const NXAST_DEC_TTL: u16 = 18;
+/// `NXAST_WRITE_METADATA` (Nicira action subtype).
+pub const NXAST_WRITE_METADATA: u16 = 22;
 /// `NXAST_REG_LOAD2` (Nicira action subtype).
 pub const NXAST_REG_LOAD2: u16 = 33;
 /// `NXAST_GROUP` (Nicira action subtype).

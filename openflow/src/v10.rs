@@ -110,6 +110,9 @@ pub const OFPST_VENDOR: u16 = 0xffff;
 /// `OFPSF_REPLY_MORE`.
 pub const OFPSF_REPLY_MORE: u16 = 1;
 
+/// OpenFlow 1.0 `OFPP_IN_PORT`.
+const OFPP10_IN_PORT: u16 = 0xfff8;
+
 const OFPAT10_OUTPUT: u16 = 0;
 const OFPAT10_SET_VLAN_VID: u16 = 1;
 const OFPAT10_SET_VLAN_PCP: u16 = 2;
@@ -1163,19 +1166,99 @@ pub fn encode_actions(acts: &[Action], out: &mut Vec<u8>) -> Result<(), EncodeEr
     Ok(())
 }
 
-/// The apply-actions of instructions that are only that (1.0 flows).
-fn apply_only(ins: &Instructions) -> Result<&[Action], EncodeError> {
-    if ins.meter.is_some()
-        || ins.clear
-        || ins.write.is_some()
-        || ins.write_metadata.is_some()
-        || ins.goto_table.is_some()
-    {
+/// Decode the actions of a 1.0 flow (flow-mod, flow statistics) into
+/// instructions: the actions are the apply-actions, except a Nicira
+/// `NXAST_WRITE_METADATA` (32 bytes: 6 zero bytes, value, mask), which is
+/// the write-metadata instruction, as in OVS (`decode_NXAST_RAW_WRITE_METADATA`).
+/// As OVS's `ofpacts_verify` requires the 1.1 instruction order, nothing
+/// may follow it.
+///
+/// # Errors
+/// As [`decode_actions`]; `BAD_ACTION/BAD_LEN` for a write-metadata of
+/// another length, `BAD_ACTION/BAD_ARGUMENT` for nonzero padding,
+/// `BAD_ACTION/UNSUPPORTED_ORDER` for an action after it.
+fn decode_instructions(buf: &[u8], proto: Option<u8>) -> Result<Instructions, DecodeError> {
+    let mut at = 0;
+    while at + 10 <= buf.len() {
+        let len = usize::from(be16(buf, at + 2));
+        let is_write_metadata = be16(buf, at) == OFPAT10_VENDOR
+            && be32(buf, at + 4) == NX_VENDOR_ID
+            && be16(buf, at + 8) == NXAST_WRITE_METADATA;
+        if is_write_metadata {
+            let a = buf
+                .get(at..at + 32)
+                .filter(|_| len == 32)
+                .ok_or_else(bad_len)?;
+            if a[10..16] != [0; 6] {
+                return Err(bad(
+                    OfError::BAD_ACTION_ARGUMENT,
+                    "nonzero write_metadata padding",
+                ));
+            }
+            if buf.len() > at + 32 {
+                return Err(bad(
+                    OfError::UNSUPPORTED_ORDER,
+                    "action after write_metadata",
+                ));
+            }
+            let value = u64::from_be_bytes(a[16..24].try_into().unwrap_or_default());
+            let mask = u64::from_be_bytes(a[24..32].try_into().unwrap_or_default());
+            let mut ins = Instructions::apply(decode_actions(&buf[..at], proto)?);
+            ins.write_metadata = Some((value, mask));
+            return Ok(ins);
+        }
+        if len < 8 {
+            break;
+        }
+        at += len;
+    }
+    Ok(Instructions::apply(decode_actions(buf, proto)?))
+}
+
+/// Check that a flow-mod's instructions have an exact 1.0 form: apply-actions
+/// and write-metadata (`NXAST_WRITE_METADATA`) only. (A flow dump writes
+/// the others as OVS does, see [`encode_instructions_as_actions`]; a
+/// flow-mod must not change meaning.)
+fn check_flow_mod_instructions(ins: &Instructions) -> Result<(), EncodeError> {
+    if ins.meter.is_some() || ins.clear || ins.write.is_some() || ins.goto_table.is_some() {
         return Err(unsupported(
-            "instructions other than apply-actions (OpenFlow 1.0)",
+            "instructions other than apply-actions and write-metadata (OpenFlow 1.0)",
         ));
     }
-    Ok(ins.apply.as_deref().unwrap_or(&[]))
+    Ok(())
+}
+
+/// The OpenFlow 1.0 action list of a flow's `ins` in a flow statistics
+/// reply, as Open vSwitch 3.1 writes a flow with 1.1+ instructions for
+/// OpenFlow 1.0 (`lib/ofp-actions.c`, `encode_<INSTRUCTION>` for
+/// `OFP10_VERSION`): the apply-actions, then write-metadata as
+/// `NXAST_WRITE_METADATA` (32 bytes: value, mask), then goto-table as
+/// `NXAST_RESUBMIT_TABLE` to that table with in_port `OFPP_IN_PORT`
+/// (`ovs-ofctl` shows `resubmit(,N)`). Meter, clear-actions and
+/// write-actions have no 1.0 form and are left out, as OVS leaves them.
+///
+/// # Errors
+/// As [`encode_actions`] for the apply-actions.
+fn encode_instructions_as_actions(
+    ins: &Instructions,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    encode_actions(ins.apply.as_deref().unwrap_or(&[]), out)?;
+    if let Some((value, mask)) = ins.write_metadata {
+        let start = begin_nx_action(out, NXAST_WRITE_METADATA);
+        out.zeros(6);
+        out.u64(value);
+        out.u64(mask);
+        finish_action(out, start)?;
+    }
+    if let Some(table) = ins.goto_table {
+        let start = begin_nx_action(out, NXAST_RESUBMIT_TABLE);
+        out.u16(OFPP10_IN_PORT);
+        out.u8(table);
+        out.zeros(3);
+        finish_action(out, start)?;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -1384,7 +1467,7 @@ fn decode_flow_mod(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeError>
     let out_port = port_from_ofp10(r.u16()?);
     let flags = flow_mod_flags(r.u16()?, command)?;
     let acts = r.rest();
-    let actions = decode_actions(acts, match_proto(&matcher))?;
+    let instructions = decode_instructions(acts, match_proto(&matcher))?;
     Ok(Msg::FlowMod(FlowMod {
         cookie,
         cookie_mask: 0,
@@ -1399,7 +1482,7 @@ fn decode_flow_mod(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeError>
         out_group: OFPG_ANY,
         flags,
         matcher,
-        instructions: Instructions::apply(actions),
+        instructions,
     }))
 }
 
@@ -1410,7 +1493,7 @@ fn encode_flow_mod(fm: &FlowMod, xid: u32, out: &mut Vec<u8>) -> Result<(), Enco
     if fm.out_group != OFPG_ANY {
         return Err(unsupported("out_group in an OpenFlow 1.0 flow-mod"));
     }
-    let acts = apply_only(&fm.instructions)?;
+    check_flow_mod_instructions(&fm.instructions)?;
     let start = begin(out, OFPT_FLOW_MOD, xid);
     encode_match(&fm.matcher, out)?;
     out.u64(fm.cookie);
@@ -1421,7 +1504,7 @@ fn encode_flow_mod(fm: &FlowMod, xid: u32, out: &mut Vec<u8>) -> Result<(), Enco
     out.u32(fm.buffer_id);
     out.u16(port10(fm.out_port)?);
     out.u16(flow_mod_flags_to_wire(fm.flags));
-    encode_actions(acts, out)?;
+    encode_instructions_as_actions(&fm.instructions, out)?;
     finish(out, start)
 }
 
@@ -1445,7 +1528,7 @@ fn decode_nx_flow_mod(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeErr
         // cookie"), which has no 1.3 equivalent.
         return Err(bad(OfError::BAD_FIELD, "cookie match in a flow add"));
     }
-    let actions = decode_actions(r.rest(), match_proto(&matcher))?;
+    let instructions = decode_instructions(r.rest(), match_proto(&matcher))?;
     let (cookie, cookie_mask) = if mmask != 0 {
         (mcookie, mmask)
     } else {
@@ -1464,7 +1547,7 @@ fn decode_nx_flow_mod(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeErr
         out_group: OFPG_ANY,
         flags,
         matcher,
-        instructions: Instructions::apply(actions),
+        instructions,
     }))
 }
 
@@ -1472,7 +1555,7 @@ fn encode_nx_flow_mod(fm: &FlowMod, xid: u32, out: &mut Vec<u8>) -> Result<(), E
     if fm.out_group != OFPG_ANY {
         return Err(unsupported("out_group in an OpenFlow 1.0 flow-mod"));
     }
-    let acts = apply_only(&fm.instructions)?;
+    check_flow_mod_instructions(&fm.instructions)?;
     let start = begin_nx(out, NXT_FLOW_MOD, xid);
     // With a cookie match, the header cookie is the new cookie: none
     // (all ones) for a modify, 0 for a delete, as `ovs-ofctl` sends.
@@ -1500,7 +1583,7 @@ fn encode_nx_flow_mod(fm: &FlowMod, xid: u32, out: &mut Vec<u8>) -> Result<(), E
     };
     let ml = encode_nx_match_cookie(&fm.matcher, fm.cookie, cookie_mask, out)?;
     out.patch16(len_at, ml);
-    encode_actions(acts, out)?;
+    encode_instructions_as_actions(&fm.instructions, out)?;
     finish(out, start)
 }
 
@@ -1886,7 +1969,7 @@ fn decode_flow_stats(b: &[u8]) -> Result<FlowStats, DecodeError> {
     let cookie = r.u64()?;
     let packet_count = r.u64()?;
     let byte_count = r.u64()?;
-    let actions = decode_actions(r.rest(), match_proto(&matcher))?;
+    let instructions = decode_instructions(r.rest(), match_proto(&matcher))?;
     Ok(FlowStats {
         table_id,
         duration_sec,
@@ -1901,12 +1984,11 @@ fn decode_flow_stats(b: &[u8]) -> Result<FlowStats, DecodeError> {
         idle_age: None,
         hard_age: None,
         matcher,
-        instructions: Instructions::apply(actions),
+        instructions,
     })
 }
 
 fn encode_flow_stats(out: &mut Vec<u8>, f: &FlowStats) -> Result<(), EncodeError> {
-    let acts = apply_only(&f.instructions)?;
     let start = out.len();
     out.u16(0);
     out.u8(f.table_id);
@@ -1921,7 +2003,7 @@ fn encode_flow_stats(out: &mut Vec<u8>, f: &FlowStats) -> Result<(), EncodeError
     out.u64(f.cookie);
     out.u64(f.packet_count);
     out.u64(f.byte_count);
-    encode_actions(acts, out)?;
+    encode_instructions_as_actions(&f.instructions, out)?;
     end_record(out, start, start)
 }
 
@@ -1945,7 +2027,7 @@ fn decode_nx_flow_stats(b: &[u8]) -> Result<FlowStats, DecodeError> {
     let packet_count = r.u64()?;
     let byte_count = r.u64()?;
     let matcher = oxm::decode_tlvs(take_nx_match(&mut r, match_len)?)?;
-    let actions = decode_actions(r.rest(), match_proto(&matcher))?;
+    let instructions = decode_instructions(r.rest(), match_proto(&matcher))?;
     Ok(FlowStats {
         table_id,
         duration_sec,
@@ -1960,12 +2042,11 @@ fn decode_nx_flow_stats(b: &[u8]) -> Result<FlowStats, DecodeError> {
         idle_age,
         hard_age,
         matcher,
-        instructions: Instructions::apply(actions),
+        instructions,
     })
 }
 
 fn encode_nx_flow_stats(out: &mut Vec<u8>, f: &FlowStats) -> Result<(), EncodeError> {
-    let acts = apply_only(&f.instructions)?;
     let start = out.len();
     out.u16(0);
     out.u8(f.table_id);
@@ -1984,7 +2065,7 @@ fn encode_nx_flow_stats(out: &mut Vec<u8>, f: &FlowStats) -> Result<(), EncodeEr
     out.u64(f.byte_count);
     let ml = encode_nx_match_cookie(&f.matcher, 0, 0, out)?;
     out.patch16(start + 18, ml);
-    encode_actions(acts, out)?;
+    encode_instructions_as_actions(&f.instructions, out)?;
     end_record(out, start, start)
 }
 

@@ -457,7 +457,7 @@ fn get_port(rd: &mut Rd<'_>) -> Result<PortDesc, DecodeError> {
         port_no,
         hw_addr,
         name,
-        config: rd.u32()?,
+        config: rd.u32()? & port_config::ALL_1_3,
         state: rd.u32()?,
         curr: rd.u32()?,
         advertised: rd.u32()?,
@@ -475,7 +475,7 @@ fn put_port(out: &mut Vec<u8>, p: &PortDesc) {
     out.zeros(2);
     out.str(&p.name, 16);
     for v in [
-        p.config,
+        p.config & port_config::ALL_1_3,
         p.state,
         p.curr,
         p.advertised,

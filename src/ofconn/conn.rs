@@ -372,15 +372,37 @@ impl State {
         }
     }
 
-    /// Append `msg` in this connection's version and formats.
-    fn encode(&self, msg: &Msg, xid: u32, out: &mut Vec<u8>) {
-        let r = if self.version == header::OFP10_VERSION {
+    /// Append `msg` in this connection's version and formats; on error
+    /// nothing is appended.
+    fn encode(
+        &self,
+        msg: &Msg,
+        xid: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), xennet_openflow::model::EncodeError> {
+        if self.version == header::OFP10_VERSION {
             v10::encode_with(msg, xid, &self.v10_enc, out)
         } else {
             xennet_openflow::encode(msg, self.version, xid, out)
-        };
-        if let Err(e) = r {
-            tracing::debug!("conn {}: cannot encode {msg:?}: {e}", self.id);
+        }
+    }
+
+    /// Append `msg`, a message of our own (asynchronous event, echo
+    /// probe): one that cannot be encoded is logged and not sent (there is
+    /// no request to answer with an error).
+    fn send_own(&self, msg: &Msg, out: &mut Vec<u8>) {
+        if let Err(e) = self.encode(msg, 0, out) {
+            tracing::warn!("conn {}: cannot encode {msg:?}: {e}", self.id);
+        }
+    }
+
+    /// Append `msg`, a reply to the request `req`; a reply that cannot be
+    /// encoded in this connection's version is answered with an ERROR
+    /// ([`unencodable_reply`]) instead, never dropped.
+    fn reply(&mut self, msg: &Msg, req: &[u8], xid: u32, out: &mut Vec<u8>) {
+        if let Err(e) = self.encode(msg, xid, out) {
+            tracing::debug!("conn {}: cannot encode reply {msg:?}: {e}", self.id);
+            self.refuse(self.version, unencodable_reply(msg), req, out);
         }
     }
 
@@ -575,7 +597,7 @@ where
                         st.refresh_role(&roles);
                         if let Some(msg) = filter_event(&st, ev) {
                             if st.admit(&msg, &status, &opts.peer) {
-                                st.encode(&msg, 0, &mut tx.buf);
+                                st.send_own(&msg, &mut tx.buf);
                             }
                         }
                     }
@@ -593,7 +615,7 @@ where
                     break Err(ConnError::ProbeTimeout);
                 }
                 if st.version != 0 {
-                    st.encode(&Msg::EchoRequest(Vec::new()), 0, &mut tx.buf);
+                    st.send_own(&Msg::EchoRequest(Vec::new()), &mut tx.buf);
                 }
                 probe_sent = true;
                 last_rx = Instant::now();
@@ -673,7 +695,21 @@ fn push_error(version: u8, err: OfError, req: &[u8], out: &mut Vec<u8>) {
         err,
         data: req[..req.len().min(ERROR_DATA_LEN)].to_vec(),
     };
-    let _ = xennet_openflow::encode(&msg, version, xid, out);
+    if let Err(e) = xennet_openflow::encode(&msg, version, xid, out) {
+        // Only a version we do not speak gets here; nothing else to say.
+        tracing::warn!("cannot encode {msg:?} in version {version}: {e}");
+    }
+}
+
+/// The ERROR answering a request whose reply cannot be encoded in the
+/// connection's version (for example statistics that OpenFlow 1.0 cannot
+/// express): `OFPBRC_BAD_MULTIPART` for a statistics reply, else
+/// `OFPBRC_EPERM`.
+fn unencodable_reply(msg: &Msg) -> OfError {
+    match msg {
+        Msg::MultipartReply { .. } => OfError::BAD_MULTIPART,
+        _ => OfError::BAD_REQUEST_EPERM,
+    }
 }
 
 /// Handle one framed message; `Err` closes the connection.
@@ -719,7 +755,9 @@ fn on_message(
                     data: format!("we support versions bitmap {:#x}", st.versions).into_bytes(),
                 };
                 let v = raw[0].clamp(header::OFP10_VERSION, header::OFP13_VERSION);
-                let _ = xennet_openflow::encode(&msg, v, 0, out);
+                if let Err(e) = xennet_openflow::encode(&msg, v, 0, out) {
+                    tracing::warn!("conn {}: cannot encode HELLO_FAILED: {e}", st.id);
+                }
                 Err(ConnError::Incompatible(versions))
             }
         };
@@ -739,7 +777,7 @@ fn on_message(
     st.refresh_role(roles);
     let v = st.version;
     let xid = h.xid;
-    let reply = |st: &State, m: Msg, out: &mut Vec<u8>| st.encode(&m, xid, out);
+    let reply = |st: &mut State, m: Msg, out: &mut Vec<u8>| st.reply(&m, raw, xid, out);
     match msg {
         Msg::Hello { .. } | Msg::EchoReply(_) => {}
         Msg::EchoRequest(data) => reply(st, Msg::EchoReply(data), out),
@@ -905,6 +943,60 @@ mod tests {
             matcher: Match::CATCHALL,
             instructions: Instructions::default(),
         })
+    }
+
+    /// Answers every request with statistics OpenFlow 1.0 cannot express.
+    struct Unencodable;
+
+    impl Handler for Unencodable {
+        fn handle(&self, _: &ConnCtx, _: Msg) -> Result<Vec<Msg>, OfError> {
+            Ok(vec![Msg::MultipartReply {
+                flags: 0,
+                body: xennet_openflow::model::MpReply::MeterFeatures(
+                    xennet_openflow::model::MeterFeatures {
+                        max_meter: 1,
+                        band_types: 2,
+                        capabilities: 1,
+                        max_bands: 1,
+                        max_color: 0,
+                    },
+                ),
+            }])
+        }
+    }
+
+    /// A reply that cannot be encoded in the connection's version is
+    /// answered with an ERROR (with the request's xid), never dropped.
+    #[tokio::test]
+    async fn unencodable_reply_gets_an_error() {
+        let (mut peer, ours) = tokio::io::duplex(1 << 20);
+        let (_tx, rx) = broadcast::channel(16);
+        let _task = tokio::spawn(serve(
+            ours,
+            ConnOptions {
+                kind: ConnKind::Service,
+                probe_interval: None,
+                peer: "test".into(),
+                versions: header::SUPPORTED_BITMAP,
+                hello_timeout: HELLO_TIMEOUT,
+                packet_in_limit: None,
+            },
+            Arc::new(Unencodable),
+            Arc::new(Roles::default()),
+            rx,
+            Arc::new(ConnStatus::default()),
+        ));
+        read_msg(&mut peer).await;
+        let mut out = Vec::new();
+        header::encode_hello(1, 1 << 1, 1, &mut out);
+        peer.write_all(&out).await.unwrap();
+        send(&mut peer, &Msg::FeaturesRequest, 1, 7).await;
+        let (h, m) = read_msg(&mut peer).await;
+        assert_eq!(h.xid, 7);
+        assert!(
+            matches!(m, Msg::Error { err, .. } if err == OfError::BAD_MULTIPART),
+            "{m:?}"
+        );
     }
 
     #[tokio::test]
@@ -1092,7 +1184,7 @@ mod tests {
     fn port_status(reason: u8) -> Event {
         Event::PortStatus(xennet_openflow::model::PortStatus {
             reason,
-            desc: crate::ofbridge::port_desc(1, "p1", true),
+            desc: crate::ofbridge::port_desc(1, "p1", true, 0),
         })
     }
 

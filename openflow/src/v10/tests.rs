@@ -1451,3 +1451,107 @@ proptest! {
         }
     }
 }
+
+/// A flow with 1.1+ instructions in a 1.0 flow dump is written as OVS 3.1
+/// writes it (`encode_GOTO_TABLE` etc. for `OFP10_VERSION`): apply-actions,
+/// `NXAST_WRITE_METADATA`, `NXAST_RESUBMIT_TABLE` (in_port `OFPP_IN_PORT`);
+/// meter, clear-actions and write-actions are left out.
+#[test]
+fn flow_stats_with_instructions_as_ovs_writes_them() {
+    let ins = Instructions {
+        meter: Some(1),
+        apply: Some(vec![Action::Output {
+            port: 2,
+            max_len: 0,
+        }]),
+        clear: true,
+        write: Some(vec![Action::Output {
+            port: 3,
+            max_len: 0,
+        }]),
+        write_metadata: Some((0x1122, 0xffff)),
+        goto_table: Some(7),
+    };
+    let fs = FlowStats {
+        table_id: 0,
+        duration_sec: 0,
+        duration_nsec: 0,
+        priority: 1,
+        idle_timeout: 0,
+        hard_timeout: 0,
+        flags: 0,
+        cookie: 0,
+        packet_count: 0,
+        byte_count: 0,
+        idle_age: None,
+        hard_age: None,
+        matcher: Match::CATCHALL,
+        instructions: ins,
+    };
+    let expected_actions: Vec<u8> = [
+        // OFPAT10_OUTPUT port 2.
+        &[0, 0, 0, 8, 0, 2, 0, 0][..],
+        // NXAST_WRITE_METADATA: vendor, subtype 22, zeros, value, mask.
+        &[0xff, 0xff, 0, 32, 0, 0, 0x23, 0x20, 0, 22, 0, 0, 0, 0, 0, 0],
+        &[0, 0, 0, 0, 0, 0, 0x11, 0x22, 0, 0, 0, 0, 0, 0, 0xff, 0xff],
+        // NXAST_RESUBMIT_TABLE: in_port 0xfff8, table 7.
+        &[
+            0xff, 0xff, 0, 16, 0, 0, 0x23, 0x20, 0, 14, 0xff, 0xf8, 7, 0, 0, 0,
+        ],
+    ]
+    .concat();
+    for body in [
+        MpReply::Flow(vec![fs.clone()]),
+        MpReply::NxFlow(vec![fs.clone()]),
+    ] {
+        let b = enc_with(&Msg::MultipartReply { flags: 0, body }, &NXM);
+        assert!(b.ends_with(&expected_actions), "{b:02x?}");
+        // Both together do not decode (a resubmit after write-metadata),
+        // in OVS's ovs-ofctl either: OVS writes them so all the same.
+        assert_eq!(dec(&b).map_err(|e| e.err), Err(OfError::UNSUPPORTED_ORDER));
+    }
+    // The goto alone decodes as a resubmit to that table.
+    let mut goto = fs;
+    goto.instructions = Instructions {
+        goto_table: Some(7),
+        ..Instructions::default()
+    };
+    let b = enc_with(
+        &Msg::MultipartReply {
+            flags: 0,
+            body: MpReply::NxFlow(vec![goto]),
+        },
+        &NXM,
+    );
+    let Ok(Msg::MultipartReply {
+        body: MpReply::NxFlow(v),
+        ..
+    }) = dec(&b)
+    else {
+        panic!("{:?}", dec(&b))
+    };
+    assert_eq!(
+        v[0].instructions,
+        Instructions::apply(vec![Action::Resubmit {
+            in_port: OFPP_IN_PORT,
+            table: 7
+        }])
+    );
+}
+
+/// Write-metadata has an exact 1.0 form (`NXAST_WRITE_METADATA`, last):
+/// flow-mods with it roundtrip; an action after it is refused, as OVS's
+/// `ofpacts_verify` refuses it.
+#[test]
+fn write_metadata_roundtrips_in_flow_mods() {
+    let mut fm = flow_mod(Match::CATCHALL, vec![Action::DecNwTtl]);
+    fm.instructions.write_metadata = Some((5, 0xff));
+    rt_with(Msg::FlowMod(fm.clone()), &NXM);
+    rt(Msg::FlowMod(fm.clone()));
+    let mut b = enc_with(&Msg::FlowMod(fm), &NXM);
+    // Append a DEC_TTL after the write-metadata.
+    b.extend_from_slice(&[0xff, 0xff, 0, 16, 0, 0, 0x23, 0x20, 0, 18, 0, 0, 0, 0, 0, 0]);
+    let n = b.len() as u16;
+    b[2..4].copy_from_slice(&n.to_be_bytes());
+    assert_eq!(dec(&b).map_err(|e| e.err), Err(OfError::UNSUPPORTED_ORDER));
+}
