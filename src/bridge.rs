@@ -59,6 +59,8 @@ pub struct Bridge {
     fail_mode: Mutex<FailMode>,
     /// The limits last applied ([`Bridge::set_limits`]).
     limits: Mutex<Limits>,
+    /// Each port's link as last reported ([`Bridge::refresh_links`]).
+    links: Mutex<BTreeMap<OfPort, bool>>,
     /// The bridge's MAC address (its LOCAL port's; see [`Identity`]).
     hwaddr: Mutex<[u8; 6]>,
 }
@@ -157,6 +159,7 @@ impl Bridge {
             of,
             fail_mode: Mutex::new(fail_mode),
             limits: Mutex::new(Limits::default()),
+            links: Mutex::new(BTreeMap::new()),
             hwaddr: Mutex::new(id.hwaddr),
         });
         let path = b
@@ -225,17 +228,93 @@ impl Bridge {
             .unwrap_or(Err(OfError::BAD_MULTIPART))
     }
 
+    /// The `ofp_port` of a port as it is now (MAC, link, OpenFlow config).
+    pub fn port_desc(&self, info: &PortInfo) -> model::PortDesc {
+        let is_vif = self
+            .ports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&info.ofport)
+            .is_some_and(|e| e.vif.is_some());
+        self.port_desc_of(info, is_vif)
+    }
+
+    fn port_desc_of(&self, info: &PortInfo, is_vif: bool) -> model::PortDesc {
+        port_desc(
+            info.ofport,
+            &info.name,
+            port_hw_addr(&info.name, is_vif),
+            info.enabled && port_link_up(&info.name, is_vif),
+            self.of.port_config(info.ofport),
+        )
+    }
+
+    /// Whether port `ofport`'s link is up ([`Bridge::refresh_links`]'s
+    /// view; the Interface `link_state`).
+    pub fn port_link_up(&self, ofport: OfPort) -> bool {
+        self.links
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&ofport)
+            .copied()
+            .unwrap_or(true)
+    }
+
+    /// Follow every port's link (OVS watches carrier through rtnetlink;
+    /// xennet polls the device flags, once a second from the bridge's
+    /// housekeeping): a change is logged, taken out of (or back into)
+    /// NORMAL's flooding and FLOOD/ALL outputs, and announced as
+    /// `OFPT_PORT_STATUS` (`OFPPR_MODIFY`).
+    pub fn refresh_links(&self) {
+        let infos = self.port_infos();
+        let vifs: Vec<OfPort> = self
+            .port_entries()
+            .into_iter()
+            .filter(|(_, e)| e.vif.is_some())
+            .map(|(p, _)| p)
+            .collect();
+        let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+        links.retain(|p, _| infos.iter().any(|i| i.ofport == *p));
+        for info in &infos {
+            let is_vif = vifs.contains(&info.ofport);
+            let up = info.enabled && port_link_up(&info.name, is_vif);
+            // A port is announced live when added.
+            if links.insert(info.ofport, up).unwrap_or(true) == up {
+                continue;
+            }
+            tracing::info!(
+                "{}: port {} (ofport {}): link {}",
+                self.name,
+                info.name,
+                info.ofport,
+                if up { "up" } else { "down" }
+            );
+            self.of.set_port_live(info.ofport, up);
+            let _ = self.conns.events().send(Event::PortStatus(PortStatus {
+                reason: model::OFPPR_MODIFY,
+                desc: self.port_desc_of(info, is_vif),
+            }));
+        }
+    }
+
     /// Tell the pipeline and the controllers about a port.
-    fn port_status(&self, reason: u8, ofport: OfPort, name: &str, enabled: bool) {
+    fn port_status(&self, reason: u8, ofport: OfPort, entry: &PortEntry, enabled: bool) {
         if reason == model::OFPPR_DELETE {
             self.of.port_deleted(ofport);
         } else {
             self.of.set_port_live(ofport, enabled);
         }
         let config = self.of.port_config(ofport);
+        let is_vif = entry.vif.is_some();
         let _ = self.conns.events().send(Event::PortStatus(PortStatus {
             reason,
-            desc: port_desc(ofport, name, enabled, config),
+            desc: port_desc(
+                ofport,
+                &entry.name,
+                port_hw_addr(&entry.name, is_vif),
+                enabled,
+                config,
+            ),
         }));
     }
 
@@ -256,7 +335,7 @@ impl Bridge {
             .into_iter()
             .find(|p| p.ofport == pm.port_no)
             .ok_or(OfError::PORT_MOD_BAD_PORT)?;
-        if pm.hw_addr != crate::ofbridge::VIF_MAC {
+        if pm.hw_addr != self.port_desc(&info).hw_addr {
             return Err(OfError::PORT_MOD_BAD_HW_ADDR);
         }
         if let Some((old, new)) = self.of.set_port_config(pm.port_no, pm.config, pm.mask) {
@@ -268,7 +347,7 @@ impl Bridge {
             );
             let _ = self.conns.events().send(Event::PortStatus(PortStatus {
                 reason: model::OFPPR_MODIFY,
-                desc: port_desc(info.ofport, &info.name, info.enabled, new),
+                desc: self.port_desc(&info),
             }));
         }
         Ok(())
@@ -359,7 +438,7 @@ impl Bridge {
             self.name,
             entry.name
         );
-        self.port_status(model::OFPPR_ADD, ofport, &entry.name, true);
+        self.port_status(model::OFPPR_ADD, ofport, &entry, true);
         ports.insert(ofport, entry);
         Ok(ofport)
     }
@@ -386,7 +465,7 @@ impl Bridge {
                 self.name,
                 entry.name
             );
-            self.port_status(model::OFPPR_DELETE, ofport, &entry.name, false);
+            self.port_status(model::OFPPR_DELETE, ofport, &entry, false);
         }
     }
 
@@ -403,7 +482,7 @@ impl Bridge {
                     self.name,
                     entry.name
                 );
-                self.port_status(model::OFPPR_DELETE, ofport, &entry.name, false);
+                self.port_status(model::OFPPR_DELETE, ofport, &entry, false);
                 Some((entry, port))
             }
             Err(e) => {
@@ -451,6 +530,7 @@ fn of_housekeeping(bridge: std::sync::Weak<Bridge>, events: std::sync::mpsc::Rec
         if now >= next {
             next = now + tick;
             b.of.expire(now);
+            b.refresh_links();
             let standalone =
                 *b.fail_mode.lock().unwrap_or_else(|e| e.into_inner()) == FailMode::Standalone;
             let fail_open =
@@ -464,6 +544,22 @@ fn of_housekeeping(bridge: std::sync::Weak<Bridge>, events: std::sync::mpsc::Rec
                 b.of.set_fail_open(fail_open);
             }
         }
+    }
+}
+
+/// Whether a port's link is up: a vif's while its frontend is enabled (the
+/// caller checks that), a Linux device's (and LOCAL's) while it is up
+/// with a carrier.
+fn port_link_up(name: &str, is_vif: bool) -> bool {
+    is_vif || crate::tap::link_up(name).unwrap_or(false)
+}
+
+/// The MAC address of a port: netback's fixed address for a vif (its
+/// representor keeps it too), the device's own for anything else.
+fn port_hw_addr(name: &str, is_vif: bool) -> [u8; 6] {
+    match is_vif {
+        true => crate::ofbridge::VIF_MAC,
+        false => crate::tap::get_mac(name).unwrap_or([0; 6]),
     }
 }
 

@@ -1179,7 +1179,10 @@ fn status_txn(
         // link_state: whether the port is up in the datapath (a vif whose
         // frontend was disabled for misbehaving is down).
         let link = placed.as_ref().map(|(b, p)| {
-            let up = b.port_infos().iter().any(|i| i.ofport == *p && i.enabled);
+            let up = b
+                .port_infos()
+                .iter()
+                .any(|i| i.ofport == *p && i.enabled && b.port_link_up(*p));
             if up {
                 "up"
             } else {

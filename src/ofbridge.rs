@@ -52,7 +52,7 @@ impl OfBridge {
     pub fn port_descs(&self, b: &Bridge) -> Vec<PortDesc> {
         b.port_infos()
             .into_iter()
-            .map(|p| port_desc(p.ofport, &p.name, p.enabled, b.of.port_config(p.ofport)))
+            .map(|p| b.port_desc(&p))
             .collect()
     }
 
@@ -122,16 +122,23 @@ impl OfBridge {
     }
 }
 
-/// An `ofp_port` for a switch port with OpenFlow config bits `config`
-/// ([`model::port_config`], as `OFPT_PORT_MOD` set them): a port that is
-/// disabled or configured `PORT_DOWN` is `LINK_DOWN` and not `LIVE` (OVS
+/// An `ofp_port` for a switch port with MAC `hw_addr` and OpenFlow config
+/// bits `config` ([`model::port_config`], as `OFPT_PORT_MOD` set them): a
+/// port whose link is down (`enabled` false: a disabled vif, a device
+/// without carrier) or configured `PORT_DOWN` is `LINK_DOWN` and not `LIVE` (OVS
 /// `normalize_state`; OVS turns a down port's netdev down, which drops its
 /// link).
-pub fn port_desc(ofport: u32, name: &str, enabled: bool, config: u32) -> PortDesc {
+pub fn port_desc(
+    ofport: u32,
+    name: &str,
+    hw_addr: [u8; 6],
+    enabled: bool,
+    config: u32,
+) -> PortDesc {
     let up = enabled && config & model::port_config::PORT_DOWN == 0;
     PortDesc {
         port_no: ofport,
-        hw_addr: VIF_MAC,
+        hw_addr,
         name: name.chars().take(15).collect(),
         config,
         state: if up {

@@ -200,6 +200,34 @@ pub fn set_mac(name: &str, mac: [u8; 6]) -> io::Result<()> {
     ifreq_ioctl(name, libc::SIOCSIFHWADDR, &mut r)
 }
 
+/// The MAC address of device `name` (SIOCGIFHWADDR, in this process's
+/// network namespace).
+pub fn get_mac(name: &str) -> io::Result<[u8; 6]> {
+    let mut r = IfReqAddr {
+        name: [0; libc::IFNAMSIZ],
+        family: 0,
+        data: [0; 22],
+    };
+    ifreq_ioctl(name, libc::SIOCGIFHWADDR, &mut r)?;
+    let mut mac = [0; 6];
+    mac.copy_from_slice(&r.data[..6]);
+    Ok(mac)
+}
+
+/// Whether device `name` is up and has a carrier (`IFF_UP` and
+/// `IFF_RUNNING`, SIOCGIFFLAGS): OVS's `netdev_get_carrier` for a port
+/// that is administratively up.
+pub fn link_up(name: &str) -> io::Result<bool> {
+    let mut r = IfReqAddr {
+        name: [0; libc::IFNAMSIZ],
+        family: 0,
+        data: [0; 22],
+    };
+    ifreq_ioctl(name, libc::SIOCGIFFLAGS, &mut r)?;
+    let want = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_ushort;
+    Ok(r.family & want == want)
+}
+
 /// Set `IFF_NOARP` on device `name`: the host neither answers nor sends
 /// ARP on it.
 pub fn set_noarp(name: &str) -> io::Result<()> {

@@ -401,3 +401,62 @@ fn veth_ports_carry_udp_gso() {
         assert!((20..100).contains(&pkts), "{ports}");
     }
 }
+
+/// A Linux port shows its device's own MAC (not netback's) in `ovs-ofctl
+/// show`; when the device goes down the port reports `LINK_DOWN` and
+/// NORMAL stops flooding to it, and when it comes back it is `LIVE` again.
+#[test]
+fn linux_ports_report_their_mac_and_link_state() {
+    common::require_prerequisites();
+    let tag = format!("xl{}", std::process::id() % 100_000);
+    let _v = Veths::two(&tag, |i| vec![format!("10.253.0.{i}/24")]);
+    let h = start_on_two_veths("netlink", &tag);
+    let mac = |dev: &str| {
+        std::fs::read_to_string(format!("/sys/class/net/{dev}/address"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let port_line = |show: &str, i: u32| -> String {
+        let mut lines = show.lines();
+        lines
+            .find(|l| l.contains(&format!("{i}({tag}o{i})")))
+            .map(|l| {
+                let state = lines
+                    .find(|s| s.trim_start().starts_with("state:"))
+                    .unwrap_or("");
+                format!("{l} {state}")
+            })
+            .unwrap_or_default()
+    };
+    for proto in [&["-O", "OpenFlow13"][..], &[][..]] {
+        let show = h.ofctl(&[proto, &["show", "br0"]].concat());
+        for i in 1..=2 {
+            let line = port_line(&show, i);
+            assert!(
+                line.contains(&format!("addr:{}", mac(&format!("{tag}o{i}")))),
+                "{show}"
+            );
+            assert!(!line.contains("LINK_DOWN"), "{show}");
+        }
+    }
+    let o2 = format!("{tag}o2");
+    run_ok("ip", &["link", "set", &o2, "down"]);
+    h.wait_for("LINK_DOWN", || {
+        port_line(&h.ofctl(&["show", "br0"]), 2).contains("LINK_DOWN")
+    });
+    // The housekeeping notices within a second: logged, and announced.
+    h.wait_for("link down logged", || {
+        h.log()
+            .contains(&format!("port {o2} (ofport 2): link down"))
+    });
+    run_ok("ip", &["link", "set", &o2, "up"]);
+    h.wait_for("LIVE again", || {
+        port_line(&h.ofctl(&["-O", "OpenFlow13", "show", "br0"]), 2).contains("LIVE")
+    });
+    assert!(
+        ping3(&format!("{tag}n1"), "10.253.0.2").status.success(),
+        "{}",
+        h.log()
+    );
+}

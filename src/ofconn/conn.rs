@@ -1184,7 +1184,7 @@ mod tests {
     fn port_status(reason: u8) -> Event {
         Event::PortStatus(xennet_openflow::model::PortStatus {
             reason,
-            desc: crate::ofbridge::port_desc(1, "p1", true, 0),
+            desc: crate::ofbridge::port_desc(1, "p1", crate::ofbridge::VIF_MAC, true, 0),
         })
     }
 
