@@ -25,6 +25,8 @@
 //!   ([`xen::Gntdev`] over `/dev/xen/gntdev`, [`xen::EvtchnDev`] over
 //!   `/dev/xen/evtchn`); the xenstore [`xenstore::Client`] talks to the real
 //!   xenstored as is.
+//! - [`ratelimit`]: what the log lines about bad input share: one line a
+//!   second at most.
 #![warn(missing_docs)]
 
 pub mod ctrl;
@@ -37,6 +39,7 @@ pub mod mem;
 pub mod metrics;
 pub mod netback;
 pub mod netfront;
+pub mod ratelimit;
 pub mod ring;
 pub mod toeplitz;
 pub mod xen;
