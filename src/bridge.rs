@@ -590,6 +590,13 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
         Box::new(|_| Ok(format!("xennetd {}\n", env!("CARGO_PKG_VERSION")))),
     );
     c.add(
+        "coverage/show",
+        "",
+        0,
+        0,
+        Box::new(|_| Ok(crate::coverage::show())),
+    );
+    c.add(
         "exit",
         "",
         0,

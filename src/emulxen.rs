@@ -29,6 +29,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{UnixListener, UnixStream};
 use xennet_datapath::OfPort;
 use xennet_vif::emul::attach::{recv_hello, send_reply, AttachReply, Hello, RegisteredDomain};
+use xennet_vif::error::VifError;
 use xennet_vif::evtchn::EventChannel;
 use xennet_vif::grant::{DomId, GrantOps};
 use xennet_vif::xenstore::XenstoreServer;
@@ -113,9 +114,36 @@ pub async fn serve(
         let xenbus = xenbus.clone();
         tokio::spawn(async move {
             if let Err(e) = serve_guest(stream, switch, cfg, xenbus).await {
-                tracing::warn!("emulated Xen guest: {e:#}");
+                refused(&e);
             }
         });
+    }
+}
+
+/// Log why a guest was refused; a message with too many descriptors
+/// (`MSG_CTRUNC`: a hostile or broken guest can send them in a loop) is
+/// counted (`emulxen_fds_truncated` in `coverage/show`) and logged at most
+/// once a second.
+fn refused(e: &anyhow::Error) {
+    static TRUNCATED_LOG: Mutex<crate::ratelimit::LogLimit> =
+        Mutex::new(crate::ratelimit::LogLimit::new());
+    let truncated = e
+        .chain()
+        .any(|c| matches!(c.downcast_ref(), Some(VifError::TooManyFds { .. })));
+    if !truncated {
+        tracing::warn!("emulated Xen guest: {e:#}");
+        return;
+    }
+    crate::coverage::EMULXEN_FDS_TRUNCATED.inc();
+    if TRUNCATED_LOG
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .ready()
+    {
+        tracing::warn!(
+            "emulated Xen guest refused: {e:#} ({} such refusals in all)",
+            crate::coverage::EMULXEN_FDS_TRUNCATED.get()
+        );
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod bridge;
 mod config;
+mod coverage;
 mod dbsync;
 mod emulxen;
 mod flowtext;
