@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! emulxen_fds_truncated      total: 3
+//! unixctl_refused            total: 0
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,8 +38,11 @@ impl Counter {
 /// Registrations on the emulated Xen socket refused because they carried
 /// more descriptors than fit (`MSG_CTRUNC`).
 pub static EMULXEN_FDS_TRUNCATED: Counter = Counter::new("emulxen_fds_truncated");
+/// unixctl connections closed at once because
+/// [`crate::unixctl::MAX_CONNECTIONS`] were open.
+pub static UNIXCTL_REFUSED: Counter = Counter::new("unixctl_refused");
 
-static ALL: [&Counter; 1] = [&EMULXEN_FDS_TRUNCATED];
+static ALL: [&Counter; 2] = [&EMULXEN_FDS_TRUNCATED, &UNIXCTL_REFUSED];
 
 /// The `coverage/show` text: one `name total: N` line per counter.
 pub fn show() -> String {

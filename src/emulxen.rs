@@ -101,14 +101,26 @@ pub struct XenbusCtx {
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Accept guests until the task is dropped.
+///
+/// # Errors
+/// Only when the listener itself is broken: transient accept errors
+/// (out of descriptors, ...) are logged and waited out
+/// ([`crate::accept::next`]).
 pub async fn serve(
     listener: UnixListener,
     switch: Placement,
     cfg: EmulatedXenConfig,
     xenbus: Option<XenbusCtx>,
 ) -> std::io::Result<()> {
+    let mut errors = crate::accept::AcceptErrors::new(
+        listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+            .unwrap_or_else(|| "emulated Xen socket".into()),
+    );
     loop {
-        let (stream, _) = listener.accept().await?;
+        let (stream, _) = crate::accept::next(&mut errors, || listener.accept()).await?;
         let switch = switch.clone();
         let cfg = cfg.clone();
         let xenbus = xenbus.clone();

@@ -6,6 +6,7 @@
 //! `--xen real` on the real one), and serves until SIGTERM, SIGINT or
 //! `ovs-appctl exit`.
 
+mod accept;
 mod bridge;
 mod config;
 mod coverage;

@@ -169,3 +169,33 @@ fn registrations_with_too_many_descriptors_leak_none() {
     h.guest_xenstore(2);
     assert!(h.ping(1, 2, 2), "{}", h.log());
 }
+
+/// xennetd out of descriptors (RLIMIT_NOFILE lowered to a few more than it
+/// has open, then idle unixctl connections until accept fails with
+/// EMFILE) logs, backs off and goes on: once the connections close it
+/// still answers `version`.
+#[test]
+fn unixctl_survives_running_out_of_descriptors() {
+    let h = Harness::start("emfile");
+    h.appctl(&["version"]);
+    let pid = h.daemon_pid().to_string();
+    let limit = h.daemon_fds() + 16;
+    common::run_ok(
+        "prlimit",
+        &["--pid", &pid, &format!("--nofile={limit}:{limit}")],
+    );
+    let ctl = h.rundir.join(format!("ovs-vswitchd.{pid}.ctl"));
+    // Fewer than the listen backlog beyond the limit, so that every
+    // connect completes while xennetd cannot accept.
+    let conns: Vec<UnixStream> = (0..64)
+        .map(|_| UnixStream::connect(&ctl).unwrap())
+        .collect();
+    h.wait_for("accept to fail with EMFILE", || {
+        h.log().contains("Too many open files") || !h.daemon_alive()
+    });
+    assert!(h.daemon_alive(), "xennetd exited:\n{}", h.log());
+    drop(conns);
+    let v = h.appctl(&["version"]);
+    assert!(v.starts_with("xennetd "), "{v}");
+    assert!(h.daemon_alive(), "xennetd exited:\n{}", h.log());
+}

@@ -25,10 +25,12 @@
 //!   ([`xen::Gntdev`] over `/dev/xen/gntdev`, [`xen::EvtchnDev`] over
 //!   `/dev/xen/evtchn`); the xenstore [`xenstore::Client`] talks to the real
 //!   xenstored as is.
-//! - [`ratelimit`]: what the log lines about bad input share: one line a
-//!   second at most.
+//! - [`ratelimit`] and [`accept`]: what the log lines about bad input and
+//!   every listening socket (here the emulated xenstored's, and xennetd's)
+//!   share: one line a second at most, accept errors that pass waited out.
 #![warn(missing_docs)]
 
+pub mod accept;
 pub mod ctrl;
 pub mod emul;
 pub mod error;
