@@ -5,6 +5,7 @@
 //! ```text
 //! emulxen_fds_truncated      total: 3
 //! unixctl_refused            total: 0
+//! xenbus_unknown_domain      total: 5000
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,7 +43,15 @@ pub static EMULXEN_FDS_TRUNCATED: Counter = Counter::new("emulxen_fds_truncated"
 /// [`crate::unixctl::MAX_CONNECTIONS`] were open.
 pub static UNIXCTL_REFUSED: Counter = Counter::new("unixctl_refused");
 
-static ALL: [&Counter; 2] = [&EMULXEN_FDS_TRUNCATED, &UNIXCTL_REFUSED];
+/// Backend vif events ignored because their domain does not exist
+/// (`crate::xenbusd::Hypervisor::domain_exists`).
+pub static XENBUS_UNKNOWN_DOMAIN: Counter = Counter::new("xenbus_unknown_domain");
+
+static ALL: [&Counter; 3] = [
+    &EMULXEN_FDS_TRUNCATED,
+    &UNIXCTL_REFUSED,
+    &XENBUS_UNKNOWN_DOMAIN,
+];
 
 /// The `coverage/show` text: one `name total: N` line per counter.
 pub fn show() -> String {

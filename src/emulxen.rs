@@ -86,6 +86,11 @@ impl crate::xenbusd::Hypervisor for Domains {
         let ch = self.registered(domid)?.channel(remote_port);
         Ok(Box::new(ch.map_err(|e| e.to_string())?))
     }
+
+    /// Registered with the emulated hypervisor.
+    fn domain_exists(&self, domid: DomId) -> bool {
+        self.get(domid).is_some()
+    }
 }
 
 /// What registered domains need: the registry and the emulated xenstored.
