@@ -740,6 +740,11 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
                 );
                 let _ = writeln!(out, "  miss with success upcall: {}", st.upcalls);
                 let _ = writeln!(out, "  miss with failed upcall: {}", st.lost);
+                let _ = writeln!(
+                    out,
+                    "  frames shorter than an Ethernet header dropped: {}",
+                    st.rx_invalid
+                );
                 let _ = writeln!(out, "  megaflows: {} in {} masks", st.n_flows, st.n_masks);
                 let _ = writeln!(
                     out,
