@@ -759,6 +759,13 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
         Box::new(|_| Ok(format!("xennetd {}\n", env!("CARGO_PKG_VERSION")))),
     );
     c.add(
+        "coverage/show",
+        "",
+        0,
+        0,
+        Box::new(|_| Ok(crate::coverage::show())),
+    );
+    c.add(
         "exit",
         "",
         0,
@@ -902,6 +909,11 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
                 );
                 let _ = writeln!(out, "  miss with success upcall: {}", st.upcalls);
                 let _ = writeln!(out, "  miss with failed upcall: {}", st.lost);
+                let _ = writeln!(
+                    out,
+                    "  frames shorter than an Ethernet header dropped: {}",
+                    st.rx_invalid
+                );
                 let _ = writeln!(out, "  megaflows: {} in {} masks", st.n_flows, st.n_masks);
                 let _ = writeln!(
                     out,

@@ -29,6 +29,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{UnixListener, UnixStream};
 use xennet_datapath::OfPort;
 use xennet_vif::emul::attach::{recv_hello, send_reply, AttachReply, Hello, RegisteredDomain};
+use xennet_vif::error::VifError;
 use xennet_vif::evtchn::EventChannel;
 use xennet_vif::grant::{DomId, GrantOps};
 use xennet_vif::xenstore::XenstoreServer;
@@ -85,6 +86,11 @@ impl crate::xenbusd::Hypervisor for Domains {
         let ch = self.registered(domid)?.channel(remote_port);
         Ok(Box::new(ch.map_err(|e| e.to_string())?))
     }
+
+    /// Registered with the emulated hypervisor.
+    fn domain_exists(&self, domid: DomId) -> bool {
+        self.get(domid).is_some()
+    }
 }
 
 /// What registered domains need: the registry and the emulated xenstored.
@@ -100,22 +106,61 @@ pub struct XenbusCtx {
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Accept guests until the task is dropped.
+///
+/// # Errors
+/// Only when the listener itself is broken: transient accept errors
+/// (out of descriptors, ...) are logged and waited out
+/// ([`crate::accept::next`]).
 pub async fn serve(
     listener: UnixListener,
     switch: Placement,
     cfg: EmulatedXenConfig,
     xenbus: Option<XenbusCtx>,
 ) -> std::io::Result<()> {
+    let mut errors = crate::accept::AcceptErrors::new(
+        listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+            .unwrap_or_else(|| "emulated Xen socket".into()),
+    );
     loop {
-        let (stream, _) = listener.accept().await?;
+        let (stream, _) = crate::accept::next(&mut errors, || listener.accept()).await?;
         let switch = switch.clone();
         let cfg = cfg.clone();
         let xenbus = xenbus.clone();
         tokio::spawn(async move {
             if let Err(e) = serve_guest(stream, switch, cfg, xenbus).await {
-                tracing::warn!("emulated Xen guest: {e:#}");
+                refused(&e);
             }
         });
+    }
+}
+
+/// Log why a guest was refused; a message with too many descriptors
+/// (`MSG_CTRUNC`: a hostile or broken guest can send them in a loop) is
+/// counted (`emulxen_fds_truncated` in `coverage/show`) and logged at most
+/// once a second.
+fn refused(e: &anyhow::Error) {
+    static TRUNCATED_LOG: Mutex<crate::ratelimit::LogLimit> =
+        Mutex::new(crate::ratelimit::LogLimit::new());
+    let truncated = e
+        .chain()
+        .any(|c| matches!(c.downcast_ref(), Some(VifError::TooManyFds { .. })));
+    if !truncated {
+        tracing::warn!("emulated Xen guest: {e:#}");
+        return;
+    }
+    crate::coverage::EMULXEN_FDS_TRUNCATED.inc();
+    if TRUNCATED_LOG
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .ready()
+    {
+        tracing::warn!(
+            "emulated Xen guest refused: {e:#} ({} such refusals in all)",
+            crate::coverage::EMULXEN_FDS_TRUNCATED.get()
+        );
     }
 }
 

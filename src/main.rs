@@ -6,8 +6,10 @@
 //! `--xen real` on the real one), and serves until SIGTERM, SIGINT or
 //! `ovs-appctl exit`.
 
+mod accept;
 mod bridge;
 mod config;
+mod coverage;
 mod dbsync;
 mod emulxen;
 mod flowtext;

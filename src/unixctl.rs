@@ -106,12 +106,44 @@ impl Commands {
     }
 }
 
-/// Serve `commands` on `listener` until the task is dropped.
+/// Most unixctl connections served at once. OVS's unixctl has no bound;
+/// ours keeps idle clients from taking every descriptor: beyond it a
+/// connection is accepted and closed at once, with a rate-limited log
+/// line and the `unixctl_refused` counter (`coverage/show`).
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Serve `commands` on `listener` until the task is dropped, at most
+/// [`MAX_CONNECTIONS`] connections at once.
+///
+/// # Errors
+/// Only when the listener itself is broken: transient accept errors
+/// (out of descriptors, ...) are logged and waited out
+/// ([`crate::accept::next`]).
 pub async fn serve(listener: UnixListener, commands: Arc<Commands>) -> std::io::Result<()> {
+    let what = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+        .unwrap_or_else(|| "unixctl".into());
+    let mut errors = crate::accept::AcceptErrors::new(what.clone());
+    let mut live = tokio::task::JoinSet::new();
+    let mut refused_log = crate::ratelimit::LogLimit::new();
     loop {
-        let (stream, _) = listener.accept().await?;
+        let (stream, _) = crate::accept::next(&mut errors, || listener.accept()).await?;
+        while live.try_join_next().is_some() {}
+        if live.len() >= MAX_CONNECTIONS {
+            drop(stream);
+            crate::coverage::UNIXCTL_REFUSED.inc();
+            if refused_log.ready() {
+                tracing::warn!(
+                    "{what}: {MAX_CONNECTIONS} connections already, refused one ({} in all)",
+                    crate::coverage::UNIXCTL_REFUSED.get()
+                );
+            }
+            continue;
+        }
         let commands = commands.clone();
-        tokio::spawn(async move {
+        live.spawn(async move {
             if let Err(e) = serve_one(stream, &commands).await {
                 tracing::debug!("unixctl connection closed: {e}");
             }

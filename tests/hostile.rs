@@ -5,6 +5,11 @@
 
 mod common;
 
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
 use common::Harness;
 
 /// (case, domid, fatal)
@@ -112,4 +117,85 @@ fn an_event_storm_is_coalesced() {
         events < 2 * u64::from(xennet_vif::hostile::STORM_EVENTS),
         "{s}"
     );
+}
+
+/// Registrations carrying 40 descriptors (more than any needs: the control
+/// message is truncated, MSG_CTRUNC) are refused, counted, and every
+/// descriptor they brought is closed: xennetd's descriptor count comes
+/// back to where it was, and a normal guest still registers afterwards.
+#[test]
+fn registrations_with_too_many_descriptors_leak_none() {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    const MESSAGES: usize = 100;
+    let mut h = Harness::start("fds");
+    h.appctl(&["version"]);
+    let before = h.daemon_fds();
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let fds = [null.as_raw_fd(); 40];
+    let msg = b"{\"register\":true,\"domid\":5,\"nr_frames\":514,\"nr_grants\":1024,\"event_channel\":1}\n";
+    for i in 0..MESSAGES {
+        let s = UnixStream::connect(h.rundir.join("xennet-xen.sock")).unwrap();
+        // A leak runs xennetd out of descriptors: then no reply comes.
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let iov = [std::io::IoSlice::new(msg)];
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        sendmsg::<()>(s.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None).unwrap();
+        let mut reply = String::new();
+        (&s).read_to_string(&mut reply)
+            .unwrap_or_else(|e| panic!("message {i}: no reply ({e}); xennetd log:\n{}", h.log()));
+        assert!(
+            reply.contains("too many file descriptors"),
+            "message {i}: {reply}"
+        );
+    }
+    h.wait_for("xennetd's descriptors to come back to their count", || {
+        h.daemon_fds() <= before
+    });
+    let coverage = h.appctl(&["coverage/show"]);
+    assert!(
+        coverage.contains(&format!("emulxen_fds_truncated      total: {MESSAGES}")),
+        "{coverage}"
+    );
+    let lines = h
+        .log()
+        .lines()
+        .filter(|l| l.contains("too many file descriptors"))
+        .count();
+    assert!(
+        (1..MESSAGES).contains(&lines),
+        "{lines} log lines: want them rate-limited"
+    );
+    h.guest_xenstore(1);
+    h.guest_xenstore(2);
+    assert!(h.ping(1, 2, 2), "{}", h.log());
+}
+
+/// xennetd out of descriptors (RLIMIT_NOFILE lowered to a few more than it
+/// has open, then idle unixctl connections until accept fails with
+/// EMFILE) logs, backs off and goes on: once the connections close it
+/// still answers `version`.
+#[test]
+fn unixctl_survives_running_out_of_descriptors() {
+    let h = Harness::start("emfile");
+    h.appctl(&["version"]);
+    let pid = h.daemon_pid().to_string();
+    let limit = h.daemon_fds() + 16;
+    common::run_ok(
+        "prlimit",
+        &["--pid", &pid, &format!("--nofile={limit}:{limit}")],
+    );
+    let ctl = h.rundir.join(format!("ovs-vswitchd.{pid}.ctl"));
+    // Fewer than the listen backlog beyond the limit, so that every
+    // connect completes while xennetd cannot accept.
+    let conns: Vec<UnixStream> = (0..64)
+        .map(|_| UnixStream::connect(&ctl).unwrap())
+        .collect();
+    h.wait_for("accept to fail with EMFILE", || {
+        h.log().contains("Too many open files") || !h.daemon_alive()
+    });
+    assert!(h.daemon_alive(), "xennetd exited:\n{}", h.log());
+    drop(conns);
+    let v = h.appctl(&["version"]);
+    assert!(v.starts_with("xennetd "), "{v}");
+    assert!(h.daemon_alive(), "xennetd exited:\n{}", h.log());
 }

@@ -533,3 +533,45 @@ fn ofctl_mod_port_down_up_no_flood() {
     assert!(!h.ofctl(&["show", "br0"]).contains("NO_FLOOD"));
     assert!(h.ping(1, 3, 2), "{}", h.log());
 }
+
+/// A packet-out of 13 bytes (shorter than an Ethernet header) to a vif
+/// gets `BAD_REQUEST/OFPBRC_BAD_PACKET` and reaches nobody: the guest
+/// behind the vif stays up and still talks. (`ovs-ofctl packet-out`
+/// refuses such data itself, so the message is made here.)
+#[test]
+fn a_packet_out_shorter_than_an_ethernet_header_is_refused() {
+    use std::io::{Read, Write};
+    let mut h = Harness::start("ofrunt");
+    h.guest(1, None);
+    h.guest(2, None);
+    let before = rx_packets(&h, 2);
+    let mut s = std::os::unix::net::UnixStream::connect(h.rundir.join("br0.mgmt")).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(&[4, 0, 0, 8, 0, 0, 0, 1]).unwrap(); // OF1.3 HELLO
+    let mut po = vec![4, 13, 0, 53, 0, 0, 0, 7]; // PACKET_OUT, xid 7
+    po.extend_from_slice(&[0xff; 4]); // buffer_id: none
+    po.extend_from_slice(&[0xff, 0xff, 0xff, 0xfd]); // in_port CONTROLLER
+    po.extend_from_slice(&[0, 16, 0, 0, 0, 0, 0, 0]); // actions_len, pad
+    po.extend_from_slice(&[0, 0, 0, 16, 0, 0, 0, 2, 0xff, 0xe5, 0, 0, 0, 0, 0, 0]); // output:2
+    po.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 8]);
+    assert_eq!(po.len(), 53);
+    s.write_all(&po).unwrap();
+    // The switch's HELLO, then the answer to xid 7.
+    let error = loop {
+        let mut hdr = [0u8; 8];
+        s.read_exact(&mut hdr).unwrap();
+        let len = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
+        let mut body = vec![0u8; len.saturating_sub(8)];
+        s.read_exact(&mut body).unwrap();
+        if hdr[4..8] == [0, 0, 0, 7] {
+            assert_eq!(hdr[1], 1, "want an OFPT_ERROR, got type {}", hdr[1]);
+            break body;
+        }
+    };
+    // OFPET_BAD_REQUEST (1), OFPBRC_BAD_PACKET (12).
+    assert_eq!(error[..4], [0, 1, 0, 12], "{error:?}");
+    drop(s);
+    assert_eq!(rx_packets(&h, 2), before, "the runt reached guest 2");
+    assert!(h.ping(1, 2, 2), "{}", h.log());
+}

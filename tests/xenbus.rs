@@ -414,3 +414,36 @@ fn guests_reconnect_after_an_xennetd_crash() {
     let show = h.appctl(&["xennet/vif-show"]);
     assert_eq!(show.matches(" up ").count(), 2, "{show}");
 }
+
+/// 5000 writes (the real `xenstore-write`) under the backend vif directory
+/// of a domain that never registered with the emulated hypervisor log a
+/// handful of lines, not one or more each; the ignored events are counted
+/// (`coverage/show`), and a real guest still connects afterwards.
+#[test]
+fn writes_for_an_unknown_domain_log_a_handful_of_lines() {
+    const WRITES: usize = 5000;
+    let mut h = Harness::start("xsflood");
+    h.wait_for("xenstored socket", || {
+        h.rundir.join("xenstored.sock").exists()
+    });
+    let keys: Vec<String> = (0..WRITES)
+        .map(|i| format!("/local/domain/0/backend/vif/77/0/key{i}"))
+        .collect();
+    for chunk in keys.chunks(1000) {
+        let args: Vec<&str> = chunk.iter().flat_map(|k| [k.as_str(), "x"]).collect();
+        let w = xs_tool(&h, "xenstore-write", &args);
+        assert!(w.status.success(), "{w:?}");
+    }
+    // The last write's event has been handled once the counter says so.
+    h.wait_for("the events to be counted", || {
+        h.appctl(&["coverage/show"])
+            .lines()
+            .any(|l| l.starts_with("xenbus_unknown_domain") && !l.ends_with("total: 0"))
+    });
+    let log = h.log();
+    let lines = log.lines().filter(|l| l.contains("vif77.0")).count();
+    assert!(lines <= 10, "{lines} lines about vif77.0:\n{log}");
+    h.guest_xenstore(1);
+    h.guest_xenstore(2);
+    assert!(h.ping(1, 2, 2), "{}", h.log());
+}

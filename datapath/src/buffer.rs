@@ -296,6 +296,21 @@ impl PacketBatch {
         self.len = self.len.saturating_sub(1);
     }
 
+    /// Keep only the packets for which `keep` is true, in order (their
+    /// buffers move; dropped ones are reused); returns how many went.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Packet) -> bool) -> usize {
+        let mut kept = 0;
+        for i in 0..self.len {
+            if keep(&self.pkts[i]) {
+                self.pkts.swap(kept, i);
+                kept += 1;
+            }
+        }
+        let dropped = self.len - kept;
+        self.len = kept;
+        dropped
+    }
+
     /// The packets.
     pub fn packets(&self) -> &[Packet] {
         &self.pkts[..self.len]
@@ -310,6 +325,17 @@ impl PacketBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retain_keeps_order_and_counts_the_dropped() {
+        let mut b = PacketBatch::new();
+        for n in [20usize, 5, 30, 0, 40] {
+            b.push_slot().unwrap().set_frame(&vec![1; n]);
+        }
+        assert_eq!(b.retain(|p| p.len() >= 14), 2);
+        let lens: Vec<usize> = b.packets().iter().map(Packet::len).collect();
+        assert_eq!(lens, [20, 30, 40]);
+    }
 
     #[test]
     fn push_and_pull_front_keep_partial_csum_in_place() {

@@ -174,6 +174,10 @@ pub struct DpStats {
     pub upcalls: u64,
     /// Packets lost before translation (none today; kept for OVS parity).
     pub lost: u64,
+    /// Frames from ports shorter than an Ethernet header (14 bytes),
+    /// dropped before classification (OVS
+    /// `datapath_drop_rx_invalid_packet`).
+    pub rx_invalid: u64,
     /// Installed megaflows.
     pub n_flows: usize,
     /// Distinct megaflow masks.
@@ -402,6 +406,7 @@ struct Fwd {
     ready: Vec<OfPort>,
     upcalls: u64,
     lost: u64,
+    rx_invalid: u64,
     packets: u64,
     last_housekeeping: Instant,
     flow_limit: usize,
@@ -439,6 +444,7 @@ impl Fwd {
             ready: Vec::with_capacity(16),
             upcalls: 0,
             lost: 0,
+            rx_invalid: 0,
             packets: 0,
             last_housekeeping: Instant::now(),
             flow_limit: FLOW_LIMIT,
@@ -567,6 +573,7 @@ impl Fwd {
                         megaflow_hits: s.hits,
                         upcalls: self.upcalls,
                         lost: self.lost,
+                        rx_invalid: self.rx_invalid,
                         n_flows: self.cache.len(),
                         n_masks: self.cache.n_masks(),
                         avg_subtable_lookups_per_hit: s.avg_subtable_lookups_per_hit(),
@@ -739,6 +746,14 @@ impl Fwd {
             p.in_port = ofport;
         }
         self.packets += self.batch.len() as u64;
+        // As OVS's `dfc_processing`: no port can carry a frame without a
+        // whole Ethernet header, and flow extraction needs one.
+        self.rx_invalid +=
+            self.batch
+                .retain(|p| p.len() >= crate::packet::ethernet::HEADER_LEN) as u64;
+        if self.batch.is_empty() {
+            return;
+        }
 
         // Classify: one action list per packet, grouped by identity.
         let mut group_of = [0usize; MAX_BURST];
@@ -950,6 +965,24 @@ mod tests {
 
     fn wait_sent(peer: &MemPortPeer, n: usize) -> Vec<Packet> {
         peer.wait_sent(n, Duration::from_secs(1))
+    }
+
+    #[test]
+    fn frames_shorter_than_an_ethernet_header_are_dropped_and_counted() {
+        let gen = Arc::new(AtomicU64::new(0));
+        let dp = Datapath::spawn("test", Box::new(Hub { gen })).unwrap();
+        let (p1, peer1) = mem_port("p1", PortFeatures::default()).unwrap();
+        let (p2, peer2) = mem_port("p2", PortFeatures::default()).unwrap();
+        dp.add_port(1, Box::new(p1)).unwrap();
+        dp.add_port(2, Box::new(p2)).unwrap();
+        peer1.inject_frame(&frame(1, 2)[..13]);
+        peer1.inject_frame(&[]);
+        peer1.inject_frame(&frame(1, 2)[..14]);
+        let got = wait_sent(&peer2, 1);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].data(), &frame(1, 2)[..14]);
+        let s = dp.stats();
+        assert_eq!((s.rx_invalid, s.upcalls, s.packets), (2, 1, 3));
     }
 
     #[test]

@@ -785,7 +785,7 @@ impl Ofproto {
     ///
     /// # Errors
     /// `BUFFER_UNKNOWN` (xennet never buffers), `BAD_PORT`, `BAD_PACKET`
-    /// (empty or over 65535 bytes), action errors (`BAD_OUT_PORT`,
+    /// (shorter than an Ethernet header, 14 bytes, or over 65535 bytes), action errors (`BAD_OUT_PORT`,
     /// `BAD_OUT_GROUP`, ...), `BAD_REQUEST_EPERM` if the datapath is gone.
     pub fn packet_out(&self, po: &PacketOut, dp: &DpHandle) -> Result<(), OfError> {
         if po.buffer_id != NO_BUFFER {
@@ -797,7 +797,12 @@ impl Ofproto {
         if !in_port_ok {
             return Err(OfError::BAD_PORT);
         }
-        if po.data.is_empty() || po.data.len() > 65_535 {
+        // Shorter than an Ethernet header: no switch port can carry it
+        // (a tap refuses it with EINVAL; OVS's kernel datapath refuses
+        // such an execute with EINVAL, its userspace one drops it as
+        // `datapath_drop_rx_invalid_packet`).
+        let eth = xennet_datapath::packet::ethernet::HEADER_LEN;
+        if po.data.len() < eth || po.data.len() > 65_535 {
             return Err(OfError::BAD_PACKET);
         }
         self.read().check_packet_out_actions(&po.actions)?;

@@ -593,6 +593,10 @@ enum Ended {
 fn run(tap: &mut Tap, nf: &mut Netfront, stream: &UnixStream) -> anyhow::Result<Ended> {
     let mut pending: Option<(Vec<u8>, u16)> = None;
     let mut rx = Vec::with_capacity(65_536);
+    // Frames from the backend the tap refused (dropped, as a NIC drops a
+    // frame it cannot take), with a log line at most once a second.
+    let mut tap_refused = 0u64;
+    let mut tap_refused_log = xennet_vif::ratelimit::LogLimit::new();
     loop {
         if STOP.load(Ordering::SeqCst) {
             println!("xennet-guest: signalled; exiting");
@@ -645,7 +649,19 @@ fn run(tap: &mut Tap, nf: &mut Netfront, stream: &UnixStream) -> anyhow::Result<
             } else if flags & NETRXF_DATA_VALIDATED != 0 {
                 hdr.flags = VNET_F_DATA_VALID;
             }
-            tap.send(&hdr, &rx).context("writing to the tap")?;
+            match tap.send(&hdr, &rx) {
+                Ok(_) => {}
+                Err(e) if tap::refuses_frame(&e) => {
+                    tap_refused += 1;
+                    if tap_refused_log.ready() {
+                        eprintln!(
+                            "xennet-guest: the tap refused a {}-byte frame from the backend: {e} (dropped; {tap_refused} in all)",
+                            rx.len()
+                        );
+                    }
+                }
+                Err(e) => return Err(e).context("writing to the tap"),
+            }
         }
         // Guest → backend: frames from the tap to the TX ring.
         if let Some((frame, flags)) = pending.take() {

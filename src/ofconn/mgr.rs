@@ -667,7 +667,9 @@ impl Listener {
     }
 }
 
-/// Serve the connections of `listener`, at most [`MAX_ACCEPTED`] at once.
+/// Serve the connections of `listener`, at most [`MAX_ACCEPTED`] at once,
+/// until the listener breaks (transient accept errors are waited out,
+/// [`crate::accept::next`]).
 /// Aborting this task closes them all (a removed `ptcp:`/`punix:`
 /// controller takes its connections with it, as in OVS).
 async fn accept(
@@ -679,8 +681,9 @@ async fn accept(
     let mut live = tokio::task::JoinSet::new();
     let mut refused = 0u64;
     let mut refused_log = crate::ratelimit::LogLimit::default();
+    let mut errors = crate::accept::AcceptErrors::new(format!("{}: {name}", spawner.bridge));
     loop {
-        match listener.accept().await {
+        match crate::accept::next(&mut errors, || listener.accept()).await {
             Ok((s, peer)) => {
                 while live.try_join_next().is_some() {}
                 if live.len() >= MAX_ACCEPTED {
@@ -703,8 +706,11 @@ async fn accept(
                 live.spawn(async move { sp.run(s, name, &conns).await });
             }
             Err(e) => {
-                tracing::warn!("{}: {name}: accept: {e}", spawner.bridge);
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tracing::error!(
+                    "{}: {name}: accept: {e}: no longer listening",
+                    spawner.bridge
+                );
+                return;
             }
         }
     }

@@ -117,6 +117,29 @@ impl Harness {
         self.wait_for("xennetd's emulated Xen socket", || sock.exists());
     }
 
+    /// xennetd's process id (`ip netns exec` execs it in place).
+    pub fn daemon_pid(&self) -> u32 {
+        self.daemon.as_ref().expect("xennetd is running").id()
+    }
+
+    /// Whether xennetd is still running (not exited, not a zombie).
+    pub fn daemon_alive(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.daemon_pid()))
+            .ok()
+            .and_then(|s| {
+                let state = s.rsplit_once(')')?.1.split_whitespace().next()?.to_owned();
+                Some(state != "Z" && state != "X")
+            })
+            .unwrap_or(false)
+    }
+
+    /// Descriptors open in xennetd (`/proc/<pid>/fd`).
+    pub fn daemon_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.daemon_pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
     /// Send `sig` to xennetd.
     pub fn signal_daemon(&self, sig: nix::sys::signal::Signal) {
         let d = self.daemon.as_ref().expect("xennetd is running");

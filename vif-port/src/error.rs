@@ -24,6 +24,15 @@ pub enum VifError {
     /// Malformed attach message.
     #[error("attach message: {0}")]
     Json(#[from] serde_json::Error),
+    /// An attach message carried more descriptors than any registration
+    /// needs (`MSG_CTRUNC`); the ones received were closed.
+    #[error("attach: too many file descriptors (control message truncated after {received}; at most {max})")]
+    TooManyFds {
+        /// Descriptors received before the truncation (all closed).
+        received: usize,
+        /// Most descriptors a message may carry.
+        max: usize,
+    },
     /// The attach handshake was refused or invalid.
     #[error("attach: {0}")]
     Attach(String),

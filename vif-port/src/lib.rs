@@ -25,8 +25,12 @@
 //!   ([`xen::Gntdev`] over `/dev/xen/gntdev`, [`xen::EvtchnDev`] over
 //!   `/dev/xen/evtchn`); the xenstore [`xenstore::Client`] talks to the real
 //!   xenstored as is.
+//! - [`ratelimit`] and [`accept`]: what the log lines about bad input and
+//!   every listening socket (here the emulated xenstored's, and xennetd's)
+//!   share: one line a second at most, accept errors that pass waited out.
 #![warn(missing_docs)]
 
+pub mod accept;
 pub mod ctrl;
 pub mod emul;
 pub mod error;
@@ -37,6 +41,7 @@ pub mod mem;
 pub mod metrics;
 pub mod netback;
 pub mod netfront;
+pub mod ratelimit;
 pub mod ring;
 pub mod toeplitz;
 pub mod xen;

@@ -199,3 +199,34 @@ fn register_then_bind_by_port() {
     assert_eq!(batch.len(), 1);
     assert_eq!(batch.packets()[0].data(), &f[..]);
 }
+
+/// A message with more descriptors than any registration needs
+/// (MSG_CTRUNC) is refused with `TooManyFds`, and every descriptor it
+/// brought is closed: once ours goes too, the pipe's reader sees EOF.
+#[test]
+fn truncated_descriptors_are_refused_and_closed() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use xennet_vif::emul::attach::recv_hello;
+    use xennet_vif::error::VifError;
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let (a, b) = UnixStream::pair().unwrap();
+    send_raw(&a, &request(514), &[w.as_raw_fd(); 40]);
+    drop(w);
+    match recv_hello(&b, 0) {
+        Err(VifError::TooManyFds { received, max }) => assert!(received <= max && max < 40),
+        other => panic!("{other:?}"),
+    }
+    let mut reader = std::fs::File::from(r);
+    nix::fcntl::fcntl(
+        reader.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .unwrap();
+    let mut byte = [0u8; 1];
+    assert_eq!(
+        reader.read(&mut byte).unwrap(),
+        0,
+        "a write end is still open"
+    );
+}

@@ -17,13 +17,13 @@
 //! seals against the announced sizes); a hostile guest gets an error, never
 //! a panic.
 
-use std::io::{IoSlice, IoSliceMut, Read, Write};
+use std::io::{IoSlice, Read, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use serde::{Deserialize, Serialize};
 
 use super::{EmulatedDomain, EmulatedGrants, EventFdChannel, GRANT_ENTRY_SIZE};
@@ -248,41 +248,136 @@ fn check_memfd(fd: BorrowedFd<'_>, len: usize, what: &str) -> Result<(), VifErro
     Ok(())
 }
 
+/// Most descriptors one message may carry: the two memfds and an eventfd
+/// pair per channel (two spare).
+const MAX_FDS: usize = 2 + 2 * MAX_CHANNELS + 2;
+
+/// Bytes of ancillary data for [`MAX_FDS`] descriptors (`CMSG_SPACE`):
+/// one `struct cmsghdr` (16 bytes on LP64) and the descriptors, rounded
+/// up to the header's alignment.
+const CONTROL_LEN: usize = {
+    let hdr = std::mem::size_of::<libc::cmsghdr>();
+    let align = std::mem::size_of::<usize>();
+    hdr + (MAX_FDS * std::mem::size_of::<RawFd>()).div_ceil(align) * align
+};
+
+/// A receive buffer for ancillary data, aligned as `struct cmsghdr`.
+#[repr(C, align(8))]
+struct Control([u8; CONTROL_LEN]);
+
+/// What one `recvmsg` brought.
+struct Received {
+    /// Bytes of data.
+    len: usize,
+    /// Every descriptor the kernel installed for us, owned: closed on drop
+    /// whatever happens next.
+    fds: Vec<OwnedFd>,
+    /// `MSG_CTRUNC`: more descriptors came than [`MAX_FDS`] (the kernel
+    /// closed those that did not fit; `fds` holds the others).
+    truncated: bool,
+}
+
+/// `recvmsg(2)` into `buf` with `SCM_RIGHTS` descriptors (close-on-exec).
+///
+/// The control messages are walked even when truncated: nix's
+/// `RecvMsg::cmsgs` refuses to iterate after `MSG_CTRUNC`, which left the
+/// descriptors that did fit open in our table for ever.
+fn recv_with_fds(stream: &UnixStream, buf: &mut [u8]) -> Result<Received, VifError> {
+    let mut control = Control([0; CONTROL_LEN]);
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: `msghdr` is plain data (pointers and integers); all zeroes is
+    // an empty header, filled in below.
+    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    hdr.msg_iov = &mut iov;
+    hdr.msg_iovlen = 1;
+    hdr.msg_control = control.0.as_mut_ptr().cast();
+    hdr.msg_controllen = CONTROL_LEN as _;
+    // SAFETY: `hdr` points at `iov` (over `buf`) and at `control`, both
+    // live and exclusively borrowed for the call; the kernel writes only
+    // within the lengths given.
+    let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut hdr, libc::MSG_CMSG_CLOEXEC) };
+    let len = usize::try_from(n).map_err(|_| std::io::Error::last_os_error())?;
+    // `msg_controllen` is a `size_t` with glibc, a `socklen_t` with musl.
+    #[allow(clippy::useless_conversion)]
+    let used = usize::try_from(hdr.msg_controllen)
+        .unwrap_or(0)
+        .min(CONTROL_LEN);
+    let fds = scm_rights(control.0.get(..used).unwrap_or(&[]))
+        .into_iter()
+        // SAFETY: the kernel just installed each of these descriptors in
+        // our table for us (SCM_RIGHTS, each listed once); nothing else
+        // owns them, so taking ownership closes each exactly once.
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect();
+    Ok(Received {
+        len,
+        fds,
+        truncated: hdr.msg_flags & libc::MSG_CTRUNC != 0,
+    })
+}
+
+/// The descriptors of every `SOL_SOCKET`/`SCM_RIGHTS` message in the
+/// ancillary data `control` (Linux layout: `cmsg_len` as a `usize`, then
+/// level and type as `c_int`s, the data after the header, the next
+/// header at `cmsg_len` rounded up to a `usize`).
+fn scm_rights(control: &[u8]) -> Vec<RawFd> {
+    const WORD: usize = std::mem::size_of::<usize>();
+    const INT: usize = std::mem::size_of::<libc::c_int>();
+    let hdr_len = std::mem::size_of::<libc::cmsghdr>();
+    let int_at = |b: &[u8], at: usize| -> Option<libc::c_int> {
+        Some(libc::c_int::from_ne_bytes(
+            b.get(at..at + INT)?.try_into().ok()?,
+        ))
+    };
+    let mut fds = Vec::new();
+    let mut off: usize = 0;
+    while let Some(h) = control.get(off..off.saturating_add(hdr_len)) {
+        let Some(cmsg_len) = h
+            .get(..WORD)
+            .and_then(|b| b.try_into().ok())
+            .map(usize::from_ne_bytes)
+        else {
+            break;
+        };
+        if cmsg_len < hdr_len {
+            break;
+        }
+        let data = control
+            .get(off + hdr_len..off.saturating_add(cmsg_len))
+            .unwrap_or(&[]);
+        if int_at(h, WORD) == Some(libc::SOL_SOCKET)
+            && int_at(h, WORD + INT) == Some(libc::SCM_RIGHTS)
+        {
+            fds.extend(data.chunks_exact(INT).filter_map(|c| int_at(c, 0)));
+        }
+        off = off.saturating_add(cmsg_len.div_ceil(WORD) * WORD);
+    }
+    fds
+}
+
 /// Receive one message (its line and its descriptors) on `stream`.
+///
+/// # Errors
+/// [`VifError::TooManyFds`] when more than [`MAX_FDS`] descriptors came
+/// (every one received is closed), [`VifError::Attach`] on EOF or an
+/// overlong line, I/O errors.
 fn recv_message(stream: &UnixStream) -> Result<(Vec<u8>, Vec<OwnedFd>), VifError> {
     let mut buf = vec![0u8; 4096];
-    let mut cmsg_buf = nix::cmsg_space!([RawFd; 2 + 2 * MAX_CHANNELS + 2]);
-    let (n, fds) = {
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<()>(
-            stream.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg_buf),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )?;
-        let mut fds: Vec<OwnedFd> = Vec::new();
-        if let Ok(cmsgs) = msg.cmsgs() {
-            for c in cmsgs {
-                if let ControlMessageOwned::ScmRights(raw) = c {
-                    for fd in raw {
-                        // SAFETY: the kernel just installed this descriptor
-                        // in our table for us (SCM_RIGHTS); nothing else
-                        // owns it, so taking ownership closes it exactly once.
-                        fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
-                    }
-                }
-            }
-        }
-        if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
-            return Err(attach_err("too many file descriptors"));
-        }
-        (msg.bytes, fds)
-    };
-    buf.truncate(n);
-    if n == 0 {
+    let r = recv_with_fds(stream, &mut buf)?;
+    if r.truncated {
+        return Err(VifError::TooManyFds {
+            received: r.fds.len(),
+            max: MAX_FDS,
+        });
+    }
+    buf.truncate(r.len);
+    if r.len == 0 {
         return Err(attach_err("connection closed"));
     }
-    Ok((read_line(stream, buf)?, fds))
+    Ok((read_line(stream, buf)?, r.fds))
 }
 
 /// Most event channels a registered domain may have (two per queue).

@@ -596,6 +596,8 @@ impl XenstoreServer {
         let stop = Arc::new(AtomicBool::new(false));
         let server = self.clone();
         let stop2 = stop.clone();
+        let mut errors = crate::accept::AcceptErrors::new(format!("xenstore: {}", path.display()));
+        let mut serve_log = crate::ratelimit::LogLimit::new();
         let thread = thread::Builder::new()
             .name("xenstored-accept".into())
             .spawn(move || {
@@ -621,14 +623,18 @@ impl XenstoreServer {
                                 .set_nonblocking(false)
                                 .and_then(|()| server.serve_stream(s, 0))
                             {
-                                tracing::warn!("xenstore: serving a connection: {e}");
+                                if serve_log.ready() {
+                                    tracing::warn!("xenstore: serving a connection: {e}");
+                                }
                             }
                         }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => {
-                            tracing::warn!("xenstore: accept: {e}");
-                            thread::sleep(Duration::from_millis(10));
-                        }
+                        Err(e) => match errors.backoff(e) {
+                            Ok(wait) => thread::sleep(wait),
+                            Err(e) => {
+                                tracing::error!("xenstore: accept: {e}: no longer accepting");
+                                break;
+                            }
+                        },
                     }
                 }
             })?;

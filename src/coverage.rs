@@ -1,0 +1,61 @@
+//! Process-wide counters of events that must not go unnoticed (OVS
+//! `lib/coverage.c`): each is a relaxed atomic, shown by
+//! `ovs-appctl coverage/show` as one `name total: N` line, for example
+//!
+//! ```text
+//! emulxen_fds_truncated      total: 3
+//! unixctl_refused            total: 0
+//! xenbus_unknown_domain      total: 5000
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One named counter.
+#[derive(Debug)]
+pub struct Counter {
+    name: &'static str,
+    value: AtomicU64,
+}
+
+impl Counter {
+    const fn new(name: &'static str) -> Self {
+        Counter {
+            name,
+            value: AtomicU64::new(0),
+        }
+    }
+
+    /// Count one event.
+    pub fn inc(&self) {
+        self.value.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Events so far.
+    pub fn get(&self) -> u64 {
+        self.value.load(Ordering::Relaxed)
+    }
+}
+
+/// Registrations on the emulated Xen socket refused because they carried
+/// more descriptors than fit (`MSG_CTRUNC`).
+pub static EMULXEN_FDS_TRUNCATED: Counter = Counter::new("emulxen_fds_truncated");
+/// unixctl connections closed at once because
+/// [`crate::unixctl::MAX_CONNECTIONS`] were open.
+pub static UNIXCTL_REFUSED: Counter = Counter::new("unixctl_refused");
+
+/// Backend vif events ignored because their domain does not exist
+/// (`crate::xenbusd::Hypervisor::domain_exists`).
+pub static XENBUS_UNKNOWN_DOMAIN: Counter = Counter::new("xenbus_unknown_domain");
+
+static ALL: [&Counter; 3] = [
+    &EMULXEN_FDS_TRUNCATED,
+    &UNIXCTL_REFUSED,
+    &XENBUS_UNKNOWN_DOMAIN,
+];
+
+/// The `coverage/show` text: one `name total: N` line per counter.
+pub fn show() -> String {
+    ALL.iter()
+        .map(|c| format!("{:<26} total: {}\n", c.name, c.get()))
+        .collect()
+}
