@@ -1,7 +1,7 @@
 //! Bridges: one datapath (forwarding thread) per bridge, its NORMAL
 //! handler, its ports, and the `ovs-appctl` commands that show them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -389,24 +389,28 @@ impl Bridge {
 
     /// Add a port under the lowest free OpenFlow port number (from 1).
     pub fn add_port(&self, entry: PortEntry, port: Box<dyn Port>) -> anyhow::Result<OfPort> {
-        self.add_port_at(entry, port, &[])
+        self.add_port_at(entry, port, &[], &BTreeSet::new())
     }
 
     /// Add a port under the first free number of `preferred` (ignoring
-    /// numbers outside 1..=MAX_OFPORT), else the lowest free one. On error
-    /// the port is dropped.
+    /// numbers outside 1..=MAX_OFPORT), else the lowest free one that is
+    /// not `reserved` (numbers other ports had before a restart and will
+    /// want back), else the lowest free one. On error the port is dropped.
     pub fn add_port_at(
         &self,
         entry: PortEntry,
         port: Box<dyn Port>,
         preferred: &[OfPort],
+        reserved: &BTreeSet<OfPort>,
     ) -> anyhow::Result<OfPort> {
         let ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
+        let free = |n: &OfPort| !ports.contains_key(n);
         let ofport = preferred
             .iter()
             .copied()
-            .find(|n| (1..=MAX_OFPORT).contains(n) && !ports.contains_key(n))
-            .or_else(|| (1..=MAX_OFPORT).find(|n| !ports.contains_key(n)))
+            .find(|n| (1..=MAX_OFPORT).contains(n) && free(n))
+            .or_else(|| (1..=MAX_OFPORT).find(|n| free(n) && !reserved.contains(n)))
+            .or_else(|| (1..=MAX_OFPORT).find(free))
             .context("no free OpenFlow port number")?;
         self.insert_port(ports, ofport, entry, port)
     }

@@ -32,8 +32,10 @@
 //!   backend device exists before the hotplug script runs `ovs-vsctl
 //!   add-port`); an attached vif joins the bridge whose Port lists its
 //!   interface, under `ofport_request` if set and free, else its previous
-//!   ofport (from the database or this process) if free, else the lowest
-//!   free number. Until the guest attaches, the Interface gets ofport -1 and
+//!   ofport (from the database, remembered after this process wrote -1
+//!   for a vif whose guest is away, e.g. after a restart, or from this
+//!   process) if free, else the lowest free number no other interface
+//!   had. Until the guest attaches, the Interface gets ofport -1 and
 //!   `error` "no such vif: waiting for domain D handle H to attach", as OVS
 //!   writes for a missing network device (ovs-vsctl then logs "Error
 //!   detected while setting up" but succeeds). A Port deleted from the
@@ -296,6 +298,8 @@ struct Plan {
     /// (`Open_vSwitch` `iface_types` and `datapath_types`, every
     /// `Datapath` row's `capabilities`): (table, row, column, value).
     capabilities: Vec<(&'static str, Uuid, &'static str, Datum)>,
+    /// The numbers interfaces had (and want back): not given to others.
+    reserved: BTreeSet<OfPort>,
 }
 
 impl Plan {
@@ -639,7 +643,15 @@ fn capabilities(r: &Replica, ovs: &OpenVSwitch) -> Vec<(&'static str, Uuid, &'st
     out
 }
 
-fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
+/// The configuration `r` asks for. `known` remembers the OpenFlow port
+/// number each interface had (see [`preferred_ofports`]); interfaces no
+/// longer in the database are forgotten.
+fn plan(
+    r: &Replica,
+    ovs: &OpenVSwitch,
+    known: &mut BTreeMap<String, OfPort>,
+    log: &mut LogOnce,
+) -> Plan {
     let mut plan = Plan {
         capabilities: capabilities(r, ovs),
         ..Plan::default()
@@ -751,7 +763,7 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
                         ignored_rx_ring(&iface, log);
                         plan.vifs.insert(
                             iface.name.clone(),
-                            (br.name.clone(), preferred_ofports(&iface)),
+                            (br.name.clone(), preferred_ofports(&iface, known)),
                         );
                         Kind::Vif { domid, handle }
                     }
@@ -773,7 +785,7 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
                     } else {
                         plan.netdevs.insert(
                             iface.name.clone(),
-                            (br.name.clone(), preferred_ofports(&iface), dev),
+                            (br.name.clone(), preferred_ofports(&iface, known), dev),
                         );
                         Kind::Netdev
                     }
@@ -823,6 +835,8 @@ fn plan(r: &Replica, ovs: &OpenVSwitch, log: &mut LogOnce) -> Plan {
             }
         }
     }
+    known.retain(|name, _| plan.ifaces.iter().any(|i| i.name == *name));
+    plan.reserved = known.values().copied().collect();
     plan
 }
 
@@ -858,12 +872,27 @@ fn ignored_rx_ring(iface: &xennet_ovsdb::Interface, log: &mut LogOnce) {
 }
 
 /// `ofport_request`, else the current `ofport`, when in range.
-fn preferred_ofports(iface: &xennet_ovsdb::Interface) -> Vec<OfPort> {
-    [iface.ofport_request, iface.ofport]
+/// `ofport_request`, then the number the interface had: its `ofport`
+/// column, or, once this process has written -1 there (a vif whose guest
+/// has not re-attached since a restart), the number `known` remembers
+/// from the database or from this process.
+fn preferred_ofports(
+    iface: &xennet_ovsdb::Interface,
+    known: &mut BTreeMap<String, OfPort>,
+) -> Vec<OfPort> {
+    let valid = |p: i64| {
+        OfPort::try_from(p)
+            .ok()
+            .filter(|p| (1..=MAX_OFPORT).contains(p))
+    };
+    if let Some(p) = iface.ofport.and_then(valid) {
+        known.insert(iface.name.clone(), p);
+    }
+    iface
+        .ofport_request
+        .and_then(valid)
         .into_iter()
-        .flatten()
-        .filter_map(|p| OfPort::try_from(p).ok())
-        .filter(|p| (1..=MAX_OFPORT).contains(p))
+        .chain(known.get(&iface.name).copied())
         .collect()
 }
 
@@ -952,7 +981,7 @@ fn apply(
         };
         let mut prefs = prefs.clone();
         prefs.extend(a.last_ofport);
-        match b.add_port_at(a.entry.clone(), port, &prefs) {
+        match b.add_port_at(a.entry.clone(), port, &prefs, &plan.reserved) {
             Ok(p) => {
                 a.placed = Some((b, p));
                 a.last_ofport = Some(p);
@@ -1040,7 +1069,7 @@ fn apply_netdevs(plan: &Plan, switch: &Switch, log: &mut LogOnce) -> BTreeMap<St
                 if *kind == DevKind::Local {
                     b.add_local_port(entry, Box::new(dev))
                 } else {
-                    b.add_port_at(entry, Box::new(dev), prefs)
+                    b.add_port_at(entry, Box::new(dev), prefs, &plan.reserved)
                 }
             });
             if let Err(e) = r {
@@ -1283,6 +1312,7 @@ pub async fn run(session: Session, switch: Arc<Switch>, vifs: Arc<VifRegistry>) 
     let mut tick = tokio::time::interval(STATS_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut log = LogOnce::default();
+    let mut known_ofports = BTreeMap::new();
     let mut retry = false;
     let mut last_write_error: Option<Instant> = None;
     let mut had_lock = false;
@@ -1316,7 +1346,7 @@ pub async fn run(session: Session, switch: Arc<Switch>, vifs: Arc<VifRegistry>) 
             log.info("database: no Open_vSwitch row yet (ovs-vsctl init makes it)".into());
             continue;
         };
-        let plan = plan(&replica, &ovs, &mut log);
+        let plan = plan(&replica, &ovs, &mut known_ofports, &mut log);
         let txn = tokio::task::block_in_place(|| {
             let mut attached = vifs.lock();
             let netdev_errors = apply(&plan, &switch, &mut attached, &mut log);

@@ -739,3 +739,41 @@ fn other_config_limits() {
     db.vsctl_ok(&["remove", "bridge", "br0", "other_config", "mac-table-size"]);
     assert!(fdb().contains("entries in the table: 0/8192"), "{}", fdb());
 }
+
+/// After a crash (SIGKILL) and a restart, vifs come back under the
+/// OpenFlow port numbers they had, whatever order their guests re-attach
+/// in: the restarted daemon writes ofport -1 while a guest is away, but
+/// remembers the number the database had and keeps it free for it.
+#[test]
+fn ofports_survive_a_crash_whatever_order_guests_return_in() {
+    use nix::sys::signal::Signal;
+    let db = OvsdbServer::start("ofkeep");
+    let addr = db.addr();
+    let mut h = Harness::start_with("dbofkeep", &["--db", &addr]);
+    db.vsctl_ok(&["add-br", "br0"]);
+    let sock = h.rundir().join("xenstored.sock");
+    h.wait_for("xenstored socket", || sock.exists());
+    let sock = sock.to_string_lossy().into_owned();
+    for d in 1..=3 {
+        db.vsctl_ok(&["add-port", "br0", &format!("vif{d}.0")]);
+        h.guest_with(d, &["--xenstore", &sock, "--reconnect", "30"]);
+    }
+    let before: Vec<i64> = (1..=3)
+        .map(|d| wait_ofport(&h, &db, &format!("vif{d}.0"), |p| p > 0))
+        .collect();
+    assert_eq!(before, [1, 2, 3]);
+    // Guests 1 and 2 come back last, in reverse order.
+    h.signal_guest(1, Signal::SIGSTOP);
+    h.signal_guest(2, Signal::SIGSTOP);
+    h.crash_daemon();
+    h.start_daemon();
+    wait_ofport(&h, &db, "vif3.0", |p| p > 0);
+    h.signal_guest(2, Signal::SIGCONT);
+    wait_ofport(&h, &db, "vif2.0", |p| p > 0);
+    h.signal_guest(1, Signal::SIGCONT);
+    let after: Vec<i64> = (1..=3)
+        .map(|d| wait_ofport(&h, &db, &format!("vif{d}.0"), |p| p > 0))
+        .collect();
+    assert_eq!(after, before, "{}", h.log());
+    assert!(h.ping(1, 3, 2), "{}", h.log());
+}
