@@ -30,9 +30,7 @@ use xennet_vif::evtchn::EventChannel;
 use xennet_vif::grant::{DomId, GrantOps};
 use xennet_vif::netback::TxRate;
 use xennet_vif::xen::{EvtchnDev, Gntdev};
-use xennet_vif::xenbus::{
-    read_state, BackendDevice, FrontendKeys, Progress, VifHooks, XenbusState,
-};
+use xennet_vif::xenbus::{BackendDevice, FrontendKeys, Progress, VifHooks};
 use xennet_vif::xenstore::{Client, XenstoreServer};
 use xennet_vif::{Vif, VifError};
 
@@ -373,10 +371,12 @@ fn run(
     }
 }
 
-/// What the toolstack does when domain `domid` dies: remove its vif
-/// directories (backend and frontend), which makes the backend take the
-/// vifs off their bridges. A vif whose frontend had closed cleanly (state
-/// Closed) is left as it is, both ends Closed.
+/// What the toolstack does when domain `domid` is gone (it died, or shut
+/// down after closing its vifs cleanly): remove its vif directories
+/// (backend and frontend), which makes the backend take the vifs off
+/// their bridges and drop them with their representors, mappings and
+/// descriptors (libxl removes a destroyed domain's devices whatever
+/// state they are in).
 pub fn domain_died(store: &XenstoreServer, domid: DomId) {
     let xs: Client = match store.connect_as(0) {
         Ok(c) => c,
@@ -388,9 +388,6 @@ pub fn domain_died(store: &XenstoreServer, domid: DomId) {
     let dev = format!("/local/domain/{domid}/device/vif");
     for h in xs.directory(&dev).unwrap_or_default() {
         let fe = format!("{dev}/{h}");
-        if read_state(&xs, &fe).ok() == Some(XenbusState::Closed) {
-            continue;
-        }
         // Only this domain's own backend directory, whatever the guest
         // wrote in its `backend` key.
         if let Ok(be) = xs.read_string(&format!("{fe}/backend")) {

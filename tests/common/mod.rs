@@ -213,6 +213,14 @@ impl Harness {
         }
     }
 
+    /// Delete guest `domid`'s namespace (after it stopped), so that the
+    /// same domain id can start again.
+    pub fn remove_netns(&mut self, domid: u16) {
+        let ns = self.netns(domid);
+        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        self.netns.retain(|n| *n != ns);
+    }
+
     pub fn netns(&self, domid: u16) -> String {
         format!("{}g{domid}", self.prefix)
     }

@@ -397,8 +397,11 @@ impl Client {
 
     /// Runs `f` in a transaction and commits it, retrying the whole thing
     /// (up to [`MAX_TRANSACTION_RETRIES`] times) when the commit or an
-    /// operation inside fails with `EAGAIN`. Any other error from `f`
-    /// aborts the transaction and is returned.
+    /// operation inside fails with `EAGAIN`, after a pause that grows with
+    /// each attempt (up to 20 ms, spread by the process id and attempt so
+    /// that clients conflicting with each other do not retry in step, as
+    /// libxenstore's callers back off). Any other error from `f` aborts the
+    /// transaction and is returned.
     pub fn transaction<T, F>(&self, mut f: F) -> Result<T, XsError>
     where
         F: FnMut(&Transaction<'_>) -> Result<T, XsError>,
@@ -415,11 +418,22 @@ impl Client {
                 }
             };
             match result {
-                Err(e) if e.is(&ErrorCode::Eagain) && attempt < MAX_TRANSACTION_RETRIES => continue,
+                Err(e) if e.is(&ErrorCode::Eagain) && attempt < MAX_TRANSACTION_RETRIES => {
+                    std::thread::sleep(retry_pause(attempt));
+                }
                 other => return other,
             }
         }
     }
+}
+
+/// The pause before retry `attempt` (1-based) of a transaction that ended
+/// in `EAGAIN`: up to `attempt` ms (at most 20), spread over 0.5-1x by the
+/// process id and attempt.
+fn retry_pause(attempt: usize) -> Duration {
+    let max_us = 1000 * attempt.min(20) as u64;
+    let spread = u64::from(std::process::id()).wrapping_mul(2_654_435_761) ^ (attempt as u64) << 7;
+    Duration::from_micros(max_us / 2 + spread % (max_us / 2 + 1))
 }
 
 impl Drop for Client {
