@@ -106,6 +106,12 @@ impl Bridge {
         *cur = *l;
     }
 
+    /// Stop or resume reading the bridge's ports
+    /// ([`DpHandle::set_paused`]); whether the forwarding thread took it.
+    pub fn set_paused(&self, paused: bool) -> bool {
+        self.dp.set_paused(paused).is_ok()
+    }
+
     /// The bridge's MAC address (its LOCAL port's).
     pub fn hwaddr(&self) -> [u8; 6] {
         *self.hwaddr.lock().unwrap_or_else(|e| e.into_inner())

@@ -300,6 +300,8 @@ struct Plan {
     capabilities: Vec<(&'static str, Uuid, &'static str, Datum)>,
     /// The numbers interfaces had (and want back): not given to others.
     reserved: BTreeSet<OfPort>,
+    /// Attached vifs wait to join their bridges ([`RestartHold`]).
+    hold_vifs: bool,
 }
 
 impl Plan {
@@ -965,8 +967,23 @@ fn apply(
     for b in switch.bridges() {
         b.configure_vlans(plan.vlans.get(&b.name).cloned().unwrap_or_default());
     }
-    // Vifs joining a bridge.
-    for (name, a) in vifs.iter_mut() {
+    // Vifs joining a bridge (not while a restart holds them: see
+    // RestartHold). Several at once join together: their bridges read no
+    // port until all are there, so that frames one of them queued for
+    // another are not flooded before the other's port exists.
+    let joining = vifs
+        .iter()
+        .filter(|(n, a)| a.placed.is_none() && a.port.is_some() && plan.vifs.contains_key(*n))
+        .count();
+    let paused: Vec<Arc<Bridge>> = match (plan.hold_vifs, joining > 1) {
+        (false, true) => switch
+            .bridges()
+            .into_iter()
+            .filter(|b| b.set_paused(true))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for (name, a) in vifs.iter_mut().filter(|_| !plan.hold_vifs) {
         if a.placed.is_some() {
             continue;
         }
@@ -988,6 +1005,9 @@ fn apply(
             }
             Err(e) => log.warn(format!("{name}: {e:#}")),
         }
+    }
+    for b in paused {
+        b.set_paused(false);
     }
     let errors = apply_netdevs(plan, switch, log);
     apply_policing(plan, switch);
@@ -1160,10 +1180,17 @@ fn status_txn(
                 ),
                 Some(_) => (
                     -1,
-                    Some(format!(
-                        "xennetd: could not add {} to bridge {} (see the xennetd log)",
-                        pi.name, pi.bridge
-                    )),
+                    Some(if plan.hold_vifs {
+                        format!(
+                            "xennetd restarted: {} waits for the other vifs to re-attach",
+                            pi.name
+                        )
+                    } else {
+                        format!(
+                            "xennetd: could not add {} to bridge {} (see the xennetd log)",
+                            pi.name, pi.bridge
+                        )
+                    }),
                     None,
                     None,
                 ),
@@ -1305,6 +1332,75 @@ fn status_txn(
     txn
 }
 
+/// How long vifs that were on a bridge before a restart wait for each
+/// other before any of them forwards ([`RestartHold`]).
+pub const RESTART_HOLD: Duration = Duration::from_secs(5);
+
+/// After a restart, the vifs whose Interfaces had an ofport (they were on
+/// a bridge under the previous xennetd) join their bridges together: until
+/// every one of them has re-attached, or [`RESTART_HOLD`] has passed, none
+/// joins. A guest that comes back first keeps what it queued in its TX
+/// ring (the backend does not read a ring it does not serve) instead of
+/// having it flooded to a bridge where its peers are not back yet, so
+/// frames queued during the restart reach peers that come back in time.
+#[derive(Debug)]
+struct RestartHold {
+    until: Instant,
+    /// The vifs waited for, from the first plan; `None` before it.
+    expected: Option<BTreeSet<String>>,
+    over: bool,
+}
+
+impl RestartHold {
+    fn new() -> Self {
+        RestartHold {
+            until: Instant::now() + RESTART_HOLD,
+            expected: None,
+            over: false,
+        }
+    }
+
+    /// Whether vifs must not join their bridges yet, given the first plan
+    /// and the vifs attached now. Once false, false for good.
+    fn holds(&mut self, plan: &Plan, attached: &BTreeMap<String, Attached>) -> bool {
+        if self.over {
+            return false;
+        }
+        let expected = self.expected.get_or_insert_with(|| {
+            plan.ifaces
+                .iter()
+                .filter(|i| matches!(i.kind, Kind::Vif { .. }) && i.ofport.is_some_and(|p| p > 0))
+                .map(|i| i.name.clone())
+                .collect()
+        });
+        let missing: Vec<&String> = expected
+            .iter()
+            .filter(|n| !attached.contains_key(*n))
+            .collect();
+        if missing.is_empty() {
+            if !expected.is_empty() {
+                tracing::info!(
+                    "restart: the {} vifs that were on bridges are back; forwarding",
+                    expected.len()
+                );
+            }
+        } else if Instant::now() >= self.until {
+            tracing::warn!(
+                "restart: {} not back after {RESTART_HOLD:?}; the others forward without them",
+                missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        } else {
+            return true;
+        }
+        self.over = true;
+        false
+    }
+}
+
 /// Reconciles until the session ends. `session` must have been started
 /// with the [`LOCK`] lock.
 pub async fn run(session: Session, switch: Arc<Switch>, vifs: Arc<VifRegistry>) {
@@ -1313,6 +1409,7 @@ pub async fn run(session: Session, switch: Arc<Switch>, vifs: Arc<VifRegistry>) 
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut log = LogOnce::default();
     let mut known_ofports = BTreeMap::new();
+    let mut hold = RestartHold::new();
     let mut retry = false;
     let mut last_write_error: Option<Instant> = None;
     let mut had_lock = false;
@@ -1328,6 +1425,7 @@ pub async fn run(session: Session, switch: Arc<Switch>, vifs: Arc<VifRegistry>) 
             _ = vifs.changed.notified() => false,
             _ = tick.tick() => true,
             _ = tokio::time::sleep(RETRY), if poll => false,
+            _ = tokio::time::sleep_until(hold.until.into()), if !hold.over => false,
         };
         let has_lock = session.has_lock();
         if has_lock != had_lock {
@@ -1346,9 +1444,10 @@ pub async fn run(session: Session, switch: Arc<Switch>, vifs: Arc<VifRegistry>) 
             log.info("database: no Open_vSwitch row yet (ovs-vsctl init makes it)".into());
             continue;
         };
-        let plan = plan(&replica, &ovs, &mut known_ofports, &mut log);
+        let mut plan = plan(&replica, &ovs, &mut known_ofports, &mut log);
         let txn = tokio::task::block_in_place(|| {
             let mut attached = vifs.lock();
+            plan.hold_vifs = hold.holds(&plan, &attached);
             let netdev_errors = apply(&plan, &switch, &mut attached, &mut log);
             let hotplug_errors = vifs
                 .hotplug_errors

@@ -204,6 +204,7 @@ enum Command {
     Stats(SyncSender<DpStats>),
     DumpFlows(SyncSender<Vec<String>>),
     DelFlows(SyncSender<usize>),
+    SetPaused(bool, SyncSender<()>),
     SetMeter(u32, MeterSpec, SyncSender<bool>),
     DelMeter(u32, SyncSender<bool>),
     MeterStats(SyncSender<Vec<(u32, MeterCounters)>>),
@@ -318,6 +319,17 @@ impl DpHandle {
         self.request(Command::DumpFlows).unwrap_or_default()
     }
 
+    /// Stop (`true`) or resume reading every port; commands are still
+    /// served. Frames wait where they are (in a vif's TX ring, a socket's
+    /// buffer). Used to add several ports at once, so that none forwards
+    /// before the others are there (after a restart, the first batch of a
+    /// guest that queued frames for a peer would otherwise be flooded
+    /// before that peer's port exists). Keep it short: while paused with
+    /// readable ports the thread polls without sleeping.
+    pub fn set_paused(&self, paused: bool) -> Result<(), DpError> {
+        self.request(|r| Command::SetPaused(paused, r))
+    }
+
     /// Remove every megaflow (OVS `ovs-appctl dpctl/del-flows`); the next
     /// packet of each flow is translated again. Returns how many were
     /// removed.
@@ -411,6 +423,8 @@ struct Fwd {
     last_housekeeping: Instant,
     flow_limit: usize,
     flow_limit_hits: u64,
+    /// Ports are not read ([`DpHandle::set_paused`]).
+    paused: bool,
     max_idle: Duration,
     /// Last idle expiry under the flow limit.
     last_limit_expiry: Instant,
@@ -449,6 +463,7 @@ impl Fwd {
             last_housekeeping: Instant::now(),
             flow_limit: FLOW_LIMIT,
             flow_limit_hits: 0,
+            paused: false,
             max_idle: MAX_IDLE,
             last_limit_expiry: Instant::now(),
             used_keys: Vec::new(),
@@ -458,7 +473,7 @@ impl Fwd {
     fn run(&mut self) {
         let mut events = [EpollEvent::empty(); 64];
         loop {
-            let poll_now = self.ports.values().any(|e| e.enabled && e.busy);
+            let poll_now = !self.paused && self.ports.values().any(|e| e.enabled && e.busy);
             let timeout = if poll_now {
                 EpollTimeout::ZERO
             } else {
@@ -494,6 +509,9 @@ impl Fwd {
             self.ready.dedup();
             self.check_generation();
             let now = Instant::now();
+            if self.paused {
+                self.ready.clear();
+            }
             for i in 0..self.ready.len() {
                 let p = self.ready[i];
                 self.process_port(p, now);
@@ -586,6 +604,10 @@ impl Fwd {
                 }
                 Command::DumpFlows(reply) => {
                     let _ = reply.send(self.dump_flows());
+                }
+                Command::SetPaused(paused, reply) => {
+                    self.paused = paused;
+                    let _ = reply.send(());
                 }
                 Command::DelFlows(reply) => {
                     let n = self.cache.len();
