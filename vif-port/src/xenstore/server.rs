@@ -23,16 +23,24 @@
 //!   they may read. `WATCH` queues the initial event right after its `OK`.
 //!   `@introduceDomain`/`@releaseDomain` are accepted and fired by
 //!   `INTRODUCE`/`RELEASE`.
-//! - **Transactions** run on a copy of the tree taken at
-//!   `TRANSACTION_START`. Every node a transaction looks at or changes is
-//!   recorded with its generation at first access; `TRANSACTION_END "T"`
-//!   commits only if none of those changed in the store meanwhile, by
-//!   copying the changed nodes in and firing their watches, else answers
-//!   `EAGAIN` and applies nothing.
+//! - **Transactions** copy nothing at `TRANSACTION_START`, as C xenstored
+//!   since Xen 4.9: a transaction holds an overlay of the nodes it
+//!   created, changed or removed (a node is copied when the transaction
+//!   first changes it) and reads everything else from the live store.
+//!   Every node a transaction looks at or changes is recorded with its
+//!   generation at first access; `TRANSACTION_END "T"` commits only if
+//!   none of those changed in the store meanwhile, by moving the overlay's
+//!   nodes in and firing their watches, else answers `EAGAIN` and applies
+//!   nothing. So a transaction sees its own writes, others see them only
+//!   at commit, and one that read a value changed since cannot commit.
+//!   Memory is proportional to what transactions touched
+//!   ([`XenstoreServer::transaction_nodes`]), and each connection may
+//!   have [`ServerConfig::max_transactions_per_conn`] open (`EQUOTA`).
 //! - **Quotas**: a token bucket of requests per second per unprivileged
 //!   domain (over quota: `EQUOTA` reply, the request is not executed),
-//!   per-connection caps on watches and open transactions (for
-//!   unprivileged domains: dom0 holds a watch per vif), and a cap on
+//!   per-connection caps on watches (for unprivileged domains: dom0
+//!   holds a watch per vif) and on open transactions (every connection),
+//!   and a cap on
 //!   the nodes each unprivileged domain owns (`EQUOTA`, checked when it
 //!   creates nodes and when it commits a transaction that does).
 //! - **Connections**: two threads each: a reader that executes requests
@@ -76,8 +84,11 @@ pub struct ServerConfig {
     /// the backend with a watch per vif, is never limited, as in C
     /// xenstored).
     pub max_watches_per_conn: usize,
-    /// Transactions one connection of an unprivileged domain may have open
-    /// (dom0 is never limited).
+    /// Transactions one connection may have open, dom0's included;
+    /// `TRANSACTION_START` beyond answers `EQUOTA`. C xenstored's
+    /// `quota-max-transaction` (default 10) counts per domain, exempts
+    /// dom0 and answers `ENOSPC`; here every connection (the dom0 socket's
+    /// too) is capped, and `EQUOTA` is what all our quotas answer.
     pub max_transactions_per_conn: usize,
     /// Outgoing messages queued per connection before a slow reader is
     /// disconnected.
@@ -93,7 +104,7 @@ impl Default for ServerConfig {
             quota_rate: 1000,
             quota_burst: 1000,
             max_watches_per_conn: 128,
-            max_transactions_per_conn: 16,
+            max_transactions_per_conn: 10,
             max_queued_messages: 1024,
             max_nodes_per_domain: 1000,
         }
@@ -169,10 +180,29 @@ impl Tree {
             }
         }
     }
+}
 
+/// Access to nodes: the store itself ([`Tree`]) or a transaction's view
+/// of it ([`TxView`]). Changes keep the per-owner node counts.
+trait Nodes {
+    fn node(&self, path: &str) -> Option<&Node>;
+    /// The node, to change it (a transaction takes its own copy first).
+    fn node_mut(&mut self, path: &str) -> Option<&mut Node>;
+    fn insert(&mut self, path: String, node: Node);
+    fn remove(&mut self, path: &str);
     /// Nodes `domid` owns.
-    fn owned_by(&self, domid: u32) -> usize {
-        self.owned.get(&domid).copied().unwrap_or(0)
+    fn owned_by(&self, domid: u32) -> usize;
+    /// Changes a node's permissions (and so maybe its owner).
+    fn set_perms(&mut self, path: &str, perms: Vec<Perm>) -> Option<&mut Node>;
+}
+
+impl Nodes for Tree {
+    fn node(&self, path: &str) -> Option<&Node> {
+        self.nodes.get(path)
+    }
+
+    fn node_mut(&mut self, path: &str) -> Option<&mut Node> {
+        self.nodes.get_mut(path)
     }
 
     fn insert(&mut self, path: String, node: Node) {
@@ -188,13 +218,89 @@ impl Tree {
         }
     }
 
-    /// Changes a node's permissions, keeping the owner counts.
+    fn owned_by(&self, domid: u32) -> usize {
+        self.owned.get(&domid).copied().unwrap_or(0)
+    }
+
     fn set_perms(&mut self, path: &str, perms: Vec<Perm>) -> Option<&mut Node> {
         let mut node = self.nodes.remove(path)?;
         self.count(&node, false);
         node.perms = perms;
         self.insert(path.to_owned(), node);
         self.nodes.get_mut(path)
+    }
+}
+
+/// What a transaction changed: its own copies of the nodes it created,
+/// changed or removed, nothing else (C xenstored's transaction-specific
+/// nodes, since Xen 4.9).
+#[derive(Debug, Default)]
+struct Overlay {
+    /// Path → the transaction's version (`None`: removed in it).
+    nodes: HashMap<String, Option<Node>>,
+    /// Owner → nodes owned in the transaction minus in the store.
+    owned: HashMap<u32, isize>,
+}
+
+impl Overlay {
+    fn count(&mut self, owner: Option<u32>, delta: isize) {
+        if let Some(owner) = owner {
+            *self.owned.entry(owner).or_insert(0) += delta;
+        }
+    }
+}
+
+/// A transaction's view: its [`Overlay`] over the live store. Nodes it
+/// did not change are read from the store; conflicts with changes made
+/// there meanwhile are caught at commit by generation ([`Log::accessed`]).
+struct TxView<'a> {
+    base: &'a Tree,
+    over: &'a mut Overlay,
+}
+
+impl Nodes for TxView<'_> {
+    fn node(&self, path: &str) -> Option<&Node> {
+        match self.over.nodes.get(path) {
+            Some(n) => n.as_ref(),
+            None => self.base.nodes.get(path),
+        }
+    }
+
+    fn node_mut(&mut self, path: &str) -> Option<&mut Node> {
+        if !self.over.nodes.contains_key(path) {
+            let copy = self.base.nodes.get(path)?.clone();
+            self.over.nodes.insert(path.to_owned(), Some(copy));
+        }
+        self.over.nodes.get_mut(path)?.as_mut()
+    }
+
+    fn insert(&mut self, path: String, node: Node) {
+        if let Some(old) = self.node(&path).map(Tree::owner) {
+            self.over.count(old, -1);
+        }
+        self.over.count(Tree::owner(&node), 1);
+        self.over.nodes.insert(path, Some(node));
+    }
+
+    fn remove(&mut self, path: &str) {
+        if let Some(old) = self.node(path).map(Tree::owner) {
+            self.over.count(old, -1);
+            self.over.nodes.insert(path.to_owned(), None);
+        }
+    }
+
+    fn owned_by(&self, domid: u32) -> usize {
+        let delta = self.over.owned.get(&domid).copied().unwrap_or(0);
+        self.base.owned_by(domid).saturating_add_signed(delta)
+    }
+
+    fn set_perms(&mut self, path: &str, perms: Vec<Perm>) -> Option<&mut Node> {
+        let old = Tree::owner(self.node(path)?);
+        self.over.count(old, -1);
+        self.over.count(perms.first().map(|p| p.domid), 1);
+        let node = self.node_mut(path)?;
+        node.perms = perms;
+        Some(node)
     }
 }
 
@@ -254,9 +360,9 @@ struct Log {
     events: Vec<Event>,
 }
 
-/// Operations on a tree (the store's or a transaction's copy).
-struct Op<'a> {
-    tree: &'a mut Tree,
+/// Operations on the store or on a transaction's view of it.
+struct Op<'a, N: Nodes> {
+    tree: &'a mut N,
     gen: &'a mut u64,
     log: &'a mut Log,
     domid: u32,
@@ -264,13 +370,13 @@ struct Op<'a> {
     max_nodes: usize,
 }
 
-impl Op<'_> {
+impl<N: Nodes> Op<'_, N> {
     fn touch(&mut self, path: &str) {
         let tree = &*self.tree;
         self.log
             .accessed
             .entry(path.to_owned())
-            .or_insert_with(|| tree.nodes.get(path).map(|n| n.gen));
+            .or_insert_with(|| tree.node(path).map(|n| n.gen));
     }
 
     fn next_gen(&mut self) -> u64 {
@@ -278,10 +384,12 @@ impl Op<'_> {
         *self.gen
     }
 
-    fn get(&mut self, path: &str, need_write: bool) -> Result<&mut Node, ErrorCode> {
+    /// The node at `path` if `domid` may read it (or write it, if
+    /// `need_write`); records the access.
+    fn get(&mut self, path: &str, need_write: bool) -> Result<&Node, ErrorCode> {
         self.touch(path);
         let domid = self.domid;
-        let node = self.tree.nodes.get_mut(path).ok_or(ErrorCode::Enoent)?;
+        let node = self.tree.node(path).ok_or(ErrorCode::Enoent)?;
         let acc = access_for(domid, &node.perms);
         let ok = if need_write {
             acc.can_write()
@@ -315,13 +423,13 @@ impl Op<'_> {
 
     /// Creates `path` and missing parents; `Ok(false)` if it existed.
     fn create(&mut self, path: &str) -> Result<bool, ErrorCode> {
-        if self.tree.nodes.contains_key(path) {
+        if self.tree.node(path).is_some() {
             self.get(path, true)?;
             return Ok(false);
         }
         let mut missing = vec![path.to_owned()];
         let mut anc = parent_of(path).to_owned();
-        while !self.tree.nodes.contains_key(&anc) {
+        while self.tree.node(&anc).is_none() {
             missing.push(anc.clone());
             anc = parent_of(&anc).to_owned();
         }
@@ -342,7 +450,7 @@ impl Op<'_> {
         for m in missing.iter().rev() {
             let gen = self.next_gen();
             let parent = parent_of(m).to_owned();
-            if let Some(par) = self.tree.nodes.get_mut(&parent) {
+            if let Some(par) = self.tree.node_mut(&parent) {
                 par.children.insert(basename(m).to_owned());
                 par.gen = gen;
             }
@@ -372,7 +480,8 @@ impl Op<'_> {
     fn write(&mut self, path: &str, value: &[u8]) -> Result<(), ErrorCode> {
         self.create(path)?;
         let gen = self.next_gen();
-        let node = self.get(path, true)?;
+        self.get(path, true)?;
+        let node = self.tree.node_mut(path).ok_or(ErrorCode::Enoent)?;
         node.value = value.to_vec();
         node.gen = gen;
         let perms = node.perms.clone();
@@ -394,10 +503,10 @@ impl Op<'_> {
             return Err(ErrorCode::Einval);
         }
         self.touch(path);
-        if !self.tree.nodes.contains_key(path) {
+        if self.tree.node(path).is_none() {
             let parent = parent_of(path);
             self.touch(parent);
-            return if self.tree.nodes.contains_key(parent) {
+            return if self.tree.node(parent).is_some() {
                 Ok(())
             } else {
                 Err(ErrorCode::Enoent)
@@ -407,7 +516,7 @@ impl Op<'_> {
         let mut stack = vec![path.to_owned()];
         let mut doomed = Vec::new();
         while let Some(p) = stack.pop() {
-            if let Some(n) = self.tree.nodes.get(&p) {
+            if let Some(n) = self.tree.node(&p) {
                 stack.extend(n.children.iter().map(|c| child_path(&p, c)));
             }
             doomed.push(p);
@@ -420,7 +529,7 @@ impl Op<'_> {
         let parent = parent_of(path).to_owned();
         self.touch(&parent);
         let gen = self.next_gen();
-        if let Some(par) = self.tree.nodes.get_mut(&parent) {
+        if let Some(par) = self.tree.node_mut(&parent) {
             par.children.remove(basename(path));
             par.gen = gen;
         }
@@ -433,7 +542,7 @@ impl Op<'_> {
         let domid = self.domid;
         let gen = self.next_gen();
         self.touch(path);
-        let node = self.tree.nodes.get_mut(path).ok_or(ErrorCode::Enoent)?;
+        let node = self.tree.node(path).ok_or(ErrorCode::Enoent)?;
         let old_owner = node.perms.first().map(|p| p.domid);
         let new_owner = perms.first().map(|p| p.domid);
         if domid != 0 {
@@ -450,6 +559,47 @@ impl Op<'_> {
         self.log.dirty.insert(path.to_owned());
         self.event(path, false, perms);
         Ok(())
+    }
+
+    /// Executes a request on a node: `path` is canonical, `rest` the
+    /// payload after the path's NUL.
+    fn run(&mut self, msg_type: MsgType, path: &str, rest: &[u8]) -> Result<Vec<u8>, ErrorCode> {
+        let ok = || Ok(b"OK\0".to_vec());
+        match msg_type {
+            MsgType::Read => self.read(path),
+            MsgType::GetPerms => self.get_perms(path),
+            MsgType::Directory => {
+                let (_, listing) = self.directory(path)?;
+                if listing.len() > XENSTORE_PAYLOAD_MAX {
+                    Err(ErrorCode::E2big)
+                } else {
+                    Ok(listing)
+                }
+            }
+            MsgType::DirectoryPart => {
+                let off = split_strings(rest)
+                    .first()
+                    .and_then(|s| std::str::from_utf8(s).ok())
+                    .and_then(|s| s.parse::<usize>().ok())
+                    .ok_or(ErrorCode::Einval)?;
+                let (g, listing) = self.directory(path)?;
+                directory_part(g, &listing, off)
+            }
+            MsgType::Write => self.write(path, rest).and_then(|()| ok()),
+            MsgType::Mkdir => self.mkdir(path).and_then(|()| ok()),
+            MsgType::Rm => self.rm(path).and_then(|()| ok()),
+            MsgType::SetPerms => {
+                let perms: Option<Vec<Perm>> = split_strings(rest)
+                    .into_iter()
+                    .map(|p| std::str::from_utf8(p).ok().and_then(Perm::parse))
+                    .collect();
+                match perms {
+                    Some(p) if !p.is_empty() => self.set_perms(path, p).and_then(|()| ok()),
+                    _ => Err(ErrorCode::Einval),
+                }
+            }
+            _ => Err(ErrorCode::Einval),
+        }
     }
 }
 
@@ -490,7 +640,7 @@ struct Watch {
 #[derive(Debug)]
 struct Tx {
     conn: u64,
-    tree: Tree,
+    over: Overlay,
     log: Log,
 }
 
@@ -707,6 +857,20 @@ impl XenstoreServer {
         self.lock().tree.nodes.len()
     }
 
+    /// Node copies held by open transactions, all connections together:
+    /// one per node a transaction created, changed or removed (plus its
+    /// parent when the set of children changed). Transactions do not copy
+    /// the store, so this is what their memory is proportional to, with
+    /// the paths they read.
+    pub fn transaction_nodes(&self) -> usize {
+        self.lock().txs.values().map(|t| t.over.nodes.len()).sum()
+    }
+
+    /// Open transactions, all connections together.
+    pub fn open_transactions(&self) -> usize {
+        self.lock().txs.len()
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -802,7 +966,7 @@ impl XenstoreServer {
                     return Err(ErrorCode::Ebusy);
                 }
                 let open = st.txs.values().filter(|t| t.conn == conn.id).count();
-                if domid != 0 && open >= self.shared.config.max_transactions_per_conn {
+                if open >= self.shared.config.max_transactions_per_conn {
                     return Err(ErrorCode::Equota);
                 }
                 let mut id = st.next_tx;
@@ -812,7 +976,7 @@ impl XenstoreServer {
                 st.next_tx = id.wrapping_add(1);
                 let tx = Tx {
                     conn: conn.id,
-                    tree: st.tree.clone(),
+                    over: Overlay::default(),
                     log: Log::default(),
                 };
                 st.txs.insert(id, tx);
@@ -900,7 +1064,6 @@ impl XenstoreServer {
         msg: &Message,
     ) -> Result<Vec<u8>, ErrorCode> {
         let domid = conn.domid;
-        let ok = || Ok(b"OK\0".to_vec());
         let payload = &msg.payload;
         // WRITE is `path\0value`, the rest are NUL-terminated strings.
         let nul = payload
@@ -912,56 +1075,34 @@ impl XenstoreServer {
         let rest = &payload[nul + 1..];
 
         let State { tree, gen, txs, .. } = st;
+        let max_nodes = self.shared.config.max_nodes_per_domain;
         let mut own_log = Log::default();
-        let (tree, log) = if msg.tx_id == 0 {
-            (tree, &mut own_log)
+        let reply = if msg.tx_id == 0 {
+            let mut op = Op {
+                tree,
+                gen,
+                log: &mut own_log,
+                domid,
+                max_nodes,
+            };
+            op.run(msg.msg_type, &path, rest)
         } else {
-            match txs.get_mut(&msg.tx_id) {
-                Some(tx) if tx.conn == conn.id => (&mut tx.tree, &mut tx.log),
+            let tx = match txs.get_mut(&msg.tx_id) {
+                Some(tx) if tx.conn == conn.id => tx,
                 _ => return Err(ErrorCode::Enoent),
-            }
-        };
-        let mut op = Op {
-            tree,
-            gen,
-            log,
-            domid,
-            max_nodes: self.shared.config.max_nodes_per_domain,
-        };
-        let reply = match msg.msg_type {
-            MsgType::Read => op.read(&path),
-            MsgType::GetPerms => op.get_perms(&path),
-            MsgType::Directory => {
-                let (_, listing) = op.directory(&path)?;
-                if listing.len() > XENSTORE_PAYLOAD_MAX {
-                    Err(ErrorCode::E2big)
-                } else {
-                    Ok(listing)
-                }
-            }
-            MsgType::DirectoryPart => {
-                let off = split_strings(rest)
-                    .first()
-                    .and_then(|s| std::str::from_utf8(s).ok())
-                    .and_then(|s| s.parse::<usize>().ok())
-                    .ok_or(ErrorCode::Einval)?;
-                let (g, listing) = op.directory(&path)?;
-                directory_part(g, &listing, off)
-            }
-            MsgType::Write => op.write(&path, rest).and_then(|()| ok()),
-            MsgType::Mkdir => op.mkdir(&path).and_then(|()| ok()),
-            MsgType::Rm => op.rm(&path).and_then(|()| ok()),
-            MsgType::SetPerms => {
-                let perms: Option<Vec<Perm>> = split_strings(rest)
-                    .into_iter()
-                    .map(|p| std::str::from_utf8(p).ok().and_then(Perm::parse))
-                    .collect();
-                match perms {
-                    Some(p) if !p.is_empty() => op.set_perms(&path, p).and_then(|()| ok()),
-                    _ => Err(ErrorCode::Einval),
-                }
-            }
-            _ => Err(ErrorCode::Einval),
+            };
+            let mut view = TxView {
+                base: tree,
+                over: &mut tx.over,
+            };
+            let mut op = Op {
+                tree: &mut view,
+                gen,
+                log: &mut tx.log,
+                domid,
+                max_nodes,
+            };
+            op.run(msg.msg_type, &path, rest)
         };
         if msg.tx_id == 0 {
             let events = std::mem::take(&mut own_log.events);
@@ -970,39 +1111,41 @@ impl XenstoreServer {
         reply
     }
 
-    /// Applies `tx`, run by `domid`.
-    fn commit(&self, st: &mut State, tx: Tx, domid: u32) -> Result<(), ErrorCode> {
+    /// Applies `tx`, run by `domid`: `EAGAIN` (nothing applied) if a
+    /// node it accessed changed in the store since, `EQUOTA` if it would
+    /// take `domid` over [`ServerConfig::max_nodes_per_domain`].
+    fn commit(&self, st: &mut State, mut tx: Tx, domid: u32) -> Result<(), ErrorCode> {
         for (path, gen) in &tx.log.accessed {
-            if st.tree.nodes.get(path).map(|n| n.gen) != *gen {
+            if st.tree.node(path).map(|n| n.gen) != *gen {
                 return Err(ErrorCode::Eagain);
             }
         }
-        // Each transaction was checked against its own copy of the tree:
-        // check the node quota again against the store, or concurrent
-        // transactions could each fill it.
+        // Each transaction was checked against the store as it was then:
+        // check the node quota again, or concurrent transactions could
+        // each fill it.
         let max = self.shared.config.max_nodes_per_domain;
         if domid != 0 && max != 0 {
-            let owns = |t: &Tree, p: &String| {
-                usize::from(t.nodes.get(p).and_then(Tree::owner) == Some(domid))
-            };
+            let mine = |n: Option<&Node>| usize::from(n.and_then(Tree::owner) == Some(domid));
             let (mut added, mut dropped) = (0, 0);
             for path in &tx.log.dirty {
-                added += owns(&tx.tree, path);
-                dropped += owns(&st.tree, path);
+                added += mine(tx.over.nodes.get(path).and_then(Option::as_ref));
+                dropped += mine(st.tree.node(path));
             }
             if added > dropped && st.tree.owned_by(domid) + added - dropped > max {
                 return Err(ErrorCode::Equota);
             }
         }
         for path in &tx.log.dirty {
-            match tx.tree.nodes.get(path) {
-                Some(node) => {
+            // Every change went through the overlay; a dirty path it does
+            // not hold would be a bug, and is left alone.
+            match tx.over.nodes.remove(path) {
+                Some(Some(mut node)) => {
                     st.gen += 1;
-                    let mut node = node.clone();
                     node.gen = st.gen;
                     st.tree.insert(path.clone(), node);
                 }
-                None => st.tree.remove(path),
+                Some(None) => st.tree.remove(path),
+                None => {}
             }
         }
         fire(st, &tx.log.events);
