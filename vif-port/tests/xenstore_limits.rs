@@ -5,9 +5,20 @@
 //! The tests measure the whole process (`/proc/self`), so they run one
 //! at a time ([`SERIAL`]).
 
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
-use xennet_vif::xenstore::{Client, ErrorCode, ServerConfig, WatchEvent, XenstoreServer, XsError};
+use xennet_vif::xenstore::wire::{Message, MsgType};
+use xennet_vif::xenstore::{
+    Client, ErrorCode, ServeError, ServerConfig, WatchEvent, XenstoreServer, XsError,
+};
+
+/// How long to wait for something that must happen (a failure guard,
+/// not a measure).
+const T: Duration = Duration::from_secs(10);
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -31,6 +42,31 @@ fn status(field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
 }
 
+/// Open descriptors of the process.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Threads of the process whose name starts with `prefix`.
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with(prefix))
+        .count()
+}
+
+fn sock_path(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("xennet-xs-{tag}-{}.sock", std::process::id()))
+}
+
+fn ev(path: &str, token: &str) -> WatchEvent {
+    WatchEvent {
+        path: path.into(),
+        token: token.into(),
+    }
+}
+
 const NODES: usize = 20_000;
 const VALUE: usize = 400;
 
@@ -47,7 +83,7 @@ fn transactions_copy_only_what_they_touch() {
         quota_rate: 0,
         ..ServerConfig::default()
     });
-    let path = std::env::temp_dir().join(format!("xennet-xs-limits-{}.sock", std::process::id()));
+    let path = sock_path("tx");
     let _l = s.listen(&path).unwrap();
     // Three dom0 clients: two in-process, one on the socket.
     let conns = [
@@ -138,4 +174,110 @@ fn transactions_copy_only_what_they_touch() {
     assert_eq!(s.transaction_nodes(), 0);
     let again: Vec<_> = (0..cap).map(|_| c.transaction_start().unwrap()).collect();
     assert_eq!(again.len(), cap);
+}
+
+/// Connections cost a descriptor each and no thread (1000 idle
+/// connections made 2014 threads: issue 14 item 14); beyond
+/// `max_connections` a new one is accepted and closed; a peer that never
+/// reads its watch events is dropped while the others are served.
+#[test]
+fn connections_cost_no_thread_are_capped_and_slow_readers_dropped() {
+    let _serial = serial();
+    const IDLE: usize = 500;
+    let s = XenstoreServer::new(ServerConfig {
+        quota_rate: 0,
+        max_connections: IDLE + 3,
+        max_queued_messages: 64,
+        ..ServerConfig::default()
+    });
+    let path = sock_path("conns");
+    let _l = s.listen(&path).unwrap();
+    // Three connections: a writer, a watcher that reads its events, and
+    // one that watches the same path and stops reading after its reply.
+    let writer = s.connect_as(0).unwrap();
+    let good = Client::connect(&path).unwrap();
+    good.watch("/spam", "g").unwrap();
+    assert_eq!(good.next_event(T).unwrap(), Some(ev("/spam", "g")));
+    let mut slow = UnixStream::connect(&path).unwrap();
+    Message::new(MsgType::Watch, 1, 0, b"/spam\0s\0".to_vec())
+        .write_to(&mut slow)
+        .unwrap();
+    assert_eq!(
+        Message::read_from(&mut slow).unwrap().msg_type,
+        MsgType::Watch
+    );
+    assert_eq!(
+        Message::read_from(&mut slow).unwrap().msg_type,
+        MsgType::WatchEvent
+    );
+
+    let (threads0, fds0) = (threads_named("xenstored"), open_fds());
+    assert_eq!(threads0, 1, "one event loop thread");
+    let mut idle = Vec::new();
+    for i in 0..IDLE {
+        let mut c = UnixStream::connect(&path).unwrap();
+        // A round trip: the server has accepted it.
+        let req = u32::try_from(i).unwrap();
+        Message::new(MsgType::Read, req, 0, b"/\0".to_vec())
+            .write_to(&mut c)
+            .unwrap();
+        assert_eq!(Message::read_from(&mut c).unwrap().req_id, req);
+        idle.push(c);
+    }
+    let (threads1, fds1) = (threads_named("xenstored"), open_fds());
+    eprintln!(
+        "{IDLE} idle connections: xenstored threads {threads0} -> {threads1}, \
+         process threads {}, descriptors +{}",
+        status("Threads"),
+        fds1 - fds0
+    );
+    assert_eq!(s.stats().connections, IDLE + 3);
+    assert_eq!(threads1, threads0);
+    // Ours and the server's end of each.
+    assert_eq!(fds1 - fds0, 2 * IDLE);
+
+    // Beyond the cap: accepted and closed (EOF), counted; in-process
+    // connections are refused.
+    let mut extra = UnixStream::connect(&path).unwrap();
+    extra.set_read_timeout(Some(T)).unwrap();
+    assert_eq!(extra.read(&mut [0u8; 16]).unwrap(), 0);
+    assert_eq!(s.stats().rejected_connections, 1);
+    assert!(matches!(
+        s.connect_as(0),
+        Err(XsError::Serve(ServeError::TooManyConnections { max })) if max == IDLE + 3
+    ));
+    assert_eq!(s.stats().rejected_connections, 2);
+
+    // The silent watcher's queue fills (once the socket buffer is full)
+    // and it is dropped; the others are served.
+    let mut n = 0;
+    while s.stats().dropped_slow_readers == 0 {
+        writer.write(&format!("/spam/{n}"), "x").unwrap();
+        n += 1;
+        assert!(n < 100_000, "the slow reader was never dropped");
+    }
+    eprintln!("slow reader dropped after {n} events");
+    slow.set_read_timeout(Some(T)).unwrap();
+    let mut unread = Vec::new();
+    slow.read_to_end(&mut unread).unwrap();
+    for i in 0..n {
+        assert_eq!(
+            good.next_event(T).unwrap(),
+            Some(ev(&format!("/spam/{i}"), "g"))
+        );
+    }
+    assert_eq!(writer.read(&format!("/spam/{}", n - 1)).unwrap(), b"x");
+    assert_eq!(s.stats().connections, IDLE + 2);
+    // Its slot is free again.
+    let again = s.connect_as(0).unwrap();
+    assert_eq!(again.read("/spam/0").unwrap(), b"x");
+    // Closing the idle ones frees both ends' descriptors.
+    let fds2 = open_fds();
+    drop(idle);
+    let deadline = std::time::Instant::now() + T;
+    while s.stats().connections > 3 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", s.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(fds2 - open_fds(), 2 * IDLE);
 }

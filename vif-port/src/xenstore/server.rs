@@ -43,34 +43,41 @@
 //!   and a cap on
 //!   the nodes each unprivileged domain owns (`EQUOTA`, checked when it
 //!   creates nodes and when it commits a transaction that does).
-//! - **Connections**: two threads each: a reader that executes requests
-//!   in order, and a writer fed by a bounded queue (replies and watch
-//!   events). A connection whose event queue is full is dropped, as is
-//!   one that sends a malformed header (payload over
-//!   `XENSTORE_PAYLOAD_MAX`); malformed payloads get `EINVAL`. Nothing a
-//!   peer sends can panic the daemon.
+//! - **Connections** are served by one event-loop thread per server
+//!   (`xenstored`, epoll over nonblocking sockets, see `evloop`): one
+//!   descriptor per connection, plus the loop's epoll and wake-up
+//!   descriptors; the listening sockets are served by the same loop.
+//!   Requests of a connection are executed in order. At most
+//!   [`ServerConfig::max_connections`] are open; beyond, a socket
+//!   connection is accepted and closed (a counter, a log line at most
+//!   once a second). Each connection's output (replies and watch events)
+//!   is queued up to [`ServerConfig::max_queued_messages`] and
+//!   [`ServerConfig::max_queued_bytes`]: past half of either the loop
+//!   stops reading its requests (a client not reading its replies only
+//!   stalls itself), and a watch event that does not fit drops the
+//!   connection (a peer not reading its events). A malformed header
+//!   (payload over `XENSTORE_PAYLOAD_MAX`) drops the connection;
+//!   malformed payloads get `EINVAL`. Nothing a peer sends can panic the
+//!   daemon. [`XenstoreServer::stats`] counts all this.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
-use std::net::Shutdown;
-use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
-
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use std::time::Instant;
 
 use super::client::Client;
 use super::wire::{
-    join_strings, split_strings, Access, ErrorCode, Message, MsgType, Perm, XENSTORE_ABS_PATH_MAX,
-    XENSTORE_PAYLOAD_MAX, XENSTORE_REL_PATH_MAX,
+    join_strings, split_strings, Access, ErrorCode, Message, MsgType, Perm, HEADER_LEN,
+    XENSTORE_ABS_PATH_MAX, XENSTORE_PAYLOAD_MAX, XENSTORE_REL_PATH_MAX,
 };
 use super::XsError;
+
+mod evloop;
 
 /// Limits of the emulated daemon.
 #[derive(Debug, Clone)]
@@ -90,9 +97,19 @@ pub struct ServerConfig {
     /// dom0 and answers `ENOSPC`; here every connection (the dom0 socket's
     /// too) is capped, and `EQUOTA` is what all our quotas answer.
     pub max_transactions_per_conn: usize,
-    /// Outgoing messages queued per connection before a slow reader is
-    /// disconnected.
+    /// Watch events and replies queued per connection before a peer that
+    /// does not read them is disconnected; requests stop being read at
+    /// half of it (at least 2).
     pub max_queued_messages: usize,
+    /// Bytes queued per connection (headers included) before a peer that
+    /// does not read them is disconnected; requests stop being read at
+    /// half of it (at least two messages of `XENSTORE_PAYLOAD_MAX`).
+    pub max_queued_bytes: usize,
+    /// Connections served at once, in-process ones included; beyond, a
+    /// socket connection is accepted and closed, an in-process one is
+    /// refused ([`ServeError::TooManyConnections`]). C xenstored has no
+    /// such cap; each connection costs a descriptor and its buffers.
+    pub max_connections: usize,
     /// Nodes an unprivileged domain may own (as C xenstored's entry
     /// quota); 0 disables the limit. Dom0 is never limited.
     pub max_nodes_per_domain: usize,
@@ -106,6 +123,8 @@ impl Default for ServerConfig {
             max_watches_per_conn: 128,
             max_transactions_per_conn: 10,
             max_queued_messages: 1024,
+            max_queued_bytes: 256 * 1024,
+            max_connections: 1024,
             max_nodes_per_domain: 1000,
         }
     }
@@ -608,22 +627,97 @@ impl<N: Nodes> Op<'_, N> {
 struct ConnHandle {
     id: u64,
     domid: u32,
-    out: SyncSender<Message>,
-    sock: UnixStream,
+    /// Encoded messages waiting to be written; the event loop writes
+    /// them as the socket takes them.
+    out: Mutex<OutQueue>,
+    /// The event loop's list of connections with new output.
+    ready: Arc<Mutex<Vec<u64>>>,
+    max_messages: usize,
+    max_bytes: usize,
+}
+
+/// A connection's queued output.
+#[derive(Debug, Default)]
+struct OutQueue {
+    msgs: VecDeque<Vec<u8>>,
+    /// Bytes of the front message already written.
+    written: usize,
+    /// Bytes not yet written, all messages together.
+    bytes: usize,
+    /// A watch event did not fit: the connection is to be dropped.
+    overflow: bool,
 }
 
 impl ConnHandle {
-    /// Queues a message without blocking; a full queue drops the
-    /// connection (it is not reading).
-    fn queue(&self, msg: Message) {
-        if let Err(TrySendError::Full(_)) = self.out.try_send(msg) {
+    fn lock_out(&self) -> MutexGuard<'_, OutQueue> {
+        self.out.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a reply (or the initial watch event after `WATCH`'s `OK`)
+    /// whatever the queue holds: the event loop stops reading requests
+    /// from a connection whose queue is half full, so replies cannot
+    /// grow it without bound (a client that never reads them only stalls
+    /// itself).
+    fn reply(&self, msg: &Message) {
+        self.push(msg, false);
+    }
+
+    /// Queues a watch event; past [`ServerConfig::max_queued_messages`]
+    /// or [`ServerConfig::max_queued_bytes`] the connection is dropped
+    /// (it is not reading) and its queue freed.
+    fn queue(&self, msg: &Message) {
+        self.push(msg, true);
+    }
+
+    fn push(&self, msg: &Message, limited: bool) {
+        let bytes = match msg.encode() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(
+                    conn = self.id,
+                    "xenstore: cannot send {:?}: {e}",
+                    msg.msg_type
+                );
+                return;
+            }
+        };
+        let mut q = self.lock_out();
+        if q.overflow {
+            return;
+        }
+        if limited && (q.msgs.len() >= self.max_messages || q.bytes + bytes.len() > self.max_bytes)
+        {
             tracing::warn!(
                 conn = self.id,
                 domid = self.domid,
-                "xenstore: queue full, dropping connection"
+                queued = q.msgs.len(),
+                bytes = q.bytes,
+                "xenstore: output queue full (peer not reading), dropping connection"
             );
-            let _ = self.sock.shutdown(Shutdown::Both);
+            *q = OutQueue {
+                overflow: true,
+                ..OutQueue::default()
+            };
+        } else {
+            q.bytes += bytes.len();
+            q.msgs.push_back(bytes);
+            if q.msgs.len() > 1 {
+                // Already on the ready list or waiting for the socket.
+                return;
+            }
         }
+        drop(q);
+        self.ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.id);
+    }
+
+    /// Whether the loop should stop reading requests until the peer has
+    /// read some output.
+    fn backlogged(&self) -> bool {
+        let q = self.lock_out();
+        q.msgs.len() >= self.max_messages / 2 || q.bytes >= self.max_bytes / 2
     }
 }
 
@@ -664,7 +758,59 @@ struct State {
 struct Shared {
     config: ServerConfig,
     state: Mutex<State>,
+    /// Ids of connections and listeners (the event loop's tokens; 0 is
+    /// its wake-up descriptor).
     next_conn: AtomicU64,
+    /// The event loop, started by the first connection or listener.
+    ctl: Mutex<Option<Arc<evloop::LoopCtl>>>,
+    /// Connections admitted and not yet closed.
+    connections: AtomicUsize,
+    rejected_connections: AtomicU64,
+    dropped_slow_readers: AtomicU64,
+    dropped_malformed: AtomicU64,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let ctl = self.ctl.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(ctl) = ctl.take() {
+            ctl.send(evloop::Cmd::Shutdown);
+        }
+    }
+}
+
+/// Counters of the emulated daemon ([`XenstoreServer::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Connections open now, in-process ones ([`XenstoreServer::connect_as`])
+    /// included; at most [`ServerConfig::max_connections`].
+    pub connections: usize,
+    /// Connections refused because `max_connections` were open: socket
+    /// connections accepted and closed at once, and in-process ones
+    /// refused with [`ServeError::TooManyConnections`].
+    pub rejected_connections: u64,
+    /// Connections dropped because their queued output passed
+    /// [`ServerConfig::max_queued_messages`] or
+    /// [`ServerConfig::max_queued_bytes`] (a peer not reading its watch
+    /// events).
+    pub dropped_slow_readers: u64,
+    /// Connections dropped for a malformed header (payload over
+    /// `XENSTORE_PAYLOAD_MAX`).
+    pub dropped_malformed: u64,
+}
+
+/// Why a connection could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// [`ServerConfig::max_connections`] connections are open.
+    #[error("xenstored: {max} connections open, refusing another")]
+    TooManyConnections {
+        /// The configured cap.
+        max: usize,
+    },
+    /// Setting up the socket or the event loop failed.
+    #[error("xenstored: {0}")]
+    Io(#[from] io::Error),
 }
 
 /// The emulated xenstored. Cheap to clone (all clones share one store).
@@ -673,14 +819,14 @@ pub struct XenstoreServer {
     shared: Arc<Shared>,
 }
 
-/// A listening socket served by an accept thread. Dropping it (or
+/// A listening socket, served by the server's event loop. Dropping it (or
 /// [`Listener::stop`]) stops accepting and removes the socket file;
 /// connections already open keep being served.
 #[derive(Debug)]
 pub struct Listener {
     path: PathBuf,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    id: u64,
+    ctl: Option<Arc<evloop::LoopCtl>>,
 }
 
 impl Listener {
@@ -689,13 +835,14 @@ impl Listener {
         &self.path
     }
 
-    /// Stops accepting and removes the socket file.
+    /// Stops accepting (once this returns the event loop has closed the
+    /// listening socket) and removes the socket file.
     pub fn stop(&mut self) {
-        if let Some(t) = self.thread.take() {
-            self.stop.store(true, Ordering::SeqCst);
-            // Wake the blocking accept.
-            let _ = UnixStream::connect(&self.path);
-            let _ = t.join();
+        if let Some(ctl) = self.ctl.take() {
+            let (done, wait) = mpsc::channel();
+            ctl.send(evloop::Cmd::Unlisten { id: self.id, done });
+            // An error means the loop is gone, and the socket with it.
+            let _ = wait.recv();
             let _ = std::fs::remove_file(&self.path);
         }
     }
@@ -714,7 +861,10 @@ impl Default for XenstoreServer {
 }
 
 impl XenstoreServer {
-    /// An empty store (`/`, `/local/domain/0`, `/tool`, all `n0`).
+    /// An empty store (`/`, `/local/domain/0`, `/tool`, all `n0`). The
+    /// event loop thread starts with the first connection or listener and
+    /// stops, closing every connection, when the last clone of this
+    /// handle is dropped.
     pub fn new(config: ServerConfig) -> XenstoreServer {
         XenstoreServer {
             shared: Arc::new(Shared {
@@ -728,12 +878,54 @@ impl XenstoreServer {
                     buckets: HashMap::new(),
                 }),
                 next_conn: AtomicU64::new(1),
+                ctl: Mutex::new(None),
+                connections: AtomicUsize::new(0),
+                rejected_connections: AtomicU64::new(0),
+                dropped_slow_readers: AtomicU64::new(0),
+                dropped_malformed: AtomicU64::new(0),
             }),
         }
     }
 
+    /// The event loop's control handle, starting the loop if needed.
+    fn ctl(&self) -> io::Result<Arc<evloop::LoopCtl>> {
+        let mut ctl = self.shared.ctl.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = &*ctl {
+            return Ok(c.clone());
+        }
+        let c = evloop::start(Arc::downgrade(&self.shared))?;
+        *ctl = Some(c.clone());
+        Ok(c)
+    }
+
+    fn next_id(&self) -> u64 {
+        self.shared.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Takes a connection slot: false if [`ServerConfig::max_connections`]
+    /// are open (and counts the refusal).
+    fn admit(&self) -> bool {
+        let max = self.shared.config.max_connections;
+        let ok = self
+            .shared
+            .connections
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok();
+        if !ok {
+            self.shared
+                .rejected_connections
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
     /// Listens on a Unix socket (replacing a stale file, mode 0600);
-    /// every connection acts as dom0, like xenstored's socket.
+    /// every connection acts as dom0, like xenstored's socket. Beyond
+    /// [`ServerConfig::max_connections`] a connection is accepted and
+    /// closed at once (counted in [`ServerStats::rejected_connections`],
+    /// logged at most once a second).
     pub fn listen(&self, path: impl AsRef<Path>) -> io::Result<Listener> {
         let path = path.as_ref().to_path_buf();
         match std::fs::remove_file(&path) {
@@ -743,113 +935,93 @@ impl XenstoreServer {
         let listener = UnixListener::bind(&path)?;
         listener.set_nonblocking(true)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let server = self.clone();
-        let stop2 = stop.clone();
-        let thread = thread::Builder::new()
-            .name("xenstored-accept".into())
-            .spawn(move || {
-                while !stop2.load(Ordering::SeqCst) {
-                    // Poll with a timeout so that stop() works even if the
-                    // socket file was removed (no wake-up connect).
-                    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-                    match poll(&mut fds, PollTimeout::from(200u16)) {
-                        Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::warn!("xenstore: poll: {e}");
-                            thread::sleep(Duration::from_millis(10));
-                            continue;
-                        }
-                    }
-                    if stop2.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    match listener.accept() {
-                        Ok((s, _)) => {
-                            if let Err(e) = s
-                                .set_nonblocking(false)
-                                .and_then(|()| server.serve_stream(s, 0))
-                            {
-                                tracing::warn!("xenstore: serving a connection: {e}");
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => {
-                            tracing::warn!("xenstore: accept: {e}");
-                            thread::sleep(Duration::from_millis(10));
-                        }
-                    }
-                }
-            })?;
+        let ctl = self.ctl()?;
+        let id = self.next_id();
+        ctl.send(evloop::Cmd::Listen { id, listener });
         Ok(Listener {
             path,
-            stop,
-            thread: Some(thread),
+            id,
+            ctl: Some(ctl),
         })
     }
 
-    /// Serves one connected stream as domain `domid` on new threads.
-    pub fn serve_stream(&self, stream: UnixStream, domid: u32) -> io::Result<()> {
-        let (out, rx) = mpsc::sync_channel::<Message>(self.shared.config.max_queued_messages);
-        let handle = Arc::new(ConnHandle {
-            id: self.shared.next_conn.fetch_add(1, Ordering::Relaxed),
+    /// Serves one connected stream as domain `domid` on the event loop.
+    ///
+    /// # Errors
+    /// [`ServeError::TooManyConnections`] if
+    /// [`ServerConfig::max_connections`] are open (the stream is closed);
+    /// [`ServeError::Io`] if the stream cannot be made nonblocking or the
+    /// event loop cannot start.
+    pub fn serve_stream(&self, stream: UnixStream, domid: u32) -> Result<(), ServeError> {
+        if !self.admit() {
+            return Err(ServeError::TooManyConnections {
+                max: self.shared.config.max_connections,
+            });
+        }
+        let ctl = match stream.set_nonblocking(true).and_then(|()| self.ctl()) {
+            Ok(c) => c,
+            Err(e) => {
+                self.release_slot();
+                return Err(e.into());
+            }
+        };
+        ctl.send(evloop::Cmd::Serve {
+            id: self.next_id(),
+            stream,
             domid,
-            out,
-            sock: stream.try_clone()?,
         });
-        let mut writer = stream.try_clone()?;
-        let mut reader = stream;
-        thread::Builder::new()
-            .name("xenstored-write".into())
-            .spawn(move || {
-                for msg in rx {
-                    if msg.write_to(&mut writer).is_err() {
-                        let _ = writer.shutdown(Shutdown::Both);
-                        break;
-                    }
-                }
-            })?;
-        let server = self.clone();
-        thread::Builder::new()
-            .name("xenstored-conn".into())
-            .spawn(move || {
-                loop {
-                    match Message::read_from(&mut reader) {
-                        Ok(msg) => server.dispatch(&handle, msg),
-                        Err(super::wire::WireError::Closed) => break,
-                        Err(e) => {
-                            tracing::info!(conn = handle.id, "xenstore: dropping connection: {e}");
-                            let _ = reader.shutdown(Shutdown::Both);
-                            break;
-                        }
-                    }
-                }
-                server.disconnect(handle.id);
-            })?;
         Ok(())
     }
 
+    /// Gives back a slot taken by [`XenstoreServer::admit`].
+    fn release_slot(&self) {
+        self.shared.connections.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// A connection's store-side handle.
+    fn handle_for(&self, id: u64, domid: u32, ready: Arc<Mutex<Vec<u64>>>) -> Arc<ConnHandle> {
+        let cfg = &self.shared.config;
+        Arc::new(ConnHandle {
+            id,
+            domid,
+            out: Mutex::new(OutQueue::default()),
+            ready,
+            max_messages: cfg.max_queued_messages.max(2),
+            max_bytes: cfg
+                .max_queued_bytes
+                .max(2 * (HEADER_LEN + XENSTORE_PAYLOAD_MAX)),
+        })
+    }
+
     /// An in-process client acting as domain `domid` (0 is privileged),
-    /// over a socketpair: the way to test permissions and quotas.
+    /// over a socketpair: the way to test permissions and quotas. It
+    /// counts against [`ServerConfig::max_connections`]
+    /// ([`XsError::Serve`] beyond).
     pub fn connect_as(&self, domid: u32) -> Result<Client, XsError> {
         let (a, b) = UnixStream::pair().map_err(|source| XsError::Connect {
             path: "<socketpair>".into(),
             source,
         })?;
-        self.serve_stream(b, domid)
-            .map_err(|source| XsError::Connect {
-                path: "<socketpair>".into(),
-                source,
-            })?;
+        self.serve_stream(b, domid)?;
         Client::from_stream(a)
     }
 
     /// A raw stream served as domain `domid`, for sending arbitrary bytes.
-    pub fn connect_raw_as(&self, domid: u32) -> io::Result<UnixStream> {
+    pub fn connect_raw_as(&self, domid: u32) -> Result<UnixStream, ServeError> {
         let (a, b) = UnixStream::pair()?;
         self.serve_stream(b, domid)?;
         Ok(a)
+    }
+
+    /// The connection counters.
+    pub fn stats(&self) -> ServerStats {
+        let sh = &self.shared;
+        ServerStats {
+            connections: sh.connections.load(Ordering::SeqCst),
+            rejected_connections: sh.rejected_connections.load(Ordering::Relaxed),
+            dropped_slow_readers: sh.dropped_slow_readers.load(Ordering::Relaxed),
+            dropped_malformed: sh.dropped_malformed.load(Ordering::Relaxed),
+        }
     }
 
     /// Number of nodes in the store.
@@ -888,16 +1060,12 @@ impl XenstoreServer {
             Ok(payload) => Message::new(msg.msg_type, msg.req_id, msg.tx_id, payload),
             Err(code) => Message::new(MsgType::Error, msg.req_id, msg.tx_id, code.to_payload()),
         };
-        // Blocking send: a client flooding requests without reading
-        // replies only stalls itself.
-        if conn.out.send(reply).is_err() {
-            return;
-        }
+        conn.reply(&reply);
         if ok && msg.msg_type == MsgType::Watch {
             // The initial event, right after the OK (as xenstored).
             let args = split_strings(&msg.payload);
             if let [path, token, ..] = args.as_slice() {
-                conn.queue(Message::new(
+                conn.reply(&Message::new(
                     MsgType::WatchEvent,
                     0,
                     0,
@@ -1203,7 +1371,7 @@ fn fire(st: &State, events: &[Event]) {
                 let home = format!("/local/domain/{}/", w.conn.domid);
                 evpath.strip_prefix(&home).unwrap_or(evpath)
             };
-            w.conn.queue(Message::new(
+            w.conn.queue(&Message::new(
                 MsgType::WatchEvent,
                 0,
                 0,
