@@ -139,7 +139,7 @@ struct Node {
 }
 
 /// The store: absolute path → node. `/` always exists.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Tree {
     nodes: HashMap<String, Node>,
     /// Owner (first permission's domain) → nodes it owns; kept by
