@@ -26,6 +26,9 @@ struct Args {
     /// Requests per second allowed per unprivileged domain (0: no limit).
     #[arg(long, default_value_t = ServerConfig::default().quota_rate)]
     quota_rate: u32,
+    /// Connections served at once; beyond, new ones are closed.
+    #[arg(long, default_value_t = ServerConfig::default().max_connections)]
+    max_connections: usize,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, default_value = "info")]
     log: String,
@@ -48,6 +51,7 @@ fn main() -> anyhow::Result<()> {
 
     let config = ServerConfig {
         quota_rate: args.quota_rate,
+        max_connections: args.max_connections,
         ..ServerConfig::default()
     };
     let server = XenstoreServer::new(config);

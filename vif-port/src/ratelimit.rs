@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Default)]
 pub struct LogLimit {
     last: Option<Instant>,
+    suppressed: u64,
 }
 
 impl LogLimit {
@@ -15,17 +16,29 @@ impl LogLimit {
 
     /// A limit that lets the first line through (usable in a `static`).
     pub const fn new() -> Self {
-        LogLimit { last: None }
+        LogLimit {
+            last: None,
+            suppressed: 0,
+        }
     }
 
     /// Whether to log now; if so, the next line waits an interval.
     pub fn ready(&mut self) -> bool {
+        self.allow().is_some()
+    }
+
+    /// `Some(lines held back since the last one let through)` if a line
+    /// may be logged now, else `None` (and the line is counted).
+    pub fn allow(&mut self) -> Option<u64> {
         let now = Instant::now();
         match self.last {
-            Some(t) if now.duration_since(t) < Self::INTERVAL => false,
+            Some(t) if now.duration_since(t) < Self::INTERVAL => {
+                self.suppressed = self.suppressed.saturating_add(1);
+                None
+            }
             _ => {
                 self.last = Some(now);
-                true
+                Some(std::mem::take(&mut self.suppressed))
             }
         }
     }

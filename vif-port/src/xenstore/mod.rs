@@ -16,7 +16,7 @@ pub mod server;
 pub mod wire;
 
 pub use client::{Client, Transaction, WatchEvent};
-pub use server::{Listener, ServerConfig, XenstoreServer};
+pub use server::{Listener, ServeError, ServerConfig, ServerStats, XenstoreServer};
 pub use wire::{Access, ErrorCode, Perm};
 
 /// Errors of xenstore clients.
@@ -43,6 +43,10 @@ pub enum XsError {
         /// Why it failed.
         source: std::io::Error,
     },
+    /// The emulated daemon refused an in-process connection
+    /// ([`XenstoreServer::connect_as`]).
+    #[error(transparent)]
+    Serve(#[from] server::ServeError),
     /// The connection is gone (daemon exited or closed it).
     #[error("xenstore connection closed")]
     Closed,

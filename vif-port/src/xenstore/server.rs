@@ -23,46 +23,61 @@
 //!   they may read. `WATCH` queues the initial event right after its `OK`.
 //!   `@introduceDomain`/`@releaseDomain` are accepted and fired by
 //!   `INTRODUCE`/`RELEASE`.
-//! - **Transactions** run on a copy of the tree taken at
-//!   `TRANSACTION_START`. Every node a transaction looks at or changes is
-//!   recorded with its generation at first access; `TRANSACTION_END "T"`
-//!   commits only if none of those changed in the store meanwhile, by
-//!   copying the changed nodes in and firing their watches, else answers
-//!   `EAGAIN` and applies nothing.
+//! - **Transactions** copy nothing at `TRANSACTION_START`, as C xenstored
+//!   since Xen 4.9: a transaction holds an overlay of the nodes it
+//!   created, changed or removed (a node is copied when the transaction
+//!   first changes it) and reads everything else from the live store.
+//!   Every node a transaction looks at or changes is recorded with its
+//!   generation at first access; `TRANSACTION_END "T"` commits only if
+//!   none of those changed in the store meanwhile, by moving the overlay's
+//!   nodes in and firing their watches, else answers `EAGAIN` and applies
+//!   nothing. So a transaction sees its own writes, others see them only
+//!   at commit, and one that read a value changed since cannot commit.
+//!   Memory is proportional to what transactions touched
+//!   ([`XenstoreServer::transaction_nodes`]), and each connection may
+//!   have [`ServerConfig::max_transactions_per_conn`] open (`EQUOTA`).
 //! - **Quotas**: a token bucket of requests per second per unprivileged
 //!   domain (over quota: `EQUOTA` reply, the request is not executed),
-//!   per-connection caps on watches and open transactions (for
-//!   unprivileged domains: dom0 holds a watch per vif), and a cap on
+//!   per-connection caps on watches (for unprivileged domains: dom0
+//!   holds a watch per vif) and on open transactions (every connection),
+//!   and a cap on
 //!   the nodes each unprivileged domain owns (`EQUOTA`, checked when it
 //!   creates nodes and when it commits a transaction that does).
-//! - **Connections**: two threads each: a reader that executes requests
-//!   in order, and a writer fed by a bounded queue (replies and watch
-//!   events). A connection whose event queue is full is dropped, as is
-//!   one that sends a malformed header (payload over
-//!   `XENSTORE_PAYLOAD_MAX`); malformed payloads get `EINVAL`. Nothing a
-//!   peer sends can panic the daemon.
+//! - **Connections** are served by one event-loop thread per server
+//!   (`xenstored`, epoll over nonblocking sockets, see `evloop`): one
+//!   descriptor per connection, plus the loop's epoll and wake-up
+//!   descriptors; the listening sockets are served by the same loop.
+//!   Requests of a connection are executed in order. At most
+//!   [`ServerConfig::max_connections`] are open; beyond, a socket
+//!   connection is accepted and closed (a counter, a log line at most
+//!   once a second). Each connection's output (replies and watch events)
+//!   is queued up to [`ServerConfig::max_queued_messages`] and
+//!   [`ServerConfig::max_queued_bytes`]: past half of either the loop
+//!   stops reading its requests (a client not reading its replies only
+//!   stalls itself), and a watch event that does not fit drops the
+//!   connection (a peer not reading its events). A malformed header
+//!   (payload over `XENSTORE_PAYLOAD_MAX`) drops the connection;
+//!   malformed payloads get `EINVAL`. Nothing a peer sends can panic the
+//!   daemon. [`XenstoreServer::stats`] counts all this.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
-use std::net::Shutdown;
-use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
-
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use std::time::Instant;
 
 use super::client::Client;
 use super::wire::{
-    join_strings, split_strings, Access, ErrorCode, Message, MsgType, Perm, XENSTORE_ABS_PATH_MAX,
-    XENSTORE_PAYLOAD_MAX, XENSTORE_REL_PATH_MAX,
+    join_strings, split_strings, Access, ErrorCode, Message, MsgType, Perm, HEADER_LEN,
+    XENSTORE_ABS_PATH_MAX, XENSTORE_PAYLOAD_MAX, XENSTORE_REL_PATH_MAX,
 };
 use super::XsError;
+
+mod evloop;
 
 /// Limits of the emulated daemon.
 #[derive(Debug, Clone)]
@@ -76,12 +91,25 @@ pub struct ServerConfig {
     /// the backend with a watch per vif, is never limited, as in C
     /// xenstored).
     pub max_watches_per_conn: usize,
-    /// Transactions one connection of an unprivileged domain may have open
-    /// (dom0 is never limited).
+    /// Transactions one connection may have open, dom0's included;
+    /// `TRANSACTION_START` beyond answers `EQUOTA`. C xenstored's
+    /// `quota-max-transaction` (default 10) counts per domain, exempts
+    /// dom0 and answers `ENOSPC`; here every connection (the dom0 socket's
+    /// too) is capped, and `EQUOTA` is what all our quotas answer.
     pub max_transactions_per_conn: usize,
-    /// Outgoing messages queued per connection before a slow reader is
-    /// disconnected.
+    /// Watch events and replies queued per connection before a peer that
+    /// does not read them is disconnected; requests stop being read at
+    /// half of it (at least 2).
     pub max_queued_messages: usize,
+    /// Bytes queued per connection (headers included) before a peer that
+    /// does not read them is disconnected; requests stop being read at
+    /// half of it (at least two messages of `XENSTORE_PAYLOAD_MAX`).
+    pub max_queued_bytes: usize,
+    /// Connections served at once, in-process ones included; beyond, a
+    /// socket connection is accepted and closed, an in-process one is
+    /// refused ([`ServeError::TooManyConnections`]). C xenstored has no
+    /// such cap; each connection costs a descriptor and its buffers.
+    pub max_connections: usize,
     /// Nodes an unprivileged domain may own (as C xenstored's entry
     /// quota); 0 disables the limit. Dom0 is never limited.
     pub max_nodes_per_domain: usize,
@@ -93,8 +121,10 @@ impl Default for ServerConfig {
             quota_rate: 1000,
             quota_burst: 1000,
             max_watches_per_conn: 128,
-            max_transactions_per_conn: 16,
+            max_transactions_per_conn: 10,
             max_queued_messages: 1024,
+            max_queued_bytes: 256 * 1024,
+            max_connections: 1024,
             max_nodes_per_domain: 1000,
         }
     }
@@ -109,7 +139,7 @@ struct Node {
 }
 
 /// The store: absolute path → node. `/` always exists.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Tree {
     nodes: HashMap<String, Node>,
     /// Owner (first permission's domain) → nodes it owns; kept by
@@ -169,10 +199,29 @@ impl Tree {
             }
         }
     }
+}
 
+/// Access to nodes: the store itself ([`Tree`]) or a transaction's view
+/// of it ([`TxView`]). Changes keep the per-owner node counts.
+trait Nodes {
+    fn node(&self, path: &str) -> Option<&Node>;
+    /// The node, to change it (a transaction takes its own copy first).
+    fn node_mut(&mut self, path: &str) -> Option<&mut Node>;
+    fn insert(&mut self, path: String, node: Node);
+    fn remove(&mut self, path: &str);
     /// Nodes `domid` owns.
-    fn owned_by(&self, domid: u32) -> usize {
-        self.owned.get(&domid).copied().unwrap_or(0)
+    fn owned_by(&self, domid: u32) -> usize;
+    /// Changes a node's permissions (and so maybe its owner).
+    fn set_perms(&mut self, path: &str, perms: Vec<Perm>) -> Option<&mut Node>;
+}
+
+impl Nodes for Tree {
+    fn node(&self, path: &str) -> Option<&Node> {
+        self.nodes.get(path)
+    }
+
+    fn node_mut(&mut self, path: &str) -> Option<&mut Node> {
+        self.nodes.get_mut(path)
     }
 
     fn insert(&mut self, path: String, node: Node) {
@@ -188,13 +237,89 @@ impl Tree {
         }
     }
 
-    /// Changes a node's permissions, keeping the owner counts.
+    fn owned_by(&self, domid: u32) -> usize {
+        self.owned.get(&domid).copied().unwrap_or(0)
+    }
+
     fn set_perms(&mut self, path: &str, perms: Vec<Perm>) -> Option<&mut Node> {
         let mut node = self.nodes.remove(path)?;
         self.count(&node, false);
         node.perms = perms;
         self.insert(path.to_owned(), node);
         self.nodes.get_mut(path)
+    }
+}
+
+/// What a transaction changed: its own copies of the nodes it created,
+/// changed or removed, nothing else (C xenstored's transaction-specific
+/// nodes, since Xen 4.9).
+#[derive(Debug, Default)]
+struct Overlay {
+    /// Path → the transaction's version (`None`: removed in it).
+    nodes: HashMap<String, Option<Node>>,
+    /// Owner → nodes owned in the transaction minus in the store.
+    owned: HashMap<u32, isize>,
+}
+
+impl Overlay {
+    fn count(&mut self, owner: Option<u32>, delta: isize) {
+        if let Some(owner) = owner {
+            *self.owned.entry(owner).or_insert(0) += delta;
+        }
+    }
+}
+
+/// A transaction's view: its [`Overlay`] over the live store. Nodes it
+/// did not change are read from the store; conflicts with changes made
+/// there meanwhile are caught at commit by generation ([`Log::accessed`]).
+struct TxView<'a> {
+    base: &'a Tree,
+    over: &'a mut Overlay,
+}
+
+impl Nodes for TxView<'_> {
+    fn node(&self, path: &str) -> Option<&Node> {
+        match self.over.nodes.get(path) {
+            Some(n) => n.as_ref(),
+            None => self.base.nodes.get(path),
+        }
+    }
+
+    fn node_mut(&mut self, path: &str) -> Option<&mut Node> {
+        if !self.over.nodes.contains_key(path) {
+            let copy = self.base.nodes.get(path)?.clone();
+            self.over.nodes.insert(path.to_owned(), Some(copy));
+        }
+        self.over.nodes.get_mut(path)?.as_mut()
+    }
+
+    fn insert(&mut self, path: String, node: Node) {
+        if let Some(old) = self.node(&path).map(Tree::owner) {
+            self.over.count(old, -1);
+        }
+        self.over.count(Tree::owner(&node), 1);
+        self.over.nodes.insert(path, Some(node));
+    }
+
+    fn remove(&mut self, path: &str) {
+        if let Some(old) = self.node(path).map(Tree::owner) {
+            self.over.count(old, -1);
+            self.over.nodes.insert(path.to_owned(), None);
+        }
+    }
+
+    fn owned_by(&self, domid: u32) -> usize {
+        let delta = self.over.owned.get(&domid).copied().unwrap_or(0);
+        self.base.owned_by(domid).saturating_add_signed(delta)
+    }
+
+    fn set_perms(&mut self, path: &str, perms: Vec<Perm>) -> Option<&mut Node> {
+        let old = Tree::owner(self.node(path)?);
+        self.over.count(old, -1);
+        self.over.count(perms.first().map(|p| p.domid), 1);
+        let node = self.node_mut(path)?;
+        node.perms = perms;
+        Some(node)
     }
 }
 
@@ -254,9 +379,9 @@ struct Log {
     events: Vec<Event>,
 }
 
-/// Operations on a tree (the store's or a transaction's copy).
-struct Op<'a> {
-    tree: &'a mut Tree,
+/// Operations on the store or on a transaction's view of it.
+struct Op<'a, N: Nodes> {
+    tree: &'a mut N,
     gen: &'a mut u64,
     log: &'a mut Log,
     domid: u32,
@@ -264,13 +389,13 @@ struct Op<'a> {
     max_nodes: usize,
 }
 
-impl Op<'_> {
+impl<N: Nodes> Op<'_, N> {
     fn touch(&mut self, path: &str) {
         let tree = &*self.tree;
         self.log
             .accessed
             .entry(path.to_owned())
-            .or_insert_with(|| tree.nodes.get(path).map(|n| n.gen));
+            .or_insert_with(|| tree.node(path).map(|n| n.gen));
     }
 
     fn next_gen(&mut self) -> u64 {
@@ -278,10 +403,12 @@ impl Op<'_> {
         *self.gen
     }
 
-    fn get(&mut self, path: &str, need_write: bool) -> Result<&mut Node, ErrorCode> {
+    /// The node at `path` if `domid` may read it (or write it, if
+    /// `need_write`); records the access.
+    fn get(&mut self, path: &str, need_write: bool) -> Result<&Node, ErrorCode> {
         self.touch(path);
         let domid = self.domid;
-        let node = self.tree.nodes.get_mut(path).ok_or(ErrorCode::Enoent)?;
+        let node = self.tree.node(path).ok_or(ErrorCode::Enoent)?;
         let acc = access_for(domid, &node.perms);
         let ok = if need_write {
             acc.can_write()
@@ -315,13 +442,13 @@ impl Op<'_> {
 
     /// Creates `path` and missing parents; `Ok(false)` if it existed.
     fn create(&mut self, path: &str) -> Result<bool, ErrorCode> {
-        if self.tree.nodes.contains_key(path) {
+        if self.tree.node(path).is_some() {
             self.get(path, true)?;
             return Ok(false);
         }
         let mut missing = vec![path.to_owned()];
         let mut anc = parent_of(path).to_owned();
-        while !self.tree.nodes.contains_key(&anc) {
+        while self.tree.node(&anc).is_none() {
             missing.push(anc.clone());
             anc = parent_of(&anc).to_owned();
         }
@@ -342,7 +469,7 @@ impl Op<'_> {
         for m in missing.iter().rev() {
             let gen = self.next_gen();
             let parent = parent_of(m).to_owned();
-            if let Some(par) = self.tree.nodes.get_mut(&parent) {
+            if let Some(par) = self.tree.node_mut(&parent) {
                 par.children.insert(basename(m).to_owned());
                 par.gen = gen;
             }
@@ -372,7 +499,8 @@ impl Op<'_> {
     fn write(&mut self, path: &str, value: &[u8]) -> Result<(), ErrorCode> {
         self.create(path)?;
         let gen = self.next_gen();
-        let node = self.get(path, true)?;
+        self.get(path, true)?;
+        let node = self.tree.node_mut(path).ok_or(ErrorCode::Enoent)?;
         node.value = value.to_vec();
         node.gen = gen;
         let perms = node.perms.clone();
@@ -394,10 +522,10 @@ impl Op<'_> {
             return Err(ErrorCode::Einval);
         }
         self.touch(path);
-        if !self.tree.nodes.contains_key(path) {
+        if self.tree.node(path).is_none() {
             let parent = parent_of(path);
             self.touch(parent);
-            return if self.tree.nodes.contains_key(parent) {
+            return if self.tree.node(parent).is_some() {
                 Ok(())
             } else {
                 Err(ErrorCode::Enoent)
@@ -407,7 +535,7 @@ impl Op<'_> {
         let mut stack = vec![path.to_owned()];
         let mut doomed = Vec::new();
         while let Some(p) = stack.pop() {
-            if let Some(n) = self.tree.nodes.get(&p) {
+            if let Some(n) = self.tree.node(&p) {
                 stack.extend(n.children.iter().map(|c| child_path(&p, c)));
             }
             doomed.push(p);
@@ -420,7 +548,7 @@ impl Op<'_> {
         let parent = parent_of(path).to_owned();
         self.touch(&parent);
         let gen = self.next_gen();
-        if let Some(par) = self.tree.nodes.get_mut(&parent) {
+        if let Some(par) = self.tree.node_mut(&parent) {
             par.children.remove(basename(path));
             par.gen = gen;
         }
@@ -433,7 +561,7 @@ impl Op<'_> {
         let domid = self.domid;
         let gen = self.next_gen();
         self.touch(path);
-        let node = self.tree.nodes.get_mut(path).ok_or(ErrorCode::Enoent)?;
+        let node = self.tree.node(path).ok_or(ErrorCode::Enoent)?;
         let old_owner = node.perms.first().map(|p| p.domid);
         let new_owner = perms.first().map(|p| p.domid);
         if domid != 0 {
@@ -451,6 +579,47 @@ impl Op<'_> {
         self.event(path, false, perms);
         Ok(())
     }
+
+    /// Executes a request on a node: `path` is canonical, `rest` the
+    /// payload after the path's NUL.
+    fn run(&mut self, msg_type: MsgType, path: &str, rest: &[u8]) -> Result<Vec<u8>, ErrorCode> {
+        let ok = || Ok(b"OK\0".to_vec());
+        match msg_type {
+            MsgType::Read => self.read(path),
+            MsgType::GetPerms => self.get_perms(path),
+            MsgType::Directory => {
+                let (_, listing) = self.directory(path)?;
+                if listing.len() > XENSTORE_PAYLOAD_MAX {
+                    Err(ErrorCode::E2big)
+                } else {
+                    Ok(listing)
+                }
+            }
+            MsgType::DirectoryPart => {
+                let off = split_strings(rest)
+                    .first()
+                    .and_then(|s| std::str::from_utf8(s).ok())
+                    .and_then(|s| s.parse::<usize>().ok())
+                    .ok_or(ErrorCode::Einval)?;
+                let (g, listing) = self.directory(path)?;
+                directory_part(g, &listing, off)
+            }
+            MsgType::Write => self.write(path, rest).and_then(|()| ok()),
+            MsgType::Mkdir => self.mkdir(path).and_then(|()| ok()),
+            MsgType::Rm => self.rm(path).and_then(|()| ok()),
+            MsgType::SetPerms => {
+                let perms: Option<Vec<Perm>> = split_strings(rest)
+                    .into_iter()
+                    .map(|p| std::str::from_utf8(p).ok().and_then(Perm::parse))
+                    .collect();
+                match perms {
+                    Some(p) if !p.is_empty() => self.set_perms(path, p).and_then(|()| ok()),
+                    _ => Err(ErrorCode::Einval),
+                }
+            }
+            _ => Err(ErrorCode::Einval),
+        }
+    }
 }
 
 /// A connection as seen by the store (for watches and transactions).
@@ -458,22 +627,97 @@ impl Op<'_> {
 struct ConnHandle {
     id: u64,
     domid: u32,
-    out: SyncSender<Message>,
-    sock: UnixStream,
+    /// Encoded messages waiting to be written; the event loop writes
+    /// them as the socket takes them.
+    out: Mutex<OutQueue>,
+    /// The event loop's list of connections with new output.
+    ready: Arc<Mutex<Vec<u64>>>,
+    max_messages: usize,
+    max_bytes: usize,
+}
+
+/// A connection's queued output.
+#[derive(Debug, Default)]
+struct OutQueue {
+    msgs: VecDeque<Vec<u8>>,
+    /// Bytes of the front message already written.
+    written: usize,
+    /// Bytes not yet written, all messages together.
+    bytes: usize,
+    /// A watch event did not fit: the connection is to be dropped.
+    overflow: bool,
 }
 
 impl ConnHandle {
-    /// Queues a message without blocking; a full queue drops the
-    /// connection (it is not reading).
-    fn queue(&self, msg: Message) {
-        if let Err(TrySendError::Full(_)) = self.out.try_send(msg) {
+    fn lock_out(&self) -> MutexGuard<'_, OutQueue> {
+        self.out.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a reply (or the initial watch event after `WATCH`'s `OK`)
+    /// whatever the queue holds: the event loop stops reading requests
+    /// from a connection whose queue is half full, so replies cannot
+    /// grow it without bound (a client that never reads them only stalls
+    /// itself).
+    fn reply(&self, msg: &Message) {
+        self.push(msg, false);
+    }
+
+    /// Queues a watch event; past [`ServerConfig::max_queued_messages`]
+    /// or [`ServerConfig::max_queued_bytes`] the connection is dropped
+    /// (it is not reading) and its queue freed.
+    fn queue(&self, msg: &Message) {
+        self.push(msg, true);
+    }
+
+    fn push(&self, msg: &Message, limited: bool) {
+        let bytes = match msg.encode() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(
+                    conn = self.id,
+                    "xenstore: cannot send {:?}: {e}",
+                    msg.msg_type
+                );
+                return;
+            }
+        };
+        let mut q = self.lock_out();
+        if q.overflow {
+            return;
+        }
+        if limited && (q.msgs.len() >= self.max_messages || q.bytes + bytes.len() > self.max_bytes)
+        {
             tracing::warn!(
                 conn = self.id,
                 domid = self.domid,
-                "xenstore: queue full, dropping connection"
+                queued = q.msgs.len(),
+                bytes = q.bytes,
+                "xenstore: output queue full (peer not reading), dropping connection"
             );
-            let _ = self.sock.shutdown(Shutdown::Both);
+            *q = OutQueue {
+                overflow: true,
+                ..OutQueue::default()
+            };
+        } else {
+            q.bytes += bytes.len();
+            q.msgs.push_back(bytes);
+            if q.msgs.len() > 1 {
+                // Already on the ready list or waiting for the socket.
+                return;
+            }
         }
+        drop(q);
+        self.ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.id);
+    }
+
+    /// Whether the loop should stop reading requests until the peer has
+    /// read some output.
+    fn backlogged(&self) -> bool {
+        let q = self.lock_out();
+        q.msgs.len() >= self.max_messages / 2 || q.bytes >= self.max_bytes / 2
     }
 }
 
@@ -490,7 +734,7 @@ struct Watch {
 #[derive(Debug)]
 struct Tx {
     conn: u64,
-    tree: Tree,
+    over: Overlay,
     log: Log,
 }
 
@@ -514,7 +758,59 @@ struct State {
 struct Shared {
     config: ServerConfig,
     state: Mutex<State>,
+    /// Ids of connections and listeners (the event loop's tokens; 0 is
+    /// its wake-up descriptor).
     next_conn: AtomicU64,
+    /// The event loop, started by the first connection or listener.
+    ctl: Mutex<Option<Arc<evloop::LoopCtl>>>,
+    /// Connections admitted and not yet closed.
+    connections: AtomicUsize,
+    rejected_connections: AtomicU64,
+    dropped_slow_readers: AtomicU64,
+    dropped_malformed: AtomicU64,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let ctl = self.ctl.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(ctl) = ctl.take() {
+            ctl.send(evloop::Cmd::Shutdown);
+        }
+    }
+}
+
+/// Counters of the emulated daemon ([`XenstoreServer::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Connections open now, in-process ones ([`XenstoreServer::connect_as`])
+    /// included; at most [`ServerConfig::max_connections`].
+    pub connections: usize,
+    /// Connections refused because `max_connections` were open: socket
+    /// connections accepted and closed at once, and in-process ones
+    /// refused with [`ServeError::TooManyConnections`].
+    pub rejected_connections: u64,
+    /// Connections dropped because their queued output passed
+    /// [`ServerConfig::max_queued_messages`] or
+    /// [`ServerConfig::max_queued_bytes`] (a peer not reading its watch
+    /// events).
+    pub dropped_slow_readers: u64,
+    /// Connections dropped for a malformed header (payload over
+    /// `XENSTORE_PAYLOAD_MAX`).
+    pub dropped_malformed: u64,
+}
+
+/// Why a connection could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// [`ServerConfig::max_connections`] connections are open.
+    #[error("xenstored: {max} connections open, refusing another")]
+    TooManyConnections {
+        /// The configured cap.
+        max: usize,
+    },
+    /// Setting up the socket or the event loop failed.
+    #[error("xenstored: {0}")]
+    Io(#[from] io::Error),
 }
 
 /// The emulated xenstored. Cheap to clone (all clones share one store).
@@ -523,14 +819,14 @@ pub struct XenstoreServer {
     shared: Arc<Shared>,
 }
 
-/// A listening socket served by an accept thread. Dropping it (or
+/// A listening socket, served by the server's event loop. Dropping it (or
 /// [`Listener::stop`]) stops accepting and removes the socket file;
 /// connections already open keep being served.
 #[derive(Debug)]
 pub struct Listener {
     path: PathBuf,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    id: u64,
+    ctl: Option<Arc<evloop::LoopCtl>>,
 }
 
 impl Listener {
@@ -539,13 +835,14 @@ impl Listener {
         &self.path
     }
 
-    /// Stops accepting and removes the socket file.
+    /// Stops accepting (once this returns the event loop has closed the
+    /// listening socket) and removes the socket file.
     pub fn stop(&mut self) {
-        if let Some(t) = self.thread.take() {
-            self.stop.store(true, Ordering::SeqCst);
-            // Wake the blocking accept.
-            let _ = UnixStream::connect(&self.path);
-            let _ = t.join();
+        if let Some(ctl) = self.ctl.take() {
+            let (done, wait) = mpsc::channel();
+            ctl.send(evloop::Cmd::Unlisten { id: self.id, done });
+            // An error means the loop is gone, and the socket with it.
+            let _ = wait.recv();
             let _ = std::fs::remove_file(&self.path);
         }
     }
@@ -564,7 +861,10 @@ impl Default for XenstoreServer {
 }
 
 impl XenstoreServer {
-    /// An empty store (`/`, `/local/domain/0`, `/tool`, all `n0`).
+    /// An empty store (`/`, `/local/domain/0`, `/tool`, all `n0`). The
+    /// event loop thread starts with the first connection or listener and
+    /// stops, closing every connection, when the last clone of this
+    /// handle is dropped.
     pub fn new(config: ServerConfig) -> XenstoreServer {
         XenstoreServer {
             shared: Arc::new(Shared {
@@ -578,12 +878,54 @@ impl XenstoreServer {
                     buckets: HashMap::new(),
                 }),
                 next_conn: AtomicU64::new(1),
+                ctl: Mutex::new(None),
+                connections: AtomicUsize::new(0),
+                rejected_connections: AtomicU64::new(0),
+                dropped_slow_readers: AtomicU64::new(0),
+                dropped_malformed: AtomicU64::new(0),
             }),
         }
     }
 
+    /// The event loop's control handle, starting the loop if needed.
+    fn ctl(&self) -> io::Result<Arc<evloop::LoopCtl>> {
+        let mut ctl = self.shared.ctl.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = &*ctl {
+            return Ok(c.clone());
+        }
+        let c = evloop::start(Arc::downgrade(&self.shared))?;
+        *ctl = Some(c.clone());
+        Ok(c)
+    }
+
+    fn next_id(&self) -> u64 {
+        self.shared.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Takes a connection slot: false if [`ServerConfig::max_connections`]
+    /// are open (and counts the refusal).
+    fn admit(&self) -> bool {
+        let max = self.shared.config.max_connections;
+        let ok = self
+            .shared
+            .connections
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok();
+        if !ok {
+            self.shared
+                .rejected_connections
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
     /// Listens on a Unix socket (replacing a stale file, mode 0600);
-    /// every connection acts as dom0, like xenstored's socket.
+    /// every connection acts as dom0, like xenstored's socket. Beyond
+    /// [`ServerConfig::max_connections`] a connection is accepted and
+    /// closed at once (counted in [`ServerStats::rejected_connections`],
+    /// logged at most once a second).
     pub fn listen(&self, path: impl AsRef<Path>) -> io::Result<Listener> {
         let path = path.as_ref().to_path_buf();
         match std::fs::remove_file(&path) {
@@ -593,124 +935,112 @@ impl XenstoreServer {
         let listener = UnixListener::bind(&path)?;
         listener.set_nonblocking(true)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let server = self.clone();
-        let stop2 = stop.clone();
-        let mut errors = crate::accept::AcceptErrors::new(format!("xenstore: {}", path.display()));
-        let mut serve_log = crate::ratelimit::LogLimit::new();
-        let thread = thread::Builder::new()
-            .name("xenstored-accept".into())
-            .spawn(move || {
-                while !stop2.load(Ordering::SeqCst) {
-                    // Poll with a timeout so that stop() works even if the
-                    // socket file was removed (no wake-up connect).
-                    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-                    match poll(&mut fds, PollTimeout::from(200u16)) {
-                        Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::warn!("xenstore: poll: {e}");
-                            thread::sleep(Duration::from_millis(10));
-                            continue;
-                        }
-                    }
-                    if stop2.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    match listener.accept() {
-                        Ok((s, _)) => {
-                            if let Err(e) = s
-                                .set_nonblocking(false)
-                                .and_then(|()| server.serve_stream(s, 0))
-                            {
-                                if serve_log.ready() {
-                                    tracing::warn!("xenstore: serving a connection: {e}");
-                                }
-                            }
-                        }
-                        Err(e) => match errors.backoff(e) {
-                            Ok(wait) => thread::sleep(wait),
-                            Err(e) => {
-                                tracing::error!("xenstore: accept: {e}: no longer accepting");
-                                break;
-                            }
-                        },
-                    }
-                }
-            })?;
+        let ctl = self.ctl()?;
+        let id = self.next_id();
+        ctl.send(evloop::Cmd::Listen { id, listener });
         Ok(Listener {
             path,
-            stop,
-            thread: Some(thread),
+            id,
+            ctl: Some(ctl),
         })
     }
 
-    /// Serves one connected stream as domain `domid` on new threads.
-    pub fn serve_stream(&self, stream: UnixStream, domid: u32) -> io::Result<()> {
-        let (out, rx) = mpsc::sync_channel::<Message>(self.shared.config.max_queued_messages);
-        let handle = Arc::new(ConnHandle {
-            id: self.shared.next_conn.fetch_add(1, Ordering::Relaxed),
+    /// Serves one connected stream as domain `domid` on the event loop.
+    ///
+    /// # Errors
+    /// [`ServeError::TooManyConnections`] if
+    /// [`ServerConfig::max_connections`] are open (the stream is closed);
+    /// [`ServeError::Io`] if the stream cannot be made nonblocking or the
+    /// event loop cannot start.
+    pub fn serve_stream(&self, stream: UnixStream, domid: u32) -> Result<(), ServeError> {
+        if !self.admit() {
+            return Err(ServeError::TooManyConnections {
+                max: self.shared.config.max_connections,
+            });
+        }
+        let ctl = match stream.set_nonblocking(true).and_then(|()| self.ctl()) {
+            Ok(c) => c,
+            Err(e) => {
+                self.release_slot();
+                return Err(e.into());
+            }
+        };
+        ctl.send(evloop::Cmd::Serve {
+            id: self.next_id(),
+            stream,
             domid,
-            out,
-            sock: stream.try_clone()?,
         });
-        let mut writer = stream.try_clone()?;
-        let mut reader = stream;
-        thread::Builder::new()
-            .name("xenstored-write".into())
-            .spawn(move || {
-                for msg in rx {
-                    if msg.write_to(&mut writer).is_err() {
-                        let _ = writer.shutdown(Shutdown::Both);
-                        break;
-                    }
-                }
-            })?;
-        let server = self.clone();
-        thread::Builder::new()
-            .name("xenstored-conn".into())
-            .spawn(move || {
-                loop {
-                    match Message::read_from(&mut reader) {
-                        Ok(msg) => server.dispatch(&handle, msg),
-                        Err(super::wire::WireError::Closed) => break,
-                        Err(e) => {
-                            tracing::info!(conn = handle.id, "xenstore: dropping connection: {e}");
-                            let _ = reader.shutdown(Shutdown::Both);
-                            break;
-                        }
-                    }
-                }
-                server.disconnect(handle.id);
-            })?;
         Ok(())
     }
 
+    /// Gives back a slot taken by [`XenstoreServer::admit`].
+    fn release_slot(&self) {
+        self.shared.connections.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// A connection's store-side handle.
+    fn handle_for(&self, id: u64, domid: u32, ready: Arc<Mutex<Vec<u64>>>) -> Arc<ConnHandle> {
+        let cfg = &self.shared.config;
+        Arc::new(ConnHandle {
+            id,
+            domid,
+            out: Mutex::new(OutQueue::default()),
+            ready,
+            max_messages: cfg.max_queued_messages.max(2),
+            max_bytes: cfg
+                .max_queued_bytes
+                .max(2 * (HEADER_LEN + XENSTORE_PAYLOAD_MAX)),
+        })
+    }
+
     /// An in-process client acting as domain `domid` (0 is privileged),
-    /// over a socketpair: the way to test permissions and quotas.
+    /// over a socketpair: the way to test permissions and quotas. It
+    /// counts against [`ServerConfig::max_connections`]
+    /// ([`XsError::Serve`] beyond).
     pub fn connect_as(&self, domid: u32) -> Result<Client, XsError> {
         let (a, b) = UnixStream::pair().map_err(|source| XsError::Connect {
             path: "<socketpair>".into(),
             source,
         })?;
-        self.serve_stream(b, domid)
-            .map_err(|source| XsError::Connect {
-                path: "<socketpair>".into(),
-                source,
-            })?;
+        self.serve_stream(b, domid)?;
         Client::from_stream(a)
     }
 
     /// A raw stream served as domain `domid`, for sending arbitrary bytes.
-    pub fn connect_raw_as(&self, domid: u32) -> io::Result<UnixStream> {
+    pub fn connect_raw_as(&self, domid: u32) -> Result<UnixStream, ServeError> {
         let (a, b) = UnixStream::pair()?;
         self.serve_stream(b, domid)?;
         Ok(a)
     }
 
+    /// The connection counters.
+    pub fn stats(&self) -> ServerStats {
+        let sh = &self.shared;
+        ServerStats {
+            connections: sh.connections.load(Ordering::SeqCst),
+            rejected_connections: sh.rejected_connections.load(Ordering::Relaxed),
+            dropped_slow_readers: sh.dropped_slow_readers.load(Ordering::Relaxed),
+            dropped_malformed: sh.dropped_malformed.load(Ordering::Relaxed),
+        }
+    }
+
     /// Number of nodes in the store.
     pub fn node_count(&self) -> usize {
         self.lock().tree.nodes.len()
+    }
+
+    /// Node copies held by open transactions, all connections together:
+    /// one per node a transaction created, changed or removed (plus its
+    /// parent when the set of children changed). Transactions do not copy
+    /// the store, so this is what their memory is proportional to, with
+    /// the paths they read.
+    pub fn transaction_nodes(&self) -> usize {
+        self.lock().txs.values().map(|t| t.over.nodes.len()).sum()
+    }
+
+    /// Open transactions, all connections together.
+    pub fn open_transactions(&self) -> usize {
+        self.lock().txs.len()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -730,16 +1060,12 @@ impl XenstoreServer {
             Ok(payload) => Message::new(msg.msg_type, msg.req_id, msg.tx_id, payload),
             Err(code) => Message::new(MsgType::Error, msg.req_id, msg.tx_id, code.to_payload()),
         };
-        // Blocking send: a client flooding requests without reading
-        // replies only stalls itself.
-        if conn.out.send(reply).is_err() {
-            return;
-        }
+        conn.reply(&reply);
         if ok && msg.msg_type == MsgType::Watch {
             // The initial event, right after the OK (as xenstored).
             let args = split_strings(&msg.payload);
             if let [path, token, ..] = args.as_slice() {
-                conn.queue(Message::new(
+                conn.reply(&Message::new(
                     MsgType::WatchEvent,
                     0,
                     0,
@@ -808,7 +1134,7 @@ impl XenstoreServer {
                     return Err(ErrorCode::Ebusy);
                 }
                 let open = st.txs.values().filter(|t| t.conn == conn.id).count();
-                if domid != 0 && open >= self.shared.config.max_transactions_per_conn {
+                if open >= self.shared.config.max_transactions_per_conn {
                     return Err(ErrorCode::Equota);
                 }
                 let mut id = st.next_tx;
@@ -818,7 +1144,7 @@ impl XenstoreServer {
                 st.next_tx = id.wrapping_add(1);
                 let tx = Tx {
                     conn: conn.id,
-                    tree: st.tree.clone(),
+                    over: Overlay::default(),
                     log: Log::default(),
                 };
                 st.txs.insert(id, tx);
@@ -906,7 +1232,6 @@ impl XenstoreServer {
         msg: &Message,
     ) -> Result<Vec<u8>, ErrorCode> {
         let domid = conn.domid;
-        let ok = || Ok(b"OK\0".to_vec());
         let payload = &msg.payload;
         // WRITE is `path\0value`, the rest are NUL-terminated strings.
         let nul = payload
@@ -918,56 +1243,34 @@ impl XenstoreServer {
         let rest = &payload[nul + 1..];
 
         let State { tree, gen, txs, .. } = st;
+        let max_nodes = self.shared.config.max_nodes_per_domain;
         let mut own_log = Log::default();
-        let (tree, log) = if msg.tx_id == 0 {
-            (tree, &mut own_log)
+        let reply = if msg.tx_id == 0 {
+            let mut op = Op {
+                tree,
+                gen,
+                log: &mut own_log,
+                domid,
+                max_nodes,
+            };
+            op.run(msg.msg_type, &path, rest)
         } else {
-            match txs.get_mut(&msg.tx_id) {
-                Some(tx) if tx.conn == conn.id => (&mut tx.tree, &mut tx.log),
+            let tx = match txs.get_mut(&msg.tx_id) {
+                Some(tx) if tx.conn == conn.id => tx,
                 _ => return Err(ErrorCode::Enoent),
-            }
-        };
-        let mut op = Op {
-            tree,
-            gen,
-            log,
-            domid,
-            max_nodes: self.shared.config.max_nodes_per_domain,
-        };
-        let reply = match msg.msg_type {
-            MsgType::Read => op.read(&path),
-            MsgType::GetPerms => op.get_perms(&path),
-            MsgType::Directory => {
-                let (_, listing) = op.directory(&path)?;
-                if listing.len() > XENSTORE_PAYLOAD_MAX {
-                    Err(ErrorCode::E2big)
-                } else {
-                    Ok(listing)
-                }
-            }
-            MsgType::DirectoryPart => {
-                let off = split_strings(rest)
-                    .first()
-                    .and_then(|s| std::str::from_utf8(s).ok())
-                    .and_then(|s| s.parse::<usize>().ok())
-                    .ok_or(ErrorCode::Einval)?;
-                let (g, listing) = op.directory(&path)?;
-                directory_part(g, &listing, off)
-            }
-            MsgType::Write => op.write(&path, rest).and_then(|()| ok()),
-            MsgType::Mkdir => op.mkdir(&path).and_then(|()| ok()),
-            MsgType::Rm => op.rm(&path).and_then(|()| ok()),
-            MsgType::SetPerms => {
-                let perms: Option<Vec<Perm>> = split_strings(rest)
-                    .into_iter()
-                    .map(|p| std::str::from_utf8(p).ok().and_then(Perm::parse))
-                    .collect();
-                match perms {
-                    Some(p) if !p.is_empty() => op.set_perms(&path, p).and_then(|()| ok()),
-                    _ => Err(ErrorCode::Einval),
-                }
-            }
-            _ => Err(ErrorCode::Einval),
+            };
+            let mut view = TxView {
+                base: tree,
+                over: &mut tx.over,
+            };
+            let mut op = Op {
+                tree: &mut view,
+                gen,
+                log: &mut tx.log,
+                domid,
+                max_nodes,
+            };
+            op.run(msg.msg_type, &path, rest)
         };
         if msg.tx_id == 0 {
             let events = std::mem::take(&mut own_log.events);
@@ -976,39 +1279,41 @@ impl XenstoreServer {
         reply
     }
 
-    /// Applies `tx`, run by `domid`.
-    fn commit(&self, st: &mut State, tx: Tx, domid: u32) -> Result<(), ErrorCode> {
+    /// Applies `tx`, run by `domid`: `EAGAIN` (nothing applied) if a
+    /// node it accessed changed in the store since, `EQUOTA` if it would
+    /// take `domid` over [`ServerConfig::max_nodes_per_domain`].
+    fn commit(&self, st: &mut State, mut tx: Tx, domid: u32) -> Result<(), ErrorCode> {
         for (path, gen) in &tx.log.accessed {
-            if st.tree.nodes.get(path).map(|n| n.gen) != *gen {
+            if st.tree.node(path).map(|n| n.gen) != *gen {
                 return Err(ErrorCode::Eagain);
             }
         }
-        // Each transaction was checked against its own copy of the tree:
-        // check the node quota again against the store, or concurrent
-        // transactions could each fill it.
+        // Each transaction was checked against the store as it was then:
+        // check the node quota again, or concurrent transactions could
+        // each fill it.
         let max = self.shared.config.max_nodes_per_domain;
         if domid != 0 && max != 0 {
-            let owns = |t: &Tree, p: &String| {
-                usize::from(t.nodes.get(p).and_then(Tree::owner) == Some(domid))
-            };
+            let mine = |n: Option<&Node>| usize::from(n.and_then(Tree::owner) == Some(domid));
             let (mut added, mut dropped) = (0, 0);
             for path in &tx.log.dirty {
-                added += owns(&tx.tree, path);
-                dropped += owns(&st.tree, path);
+                added += mine(tx.over.nodes.get(path).and_then(Option::as_ref));
+                dropped += mine(st.tree.node(path));
             }
             if added > dropped && st.tree.owned_by(domid) + added - dropped > max {
                 return Err(ErrorCode::Equota);
             }
         }
         for path in &tx.log.dirty {
-            match tx.tree.nodes.get(path) {
-                Some(node) => {
+            // Every change went through the overlay; a dirty path it does
+            // not hold would be a bug, and is left alone.
+            match tx.over.nodes.remove(path) {
+                Some(Some(mut node)) => {
                     st.gen += 1;
-                    let mut node = node.clone();
                     node.gen = st.gen;
                     st.tree.insert(path.clone(), node);
                 }
-                None => st.tree.remove(path),
+                Some(None) => st.tree.remove(path),
+                None => {}
             }
         }
         fire(st, &tx.log.events);
@@ -1066,7 +1371,7 @@ fn fire(st: &State, events: &[Event]) {
                 let home = format!("/local/domain/{}/", w.conn.domid);
                 evpath.strip_prefix(&home).unwrap_or(evpath)
             };
-            w.conn.queue(Message::new(
+            w.conn.queue(&Message::new(
                 MsgType::WatchEvent,
                 0,
                 0,
