@@ -604,7 +604,8 @@ pub fn run(name: &str, dir: impl AsRef<Path>, kind: Kind, check: impl Fn(&[u8]))
     let mut iters: u64 = 0;
     let mut batch: u64 = 0;
     while iters < max_iters && start.elapsed() < budget {
-        let cases = u32::try_from((max_iters - iters).min(u64::from(BATCH))).unwrap_or(BATCH);
+        let cases =
+            u32::try_from(max_iters.saturating_sub(iters).min(u64::from(BATCH))).unwrap_or(BATCH);
         let config = Config {
             cases,
             failure_persistence: None,
@@ -613,8 +614,20 @@ pub fn run(name: &str, dir: impl AsRef<Path>, kind: Kind, check: impl Fn(&[u8]))
         };
         let mut runner = TestRunner::new_with_rng(config, batch_rng(seed, batch));
         QUIET.with(|q| q.set(true));
+        let deadline = start + budget;
+        let shrinking = std::cell::Cell::new(false);
+        let checked = std::cell::Cell::new(0u64);
         let result = runner.run(&strategy, |m| {
-            check(&pool.build(&m));
+            // Past the budget the rest of the batch is skipped, unless a
+            // failure is being shrunk.
+            if shrinking.get() || Instant::now() < deadline {
+                checked.set(checked.get() + 1);
+                let r = catch_unwind(AssertUnwindSafe(|| check(&pool.build(&m))));
+                if let Err(e) = r {
+                    shrinking.set(true);
+                    std::panic::resume_unwind(e);
+                }
+            }
             Ok(())
         });
         QUIET.with(|q| q.set(false));
@@ -634,7 +647,7 @@ pub fn run(name: &str, dir: impl AsRef<Path>, kind: Kind, check: impl Fn(&[u8]))
                 hex(&data)
             );
         }
-        iters += u64::from(cases);
+        iters += checked.get();
         batch += 1;
     }
     println!(
