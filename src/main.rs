@@ -11,6 +11,8 @@ mod config;
 mod dbsync;
 mod emulxen;
 mod flowtext;
+#[cfg(test)]
+mod fuzz;
 mod identity;
 mod netdev;
 mod ofbridge;
