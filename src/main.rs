@@ -13,6 +13,8 @@ mod coverage;
 mod dbsync;
 mod emulxen;
 mod flowtext;
+#[cfg(test)]
+mod fuzz;
 mod identity;
 mod netdev;
 mod ofbridge;

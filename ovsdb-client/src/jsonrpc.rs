@@ -44,6 +44,14 @@ impl JsonStream {
     }
 
     /// The next complete value, `Ok(None)` if more bytes are needed.
+    ///
+    /// A number that ends where the buffered bytes end is not complete
+    /// yet: more digits may follow (`12` then `34` is the number 1234, not
+    /// two values). Objects, arrays, strings and literals delimit
+    /// themselves.
+    ///
+    /// # Errors
+    /// [`FramingError::Syntax`] when the buffered bytes are not JSON.
     pub fn next_value(&mut self) -> Result<Option<Value>, FramingError> {
         let start = self
             .buf
@@ -58,6 +66,9 @@ impl JsonStream {
         match it.next() {
             Some(Ok(v)) => {
                 let used = it.byte_offset();
+                if v.is_number() && used == self.buf.len() {
+                    return Ok(None);
+                }
                 self.buf.drain(..used);
                 Ok(Some(v))
             }
@@ -93,6 +104,17 @@ mod tests {
         assert_eq!(got[0]["method"], json!("echo"));
         assert_eq!(got[1]["params"][1]["a"], json!("}{"));
         assert_eq!(s.pending(), 0);
+    }
+
+    #[test]
+    fn a_number_is_not_cut_at_a_chunk_boundary() {
+        // Found by the jsonrpc fuzz target.
+        let mut s = JsonStream::new();
+        s.push(b"12").unwrap();
+        assert_eq!(s.next_value().unwrap(), None);
+        s.push(b"34 ").unwrap();
+        assert_eq!(s.next_value().unwrap(), Some(json!(1234)));
+        assert_eq!(s.next_value().unwrap(), None);
     }
 
     #[test]
