@@ -39,6 +39,12 @@ impl Counter {
 /// Registrations on the emulated Xen socket refused because they carried
 /// more descriptors than fit (`MSG_CTRUNC`).
 pub static EMULXEN_FDS_TRUNCATED: Counter = Counter::new("emulxen_fds_truncated");
+/// Connections to the emulated Xen socket closed at once because
+/// [`crate::emulxen::MAX_HANDSHAKES`] handshakes were under way.
+pub static EMULXEN_HANDSHAKES_REFUSED: Counter = Counter::new("emulxen_handshakes_refused");
+/// Handshakes on the emulated Xen socket that did not complete within
+/// [`crate::emulxen::HANDSHAKE_TIMEOUT`].
+pub static EMULXEN_HANDSHAKES_TIMED_OUT: Counter = Counter::new("emulxen_handshakes_timed_out");
 /// unixctl connections closed at once because
 /// [`crate::unixctl::MAX_CONNECTIONS`] were open.
 pub static UNIXCTL_REFUSED: Counter = Counter::new("unixctl_refused");
@@ -47,8 +53,10 @@ pub static UNIXCTL_REFUSED: Counter = Counter::new("unixctl_refused");
 /// (`crate::xenbusd::Hypervisor::domain_exists`).
 pub static XENBUS_UNKNOWN_DOMAIN: Counter = Counter::new("xenbus_unknown_domain");
 
-static ALL: [&Counter; 3] = [
+static ALL: [&Counter; 5] = [
     &EMULXEN_FDS_TRUNCATED,
+    &EMULXEN_HANDSHAKES_REFUSED,
+    &EMULXEN_HANDSHAKES_TIMED_OUT,
     &UNIXCTL_REFUSED,
     &XENBUS_UNKNOWN_DOMAIN,
 ];

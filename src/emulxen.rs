@@ -102,8 +102,15 @@ pub struct XenbusCtx {
     pub store: XenstoreServer,
 }
 
-/// How long a guest may take to send its attach request.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a guest may take to send its whole attach request (one
+/// deadline for the message, not per read: a peer sending a byte at a time
+/// cannot stretch it).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most handshakes under way at once (each holds a blocking thread until
+/// it completes or [`HANDSHAKE_TIMEOUT`] passes); further connections are
+/// closed at once, counted (`emulxen_handshakes_refused`) and logged at
+/// most once a second. Registered guests do not count.
+pub const MAX_HANDSHAKES: usize = 64;
 
 /// Accept guests until the task is dropped.
 ///
@@ -124,45 +131,62 @@ pub async fn serve(
             .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
             .unwrap_or_else(|| "emulated Xen socket".into()),
     );
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    let mut busy_log = crate::ratelimit::LogLimit::new();
     loop {
         let (stream, _) = crate::accept::next(&mut errors, || listener.accept()).await?;
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            drop(stream);
+            crate::coverage::EMULXEN_HANDSHAKES_REFUSED.inc();
+            if busy_log.ready() {
+                tracing::warn!(
+                    "emulated Xen socket: {MAX_HANDSHAKES} handshakes under way, closing a new connection ({} in all)",
+                    crate::coverage::EMULXEN_HANDSHAKES_REFUSED.get()
+                );
+            }
+            continue;
+        };
         let switch = switch.clone();
         let cfg = cfg.clone();
         let xenbus = xenbus.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_guest(stream, switch, cfg, xenbus).await {
+            if let Err(e) = serve_guest(stream, permit, switch, cfg, xenbus).await {
                 refused(&e);
             }
         });
     }
 }
 
-/// Log why a guest was refused; a message with too many descriptors
-/// (`MSG_CTRUNC`: a hostile or broken guest can send them in a loop) is
-/// counted (`emulxen_fds_truncated` in `coverage/show`) and logged at most
-/// once a second.
+/// Log why a guest was refused. What a hostile or broken peer can repeat
+/// in a loop is logged at most once a second: a message with too many
+/// descriptors (`MSG_CTRUNC`, counted as `emulxen_fds_truncated` in
+/// `coverage/show`) and a handshake past its deadline (counted where it
+/// times out).
 fn refused(e: &anyhow::Error) {
-    static TRUNCATED_LOG: Mutex<crate::ratelimit::LogLimit> =
+    static REPEATED_LOG: Mutex<crate::ratelimit::LogLimit> =
         Mutex::new(crate::ratelimit::LogLimit::new());
     let truncated = e
         .chain()
         .any(|c| matches!(c.downcast_ref(), Some(VifError::TooManyFds { .. })));
-    if !truncated {
+    if truncated {
+        crate::coverage::EMULXEN_FDS_TRUNCATED.inc();
+    } else if e.downcast_ref::<HandshakeTimedOut>().is_none() {
         tracing::warn!("emulated Xen guest: {e:#}");
         return;
     }
-    crate::coverage::EMULXEN_FDS_TRUNCATED.inc();
-    if TRUNCATED_LOG
+    if let Some(held) = REPEATED_LOG
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .ready()
+        .allow()
     {
-        tracing::warn!(
-            "emulated Xen guest refused: {e:#} ({} such refusals in all)",
-            crate::coverage::EMULXEN_FDS_TRUNCATED.get()
-        );
+        tracing::warn!("emulated Xen guest refused: {e:#} ({held} more refusals not logged)");
     }
 }
+
+/// A guest's attach request did not arrive whole within the deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("no complete attach request within {0:?}")]
+struct HandshakeTimedOut(Duration);
 
 /// What a guest's first message led to.
 enum Outcome {
@@ -172,8 +196,11 @@ enum Outcome {
     Registered(DomId),
 }
 
+/// One guest's connection: its handshake (holding `permit`, within
+/// [`HANDSHAKE_TIMEOUT`]), then, until it closes, its vif or domain.
 async fn serve_guest(
     stream: UnixStream,
+    permit: tokio::sync::OwnedSemaphorePermit,
     switch: Placement,
     cfg: EmulatedXenConfig,
     xenbus: Option<XenbusCtx>,
@@ -181,7 +208,9 @@ async fn serve_guest(
     let std_stream = stream.into_std()?;
     std_stream.set_nonblocking(false)?;
     std_stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
-    let (std_stream, outcome) = {
+    // Shut down at the deadline, which ends the blocking reads at once.
+    let watchdog = std_stream.try_clone()?;
+    let handshake = {
         let switch = switch.clone();
         let xenbus = xenbus.clone();
         tokio::task::spawn_blocking(move || {
@@ -201,8 +230,16 @@ async fn serve_guest(
             }
             (std_stream, r)
         })
-        .await?
     };
+    let (std_stream, outcome) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(r) => r?,
+        Err(_) => {
+            let _ = watchdog.shutdown(std::net::Shutdown::Both);
+            crate::coverage::EMULXEN_HANDSHAKES_TIMED_OUT.inc();
+            return Err(HandshakeTimedOut(HANDSHAKE_TIMEOUT).into());
+        }
+    };
+    drop((watchdog, permit));
     let outcome = outcome?;
     // Wait for the guest to go away.
     std_stream.set_read_timeout(None)?;

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
@@ -198,4 +198,57 @@ fn unixctl_survives_running_out_of_descriptors() {
     let v = h.appctl(&["version"]);
     assert!(v.starts_with("xennetd "), "{v}");
     assert!(h.daemon_alive(), "xennetd exited:\n{}", h.log());
+}
+
+/// Slow handshakes (a byte every 100 ms, never a whole request) hold at
+/// most 64 handshake slots and each for at most its 5 s deadline, which
+/// the trickle does not extend: a connection beyond the slots is closed at
+/// once (counted), every slow one is closed at its deadline (counted),
+/// and then guests register and talk.
+#[test]
+fn slow_handshakes_are_capped_and_cut_at_their_deadline() {
+    const SLOTS: usize = 64;
+    let mut h = Harness::start("slowhs");
+    h.appctl(&["version"]);
+    let sock = h.rundir.join("xennet-xen.sock");
+    let mut slow: Vec<UnixStream> = (0..SLOTS)
+        .map(|_| UnixStream::connect(&sock).unwrap())
+        .collect();
+    // Each slot taken: one more is closed without a word.
+    h.wait_for("the extra connection to be refused", || {
+        let mut extra = UnixStream::connect(&sock).unwrap();
+        extra
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut b = [0u8; 64];
+        matches!(extra.read(&mut b), Ok(0))
+    });
+    let started = std::time::Instant::now();
+    // Trickle bytes until every slow connection has been cut.
+    let mut cut = vec![false; SLOTS];
+    while cut.iter().any(|c| !c) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "slow handshakes still open after 30 s; xennetd log:\n{}",
+            h.log()
+        );
+        for (i, s) in slow.iter_mut().enumerate() {
+            if !cut[i] && s.write_all(b" ").is_err() {
+                cut[i] = true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let coverage = h.appctl(&["coverage/show"]);
+    assert!(
+        coverage.contains(&format!("emulxen_handshakes_timed_out total: {SLOTS}")),
+        "{coverage}"
+    );
+    assert!(
+        !coverage.contains("emulxen_handshakes_refused total: 0\n"),
+        "{coverage}"
+    );
+    h.guest_xenstore(1);
+    h.guest_xenstore(2);
+    assert!(h.ping(1, 2, 2), "{}", h.log());
 }
