@@ -225,7 +225,7 @@ fn slow_handshakes_are_capped_and_cut_at_their_deadline() {
     });
     let started = std::time::Instant::now();
     // Trickle bytes until every slow connection has been cut.
-    let mut cut = vec![false; SLOTS];
+    let mut cut = [false; SLOTS];
     while cut.iter().any(|c| !c) {
         assert!(
             started.elapsed() < Duration::from_secs(30),
