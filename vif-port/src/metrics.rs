@@ -26,6 +26,10 @@ macro_rules! metrics {
             /// Packets to the guest per queue (its RX rings), by queue index;
             /// counted only for vifs with more than one queue.
             pub queue_tx_packets: [AtomicU64; crate::netback::MAX_QUEUES],
+            /// Protocol violations by kind, indexed by
+            /// [`crate::netback::ProtocolViolation::index`] (in the JSON:
+            /// `violations`, an object of the non-zero ones by name).
+            pub violations: [AtomicU64; crate::netback::ProtocolViolation::KINDS],
         }
 
         impl VifMetrics {
@@ -38,6 +42,15 @@ macro_rules! metrics {
                     let v: Vec<serde_json::Value> = arr.iter().take(n).map(|c| c.load(Ordering::Relaxed).into()).collect();
                     m.insert(key.to_string(), v.into());
                 }
+                let violations: serde_json::Map<String, serde_json::Value> = self
+                    .violations
+                    .iter()
+                    .zip(crate::netback::ProtocolViolation::NAMES)
+                    .map(|(c, name)| (name.to_string(), c.load(Ordering::Relaxed)))
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(name, n)| (name, n.into()))
+                    .collect();
+                m.insert("violations".to_string(), violations.into());
                 for (key, total, count) in [
                     ("rx_wait_avg_us", &self.rx_wait_ns, &self.rx_packets),
                     ("tx_backlog_wait_avg_us", &self.tx_backlog_wait_ns, &self.tx_queued),

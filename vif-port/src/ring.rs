@@ -437,15 +437,15 @@ impl<K: RingKind> BackRing<K> {
     /// The frontend's `req_prod` (read once) and the requests pending up
     /// to it. `Err` (a protocol violation, `RING_REQUEST_PROD_OVERFLOW`)
     /// when more than the ring holds are pending.
-    pub fn pending(&self) -> Result<(u32, u32), String> {
+    pub fn pending(&self) -> Result<(u32, u32), crate::netback::RingOverflow> {
         let prod = self.req_prod();
         let n = prod.wrapping_sub(self.req_cons);
         if n > K::SIZE {
-            return Err(format!(
-                "impossible request count: req_prod {prod}, req_cons {}, ring of {}",
-                self.req_cons,
-                K::SIZE
-            ));
+            return Err(crate::netback::RingOverflow {
+                req_prod: prod,
+                req_cons: self.req_cons,
+                size: K::SIZE,
+            });
         }
         Ok((prod, n))
     }

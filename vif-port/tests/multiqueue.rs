@@ -298,4 +298,15 @@ fn hostile_control_ring() {
     nf.ctrl_set_req_prod(1000);
     assert_eq!(vif.recv(&mut b), RecvStatus::Disabled);
     assert_eq!(get(&vif.metrics().fatal_errors), 1);
+    assert!(
+        matches!(
+            vif.violation(),
+            Some(xennet_vif::netback::ProtocolViolation::RingOverflow {
+                ring: xennet_vif::netback::RingName::Ctrl,
+                overflow
+            }) if overflow.req_prod == 1000
+        ),
+        "{:?}",
+        vif.violation()
+    );
 }

@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 
 use xennet_datapath::{Csum, Gso, GsoType, Packet, PacketBatch, Port, RecvStatus};
 use xennet_vif::hostile::{self, HostileCase};
+use xennet_vif::netback::{ProtocolViolation, RingName};
 use xennet_vif::netfront::Netfront;
 use xennet_vif::ring::*;
 use xennet_vif::{Vif, VifMetrics};
@@ -309,6 +310,34 @@ fn hostile_cases() {
             assert_eq!(st, RecvStatus::Disabled, "{case}");
             assert_eq!(get(&m.fatal_errors), 1, "{case}");
             assert!(vif.is_disabled());
+            // The violation, with the values that broke the protocol,
+            // and its own counter.
+            let v = vif.violation().expect("a violation");
+            let want = match case {
+                HostileCase::ProdOverflow => matches!(
+                    v,
+                    ProtocolViolation::RingOverflow {
+                        ring: RingName::Tx,
+                        overflow
+                    } if overflow.req_prod.wrapping_sub(overflow.req_cons) > overflow.size
+                ),
+                HostileCase::OffsetOverflow => matches!(
+                    v,
+                    ProtocolViolation::FirstSlotCrossesPage { offset, size }
+                        if usize::from(offset) + usize::from(size) > 4096
+                ),
+                HostileCase::TwentySlots => matches!(
+                    v,
+                    ProtocolViolation::TooManySlots {
+                        slots: 20,
+                        threshold: 20
+                    }
+                ),
+                _ => false,
+            };
+            assert!(want, "{case}: {v:?}");
+            assert_eq!(get(&m.violations[v.index()]), 1, "{case}");
+            assert_eq!(m.to_json()["violations"][v.name()], 1, "{case}");
             // Stays disabled, no second warning, no panic.
             let mut b = PacketBatch::new();
             assert_eq!(vif.recv(&mut b), RecvStatus::Disabled);

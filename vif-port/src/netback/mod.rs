@@ -33,10 +33,12 @@ mod credit;
 mod mcast;
 mod rx;
 mod tx;
+mod violation;
 
 pub use credit::{TxRate, MAX_BURST_BYTES};
 pub use mcast::MCAST_MAX;
 pub use rx::RX_DRAIN_TIMEOUT;
+pub use violation::{ProtocolViolation, RingName, RingOverflow};
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -336,6 +338,8 @@ pub struct Vif {
     mcast: mcast::McastFilter,
     metrics: Arc<VifMetrics>,
     disabled: bool,
+    /// What disabled the vif.
+    violation: Option<ProtocolViolation>,
     log: LogLimiter,
     tx_scratch: tx::Scratch,
     rx_scratch: rx::Scratch,
@@ -462,6 +466,7 @@ impl Vif {
             mcast: mcast::McastFilter::default(),
             metrics,
             disabled: false,
+            violation: None,
             log: LogLimiter::default(),
             tx_scratch: tx::Scratch::default(),
             rx_scratch: rx::Scratch::default(),
@@ -591,8 +596,11 @@ impl Vif {
         for _ in 0..CtrlRing::SIZE {
             let pending = match ring.pending() {
                 Ok((_, n)) => n,
-                Err(e) => {
-                    self.fatal(&format!("control ring: {e}"));
+                Err(overflow) => {
+                    self.fatal(ProtocolViolation::RingOverflow {
+                        ring: RingName::Ctrl,
+                        overflow,
+                    });
                     break;
                 }
             };
@@ -650,6 +658,11 @@ impl Vif {
         self.disabled
     }
 
+    /// The protocol violation that disabled the vif, if one did.
+    pub fn violation(&self) -> Option<ProtocolViolation> {
+        self.violation
+    }
+
     /// Multicast groups the frontend subscribed to.
     pub fn mcast_groups(&self) -> usize {
         self.mcast.len()
@@ -661,14 +674,18 @@ impl Vif {
     }
 
     /// Disable the vif after a protocol violation: one warning, a counter.
-    fn fatal(&mut self, reason: &str) {
+    fn fatal(&mut self, v: ProtocolViolation) {
         if self.disabled {
             return;
         }
         self.disabled = true;
+        self.violation = Some(v);
         VifMetrics::add(&self.metrics.fatal_errors, 1);
+        if let Some(c) = self.metrics.violations.get(v.index()) {
+            VifMetrics::add(c, 1);
+        }
         tracing::warn!(
-            "{}: fatal error from frontend: {reason}; disabling vif",
+            "{}: fatal error from frontend: {v}; disabling vif",
             self.name
         );
     }
@@ -877,8 +894,8 @@ impl Port for Vif {
             let tx_cons = q.tx.req_cons;
             match self.guest_tx(q, batch) {
                 Ok(m) => more |= m,
-                Err(reason) => {
-                    self.fatal(&reason);
+                Err(v) => {
+                    self.fatal(v);
                     break;
                 }
             }

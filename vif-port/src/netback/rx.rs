@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 use xennet_datapath::{Csum, GsoType, Packet};
 
 use super::mcast::McastFilter;
-use super::{FrontendConfig, LogReason, Queue, Vif, RX_QUEUE_BYTES, RX_QUEUE_PACKETS};
+use super::{
+    FrontendConfig, LogReason, ProtocolViolation, Queue, RingName, Vif, RX_QUEUE_BYTES,
+    RX_QUEUE_PACKETS,
+};
 use crate::ctrl::HashConfig;
 use crate::grant::{recycle_ops, ForeignAddr, GrantCopy, GrantOps, GNTST_OKAY};
 use crate::metrics::VifMetrics;
@@ -140,7 +143,7 @@ fn deliver<T: RxItem>(
     metrics: &VifMetrics,
     scratch: &mut Scratch,
     pkts: &[T],
-) -> Result<Delivered, String> {
+) -> Result<Delivered, ProtocolViolation> {
     let Scratch {
         plans,
         reqs,
@@ -150,7 +153,12 @@ fn deliver<T: RxItem>(
     plans.clear();
     reqs.clear();
     owner.clear();
-    let (_, mut avail) = ring.pending().map_err(|e| format!("RX: {e}"))?;
+    let (_, mut avail) = ring
+        .pending()
+        .map_err(|overflow| ProtocolViolation::RingOverflow {
+            ring: RingName::Rx,
+            overflow,
+        })?;
     let mut out = Delivered::default();
     let mut cons = ring.req_cons;
     for (i, item) in pkts.iter().enumerate() {
@@ -331,8 +339,8 @@ impl Vif {
                     start = d.handled;
                     self.note_delivered(q, &d);
                 }
-                Err(reason) => {
-                    self.fatal(&reason);
+                Err(v) => {
+                    self.fatal(v);
                     return;
                 }
             }
@@ -419,7 +427,7 @@ impl Vif {
                     self.dequeue(q, now);
                 }
             }
-            Err(reason) => self.fatal(&reason),
+            Err(v) => self.fatal(v),
         }
     }
 

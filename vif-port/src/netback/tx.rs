@@ -12,7 +12,7 @@ use std::time::Instant;
 use xennet_datapath::{Csum, Gso, GsoType, PacketBatch, MAX_BURST};
 
 use super::mcast::McastOp;
-use super::{LogReason, Queue, Vif};
+use super::{LogReason, ProtocolViolation, Queue, RingName, Vif};
 use crate::grant::{recycle_ops, ForeignAddr, GrantCopy, GrantOps, GNTST_OKAY};
 use crate::metrics::VifMetrics;
 use crate::ring::{
@@ -97,7 +97,7 @@ impl Vif {
         first: NetifTxRequest,
         start: u32,
         work: u32,
-    ) -> Result<TxPkt, String> {
+    ) -> Result<TxPkt, ProtocolViolation> {
         let slots = &mut self.tx_scratch.slots;
         let first_slot = slots.len();
         slots.push(Slot {
@@ -120,7 +120,7 @@ impl Vif {
         if first.flags & NETTXF_EXTRA_INFO != 0 {
             loop {
                 if n >= work {
-                    return Err("missing extra info".into());
+                    return Err(ProtocolViolation::MissingExtraInfo);
                 }
                 let req = q.tx.copy_request(start.wrapping_add(n));
                 n += 1;
@@ -130,12 +130,12 @@ impl Vif {
                     XEN_NETIF_EXTRA_TYPE_GSO => {
                         let mss = extra.gso_size();
                         if mss == 0 {
-                            return Err("GSO size must not be zero".into());
+                            return Err(ProtocolViolation::ZeroGsoSize);
                         }
                         let kind = match extra.gso_type() {
                             XEN_NETIF_GSO_TYPE_TCPV4 => GsoType::TcpV4,
                             XEN_NETIF_GSO_TYPE_TCPV6 => GsoType::TcpV6,
-                            t => return Err(format!("bad GSO type {t}")),
+                            t => return Err(ProtocolViolation::BadGsoType(t)),
                         };
                         pkt.gso = Some(Gso { kind, mss });
                     }
@@ -146,7 +146,7 @@ impl Vif {
                         pkt.mcast = Some(McastOp::Del(extra.mcast_addr()));
                     }
                     XEN_NETIF_EXTRA_TYPE_HASH => {} // a hint we do not use
-                    t => return Err(format!("invalid extra type {t}")),
+                    t => return Err(ProtocolViolation::InvalidExtraType(t)),
                 }
                 if extra.flags & XEN_NETIF_EXTRA_FLAG_MORE == 0 {
                     break;
@@ -165,15 +165,13 @@ impl Vif {
         let mut remaining = first.size;
         while more {
             if n >= work {
-                return Err(format!(
-                    "packet needs more than the {work} requests produced"
-                ));
+                return Err(ProtocolViolation::TruncatedPacket { produced: work });
             }
             if data_slots + 1 >= FATAL_SLOTS {
-                return Err(format!(
-                    "malicious frontend using {} slots, threshold {FATAL_SLOTS}",
-                    data_slots + 1
-                ));
+                return Err(ProtocolViolation::TooManySlots {
+                    slots: data_slots + 1,
+                    threshold: FATAL_SLOTS,
+                });
             }
             let txp = q.tx.copy_request(start.wrapping_add(n));
             n += 1;
@@ -190,19 +188,19 @@ impl Vif {
             }
             remaining = remaining.saturating_sub(txp.size);
             if usize::from(txp.offset) + usize::from(txp.size) > XEN_PAGE_SIZE {
-                return Err(format!(
-                    "slot crosses page boundary: offset {} size {}",
-                    txp.offset, txp.size
-                ));
+                return Err(ProtocolViolation::SlotCrossesPage {
+                    offset: txp.offset,
+                    size: txp.size,
+                });
             }
             more = txp.flags & NETTXF_MORE_DATA != 0;
         }
         pkt.first_len = remaining;
         if usize::from(first.offset) + usize::from(remaining) > XEN_PAGE_SIZE {
-            return Err(format!(
-                "first slot crosses page boundary: offset {} size {remaining}",
-                first.offset
-            ));
+            return Err(ProtocolViolation::FirstSlotCrossesPage {
+                offset: first.offset,
+                size: remaining,
+            });
         }
         if pkt.drop.is_none() && remaining < ETH_HLEN {
             // Also catches total < ETH_HLEN, and all-zero-length packets
@@ -219,8 +217,13 @@ impl Vif {
         &mut self,
         q: &mut Queue,
         batch: &mut PacketBatch,
-    ) -> Result<bool, String> {
-        let (prod, pending) = q.tx.pending()?;
+    ) -> Result<bool, ProtocolViolation> {
+        let (prod, pending) =
+            q.tx.pending()
+                .map_err(|overflow| ProtocolViolation::RingOverflow {
+                    ring: RingName::Tx,
+                    overflow,
+                })?;
         let room = MAX_BURST.saturating_sub(batch.len());
         self.tx_scratch.slots.clear();
         self.tx_scratch.pkts.clear();
