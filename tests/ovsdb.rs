@@ -740,6 +740,24 @@ fn other_config_limits() {
     assert!(fdb().contains("entries in the table: 0/8192"), "{}", fdb());
 }
 
+/// A database with bridge `br0` and ports `vif1.0`..`vif{n}.0`, and
+/// xennetd on it with guests 1..=n attached through xenstore, started
+/// with `--reconnect 30` so that they survive an xennetd crash.
+fn bridge_with_reconnecting_guests(tag: &str, n: u16) -> (OvsdbServer, Harness) {
+    let db = OvsdbServer::start(tag);
+    let addr = db.addr();
+    let mut h = Harness::start_with(&format!("db{tag}"), &["--db", &addr]);
+    db.vsctl_ok(&["add-br", "br0"]);
+    let sock = h.rundir().join("xenstored.sock");
+    h.wait_for("xenstored socket", || sock.exists());
+    let sock = sock.to_string_lossy().into_owned();
+    for d in 1..=n {
+        db.vsctl_ok(&["add-port", "br0", &format!("vif{d}.0")]);
+        h.guest_with(d, &["--xenstore", &sock, "--reconnect", "30"]);
+    }
+    (db, h)
+}
+
 /// After a crash (SIGKILL) and a restart, vifs come back under the
 /// OpenFlow port numbers they had, whatever order their guests re-attach
 /// in: the restarted daemon writes ofport -1 while a guest is away, but
@@ -747,17 +765,7 @@ fn other_config_limits() {
 #[test]
 fn ofports_survive_a_crash_whatever_order_guests_return_in() {
     use nix::sys::signal::Signal;
-    let db = OvsdbServer::start("ofkeep");
-    let addr = db.addr();
-    let mut h = Harness::start_with("dbofkeep", &["--db", &addr]);
-    db.vsctl_ok(&["add-br", "br0"]);
-    let sock = h.rundir().join("xenstored.sock");
-    h.wait_for("xenstored socket", || sock.exists());
-    let sock = sock.to_string_lossy().into_owned();
-    for d in 1..=3 {
-        db.vsctl_ok(&["add-port", "br0", &format!("vif{d}.0")]);
-        h.guest_with(d, &["--xenstore", &sock, "--reconnect", "30"]);
-    }
+    let (db, mut h) = bridge_with_reconnecting_guests("ofkeep", 3);
     let before: Vec<i64> = (1..=3)
         .map(|d| wait_ofport(&h, &db, &format!("vif{d}.0"), |p| p > 0))
         .collect();
@@ -790,17 +798,7 @@ fn numbered_stream_survives_restarts_in_both_orders() {
     use nix::sys::signal::Signal;
     use std::process::{Command, Stdio};
     const PACKETS: u32 = 1600; // 8 s at 200/s
-    let db = OvsdbServer::start("stream");
-    let addr = db.addr();
-    let mut h = Harness::start_with("dbstream", &["--db", &addr]);
-    db.vsctl_ok(&["add-br", "br0"]);
-    let sock = h.rundir().join("xenstored.sock");
-    h.wait_for("xenstored socket", || sock.exists());
-    let sock = sock.to_string_lossy().into_owned();
-    for d in 1..=2 {
-        db.vsctl_ok(&["add-port", "br0", &format!("vif{d}.0")]);
-        h.guest_with(d, &["--xenstore", &sock, "--reconnect", "30"]);
-    }
+    let (db, mut h) = bridge_with_reconnecting_guests("stream", 2);
     assert!(h.ping(1, 2, 2), "{}", h.log());
     let got = h.rundir().join("stream-received");
     let receiver = Command::new("ip")
