@@ -973,14 +973,7 @@ mod tests {
         let (_tx, rx) = broadcast::channel(16);
         let _task = tokio::spawn(serve(
             ours,
-            ConnOptions {
-                kind: ConnKind::Service,
-                probe_interval: None,
-                peer: "test".into(),
-                versions: header::SUPPORTED_BITMAP,
-                hello_timeout: HELLO_TIMEOUT,
-                packet_in_limit: None,
-            },
+            test_opts(ConnKind::Service),
             Arc::new(Unencodable),
             Arc::new(Roles::default()),
             rx,
@@ -1006,14 +999,7 @@ mod tests {
         let (tx, rx) = broadcast::channel(16);
         let task = tokio::spawn(serve(
             ours,
-            ConnOptions {
-                kind: ConnKind::Primary,
-                probe_interval: None,
-                peer: "test".into(),
-                versions: header::SUPPORTED_BITMAP,
-                hello_timeout: HELLO_TIMEOUT,
-                packet_in_limit: None,
-            },
+            test_opts(ConnKind::Primary),
             Arc::new(Null),
             roles,
             rx,
@@ -1091,14 +1077,7 @@ mod tests {
         let (_tx, rx) = broadcast::channel(16);
         let task = tokio::spawn(serve(
             ours,
-            ConnOptions {
-                kind: ConnKind::Service,
-                probe_interval: None,
-                peer: "test".into(),
-                versions: header::SUPPORTED_BITMAP,
-                hello_timeout: HELLO_TIMEOUT,
-                packet_in_limit: None,
-            },
+            test_opts(ConnKind::Service),
             Arc::new(Null),
             Arc::new(Roles::default()),
             rx,
@@ -1118,6 +1097,19 @@ mod tests {
         ));
     }
 
+    /// Options of a test connection of `kind`: no probe, every version,
+    /// the usual HELLO timeout, no packet-in limit.
+    fn test_opts(kind: ConnKind) -> ConnOptions {
+        ConnOptions {
+            kind,
+            probe_interval: None,
+            peer: "test".into(),
+            versions: header::SUPPORTED_BITMAP,
+            hello_timeout: HELLO_TIMEOUT,
+            packet_in_limit: None,
+        }
+    }
+
     /// Serve one connection of `kind` on a duplex pipe of `pipe` bytes.
     fn spawn_conn(
         kind: ConnKind,
@@ -1135,12 +1127,8 @@ mod tests {
         let task = tokio::spawn(serve(
             ours,
             ConnOptions {
-                kind,
                 probe_interval: probe,
-                peer: "test".into(),
-                versions: header::SUPPORTED_BITMAP,
-                hello_timeout: HELLO_TIMEOUT,
-                packet_in_limit: None,
+                ..test_opts(kind)
             },
             Arc::new(Null),
             roles,
@@ -1390,14 +1378,9 @@ mod tests {
         let _task = tokio::spawn(serve(
             ours,
             ConnOptions {
-                kind: ConnKind::Primary,
-                probe_interval: None,
-                peer: "test".into(),
-                versions: header::SUPPORTED_BITMAP,
-                hello_timeout: HELLO_TIMEOUT,
-                // One per second: hardly any token comes back during
-                // the test.
+                // One per second: hardly a token comes back during the test.
                 packet_in_limit: Some(PacketInLimit { rate: 1, burst: 5 }),
+                ..test_opts(ConnKind::Primary)
             },
             Arc::new(Null),
             Arc::new(Roles::default()),
@@ -1476,12 +1459,8 @@ mod tests {
             let task = tokio::spawn(serve(
                 ours,
                 ConnOptions {
-                    kind: ConnKind::Service,
-                    probe_interval: None,
-                    peer: "test".into(),
-                    versions: header::SUPPORTED_BITMAP,
                     hello_timeout,
-                    packet_in_limit: None,
+                    ..test_opts(ConnKind::Service)
                 },
                 Arc::new(Null),
                 Arc::new(Roles::default()),
