@@ -46,8 +46,10 @@ pub type PortVlans = BTreeMap<String, Option<PortVlan>>;
 pub struct Bridge {
     /// Bridge name.
     pub name: String,
-    dp: DpHandle,
-    fdb: FdbHandle,
+    /// The bridge's forwarding thread.
+    pub dp: DpHandle,
+    /// NORMAL's MAC learning table.
+    pub fdb: FdbHandle,
     ports: Mutex<BTreeMap<OfPort, PortEntry>>,
     /// Configured VLAN settings, applied to a port when it joins and
     /// whenever they change.
@@ -761,6 +763,7 @@ fn vif_show(switch: &Switch) -> String {
 /// The `ovs-appctl` command table.
 pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Commands {
     let mut c = Commands::default();
+    crate::opcmds::add(&mut c, switch.clone());
     c.add(
         "version",
         "",

@@ -19,12 +19,14 @@ mod identity;
 mod netdev;
 mod ofbridge;
 mod ofconn;
+mod opcmds;
 mod ratelimit;
 mod representor;
 // Shared with xennet-guest; xennetd uses only the virtio-net header.
 #[allow(dead_code)]
 mod tap;
 mod unixctl;
+mod vlog;
 mod xenbusd;
 
 use std::path::{Path, PathBuf};
@@ -96,7 +98,7 @@ fn main() -> anyhow::Result<()> {
         print!("{}", EMBEDDED_DEFAULT.trim_start());
         return Ok(());
     }
-    init_logging(&args)?;
+    vlog::init(&args.log, args.log_file.as_deref())?;
     let rundir = args
         .rundir
         .clone()
@@ -144,27 +146,6 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(run(rundir, config, db))
-}
-
-fn init_logging(args: &Args) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
-        .with_context(|| format!("bad --log filter {:?}", args.log))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match &args.log_file {
-        Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("opening log file {}", path.display()))?;
-            builder
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
-                .init();
-        }
-        None => builder.with_writer(std::io::stderr).init(),
-    }
-    Ok(())
 }
 
 /// Files this process made in the run directory, removed on exit.
