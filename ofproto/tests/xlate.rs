@@ -779,3 +779,66 @@ fn goto_into_a_miss_discards_the_action_set() {
     let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
     assert_eq!(outputs(&u), vec![4]);
 }
+
+fn sctp_frame(v6: bool, sport: u16, dport: u16) -> Vec<u8> {
+    let mut sctp = sport.to_be_bytes().to_vec();
+    sctp.extend(dport.to_be_bytes());
+    sctp.extend([0, 0, 0, 1, 0, 0, 0, 0, 0, 3, 0, 5, b'x', 0, 0, 0]);
+    let b = etherparse::PacketBuilder::ethernet2(MAC1, MAC2);
+    let mut v = Vec::new();
+    if v6 {
+        b.ipv6([1; 16], [2; 16], 64)
+            .write(&mut v, etherparse::IpNumber(132), &sctp)
+            .unwrap();
+    } else {
+        b.ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .write(&mut v, etherparse::IpNumber(132), &sctp)
+            .unwrap();
+    }
+    v
+}
+
+/// Issue 15 item 8: `sctp,tp_dst=80` matches SCTP packets (IPv4 and
+/// IPv6), and `set_field:->sctp_src` rewrites the SCTP header.
+#[test]
+fn sctp_ports_match_and_rewrite() {
+    let of = bridge();
+    for ty in [0x0800, 0x86dd] {
+        of.handle_flow_mod(&fm(
+            0,
+            10,
+            m(&[
+                exact(OxmField::EthType, ty),
+                exact(OxmField::IpProto, 132),
+                exact(OxmField::SctpDst, 80),
+            ]),
+            apply(vec![
+                Action::SetField {
+                    field: OxmField::SctpSrc,
+                    value: 7,
+                },
+                out(2),
+            ]),
+        ))
+        .unwrap();
+    }
+    of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![out(3)])))
+        .unwrap();
+    for v6 in [false, true] {
+        let u = up(&of, &sctp_frame(v6, 5000, 80), 1);
+        assert_eq!(
+            u.actions,
+            vec![
+                DpAction::Set(SetAction::TpSrc {
+                    proto: 132,
+                    port: 7
+                }),
+                DpAction::Output(2)
+            ],
+            "v6 {v6}"
+        );
+        assert!(u.mask.is_exact(Field::TpDst) && u.mask.is_exact(Field::TpSrc));
+        let u = up(&of, &sctp_frame(v6, 5000, 81), 1);
+        assert_eq!(outputs(&u), vec![3], "v6 {v6}");
+    }
+}
