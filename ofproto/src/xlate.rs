@@ -33,6 +33,11 @@
 //!   bucket whose watch port is live or watch group has a live bucket).
 //! - `dec_ttl` on TTL 0 or 1 sends a packet-in with reason
 //!   `OFPR_INVALID_TTL` and stops translation; otherwise sets TTL - 1.
+//! - `push_vlan` pushes a tag with the action's TPID (0x8100 or 0x88a8;
+//!   flow-mods with others fail with `OFPBAC_BAD_ARGUMENT`, as OVS
+//!   `decode_OFPAT_RAW11_PUSH_VLAN`); the key holds no TPID, so a pushed
+//!   tag's TPID is carried until the commit that sends it, and a popped
+//!   and re-pushed tag is sent as `pop_vlan,push_vlan(..)`.
 //! - Nicira `resubmit` looks up another table with an optionally changed
 //!   in_port and executes the rule's instructions, then continues.
 //!
@@ -254,6 +259,10 @@ struct Ctx<'a> {
     /// A VLAN action changed `flow`'s tag: commits then compare it with
     /// the packet's, which reads the packet's TCI.
     vlan_touched: bool,
+    /// TPID of `flow`'s outer tag when a `push_vlan` made it and no commit
+    /// has sent it yet (the key holds no TPID; OVS keeps it in
+    /// `flow->vlans[0].tpid`); `None`: the packet's own tag, if any.
+    push_tpid: Option<u16>,
 }
 
 impl<'a> Ctx<'a> {
@@ -286,6 +295,7 @@ impl<'a> Ctx<'a> {
             exit: false,
             error: None,
             vlan_touched: false,
+            push_tpid: None,
         }
     }
 }
@@ -736,7 +746,9 @@ impl Ctx<'_> {
             Action::Output { port, max_len } => self.output(*port, *max_len),
             Action::Group(g) => self.group(*g),
             Action::SetQueue(_) => {}
-            Action::PushVlan(_) => {
+            Action::PushVlan(tpid) => {
+                // The tag gets the action's TPID (0x8100 or 0x88a8, the
+                // flow-mod checked), as OVS `xlate_push_vlan`.
                 // Untagged: only the tag's absence matters; tagged: the new
                 // tag copies the outer one (1.3.5 §5.12), so all of it.
                 self.wc_or(Field::VlanTci, u128::from(VLAN_CFI));
@@ -746,17 +758,19 @@ impl Ctx<'_> {
                     // A second tag: commit and push it now.
                     self.commit();
                     let tci = self.flow.vlan_tci();
-                    self.actions.push(DpAction::PushVlan { tci });
+                    self.actions.push(DpAction::PushVlan { tpid: *tpid, tci });
                 } else {
                     // The new tag copies nothing (no outer tag): VID 0,
                     // PCP 0 (1.3.5 §5.12 table 6).
                     self.flow.set_vlan_tci(VLAN_CFI);
+                    self.push_tpid = Some(*tpid);
                 }
             }
             Action::PopVlan => {
                 self.wc_or(Field::VlanTci, u128::from(VLAN_CFI));
                 self.vlan_touched = true;
                 self.flow.set_vlan_tci(0);
+                self.push_tpid = None;
             }
             Action::SetField { field, value } => self.set_field(*field, *value),
             Action::DecNwTtl => self.dec_ttl(),
@@ -903,9 +917,24 @@ impl Ctx<'_> {
             );
         }
         // VLAN.
+        let push_tpid = self.push_tpid.take();
         match (b.has_vlan(), f.has_vlan()) {
             (true, false) => self.actions.push(DpAction::PopVlan),
-            (false, true) => self.actions.push(DpAction::PushVlan { tci: f.vlan_tci() }),
+            (false, true) => self.actions.push(DpAction::PushVlan {
+                tpid: push_tpid.unwrap_or(0x8100),
+                tci: f.vlan_tci(),
+            }),
+            (true, true) if push_tpid.is_some() => {
+                // The packet's tag was popped and another pushed: its
+                // TPID may differ, so replace the tag (as OVS
+                // `commit_vlan_action` pops and pushes differing tags).
+                self.wc.set_exact(Field::VlanTci);
+                self.actions.push(DpAction::PopVlan);
+                self.actions.push(DpAction::PushVlan {
+                    tpid: push_tpid.unwrap_or(0x8100),
+                    tci: f.vlan_tci(),
+                });
+            }
             (true, true) => {
                 if self.vlan_touched {
                     self.wc.set_exact(Field::VlanTci);
@@ -1143,7 +1172,7 @@ impl Ctx<'_> {
         self.wc.union_with(&up.mask);
         for a in &up.actions {
             match a {
-                DpAction::PushVlan { tci } => self.base.set_vlan_tci(*tci | VLAN_CFI),
+                DpAction::PushVlan { tci, .. } => self.base.set_vlan_tci(*tci | VLAN_CFI),
                 DpAction::PopVlan => self.base.set_vlan_tci(0),
                 _ => {}
             }
@@ -1222,6 +1251,7 @@ impl Ctx<'_> {
             self.note(format_args!("bucket {i}"));
             let saved_flow = self.flow;
             let saved_md = self.metadata;
+            let saved_tpid = self.push_tpid;
             self.indent += 4;
             self.do_actions(&b.actions);
             self.indent -= 4;
@@ -1229,6 +1259,7 @@ impl Ctx<'_> {
             // (1.3.5 §5.6.1: "a copy of the packet").
             self.flow = saved_flow;
             self.metadata = saved_md;
+            self.push_tpid = saved_tpid;
             self.exit = false;
         }
         self.depth -= 1;

@@ -245,7 +245,10 @@ fn push_pop_vlan() {
     assert_eq!(
         u.actions,
         vec![
-            DpAction::PushVlan { tci: 0x1014 },
+            DpAction::PushVlan {
+                tpid: 0x8100,
+                tci: 0x1014
+            },
             DpAction::Output(2),
             DpAction::PopVlan,
             DpAction::Output(3),
@@ -840,5 +843,91 @@ fn sctp_ports_match_and_rewrite() {
         assert!(u.mask.is_exact(Field::TpDst) && u.mask.is_exact(Field::TpSrc));
         let u = up(&of, &sctp_frame(v6, 5000, 81), 1);
         assert_eq!(outputs(&u), vec![3], "v6 {v6}");
+    }
+}
+
+/// Issue 15 item 9: `push_vlan:0x88a8` pushes an S-tag (TPID 0x88a8), on
+/// an untagged packet, as a second tag, and after a pop; other TPIDs are
+/// refused at flow-mod time with `OFPBAC_BAD_ARGUMENT`, as OVS does.
+#[test]
+fn push_vlan_keeps_the_requested_tpid() {
+    let of = bridge();
+    let vid = |v: u128| Action::SetField {
+        field: OxmField::VlanVid,
+        value: 0x1000 | v,
+    };
+    of.handle_flow_mod(&fm(
+        0,
+        1,
+        m(&[exact(OxmField::InPort, 1)]),
+        apply(vec![Action::PushVlan(0x88a8), vid(20), out(2)]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(
+        0,
+        1,
+        m(&[exact(OxmField::InPort, 3)]),
+        apply(vec![Action::PushVlan(0x88a8), out(2)]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(
+        0,
+        1,
+        m(&[exact(OxmField::InPort, 4)]),
+        apply(vec![
+            Action::PopVlan,
+            Action::PushVlan(0x88a8),
+            vid(7),
+            out(2),
+        ]),
+    ))
+    .unwrap();
+    let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
+    assert_eq!(
+        u.actions,
+        vec![
+            DpAction::PushVlan {
+                tpid: 0x88a8,
+                tci: 0x1000 | 20
+            },
+            DpAction::Output(2)
+        ]
+    );
+    // A tagged packet gets a second, outer S-tag copying the outer TCI.
+    let u = up(&of, &vlan_udp_frame(10), 3);
+    assert_eq!(
+        u.actions,
+        vec![
+            DpAction::PushVlan {
+                tpid: 0x88a8,
+                tci: 0x1000 | 10
+            },
+            DpAction::Output(2)
+        ]
+    );
+    // Pop then push: the packet's tag is replaced by an S-tag.
+    let u = up(&of, &vlan_udp_frame(10), 4);
+    assert_eq!(
+        u.actions,
+        vec![
+            DpAction::PopVlan,
+            DpAction::PushVlan {
+                tpid: 0x88a8,
+                tci: 0x1000 | 7
+            },
+            DpAction::Output(2)
+        ]
+    );
+    for tpid in [0x9100, 0x0800, 0] {
+        assert_eq!(
+            of.handle_flow_mod(&fm(
+                0,
+                2,
+                Match::CATCHALL,
+                apply(vec![Action::PushVlan(tpid), out(2)])
+            )),
+            Err(xennet_openflow::OfError::BAD_ACTION_ARGUMENT),
+            "{tpid:#x}"
+        );
     }
 }

@@ -97,6 +97,7 @@ fn arb_action() -> impl Strategy<Value = Action> {
             max_len: 64
         }),
         Just(Action::PushVlan(0x8100)),
+        Just(Action::PushVlan(0x88a8)),
         Just(Action::PopVlan),
         (0u16..3).prop_map(|v| Action::SetField {
             field: OxmField::VlanVid,

@@ -348,7 +348,7 @@ mod tests {
             let batch = vec![p];
             let mut ex = Executor::new();
             ex.execute(&batch, &[0], &[DpAction::PopVlan, DpAction::Output(1),
-                DpAction::PushVlan { tci: 5 }, DpAction::PushVlan { tci: 6 }, DpAction::Output(2)],
+                DpAction::PushVlan { tpid: 0x8100, tci: 5 }, DpAction::PushVlan { tpid: 0x8100, tci: 6 }, DpAction::Output(2)],
                 &|_| Some(crate::PortFeatures::default()));
             ex.flush(&batch, &mut |_, _| {});
         }
