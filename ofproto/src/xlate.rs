@@ -7,8 +7,10 @@
 //!   (0). The matched rule's instructions run in the 1.3 order (§5.9):
 //!   meter, apply-actions, clear-actions, write-actions, write-metadata,
 //!   goto-table. With no goto-table the pipeline ends and the action set
-//!   runs in the 1.3 order (§5.10): pop VLAN, push VLAN, dec TTL / set TTL,
-//!   set-field, set-queue, then group, else output.
+//!   runs in the 1.3 order (§5.10), as OVS `ofpacts_execute_action_set`:
+//!   pop VLAN, push VLAN, dec TTL, the set-fields / set TTL / set-queue in
+//!   order, then group, else output, else resubmit; nothing at all
+//!   without one of those ([`action_set_to_list`]).
 //! - A table miss ends the pipeline: in 1.3 the packet is dropped, the
 //!   action set discarded (a
 //!   bridge in standalone fail mode has a `priority=0 actions=NORMAL`
@@ -25,8 +27,10 @@
 //!   cookie, metadata and `max_len`. A table-miss flow (priority 0,
 //!   match-all) sends reason `OFPR_NO_MATCH` (OVS `OFPR_EXPLICIT_MISS`,
 //!   sent as no-match to 1.3 controllers); other flows `OFPR_ACTION`.
-//! - Groups: all (every bucket, each on the packet as it was before the
-//!   group), indirect, select (a bucket picked by rendezvous hashing of
+//! - Groups: a bucket's actions are an action set (1.3.5 §5.6.1; OVS
+//!   `xlate_group_bucket`), so they run in the action-set order with one
+//!   final output or group. All (every bucket, each on the packet as it
+//!   was before the group), indirect, select (a bucket picked by rendezvous hashing of
 //!   the Ethernet addresses and type, VLAN ID, IP addresses and protocol,
 //!   and L4 ports, with a fixed seed; exactly those fields are
 //!   un-wildcarded, so one flow keeps one bucket), fast failover (first
@@ -134,66 +138,69 @@ pub struct XlateOut {
     pub final_flow: FlowKey,
 }
 
-/// The action set (1.3.5 §5.10): at most one action of each type, one
-/// set-field per field.
+/// The action set (1.3.5 §5.10), kept as OVS keeps it: `write_actions`
+/// appends (OVS `xlate_write_actions`) and [`action_set_to_list`] orders
+/// it when it runs.
 #[derive(Debug, Default, Clone)]
 struct ActionSet {
-    pop_vlan: bool,
-    push_vlan: Option<u16>,
-    dec_ttl: bool,
-    set_ttl: Option<u8>,
-    set_fields: Vec<(OxmField, u128)>,
-    group: Option<u32>,
-    output: Option<(u32, u16)>,
+    actions: Vec<Action>,
 }
 
 impl ActionSet {
     fn write(&mut self, a: &Action) {
-        match a {
-            Action::PopVlan => self.pop_vlan = true,
-            Action::PushVlan(t) => self.push_vlan = Some(*t),
-            Action::DecNwTtl => self.dec_ttl = true,
-            Action::SetNwTtl(t) => self.set_ttl = Some(*t),
-            Action::SetField { field, value } => {
-                match self.set_fields.iter_mut().find(|(f, _)| f == field) {
-                    Some(e) => e.1 = *value,
-                    None => self.set_fields.push((*field, *value)),
-                }
-            }
-            Action::Group(g) => self.group = Some(*g),
-            Action::Output { port, max_len } => self.output = Some((*port, *max_len)),
-            Action::SetQueue(_) | Action::Resubmit { .. } => {}
-        }
+        self.actions.push(a.clone());
     }
 
-    /// The set as an ordered action list (1.3.5 §5.10).
+    /// The set as an ordered action list.
     fn to_list(&self) -> Vec<Action> {
-        let mut v = Vec::new();
-        if self.pop_vlan {
-            v.push(Action::PopVlan);
-        }
-        if let Some(t) = self.push_vlan {
-            v.push(Action::PushVlan(t));
-        }
-        if self.dec_ttl {
-            v.push(Action::DecNwTtl);
-        }
-        if let Some(t) = self.set_ttl {
-            v.push(Action::SetNwTtl(t));
-        }
-        for (field, value) in &self.set_fields {
-            v.push(Action::SetField {
-                field: *field,
-                value: *value,
-            });
-        }
-        if let Some(g) = self.group {
-            v.push(Action::Group(g));
-        } else if let Some((port, max_len)) = self.output {
-            v.push(Action::Output { port, max_len });
-        }
-        v
+        action_set_to_list(&self.actions)
     }
+}
+
+/// The action list that executing the action set `set` runs (OpenFlow
+/// 1.3.5 §5.10; OVS `ofpacts_execute_action_set`, which also runs each
+/// group bucket, 1.3.5 §5.6.1):
+///
+/// - pop VLAN, push VLAN, dec TTL: the last of each, in that order;
+/// - then every set-field, `mod_nw_ttl` and `set_queue`, in order (so the
+///   last set of a field wins);
+/// - then one final action, the last of the highest kind present, group
+///   over output over resubmit.
+///
+/// Without a final action nothing runs (an empty list): modifying a packet
+/// sent nowhere is pointless, and a `dec_ttl` must not reach the
+/// controller. So a bucket `actions=output:2,output:3` outputs to 3 only.
+pub fn action_set_to_list(set: &[Action]) -> Vec<Action> {
+    let (mut pop, mut push, mut dec) = (None, None, None);
+    let mut sets = Vec::new();
+    // (kind, action): resubmit 1, output 2, group 3.
+    let mut last: Option<(u8, &Action)> = None;
+    let mut fin = |kind: u8, a| {
+        if last.map_or(true, |(k, _)| kind >= k) {
+            last = Some((kind, a));
+        }
+    };
+    for a in set {
+        match a {
+            Action::PopVlan => pop = Some(a),
+            Action::PushVlan(_) => push = Some(a),
+            Action::DecNwTtl => dec = Some(a),
+            Action::SetField { .. } | Action::SetNwTtl(_) | Action::SetQueue(_) => sets.push(a),
+            Action::Resubmit { .. } => fin(1, a),
+            Action::Output { .. } => fin(2, a),
+            Action::Group(_) => fin(3, a),
+        }
+    }
+    let Some((_, fin)) = last else {
+        return Vec::new();
+    };
+    [pop, push, dec]
+        .into_iter()
+        .flatten()
+        .chain(sets)
+        .chain(std::iter::once(fin))
+        .cloned()
+        .collect()
 }
 
 /// Inputs of a translation.
@@ -1249,11 +1256,14 @@ impl Ctx<'_> {
                 self.counters.push(c.clone());
             }
             self.note(format_args!("bucket {i}"));
+            // A bucket's actions are an action set (1.3.5 §5.6.1), as OVS
+            // `xlate_group_bucket` runs them.
+            let list = action_set_to_list(&b.actions);
             let saved_flow = self.flow;
             let saved_md = self.metadata;
             let saved_tpid = self.push_tpid;
             self.indent += 4;
-            self.do_actions(&b.actions);
+            self.do_actions(&list);
             self.indent -= 4;
             // Each bucket works on the packet as it was before the group
             // (1.3.5 §5.6.1: "a copy of the packet").

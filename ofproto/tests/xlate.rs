@@ -704,8 +704,9 @@ fn too_many_datapath_actions_drop() {
         weight: 0,
         watch_port: OFPP_ANY,
         watch_group: OFPG_ANY,
-        actions: vec![out(2); 100],
+        actions: vec![out(2)],
     };
+    // A bucket is an action set (one output): 100 buckets, run 50 times.
     of.handle_group_mod(&GroupMod {
         command: GroupModCommand::Add,
         group_type: GroupType::All,
@@ -713,8 +714,13 @@ fn too_many_datapath_actions_drop() {
         buckets: vec![b; 100],
     })
     .unwrap();
-    of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![Action::Group(1)])))
-        .unwrap();
+    of.handle_flow_mod(&fm(
+        0,
+        1,
+        Match::CATCHALL,
+        apply(vec![Action::Group(1); 50]),
+    ))
+    .unwrap();
     let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
     assert!(u.actions.is_empty());
 }
@@ -930,4 +936,39 @@ fn push_vlan_keeps_the_requested_tpid() {
             "{tpid:#x}"
         );
     }
+}
+
+/// Issue 15 item 11: a bucket's actions are an action set (1.3.5 §5.6.1;
+/// OVS `xlate_group_bucket`): one final output (the last), the VLAN
+/// actions first, and nothing at all without an output.
+#[test]
+fn group_buckets_are_action_sets() {
+    let of = bridge();
+    let bucket = |actions: Vec<Action>| Bucket {
+        weight: 0,
+        watch_port: OFPP_ANY,
+        watch_group: OFPG_ANY,
+        actions,
+    };
+    of.handle_group_mod(&GroupMod {
+        command: GroupModCommand::Add,
+        group_type: GroupType::All,
+        group_id: 1,
+        buckets: vec![
+            bucket(vec![out(2), out(3)]),
+            bucket(vec![out(4), Action::PopVlan]),
+            bucket(vec![Action::DecNwTtl]),
+        ],
+    })
+    .unwrap();
+    of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![Action::Group(1)])))
+        .unwrap();
+    let u = up(&of, &vlan_udp_frame(10), 1);
+    assert_eq!(
+        u.actions,
+        vec![DpAction::Output(3), DpAction::PopVlan, DpAction::Output(4)]
+    );
+    // TTL 1: the output-less dec_ttl bucket does nothing (no packet-in).
+    let u = up(&of, &tcp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2, 1), 1);
+    assert_eq!(u.actions, vec![DpAction::Output(3), DpAction::Output(4)]);
 }

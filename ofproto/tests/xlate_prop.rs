@@ -278,8 +278,14 @@ fn arb_group() -> impl Strategy<Value = (GroupType, Vec<Vec<Action>>)> {
                         value: u128::from(d)
                     }),
                     Just(Action::PushVlan(0x8100)),
+                    Just(Action::PopVlan),
+                    Just(Action::DecNwTtl),
+                    (0u8..3).prop_map(|t| Action::Resubmit {
+                        in_port: OFPP_IN_PORT,
+                        table: t
+                    }),
                 ],
-                0..3,
+                0..4,
             ),
             1..4,
         ),
