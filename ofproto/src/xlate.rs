@@ -30,9 +30,12 @@
 //! - Groups: a bucket's actions are an action set (1.3.5 §5.6.1; OVS
 //!   `xlate_group_bucket`), so they run in the action-set order with one
 //!   final output or group. All (every bucket, each on the packet as it
-//!   was before the group), indirect, select (a bucket picked by rendezvous hashing of
-//!   the Ethernet addresses and type, VLAN ID, IP addresses and protocol,
-//!   and L4 ports, with a fixed seed; exactly those fields are
+//!   was before the group), indirect, select (a hash of the Ethernet
+//!   addresses and type, VLAN ID, IP addresses and protocol, and L4 ports,
+//!   with a fixed seed, picks the bucket as OVS's default method does:
+//!   through a table of 16 to 64 hash values shared out by weight, like
+//!   OVS's dp_hash method, or by the highest hash × weight when the
+//!   weights need more values; exactly the hashed fields are
 //!   un-wildcarded, so one flow keeps one bucket), fast failover (first
 //!   bucket whose watch port is live or watch group has a live bucket).
 //! - `dec_ttl` on TTL 0 or 1 sends a packet-in with reason
@@ -1209,6 +1212,39 @@ impl Ctx<'_> {
             .any(|b| self.bucket_live(b.watch_port, b.watch_group, depth))
     }
 
+    /// The bucket a select group picks for flow hash `h`, as OVS's default
+    /// selection method (no `selection_method` property) does. With a
+    /// [`Group::hash_map`] (OVS `pick_dp_hash_select_group`): the bucket
+    /// of value `h & mask`, or of the next values in turn while that one
+    /// is not live, so each bucket gets its weight's share of the flows.
+    /// Without one (weights too uneven for 64 values; OVS
+    /// `group_best_live_bucket`): the live bucket with the highest
+    /// `(hash(bucket, h) & 0xffff) * weight`, the last on ties.
+    fn select_bucket(&self, g: &Group, h: u64) -> Option<usize> {
+        let live = |i: usize| {
+            g.buckets
+                .get(i)
+                .is_some_and(|b| self.bucket_live(b.watch_port, b.watch_group, 0))
+        };
+        if let Some(map) = &g.hash_map {
+            let n = map.len();
+            // `map.len()` is a power of two; `h % n` is `h & (n - 1)`.
+            let start = (h % n as u64) as usize;
+            return (0..n).map(|i| map[(start + i) % n]).find(|b| live(*b));
+        }
+        let mut best: Option<(usize, u64)> = None;
+        for (i, b) in g.buckets.iter().enumerate() {
+            if !live(i) {
+                continue;
+            }
+            let score = (mix(h ^ mix(i as u64)) & 0xffff) * u64::from(b.weight);
+            if best.map_or(true, |(_, s)| score >= s) {
+                best = Some((i, score));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
     fn group(&mut self, id: u32) {
         let tables = self.tables;
         let Some(g) = tables.group(id) else { return };
@@ -1233,18 +1269,7 @@ impl Ctx<'_> {
                     let v = self.flow.get(f) & m;
                     h = mix(h ^ (v as u64) ^ mix((v >> 64) as u64));
                 }
-                let mut best: Option<(usize, u128)> = None;
-                for (i, b) in g.buckets.iter().enumerate() {
-                    if b.weight == 0 || !self.bucket_live(b.watch_port, b.watch_group, 0) {
-                        continue;
-                    }
-                    // Rendezvous hashing: score = hash(flow, bucket) * weight.
-                    let score = u128::from(mix(h ^ mix(i as u64)) >> 16) * u128::from(b.weight);
-                    if best.map_or(true, |(_, s)| score > s) {
-                        best = Some((i, score));
-                    }
-                }
-                best.map(|(i, _)| i).into_iter().collect()
+                self.select_bucket(g, h).into_iter().collect()
             }
         };
         if chosen.is_empty() {

@@ -241,7 +241,13 @@ fn bridge(
                 .iter()
                 .enumerate()
                 .map(|(j, a)| Bucket {
-                    weight: u16::from(*ty == GroupType::Select),
+                    // Select: weights 1, 2, 0 (a zero-weight bucket
+                    // takes no flows).
+                    weight: if *ty == GroupType::Select {
+                        [1, 2, 0][j % 3]
+                    } else {
+                        0
+                    },
                     watch_port: if *ty == GroupType::FastFailover {
                         j as u32 + 1
                     } else {
