@@ -183,6 +183,9 @@ pub struct Table {
     pub lookups: AtomicU64,
     /// Lookups that matched a rule.
     pub matches: AtomicU64,
+    /// Name set by a table-features request (`None`: the default,
+    /// [`crate::features::default_name`]).
+    pub name: Option<String>,
 }
 
 /// One group (OVS `struct ofgroup`).
@@ -324,6 +327,31 @@ impl Tables {
 
     fn bump(&mut self) {
         self.generation = self.generation.wrapping_add(1);
+    }
+
+    /// Every table's name, in table order (OVS `oftable_set_name`).
+    pub fn table_names(&self) -> Vec<String> {
+        (0..N_TABLES)
+            .zip(&self.tables)
+            .map(|(i, t)| {
+                t.name
+                    .clone()
+                    .unwrap_or_else(|| crate::features::default_name(i as u8))
+            })
+            .collect()
+    }
+
+    /// Name table `id` (an empty name restores the default); no-op for a
+    /// table that does not exist.
+    pub fn set_table_name(&mut self, id: u8, name: &str) {
+        if let Some(t) = self.tables.get_mut(usize::from(id)) {
+            t.name = (!name.is_empty()).then(|| name.to_owned());
+        }
+    }
+
+    /// `max_entries` of every table: the flow limit, at most `u32::MAX`.
+    pub fn max_entries(&self) -> u32 {
+        u32::try_from(self.max_flows).unwrap_or(u32::MAX)
     }
 
     /// Table `id`, if it exists.
@@ -1054,6 +1082,10 @@ impl Tables {
             .enumerate()
             .map(|(i, t)| TableStats {
                 table_id: i as u8,
+                name: t
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| crate::features::default_name(i as u8)),
                 active_count: u32::try_from(t.cls.len()).unwrap_or(u32::MAX),
                 lookup_count: t.lookups.load(Ordering::Relaxed),
                 matched_count: t.matches.load(Ordering::Relaxed),
