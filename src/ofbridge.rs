@@ -1,15 +1,12 @@
 //! The OpenFlow face of a bridge: answers the requests an
 //! [`ofconn`](crate::ofconn) connection hands over (features, ports, port
-//! statistics, descriptions, table features) and passes flow, group and
+//! statistics, descriptions, table features and their set requests) and passes flow, group and
 //! meter requests to the bridge's OpenFlow pipeline.
 
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use xennet_openflow::model::{
-    self, Desc, MpReply, MpRequest, Msg, PortDesc, SwitchFeatures, TableFeatureProp, TableFeatures,
-};
-use xennet_openflow::oxm::{self, Flavor};
+use xennet_openflow::model::{self, Desc, MpReply, MpRequest, Msg, PortDesc, SwitchFeatures};
 use xennet_openflow::OfError;
 
 use crate::bridge::Bridge;
@@ -113,10 +110,14 @@ impl OfBridge {
             MpRequest::PortDesc => MpReply::PortDesc(self.port_descs(b)),
             MpRequest::PortStats(p) => MpReply::PortStats(self.port_stats(b, p)?),
             MpRequest::Queue { .. } => MpReply::Queue,
+            // A query, or a set request (OVS handle_table_features_request):
+            // both are answered with the tables' features.
             MpRequest::TableFeatures(set) if set.is_empty() => {
-                MpReply::TableFeatures(table_features())
+                MpReply::TableFeatures(b.of.table_features())
             }
-            MpRequest::TableFeatures(_) => return Err(OfError::TABLE_FEATURES_EPERM),
+            MpRequest::TableFeatures(set) => {
+                MpReply::TableFeatures(b.of.modify_table_features(&set)?)
+            }
             other => return b.ofproto_multipart(ctx, other),
         })
     }
@@ -153,76 +154,6 @@ pub fn port_desc(
         curr_speed: PORT_SPEED_KBPS,
         max_speed: PORT_SPEED_KBPS,
     }
-}
-
-/// `OFPMP_TABLE_FEATURES` for tables 0..=253: every table takes every
-/// instruction, action and field xennet implements and may go to any
-/// later table. `ovs-ofctl add-flow` (without `--no-names`) asks for this
-/// to learn table names.
-pub fn table_features() -> Vec<TableFeatures> {
-    use model::OxmField;
-    let headers = |keep: &dyn Fn(&OxmField) -> bool| -> Vec<u32> {
-        OxmField::ALL
-            .iter()
-            .filter(|f| keep(f))
-            .map(|f| oxm::header(*f, Flavor::Oxm, false))
-            .collect()
-    };
-    let instructions: Vec<u16> = vec![1, 2, 3, 4, 5, 6];
-    // OFPAT_OUTPUT, PUSH_VLAN, POP_VLAN, SET_QUEUE, GROUP, SET_NW_TTL,
-    // DEC_NW_TTL, SET_FIELD.
-    let actions: Vec<u16> = vec![0, 17, 18, 21, 22, 23, 24, 25];
-    let fields = headers(&|_| true);
-    let wildcards = headers(&|f| *f != OxmField::InPort);
-    let set_fields = headers(&|f| f.is_writable() && f.layout().is_some());
-    let max_entries = u32::try_from(xennet_ofproto::tables::DEFAULT_MAX_FLOWS).unwrap_or(u32::MAX);
-    (0..N_TABLES)
-        .map(|t| {
-            let tables: Vec<u8> = (t.saturating_add(1)..N_TABLES).collect();
-            let mut properties: Vec<TableFeatureProp> = [false, true]
-                .into_iter()
-                .flat_map(|miss| {
-                    [
-                        TableFeatureProp::Instructions {
-                            miss,
-                            ids: instructions.clone(),
-                        },
-                        TableFeatureProp::NextTables {
-                            miss,
-                            tables: tables.clone(),
-                        },
-                        TableFeatureProp::WriteActions {
-                            miss,
-                            ids: actions.clone(),
-                        },
-                        TableFeatureProp::ApplyActions {
-                            miss,
-                            ids: actions.clone(),
-                        },
-                        TableFeatureProp::WriteSetField {
-                            miss,
-                            fields: set_fields.clone(),
-                        },
-                        TableFeatureProp::ApplySetField {
-                            miss,
-                            fields: set_fields.clone(),
-                        },
-                    ]
-                })
-                .collect();
-            properties.push(TableFeatureProp::Match(fields.clone()));
-            properties.push(TableFeatureProp::Wildcards(wildcards.clone()));
-            TableFeatures {
-                table_id: t,
-                name: format!("table{t}"),
-                metadata_match: u64::MAX,
-                metadata_write: u64::MAX,
-                config: 0,
-                max_entries,
-                properties,
-            }
-        })
-        .collect()
 }
 
 impl Handler for OfBridge {

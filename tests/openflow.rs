@@ -575,3 +575,68 @@ fn a_packet_out_shorter_than_an_ethernet_header_is_refused() {
     assert_eq!(rx_packets(&h, 2), before, "the runt reached guest 2");
     assert!(h.ping(1, 2, 2), "{}", h.log());
 }
+
+/// Issue 15 items 8, 9, 11 and 13, as OVS 3.1 behaves with the same
+/// tables: an SCTP port match matches a real SCTP packet; `push_vlan:0x88a8`
+/// pushes an S-tag; a group bucket is an action set (one output, the
+/// last); `ovs-ofctl mod-table br0 0 name:acl` (a full table-features set
+/// request) names the table.
+#[test]
+fn ofctl_issue15_sctp_tpid_buckets_table_names() {
+    let mut h = Harness::start("ofiss15");
+    for d in 1..=3 {
+        h.guest(d, None);
+    }
+    let of13 = |args: &[&str]| h.ofctl(&[&["-O", "OpenFlow13"][..], args].concat());
+    of13(&["del-flows", "br0"]);
+
+    // Item 13: table names through table features (ovs-ofctl sends every
+    // table's features back with the new name).
+    let o = h.ofctl_output(&["-O", "OpenFlow13", "mod-table", "br0", "0", "name:acl"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let tables = h.ofctl(&["dump-tables", "br0"]);
+    assert!(tables.contains("acl"), "{tables}");
+    let features = of13(&["dump-table-features", "br0"]);
+    assert!(features.contains("\"acl\""), "{features}");
+
+    // Item 8: sctp,tp_dst=80 matches an SCTP packet from port 1.
+    of13(&[
+        "add-flow",
+        "br0",
+        "priority=100,sctp,tp_dst=80,actions=drop",
+    ]);
+    of13(&["add-flow", "br0", "priority=90,sctp,actions=drop"]);
+    let sctp = concat!(
+        "02000000000202000000000108004500002800010000408464590afb00010afb0002",
+        "1388005000000001000000000003000578000000"
+    );
+    of13(&["packet-out", "br0", "1", "table", sctp]);
+    let flows = of13(&["dump-flows", "br0"]);
+    let line = flows
+        .lines()
+        .find(|l| l.contains("priority=100,sctp"))
+        .unwrap_or_else(|| panic!("{flows}"));
+    assert!(line.contains("n_packets=1,"), "{flows}");
+
+    // Item 9: an S-tag, shown with its TPID as OVS shows it.
+    of13(&[
+        "add-flow",
+        "br0",
+        "priority=50,in_port=2,actions=push_vlan:0x88a8,output:1",
+    ]);
+    let trace = h.appctl(&["ofproto/trace", "br0", "in_port=2,udp"]);
+    assert!(
+        trace.contains("Datapath actions: push_vlan(tpid=0x88a8,vid=0,pcp=0),1"),
+        "{trace}"
+    );
+
+    // Item 11: OVS sends to port 2 only.
+    of13(&[
+        "add-group",
+        "br0",
+        "group_id=1,type=all,bucket=actions=output:1,output:2",
+    ]);
+    of13(&["add-flow", "br0", "priority=50,in_port=3,actions=group:1"]);
+    let trace = h.appctl(&["ofproto/trace", "br0", "in_port=3,udp"]);
+    assert!(trace.contains("Datapath actions: 2\n"), "{trace}");
+}

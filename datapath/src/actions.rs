@@ -32,9 +32,14 @@ use crate::{csum, gso};
 pub enum DpAction {
     /// Send a copy of the packet, as modified so far, to a port.
     Output(OfPort),
-    /// Push an 802.1Q tag (TPID 0x8100) with this TCI; the CFI/DEI bit is
-    /// sent as given (OVS `push_vlan` sends `tci & ~VLAN_CFI`, and so do we).
+    /// Push a VLAN tag with this TPID and TCI (OVS
+    /// `OVS_ACTION_ATTR_PUSH_VLAN`, `struct ovs_action_push_vlan`); the
+    /// CFI/DEI bit is not sent (OVS `push_vlan` sends `tci & ~VLAN_CFI`,
+    /// and so do we).
     PushVlan {
+        /// Tag protocol identifier: 0x8100 (802.1Q) or 0x88a8 (802.1ad
+        /// S-tag); OpenFlow `push_vlan` refuses others at flow-mod time.
+        tpid: u16,
         /// Tag control information: PCP (3 bits), CFI (1), VID (12).
         tci: u16,
     },
@@ -73,12 +78,19 @@ impl fmt::Display for DpAction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DpAction::Output(p) => write!(f, "{p}"),
-            DpAction::PushVlan { tci } => write!(
-                f,
-                "push_vlan(vid={},pcp={})",
-                tci & VLAN_VID_MASK,
-                (tci & VLAN_PCP_MASK) >> 13
-            ),
+            DpAction::PushVlan { tpid, tci } => {
+                // OVS `format_odp_action`: the TPID only when not 0x8100.
+                f.write_str("push_vlan(")?;
+                if *tpid != 0x8100 {
+                    write!(f, "tpid={tpid:#06x},")?;
+                }
+                write!(
+                    f,
+                    "vid={},pcp={})",
+                    tci & VLAN_VID_MASK,
+                    (tci & VLAN_PCP_MASK) >> 13
+                )
+            }
             DpAction::PopVlan => f.write_str("pop_vlan"),
             DpAction::Drop => f.write_str("drop"),
             DpAction::Set(a) => write!(f, "{a}"),
@@ -117,9 +129,10 @@ impl fmt::Display for ActionsFmt<'_> {
     }
 }
 
-/// Push an 802.1Q tag after the MAC addresses. Frames shorter than 12 bytes
-/// are left alone.
-pub fn push_vlan(pkt: &mut Packet, tci: u16) -> bool {
+/// Push a VLAN tag (`tpid`, then `tci` without the CFI bit) after the MAC
+/// addresses (OVS `eth_push_vlan`). Frames shorter than 12 bytes are left
+/// alone.
+pub fn push_vlan(pkt: &mut Packet, tpid: u16, tci: u16) -> bool {
     if pkt.len() < 12 {
         return false;
     }
@@ -127,7 +140,7 @@ pub fn push_vlan(pkt: &mut Packet, tci: u16) -> bool {
     debug_assert_eq!(front.len(), VLAN_TAG_LEN);
     let d = pkt.data_mut();
     d.copy_within(VLAN_TAG_LEN..VLAN_TAG_LEN + 12, 0);
-    d[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
+    d[12..14].copy_from_slice(&tpid.to_be_bytes());
     d[14..16].copy_from_slice(&(tci & !VLAN_CFI).to_be_bytes());
     true
 }
@@ -289,9 +302,9 @@ impl Executor {
                             shared = true;
                         }
                     }
-                    DpAction::PushVlan { tci } => {
+                    DpAction::PushVlan { tpid, tci } => {
                         let j = self.writable(orig, &mut cur, &mut shared);
-                        push_vlan(&mut self.arena[j], tci);
+                        push_vlan(&mut self.arena[j], tpid, tci);
                     }
                     DpAction::PopVlan => {
                         let has_tag = {
@@ -533,7 +546,10 @@ mod tests {
     #[test]
     fn display() {
         let a = [
-            DpAction::PushVlan { tci: 0x100a },
+            DpAction::PushVlan {
+                tpid: 0x8100,
+                tci: 0x100a,
+            },
             DpAction::Output(2),
             DpAction::PopVlan,
             DpAction::Output(3),
@@ -558,7 +574,10 @@ mod tests {
             &batch,
             &[
                 DpAction::Output(1),
-                DpAction::PushVlan { tci: 0x2005 },
+                DpAction::PushVlan {
+                    tpid: 0x8100,
+                    tci: 0x2005,
+                },
                 DpAction::Output(2),
                 DpAction::PopVlan,
                 DpAction::Output(3),
@@ -689,7 +708,10 @@ mod tests {
             DpAction::Output(1),
             DpAction::Output(2),
             DpAction::Output(3),
-            DpAction::PushVlan { tci: 7 },
+            DpAction::PushVlan {
+                tpid: 0x8100,
+                tci: 7,
+            },
             DpAction::Output(5),
         ];
         let mut ex = Executor::new();
@@ -739,13 +761,31 @@ mod tests {
     }
 
     #[test]
+    fn push_vlan_uses_the_requested_tpid() {
+        // Issue 15 item 9: an 802.1ad S-tag is pushed as 0x88a8.
+        let mut p = frame();
+        assert!(push_vlan(&mut p, 0x88a8, 0x1000 | 20));
+        assert_eq!(&p.data()[12..16], &[0x88, 0xa8, 0x00, 20]);
+        assert_eq!(
+            DpAction::PushVlan {
+                tpid: 0x88a8,
+                tci: 0x1000 | 20
+            }
+            .to_string(),
+            "push_vlan(tpid=0x88a8,vid=20,pcp=0)"
+        );
+        assert!(pop_vlan(&mut p));
+        assert_eq!(p.data(), frame().data());
+    }
+
+    #[test]
     fn pop_on_untagged_and_push_on_runt() {
         let mut p = frame();
         assert!(!pop_vlan(&mut p));
-        assert!(push_vlan(&mut p, 5));
+        assert!(push_vlan(&mut p, 0x8100, 5));
         assert!(pop_vlan(&mut p));
         assert_eq!(p.data(), frame().data());
         let mut r = Packet::from_slice(&[1, 2, 3]);
-        assert!(!push_vlan(&mut r, 5));
+        assert!(!push_vlan(&mut r, 0x8100, 5));
     }
 }

@@ -14,7 +14,8 @@
 //!   so only address changes touch the field (with the uncomplemented
 //!   update), and port changes leave it alone.
 //! - SCTP uses CRC32c over the whole SCTP packet (RFC 9260 App. B); a port
-//!   change recomputes it.
+//!   change updates it as OVS `packet_set_sctp_port` does, carrying any
+//!   error through (a packet that arrived with a bad CRC leaves with one).
 //!
 //! Frames too short for the header being written, non-first fragments
 //! (for L4 fields) and mismatched protocols are left alone: the rewrite is
@@ -24,7 +25,7 @@ use std::fmt;
 
 use crate::buffer::{Csum, Packet};
 use crate::csum::{fold, sum};
-use crate::packet::{ethernet, ipv6, IpProtocol};
+use crate::packet::{ethernet, ipv6, sctp, IpProtocol};
 
 /// A field rewrite (OVS `OVS_ACTION_ATTR_SET` / `SET_MASKED`). Values are
 /// network-order byte arrays or host integers as named.
@@ -336,13 +337,29 @@ pub fn crc32c(data: &[u8]) -> u32 {
     !c
 }
 
-fn fix_sctp(d: &mut [u8], l4: usize, end: usize) {
-    if l4 + 12 > end || end > d.len() {
-        return;
+/// Rewrite 2 bytes at `off` of the SCTP header at `l4` (packet end
+/// `end`), carrying any checksum error through as OVS
+/// `packet_set_sctp_port` does: the field becomes
+/// `old ^ crc(before) ^ crc(after)`, so a correct CRC32c stays correct
+/// and a wrong one stays wrong by the same bits. `false` (nothing
+/// written) if the header does not fit.
+fn set_sctp_port(d: &mut [u8], l4: usize, end: usize, off: usize, port: u16) -> bool {
+    if l4 + sctp::HEADER_LEN > end || end > d.len() {
+        return false;
     }
-    d[l4 + 8..l4 + 12].fill(0);
-    let c = crc32c(&d[l4..end]);
-    d[l4 + 8..l4 + 12].copy_from_slice(&c.to_le_bytes());
+    let mut p = sctp::Packet::new_unchecked(&mut d[l4..end]);
+    let old = p.checksum();
+    p.set_checksum(0);
+    let before = crc32c(p.into_inner());
+    let mut p = sctp::Packet::new_unchecked(&mut d[l4..end]);
+    if off == 0 {
+        p.set_src_port(port);
+    } else {
+        p.set_dst_port(port);
+    }
+    let after = crc32c(p.into_inner());
+    sctp::Packet::new_unchecked(&mut d[l4..end]).set_checksum(old ^ before ^ after);
+    true
 }
 
 fn vlan_tci_at(d: &[u8]) -> Option<usize> {
@@ -485,12 +502,14 @@ fn set_port(d: &mut [u8], proto: u8, off: usize, port: u16, partial: bool) -> bo
     if p != proto || l4 + 4 > lay.end {
         return false;
     }
+    if proto == 132 {
+        return set_sctp_port(d, l4, lay.end, off, port);
+    }
     let Some((o, n)) = write_span(d, l4, l4 + off, &port.to_be_bytes()) else {
         return false;
     };
     match proto {
         6 | 17 => fix_l4(d, &lay, proto, o, n, partial),
-        132 => fix_sctp(d, l4, lay.end),
         _ => {}
     }
     true
@@ -788,6 +807,46 @@ mod tests {
         let mut z = l4.to_vec();
         z[8..12].fill(0);
         assert_eq!(&l4[8..12], &crc32c(&z).to_le_bytes());
+    }
+
+    #[test]
+    fn sctp_port_rewrite_carries_a_bad_crc_through() {
+        // As OVS `packet_set_sctp_port`: a wrong CRC stays wrong by the
+        // same bits (the switch does not repair the sender's errors); over
+        // IPv6 too, source port this time.
+        let mut sctp = vec![0x13, 0x88, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0];
+        sctp.extend([1, 0, 0, 8, 0xde, 0xad, 0xbe, 0xef]);
+        let good = crc32c(&sctp);
+        let bad = good ^ 0x0000_ff01;
+        sctp[8..12].copy_from_slice(&bad.to_le_bytes());
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6([1; 16], [2; 16], 64)
+            .write(&mut v, etherparse::IpNumber(132), &sctp)
+            .unwrap();
+        let mut p = Packet::from_slice(&v);
+        assert!(apply(
+            &mut p,
+            &SetAction::TpSrc {
+                proto: 132,
+                port: 7
+            }
+        ));
+        let l4 = &p.data()[54..];
+        assert_eq!(&l4[..2], &7u16.to_be_bytes());
+        let mut z = l4.to_vec();
+        z[8..12].fill(0);
+        let now = u32::from_le_bytes([l4[8], l4[9], l4[10], l4[11]]);
+        assert_eq!(now ^ crc32c(&z), 0x0000_ff01);
+        // A header cut short is left alone.
+        let mut p = Packet::from_slice(&v[..54 + 11]);
+        assert!(!apply(
+            &mut p,
+            &SetAction::TpSrc {
+                proto: 132,
+                port: 7
+            }
+        ));
     }
 
     #[test]

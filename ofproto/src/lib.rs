@@ -6,6 +6,7 @@
 //! - [`tables`]: flow tables, groups and meters with OpenFlow 1.3
 //!   semantics.
 //! - [`classifier`]: the flow-table classifier (tuple space search).
+//! - [`features`]: table features and table-features set requests.
 //! - [`xlate`]: translation of a packet through the pipeline into a
 //!   megaflow (mask + datapath actions).
 //! - [`normal`]: the NORMAL action (MAC learning switch).
@@ -13,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod classifier;
+pub mod features;
 pub mod normal;
 pub mod ofproto;
 pub mod tables;

@@ -776,7 +776,10 @@ fn emit_grouped(outs: &[(u16, OfPort)], mut cur: u16, actions: &mut Vec<DpAction
                 actions.push(DpAction::PopVlan);
             }
             if state & VLAN_CFI != 0 {
-                actions.push(DpAction::PushVlan { tci: state });
+                actions.push(DpAction::PushVlan {
+                    tpid: 0x8100,
+                    tci: state,
+                });
             }
             cur = state;
         }
@@ -1637,7 +1640,7 @@ mod tests {
             match *a {
                 DpAction::Output(p) => assert!(out.insert(p, cur).is_none(), "{p} twice"),
                 DpAction::PopVlan => cur = 0,
-                DpAction::PushVlan { tci } => {
+                DpAction::PushVlan { tci, .. } => {
                     assert_eq!(cur, 0, "stacked tags in {}", ActionsFmt(acts));
                     cur = tci | VLAN_CFI;
                 }
@@ -1657,6 +1660,7 @@ mod tests {
                 let (vid, pcp) = args.split_once(",pcp=").unwrap();
                 let (vid, pcp): (u16, u16) = (vid.parse().unwrap(), pcp.parse().unwrap());
                 acts.push(DpAction::PushVlan {
+                    tpid: 0x8100,
                     tci: (pcp << 13) | vid | VLAN_CFI,
                 });
                 s = rest;

@@ -386,6 +386,35 @@ impl Ofproto {
         self.read().aggregate_stats(req)
     }
 
+    /// `OFPMP_TABLE_FEATURES` query: every table's features, with its name.
+    pub fn table_features(&self) -> Vec<xennet_openflow::model::TableFeatures> {
+        let t = self.read();
+        crate::features::table_features(&t.table_names(), t.max_entries())
+    }
+
+    /// `OFPMP_TABLE_FEATURES` set request `req` (every table's features;
+    /// OVS `handle_table_features_change`): checked against what the tables
+    /// support ([`crate::features::check_change`]), then the tables take
+    /// their new names; returns the features as they now are (the reply).
+    ///
+    /// # Errors
+    /// `OFPTFFC_BAD_TABLE`, `OFPTFFC_BAD_TYPE`, `OFPTFFC_EPERM`; nothing
+    /// changes then.
+    pub fn modify_table_features(
+        &self,
+        req: &[xennet_openflow::model::TableFeatures],
+    ) -> Result<Vec<xennet_openflow::model::TableFeatures>, OfError> {
+        let mut t = self.write();
+        let ours = crate::features::table_features(&t.table_names(), t.max_entries());
+        for (id, name) in crate::features::check_change(&ours, req)? {
+            t.set_table_name(id, &name);
+        }
+        Ok(crate::features::table_features(
+            &t.table_names(),
+            t.max_entries(),
+        ))
+    }
+
     /// `OFPMP_TABLE`: all 254 tables.
     pub fn table_stats(&self) -> Vec<TableStats> {
         self.read().table_stats()

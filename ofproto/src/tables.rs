@@ -183,6 +183,9 @@ pub struct Table {
     pub lookups: AtomicU64,
     /// Lookups that matched a rule.
     pub matches: AtomicU64,
+    /// Name set by a table-features request (`None`: the default,
+    /// [`crate::features::default_name`]).
+    pub name: Option<String>,
 }
 
 /// One group (OVS `struct ofgroup`).
@@ -200,6 +203,49 @@ pub struct Group {
     pub counters: Arc<RuleCounters>,
     /// Per bucket.
     pub bucket_counters: Vec<Arc<RuleCounters>>,
+    /// Select groups: bucket index for each hash value (a power of two, 16
+    /// to [`MAX_SELECT_HASH_VALUES`] entries), shared out in proportion to
+    /// the weights; `None` when the weights need more values, or all are
+    /// zero (see [`select_hash_map`]).
+    pub hash_map: Option<Vec<usize>>,
+}
+
+/// Most hash values a select group's [`Group::hash_map`] may have (OVS
+/// `group_set_selection_method` asks `group_setup_dp_hash_table` for at
+/// most 64).
+pub const MAX_SELECT_HASH_VALUES: u64 = 64;
+
+/// The hash-value-to-bucket table of a select group with these bucket
+/// `weights`, as OVS `group_setup_dp_hash_table` builds it for the
+/// default selection method: `n = max(16, next_power_of_two(ceil(total /
+/// min_weight)))` values, `None` if `n` exceeds
+/// [`MAX_SELECT_HASH_VALUES`] or the weights are all zero; each value in
+/// turn goes to the bucket with the highest `weight / divisor` (the first
+/// on ties), whose divisor then grows by 2 (Webster's / Sainte-Laguë
+/// apportionment). So bucket `i` gets about `n * w_i / total` values:
+/// weights 1:2 give 5 and 11 of 16.
+pub fn select_hash_map(weights: &[u16]) -> Option<Vec<usize>> {
+    let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
+    let min = weights.iter().copied().filter(|w| *w > 0).min()?;
+    let min_slots = total.div_ceil(u64::from(min));
+    let n = min_slots.next_power_of_two().max(16);
+    if n > MAX_SELECT_HASH_VALUES {
+        return None;
+    }
+    // Compare w_i / d_i exactly as fractions: w_i * d_j > w_j * d_i.
+    let mut divisor = vec![1u64; weights.len()];
+    let mut map = Vec::new();
+    for _ in 0..n {
+        let mut win = 0;
+        for i in 1..weights.len() {
+            if u64::from(weights[i]) * divisor[win] > u64::from(weights[win]) * divisor[i] {
+                win = i;
+            }
+        }
+        divisor[win] += 2;
+        map.push(win);
+    }
+    Some(map)
 }
 
 /// One meter's configuration (its counters live in the datapath).
@@ -281,6 +327,31 @@ impl Tables {
 
     fn bump(&mut self) {
         self.generation = self.generation.wrapping_add(1);
+    }
+
+    /// Every table's name, in table order (OVS `oftable_set_name`).
+    pub fn table_names(&self) -> Vec<String> {
+        (0..N_TABLES)
+            .zip(&self.tables)
+            .map(|(i, t)| {
+                t.name
+                    .clone()
+                    .unwrap_or_else(|| crate::features::default_name(i as u8))
+            })
+            .collect()
+    }
+
+    /// Name table `id` (an empty name restores the default); no-op for a
+    /// table that does not exist.
+    pub fn set_table_name(&mut self, id: u8, name: &str) {
+        if let Some(t) = self.tables.get_mut(usize::from(id)) {
+            t.name = (!name.is_empty()).then(|| name.to_owned());
+        }
+    }
+
+    /// `max_entries` of every table: the flow limit, at most `u32::MAX`.
+    pub fn max_entries(&self) -> u32 {
+        u32::try_from(self.max_flows).unwrap_or(u32::MAX)
     }
 
     /// Table `id`, if it exists.
@@ -819,6 +890,12 @@ impl Tables {
                             .iter()
                             .map(|_| Arc::new(RuleCounters::new()))
                             .collect(),
+                        hash_map: if gm.group_type == GroupType::Select {
+                            let w: Vec<u16> = gm.buckets.iter().map(|b| b.weight).collect();
+                            select_hash_map(&w)
+                        } else {
+                            None
+                        },
                     },
                 );
                 self.bump();
@@ -1005,6 +1082,10 @@ impl Tables {
             .enumerate()
             .map(|(i, t)| TableStats {
                 table_id: i as u8,
+                name: t
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| crate::features::default_name(i as u8)),
                 active_count: u32::try_from(t.cls.len()).unwrap_or(u32::MAX),
                 lookup_count: t.lookups.load(Ordering::Relaxed),
                 matched_count: t.matches.load(Ordering::Relaxed),
@@ -1081,5 +1162,30 @@ impl Tables {
             .filter(|r| r.value.instructions.meter == Some(id))
             .count();
         u32::try_from(n).unwrap_or(u32::MAX)
+    }
+}
+
+#[cfg(test)]
+mod select_tests {
+    use super::select_hash_map;
+
+    #[test]
+    fn webster_shares_like_ovs() {
+        let count = |m: &[usize], b: usize| m.iter().filter(|x| **x == b).count();
+        // Weights 1:2: 16 values, 5 and 11 (OVS group_setup_dp_hash_table).
+        let m = select_hash_map(&[1, 2]).unwrap();
+        assert_eq!(m.len(), 16);
+        assert_eq!((count(&m, 0), count(&m, 1)), (5, 11));
+        assert_eq!(&m[..4], &[1, 0, 1, 1]);
+        // Equal weights alternate; a zero weight gets nothing.
+        let m = select_hash_map(&[1, 0, 1]).unwrap();
+        assert_eq!((count(&m, 0), count(&m, 1), count(&m, 2)), (8, 0, 8));
+        // 1:40 needs 41 -> 64 values; 1:100 needs 128: no table.
+        assert_eq!(select_hash_map(&[1, 40]).map(|m| m.len()), Some(64));
+        assert_eq!(select_hash_map(&[1, 100]), None);
+        assert_eq!(select_hash_map(&[0, 0]), None);
+        assert_eq!(select_hash_map(&[]), None);
+        assert_eq!(select_hash_map(&[u16::MAX; 256]), None);
+        assert_eq!(select_hash_map(&[u16::MAX; 4]).map(|m| m.len()), Some(16));
     }
 }

@@ -7,8 +7,10 @@
 //!   (0). The matched rule's instructions run in the 1.3 order (§5.9):
 //!   meter, apply-actions, clear-actions, write-actions, write-metadata,
 //!   goto-table. With no goto-table the pipeline ends and the action set
-//!   runs in the 1.3 order (§5.10): pop VLAN, push VLAN, dec TTL / set TTL,
-//!   set-field, set-queue, then group, else output.
+//!   runs in the 1.3 order (§5.10), as OVS `ofpacts_execute_action_set`:
+//!   pop VLAN, push VLAN, dec TTL, the set-fields / set TTL / set-queue in
+//!   order, then group, else output, else resubmit; nothing at all
+//!   without one of those ([`action_set_to_list`]).
 //! - A table miss ends the pipeline: in 1.3 the packet is dropped, the
 //!   action set discarded (a
 //!   bridge in standalone fail mode has a `priority=0 actions=NORMAL`
@@ -25,14 +27,24 @@
 //!   cookie, metadata and `max_len`. A table-miss flow (priority 0,
 //!   match-all) sends reason `OFPR_NO_MATCH` (OVS `OFPR_EXPLICIT_MISS`,
 //!   sent as no-match to 1.3 controllers); other flows `OFPR_ACTION`.
-//! - Groups: all (every bucket, each on the packet as it was before the
-//!   group), indirect, select (a bucket picked by rendezvous hashing of
-//!   the Ethernet addresses and type, VLAN ID, IP addresses and protocol,
-//!   and L4 ports, with a fixed seed; exactly those fields are
+//! - Groups: a bucket's actions are an action set (1.3.5 §5.6.1; OVS
+//!   `xlate_group_bucket`), so they run in the action-set order with one
+//!   final output or group. All (every bucket, each on the packet as it
+//!   was before the group), indirect, select (a hash of the Ethernet
+//!   addresses and type, VLAN ID, IP addresses and protocol, and L4 ports,
+//!   with a fixed seed, picks the bucket as OVS's default method does:
+//!   through a table of 16 to 64 hash values shared out by weight, like
+//!   OVS's dp_hash method, or by the highest hash × weight when the
+//!   weights need more values; exactly the hashed fields are
 //!   un-wildcarded, so one flow keeps one bucket), fast failover (first
 //!   bucket whose watch port is live or watch group has a live bucket).
 //! - `dec_ttl` on TTL 0 or 1 sends a packet-in with reason
 //!   `OFPR_INVALID_TTL` and stops translation; otherwise sets TTL - 1.
+//! - `push_vlan` pushes a tag with the action's TPID (0x8100 or 0x88a8;
+//!   flow-mods with others fail with `OFPBAC_BAD_ARGUMENT`, as OVS
+//!   `decode_OFPAT_RAW11_PUSH_VLAN`); the key holds no TPID, so a pushed
+//!   tag's TPID is carried until the commit that sends it, and a popped
+//!   and re-pushed tag is sent as `pop_vlan,push_vlan(..)`.
 //! - Nicira `resubmit` looks up another table with an optionally changed
 //!   in_port and executes the rule's instructions, then continues.
 //!
@@ -129,66 +141,69 @@ pub struct XlateOut {
     pub final_flow: FlowKey,
 }
 
-/// The action set (1.3.5 §5.10): at most one action of each type, one
-/// set-field per field.
+/// The action set (1.3.5 §5.10), kept as OVS keeps it: `write_actions`
+/// appends (OVS `xlate_write_actions`) and [`action_set_to_list`] orders
+/// it when it runs.
 #[derive(Debug, Default, Clone)]
 struct ActionSet {
-    pop_vlan: bool,
-    push_vlan: Option<u16>,
-    dec_ttl: bool,
-    set_ttl: Option<u8>,
-    set_fields: Vec<(OxmField, u128)>,
-    group: Option<u32>,
-    output: Option<(u32, u16)>,
+    actions: Vec<Action>,
 }
 
 impl ActionSet {
     fn write(&mut self, a: &Action) {
-        match a {
-            Action::PopVlan => self.pop_vlan = true,
-            Action::PushVlan(t) => self.push_vlan = Some(*t),
-            Action::DecNwTtl => self.dec_ttl = true,
-            Action::SetNwTtl(t) => self.set_ttl = Some(*t),
-            Action::SetField { field, value } => {
-                match self.set_fields.iter_mut().find(|(f, _)| f == field) {
-                    Some(e) => e.1 = *value,
-                    None => self.set_fields.push((*field, *value)),
-                }
-            }
-            Action::Group(g) => self.group = Some(*g),
-            Action::Output { port, max_len } => self.output = Some((*port, *max_len)),
-            Action::SetQueue(_) | Action::Resubmit { .. } => {}
-        }
+        self.actions.push(a.clone());
     }
 
-    /// The set as an ordered action list (1.3.5 §5.10).
+    /// The set as an ordered action list.
     fn to_list(&self) -> Vec<Action> {
-        let mut v = Vec::new();
-        if self.pop_vlan {
-            v.push(Action::PopVlan);
-        }
-        if let Some(t) = self.push_vlan {
-            v.push(Action::PushVlan(t));
-        }
-        if self.dec_ttl {
-            v.push(Action::DecNwTtl);
-        }
-        if let Some(t) = self.set_ttl {
-            v.push(Action::SetNwTtl(t));
-        }
-        for (field, value) in &self.set_fields {
-            v.push(Action::SetField {
-                field: *field,
-                value: *value,
-            });
-        }
-        if let Some(g) = self.group {
-            v.push(Action::Group(g));
-        } else if let Some((port, max_len)) = self.output {
-            v.push(Action::Output { port, max_len });
-        }
-        v
+        action_set_to_list(&self.actions)
     }
+}
+
+/// The action list that executing the action set `set` runs (OpenFlow
+/// 1.3.5 §5.10; OVS `ofpacts_execute_action_set`, which also runs each
+/// group bucket, 1.3.5 §5.6.1):
+///
+/// - pop VLAN, push VLAN, dec TTL: the last of each, in that order;
+/// - then every set-field, `mod_nw_ttl` and `set_queue`, in order (so the
+///   last set of a field wins);
+/// - then one final action, the last of the highest kind present, group
+///   over output over resubmit.
+///
+/// Without a final action nothing runs (an empty list): modifying a packet
+/// sent nowhere is pointless, and a `dec_ttl` must not reach the
+/// controller. So a bucket `actions=output:2,output:3` outputs to 3 only.
+pub fn action_set_to_list(set: &[Action]) -> Vec<Action> {
+    let (mut pop, mut push, mut dec) = (None, None, None);
+    let mut sets = Vec::new();
+    // (kind, action): resubmit 1, output 2, group 3.
+    let mut last: Option<(u8, &Action)> = None;
+    let mut fin = |kind: u8, a| {
+        if last.map_or(true, |(k, _)| kind >= k) {
+            last = Some((kind, a));
+        }
+    };
+    for a in set {
+        match a {
+            Action::PopVlan => pop = Some(a),
+            Action::PushVlan(_) => push = Some(a),
+            Action::DecNwTtl => dec = Some(a),
+            Action::SetField { .. } | Action::SetNwTtl(_) | Action::SetQueue(_) => sets.push(a),
+            Action::Resubmit { .. } => fin(1, a),
+            Action::Output { .. } => fin(2, a),
+            Action::Group(_) => fin(3, a),
+        }
+    }
+    let Some((_, fin)) = last else {
+        return Vec::new();
+    };
+    [pop, push, dec]
+        .into_iter()
+        .flatten()
+        .chain(sets)
+        .chain(std::iter::once(fin))
+        .cloned()
+        .collect()
 }
 
 /// Inputs of a translation.
@@ -254,6 +269,10 @@ struct Ctx<'a> {
     /// A VLAN action changed `flow`'s tag: commits then compare it with
     /// the packet's, which reads the packet's TCI.
     vlan_touched: bool,
+    /// TPID of `flow`'s outer tag when a `push_vlan` made it and no commit
+    /// has sent it yet (the key holds no TPID; OVS keeps it in
+    /// `flow->vlans[0].tpid`); `None`: the packet's own tag, if any.
+    push_tpid: Option<u16>,
 }
 
 impl<'a> Ctx<'a> {
@@ -286,6 +305,7 @@ impl<'a> Ctx<'a> {
             exit: false,
             error: None,
             vlan_touched: false,
+            push_tpid: None,
         }
     }
 }
@@ -736,7 +756,9 @@ impl Ctx<'_> {
             Action::Output { port, max_len } => self.output(*port, *max_len),
             Action::Group(g) => self.group(*g),
             Action::SetQueue(_) => {}
-            Action::PushVlan(_) => {
+            Action::PushVlan(tpid) => {
+                // The tag gets the action's TPID (0x8100 or 0x88a8, the
+                // flow-mod checked), as OVS `xlate_push_vlan`.
                 // Untagged: only the tag's absence matters; tagged: the new
                 // tag copies the outer one (1.3.5 §5.12), so all of it.
                 self.wc_or(Field::VlanTci, u128::from(VLAN_CFI));
@@ -746,17 +768,19 @@ impl Ctx<'_> {
                     // A second tag: commit and push it now.
                     self.commit();
                     let tci = self.flow.vlan_tci();
-                    self.actions.push(DpAction::PushVlan { tci });
+                    self.actions.push(DpAction::PushVlan { tpid: *tpid, tci });
                 } else {
                     // The new tag copies nothing (no outer tag): VID 0,
                     // PCP 0 (1.3.5 §5.12 table 6).
                     self.flow.set_vlan_tci(VLAN_CFI);
+                    self.push_tpid = Some(*tpid);
                 }
             }
             Action::PopVlan => {
                 self.wc_or(Field::VlanTci, u128::from(VLAN_CFI));
                 self.vlan_touched = true;
                 self.flow.set_vlan_tci(0);
+                self.push_tpid = None;
             }
             Action::SetField { field, value } => self.set_field(*field, *value),
             Action::DecNwTtl => self.dec_ttl(),
@@ -903,9 +927,24 @@ impl Ctx<'_> {
             );
         }
         // VLAN.
+        let push_tpid = self.push_tpid.take();
         match (b.has_vlan(), f.has_vlan()) {
             (true, false) => self.actions.push(DpAction::PopVlan),
-            (false, true) => self.actions.push(DpAction::PushVlan { tci: f.vlan_tci() }),
+            (false, true) => self.actions.push(DpAction::PushVlan {
+                tpid: push_tpid.unwrap_or(0x8100),
+                tci: f.vlan_tci(),
+            }),
+            (true, true) if push_tpid.is_some() => {
+                // The packet's tag was popped and another pushed: its
+                // TPID may differ, so replace the tag (as OVS
+                // `commit_vlan_action` pops and pushes differing tags).
+                self.wc.set_exact(Field::VlanTci);
+                self.actions.push(DpAction::PopVlan);
+                self.actions.push(DpAction::PushVlan {
+                    tpid: push_tpid.unwrap_or(0x8100),
+                    tci: f.vlan_tci(),
+                });
+            }
             (true, true) => {
                 if self.vlan_touched {
                     self.wc.set_exact(Field::VlanTci);
@@ -1143,7 +1182,7 @@ impl Ctx<'_> {
         self.wc.union_with(&up.mask);
         for a in &up.actions {
             match a {
-                DpAction::PushVlan { tci } => self.base.set_vlan_tci(*tci | VLAN_CFI),
+                DpAction::PushVlan { tci, .. } => self.base.set_vlan_tci(*tci | VLAN_CFI),
                 DpAction::PopVlan => self.base.set_vlan_tci(0),
                 _ => {}
             }
@@ -1173,6 +1212,39 @@ impl Ctx<'_> {
             .any(|b| self.bucket_live(b.watch_port, b.watch_group, depth))
     }
 
+    /// The bucket a select group picks for flow hash `h`, as OVS's default
+    /// selection method (no `selection_method` property) does. With a
+    /// [`Group::hash_map`] (OVS `pick_dp_hash_select_group`): the bucket
+    /// of value `h & mask`, or of the next values in turn while that one
+    /// is not live, so each bucket gets its weight's share of the flows.
+    /// Without one (weights too uneven for 64 values; OVS
+    /// `group_best_live_bucket`): the live bucket with the highest
+    /// `(hash(bucket, h) & 0xffff) * weight`, the last on ties.
+    fn select_bucket(&self, g: &Group, h: u64) -> Option<usize> {
+        let live = |i: usize| {
+            g.buckets
+                .get(i)
+                .is_some_and(|b| self.bucket_live(b.watch_port, b.watch_group, 0))
+        };
+        if let Some(map) = &g.hash_map {
+            let n = map.len();
+            // `map.len()` is a power of two; `h % n` is `h & (n - 1)`.
+            let start = (h % n as u64) as usize;
+            return (0..n).map(|i| map[(start + i) % n]).find(|b| live(*b));
+        }
+        let mut best: Option<(usize, u64)> = None;
+        for (i, b) in g.buckets.iter().enumerate() {
+            if !live(i) {
+                continue;
+            }
+            let score = (mix(h ^ mix(i as u64)) & 0xffff) * u64::from(b.weight);
+            if best.map_or(true, |(_, s)| score >= s) {
+                best = Some((i, score));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
     fn group(&mut self, id: u32) {
         let tables = self.tables;
         let Some(g) = tables.group(id) else { return };
@@ -1197,18 +1269,7 @@ impl Ctx<'_> {
                     let v = self.flow.get(f) & m;
                     h = mix(h ^ (v as u64) ^ mix((v >> 64) as u64));
                 }
-                let mut best: Option<(usize, u128)> = None;
-                for (i, b) in g.buckets.iter().enumerate() {
-                    if b.weight == 0 || !self.bucket_live(b.watch_port, b.watch_group, 0) {
-                        continue;
-                    }
-                    // Rendezvous hashing: score = hash(flow, bucket) * weight.
-                    let score = u128::from(mix(h ^ mix(i as u64)) >> 16) * u128::from(b.weight);
-                    if best.map_or(true, |(_, s)| score > s) {
-                        best = Some((i, score));
-                    }
-                }
-                best.map(|(i, _)| i).into_iter().collect()
+                self.select_bucket(g, h).into_iter().collect()
             }
         };
         if chosen.is_empty() {
@@ -1220,15 +1281,20 @@ impl Ctx<'_> {
                 self.counters.push(c.clone());
             }
             self.note(format_args!("bucket {i}"));
+            // A bucket's actions are an action set (1.3.5 §5.6.1), as OVS
+            // `xlate_group_bucket` runs them.
+            let list = action_set_to_list(&b.actions);
             let saved_flow = self.flow;
             let saved_md = self.metadata;
+            let saved_tpid = self.push_tpid;
             self.indent += 4;
-            self.do_actions(&b.actions);
+            self.do_actions(&list);
             self.indent -= 4;
             // Each bucket works on the packet as it was before the group
             // (1.3.5 §5.6.1: "a copy of the packet").
             self.flow = saved_flow;
             self.metadata = saved_md;
+            self.push_tpid = saved_tpid;
             self.exit = false;
         }
         self.depth -= 1;

@@ -568,3 +568,38 @@ fn multipart_dispatch() {
     ));
     assert!(of.multipart(&MpRequest::PortDesc).is_none());
 }
+
+/// Issue 15 item 13: a table-features set request that asks for nothing
+/// xennet cannot do names tables (OVS `handle_table_features_change`);
+/// one that would disable a table is refused and changes nothing.
+#[test]
+fn table_features_set_request_names_tables() {
+    use xennet_ofproto::{FailMode, Ofproto};
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let mut req = of.table_features();
+    assert_eq!(req.len(), 254);
+    assert_eq!(req[0].name, "table0");
+    req[0].name = "acl".into();
+    req[5].name = "l2".into();
+    let reply = of.modify_table_features(&req).unwrap();
+    assert_eq!(
+        (reply[0].name.as_str(), reply[5].name.as_str()),
+        ("acl", "l2")
+    );
+    assert_eq!(of.table_features()[0].name, "acl");
+    assert_eq!(of.table_stats()[0].name, "acl");
+    assert_eq!(of.table_stats()[1].name, "table1");
+    // Without table 253: refused, names kept.
+    req[0].name = "other".into();
+    req.pop();
+    assert_eq!(
+        of.modify_table_features(&req),
+        Err(OfError::TABLE_FEATURES_EPERM)
+    );
+    assert_eq!(of.table_features()[0].name, "acl");
+    // An empty name restores the default.
+    let mut req = of.table_features();
+    req[5].name = String::new();
+    of.modify_table_features(&req).unwrap();
+    assert_eq!(of.table_stats()[5].name, "table5");
+}

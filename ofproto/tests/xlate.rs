@@ -245,7 +245,10 @@ fn push_pop_vlan() {
     assert_eq!(
         u.actions,
         vec![
-            DpAction::PushVlan { tci: 0x1014 },
+            DpAction::PushVlan {
+                tpid: 0x8100,
+                tci: 0x1014
+            },
             DpAction::Output(2),
             DpAction::PopVlan,
             DpAction::Output(3),
@@ -701,8 +704,9 @@ fn too_many_datapath_actions_drop() {
         weight: 0,
         watch_port: OFPP_ANY,
         watch_group: OFPG_ANY,
-        actions: vec![out(2); 100],
+        actions: vec![out(2)],
     };
+    // A bucket is an action set (one output): 100 buckets, run 50 times.
     of.handle_group_mod(&GroupMod {
         command: GroupModCommand::Add,
         group_type: GroupType::All,
@@ -710,8 +714,13 @@ fn too_many_datapath_actions_drop() {
         buckets: vec![b; 100],
     })
     .unwrap();
-    of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![Action::Group(1)])))
-        .unwrap();
+    of.handle_flow_mod(&fm(
+        0,
+        1,
+        Match::CATCHALL,
+        apply(vec![Action::Group(1); 50]),
+    ))
+    .unwrap();
     let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
     assert!(u.actions.is_empty());
 }
@@ -778,4 +787,257 @@ fn goto_into_a_miss_discards_the_action_set() {
     // set is dropped.
     let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
     assert_eq!(outputs(&u), vec![4]);
+}
+
+fn sctp_frame(v6: bool, sport: u16, dport: u16) -> Vec<u8> {
+    let mut sctp = sport.to_be_bytes().to_vec();
+    sctp.extend(dport.to_be_bytes());
+    sctp.extend([0, 0, 0, 1, 0, 0, 0, 0, 0, 3, 0, 5, b'x', 0, 0, 0]);
+    let b = etherparse::PacketBuilder::ethernet2(MAC1, MAC2);
+    let mut v = Vec::new();
+    if v6 {
+        b.ipv6([1; 16], [2; 16], 64)
+            .write(&mut v, etherparse::IpNumber(132), &sctp)
+            .unwrap();
+    } else {
+        b.ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .write(&mut v, etherparse::IpNumber(132), &sctp)
+            .unwrap();
+    }
+    v
+}
+
+/// Issue 15 item 8: `sctp,tp_dst=80` matches SCTP packets (IPv4 and
+/// IPv6), and `set_field:->sctp_src` rewrites the SCTP header.
+#[test]
+fn sctp_ports_match_and_rewrite() {
+    let of = bridge();
+    for ty in [0x0800, 0x86dd] {
+        of.handle_flow_mod(&fm(
+            0,
+            10,
+            m(&[
+                exact(OxmField::EthType, ty),
+                exact(OxmField::IpProto, 132),
+                exact(OxmField::SctpDst, 80),
+            ]),
+            apply(vec![
+                Action::SetField {
+                    field: OxmField::SctpSrc,
+                    value: 7,
+                },
+                out(2),
+            ]),
+        ))
+        .unwrap();
+    }
+    of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![out(3)])))
+        .unwrap();
+    for v6 in [false, true] {
+        let u = up(&of, &sctp_frame(v6, 5000, 80), 1);
+        assert_eq!(
+            u.actions,
+            vec![
+                DpAction::Set(SetAction::TpSrc {
+                    proto: 132,
+                    port: 7
+                }),
+                DpAction::Output(2)
+            ],
+            "v6 {v6}"
+        );
+        assert!(u.mask.is_exact(Field::TpDst) && u.mask.is_exact(Field::TpSrc));
+        let u = up(&of, &sctp_frame(v6, 5000, 81), 1);
+        assert_eq!(outputs(&u), vec![3], "v6 {v6}");
+    }
+}
+
+/// Issue 15 item 9: `push_vlan:0x88a8` pushes an S-tag (TPID 0x88a8), on
+/// an untagged packet, as a second tag, and after a pop; other TPIDs are
+/// refused at flow-mod time with `OFPBAC_BAD_ARGUMENT`, as OVS does.
+#[test]
+fn push_vlan_keeps_the_requested_tpid() {
+    let of = bridge();
+    let vid = |v: u128| Action::SetField {
+        field: OxmField::VlanVid,
+        value: 0x1000 | v,
+    };
+    of.handle_flow_mod(&fm(
+        0,
+        1,
+        m(&[exact(OxmField::InPort, 1)]),
+        apply(vec![Action::PushVlan(0x88a8), vid(20), out(2)]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(
+        0,
+        1,
+        m(&[exact(OxmField::InPort, 3)]),
+        apply(vec![Action::PushVlan(0x88a8), out(2)]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(
+        0,
+        1,
+        m(&[exact(OxmField::InPort, 4)]),
+        apply(vec![
+            Action::PopVlan,
+            Action::PushVlan(0x88a8),
+            vid(7),
+            out(2),
+        ]),
+    ))
+    .unwrap();
+    let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
+    assert_eq!(
+        u.actions,
+        vec![
+            DpAction::PushVlan {
+                tpid: 0x88a8,
+                tci: 0x1000 | 20
+            },
+            DpAction::Output(2)
+        ]
+    );
+    // A tagged packet gets a second, outer S-tag copying the outer TCI.
+    let u = up(&of, &vlan_udp_frame(10), 3);
+    assert_eq!(
+        u.actions,
+        vec![
+            DpAction::PushVlan {
+                tpid: 0x88a8,
+                tci: 0x1000 | 10
+            },
+            DpAction::Output(2)
+        ]
+    );
+    // Pop then push: the packet's tag is replaced by an S-tag.
+    let u = up(&of, &vlan_udp_frame(10), 4);
+    assert_eq!(
+        u.actions,
+        vec![
+            DpAction::PopVlan,
+            DpAction::PushVlan {
+                tpid: 0x88a8,
+                tci: 0x1000 | 7
+            },
+            DpAction::Output(2)
+        ]
+    );
+    for tpid in [0x9100, 0x0800, 0] {
+        assert_eq!(
+            of.handle_flow_mod(&fm(
+                0,
+                2,
+                Match::CATCHALL,
+                apply(vec![Action::PushVlan(tpid), out(2)])
+            )),
+            Err(xennet_openflow::OfError::BAD_ACTION_ARGUMENT),
+            "{tpid:#x}"
+        );
+    }
+}
+
+/// Issue 15 item 11: a bucket's actions are an action set (1.3.5 §5.6.1;
+/// OVS `xlate_group_bucket`): one final output (the last), the VLAN
+/// actions first, and nothing at all without an output.
+#[test]
+fn group_buckets_are_action_sets() {
+    let of = bridge();
+    let bucket = |actions: Vec<Action>| Bucket {
+        weight: 0,
+        watch_port: OFPP_ANY,
+        watch_group: OFPG_ANY,
+        actions,
+    };
+    of.handle_group_mod(&GroupMod {
+        command: GroupModCommand::Add,
+        group_type: GroupType::All,
+        group_id: 1,
+        buckets: vec![
+            bucket(vec![out(2), out(3)]),
+            bucket(vec![out(4), Action::PopVlan]),
+            bucket(vec![Action::DecNwTtl]),
+        ],
+    })
+    .unwrap();
+    of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![Action::Group(1)])))
+        .unwrap();
+    let u = up(&of, &vlan_udp_frame(10), 1);
+    assert_eq!(
+        u.actions,
+        vec![DpAction::Output(3), DpAction::PopVlan, DpAction::Output(4)]
+    );
+    // TTL 1: the output-less dec_ttl bucket does nothing (no packet-in).
+    let u = up(&of, &tcp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2, 1), 1);
+    assert_eq!(u.actions, vec![DpAction::Output(3), DpAction::Output(4)]);
+}
+
+fn weighted_select_bridge(weights: &[u16]) -> Arc<Ofproto> {
+    let of = bridge();
+    let buckets = weights
+        .iter()
+        .enumerate()
+        .map(|(i, w)| Bucket {
+            weight: *w,
+            watch_port: OFPP_ANY,
+            watch_group: OFPG_ANY,
+            actions: vec![out(i as u32 + 2)],
+        })
+        .collect();
+    of.handle_group_mod(&GroupMod {
+        command: GroupModCommand::Add,
+        group_type: GroupType::Select,
+        group_id: 1,
+        buckets,
+    })
+    .unwrap();
+    of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![Action::Group(1)])))
+        .unwrap();
+    of
+}
+
+/// Shares of `n` TCP flows per output port.
+fn select_shares(of: &Arc<Ofproto>, n: u32) -> std::collections::BTreeMap<u32, f64> {
+    let mut h = of.upcall_handler();
+    let mut seen = std::collections::BTreeMap::new();
+    for i in 0..n {
+        let [a, b, c, d] = i.to_be_bytes();
+        let f = tcp_frame([10, b, c, d], [10, 0, 0, 2], 1000 + u16::from(a), 80, 64);
+        let u = h.upcall(&key_of(&f, 1), &packet(&f, 1), &[1, 2, 3, 4, 5, 6]);
+        for p in outputs(&u) {
+            *seen.entry(p).or_insert(0.0) += 1.0 / f64::from(n);
+        }
+    }
+    seen
+}
+
+/// Issue 15 item 10: weights 1:2 give the first bucket about a third of
+/// the flows (OVS's default method: 5 of 16 hash values), not a quarter.
+#[test]
+fn select_group_weights_one_to_two() {
+    let of = weighted_select_bridge(&[1, 2]);
+    let s = select_shares(&of, 4000);
+    let first = s.get(&2).copied().unwrap_or(0.0);
+    assert!((0.27..0.36).contains(&first), "{s:?}");
+    assert!((first + s.get(&3).copied().unwrap_or(0.0) - 1.0).abs() < 1e-9);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+    /// Over many flows each bucket's share is its weight's share, within
+    /// OVS's rounding to 16..64 hash values and sampling noise.
+    #[test]
+    fn select_group_shares_follow_weights(
+        weights in proptest::collection::vec(1u16..=8, 2..=4),
+    ) {
+        let of = weighted_select_bridge(&weights);
+        let s = select_shares(&of, 3000);
+        let total: u16 = weights.iter().sum();
+        for (i, w) in weights.iter().enumerate() {
+            let want = f64::from(*w) / f64::from(total);
+            let got = s.get(&(i as u32 + 2)).copied().unwrap_or(0.0);
+            proptest::prop_assert!((got - want).abs() < 0.09, "bucket {i}: {got} vs {want}, {s:?}");
+        }
+    }
 }

@@ -25,7 +25,7 @@ fn arb_match() -> impl Strategy<Value = Match> {
         proptest::option::of(prop_oneof![Just(None), (0u16..3).prop_map(Some)]),
         proptest::option::weighted(0.3, 0u8..3),
         proptest::option::of((0u64..3, 0u64..4)),
-        0u8..3,
+        0u8..5,
     )
         .prop_map(|(inp, dst, ip, vlan, tp, md, kind)| {
             let mut m = Match::CATCHALL;
@@ -50,10 +50,15 @@ fn arb_match() -> impl Strategy<Value = Match> {
                 }
             }
             if ip.is_some() || tp.is_some() {
-                // kind: 0 IPv4/UDP, 1 IPv4/TCP, 2 IPv6/UDP.
-                let v6 = kind == 2;
+                // kind: 0 IPv4/UDP, 1 IPv4/TCP, 2 IPv6/UDP, 3 IPv4/SCTP,
+                // 4 IPv6/SCTP.
+                let v6 = kind == 2 || kind == 4;
                 let ty = if v6 { 0x86dd } else { 0x0800 };
-                let proto = if kind == 1 { 6 } else { 17 };
+                let proto = match kind {
+                    1 => 6,
+                    3 | 4 => 132,
+                    _ => 17,
+                };
                 m.set_field(OxmField::EthType, ty, 0xffff).unwrap();
                 m.set_field(OxmField::IpProto, proto, 0xff).unwrap();
                 if let Some(i) = ip {
@@ -66,10 +71,10 @@ fn arb_match() -> impl Strategy<Value = Match> {
                     }
                 }
                 if let Some(t) = tp {
-                    let f = if kind == 1 {
-                        OxmField::TcpDst
-                    } else {
-                        OxmField::UdpDst
+                    let f = match kind {
+                        1 => OxmField::TcpDst,
+                        3 | 4 => OxmField::SctpDst,
+                        _ => OxmField::UdpDst,
                     };
                     m.set_field(f, u128::from(t), 0xffff).unwrap();
                 }
@@ -92,6 +97,7 @@ fn arb_action() -> impl Strategy<Value = Action> {
             max_len: 64
         }),
         Just(Action::PushVlan(0x8100)),
+        Just(Action::PushVlan(0x88a8)),
         Just(Action::PopVlan),
         (0u16..3).prop_map(|v| Action::SetField {
             field: OxmField::VlanVid,
@@ -117,6 +123,10 @@ fn arb_action() -> impl Strategy<Value = Action> {
         }),
         (0u8..3).prop_map(|t| Action::SetField {
             field: OxmField::TcpDst,
+            value: u128::from(t)
+        }),
+        (0u8..3).prop_map(|t| Action::SetField {
+            field: OxmField::SctpSrc,
             value: u128::from(t)
         }),
         (0u8..3).prop_map(|i| Action::SetField {
@@ -165,9 +175,13 @@ fn arb_key() -> impl Strategy<Value = Vec<u8>> {
         prop_oneof![Just(None), (0u16..3).prop_map(Some)],
         0u8..3,
         any::<u16>(),
-        0u8..3,
+        0u8..5,
     )
         .prop_map(|(inp, dst, ip, tp, vlan, ttl, sport, kind)| {
+            // SCTP common header and one DATA chunk; the CRC is left zero.
+            let mut sctp = sport.to_be_bytes().to_vec();
+            sctp.extend(u16::from(tp).to_be_bytes());
+            sctp.extend([0, 0, 0, 1, 0, 0, 0, 0, 0, 3, 0, 5, b'x', 0, 0, 0]);
             let mut v = Vec::new();
             let b = etherparse::PacketBuilder::ethernet2(MAC1, [0x50, 0x54, 0, 0, 0, dst]);
             let (src6, dst6) = (
@@ -187,10 +201,18 @@ fn arb_key() -> impl Strategy<Value = Vec<u8>> {
                             .tcp(sport, u16::from(tp), 1, 100)
                             .write(&mut v, b"x")
                             .unwrap(),
-                        _ => $b
+                        2 => $b
                             .ipv6(src6, dst6, ttl)
                             .udp(sport, u16::from(tp))
                             .write(&mut v, b"x")
+                            .unwrap(),
+                        3 => $b
+                            .ipv4([10, 0, 1, 1], [10, 0, 0, ip], ttl)
+                            .write(&mut v, etherparse::IpNumber(132), &sctp)
+                            .unwrap(),
+                        _ => $b
+                            .ipv6(src6, dst6, ttl)
+                            .write(&mut v, etherparse::IpNumber(132), &sctp)
                             .unwrap(),
                     }
                 };
@@ -219,7 +241,13 @@ fn bridge(
                 .iter()
                 .enumerate()
                 .map(|(j, a)| Bucket {
-                    weight: u16::from(*ty == GroupType::Select),
+                    // Select: weights 1, 2, 0 (a zero-weight bucket
+                    // takes no flows).
+                    weight: if *ty == GroupType::Select {
+                        [1, 2, 0][j % 3]
+                    } else {
+                        0
+                    },
                     watch_port: if *ty == GroupType::FastFailover {
                         j as u32 + 1
                     } else {
@@ -256,8 +284,14 @@ fn arb_group() -> impl Strategy<Value = (GroupType, Vec<Vec<Action>>)> {
                         value: u128::from(d)
                     }),
                     Just(Action::PushVlan(0x8100)),
+                    Just(Action::PopVlan),
+                    Just(Action::DecNwTtl),
+                    (0u8..3).prop_map(|t| Action::Resubmit {
+                        in_port: OFPP_IN_PORT,
+                        table: t
+                    }),
                 ],
-                0..3,
+                0..4,
             ),
             1..4,
         ),

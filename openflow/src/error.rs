@@ -163,7 +163,8 @@ errors! {
     OUT_OF_METERS = (12, 10), "OFPMMFC_OUT_OF_METERS.";
     OUT_OF_BANDS = (12, 11), "OFPMMFC_OUT_OF_BANDS.";
     TABLE_FEATURES_BAD_TABLE = (13, 0), "OFPTFFC_BAD_TABLE.";
-    TABLE_FEATURES_EPERM = (13, 5), "OFPTFFC_EPERM: table features cannot be changed.";
+    TABLE_FEATURES_BAD_TYPE = (13, 2), "OFPTFFC_BAD_TYPE: unknown property type.";
+    TABLE_FEATURES_EPERM = (13, 5), "OFPTFFC_EPERM: permissions error.";
 }
 
 impl fmt::Display for OfError {

@@ -651,6 +651,9 @@ pub struct FlowStats {
 pub struct TableStats {
     /// Table.
     pub table_id: u8,
+    /// Name (1.0 `ofp_table_stats` only; empty when decoded from 1.3, whose
+    /// table stats carry none; the 1.0 encoder writes `table<N>` for empty).
+    pub name: String,
     /// Flows in the table.
     pub active_count: u32,
     /// Packets looked up.
@@ -886,8 +889,9 @@ pub enum MpRequest {
     Aggregate(FlowStatsRequest),
     /// `OFPMP_TABLE`.
     Table,
-    /// `OFPMP_TABLE_FEATURES`: empty = query; non-empty = set (xennet
-    /// answers `TABLE_FEATURES_FAILED/EPERM`).
+    /// `OFPMP_TABLE_FEATURES`: empty = query; non-empty = set (every
+    /// table's features, OpenFlow 1.3.5 §7.3.5.5.1; a request split with
+    /// `OFPMPF_REQ_MORE` is reassembled before it is handled).
     TableFeatures(Vec<TableFeatures>),
     /// `OFPMP_PORT_STATS` for a port or `OFPP_ANY`.
     PortStats(u32),

@@ -2097,26 +2097,34 @@ fn decode_fixed<T>(
     b.chunks_exact(size).map(f).collect()
 }
 
-/// 1.0 `ofp_table_stats` (64 bytes): name, wildcards and max_entries are
-/// not kept.
+/// 1.0 `ofp_table_stats` (64 bytes): wildcards and max_entries are not
+/// kept.
 fn decode_table_stats(b: &[u8]) -> Result<TableStats, DecodeError> {
     let mut r = Rd::new(b, OfError::BAD_LEN);
     let table_id = r.u8()?;
-    r.skip(3 + 32 + 4 + 4)?;
+    r.skip(3)?;
+    let name = get_str(r.take(32)?);
+    r.skip(4 + 4)?;
     Ok(TableStats {
         table_id,
+        name,
         active_count: r.u32()?,
         lookup_count: r.u64()?,
         matched_count: r.u64()?,
     })
 }
 
-/// 1.0 `ofp_table_stats`: name `table<N>` (OVS names unnamed tables so),
-/// wildcards `OFPFW10_ALL`, max_entries [`TABLE_MAX_ENTRIES`].
+/// 1.0 `ofp_table_stats`: the table's name, `table<N>` if it has none (OVS
+/// names unnamed tables so), wildcards `OFPFW10_ALL`, max_entries
+/// [`TABLE_MAX_ENTRIES`].
 fn encode_table_stats(out: &mut Vec<u8>, t: &TableStats) -> Result<(), EncodeError> {
     out.u8(t.table_id);
     out.zeros(3);
-    out.str(&format!("table{}", t.table_id), 32);
+    if t.name.is_empty() {
+        out.str(&format!("table{}", t.table_id), 32);
+    } else {
+        out.str(&t.name, 32);
+    }
     out.u32(wildcards::ALL);
     out.u32(TABLE_MAX_ENTRIES);
     out.u32(t.active_count);

@@ -1353,6 +1353,7 @@ fn get_mp_reply(typ: u16, rd: &mut Rd<'_>) -> Result<MpReply, DecodeError> {
             r.skip(3)?;
             Ok(TableStats {
                 table_id,
+                name: String::new(),
                 active_count: r.u32()?,
                 lookup_count: r.u64()?,
                 matched_count: r.u64()?,

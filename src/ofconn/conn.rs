@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 use xennet_openflow::header::{self, Header, HEADER_LEN};
-use xennet_openflow::model::{AsyncConfig, Msg, RoleMsg, SwitchConfig};
+use xennet_openflow::model::{AsyncConfig, MpRequest, Msg, RoleMsg, SwitchConfig, TableFeatures};
 use xennet_openflow::{v10, OfError};
 
 /// Most bytes of a failed request echoed in an ERROR (§7.4.4: at least 64).
@@ -321,7 +321,14 @@ struct State {
     pin_bucket: Option<PacketInBucket>,
     pin_limited: u64,
     pin_log: crate::ratelimit::LogLimit,
+    /// A table-features request being reassembled from messages with
+    /// `OFPMPF_REQ_MORE` (its xid and tables so far).
+    tf_parts: Option<(u32, Vec<TableFeatures>)>,
 }
+
+/// Most tables one reassembled table-features request may hold (one per
+/// table id); more gets `OFPBRC_MULTIPART_BUFFER_OVERFLOW`.
+const MAX_TF_TABLES: usize = 255;
 
 impl State {
     /// Whether `msg` may be sent now: packet-ins beyond the connection's
@@ -362,6 +369,37 @@ impl State {
             );
         }
         push_error(version, err, req, out);
+    }
+
+    /// Add one message of a table-features request (OpenFlow 1.3.5 §7.3.5:
+    /// a request may span messages, all but the last with
+    /// `OFPMPF_REQ_MORE`; OVS `ofpmp_assembler`): the whole request once
+    /// its last message is in, `None` while more are due. A message with
+    /// another xid starts a new request (the unfinished one is dropped).
+    ///
+    /// # Errors
+    /// `OFPBRC_MULTIPART_BUFFER_OVERFLOW` beyond [`MAX_TF_TABLES`] tables
+    /// (the request is dropped).
+    fn assemble_table_features(
+        &mut self,
+        xid: u32,
+        flags: u16,
+        part: Vec<TableFeatures>,
+    ) -> Result<Option<Vec<TableFeatures>>, OfError> {
+        let mut all = match self.tf_parts.take() {
+            Some((x, v)) if x == xid => v,
+            _ => Vec::new(),
+        };
+        if all.len() + part.len() > MAX_TF_TABLES {
+            return Err(OfError::MULTIPART_BUFFER_OVERFLOW);
+        }
+        all.extend(part);
+        if flags & xennet_openflow::v13::OFPMPF_MORE != 0 {
+            self.tf_parts = Some((xid, all));
+            Ok(None)
+        } else {
+            Ok(Some(all))
+        }
     }
 
     /// A master that another connection has since replaced is a slave
@@ -538,6 +576,7 @@ where
         pin_bucket: opts.packet_in_limit.map(PacketInBucket::new),
         pin_limited: 0,
         pin_log: crate::ratelimit::LogLimit::default(),
+        tf_parts: None,
     };
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut tx = TxBuf::default();
@@ -775,6 +814,23 @@ fn on_message(
         }
     };
     st.refresh_role(roles);
+    let msg = match msg {
+        Msg::MultipartRequest {
+            flags,
+            body: MpRequest::TableFeatures(part),
+        } => match st.assemble_table_features(h.xid, flags, part) {
+            Ok(Some(all)) => Msg::MultipartRequest {
+                flags: 0,
+                body: MpRequest::TableFeatures(all),
+            },
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                st.refuse(st.version, e, raw, out);
+                return Ok(());
+            }
+        },
+        m => m,
+    };
     let v = st.version;
     let xid = h.xid;
     let reply = |st: &mut State, m: Msg, out: &mut Vec<u8>| st.reply(&m, raw, xid, out);

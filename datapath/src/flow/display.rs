@@ -278,6 +278,7 @@ impl fmt::Display for DpctlFmt<'_> {
                 let l4name = match (l3, k.nw_proto()) {
                     (_, 6) => Some(("tcp", "src", "dst")),
                     (_, 17) => Some(("udp", "src", "dst")),
+                    (_, 132) => Some(("sctp", "src", "dst")),
                     (L3::V4, 1) => Some(("icmp", "type", "code")),
                     (L3::V6, 58) => Some(("icmpv6", "type", "code")),
                     _ => None,

@@ -5,7 +5,7 @@
 
 use super::{FlowKey, DL_TYPE_NONE, NW_FRAG_ANY, NW_FRAG_LATER, VLAN_CFI};
 use crate::buffer::{OfPort, Packet};
-use crate::packet::{arp, ethernet, icmp, ipv4, ipv6, tcp, udp, EtherType, IpProtocol};
+use crate::packet::{arp, ethernet, icmp, ipv4, ipv6, sctp, tcp, udp, EtherType, IpProtocol};
 
 /// Extract the flow key of `pkt` (its `in_port` included).
 pub fn extract(pkt: &Packet) -> FlowKey {
@@ -110,6 +110,14 @@ fn extract_l4(k: &mut FlowKey, proto: IpProtocol, l4: &[u8]) {
                 k.set_tp_dst(u.dst_port());
             }
         }
+        IpProtocol::Sctp => {
+            // OVS `miniflow_extract`: the ports once the 12-byte common
+            // header fits (`SCTP_HEADER_LEN`).
+            if let Ok(s) = sctp::Packet::new_checked(l4) {
+                k.set_tp_src(s.src_port());
+                k.set_tp_dst(s.dst_port());
+            }
+        }
         IpProtocol::Icmp | IpProtocol::Icmpv6 => {
             if let Ok(i) = icmp::Packet::new_checked(l4) {
                 k.set_tp_src(u16::from(i.msg_type()));
@@ -200,6 +208,38 @@ mod tests {
             .unwrap();
         let k = extract_frame(&v, 1);
         assert_eq!((k.nw_proto(), k.tp_src(), k.tp_dst()), (58, 128, 0));
+    }
+
+    #[test]
+    fn sctp_ports_ipv4_and_ipv6() {
+        let mut sctp = vec![0x13, 0x88, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0];
+        sctp.extend([1, 0, 0, 8, 0xde, 0xad, 0xbe, 0xef]);
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(SRC, DST)
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .write(&mut v, etherparse::IpNumber(132), &sctp)
+            .unwrap();
+        let k = extract_frame(&v, 1);
+        assert_eq!((k.nw_proto(), k.tp_src(), k.tp_dst()), (132, 5000, 80));
+        assert_eq!(k.tcp_flags(), 0);
+
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(SRC, DST)
+            .single_vlan(etherparse::VlanId::try_new(3).unwrap())
+            .ipv6([1; 16], [2; 16], 64)
+            .write(&mut v, etherparse::IpNumber(132), &sctp)
+            .unwrap();
+        let k = extract_frame(&v, 1);
+        assert_eq!((k.nw_proto(), k.tp_src(), k.tp_dst()), (132, 5000, 80));
+
+        // A common header cut short: no ports, as OVS.
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(SRC, DST)
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .write(&mut v, etherparse::IpNumber(132), &sctp[..11])
+            .unwrap();
+        let k = extract_frame(&v, 1);
+        assert_eq!((k.nw_proto(), k.tp_src(), k.tp_dst()), (132, 0, 0));
     }
 
     #[test]
@@ -308,7 +348,7 @@ mod tests {
             let batch = vec![p];
             let mut ex = Executor::new();
             ex.execute(&batch, &[0], &[DpAction::PopVlan, DpAction::Output(1),
-                DpAction::PushVlan { tci: 5 }, DpAction::PushVlan { tci: 6 }, DpAction::Output(2)],
+                DpAction::PushVlan { tpid: 0x8100, tci: 5 }, DpAction::PushVlan { tpid: 0x8100, tci: 6 }, DpAction::Output(2)],
                 &|_| Some(crate::PortFeatures::default()));
             ex.flush(&batch, &mut |_, _| {});
         }

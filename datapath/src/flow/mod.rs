@@ -17,7 +17,8 @@
 //!   addresses, or ARP SPA/TPA; for ARP `nw_proto` is the opcode's low byte.
 //! - `nw_tos` is the whole TOS/traffic-class byte (DSCP and ECN); `nw_frag`
 //!   uses OVS's `FLOW_NW_FRAG_ANY` (1) and `FLOW_NW_FRAG_LATER` (2) bits.
-//! - `tp_src`/`tp_dst` hold ICMP/ICMPv6 type and code.
+//! - `tp_src`/`tp_dst` hold TCP, UDP and SCTP ports, or ICMP/ICMPv6 type
+//!   and code.
 
 mod display;
 mod extract;

@@ -15,6 +15,7 @@ pub mod ethernet;
 pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;
+pub mod sctp;
 pub mod tcp;
 pub mod udp;
 
@@ -122,5 +123,7 @@ enum_with_unknown! {
         Ipv6NoNxt = 59,
         /// IPv6 destination options.
         Ipv6Opts = 60,
+        /// SCTP (RFC 9260).
+        Sctp = 132,
     }
 }

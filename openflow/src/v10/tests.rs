@@ -650,6 +650,7 @@ fn stats_roundtrip() {
     }));
     let b = rt(rep(MpReply::Table(vec![TableStats {
         table_id: 0,
+        name: "table0".into(),
         active_count: 3,
         lookup_count: 100,
         matched_count: 90,
@@ -1153,6 +1154,7 @@ fn samples() -> Vec<(&'static str, Msg, EncodeOptions)> {
             "table_stats",
             rep(MpReply::Table(vec![TableStats {
                 table_id: 0,
+                name: "table0".into(),
                 active_count: 3,
                 lookup_count: 100,
                 matched_count: 90,

@@ -260,6 +260,7 @@ fn every_msg() -> Vec<Msg> {
         },
         MpReply::Table(vec![TableStats {
             table_id: 0,
+            name: String::new(),
             active_count: 1,
             lookup_count: 2,
             matched_count: 3,
