@@ -738,6 +738,32 @@ impl Ofproto {
         }
         let tables = self.read();
         let mut normal = lock(&self.normal);
+        self.with_port_state(ports, |live, port_config| {
+            xlate::xlate(
+                XlateIn {
+                    tables: &tables,
+                    normal: Some(&mut normal),
+                    ports,
+                    live,
+                    port_config,
+                    packet: pkt,
+                    count_stats: count,
+                    trace,
+                    ingress_meter,
+                },
+                key,
+            )
+        })
+    }
+
+    /// Run `f` with whether each port is live (among `ports`, not down in
+    /// the datapath, not configured `PORT_DOWN`) and each port's OpenFlow
+    /// config bits, as a translation needs them.
+    fn with_port_state<R>(
+        &self,
+        ports: &[OfPort],
+        f: impl FnOnce(&dyn Fn(u32) -> bool, &dyn Fn(u32) -> u32) -> R,
+    ) -> R {
         let down = self.down_ports.read().unwrap_or_else(|e| e.into_inner());
         let configs = self.port_configs.read().unwrap_or_else(|e| e.into_inner());
         let config_of = |p: u32| configs.get(&p).copied().unwrap_or(0);
@@ -746,20 +772,7 @@ impl Ofproto {
                 && !down.contains(&p)
                 && config_of(p) & port_config::PORT_DOWN == 0
         };
-        xlate::xlate(
-            XlateIn {
-                tables: &tables,
-                normal: Some(&mut normal),
-                ports,
-                live: &live,
-                port_config: &config_of,
-                packet: pkt,
-                count_stats: count,
-                trace,
-                ingress_meter,
-            },
-            key,
-        )
+        f(&live, &config_of)
     }
 
     fn ports_now(&self) -> Vec<OfPort> {
@@ -847,30 +860,25 @@ impl Ofproto {
         let (out, _) = {
             let tables = self.read();
             let mut normal = lock(&self.normal);
-            let down = self.down_ports.read().unwrap_or_else(|e| e.into_inner());
-            let configs = self.port_configs.read().unwrap_or_else(|e| e.into_inner());
-            let config_of = |p: u32| configs.get(&p).copied().unwrap_or(0);
-            let live = |p: u32| {
-                ports.binary_search(&p).is_ok()
-                    && !down.contains(&p)
-                    && config_of(p) & port_config::PORT_DOWN == 0
-            };
-            xlate::xlate_actions(
-                XlateIn {
-                    tables: &tables,
-                    normal: Some(&mut normal),
-                    ports: &ports,
-                    live: &live,
-                    port_config: &config_of,
-                    packet: &pkt,
-                    count_stats: true,
-                    trace: false,
-                    // A packet-out comes from the controller, not the port.
-                    ingress_meter: None,
-                },
-                &key,
-                &po.actions,
-            )
+            self.with_port_state(&ports, |live, port_config| {
+                xlate::xlate_actions(
+                    XlateIn {
+                        tables: &tables,
+                        normal: Some(&mut normal),
+                        ports: &ports,
+                        live,
+                        port_config,
+                        packet: &pkt,
+                        count_stats: true,
+                        trace: false,
+                        // A packet-out comes from the controller, not the
+                        // port.
+                        ingress_meter: None,
+                    },
+                    &key,
+                    &po.actions,
+                )
+            })
         };
         let now = Instant::now();
         for c in &out.upcall.counters {

@@ -907,6 +907,11 @@ impl Ctx<'_> {
     fn commit(&mut self) {
         let (b, f) = (self.base, self.flow);
         if b == f {
+            // Equal after the VLAN was popped and pushed again: that holds
+            // only for the packet's own TCI, so the megaflow must match it.
+            if self.push_tpid.is_some() && f.has_vlan() {
+                self.wc.set_exact(Field::VlanTci);
+            }
             return;
         }
         let push = |acts: &mut Vec<DpAction>, s: SetAction| acts.push(DpAction::Set(s));
@@ -930,10 +935,18 @@ impl Ctx<'_> {
         let push_tpid = self.push_tpid.take();
         match (b.has_vlan(), f.has_vlan()) {
             (true, false) => self.actions.push(DpAction::PopVlan),
-            (false, true) => self.actions.push(DpAction::PushVlan {
-                tpid: push_tpid.unwrap_or(0x8100),
-                tci: f.vlan_tci(),
-            }),
+            (false, true) => {
+                // Without a push_vlan this is the packet's own tag,
+                // restored after a group bucket popped it: its TCI comes
+                // from the packet, so the megaflow must match it.
+                if push_tpid.is_none() {
+                    self.wc.set_exact(Field::VlanTci);
+                }
+                self.actions.push(DpAction::PushVlan {
+                    tpid: push_tpid.unwrap_or(0x8100),
+                    tci: f.vlan_tci(),
+                });
+            }
             (true, true) if push_tpid.is_some() => {
                 // The packet's tag was popped and another pushed: its
                 // TPID may differ, so replace the tag (as OVS
