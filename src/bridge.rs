@@ -870,12 +870,19 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
     let s = switch.clone();
     c.add(
         "dpctl/dump-flows",
-        "[BRIDGE]",
+        "[-m] [BRIDGE]",
         0,
-        1,
+        2,
         Box::new(move |args| {
+            let verbose = args.first().is_some_and(|a| a == "-m");
+            let args = &args[usize::from(verbose)..];
+            let b = s.bridge_arg(args)?;
+            let flows = match verbose {
+                true => b.dp.dump_flows_verbose(),
+                false => b.dp.dump_flows(),
+            };
             let mut out = String::new();
-            for line in s.bridge_arg(args)?.dp.dump_flows() {
+            for line in flows {
                 out.push_str(&line);
                 out.push('\n');
             }

@@ -74,6 +74,10 @@ fn datapath_and_memory_commands_answer_as_ovs() {
         "{dpctl}"
     );
     assert!(dpctl.contains("  port 2: vif2.0 (xennet-vif)"), "{dpctl}");
+    let brief = h.appctl(&["dpctl/dump-flows", "br0"]);
+    let verbose = h.appctl(&["dpctl/dump-flows", "-m", "br0"]);
+    assert_eq!(brief.lines().count(), verbose.lines().count(), "{verbose}");
+    assert!(verbose.contains("/0"), "no wildcard shown: {verbose}");
     let upcall = h.appctl(&["upcall/show"]);
     assert!(upcall.contains("flows         : (current "), "{upcall}");
     let mem = h.appctl(&["memory/show"]);

@@ -202,7 +202,7 @@ enum Command {
     DelPort(OfPort, SyncSender<Result<Box<dyn Port>, DpError>>),
     Ports(SyncSender<Vec<PortInfo>>),
     Stats(SyncSender<DpStats>),
-    DumpFlows(SyncSender<Vec<String>>),
+    DumpFlows(bool, SyncSender<Vec<String>>),
     DelFlows(SyncSender<usize>),
     SetPaused(bool, SyncSender<()>),
     SetMeter(u32, MeterSpec, SyncSender<bool>),
@@ -316,7 +316,15 @@ impl DpHandle {
 
     /// Megaflows in `ovs-appctl dpctl/dump-flows` format.
     pub fn dump_flows(&self) -> Vec<String> {
-        self.request(Command::DumpFlows).unwrap_or_default()
+        self.request(|r| Command::DumpFlows(false, r))
+            .unwrap_or_default()
+    }
+
+    /// As [`DpHandle::dump_flows`], every field shown with its mask
+    /// (`ovs-appctl dpctl/dump-flows -m`).
+    pub fn dump_flows_verbose(&self) -> Vec<String> {
+        self.request(|r| Command::DumpFlows(true, r))
+            .unwrap_or_default()
     }
 
     /// Stop (`true`) or resume reading every port; commands are still
@@ -602,8 +610,8 @@ impl Fwd {
                         max_idle: self.max_idle,
                     });
                 }
-                Command::DumpFlows(reply) => {
-                    let _ = reply.send(self.dump_flows());
+                Command::DumpFlows(verbose, reply) => {
+                    let _ = reply.send(self.dump_flows(verbose));
                 }
                 Command::SetPaused(paused, reply) => {
                     self.paused = paused;
@@ -881,7 +889,7 @@ impl Fwd {
         self.groups.clear();
     }
 
-    fn dump_flows(&self) -> Vec<String> {
+    fn dump_flows(&self, verbose: bool) -> Vec<String> {
         let now = Instant::now();
         self.cache
             .iter()
@@ -894,9 +902,12 @@ impl Fwd {
                         now.saturating_duration_since(f.used()).as_secs_f64()
                     )
                 };
+                let key = match verbose {
+                    true => f.key.dpctl_verbose(&f.mask),
+                    false => f.key.dpctl(&f.mask),
+                };
                 format!(
-                    "{}, packets:{}, bytes:{}, used:{}, actions:{}",
-                    f.key.dpctl(&f.mask),
+                    "{key}, packets:{}, bytes:{}, used:{}, actions:{}",
                     f.packets(),
                     f.bytes(),
                     used,

@@ -25,7 +25,7 @@ struct Args {
     #[arg(long)]
     rundir: Option<PathBuf>,
     /// Command and its arguments.
-    #[arg(required = true)]
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
 }
 

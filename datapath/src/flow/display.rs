@@ -24,6 +24,8 @@ pub struct MatchFmt<'a> {
 pub struct DpctlFmt<'a> {
     pub(super) key: &'a FlowKey,
     pub(super) mask: &'a FlowMask,
+    /// Every field, wildcarded ones as `value/0` (`dpctl/dump-flows -m`).
+    pub(super) verbose: bool,
 }
 
 /// Which protocol family a key's L3 fields belong to.
@@ -217,7 +219,7 @@ impl fmt::Display for DpctlFmt<'_> {
             let mut s = String::new();
             for (fl, name) in fields {
                 let mm = m.get(*fl);
-                if mm == 0 {
+                if mm == 0 && !self.verbose {
                     continue;
                 }
                 if !s.is_empty() {
@@ -227,7 +229,7 @@ impl fmt::Display for DpctlFmt<'_> {
             }
             s
         };
-        if m.get(Field::InPort) != 0 {
+        if m.get(Field::InPort) != 0 || self.verbose {
             parts.push(format!("in_port({})", k.in_port()));
         }
         let eth = sub(
@@ -246,7 +248,7 @@ impl fmt::Display for DpctlFmt<'_> {
                 (tci & VLAN_PCP_MASK) >> 13
             ));
         }
-        if m.get(Field::DlType) != 0 {
+        if m.get(Field::DlType) != 0 || self.verbose {
             parts.push(format!("eth_type({:#06x})", k.dl_type()));
         }
         let num = |fl: Field, v: u128, mm: u128| int_value(fl, v, mm, false);
@@ -374,5 +376,23 @@ mod tests {
         kv.set_vlan_tci(0x1000 | 10);
         m.set_exact(Field::VlanTci);
         assert!(kv.dpctl(&m).to_string().contains("vlan(vid=10,pcp=0)"));
+    }
+
+    #[test]
+    fn dpctl_verbose_shows_wildcards() {
+        let k = key();
+        let mut m = FlowMask::default();
+        m.set_exact(Field::InPort).set_exact(Field::DlDst);
+        let v = k.dpctl_verbose(&m).to_string();
+        assert!(v.starts_with("in_port(1),eth(src="), "{v}");
+        assert!(v.contains("dst=02:00:00:00:00:02"), "{v}");
+        assert!(v.contains("eth_type(0x0800)"), "{v}");
+        // Wildcarded fields are shown with a zero mask.
+        assert!(v.contains("/0"), "{v}");
+        assert!(v.contains("udp(src="), "{v}");
+        assert_eq!(
+            k.dpctl(&m).to_string(),
+            "in_port(1),eth(dst=02:00:00:00:00:02)"
+        );
     }
 }

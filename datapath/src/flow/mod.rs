@@ -314,7 +314,21 @@ impl FlowKey {
 
     /// Display in `ovs-appctl dpctl/dump-flows` style under `mask`.
     pub fn dpctl<'a>(&'a self, mask: &'a FlowMask) -> DpctlFmt<'a> {
-        DpctlFmt { key: self, mask }
+        DpctlFmt {
+            key: self,
+            mask,
+            verbose: false,
+        }
+    }
+
+    /// As [`FlowKey::dpctl`], with every field of the key's protocols,
+    /// the wildcarded ones as `value/0` (OVS `dpctl/dump-flows -m`).
+    pub fn dpctl_verbose<'a>(&'a self, mask: &'a FlowMask) -> DpctlFmt<'a> {
+        DpctlFmt {
+            key: self,
+            mask,
+            verbose: true,
+        }
     }
 }
 
