@@ -39,6 +39,8 @@
 //!                           # (8+ responses since the last event) a vif event
 //!                           # channel notifies at most once per this many µs;
 //!                           # 0 = every notification at once
+//! port_security = true      # drop (and count) guest frames whose source MAC is
+//!                           # not the vif's `mac`; false for bridging guests
 //!
 //! [xen]
 //! mode = "emulated"         # "emulated": the [emulated_xen] hypervisor above;
@@ -50,6 +52,7 @@
 //! representors = true       # real mode: as [emulated_xen] representors
 //! event_rate = 10000        # real mode: as [emulated_xen] event_rate
 //! coalesce_usecs = 32       # real mode: as [emulated_xen] coalesce_usecs
+//! port_security = true      # real mode: as [emulated_xen] port_security
 //! ```
 //!
 //! In real mode `[emulated_xen]` is ignored (no attach socket, no emulated
@@ -121,6 +124,9 @@ pub struct XenConfig {
     /// Real mode: as `[emulated_xen] coalesce_usecs`.
     #[serde(default = "default_coalesce_usecs")]
     pub coalesce_usecs: u32,
+    /// Real mode: as `[emulated_xen] port_security`.
+    #[serde(default = "default_true")]
+    pub port_security: bool,
 }
 
 impl XenConfig {
@@ -133,6 +139,7 @@ impl XenConfig {
             representors: self.representors,
             event_rate: self.event_rate,
             coalesce_usecs: self.coalesce_usecs,
+            port_security: self.port_security,
         }
     }
 }
@@ -147,6 +154,7 @@ impl EmulatedXenConfig {
             representors: self.representors,
             event_rate: self.event_rate,
             coalesce_usecs: self.coalesce_usecs,
+            port_security: self.port_security,
         }
     }
 }
@@ -160,6 +168,7 @@ impl Default for XenConfig {
             representors: true,
             event_rate: default_event_rate(),
             coalesce_usecs: default_coalesce_usecs(),
+            port_security: true,
         }
     }
 }
@@ -291,6 +300,12 @@ pub struct EmulatedXenConfig {
     /// channel notifies its frontend at most once per window. 0: off.
     #[serde(default = "default_coalesce_usecs")]
     pub coalesce_usecs: u32,
+    /// Port security: frames a guest sends with another source MAC than
+    /// its vif's (the backend `mac` key the toolstack writes) are dropped
+    /// and counted (`rx_spoofed_mac`). Default true; false for guests
+    /// that bridge or route other MACs (nested bridges, appliances).
+    #[serde(default = "default_true")]
+    pub port_security: bool,
 }
 
 fn default_true() -> bool {
@@ -330,6 +345,7 @@ impl Default for EmulatedXenConfig {
             representors: true,
             event_rate: default_event_rate(),
             coalesce_usecs: default_coalesce_usecs(),
+            port_security: true,
         }
     }
 }

@@ -108,6 +108,9 @@ pub struct BackendConfig {
     pub event_rate: u32,
     /// Adaptive coalescing window, µs (`Vif::set_coalesce`).
     pub coalesce_usecs: u32,
+    /// Drop guest frames from another source MAC than the backend `mac`
+    /// key's (`Vif::set_allowed_mac`).
+    pub port_security: bool,
 }
 
 /// Connects vifs for the state machine: rings and event channel through
@@ -126,6 +129,15 @@ struct Hooks {
     rate: Arc<TxRate>,
     /// The `rate` value last applied (None: no key).
     rate_text: Option<String>,
+    /// The backend `mac` key, once read (port security).
+    mac: Option<[u8; 6]>,
+}
+
+/// The vif's MAC from the backend directory's `mac` key (the toolstack
+/// writes it from the guest's configuration, as libxl does), if valid.
+fn backend_mac(xs: &Client, be: &str) -> Option<[u8; 6]> {
+    let text = xs.read_string(&format!("{be}/mac")).ok()?;
+    crate::identity::parse_mac(text.trim()).filter(|m| m[0] & 1 == 0)
 }
 
 impl Hooks {
@@ -172,6 +184,15 @@ impl VifHooks for Hooks {
             self.cfg.coalesce_usecs,
         )));
         vif.set_tx_rate(self.rate.clone());
+        if self.cfg.port_security {
+            match self.mac {
+                Some(mac) => vif.set_allowed_mac(Some(mac)),
+                None => tracing::warn!(
+                    "{}: no valid `mac` in the backend directory: no port security on this vif",
+                    self.name
+                ),
+            }
+        }
         let placed = place(&self.switch, &self.cfg.bridge, &self.name, self.domid, vif)
             .map_err(|e| format!("{e:#}"))?;
         tracing::info!("{}: connected through xenstore", self.name);
@@ -337,10 +358,14 @@ fn run(
                             .flatten(),
                         rate: Arc::default(),
                         rate_text: None,
+                        mac: None,
                     },
                 )
             });
             hooks.refresh_rate(xs, &format!("{base}/{domid}/{handle}"));
+            if cfg.port_security && hooks.mac.is_none() {
+                hooks.mac = backend_mac(xs, &format!("{base}/{domid}/{handle}"));
+            }
             let had_fe = dev.frontend_dir().is_some();
             let token = format!("{FRONTEND_TOKEN}{domid}:{handle}");
             if let (Hotplug::Script, Placement::Database(vifs)) = (cfg.hotplug, &switch) {

@@ -508,3 +508,33 @@ fn clean_shutdowns_leave_nothing_behind() {
         "{show}"
     );
 }
+
+/// Port security, on by default: a guest that changes its MAC (to any
+/// other than its vif's `mac` key) is cut off, its frames dropped and
+/// counted (`rx_spoofed_mac`), and talks again with its own MAC back.
+#[test]
+fn port_security_drops_frames_from_another_mac() {
+    let mut h = Harness::start("portsec");
+    let sock = h.rundir.join("xenstored.sock");
+    h.wait_for("xenstored socket", || sock.exists());
+    h.guest_xenstore(1);
+    h.guest_xenstore(2);
+    assert!(h.ping(1, 2, 2), "{}", h.log());
+    let mac = xs_read(&h, "/local/domain/0/backend/vif/1/0/mac");
+    let ns = h.netns(1);
+    let set_mac = |m: &str| {
+        let o = std::process::Command::new("ip")
+            .args(["-n", &ns, "link", "set", "eth0", "address", m])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+    };
+    set_mac("02:de:ad:be:ef:01");
+    assert!(h.ping_fails(1, 2), "a spoofed MAC got through");
+    let stats: serde_json::Value =
+        serde_json::from_str(&h.appctl(&["xennet/vif-stats", "vif1.0"])).unwrap();
+    assert!(stats["rx_spoofed_mac"].as_u64().unwrap_or(0) > 0, "{stats}");
+    assert!(h.log().contains("port security"), "{}", h.log());
+    set_mac(&mac);
+    assert!(h.ping(1, 2, 2), "{}", h.log());
+}

@@ -100,6 +100,9 @@ metrics! {
     /// Multicast subscriptions refused with `NETIF_RSP_ERROR` (not a group
     /// address, or 64 groups already: Linux `XEN_NETBK_MCAST_MAX`).
     mcast_refused,
+    /// Guest frames dropped by port security: their source MAC was not
+    /// the vif's (`Vif::set_allowed_mac`); each got `NETIF_RSP_ERROR`.
+    rx_spoofed_mac,
     /// Multicast frames not sent to a frontend that requested multicast
     /// control, because it did not subscribe to their group.
     tx_mcast_filtered,

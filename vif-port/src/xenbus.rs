@@ -583,6 +583,18 @@ impl BackendDevice {
             self.disconnect(hooks);
             return Ok(Progress::Removed);
         }
+        // Our directory says Initialising although we moved on: the
+        // toolstack removed it and wrote it anew before we saw it go.
+        // Start over as the new device it is.
+        if self.state != XenbusState::Unknown
+            && read_state(xs, &self.be).ok() == Some(XenbusState::Initialising)
+        {
+            tracing::info!("{}: backend directory re-created: starting over", self.name());
+            self.disconnect(hooks);
+            self.state = XenbusState::Unknown;
+            self.fe = None;
+            self.failed = false;
+        }
         if self.fe.is_none() {
             if let Err(e) = self.probe(xs) {
                 self.fatal(xs, &format!("probe: {e}"))?;

@@ -125,9 +125,10 @@ enum LogReason {
     RxGrantError,
     EventStorm,
     Mcast,
+    Spoof,
 }
 
-const LOG_REASONS: usize = 8;
+const LOG_REASONS: usize = 9;
 const LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// At most one log line per reason per [`LOG_INTERVAL`].
@@ -338,6 +339,8 @@ pub struct Vif {
     mcast: mcast::McastFilter,
     metrics: Arc<VifMetrics>,
     disabled: bool,
+    /// Port security: the only source MAC the guest may send from.
+    allowed_mac: Option<[u8; 6]>,
     /// What disabled the vif.
     violation: Option<ProtocolViolation>,
     log: LogLimiter,
@@ -466,6 +469,7 @@ impl Vif {
             mcast: mcast::McastFilter::default(),
             metrics,
             disabled: false,
+            allowed_mac: None,
             violation: None,
             log: LogLimiter::default(),
             tx_scratch: tx::Scratch::default(),
@@ -656,6 +660,14 @@ impl Vif {
     /// Whether a protocol violation disabled the vif.
     pub fn is_disabled(&self) -> bool {
         self.disabled
+    }
+
+    /// Port security: drop (and count, `rx_spoofed_mac`) every frame
+    /// the guest sends from another source MAC than `mac` (its vif's
+    /// MAC, the backend `mac` key), as Xen's hotplug scripts' ebtables
+    /// rules do; `None` lets any through.
+    pub fn set_allowed_mac(&mut self, mac: Option<[u8; 6]>) {
+        self.allowed_mac = mac;
     }
 
     /// The protocol violation that disabled the vif, if one did.

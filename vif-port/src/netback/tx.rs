@@ -46,6 +46,8 @@ enum DropReason {
     /// A multicast subscription the filter refused (not a group address,
     /// or [`super::mcast::MCAST_MAX`] groups already).
     McastRefused,
+    /// Port security: a source MAC other than the vif's.
+    SpoofedMac,
 }
 
 /// One consumed request slot.
@@ -387,12 +389,19 @@ impl Vif {
             }
             if had_slot && drop.is_none() {
                 if let Some(p) = batch.packets_mut().get_mut(bi) {
-                    match offloads(p.data(), pkt.flags, pkt.gso) {
-                        Some(csum) => {
-                            p.csum = csum;
-                            p.gso = pkt.gso;
+                    let spoofed = self
+                        .allowed_mac
+                        .is_some_and(|mac| p.data().get(6..12) != Some(&mac[..]));
+                    if spoofed {
+                        drop = Some(DropReason::SpoofedMac);
+                    } else {
+                        match offloads(p.data(), pkt.flags, pkt.gso) {
+                            Some(csum) => {
+                                p.csum = csum;
+                                p.gso = pkt.gso;
+                            }
+                            None => drop = Some(DropReason::Csum),
                         }
-                        None => drop = Some(DropReason::Csum),
                     }
                 }
             }
@@ -442,6 +451,11 @@ impl Vif {
                 &m.mcast_refused,
                 LogReason::Mcast,
                 "multicast subscription refused (not a group address, or 64 groups already)",
+            ),
+            DropReason::SpoofedMac => (
+                &m.rx_spoofed_mac,
+                LogReason::Spoof,
+                "source MAC is not the vif's (port security)",
             ),
         };
         VifMetrics::add(counter, 1);
