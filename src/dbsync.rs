@@ -71,6 +71,7 @@ use tokio::sync::Notify;
 use xennet_datapath::{OfPort, Port, PortStats};
 use xennet_ofproto::FailMode;
 use xennet_ovsdb::{Atom, Datum, OpenVSwitch, Replica, Session, Txn, Uuid};
+use xennet_vif::netback::PortSecurity;
 
 use xennet_ofproto::normal::PortVlan;
 
@@ -111,6 +112,9 @@ pub struct VifRegistry {
     /// The `hotplug-error` of vifs whose hotplug script failed, by name,
     /// until a script reports `connected` for them.
     hotplug_errors: Mutex<BTreeMap<String, String>>,
+    /// Each connected vif's port security, by name, for the Interface
+    /// `other_config:xennet-port-security` opt-out.
+    security: Mutex<BTreeMap<String, Arc<PortSecurity>>>,
     changed: Notify,
 }
 
@@ -206,7 +210,21 @@ impl VifRegistry {
     }
 
     /// The guest of vif `name` went away: drop it, from its bridge too.
+    /// Note vif `name`'s port security, so that its Interface can turn
+    /// it off (replaces what an earlier connection of the vif left).
+    pub fn note_security(&self, name: &str, security: Arc<PortSecurity>) {
+        self.security
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), security);
+        self.changed.notify_one();
+    }
+
     pub fn detach(&self, name: &str) {
+        self.security
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
         let removed = self.lock().remove(name);
         if let Some(Attached {
             placed: Some((b, ofport)),
@@ -252,6 +270,9 @@ struct PlannedIface {
     vlan_error: Option<String>,
     /// Its [`NOT_APPLIED`] columns that are set.
     not_applied: Vec<&'static str>,
+    /// Port security (vifs): `other_config:xennet-port-security` is not
+    /// `false`.
+    port_security: bool,
 }
 
 /// How a Linux device port is opened.
@@ -833,6 +854,10 @@ fn plan(
                     statistics: iface.statistics,
                     vlan_error,
                     not_applied: iface_not_applied,
+                    port_security: iface
+                        .other_config
+                        .get("xennet-port-security")
+                        .map_or(true, |v| !v.eq_ignore_ascii_case("false")),
                 });
             }
         }
@@ -1012,6 +1037,18 @@ fn apply(
     let errors = apply_netdevs(plan, switch, log);
     apply_policing(plan, switch);
     errors
+}
+
+/// Interface `other_config:xennet-port-security=false` turns a vif's port
+/// security off (a guest that bridges or routes other MACs); removing the
+/// key turns it back on.
+fn apply_port_security(plan: &Plan, vifs: &VifRegistry) {
+    let security = vifs.security.lock().unwrap_or_else(|e| e.into_inner());
+    for pi in &plan.ifaces {
+        if let (Kind::Vif { .. }, Some(s)) = (&pi.kind, security.get(&pi.name)) {
+            s.set_enabled(pi.port_security);
+        }
+    }
 }
 
 /// Ingress policing (Interface `ingress_policing_rate`/`_burst`) of every
@@ -1448,6 +1485,7 @@ pub async fn run(session: Session, switch: Arc<Switch>, vifs: Arc<VifRegistry>) 
         let txn = tokio::task::block_in_place(|| {
             let mut attached = vifs.lock();
             plan.hold_vifs = hold.holds(&plan, &attached);
+            apply_port_security(&plan, &vifs);
             let netdev_errors = apply(&plan, &switch, &mut attached, &mut log);
             let hotplug_errors = vifs
                 .hotplug_errors

@@ -184,6 +184,9 @@ impl VifHooks for Hooks {
             self.cfg.coalesce_usecs,
         )));
         vif.set_tx_rate(self.rate.clone());
+        if let Placement::Database(vifs) = &self.switch {
+            vifs.note_security(&self.name, vif.port_security());
+        }
         if self.cfg.port_security {
             match self.mac {
                 Some(mac) => vif.set_allowed_mac(Some(mac)),

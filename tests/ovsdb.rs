@@ -857,3 +857,49 @@ fn numbered_stream_survives_restarts_in_both_orders() {
         h.log()
     );
 }
+
+/// Port security is on for every vif; `other_config:xennet-port-security
+/// =false` on its Interface turns it off for that port (a guest that
+/// bridges other MACs), and removing the key turns it on again.
+#[test]
+fn port_security_opt_out_per_interface() {
+    let (db, h) = bridge_with_reconnecting_guests("portsec", 2);
+    assert!(h.ping(1, 2, 2), "{}", h.log());
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {o:?}");
+    };
+    let (ns1, ns2) = (h.netns(1), h.netns(2));
+    run(&[
+        "-n",
+        &ns1,
+        "link",
+        "set",
+        "eth0",
+        "address",
+        "02:de:ad:be:ef:02",
+    ]);
+    let flush = || run(&["-n", &ns2, "neigh", "flush", "all"]);
+    flush();
+    assert!(h.ping_fails(1, 2), "a spoofed MAC got through");
+    db.vsctl_ok(&[
+        "set",
+        "interface",
+        "vif1.0",
+        "other_config:xennet-port-security=false",
+    ]);
+    flush();
+    h.wait_for("the spoofed MAC to pass once allowed", || h.ping(1, 2, 1));
+    db.vsctl_ok(&[
+        "remove",
+        "interface",
+        "vif1.0",
+        "other_config",
+        "xennet-port-security",
+    ]);
+    flush();
+    h.wait_for("port security back on", || h.ping_fails(1, 2));
+}

@@ -105,6 +105,7 @@ pub const MONITORED: &[(&str, &[&str])] = &[
             "error",
             "status",
             "statistics",
+            "other_config",
             "mtu_request",
             "bfd",
             "cfm_mpid",
@@ -690,6 +691,8 @@ pub struct Interface {
     pub ofport_request: Option<i64>,
     /// `external_ids` (e.g. `attached-mac`, `iface-id`, `xs-vm-uuid`).
     pub external_ids: BTreeMap<String, String>,
+    /// `other_config` (xennet reads `xennet-port-security`).
+    pub other_config: BTreeMap<String, String>,
     /// Policing rate, kbit/s (0 = off).
     pub ingress_policing_rate: i64,
     /// Policing burst, kbit.
@@ -716,6 +719,7 @@ impl From<View<'_>> for Interface {
             ofport: v.opt_int("ofport"),
             ofport_request: v.opt_int("ofport_request"),
             external_ids: v.smap("external_ids"),
+            other_config: v.smap("other_config"),
             ingress_policing_rate: v.int("ingress_policing_rate"),
             ingress_policing_burst: v.int("ingress_policing_burst"),
             mac: v.opt_string("mac"),

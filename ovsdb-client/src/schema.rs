@@ -300,6 +300,7 @@ const VSWITCH_SUBSET: &str = r#"
     "ofport": {"type":{"key":"integer","max":1,"min":0}},
     "ofport_request": {"type":{"key":{"maxInteger":65279,"minInteger":1,"type":"integer"},"max":1,"min":0}},
     "options": {"type":{"key":"string","max":"unlimited","min":0,"value":"string"}},
+    "other_config": {"type":{"key":"string","max":"unlimited","min":0,"value":"string"}},
     "statistics": {"ephemeral":true,"type":{"key":"string","max":"unlimited","min":0,"value":"integer"}},
     "status": {"ephemeral":true,"type":{"key":"string","max":"unlimited","min":0,"value":"string"}},
     "type": {"type":"string"}

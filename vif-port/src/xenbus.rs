@@ -589,7 +589,10 @@ impl BackendDevice {
         if self.state != XenbusState::Unknown
             && read_state(xs, &self.be).ok() == Some(XenbusState::Initialising)
         {
-            tracing::info!("{}: backend directory re-created: starting over", self.name());
+            tracing::info!(
+                "{}: backend directory re-created: starting over",
+                self.name()
+            );
             self.disconnect(hooks);
             self.state = XenbusState::Unknown;
             self.fe = None;

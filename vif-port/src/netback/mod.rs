@@ -42,6 +42,7 @@ pub use violation::{ProtocolViolation, RingName, RingOverflow};
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -130,6 +131,45 @@ enum LogReason {
 
 const LOG_REASONS: usize = 9;
 const LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A vif's port security, readable by the forwarding thread without a
+/// lock: the MAC the guest may send from (set when the vif connects) and
+/// whether the operator turned the check off for this port.
+#[derive(Debug, Default)]
+pub struct PortSecurity {
+    /// The MAC in the low 48 bits, bit 48 set when there is one.
+    mac: AtomicU64,
+    off: AtomicBool,
+}
+
+impl PortSecurity {
+    const PRESENT: u64 = 1 << 48;
+
+    /// Set (or clear) the MAC the guest may send from.
+    pub fn set_mac(&self, mac: Option<[u8; 6]>) {
+        let v = mac.map_or(0, |m| {
+            Self::PRESENT | m.iter().fold(0u64, |a, b| (a << 8) | u64::from(*b))
+        });
+        self.mac.store(v, Ordering::Relaxed);
+    }
+
+    /// Turn the check on (the default) or off for this port.
+    pub fn set_enabled(&self, on: bool) {
+        self.off.store(!on, Ordering::Relaxed);
+    }
+
+    /// The MAC enforced now: none when unset or turned off.
+    pub fn allowed(&self) -> Option<[u8; 6]> {
+        if self.off.load(Ordering::Relaxed) {
+            return None;
+        }
+        let v = self.mac.load(Ordering::Relaxed);
+        (v & Self::PRESENT != 0).then(|| {
+            let b = v.to_be_bytes();
+            [b[2], b[3], b[4], b[5], b[6], b[7]]
+        })
+    }
+}
 
 /// At most one log line per reason per [`LOG_INTERVAL`].
 #[derive(Debug, Default)]
@@ -340,7 +380,7 @@ pub struct Vif {
     metrics: Arc<VifMetrics>,
     disabled: bool,
     /// Port security: the only source MAC the guest may send from.
-    allowed_mac: Option<[u8; 6]>,
+    security: Arc<PortSecurity>,
     /// What disabled the vif.
     violation: Option<ProtocolViolation>,
     log: LogLimiter,
@@ -469,7 +509,7 @@ impl Vif {
             mcast: mcast::McastFilter::default(),
             metrics,
             disabled: false,
-            allowed_mac: None,
+            security: Arc::default(),
             violation: None,
             log: LogLimiter::default(),
             tx_scratch: tx::Scratch::default(),
@@ -667,7 +707,13 @@ impl Vif {
     /// MAC, the backend `mac` key), as Xen's hotplug scripts' ebtables
     /// rules do; `None` lets any through.
     pub fn set_allowed_mac(&mut self, mac: Option<[u8; 6]>) {
-        self.allowed_mac = mac;
+        self.security.set_mac(mac);
+    }
+
+    /// The vif's port security, shared with the control plane (which may
+    /// turn it off for one port: [`PortSecurity::set_enabled`]).
+    pub fn port_security(&self) -> Arc<PortSecurity> {
+        self.security.clone()
     }
 
     /// The protocol violation that disabled the vif, if one did.

@@ -390,7 +390,8 @@ impl Vif {
             if had_slot && drop.is_none() {
                 if let Some(p) = batch.packets_mut().get_mut(bi) {
                     let spoofed = self
-                        .allowed_mac
+                        .security
+                        .allowed()
                         .is_some_and(|mac| p.data().get(6..12) != Some(&mac[..]));
                     if spoofed {
                         drop = Some(DropReason::SpoofedMac);

@@ -140,6 +140,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn port_security_keeps_the_mac_and_turns_off() {
+        let s = crate::netback::PortSecurity::default();
+        assert_eq!(s.allowed(), None);
+        let mac = [0x00, 0x16, 0x3e, 0xab, 0xcd, 0xef];
+        s.set_mac(Some(mac));
+        assert_eq!(s.allowed(), Some(mac));
+        s.set_enabled(false);
+        assert_eq!(s.allowed(), None);
+        s.set_enabled(true);
+        assert_eq!(s.allowed(), Some(mac));
+        s.set_mac(None);
+        assert_eq!(s.allowed(), None);
+    }
+
+    #[test]
     fn names_and_messages() {
         let v = ProtocolViolation::RingOverflow {
             ring: RingName::Tx,
