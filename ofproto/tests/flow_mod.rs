@@ -566,5 +566,7 @@ fn multipart_dispatch() {
         of.multipart(&MpRequest::GroupFeatures),
         Some(Ok(MpReply::GroupFeatures(_)))
     ));
-    assert!(of.multipart(&MpRequest::PortDesc).is_none());
+    assert!(of
+        .multipart(&MpRequest::PortDesc(xennet_openflow::model::OFPP_ANY))
+        .is_none());
 }

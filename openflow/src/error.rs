@@ -164,6 +164,9 @@ errors! {
     OUT_OF_BANDS = (12, 11), "OFPMMFC_OUT_OF_BANDS.";
     TABLE_FEATURES_BAD_TABLE = (13, 0), "OFPTFFC_BAD_TABLE.";
     TABLE_FEATURES_EPERM = (13, 5), "OFPTFFC_EPERM: table features cannot be changed.";
+    BAD_PROPERTY_TYPE = (14, 0), "OFPBPC_BAD_TYPE (1.4+): unknown property type.";
+    ASYNC_CONFIG_INVALID = (15, 0), "OFPACFC_INVALID (1.4+): mask bits not allowed.";
+    ASYNC_CONFIG_UNSUPPORTED = (15, 1), "OFPACFC_UNSUPPORTED (1.4+): unknown async property.";
 }
 
 impl fmt::Display for OfError {
