@@ -755,9 +755,19 @@ fn on_message(
                     err: OfError::HELLO_INCOMPATIBLE,
                     data: format!("we support versions bitmap {:#x}", st.versions).into_bytes(),
                 };
+                // In the peer's version: `ofp_error_msg` is the same in
+                // every version, so 1.1 and 1.2 (which xennet does not
+                // speak) get the 1.3 form with their version number.
                 let v = raw[0].clamp(header::OFP10_VERSION, header::OFP15_VERSION);
-                if let Err(e) = xennet_openflow::encode(&msg, v, 0, out) {
-                    tracing::warn!("conn {}: cannot encode HELLO_FAILED: {e}", st.id);
+                let start = out.len();
+                let enc = if v == header::OFP10_VERSION {
+                    v
+                } else {
+                    v.max(header::OFP13_VERSION)
+                };
+                match xennet_openflow::encode(&msg, enc, 0, out) {
+                    Ok(()) => out[start] = v,
+                    Err(e) => tracing::warn!("conn {}: cannot encode HELLO_FAILED: {e}", st.id),
                 }
                 Err(ConnError::Incompatible(versions))
             }
