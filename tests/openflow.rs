@@ -318,7 +318,7 @@ fn rx_packets(h: &Harness, d: u16) -> u64 {
 }
 
 /// tshark decodes everything xennetd says (and is told) over OpenFlow
-/// 1.3 and 1.0 on a passive TCP controller target without a single
+/// 1.0, 1.3 and 1.4 on a passive TCP controller target without a single
 /// malformed packet or dissector error.
 #[test]
 fn tshark_finds_no_malformed_openflow() {
@@ -446,8 +446,15 @@ fn tshark_finds_no_malformed_openflow() {
     };
     let of = decode("openflow_v1 || openflow_v4 || openflow_v5 || openflow_v6");
     assert!(of > 50, "only {of} OpenFlow packets captured");
-    let bad = decode("_ws.malformed || _ws.expert.severity == error");
+    let bad = decode(
+        "(openflow_v1 || openflow_v4 || openflow_v5) \
+         && (_ws.malformed || _ws.expert.severity == error)",
+    );
     assert_eq!(bad, 0, "tshark found malformed OpenFlow");
+    // tshark 4.0's OpenFlow 1.5 dissector throws on every OXM match,
+    // ovs-ofctl's own flow-mods included: 1.5 is only counted here (and
+    // checked with ovs-ofctl ofp-print elsewhere).
+    assert!(decode("openflow_v6") > 10, "no OpenFlow 1.5 captured");
 }
 
 /// Issue 14 item 6: flows with OpenFlow 1.3-only instructions appear in a
