@@ -980,7 +980,7 @@ fn apply(
         };
         for p in b.conns.set_protocols(&protocols) {
             log.warn(format!(
-                "bridge {name}: protocols: {p} is not supported (xennet speaks OpenFlow10 and OpenFlow13)"
+                "bridge {name}: protocols: {p} is not supported (xennet speaks OpenFlow10, OpenFlow13, OpenFlow14 and OpenFlow15)"
             ));
         }
         for (t, why) in b.configure_openflow(fail_mode, &targets) {

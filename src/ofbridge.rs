@@ -107,7 +107,11 @@ impl OfBridge {
                 serial_num: "None".into(),
                 dp_desc: b.name.clone(),
             }),
-            MpRequest::PortDesc => MpReply::PortDesc(self.port_descs(b)),
+            MpRequest::PortDesc(port) => {
+                let mut v = self.port_descs(b);
+                v.retain(|d| port == model::OFPP_ANY || d.port_no == port);
+                MpReply::PortDesc(v)
+            }
             MpRequest::PortStats(p) => MpReply::PortStats(self.port_stats(b, p)?),
             MpRequest::Queue { .. } => MpReply::Queue,
             // A query, or a set request (OVS handle_table_features_request):

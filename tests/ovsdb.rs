@@ -289,6 +289,19 @@ fn ovs_vsctl_set_controller_and_fail_mode() {
         String::from_utf8_lossy(&o.stderr)
     );
     h.ofctl(&["-O", "OpenFlow13", "show", "br0"]);
+    // OpenFlow15 alone: 1.3 and 1.4 clients are refused, 1.5 is served.
+    db.vsctl_ok(&["set", "bridge", "br0", "protocols=OpenFlow15"]);
+    for v in ["OpenFlow13", "OpenFlow14"] {
+        let o = h.ofctl_output(&["-O", v, "show", "br0"]);
+        assert!(
+            !o.status.success()
+                && String::from_utf8_lossy(&o.stderr).contains("version negotiation failed"),
+            "{v} allowed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let show = h.ofctl(&["-O", "OpenFlow15", "show", "br0"]);
+    assert!(show.contains("OFPT_FEATURES_REPLY (OF1.5)"), "{show}");
     db.vsctl_ok(&["clear", "bridge", "br0", "protocols"]);
     h.ofctl(&["show", "br0"]);
 

@@ -48,8 +48,8 @@ use xennet_openflow::model::{
     meter_flags, port_config, Action, FlowMod, FlowModCommand, FlowRemoved, FlowStats,
     FlowStatsRequest, GroupDesc, GroupFeatures, GroupMod, GroupStats, Instructions, Match,
     MeterBandKind, MeterConfig, MeterFeatures, MeterMod, MeterStats, MpReply, MpRequest, PacketIn,
-    PacketOut, TableStats, OFPCML_NO_BUFFER, OFPG_ANY, OFPM_ALL, OFPP_ANY, OFPP_CONTROLLER,
-    OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL,
+    PacketOut, TableStats, OFPCML_NO_BUFFER, OFPG_ALL, OFPG_ANY, OFPM_ALL, OFPP_ANY,
+    OFPP_CONTROLLER, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL,
 };
 use xennet_openflow::OfError;
 
@@ -522,7 +522,11 @@ impl Ofproto {
             }
             MpRequest::Table => Ok(MpReply::Table(self.table_stats())),
             MpRequest::Group(g) => Ok(MpReply::Group(self.group_stats(*g))),
-            MpRequest::GroupDesc => Ok(MpReply::GroupDesc(self.group_desc())),
+            MpRequest::GroupDesc(g) => {
+                let mut v = self.group_desc();
+                v.retain(|d| *g == OFPG_ALL || d.group_id == *g);
+                Ok(MpReply::GroupDesc(v))
+            }
             MpRequest::GroupFeatures => Ok(MpReply::GroupFeatures(self.group_features())),
             MpRequest::Meter(m) => Ok(MpReply::Meter(self.meter_stats(*m))),
             MpRequest::MeterConfig(m) => Ok(MpReply::MeterConfig(self.meter_config(*m))),
@@ -530,7 +534,7 @@ impl Ofproto {
             MpRequest::Desc
             | MpRequest::TableFeatures(_)
             | MpRequest::PortStats(_)
-            | MpRequest::PortDesc
+            | MpRequest::PortDesc(_)
             | MpRequest::Queue { .. } => return None,
         })
     }

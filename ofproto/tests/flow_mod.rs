@@ -566,7 +566,9 @@ fn multipart_dispatch() {
         of.multipart(&MpRequest::GroupFeatures),
         Some(Ok(MpReply::GroupFeatures(_)))
     ));
-    assert!(of.multipart(&MpRequest::PortDesc).is_none());
+    assert!(of
+        .multipart(&MpRequest::PortDesc(xennet_openflow::model::OFPP_ANY))
+        .is_none());
 }
 
 /// Issue 15 item 13: a table-features set request that asks for nothing

@@ -165,6 +165,9 @@ errors! {
     TABLE_FEATURES_BAD_TABLE = (13, 0), "OFPTFFC_BAD_TABLE.";
     TABLE_FEATURES_BAD_TYPE = (13, 2), "OFPTFFC_BAD_TYPE: unknown property type.";
     TABLE_FEATURES_EPERM = (13, 5), "OFPTFFC_EPERM: permissions error.";
+    BAD_PROPERTY_TYPE = (14, 0), "OFPBPC_BAD_TYPE (1.4+): unknown property type.";
+    ASYNC_CONFIG_INVALID = (15, 0), "OFPACFC_INVALID (1.4+): mask bits not allowed.";
+    ASYNC_CONFIG_UNSUPPORTED = (15, 1), "OFPACFC_UNSUPPORTED (1.4+): unknown async property.";
 }
 
 impl fmt::Display for OfError {

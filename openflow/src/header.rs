@@ -8,8 +8,14 @@ use crate::model::Msg;
 pub const OFP10_VERSION: u8 = 0x01;
 /// OpenFlow 1.3 wire version.
 pub const OFP13_VERSION: u8 = 0x04;
-/// Versions xennet speaks, as a HELLO bitmap (bit n = version n).
-pub const SUPPORTED_BITMAP: u32 = (1 << OFP10_VERSION) | (1 << OFP13_VERSION);
+/// OpenFlow 1.4 wire version.
+pub const OFP14_VERSION: u8 = 0x05;
+/// OpenFlow 1.5 wire version.
+pub const OFP15_VERSION: u8 = 0x06;
+/// Versions xennet speaks, as a HELLO bitmap (bit n = version n): 1.0,
+/// 1.3, 1.4 and 1.5 (`0x72`).
+pub const SUPPORTED_BITMAP: u32 =
+    (1 << OFP10_VERSION) | (1 << OFP13_VERSION) | (1 << OFP14_VERSION) | (1 << OFP15_VERSION);
 /// `OFPT_HELLO`, the same in every version.
 pub const OFPT_HELLO: u8 = 0;
 /// `OFPT_ERROR`, the same in every version.
@@ -155,10 +161,13 @@ mod tests {
             panic!()
         };
         assert_eq!(versions, 0x52);
-        // An OVS 3.x peer offers 1.0..1.5 (0x7e); we pick 1.3.
-        assert_eq!(negotiate(SUPPORTED_BITMAP, 0x7e), Some(OFP13_VERSION));
+        // An OVS 3.x peer offers 1.0..1.5 (0x7e); we pick 1.5.
+        assert_eq!(negotiate(SUPPORTED_BITMAP, 0x7e), Some(OFP15_VERSION));
         assert_eq!(negotiate(SUPPORTED_BITMAP, 1 << 1), Some(OFP10_VERSION));
-        assert_eq!(negotiate(SUPPORTED_BITMAP, 1 << 5), None);
+        assert_eq!(negotiate(SUPPORTED_BITMAP, 1 << 6), Some(OFP15_VERSION));
+        assert_eq!(negotiate(SUPPORTED_BITMAP, 0x18), Some(OFP13_VERSION));
+        // 1.1 and 1.2 only: nothing in common.
+        assert_eq!(negotiate(SUPPORTED_BITMAP, 0x0c), None);
         assert_eq!(frame_len(&out[..7]), None);
         // Cut short, it is an error, not a panic.
         for n in 0..HEADER_LEN {

@@ -1,5 +1,6 @@
 //! OpenFlow wire codec: OpenFlow 1.0 with the Nicira extensions that
-//! `ovs-ofctl` uses, and OpenFlow 1.3 (ONF TS-006 1.3.5).
+//! `ovs-ofctl` uses, OpenFlow 1.3 (ONF TS-006 1.3.5), 1.4 (TS-024 1.4.1)
+//! and 1.5 (TS-025 1.5.1).
 //!
 //! The codec is pure (no I/O). Everything above it works on the
 //! version-independent [`model`]: [`decode`] turns one message (as framed
@@ -10,18 +11,24 @@
 //! - [`model`]: messages, matches, actions, instructions, statistics.
 //! - [`error`]: OpenFlow error types and codes ([`error::OfError`]).
 //! - [`oxm`]: OXM (OpenFlow 1.3 §7.2.3) and NXM TLV matches.
-//! - [`v13`]: OpenFlow 1.3 messages.
+//! - [`v13`]: OpenFlow 1.3, 1.4 and 1.5 messages (what the three share),
+//!   calling the message families whose layout changed after 1.3:
+//!   [`port`], [`flow`], [`group`], [`async_config`].
 //! - [`v10`]: OpenFlow 1.0 messages and Nicira vendor extensions.
 //! - [`nicira`]: the Nicira extension numbers both codecs use.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod async_config;
 pub mod error;
 pub mod field;
+pub mod flow;
+pub mod group;
 pub mod header;
 pub mod model;
 pub mod nicira;
 pub mod oxm;
+pub mod port;
 pub mod v10;
 pub mod v13;
 mod wire;
@@ -42,7 +49,7 @@ pub fn decode(buf: &[u8]) -> Result<(Header, Msg), DecodeError> {
     let body = &buf[..usize::from(h.length)];
     let msg = match h.version {
         header::OFP10_VERSION => v10::decode(&h, body)?,
-        header::OFP13_VERSION => v13::decode(&h, body)?,
+        header::OFP13_VERSION..=header::OFP15_VERSION => v13::decode(&h, body)?,
         _ if h.typ == header::OFPT_HELLO => header::decode_hello(body)?,
         _ => {
             return Err(DecodeError::new(
@@ -68,7 +75,9 @@ pub fn encode(
 ) -> Result<(), model::EncodeError> {
     match version {
         header::OFP10_VERSION => v10::encode(msg, xid, out),
-        header::OFP13_VERSION => v13::encode(msg, xid, out),
+        header::OFP13_VERSION..=header::OFP15_VERSION => {
+            v13::encode_version(msg, version, xid, out)
+        }
         v => Err(model::EncodeError::Version(v)),
     }
 }

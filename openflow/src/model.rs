@@ -594,6 +594,49 @@ pub struct AsyncConfig {
     pub port_status_mask: [u32; 2],
     /// Flow-removed reasons.
     pub flow_removed_mask: [u32; 2],
+    /// Role-status reasons (1.4+ only; xennet sends no role status).
+    pub role_status_mask: [u32; 2],
+    /// Table-status reasons (1.4+ only; xennet sends no table status).
+    pub table_status_mask: [u32; 2],
+    /// Request-forward reasons (1.4+ only; xennet forwards no requests).
+    pub requestforward_mask: [u32; 2],
+}
+
+impl AsyncConfig {
+    /// Everything off.
+    pub const NONE: AsyncConfig = AsyncConfig {
+        packet_in_mask: [0; 2],
+        port_status_mask: [0; 2],
+        flow_removed_mask: [0; 2],
+        role_status_mask: [0; 2],
+        table_status_mask: [0; 2],
+        requestforward_mask: [0; 2],
+    };
+
+    /// The masks in OpenFlow 1.4 property order (§7.3.10,
+    /// `ofp_async_config_prop_type`): property type `2k` is slave entry
+    /// `[1]` of pair `k`, type `2k + 1` the master entry `[0]`.
+    pub fn pairs_mut(&mut self) -> [&mut [u32; 2]; 6] {
+        [
+            &mut self.packet_in_mask,
+            &mut self.port_status_mask,
+            &mut self.flow_removed_mask,
+            &mut self.role_status_mask,
+            &mut self.table_status_mask,
+            &mut self.requestforward_mask,
+        ]
+    }
+}
+
+/// One OpenFlow 1.4 async-config property (§7.3.10): `type` 0..=11
+/// (`OFPACPT_PACKET_IN_SLAVE` … `OFPACPT_REQUESTFORWARD_MASTER`) and its
+/// reason mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AsyncProp {
+    /// Property type.
+    pub typ: u16,
+    /// Reason bits.
+    pub mask: u32,
 }
 
 /// Filter of a flow or aggregate statistics request (also `NXST_FLOW`).
@@ -895,8 +938,9 @@ pub enum MpRequest {
     TableFeatures(Vec<TableFeatures>),
     /// `OFPMP_PORT_STATS` for a port or `OFPP_ANY`.
     PortStats(u32),
-    /// `OFPMP_PORT_DESC`.
-    PortDesc,
+    /// `OFPMP_PORT_DESC` for a port or `OFPP_ANY` (the filter exists on
+    /// the wire from 1.5 on; earlier versions decode as `OFPP_ANY`).
+    PortDesc(u32),
     /// `OFPMP_QUEUE` (xennet has no queues: empty reply).
     Queue {
         /// Port or `OFPP_ANY`.
@@ -906,8 +950,9 @@ pub enum MpRequest {
     },
     /// `OFPMP_GROUP` for a group or `OFPG_ALL`.
     Group(u32),
-    /// `OFPMP_GROUP_DESC`.
-    GroupDesc,
+    /// `OFPMP_GROUP_DESC` for a group or `OFPG_ALL` (the filter exists on
+    /// the wire from 1.5 on; earlier versions decode as `OFPG_ALL`).
+    GroupDesc(u32),
     /// `OFPMP_GROUP_FEATURES`.
     GroupFeatures,
     /// `OFPMP_METER` for a meter or `OFPM_ALL`.
@@ -1050,8 +1095,10 @@ pub enum Msg {
     GetAsyncRequest,
     /// `OFPT_GET_ASYNC_REPLY`.
     GetAsyncReply(AsyncConfig),
-    /// `OFPT_SET_ASYNC`.
+    /// `OFPT_SET_ASYNC` setting everything (1.3).
     SetAsync(AsyncConfig),
+    /// `OFPT_SET_ASYNC` in 1.4+: only the properties given change.
+    SetAsyncProps(Vec<AsyncProp>),
     /// `OFPT_METER_MOD`.
     MeterMod(MeterMod),
     /// Nicira `NXT_SET_FLOW_FORMAT`: 0 = OpenFlow 1.0 match, 2 = NXM.

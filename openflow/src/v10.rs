@@ -2185,7 +2185,7 @@ fn decode_stats_request(r: &mut Rd) -> Result<Msg, DecodeError> {
         }
         OFPST_PORT_DESC => {
             r.end()?;
-            MpRequest::PortDesc
+            MpRequest::PortDesc(crate::model::OFPP_ANY)
         }
         OFPST_VENDOR => {
             let subtype = nx_stats_header(r)?;
@@ -2309,7 +2309,7 @@ fn encode_stats_request(
             out.u32(*queue_id);
             s
         }
-        MpRequest::PortDesc => begin_stats(out, t, xid, OFPST_PORT_DESC, flags, None),
+        MpRequest::PortDesc(_) => begin_stats(out, t, xid, OFPST_PORT_DESC, flags, None),
         MpRequest::NxFlow(q) | MpRequest::NxAggregate(q) => {
             let sub = if matches!(body, MpRequest::NxFlow(_)) {
                 NXST_FLOW
@@ -2322,7 +2322,7 @@ fn encode_stats_request(
         }
         MpRequest::TableFeatures(_)
         | MpRequest::Group(_)
-        | MpRequest::GroupDesc
+        | MpRequest::GroupDesc(_)
         | MpRequest::GroupFeatures
         | MpRequest::Meter(_)
         | MpRequest::MeterConfig(_)
@@ -2431,6 +2431,7 @@ fn decode_vendor(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeError> {
                 packet_in_mask: [m[0], m[1]],
                 port_status_mask: [m[2], m[3]],
                 flow_removed_mask: [m[4], m[5]],
+                ..crate::model::AsyncConfig::NONE
             })
         }
         NXT_SET_CONTROLLER_ID => {
@@ -2734,6 +2735,7 @@ fn encode_inner(
             finish(out, s)
         }
         Msg::GetAsyncRequest | Msg::GetAsyncReply(_) => Err(unsupported("get-async")),
+        Msg::SetAsyncProps(_) => Err(unsupported("async-config properties")),
         Msg::MeterMod(_) => Err(unsupported("meter-mod")),
     }
 }

@@ -1,4 +1,22 @@
-//! OpenFlow 1.3 messages (ONF TS-006 1.3.5 §7), both directions.
+//! OpenFlow 1.3, 1.4 and 1.5 messages (ONF TS-006 1.3.5 §7, TS-024
+//! 1.4.1 §7, TS-025 1.5.1 §7), both directions, with the wire version as
+//! a parameter. What the three share (header, match, actions,
+//! instructions, meters, table features, most multiparts) is here; the
+//! message families whose layout changed after 1.3 live in their own
+//! modules and take the version: [`crate::port`] (port descriptions,
+//! port statistics, port-mod: properties in 1.4+), [`crate::flow`] (flow
+//! statistics, aggregate and flow-removed: OXS statistics in 1.5),
+//! [`crate::group`] (group-mod and group descriptions: bucket properties
+//! in 1.5), [`crate::async_config`] (properties in 1.4+). Also by
+//! version: 1.5 packet-out carries an `ofp_match` instead of `in_port`;
+//! 1.5 port-desc and group-desc requests carry a port / group filter;
+//! 1.5 meter is an action (`OFPAT_METER`, first in apply-actions), not an
+//! instruction; 1.4 queue statistics are length-prefixed; 1.4 table-mod
+//! carries properties (refused: xennet has no eviction or vacancy
+//! events). Bundles (`OFPT_BUNDLE_*`), flow monitors, table and queue
+//! descriptions are answered `BAD_TYPE` / `BAD_MULTIPART`, as by a
+//! switch without them; xennet never sends role-status, table-status or
+//! request-forward messages (Open vSwitch sends none by default either).
 //!
 //! Decoding checks every length field against the bytes that are really
 //! there (never indexing past them, never allocating more than the input
@@ -19,7 +37,7 @@
 //! [`MpReply::Queue`], the reserved fields are sent as zero.
 
 use crate::error::{DecodeError, OfError};
-use crate::header::{self, Header, HEADER_LEN, OFP13_VERSION};
+use crate::header::{self, Header, HEADER_LEN, OFP13_VERSION, OFP14_VERSION, OFP15_VERSION};
 use crate::model::*;
 pub use crate::nicira::NX_VENDOR_ID;
 use crate::nicira::{
@@ -29,6 +47,7 @@ use crate::nicira::{
 use crate::oxm::{self, Flavor};
 use crate::v10;
 use crate::wire::{self, end_record, get_str, put_split_reply, Put, Rd};
+use crate::{async_config, flow, group, port};
 
 /// 1.3 message types (`ofp_type`).
 mod t {
@@ -100,11 +119,12 @@ fn err(e: OfError, what: &'static str) -> DecodeError {
 /// On error nothing is appended.
 fn message(
     out: &mut Vec<u8>,
+    version: u8,
     typ: u8,
     xid: u32,
     body: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
 ) -> Result<(), EncodeError> {
-    let start = wire::begin(out, OFP13_VERSION, typ, xid);
+    let start = wire::begin(out, version, typ, xid);
     let r = body(out).and_then(|()| wire::finish(out, start));
     if r.is_err() {
         out.truncate(start);
@@ -117,7 +137,7 @@ fn message(
 
 /// Cut an `ofp_match` (type, length, OXM TLVs, padding to 8) and return
 /// its TLVs.
-fn take_match<'a>(rd: &mut Rd<'a>) -> Result<&'a [u8], DecodeError> {
+pub(crate) fn take_match<'a>(rd: &mut Rd<'a>) -> Result<&'a [u8], DecodeError> {
     let bad_len = |_| err(OfError::BAD_MATCH_LEN, "bad match length");
     let len = rd.peek_len(2).map_err(bad_len)?;
     let typ = rd.peek_len(0).map_err(bad_len)?;
@@ -131,11 +151,11 @@ fn take_match<'a>(rd: &mut Rd<'a>) -> Result<&'a [u8], DecodeError> {
     Ok(&all[4..len])
 }
 
-fn get_match(rd: &mut Rd<'_>) -> Result<Match, DecodeError> {
+pub(crate) fn get_match(rd: &mut Rd<'_>) -> Result<Match, DecodeError> {
     oxm::decode_tlvs(take_match(rd)?)
 }
 
-fn put_match(out: &mut Vec<u8>, m: &Match) {
+pub(crate) fn put_match(out: &mut Vec<u8>, m: &Match) {
     let start = out.len();
     out.u16(OFPMT_OXM);
     out.u16(0);
@@ -318,7 +338,7 @@ fn put_action(out: &mut Vec<u8>, a: &Action) -> Result<(), EncodeError> {
     Ok(())
 }
 
-fn put_actions(out: &mut Vec<u8>, acts: &[Action]) -> Result<(), EncodeError> {
+pub(crate) fn put_actions(out: &mut Vec<u8>, acts: &[Action]) -> Result<(), EncodeError> {
     acts.iter().try_for_each(|a| put_action(out, a))
 }
 
@@ -340,7 +360,10 @@ mod it {
 ///
 /// # Errors
 /// `BAD_INSTRUCTION/*` and the actions' `BAD_ACTION/*`.
-pub fn decode_instructions(buf: &[u8]) -> Result<Instructions, DecodeError> {
+///
+/// In 1.5 the meter instruction is gone (`UNKNOWN_INST`, as in Open
+/// vSwitch) and an `OFPAT_METER` first in apply-actions is the meter.
+pub fn decode_instructions(buf: &[u8], version: u8) -> Result<Instructions, DecodeError> {
     let mut rd = Rd::new(buf, OfError::BAD_INST_LEN);
     let mut ins = Instructions::default();
     let mut seen = 0u32;
@@ -373,7 +396,18 @@ pub fn decode_instructions(buf: &[u8]) -> Result<Instructions, DecodeError> {
             }
             it::WRITE_ACTIONS | it::APPLY_ACTIONS => {
                 i.skip(4)?;
-                let acts = decode_actions(i.rest())?;
+                let mut body = i.rest();
+                if version >= OFP15_VERSION && typ == it::APPLY_ACTIONS {
+                    if let [0, 29, 0, 8, a, b, c, d, rest @ ..] = body {
+                        ins.meter = Some(u32::from_be_bytes([*a, *b, *c, *d]));
+                        body = rest;
+                        if body.is_empty() {
+                            // apply_actions(meter:N) alone is just the meter.
+                            continue;
+                        }
+                    }
+                }
+                let acts = decode_actions(body)?;
                 if typ == it::WRITE_ACTIONS {
                     ins.write = Some(acts);
                 } else {
@@ -383,6 +417,9 @@ pub fn decode_instructions(buf: &[u8]) -> Result<Instructions, DecodeError> {
             it::CLEAR_ACTIONS => {
                 fixed(&i, 4)?;
                 ins.clear = true;
+            }
+            it::METER if version >= OFP15_VERSION => {
+                return Err(err(OfError::UNKNOWN_INST, "meter is an action in 1.5"));
             }
             it::METER => {
                 fixed(&i, 4)?;
@@ -402,22 +439,36 @@ pub fn decode_instructions(buf: &[u8]) -> Result<Instructions, DecodeError> {
 
 /// Append `ins` in Open vSwitch's order: meter, apply-actions,
 /// clear-actions, write-actions, write-metadata, goto-table.
-fn put_instructions(out: &mut Vec<u8>, ins: &Instructions) -> Result<(), EncodeError> {
-    if let Some(m) = ins.meter {
+/// In 1.5 the meter goes first into apply-actions as `OFPAT_METER`.
+pub(crate) fn put_instructions(
+    out: &mut Vec<u8>,
+    ins: &Instructions,
+    version: u8,
+) -> Result<(), EncodeError> {
+    let meter_action = version >= OFP15_VERSION;
+    if let (Some(m), false) = (ins.meter, meter_action) {
         out.u16(it::METER);
         out.u16(8);
         out.u32(m);
     }
-    let put_acts = |out: &mut Vec<u8>, typ: u16, acts: &[Action]| {
+    let put_acts = |out: &mut Vec<u8>, typ: u16, meter: Option<u32>, acts: &[Action]| {
         let start = out.len();
         out.u16(typ);
         out.u16(0);
         out.zeros(4);
+        if let Some(m) = meter {
+            out.u16(29);
+            out.u16(8);
+            out.u32(m);
+        }
         put_actions(out, acts)?;
         end_record(out, start, start + 2)
     };
-    if let Some(a) = &ins.apply {
-        put_acts(out, it::APPLY_ACTIONS, a)?;
+    let meter = ins.meter.filter(|_| meter_action);
+    if ins.apply.is_some() || meter.is_some() {
+        let none = Vec::new();
+        let a = ins.apply.as_ref().unwrap_or(&none);
+        put_acts(out, it::APPLY_ACTIONS, meter, a)?;
     }
     if ins.clear {
         out.u16(it::CLEAR_ACTIONS);
@@ -425,7 +476,7 @@ fn put_instructions(out: &mut Vec<u8>, ins: &Instructions) -> Result<(), EncodeE
         out.zeros(4);
     }
     if let Some(a) = &ins.write {
-        put_acts(out, it::WRITE_ACTIONS, a)?;
+        put_acts(out, it::WRITE_ACTIONS, None, a)?;
     }
     if let Some((v, m)) = ins.write_metadata {
         out.u16(it::WRITE_METADATA);
@@ -445,108 +496,6 @@ fn put_instructions(out: &mut Vec<u8>, ins: &Instructions) -> Result<(), EncodeE
 
 // ---------------------------------------------------------------------------
 // Shared structures.
-
-/// `ofp_port` (§7.2.1), 64 bytes.
-fn get_port(rd: &mut Rd<'_>) -> Result<PortDesc, DecodeError> {
-    let port_no = rd.u32()?;
-    rd.skip(4)?;
-    let hw_addr = rd.arr::<6>()?;
-    rd.skip(2)?;
-    let name = get_str(rd.take(16)?);
-    Ok(PortDesc {
-        port_no,
-        hw_addr,
-        name,
-        config: rd.u32()? & port_config::ALL_1_3,
-        state: rd.u32()?,
-        curr: rd.u32()?,
-        advertised: rd.u32()?,
-        supported: rd.u32()?,
-        peer: rd.u32()?,
-        curr_speed: rd.u32()?,
-        max_speed: rd.u32()?,
-    })
-}
-
-fn put_port(out: &mut Vec<u8>, p: &PortDesc) {
-    out.u32(p.port_no);
-    out.zeros(4);
-    out.extend_from_slice(&p.hw_addr);
-    out.zeros(2);
-    out.str(&p.name, 16);
-    for v in [
-        p.config & port_config::ALL_1_3,
-        p.state,
-        p.curr,
-        p.advertised,
-        p.supported,
-        p.peer,
-        p.curr_speed,
-        p.max_speed,
-    ] {
-        out.u32(v);
-    }
-}
-
-fn group_type(v: u8) -> Result<GroupType, DecodeError> {
-    Ok(match v {
-        0 => GroupType::All,
-        1 => GroupType::Select,
-        2 => GroupType::Indirect,
-        3 => GroupType::FastFailover,
-        _ => return Err(err(OfError::BAD_GROUP_TYPE, "unknown group type")),
-    })
-}
-
-fn group_type_num(g: GroupType) -> u8 {
-    match g {
-        GroupType::All => 0,
-        GroupType::Select => 1,
-        GroupType::Indirect => 2,
-        GroupType::FastFailover => 3,
-    }
-}
-
-/// `ofp_bucket` list (§7.3.4.2).
-fn get_buckets(buf: &[u8]) -> Result<Vec<Bucket>, DecodeError> {
-    let mut rd = Rd::new(buf, OfError::BAD_BUCKET);
-    let mut v = Vec::new();
-    while !rd.is_empty() {
-        let len = rd.peek_len(0)?;
-        if len % 8 != 0 {
-            return Err(err(
-                OfError::BAD_BUCKET,
-                "bucket length not a multiple of 8",
-            ));
-        }
-        let mut b = rd.record(len, 16)?;
-        b.skip(2)?;
-        v.push(Bucket {
-            weight: b.u16()?,
-            watch_port: b.u32()?,
-            watch_group: b.u32()?,
-            actions: {
-                b.skip(4)?;
-                decode_actions(b.rest())?
-            },
-        });
-    }
-    Ok(v)
-}
-
-fn put_buckets(out: &mut Vec<u8>, buckets: &[Bucket]) -> Result<(), EncodeError> {
-    for b in buckets {
-        let start = out.len();
-        out.u16(0);
-        out.u16(b.weight);
-        out.u32(b.watch_port);
-        out.u32(b.watch_group);
-        out.zeros(4);
-        put_actions(out, &b.actions)?;
-        end_record(out, start, start)?;
-    }
-    Ok(())
-}
 
 /// `ofp_meter_band_*` list (§7.3.4.4).
 fn get_bands(buf: &[u8]) -> Result<Vec<MeterBand>, DecodeError> {
@@ -613,8 +562,9 @@ fn flow_mod_command(c: u8) -> Result<FlowModCommand, DecodeError> {
         .ok_or_else(|| err(OfError::BAD_COMMAND, "unknown flow-mod command"))
 }
 
-/// `ofp_flow_mod` after the header (§7.3.4.1).
-fn get_flow_mod(rd: &mut Rd<'_>) -> Result<FlowMod, DecodeError> {
+/// `ofp_flow_mod` after the header (§7.3.4.1). In 1.4+ the two bytes
+/// after `flags` are `importance`, which xennet (no eviction) ignores.
+fn get_flow_mod(rd: &mut Rd<'_>, version: u8) -> Result<FlowMod, DecodeError> {
     let cookie = rd.u64()?;
     let cookie_mask = rd.u64()?;
     let table_id = rd.u8()?;
@@ -629,7 +579,7 @@ fn get_flow_mod(rd: &mut Rd<'_>) -> Result<FlowMod, DecodeError> {
     rd.skip(2)?;
     let command = flow_mod_command(command)?;
     let matcher = get_match(rd)?;
-    let instructions = decode_instructions(rd.rest())?;
+    let instructions = decode_instructions(rd.rest(), version)?;
     Ok(FlowMod {
         cookie,
         cookie_mask,
@@ -647,7 +597,7 @@ fn get_flow_mod(rd: &mut Rd<'_>) -> Result<FlowMod, DecodeError> {
     })
 }
 
-fn put_flow_mod(out: &mut Vec<u8>, f: &FlowMod) -> Result<(), EncodeError> {
+fn put_flow_mod(out: &mut Vec<u8>, f: &FlowMod, version: u8) -> Result<(), EncodeError> {
     out.u64(f.cookie);
     out.u64(f.cookie_mask);
     out.u8(f.table_id);
@@ -661,7 +611,7 @@ fn put_flow_mod(out: &mut Vec<u8>, f: &FlowMod) -> Result<(), EncodeError> {
     out.u16(f.flags);
     out.zeros(2);
     put_match(out, &f.matcher);
-    put_instructions(out, &f.instructions)
+    put_instructions(out, &f.instructions, version)
 }
 
 fn get_packet_in(rd: &mut Rd<'_>) -> Result<PacketIn, DecodeError> {
@@ -701,45 +651,24 @@ fn put_packet_in(out: &mut Vec<u8>, p: &PacketIn) {
     out.extend_from_slice(&p.data);
 }
 
-fn get_flow_removed(rd: &mut Rd<'_>) -> Result<FlowRemoved, DecodeError> {
-    Ok(FlowRemoved {
-        cookie: rd.u64()?,
-        priority: rd.u16()?,
-        reason: rd.u8()?,
-        table_id: rd.u8()?,
-        duration_sec: rd.u32()?,
-        duration_nsec: rd.u32()?,
-        idle_timeout: rd.u16()?,
-        hard_timeout: rd.u16()?,
-        packet_count: rd.u64()?,
-        byte_count: rd.u64()?,
-        matcher: {
-            let m = get_match(rd)?;
-            rd.end()?;
-            m
-        },
-    })
-}
-
-fn put_flow_removed(out: &mut Vec<u8>, f: &FlowRemoved) {
-    out.u64(f.cookie);
-    out.u16(f.priority);
-    out.u8(f.reason);
-    out.u8(f.table_id);
-    out.u32(f.duration_sec);
-    out.u32(f.duration_nsec);
-    out.u16(f.idle_timeout);
-    out.u16(f.hard_timeout);
-    out.u64(f.packet_count);
-    out.u64(f.byte_count);
-    put_match(out, &f.matcher);
-}
-
-fn get_packet_out(rd: &mut Rd<'_>) -> Result<PacketOut, DecodeError> {
+/// `ofp_packet_out` after the header: 1.3/1.4 `buffer_id`, `in_port`,
+/// `actions_len`, 6 pad bytes; 1.5 (1.5.1 §7.3.6) `buffer_id`,
+/// `actions_len`, 2 pad bytes, an `ofp_match` holding the pipeline
+/// fields (xennet uses `in_port`, `OFPP_ANY` when absent). Then actions
+/// and the packet.
+fn get_packet_out(rd: &mut Rd<'_>, version: u8) -> Result<PacketOut, DecodeError> {
     let buffer_id = rd.u32()?;
-    let in_port = rd.u32()?;
-    let actions_len = usize::from(rd.u16()?);
-    rd.skip(6)?;
+    let (in_port, actions_len) = if version >= OFP15_VERSION {
+        let actions_len = usize::from(rd.u16()?);
+        rd.skip(2)?;
+        let (in_port, _metadata) = oxm::decode_pipeline_fields(take_match(rd)?)?;
+        (in_port.unwrap_or(OFPP_ANY), actions_len)
+    } else {
+        let in_port = rd.u32()?;
+        let actions_len = usize::from(rd.u16()?);
+        rd.skip(6)?;
+        (in_port, actions_len)
+    };
     let actions = decode_actions(rd.take(actions_len)?)?;
     Ok(PacketOut {
         buffer_id,
@@ -749,12 +678,23 @@ fn get_packet_out(rd: &mut Rd<'_>) -> Result<PacketOut, DecodeError> {
     })
 }
 
-fn put_packet_out(out: &mut Vec<u8>, p: &PacketOut) -> Result<(), EncodeError> {
+fn put_packet_out(out: &mut Vec<u8>, p: &PacketOut, version: u8) -> Result<(), EncodeError> {
     out.u32(p.buffer_id);
-    out.u32(p.in_port);
-    let at = out.len();
-    out.u16(0);
-    out.zeros(6);
+    let at;
+    if version >= OFP15_VERSION {
+        at = out.len();
+        out.u16(0);
+        out.zeros(2);
+        let mut m = Match::CATCHALL;
+        m.key.set_in_port(p.in_port);
+        m.mask.set_exact(xennet_datapath::flow::Field::InPort);
+        put_match(out, &m);
+    } else {
+        out.u32(p.in_port);
+        at = out.len();
+        out.u16(0);
+        out.zeros(6);
+    }
     let start = out.len();
     put_actions(out, &p.actions)?;
     let len = u16::try_from(out.len() - start)
@@ -762,36 +702,6 @@ fn put_packet_out(out: &mut Vec<u8>, p: &PacketOut) -> Result<(), EncodeError> {
     out.patch16(at, len);
     out.extend_from_slice(&p.data);
     Ok(())
-}
-
-fn get_group_mod(rd: &mut Rd<'_>) -> Result<GroupMod, DecodeError> {
-    let command = match rd.u16()? {
-        0 => GroupModCommand::Add,
-        1 => GroupModCommand::Modify,
-        2 => GroupModCommand::Delete,
-        _ => return Err(err(OfError::BAD_GROUP_COMMAND, "unknown group-mod command")),
-    };
-    let group_type = group_type(rd.u8()?)?;
-    rd.skip(1)?;
-    let group_id = rd.u32()?;
-    Ok(GroupMod {
-        command,
-        group_type,
-        group_id,
-        buckets: get_buckets(rd.rest())?,
-    })
-}
-
-fn put_group_mod(out: &mut Vec<u8>, g: &GroupMod) -> Result<(), EncodeError> {
-    out.u16(match g.command {
-        GroupModCommand::Add => 0,
-        GroupModCommand::Modify => 1,
-        GroupModCommand::Delete => 2,
-    });
-    out.u8(group_type_num(g.group_type));
-    out.u8(0);
-    out.u32(g.group_id);
-    put_buckets(out, &g.buckets)
 }
 
 fn get_meter_mod(rd: &mut Rd<'_>) -> Result<MeterMod, DecodeError> {
@@ -818,28 +728,6 @@ fn put_meter_mod(out: &mut Vec<u8>, m: &MeterMod) {
     out.u16(m.flags);
     out.u32(m.meter_id);
     put_bands(out, &m.bands);
-}
-
-fn get_async(rd: &mut Rd<'_>) -> Result<AsyncConfig, DecodeError> {
-    let mut pair = || -> Result<[u32; 2], DecodeError> { Ok([rd.u32()?, rd.u32()?]) };
-    let c = AsyncConfig {
-        packet_in_mask: pair()?,
-        port_status_mask: pair()?,
-        flow_removed_mask: pair()?,
-    };
-    rd.end()?;
-    Ok(c)
-}
-
-fn put_async(out: &mut Vec<u8>, c: &AsyncConfig) {
-    for v in c
-        .packet_in_mask
-        .iter()
-        .chain(&c.port_status_mask)
-        .chain(&c.flow_removed_mask)
-    {
-        out.u32(*v);
-    }
 }
 
 fn get_role(rd: &mut Rd<'_>) -> Result<RoleMsg, DecodeError> {
@@ -1045,7 +933,8 @@ fn put_table_features(out: &mut Vec<u8>, f: &TableFeatures) -> Result<(), Encode
     end_record(out, start, start)
 }
 
-fn get_mp_request(typ: u16, rd: &mut Rd<'_>) -> Result<MpRequest, DecodeError> {
+fn get_mp_request(typ: u16, rd: &mut Rd<'_>, version: u8) -> Result<MpRequest, DecodeError> {
+    let v15 = version >= OFP15_VERSION;
     let empty = |rd: &Rd<'_>, r: MpRequest| rd.end().map(|()| r);
     Ok(match typ {
         mp::DESC => empty(rd, MpRequest::Desc)?,
@@ -1060,7 +949,8 @@ fn get_mp_request(typ: u16, rd: &mut Rd<'_>) -> Result<MpRequest, DecodeError> {
             MpRequest::Queue { port_no, queue_id }
         }
         mp::GROUP => MpRequest::Group(get_id_pad(rd)?),
-        mp::GROUP_DESC => empty(rd, MpRequest::GroupDesc)?,
+        mp::GROUP_DESC if v15 => MpRequest::GroupDesc(get_id_pad(rd)?),
+        mp::GROUP_DESC => empty(rd, MpRequest::GroupDesc(OFPG_ALL))?,
         mp::GROUP_FEATURES => empty(rd, MpRequest::GroupFeatures)?,
         mp::METER => MpRequest::Meter(get_id_pad(rd)?),
         mp::METER_CONFIG => MpRequest::MeterConfig(get_id_pad(rd)?),
@@ -1072,13 +962,19 @@ fn get_mp_request(typ: u16, rd: &mut Rd<'_>) -> Result<MpRequest, DecodeError> {
             }
             MpRequest::TableFeatures(v)
         }
-        mp::PORT_DESC => empty(rd, MpRequest::PortDesc)?,
+        mp::PORT_DESC if v15 => MpRequest::PortDesc(get_id_pad(rd)?),
+        mp::PORT_DESC => empty(rd, MpRequest::PortDesc(OFPP_ANY))?,
         mp::EXPERIMENTER => return Err(err(OfError::BAD_EXPERIMENTER, "experimenter multipart")),
         _ => return Err(err(OfError::BAD_MULTIPART, "unknown multipart type")),
     })
 }
 
-fn put_mp_request(out: &mut Vec<u8>, flags: u16, r: &MpRequest) -> Result<(), EncodeError> {
+fn put_mp_request(
+    out: &mut Vec<u8>,
+    flags: u16,
+    r: &MpRequest,
+    version: u8,
+) -> Result<(), EncodeError> {
     let typ = match r {
         MpRequest::Desc => mp::DESC,
         MpRequest::Flow(_) => mp::FLOW,
@@ -1086,10 +982,10 @@ fn put_mp_request(out: &mut Vec<u8>, flags: u16, r: &MpRequest) -> Result<(), En
         MpRequest::Table => mp::TABLE,
         MpRequest::TableFeatures(_) => mp::TABLE_FEATURES,
         MpRequest::PortStats(_) => mp::PORT_STATS,
-        MpRequest::PortDesc => mp::PORT_DESC,
+        MpRequest::PortDesc(_) => mp::PORT_DESC,
         MpRequest::Queue { .. } => mp::QUEUE,
         MpRequest::Group(_) => mp::GROUP,
-        MpRequest::GroupDesc => mp::GROUP_DESC,
+        MpRequest::GroupDesc(_) => mp::GROUP_DESC,
         MpRequest::GroupFeatures => mp::GROUP_FEATURES,
         MpRequest::Meter(_) => mp::METER,
         MpRequest::MeterConfig(_) => mp::METER_CONFIG,
@@ -1111,6 +1007,10 @@ fn put_mp_request(out: &mut Vec<u8>, flags: u16, r: &MpRequest) -> Result<(), En
             out.u32(*id);
             out.zeros(4);
         }
+        MpRequest::PortDesc(id) | MpRequest::GroupDesc(id) if version >= OFP15_VERSION => {
+            out.u32(*id);
+            out.zeros(4);
+        }
         MpRequest::Queue { port_no, queue_id } => {
             out.u32(*port_no);
             out.u32(*queue_id);
@@ -1123,81 +1023,6 @@ fn put_mp_request(out: &mut Vec<u8>, flags: u16, r: &MpRequest) -> Result<(), En
         _ => {}
     }
     Ok(())
-}
-
-fn get_flow_stats(rd: &mut Rd<'_>) -> Result<FlowStats, DecodeError> {
-    let len = rd.peek_len(0)?;
-    let mut r = rd.record(len, 56)?;
-    r.skip(2)?;
-    let table_id = r.u8()?;
-    r.skip(1)?;
-    let duration_sec = r.u32()?;
-    let duration_nsec = r.u32()?;
-    let priority = r.u16()?;
-    let idle_timeout = r.u16()?;
-    let hard_timeout = r.u16()?;
-    let flags = r.u16()?;
-    r.skip(4)?;
-    let cookie = r.u64()?;
-    let packet_count = r.u64()?;
-    let byte_count = r.u64()?;
-    let matcher = get_match(&mut r)?;
-    let instructions = decode_instructions(r.rest())?;
-    Ok(FlowStats {
-        table_id,
-        duration_sec,
-        duration_nsec,
-        priority,
-        idle_timeout,
-        hard_timeout,
-        flags,
-        cookie,
-        packet_count,
-        byte_count,
-        idle_age: None,
-        hard_age: None,
-        matcher,
-        instructions,
-    })
-}
-
-fn put_flow_stats(out: &mut Vec<u8>, f: &FlowStats) -> Result<(), EncodeError> {
-    let start = out.len();
-    out.u16(0);
-    out.u8(f.table_id);
-    out.u8(0);
-    out.u32(f.duration_sec);
-    out.u32(f.duration_nsec);
-    out.u16(f.priority);
-    out.u16(f.idle_timeout);
-    out.u16(f.hard_timeout);
-    out.u16(f.flags);
-    out.zeros(4);
-    out.u64(f.cookie);
-    out.u64(f.packet_count);
-    out.u64(f.byte_count);
-    put_match(out, &f.matcher);
-    put_instructions(out, &f.instructions)?;
-    end_record(out, start, start)
-}
-
-fn get_port_stats(rd: &mut Rd<'_>) -> Result<PortStats, DecodeError> {
-    let port_no = rd.u32()?;
-    rd.skip(4)?;
-    let s = wire::get_port_counters(rd, port_no)?;
-    Ok(PortStats {
-        duration_sec: rd.u32()?,
-        duration_nsec: rd.u32()?,
-        ..s
-    })
-}
-
-fn put_port_stats(out: &mut Vec<u8>, s: &PortStats) {
-    out.u32(s.port_no);
-    out.zeros(4);
-    wire::put_port_counters(out, s);
-    out.u32(s.duration_sec);
-    out.u32(s.duration_nsec);
 }
 
 fn get_group_stats(rd: &mut Rd<'_>) -> Result<GroupStats, DecodeError> {
@@ -1233,29 +1058,6 @@ fn put_group_stats(out: &mut Vec<u8>, g: &GroupStats) -> Result<(), EncodeError>
         out.u64(*p);
         out.u64(*b);
     }
-    end_record(out, start, start)
-}
-
-fn get_group_desc(rd: &mut Rd<'_>) -> Result<GroupDesc, DecodeError> {
-    let len = rd.peek_len(0)?;
-    let mut r = rd.record(len, 8)?;
-    r.skip(2)?;
-    let group_type = group_type(r.u8()?)?;
-    r.skip(1)?;
-    Ok(GroupDesc {
-        group_type,
-        group_id: r.u32()?,
-        buckets: get_buckets(r.rest())?,
-    })
-}
-
-fn put_group_desc(out: &mut Vec<u8>, g: &GroupDesc) -> Result<(), EncodeError> {
-    let start = out.len();
-    out.u16(0);
-    out.u8(group_type_num(g.group_type));
-    out.u8(0);
-    out.u32(g.group_id);
-    put_buckets(out, &g.buckets)?;
     end_record(out, start, start)
 }
 
@@ -1336,12 +1138,12 @@ fn get_fixed_list<'a, T>(
     get_list(rd, f)
 }
 
-fn get_mp_reply(typ: u16, rd: &mut Rd<'_>) -> Result<MpReply, DecodeError> {
+fn get_mp_reply(typ: u16, rd: &mut Rd<'_>, v: u8) -> Result<MpReply, DecodeError> {
     Ok(match typ {
         mp::DESC => MpReply::Desc(wire::get_desc(rd)?),
-        mp::FLOW => MpReply::Flow(get_list(rd, get_flow_stats)?),
+        mp::FLOW => MpReply::Flow(get_list(rd, |r| flow::get_flow_stats(r, v))?),
         mp::AGGREGATE => {
-            let (packet_count, byte_count, flow_count) = wire::get_aggregate(rd)?;
+            let (packet_count, byte_count, flow_count) = flow::get_aggregate(rd, v)?;
             MpReply::Aggregate {
                 packet_count,
                 byte_count,
@@ -1359,7 +1161,15 @@ fn get_mp_reply(typ: u16, rd: &mut Rd<'_>) -> Result<MpReply, DecodeError> {
                 matched_count: r.u64()?,
             })
         })?),
-        mp::PORT_STATS => MpReply::PortStats(get_fixed_list(rd, 112, get_port_stats)?),
+        mp::PORT_STATS => MpReply::PortStats(get_list(rd, |r| port::get_port_stats(r, v))?),
+        mp::QUEUE if v >= OFP14_VERSION => {
+            // ofp_queue_stats with properties (1.4 §7.3.5.8): skipped.
+            get_list(rd, |r| {
+                let len = r.peek_len(0)?;
+                r.record(len, 48).map(|_| ())
+            })?;
+            MpReply::Queue
+        }
         mp::QUEUE => {
             // ofp_queue_stats (40 bytes each); xennet has no queues and
             // the model keeps none.
@@ -1367,7 +1177,7 @@ fn get_mp_reply(typ: u16, rd: &mut Rd<'_>) -> Result<MpReply, DecodeError> {
             MpReply::Queue
         }
         mp::GROUP => MpReply::Group(get_list(rd, get_group_stats)?),
-        mp::GROUP_DESC => MpReply::GroupDesc(get_list(rd, get_group_desc)?),
+        mp::GROUP_DESC => MpReply::GroupDesc(get_list(rd, |r| group::get_group_desc(r, v))?),
         mp::GROUP_FEATURES => {
             let types = rd.u32()?;
             let capabilities = rd.u32()?;
@@ -1402,7 +1212,7 @@ fn get_mp_reply(typ: u16, rd: &mut Rd<'_>) -> Result<MpReply, DecodeError> {
             MpReply::MeterFeatures(f)
         }
         mp::TABLE_FEATURES => MpReply::TableFeatures(get_list(rd, get_table_features)?),
-        mp::PORT_DESC => MpReply::PortDesc(get_fixed_list(rd, 64, get_port)?),
+        mp::PORT_DESC => MpReply::PortDesc(get_list(rd, |r| port::get_port(r, v))?),
         mp::EXPERIMENTER => return Err(err(OfError::BAD_EXPERIMENTER, "experimenter multipart")),
         _ => return Err(err(OfError::BAD_MULTIPART, "unknown multipart type")),
     })
@@ -1413,7 +1223,7 @@ fn get_mp_reply(typ: u16, rd: &mut Rd<'_>) -> Result<MpReply, DecodeError> {
 /// gets `OFPMPF_REPLY_MORE` on top of `flags`.
 fn put_mp_list<T>(
     out: &mut Vec<u8>,
-    xid: u32,
+    (v, xid): (u8, u32),
     typ: u16,
     flags: u16,
     items: &[T],
@@ -1422,22 +1232,22 @@ fn put_mp_list<T>(
     put_split_reply(
         out,
         flags,
-        |out| begin_mp_reply(out, xid, typ, flags),
+        |out| {
+            let start = wire::begin(out, v, t::MULTIPART_REPLY, xid);
+            out.u16(typ);
+            out.u16(flags);
+            out.zeros(4);
+            start
+        },
         items,
         put,
     )
 }
 
-fn begin_mp_reply(out: &mut Vec<u8>, xid: u32, typ: u16, flags: u16) -> usize {
-    let start = wire::begin(out, OFP13_VERSION, t::MULTIPART_REPLY, xid);
-    out.u16(typ);
-    out.u16(flags);
-    out.zeros(4);
-    start
-}
-
 /// An item writer that cannot fail.
-fn infallible<T>(f: fn(&mut Vec<u8>, &T)) -> impl Fn(&mut Vec<u8>, &T) -> Result<(), EncodeError> {
+fn infallible<T>(
+    f: impl Fn(&mut Vec<u8>, &T),
+) -> impl Fn(&mut Vec<u8>, &T) -> Result<(), EncodeError> {
     move |out, x| {
         f(out, x);
         Ok(())
@@ -1446,12 +1256,12 @@ fn infallible<T>(f: fn(&mut Vec<u8>, &T)) -> impl Fn(&mut Vec<u8>, &T) -> Result
 
 fn put_mp_reply(
     out: &mut Vec<u8>,
-    xid: u32,
+    (v, xid): (u8, u32),
     flags: u16,
     body: &MpReply,
 ) -> Result<(), EncodeError> {
     let single = |out: &mut Vec<u8>, typ: u16, f: &dyn Fn(&mut Vec<u8>)| {
-        message(out, t::MULTIPART_REPLY, xid, |out| {
+        message(out, v, t::MULTIPART_REPLY, xid, |out| {
             out.u16(typ);
             out.u16(flags);
             out.zeros(4);
@@ -1459,22 +1269,25 @@ fn put_mp_reply(
             Ok(())
         })
     };
+    let vx = (v, xid);
     match body {
         MpReply::Desc(d) => single(out, mp::DESC, &|out| wire::put_desc(out, d)),
-        MpReply::Flow(v) => put_mp_list(out, xid, mp::FLOW, flags, v, put_flow_stats),
+        MpReply::Flow(l) => put_mp_list(out, vx, mp::FLOW, flags, l, |out, f| {
+            flow::put_flow_stats(out, f, v)
+        }),
         MpReply::Aggregate {
             packet_count,
             byte_count,
             flow_count,
         } => single(out, mp::AGGREGATE, &|out| {
-            wire::put_aggregate(out, *packet_count, *byte_count, *flow_count)
+            flow::put_aggregate(out, *packet_count, *byte_count, *flow_count, v)
         }),
-        MpReply::Table(v) => put_mp_list(
+        MpReply::Table(l) => put_mp_list(
             out,
-            xid,
+            vx,
             mp::TABLE,
             flags,
-            v,
+            l,
             |out: &mut Vec<u8>, s: &TableStats| {
                 out.u8(s.table_id);
                 out.zeros(3);
@@ -1484,23 +1297,30 @@ fn put_mp_reply(
                 Ok(())
             },
         ),
-        MpReply::TableFeatures(v) => {
-            put_mp_list(out, xid, mp::TABLE_FEATURES, flags, v, put_table_features)
+        MpReply::TableFeatures(l) => {
+            put_mp_list(out, vx, mp::TABLE_FEATURES, flags, l, put_table_features)
         }
-        MpReply::PortStats(v) => put_mp_list(
+        MpReply::PortStats(l) => put_mp_list(
             out,
-            xid,
+            vx,
             mp::PORT_STATS,
             flags,
-            v,
-            infallible(put_port_stats),
+            l,
+            infallible(|out, s| port::put_port_stats(out, s, v)),
         ),
-        MpReply::PortDesc(v) => {
-            put_mp_list(out, xid, mp::PORT_DESC, flags, v, infallible(put_port))
-        }
+        MpReply::PortDesc(l) => put_mp_list(
+            out,
+            vx,
+            mp::PORT_DESC,
+            flags,
+            l,
+            infallible(|out, p| port::put_port(out, p, v)),
+        ),
         MpReply::Queue => single(out, mp::QUEUE, &|_| {}),
-        MpReply::Group(v) => put_mp_list(out, xid, mp::GROUP, flags, v, put_group_stats),
-        MpReply::GroupDesc(v) => put_mp_list(out, xid, mp::GROUP_DESC, flags, v, put_group_desc),
+        MpReply::Group(l) => put_mp_list(out, vx, mp::GROUP, flags, l, put_group_stats),
+        MpReply::GroupDesc(l) => put_mp_list(out, vx, mp::GROUP_DESC, flags, l, |out, g| {
+            group::put_group_desc(out, g, v)
+        }),
         MpReply::GroupFeatures(g) => single(out, mp::GROUP_FEATURES, &|out| {
             out.u32(g.types);
             out.u32(g.capabilities);
@@ -1509,9 +1329,9 @@ fn put_mp_reply(
                 .chain(&g.actions)
                 .for_each(|v| out.u32(*v));
         }),
-        MpReply::Meter(v) => put_mp_list(out, xid, mp::METER, flags, v, put_meter_stats),
-        MpReply::MeterConfig(v) => {
-            put_mp_list(out, xid, mp::METER_CONFIG, flags, v, put_meter_config)
+        MpReply::Meter(l) => put_mp_list(out, vx, mp::METER, flags, l, put_meter_stats),
+        MpReply::MeterConfig(l) => {
+            put_mp_list(out, vx, mp::METER_CONFIG, flags, l, put_meter_config)
         }
         MpReply::MeterFeatures(f) => single(out, mp::METER_FEATURES, &|out| {
             out.u32(f.max_meter);
@@ -1530,12 +1350,14 @@ fn put_mp_reply(
 // ---------------------------------------------------------------------------
 // Entry points.
 
-/// Decode one OpenFlow 1.3 message (`buf` is the whole message, header
-/// included, exactly `h.length` bytes).
+/// Decode one OpenFlow 1.3, 1.4 or 1.5 message (`buf` is the whole
+/// message, header included, exactly `h.length` bytes; the version is
+/// `h.version`).
 ///
 /// # Errors
 /// The [`OfError`] to send back.
 pub fn decode(h: &Header, buf: &[u8]) -> Result<Msg, DecodeError> {
+    let v = h.version;
     let body = buf.get(HEADER_LEN..).unwrap_or(&[]);
     let mut rd = Rd::new(body, OfError::BAD_LEN);
     let rd = &mut rd;
@@ -1584,37 +1406,25 @@ pub fn decode(h: &Header, buf: &[u8]) -> Result<Msg, DecodeError> {
             }
         }
         t::PACKET_IN => Msg::PacketIn(get_packet_in(rd)?),
-        t::FLOW_REMOVED => Msg::FlowRemoved(get_flow_removed(rd)?),
+        t::FLOW_REMOVED => Msg::FlowRemoved(flow::get_flow_removed(rd, v)?),
         t::PORT_STATUS => {
             let reason = rd.u8()?;
             rd.skip(7)?;
-            let desc = get_port(rd)?;
+            let desc = port::get_port(rd, v)?;
             rd.end()?;
             Msg::PortStatus(PortStatus { reason, desc })
         }
-        t::PACKET_OUT => Msg::PacketOut(get_packet_out(rd)?),
-        t::FLOW_MOD => Msg::FlowMod(get_flow_mod(rd)?),
-        t::GROUP_MOD => Msg::GroupMod(get_group_mod(rd)?),
-        t::PORT_MOD => {
-            let port_no = rd.u32()?;
-            rd.skip(4)?;
-            let hw_addr = rd.arr::<6>()?;
-            rd.skip(2)?;
-            let p = PortMod {
-                port_no,
-                hw_addr,
-                config: rd.u32()?,
-                mask: rd.u32()?,
-                advertise: rd.u32()?,
-            };
-            rd.skip(4)?;
-            rd.end()?;
-            Msg::PortMod(p)
-        }
+        t::PACKET_OUT => Msg::PacketOut(get_packet_out(rd, v)?),
+        t::FLOW_MOD => Msg::FlowMod(get_flow_mod(rd, v)?),
+        t::GROUP_MOD => Msg::GroupMod(group::get_group_mod(rd, v)?),
+        t::PORT_MOD => Msg::PortMod(port::get_port_mod(rd, v)?),
         t::TABLE_MOD => {
             let table_id = rd.u8()?;
             rd.skip(3)?;
             let config = rd.u32()?;
+            if v >= OFP14_VERSION {
+                port::check_table_mod_props(rd)?;
+            }
             rd.end()?;
             Msg::TableMod { table_id, config }
         }
@@ -1625,12 +1435,12 @@ pub fn decode(h: &Header, buf: &[u8]) -> Result<Msg, DecodeError> {
             if h.typ == t::MULTIPART_REQUEST {
                 Msg::MultipartRequest {
                     flags,
-                    body: get_mp_request(typ, rd)?,
+                    body: get_mp_request(typ, rd, v)?,
                 }
             } else {
                 Msg::MultipartReply {
                     flags,
-                    body: get_mp_reply(typ, rd)?,
+                    body: get_mp_reply(typ, rd, v)?,
                 }
             }
         }
@@ -1639,8 +1449,9 @@ pub fn decode(h: &Header, buf: &[u8]) -> Result<Msg, DecodeError> {
         t::ROLE_REQUEST => Msg::RoleRequest(get_role(rd)?),
         t::ROLE_REPLY => Msg::RoleReply(get_role(rd)?),
         t::GET_ASYNC_REQUEST => empty(rd, Msg::GetAsyncRequest)?,
-        t::GET_ASYNC_REPLY => Msg::GetAsyncReply(get_async(rd)?),
-        t::SET_ASYNC => Msg::SetAsync(get_async(rd)?),
+        t::GET_ASYNC_REPLY => Msg::GetAsyncReply(async_config::get_config(rd, v)?),
+        t::SET_ASYNC if v >= OFP14_VERSION => Msg::SetAsyncProps(async_config::get_props(rd)?),
+        t::SET_ASYNC => Msg::SetAsync(async_config::get_config(rd, v)?),
         t::METER_MOD => Msg::MeterMod(get_meter_mod(rd)?),
         _ => return Err(err(OfError::BAD_TYPE, "unsupported message type")),
     })
@@ -1673,15 +1484,28 @@ fn decode_experimenter(rd: &mut Rd<'_>) -> Result<Msg, DecodeError> {
 /// reply beyond 64 KiB). On error nothing is appended.
 ///
 /// # Errors
-/// When the message has no 1.3 form (`NXT_SET_FLOW_FORMAT`, Nicira flow
-/// statistics) or does not fit in 65535 bytes.
+/// As [`encode_version`].
 pub fn encode(msg: &Msg, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    encode_version(msg, OFP13_VERSION, xid, out)
+}
+
+/// Encode one message as OpenFlow `v` (1.3, 1.4 or 1.5; several messages
+/// for a multipart reply beyond 64 KiB). On error nothing is appended.
+///
+/// # Errors
+/// When the message has no form in `v` (`NXT_SET_FLOW_FORMAT`, Nicira flow
+/// statistics, 1.4 async properties in 1.3), `v` is not 1.3..=1.5, or it
+/// does not fit in 65535 bytes.
+pub fn encode_version(msg: &Msg, v: u8, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    if !(OFP13_VERSION..=OFP15_VERSION).contains(&v) {
+        return Err(EncodeError::Version(v));
+    }
     let m = |out: &mut Vec<u8>, typ: u8, f: &dyn Fn(&mut Vec<u8>) -> Result<(), EncodeError>| {
-        message(out, typ, xid, f)
+        message(out, v, typ, xid, f)
     };
     let nothing = |_: &mut Vec<u8>| Ok(());
     let nx = |out: &mut Vec<u8>, subtype: u32, f: &dyn Fn(&mut Vec<u8>)| {
-        message(out, t::EXPERIMENTER, xid, |out| {
+        message(out, v, t::EXPERIMENTER, xid, |out| {
             out.u32(NX_VENDOR_ID);
             out.u32(subtype);
             f(out);
@@ -1690,7 +1514,7 @@ pub fn encode(msg: &Msg, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError>
     };
     match msg {
         Msg::Hello { versions } => {
-            header::encode_hello(OFP13_VERSION, *versions, xid, out);
+            header::encode_hello(v, *versions, xid, out);
             Ok(())
         }
         Msg::Error { err, data } => m(out, t::ERROR, &|out| {
@@ -1736,27 +1560,20 @@ pub fn encode(msg: &Msg, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError>
             Ok(())
         }),
         Msg::FlowRemoved(f) => m(out, t::FLOW_REMOVED, &|out| {
-            put_flow_removed(out, f);
+            flow::put_flow_removed(out, f, v);
             Ok(())
         }),
         Msg::PortStatus(p) => m(out, t::PORT_STATUS, &|out| {
             out.u8(p.reason);
             out.zeros(7);
-            put_port(out, &p.desc);
+            port::put_port(out, &p.desc, v);
             Ok(())
         }),
-        Msg::PacketOut(p) => m(out, t::PACKET_OUT, &|out| put_packet_out(out, p)),
-        Msg::FlowMod(f) => m(out, t::FLOW_MOD, &|out| put_flow_mod(out, f)),
-        Msg::GroupMod(g) => m(out, t::GROUP_MOD, &|out| put_group_mod(out, g)),
+        Msg::PacketOut(p) => m(out, t::PACKET_OUT, &|out| put_packet_out(out, p, v)),
+        Msg::FlowMod(f) => m(out, t::FLOW_MOD, &|out| put_flow_mod(out, f, v)),
+        Msg::GroupMod(g) => m(out, t::GROUP_MOD, &|out| group::put_group_mod(out, g, v)),
         Msg::PortMod(p) => m(out, t::PORT_MOD, &|out| {
-            out.u32(p.port_no);
-            out.zeros(4);
-            out.extend_from_slice(&p.hw_addr);
-            out.zeros(2);
-            out.u32(p.config);
-            out.u32(p.mask);
-            out.u32(p.advertise);
-            out.zeros(4);
+            port::put_port_mod(out, p, v);
             Ok(())
         }),
         Msg::TableMod { table_id, config } => m(out, t::TABLE_MOD, &|out| {
@@ -1766,9 +1583,9 @@ pub fn encode(msg: &Msg, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError>
             Ok(())
         }),
         Msg::MultipartRequest { flags, body } => m(out, t::MULTIPART_REQUEST, &|out| {
-            put_mp_request(out, *flags, body)
+            put_mp_request(out, *flags, body, v)
         }),
-        Msg::MultipartReply { flags, body } => put_mp_reply(out, xid, *flags, body),
+        Msg::MultipartReply { flags, body } => put_mp_reply(out, (v, xid), *flags, body),
         Msg::BarrierRequest => m(out, t::BARRIER_REQUEST, &nothing),
         Msg::BarrierReply => m(out, t::BARRIER_REPLY, &nothing),
         Msg::RoleRequest(r) => m(out, t::ROLE_REQUEST, &|out| {
@@ -1781,11 +1598,18 @@ pub fn encode(msg: &Msg, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError>
         }),
         Msg::GetAsyncRequest => m(out, t::GET_ASYNC_REQUEST, &nothing),
         Msg::GetAsyncReply(c) => m(out, t::GET_ASYNC_REPLY, &|out| {
-            put_async(out, c);
+            async_config::put_config(out, c, v);
             Ok(())
         }),
         Msg::SetAsync(c) => m(out, t::SET_ASYNC, &|out| {
-            put_async(out, c);
+            async_config::put_config(out, c, v);
+            Ok(())
+        }),
+        Msg::SetAsyncProps(_) if v < OFP14_VERSION => {
+            Err(EncodeError::Unsupported("async-config properties"))
+        }
+        Msg::SetAsyncProps(p) => m(out, t::SET_ASYNC, &|out| {
+            async_config::put_props(out, p);
             Ok(())
         }),
         Msg::MeterMod(mm) => m(out, t::METER_MOD, &|out| {
@@ -1807,3 +1631,5 @@ pub fn encode(msg: &Msg, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError>
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_of14_of15;

@@ -206,6 +206,7 @@ pub const DEFAULT_ASYNC: AsyncConfig = AsyncConfig {
     packet_in_mask: [0b011, 0],
     port_status_mask: [0b111, 0b111],
     flow_removed_mask: [0b1111, 0],
+    ..AsyncConfig::NONE
 };
 
 /// Per-connection options.
@@ -793,9 +794,19 @@ fn on_message(
                     err: OfError::HELLO_INCOMPATIBLE,
                     data: format!("we support versions bitmap {:#x}", st.versions).into_bytes(),
                 };
-                let v = raw[0].clamp(header::OFP10_VERSION, header::OFP13_VERSION);
-                if let Err(e) = xennet_openflow::encode(&msg, v, 0, out) {
-                    tracing::warn!("conn {}: cannot encode HELLO_FAILED: {e}", st.id);
+                // In the peer's version: `ofp_error_msg` is the same in
+                // every version, so 1.1 and 1.2 (which xennet does not
+                // speak) get the 1.3 form with their version number.
+                let v = raw[0].clamp(header::OFP10_VERSION, header::OFP15_VERSION);
+                let start = out.len();
+                let enc = if v == header::OFP10_VERSION {
+                    v
+                } else {
+                    v.max(header::OFP13_VERSION)
+                };
+                match xennet_openflow::encode(&msg, enc, 0, out) {
+                    Ok(()) => out[start] = v,
+                    Err(e) => tracing::warn!("conn {}: cannot encode HELLO_FAILED: {e}", st.id),
                 }
                 Err(ConnError::Incompatible(versions))
             }
@@ -842,6 +853,7 @@ fn on_message(
         Msg::SetConfig(c) => st.config = c,
         Msg::GetAsyncRequest => reply(st, Msg::GetAsyncReply(st.async_cfg), out),
         Msg::SetAsync(c) => st.async_cfg = c,
+        Msg::SetAsyncProps(p) => xennet_openflow::async_config::apply(&mut st.async_cfg, &p),
         Msg::NxSetFlowFormat(0) => st.v10_enc.nxm = false,
         Msg::NxSetFlowFormat(2) => st.v10_enc.nxm = true,
         Msg::NxSetFlowFormat(_) => st.refuse(v, OfError::BAD_REQUEST_EPERM, raw, out),
@@ -1048,6 +1060,62 @@ mod tests {
         );
     }
 
+    /// Start a connection offering `ours`, say HELLO with `theirs` from
+    /// a peer whose header version is `hdr`, and return what came back
+    /// after our HELLO.
+    async fn hello_exchange(ours: u32, hdr: u8, theirs: u32) -> (tokio::io::DuplexStream, Msg) {
+        let (mut peer, conn) = tokio::io::duplex(1 << 20);
+        let (_tx, rx) = broadcast::channel(16);
+        tokio::spawn(serve(
+            conn,
+            ConnOptions {
+                kind: ConnKind::Service,
+                probe_interval: None,
+                peer: "test".into(),
+                versions: ours,
+                hello_timeout: HELLO_TIMEOUT,
+                packet_in_limit: None,
+            },
+            Arc::new(Null),
+            Arc::new(Roles::default()),
+            rx,
+            Arc::new(ConnStatus::default()),
+        ));
+        read_msg(&mut peer).await;
+        let mut out = Vec::new();
+        header::encode_hello(hdr, theirs, 1, &mut out);
+        xennet_openflow::encode(&Msg::EchoRequest(b"x".to_vec()), hdr, 2, &mut out).unwrap();
+        // After HELLO_FAILED the connection closes: the echo may not land.
+        let _ = peer.write_all(&out).await;
+        let (h, m) = read_msg(&mut peer).await;
+        if !matches!(m, Msg::Error { .. }) {
+            assert_eq!(h.version, hdr);
+        }
+        (peer, m)
+    }
+
+    /// A peer that speaks only 1.5 (bitmap 0x40) gets 1.5; with
+    /// `Bridge:protocols=OpenFlow15` a 1.3-only peer gets HELLO_FAILED
+    /// and a 1.4 one too, while 1.5 still works.
+    #[tokio::test]
+    async fn hello_negotiates_1_5_and_protocols_limit_it() {
+        let all = header::SUPPORTED_BITMAP;
+        let only15 = 1 << header::OFP15_VERSION;
+        let (_p, m) = hello_exchange(all, 6, 0x40).await;
+        assert_eq!(m, Msg::EchoReply(b"x".to_vec()));
+        let (_p, m) = hello_exchange(all, 5, 0x20).await;
+        assert_eq!(m, Msg::EchoReply(b"x".to_vec()));
+        let (_p, m) = hello_exchange(only15, 6, 0x7e).await;
+        assert_eq!(m, Msg::EchoReply(b"x".to_vec()));
+        for (hdr, theirs) in [(4, 0x10), (5, 0x30)] {
+            let (_p, m) = hello_exchange(only15, hdr, theirs).await;
+            assert!(
+                matches!(m, Msg::Error { err, .. } if err == OfError::HELLO_INCOMPATIBLE),
+                "{m:?}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn negotiation_versions_roles_and_errors() {
         let (mut peer, ours) = tokio::io::duplex(1 << 20);
@@ -1061,18 +1129,18 @@ mod tests {
             rx,
             Arc::new(ConnStatus::default()),
         ));
-        // Our HELLO carries the bitmap of 1.0 and 1.3.
+        // Our HELLO carries the bitmap of 1.0, 1.3, 1.4 and 1.5.
         let (h, m) = read_msg(&mut peer).await;
-        assert_eq!(h.version, header::OFP13_VERSION);
+        assert_eq!(h.version, header::OFP15_VERSION);
         assert_eq!(
             m,
             Msg::Hello {
                 versions: header::SUPPORTED_BITMAP
             }
         );
-        // The peer offers 1.0..1.5: 1.3 it is.
+        // The peer offers 1.0..1.3: 1.3 it is.
         let mut out = Vec::new();
-        header::encode_hello(6, 0x7e, 1, &mut out);
+        header::encode_hello(4, 0x1e, 1, &mut out);
         peer.write_all(&out).await.unwrap();
         send(&mut peer, &Msg::EchoRequest(b"hi".to_vec()), 4, 2).await;
         assert_eq!(read_msg(&mut peer).await.1, Msg::EchoReply(b"hi".to_vec()));
@@ -1141,12 +1209,17 @@ mod tests {
         ));
         let _ = read_msg(&mut peer).await;
         let mut out = Vec::new();
-        header::encode_hello(6, 1 << 6, 1, &mut out);
+        // OpenFlow 1.1 and 1.2 only: the error comes in the peer's
+        // version (1.2 here), which xennet does not decode, so its bytes
+        // are checked: OFPT_ERROR, OFPET_HELLO_FAILED/OFPHFC_INCOMPATIBLE.
+        header::encode_hello(3, 0x0c, 1, &mut out);
         peer.write_all(&out).await.unwrap();
-        match read_msg(&mut peer).await.1 {
-            Msg::Error { err, .. } => assert_eq!(err, OfError::HELLO_INCOMPATIBLE),
-            other => panic!("{other:?}"),
-        }
+        let mut hdr = [0u8; 8];
+        peer.read_exact(&mut hdr).await.unwrap();
+        assert_eq!((hdr[0], hdr[1]), (3, 1), "{hdr:?}");
+        let mut body = vec![0u8; usize::from(u16::from_be_bytes([hdr[2], hdr[3]])) - 8];
+        peer.read_exact(&mut body).await.unwrap();
+        assert_eq!(body[..4], [0, 0, 0, 0], "{body:?}");
         assert!(matches!(
             task.await.unwrap(),
             Err(ConnError::Incompatible(_))

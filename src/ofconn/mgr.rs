@@ -244,9 +244,9 @@ impl ConnMgr {
 
     /// The OpenFlow versions new connections may use (OVS
     /// `Bridge:protocols`, e.g. `["OpenFlow13"]`; empty = every version
-    /// xennet speaks, 1.0 and 1.3). Versions xennet does not speak
-    /// (1.1, 1.2, 1.4, 1.5) are ignored; returns them. If nothing is left,
-    /// both supported versions are offered.
+    /// xennet speaks: 1.0, 1.3, 1.4, 1.5). Versions xennet does not speak
+    /// (1.1, 1.2) are ignored; returns them. If nothing is left, every
+    /// supported version is offered.
     pub fn set_protocols(&self, protocols: &[String]) -> Vec<String> {
         let mut bitmap = 0u32;
         let mut ignored = Vec::new();
@@ -254,6 +254,8 @@ impl ConnMgr {
             match p.as_str() {
                 "OpenFlow10" => bitmap |= 1 << xennet_openflow::header::OFP10_VERSION,
                 "OpenFlow13" => bitmap |= 1 << xennet_openflow::header::OFP13_VERSION,
+                "OpenFlow14" => bitmap |= 1 << xennet_openflow::header::OFP14_VERSION,
+                "OpenFlow15" => bitmap |= 1 << xennet_openflow::header::OFP15_VERSION,
                 other => ignored.push(other.to_string()),
             }
         }

@@ -184,6 +184,7 @@ fn simple_messages_roundtrip() {
         packet_in_mask: [3, 1],
         port_status_mask: [7, 7],
         flow_removed_mask: [0xf, 0],
+        ..AsyncConfig::NONE
     }));
 }
 
@@ -577,7 +578,7 @@ fn stats_roundtrip() {
     let req = |body| Msg::MultipartRequest { flags: 0, body };
     rt(req(MpRequest::Desc));
     rt(req(MpRequest::Table));
-    rt(req(MpRequest::PortDesc));
+    rt(req(MpRequest::PortDesc(OFPP_ANY)));
     rt(req(MpRequest::PortStats(OFPP_ANY)));
     rt(req(MpRequest::Queue {
         port_no: OFPP_ANY,
@@ -667,7 +668,12 @@ fn stats_roundtrip() {
     rt(rep(MpReply::Queue));
     // 1.3-only bodies.
     let mut out = Vec::new();
-    assert!(encode(&req(MpRequest::GroupDesc), 1, &mut out).is_err());
+    assert!(encode(
+        &req(MpRequest::GroupDesc(crate::model::OFPG_ALL)),
+        1,
+        &mut out
+    )
+    .is_err());
     assert!(encode(&rep(MpReply::Meter(vec![])), 1, &mut out).is_err());
     assert!(out.is_empty());
 }

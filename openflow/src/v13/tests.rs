@@ -207,7 +207,7 @@ fn buckets() -> Vec<Bucket> {
 }
 
 /// One message of every variant 1.3 can carry.
-fn every_msg() -> Vec<Msg> {
+pub(super) fn every_msg() -> Vec<Msg> {
     let flow_mod = FlowMod {
         cookie: 1,
         cookie_mask: 0,
@@ -231,13 +231,13 @@ fn every_msg() -> Vec<Msg> {
         MpRequest::TableFeatures(vec![]),
         MpRequest::TableFeatures(vec![table_features(0), table_features(1)]),
         MpRequest::PortStats(OFPP_ANY),
-        MpRequest::PortDesc,
+        MpRequest::PortDesc(OFPP_ANY),
         MpRequest::Queue {
             port_no: OFPP_ANY,
             queue_id: 0xffff_ffff,
         },
         MpRequest::Group(OFPG_ALL),
-        MpRequest::GroupDesc,
+        MpRequest::GroupDesc(OFPG_ALL),
         MpRequest::GroupFeatures,
         MpRequest::Meter(OFPM_ALL),
         MpRequest::MeterConfig(3),
@@ -436,11 +436,13 @@ fn every_msg() -> Vec<Msg> {
             packet_in_mask: [7, 0],
             port_status_mask: [7, 7],
             flow_removed_mask: [15, 0],
+            ..AsyncConfig::NONE
         }),
         Msg::SetAsync(AsyncConfig {
             packet_in_mask: [1, 2],
             port_status_mask: [3, 4],
             flow_removed_mask: [5, 6],
+            ..AsyncConfig::NONE
         }),
         Msg::MeterMod(MeterMod {
             command: MeterModCommand::Add,
@@ -1006,6 +1008,6 @@ proptest! {
     #[test]
     fn actions_never_panic(body in proptest::collection::vec(any::<u8>(), 0..200)) {
         let _ = decode_actions(&body);
-        let _ = decode_instructions(&body);
+        let _ = decode_instructions(&body, OFP13_VERSION);
     }
 }
