@@ -28,7 +28,7 @@ use std::time::Duration;
 use xennet_datapath::OfPort;
 use xennet_vif::evtchn::EventChannel;
 use xennet_vif::grant::{DomId, GrantOps};
-use xennet_vif::netback::TxRate;
+use xennet_vif::netback::{PortSecurity, TxRate};
 use xennet_vif::xen::{EvtchnDev, Gntdev};
 use xennet_vif::xenbus::{BackendDevice, FrontendKeys, Progress, VifHooks};
 use xennet_vif::xenstore::{Client, XenstoreServer};
@@ -131,6 +131,10 @@ struct Hooks {
     rate_text: Option<String>,
     /// The backend `mac` key, once read (port security).
     mac: Option<[u8; 6]>,
+    /// The backend `ip` key as last read (port security's addresses).
+    ip_text: Option<String>,
+    /// The connected vif's port security.
+    security: Option<Arc<PortSecurity>>,
 }
 
 /// The vif's MAC from the backend directory's `mac` key (the toolstack
@@ -167,6 +171,48 @@ impl Hooks {
     }
 }
 
+impl Hooks {
+    /// Re-read the backend `ip` key (libxl writes the vif spec's `ip=`,
+    /// space-separated) and, if it changed, apply it to the vif's port
+    /// security.
+    fn refresh_ip(&mut self, xs: &Client, be: &str) {
+        let text = xs.read_string(&format!("{be}/ip")).ok();
+        if text != self.ip_text {
+            self.ip_text = text;
+            self.apply_ips();
+        }
+    }
+
+    /// Give the connected vif's port security the IPv4 addresses of the
+    /// `ip` key (others are logged and not checked).
+    fn apply_ips(&self) {
+        let Some(sec) = &self.security else { return };
+        let text = self.ip_text.as_deref().unwrap_or("");
+        let (v4, other): (Vec<_>, Vec<_>) = text
+            .split_whitespace()
+            .map(|w| (w, w.parse::<std::net::Ipv4Addr>().ok()))
+            .partition(|(_, a)| a.is_some());
+        let v4: Vec<std::net::Ipv4Addr> = v4.into_iter().filter_map(|(_, a)| a).collect();
+        if !other.is_empty() {
+            tracing::warn!(
+                "{}: ip key: {:?} not IPv4 addresses: not checked",
+                self.name,
+                other.iter().map(|(w, _)| *w).collect::<Vec<_>>()
+            );
+        }
+        if !sec.set_ipv4(&v4) {
+            tracing::warn!(
+                "{}: ip key: only the first {} addresses are checked",
+                self.name,
+                xennet_vif::netback::PORT_SECURITY_MAX_IPS
+            );
+        }
+        if !v4.is_empty() {
+            tracing::info!("{}: port security: IPv4 {v4:?}", self.name);
+        }
+    }
+}
+
 impl VifHooks for Hooks {
     fn connect(&mut self, keys: &FrontendKeys) -> Result<(), String> {
         self.disconnect();
@@ -188,6 +234,8 @@ impl VifHooks for Hooks {
             vifs.note_security(&self.name, vif.port_security());
         }
         if self.cfg.port_security {
+            self.security = Some(vif.port_security());
+            self.apply_ips();
             match self.mac {
                 Some(mac) => vif.set_allowed_mac(Some(mac)),
                 None => tracing::warn!(
@@ -362,12 +410,18 @@ fn run(
                         rate: Arc::default(),
                         rate_text: None,
                         mac: None,
+                        ip_text: None,
+                        security: None,
                     },
                 )
             });
             hooks.refresh_rate(xs, &format!("{base}/{domid}/{handle}"));
-            if cfg.port_security && hooks.mac.is_none() {
-                hooks.mac = backend_mac(xs, &format!("{base}/{domid}/{handle}"));
+            if cfg.port_security {
+                let be = format!("{base}/{domid}/{handle}");
+                if hooks.mac.is_none() {
+                    hooks.mac = backend_mac(xs, &be);
+                }
+                hooks.refresh_ip(xs, &be);
             }
             let had_fe = dev.frontend_dir().is_some();
             let token = format!("{FRONTEND_TOKEN}{domid}:{handle}");

@@ -538,3 +538,57 @@ fn port_security_drops_frames_from_another_mac() {
     set_mac(&mac);
     assert!(h.ping(1, 2, 2), "{}", h.log());
 }
+
+/// Port security's addresses: with the backend `ip` key set (libxl writes
+/// it for `ip=` in the vif spec), a guest's IPv4 packets and ARP from
+/// another source address are dropped and counted (`rx_spoofed_ip`);
+/// adding the address to the key lets them through.
+#[test]
+fn port_security_checks_the_ip_key() {
+    let mut h = Harness::start("portsecip");
+    let sock = h.rundir.join("xenstored.sock");
+    h.wait_for("xenstored socket", || sock.exists());
+    h.guest_xenstore(1);
+    h.guest_xenstore(2);
+    let ip1 = Harness::ip_of(1);
+    let key = "/local/domain/0/backend/vif/1/0/ip";
+    let w = xs_tool(&h, "xenstore-write", &[key, &ip1]);
+    assert!(w.status.success(), "{w:?}");
+    h.wait_for("the ip key applied", || {
+        h.log().contains("vif1.0: port security: IPv4")
+    });
+    assert!(h.ping(1, 2, 2), "{}", h.log());
+    // A second address in guest 1, not in the key.
+    let alias = "10.251.0.77";
+    let o = h.exec(
+        1,
+        &["ip", "addr", "add", &format!("{alias}/24"), "dev", "eth0"],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let ping_from = |h: &Harness| {
+        h.exec(
+            1,
+            &[
+                "ping",
+                "-c",
+                "2",
+                "-i",
+                "0.2",
+                "-W",
+                "1",
+                "-I",
+                alias,
+                &Harness::ip_of(2),
+            ],
+        )
+        .status
+        .success()
+    };
+    assert!(!ping_from(&h), "a spoofed source address got through");
+    let stats: serde_json::Value =
+        serde_json::from_str(&h.appctl(&["xennet/vif-stats", "vif1.0"])).unwrap();
+    assert!(stats["rx_spoofed_ip"].as_u64().unwrap_or(0) > 0, "{stats}");
+    let w = xs_tool(&h, "xenstore-write", &[key, &format!("{ip1} {alias}")]);
+    assert!(w.status.success(), "{w:?}");
+    h.wait_for("the alias allowed", || ping_from(&h));
+}

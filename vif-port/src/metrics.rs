@@ -103,6 +103,9 @@ metrics! {
     /// Guest frames dropped by port security: their source MAC was not
     /// the vif's (`Vif::set_allowed_mac`); each got `NETIF_RSP_ERROR`.
     rx_spoofed_mac,
+    /// Guest frames dropped by port security: an IPv4 source or ARP sender
+    /// address not among the vif's `ip` addresses (when the key is set).
+    rx_spoofed_ip,
     /// Multicast frames not sent to a frontend that requested multicast
     /// control, because it did not subscribe to their group.
     tx_mcast_filtered,

@@ -132,14 +132,21 @@ enum LogReason {
 const LOG_REASONS: usize = 9;
 const LOG_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Most IPv4 addresses [`PortSecurity`] holds for one vif.
+pub const PORT_SECURITY_MAX_IPS: usize = 8;
+
 /// A vif's port security, readable by the forwarding thread without a
-/// lock: the MAC the guest may send from (set when the vif connects) and
-/// whether the operator turned the check off for this port.
+/// lock: the MAC the guest may send from (set when the vif connects), the
+/// IPv4 addresses it may use (the backend `ip` key libxl writes for
+/// `ip=` in the vif spec; none: no IP check), and whether the operator
+/// turned the checks off for this port.
 #[derive(Debug, Default)]
 pub struct PortSecurity {
     /// The MAC in the low 48 bits, bit 48 set when there is one.
     mac: AtomicU64,
     off: AtomicBool,
+    ips: [std::sync::atomic::AtomicU32; PORT_SECURITY_MAX_IPS],
+    n_ips: std::sync::atomic::AtomicUsize,
 }
 
 impl PortSecurity {
@@ -156,6 +163,33 @@ impl PortSecurity {
     /// Turn the check on (the default) or off for this port.
     pub fn set_enabled(&self, on: bool) {
         self.off.store(!on, Ordering::Relaxed);
+    }
+
+    /// Set the IPv4 addresses the guest may send from (at most
+    /// [`PORT_SECURITY_MAX_IPS`]; further ones are ignored, returned
+    /// false); empty: no IP check.
+    pub fn set_ipv4(&self, ips: &[std::net::Ipv4Addr]) -> bool {
+        let n = ips.len().min(PORT_SECURITY_MAX_IPS);
+        self.n_ips.store(0, Ordering::Release);
+        for (slot, ip) in self.ips.iter().zip(ips) {
+            slot.store(u32::from(*ip), Ordering::Relaxed);
+        }
+        self.n_ips.store(n, Ordering::Release);
+        n == ips.len()
+    }
+
+    /// Whether the guest may send a frame with IPv4 source `src` (or, for
+    /// ARP, sender address `src`): any when no addresses are set or the
+    /// checks are off.
+    pub fn ipv4_allowed(&self, src: [u8; 4]) -> bool {
+        let n = self.n_ips.load(Ordering::Acquire);
+        if n == 0 || self.off.load(Ordering::Relaxed) {
+            return true;
+        }
+        let src = u32::from_be_bytes(src);
+        self.ips[..n]
+            .iter()
+            .any(|a| a.load(Ordering::Relaxed) == src)
     }
 
     /// The MAC enforced now: none when unset or turned off.
