@@ -34,6 +34,13 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.value.load(Ordering::Relaxed)
     }
+
+    /// Count one event; `Some(events so far)` when `log` lets a line
+    /// about it through (at most once a second).
+    pub fn count(&self, log: &mut crate::ratelimit::LogLimit) -> Option<u64> {
+        let n = self.value.fetch_add(1, Ordering::Relaxed) + 1;
+        log.ready().then_some(n)
+    }
 }
 
 /// Registrations on the emulated Xen socket refused because they carried

@@ -137,11 +137,9 @@ pub async fn serve(
         let (stream, _) = crate::accept::next(&mut errors, || listener.accept()).await?;
         let Ok(permit) = handshakes.clone().try_acquire_owned() else {
             drop(stream);
-            crate::coverage::EMULXEN_HANDSHAKES_REFUSED.inc();
-            if busy_log.ready() {
+            if let Some(n) = crate::coverage::EMULXEN_HANDSHAKES_REFUSED.count(&mut busy_log) {
                 tracing::warn!(
-                    "emulated Xen socket: {MAX_HANDSHAKES} handshakes under way, closing a new connection ({} in all)",
-                    crate::coverage::EMULXEN_HANDSHAKES_REFUSED.get()
+                    "emulated Xen socket: {MAX_HANDSHAKES} handshakes under way, closing a new connection ({n} in all)"
                 );
             }
             continue;

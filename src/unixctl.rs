@@ -133,11 +133,9 @@ pub async fn serve(listener: UnixListener, commands: Arc<Commands>) -> std::io::
         while live.try_join_next().is_some() {}
         if live.len() >= MAX_CONNECTIONS {
             drop(stream);
-            crate::coverage::UNIXCTL_REFUSED.inc();
-            if refused_log.ready() {
+            if let Some(n) = crate::coverage::UNIXCTL_REFUSED.count(&mut refused_log) {
                 tracing::warn!(
-                    "{what}: {MAX_CONNECTIONS} connections already, refused one ({} in all)",
-                    crate::coverage::UNIXCTL_REFUSED.get()
+                    "{what}: {MAX_CONNECTIONS} connections already, refused one ({n} in all)"
                 );
             }
             continue;

@@ -360,11 +360,9 @@ fn run(
             // per write for a domain that is not there. Checked first: it
             // costs no xenstore request.
             if !devs.contains_key(&key) && !hv.domain_exists(domid) {
-                crate::coverage::XENBUS_UNKNOWN_DOMAIN.inc();
-                if unknown_log.ready() {
+                if let Some(n) = crate::coverage::XENBUS_UNKNOWN_DOMAIN.count(&mut unknown_log) {
                     tracing::warn!(
-                        "vif{domid}.{handle}: domain {domid} does not exist: its backend directory is ignored ({} such events in all)",
-                        crate::coverage::XENBUS_UNKNOWN_DOMAIN.get()
+                        "vif{domid}.{handle}: domain {domid} does not exist: its backend directory is ignored ({n} such events in all)"
                     );
                 }
                 continue;

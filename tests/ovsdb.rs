@@ -391,20 +391,19 @@ fn bridge_identity_from_system_id_and_other_config() {
             .collect::<Vec<_>>()
             .join(":")
     };
-    assert!(
-        link(&h, "xenbr0").is_some_and(|l| l.contains(&mac(a.hwaddr))),
-        "{:?}",
-        link(&h, "xenbr0")
-    );
+    let bridge_mac_is = |m: &str| {
+        assert!(
+            link(&h, "xenbr0").is_some_and(|l| l.contains(m)),
+            "want {m}: {:?}",
+            link(&h, "xenbr0")
+        )
+    };
+    bridge_mac_is(&mac(a.hwaddr));
     // Another host: another identity for the same bridge name.
     db.vsctl_ok(&["set", "Open_vSwitch", ".", "external_ids:system-id=host-b"]);
     let want = format!("{:016x}", b.datapath_id);
     h.wait_for("datapath_id of host-b", || dpid() == want);
-    assert!(
-        link(&h, "xenbr0").is_some_and(|l| l.contains(&mac(b.hwaddr))),
-        "{:?}",
-        link(&h, "xenbr0")
-    );
+    bridge_mac_is(&mac(b.hwaddr));
     // Configured values win.
     db.vsctl_ok(&[
         "set",
@@ -413,11 +412,7 @@ fn bridge_identity_from_system_id_and_other_config() {
         "other_config:hwaddr=02:00:00:00:00:2a",
     ]);
     h.wait_for("datapath_id from hwaddr", || dpid() == "000002000000002a");
-    assert!(
-        link(&h, "xenbr0").is_some_and(|l| l.contains("02:00:00:00:00:2a")),
-        "{:?}",
-        link(&h, "xenbr0")
-    );
+    bridge_mac_is("02:00:00:00:00:2a");
     db.vsctl_ok(&[
         "set",
         "bridge",

@@ -178,6 +178,12 @@ impl PortSecurity {
         n == ips.len()
     }
 
+    /// Whether IPv4 sources are checked at all (addresses set, checks on):
+    /// one load each, before any parsing per frame.
+    pub fn checks_ipv4(&self) -> bool {
+        self.n_ips.load(Ordering::Acquire) != 0 && !self.off.load(Ordering::Relaxed)
+    }
+
     /// Whether the guest may send a frame with IPv4 source `src` (or, for
     /// ARP, sender address `src`): any when no addresses are set or the
     /// checks are off.

@@ -59,6 +59,9 @@ enum DropReason {
 /// for a DHCP request (UDP to port 67) and an ARP probe, as a guest
 /// without an address sends them. Other frames pass.
 fn ipv4_spoofed(data: &[u8], security: &super::PortSecurity) -> bool {
+    if !security.checks_ipv4() {
+        return false;
+    }
     let (ethertype, l3) = match data.get(12..14) {
         Some([0x81, 0x00]) => (data.get(16..18), 18),
         t => (t, 14),
