@@ -110,7 +110,12 @@ pub fn parse_match(s: &str) -> Result<Match, String> {
                 m.mask.set(xennet_datapath::flow::Field::VlanTci, mask);
                 continue;
             }
-            _ => return Err(format!("{k}: unknown field")),
+            "ct_state" => {
+                let (v, mk) = parse_ct_state(val)?;
+                set_in(&mut m, OxmField::CtState, v, mk)?;
+                continue;
+            }
+            _ => OxmField::from_name(k).ok_or_else(|| format!("{k}: unknown field"))?,
         };
         let value = parse_value(field, val)?;
         let mask = match mask {
@@ -132,15 +137,57 @@ pub fn parse_match(s: &str) -> Result<Match, String> {
 }
 
 fn is_addr(f: OxmField) -> bool {
+    is_ipv4(f) || is_ipv6(f)
+}
+
+fn is_ipv4(f: OxmField) -> bool {
+    use OxmField::*;
     matches!(
         f,
-        OxmField::Ipv4Src
-            | OxmField::Ipv4Dst
-            | OxmField::ArpSpa
-            | OxmField::ArpTpa
-            | OxmField::Ipv6Src
-            | OxmField::Ipv6Dst
+        Ipv4Src | Ipv4Dst | ArpSpa | ArpTpa | TunIpv4Src | TunIpv4Dst | CtNwSrc | CtNwDst
     )
+}
+
+fn is_ipv6(f: OxmField) -> bool {
+    use OxmField::*;
+    matches!(
+        f,
+        Ipv6Src | Ipv6Dst | NdTarget | TunIpv6Src | TunIpv6Dst | CtIpv6Src | CtIpv6Dst
+    )
+}
+
+fn is_mac(f: OxmField) -> bool {
+    use OxmField::*;
+    matches!(f, EthSrc | EthDst | ArpSha | ArpTha | NdSll | NdTll)
+}
+
+/// `ct_state` as flags (`+trk+est-inv`, ovs-fields(7)) or a number.
+fn parse_ct_state(s: &str) -> Result<(u128, u128), String> {
+    if !s.starts_with(['+', '-']) {
+        let (v, m) = match s.split_once('/') {
+            Some((v, m)) => (parse_num(v, 32)?, parse_num(m, 32)?),
+            None => (parse_num(s, 32)?, 0xffff_ffff),
+        };
+        return Ok((v & m, m));
+    }
+    let (mut v, mut m) = (0u128, 0u128);
+    let mut rest = s;
+    while let Some(sign) = rest.chars().next() {
+        let body = &rest[1..];
+        let end = body.find(['+', '-']).unwrap_or(body.len());
+        let name = &body[..end];
+        let bit = xennet_datapath::flow::CT_STATE_NAMES
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(b, _)| u128::from(*b))
+            .ok_or_else(|| format!("ct_state: unknown flag {name}"))?;
+        m |= bit;
+        if sign == '+' {
+            v |= bit;
+        }
+        rest = &body[end..];
+    }
+    Ok((v, m))
 }
 
 fn ones(f: OxmField) -> u128 {
@@ -166,7 +213,7 @@ fn parse_num(s: &str, bits: u32) -> Result<u128, String> {
 
 fn parse_value(f: OxmField, s: &str) -> Result<u128, String> {
     match f {
-        OxmField::EthSrc | OxmField::EthDst => {
+        _ if is_mac(f) => {
             let parts: Vec<&str> = s.split(':').collect();
             if parts.len() != 6 {
                 return Err(format!("{s}: not a MAC address"));
@@ -178,11 +225,11 @@ fn parse_value(f: OxmField, s: &str) -> Result<u128, String> {
             }
             Ok(v)
         }
-        OxmField::Ipv4Src | OxmField::Ipv4Dst | OxmField::ArpSpa | OxmField::ArpTpa => s
+        _ if is_ipv4(f) => s
             .parse::<Ipv4Addr>()
             .map(|a| u128::from(u32::from(a)))
             .map_err(|_| format!("{s}: not an IPv4 address")),
-        OxmField::Ipv6Src | OxmField::Ipv6Dst => s
+        _ if is_ipv6(f) => s
             .parse::<Ipv6Addr>()
             .map(u128::from)
             .map_err(|_| format!("{s}: not an IPv6 address")),
@@ -214,5 +261,24 @@ mod tests {
         assert!(parse_match("bogus=1").is_err());
         assert!(parse_match("nw_src=10.0.0.0/33").is_err());
         assert!(parse_match("dl_vlan=5000").is_err());
+    }
+
+    #[test]
+    fn parses_registers_conntrack_and_nd() {
+        let m = parse_match("reg0=0x5,reg15=7/0xf,ct_state=+trk-inv,arp,arp_sha=02:00:00:00:00:01")
+            .unwrap();
+        assert_eq!(m.field(OxmField::Reg(0)), (5, 0xffff_ffff));
+        assert_eq!(m.field(OxmField::Reg(15)), (7, 0xf));
+        assert_eq!(m.field(OxmField::CtState), (0x20, 0x30));
+        assert_eq!(
+            m.field(OxmField::ArpSha),
+            (0x0200_0000_0001, 0xffff_ffff_ffff)
+        );
+        let m = parse_match("icmp6,icmp_type=135,nd_target=fe80::1").unwrap();
+        assert_eq!(
+            m.field(OxmField::NdTarget).0,
+            u128::from(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1))
+        );
+        assert!(parse_match("ct_state=+bogus").is_err());
     }
 }

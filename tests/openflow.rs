@@ -1109,3 +1109,132 @@ fn raw_peers_negotiate_1_4_and_1_5() {
     }
     let _ = std::fs::remove_file(&ctl);
 }
+
+/// Issue 15 item 3: match fields beyond OpenFlow 1.0's (registers, tunnel
+/// and conntrack metadata, ARP hardware addresses, ND, IPv6 flow label,
+/// MPLS) round-trip through the real `ovs-ofctl` in 1.0+NXM, 1.3, 1.4 and
+/// 1.5, and the packet fields among them match real frames (packet-out
+/// through the table, counted by `n_packets`), registers across tables.
+#[test]
+fn ofctl_issue15_match_fields_round_trip_and_match() {
+    let mut h = Harness::start("ofiss15m");
+    for d in 1..=3 {
+        h.guest(d, None);
+    }
+    // (flow as added, what ovs-ofctl prints back for its match)
+    let flows: &[(&str, &str)] = &[
+        ("priority=10,tun_id=0x7,actions=drop", "priority=10,tun_id=0x7 "),
+        (
+            "priority=11,ct_state=+trk+est,ct_zone=5,actions=drop",
+            "priority=11,ct_state=+est+trk,ct_zone=5 ",
+        ),
+        ("priority=12,pkt_mark=0x3/0xff,actions=drop", "priority=12,pkt_mark=0x3/0xff "),
+        ("priority=13,reg3=0x1/0x1,reg15=0x99,actions=drop", "reg3=0x1/0x1,reg15=0x99 "),
+        ("priority=14,mpls,mpls_label=17,mpls_tc=3,actions=drop", "mpls_label=17,mpls_tc=3 "),
+        (
+            "priority=15,ct_state=+trk+new,ip,ct_nw_dst=10.0.0.1,ct_tp_dst=80,ct_nw_proto=6,actions=drop",
+            "ct_nw_dst=10.0.0.1",
+        ),
+        ("priority=16,tun_src=192.0.2.1,tun_dst=192.0.2.2,actions=drop", "tun_src=192.0.2.1,tun_dst=192.0.2.2 "),
+        ("priority=17,ct_mark=0x1,ct_label=0x2,actions=drop", "ct_mark=0x1,ct_label=0x2 "),
+        ("priority=18,metadata=0x5,reg0=0x1,actions=drop", "reg0=0x1"),
+    ];
+    for ver in ["OpenFlow10", "OpenFlow13", "OpenFlow14", "OpenFlow15"] {
+        let of = |args: &[&str]| h.ofctl(&[&["-O", ver][..], args].concat());
+        of(&["del-flows", "br0"]);
+        for (add, _) in flows {
+            of(&["add-flow", "br0", add]);
+        }
+        let dump = of(&["dump-flows", "br0"]);
+        for (add, want) in flows {
+            assert!(dump.contains(want), "{ver}: {add}: {dump}");
+        }
+        assert_eq!(
+            dump.lines().filter(|l| l.contains("actions=drop")).count(),
+            flows.len(),
+            "{ver}: {dump}"
+        );
+    }
+
+    // Packet fields against real frames.
+    let of13 = |args: &[&str]| h.ofctl(&[&["-O", "OpenFlow13"][..], args].concat());
+    of13(&["del-flows", "br0"]);
+    of13(&[
+        "add-flow",
+        "br0",
+        "priority=100,arp,arp_sha=02:00:00:00:00:01,arp_tha=00:00:00:00:00:00,actions=drop",
+    ]);
+    of13(&["add-flow", "br0", "priority=99,arp,actions=drop"]);
+    of13(&[
+        "add-flow",
+        "br0",
+        "priority=100,icmp6,icmp_type=135,nd_target=fe80::2,nd_sll=02:00:00:00:00:01,actions=drop",
+    ]);
+    of13(&[
+        "add-flow",
+        "br0",
+        "priority=98,ipv6,ipv6_label=0x12345,actions=drop",
+    ]);
+    of13(&["add-flow", "br0", "priority=97,ipv6,actions=drop"]);
+    // A register carries a decision from table 0 to table 1.
+    of13(&[
+        "add-flow",
+        "br0",
+        "table=0,priority=200,in_port=3,actions=set_field:5->reg0,resubmit(,1)",
+    ]);
+    of13(&[
+        "add-flow",
+        "br0",
+        "table=1,priority=100,reg0=5,actions=drop",
+    ]);
+    of13(&["add-flow", "br0", "table=1,priority=90,actions=drop"]);
+    let arp = concat!(
+        "ffffffffffff0200000000010806",
+        "0001080006040001020000000001",
+        "0afb0001",
+        "000000000000",
+        "0afb0002"
+    );
+    let ns = concat!(
+        "3333ff000002020000000001",
+        "86dd",
+        "60012345",
+        "0020",
+        "3a",
+        "ff",
+        "fe800000000000000000000000000001",
+        "ff0200000000000000000001ff000002",
+        "87000000",
+        "00000000",
+        "fe800000000000000000000000000002",
+        "0101020000000001"
+    );
+    of13(&["packet-out", "br0", "1", "table", arp]);
+    of13(&["packet-out", "br0", "1", "table", ns]);
+    of13(&["packet-out", "br0", "3", "table", arp]);
+    let dump = of13(&["dump-flows", "br0"]);
+    let count = |needle: &str| -> String {
+        let line = dump
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle}: {dump}"));
+        line.split("n_packets=")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(count("arp_sha=02:00:00:00:00:01"), "1", "{dump}");
+    assert_eq!(count("nd_target=fe80::2"), "1", "{dump}");
+    assert_eq!(count("ipv6_label=0x12345"), "0", "{dump}");
+    assert_eq!(count("reg0=0x5"), "1", "{dump}");
+    // The megaflow of the ND packet matched the target it needed.
+    let trace = h.appctl(&[
+        "ofproto/trace",
+        "br0",
+        "in_port=1,icmp6,icmp_type=135,icmp_code=0,nd_target=fe80::3,ipv6_label=0x12345",
+    ]);
+    assert!(trace.contains("priority 98"), "{trace}");
+}

@@ -92,6 +92,12 @@ pub enum SetAction {
     ArpSpa([u8; 4]),
     /// ARP target protocol address.
     ArpTpa([u8; 4]),
+    /// ARP sender hardware address.
+    ArpSha([u8; 6]),
+    /// ARP target hardware address.
+    ArpTha([u8; 6]),
+    /// IPv6 flow label (20 bits; no checksum covers it).
+    Ipv6Label(u32),
 }
 
 struct Mac<'a>(&'a [u8; 6]);
@@ -145,6 +151,9 @@ impl fmt::Display for SetAction {
             SetAction::ArpOp(o) => write!(f, "set(arp(op={o}))"),
             SetAction::ArpSpa(a) => write!(f, "set(arp(sip={}))", Ipv4Addr::from(*a)),
             SetAction::ArpTpa(a) => write!(f, "set(arp(tip={}))", Ipv4Addr::from(*a)),
+            SetAction::ArpSha(m) => write!(f, "set(arp(sha={}))", Mac(m)),
+            SetAction::ArpTha(m) => write!(f, "set(arp(tha={}))", Mac(m)),
+            SetAction::Ipv6Label(l) => write!(f, "set(ipv6(label={l:#x}))"),
         }
     }
 }
@@ -435,6 +444,18 @@ pub fn apply(pkt: &mut Packet, a: &SetAction) -> bool {
         SetAction::ArpOp(op) => set_arp(d, 6, &op.to_be_bytes()),
         SetAction::ArpSpa(a) => set_arp(d, 14, &a),
         SetAction::ArpTpa(a) => set_arp(d, 24, &a),
+        SetAction::ArpSha(m) => set_arp(d, 8, &m),
+        SetAction::ArpTha(m) => set_arp(d, 18, &m),
+        SetAction::Ipv6Label(label) => {
+            let Some(lay) = ip_layout(d).filter(|l| l.ipv6) else {
+                return false;
+            };
+            let l3 = lay.l3;
+            d[l3 + 1] = (d[l3 + 1] & 0xf0) | ((label >> 16) as u8 & 0x0f);
+            d[l3 + 2] = (label >> 8) as u8;
+            d[l3 + 3] = label as u8;
+            true
+        }
     }
 }
 

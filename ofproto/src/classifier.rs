@@ -3,10 +3,12 @@
 //!
 //! # Structure
 //!
-//! Rules are grouped into *subtables*, one per distinct `(FlowMask,
-//! metadata mask)` pair. A subtable is a hash map from the masked key and
-//! masked metadata to the rules with exactly that match, highest priority
-//! first. Subtables are kept sorted by the highest priority they hold.
+//! Rules are grouped into *subtables*, one per distinct [`FlowMask`]. A
+//! subtable is a hash table from the masked key to the rules with exactly
+//! that match, highest priority first; it hashes and compares only the
+//! words its mask has bits in (OVS's miniflow map), so a probe costs the
+//! same however wide the key is. Subtables are kept sorted by the highest
+//! priority they hold.
 //!
 //! # Lookup
 //!
@@ -25,16 +27,18 @@
 //! with the same outcomes and stops at the same place, so it gets the same
 //! rule: `wc` is sufficient. Subtables never probed contribute nothing, so
 //! a table whose rules only match `dl_dst` never un-wildcards IP fields.
-//! The metadata register is not a packet field; it is a function of
-//! earlier tables' decisions, which are themselves covered by `wc`.
+//! The metadata and registers are not packet fields; they are functions of
+//! earlier tables' decisions, which are themselves covered by `wc` (the
+//! datapath drops them from megaflow masks).
 //!
 //! # Costs
 //!
 //! Insert and remove are O(subtables) (re-sorting); lookup is
 //! O(probed subtables) hash probes and allocates nothing.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher as _};
 
+use hashbrown::HashTable;
 use xennet_datapath::flow::N_WORDS;
 use xennet_datapath::{FlowKey, FlowMask};
 use xennet_openflow::model::Match;
@@ -55,22 +59,106 @@ pub struct ClsRule<T> {
 #[derive(Debug)]
 struct Subtable<T> {
     mask: FlowMask,
-    meta_mask: u64,
-    /// Highest priority of any rule here.
+    /// The words of `mask` with significant bits.
+    words: Box<[u8]>,
     max_priority: u16,
     n_rules: usize,
-    /// Masked key and metadata → rules, highest priority first.
-    map: HashMap<(FlowKey, u64), Vec<ClsRule<T>>, Hasher>,
+    /// Masked key → rules, highest priority first (hashed over `words`).
+    map: HashTable<Bucket<T>>,
+}
+
+/// The rules of one subtable with one masked key.
+#[derive(Debug)]
+struct Bucket<T> {
+    key: FlowKey,
+    rules: Vec<ClsRule<T>>,
+}
+
+/// Hash of `key & mask` over `words`.
+#[inline]
+fn hash_words(hasher: &Hasher, words: &[u8], mask: &FlowMask, key: &FlowKey) -> u64 {
+    let mut h = hasher.build_hasher();
+    for &i in words {
+        let i = usize::from(i);
+        h.write_u64(key.words[i] & mask.words[i]);
+    }
+    h.finish()
+}
+
+/// Whether `key & mask` equals the masked key `stored` on `words`.
+#[inline]
+fn eq_words(words: &[u8], mask: &FlowMask, key: &FlowKey, stored: &FlowKey) -> bool {
+    words.iter().all(|&i| {
+        let i = usize::from(i);
+        key.words[i] & mask.words[i] == stored.words[i]
+    })
 }
 
 impl<T> Subtable<T> {
+    fn new(mask: FlowMask, priority: u16) -> Self {
+        Subtable {
+            words: mask.nonzero_words().map(|i| i as u8).collect(),
+            mask,
+            max_priority: priority,
+            n_rules: 0,
+            map: HashTable::new(),
+        }
+    }
+
     fn recompute_max(&mut self) {
         self.max_priority = self
             .map
-            .values()
-            .filter_map(|v| v.first().map(|r| r.priority))
+            .iter()
+            .filter_map(|b| b.rules.first().map(|r| r.priority))
             .max()
             .unwrap_or(0);
+    }
+
+    /// The rules whose masked key equals `key & mask`.
+    #[inline]
+    fn get(&self, hasher: &Hasher, key: &FlowKey) -> Option<&Vec<ClsRule<T>>> {
+        let h = hash_words(hasher, &self.words, &self.mask, key);
+        self.map
+            .find(h, |b| eq_words(&self.words, &self.mask, key, &b.key))
+            .map(|b| &b.rules)
+    }
+
+    fn get_mut(&mut self, hasher: &Hasher, key: &FlowKey) -> Option<&mut Vec<ClsRule<T>>> {
+        let h = hash_words(hasher, &self.words, &self.mask, key);
+        let (words, mask) = (&self.words, &self.mask);
+        self.map
+            .find_mut(h, |b| eq_words(words, mask, key, &b.key))
+            .map(|b| &mut b.rules)
+    }
+
+    /// The rule list for the masked key `key`, created empty if absent.
+    fn entry(&mut self, hasher: &Hasher, key: &FlowKey) -> &mut Vec<ClsRule<T>> {
+        let h = hash_words(hasher, &self.words, &self.mask, key);
+        let (words, mask) = (&self.words, &self.mask);
+        let e = self.map.entry(
+            h,
+            |b| eq_words(words, mask, key, &b.key),
+            |b| hash_words(hasher, words, mask, &b.key),
+        );
+        &mut e
+            .or_insert_with(|| Bucket {
+                key: *key,
+                rules: Vec::new(),
+            })
+            .into_mut()
+            .rules
+    }
+
+    /// Drop the (empty) rule list of the masked key `key`.
+    fn remove_key(&mut self, hasher: &Hasher, key: &FlowKey) {
+        let h = hash_words(hasher, &self.words, &self.mask, key);
+        let (words, mask) = (&self.words, &self.mask);
+        if let Ok(e) = self
+            .map
+            .find_entry(h, |b| eq_words(words, mask, key, &b.key))
+        {
+            e.remove();
+        }
     }
 }
 
@@ -79,14 +167,12 @@ pub fn normalize(m: &Match) -> Match {
     Match {
         key: m.key.masked(&m.mask),
         mask: m.mask,
-        metadata: m.metadata & m.metadata_mask,
-        metadata_mask: m.metadata_mask,
     }
 }
 
-/// Whether `key`/`metadata` match `m`.
-pub fn match_hits(m: &Match, key: &FlowKey, metadata: u64) -> bool {
-    key.matches(&m.key, &m.mask) && (metadata ^ m.metadata) & m.metadata_mask == 0
+/// Whether `key` matches `m`.
+pub fn match_hits(m: &Match, key: &FlowKey) -> bool {
+    key.matches(&m.key, &m.mask)
 }
 
 /// Whether every packet matched by `inner` is matched by `outer`, i.e.
@@ -102,11 +188,10 @@ pub fn match_within(inner: &Match, outer: &Match) -> bool {
             return false;
         }
     }
-    inner.metadata_mask & outer.metadata_mask == outer.metadata_mask
-        && (inner.metadata ^ outer.metadata) & outer.metadata_mask == 0
+    true
 }
 
-/// Whether some packet (and metadata value) matches both `a` and `b`.
+/// Whether some packet (and pipeline state) matches both `a` and `b`.
 pub fn matches_overlap(a: &Match, b: &Match) -> bool {
     for i in 0..N_WORDS {
         let both = a.mask.words[i] & b.mask.words[i];
@@ -114,7 +199,7 @@ pub fn matches_overlap(a: &Match, b: &Match) -> bool {
             return false;
         }
     }
-    (a.metadata ^ b.metadata) & a.metadata_mask & b.metadata_mask == 0
+    true
 }
 
 /// A tuple-space-search classifier (see the module docs).
@@ -163,9 +248,7 @@ impl<T> Classifier<T> {
     }
 
     fn find_subtable(&self, m: &Match) -> Option<usize> {
-        self.subtables
-            .iter()
-            .position(|s| s.mask == m.mask && s.meta_mask == m.metadata_mask)
+        self.subtables.iter().position(|s| s.mask == m.mask)
     }
 
     /// Insert a rule. If a rule with the same match and priority exists it
@@ -175,18 +258,12 @@ impl<T> Classifier<T> {
         let idx = match self.find_subtable(&m) {
             Some(i) => i,
             None => {
-                self.subtables.push(Subtable {
-                    mask: m.mask,
-                    meta_mask: m.metadata_mask,
-                    max_priority: priority,
-                    n_rules: 0,
-                    map: HashMap::with_hasher(self.hasher),
-                });
+                self.subtables.push(Subtable::new(m.mask, priority));
                 self.subtables.len() - 1
             }
         };
         let st = &mut self.subtables[idx];
-        let list = st.map.entry((m.key, m.metadata)).or_default();
+        let list = st.entry(&self.hasher, &m.key);
         if let Some(r) = list.iter_mut().find(|r| r.priority == priority) {
             return Some(std::mem::replace(&mut r.value, value));
         }
@@ -216,12 +293,11 @@ impl<T> Classifier<T> {
         let m = normalize(matcher);
         let idx = self.find_subtable(&m)?;
         let st = &mut self.subtables[idx];
-        let k = (m.key, m.metadata);
-        let list = st.map.get_mut(&k)?;
+        let list = st.get_mut(&self.hasher, &m.key)?;
         let pos = list.iter().position(|r| r.priority == priority)?;
         let r = list.remove(pos);
         if list.is_empty() {
-            st.map.remove(&k);
+            st.remove_key(&self.hasher, &m.key);
         }
         st.n_rules -= 1;
         self.n_rules -= 1;
@@ -234,9 +310,9 @@ impl<T> Classifier<T> {
         Some(r.value)
     }
 
-    /// The highest-priority rule matching `key` with `metadata`. ORs into
-    /// `wc` the mask of every subtable probed (see the module docs).
-    pub fn lookup(&self, key: &FlowKey, metadata: u64, wc: &mut FlowMask) -> Option<&ClsRule<T>> {
+    /// The highest-priority rule matching `key`. ORs into `wc` the mask of
+    /// every subtable probed (see the module docs).
+    pub fn lookup(&self, key: &FlowKey, wc: &mut FlowMask) -> Option<&ClsRule<T>> {
         let mut best: Option<&ClsRule<T>> = None;
         for st in &self.subtables {
             if let Some(b) = best {
@@ -245,8 +321,7 @@ impl<T> Classifier<T> {
                 }
             }
             wc.union_with(&st.mask);
-            let k = (key.masked(&st.mask), metadata & st.meta_mask);
-            if let Some(r) = st.map.get(&k).and_then(|v| v.first()) {
+            if let Some(r) = st.get(&self.hasher, key).and_then(|v| v.first()) {
                 if best.map_or(true, |b| r.priority > b.priority) {
                     best = Some(r);
                 }
@@ -259,8 +334,7 @@ impl<T> Classifier<T> {
     pub fn find_strict(&self, matcher: &Match, priority: u16) -> Option<&ClsRule<T>> {
         let m = normalize(matcher);
         let st = &self.subtables[self.find_subtable(&m)?];
-        st.map
-            .get(&(m.key, m.metadata))?
+        st.get(&self.hasher, &m.key)?
             .iter()
             .find(|r| r.priority == priority)
     }
@@ -270,8 +344,7 @@ impl<T> Classifier<T> {
         let m = normalize(matcher);
         let idx = self.find_subtable(&m)?;
         self.subtables[idx]
-            .map
-            .get_mut(&(m.key, m.metadata))?
+            .get_mut(&self.hasher, &m.key)?
             .iter_mut()
             .find(|r| r.priority == priority)
     }
@@ -280,14 +353,14 @@ impl<T> Classifier<T> {
     pub fn iter(&self) -> impl Iterator<Item = &ClsRule<T>> {
         self.subtables
             .iter()
-            .flat_map(|s| s.map.values().flat_map(|v| v.iter()))
+            .flat_map(|s| s.map.iter().flat_map(|b| b.rules.iter()))
     }
 
     /// Every rule, mutably.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut ClsRule<T>> {
         self.subtables
             .iter_mut()
-            .flat_map(|s| s.map.values_mut().flat_map(|v| v.iter_mut()))
+            .flat_map(|s| s.map.iter_mut().flat_map(|b| b.rules.iter_mut()))
     }
 
     /// Rules whose match is within `outer` (OpenFlow non-strict
@@ -317,11 +390,10 @@ mod tests {
     fn linear<'a>(
         rules: &'a [(Match, u16, usize)],
         key: &FlowKey,
-        md: u64,
     ) -> Option<&'a (Match, u16, usize)> {
         rules
             .iter()
-            .filter(|(m, _, _)| match_hits(m, key, md))
+            .filter(|(m, _, _)| match_hits(m, key))
             .max_by_key(|(_, p, _)| *p)
     }
 
@@ -353,14 +425,14 @@ mod tests {
                     m.mask.set(f, mask);
                 }
                 if let Some((v, mm)) = md {
-                    m.metadata_mask = mm;
-                    m.metadata = v & mm;
+                    m.mask.set(Field::Metadata, u128::from(mm));
+                    m.key.set(Field::Metadata, u128::from(v & mm));
                 }
                 m
             })
     }
 
-    fn arb_key() -> impl Strategy<Value = (FlowKey, u64)> {
+    fn arb_key() -> impl Strategy<Value = FlowKey> {
         (
             proptest::collection::vec(any::<u8>(), FIELDS.len()),
             0u64..4,
@@ -371,7 +443,8 @@ mod tests {
                     k.set(*f, field_value(*f, v));
                 }
                 k.set(Field::NwSrc, 12345);
-                (k, md)
+                k.set(Field::Metadata, u128::from(md));
+                k
             })
     }
 
@@ -401,13 +474,13 @@ mod tests {
                 }
             }
             prop_assert_eq!(cls.len(), lin.len());
-            for (key, md) in keys {
+            for key in keys {
                 let mut wc = FlowMask::default();
-                let got = cls.lookup(&key, md, &mut wc);
-                let want = linear(&lin, &key, md);
+                let got = cls.lookup(&key, &mut wc);
+                let want = linear(&lin, &key);
                 prop_assert_eq!(got.map(|r| r.priority), want.map(|w| w.1));
                 if let Some(r) = got {
-                    prop_assert!(match_hits(&r.matcher, &key, md));
+                    prop_assert!(match_hits(&r.matcher, &key));
                 }
                 // Sufficiency: flip every bit outside wc (NwSrc is never
                 // matched, so it must stay wildcarded).
@@ -417,10 +490,10 @@ mod tests {
                     other.words[i] ^= !wc.words[i];
                 }
                 let mut wc2 = FlowMask::default();
-                let got2 = cls.lookup(&other, md, &mut wc2);
+                let got2 = cls.lookup(&other, &mut wc2);
                 prop_assert_eq!(got.map(|r| r.value), got2.map(|r| r.value));
                 // And the linear result for the flipped key agrees.
-                prop_assert_eq!(got.map(|r| r.priority), linear(&lin, &other, md).map(|w| w.1));
+                prop_assert_eq!(got.map(|r| r.priority), linear(&lin, &other).map(|w| w.1));
             }
         }
     }
@@ -437,7 +510,7 @@ mod tests {
         k.set(Field::DlDst, 0x0200_0000_0002);
         k.set(Field::NwDst, 0x0a000001);
         let mut wc = FlowMask::default();
-        assert_eq!(cls.lookup(&k, 0, &mut wc).unwrap().value, "a");
+        assert_eq!(cls.lookup(&k, &mut wc).unwrap().value, "a");
         let mut want = FlowMask::default();
         want.set_exact(Field::DlDst);
         assert_eq!(wc, want);

@@ -58,7 +58,7 @@ pub fn table_features(names: &[String], max_entries: u32) -> Vec<TableFeatures> 
     };
     let fields = headers(&|_| true);
     let wildcards = headers(&|f| *f != OxmField::InPort);
-    let set_fields = headers(&|f| f.is_writable() && f.layout().is_some());
+    let set_fields = headers(&|f| f.is_writable());
     names
         .iter()
         .zip(0..n)

@@ -82,7 +82,7 @@ pub enum OfEvent {
     /// `OFPT_PACKET_IN`.
     PacketIn(PacketIn),
     /// `OFPT_FLOW_REMOVED`.
-    FlowRemoved(FlowRemoved),
+    FlowRemoved(Box<FlowRemoved>),
 }
 
 /// One bridge's OpenFlow switch (see the module docs).
@@ -260,7 +260,7 @@ impl Ofproto {
 
     fn send_removed(&self, removed: Vec<FlowRemoved>) {
         for r in removed {
-            self.send_event(OfEvent::FlowRemoved(r));
+            self.send_event(OfEvent::FlowRemoved(Box::new(r)));
         }
     }
 

@@ -253,7 +253,6 @@ struct Ctx<'a> {
     orig: FlowKey,
     flow: FlowKey,
     base: FlowKey,
-    metadata: u64,
     wc: FlowMask,
     actions: Vec<DpAction>,
     counters: Vec<Arc<RuleCounters>>,
@@ -278,6 +277,9 @@ struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     /// A translation of `key` starting in table 0 with wildcards `wc`.
     fn new(input: XlateIn<'a>, key: &FlowKey, wc: FlowMask) -> Ctx<'a> {
+        // A packet enters the pipeline with zero registers, metadata and
+        // conj_id (OpenFlow 1.3.5 §7.2.3.9; OVS clears them per packet).
+        let key = &key.without_pipeline_state();
         Ctx {
             tables: input.tables,
             normal: input.normal,
@@ -292,7 +294,6 @@ impl<'a> Ctx<'a> {
             orig: *key,
             flow: *key,
             base: *key,
-            metadata: 0,
             wc,
             actions: Vec::new(),
             counters: Vec::new(),
@@ -393,41 +394,9 @@ fn select_fields(flow: &FlowKey) -> Vec<(Field, u128)> {
     v
 }
 
-/// OVS-style names of set-field targets.
+/// OVS-style names of set-field targets ([`OxmField::name`]).
 pub fn oxm_name(f: OxmField) -> &'static str {
-    use OxmField::*;
-    match f {
-        InPort => "in_port",
-        Metadata => "metadata",
-        EthDst => "eth_dst",
-        EthSrc => "eth_src",
-        EthType => "eth_type",
-        VlanVid => "vlan_vid",
-        VlanPcp => "vlan_pcp",
-        IpDscp => "ip_dscp",
-        IpEcn => "ip_ecn",
-        IpProto => "ip_proto",
-        IpTtl => "nw_ttl",
-        IpFrag => "ip_frag",
-        Ipv4Src => "ipv4_src",
-        Ipv4Dst => "ipv4_dst",
-        TcpSrc => "tcp_src",
-        TcpDst => "tcp_dst",
-        UdpSrc => "udp_src",
-        UdpDst => "udp_dst",
-        SctpSrc => "sctp_src",
-        SctpDst => "sctp_dst",
-        Icmpv4Type => "icmpv4_type",
-        Icmpv4Code => "icmpv4_code",
-        ArpOp => "arp_op",
-        ArpSpa => "arp_spa",
-        ArpTpa => "arp_tpa",
-        Ipv6Src => "ipv6_src",
-        Ipv6Dst => "ipv6_dst",
-        Icmpv6Type => "icmpv6_type",
-        Icmpv6Code => "icmpv6_code",
-        TcpFlags => "tcp_flags",
-    }
+    f.name()
 }
 
 fn port_name(p: u32) -> String {
@@ -447,10 +416,17 @@ fn port_name(p: u32) -> String {
 fn field_value_text(f: OxmField, v: u128) -> String {
     use OxmField::*;
     match f {
-        EthDst | EthSrc => xennet_datapath::packet::MacAddr::from_u64(v as u64).to_string(),
         Ipv4Src | Ipv4Dst | ArpSpa | ArpTpa => std::net::Ipv4Addr::from(v as u32).to_string(),
-        Ipv6Src | Ipv6Dst => std::net::Ipv6Addr::from(v).to_string(),
-        Metadata | TcpFlags => format!("{v:#x}"),
+        EthDst | EthSrc | ArpSha | ArpTha | NdSll | NdTll => {
+            xennet_datapath::packet::MacAddr::from_u64(v as u64).to_string()
+        }
+        Ipv6Src | Ipv6Dst | NdTarget | TunIpv6Src | TunIpv6Dst => {
+            std::net::Ipv6Addr::from(v).to_string()
+        }
+        TunIpv4Src | TunIpv4Dst => std::net::Ipv4Addr::from(v as u32).to_string(),
+        Metadata | TcpFlags | Reg(_) | Xreg(_) | Xxreg(_) | TunId | PktMark | Ipv6Label => {
+            format!("{v:#x}")
+        }
         _ => v.to_string(),
     }
 }
@@ -522,22 +498,11 @@ pub fn instructions_text(ins: &Instructions) -> String {
 
 /// A match in `ovs-ofctl` syntax (empty for match-all).
 pub fn match_text(m: &Match) -> String {
-    let mut s = m.key.display_masked(&m.mask).to_string();
-    if m.metadata_mask != 0 {
-        if !s.is_empty() {
-            s.push(',');
-        }
-        if m.metadata_mask == u64::MAX {
-            let _ = write!(s, "metadata={:#x}", m.metadata);
-        } else {
-            let _ = write!(s, "metadata={:#x}/{:#x}", m.metadata, m.metadata_mask);
-        }
-    }
-    s
+    m.key.display_masked(&m.mask).to_string()
 }
 
 fn is_table_miss(r: &Rule) -> bool {
-    r.priority == 0 && r.matcher.mask == FlowMask::CATCHALL && r.matcher.metadata_mask == 0
+    r.priority == 0 && r.matcher.mask == FlowMask::CATCHALL
 }
 
 impl Ctx<'_> {
@@ -567,7 +532,7 @@ impl Ctx<'_> {
         (
             XlateOut {
                 upcall: Upcall {
-                    mask: self.wc,
+                    mask: self.wc.datapath_only(),
                     actions,
                     counters,
                     tags: self.tags,
@@ -591,7 +556,9 @@ impl Ctx<'_> {
     fn base_key_display(&self) -> String {
         // The megaflow is over the *input* key: `base` changes as commits
         // happen, so rebuild it from the original bits under the mask.
-        self.orig.display_masked(&self.wc).to_string()
+        self.orig
+            .display_masked(&self.wc.datapath_only())
+            .to_string()
     }
 }
 
@@ -635,7 +602,7 @@ impl Ctx<'_> {
             self.depth -= 1;
             return;
         };
-        let r = t.cls.lookup(&self.flow, self.metadata, &mut self.wc);
+        let r = t.cls.lookup(&self.flow, &mut self.wc);
         if self.count_stats {
             t.lookups.fetch_add(1, Ordering::Relaxed);
             if r.is_some() {
@@ -708,7 +675,9 @@ impl Ctx<'_> {
         }
         if let Some((v, m)) = ins.write_metadata {
             self.note(format_args!("write_metadata:{v:#x}/{m:#x}"));
-            self.metadata = (self.metadata & !m) | (v & m);
+            let md = self.flow.get(Field::Metadata) as u64;
+            self.flow
+                .set(Field::Metadata, u128::from((md & !m) | (v & m)));
         }
         if let Some(t) = ins.goto_table {
             if t > table {
@@ -816,14 +785,19 @@ impl Ctx<'_> {
 
     fn set_field(&mut self, field: OxmField, value: u128) {
         use OxmField::*;
-        if field == Metadata {
-            self.metadata = value as u64;
+        let (kf, shift, bits) = field.layout();
+        if field.is_metadata() {
+            // Pipeline state: no packet bytes change, no prerequisite.
+            let fm = if bits >= 128 {
+                u128::MAX
+            } else {
+                ((1u128 << bits) - 1) << shift
+            };
+            let cur = self.flow.get(kf);
+            self.flow.set(kf, (cur & !fm) | ((value << shift) & fm));
             return;
         }
-        let Some((kf, shift, bits)) = field.layout() else {
-            return;
-        };
-        if !field.is_writable() {
+        if !field.is_settable() {
             return;
         }
         // Prerequisites were checked against the rule's match at flow-mod
@@ -1027,6 +1001,12 @@ impl Ctx<'_> {
                 if differs(Field::NwTtl) {
                     push(&mut self.actions, SetAction::Ipv6Hlim(f.nw_ttl()));
                 }
+                if differs(Field::Ipv6Label) {
+                    push(
+                        &mut self.actions,
+                        SetAction::Ipv6Label(f.get(Field::Ipv6Label) as u32),
+                    );
+                }
             }
             0x0806 => {
                 if differs(Field::NwProto) {
@@ -1042,6 +1022,18 @@ impl Ctx<'_> {
                     push(
                         &mut self.actions,
                         SetAction::ArpTpa((f.get(Field::NwDst) as u32).to_be_bytes()),
+                    );
+                }
+                if differs(Field::ArpSha) {
+                    push(
+                        &mut self.actions,
+                        SetAction::ArpSha(mac(f.get(Field::ArpSha))),
+                    );
+                }
+                if differs(Field::ArpTha) {
+                    push(
+                        &mut self.actions,
+                        SetAction::ArpTha(mac(f.get(Field::ArpTha))),
                     );
                 }
             }
@@ -1179,7 +1171,7 @@ impl Ctx<'_> {
             table_id,
             cookie,
             max_len,
-            metadata: self.metadata,
+            metadata: self.flow.get(Field::Metadata) as u64,
         }));
     }
 
@@ -1298,7 +1290,6 @@ impl Ctx<'_> {
             // `xlate_group_bucket` runs them.
             let list = action_set_to_list(&b.actions);
             let saved_flow = self.flow;
-            let saved_md = self.metadata;
             let saved_tpid = self.push_tpid;
             self.indent += 4;
             self.do_actions(&list);
@@ -1306,7 +1297,6 @@ impl Ctx<'_> {
             // Each bucket works on the packet as it was before the group
             // (1.3.5 §5.6.1: "a copy of the packet").
             self.flow = saved_flow;
-            self.metadata = saved_md;
             self.push_tpid = saved_tpid;
             self.exit = false;
         }

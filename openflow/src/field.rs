@@ -36,51 +36,118 @@ pub enum Prereq {
     Icmpv4,
     /// IPv6 and `ip_proto` 58.
     Icmpv6,
+    /// `eth_type` 0x8847 or 0x8848.
+    Mpls,
+    /// ICMPv6 type 135 or 136, code 0 (OVS `MFP_ND`).
+    Nd,
+    /// ICMPv6 type 135 (`MFP_ND_SOLICIT`).
+    NdSolicit,
+    /// ICMPv6 type 136 (`MFP_ND_ADVERT`).
+    NdAdvert,
+    /// A valid connection-tracking state matched (OVS `is_ct_valid`).
+    CtValid,
 }
 
 impl OxmField {
-    /// Every field.
-    pub const ALL: [OxmField; 30] = [
-        OxmField::InPort,
-        OxmField::Metadata,
-        OxmField::EthDst,
-        OxmField::EthSrc,
-        OxmField::EthType,
-        OxmField::VlanVid,
-        OxmField::VlanPcp,
-        OxmField::IpDscp,
-        OxmField::IpEcn,
-        OxmField::IpProto,
-        OxmField::IpTtl,
-        OxmField::IpFrag,
-        OxmField::Ipv4Src,
-        OxmField::Ipv4Dst,
-        OxmField::TcpSrc,
-        OxmField::TcpDst,
-        OxmField::UdpSrc,
-        OxmField::UdpDst,
-        OxmField::SctpSrc,
-        OxmField::SctpDst,
-        OxmField::Icmpv4Type,
-        OxmField::Icmpv4Code,
-        OxmField::ArpOp,
-        OxmField::ArpSpa,
-        OxmField::ArpTpa,
-        OxmField::Ipv6Src,
-        OxmField::Ipv6Dst,
-        OxmField::Icmpv6Type,
-        OxmField::Icmpv6Code,
-        OxmField::TcpFlags,
-    ];
+    /// Every field (registers by number, `xreg` and `xxreg` included).
+    pub const ALL: [OxmField; 94] = {
+        let base = [
+            OxmField::InPort,
+            OxmField::Metadata,
+            OxmField::EthDst,
+            OxmField::EthSrc,
+            OxmField::EthType,
+            OxmField::VlanVid,
+            OxmField::VlanPcp,
+            OxmField::IpDscp,
+            OxmField::IpEcn,
+            OxmField::IpProto,
+            OxmField::IpTtl,
+            OxmField::IpFrag,
+            OxmField::Ipv4Src,
+            OxmField::Ipv4Dst,
+            OxmField::TcpSrc,
+            OxmField::TcpDst,
+            OxmField::UdpSrc,
+            OxmField::UdpDst,
+            OxmField::SctpSrc,
+            OxmField::SctpDst,
+            OxmField::Icmpv4Type,
+            OxmField::Icmpv4Code,
+            OxmField::ArpOp,
+            OxmField::ArpSpa,
+            OxmField::ArpTpa,
+            OxmField::Ipv6Src,
+            OxmField::Ipv6Dst,
+            OxmField::Icmpv6Type,
+            OxmField::Icmpv6Code,
+            OxmField::TcpFlags,
+            OxmField::TunId,
+            OxmField::TunIpv4Src,
+            OxmField::TunIpv4Dst,
+            OxmField::TunIpv6Src,
+            OxmField::TunIpv6Dst,
+            OxmField::TunFlags,
+            OxmField::PktMark,
+            OxmField::CtState,
+            OxmField::CtZone,
+            OxmField::CtMark,
+            OxmField::CtLabel,
+            OxmField::CtNwProto,
+            OxmField::CtNwSrc,
+            OxmField::CtNwDst,
+            OxmField::CtIpv6Src,
+            OxmField::CtIpv6Dst,
+            OxmField::CtTpSrc,
+            OxmField::CtTpDst,
+            OxmField::DpHash,
+            OxmField::RecircId,
+            OxmField::ConjId,
+            OxmField::ArpSha,
+            OxmField::ArpTha,
+            OxmField::NdTarget,
+            OxmField::NdSll,
+            OxmField::NdTll,
+            OxmField::NdReserved,
+            OxmField::NdOptionsType,
+            OxmField::Ipv6Label,
+            OxmField::MplsLabel,
+            OxmField::MplsTc,
+            OxmField::MplsBos,
+            OxmField::MplsTtl,
+        ];
+        let mut all = [OxmField::InPort; 94];
+        let mut i = 0;
+        while i < base.len() {
+            all[i] = base[i];
+            i += 1;
+        }
+        let mut n = 0;
+        while n < 16 {
+            all[base.len() + n] = OxmField::Reg(n as u8);
+            n += 1;
+        }
+        let mut k = 0;
+        while k < 8 {
+            all[base.len() + 16 + k] = OxmField::Xreg(k as u8);
+            k += 1;
+        }
+        let mut k = 0;
+        while k < 4 {
+            all[base.len() + 24 + k] = OxmField::Xxreg(k as u8);
+            k += 1;
+        }
+        all
+    };
 
     /// `(key field, shift, bits)`: the field occupies `bits` bits of the
     /// datapath key field starting `shift` bits from its least significant
-    /// end. `None` for `Metadata`, which is not a packet field.
-    pub const fn layout(self) -> Option<(Field, u32, u32)> {
+    /// end.
+    pub const fn layout(self) -> (Field, u32, u32) {
         use OxmField::*;
-        Some(match self {
+        match self {
             InPort => (Field::InPort, 0, 32),
-            Metadata => return None,
+            Metadata => (Field::Metadata, 0, 64),
             EthDst => (Field::DlDst, 0, 48),
             EthSrc => (Field::DlSrc, 0, 48),
             EthType => (Field::DlType, 0, 16),
@@ -101,16 +168,47 @@ impl OxmField {
             Icmpv4Code | Icmpv6Code => (Field::TpDst, 0, 8),
             ArpOp => (Field::NwProto, 0, 8),
             TcpFlags => (Field::TcpFlags, 0, 12),
-        })
+            Reg(n) => (Field::Reg(n), 0, 32),
+            Xreg(k) => (Field::Xreg(k), 0, 64),
+            Xxreg(k) => (Field::Xxreg(k), 0, 128),
+            TunId => (Field::TunId, 0, 64),
+            TunIpv4Src => (Field::TunSrc, 0, 32),
+            TunIpv4Dst => (Field::TunDst, 0, 32),
+            TunIpv6Src => (Field::TunSrc, 0, 128),
+            TunIpv6Dst => (Field::TunDst, 0, 128),
+            TunFlags => (Field::TunFlags, 0, 1),
+            PktMark => (Field::PktMark, 0, 32),
+            CtState => (Field::CtState, 0, 32),
+            CtZone => (Field::CtZone, 0, 16),
+            CtMark => (Field::CtMark, 0, 32),
+            CtLabel => (Field::CtLabel, 0, 128),
+            CtNwProto => (Field::CtNwProto, 0, 8),
+            CtNwSrc => (Field::CtNwSrc, 0, 32),
+            CtNwDst => (Field::CtNwDst, 0, 32),
+            CtIpv6Src => (Field::CtNwSrc, 0, 128),
+            CtIpv6Dst => (Field::CtNwDst, 0, 128),
+            CtTpSrc => (Field::CtTpSrc, 0, 16),
+            CtTpDst => (Field::CtTpDst, 0, 16),
+            DpHash => (Field::DpHash, 0, 32),
+            RecircId => (Field::RecircId, 0, 32),
+            ConjId => (Field::ConjId, 0, 32),
+            ArpSha | NdSll => (Field::ArpSha, 0, 48),
+            ArpTha | NdTll => (Field::ArpTha, 0, 48),
+            NdTarget => (Field::NdTarget, 0, 128),
+            NdReserved => (Field::NdReserved, 0, 32),
+            NdOptionsType => (Field::NdOptionsType, 0, 8),
+            Ipv6Label => (Field::Ipv6Label, 0, 20),
+            MplsLabel => (Field::MplsLabel, 0, 20),
+            MplsTc => (Field::MplsTc, 0, 3),
+            MplsBos => (Field::MplsBos, 0, 1),
+            MplsTtl => (Field::MplsTtl, 0, 8),
+        }
     }
 
     /// Width in bits of the field's value (as OXM carries it, except
     /// `ArpOp`, which OXM sends as 16 bits but only 0..=255 fit).
     pub const fn bits(self) -> u32 {
-        match self.layout() {
-            Some((_, _, b)) => b,
-            None => 64,
-        }
+        self.layout().2
     }
 
     /// The field's prerequisite.
@@ -126,17 +224,174 @@ impl OxmField {
             UdpSrc | UdpDst => Prereq::Udp,
             SctpSrc | SctpDst => Prereq::Sctp,
             Icmpv4Type | Icmpv4Code => Prereq::Icmpv4,
-            ArpOp | ArpSpa | ArpTpa => Prereq::Arp,
+            ArpOp | ArpSpa | ArpTpa | ArpSha | ArpTha => Prereq::Arp,
             Icmpv6Type | Icmpv6Code => Prereq::Icmpv6,
+            Reg(_) | Xreg(_) | Xxreg(_) | TunId | TunIpv4Src | TunIpv4Dst | TunIpv6Src
+            | TunIpv6Dst | TunFlags | PktMark | CtState | CtZone | CtMark | CtLabel | DpHash
+            | RecircId | ConjId => Prereq::None,
+            CtNwProto | CtNwSrc | CtNwDst | CtIpv6Src | CtIpv6Dst | CtTpSrc | CtTpDst => {
+                Prereq::CtValid
+            }
+            NdTarget | NdReserved | NdOptionsType => Prereq::Nd,
+            NdSll => Prereq::NdSolicit,
+            NdTll => Prereq::NdAdvert,
+            Ipv6Label => Prereq::Ipv6,
+            MplsLabel | MplsTc | MplsBos | MplsTtl => Prereq::Mpls,
         }
     }
 
-    /// Whether `set_field` may write this field (xennet cannot rewrite the
-    /// input port, EtherType, IP protocol or fragment bits, as OVS).
+    /// The field's name in `ovs-ofctl` syntax (OVS meta-flow names).
+    pub const fn name(self) -> &'static str {
+        use OxmField::*;
+        const REGS: [&str; 16] = [
+            "reg0", "reg1", "reg2", "reg3", "reg4", "reg5", "reg6", "reg7", "reg8", "reg9",
+            "reg10", "reg11", "reg12", "reg13", "reg14", "reg15",
+        ];
+        const XREGS: [&str; 8] = [
+            "xreg0", "xreg1", "xreg2", "xreg3", "xreg4", "xreg5", "xreg6", "xreg7",
+        ];
+        const XXREGS: [&str; 4] = ["xxreg0", "xxreg1", "xxreg2", "xxreg3"];
+        match self {
+            InPort => "in_port",
+            Metadata => "metadata",
+            EthDst => "eth_dst",
+            EthSrc => "eth_src",
+            EthType => "eth_type",
+            VlanVid => "vlan_vid",
+            VlanPcp => "vlan_pcp",
+            IpDscp => "ip_dscp",
+            IpEcn => "ip_ecn",
+            IpProto => "ip_proto",
+            IpTtl => "nw_ttl",
+            IpFrag => "ip_frag",
+            Ipv4Src => "ipv4_src",
+            Ipv4Dst => "ipv4_dst",
+            TcpSrc => "tcp_src",
+            TcpDst => "tcp_dst",
+            UdpSrc => "udp_src",
+            UdpDst => "udp_dst",
+            SctpSrc => "sctp_src",
+            SctpDst => "sctp_dst",
+            Icmpv4Type => "icmpv4_type",
+            Icmpv4Code => "icmpv4_code",
+            ArpOp => "arp_op",
+            ArpSpa => "arp_spa",
+            ArpTpa => "arp_tpa",
+            Ipv6Src => "ipv6_src",
+            Ipv6Dst => "ipv6_dst",
+            Icmpv6Type => "icmpv6_type",
+            Icmpv6Code => "icmpv6_code",
+            TcpFlags => "tcp_flags",
+            Reg(n) => REGS[(n % 16) as usize],
+            Xreg(k) => XREGS[(k % 8) as usize],
+            Xxreg(k) => XXREGS[(k % 4) as usize],
+            TunId => "tun_id",
+            TunIpv4Src => "tun_src",
+            TunIpv4Dst => "tun_dst",
+            TunIpv6Src => "tun_ipv6_src",
+            TunIpv6Dst => "tun_ipv6_dst",
+            TunFlags => "tun_flags",
+            PktMark => "pkt_mark",
+            CtState => "ct_state",
+            CtZone => "ct_zone",
+            CtMark => "ct_mark",
+            CtLabel => "ct_label",
+            CtNwProto => "ct_nw_proto",
+            CtNwSrc => "ct_nw_src",
+            CtNwDst => "ct_nw_dst",
+            CtIpv6Src => "ct_ipv6_src",
+            CtIpv6Dst => "ct_ipv6_dst",
+            CtTpSrc => "ct_tp_src",
+            CtTpDst => "ct_tp_dst",
+            DpHash => "dp_hash",
+            RecircId => "recirc_id",
+            ConjId => "conj_id",
+            ArpSha => "arp_sha",
+            ArpTha => "arp_tha",
+            NdTarget => "nd_target",
+            NdSll => "nd_sll",
+            NdTll => "nd_tll",
+            NdReserved => "nd_reserved",
+            NdOptionsType => "nd_options_type",
+            Ipv6Label => "ipv6_label",
+            MplsLabel => "mpls_label",
+            MplsTc => "mpls_tc",
+            MplsBos => "mpls_bos",
+            MplsTtl => "mpls_ttl",
+        }
+    }
+
+    /// The field with this `ovs-ofctl` name.
+    pub fn from_name(name: &str) -> Option<OxmField> {
+        OxmField::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// Whether OpenFlow lets `set_field` write this field (OVS meta-flow
+    /// "Access: read/write"; the input port is left out, as before).
     pub const fn is_writable(self) -> bool {
+        use OxmField::*;
         !matches!(
             self,
-            OxmField::InPort | OxmField::EthType | OxmField::IpProto | OxmField::IpFrag
+            InPort
+                | EthType
+                | IpProto
+                | IpFrag
+                | CtState
+                | CtZone
+                | CtNwProto
+                | CtNwSrc
+                | CtNwDst
+                | CtIpv6Src
+                | CtIpv6Dst
+                | CtTpSrc
+                | CtTpDst
+                | DpHash
+                | RecircId
+                | ConjId
+                | MplsBos
+        )
+    }
+
+    /// Whether xennet executes `set_field` (and `load`/`move`) on this
+    /// writable field. The rest are refused at flow-mod time with
+    /// `BAD_SET_TYPE`, never accepted and ignored: `ct_mark`/`ct_label`
+    /// (only inside `ct(exec(...))`), the ND fields and MPLS (no datapath
+    /// rewrite yet).
+    pub const fn is_settable(self) -> bool {
+        use OxmField::*;
+        self.is_writable()
+            && !matches!(
+                self,
+                CtMark
+                    | CtLabel
+                    | NdTarget
+                    | NdSll
+                    | NdTll
+                    | NdReserved
+                    | NdOptionsType
+                    | MplsLabel
+                    | MplsTc
+                    | MplsTtl
+            )
+    }
+
+    /// Whether the field lives only in the pipeline (registers, metadata,
+    /// tunnel metadata, packet mark): setting it changes no packet bytes.
+    pub const fn is_metadata(self) -> bool {
+        use OxmField::*;
+        matches!(
+            self,
+            Metadata
+                | Reg(_)
+                | Xreg(_)
+                | Xxreg(_)
+                | TunId
+                | TunIpv4Src
+                | TunIpv4Dst
+                | TunIpv6Src
+                | TunIpv6Dst
+                | TunFlags
+                | PktMark
         )
     }
 }
@@ -144,16 +399,12 @@ impl OxmField {
 impl Match {
     /// The `(value, mask)` of a field in this match (both right-aligned).
     pub fn field(&self, f: OxmField) -> (u128, u128) {
-        match f.layout() {
-            None => (u128::from(self.metadata), u128::from(self.metadata_mask)),
-            Some((kf, shift, bits)) => {
-                let m = ones(bits);
-                (
-                    (self.key.get(kf) >> shift) & m,
-                    (self.mask.get(kf) >> shift) & m,
-                )
-            }
-        }
+        let (kf, shift, bits) = f.layout();
+        let m = ones(bits);
+        (
+            (self.key.get(kf) >> shift) & m,
+            (self.mask.get(kf) >> shift) & m,
+        )
     }
 
     /// Match `f` against `value` under `mask` (right-aligned; bits of
@@ -171,19 +422,12 @@ impl Match {
             return Err(OfError::BAD_MASK);
         }
         let value = value & mask;
-        match f.layout() {
-            None => {
-                self.metadata = value as u64;
-                self.metadata_mask = mask as u64;
-            }
-            Some((kf, shift, bits)) => {
-                let fm = ones(bits) << shift;
-                let k = (self.key.get(kf) & !fm) | (value << shift);
-                let m = (self.mask.get(kf) & !fm) | (mask << shift);
-                self.key.set(kf, k);
-                self.mask.set(kf, m);
-            }
-        }
+        let (kf, shift, bits) = f.layout();
+        let fm = ones(bits) << shift;
+        let k = (self.key.get(kf) & !fm) | (value << shift);
+        let m = (self.mask.get(kf) & !fm) | (mask << shift);
+        self.key.set(kf, k);
+        self.mask.set(kf, m);
         Ok(())
     }
 
@@ -219,7 +463,26 @@ impl Match {
             Prereq::Sctp => ip && self.ip_proto_is(132),
             Prereq::Icmpv4 => self.eth_type_is(0x0800) && self.ip_proto_is(1),
             Prereq::Icmpv6 => self.eth_type_is(0x86dd) && self.ip_proto_is(58),
+            Prereq::Mpls => self.eth_type_is(0x8847) || self.eth_type_is(0x8848),
+            Prereq::Nd => self.icmpv6_type_is(135) || self.icmpv6_type_is(136),
+            Prereq::NdSolicit => self.icmpv6_type_is(135),
+            Prereq::NdAdvert => self.icmpv6_type_is(136),
+            Prereq::CtValid => {
+                // OVS `is_ct_valid` on a match: a bit that implies a valid
+                // entry is matched set, or +trk with -inv.
+                let (v, m) = self.field(OxmField::CtState);
+                let valid = 0x01 | 0x02 | 0x04 | 0x08 | 0x40 | 0x80;
+                v & m & valid != 0 || (v & m & 0x20 != 0 && m & 0x10 != 0 && v & 0x10 == 0)
+            }
         }
+    }
+
+    /// Whether the match pins ICMPv6 type `t` and leaves the code 0 or
+    /// unmatched (OVS `is_nd` on a match's values).
+    fn icmpv6_type_is(&self, t: u128) -> bool {
+        self.satisfies(Prereq::Icmpv6)
+            && self.field(OxmField::Icmpv6Type) == (t, 0xff)
+            && self.field(OxmField::Icmpv6Code).0 == 0
     }
 
     /// Check every matched field's prerequisite (OpenFlow 1.3 §7.2.3.6).
@@ -253,6 +516,40 @@ impl Match {
             return Err(OfError::BAD_PREREQ);
         }
         if any(&[Field::TcpFlags]) && !self.satisfies(Prereq::Tcp) {
+            return Err(OfError::BAD_PREREQ);
+        }
+        // Fields shared by two protocols: ARP hardware addresses are the
+        // ND link-layer options under ICMPv6 ND.
+        if any(&[Field::ArpSha, Field::ArpTha])
+            && !(self.satisfies(Prereq::Arp) || self.satisfies(Prereq::Nd))
+        {
+            return Err(OfError::BAD_PREREQ);
+        }
+        if any(&[Field::NdTarget, Field::NdReserved, Field::NdOptionsType])
+            && !self.satisfies(Prereq::Nd)
+        {
+            return Err(OfError::BAD_PREREQ);
+        }
+        if any(&[Field::Ipv6Label]) && !self.satisfies(Prereq::Ipv6) {
+            return Err(OfError::BAD_PREREQ);
+        }
+        if any(&[
+            Field::MplsLabel,
+            Field::MplsTc,
+            Field::MplsBos,
+            Field::MplsTtl,
+        ]) && !self.satisfies(Prereq::Mpls)
+        {
+            return Err(OfError::BAD_PREREQ);
+        }
+        let ct_tuple = [
+            Field::CtNwSrc,
+            Field::CtNwDst,
+            Field::CtNwProto,
+            Field::CtTpSrc,
+            Field::CtTpDst,
+        ];
+        if any(&ct_tuple) && !self.satisfies(Prereq::CtValid) {
             return Err(OfError::BAD_PREREQ);
         }
         Ok(())

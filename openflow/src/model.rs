@@ -83,7 +83,8 @@ pub mod port_state {
     pub const LIVE: u32 = 1 << 2;
 }
 
-/// A match: datapath key and mask, plus the metadata register.
+/// A match: a key and mask over every field the pipeline sees (packet
+/// headers, `metadata`, registers, tunnel and conntrack fields).
 ///
 /// Field encodings are those of [`FlowKey`]: `vlan_tci` carries the
 /// `OFPVID_PRESENT` (0x1000) bit, IPv4 addresses sit in the low 32 bits of
@@ -97,19 +98,15 @@ pub struct Match {
     pub key: FlowKey,
     /// Significant bits.
     pub mask: FlowMask,
-    /// `OXM_OF_METADATA` value (zero outside `metadata_mask`).
-    pub metadata: u64,
-    /// `OXM_OF_METADATA` mask.
-    pub metadata_mask: u64,
 }
 
 impl Match {
     /// The match-everything match.
     pub const CATCHALL: Match = Match {
-        key: FlowKey { words: [0; 8] },
+        key: FlowKey {
+            words: [0; xennet_datapath::flow::N_WORDS],
+        },
         mask: FlowMask::CATCHALL,
-        metadata: 0,
-        metadata_mask: 0,
     };
 }
 
@@ -176,6 +173,78 @@ pub enum OxmField {
     Icmpv6Code,
     /// `OXM_OF_TCP_FLAGS` (OpenFlow 1.5 / `NXM_NX_TCP_FLAGS`).
     TcpFlags,
+    /// `NXM_NX_REG<n>` (32 bits, n < 16).
+    Reg(u8),
+    /// `OXM_OF_PKT_REG<k>` (`xreg<k>`, 64 bits, k < 8): `reg<2k>` high.
+    Xreg(u8),
+    /// `NXM_NX_XXREG<k>` (`xxreg<k>`, 128 bits, k < 4).
+    Xxreg(u8),
+    /// `NXM_NX_TUN_ID` / `OXM_OF_TUNNEL_ID` (64 bits).
+    TunId,
+    /// `NXM_NX_TUN_IPV4_SRC`.
+    TunIpv4Src,
+    /// `NXM_NX_TUN_IPV4_DST`.
+    TunIpv4Dst,
+    /// `NXM_NX_TUN_IPV6_SRC`.
+    TunIpv6Src,
+    /// `NXM_NX_TUN_IPV6_DST`.
+    TunIpv6Dst,
+    /// `NXM_NX_TUN_FLAGS` (1 bit used: OAM).
+    TunFlags,
+    /// `NXM_NX_PKT_MARK` (32 bits).
+    PktMark,
+    /// `NXM_NX_CT_STATE` (32 bits, `CS_*`).
+    CtState,
+    /// `NXM_NX_CT_ZONE` (16 bits).
+    CtZone,
+    /// `NXM_NX_CT_MARK` (32 bits).
+    CtMark,
+    /// `NXM_NX_CT_LABEL` (128 bits).
+    CtLabel,
+    /// `NXM_NX_CT_NW_PROTO`.
+    CtNwProto,
+    /// `NXM_NX_CT_NW_SRC`.
+    CtNwSrc,
+    /// `NXM_NX_CT_NW_DST`.
+    CtNwDst,
+    /// `NXM_NX_CT_IPV6_SRC`.
+    CtIpv6Src,
+    /// `NXM_NX_CT_IPV6_DST`.
+    CtIpv6Dst,
+    /// `NXM_NX_CT_TP_SRC`.
+    CtTpSrc,
+    /// `NXM_NX_CT_TP_DST`.
+    CtTpDst,
+    /// `NXM_NX_DP_HASH` (32 bits).
+    DpHash,
+    /// `NXM_NX_RECIRC_ID` (32 bits).
+    RecircId,
+    /// `NXM_NX_CONJ_ID` (32 bits).
+    ConjId,
+    /// `OXM_OF_ARP_SHA`.
+    ArpSha,
+    /// `OXM_OF_ARP_THA`.
+    ArpTha,
+    /// `OXM_OF_IPV6_ND_TARGET`.
+    NdTarget,
+    /// `OXM_OF_IPV6_ND_SLL`.
+    NdSll,
+    /// `OXM_OF_IPV6_ND_TLL`.
+    NdTll,
+    /// `ERICOXM_OF_ICMPV6_ND_RESERVED` (32 bits).
+    NdReserved,
+    /// `ERICOXM_OF_ICMPV6_ND_OPTIONS_TYPE` (8 bits).
+    NdOptionsType,
+    /// `OXM_OF_IPV6_FLABEL` (20 bits).
+    Ipv6Label,
+    /// `OXM_OF_MPLS_LABEL` (20 bits).
+    MplsLabel,
+    /// `OXM_OF_MPLS_TC` (3 bits).
+    MplsTc,
+    /// `OXM_OF_MPLS_BOS` (1 bit).
+    MplsBos,
+    /// `NXM_NX_MPLS_TTL` (8 bits).
+    MplsTtl,
 }
 
 /// One action (1.3 `ofp_action_*`, 1.0 actions mapped onto them).

@@ -28,6 +28,9 @@
 //!
 //! A TLV whose mask is all zeros matches everything and is ignored.
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
 use crate::error::{DecodeError, OfError};
 use crate::model::{Match, OxmField};
 use crate::wire::{be_value, ones};
@@ -49,6 +52,13 @@ pub const NXM_OF: u16 = 0x0000;
 pub const NXM_NX: u16 = 0x0001;
 /// `OFPXMC_OPENFLOW_BASIC` (OpenFlow 1.3 §7.2.3.2).
 pub const OPENFLOW_BASIC: u16 = 0x8000;
+/// `OFPXMC_PACKET_REGS` (OpenFlow 1.5 `OXM_OF_PKT_REG<k>`).
+pub const PACKET_REGS: u16 = 0x8001;
+/// The Ericsson OXM class of `nd_reserved` and `nd_options_type`.
+pub const ERICOXM: u16 = 0x1000;
+/// `NXM_NX_MPLS_TTL` field number: the same as `NXM_NX_COOKIE`, told apart
+/// by length (1 byte against 8).
+const NXM_NX_MPLS_TTL: u8 = 30;
 /// `OFPXMC_EXPERIMENTER`.
 pub const EXPERIMENTER: u16 = 0xffff;
 /// `ONF_EXPERIMENTER_ID` ("ONF\0"), owner of `ONFOXM_ET_TCP_FLAGS`.
@@ -140,6 +150,21 @@ fn wire_of(f: OxmField, flavor: Flavor) -> Wire {
                 kind: p,
                 maskable: true,
             },
+            Ipv6Label => w(b, 28, 4, p, true),
+            ArpSha => w(b, 24, 6, p, true),
+            ArpTha => w(b, 25, 6, p, true),
+            NdTarget => w(b, 31, 16, p, true),
+            NdSll => w(b, 32, 6, p, true),
+            NdTll => w(b, 33, 6, p, true),
+            MplsLabel => w(b, 34, 4, p, false),
+            MplsTc => w(b, 35, 1, p, false),
+            MplsBos => w(b, 36, 1, p, false),
+            TunId => w(b, 38, 8, p, true),
+            Xreg(k) => w(PACKET_REGS, k, 8, p, true),
+            NdReserved => w(ERICOXM, 1, 4, p, false),
+            NdOptionsType => w(ERICOXM, 2, 1, p, false),
+            // Nicira fields: the NXM header in OXM matches too, as OVS.
+            _ => wire_of(f, Flavor::Nxm),
         },
         Flavor::Nxm => match f {
             InPort => w(NXM_OF, 0, 2, Kind::InPort16, false),
@@ -167,8 +192,39 @@ fn wire_of(f: OxmField, flavor: Flavor) -> Wire {
             IpEcn => w(NXM_NX, 28, 1, p, false),
             IpTtl => w(NXM_NX, 29, 1, p, false),
             TcpFlags => w(NXM_NX, 34, 2, p, true),
+            Reg(n) => w(NXM_NX, n, 4, p, true),
+            TunId => w(NXM_NX, 16, 8, p, true),
+            ArpSha => w(NXM_NX, 17, 6, p, true),
+            ArpTha => w(NXM_NX, 18, 6, p, true),
+            NdTarget => w(NXM_NX, 23, 16, p, true),
+            NdSll => w(NXM_NX, 24, 6, p, true),
+            NdTll => w(NXM_NX, 25, 6, p, true),
+            Ipv6Label => w(NXM_NX, 27, 4, p, true),
+            MplsTtl => w(NXM_NX, NXM_NX_MPLS_TTL, 1, p, false),
+            TunIpv4Src => w(NXM_NX, 31, 4, p, true),
+            TunIpv4Dst => w(NXM_NX, 32, 4, p, true),
+            PktMark => w(NXM_NX, 33, 4, p, true),
+            DpHash => w(NXM_NX, 35, 4, p, true),
+            RecircId => w(NXM_NX, 36, 4, p, false),
+            ConjId => w(NXM_NX, 37, 4, p, false),
+            TunFlags => w(NXM_NX, 104, 2, p, true),
+            CtState => w(NXM_NX, 105, 4, p, true),
+            CtZone => w(NXM_NX, 106, 2, p, false),
+            CtMark => w(NXM_NX, 107, 4, p, true),
+            CtLabel => w(NXM_NX, 108, 16, p, true),
+            TunIpv6Src => w(NXM_NX, 109, 16, p, true),
+            TunIpv6Dst => w(NXM_NX, 110, 16, p, true),
+            Xxreg(k) => w(NXM_NX, 111 + k, 16, p, true),
+            CtNwProto => w(NXM_NX, 119, 1, p, false),
+            CtNwSrc => w(NXM_NX, 120, 4, p, true),
+            CtNwDst => w(NXM_NX, 121, 4, p, true),
+            CtIpv6Src => w(NXM_NX, 122, 16, p, true),
+            CtIpv6Dst => w(NXM_NX, 123, 16, p, true),
+            CtTpSrc => w(NXM_NX, 124, 2, p, true),
+            CtTpDst => w(NXM_NX, 125, 2, p, true),
             // No NXM field: Open vSwitch sends the OXM one in NXM matches too.
-            Metadata | VlanVid | VlanPcp | SctpSrc | SctpDst => wire_of(f, Flavor::Oxm),
+            Metadata | VlanVid | VlanPcp | SctpSrc | SctpDst | MplsLabel | MplsTc | MplsBos
+            | Xreg(_) | NdReserved | NdOptionsType => wire_of(f, Flavor::Oxm),
         },
     }
 }
@@ -178,13 +234,20 @@ const NXM_OF_VLAN_TCI: Wire = w(NXM_OF, 4, 2, Kind::VlanTci, true);
 
 /// The known TLV with this class, field number and experimenter id.
 fn lookup(class: u16, field: u8, exp: Option<u32>) -> Option<Wire> {
-    if class == NXM_OF && field == 4 {
-        return Some(NXM_OF_VLAN_TCI);
-    }
-    OxmField::ALL
-        .iter()
-        .flat_map(|f| [wire_of(*f, Flavor::Oxm), wire_of(*f, Flavor::Nxm)])
-        .find(|w| w.class == class && w.field == field && w.exp == exp)
+    /// `(class, field, experimenter)` of a TLV header.
+    type WireId = (u16, u8, Option<u32>);
+    static TABLE: OnceLock<HashMap<WireId, Wire>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut t = HashMap::new();
+        t.insert((NXM_OF, 4, None), NXM_OF_VLAN_TCI);
+        for f in OxmField::ALL {
+            for w in [wire_of(f, Flavor::Oxm), wire_of(f, Flavor::Nxm)] {
+                t.entry((w.class, w.field, w.exp)).or_insert(w);
+            }
+        }
+        t
+    });
+    table.get(&(class, field, exp)).copied()
 }
 
 fn put_be(out: &mut Vec<u8>, v: u128, len: usize) {
@@ -329,7 +392,11 @@ fn decode_inner(buf: &[u8], mut cookie: Option<&mut (u64, u64)>) -> Result<Match
         let tlv = parse_tlv(rest).map_err(|()| bad(OfError::BAD_MATCH_LEN, "truncated TLV"))?;
         rest = &rest[tlv.size..];
         if let Some(c) = cookie.as_deref_mut() {
-            if tlv.class == NXM_NX && tlv.field == NXM_NX_COOKIE && tlv.exp.is_none() {
+            if tlv.class == NXM_NX
+                && tlv.field == NXM_NX_COOKIE
+                && tlv.exp.is_none()
+                && tlv.payload.len() != 1
+            {
                 let want = if tlv.hasmask { 16 } else { 8 };
                 if tlv.payload.len() != want {
                     return Err(bad(OfError::BAD_MATCH_LEN, "bad TLV length"));
@@ -350,7 +417,9 @@ fn decode_inner(buf: &[u8], mut cookie: Option<&mut (u64, u64)>) -> Result<Match
                 continue;
             }
         }
+        let is_cookie = tlv.class == NXM_NX && tlv.field == NXM_NX_COOKIE && tlv.payload.len() > 1;
         let wire = lookup(tlv.class, tlv.field, tlv.exp)
+            .filter(|_| !is_cookie)
             .ok_or(bad(OfError::BAD_FIELD, "unsupported match field"))?;
         let want = if tlv.hasmask { 2 * wire.len } else { wire.len };
         if tlv.payload.len() != want {
@@ -527,6 +596,7 @@ pub fn encode_tlvs(m: &Match, flavor: Flavor, out: &mut Vec<u8>) {
         } else {
             put(out, Ipv6Src);
             put(out, Ipv6Dst);
+            put(out, Ipv6Label);
         }
         put(out, IpFrag);
         put(out, IpDscp);
@@ -544,11 +614,55 @@ pub fn encode_tlvs(m: &Match, flavor: Flavor, out: &mut Vec<u8>) {
         for f in l4 {
             put(out, *f);
         }
+        if proto == Some(58) && !v4 && m.field(Icmpv6Code).0 == 0 {
+            let nd: &[OxmField] = match m.field(Icmpv6Type) {
+                (135, 0xff) => &[NdTarget, NdSll, NdReserved, NdOptionsType],
+                (136, 0xff) => &[NdTarget, NdTll, NdReserved, NdOptionsType],
+                _ => &[],
+            };
+            for f in nd {
+                put(out, *f);
+            }
+        }
     } else if eth == (0x0806, 0xffff) {
         put(out, ArpOp);
         put(out, ArpSpa);
         put(out, ArpTpa);
+        put(out, ArpSha);
+        put(out, ArpTha);
+    } else if eth == (0x8847, 0xffff) || eth == (0x8848, 0xffff) {
+        put(out, MplsLabel);
+        put(out, MplsTc);
+        put(out, MplsBos);
+        put(out, MplsTtl);
     }
+    // Tunnel, register and conntrack fields (OVS `nx_put_raw` order).
+    put(out, TunId);
+    put(out, TunFlags);
+    let wide = |f: OxmField| {
+        let (v, mk) = m.field(f);
+        v > u128::from(u32::MAX) || mk > u128::from(u32::MAX)
+    };
+    for (f4, f6) in [(TunIpv4Src, TunIpv6Src), (TunIpv4Dst, TunIpv6Dst)] {
+        put(out, if wide(f6) { f6 } else { f4 });
+    }
+    for n in 0..xennet_datapath::flow::N_REGS {
+        put(out, Reg(n));
+    }
+    put(out, PktMark);
+    put(out, CtState);
+    put(out, CtZone);
+    put(out, CtMark);
+    put(out, CtLabel);
+    put(out, CtNwProto);
+    for (f4, f6) in [(CtNwSrc, CtIpv6Src), (CtNwDst, CtIpv6Dst)] {
+        put(out, if wide(f6) { f6 } else { f4 });
+    }
+    put(out, CtTpSrc);
+    put(out, CtTpDst);
+    put(out, ConjId);
+    put(out, DpHash);
+    put(out, RecircId);
     put(out, Metadata);
 }
 
@@ -587,6 +701,12 @@ pub fn decode_set_field(buf: &[u8]) -> Result<(OxmField, u128, usize), DecodeErr
     let (f, v, _) = parts[0];
     if !f.is_writable() {
         return Err(bad(OfError::BAD_SET_ARGUMENT, "read-only field"));
+    }
+    if !f.is_settable() {
+        return Err(bad(
+            OfError::BAD_SET_TYPE,
+            "set-field of this field is not implemented",
+        ));
     }
     if f == OxmField::VlanVid && v & 0x1000 == 0 {
         return Err(bad(

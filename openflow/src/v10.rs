@@ -437,15 +437,7 @@ fn match_from_ofp10(b: &[u8], normalize: bool) -> (Match, u32) {
     if normalize {
         normalize_match(&mut key, &mut mask);
     }
-    (
-        Match {
-            key,
-            mask,
-            metadata: 0,
-            metadata_mask: 0,
-        },
-        wc,
-    )
+    (Match { key, mask }, wc)
 }
 
 /// OVS `ofputil_normalize_match` for the fields an `ofp_match` has.
@@ -1767,8 +1759,12 @@ fn encode_nx_packet_in(pi: &PacketIn, xid: u32, out: &mut Vec<u8>) -> Result<(),
     m.set_field(OxmField::InPort, u128::from(pi.in_port), 0xffff_ffff)
         .map_err(|_| unsupported("in_port"))?;
     if pi.metadata != 0 {
-        m.metadata = pi.metadata;
-        m.metadata_mask = u64::MAX;
+        m.set_field(
+            OxmField::Metadata,
+            u128::from(pi.metadata),
+            u128::from(u64::MAX),
+        )
+        .map_err(|_| unsupported("metadata"))?;
     }
     let ml = encode_nx_match_cookie(&m, 0, 0, out)?;
     out.patch16(len_at, ml);

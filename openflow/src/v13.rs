@@ -644,8 +644,13 @@ fn put_packet_in(out: &mut Vec<u8>, p: &PacketIn) {
     let mut m = Match::CATCHALL;
     m.key.set_in_port(p.in_port);
     m.mask.set_exact(xennet_datapath::flow::Field::InPort);
-    m.metadata = p.metadata;
-    m.metadata_mask = if p.metadata != 0 { u64::MAX } else { 0 };
+    if p.metadata != 0 {
+        m.key.set(
+            xennet_datapath::flow::Field::Metadata,
+            u128::from(p.metadata),
+        );
+        m.mask.set_exact(xennet_datapath::flow::Field::Metadata);
+    }
     put_match(out, &m);
     out.zeros(2);
     out.extend_from_slice(&p.data);

@@ -111,7 +111,7 @@ pub enum Event {
     /// Packet-in (reason in the message).
     PacketIn(Arc<SharedPacketIn>),
     /// Flow removed.
-    FlowRemoved(xennet_openflow::model::FlowRemoved),
+    FlowRemoved(Box<xennet_openflow::model::FlowRemoved>),
     /// Port added, removed or changed.
     PortStatus(xennet_openflow::model::PortStatus),
 }
@@ -953,7 +953,7 @@ fn filter_event(st: &State, ev: Event) -> Option<Msg> {
             Some(Msg::PacketIn(p))
         }
         Event::FlowRemoved(f) => {
-            wants(&st.async_cfg.flow_removed_mask, f.reason).then_some(Msg::FlowRemoved(f))
+            wants(&st.async_cfg.flow_removed_mask, f.reason).then_some(Msg::FlowRemoved(*f))
         }
         Event::PortStatus(p) => {
             wants(&st.async_cfg.port_status_mask, p.reason).then_some(Msg::PortStatus(p))

@@ -89,6 +89,104 @@ fn int_value(f: Field, v: u128, m: u128, hex: bool) -> String {
     }
 }
 
+/// Whether the key is an IPv6 neighbour solicitation or advertisement.
+fn is_nd(k: &FlowKey) -> bool {
+    k.dl_type() == 0x86dd && k.nw_proto() == 58 && matches!(k.tp_src(), 135 | 136)
+}
+
+/// Whether the key is an MPLS frame.
+fn is_mpls(k: &FlowKey) -> bool {
+    matches!(k.dl_type(), 0x8847 | 0x8848)
+}
+
+/// `ct_state` bits in OVS's order and names (`CS_*`).
+pub const CT_STATE_NAMES: [(u32, &str); 8] = [
+    (0x01, "new"),
+    (0x02, "est"),
+    (0x04, "rel"),
+    (0x08, "rpl"),
+    (0x10, "inv"),
+    (0x20, "trk"),
+    (0x40, "snat"),
+    (0x80, "dnat"),
+];
+
+/// Masked flags as `+a-b` (OVS `format_flags_masked`); bits without a
+/// name as hex.
+fn flags_value(names: &[(u32, &str)], v: u128, m: u128) -> String {
+    let (v, m) = (v as u32, m as u32);
+    let mut s = String::new();
+    let mut rest = m;
+    for &(bit, name) in names {
+        if m & bit != 0 {
+            s.push(if v & bit != 0 { '+' } else { '-' });
+            s.push_str(name);
+            rest &= !bit;
+        }
+    }
+    if rest != 0 || s.is_empty() {
+        return format!("{v:#x}/{m:#x}");
+    }
+    s
+}
+
+/// The `ovs-ofctl` name and value text of a metadata, tunnel, conntrack,
+/// MPLS or ND field.
+fn named_value(fl: Field, v: u128, m: u128) -> (String, String) {
+    let v6 = |v: u128| v > u128::from(u32::MAX);
+    let hex = |fl| int_value(fl, v, m, true);
+    let dec = |fl| int_value(fl, v, m, false);
+    match fl {
+        Field::Reg(n) => (format!("reg{n}"), hex(fl)),
+        Field::Xreg(n) => (format!("xreg{n}"), hex(fl)),
+        Field::Xxreg(n) => (format!("xxreg{n}"), hex(fl)),
+        Field::CtState => ("ct_state".into(), flags_value(&CT_STATE_NAMES, v, m)),
+        Field::TunFlags => ("tun_flags".into(), flags_value(&[(1, "oam")], v, m)),
+        Field::TunSrc | Field::TunDst | Field::CtNwSrc | Field::CtNwDst | Field::NdTarget => {
+            let is6 = fl == Field::NdTarget || v6(v) || v6(m);
+            let name = match (fl, is6) {
+                (Field::TunSrc, false) => "tun_src",
+                (Field::TunSrc, true) => "tun_ipv6_src",
+                (Field::TunDst, false) => "tun_dst",
+                (Field::TunDst, true) => "tun_ipv6_dst",
+                (Field::CtNwSrc, false) => "ct_nw_src",
+                (Field::CtNwSrc, true) => "ct_ipv6_src",
+                (Field::CtNwDst, false) => "ct_nw_dst",
+                (Field::CtNwDst, true) => "ct_ipv6_dst",
+                _ => "nd_target",
+            };
+            let l3 = if is6 { L3::V6 } else { L3::V4 };
+            let m = if is6 { m } else { m & 0xffff_ffff };
+            (name.into(), ip_value(l3, v, m))
+        }
+        _ => {
+            let (name, text) = match fl {
+                Field::Metadata => ("metadata", hex(fl)),
+                Field::TunId => ("tun_id", hex(fl)),
+                Field::CtZone => ("ct_zone", dec(fl)),
+                Field::CtMark => ("ct_mark", hex(fl)),
+                Field::CtLabel => ("ct_label", hex(fl)),
+                Field::CtNwProto => ("ct_nw_proto", dec(fl)),
+                Field::CtTpSrc => ("ct_tp_src", dec(fl)),
+                Field::CtTpDst => ("ct_tp_dst", dec(fl)),
+                Field::PktMark => ("pkt_mark", hex(fl)),
+                Field::RecircId => ("recirc_id", hex(fl)),
+                Field::DpHash => ("dp_hash", hex(fl)),
+                Field::ConjId => ("conj_id", dec(fl)),
+                Field::Ipv6Label => ("ipv6_label", hex(fl)),
+                Field::MplsLabel => ("mpls_label", dec(fl)),
+                Field::MplsTc => ("mpls_tc", dec(fl)),
+                Field::MplsBos => ("mpls_bos", dec(fl)),
+                Field::MplsTtl => ("mpls_ttl", dec(fl)),
+                Field::NdReserved => ("nd_reserved", hex(fl)),
+                Field::NdOptionsType => ("nd_options_type", dec(fl)),
+                _ => ("", String::new()),
+            };
+            (name.into(), text)
+        }
+    }
+}
+
 fn frag_name(v: u8) -> &'static str {
     match v & 3 {
         0 => "no",
@@ -118,6 +216,15 @@ impl fmt::Display for MatchFmt<'_> {
                             has_l4 && matches!(k.nw_proto(), 1 | 6 | 17 | 58)
                         }
                         Field::TcpFlags => has_l4 && k.nw_proto() == 6,
+                        Field::ArpSha | Field::ArpTha => l3 == L3::Arp || is_nd(k),
+                        Field::NdTarget => is_nd(k),
+                        Field::Ipv6Label => l3 == L3::V6,
+                        Field::MplsLabel | Field::MplsTc | Field::MplsBos | Field::MplsTtl => {
+                            is_mpls(k)
+                        }
+                        // Metadata, tunnel and conntrack fields: shown
+                        // when set, as OVS's `flow_format` does.
+                        _ => k.get(fl) != 0,
                     };
                     if applies {
                         fl.all_ones()
@@ -203,6 +310,20 @@ impl fmt::Display for MatchFmt<'_> {
                         put("tcp_flags", format!("{:#05x}/{:#05x}", v & 0xfff, m12));
                     }
                 }
+                Field::ArpSha | Field::ArpTha => {
+                    let name = match (fl, is_nd(k)) {
+                        (Field::ArpSha, false) => "arp_sha",
+                        (Field::ArpSha, true) => "nd_sll",
+                        (_, false) => "arp_tha",
+                        (_, true) => "nd_tll",
+                    };
+                    put(name, mac_value(v, m));
+                }
+                Field::Vlan2Tci => {}
+                _ => {
+                    let (name, val) = named_value(fl, v, m);
+                    put(&name, val);
+                }
             }
         }
         f.write_str(&out)
@@ -229,6 +350,55 @@ impl fmt::Display for DpctlFmt<'_> {
             }
             s
         };
+        let hexpart = |fl: Field| {
+            let mm = m.get(fl);
+            let v = k.get(fl) & mm;
+            if mm == fl.all_ones() {
+                format!("{v:#x}")
+            } else {
+                format!("{v:#x}/{mm:#x}")
+            }
+        };
+        for (fl, name) in [(Field::RecircId, "recirc_id"), (Field::DpHash, "dp_hash")] {
+            if m.get(fl) != 0 {
+                parts.push(format!("{name}({})", hexpart(fl)));
+            }
+        }
+        let tun = sub(
+            &[
+                (Field::TunId, "tun_id"),
+                (Field::TunSrc, "src"),
+                (Field::TunDst, "dst"),
+                (Field::TunFlags, "flags"),
+            ],
+            &|fl, v, mm| match fl {
+                Field::TunSrc | Field::TunDst => named_value(fl, v, mm).1,
+                _ => format!("{v:#x}"),
+            },
+        );
+        if m.get(Field::TunId) | m.get(Field::TunSrc) | m.get(Field::TunDst) != 0 {
+            parts.push(format!("tunnel({tun})"));
+        }
+        if m.get(Field::PktMark) != 0 {
+            parts.push(format!("skb_mark({})", hexpart(Field::PktMark)));
+        }
+        if m.get(Field::CtState) != 0 {
+            let st = flags_value(
+                &CT_STATE_NAMES,
+                k.get(Field::CtState),
+                m.get(Field::CtState),
+            );
+            parts.push(format!("ct_state({st})"));
+        }
+        for (fl, name) in [
+            (Field::CtZone, "ct_zone"),
+            (Field::CtMark, "ct_mark"),
+            (Field::CtLabel, "ct_label"),
+        ] {
+            if m.get(fl) != 0 {
+                parts.push(format!("{name}({})", hexpart(fl)));
+            }
+        }
         if m.get(Field::InPort) != 0 || self.verbose {
             parts.push(format!("in_port({})", k.in_port()));
         }
@@ -252,14 +422,29 @@ impl fmt::Display for DpctlFmt<'_> {
             parts.push(format!("eth_type({:#06x})", k.dl_type()));
         }
         let num = |fl: Field, v: u128, mm: u128| int_value(fl, v, mm, false);
+        if is_mpls(k) {
+            let s = sub(
+                &[
+                    (Field::MplsLabel, "label"),
+                    (Field::MplsTc, "tc"),
+                    (Field::MplsTtl, "ttl"),
+                    (Field::MplsBos, "bos"),
+                ],
+                &num,
+            );
+            if !s.is_empty() {
+                parts.push(format!("mpls({s})"));
+            }
+        }
         match l3 {
             L3::V4 | L3::V6 => {
                 let s = sub(
                     &[
                         (Field::NwSrc, "src"),
                         (Field::NwDst, "dst"),
+                        (Field::Ipv6Label, "label"),
                         (Field::NwProto, "proto"),
-                        (Field::NwTos, "tos"),
+                        (Field::NwTos, if l3 == L3::V4 { "tos" } else { "tclass" }),
                         (Field::NwTtl, if l3 == L3::V4 { "ttl" } else { "hlimit" }),
                         (Field::NwFrag, "frag"),
                     ],
@@ -291,6 +476,22 @@ impl fmt::Display for DpctlFmt<'_> {
                         parts.push(format!("{name}({s})"));
                     }
                 }
+                if is_nd(k) {
+                    let s = sub(
+                        &[
+                            (Field::NdTarget, "target"),
+                            (Field::ArpSha, "sll"),
+                            (Field::ArpTha, "tll"),
+                        ],
+                        &|fl, v, mm| match fl {
+                            Field::NdTarget => ip_value(L3::V6, v, mm),
+                            _ => mac_value(v, mm),
+                        },
+                    );
+                    if !s.is_empty() {
+                        parts.push(format!("nd({s})"));
+                    }
+                }
                 let tf = m.get(Field::TcpFlags) & 0xfff;
                 if tf != 0 {
                     let v = k.get(Field::TcpFlags) & tf;
@@ -307,9 +508,12 @@ impl fmt::Display for DpctlFmt<'_> {
                         (Field::NwSrc, "sip"),
                         (Field::NwDst, "tip"),
                         (Field::NwProto, "op"),
+                        (Field::ArpSha, "sha"),
+                        (Field::ArpTha, "tha"),
                     ],
                     &|fl, v, mm| match fl {
                         Field::NwProto => num(fl, v, mm),
+                        Field::ArpSha | Field::ArpTha => mac_value(v, mm),
                         _ => ip_value(L3::V4, v, mm & 0xffff_ffff),
                     },
                 );

@@ -3,7 +3,7 @@
 //! Every frame gets a key: parsing stops at the first header that does not
 //! fit and the fields found so far stand, as OVS does.
 
-use super::{FlowKey, DL_TYPE_NONE, NW_FRAG_ANY, NW_FRAG_LATER, VLAN_CFI};
+use super::{Field, FlowKey, DL_TYPE_NONE, NW_FRAG_ANY, NW_FRAG_LATER, VLAN_CFI};
 use crate::buffer::{OfPort, Packet};
 use crate::packet::{arp, ethernet, icmp, ipv4, ipv6, sctp, tcp, udp, EtherType, IpProtocol};
 
@@ -43,6 +43,7 @@ pub fn extract_frame(frame: &[u8], in_port: OfPort) -> FlowKey {
         EtherType::Ipv4 => extract_ipv4(&mut k, l3),
         EtherType::Ipv6 => extract_ipv6(&mut k, l3),
         EtherType::Arp => extract_arp(&mut k, l3),
+        _ if matches!(raw, 0x8847 | 0x8848) => extract_mpls(&mut k, l3),
         _ => {}
     }
     k
@@ -77,6 +78,7 @@ fn extract_ipv6(k: &mut FlowKey, l3: &[u8]) {
     k.set_nw_dst_v6(ip.dst_addr());
     k.set_nw_tos(ip.traffic_class());
     k.set_nw_ttl(ip.hop_limit());
+    k.set(Field::Ipv6Label, u128::from(ip.flow_label()));
     let payload = ip.payload();
     let up = ipv6::skip_extensions(ip.next_header(), payload);
     k.set_nw_proto(up.proto.into());
@@ -122,6 +124,12 @@ fn extract_l4(k: &mut FlowKey, proto: IpProtocol, l4: &[u8]) {
             if let Ok(i) = icmp::Packet::new_checked(l4) {
                 k.set_tp_src(u16::from(i.msg_type()));
                 k.set_tp_dst(u16::from(i.msg_code()));
+                if proto == IpProtocol::Icmpv6
+                    && matches!(i.msg_type(), 135 | 136)
+                    && i.msg_code() == 0
+                {
+                    extract_nd(k, l4);
+                }
             }
         }
         _ => {}
@@ -139,6 +147,62 @@ fn extract_arp(k: &mut FlowKey, l3: &[u8]) {
     }
     k.set_nw_src_v4(a.spa());
     k.set_nw_dst_v4(a.tpa());
+    k.set(Field::ArpSha, u128::from(a.sha().to_u64()));
+    k.set(Field::ArpTha, u128::from(a.tha().to_u64()));
+}
+
+/// The outer MPLS label stack entry (OVS keeps up to three; xennet the
+/// outer one: label, TC, BOS, TTL).
+fn extract_mpls(k: &mut FlowKey, l3: &[u8]) {
+    if let Some(lse) = l3.get(..4) {
+        let lse = u32::from_be_bytes([lse[0], lse[1], lse[2], lse[3]]);
+        k.set(Field::MplsLabel, u128::from(lse >> 12));
+        k.set(Field::MplsTc, u128::from((lse >> 9) & 7));
+        k.set(Field::MplsBos, u128::from((lse >> 8) & 1));
+        k.set(Field::MplsTtl, u128::from(lse & 0xff));
+    }
+}
+
+/// ND fields of a neighbour solicitation (135) or advertisement (136)
+/// (RFC 4861 §4.3, §4.4; OVS `parse_icmpv6`): the target address, the
+/// reserved word (flags of an NA), the first option's type, and the
+/// source (NS) or target (NA) link-layer address option. A malformed
+/// option list leaves the options unset, as OVS does.
+fn extract_nd(k: &mut FlowKey, icmp6: &[u8]) {
+    let ty = icmp6[0];
+    let Some(body) = icmp6.get(4..24) else {
+        return;
+    };
+    k.set(
+        Field::NdReserved,
+        u128::from(u32::from_be_bytes([body[0], body[1], body[2], body[3]])),
+    );
+    let mut target = [0u8; 16];
+    target.copy_from_slice(&body[4..20]);
+    k.set(Field::NdTarget, u128::from_be_bytes(target));
+    let mut opts = &icmp6[24..];
+    let mut first = true;
+    while opts.len() >= 8 {
+        let (oty, olen) = (opts[0], usize::from(opts[1]) * 8);
+        if olen == 0 || olen > opts.len() {
+            return;
+        }
+        if first {
+            k.set(Field::NdOptionsType, u128::from(oty));
+            first = false;
+        }
+        let lla = || {
+            let mut b = [0u8; 8];
+            b[2..].copy_from_slice(&opts[2..8]);
+            u128::from(u64::from_be_bytes(b))
+        };
+        match (ty, oty) {
+            (135, 1) if k.get(Field::ArpSha) == 0 => k.set(Field::ArpSha, lla()),
+            (136, 2) if k.get(Field::ArpTha) == 0 => k.set(Field::ArpTha, lla()),
+            _ => {}
+        }
+        opts = &opts[olen..];
+    }
 }
 
 #[cfg(test)]

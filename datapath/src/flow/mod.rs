@@ -23,7 +23,7 @@
 mod display;
 mod extract;
 
-pub use display::{DpctlFmt, MatchFmt};
+pub use display::{DpctlFmt, MatchFmt, CT_STATE_NAMES};
 pub use extract::{extract, extract_frame};
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -32,7 +32,11 @@ use crate::buffer::OfPort;
 use crate::packet::MacAddr;
 
 /// Number of 64-bit words in a key or mask.
-pub const N_WORDS: usize = 8;
+pub const N_WORDS: usize = 38;
+
+/// Words that hold the classic packet headers (in_port to tcp_flags):
+/// what the exact-match cache hashes (it compares every word).
+pub const N_PACKET_WORDS: usize = 8;
 
 /// OVS `VLAN_CFI`: the "tag present" bit of `vlan_tci`.
 pub const VLAN_CFI: u16 = 0x1000;
@@ -47,7 +51,17 @@ pub const NW_FRAG_ANY: u8 = 1;
 /// `nw_frag` bit: the packet is a fragment other than the first.
 pub const NW_FRAG_LATER: u8 = 2;
 
+/// Number of 32-bit registers (`reg0`..`reg15`, OVS `FLOW_N_REGS`).
+pub const N_REGS: u8 = 16;
+
 /// A field of the flow key.
+///
+/// Besides the packet headers the key holds, as OVS `struct flow` does,
+/// the pipeline's registers and metadata (zero when a packet enters the
+/// datapath; only translation sets them, so megaflows never match on them,
+/// see [`FlowMask::datapath_only`]), the tunnel metadata of a decapsulated
+/// packet, connection-tracking state, the packet mark, the recirculation
+/// id and the datapath hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Field {
     /// Input port (32 bits).
@@ -78,29 +92,144 @@ pub enum Field {
     TpDst,
     /// TCP flags (12 bits used).
     TcpFlags,
+    /// OpenFlow metadata (`OXM_OF_METADATA`, 64 bits; pipeline only).
+    Metadata,
+    /// Register `reg<n>` (`NXM_NX_REG<n>`, 32 bits, n < 16; pipeline
+    /// only). `xreg<k>` is `reg<2k>` (high half) and `reg<2k+1>`.
+    Reg(u8),
+    /// `xreg<k>` (`OXM_OF_PKT_REG<k>`, 64 bits, k < 8): two registers.
+    Xreg(u8),
+    /// `xxreg<k>` (`NXM_NX_XXREG<k>`, 128 bits, k < 4): four registers.
+    Xxreg(u8),
+    /// Tunnel id / VNI (`NXM_NX_TUN_ID`, 64 bits).
+    TunId,
+    /// Tunnel outer source, IPv4 in the low 32 bits or IPv6 (128 bits).
+    TunSrc,
+    /// Tunnel outer destination (128 bits, as [`Field::TunSrc`]).
+    TunDst,
+    /// Tunnel flags (`NXM_NX_TUN_FLAGS`: bit 0 = OAM; 16 bits).
+    TunFlags,
+    /// Connection state (`NXM_NX_CT_STATE`, `CS_*` bits; 32 bits).
+    CtState,
+    /// Conntrack zone (16 bits).
+    CtZone,
+    /// Conntrack mark (32 bits).
+    CtMark,
+    /// Conntrack label (128 bits).
+    CtLabel,
+    /// Original-direction source address of the connection (128 bits).
+    CtNwSrc,
+    /// Original-direction destination address (128 bits).
+    CtNwDst,
+    /// Original-direction IP protocol (8 bits).
+    CtNwProto,
+    /// Original-direction L4 source port (16 bits).
+    CtTpSrc,
+    /// Original-direction L4 destination port (16 bits).
+    CtTpDst,
+    /// Packet mark (`NXM_NX_PKT_MARK`, Linux skb mark; 32 bits).
+    PktMark,
+    /// Recirculation id (`NXM_NX_RECIRC_ID`; 0 on first pass; 32 bits).
+    RecircId,
+    /// Datapath hash (`NXM_NX_DP_HASH`, 32 bits).
+    DpHash,
+    /// Conjunctive match id (`NXM_NX_CONJ_ID`, 32 bits; pipeline only).
+    ConjId,
+    /// IPv6 flow label (20 bits).
+    Ipv6Label,
+    /// Outer MPLS label (20 bits).
+    MplsLabel,
+    /// Outer MPLS traffic class (3 bits).
+    MplsTc,
+    /// Outer MPLS bottom-of-stack bit (1 bit).
+    MplsBos,
+    /// Outer MPLS TTL (8 bits).
+    MplsTtl,
+    /// ARP sender hardware address, or the ND source link-layer address
+    /// option (`nd_sll`) (48 bits).
+    ArpSha,
+    /// ARP target hardware address, or the ND target link-layer address
+    /// option (`nd_tll`) (48 bits).
+    ArpTha,
+    /// ND target address (128 bits).
+    NdTarget,
+    /// ND reserved word (`NXM_NX_ND_RESERVED`, 32 bits).
+    NdReserved,
+    /// Type of the ND option (`NXM_NX_ND_OPTIONS_TYPE`, 8 bits).
+    NdOptionsType,
+    /// Inner VLAN TCI of a double-tagged frame, with the presence bit
+    /// (16 bits; OVS `flow.vlans[1]`).
+    Vlan2Tci,
 }
 
 impl Field {
-    /// Every field, in display order.
-    pub const ALL: [Field; 14] = [
+    /// Every field (aliases such as `xreg`/`xxreg` left out), in display
+    /// order.
+    pub const ALL: [Field; 59] = [
+        Field::RecircId,
+        Field::DpHash,
+        Field::ConjId,
+        Field::PktMark,
+        Field::CtState,
+        Field::CtZone,
+        Field::CtMark,
+        Field::CtLabel,
+        Field::CtNwSrc,
+        Field::CtNwDst,
+        Field::CtNwProto,
+        Field::CtTpSrc,
+        Field::CtTpDst,
+        Field::TunId,
+        Field::TunSrc,
+        Field::TunDst,
+        Field::TunFlags,
+        Field::Metadata,
+        Field::Reg(0),
+        Field::Reg(1),
+        Field::Reg(2),
+        Field::Reg(3),
+        Field::Reg(4),
+        Field::Reg(5),
+        Field::Reg(6),
+        Field::Reg(7),
+        Field::Reg(8),
+        Field::Reg(9),
+        Field::Reg(10),
+        Field::Reg(11),
+        Field::Reg(12),
+        Field::Reg(13),
+        Field::Reg(14),
+        Field::Reg(15),
         Field::InPort,
         Field::VlanTci,
+        Field::Vlan2Tci,
         Field::DlSrc,
         Field::DlDst,
         Field::DlType,
+        Field::MplsLabel,
+        Field::MplsTc,
+        Field::MplsBos,
+        Field::MplsTtl,
         Field::NwSrc,
         Field::NwDst,
+        Field::Ipv6Label,
         Field::NwProto,
         Field::NwTos,
         Field::NwTtl,
         Field::NwFrag,
+        Field::ArpSha,
+        Field::ArpTha,
         Field::TpSrc,
         Field::TpDst,
         Field::TcpFlags,
+        Field::NdTarget,
+        Field::NdReserved,
+        Field::NdOptionsType,
     ];
 
     /// `(word, shift, bits)`; 128-bit fields span `word` (high) and
-    /// `word + 1` (low).
+    /// `word + 1` (low). Out-of-range register numbers wrap (callers
+    /// check them: [`N_REGS`]).
     const fn layout(self) -> (usize, u32, u32) {
         match self {
             Field::InPort => (0, 32, 32),
@@ -117,7 +246,51 @@ impl Field {
             Field::TpSrc => (7, 48, 16),
             Field::TpDst => (7, 32, 16),
             Field::TcpFlags => (7, 16, 16),
+            Field::Vlan2Tci => (7, 0, 16),
+            Field::Metadata => (8, 0, 64),
+            Field::Reg(n) => {
+                let n = (n % N_REGS) as usize;
+                (9 + n / 2, if n % 2 == 0 { 32 } else { 0 }, 32)
+            }
+            Field::Xreg(k) => (9 + (k % 8) as usize, 0, 64),
+            Field::Xxreg(k) => (9 + 2 * (k % 4) as usize, 0, 128),
+            Field::TunId => (17, 0, 64),
+            Field::TunSrc => (18, 0, 128),
+            Field::TunDst => (20, 0, 128),
+            Field::TunFlags => (22, 48, 16),
+            Field::CtZone => (22, 32, 16),
+            Field::CtState => (22, 0, 32),
+            Field::PktMark => (23, 32, 32),
+            Field::RecircId => (23, 0, 32),
+            Field::DpHash => (24, 32, 32),
+            Field::ConjId => (24, 0, 32),
+            Field::CtMark => (25, 32, 32),
+            Field::Ipv6Label => (25, 0, 20),
+            Field::CtLabel => (26, 0, 128),
+            Field::CtNwSrc => (28, 0, 128),
+            Field::CtNwDst => (30, 0, 128),
+            Field::CtTpSrc => (32, 48, 16),
+            Field::CtTpDst => (32, 32, 16),
+            Field::MplsLabel => (32, 12, 20),
+            Field::MplsTc => (32, 9, 3),
+            Field::MplsBos => (32, 8, 1),
+            Field::MplsTtl => (32, 0, 8),
+            Field::ArpSha => (33, 16, 48),
+            Field::CtNwProto => (33, 8, 8),
+            Field::NdOptionsType => (33, 0, 8),
+            Field::ArpTha => (34, 16, 48),
+            Field::NdTarget => (35, 0, 128),
+            Field::NdReserved => (37, 32, 32),
         }
+    }
+
+    /// Whether only translation sets this field (registers, metadata,
+    /// `conj_id`): it is zero in every packet's datapath key.
+    pub const fn is_pipeline_only(self) -> bool {
+        matches!(
+            self,
+            Field::Metadata | Field::Reg(_) | Field::Xreg(_) | Field::Xxreg(_) | Field::ConjId
+        )
     }
 
     /// Width in bits.
@@ -141,7 +314,7 @@ fn get_field(w: &[u64; N_WORDS], f: Field) -> u128 {
     if bits == 128 {
         (u128::from(w[i]) << 64) | u128::from(w[i + 1])
     } else {
-        u128::from((w[i] >> shift) & ((1u64 << bits) - 1))
+        u128::from((w[i] >> shift) & (u64::MAX >> (64 - bits)))
     }
 }
 
@@ -151,23 +324,37 @@ fn set_field(w: &mut [u64; N_WORDS], f: Field, v: u128) {
         w[i] = (v >> 64) as u64;
         w[i + 1] = v as u64;
     } else {
-        let m = ((1u64 << bits) - 1) << shift;
+        let m = (u64::MAX >> (64 - bits)) << shift;
         w[i] = (w[i] & !m) | (((v as u64) << shift) & m);
     }
 }
 
 /// A flow key: the forwarding-relevant header fields of one packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     /// The raw words (see the module docs for the layout).
     pub words: [u64; N_WORDS],
 }
 
 /// A mask over a [`FlowKey`]: 1-bits are significant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowMask {
     /// The raw words, same layout as [`FlowKey::words`].
     pub words: [u64; N_WORDS],
+}
+
+impl Default for FlowKey {
+    fn default() -> Self {
+        FlowKey {
+            words: [0; N_WORDS],
+        }
+    }
+}
+
+impl Default for FlowMask {
+    fn default() -> Self {
+        FlowMask::CATCHALL
+    }
 }
 
 macro_rules! int_accessors {
@@ -280,6 +467,13 @@ impl FlowKey {
         self.set(Field::NwDst, u128::from(a));
     }
 
+    /// This key with the pipeline-only fields (registers, metadata,
+    /// `conj_id`) zero, as a packet enters the OpenFlow pipeline.
+    pub fn without_pipeline_state(&self) -> FlowKey {
+        let keep = FlowMask::EXACT.datapath_only();
+        self.masked(&keep)
+    }
+
     /// This key with the bits outside `mask` cleared.
     #[inline]
     pub fn masked(&self, mask: &FlowMask) -> FlowKey {
@@ -380,6 +574,25 @@ impl FlowMask {
         for i in 0..N_WORDS {
             self.words[i] |= other.words[i];
         }
+    }
+
+    /// This mask without the pipeline-only fields (registers, metadata,
+    /// `conj_id`; [`Field::is_pipeline_only`]): they are zero in every
+    /// datapath key, so a megaflow gains nothing by matching them, and
+    /// leaving them out keeps its subtable to the words packets differ in.
+    pub fn datapath_only(&self) -> FlowMask {
+        let mut m = *self;
+        m.set(Field::Metadata, 0);
+        for k in 0..8 {
+            m.set(Field::Xreg(k), 0);
+        }
+        m.set(Field::ConjId, 0);
+        m
+    }
+
+    /// Indices of the words with at least one significant bit.
+    pub fn nonzero_words(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..N_WORDS).filter(|&i| self.words[i] != 0)
     }
 
     /// Number of significant bits.

@@ -19,7 +19,7 @@ use std::hash::BuildHasher;
 use std::rc::Rc;
 
 use super::Megaflow;
-use crate::flow::FlowKey;
+use crate::flow::{FlowKey, N_PACKET_WORDS};
 
 /// Slots in the EMC (OVS `EM_FLOW_HASH_ENTRIES`, 8192).
 pub const EMC_ENTRIES: usize = 1 << 13;
@@ -60,7 +60,11 @@ impl Emc {
 
     /// Hash of a full flow key (seeded: guests cannot aim at slots).
     pub fn hash(&self, key: &FlowKey) -> u64 {
-        self.hasher.hash_one(key.words)
+        // The packet headers plus the tunnel id and the conntrack and
+        // recirculation word pick the slot; lookups compare whole keys.
+        let w = &key.words;
+        self.hasher
+            .hash_one((&w[..N_PACKET_WORDS], w[17], w[22], w[23]))
     }
 
     fn candidates(hash: u64) -> [usize; 2] {

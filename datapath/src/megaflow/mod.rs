@@ -52,7 +52,10 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher as _};
 use std::rc::Rc;
+
+use hashbrown::HashTable;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -130,8 +133,65 @@ impl Megaflow {
 #[derive(Debug)]
 struct Subtable {
     mask: FlowMask,
-    flows: HashMap<FlowKey, Rc<Megaflow>, Hasher>,
+    /// The words of `mask` with significant bits (OVS's miniflow map):
+    /// hashing and comparing visit only these, so a lookup costs the
+    /// same however many fields the key has.
+    words: Box<[u8]>,
+    /// The megaflows, keyed by their masked key (hashed over `words`).
+    flows: HashTable<Rc<Megaflow>>,
     hits: Cell<u64>,
+}
+
+/// Hash of `key & mask` over `words` (a subtable's nonzero mask words).
+#[inline]
+fn hash_words(hasher: &Hasher, words: &[u8], mask: &FlowMask, key: &FlowKey) -> u64 {
+    let mut h = hasher.build_hasher();
+    for &i in words {
+        let i = usize::from(i);
+        h.write_u64(key.words[i] & mask.words[i]);
+    }
+    h.finish()
+}
+
+impl Subtable {
+    fn new(mask: FlowMask) -> Subtable {
+        Subtable {
+            words: mask.nonzero_words().map(|i| i as u8).collect(),
+            mask,
+            flows: HashTable::new(),
+            hits: Cell::new(0),
+        }
+    }
+
+    /// Hash of `key & mask` over the mask's words.
+    #[inline]
+    fn hash(&self, hasher: &Hasher, key: &FlowKey) -> u64 {
+        hash_words(hasher, &self.words, &self.mask, key)
+    }
+
+    /// The megaflow whose (masked) key equals `key & mask`.
+    #[inline]
+    fn find(&self, hash: u64, key: &FlowKey) -> Option<&Rc<Megaflow>> {
+        self.flows.find(hash, |f| {
+            self.words.iter().all(|&i| {
+                let i = usize::from(i);
+                key.words[i] & self.mask.words[i] == f.key.words[i]
+            })
+        })
+    }
+
+    /// Remove and return the megaflow whose key equals `key & mask`.
+    fn take(&mut self, hasher: &Hasher, key: &FlowKey) -> Option<Rc<Megaflow>> {
+        let hash = self.hash(hasher, key);
+        let (words, mask) = (&self.words, &self.mask);
+        let entry = self.flows.find_entry(hash, |f| {
+            words.iter().all(|&i| {
+                let i = usize::from(i);
+                key.words[i] & mask.words[i] == f.key.words[i]
+            })
+        });
+        entry.ok().map(|e| e.remove().0)
+    }
 }
 
 /// Lookup counters (OVS `pmd-stats-show`: "megaflow hits", "miss",
@@ -171,7 +231,7 @@ impl Dpcls {
         let mut n = 0;
         for st in &mut self.subtables {
             let before = st.flows.len();
-            st.flows.retain(|_, f| {
+            st.flows.retain(|f| {
                 let keep = !gone(f);
                 if !keep {
                     f.kill();
@@ -234,8 +294,7 @@ impl MegaflowCache {
             return None;
         };
         for (i, st) in cls.subtables.iter().enumerate() {
-            let masked = key.masked(&st.mask);
-            if let Some(f) = st.flows.get(&masked) {
+            if let Some(f) = st.find(st.hash(&self.hasher, key), key) {
                 st.hits.set(st.hits.get() + 1);
                 self.hits.set(self.hits.get() + 1);
                 self.probes_on_hit
@@ -272,18 +331,14 @@ impl MegaflowCache {
         tags: Tags,
         now: Instant,
     ) -> &Rc<Megaflow> {
-        let mut mask = *mask;
+        let mut mask = mask.datapath_only();
         mask.set_exact(Field::InPort);
         let masked = key.masked(&mask);
         let cls = self.ports.entry(key.in_port()).or_default();
         let idx = match cls.subtables.iter().position(|s| s.mask == mask) {
             Some(i) => i,
             None => {
-                cls.subtables.push(Subtable {
-                    mask,
-                    flows: HashMap::with_hasher(self.hasher),
-                    hits: Cell::new(0),
-                });
+                cls.subtables.push(Subtable::new(mask));
                 cls.subtables.len() - 1
             }
         };
@@ -300,7 +355,8 @@ impl MegaflowCache {
             created: now,
             dead: Cell::new(false),
         };
-        match st.flows.get(&masked) {
+        let hasher = self.hasher;
+        match st.take(&hasher, &masked) {
             // Replaced: the old entry dies (EMC entries drop it), its
             // stats carry over.
             Some(old) => {
@@ -316,15 +372,17 @@ impl MegaflowCache {
         for bit in bits(tags) {
             self.by_tag[bit].push(flow.clone());
         }
-        let slot = st.flows.entry(masked).or_insert_with(|| flow.clone());
-        *slot = flow;
-        slot
+        let hash = st.hash(&hasher, &masked);
+        let (words, mask) = (&st.words, &st.mask);
+        st.flows
+            .insert_unique(hash, flow, |f| hash_words(&hasher, words, mask, &f.key))
+            .into_mut()
     }
 
     /// Remove the megaflow with exactly this mask (with `in_port` exact, as
     /// installed) and (masked) key.
     pub fn remove(&mut self, key: &FlowKey, mask: &FlowMask) -> bool {
-        let mut mask = *mask;
+        let mut mask = mask.datapath_only();
         mask.set_exact(Field::InPort);
         let Some(cls) = self.ports.get_mut(&key.in_port()) else {
             return false;
@@ -332,7 +390,8 @@ impl MegaflowCache {
         let Some(i) = cls.subtables.iter().position(|s| s.mask == mask) else {
             return false;
         };
-        let removed = cls.subtables[i].flows.remove(&key.masked(&mask));
+        let hasher = self.hasher;
+        let removed = cls.subtables[i].take(&hasher, key);
         if let Some(f) = &removed {
             f.kill();
             self.n_flows -= 1;
@@ -403,8 +462,7 @@ impl MegaflowCache {
 
     /// Every megaflow, port by port, subtable by subtable.
     pub fn iter(&self) -> impl Iterator<Item = &Megaflow> {
-        self.subtables()
-            .flat_map(|s| s.flows.values().map(|f| &**f))
+        self.subtables().flat_map(|s| s.flows.iter().map(|f| &**f))
     }
 
     /// Remove megaflows not used for `max_idle` before `now`; returns how

@@ -394,14 +394,24 @@ fn error_paths() {
         err(&tlv(OPENFLOW_BASIC, 3, true, &[0; 7])),
         OfError::BAD_MATCH_LEN
     );
-    // Unknown and unsupported fields: MPLS label, NXM_NX_REG0, tunnel id,
-    // unknown experimenter, unknown class.
-    assert_eq!(err(&oxm(34, &[0, 0, 0, 1])), OfError::BAD_FIELD);
+    // MPLS, ND and conntrack-tuple fields need their prerequisites.
+    assert_eq!(err(&oxm(34, &[0, 0, 0, 1])), OfError::BAD_PREREQ);
+    assert_eq!(err(&oxm(31, &[0; 16])), OfError::BAD_PREREQ);
+    assert_eq!(err(&tlv(NXM_NX, 119, false, &[6])), OfError::BAD_PREREQ);
+    // Registers and the tunnel id need nothing.
+    let m = decode_tlvs(&tlv(NXM_NX, 0, false, &[0, 0, 0, 1])).unwrap();
+    assert_eq!(m.field(OxmField::Reg(0)), (1, 0xffff_ffff));
+    let m = decode_tlvs(&oxm(38, &[0, 0, 0, 0, 0, 0, 0, 9])).unwrap();
+    assert_eq!(m.field(OxmField::TunId), (9, u128::from(u64::MAX)));
+    // NXM_NX_REG0 and OXM_OF_PKT_REG0 overlap.
     assert_eq!(
-        err(&tlv(NXM_NX, 0, false, &[0, 0, 0, 1])),
-        OfError::BAD_FIELD
+        err(&cat(&[
+            tlv(NXM_NX, 0, false, &[0, 0, 0, 1]),
+            tlv(0x8001, 0, false, &[0; 8])
+        ])),
+        OfError::DUP_FIELD
     );
-    assert_eq!(err(&oxm(38, &[0; 8])), OfError::BAD_FIELD);
+    // Unknown: an experimenter field, a class.
     assert_eq!(
         err(&[0xff, 0xff, 0x54, 0x06, 0, 0, 0x23, 0x20, 0, 2]),
         OfError::BAD_FIELD
@@ -593,7 +603,13 @@ fn set_field_tlvs() {
     assert_eq!(e(&[0x80, 0x00]), OfError::BAD_SET_LEN);
     assert_eq!(e(&oxm(6, &[0x10])), OfError::BAD_SET_LEN);
     assert_eq!(e(&oxm(6, &[0x10, 0x05])[..5]), OfError::BAD_SET_LEN);
-    assert_eq!(e(&oxm(38, &[0; 8])), OfError::BAD_SET_TYPE);
+    // ct_mark only inside ct(exec(...)); ct_state is read-only.
+    assert_eq!(e(&tlv(NXM_NX, 107, false, &[0; 4])), OfError::BAD_SET_TYPE);
+    assert_eq!(
+        e(&tlv(NXM_NX, 105, false, &[0; 4])),
+        OfError::BAD_SET_ARGUMENT
+    );
+    assert_eq!(decode_set_field(&oxm(38, &[0; 8])).unwrap().0, TunId);
     assert_eq!(e(&tlv(NXM_OF, 4, false, &[0x10, 1])), OfError::BAD_SET_TYPE);
     assert_eq!(
         e(&oxm_w(6, &[0x10, 1], &[0x1f, 0xff])),

@@ -410,8 +410,7 @@ fn match_mapping() {
     ttl.set_field(OxmField::IpTtl, 1, 0xff).unwrap();
     assert!(!match_fits_ofp10(&ttl));
     let mut meta = Match::CATCHALL;
-    meta.metadata_mask = 1;
-    meta.metadata = 1;
+    meta.set_field(OxmField::Metadata, 1, 1).unwrap();
     assert!(!match_fits_ofp10(&meta));
     let mut noncidr = Match::CATCHALL;
     noncidr
