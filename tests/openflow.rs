@@ -1238,3 +1238,62 @@ fn ofctl_issue15_match_fields_round_trip_and_match() {
     ]);
     assert!(trace.contains("priority 98"), "{trace}");
 }
+
+/// Issue 15 items 3 and 4 (MPLS): guest 1's IPv4 is pushed into an MPLS
+/// label stack entry, relabelled, its TTL decremented, matched by label
+/// in another table, and popped back before guest 2, so the ping works
+/// only if every rewrite restores the frame; the trace shows the
+/// datapath actions. A lookup after `pop_mpls` is refused (no
+/// recirculation yet) and the packet dropped, never mis-forwarded.
+#[test]
+fn ofctl_mpls_push_set_pop_carries_a_ping() {
+    let mut h = Harness::start("ofmpls");
+    for d in 1..=2 {
+        h.guest(d, None);
+    }
+    for ver in ["OpenFlow13", "OpenFlow10"] {
+        let of = |args: &[&str]| h.ofctl(&[&["-O", ver][..], args].concat());
+        of(&["del-flows", "br0"]);
+        of(&["add-flow", "br0", "priority=10,arp,actions=NORMAL"]);
+        of(&["add-flow", "br0", "priority=5,in_port=2,actions=output:1"]);
+        of(&[
+            "add-flow",
+            "br0",
+            "priority=5,in_port=1,ip,actions=push_mpls:0x8847,set_field:17->mpls_label,set_mpls_ttl:9,dec_mpls_ttl,resubmit(,1)",
+        ]);
+        of(&[
+            "add-flow",
+            "br0",
+            "table=1,priority=5,mpls,mpls_label=17,mpls_ttl=8,actions=pop_mpls:0x0800,output:2",
+        ]);
+        let ok = h.ping(1, 2, 2);
+        let trace = h.appctl(&["ofproto/trace", "br0", "in_port=1,icmp,nw_ttl=64"]);
+        let dump = of(&["dump-flows", "br0"]);
+        assert!(
+            ok,
+            "{ver}: {trace}\n{dump}\n{}",
+            h.appctl(&["dpctl/dump-flows", "br0"])
+        );
+        let dump = of(&["dump-flows", "br0", "table=1"]);
+        assert!(!dump.contains("n_packets=0,"), "{ver}: {dump}");
+        assert!(dump.contains("pop_mpls:0x0800"), "{ver}: {dump}");
+    }
+    let trace = h.appctl(&["ofproto/trace", "br0", "in_port=1,icmp,nw_ttl=64"]);
+    assert!(
+        trace.contains(
+            "Datapath actions: push_mpls(label=0,tc=0,ttl=64,bos=1,eth_type=0x8847),set(mpls(label=17,tc=0,ttl=8,bos=1)),pop_mpls(eth_type=0x800),2"
+        ),
+        "{trace}"
+    );
+    // pop_mpls, then a lookup: refused at translation, dropped.
+    let of13 = |args: &[&str]| h.ofctl(&[&["-O", "OpenFlow13"][..], args].concat());
+    of13(&[
+        "add-flow",
+        "br0",
+        "table=1,priority=6,mpls,mpls_label=17,actions=pop_mpls:0x0800,resubmit(,2)",
+    ]);
+    assert!(h.ping_fails(1, 2), "{}", h.log());
+    let trace = h.appctl(&["ofproto/trace", "br0", "in_port=1,icmp,nw_ttl=64"]);
+    assert!(trace.contains("needs recirculation"), "{trace}");
+    assert!(trace.contains("Datapath actions: drop"), "{trace}");
+}

@@ -23,8 +23,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use xennet_datapath::flow::Field;
 use xennet_datapath::meter::{MAX_BANDS, MAX_METERS};
 use xennet_datapath::RuleCounters;
+use xennet_openflow::field::Prereq;
 use xennet_openflow::model::{
     flow_flags, meter_flags, Action, Bucket, FlowMod, FlowModCommand, FlowRemoved, FlowStats,
     FlowStatsRequest, GroupDesc, GroupMod, GroupModCommand, GroupStats, GroupType, Instructions,
@@ -442,8 +444,32 @@ impl Tables {
                         m.mask.set(xennet_datapath::flow::Field::VlanTci, 0);
                     }
                 }
+                Action::PushMpls(eth) => {
+                    if !matches!(eth, 0x8847 | 0x8848) {
+                        return Err(OfError::BAD_ACTION_ARGUMENT);
+                    }
+                    if let Some(m) = m.as_deref_mut() {
+                        set_eth_type(m, *eth);
+                    }
+                }
+                Action::PopMpls(eth) => {
+                    // OVS `ofpact_check__`: only on an MPLS match.
+                    if let Some(m) = m.as_deref_mut() {
+                        if !m.satisfies(Prereq::Mpls) {
+                            return Err(OfError::MATCH_INCONSISTENT);
+                        }
+                        set_eth_type(m, *eth);
+                    }
+                }
+                Action::SetMplsTtl(_) | Action::DecMplsTtl => {
+                    if let Some(m) = m.as_deref_mut() {
+                        if !m.satisfies(Prereq::Mpls) {
+                            return Err(OfError::MATCH_INCONSISTENT);
+                        }
+                    }
+                }
                 Action::SetField { field, value } => {
-                    if !field.is_writable() {
+                    if !field.is_settable() {
                         return Err(OfError::BAD_SET_TYPE);
                     }
                     let bits = field.bits();
@@ -1163,6 +1189,19 @@ impl Tables {
             .count();
         u32::try_from(n).unwrap_or(u32::MAX)
     }
+}
+
+/// After a push or pop of MPLS the actions that follow see this
+/// EtherType (and no L3 fields).
+fn set_eth_type(m: &mut Match, eth: u16) {
+    let keep = *m;
+    *m = Match::CATCHALL;
+    for f in [Field::InPort, Field::DlSrc, Field::DlDst, Field::VlanTci] {
+        m.key.set(f, keep.key.get(f));
+        m.mask.set(f, keep.mask.get(f));
+    }
+    m.key.set_dl_type(eth);
+    m.mask.set_exact(Field::DlType);
 }
 
 #[cfg(test)]

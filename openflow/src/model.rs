@@ -278,6 +278,15 @@ pub enum Action {
     DecNwTtl,
     /// `OFPAT_SET_NW_TTL`.
     SetNwTtl(u8),
+    /// `OFPAT_PUSH_MPLS` with this EtherType (0x8847 or 0x8848).
+    PushMpls(u16),
+    /// `OFPAT_POP_MPLS`: the EtherType the frame gets (of what the outer
+    /// label stack entry carried).
+    PopMpls(u16),
+    /// `OFPAT_SET_MPLS_TTL`.
+    SetMplsTtl(u8),
+    /// `OFPAT_DEC_MPLS_TTL`.
+    DecMplsTtl,
     /// Nicira `NXAST_RESUBMIT(_TABLE)`: look the packet up again with
     /// `in_port` replaced (unless `OFPP_IN_PORT`) in `table` (0xff = the
     /// current table).

@@ -854,6 +854,26 @@ fn decode_nx_action(
             fixed(16)?;
             acts.push(Action::DecNwTtl);
         }
+        NXAST_PUSH_MPLS | NXAST_POP_MPLS => {
+            fixed(16)?;
+            let eth = be16(a, 10);
+            if subtype == NXAST_PUSH_MPLS {
+                if eth != 0x8847 && eth != 0x8848 {
+                    return Err(bad(OfError::BAD_ACTION_ARGUMENT, "bad push_mpls ethertype"));
+                }
+                acts.push(Action::PushMpls(eth));
+            } else {
+                acts.push(Action::PopMpls(eth));
+            }
+        }
+        NXAST_SET_MPLS_TTL => {
+            fixed(16)?;
+            acts.push(Action::SetMplsTtl(a[10]));
+        }
+        NXAST_DEC_MPLS_TTL => {
+            fixed(16)?;
+            acts.push(Action::DecMplsTtl);
+        }
         NXAST_REG_LOAD2 => {
             let tlv = &a[10..];
             let (field, value, used) = oxm::decode_set_field(tlv)?;
@@ -1140,6 +1160,25 @@ pub fn encode_actions(acts: &[Action], out: &mut Vec<u8>) -> Result<(), EncodeEr
             Action::SetField { field, value } => encode_set_field(*field, *value, out)?,
             Action::DecNwTtl => {
                 let start = begin_nx_action(out, NXAST_DEC_TTL);
+                finish_action(out, start)?;
+            }
+            Action::PushMpls(eth) | Action::PopMpls(eth) => {
+                let sub = if matches!(acts[i], Action::PushMpls(_)) {
+                    NXAST_PUSH_MPLS
+                } else {
+                    NXAST_POP_MPLS
+                };
+                let start = begin_nx_action(out, sub);
+                out.u16(*eth);
+                finish_action(out, start)?;
+            }
+            Action::SetMplsTtl(t) => {
+                let start = begin_nx_action(out, NXAST_SET_MPLS_TTL);
+                out.u8(*t);
+                finish_action(out, start)?;
+            }
+            Action::DecMplsTtl => {
+                let start = begin_nx_action(out, NXAST_DEC_MPLS_TTL);
                 finish_action(out, start)?;
             }
             Action::SetNwTtl(t) => encode_set_field(OxmField::IpTtl, u128::from(*t), out)?,

@@ -170,6 +170,10 @@ pub(crate) fn put_match(out: &mut Vec<u8>, m: &Match) {
 
 mod at {
     pub const OUTPUT: u16 = 0;
+    pub const SET_MPLS_TTL: u16 = 15;
+    pub const DEC_MPLS_TTL: u16 = 16;
+    pub const PUSH_MPLS: u16 = 19;
+    pub const POP_MPLS: u16 = 20;
     pub const PUSH_VLAN: u16 = 17;
     pub const POP_VLAN: u16 = 18;
     pub const SET_QUEUE: u16 = 21;
@@ -209,6 +213,29 @@ fn decode_action(typ: u16, a: &mut Rd<'_>) -> Result<Action, DecodeError> {
         at::POP_VLAN => {
             fixed(a, 4)?;
             Action::PopVlan
+        }
+        at::PUSH_MPLS => {
+            fixed(a, 4)?;
+            let eth = a.u16()?;
+            if eth != 0x8847 && eth != 0x8848 {
+                return Err(err(OfError::BAD_ACTION_ARGUMENT, "bad push_mpls ethertype"));
+            }
+            Action::PushMpls(eth)
+        }
+        at::POP_MPLS => {
+            fixed(a, 4)?;
+            let eth = a.u16()?;
+            // OVS `decode_OFPAT_RAW11_POP_MPLS`: any EtherType but MPLS's
+            // own is taken (an inner label stack entry pops to 0x8847).
+            Action::PopMpls(eth)
+        }
+        at::SET_MPLS_TTL => {
+            fixed(a, 4)?;
+            Action::SetMplsTtl(a.u8()?)
+        }
+        at::DEC_MPLS_TTL => {
+            fixed(a, 4)?;
+            Action::DecMplsTtl
         }
         at::SET_QUEUE => {
             fixed(a, 4)?;
@@ -315,6 +342,25 @@ fn put_action(out: &mut Vec<u8>, a: &Action) -> Result<(), EncodeError> {
         }
         Action::DecNwTtl => {
             hdr(out, at::DEC_NW_TTL, 8);
+            out.zeros(4);
+        }
+        Action::PushMpls(eth) | Action::PopMpls(eth) => {
+            let typ = if matches!(a, Action::PushMpls(_)) {
+                at::PUSH_MPLS
+            } else {
+                at::POP_MPLS
+            };
+            hdr(out, typ, 8);
+            out.u16(*eth);
+            out.zeros(2);
+        }
+        Action::SetMplsTtl(ttl) => {
+            hdr(out, at::SET_MPLS_TTL, 8);
+            out.u8(*ttl);
+            out.zeros(3);
+        }
+        Action::DecMplsTtl => {
+            hdr(out, at::DEC_MPLS_TTL, 8);
             out.zeros(4);
         }
         Action::SetNwTtl(ttl) => {
