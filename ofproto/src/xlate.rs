@@ -1169,18 +1169,17 @@ impl Ctx<'_> {
                     );
                 }
             }
-            0x8847 | 0x8848 => {
+            0x8847 | 0x8848
                 if [Field::MplsLabel, Field::MplsTc, Field::MplsTtl]
                     .into_iter()
-                    .any(&differs)
-                {
-                    let lse = ((f.get(Field::MplsLabel) as u32) << 12)
-                        | ((f.get(Field::MplsTc) as u32) << 9)
-                        | ((f.get(Field::MplsBos) as u32) << 8)
-                        | (f.get(Field::MplsTtl) as u32);
-                    self.wc.set_exact(Field::MplsBos);
-                    push(&mut self.actions, SetAction::MplsLse(lse));
-                }
+                    .any(&differs) =>
+            {
+                let lse = ((f.get(Field::MplsLabel) as u32) << 12)
+                    | ((f.get(Field::MplsTc) as u32) << 9)
+                    | ((f.get(Field::MplsBos) as u32) << 8)
+                    | (f.get(Field::MplsTtl) as u32);
+                self.wc.set_exact(Field::MplsBos);
+                push(&mut self.actions, SetAction::MplsLse(lse));
             }
             0x0806 => {
                 if differs(Field::NwProto) {
