@@ -200,9 +200,8 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Ok(httparse::Status::Partial) if buf.len() < MAX_REQUEST_HEAD => {}
             Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
-                let why = format!(
-                    "request head over {MAX_REQUEST_HEAD} bytes or {MAX_HEADERS} headers"
-                );
+                let why =
+                    format!("request head over {MAX_REQUEST_HEAD} bytes or {MAX_HEADERS} headers");
                 respond(&mut stream, 431, "Request Header Fields Too Large", &why).await?;
                 return Ok(Some(why));
             }
@@ -425,12 +424,11 @@ fn gather(switch: &Switch) -> Families {
             br(),
             b.fdb.len() as u64,
         );
-        let flows: u64 = b
-            .of
-            .table_stats()
-            .iter()
-            .map(|t| u64::from(t.active_count))
-            .sum();
+        let flows: u64 =
+            b.of.table_stats()
+                .iter()
+                .map(|t| u64::from(t.active_count))
+                .sum();
         f.gauge(
             "bridge_openflow_flows",
             "OpenFlow flows in all of the bridge's tables.",
@@ -461,13 +459,41 @@ fn gather(switch: &Switch) -> Families {
             };
             let s = info.stats;
             for (name, help, v) in [
-                ("port_rx_packets", "Packets received from the port into the switch.", s.rx_packets),
-                ("port_rx_bytes", "Bytes received from the port into the switch.", s.rx_bytes),
-                ("port_rx_dropped", "Packets received but dropped by the port (malformed, over limits).", s.rx_dropped),
-                ("port_rx_errors", "Receive errors (protocol violations, grant failures).", s.rx_errors),
-                ("port_tx_packets", "Packets the switch sent out of the port.", s.tx_packets),
-                ("port_tx_bytes", "Bytes the switch sent out of the port.", s.tx_bytes),
-                ("port_tx_dropped", "Packets for the port that were dropped (queue full, peer gone).", s.tx_dropped),
+                (
+                    "port_rx_packets",
+                    "Packets received from the port into the switch.",
+                    s.rx_packets,
+                ),
+                (
+                    "port_rx_bytes",
+                    "Bytes received from the port into the switch.",
+                    s.rx_bytes,
+                ),
+                (
+                    "port_rx_dropped",
+                    "Packets received but dropped by the port (malformed, over limits).",
+                    s.rx_dropped,
+                ),
+                (
+                    "port_rx_errors",
+                    "Receive errors (protocol violations, grant failures).",
+                    s.rx_errors,
+                ),
+                (
+                    "port_tx_packets",
+                    "Packets the switch sent out of the port.",
+                    s.tx_packets,
+                ),
+                (
+                    "port_tx_bytes",
+                    "Bytes the switch sent out of the port.",
+                    s.tx_bytes,
+                ),
+                (
+                    "port_tx_dropped",
+                    "Packets for the port that were dropped (queue full, peer gone).",
+                    s.tx_dropped,
+                ),
                 ("port_tx_errors", "Transmit errors.", s.tx_errors),
             ] {
                 f.counter(name, help, l(), v);
@@ -609,20 +635,32 @@ mod tests {
         let r = exchange(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
         assert!(r.contains("Content-Type: text/plain; version=0.0.4"), "{r}");
-        assert!(r.contains("\r\n\r\n# HELP xennet_test_events_total Events.\n"), "{r}");
+        assert!(
+            r.contains("\r\n\r\n# HELP xennet_test_events_total Events.\n"),
+            "{r}"
+        );
         assert!(r.ends_with("xennet_test_events_total 3\n"), "{r}");
         let r = exchange(
             b"GET /metrics?x=1 HTTP/1.1\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n\r\n",
         )
         .await;
-        assert!(r.contains("Content-Type: application/openmetrics-text; version=1.0.0"), "{r}");
+        assert!(
+            r.contains("Content-Type: application/openmetrics-text; version=1.0.0"),
+            "{r}"
+        );
         assert!(r.contains("# TYPE xennet_test_events counter\n"), "{r}");
         assert!(r.ends_with("xennet_test_events_total 3\n# EOF\n"), "{r}");
         let body_len = r.split("\r\n\r\n").nth(1).unwrap().len();
-        assert!(r.contains(&format!("Content-Length: {body_len}\r\n")), "{r}");
+        assert!(
+            r.contains(&format!("Content-Length: {body_len}\r\n")),
+            "{r}"
+        );
         // HEAD: the headers alone.
         let r = exchange(b"HEAD /metrics HTTP/1.0\r\n\r\n").await;
-        assert!(r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("\r\n\r\n"), "{r}");
+        assert!(
+            r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("\r\n\r\n"),
+            "{r}"
+        );
     }
 
     #[tokio::test]
@@ -646,6 +684,42 @@ mod tests {
         many.extend_from_slice(b"\r\n");
         let r = exchange(&many).await;
         assert!(r.starts_with("HTTP/1.1 431 "), "{r}");
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_cap_are_closed_and_counted() {
+        use tokio::net::TcpStream;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(serve(listener, test_registry()));
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        let refused = crate::coverage::METRICS_REFUSED.get();
+        // Accepted after the idle ones: closed at once (an accepted
+        // connection would wait for its request for TIMEOUT).
+        let mut extra = TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(extra.read(&mut buf).await.unwrap(), 0);
+        assert_eq!(crate::coverage::METRICS_REFUSED.get(), refused + 1);
+        // One idle client leaves: a scrape gets through again (once the
+        // server has seen it go).
+        idle.pop();
+        let mut served = false;
+        for _ in 0..500 {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            c.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
+            let mut out = Vec::new();
+            let _ = c.read_to_end(&mut out).await;
+            if out.starts_with(b"HTTP/1.1 200 OK") {
+                served = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(served);
+        server.abort();
     }
 
     #[test]

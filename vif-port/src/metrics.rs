@@ -228,7 +228,11 @@ mod tests {
         }
         let rx = cs.iter().find(|c| c.name == "rx_packets").unwrap();
         assert_eq!(rx.value, 7);
-        assert!(rx.doc.starts_with(" Packets received from the guest"), "{}", rx.doc);
+        assert!(
+            rx.doc.starts_with(" Packets received from the guest"),
+            "{}",
+            rx.doc
+        );
         let spoofed = cs.iter().find(|c| c.name == "rx_spoofed_mac").unwrap();
         assert_eq!(spoofed.value, 2);
         // The scalars, the two per-queue arrays, the violations object and
