@@ -217,6 +217,23 @@ fn metrics_show_every_vif_counter_and_the_traffic() {
         .unwrap_or_else(|| panic!("no vif1.0 in\n{netdev}"));
     assert_eq!(kernel_rx, mirrored, "{netdev}");
 
+    // README.md lists every metric (the vif counters by their
+    // vif-stats names).
+    let readme = include_str!("../README.md");
+    for f in &fams {
+        for s in f["samples"].as_array().unwrap() {
+            let name = s["name"].as_str().unwrap();
+            let stem = name
+                .strip_prefix("xennet_vif_")
+                .and_then(|n| n.strip_suffix("_total"));
+            assert!(
+                readme.contains(&format!("`{name}`"))
+                    || stem.is_some_and(|c| readme.contains(&format!("`{c}`"))),
+                "README.md does not list {name}"
+            );
+        }
+    }
+
     // The text format 0.0.4, parsed by the other parser: the same names.
     let before = vif_stats(&h, "vif2.0")["tx_packets"].as_u64().unwrap();
     let fams = scrape(&h, &url, "prometheus");
