@@ -18,7 +18,9 @@
 //! one request per connection (`Connection: close`), at most
 //! [`MAX_CONNECTIONS`] connections at once (beyond, a connection is closed
 //! at once and counted, `metrics_refused`), a request head of at most
-//! [`MAX_REQUEST_HEAD`] bytes, each exchange within [`TIMEOUT`]. A bad
+//! [`MAX_REQUEST_HEAD`] bytes, each exchange within [`TIMEOUT`], one
+//! scrape gathering at a time (a wedged forwarding thread holds up one
+//! blocking thread, not one per scrape). A bad
 //! request gets 400, 404, 405 or 431 and is counted
 //! (`metrics_bad_requests`), with a rate-limited log line; transient
 //! accept errors (out of descriptors) are waited out; none of it stops the
@@ -213,10 +215,20 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     // Gathering asks each bridge's forwarding thread for its counters
-    // (a blocking round trip): off the runtime's threads.
-    let body = tokio::task::spawn_blocking(move || render(&registry, format))
+    // (a blocking round trip): off the runtime's threads, and one at a
+    // time, so that a wedged forwarding thread holds one blocking thread,
+    // not one per scrape (later scrapes time out waiting).
+    let permit = gather_permit()
+        .clone()
+        .acquire_owned()
         .await
         .map_err(std::io::Error::other)?;
+    let body = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        render(&registry, format)
+    })
+    .await
+    .map_err(std::io::Error::other)?;
     let body = match body {
         Ok(b) => b,
         Err(_) => {
@@ -235,6 +247,12 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
     }
     stream.shutdown().await?;
     Ok(None)
+}
+
+/// The right to gather (one scrape at a time, process-wide).
+fn gather_permit() -> &'static Arc<tokio::sync::Semaphore> {
+    static SEM: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    SEM.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(1)))
 }
 
 async fn respond<S: AsyncWrite + Unpin>(
