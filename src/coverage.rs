@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! emulxen_fds_truncated      total: 3
+//! metrics_refused            total: 0
 //! unixctl_refused            total: 0
 //! xenbus_unknown_domain      total: 5000
 //! ```
@@ -56,21 +57,37 @@ pub static EMULXEN_HANDSHAKES_TIMED_OUT: Counter = Counter::new("emulxen_handsha
 /// [`crate::unixctl::MAX_CONNECTIONS`] were open.
 pub static UNIXCTL_REFUSED: Counter = Counter::new("unixctl_refused");
 
+/// Connections to the metrics endpoint closed at once because
+/// [`crate::metrics::MAX_CONNECTIONS`] were open.
+pub static METRICS_REFUSED: Counter = Counter::new("metrics_refused");
+/// Requests to the metrics endpoint answered with an error (malformed,
+/// too long, a method other than GET or HEAD, a path other than
+/// `/metrics`) or not finished within [`crate::metrics::TIMEOUT`].
+pub static METRICS_BAD_REQUESTS: Counter = Counter::new("metrics_bad_requests");
+
 /// Backend vif events ignored because their domain does not exist
 /// (`crate::xenbusd::Hypervisor::domain_exists`).
 pub static XENBUS_UNKNOWN_DOMAIN: Counter = Counter::new("xenbus_unknown_domain");
 
-static ALL: [&Counter; 5] = [
+static ALL: [&Counter; 7] = [
     &EMULXEN_FDS_TRUNCATED,
     &EMULXEN_HANDSHAKES_REFUSED,
     &EMULXEN_HANDSHAKES_TIMED_OUT,
+    &METRICS_BAD_REQUESTS,
+    &METRICS_REFUSED,
     &UNIXCTL_REFUSED,
     &XENBUS_UNKNOWN_DOMAIN,
 ];
 
+/// Every counter's name and value, in name order (what `coverage/show`
+/// and the metrics endpoint's `xennet_coverage_total` show).
+pub fn all() -> impl Iterator<Item = (&'static str, u64)> {
+    ALL.iter().map(|c| (c.name, c.get()))
+}
+
 /// The `coverage/show` text: one `name total: N` line per counter.
 pub fn show() -> String {
-    ALL.iter()
-        .map(|c| format!("{:<26} total: {}\n", c.name, c.get()))
+    all()
+        .map(|(name, n)| format!("{name:<26} total: {n}\n"))
         .collect()
 }

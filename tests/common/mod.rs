@@ -510,6 +510,27 @@ pub fn osken_python() -> PathBuf {
     py
 }
 
+/// Python of the venv with the Prometheus client library that
+/// `scripts/test` installs (`ensure_prometheus_client`).
+pub fn prometheus_python() -> PathBuf {
+    let dir = std::env::var_os("XENNET_PEERS_DIR").unwrap_or_else(|| "/opt/xennet-peers".into());
+    let py = Path::new(&dir).join("prometheus-venv/bin/python");
+    let ok = Command::new(&py)
+        .args(["-c", "import prometheus_client.openmetrics.parser"])
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "the Python Prometheus client is missing at {}: run scripts/test (it installs \
+         prometheus-client 0.26.0 into a venv there), or python3 -m venv that directory \
+         and pip install prometheus-client==0.26.0",
+        py.display()
+    );
+    py
+}
+
 /// Start the os-ken L2 learning controller (tests/peers/osken_l2switch.py)
 /// listening on 127.0.0.1:`port`; its log goes to `log`.
 pub fn start_osken(port: u16, log: &Path) -> ChildGuard {
