@@ -911,3 +911,69 @@ fn port_security_opt_out_per_interface() {
     flush();
     h.wait_for("port security back on", || h.ping_fails(1, 2));
 }
+
+/// Port security's guards per port: `other_config:xennet-allow-ra=true`
+/// and `xennet-allow-dhcp-server=true` on a vif's Interface let its
+/// router advertisements and DHCP server messages through (a router or
+/// appliance guest), dropped and counted before; a value other than true
+/// or false is reported and ignored; `xennet-port-security=false` lets
+/// spoofed neighbour discovery through too.
+#[test]
+fn port_security_guards_opt_out_per_interface() {
+    let (db, h) = bridge_with_reconnecting_guests("portsecg", 2);
+    assert!(h.ping(1, 2, 2), "{}", h.log());
+    h.wait_for("guest 1's link-local address", || {
+        let o = h.exec(
+            1,
+            &["ip", "-6", "addr", "show", "dev", "eth0", "scope", "link"],
+        );
+        let s = String::from_utf8_lossy(&o.stdout);
+        s.contains("fe80::") && !s.contains("tentative")
+    });
+    let mut watch = h.watch_frames(2);
+    for (kind, counter) in [
+        ("ra", "rx_rogue_ra"),
+        ("dhcp4", "rx_rogue_dhcp"),
+        ("ns-sll", "rx_spoofed_nd"),
+    ] {
+        h.send_frame(1, kind);
+        h.wait_for(&format!("{kind} counted in {counter}"), || {
+            h.vif_counter("vif1.0", counter) > 0
+        });
+    }
+    db.vsctl_ok(&[
+        "set",
+        "interface",
+        "vif1.0",
+        "other_config:xennet-allow-ra=yes",
+    ]);
+    h.wait_for("the bad value reported", || {
+        h.log()
+            .contains("other_config:xennet-allow-ra=\"yes\" is neither true nor false")
+    });
+    db.vsctl_ok(&[
+        "set",
+        "interface",
+        "vif1.0",
+        "other_config:xennet-allow-ra=true",
+        "other_config:xennet-allow-dhcp-server=true",
+    ]);
+    for kind in ["ra", "dhcp4"] {
+        h.wait_for(&format!("{kind} to pass once allowed"), || {
+            h.send_frame(1, kind);
+            watch.got(kind)
+        });
+    }
+    // Port security off for the port: spoofed ND options pass too.
+    assert!(!watch.got("ns-sll"));
+    db.vsctl_ok(&[
+        "set",
+        "interface",
+        "vif1.0",
+        "other_config:xennet-port-security=false",
+    ]);
+    h.wait_for("ns-sll to pass with port security off", || {
+        h.send_frame(1, "ns-sll");
+        watch.got("ns-sll")
+    });
+}
