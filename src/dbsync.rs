@@ -278,6 +278,9 @@ struct PlannedIface {
     /// configuration file's `allow_dhcp_server`, `allow_ra`).
     allow_dhcp_server: Option<bool>,
     allow_ra: Option<bool>,
+    /// `external_ids:attached-mac` (vifs), if a unicast MAC: port
+    /// security's MAC when the backend has no `mac` key.
+    attached_mac: Option<[u8; 6]>,
 }
 
 /// How a Linux device port is opened.
@@ -848,6 +851,7 @@ fn plan(
                 }
                 let allow_dhcp_server = other_config_bool(&iface, "xennet-allow-dhcp-server", log);
                 let allow_ra = other_config_bool(&iface, "xennet-allow-ra", log);
+                let attached_mac = attached_mac(&iface, log);
                 plan.ifaces.push(PlannedIface {
                     uuid: iface.uuid,
                     name: iface.name,
@@ -867,6 +871,7 @@ fn plan(
                         .map_or(true, |v| !v.eq_ignore_ascii_case("false")),
                     allow_dhcp_server,
                     allow_ra,
+                    attached_mac,
                 });
             }
         }
@@ -918,6 +923,21 @@ fn other_config_bool(
         ));
         None
     }
+}
+
+/// Interface `external_ids:attached-mac` (written by Xen's
+/// `vif-openvswitch` hotplug script, OpenStack, XAPI) if a unicast MAC;
+/// another value is logged and read as missing.
+fn attached_mac(iface: &xennet_ovsdb::Interface, log: &mut LogOnce) -> Option<[u8; 6]> {
+    let v = iface.external_ids.get("attached-mac")?;
+    let mac = crate::identity::parse_mac(v.trim()).filter(|m| m[0] & 1 == 0);
+    if mac.is_none() {
+        log.warn(format!(
+            "{}: external_ids:attached-mac={v:?} is not a unicast MAC; ignored",
+            iface.name
+        ));
+    }
+    mac
 }
 
 fn ignored_rx_ring(iface: &xennet_ovsdb::Interface, log: &mut LogOnce) {
@@ -1072,7 +1092,8 @@ fn apply(
 
 /// Interface `other_config:xennet-port-security=false` turns a vif's port
 /// security off (a guest that bridges or routes other MACs); removing the
-/// key turns it back on. `xennet-allow-dhcp-server` and `xennet-allow-ra`
+/// key turns it back on. `external_ids:attached-mac` is the MAC checked
+/// when the backend has no `mac` key. `xennet-allow-dhcp-server` and `xennet-allow-ra`
 /// (`true` or `false`) override the configuration file's guard defaults
 /// for the port.
 fn apply_port_security(plan: &Plan, vifs: &VifRegistry) {
@@ -1081,6 +1102,7 @@ fn apply_port_security(plan: &Plan, vifs: &VifRegistry) {
         if let (Kind::Vif { .. }, Some(s)) = (&pi.kind, security.get(&pi.name)) {
             s.set_enabled(pi.port_security);
             s.set_guard_overrides(pi.allow_dhcp_server, pi.allow_ra);
+            s.set_attached_mac(pi.attached_mac);
         }
     }
 }

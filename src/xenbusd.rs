@@ -252,14 +252,22 @@ impl VifHooks for Hooks {
         if let Placement::Database(vifs) = &self.switch {
             vifs.note_security(&self.name, vif.port_security());
         }
+        let sec = vif.port_security();
+        sec.set_defaults(
+            self.cfg.port_security,
+            self.cfg.allow_dhcp_server,
+            self.cfg.allow_ra,
+        );
         if self.cfg.port_security {
-            let sec = vif.port_security();
-            sec.set_guard_defaults(self.cfg.allow_dhcp_server, self.cfg.allow_ra);
             self.security = Some(sec);
             self.apply_ips();
-            match self.mac {
-                Some(mac) => vif.set_allowed_mac(Some(mac)),
-                None => tracing::warn!(
+            match (self.mac, &self.switch) {
+                (Some(mac), _) => vif.set_allowed_mac(Some(mac)),
+                (None, Placement::Database(_)) => tracing::warn!(
+                    "{}: no valid `mac` in the backend directory: port security checks its Interface's external_ids:attached-mac, if any",
+                    self.name
+                ),
+                (None, _) => tracing::warn!(
                     "{}: no valid `mac` in the backend directory: no port security on this vif",
                     self.name
                 ),

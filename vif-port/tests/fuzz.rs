@@ -248,7 +248,7 @@ fn port_security() {
             assert!(strict.set_ips(&ips));
             let open = PortSecurity::default();
             open.set_mac(Some(mac));
-            open.set_guard_defaults(true, true);
+            open.set_defaults(true, true, true);
             for s in [strict, open] {
                 let p = s.policy().expect("a MAC is set");
                 let v = p.check(data);

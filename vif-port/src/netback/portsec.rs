@@ -79,7 +79,13 @@ pub enum Violation {
 /// them; [`Policy`] is what the forwarding thread checks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Settings {
+    /// The backend `mac` key.
     mac: Option<[u8; 6]>,
+    /// The Interface's `external_ids:attached-mac` (OVSDB ports), used
+    /// when the backend has no `mac`.
+    attached_mac: Option<[u8; 6]>,
+    /// Turned off for every port (the configuration file).
+    global_off: bool,
     /// Turned off for this port (`other_config:xennet-port-security`).
     off: bool,
     ipv4: Vec<Ipv4Addr>,
@@ -108,7 +114,10 @@ pub struct Policy {
 
 impl Settings {
     fn compile(&self) -> Option<Policy> {
-        let mac = self.mac.filter(|_| !self.off)?;
+        if self.off || self.global_off {
+            return None;
+        }
+        let mac = self.mac.or(self.attached_mac)?;
         Some(Policy {
             mac,
             lla: link_local(mac).octets(),
@@ -163,15 +172,34 @@ impl PortSecurity {
         let mut s = st.0.clone();
         f(&mut s);
         if s != st.0 {
+            if let (Some(m), Some(a)) = (s.mac, s.attached_mac) {
+                if m != a && (st.0.mac, st.0.attached_mac) != (s.mac, s.attached_mac) {
+                    tracing::warn!(
+                        "port security: external_ids:attached-mac {} differs from the backend mac {}; the backend's applies",
+                        fmt_mac(a),
+                        fmt_mac(m)
+                    );
+                }
+            }
             st.1 = s.compile().map(Arc::new);
             st.0 = s;
             self.generation.fetch_add(1, Ordering::Release);
         }
     }
 
-    /// Set (or clear) the MAC the guest may send from.
+    /// Set (or clear) the MAC the guest may send from (the backend `mac`
+    /// key).
     pub fn set_mac(&self, mac: Option<[u8; 6]>) {
         self.update(|s| s.mac = mac);
+    }
+
+    /// Set (or clear) the MAC the port's Interface gives
+    /// (`external_ids:attached-mac`, which Xen's `vif-openvswitch` hotplug
+    /// script and OpenStack write): checked when the backend has no `mac`
+    /// key; when both are set and differ the backend's applies (with a
+    /// warning).
+    pub fn set_attached_mac(&self, mac: Option<[u8; 6]>) {
+        self.update(|s| s.attached_mac = mac);
     }
 
     /// Turn the checks on (the default) or off for this port.
@@ -179,10 +207,12 @@ impl PortSecurity {
         self.update(|s| s.off = !on);
     }
 
-    /// The global defaults of the guards: whether guests may send DHCP
-    /// server messages and router advertisements (default: neither).
-    pub fn set_guard_defaults(&self, allow_dhcp_server: bool, allow_ra: bool) {
+    /// The configuration file's settings: port security on (the default)
+    /// or off for every port, and whether guests may send DHCP server
+    /// messages and router advertisements (default: neither).
+    pub fn set_defaults(&self, on: bool, allow_dhcp_server: bool, allow_ra: bool) {
         self.update(|s| {
+            s.global_off = !on;
             s.allow_dhcp_server = allow_dhcp_server;
             s.allow_ra = allow_ra;
         });
@@ -244,6 +274,13 @@ impl PortSecurity {
     pub fn allowed(&self) -> Option<[u8; 6]> {
         self.policy().map(|p| p.mac)
     }
+}
+
+fn fmt_mac(m: [u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -514,7 +551,7 @@ mod tests {
         s.set_mac(Some(MAC));
         let ips: Vec<IpAddr> = ips.iter().map(|a| a.parse().unwrap()).collect();
         assert!(s.set_ips(&ips));
-        s.set_guard_defaults(allow, allow);
+        s.set_defaults(true, allow, allow);
         Arc::unwrap_or_clone(s.policy().unwrap())
     }
 
@@ -763,7 +800,7 @@ mod tests {
         s.set_guard_overrides(None, None);
         assert_eq!(s.generation(), g);
         // The port's overrides win over the defaults, both ways.
-        s.set_guard_defaults(true, false);
+        s.set_defaults(true, true, false);
         let p = s.policy().unwrap();
         assert!(!p.guard_dhcp && p.guard_ra);
         s.set_guard_overrides(Some(false), Some(true));
@@ -774,6 +811,17 @@ mod tests {
         assert_eq!(s.policy(), None);
         s.set_enabled(true);
         assert_eq!(s.allowed(), Some(MAC));
+        s.set_defaults(false, true, false);
+        assert_eq!(s.policy(), None);
+        s.set_defaults(true, true, false);
+        // The Interface's attached-mac: when the backend has no mac.
+        s.set_attached_mac(Some(OTHER));
+        assert_eq!(s.allowed(), Some(MAC));
+        s.set_mac(None);
+        assert_eq!(s.allowed(), Some(OTHER));
+        s.set_attached_mac(None);
+        assert_eq!(s.allowed(), None);
+        s.set_mac(Some(MAC));
         // At most PORT_SECURITY_MAX_IPS per family.
         let many: Vec<IpAddr> = (0..=PORT_SECURITY_MAX_IPS)
             .map(|i| IpAddr::from([10, 0, 1, u8::try_from(i).unwrap()]))
