@@ -674,7 +674,9 @@ impl Vif {
     /// Port security: drop (and count, `rx_spoofed_mac`) every frame
     /// the guest sends from another source MAC than `mac` (its vif's
     /// MAC, the backend `mac` key), as Xen's hotplug scripts' ebtables
-    /// rules do; `None` lets any through.
+    /// rules do, and check its ARP and neighbour discovery against it
+    /// ([`Policy::check`]); `None`: the port's `attached-mac`, if any
+    /// ([`PortSecurity::set_attached_mac`]), else no checks.
     pub fn set_allowed_mac(&mut self, mac: Option<[u8; 6]>) {
         self.security.set_mac(mac);
     }
