@@ -610,8 +610,14 @@ const SPOOFED_FRAMES: [(&str, &str); 9] = [
 /// Guests 1 and 2 with IPv6 addresses 2001:db8::1 and ::2 (no DAD), the
 /// link-local ones usable; `ip_key` (if any) written as vif1.0's `ip`
 /// key and applied.
-fn ipv6_guests(tag: &str, extra_args: &[&str], ip_key: Option<&str>) -> Harness {
-    let mut h = Harness::start_with(tag, extra_args);
+fn ipv6_guests(tag: &str, ip_key: Option<&str>) -> Harness {
+    let mut h = Harness::start(tag);
+    ipv6_guests_on(&mut h, ip_key);
+    h
+}
+
+/// [`ipv6_guests`] on a running xennetd.
+fn ipv6_guests_on(h: &mut Harness, ip_key: Option<&str>) {
     let sock = h.rundir.join("xenstored.sock");
     h.wait_for("xenstored socket", || sock.exists());
     h.guest_xenstore(1);
@@ -631,7 +637,7 @@ fn ipv6_guests(tag: &str, extra_args: &[&str], ip_key: Option<&str>) -> Harness 
     }
     if let Some(key) = ip_key {
         let w = xs_tool(
-            &h,
+            h,
             "xenstore-write",
             &["/local/domain/0/backend/vif/1/0/ip", key],
         );
@@ -640,7 +646,6 @@ fn ipv6_guests(tag: &str, extra_args: &[&str], ip_key: Option<&str>) -> Harness 
             h.log().contains("vif1.0: port security: IPv4")
         });
     }
-    h
 }
 
 fn ping6(h: &Harness, from: Option<&str>) -> bool {
@@ -682,7 +687,7 @@ fn spoofed_frames_are_counted(h: &Harness, frames: &[(&str, &str)]) {
 /// counted.
 #[test]
 fn port_security_checks_ipv6_nd_arp_dhcp_and_ra() {
-    let h = ipv6_guests("portsec6", &[], Some("10.251.0.1 2001:db8::1"));
+    let h = ipv6_guests("portsec6", Some("10.251.0.1 2001:db8::1"));
     assert!(ping6(&h, None), "{}", h.log());
     assert!(h.ping(1, 2, 2), "{}", h.log());
     let o = h.exec(
@@ -721,7 +726,7 @@ fn port_security_checks_ipv6_nd_arp_dhcp_and_ra() {
 /// advertisements for any address pass.
 #[test]
 fn port_security_checks_nd_options_without_addresses() {
-    let h = ipv6_guests("portsecnd", &[], None);
+    let h = ipv6_guests("portsecnd", None);
     assert!(ping6(&h, Some("2001:db8::1")), "{}", h.log());
     let frames: Vec<_> = SPOOFED_FRAMES
         .iter()
@@ -753,12 +758,9 @@ fn port_security_guards_off_in_the_config() {
     );
     let cfg = std::env::temp_dir().join(format!("xennet-portsecg-{}.toml", std::process::id()));
     std::fs::write(&cfg, text).unwrap();
-    let h = ipv6_guests(
-        "portsecg",
-        &["--config", cfg.to_str().unwrap()],
-        Some("10.251.0.1 2001:db8::1"),
-    );
+    let mut h = Harness::start_with("portsecg", &["--config", cfg.to_str().unwrap()]);
     let _ = std::fs::remove_file(&cfg);
+    ipv6_guests_on(&mut h, Some("10.251.0.1 2001:db8::1"));
     let mut watch = h.watch_frames(2);
     for kind in ["dhcp4", "dhcp6", "ra", "redirect"] {
         h.send_frame(1, kind);
