@@ -117,9 +117,24 @@ metrics! {
     /// Guest frames dropped by port security: their source MAC was not
     /// the vif's (`Vif::set_allowed_mac`); each got `NETIF_RSP_ERROR`.
     rx_spoofed_mac,
-    /// Guest frames dropped by port security: an IPv4 source or ARP sender
-    /// address not among the vif's `ip` addresses (when the key is set).
+    /// Guest frames dropped by port security: an IPv4 or IPv6 source
+    /// address not among the vif's `ip` addresses of that family (when the
+    /// key lists some; IPv6 also allows the MAC's link-local address).
     rx_spoofed_ip,
+    /// Guest ARP dropped by port security: the sender MAC not the vif's,
+    /// or the sender address not among its IPv4 addresses (0.0.0.0, a
+    /// probe, passes).
+    rx_spoofed_arp,
+    /// Guest neighbour discovery dropped by port security: a source or
+    /// target link-layer option not the vif's MAC, options that do not
+    /// parse, or an advertisement for an address not the vif's.
+    rx_spoofed_nd,
+    /// Guest DHCP server messages dropped (DHCP guard: UDP 67 to 68,
+    /// DHCPv6 547 to 546) on a port not allowed to serve DHCP.
+    rx_rogue_dhcp,
+    /// Guest router advertisements and redirects dropped (RA guard), and
+    /// IPv6 packets whose header chain the guard cannot follow (RFC 7113).
+    rx_rogue_ra,
     /// Multicast frames not sent to a frontend that requested multicast
     /// control, because it did not subscribe to their group.
     tx_mcast_filtered,
