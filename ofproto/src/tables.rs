@@ -418,6 +418,12 @@ impl Tables {
             return Err(OfError::TOO_MANY_ACTIONS);
         }
         let mut m = m;
+        // VLAN tags the packet has at this point: OVS tracks two
+        // (`FLOW_MAX_VLAN_HEADERS`) and refuses a third push with
+        // OFPBAC_BAD_TAG.
+        let mut tags = m
+            .as_deref()
+            .map_or(0, |m| u8::from(m.key.vlan_tci() & 0x1000 != 0));
         for a in actions {
             match a {
                 Action::Output { port, .. } => Self::check_output_port(*port)?,
@@ -431,6 +437,10 @@ impl Tables {
                     if !matches!(tpid, 0x8100 | 0x88a8) {
                         return Err(OfError::BAD_ACTION_ARGUMENT);
                     }
+                    if m.is_some() && tags >= 2 {
+                        return Err(OfError::BAD_TAG);
+                    }
+                    tags += 1;
                     if let Some(m) = m.as_deref_mut() {
                         let tci = m.key.vlan_tci() | 0x1000;
                         m.key.set_vlan_tci(tci);
@@ -439,6 +449,7 @@ impl Tables {
                     }
                 }
                 Action::PopVlan => {
+                    tags = tags.saturating_sub(1);
                     if let Some(m) = m.as_deref_mut() {
                         m.key.set_vlan_tci(0);
                         m.mask.set(xennet_datapath::flow::Field::VlanTci, 0);

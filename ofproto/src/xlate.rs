@@ -595,7 +595,7 @@ impl Ctx<'_> {
         // The megaflow is over the *input* key: `base` changes as commits
         // happen, so rebuild it from the original bits under the mask.
         self.orig
-            .display_masked(&self.wc.datapath_only())
+            .display_masked(&megaflow_mask(&self.orig, &self.wc))
             .to_string()
     }
 }

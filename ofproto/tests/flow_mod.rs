@@ -241,6 +241,29 @@ fn validation_errors() {
         .err(),
         Some(OfError::MATCH_INCONSISTENT)
     );
+    // Two VLAN tags at most, as OVS (FLOW_MAX_VLAN_HEADERS).
+    assert_eq!(
+        t.apply_flow_mod(
+            &ok(vec![
+                Action::PushVlan(0x8100),
+                Action::PushVlan(0x8100),
+                Action::PushVlan(0x8100)
+            ]),
+            now
+        )
+        .err(),
+        Some(OfError::BAD_TAG)
+    );
+    t.apply_flow_mod(
+        &ok(vec![
+            Action::PushVlan(0x88a8),
+            Action::PushVlan(0x8100),
+            Action::PopVlan,
+            Action::PushVlan(0x8100),
+        ]),
+        now,
+    )
+    .unwrap();
     // MPLS actions need an MPLS match; push_mpls makes one.
     assert_eq!(
         t.apply_flow_mod(&ok(vec![Action::PopMpls(0x0800)]), now)
