@@ -290,6 +290,40 @@ pub struct Tables {
     generation: u64,
     /// Rules with an idle or hard timeout (so expiry can skip the scan).
     n_timeouts: usize,
+    /// The undo log of a transaction in progress ([`Tables::begin`]);
+    /// `None` outside one, so plain flow-mods only pay a branch.
+    journal: Option<Journal>,
+}
+
+/// What a transaction changed, to put back on [`Tables::rollback`].
+#[derive(Debug)]
+struct Journal {
+    /// Changes in order; undone last first.
+    undo: Vec<Undo>,
+    generation: u64,
+    n_timeouts: usize,
+}
+
+/// One change a transaction made: the previous occupant of a slot.
+#[derive(Debug)]
+enum Undo {
+    /// The rule with this match and priority in table `table` was `old`
+    /// (`None`: there was none).
+    Rule {
+        table: usize,
+        matcher: Match,
+        priority: u16,
+        old: Option<Arc<Rule>>,
+    },
+    /// Group `id` was `old`.
+    Group { id: u32, old: Option<Group> },
+}
+
+/// Record `u` in the transaction's undo log, if one is in progress.
+fn note(journal: &mut Option<Journal>, u: impl FnOnce() -> Undo) {
+    if let Some(j) = journal {
+        j.undo.push(u());
+    }
 }
 
 impl Default for Tables {
@@ -319,7 +353,74 @@ impl Tables {
             max_flows,
             generation: 0,
             n_timeouts: 0,
+            journal: None,
         }
+    }
+
+    // ----- transactions (bundles) -----
+
+    /// Start a transaction: until [`Tables::commit`] or
+    /// [`Tables::rollback`], every flow and group change is logged so it
+    /// can be undone (OpenFlow 1.4.1 §6.8.5 atomic bundles; OVS
+    /// `do_bundle_commit` gets the same from its versioned classifier).
+    /// Costs one log entry per rule or group touched, nothing per rule
+    /// in the tables. Meters are not logged: a transaction must not
+    /// apply meter-mods. Starting a transaction discards an unfinished
+    /// one's log (its changes stay).
+    pub fn begin(&mut self) {
+        self.journal = Some(Journal {
+            undo: Vec::new(),
+            generation: self.generation,
+            n_timeouts: self.n_timeouts,
+        });
+    }
+
+    /// Keep the transaction's changes.
+    pub fn commit(&mut self) {
+        self.journal = None;
+    }
+
+    /// Undo every change since [`Tables::begin`], last first: each rule
+    /// and group slot gets back its previous occupant (the same `Arc`,
+    /// so counters, durations and timeouts are untouched), and the
+    /// generation and timeout count their old values. Rules return to
+    /// the same subtables; only the iteration order among rules of equal
+    /// priority may differ, which OpenFlow leaves undefined. No-op
+    /// outside a transaction.
+    pub fn rollback(&mut self) {
+        let Some(j) = self.journal.take() else {
+            return;
+        };
+        for u in j.undo.into_iter().rev() {
+            match u {
+                Undo::Rule {
+                    table,
+                    matcher,
+                    priority,
+                    old,
+                } => {
+                    let cls = &mut self.tables[table].cls;
+                    match old {
+                        Some(r) => {
+                            cls.insert(&matcher, priority, r);
+                        }
+                        None => {
+                            cls.remove(&matcher, priority);
+                        }
+                    }
+                }
+                Undo::Group { id, old } => match old {
+                    Some(g) => {
+                        self.groups.insert(id, g);
+                    }
+                    None => {
+                        self.groups.remove(&id);
+                    }
+                },
+            }
+        }
+        self.generation = j.generation;
+        self.n_timeouts = j.n_timeouts;
     }
 
     /// Changes whenever a rule, group or meter changes.
@@ -637,7 +738,13 @@ impl Tables {
                 .saturating_sub(has_to(o.idle_timeout, o.hard_timeout));
         }
         self.n_timeouts += has_to(fm.idle_timeout, fm.hard_timeout);
-        table.cls.insert(&matcher, fm.priority, rule);
+        let prev = table.cls.insert(&matcher, fm.priority, rule);
+        note(&mut self.journal, || Undo::Rule {
+            table: usize::from(fm.table_id),
+            matcher,
+            priority: fm.priority,
+            old: prev,
+        });
         self.bump();
         Ok(FlowModResult {
             removed: Vec::new(),
@@ -693,7 +800,7 @@ impl Tables {
         for (t, m, p) in &sel {
             if let Some(r) = self.tables[*t].cls.find_strict_mut(m, *p) {
                 let old = &r.value;
-                r.value = Arc::new(Rule {
+                let new = Arc::new(Rule {
                     table_id: old.table_id,
                     matcher: old.matcher,
                     priority: old.priority,
@@ -709,6 +816,13 @@ impl Tables {
                     } else {
                         old.counters.clone()
                     },
+                });
+                let prev = std::mem::replace(&mut r.value, new);
+                note(&mut self.journal, || Undo::Rule {
+                    table: *t,
+                    matcher: *m,
+                    priority: *p,
+                    old: Some(prev),
                 });
             }
         }
@@ -755,6 +869,12 @@ impl Tables {
                 if r.flags & flow_flags::SEND_FLOW_REM != 0 {
                     out.push(r.removed(reason, now));
                 }
+                note(&mut self.journal, || Undo::Rule {
+                    table: *t,
+                    matcher: *m,
+                    priority: *p,
+                    old: Some(r),
+                });
             }
         }
         if !sel.is_empty() {
@@ -903,7 +1023,7 @@ impl Tables {
                     .get(&gm.group_id)
                     .map_or_else(|| Arc::new(RuleCounters::new()), |g| g.counters.clone());
                 let created = self.groups.get(&gm.group_id).map_or(now, |g| g.created);
-                self.groups.insert(
+                let prev = self.groups.insert(
                     gm.group_id,
                     Group {
                         id: gm.group_id,
@@ -924,6 +1044,10 @@ impl Tables {
                         },
                     },
                 );
+                note(&mut self.journal, || Undo::Group {
+                    id: gm.group_id,
+                    old: prev,
+                });
                 self.bump();
                 Ok(Vec::new())
             }
@@ -952,7 +1076,8 @@ impl Tables {
                         r.has_out_group(*id)
                     });
                     out.extend(self.remove_rules(&sel, removed_reason::GROUP_DELETE, now));
-                    self.groups.remove(id);
+                    let prev = self.groups.remove(id);
+                    note(&mut self.journal, || Undo::Group { id: *id, old: prev });
                 }
                 self.bump();
                 Ok(out)
