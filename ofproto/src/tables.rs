@@ -311,7 +311,8 @@ enum Undo {
     /// (`None`: there was none).
     Rule {
         table: usize,
-        matcher: Match,
+        /// Boxed: a match is far larger than the other variant.
+        matcher: Box<Match>,
         priority: u16,
         old: Option<Arc<Rule>>,
     },
@@ -741,7 +742,7 @@ impl Tables {
         let prev = table.cls.insert(&matcher, fm.priority, rule);
         note(&mut self.journal, || Undo::Rule {
             table: usize::from(fm.table_id),
-            matcher,
+            matcher: Box::new(matcher),
             priority: fm.priority,
             old: prev,
         });
@@ -820,7 +821,7 @@ impl Tables {
                 let prev = std::mem::replace(&mut r.value, new);
                 note(&mut self.journal, || Undo::Rule {
                     table: *t,
-                    matcher: *m,
+                    matcher: Box::new(*m),
                     priority: *p,
                     old: Some(prev),
                 });
@@ -871,7 +872,7 @@ impl Tables {
                 }
                 note(&mut self.journal, || Undo::Rule {
                     table: *t,
-                    matcher: *m,
+                    matcher: Box::new(*m),
                     priority: *p,
                     old: Some(r),
                 });
