@@ -1436,6 +1436,16 @@ fn ofctl_bundles_are_atomic() {
             "{err}"
         );
         assert!(err.contains("OFPBFC_MSG_FAILED"), "{err}");
+        // The commit ovs-ofctl names: the ONF extension in 1.3.
+        let commit = if proto.contains(&"OpenFlow13") {
+            "ONFT_BUNDLE_CONTROL (OF1.3)"
+        } else {
+            "OFPT_BUNDLE_CONTROL"
+        };
+        assert!(
+            err.contains(commit) && err.contains("COMMIT_REQUEST"),
+            "{err}"
+        );
         assert_eq!(
             dump(),
             before,
