@@ -175,6 +175,10 @@ impl Handler for OfBridge {
         }
     }
 
+    fn check_bundled(&self, _ctx: &ConnCtx, msg: &Msg) -> Result<(), OfError> {
+        self.bridge()?.of.check_bundled(msg)
+    }
+
     fn commit_bundle(
         &self,
         _ctx: &ConnCtx,

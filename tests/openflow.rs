@@ -1365,6 +1365,13 @@ fn ofctl_bundles_are_atomic() {
             "priority=40,in_port=5,actions=group:99",
         ],
     );
+    let bad_table = file(
+        "bad-table.txt",
+        &[
+            "priority=10,in_port=1,actions=output:3",
+            "table=254,priority=1,actions=drop",
+        ],
+    );
     // Overlap checked at commit, after an earlier flow of the bundle.
     let bad_overlap = file(
         "bad-overlap.txt",
@@ -1451,6 +1458,14 @@ fn ofctl_bundles_are_atomic() {
             before,
             "{proto:?}: a failed bundle changed the tables"
         );
+
+        // A flow refused as soon as it is added (no table 254): ovs-ofctl
+        // discards the bundle instead of committing it.
+        let err = fails(&["add-flows", "br0", &bad_table]);
+        assert!(err.contains("Error OFPFMFC_BAD_TABLE_ID for: "), "{err}");
+        assert!(err.contains("ADD table:254"), "{err}");
+        assert!(!err.contains("OFPBFC_MSG_FAILED"), "{err}");
+        assert_eq!(dump(), before);
 
         let err = fails(&["add-flows", "br0", &bad_overlap]);
         assert!(err.contains("Error OFPFMFC_OVERLAP for: "), "{err}");

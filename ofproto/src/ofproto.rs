@@ -414,6 +414,28 @@ impl Ofproto {
         Ok(packet_outs)
     }
 
+    /// The checks a message gets when it is added to a bundle, before
+    /// the commit (OVS `handle_bundle_add`): for a flow-mod those of
+    /// [`Tables::check_flow_mod`] and the buffer, for a packet-out its
+    /// buffer, input port and length; other messages are checked at
+    /// commit.
+    ///
+    /// # Errors
+    /// The message's error.
+    pub fn check_bundled(&self, msg: &xennet_openflow::Msg) -> Result<(), OfError> {
+        use xennet_openflow::Msg;
+        match msg {
+            Msg::FlowMod(fm) => {
+                if fm.buffer_id != NO_BUFFER {
+                    return Err(OfError::BUFFER_UNKNOWN);
+                }
+                Tables::check_flow_mod(fm)
+            }
+            Msg::PacketOut(po) => check_packet_out(po),
+            _ => Ok(()),
+        }
+    }
+
     /// Attach the datapath this bridge's handler runs in: meters are
     /// configured there, and meter statistics read from it.
     pub fn attach_datapath(&self, dp: DpHandle) {

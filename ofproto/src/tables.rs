@@ -511,7 +511,6 @@ impl Tables {
     /// (updated for push/pop VLAN); `None` skips prerequisite checks (group
     /// buckets). `groups_ok` decides whether a group id is acceptable.
     fn check_actions(
-        &self,
         actions: &[Action],
         m: Option<&mut Match>,
         groups_ok: &dyn Fn(u32) -> bool,
@@ -614,17 +613,37 @@ impl Tables {
             ) {
                 continue;
             }
-            self.check_actions(std::slice::from_ref(a), None, &groups_ok)?;
+            Self::check_actions(std::slice::from_ref(a), None, &groups_ok)?;
         }
         Ok(())
     }
 
-    /// Validate a flow-mod's instructions for table `table_id`.
+    /// Validate a flow-mod's instructions for table `table_id` against
+    /// the meters and groups there are.
     fn check_instructions(
         &self,
         table_id: u8,
         matcher: &Match,
         ins: &Instructions,
+    ) -> Result<(), OfError> {
+        Self::check_instructions_with(
+            table_id,
+            matcher,
+            ins,
+            &|m| self.meters.contains_key(&m),
+            &|g| self.groups.contains_key(&g),
+        )
+    }
+
+    /// Validate a flow-mod's instructions for table `table_id`;
+    /// `meter_ok` and `groups_ok` decide whether a meter or group id is
+    /// acceptable.
+    fn check_instructions_with(
+        table_id: u8,
+        matcher: &Match,
+        ins: &Instructions,
+        meter_ok: &dyn Fn(u32) -> bool,
+        groups_ok: &dyn Fn(u32) -> bool,
     ) -> Result<(), OfError> {
         if let Some(t) = ins.goto_table {
             // With OFPTT_ALL (modify in every table) only the range is
@@ -635,18 +654,67 @@ impl Tables {
             }
         }
         if let Some(mid) = ins.meter {
-            if !self.meters.contains_key(&mid) {
+            if !meter_ok(mid) {
                 return Err(OfError::UNKNOWN_METER);
             }
         }
-        let groups_ok = |g: u32| self.groups.contains_key(&g);
         let mut m = *matcher;
         if let Some(a) = &ins.apply {
-            self.check_actions(a, Some(&mut m), &groups_ok)?;
+            Self::check_actions(a, Some(&mut m), groups_ok)?;
         }
         if let Some(a) = &ins.write {
             // The action set runs after the apply actions.
-            self.check_actions(a, Some(&mut m), &groups_ok)?;
+            Self::check_actions(a, Some(&mut m), groups_ok)?;
+        }
+        Ok(())
+    }
+
+    /// The checks of a flow-mod's table, flags and match (in
+    /// [`Tables::apply_flow_mod`]'s order); the normalised match.
+    fn check_flow_mod_fixed(fm: &FlowMod) -> Result<Match, OfError> {
+        let all = fm.table_id == OFPTT_ALL;
+        if !all && usize::from(fm.table_id) >= N_TABLES {
+            return Err(OfError::FLOW_MOD_BAD_TABLE_ID);
+        }
+        let known = flow_flags::SEND_FLOW_REM
+            | flow_flags::CHECK_OVERLAP
+            | flow_flags::RESET_COUNTS
+            | flow_flags::NO_PKT_COUNTS
+            | flow_flags::NO_BYT_COUNTS;
+        if fm.flags & !known != 0 {
+            return Err(OfError::BAD_FLAGS);
+        }
+        let matcher = normalize(&fm.matcher);
+        matcher.check_prereqs()?;
+        if all && fm.command == FlowModCommand::Add {
+            return Err(OfError::FLOW_MOD_BAD_TABLE_ID);
+        }
+        Ok(matcher)
+    }
+
+    /// The checks of [`Tables::apply_flow_mod`] that do not depend on
+    /// what the tables hold: table, flags, match prerequisites, goto
+    /// target, actions (every group and meter id taken as existing). Open
+    /// vSwitch makes these when a message is added to a bundle
+    /// (`ofputil_decode_flow_mod`, `add_flow_init`); the rest waits for
+    /// the commit.
+    ///
+    /// # Errors
+    /// As [`Tables::apply_flow_mod`], but for `BAD_OUT_GROUP`,
+    /// `UNKNOWN_METER`, `OVERLAP` and `TABLE_FULL`.
+    pub fn check_flow_mod(fm: &FlowMod) -> Result<(), OfError> {
+        let matcher = Self::check_flow_mod_fixed(fm)?;
+        if !matches!(
+            fm.command,
+            FlowModCommand::Delete | FlowModCommand::DeleteStrict
+        ) {
+            Self::check_instructions_with(
+                fm.table_id,
+                &matcher,
+                &fm.instructions,
+                &|_| true,
+                &|_| true,
+            )?;
         }
         Ok(())
     }
@@ -663,25 +731,9 @@ impl Tables {
     /// `UNKNOWN_METER`, `MATCH_INCONSISTENT`, `BAD_SET_TYPE`,
     /// `BAD_SET_ARGUMENT`, `OVERLAP`, `TABLE_FULL`, `BAD_FLAGS`.
     pub fn apply_flow_mod(&mut self, fm: &FlowMod, now: Instant) -> Result<FlowModResult, OfError> {
-        let all = fm.table_id == OFPTT_ALL;
-        if !all && usize::from(fm.table_id) >= N_TABLES {
-            return Err(OfError::FLOW_MOD_BAD_TABLE_ID);
-        }
-        let known = flow_flags::SEND_FLOW_REM
-            | flow_flags::CHECK_OVERLAP
-            | flow_flags::RESET_COUNTS
-            | flow_flags::NO_PKT_COUNTS
-            | flow_flags::NO_BYT_COUNTS;
-        if fm.flags & !known != 0 {
-            return Err(OfError::BAD_FLAGS);
-        }
-        let matcher = normalize(&fm.matcher);
-        matcher.check_prereqs()?;
+        let matcher = Self::check_flow_mod_fixed(fm)?;
         match fm.command {
             FlowModCommand::Add => {
-                if all {
-                    return Err(OfError::FLOW_MOD_BAD_TABLE_ID);
-                }
                 self.check_instructions(fm.table_id, &matcher, &fm.instructions)?;
                 self.add_flow(fm, matcher, now)
             }
@@ -973,7 +1025,7 @@ impl Tables {
             {
                 return Err(OfError::WEIGHT_UNSUPPORTED);
             }
-            self.check_actions(&b.actions, None, &|g| {
+            Self::check_actions(&b.actions, None, &|g| {
                 self.groups.contains_key(&g) || g == gm.group_id
             })?;
             for a in &b.actions {

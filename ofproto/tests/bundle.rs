@@ -238,3 +238,48 @@ fn commit_is_all_or_nothing_in_order() {
     assert!(matches!(events.try_recv(), Ok(OfEvent::FlowRemoved(_))));
     let _: Arc<Ofproto> = of;
 }
+
+/// What a bundle checks when a message is added: what needs no state
+/// (as OVS when it decodes the message); groups, meters and overlaps
+/// wait for the commit.
+#[test]
+fn checks_when_added() {
+    let of = Ofproto::new("br-bundle-add", 1, FailMode::Secure);
+    let ok = fm(0, 5, in_port(1), apply(vec![out(2)]));
+    assert_eq!(of.check_bundled(&Msg::FlowMod(ok.clone())), Ok(()));
+    let later = fm(0, 5, in_port(1), apply(vec![Action::Group(99)]));
+    assert_eq!(of.check_bundled(&Msg::FlowMod(later.clone())), Ok(()));
+    assert_eq!(
+        of.commit_bundle(&[Msg::FlowMod(later)], None),
+        Err((0, OfError::BAD_OUT_GROUP))
+    );
+    for (bad, err) in [
+        (
+            fm(254, 5, in_port(1), apply(vec![out(2)])),
+            OfError::FLOW_MOD_BAD_TABLE_ID,
+        ),
+        (
+            fm(0, 5, in_port(1), apply(vec![out(0)])),
+            OfError::BAD_OUT_PORT,
+        ),
+        (
+            FlowMod {
+                buffer_id: 7,
+                ..ok.clone()
+            },
+            OfError::BUFFER_UNKNOWN,
+        ),
+    ] {
+        assert_eq!(of.check_bundled(&Msg::FlowMod(bad)), Err(err));
+    }
+    let po = PacketOut {
+        buffer_id: 0xffff_ffff,
+        in_port: OFPP_CONTROLLER,
+        actions: vec![out(1)],
+        data: vec![0; 4],
+    };
+    assert_eq!(
+        of.check_bundled(&Msg::PacketOut(po)),
+        Err(OfError::BAD_PACKET)
+    );
+}

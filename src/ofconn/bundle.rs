@@ -4,6 +4,9 @@
 //! committed bundle is the [`Handler`](super::Handler)'s.
 //!
 //! Semantics follow Open vSwitch:
+//! - a message is checked as it is added
+//!   ([`Handler::check_bundled`](super::Handler::check_bundled): what
+//!   needs no state) and refused then, the bundle going on without it;
 //! - an add-message to a bundle id that is not open opens it, with the
 //!   add's flags;
 //! - an add or close with other flags than the bundle's, an add to a

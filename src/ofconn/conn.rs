@@ -139,6 +139,17 @@ pub trait Handler: Send + Sync {
     /// The error to send back.
     fn handle(&self, ctx: &ConnCtx, msg: Msg) -> Result<Vec<Msg>, OfError>;
 
+    /// Check `msg` as it is added to a bundle (what does not depend on
+    /// the state the commit will find; OVS `handle_bundle_add`). The
+    /// default accepts everything (the commit checks).
+    ///
+    /// # Errors
+    /// The message's error; it is not added.
+    fn check_bundled(&self, ctx: &ConnCtx, msg: &Msg) -> Result<(), OfError> {
+        let _ = (ctx, msg);
+        Ok(())
+    }
+
     /// Apply the messages of a committed bundle (flow-mods, group-mods,
     /// port-mods, packet-outs; OpenFlow 1.4.1 §6.8.5) atomically and in
     /// the order given, with the bundle's `flags`
@@ -930,7 +941,11 @@ fn on_message(
             flags,
             msg,
         }) => {
-            if let Err(e) = st.bundles.add(bundle_id, flags, *msg, raw, Instant::now()) {
+            let ctx = ConnCtx { version: v };
+            let r = handler
+                .check_bundled(&ctx, &msg)
+                .and_then(|()| st.bundles.add(bundle_id, flags, *msg, raw, Instant::now()));
+            if let Err(e) = r {
                 st.refuse(v, e, raw, out);
             }
         }
@@ -1732,6 +1747,13 @@ mod tests {
             Ok(Vec::new())
         }
 
+        fn check_bundled(&self, _: &ConnCtx, msg: &Msg) -> Result<(), OfError> {
+            match msg {
+                Msg::FlowMod(f) if f.priority == 777 => Err(OfError::BAD_OUT_PORT),
+                _ => Ok(()),
+            }
+        }
+
         fn commit_bundle(
             &self,
             _: &ConnCtx,
@@ -1800,8 +1822,14 @@ mod tests {
                 read_msg(&mut peer).await.1,
                 ctl(5, BundleCtrlType::OpenReply, 0)
             );
-            // Adds get no reply; a barrier proves they were handled.
+            // Adds get no reply; a barrier proves they were handled. One
+            // that fails the checks at add time is answered at once and
+            // left out.
             send(&mut peer, &badd(5, f, 1), v, 11).await;
+            send(&mut peer, &badd(5, f, 777), v, 9).await;
+            let (h, m) = read_msg(&mut peer).await;
+            assert_eq!(h.xid, 9);
+            assert!(matches!(m, Msg::Error { err, .. } if err == OfError::BAD_OUT_PORT));
             send(&mut peer, &badd(5, f, 2), v, 12).await;
             send(&mut peer, &Msg::BarrierRequest, v, 13).await;
             assert_eq!(read_msg(&mut peer).await.1, Msg::BarrierReply);
