@@ -290,6 +290,41 @@ pub struct Tables {
     generation: u64,
     /// Rules with an idle or hard timeout (so expiry can skip the scan).
     n_timeouts: usize,
+    /// The undo log of a transaction in progress ([`Tables::begin`]);
+    /// `None` outside one, so plain flow-mods only pay a branch.
+    journal: Option<Journal>,
+}
+
+/// What a transaction changed, to put back on [`Tables::rollback`].
+#[derive(Debug)]
+struct Journal {
+    /// Changes in order; undone last first.
+    undo: Vec<Undo>,
+    generation: u64,
+    n_timeouts: usize,
+}
+
+/// One change a transaction made: the previous occupant of a slot.
+#[derive(Debug)]
+enum Undo {
+    /// The rule with this match and priority in table `table` was `old`
+    /// (`None`: there was none).
+    Rule {
+        table: usize,
+        /// Boxed: a match is far larger than the other variant.
+        matcher: Box<Match>,
+        priority: u16,
+        old: Option<Arc<Rule>>,
+    },
+    /// Group `id` was `old`.
+    Group { id: u32, old: Option<Group> },
+}
+
+/// Record `u` in the transaction's undo log, if one is in progress.
+fn note(journal: &mut Option<Journal>, u: impl FnOnce() -> Undo) {
+    if let Some(j) = journal {
+        j.undo.push(u());
+    }
 }
 
 impl Default for Tables {
@@ -319,7 +354,74 @@ impl Tables {
             max_flows,
             generation: 0,
             n_timeouts: 0,
+            journal: None,
         }
+    }
+
+    // ----- transactions (bundles) -----
+
+    /// Start a transaction: until [`Tables::commit`] or
+    /// [`Tables::rollback`], every flow and group change is logged so it
+    /// can be undone (OpenFlow 1.4.1 §6.8.5 atomic bundles; OVS
+    /// `do_bundle_commit` gets the same from its versioned classifier).
+    /// Costs one log entry per rule or group touched, nothing per rule
+    /// in the tables. Meters are not logged: a transaction must not
+    /// apply meter-mods. Starting a transaction discards an unfinished
+    /// one's log (its changes stay).
+    pub fn begin(&mut self) {
+        self.journal = Some(Journal {
+            undo: Vec::new(),
+            generation: self.generation,
+            n_timeouts: self.n_timeouts,
+        });
+    }
+
+    /// Keep the transaction's changes.
+    pub fn commit(&mut self) {
+        self.journal = None;
+    }
+
+    /// Undo every change since [`Tables::begin`], last first: each rule
+    /// and group slot gets back its previous occupant (the same `Arc`,
+    /// so counters, durations and timeouts are untouched), and the
+    /// generation and timeout count their old values. Rules return to
+    /// the same subtables; only the iteration order among rules of equal
+    /// priority may differ, which OpenFlow leaves undefined. No-op
+    /// outside a transaction.
+    pub fn rollback(&mut self) {
+        let Some(j) = self.journal.take() else {
+            return;
+        };
+        for u in j.undo.into_iter().rev() {
+            match u {
+                Undo::Rule {
+                    table,
+                    matcher,
+                    priority,
+                    old,
+                } => {
+                    let cls = &mut self.tables[table].cls;
+                    match old {
+                        Some(r) => {
+                            cls.insert(&matcher, priority, r);
+                        }
+                        None => {
+                            cls.remove(&matcher, priority);
+                        }
+                    }
+                }
+                Undo::Group { id, old } => match old {
+                    Some(g) => {
+                        self.groups.insert(id, g);
+                    }
+                    None => {
+                        self.groups.remove(&id);
+                    }
+                },
+            }
+        }
+        self.generation = j.generation;
+        self.n_timeouts = j.n_timeouts;
     }
 
     /// Changes whenever a rule, group or meter changes.
@@ -409,7 +511,6 @@ impl Tables {
     /// (updated for push/pop VLAN); `None` skips prerequisite checks (group
     /// buckets). `groups_ok` decides whether a group id is acceptable.
     fn check_actions(
-        &self,
         actions: &[Action],
         m: Option<&mut Match>,
         groups_ok: &dyn Fn(u32) -> bool,
@@ -523,17 +624,37 @@ impl Tables {
             ) {
                 continue;
             }
-            self.check_actions(std::slice::from_ref(a), None, &groups_ok)?;
+            Self::check_actions(std::slice::from_ref(a), None, &groups_ok)?;
         }
         Ok(())
     }
 
-    /// Validate a flow-mod's instructions for table `table_id`.
+    /// Validate a flow-mod's instructions for table `table_id` against
+    /// the meters and groups there are.
     fn check_instructions(
         &self,
         table_id: u8,
         matcher: &Match,
         ins: &Instructions,
+    ) -> Result<(), OfError> {
+        Self::check_instructions_with(
+            table_id,
+            matcher,
+            ins,
+            &|m| self.meters.contains_key(&m),
+            &|g| self.groups.contains_key(&g),
+        )
+    }
+
+    /// Validate a flow-mod's instructions for table `table_id`;
+    /// `meter_ok` and `groups_ok` decide whether a meter or group id is
+    /// acceptable.
+    fn check_instructions_with(
+        table_id: u8,
+        matcher: &Match,
+        ins: &Instructions,
+        meter_ok: &dyn Fn(u32) -> bool,
+        groups_ok: &dyn Fn(u32) -> bool,
     ) -> Result<(), OfError> {
         if let Some(t) = ins.goto_table {
             // With OFPTT_ALL (modify in every table) only the range is
@@ -544,18 +665,67 @@ impl Tables {
             }
         }
         if let Some(mid) = ins.meter {
-            if !self.meters.contains_key(&mid) {
+            if !meter_ok(mid) {
                 return Err(OfError::UNKNOWN_METER);
             }
         }
-        let groups_ok = |g: u32| self.groups.contains_key(&g);
         let mut m = *matcher;
         if let Some(a) = &ins.apply {
-            self.check_actions(a, Some(&mut m), &groups_ok)?;
+            Self::check_actions(a, Some(&mut m), groups_ok)?;
         }
         if let Some(a) = &ins.write {
             // The action set runs after the apply actions.
-            self.check_actions(a, Some(&mut m), &groups_ok)?;
+            Self::check_actions(a, Some(&mut m), groups_ok)?;
+        }
+        Ok(())
+    }
+
+    /// The checks of a flow-mod's table, flags and match (in
+    /// [`Tables::apply_flow_mod`]'s order); the normalised match.
+    fn check_flow_mod_fixed(fm: &FlowMod) -> Result<Match, OfError> {
+        let all = fm.table_id == OFPTT_ALL;
+        if !all && usize::from(fm.table_id) >= N_TABLES {
+            return Err(OfError::FLOW_MOD_BAD_TABLE_ID);
+        }
+        let known = flow_flags::SEND_FLOW_REM
+            | flow_flags::CHECK_OVERLAP
+            | flow_flags::RESET_COUNTS
+            | flow_flags::NO_PKT_COUNTS
+            | flow_flags::NO_BYT_COUNTS;
+        if fm.flags & !known != 0 {
+            return Err(OfError::BAD_FLAGS);
+        }
+        let matcher = normalize(&fm.matcher);
+        matcher.check_prereqs()?;
+        if all && fm.command == FlowModCommand::Add {
+            return Err(OfError::FLOW_MOD_BAD_TABLE_ID);
+        }
+        Ok(matcher)
+    }
+
+    /// The checks of [`Tables::apply_flow_mod`] that do not depend on
+    /// what the tables hold: table, flags, match prerequisites, goto
+    /// target, actions (every group and meter id taken as existing). Open
+    /// vSwitch makes these when a message is added to a bundle
+    /// (`ofputil_decode_flow_mod`, `add_flow_init`); the rest waits for
+    /// the commit.
+    ///
+    /// # Errors
+    /// As [`Tables::apply_flow_mod`], but for `BAD_OUT_GROUP`,
+    /// `UNKNOWN_METER`, `OVERLAP` and `TABLE_FULL`.
+    pub fn check_flow_mod(fm: &FlowMod) -> Result<(), OfError> {
+        let matcher = Self::check_flow_mod_fixed(fm)?;
+        if !matches!(
+            fm.command,
+            FlowModCommand::Delete | FlowModCommand::DeleteStrict
+        ) {
+            Self::check_instructions_with(
+                fm.table_id,
+                &matcher,
+                &fm.instructions,
+                &|_| true,
+                &|_| true,
+            )?;
         }
         Ok(())
     }
@@ -572,25 +742,9 @@ impl Tables {
     /// `UNKNOWN_METER`, `MATCH_INCONSISTENT`, `BAD_SET_TYPE`,
     /// `BAD_SET_ARGUMENT`, `OVERLAP`, `TABLE_FULL`, `BAD_FLAGS`.
     pub fn apply_flow_mod(&mut self, fm: &FlowMod, now: Instant) -> Result<FlowModResult, OfError> {
-        let all = fm.table_id == OFPTT_ALL;
-        if !all && usize::from(fm.table_id) >= N_TABLES {
-            return Err(OfError::FLOW_MOD_BAD_TABLE_ID);
-        }
-        let known = flow_flags::SEND_FLOW_REM
-            | flow_flags::CHECK_OVERLAP
-            | flow_flags::RESET_COUNTS
-            | flow_flags::NO_PKT_COUNTS
-            | flow_flags::NO_BYT_COUNTS;
-        if fm.flags & !known != 0 {
-            return Err(OfError::BAD_FLAGS);
-        }
-        let matcher = normalize(&fm.matcher);
-        matcher.check_prereqs()?;
+        let matcher = Self::check_flow_mod_fixed(fm)?;
         match fm.command {
             FlowModCommand::Add => {
-                if all {
-                    return Err(OfError::FLOW_MOD_BAD_TABLE_ID);
-                }
                 self.check_instructions(fm.table_id, &matcher, &fm.instructions)?;
                 self.add_flow(fm, matcher, now)
             }
@@ -648,7 +802,13 @@ impl Tables {
                 .saturating_sub(has_to(o.idle_timeout, o.hard_timeout));
         }
         self.n_timeouts += has_to(fm.idle_timeout, fm.hard_timeout);
-        table.cls.insert(&matcher, fm.priority, rule);
+        let prev = table.cls.insert(&matcher, fm.priority, rule);
+        note(&mut self.journal, || Undo::Rule {
+            table: usize::from(fm.table_id),
+            matcher: Box::new(matcher),
+            priority: fm.priority,
+            old: prev,
+        });
         self.bump();
         Ok(FlowModResult {
             removed: Vec::new(),
@@ -704,7 +864,7 @@ impl Tables {
         for (t, m, p) in &sel {
             if let Some(r) = self.tables[*t].cls.find_strict_mut(m, *p) {
                 let old = &r.value;
-                r.value = Arc::new(Rule {
+                let new = Arc::new(Rule {
                     table_id: old.table_id,
                     matcher: old.matcher,
                     priority: old.priority,
@@ -720,6 +880,13 @@ impl Tables {
                     } else {
                         old.counters.clone()
                     },
+                });
+                let prev = std::mem::replace(&mut r.value, new);
+                note(&mut self.journal, || Undo::Rule {
+                    table: *t,
+                    matcher: Box::new(*m),
+                    priority: *p,
+                    old: Some(prev),
                 });
             }
         }
@@ -766,6 +933,12 @@ impl Tables {
                 if r.flags & flow_flags::SEND_FLOW_REM != 0 {
                     out.push(r.removed(reason, now));
                 }
+                note(&mut self.journal, || Undo::Rule {
+                    table: *t,
+                    matcher: Box::new(*m),
+                    priority: *p,
+                    old: Some(r),
+                });
             }
         }
         if !sel.is_empty() {
@@ -863,7 +1036,7 @@ impl Tables {
             {
                 return Err(OfError::WEIGHT_UNSUPPORTED);
             }
-            self.check_actions(&b.actions, None, &|g| {
+            Self::check_actions(&b.actions, None, &|g| {
                 self.groups.contains_key(&g) || g == gm.group_id
             })?;
             for a in &b.actions {
@@ -914,7 +1087,7 @@ impl Tables {
                     .get(&gm.group_id)
                     .map_or_else(|| Arc::new(RuleCounters::new()), |g| g.counters.clone());
                 let created = self.groups.get(&gm.group_id).map_or(now, |g| g.created);
-                self.groups.insert(
+                let prev = self.groups.insert(
                     gm.group_id,
                     Group {
                         id: gm.group_id,
@@ -935,6 +1108,10 @@ impl Tables {
                         },
                     },
                 );
+                note(&mut self.journal, || Undo::Group {
+                    id: gm.group_id,
+                    old: prev,
+                });
                 self.bump();
                 Ok(Vec::new())
             }
@@ -963,7 +1140,8 @@ impl Tables {
                         r.has_out_group(*id)
                     });
                     out.extend(self.remove_rules(&sel, removed_reason::GROUP_DELETE, now));
-                    self.groups.remove(id);
+                    let prev = self.groups.remove(id);
+                    note(&mut self.journal, || Undo::Group { id: *id, old: prev });
                 }
                 self.bump();
                 Ok(out)

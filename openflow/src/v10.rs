@@ -2772,6 +2772,7 @@ fn encode_inner(
         Msg::GetAsyncRequest | Msg::GetAsyncReply(_) => Err(unsupported("get-async")),
         Msg::SetAsyncProps(_) => Err(unsupported("async-config properties")),
         Msg::MeterMod(_) => Err(unsupported("meter-mod")),
+        Msg::BundleControl(_) | Msg::BundleAdd(_) => Err(unsupported("bundles (1.3+)")),
     }
 }
 

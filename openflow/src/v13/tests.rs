@@ -393,6 +393,22 @@ pub(super) fn every_msg() -> Vec<Msg> {
             instructions: Instructions::default(),
             ..flow_mod.clone()
         }),
+        Msg::BundleControl(BundleCtrl {
+            bundle_id: 7,
+            typ: BundleCtrlType::CommitRequest,
+            flags: bundle_flags::ATOMIC | bundle_flags::ORDERED,
+        }),
+        Msg::BundleAdd(BundleAdd {
+            bundle_id: 7,
+            flags: bundle_flags::ORDERED,
+            msg: Box::new(Msg::FlowMod(FlowMod {
+                instructions: Instructions::apply(vec![Action::Output {
+                    port: 1,
+                    max_len: 0,
+                }]),
+                ..flow_mod.clone()
+            })),
+        }),
         Msg::FlowMod(FlowMod {
             command: FlowModCommand::Modify,
             instructions: Instructions::apply(vec![]),
