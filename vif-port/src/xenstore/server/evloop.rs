@@ -67,7 +67,10 @@ pub(super) enum Cmd {
 /// The handle other threads hold on the loop.
 #[derive(Debug)]
 pub(super) struct LoopCtl {
-    cmds: Mutex<Vec<Cmd>>,
+    /// Commands for the loop; `None` once the loop has ended, so a
+    /// command sent later is dropped at once (its reply channel with it)
+    /// instead of waiting forever.
+    cmds: Mutex<Option<Vec<Cmd>>>,
     wake: EventFd,
     /// Connections given output since the loop last looked (see
     /// `ConnHandle::push`).
@@ -81,7 +84,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl LoopCtl {
     /// Queues `cmd` and wakes the loop.
     pub(super) fn send(&self, cmd: Cmd) {
-        lock(&self.cmds).push(cmd);
+        match lock(&self.cmds).as_mut() {
+            Some(q) => q.push(cmd),
+            None => return,
+        }
         if let Err(e) = self.wake.write(1) {
             tracing::error!("xenstore: waking the event loop: {e}");
         }
@@ -95,7 +101,7 @@ pub(super) fn start(shared: Weak<Shared>) -> io::Result<Arc<LoopCtl>> {
     let wake = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
     epoll.add(wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
     let ctl = Arc::new(LoopCtl {
-        cmds: Mutex::default(),
+        cmds: Mutex::new(Some(Vec::new())),
         wake,
         ready: Arc::default(),
     });
@@ -111,7 +117,12 @@ pub(super) fn start(shared: Weak<Shared>) -> io::Result<Arc<LoopCtl>> {
     };
     thread::Builder::new()
         .name("xenstored".into())
-        .spawn(move || lp.run())?;
+        .spawn(move || {
+            lp.run();
+            // Whatever is queued (and its reply channels) goes now, and
+            // later commands are dropped as they come.
+            lock(&lp.ctl.cmds).take();
+        })?;
     Ok(ctl)
 }
 
@@ -293,7 +304,10 @@ impl Loop {
 
     /// Runs the queued commands; false on [`Cmd::Shutdown`].
     fn commands(&mut self, server: &XenstoreServer) -> bool {
-        let cmds = std::mem::take(&mut *lock(&self.ctl.cmds));
+        let cmds = lock(&self.ctl.cmds)
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
         for cmd in cmds {
             match cmd {
                 Cmd::Serve { id, stream, domid } => self.register(server, id, stream, domid),
