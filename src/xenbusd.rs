@@ -118,6 +118,9 @@ pub struct BackendConfig {
     /// Port security: guests may send router advertisements and
     /// redirects (unless their Interface says otherwise).
     pub allow_ra: bool,
+    /// Control frames overtake a full guest-RX backlog
+    /// (`Vif::set_rx_control_first`).
+    pub rx_control_first: bool,
 }
 
 /// Connects vifs for the state machine: rings and event channel through
@@ -249,6 +252,7 @@ impl VifHooks for Hooks {
             self.cfg.coalesce_usecs,
         )));
         vif.set_tx_rate(self.rate.clone());
+        vif.set_rx_control_first(self.cfg.rx_control_first);
         if let Placement::Database(vifs) = &self.switch {
             vifs.note_security(&self.name, vif.port_security());
         }
