@@ -39,7 +39,9 @@ fn domain_usage(h: &Harness, domid: u16) -> String {
 fn vif_counter(h: &Harness, port: &str, name: &str) -> u64 {
     let j: serde_json::Value =
         serde_json::from_str(&h.appctl(&["xennet/vif-stats", port])).unwrap();
-    j[name].as_u64().unwrap_or_else(|| panic!("no {name} in {j}"))
+    j[name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {name} in {j}"))
 }
 
 /// Resets of guest `domid` completed so far (its `reset N:` lines).
@@ -104,9 +106,13 @@ fn interface_reset_serves_again_and_leaks_nothing() {
     assert_eq!(
         received(&out),
         20,
-        "{}\n{}\n{}",
+        "{}{}\n{}\n{}\n{}\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
         guest_log(&h, 2),
+        h.appctl(&["xennet/vif-show"]),
+        h.appctl(&["fdb/show", "br0"]),
+        h.appctl(&["dpctl/dump-flows"]),
         h.log()
     );
     h.wait_for("reset 1", || resets_done(&h, 2) == 1);
@@ -136,8 +142,7 @@ fn interface_reset_serves_again_and_leaks_nothing() {
     let glog = guest_log(&h, 2);
     assert_eq!(
         glog.lines()
-            .filter(|l| l.contains("Initialised->Connected")
-                && !l.contains("first-forwarded -"))
+            .filter(|l| l.contains("Initialised->Connected") && !l.contains("first-forwarded -"))
             .count(),
         20,
         "{glog}"

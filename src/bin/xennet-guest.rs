@@ -222,11 +222,7 @@ struct HandshakeTimes {
 
 /// From the backend's InitWait to Connected: the frontend's keys with
 /// Initialised in one transaction, then Connected once the backend is.
-fn xenbus_handshake(
-    xs: &Client,
-    nf: &Netfront,
-    spec: &VifSpec,
-) -> anyhow::Result<HandshakeTimes> {
+fn xenbus_handshake(xs: &Client, nf: &Netfront, spec: &VifSpec) -> anyhow::Result<HandshakeTimes> {
     let be = backend_path(spec.backend_domid, spec.domid, spec.handle);
     let fe = frontend_path(spec.domid, spec.handle);
     wait_backend(xs, &be, Duration::from_secs(10), |s| {
@@ -354,6 +350,13 @@ fn xenbus_reset(
     let start = Instant::now();
     let be = backend_path(spec.backend_domid, spec.domid, spec.handle);
     let fe = frontend_path(spec.domid, spec.handle);
+    // What is on the TX ring goes out first (the backend answers within
+    // microseconds; at most 200 ms for a stuck one, whose requests are
+    // then dropped with the old rings, as Linux netfront drops them).
+    let end = start + Duration::from_millis(200);
+    while nf.tx_in_flight() > 0 && Instant::now() < end {
+        wait_events(nf, 10);
+    }
     xenbus_close(xs, spec)?;
     // The backend is Closed: it unmapped the rings and unbound the
     // channels, so the grants can go.
@@ -379,13 +382,7 @@ fn xenbus_reset(
             if Instant::now() >= end {
                 break None;
             }
-            let fds = nf.event_fds();
-            let mut pfds: Vec<PollFd> = fds
-                .iter()
-                .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
-                .collect();
-            let _ = poll(&mut pfds, PollTimeout::from(100u16));
-            nf.ack();
+            wait_events(nf, 100);
         }
     } else {
         None
@@ -399,6 +396,20 @@ fn xenbus_reset(
         us(start, Instant::now()),
     );
     Ok(())
+}
+
+/// Wait up to `ms` milliseconds for a notification on any of `nf`'s
+/// event channels, and consume it.
+fn wait_events(nf: &Netfront, ms: u16) {
+    {
+        let fds = nf.event_fds();
+        let mut pfds: Vec<PollFd> = fds
+            .iter()
+            .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+            .collect();
+        let _ = poll(&mut pfds, PollTimeout::from(ms));
+    }
+    nf.ack();
 }
 
 /// Frontend Closing then Closed, each after the backend followed.
@@ -760,6 +771,8 @@ fn run(
     let mut tap_refused = 0u64;
     let mut tap_refused_log = xennet_vif::ratelimit::LogLimit::new();
     let mut was_stalled = false;
+    // The RX budget ran out with packets left: poll without waiting.
+    let mut rx_more = false;
     loop {
         if STOP.load(Ordering::SeqCst) {
             println!("xennet-guest: signalled; exiting");
@@ -768,7 +781,7 @@ fn run(
         if RESET.swap(false, Ordering::SeqCst) {
             // What the backend already put in the RX ring goes to the
             // stack first (unless RX is stalled).
-            deliver_rx(tap, nf, &mut rx, &mut tap_refused, &mut tap_refused_log)?;
+            while deliver_rx(tap, nf, &mut rx, &mut tap_refused, &mut tap_refused_log)? {}
             return Ok(Ended::Reset);
         }
         let stalled = RX_STALLED.load(Ordering::Relaxed);
@@ -779,7 +792,13 @@ fn run(
                 if stalled { "stalled" } else { "resumed" }
             );
         }
-        let timeout = if pending.is_some() { 10u16 } else { 1000 };
+        let timeout = if rx_more {
+            0u16
+        } else if pending.is_some() {
+            10
+        } else {
+            1000
+        };
         let (tap_ready, evt_ready, hup) = {
             // [stream, tap, then every event channel].
             let mut fds = vec![
@@ -804,6 +823,11 @@ fn run(
             let evt = (2..fds.len()).any(ready);
             (pending.is_none() && ready(1), evt, ready(0))
         };
+        if RESET.load(Ordering::SeqCst) {
+            // Asked while we waited: the tap's frames wait for the new
+            // rings.
+            continue;
+        }
         if hup {
             let mut b = [0u8; 64];
             if nix::unistd::read(stream.as_raw_fd(), &mut b).unwrap_or(0) == 0 {
@@ -815,7 +839,7 @@ fn run(
             nf.ack();
         }
         // Backend → guest: RX responses to the tap.
-        deliver_rx(tap, nf, &mut rx, &mut tap_refused, &mut tap_refused_log)?;
+        rx_more = deliver_rx(tap, nf, &mut rx, &mut tap_refused, &mut tap_refused_log)?;
         // Guest → backend: frames from the tap to the TX ring.
         if let Some((frame, flags)) = pending.take() {
             if !nf.send(&frame, flags)? {
@@ -847,19 +871,29 @@ fn run(
     }
 }
 
-/// Backend → guest: RX responses to the tap (none while RX is stalled).
-/// A frame the tap refuses is dropped, as a NIC drops a frame it cannot
-/// take, and counted in `tap_refused` with a log line at most once a
-/// second.
+/// Packets [`deliver_rx`] takes per call, as Linux netfront's NAPI
+/// budget (`xennet_poll`, 64): a flood to the guest does not starve its
+/// TX (its replies).
+const RX_BUDGET: usize = 64;
+
+/// Backend → guest: up to [`RX_BUDGET`] RX responses to the tap (none
+/// while RX is stalled); true when the budget ran out. A frame the tap
+/// refuses is dropped, as a NIC drops a frame it cannot take, and
+/// counted in `tap_refused` with a log line at most once a second.
 fn deliver_rx(
     tap: &mut Tap,
     nf: &mut Netfront,
     rx: &mut Vec<u8>,
     tap_refused: &mut u64,
     tap_refused_log: &mut xennet_vif::ratelimit::LogLimit,
-) -> anyhow::Result<()> {
-    while !RX_STALLED.load(Ordering::Relaxed) {
-        let Some(flags) = nf.recv(rx) else { break };
+) -> anyhow::Result<bool> {
+    for _ in 0..RX_BUDGET {
+        if RX_STALLED.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let Some(flags) = nf.recv(rx) else {
+            return Ok(false);
+        };
         let mut hdr = VnetHdr::default();
         if flags & NETRXF_CSUM_BLANK != 0 {
             if let Some((start, offset)) = xennet_datapath::csum::partial_offsets(rx) {
@@ -884,5 +918,5 @@ fn deliver_rx(
             Err(e) => return Err(e).context("writing to the tap"),
         }
     }
-    Ok(())
+    Ok(true)
 }

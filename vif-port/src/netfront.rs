@@ -317,6 +317,16 @@ impl Netfront {
         Ok(())
     }
 
+    /// TX requests the backend has not answered yet (every queue), after
+    /// reaping the responses there are.
+    pub fn tx_in_flight(&mut self) -> usize {
+        self.reap_tx();
+        self.queues
+            .iter()
+            .map(|q| q.tx_in_use.iter().filter(|u| **u).count())
+            .sum()
+    }
+
     /// Times [`Netfront::reset`] set up fresh rings.
     pub fn resets(&self) -> u64 {
         self.resets
@@ -345,7 +355,10 @@ impl Netfront {
     /// Queue `q`'s `(tx-ring-ref, rx-ring-ref)`.
     pub fn ring_refs(&self, q: usize) -> (GrantRef, GrantRef) {
         let base = q as u32 * QUEUE_FRAMES;
-        (self.gref(base + TX_RING_FRAME), self.gref(base + RX_RING_FRAME))
+        (
+            self.gref(base + TX_RING_FRAME),
+            self.gref(base + RX_RING_FRAME),
+        )
     }
 
     /// Queue `q`'s event-channel ports: `(event-channel or

@@ -320,7 +320,9 @@ fn control_frames_overtake_a_full_backlog() {
     // dropped (and counted), never the process's memory.
     let (_nf2, mut vif2) = setup();
     vif2.send(&refs);
-    let arps: Vec<Packet> = (0..100).map(|i| Packet::from_slice(&arp_frame(i))).collect();
+    let arps: Vec<Packet> = (0..100)
+        .map(|i| Packet::from_slice(&arp_frame(i)))
+        .collect();
     vif2.send(&arps.iter().collect::<Vec<_>>());
     let m2 = metrics(&vif2);
     assert_eq!(vif2.rx_prio_len(), xennet_vif::netback::RX_PRIO_PACKETS);
@@ -340,7 +342,9 @@ fn control_frames_overtake_a_full_backlog() {
 fn without_control_first_control_frames_wait_in_line() {
     let (mut nf, mut vif) = setup();
     vif.set_rx_control_first(false);
-    let bulk: Vec<Packet> = (0..300).map(|_| Packet::from_slice(&tcp_v4_frame(100))).collect();
+    let bulk: Vec<Packet> = (0..300)
+        .map(|_| Packet::from_slice(&tcp_v4_frame(100)))
+        .collect();
     vif.send(&bulk.iter().collect::<Vec<_>>());
     let ping = Packet::from_slice(&ping_frame(9));
     vif.send(&[&ping]);

@@ -386,9 +386,19 @@ impl Vif {
         // direct path never parses.
         let prio = self.rx_control_first && super::prio::is_control(p.data());
         let (backlog, bytes, max_pkts, max_bytes) = if prio {
-            (&mut q.rx_prio, &mut q.rx_prio_bytes, RX_PRIO_PACKETS, RX_PRIO_BYTES)
+            (
+                &mut q.rx_prio,
+                &mut q.rx_prio_bytes,
+                RX_PRIO_PACKETS,
+                RX_PRIO_BYTES,
+            )
         } else {
-            (&mut q.rx_queue, &mut q.rx_queue_bytes, RX_QUEUE_PACKETS, RX_QUEUE_BYTES)
+            (
+                &mut q.rx_queue,
+                &mut q.rx_queue_bytes,
+                RX_QUEUE_PACKETS,
+                RX_QUEUE_BYTES,
+            )
         };
         if backlog.len() >= max_pkts || *bytes + p.len() > max_bytes {
             let (counter, reason, what) = if prio {
