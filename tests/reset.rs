@@ -135,8 +135,10 @@ fn interface_reset_serves_again_and_leaks_nothing() {
     assert!(h.ping(2, 1, 2), "{}", h.log());
     assert_eq!(domain_usage(&h, 2), held);
     assert_eq!(domain_usage(&h, 1), held.replace("domain 2", "domain 1"));
+    // (The baseline may include a control connection still closing; a
+    // leak would be one or more per reset.)
     h.wait_for("xennetd's descriptors back to what they were", || {
-        h.daemon_fds() == fds
+        h.daemon_fds() <= fds
     });
     // Every reset reported its timings, and the backend its share.
     let glog = guest_log(&h, 2);
