@@ -104,7 +104,7 @@ bench_reset() {
         [ -n "${med:-}" ] && gresult "${m#*:}" median "$med" && gresult "${m#*:}" p90 "$p90"
     done
     gresult reset_count all "$(wc -l < "$GRD/c.txt")"
-    [ -n "${KEEP:-}" ] || guests_cleanup
+    guests_cleanup
 }
 
 bench_ping_flood() {
@@ -113,7 +113,7 @@ bench_ping_flood() {
         cfg=$(mktemp)
         "$XENNETD" --print-default-config | sed 's/^\[emulated_xen\]$/[emulated_xen]\nrx_control_first = false/' > "$cfg"
     fi
-    guests_up "$cfg" || { echo "bench: ping_rx_flood_ms $variant left out: guests did not come up" >&2; guests_cleanup; return; }
+    guests_up "$cfg" || { echo "bench: ping_rx_flood_* $variant left out: guests did not come up" >&2; guests_cleanup; return; }
     local srv cli
     ip netns exec "${G}g2" iperf3 -s -1 > /dev/null 2>&1 &
     srv=$!
@@ -137,7 +137,7 @@ bench_ping_flood() {
     gresult rx_prio_delivered "$variant" "${q:-0}"
     q=$(echo "$d" | sed -n 's/.*"tx_prio_dropped": \([0-9]*\).*/\1/p')
     gresult rx_prio_dropped "$variant" "${q:-0}"
-    [ -n "${KEEP:-}" ] || guests_cleanup
+    guests_cleanup
     [ -n "$cfg" ] && rm -f "$cfg"
     return 0
 }
