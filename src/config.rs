@@ -46,6 +46,9 @@
 //! allow_dhcp_server = false # port security: guests may serve DHCP (v4 and v6)
 //! allow_ra = false          # port security: guests may send router
 //!                           # advertisements and redirects
+//! rx_control_first = true   # when a guest's RX ring is full, its ARP, ICMP,
+//!                           # ICMPv6/ND and DHCP frames wait in a priority
+//!                           # backlog, delivered before bulk frames, dropped last
 //!
 //! [xen]
 //! mode = "emulated"         # "emulated": the [emulated_xen] hypervisor above;
@@ -60,6 +63,7 @@
 //! port_security = true      # real mode: as [emulated_xen] port_security
 //! allow_dhcp_server = false # real mode: as [emulated_xen] allow_dhcp_server
 //! allow_ra = false          # real mode: as [emulated_xen] allow_ra
+//! rx_control_first = true   # real mode: as [emulated_xen] rx_control_first
 //! ```
 //!
 //! In real mode `[emulated_xen]` is ignored (no attach socket, no emulated
@@ -140,6 +144,9 @@ pub struct XenConfig {
     /// Real mode: as `[emulated_xen] allow_ra`.
     #[serde(default)]
     pub allow_ra: bool,
+    /// Real mode: as `[emulated_xen] rx_control_first`.
+    #[serde(default = "default_true")]
+    pub rx_control_first: bool,
 }
 
 impl XenConfig {
@@ -155,6 +162,7 @@ impl XenConfig {
             port_security: self.port_security,
             allow_dhcp_server: self.allow_dhcp_server,
             allow_ra: self.allow_ra,
+            rx_control_first: self.rx_control_first,
         }
     }
 }
@@ -172,6 +180,7 @@ impl EmulatedXenConfig {
             port_security: self.port_security,
             allow_dhcp_server: self.allow_dhcp_server,
             allow_ra: self.allow_ra,
+            rx_control_first: self.rx_control_first,
         }
     }
 }
@@ -188,6 +197,7 @@ impl Default for XenConfig {
             port_security: true,
             allow_dhcp_server: false,
             allow_ra: false,
+            rx_control_first: true,
         }
     }
 }
@@ -338,6 +348,12 @@ pub struct EmulatedXenConfig {
     /// `other_config:xennet-allow-ra` overrides it.
     #[serde(default)]
     pub allow_ra: bool,
+    /// Control traffic first (`xennet_vif::Vif::set_rx_control_first`):
+    /// when a guest's RX ring is full, its ARP, ICMP, ICMPv6 (Neighbor
+    /// Discovery) and DHCP/DHCPv6 frames wait in a small priority backlog
+    /// delivered before the bulk one and are dropped last. Default true.
+    #[serde(default = "default_true")]
+    pub rx_control_first: bool,
 }
 
 fn default_true() -> bool {
@@ -380,6 +396,7 @@ impl Default for EmulatedXenConfig {
             port_security: true,
             allow_dhcp_server: false,
             allow_ra: false,
+            rx_control_first: true,
         }
     }
 }

@@ -66,6 +66,24 @@ impl Domains {
 }
 
 impl Domains {
+    /// `xennet/domain-show`: every registered domain and what backends
+    /// hold of it (`xennet_vif::emul::attach::DomainUsage`), one line
+    /// each: `domain 1: ring-mappings:2 grant-handles:1 bound-channels:1`.
+    pub fn show(&self) -> String {
+        let mut all: Vec<(DomId, Arc<RegisteredDomain>)> =
+            self.lock().iter().map(|(d, r)| (*d, r.clone())).collect();
+        all.sort_unstable_by_key(|(d, _)| *d);
+        let mut out = String::new();
+        for (d, r) in all {
+            let u = r.usage();
+            out.push_str(&format!(
+                "domain {d}: ring-mappings:{} grant-handles:{} bound-channels:{}\n",
+                u.ring_mappings, u.grant_handles, u.bound_channels
+            ));
+        }
+        out
+    }
+
     fn registered(&self, domid: DomId) -> Result<Arc<RegisteredDomain>, String> {
         self.get(domid)
             .ok_or_else(|| format!("domain {domid} is not registered with the emulated hypervisor"))
@@ -91,6 +109,17 @@ impl crate::xenbusd::Hypervisor for Domains {
     fn domain_exists(&self, domid: DomId) -> bool {
         self.get(domid).is_some()
     }
+}
+
+/// Add the emulated hypervisor's commands (`xennet/domain-show`) to `c`.
+pub fn add_commands(c: &mut crate::unixctl::Commands, domains: Arc<Domains>) {
+    c.add(
+        "xennet/domain-show",
+        "",
+        0,
+        0,
+        Box::new(move |_| Ok(domains.show())),
+    );
 }
 
 /// What registered domains need: the registry and the emulated xenstored.

@@ -203,7 +203,12 @@ async fn run(
         }
     };
     let shutdown = Arc::new(tokio::sync::Notify::new());
-    let commands = Arc::new(bridge::commands(switch.clone(), shutdown.clone()));
+    // Domains registered with the emulated hypervisor (shown by
+    // `xennet/domain-show`).
+    let domains: Arc<emulxen::Domains> = Arc::default();
+    let mut commands = bridge::commands(switch.clone(), shutdown.clone());
+    emulxen::add_commands(&mut commands, domains.clone());
+    let commands = Arc::new(commands);
 
     let ctl_task = {
         let ctl = ctl.clone();
@@ -243,7 +248,7 @@ async fn run(
             .with_context(|| format!("emulated xenstored on {}", path.display()))?;
         tracing::info!("emulated xenstored on {}", path.display());
         let ctx = emulxen::XenbusCtx {
-            domains: Arc::default(),
+            domains: domains.clone(),
             store: server,
         };
         let cfg = &config.emulated_xen;

@@ -118,6 +118,9 @@ pub struct BackendConfig {
     /// Port security: guests may send router advertisements and
     /// redirects (unless their Interface says otherwise).
     pub allow_ra: bool,
+    /// Control frames overtake a full guest-RX backlog
+    /// (`Vif::set_rx_control_first`).
+    pub rx_control_first: bool,
 }
 
 /// Connects vifs for the state machine: rings and event channel through
@@ -249,6 +252,7 @@ impl VifHooks for Hooks {
             self.cfg.coalesce_usecs,
         )));
         vif.set_tx_rate(self.rate.clone());
+        vif.set_rx_control_first(self.cfg.rx_control_first);
         if let Placement::Database(vifs) = &self.switch {
             vifs.note_security(&self.name, vif.port_security());
         }
@@ -334,6 +338,12 @@ fn run(
         let Some(ev) = xs.next_event(Duration::from_secs(3600))? else {
             continue;
         };
+        // The backend's own share of a (re)connection is measured from
+        // here: the watch event is in our hands.
+        let seen = std::time::Instant::now();
+        // A frontend `state` event: the backend directory did not change,
+        // so its `rate`, `ip` and `mac` keys need no re-reading.
+        let frontend_event = ev.token.starts_with(FRONTEND_TOKEN);
         let keys: Vec<(DomId, u16)> = if ev.token == BACKEND_TOKEN {
             match ev.path.strip_prefix(base) {
                 Some("") => {
@@ -442,13 +452,19 @@ fn run(
                     },
                 )
             });
-            hooks.refresh_rate(xs, &format!("{base}/{domid}/{handle}"));
+            // (A device's first event is always a backend one: its
+            // frontend's state is watched only once it exists.)
+            if !frontend_event {
+                hooks.refresh_rate(xs, &format!("{base}/{domid}/{handle}"));
+            }
             if cfg.port_security {
                 let be = format!("{base}/{domid}/{handle}");
                 if hooks.mac.is_none() {
                     hooks.mac = backend_mac(xs, &be);
                 }
-                hooks.refresh_ip(xs, &be);
+                if !frontend_event {
+                    hooks.refresh_ip(xs, &be);
+                }
             }
             let had_fe = dev.frontend_dir().is_some();
             let token = format!("{FRONTEND_TOKEN}{domid}:{handle}");
@@ -460,7 +476,16 @@ fn run(
                     &hooks.name,
                 );
             }
-            match dev.update(xs, hooks) {
+            let was_connected = dev.is_connected();
+            let progress = dev.update(xs, hooks);
+            if !was_connected && dev.is_connected() {
+                tracing::info!(
+                    "{}: Connected {} us after the frontend's state change (backend share)",
+                    hooks.name,
+                    seen.elapsed().as_micros()
+                );
+            }
+            match progress {
                 Ok(Progress::Removed) => {
                     if let Some(fe) = dev.frontend_dir() {
                         let _ = xs.unwatch(&format!("{fe}/state"), &token);

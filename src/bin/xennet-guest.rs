@@ -39,6 +39,23 @@
 //!
 //! `--hostile CASE` makes it misbehave once after attaching (see
 //! `xennet_vif::hostile`), to test that xennetd survives it.
+//!
+//! Commands, by signal:
+//!
+//! - SIGUSR1 resets the interface, as Linux xen-netfront reconnects: the
+//!   frontend goes Closing and Closed (each after the backend followed),
+//!   revokes every grant and sets up fresh rings under new grant
+//!   references ([`Netfront::reset`]), goes Initialising, and once the
+//!   backend is back in InitWait writes the new keys with Initialised
+//!   and goes Connected after the backend. As Linux netfront's
+//!   `netdev_notify_peers` after a reconnection, it then announces its
+//!   address (`--ip`) with a gratuitous ARP, queued on the new TX ring
+//!   before Initialised. It prints the times from writing Initialised to
+//!   seeing the backend Connected and to the first TX response (the
+//!   first packet forwarded), in µs. Frames the guest's stack queues
+//!   meanwhile wait in the tap and go out on the new rings.
+//! - SIGUSR2 stops taking packets from the RX ring (the backend's RX
+//!   backlog then builds up), or resumes.
 
 #[path = "../tap.rs"]
 #[allow(dead_code)]
@@ -151,9 +168,19 @@ struct Args {
 
 /// Set by SIGTERM/SIGINT: close the vif and exit.
 static STOP: AtomicBool = AtomicBool::new(false);
+/// Set by SIGUSR1: reset the interface.
+static RESET: AtomicBool = AtomicBool::new(false);
+/// Toggled by SIGUSR2: leave the RX ring alone.
+static RX_STALLED: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
+extern "C" fn on_signal(sig: libc::c_int) {
+    match sig {
+        libc::SIGUSR1 => RESET.store(true, Ordering::SeqCst),
+        libc::SIGUSR2 => {
+            RX_STALLED.fetch_xor(true, Ordering::SeqCst);
+        }
+        _ => STOP.store(true, Ordering::SeqCst),
+    }
 }
 
 /// Waits up to `timeout` for the backend's state to satisfy `want`.
@@ -177,12 +204,27 @@ fn wait_backend(
 }
 
 /// The xenbus handshake, frontend side (Linux xen-netfront's
-/// `talk_to_netback` and `netback_changed`).
+/// `talk_to_netback` and `netback_changed`): the toolstack's directories,
+/// a watch on the backend's state, then [`xenbus_handshake`].
 fn xenbus_connect(xs: &Client, nf: &Netfront, spec: &VifSpec) -> anyhow::Result<()> {
     create_vif_nodes(xs, spec).context("creating the vif's xenstore directories")?;
     let be = backend_path(spec.backend_domid, spec.domid, spec.handle);
-    let fe = frontend_path(spec.domid, spec.handle);
     xs.watch(&format!("{be}/state"), "backend-state")?;
+    xenbus_handshake(xs, nf, spec).map(|_| ())
+}
+
+/// When [`xenbus_handshake`] wrote Initialised (just before the commit
+/// that made it visible) and when it saw the backend Connected.
+struct HandshakeTimes {
+    initialised: Instant,
+    connected: Instant,
+}
+
+/// From the backend's InitWait to Connected: the frontend's keys with
+/// Initialised in one transaction, then Connected once the backend is.
+fn xenbus_handshake(xs: &Client, nf: &Netfront, spec: &VifSpec) -> anyhow::Result<HandshakeTimes> {
+    let be = backend_path(spec.backend_domid, spec.domid, spec.handle);
+    let fe = frontend_path(spec.domid, spec.handle);
     wait_backend(xs, &be, Duration::from_secs(10), |s| {
         s == XenbusState::InitWait
     })
@@ -254,16 +296,19 @@ fn xenbus_connect(xs: &Client, nf: &Netfront, spec: &VifSpec) -> anyhow::Result<
     ] {
         keys.push((k.into(), v.into()));
     }
+    let mut initialised = Instant::now();
     xs.transaction(|tx| {
         for (k, v) in &keys {
             tx.write(&format!("{fe}/{k}"), v.as_str())?;
         }
+        initialised = Instant::now();
         Ok(())
     })
     .context("writing the frontend keys")?;
     let st = wait_backend(xs, &be, Duration::from_secs(10), |s| {
         s >= XenbusState::Connected
     })?;
+    let connected = Instant::now();
     if st != XenbusState::Connected {
         let err = xs
             .read_string(&error_path(spec.backend_domid, spec.domid, spec.handle))
@@ -271,7 +316,100 @@ fn xenbus_connect(xs: &Client, nf: &Netfront, spec: &VifSpec) -> anyhow::Result<
         bail!("the backend refused the vif (state {st:?}): {err}");
     }
     write_state(xs, &fe, XenbusState::Connected)?;
+    Ok(HandshakeTimes {
+        initialised,
+        connected,
+    })
+}
+
+/// A gratuitous ARP request announcing `ip` at `mac` (what Linux sends
+/// for `NETDEV_NOTIFY_PEERS`: sender and target address both `ip`).
+fn gratuitous_arp(mac: [u8; 6], ip: std::net::Ipv4Addr) -> Vec<u8> {
+    let mut f = Vec::with_capacity(60);
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&ip.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&ip.octets());
+    f.resize(60, 0);
+    f
+}
+
+/// Reset the interface (see the module documentation): Closing, Closed,
+/// fresh rings under new grant references, Initialising, the handshake,
+/// and the gratuitous ARP `announce` (if any) on the new TX ring. Prints
+/// the timings.
+fn xenbus_reset(
+    xs: &Client,
+    nf: &mut Netfront,
+    spec: &VifSpec,
+    announce: Option<&[u8]>,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let be = backend_path(spec.backend_domid, spec.domid, spec.handle);
+    let fe = frontend_path(spec.domid, spec.handle);
+    // What is on the TX ring goes out first (the backend answers within
+    // microseconds; at most 200 ms for a stuck one, whose requests are
+    // then dropped with the old rings, as Linux netfront drops them).
+    let end = start + Duration::from_millis(200);
+    while nf.tx_in_flight() > 0 && Instant::now() < end {
+        wait_events(nf, 10);
+    }
+    xenbus_close(xs, spec)?;
+    // The backend is Closed: it unmapped the rings and unbound the
+    // channels, so the grants can go.
+    nf.reset().context("setting up fresh rings")?;
+    nf.clear_tx_responses();
+    write_state(xs, &fe, XenbusState::Initialising)?;
+    wait_backend(xs, &be, Duration::from_secs(5), |s| {
+        s == XenbusState::InitWait
+    })
+    .context("waiting for the backend's InitWait")?;
+    if let Some(frame) = announce {
+        anyhow::ensure!(nf.send(frame, 0)?, "the fresh TX ring is full");
+    }
+    let t = xenbus_handshake(xs, nf, spec)?;
+    // As Linux netfront's xennet_connect: kick every channel.
+    nf.notify_all();
+    let forwarded = if announce.is_some() {
+        let end = Instant::now() + Duration::from_secs(2);
+        loop {
+            if !nf.tx_responses().is_empty() {
+                break Some(Instant::now());
+            }
+            if Instant::now() >= end {
+                break None;
+            }
+            wait_events(nf, 100);
+        }
+    } else {
+        None
+    };
+    let us = |a: Instant, b: Instant| b.saturating_duration_since(a).as_micros();
+    println!(
+        "xennet-guest: reset {}: Initialised->Connected {} us, Initialised->first-forwarded {} us, whole reset {} us",
+        nf.resets(),
+        us(t.initialised, t.connected),
+        forwarded.map_or_else(|| "-".to_string(), |f| us(t.initialised, f).to_string()),
+        us(start, Instant::now()),
+    );
     Ok(())
+}
+
+/// Wait up to `ms` milliseconds for a notification on any of `nf`'s
+/// event channels, and consume it.
+fn wait_events(nf: &Netfront, ms: u16) {
+    {
+        let fds = nf.event_fds();
+        let mut pfds: Vec<PollFd> = fds
+            .iter()
+            .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+            .collect();
+        let _ = poll(&mut pfds, PollTimeout::from(ms));
+    }
+    nf.ack();
 }
 
 /// Frontend Closing then Closed, each after the backend followed.
@@ -484,6 +622,8 @@ fn main() -> anyhow::Result<()> {
     for sig in [
         nix::sys::signal::Signal::SIGTERM,
         nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGUSR1,
+        nix::sys::signal::Signal::SIGUSR2,
     ] {
         let action = nix::sys::signal::SigAction::new(
             nix::sys::signal::SigHandler::Handler(on_signal),
@@ -524,8 +664,28 @@ fn main() -> anyhow::Result<()> {
         xennet_vif::hostile::run(case, &mut nf);
         println!("xennet-guest: sent hostile case {case}");
     }
+    let announce = match &args.ip {
+        Some(a) => Some(gratuitous_arp(
+            mac,
+            a.split('/')
+                .next()
+                .unwrap_or_default()
+                .parse()
+                .with_context(|| format!("--ip {a}: not an IPv4 address"))?,
+        )),
+        None => None,
+    };
+    let mut pending = None;
     loop {
-        let ended = run(&mut tap, &mut nf, &stream)?;
+        let ended = run(&mut tap, &mut nf, &stream, &mut pending)?;
+        if let Ended::Reset = ended {
+            match &xenbus {
+                Some((xs, spec)) => xenbus_reset(xs, &mut nf, spec, announce.as_deref())
+                    .context("resetting the interface")?,
+                None => eprintln!("xennet-guest: a reset needs the xenstore handshake; ignored"),
+            }
+            continue;
+        }
         let (Ended::BackendGone, Some((xs, spec)), Some(path)) = (ended, &mut xenbus, &xenstore)
         else {
             break;
@@ -592,22 +752,53 @@ enum Ended {
     Stopped,
     /// xennetd closed the attach connection (it exited or died).
     BackendGone,
+    /// SIGUSR1: reset the interface.
+    Reset,
 }
 
-/// Shuttle frames between the tap and the rings until xennetd goes away.
-fn run(tap: &mut Tap, nf: &mut Netfront, stream: &UnixStream) -> anyhow::Result<Ended> {
-    let mut pending: Option<(Vec<u8>, u16)> = None;
+/// Shuttle frames between the tap and the rings until xennetd goes away
+/// or a signal asks otherwise; `pending` is a frame the TX ring had no
+/// room for (kept across calls).
+fn run(
+    tap: &mut Tap,
+    nf: &mut Netfront,
+    stream: &UnixStream,
+    pending: &mut Option<(Vec<u8>, u16)>,
+) -> anyhow::Result<Ended> {
     let mut rx = Vec::with_capacity(65_536);
     // Frames from the backend the tap refused (dropped, as a NIC drops a
     // frame it cannot take), with a log line at most once a second.
     let mut tap_refused = 0u64;
     let mut tap_refused_log = xennet_vif::ratelimit::LogLimit::new();
+    let mut was_stalled = false;
+    // The RX budget ran out with packets left: poll without waiting.
+    let mut rx_more = false;
     loop {
         if STOP.load(Ordering::SeqCst) {
             println!("xennet-guest: signalled; exiting");
             return Ok(Ended::Stopped);
         }
-        let timeout = if pending.is_some() { 10u16 } else { 1000 };
+        if RESET.swap(false, Ordering::SeqCst) {
+            // What the backend already put in the RX ring goes to the
+            // stack first (unless RX is stalled).
+            while deliver_rx(tap, nf, &mut rx, &mut tap_refused, &mut tap_refused_log)? {}
+            return Ok(Ended::Reset);
+        }
+        let stalled = RX_STALLED.load(Ordering::Relaxed);
+        if stalled != was_stalled {
+            was_stalled = stalled;
+            println!(
+                "xennet-guest: RX {}",
+                if stalled { "stalled" } else { "resumed" }
+            );
+        }
+        let timeout = if rx_more {
+            0u16
+        } else if pending.is_some() {
+            10
+        } else {
+            1000
+        };
         let (tap_ready, evt_ready, hup) = {
             // [stream, tap, then every event channel].
             let mut fds = vec![
@@ -632,6 +823,11 @@ fn run(tap: &mut Tap, nf: &mut Netfront, stream: &UnixStream) -> anyhow::Result<
             let evt = (2..fds.len()).any(ready);
             (pending.is_none() && ready(1), evt, ready(0))
         };
+        if RESET.load(Ordering::SeqCst) {
+            // Asked while we waited: the tap's frames wait for the new
+            // rings.
+            continue;
+        }
         if hup {
             let mut b = [0u8; 64];
             if nix::unistd::read(stream.as_raw_fd(), &mut b).unwrap_or(0) == 0 {
@@ -643,35 +839,11 @@ fn run(tap: &mut Tap, nf: &mut Netfront, stream: &UnixStream) -> anyhow::Result<
             nf.ack();
         }
         // Backend → guest: RX responses to the tap.
-        while let Some(flags) = nf.recv(&mut rx) {
-            let mut hdr = VnetHdr::default();
-            if flags & NETRXF_CSUM_BLANK != 0 {
-                if let Some((start, offset)) = xennet_datapath::csum::partial_offsets(&rx) {
-                    hdr.flags = VNET_F_NEEDS_CSUM;
-                    hdr.csum_start = start;
-                    hdr.csum_offset = offset;
-                }
-            } else if flags & NETRXF_DATA_VALIDATED != 0 {
-                hdr.flags = VNET_F_DATA_VALID;
-            }
-            match tap.send(&hdr, &rx) {
-                Ok(_) => {}
-                Err(e) if tap::refuses_frame(&e) => {
-                    tap_refused += 1;
-                    if tap_refused_log.ready() {
-                        eprintln!(
-                            "xennet-guest: the tap refused a {}-byte frame from the backend: {e} (dropped; {tap_refused} in all)",
-                            rx.len()
-                        );
-                    }
-                }
-                Err(e) => return Err(e).context("writing to the tap"),
-            }
-        }
+        rx_more = deliver_rx(tap, nf, &mut rx, &mut tap_refused, &mut tap_refused_log)?;
         // Guest → backend: frames from the tap to the TX ring.
         if let Some((frame, flags)) = pending.take() {
             if !nf.send(&frame, flags)? {
-                pending = Some((frame, flags));
+                *pending = Some((frame, flags));
                 continue;
             }
         }
@@ -691,10 +863,60 @@ fn run(tap: &mut Tap, nf: &mut Netfront, stream: &UnixStream) -> anyhow::Result<
                     0
                 };
                 if !nf.send(frame, flags)? {
-                    pending = Some((frame.to_vec(), flags));
+                    *pending = Some((frame.to_vec(), flags));
                     break;
                 }
             }
         }
     }
+}
+
+/// Packets [`deliver_rx`] takes per call, as Linux netfront's NAPI
+/// budget (`xennet_poll`, 64): a flood to the guest does not starve its
+/// TX (its replies).
+const RX_BUDGET: usize = 64;
+
+/// Backend → guest: up to [`RX_BUDGET`] RX responses to the tap (none
+/// while RX is stalled); true when the budget ran out. A frame the tap
+/// refuses is dropped, as a NIC drops a frame it cannot take, and
+/// counted in `tap_refused` with a log line at most once a second.
+fn deliver_rx(
+    tap: &mut Tap,
+    nf: &mut Netfront,
+    rx: &mut Vec<u8>,
+    tap_refused: &mut u64,
+    tap_refused_log: &mut xennet_vif::ratelimit::LogLimit,
+) -> anyhow::Result<bool> {
+    for _ in 0..RX_BUDGET {
+        if RX_STALLED.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let Some(flags) = nf.recv(rx) else {
+            return Ok(false);
+        };
+        let mut hdr = VnetHdr::default();
+        if flags & NETRXF_CSUM_BLANK != 0 {
+            if let Some((start, offset)) = xennet_datapath::csum::partial_offsets(rx) {
+                hdr.flags = VNET_F_NEEDS_CSUM;
+                hdr.csum_start = start;
+                hdr.csum_offset = offset;
+            }
+        } else if flags & NETRXF_DATA_VALIDATED != 0 {
+            hdr.flags = VNET_F_DATA_VALID;
+        }
+        match tap.send(&hdr, rx) {
+            Ok(_) => {}
+            Err(e) if tap::refuses_frame(&e) => {
+                *tap_refused += 1;
+                if tap_refused_log.ready() {
+                    eprintln!(
+                        "xennet-guest: the tap refused a {}-byte frame from the backend: {e} (dropped; {tap_refused} in all)",
+                        rx.len()
+                    );
+                }
+            }
+            Err(e) => return Err(e).context("writing to the tap"),
+        }
+    }
+    Ok(true)
 }

@@ -149,6 +149,15 @@ metrics! {
     /// Packets dropped because the RX queue was full (256 packets or
     /// 512 KiB, XSA-392).
     tx_queue_full,
+    /// Control frames (ARP, ICMP, ICMPv6, DHCP, DHCPv6) that found the
+    /// guest's RX ring full and waited in the priority backlog, ahead of
+    /// bulk frames (`Vif::set_rx_control_first`); also in `tx_queued`.
+    tx_prio_queued,
+    /// Priority-backlog frames delivered to the guest.
+    tx_prio_delivered,
+    /// Control frames dropped because the priority backlog was full (64
+    /// packets or 64 KiB per queue).
+    tx_prio_dropped,
     /// Packets dropped after waiting 10 s in the RX queue for the guest to
     /// post requests (Linux `rx_drain_timeout_msecs`).
     tx_expired,
@@ -217,6 +226,7 @@ impl VifMetrics {
             tx_packets: g(&self.tx_packets),
             tx_bytes: g(&self.tx_bytes),
             tx_dropped: g(&self.tx_queue_full)
+                + g(&self.tx_prio_dropped)
                 + g(&self.tx_expired)
                 + g(&self.tx_unsendable)
                 + g(&self.tx_disabled_drops),

@@ -19,6 +19,14 @@
 //!
 //! Like Linux netfront, an RX request's id is its ring slot, and a response
 //! is matched to its buffer by slot (extras overlay the id).
+//!
+//! [`Netfront::reset`] tears the rings down and sets up fresh ones, as
+//! Linux netfront does when it reconnects (`xennet_disconnect_backend`,
+//! then `talk_to_netback`): every grant is revoked and the same frames are
+//! granted again under new references. References come in two banks of
+//! `nr_frames` entries, used in turn: bank `b` grants frame `f` as
+//! `GREF_BASE + b * nr_frames + f`, so consecutive connections never share
+//! a reference.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
@@ -95,6 +103,10 @@ pub struct Netfront {
     grant_fd: OwnedFd,
     nr_frames: u32,
     nr_grants: u32,
+    /// The grant-reference bank in use (0 or 1, see the module docs).
+    bank: u32,
+    /// Times [`Netfront::reset`] set up fresh rings.
+    resets: u64,
     queues: Vec<FrontQueue>,
     /// Queue [`Netfront::recv`] looks at first (round robin).
     rx_next: usize,
@@ -128,7 +140,8 @@ pub struct Netfront {
 /// Most TX responses a [`Netfront`] keeps for [`Netfront::tx_responses`].
 pub const TX_LOG_MAX: usize = 4 * RING_SIZE as usize;
 
-/// Grant reference of frame `f`.
+/// Grant reference of frame `f` in the first bank (before any
+/// [`Netfront::reset`]).
 pub fn gref_of(frame: u32) -> GrantRef {
     GREF_BASE + frame
 }
@@ -156,7 +169,10 @@ impl Netfront {
         }
         // The queues, then the control ring and its data page.
         let nr_frames = QUEUE_FRAMES * queues + 2;
-        let nr_grants = (GREF_BASE + nr_frames).next_power_of_two().max(NR_GRANTS);
+        // Two banks of references (see the module docs).
+        let nr_grants = (GREF_BASE + 2 * nr_frames)
+            .next_power_of_two()
+            .max(NR_GRANTS);
         let mem_len = nr_frames as usize * XEN_PAGE_SIZE;
         let table_len = nr_grants as usize * GRANT_ENTRY_SIZE;
         let mem_fd = sealed_memfd("xennet-guest-mem", mem_len)?;
@@ -170,16 +186,9 @@ impl Netfront {
             RingPage::new(mem.clone(), frame as usize * XEN_PAGE_SIZE)
                 .ok_or_else(|| VifError::Attach("ring frame outside guest memory".into()))
         };
-        let ctrl_frame = QUEUE_FRAMES * queues;
-        grants.grant(gref_of(ctrl_frame), backend_domid, ctrl_frame, false);
-        grants.grant(gref_of(ctrl_frame + 1), backend_domid, ctrl_frame + 1, true);
         let mut qs = Vec::with_capacity(queues as usize);
         for q in 0..queues {
             let base = q * QUEUE_FRAMES;
-            for off in 0..QUEUE_FRAMES {
-                let readonly = (TX_BUF_FRAME..RX_BUF_FRAME).contains(&off);
-                grants.grant(gref_of(base + off), backend_domid, base + off, readonly);
-            }
             let (tx_evt, backend_tx) = EventFdChannel::pair()?;
             let (rx_evt, backend_rx) = if split {
                 let (f, b) = EventFdChannel::pair()?;
@@ -208,6 +217,8 @@ impl Netfront {
             grant_fd,
             nr_frames,
             nr_grants,
+            bank: 0,
+            resets: 0,
             queues: qs,
             rx_next: 0,
             rx_per_queue: [0; MAX_QUEUES as usize],
@@ -224,15 +235,101 @@ impl Netfront {
             feature_rx_notify: true,
             request_multicast_control: false,
         };
-        for q in 0..nf.queues.len() {
+        nf.grant_all();
+        nf.post_all_rx();
+        Ok(nf)
+    }
+
+    /// Grant reference of frame `frame` in the bank in use.
+    fn gref(&self, frame: u32) -> GrantRef {
+        GREF_BASE + self.bank * self.nr_frames + frame
+    }
+
+    /// Grant every frame to the backend under the current bank: TX
+    /// buffers and the control data page read-only, the rest writable.
+    fn grant_all(&self) {
+        for f in 0..self.nr_frames {
+            let off = f % QUEUE_FRAMES;
+            let readonly = if f >= self.nr_frames - 2 {
+                f == self.nr_frames - 1
+            } else {
+                (TX_BUF_FRAME..RX_BUF_FRAME).contains(&off)
+            };
+            self.grants
+                .grant(self.gref(f), self.backend_domid, f, readonly);
+        }
+    }
+
+    /// Post an RX request in every slot of every queue.
+    fn post_all_rx(&mut self) {
+        for q in 0..self.queues.len() {
             for slot in 0..RING_SIZE {
-                nf.post_rx(q, slot);
+                self.post_rx(q, slot);
             }
-            if let Some(fq) = nf.queues.get_mut(q) {
+            if let Some(fq) = self.queues.get_mut(q) {
                 fq.rx.push_requests();
             }
         }
-        Ok(nf)
+    }
+
+    /// Tear the rings down and set up fresh ones (see the module docs):
+    /// every grant of the current bank revoked, the other bank granted,
+    /// every ring re-initialised empty (TX requests not yet answered and
+    /// RX responses not yet taken are gone, as in Linux netfront's
+    /// `xennet_release_tx_bufs`/`xennet_release_rx_bufs`), all RX requests
+    /// posted again, pending notifications consumed. The event channels
+    /// stay. Call only once the backend let go of the old rings (it is
+    /// Closing or Closed), then hand it the new [`Netfront::ring_refs`].
+    pub fn reset(&mut self) -> Result<(), VifError> {
+        for f in 0..self.nr_frames {
+            self.grants.end_access(self.gref(f));
+        }
+        self.bank ^= 1;
+        self.grant_all();
+        let page = |frame: u32| {
+            RingPage::new(self.mem.clone(), frame as usize * XEN_PAGE_SIZE)
+                .ok_or_else(|| VifError::Attach("ring frame outside guest memory".into()))
+        };
+        let mut fresh = Vec::with_capacity(self.queues.len());
+        for fq in &self.queues {
+            fresh.push((
+                FrontRing::init(page(fq.base + TX_RING_FRAME)?),
+                FrontRing::init(page(fq.base + RX_RING_FRAME)?),
+            ));
+        }
+        let ctrl_ring = match &self.ctrl {
+            Some(_) => Some(FrontRing::init(page(self.nr_frames - 2)?)),
+            None => None,
+        };
+        for (fq, (tx, rx)) in self.queues.iter_mut().zip(fresh) {
+            fq.tx = tx;
+            fq.rx = rx;
+            fq.tx_free_ids = (0..RING_SIZE as u16).rev().collect();
+            fq.tx_in_use.iter_mut().for_each(|u| *u = false);
+        }
+        if let (Some(c), Some(ring)) = (self.ctrl.as_mut(), ctrl_ring) {
+            c.0 = ring;
+        }
+        self.post_all_rx();
+        self.ack();
+        self.rx_next = 0;
+        self.resets += 1;
+        Ok(())
+    }
+
+    /// TX requests the backend has not answered yet (every queue), after
+    /// reaping the responses there are.
+    pub fn tx_in_flight(&mut self) -> usize {
+        self.reap_tx();
+        self.queues
+            .iter()
+            .map(|q| q.tx_in_use.iter().filter(|u| **u).count())
+            .sum()
+    }
+
+    /// Times [`Netfront::reset`] set up fresh rings.
+    pub fn resets(&self) -> u64 {
+        self.resets
     }
 
     /// Number of queues.
@@ -258,7 +355,10 @@ impl Netfront {
     /// Queue `q`'s `(tx-ring-ref, rx-ring-ref)`.
     pub fn ring_refs(&self, q: usize) -> (GrantRef, GrantRef) {
         let base = q as u32 * QUEUE_FRAMES;
-        (gref_of(base + TX_RING_FRAME), gref_of(base + RX_RING_FRAME))
+        (
+            self.gref(base + TX_RING_FRAME),
+            self.gref(base + RX_RING_FRAME),
+        )
     }
 
     /// Queue `q`'s event-channel ports: `(event-channel or
@@ -300,7 +400,7 @@ impl Netfront {
     pub fn ctrl_keys(&self) -> Option<(GrantRef, u32)> {
         self.ctrl
             .as_ref()
-            .map(|_| (gref_of(self.nr_frames - 2), CTRL_PORT))
+            .map(|_| (self.gref(self.nr_frames - 2), CTRL_PORT))
     }
 
     /// The backend end of the control channel for an in-process backend
@@ -323,7 +423,7 @@ impl Netfront {
 
     /// Grant reference of the control data page.
     pub fn ctrl_data_gref(&self) -> GrantRef {
-        gref_of(self.nr_frames - 1)
+        self.gref(self.nr_frames - 1)
     }
 
     /// Put a control request on the ring and notify. `false` if the
@@ -378,8 +478,8 @@ impl Netfront {
         FrontendConfig {
             domid: self.domid,
             handle,
-            tx_ring_ref: gref_of(TX_RING_FRAME),
-            rx_ring_ref: gref_of(RX_RING_FRAME),
+            tx_ring_ref: self.gref(TX_RING_FRAME),
+            rx_ring_ref: self.gref(RX_RING_FRAME),
             rx_copy: true,
             sg: self.feature_sg,
             rx_csum_blank: self.feature_rx_csum,
@@ -522,6 +622,7 @@ impl Netfront {
     }
 
     fn post_rx(&mut self, q: usize, slot: u32) {
+        let bank = self.gref(0);
         let Some(fq) = self.queues.get_mut(q) else {
             return;
         };
@@ -529,7 +630,7 @@ impl Netfront {
         fq.rx.put_request(NetifRxRequest {
             id,
             pad: 0,
-            gref: gref_of(fq.base + RX_BUF_FRAME + u32::from(id)),
+            gref: bank + fq.base + RX_BUF_FRAME + u32::from(id),
         });
     }
 
@@ -608,6 +709,7 @@ impl Netfront {
     /// it. `Ok(false)` if the ring is full.
     pub fn mcast_request(&mut self, kind: u8, addr: [u8; 6]) -> Result<bool, VifError> {
         self.reap_tx_queue(0);
+        let bank = self.gref(0);
         let Some(fq) = self.queues.first_mut() else {
             return Err(VifError::Attach("no queue".into()));
         };
@@ -621,7 +723,7 @@ impl Netfront {
             *u = true;
         }
         fq.tx.put_request(NetifTxRequest {
-            gref: gref_of(fq.base + TX_BUF_FRAME + u32::from(id)),
+            gref: bank + fq.base + TX_BUF_FRAME + u32::from(id),
             offset: 0,
             flags: NETTXF_EXTRA_INFO,
             id,
@@ -649,6 +751,7 @@ impl Netfront {
         let chunks: Vec<&[u8]> = frame.chunks(XEN_PAGE_SIZE).collect();
         let need = chunks.len() + extras.len();
         self.reap_tx_queue(q);
+        let bank = self.gref(0);
         let mem = self.mem.clone();
         let Some(fq) = self.queues.get_mut(q) else {
             return Err(VifError::Attach(format!("no queue {q}")));
@@ -676,7 +779,7 @@ impl Netfront {
             // Sizes fit: the frame is at most 0xFFFF bytes.
             let size = if s == 0 { frame.len() } else { chunk.len() } as u16;
             fq.tx.put_request(NetifTxRequest {
-                gref: gref_of(frame_no),
+                gref: bank + frame_no,
                 offset: 0,
                 flags: f,
                 id,
@@ -873,7 +976,8 @@ impl Netfront {
         self.mem.write(at, data)
     }
 
-    /// Grant reference of queue 0's TX buffer `id`.
+    /// Grant reference of queue 0's TX buffer `id` (first bank: before
+    /// any [`Netfront::reset`]).
     pub fn tx_buffer_gref(id: u16) -> GrantRef {
         gref_of(TX_BUF_FRAME + u32::from(id) % RING_SIZE)
     }

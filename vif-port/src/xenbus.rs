@@ -152,16 +152,63 @@ pub fn write_state(xs: &Client, dir: &str, state: XenbusState) -> Result<(), XsE
     xs.write(&format!("{dir}/state"), state.as_str())
 }
 
+/// The frontend keys [`read_frontend`] reads ahead in one round trip
+/// ([`Client::read_many`]): every top-level key of `io/netif.h` it may
+/// need. A multi-queue frontend's `queue-N/` keys are read one by one.
+const FRONTEND_KEYS: &[&str] = &[
+    "multi-queue-num-queues",
+    "tx-ring-ref",
+    "rx-ring-ref",
+    "event-channel-tx",
+    "event-channel-rx",
+    "event-channel",
+    "ctrl-ring-ref",
+    "event-channel-ctrl",
+    "request-rx-copy",
+    "feature-sg",
+    "feature-gso-tcpv4",
+    "feature-gso-tcpv6",
+    "feature-ipv6-csum-offload",
+    "feature-no-csum-offload",
+    "feature-rx-notify",
+    "request-multicast-control",
+];
+
+/// A frontend directory's keys: those of [`FRONTEND_KEYS`] read ahead,
+/// any other read when asked for.
+struct FrontendDir<'a> {
+    xs: &'a Client,
+    fe: &'a str,
+    ahead: Vec<Option<Vec<u8>>>,
+}
+
+impl<'a> FrontendDir<'a> {
+    /// Reads [`FRONTEND_KEYS`] under `fe` in one round trip.
+    fn read(xs: &'a Client, fe: &'a str) -> Result<Self, XsError> {
+        let paths: Vec<String> = FRONTEND_KEYS.iter().map(|k| format!("{fe}/{k}")).collect();
+        let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+        let ahead = xs.read_many(&refs)?;
+        Ok(FrontendDir { xs, fe, ahead })
+    }
+
+    /// Key `key` (relative to the frontend directory); `None` when missing.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, XsError> {
+        match FRONTEND_KEYS.iter().position(|k| *k == key) {
+            Some(i) => Ok(self.ahead.get(i).cloned().flatten()),
+            None => read_opt(self.xs, &format!("{}/{key}", self.fe)),
+        }
+    }
+}
+
 /// An unsigned frontend key: `default` when missing, an error when not a
 /// decimal number no larger than `max`.
 fn read_uint(
-    xs: &Client,
-    fe: &str,
+    fe: &FrontendDir<'_>,
     key: &str,
     default: Option<u64>,
     max: u64,
 ) -> Result<u64, XenbusError> {
-    match read_opt(xs, &format!("{fe}/{key}"))? {
+    match fe.get(key)? {
         None => default.ok_or_else(|| fe_err(format!("{key} is missing"))),
         Some(v) => match parse_uint(&v) {
             Some(n) if n <= max => Ok(n),
@@ -175,8 +222,8 @@ fn read_uint(
 
 /// A boolean feature key (`feature-*`): missing means false, any non-zero
 /// number true (as `xenbus_read_unsigned`), anything else an error.
-fn read_flag(xs: &Client, fe: &str, key: &str) -> Result<bool, XenbusError> {
-    Ok(read_uint(xs, fe, key, Some(0), u64::MAX)? != 0)
+fn read_flag(fe: &FrontendDir<'_>, key: &str) -> Result<bool, XenbusError> {
+    Ok(read_uint(fe, key, Some(0), u64::MAX)? != 0)
 }
 
 /// The event channel(s) a frontend gave (`event-channel`, or
@@ -226,15 +273,15 @@ pub struct FrontendKeys {
 /// with key names prefixed by `dir` (`""` or `"queue-N/"`), as Linux
 /// netback's `connect_data_rings`: `event-channel-tx` (then
 /// `event-channel-rx` is required) or else `event-channel`.
-fn read_queue(xs: &Client, fe: &str, dir: &str) -> Result<QueueKeys, XenbusError> {
+fn read_queue(fe: &FrontendDir<'_>, dir: &str) -> Result<QueueKeys, XenbusError> {
     let gref_max = u64::from(GrantRef::MAX);
     let port_max = u64::from(u32::MAX);
-    let tx_ring_ref = read_uint(xs, fe, &format!("{dir}tx-ring-ref"), None, gref_max)? as GrantRef;
-    let rx_ring_ref = read_uint(xs, fe, &format!("{dir}rx-ring-ref"), None, gref_max)? as GrantRef;
+    let tx_ring_ref = read_uint(fe, &format!("{dir}tx-ring-ref"), None, gref_max)? as GrantRef;
+    let rx_ring_ref = read_uint(fe, &format!("{dir}rx-ring-ref"), None, gref_max)? as GrantRef;
     let tx_key = format!("{dir}event-channel-tx");
-    let evtchn = if read_opt(xs, &format!("{fe}/{tx_key}"))?.is_some() {
-        let tx = read_uint(xs, fe, &tx_key, None, port_max)? as u32;
-        let rx = read_uint(xs, fe, &format!("{dir}event-channel-rx"), None, port_max)? as u32;
+    let evtchn = if fe.get(&tx_key)?.is_some() {
+        let tx = read_uint(fe, &tx_key, None, port_max)? as u32;
+        let rx = read_uint(fe, &format!("{dir}event-channel-rx"), None, port_max)? as u32;
         if tx == rx {
             return Err(fe_err(format!(
                 "{dir}event-channel-tx and -rx are the same port {tx}"
@@ -242,9 +289,7 @@ fn read_queue(xs: &Client, fe: &str, dir: &str) -> Result<QueueKeys, XenbusError
         }
         EventChannels::Split { tx, rx }
     } else {
-        EventChannels::Single(
-            read_uint(xs, fe, &format!("{dir}event-channel"), None, port_max)? as u32,
-        )
+        EventChannels::Single(read_uint(fe, &format!("{dir}event-channel"), None, port_max)? as u32)
     };
     Ok(QueueKeys {
         tx_ring_ref,
@@ -264,20 +309,24 @@ fn read_queue(xs: &Client, fe: &str, dir: &str) -> Result<QueueKeys, XenbusError
 /// flipping is gone), and the `feature-sg`, `feature-gso-tcpv4`,
 /// `feature-gso-tcpv6`, `feature-no-csum-offload`,
 /// `feature-ipv6-csum-offload`, `feature-rx-notify` and
-/// `request-multicast-control` flags.
+/// `request-multicast-control` flags. The top-level keys are read in
+/// one round trip ([`Client::read_many`]).
 pub fn read_frontend(
     xs: &Client,
     fe: &str,
     domid: DomId,
     handle: u16,
 ) -> Result<FrontendKeys, XenbusError> {
-    let n = read_uint(
-        xs,
-        fe,
-        "multi-queue-num-queues",
-        Some(1),
-        u64::from(u32::MAX),
-    )?;
+    parse_frontend(&FrontendDir::read(xs, fe)?, domid, handle)
+}
+
+/// [`read_frontend`] on keys already (partly) read.
+fn parse_frontend(
+    fe: &FrontendDir<'_>,
+    domid: DomId,
+    handle: u16,
+) -> Result<FrontendKeys, XenbusError> {
+    let n = read_uint(fe, "multi-queue-num-queues", Some(1), u64::from(u32::MAX))?;
     if n == 0 {
         return Err(fe_err("multi-queue-num-queues = 0: a vif needs a queue"));
     }
@@ -293,13 +342,13 @@ pub fn read_frontend(
         } else {
             format!("queue-{q}/")
         };
-        queues.push(read_queue(xs, fe, &dir)?);
+        queues.push(read_queue(fe, &dir)?);
     }
-    let ctrl = match read_opt(xs, &format!("{fe}/ctrl-ring-ref"))? {
+    let ctrl = match fe.get("ctrl-ring-ref")? {
         None => None,
         Some(_) => Some((
-            read_uint(xs, fe, "ctrl-ring-ref", None, u64::from(GrantRef::MAX))? as GrantRef,
-            read_uint(xs, fe, "event-channel-ctrl", None, u64::from(u32::MAX))? as u32,
+            read_uint(fe, "ctrl-ring-ref", None, u64::from(GrantRef::MAX))? as GrantRef,
+            read_uint(fe, "event-channel-ctrl", None, u64::from(u32::MAX))? as u32,
         )),
     };
     let mut refs: Vec<GrantRef> = ctrl.iter().map(|c| c.0).collect();
@@ -322,7 +371,7 @@ pub fn read_frontend(
             ports.push(p);
         }
     }
-    if read_uint(xs, fe, "request-rx-copy", None, u64::MAX)? == 0 {
+    if read_uint(fe, "request-rx-copy", None, u64::MAX)? == 0 {
         return Err(fe_err(
             "request-rx-copy = 0: the frontend must support rx-copy",
         ));
@@ -331,16 +380,16 @@ pub fn read_frontend(
         .first()
         .map_or((0, 0), |q| (q.tx_ring_ref, q.rx_ring_ref));
     let mut config = FrontendConfig::new(domid, handle, tx0, rx0);
-    config.sg = read_flag(xs, fe, "feature-sg")?;
-    config.gso_tcpv4 = read_flag(xs, fe, "feature-gso-tcpv4")?;
-    config.gso_tcpv6 = read_flag(xs, fe, "feature-gso-tcpv6")?;
-    let ipv6_csum_offload = read_flag(xs, fe, "feature-ipv6-csum-offload")?;
+    config.sg = read_flag(fe, "feature-sg")?;
+    config.gso_tcpv4 = read_flag(fe, "feature-gso-tcpv4")?;
+    config.gso_tcpv6 = read_flag(fe, "feature-gso-tcpv6")?;
+    let ipv6_csum_offload = read_flag(fe, "feature-ipv6-csum-offload")?;
     // The datapath has one checksum-offload flag per port: a frontend
     // that cannot take IPv6 packets with blank checksums (Linux clears
     // NETIF_F_IPV6_CSUM then) gets every checksum filled in.
-    config.rx_csum_blank = !read_flag(xs, fe, "feature-no-csum-offload")? && ipv6_csum_offload;
-    config.rx_notify = read_flag(xs, fe, "feature-rx-notify")?;
-    config.multicast_control = read_flag(xs, fe, "request-multicast-control")?;
+    config.rx_csum_blank = !read_flag(fe, "feature-no-csum-offload")? && ipv6_csum_offload;
+    config.rx_notify = read_flag(fe, "feature-rx-notify")?;
+    config.multicast_control = read_flag(fe, "request-multicast-control")?;
     Ok(FrontendKeys {
         config,
         queues,
@@ -482,6 +531,8 @@ pub struct BackendDevice {
     /// Write `hotplug-status = connected` ourselves once the vif is on
     /// its bridge (no hotplug script runs in emulation).
     self_hotplug: bool,
+    /// We wrote `hotplug-status = connected` (with `self_hotplug`).
+    hotplug_written: bool,
 }
 
 impl BackendDevice {
@@ -500,6 +551,7 @@ impl BackendDevice {
             connected: false,
             failed: false,
             self_hotplug,
+            hotplug_written: false,
         }
     }
 
@@ -579,16 +631,35 @@ impl BackendDevice {
         xs: &Client,
         hooks: &mut dyn VifHooks,
     ) -> Result<Progress, XenbusError> {
-        if !xs.exists(&self.be)? {
+        // Our directory, its state and (once known) the frontend's
+        // state, in one round trip.
+        // With the frontend's keys too when this update may connect: a
+        // (re)connection costs one round trip for every read.
+        let known_fe = self.fe.clone();
+        let mut paths = vec![self.be.clone(), format!("{}/state", self.be)];
+        paths.extend(known_fe.as_ref().map(|fe| format!("{fe}/state")));
+        let may_connect = known_fe.is_some() && !self.connected && !self.failed;
+        if let (true, Some(fe)) = (may_connect, &known_fe) {
+            paths.extend(FRONTEND_KEYS.iter().map(|k| format!("{fe}/{k}")));
+        }
+        let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+        let mut vals = xs.read_many(&refs)?.into_iter();
+        let state_of = |v: Option<Option<Vec<u8>>>| {
+            v.flatten()
+                .and_then(|v| XenbusState::parse(&v))
+                .unwrap_or(XenbusState::Unknown)
+        };
+        if vals.next().flatten().is_none() {
             self.disconnect(hooks);
             return Ok(Progress::Removed);
         }
+        let be_state = state_of(vals.next());
+        let mut fe_state = known_fe.as_ref().map(|_| state_of(vals.next()));
+        let mut ahead: Option<Vec<Option<Vec<u8>>>> = may_connect.then(|| vals.collect());
         // Our directory says Initialising although we moved on: the
         // toolstack removed it and wrote it anew before we saw it go.
         // Start over as the new device it is.
-        if self.state != XenbusState::Unknown
-            && read_state(xs, &self.be).ok() == Some(XenbusState::Initialising)
-        {
+        if self.state != XenbusState::Unknown && be_state == XenbusState::Initialising {
             tracing::info!(
                 "{}: backend directory re-created: starting over",
                 self.name()
@@ -597,15 +668,21 @@ impl BackendDevice {
             self.state = XenbusState::Unknown;
             self.fe = None;
             self.failed = false;
+            self.hotplug_written = false;
         }
         if self.fe.is_none() {
+            fe_state = None;
+            ahead = None;
             if let Err(e) = self.probe(xs) {
                 self.fatal(xs, &format!("probe: {e}"))?;
                 return Ok(Progress::State(self.state));
             }
         }
         let fe = self.fe.clone().unwrap_or_default();
-        let fe_state = read_state(xs, &fe)?;
+        let fe_state = match fe_state {
+            Some(s) => s,
+            None => read_state(xs, &fe)?,
+        };
         match fe_state {
             XenbusState::Initialising | XenbusState::InitWait => {
                 // A frontend (re)starting: drop any old connection and
@@ -616,7 +693,11 @@ impl BackendDevice {
             XenbusState::Initialised | XenbusState::Connected => {
                 if !self.connected && !self.failed {
                     self.walk(xs, XenbusState::InitWait, hooks)?;
-                    self.try_connect(xs, &fe, hooks)?;
+                    let dir = match ahead.take() {
+                        Some(ahead) => FrontendDir { xs, fe: &fe, ahead },
+                        None => FrontendDir::read(xs, &fe)?,
+                    };
+                    self.try_connect(xs, &dir, hooks)?;
                 }
             }
             XenbusState::Closing => self.walk(xs, XenbusState::Closing, hooks)?,
@@ -670,7 +751,7 @@ impl BackendDevice {
     fn try_connect(
         &mut self,
         xs: &Client,
-        fe: &str,
+        fe: &FrontendDir<'_>,
         hooks: &mut dyn VifHooks,
     ) -> Result<(), XsError> {
         let hp = format!("{}/hotplug-status", self.be);
@@ -684,7 +765,7 @@ impl BackendDevice {
                 _ => return Ok(()),
             }
         }
-        let keys = match read_frontend(xs, fe, self.domid, self.handle) {
+        let keys = match parse_frontend(fe, self.domid, self.handle) {
             Ok(k) => k,
             Err(XenbusError::Store(e)) => return Err(e),
             Err(e) => return self.fatal(xs, &format!("{e}")),
@@ -693,10 +774,13 @@ impl BackendDevice {
             return self.fatal(xs, &format!("connecting the rings: {e}"));
         }
         self.connected = true;
-        if self.self_hotplug {
+        if self.self_hotplug && !self.hotplug_written {
             // No hotplug script in emulation: the vif is on its bridge
-            // now, which is what the script would have reported.
+            // now, which is what the script would have reported. Once per
+            // device, as a hotplug script runs once (a reconnecting
+            // frontend finds it written).
             xs.write(&hp, "connected")?;
+            self.hotplug_written = true;
         }
         self.set_state(xs, XenbusState::Connected)
     }

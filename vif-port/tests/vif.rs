@@ -256,6 +256,113 @@ fn rx_queue_then_flush() {
     }
 }
 
+fn arp_frame(seed: u8) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&[2, 0, 0, 0, 0, 2, 0x08, 0x06]);
+    // Ethernet/IPv4 request; the last byte tells the frames apart.
+    f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&[2, 0, 0, 0, 0, 2, 10, 0, 0, 2]);
+    f.extend_from_slice(&[0, 0, 0, 0, 0, 0, 10, 0, 0, seed]);
+    f
+}
+
+fn ping_frame(seq: u16) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1])
+        .ipv4([10, 0, 0, 2], [10, 0, 0, 1], 64)
+        .icmpv4_echo_request(7, seq);
+    let mut out = Vec::new();
+    b.write(&mut out, &[0x11; 56]).unwrap();
+    out
+}
+
+/// A guest that stopped consuming its RX ring (the test's netfront does
+/// not call `recv`), a full bulk backlog, then control frames: they wait
+/// in their own backlog, the bulk overflow is dropped, and when the guest
+/// resumes the control frames come first.
+#[test]
+fn control_frames_overtake_a_full_backlog() {
+    let (mut nf, mut vif) = setup();
+    let bulk: Vec<Packet> = (0..600)
+        .map(|i| Packet::from_slice(&tcp_v4_frame(100 + i % 7)))
+        .collect();
+    let refs: Vec<&Packet> = bulk.iter().collect();
+    // 256 fill the ring, 256 fill the backlog, 88 are dropped.
+    vif.send(&refs);
+    let m = metrics(&vif);
+    assert_eq!(get(&m.tx_packets), 256);
+    assert_eq!(vif.rx_queue_len(), 256);
+    assert_eq!(get(&m.tx_queue_full), 600 - 512);
+    let ctrl = [
+        Packet::from_slice(&arp_frame(1)),
+        Packet::from_slice(&ping_frame(1)),
+    ];
+    vif.send(&[&ctrl[0], &bulk[0], &ctrl[1], &bulk[1]]);
+    assert_eq!(vif.rx_prio_len(), 2);
+    assert_eq!(get(&m.tx_prio_queued), 2);
+    // The bulk ones were dropped, not the control ones.
+    assert_eq!(get(&m.tx_queue_full), 600 - 512 + 2);
+    assert_eq!(get(&m.tx_prio_dropped), 0);
+    // The guest takes the 256 in its ring, reposts, and the backend's
+    // next pass flushes: control first.
+    let mut out = Vec::new();
+    for _ in 0..256 {
+        assert!(nf.recv(&mut out).is_some());
+    }
+    drain(&mut vif);
+    assert!(nf.recv(&mut out).is_some());
+    assert_eq!(out, ctrl[0].data());
+    assert!(nf.recv(&mut out).is_some());
+    assert_eq!(out, ctrl[1].data());
+    assert!(nf.recv(&mut out).is_some());
+    assert_eq!(out, bulk[256].data(), "then the bulk backlog, in order");
+    assert_eq!(get(&m.tx_prio_delivered), 2);
+    // The priority backlog is bounded too: control frames beyond it are
+    // dropped (and counted), never the process's memory.
+    let (_nf2, mut vif2) = setup();
+    vif2.send(&refs);
+    let arps: Vec<Packet> = (0..100)
+        .map(|i| Packet::from_slice(&arp_frame(i)))
+        .collect();
+    vif2.send(&arps.iter().collect::<Vec<_>>());
+    let m2 = metrics(&vif2);
+    assert_eq!(vif2.rx_prio_len(), xennet_vif::netback::RX_PRIO_PACKETS);
+    assert_eq!(
+        get(&m2.tx_prio_dropped),
+        100 - xennet_vif::netback::RX_PRIO_PACKETS as u64
+    );
+    assert_eq!(
+        vif2.stats().tx_dropped,
+        600 - 512 + 100 - xennet_vif::netback::RX_PRIO_PACKETS as u64
+    );
+}
+
+/// With control-first off, control frames share the bulk backlog: behind
+/// it, and dropped with it when it is full.
+#[test]
+fn without_control_first_control_frames_wait_in_line() {
+    let (mut nf, mut vif) = setup();
+    vif.set_rx_control_first(false);
+    let bulk: Vec<Packet> = (0..300)
+        .map(|_| Packet::from_slice(&tcp_v4_frame(100)))
+        .collect();
+    vif.send(&bulk.iter().collect::<Vec<_>>());
+    let ping = Packet::from_slice(&ping_frame(9));
+    vif.send(&[&ping]);
+    assert_eq!(vif.rx_prio_len(), 0);
+    let mut out = Vec::new();
+    for _ in 0..256 {
+        assert!(nf.recv(&mut out).is_some());
+    }
+    drain(&mut vif);
+    for _ in 0..44 {
+        assert!(nf.recv(&mut out).is_some());
+        assert_ne!(out, ping.data());
+    }
+    assert!(nf.recv(&mut out).is_some());
+    assert_eq!(out, ping.data());
+    assert_eq!(get(&metrics(&vif).tx_prio_queued), 0);
+}
+
 #[test]
 fn rx_queue_is_bounded() {
     let (mut nf, mut vif) = setup();
@@ -679,4 +786,62 @@ fn notifications_coalesce_under_high_load_only() {
     let j = vif.metrics().to_json();
     assert_eq!(j["rx_packets"], 13);
     assert!(j["rx_wait_avg_us"].as_f64().unwrap() > 0.0, "{j}");
+}
+
+/// An interface reset: the backend lets go, the frontend revokes every
+/// grant and sets up fresh rings under new references; the old
+/// references are refused, the new ones carry traffic both ways, and
+/// twenty resets in a row keep working.
+#[test]
+fn reset_sets_up_fresh_rings_under_new_references() {
+    use xennet_vif::emul::EventFdChannel;
+    let (mut nf, mut vif) = setup();
+    let f = frame(200, 1);
+    assert!(nf.send(&f, 0).unwrap());
+    let (got, _) = drain(&mut vif);
+    assert_eq!(got.len(), 1);
+    // A TX request the backend never saw is gone with the old rings.
+    assert!(nf.send(&frame(200, 2), 0).unwrap());
+    drop(vif);
+    for round in 0..20u8 {
+        let (old_tx, old_rx) = nf.ring_refs(0);
+        nf.reset().unwrap();
+        let (tx, rx) = nf.ring_refs(0);
+        assert!(tx != old_tx && rx != old_rx, "new references");
+        let mut cfg = nf.frontend_config(0);
+        (cfg.tx_ring_ref, cfg.rx_ring_ref) = (old_tx, old_rx);
+        let (_, back) = EventFdChannel::pair().unwrap();
+        let refused = Vif::connect(
+            "vif1.0".into(),
+            0,
+            cfg,
+            Box::new(nf.emulated_grants().unwrap()),
+            Box::new(back),
+        );
+        assert!(refused.is_err(), "the old ring references are revoked");
+        let (_, back) = EventFdChannel::pair().unwrap();
+        let mut vif = Vif::connect(
+            "vif1.0".into(),
+            0,
+            nf.frontend_config(0),
+            Box::new(nf.emulated_grants().unwrap()),
+            Box::new(back),
+        )
+        .expect("the new references connect");
+        let (got, _) = drain(&mut vif);
+        assert!(got.is_empty(), "the fresh TX ring is empty");
+        let f = frame(300, round);
+        assert!(nf.send(&f, 0).unwrap());
+        let (got, _) = drain(&mut vif);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].data(), &f[..]);
+        let p = Packet::from_slice(&frame(400, round));
+        vif.send(&[&p]);
+        let mut out = Vec::new();
+        assert!(nf.recv(&mut out).is_some());
+        assert_eq!(out, p.data());
+        assert_eq!(nf.tx_errors(), 0);
+        assert_eq!(get(&metrics(&vif).tx_grant_errors), 0);
+    }
+    assert_eq!(nf.resets(), 20);
 }

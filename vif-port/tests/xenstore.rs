@@ -634,3 +634,39 @@ fn node_quota_per_domain() {
     assert!(!d0.exists("/local/domain/3/b/0").unwrap());
     assert!(d0.exists("/local/domain/3/a/2").unwrap());
 }
+
+/// `read_many` pipelines its reads: values in order, `None` for a
+/// missing node, a permission error fails the call, and the connection
+/// is in step afterwards (the next request gets its own reply).
+#[test]
+fn read_many_pipelines_reads() {
+    let s = server();
+    let xs = s.connect_as(0).unwrap();
+    for i in 0..20 {
+        xs.write(&format!("/m/k{i}"), format!("v{i}")).unwrap();
+    }
+    let paths: Vec<String> = (0..22).map(|i| format!("/m/k{i}")).collect();
+    let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let got = xs.read_many(&refs).unwrap();
+    assert_eq!(got.len(), 22);
+    for (i, v) in got.iter().enumerate() {
+        if i < 20 {
+            assert_eq!(v.as_deref(), Some(format!("v{i}").as_bytes()));
+        } else {
+            assert_eq!(*v, None);
+        }
+    }
+    assert_eq!(xs.read_many(&[]).unwrap(), Vec::<Option<Vec<u8>>>::new());
+    let e = xs.read_many(&["/m/k1", "/bad path", "/m/k2"]).unwrap_err();
+    assert_eq!(code(e), ErrorCode::Einval);
+    assert_eq!(xs.read("/m/k2").unwrap(), b"v2");
+    // Over a socket too (one write for the whole batch).
+    let path = sock_path("rmany");
+    let _l = s.listen(&path).unwrap();
+    let c = Client::connect(&path).unwrap();
+    assert_eq!(
+        c.read_many(&["/m/k3", "/nope", "/m/k4"]).unwrap(),
+        vec![Some(b"v3".to_vec()), None, Some(b"v4".to_vec())]
+    );
+    assert_eq!(c.read("/m/k5").unwrap(), b"v5");
+}

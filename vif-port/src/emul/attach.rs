@@ -447,6 +447,7 @@ fn check_domain(
         nr_grants,
         event_channel: ports.first().copied().unwrap_or(0),
         channels,
+        bindings: Arc::new(()),
     })
 }
 
@@ -547,6 +548,23 @@ pub struct RegisteredDomain {
     pub event_channel: u32,
     /// Every channel: port, frontend→backend and backend→frontend eventfds.
     channels: Vec<(u32, OwnedFd, OwnedFd)>,
+    /// One clone per live bound channel end ([`RegisteredDomain::channel`]).
+    bindings: Arc<()>,
+}
+
+/// What a registered domain's backends hold right now
+/// ([`RegisteredDomain::usage`]): a backend that let go of a vif holds
+/// nothing, so anything left after a disconnect is a leak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DomainUsage {
+    /// Ring pages mapped (`map_ring`, as `GNTTABOP_map_grant_ref` on
+    /// Xen) and not yet unmapped (dropped).
+    pub ring_mappings: usize,
+    /// Grant-copy handles ([`EmulatedGrants`]) alive.
+    pub grant_handles: usize,
+    /// Event channels bound (`EVTCHNOP_bind_interdomain`) and not yet
+    /// closed.
+    pub bound_channels: usize,
 }
 
 impl RegisteredDomain {
@@ -580,6 +598,21 @@ impl RegisteredDomain {
         )
     }
 
+    /// What backends hold of this domain now (see [`DomainUsage`]).
+    /// Counted from the shared handles themselves: every
+    /// [`EmulatedGrants`] holds the memory and the grant table, every
+    /// mapped ring page the memory only, every bound channel end a
+    /// binding token.
+    pub fn usage(&self) -> DomainUsage {
+        let mem = Arc::strong_count(&self.mem);
+        let table = Arc::strong_count(&self.table);
+        DomainUsage {
+            ring_mappings: mem.saturating_sub(table),
+            grant_handles: table.saturating_sub(1),
+            bound_channels: Arc::strong_count(&self.bindings).saturating_sub(1),
+        }
+    }
+
     /// Grant operations on the domain's memory for `backend_domid`.
     pub fn grants(&self, backend_domid: DomId) -> EmulatedGrants {
         EmulatedGrants::new(
@@ -605,10 +638,7 @@ impl RegisteredDomain {
                     self.domid
                 ))
             })?;
-        Ok(EventFdChannel::from_fds(
-            b2f.try_clone()?,
-            f2b.try_clone()?,
-        )?)
+        Ok(EventFdChannel::from_fds(b2f.try_clone()?, f2b.try_clone()?)?.counted(&self.bindings))
     }
 }
 

@@ -225,6 +225,9 @@ impl GrantOps for EmulatedGrants {
 pub struct EventFdChannel {
     notify_fd: OwnedFd,
     wait_fd: OwnedFd,
+    /// Held while a backend has the channel bound (the emulated
+    /// hypervisor counts bindings with it).
+    _binding: Option<Arc<()>>,
 }
 
 impl EventFdChannel {
@@ -237,7 +240,17 @@ impl EventFdChannel {
                 FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
             )?;
         }
-        Ok(EventFdChannel { notify_fd, wait_fd })
+        Ok(EventFdChannel {
+            notify_fd,
+            wait_fd,
+            _binding: None,
+        })
+    }
+
+    /// This end, counted as one binding of `token` for as long as it lives.
+    pub(crate) fn counted(mut self, token: &Arc<()>) -> Self {
+        self._binding = Some(token.clone());
+        self
     }
 
     /// A connected pair of ends `(frontend, backend)`.
@@ -253,10 +266,12 @@ impl EventFdChannel {
         let front = EventFdChannel {
             notify_fd: f2b.try_clone()?,
             wait_fd: b2f.try_clone()?,
+            _binding: None,
         };
         let back = EventFdChannel {
             notify_fd: b2f,
             wait_fd: f2b,
+            _binding: None,
         };
         Ok((front, back))
     }

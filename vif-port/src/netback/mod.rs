@@ -32,6 +32,7 @@
 mod credit;
 mod mcast;
 mod portsec;
+pub mod prio;
 mod rx;
 mod tx;
 mod violation;
@@ -115,6 +116,11 @@ impl FrontendConfig {
 pub const RX_QUEUE_PACKETS: usize = 256;
 /// RX queue bound in bytes (`XENVIF_RX_QUEUE_BYTES`: half a ring of pages).
 pub const RX_QUEUE_BYTES: usize = 512 * 1024;
+/// Priority (control traffic) RX backlog bound in packets, beside the
+/// bulk backlog of [`RX_QUEUE_PACKETS`] (see [`prio`]).
+pub const RX_PRIO_PACKETS: usize = 64;
+/// Priority RX backlog bound in bytes.
+pub const RX_PRIO_BYTES: usize = 64 * 1024;
 
 /// Per-packet log reasons, each rate-limited separately.
 #[derive(Debug, Clone, Copy)]
@@ -129,9 +135,10 @@ enum LogReason {
     Mcast,
     Spoof,
     Guard,
+    RxPrioFull,
 }
 
-const LOG_REASONS: usize = 10;
+const LOG_REASONS: usize = 11;
 const LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// At most one log line per reason per [`LOG_INTERVAL`].
@@ -272,8 +279,14 @@ pub(crate) struct Queue {
     tx_chan: usize,
     /// Same for RX (`event-channel-rx`, or the same as `tx_chan`).
     rx_chan: usize,
+    /// The bulk backlog (everything but control frames when control
+    /// traffic goes first).
     rx_queue: VecDeque<rx::Queued>,
     rx_queue_bytes: usize,
+    /// The priority backlog: control frames ([`prio::is_control`]),
+    /// delivered before `rx_queue`.
+    rx_prio: VecDeque<rx::Queued>,
+    rx_prio_bytes: usize,
     /// The RX ring's `req_prod` at the last pass (new RX requests mean an
     /// RX event brought work).
     last_rx_prod: u32,
@@ -281,6 +294,13 @@ pub(crate) struct Queue {
     /// (`None` once the ring is drained): the start of its packet's
     /// packet-to-backend time.
     tx_seen_at: Option<Instant>,
+}
+
+impl Queue {
+    /// Whether packets wait in either RX backlog.
+    pub(crate) fn backlogged(&self) -> bool {
+        !self.rx_queue.is_empty() || !self.rx_prio.is_empty()
+    }
 }
 
 /// What a frontend gave for one queue (its `queue-N/` keys, or the
@@ -332,6 +352,8 @@ pub struct Vif {
     coalesce: Duration,
     /// How long a packet may wait in an RX backlog.
     rx_drain: Duration,
+    /// Control frames get the priority backlog ([`Vif::set_rx_control_first`]).
+    rx_control_first: bool,
     /// Receive-side hash selection for the guest RX queue.
     pub(crate) hash: crate::ctrl::HashConfig,
     /// The control ring (`feature-ctrl-ring`) and its channel's index in
@@ -436,6 +458,8 @@ impl Vif {
                 rx_chan,
                 rx_queue: VecDeque::new(),
                 rx_queue_bytes: 0,
+                rx_prio: VecDeque::new(),
+                rx_prio_bytes: 0,
                 last_rx_prod: 0,
                 tx_seen_at: None,
             });
@@ -471,6 +495,7 @@ impl Vif {
             event_rate: DEFAULT_EVENT_RATE,
             coalesce: DEFAULT_COALESCE,
             rx_drain: rx::RX_DRAIN_TIMEOUT,
+            rx_control_first: true,
             hash: crate::ctrl::HashConfig::default(),
             ctrl: None,
             mcast: mcast::McastFilter::default(),
@@ -514,6 +539,18 @@ impl Vif {
     /// [`VifMetrics::tx_expired`].
     pub fn set_rx_drain_timeout(&mut self, timeout: Duration) {
         self.rx_drain = timeout;
+    }
+
+    /// Whether control frames ([`prio::is_control`]: ARP, ICMP, ICMPv6
+    /// with Neighbor Discovery, DHCP, DHCPv6) that find the guest's RX ring
+    /// full wait in a priority backlog of their own (at most
+    /// [`RX_PRIO_PACKETS`] packets, [`RX_PRIO_BYTES`] bytes per queue),
+    /// delivered before the bulk backlog and so never dropped for want of
+    /// bulk room (default true; counted in [`VifMetrics::tx_prio_queued`],
+    /// [`VifMetrics::tx_prio_delivered`], [`VifMetrics::tx_prio_dropped`]).
+    /// Off, every frame shares the one backlog in arrival order.
+    pub fn set_rx_control_first(&mut self, on: bool) {
+        self.rx_control_first = on;
     }
 
     /// Obey `rate` for guest TX from now on (see [`TxRate`]; the caller
@@ -699,7 +736,15 @@ impl Vif {
 
     /// Packets waiting in the RX queues for the guest to post RX requests.
     pub fn rx_queue_len(&self) -> usize {
-        self.queues.iter().map(|q| q.rx_queue.len()).sum()
+        self.queues
+            .iter()
+            .map(|q| q.rx_queue.len() + q.rx_prio.len())
+            .sum()
+    }
+
+    /// Packets waiting in the priority (control) RX backlogs.
+    pub fn rx_prio_len(&self) -> usize {
+        self.queues.iter().map(|q| q.rx_prio.len()).sum()
     }
 
     /// Disable the vif after a protocol violation: one warning, a counter.
@@ -724,6 +769,8 @@ impl Vif {
         for q in &mut self.queues {
             q.rx_queue.clear();
             q.rx_queue_bytes = 0;
+            q.rx_prio.clear();
+            q.rx_prio_bytes = 0;
         }
     }
 
@@ -766,7 +813,7 @@ impl Vif {
         let Some(oldest) = self
             .queues
             .iter()
-            .filter_map(|q| q.rx_queue.front())
+            .flat_map(|q| q.rx_queue.front().into_iter().chain(q.rx_prio.front()))
             .map(rx::Queued::since)
             .min()
         else {
@@ -906,7 +953,7 @@ impl Port for Vif {
             if self.disabled {
                 break;
             }
-            if !q.rx_queue.is_empty() {
+            if q.backlogged() {
                 self.flush_rx_queue(q);
             }
             if self.disabled {
@@ -963,7 +1010,7 @@ impl Port for Vif {
             if waiting.is_none() && q.tx.final_check_for_requests() {
                 more = true;
             }
-            if !q.rx_queue.is_empty() && q.rx.final_check_for_requests() {
+            if q.backlogged() && q.rx.final_check_for_requests() {
                 more = true;
             }
         }

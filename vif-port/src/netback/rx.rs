@@ -8,7 +8,11 @@
 //! after the first slot when the frontend takes GSO. Each response goes in
 //! the slot of the request it consumes. Packets that find too few requests
 //! wait in a bounded backlog per queue (256 packets, 512 KiB); beyond it
-//! they are dropped and counted (XSA-392), and a packet that waited
+//! they are dropped and counted (XSA-392). Control frames (ARP, ICMP,
+//! ICMPv6, DHCP; see [`super::prio`]) that find the ring full wait in a
+//! small priority backlog of their own (64 packets, 64 KiB), delivered
+//! before the bulk one, so a guest whose RX path is saturated still
+//! answers pings and neighbour solicitations at once; and a packet that waited
 //! [`RX_DRAIN_TIMEOUT`] is dropped (Linux `rx_drain_timeout_msecs`), so a
 //! guest that stops posting requests holds no memory for long. A frontend
 //! that requested multicast control gets only the groups it subscribed to.
@@ -19,8 +23,8 @@ use xennet_datapath::{Csum, GsoType, Packet};
 
 use super::mcast::McastFilter;
 use super::{
-    FrontendConfig, LogReason, ProtocolViolation, Queue, RingName, Vif, RX_QUEUE_BYTES,
-    RX_QUEUE_PACKETS,
+    FrontendConfig, LogReason, ProtocolViolation, Queue, RingName, Vif, RX_PRIO_BYTES,
+    RX_PRIO_PACKETS, RX_QUEUE_BYTES, RX_QUEUE_PACKETS,
 };
 use crate::ctrl::HashConfig;
 use crate::grant::{recycle_ops, ForeignAddr, GrantCopy, GrantOps, GNTST_OKAY};
@@ -317,14 +321,14 @@ impl Vif {
     /// Send packets to the guest: flush the queue, deliver directly while
     /// requests last, queue the rest (bounded).
     pub(super) fn guest_rx<T: RxItem>(&mut self, q: &mut Queue, pkts: &[T]) {
-        if !q.rx_queue.is_empty() {
+        if q.backlogged() {
             self.flush_rx_queue(q);
         }
         if self.disabled {
             return;
         }
         let mut start = 0;
-        if q.rx_queue.is_empty() {
+        if !q.backlogged() {
             match deliver(
                 &mut q.rx,
                 &mut *self.grants,
@@ -354,7 +358,7 @@ impl Vif {
         }
         // Ask for an event when the frontend posts more requests; if it
         // already did, use them now.
-        if !q.rx_queue.is_empty() && q.rx.final_check_for_requests() {
+        if q.backlogged() && q.rx.final_check_for_requests() {
             self.flush_rx_queue(q);
         }
     }
@@ -378,73 +382,140 @@ impl Vif {
             VifMetrics::add(&self.metrics.tx_mcast_filtered, 1);
             return;
         }
-        if q.rx_queue.len() >= RX_QUEUE_PACKETS || q.rx_queue_bytes + p.len() > RX_QUEUE_BYTES {
-            VifMetrics::add(&self.metrics.tx_queue_full, 1);
-            self.log_drop(
-                LogReason::RxQueueFull,
-                format_args!("guest RX queue full, dropping packet"),
-            );
+        // Classified only here, when the ring is already full: the
+        // direct path never parses.
+        let prio = self.rx_control_first && super::prio::is_control(p.data());
+        let (backlog, bytes, max_pkts, max_bytes) = if prio {
+            (
+                &mut q.rx_prio,
+                &mut q.rx_prio_bytes,
+                RX_PRIO_PACKETS,
+                RX_PRIO_BYTES,
+            )
+        } else {
+            (
+                &mut q.rx_queue,
+                &mut q.rx_queue_bytes,
+                RX_QUEUE_PACKETS,
+                RX_QUEUE_BYTES,
+            )
+        };
+        if backlog.len() >= max_pkts || *bytes + p.len() > max_bytes {
+            let (counter, reason, what) = if prio {
+                (
+                    &self.metrics.tx_prio_dropped,
+                    LogReason::RxPrioFull,
+                    "guest RX priority queue full, dropping control frame",
+                )
+            } else {
+                (
+                    &self.metrics.tx_queue_full,
+                    LogReason::RxQueueFull,
+                    "guest RX queue full, dropping packet",
+                )
+            };
+            VifMetrics::add(counter, 1);
+            self.log_drop(reason, format_args!("{what}"));
             return;
         }
         let mut pkt = self.rx_pool.pop().unwrap_or_default();
         pkt.clone_from_packet(p);
-        q.rx_queue_bytes += pkt.len();
-        q.rx_queue.push_back(Queued {
+        *bytes += pkt.len();
+        backlog.push_back(Queued {
             pkt,
             at: now,
             hash: item.flow_hash(),
         });
         VifMetrics::add(&self.metrics.tx_queued, 1);
+        if prio {
+            VifMetrics::add(&self.metrics.tx_prio_queued, 1);
+        }
     }
 
     /// Deliver queued packets while RX requests last, after dropping those
-    /// that waited longer than the drain timeout.
+    /// that waited longer than the drain timeout: the priority backlog
+    /// first, then, once it is empty, the bulk backlog.
     pub(super) fn flush_rx_queue(&mut self, q: &mut Queue) {
         let now = Instant::now();
-        while q
-            .rx_queue
-            .front()
-            .is_some_and(|h| now.saturating_duration_since(h.at) >= self.rx_drain)
-        {
-            self.dequeue(q, now);
-            VifMetrics::add(&self.metrics.tx_expired, 1);
+        for prio in [true, false] {
+            while q
+                .backlog(prio)
+                .0
+                .front()
+                .is_some_and(|h| now.saturating_duration_since(h.at) >= self.rx_drain)
+            {
+                self.dequeue(q, prio, now);
+                VifMetrics::add(&self.metrics.tx_expired, 1);
+            }
         }
-        let queued = q.rx_queue.make_contiguous();
-        let res = deliver(
-            &mut q.rx,
-            &mut *self.grants,
-            &self.frontend,
-            &self.hash,
-            &self.mcast,
-            &self.metrics,
-            &mut self.rx_scratch,
-            queued,
-        );
-        match res {
-            Ok(d) => {
-                self.note_delivered(q, &d);
-                for _ in 0..d.handled {
-                    self.dequeue(q, now);
+        for prio in [true, false] {
+            if q.backlog(prio).0.is_empty() {
+                continue;
+            }
+            let queued = if prio {
+                q.rx_prio.make_contiguous()
+            } else {
+                q.rx_queue.make_contiguous()
+            };
+            let res = deliver(
+                &mut q.rx,
+                &mut *self.grants,
+                &self.frontend,
+                &self.hash,
+                &self.mcast,
+                &self.metrics,
+                &mut self.rx_scratch,
+                queued,
+            );
+            match res {
+                Ok(d) => {
+                    self.note_delivered(q, &d);
+                    for _ in 0..d.handled {
+                        self.dequeue(q, prio, now);
+                    }
+                    if prio {
+                        VifMetrics::add(&self.metrics.tx_prio_delivered, d.pushed as u64);
+                    }
+                }
+                Err(v) => {
+                    self.fatal(v);
+                    return;
                 }
             }
-            Err(v) => self.fatal(v),
+            if !q.backlog(prio).0.is_empty() {
+                // The ring is full again: bulk waits behind control.
+                return;
+            }
         }
     }
 
-    /// Take the head of the backlog (delivered, dropped or expired),
-    /// counting the time it waited, and keep its buffer for reuse.
-    fn dequeue(&mut self, q: &mut Queue, now: Instant) {
-        let Some(h) = q.rx_queue.pop_front() else {
+    /// Take the head of a backlog (the priority one when `prio`;
+    /// delivered, dropped or expired), counting the time it waited, and
+    /// keep its buffer for reuse.
+    fn dequeue(&mut self, q: &mut Queue, prio: bool, now: Instant) {
+        let (backlog, bytes) = q.backlog(prio);
+        let Some(h) = backlog.pop_front() else {
             return;
         };
+        *bytes = bytes.saturating_sub(h.pkt.len());
         let waited = now.saturating_duration_since(h.at).as_nanos();
         VifMetrics::add(
             &self.metrics.tx_backlog_wait_ns,
             u64::try_from(waited).unwrap_or(u64::MAX),
         );
-        q.rx_queue_bytes = q.rx_queue_bytes.saturating_sub(h.pkt.len());
         if self.rx_pool.len() < RX_QUEUE_PACKETS {
             self.rx_pool.push(h.pkt);
+        }
+    }
+}
+
+impl Queue {
+    /// The priority backlog (`prio`) or the bulk one, with its byte count.
+    fn backlog(&mut self, prio: bool) -> (&mut std::collections::VecDeque<Queued>, &mut usize) {
+        if prio {
+            (&mut self.rx_prio, &mut self.rx_prio_bytes)
+        } else {
+            (&mut self.rx_queue, &mut self.rx_queue_bytes)
         }
     }
 }
