@@ -41,9 +41,17 @@ pub const DEFAULT_SOCKET: &str = "/var/run/xenstored/socket";
 pub const SOCKETS: [&str; 2] = ["/run/xenstored/socket", DEFAULT_SOCKET];
 /// The kernel's xenbus device (same framing as the socket).
 pub const XENBUS_DEVICE: &str = "/dev/xen/xenbus";
-/// How often [`Client::transaction`] retries a transaction that ended in
-/// `EAGAIN` before giving up with that error.
+/// How often `XS_DIRECTORY_PART` restarts a listing whose generation
+/// changed between chunks before giving up.
 pub const MAX_TRANSACTION_RETRIES: usize = 64;
+/// How long [`Client::transaction`] keeps retrying a transaction that
+/// ends in `EAGAIN` before giving up with that error. libxl retries
+/// without limit; a bound keeps a caller from spinning for ever on a
+/// store that never lets it commit.
+pub const TRANSACTION_RETRY_BUDGET: Duration = Duration::from_secs(60);
+/// Longest pause between two attempts of a transaction (the cap of the
+/// exponential backoff), ms.
+pub const TRANSACTION_BACKOFF_MAX_MS: u64 = 100;
 
 /// A watch event: the path that changed (as the daemon reports it,
 /// relative if the watch was registered with a relative path) and the
@@ -396,17 +404,22 @@ impl Client {
     }
 
     /// Runs `f` in a transaction and commits it, retrying the whole thing
-    /// (up to [`MAX_TRANSACTION_RETRIES`] times) when the commit or an
-    /// operation inside fails with `EAGAIN`, after a pause that grows with
-    /// each attempt (up to 20 ms, spread by the process id and attempt so
-    /// that clients conflicting with each other do not retry in step, as
-    /// libxenstore's callers back off). Any other error from `f` aborts the
-    /// transaction and is returned.
+    /// when the commit or an operation inside fails with `EAGAIN` (another
+    /// client changed a node it touched), for up to
+    /// [`TRANSACTION_RETRY_BUDGET`] (libxl's callers retry without limit).
+    /// Between attempts it backs off exponentially with full jitter: a
+    /// random pause in `[0, min(2^attempt, 100)]` ms, so that many clients
+    /// conflicting with each other (guests created together all add a
+    /// child to `/local/domain/0/backend/vif`) spread out instead of
+    /// retrying in step. Any other error from `f` aborts the transaction
+    /// and is returned.
     pub fn transaction<T, F>(&self, mut f: F) -> Result<T, XsError>
     where
         F: FnMut(&Transaction<'_>) -> Result<T, XsError>,
     {
         let mut attempt = 0;
+        let start = std::time::Instant::now();
+        let mut jitter = Jitter::new();
         loop {
             attempt += 1;
             let tx = self.transaction_start()?;
@@ -418,8 +431,10 @@ impl Client {
                 }
             };
             match result {
-                Err(e) if e.is(&ErrorCode::Eagain) && attempt < MAX_TRANSACTION_RETRIES => {
-                    std::thread::sleep(retry_pause(attempt));
+                Err(e)
+                    if e.is(&ErrorCode::Eagain) && start.elapsed() < TRANSACTION_RETRY_BUDGET =>
+                {
+                    std::thread::sleep(retry_pause(attempt, &mut jitter));
                 }
                 other => return other,
             }
@@ -428,12 +443,41 @@ impl Client {
 }
 
 /// The pause before retry `attempt` (1-based) of a transaction that ended
-/// in `EAGAIN`: up to `attempt` ms (at most 20), spread over 0.5-1x by the
-/// process id and attempt.
-fn retry_pause(attempt: usize) -> Duration {
-    let max_us = 1000 * attempt.min(20) as u64;
-    let spread = u64::from(std::process::id()).wrapping_mul(2_654_435_761) ^ (attempt as u64) << 7;
-    Duration::from_micros(max_us / 2 + spread % (max_us / 2 + 1))
+/// in `EAGAIN`: exponential backoff with full jitter, uniform in
+/// `[0, min(2^attempt, TRANSACTION_BACKOFF_MAX_MS)]` ms.
+fn retry_pause(attempt: usize, jitter: &mut Jitter) -> Duration {
+    let cap_us = 1000 * (1u64 << attempt.min(16)).min(TRANSACTION_BACKOFF_MAX_MS);
+    Duration::from_micros(jitter.next() % (cap_us + 1))
+}
+
+/// Pseudo-random numbers for backoff jitter (xorshift64*), seeded from
+/// the standard library's per-process random hash keys, the time and the
+/// thread, so that processes started together do not draw the same
+/// pauses. Not for anything that needs unpredictability.
+#[derive(Debug)]
+struct Jitter(u64);
+
+impl Jitter {
+    fn new() -> Jitter {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        Jitter(h.finish() | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
 }
 
 impl Drop for Client {
