@@ -141,8 +141,12 @@ fn main() -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&rundir)
         .with_context(|| format!("creating run directory {}", rundir.display()))?;
+    // Blocking-pool threads (emulated guests' handshakes, xenstore
+    // clean-ups) go 1 s after their last task, not tokio's default 10 s:
+    // a burst of guests must not leave dozens of idle threads behind.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .thread_keep_alive(std::time::Duration::from_secs(1))
         .enable_all()
         .build()?;
     rt.block_on(run(rundir, config, db))
