@@ -117,6 +117,16 @@ fn outcome(h: &Harness, domid: u16, child: &mut Child) -> Option<bool> {
 /// thread per vif and few descriptors per vif.
 #[test]
 fn many_guests_connect_at_once() {
+    // xennetd starts with the usual soft descriptor limit (systemd's
+    // 1024; it inherits ours) and must raise it itself: 256 vifs need
+    // more than 2000.
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    assert!(
+        hard >= 4096,
+        "the hard descriptor limit {hard} is too low for this test"
+    );
+    setrlimit(Resource::RLIMIT_NOFILE, 1024, hard).unwrap();
     let h = Harness::start("sc");
     let sock = h.rundir.join("xenstored.sock");
     h.wait_for("xennetd's emulated xenstored socket", || sock.exists());
