@@ -24,8 +24,9 @@ use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -53,6 +54,10 @@ pub const TRANSACTION_RETRY_BUDGET: Duration = Duration::from_secs(60);
 /// exponential backoff), ms.
 pub const TRANSACTION_BACKOFF_MAX_MS: u64 = 100;
 
+/// Watch events a [`Client`] holds unread before it drops further ones
+/// (see [`Client::next_event`]): about 100 bytes each.
+pub const MAX_QUEUED_EVENTS: usize = 65_536;
+
 /// A watch event: the path that changed (as the daemon reports it,
 /// relative if the watch was registered with a relative path) and the
 /// token given to [`Client::watch`].
@@ -71,6 +76,14 @@ struct Conn {
     next_req_id: u32,
 }
 
+/// The bound on a client's unread events.
+#[derive(Debug)]
+struct EventQueue {
+    queued: AtomicUsize,
+    max: AtomicUsize,
+    lost: AtomicBool,
+}
+
 trait WriteDebug: Write + Send + std::fmt::Debug {}
 impl<T: Write + Send + std::fmt::Debug> WriteDebug for T {}
 
@@ -79,6 +92,14 @@ impl<T: Write + Send + std::fmt::Debug> WriteDebug for T {}
 pub struct Client {
     conn: Mutex<Conn>,
     events: Mutex<Receiver<WatchEvent>>,
+    /// Shared with the reader: events queued, and whether some were
+    /// dropped at the bound.
+    queue: Arc<EventQueue>,
+    /// The watches registered (path, token), for the events that stand
+    /// in for dropped ones.
+    watches: Mutex<Vec<(String, String)>>,
+    /// Events standing in for dropped ones, delivered first.
+    pending: Mutex<std::collections::VecDeque<WatchEvent>>,
     /// A handle to shut the socket down on drop (wakes the reader).
     socket: Option<UnixStream>,
 }
@@ -158,11 +179,17 @@ impl Client {
     ) -> Client {
         let (reply_tx, replies) = mpsc::channel();
         let (event_tx, events) = mpsc::channel();
+        let queue = Arc::new(EventQueue {
+            queued: AtomicUsize::new(0),
+            max: AtomicUsize::new(MAX_QUEUED_EVENTS),
+            lost: AtomicBool::new(false),
+        });
+        let q = queue.clone();
         // Detached: it ends when the connection does (EOF, error, or our
         // shutdown in Drop).
         let _ = thread::Builder::new()
             .name("xenstore-reader".into())
-            .spawn(move || reader_loop(reader, reply_tx, event_tx));
+            .spawn(move || reader_loop(reader, reply_tx, event_tx, &q));
         Client {
             conn: Mutex::new(Conn {
                 writer,
@@ -170,6 +197,9 @@ impl Client {
                 next_req_id: 1,
             }),
             events: Mutex::new(events),
+            queue,
+            watches: Mutex::default(),
+            pending: Mutex::default(),
             socket,
         }
     }
@@ -350,26 +380,63 @@ impl Client {
     /// Registers a watch on `path` and its descendants. The daemon sends
     /// an initial event for `path` right away.
     pub fn watch(&self, path: &str, token: &str) -> Result<(), XsError> {
-        self.request_ok(MsgType::Watch, 0, join_strings(&[path, token]))
+        self.request_ok(MsgType::Watch, 0, join_strings(&[path, token]))?;
+        self.lock_watches()
+            .push((path.to_owned(), token.to_owned()));
+        Ok(())
     }
 
     /// Removes a watch registered with the same path and token.
     pub fn unwatch(&self, path: &str, token: &str) -> Result<(), XsError> {
-        self.request_ok(MsgType::Unwatch, 0, join_strings(&[path, token]))
+        self.request_ok(MsgType::Unwatch, 0, join_strings(&[path, token]))?;
+        self.lock_watches().retain(|(p, t)| p != path || t != token);
+        Ok(())
     }
 
     /// Removes all of this connection's watches (`XS_RESET_WATCHES`).
     pub fn reset_watches(&self) -> Result<(), XsError> {
-        self.request_ok(MsgType::ResetWatches, 0, join_strings(&[""]))
+        self.request_ok(MsgType::ResetWatches, 0, join_strings(&[""]))?;
+        self.lock_watches().clear();
+        Ok(())
+    }
+
+    fn lock_watches(&self) -> std::sync::MutexGuard<'_, Vec<(String, String)>> {
+        self.watches.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Set how many unread watch events this client holds (default
+    /// [`MAX_QUEUED_EVENTS`], at least 1).
+    pub fn set_max_queued_events(&self, max: usize) {
+        self.queue.max.store(max.max(1), Ordering::Relaxed);
     }
 
     /// The next queued watch event, waiting up to `timeout`; `Ok(None)` on
     /// timeout, [`XsError::Closed`] once the connection is gone and the
     /// queue is empty.
+    ///
+    /// At most [`MAX_QUEUED_EVENTS`] events wait unread; further ones are
+    /// dropped, and then every registered watch gets one event with its
+    /// own path (what `XS_WATCH`'s initial event says: look at everything
+    /// under it again), delivered before the rest of the queue, so that a
+    /// caller that fell behind loses no change, only their detail.
     pub fn next_event(&self, timeout: Duration) -> Result<Option<WatchEvent>, XsError> {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if self.queue.lost.swap(false, Ordering::SeqCst) {
+            pending.extend(self.lock_watches().iter().map(|(p, t)| WatchEvent {
+                path: p.clone(),
+                token: t.clone(),
+            }));
+        }
+        if let Some(ev) = pending.pop_front() {
+            return Ok(Some(ev));
+        }
+        drop(pending);
         let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
         match events.recv_timeout(timeout) {
-            Ok(ev) => Ok(Some(ev)),
+            Ok(ev) => {
+                self.queue.queued.fetch_sub(1, Ordering::SeqCst);
+                Ok(Some(ev))
+            }
             Err(RecvTimeoutError::Timeout) => Ok(None),
             Err(RecvTimeoutError::Disconnected) => Err(XsError::Closed),
         }
@@ -586,11 +653,17 @@ fn reader_loop(
     mut reader: Box<dyn Read + Send>,
     replies: Sender<Message>,
     events: Sender<WatchEvent>,
+    queue: &EventQueue,
 ) {
     while let Ok(msg) = Message::read_from(&mut reader) {
         if msg.msg_type == MsgType::WatchEvent {
             let parts = to_strings(&msg.payload);
             if let [path, token, ..] = parts.as_slice() {
+                if queue.queued.load(Ordering::SeqCst) >= queue.max.load(Ordering::Relaxed) {
+                    queue.lost.store(true, Ordering::SeqCst);
+                    continue;
+                }
+                queue.queued.fetch_add(1, Ordering::SeqCst);
                 let _ = events.send(WatchEvent {
                     path: path.clone(),
                     token: token.clone(),
