@@ -275,15 +275,19 @@ impl Bridge {
     /// `OFPT_PORT_STATUS` (`OFPPR_MODIFY`).
     pub fn refresh_links(&self) {
         let infos = self.port_infos();
-        let vifs: Vec<OfPort> = self
-            .port_entries()
-            .into_iter()
+        let vifs: std::collections::BTreeSet<OfPort> = self
+            .ports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
             .filter(|(_, e)| e.vif.is_some())
-            .map(|(p, _)| p)
+            .map(|(p, _)| *p)
             .collect();
+        let present: std::collections::BTreeSet<OfPort> = infos.iter().map(|i| i.ofport).collect();
         let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
-        links.retain(|p, _| infos.iter().any(|i| i.ofport == *p));
+        links.retain(|p, _| present.contains(p));
         for info in &infos {
+            // O(log n) per port: this runs every second over every port.
             let is_vif = vifs.contains(&info.ofport);
             let up = info.enabled && port_link_up(&info.name, is_vif);
             // A port is announced live when added.

@@ -1223,7 +1223,23 @@ fn status_txn(
     with_stats: bool,
 ) -> Txn {
     let mut txn = Txn::with_lock(LOCK);
-    let mut stats: BTreeMap<String, BTreeMap<OfPort, PortStats>> = BTreeMap::new();
+    // Every bridge's ports (counters, enabled), asked of its datapath once
+    // per transaction, not once per interface: with thousands of vifs a
+    // per-interface request (each listing every port) made every refresh
+    // quadratic.
+    let mut ports: BTreeMap<String, BTreeMap<OfPort, (PortStats, bool)>> = BTreeMap::new();
+    let mut port_of = |b: &Arc<Bridge>, p: OfPort| -> Option<(PortStats, bool)> {
+        ports
+            .entry(b.name.clone())
+            .or_insert_with(|| {
+                b.port_infos()
+                    .into_iter()
+                    .map(|i| (i.ofport, (i.stats, i.enabled)))
+                    .collect()
+            })
+            .get(&p)
+            .cloned()
+    };
     for pi in &plan.ifaces {
         let (ofport, error, mac, placed) = match &pi.kind {
             Kind::Bad(e) => (-1, Some(e.clone()), None, None),
@@ -1308,14 +1324,8 @@ fn status_txn(
         }
         if with_stats {
             if let Some((b, p)) = &placed {
-                let by_port = stats.entry(b.name.clone()).or_insert_with(|| {
-                    b.port_infos()
-                        .into_iter()
-                        .map(|i| (i.ofport, i.stats))
-                        .collect()
-                });
-                if let Some(s) = by_port.get(p) {
-                    let m = stats_map(s);
+                if let Some((s, _)) = port_of(b, *p) {
+                    let m = stats_map(&s);
                     if m != pi.statistics {
                         cols.push((
                             "statistics",
@@ -1328,10 +1338,7 @@ fn status_txn(
         // link_state: whether the port is up in the datapath (a vif whose
         // frontend was disabled for misbehaving is down).
         let link = placed.as_ref().map(|(b, p)| {
-            let up = b
-                .port_infos()
-                .iter()
-                .any(|i| i.ofport == *p && i.enabled && b.port_link_up(*p));
+            let up = port_of(b, *p).is_some_and(|(_, enabled)| enabled) && b.port_link_up(*p);
             if up {
                 "up"
             } else {

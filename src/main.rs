@@ -149,11 +149,33 @@ fn main() -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&rundir)
         .with_context(|| format!("creating run directory {}", rundir.display()))?;
+    raise_nofile_limit();
+    // Blocking-pool threads (emulated guests' handshakes, xenstore
+    // clean-ups) go 1 s after their last task, not tokio's default 10 s:
+    // a burst of guests must not leave dozens of idle threads behind.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .thread_keep_alive(std::time::Duration::from_secs(1))
         .enable_all()
         .build()?;
     rt.block_on(run(rundir, config, db, args.metrics))
+}
+
+/// Raise the soft descriptor limit to the hard one. Each vif holds a few
+/// descriptors (its event channel, epoll set, tick timer, representor
+/// device; with emulated Xen also the guest's sockets), so the usual soft
+/// limit of 1024 (systemd's default) would stop xennetd near a hundred
+/// vifs while the hard limit (524288 under systemd) allows thousands.
+fn raise_nofile_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::info!("descriptor limit raised from {soft} to {hard}"),
+            Err(e) => tracing::warn!("descriptor limit stays {soft} (hard {hard}): {e}"),
+        },
+        Ok(_) => {}
+        Err(e) => tracing::warn!("reading the descriptor limit: {e}"),
+    }
 }
 
 /// Files this process made in the run directory, removed on exit.

@@ -16,12 +16,16 @@
 //! device is up **and** promiscuous (`IFF_UP | IFF_PROMISC` in
 //! `/sys/class/net/<dev>/flags`; tcpdump puts the device in promiscuous
 //! mode unless given `-p`, and `ip link set vifD.N promisc on` turns the
-//! mirror on for good). A housekeeping thread refreshes one flag per device
-//! once a second ([`REFRESH`]) and drains what the host sent; the
-//! forwarding thread only reads that flag per batch, so an unwatched vif
-//! pays one relaxed atomic load per batch and nothing per packet. A watched
-//! vif pays one `writev` per frame. Mirroring starts up to a second after
-//! tcpdump does.
+//! mirror on for good). One housekeeping thread (`representors`) sleeps in
+//! `epoll_wait` on a `NETLINK_ROUTE` socket subscribed to `RTMGRP_LINK`
+//! and on every device's descriptor: a link notification (`RTM_NEWLINK`,
+//! sent when a device goes up or down or its promiscuity changes) makes
+//! it re-read that device's flags, and a device the host wrote into is
+//! drained (at most [`DRAIN_PER_WAKE`] frames per wake-up). Nothing is
+//! polled on a timer, so idle vifs cost no CPU however many there are
+//! (issue 19). The forwarding thread only reads the flag per batch, so an
+//! unwatched vif pays one relaxed atomic load per batch and nothing per
+//! packet. A watched vif pays one `writev` per frame.
 //!
 //! The device has netback's MAC address `fe:ff:ff:ff:ff:ff`, `IFF_NOARP`
 //! and IPv6 disabled, so the host's stack neither answers mirrored ARP
@@ -34,20 +38,29 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::socket::{
+    bind, recv, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
+};
 
 use xennet_datapath::{Packet, PacketBatch, Port, PortFeatures, PortStats, RecvStatus};
 
 use crate::tap::{TapDevice, IFF_PROMISC, IFF_UP, VNET_HDR_LEN};
 
-/// How often the watch flag is refreshed and host frames are drained.
-pub const REFRESH: Duration = Duration::from_secs(1);
-/// Most frames the host sent into a representor that one refresh reads
-/// (and drops); the rest wait for the next refresh or the socket's limit.
-const DRAIN_PER_REFRESH: usize = 256;
+/// Most frames the host sent into a representor that one wake-up of the
+/// housekeeping thread reads (and drops); the rest wake it again.
+const DRAIN_PER_WAKE: usize = 256;
+/// `RTMGRP_LINK` (`linux/rtnetlink.h`): link notifications.
+const RTMGRP_LINK: u32 = 1;
+/// `RTM_NEWLINK` (`linux/rtnetlink.h`).
+const RTM_NEWLINK: u16 = 16;
+/// Epoll token of the netlink socket; devices use their descriptor.
+const NETLINK_TOKEN: u64 = u64::MAX;
 /// Netback's vif MAC address (`xen-netback`/Xen's hotplug scripts).
 pub const VIF_MAC: [u8; 6] = [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff];
 
@@ -56,6 +69,9 @@ pub const VIF_MAC: [u8; 6] = [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff];
 pub struct Representor {
     vif: String,
     tap: TapDevice,
+    /// The device's interface index (0: unknown; then every link
+    /// notification refreshes it).
+    ifindex: u32,
     /// Up and promiscuous at the last refresh: mirror.
     watching: AtomicBool,
     /// Frames copied into the device.
@@ -69,15 +85,46 @@ pub struct Representor {
 /// Live representors by vif name.
 fn registry() -> &'static Mutex<BTreeMap<String, Weak<Representor>>> {
     static REG: OnceLock<Mutex<BTreeMap<String, Weak<Representor>>>> = OnceLock::new();
-    REG.get_or_init(|| {
-        if let Err(e) = std::thread::Builder::new()
-            .name("representors".into())
-            .spawn(housekeeping)
-        {
-            tracing::warn!("representors: cannot start the housekeeping thread: {e}");
+    REG.get_or_init(|| Mutex::new(BTreeMap::new()))
+}
+
+/// The housekeeping thread's epoll set (with the netlink socket in it),
+/// started on first use; None if it could not be (logged once): then
+/// representors never mirror and host frames wait in the device.
+fn watch_set() -> Option<&'static Epoll> {
+    static SET: OnceLock<Option<Epoll>> = OnceLock::new();
+    SET.get_or_init(|| {
+        let start = || -> std::io::Result<(Epoll, OwnedFd)> {
+            let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+            let nl = socket(
+                AddressFamily::Netlink,
+                SockType::Raw,
+                SockFlag::SOCK_CLOEXEC,
+                SockProtocol::NetlinkRoute,
+            )?;
+            bind(nl.as_raw_fd(), &NetlinkAddr::new(0, RTMGRP_LINK))?;
+            epoll.add(&nl, EpollEvent::new(EpollFlags::EPOLLIN, NETLINK_TOKEN))?;
+            Ok((epoll, nl))
+        };
+        match start() {
+            Ok((epoll, nl)) => {
+                let fd = epoll.0.try_clone().ok()?;
+                if let Err(e) = std::thread::Builder::new()
+                    .name("representors".into())
+                    .spawn(move || housekeeping(Epoll(fd), nl))
+                {
+                    tracing::warn!("representors: cannot start the housekeeping thread: {e}");
+                    return None;
+                }
+                Some(epoll)
+            }
+            Err(e) => {
+                tracing::warn!("representors: no link notifications ({e}): no mirroring");
+                None
+            }
         }
-        Mutex::new(BTreeMap::new())
     })
+    .as_ref()
 }
 
 /// The device name of vif `vif` (`vif<domid>.<handle>`): cut to 15 bytes,
@@ -112,9 +159,11 @@ impl Representor {
         if let Err(e) = std::fs::write(&ipv6, "1") {
             tracing::debug!("{ipv6}: {e}");
         }
+        let ifindex = nix::net::if_::if_nametoindex(tap.name()).unwrap_or(0);
         let r = Arc::new(Representor {
             vif: vif.to_owned(),
             tap,
+            ifindex,
             watching: AtomicBool::new(false),
             mirrored: AtomicU64::new(0),
             mirror_dropped: AtomicU64::new(0),
@@ -123,6 +172,16 @@ impl Representor {
         let mut reg = registry().lock().unwrap_or_else(|e| e.into_inner());
         reg.retain(|_, w| w.strong_count() > 0);
         reg.insert(vif.to_owned(), Arc::downgrade(&r));
+        drop(reg);
+        if let Some(set) = watch_set() {
+            let fd = r.tap.fd();
+            let token = fd.as_raw_fd() as u64;
+            if let Err(e) = set.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token)) {
+                tracing::warn!("{vif}: the host's frames into {name} will not be drained: {e}");
+            }
+        }
+        // Flags it may already have (a device of that name made up).
+        r.refresh_flags();
         tracing::info!("{vif}: representor device {} created", r.tap.name());
         Ok(r)
     }
@@ -146,8 +205,8 @@ impl Representor {
         }
     }
 
-    /// Refresh the watch flag and drop what the host sent.
-    fn refresh(&self, buf: &mut [u8]) {
+    /// Re-read the device's flags: mirror while up and promiscuous.
+    fn refresh_flags(&self) {
         let flags = crate::tap::sysfs_flags(self.tap.name()).unwrap_or(0);
         let watch = flags & (IFF_UP | IFF_PROMISC) == IFF_UP | IFF_PROMISC;
         if self.watching.swap(watch, Ordering::Relaxed) != watch {
@@ -158,9 +217,13 @@ impl Representor {
                 self.tap.name()
             );
         }
+    }
+
+    /// Drop (and count) what the host sent into the device.
+    fn drain(&self, buf: &mut [u8]) {
         // Bounded: a host process writing into the device without pause
         // must not keep this (shared) housekeeping thread here.
-        for _ in 0..DRAIN_PER_REFRESH {
+        for _ in 0..DRAIN_PER_WAKE {
             // SAFETY: `buf` is writable for its length.
             let r = unsafe {
                 libc::read(
@@ -196,12 +259,68 @@ fn live() -> Vec<Arc<Representor>> {
         .collect()
 }
 
-fn housekeeping() {
+/// The interface indexes of the `RTM_NEWLINK` messages in `buf` (one
+/// netlink datagram: `nlmsghdr` then `ifinfomsg`, whose `ifi_index` is
+/// at offset 4, per message).
+fn new_link_indexes(buf: &[u8]) -> Vec<u32> {
+    const NLMSG_HDRLEN: usize = 16;
+    let mut out = Vec::new();
+    let mut off = 0;
+    while let Some(hdr) = buf.get(off..off + NLMSG_HDRLEN) {
+        let len = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
+        let kind = u16::from_ne_bytes([hdr[4], hdr[5]]);
+        if len < NLMSG_HDRLEN {
+            break;
+        }
+        if kind == RTM_NEWLINK {
+            if let Some(i) = buf.get(off + NLMSG_HDRLEN + 4..off + NLMSG_HDRLEN + 8) {
+                out.push(u32::from_ne_bytes([i[0], i[1], i[2], i[3]]));
+            }
+        }
+        // NLMSG_ALIGN: 4 bytes.
+        off += (len + 3) & !3;
+    }
+    out
+}
+
+/// The housekeeping thread: link notifications refresh the flags of the
+/// device they name, readable devices are drained.
+fn housekeeping(epoll: Epoll, nl: OwnedFd) {
     let mut buf = vec![0u8; VNET_HDR_LEN + 65_536];
+    let mut events = [EpollEvent::empty(); 64];
     loop {
-        std::thread::sleep(REFRESH);
-        for r in live() {
-            r.refresh(&mut buf);
+        let n = match epoll.wait(&mut events, EpollTimeout::NONE) {
+            Ok(n) => n,
+            Err(Errno::EINTR) => continue,
+            Err(e) => {
+                tracing::error!("representors: epoll_wait: {e}; no more mirroring changes");
+                return;
+            }
+        };
+        for ev in &events[..n] {
+            if ev.data() == NETLINK_TOKEN {
+                loop {
+                    match recv(nl.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+                        Ok(len) => {
+                            let idx = new_link_indexes(&buf[..len]);
+                            for r in live() {
+                                if r.ifindex == 0 || idx.contains(&r.ifindex) {
+                                    r.refresh_flags();
+                                }
+                            }
+                        }
+                        // Notifications were lost: look at every device.
+                        Err(Errno::ENOBUFS) => live().iter().for_each(|r| r.refresh_flags()),
+                        Err(Errno::EINTR) => {}
+                        Err(_) => break,
+                    }
+                }
+            } else if let Some(r) = live()
+                .into_iter()
+                .find(|r| r.tap.fd().as_raw_fd() as u64 == ev.data())
+            {
+                r.drain(&mut buf);
+            }
         }
     }
 }

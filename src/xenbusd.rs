@@ -335,65 +335,43 @@ fn run(
     let mut devs: HashMap<(DomId, u16), (BackendDevice, Hooks)> = HashMap::new();
     let mut unknown_log = crate::ratelimit::LogLimit::new();
     loop {
-        let Some(ev) = xs.next_event(Duration::from_secs(3600))? else {
+        let Some(first) = xs.next_event(Duration::from_secs(3600))? else {
             continue;
         };
         // The backend's own share of a (re)connection is measured from
         // here: the watch event is in our hands.
-        let seen = std::time::Instant::now();
-        // A frontend `state` event: the backend directory did not change,
-        // so its `rate`, `ip` and `mac` keys need no re-reading.
-        let frontend_event = ev.token.starts_with(FRONTEND_TOKEN);
-        let keys: Vec<(DomId, u16)> = if ev.token == BACKEND_TOKEN {
-            match ev.path.strip_prefix(base) {
-                Some("") => {
-                    // The initial event, or the whole directory changed:
-                    // look at every vif there is.
-                    let mut all = Vec::new();
-                    for d in xs.directory(base).unwrap_or_default() {
-                        for h in xs.directory(&format!("{base}/{d}")).unwrap_or_default() {
-                            all.extend(parse_key(&format!("{d}/{h}")));
-                        }
-                    }
-                    all.extend(devs.keys().copied());
-                    all
+        let seen_at = std::time::Instant::now();
+        // Every event already queued behind it too: a toolstack's
+        // transaction fires one event per node it wrote, and guests
+        // created together queue thousands. Each vif is then looked at
+        // once per batch, in the order its first event came, instead of
+        // once per event (each look costs several xenstore requests).
+        let mut keys: Vec<(DomId, u16)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        // Vifs with a backend event in the batch: a frontend `state` event
+        // alone leaves the backend directory as it was, so its `rate`,
+        // `ip` and `mac` keys need no re-reading.
+        let mut backend_changed = std::collections::HashSet::new();
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(ev) = next.take() {
+            let frontend = ev.token.starts_with(FRONTEND_TOKEN);
+            for key in event_keys(xs, base, &ev, &devs) {
+                if !frontend {
+                    backend_changed.insert(key);
                 }
-                Some(rest) => {
-                    let rest = rest.strip_prefix('/').unwrap_or_default();
-                    match parse_key(rest) {
-                        Some(key) => vec![key],
-                        // A whole domain's directory (`<domid>`) came or
-                        // went (a toolstack may remove it in one go):
-                        // every vif of that domain, known or listed.
-                        None => match rest.parse::<DomId>() {
-                            Ok(domid) => {
-                                let mut all: Vec<(DomId, u16)> =
-                                    devs.keys().filter(|(d, _)| *d == domid).copied().collect();
-                                for h in
-                                    xs.directory(&format!("{base}/{domid}")).unwrap_or_default()
-                                {
-                                    all.extend(h.parse().ok().map(|h| (domid, h)));
-                                }
-                                all.sort_unstable();
-                                all.dedup();
-                                all
-                            }
-                            Err(_) => Vec::new(),
-                        },
-                    }
+                if seen.insert(key) {
+                    keys.push(key);
                 }
-                None => Vec::new(),
             }
-        } else if let Some(rest) = ev.token.strip_prefix(FRONTEND_TOKEN) {
-            rest.split_once(':')
-                .and_then(|(d, h)| Some((d.parse().ok()?, h.parse().ok()?)))
-                .into_iter()
-                .collect()
-        } else {
-            Vec::new()
-        };
+            taken += 1;
+            if taken < MAX_EVENT_BATCH {
+                next = xs.next_event(Duration::ZERO)?;
+            }
+        }
         for key in keys {
             let (domid, handle) = key;
+            let frontend_event = !backend_changed.contains(&key);
             // Anyone who may write under the backend directory could
             // otherwise make a device (and a representor, and log lines)
             // per write for a domain that is not there. Checked first: it
@@ -482,7 +460,7 @@ fn run(
                 tracing::info!(
                     "{}: Connected {} us after the frontend's state change (backend share)",
                     hooks.name,
-                    seen.elapsed().as_micros()
+                    seen_at.elapsed().as_micros()
                 );
             }
             match progress {
@@ -502,6 +480,64 @@ fn run(
                 Err(e) => tracing::warn!("vif{domid}.{handle}: {e}"),
             }
         }
+    }
+}
+
+/// Most watch events taken off the queue for one batch (see `run`).
+const MAX_EVENT_BATCH: usize = 4096;
+
+/// The vifs (domain, handle) a watch event is about.
+fn event_keys(
+    xs: &Client,
+    base: &str,
+    ev: &xennet_vif::xenstore::WatchEvent,
+    devs: &HashMap<(DomId, u16), (BackendDevice, Hooks)>,
+) -> Vec<(DomId, u16)> {
+    if ev.token == BACKEND_TOKEN {
+        match ev.path.strip_prefix(base) {
+            Some("") => {
+                // The initial event, or the whole directory changed:
+                // look at every vif there is.
+                let mut all = Vec::new();
+                for d in xs.directory(base).unwrap_or_default() {
+                    for h in xs.directory(&format!("{base}/{d}")).unwrap_or_default() {
+                        all.extend(parse_key(&format!("{d}/{h}")));
+                    }
+                }
+                all.extend(devs.keys().copied());
+                all
+            }
+            Some(rest) => {
+                let rest = rest.strip_prefix('/').unwrap_or_default();
+                match parse_key(rest) {
+                    Some(key) => vec![key],
+                    // A whole domain's directory (`<domid>`) came or
+                    // went (a toolstack may remove it in one go):
+                    // every vif of that domain, known or listed.
+                    None => match rest.parse::<DomId>() {
+                        Ok(domid) => {
+                            let mut all: Vec<(DomId, u16)> =
+                                devs.keys().filter(|(d, _)| *d == domid).copied().collect();
+                            for h in xs.directory(&format!("{base}/{domid}")).unwrap_or_default() {
+                                all.extend(h.parse().ok().map(|h| (domid, h)));
+                            }
+                            all.sort_unstable();
+                            all.dedup();
+                            all
+                        }
+                        Err(_) => Vec::new(),
+                    },
+                }
+            }
+            None => Vec::new(),
+        }
+    } else if let Some(rest) = ev.token.strip_prefix(FRONTEND_TOKEN) {
+        rest.split_once(':')
+            .and_then(|(d, h)| Some((d.parse().ok()?, h.parse().ok()?)))
+            .into_iter()
+            .collect()
+    } else {
+        Vec::new()
     }
 }
 

@@ -595,9 +595,9 @@ fn main() -> anyhow::Result<()> {
             None
         }
         Some(path) => {
-            let reply = nf
-                .register(&stream)
+            let (s, reply) = register_retrying(&socket, stream, &mut nf)
                 .context("registering with the emulated hypervisor")?;
+            stream = s;
             if !reply.ok {
                 bail!("registration refused: {}", reply.error.unwrap_or_default());
             }
@@ -709,6 +709,56 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// How long [`register_retrying`] keeps trying.
+const REGISTER_RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// Register the domain on `stream`; if xennetd closes the connection
+/// without a reply (it closes new connections while
+/// `MAX_HANDSHAKES` handshakes are under way, as when hundreds of guests
+/// start at once), connect again after a random pause of up to
+/// min(2^n × 10, 500) ms and retry, for up to [`REGISTER_RETRY_FOR`].
+/// A reply, even a refusal, ends it.
+fn register_retrying(
+    socket: &std::path::Path,
+    mut stream: UnixStream,
+    nf: &mut Netfront,
+) -> anyhow::Result<(UnixStream, xennet_vif::emul::attach::AttachReply)> {
+    let end = Instant::now() + REGISTER_RETRY_FOR;
+    let mut attempt = 0u32;
+    loop {
+        match nf.register(&stream) {
+            Ok(reply) => return Ok((stream, reply)),
+            Err(e) if Instant::now() < end => {
+                attempt += 1;
+                let cap_ms = (10u64 << attempt.min(6)).min(500);
+                let pause = Duration::from_millis(jitter() % (cap_ms + 1));
+                if attempt == 1 {
+                    println!("xennet-guest: registration not answered ({e}); retrying");
+                }
+                std::thread::sleep(pause);
+                stream = UnixStream::connect(socket).with_context(|| {
+                    format!("connecting to xennetd at {} again", socket.display())
+                })?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// A pseudo-random number for backoff jitter (the standard library's
+/// per-process random hash keys and the time), not for anything that
+/// needs unpredictability.
+fn jitter() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
 }
 
 /// Wait up to `wait` for xennetd's attach socket and xenstored to be back,

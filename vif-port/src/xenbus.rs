@@ -438,9 +438,23 @@ pub fn frontend_path(domid: DomId, handle: u16) -> String {
 /// the frontend directory (`backend`, `backend-id`, `state` = 1, `handle`,
 /// `mac`), owned by the guest and readable by the backend. Any stale
 /// directories of the same vif are replaced. Needs a privileged client.
+///
+/// The domain's own directories above them (`/local/domain/<backend>/
+/// backend/vif/<domid>` and `/local/domain/<domid>/device/vif`) are made
+/// first, each by one `MKDIR` outside the transaction, as libxl makes a
+/// domain's directories when it creates the domain, before its devices.
+/// So the transaction changes only this domain's nodes: domains created
+/// together do not all add a child to `/local/domain` and `.../backend/vif`
+/// inside their transactions, where every commit would make all the
+/// others' fail with `EAGAIN`.
 pub fn create_vif_nodes(xs: &Client, spec: &VifSpec) -> Result<(), XsError> {
     let be = backend_path(spec.backend_domid, spec.domid, spec.handle);
     let fe = frontend_path(spec.domid, spec.handle);
+    for dir in [&be, &fe] {
+        if let Some((parent, _)) = dir.rsplit_once('/') {
+            xs.mkdir(parent)?;
+        }
+    }
     let be_perms = [
         Perm::new(Access::None, u32::from(spec.backend_domid)),
         Perm::new(Access::Read, u32::from(spec.domid)),

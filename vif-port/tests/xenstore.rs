@@ -670,3 +670,35 @@ fn read_many_pipelines_reads() {
     );
     assert_eq!(c.read("/m/k5").unwrap(), b"v5");
 }
+
+/// A client that does not read its events holds at most its bound of
+/// them; past it the rest are dropped and every watch gets one event with
+/// its own path (look again), before what was queued. Then events flow
+/// as before.
+#[test]
+fn unread_events_are_bounded_and_overflow_says_look_again() {
+    let s = server();
+    let writer = s.connect_as(0).unwrap();
+    let watcher = s.connect_as(0).unwrap();
+    watcher.set_max_queued_events(8);
+    watcher.watch("/w", "t").unwrap();
+    watcher.watch("/other", "o").unwrap();
+    for i in 0..100 {
+        writer.write(&format!("/w/{i}"), "x").unwrap();
+    }
+    // Replies follow the events sent before them on the connection: once
+    // this one is back, the reader has seen all 100.
+    assert_eq!(watcher.read("/w/99").unwrap(), b"x");
+    let got = drain(&watcher);
+    assert_eq!(got[..2], [ev("/w", "t"), ev("/other", "o")], "{got:?}");
+    assert_eq!(got.len(), 2 + 8, "{got:?}");
+    // The bound's worth that was queued: the two initial events, then the
+    // first writes in order.
+    assert_eq!(got[2..4], [ev("/w", "t"), ev("/other", "o")]);
+    for (i, e) in got[4..].iter().enumerate() {
+        assert_eq!(*e, ev(&format!("/w/{i}"), "t"));
+    }
+    writer.write("/w/again", "x").unwrap();
+    assert_eq!(watcher.next_event(T).unwrap(), Some(ev("/w/again", "t")));
+    assert_eq!(watcher.next_event(SHORT).unwrap(), None);
+}

@@ -24,8 +24,9 @@ use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -41,9 +42,21 @@ pub const DEFAULT_SOCKET: &str = "/var/run/xenstored/socket";
 pub const SOCKETS: [&str; 2] = ["/run/xenstored/socket", DEFAULT_SOCKET];
 /// The kernel's xenbus device (same framing as the socket).
 pub const XENBUS_DEVICE: &str = "/dev/xen/xenbus";
-/// How often [`Client::transaction`] retries a transaction that ended in
-/// `EAGAIN` before giving up with that error.
+/// How often `XS_DIRECTORY_PART` restarts a listing whose generation
+/// changed between chunks before giving up.
 pub const MAX_TRANSACTION_RETRIES: usize = 64;
+/// How long [`Client::transaction`] keeps retrying a transaction that
+/// ends in `EAGAIN` before giving up with that error. libxl retries
+/// without limit; a bound keeps a caller from spinning for ever on a
+/// store that never lets it commit.
+pub const TRANSACTION_RETRY_BUDGET: Duration = Duration::from_secs(60);
+/// Longest pause between two attempts of a transaction (the cap of the
+/// exponential backoff), ms.
+pub const TRANSACTION_BACKOFF_MAX_MS: u64 = 100;
+
+/// Watch events a [`Client`] holds unread before it drops further ones
+/// (see [`Client::next_event`]): about 100 bytes each.
+pub const MAX_QUEUED_EVENTS: usize = 65_536;
 
 /// A watch event: the path that changed (as the daemon reports it,
 /// relative if the watch was registered with a relative path) and the
@@ -63,6 +76,14 @@ struct Conn {
     next_req_id: u32,
 }
 
+/// The bound on a client's unread events.
+#[derive(Debug)]
+struct EventQueue {
+    queued: AtomicUsize,
+    max: AtomicUsize,
+    lost: AtomicBool,
+}
+
 trait WriteDebug: Write + Send + std::fmt::Debug {}
 impl<T: Write + Send + std::fmt::Debug> WriteDebug for T {}
 
@@ -71,6 +92,14 @@ impl<T: Write + Send + std::fmt::Debug> WriteDebug for T {}
 pub struct Client {
     conn: Mutex<Conn>,
     events: Mutex<Receiver<WatchEvent>>,
+    /// Shared with the reader: events queued, and whether some were
+    /// dropped at the bound.
+    queue: Arc<EventQueue>,
+    /// The watches registered (path, token), for the events that stand
+    /// in for dropped ones.
+    watches: Mutex<Vec<(String, String)>>,
+    /// Events standing in for dropped ones, delivered first.
+    pending: Mutex<std::collections::VecDeque<WatchEvent>>,
     /// A handle to shut the socket down on drop (wakes the reader).
     socket: Option<UnixStream>,
 }
@@ -150,11 +179,17 @@ impl Client {
     ) -> Client {
         let (reply_tx, replies) = mpsc::channel();
         let (event_tx, events) = mpsc::channel();
+        let queue = Arc::new(EventQueue {
+            queued: AtomicUsize::new(0),
+            max: AtomicUsize::new(MAX_QUEUED_EVENTS),
+            lost: AtomicBool::new(false),
+        });
+        let q = queue.clone();
         // Detached: it ends when the connection does (EOF, error, or our
         // shutdown in Drop).
         let _ = thread::Builder::new()
             .name("xenstore-reader".into())
-            .spawn(move || reader_loop(reader, reply_tx, event_tx));
+            .spawn(move || reader_loop(reader, reply_tx, event_tx, &q));
         Client {
             conn: Mutex::new(Conn {
                 writer,
@@ -162,6 +197,9 @@ impl Client {
                 next_req_id: 1,
             }),
             events: Mutex::new(events),
+            queue,
+            watches: Mutex::default(),
+            pending: Mutex::default(),
             socket,
         }
     }
@@ -410,26 +448,63 @@ impl Client {
     /// Registers a watch on `path` and its descendants. The daemon sends
     /// an initial event for `path` right away.
     pub fn watch(&self, path: &str, token: &str) -> Result<(), XsError> {
-        self.request_ok(MsgType::Watch, 0, join_strings(&[path, token]))
+        self.request_ok(MsgType::Watch, 0, join_strings(&[path, token]))?;
+        self.lock_watches()
+            .push((path.to_owned(), token.to_owned()));
+        Ok(())
     }
 
     /// Removes a watch registered with the same path and token.
     pub fn unwatch(&self, path: &str, token: &str) -> Result<(), XsError> {
-        self.request_ok(MsgType::Unwatch, 0, join_strings(&[path, token]))
+        self.request_ok(MsgType::Unwatch, 0, join_strings(&[path, token]))?;
+        self.lock_watches().retain(|(p, t)| p != path || t != token);
+        Ok(())
     }
 
     /// Removes all of this connection's watches (`XS_RESET_WATCHES`).
     pub fn reset_watches(&self) -> Result<(), XsError> {
-        self.request_ok(MsgType::ResetWatches, 0, join_strings(&[""]))
+        self.request_ok(MsgType::ResetWatches, 0, join_strings(&[""]))?;
+        self.lock_watches().clear();
+        Ok(())
+    }
+
+    fn lock_watches(&self) -> std::sync::MutexGuard<'_, Vec<(String, String)>> {
+        self.watches.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Set how many unread watch events this client holds (default
+    /// [`MAX_QUEUED_EVENTS`], at least 1).
+    pub fn set_max_queued_events(&self, max: usize) {
+        self.queue.max.store(max.max(1), Ordering::Relaxed);
     }
 
     /// The next queued watch event, waiting up to `timeout`; `Ok(None)` on
     /// timeout, [`XsError::Closed`] once the connection is gone and the
     /// queue is empty.
+    ///
+    /// At most [`MAX_QUEUED_EVENTS`] events wait unread; further ones are
+    /// dropped, and then every registered watch gets one event with its
+    /// own path (what `XS_WATCH`'s initial event says: look at everything
+    /// under it again), delivered before the rest of the queue, so that a
+    /// caller that fell behind loses no change, only their detail.
     pub fn next_event(&self, timeout: Duration) -> Result<Option<WatchEvent>, XsError> {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if self.queue.lost.swap(false, Ordering::SeqCst) {
+            pending.extend(self.lock_watches().iter().map(|(p, t)| WatchEvent {
+                path: p.clone(),
+                token: t.clone(),
+            }));
+        }
+        if let Some(ev) = pending.pop_front() {
+            return Ok(Some(ev));
+        }
+        drop(pending);
         let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
         match events.recv_timeout(timeout) {
-            Ok(ev) => Ok(Some(ev)),
+            Ok(ev) => {
+                self.queue.queued.fetch_sub(1, Ordering::SeqCst);
+                Ok(Some(ev))
+            }
             Err(RecvTimeoutError::Timeout) => Ok(None),
             Err(RecvTimeoutError::Disconnected) => Err(XsError::Closed),
         }
@@ -464,17 +539,22 @@ impl Client {
     }
 
     /// Runs `f` in a transaction and commits it, retrying the whole thing
-    /// (up to [`MAX_TRANSACTION_RETRIES`] times) when the commit or an
-    /// operation inside fails with `EAGAIN`, after a pause that grows with
-    /// each attempt (up to 20 ms, spread by the process id and attempt so
-    /// that clients conflicting with each other do not retry in step, as
-    /// libxenstore's callers back off). Any other error from `f` aborts the
-    /// transaction and is returned.
+    /// when the commit or an operation inside fails with `EAGAIN` (another
+    /// client changed a node it touched), for up to
+    /// [`TRANSACTION_RETRY_BUDGET`] (libxl's callers retry without limit).
+    /// Between attempts it backs off exponentially with full jitter: a
+    /// random pause in `[0, min(2^attempt, 100)]` ms, so that many clients
+    /// conflicting with each other (guests created together all add a
+    /// child to `/local/domain/0/backend/vif`) spread out instead of
+    /// retrying in step. Any other error from `f` aborts the transaction
+    /// and is returned.
     pub fn transaction<T, F>(&self, mut f: F) -> Result<T, XsError>
     where
         F: FnMut(&Transaction<'_>) -> Result<T, XsError>,
     {
         let mut attempt = 0;
+        let start = std::time::Instant::now();
+        let mut jitter = Jitter::new();
         loop {
             attempt += 1;
             let tx = self.transaction_start()?;
@@ -486,8 +566,10 @@ impl Client {
                 }
             };
             match result {
-                Err(e) if e.is(&ErrorCode::Eagain) && attempt < MAX_TRANSACTION_RETRIES => {
-                    std::thread::sleep(retry_pause(attempt));
+                Err(e)
+                    if e.is(&ErrorCode::Eagain) && start.elapsed() < TRANSACTION_RETRY_BUDGET =>
+                {
+                    std::thread::sleep(retry_pause(attempt, &mut jitter));
                 }
                 other => return other,
             }
@@ -496,12 +578,41 @@ impl Client {
 }
 
 /// The pause before retry `attempt` (1-based) of a transaction that ended
-/// in `EAGAIN`: up to `attempt` ms (at most 20), spread over 0.5-1x by the
-/// process id and attempt.
-fn retry_pause(attempt: usize) -> Duration {
-    let max_us = 1000 * attempt.min(20) as u64;
-    let spread = u64::from(std::process::id()).wrapping_mul(2_654_435_761) ^ (attempt as u64) << 7;
-    Duration::from_micros(max_us / 2 + spread % (max_us / 2 + 1))
+/// in `EAGAIN`: exponential backoff with full jitter, uniform in
+/// `[0, min(2^attempt, TRANSACTION_BACKOFF_MAX_MS)]` ms.
+fn retry_pause(attempt: usize, jitter: &mut Jitter) -> Duration {
+    let cap_us = 1000 * (1u64 << attempt.min(16)).min(TRANSACTION_BACKOFF_MAX_MS);
+    Duration::from_micros(jitter.next() % (cap_us + 1))
+}
+
+/// Pseudo-random numbers for backoff jitter (xorshift64*), seeded from
+/// the standard library's per-process random hash keys, the time and the
+/// thread, so that processes started together do not draw the same
+/// pauses. Not for anything that needs unpredictability.
+#[derive(Debug)]
+struct Jitter(u64);
+
+impl Jitter {
+    fn new() -> Jitter {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        Jitter(h.finish() | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
 }
 
 impl Drop for Client {
@@ -606,7 +717,12 @@ fn to_strings(payload: &[u8]) -> Vec<String> {
         .collect()
 }
 
-fn reader_loop(reader: Box<dyn Read + Send>, replies: Sender<Message>, events: Sender<WatchEvent>) {
+fn reader_loop(
+    reader: Box<dyn Read + Send>,
+    replies: Sender<Message>,
+    events: Sender<WatchEvent>,
+    queue: &EventQueue,
+) {
     // Buffered: the replies to pipelined requests ([`Client::read_many`])
     // and bursts of events arrive together and are split here without a
     // system call per header and per payload.
@@ -615,6 +731,11 @@ fn reader_loop(reader: Box<dyn Read + Send>, replies: Sender<Message>, events: S
         if msg.msg_type == MsgType::WatchEvent {
             let parts = to_strings(&msg.payload);
             if let [path, token, ..] = parts.as_slice() {
+                if queue.queued.load(Ordering::SeqCst) >= queue.max.load(Ordering::Relaxed) {
+                    queue.lost.store(true, Ordering::SeqCst);
+                    continue;
+                }
+                queue.queued.fetch_add(1, Ordering::SeqCst);
                 let _ = events.send(WatchEvent {
                     path: path.clone(),
                     token: token.clone(),

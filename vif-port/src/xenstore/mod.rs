@@ -16,7 +16,9 @@ pub mod server;
 pub mod wire;
 
 pub use client::{Client, Transaction, WatchEvent};
-pub use server::{Listener, ServeError, ServerConfig, ServerStats, XenstoreServer};
+pub use server::{
+    Listener, ServeError, ServerConfig, ServerStats, XenstoreServer, PRIVILEGED_QUEUE_FACTOR,
+};
 pub use wire::{Access, ErrorCode, Perm};
 
 /// Errors of xenstore clients.

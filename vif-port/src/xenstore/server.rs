@@ -52,7 +52,8 @@
 //!   connection is accepted and closed (a counter, a log line at most
 //!   once a second). Each connection's output (replies and watch events)
 //!   is queued up to [`ServerConfig::max_queued_messages`] and
-//!   [`ServerConfig::max_queued_bytes`]: past half of either the loop
+//!   [`ServerConfig::max_queued_bytes`] (dom0's, a backend watching
+//!   every device, [`PRIVILEGED_QUEUE_FACTOR`] times that): past half of either the loop
 //!   stops reading its requests (a client not reading its replies only
 //!   stalls itself), and a watch event that does not fit drops the
 //!   connection (a peer not reading its events). A malformed header
@@ -99,11 +100,13 @@ pub struct ServerConfig {
     pub max_transactions_per_conn: usize,
     /// Watch events and replies queued per connection before a peer that
     /// does not read them is disconnected; requests stop being read at
-    /// half of it (at least 2).
+    /// half of it (at least 2). Dom0's connections get
+    /// [`PRIVILEGED_QUEUE_FACTOR`] times as much.
     pub max_queued_messages: usize,
     /// Bytes queued per connection (headers included) before a peer that
     /// does not read them is disconnected; requests stop being read at
     /// half of it (at least two messages of `XENSTORE_PAYLOAD_MAX`).
+    /// Dom0's connections get [`PRIVILEGED_QUEUE_FACTOR`] times as much.
     pub max_queued_bytes: usize,
     /// Connections served at once, in-process ones included; beyond, a
     /// socket connection is accepted and closed, an in-process one is
@@ -114,6 +117,15 @@ pub struct ServerConfig {
     /// quota); 0 disables the limit. Dom0 is never limited.
     pub max_nodes_per_domain: usize,
 }
+
+/// How many times [`ServerConfig::max_queued_messages`] and
+/// [`ServerConfig::max_queued_bytes`] a dom0 connection may have queued.
+/// A backend in dom0 watches every device: guests created together fire
+/// thousands of events at it at once (one per node their toolstack
+/// transaction wrote), and dropping it would strand every device. C
+/// xenstored exempts dom0 from its per-domain limits altogether; here it
+/// stays bounded (64 × 1024 events, 16 MiB by default).
+pub const PRIVILEGED_QUEUE_FACTOR: usize = 64;
 
 impl Default for ServerConfig {
     fn default() -> ServerConfig {
@@ -981,15 +993,21 @@ impl XenstoreServer {
     /// A connection's store-side handle.
     fn handle_for(&self, id: u64, domid: u32, ready: Arc<Mutex<Vec<u64>>>) -> Arc<ConnHandle> {
         let cfg = &self.shared.config;
+        let factor = if domid == 0 {
+            PRIVILEGED_QUEUE_FACTOR
+        } else {
+            1
+        };
         Arc::new(ConnHandle {
             id,
             domid,
             out: Mutex::new(OutQueue::default()),
             ready,
-            max_messages: cfg.max_queued_messages.max(2),
+            max_messages: cfg.max_queued_messages.max(2).saturating_mul(factor),
             max_bytes: cfg
                 .max_queued_bytes
-                .max(2 * (HEADER_LEN + XENSTORE_PAYLOAD_MAX)),
+                .max(2 * (HEADER_LEN + XENSTORE_PAYLOAD_MAX))
+                .saturating_mul(factor),
         })
     }
 

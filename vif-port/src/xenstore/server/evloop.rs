@@ -295,7 +295,13 @@ impl Loop {
                         }
                     }
                     id if self.listeners.contains_key(&id) => self.accept(&server, id),
-                    id => self.service(&server, id, ev.events()),
+                    id => {
+                        self.service(&server, id, ev.events());
+                        // The watchers its requests gave events to get
+                        // them now, not after every other connection
+                        // of this turn has added its own.
+                        self.serve_ready(&server);
+                    }
                 }
             }
             self.serve_ready(&server);
