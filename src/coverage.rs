@@ -68,9 +68,32 @@ static ALL: [&Counter; 5] = [
     &XENBUS_UNKNOWN_DOMAIN,
 ];
 
+/// Counters the pipeline keeps (`xennet_ofproto::xlate`), shown with
+/// these: `sample` run as a no-op, `pop` on an empty stack, and
+/// `controller(...)` / `dec_ttl(ids)` extras that could not be delivered.
+fn ofproto_counters() -> [(&'static str, u64); 3] {
+    use xennet_ofproto::xlate;
+    [
+        (
+            "xlate_sample_noop",
+            xlate::SAMPLE_NOOP.load(Ordering::Relaxed),
+        ),
+        (
+            "xlate_stack_underflow",
+            xlate::STACK_UNDERFLOW.load(Ordering::Relaxed),
+        ),
+        (
+            "xlate_controller_extras",
+            xlate::CONTROLLER_EXTRAS_DROPPED.load(Ordering::Relaxed),
+        ),
+    ]
+}
+
 /// The `coverage/show` text: one `name total: N` line per counter.
 pub fn show() -> String {
     ALL.iter()
-        .map(|c| format!("{:<26} total: {}\n", c.name, c.get()))
+        .map(|c| (c.name, c.get()))
+        .chain(ofproto_counters())
+        .map(|(name, n)| format!("{name:<26} total: {n}\n"))
         .collect()
 }

@@ -92,9 +92,9 @@ use xennet_datapath::{
     UpcallHandler, Userdata,
 };
 use xennet_openflow::model::{
-    port_config, Action, GroupType, Instructions, Match, OxmField, OFPCML_NO_BUFFER, OFPG_ANY,
-    OFPP_ALL, OFPP_ANY, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_NORMAL,
-    OFPP_TABLE,
+    port_config, Action, GroupType, Instructions, Match, MfField, OxmField, Subfield,
+    OFPCML_NO_BUFFER, OFPG_ANY, OFPP_ALL, OFPP_ANY, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT,
+    OFPP_LOCAL, OFPP_NORMAL, OFPP_TABLE,
 };
 
 use crate::normal::Normal;
@@ -127,7 +127,25 @@ pub enum XlateError {
     TooManyResubmits,
     /// Too many datapath actions.
     TooManyActions,
+    /// `push` beyond [`MAX_STACK_BYTES`].
+    StackTooDeep,
 }
+
+/// Most bytes on the `push`/`pop` stack (OVS: a translation whose stack
+/// passes 64 kB fails, `XLATE_STACK_TOO_DEEP`); each entry counts its
+/// value's bytes plus one, as OVS `nx_stack_push` stores it.
+pub const MAX_STACK_BYTES: usize = 65536;
+
+/// `sample` actions executed: a no-op, as in OVS when no IPFIX collector
+/// set is configured (xennet has no IPFIX or sFlow exporter).
+pub static SAMPLE_NOOP: AtomicU64 = AtomicU64::new(0);
+/// `pop` actions on an empty stack (OVS logs "stack underflow" and goes
+/// on).
+pub static STACK_UNDERFLOW: AtomicU64 = AtomicU64::new(0);
+/// Packet-ins from `controller(...)` or `dec_ttl(ids)` whose userdata or
+/// controller ids could not be honoured (no `NXT_PACKET_IN2`, no
+/// per-connection ids): sent as plain packet-ins to every controller.
+pub static CONTROLLER_EXTRAS_DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// The result of a translation.
 #[derive(Debug, Default)]
@@ -187,11 +205,19 @@ pub fn action_set_to_list(set: &[Action]) -> Vec<Action> {
         match a {
             Action::PopVlan => pop = Some(a),
             Action::PushVlan(_) => push = Some(a),
-            Action::DecNwTtl => dec = Some(a),
-            Action::SetField { .. } | Action::SetNwTtl(_) | Action::SetQueue(_) => sets.push(a),
+            Action::DecNwTtl | Action::DecTtlIds(_) => dec = Some(a),
+            Action::SetField { .. }
+            | Action::SetNwTtl(_)
+            | Action::SetQueue(_)
+            | Action::Load { .. }
+            | Action::Move { .. }
+            | Action::SetTunnel { .. } => sets.push(a),
             Action::Resubmit { .. } => fin(1, a),
             Action::Output { .. } => fin(2, a),
             Action::Group(_) => fin(3, a),
+            // Not allowed in an action set or bucket (the flow-mod and
+            // group-mod checks refuse them, `UNSUPPORTED_ORDER`).
+            _ => {}
         }
     }
     let Some((_, fin)) = last else {
@@ -272,6 +298,9 @@ struct Ctx<'a> {
     /// has sent it yet (the key holds no TPID; OVS keeps it in
     /// `flow->vlans[0].tpid`); `None`: the packet's own tag, if any.
     push_tpid: Option<u16>,
+    /// The `push`/`pop` stack (values) and its size in OVS's bytes.
+    stack: Vec<u128>,
+    stack_bytes: usize,
 }
 
 impl<'a> Ctx<'a> {
@@ -307,6 +336,8 @@ impl<'a> Ctx<'a> {
             error: None,
             vlan_touched: false,
             push_tpid: None,
+            stack: Vec::new(),
+            stack_bytes: 0,
         }
     }
 }
@@ -431,6 +462,42 @@ fn field_value_text(f: OxmField, v: u128) -> String {
     }
 }
 
+/// A subfield in `ovs-ofctl` syntax (`reg0[0..3]`, `reg0[]`, `reg0[5]`).
+pub fn subfield_text(sf: &Subfield) -> String {
+    let name = sf.field.name();
+    if sf.ofs == 0 && u32::from(sf.n_bits) == sf.field.n_bits() {
+        format!("{name}[]")
+    } else if sf.n_bits == 1 {
+        format!("{name}[{}]", sf.ofs)
+    } else {
+        format!(
+            "{name}[{}..{}]",
+            sf.ofs,
+            u32::from(sf.ofs) + u32::from(sf.n_bits) - 1
+        )
+    }
+}
+
+/// `ofp_packet_in_reason` names as `ovs-ofctl` prints them.
+fn reason_name(r: u8) -> String {
+    match r {
+        0 => "no_match".into(),
+        1 => "action".into(),
+        2 => "invalid_ttl".into(),
+        3 => "action_set".into(),
+        4 => "group".into(),
+        5 => "packet_out".into(),
+        r => r.to_string(),
+    }
+}
+
+fn hex_dotted(b: &[u8]) -> String {
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 /// An action in `ovs-ofctl` syntax.
 pub fn action_text(a: &Action) -> String {
     match a {
@@ -464,6 +531,68 @@ pub fn action_text(a: &Action) -> String {
                 format!("resubmit({p},{table})")
             }
         }
+        Action::Load { dst, value } => format!("load:{value:#x}->{}", subfield_text(dst)),
+        Action::Move { src, dst } => {
+            format!("move:{}->{}", subfield_text(src), subfield_text(dst))
+        }
+        Action::Note(b) => format!("note:{}", hex_dotted(b)),
+        Action::Exit => "exit".into(),
+        Action::CtClear => "ct_clear".into(),
+        Action::DecTtlIds(ids) => {
+            let ids: Vec<String> = ids.iter().map(u16::to_string).collect();
+            format!("dec_ttl({})", ids.join(","))
+        }
+        Action::SetTunnel { id, wide } => {
+            if *wide || *id > u64::from(u32::MAX) {
+                format!("set_tunnel64:{id:#x}")
+            } else {
+                format!("set_tunnel:{id:#x}")
+            }
+        }
+        Action::OutputReg { src, max_len } => {
+            if *max_len == u16::MAX {
+                format!("output:{}", subfield_text(src))
+            } else {
+                format!("output(port={},max_len={max_len})", subfield_text(src))
+            }
+        }
+        Action::StackPush(sf) => format!("push:{}", subfield_text(sf)),
+        Action::StackPop(sf) => format!("pop:{}", subfield_text(sf)),
+        Action::Clone(acts) => {
+            let inner: Vec<String> = acts.iter().map(action_text).collect();
+            format!("clone({})", inner.join(","))
+        }
+        Action::Controller(c) => {
+            let mut parts = Vec::new();
+            if c.reason != packet_in_reason::ACTION {
+                parts.push(format!("reason={}", reason_name(c.reason)));
+            }
+            if c.max_len != u16::MAX {
+                parts.push(format!("max_len={}", c.max_len));
+            }
+            if c.controller_id != 0 {
+                parts.push(format!("id={}", c.controller_id));
+            }
+            if !c.userdata.is_empty() {
+                parts.push(format!("userdata={}", hex_dotted(&c.userdata)));
+            }
+            if c.pause {
+                parts.push("pause".into());
+            }
+            if c.meter_id != u32::MAX {
+                parts.push(format!("meter_id={}", c.meter_id));
+            }
+            format!("controller({})", parts.join(","))
+        }
+        Action::Sample {
+            probability,
+            collector_set_id,
+            obs_domain_id,
+            obs_point_id,
+        } => format!(
+            "sample(probability={probability},collector_set_id={collector_set_id},\
+             obs_domain_id={obs_domain_id},obs_point_id={obs_point_id})"
+        ),
     }
 }
 
@@ -775,6 +904,158 @@ impl Ctx<'_> {
                 self.indent -= 4;
                 self.flow.set_in_port(saved);
             }
+            Action::Load { dst, value } => self.write_subfield(dst, *value),
+            Action::Move { src, dst } => {
+                let v = self.read_subfield(src);
+                self.write_subfield(dst, v);
+            }
+            Action::Note(_) => {}
+            Action::Exit => self.exit = true,
+            Action::CtClear => {
+                // No conntrack yet, so the state is always clear; clear
+                // it anyway, as OVS `compose_ct_clear_action` does.
+                for f in [
+                    Field::CtState,
+                    Field::CtZone,
+                    Field::CtMark,
+                    Field::CtLabel,
+                    Field::CtNwSrc,
+                    Field::CtNwDst,
+                    Field::CtNwProto,
+                    Field::CtTpSrc,
+                    Field::CtTpDst,
+                ] {
+                    self.flow.set(f, 0);
+                }
+            }
+            Action::DecTtlIds(ids) => {
+                if ids.iter().any(|&i| i != 0) {
+                    self.note(
+                        "(controller ids are not honoured: the packet-in goes to every controller)",
+                    );
+                }
+                self.dec_ttl();
+            }
+            Action::SetTunnel { id, .. } => self.flow.set(Field::TunId, u128::from(*id)),
+            Action::OutputReg { src, max_len } => {
+                let (kf, shift, _) = mf_layout(src.field);
+                let v = (self.flow.get(kf) >> (shift + u32::from(src.ofs)))
+                    & wire_ones(u32::from(src.n_bits));
+                if let Ok(p) = u16::try_from(v) {
+                    self.read_subfield(src);
+                    self.note(format_args!("output port is {p}"));
+                    let port = xennet_openflow::v10::port_from_ofp10(p);
+                    self.output(port, *max_len);
+                } else {
+                    self.note(format_args!("output port {v} is out of range"));
+                }
+            }
+            Action::StackPush(sf) => {
+                let v = self.read_subfield(sf);
+                let bytes = usize::from(sf.n_bits).div_ceil(8) + 1;
+                if self.stack_bytes + bytes > MAX_STACK_BYTES {
+                    self.error = Some(XlateError::StackTooDeep);
+                    warn_rate_limited("push/pop stack over 64 kB");
+                    self.note(">>>> Stack over 64 kB; dropping <<<<");
+                    return;
+                }
+                self.stack_bytes += bytes;
+                self.stack.push(v);
+            }
+            Action::StackPop(sf) => match self.stack.pop() {
+                Some(v) => {
+                    let bytes = usize::from(sf.n_bits).div_ceil(8) + 1;
+                    self.stack_bytes = self.stack_bytes.saturating_sub(bytes);
+                    self.write_subfield(sf, v & wire_ones(u32::from(sf.n_bits)));
+                }
+                None => {
+                    STACK_UNDERFLOW.fetch_add(1, Ordering::Relaxed);
+                    warn_rate_limited("pop on an empty stack");
+                    self.note(">>>> stack underflow <<<<");
+                }
+            },
+            Action::Clone(acts) => self.clone_actions(acts),
+            Action::Controller(c) => {
+                if !c.userdata.is_empty() || c.controller_id != 0 {
+                    CONTROLLER_EXTRAS_DROPPED.fetch_add(1, Ordering::Relaxed);
+                    self.note("(userdata and controller id are not delivered: plain packet-in to every controller)");
+                }
+                self.controller(c.reason, c.max_len);
+            }
+            Action::Sample { .. } => {
+                SAMPLE_NOOP.fetch_add(1, Ordering::Relaxed);
+                self.note("(no IPFIX collector: sample does nothing)");
+            }
+        }
+    }
+
+    /// `clone(actions)` (OVS `clone_xlate_actions`): the actions, then the
+    /// action set they built, run on a copy of the pipeline state (flow,
+    /// action set, stack); the packet's own changes made inside are undone
+    /// by the next commit, as OVS does for reversible actions.
+    fn clone_actions(&mut self, acts: &[Action]) {
+        if !self.enter() {
+            return;
+        }
+        let saved_flow = self.flow;
+        let saved_tpid = self.push_tpid;
+        let saved_set = std::mem::take(&mut self.action_set);
+        let saved_stack = self.stack.clone();
+        let saved_stack_bytes = self.stack_bytes;
+        self.indent += 4;
+        self.do_actions(acts);
+        self.finish();
+        self.indent -= 4;
+        self.flow = saved_flow;
+        self.push_tpid = saved_tpid;
+        self.action_set = saved_set;
+        self.stack = saved_stack;
+        self.stack_bytes = saved_stack_bytes;
+        self.exit = false;
+        self.depth -= 1;
+    }
+
+    /// Read the bits `sf` names from the working flow, un-wildcarding them.
+    fn read_subfield(&mut self, sf: &Subfield) -> u128 {
+        let (kf, shift, _) = mf_layout(sf.field);
+        let at = shift + u32::from(sf.ofs);
+        let ones = wire_ones(u32::from(sf.n_bits));
+        if at < 128 {
+            self.wc_or(kf, ones << at);
+            (self.flow.get(kf) >> at) & ones
+        } else {
+            0
+        }
+    }
+
+    /// Write `v` into the bits `sf` names: pipeline fields change the
+    /// working flow only, packet fields go through [`Self::set_field`]
+    /// (prerequisites, wildcards, the commit).
+    fn write_subfield(&mut self, sf: &Subfield, v: u128) {
+        let (kf, shift, width) = mf_layout(sf.field);
+        let full = wire_ones(width);
+        let m = (wire_ones(u32::from(sf.n_bits)) << sf.ofs) & full;
+        let cur = (self.flow.get(kf) >> shift) & full;
+        let new = (cur & !m) | ((v << sf.ofs) & m);
+        match sf.field {
+            MfField::InPort16 => {
+                self.flow
+                    .set_in_port(xennet_openflow::v10::port_from_ofp10(new as u16));
+            }
+            MfField::Oxm(OxmField::InPort) => self.flow.set_in_port(new as u32),
+            MfField::IpTos => self.set_field(OxmField::IpDscp, new >> 2),
+            MfField::VlanTci => {
+                self.wc.set_exact(Field::VlanTci);
+                self.vlan_touched = true;
+                let tci = new as u16;
+                if tci & VLAN_CFI == 0 {
+                    self.flow.set_vlan_tci(0);
+                    self.push_tpid = None;
+                } else {
+                    self.flow.set_vlan_tci(tci);
+                }
+            }
+            MfField::Oxm(f) => self.set_field(f, new),
         }
     }
 
@@ -1301,6 +1582,26 @@ impl Ctx<'_> {
             self.exit = false;
         }
         self.depth -= 1;
+    }
+}
+
+/// All ones in the low `bits` bits (`bits` up to 128).
+fn wire_ones(bits: u32) -> u128 {
+    if bits >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << bits) - 1
+    }
+}
+
+/// Where a subfield action's field lives in the flow key: `(key field,
+/// shift, width)`, the wire value being `(key >> shift) & ones(width)`.
+fn mf_layout(f: MfField) -> (Field, u32, u32) {
+    match f {
+        MfField::Oxm(f) => f.layout(),
+        MfField::VlanTci => (Field::VlanTci, 0, 16),
+        MfField::IpTos => (Field::NwTos, 0, 8),
+        MfField::InPort16 => (Field::InPort, 0, 16),
     }
 }
 

@@ -651,14 +651,6 @@ fn match_proto(m: &Match) -> Option<u8> {
     (mk == 0xff).then_some(v as u8)
 }
 
-/// A partly assembled `NXAST_REG_LOAD` sequence (OVS splits fields wider
-/// than 64 bits into several loads).
-struct PendingLoad {
-    dst: u32,
-    value: u128,
-    covered: u128,
-}
-
 /// Decode a 1.0 action list (`ofp_action_*`, Nicira `nx_action_*`).
 ///
 /// `OFPAT10_SET_VLAN_VID` / `SET_VLAN_PCP` decode to
@@ -686,7 +678,6 @@ struct PendingLoad {
 pub fn decode_actions(buf: &[u8], proto: Option<u8>) -> Result<Vec<Action>, DecodeError> {
     let mut acts = Vec::new();
     let mut rest = buf;
-    let mut pending: Option<PendingLoad> = None;
     let arg = |what| bad(OfError::BAD_ACTION_ARGUMENT, what);
     while !rest.is_empty() {
         if rest.len() < 8 {
@@ -699,13 +690,6 @@ pub fn decode_actions(buf: &[u8], proto: Option<u8>) -> Result<Vec<Action>, Deco
         }
         let a = &rest[..len];
         rest = &rest[len..];
-        let is_reg_load = typ == OFPAT10_VENDOR
-            && len >= 10
-            && be16(a, 8) == NXAST_REG_LOAD
-            && be32(a, 4) == NX_VENDOR_ID;
-        if !is_reg_load {
-            flush_load(&mut pending, &mut acts)?;
-        }
         let fixed = |n: usize| if len == n { Ok(()) } else { Err(bad_len()) };
         match typ {
             OFPAT10_OUTPUT => {
@@ -796,19 +780,20 @@ pub fn decode_actions(buf: &[u8], proto: Option<u8>) -> Result<Vec<Action>, Deco
                     max_len: 0,
                 });
             }
-            OFPAT10_VENDOR => decode_nx_action(a, &mut acts, &mut pending)?,
+            OFPAT10_VENDOR => decode_nx_action(a, &mut acts, proto)?,
             _ => return Err(bad(OfError::BAD_ACTION_TYPE, "unknown action type")),
         }
     }
-    flush_load(&mut pending, &mut acts)?;
+    crate::nx_action::merge_loads(&mut acts, true);
     Ok(acts)
 }
 
-/// Decode one Nicira action (`nx_action_header`, `a` is the whole action).
+/// Decode one Nicira action (`nx_action_header`, `a` is the whole
+/// action) with [`crate::nx_action::decode`].
 fn decode_nx_action(
     a: &[u8],
     acts: &mut Vec<Action>,
-    pending: &mut Option<PendingLoad>,
+    proto: Option<u8>,
 ) -> Result<(), DecodeError> {
     if a.len() < 16 {
         return Err(bad_len());
@@ -819,63 +804,8 @@ fn decode_nx_action(
             "unknown action vendor",
         ));
     }
-    let subtype = be16(a, 8);
-    let fixed = |n: usize| if a.len() == n { Ok(()) } else { Err(bad_len()) };
-    match subtype {
-        NXAST_RESUBMIT => {
-            fixed(16)?;
-            acts.push(Action::Resubmit {
-                in_port: port_from_ofp10(be16(a, 10)),
-                table: 0xff,
-            });
-        }
-        NXAST_RESUBMIT_TABLE => {
-            fixed(16)?;
-            if a[13..16] != [0, 0, 0] {
-                return Err(bad(
-                    OfError::BAD_ACTION_ARGUMENT,
-                    "nonzero resubmit padding",
-                ));
-            }
-            acts.push(Action::Resubmit {
-                in_port: port_from_ofp10(be16(a, 10)),
-                table: a[12],
-            });
-        }
-        NXAST_SET_QUEUE => {
-            fixed(16)?;
-            acts.push(Action::SetQueue(be32(a, 12)));
-        }
-        NXAST_GROUP => {
-            fixed(16)?;
-            acts.push(Action::Group(be32(a, 12)));
-        }
-        NXAST_DEC_TTL => {
-            fixed(16)?;
-            acts.push(Action::DecNwTtl);
-        }
-        NXAST_REG_LOAD2 => {
-            let tlv = &a[10..];
-            let (field, value, used) = oxm::decode_set_field(tlv)?;
-            let tail = tlv
-                .get(used..)
-                .ok_or(bad(OfError::BAD_SET_LEN, "set-field beyond action"))?;
-            if tail.iter().any(|&b| b != 0) {
-                return Err(bad(OfError::BAD_SET_ARGUMENT, "nonzero reg_load2 padding"));
-            }
-            acts.push(Action::SetField { field, value });
-        }
-        NXAST_REG_LOAD => {
-            fixed(24)?;
-            decode_reg_load(a, acts, pending)?;
-        }
-        _ => {
-            return Err(bad(
-                OfError::BAD_ACTION_EXP_TYPE,
-                "unknown Nicira action subtype",
-            ))
-        }
-    }
+    let nested = |b: &[u8]| decode_actions(b, proto);
+    acts.push(crate::nx_action::decode(a, OFP10_VERSION, &nested)?);
     Ok(())
 }
 
@@ -889,75 +819,6 @@ fn load_bits(f: OxmField, bytes: u32) -> u32 {
     } else {
         f.bits()
     }
-}
-
-/// Turn a finished run of `NXAST_REG_LOAD`s into a set-field.
-fn flush_load(
-    pending: &mut Option<PendingLoad>,
-    acts: &mut Vec<Action>,
-) -> Result<(), DecodeError> {
-    let Some(p) = pending.take() else {
-        return Ok(());
-    };
-    let bytes = p.dst & 0xff;
-    let mut tlv = p.dst.to_be_bytes().to_vec();
-    tlv.extend_from_slice(&p.value.to_be_bytes()[16 - bytes as usize..]);
-    let (field, value, _) = oxm::decode_set_field(&tlv)?;
-    if p.covered != ones(load_bits(field, bytes)) {
-        return Err(bad(
-            OfError::BAD_SET_ARGUMENT,
-            "NXAST_REG_LOAD of part of a field",
-        ));
-    }
-    acts.push(Action::SetField { field, value });
-    Ok(())
-}
-
-/// `nx_action_reg_load`: `ofs_nbits`, `dst` (an NXM header), `value`.
-/// Consecutive loads into one field (OVS splits values wider than 64 bits)
-/// are gathered; only loads that together set a whole field have a model
-/// form (a set-field; a partial load is `BAD_SET_ARGUMENT`).
-fn decode_reg_load(
-    a: &[u8],
-    acts: &mut Vec<Action>,
-    pending: &mut Option<PendingLoad>,
-) -> Result<(), DecodeError> {
-    let ofs_nbits = be16(a, 10);
-    let dst = be32(a, 12);
-    let value = u64::from_be_bytes(a[16..24].try_into().map_err(|_| short())?);
-    let ofs = u32::from(ofs_nbits >> 6);
-    let nbits = u32::from(ofs_nbits & 0x3f) + 1;
-    let bytes = dst & 0xff;
-    if dst & 0x100 != 0 || bytes == 0 || bytes > 16 {
-        return Err(bad(OfError::BAD_SET_TYPE, "bad reg_load destination"));
-    }
-    let width = bytes * 8;
-    if ofs + nbits > width {
-        return Err(bad(OfError::BAD_SET_LEN, "reg_load beyond the field"));
-    }
-    if nbits < 64 && value >> nbits != 0 {
-        return Err(bad(OfError::BAD_SET_ARGUMENT, "reg_load value too wide"));
-    }
-    let bits = ones(nbits) << ofs;
-    // A load into another field, or into bits already loaded, starts a new
-    // set-field.
-    if pending
-        .as_ref()
-        .is_some_and(|p| p.dst != dst || p.covered & bits != 0)
-    {
-        flush_load(pending, acts)?;
-    }
-    let p = pending.get_or_insert(PendingLoad {
-        dst,
-        value: 0,
-        covered: 0,
-    });
-    p.value = (p.value & !bits) | (u128::from(value) << ofs);
-    p.covered |= bits;
-    if p.covered == ones(width) {
-        flush_load(pending, acts)?;
-    }
-    Ok(())
 }
 
 /// Append a Nicira action header (`type`, placeholder `len`, vendor,
@@ -1143,14 +1004,11 @@ pub fn encode_actions(acts: &[Action], out: &mut Vec<u8>) -> Result<(), EncodeEr
                 finish_action(out, start)?;
             }
             Action::SetNwTtl(t) => encode_set_field(OxmField::IpTtl, u128::from(*t), out)?,
-            Action::Resubmit { in_port, table } => {
-                // Always the _TABLE form (0xff = current table), as OVS
-                // encodes resubmits it did not decode from NXAST_RESUBMIT.
-                let start = begin_nx_action(out, NXAST_RESUBMIT_TABLE);
-                out.u16(port10(*in_port)?);
-                out.u8(*table);
-                out.zeros(3);
-                finish_action(out, start)?;
+            a => {
+                let nested = |acts: &[Action], out: &mut Vec<u8>| encode_actions(acts, out);
+                if !crate::nx_action::encode(a, OFP10_VERSION, out, &nested)? {
+                    return Err(unsupported("action without an OpenFlow 1.0 form"));
+                }
             }
         }
         i += 1;
