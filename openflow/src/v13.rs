@@ -228,9 +228,19 @@ fn decode_action(typ: u16, a: &mut Rd<'_>, version: u8) -> Result<Action, Decode
             let body = a.rest();
             // OpenFlow 1.5 set-field may be masked (OVS
             // `decode_OFPAT_RAW15_SET_FIELD`): a `Load` of those bits.
+            // So is a set-field of a field that is not one model field
+            // (`vlan_tci`, `nw_tos`, the 16-bit `in_port`), or of in_port
+            // (OVS: writable, changes the pipeline's in_port).
             let masked = body.len() >= 4 && body[2] & 1 != 0;
-            if version >= OFP15_VERSION && masked {
-                let (f, v, m, _) = oxm::decode_wire_set_field(body)?;
+            let (f, v, m, _) = oxm::decode_wire_set_field(body)?;
+            let as_load = !matches!(f, MfField::Oxm(f) if f != OxmField::InPort);
+            if masked && version < OFP15_VERSION {
+                return Err(err(
+                    OfError::BAD_SET_ARGUMENT,
+                    "masked set-field before 1.5",
+                ));
+            }
+            if masked || as_load {
                 nx_action::set_field_action(f, v, m)?
             } else {
                 let (field, value, _) = oxm::decode_set_field(body)?;
