@@ -68,6 +68,11 @@ pub const NXAST_CT_CLEAR: u16 = 43;
 pub const OFPAT15_COPY_FIELD: u16 = 28;
 /// `OFPAT_SET_FIELD`.
 const OFPAT_SET_FIELD: u16 = 25;
+/// Decodes a nested action list (`clone`) in the enclosing version.
+pub type NestedDecode<'a> = dyn Fn(&[u8]) -> Result<Vec<Action>, DecodeError> + 'a;
+/// Appends a nested action list (`clone`) in the enclosing version.
+pub type NestedEncode<'a> = dyn Fn(&[Action], &mut Vec<u8>) -> Result<(), EncodeError> + 'a;
+
 /// `NX_CTLR_NO_METER`: no controller meter.
 pub const NX_CTLR_NO_METER: u32 = u32::MAX;
 
@@ -191,11 +196,7 @@ fn field_header(b: &[u8]) -> Result<(MfField, usize), DecodeError> {
 ///
 /// # Errors
 /// See the module documentation.
-pub fn decode(
-    a: &[u8],
-    version: u8,
-    nested: &dyn Fn(&[u8]) -> Result<Vec<Action>, DecodeError>,
-) -> Result<Action, DecodeError> {
+pub fn decode(a: &[u8], version: u8, nested: &NestedDecode<'_>) -> Result<Action, DecodeError> {
     if a.len() < 16 {
         return Err(bad_len());
     }
@@ -616,7 +617,7 @@ pub fn encode(
     a: &Action,
     version: u8,
     out: &mut Vec<u8>,
-    nested: &dyn Fn(&[Action], &mut Vec<u8>) -> Result<(), EncodeError>,
+    nested: &NestedEncode<'_>,
 ) -> Result<bool, EncodeError> {
     let flavor = if version >= OFP15_VERSION {
         Flavor::Oxm

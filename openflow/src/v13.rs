@@ -365,6 +365,18 @@ pub(crate) fn put_actions(out: &mut Vec<u8>, acts: &[Action]) -> Result<(), Enco
     put_actions_version(out, acts, OFP13_VERSION)
 }
 
+/// Append `acts` as an OpenFlow `version` (1.3 to 1.5) action list.
+///
+/// # Errors
+/// `Unsupported` for an action the version cannot carry.
+pub fn encode_actions_version(
+    acts: &[Action],
+    version: u8,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    put_actions_version(out, acts, version)
+}
+
 /// Append `acts` in OpenFlow `version`'s forms (1.3 to 1.5).
 pub(crate) fn put_actions_version(
     out: &mut Vec<u8>,
