@@ -69,11 +69,20 @@ static ALL: [&Counter; 5] = [
 ];
 
 /// Counters the pipeline keeps (`xennet_ofproto::xlate`), shown with
-/// these: `sample` run as a no-op, `pop` on an empty stack, and
+/// these: packets dropped at a `ct` action, `resubmit(,,ct)` skipped
+/// without a tracked connection, `sample` run as a no-op, `pop` on an empty stack, and
 /// `controller(...)` / `dec_ttl(ids)` extras that could not be delivered.
-fn ofproto_counters() -> [(&'static str, u64); 3] {
+fn ofproto_counters() -> [(&'static str, u64); 5] {
     use xennet_ofproto::xlate;
     [
+        (
+            "xlate_ct_unsupported",
+            xlate::CT_UNSUPPORTED.load(Ordering::Relaxed),
+        ),
+        (
+            "xlate_resubmit_ct_untracked",
+            xlate::RESUBMIT_CT_UNTRACKED.load(Ordering::Relaxed),
+        ),
         (
             "xlate_sample_noop",
             xlate::SAMPLE_NOOP.load(Ordering::Relaxed),

@@ -1302,6 +1302,30 @@ fn ofctl_issue15_nicira_actions() {
             "set_field:0x5->reg5,load:0x2001->NXM_NX_IPV6_SRC[64..127]",
             "set_field:0x5->reg5,set_field:0:0:0:2001::/64->ipv6_src",
         ),
+        (
+            "priority=20,ip,actions=ct(commit,zone=5,table=2,exec(load:0x1->NXM_NX_CT_MARK[]),nat(src=10.0.0.1-10.0.0.9:1000-2000,random))",
+            "ct(commit,table=2,zone=5,exec(load:0x1->NXM_NX_CT_MARK[],nat(src=10.0.0.1-10.0.0.9:1000-2000,random)))",
+            "ct(commit,table=2,zone=5,exec(load:0x1->NXM_NX_CT_MARK[],nat(src=10.0.0.1-10.0.0.9:1000-2000,random)))",
+            "ct(commit,table=2,zone=5,exec(set_field:0x1->ct_mark,nat(src=10.0.0.1-10.0.0.9:1000-2000,random)))",
+        ),
+        (
+            "priority=21,ip,actions=ct(table=3,zone=NXM_NX_REG0[0..15],nat)",
+            "ct(table=3,zone=NXM_NX_REG0[0..15],nat)",
+            "ct(table=3,zone=NXM_NX_REG0[0..15],nat)",
+            "ct(table=3,zone=NXM_NX_REG0[0..15],nat)",
+        ),
+        (
+            "priority=22,tcp,actions=ct(commit,alg=ftp,exec(set_field:0x5->ct_mark,set_field:0x1/0x1->ct_label))",
+            "ct(commit,exec(load:0x5->NXM_NX_CT_MARK[],load:0x1->NXM_NX_CT_LABEL[0]),alg=ftp)",
+            "ct(commit,exec(set_field:0x5->ct_mark,load:0x1->NXM_NX_CT_LABEL[0]),alg=ftp)",
+            "ct(commit,exec(set_field:0x5->ct_mark,set_field:0x1/0x1->ct_label),alg=ftp)",
+        ),
+        (
+            "priority=23,ct_state=+trk+est,ip,actions=resubmit(,4,ct)",
+            "resubmit(,4,ct)",
+            "resubmit(,4,ct)",
+            "resubmit(,4,ct)",
+        ),
     ];
     for ver in ["OpenFlow10", "OpenFlow13", "OpenFlow14", "OpenFlow15"] {
         let of = |args: &[&str]| h.ofctl(&[&["-O", ver][..], args].concat());
@@ -1406,6 +1430,32 @@ fn ofctl_issue15_nicira_actions() {
     ]);
     assert!(trace.contains("set(ipv4(tos=0xb8"), "{trace}");
     assert!(trace.contains("1\n"), "{trace}");
+
+    // A packet reaching ct is dropped (no conntrack yet), counted, and
+    // the log names the flow.
+    of13(&[
+        "add-flow",
+        "br0",
+        "table=0,priority=300,in_port=2,udp,actions=ct(commit,zone=7),output:1",
+    ]);
+    let trace = h.appctl(&[
+        "ofproto/trace",
+        "br0",
+        "in_port=2,udp,nw_src=10.251.0.2,nw_dst=10.251.0.1",
+    ]);
+    assert!(trace.contains("Datapath actions: drop"), "{trace}");
+    assert!(trace.contains("ct: no connection tracking"), "{trace}");
+    let cov = h.appctl(&["coverage/show"]);
+    let ct_line = cov
+        .lines()
+        .find(|l| l.starts_with("xlate_ct_unsupported"))
+        .unwrap_or_else(|| panic!("{cov}"));
+    assert!(!ct_line.ends_with("total: 0"), "{cov}");
+    assert!(
+        h.log().contains("packet reached a ct action"),
+        "{}",
+        h.log()
+    );
 
     // Real pings between guests 1 and 3 follow the register pipeline.
     assert!(h.ping(1, 3, 2), "{}", h.log());

@@ -522,6 +522,33 @@ impl Tables {
                         return Err(OfError::BAD_ACTION_ARGUMENT);
                     }
                 }
+                Action::ResubmitCt { table, .. } => {
+                    if usize::from(*table) >= N_TABLES && *table != 0xff {
+                        return Err(OfError::BAD_ACTION_ARGUMENT);
+                    }
+                    // OVS `check_RESUBMIT`: the match must make the
+                    // conntrack state valid.
+                    if let Some(m) = m.as_deref() {
+                        if !m.satisfies(Prereq::CtValid) {
+                            return Err(OfError::MATCH_INCONSISTENT);
+                        }
+                    }
+                }
+                Action::Ct(ct) => {
+                    if usize::from(ct.recirc_table) >= N_TABLES && ct.recirc_table != 0xff {
+                        return Err(OfError::BAD_ACTION_ARGUMENT);
+                    }
+                    // The codec allowed only nat and ct_mark/ct_label
+                    // writes inside; nat needs an IP match (OVS
+                    // `check_NAT`).
+                    if let Some(m) = m.as_deref() {
+                        let nat = ct.actions.iter().any(|a| matches!(a, Action::Nat(_)));
+                        if nat && !m.satisfies(Prereq::Ip) {
+                            return Err(OfError::MATCH_INCONSISTENT);
+                        }
+                    }
+                }
+                Action::Nat(_) => return Err(OfError::BAD_ACTION_ARGUMENT),
                 Action::Note(_)
                 | Action::Exit
                 | Action::CtClear

@@ -129,6 +129,8 @@ pub enum XlateError {
     TooManyActions,
     /// `push` beyond [`MAX_STACK_BYTES`].
     StackTooDeep,
+    /// A `ct` action: no connection tracking yet, the packet is dropped.
+    CtUnsupported,
 }
 
 /// Most bytes on the `push`/`pop` stack (OVS: a translation whose stack
@@ -139,6 +141,13 @@ pub const MAX_STACK_BYTES: usize = 65536;
 /// `sample` actions executed: a no-op, as in OVS when no IPFIX collector
 /// set is configured (xennet has no IPFIX or sFlow exporter).
 pub static SAMPLE_NOOP: AtomicU64 = AtomicU64::new(0);
+/// Translations that reached a `ct` action and dropped the packet (there
+/// is no connection tracker yet); each also logs a rate-limited line
+/// naming the flow.
+pub static CT_UNSUPPORTED: AtomicU64 = AtomicU64::new(0);
+/// `resubmit(..,ct)` skipped because the packet has no tracked
+/// connection (always, until conntrack exists), as OVS skips it.
+pub static RESUBMIT_CT_UNTRACKED: AtomicU64 = AtomicU64::new(0);
 /// `pop` actions on an empty stack (OVS logs "stack underflow" and goes
 /// on).
 pub static STACK_UNDERFLOW: AtomicU64 = AtomicU64::new(0);
@@ -498,6 +507,107 @@ fn hex_dotted(b: &[u8]) -> String {
         .join(".")
 }
 
+/// `ct(...)` as `ovs-ofctl` prints it (OVS `format_CT`).
+fn ct_text(ct: &xennet_openflow::model::Ct) -> String {
+    use xennet_openflow::model::CtZone;
+    let mut parts = Vec::new();
+    if ct.flags & 1 != 0 {
+        parts.push("commit".to_string());
+    }
+    if ct.flags & 2 != 0 {
+        parts.push("force".to_string());
+    }
+    if ct.recirc_table != 0xff {
+        parts.push(format!("table={}", ct.recirc_table));
+    }
+    match ct.zone {
+        CtZone::Imm(0) => {}
+        CtZone::Imm(z) => parts.push(format!("zone={z}")),
+        CtZone::Field(sf) => parts.push(format!("zone={}", subfield_text(&sf))),
+    }
+    let (nat, exec): (Vec<&Action>, Vec<&Action>) =
+        ct.actions.iter().partition(|a| matches!(a, Action::Nat(_)));
+    if !exec.is_empty() {
+        let inner: Vec<String> = exec.into_iter().map(action_text).collect();
+        parts.push(format!("exec({})", inner.join(",")));
+    }
+    match ct.alg {
+        0 => {}
+        21 => parts.push("alg=ftp".into()),
+        69 => parts.push("alg=tftp".into()),
+        a => parts.push(format!("alg={a}")),
+    }
+    parts.extend(nat.into_iter().map(action_text));
+    format!("ct({})", parts.join(","))
+}
+
+/// `nat(...)` from the `nx_action_nat` bytes after the subtype (OVS
+/// `format_NAT`, approximately: flags, then the range).
+fn nat_text(body: &[u8]) -> String {
+    let be16 = |at: usize| {
+        body.get(at..at + 2)
+            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let flags = be16(2);
+    let range = be16(4);
+    let mut opts = body.get(6..).unwrap_or_default();
+    let mut take = |n: usize| {
+        let h = opts.get(..n).unwrap_or_default();
+        opts = opts.get(n..).unwrap_or_default();
+        h.to_vec()
+    };
+    let mut s = String::new();
+    if flags & 3 != 0 {
+        s.push_str(if flags & 1 != 0 { "src" } else { "dst" });
+        let ip = |b: Vec<u8>| -> String {
+            match b.len() {
+                4 => std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string(),
+                16 => {
+                    let a: [u8; 16] = b.try_into().unwrap_or_default();
+                    format!("[{}]", std::net::Ipv6Addr::from(a))
+                }
+                _ => String::new(),
+            }
+        };
+        let width = if range & 1 != 0 {
+            4
+        } else if range & 4 != 0 {
+            16
+        } else {
+            0
+        };
+        if width > 0 {
+            s.push('=');
+            s.push_str(&ip(take(width)));
+            if range & 0xa != 0 {
+                s.push('-');
+                s.push_str(&ip(take(width)));
+            }
+        }
+        if range & 0x10 != 0 {
+            let p = take(2);
+            s.push_str(&format!(":{}", u16::from_be_bytes([p[0], p[1]])));
+            if range & 0x20 != 0 {
+                let p = take(2);
+                s.push_str(&format!("-{}", u16::from_be_bytes([p[0], p[1]])));
+            }
+        }
+    }
+    for (bit, name) in [(4, "persistent"), (8, "hash"), (16, "random")] {
+        if flags & bit != 0 {
+            if !s.is_empty() {
+                s.push(',');
+            }
+            s.push_str(name);
+        }
+    }
+    if s.is_empty() {
+        "nat".into()
+    } else {
+        format!("nat({s})")
+    }
+}
+
 /// An action in `ovs-ofctl` syntax.
 pub fn action_text(a: &Action) -> String {
     match a {
@@ -531,6 +641,21 @@ pub fn action_text(a: &Action) -> String {
                 format!("resubmit({p},{table})")
             }
         }
+        Action::ResubmitCt { in_port, table } => {
+            let p = if *in_port == OFPP_IN_PORT {
+                String::new()
+            } else {
+                port_name(*in_port)
+            };
+            let t = if *table == 0xff {
+                String::new()
+            } else {
+                table.to_string()
+            };
+            format!("resubmit({p},{t},ct)")
+        }
+        Action::Ct(ct) => ct_text(ct),
+        Action::Nat(body) => nat_text(body),
         Action::Load { dst, value } => format!("load:{value:#x}->{}", subfield_text(dst)),
         Action::Move { src, dst } => {
             format!("move:{}->{}", subfield_text(src), subfield_text(dst))
@@ -904,6 +1029,45 @@ impl Ctx<'_> {
                 self.indent -= 4;
                 self.flow.set_in_port(saved);
             }
+            Action::ResubmitCt { in_port, table } => {
+                // OVS `xlate_table_action` with ct: without a tracked
+                // connection (ct_nw_proto 0) or on a non-IP packet it
+                // reports an error and does no lookup. xennet has no
+                // conntrack yet, so that is every packet.
+                self.wc.set_exact(Field::CtNwProto);
+                let tracked = self.flow.get(Field::CtNwProto) != 0
+                    && matches!(self.flow.dl_type(), 0x0800 | 0x86dd);
+                if !tracked {
+                    RESUBMIT_CT_UNTRACKED.fetch_add(1, Ordering::Relaxed);
+                    static LAST: AtomicU64 = AtomicU64::new(0);
+                    if once_a_second(&LAST) {
+                        tracing::warn!(
+                            total = RESUBMIT_CT_UNTRACKED.load(Ordering::Relaxed),
+                            "resubmit(ct) with non-tracked or non-IP packet: lookup skipped"
+                        );
+                    }
+                    self.note(">>>> resubmit(ct) with non-tracked or non-IP packet! <<<<");
+                } else {
+                    // Unreachable until conntrack fills ct_nw_proto.
+                    self.do_action(&Action::Resubmit {
+                        in_port: *in_port,
+                        table: *table,
+                    });
+                }
+            }
+            Action::Ct(_) => {
+                // No connection tracker yet: drop, count, and log the flow.
+                CT_UNSUPPORTED.fetch_add(1, Ordering::Relaxed);
+                let (table, priority, cookie) = match &self.rule {
+                    Some(r) => (r.table_id, r.priority, r.cookie),
+                    None => (self.table_id, 0, 0),
+                };
+                ct_warn_rate_limited(table, priority, cookie);
+                self.note(">>>> ct: no connection tracking in xennet yet; dropping <<<<");
+                self.error = Some(XlateError::CtUnsupported);
+            }
+            // Only inside ct, which never runs its nested actions yet.
+            Action::Nat(_) => {}
             Action::Load { dst, value } => self.write_subfield(dst, *value),
             Action::Move { src, dst } => {
                 let v = self.read_subfield(src);
@@ -1582,6 +1746,33 @@ impl Ctx<'_> {
             self.exit = false;
         }
         self.depth -= 1;
+    }
+}
+
+/// Whether a log line limited by `last` (seconds since the first call,
+/// plus one, of its last line) may go now: at most one a second.
+fn once_a_second(last: &AtomicU64) -> bool {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    let now = start.elapsed().as_secs().saturating_add(1);
+    let prev = last.load(Ordering::Relaxed);
+    now > prev
+        && last
+            .compare_exchange(prev, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
+/// The `ct` drop's log line, at most once a second, naming the flow.
+fn ct_warn_rate_limited(table: u8, priority: u16, cookie: u64) {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    if once_a_second(&LAST) {
+        tracing::warn!(
+            table,
+            priority,
+            cookie = format_args!("{cookie:#x}"),
+            total = CT_UNSUPPORTED.load(Ordering::Relaxed),
+            "packet reached a ct action: xennet has no connection tracking yet, dropped"
+        );
     }
 }
 

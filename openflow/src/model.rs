@@ -341,6 +341,22 @@ pub enum Action {
     /// (reason `action`, id 0, nothing else) is `Output` to
     /// `OFPP_CONTROLLER`.
     Controller(Box<Controller>),
+    /// `resubmit(port,table,ct)` (`NXAST_RESUBMIT_TABLE_CT` 44): as
+    /// `Resubmit`, with the packet's 5-tuple swapped for the connection's
+    /// original direction.
+    ResubmitCt {
+        /// Input port for the lookup, or `OFPP_IN_PORT`.
+        in_port: u32,
+        /// Table, or 0xff for the current one.
+        table: u8,
+    },
+    /// `ct(...)` (`NXAST_CT` 35): send the packet through connection
+    /// tracking.
+    Ct(Box<Ct>),
+    /// `nat(...)` (`NXAST_NAT` 36), only inside `ct`: the action's bytes
+    /// after its subtype (`nx_action_nat` from its padding on), checked as
+    /// OVS `decode_NXAST_RAW_NAT` checks them and sent back unchanged.
+    Nat(Vec<u8>),
     /// `sample(..)` (`NXAST_SAMPLE` 29): IPFIX/sFlow per-flow sampling.
     Sample {
         /// Packets sampled per 65535 (1..=65535).
@@ -352,6 +368,31 @@ pub enum Action {
         /// `obs_point_id`.
         obs_point_id: u32,
     },
+}
+
+/// `NXAST_CT` arguments (OVS `struct ofpact_conntrack`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Ct {
+    /// `NX_CT_F_COMMIT` (1), `NX_CT_F_FORCE` (2).
+    pub flags: u16,
+    /// The zone: a number, or the bits of a field that hold it.
+    pub zone: CtZone,
+    /// Table to continue in after tracking (0xff: none).
+    pub recirc_table: u8,
+    /// Application-layer gateway (port number: 21 ftp, 69 tftp; 0 none).
+    pub alg: u16,
+    /// Nested actions: `nat`, and loads/set-fields of `ct_mark` and
+    /// `ct_label`.
+    pub actions: Vec<Action>,
+}
+
+/// A conntrack zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CtZone {
+    /// `zone=N`.
+    Imm(u16),
+    /// `zone=FIELD[..]`.
+    Field(Subfield),
 }
 
 /// `NXAST_CONTROLLER(2)` arguments (OVS `struct ofpact_controller`).

@@ -11,12 +11,12 @@
 //! (17), `DEC_TTL` (18, 1.0), `CONTROLLER` (20), `DEC_TTL_CNT_IDS` (21),
 //! `STACK_PUSH`/`POP` (27/28), `SAMPLE` (29), `OUTPUT_REG2` (32),
 //! `REG_LOAD2` (33, 1.0–1.4), `CONTROLLER2` (37), `GROUP` (40, 1.0),
-//! `CLONE` (42), `CT_CLEAR` (43). Which versions accept which subtype
-//! follows OVS's raw action table (`NX1.0(4)`, `NX1.0-1.4(7)`, …); a
-//! subtype outside its versions, or not implemented (`LEARN`,
-//! `CONJUNCTION`, `CT`, `NAT`, `MULTIPATH`, `BUNDLE`, `RESUBMIT_TABLE_CT`,
-//! `FIN_TIMEOUT`, `SAMPLE2/3`, `OUTPUT_TRUNC`, …), is
-//! `OFPBAC_BAD_EXP_TYPE`.
+//! `CLONE` (42), `CT_CLEAR` (43), `RESUBMIT_TABLE_CT` (44), `CT` (35) with
+//! `NAT` (36) inside it. Which versions accept which subtype follows OVS's
+//! raw action table (`NX1.0(4)`, `NX1.0-1.4(7)`, …); a subtype outside its
+//! versions, or not implemented (`LEARN`, `CONJUNCTION`, `MULTIPATH`,
+//! `BUNDLE(_LOAD)`, `CHECK_PKT_LARGER`, `FIN_TIMEOUT`, `SAMPLE2/3`,
+//! `OUTPUT_TRUNC`, …), is `OFPBAC_BAD_EXP_TYPE`.
 //!
 //! Errors follow OVS's decoders: a length other than the structure's is
 //! `BAD_LEN`; an unknown field in a header `BAD_SET_TYPE`; a subfield
@@ -28,7 +28,7 @@
 
 use crate::error::{DecodeError, OfError};
 use crate::header::{OFP10_VERSION, OFP15_VERSION};
-use crate::model::{Action, Controller, EncodeError, MfField, OxmField, Subfield};
+use crate::model::{Action, Controller, Ct, CtZone, EncodeError, MfField, OxmField, Subfield};
 use crate::nicira::*;
 use crate::oxm::{self, Flavor};
 use crate::v10::{port_from_ofp10, port_to_ofp10};
@@ -64,6 +64,18 @@ pub const NXAST_CONTROLLER2: u16 = 37;
 pub const NXAST_CLONE: u16 = 42;
 /// `NXAST_CT_CLEAR`.
 pub const NXAST_CT_CLEAR: u16 = 43;
+/// `NXAST_RESUBMIT_TABLE_CT`.
+pub const NXAST_RESUBMIT_TABLE_CT: u16 = 44;
+/// `NXAST_CT`.
+pub const NXAST_CT: u16 = 35;
+/// `NXAST_NAT`.
+pub const NXAST_NAT: u16 = 36;
+/// `NX_CT_F_COMMIT`.
+pub const NX_CT_F_COMMIT: u16 = 1;
+/// `NX_CT_F_FORCE`.
+pub const NX_CT_F_FORCE: u16 = 2;
+/// `NX_NAT_F_*`: src 1, dst 2, persistent 4, hash 8, random 16.
+pub const NX_NAT_F_MASK: u16 = 0x1f;
 /// `OFPAT_COPY_FIELD` (OpenFlow 1.5 `move`).
 pub const OFPAT15_COPY_FIELD: u16 = 28;
 /// `OFPAT_SET_FIELD`.
@@ -84,6 +96,14 @@ pub const MAX_CLONE_NESTING: u32 = 64;
 thread_local! {
     /// Clones being decoded on this thread (the decoders recurse).
     static CLONE_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// Whether a `ct`'s nested actions are being decoded (they may write
+    /// `ct_mark` and `ct_label`; `ct` does not nest).
+    static IN_CT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the actions being decoded are a `ct`'s nested actions.
+pub fn in_ct() -> bool {
+    IN_CT.with(|c| c.get())
 }
 
 /// `NXAC2PT_*` properties of `NXAST_CONTROLLER2`.
@@ -133,6 +153,7 @@ pub fn mf_writable(f: MfField) -> Result<(), DecodeError> {
     match f {
         MfField::Oxm(OxmField::InPort) | MfField::InPort16 => Ok(()),
         MfField::VlanTci | MfField::IpTos => Ok(()),
+        MfField::Oxm(OxmField::CtMark | OxmField::CtLabel) if in_ct() => Ok(()),
         MfField::Oxm(f) if !f.is_writable() => {
             Err(bad(OfError::BAD_SET_ARGUMENT, "read-only destination"))
         }
@@ -219,6 +240,22 @@ pub fn decode(a: &[u8], version: u8, nested: &NestedDecode<'_>) -> Result<Action
                 in_port: port_from_ofp10(be16(a, 10)),
                 table: a[12],
             }
+        }
+        NXAST_RESUBMIT_TABLE_CT => {
+            fixed(16)?;
+            zeros(&a[13..16])?;
+            Action::ResubmitCt {
+                in_port: port_from_ofp10(be16(a, 10)),
+                table: a[12],
+            }
+        }
+        NXAST_CT => decode_ct(a, nested)?,
+        NXAST_NAT => {
+            if !in_ct() {
+                return Err(bad(OfError::BAD_ACTION_ARGUMENT, "nat outside ct"));
+            }
+            check_nat(a)?;
+            Action::Nat(a[10..].to_vec())
         }
         NXAST_SET_QUEUE if v10 => {
             fixed(16)?;
@@ -373,6 +410,148 @@ pub fn decode(a: &[u8], version: u8, nested: &NestedDecode<'_>) -> Result<Action
             ))
         }
     })
+}
+
+/// `NXAST_CT` (OVS `decode_NXAST_RAW_CT`): `force` needs `commit`; a zone
+/// field must be 16 bits; the nested actions may only be `nat` and writes
+/// of `ct_mark`/`ct_label`, and without `commit` only a `nat` without
+/// arguments.
+fn decode_ct(a: &[u8], nested: &NestedDecode<'_>) -> Result<Action, DecodeError> {
+    if a.len() < 24 {
+        return Err(bad_len());
+    }
+    if in_ct() {
+        return Err(bad(OfError::BAD_ACTION_ARGUMENT, "ct inside ct"));
+    }
+    let flags = be16(a, 10);
+    if flags & NX_CT_F_FORCE != 0 && flags & NX_CT_F_COMMIT == 0 {
+        return Err(bad(OfError::BAD_ACTION_ARGUMENT, "ct force without commit"));
+    }
+    let zone_src = be32(a, 12);
+    let zone = if zone_src != 0 {
+        let (field, _) = field_header(&a[12..16])?;
+        let sf = ofs_nbits(field, be16(a, 16));
+        check_subfield(&sf)?;
+        if sf.n_bits != 16 {
+            return Err(bad(OfError::BAD_SET_LEN, "ct zone field not 16 bits"));
+        }
+        CtZone::Field(sf)
+    } else {
+        CtZone::Imm(be16(a, 16))
+    };
+    let recirc_table = a[18];
+    let alg = be16(a, 22);
+    IN_CT.with(|c| c.set(true));
+    let acts = nested(&a[24..]);
+    IN_CT.with(|c| c.set(false));
+    let acts = acts?;
+    for n in &acts {
+        let ok = match n {
+            Action::Nat(body) => {
+                flags & NX_CT_F_COMMIT != 0 || (be16(body, 2) == 0 && be16(body, 4) == 0)
+            }
+            Action::Load { dst, .. } => {
+                flags & NX_CT_F_COMMIT != 0
+                    && matches!(
+                        dst.field,
+                        MfField::Oxm(OxmField::CtMark | OxmField::CtLabel)
+                    )
+            }
+            Action::SetField { field, .. } => {
+                flags & NX_CT_F_COMMIT != 0 && matches!(field, OxmField::CtMark | OxmField::CtLabel)
+            }
+            _ => false,
+        };
+        if !ok {
+            return Err(bad(
+                OfError::BAD_ACTION_ARGUMENT,
+                "ct nested action other than nat or a ct_mark/ct_label write (or without commit)",
+            ));
+        }
+    }
+    Ok(Action::Ct(Box::new(Ct {
+        flags,
+        zone,
+        recirc_table,
+        alg,
+        actions: acts,
+    })))
+}
+
+/// The checks of OVS `decode_NXAST_RAW_NAT` on a whole `NXAST_NAT`
+/// action: zero padding, known and compatible flags, options present for
+/// every `range_present` bit, minima not zero, maxima not below minima.
+fn check_nat(a: &[u8]) -> Result<(), DecodeError> {
+    let arg = |what| Err(bad(OfError::BAD_ACTION_ARGUMENT, what));
+    zeros(&a[10..12])?;
+    let flags = be16(a, 12);
+    let range = be16(a, 14);
+    if flags & !NX_NAT_F_MASK != 0 || flags & 3 == 3 || flags & 0x18 == 0x18 {
+        return arg("bad nat flags");
+    }
+    let mut opts = &a[16..];
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (h, t) = (opts.get(..n)?, opts.get(n..)?);
+        opts = t;
+        Some(h)
+    };
+    let mut af = false;
+    if range & 1 != 0 {
+        if range & 0xc != 0 {
+            return arg("nat with IPv4 and IPv6 ranges");
+        }
+        let Some(min) = take(4).map(|b| be32(b, 0)) else {
+            return arg("nat range truncated");
+        };
+        if min == 0 {
+            return arg("nat IPv4 minimum 0");
+        }
+        af = true;
+        if range & 2 != 0 {
+            match take(4).map(|b| be32(b, 0)) {
+                Some(max) if max >= min => {}
+                _ => return arg("bad nat IPv4 maximum"),
+            }
+        }
+    } else if range & 2 != 0 {
+        return arg("nat IPv4 maximum without minimum");
+    } else if range & 4 != 0 {
+        let Some(min) = take(16).map(<[u8]>::to_vec) else {
+            return arg("nat range truncated");
+        };
+        if min.iter().all(|&b| b == 0) {
+            return arg("nat IPv6 minimum ::");
+        }
+        af = true;
+        if range & 8 != 0 {
+            match take(16) {
+                Some(max) if max >= &min[..] => {}
+                _ => return arg("bad nat IPv6 maximum"),
+            }
+        }
+    } else if range & 8 != 0 {
+        return arg("nat IPv6 maximum without minimum");
+    }
+    if range & 0x10 != 0 {
+        if !af {
+            return arg("nat port range without addresses");
+        }
+        let Some(min) = take(2).map(|b| be16(b, 0)) else {
+            return arg("nat range truncated");
+        };
+        if min == 0 {
+            return arg("nat port minimum 0");
+        }
+        if range & 0x20 != 0 {
+            match take(2).map(|b| be16(b, 0)) {
+                Some(max) if max >= min => {}
+                _ => return arg("bad nat port maximum"),
+            }
+        }
+    } else if range & 0x20 != 0 {
+        return arg("nat port maximum without minimum");
+    }
+    Ok(())
 }
 
 /// Merge runs of `Load`s into one field whose bits follow on (OVS splits
@@ -689,6 +868,43 @@ pub fn encode(
             }
             oxm::put_mf_header(src.field, flavor, out);
             oxm::put_mf_header(dst.field, flavor, out);
+            finish(out, s, 16)?;
+        }
+        Action::ResubmitCt { in_port, table } => {
+            let p = port_to_ofp10(*in_port)
+                .ok_or(EncodeError::Unsupported("resubmit port beyond 16 bits"))?;
+            let s = begin(out, NXAST_RESUBMIT_TABLE_CT);
+            out.u16(p);
+            out.u8(*table);
+            out.zeros(3);
+            finish(out, s, 16)?;
+        }
+        Action::Ct(ct) => {
+            let s = begin(out, NXAST_CT);
+            out.u16(ct.flags);
+            match ct.zone {
+                CtZone::Imm(z) => {
+                    out.u32(0);
+                    out.u16(z);
+                }
+                CtZone::Field(sf) => {
+                    let (h, exp) = sf.field.header(Flavor::Nxm);
+                    if exp.is_some() {
+                        return Err(EncodeError::Unsupported("ct zone in an experimenter field"));
+                    }
+                    out.u32(h);
+                    out.u16(enc_ofs_nbits(&sf)?);
+                }
+            }
+            out.u8(ct.recirc_table);
+            out.zeros(3);
+            out.u16(ct.alg);
+            nested(&ct.actions, out)?;
+            finish(out, s, 24)?;
+        }
+        Action::Nat(body) => {
+            let s = begin(out, NXAST_NAT);
+            out.extend_from_slice(body);
             finish(out, s, 16)?;
         }
         Action::Note(bytes) => {

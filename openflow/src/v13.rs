@@ -240,7 +240,13 @@ fn decode_action(typ: u16, a: &mut Rd<'_>, version: u8) -> Result<Action, Decode
                     "masked set-field before 1.5",
                 ));
             }
-            if masked || as_load {
+            let ct_field = matches!(f, MfField::Oxm(OxmField::CtMark | OxmField::CtLabel));
+            if let (true, false, true, MfField::Oxm(field)) =
+                (ct_field, masked, nx_action::in_ct(), f)
+            {
+                // ct(exec(set_field:..->ct_mark)): only inside ct.
+                Action::SetField { field, value: v }
+            } else if masked || as_load {
                 nx_action::set_field_action(f, v, m)?
             } else {
                 let (field, value, _) = oxm::decode_set_field(body)?;

@@ -75,6 +75,34 @@ fn samples() -> Vec<Action> {
             obs_domain_id: 2,
             obs_point_id: 3,
         },
+        Action::ResubmitCt {
+            in_port: 0xffff_fff8,
+            table: 4,
+        },
+        Action::Ct(Box::new(Ct {
+            flags: NX_CT_F_COMMIT,
+            zone: CtZone::Imm(5),
+            recirc_table: 2,
+            alg: 21,
+            actions: vec![
+                Action::Load {
+                    dst: sf(MfField::Oxm(OxmField::CtLabel), 0, 1),
+                    value: 1,
+                },
+                // nat(src=10.0.0.1-10.0.0.9:1000-2000,random)
+                Action::Nat(vec![
+                    0, 0, 0, 0x11, 0, 0x33, 10, 0, 0, 1, 10, 0, 0, 9, 0x03, 0xe8, 0x07, 0xd0, 0, 0,
+                    0, 0,
+                ]),
+            ],
+        })),
+        Action::Ct(Box::new(Ct {
+            flags: 0,
+            zone: CtZone::Field(sf(reg(0), 0, 16)),
+            recirc_table: 0xff,
+            alg: 0,
+            actions: vec![Action::Nat(vec![0; 6])],
+        })),
     ]
 }
 
@@ -291,9 +319,8 @@ fn test_reject_others() {
         err13(&nx(NXAST_CLONE, &clone_body)),
         OfError::BAD_ACTION_ARGUMENT
     );
-    // Not implemented: learn, conjunction, ct, nat, multipath, bundle,
-    // resubmit with ct.
-    for sub in [16, 34, 35, 36, 10, 12, 13, 44] {
+    // Not implemented: learn, conjunction, multipath, bundle.
+    for sub in [16, 34, 10, 12, 13] {
         assert_eq!(
             err13(&nx(sub, &[0; 14])),
             OfError::BAD_ACTION_EXP_TYPE,
@@ -336,4 +363,69 @@ fn test_nested_clone_depth() {
     );
     // The depth counter is back to zero after an error.
     assert!(v13::decode_actions(&nest(64)).is_ok());
+}
+
+fn ct_action(flags: u16, zone_src: u32, zone: u16, nested: &[u8]) -> Vec<u8> {
+    let mut body = flags.to_be_bytes().to_vec();
+    body.extend_from_slice(&zone_src.to_be_bytes());
+    body.extend_from_slice(&zone.to_be_bytes());
+    body.extend_from_slice(&[0xff, 0, 0, 0, 0, 0]);
+    body.extend_from_slice(nested);
+    nx(NXAST_CT, &body)
+}
+
+/// `ct` and `nat` rejections, as OVS `decode_NXAST_RAW_CT/NAT`.
+#[test]
+fn test_reject_ct_nat() {
+    // force without commit.
+    assert_eq!(
+        err13(&ct_action(2, 0, 0, &[])),
+        OfError::BAD_ACTION_ARGUMENT
+    );
+    // A zone field that is not 16 bits (NXM_NX_REG0[0..7]).
+    assert_eq!(
+        err13(&ct_action(0, u32::from_be_bytes(REG0), 7, &[])),
+        OfError::BAD_SET_LEN
+    );
+    // An output inside ct.
+    let out = [0, 0, 0, 16, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+    assert_eq!(
+        err13(&ct_action(1, 0, 0, &out)),
+        OfError::BAD_ACTION_ARGUMENT
+    );
+    // A ct_mark load without commit.
+    let mut body = 31u16.to_be_bytes().to_vec();
+    body.extend_from_slice(&[0x00, 0x01, 0xd6, 0x04]);
+    body.extend_from_slice(&1u64.to_be_bytes());
+    let load = nx(NXAST_REG_LOAD, &body);
+    assert_eq!(
+        err13(&ct_action(0, 0, 0, &load)),
+        OfError::BAD_ACTION_ARGUMENT
+    );
+    assert!(v13::decode_actions(&ct_action(1, 0, 0, &load)).is_ok());
+    // The same load outside ct: ct_mark cannot be written there.
+    assert_eq!(err13(&load), OfError::BAD_SET_TYPE);
+    // nat outside ct, nat with both src and dst, nat with a missing range.
+    assert_eq!(err13(&nx(NXAST_NAT, &[0; 6])), OfError::BAD_ACTION_ARGUMENT);
+    let bad_flags = nx(NXAST_NAT, &[0, 0, 0, 3, 0, 0]);
+    assert_eq!(
+        err13(&ct_action(1, 0, 0, &bad_flags)),
+        OfError::BAD_ACTION_ARGUMENT
+    );
+    let short = nx(NXAST_NAT, &[0, 0, 0, 1, 0, 0x3f]);
+    assert_eq!(
+        err13(&ct_action(1, 0, 0, &short)),
+        OfError::BAD_ACTION_ARGUMENT
+    );
+    // ct inside ct.
+    let inner = ct_action(1, 0, 0, &[]);
+    assert_eq!(
+        err13(&ct_action(1, 0, 0, &inner)),
+        OfError::BAD_ACTION_ARGUMENT
+    );
+    // resubmit(,,ct) with nonzero padding.
+    assert_eq!(
+        err13(&nx(NXAST_RESUBMIT_TABLE_CT, &[0xff, 0xf8, 1, 0, 0, 1])),
+        OfError::BAD_ACTION_ARGUMENT
+    );
 }
