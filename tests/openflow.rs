@@ -1321,6 +1321,18 @@ fn ofctl_issue15_nicira_actions() {
             "ct(commit,exec(set_field:0x5->ct_mark,set_field:0x1/0x1->ct_label),alg=ftp)",
         ),
         (
+            "priority=30,actions=multipath(symmetric_l4,50,hrw,2,0,NXM_NX_REG0[0..1]),bundle(symmetric_l4,60,hrw,ofport,members:2,3)",
+            "multipath(symmetric_l4,50,hrw,2,0,NXM_NX_REG0[0..1]),bundle(symmetric_l4,60,hrw,ofport,members:2,3)",
+            "multipath(symmetric_l4,50,hrw,2,0,NXM_NX_REG0[0..1]),bundle(symmetric_l4,60,hrw,ofport,members:2,3)",
+            "multipath(symmetric_l4,50,hrw,2,0,NXM_NX_REG0[0..1]),bundle(symmetric_l4,60,hrw,ofport,members:2,3)",
+        ),
+        (
+            "priority=31,actions=multipath(eth_src,0,modulo_n,3,0,NXM_NX_REG1[]),bundle_load(eth_src,0,active_backup,ofport,NXM_NX_REG2[],members:1,3)",
+            "multipath(eth_src,0,modulo_n,3,0,NXM_NX_REG1[]),bundle_load(eth_src,0,active_backup,ofport,NXM_NX_REG2[],members:1,3)",
+            "multipath(eth_src,0,modulo_n,3,0,NXM_NX_REG1[]),bundle_load(eth_src,0,active_backup,ofport,NXM_NX_REG2[],members:1,3)",
+            "multipath(eth_src,0,modulo_n,3,0,NXM_NX_REG1[]),bundle_load(eth_src,0,active_backup,ofport,NXM_NX_REG2[],members:1,3)",
+        ),
+        (
             "priority=23,ct_state=+trk+est,ip,actions=resubmit(,4,ct)",
             "resubmit(,4,ct)",
             "resubmit(,4,ct)",
@@ -1430,6 +1442,69 @@ fn ofctl_issue15_nicira_actions() {
     ]);
     assert!(trace.contains("set(ipv4(tos=0xb8"), "{trace}");
     assert!(trace.contains("1\n"), "{trace}");
+
+    // bundle picks a live member: active-backup the first, so port 1 when
+    // up; ports 2 and 3 both live, a conversation stays on one member in
+    // both directions (symmetric hash).
+    of13(&[
+        "add-flow",
+        "br0",
+        "table=0,priority=400,udp,tp_dst=7,actions=bundle(symmetric_l4,0,hrw,ofport,members:2,3)",
+    ]);
+    of13(&[
+        "add-flow",
+        "br0",
+        "table=0,priority=400,udp,tp_src=7,actions=bundle(symmetric_l4,0,hrw,ofport,members:2,3)",
+    ]);
+    let out_of = |t: &str| -> String {
+        t.lines()
+            .find_map(|l| l.strip_prefix("Datapath actions: "))
+            .unwrap_or_else(|| panic!("{t}"))
+            .to_string()
+    };
+    let there = out_of(&h.appctl(&[
+        "ofproto/trace",
+        "br0",
+        "in_port=1,udp,nw_src=10.251.0.1,nw_dst=10.251.0.9,tp_src=4000,tp_dst=7",
+    ]));
+    let back = out_of(&h.appctl(&[
+        "ofproto/trace",
+        "br0",
+        "in_port=1,udp,nw_src=10.251.0.9,nw_dst=10.251.0.1,tp_src=7,tp_dst=4000",
+    ]));
+    assert!(there == "2" || there == "3", "{there}");
+    assert_eq!(there, back);
+    of13(&[
+        "add-flow",
+        "br0",
+        "table=0,priority=400,udp,tp_dst=9,actions=multipath(symmetric_l3l4+udp,0,modulo_n,2,0,NXM_NX_REG7[0..1]),resubmit(,5)",
+    ]);
+    of13(&[
+        "add-flow",
+        "br0",
+        "table=5,priority=10,reg7=0,actions=output:2",
+    ]);
+    of13(&[
+        "add-flow",
+        "br0",
+        "table=5,priority=10,reg7=1,actions=output:3",
+    ]);
+    let mut seen = std::collections::BTreeSet::new();
+    for sport in 1000..1016 {
+        let t = h.appctl(&[
+            "ofproto/trace",
+            "br0",
+            &format!("in_port=1,udp,nw_src=10.251.0.1,nw_dst=10.251.0.9,tp_src={sport},tp_dst=9"),
+        ]);
+        // The megaflow holds the UDP ports the hash read.
+        let mf = t
+            .lines()
+            .find(|l| l.starts_with("Megaflow: "))
+            .unwrap_or_default();
+        assert!(mf.contains(&format!("tp_src={sport}")), "{t}");
+        seen.insert(out_of(&t));
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
 
     // A packet reaching ct is dropped (no conntrack yet), counted, and
     // the log names the flow.

@@ -549,6 +549,12 @@ impl Tables {
                     }
                 }
                 Action::Nat(_) => return Err(OfError::BAD_ACTION_ARGUMENT),
+                Action::Multipath(mp) => check_subfield_action(&mp.dst, true, m.as_deref())?,
+                Action::Bundle(b) => {
+                    if let Some(d) = &b.dst {
+                        check_subfield_action(d, true, m.as_deref())?;
+                    }
+                }
                 Action::Note(_)
                 | Action::Exit
                 | Action::CtClear

@@ -507,6 +507,20 @@ fn hex_dotted(b: &[u8]) -> String {
         .join(".")
 }
 
+/// `NX_HASH_FIELDS_*` names.
+fn hash_fields_name(f: u16) -> &'static str {
+    match f {
+        0 => "eth_src",
+        1 => "symmetric_l4",
+        2 => "symmetric_l3l4",
+        3 => "symmetric_l3l4+udp",
+        4 => "nw_src",
+        5 => "nw_dst",
+        6 => "symmetric_l3",
+        _ => "?",
+    }
+}
+
 /// `ct(...)` as `ovs-ofctl` prints it (OVS `format_CT`).
 fn ct_text(ct: &xennet_openflow::model::Ct) -> String {
     use xennet_openflow::model::CtZone;
@@ -655,6 +669,34 @@ pub fn action_text(a: &Action) -> String {
             format!("resubmit({p},{t},ct)")
         }
         Action::Ct(ct) => ct_text(ct),
+        Action::Multipath(mp) => format!(
+            "multipath({},{},{},{},{},{})",
+            hash_fields_name(mp.fields),
+            mp.basis,
+            ["modulo_n", "hash_threshold", "hrw", "iter_hash"]
+                .get(usize::from(mp.algorithm))
+                .unwrap_or(&"?"),
+            u32::from(mp.max_link) + 1,
+            mp.arg,
+            subfield_text(&mp.dst)
+        ),
+        Action::Bundle(b) => {
+            let alg = if b.algorithm == 0 {
+                "active_backup"
+            } else {
+                "hrw"
+            };
+            let members: Vec<String> = b.members.iter().map(u16::to_string).collect();
+            let head = format!("{},{},{alg},ofport", hash_fields_name(b.fields), b.basis);
+            match &b.dst {
+                Some(d) => format!(
+                    "bundle_load({head},{},members:{})",
+                    subfield_text(d),
+                    members.join(",")
+                ),
+                None => format!("bundle({head},members:{})", members.join(",")),
+            }
+        }
         Action::Nat(body) => nat_text(body),
         Action::Load { dst, value } => format!("load:{value:#x}->{}", subfield_text(dst)),
         Action::Move { src, dst } => {
@@ -1068,6 +1110,23 @@ impl Ctx<'_> {
             }
             // Only inside ct, which never runs its nested actions yet.
             Action::Nat(_) => {}
+            Action::Multipath(mp) => {
+                let h = self.hash_fields(mp.fields, mp.basis);
+                let link = multipath_link(h, mp.algorithm, u32::from(mp.max_link) + 1, mp.arg);
+                self.note(format_args!("multipath: link {link}"));
+                self.write_subfield(&mp.dst, u128::from(link));
+            }
+            Action::Bundle(b) => {
+                let chosen = self.bundle_member(b);
+                match &b.dst {
+                    Some(d) => self.write_subfield(d, u128::from(chosen)),
+                    None if chosen == 0xffff => self.note("bundle: no live member, dropping"),
+                    None => {
+                        let p = xennet_openflow::v10::port_from_ofp10(chosen);
+                        self.output(p, 0);
+                    }
+                }
+            }
             Action::Load { dst, value } => self.write_subfield(dst, *value),
             Action::Move { src, dst } => {
                 let v = self.read_subfield(src);
@@ -1151,6 +1210,117 @@ impl Ctx<'_> {
                 self.note("(no IPFIX collector: sample does nothing)");
             }
         }
+    }
+
+    /// A hash of the fields `NX_HASH_FIELDS_*` names (OVS
+    /// `flow_hash_fields`, with xennet's own hash function), un-wildcarding
+    /// the fields it reads as OVS `flow_mask_hash_fields`. The symmetric
+    /// kinds hash both directions of a conversation alike.
+    fn hash_fields(&mut self, fields: u16, basis: u16) -> u32 {
+        let f = self.flow;
+        let dl = f.dl_type();
+        let ip = matches!(dl, 0x0800 | 0x86dd);
+        let sym = |a: u128, b: u128| (a.min(b), a.max(b));
+        let mut h = mix(u64::from(basis) ^ 0x5bd1_e995);
+        let mut add = |v: u128| h = mix(h ^ (v as u64) ^ mix((v >> 64) as u64));
+        let mut read: Vec<Field> = Vec::new();
+        match fields {
+            0 => {
+                read.push(Field::DlSrc);
+                add(f.get(Field::DlSrc));
+            }
+            1 => {
+                read.extend([Field::DlSrc, Field::DlDst, Field::VlanTci]);
+                let (a, b) = sym(f.get(Field::DlSrc), f.get(Field::DlDst));
+                add(a);
+                add(b);
+                add(u128::from(f.vlan_vid()));
+                add(u128::from(dl));
+                if ip {
+                    read.extend([Field::NwSrc, Field::NwDst, Field::NwProto]);
+                    let (a, b) = sym(f.get(Field::NwSrc), f.get(Field::NwDst));
+                    add(a);
+                    add(b);
+                    add(u128::from(f.nw_proto()));
+                    if f.nw_proto() != 17 {
+                        read.extend([Field::TpSrc, Field::TpDst]);
+                        let (a, b) = sym(f.get(Field::TpSrc), f.get(Field::TpDst));
+                        add(a);
+                        add(b);
+                    }
+                }
+            }
+            2 | 3 | 6 if ip => {
+                read.extend([Field::NwSrc, Field::NwDst]);
+                let (a, b) = sym(f.get(Field::NwSrc), f.get(Field::NwDst));
+                add(a);
+                add(b);
+                if fields != 6 {
+                    read.push(Field::NwProto);
+                    add(u128::from(f.nw_proto()));
+                    read.push(Field::NwFrag);
+                    let l4 = match f.nw_proto() {
+                        6 | 132 => true,
+                        17 => fields == 3,
+                        _ => false,
+                    };
+                    if l4 && f.get(Field::NwFrag) == 0 {
+                        read.extend([Field::TpSrc, Field::TpDst]);
+                        let (a, b) = sym(f.get(Field::TpSrc), f.get(Field::TpDst));
+                        add(a);
+                        add(b);
+                    }
+                }
+            }
+            4 | 5 if ip => {
+                let fl = if fields == 4 {
+                    Field::NwSrc
+                } else {
+                    Field::NwDst
+                };
+                read.push(fl);
+                add(f.get(fl));
+            }
+            _ => {}
+        }
+        self.wc.set_exact(Field::DlType);
+        for fl in read {
+            self.wc.set_exact(fl);
+        }
+        (h ^ (h >> 32)) as u32
+    }
+
+    /// The member `bundle` picks (OVS `bundle_execute`): active-backup,
+    /// the first live one; hrw, the live one with the highest hash of
+    /// (member index, flow hash). `0xffff` (`OFPP_NONE`) when none is live.
+    fn bundle_member(&mut self, b: &xennet_openflow::model::Bundle) -> u16 {
+        let live = |ctx: &Self, m: u16| {
+            let p = xennet_openflow::v10::port_from_ofp10(m);
+            (ctx.live)(p) && ctx.may_forward(p)
+        };
+        if b.algorithm == 0 {
+            return b
+                .members
+                .iter()
+                .copied()
+                .find(|&m| live(self, m))
+                .unwrap_or(0xffff);
+        }
+        let h = if b.members.len() > 1 {
+            self.hash_fields(b.fields, b.basis)
+        } else {
+            0
+        };
+        let mut best: Option<(u64, u16)> = None;
+        for (i, &m) in b.members.iter().enumerate() {
+            if live(self, m) {
+                let score = mix((i as u64) << 32 | u64::from(h));
+                if best.map_or(true, |(s, _)| score > s) {
+                    best = Some((score, m));
+                }
+            }
+        }
+        best.map_or(0xffff, |(_, m)| m)
     }
 
     /// `clone(actions)` (OVS `clone_xlate_actions`): the actions, then the
@@ -1773,6 +1943,38 @@ fn ct_warn_rate_limited(table: u8, priority: u16, cookie: u64) {
             total = CT_UNSUPPORTED.load(Ordering::Relaxed),
             "packet reached a ct action: xennet has no connection tracking yet, dropped"
         );
+    }
+}
+
+/// The link `multipath` picks for flow hash `h` among `n` (OVS
+/// `multipath_algorithm`): modulo_n `h % n`; hash_threshold
+/// `h / (u32::MAX / n + 1)`; hrw the highest hash of (h, link) for up to
+/// 64 links, else iter_hash; iter_hash rehashes `h` with a counter until
+/// the value modulo `arg` (or the power of two at or above `n` when `arg`
+/// is out of range) is below `n`.
+fn multipath_link(h: u32, algorithm: u16, n: u32, arg: u32) -> u32 {
+    let iter = |modulo: u32| {
+        let modulo = if modulo < n || modulo / 2 > n {
+            n.next_power_of_two()
+        } else {
+            modulo
+        };
+        // Each try is below n with probability over 1/2; 64 tries make a
+        // miss vanishingly rare, and bound the loop.
+        (0u64..64)
+            .map(|i| (mix(u64::from(h) << 32 | i) as u32) % modulo)
+            .find(|&l| l < n)
+            .unwrap_or(u32::from(h as u16) % n)
+    };
+    match algorithm {
+        0 => h % n,
+        1 if n == 1 => 0,
+        1 => h / (u32::MAX / n + 1),
+        2 if n <= 64 => (0..n)
+            .max_by_key(|&i| mix(u64::from(h) << 32 | u64::from(i)))
+            .unwrap_or(0),
+        2 => iter(0),
+        _ => iter(arg),
     }
 }
 

@@ -357,6 +357,13 @@ pub enum Action {
     /// after its subtype (`nx_action_nat` from its padding on), checked as
     /// OVS `decode_NXAST_RAW_NAT` checks them and sent back unchanged.
     Nat(Vec<u8>),
+    /// `multipath(fields,basis,algorithm,n_links,arg,dst)`
+    /// (`NXAST_MULTIPATH` 10): hash the flow, pick a link, store it.
+    Multipath(Box<Multipath>),
+    /// `bundle(..)` / `bundle_load(..)` (`NXAST_BUNDLE` 12 /
+    /// `NXAST_BUNDLE_LOAD` 13): pick a live member port and output to it,
+    /// or store it.
+    Bundle(Box<Bundle>),
     /// `sample(..)` (`NXAST_SAMPLE` 29): IPFIX/sFlow per-flow sampling.
     Sample {
         /// Packets sampled per 65535 (1..=65535).
@@ -384,6 +391,40 @@ pub struct Ct {
     /// Nested actions: `nat`, and loads/set-fields of `ct_mark` and
     /// `ct_label`.
     pub actions: Vec<Action>,
+}
+
+/// `NXAST_MULTIPATH` arguments (OVS `struct ofpact_multipath`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Multipath {
+    /// `NX_HASH_FIELDS_*` (0 eth_src, 1 symmetric_l4, 2 symmetric_l3l4,
+    /// 3 symmetric_l3l4+udp, 4 nw_src, 5 nw_dst, 6 symmetric_l3).
+    pub fields: u16,
+    /// Hash basis.
+    pub basis: u16,
+    /// `NX_MP_ALG_*` (0 modulo_n, 1 hash_threshold, 2 hrw, 3 iter_hash).
+    pub algorithm: u16,
+    /// Number of links minus one.
+    pub max_link: u16,
+    /// Algorithm argument (iter_hash: the modulus).
+    pub arg: u32,
+    /// Where the link number goes.
+    pub dst: Subfield,
+}
+
+/// `NXAST_BUNDLE(_LOAD)` arguments (OVS `struct ofpact_bundle`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Bundle {
+    /// `NX_BD_ALG_*` (0 active_backup, 1 hrw).
+    pub algorithm: u16,
+    /// `NX_HASH_FIELDS_*`, as [`Multipath::fields`].
+    pub fields: u16,
+    /// Hash basis.
+    pub basis: u16,
+    /// Member ports (OpenFlow 1.0 numbers, at most 2048).
+    pub members: Vec<u16>,
+    /// `bundle_load`: where the chosen port goes (`None`: `bundle`,
+    /// output to it).
+    pub dst: Option<Subfield>,
 }
 
 /// A conntrack zone.

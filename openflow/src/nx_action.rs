@@ -11,11 +11,12 @@
 //! (17), `DEC_TTL` (18, 1.0), `CONTROLLER` (20), `DEC_TTL_CNT_IDS` (21),
 //! `STACK_PUSH`/`POP` (27/28), `SAMPLE` (29), `OUTPUT_REG2` (32),
 //! `REG_LOAD2` (33, 1.0–1.4), `CONTROLLER2` (37), `GROUP` (40, 1.0),
-//! `CLONE` (42), `CT_CLEAR` (43), `RESUBMIT_TABLE_CT` (44), `CT` (35) with
+//! `CLONE` (42), `CT_CLEAR` (43), `MULTIPATH` (10), `BUNDLE`/`BUNDLE_LOAD`
+//! (12/13), `RESUBMIT_TABLE_CT` (44), `CT` (35) with
 //! `NAT` (36) inside it. Which versions accept which subtype follows OVS's
 //! raw action table (`NX1.0(4)`, `NX1.0-1.4(7)`, …); a subtype outside its
-//! versions, or not implemented (`LEARN`, `CONJUNCTION`, `MULTIPATH`,
-//! `BUNDLE(_LOAD)`, `CHECK_PKT_LARGER`, `FIN_TIMEOUT`, `SAMPLE2/3`,
+//! versions, or not implemented (`LEARN`, `CONJUNCTION`,
+//! `CHECK_PKT_LARGER`, `FIN_TIMEOUT`, `SAMPLE2/3`,
 //! `OUTPUT_TRUNC`, …), is `OFPBAC_BAD_EXP_TYPE`.
 //!
 //! Errors follow OVS's decoders: a length other than the structure's is
@@ -28,7 +29,9 @@
 
 use crate::error::{DecodeError, OfError};
 use crate::header::{OFP10_VERSION, OFP15_VERSION};
-use crate::model::{Action, Controller, Ct, CtZone, EncodeError, MfField, OxmField, Subfield};
+use crate::model::{
+    Action, Bundle, Controller, Ct, CtZone, EncodeError, MfField, Multipath, OxmField, Subfield,
+};
 use crate::nicira::*;
 use crate::oxm::{self, Flavor};
 use crate::v10::{port_from_ofp10, port_to_ofp10};
@@ -64,6 +67,16 @@ pub const NXAST_CONTROLLER2: u16 = 37;
 pub const NXAST_CLONE: u16 = 42;
 /// `NXAST_CT_CLEAR`.
 pub const NXAST_CT_CLEAR: u16 = 43;
+/// `NXAST_MULTIPATH`.
+pub const NXAST_MULTIPATH: u16 = 10;
+/// `NXAST_BUNDLE`.
+pub const NXAST_BUNDLE: u16 = 12;
+/// `NXAST_BUNDLE_LOAD`.
+pub const NXAST_BUNDLE_LOAD: u16 = 13;
+/// `BUNDLE_MAX_MEMBERS`.
+pub const BUNDLE_MAX_MEMBERS: usize = 2048;
+/// The `NXM_OF_IN_PORT` header, the only bundle member type.
+const NXM_OF_IN_PORT: u32 = 0x0000_0002;
 /// `NXAST_RESUBMIT_TABLE_CT`.
 pub const NXAST_RESUBMIT_TABLE_CT: u16 = 44;
 /// `NXAST_CT`.
@@ -250,6 +263,27 @@ pub fn decode(a: &[u8], version: u8, nested: &NestedDecode<'_>) -> Result<Action
             }
         }
         NXAST_CT => decode_ct(a, nested)?,
+        NXAST_MULTIPATH => {
+            fixed(32)?;
+            let (field, _) = field_header(&a[28..32])?;
+            let dst = ofs_nbits(field, be16(a, 26));
+            let mp = Multipath {
+                fields: be16(a, 10),
+                basis: be16(a, 12),
+                algorithm: be16(a, 16),
+                max_link: be16(a, 18),
+                arg: be32(a, 20),
+                dst,
+            };
+            let n_links = u32::from(mp.max_link) + 1;
+            let min_bits = 32 - (n_links - 1).leading_zeros();
+            if mp.fields > 6 || mp.algorithm > 3 || u32::from(dst.n_bits) < min_bits {
+                return Err(bad(OfError::BAD_ACTION_ARGUMENT, "bad multipath arguments"));
+            }
+            check_dst(&dst)?;
+            Action::Multipath(Box::new(mp))
+        }
+        NXAST_BUNDLE | NXAST_BUNDLE_LOAD => decode_bundle(a, subtype == NXAST_BUNDLE_LOAD)?,
         NXAST_NAT => {
             if !in_ct() {
                 return Err(bad(OfError::BAD_ACTION_ARGUMENT, "nat outside ct"));
@@ -410,6 +444,54 @@ pub fn decode(a: &[u8], version: u8, nested: &NestedDecode<'_>) -> Result<Action
             ))
         }
     })
+}
+
+/// `NXAST_BUNDLE(_LOAD)` (OVS `decode_bundle`): known fields and
+/// algorithm, at most 2048 members of type `NXM_OF_IN_PORT`, each a port
+/// one may output to, zero reserved bytes, a destination of at least 16
+/// bits for `bundle_load` (and none for `bundle`).
+fn decode_bundle(a: &[u8], load: bool) -> Result<Action, DecodeError> {
+    if a.len() < 32 {
+        return Err(bad_len());
+    }
+    let arg = |what| bad(OfError::BAD_ACTION_ARGUMENT, what);
+    let (algorithm, fields, basis) = (be16(a, 10), be16(a, 12), be16(a, 14));
+    let n = usize::from(be16(a, 20));
+    if fields > 6 || n > BUNDLE_MAX_MEMBERS || algorithm > 1 || be32(a, 16) != NXM_OF_IN_PORT {
+        return Err(arg("bad bundle arguments"));
+    }
+    zeros(&a[28..32])?;
+    let dst = if load {
+        let (field, _) = field_header(&a[24..28])?;
+        let dst = ofs_nbits(field, be16(a, 22));
+        if dst.n_bits < 16 {
+            return Err(arg("bundle_load destination under 16 bits"));
+        }
+        check_dst(&dst)?;
+        Some(dst)
+    } else {
+        if be16(a, 22) != 0 || be32(a, 24) != 0 {
+            return Err(arg("bundle with a destination"));
+        }
+        None
+    };
+    if a.len() - 32 < 2 * n {
+        return Err(bad_len());
+    }
+    let members: Vec<u16> = (0..n).map(|i| be16(a, 32 + 2 * i)).collect();
+    // OVS `bundle_check`: each member is a port one may output to.
+    for &m in &members {
+        if (0xff00..0xfff8).contains(&m) || m == 0 || m == 0xffff {
+            return Err(bad(OfError::BAD_OUT_PORT, "bad bundle member"));
+        }
+    }
+    Ok(Action::Bundle(Box::new(Bundle {
+        algorithm,
+        fields,
+        basis,
+        members,
+        dst,
+    })))
 }
 
 /// `NXAST_CT` (OVS `decode_NXAST_RAW_CT`): `force` needs `commit`; a zone
@@ -901,6 +983,63 @@ pub fn encode(
             out.u16(ct.alg);
             nested(&ct.actions, out)?;
             finish(out, s, 24)?;
+        }
+        Action::Multipath(mp) => {
+            let (h, exp) = mp.dst.field.header(Flavor::Nxm);
+            if exp.is_some() {
+                return Err(EncodeError::Unsupported(
+                    "multipath into an experimenter field",
+                ));
+            }
+            let s = begin(out, NXAST_MULTIPATH);
+            out.u16(mp.fields);
+            out.u16(mp.basis);
+            out.zeros(2);
+            out.u16(mp.algorithm);
+            out.u16(mp.max_link);
+            out.u32(mp.arg);
+            out.zeros(2);
+            out.u16(enc_ofs_nbits(&mp.dst)?);
+            out.u32(h);
+            finish(out, s, 32)?;
+        }
+        Action::Bundle(b) => {
+            let n = u16::try_from(b.members.len())
+                .map_err(|_| EncodeError::Unsupported("too many bundle members"))?;
+            let s = begin(
+                out,
+                if b.dst.is_some() {
+                    NXAST_BUNDLE_LOAD
+                } else {
+                    NXAST_BUNDLE
+                },
+            );
+            out.u16(b.algorithm);
+            out.u16(b.fields);
+            out.u16(b.basis);
+            out.u32(NXM_OF_IN_PORT);
+            out.u16(n);
+            match &b.dst {
+                Some(d) => {
+                    let (h, exp) = d.field.header(Flavor::Nxm);
+                    if exp.is_some() {
+                        return Err(EncodeError::Unsupported(
+                            "bundle_load into an experimenter field",
+                        ));
+                    }
+                    out.u16(enc_ofs_nbits(d)?);
+                    out.u32(h);
+                }
+                None => {
+                    out.u16(0);
+                    out.u32(0);
+                }
+            }
+            out.zeros(4);
+            for m in &b.members {
+                out.u16(*m);
+            }
+            finish(out, s, 32)?;
         }
         Action::Nat(body) => {
             let s = begin(out, NXAST_NAT);

@@ -79,6 +79,28 @@ fn samples() -> Vec<Action> {
             in_port: 0xffff_fff8,
             table: 4,
         },
+        Action::Multipath(Box::new(Multipath {
+            fields: 1,
+            basis: 50,
+            algorithm: 2,
+            max_link: 1,
+            arg: 0,
+            dst: sf(reg(0), 0, 2),
+        })),
+        Action::Bundle(Box::new(Bundle {
+            algorithm: 1,
+            fields: 1,
+            basis: 60,
+            members: vec![2, 3, 4],
+            dst: None,
+        })),
+        Action::Bundle(Box::new(Bundle {
+            algorithm: 0,
+            fields: 0,
+            basis: 0,
+            members: vec![1],
+            dst: Some(sf(reg(2), 0, 32)),
+        })),
         Action::Ct(Box::new(Ct {
             flags: NX_CT_F_COMMIT,
             zone: CtZone::Imm(5),
@@ -319,8 +341,66 @@ fn test_reject_others() {
         err13(&nx(NXAST_CLONE, &clone_body)),
         OfError::BAD_ACTION_ARGUMENT
     );
-    // Not implemented: learn, conjunction, multipath, bundle.
-    for sub in [16, 34, 10, 12, 13] {
+    // Multipath with too few bits for its links, an unknown algorithm.
+    let mp = |alg: u16, max_link: u16, ofs_nbits: u16| {
+        let mut body = vec![0, 1, 0, 0, 0, 0];
+        body.extend_from_slice(&alg.to_be_bytes());
+        body.extend_from_slice(&max_link.to_be_bytes());
+        body.extend_from_slice(&[0; 6]);
+        body.extend_from_slice(&ofs_nbits.to_be_bytes());
+        body.extend_from_slice(&REG0);
+        nx(NXAST_MULTIPATH, &body)
+    };
+    assert!(v13::decode_actions(&mp(0, 3, 1)).is_ok());
+    assert_eq!(err13(&mp(0, 4, 1)), OfError::BAD_ACTION_ARGUMENT);
+    assert_eq!(err13(&mp(4, 1, 1)), OfError::BAD_ACTION_ARGUMENT);
+    // Bundle: a bad member type, a member beyond the ports, members
+    // missing, a destination on plain bundle.
+    let bundle = |sub: u16, typ: u32, n: u16, dst: u32, members: &[u16]| {
+        let mut body = vec![0, 1, 0, 1, 0, 0];
+        body.extend_from_slice(&typ.to_be_bytes());
+        body.extend_from_slice(&n.to_be_bytes());
+        body.extend_from_slice(&(if dst != 0 { 31u16 } else { 0 }).to_be_bytes());
+        body.extend_from_slice(&dst.to_be_bytes());
+        body.extend_from_slice(&[0; 4]);
+        for m in members {
+            body.extend_from_slice(&m.to_be_bytes());
+        }
+        nx(sub, &body)
+    };
+    assert!(v13::decode_actions(&bundle(NXAST_BUNDLE, 2, 2, 0, &[1, 2])).is_ok());
+    assert_eq!(
+        err13(&bundle(NXAST_BUNDLE, 4, 2, 0, &[1, 2])),
+        OfError::BAD_ACTION_ARGUMENT
+    );
+    assert_eq!(
+        err13(&bundle(NXAST_BUNDLE, 2, 2, 0, &[1, 0xff10])),
+        OfError::BAD_OUT_PORT
+    );
+    assert_eq!(
+        err13(&bundle(NXAST_BUNDLE, 2, 9, 0, &[1, 2])),
+        OfError::BAD_ACTION_LEN
+    );
+    assert_eq!(
+        err13(&bundle(
+            NXAST_BUNDLE,
+            2,
+            2,
+            u32::from_be_bytes(REG0),
+            &[1, 2]
+        )),
+        OfError::BAD_ACTION_ARGUMENT
+    );
+    assert!(v13::decode_actions(&bundle(
+        NXAST_BUNDLE_LOAD,
+        2,
+        2,
+        u32::from_be_bytes(REG0),
+        &[1, 2]
+    ))
+    .is_ok());
+    // Not implemented: learn, conjunction, check_pkt_larger.
+    for sub in [16, 34, 49] {
         assert_eq!(
             err13(&nx(sub, &[0; 14])),
             OfError::BAD_ACTION_EXP_TYPE,
