@@ -47,6 +47,22 @@
 //!   and re-pushed tag is sent as `pop_vlan,push_vlan(..)`.
 //! - Nicira `resubmit` looks up another table with an optionally changed
 //!   in_port and executes the rule's instructions, then continues.
+//! - The other Nicira actions, as OVS `do_xlate_actions`: `load`/`move`
+//!   write subfields (pipeline fields in the working flow only, packet
+//!   fields through the set-field path and the commit; the bits a `move`,
+//!   `push` or `output:reg` reads are un-wildcarded); `push`/`pop` use a
+//!   stack of at most [`MAX_STACK_BYTES`] (beyond: dropped, as OVS
+//!   `XLATE_STACK_TOO_DEEP`; a pop on an empty stack is counted and
+//!   skipped); `clone` runs its actions and their action set on a copy of
+//!   the flow, action set and stack (changes to the packet are undone by
+//!   the next commit); `exit` stops translation, the action set included
+//!   (OVS keeps `ctx->exit` set through `xlate_action_set`); `multipath`
+//!   and `bundle` hash the fields OVS hashes (`flow_mask_hash_fields`);
+//!   `ct` drops the packet ([`XlateError::CtUnsupported`], counted in
+//!   [`CT_UNSUPPORTED`], logged once a second with the flow's table,
+//!   priority and cookie); `resubmit(,,ct)` without a tracked connection
+//!   skips the lookup as OVS does; `sample` is a counted no-op; `note`
+//!   does nothing.
 //!
 //! # Wildcards
 //!

@@ -662,14 +662,13 @@ fn match_proto(m: &Match) -> Option<u8> {
 /// `Output{port, max_len: 0}`. `proto` is the flow's IP protocol, used to
 /// name the field `SET_TP_SRC/DST` writes.
 ///
-/// Nicira actions (`nx_action_header`, vendor 0x00002320):
-/// `NXAST_RESUBMIT` (1) and `NXAST_RESUBMIT_TABLE` (14) → `Resubmit`,
-/// `NXAST_SET_QUEUE` (4) → `SetQueue`, `NXAST_REG_LOAD` (7, whole fields
-/// only, consecutive loads into one field gathered) and `NXAST_REG_LOAD2`
-/// (33) → `SetField`, `NXAST_DEC_TTL` (18) → `DecNwTtl`, `NXAST_GROUP` (40)
-/// → `Group`. Open vSwitch has no Nicira push-VLAN action (1.0 pushes
-/// through `SET_VLAN_VID`/`PCP`); `NXAST_POP_QUEUE`, `NXAST_REG_MOVE`,
-/// `NXAST_LEARN`, `NXAST_CT`, … have no model form.
+/// Nicira actions (`nx_action_header`, vendor 0x00002320) are
+/// [`crate::nx_action::decode`]'s; afterwards runs of `NXAST_REG_LOAD`s
+/// into one field are merged and a load of a whole model field becomes a
+/// set-field ([`crate::nx_action::merge_loads`]: OVS splits values wider
+/// than 64 bits into several loads, and sends 1.0 set-fields as loads).
+/// Open vSwitch has no Nicira push-VLAN action (1.0 pushes through
+/// `SET_VLAN_VID`/`PCP`).
 ///
 /// # Errors
 /// `BAD_ACTION/*`: `BAD_LEN`, `BAD_TYPE` (unknown type), `BAD_EXPERIMENTER`
@@ -946,9 +945,10 @@ fn put_reg_load(field: OxmField, value: u128, out: &mut Vec<u8>) -> Result<(), E
 /// - `PushVlan(0x8100)` is implicit in 1.0 (the following
 ///   `SET_VLAN_VID/PCP` pushes, as OVS `encode_PUSH_VLAN`), so it must be
 ///   followed by a VLAN VID or PCP set-field.
-/// - `Group` is `NXAST_GROUP` (40), `DecNwTtl` `NXAST_DEC_TTL`,
-///   `Resubmit` `NXAST_RESUBMIT_TABLE`; set-fields without a 1.0 action
-///   and `SetNwTtl` are `NXAST_REG_LOAD`s (as `ovs-ofctl` sends them).
+/// - `Group` is `NXAST_GROUP` (40), `DecNwTtl` `NXAST_DEC_TTL`;
+///   set-fields without a 1.0 action and `SetNwTtl` are `NXAST_REG_LOAD`s
+///   (as `ovs-ofctl` sends them); the other Nicira actions are
+///   [`crate::nx_action::encode`]'s.
 ///
 /// # Errors
 /// `Unsupported` for a port beyond 16 bits, a PushVlan 1.0 cannot express,
