@@ -498,7 +498,7 @@ pub fn subfield_text(sf: &Subfield) -> String {
         format!(
             "{name}[{}..{}]",
             sf.ofs,
-            u32::from(sf.ofs) + u32::from(sf.n_bits) - 1
+            (u32::from(sf.ofs) + u32::from(sf.n_bits)).saturating_sub(1)
         )
     }
 }
@@ -591,7 +591,7 @@ fn nat_text(body: &[u8]) -> String {
         s.push_str(if flags & 1 != 0 { "src" } else { "dst" });
         let ip = |b: Vec<u8>| -> String {
             match b.len() {
-                4 => std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string(),
+                4 => std::net::Ipv4Addr::from([b[0], b[1], b[2], b[3]]).to_string(),
                 16 => {
                     let a: [u8; 16] = b.try_into().unwrap_or_default();
                     format!("[{}]", std::net::Ipv6Addr::from(a))
@@ -615,11 +615,10 @@ fn nat_text(body: &[u8]) -> String {
             }
         }
         if range & 0x10 != 0 {
-            let p = take(2);
-            s.push_str(&format!(":{}", u16::from_be_bytes([p[0], p[1]])));
+            let port = |p: Vec<u8>| p.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+            s.push_str(&format!(":{}", port(take(2))));
             if range & 0x20 != 0 {
-                let p = take(2);
-                s.push_str(&format!("-{}", u16::from_be_bytes([p[0], p[1]])));
+                s.push_str(&format!("-{}", port(take(2))));
             }
         }
     }
