@@ -338,14 +338,7 @@ impl Bridge {
     /// `OFPPMFC_BAD_HW_ADDR` when `pm.hw_addr` is not the port's address
     /// (checked in that order, as OVS's `port_mod_start`).
     pub fn port_mod(&self, pm: &model::PortMod) -> Result<(), OfError> {
-        let info = self
-            .port_infos()
-            .into_iter()
-            .find(|p| p.ofport == pm.port_no)
-            .ok_or(OfError::PORT_MOD_BAD_PORT)?;
-        if pm.hw_addr != self.port_desc(&info).hw_addr {
-            return Err(OfError::PORT_MOD_BAD_HW_ADDR);
-        }
+        let info = self.check_port_mod(pm)?;
         if let Some((old, new)) = self.of.set_port_config(pm.port_no, pm.config, pm.mask) {
             tracing::info!(
                 "{}: port {} (ofport {}): OpenFlow config {old:#x} -> {new:#x}",
@@ -357,6 +350,61 @@ impl Bridge {
                 reason: model::OFPPR_MODIFY,
                 desc: self.port_desc(&info),
             }));
+        }
+        Ok(())
+    }
+
+    /// The checks of [`Bridge::port_mod`]; the port's info.
+    fn check_port_mod(&self, pm: &model::PortMod) -> Result<PortInfo, OfError> {
+        let info = self
+            .port_infos()
+            .into_iter()
+            .find(|p| p.ofport == pm.port_no)
+            .ok_or(OfError::PORT_MOD_BAD_PORT)?;
+        if pm.hw_addr != self.port_desc(&info).hw_addr {
+            return Err(OfError::PORT_MOD_BAD_HW_ADDR);
+        }
+        Ok(info)
+    }
+
+    /// Apply a committed bundle (OpenFlow 1.4.1 §6.8.5, OVS
+    /// `do_bundle_commit`): flow-mods, group-mods and packet-out checks
+    /// all or nothing and in order ([`xennet_ofproto::Ofproto::commit_bundle`]);
+    /// then, in message order, the port-mods and the packet-outs. As in
+    /// OVS, port-mods are not atomic with the tables, so a port-mod in an
+    /// `OFPBF_ATOMIC` bundle fails it with `OFPBFC_MSG_FAILED`; in other
+    /// bundles port-mods are checked with the rest and applied after
+    /// them. Packet-outs run after the tables changed (what fails then
+    /// is logged: the commit has succeeded).
+    ///
+    /// # Errors
+    /// The index of the failing message and its error; nothing changed.
+    pub fn commit_bundle(&self, flags: u16, msgs: Vec<Msg>) -> Result<(), (usize, OfError)> {
+        let atomic = flags & model::bundle_flags::ATOMIC != 0;
+        let mut fail_at = None;
+        for (i, m) in msgs.iter().enumerate() {
+            if let Msg::PortMod(pm) = m {
+                let r = if atomic {
+                    Err(OfError::BUNDLE_MSG_FAILED)
+                } else {
+                    self.check_port_mod(pm).map(|_| ())
+                };
+                if let Err(e) = r {
+                    fail_at = Some((i, e));
+                    break;
+                }
+            }
+        }
+        self.of.commit_bundle(&msgs, fail_at)?;
+        for m in &msgs {
+            let r = match m {
+                Msg::PortMod(pm) => self.port_mod(pm),
+                Msg::PacketOut(po) => self.of.packet_out(po, &self.dp),
+                _ => Ok(()),
+            };
+            if let Err(e) = r {
+                tracing::info!("{}: after a bundle commit: {e}", self.name);
+            }
         }
         Ok(())
     }

@@ -40,7 +40,12 @@
 //!                           # channel notifies at most once per this many µs;
 //!                           # 0 = every notification at once
 //! port_security = true      # drop (and count) guest frames whose source MAC is
-//!                           # not the vif's `mac`; false for bridging guests
+//!                           # not the vif's `mac`, sources not in its `ip` key,
+//!                           # spoofed ARP/ND, DHCP server and router messages;
+//!                           # false for bridging guests (README "Port security")
+//! allow_dhcp_server = false # port security: guests may serve DHCP (v4 and v6)
+//! allow_ra = false          # port security: guests may send router
+//!                           # advertisements and redirects
 //!
 //! [xen]
 //! mode = "emulated"         # "emulated": the [emulated_xen] hypervisor above;
@@ -53,6 +58,8 @@
 //! event_rate = 10000        # real mode: as [emulated_xen] event_rate
 //! coalesce_usecs = 32       # real mode: as [emulated_xen] coalesce_usecs
 //! port_security = true      # real mode: as [emulated_xen] port_security
+//! allow_dhcp_server = false # real mode: as [emulated_xen] allow_dhcp_server
+//! allow_ra = false          # real mode: as [emulated_xen] allow_ra
 //! ```
 //!
 //! In real mode `[emulated_xen]` is ignored (no attach socket, no emulated
@@ -127,6 +134,12 @@ pub struct XenConfig {
     /// Real mode: as `[emulated_xen] port_security`.
     #[serde(default = "default_true")]
     pub port_security: bool,
+    /// Real mode: as `[emulated_xen] allow_dhcp_server`.
+    #[serde(default)]
+    pub allow_dhcp_server: bool,
+    /// Real mode: as `[emulated_xen] allow_ra`.
+    #[serde(default)]
+    pub allow_ra: bool,
 }
 
 impl XenConfig {
@@ -140,6 +153,8 @@ impl XenConfig {
             event_rate: self.event_rate,
             coalesce_usecs: self.coalesce_usecs,
             port_security: self.port_security,
+            allow_dhcp_server: self.allow_dhcp_server,
+            allow_ra: self.allow_ra,
         }
     }
 }
@@ -155,6 +170,8 @@ impl EmulatedXenConfig {
             event_rate: self.event_rate,
             coalesce_usecs: self.coalesce_usecs,
             port_security: self.port_security,
+            allow_dhcp_server: self.allow_dhcp_server,
+            allow_ra: self.allow_ra,
         }
     }
 }
@@ -169,6 +186,8 @@ impl Default for XenConfig {
             event_rate: default_event_rate(),
             coalesce_usecs: default_coalesce_usecs(),
             port_security: true,
+            allow_dhcp_server: false,
+            allow_ra: false,
         }
     }
 }
@@ -302,10 +321,23 @@ pub struct EmulatedXenConfig {
     pub coalesce_usecs: u32,
     /// Port security: frames a guest sends with another source MAC than
     /// its vif's (the backend `mac` key the toolstack writes) are dropped
-    /// and counted (`rx_spoofed_mac`). Default true; false for guests
-    /// that bridge or route other MACs (nested bridges, appliances).
+    /// and counted (`rx_spoofed_mac`), and so are sources not in its `ip`
+    /// key, spoofed ARP and neighbour discovery, DHCP server messages and
+    /// router advertisements (`xennet_vif::netback::Policy`). Default
+    /// true; false for guests that bridge or route other MACs (nested
+    /// bridges, appliances).
     #[serde(default = "default_true")]
     pub port_security: bool,
+    /// Port security's DHCP guard off: guests may send DHCP server
+    /// messages (UDP 67 to 68, DHCPv6 547 to 546). Default false; an
+    /// Interface's `other_config:xennet-allow-dhcp-server` overrides it.
+    #[serde(default)]
+    pub allow_dhcp_server: bool,
+    /// Port security's RA guard off: guests may send router
+    /// advertisements and redirects. Default false; an Interface's
+    /// `other_config:xennet-allow-ra` overrides it.
+    #[serde(default)]
+    pub allow_ra: bool,
 }
 
 fn default_true() -> bool {
@@ -346,6 +378,8 @@ impl Default for EmulatedXenConfig {
             event_rate: default_event_rate(),
             coalesce_usecs: default_coalesce_usecs(),
             port_security: true,
+            allow_dhcp_server: false,
+            allow_ra: false,
         }
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! emulxen_fds_truncated      total: 3
+//! metrics_refused            total: 0
 //! unixctl_refused            total: 0
 //! xenbus_unknown_domain      total: 5000
 //! ```
@@ -56,53 +57,62 @@ pub static EMULXEN_HANDSHAKES_TIMED_OUT: Counter = Counter::new("emulxen_handsha
 /// [`crate::unixctl::MAX_CONNECTIONS`] were open.
 pub static UNIXCTL_REFUSED: Counter = Counter::new("unixctl_refused");
 
+/// Connections to the metrics endpoint closed at once because
+/// [`crate::metrics::MAX_CONNECTIONS`] were open.
+pub static METRICS_REFUSED: Counter = Counter::new("metrics_refused");
+/// Requests to the metrics endpoint answered with an error (malformed,
+/// too long, a method other than GET or HEAD, a path other than
+/// `/metrics`) or not finished within [`crate::metrics::TIMEOUT`].
+pub static METRICS_BAD_REQUESTS: Counter = Counter::new("metrics_bad_requests");
+
 /// Backend vif events ignored because their domain does not exist
 /// (`crate::xenbusd::Hypervisor::domain_exists`).
 pub static XENBUS_UNKNOWN_DOMAIN: Counter = Counter::new("xenbus_unknown_domain");
 
-static ALL: [&Counter; 5] = [
+static ALL: [&Counter; 7] = [
     &EMULXEN_FDS_TRUNCATED,
     &EMULXEN_HANDSHAKES_REFUSED,
     &EMULXEN_HANDSHAKES_TIMED_OUT,
+    &METRICS_BAD_REQUESTS,
+    &METRICS_REFUSED,
     &UNIXCTL_REFUSED,
     &XENBUS_UNKNOWN_DOMAIN,
 ];
 
-/// Counters the pipeline keeps (`xennet_ofproto::xlate`), shown with
-/// these: packets dropped at a `ct` action, `resubmit(,,ct)` skipped
-/// without a tracked connection, `sample` run as a no-op, `pop` on an empty stack, and
-/// `controller(...)` / `dec_ttl(ids)` extras that could not be delivered.
+/// Counters the pipeline keeps (`xennet_ofproto::xlate`), in name
+/// order: `controller(...)` / `dec_ttl(ids)` extras that could not be
+/// delivered, packets dropped at a `ct` action, `resubmit(,,ct)` skipped
+/// without a tracked connection, `sample` run as a no-op, `pop` on an
+/// empty stack.
 fn ofproto_counters() -> [(&'static str, u64); 5] {
     use xennet_ofproto::xlate;
+    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
     [
         (
-            "xlate_ct_unsupported",
-            xlate::CT_UNSUPPORTED.load(Ordering::Relaxed),
+            "xlate_controller_extras",
+            get(&xlate::CONTROLLER_EXTRAS_DROPPED),
         ),
+        ("xlate_ct_unsupported", get(&xlate::CT_UNSUPPORTED)),
         (
             "xlate_resubmit_ct_untracked",
-            xlate::RESUBMIT_CT_UNTRACKED.load(Ordering::Relaxed),
+            get(&xlate::RESUBMIT_CT_UNTRACKED),
         ),
-        (
-            "xlate_sample_noop",
-            xlate::SAMPLE_NOOP.load(Ordering::Relaxed),
-        ),
-        (
-            "xlate_stack_underflow",
-            xlate::STACK_UNDERFLOW.load(Ordering::Relaxed),
-        ),
-        (
-            "xlate_controller_extras",
-            xlate::CONTROLLER_EXTRAS_DROPPED.load(Ordering::Relaxed),
-        ),
+        ("xlate_sample_noop", get(&xlate::SAMPLE_NOOP)),
+        ("xlate_stack_underflow", get(&xlate::STACK_UNDERFLOW)),
     ]
+}
+
+/// Every counter's name and value, in name order (what `coverage/show`
+/// and the metrics endpoint's `xennet_coverage_total` show).
+pub fn all() -> impl Iterator<Item = (&'static str, u64)> {
+    ALL.iter()
+        .map(|c| (c.name, c.get()))
+        .chain(ofproto_counters())
 }
 
 /// The `coverage/show` text: one `name total: N` line per counter.
 pub fn show() -> String {
-    ALL.iter()
-        .map(|c| (c.name, c.get()))
-        .chain(ofproto_counters())
+    all()
         .map(|(name, n)| format!("{name:<26} total: {n}\n"))
         .collect()
 }

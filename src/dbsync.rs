@@ -273,6 +273,14 @@ struct PlannedIface {
     /// Port security (vifs): `other_config:xennet-port-security` is not
     /// `false`.
     port_security: bool,
+    /// Port security's guards (vifs): `other_config:xennet-allow-dhcp-server`
+    /// and `xennet-allow-ra`, when `true` or `false` (else the
+    /// configuration file's `allow_dhcp_server`, `allow_ra`).
+    allow_dhcp_server: Option<bool>,
+    allow_ra: Option<bool>,
+    /// `external_ids:attached-mac` (vifs), if a unicast MAC: port
+    /// security's MAC when the backend has no `mac` key.
+    attached_mac: Option<[u8; 6]>,
 }
 
 /// How a Linux device port is opened.
@@ -841,6 +849,9 @@ fn plan(
                             .insert(iface.name.clone(), s);
                     }
                 }
+                let allow_dhcp_server = other_config_bool(&iface, "xennet-allow-dhcp-server", log);
+                let allow_ra = other_config_bool(&iface, "xennet-allow-ra", log);
+                let attached_mac = attached_mac(&iface, log);
                 plan.ifaces.push(PlannedIface {
                     uuid: iface.uuid,
                     name: iface.name,
@@ -858,6 +869,9 @@ fn plan(
                         .other_config
                         .get("xennet-port-security")
                         .map_or(true, |v| !v.eq_ignore_ascii_case("false")),
+                    allow_dhcp_server,
+                    allow_ra,
+                    attached_mac,
                 });
             }
         }
@@ -889,6 +903,43 @@ fn rx_ring_option(iface: &xennet_ovsdb::Interface, log: &mut LogOnce) -> bool {
 
 /// `options:rx-ring` on an interface that is not a system device (a vif,
 /// an internal or tap port) does nothing: say so once.
+/// Interface `other_config:KEY` as a boolean: `true` or `false` (any
+/// case, as OVS `smap_get_bool` reads them); missing: `None`; another
+/// value is logged and read as missing.
+fn other_config_bool(
+    iface: &xennet_ovsdb::Interface,
+    key: &str,
+    log: &mut LogOnce,
+) -> Option<bool> {
+    let v = iface.other_config.get(key)?;
+    if v.eq_ignore_ascii_case("true") {
+        Some(true)
+    } else if v.eq_ignore_ascii_case("false") {
+        Some(false)
+    } else {
+        log.warn(format!(
+            "{}: other_config:{key}={v:?} is neither true nor false; ignored",
+            iface.name
+        ));
+        None
+    }
+}
+
+/// Interface `external_ids:attached-mac` (written by Xen's
+/// `vif-openvswitch` hotplug script, OpenStack, XAPI) if a unicast MAC;
+/// another value is logged and read as missing.
+fn attached_mac(iface: &xennet_ovsdb::Interface, log: &mut LogOnce) -> Option<[u8; 6]> {
+    let v = iface.external_ids.get("attached-mac")?;
+    let mac = crate::identity::parse_mac(v.trim()).filter(|m| m[0] & 1 == 0);
+    if mac.is_none() {
+        log.warn(format!(
+            "{}: external_ids:attached-mac={v:?} is not a unicast MAC; ignored",
+            iface.name
+        ));
+    }
+    mac
+}
+
 fn ignored_rx_ring(iface: &xennet_ovsdb::Interface, log: &mut LogOnce) {
     if iface.options.contains_key("rx-ring") {
         log.warn(format!(
@@ -1041,12 +1092,17 @@ fn apply(
 
 /// Interface `other_config:xennet-port-security=false` turns a vif's port
 /// security off (a guest that bridges or routes other MACs); removing the
-/// key turns it back on.
+/// key turns it back on. `external_ids:attached-mac` is the MAC checked
+/// when the backend has no `mac` key. `xennet-allow-dhcp-server` and `xennet-allow-ra`
+/// (`true` or `false`) override the configuration file's guard defaults
+/// for the port.
 fn apply_port_security(plan: &Plan, vifs: &VifRegistry) {
     let security = vifs.security.lock().unwrap_or_else(|e| e.into_inner());
     for pi in &plan.ifaces {
         if let (Kind::Vif { .. }, Some(s)) = (&pi.kind, security.get(&pi.name)) {
             s.set_enabled(pi.port_security);
+            s.set_guard_overrides(pi.allow_dhcp_server, pi.allow_ra);
+            s.set_attached_mac(pi.attached_mac);
         }
     }
 }

@@ -2,9 +2,9 @@
 //!
 //! Starts one forwarding thread per bridge (the datapath), the control plane
 //! on a tokio runtime (the `ovs-appctl` socket, the emulated Xen attach
-//! socket), the xenbus backend thread (on the emulated xenstored, or with
-//! `--xen real` on the real one), and serves until SIGTERM, SIGINT or
-//! `ovs-appctl exit`.
+//! socket, with `--metrics` the Prometheus endpoint), the xenbus backend
+//! thread (on the emulated xenstored, or with `--xen real` on the real
+//! one), and serves until SIGTERM, SIGINT or `ovs-appctl exit`.
 
 mod accept;
 mod bridge;
@@ -16,6 +16,7 @@ mod flowtext;
 #[cfg(test)]
 mod fuzz;
 mod identity;
+mod metrics;
 mod netdev;
 mod ofbridge;
 mod ofconn;
@@ -78,6 +79,13 @@ struct Args {
     /// `[xen] bridge`, or with --db the bridge whose Port lists them).
     #[arg(long, value_enum, value_name = "MODE")]
     xen: Option<XenMode>,
+
+    /// Serve Prometheus metrics on `http://ADDR:PORT/metrics` (e.g.
+    /// `127.0.0.1:9464`, `[::1]:9464`; port 0 picks a free port, logged as
+    /// `metrics on http://...`). Off by default. README.md lists the
+    /// metrics.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<std::net::SocketAddr>,
 
     /// Print the embedded default configuration and exit.
     #[arg(long)]
@@ -145,7 +153,7 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    rt.block_on(run(rundir, config, db))
+    rt.block_on(run(rundir, config, db, args.metrics))
 }
 
 /// Files this process made in the run directory, removed on exit.
@@ -159,7 +167,12 @@ impl Drop for RunFiles {
     }
 }
 
-async fn run(rundir: PathBuf, config: Config, db: Option<String>) -> anyhow::Result<()> {
+async fn run(
+    rundir: PathBuf,
+    config: Config,
+    db: Option<String>,
+    metrics: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
     let pid = std::process::id();
     let pidfile = rundir.join("ovs-vswitchd.pid");
     let ctl = rundir.join(format!("ovs-vswitchd.{pid}.ctl"));
@@ -196,6 +209,24 @@ async fn run(rundir: PathBuf, config: Config, db: Option<String>) -> anyhow::Res
         let ctl = ctl.clone();
         let std_listener = bind_unix(&ctl)?;
         tokio::spawn(async move { unixctl::serve(std_listener, commands).await })
+    };
+    // The metrics endpoint: a failure to bind stops the start (the
+    // operator asked for it); once serving, nothing it meets is fatal.
+    let metrics_task = match metrics {
+        Some(addr) => {
+            let listener = metrics::bind(addr)
+                .await
+                .with_context(|| format!("--metrics {addr}: binding"))?;
+            let bound = listener.local_addr().unwrap_or(addr);
+            tracing::info!("metrics on http://{bound}/metrics");
+            let registry = Arc::new(metrics::registry(switch.clone()));
+            Some(tokio::spawn(async move {
+                if let Err(e) = metrics::serve(listener, registry).await {
+                    tracing::error!("metrics on {bound}: stopped serving: {e}");
+                }
+            }))
+        }
+        None => None,
     };
     let real_xen = config.xen.mode == XenMode::Real;
     let emulated = !real_xen && config.emulated_xen.enabled;
@@ -250,6 +281,9 @@ async fn run(rundir: PathBuf, config: Config, db: Option<String>) -> anyhow::Res
         r = ctl_task => tracing::error!("control socket stopped: {r:?}"),
     }
     if let Some(t) = xen_task {
+        t.abort();
+    }
+    if let Some(t) = metrics_task {
         t.abort();
     }
     if let Some(t) = db_task {

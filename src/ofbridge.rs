@@ -1,7 +1,7 @@
 //! The OpenFlow face of a bridge: answers the requests an
 //! [`ofconn`](crate::ofconn) connection hands over (features, ports, port
 //! statistics, descriptions, table features and their set requests) and passes flow, group and
-//! meter requests to the bridge's OpenFlow pipeline.
+//! meter requests and committed bundles to the bridge's OpenFlow pipeline.
 
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -173,5 +173,20 @@ impl Handler for OfBridge {
             Msg::TableMod { .. } => Ok(Vec::new()),
             msg => b.ofproto_request(ctx, msg),
         }
+    }
+
+    fn check_bundled(&self, _ctx: &ConnCtx, msg: &Msg) -> Result<(), OfError> {
+        self.bridge()?.of.check_bundled(msg)
+    }
+
+    fn commit_bundle(
+        &self,
+        _ctx: &ConnCtx,
+        flags: u16,
+        msgs: Vec<Msg>,
+    ) -> Result<(), (usize, OfError)> {
+        self.bridge()
+            .map_err(|e| (0, e))?
+            .commit_bundle(flags, msgs)
     }
 }

@@ -223,6 +223,38 @@ pub fn wrap(name: &str, port: Box<dyn Port>) -> Box<dyn Port> {
     }
 }
 
+/// A representor's state and counters, as of one read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counters {
+    /// The vif's name (`vif1.0`).
+    pub vif: String,
+    /// The device's name.
+    pub device: String,
+    /// Whether frames are being mirrored (as of the last refresh).
+    pub mirroring: bool,
+    /// Frames copied into the device.
+    pub mirrored: u64,
+    /// Copies the device refused (queue full, device down).
+    pub mirror_dropped: u64,
+    /// Frames the host sent into the device, dropped.
+    pub host_dropped: u64,
+}
+
+/// Every live representor's counters, by vif name.
+pub fn counters() -> Vec<Counters> {
+    live()
+        .iter()
+        .map(|r| Counters {
+            vif: r.vif.clone(),
+            device: r.name().to_owned(),
+            mirroring: r.watching(),
+            mirrored: r.mirrored.load(Ordering::Relaxed),
+            mirror_dropped: r.mirror_dropped.load(Ordering::Relaxed),
+            host_dropped: r.host_dropped.load(Ordering::Relaxed),
+        })
+        .collect()
+}
+
 /// `xennet/representor-show`: every representor, its state and counters.
 pub fn show() -> String {
     let mut out = String::new();
@@ -231,16 +263,16 @@ pub fn show() -> String {
         "{:<10} {:<15} {:<9} {:>10} {:>12} {:>12}",
         "vif", "device", "mirroring", "mirrored", "mirror-drop", "host-dropped"
     );
-    for r in live() {
+    for c in counters() {
         let _ = writeln!(
             out,
             "{:<10} {:<15} {:<9} {:>10} {:>12} {:>12}",
-            r.vif,
-            r.name(),
-            if r.watching() { "yes" } else { "no" },
-            r.mirrored.load(Ordering::Relaxed),
-            r.mirror_dropped.load(Ordering::Relaxed),
-            r.host_dropped.load(Ordering::Relaxed)
+            c.vif,
+            c.device,
+            if c.mirroring { "yes" } else { "no" },
+            c.mirrored,
+            c.mirror_dropped,
+            c.host_dropped
         );
     }
     out

@@ -108,9 +108,16 @@ pub struct BackendConfig {
     pub event_rate: u32,
     /// Adaptive coalescing window, µs (`Vif::set_coalesce`).
     pub coalesce_usecs: u32,
-    /// Drop guest frames from another source MAC than the backend `mac`
-    /// key's (`Vif::set_allowed_mac`).
+    /// Port security: drop guest frames from another source MAC than the
+    /// backend `mac` key's (`Vif::set_allowed_mac`), from addresses not in
+    /// its `ip` key, and DHCP server and router messages.
     pub port_security: bool,
+    /// Port security: guests may send DHCP server messages (unless their
+    /// Interface says otherwise).
+    pub allow_dhcp_server: bool,
+    /// Port security: guests may send router advertisements and
+    /// redirects (unless their Interface says otherwise).
+    pub allow_ra: bool,
 }
 
 /// Connects vifs for the state machine: rings and event channel through
@@ -183,34 +190,46 @@ impl Hooks {
         }
     }
 
-    /// Give the connected vif's port security the IPv4 addresses of the
-    /// `ip` key (others are logged and not checked).
+    /// Give the connected vif's port security the IPv4 and IPv6 addresses
+    /// of the `ip` key (words that are neither are logged and not
+    /// checked).
     fn apply_ips(&self) {
         let Some(sec) = &self.security else { return };
         let text = self.ip_text.as_deref().unwrap_or("");
-        let (v4, other): (Vec<_>, Vec<_>) = text
-            .split_whitespace()
-            .map(|w| (w, w.parse::<std::net::Ipv4Addr>().ok()))
-            .partition(|(_, a)| a.is_some());
-        let v4: Vec<std::net::Ipv4Addr> = v4.into_iter().filter_map(|(_, a)| a).collect();
+        let (ips, other) = parse_ip_key(text);
         if !other.is_empty() {
             tracing::warn!(
-                "{}: ip key: {:?} not IPv4 addresses: not checked",
-                self.name,
-                other.iter().map(|(w, _)| *w).collect::<Vec<_>>()
+                "{}: ip key: {other:?} not IPv4 or IPv6 addresses: not checked",
+                self.name
             );
         }
-        if !sec.set_ipv4(&v4) {
+        if !sec.set_ips(&ips) {
             tracing::warn!(
-                "{}: ip key: only the first {} addresses are checked",
+                "{}: ip key: only the first {} addresses of each family are checked",
                 self.name,
                 xennet_vif::netback::PORT_SECURITY_MAX_IPS
             );
         }
-        if !v4.is_empty() {
-            tracing::info!("{}: port security: IPv4 {v4:?}", self.name);
+        if !ips.is_empty() {
+            let (v4, v6): (Vec<std::net::IpAddr>, Vec<_>) = ips.iter().partition(|a| a.is_ipv4());
+            tracing::info!("{}: port security: IPv4 {v4:?}, IPv6 {v6:?}", self.name);
         }
     }
+}
+
+/// The backend `ip` key's addresses (libxl writes `ip=` of the vif spec
+/// as is: space-separated; IPv4 and IPv6 may be mixed), and the words
+/// that are not addresses.
+fn parse_ip_key(text: &str) -> (Vec<std::net::IpAddr>, Vec<&str>) {
+    let mut ips = Vec::new();
+    let mut other = Vec::new();
+    for w in text.split_whitespace() {
+        match w.parse() {
+            Ok(a) => ips.push(a),
+            Err(_) => other.push(w),
+        }
+    }
+    (ips, other)
 }
 
 impl VifHooks for Hooks {
@@ -233,12 +252,22 @@ impl VifHooks for Hooks {
         if let Placement::Database(vifs) = &self.switch {
             vifs.note_security(&self.name, vif.port_security());
         }
+        let sec = vif.port_security();
+        sec.set_defaults(
+            self.cfg.port_security,
+            self.cfg.allow_dhcp_server,
+            self.cfg.allow_ra,
+        );
         if self.cfg.port_security {
-            self.security = Some(vif.port_security());
+            self.security = Some(sec);
             self.apply_ips();
-            match self.mac {
-                Some(mac) => vif.set_allowed_mac(Some(mac)),
-                None => tracing::warn!(
+            match (self.mac, &self.switch) {
+                (Some(mac), _) => vif.set_allowed_mac(Some(mac)),
+                (None, Placement::Database(_)) => tracing::warn!(
+                    "{}: no valid `mac` in the backend directory: port security checks its Interface's external_ids:attached-mac, if any",
+                    self.name
+                ),
+                (None, _) => tracing::warn!(
                     "{}: no valid `mac` in the backend directory: no port security on this vif",
                     self.name
                 ),
@@ -482,5 +511,22 @@ pub fn domain_died(store: &XenstoreServer, domid: DomId) {
             }
         }
         let _ = xs.rm(&fe);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_key_takes_ipv4_ipv6_and_mixed_lists() {
+        let (ips, other) = parse_ip_key(" 10.0.0.1  2001:db8::1\tfe80::1 10.0.0.0/24 x ");
+        let want: Vec<std::net::IpAddr> = ["10.0.0.1", "2001:db8::1", "fe80::1"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(ips, want);
+        assert_eq!(other, ["10.0.0.0/24", "x"]);
+        assert_eq!(parse_ip_key(""), (vec![], vec![]));
     }
 }

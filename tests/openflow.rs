@@ -1088,13 +1088,20 @@ fn raw_peers_negotiate_1_4_and_1_5() {
                 9,
             );
             assert!(matches!(r, Msg::RoleReply(_) | Msg::Error { .. }), "{r:?}");
-            // Bundles are refused as by a switch without them.
-            let mut bundle = vec![hdr, 33, 0, 16, 0, 0, 0, 10, 0, 0, 0, 1, 0, 0, 0, 0];
+            // A bundle opens (OFPT_BUNDLE_CONTROL, 1.4+).
+            let bundle = vec![hdr, 33, 0, 16, 0, 0, 0, 10, 0, 0, 0, 1, 0, 0, 0, 0];
             std::io::Write::write_all(&mut p.s, &bundle).unwrap();
-            bundle.clear();
-            let (_, m) = p.read();
+            let (raw, m) = p.read();
+            assert_eq!(raw[4..8], [0, 0, 0, 10]);
             assert!(
-                matches!(m, Msg::Error { err, .. } if err == xennet_openflow::OfError::BAD_TYPE),
+                matches!(
+                    m,
+                    Msg::BundleControl(xennet_openflow::model::BundleCtrl {
+                        bundle_id: 1,
+                        typ: xennet_openflow::model::BundleCtrlType::OpenReply,
+                        flags: 0,
+                    })
+                ),
                 "{m:?}"
             );
         }
@@ -1536,4 +1543,284 @@ fn ofctl_issue15_nicira_actions() {
     assert!(h.ping(1, 3, 2), "{}", h.log());
     let dump = of13(&["dump-flows", "br0"]);
     assert!(!dump.contains("table=1, n_packets=0,"), "{dump}");
+}
+
+/// Issue 15 items 3 and 4 (MPLS): guest 1's IPv4 is pushed into an MPLS
+/// label stack entry, relabelled, its TTL decremented, matched by label
+/// in another table, and popped back before guest 2, so the ping works
+/// only if every rewrite restores the frame; the trace shows the
+/// datapath actions. A lookup after `pop_mpls` is refused (no
+/// recirculation yet) and the packet dropped, never mis-forwarded.
+#[test]
+fn ofctl_mpls_push_set_pop_carries_a_ping() {
+    let mut h = Harness::start("ofmpls");
+    for d in 1..=2 {
+        h.guest(d, None);
+    }
+    for ver in ["OpenFlow13", "OpenFlow10"] {
+        let of = |args: &[&str]| h.ofctl(&[&["-O", ver][..], args].concat());
+        of(&["del-flows", "br0"]);
+        of(&["add-flow", "br0", "priority=10,arp,actions=NORMAL"]);
+        of(&["add-flow", "br0", "priority=5,in_port=2,actions=output:1"]);
+        of(&[
+            "add-flow",
+            "br0",
+            "priority=5,in_port=1,ip,actions=push_mpls:0x8847,set_field:17->mpls_label,set_mpls_ttl:9,dec_mpls_ttl,resubmit(,1)",
+        ]);
+        of(&[
+            "add-flow",
+            "br0",
+            "table=1,priority=5,mpls,mpls_label=17,mpls_ttl=8,actions=pop_mpls:0x0800,output:2",
+        ]);
+        let ok = h.ping(1, 2, 2);
+        let trace = h.appctl(&["ofproto/trace", "br0", "in_port=1,icmp,nw_ttl=64"]);
+        let dump = of(&["dump-flows", "br0"]);
+        assert!(
+            ok,
+            "{ver}: {trace}\n{dump}\n{}",
+            h.appctl(&["dpctl/dump-flows", "br0"])
+        );
+        let dump = of(&["dump-flows", "br0", "table=1"]);
+        assert!(!dump.contains("n_packets=0,"), "{ver}: {dump}");
+        assert!(dump.contains("pop_mpls:0x0800"), "{ver}: {dump}");
+    }
+    let trace = h.appctl(&["ofproto/trace", "br0", "in_port=1,icmp,nw_ttl=64"]);
+    assert!(
+        trace.contains(
+            "Datapath actions: push_mpls(label=0,tc=0,ttl=64,bos=1,eth_type=0x8847),set(mpls(label=17,tc=0,ttl=8,bos=1)),pop_mpls(eth_type=0x800),2"
+        ),
+        "{trace}"
+    );
+    // pop_mpls, then a lookup: refused at translation, dropped.
+    let of13 = |args: &[&str]| h.ofctl(&[&["-O", "OpenFlow13"][..], args].concat());
+    of13(&[
+        "add-flow",
+        "br0",
+        "table=1,priority=6,mpls,mpls_label=17,actions=pop_mpls:0x0800,resubmit(,2)",
+    ]);
+    assert!(h.ping_fails(1, 2), "{}", h.log());
+    let trace = h.appctl(&["ofproto/trace", "br0", "in_port=1,icmp,nw_ttl=64"]);
+    assert!(trace.contains("needs recirculation"), "{trace}");
+    assert!(trace.contains("Datapath actions: drop"), "{trace}");
+}
+
+/// `dump-flows` as a set of lines without the fields that move with time
+/// (duration, ages): what must not change when a bundle fails.
+fn flows_at_rest(dump: &str) -> Vec<String> {
+    let mut v: Vec<String> = dump
+        .lines()
+        .filter(|l| l.contains("actions="))
+        .map(|l| {
+            l.split(", ")
+                .filter(|f| {
+                    !f.starts_with("duration=")
+                        && !f.starts_with("idle_age=")
+                        && !f.starts_with("hard_age=")
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Bundles driven by the real `ovs-ofctl --bundle` (OpenFlow 1.4 and 1.5
+/// `OFPT_BUNDLE_*`, and in 1.3 the ONF extension, which ovs-ofctl 3.1
+/// uses there; plain `--bundle` picks 1.4): `add-flows`, `replace-flows`
+/// and `bundle` (groups and flows in order) commit atomically, and a
+/// bundle with one bad message leaves the tables exactly as they were
+/// (flows, actions, counters, groups) while ovs-ofctl prints the error
+/// with the failing message and the commit's `OFPBFC_MSG_FAILED`, e.g.
+/// `Error OFPBAC_BAD_OUT_GROUP for: OFPT_FLOW_MOD (OF1.3) (xid=0x8): ADD
+/// priority=40,in_port=5 actions=group:99` then `Error OFPBFC_MSG_FAILED
+/// for: ONFT_BUNDLE_CONTROL (OF1.3) ... type=COMMIT_REQUEST`.
+#[test]
+fn ofctl_bundles_are_atomic() {
+    let h = Harness::start("ofbundle");
+    let dir = h.rundir().to_path_buf();
+    let file = |name: &str, lines: &[&str]| {
+        let p = dir.join(name);
+        std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let good = file(
+        "good.txt",
+        &[
+            "priority=10,in_port=1,actions=output:2",
+            "priority=20,in_port=2,actions=output:1",
+            "table=1,priority=5,ip,actions=drop",
+        ],
+    );
+    // Modifies a flow, adds one, then refers to a group that does not
+    // exist: the whole bundle must fail.
+    let bad_group = file(
+        "bad-group.txt",
+        &[
+            "priority=10,in_port=1,actions=output:3",
+            "priority=30,in_port=4,actions=output:1",
+            "priority=40,in_port=5,actions=group:99",
+        ],
+    );
+    let bad_table = file(
+        "bad-table.txt",
+        &[
+            "priority=10,in_port=1,actions=output:3",
+            "table=254,priority=1,actions=drop",
+        ],
+    );
+    // Overlap checked at commit, after an earlier flow of the bundle.
+    let bad_overlap = file(
+        "bad-overlap.txt",
+        &[
+            "priority=50,ip,actions=output:1",
+            "priority=50,ip,nw_dst=10.0.0.1,check_overlap,actions=output:2",
+        ],
+    );
+    let replacement = file(
+        "replace.txt",
+        &[
+            "priority=10,in_port=1,actions=output:2",
+            "priority=60,in_port=6,actions=output:7",
+        ],
+    );
+    let arp = concat!(
+        "ffffffffffff020000000001080600010800060400010200000000010afb0001",
+        "0000000000000afb0003"
+    );
+    for proto in [
+        &["-O", "OpenFlow13"][..],
+        &["-O", "OpenFlow14"],
+        &["-O", "OpenFlow15"],
+        &[],
+    ] {
+        // Without -O only bundle commands get 1.4; the others would use
+        // 1.0 with Nicira extensions (no groups there).
+        let plain = if proto.is_empty() {
+            &["-O", "OpenFlow13"][..]
+        } else {
+            proto
+        };
+        let of = |args: &[&str]| {
+            let p = if args.contains(&"--bundle") || args[0] == "bundle" {
+                proto
+            } else {
+                plain
+            };
+            h.ofctl(&[p, args].concat())
+        };
+        let fails = |args: &[&str]| {
+            let out = h.ofctl_output(&[proto, &["--bundle"], args].concat());
+            assert!(!out.status.success(), "{proto:?} {args:?} succeeded");
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        };
+        let dump = || flows_at_rest(&of(&["dump-flows", "br0"]));
+        of(&["del-flows", "br0"]);
+        of(&["del-groups", "br0"]);
+        of(&["--bundle", "add-flows", "br0", &good]);
+        let flows = dump();
+        assert_eq!(flows.len(), 3, "{proto:?}: {flows:?}");
+        // Counters that must survive a failed bundle: two packets through
+        // the in_port=1 flow.
+        for _ in 0..2 {
+            of(&["packet-out", "br0", "1", "table", arp]);
+        }
+        let before = dump();
+        assert!(
+            before
+                .iter()
+                .any(|l| l.contains("n_packets=2") && l.contains("in_port=1")),
+            "{proto:?}: counters did not move: {before:?}"
+        );
+
+        let err = fails(&["add-flows", "br0", &bad_group]);
+        assert!(err.contains("Error OFPBAC_BAD_OUT_GROUP for: "), "{err}");
+        assert!(
+            err.contains("OFPT_FLOW_MOD") && err.contains("group:99"),
+            "{err}"
+        );
+        assert!(err.contains("OFPBFC_MSG_FAILED"), "{err}");
+        // The commit ovs-ofctl names: the ONF extension in 1.3.
+        let commit = if proto.contains(&"OpenFlow13") {
+            "ONFT_BUNDLE_CONTROL (OF1.3)"
+        } else {
+            "OFPT_BUNDLE_CONTROL"
+        };
+        assert!(
+            err.contains(commit) && err.contains("COMMIT_REQUEST"),
+            "{err}"
+        );
+        assert_eq!(
+            dump(),
+            before,
+            "{proto:?}: a failed bundle changed the tables"
+        );
+
+        // A flow refused as soon as it is added (no table 254): ovs-ofctl
+        // discards the bundle instead of committing it.
+        let err = fails(&["add-flows", "br0", &bad_table]);
+        assert!(err.contains("Error OFPFMFC_BAD_TABLE_ID for: "), "{err}");
+        assert!(err.contains("ADD table:254"), "{err}");
+        assert!(!err.contains("OFPBFC_MSG_FAILED"), "{err}");
+        assert_eq!(dump(), before);
+
+        let err = fails(&["add-flows", "br0", &bad_overlap]);
+        assert!(err.contains("Error OFPFMFC_OVERLAP for: "), "{err}");
+        assert!(err.contains("nw_dst=10.0.0.1"), "{err}");
+        assert_eq!(
+            dump(),
+            before,
+            "{proto:?}: a failed bundle changed the tables"
+        );
+
+        // replace-flows: a failing one changes nothing, a good one leaves
+        // exactly the file (the unchanged flow keeps its counters).
+        let err = fails(&["replace-flows", "br0", &bad_group]);
+        assert!(err.contains("OFPBFC_MSG_FAILED"), "{err}");
+        assert_eq!(dump(), before);
+        of(&["--bundle", "replace-flows", "br0", &replacement]);
+        let after = dump();
+        assert_eq!(after.len(), 2, "{after:?}");
+        assert!(
+            after
+                .iter()
+                .any(|l| l.contains("n_packets=2") && l.contains("in_port=1")),
+            "{after:?}"
+        );
+        assert!(after.iter().any(|l| l.contains("in_port=6")), "{after:?}");
+
+        // `ovs-ofctl bundle`: a group, then a flow that uses it, in order.
+        let both = file(
+            "both.txt",
+            &[
+                "group add group_id=1,type=all,bucket=output:2",
+                "flow add priority=70,in_port=8,actions=group:1",
+            ],
+        );
+        of(&["bundle", "br0", &both]);
+        let groups = of(&["dump-groups", "br0"]);
+        assert!(groups.contains("group_id=1,type=all"), "{groups}");
+        let before = dump();
+        assert!(before.iter().any(|l| l.contains("group:1")), "{before:?}");
+        // Adding the group again fails the bundle: the flow before it is
+        // not added, the group is unchanged.
+        let again = file(
+            "again.txt",
+            &[
+                "flow add priority=80,in_port=9,actions=output:1",
+                "group add group_id=1,type=all,bucket=output:3",
+            ],
+        );
+        let out = h.ofctl_output(&[proto, &["bundle", "br0", &again]].concat());
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("Error OFPGMFC_GROUP_EXISTS for: "), "{err}");
+        assert!(err.contains("OFPT_GROUP_MOD"), "{err}");
+        assert_eq!(dump(), before);
+        assert_eq!(of(&["dump-groups", "br0"]), groups);
+    }
+    let log = h.log();
+    assert!(!log.contains("panicked"), "{log}");
 }

@@ -911,3 +911,123 @@ fn port_security_opt_out_per_interface() {
     flush();
     h.wait_for("port security back on", || h.ping_fails(1, 2));
 }
+
+/// Port security's guards per port: `other_config:xennet-allow-ra=true`
+/// and `xennet-allow-dhcp-server=true` on a vif's Interface let its
+/// router advertisements and DHCP server messages through (a router or
+/// appliance guest), dropped and counted before; a value other than true
+/// or false is reported and ignored; `xennet-port-security=false` lets
+/// spoofed neighbour discovery through too.
+#[test]
+fn port_security_guards_opt_out_per_interface() {
+    let (db, h) = bridge_with_reconnecting_guests("portsecg", 2);
+    assert!(h.ping(1, 2, 2), "{}", h.log());
+    h.wait_for("guest 1's link-local address", || {
+        let o = h.exec(
+            1,
+            &["ip", "-6", "addr", "show", "dev", "eth0", "scope", "link"],
+        );
+        let s = String::from_utf8_lossy(&o.stdout);
+        s.contains("fe80::") && !s.contains("tentative")
+    });
+    let mut watch = h.watch_frames(2);
+    for (kind, counter) in [
+        ("ra", "rx_rogue_ra"),
+        ("dhcp4", "rx_rogue_dhcp"),
+        ("ns-sll", "rx_spoofed_nd"),
+    ] {
+        h.send_frame(1, kind);
+        h.wait_for(&format!("{kind} counted in {counter}"), || {
+            h.vif_counter("vif1.0", counter) > 0
+        });
+    }
+    db.vsctl_ok(&[
+        "set",
+        "interface",
+        "vif1.0",
+        "other_config:xennet-allow-ra=yes",
+    ]);
+    h.wait_for("the bad value reported", || {
+        h.log()
+            .contains("other_config:xennet-allow-ra=\"yes\" is neither true nor false")
+    });
+    db.vsctl_ok(&[
+        "set",
+        "interface",
+        "vif1.0",
+        "other_config:xennet-allow-ra=true",
+        "other_config:xennet-allow-dhcp-server=true",
+    ]);
+    for kind in ["ra", "dhcp4"] {
+        h.wait_for(&format!("{kind} to pass once allowed"), || {
+            h.send_frame(1, kind);
+            watch.got(kind)
+        });
+    }
+    // Port security off for the port: spoofed ND options pass too.
+    assert!(!watch.got("ns-sll"));
+    db.vsctl_ok(&[
+        "set",
+        "interface",
+        "vif1.0",
+        "other_config:xennet-port-security=false",
+    ]);
+    h.wait_for("ns-sll to pass with port security off", || {
+        h.send_frame(1, "ns-sll");
+        watch.got("ns-sll")
+    });
+}
+
+/// A vif whose backend directory has no valid `mac` (a toolstack that
+/// wrote an empty one) gets port security's MAC from its Interface's
+/// `external_ids:attached-mac` (as Xen's vif-openvswitch script writes
+/// it): without the key a guest may send from any MAC; with it, from
+/// that MAC only (`rx_spoofed_mac`).
+#[test]
+fn port_security_takes_the_attached_mac() {
+    let db = OvsdbServer::start("portsecam");
+    let mut h = Harness::start_with("dbportsecam", &["--db", &db.addr()]);
+    db.vsctl_ok(&["add-br", "br0"]);
+    let sock = h.rundir().join("xenstored.sock");
+    h.wait_for("xenstored socket", || sock.exists());
+    let sock = sock.to_string_lossy().into_owned();
+    for d in 1..=2u16 {
+        db.vsctl_ok(&["add-port", "br0", &format!("vif{d}.0")]);
+    }
+    h.guest_with(1, &["--xenstore", &sock, "--xenstore-mac", ""]);
+    h.guest_with(2, &["--xenstore", &sock]);
+    assert!(h.ping(1, 2, 2), "{}", h.log());
+    assert!(
+        h.log()
+            .contains("vif1.0: no valid `mac` in the backend directory"),
+        "{}",
+        h.log()
+    );
+    let ns1 = h.netns(1);
+    let o = h.exec(1, &["cat", "/sys/class/net/eth0/address"]);
+    let mac = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let set_mac = |m: &str| {
+        let o = std::process::Command::new("ip")
+            .args(["-n", &ns1, "link", "set", "eth0", "address", m])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        let o = h.exec(2, &["ip", "neigh", "flush", "all"]);
+        assert!(o.status.success(), "{o:?}");
+    };
+    // No MAC known: another one passes.
+    set_mac("02:de:ad:be:ef:04");
+    assert!(h.ping(1, 2, 2), "{}", h.log());
+    db.vsctl_ok(&[
+        "set",
+        "interface",
+        "vif1.0",
+        &format!("external_ids:attached-mac=\"{mac}\""),
+    ]);
+    h.wait_for("the attached MAC enforced", || {
+        h.ping_fails(1, 2) && h.vif_counter("vif1.0", "rx_spoofed_mac") > 0
+    });
+    assert!(h.ping_fails(1, 2), "a spoofed MAC got through");
+    set_mac(&mac);
+    assert!(h.ping(1, 2, 2), "{}", h.log());
+}

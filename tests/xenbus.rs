@@ -592,3 +592,188 @@ fn port_security_checks_the_ip_key() {
     assert!(w.status.success(), "{w:?}");
     h.wait_for("the alias allowed", || ping_from(&h));
 }
+
+/// The frames of tests/common/portsec.py port security stops by default,
+/// each with the counter it goes to.
+const SPOOFED_FRAMES: [(&str, &str); 9] = [
+    ("na-target", "rx_spoofed_nd"),
+    ("na-tll", "rx_spoofed_nd"),
+    ("ns-sll", "rx_spoofed_nd"),
+    ("rs-sll", "rx_spoofed_nd"),
+    ("arp-sha", "rx_spoofed_arp"),
+    ("dhcp4", "rx_rogue_dhcp"),
+    ("dhcp6", "rx_rogue_dhcp"),
+    ("ra", "rx_rogue_ra"),
+    ("redirect", "rx_rogue_ra"),
+];
+
+/// Guests 1 and 2 with IPv6 addresses 2001:db8::1 and ::2 (no DAD), the
+/// link-local ones usable; `ip_key` (if any) written as vif1.0's `ip`
+/// key and applied.
+fn ipv6_guests(tag: &str, ip_key: Option<&str>) -> Harness {
+    let mut h = Harness::start(tag);
+    ipv6_guests_on(&mut h, ip_key);
+    h
+}
+
+/// [`ipv6_guests`] on a running xennetd.
+fn ipv6_guests_on(h: &mut Harness, ip_key: Option<&str>) {
+    let sock = h.rundir.join("xenstored.sock");
+    h.wait_for("xenstored socket", || sock.exists());
+    h.guest_xenstore(1);
+    h.guest_xenstore(2);
+    for d in [1u16, 2] {
+        let a = format!("2001:db8::{d}/64");
+        let o = h.exec(d, &["ip", "-6", "addr", "add", &a, "dev", "eth0", "nodad"]);
+        assert!(o.status.success(), "{o:?}");
+        h.wait_for(&format!("guest {d}'s link-local address"), || {
+            let o = h.exec(
+                d,
+                &["ip", "-6", "addr", "show", "dev", "eth0", "scope", "link"],
+            );
+            let s = String::from_utf8_lossy(&o.stdout);
+            s.contains("fe80::") && !s.contains("tentative")
+        });
+    }
+    if let Some(key) = ip_key {
+        let w = xs_tool(
+            h,
+            "xenstore-write",
+            &["/local/domain/0/backend/vif/1/0/ip", key],
+        );
+        assert!(w.status.success(), "{w:?}");
+        h.wait_for("the ip key applied", || {
+            h.log().contains("vif1.0: port security: IPv4")
+        });
+    }
+}
+
+fn ping6(h: &Harness, from: Option<&str>) -> bool {
+    let mut args = vec!["ping", "-6", "-c", "2", "-i", "0.2", "-w", "2"];
+    if let Some(f) = from {
+        args.extend(["-I", f]);
+    }
+    args.push("2001:db8::2");
+    h.exec(1, &args).status.success()
+}
+
+/// Send each of `frames` from guest 1 and wait for its counter on vif1.0
+/// to move; then a solicitation with guest 1's own MAC, which must reach
+/// guest 2, and none of the dropped frames before it (one queue: frames
+/// reach the switch in the order sent).
+fn spoofed_frames_are_counted(h: &Harness, frames: &[(&str, &str)]) {
+    let mut watch = h.watch_frames(2);
+    for (kind, counter) in frames {
+        let before = h.vif_counter("vif1.0", counter);
+        h.send_frame(1, kind);
+        h.wait_for(&format!("{kind} counted in {counter}"), || {
+            h.vif_counter("vif1.0", counter) > before
+        });
+    }
+    h.send_frame(1, "ns-ok");
+    h.wait_for("a good solicitation to pass", || watch.got("ns-ok"));
+    assert_eq!(watch.seen(), ["ns-ok"], "dropped frames got through");
+    assert!(h.log().contains("(port security)"), "{}", h.log());
+}
+
+/// Port security with IPv6 addresses in the `ip` key (libxl writes it
+/// for `ip=` in the vif spec; IPv4 and IPv6 mixed): the guest's own and
+/// link-local (EUI-64) addresses pass, another IPv6 source is dropped
+/// (`rx_spoofed_ip`); neighbour advertisements for an address not the
+/// guest's, ND link-layer options with another MAC (`rx_spoofed_nd`), ARP
+/// with another sender MAC (`rx_spoofed_arp`), DHCPv4/DHCPv6 server
+/// messages (`rx_rogue_dhcp`), router advertisements and redirects
+/// (`rx_rogue_ra`), all sent by the guest's stack, are dropped and
+/// counted.
+#[test]
+fn port_security_checks_ipv6_nd_arp_dhcp_and_ra() {
+    let h = ipv6_guests("portsec6", Some("10.251.0.1 2001:db8::1"));
+    assert!(ping6(&h, None), "{}", h.log());
+    assert!(h.ping(1, 2, 2), "{}", h.log());
+    let o = h.exec(
+        1,
+        &[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "2001:db8::77/64",
+            "dev",
+            "eth0",
+            "nodad",
+        ],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let before = h.vif_counter("vif1.0", "rx_spoofed_ip");
+    assert!(
+        !ping6(&h, Some("2001:db8::77")),
+        "a spoofed IPv6 source got through"
+    );
+    assert!(h.vif_counter("vif1.0", "rx_spoofed_ip") > before);
+    spoofed_frames_are_counted(&h, &SPOOFED_FRAMES);
+    // Still talking from its own addresses.
+    let o = h.exec(
+        1,
+        &["ip", "-6", "addr", "del", "2001:db8::77/64", "dev", "eth0"],
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert!(ping6(&h, None), "{}", h.log());
+}
+
+/// Without an `ip` key port security still checks ND link-layer options
+/// and ARP sender MACs against the vif's MAC, and guards against DHCP
+/// servers and routers (as OVN with only a MAC in `port_security`);
+/// advertisements for any address pass.
+#[test]
+fn port_security_checks_nd_options_without_addresses() {
+    let h = ipv6_guests("portsecnd", None);
+    assert!(ping6(&h, Some("2001:db8::1")), "{}", h.log());
+    let frames: Vec<_> = SPOOFED_FRAMES
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "na-target")
+        .collect();
+    spoofed_frames_are_counted(&h, &frames);
+    let mut watch = h.watch_frames(2);
+    h.send_frame(1, "na-target");
+    h.wait_for("an advertisement for any address", || {
+        watch.got("na-target")
+    });
+}
+
+/// `allow_dhcp_server` and `allow_ra` in the configuration file let
+/// guests' DHCP server messages, router advertisements and redirects
+/// through (routers, appliance guests); the other checks stay.
+#[test]
+fn port_security_guards_off_in_the_config() {
+    let out = Command::new(env!("CARGO_BIN_EXE_xennetd"))
+        .arg("--print-default-config")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("[emulated_xen]\n"), "{text}");
+    let text = text.replace(
+        "[emulated_xen]\n",
+        "[emulated_xen]\nallow_dhcp_server = true\nallow_ra = true\n",
+    );
+    let cfg = std::env::temp_dir().join(format!("xennet-portsecg-{}.toml", std::process::id()));
+    std::fs::write(&cfg, text).unwrap();
+    let mut h = Harness::start_with("portsecg", &["--config", cfg.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&cfg);
+    ipv6_guests_on(&mut h, Some("10.251.0.1 2001:db8::1"));
+    let mut watch = h.watch_frames(2);
+    for kind in ["dhcp4", "dhcp6", "ra", "redirect"] {
+        h.send_frame(1, kind);
+        h.wait_for(&format!("{kind} to pass"), || watch.got(kind));
+    }
+    for c in ["rx_rogue_dhcp", "rx_rogue_ra"] {
+        assert_eq!(h.vif_counter("vif1.0", c), 0, "{c}");
+    }
+    drop(watch);
+    let spoofed: Vec<_> = SPOOFED_FRAMES
+        .iter()
+        .copied()
+        .filter(|(_, c)| c.starts_with("rx_spoofed"))
+        .collect();
+    spoofed_frames_are_counted(&h, &spoofed);
+}

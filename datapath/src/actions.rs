@@ -45,6 +45,18 @@ pub enum DpAction {
     },
     /// Remove the outermost VLAN tag, if any.
     PopVlan,
+    /// Push an MPLS label stack entry after the L2 headers and set the
+    /// EtherType to `ethertype` (0x8847 or 0x8848) (OVS
+    /// `OVS_ACTION_ATTR_PUSH_MPLS`, `struct ovs_action_push_mpls`).
+    PushMpls {
+        /// The new EtherType.
+        ethertype: u16,
+        /// The label stack entry: label (20 bits), TC (3), BOS (1), TTL (8).
+        lse: u32,
+    },
+    /// Remove the outer MPLS label stack entry and set the EtherType to
+    /// this one (OVS `OVS_ACTION_ATTR_POP_MPLS`); nothing on other frames.
+    PopMpls(u16),
     /// Drop (equivalent to the end of the list; kept for explicitness).
     Drop,
     /// Rewrite a header field (OVS `OVS_ACTION_ATTR_SET`).
@@ -92,6 +104,15 @@ impl fmt::Display for DpAction {
                 )
             }
             DpAction::PopVlan => f.write_str("pop_vlan"),
+            DpAction::PushMpls { ethertype, lse } => write!(
+                f,
+                "push_mpls(label={},tc={},ttl={},bos={},eth_type={ethertype:#x})",
+                lse >> 12,
+                (lse >> 9) & 7,
+                lse & 0xff,
+                (lse >> 8) & 1
+            ),
+            DpAction::PopMpls(ethertype) => write!(f, "pop_mpls(eth_type={ethertype:#x})"),
             DpAction::Drop => f.write_str("drop"),
             DpAction::Set(a) => write!(f, "{a}"),
             DpAction::Userspace(u) => write!(
@@ -159,6 +180,41 @@ pub fn pop_vlan(pkt: &mut Packet) -> bool {
     let d = pkt.data_mut();
     d.copy_within(0..12, VLAN_TAG_LEN);
     pkt.pull_front(VLAN_TAG_LEN);
+    true
+}
+
+/// Offset of the outer MPLS label stack entry of an MPLS frame (after
+/// the Ethernet header and any VLAN tags).
+pub fn mpls_at(d: &[u8]) -> Option<usize> {
+    let (ty, l3) = crate::packet::ethernet::l3_offset(d)?;
+    (matches!(u16::from(ty), 0x8847 | 0x8848) && d.len() >= l3 + 4).then_some(l3)
+}
+
+/// Push an MPLS label stack entry `lse` after the L2 headers and set the
+/// EtherType to `ethertype`; false (and no change) on a frame whose L2
+/// headers do not fit.
+pub fn push_mpls(pkt: &mut Packet, ethertype: u16, lse: u32) -> bool {
+    let Some((_, l3)) = crate::packet::ethernet::l3_offset(pkt.data()) else {
+        return false;
+    };
+    pkt.push_front(4);
+    let d = pkt.data_mut();
+    d.copy_within(4..4 + l3, 0);
+    d[l3 - 2..l3].copy_from_slice(&ethertype.to_be_bytes());
+    d[l3..l3 + 4].copy_from_slice(&lse.to_be_bytes());
+    true
+}
+
+/// Remove the outer MPLS label stack entry and set the EtherType to
+/// `ethertype`; false if the frame is not MPLS.
+pub fn pop_mpls(pkt: &mut Packet, ethertype: u16) -> bool {
+    let Some(l3) = mpls_at(pkt.data()) else {
+        return false;
+    };
+    let d = pkt.data_mut();
+    d[l3 - 2..l3].copy_from_slice(&ethertype.to_be_bytes());
+    d.copy_within(0..l3, 4);
+    pkt.pull_front(4);
     true
 }
 
@@ -315,6 +371,17 @@ impl Executor {
                         if has_tag {
                             let j = self.writable(orig, &mut cur, &mut shared);
                             pop_vlan(&mut self.arena[j]);
+                        }
+                    }
+                    DpAction::PushMpls { ethertype, lse } => {
+                        let j = self.writable(orig, &mut cur, &mut shared);
+                        push_mpls(&mut self.arena[j], ethertype, lse);
+                    }
+                    DpAction::PopMpls(ethertype) => {
+                        let is_mpls = mpls_at(self.get(batch, cur).data()).is_some();
+                        if is_mpls {
+                            let j = self.writable(orig, &mut cur, &mut shared);
+                            pop_mpls(&mut self.arena[j], ethertype);
                         }
                     }
                     DpAction::Drop => {}
@@ -776,6 +843,31 @@ mod tests {
         );
         assert!(pop_vlan(&mut p));
         assert_eq!(p.data(), frame().data());
+    }
+
+    #[test]
+    fn push_and_pop_mpls_under_a_vlan_tag() {
+        let mut p = frame();
+        assert!(push_vlan(&mut p, 0x8100, 0x1000 | 7));
+        let tagged = p.data().to_vec();
+        let lse = (17 << 12) | (3 << 9) | (1 << 8) | 64;
+        assert!(push_mpls(&mut p, 0x8847, lse));
+        let d = p.data();
+        assert_eq!(&d[12..18], &[0x81, 0x00, 0x00, 7, 0x88, 0x47]);
+        assert_eq!(&d[18..22], &lse.to_be_bytes());
+        assert_eq!(&d[22..], &tagged[18..]);
+        assert_eq!(mpls_at(d), Some(18));
+        assert!(pop_mpls(&mut p, 0x0800));
+        assert_eq!(p.data(), &tagged[..]);
+        assert!(!pop_mpls(&mut p, 0x0800));
+        assert_eq!(
+            DpAction::PushMpls {
+                ethertype: 0x8847,
+                lse
+            }
+            .to_string(),
+            "push_mpls(label=17,tc=3,ttl=64,bos=1,eth_type=0x8847)"
+        );
     }
 
     #[test]

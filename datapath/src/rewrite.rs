@@ -98,6 +98,14 @@ pub enum SetAction {
     ArpTha([u8; 6]),
     /// IPv6 flow label (20 bits; no checksum covers it).
     Ipv6Label(u32),
+    /// The outer MPLS label stack entry (label, TC, BOS, TTL).
+    MplsLse(u32),
+    /// ND target address of a neighbour solicitation or advertisement.
+    NdTarget([u8; 16]),
+    /// Source link-layer address option of a neighbour solicitation.
+    NdSll([u8; 6]),
+    /// Target link-layer address option of a neighbour advertisement.
+    NdTll([u8; 6]),
 }
 
 struct Mac<'a>(&'a [u8; 6]);
@@ -154,6 +162,17 @@ impl fmt::Display for SetAction {
             SetAction::ArpSha(m) => write!(f, "set(arp(sha={}))", Mac(m)),
             SetAction::ArpTha(m) => write!(f, "set(arp(tha={}))", Mac(m)),
             SetAction::Ipv6Label(l) => write!(f, "set(ipv6(label={l:#x}))"),
+            SetAction::MplsLse(l) => write!(
+                f,
+                "set(mpls(label={},tc={},ttl={},bos={}))",
+                l >> 12,
+                (l >> 9) & 7,
+                l & 0xff,
+                (l >> 8) & 1
+            ),
+            SetAction::NdTarget(a) => write!(f, "set(nd(target={}))", Ipv6Addr::from(*a)),
+            SetAction::NdSll(m) => write!(f, "set(nd(sll={}))", Mac(m)),
+            SetAction::NdTll(m) => write!(f, "set(nd(tll={}))", Mac(m)),
         }
     }
 }
@@ -456,7 +475,57 @@ pub fn apply(pkt: &mut Packet, a: &SetAction) -> bool {
             d[l3 + 3] = label as u8;
             true
         }
+        SetAction::MplsLse(lse) => match crate::actions::mpls_at(d) {
+            Some(at) => write_bytes(d, at, &lse.to_be_bytes()),
+            None => false,
+        },
+        SetAction::NdTarget(a) => set_nd(d, None, &a),
+        SetAction::NdSll(m) => set_nd(d, Some((135, 1)), &m),
+        SetAction::NdTll(m) => set_nd(d, Some((136, 2)), &m),
     }
+}
+
+/// Rewrite the target address (`opt` = `None`) or the link-layer address
+/// option of type `opt.1` in a message of ICMPv6 type `opt.0` (RFC 4861
+/// §4.3, §4.4) of an ND packet, updating the ICMPv6 checksum. False when
+/// the frame is not such a message or has no such option.
+fn set_nd(d: &mut [u8], opt: Option<(u8, u8)>, v: &[u8]) -> bool {
+    let Some(lay) = ip_layout(d).filter(|l| l.ipv6) else {
+        return false;
+    };
+    let Some((l4, 58)) = lay.l4 else {
+        return false;
+    };
+    if l4 + 24 > lay.end || !matches!(d[l4], 135 | 136) || d[l4 + 1] != 0 {
+        return false;
+    }
+    let at = match opt {
+        None => l4 + 8,
+        Some((ty, oty)) => {
+            if d[l4] != ty {
+                return false;
+            }
+            let mut o = l4 + 24;
+            loop {
+                if o + 8 > lay.end {
+                    return false;
+                }
+                let len = usize::from(d[o + 1]) * 8;
+                if len == 0 {
+                    return false;
+                }
+                if d[o] == oty && len >= 8 {
+                    break o + 2;
+                }
+                o += len;
+            }
+        }
+    };
+    let Some((o, n)) = write_span(d, l4, at, v) else {
+        return false;
+    };
+    fix_l4(d, &lay, 58, o, n, false);
+    true
 }
 
 fn write_bytes(d: &mut [u8], at: usize, v: &[u8]) -> bool {
@@ -604,6 +673,7 @@ pub fn remark_packet(pkt: &mut Packet, prec_level: u8) -> bool {
 mod tests {
     use super::*;
     use crate::csum;
+    use crate::flow::Field;
     use etherparse::{PacketBuilder, SlicedPacket};
 
     fn udp4() -> Packet {
@@ -666,6 +736,65 @@ mod tests {
             }
             _ => panic!(),
         }
+    }
+
+    /// A neighbour solicitation (135) or advertisement (136) for fe80::2
+    /// with one link-layer address option (type 1 or 2), checksummed.
+    fn nd(ty: u8) -> Packet {
+        let mut body = vec![0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        body.extend_from_slice(&[ty - 134, 1, 2, 0, 0, 0, 0, 1]);
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [0x33, 0x33, 0xff, 0, 0, 2])
+            .ipv6(
+                [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 2],
+                255,
+            )
+            .icmpv6(etherparse::Icmpv6Type::Unknown {
+                type_u8: ty,
+                code_u8: 0,
+                bytes5to8: [0; 4],
+            })
+            .write(&mut v, &body)
+            .unwrap();
+        Packet::from_slice(&v)
+    }
+
+    /// Whether an untagged IPv6 frame's ICMPv6 checksum holds.
+    fn icmp6_ok(d: &[u8]) -> bool {
+        let plen = usize::from(u16::from_be_bytes([d[18], d[19]]));
+        let src: [u8; 16] = d[22..38].try_into().unwrap();
+        let dst: [u8; 16] = d[38..54].try_into().unwrap();
+        let pseudo = csum::pseudo_v6(src, dst, 58, plen as u32);
+        csum::fold(csum::sum(&d[54..54 + plen], pseudo)) == 0xffff
+    }
+
+    #[test]
+    fn nd_rewrites_keep_the_icmpv6_checksum() {
+        let mut ns = nd(135);
+        assert!(icmp6_ok(ns.data()));
+        let target = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];
+        assert!(apply(&mut ns, &SetAction::NdTarget(target)));
+        assert!(apply(&mut ns, &SetAction::NdSll([2, 0, 0, 0, 0, 9])));
+        // An NS has no target link-layer option.
+        assert!(!apply(&mut ns, &SetAction::NdTll([2, 0, 0, 0, 0, 9])));
+        assert!(icmp6_ok(ns.data()));
+        let k = crate::flow::extract(&ns);
+        assert_eq!(k.get(Field::NdTarget), u128::from_be_bytes(target));
+        assert_eq!(k.get(Field::ArpSha), 0x0200_0000_0009);
+        let mut na = nd(136);
+        assert!(apply(&mut na, &SetAction::NdTll([2, 0, 0, 0, 0, 7])));
+        assert!(icmp6_ok(na.data()));
+        assert_eq!(
+            crate::flow::extract(&na).get(Field::ArpTha),
+            0x0200_0000_0007
+        );
+        // Not ND: nothing changes.
+        let mut t = tcp6();
+        assert!(!apply(&mut t, &SetAction::NdTarget(target)));
+        assert!(apply(&mut t, &SetAction::Ipv6Label(0x12345)));
+        assert_eq!(crate::flow::extract(&t).get(Field::Ipv6Label), 0x12345);
+        assert!(csum::verify_l4(t.data()));
     }
 
     #[test]

@@ -110,6 +110,29 @@ pub struct Ofproto {
     policers: RwLock<std::collections::BTreeMap<u32, (u32, u32)>>,
 }
 
+/// The checks of a packet-out that need no tables: no buffer, a valid
+/// input port, at least an Ethernet header.
+fn check_packet_out(po: &PacketOut) -> Result<(), OfError> {
+    if po.buffer_id != NO_BUFFER {
+        return Err(OfError::BUFFER_UNKNOWN);
+    }
+    let in_port_ok = (po.in_port != 0 && po.in_port < OFPP_MAX)
+        || po.in_port == OFPP_CONTROLLER
+        || po.in_port == OFPP_LOCAL;
+    if !in_port_ok {
+        return Err(OfError::BAD_PORT);
+    }
+    // Shorter than an Ethernet header: no switch port can carry it
+    // (a tap refuses it with EINVAL; OVS's kernel datapath refuses
+    // such an execute with EINVAL, its userspace one drops it as
+    // `datapath_drop_rx_invalid_packet`).
+    let eth = xennet_datapath::packet::ethernet::HEADER_LEN;
+    if po.data.len() < eth || po.data.len() > 65_535 {
+        return Err(OfError::BAD_PACKET);
+    }
+    Ok(())
+}
+
 /// Datapath meter ids of ingress policers start here (above OpenFlow's
 /// `OFPM_MAX`, 0xffff0000, so they never collide with controller meters).
 pub const POLICER_BASE: u32 = 0xffff_0000;
@@ -317,6 +340,100 @@ impl Ofproto {
             }
         }
         Ok(())
+    }
+
+    /// Apply the flow-mods, group-mods and packet-out checks of a
+    /// committed bundle (OpenFlow 1.4.1 §6.8, §7.3.9) atomically and in
+    /// order, under one hold of the tables lock, so no upcall sees a
+    /// partial bundle (OVS `do_bundle_commit`). Each message is checked
+    /// against the tables as the earlier ones left them (a flow may use
+    /// a group the bundle adds). `msgs[i]` for `i` in `fail_at` fails
+    /// with that error: the caller's verdict on a message the pipeline
+    /// does not handle (a port-mod). Other messages than flow-mod,
+    /// group-mod, packet-out and port-mod fail with `OFPBFC_MSG_UNSUP`.
+    ///
+    /// On success the changes stay, flow-removed messages of deleted
+    /// flows are queued, and the indices of the packet-outs are returned
+    /// (the caller executes them, as OVS runs them after the commit).
+    ///
+    /// # Errors
+    /// The index of the first message that failed and its error; the
+    /// tables are then exactly as before (see [`Tables::rollback`]) and
+    /// no event is sent.
+    pub fn commit_bundle(
+        &self,
+        msgs: &[xennet_openflow::Msg],
+        fail_at: Option<(usize, OfError)>,
+    ) -> Result<Vec<usize>, (usize, OfError)> {
+        use xennet_openflow::Msg;
+        let now = Instant::now();
+        let mut removed = Vec::new();
+        let mut changed = false;
+        let mut packet_outs = Vec::new();
+        let mut t = self.write();
+        t.begin();
+        let mut apply = |t: &mut Tables, i: usize, m: &Msg| -> Result<(), OfError> {
+            if let Some((_, e)) = fail_at.filter(|(at, _)| *at == i) {
+                return Err(e);
+            }
+            match m {
+                Msg::FlowMod(fm) => {
+                    if fm.buffer_id != NO_BUFFER {
+                        return Err(OfError::BUFFER_UNKNOWN);
+                    }
+                    let r = t.apply_flow_mod(fm, now)?;
+                    changed |= r.n_changed > 0;
+                    removed.extend(r.removed);
+                }
+                Msg::GroupMod(gm) => {
+                    removed.extend(t.apply_group_mod(gm, now)?);
+                    changed = true;
+                }
+                Msg::PacketOut(po) => {
+                    check_packet_out(po)?;
+                    t.check_packet_out_actions(&po.actions)?;
+                    packet_outs.push(i);
+                }
+                Msg::PortMod(_) => {}
+                _ => return Err(OfError::BUNDLE_MSG_UNSUP),
+            }
+            Ok(())
+        };
+        for (i, m) in msgs.iter().enumerate() {
+            if let Err(e) = apply(&mut t, i, m) {
+                t.rollback();
+                return Err((i, e));
+            }
+        }
+        t.commit();
+        drop(t);
+        if changed {
+            self.bump();
+        }
+        self.send_removed(removed);
+        Ok(packet_outs)
+    }
+
+    /// The checks a message gets when it is added to a bundle, before
+    /// the commit (OVS `handle_bundle_add`): for a flow-mod those of
+    /// [`Tables::check_flow_mod`] and the buffer, for a packet-out its
+    /// buffer, input port and length; other messages are checked at
+    /// commit.
+    ///
+    /// # Errors
+    /// The message's error.
+    pub fn check_bundled(&self, msg: &xennet_openflow::Msg) -> Result<(), OfError> {
+        use xennet_openflow::Msg;
+        match msg {
+            Msg::FlowMod(fm) => {
+                if fm.buffer_id != NO_BUFFER {
+                    return Err(OfError::BUFFER_UNKNOWN);
+                }
+                Tables::check_flow_mod(fm)
+            }
+            Msg::PacketOut(po) => check_packet_out(po),
+            _ => Ok(()),
+        }
     }
 
     /// Attach the datapath this bridge's handler runs in: meters are
@@ -834,23 +951,7 @@ impl Ofproto {
     /// (shorter than an Ethernet header, 14 bytes, or over 65535 bytes), action errors (`BAD_OUT_PORT`,
     /// `BAD_OUT_GROUP`, ...), `BAD_REQUEST_EPERM` if the datapath is gone.
     pub fn packet_out(&self, po: &PacketOut, dp: &DpHandle) -> Result<(), OfError> {
-        if po.buffer_id != NO_BUFFER {
-            return Err(OfError::BUFFER_UNKNOWN);
-        }
-        let in_port_ok = (po.in_port != 0 && po.in_port < OFPP_MAX)
-            || po.in_port == OFPP_CONTROLLER
-            || po.in_port == OFPP_LOCAL;
-        if !in_port_ok {
-            return Err(OfError::BAD_PORT);
-        }
-        // Shorter than an Ethernet header: no switch port can carry it
-        // (a tap refuses it with EINVAL; OVS's kernel datapath refuses
-        // such an execute with EINVAL, its userspace one drops it as
-        // `datapath_drop_rx_invalid_packet`).
-        let eth = xennet_datapath::packet::ethernet::HEADER_LEN;
-        if po.data.len() < eth || po.data.len() > 65_535 {
-            return Err(OfError::BAD_PACKET);
-        }
+        check_packet_out(po)?;
         self.read().check_packet_out_actions(&po.actions)?;
         let mut pkt = Packet::from_slice(&po.data);
         pkt.in_port = po.in_port;

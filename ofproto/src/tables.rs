@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use xennet_datapath::flow::Field;
 use xennet_datapath::meter::{MAX_BANDS, MAX_METERS};
 use xennet_datapath::RuleCounters;
 use xennet_openflow::field::Prereq;
@@ -314,6 +315,41 @@ pub struct Tables {
     generation: u64,
     /// Rules with an idle or hard timeout (so expiry can skip the scan).
     n_timeouts: usize,
+    /// The undo log of a transaction in progress ([`Tables::begin`]);
+    /// `None` outside one, so plain flow-mods only pay a branch.
+    journal: Option<Journal>,
+}
+
+/// What a transaction changed, to put back on [`Tables::rollback`].
+#[derive(Debug)]
+struct Journal {
+    /// Changes in order; undone last first.
+    undo: Vec<Undo>,
+    generation: u64,
+    n_timeouts: usize,
+}
+
+/// One change a transaction made: the previous occupant of a slot.
+#[derive(Debug)]
+enum Undo {
+    /// The rule with this match and priority in table `table` was `old`
+    /// (`None`: there was none).
+    Rule {
+        table: usize,
+        /// Boxed: a match is far larger than the other variant.
+        matcher: Box<Match>,
+        priority: u16,
+        old: Option<Arc<Rule>>,
+    },
+    /// Group `id` was `old`.
+    Group { id: u32, old: Option<Group> },
+}
+
+/// Record `u` in the transaction's undo log, if one is in progress.
+fn note(journal: &mut Option<Journal>, u: impl FnOnce() -> Undo) {
+    if let Some(j) = journal {
+        j.undo.push(u());
+    }
 }
 
 impl Default for Tables {
@@ -343,7 +379,74 @@ impl Tables {
             max_flows,
             generation: 0,
             n_timeouts: 0,
+            journal: None,
         }
+    }
+
+    // ----- transactions (bundles) -----
+
+    /// Start a transaction: until [`Tables::commit`] or
+    /// [`Tables::rollback`], every flow and group change is logged so it
+    /// can be undone (OpenFlow 1.4.1 §6.8.5 atomic bundles; OVS
+    /// `do_bundle_commit` gets the same from its versioned classifier).
+    /// Costs one log entry per rule or group touched, nothing per rule
+    /// in the tables. Meters are not logged: a transaction must not
+    /// apply meter-mods. Starting a transaction discards an unfinished
+    /// one's log (its changes stay).
+    pub fn begin(&mut self) {
+        self.journal = Some(Journal {
+            undo: Vec::new(),
+            generation: self.generation,
+            n_timeouts: self.n_timeouts,
+        });
+    }
+
+    /// Keep the transaction's changes.
+    pub fn commit(&mut self) {
+        self.journal = None;
+    }
+
+    /// Undo every change since [`Tables::begin`], last first: each rule
+    /// and group slot gets back its previous occupant (the same `Arc`,
+    /// so counters, durations and timeouts are untouched), and the
+    /// generation and timeout count their old values. Rules return to
+    /// the same subtables; only the iteration order among rules of equal
+    /// priority may differ, which OpenFlow leaves undefined. No-op
+    /// outside a transaction.
+    pub fn rollback(&mut self) {
+        let Some(j) = self.journal.take() else {
+            return;
+        };
+        for u in j.undo.into_iter().rev() {
+            match u {
+                Undo::Rule {
+                    table,
+                    matcher,
+                    priority,
+                    old,
+                } => {
+                    let cls = &mut self.tables[table].cls;
+                    match old {
+                        Some(r) => {
+                            cls.insert(&matcher, priority, r);
+                        }
+                        None => {
+                            cls.remove(&matcher, priority);
+                        }
+                    }
+                }
+                Undo::Group { id, old } => match old {
+                    Some(g) => {
+                        self.groups.insert(id, g);
+                    }
+                    None => {
+                        self.groups.remove(&id);
+                    }
+                },
+            }
+        }
+        self.generation = j.generation;
+        self.n_timeouts = j.n_timeouts;
     }
 
     /// Changes whenever a rule, group or meter changes.
@@ -433,7 +536,6 @@ impl Tables {
     /// (updated for push/pop VLAN); `None` skips prerequisite checks (group
     /// buckets). `groups_ok` decides whether a group id is acceptable.
     fn check_actions(
-        &self,
         actions: &[Action],
         m: Option<&mut Match>,
         groups_ok: &dyn Fn(u32) -> bool,
@@ -442,6 +544,12 @@ impl Tables {
             return Err(OfError::TOO_MANY_ACTIONS);
         }
         let mut m = m;
+        // VLAN tags the packet has at this point: OVS tracks two
+        // (`FLOW_MAX_VLAN_HEADERS`) and refuses a third push with
+        // OFPBAC_BAD_TAG.
+        let mut tags = m
+            .as_deref()
+            .map_or(0, |m| u8::from(m.key.vlan_tci() & 0x1000 != 0));
         for a in actions {
             match a {
                 Action::Output { port, .. } => Self::check_output_port(*port)?,
@@ -455,6 +563,10 @@ impl Tables {
                     if !matches!(tpid, 0x8100 | 0x88a8) {
                         return Err(OfError::BAD_ACTION_ARGUMENT);
                     }
+                    if m.is_some() && tags >= 2 {
+                        return Err(OfError::BAD_TAG);
+                    }
+                    tags += 1;
                     if let Some(m) = m.as_deref_mut() {
                         let tci = m.key.vlan_tci() | 0x1000;
                         m.key.set_vlan_tci(tci);
@@ -463,13 +575,38 @@ impl Tables {
                     }
                 }
                 Action::PopVlan => {
+                    tags = tags.saturating_sub(1);
                     if let Some(m) = m.as_deref_mut() {
                         m.key.set_vlan_tci(0);
                         m.mask.set(xennet_datapath::flow::Field::VlanTci, 0);
                     }
                 }
+                Action::PushMpls(eth) => {
+                    if !matches!(eth, 0x8847 | 0x8848) {
+                        return Err(OfError::BAD_ACTION_ARGUMENT);
+                    }
+                    if let Some(m) = m.as_deref_mut() {
+                        set_eth_type(m, *eth);
+                    }
+                }
+                Action::PopMpls(eth) => {
+                    // OVS `ofpact_check__`: only on an MPLS match.
+                    if let Some(m) = m.as_deref_mut() {
+                        if !m.satisfies(Prereq::Mpls) {
+                            return Err(OfError::MATCH_INCONSISTENT);
+                        }
+                        set_eth_type(m, *eth);
+                    }
+                }
+                Action::SetMplsTtl(_) | Action::DecMplsTtl => {
+                    if let Some(m) = m.as_deref_mut() {
+                        if !m.satisfies(Prereq::Mpls) {
+                            return Err(OfError::MATCH_INCONSISTENT);
+                        }
+                    }
+                }
                 Action::SetField { field, value } => {
-                    if !field.is_writable() {
+                    if !field.is_settable() {
                         return Err(OfError::BAD_SET_TYPE);
                     }
                     let bits = field.bits();
@@ -508,7 +645,7 @@ impl Tables {
                     // The nested actions see the match as it is here
                     // (OVS `check_CLONE`), and changes stay inside.
                     let mut inner_m = m.as_deref().copied();
-                    self.check_actions(inner, inner_m.as_mut(), groups_ok)?;
+                    Self::check_actions(inner, inner_m.as_mut(), groups_ok)?;
                 }
                 Action::Controller(c) => {
                     // Pausing needs NXT_PACKET_IN2 continuations, which
@@ -585,6 +722,10 @@ impl Tables {
                     | Action::Move { .. }
                     | Action::DecTtlIds(_)
                     | Action::SetTunnel { .. }
+                    | Action::PushMpls(_)
+                    | Action::PopMpls(_)
+                    | Action::SetMplsTtl(_)
+                    | Action::DecMplsTtl
             );
             if !ok {
                 return Err(OfError::UNSUPPORTED_ORDER);
@@ -613,17 +754,37 @@ impl Tables {
             ) {
                 continue;
             }
-            self.check_actions(std::slice::from_ref(a), None, &groups_ok)?;
+            Self::check_actions(std::slice::from_ref(a), None, &groups_ok)?;
         }
         Ok(())
     }
 
-    /// Validate a flow-mod's instructions for table `table_id`.
+    /// Validate a flow-mod's instructions for table `table_id` against
+    /// the meters and groups there are.
     fn check_instructions(
         &self,
         table_id: u8,
         matcher: &Match,
         ins: &Instructions,
+    ) -> Result<(), OfError> {
+        Self::check_instructions_with(
+            table_id,
+            matcher,
+            ins,
+            &|m| self.meters.contains_key(&m),
+            &|g| self.groups.contains_key(&g),
+        )
+    }
+
+    /// Validate a flow-mod's instructions for table `table_id`;
+    /// `meter_ok` and `groups_ok` decide whether a meter or group id is
+    /// acceptable.
+    fn check_instructions_with(
+        table_id: u8,
+        matcher: &Match,
+        ins: &Instructions,
+        meter_ok: &dyn Fn(u32) -> bool,
+        groups_ok: &dyn Fn(u32) -> bool,
     ) -> Result<(), OfError> {
         if let Some(t) = ins.goto_table {
             // With OFPTT_ALL (modify in every table) only the range is
@@ -634,19 +795,68 @@ impl Tables {
             }
         }
         if let Some(mid) = ins.meter {
-            if !self.meters.contains_key(&mid) {
+            if !meter_ok(mid) {
                 return Err(OfError::UNKNOWN_METER);
             }
         }
-        let groups_ok = |g: u32| self.groups.contains_key(&g);
         let mut m = *matcher;
         if let Some(a) = &ins.apply {
-            self.check_actions(a, Some(&mut m), &groups_ok)?;
+            Self::check_actions(a, Some(&mut m), groups_ok)?;
         }
         if let Some(a) = &ins.write {
             // The action set runs after the apply actions.
             Self::check_action_set(a)?;
-            self.check_actions(a, Some(&mut m), &groups_ok)?;
+            Self::check_actions(a, Some(&mut m), groups_ok)?;
+        }
+        Ok(())
+    }
+
+    /// The checks of a flow-mod's table, flags and match (in
+    /// [`Tables::apply_flow_mod`]'s order); the normalised match.
+    fn check_flow_mod_fixed(fm: &FlowMod) -> Result<Match, OfError> {
+        let all = fm.table_id == OFPTT_ALL;
+        if !all && usize::from(fm.table_id) >= N_TABLES {
+            return Err(OfError::FLOW_MOD_BAD_TABLE_ID);
+        }
+        let known = flow_flags::SEND_FLOW_REM
+            | flow_flags::CHECK_OVERLAP
+            | flow_flags::RESET_COUNTS
+            | flow_flags::NO_PKT_COUNTS
+            | flow_flags::NO_BYT_COUNTS;
+        if fm.flags & !known != 0 {
+            return Err(OfError::BAD_FLAGS);
+        }
+        let matcher = normalize(&fm.matcher);
+        matcher.check_prereqs()?;
+        if all && fm.command == FlowModCommand::Add {
+            return Err(OfError::FLOW_MOD_BAD_TABLE_ID);
+        }
+        Ok(matcher)
+    }
+
+    /// The checks of [`Tables::apply_flow_mod`] that do not depend on
+    /// what the tables hold: table, flags, match prerequisites, goto
+    /// target, actions (every group and meter id taken as existing). Open
+    /// vSwitch makes these when a message is added to a bundle
+    /// (`ofputil_decode_flow_mod`, `add_flow_init`); the rest waits for
+    /// the commit.
+    ///
+    /// # Errors
+    /// As [`Tables::apply_flow_mod`], but for `BAD_OUT_GROUP`,
+    /// `UNKNOWN_METER`, `OVERLAP` and `TABLE_FULL`.
+    pub fn check_flow_mod(fm: &FlowMod) -> Result<(), OfError> {
+        let matcher = Self::check_flow_mod_fixed(fm)?;
+        if !matches!(
+            fm.command,
+            FlowModCommand::Delete | FlowModCommand::DeleteStrict
+        ) {
+            Self::check_instructions_with(
+                fm.table_id,
+                &matcher,
+                &fm.instructions,
+                &|_| true,
+                &|_| true,
+            )?;
         }
         Ok(())
     }
@@ -663,25 +873,9 @@ impl Tables {
     /// `UNKNOWN_METER`, `MATCH_INCONSISTENT`, `BAD_SET_TYPE`,
     /// `BAD_SET_ARGUMENT`, `OVERLAP`, `TABLE_FULL`, `BAD_FLAGS`.
     pub fn apply_flow_mod(&mut self, fm: &FlowMod, now: Instant) -> Result<FlowModResult, OfError> {
-        let all = fm.table_id == OFPTT_ALL;
-        if !all && usize::from(fm.table_id) >= N_TABLES {
-            return Err(OfError::FLOW_MOD_BAD_TABLE_ID);
-        }
-        let known = flow_flags::SEND_FLOW_REM
-            | flow_flags::CHECK_OVERLAP
-            | flow_flags::RESET_COUNTS
-            | flow_flags::NO_PKT_COUNTS
-            | flow_flags::NO_BYT_COUNTS;
-        if fm.flags & !known != 0 {
-            return Err(OfError::BAD_FLAGS);
-        }
-        let matcher = normalize(&fm.matcher);
-        matcher.check_prereqs()?;
+        let matcher = Self::check_flow_mod_fixed(fm)?;
         match fm.command {
             FlowModCommand::Add => {
-                if all {
-                    return Err(OfError::FLOW_MOD_BAD_TABLE_ID);
-                }
                 self.check_instructions(fm.table_id, &matcher, &fm.instructions)?;
                 self.add_flow(fm, matcher, now)
             }
@@ -739,7 +933,13 @@ impl Tables {
                 .saturating_sub(has_to(o.idle_timeout, o.hard_timeout));
         }
         self.n_timeouts += has_to(fm.idle_timeout, fm.hard_timeout);
-        table.cls.insert(&matcher, fm.priority, rule);
+        let prev = table.cls.insert(&matcher, fm.priority, rule);
+        note(&mut self.journal, || Undo::Rule {
+            table: usize::from(fm.table_id),
+            matcher: Box::new(matcher),
+            priority: fm.priority,
+            old: prev,
+        });
         self.bump();
         Ok(FlowModResult {
             removed: Vec::new(),
@@ -795,7 +995,7 @@ impl Tables {
         for (t, m, p) in &sel {
             if let Some(r) = self.tables[*t].cls.find_strict_mut(m, *p) {
                 let old = &r.value;
-                r.value = Arc::new(Rule {
+                let new = Arc::new(Rule {
                     table_id: old.table_id,
                     matcher: old.matcher,
                     priority: old.priority,
@@ -811,6 +1011,13 @@ impl Tables {
                     } else {
                         old.counters.clone()
                     },
+                });
+                let prev = std::mem::replace(&mut r.value, new);
+                note(&mut self.journal, || Undo::Rule {
+                    table: *t,
+                    matcher: Box::new(*m),
+                    priority: *p,
+                    old: Some(prev),
                 });
             }
         }
@@ -857,6 +1064,12 @@ impl Tables {
                 if r.flags & flow_flags::SEND_FLOW_REM != 0 {
                     out.push(r.removed(reason, now));
                 }
+                note(&mut self.journal, || Undo::Rule {
+                    table: *t,
+                    matcher: Box::new(*m),
+                    priority: *p,
+                    old: Some(r),
+                });
             }
         }
         if !sel.is_empty() {
@@ -956,7 +1169,7 @@ impl Tables {
             }
             // Buckets run as action sets (see `xlate`).
             Self::check_action_set(&b.actions)?;
-            self.check_actions(&b.actions, None, &|g| {
+            Self::check_actions(&b.actions, None, &|g| {
                 self.groups.contains_key(&g) || g == gm.group_id
             })?;
             for a in &b.actions {
@@ -1007,7 +1220,7 @@ impl Tables {
                     .get(&gm.group_id)
                     .map_or_else(|| Arc::new(RuleCounters::new()), |g| g.counters.clone());
                 let created = self.groups.get(&gm.group_id).map_or(now, |g| g.created);
-                self.groups.insert(
+                let prev = self.groups.insert(
                     gm.group_id,
                     Group {
                         id: gm.group_id,
@@ -1028,6 +1241,10 @@ impl Tables {
                         },
                     },
                 );
+                note(&mut self.journal, || Undo::Group {
+                    id: gm.group_id,
+                    old: prev,
+                });
                 self.bump();
                 Ok(Vec::new())
             }
@@ -1056,7 +1273,8 @@ impl Tables {
                         r.has_out_group(*id)
                     });
                     out.extend(self.remove_rules(&sel, removed_reason::GROUP_DELETE, now));
-                    self.groups.remove(id);
+                    let prev = self.groups.remove(id);
+                    note(&mut self.journal, || Undo::Group { id: *id, old: prev });
                 }
                 self.bump();
                 Ok(out)
@@ -1293,6 +1511,19 @@ impl Tables {
             .count();
         u32::try_from(n).unwrap_or(u32::MAX)
     }
+}
+
+/// After a push or pop of MPLS the actions that follow see this
+/// EtherType (and no L3 fields).
+fn set_eth_type(m: &mut Match, eth: u16) {
+    let keep = *m;
+    *m = Match::CATCHALL;
+    for f in [Field::InPort, Field::DlSrc, Field::DlDst, Field::VlanTci] {
+        m.key.set(f, keep.key.get(f));
+        m.mask.set(f, keep.mask.get(f));
+    }
+    m.key.set_dl_type(eth);
+    m.mask.set_exact(Field::DlType);
 }
 
 #[cfg(test)]

@@ -147,6 +147,9 @@ pub enum XlateError {
     StackTooDeep,
     /// A `ct` action: no connection tracking yet, the packet is dropped.
     CtUnsupported,
+    /// A table lookup after `pop_mpls`, which needs the headers under
+    /// the label parsed (OVS recirculates; xennet cannot yet).
+    NeedsRecirculation,
 }
 
 /// Most bytes on the `push`/`pop` stack (OVS: a translation whose stack
@@ -207,7 +210,8 @@ impl ActionSet {
 /// 1.3.5 §5.10; OVS `ofpacts_execute_action_set`, which also runs each
 /// group bucket, 1.3.5 §5.6.1):
 ///
-/// - pop VLAN, push VLAN, dec TTL: the last of each, in that order;
+/// - pop VLAN, pop MPLS, push MPLS, push VLAN, dec TTL, dec MPLS TTL:
+///   the last of each, in that order;
 /// - then every set-field, `mod_nw_ttl` and `set_queue`, in order (so the
 ///   last set of a field wins);
 /// - then one final action, the last of the highest kind present, group
@@ -218,6 +222,7 @@ impl ActionSet {
 /// controller. So a bucket `actions=output:2,output:3` outputs to 3 only.
 pub fn action_set_to_list(set: &[Action]) -> Vec<Action> {
     let (mut pop, mut push, mut dec) = (None, None, None);
+    let (mut pop_mpls, mut push_mpls, mut dec_mpls) = (None, None, None);
     let mut sets = Vec::new();
     // (kind, action): resubmit 1, output 2, group 3.
     let mut last: Option<(u8, &Action)> = None;
@@ -231,8 +236,12 @@ pub fn action_set_to_list(set: &[Action]) -> Vec<Action> {
             Action::PopVlan => pop = Some(a),
             Action::PushVlan(_) => push = Some(a),
             Action::DecNwTtl | Action::DecTtlIds(_) => dec = Some(a),
+            Action::PopMpls(_) => pop_mpls = Some(a),
+            Action::PushMpls(_) => push_mpls = Some(a),
+            Action::DecMplsTtl => dec_mpls = Some(a),
             Action::SetField { .. }
             | Action::SetNwTtl(_)
+            | Action::SetMplsTtl(_)
             | Action::SetQueue(_)
             | Action::Load { .. }
             | Action::Move { .. }
@@ -248,7 +257,7 @@ pub fn action_set_to_list(set: &[Action]) -> Vec<Action> {
     let Some((_, fin)) = last else {
         return Vec::new();
     };
-    [pop, push, dec]
+    [pop, pop_mpls, push_mpls, push, dec, dec_mpls]
         .into_iter()
         .flatten()
         .chain(sets)
@@ -326,6 +335,9 @@ struct Ctx<'a> {
     /// The `push`/`pop` stack (values) and its size in OVS's bytes.
     stack: Vec<u128>,
     stack_bytes: usize,
+    /// A `pop_mpls` uncovered headers that were never parsed: no more
+    /// table lookups this translation.
+    l3_unknown: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -363,6 +375,7 @@ impl<'a> Ctx<'a> {
             push_tpid: None,
             stack: Vec::new(),
             stack_bytes: 0,
+            l3_unknown: false,
         }
     }
 }
@@ -657,6 +670,10 @@ pub fn action_text(a: &Action) -> String {
             )
         }
         Action::DecNwTtl => "dec_ttl".into(),
+        Action::PushMpls(e) => format!("push_mpls:{e:#06x}"),
+        Action::PopMpls(e) => format!("pop_mpls:{e:#06x}"),
+        Action::SetMplsTtl(t) => format!("set_mpls_ttl({t})"),
+        Action::DecMplsTtl => "dec_mpls_ttl".into(),
         Action::SetNwTtl(t) => format!("mod_nw_ttl:{t}"),
         Action::Resubmit { in_port, table } => {
             let p = if *in_port == OFPP_IN_PORT {
@@ -812,6 +829,25 @@ pub fn match_text(m: &Match) -> String {
     m.key.display_masked(&m.mask).to_string()
 }
 
+/// The megaflow mask of a translation of `orig` that read `wc`: without
+/// the pipeline-only fields, and without the MPLS fields when the input
+/// is not MPLS (a `push_mpls` made them; the exact EtherType already
+/// says they are zero in every matching packet).
+fn megaflow_mask(orig: &FlowKey, wc: &FlowMask) -> FlowMask {
+    let mut m = wc.datapath_only();
+    if m.is_exact(Field::DlType) && !matches!(orig.dl_type(), 0x8847 | 0x8848) {
+        for f in [
+            Field::MplsLabel,
+            Field::MplsTc,
+            Field::MplsBos,
+            Field::MplsTtl,
+        ] {
+            m.set(f, 0);
+        }
+    }
+    m
+}
+
 fn is_table_miss(r: &Rule) -> bool {
     r.priority == 0 && r.matcher.mask == FlowMask::CATCHALL
 }
@@ -843,7 +879,7 @@ impl Ctx<'_> {
         (
             XlateOut {
                 upcall: Upcall {
-                    mask: self.wc.datapath_only(),
+                    mask: megaflow_mask(&self.orig, &self.wc),
                     actions,
                     counters,
                     tags: self.tags,
@@ -868,7 +904,7 @@ impl Ctx<'_> {
         // The megaflow is over the *input* key: `base` changes as commits
         // happen, so rebuild it from the original bits under the mask.
         self.orig
-            .display_masked(&self.wc.datapath_only())
+            .display_masked(&megaflow_mask(&self.orig, &self.wc))
             .to_string()
     }
 }
@@ -882,6 +918,12 @@ impl Ctx<'_> {
 
     fn enter(&mut self) -> bool {
         if self.exit || self.error.is_some() {
+            return false;
+        }
+        if self.l3_unknown {
+            self.error = Some(XlateError::NeedsRecirculation);
+            warn_rate_limited("a table lookup after pop_mpls needs recirculation");
+            self.note(">>>> A lookup after pop_mpls needs recirculation (not yet); dropping <<<<");
             return false;
         }
         if self.depth >= MAX_DEPTH {
@@ -1064,6 +1106,25 @@ impl Ctx<'_> {
             }
             Action::SetField { field, value } => self.set_field(*field, *value),
             Action::DecNwTtl => self.dec_ttl(),
+            Action::PushMpls(eth) => self.push_mpls(*eth),
+            Action::PopMpls(eth) => self.pop_mpls(*eth),
+            Action::SetMplsTtl(t) => {
+                if self.is_mpls() {
+                    self.flow.set(Field::MplsTtl, u128::from(*t));
+                }
+            }
+            Action::DecMplsTtl => {
+                if self.is_mpls() {
+                    self.wc.set_exact(Field::MplsTtl);
+                    let ttl = self.flow.get(Field::MplsTtl) as u8;
+                    if ttl <= 1 {
+                        self.controller(packet_in_reason::INVALID_TTL, OFPCML_NO_BUFFER);
+                        self.exit = true;
+                    } else {
+                        self.flow.set(Field::MplsTtl, u128::from(ttl - 1));
+                    }
+                }
+            }
             Action::SetNwTtl(t) => {
                 self.wc.set_exact(Field::DlType);
                 if matches!(self.flow.dl_type(), 0x0800 | 0x86dd) {
@@ -1435,25 +1496,39 @@ impl Ctx<'_> {
         // reads the EtherType / protocol.
         self.wc.set_exact(Field::DlType);
         let ip = matches!(self.flow.dl_type(), 0x0800 | 0x86dd);
+        use xennet_openflow::field::Prereq as P;
         let ok = match field.prereq() {
-            xennet_openflow::field::Prereq::None => true,
-            xennet_openflow::field::Prereq::Vlan => self.flow.has_vlan(),
-            xennet_openflow::field::Prereq::Ip => ip,
-            xennet_openflow::field::Prereq::Ipv4 => self.flow.dl_type() == 0x0800,
-            xennet_openflow::field::Prereq::Ipv6 => self.flow.dl_type() == 0x86dd,
-            xennet_openflow::field::Prereq::Arp => self.flow.dl_type() == 0x0806,
+            P::None => true,
+            P::Vlan => self.flow.has_vlan(),
+            P::Ip => ip,
+            P::Ipv4 => self.flow.dl_type() == 0x0800,
+            P::Ipv6 => self.flow.dl_type() == 0x86dd,
+            P::Arp => self.flow.dl_type() == 0x0806,
+            P::Mpls => matches!(self.flow.dl_type(), 0x8847 | 0x8848),
+            // Read-only fields only: never set.
+            P::CtValid => false,
             p => {
                 self.wc.set_exact(Field::NwProto);
                 let proto = self.flow.nw_proto();
+                let v6 = self.flow.dl_type() == 0x86dd;
                 match p {
-                    xennet_openflow::field::Prereq::Tcp => ip && proto == 6,
-                    xennet_openflow::field::Prereq::Udp => ip && proto == 17,
-                    xennet_openflow::field::Prereq::Sctp => ip && proto == 132,
-                    xennet_openflow::field::Prereq::Icmpv4 => {
-                        self.flow.dl_type() == 0x0800 && proto == 1
-                    }
-                    xennet_openflow::field::Prereq::Icmpv6 => {
-                        self.flow.dl_type() == 0x86dd && proto == 58
+                    P::Tcp => ip && proto == 6,
+                    P::Udp => ip && proto == 17,
+                    P::Sctp => ip && proto == 132,
+                    P::Icmpv4 => self.flow.dl_type() == 0x0800 && proto == 1,
+                    P::Icmpv6 => v6 && proto == 58,
+                    P::Nd | P::NdSolicit | P::NdAdvert => {
+                        if !(v6 && proto == 58) {
+                            return;
+                        }
+                        self.wc.set_exact(Field::TpSrc).set_exact(Field::TpDst);
+                        let (ty, code) = (self.flow.tp_src(), self.flow.tp_dst());
+                        code == 0
+                            && match p {
+                                P::NdSolicit => ty == 135,
+                                P::NdAdvert => ty == 136,
+                                _ => matches!(ty, 135 | 136),
+                            }
                     }
                     _ => false,
                 }
@@ -1490,6 +1565,72 @@ impl Ctx<'_> {
         let cur = self.flow.get(kf);
         self.flow.set(kf, (cur & !fm) | ((value << shift) & fm));
         self.wc.set_exact(kf);
+    }
+
+    /// Whether the working flow is MPLS (un-wildcards the EtherType).
+    fn is_mpls(&mut self) -> bool {
+        self.wc.set_exact(Field::DlType);
+        matches!(self.flow.dl_type(), 0x8847 | 0x8848)
+    }
+
+    /// `push_mpls` (OpenFlow 1.3.5 §5.12 table 6, OVS `flow_push_mpls`):
+    /// a new outer label stack entry, label 0; on an MPLS frame a copy of
+    /// the outer entry with BOS clear, otherwise TC from the IP precedence
+    /// and TTL from the IP TTL (64 without IP), BOS set. Pending field
+    /// changes are committed first; the L3 fields are hidden behind the
+    /// label from then on.
+    fn push_mpls(&mut self, eth: u16) {
+        self.commit();
+        let lse = if self.is_mpls() {
+            for f in [Field::MplsLabel, Field::MplsTc, Field::MplsTtl] {
+                self.wc.set_exact(f);
+            }
+            let f = &self.flow;
+            ((f.get(Field::MplsLabel) as u32) << 12)
+                | ((f.get(Field::MplsTc) as u32) << 9)
+                | (f.get(Field::MplsTtl) as u32)
+        } else {
+            let (tc, ttl) = if matches!(self.flow.dl_type(), 0x0800 | 0x86dd) {
+                self.wc.set_exact(Field::NwTos).set_exact(Field::NwTtl);
+                (
+                    u32::from(self.flow.nw_tos() >> 5),
+                    u32::from(self.flow.nw_ttl()),
+                )
+            } else {
+                (0, 64)
+            };
+            (tc << 9) | (1 << 8) | ttl
+        };
+        self.actions.push(DpAction::PushMpls {
+            ethertype: eth,
+            lse,
+        });
+        let mut k = self.flow.without_l3();
+        k.set_dl_type(eth);
+        k.set(Field::MplsLabel, u128::from(lse >> 12));
+        k.set(Field::MplsTc, u128::from((lse >> 9) & 7));
+        k.set(Field::MplsBos, u128::from((lse >> 8) & 1));
+        k.set(Field::MplsTtl, u128::from(lse & 0xff));
+        self.flow = k;
+        self.base = k;
+    }
+
+    /// `pop_mpls`: the outer label stack entry goes and the frame gets
+    /// EtherType `eth`. What was under the label was never parsed, so
+    /// the rest of this translation may not look at it: a later table
+    /// lookup fails the translation (OVS recirculates there; xennet has
+    /// no recirculation yet) and the packet is dropped and counted.
+    fn pop_mpls(&mut self, eth: u16) {
+        if !self.is_mpls() {
+            return;
+        }
+        self.commit();
+        self.actions.push(DpAction::PopMpls(eth));
+        let mut k = self.flow.without_l3();
+        k.set_dl_type(eth);
+        self.flow = k;
+        self.base = k;
+        self.l3_unknown = true;
     }
 
     fn dec_ttl(&mut self) {
@@ -1637,6 +1778,36 @@ impl Ctx<'_> {
                         SetAction::Ipv6Label(f.get(Field::Ipv6Label) as u32),
                     );
                 }
+                if differs(Field::NdTarget) {
+                    push(
+                        &mut self.actions,
+                        SetAction::NdTarget(f.get(Field::NdTarget).to_be_bytes()),
+                    );
+                }
+                if differs(Field::ArpSha) {
+                    push(
+                        &mut self.actions,
+                        SetAction::NdSll(mac(f.get(Field::ArpSha))),
+                    );
+                }
+                if differs(Field::ArpTha) {
+                    push(
+                        &mut self.actions,
+                        SetAction::NdTll(mac(f.get(Field::ArpTha))),
+                    );
+                }
+            }
+            0x8847 | 0x8848
+                if [Field::MplsLabel, Field::MplsTc, Field::MplsTtl]
+                    .into_iter()
+                    .any(&differs) =>
+            {
+                let lse = ((f.get(Field::MplsLabel) as u32) << 12)
+                    | ((f.get(Field::MplsTc) as u32) << 9)
+                    | ((f.get(Field::MplsBos) as u32) << 8)
+                    | (f.get(Field::MplsTtl) as u32);
+                self.wc.set_exact(Field::MplsBos);
+                push(&mut self.actions, SetAction::MplsLse(lse));
             }
             0x0806 => {
                 if differs(Field::NwProto) {

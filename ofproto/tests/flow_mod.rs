@@ -241,6 +241,66 @@ fn validation_errors() {
         .err(),
         Some(OfError::MATCH_INCONSISTENT)
     );
+    // Two VLAN tags at most, as OVS (FLOW_MAX_VLAN_HEADERS).
+    assert_eq!(
+        t.apply_flow_mod(
+            &ok(vec![
+                Action::PushVlan(0x8100),
+                Action::PushVlan(0x8100),
+                Action::PushVlan(0x8100)
+            ]),
+            now
+        )
+        .err(),
+        Some(OfError::BAD_TAG)
+    );
+    t.apply_flow_mod(
+        &ok(vec![
+            Action::PushVlan(0x88a8),
+            Action::PushVlan(0x8100),
+            Action::PopVlan,
+            Action::PushVlan(0x8100),
+        ]),
+        now,
+    )
+    .unwrap();
+    // MPLS actions need an MPLS match; push_mpls makes one.
+    assert_eq!(
+        t.apply_flow_mod(&ok(vec![Action::PopMpls(0x0800)]), now)
+            .err(),
+        Some(OfError::MATCH_INCONSISTENT)
+    );
+    assert_eq!(
+        t.apply_flow_mod(&ok(vec![Action::DecMplsTtl]), now).err(),
+        Some(OfError::MATCH_INCONSISTENT)
+    );
+    assert_eq!(
+        t.apply_flow_mod(&ok(vec![Action::PushMpls(0x0800)]), now)
+            .err(),
+        Some(OfError::BAD_ACTION_ARGUMENT)
+    );
+    let label = Action::SetField {
+        field: OxmField::MplsLabel,
+        value: 17,
+    };
+    t.apply_flow_mod(
+        &ok(vec![
+            Action::PushMpls(0x8847),
+            label,
+            Action::PopMpls(0x0800),
+        ]),
+        now,
+    )
+    .unwrap();
+    // ct_mark outside ct(exec(...)) and read-only fields are refused.
+    for field in [OxmField::CtMark, OxmField::CtState, OxmField::NdReserved] {
+        assert_eq!(
+            t.apply_flow_mod(&ok(vec![Action::SetField { field, value: 1 }]), now)
+                .err(),
+            Some(OfError::BAD_SET_TYPE),
+            "{field:?}"
+        );
+    }
     // push_vlan makes the VLAN prerequisite hold.
     t.apply_flow_mod(
         &ok(vec![

@@ -1,9 +1,14 @@
 //! OpenFlow errors (OpenFlow 1.3 §7.4.4, `enum ofp_error_type` and the
 //! per-type code enums).
 //!
-//! [`OfError`] always holds OpenFlow 1.3 numbering; the OpenFlow 1.0
-//! encoder maps it to 1.0 numbers, or to a Nicira vendor error
-//! (`NXET_VENDOR`) where 1.0 has no equivalent, as Open vSwitch does.
+//! [`OfError`] holds OpenFlow 1.3 numbering, and OpenFlow 1.4 numbering
+//! for the types 1.3 lacks (`OFPET_BAD_PROPERTY` 14,
+//! `OFPET_ASYNC_CONFIG_FAILED` 15, `OFPET_BUNDLE_FAILED` 17). The
+//! OpenFlow 1.0 encoder maps it to 1.0 numbers, or to a Nicira vendor
+//! error (`NXET_VENDOR`) where 1.0 has no equivalent; the 1.3 encoder
+//! maps the 1.4-only types to what Open vSwitch sends in 1.3 (ONF
+//! experimenter errors, `lib/ofp-errors.h` `ONF1.3(...)`), see
+//! [`crate::bundle`].
 
 use std::fmt;
 
@@ -63,6 +68,16 @@ pub const OFPET_ROLE_REQUEST_FAILED: u16 = 11;
 pub const OFPET_METER_MOD_FAILED: u16 = 12;
 /// `OFPET_TABLE_FEATURES_FAILED`.
 pub const OFPET_TABLE_FEATURES_FAILED: u16 = 13;
+/// `OFPET_BAD_PROPERTY` (1.4+).
+pub const OFPET_BAD_PROPERTY: u16 = 14;
+/// `OFPET_ASYNC_CONFIG_FAILED` (1.4+).
+pub const OFPET_ASYNC_CONFIG_FAILED: u16 = 15;
+/// `OFPET_BUNDLE_FAILED` (1.4+; in 1.3 the ONF extension's
+/// `ONFERR_ET_BUNDLE_*` experimenter errors).
+pub const OFPET_BUNDLE_FAILED: u16 = 17;
+/// `OFPET_EXPERIMENTER` (1.2+): `code` is the experimenter's type and a
+/// 32-bit experimenter id leads the data.
+pub const OFPET_EXPERIMENTER: u16 = 0xffff;
 
 errors! {
     HELLO_INCOMPATIBLE = (0, 0), "OFPHFC_INCOMPATIBLE: no common version.";
@@ -166,8 +181,27 @@ errors! {
     TABLE_FEATURES_BAD_TYPE = (13, 2), "OFPTFFC_BAD_TYPE: unknown property type.";
     TABLE_FEATURES_EPERM = (13, 5), "OFPTFFC_EPERM: permissions error.";
     BAD_PROPERTY_TYPE = (14, 0), "OFPBPC_BAD_TYPE (1.4+): unknown property type.";
+    BAD_PROPERTY_LEN = (14, 1), "OFPBPC_BAD_LEN (1.4+): length problem in a property.";
+    BAD_PROPERTY_EXPERIMENTER = (14, 5), "OFPBPC_BAD_EXPERIMENTER (1.4+): unknown experimenter property.";
     ASYNC_CONFIG_INVALID = (15, 0), "OFPACFC_INVALID (1.4+): mask bits not allowed.";
     ASYNC_CONFIG_UNSUPPORTED = (15, 1), "OFPACFC_UNSUPPORTED (1.4+): unknown async property.";
+    BUNDLE_UNKNOWN = (17, 0), "OFPBFC_UNKNOWN (1.4+): unspecified bundle error.";
+    BUNDLE_EPERM = (17, 1), "OFPBFC_EPERM (1.4+): permissions error.";
+    BUNDLE_BAD_ID = (17, 2), "OFPBFC_BAD_ID (1.4+): bundle id does not exist.";
+    BUNDLE_EXIST = (17, 3), "OFPBFC_BUNDLE_EXIST (1.4+): bundle id already exists.";
+    BUNDLE_CLOSED = (17, 4), "OFPBFC_BUNDLE_CLOSED (1.4+): bundle is closed.";
+    OUT_OF_BUNDLES = (17, 5), "OFPBFC_OUT_OF_BUNDLES (1.4+): too many bundles.";
+    BUNDLE_BAD_TYPE = (17, 6), "OFPBFC_BAD_TYPE (1.4+): unsupported or unknown bundle control type.";
+    BUNDLE_BAD_FLAGS = (17, 7), "OFPBFC_BAD_FLAGS (1.4+): unsupported, unknown or inconsistent flags.";
+    BUNDLE_MSG_BAD_LEN = (17, 8), "OFPBFC_MSG_BAD_LEN (1.4+): length problem in the included message.";
+    BUNDLE_MSG_BAD_XID = (17, 9), "OFPBFC_MSG_BAD_XID (1.4+): inconsistent or duplicate xid.";
+    BUNDLE_MSG_UNSUP = (17, 10), "OFPBFC_MSG_UNSUP (1.4+): message not supported in a bundle.";
+    BUNDLE_MSG_CONFLICT = (17, 11), "OFPBFC_MSG_CONFLICT (1.4+): unsupported message combination.";
+    BUNDLE_MSG_TOO_MANY = (17, 12), "OFPBFC_MSG_TOO_MANY (1.4+): too many messages in the bundle.";
+    BUNDLE_MSG_FAILED = (17, 13), "OFPBFC_MSG_FAILED (1.4+): one message in the bundle failed.";
+    BUNDLE_TIMEOUT = (17, 14), "OFPBFC_TIMEOUT (1.4+): the bundle took too long.";
+    BUNDLE_IN_PROGRESS = (17, 15), "OFPBFC_BUNDLE_IN_PROGRESS (1.4+): the bundle is locking the resource.";
+    BUNDLE_SCHED_NOT_SUPPORTED = (17, 16), "OFPBFC_SCHED_NOT_SUPPORTED (1.5+): scheduled commit not supported.";
 }
 
 impl fmt::Display for OfError {

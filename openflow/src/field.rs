@@ -355,24 +355,11 @@ impl OxmField {
     /// Whether xennet executes `set_field` (and `load`/`move`) on this
     /// writable field. The rest are refused at flow-mod time with
     /// `BAD_SET_TYPE`, never accepted and ignored: `ct_mark`/`ct_label`
-    /// (only inside `ct(exec(...))`), the ND fields and MPLS (no datapath
-    /// rewrite yet).
+    /// (only inside `ct(exec(...))`) and the ND reserved word and option
+    /// type (no datapath rewrite yet).
     pub const fn is_settable(self) -> bool {
         use OxmField::*;
-        self.is_writable()
-            && !matches!(
-                self,
-                CtMark
-                    | CtLabel
-                    | NdTarget
-                    | NdSll
-                    | NdTll
-                    | NdReserved
-                    | NdOptionsType
-                    | MplsLabel
-                    | MplsTc
-                    | MplsTtl
-            )
+        self.is_writable() && !matches!(self, CtMark | CtLabel | NdReserved | NdOptionsType)
     }
 
     /// Whether the field lives only in the pipeline (registers, metadata,

@@ -13,13 +13,16 @@
 //! - [`oxm`]: OXM (OpenFlow 1.3 §7.2.3) and NXM TLV matches.
 //! - [`v13`]: OpenFlow 1.3, 1.4 and 1.5 messages (what the three share),
 //!   calling the message families whose layout changed after 1.3:
-//!   [`port`], [`flow`], [`group`], [`async_config`].
+//!   [`port`], [`flow`], [`group`], [`async_config`], and [`bundle`]
+//!   (OpenFlow 1.4 bundles and the ONF extension that carries them in
+//!   1.3).
 //! - [`v10`]: OpenFlow 1.0 messages and Nicira vendor extensions.
 //! - [`nicira`]: the Nicira extension numbers both codecs use.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod async_config;
+pub mod bundle;
 pub mod error;
 pub mod field;
 pub mod flow;

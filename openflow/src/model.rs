@@ -278,6 +278,15 @@ pub enum Action {
     DecNwTtl,
     /// `OFPAT_SET_NW_TTL`.
     SetNwTtl(u8),
+    /// `OFPAT_PUSH_MPLS` with this EtherType (0x8847 or 0x8848).
+    PushMpls(u16),
+    /// `OFPAT_POP_MPLS`: the EtherType the frame gets (of what the outer
+    /// label stack entry carried).
+    PopMpls(u16),
+    /// `OFPAT_SET_MPLS_TTL`.
+    SetMplsTtl(u8),
+    /// `OFPAT_DEC_MPLS_TTL`.
+    DecMplsTtl,
     /// Nicira `NXAST_RESUBMIT(_TABLE)`: look the packet up again with
     /// `in_port` replaced (unless `OFPP_IN_PORT`) in `table` (0xff = the
     /// current table).
@@ -1372,6 +1381,96 @@ pub enum Msg {
     NxFlowModTableId(bool),
     /// Nicira `NXT_SET_CONTROLLER_ID`.
     NxSetControllerId(u16),
+    /// `OFPT_BUNDLE_CONTROL` (1.4+; the ONF extension
+    /// `ONFT_BUNDLE_CONTROL` in 1.3).
+    BundleControl(BundleCtrl),
+    /// `OFPT_BUNDLE_ADD_MESSAGE` (1.4+; `ONFT_BUNDLE_ADD_MESSAGE` in 1.3).
+    BundleAdd(BundleAdd),
+}
+
+/// `ofp_bundle_ctrl_type` (OpenFlow 1.4.1 §7.3.9.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BundleCtrlType {
+    /// `OFPBCT_OPEN_REQUEST`.
+    OpenRequest,
+    /// `OFPBCT_OPEN_REPLY`.
+    OpenReply,
+    /// `OFPBCT_CLOSE_REQUEST`.
+    CloseRequest,
+    /// `OFPBCT_CLOSE_REPLY`.
+    CloseReply,
+    /// `OFPBCT_COMMIT_REQUEST`.
+    CommitRequest,
+    /// `OFPBCT_COMMIT_REPLY`.
+    CommitReply,
+    /// `OFPBCT_DISCARD_REQUEST`.
+    DiscardRequest,
+    /// `OFPBCT_DISCARD_REPLY`.
+    DiscardReply,
+}
+
+impl BundleCtrlType {
+    const ALL: [BundleCtrlType; 8] = [
+        BundleCtrlType::OpenRequest,
+        BundleCtrlType::OpenReply,
+        BundleCtrlType::CloseRequest,
+        BundleCtrlType::CloseReply,
+        BundleCtrlType::CommitRequest,
+        BundleCtrlType::CommitReply,
+        BundleCtrlType::DiscardRequest,
+        BundleCtrlType::DiscardReply,
+    ];
+
+    /// From its wire number (`OFPBCT_*`, 0..=7); `None` for another.
+    pub fn from_wire(v: u16) -> Option<BundleCtrlType> {
+        Self::ALL.get(usize::from(v)).copied()
+    }
+
+    /// Its wire number.
+    pub fn to_wire(self) -> u16 {
+        self as u16
+    }
+
+    /// The reply to this request; `None` for a reply.
+    pub fn reply(self) -> Option<BundleCtrlType> {
+        let v = self.to_wire();
+        (v % 2 == 0).then(|| Self::ALL[usize::from(v) + 1])
+    }
+}
+
+/// Bundle flags (`ofp_bundle_flags`, OpenFlow 1.4.1 §7.3.9.1).
+pub mod bundle_flags {
+    /// `OFPBF_ATOMIC`: all messages or none.
+    pub const ATOMIC: u16 = 1 << 0;
+    /// `OFPBF_ORDERED`: in the order added.
+    pub const ORDERED: u16 = 1 << 1;
+}
+
+/// `OFPT_BUNDLE_CONTROL` (`ofp_bundle_ctrl_msg`, OpenFlow 1.4.1 §7.3.9.1).
+/// Properties are refused by the decoder and never sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BundleCtrl {
+    /// Bundle id, chosen by the controller.
+    pub bundle_id: u32,
+    /// Request or reply type.
+    pub typ: BundleCtrlType,
+    /// [`bundle_flags`].
+    pub flags: u16,
+}
+
+/// `OFPT_BUNDLE_ADD_MESSAGE` (`ofp_bundle_add_msg`, OpenFlow 1.4.1
+/// §7.3.9.6): one message for a bundle. On the wire the included
+/// message carries the outer message's version and xid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleAdd {
+    /// Bundle id.
+    pub bundle_id: u32,
+    /// [`bundle_flags`] (must equal the bundle's).
+    pub flags: u16,
+    /// The included message: a flow-mod, group-mod, port-mod or
+    /// packet-out (what Open vSwitch accepts in bundles,
+    /// `ofputil_is_bundlable`).
+    pub msg: Box<Msg>,
 }
 
 /// Why a message cannot be encoded in a version.

@@ -53,3 +53,11 @@ pub const NXAST_WRITE_METADATA: u16 = 22;
 pub const NXAST_REG_LOAD2: u16 = 33;
 /// `NXAST_GROUP` (Nicira action subtype).
 pub const NXAST_GROUP: u16 = 40;
+/// `NXAST_PUSH_MPLS` (Nicira action subtype).
+pub const NXAST_PUSH_MPLS: u16 = 23;
+/// `NXAST_POP_MPLS` (Nicira action subtype).
+pub const NXAST_POP_MPLS: u16 = 24;
+/// `NXAST_SET_MPLS_TTL` (Nicira action subtype).
+pub const NXAST_SET_MPLS_TTL: u16 = 25;
+/// `NXAST_DEC_MPLS_TTL` (Nicira action subtype).
+pub const NXAST_DEC_MPLS_TTL: u16 = 26;

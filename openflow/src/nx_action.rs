@@ -5,6 +5,7 @@
 //! 0xffff, length, vendor, 16-bit subtype).
 //!
 //! Decoded here: `RESUBMIT` (1), `SET_TUNNEL` (2), `SET_QUEUE` (4, 1.0),
+//! `PUSH_MPLS`/`POP_MPLS`/`SET_MPLS_TTL`/`DEC_MPLS_TTL` (23-26, 1.0),
 //! `REG_MOVE` (6, 1.0–1.4), `REG_LOAD` (7, 1.0–1.4, one `Load` each; the
 //! 1.0 codec gathers whole-field runs into a set-field first), `NOTE` (8),
 //! `SET_TUNNEL64` (9), `RESUBMIT_TABLE` (14), `OUTPUT_REG` (15), `EXIT`
@@ -302,6 +303,26 @@ pub fn decode(a: &[u8], version: u8, nested: &NestedDecode<'_>) -> Result<Action
         NXAST_DEC_TTL if v10 => {
             fixed(16)?;
             Action::DecNwTtl
+        }
+        NXAST_PUSH_MPLS | NXAST_POP_MPLS if v10 => {
+            fixed(16)?;
+            let eth = be16(a, 10);
+            if subtype == NXAST_PUSH_MPLS {
+                if eth != 0x8847 && eth != 0x8848 {
+                    return Err(bad(OfError::BAD_ACTION_ARGUMENT, "bad push_mpls ethertype"));
+                }
+                Action::PushMpls(eth)
+            } else {
+                Action::PopMpls(eth)
+            }
+        }
+        NXAST_SET_MPLS_TTL if v10 => {
+            fixed(16)?;
+            Action::SetMplsTtl(a[10])
+        }
+        NXAST_DEC_MPLS_TTL if v10 => {
+            fixed(16)?;
+            Action::DecMplsTtl
         }
         NXAST_SET_TUNNEL => {
             fixed(16)?;

@@ -1003,6 +1003,25 @@ pub fn encode_actions(acts: &[Action], out: &mut Vec<u8>) -> Result<(), EncodeEr
                 let start = begin_nx_action(out, NXAST_DEC_TTL);
                 finish_action(out, start)?;
             }
+            Action::PushMpls(eth) | Action::PopMpls(eth) => {
+                let sub = if matches!(acts[i], Action::PushMpls(_)) {
+                    NXAST_PUSH_MPLS
+                } else {
+                    NXAST_POP_MPLS
+                };
+                let start = begin_nx_action(out, sub);
+                out.u16(*eth);
+                finish_action(out, start)?;
+            }
+            Action::SetMplsTtl(t) => {
+                let start = begin_nx_action(out, NXAST_SET_MPLS_TTL);
+                out.u8(*t);
+                finish_action(out, start)?;
+            }
+            Action::DecMplsTtl => {
+                let start = begin_nx_action(out, NXAST_DEC_MPLS_TTL);
+                finish_action(out, start)?;
+            }
             Action::SetNwTtl(t) => encode_set_field(OxmField::IpTtl, u128::from(*t), out)?,
             a => {
                 let nested = |acts: &[Action], out: &mut Vec<u8>| encode_actions(acts, out);
@@ -2591,6 +2610,7 @@ fn encode_inner(
         Msg::GetAsyncRequest | Msg::GetAsyncReply(_) => Err(unsupported("get-async")),
         Msg::SetAsyncProps(_) => Err(unsupported("async-config properties")),
         Msg::MeterMod(_) => Err(unsupported("meter-mod")),
+        Msg::BundleControl(_) | Msg::BundleAdd(_) => Err(unsupported("bundles (1.3+)")),
     }
 }
 

@@ -13,7 +13,8 @@
 //! 1.5 meter is an action (`OFPAT_METER`, first in apply-actions), not an
 //! instruction; 1.4 queue statistics are length-prefixed; 1.4 table-mod
 //! carries properties (refused: xennet has no eviction or vacancy
-//! events). Bundles (`OFPT_BUNDLE_*`), flow monitors, table and queue
+//! events). Bundles (`OFPT_BUNDLE_*` in 1.4+, the ONF extension in 1.3)
+//! are [`crate::bundle`]'s. Flow monitors, table and queue
 //! descriptions are answered `BAD_TYPE` / `BAD_MULTIPART`, as by a
 //! switch without them; xennet never sends role-status, table-status or
 //! request-forward messages (Open vSwitch sends none by default either).
@@ -27,7 +28,8 @@
 //!
 //! Not supported (decode error): `OFPT_QUEUE_GET_CONFIG_*` (`BAD_TYPE`),
 //! experimenter messages other than Nicira `NXT_SET_PACKET_IN_FORMAT`,
-//! `NXT_SET_CONTROLLER_ID` and `NXT_FLOW_MOD_TABLE_ID` (`BAD_EXPERIMENTER`
+//! `NXT_SET_CONTROLLER_ID`, `NXT_FLOW_MOD_TABLE_ID` and the ONF bundle
+//! messages (`BAD_EXPERIMENTER`
 //! / `BAD_EXP_TYPE`), experimenter multiparts (`BAD_EXPERIMENTER`), MPLS,
 //! PBB and TTL-copy actions (`BAD_ACTION_TYPE`), experimenter meter bands
 //! (`METER_BAD_BAND`), standard (`OFPMT_STANDARD`) matches
@@ -36,6 +38,7 @@
 //! only) decode as `None`, queue statistics replies decode as the empty
 //! [`MpReply::Queue`], the reserved fields are sent as zero.
 
+use crate::error::OFPET_EXPERIMENTER;
 use crate::error::{DecodeError, OfError};
 use crate::header::{self, Header, HEADER_LEN, OFP13_VERSION, OFP14_VERSION, OFP15_VERSION};
 use crate::model::*;
@@ -44,7 +47,7 @@ use crate::nicira::{NXT_FLOW_MOD_TABLE_ID, NXT_SET_CONTROLLER_ID, NXT_SET_PACKET
 use crate::nx_action;
 use crate::oxm::{self, Flavor};
 use crate::wire::{self, end_record, get_str, put_split_reply, Put, Rd};
-use crate::{async_config, flow, group, port};
+use crate::{async_config, bundle, flow, group, port};
 
 /// 1.3 message types (`ofp_type`).
 mod t {
@@ -167,6 +170,10 @@ pub(crate) fn put_match(out: &mut Vec<u8>, m: &Match) {
 
 mod at {
     pub const OUTPUT: u16 = 0;
+    pub const SET_MPLS_TTL: u16 = 15;
+    pub const DEC_MPLS_TTL: u16 = 16;
+    pub const PUSH_MPLS: u16 = 19;
+    pub const POP_MPLS: u16 = 20;
     pub const PUSH_VLAN: u16 = 17;
     pub const POP_VLAN: u16 = 18;
     pub const SET_QUEUE: u16 = 21;
@@ -207,6 +214,29 @@ fn decode_action(typ: u16, a: &mut Rd<'_>, version: u8) -> Result<Action, Decode
         at::POP_VLAN => {
             fixed(a, 4)?;
             Action::PopVlan
+        }
+        at::PUSH_MPLS => {
+            fixed(a, 4)?;
+            let eth = a.u16()?;
+            if eth != 0x8847 && eth != 0x8848 {
+                return Err(err(OfError::BAD_ACTION_ARGUMENT, "bad push_mpls ethertype"));
+            }
+            Action::PushMpls(eth)
+        }
+        at::POP_MPLS => {
+            fixed(a, 4)?;
+            let eth = a.u16()?;
+            // OVS `decode_OFPAT_RAW11_POP_MPLS`: any EtherType but MPLS's
+            // own is taken (an inner label stack entry pops to 0x8847).
+            Action::PopMpls(eth)
+        }
+        at::SET_MPLS_TTL => {
+            fixed(a, 4)?;
+            Action::SetMplsTtl(a.u8()?)
+        }
+        at::DEC_MPLS_TTL => {
+            fixed(a, 4)?;
+            Action::DecMplsTtl
         }
         at::SET_QUEUE => {
             fixed(a, 4)?;
@@ -351,6 +381,25 @@ fn put_action(out: &mut Vec<u8>, a: &Action, version: u8) -> Result<(), EncodeEr
         }
         Action::DecNwTtl => {
             hdr(out, at::DEC_NW_TTL, 8);
+            out.zeros(4);
+        }
+        Action::PushMpls(eth) | Action::PopMpls(eth) => {
+            let typ = if matches!(a, Action::PushMpls(_)) {
+                at::PUSH_MPLS
+            } else {
+                at::POP_MPLS
+            };
+            hdr(out, typ, 8);
+            out.u16(*eth);
+            out.zeros(2);
+        }
+        Action::SetMplsTtl(ttl) => {
+            hdr(out, at::SET_MPLS_TTL, 8);
+            out.u8(*ttl);
+            out.zeros(3);
+        }
+        Action::DecMplsTtl => {
+            hdr(out, at::DEC_MPLS_TTL, 8);
             out.zeros(4);
         }
         Action::SetNwTtl(ttl) => {
@@ -1422,14 +1471,25 @@ pub fn decode(h: &Header, buf: &[u8]) -> Result<Msg, DecodeError> {
         t::ERROR => {
             let typ = rd.u16()?;
             let code = rd.u16()?;
+            let data = rd.rest();
+            // 1.3 carries 1.4's bundle (and property, async) errors as ONF
+            // experimenter errors.
+            let onf = match data {
+                [a, b, c, d, rest @ ..] if v == OFP13_VERSION && typ == OFPET_EXPERIMENTER => {
+                    bundle::error_from_13(code, u32::from_be_bytes([*a, *b, *c, *d]))
+                        .map(|e| (e, rest))
+                }
+                _ => None,
+            };
+            let (err, data) = onf.unwrap_or((OfError { typ, code }, data));
             Msg::Error {
-                err: OfError { typ, code },
-                data: rd.rest().to_vec(),
+                err,
+                data: data.to_vec(),
             }
         }
         t::ECHO_REQUEST => Msg::EchoRequest(rd.rest().to_vec()),
         t::ECHO_REPLY => Msg::EchoReply(rd.rest().to_vec()),
-        t::EXPERIMENTER => decode_experimenter(rd)?,
+        t::EXPERIMENTER => decode_experimenter(h, rd)?,
         t::FEATURES_REQUEST => empty(rd, Msg::FeaturesRequest)?,
         t::FEATURES_REPLY => {
             let f = SwitchFeatures {
@@ -1508,13 +1568,32 @@ pub fn decode(h: &Header, buf: &[u8]) -> Result<Msg, DecodeError> {
         t::SET_ASYNC if v >= OFP14_VERSION => Msg::SetAsyncProps(async_config::get_props(rd)?),
         t::SET_ASYNC => Msg::SetAsync(async_config::get_config(rd, v)?),
         t::METER_MOD => Msg::MeterMod(get_meter_mod(rd)?),
+        bundle::OFPT_BUNDLE_CONTROL if v >= OFP14_VERSION => {
+            Msg::BundleControl(bundle::get_ctrl(rd, v)?)
+        }
+        bundle::OFPT_BUNDLE_ADD_MESSAGE if v >= OFP14_VERSION => {
+            Msg::BundleAdd(bundle::get_add(rd, h, HEADER_LEN)?)
+        }
         _ => return Err(err(OfError::BAD_TYPE, "unsupported message type")),
     })
 }
 
-fn decode_experimenter(rd: &mut Rd<'_>) -> Result<Msg, DecodeError> {
+fn decode_experimenter(h: &Header, rd: &mut Rd<'_>) -> Result<Msg, DecodeError> {
     let experimenter = rd.u32()?;
     let exp_type = rd.u32()?;
+    if experimenter == bundle::ONF_EXPERIMENTER_ID {
+        // Open vSwitch knows these in 1.3 only (`ONFT 1.3 (2300)`); other
+        // ONF types, or these in 1.4+, are `OFPBRC_BAD_EXP_TYPE` there.
+        return match exp_type {
+            bundle::ONFT_BUNDLE_CONTROL if h.version == OFP13_VERSION => {
+                Ok(Msg::BundleControl(bundle::get_ctrl(rd, h.version)?))
+            }
+            bundle::ONFT_BUNDLE_ADD_MESSAGE if h.version == OFP13_VERSION => {
+                Ok(Msg::BundleAdd(bundle::get_add(rd, h, HEADER_LEN + 8)?))
+            }
+            _ => Err(err(OfError::BAD_EXP_TYPE, "unsupported ONF message")),
+        };
+    }
     if experimenter != NX_VENDOR_ID {
         return Err(err(OfError::BAD_EXPERIMENTER, "unknown experimenter"));
     }
@@ -1533,6 +1612,34 @@ fn decode_experimenter(rd: &mut Rd<'_>) -> Result<Msg, DecodeError> {
     };
     rd.end()?;
     Ok(m)
+}
+
+/// Append a bundle message (`add`: add-message, else control) in version
+/// `v`: `OFPT_BUNDLE_*` in 1.4+, the ONF experimenter message in 1.3.
+fn bundle_msg(
+    out: &mut Vec<u8>,
+    v: u8,
+    xid: u32,
+    add: bool,
+    body: &dyn Fn(&mut Vec<u8>) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
+    if v >= OFP14_VERSION {
+        let typ = if add {
+            bundle::OFPT_BUNDLE_ADD_MESSAGE
+        } else {
+            bundle::OFPT_BUNDLE_CONTROL
+        };
+        return message(out, v, typ, xid, body);
+    }
+    message(out, v, t::EXPERIMENTER, xid, |out| {
+        out.u32(bundle::ONF_EXPERIMENTER_ID);
+        out.u32(if add {
+            bundle::ONFT_BUNDLE_ADD_MESSAGE
+        } else {
+            bundle::ONFT_BUNDLE_CONTROL
+        });
+        body(out)
+    })
 }
 
 /// Encode one message as OpenFlow 1.3 (several messages for a multipart
@@ -1573,8 +1680,17 @@ pub fn encode_version(msg: &Msg, v: u8, xid: u32, out: &mut Vec<u8>) -> Result<(
             Ok(())
         }
         Msg::Error { err, data } => m(out, t::ERROR, &|out| {
-            out.u16(err.typ);
-            out.u16(err.code);
+            if v == OFP13_VERSION {
+                let (typ, code, experimenter) = bundle::error_to_13(*err);
+                out.u16(typ);
+                out.u16(code);
+                if let Some(e) = experimenter {
+                    out.u32(e);
+                }
+            } else {
+                out.u16(err.typ);
+                out.u16(err.code);
+            }
             out.extend_from_slice(data);
             Ok(())
         }),
@@ -1681,6 +1797,11 @@ pub fn encode_version(msg: &Msg, v: u8, xid: u32, out: &mut Vec<u8>) -> Result<(
             out.zeros(6);
             out.u16(*id);
         }),
+        Msg::BundleControl(c) => bundle_msg(out, v, xid, false, &|out| {
+            bundle::put_ctrl(out, c);
+            Ok(())
+        }),
+        Msg::BundleAdd(a) => bundle_msg(out, v, xid, true, &|out| bundle::put_add(out, a, v, xid)),
     }
 }
 

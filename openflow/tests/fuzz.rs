@@ -7,7 +7,11 @@
 //! ryu and ovs-testcontroller against Open vSwitch, both directions), and
 //! what ovs-ofctl sent for each command of `ofctl-of10-commands.txt`
 //! (NXT_FLOW_MOD with NXM matches, Nicira actions, NXST stats...).
-//! Files named `regress-*` are inputs that once failed.
+//! Files named `regress-*` are inputs that once failed. The `bundle`
+//! corpus is hand-made (`seed-*`): bundle control of every type and
+//! add-messages holding captured flow-mods and packet-outs, in 1.3 (ONF
+//! extension), 1.4 and 1.5, with a property, padding, a nested bundle
+//! message, and bundle errors.
 
 use xennet_fuzz::{corpus_dir, run, Kind};
 use xennet_openflow::header::{self, Header, OFP10_VERSION, OFP13_VERSION};
@@ -155,4 +159,38 @@ fn nx_actions() {
         Kind::Bytes,
         check_actions,
     );
+}
+
+/// Bundle messages (`xennet_openflow::bundle`) in 1.3, 1.4 and 1.5: the
+/// properties of [`of10`], and in 1.4 and 1.5 too a bundle message or
+/// error that decodes re-encodes to bytes that decode to the same
+/// encoding again.
+#[test]
+fn bundle() {
+    run("bundle", corpus_dir!("bundle"), Kind::Bytes, |data| {
+        check(data);
+        for buf in [Some(data.to_vec()), with_fixed_length(data)]
+            .into_iter()
+            .flatten()
+        {
+            let Ok((h, msg)) = xennet_openflow::decode(&buf) else {
+                continue;
+            };
+            let stable = matches!(
+                msg,
+                Msg::BundleControl(_) | Msg::BundleAdd(_) | Msg::Error { .. }
+            );
+            if !stable || h.version < header::OFP14_VERSION {
+                continue;
+            }
+            if let Some((w1, parts)) = encode_decode(&msg, h.version, h.xid) {
+                let [m2] = &parts[..] else {
+                    panic!("{msg:?} encoded as {} messages", parts.len())
+                };
+                let (w2, _) = encode_decode(m2, h.version, h.xid)
+                    .unwrap_or_else(|| panic!("{m2:?} does not re-encode"));
+                assert_eq!(w1, w2, "{msg:?}");
+            }
+        }
+    });
 }

@@ -141,3 +141,21 @@ ensure_osken() {
     done
     die "could not install os-ken"
 }
+
+# ensure_prometheus_client: a venv with the Python Prometheus client
+# (prometheus-client 0.26.0, whose parsers read the metrics endpoint in
+# tests/metrics.rs) at $PEERS_DIR/prometheus-venv. Idempotent.
+ensure_prometheus_client() {
+    local venv="$PEERS_DIR/prometheus-venv"
+    if "$venv/bin/python" -c 'import prometheus_client.openmetrics.parser' 2>/dev/null; then return 0; fi
+    echo "installing prometheus-client 0.26.0 into $venv" >&2
+    mkdir -p "$PEERS_DIR"
+    python3 -m venv "$venv" || die "python3 -m venv $venv failed"
+    local i
+    for i in 1 2 3; do
+        "$venv/bin/pip" install -q "prometheus-client==0.26.0" && return 0
+        echo "+ $venv/bin/pip install -q prometheus-client==0.26.0 failed (attempt $i of 3; pip's error is above), retrying" >&2
+        sleep 2
+    done
+    die "could not install prometheus-client"
+}

@@ -85,6 +85,11 @@ struct Args {
     /// MAC address of the guest NIC (default 00:16:3e:00:DD:HH from domid/handle).
     #[arg(long)]
     mac: Option<String>,
+    /// With --xenstore: the `mac` written to the backend and frontend
+    /// directories instead of the NIC's (tests of a toolstack that writes
+    /// no valid one: "" or a group address).
+    #[arg(long, value_name = "MAC")]
+    xenstore_mac: Option<String>,
     /// Network namespace (under /var/run/netns) to create the tap in.
     #[arg(long)]
     netns: Option<String>,
@@ -464,7 +469,7 @@ fn main() -> anyhow::Result<()> {
                 domid: args.domid,
                 handle: args.handle,
                 backend_domid: args.backend_domid,
-                mac: macs.clone(),
+                mac: args.xenstore_mac.clone().unwrap_or_else(|| macs.clone()),
                 bridge: args.bridge.clone(),
                 script: String::new(),
             };

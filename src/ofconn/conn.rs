@@ -24,8 +24,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 use xennet_openflow::header::{self, Header, HEADER_LEN};
-use xennet_openflow::model::{AsyncConfig, MpRequest, Msg, RoleMsg, SwitchConfig, TableFeatures};
+use xennet_openflow::model::{
+    AsyncConfig, BundleAdd, BundleCtrl, BundleCtrlType, MpRequest, Msg, RoleMsg, SwitchConfig,
+    TableFeatures,
+};
 use xennet_openflow::{v10, OfError};
+
+use super::bundle::Bundles;
 
 /// Most bytes of a failed request echoed in an ERROR (§7.4.4: at least 64).
 const ERROR_DATA_LEN: usize = 64;
@@ -133,6 +138,37 @@ pub trait Handler: Send + Sync {
     /// # Errors
     /// The error to send back.
     fn handle(&self, ctx: &ConnCtx, msg: Msg) -> Result<Vec<Msg>, OfError>;
+
+    /// Check `msg` as it is added to a bundle (what does not depend on
+    /// the state the commit will find; OVS `handle_bundle_add`). The
+    /// default accepts everything (the commit checks).
+    ///
+    /// # Errors
+    /// The message's error; it is not added.
+    fn check_bundled(&self, ctx: &ConnCtx, msg: &Msg) -> Result<(), OfError> {
+        let _ = (ctx, msg);
+        Ok(())
+    }
+
+    /// Apply the messages of a committed bundle (flow-mods, group-mods,
+    /// port-mods, packet-outs; OpenFlow 1.4.1 §6.8.5) atomically and in
+    /// the order given, with the bundle's `flags`
+    /// ([`xennet_openflow::model::bundle_flags`]). Called only from a
+    /// connection whose role may write. The default refuses every
+    /// bundle.
+    ///
+    /// # Errors
+    /// The index of the message that failed and its error; nothing has
+    /// changed then.
+    fn commit_bundle(
+        &self,
+        ctx: &ConnCtx,
+        flags: u16,
+        msgs: Vec<Msg>,
+    ) -> Result<(), (usize, OfError)> {
+        let _ = (ctx, flags, msgs);
+        Err((0, OfError::BUNDLE_MSG_UNSUP))
+    }
 }
 
 /// Master election state shared by the connections of one bridge
@@ -325,6 +361,8 @@ struct State {
     /// A table-features request being reassembled from messages with
     /// `OFPMPF_REQ_MORE` (its xid and tables so far).
     tf_parts: Option<(u32, Vec<TableFeatures>)>,
+    /// Open bundles (OpenFlow 1.4 / the ONF 1.3 extension).
+    bundles: Bundles,
 }
 
 /// Most tables one reassembled table-features request may hold (one per
@@ -578,6 +616,7 @@ where
         pin_limited: 0,
         pin_log: crate::ratelimit::LogLimit::default(),
         tf_parts: None,
+        bundles: Bundles::default(),
     };
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut tx = TxBuf::default();
@@ -645,6 +684,13 @@ where
                         drops.dropped(n, &status, id, &opts.peer);
                     }
                     Err(broadcast::error::RecvError::Closed) => break Ok(()),
+                }
+            }
+            _ = sleep_until(st.bundles.next_expiry()) => {
+                // OVS `bundle_remove_expired`: the idle bundle is gone, and
+                // the request that opened it gets OFPBFC_TIMEOUT.
+                for req in st.bundles.expire(Instant::now()) {
+                    st.refuse(st.version, OfError::BUNDLE_TIMEOUT, &req, &mut tx.buf);
                 }
             }
             () = tokio::time::sleep_until(hello_by), if st.version == 0 => {
@@ -886,6 +932,24 @@ fn on_message(
                 Err(e) => st.refuse(v, e, raw, out),
             }
         }
+        Msg::BundleControl(_) | Msg::BundleAdd(_) if st.role == role::SLAVE => {
+            // OVS `reject_secondary_controller`.
+            st.refuse(v, OfError::IS_SLAVE, raw, out);
+        }
+        Msg::BundleAdd(BundleAdd {
+            bundle_id,
+            flags,
+            msg,
+        }) => {
+            let ctx = ConnCtx { version: v };
+            let r = handler
+                .check_bundled(&ctx, &msg)
+                .and_then(|()| st.bundles.add(bundle_id, flags, *msg, raw, Instant::now()));
+            if let Err(e) = r {
+                st.refuse(v, e, raw, out);
+            }
+        }
+        Msg::BundleControl(bc) => bundle_control(st, bc, raw, xid, handler, out),
         msg => {
             if st.role == role::SLAVE && is_write(&msg) {
                 st.refuse(v, OfError::IS_SLAVE, raw, out);
@@ -903,6 +967,62 @@ fn on_message(
         }
     }
     Ok(())
+}
+
+/// A bundle control request (OpenFlow 1.4.1 §7.3.9; OVS
+/// `handle_bundle_control`): answered with the matching reply, or an
+/// error. A commit that fails answers the failing message (its
+/// add-message's xid and bytes) with its error, then the commit with
+/// `OFPBFC_MSG_FAILED`, as OVS does.
+fn bundle_control(
+    st: &mut State,
+    bc: BundleCtrl,
+    raw: &[u8],
+    xid: u32,
+    handler: &dyn Handler,
+    out: &mut Vec<u8>,
+) {
+    let v = st.version;
+    let now = Instant::now();
+    let id = bc.bundle_id;
+    let r = match bc.typ {
+        BundleCtrlType::OpenRequest => st.bundles.open(id, bc.flags, raw, now),
+        BundleCtrlType::CloseRequest => st.bundles.close(id, bc.flags, now),
+        BundleCtrlType::DiscardRequest => st.bundles.discard(id),
+        BundleCtrlType::CommitRequest => match st.bundles.take(id, bc.flags) {
+            Err(e) => Err(e),
+            Ok(c) => {
+                let (requests, msgs): (Vec<_>, Vec<_>) =
+                    c.msgs.into_iter().map(|e| (e.request, e.msg)).unzip();
+                let ctx = ConnCtx { version: v };
+                match blocking(|| handler.commit_bundle(&ctx, c.flags, msgs)) {
+                    Ok(()) => Ok(()),
+                    Err((i, e)) => {
+                        if let Some(req) = requests.get(i) {
+                            st.refuse(v, e, req, out);
+                        }
+                        Err(OfError::BUNDLE_MSG_FAILED)
+                    }
+                }
+            }
+        },
+        BundleCtrlType::OpenReply
+        | BundleCtrlType::CloseReply
+        | BundleCtrlType::CommitReply
+        | BundleCtrlType::DiscardReply => Err(OfError::BUNDLE_BAD_TYPE),
+    };
+    match (r, bc.typ.reply()) {
+        (Ok(()), Some(typ)) => {
+            let reply = Msg::BundleControl(BundleCtrl {
+                bundle_id: id,
+                typ,
+                flags: 0,
+            });
+            st.reply(&reply, raw, xid, out);
+        }
+        (Ok(()), None) => {}
+        (Err(e), _) => st.refuse(v, e, raw, out),
+    }
 }
 
 /// Messages a slave may not send (§6.3.5).
@@ -1615,5 +1735,180 @@ mod tests {
         assert_eq!(read_msg(&mut up).await, read_msg_like(2));
         drop(up);
         task.await.unwrap().unwrap();
+    }
+
+    /// Commits bundles whose messages all have priority below 666, and
+    /// records what it committed.
+    #[derive(Default)]
+    struct Committer(Mutex<Vec<(u16, Vec<Msg>)>>);
+
+    impl Handler for Committer {
+        fn handle(&self, _: &ConnCtx, _: Msg) -> Result<Vec<Msg>, OfError> {
+            Ok(Vec::new())
+        }
+
+        fn check_bundled(&self, _: &ConnCtx, msg: &Msg) -> Result<(), OfError> {
+            match msg {
+                Msg::FlowMod(f) if f.priority == 777 => Err(OfError::BAD_OUT_PORT),
+                _ => Ok(()),
+            }
+        }
+
+        fn commit_bundle(
+            &self,
+            _: &ConnCtx,
+            flags: u16,
+            msgs: Vec<Msg>,
+        ) -> Result<(), (usize, OfError)> {
+            for (i, m) in msgs.iter().enumerate() {
+                if matches!(m, Msg::FlowMod(f) if f.priority == 666) {
+                    return Err((i, OfError::OVERLAP));
+                }
+            }
+            self.0.lock().unwrap().push((flags, msgs));
+            Ok(())
+        }
+    }
+
+    fn ctl(id: u32, typ: BundleCtrlType, flags: u16) -> Msg {
+        Msg::BundleControl(BundleCtrl {
+            bundle_id: id,
+            typ,
+            flags,
+        })
+    }
+
+    fn badd(id: u32, flags: u16, priority: u16) -> Msg {
+        let Msg::FlowMod(f) = flow_mod() else {
+            unreachable!()
+        };
+        Msg::BundleAdd(BundleAdd {
+            bundle_id: id,
+            flags,
+            msg: Box::new(Msg::FlowMod(xennet_openflow::model::FlowMod {
+                priority,
+                ..f
+            })),
+        })
+    }
+
+    /// Open, add, close, commit and discard over a real connection in
+    /// 1.3 (ONF extension) and 1.4: replies echo the id with flags 0; a
+    /// failing commit answers the failing message's xid with its error
+    /// and the commit with OFPBFC_MSG_FAILED, and the bundle is gone; a
+    /// slave may not use bundles.
+    #[tokio::test]
+    async fn bundles_over_a_connection() {
+        use xennet_openflow::model::bundle_flags::{ATOMIC, ORDERED};
+        for v in [header::OFP13_VERSION, header::OFP14_VERSION] {
+            let (mut peer, ours) = tokio::io::duplex(1 << 20);
+            let (_tx, rx) = broadcast::channel(16);
+            let handler = Arc::new(Committer::default());
+            let _task = tokio::spawn(serve(
+                ours,
+                test_opts(ConnKind::Service),
+                handler.clone(),
+                Arc::new(Roles::default()),
+                rx,
+                Arc::new(ConnStatus::default()),
+            ));
+            read_msg(&mut peer).await;
+            let mut out = Vec::new();
+            header::encode_hello(v, 1 << v, 1, &mut out);
+            peer.write_all(&out).await.unwrap();
+            let f = ATOMIC | ORDERED;
+            send(&mut peer, &ctl(5, BundleCtrlType::OpenRequest, f), v, 10).await;
+            assert_eq!(
+                read_msg(&mut peer).await.1,
+                ctl(5, BundleCtrlType::OpenReply, 0)
+            );
+            // Adds get no reply; a barrier proves they were handled. One
+            // that fails the checks at add time is answered at once and
+            // left out.
+            send(&mut peer, &badd(5, f, 1), v, 11).await;
+            send(&mut peer, &badd(5, f, 777), v, 9).await;
+            let (h, m) = read_msg(&mut peer).await;
+            assert_eq!(h.xid, 9);
+            assert!(matches!(m, Msg::Error { err, .. } if err == OfError::BAD_OUT_PORT));
+            send(&mut peer, &badd(5, f, 2), v, 12).await;
+            send(&mut peer, &Msg::BarrierRequest, v, 13).await;
+            assert_eq!(read_msg(&mut peer).await.1, Msg::BarrierReply);
+            // Open again: exists.
+            send(&mut peer, &ctl(5, BundleCtrlType::OpenRequest, f), v, 14).await;
+            let (h, m) = read_msg(&mut peer).await;
+            assert_eq!(h.xid, 14);
+            assert!(matches!(m, Msg::Error { err, .. } if err == OfError::BUNDLE_EXIST));
+            send(&mut peer, &ctl(5, BundleCtrlType::CloseRequest, f), v, 15).await;
+            assert_eq!(
+                read_msg(&mut peer).await.1,
+                ctl(5, BundleCtrlType::CloseReply, 0)
+            );
+            send(&mut peer, &ctl(5, BundleCtrlType::CommitRequest, f), v, 16).await;
+            assert_eq!(
+                read_msg(&mut peer).await.1,
+                ctl(5, BundleCtrlType::CommitReply, 0)
+            );
+            {
+                let c = handler.0.lock().unwrap();
+                assert_eq!(c.len(), 1);
+                assert_eq!(c[0].0, f);
+                let prios: Vec<u16> = c[0]
+                    .1
+                    .iter()
+                    .map(|m| match m {
+                        Msg::FlowMod(f) => f.priority,
+                        _ => 0,
+                    })
+                    .collect();
+                assert_eq!(prios, [1, 2]);
+            }
+            // Gone after commit.
+            send(&mut peer, &ctl(5, BundleCtrlType::CommitRequest, f), v, 17).await;
+            let (_, m) = read_msg(&mut peer).await;
+            assert!(matches!(m, Msg::Error { err, .. } if err == OfError::BUNDLE_BAD_ID));
+            // A failing commit (implicit open by the first add).
+            send(&mut peer, &badd(6, f, 1), v, 20).await;
+            send(&mut peer, &badd(6, f, 666), v, 21).await;
+            send(&mut peer, &badd(6, f, 3), v, 22).await;
+            send(&mut peer, &ctl(6, BundleCtrlType::CommitRequest, f), v, 23).await;
+            let (h, m) = read_msg(&mut peer).await;
+            assert_eq!(h.xid, 21);
+            let Msg::Error { err, data } = m else {
+                panic!("{m:?}")
+            };
+            assert_eq!(err, OfError::OVERLAP);
+            // The data is the add-message that carried the failing one.
+            assert_eq!(data[4..8], 21u32.to_be_bytes());
+            let (h, m) = read_msg(&mut peer).await;
+            assert_eq!(h.xid, 23);
+            assert!(
+                matches!(m, Msg::Error { err, .. } if err == OfError::BUNDLE_MSG_FAILED),
+                "{m:?}"
+            );
+            assert_eq!(handler.0.lock().unwrap().len(), 1);
+            send(&mut peer, &ctl(6, BundleCtrlType::DiscardRequest, f), v, 24).await;
+            let (_, m) = read_msg(&mut peer).await;
+            assert!(matches!(m, Msg::Error { err, .. } if err == OfError::BUNDLE_BAD_ID));
+            // Discard, and a reply type sent as a request.
+            send(&mut peer, &badd(7, f, 1), v, 30).await;
+            send(&mut peer, &ctl(7, BundleCtrlType::DiscardRequest, f), v, 31).await;
+            assert_eq!(
+                read_msg(&mut peer).await.1,
+                ctl(7, BundleCtrlType::DiscardReply, 0)
+            );
+            send(&mut peer, &ctl(7, BundleCtrlType::OpenReply, f), v, 32).await;
+            let (_, m) = read_msg(&mut peer).await;
+            assert!(matches!(m, Msg::Error { err, .. } if err == OfError::BUNDLE_BAD_TYPE));
+            // A slave may not.
+            let slave = Msg::RoleRequest(RoleMsg {
+                role: role::SLAVE,
+                generation_id: 1,
+            });
+            send(&mut peer, &slave, v, 40).await;
+            read_msg(&mut peer).await;
+            send(&mut peer, &ctl(8, BundleCtrlType::OpenRequest, f), v, 41).await;
+            let (_, m) = read_msg(&mut peer).await;
+            assert!(matches!(m, Msg::Error { err, .. } if err == OfError::IS_SLAVE));
+        }
     }
 }

@@ -1,6 +1,8 @@
-//! OpenFlow connections: [`conn`] serves one connection, [`mgr`] manages
-//! the management socket and the controllers of one bridge.
+//! OpenFlow connections: [`conn`] serves one connection (with its
+//! [`bundle`]s), [`mgr`] manages the management socket and the
+//! controllers of one bridge.
 
+pub mod bundle;
 pub mod conn;
 pub mod mgr;
 

@@ -510,6 +510,27 @@ pub fn osken_python() -> PathBuf {
     py
 }
 
+/// Python of the venv with the Prometheus client library that
+/// `scripts/test` installs (`ensure_prometheus_client`).
+pub fn prometheus_python() -> PathBuf {
+    let dir = std::env::var_os("XENNET_PEERS_DIR").unwrap_or_else(|| "/opt/xennet-peers".into());
+    let py = Path::new(&dir).join("prometheus-venv/bin/python");
+    let ok = Command::new(&py)
+        .args(["-c", "import prometheus_client.openmetrics.parser"])
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "the Python Prometheus client is missing at {}: run scripts/test (it installs \
+         prometheus-client 0.26.0 into a venv there), or python3 -m venv that directory \
+         and pip install prometheus-client==0.26.0",
+        py.display()
+    );
+    py
+}
+
 /// Start the os-ken L2 learning controller (tests/peers/osken_l2switch.py)
 /// listening on 127.0.0.1:`port`; its log goes to `log`.
 pub fn start_osken(port: u16, log: &Path) -> ChildGuard {
@@ -565,4 +586,79 @@ pub fn start_osken_in(netns: Option<&str>, port: u16, log: &Path) -> ChildGuard 
         std::thread::sleep(Duration::from_millis(100));
     }
     guard
+}
+
+/// tests/common/portsec.py: frames port security must stop, sent by a
+/// guest's stack, and a watcher for them.
+pub const PORTSEC_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/portsec.py");
+
+impl Harness {
+    /// Send one frame of `kind` (see tests/common/portsec.py) from guest
+    /// `domid`'s eth0.
+    pub fn send_frame(&self, domid: u16, kind: &str) {
+        require_tool("python3", "python3");
+        let o = self.exec(domid, &["python3", PORTSEC_PY, "send", kind]);
+        assert!(o.status.success(), "portsec.py send {kind}: {o:?}");
+    }
+
+    /// Watch guest `domid`'s eth0 for the frames [`Harness::send_frame`]
+    /// sends (the watcher is listening when this returns).
+    pub fn watch_frames(&self, domid: u16) -> FrameWatch {
+        require_tool("python3", "python3");
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.netns(domid)])
+            .args(["python3", PORTSEC_PY, "watch"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 (apt-get install python3)");
+        let out = child.stdout.take().unwrap();
+        let guard = ChildGuard(child);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(out)) {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = rx.recv().expect("portsec.py watch exited");
+        assert_eq!(first, "ready");
+        FrameWatch {
+            _child: guard,
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Counter `name` of vif `vif` in `xennet/vif-stats`.
+    pub fn vif_counter(&self, vif: &str, name: &str) -> u64 {
+        let stats: serde_json::Value =
+            serde_json::from_str(&self.appctl(&["xennet/vif-stats", vif])).unwrap();
+        stats[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counter {name} in {stats}"))
+    }
+}
+
+/// What a guest's eth0 received of the marked frames (killed on drop).
+pub struct FrameWatch {
+    _child: ChildGuard,
+    rx: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl FrameWatch {
+    /// The kinds received so far.
+    pub fn seen(&mut self) -> &[String] {
+        while let Ok(k) = self.rx.try_recv() {
+            self.seen.push(k);
+        }
+        &self.seen
+    }
+
+    /// Whether a frame of `kind` was received.
+    pub fn got(&mut self, kind: &str) -> bool {
+        self.seen().iter().any(|k| k == kind)
+    }
 }

@@ -49,6 +49,6 @@ pub mod xenbus;
 pub mod xenstore;
 
 pub use error::VifError;
-pub use metrics::VifMetrics;
+pub use metrics::{VifCounter, VifMetrics};
 pub use netback::{FrontendConfig, Vif};
 pub use netfront::Netfront;

@@ -16,11 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use xennet_datapath::PortStats;
 
 macro_rules! metrics {
-    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+    ($( $(#[doc = $doc:literal])* $name:ident ),* $(,)?) => {
         /// Counters of one vif. Each is a monotonically increasing count.
         #[derive(Debug, Default)]
         pub struct VifMetrics {
-            $( $(#[$doc])* pub $name: AtomicU64, )*
+            $( $(#[doc = $doc])* pub $name: AtomicU64, )*
             /// Packets from the guest per queue (its TX rings), by queue index.
             pub queue_rx_packets: [AtomicU64; crate::netback::MAX_QUEUES],
             /// Packets to the guest per queue (its RX rings), by queue index;
@@ -33,10 +33,24 @@ macro_rules! metrics {
         }
 
         impl VifMetrics {
+            /// Every scalar counter, in declaration order: its name (as in
+            /// [`VifMetrics::to_json`] and `xennet/vif-stats`), its
+            /// documentation (one line) and its value. The per-queue and
+            /// per-violation arrays are not included.
+            pub fn counters(&self) -> Vec<VifCounter> {
+                vec![$( VifCounter {
+                    name: stringify!($name),
+                    doc: concat!($($doc),*),
+                    value: self.$name.load(Ordering::Relaxed),
+                }, )*]
+            }
+
             /// All counters as a JSON object (`name: value`).
             pub fn to_json(&self) -> serde_json::Value {
                 let mut m = serde_json::Map::new();
-                $( m.insert(stringify!($name).to_string(), self.$name.load(Ordering::Relaxed).into()); )*
+                for c in self.counters() {
+                    m.insert(c.name.to_string(), c.value.into());
+                }
                 let n = (self.queues.load(Ordering::Relaxed) as usize).min(crate::netback::MAX_QUEUES);
                 for (key, arr) in [("queue_rx_packets", &self.queue_rx_packets), ("queue_tx_packets", &self.queue_tx_packets)] {
                     let v: Vec<serde_json::Value> = arr.iter().take(n).map(|c| c.load(Ordering::Relaxed).into()).collect();
@@ -103,9 +117,24 @@ metrics! {
     /// Guest frames dropped by port security: their source MAC was not
     /// the vif's (`Vif::set_allowed_mac`); each got `NETIF_RSP_ERROR`.
     rx_spoofed_mac,
-    /// Guest frames dropped by port security: an IPv4 source or ARP sender
-    /// address not among the vif's `ip` addresses (when the key is set).
+    /// Guest frames dropped by port security: an IPv4 or IPv6 source
+    /// address not among the vif's `ip` addresses of that family (when the
+    /// key lists some; IPv6 also allows the MAC's link-local address).
     rx_spoofed_ip,
+    /// Guest ARP dropped by port security: the sender MAC not the vif's,
+    /// or the sender address not among its IPv4 addresses (0.0.0.0, a
+    /// probe, passes).
+    rx_spoofed_arp,
+    /// Guest neighbour discovery dropped by port security: a source or
+    /// target link-layer option not the vif's MAC, options that do not
+    /// parse, or an advertisement for an address not the vif's.
+    rx_spoofed_nd,
+    /// Guest DHCP server messages dropped (DHCP guard: UDP 67 to 68,
+    /// DHCPv6 547 to 546) on a port not allowed to serve DHCP.
+    rx_rogue_dhcp,
+    /// Guest router advertisements and redirects dropped (RA guard), and
+    /// IPv6 packets whose header chain the guard cannot follow (RFC 7113).
+    rx_rogue_ra,
     /// Multicast frames not sent to a frontend that requested multicast
     /// control, because it did not subscribe to their group.
     tx_mcast_filtered,
@@ -157,6 +186,18 @@ metrics! {
     ctrl_errors,
 }
 
+/// One scalar counter of a vif ([`VifMetrics::counters`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VifCounter {
+    /// The field's name (`rx_packets`).
+    pub name: &'static str,
+    /// The field's doc comment, its lines joined.
+    pub doc: &'static str,
+    /// Its value now. `queues` is a number, not a count; the fields
+    /// ending in `_ns` are times in nanoseconds.
+    pub value: u64,
+}
+
 impl VifMetrics {
     /// Add `n` to a counter.
     pub(crate) fn add(c: &AtomicU64, n: u64) {
@@ -181,5 +222,37 @@ impl VifMetrics {
                 + g(&self.tx_disabled_drops),
             tx_errors: g(&self.tx_grant_errors),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_list_every_scalar_with_its_doc() {
+        let m = VifMetrics::default();
+        m.rx_packets.store(7, Ordering::Relaxed);
+        m.rx_spoofed_mac.store(2, Ordering::Relaxed);
+        let cs = m.counters();
+        let json = m.to_json();
+        for c in &cs {
+            assert_eq!(json[c.name], c.value, "{}", c.name);
+            assert!(!c.doc.trim().is_empty(), "{} has no doc", c.name);
+            assert!(!c.doc.contains('\n'), "{}", c.name);
+        }
+        let rx = cs.iter().find(|c| c.name == "rx_packets").unwrap();
+        assert_eq!(rx.value, 7);
+        assert!(
+            rx.doc.starts_with(" Packets received from the guest"),
+            "{}",
+            rx.doc
+        );
+        let spoofed = cs.iter().find(|c| c.name == "rx_spoofed_mac").unwrap();
+        assert_eq!(spoofed.value, 2);
+        // The scalars, the two per-queue arrays, the violations object and
+        // the two averages.
+        let obj = json.as_object().unwrap();
+        assert_eq!(obj.len(), cs.len() + 5);
     }
 }

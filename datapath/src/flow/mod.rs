@@ -474,6 +474,39 @@ impl FlowKey {
         self.masked(&keep)
     }
 
+    /// This key with only what lies before L3 kept (in_port, Ethernet,
+    /// VLAN) and the pipeline, tunnel and conntrack state: what a frame
+    /// looks like once an MPLS label hides (or unveils, unparsed) its L3
+    /// headers.
+    pub fn without_l3(&self) -> FlowKey {
+        let mut k = *self;
+        for f in [
+            Field::DlType,
+            Field::NwSrc,
+            Field::NwDst,
+            Field::NwProto,
+            Field::NwTos,
+            Field::NwTtl,
+            Field::NwFrag,
+            Field::TpSrc,
+            Field::TpDst,
+            Field::TcpFlags,
+            Field::Ipv6Label,
+            Field::ArpSha,
+            Field::ArpTha,
+            Field::NdTarget,
+            Field::NdReserved,
+            Field::NdOptionsType,
+            Field::MplsLabel,
+            Field::MplsTc,
+            Field::MplsBos,
+            Field::MplsTtl,
+        ] {
+            k.set(f, 0);
+        }
+        k
+    }
+
     /// This key with the bits outside `mask` cleared.
     #[inline]
     pub fn masked(&self, mask: &FlowMask) -> FlowKey {

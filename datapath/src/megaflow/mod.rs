@@ -16,9 +16,17 @@
 //! makes sure of it), so a port's packets only probe the masks of its own
 //! megaflows, in the order of its own traffic. Within a classifier entries
 //! are grouped by mask into subtables, each a hash table keyed by the
-//! masked key. A lookup visits the subtables in turn, masks the packet's
-//! key with the subtable's mask (eight word ANDs) and probes the hash
-//! table. The first hit wins.
+//! masked key. A lookup visits the subtables in turn, hashes the packet's
+//! key under the subtable's mask and probes the hash table. The first hit
+//! wins.
+//!
+//! The key is wide (registers, tunnel and conntrack state, ND, MPLS: 38
+//! words) but a mask touches few of its words, so each subtable keeps the
+//! list of its mask's nonzero words (OVS's miniflow map) and hashes and
+//! compares only those: a probe costs the same however many fields the
+//! key has. Pipeline-only fields (registers, metadata, `conj_id`) are
+//! zero in every datapath key and never part of a megaflow's mask
+//! ([`FlowMask::datapath_only`]).
 //!
 //! First-hit is correct only because megaflows never overlap: translation
 //! un-wildcards every field it read, so two megaflows that could both match

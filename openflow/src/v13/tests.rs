@@ -393,6 +393,22 @@ pub(super) fn every_msg() -> Vec<Msg> {
             instructions: Instructions::default(),
             ..flow_mod.clone()
         }),
+        Msg::BundleControl(BundleCtrl {
+            bundle_id: 7,
+            typ: BundleCtrlType::CommitRequest,
+            flags: bundle_flags::ATOMIC | bundle_flags::ORDERED,
+        }),
+        Msg::BundleAdd(BundleAdd {
+            bundle_id: 7,
+            flags: bundle_flags::ORDERED,
+            msg: Box::new(Msg::FlowMod(FlowMod {
+                instructions: Instructions::apply(vec![Action::Output {
+                    port: 1,
+                    max_len: 0,
+                }]),
+                ..flow_mod.clone()
+            })),
+        }),
         Msg::FlowMod(FlowMod {
             command: FlowModCommand::Modify,
             instructions: Instructions::apply(vec![]),
@@ -630,14 +646,23 @@ fn specific_errors() {
         act_err(&[0, 11, 0, 8, 0, 0, 0, 0]),
         OfError::BAD_ACTION_TYPE
     ); // COPY_TTL_OUT
+       // MPLS (1.3.5 §7.2.5): decoded; push_mpls refuses other EtherTypes.
     assert_eq!(
-        act_err(&[0, 15, 0, 8, 9, 0, 0, 0]),
-        OfError::BAD_ACTION_TYPE
-    ); // SET_MPLS_TTL
+        decode_actions(&[0, 15, 0, 8, 9, 0, 0, 0]).unwrap(),
+        vec![Action::SetMplsTtl(9)]
+    );
     assert_eq!(
-        act_err(&[0, 19, 0, 8, 0x88, 0x47, 0, 0]),
-        OfError::BAD_ACTION_TYPE
-    ); // PUSH_MPLS
+        decode_actions(&[0, 19, 0, 8, 0x88, 0x47, 0, 0, 0, 20, 0, 8, 8, 0, 0, 0]).unwrap(),
+        vec![Action::PushMpls(0x8847), Action::PopMpls(0x0800)]
+    );
+    assert_eq!(
+        act_err(&[0, 19, 0, 8, 0x08, 0x00, 0, 0]),
+        OfError::BAD_ACTION_ARGUMENT
+    );
+    assert_eq!(
+        act_err(&[0, 16, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        OfError::BAD_ACTION_LEN
+    );
     assert_eq!(act_err(&[0, 0, 0, 8, 0, 0, 0, 1]), OfError::BAD_ACTION_LEN);
     assert_eq!(act_err(&[0, 0, 0, 17, 0, 0, 0, 1]), OfError::BAD_ACTION_LEN);
     assert_eq!(act_err(&[0, 0, 0, 0, 0, 0, 0, 1]), OfError::BAD_ACTION_LEN);
@@ -661,7 +686,7 @@ fn specific_errors() {
     );
     // set_field: unknown OXM, masked.
     assert_eq!(
-        act_err(&[0, 25, 0, 16, 0x80, 0, 0x44, 4, 0, 0, 0, 1, 0, 0, 0, 0]),
+        act_err(&[0, 25, 0, 16, 0x80, 0, 0x7e, 4, 0, 0, 0, 1, 0, 0, 0, 0]),
         OfError::BAD_SET_TYPE
     );
     assert_eq!(

@@ -31,18 +31,19 @@
 
 mod credit;
 mod mcast;
+mod portsec;
 mod rx;
 mod tx;
 mod violation;
 
 pub use credit::{TxRate, MAX_BURST_BYTES};
 pub use mcast::MCAST_MAX;
+pub use portsec::{link_local, Policy, PortSecurity, Violation, PORT_SECURITY_MAX_IPS};
 pub use rx::RX_DRAIN_TIMEOUT;
 pub use violation::{ProtocolViolation, RingName, RingOverflow};
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -127,89 +128,11 @@ enum LogReason {
     EventStorm,
     Mcast,
     Spoof,
+    Guard,
 }
 
-const LOG_REASONS: usize = 9;
+const LOG_REASONS: usize = 10;
 const LOG_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Most IPv4 addresses [`PortSecurity`] holds for one vif.
-pub const PORT_SECURITY_MAX_IPS: usize = 8;
-
-/// A vif's port security, readable by the forwarding thread without a
-/// lock: the MAC the guest may send from (set when the vif connects), the
-/// IPv4 addresses it may use (the backend `ip` key libxl writes for
-/// `ip=` in the vif spec; none: no IP check), and whether the operator
-/// turned the checks off for this port.
-#[derive(Debug, Default)]
-pub struct PortSecurity {
-    /// The MAC in the low 48 bits, bit 48 set when there is one.
-    mac: AtomicU64,
-    off: AtomicBool,
-    ips: [std::sync::atomic::AtomicU32; PORT_SECURITY_MAX_IPS],
-    n_ips: std::sync::atomic::AtomicUsize,
-}
-
-impl PortSecurity {
-    const PRESENT: u64 = 1 << 48;
-
-    /// Set (or clear) the MAC the guest may send from.
-    pub fn set_mac(&self, mac: Option<[u8; 6]>) {
-        let v = mac.map_or(0, |m| {
-            Self::PRESENT | m.iter().fold(0u64, |a, b| (a << 8) | u64::from(*b))
-        });
-        self.mac.store(v, Ordering::Relaxed);
-    }
-
-    /// Turn the check on (the default) or off for this port.
-    pub fn set_enabled(&self, on: bool) {
-        self.off.store(!on, Ordering::Relaxed);
-    }
-
-    /// Set the IPv4 addresses the guest may send from (at most
-    /// [`PORT_SECURITY_MAX_IPS`]; further ones are ignored, returned
-    /// false); empty: no IP check.
-    pub fn set_ipv4(&self, ips: &[std::net::Ipv4Addr]) -> bool {
-        let n = ips.len().min(PORT_SECURITY_MAX_IPS);
-        self.n_ips.store(0, Ordering::Release);
-        for (slot, ip) in self.ips.iter().zip(ips) {
-            slot.store(u32::from(*ip), Ordering::Relaxed);
-        }
-        self.n_ips.store(n, Ordering::Release);
-        n == ips.len()
-    }
-
-    /// Whether IPv4 sources are checked at all (addresses set, checks on):
-    /// one load each, before any parsing per frame.
-    pub fn checks_ipv4(&self) -> bool {
-        self.n_ips.load(Ordering::Acquire) != 0 && !self.off.load(Ordering::Relaxed)
-    }
-
-    /// Whether the guest may send a frame with IPv4 source `src` (or, for
-    /// ARP, sender address `src`): any when no addresses are set or the
-    /// checks are off.
-    pub fn ipv4_allowed(&self, src: [u8; 4]) -> bool {
-        let n = self.n_ips.load(Ordering::Acquire);
-        if n == 0 || self.off.load(Ordering::Relaxed) {
-            return true;
-        }
-        let src = u32::from_be_bytes(src);
-        self.ips[..n]
-            .iter()
-            .any(|a| a.load(Ordering::Relaxed) == src)
-    }
-
-    /// The MAC enforced now: none when unset or turned off.
-    pub fn allowed(&self) -> Option<[u8; 6]> {
-        if self.off.load(Ordering::Relaxed) {
-            return None;
-        }
-        let v = self.mac.load(Ordering::Relaxed);
-        (v & Self::PRESENT != 0).then(|| {
-            let b = v.to_be_bytes();
-            [b[2], b[3], b[4], b[5], b[6], b[7]]
-        })
-    }
-}
 
 /// At most one log line per reason per [`LOG_INTERVAL`].
 #[derive(Debug, Default)]
@@ -419,8 +342,12 @@ pub struct Vif {
     mcast: mcast::McastFilter,
     metrics: Arc<VifMetrics>,
     disabled: bool,
-    /// Port security: the only source MAC the guest may send from.
+    /// Port security, shared with the control plane.
     security: Arc<PortSecurity>,
+    /// `security`'s policy as of `security_gen` (reloaded once per burst
+    /// when the generation moved).
+    policy: Option<Arc<Policy>>,
+    security_gen: u64,
     /// What disabled the vif.
     violation: Option<ProtocolViolation>,
     log: LogLimiter,
@@ -550,6 +477,8 @@ impl Vif {
             metrics,
             disabled: false,
             security: Arc::default(),
+            policy: None,
+            security_gen: 0,
             violation: None,
             log: LogLimiter::default(),
             tx_scratch: tx::Scratch::default(),
@@ -745,7 +674,9 @@ impl Vif {
     /// Port security: drop (and count, `rx_spoofed_mac`) every frame
     /// the guest sends from another source MAC than `mac` (its vif's
     /// MAC, the backend `mac` key), as Xen's hotplug scripts' ebtables
-    /// rules do; `None` lets any through.
+    /// rules do, and check its ARP and neighbour discovery against it
+    /// ([`Policy::check`]); `None`: the port's `attached-mac`, if any
+    /// ([`PortSecurity::set_attached_mac`]), else no checks.
     pub fn set_allowed_mac(&mut self, mac: Option<[u8; 6]>) {
         self.security.set_mac(mac);
     }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use xennet_datapath::{Csum, Gso, GsoType, PacketBatch, MAX_BURST};
 
 use super::mcast::McastOp;
-use super::{LogReason, ProtocolViolation, Queue, RingName, Vif};
+use super::{LogReason, ProtocolViolation, Queue, RingName, Vif, Violation};
 use crate::grant::{recycle_ops, ForeignAddr, GrantCopy, GrantOps, GNTST_OKAY};
 use crate::metrics::VifMetrics;
 use crate::ring::{
@@ -46,47 +46,8 @@ enum DropReason {
     /// A multicast subscription the filter refused (not a group address,
     /// or [`super::mcast::MCAST_MAX`] groups already).
     McastRefused,
-    /// Port security: a source MAC other than the vif's.
-    SpoofedMac,
-    /// Port security: an IPv4 source or ARP sender address not among the
-    /// vif's `ip` addresses.
-    SpoofedIp,
-}
-
-/// Port security's IPv4 check of a guest frame (`data` from its Ethernet
-/// header; one 802.1Q tag is looked through): an IPv4 packet's source, or
-/// an ARP packet's sender address, must be allowed; `0.0.0.0` is allowed
-/// for a DHCP request (UDP to port 67) and an ARP probe, as a guest
-/// without an address sends them. Other frames pass.
-fn ipv4_spoofed(data: &[u8], security: &super::PortSecurity) -> bool {
-    if !security.checks_ipv4() {
-        return false;
-    }
-    let (ethertype, l3) = match data.get(12..14) {
-        Some([0x81, 0x00]) => (data.get(16..18), 18),
-        t => (t, 14),
-    };
-    let field =
-        |off: usize| -> Option<[u8; 4]> { data.get(l3 + off..l3 + off + 4)?.try_into().ok() };
-    let (src, zero_ok) = match ethertype {
-        Some([0x08, 0x00]) => {
-            let dhcp = data.get(l3 + 9) == Some(&17)
-                && data
-                    .get(l3)
-                    .map(|v| usize::from(v & 0x0f) * 4)
-                    .and_then(|ihl| data.get(l3 + ihl + 2..l3 + ihl + 4))
-                    == Some(&[0, 67][..]);
-            (field(12), dhcp)
-        }
-        Some([0x08, 0x06]) => (field(14), true),
-        _ => return false,
-    };
-    match src {
-        // Too short to hold the address: the switch drops it as malformed.
-        None => false,
-        Some([0, 0, 0, 0]) if zero_ok => false,
-        Some(a) => !security.ipv4_allowed(a),
-    }
+    /// Port security (the vif's [`super::Policy`]).
+    Security(Violation),
 }
 
 /// One consumed request slot.
@@ -404,6 +365,11 @@ impl Vif {
     /// Set offload metadata, count, and remove failed packets from the
     /// batch (the packets from `base` on are the accepted ones, in order).
     fn finish_packets(&mut self, batch: &mut PacketBatch, base: usize) {
+        let gen = self.security.generation();
+        if gen != self.security_gen {
+            self.policy = self.security.policy();
+            self.security_gen = gen;
+        }
         let mut bi = base; // batch index of the next accepted packet
         let mut keep = base; // batch index where the next good packet goes
         for k in 0..self.tx_scratch.pkts.len() {
@@ -428,14 +394,9 @@ impl Vif {
             }
             if had_slot && drop.is_none() {
                 if let Some(p) = batch.packets_mut().get_mut(bi) {
-                    let spoofed = self
-                        .security
-                        .allowed()
-                        .is_some_and(|mac| p.data().get(6..12) != Some(&mac[..]));
-                    if spoofed {
-                        drop = Some(DropReason::SpoofedMac);
-                    } else if ipv4_spoofed(p.data(), &self.security) {
-                        drop = Some(DropReason::SpoofedIp);
+                    let violation = self.policy.as_ref().and_then(|pol| pol.check(p.data()));
+                    if let Some(v) = violation {
+                        drop = Some(DropReason::Security(v));
                     } else {
                         match offloads(p.data(), pkt.flags, pkt.gso) {
                             Some(csum) => {
@@ -494,16 +455,33 @@ impl Vif {
                 LogReason::Mcast,
                 "multicast subscription refused (not a group address, or 64 groups already)",
             ),
-            DropReason::SpoofedMac => (
-                &m.rx_spoofed_mac,
-                LogReason::Spoof,
-                "source MAC is not the vif's (port security)",
-            ),
-            DropReason::SpoofedIp => (
-                &m.rx_spoofed_ip,
-                LogReason::Spoof,
-                "IPv4 source or ARP sender address is not among the vif's (port security)",
-            ),
+            DropReason::Security(v) => {
+                let (counter, what) = match v {
+                    Violation::Mac => (&m.rx_spoofed_mac, "source MAC is not the vif's (port security)"),
+                    Violation::Ip => (
+                        &m.rx_spoofed_ip,
+                        "IPv4 or IPv6 source address is not among the vif's (port security)",
+                    ),
+                    Violation::Arp => (
+                        &m.rx_spoofed_arp,
+                        "ARP sender MAC or address is not the vif's (port security)",
+                    ),
+                    Violation::Nd => (
+                        &m.rx_spoofed_nd,
+                        "neighbour discovery link-layer option or target is not the vif's (port security)",
+                    ),
+                    Violation::Dhcp => (&m.rx_rogue_dhcp, "DHCP server message from a guest (port security)"),
+                    Violation::Ra => (
+                        &m.rx_rogue_ra,
+                        "router advertisement or redirect from a guest (port security)",
+                    ),
+                };
+                let log = match v {
+                    Violation::Dhcp | Violation::Ra => LogReason::Guard,
+                    _ => LogReason::Spoof,
+                };
+                (counter, log, what)
+            }
         };
         VifMetrics::add(counter, 1);
         // Only the log line's limiter (one clock read) remains per drop.
@@ -572,63 +550,4 @@ fn offloads(frame: &[u8], flags: u16, gso: Option<Gso>) -> Option<xennet_datapat
         return Some(Csum::Validated);
     }
     Some(Csum::None)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::netback::PortSecurity;
-    use std::net::Ipv4Addr;
-
-    fn ipv4(src: [u8; 4], proto: u8, dport: u16) -> Vec<u8> {
-        let mut f = vec![0xff; 6];
-        f.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x08, 0x00]);
-        let mut ip = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, proto, 0, 0];
-        ip.extend_from_slice(&src);
-        ip.extend_from_slice(&[10, 0, 0, 2]);
-        f.extend_from_slice(&ip);
-        f.extend_from_slice(&68u16.to_be_bytes());
-        f.extend_from_slice(&dport.to_be_bytes());
-        f.extend_from_slice(&[0, 8, 0, 0]);
-        f
-    }
-
-    fn arp(spa: [u8; 4]) -> Vec<u8> {
-        let mut f = vec![0xff; 6];
-        f.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x08, 0x06]);
-        f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1]);
-        f.extend_from_slice(&spa);
-        f.extend_from_slice(&[0; 6]);
-        f.extend_from_slice(&[10, 0, 0, 2]);
-        f
-    }
-
-    #[test]
-    fn ipv4_and_arp_sources_are_checked() {
-        let s = PortSecurity::default();
-        // No addresses: nothing checked.
-        assert!(!ipv4_spoofed(&ipv4([10, 0, 0, 9], 17, 53), &s));
-        assert!(s.set_ipv4(&[Ipv4Addr::new(10, 0, 0, 1)]));
-        assert!(!ipv4_spoofed(&ipv4([10, 0, 0, 1], 17, 53), &s));
-        assert!(ipv4_spoofed(&ipv4([10, 0, 0, 9], 17, 53), &s));
-        // DHCP from 0.0.0.0 passes, other 0.0.0.0 traffic does not.
-        assert!(!ipv4_spoofed(&ipv4([0, 0, 0, 0], 17, 67), &s));
-        assert!(ipv4_spoofed(&ipv4([0, 0, 0, 0], 17, 53), &s));
-        // ARP: the sender address; a probe (0.0.0.0) passes.
-        assert!(!ipv4_spoofed(&arp([10, 0, 0, 1]), &s));
-        assert!(ipv4_spoofed(&arp([10, 0, 0, 9]), &s));
-        assert!(!ipv4_spoofed(&arp([0, 0, 0, 0]), &s));
-        // Through an 802.1Q tag too.
-        let mut tagged = ipv4([10, 0, 0, 9], 17, 53);
-        tagged.splice(12..12, [0x81, 0x00, 0x00, 0x0a]);
-        assert!(ipv4_spoofed(&tagged, &s));
-        // Other ethertypes and short frames pass (the switch checks those).
-        let mut v6 = ipv4([10, 0, 0, 9], 17, 53);
-        v6[12..14].copy_from_slice(&[0x86, 0xdd]);
-        assert!(!ipv4_spoofed(&v6, &s));
-        assert!(!ipv4_spoofed(&ipv4([10, 0, 0, 9], 17, 53)[..20], &s));
-        // Off: everything passes.
-        s.set_enabled(false);
-        assert!(!ipv4_spoofed(&ipv4([10, 0, 0, 9], 17, 53), &s));
-    }
 }
