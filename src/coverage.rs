@@ -79,10 +79,35 @@ static ALL: [&Counter; 7] = [
     &XENBUS_UNKNOWN_DOMAIN,
 ];
 
+/// Counters the pipeline keeps (`xennet_ofproto::xlate`), in name
+/// order: `controller(...)` / `dec_ttl(ids)` extras that could not be
+/// delivered, packets dropped at a `ct` action, `resubmit(,,ct)` skipped
+/// without a tracked connection, `sample` run as a no-op, `pop` on an
+/// empty stack.
+fn ofproto_counters() -> [(&'static str, u64); 5] {
+    use xennet_ofproto::xlate;
+    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    [
+        (
+            "xlate_controller_extras",
+            get(&xlate::CONTROLLER_EXTRAS_DROPPED),
+        ),
+        ("xlate_ct_unsupported", get(&xlate::CT_UNSUPPORTED)),
+        (
+            "xlate_resubmit_ct_untracked",
+            get(&xlate::RESUBMIT_CT_UNTRACKED),
+        ),
+        ("xlate_sample_noop", get(&xlate::SAMPLE_NOOP)),
+        ("xlate_stack_underflow", get(&xlate::STACK_UNDERFLOW)),
+    ]
+}
+
 /// Every counter's name and value, in name order (what `coverage/show`
 /// and the metrics endpoint's `xennet_coverage_total` show).
 pub fn all() -> impl Iterator<Item = (&'static str, u64)> {
-    ALL.iter().map(|c| (c.name, c.get()))
+    ALL.iter()
+        .map(|c| (c.name, c.get()))
+        .chain(ofproto_counters())
 }
 
 /// The `coverage/show` text: one `name total: N` line per counter.

@@ -225,8 +225,33 @@ fn random_match(r: &mut Rng, table: u8) -> String {
 fn random_actions(r: &mut Rng, table: u8, ip: bool) -> String {
     let mut a: Vec<String> = Vec::new();
     for _ in 0..r.below(4) {
-        let choice = r.below(10);
+        let choice = r.below(18);
         match choice {
+            // Nicira actions (issue 15 item 4).
+            10 => a.push(format!("load:{}->NXM_NX_REG0[0..1]", r.below(4))),
+            11 => a.push(format!(
+                "move:NXM_OF_ETH_SRC[0..7]->NXM_NX_REG{}[0..7]",
+                r.below(2)
+            )),
+            12 => a.push(format!(
+                "move:NXM_NX_REG{}[0..3]->NXM_OF_ETH_DST[0..3]",
+                r.below(2)
+            )),
+            13 => a.push("push:NXM_NX_REG0[],pop:NXM_NX_REG1[]".into()),
+            14 => a.push(format!(
+                "load:{}->NXM_NX_REG2[0..2],output:NXM_NX_REG2[0..2]",
+                1 + r.below(3)
+            )),
+            15 => a.push(format!(
+                "clone(mod_dl_dst:02:00:00:00:00:0{},output:{}),note:ab",
+                1 + r.below(9),
+                1 + r.below(3)
+            )),
+            16 => a.push(
+                "bundle_load(eth_src,0,active_backup,ofport,NXM_NX_REG1[],members:2,3),ct_clear"
+                    .into(),
+            ),
+            17 if r.chance(20) => a.push("exit".into()),
             0 | 1 => a.push(format!(
                 "set_field:{}->{}",
                 r.below(3),
@@ -329,6 +354,35 @@ fn kv(args: &str) -> BTreeMap<String, String> {
 /// order pushes and rewrites differently (OVS commits an MPLS push with
 /// its label, xennet pushes then sets; a VLAN pushed before or after an
 /// MPLS entry sits before it either way) and still send the same frames.
+/// A field's value in the trace's `Flow:` line.
+fn flow_field(trace: &str, name: &str) -> String {
+    trace
+        .lines()
+        .find_map(|l| l.strip_prefix("Flow: "))
+        .and_then(|l| {
+            l.split(',')
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=').map(str::to_string))
+        })
+        .unwrap_or_default()
+}
+
+/// `cur` with the bits of `mask` taken from `val` (MAC addresses).
+fn masked_mac(cur: &str, val: &str, mask: &str) -> String {
+    let bytes = |s: &str| -> Vec<u8> {
+        s.split(':')
+            .map(|b| u8::from_str_radix(b, 16).unwrap_or(0))
+            .collect()
+    };
+    let (c, v, m) = (bytes(cur), bytes(val), bytes(mask));
+    (0..6)
+        .map(|i| {
+            let b = |x: &Vec<u8>| x.get(i).copied().unwrap_or(0);
+            format!("{:02x}", (b(&c) & !b(&m)) | (b(&v) & b(&m)))
+        })
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 fn semantics(trace: &str) -> Vec<(Frame, String)> {
     let line = trace
         .lines()
@@ -365,7 +419,21 @@ fn semantics(trace: &str) -> Vec<(Frame, String)> {
         }
         if let Some(inner) = args(t, "set") {
             let (hdr, fields) = inner.split_once('(').unwrap_or((&inner, ""));
-            let fields = kv(fields.trim_end_matches(')'));
+            let fields = if hdr == "eth" {
+                // Keep masks: a masked Ethernet address write is applied
+                // below.
+                fields
+                    .trim_end_matches(')')
+                    .split(',')
+                    .filter(|f| !f.is_empty())
+                    .map(|f| {
+                        let (k, v) = f.split_once('=').unwrap_or((f, ""));
+                        (k.to_string(), v.to_string())
+                    })
+                    .collect()
+            } else {
+                kv(fields.trim_end_matches(')'))
+            };
             let target = match hdr {
                 "vlan" => f.vlans.first_mut(),
                 "mpls" => f.mpls.first_mut(),
@@ -373,9 +441,24 @@ fn semantics(trace: &str) -> Vec<(Frame, String)> {
             };
             match target {
                 Some(top) => top.extend(fields),
-                None => f
-                    .fields
-                    .extend(fields.into_iter().map(|(k, v)| (format!("{hdr}.{k}"), v))),
+                None => {
+                    for (k, v) in fields {
+                        let key = format!("{hdr}.{k}");
+                        // OVS writes part of a field as a masked set
+                        // (`eth(dst=V/M)`, after a `move` into some of its
+                        // bits): apply it to the frame's current value.
+                        let v = match v.split_once('/') {
+                            Some((val, mask)) if hdr == "eth" => {
+                                let cur = f.fields.get(&key).cloned().unwrap_or_else(|| {
+                                    flow_field(trace, if k == "src" { "dl_src" } else { "dl_dst" })
+                                });
+                                masked_mac(&cur, val, mask)
+                            }
+                            _ => v,
+                        };
+                        f.fields.insert(key, v);
+                    }
+                }
             }
         } else if let Some(a) = args(t, "push_vlan") {
             let mut tag = kv(&a);

@@ -30,9 +30,9 @@ use xennet_openflow::field::Prereq;
 use xennet_openflow::model::{
     flow_flags, meter_flags, Action, Bucket, FlowMod, FlowModCommand, FlowRemoved, FlowStats,
     FlowStatsRequest, GroupDesc, GroupMod, GroupModCommand, GroupStats, GroupType, Instructions,
-    Match, MeterBand, MeterConfig, MeterMod, MeterModCommand, TableStats, OFPG_ALL, OFPG_ANY,
-    OFPM_ALL, OFPP_ALL, OFPP_ANY, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_MAX,
-    OFPP_NORMAL, OFPP_TABLE, OFPTT_ALL,
+    Match, MeterBand, MeterConfig, MeterMod, MeterModCommand, MfField, Subfield, TableStats,
+    OFPG_ALL, OFPG_ANY, OFPM_ALL, OFPP_ALL, OFPP_ANY, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT,
+    OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL, OFPP_TABLE, OFPTT_ALL,
 };
 use xennet_openflow::OfError;
 
@@ -167,6 +167,31 @@ impl Rule {
             instructions: self.instructions.clone(),
         }
     }
+}
+
+/// Check a subfield action's field at flow-mod time, as OVS
+/// `mf_check_src` / `mf_check_dst`: the bits lie within the field
+/// (`BAD_SET_LEN`), a destination is writable (`BAD_SET_ARGUMENT`, or
+/// `BAD_SET_TYPE` where xennet cannot write it yet), and the match `m` (if
+/// any) meets the field's prerequisite (`MATCH_INCONSISTENT`).
+fn check_subfield_action(sf: &Subfield, dst: bool, m: Option<&Match>) -> Result<(), OfError> {
+    let r = if dst {
+        xennet_openflow::nx_action::check_dst(sf)
+    } else {
+        xennet_openflow::nx_action::check_subfield(sf)
+    };
+    r.map_err(|e| e.err)?;
+    let prereq = match sf.field {
+        MfField::Oxm(f) => f.prereq(),
+        MfField::IpTos => Prereq::Ip,
+        MfField::VlanTci | MfField::InPort16 => Prereq::None,
+    };
+    if let Some(m) = m {
+        if !m.satisfies(prereq) {
+            return Err(OfError::MATCH_INCONSISTENT);
+        }
+    }
+    Ok(())
 }
 
 fn split_duration(d: Duration) -> (u32, u32) {
@@ -599,6 +624,111 @@ impl Tables {
                         return Err(OfError::BAD_ACTION_ARGUMENT);
                     }
                 }
+                Action::Load { dst, value } => {
+                    check_subfield_action(dst, true, m.as_deref())?;
+                    if u32::from(dst.n_bits) < 128 && value >> dst.n_bits != 0 {
+                        return Err(OfError::BAD_ACTION_ARGUMENT);
+                    }
+                }
+                Action::Move { src, dst } => {
+                    if src.n_bits != dst.n_bits {
+                        return Err(OfError::BAD_SET_LEN);
+                    }
+                    check_subfield_action(src, false, m.as_deref())?;
+                    check_subfield_action(dst, true, m.as_deref())?;
+                }
+                Action::OutputReg { src, .. } | Action::StackPush(src) => {
+                    check_subfield_action(src, false, m.as_deref())?;
+                }
+                Action::StackPop(dst) => check_subfield_action(dst, true, m.as_deref())?,
+                Action::Clone(inner) => {
+                    // The nested actions see the match as it is here
+                    // (OVS `check_CLONE`), and changes stay inside.
+                    let mut inner_m = m.as_deref().copied();
+                    Self::check_actions(inner, inner_m.as_mut(), groups_ok)?;
+                }
+                Action::Controller(c) => {
+                    // Pausing needs NXT_PACKET_IN2 continuations, which
+                    // xennet does not have.
+                    if c.pause {
+                        return Err(OfError::BAD_ACTION_ARGUMENT);
+                    }
+                }
+                Action::Sample { probability, .. } => {
+                    if *probability == 0 {
+                        return Err(OfError::BAD_ACTION_ARGUMENT);
+                    }
+                }
+                Action::ResubmitCt { table, .. } => {
+                    if usize::from(*table) >= N_TABLES && *table != 0xff {
+                        return Err(OfError::BAD_ACTION_ARGUMENT);
+                    }
+                    // OVS `check_RESUBMIT`: the match must make the
+                    // conntrack state valid.
+                    if let Some(m) = m.as_deref() {
+                        if !m.satisfies(Prereq::CtValid) {
+                            return Err(OfError::MATCH_INCONSISTENT);
+                        }
+                    }
+                }
+                Action::Ct(ct) => {
+                    if usize::from(ct.recirc_table) >= N_TABLES && ct.recirc_table != 0xff {
+                        return Err(OfError::BAD_ACTION_ARGUMENT);
+                    }
+                    // The codec allowed only nat and ct_mark/ct_label
+                    // writes inside; nat needs an IP match (OVS
+                    // `check_NAT`).
+                    if let Some(m) = m.as_deref() {
+                        let nat = ct.actions.iter().any(|a| matches!(a, Action::Nat(_)));
+                        if nat && !m.satisfies(Prereq::Ip) {
+                            return Err(OfError::MATCH_INCONSISTENT);
+                        }
+                    }
+                }
+                Action::Nat(_) => return Err(OfError::BAD_ACTION_ARGUMENT),
+                Action::Multipath(mp) => check_subfield_action(&mp.dst, true, m.as_deref())?,
+                Action::Bundle(b) => {
+                    if let Some(d) = &b.dst {
+                        check_subfield_action(d, true, m.as_deref())?;
+                    }
+                }
+                Action::Note(_)
+                | Action::Exit
+                | Action::CtClear
+                | Action::DecTtlIds(_)
+                | Action::SetTunnel { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuse actions that may not be in an action set (write-actions,
+    /// group buckets), as OVS `ofpact_is_allowed_in_actions_set`:
+    /// `UNSUPPORTED_ORDER`.
+    fn check_action_set(actions: &[Action]) -> Result<(), OfError> {
+        for a in actions {
+            let ok = matches!(
+                a,
+                Action::Output { .. }
+                    | Action::Group(_)
+                    | Action::SetQueue(_)
+                    | Action::PushVlan(_)
+                    | Action::PopVlan
+                    | Action::SetField { .. }
+                    | Action::DecNwTtl
+                    | Action::SetNwTtl(_)
+                    | Action::Resubmit { .. }
+                    | Action::Load { .. }
+                    | Action::Move { .. }
+                    | Action::DecTtlIds(_)
+                    | Action::SetTunnel { .. }
+                    | Action::PushMpls(_)
+                    | Action::PopMpls(_)
+                    | Action::SetMplsTtl(_)
+                    | Action::DecMplsTtl
+            );
+            if !ok {
+                return Err(OfError::UNSUPPORTED_ORDER);
             }
         }
         Ok(())
@@ -675,6 +805,7 @@ impl Tables {
         }
         if let Some(a) = &ins.write {
             // The action set runs after the apply actions.
+            Self::check_action_set(a)?;
             Self::check_actions(a, Some(&mut m), groups_ok)?;
         }
         Ok(())
@@ -1036,6 +1167,8 @@ impl Tables {
             {
                 return Err(OfError::WEIGHT_UNSUPPORTED);
             }
+            // Buckets run as action sets (see `xlate`).
+            Self::check_action_set(&b.actions)?;
             Self::check_actions(&b.actions, None, &|g| {
                 self.groups.contains_key(&g) || g == gm.group_id
             })?;

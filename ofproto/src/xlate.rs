@@ -47,6 +47,22 @@
 //!   and re-pushed tag is sent as `pop_vlan,push_vlan(..)`.
 //! - Nicira `resubmit` looks up another table with an optionally changed
 //!   in_port and executes the rule's instructions, then continues.
+//! - The other Nicira actions, as OVS `do_xlate_actions`: `load`/`move`
+//!   write subfields (pipeline fields in the working flow only, packet
+//!   fields through the set-field path and the commit; the bits a `move`,
+//!   `push` or `output:reg` reads are un-wildcarded); `push`/`pop` use a
+//!   stack of at most [`MAX_STACK_BYTES`] (beyond: dropped, as OVS
+//!   `XLATE_STACK_TOO_DEEP`; a pop on an empty stack is counted and
+//!   skipped); `clone` runs its actions and their action set on a copy of
+//!   the flow, action set and stack (changes to the packet are undone by
+//!   the next commit); `exit` stops translation, the action set included
+//!   (OVS keeps `ctx->exit` set through `xlate_action_set`); `multipath`
+//!   and `bundle` hash the fields OVS hashes (`flow_mask_hash_fields`);
+//!   `ct` drops the packet ([`XlateError::CtUnsupported`], counted in
+//!   [`CT_UNSUPPORTED`], logged once a second with the flow's table,
+//!   priority and cookie); `resubmit(,,ct)` without a tracked connection
+//!   skips the lookup as OVS does; `sample` is a counted no-op; `note`
+//!   does nothing.
 //!
 //! # Wildcards
 //!
@@ -92,9 +108,9 @@ use xennet_datapath::{
     UpcallHandler, Userdata,
 };
 use xennet_openflow::model::{
-    port_config, Action, GroupType, Instructions, Match, OxmField, OFPCML_NO_BUFFER, OFPG_ANY,
-    OFPP_ALL, OFPP_ANY, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_NORMAL,
-    OFPP_TABLE,
+    port_config, Action, GroupType, Instructions, Match, MfField, OxmField, Subfield,
+    OFPCML_NO_BUFFER, OFPG_ANY, OFPP_ALL, OFPP_ANY, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT,
+    OFPP_LOCAL, OFPP_NORMAL, OFPP_TABLE,
 };
 
 use crate::normal::Normal;
@@ -127,10 +143,37 @@ pub enum XlateError {
     TooManyResubmits,
     /// Too many datapath actions.
     TooManyActions,
+    /// `push` beyond [`MAX_STACK_BYTES`].
+    StackTooDeep,
+    /// A `ct` action: no connection tracking yet, the packet is dropped.
+    CtUnsupported,
     /// A table lookup after `pop_mpls`, which needs the headers under
     /// the label parsed (OVS recirculates; xennet cannot yet).
     NeedsRecirculation,
 }
+
+/// Most bytes on the `push`/`pop` stack (OVS: a translation whose stack
+/// passes 64 kB fails, `XLATE_STACK_TOO_DEEP`); each entry counts its
+/// value's bytes plus one, as OVS `nx_stack_push` stores it.
+pub const MAX_STACK_BYTES: usize = 65536;
+
+/// `sample` actions executed: a no-op, as in OVS when no IPFIX collector
+/// set is configured (xennet has no IPFIX or sFlow exporter).
+pub static SAMPLE_NOOP: AtomicU64 = AtomicU64::new(0);
+/// Translations that reached a `ct` action and dropped the packet (there
+/// is no connection tracker yet); each also logs a rate-limited line
+/// naming the flow.
+pub static CT_UNSUPPORTED: AtomicU64 = AtomicU64::new(0);
+/// `resubmit(..,ct)` skipped because the packet has no tracked
+/// connection (always, until conntrack exists), as OVS skips it.
+pub static RESUBMIT_CT_UNTRACKED: AtomicU64 = AtomicU64::new(0);
+/// `pop` actions on an empty stack (OVS logs "stack underflow" and goes
+/// on).
+pub static STACK_UNDERFLOW: AtomicU64 = AtomicU64::new(0);
+/// Packet-ins from `controller(...)` or `dec_ttl(ids)` whose userdata or
+/// controller ids could not be honoured (no `NXT_PACKET_IN2`, no
+/// per-connection ids): sent as plain packet-ins to every controller.
+pub static CONTROLLER_EXTRAS_DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// The result of a translation.
 #[derive(Debug, Default)]
@@ -192,17 +235,23 @@ pub fn action_set_to_list(set: &[Action]) -> Vec<Action> {
         match a {
             Action::PopVlan => pop = Some(a),
             Action::PushVlan(_) => push = Some(a),
-            Action::DecNwTtl => dec = Some(a),
+            Action::DecNwTtl | Action::DecTtlIds(_) => dec = Some(a),
             Action::PopMpls(_) => pop_mpls = Some(a),
             Action::PushMpls(_) => push_mpls = Some(a),
             Action::DecMplsTtl => dec_mpls = Some(a),
             Action::SetField { .. }
             | Action::SetNwTtl(_)
             | Action::SetMplsTtl(_)
-            | Action::SetQueue(_) => sets.push(a),
+            | Action::SetQueue(_)
+            | Action::Load { .. }
+            | Action::Move { .. }
+            | Action::SetTunnel { .. } => sets.push(a),
             Action::Resubmit { .. } => fin(1, a),
             Action::Output { .. } => fin(2, a),
             Action::Group(_) => fin(3, a),
+            // Not allowed in an action set or bucket (the flow-mod and
+            // group-mod checks refuse them, `UNSUPPORTED_ORDER`).
+            _ => {}
         }
     }
     let Some((_, fin)) = last else {
@@ -283,6 +332,9 @@ struct Ctx<'a> {
     /// has sent it yet (the key holds no TPID; OVS keeps it in
     /// `flow->vlans[0].tpid`); `None`: the packet's own tag, if any.
     push_tpid: Option<u16>,
+    /// The `push`/`pop` stack (values) and its size in OVS's bytes.
+    stack: Vec<u128>,
+    stack_bytes: usize,
     /// A `pop_mpls` uncovered headers that were never parsed: no more
     /// table lookups this translation.
     l3_unknown: bool,
@@ -321,6 +373,8 @@ impl<'a> Ctx<'a> {
             error: None,
             vlan_touched: false,
             push_tpid: None,
+            stack: Vec::new(),
+            stack_bytes: 0,
             l3_unknown: false,
         }
     }
@@ -446,6 +500,156 @@ fn field_value_text(f: OxmField, v: u128) -> String {
     }
 }
 
+/// A subfield in `ovs-ofctl` syntax (`reg0[0..3]`, `reg0[]`, `reg0[5]`).
+pub fn subfield_text(sf: &Subfield) -> String {
+    let name = sf.field.name();
+    if sf.ofs == 0 && u32::from(sf.n_bits) == sf.field.n_bits() {
+        format!("{name}[]")
+    } else if sf.n_bits == 1 {
+        format!("{name}[{}]", sf.ofs)
+    } else {
+        format!(
+            "{name}[{}..{}]",
+            sf.ofs,
+            (u32::from(sf.ofs) + u32::from(sf.n_bits)).saturating_sub(1)
+        )
+    }
+}
+
+/// `ofp_packet_in_reason` names as `ovs-ofctl` prints them.
+fn reason_name(r: u8) -> String {
+    match r {
+        0 => "no_match".into(),
+        1 => "action".into(),
+        2 => "invalid_ttl".into(),
+        3 => "action_set".into(),
+        4 => "group".into(),
+        5 => "packet_out".into(),
+        r => r.to_string(),
+    }
+}
+
+fn hex_dotted(b: &[u8]) -> String {
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// `NX_HASH_FIELDS_*` names.
+fn hash_fields_name(f: u16) -> &'static str {
+    match f {
+        0 => "eth_src",
+        1 => "symmetric_l4",
+        2 => "symmetric_l3l4",
+        3 => "symmetric_l3l4+udp",
+        4 => "nw_src",
+        5 => "nw_dst",
+        6 => "symmetric_l3",
+        _ => "?",
+    }
+}
+
+/// `ct(...)` as `ovs-ofctl` prints it (OVS `format_CT`).
+fn ct_text(ct: &xennet_openflow::model::Ct) -> String {
+    use xennet_openflow::model::CtZone;
+    let mut parts = Vec::new();
+    if ct.flags & 1 != 0 {
+        parts.push("commit".to_string());
+    }
+    if ct.flags & 2 != 0 {
+        parts.push("force".to_string());
+    }
+    if ct.recirc_table != 0xff {
+        parts.push(format!("table={}", ct.recirc_table));
+    }
+    match ct.zone {
+        CtZone::Imm(0) => {}
+        CtZone::Imm(z) => parts.push(format!("zone={z}")),
+        CtZone::Field(sf) => parts.push(format!("zone={}", subfield_text(&sf))),
+    }
+    let (nat, exec): (Vec<&Action>, Vec<&Action>) =
+        ct.actions.iter().partition(|a| matches!(a, Action::Nat(_)));
+    if !exec.is_empty() {
+        let inner: Vec<String> = exec.into_iter().map(action_text).collect();
+        parts.push(format!("exec({})", inner.join(",")));
+    }
+    match ct.alg {
+        0 => {}
+        21 => parts.push("alg=ftp".into()),
+        69 => parts.push("alg=tftp".into()),
+        a => parts.push(format!("alg={a}")),
+    }
+    parts.extend(nat.into_iter().map(action_text));
+    format!("ct({})", parts.join(","))
+}
+
+/// `nat(...)` from the `nx_action_nat` bytes after the subtype (OVS
+/// `format_NAT`, approximately: flags, then the range).
+fn nat_text(body: &[u8]) -> String {
+    let be16 = |at: usize| {
+        body.get(at..at + 2)
+            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let flags = be16(2);
+    let range = be16(4);
+    let mut opts = body.get(6..).unwrap_or_default();
+    let mut take = |n: usize| {
+        let h = opts.get(..n).unwrap_or_default();
+        opts = opts.get(n..).unwrap_or_default();
+        h.to_vec()
+    };
+    let mut s = String::new();
+    if flags & 3 != 0 {
+        s.push_str(if flags & 1 != 0 { "src" } else { "dst" });
+        let ip = |b: Vec<u8>| -> String {
+            match b.len() {
+                4 => std::net::Ipv4Addr::from([b[0], b[1], b[2], b[3]]).to_string(),
+                16 => {
+                    let a: [u8; 16] = b.try_into().unwrap_or_default();
+                    format!("[{}]", std::net::Ipv6Addr::from(a))
+                }
+                _ => String::new(),
+            }
+        };
+        let width = if range & 1 != 0 {
+            4
+        } else if range & 4 != 0 {
+            16
+        } else {
+            0
+        };
+        if width > 0 {
+            s.push('=');
+            s.push_str(&ip(take(width)));
+            if range & 0xa != 0 {
+                s.push('-');
+                s.push_str(&ip(take(width)));
+            }
+        }
+        if range & 0x10 != 0 {
+            let port = |p: Vec<u8>| p.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+            s.push_str(&format!(":{}", port(take(2))));
+            if range & 0x20 != 0 {
+                s.push_str(&format!("-{}", port(take(2))));
+            }
+        }
+    }
+    for (bit, name) in [(4, "persistent"), (8, "hash"), (16, "random")] {
+        if flags & bit != 0 {
+            if !s.is_empty() {
+                s.push(',');
+            }
+            s.push_str(name);
+        }
+    }
+    if s.is_empty() {
+        "nat".into()
+    } else {
+        format!("nat({s})")
+    }
+}
+
 /// An action in `ovs-ofctl` syntax.
 pub fn action_text(a: &Action) -> String {
     match a {
@@ -483,6 +687,111 @@ pub fn action_text(a: &Action) -> String {
                 format!("resubmit({p},{table})")
             }
         }
+        Action::ResubmitCt { in_port, table } => {
+            let p = if *in_port == OFPP_IN_PORT {
+                String::new()
+            } else {
+                port_name(*in_port)
+            };
+            let t = if *table == 0xff {
+                String::new()
+            } else {
+                table.to_string()
+            };
+            format!("resubmit({p},{t},ct)")
+        }
+        Action::Ct(ct) => ct_text(ct),
+        Action::Multipath(mp) => format!(
+            "multipath({},{},{},{},{},{})",
+            hash_fields_name(mp.fields),
+            mp.basis,
+            ["modulo_n", "hash_threshold", "hrw", "iter_hash"]
+                .get(usize::from(mp.algorithm))
+                .unwrap_or(&"?"),
+            u32::from(mp.max_link) + 1,
+            mp.arg,
+            subfield_text(&mp.dst)
+        ),
+        Action::Bundle(b) => {
+            let alg = if b.algorithm == 0 {
+                "active_backup"
+            } else {
+                "hrw"
+            };
+            let members: Vec<String> = b.members.iter().map(u16::to_string).collect();
+            let head = format!("{},{},{alg},ofport", hash_fields_name(b.fields), b.basis);
+            match &b.dst {
+                Some(d) => format!(
+                    "bundle_load({head},{},members:{})",
+                    subfield_text(d),
+                    members.join(",")
+                ),
+                None => format!("bundle({head},members:{})", members.join(",")),
+            }
+        }
+        Action::Nat(body) => nat_text(body),
+        Action::Load { dst, value } => format!("load:{value:#x}->{}", subfield_text(dst)),
+        Action::Move { src, dst } => {
+            format!("move:{}->{}", subfield_text(src), subfield_text(dst))
+        }
+        Action::Note(b) => format!("note:{}", hex_dotted(b)),
+        Action::Exit => "exit".into(),
+        Action::CtClear => "ct_clear".into(),
+        Action::DecTtlIds(ids) => {
+            let ids: Vec<String> = ids.iter().map(u16::to_string).collect();
+            format!("dec_ttl({})", ids.join(","))
+        }
+        Action::SetTunnel { id, wide } => {
+            if *wide || *id > u64::from(u32::MAX) {
+                format!("set_tunnel64:{id:#x}")
+            } else {
+                format!("set_tunnel:{id:#x}")
+            }
+        }
+        Action::OutputReg { src, max_len } => {
+            if *max_len == u16::MAX {
+                format!("output:{}", subfield_text(src))
+            } else {
+                format!("output(port={},max_len={max_len})", subfield_text(src))
+            }
+        }
+        Action::StackPush(sf) => format!("push:{}", subfield_text(sf)),
+        Action::StackPop(sf) => format!("pop:{}", subfield_text(sf)),
+        Action::Clone(acts) => {
+            let inner: Vec<String> = acts.iter().map(action_text).collect();
+            format!("clone({})", inner.join(","))
+        }
+        Action::Controller(c) => {
+            let mut parts = Vec::new();
+            if c.reason != packet_in_reason::ACTION {
+                parts.push(format!("reason={}", reason_name(c.reason)));
+            }
+            if c.max_len != u16::MAX {
+                parts.push(format!("max_len={}", c.max_len));
+            }
+            if c.controller_id != 0 {
+                parts.push(format!("id={}", c.controller_id));
+            }
+            if !c.userdata.is_empty() {
+                parts.push(format!("userdata={}", hex_dotted(&c.userdata)));
+            }
+            if c.pause {
+                parts.push("pause".into());
+            }
+            if c.meter_id != u32::MAX {
+                parts.push(format!("meter_id={}", c.meter_id));
+            }
+            format!("controller({})", parts.join(","))
+        }
+        Action::Sample {
+            probability,
+            collector_set_id,
+            obs_domain_id,
+            obs_point_id,
+        } => format!(
+            "sample(probability={probability},collector_set_id={collector_set_id},\
+             obs_domain_id={obs_domain_id},obs_point_id={obs_point_id})"
+        ),
     }
 }
 
@@ -838,6 +1147,325 @@ impl Ctx<'_> {
                 self.indent -= 4;
                 self.flow.set_in_port(saved);
             }
+            Action::ResubmitCt { in_port, table } => {
+                // OVS `xlate_table_action` with ct: without a tracked
+                // connection (ct_nw_proto 0) or on a non-IP packet it
+                // reports an error and does no lookup. xennet has no
+                // conntrack yet, so that is every packet.
+                self.wc.set_exact(Field::CtNwProto);
+                let tracked = self.flow.get(Field::CtNwProto) != 0
+                    && matches!(self.flow.dl_type(), 0x0800 | 0x86dd);
+                if !tracked {
+                    RESUBMIT_CT_UNTRACKED.fetch_add(1, Ordering::Relaxed);
+                    static LAST: AtomicU64 = AtomicU64::new(0);
+                    if once_a_second(&LAST) {
+                        tracing::warn!(
+                            total = RESUBMIT_CT_UNTRACKED.load(Ordering::Relaxed),
+                            "resubmit(ct) with non-tracked or non-IP packet: lookup skipped"
+                        );
+                    }
+                    self.note(">>>> resubmit(ct) with non-tracked or non-IP packet! <<<<");
+                } else {
+                    // Unreachable until conntrack fills ct_nw_proto.
+                    self.do_action(&Action::Resubmit {
+                        in_port: *in_port,
+                        table: *table,
+                    });
+                }
+            }
+            Action::Ct(_) => {
+                // No connection tracker yet: drop, count, and log the flow.
+                CT_UNSUPPORTED.fetch_add(1, Ordering::Relaxed);
+                let (table, priority, cookie) = match &self.rule {
+                    Some(r) => (r.table_id, r.priority, r.cookie),
+                    None => (self.table_id, 0, 0),
+                };
+                ct_warn_rate_limited(table, priority, cookie);
+                self.note(">>>> ct: no connection tracking in xennet yet; dropping <<<<");
+                self.error = Some(XlateError::CtUnsupported);
+            }
+            // Only inside ct, which never runs its nested actions yet.
+            Action::Nat(_) => {}
+            Action::Multipath(mp) => {
+                let h = self.hash_fields(mp.fields, mp.basis);
+                let link = multipath_link(h, mp.algorithm, u32::from(mp.max_link) + 1, mp.arg);
+                self.note(format_args!("multipath: link {link}"));
+                self.write_subfield(&mp.dst, u128::from(link));
+            }
+            Action::Bundle(b) => {
+                let chosen = self.bundle_member(b);
+                match &b.dst {
+                    Some(d) => self.write_subfield(d, u128::from(chosen)),
+                    None if chosen == 0xffff => self.note("bundle: no live member, dropping"),
+                    None => {
+                        let p = xennet_openflow::v10::port_from_ofp10(chosen);
+                        self.output(p, 0);
+                    }
+                }
+            }
+            Action::Load { dst, value } => self.write_subfield(dst, *value),
+            Action::Move { src, dst } => {
+                let v = self.read_subfield(src);
+                self.write_subfield(dst, v);
+            }
+            Action::Note(_) => {}
+            Action::Exit => self.exit = true,
+            Action::CtClear => {
+                // No conntrack yet, so the state is always clear; clear
+                // it anyway, as OVS `compose_ct_clear_action` does.
+                for f in [
+                    Field::CtState,
+                    Field::CtZone,
+                    Field::CtMark,
+                    Field::CtLabel,
+                    Field::CtNwSrc,
+                    Field::CtNwDst,
+                    Field::CtNwProto,
+                    Field::CtTpSrc,
+                    Field::CtTpDst,
+                ] {
+                    self.flow.set(f, 0);
+                }
+            }
+            Action::DecTtlIds(ids) => {
+                if ids.iter().any(|&i| i != 0) {
+                    self.note(
+                        "(controller ids are not honoured: the packet-in goes to every controller)",
+                    );
+                }
+                self.dec_ttl();
+            }
+            Action::SetTunnel { id, .. } => self.flow.set(Field::TunId, u128::from(*id)),
+            Action::OutputReg { src, max_len } => {
+                let (kf, shift, _) = mf_layout(src.field);
+                let v = (self.flow.get(kf) >> (shift + u32::from(src.ofs)))
+                    & wire_ones(u32::from(src.n_bits));
+                if let Ok(p) = u16::try_from(v) {
+                    self.read_subfield(src);
+                    self.note(format_args!("output port is {p}"));
+                    let port = xennet_openflow::v10::port_from_ofp10(p);
+                    self.output(port, *max_len);
+                } else {
+                    self.note(format_args!("output port {v} is out of range"));
+                }
+            }
+            Action::StackPush(sf) => {
+                let v = self.read_subfield(sf);
+                let bytes = usize::from(sf.n_bits).div_ceil(8) + 1;
+                if self.stack_bytes + bytes > MAX_STACK_BYTES {
+                    self.error = Some(XlateError::StackTooDeep);
+                    warn_rate_limited("push/pop stack over 64 kB");
+                    self.note(">>>> Stack over 64 kB; dropping <<<<");
+                    return;
+                }
+                self.stack_bytes += bytes;
+                self.stack.push(v);
+            }
+            Action::StackPop(sf) => match self.stack.pop() {
+                Some(v) => {
+                    let bytes = usize::from(sf.n_bits).div_ceil(8) + 1;
+                    self.stack_bytes = self.stack_bytes.saturating_sub(bytes);
+                    self.write_subfield(sf, v & wire_ones(u32::from(sf.n_bits)));
+                }
+                None => {
+                    STACK_UNDERFLOW.fetch_add(1, Ordering::Relaxed);
+                    warn_rate_limited("pop on an empty stack");
+                    self.note(">>>> stack underflow <<<<");
+                }
+            },
+            Action::Clone(acts) => self.clone_actions(acts),
+            Action::Controller(c) => {
+                if !c.userdata.is_empty() || c.controller_id != 0 {
+                    CONTROLLER_EXTRAS_DROPPED.fetch_add(1, Ordering::Relaxed);
+                    self.note("(userdata and controller id are not delivered: plain packet-in to every controller)");
+                }
+                self.controller(c.reason, c.max_len);
+            }
+            Action::Sample { .. } => {
+                SAMPLE_NOOP.fetch_add(1, Ordering::Relaxed);
+                self.note("(no IPFIX collector: sample does nothing)");
+            }
+        }
+    }
+
+    /// A hash of the fields `NX_HASH_FIELDS_*` names (OVS
+    /// `flow_hash_fields`, with xennet's own hash function), un-wildcarding
+    /// the fields it reads as OVS `flow_mask_hash_fields`. The symmetric
+    /// kinds hash both directions of a conversation alike.
+    fn hash_fields(&mut self, fields: u16, basis: u16) -> u32 {
+        let f = self.flow;
+        let dl = f.dl_type();
+        let ip = matches!(dl, 0x0800 | 0x86dd);
+        let sym = |a: u128, b: u128| (a.min(b), a.max(b));
+        let mut h = mix(u64::from(basis) ^ 0x5bd1_e995);
+        let mut add = |v: u128| h = mix(h ^ (v as u64) ^ mix((v >> 64) as u64));
+        let mut read: Vec<Field> = Vec::new();
+        match fields {
+            0 => {
+                read.push(Field::DlSrc);
+                add(f.get(Field::DlSrc));
+            }
+            1 => {
+                read.extend([Field::DlSrc, Field::DlDst, Field::VlanTci]);
+                let (a, b) = sym(f.get(Field::DlSrc), f.get(Field::DlDst));
+                add(a);
+                add(b);
+                add(u128::from(f.vlan_vid()));
+                add(u128::from(dl));
+                if ip {
+                    read.extend([Field::NwSrc, Field::NwDst, Field::NwProto]);
+                    let (a, b) = sym(f.get(Field::NwSrc), f.get(Field::NwDst));
+                    add(a);
+                    add(b);
+                    add(u128::from(f.nw_proto()));
+                    if f.nw_proto() != 17 {
+                        read.extend([Field::TpSrc, Field::TpDst]);
+                        let (a, b) = sym(f.get(Field::TpSrc), f.get(Field::TpDst));
+                        add(a);
+                        add(b);
+                    }
+                }
+            }
+            2 | 3 | 6 if ip => {
+                read.extend([Field::NwSrc, Field::NwDst]);
+                let (a, b) = sym(f.get(Field::NwSrc), f.get(Field::NwDst));
+                add(a);
+                add(b);
+                if fields != 6 {
+                    read.push(Field::NwProto);
+                    add(u128::from(f.nw_proto()));
+                    read.push(Field::NwFrag);
+                    let l4 = match f.nw_proto() {
+                        6 | 132 => true,
+                        17 => fields == 3,
+                        _ => false,
+                    };
+                    if l4 && f.get(Field::NwFrag) == 0 {
+                        read.extend([Field::TpSrc, Field::TpDst]);
+                        let (a, b) = sym(f.get(Field::TpSrc), f.get(Field::TpDst));
+                        add(a);
+                        add(b);
+                    }
+                }
+            }
+            4 | 5 if ip => {
+                let fl = if fields == 4 {
+                    Field::NwSrc
+                } else {
+                    Field::NwDst
+                };
+                read.push(fl);
+                add(f.get(fl));
+            }
+            _ => {}
+        }
+        self.wc.set_exact(Field::DlType);
+        for fl in read {
+            self.wc.set_exact(fl);
+        }
+        (h ^ (h >> 32)) as u32
+    }
+
+    /// The member `bundle` picks (OVS `bundle_execute`): active-backup,
+    /// the first live one; hrw, the live one with the highest hash of
+    /// (member index, flow hash). `0xffff` (`OFPP_NONE`) when none is live.
+    fn bundle_member(&mut self, b: &xennet_openflow::model::Bundle) -> u16 {
+        let live = |ctx: &Self, m: u16| {
+            let p = xennet_openflow::v10::port_from_ofp10(m);
+            (ctx.live)(p) && ctx.may_forward(p)
+        };
+        if b.algorithm == 0 {
+            return b
+                .members
+                .iter()
+                .copied()
+                .find(|&m| live(self, m))
+                .unwrap_or(0xffff);
+        }
+        let h = if b.members.len() > 1 {
+            self.hash_fields(b.fields, b.basis)
+        } else {
+            0
+        };
+        let mut best: Option<(u64, u16)> = None;
+        for (i, &m) in b.members.iter().enumerate() {
+            if live(self, m) {
+                let score = mix((i as u64) << 32 | u64::from(h));
+                if best.map_or(true, |(s, _)| score > s) {
+                    best = Some((score, m));
+                }
+            }
+        }
+        best.map_or(0xffff, |(_, m)| m)
+    }
+
+    /// `clone(actions)` (OVS `clone_xlate_actions`): the actions, then the
+    /// action set they built, run on a copy of the pipeline state (flow,
+    /// action set, stack); the packet's own changes made inside are undone
+    /// by the next commit, as OVS does for reversible actions.
+    fn clone_actions(&mut self, acts: &[Action]) {
+        if !self.enter() {
+            return;
+        }
+        let saved_flow = self.flow;
+        let saved_tpid = self.push_tpid;
+        let saved_set = std::mem::take(&mut self.action_set);
+        let saved_stack = self.stack.clone();
+        let saved_stack_bytes = self.stack_bytes;
+        self.indent += 4;
+        self.do_actions(acts);
+        self.finish();
+        self.indent -= 4;
+        self.flow = saved_flow;
+        self.push_tpid = saved_tpid;
+        self.action_set = saved_set;
+        self.stack = saved_stack;
+        self.stack_bytes = saved_stack_bytes;
+        self.exit = false;
+        self.depth -= 1;
+    }
+
+    /// Read the bits `sf` names from the working flow, un-wildcarding them.
+    fn read_subfield(&mut self, sf: &Subfield) -> u128 {
+        let (kf, shift, _) = mf_layout(sf.field);
+        let at = shift + u32::from(sf.ofs);
+        let ones = wire_ones(u32::from(sf.n_bits));
+        if at < 128 {
+            self.wc_or(kf, ones << at);
+            (self.flow.get(kf) >> at) & ones
+        } else {
+            0
+        }
+    }
+
+    /// Write `v` into the bits `sf` names: pipeline fields change the
+    /// working flow only, packet fields go through [`Self::set_field`]
+    /// (prerequisites, wildcards, the commit).
+    fn write_subfield(&mut self, sf: &Subfield, v: u128) {
+        let (kf, shift, width) = mf_layout(sf.field);
+        let full = wire_ones(width);
+        let m = (wire_ones(u32::from(sf.n_bits)) << sf.ofs) & full;
+        let cur = (self.flow.get(kf) >> shift) & full;
+        let new = (cur & !m) | ((v << sf.ofs) & m);
+        match sf.field {
+            MfField::InPort16 => {
+                self.flow
+                    .set_in_port(xennet_openflow::v10::port_from_ofp10(new as u16));
+            }
+            MfField::Oxm(OxmField::InPort) => self.flow.set_in_port(new as u32),
+            MfField::IpTos => self.set_field(OxmField::IpDscp, new >> 2),
+            MfField::VlanTci => {
+                self.wc.set_exact(Field::VlanTci);
+                self.vlan_touched = true;
+                let tci = new as u16;
+                if tci & VLAN_CFI == 0 {
+                    self.flow.set_vlan_tci(0);
+                    self.push_tpid = None;
+                } else {
+                    self.flow.set_vlan_tci(tci);
+                }
+            }
+            MfField::Oxm(f) => self.set_field(f, new),
         }
     }
 
@@ -1474,6 +2102,85 @@ impl Ctx<'_> {
             self.exit = false;
         }
         self.depth -= 1;
+    }
+}
+
+/// Whether a log line limited by `last` (seconds since the first call,
+/// plus one, of its last line) may go now: at most one a second.
+fn once_a_second(last: &AtomicU64) -> bool {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    let now = start.elapsed().as_secs().saturating_add(1);
+    let prev = last.load(Ordering::Relaxed);
+    now > prev
+        && last
+            .compare_exchange(prev, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
+/// The `ct` drop's log line, at most once a second, naming the flow.
+fn ct_warn_rate_limited(table: u8, priority: u16, cookie: u64) {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    if once_a_second(&LAST) {
+        tracing::warn!(
+            table,
+            priority,
+            cookie = format_args!("{cookie:#x}"),
+            total = CT_UNSUPPORTED.load(Ordering::Relaxed),
+            "packet reached a ct action: xennet has no connection tracking yet, dropped"
+        );
+    }
+}
+
+/// The link `multipath` picks for flow hash `h` among `n` (OVS
+/// `multipath_algorithm`): modulo_n `h % n`; hash_threshold
+/// `h / (u32::MAX / n + 1)`; hrw the highest hash of (h, link) for up to
+/// 64 links, else iter_hash; iter_hash rehashes `h` with a counter until
+/// the value modulo `arg` (or the power of two at or above `n` when `arg`
+/// is out of range) is below `n`.
+fn multipath_link(h: u32, algorithm: u16, n: u32, arg: u32) -> u32 {
+    let iter = |modulo: u32| {
+        let modulo = if modulo < n || modulo / 2 > n {
+            n.next_power_of_two()
+        } else {
+            modulo
+        };
+        // Each try is below n with probability over 1/2; 64 tries make a
+        // miss vanishingly rare, and bound the loop.
+        (0u64..64)
+            .map(|i| (mix(u64::from(h) << 32 | i) as u32) % modulo)
+            .find(|&l| l < n)
+            .unwrap_or(u32::from(h as u16) % n)
+    };
+    match algorithm {
+        0 => h % n,
+        1 if n == 1 => 0,
+        1 => h / (u32::MAX / n + 1),
+        2 if n <= 64 => (0..n)
+            .max_by_key(|&i| mix(u64::from(h) << 32 | u64::from(i)))
+            .unwrap_or(0),
+        2 => iter(0),
+        _ => iter(arg),
+    }
+}
+
+/// All ones in the low `bits` bits (`bits` up to 128).
+fn wire_ones(bits: u32) -> u128 {
+    if bits >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << bits) - 1
+    }
+}
+
+/// Where a subfield action's field lives in the flow key: `(key field,
+/// shift, width)`, the wire value being `(key >> shift) & ones(width)`.
+fn mf_layout(f: MfField) -> (Field, u32, u32) {
+    match f {
+        MfField::Oxm(f) => f.layout(),
+        MfField::VlanTci => (Field::VlanTci, 0, 16),
+        MfField::IpTos => (Field::NwTos, 0, 8),
+        MfField::InPort16 => (Field::InPort, 0, 16),
     }
 }
 

@@ -10,6 +10,7 @@ use xennet_datapath::flow::{Field, VLAN_CFI};
 use xennet_datapath::{DpAction, FlowMask, SetAction, Upcall, Userdata};
 use xennet_ofproto::{FailMode, Ofproto};
 use xennet_openflow::model::*;
+use xennet_openflow::OfError;
 
 const PORTS: [u32; 4] = [1, 2, 3, 4];
 
@@ -1040,4 +1041,217 @@ proptest::proptest! {
             proptest::prop_assert!((got - want).abs() < 0.09, "bucket {i}: {got} vs {want}, {s:?}");
         }
     }
+}
+
+fn sub(field: MfField, ofs: u16, n_bits: u16) -> Subfield {
+    Subfield { field, ofs, n_bits }
+}
+
+/// `move` from a packet field into a register that a later table
+/// matches: the megaflow must match exactly the bits moved (OVS
+/// `mf_write_subfield_flow` on the wildcards), not the whole field, and
+/// the register itself is no datapath field.
+#[test]
+fn move_into_register_unwildcards_the_bits_read() {
+    let of = bridge();
+    let reg0 = MfField::Oxm(OxmField::Reg(0));
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        m(&[]),
+        apply(vec![
+            Action::Move {
+                src: sub(MfField::Oxm(OxmField::EthDst), 0, 8),
+                dst: sub(reg0, 0, 8),
+            },
+            Action::Resubmit {
+                in_port: OFPP_IN_PORT,
+                table: 1,
+            },
+        ]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(
+        1,
+        10,
+        m(&[exact(OxmField::Reg(0), 2)]),
+        apply(vec![out(2)]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(1, 5, m(&[]), apply(vec![out(3)])))
+        .unwrap();
+    // udp_frame's destination MAC ends in 0x02.
+    let u = up(&of, &udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2), 1);
+    assert_eq!(outputs(&u), vec![2]);
+    assert_eq!(u.mask.get(Field::DlDst), 0xff);
+    assert!(u.mask.is_wildcarded(Field::Reg(0)));
+    let mut f = udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
+    f[5] = 9;
+    assert_eq!(outputs(&up(&of, &f, 1)), vec![3]);
+}
+
+/// `load`/`move` into packet fields commit like set-field; `push`/`pop`
+/// move values through the stack; `clone` works on a copy; `exit` stops
+/// everything after it, the action set included.
+#[test]
+fn load_move_stack_clone_exit() {
+    let of = bridge();
+    let reg1 = MfField::Oxm(OxmField::Reg(1));
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        m(&[exact(OxmField::EthType, 0x0800)]),
+        Instructions {
+            apply: Some(vec![
+                Action::Load {
+                    dst: sub(reg1, 4, 8),
+                    value: 0x2e,
+                },
+                Action::StackPush(sub(reg1, 4, 8)),
+                Action::StackPop(sub(MfField::IpTos, 2, 6)),
+                Action::Clone(vec![
+                    Action::Load {
+                        dst: sub(MfField::Oxm(OxmField::Ipv4Dst), 0, 8),
+                        value: 9,
+                    },
+                    out(3),
+                ]),
+                out(2),
+                Action::Exit,
+                out(4),
+            ]),
+            write: Some(vec![out(4)]),
+            ..Instructions::default()
+        },
+    ))
+    .unwrap();
+    let u = up(&of, &udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2), 1);
+    assert_eq!(outputs(&u), vec![3, 2], "{:?}", u.actions);
+    // Port 3 gets 10.0.0.9 with DSCP 0x2e; port 2 the original address
+    // (the clone's change undone by the commit before output 2).
+    let sets: Vec<&DpAction> = u
+        .actions
+        .iter()
+        .filter(|a| matches!(a, DpAction::Set(_)))
+        .collect();
+    assert!(
+        sets.iter()
+            .any(|a| matches!(a, DpAction::Set(SetAction::Ipv4Dst([10, 0, 0, 9])))),
+        "{:?}",
+        u.actions
+    );
+    assert!(
+        sets.iter()
+            .any(|a| matches!(a, DpAction::Set(SetAction::Ipv4Dst([10, 0, 0, 2])))),
+        "{:?}",
+        u.actions
+    );
+    assert!(
+        sets.iter()
+            .any(|a| matches!(a, DpAction::Set(SetAction::Ipv4Tos { value: 0xb8, .. }))),
+        "{:?}",
+        u.actions
+    );
+}
+
+/// `pop` from an empty stack is counted and skipped; `output:reg` of a
+/// value beyond 16 bits outputs nothing.
+#[test]
+fn stack_underflow_and_output_reg_range() {
+    let of = bridge();
+    let reg2 = MfField::Oxm(OxmField::Reg(2));
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        m(&[]),
+        apply(vec![
+            Action::StackPop(sub(reg2, 0, 16)),
+            Action::Load {
+                dst: sub(reg2, 0, 32),
+                value: 0x1_0002,
+            },
+            Action::OutputReg {
+                src: sub(reg2, 0, 32),
+                max_len: 0,
+            },
+            Action::OutputReg {
+                src: sub(reg2, 0, 16),
+                max_len: 0,
+            },
+        ]),
+    ))
+    .unwrap();
+    let before = xennet_ofproto::xlate::STACK_UNDERFLOW.load(std::sync::atomic::Ordering::Relaxed);
+    let u = up(&of, &udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2), 1);
+    assert_eq!(outputs(&u), vec![2]);
+    assert!(
+        xennet_ofproto::xlate::STACK_UNDERFLOW.load(std::sync::atomic::Ordering::Relaxed) > before
+    );
+}
+
+/// Flow-mod checks: a subfield beyond its field, a read-only
+/// destination, a prerequisite the match lacks, a non-set action in
+/// write-actions or a bucket, a pausing controller action.
+#[test]
+fn nicira_action_flow_mod_errors() {
+    let of = bridge();
+    let reg0 = MfField::Oxm(OxmField::Reg(0));
+    let err = |ins: Instructions, matcher: Match| {
+        of.handle_flow_mod(&fm(0, 10, matcher, ins)).unwrap_err()
+    };
+    assert_eq!(
+        err(
+            apply(vec![Action::Load {
+                dst: sub(reg0, 30, 4),
+                value: 1
+            }]),
+            m(&[])
+        ),
+        OfError::BAD_SET_LEN
+    );
+    assert_eq!(
+        err(
+            apply(vec![Action::Move {
+                src: sub(reg0, 0, 16),
+                dst: sub(MfField::Oxm(OxmField::EthType), 0, 16)
+            }]),
+            m(&[])
+        ),
+        OfError::BAD_SET_ARGUMENT
+    );
+    assert_eq!(
+        err(
+            apply(vec![Action::Load {
+                dst: sub(MfField::IpTos, 2, 6),
+                value: 1
+            }]),
+            m(&[])
+        ),
+        OfError::MATCH_INCONSISTENT
+    );
+    assert_eq!(
+        err(
+            Instructions {
+                write: Some(vec![Action::Exit]),
+                ..Instructions::default()
+            },
+            m(&[])
+        ),
+        OfError::UNSUPPORTED_ORDER
+    );
+    assert_eq!(
+        err(
+            apply(vec![Action::Controller(Box::new(Controller {
+                max_len: 0xffff,
+                reason: 1,
+                controller_id: 0,
+                userdata: vec![],
+                pause: true,
+                meter_id: u32::MAX,
+                v2: true,
+            }))]),
+            m(&[])
+        ),
+        OfError::BAD_ACTION_ARGUMENT
+    );
 }

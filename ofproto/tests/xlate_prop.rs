@@ -26,9 +26,14 @@ fn arb_match() -> impl Strategy<Value = Match> {
         proptest::option::weighted(0.3, 0u8..3),
         proptest::option::of((0u64..3, 0u64..4)),
         0u8..5,
+        proptest::option::weighted(0.3, (0u8..2, 0u32..4)),
     )
-        .prop_map(|(inp, dst, ip, vlan, tp, md, kind)| {
+        .prop_map(|(inp, dst, ip, vlan, tp, md, kind, reg)| {
             let mut m = Match::CATCHALL;
+            if let Some((r, v)) = reg {
+                m.set_field(OxmField::Reg(r), v.into(), 0xffff_ffff)
+                    .unwrap();
+            }
             if let Some(p) = inp {
                 m.set_field(OxmField::InPort, p.into(), 0xffff_ffff)
                     .unwrap();
@@ -87,7 +92,81 @@ fn arb_match() -> impl Strategy<Value = Match> {
         })
 }
 
+fn sub(field: MfField, ofs: u16, n_bits: u16) -> Subfield {
+    Subfield { field, ofs, n_bits }
+}
+
+/// Nicira actions that read packet fields into registers and back, or
+/// decide on register or hash values: the megaflow must hold every bit
+/// they read.
+fn arb_nicira() -> impl Strategy<Value = Action> {
+    let reg = |n: u8| MfField::Oxm(OxmField::Reg(n));
+    let src_fields = prop_oneof![
+        Just(sub(MfField::Oxm(OxmField::EthDst), 0, 2)),
+        Just(sub(MfField::Oxm(OxmField::EthSrc), 4, 3)),
+        Just(sub(MfField::Oxm(OxmField::Ipv4Dst), 0, 2)),
+        Just(sub(MfField::Oxm(OxmField::UdpDst), 1, 2)),
+        Just(sub(MfField::VlanTci, 0, 2)),
+        Just(sub(MfField::InPort16, 0, 3)),
+        Just(sub(MfField::Oxm(OxmField::Metadata), 0, 2)),
+    ];
+    prop_oneof![
+        (0u8..2, 0u128..4).prop_map(move |(r, v)| Action::Load {
+            dst: sub(reg(r), 0, 2),
+            value: v
+        }),
+        (src_fields, 0u8..2).prop_map(move |(src, r)| Action::Move {
+            src,
+            dst: sub(reg(r), 0, src.n_bits)
+        }),
+        (0u8..2).prop_map(move |r| Action::Move {
+            src: sub(reg(r), 0, 2),
+            dst: sub(MfField::Oxm(OxmField::EthDst), 0, 2)
+        }),
+        (0u8..2).prop_map(move |r| Action::OutputReg {
+            src: sub(reg(r), 0, 3),
+            max_len: 0
+        }),
+        (0u8..2).prop_map(move |r| Action::StackPush(sub(reg(r), 0, 2))),
+        (0u8..2).prop_map(move |r| Action::StackPop(sub(reg(r), 0, 2))),
+        Just(Action::Exit),
+        (0u16..7, 0u16..4, 0u8..2).prop_map(move |(fields, algorithm, r)| Action::Multipath(
+            Box::new(Multipath {
+                fields,
+                basis: 7,
+                algorithm,
+                max_link: 2,
+                arg: 0,
+                dst: sub(reg(r), 0, 2),
+            })
+        )),
+        (0u16..7, 0u16..2, any::<bool>()).prop_map(move |(fields, algorithm, load)| {
+            Action::Bundle(Box::new(Bundle {
+                algorithm,
+                fields,
+                basis: 3,
+                members: vec![2, 3, 4],
+                dst: load.then(|| sub(reg(1), 0, 16)),
+            }))
+        }),
+        (1u32..5).prop_map(|p| Action::Clone(vec![
+            Action::SetField {
+                field: OxmField::EthDst,
+                value: 0x5054_0000_0001
+            },
+            out(p)
+        ])),
+    ]
+}
+
 fn arb_action() -> impl Strategy<Value = Action> {
+    prop_oneof![
+        4 => arb_action_std(),
+        1 => arb_nicira(),
+    ]
+}
+
+fn arb_action_std() -> impl Strategy<Value = Action> {
     prop_oneof![
         (1u32..5).prop_map(out),
         Just(out(OFPP_IN_PORT)),

@@ -30,6 +30,7 @@ pub mod group;
 pub mod header;
 pub mod model;
 pub mod nicira;
+pub mod nx_action;
 pub mod oxm;
 pub mod port;
 pub mod v10;

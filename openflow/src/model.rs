@@ -296,6 +296,199 @@ pub enum Action {
         /// Table, or 0xff for the current one.
         table: u8,
     },
+    /// `load:value->dst` (Nicira `NXAST_REG_LOAD`; a masked set-field in
+    /// OpenFlow 1.5): write `value` into the bits `dst` names.
+    Load {
+        /// The bits written.
+        dst: Subfield,
+        /// The value, right-aligned (at most `dst.n_bits` wide).
+        value: u128,
+    },
+    /// `move:src->dst` (`NXAST_REG_MOVE`, OpenFlow 1.5 `OFPAT_COPY_FIELD`):
+    /// copy bits; `src.n_bits == dst.n_bits`.
+    Move {
+        /// The bits read.
+        src: Subfield,
+        /// The bits written.
+        dst: Subfield,
+    },
+    /// `note:..` (`NXAST_NOTE`): the bytes after the action's subtype,
+    /// padding included as Open vSwitch keeps it; does nothing.
+    Note(Vec<u8>),
+    /// `exit` (`NXAST_EXIT`): stop translating; the action set is not run.
+    Exit,
+    /// `ct_clear` (`NXAST_CT_CLEAR`): clear the connection-tracking state.
+    CtClear,
+    /// `dec_ttl(id,..)` (`NXAST_DEC_TTL_CNT_IDS`): as `DecNwTtl`, and the
+    /// invalid-TTL packet-in goes to the controllers with these ids.
+    DecTtlIds(Vec<u16>),
+    /// `set_tunnel:id` / `set_tunnel64:id` (`NXAST_SET_TUNNEL` 2 with a
+    /// 32-bit id, `NXAST_SET_TUNNEL64` 9).
+    SetTunnel {
+        /// The tunnel id.
+        id: u64,
+        /// Sent as `NXAST_SET_TUNNEL64` even when the id fits 32 bits.
+        wide: bool,
+    },
+    /// `output:src` (`NXAST_OUTPUT_REG` 15 / `NXAST_OUTPUT_REG2` 32):
+    /// output to the port number held in `src`.
+    OutputReg {
+        /// Where the port number is.
+        src: Subfield,
+        /// Bytes to send when the port is `OFPP_CONTROLLER`.
+        max_len: u16,
+    },
+    /// `push:src` (`NXAST_STACK_PUSH`).
+    StackPush(Subfield),
+    /// `pop:dst` (`NXAST_STACK_POP`).
+    StackPop(Subfield),
+    /// `clone(actions)` (`NXAST_CLONE`): run the actions on a copy of the
+    /// packet, then continue with the original.
+    Clone(Vec<Action>),
+    /// `controller(reason=..,max_len=..,id=..,userdata=..,pause)`
+    /// (`NXAST_CONTROLLER` 20, `NXAST_CONTROLLER2` 37). The default form
+    /// (reason `action`, id 0, nothing else) is `Output` to
+    /// `OFPP_CONTROLLER`.
+    Controller(Box<Controller>),
+    /// `resubmit(port,table,ct)` (`NXAST_RESUBMIT_TABLE_CT` 44): as
+    /// `Resubmit`, with the packet's 5-tuple swapped for the connection's
+    /// original direction.
+    ResubmitCt {
+        /// Input port for the lookup, or `OFPP_IN_PORT`.
+        in_port: u32,
+        /// Table, or 0xff for the current one.
+        table: u8,
+    },
+    /// `ct(...)` (`NXAST_CT` 35): send the packet through connection
+    /// tracking.
+    Ct(Box<Ct>),
+    /// `nat(...)` (`NXAST_NAT` 36), only inside `ct`: the action's bytes
+    /// after its subtype (`nx_action_nat` from its padding on), checked as
+    /// OVS `decode_NXAST_RAW_NAT` checks them and sent back unchanged.
+    Nat(Vec<u8>),
+    /// `multipath(fields,basis,algorithm,n_links,arg,dst)`
+    /// (`NXAST_MULTIPATH` 10): hash the flow, pick a link, store it.
+    Multipath(Box<Multipath>),
+    /// `bundle(..)` / `bundle_load(..)` (`NXAST_BUNDLE` 12 /
+    /// `NXAST_BUNDLE_LOAD` 13): pick a live member port and output to it,
+    /// or store it.
+    Bundle(Box<Bundle>),
+    /// `sample(..)` (`NXAST_SAMPLE` 29): IPFIX/sFlow per-flow sampling.
+    Sample {
+        /// Packets sampled per 65535 (1..=65535).
+        probability: u16,
+        /// `collector_set_id`.
+        collector_set_id: u32,
+        /// `obs_domain_id`.
+        obs_domain_id: u32,
+        /// `obs_point_id`.
+        obs_point_id: u32,
+    },
+}
+
+/// `NXAST_CT` arguments (OVS `struct ofpact_conntrack`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Ct {
+    /// `NX_CT_F_COMMIT` (1), `NX_CT_F_FORCE` (2).
+    pub flags: u16,
+    /// The zone: a number, or the bits of a field that hold it.
+    pub zone: CtZone,
+    /// Table to continue in after tracking (0xff: none).
+    pub recirc_table: u8,
+    /// Application-layer gateway (port number: 21 ftp, 69 tftp; 0 none).
+    pub alg: u16,
+    /// Nested actions: `nat`, and loads/set-fields of `ct_mark` and
+    /// `ct_label`.
+    pub actions: Vec<Action>,
+}
+
+/// `NXAST_MULTIPATH` arguments (OVS `struct ofpact_multipath`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Multipath {
+    /// `NX_HASH_FIELDS_*` (0 eth_src, 1 symmetric_l4, 2 symmetric_l3l4,
+    /// 3 symmetric_l3l4+udp, 4 nw_src, 5 nw_dst, 6 symmetric_l3).
+    pub fields: u16,
+    /// Hash basis.
+    pub basis: u16,
+    /// `NX_MP_ALG_*` (0 modulo_n, 1 hash_threshold, 2 hrw, 3 iter_hash).
+    pub algorithm: u16,
+    /// Number of links minus one.
+    pub max_link: u16,
+    /// Algorithm argument (iter_hash: the modulus).
+    pub arg: u32,
+    /// Where the link number goes.
+    pub dst: Subfield,
+}
+
+/// `NXAST_BUNDLE(_LOAD)` arguments (OVS `struct ofpact_bundle`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Bundle {
+    /// `NX_BD_ALG_*` (0 active_backup, 1 hrw).
+    pub algorithm: u16,
+    /// `NX_HASH_FIELDS_*`, as [`Multipath::fields`].
+    pub fields: u16,
+    /// Hash basis.
+    pub basis: u16,
+    /// Member ports (OpenFlow 1.0 numbers, at most 2048).
+    pub members: Vec<u16>,
+    /// `bundle_load`: where the chosen port goes (`None`: `bundle`,
+    /// output to it).
+    pub dst: Option<Subfield>,
+}
+
+/// A conntrack zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CtZone {
+    /// `zone=N`.
+    Imm(u16),
+    /// `zone=FIELD[..]`.
+    Field(Subfield),
+}
+
+/// `NXAST_CONTROLLER(2)` arguments (OVS `struct ofpact_controller`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Controller {
+    /// Bytes of the packet to send (65535: all).
+    pub max_len: u16,
+    /// Packet-in reason (`OFPR_*`).
+    pub reason: u8,
+    /// Connection id of the controller to send to (0: all).
+    pub controller_id: u16,
+    /// Opaque bytes for the `NXT_PACKET_IN2` userdata.
+    pub userdata: Vec<u8>,
+    /// Pause the pipeline (continuation in `NXT_PACKET_IN2`).
+    pub pause: bool,
+    /// Controller meter (`NX_CTLR_NO_METER` = 0xffffffff: none).
+    pub meter_id: u32,
+    /// Sent as `NXAST_CONTROLLER2` even without its extra properties.
+    pub v2: bool,
+}
+
+/// A field as Open vSwitch's `mf_field` names it in subfield actions
+/// (`load`, `move`, `output:reg`, `push`/`pop`): the model fields, plus the
+/// three NXM fields that are not one model field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MfField {
+    /// A model field (its OXM, or NXM where it has only that, header).
+    Oxm(OxmField),
+    /// `NXM_OF_VLAN_TCI` (`vlan_tci`, 16 bits, CFI = tag present).
+    VlanTci,
+    /// `NXM_OF_IP_TOS` (`nw_tos`, 8 bits: DSCP in the high 6).
+    IpTos,
+    /// `NXM_OF_IN_PORT` (16-bit OpenFlow 1.0 port number).
+    InPort16,
+}
+
+/// Bits `ofs .. ofs + n_bits` of a field (OVS `struct mf_subfield`;
+/// `NXM_NX_REG0[0..3]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Subfield {
+    /// The field.
+    pub field: MfField,
+    /// Offset of the lowest bit.
+    pub ofs: u16,
+    /// Number of bits (at least 1).
+    pub n_bits: u16,
 }
 
 /// A flow's instructions (1.3 §5.9), in execution order. OpenFlow 1.0 flows

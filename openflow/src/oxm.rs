@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use crate::error::{DecodeError, OfError};
-use crate::model::{Match, OxmField};
+use crate::model::{Match, MfField, OxmField};
 use crate::wire::{be_value, ones};
 
 /// Which TLV classes to emit.
@@ -743,6 +743,165 @@ pub fn header(field: OxmField, flavor: Flavor, hasmask: bool) -> u32 {
         | (u32::from(wire.field) << 9)
         | (u32::from(hasmask) << 8)
         | (plen as u32 & 0xff)
+}
+
+impl MfField {
+    /// Width in bits (OVS `mf_field.n_bits`): the model width, but 16 for
+    /// `arp_op` (carried as 16 bits).
+    pub fn n_bits(self) -> u32 {
+        match self {
+            MfField::Oxm(OxmField::ArpOp) | MfField::VlanTci | MfField::InPort16 => 16,
+            MfField::Oxm(f) => f.bits(),
+            MfField::IpTos => 8,
+        }
+    }
+
+    /// The OXM/NXM header that names this field in `flavor` (NXM for
+    /// OpenFlow 1.0 to 1.4 actions, as OVS `nx_put_mff_header` with version
+    /// 0; OXM for 1.5), hasmask clear, and the experimenter id when the
+    /// header is an experimenter one (8 bytes on the wire).
+    pub fn header(self, flavor: Flavor) -> (u32, Option<u32>) {
+        let wire = match self {
+            MfField::VlanTci => NXM_OF_VLAN_TCI,
+            MfField::IpTos => wire_of(OxmField::IpDscp, Flavor::Nxm),
+            MfField::InPort16 => wire_of(OxmField::InPort, Flavor::Nxm),
+            MfField::Oxm(f) => {
+                let w = wire_of(f, flavor);
+                if w.kind == Kind::Plain(f) {
+                    w
+                } else {
+                    wire_of(f, Flavor::Oxm)
+                }
+            }
+        };
+        let len = wire.len + if wire.exp.is_some() { 4 } else { 0 };
+        (
+            (u32::from(wire.class) << 16) | (u32::from(wire.field) << 9) | (len as u32 & 0xff),
+            wire.exp,
+        )
+    }
+
+    /// The field's name for traces: the model name, or OVS's for the
+    /// three NXM-only fields.
+    pub fn name(self) -> &'static str {
+        match self {
+            MfField::Oxm(f) => f.name(),
+            MfField::VlanTci => "vlan_tci",
+            MfField::IpTos => "nw_tos",
+            MfField::InPort16 => "in_port",
+        }
+    }
+}
+
+/// Append the header of `f` for `flavor` (4 or 8 bytes).
+pub fn put_mf_header(f: MfField, flavor: Flavor, out: &mut Vec<u8>) {
+    let (h, exp) = f.header(flavor);
+    out.extend_from_slice(&h.to_be_bytes());
+    if let Some(e) = exp {
+        out.extend_from_slice(&e.to_be_bytes());
+    }
+}
+
+/// Read an OXM/NXM header naming a field (no value follows, as in
+/// `NXAST_REG_MOVE`), with its experimenter id when class 0xffff; returns
+/// the field, whether hasmask was set and the bytes used.
+///
+/// # Errors
+/// `BAD_ACTION/BAD_LEN` when truncated, `BAD_ACTION/BAD_SET_TYPE` for an
+/// unknown field (OVS `nx_pull_header__` in an action).
+pub fn pull_mf_header(buf: &[u8]) -> Result<(MfField, bool, usize), DecodeError> {
+    let h = buf
+        .get(..4)
+        .ok_or(bad(OfError::BAD_ACTION_LEN, "truncated field header"))?;
+    let hdr = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+    let class = (hdr >> 16) as u16;
+    let field = ((hdr >> 9) & 0x7f) as u8;
+    let hasmask = hdr & 0x100 != 0;
+    let (exp, used) = if class == EXPERIMENTER {
+        let e = buf
+            .get(4..8)
+            .ok_or(bad(OfError::BAD_ACTION_LEN, "truncated field header"))?;
+        (Some(u32::from_be_bytes([e[0], e[1], e[2], e[3]])), 8)
+    } else {
+        (None, 4)
+    };
+    let wire = lookup(class, field, exp).ok_or(bad(OfError::BAD_SET_TYPE, "unknown field"))?;
+    // OVS `nxm_field_by_header`: the length must be the field's (halved
+    // when hasmask); a wrong nonzero length is `BAD_SET_LEN`.
+    let len = (hdr & 0xff) as usize;
+    let extra = if exp.is_some() { 4 } else { 0 };
+    let exact = if hasmask {
+        len.saturating_sub(extra) / 2 + extra
+    } else {
+        len
+    };
+    if exact != wire.len + extra {
+        return Err(if len > 0 {
+            bad(OfError::BAD_SET_LEN, "bad field header length")
+        } else {
+            bad(OfError::BAD_SET_TYPE, "field header without length")
+        });
+    }
+    let f = match wire.kind {
+        Kind::Plain(f) => MfField::Oxm(f),
+        Kind::InPort16 => MfField::InPort16,
+        Kind::VlanTci => MfField::VlanTci,
+        Kind::IpTos => MfField::IpTos,
+    };
+    Ok((f, hasmask, used))
+}
+
+/// One masked or unmasked OXM TLV as OpenFlow 1.5 `OFPAT_SET_FIELD`
+/// carries it: the field, value and mask (all ones when unmasked) as
+/// wire bits, and the bytes used.
+///
+/// # Errors
+/// `BAD_SET_LEN` (truncated, wrong length), `BAD_SET_TYPE` (unknown field).
+pub fn decode_wire_set_field(buf: &[u8]) -> Result<(MfField, u128, u128, usize), DecodeError> {
+    let tlv = parse_tlv(buf).map_err(|()| bad(OfError::BAD_SET_LEN, "truncated set-field"))?;
+    let wire = lookup(tlv.class, tlv.field, tlv.exp)
+        .ok_or(bad(OfError::BAD_SET_TYPE, "unsupported set-field field"))?;
+    let n = wire.len;
+    let want = if tlv.hasmask { 2 * n } else { n };
+    if tlv.payload.len() != want {
+        return Err(bad(OfError::BAD_SET_LEN, "bad set-field length"));
+    }
+    let value = be_value(&tlv.payload[..n]);
+    let mask = if tlv.hasmask {
+        be_value(&tlv.payload[n..])
+    } else {
+        ones(8 * n as u32)
+    };
+    let f = match wire.kind {
+        Kind::Plain(f) => MfField::Oxm(f),
+        Kind::InPort16 => MfField::InPort16,
+        Kind::VlanTci => MfField::VlanTci,
+        Kind::IpTos => MfField::IpTos,
+    };
+    Ok((f, value, mask, tlv.size))
+}
+
+/// Append a masked TLV `field = value/mask` (wire bits) in `flavor`.
+pub fn encode_wire_set_field(
+    f: MfField,
+    value: u128,
+    mask: u128,
+    flavor: Flavor,
+    out: &mut Vec<u8>,
+) {
+    let (h, exp) = f.header(flavor);
+    let n = (h & 0xff) as usize - if exp.is_some() { 4 } else { 0 };
+    let masked = mask != ones(8 * n as u32);
+    let len = if masked { 2 * n } else { n } + if exp.is_some() { 4 } else { 0 };
+    let h = (h & !0x1ff) | (u32::from(masked) << 8) | (len as u32 & 0xff);
+    out.extend_from_slice(&h.to_be_bytes());
+    if let Some(e) = exp {
+        out.extend_from_slice(&e.to_be_bytes());
+    }
+    put_be(out, value & mask, n);
+    if masked {
+        put_be(out, mask, n);
+    }
 }
 
 #[cfg(test)]

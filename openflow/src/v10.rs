@@ -651,14 +651,6 @@ fn match_proto(m: &Match) -> Option<u8> {
     (mk == 0xff).then_some(v as u8)
 }
 
-/// A partly assembled `NXAST_REG_LOAD` sequence (OVS splits fields wider
-/// than 64 bits into several loads).
-struct PendingLoad {
-    dst: u32,
-    value: u128,
-    covered: u128,
-}
-
 /// Decode a 1.0 action list (`ofp_action_*`, Nicira `nx_action_*`).
 ///
 /// `OFPAT10_SET_VLAN_VID` / `SET_VLAN_PCP` decode to
@@ -670,14 +662,13 @@ struct PendingLoad {
 /// `Output{port, max_len: 0}`. `proto` is the flow's IP protocol, used to
 /// name the field `SET_TP_SRC/DST` writes.
 ///
-/// Nicira actions (`nx_action_header`, vendor 0x00002320):
-/// `NXAST_RESUBMIT` (1) and `NXAST_RESUBMIT_TABLE` (14) → `Resubmit`,
-/// `NXAST_SET_QUEUE` (4) → `SetQueue`, `NXAST_REG_LOAD` (7, whole fields
-/// only, consecutive loads into one field gathered) and `NXAST_REG_LOAD2`
-/// (33) → `SetField`, `NXAST_DEC_TTL` (18) → `DecNwTtl`, `NXAST_GROUP` (40)
-/// → `Group`. Open vSwitch has no Nicira push-VLAN action (1.0 pushes
-/// through `SET_VLAN_VID`/`PCP`); `NXAST_POP_QUEUE`, `NXAST_REG_MOVE`,
-/// `NXAST_LEARN`, `NXAST_CT`, … have no model form.
+/// Nicira actions (`nx_action_header`, vendor 0x00002320) are
+/// [`crate::nx_action::decode`]'s; afterwards runs of `NXAST_REG_LOAD`s
+/// into one field are merged and a load of a whole model field becomes a
+/// set-field ([`crate::nx_action::merge_loads`]: OVS splits values wider
+/// than 64 bits into several loads, and sends 1.0 set-fields as loads).
+/// Open vSwitch has no Nicira push-VLAN action (1.0 pushes through
+/// `SET_VLAN_VID`/`PCP`).
 ///
 /// # Errors
 /// `BAD_ACTION/*`: `BAD_LEN`, `BAD_TYPE` (unknown type), `BAD_EXPERIMENTER`
@@ -686,7 +677,6 @@ struct PendingLoad {
 pub fn decode_actions(buf: &[u8], proto: Option<u8>) -> Result<Vec<Action>, DecodeError> {
     let mut acts = Vec::new();
     let mut rest = buf;
-    let mut pending: Option<PendingLoad> = None;
     let arg = |what| bad(OfError::BAD_ACTION_ARGUMENT, what);
     while !rest.is_empty() {
         if rest.len() < 8 {
@@ -699,13 +689,6 @@ pub fn decode_actions(buf: &[u8], proto: Option<u8>) -> Result<Vec<Action>, Deco
         }
         let a = &rest[..len];
         rest = &rest[len..];
-        let is_reg_load = typ == OFPAT10_VENDOR
-            && len >= 10
-            && be16(a, 8) == NXAST_REG_LOAD
-            && be32(a, 4) == NX_VENDOR_ID;
-        if !is_reg_load {
-            flush_load(&mut pending, &mut acts)?;
-        }
         let fixed = |n: usize| if len == n { Ok(()) } else { Err(bad_len()) };
         match typ {
             OFPAT10_OUTPUT => {
@@ -796,19 +779,20 @@ pub fn decode_actions(buf: &[u8], proto: Option<u8>) -> Result<Vec<Action>, Deco
                     max_len: 0,
                 });
             }
-            OFPAT10_VENDOR => decode_nx_action(a, &mut acts, &mut pending)?,
+            OFPAT10_VENDOR => decode_nx_action(a, &mut acts, proto)?,
             _ => return Err(bad(OfError::BAD_ACTION_TYPE, "unknown action type")),
         }
     }
-    flush_load(&mut pending, &mut acts)?;
+    crate::nx_action::merge_loads(&mut acts, true);
     Ok(acts)
 }
 
-/// Decode one Nicira action (`nx_action_header`, `a` is the whole action).
+/// Decode one Nicira action (`nx_action_header`, `a` is the whole
+/// action) with [`crate::nx_action::decode`].
 fn decode_nx_action(
     a: &[u8],
     acts: &mut Vec<Action>,
-    pending: &mut Option<PendingLoad>,
+    proto: Option<u8>,
 ) -> Result<(), DecodeError> {
     if a.len() < 16 {
         return Err(bad_len());
@@ -819,83 +803,8 @@ fn decode_nx_action(
             "unknown action vendor",
         ));
     }
-    let subtype = be16(a, 8);
-    let fixed = |n: usize| if a.len() == n { Ok(()) } else { Err(bad_len()) };
-    match subtype {
-        NXAST_RESUBMIT => {
-            fixed(16)?;
-            acts.push(Action::Resubmit {
-                in_port: port_from_ofp10(be16(a, 10)),
-                table: 0xff,
-            });
-        }
-        NXAST_RESUBMIT_TABLE => {
-            fixed(16)?;
-            if a[13..16] != [0, 0, 0] {
-                return Err(bad(
-                    OfError::BAD_ACTION_ARGUMENT,
-                    "nonzero resubmit padding",
-                ));
-            }
-            acts.push(Action::Resubmit {
-                in_port: port_from_ofp10(be16(a, 10)),
-                table: a[12],
-            });
-        }
-        NXAST_SET_QUEUE => {
-            fixed(16)?;
-            acts.push(Action::SetQueue(be32(a, 12)));
-        }
-        NXAST_GROUP => {
-            fixed(16)?;
-            acts.push(Action::Group(be32(a, 12)));
-        }
-        NXAST_DEC_TTL => {
-            fixed(16)?;
-            acts.push(Action::DecNwTtl);
-        }
-        NXAST_PUSH_MPLS | NXAST_POP_MPLS => {
-            fixed(16)?;
-            let eth = be16(a, 10);
-            if subtype == NXAST_PUSH_MPLS {
-                if eth != 0x8847 && eth != 0x8848 {
-                    return Err(bad(OfError::BAD_ACTION_ARGUMENT, "bad push_mpls ethertype"));
-                }
-                acts.push(Action::PushMpls(eth));
-            } else {
-                acts.push(Action::PopMpls(eth));
-            }
-        }
-        NXAST_SET_MPLS_TTL => {
-            fixed(16)?;
-            acts.push(Action::SetMplsTtl(a[10]));
-        }
-        NXAST_DEC_MPLS_TTL => {
-            fixed(16)?;
-            acts.push(Action::DecMplsTtl);
-        }
-        NXAST_REG_LOAD2 => {
-            let tlv = &a[10..];
-            let (field, value, used) = oxm::decode_set_field(tlv)?;
-            let tail = tlv
-                .get(used..)
-                .ok_or(bad(OfError::BAD_SET_LEN, "set-field beyond action"))?;
-            if tail.iter().any(|&b| b != 0) {
-                return Err(bad(OfError::BAD_SET_ARGUMENT, "nonzero reg_load2 padding"));
-            }
-            acts.push(Action::SetField { field, value });
-        }
-        NXAST_REG_LOAD => {
-            fixed(24)?;
-            decode_reg_load(a, acts, pending)?;
-        }
-        _ => {
-            return Err(bad(
-                OfError::BAD_ACTION_EXP_TYPE,
-                "unknown Nicira action subtype",
-            ))
-        }
-    }
+    let nested = |b: &[u8]| decode_actions(b, proto);
+    acts.push(crate::nx_action::decode(a, OFP10_VERSION, &nested)?);
     Ok(())
 }
 
@@ -909,75 +818,6 @@ fn load_bits(f: OxmField, bytes: u32) -> u32 {
     } else {
         f.bits()
     }
-}
-
-/// Turn a finished run of `NXAST_REG_LOAD`s into a set-field.
-fn flush_load(
-    pending: &mut Option<PendingLoad>,
-    acts: &mut Vec<Action>,
-) -> Result<(), DecodeError> {
-    let Some(p) = pending.take() else {
-        return Ok(());
-    };
-    let bytes = p.dst & 0xff;
-    let mut tlv = p.dst.to_be_bytes().to_vec();
-    tlv.extend_from_slice(&p.value.to_be_bytes()[16 - bytes as usize..]);
-    let (field, value, _) = oxm::decode_set_field(&tlv)?;
-    if p.covered != ones(load_bits(field, bytes)) {
-        return Err(bad(
-            OfError::BAD_SET_ARGUMENT,
-            "NXAST_REG_LOAD of part of a field",
-        ));
-    }
-    acts.push(Action::SetField { field, value });
-    Ok(())
-}
-
-/// `nx_action_reg_load`: `ofs_nbits`, `dst` (an NXM header), `value`.
-/// Consecutive loads into one field (OVS splits values wider than 64 bits)
-/// are gathered; only loads that together set a whole field have a model
-/// form (a set-field; a partial load is `BAD_SET_ARGUMENT`).
-fn decode_reg_load(
-    a: &[u8],
-    acts: &mut Vec<Action>,
-    pending: &mut Option<PendingLoad>,
-) -> Result<(), DecodeError> {
-    let ofs_nbits = be16(a, 10);
-    let dst = be32(a, 12);
-    let value = u64::from_be_bytes(a[16..24].try_into().map_err(|_| short())?);
-    let ofs = u32::from(ofs_nbits >> 6);
-    let nbits = u32::from(ofs_nbits & 0x3f) + 1;
-    let bytes = dst & 0xff;
-    if dst & 0x100 != 0 || bytes == 0 || bytes > 16 {
-        return Err(bad(OfError::BAD_SET_TYPE, "bad reg_load destination"));
-    }
-    let width = bytes * 8;
-    if ofs + nbits > width {
-        return Err(bad(OfError::BAD_SET_LEN, "reg_load beyond the field"));
-    }
-    if nbits < 64 && value >> nbits != 0 {
-        return Err(bad(OfError::BAD_SET_ARGUMENT, "reg_load value too wide"));
-    }
-    let bits = ones(nbits) << ofs;
-    // A load into another field, or into bits already loaded, starts a new
-    // set-field.
-    if pending
-        .as_ref()
-        .is_some_and(|p| p.dst != dst || p.covered & bits != 0)
-    {
-        flush_load(pending, acts)?;
-    }
-    let p = pending.get_or_insert(PendingLoad {
-        dst,
-        value: 0,
-        covered: 0,
-    });
-    p.value = (p.value & !bits) | (u128::from(value) << ofs);
-    p.covered |= bits;
-    if p.covered == ones(width) {
-        flush_load(pending, acts)?;
-    }
-    Ok(())
 }
 
 /// Append a Nicira action header (`type`, placeholder `len`, vendor,
@@ -1105,9 +945,10 @@ fn put_reg_load(field: OxmField, value: u128, out: &mut Vec<u8>) -> Result<(), E
 /// - `PushVlan(0x8100)` is implicit in 1.0 (the following
 ///   `SET_VLAN_VID/PCP` pushes, as OVS `encode_PUSH_VLAN`), so it must be
 ///   followed by a VLAN VID or PCP set-field.
-/// - `Group` is `NXAST_GROUP` (40), `DecNwTtl` `NXAST_DEC_TTL`,
-///   `Resubmit` `NXAST_RESUBMIT_TABLE`; set-fields without a 1.0 action
-///   and `SetNwTtl` are `NXAST_REG_LOAD`s (as `ovs-ofctl` sends them).
+/// - `Group` is `NXAST_GROUP` (40), `DecNwTtl` `NXAST_DEC_TTL`;
+///   set-fields without a 1.0 action and `SetNwTtl` are `NXAST_REG_LOAD`s
+///   (as `ovs-ofctl` sends them); the other Nicira actions are
+///   [`crate::nx_action::encode`]'s.
 ///
 /// # Errors
 /// `Unsupported` for a port beyond 16 bits, a PushVlan 1.0 cannot express,
@@ -1182,14 +1023,11 @@ pub fn encode_actions(acts: &[Action], out: &mut Vec<u8>) -> Result<(), EncodeEr
                 finish_action(out, start)?;
             }
             Action::SetNwTtl(t) => encode_set_field(OxmField::IpTtl, u128::from(*t), out)?,
-            Action::Resubmit { in_port, table } => {
-                // Always the _TABLE form (0xff = current table), as OVS
-                // encodes resubmits it did not decode from NXAST_RESUBMIT.
-                let start = begin_nx_action(out, NXAST_RESUBMIT_TABLE);
-                out.u16(port10(*in_port)?);
-                out.u8(*table);
-                out.zeros(3);
-                finish_action(out, start)?;
+            a => {
+                let nested = |acts: &[Action], out: &mut Vec<u8>| encode_actions(acts, out);
+                if !crate::nx_action::encode(a, OFP10_VERSION, out, &nested)? {
+                    return Err(unsupported("action without an OpenFlow 1.0 form"));
+                }
             }
         }
         i += 1;

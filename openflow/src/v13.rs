@@ -43,12 +43,9 @@ use crate::error::{DecodeError, OfError};
 use crate::header::{self, Header, HEADER_LEN, OFP13_VERSION, OFP14_VERSION, OFP15_VERSION};
 use crate::model::*;
 pub use crate::nicira::NX_VENDOR_ID;
-use crate::nicira::{
-    NXAST_RESUBMIT, NXAST_RESUBMIT_TABLE, NXT_FLOW_MOD_TABLE_ID, NXT_SET_CONTROLLER_ID,
-    NXT_SET_PACKET_IN_FORMAT,
-};
+use crate::nicira::{NXT_FLOW_MOD_TABLE_ID, NXT_SET_CONTROLLER_ID, NXT_SET_PACKET_IN_FORMAT};
+use crate::nx_action;
 use crate::oxm::{self, Flavor};
-use crate::v10;
 use crate::wire::{self, end_record, get_str, put_split_reply, Put, Rd};
 use crate::{async_config, bundle, flow, group, port};
 
@@ -184,10 +181,11 @@ mod at {
     pub const SET_NW_TTL: u16 = 23;
     pub const DEC_NW_TTL: u16 = 24;
     pub const SET_FIELD: u16 = 25;
+    pub const COPY_FIELD: u16 = 28;
     pub const EXPERIMENTER: u16 = 0xffff;
 }
 
-fn decode_action(typ: u16, a: &mut Rd<'_>) -> Result<Action, DecodeError> {
+fn decode_action(typ: u16, a: &mut Rd<'_>, version: u8) -> Result<Action, DecodeError> {
     let fixed = |a: &Rd<'_>, n: usize| {
         if a.b.len() == n {
             Ok(())
@@ -257,8 +255,43 @@ fn decode_action(typ: u16, a: &mut Rd<'_>) -> Result<Action, DecodeError> {
             Action::DecNwTtl
         }
         at::SET_FIELD => {
-            let (field, value, _) = oxm::decode_set_field(a.rest())?;
-            Action::SetField { field, value }
+            let body = a.rest();
+            // OpenFlow 1.5 set-field may be masked (OVS
+            // `decode_OFPAT_RAW15_SET_FIELD`): a `Load` of those bits.
+            // So is a set-field of a field that is not one model field
+            // (`vlan_tci`, `nw_tos`, the 16-bit `in_port`), or of in_port
+            // (OVS: writable, changes the pipeline's in_port).
+            let masked = body.len() >= 4 && body[2] & 1 != 0;
+            let (f, v, m, _) = oxm::decode_wire_set_field(body)?;
+            let as_load = !matches!(f, MfField::Oxm(f) if f != OxmField::InPort);
+            if masked && version < OFP15_VERSION {
+                return Err(err(
+                    OfError::BAD_SET_ARGUMENT,
+                    "masked set-field before 1.5",
+                ));
+            }
+            let ct_field = matches!(f, MfField::Oxm(OxmField::CtMark | OxmField::CtLabel));
+            if let (true, false, true, MfField::Oxm(field)) =
+                (ct_field, masked, nx_action::in_ct(), f)
+            {
+                // ct(exec(set_field:..->ct_mark)): only inside ct.
+                Action::SetField { field, value: v }
+            } else if masked || as_load {
+                nx_action::set_field_action(f, v, m)?
+            } else {
+                let (field, value, _) = oxm::decode_set_field(body)?;
+                Action::SetField { field, value }
+            }
+        }
+        at::COPY_FIELD if version >= OFP15_VERSION => {
+            if a.b.len() < 12 {
+                return Err(err(OfError::BAD_ACTION_LEN, "bad action length"));
+            }
+            let n_bits = a.u16()?;
+            let src_ofs = a.u16()?;
+            let dst_ofs = a.u16()?;
+            a.skip(2)?;
+            nx_action::decode_move(n_bits, src_ofs, dst_ofs, a.rest())?
         }
         at::EXPERIMENTER => {
             let vendor = a.u32()?;
@@ -268,47 +301,50 @@ fn decode_action(typ: u16, a: &mut Rd<'_>) -> Result<Action, DecodeError> {
                     "unknown action experimenter",
                 ));
             }
-            let subtype = a.u16()?;
-            match subtype {
-                NXAST_RESUBMIT | NXAST_RESUBMIT_TABLE => {
-                    fixed(a, 6)?;
-                    let in_port = v10::port_from_ofp10(a.u16()?);
-                    let table = a.u8()?;
-                    let table = if subtype == NXAST_RESUBMIT {
-                        0xff
-                    } else {
-                        table
-                    };
-                    Action::Resubmit { in_port, table }
-                }
-                _ => {
-                    return Err(err(
-                        OfError::BAD_ACTION_EXP_TYPE,
-                        "unsupported Nicira action",
-                    ));
-                }
-            }
+            // The whole action again, header included.
+            let mut whole = vec![0xff, 0xff, 0, 0];
+            whole.extend_from_slice(&NX_VENDOR_ID.to_be_bytes());
+            whole.extend_from_slice(a.rest());
+            let len = u16::try_from(whole.len()).unwrap_or(u16::MAX);
+            whole[2..4].copy_from_slice(&len.to_be_bytes());
+            let nested = |b: &[u8]| decode_actions_version(b, version);
+            nx_action::decode(&whole, version, &nested)?
         }
         _ => return Err(err(OfError::BAD_ACTION_TYPE, "unsupported action")),
     })
 }
 
-/// Decode an action list (`ofp_action_*`, each a multiple of 8 bytes).
+/// Decode an OpenFlow 1.3 action list (`ofp_action_*`, each a multiple
+/// of 8 bytes).
 ///
 /// # Errors
 /// `BAD_ACTION/*`.
 pub fn decode_actions(buf: &[u8]) -> Result<Vec<Action>, DecodeError> {
+    decode_actions_version(buf, OFP13_VERSION)
+}
+
+/// Decode an action list of OpenFlow `version` (1.3 to 1.5; Nicira
+/// actions through [`nx_action`]).
+///
+/// # Errors
+/// `BAD_ACTION/*`.
+pub fn decode_actions_version(buf: &[u8], version: u8) -> Result<Vec<Action>, DecodeError> {
     let mut rd = Rd::new(buf, OfError::BAD_ACTION_LEN);
     let mut acts = Vec::new();
     while !rd.is_empty() {
         let (typ, mut a) = rd.tlv8("action length not a multiple of 8")?;
-        acts.push(decode_action(typ, &mut a)?);
+        acts.push(decode_action(typ, &mut a, version)?);
     }
+    nx_action::merge_loads(&mut acts, false);
     Ok(acts)
 }
 
-fn put_action(out: &mut Vec<u8>, a: &Action) -> Result<(), EncodeError> {
+fn put_action(out: &mut Vec<u8>, a: &Action, version: u8) -> Result<(), EncodeError> {
     let start = out.len();
+    let nested = |acts: &[Action], out: &mut Vec<u8>| put_actions_version(out, acts, version);
+    if nx_action::encode(a, version, out, &nested)? {
+        return Ok(());
+    }
     let hdr = |out: &mut Vec<u8>, typ: u16, len: u16| {
         out.u16(typ);
         out.u16(len);
@@ -371,24 +407,38 @@ fn put_action(out: &mut Vec<u8>, a: &Action) -> Result<(), EncodeError> {
             out.u8(*ttl);
             out.zeros(3);
         }
-        Action::Resubmit { in_port, table } => {
-            let p = v10::port_to_ofp10(*in_port)
-                .ok_or(EncodeError::Unsupported("resubmit port beyond 16 bits"))?;
-            // OVS sends NXAST_RESUBMIT_TABLE for every resubmit it did not
-            // decode from NXAST_RESUBMIT (ovs-ofctl's "resubmit:N").
-            hdr(out, at::EXPERIMENTER, 16);
-            out.u32(NX_VENDOR_ID);
-            out.u16(NXAST_RESUBMIT_TABLE);
-            out.u16(p);
-            out.u8(*table);
-            out.zeros(3);
+        _ => {
+            return Err(EncodeError::Unsupported(
+                "action without an OpenFlow 1.3 form",
+            ))
         }
     }
     Ok(())
 }
 
 pub(crate) fn put_actions(out: &mut Vec<u8>, acts: &[Action]) -> Result<(), EncodeError> {
-    acts.iter().try_for_each(|a| put_action(out, a))
+    put_actions_version(out, acts, OFP13_VERSION)
+}
+
+/// Append `acts` as an OpenFlow `version` (1.3 to 1.5) action list.
+///
+/// # Errors
+/// `Unsupported` for an action the version cannot carry.
+pub fn encode_actions_version(
+    acts: &[Action],
+    version: u8,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    put_actions_version(out, acts, version)
+}
+
+/// Append `acts` in OpenFlow `version`'s forms (1.3 to 1.5).
+pub(crate) fn put_actions_version(
+    out: &mut Vec<u8>,
+    acts: &[Action],
+    version: u8,
+) -> Result<(), EncodeError> {
+    acts.iter().try_for_each(|a| put_action(out, a, version))
 }
 
 // ---------------------------------------------------------------------------
@@ -456,7 +506,7 @@ pub fn decode_instructions(buf: &[u8], version: u8) -> Result<Instructions, Deco
                         }
                     }
                 }
-                let acts = decode_actions(body)?;
+                let acts = decode_actions_version(body, version)?;
                 if typ == it::WRITE_ACTIONS {
                     ins.write = Some(acts);
                 } else {
@@ -510,7 +560,7 @@ pub(crate) fn put_instructions(
             out.u16(8);
             out.u32(m);
         }
-        put_actions(out, acts)?;
+        put_actions_version(out, acts, version)?;
         end_record(out, start, start + 2)
     };
     let meter = ins.meter.filter(|_| meter_action);
@@ -723,7 +773,7 @@ fn get_packet_out(rd: &mut Rd<'_>, version: u8) -> Result<PacketOut, DecodeError
         rd.skip(6)?;
         (in_port, actions_len)
     };
-    let actions = decode_actions(rd.take(actions_len)?)?;
+    let actions = decode_actions_version(rd.take(actions_len)?, version)?;
     Ok(PacketOut {
         buffer_id,
         in_port,
@@ -750,7 +800,7 @@ fn put_packet_out(out: &mut Vec<u8>, p: &PacketOut, version: u8) -> Result<(), E
         out.zeros(6);
     }
     let start = out.len();
-    put_actions(out, &p.actions)?;
+    put_actions_version(out, &p.actions, version)?;
     let len = u16::try_from(out.len() - start)
         .map_err(|_| EncodeError::Unsupported("actions longer than 65535 bytes"))?;
     out.patch16(at, len);

@@ -706,7 +706,7 @@ fn specific_errors() {
         }]
     );
     let mut out = Vec::new();
-    assert!(put_action(
+    assert!(put_action13(
         &mut out,
         &Action::Resubmit {
             in_port: 0x1_0000,
@@ -886,7 +886,7 @@ fn wire_layouts() {
     }
     // OUTPUT action bytes (§7.2.5).
     let mut out = Vec::new();
-    put_action(
+    put_action13(
         &mut out,
         &Action::Output {
             port: OFPP_CONTROLLER,
@@ -900,7 +900,7 @@ fn wire_layouts() {
     );
     // set_field vlan_vid=0x1014: 4 + 6 bytes padded to 16.
     out.clear();
-    put_action(
+    put_action13(
         &mut out,
         &Action::SetField {
             field: OxmField::VlanVid,
@@ -1035,4 +1035,8 @@ proptest! {
         let _ = decode_actions(&body);
         let _ = decode_instructions(&body, OFP13_VERSION);
     }
+}
+
+fn put_action13(out: &mut Vec<u8>, a: &Action) -> Result<(), EncodeError> {
+    put_action(out, a, OFP13_VERSION)
 }
