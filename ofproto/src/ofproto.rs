@@ -53,6 +53,7 @@ use xennet_openflow::model::{
 };
 use xennet_openflow::OfError;
 
+use crate::isolation::{self, Service, Verdict};
 use crate::normal::{FdbHandle, Normal};
 use crate::tables::{Meter, MeterChange, Tables, MAX_GROUPS};
 use crate::xlate::{self, XlateIn};
@@ -108,6 +109,24 @@ pub struct Ofproto {
     dp: Mutex<Option<DpHandle>>,
     /// Ingress policers by port: (rate kbit/s, burst kbit).
     policers: RwLock<std::collections::BTreeMap<u32, (u32, u32)>>,
+    /// Isolation guard: the probes every flow-mod must leave reaching
+    /// ([`Ofproto::set_isolation_guard`]); `None`: no guard.
+    guard: RwLock<Option<Arc<Vec<GuardProbe>>>>,
+    /// Flow-mods the isolation guard refused.
+    guard_refusals: AtomicU64,
+}
+
+/// A probe the isolation guard keeps reaching (see [`crate::isolation`]).
+#[derive(Debug, Clone)]
+pub struct GuardProbe {
+    /// The vif's port name.
+    pub port: String,
+    /// The service.
+    pub service: Service,
+    /// What the probe is.
+    pub what: &'static str,
+    /// Its flow key.
+    pub key: FlowKey,
 }
 
 /// The checks of a packet-out that need no tables: no buffer, a valid
@@ -165,6 +184,8 @@ impl Ofproto {
             dropped_events: AtomicU64::new(0),
             dp: Mutex::new(None),
             policers: RwLock::new(std::collections::BTreeMap::new()),
+            guard: RwLock::new(None),
+            guard_refusals: AtomicU64::new(0),
         };
         if fail_mode == FailMode::Standalone {
             of.add_default_normal_flow();
@@ -306,12 +327,94 @@ impl Ofproto {
         if fm.buffer_id != NO_BUFFER {
             return Err(OfError::BUFFER_UNKNOWN);
         }
-        let res = self.write().apply_flow_mod(fm, Instant::now())?;
+        let guard = self
+            .guard
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let res = match guard {
+            None => self.write().apply_flow_mod(fm, Instant::now())?,
+            Some(probes) => self.guarded_flow_mod(fm, &probes)?,
+        };
         if res.n_changed > 0 {
             self.bump();
         }
         self.send_removed(res.removed);
         Ok(())
+    }
+
+    /// A flow-mod under the isolation guard: applied, then every guard
+    /// probe translated against the new tables (under the same lock, so
+    /// no packet sees them); if one no longer reaches, the flow-mod is
+    /// undone and refused with `OFPFMFC_EPERM`, with a warning naming
+    /// the port, the service and the flow that would drop it.
+    fn guarded_flow_mod(
+        &self,
+        fm: &FlowMod,
+        probes: &[GuardProbe],
+    ) -> Result<crate::tables::FlowModResult, OfError> {
+        // Before the tables lock: asking the forwarding thread for its
+        // ports while holding it could deadlock with an upcall.
+        let ports = self.ports_now();
+        let mut t = self.write();
+        let undo = t.undo_for(fm);
+        let res = t.apply_flow_mod(fm, Instant::now())?;
+        if res.n_changed == 0 {
+            return Ok(res);
+        }
+        for p in probes {
+            if let Verdict::Dropped(cause) = self.probe_in(&t, &p.key, &ports) {
+                t.undo(undo);
+                drop(t);
+                let n = self.guard_refusals.fetch_add(1, Ordering::Relaxed);
+                if n < 100 || n % 1000 == 0 {
+                    tracing::warn!(
+                        "{}: isolation guard: refused a flow-mod: port {} would no longer \
+                         reach {} ({}): dropped by {cause}",
+                        self.name,
+                        p.port,
+                        p.service,
+                        p.what
+                    );
+                }
+                return Err(OfError::FLOW_MOD_EPERM);
+            }
+        }
+        Ok(res)
+    }
+
+    /// Turn the isolation guard on with `probes` (those that reach now:
+    /// every flow-mod must leave them reaching), or off (`None`). Only
+    /// flow-mods are guarded; group and meter mods are not.
+    pub fn set_isolation_guard(&self, probes: Option<Vec<GuardProbe>>) {
+        *self.guard.write().unwrap_or_else(|e| e.into_inner()) = probes.map(Arc::new);
+    }
+
+    /// Flow-mods the isolation guard refused so far.
+    pub fn guard_refusals(&self) -> u64 {
+        self.guard_refusals.load(Ordering::Relaxed)
+    }
+
+    /// Translate probe `key` (see [`crate::isolation`]) through the
+    /// pipeline as it is now, without side effects: NORMAL learns
+    /// nothing, no table or rule counter moves, nothing is executed.
+    pub fn probe(&self, key: &FlowKey) -> Verdict {
+        let ports = self.ports_now();
+        if self.fail_open() {
+            let (out, _) = self.translate_opts(key, &Packet::new(), &ports, false, false, false);
+            return isolation::verdict(key.in_port(), &out.upcall.actions, None);
+        }
+        let t = self.read();
+        self.probe_in(&t, key, &ports)
+    }
+
+    fn probe_in(&self, tables: &Tables, key: &FlowKey, ports: &[OfPort]) -> Verdict {
+        let empty = Packet::new();
+        let (out, _) = self.xlate_tables(tables, key, &empty, ports, false, false, false);
+        if out.error.is_some() {
+            return Verdict::Dropped(isolation::DropCause::Port);
+        }
+        isolation::verdict(key.in_port(), &out.upcall.actions, out.last_hit.as_ref())
     }
 
     /// `OFPT_GROUP_MOD` (OpenFlow 1.3.5 §6.5).
@@ -831,6 +934,19 @@ impl Ofproto {
         count: bool,
         trace: bool,
     ) -> (xlate::XlateOut, Option<String>) {
+        self.translate_opts(key, pkt, ports, count, trace, true)
+    }
+
+    /// [`Ofproto::translate`], with NORMAL learning source MACs or not.
+    fn translate_opts(
+        &self,
+        key: &FlowKey,
+        pkt: &Packet,
+        ports: &[OfPort],
+        count: bool,
+        trace: bool,
+        learn: bool,
+    ) -> (xlate::XlateOut, Option<String>) {
         let ingress_meter = self.policer_meter(key.in_port());
         if self.fail_open() {
             let mut n = lock(&self.normal);
@@ -842,7 +958,10 @@ impl Ofproto {
                 up.mask.set_exact(xennet_datapath::flow::Field::InPort);
                 up
             } else {
-                UpcallHandler::upcall(&mut *n, key, pkt, ports)
+                let was = n.set_learning(learn);
+                let up = UpcallHandler::upcall(&mut *n, key, pkt, ports);
+                n.set_learning(was);
+                up
             };
             xlate::retain_forwardable(&mut up.actions, &config_of);
             if let Some(m) = ingress_meter {
@@ -852,17 +971,35 @@ impl Ofproto {
                 upcall: up,
                 error: None,
                 final_flow: *key,
+                last_hit: None,
             };
             let t =
                 trace.then(|| "Fail-open: the pipeline is bypassed; NORMAL decides.\n".to_owned());
             return (out, t);
         }
         let tables = self.read();
+        self.xlate_tables(&tables, key, pkt, ports, count, trace, learn)
+    }
+
+    /// Translate through `tables` (the pipeline, not fail-open).
+    #[allow(clippy::too_many_arguments)]
+    fn xlate_tables(
+        &self,
+        tables: &Tables,
+        key: &FlowKey,
+        pkt: &Packet,
+        ports: &[OfPort],
+        count: bool,
+        trace: bool,
+        learn: bool,
+    ) -> (xlate::XlateOut, Option<String>) {
+        let ingress_meter = self.policer_meter(key.in_port());
         let mut normal = lock(&self.normal);
-        self.with_port_state(ports, |live, port_config| {
+        let was = normal.set_learning(learn);
+        let out = self.with_port_state(ports, |live, port_config| {
             xlate::xlate(
                 XlateIn {
-                    tables: &tables,
+                    tables,
                     normal: Some(&mut normal),
                     ports,
                     live,
@@ -874,7 +1011,9 @@ impl Ofproto {
                 },
                 key,
             )
-        })
+        });
+        normal.set_learning(was);
+        out
     }
 
     /// Run `f` with whether each port is live (among `ports`, not down in
