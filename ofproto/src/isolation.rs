@@ -407,13 +407,7 @@ pub fn probes(service: Service, src: &ProbeSource, services: &[Service]) -> Vec<
             &frame::udp(sport, dport, &[0; 12]),
         )),
     };
-    let one = |what, key| {
-        vec![Probe {
-            service,
-            what,
-            key,
-        }]
-    };
+    let one = |what, key| vec![Probe { service, what, key }];
     match service {
         Service::Arp => match gw4 {
             Some(gw) => one("ARP request for the gateway", arp_for(gw, ip4)),
@@ -471,14 +465,7 @@ pub fn probes(service: Service, src: &ProbeSource, services: &[Service]) -> Vec<
             Probe {
                 service,
                 what: "ICMP echo request to the gateway",
-                key: key(frame::ipv4(
-                    PROBE_DST_MAC,
-                    mac,
-                    ip4,
-                    gw,
-                    1,
-                    &frame::echo(8),
-                )),
+                key: key(frame::ipv4(PROBE_DST_MAC, mac, ip4, gw, 1, &frame::echo(8))),
             },
         ],
         Service::Gateway(IpAddr::V6(gw)) => vec![
@@ -694,11 +681,7 @@ mod tests {
         let g = probes(gw, &src, &all);
         assert_eq!(g.len(), 2);
         assert_eq!(g[1].key.nw_proto(), 1);
-        let tcp = &probes(
-            Service::Tcp("10.0.0.5".parse().unwrap(), 443),
-            &src,
-            &all,
-        )[0];
+        let tcp = &probes(Service::Tcp("10.0.0.5".parse().unwrap(), 443), &src, &all)[0];
         assert_eq!((tcp.key.nw_proto(), tcp.key.tp_dst()), (6, 443));
         let nd = &probes(Service::Nd, &src, &all)[0];
         assert_eq!((nd.key.dl_type(), nd.key.nw_proto()), (0x86dd, 58));

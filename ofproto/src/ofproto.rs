@@ -327,11 +327,7 @@ impl Ofproto {
         if fm.buffer_id != NO_BUFFER {
             return Err(OfError::BUFFER_UNKNOWN);
         }
-        let guard = self
-            .guard
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let guard = self.guard.read().unwrap_or_else(|e| e.into_inner()).clone();
         let res = match guard {
             None => self.write().apply_flow_mod(fm, Instant::now())?,
             Some(probes) => self.guarded_flow_mod(fm, &probes)?,
@@ -399,13 +395,27 @@ impl Ofproto {
     /// pipeline as it is now, without side effects: NORMAL learns
     /// nothing, no table or rule counter moves, nothing is executed.
     pub fn probe(&self, key: &FlowKey) -> Verdict {
+        self.probe_many(std::slice::from_ref(key))
+            .pop()
+            .unwrap_or(Verdict::Reaches)
+    }
+
+    /// [`Ofproto::probe`] for each of `keys` (asking the datapath for its
+    /// ports once); the tables lock is taken per probe, so flow-mods are
+    /// not held up for long.
+    pub fn probe_many(&self, keys: &[FlowKey]) -> Vec<Verdict> {
         let ports = self.ports_now();
-        if self.fail_open() {
-            let (out, _) = self.translate_opts(key, &Packet::new(), &ports, false, false, false);
-            return isolation::verdict(key.in_port(), &out.upcall.actions, None);
-        }
-        let t = self.read();
-        self.probe_in(&t, key, &ports)
+        keys.iter()
+            .map(|key| {
+                if self.fail_open() {
+                    let (out, _) =
+                        self.translate_opts(key, &Packet::new(), &ports, false, false, false);
+                    return isolation::verdict(key.in_port(), &out.upcall.actions, None);
+                }
+                let t = self.read();
+                self.probe_in(&t, key, &ports)
+            })
+            .collect()
     }
 
     fn probe_in(&self, tables: &Tables, key: &FlowKey, ports: &[OfPort]) -> Verdict {

@@ -799,7 +799,10 @@ impl Tables {
                 for (t, m, p) in self.select(fm.table_id, &matcher, fm.priority, strict, &|r| {
                     Self::cookie_ok(fm.cookie, fm.cookie_mask, r)
                 }) {
-                    let old = self.tables[t].cls.find_strict(&m, p).map(|r| r.value.clone());
+                    let old = self.tables[t]
+                        .cls
+                        .find_strict(&m, p)
+                        .map(|r| r.value.clone());
                     entries.push((t, m, p, old));
                 }
             }

@@ -143,7 +143,8 @@ fn shadowed_gateway_and_clearing() {
     of.handle_flow_mod(&flow(0x6, 200, gw, vec![])).unwrap();
     let v = check(&of, 1, services()[2]);
     assert!(
-        dropped_by(&v).starts_with("cookie=0x6 table=0 priority=200 match=dl_type=0x0800,nw_dst=10.0.0.1 "),
+        dropped_by(&v)
+            .starts_with("cookie=0x6 table=0 priority=200 match=dl_type=0x0800,nw_dst=10.0.0.1 "),
         "{v:?}"
     );
     let mut del = fm(0, 200, gw, Instructions::default());
@@ -229,7 +230,10 @@ fn guard_refuses_a_flow_mod_that_isolates_and_undoes_it() {
     let tcp = flow(
         0x7,
         100,
-        m(&[exact(OxmField::EthType, 0x0800), exact(OxmField::IpProto, 6)]),
+        m(&[
+            exact(OxmField::EthType, 0x0800),
+            exact(OxmField::IpProto, 6),
+        ]),
         vec![],
     );
     of.handle_flow_mod(&tcp).unwrap();

@@ -1,0 +1,379 @@
+//! The isolation alert (issue 18 item 2) against the real `ovs-ofctl`
+//! and, for port VLANs and the Bridge `status` column, the real
+//! `ovsdb-server`/`ovs-vsctl`: each scenario raises the alert naming the
+//! right flow (in `ovs-appctl xennet/isolation-show` and the log) and
+//! clears it when undone; guard mode refuses the flow-mod instead.
+
+mod common;
+
+use common::Harness;
+use xennet_ovsdb::test_utils::OvsdbServer;
+
+/// The gateway the scenarios check (no host has it: only the probes'
+/// translation matters).
+const GW: &str = "10.251.0.254";
+
+/// Start xennetd on a TOML configuration whose `br0` has `bridge_extra`
+/// lines, with guests 1 and 2 (vif1.0 and vif2.0).
+fn start(test: &str, bridge_extra: &str) -> (Harness, ConfigFile) {
+    let path = std::env::temp_dir().join(format!("xennet-iso-{}-{test}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[[bridge]]
+name = "br0"
+fail_mode = "standalone"
+{bridge_extra}
+
+[emulated_xen]
+enabled = true
+socket = "xennet-xen.sock"
+bridge = "br0"
+backend_domid = 0
+xenstored = "xenstored.sock"
+
+[xen]
+mode = "emulated"
+bridge = "br0"
+hotplug = "self"
+"#
+        ),
+    )
+    .unwrap();
+    let cfg = ConfigFile(path);
+    let mut h = Harness::start_with(test, &["--config", &cfg.0.to_string_lossy()]);
+    h.guest(1, None);
+    h.guest(2, None);
+    wait_checked(&h, &["vif1.0", "vif2.0"]);
+    (h, cfg)
+}
+
+/// Removes the configuration file.
+struct ConfigFile(std::path::PathBuf);
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn show(h: &Harness) -> String {
+    h.appctl(&["xennet/isolation-show", "br0"])
+}
+
+/// Wait until a check has probed from every one of `vifs`.
+fn wait_checked(h: &Harness, vifs: &[&str]) {
+    let want = format!("vifs checked: {}", vifs.join(" "));
+    h.wait_for(&want, || show(h).contains(&want));
+}
+
+/// Wait for `isolation-show` to list `line`; returns the output.
+fn wait_alert(h: &Harness, line: &str) -> String {
+    let mut last = String::new();
+    h.wait_for(&format!("alert {line:?} (last: {last})"), || {
+        last = show(h);
+        last.contains(line)
+    });
+    last
+}
+
+fn wait_no_alerts(h: &Harness) {
+    h.wait_for("no isolation alerts", || {
+        show(h).contains("bridge br0: no isolation alerts")
+    });
+}
+
+fn ofctl(h: &Harness, args: &[&str]) -> String {
+    h.ofctl(&[&["-O", "OpenFlow13"][..], args].concat())
+}
+
+#[test]
+fn isolation_drop_arp_raises_and_clears() {
+    let (h, _cfg) = start("isoarp", &format!("gateway = \"{GW}\""));
+    let s = show(&h);
+    assert!(
+        s.contains("bridge br0: no isolation alerts (essential services: arp,nd,dhcp,gateway=10.251.0.254; guard off)"),
+        "{s}"
+    );
+    ofctl(
+        &h,
+        &[
+            "add-flow",
+            "br0",
+            "cookie=0xa1,priority=100,arp,actions=drop",
+        ],
+    );
+    let flow = "cookie=0xa1 table=0 priority=100 match=dl_type=0x0806 actions=drop";
+    let s = wait_alert(
+        &h,
+        &format!("vif1.0 (ofport 1): arp: ARP request for the gateway dropped by {flow}"),
+    );
+    assert!(
+        s.contains(&format!(
+            "vif2.0 (ofport 2): arp: ARP request for the gateway dropped by {flow}"
+        )),
+        "{s}"
+    );
+    // The gateway needs ARP too; DHCP and ND are untouched.
+    assert!(
+        s.contains(&format!(
+            "vif1.0 (ofport 1): gateway=10.251.0.254: ARP request for the gateway dropped by {flow}"
+        )),
+        "{s}"
+    );
+    assert!(!s.contains(": dhcp:") && !s.contains(": nd:"), "{s}");
+    assert!(s.contains("bridge br0: 4 isolation alerts"), "{s}");
+    let log = h.log();
+    assert!(
+        log.contains(&format!(
+            "br0: isolation: port vif1.0 can no longer reach arp (ARP request for the gateway): dropped by {flow}"
+        )),
+        "{log}"
+    );
+    ofctl(&h, &["del-flows", "br0", "cookie=0xa1/-1"]);
+    wait_no_alerts(&h);
+    let log = h.log();
+    assert!(
+        log.contains("br0: isolation cleared: port vif1.0 reaches arp again"),
+        "{log}"
+    );
+    assert!(
+        log.contains("br0: isolation cleared: port vif2.0 reaches gateway=10.251.0.254 again"),
+        "{log}"
+    );
+    assert!(show(&h).contains("raised 4, cleared 4"), "{}", show(&h));
+}
+
+#[test]
+fn isolation_drop_dhcp_and_drop_all() {
+    let (h, _cfg) = start("isodhcp", "essential_services = \"arp,dhcp\"");
+    ofctl(
+        &h,
+        &[
+            "add-flow",
+            "br0",
+            "cookie=0xd4,priority=200,udp,tp_dst=67,actions=drop",
+        ],
+    );
+    let s = wait_alert(
+        &h,
+        "vif2.0 (ofport 2): dhcp: DHCPDISCOVER broadcast dropped by cookie=0xd4 table=0 priority=200 match=dl_type=0x0800,nw_proto=17,tp_dst=67 actions=drop",
+    );
+    assert!(s.contains("bridge br0: 2 isolation alerts"), "{s}");
+    // Drop-all on top: every service of every vif, named by the new
+    // flow (it wins over the DHCP drop).
+    ofctl(
+        &h,
+        &["add-flow", "br0", "cookie=0xff,priority=65535,actions=drop"],
+    );
+    let all = "cookie=0xff table=0 priority=65535 match=any actions=drop";
+    let s = wait_alert(
+        &h,
+        &format!("vif1.0 (ofport 1): dhcp: DHCPDISCOVER broadcast dropped by {all}"),
+    );
+    let s = if s.contains("4 isolation alerts") {
+        s
+    } else {
+        wait_alert(&h, "4 isolation alerts")
+    };
+    for line in [
+        format!("vif1.0 (ofport 1): arp: ARP probe for its own address dropped by {all}"),
+        format!("vif2.0 (ofport 2): arp: ARP probe for its own address dropped by {all}"),
+    ] {
+        assert!(s.contains(&line), "{line} not in {s}");
+    }
+    // Undo the drop-all: the DHCP drop is named again.
+    ofctl(&h, &["del-flows", "br0", "cookie=0xff/-1"]);
+    wait_alert(
+        &h,
+        "vif1.0 (ofport 1): dhcp: DHCPDISCOVER broadcast dropped by cookie=0xd4",
+    );
+    ofctl(&h, &["del-flows", "br0", "cookie=0xd4/-1"]);
+    wait_no_alerts(&h);
+    assert!(
+        h.log()
+            .contains("br0: isolation cleared: port vif2.0 reaches dhcp again"),
+        "{}",
+        h.log()
+    );
+}
+
+#[test]
+fn isolation_shadowed_gateway() {
+    let (h, _cfg) = start(
+        "isogw",
+        &format!("essential_services = \"arp,gateway={GW},tcp={GW}:443\""),
+    );
+    // The gateway's traffic goes to NORMAL explicitly; a higher-priority
+    // flow for the whole subnet shadows it.
+    ofctl(
+        &h,
+        &[
+            "add-flow",
+            "br0",
+            &format!("cookie=0x10,priority=100,ip,nw_dst={GW},actions=NORMAL"),
+        ],
+    );
+    ofctl(
+        &h,
+        &[
+            "add-flow",
+            "br0",
+            "cookie=0x66,priority=300,ip,nw_dst=10.251.0.0/24,actions=drop",
+        ],
+    );
+    let flow =
+        "cookie=0x66 table=0 priority=300 match=dl_type=0x0800,nw_dst=10.251.0.0/24 actions=drop";
+    let s = wait_alert(
+        &h,
+        &format!(
+            "vif1.0 (ofport 1): gateway={GW}: ICMP echo request to the gateway dropped by {flow}"
+        ),
+    );
+    assert!(
+        s.contains(&format!(
+            "vif2.0 (ofport 2): tcp={GW}:443: TCP SYN dropped by {flow}"
+        )),
+        "{s}"
+    );
+    // ARP is not IP: untouched.
+    assert!(!s.contains(": arp:"), "{s}");
+    ofctl(
+        &h,
+        &[
+            "del-flows",
+            "br0",
+            "--strict",
+            "priority=300,ip,nw_dst=10.251.0.0/24",
+        ],
+    );
+    wait_no_alerts(&h);
+    assert!(
+        h.log().contains(&format!(
+            "br0: isolation cleared: port vif1.0 reaches gateway={GW} again"
+        )),
+        "{}",
+        h.log()
+    );
+}
+
+#[test]
+fn isolation_guard_refuses_the_flow_mod() {
+    let (h, _cfg) = start(
+        "isoguard",
+        "essential_services = \"arp,dhcp\"\nisolation_guard = true",
+    );
+    assert!(show(&h).contains("guard on"), "{}", show(&h));
+    let before = ofctl(&h, &["dump-flows", "br0", "--no-stats"]);
+    let out = h.ofctl_output(&[
+        "-O",
+        "OpenFlow13",
+        "add-flow",
+        "br0",
+        "cookie=0xa1,priority=100,arp,actions=drop",
+    ]);
+    assert!(!out.status.success(), "the guard let the flow in");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("OFPFMFC_EPERM"), "{err}");
+    assert_eq!(ofctl(&h, &["dump-flows", "br0", "--no-stats"]), before);
+    let log = h.log();
+    assert!(
+        log.contains("br0: isolation guard: refused a flow-mod: port vif1.0 would no longer reach arp (ARP probe for its own address): dropped by cookie=0xa1 table=0 priority=100 match=dl_type=0x0806 actions=drop"),
+        "{log}"
+    );
+    // A flow that cuts nobody off goes in.
+    ofctl(
+        &h,
+        &[
+            "add-flow",
+            "br0",
+            "cookie=0x7,priority=100,tcp,actions=drop",
+        ],
+    );
+    assert!(
+        show(&h).contains("flow-mods refused by the guard 1"),
+        "{}",
+        show(&h)
+    );
+    assert!(show(&h).contains("no isolation alerts"), "{}", show(&h));
+}
+
+/// Bridge br0's `status` column once `want` holds for it.
+fn wait_status(h: &Harness, db: &OvsdbServer, want: impl Fn(&str) -> bool) -> String {
+    let mut last = String::new();
+    h.wait_for("Bridge status", || {
+        last = db.vsctl_no_wait(&["get", "bridge", "br0", "status"]);
+        want(&last)
+    });
+    last
+}
+
+/// A port VLAN change that strands a port (ovs-vsctl), and the Bridge
+/// `status` column.
+#[test]
+fn isolation_vlan_change_strands_a_port() {
+    let db = OvsdbServer::start("isovlan");
+    let addr = db.addr();
+    let mut h = Harness::start_with("isovlan", &["--db", &addr]);
+    db.vsctl_ok(&[
+        "add-br",
+        "br0",
+        "--",
+        "set",
+        "bridge",
+        "br0",
+        "other_config:xennet-essential-services=\"arp,dhcp\"",
+        "--",
+        "set",
+        "port",
+        "br0",
+        "tag=10",
+        "--",
+        "add-port",
+        "br0",
+        "vif1.0",
+        "tag=10",
+        "--",
+        "add-port",
+        "br0",
+        "vif2.0",
+        "tag=10",
+    ]);
+    h.guest(1, None);
+    h.guest(2, None);
+    wait_checked(&h, &["vif1.0", "vif2.0"]);
+    assert!(show(&h).contains("no isolation alerts"), "{}", show(&h));
+    // vif1.0 alone on VLAN 20: NORMAL has nowhere to send its broadcasts.
+    db.vsctl_ok(&["set", "port", "vif1.0", "tag=20"]);
+    let normal =
+        "cookie=0x0 table=0 priority=0 match=any actions=NORMAL (NORMAL sent it to no port)";
+    let s = wait_alert(
+        &h,
+        &format!("vif1.0 (ofport 1): dhcp: DHCPDISCOVER broadcast dropped by {normal}"),
+    );
+    assert!(
+        !s.contains("vif2.0 (ofport"),
+        "vif2.0 still has br0 on VLAN 10: {s}"
+    );
+    let st = wait_status(&h, &db, |s| s.contains("isolation_alerts"));
+    assert!(st.contains("isolation_alerts=\"2\""), "{st}");
+    assert!(
+        st.contains(&format!(
+            "\"isolation:vif1.0:dhcp\"=\"DHCPDISCOVER broadcast dropped by {normal}\""
+        )),
+        "{st}"
+    );
+    assert!(st.contains("\"isolation:vif1.0:arp\""), "{st}");
+    // Back on VLAN 10: cleared, and the status says so.
+    db.vsctl_ok(&["set", "port", "vif1.0", "tag=10"]);
+    wait_no_alerts(&h);
+    let st = wait_status(&h, &db, |s| !s.contains("isolation"));
+    assert!(!st.contains("isolation"), "{st}");
+    assert!(
+        h.log()
+            .contains("br0: isolation cleared: port vif1.0 reaches dhcp again"),
+        "{}",
+        h.log()
+    );
+}
