@@ -161,6 +161,11 @@ fn isolation_drop_dhcp_and_drop_all() {
         "vif2.0 (ofport 2): dhcp: DHCPDISCOVER broadcast dropped by cookie=0xd4 table=0 priority=200 match=dl_type=0x0800,nw_proto=17,tp_dst=67 actions=drop",
     );
     assert!(s.contains("bridge br0: 2 isolation alerts"), "{s}");
+    assert!(
+        h.log().contains("br0: isolation: port vif1.0 can no longer reach dhcp (DHCPDISCOVER broadcast): dropped by cookie=0xd4 table=0 priority=200 match=dl_type=0x0800,nw_proto=17,tp_dst=67 actions=drop"),
+        "{}",
+        h.log()
+    );
     // Drop-all on top: every service of every vif, named by the new
     // flow (it wins over the DHCP drop).
     ofctl(
@@ -239,6 +244,11 @@ fn isolation_shadowed_gateway() {
     );
     // ARP is not IP: untouched.
     assert!(!s.contains(": arp:"), "{s}");
+    assert!(
+        h.log().contains(&format!("br0: isolation: port vif2.0 can no longer reach gateway={GW} (ICMP echo request to the gateway): dropped by {flow}")),
+        "{}",
+        h.log()
+    );
     ofctl(
         &h,
         &[
@@ -355,6 +365,11 @@ fn isolation_vlan_change_strands_a_port() {
     assert!(
         !s.contains("vif2.0 (ofport"),
         "vif2.0 still has br0 on VLAN 10: {s}"
+    );
+    assert!(
+        h.log().contains(&format!("br0: isolation: port vif1.0 can no longer reach arp (ARP probe for its own address): dropped by {normal}")),
+        "{}",
+        h.log()
     );
     let st = wait_status(&h, &db, |s| s.contains("isolation_alerts"));
     assert!(st.contains("isolation_alerts=\"2\""), "{st}");
