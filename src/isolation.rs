@@ -51,7 +51,7 @@ use std::sync::{Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use xennet_datapath::OfPort;
-use xennet_ofproto::isolation::{probes, DropCause, ProbeSource, Service, Verdict};
+use xennet_ofproto::isolation::{probes, DropCause, Essential, ProbeSource, Service, Verdict};
 use xennet_ofproto::GuardProbe;
 
 use crate::bridge::Bridge;
@@ -67,7 +67,7 @@ pub const MAX_LOG_LINES: usize = 32;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IsolationConfig {
     /// The essential services (empty: no check).
-    pub services: Vec<Service>,
+    pub services: Vec<Essential>,
     /// Refuse flow-mods that cut a vif off.
     pub guard: bool,
 }
@@ -75,7 +75,10 @@ pub struct IsolationConfig {
 impl Default for IsolationConfig {
     fn default() -> Self {
         IsolationConfig {
-            services: xennet_ofproto::isolation::DEFAULT_SERVICES.to_vec(),
+            services: xennet_ofproto::isolation::DEFAULT_SERVICES
+                .iter()
+                .map(|s| (*s).into())
+                .collect(),
             guard: false,
         }
     }
@@ -125,8 +128,8 @@ pub struct Alert {
     pub port: String,
     /// Its ofport.
     pub ofport: OfPort,
-    /// The service.
-    pub service: Service,
+    /// The service (and where it lives, if configured).
+    pub service: Essential,
     /// The probe that was dropped.
     pub probe: &'static str,
     /// The flow (or table miss) that dropped it.
@@ -138,7 +141,7 @@ pub struct Alert {
 impl Alert {
     /// `DHCPDISCOVER broadcast dropped by cookie=... table=...`.
     pub fn description(&self) -> String {
-        format!("{} dropped by {}", self.probe, self.cause)
+        format!("{} {}", self.probe, self.cause)
     }
 }
 
@@ -162,7 +165,7 @@ pub struct IsolationMetrics {
 pub struct Isolation {
     config: Mutex<IsolationConfig>,
     config_version: AtomicU64,
-    alerts: Mutex<BTreeMap<(String, Service), Alert>>,
+    alerts: Mutex<BTreeMap<(String, Essential), Alert>>,
     raised: AtomicU64,
     cleared: AtomicU64,
     checks: AtomicU64,
@@ -185,7 +188,10 @@ type PortsPrint = Vec<(OfPort, String, Option<[u8; 6]>, Option<std::net::Ipv4Add
 struct Fingerprint {
     generation: u64,
     config: u64,
+    /// The vif ports (probed from).
     ports: PortsPrint,
+    /// Every port's name by number (where services live).
+    names: BTreeMap<String, OfPort>,
 }
 
 impl Isolation {
@@ -234,8 +240,9 @@ impl Isolation {
     }
 
     fn fingerprint(&self, b: &Bridge) -> Fingerprint {
-        let ports = b
-            .port_entries()
+        let entries = b.port_entries();
+        let names = entries.iter().map(|(p, e)| (e.name.clone(), *p)).collect();
+        let ports = entries
             .into_iter()
             .filter(|(_, e)| e.vif.is_some())
             .map(|(p, e)| {
@@ -250,45 +257,79 @@ impl Isolation {
             generation: b.of.generation(),
             config: self.config_version.load(Ordering::Relaxed),
             ports,
+            names,
         }
     }
 
-    /// Run every probe of bridge `b` from `ports` now and update the
-    /// alerts, logging each change; returns whether the alerts changed.
-    fn check_ports(&self, b: &Bridge, ports: &PortsPrint) -> bool {
+    /// Run every probe of bridge `b` from the vifs of `fp` now and update
+    /// the alerts, logging each change; returns whether the alerts
+    /// changed.
+    fn check(&self, b: &Bridge, fp: &Fingerprint) -> bool {
+        let ports = &fp.ports;
         self.checks.fetch_add(1, Ordering::Relaxed);
         let cfg = self.config();
-        // Every probe, with its port.
+        let kinds: Vec<Service> = cfg.services.iter().map(|e| e.service).collect();
+        // Every probe, with its port and where its service lives: (vif,
+        // ofport, service, probe, location); a service whose port is not
+        // on the bridge is not probed (its alert says so).
         let mut all = Vec::new();
+        let mut now: BTreeMap<(String, Essential), Alert> = BTreeMap::new();
         for (ofport, name, mac, ipv4) in ports {
             let src = ProbeSource {
                 ofport: *ofport,
                 mac: *mac,
                 ipv4: *ipv4,
             };
-            for s in &cfg.services {
-                for p in probes(*s, &src, &cfg.services) {
-                    all.push((name.clone(), *ofport, p));
+            for e in &cfg.services {
+                if e.at.as_deref() == Some(name.as_str()) {
+                    // The vif the service lives behind.
+                    continue;
+                }
+                let at = match &e.at {
+                    None => None,
+                    Some(n) => match fp.names.get(n) {
+                        Some(p) => Some((n.clone(), *p)),
+                        None => {
+                            now.insert(
+                                (name.clone(), e.clone()),
+                                Alert {
+                                    port: name.clone(),
+                                    ofport: *ofport,
+                                    service: e.clone(),
+                                    probe: "every probe",
+                                    cause: DropCause::NoSuchPort(n.clone()),
+                                    since: std::time::SystemTime::now(),
+                                },
+                            );
+                            continue;
+                        }
+                    },
+                };
+                for p in probes(e.service, &src, &kinds) {
+                    all.push((name.clone(), *ofport, e, p, at.clone()));
                 }
             }
         }
-        let keys: Vec<_> = all.iter().map(|(_, _, p)| p.key).collect();
+        let keys: Vec<_> = all
+            .iter()
+            .map(|(_, _, _, p, at)| (p.key, at.clone()))
+            .collect();
         let verdicts = b.of.probe_many(&keys);
-        let mut now: BTreeMap<(String, Service), Alert> = BTreeMap::new();
         let mut keep = Vec::new();
-        for ((port, ofport, p), v) in all.into_iter().zip(verdicts) {
+        for ((port, ofport, e, p, at), v) in all.into_iter().zip(verdicts) {
             match v {
                 Verdict::Reaches => keep.push(GuardProbe {
                     port,
-                    service: p.service,
+                    service: e.clone(),
                     what: p.what,
                     key: p.key,
+                    at,
                 }),
                 Verdict::Dropped(cause) => {
-                    now.entry((port.clone(), p.service)).or_insert(Alert {
+                    now.entry((port.clone(), e.clone())).or_insert(Alert {
                         port,
                         ofport,
-                        service: p.service,
+                        service: e.clone(),
                         probe: p.what,
                         cause,
                         since: std::time::SystemTime::now(),
@@ -297,9 +338,6 @@ impl Isolation {
             }
         }
         b.of.set_isolation_guard(cfg.guard.then_some(keep));
-        // After the guard: once a vif is listed, the guard covers it.
-        *self.checked_ports.lock().unwrap_or_else(|e| e.into_inner()) =
-            ports.iter().map(|p| p.1.clone()).collect();
         let mut lines = 0usize;
         let mut more = 0usize;
         let mut log = |line: String, warn: bool| {
@@ -325,7 +363,7 @@ impl Isolation {
                     self.raised.fetch_add(1, Ordering::Relaxed);
                     log(
                         format!(
-                            "{}: isolation: port {} can no longer reach {} ({}): dropped by {}",
+                            "{}: isolation: port {} can no longer reach {} ({}): {}",
                             b.name, a.port, a.service, a.probe, a.cause
                         ),
                         true,
@@ -362,6 +400,10 @@ impl Isolation {
         }
         *cur = now;
         drop(cur);
+        // Last: once a vif is listed, the guard covers it and the alerts
+        // include its probes.
+        *self.checked_ports.lock().unwrap_or_else(|e| e.into_inner()) =
+            ports.iter().map(|p| p.1.clone()).collect();
         if more > 0 {
             tracing::warn!(
                 "{}: isolation: {more} more alert changes (ovs-appctl xennet/isolation-show {})",
@@ -462,7 +504,7 @@ pub fn run(bridge: Weak<Bridge>) {
             seen = Some(fp);
             continue;
         }
-        iso.check_ports(&b, &fp.ports);
+        iso.check(&b, &fp);
         pending_since = None;
         seen = Some(fp.clone());
         checked = Some(fp);

@@ -78,6 +78,19 @@ fn wait_alert(h: &Harness, line: &str) -> String {
     last
 }
 
+/// The (raised, cleared) counters of `isolation-show`.
+fn counters(h: &Harness) -> (u64, u64) {
+    let s = show(h);
+    let n = |key: &str| -> u64 {
+        s.split(key)
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {s}"))
+    };
+    (n("raised "), n("cleared "))
+}
+
 fn wait_no_alerts(h: &Harness) {
     h.wait_for("no isolation alerts", || {
         show(h).contains("bridge br0: no isolation alerts")
@@ -96,6 +109,8 @@ fn isolation_drop_arp_raises_and_clears() {
         s.contains("bridge br0: no isolation alerts (essential services: arp,nd,dhcp,gateway=10.251.0.254; guard off)"),
         "{s}"
     );
+    // (A vif alone on br0 was cut off from everything for a moment.)
+    let before = counters(&h);
     ofctl(
         &h,
         &[
@@ -142,7 +157,13 @@ fn isolation_drop_arp_raises_and_clears() {
         log.contains("br0: isolation cleared: port vif2.0 reaches gateway=10.251.0.254 again"),
         "{log}"
     );
-    assert!(show(&h).contains("raised 4, cleared 4"), "{}", show(&h));
+    let after = counters(&h);
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (4, 4),
+        "{}",
+        show(&h)
+    );
 }
 
 #[test]
@@ -266,6 +287,57 @@ fn isolation_shadowed_gateway() {
         "{}",
         h.log()
     );
+}
+
+/// A service behind a named port: an output elsewhere does not reach
+/// it, and a port that is not on the bridge is reported.
+#[test]
+fn isolation_service_location() {
+    let (mut h, _cfg) = start(
+        "isoloc",
+        &format!("essential_services = \"gateway={GW}@vif3.0,dns=10.251.0.53@eth9\""),
+    );
+    // eth9 is not on br0: every vif is told so.
+    let s = wait_alert(
+        &h,
+        "vif1.0 (ofport 1): dns=10.251.0.53@eth9: every probe not sent: eth9 (where the service is) is not on the bridge",
+    );
+    // The router vif3.0 is not there yet either.
+    assert!(
+        s.contains(&format!(
+            "vif2.0 (ofport 2): gateway={GW}@vif3.0: every probe not sent: vif3.0"
+        )),
+        "{s}"
+    );
+    h.guest(3, None);
+    wait_checked(&h, &["vif1.0", "vif2.0", "vif3.0"]);
+    let s = show(&h);
+    assert!(!s.contains(&format!("gateway={GW}@vif3.0:")), "{s}");
+    // The gateway's traffic steered to vif2.0 instead.
+    ofctl(
+        &h,
+        &[
+            "add-flow",
+            "br0",
+            &format!("cookie=0x22,priority=300,ip,nw_dst={GW},actions=output:2"),
+        ],
+    );
+    let s = wait_alert(
+        &h,
+        &format!("vif1.0 (ofport 1): gateway={GW}@vif3.0: ICMP echo request to the gateway sent to port 2, not to vif3.0, by cookie=0x22 table=0 priority=300 match=dl_type=0x0800,nw_dst={GW} actions=output:2"),
+    );
+    // From vif2.0 itself the output is dropped (no hairpin); vif3.0 is
+    // where the gateway is, so it is not probed for it.
+    assert!(
+        s.contains(&format!("vif2.0 (ofport 2): gateway={GW}@vif3.0: ICMP echo request to the gateway dropped by cookie=0x22")),
+        "{s}"
+    );
+    assert!(!s.contains("vif3.0 (ofport 3): gateway="), "{s}");
+    ofctl(&h, &["del-flows", "br0", "cookie=0x22/-1"]);
+    h.wait_for("the gateway alerts cleared", || {
+        !show(&h).contains(&format!("gateway={GW}@vif3.0: "))
+    });
+    assert!(show(&h).contains("3 isolation alerts"), "{}", show(&h));
 }
 
 #[test]

@@ -18,6 +18,9 @@
 //! | `default` | `arp,nd,dhcp` |
 //! | `none` | nothing (turns the check off) |
 //!
+//! Any item but `default` and `none` may end in `@PORT`: the name of the
+//! port the service lives behind ([`Essential::at`]).
+//!
 //! Without the key a bridge checks `default`, plus `gateway=ADDR` when
 //! `other_config:xennet-gateway` (TOML `gateway`) names one.
 //!
@@ -36,9 +39,9 @@
 //! # Verdict
 //!
 //! A probe *reaches* when its datapath actions output it to some port
-//! other than its own, or send it to a controller (a reactive controller
-//! decides then). Where the service lives is not modelled: any such
-//! output counts. A probe that does not reach is *dropped*, and the
+//! other than its own (to the service's `@PORT` when it has one), or send
+//! it to a controller (a reactive controller decides then). A probe that
+//! does not reach is *dropped*, and the
 //! flow named is the last table lookup of the translation
 //! ([`crate::xlate::XlateOut::last_hit`]): the rule it matched (cookie,
 //! table, priority, match, actions) or the table that missed. A service
@@ -98,6 +101,32 @@ impl fmt::Display for Service {
     }
 }
 
+/// An essential service and, if the operator said so, the port behind
+/// which it lives (`dns=10.0.0.53@eth1`): its probes must then be output
+/// to that port.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Essential {
+    /// The service.
+    pub service: Service,
+    /// The name of the port it is reached through (`None`: anywhere).
+    pub at: Option<String>,
+}
+
+impl From<Service> for Essential {
+    fn from(service: Service) -> Essential {
+        Essential { service, at: None }
+    }
+}
+
+impl fmt::Display for Essential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.at {
+            Some(p) => write!(f, "{}@{p}", self.service),
+            None => write!(f, "{}", self.service),
+        }
+    }
+}
+
 /// A service list that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("essential services: {item:?}: {why}")]
@@ -108,29 +137,50 @@ pub struct ServiceError {
     pub why: &'static str,
 }
 
+/// Longest port name in `@PORT` (OVS port names are Linux interface
+/// names, at most 15 bytes, but others may be longer; 64 bounds it).
+pub const MAX_PORT_NAME: usize = 64;
+
 /// The services `default` stands for.
 pub const DEFAULT_SERVICES: [Service; 3] = [Service::Arp, Service::Nd, Service::Dhcp];
 
 /// Parse a service list (`"arp,dhcp,dns=10.0.0.53,tcp=10.0.0.5:443"`,
 /// see the module docs); items may be separated by commas and/or spaces,
-/// duplicates count once, the order is kept.
+/// each may end in `@PORT` (where the service lives), duplicates count
+/// once, the order is kept.
 ///
 /// # Errors
 /// The first item that is not a service.
-pub fn parse_services(text: &str) -> Result<Vec<Service>, ServiceError> {
-    let mut out: Vec<Service> = Vec::new();
-    let mut push = |s: Service| {
-        if !out.contains(&s) {
-            out.push(s);
-        }
-    };
-    for item in text
+pub fn parse_services(text: &str) -> Result<Vec<Essential>, ServiceError> {
+    let mut out: Vec<Essential> = Vec::new();
+    for full in text
         .split(|c: char| c == ',' || c.is_whitespace())
         .filter(|s| !s.is_empty())
     {
         let bad = |why| ServiceError {
-            item: item.to_owned(),
+            item: full.to_owned(),
             why,
+        };
+        let (item, at) = match full.rsplit_once('@') {
+            Some((i, p)) => {
+                if p.is_empty() || p.len() > MAX_PORT_NAME || p.contains(['@', '=']) {
+                    return Err(bad("@PORT: not a port name"));
+                }
+                (i, Some(p.to_owned()))
+            }
+            None => (full, None),
+        };
+        if at.is_some() && matches!(item, "default" | "none") {
+            return Err(bad("takes no @PORT"));
+        }
+        let mut push = |service: Service| {
+            let e = Essential {
+                service,
+                at: at.clone(),
+            };
+            if !out.contains(&e) {
+                out.push(e);
+            }
         };
         let (name, value) = match item.split_once('=') {
             Some((n, v)) => (n, Some(v)),
@@ -180,14 +230,15 @@ pub fn parse_services(text: &str) -> Result<Vec<Service>, ServiceError> {
 pub fn bridge_services(
     spec: Option<&str>,
     gateway: Option<IpAddr>,
-) -> Result<Vec<Service>, ServiceError> {
+) -> Result<Vec<Essential>, ServiceError> {
     match spec {
         Some(s) => parse_services(s),
-        None => {
-            let mut v = DEFAULT_SERVICES.to_vec();
-            v.extend(gateway.map(Service::Gateway));
-            Ok(v)
-        }
+        None => Ok(DEFAULT_SERVICES
+            .iter()
+            .copied()
+            .chain(gateway.map(Service::Gateway))
+            .map(Essential::from)
+            .collect()),
     }
 }
 
@@ -519,6 +570,18 @@ pub enum DropCause {
     /// The vif's port does not receive (`OFPPC_NO_RECV` or
     /// `OFPPC_PORT_DOWN`), or translation was cut short.
     Port,
+    /// Output, but not to the port where the service lives (`at`): to
+    /// `to` (other ports than the vif's), the last lookup being `by`.
+    Elsewhere {
+        /// The service's port.
+        at: String,
+        /// Where the probe went instead.
+        to: Vec<OfPort>,
+        /// The last lookup ([`DropCause::Flow`] or [`DropCause::Miss`]).
+        by: Box<DropCause>,
+    },
+    /// The port where the service lives is not on the bridge.
+    NoSuchPort(String),
 }
 
 impl DropCause {
@@ -542,9 +605,10 @@ impl DropCause {
     }
 }
 
-impl fmt::Display for DropCause {
-    /// `cookie=0x0 table=0 priority=100 match=arp actions=drop`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl DropCause {
+    /// The last lookup alone: `cookie=0x0 table=0 priority=100
+    /// match=dl_type=0x0806 actions=drop`, `table=3 miss (...)`.
+    fn fmt_lookup(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DropCause::Flow {
                 cookie,
@@ -566,6 +630,35 @@ impl fmt::Display for DropCause {
             }
             DropCause::Miss { table } => write!(f, "table={table} miss (no flow matched)"),
             DropCause::Port => f.write_str("the port's OpenFlow config (no-receive or down)"),
+            DropCause::Elsewhere { by, .. } => by.fmt_lookup(f),
+            DropCause::NoSuchPort(p) => write!(f, "no port {p}"),
+        }
+    }
+}
+
+impl fmt::Display for DropCause {
+    /// What happened, as a verb phrase: `dropped by cookie=0x0 table=0
+    /// priority=100 match=dl_type=0x0806 actions=drop`, `sent to port 2,
+    /// not to eth1, by cookie=...`, `not sent: eth1 (where the service
+    /// is) is not on the bridge`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DropCause::Elsewhere { at, to, by } => {
+                let ports: Vec<String> = to.iter().map(|p| p.to_string()).collect();
+                let s = if to.len() == 1 { "" } else { "s" };
+                write!(f, "sent to port{s} {}, not to {at}, by ", ports.join(","))?;
+                by.fmt_lookup(f)
+            }
+            DropCause::NoSuchPort(p) => {
+                write!(
+                    f,
+                    "not sent: {p} (where the service is) is not on the bridge"
+                )
+            }
+            _ => {
+                f.write_str("dropped by ")?;
+                self.fmt_lookup(f)
+            }
         }
     }
 }
@@ -580,17 +673,32 @@ pub enum Verdict {
 }
 
 /// The verdict on a probe from `in_port` that translated to `actions`,
-/// with last lookup `hit`.
-pub fn verdict(in_port: OfPort, actions: &[DpAction], hit: Option<&Hit>) -> Verdict {
-    let reaches = actions.iter().any(|a| match a {
-        DpAction::Output(p) => *p != in_port,
-        DpAction::Userspace(_) => true,
-        _ => false,
-    });
-    if reaches {
-        Verdict::Reaches
-    } else {
-        Verdict::Dropped(DropCause::from_hit(hit))
+/// with last lookup `hit`; `at`: the port (name, number) where the
+/// service lives, which an output must then reach.
+pub fn verdict(
+    in_port: OfPort,
+    actions: &[DpAction],
+    hit: Option<&Hit>,
+    at: Option<(&str, OfPort)>,
+) -> Verdict {
+    let controller = actions.iter().any(|a| matches!(a, DpAction::Userspace(_)));
+    let outs: Vec<OfPort> = actions
+        .iter()
+        .filter_map(|a| match a {
+            DpAction::Output(p) if *p != in_port => Some(*p),
+            _ => None,
+        })
+        .collect();
+    match at {
+        _ if controller => Verdict::Reaches,
+        None if !outs.is_empty() => Verdict::Reaches,
+        Some((_, p)) if outs.contains(&p) => Verdict::Reaches,
+        Some((name, _)) if !outs.is_empty() => Verdict::Dropped(DropCause::Elsewhere {
+            at: name.to_owned(),
+            to: outs,
+            by: Box::new(DropCause::from_hit(hit)),
+        }),
+        _ => Verdict::Dropped(DropCause::from_hit(hit)),
     }
 }
 
@@ -603,7 +711,7 @@ mod tests {
     fn parses_the_documented_example() {
         let s = parse_services("arp,dhcp,dns=10.0.0.53,gateway=10.0.0.1,tcp=10.0.0.5:443").unwrap();
         assert_eq!(
-            s,
+            s.iter().map(|e| e.service).collect::<Vec<_>>(),
             vec![
                 Service::Arp,
                 Service::Dhcp,
@@ -621,16 +729,33 @@ mod tests {
 
     #[test]
     fn parses_default_none_ipv6_and_duplicates() {
-        assert_eq!(parse_services("default").unwrap(), DEFAULT_SERVICES);
-        assert_eq!(parse_services("none").unwrap(), vec![]);
-        assert_eq!(parse_services("").unwrap(), vec![]);
-        assert_eq!(
-            parse_services("dhcp arp, dhcp").unwrap(),
-            vec![Service::Dhcp, Service::Arp]
-        );
+        let kinds = |t: &str| -> Vec<Service> {
+            parse_services(t)
+                .unwrap()
+                .iter()
+                .map(|e| e.service)
+                .collect()
+        };
+        assert_eq!(kinds("default"), DEFAULT_SERVICES);
+        assert_eq!(kinds("none"), vec![]);
+        assert_eq!(kinds(""), vec![]);
+        assert_eq!(kinds("dhcp arp, dhcp"), vec![Service::Dhcp, Service::Arp]);
         let s = parse_services("tcp=[2001:db8::5]:22,dns=2001:db8::53").unwrap();
         assert_eq!(s[0].to_string(), "tcp=[2001:db8::5]:22");
         assert_eq!(s[1].to_string(), "dns=2001:db8::53");
+    }
+
+    #[test]
+    fn parses_locations() {
+        let s = parse_services("dhcp@eth1,gateway=10.0.0.1@eth1,tcp=[2001:db8::5]:22@uplink,arp")
+            .unwrap();
+        assert_eq!(s[0].at.as_deref(), Some("eth1"));
+        assert_eq!(s[0].service, Service::Dhcp);
+        assert_eq!(s[1].to_string(), "gateway=10.0.0.1@eth1");
+        assert_eq!(s[2].to_string(), "tcp=[2001:db8::5]:22@uplink");
+        assert_eq!(s[3].at, None);
+        // The same service at two places counts twice.
+        assert_eq!(parse_services("dhcp@a,dhcp@b,dhcp@a").unwrap().len(), 2);
     }
 
     #[test]
@@ -642,6 +767,9 @@ mod tests {
             ("tcp=10.0.0.1", "tcp=10.0.0.1"),
             ("tcp=10.0.0.1:0", "tcp=10.0.0.1:0"),
             ("arp=1", "arp=1"),
+            ("dhcp@", "dhcp@"),
+            ("default@eth1", "default@eth1"),
+            ("dns=10.0.0.1@a=b", "dns=10.0.0.1@a=b"),
         ] {
             assert_eq!(parse_services(text).unwrap_err().item, item, "{text}");
         }
@@ -650,12 +778,12 @@ mod tests {
     #[test]
     fn bridge_services_add_the_gateway_to_the_default() {
         let gw: IpAddr = "10.0.0.1".parse().unwrap();
-        let mut want = DEFAULT_SERVICES.to_vec();
-        want.push(Service::Gateway(gw));
+        let mut want: Vec<Essential> = DEFAULT_SERVICES.iter().map(|s| (*s).into()).collect();
+        want.push(Service::Gateway(gw).into());
         assert_eq!(bridge_services(None, Some(gw)).unwrap(), want);
         assert_eq!(
             bridge_services(Some("dhcp"), Some(gw)).unwrap(),
-            vec![Service::Dhcp]
+            vec![Service::Dhcp.into()]
         );
     }
 
@@ -698,10 +826,20 @@ mod tests {
     #[test]
     fn verdicts() {
         use xennet_datapath::Userdata;
-        assert_eq!(verdict(1, &[DpAction::Output(2)], None), Verdict::Reaches);
         assert_eq!(
-            verdict(1, &[DpAction::Output(1)], None),
+            verdict(1, &[DpAction::Output(2)], None, None),
+            Verdict::Reaches
+        );
+        assert_eq!(
+            verdict(1, &[DpAction::Output(1)], None, None),
             Verdict::Dropped(DropCause::Port)
+        );
+        // Where the service lives: only an output there counts.
+        let out2 = [DpAction::Output(2), DpAction::Output(3)];
+        assert_eq!(verdict(1, &out2, None, Some(("eth3", 3))), Verdict::Reaches);
+        assert_eq!(
+            verdict(1, &out2, Some(&Hit::Miss(0)), Some(("eth4", 4))).to_string_cause(),
+            "sent to ports 2,3, not to eth4, by table=0 miss (no flow matched)"
         );
         assert_eq!(
             verdict(
@@ -713,13 +851,14 @@ mod tests {
                     max_len: 0,
                     metadata: 0
                 })],
-                None
+                None,
+                Some(("eth4", 4))
             ),
             Verdict::Reaches
         );
         assert_eq!(
-            verdict(1, &[], Some(&Hit::Miss(3))).to_string_cause(),
-            "table=3 miss (no flow matched)"
+            verdict(1, &[], Some(&Hit::Miss(3)), None).to_string_cause(),
+            "dropped by table=3 miss (no flow matched)"
         );
     }
 

@@ -53,7 +53,7 @@ use xennet_openflow::model::{
 };
 use xennet_openflow::OfError;
 
-use crate::isolation::{self, Service, Verdict};
+use crate::isolation::{self, Essential, Verdict};
 use crate::normal::{FdbHandle, Normal};
 use crate::tables::{Meter, MeterChange, Tables, MAX_GROUPS};
 use crate::xlate::{self, XlateIn};
@@ -121,12 +121,14 @@ pub struct Ofproto {
 pub struct GuardProbe {
     /// The vif's port name.
     pub port: String,
-    /// The service.
-    pub service: Service,
+    /// The service (and where it lives, if known).
+    pub service: Essential,
     /// What the probe is.
     pub what: &'static str,
     /// Its flow key.
     pub key: FlowKey,
+    /// Where the service lives (port name and number), if known.
+    pub at: Option<(String, OfPort)>,
 }
 
 /// The checks of a packet-out that need no tables: no buffer, a valid
@@ -359,14 +361,15 @@ impl Ofproto {
             return Ok(res);
         }
         for p in probes {
-            if let Verdict::Dropped(cause) = self.probe_in(&t, &p.key, &ports) {
+            let at = p.at.as_ref().map(|(n, o)| (n.as_str(), *o));
+            if let Verdict::Dropped(cause) = self.probe_in(&t, &p.key, &ports, at) {
                 t.undo(undo);
                 drop(t);
                 let n = self.guard_refusals.fetch_add(1, Ordering::Relaxed);
                 if n < 100 || n % 1000 == 0 {
                     tracing::warn!(
                         "{}: isolation guard: refused a flow-mod: port {} would no longer \
-                         reach {} ({}): dropped by {cause}",
+                         reach {} ({}): {cause}",
                         self.name,
                         p.port,
                         p.service,
@@ -393,38 +396,54 @@ impl Ofproto {
 
     /// Translate probe `key` (see [`crate::isolation`]) through the
     /// pipeline as it is now, without side effects: NORMAL learns
-    /// nothing, no table or rule counter moves, nothing is executed.
-    pub fn probe(&self, key: &FlowKey) -> Verdict {
-        self.probe_many(std::slice::from_ref(key))
-            .pop()
-            .unwrap_or(Verdict::Reaches)
+    /// nothing, no table or rule counter moves, nothing is executed. `at`:
+    /// the port (name, number) the service lives behind, if known.
+    pub fn probe(&self, key: &FlowKey, at: Option<(&str, OfPort)>) -> Verdict {
+        let ports = self.ports_now();
+        self.probe_ports(key, &ports, at)
     }
 
-    /// [`Ofproto::probe`] for each of `keys` (asking the datapath for its
-    /// ports once); the tables lock is taken per probe, so flow-mods are
-    /// not held up for long.
-    pub fn probe_many(&self, keys: &[FlowKey]) -> Vec<Verdict> {
+    /// [`Ofproto::probe`] for each of `probes` (key, where the service
+    /// lives), asking the datapath for its ports once; the tables lock is
+    /// taken per probe, so flow-mods are not held up for long.
+    pub fn probe_many(&self, probes: &[(FlowKey, Option<(String, OfPort)>)]) -> Vec<Verdict> {
         let ports = self.ports_now();
-        keys.iter()
-            .map(|key| {
-                if self.fail_open() {
-                    let (out, _) =
-                        self.translate_opts(key, &Packet::new(), &ports, false, false, false);
-                    return isolation::verdict(key.in_port(), &out.upcall.actions, None);
-                }
-                let t = self.read();
-                self.probe_in(&t, key, &ports)
+        probes
+            .iter()
+            .map(|(key, at)| {
+                let at = at.as_ref().map(|(n, o)| (n.as_str(), *o));
+                self.probe_ports(key, &ports, at)
             })
             .collect()
     }
 
-    fn probe_in(&self, tables: &Tables, key: &FlowKey, ports: &[OfPort]) -> Verdict {
+    fn probe_ports(&self, key: &FlowKey, ports: &[OfPort], at: Option<(&str, OfPort)>) -> Verdict {
+        if self.fail_open() {
+            let (out, _) = self.translate_opts(key, &Packet::new(), ports, false, false, false);
+            return isolation::verdict(key.in_port(), &out.upcall.actions, None, at);
+        }
+        let t = self.read();
+        self.probe_in(&t, key, ports, at)
+    }
+
+    fn probe_in(
+        &self,
+        tables: &Tables,
+        key: &FlowKey,
+        ports: &[OfPort],
+        at: Option<(&str, OfPort)>,
+    ) -> Verdict {
         let empty = Packet::new();
         let (out, _) = self.xlate_tables(tables, key, &empty, ports, false, false, false);
         if out.error.is_some() {
             return Verdict::Dropped(isolation::DropCause::Port);
         }
-        isolation::verdict(key.in_port(), &out.upcall.actions, out.last_hit.as_ref())
+        isolation::verdict(
+            key.in_port(),
+            &out.upcall.actions,
+            out.last_hit.as_ref(),
+            at,
+        )
     }
 
     /// `OFPT_GROUP_MOD` (OpenFlow 1.3.5 §6.5).

@@ -46,7 +46,7 @@ fn services() -> Vec<Service> {
 /// else reaches).
 fn check(of: &Ofproto, from: u32, service: Service) -> Verdict {
     for p in probes(service, &src(from), &services()) {
-        if let v @ Verdict::Dropped(_) = of.probe(&p.key) {
+        if let v @ Verdict::Dropped(_) = of.probe(&p.key, None) {
             return v;
         }
     }
@@ -62,7 +62,11 @@ fn flow(cookie: u64, priority: u16, matcher: Match, actions: Vec<Action>) -> Flo
 fn dropped_by(v: &Verdict) -> String {
     match v {
         Verdict::Reaches => panic!("expected a drop"),
-        Verdict::Dropped(c) => c.to_string(),
+        Verdict::Dropped(c) => c
+            .to_string()
+            .strip_prefix("dropped by ")
+            .expect("a drop")
+            .to_owned(),
     }
 }
 
@@ -191,9 +195,10 @@ fn guard_refuses_a_flow_mod_that_isolates_and_undoes_it() {
                     .into_iter()
                     .map(move |pr| GuardProbe {
                         port: format!("vif{p}.0"),
-                        service: s,
+                        service: s.into(),
                         what: pr.what,
                         key: pr.key,
+                        at: None,
                     })
             })
         })
@@ -241,4 +246,30 @@ fn guard_refuses_a_flow_mod_that_isolates_and_undoes_it() {
     of.set_isolation_guard(None);
     of.handle_flow_mod(&arp).unwrap();
     assert!(matches!(check(&of, 1, Service::Arp), Verdict::Dropped(_)));
+}
+
+#[test]
+fn a_service_behind_a_port_must_get_there() {
+    let of = bridge();
+    let gw = services()[2];
+    let echo = &probes(gw, &src(1), &services())[1];
+    assert_eq!(echo.what, "ICMP echo request to the gateway");
+    // NORMAL floods the unknown destination to 2 and 3.
+    assert_eq!(of.probe(&echo.key, Some(("eth3", 3))), Verdict::Reaches);
+    let to_gw = m(&[
+        exact(OxmField::EthType, 0x0800),
+        exact(OxmField::Ipv4Dst, 0x0a00_0001),
+    ]);
+    of.handle_flow_mod(&flow(0x9, 300, to_gw, vec![out(2)]))
+        .unwrap();
+    match of.probe(&echo.key, Some(("eth3", 3))) {
+        Verdict::Dropped(c) => assert_eq!(
+            c.to_string(),
+            "sent to port 2, not to eth3, by cookie=0x9 table=0 priority=300 \
+             match=dl_type=0x0800,nw_dst=10.0.0.1 actions=output:2"
+        ),
+        v => panic!("{v:?}"),
+    }
+    // Without a location any output counts.
+    assert_eq!(of.probe(&echo.key, None), Verdict::Reaches);
 }
