@@ -141,6 +141,10 @@ pub struct ServiceError {
 /// names, at most 15 bytes, but others may be longer; 64 bounds it).
 pub const MAX_PORT_NAME: usize = 64;
 
+/// Most services a bridge checks (each costs a few translations per vif
+/// and check).
+pub const MAX_SERVICES: usize = 64;
+
 /// The services `default` stands for.
 pub const DEFAULT_SERVICES: [Service; 3] = [Service::Arp, Service::Nd, Service::Dhcp];
 
@@ -172,6 +176,9 @@ pub fn parse_services(text: &str) -> Result<Vec<Essential>, ServiceError> {
         };
         if at.is_some() && matches!(item, "default" | "none") {
             return Err(bad("takes no @PORT"));
+        }
+        if out.len() >= MAX_SERVICES {
+            return Err(bad("too many services (at most 64)"));
         }
         let mut push = |service: Service| {
             let e = Essential {
@@ -773,6 +780,13 @@ mod tests {
         ] {
             assert_eq!(parse_services(text).unwrap_err().item, item, "{text}");
         }
+        let many: Vec<String> = (1..=65).map(|p| format!("tcp=10.0.0.1:{p}")).collect();
+        assert_eq!(
+            parse_services(&many.join(",")).unwrap_err().item,
+            "tcp=10.0.0.1:65"
+        );
+        assert_eq!(many.len() - 1, MAX_SERVICES);
+        assert!(parse_services(&many[..64].join(",")).is_ok());
     }
 
     #[test]
