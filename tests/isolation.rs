@@ -16,6 +16,11 @@ const GW: &str = "10.251.0.254";
 /// Start xennetd on a TOML configuration whose `br0` has `bridge_extra`
 /// lines, with guests 1 and 2 (vif1.0 and vif2.0).
 fn start(test: &str, bridge_extra: &str) -> (Harness, ConfigFile) {
+    start_with(test, bridge_extra, &[])
+}
+
+/// [`start`] with more xennetd arguments.
+fn start_with(test: &str, bridge_extra: &str, args: &[&str]) -> (Harness, ConfigFile) {
     let path = std::env::temp_dir().join(format!("xennet-iso-{}-{test}.toml", std::process::id()));
     std::fs::write(
         &path,
@@ -42,7 +47,8 @@ hotplug = "self"
     )
     .unwrap();
     let cfg = ConfigFile(path);
-    let mut h = Harness::start_with(test, &["--config", &cfg.0.to_string_lossy()]);
+    let path = cfg.0.to_string_lossy().into_owned();
+    let mut h = Harness::start_with(test, &[&["--config", path.as_str()][..], args].concat());
     h.guest(1, None);
     h.guest(2, None);
     wait_checked(&h, &["vif1.0", "vif2.0"]);
@@ -95,6 +101,29 @@ fn wait_no_alerts(h: &Harness) {
     h.wait_for("no isolation alerts", || {
         show(h).contains("bridge br0: no isolation alerts")
     });
+}
+
+/// The metrics endpoint's text (Prometheus text format), fetched from
+/// xennetd's network namespace; its address is in the log.
+fn scrape(h: &Harness) -> String {
+    let mut url = None;
+    h.wait_for("the metrics log line", || {
+        url = h
+            .log()
+            .lines()
+            .find_map(|l| l.split("metrics on ").nth(1))
+            .map(|u| u.trim().to_owned());
+        url.is_some()
+    });
+    let url = url.unwrap();
+    let out = h.daemon_exec(&[
+        "python3",
+        "-c",
+        "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1]).read().decode())",
+        &url,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
 }
 
 fn ofctl(h: &Harness, args: &[&str]) -> String {
@@ -168,7 +197,11 @@ fn isolation_drop_arp_raises_and_clears() {
 
 #[test]
 fn isolation_drop_dhcp_and_drop_all() {
-    let (h, _cfg) = start("isodhcp", "essential_services = \"arp,dhcp\"");
+    let (h, _cfg) = start_with(
+        "isodhcp",
+        "essential_services = \"arp,dhcp\"",
+        &["--metrics", "127.0.0.1:0"],
+    );
     ofctl(
         &h,
         &[
@@ -186,6 +219,20 @@ fn isolation_drop_dhcp_and_drop_all() {
         h.log().contains("br0: isolation: port vif1.0 can no longer reach dhcp (DHCPDISCOVER broadcast): dropped by cookie=0xd4 table=0 priority=200 match=dl_type=0x0800,nw_proto=17,tp_dst=67 actions=drop"),
         "{}",
         h.log()
+    );
+    // The metrics endpoint says so too.
+    let m = scrape(&h);
+    for want in [
+        "xennet_bridge_isolation_alerts{bridge=\"br0\"} 2",
+        "xennet_bridge_isolation_alert{bridge=\"br0\",port=\"vif1.0\",service=\"dhcp\"} 1",
+        "xennet_bridge_isolation_alert{bridge=\"br0\",port=\"vif2.0\",service=\"dhcp\"} 1",
+    ] {
+        assert!(m.lines().any(|l| l == want), "{want} not in {m}");
+    }
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("xennet_bridge_isolation_alerts_raised_total{bridge=\"br0\"} ")),
+        "{m}"
     );
     // Drop-all on top: every service of every vif, named by the new
     // flow (it wins over the DHCP drop).
