@@ -39,9 +39,10 @@
 //! Off by default (`other_config:xennet-isolation-guard=true`, TOML
 //! `isolation_guard = true`): every check hands the probes that reach to
 //! the pipeline ([`Ofproto::set_isolation_guard`](xennet_ofproto::Ofproto::set_isolation_guard)),
-//! and a flow-mod that would stop one of them is undone and refused with
-//! `OFPET_FLOW_MOD_FAILED`/`OFPFMFC_EPERM`. Group and meter mods, port
-//! VLAN changes and bundles are not guarded (only alerted on).
+//! and a flow-mod or committed bundle that would stop one of them is
+//! rolled back and refused with `OFPET_FLOW_MOD_FAILED`/`OFPFMFC_EPERM`.
+//! Plain group and meter mods and port VLAN changes are not guarded (only
+//! alerted on).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -156,7 +157,7 @@ pub struct IsolationMetrics {
     pub cleared_total: u64,
     /// Checks run since start (counter).
     pub checks_total: u64,
-    /// Flow-mods refused by the guard since start (counter).
+    /// Flow-mods and bundles refused by the guard since start (counter).
     pub guard_refusals_total: u64,
 }
 
@@ -435,7 +436,7 @@ impl Isolation {
         let m = self.metrics(b.of.guard_refusals());
         let _ = writeln!(
             out,
-            "  raised {}, cleared {}, checks {}, flow-mods refused by the guard {}",
+            "  raised {}, cleared {}, checks {}, flow-mods and bundles refused by the guard {}",
             m.raised_total, m.cleared_total, m.checks_total, m.guard_refusals_total
         );
         let checked = self

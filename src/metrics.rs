@@ -502,7 +502,7 @@ fn gather(switch: &Switch) -> Families {
             ),
             (
                 "bridge_isolation_guard_refusals",
-                "Flow-mods refused by the isolation guard (OFPFMFC_EPERM).",
+                "Flow-mods and bundles refused by the isolation guard (OFPFMFC_EPERM).",
                 iso.guard_refusals_total,
             ),
         ] {

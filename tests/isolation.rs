@@ -411,6 +411,32 @@ fn isolation_guard_refuses_the_flow_mod() {
         log.contains("br0: isolation guard: refused a flow-mod: port vif1.0 would no longer reach arp (ARP probe for its own address): dropped by cookie=0xa1 table=0 priority=100 match=dl_type=0x0806 actions=drop"),
         "{log}"
     );
+    // A bundle that drops ARP among harmless flows: refused as a whole.
+    let file = h.rundir.join("bundle.txt");
+    std::fs::write(
+        &file,
+        "cookie=0x7,priority=100,tcp,actions=drop\ncookie=0xa2,priority=100,arp,actions=drop\n",
+    )
+    .unwrap();
+    let out = h.ofctl_output(&[
+        "-O",
+        "OpenFlow14",
+        "--bundle",
+        "add-flows",
+        "br0",
+        &file.to_string_lossy(),
+    ]);
+    assert!(!out.status.success(), "the guard let the bundle in");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("OFPFMFC_EPERM"), "{err}");
+    assert_eq!(ofctl(&h, &["dump-flows", "br0", "--no-stats"]), before);
+    assert!(
+        h.log().contains(
+            "br0: isolation guard: refused a bundle: port vif1.0 would no longer reach arp"
+        ),
+        "{}",
+        h.log()
+    );
     // A flow that cuts nobody off goes in.
     ofctl(
         &h,
@@ -421,7 +447,7 @@ fn isolation_guard_refuses_the_flow_mod() {
         ],
     );
     assert!(
-        show(&h).contains("flow-mods refused by the guard 1"),
+        show(&h).contains("flow-mods and bundles refused by the guard 2"),
         "{}",
         show(&h)
     );

@@ -112,7 +112,7 @@ pub struct Ofproto {
     /// Isolation guard: the probes every flow-mod must leave reaching
     /// ([`Ofproto::set_isolation_guard`]); `None`: no guard.
     guard: RwLock<Option<Arc<Vec<GuardProbe>>>>,
-    /// Flow-mods the isolation guard refused.
+    /// Flow-mods and bundles the isolation guard refused.
     guard_refusals: AtomicU64,
 }
 
@@ -341,11 +341,12 @@ impl Ofproto {
         Ok(())
     }
 
-    /// A flow-mod under the isolation guard: applied, then every guard
-    /// probe translated against the new tables (under the same lock, so
-    /// no packet sees them); if one no longer reaches, the flow-mod is
-    /// undone and refused with `OFPFMFC_EPERM`, with a warning naming
-    /// the port, the service and the flow that would drop it.
+    /// A flow-mod under the isolation guard: applied in a transaction
+    /// ([`Tables::begin`]), then every guard probe translated against the
+    /// new tables (under the same lock, so no packet sees them); if one no
+    /// longer reaches, the flow-mod is rolled back and refused with
+    /// `OFPFMFC_EPERM`, with a warning naming the port, the service and
+    /// the flow that would drop it.
     fn guarded_flow_mod(
         &self,
         fm: &FlowMod,
@@ -355,20 +356,39 @@ impl Ofproto {
         // ports while holding it could deadlock with an upcall.
         let ports = self.ports_now();
         let mut t = self.write();
-        let undo = t.undo_for(fm);
-        let res = t.apply_flow_mod(fm, Instant::now())?;
-        if res.n_changed == 0 {
-            return Ok(res);
+        t.begin();
+        let res = match t.apply_flow_mod(fm, Instant::now()) {
+            Ok(r) => r,
+            Err(e) => {
+                t.rollback();
+                return Err(e);
+            }
+        };
+        if res.n_changed > 0 && !self.guard_passes(&t, probes, &ports, "a flow-mod") {
+            t.rollback();
+            return Err(OfError::FLOW_MOD_EPERM);
         }
+        t.commit();
+        Ok(res)
+    }
+
+    /// Whether every guard probe still reaches through `tables`; if not,
+    /// counts a refusal and warns (rate-limited) naming the first probe
+    /// that would be dropped and the flow that would drop it.
+    fn guard_passes(
+        &self,
+        tables: &Tables,
+        probes: &[GuardProbe],
+        ports: &[OfPort],
+        what: &str,
+    ) -> bool {
         for p in probes {
             let at = p.at.as_ref().map(|(n, o)| (n.as_str(), *o));
-            if let Verdict::Dropped(cause) = self.probe_in(&t, &p.key, &ports, at) {
-                t.undo(undo);
-                drop(t);
+            if let Verdict::Dropped(cause) = self.probe_in(tables, &p.key, ports, at) {
                 let n = self.guard_refusals.fetch_add(1, Ordering::Relaxed);
                 if n < 100 || n % 1000 == 0 {
                     tracing::warn!(
-                        "{}: isolation guard: refused a flow-mod: port {} would no longer \
+                        "{}: isolation guard: refused {what}: port {} would no longer \
                          reach {} ({}): {cause}",
                         self.name,
                         p.port,
@@ -376,20 +396,27 @@ impl Ofproto {
                         p.what
                     );
                 }
-                return Err(OfError::FLOW_MOD_EPERM);
+                return false;
             }
         }
-        Ok(res)
+        true
+    }
+
+    /// The isolation guard's probes, if it is on.
+    fn guard_probes(&self) -> Option<Arc<Vec<GuardProbe>>> {
+        self.guard.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Turn the isolation guard on with `probes` (those that reach now:
-    /// every flow-mod must leave them reaching), or off (`None`). Only
-    /// flow-mods are guarded; group and meter mods are not.
+    /// every flow-mod must leave them reaching), or off (`None`).
+    /// Flow-mods and committed bundles (all their changes together, as
+    /// packets would see them) are guarded; plain group and meter mods
+    /// are not.
     pub fn set_isolation_guard(&self, probes: Option<Vec<GuardProbe>>) {
         *self.guard.write().unwrap_or_else(|e| e.into_inner()) = probes.map(Arc::new);
     }
 
-    /// Flow-mods the isolation guard refused so far.
+    /// Flow-mods and bundles the isolation guard refused so far.
     pub fn guard_refusals(&self) -> u64 {
         self.guard_refusals.load(Ordering::Relaxed)
     }
@@ -502,6 +529,8 @@ impl Ofproto {
         let mut removed = Vec::new();
         let mut changed = false;
         let mut packet_outs = Vec::new();
+        // The guard's ports before the tables lock (see guarded_flow_mod).
+        let guard = self.guard_probes().map(|p| (p, self.ports_now()));
         let mut t = self.write();
         t.begin();
         let mut apply = |t: &mut Tables, i: usize, m: &Msg| -> Result<(), OfError> {
@@ -535,6 +564,21 @@ impl Ofproto {
             if let Err(e) = apply(&mut t, i, m) {
                 t.rollback();
                 return Err((i, e));
+            }
+        }
+        if let Some((probes, ports)) = &guard {
+            if changed && !self.guard_passes(&t, probes, ports, "a bundle") {
+                // Blamed on the bundle's last flow-mod or group-mod.
+                let last = msgs
+                    .iter()
+                    .rposition(|m| matches!(m, Msg::FlowMod(_) | Msg::GroupMod(_)))
+                    .unwrap_or(0);
+                let err = match msgs.get(last) {
+                    Some(Msg::GroupMod(_)) => OfError::GROUP_EPERM,
+                    _ => OfError::FLOW_MOD_EPERM,
+                };
+                t.rollback();
+                return Err((last, err));
             }
         }
         t.commit();

@@ -271,13 +271,6 @@ pub struct FlowModResult {
     pub n_changed: usize,
 }
 
-/// What [`Tables::undo`] needs to reverse a flow-mod: each (table,
-/// match, priority) it may touch, with the rule there before (if any).
-#[derive(Debug, Default)]
-pub struct FlowModUndo {
-    entries: Vec<(usize, Match, u16, Option<Arc<Rule>>)>,
-}
-
 /// A meter change the datapath must apply.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MeterChange {
@@ -765,68 +758,6 @@ impl Tables {
                 Ok(self.delete_flows(fm, &matcher, strict, now))
             }
         }
-    }
-
-    /// The rules flow-mod `fm` may change, as they are now, so that
-    /// [`Tables::undo`] can put them back (the isolation guard refuses a
-    /// flow-mod after applying it). Empty for a flow-mod that would fail.
-    pub fn undo_for(&self, fm: &FlowMod) -> FlowModUndo {
-        let matcher = normalize(&fm.matcher);
-        let mut entries = Vec::new();
-        match fm.command {
-            FlowModCommand::Add => {
-                if let Some(t) = self.tables.get(usize::from(fm.table_id)) {
-                    let old = t
-                        .cls
-                        .find_strict(&matcher, fm.priority)
-                        .map(|r| r.value.clone());
-                    entries.push((usize::from(fm.table_id), matcher, fm.priority, old));
-                }
-            }
-            FlowModCommand::Modify
-            | FlowModCommand::ModifyStrict
-            | FlowModCommand::Delete
-            | FlowModCommand::DeleteStrict => {
-                if fm.table_id != OFPTT_ALL && usize::from(fm.table_id) >= N_TABLES {
-                    return FlowModUndo::default();
-                }
-                let strict = matches!(
-                    fm.command,
-                    FlowModCommand::ModifyStrict | FlowModCommand::DeleteStrict
-                );
-                // A superset of what the flow-mod selects is fine: rules
-                // it left alone are put back as they are.
-                for (t, m, p) in self.select(fm.table_id, &matcher, fm.priority, strict, &|r| {
-                    Self::cookie_ok(fm.cookie, fm.cookie_mask, r)
-                }) {
-                    let old = self.tables[t]
-                        .cls
-                        .find_strict(&m, p)
-                        .map(|r| r.value.clone());
-                    entries.push((t, m, p, old));
-                }
-            }
-        }
-        FlowModUndo { entries }
-    }
-
-    /// Put back the rules `undo` saved ([`Tables::undo_for`]), removing
-    /// what replaced them.
-    pub fn undo(&mut self, undo: FlowModUndo) {
-        let has_to = |r: &Rule| usize::from(r.idle_timeout != 0 || r.hard_timeout != 0);
-        for (t, m, p, old) in undo.entries {
-            let Some(table) = self.tables.get_mut(t) else {
-                continue;
-            };
-            if let Some(cur) = table.cls.remove(&m, p) {
-                self.n_timeouts = self.n_timeouts.saturating_sub(has_to(&cur));
-            }
-            if let Some(o) = old {
-                self.n_timeouts += has_to(&o);
-                table.cls.insert(&m, p, o);
-            }
-        }
-        self.bump();
     }
 
     fn add_flow(

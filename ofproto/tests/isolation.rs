@@ -10,6 +10,7 @@ use xennet_datapath::Packet;
 use xennet_ofproto::isolation::{probes, DropCause, ProbeSource, Service, Verdict};
 use xennet_ofproto::{FailMode, GuardProbe, Ofproto, PortVlan};
 use xennet_openflow::model::*;
+use xennet_openflow::Msg;
 use xennet_openflow::OfError;
 
 const PORTS: [u32; 3] = [1, 2, 3];
@@ -272,4 +273,58 @@ fn a_service_behind_a_port_must_get_there() {
     }
     // Without a location any output counts.
     assert_eq!(of.probe(&echo.key, None), Verdict::Reaches);
+}
+
+#[test]
+fn guard_refuses_a_bundle_as_a_whole() {
+    let of = bridge();
+    let keep: Vec<GuardProbe> = services()
+        .into_iter()
+        .flat_map(|s| {
+            probes(s, &src(1), &services())
+                .into_iter()
+                .map(move |pr| GuardProbe {
+                    port: "vif1.0".into(),
+                    service: s.into(),
+                    what: pr.what,
+                    key: pr.key,
+                    at: None,
+                })
+        })
+        .collect();
+    of.set_isolation_guard(Some(keep));
+    let arp = flow(0xa, 100, m(&[exact(OxmField::EthType, 0x0806)]), vec![]);
+    let tcp = flow(
+        0x7,
+        100,
+        m(&[
+            exact(OxmField::EthType, 0x0800),
+            exact(OxmField::IpProto, 6),
+        ]),
+        vec![],
+    );
+    let before = of.dump_flows().lines().count();
+    // The harmless flow first, the drop last: the whole bundle goes,
+    // blamed on its last flow-mod.
+    assert_eq!(
+        of.commit_bundle(
+            &[Msg::FlowMod(tcp.clone()), Msg::FlowMod(arp.clone())],
+            None
+        ),
+        Err((1, OfError::FLOW_MOD_EPERM))
+    );
+    assert_eq!(of.dump_flows().lines().count(), before);
+    assert_eq!(of.guard_refusals(), 1);
+    // A drop that the same bundle takes back again: packets never see
+    // it, so the bundle is accepted.
+    let mut undo = fm(0, 100, arp.matcher, Instructions::default());
+    undo.command = FlowModCommand::DeleteStrict;
+    assert_eq!(
+        of.commit_bundle(
+            &[Msg::FlowMod(arp), Msg::FlowMod(undo), Msg::FlowMod(tcp)],
+            None
+        ),
+        Ok(vec![])
+    );
+    assert_eq!(of.dump_flows().lines().count(), before + 1);
 }
