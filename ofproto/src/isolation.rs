@@ -575,8 +575,11 @@ pub enum DropCause {
         table: u8,
     },
     /// The vif's port does not receive (`OFPPC_NO_RECV` or
-    /// `OFPPC_PORT_DOWN`), or translation was cut short.
+    /// `OFPPC_PORT_DOWN`).
     Port,
+    /// Translation was cut short (and the packet dropped): why, as
+    /// [`crate::xlate::XlateError`] says it.
+    Cut(String),
     /// Output, but not to the port where the service lives (`at`): to
     /// `to` (other ports than the vif's), the last lookup being `by`.
     Elsewhere {
@@ -637,6 +640,7 @@ impl DropCause {
             }
             DropCause::Miss { table } => write!(f, "table={table} miss (no flow matched)"),
             DropCause::Port => f.write_str("the port's OpenFlow config (no-receive or down)"),
+            DropCause::Cut(why) => write!(f, "a translation cut short ({why})"),
             DropCause::Elsewhere { by, .. } => by.fmt_lookup(f),
             DropCause::NoSuchPort(p) => write!(f, "no port {p}"),
         }

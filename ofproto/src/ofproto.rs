@@ -462,8 +462,8 @@ impl Ofproto {
     ) -> Verdict {
         let empty = Packet::new();
         let (out, _) = self.xlate_tables(tables, key, &empty, ports, false, false, false);
-        if out.error.is_some() {
-            return Verdict::Dropped(isolation::DropCause::Port);
+        if let Some(e) = out.error {
+            return Verdict::Dropped(isolation::DropCause::Cut(format!("{e:?}")));
         }
         isolation::verdict(
             key.in_port(),

@@ -328,3 +328,22 @@ fn guard_refuses_a_bundle_as_a_whole() {
     );
     assert_eq!(of.dump_flows().lines().count(), before + 1);
 }
+
+#[test]
+fn a_resubmit_loop_is_named() {
+    let of = bridge();
+    let lp = fm(
+        0,
+        500,
+        Match::CATCHALL,
+        apply(vec![Action::Resubmit {
+            in_port: OFPP_IN_PORT,
+            table: 0,
+        }]),
+    );
+    of.handle_flow_mod(&lp).unwrap();
+    assert_eq!(
+        dropped_by(&check(&of, 1, Service::Dhcp)),
+        "a translation cut short (TooDeep)"
+    );
+}
