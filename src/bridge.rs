@@ -34,6 +34,9 @@ pub struct PortEntry {
     /// For system devices: opened asking for a TPACKET_V3 receive ring
     /// (`options:rx-ring`, TOML `rx_ring`).
     pub rx_ring: bool,
+    /// For vifs: port security (its MAC and IPv4 addresses source the
+    /// isolation checker's probes).
+    pub security: Option<Arc<xennet_vif::netback::PortSecurity>>,
 }
 
 /// VLAN settings of a bridge's ports by port name (OVS `Port:tag`,
@@ -65,6 +68,8 @@ pub struct Bridge {
     links: Mutex<BTreeMap<OfPort, bool>>,
     /// The bridge's MAC address (its LOCAL port's; see [`Identity`]).
     hwaddr: Mutex<[u8; 6]>,
+    /// The isolation checker's settings and alerts.
+    pub isolation: crate::isolation::Isolation,
 }
 
 /// A bridge's datapath and MAC-learning limits (OVS
@@ -169,6 +174,7 @@ impl Bridge {
             limits: Mutex::new(Limits::default()),
             links: Mutex::new(BTreeMap::new()),
             hwaddr: Mutex::new(id.hwaddr),
+            isolation: crate::isolation::Isolation::default(),
         });
         let path = b
             .conns
@@ -181,6 +187,11 @@ impl Bridge {
                 .spawn(move || of_housekeeping(weak, events))
                 .context("starting the OpenFlow housekeeping thread")?;
         }
+        let weak = Arc::downgrade(&b);
+        std::thread::Builder::new()
+            .name(format!("iso-{name}"))
+            .spawn(move || crate::isolation::run(weak))
+            .context("starting the isolation checker thread")?;
         tracing::info!(
             "bridge {name}: datapath id {dpid:016x}, fail_mode {fail_mode:?}, OpenFlow on {}",
             path.display()
@@ -658,6 +669,10 @@ impl Switch {
             let id = Identity::derived(crate::identity::host_id(), &b.name);
             let br = switch.add_bridge(&b.name, fail_mode, id)?;
             br.configure_vlans(b.port_vlans());
+            // Checked by Config::parse.
+            if let Ok(iso) = b.isolation() {
+                br.isolation.configure(&b.name, iso);
+            }
             let controllers: Vec<_> = b
                 .controller
                 .iter()
@@ -677,6 +692,7 @@ impl Switch {
                     name: p.name.clone(),
                     vif: None,
                     rx_ring: p.rx_ring,
+                    security: None,
                 };
                 br.add_port(entry, Box::new(dev))?;
             }
@@ -838,6 +854,22 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
         Box::new(move |_| {
             shutdown.notify_one();
             Ok(String::new())
+        }),
+    );
+    let s = switch.clone();
+    c.add(
+        "xennet/isolation-show",
+        "[BRIDGE]",
+        0,
+        1,
+        Box::new(move |args| {
+            let all = match args.first() {
+                Some(name) => vec![s
+                    .bridge(name)
+                    .ok_or_else(|| format!("no such bridge: {name}"))?],
+                None => s.bridges(),
+            };
+            Ok(all.iter().map(|b| b.isolation.show(b)).collect())
         }),
     );
     let s = switch.clone();
@@ -1038,6 +1070,7 @@ mod tests {
             name: name.into(),
             vif: None,
             rx_ring: false,
+            security: None,
         };
         (b.add_port(entry, Box::new(p)).unwrap(), peer)
     }

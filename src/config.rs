@@ -10,6 +10,14 @@
 //! controller = []           # OVS Controller:target list, e.g. "tcp:127.0.0.1:6653",
 //!                           # "ptcp:6653:127.0.0.1", "unix:PATH", "punix:PATH"
 //!
+//! essential_services = "arp,nd,dhcp,dns=10.0.0.53,tcp=10.0.0.5:443"
+//!                           # what every vif must keep reaching (isolation alert;
+//!                           # see src/isolation.rs): arp, nd, dhcp, dns=ADDR,
+//!                           # gateway=ADDR, tcp=ADDR:PORT, default (arp,nd,dhcp),
+//!                           # none; absent: default plus `gateway`
+//! gateway = "10.0.0.1"      # the default gateway, checked with the default services
+//! isolation_guard = false   # refuse flow-mods that cut a vif off (OFPFMFC_EPERM)
+//!
 //! [[bridge.port]]           # optional: settings of a port; a name that is not
 //! name = "vif1.0"           # vif<domid>.<handle> is a Linux device, attached at start
 //! tag = 10                  # OVS Port:tag, 0-4095
@@ -228,6 +236,28 @@ pub struct BridgeConfig {
     /// Port settings (OVS `Port` rows), by port name.
     #[serde(default, rename = "port")]
     pub ports: Vec<PortConfig>,
+    /// The isolation check's essential services (as OVSDB
+    /// `other_config:xennet-essential-services`; see `isolation`);
+    /// absent: `default`, plus `gateway`.
+    pub essential_services: Option<String>,
+    /// The default gateway's address, checked with the default services
+    /// (as `other_config:xennet-gateway`).
+    pub gateway: Option<String>,
+    /// Refuse flow-mods that cut a vif off from an essential service
+    /// (as `other_config:xennet-isolation-guard`). Default false.
+    #[serde(default)]
+    pub isolation_guard: bool,
+}
+
+impl BridgeConfig {
+    /// The isolation settings (checked by [`Config::parse`]).
+    pub fn isolation(&self) -> Result<crate::isolation::IsolationConfig, String> {
+        crate::isolation::IsolationConfig::from_settings(
+            self.essential_services.as_deref(),
+            self.gateway.as_deref(),
+            self.isolation_guard,
+        )
+    }
 }
 
 /// A port's settings (OVS `Port` table columns of the same names); they
@@ -425,6 +455,8 @@ impl Config {
                 b.name
             );
             anyhow::ensure!(names.insert(&b.name), "bridge {} defined twice", b.name);
+            b.isolation()
+                .map_err(|e| anyhow::anyhow!("bridge {}: {e}", b.name))?;
             for t in &b.controller {
                 crate::ofconn::mgr::Target::parse(t)
                     .map_err(|e| anyhow::anyhow!("bridge {}: controller {e}", b.name))?;

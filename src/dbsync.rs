@@ -77,6 +77,7 @@ use xennet_ofproto::normal::PortVlan;
 
 use crate::bridge::{Bridge, Limits, PortEntry, PortVlans, Switch, MAX_OFPORT};
 use crate::identity::Identity;
+use crate::isolation::IsolationConfig;
 use crate::ofconn::ControllerConfig;
 
 /// The lock ovs-vswitchd takes.
@@ -320,6 +321,8 @@ struct Plan {
     limits: BTreeMap<String, Limits>,
     /// Bridge -> datapath id and MAC address (see [`Identity`]).
     identities: BTreeMap<String, Identity>,
+    /// Bridge -> isolation check settings (see [`isolation_config`]).
+    isolation: BTreeMap<String, IsolationConfig>,
     /// Bridge and Port rows whose `status` must change: (table, row,
     /// new status), for their [`NOT_APPLIED`] columns.
     row_status: Vec<(&'static str, Uuid, BTreeMap<String, String>)>,
@@ -407,6 +410,72 @@ fn limits(ovs: &OpenVSwitch, br: &xennet_ovsdb::Bridge, log: &mut LogOnce) -> Li
         mac_aging: Duration::from_secs(
             config_uint(bc, "mac-aging-time", d.mac_aging.as_secs(), &what, log).clamp(15, 3600),
         ),
+    }
+}
+
+/// The isolation settings of bridge `br` (see `crate::isolation`):
+/// `other_config` `xennet-essential-services`, `xennet-gateway` and
+/// `xennet-isolation-guard` (`true` or `false`). A value that does not
+/// parse is warned about once and the default used instead.
+fn isolation_config(br: &xennet_ovsdb::Bridge, log: &mut LogOnce) -> IsolationConfig {
+    let bc = &br.other_config;
+    let guard = match bc.get("xennet-isolation-guard").map(|s| s.as_str()) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(v) => {
+            log.warn(format!(
+                "bridge {}: other_config:xennet-isolation-guard={v:?} is not true or false: guard off",
+                br.name
+            ));
+            false
+        }
+    };
+    IsolationConfig::from_settings(
+        bc.get("xennet-essential-services").map(|s| s.as_str()),
+        bc.get("xennet-gateway").map(|s| s.as_str()),
+        guard,
+    )
+    .unwrap_or_else(|e| {
+        log.warn(format!(
+            "bridge {}: other_config: {e}: checking the default services",
+            br.name
+        ));
+        IsolationConfig {
+            guard,
+            ..IsolationConfig::default()
+        }
+    })
+}
+
+/// Put each bridge's isolation alerts into its Bridge row's `status`
+/// (keys `isolation_alerts` and `isolation:<port>:<service>`, see
+/// `crate::isolation`), next to what the plan already writes there.
+fn isolation_status(plan: &mut Plan, r: &Replica, switch: &Switch) {
+    for (uuid, name, _) in &plan.bridge_rows {
+        let old = r
+            .get("Bridge", *uuid, "status")
+            .map(|d| d.string_map())
+            .unwrap_or_default();
+        let idx = plan
+            .row_status
+            .iter()
+            .position(|(t, u, _)| *t == "Bridge" && u == uuid);
+        let mut new = match idx {
+            Some(i) => plan.row_status[i].2.clone(),
+            None => old.clone(),
+        };
+        new.retain(|k, _| {
+            k != crate::isolation::STATUS_COUNT_KEY
+                && !k.starts_with(crate::isolation::STATUS_KEY_PREFIX)
+        });
+        if let Some(b) = switch.bridge(name) {
+            new.extend(b.isolation.status_keys());
+        }
+        match idx {
+            Some(i) => plan.row_status[i].2 = new,
+            None if new != old => plan.row_status.push(("Bridge", *uuid, new)),
+            None => {}
+        }
     }
 }
 
@@ -744,6 +813,8 @@ fn plan(
         plan.openflow
             .insert(br.name.clone(), (fail_mode, targets, br.protocols.clone()));
         plan.limits.insert(br.name.clone(), limits(ovs, &br, log));
+        plan.isolation
+            .insert(br.name.clone(), isolation_config(&br, log));
         let host: &str = match ovs.external_ids.get("system-id") {
             Some(s) => s,
             None => crate::identity::host_id(),
@@ -1042,6 +1113,10 @@ fn apply(
     // VLAN settings, for the vifs on a bridge and those about to join.
     for b in switch.bridges() {
         b.configure_vlans(plan.vlans.get(&b.name).cloned().unwrap_or_default());
+        b.isolation.configure(
+            &b.name,
+            plan.isolation.get(&b.name).cloned().unwrap_or_default(),
+        );
     }
     // Vifs joining a bridge (not while a restart holds them: see
     // RestartHold). Several at once join together: their bridges read no
@@ -1172,6 +1247,7 @@ fn apply_netdevs(plan: &Plan, switch: &Switch, log: &mut LogOnce) -> BTreeMap<St
                 name: name.clone(),
                 vif: None,
                 rx_ring: matches!(kind, DevKind::System { rx_ring: true }),
+                security: None,
             };
             let opened = match kind {
                 DevKind::System { rx_ring } => crate::netdev::Netdev::open(name, *rx_ring),
@@ -1523,6 +1599,7 @@ pub async fn run(session: Session, switch: Arc<Switch>, vifs: Arc<VifRegistry>) 
                 false
             }
             _ = vifs.changed.notified() => false,
+            _ = crate::isolation::changed().notified() => false,
             _ = tick.tick() => true,
             _ = tokio::time::sleep(RETRY), if poll => false,
             _ = tokio::time::sleep_until(hold.until.into()), if !hold.over => false,
@@ -1550,6 +1627,7 @@ pub async fn run(session: Session, switch: Arc<Switch>, vifs: Arc<VifRegistry>) 
             plan.hold_vifs = hold.holds(&plan, &attached);
             apply_port_security(&plan, &vifs);
             let netdev_errors = apply(&plan, &switch, &mut attached, &mut log);
+            isolation_status(&mut plan, &replica, &switch);
             let hotplug_errors = vifs
                 .hotplug_errors
                 .lock()

@@ -359,6 +359,7 @@ pub fn place(
         name: name.to_string(),
         vif: Some((domid, vif.metrics())),
         rx_ring: false,
+        security: Some(vif.port_security()),
     };
     // Every vif mirrors into its representor device, if it has one.
     let port = crate::representor::wrap(name, Box::new(vif));

@@ -16,6 +16,7 @@ mod flowtext;
 #[cfg(test)]
 mod fuzz;
 mod identity;
+mod isolation;
 mod metrics;
 mod netdev;
 mod ofbridge;

@@ -465,6 +465,49 @@ fn gather(switch: &Switch) -> Families {
             br(),
             b.conns.packet_ins_dropped(),
         );
+        // The isolation checker (`xennet/isolation-show`).
+        let iso = b.isolation.metrics(b.of.guard_refusals());
+        f.gauge(
+            "bridge_isolation_alerts",
+            "Vif/essential-service pairs cut off now (xennet/isolation-show).",
+            br(),
+            iso.alerts,
+        );
+        for a in b.isolation.alerts() {
+            let mut l = br();
+            l.push(("port", a.port.clone()));
+            l.push(("service", a.service.to_string()));
+            f.gauge(
+                "bridge_isolation_alert",
+                "1 for each vif cut off from an essential service (xennet/isolation-show says by which flow).",
+                l,
+                1,
+            );
+        }
+        for (name, help, v) in [
+            (
+                "bridge_isolation_alerts_raised",
+                "Isolation alerts raised.",
+                iso.raised_total,
+            ),
+            (
+                "bridge_isolation_alerts_cleared",
+                "Isolation alerts cleared.",
+                iso.cleared_total,
+            ),
+            (
+                "bridge_isolation_checks",
+                "Isolation checks run (each translates every probe of every vif).",
+                iso.checks_total,
+            ),
+            (
+                "bridge_isolation_guard_refusals",
+                "Flow-mods and bundles refused by the isolation guard (OFPFMFC_EPERM).",
+                iso.guard_refusals_total,
+            ),
+        ] {
+            f.counter(name, help, br(), v);
+        }
         // Ports (`xennet/vif-show`, OpenFlow port stats).
         let entries = b.port_entries();
         for info in b.port_infos() {

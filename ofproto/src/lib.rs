@@ -10,15 +10,18 @@
 //! - [`xlate`]: translation of a packet through the pipeline into a
 //!   megaflow (mask + datapath actions).
 //! - [`normal`]: the NORMAL action (MAC learning switch).
+//! - [`isolation`]: essential services and the probes that check that
+//!   every vif still reaches them.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod classifier;
 pub mod features;
+pub mod isolation;
 pub mod normal;
 pub mod ofproto;
 pub mod tables;
 pub mod xlate;
 
 pub use normal::{FdbHandle, Normal, PortVlan, VlanError, VlanMode};
-pub use ofproto::{FailMode, OfEvent, Ofproto};
+pub use ofproto::{FailMode, GuardProbe, OfEvent, Ofproto};

@@ -579,6 +579,9 @@ pub struct Normal {
     dirty: Arc<AtomicU64>,
     /// Scratch space for grouping outputs by tag state.
     outs: Vec<(u16, OfPort)>,
+    /// Whether translations learn source MACs (off for the isolation
+    /// checker's probes, which must not change the table).
+    learning: bool,
 }
 
 /// Control-plane view of a [`Normal`]'s MAC table and port VLAN settings;
@@ -616,6 +619,7 @@ impl Normal {
                 generation: generation.clone(),
                 dirty: dirty.clone(),
                 outs: Vec::new(),
+                learning: true,
             },
             FdbHandle {
                 fdb,
@@ -634,6 +638,13 @@ impl Normal {
             .set_exact(Field::DlDst)
             .set_exact(Field::VlanTci);
         m
+    }
+
+    /// Turn source-MAC learning on (the default) or off; returns the old
+    /// setting. With learning off a translation only reads the table (the
+    /// isolation checker's probes, [`crate::Ofproto::probe`]).
+    pub fn set_learning(&mut self, on: bool) -> bool {
+        std::mem::replace(&mut self.learning, on)
     }
 
     /// Translate at time `now` (see the module docs).
@@ -692,8 +703,10 @@ impl Normal {
                 self.outs = outs;
                 return in_tci;
             };
-            fdb.learn(vlan, src, in_port, now);
-            fdb.publish(&self.dirty);
+            if self.learning {
+                fdb.learn(vlan, src, in_port, now);
+                fdb.publish(&self.dirty);
+            }
             tags.add(mac_tag(src));
             let learned = if dst.is_multicast() {
                 None

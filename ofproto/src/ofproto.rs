@@ -53,6 +53,7 @@ use xennet_openflow::model::{
 };
 use xennet_openflow::OfError;
 
+use crate::isolation::{self, Essential, Verdict};
 use crate::normal::{FdbHandle, Normal};
 use crate::tables::{Meter, MeterChange, Tables, MAX_GROUPS};
 use crate::xlate::{self, XlateIn};
@@ -108,6 +109,26 @@ pub struct Ofproto {
     dp: Mutex<Option<DpHandle>>,
     /// Ingress policers by port: (rate kbit/s, burst kbit).
     policers: RwLock<std::collections::BTreeMap<u32, (u32, u32)>>,
+    /// Isolation guard: the probes every flow-mod must leave reaching
+    /// ([`Ofproto::set_isolation_guard`]); `None`: no guard.
+    guard: RwLock<Option<Arc<Vec<GuardProbe>>>>,
+    /// Flow-mods and bundles the isolation guard refused.
+    guard_refusals: AtomicU64,
+}
+
+/// A probe the isolation guard keeps reaching (see [`crate::isolation`]).
+#[derive(Debug, Clone)]
+pub struct GuardProbe {
+    /// The vif's port name.
+    pub port: String,
+    /// The service (and where it lives, if known).
+    pub service: Essential,
+    /// What the probe is.
+    pub what: &'static str,
+    /// Its flow key.
+    pub key: FlowKey,
+    /// Where the service lives (port name and number), if known.
+    pub at: Option<(String, OfPort)>,
 }
 
 /// The checks of a packet-out that need no tables: no buffer, a valid
@@ -165,6 +186,8 @@ impl Ofproto {
             dropped_events: AtomicU64::new(0),
             dp: Mutex::new(None),
             policers: RwLock::new(std::collections::BTreeMap::new()),
+            guard: RwLock::new(None),
+            guard_refusals: AtomicU64::new(0),
         };
         if fail_mode == FailMode::Standalone {
             of.add_default_normal_flow();
@@ -306,12 +329,148 @@ impl Ofproto {
         if fm.buffer_id != NO_BUFFER {
             return Err(OfError::BUFFER_UNKNOWN);
         }
-        let res = self.write().apply_flow_mod(fm, Instant::now())?;
+        let guard = self.guard.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let res = match guard {
+            None => self.write().apply_flow_mod(fm, Instant::now())?,
+            Some(probes) => self.guarded_flow_mod(fm, &probes)?,
+        };
         if res.n_changed > 0 {
             self.bump();
         }
         self.send_removed(res.removed);
         Ok(())
+    }
+
+    /// A flow-mod under the isolation guard: applied in a transaction
+    /// ([`Tables::begin`]), then every guard probe translated against the
+    /// new tables (under the same lock, so no packet sees them); if one no
+    /// longer reaches, the flow-mod is rolled back and refused with
+    /// `OFPFMFC_EPERM`, with a warning naming the port, the service and
+    /// the flow that would drop it.
+    fn guarded_flow_mod(
+        &self,
+        fm: &FlowMod,
+        probes: &[GuardProbe],
+    ) -> Result<crate::tables::FlowModResult, OfError> {
+        // Before the tables lock: asking the forwarding thread for its
+        // ports while holding it could deadlock with an upcall.
+        let ports = self.ports_now();
+        let mut t = self.write();
+        t.begin();
+        let res = match t.apply_flow_mod(fm, Instant::now()) {
+            Ok(r) => r,
+            Err(e) => {
+                t.rollback();
+                return Err(e);
+            }
+        };
+        if res.n_changed > 0 && !self.guard_passes(&t, probes, &ports, "a flow-mod") {
+            t.rollback();
+            return Err(OfError::FLOW_MOD_EPERM);
+        }
+        t.commit();
+        Ok(res)
+    }
+
+    /// Whether every guard probe still reaches through `tables`; if not,
+    /// counts a refusal and warns (rate-limited) naming the first probe
+    /// that would be dropped and the flow that would drop it.
+    fn guard_passes(
+        &self,
+        tables: &Tables,
+        probes: &[GuardProbe],
+        ports: &[OfPort],
+        what: &str,
+    ) -> bool {
+        for p in probes {
+            let at = p.at.as_ref().map(|(n, o)| (n.as_str(), *o));
+            if let Verdict::Dropped(cause) = self.probe_in(tables, &p.key, ports, at) {
+                let n = self.guard_refusals.fetch_add(1, Ordering::Relaxed);
+                if n < 100 || n % 1000 == 0 {
+                    tracing::warn!(
+                        "{}: isolation guard: refused {what}: port {} would no longer \
+                         reach {} ({}): {cause}",
+                        self.name,
+                        p.port,
+                        p.service,
+                        p.what
+                    );
+                }
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The isolation guard's probes, if it is on.
+    fn guard_probes(&self) -> Option<Arc<Vec<GuardProbe>>> {
+        self.guard.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Turn the isolation guard on with `probes` (those that reach now:
+    /// every flow-mod must leave them reaching), or off (`None`).
+    /// Flow-mods and committed bundles (all their changes together, as
+    /// packets would see them) are guarded; plain group and meter mods
+    /// are not.
+    pub fn set_isolation_guard(&self, probes: Option<Vec<GuardProbe>>) {
+        *self.guard.write().unwrap_or_else(|e| e.into_inner()) = probes.map(Arc::new);
+    }
+
+    /// Flow-mods and bundles the isolation guard refused so far.
+    pub fn guard_refusals(&self) -> u64 {
+        self.guard_refusals.load(Ordering::Relaxed)
+    }
+
+    /// Translate probe `key` (see [`crate::isolation`]) through the
+    /// pipeline as it is now, without side effects: NORMAL learns
+    /// nothing, no table or rule counter moves, nothing is executed. `at`:
+    /// the port (name, number) the service lives behind, if known.
+    pub fn probe(&self, key: &FlowKey, at: Option<(&str, OfPort)>) -> Verdict {
+        let ports = self.ports_now();
+        self.probe_ports(key, &ports, at)
+    }
+
+    /// [`Ofproto::probe`] for each of `probes` (key, where the service
+    /// lives), asking the datapath for its ports once; the tables lock is
+    /// taken per probe, so flow-mods are not held up for long.
+    pub fn probe_many(&self, probes: &[(FlowKey, Option<(String, OfPort)>)]) -> Vec<Verdict> {
+        let ports = self.ports_now();
+        probes
+            .iter()
+            .map(|(key, at)| {
+                let at = at.as_ref().map(|(n, o)| (n.as_str(), *o));
+                self.probe_ports(key, &ports, at)
+            })
+            .collect()
+    }
+
+    fn probe_ports(&self, key: &FlowKey, ports: &[OfPort], at: Option<(&str, OfPort)>) -> Verdict {
+        if self.fail_open() {
+            let (out, _) = self.translate_opts(key, &Packet::new(), ports, false, false, false);
+            return isolation::verdict(key.in_port(), &out.upcall.actions, None, at);
+        }
+        let t = self.read();
+        self.probe_in(&t, key, ports, at)
+    }
+
+    fn probe_in(
+        &self,
+        tables: &Tables,
+        key: &FlowKey,
+        ports: &[OfPort],
+        at: Option<(&str, OfPort)>,
+    ) -> Verdict {
+        let empty = Packet::new();
+        let (out, _) = self.xlate_tables(tables, key, &empty, ports, false, false, false);
+        if let Some(e) = out.error {
+            return Verdict::Dropped(isolation::DropCause::Cut(format!("{e:?}")));
+        }
+        isolation::verdict(
+            key.in_port(),
+            &out.upcall.actions,
+            out.last_hit.as_ref(),
+            at,
+        )
     }
 
     /// `OFPT_GROUP_MOD` (OpenFlow 1.3.5 §6.5).
@@ -370,6 +529,8 @@ impl Ofproto {
         let mut removed = Vec::new();
         let mut changed = false;
         let mut packet_outs = Vec::new();
+        // The guard's ports before the tables lock (see guarded_flow_mod).
+        let guard = self.guard_probes().map(|p| (p, self.ports_now()));
         let mut t = self.write();
         t.begin();
         let mut apply = |t: &mut Tables, i: usize, m: &Msg| -> Result<(), OfError> {
@@ -403,6 +564,21 @@ impl Ofproto {
             if let Err(e) = apply(&mut t, i, m) {
                 t.rollback();
                 return Err((i, e));
+            }
+        }
+        if let Some((probes, ports)) = &guard {
+            if changed && !self.guard_passes(&t, probes, ports, "a bundle") {
+                // Blamed on the bundle's last flow-mod or group-mod.
+                let last = msgs
+                    .iter()
+                    .rposition(|m| matches!(m, Msg::FlowMod(_) | Msg::GroupMod(_)))
+                    .unwrap_or(0);
+                let err = match msgs.get(last) {
+                    Some(Msg::GroupMod(_)) => OfError::GROUP_EPERM,
+                    _ => OfError::FLOW_MOD_EPERM,
+                };
+                t.rollback();
+                return Err((last, err));
             }
         }
         t.commit();
@@ -831,6 +1007,19 @@ impl Ofproto {
         count: bool,
         trace: bool,
     ) -> (xlate::XlateOut, Option<String>) {
+        self.translate_opts(key, pkt, ports, count, trace, true)
+    }
+
+    /// [`Ofproto::translate`], with NORMAL learning source MACs or not.
+    fn translate_opts(
+        &self,
+        key: &FlowKey,
+        pkt: &Packet,
+        ports: &[OfPort],
+        count: bool,
+        trace: bool,
+        learn: bool,
+    ) -> (xlate::XlateOut, Option<String>) {
         let ingress_meter = self.policer_meter(key.in_port());
         if self.fail_open() {
             let mut n = lock(&self.normal);
@@ -842,7 +1031,10 @@ impl Ofproto {
                 up.mask.set_exact(xennet_datapath::flow::Field::InPort);
                 up
             } else {
-                UpcallHandler::upcall(&mut *n, key, pkt, ports)
+                let was = n.set_learning(learn);
+                let up = UpcallHandler::upcall(&mut *n, key, pkt, ports);
+                n.set_learning(was);
+                up
             };
             xlate::retain_forwardable(&mut up.actions, &config_of);
             if let Some(m) = ingress_meter {
@@ -852,17 +1044,35 @@ impl Ofproto {
                 upcall: up,
                 error: None,
                 final_flow: *key,
+                last_hit: None,
             };
             let t =
                 trace.then(|| "Fail-open: the pipeline is bypassed; NORMAL decides.\n".to_owned());
             return (out, t);
         }
         let tables = self.read();
+        self.xlate_tables(&tables, key, pkt, ports, count, trace, learn)
+    }
+
+    /// Translate through `tables` (the pipeline, not fail-open).
+    #[allow(clippy::too_many_arguments)]
+    fn xlate_tables(
+        &self,
+        tables: &Tables,
+        key: &FlowKey,
+        pkt: &Packet,
+        ports: &[OfPort],
+        count: bool,
+        trace: bool,
+        learn: bool,
+    ) -> (xlate::XlateOut, Option<String>) {
+        let ingress_meter = self.policer_meter(key.in_port());
         let mut normal = lock(&self.normal);
-        self.with_port_state(ports, |live, port_config| {
+        let was = normal.set_learning(learn);
+        let out = self.with_port_state(ports, |live, port_config| {
             xlate::xlate(
                 XlateIn {
-                    tables: &tables,
+                    tables,
                     normal: Some(&mut normal),
                     ports,
                     live,
@@ -874,7 +1084,9 @@ impl Ofproto {
                 },
                 key,
             )
-        })
+        });
+        normal.set_learning(was);
+        out
     }
 
     /// Run `f` with whether each port is live (among `ports`, not down in

@@ -185,6 +185,19 @@ pub struct XlateOut {
     pub error: Option<XlateError>,
     /// The working key at the end (after set-fields).
     pub final_flow: FlowKey,
+    /// The last table lookup: the rule it matched, or the table that
+    /// missed (`None`: no lookup, e.g. the input port does not receive).
+    /// The isolation checker names it as the flow that dropped a probe.
+    pub last_hit: Option<Hit>,
+}
+
+/// The outcome of one table lookup ([`XlateOut::last_hit`]).
+#[derive(Debug, Clone)]
+pub enum Hit {
+    /// The rule matched.
+    Rule(Arc<Rule>),
+    /// No rule matched in this table.
+    Miss(u8),
 }
 
 /// The action set (1.3.5 §5.10), kept as OVS keeps it: `write_actions`
@@ -338,6 +351,8 @@ struct Ctx<'a> {
     /// A `pop_mpls` uncovered headers that were never parsed: no more
     /// table lookups this translation.
     l3_unknown: bool,
+    /// See [`XlateOut::last_hit`].
+    last_hit: Option<Hit>,
 }
 
 impl<'a> Ctx<'a> {
@@ -376,6 +391,7 @@ impl<'a> Ctx<'a> {
             stack: Vec::new(),
             stack_bytes: 0,
             l3_unknown: false,
+            last_hit: None,
         }
     }
 }
@@ -886,6 +902,7 @@ impl Ctx<'_> {
                 },
                 error: self.error,
                 final_flow: self.flow,
+                last_hit: self.last_hit,
             },
             trace,
         )
@@ -967,6 +984,7 @@ impl Ctx<'_> {
         self.table_id = table;
         match r {
             None => {
+                self.last_hit = Some(Hit::Miss(table));
                 self.note(format_args!("{table:>2}. No match."));
                 self.indent += 4;
                 self.note("drop");
@@ -991,6 +1009,7 @@ impl Ctx<'_> {
                     }
                 }
                 self.counters.push(rule.counters.clone());
+                self.last_hit = Some(Hit::Rule(rule.clone()));
                 self.rule = Some(rule.clone());
                 self.indent += 4;
                 self.run_instructions(&rule.instructions, table);

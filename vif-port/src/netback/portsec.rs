@@ -270,6 +270,24 @@ impl PortSecurity {
             .clone()
     }
 
+    /// The vif's MAC (the backend `mac` key, else the Interface's
+    /// `attached-mac`), whether checked or not.
+    pub fn mac(&self) -> Option<[u8; 6]> {
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.0.mac.or(st.0.attached_mac)
+    }
+
+    /// The vif's IPv4 addresses ([`Self::set_ips`]), whether checked or
+    /// not.
+    pub fn ipv4_addrs(&self) -> Vec<Ipv4Addr> {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .ipv4
+            .clone()
+    }
+
     /// The MAC enforced now: none when unset or turned off.
     pub fn allowed(&self) -> Option<[u8; 6]> {
         self.policy().map(|p| p.mac)
