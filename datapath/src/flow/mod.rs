@@ -230,6 +230,7 @@ impl Field {
     /// `(word, shift, bits)`; 128-bit fields span `word` (high) and
     /// `word + 1` (low). Out-of-range register numbers wrap (callers
     /// check them: [`N_REGS`]).
+    #[inline(always)]
     const fn layout(self) -> (usize, u32, u32) {
         match self {
             Field::InPort => (0, 32, 32),
@@ -309,6 +310,7 @@ impl Field {
     }
 }
 
+#[inline(always)]
 fn get_field(w: &[u64; N_WORDS], f: Field) -> u128 {
     let (i, shift, bits) = f.layout();
     if bits == 128 {
@@ -318,6 +320,7 @@ fn get_field(w: &[u64; N_WORDS], f: Field) -> u128 {
     }
 }
 
+#[inline(always)]
 fn set_field(w: &mut [u64; N_WORDS], f: Field, v: u128) {
     let (i, shift, bits) = f.layout();
     if bits == 128 {
@@ -375,11 +378,13 @@ macro_rules! int_accessors {
 
 impl FlowKey {
     /// Raw value of a field.
+    #[inline]
     pub fn get(&self, f: Field) -> u128 {
         get_field(&self.words, f)
     }
 
     /// Set a field (excess bits are cut).
+    #[inline]
     pub fn set(&mut self, f: Field, v: u128) {
         set_field(&mut self.words, f, v)
     }
