@@ -1232,17 +1232,7 @@ impl Ctx<'_> {
             Action::CtClear => {
                 // No conntrack yet, so the state is always clear; clear
                 // it anyway, as OVS `compose_ct_clear_action` does.
-                for f in [
-                    Field::CtState,
-                    Field::CtZone,
-                    Field::CtMark,
-                    Field::CtLabel,
-                    Field::CtNwSrc,
-                    Field::CtNwDst,
-                    Field::CtNwProto,
-                    Field::CtTpSrc,
-                    Field::CtTpDst,
-                ] {
+                for f in Field::CT {
                     self.flow.set(f, 0);
                 }
             }
@@ -1803,18 +1793,6 @@ impl Ctx<'_> {
                         SetAction::NdTarget(f.get(Field::NdTarget).to_be_bytes()),
                     );
                 }
-                if differs(Field::ArpSha) {
-                    push(
-                        &mut self.actions,
-                        SetAction::NdSll(mac(f.get(Field::ArpSha))),
-                    );
-                }
-                if differs(Field::ArpTha) {
-                    push(
-                        &mut self.actions,
-                        SetAction::NdTll(mac(f.get(Field::ArpTha))),
-                    );
-                }
             }
             0x8847 | 0x8848
                 if [Field::MplsLabel, Field::MplsTc, Field::MplsTtl]
@@ -1844,20 +1822,31 @@ impl Ctx<'_> {
                         SetAction::ArpTpa((f.get(Field::NwDst) as u32).to_be_bytes()),
                     );
                 }
-                if differs(Field::ArpSha) {
-                    push(
-                        &mut self.actions,
-                        SetAction::ArpSha(mac(f.get(Field::ArpSha))),
-                    );
-                }
-                if differs(Field::ArpTha) {
-                    push(
-                        &mut self.actions,
-                        SetAction::ArpTha(mac(f.get(Field::ArpTha))),
-                    );
-                }
             }
             _ => {}
+        }
+        // The ARP hardware addresses, or under IPv6 the ND link-layer
+        // options, which share their key bits.
+        let arp = f.dl_type() == 0x0806;
+        if arp || f.dl_type() == 0x86dd {
+            if differs(Field::ArpSha) {
+                let m = mac(f.get(Field::ArpSha));
+                let a = if arp {
+                    SetAction::ArpSha(m)
+                } else {
+                    SetAction::NdSll(m)
+                };
+                push(&mut self.actions, a);
+            }
+            if differs(Field::ArpTha) {
+                let m = mac(f.get(Field::ArpTha));
+                let a = if arp {
+                    SetAction::ArpTha(m)
+                } else {
+                    SetAction::NdTll(m)
+                };
+                push(&mut self.actions, a);
+            }
         }
         if matches!(f.dl_type(), 0x0800 | 0x86dd) {
             let proto = f.nw_proto();

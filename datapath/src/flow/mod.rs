@@ -227,6 +227,19 @@ impl Field {
         Field::NdOptionsType,
     ];
 
+    /// The connection-tracking fields (what `ct_clear` clears).
+    pub const CT: [Field; 9] = [
+        Field::CtState,
+        Field::CtZone,
+        Field::CtMark,
+        Field::CtLabel,
+        Field::CtNwSrc,
+        Field::CtNwDst,
+        Field::CtNwProto,
+        Field::CtTpSrc,
+        Field::CtTpDst,
+    ];
+
     /// `(word, shift, bits)`; 128-bit fields span `word` (high) and
     /// `word + 1` (low). Out-of-range register numbers wrap (callers
     /// check them: [`N_REGS`]).
