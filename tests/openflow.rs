@@ -1183,11 +1183,12 @@ fn ofctl_issue15_match_fields_round_trip_and_match() {
         "priority=98,ipv6,ipv6_label=0x12345,actions=drop",
     ]);
     of13(&["add-flow", "br0", "priority=97,ipv6,actions=drop"]);
-    // A register carries a decision from table 0 to table 1.
+    // A register carries a decision from table 0 to table 1 (for the
+    // packet-out only: guest 3 sends its own IPv6 and ARP from port 3).
     of13(&[
         "add-flow",
         "br0",
-        "table=0,priority=200,in_port=3,actions=set_field:5->reg0,resubmit(,1)",
+        "table=0,priority=200,in_port=3,arp,arp_spa=10.251.0.1,actions=set_field:5->reg0,resubmit(,1)",
     ]);
     of13(&[
         "add-flow",
