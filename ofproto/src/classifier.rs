@@ -31,6 +31,27 @@
 //! earlier tables' decisions, which are themselves covered by `wc` (the
 //! datapath drops them from megaflow masks).
 //!
+//! # Conjunctive matches
+//!
+//! [`Classifier::lookup_conj`] adds Open vSwitch's conjunctive matches
+//! (`lib/classifier.c` `classifier_lookup__`, `ovs-fields(7)` "Conjunctive
+//! Match Fields"). A rule whose actions include `conjunction(id,k/n)` is a
+//! *soft* match: it never matches by itself, it only says that clause `k`
+//! of conjunction `id` holds. Every other rule is a *hard* match. The
+//! lookup finds the best hard match as usual, and gathers the soft matches
+//! of higher priority met on the way (one per probed subtable, as the
+//! hard ones). Then, from the highest soft priority down while above the
+//! best hard match: among the soft matches of that priority, a
+//! conjunction whose `n` clauses all hold completes; the table is looked
+//! up again with `conj_id` set to its id, soft matches ignored, and a rule
+//! found there is the answer (whatever its priority, as OVS). If nothing
+//! completes, each soft match of that priority is replaced by the
+//! next-lower-priority rule with the identical match (which may be hard)
+//! and the next priority is tried. Every probed subtable's mask, those of
+//! the `conj_id` lookup included, is ORed into `wc`: the decision depends
+//! only on which subtables hit, so `wc` stays sufficient (`conj_id` itself
+//! is a pipeline field the datapath drops from megaflow masks).
+//!
 //! # Costs
 //!
 //! Insert and remove are O(subtables) (re-sorting); lookup is
@@ -39,9 +60,10 @@
 use std::hash::{BuildHasher, Hasher as _};
 
 use hashbrown::HashTable;
+use xennet_datapath::flow::Field;
 use xennet_datapath::flow::N_WORDS;
 use xennet_datapath::{FlowKey, FlowMask};
-use xennet_openflow::model::Match;
+use xennet_openflow::model::{Action, Match};
 
 type Hasher = foldhash::fast::RandomState;
 
@@ -323,6 +345,132 @@ impl<T> Classifier<T> {
             wc.union_with(&st.mask);
             if let Some(r) = st.get(&self.hasher, key).and_then(|v| v.first()) {
                 if best.map_or(true, |b| r.priority > b.priority) {
+                    best = Some(r);
+                }
+            }
+        }
+        best
+    }
+
+    /// As [`Classifier::lookup`], with conjunctive matches (see the module
+    /// docs): `acts` gives a rule's actions, and rules with `conjunction`
+    /// actions are soft matches. Never returns a soft match. Allocates
+    /// only when a soft match is met; the work is bounded by the number
+    /// of subtables (soft matches, each followed down its list of
+    /// identical matches) times their conjunctions.
+    pub fn lookup_conj<'a>(
+        &'a self,
+        key: &FlowKey,
+        wc: &mut FlowMask,
+        acts: &dyn Fn(&T) -> &[Action],
+    ) -> Option<&'a ClsRule<T>> {
+        let is_soft = |r: &ClsRule<T>| {
+            acts(&r.value)
+                .iter()
+                .any(|a| matches!(a, Action::Conjunction { .. }))
+        };
+        // (rules with one match, index of the soft rule in it).
+        let mut soft: Vec<(&'a [ClsRule<T>], usize)> = Vec::new();
+        let mut hard: Option<&'a ClsRule<T>> = None;
+        for st in &self.subtables {
+            if hard.is_some_and(|h| h.priority >= st.max_priority) {
+                break;
+            }
+            wc.union_with(&st.mask);
+            let Some(list) = st.get(&self.hasher, key) else {
+                continue;
+            };
+            let Some(r) = list.first() else { continue };
+            if hard.is_some_and(|h| r.priority <= h.priority) {
+                continue;
+            }
+            if is_soft(r) {
+                soft.push((list.as_slice(), 0));
+            } else {
+                hard = Some(r);
+            }
+        }
+        // Above the best hard match; -1: none.
+        let hard_pri = |h: Option<&ClsRule<T>>| h.map_or(-1, |h| i32::from(h.priority));
+        // (conjunction id, clauses seen; bits above n_clauses preset).
+        let mut seen: Vec<(u32, u64)> = Vec::new();
+        loop {
+            let floor = hard_pri(hard);
+            soft.retain(|(l, i)| i32::from(l[*i].priority) > floor);
+            let Some(top) = soft.iter().map(|(l, i)| l[*i].priority).max() else {
+                break;
+            };
+            let n_top = soft.iter().filter(|(l, i)| l[*i].priority == top).count();
+            seen.clear();
+            for (l, i) in &soft {
+                let r = &l[*i];
+                if r.priority != top {
+                    continue;
+                }
+                for a in acts(&r.value) {
+                    let Action::Conjunction {
+                        id,
+                        clause,
+                        n_clauses,
+                    } = *a
+                    else {
+                        continue;
+                    };
+                    // Fewer soft matches than clauses cannot complete.
+                    if usize::from(n_clauses) > n_top || clause >= 64 {
+                        continue;
+                    }
+                    let pos = match seen.iter().position(|(s, _)| *s == id) {
+                        Some(p) => p,
+                        None => {
+                            seen.push((id, u64::MAX << (n_clauses & 63)));
+                            seen.len() - 1
+                        }
+                    };
+                    seen[pos].1 |= 1 << clause;
+                    if seen[pos].1 == u64::MAX {
+                        let mut k = *key;
+                        k.set(Field::ConjId, u128::from(id));
+                        if let Some(r) = self.lookup_hard(&k, wc, &is_soft) {
+                            return Some(r);
+                        }
+                    }
+                }
+            }
+            // Nothing completed at `top`: follow each of its soft matches
+            // to the next-lower-priority rule with the same match.
+            for e in &mut soft {
+                if e.0[e.1].priority != top {
+                    continue;
+                }
+                e.1 += 1;
+                if let Some(r) = e.0.get(e.1) {
+                    if !is_soft(r) && i32::from(r.priority) > hard_pri(hard) {
+                        hard = Some(r);
+                    }
+                }
+            }
+            soft.retain(|(l, i)| l.get(*i).is_some_and(|r| is_soft(r)));
+        }
+        hard
+    }
+
+    /// The best hard match (soft matches skipped, as OVS's lookup with
+    /// conjunctive matches disallowed).
+    fn lookup_hard<'a>(
+        &'a self,
+        key: &FlowKey,
+        wc: &mut FlowMask,
+        is_soft: &dyn Fn(&ClsRule<T>) -> bool,
+    ) -> Option<&'a ClsRule<T>> {
+        let mut best: Option<&ClsRule<T>> = None;
+        for st in &self.subtables {
+            if best.is_some_and(|b| b.priority >= st.max_priority) {
+                break;
+            }
+            wc.union_with(&st.mask);
+            if let Some(r) = st.get(&self.hasher, key).and_then(|v| v.first()) {
+                if !is_soft(r) && best.map_or(true, |b| r.priority > b.priority) {
                     best = Some(r);
                 }
             }

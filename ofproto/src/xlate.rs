@@ -753,6 +753,11 @@ pub fn action_text(a: &Action) -> String {
         Action::Note(b) => format!("note:{}", hex_dotted(b)),
         Action::Exit => "exit".into(),
         Action::CtClear => "ct_clear".into(),
+        Action::Conjunction {
+            id,
+            clause,
+            n_clauses,
+        } => format!("conjunction({id},{}/{n_clauses})", u16::from(*clause) + 1),
         Action::DecTtlIds(ids) => {
             let ids: Vec<String> = ids.iter().map(u16::to_string).collect();
             format!("dec_ttl({})", ids.join(","))
@@ -972,7 +977,12 @@ impl Ctx<'_> {
             self.depth -= 1;
             return;
         };
-        let r = t.cls.lookup(&self.flow, &mut self.wc);
+        // Conjunctive matches (`conjunction` actions, `conj_id`) as OVS.
+        let r = t
+            .cls
+            .lookup_conj(&self.flow, &mut self.wc, &|r: &Arc<Rule>| {
+                r.instructions.apply.as_deref().unwrap_or(&[])
+            });
         if self.count_stats {
             t.lookups.fetch_add(1, Ordering::Relaxed);
             if r.is_some() {
@@ -1228,6 +1238,12 @@ impl Ctx<'_> {
                 self.write_subfield(dst, v);
             }
             Action::Note(_) => {}
+            Action::Conjunction { .. } => {
+                // Only a packet-out can get here; the classifier never
+                // returns a conjunctive flow. OVS reports it and does
+                // nothing (`do_xlate_actions`).
+                self.note("executing \"conjunction\" action (does nothing)");
+            }
             Action::Exit => self.exit = true,
             Action::CtClear => {
                 // No conntrack yet, so the state is always clear; clear

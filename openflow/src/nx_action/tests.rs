@@ -539,7 +539,10 @@ fn test_conjunction_bytes_and_rejects() {
         );
     }
     assert_eq!(
-        err13(&nx(NXAST_CONJUNCTION, &[0, 2, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0])),
+        err13(&nx(
+            NXAST_CONJUNCTION,
+            &[0, 2, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0]
+        )),
         OfError::BAD_ACTION_LEN
     );
 }
