@@ -450,7 +450,7 @@ impl<T> Classifier<T> {
                     }
                 }
             }
-            soft.retain(|(l, i)| l.get(*i).is_some_and(|r| is_soft(r)));
+            soft.retain(|(l, i)| l.get(*i).is_some_and(&is_soft));
         }
         hard
     }
