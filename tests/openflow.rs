@@ -1883,6 +1883,16 @@ fn ofctl_issue15_conjunction() {
         "in_port=1,icmp,nw_src=10.251.0.1,nw_dst=10.251.0.2",
     ]);
     assert!(trace.contains("conj_id=7"), "{trace}");
+    // The clause flows that made the match, as OVS lists them (in
+    // xennet's match format, which spells `ip` as `dl_type=0x0800`).
+    assert!(
+        trace.contains("conj. priority=100,dl_type=0x0800,nw_src=10.251.0.1\n"),
+        "{trace}"
+    );
+    assert!(
+        trace.contains("conj. priority=100,dl_type=0x0800,nw_dst=10.251.0.2\n"),
+        "{trace}"
+    );
     assert!(trace.contains("Datapath actions: 2"), "{trace}");
     let trace = h.appctl(&[
         "ofproto/trace",

@@ -357,12 +357,16 @@ impl<T> Classifier<T> {
     /// actions are soft matches. Never returns a soft match. Allocates
     /// only when a soft match is met; the work is bounded by the number
     /// of subtables (soft matches, each followed down its list of
-    /// identical matches) times their conjunctions.
+    /// identical matches) times their conjunctions. When a conjunction
+    /// decided the answer and `conj_flows` is given, the soft matches of
+    /// its id that took part are appended to it (OVS `insert_conj_flows`,
+    /// for `ofproto/trace`).
     pub fn lookup_conj<'a>(
         &'a self,
         key: &FlowKey,
         wc: &mut FlowMask,
         acts: &dyn Fn(&T) -> &[Action],
+        conj_flows: Option<&mut Vec<&'a ClsRule<T>>>,
     ) -> Option<&'a ClsRule<T>> {
         let is_soft = |r: &ClsRule<T>| {
             acts(&r.value)
@@ -432,6 +436,18 @@ impl<T> Classifier<T> {
                         let mut k = *key;
                         k.set(Field::ConjId, u128::from(id));
                         if let Some(r) = self.lookup_hard(&k, wc, &is_soft) {
+                            if let Some(out) = conj_flows {
+                                let of_id = |c: &ClsRule<T>| {
+                                    acts(&c.value).iter().any(|a| {
+                                        matches!(a, Action::Conjunction { id: i, .. } if *i == id)
+                                    })
+                                };
+                                out.extend(
+                                    soft.iter()
+                                        .map(|(l, i)| &l[*i])
+                                        .filter(|c| c.priority == top && of_id(c)),
+                                );
+                            }
                             return Some(r);
                         }
                     }
