@@ -43,8 +43,11 @@
 //! hard ones). Then, from the highest soft priority down while above the
 //! best hard match: among the soft matches of that priority, a
 //! conjunction whose `n` clauses all hold completes; the table is looked
-//! up again with `conj_id` set to its id, soft matches ignored, and a rule
-//! found there is the answer (whatever its priority, as OVS). If nothing
+//! up again with `conj_id` set to its id, soft matches ignored (as in OVS
+//! this second lookup sees only the highest-priority rule of each distinct
+//! match, so a hard rule under a soft one with the same match is not
+//! found there), and a rule found there is the answer (whatever its
+//! priority, as OVS). If nothing
 //! completes, each soft match of that priority is replaced by the
 //! next-lower-priority rule with the identical match (which may be hard)
 //! and the next priority is tried. Every probed subtable's mask, those of
@@ -658,6 +661,123 @@ mod tests {
                 prop_assert_eq!(got.map(|r| r.value), got2.map(|r| r.value));
                 // And the linear result for the flipped key agrees.
                 prop_assert_eq!(got.map(|r| r.priority), linear(&lin, &other).map(|w| w.1));
+            }
+        }
+    }
+
+    /// The conjunctive-match reference (one conjunction, id 1 with `n`
+    /// clauses): scan every rule. A rule is `(match, priority, clauses
+    /// it contributes to conjunction 1; empty: an ordinary rule)`.
+    fn linear_conj(rules: &[(Match, u16, Vec<u8>)], n: u8, key: &FlowKey) -> Option<usize> {
+        let hits = |k: &FlowKey, soft: bool| -> Vec<(usize, &(Match, u16, Vec<u8>))> {
+            rules
+                .iter()
+                .enumerate()
+                .filter(|(_, (m, _, c))| match_hits(m, k) && c.is_empty() != soft)
+                .collect()
+        };
+        let best = |k: &FlowKey| hits(k, false).into_iter().max_by_key(|(_, (_, p, _))| *p);
+        let hard = best(key);
+        let floor = hard.map_or(-1, |(_, (_, p, _))| i32::from(*p));
+        let mut pris: Vec<u16> = hits(key, true)
+            .into_iter()
+            .map(|(_, (_, p, _))| *p)
+            .collect();
+        pris.sort_unstable_by(|a, b| b.cmp(a));
+        pris.dedup();
+        for p in pris.into_iter().filter(|p| i32::from(*p) > floor) {
+            let at: Vec<&Vec<u8>> = hits(key, true)
+                .into_iter()
+                .filter(|(_, r)| r.1 == p)
+                .map(|(_, r)| &r.2)
+                .collect();
+            // OVS: fewer soft matches than clauses cannot complete.
+            let complete =
+                at.len() >= usize::from(n) && (0..n).all(|c| at.iter().any(|cs| cs.contains(&c)));
+            if complete {
+                let mut k = *key;
+                k.set(Field::ConjId, 1);
+                // As OVS, the second lookup sees only the highest-priority
+                // rule of each match, and skips it if it is soft.
+                let shadowed = |(_, (m, p, _)): &(usize, &(Match, u16, Vec<u8>))| {
+                    rules
+                        .iter()
+                        .any(|(m2, p2, c2)| m2 == m && p2 > p && !c2.is_empty())
+                };
+                let inner = hits(&k, false)
+                    .into_iter()
+                    .filter(|h| !shadowed(h))
+                    .max_by_key(|(_, (_, p, _))| *p);
+                if let Some((i, _)) = inner {
+                    return Some(i);
+                }
+            }
+        }
+        hard.map(|(i, _)| i)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn conj_same_as_linear(
+            n in 2u8..4,
+            rules in proptest::collection::vec(
+                (arb_match(), 0u16..4, 0u8..4, 0u8..4, any::<bool>()),
+                0..24,
+            ),
+            keys in proptest::collection::vec(arb_key(), 1..16),
+        ) {
+            let mut cls = Classifier::new();
+            let mut lin: Vec<(Match, u16, Vec<u8>)> = Vec::new();
+            for (m, p, kind, c, conj_id) in rules {
+                let mut m = normalize(&m);
+                let clauses = match kind {
+                    0 => vec![c % n],
+                    1 => vec![c % n, (c + 1) % n],
+                    _ => vec![],
+                };
+                if clauses.is_empty() && conj_id {
+                    m.key.set(Field::ConjId, 1);
+                    m.mask.set_exact(Field::ConjId);
+                }
+                let acts: Vec<Action> = clauses
+                    .iter()
+                    .map(|&clause| Action::Conjunction { id: 1, clause, n_clauses: n })
+                    .collect();
+                if cls.find_strict(&m, p).is_some() {
+                    continue;
+                }
+                cls.insert(&m, p, (lin.len(), acts));
+                lin.push((m, p, clauses));
+            }
+            fn acts(v: &(usize, Vec<Action>)) -> &[Action] {
+                &v.1
+            }
+            for key in keys {
+                let mut wc = FlowMask::default();
+                let got = cls.lookup_conj(&key, &mut wc, &acts, None).map(|r| r.value.0);
+                let want = linear_conj(&lin, n, &key);
+                prop_assert_eq!(
+                    got.map(|i| lin[i].1),
+                    want.map(|i| lin[i].1),
+                    "got {:?} want {:?} rules {:?} key {:?}",
+                    got,
+                    want,
+                    lin.iter().map(|(m, p, c)| (m.key.display_masked(&m.mask).to_string(), p, c)).collect::<Vec<_>>(),
+                    key.display_masked(&FlowMask::EXACT).to_string()
+                );
+                if let Some(i) = got {
+                    prop_assert!(lin[i].2.is_empty());
+                }
+                let mut other = key;
+                for i in 0..N_WORDS {
+                    other.words[i] ^= !wc.words[i];
+                }
+                // conj_id is never in a datapath key.
+                other.set(Field::ConjId, 0);
+                let mut wc2 = FlowMask::default();
+                let got2 = cls.lookup_conj(&other, &mut wc2, &acts, None).map(|r| r.value.0);
+                prop_assert_eq!(got, got2);
             }
         }
     }
