@@ -668,8 +668,10 @@ mod tests {
     /// The conjunctive-match reference (one conjunction, id 1 with `n`
     /// clauses): scan every rule. A rule is `(match, priority, clauses
     /// it contributes to conjunction 1; empty: an ordinary rule)`.
-    fn linear_conj(rules: &[(Match, u16, Vec<u8>)], n: u8, key: &FlowKey) -> Option<usize> {
-        let hits = |k: &FlowKey, soft: bool| -> Vec<(usize, &(Match, u16, Vec<u8>))> {
+    type ConjRule = (Match, u16, Vec<u8>);
+
+    fn linear_conj(rules: &[ConjRule], n: u8, key: &FlowKey) -> Option<usize> {
+        let hits = |k: &FlowKey, soft: bool| -> Vec<(usize, &ConjRule)> {
             rules
                 .iter()
                 .enumerate()
@@ -699,7 +701,7 @@ mod tests {
                 k.set(Field::ConjId, 1);
                 // As OVS, the second lookup sees only the highest-priority
                 // rule of each match, and skips it if it is soft.
-                let shadowed = |(_, (m, p, _)): &(usize, &(Match, u16, Vec<u8>))| {
+                let shadowed = |(_, (m, p, _)): &(usize, &ConjRule)| {
                     rules
                         .iter()
                         .any(|(m2, p2, c2)| m2 == m && p2 > p && !c2.is_empty())
@@ -728,7 +730,7 @@ mod tests {
             keys in proptest::collection::vec(arb_key(), 1..16),
         ) {
             let mut cls = Classifier::new();
-            let mut lin: Vec<(Match, u16, Vec<u8>)> = Vec::new();
+            let mut lin: Vec<ConjRule> = Vec::new();
             for (m, p, kind, c, conj_id) in rules {
                 let mut m = normalize(&m);
                 let clauses = match kind {
