@@ -31,6 +31,30 @@
 //! earlier tables' decisions, which are themselves covered by `wc` (the
 //! datapath drops them from megaflow masks).
 //!
+//! # Conjunctive matches
+//!
+//! [`Classifier::lookup_conj`] adds Open vSwitch's conjunctive matches
+//! (`lib/classifier.c` `classifier_lookup__`, `ovs-fields(7)` "Conjunctive
+//! Match Fields"). A rule whose actions include `conjunction(id,k/n)` is a
+//! *soft* match: it never matches by itself, it only says that clause `k`
+//! of conjunction `id` holds. Every other rule is a *hard* match. The
+//! lookup finds the best hard match as usual, and gathers the soft matches
+//! of higher priority met on the way (one per probed subtable, as the
+//! hard ones). Then, from the highest soft priority down while above the
+//! best hard match: among the soft matches of that priority, a
+//! conjunction whose `n` clauses all hold completes; the table is looked
+//! up again with `conj_id` set to its id, soft matches ignored (as in OVS
+//! this second lookup sees only the highest-priority rule of each distinct
+//! match, so a hard rule under a soft one with the same match is not
+//! found there), and a rule found there is the answer (whatever its
+//! priority, as OVS). If nothing
+//! completes, each soft match of that priority is replaced by the
+//! next-lower-priority rule with the identical match (which may be hard)
+//! and the next priority is tried. Every probed subtable's mask, those of
+//! the `conj_id` lookup included, is ORed into `wc`: the decision depends
+//! only on which subtables hit, so `wc` stays sufficient (`conj_id` itself
+//! is a pipeline field the datapath drops from megaflow masks).
+//!
 //! # Costs
 //!
 //! Insert and remove are O(subtables) (re-sorting); lookup is
@@ -39,9 +63,10 @@
 use std::hash::{BuildHasher, Hasher as _};
 
 use hashbrown::HashTable;
+use xennet_datapath::flow::Field;
 use xennet_datapath::flow::N_WORDS;
 use xennet_datapath::{FlowKey, FlowMask};
-use xennet_openflow::model::Match;
+use xennet_openflow::model::{Action, Match};
 
 type Hasher = foldhash::fast::RandomState;
 
@@ -330,6 +355,148 @@ impl<T> Classifier<T> {
         best
     }
 
+    /// As [`Classifier::lookup`], with conjunctive matches (see the module
+    /// docs): `acts` gives a rule's actions, and rules with `conjunction`
+    /// actions are soft matches. Never returns a soft match. Allocates
+    /// only when a soft match is met; the work is bounded by the number
+    /// of subtables (soft matches, each followed down its list of
+    /// identical matches) times their conjunctions. When a conjunction
+    /// decided the answer and `conj_flows` is given, the soft matches of
+    /// its id that took part are appended to it (OVS `insert_conj_flows`,
+    /// for `ofproto/trace`).
+    pub fn lookup_conj<'a>(
+        &'a self,
+        key: &FlowKey,
+        wc: &mut FlowMask,
+        acts: &dyn Fn(&T) -> &[Action],
+        conj_flows: Option<&mut Vec<&'a ClsRule<T>>>,
+    ) -> Option<&'a ClsRule<T>> {
+        let is_soft = |r: &ClsRule<T>| {
+            acts(&r.value)
+                .iter()
+                .any(|a| matches!(a, Action::Conjunction { .. }))
+        };
+        // (rules with one match, index of the soft rule in it).
+        let mut soft: Vec<(&'a [ClsRule<T>], usize)> = Vec::new();
+        let mut hard: Option<&'a ClsRule<T>> = None;
+        for st in &self.subtables {
+            if hard.is_some_and(|h| h.priority >= st.max_priority) {
+                break;
+            }
+            wc.union_with(&st.mask);
+            let Some(list) = st.get(&self.hasher, key) else {
+                continue;
+            };
+            let Some(r) = list.first() else { continue };
+            if hard.is_some_and(|h| r.priority <= h.priority) {
+                continue;
+            }
+            if is_soft(r) {
+                soft.push((list.as_slice(), 0));
+            } else {
+                hard = Some(r);
+            }
+        }
+        // Above the best hard match; -1: none.
+        let hard_pri = |h: Option<&ClsRule<T>>| h.map_or(-1, |h| i32::from(h.priority));
+        // (conjunction id, clauses seen; bits above n_clauses preset).
+        let mut seen: Vec<(u32, u64)> = Vec::new();
+        loop {
+            let floor = hard_pri(hard);
+            soft.retain(|(l, i)| i32::from(l[*i].priority) > floor);
+            let Some(top) = soft.iter().map(|(l, i)| l[*i].priority).max() else {
+                break;
+            };
+            let n_top = soft.iter().filter(|(l, i)| l[*i].priority == top).count();
+            seen.clear();
+            for (l, i) in &soft {
+                let r = &l[*i];
+                if r.priority != top {
+                    continue;
+                }
+                for a in acts(&r.value) {
+                    let Action::Conjunction {
+                        id,
+                        clause,
+                        n_clauses,
+                    } = *a
+                    else {
+                        continue;
+                    };
+                    // Fewer soft matches than clauses cannot complete.
+                    if usize::from(n_clauses) > n_top || clause >= 64 {
+                        continue;
+                    }
+                    let pos = match seen.iter().position(|(s, _)| *s == id) {
+                        Some(p) => p,
+                        None => {
+                            seen.push((id, u64::MAX << (n_clauses & 63)));
+                            seen.len() - 1
+                        }
+                    };
+                    seen[pos].1 |= 1 << clause;
+                    if seen[pos].1 == u64::MAX {
+                        let mut k = *key;
+                        k.set(Field::ConjId, u128::from(id));
+                        if let Some(r) = self.lookup_hard(&k, wc, &is_soft) {
+                            if let Some(out) = conj_flows {
+                                let of_id = |c: &ClsRule<T>| {
+                                    acts(&c.value).iter().any(|a| {
+                                        matches!(a, Action::Conjunction { id: i, .. } if *i == id)
+                                    })
+                                };
+                                out.extend(
+                                    soft.iter()
+                                        .map(|(l, i)| &l[*i])
+                                        .filter(|c| c.priority == top && of_id(c)),
+                                );
+                            }
+                            return Some(r);
+                        }
+                    }
+                }
+            }
+            // Nothing completed at `top`: follow each of its soft matches
+            // to the next-lower-priority rule with the same match.
+            for e in &mut soft {
+                if e.0[e.1].priority != top {
+                    continue;
+                }
+                e.1 += 1;
+                if let Some(r) = e.0.get(e.1) {
+                    if !is_soft(r) && i32::from(r.priority) > hard_pri(hard) {
+                        hard = Some(r);
+                    }
+                }
+            }
+            soft.retain(|(l, i)| l.get(*i).is_some_and(&is_soft));
+        }
+        hard
+    }
+
+    /// The best hard match (soft matches skipped, as OVS's lookup with
+    /// conjunctive matches disallowed).
+    fn lookup_hard<'a>(
+        &'a self,
+        key: &FlowKey,
+        wc: &mut FlowMask,
+        is_soft: &dyn Fn(&ClsRule<T>) -> bool,
+    ) -> Option<&'a ClsRule<T>> {
+        let mut best: Option<&ClsRule<T>> = None;
+        for st in &self.subtables {
+            if best.is_some_and(|b| b.priority >= st.max_priority) {
+                break;
+            }
+            wc.union_with(&st.mask);
+            if let Some(r) = st.get(&self.hasher, key).and_then(|v| v.first()) {
+                if !is_soft(r) && best.map_or(true, |b| r.priority > b.priority) {
+                    best = Some(r);
+                }
+            }
+        }
+        best
+    }
+
     /// The rule with exactly this match and priority (OpenFlow strict).
     pub fn find_strict(&self, matcher: &Match, priority: u16) -> Option<&ClsRule<T>> {
         let m = normalize(matcher);
@@ -494,6 +661,125 @@ mod tests {
                 prop_assert_eq!(got.map(|r| r.value), got2.map(|r| r.value));
                 // And the linear result for the flipped key agrees.
                 prop_assert_eq!(got.map(|r| r.priority), linear(&lin, &other).map(|w| w.1));
+            }
+        }
+    }
+
+    /// The conjunctive-match reference (one conjunction, id 1 with `n`
+    /// clauses): scan every rule. A rule is `(match, priority, clauses
+    /// it contributes to conjunction 1; empty: an ordinary rule)`.
+    type ConjRule = (Match, u16, Vec<u8>);
+
+    fn linear_conj(rules: &[ConjRule], n: u8, key: &FlowKey) -> Option<usize> {
+        let hits = |k: &FlowKey, soft: bool| -> Vec<(usize, &ConjRule)> {
+            rules
+                .iter()
+                .enumerate()
+                .filter(|(_, (m, _, c))| match_hits(m, k) && c.is_empty() != soft)
+                .collect()
+        };
+        let best = |k: &FlowKey| hits(k, false).into_iter().max_by_key(|(_, (_, p, _))| *p);
+        let hard = best(key);
+        let floor = hard.map_or(-1, |(_, (_, p, _))| i32::from(*p));
+        let mut pris: Vec<u16> = hits(key, true)
+            .into_iter()
+            .map(|(_, (_, p, _))| *p)
+            .collect();
+        pris.sort_unstable_by(|a, b| b.cmp(a));
+        pris.dedup();
+        for p in pris.into_iter().filter(|p| i32::from(*p) > floor) {
+            let at: Vec<&Vec<u8>> = hits(key, true)
+                .into_iter()
+                .filter(|(_, r)| r.1 == p)
+                .map(|(_, r)| &r.2)
+                .collect();
+            // OVS: fewer soft matches than clauses cannot complete.
+            let complete =
+                at.len() >= usize::from(n) && (0..n).all(|c| at.iter().any(|cs| cs.contains(&c)));
+            if complete {
+                let mut k = *key;
+                k.set(Field::ConjId, 1);
+                // As OVS, the second lookup sees only the highest-priority
+                // rule of each match, and skips it if it is soft.
+                let shadowed = |(_, (m, p, _)): &(usize, &ConjRule)| {
+                    rules
+                        .iter()
+                        .any(|(m2, p2, c2)| m2 == m && p2 > p && !c2.is_empty())
+                };
+                let inner = hits(&k, false)
+                    .into_iter()
+                    .filter(|h| !shadowed(h))
+                    .max_by_key(|(_, (_, p, _))| *p);
+                if let Some((i, _)) = inner {
+                    return Some(i);
+                }
+            }
+        }
+        hard.map(|(i, _)| i)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn conj_same_as_linear(
+            n in 2u8..4,
+            rules in proptest::collection::vec(
+                (arb_match(), 0u16..4, 0u8..4, 0u8..4, any::<bool>()),
+                0..24,
+            ),
+            keys in proptest::collection::vec(arb_key(), 1..16),
+        ) {
+            let mut cls = Classifier::new();
+            let mut lin: Vec<ConjRule> = Vec::new();
+            for (m, p, kind, c, conj_id) in rules {
+                let mut m = normalize(&m);
+                let clauses = match kind {
+                    0 => vec![c % n],
+                    1 => vec![c % n, (c + 1) % n],
+                    _ => vec![],
+                };
+                if clauses.is_empty() && conj_id {
+                    m.key.set(Field::ConjId, 1);
+                    m.mask.set_exact(Field::ConjId);
+                }
+                let acts: Vec<Action> = clauses
+                    .iter()
+                    .map(|&clause| Action::Conjunction { id: 1, clause, n_clauses: n })
+                    .collect();
+                if cls.find_strict(&m, p).is_some() {
+                    continue;
+                }
+                cls.insert(&m, p, (lin.len(), acts));
+                lin.push((m, p, clauses));
+            }
+            fn acts(v: &(usize, Vec<Action>)) -> &[Action] {
+                &v.1
+            }
+            for key in keys {
+                let mut wc = FlowMask::default();
+                let got = cls.lookup_conj(&key, &mut wc, &acts, None).map(|r| r.value.0);
+                let want = linear_conj(&lin, n, &key);
+                prop_assert_eq!(
+                    got.map(|i| lin[i].1),
+                    want.map(|i| lin[i].1),
+                    "got {:?} want {:?} rules {:?} key {:?}",
+                    got,
+                    want,
+                    lin.iter().map(|(m, p, c)| (m.key.display_masked(&m.mask).to_string(), p, c)).collect::<Vec<_>>(),
+                    key.display_masked(&FlowMask::EXACT).to_string()
+                );
+                if let Some(i) = got {
+                    prop_assert!(lin[i].2.is_empty());
+                }
+                let mut other = key;
+                for i in 0..N_WORDS {
+                    other.words[i] ^= !wc.words[i];
+                }
+                // conj_id is never in a datapath key.
+                other.set(Field::ConjId, 0);
+                let mut wc2 = FlowMask::default();
+                let got2 = cls.lookup_conj(&other, &mut wc2, &acts, None).map(|r| r.value.0);
+                prop_assert_eq!(got, got2);
             }
         }
     }

@@ -194,6 +194,24 @@ fn check_subfield_action(sf: &Subfield, dst: bool, m: Option<&Match>) -> Result<
     Ok(())
 }
 
+/// `conjunction` actions may be combined only with other `conjunction`s
+/// and `note`s (OVS `ofpacts_verify`, which answers
+/// `NXBAC_BAD_CONJUNCTION`; xennet has no Nicira action errors and answers
+/// `OFPBAC_BAD_ARGUMENT`).
+fn check_conjunction_only(actions: &[Action]) -> Result<(), OfError> {
+    let conj = actions
+        .iter()
+        .any(|a| matches!(a, Action::Conjunction { .. }));
+    if conj
+        && !actions
+            .iter()
+            .all(|a| matches!(a, Action::Conjunction { .. } | Action::Note(_)))
+    {
+        return Err(OfError::BAD_ACTION_ARGUMENT);
+    }
+    Ok(())
+}
+
 fn split_duration(d: Duration) -> (u32, u32) {
     (
         u32::try_from(d.as_secs()).unwrap_or(u32::MAX),
@@ -543,6 +561,7 @@ impl Tables {
         if actions.len() > MAX_ACTIONS {
             return Err(OfError::TOO_MANY_ACTIONS);
         }
+        check_conjunction_only(actions)?;
         let mut m = m;
         // VLAN tags the packet has at this point: OVS tracks two
         // (`FLOW_MAX_VLAN_HEADERS`) and refuses a third push with
@@ -693,6 +712,7 @@ impl Tables {
                     }
                 }
                 Action::Note(_)
+                | Action::Conjunction { .. }
                 | Action::Exit
                 | Action::CtClear
                 | Action::DecTtlIds(_)
@@ -744,6 +764,7 @@ impl Tables {
             return Err(OfError::TOO_MANY_ACTIONS);
         }
         let groups_ok = |g: u32| self.groups.contains_key(&g);
+        check_conjunction_only(actions)?;
         for a in actions {
             if matches!(
                 a,
@@ -798,6 +819,20 @@ impl Tables {
             if !meter_ok(mid) {
                 return Err(OfError::UNKNOWN_METER);
             }
+        }
+        let conj = ins
+            .apply
+            .as_deref()
+            .is_some_and(|a| a.iter().any(|a| matches!(a, Action::Conjunction { .. })));
+        if conj
+            && (ins.meter.is_some()
+                || ins.clear
+                || ins.write.is_some()
+                || ins.write_metadata.is_some()
+                || ins.goto_table.is_some())
+        {
+            // OVS `ofpacts_verify`: the instructions are actions there.
+            return Err(OfError::BAD_ACTION_ARGUMENT);
         }
         let mut m = *matcher;
         if let Some(a) = &ins.apply {

@@ -116,6 +116,9 @@ use xennet_openflow::model::{
 use crate::normal::Normal;
 use crate::tables::{Group, Rule, Tables, N_TABLES};
 
+/// `OFP_DEFAULT_PRIORITY` (0x8000): a flow's priority when none is given;
+/// OVS's formatters leave it out.
+const OFP_DEFAULT_PRIORITY: u16 = 0x8000;
 /// Most nested lookups (OVS `MAX_DEPTH`).
 pub const MAX_DEPTH: u32 = 64;
 /// Most lookups per translation (OVS `MAX_RESUBMITS`).
@@ -753,6 +756,11 @@ pub fn action_text(a: &Action) -> String {
         Action::Note(b) => format!("note:{}", hex_dotted(b)),
         Action::Exit => "exit".into(),
         Action::CtClear => "ct_clear".into(),
+        Action::Conjunction {
+            id,
+            clause,
+            n_clauses,
+        } => format!("conjunction({id},{}/{n_clauses})", u16::from(*clause) + 1),
         Action::DecTtlIds(ids) => {
             let ids: Vec<String> = ids.iter().map(u16::to_string).collect();
             format!("dec_ttl({})", ids.join(","))
@@ -972,7 +980,15 @@ impl Ctx<'_> {
             self.depth -= 1;
             return;
         };
-        let r = t.cls.lookup(&self.flow, &mut self.wc);
+        // Conjunctive matches (`conjunction` actions, `conj_id`) as OVS;
+        // a trace lists the clause flows that made one match.
+        let mut conj_flows = Vec::new();
+        let r = t.cls.lookup_conj(
+            &self.flow,
+            &mut self.wc,
+            &|r: &Arc<Rule>| r.instructions.apply.as_deref().unwrap_or(&[]),
+            self.trace.is_some().then_some(&mut conj_flows),
+        );
         if self.count_stats {
             t.lookups.fetch_add(1, Ordering::Relaxed);
             if r.is_some() {
@@ -1007,6 +1023,19 @@ impl Ctx<'_> {
                         self.note(format_args!("cookie={:#x}", rule.cookie));
                         self.indent -= 4;
                     }
+                    // OVS `xlate_report_conj_matches`: "conj. " and the
+                    // clause flow as `cls_rule_format` prints it.
+                    self.indent += 4;
+                    for c in &conj_flows {
+                        let m = match_text(&c.matcher);
+                        let p = c.priority;
+                        match (p == OFP_DEFAULT_PRIORITY, m.is_empty()) {
+                            (true, _) => self.note(format_args!("conj. {m}")),
+                            (false, true) => self.note(format_args!("conj. priority={p}")),
+                            (false, false) => self.note(format_args!("conj. priority={p},{m}")),
+                        }
+                    }
+                    self.indent -= 4;
                 }
                 self.counters.push(rule.counters.clone());
                 self.last_hit = Some(Hit::Rule(rule.clone()));
@@ -1228,6 +1257,12 @@ impl Ctx<'_> {
                 self.write_subfield(dst, v);
             }
             Action::Note(_) => {}
+            Action::Conjunction { .. } => {
+                // Only a packet-out can get here; the classifier never
+                // returns a conjunctive flow. OVS reports it and does
+                // nothing (`do_xlate_actions`).
+                self.note("executing \"conjunction\" action (does nothing)");
+            }
             Action::Exit => self.exit = true,
             Action::CtClear => {
                 // No conntrack yet, so the state is always clear; clear

@@ -1255,3 +1255,180 @@ fn nicira_action_flow_mod_errors() {
         OfError::BAD_ACTION_ARGUMENT
     );
 }
+
+fn conj(id: u32, clause: u8, n_clauses: u8) -> Action {
+    Action::Conjunction {
+        id,
+        clause,
+        n_clauses,
+    }
+}
+
+/// The two-dimensional ACL of `ovs-fields(7)` "Conjunctive Match Fields":
+/// `ip_src` in {10.0.0.1, 10.0.0.3} AND `tcp_dst` in {80, 443} → port 2;
+/// everything else IP → the priority-1 flow (port 3).
+fn conj_acl() -> Arc<Ofproto> {
+    let of = bridge();
+    let tcp = [
+        exact(OxmField::EthType, 0x0800),
+        exact(OxmField::IpProto, 6),
+    ];
+    for src in [0x0a00_0001u128, 0x0a00_0003] {
+        let mut f = tcp.to_vec();
+        f.push(exact(OxmField::Ipv4Src, src));
+        of.handle_flow_mod(&fm(0, 100, m(&f), apply(vec![conj(7, 0, 2)])))
+            .unwrap();
+    }
+    for port in [80u128, 443] {
+        let mut f = tcp.to_vec();
+        f.push(exact(OxmField::TcpDst, port));
+        of.handle_flow_mod(&fm(0, 100, m(&f), apply(vec![conj(7, 1, 2)])))
+            .unwrap();
+    }
+    of.handle_flow_mod(&fm(
+        0,
+        100,
+        m(&[exact(OxmField::ConjId, 7)]),
+        apply(vec![out(2)]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(
+        0,
+        1,
+        m(&[exact(OxmField::EthType, 0x0800)]),
+        apply(vec![out(3)]),
+    ))
+    .unwrap();
+    of
+}
+
+#[test]
+fn conjunction_two_dimensions() {
+    let of = conj_acl();
+    // Both clauses: allowed through the conj_id flow.
+    for (src, dport) in [([10, 0, 0, 1], 80), ([10, 0, 0, 3], 443)] {
+        let u = up(&of, &tcp_frame(src, [10, 0, 0, 2], 1000, dport, 64), 1);
+        assert_eq!(outputs(&u), vec![2], "{src:?} {dport}");
+        assert_eq!(u.mask.get(Field::NwSrc), 0xffff_ffff);
+        assert!(u.mask.is_exact(Field::TpDst));
+    }
+    // One dimension only: the lower-priority flow.
+    for (src, dport) in [([10, 0, 0, 2], 80), ([10, 0, 0, 1], 22), ([10, 0, 0, 9], 9)] {
+        let u = up(&of, &tcp_frame(src, [10, 0, 0, 2], 1000, dport, 64), 1);
+        assert_eq!(outputs(&u), vec![3], "{src:?} {dport}");
+        assert_eq!(u.mask.get(Field::NwSrc), 0xffff_ffff);
+        assert!(u.mask.is_exact(Field::TpDst));
+    }
+    // A higher-priority normal flow wins over the conjunction.
+    of.handle_flow_mod(&fm(
+        0,
+        200,
+        m(&[
+            exact(OxmField::EthType, 0x0800),
+            exact(OxmField::Ipv4Src, 0x0a00_0001),
+        ]),
+        apply(vec![out(4)]),
+    ))
+    .unwrap();
+    let u = up(
+        &of,
+        &tcp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1000, 80, 64),
+        1,
+    );
+    assert_eq!(outputs(&u), vec![4]);
+    let u = up(
+        &of,
+        &tcp_frame([10, 0, 0, 3], [10, 0, 0, 2], 1000, 80, 64),
+        1,
+    );
+    assert_eq!(outputs(&u), vec![2]);
+}
+
+#[test]
+fn conjunction_without_conj_id_flow_falls_through() {
+    let of = conj_acl();
+    // Remove the conj_id flow: a complete conjunction finds nothing and
+    // the lower-priority flow matches (OVS `classifier_lookup__`).
+    let mut del = fm(0, 100, m(&[exact(OxmField::ConjId, 7)]), apply(vec![]));
+    del.command = FlowModCommand::DeleteStrict;
+    of.handle_flow_mod(&del).unwrap();
+    let u = up(
+        &of,
+        &tcp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1000, 80, 64),
+        1,
+    );
+    assert_eq!(outputs(&u), vec![3]);
+}
+
+#[test]
+fn conjunction_lower_priority_identical_match() {
+    // A conjunctive flow with a lower-priority hard flow of the same
+    // match: when the conjunction does not complete, the hard flow holds.
+    let of = bridge();
+    let src = m(&[
+        exact(OxmField::EthType, 0x0800),
+        exact(OxmField::Ipv4Src, 0x0a00_0001),
+    ]);
+    of.handle_flow_mod(&fm(0, 50, src, apply(vec![conj(1, 0, 2)])))
+        .unwrap();
+    of.handle_flow_mod(&fm(0, 40, src, apply(vec![out(4)])))
+        .unwrap();
+    of.handle_flow_mod(&fm(
+        0,
+        50,
+        m(&[
+            exact(OxmField::EthType, 0x0800),
+            exact(OxmField::IpProto, 6),
+        ]),
+        apply(vec![conj(1, 1, 2)]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        m(&[exact(OxmField::ConjId, 1)]),
+        apply(vec![out(2)]),
+    ))
+    .unwrap();
+    let u = up(&of, &tcp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2, 64), 1);
+    assert_eq!(outputs(&u), vec![2]);
+    let u = up(&of, &udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2), 1);
+    assert_eq!(outputs(&u), vec![4]);
+}
+
+#[test]
+fn conjunction_flow_mod_validation() {
+    let of = bridge();
+    let ip = m(&[exact(OxmField::EthType, 0x0800)]);
+    // With another action, or another instruction: refused.
+    assert_eq!(
+        of.handle_flow_mod(&fm(0, 5, ip, apply(vec![conj(1, 0, 2), out(1)])))
+            .unwrap_err(),
+        OfError::BAD_ACTION_ARGUMENT
+    );
+    let ins = Instructions {
+        goto_table: Some(1),
+        ..apply(vec![conj(1, 0, 2)])
+    };
+    assert_eq!(
+        of.handle_flow_mod(&fm(0, 5, ip, ins)).unwrap_err(),
+        OfError::BAD_ACTION_ARGUMENT
+    );
+    // Not in an action set.
+    let ins = Instructions {
+        write: Some(vec![conj(1, 0, 2)]),
+        ..Instructions::default()
+    };
+    assert_eq!(
+        of.handle_flow_mod(&fm(0, 5, ip, ins)).unwrap_err(),
+        OfError::UNSUPPORTED_ORDER
+    );
+    // With notes and other conjunctions: accepted.
+    of.handle_flow_mod(&fm(
+        0,
+        5,
+        ip,
+        apply(vec![Action::Note(vec![0; 6]), conj(1, 0, 2), conj(2, 2, 3)]),
+    ))
+    .unwrap();
+}

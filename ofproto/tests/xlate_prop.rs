@@ -346,6 +346,78 @@ fn bridge(
     of
 }
 
+/// A match on one field from a small domain, so that clauses of different
+/// dimensions match the same packet often.
+fn arb_dimension() -> impl Strategy<Value = Match> {
+    (0u8..4, 0u8..3).prop_map(|(f, v)| {
+        let mut m = Match::CATCHALL;
+        let v = u128::from(v);
+        match f {
+            0 => m.set_field(OxmField::InPort, v + 1, 0xffff_ffff).unwrap(),
+            1 => m
+                .set_field(OxmField::EthDst, 0x5054_0000_0000 | v, (1 << 48) - 1)
+                .unwrap(),
+            2 => {
+                m.set_field(OxmField::EthType, 0x0800, 0xffff).unwrap();
+                m.set_field(OxmField::Ipv4Dst, 0x0a00_0000 | v, 0xffff_ffff)
+                    .unwrap();
+            }
+            _ => m.set_field(OxmField::EthType, 0x0800, 0xffff).unwrap(),
+        }
+        m
+    })
+}
+
+/// Conjunctive flows: clauses of conjunctions 1 and 2 (2 or 3 clauses)
+/// over random matches, and `conj_id` flows with random instructions.
+#[allow(clippy::type_complexity)]
+fn arb_conj() -> impl Strategy<Value = Vec<(u8, Match, u16, Instructions)>> {
+    let table = || prop_oneof![4 => Just(0u8), 1 => 1u8..3];
+    let clause = (
+        table(),
+        prop_oneof![1 => arb_match(), 3 => arb_dimension()],
+        2u16..4,
+        proptest::collection::vec((1u32..3, 0u8..3), 1..3),
+    )
+        .prop_map(|(t, m, p, cs)| {
+            let acts = cs
+                .into_iter()
+                .map(|(id, k)| Action::Conjunction {
+                    id,
+                    // Conjunction 1 has 2 clauses, 2 has 3 (one id, one n).
+                    clause: k % (id as u8 + 1),
+                    n_clauses: id as u8 + 1,
+                })
+                .collect();
+            (t, m, p, Instructions::apply(acts))
+        });
+    let target = (
+        table(),
+        1u32..3,
+        0u16..5,
+        arb_instructions(),
+        proptest::option::of(1u32..4),
+    )
+        .prop_map(|(t, id, p, ins, inp)| {
+            let mut m = Match::CATCHALL;
+            m.set_field(OxmField::ConjId, id.into(), 0xffff_ffff)
+                .unwrap();
+            if let Some(i) = inp {
+                m.set_field(OxmField::InPort, i.into(), 0xffff_ffff)
+                    .unwrap();
+            }
+            (t, m, p, ins)
+        });
+    (
+        proptest::collection::vec(clause, 0..14),
+        proptest::collection::vec(target, 1..5),
+    )
+        .prop_map(|(mut a, b)| {
+            a.extend(b);
+            a
+        })
+}
+
 fn arb_group() -> impl Strategy<Value = (GroupType, Vec<Vec<Action>>)> {
     (
         prop_oneof![
@@ -393,8 +465,10 @@ proptest! {
         packets in proptest::collection::vec(arb_key(), 1..8),
         noise in proptest::collection::vec(any::<u64>(), N_WORDS),
         live in proptest::collection::vec(any::<bool>(), 4),
+        conj in arb_conj(),
     ) {
         let mut rules = rules;
+        rules.extend(conj);
         for (t, a) in misses.into_iter().enumerate() {
             rules.insert(0, (t as u8, Match::CATCHALL, 0, Instructions::apply(a)));
         }

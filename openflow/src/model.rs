@@ -319,6 +319,19 @@ pub enum Action {
     Exit,
     /// `ct_clear` (`NXAST_CT_CLEAR`): clear the connection-tracking state.
     CtClear,
+    /// `conjunction(id,k/n)` (`NXAST_CONJUNCTION`, OVS `ovs-actions(7)`
+    /// "Conjunctive match"): the flow is clause `clause` (0-based; the
+    /// text form prints `clause + 1`) of the `n_clauses`-clause
+    /// conjunctive match `id`. Only with other `conjunction`s and `note`s;
+    /// `2 <= n_clauses <= 64`, `clause < n_clauses`.
+    Conjunction {
+        /// The conjunction id (matched by `conj_id`).
+        id: u32,
+        /// The clause, 0-based.
+        clause: u8,
+        /// The number of clauses.
+        n_clauses: u8,
+    },
     /// `dec_ttl(id,..)` (`NXAST_DEC_TTL_CNT_IDS`): as `DecNwTtl`, and the
     /// invalid-TTL packet-in goes to the controllers with these ids.
     DecTtlIds(Vec<u16>),

@@ -12,11 +12,11 @@
 //! (17), `DEC_TTL` (18, 1.0), `CONTROLLER` (20), `DEC_TTL_CNT_IDS` (21),
 //! `STACK_PUSH`/`POP` (27/28), `SAMPLE` (29), `OUTPUT_REG2` (32),
 //! `REG_LOAD2` (33, 1.0–1.4), `CONTROLLER2` (37), `GROUP` (40, 1.0),
-//! `CLONE` (42), `CT_CLEAR` (43), `MULTIPATH` (10), `BUNDLE`/`BUNDLE_LOAD`
+//! `CLONE` (42), `CT_CLEAR` (43), `CONJUNCTION` (34), `MULTIPATH` (10), `BUNDLE`/`BUNDLE_LOAD`
 //! (12/13), `RESUBMIT_TABLE_CT` (44), `CT` (35) with
 //! `NAT` (36) inside it. Which versions accept which subtype follows OVS's
 //! raw action table (`NX1.0(4)`, `NX1.0-1.4(7)`, …); a subtype outside its
-//! versions, or not implemented (`LEARN`, `CONJUNCTION`,
+//! versions, or not implemented (`LEARN`,
 //! `CHECK_PKT_LARGER`, `FIN_TIMEOUT`, `SAMPLE2/3`,
 //! `OUTPUT_TRUNC`, …), is `OFPBAC_BAD_EXP_TYPE`.
 //!
@@ -68,6 +68,8 @@ pub const NXAST_CONTROLLER2: u16 = 37;
 pub const NXAST_CLONE: u16 = 42;
 /// `NXAST_CT_CLEAR`.
 pub const NXAST_CT_CLEAR: u16 = 43;
+/// `NXAST_CONJUNCTION`.
+pub const NXAST_CONJUNCTION: u16 = 34;
 /// `NXAST_MULTIPATH`.
 pub const NXAST_MULTIPATH: u16 = 10;
 /// `NXAST_BUNDLE`.
@@ -346,6 +348,20 @@ pub fn decode(a: &[u8], version: u8, nested: &NestedDecode<'_>) -> Result<Action
         NXAST_CT_CLEAR => {
             fixed(16)?;
             Action::CtClear
+        }
+        NXAST_CONJUNCTION => {
+            // OVS `decode_NXAST_RAW_CONJUNCTION` answers
+            // `NXBAC_BAD_CONJUNCTION`; see the module docs.
+            fixed(16)?;
+            let (clause, n_clauses) = (a[10], a[11]);
+            if !(2..=64).contains(&n_clauses) || clause >= n_clauses {
+                return Err(bad(OfError::BAD_ACTION_ARGUMENT, "bad conjunction clause"));
+            }
+            Action::Conjunction {
+                id: be32(a, 12),
+                clause,
+                n_clauses,
+            }
         }
         NXAST_REG_LOAD if upto14 => {
             fixed(24)?;
@@ -1078,6 +1094,17 @@ pub fn encode(
         }
         Action::CtClear => {
             let s = begin(out, NXAST_CT_CLEAR);
+            finish(out, s, 16)?;
+        }
+        Action::Conjunction {
+            id,
+            clause,
+            n_clauses,
+        } => {
+            let s = begin(out, NXAST_CONJUNCTION);
+            out.push(*clause);
+            out.push(*n_clauses);
+            out.u32(*id);
             finish(out, s, 16)?;
         }
         Action::DecTtlIds(ids) => {

@@ -32,6 +32,11 @@ fn samples() -> Vec<Action> {
         Action::Note(vec![1, 2, 3, 0, 0, 0]),
         Action::Exit,
         Action::CtClear,
+        Action::Conjunction {
+            id: 0xdead_beef,
+            clause: 1,
+            n_clauses: 64,
+        },
         Action::DecTtlIds(vec![1, 2, 3]),
         Action::SetTunnel {
             id: 0x1234,
@@ -399,8 +404,8 @@ fn test_reject_others() {
         &[1, 2]
     ))
     .is_ok());
-    // Not implemented: learn, conjunction, check_pkt_larger.
-    for sub in [16, 34, 49] {
+    // Not implemented: learn, check_pkt_larger.
+    for sub in [16, 49] {
         assert_eq!(
             err13(&nx(sub, &[0; 14])),
             OfError::BAD_ACTION_EXP_TYPE,
@@ -507,5 +512,37 @@ fn test_reject_ct_nat() {
     assert_eq!(
         err13(&nx(NXAST_RESUBMIT_TABLE_CT, &[0xff, 0xf8, 1, 0, 0, 1])),
         OfError::BAD_ACTION_ARGUMENT
+    );
+}
+
+#[test]
+fn test_conjunction_bytes_and_rejects() {
+    // `conjunction(7,2/3)` as OVS encodes it: clause 1 (0-based), n 3, id 7.
+    let b = nx(NXAST_CONJUNCTION, &[1, 3, 0, 0, 0, 7]);
+    assert_eq!(b.len(), 16);
+    let want = vec![Action::Conjunction {
+        id: 7,
+        clause: 1,
+        n_clauses: 3,
+    }];
+    assert_eq!(v13::decode_actions(&b).unwrap(), want);
+    let mut out = Vec::new();
+    v13::encode_actions_version(&want, 0x04, &mut out).unwrap();
+    assert_eq!(out, b);
+    // clause >= n_clauses, n_clauses < 2, n_clauses > 64, bad length.
+    for body in [[3u8, 3], [0, 1], [0, 65]] {
+        let mut full = body.to_vec();
+        full.extend_from_slice(&[0, 0, 0, 7]);
+        assert_eq!(
+            err13(&nx(NXAST_CONJUNCTION, &full)),
+            OfError::BAD_ACTION_ARGUMENT
+        );
+    }
+    assert_eq!(
+        err13(&nx(
+            NXAST_CONJUNCTION,
+            &[0, 2, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0]
+        )),
+        OfError::BAD_ACTION_LEN
     );
 }
