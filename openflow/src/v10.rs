@@ -1583,6 +1583,7 @@ fn decode_packet_in(r: &mut Rd) -> Result<Msg, DecodeError> {
         in_port,
         metadata: 0,
         data: r.rest().to_vec(),
+        ..PacketIn::default()
     }))
 }
 
@@ -1619,6 +1620,7 @@ fn decode_nx_packet_in(r: &mut Rd) -> Result<Msg, DecodeError> {
         in_port: in_port.unwrap_or(0),
         metadata,
         data: r.rest().to_vec(),
+        ..PacketIn::default()
     }))
 }
 
@@ -2295,6 +2297,9 @@ fn decode_vendor(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeError> {
         }
         NXT_SET_PACKET_IN_FORMAT => Msg::NxSetPacketInFormat(r.u32()?),
         NXT_PACKET_IN => return decode_nx_packet_in(r),
+        crate::packet_in2::NXT_PACKET_IN2 => {
+            return Ok(Msg::NxPacketIn2(crate::packet_in2::get_body(r.rest())?));
+        }
         NXT_SET_ASYNC_CONFIG => {
             let mut m = [0u32; 6];
             for x in &mut m {
@@ -2584,6 +2589,11 @@ fn encode_inner(
             let s = begin_nx(out, NXT_FLOW_MOD_TABLE_ID, xid);
             out.u8(u8::from(*set));
             out.zeros(7);
+            finish(out, s)
+        }
+        Msg::NxPacketIn2(p) => {
+            let s = begin_nx(out, crate::packet_in2::NXT_PACKET_IN2, xid);
+            crate::packet_in2::put_body(p, oxm::Flavor::Nxm, out);
             finish(out, s)
         }
         Msg::NxSetControllerId(id) => {

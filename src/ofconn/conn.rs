@@ -1593,6 +1593,7 @@ mod tests {
                 in_port: 1,
                 metadata: 0,
                 data: vec![0x55; 1000],
+                ..Default::default()
             }))
         };
         // A table-miss flow with CONTROLLER:65535 sent the whole packet.
@@ -1648,6 +1649,7 @@ mod tests {
                     in_port: 1,
                     metadata: 0,
                     data: vec![0x55; 60],
+                    ..Default::default()
                 },
             )))
             .unwrap();

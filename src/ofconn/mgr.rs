@@ -798,7 +798,7 @@ mod tests {
             in_port: 1,
             metadata: 0,
             data: vec![0; len],
-        }
+        }..Default::default()
     }
 
     #[tokio::test]
