@@ -1824,3 +1824,88 @@ fn ofctl_bundles_are_atomic() {
     let log = h.log();
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// Issue 15 item 6: the real `ovs-ofctl monitor -P nxt_packet_in2`
+/// (which sends `NXT_SET_PACKET_IN_FORMAT` 2) receives `NXT_PACKET_IN2`
+/// from `controller(userdata=...)` with the registers, metadata, table,
+/// cookie and reason of the flow, in OpenFlow 1.0 (NXM) and 1.5 (OXM).
+/// (Controller ids: `raw_peer_packet_in_format_and_controller_id`.)
+#[test]
+fn ofctl_monitor_receives_packet_in2_with_userdata_and_registers() {
+    let mut h = Harness::start("ofpin2");
+    h.guest(1, None);
+    let of = |args: &[&str]| h.ofctl(args);
+    of(&["del-flows", "br0"]);
+    of(&[
+        "add-flow",
+        "br0",
+        "table=0,priority=10,cookie=0x99,actions=load:0x2a->NXM_NX_REG1[],set_field:0x5->metadata,\
+         resubmit(,3)",
+    ]);
+    of(&[
+        "add-flow",
+        "br0",
+        "table=3,priority=10,cookie=0x77,actions=load:0xabc->NXM_NX_REG5[],\
+         controller(userdata=01.02.03,reason=no_match)",
+    ]);
+    // A UDP frame from guest 1's MAC.
+    let frame = concat!(
+        "ffffffffffff0200000000010800",
+        "4500001c0001000040110000c0a80001c0a80002",
+        "0035003500080000"
+    );
+    for (proto, tag) in [("OpenFlow10", "(xid="), ("OpenFlow15", "(OF1.5)")] {
+        let mon_out = h.rundir().join(format!("pin2-{proto}.txt"));
+        let mon_err = h.rundir().join(format!("pin2-{proto}.err"));
+        let mon = std::process::Command::new("ovs-ofctl")
+            .env("OVS_RUNDIR", h.rundir())
+            .args([
+                "-O",
+                proto,
+                "-P",
+                "nxt_packet_in2",
+                "monitor",
+                "br0",
+                "65534",
+            ])
+            .stdout(std::fs::File::create(&mon_out).unwrap())
+            .stderr(std::fs::File::create(&mon_err).unwrap())
+            .spawn()
+            .unwrap();
+        let _mon = common::ChildGuard(mon);
+        let text = || {
+            std::fs::read_to_string(&mon_out).unwrap_or_default()
+                + &std::fs::read_to_string(&mon_err).unwrap_or_default()
+        };
+        // The monitor may not be connected yet: send a packet every 20
+        // polls until a packet-in shows up.
+        let mut polls = 0u32;
+        h.wait_for("an NXT_PACKET_IN2 at the monitor", || {
+            if polls % 20 == 0 {
+                of(&["packet-out", "br0", "1", "table", frame]);
+            }
+            polls += 1;
+            text().contains("NXT_PACKET_IN2")
+        });
+        let t = text();
+        let line = t
+            .lines()
+            .find(|l| l.contains("NXT_PACKET_IN2"))
+            .unwrap_or_else(|| panic!("{t}"));
+        assert!(line.contains(tag), "{proto}: {t}");
+        for want in [
+            "cookie=0x77",
+            "table_id=3",
+            "reg1=0x2a",
+            "reg5=0xabc",
+            "metadata=0x5",
+            "in_port=1",
+            "(via no_match)",
+            "data_len=42",
+        ] {
+            assert!(line.contains(want), "{proto}: {want} not in {t}");
+        }
+        assert!(t.contains("userdata=01.02.03"), "{proto}: {t}");
+        assert!(!t.contains("decode error"), "{proto}: {t}");
+    }
+}
