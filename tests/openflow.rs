@@ -1909,3 +1909,69 @@ fn ofctl_monitor_receives_packet_in2_with_userdata_and_registers() {
         assert!(!t.contains("decode error"), "{proto}: {t}");
     }
 }
+
+/// `NXT_SET_PACKET_IN_FORMAT` and `NXT_SET_CONTROLLER_ID` from raw 1.3
+/// peers on a controller connection: a format OVS does not define (3)
+/// is `OFPBRC_EPERM` as in OVS, and so is `NXT_PACKET_IN` (1) on 1.3
+/// (not implemented there: refused, not ignored); format 2 brings
+/// `NXT_PACKET_IN2`. A flow with `controller(id=7,userdata=aa)` then
+/// `controller(userdata=bb)` sends the first packet-in only to the peer
+/// that set controller id 7 and the second only to the peer with id 0:
+/// each peer's first packet-in is the one for it (they arrive in order).
+#[test]
+fn raw_peer_packet_in_format_and_controller_id() {
+    use xennet_openflow::{Msg, OfError};
+    common::require_tool("ovs-ofctl", "openvswitch-common");
+    let ctl = std::env::temp_dir().join(format!("xennet-pin2-ctl-{}.sock", std::process::id()));
+    let cfg = std::env::temp_dir().join(format!("xennet-pin2-{}.toml", std::process::id()));
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[bridge]]\nname = \"br0\"\ncontroller = [\"punix:{}\"]\n\n\
+             [emulated_xen]\nenabled = true\nbridge = \"br0\"\nrepresentors = false\n",
+            ctl.display()
+        ),
+    )
+    .unwrap();
+    let mut h = Harness::start_with("ofpin2raw", &["--config", cfg.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&cfg);
+    h.wait_for("the punix listener", || ctl.exists());
+    h.guest(1, None);
+    let send = |p: &mut RawPeer, m: &Msg, xid: u32| {
+        let mut out = Vec::new();
+        xennet_openflow::encode(m, p.version, xid, &mut out).unwrap();
+        std::io::Write::write_all(&mut p.s, &out).unwrap();
+    };
+    let eperm = |m: Msg| matches!(m, Msg::Error { err, .. } if err == OfError::BAD_REQUEST_EPERM);
+    let (mut a, _) = RawPeer::connect(&ctl, 4, 0x10);
+    let (mut b, _) = RawPeer::connect(&ctl, 4, 0x10);
+    assert!(eperm(a.ask(&Msg::NxSetPacketInFormat(3), 2)));
+    assert!(eperm(a.ask(&Msg::NxSetPacketInFormat(1), 3)));
+    for p in [&mut a, &mut b] {
+        send(p, &Msg::NxSetPacketInFormat(2), 4);
+        assert_eq!(p.ask(&Msg::BarrierRequest, 5), Msg::BarrierReply);
+    }
+    send(&mut a, &Msg::NxSetControllerId(7), 6);
+    assert_eq!(a.ask(&Msg::BarrierRequest, 7), Msg::BarrierReply);
+    h.ofctl(&["del-flows", "br0"]);
+    h.ofctl(&[
+        "add-flow",
+        "br0",
+        "priority=10,actions=controller(id=7,userdata=aa),controller(userdata=bb)",
+    ]);
+    let frame =
+        "ffffffffffff02000000000108060001080006040001020000000001c0a80001000000000000c0a80002";
+    h.ofctl(&["packet-out", "br0", "1", "table", frame]);
+    let first_packet_in = |p: &mut RawPeer| loop {
+        match p.read().1 {
+            Msg::NxPacketIn2(pi) => return pi,
+            Msg::PacketIn(pi) => panic!("a standard packet-in after format 2: {pi:?}"),
+            _ => {}
+        }
+    };
+    let pa = first_packet_in(&mut a);
+    assert_eq!(pa.userdata, [0xaa], "{pa:?}");
+    assert_eq!((pa.in_port, pa.reason), (1, 1));
+    let pb = first_packet_in(&mut b);
+    assert_eq!(pb.userdata, [0xbb], "{pb:?}");
+}
