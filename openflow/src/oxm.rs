@@ -914,6 +914,10 @@ pub fn encode_exact(f: OxmField, value: u128, flavor: Flavor, out: &mut Vec<u8>)
     put_field(out, f, value & ones(f.bits()), ones(f.bits()), flavor);
 }
 
+/// `in_port` (if present), `metadata`, and the other nonzero pipeline
+/// fields of a packet-in's match.
+pub(crate) type PipelineFields = (Option<u32>, u64, Vec<(OxmField, u128)>);
+
 /// The pipeline fields of a packet-in's match, loosely as Open vSwitch
 /// `oxm_decode_match_loose`: `in_port`, `metadata`, and the other
 /// pipeline-only fields ([`OxmField::is_metadata`]: registers, tunnel
@@ -922,9 +926,7 @@ pub fn encode_exact(f: OxmField, value: u128, flavor: Flavor, out: &mut Vec<u8>)
 ///
 /// # Errors
 /// `BAD_MATCH/BAD_LEN` on a truncated TLV.
-pub(crate) fn decode_pipeline_all(
-    buf: &[u8],
-) -> Result<(Option<u32>, u64, Vec<(OxmField, u128)>), DecodeError> {
+pub(crate) fn decode_pipeline_all(buf: &[u8]) -> Result<PipelineFields, DecodeError> {
     let mut in_port = None;
     let mut metadata = 0;
     let mut extra = Vec::new();

@@ -23,9 +23,10 @@
 //! Nicira messages (`OFPT_VENDOR`, vendor 0x00002320): `NXT_ROLE_REQUEST`/
 //! `REPLY`, `NXT_SET_FLOW_FORMAT`, `NXT_FLOW_MOD`, `NXT_FLOW_REMOVED`,
 //! `NXT_FLOW_MOD_TABLE_ID`, `NXT_SET_PACKET_IN_FORMAT`, `NXT_PACKET_IN`,
-//! `NXT_SET_ASYNC_CONFIG`, `NXT_SET_CONTROLLER_ID`, and the vendor
-//! statistics `NXST_FLOW` and `NXST_AGGREGATE`. Other Nicira subtypes
-//! (flow monitors, groups, `NXT_RESUME`, `NXT_PACKET_IN2`, …) are
+//! `NXT_PACKET_IN2` ([`crate::packet_in2`]), `NXT_SET_ASYNC_CONFIG`,
+//! `NXT_SET_CONTROLLER_ID`, and the vendor statistics `NXST_FLOW` and
+//! `NXST_AGGREGATE`. Other Nicira subtypes (flow monitors, groups,
+//! `NXT_RESUME`, …) are
 //! `BAD_EXP_TYPE`, sent as 1.0 `OFPBRC_BAD_SUBTYPE`.
 //!
 //! Statistics replies are decoded one message at a time (`OFPSF_REPLY_MORE`

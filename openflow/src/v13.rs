@@ -28,7 +28,8 @@
 //!
 //! Not supported (decode error): `OFPT_QUEUE_GET_CONFIG_*` (`BAD_TYPE`),
 //! experimenter messages other than Nicira `NXT_SET_PACKET_IN_FORMAT`,
-//! `NXT_SET_CONTROLLER_ID`, `NXT_FLOW_MOD_TABLE_ID` and the ONF bundle
+//! `NXT_PACKET_IN2` ([`crate::packet_in2`]), `NXT_SET_CONTROLLER_ID`,
+//! `NXT_FLOW_MOD_TABLE_ID` and the ONF bundle
 //! messages (`BAD_EXPERIMENTER`
 //! / `BAD_EXP_TYPE`), experimenter multiparts (`BAD_EXPERIMENTER`), MPLS,
 //! PBB and TTL-copy actions (`BAD_ACTION_TYPE`), experimenter meter bands
