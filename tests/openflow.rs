@@ -1975,3 +1975,62 @@ fn raw_peer_packet_in_format_and_controller_id() {
     let pb = first_packet_in(&mut b);
     assert_eq!(pb.userdata, [0xbb], "{pb:?}");
 }
+
+/// os-ken (OpenFlow 1.5) asks for `NXT_PACKET_IN2` with its
+/// `NXTSetPacketInFormatMsg`, installs `set_field:0x2a->reg1` then
+/// `NXActionController2(userdata=01.02.03)`, and its `NXTPacketIn2`
+/// parser receives the packet with that userdata and register, table 0
+/// and reason action (tests/peers/osken_packet_in2.py logs them).
+#[test]
+fn osken_receives_packet_in2_with_userdata() {
+    let port = common::free_port();
+    let cfg = std::env::temp_dir().join(format!("xennet-oskpin2-{}.toml", std::process::id()));
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[bridge]]\nname = \"br0\"\nfail_mode = \"secure\"\ncontroller = [\"tcp:127.0.0.1:{port}\"]\n\n\
+             [emulated_xen]\nenabled = true\nbridge = \"br0\"\nrepresentors = false\n"
+        ),
+    )
+    .unwrap();
+    let oslog = std::env::temp_dir().join(format!("xennet-oskpin2-{}.log", std::process::id()));
+    let _osken = common::start_osken_app(
+        None,
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/peers/osken_packet_in2.py"
+        ),
+        port,
+        &oslog,
+    );
+    let mut h = Harness::start_host_with("ofoskpin2", &["--config", cfg.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&cfg);
+    h.guest(1, None);
+    let oslog_text = || std::fs::read_to_string(&oslog).unwrap_or_default();
+    h.wait_for("os-ken's flow", || {
+        h.ofctl(&["-O", "OpenFlow15", "dump-flows", "br0"])
+            .contains("userdata=01.02.03")
+    });
+    let frame = concat!(
+        "ffffffffffff0200000000010800",
+        "4500001c0001000040110000c0a80001c0a80002",
+        "0035003500080000"
+    );
+    h.ofctl(&["packet-out", "br0", "1", "table", frame]);
+    // The flow catches the guest's own traffic too: ours is the 42-byte
+    // frame.
+    let ours = |l: &&str| l.contains("PACKET_IN2") && l.ends_with("len=42");
+    h.wait_for("our PACKET_IN2 at os-ken", || {
+        oslog_text().lines().any(|l| ours(&l))
+    });
+    let text = oslog_text();
+    let line = text.lines().find(ours).unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains("table_id=0 reason=1 userdata=010203"),
+        "{text}"
+    );
+    // NXM_NX_REG1 = 0x2a among the OXM pipeline fields.
+    assert!(line.contains("000102040000002a"), "{text}");
+    assert!(!text.contains("ERROR type"), "{text}");
+    let _ = std::fs::remove_file(&oslog);
+}
