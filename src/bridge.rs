@@ -592,8 +592,8 @@ fn of_housekeeping(bridge: std::sync::Weak<Bridge>, events: std::sync::mpsc::Rec
         let ev = events.recv_timeout(wait);
         let Some(b) = bridge.upgrade() else { return };
         match ev {
-            Ok(OfEvent::PacketIn(p)) => {
-                b.conns.send_packet_in(p);
+            Ok(OfEvent::PacketIn(p, controller_id)) => {
+                b.conns.send_packet_in(p, controller_id);
             }
             Ok(OfEvent::FlowRemoved(f)) => {
                 let _ = b.conns.events().send(Event::FlowRemoved(f));

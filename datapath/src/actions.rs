@@ -84,6 +84,11 @@ pub struct Userdata {
     pub max_len: u16,
     /// The pipeline's metadata register at that point.
     pub metadata: u64,
+    /// What does not fit a `Copy` action (the `controller` action's
+    /// userdata and controller id, the registers at that point): a handle
+    /// the upcall handler gave out at translation time, 0 for none. The
+    /// datapath only carries it.
+    pub extra: u32,
 }
 
 impl fmt::Display for DpAction {

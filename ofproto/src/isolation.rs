@@ -867,7 +867,8 @@ mod tests {
                     table_id: 0,
                     cookie: 0,
                     max_len: 0,
-                    metadata: 0
+                    metadata: 0,
+                    extra: 0
                 })],
                 None,
                 Some(("eth4", 4))

@@ -80,8 +80,10 @@ pub enum FailMode {
 /// An asynchronous message for the controllers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OfEvent {
-    /// `OFPT_PACKET_IN`.
-    PacketIn(PacketIn),
+    /// `OFPT_PACKET_IN` (or `NXT_PACKET_IN2`, as each connection chose),
+    /// for the controllers with this controller id
+    /// (`NXT_SET_CONTROLLER_ID`; 0 unless `controller(id=N)`).
+    PacketIn(PacketIn, u16),
     /// `OFPT_FLOW_REMOVED`.
     FlowRemoved(Box<FlowRemoved>),
 }
@@ -1211,22 +1213,34 @@ impl Ofproto {
     }
 
     fn packet_in(&self, ud: &Userdata, pkt: &Packet) {
+        let extras = crate::pin_extras::get(ud.extra);
         let data = pkt.data();
         let n = if ud.max_len == OFPCML_NO_BUFFER {
             data.len()
         } else {
             data.len().min(usize::from(ud.max_len))
         };
-        self.send_event(OfEvent::PacketIn(PacketIn {
-            buffer_id: NO_BUFFER,
-            total_len: u16::try_from(data.len()).unwrap_or(u16::MAX),
-            reason: ud.reason,
-            table_id: ud.table_id,
-            cookie: ud.cookie,
-            in_port: pkt.in_port,
-            metadata: ud.metadata,
-            data: data[..n].to_vec(),
-        }));
+        self.send_event(OfEvent::PacketIn(
+            PacketIn {
+                buffer_id: NO_BUFFER,
+                total_len: u16::try_from(data.len()).unwrap_or(u16::MAX),
+                reason: ud.reason,
+                table_id: ud.table_id,
+                cookie: ud.cookie,
+                in_port: pkt.in_port,
+                metadata: ud.metadata,
+                data: data[..n].to_vec(),
+                pipeline: extras
+                    .as_ref()
+                    .map(|e| e.pipeline.clone())
+                    .unwrap_or_default(),
+                userdata: extras
+                    .as_ref()
+                    .map(|e| e.userdata.clone())
+                    .unwrap_or_default(),
+            },
+            extras.map_or(0, |e| e.controller_id),
+        ));
     }
 }
 

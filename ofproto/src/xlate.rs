@@ -102,7 +102,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use xennet_datapath::actions::ActionsFmt;
-use xennet_datapath::flow::{Field, VLAN_CFI, VLAN_PCP_MASK, VLAN_VID_MASK};
+use xennet_datapath::flow::{Field, N_REGS, VLAN_CFI, VLAN_PCP_MASK, VLAN_VID_MASK};
 use xennet_datapath::{
     DpAction, FlowKey, FlowMask, OfPort, Packet, RuleCounters, SetAction, Tags, Upcall,
     UpcallHandler, Userdata,
@@ -173,9 +173,10 @@ pub static RESUBMIT_CT_UNTRACKED: AtomicU64 = AtomicU64::new(0);
 /// `pop` actions on an empty stack (OVS logs "stack underflow" and goes
 /// on).
 pub static STACK_UNDERFLOW: AtomicU64 = AtomicU64::new(0);
-/// Packet-ins from `controller(...)` or `dec_ttl(ids)` whose userdata or
-/// controller ids could not be honoured (no `NXT_PACKET_IN2`, no
-/// per-connection ids): sent as plain packet-ins to every controller.
+/// Packet-ins from `controller(...)` or `dec_ttl(ids)` whose userdata,
+/// controller id and registers were dropped because the extras table
+/// ([`crate::pin_extras`]) was full: sent as plain packet-ins to the
+/// controllers with id 0.
 pub static CONTROLLER_EXTRAS_DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// The result of a translation.
@@ -1153,7 +1154,7 @@ impl Ctx<'_> {
                 self.push_tpid = None;
             }
             Action::SetField { field, value } => self.set_field(*field, *value),
-            Action::DecNwTtl => self.dec_ttl(),
+            Action::DecNwTtl => self.dec_ttl(&[0]),
             Action::PushMpls(eth) => self.push_mpls(*eth),
             Action::PopMpls(eth) => self.pop_mpls(*eth),
             Action::SetMplsTtl(t) => {
@@ -1166,7 +1167,7 @@ impl Ctx<'_> {
                     self.wc.set_exact(Field::MplsTtl);
                     let ttl = self.flow.get(Field::MplsTtl) as u8;
                     if ttl <= 1 {
-                        self.controller(packet_in_reason::INVALID_TTL, OFPCML_NO_BUFFER);
+                        self.controller(packet_in_reason::INVALID_TTL, OFPCML_NO_BUFFER, 0, &[]);
                         self.exit = true;
                     } else {
                         self.flow.set(Field::MplsTtl, u128::from(ttl - 1));
@@ -1271,14 +1272,7 @@ impl Ctx<'_> {
                     self.flow.set(f, 0);
                 }
             }
-            Action::DecTtlIds(ids) => {
-                if ids.iter().any(|&i| i != 0) {
-                    self.note(
-                        "(controller ids are not honoured: the packet-in goes to every controller)",
-                    );
-                }
-                self.dec_ttl();
-            }
+            Action::DecTtlIds(ids) => self.dec_ttl(ids),
             Action::SetTunnel { id, .. } => self.flow.set(Field::TunId, u128::from(*id)),
             Action::OutputReg { src, max_len } => {
                 let (kf, shift, _) = mf_layout(src.field);
@@ -1319,11 +1313,7 @@ impl Ctx<'_> {
             },
             Action::Clone(acts) => self.clone_actions(acts),
             Action::Controller(c) => {
-                if !c.userdata.is_empty() || c.controller_id != 0 {
-                    CONTROLLER_EXTRAS_DROPPED.fetch_add(1, Ordering::Relaxed);
-                    self.note("(userdata and controller id are not delivered: plain packet-in to every controller)");
-                }
-                self.controller(c.reason, c.max_len);
+                self.controller(c.reason, c.max_len, c.controller_id, &c.userdata);
             }
             Action::Sample { .. } => {
                 SAMPLE_NOOP.fetch_add(1, Ordering::Relaxed);
@@ -1677,7 +1667,10 @@ impl Ctx<'_> {
         self.l3_unknown = true;
     }
 
-    fn dec_ttl(&mut self) {
+    /// `dec_ttl`: on TTL 0 or 1 one invalid-TTL packet-in for each
+    /// controller id in `ids` (OVS `compose_dec_ttl`), and the pipeline
+    /// stops.
+    fn dec_ttl(&mut self, ids: &[u16]) {
         self.wc.set_exact(Field::DlType);
         if !matches!(self.flow.dl_type(), 0x0800 | 0x86dd) {
             return;
@@ -1685,7 +1678,9 @@ impl Ctx<'_> {
         self.wc.set_exact(Field::NwTtl);
         let ttl = self.flow.nw_ttl();
         if ttl <= 1 {
-            self.controller(packet_in_reason::INVALID_TTL, OFPCML_NO_BUFFER);
+            for &id in ids {
+                self.controller(packet_in_reason::INVALID_TTL, OFPCML_NO_BUFFER, id, &[]);
+            }
             self.exit = true;
             return;
         }
@@ -1975,7 +1970,7 @@ impl Ctx<'_> {
                     Some(r) if is_table_miss(r) => packet_in_reason::NO_MATCH,
                     _ => packet_in_reason::ACTION,
                 };
-                self.controller(reason, max_len);
+                self.controller(reason, max_len, 0, &[]);
             }
             OFPP_TABLE => {
                 // Only meaningful in packet-out (the flow-mod validator
@@ -2000,7 +1995,11 @@ impl Ctx<'_> {
         }
     }
 
-    fn controller(&mut self, reason: u8, max_len: u16) {
+    /// A packet-in to the controllers with id `controller_id`, carrying
+    /// `userdata` and the pipeline fields at this point (delivered in
+    /// `NXT_PACKET_IN2` to connections that chose it; see
+    /// [`crate::pin_extras`]).
+    fn controller(&mut self, reason: u8, max_len: u16, controller_id: u16, userdata: &[u8]) {
         if (self.port_config)(self.orig.in_port()) & port_config::NO_PACKET_IN != 0 {
             self.note("OFPPC_NO_PACKET_IN is set on the input port, no packet-in");
             return;
@@ -2010,12 +2009,46 @@ impl Ctx<'_> {
             Some(r) => (r.table_id, r.cookie),
             None => (self.table_id, u64::MAX),
         };
+        // The pipeline fields OVS puts in `flow_metadata` that xennet has
+        // (no conntrack yet): registers, tunnel id, packet mark. All are
+        // zero at ingress (no tunnel ports yet), so their values here
+        // follow from fields the megaflow already pins. A tunnel port
+        // must un-wildcard tun_id here.
+        let mut pipeline = Vec::new();
+        for (f, kf) in [
+            (OxmField::TunId, Field::TunId),
+            (OxmField::PktMark, Field::PktMark),
+        ]
+        .into_iter()
+        .chain((0..N_REGS).map(|n| (OxmField::Reg(n), Field::Reg(n))))
+        {
+            let v = self.flow.get(kf);
+            if v != 0 {
+                pipeline.push((f, v));
+            }
+        }
+        let extra = if controller_id == 0 && userdata.is_empty() && pipeline.is_empty() {
+            0
+        } else {
+            crate::pin_extras::intern(crate::pin_extras::PinExtras {
+                controller_id,
+                userdata: userdata.to_vec(),
+                pipeline,
+            })
+            .unwrap_or_else(|| {
+                CONTROLLER_EXTRAS_DROPPED.fetch_add(1, Ordering::Relaxed);
+                warn_rate_limited("packet-in extras table full: userdata, controller id and registers dropped");
+                self.note("(packet-in extras table full: userdata, controller id and registers are dropped)");
+                0
+            })
+        };
         self.actions.push(DpAction::Userspace(Userdata {
             reason,
             table_id,
             cookie,
             max_len,
             metadata: self.flow.get(Field::Metadata) as u64,
+            extra,
         }));
     }
 

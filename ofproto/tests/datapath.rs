@@ -163,7 +163,7 @@ fn dec_ttl_at_one_goes_to_the_controller() {
     of.handle_flow_mod(&f).unwrap();
     peers[0].inject_frame(&tcp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2, 1));
     let ev = events.recv_timeout(Duration::from_secs(5)).unwrap();
-    let OfEvent::PacketIn(pi) = ev else {
+    let OfEvent::PacketIn(pi, _) = ev else {
         panic!("{ev:?}")
     };
     assert_eq!(
@@ -200,7 +200,7 @@ fn controller_action_truncates_to_max_len() {
     .unwrap();
     let fr = udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2);
     peers[0].inject_frame(&fr);
-    let OfEvent::PacketIn(pi) = events.recv_timeout(Duration::from_secs(5)).unwrap() else {
+    let OfEvent::PacketIn(pi, _) = events.recv_timeout(Duration::from_secs(5)).unwrap() else {
         panic!()
     };
     assert_eq!(pi.reason, 0, "table-miss flow: no-match");

@@ -1432,3 +1432,76 @@ fn conjunction_flow_mod_validation() {
     ))
     .unwrap();
 }
+
+/// `controller(id=7,userdata=...)` after register loads: the datapath
+/// action carries a handle to the controller id, userdata and the nonzero
+/// registers at that point (what `NXT_PACKET_IN2` sends); a plain
+/// `controller` with nothing extra carries none; `dec_ttl(4,5)` sends one
+/// invalid-TTL packet-in per controller id (OVS `compose_dec_ttl`).
+#[test]
+fn controller_extras_reach_the_packet_in() {
+    use xennet_ofproto::pin_extras;
+    let of = bridge();
+    let load = |n: u8, value: u128| Action::Load {
+        dst: Subfield {
+            field: MfField::Oxm(OxmField::Reg(n)),
+            ofs: 0,
+            n_bits: 32,
+        },
+        value,
+    };
+    let ctl = |id: u16, userdata: Vec<u8>| {
+        Action::Controller(Box::new(Controller {
+            max_len: 0xffff,
+            reason: 1,
+            controller_id: id,
+            userdata,
+            pause: false,
+            meter_id: u32::MAX,
+            v2: true,
+        }))
+    };
+    of.handle_flow_mod(&fm(
+        0,
+        1,
+        m(&[exact(OxmField::InPort, 1)]),
+        apply(vec![
+            load(1, 0x2a),
+            load(5, 0xabc),
+            ctl(7, vec![1, 2, 3]),
+            ctl(0, vec![]),
+        ]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(
+        0,
+        1,
+        m(&[exact(OxmField::InPort, 2)]),
+        apply(vec![Action::DecTtlIds(vec![4, 5])]),
+    ))
+    .unwrap();
+    let fr = udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2);
+    let ud = userdata(&up(&of, &fr, 1));
+    assert_eq!(ud.len(), 2);
+    let e = pin_extras::get(ud[0].extra).expect("extras for the first");
+    assert_eq!(e.controller_id, 7);
+    assert_eq!(e.userdata, [1, 2, 3]);
+    assert_eq!(
+        e.pipeline,
+        [(OxmField::Reg(1), 0x2a), (OxmField::Reg(5), 0xabc)]
+    );
+    // The second still sees the registers (no userdata, id 0).
+    let e2 = pin_extras::get(ud[1].extra).expect("extras for the second");
+    assert_eq!((e2.controller_id, e2.userdata.len()), (0, 0));
+    assert_eq!(e2.pipeline, e.pipeline);
+    // The same translation again gives the same handles (megaflows).
+    assert_eq!(userdata(&up(&of, &fr, 1)), ud);
+    let ttl1 = tcp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2, 1);
+    let ud = userdata(&up(&of, &ttl1, 2));
+    let ids: Vec<u16> = ud
+        .iter()
+        .map(|u| pin_extras::get(u.extra).map_or(0, |e| e.controller_id))
+        .collect();
+    assert_eq!(ids, [4, 5]);
+    assert!(ud.iter().all(|u| u.reason == 2));
+}

@@ -32,6 +32,7 @@ pub mod model;
 pub mod nicira;
 pub mod nx_action;
 pub mod oxm;
+pub mod packet_in2;
 pub mod port;
 pub mod v10;
 pub mod v13;

@@ -768,7 +768,7 @@ pub struct SwitchConfig {
 }
 
 /// `OFPT_PACKET_IN`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PacketIn {
     /// Always `NO_BUFFER` from xennet.
     pub buffer_id: u32,
@@ -786,6 +786,13 @@ pub struct PacketIn {
     pub metadata: u64,
     /// The packet, cut to `max_len`.
     pub data: Vec<u8>,
+    /// The other pipeline fields at the time with a nonzero value
+    /// (registers, tunnel metadata, packet mark; OVS `flow_metadata`),
+    /// sent only in `NXT_PACKET_IN2` (`NXPINT_METADATA`).
+    pub pipeline: Vec<(OxmField, u128)>,
+    /// The `controller` action's userdata, sent only in `NXT_PACKET_IN2`
+    /// (`NXPINT_USERDATA`).
+    pub userdata: Vec<u8>,
 }
 
 /// `OFPT_FLOW_REMOVED`.
@@ -1389,6 +1396,8 @@ pub enum Msg {
     NxSetFlowFormat(u32),
     /// Nicira `NXT_SET_PACKET_IN_FORMAT`: 0 = standard, 1 = NXT_PACKET_IN, 2 = NXT_PACKET_IN2.
     NxSetPacketInFormat(u32),
+    /// Nicira `NXT_PACKET_IN2` (switch to controller), any version.
+    NxPacketIn2(PacketIn),
     /// Nicira `NXT_FLOW_MOD_TABLE_ID`: whether the high byte of a 1.0
     /// flow-mod command is the table id.
     NxFlowModTableId(bool),

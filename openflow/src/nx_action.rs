@@ -847,12 +847,14 @@ fn decode_controller2(a: &[u8]) -> Result<Action, DecodeError> {
             }
         };
         match typ {
+            // 16-bit properties are 8 bytes long (value, 2 pad bytes) as
+            // OVS `ofpprop_put_be16` writes them; 6 is accepted too.
             prop::MAX_LEN => {
-                exact(2)?;
+                exact(2).or_else(|_| exact(4))?;
                 c.max_len = be16(body, 0);
             }
             prop::CONTROLLER_ID => {
-                exact(2)?;
+                exact(2).or_else(|_| exact(4))?;
                 c.controller_id = be16(body, 0);
             }
             prop::REASON => {
@@ -1181,11 +1183,13 @@ pub fn encode(
                         out.pad8(p);
                         Ok(())
                     };
+                // 16-bit values with 2 pad bytes (OVS `ofpprop_put_be16`).
+                let be16p = |v: u16| [(v >> 8) as u8, v as u8, 0, 0];
                 if c.max_len != u16::MAX {
-                    prop(out, prop::MAX_LEN, &c.max_len.to_be_bytes())?;
+                    prop(out, prop::MAX_LEN, &be16p(c.max_len))?;
                 }
                 if c.controller_id != 0 {
-                    prop(out, prop::CONTROLLER_ID, &c.controller_id.to_be_bytes())?;
+                    prop(out, prop::CONTROLLER_ID, &be16p(c.controller_id))?;
                 }
                 if c.reason != 1 {
                     prop(out, prop::REASON, &[c.reason])?;

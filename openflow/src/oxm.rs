@@ -906,3 +906,54 @@ pub fn encode_wire_set_field(
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+/// Append one exact-match TLV of `f` with `value` (right-aligned) in
+/// `flavor` (Open vSwitch `nx_put_raw` for one field); nothing for a zero
+/// value is the caller's choice, not this function's.
+pub fn encode_exact(f: OxmField, value: u128, flavor: Flavor, out: &mut Vec<u8>) {
+    put_field(out, f, value & ones(f.bits()), ones(f.bits()), flavor);
+}
+
+/// `in_port` (if present), `metadata`, and the other nonzero pipeline
+/// fields of a packet-in's match.
+pub(crate) type PipelineFields = (Option<u32>, u64, Vec<(OxmField, u128)>);
+
+/// The pipeline fields of a packet-in's match, loosely as Open vSwitch
+/// `oxm_decode_match_loose`: `in_port`, `metadata`, and the other
+/// pipeline-only fields ([`OxmField::is_metadata`]: registers, tunnel
+/// metadata, packet mark) with a nonzero exact value, in wire order; other
+/// and masked TLVs are skipped.
+///
+/// # Errors
+/// `BAD_MATCH/BAD_LEN` on a truncated TLV.
+pub(crate) fn decode_pipeline_all(buf: &[u8]) -> Result<PipelineFields, DecodeError> {
+    let mut in_port = None;
+    let mut metadata = 0;
+    let mut extra = Vec::new();
+    let mut rest = buf;
+    while !rest.is_empty() {
+        let tlv = parse_tlv(rest).map_err(|()| bad(OfError::BAD_MATCH_LEN, "truncated TLV"))?;
+        rest = &rest[tlv.size..];
+        let Some(wire) = lookup(tlv.class, tlv.field, tlv.exp) else {
+            continue;
+        };
+        if tlv.hasmask || tlv.payload.len() != wire.len {
+            continue;
+        }
+        let v = be_value(tlv.payload);
+        match wire.kind {
+            Kind::Plain(OxmField::InPort) => in_port = Some(v as u32),
+            Kind::InPort16 => {
+                let p = v as u32;
+                in_port = Some(if p >= 0xff00 { 0xffff_0000 | p } else { p });
+            }
+            Kind::Plain(OxmField::Metadata) => metadata = v as u64,
+            Kind::Plain(f) if f.is_metadata() && v != 0 => {
+                extra.retain(|(g, _)| *g != f);
+                extra.push((f, v));
+            }
+            _ => {}
+        }
+    }
+    Ok((in_port, metadata, extra))
+}

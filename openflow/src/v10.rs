@@ -23,9 +23,10 @@
 //! Nicira messages (`OFPT_VENDOR`, vendor 0x00002320): `NXT_ROLE_REQUEST`/
 //! `REPLY`, `NXT_SET_FLOW_FORMAT`, `NXT_FLOW_MOD`, `NXT_FLOW_REMOVED`,
 //! `NXT_FLOW_MOD_TABLE_ID`, `NXT_SET_PACKET_IN_FORMAT`, `NXT_PACKET_IN`,
-//! `NXT_SET_ASYNC_CONFIG`, `NXT_SET_CONTROLLER_ID`, and the vendor
-//! statistics `NXST_FLOW` and `NXST_AGGREGATE`. Other Nicira subtypes
-//! (flow monitors, groups, `NXT_RESUME`, `NXT_PACKET_IN2`, …) are
+//! `NXT_PACKET_IN2` ([`crate::packet_in2`]), `NXT_SET_ASYNC_CONFIG`,
+//! `NXT_SET_CONTROLLER_ID`, and the vendor statistics `NXST_FLOW` and
+//! `NXST_AGGREGATE`. Other Nicira subtypes (flow monitors, groups,
+//! `NXT_RESUME`, …) are
 //! `BAD_EXP_TYPE`, sent as 1.0 `OFPBRC_BAD_SUBTYPE`.
 //!
 //! Statistics replies are decoded one message at a time (`OFPSF_REPLY_MORE`
@@ -1583,6 +1584,7 @@ fn decode_packet_in(r: &mut Rd) -> Result<Msg, DecodeError> {
         in_port,
         metadata: 0,
         data: r.rest().to_vec(),
+        ..PacketIn::default()
     }))
 }
 
@@ -1619,6 +1621,7 @@ fn decode_nx_packet_in(r: &mut Rd) -> Result<Msg, DecodeError> {
         in_port: in_port.unwrap_or(0),
         metadata,
         data: r.rest().to_vec(),
+        ..PacketIn::default()
     }))
 }
 
@@ -2295,6 +2298,9 @@ fn decode_vendor(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeError> {
         }
         NXT_SET_PACKET_IN_FORMAT => Msg::NxSetPacketInFormat(r.u32()?),
         NXT_PACKET_IN => return decode_nx_packet_in(r),
+        crate::packet_in2::NXT_PACKET_IN2 => {
+            return Ok(Msg::NxPacketIn2(crate::packet_in2::get_body(r.rest())?));
+        }
         NXT_SET_ASYNC_CONFIG => {
             let mut m = [0u32; 6];
             for x in &mut m {
@@ -2584,6 +2590,11 @@ fn encode_inner(
             let s = begin_nx(out, NXT_FLOW_MOD_TABLE_ID, xid);
             out.u8(u8::from(*set));
             out.zeros(7);
+            finish(out, s)
+        }
+        Msg::NxPacketIn2(p) => {
+            let s = begin_nx(out, crate::packet_in2::NXT_PACKET_IN2, xid);
+            crate::packet_in2::put_body(p, oxm::Flavor::Nxm, out);
             finish(out, s)
         }
         Msg::NxSetControllerId(id) => {

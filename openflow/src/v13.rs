@@ -28,7 +28,8 @@
 //!
 //! Not supported (decode error): `OFPT_QUEUE_GET_CONFIG_*` (`BAD_TYPE`),
 //! experimenter messages other than Nicira `NXT_SET_PACKET_IN_FORMAT`,
-//! `NXT_SET_CONTROLLER_ID`, `NXT_FLOW_MOD_TABLE_ID` and the ONF bundle
+//! `NXT_PACKET_IN2` ([`crate::packet_in2`]), `NXT_SET_CONTROLLER_ID`,
+//! `NXT_FLOW_MOD_TABLE_ID` and the ONF bundle
 //! messages (`BAD_EXPERIMENTER`
 //! / `BAD_EXP_TYPE`), experimenter multiparts (`BAD_EXPERIMENTER`), MPLS,
 //! PBB and TTL-copy actions (`BAD_ACTION_TYPE`), experimenter meter bands
@@ -731,6 +732,7 @@ fn get_packet_in(rd: &mut Rd<'_>) -> Result<PacketIn, DecodeError> {
         in_port,
         metadata,
         data: rd.rest().to_vec(),
+        ..PacketIn::default()
     })
 }
 
@@ -1599,6 +1601,9 @@ fn decode_experimenter(h: &Header, rd: &mut Rd<'_>) -> Result<Msg, DecodeError> 
     }
     let m = match exp_type {
         NXT_SET_PACKET_IN_FORMAT => Msg::NxSetPacketInFormat(rd.u32()?),
+        crate::packet_in2::NXT_PACKET_IN2 => {
+            return Ok(Msg::NxPacketIn2(crate::packet_in2::get_body(rd.rest())?));
+        }
         NXT_SET_CONTROLLER_ID => {
             rd.skip(6)?;
             Msg::NxSetControllerId(rd.u16()?)
@@ -1789,6 +1794,9 @@ pub fn encode_version(msg: &Msg, v: u8, xid: u32, out: &mut Vec<u8>) -> Result<(
         }),
         Msg::NxSetFlowFormat(_) => Err(EncodeError::Unsupported("NXT_SET_FLOW_FORMAT")),
         Msg::NxSetPacketInFormat(f) => nx(out, NXT_SET_PACKET_IN_FORMAT, &|out| out.u32(*f)),
+        Msg::NxPacketIn2(p) => nx(out, crate::packet_in2::NXT_PACKET_IN2, &|out| {
+            crate::packet_in2::put_body(p, oxm::Flavor::Oxm, out);
+        }),
         Msg::NxFlowModTableId(set) => nx(out, NXT_FLOW_MOD_TABLE_ID, &|out| {
             out.u8(u8::from(*set));
             out.zeros(7);

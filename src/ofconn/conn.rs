@@ -81,6 +81,9 @@ pub struct SharedPacketIn {
     pub msg: xennet_openflow::model::PacketIn,
     /// The budget its data bytes are charged to.
     budget: Option<Arc<std::sync::atomic::AtomicUsize>>,
+    /// Only connections with this controller id (`NXT_SET_CONTROLLER_ID`)
+    /// receive it (OVS `connmgr_send_async_msg`).
+    pub controller_id: u16,
 }
 
 impl SharedPacketIn {
@@ -88,17 +91,23 @@ impl SharedPacketIn {
     pub fn charged(
         msg: xennet_openflow::model::PacketIn,
         budget: Arc<std::sync::atomic::AtomicUsize>,
+        controller_id: u16,
     ) -> Arc<SharedPacketIn> {
         Arc::new(SharedPacketIn {
             msg,
             budget: Some(budget),
+            controller_id,
         })
     }
 
     /// A packet-in outside any budget.
     #[cfg(test)]
     pub fn new(msg: xennet_openflow::model::PacketIn) -> Arc<SharedPacketIn> {
-        Arc::new(SharedPacketIn { msg, budget: None })
+        Arc::new(SharedPacketIn {
+            msg,
+            budget: None,
+            controller_id: 0,
+        })
     }
 }
 
@@ -350,6 +359,12 @@ struct State {
     /// `NXT_SET_PACKET_IN_FORMAT`, `NXT_FLOW_MOD_TABLE_ID`.
     v10_enc: v10::EncodeOptions,
     v10_dec: v10::DecodeOptions,
+    /// `NXT_SET_PACKET_IN_FORMAT`: 0 standard, 1 `NXT_PACKET_IN` (1.0
+    /// only here), 2 `NXT_PACKET_IN2` (OVS `enum nx_packet_in_format`).
+    pin_format: u32,
+    /// `NXT_SET_CONTROLLER_ID` (0 by default): packet-ins from
+    /// `controller(id=N)` go only to connections with id N.
+    controller_id: u16,
     /// Requests answered with an ERROR, and the rate limit of their log
     /// lines.
     refused: u64,
@@ -609,6 +624,8 @@ where
         },
         kind: opts.kind,
         v10_enc: v10::EncodeOptions::default(),
+        pin_format: 0,
+        controller_id: 0,
         v10_dec: v10::DecodeOptions::default(),
         refused: 0,
         refused_log: crate::ratelimit::LogLimit::default(),
@@ -903,11 +920,20 @@ fn on_message(
         Msg::NxSetFlowFormat(0) => st.v10_enc.nxm = false,
         Msg::NxSetFlowFormat(2) => st.v10_enc.nxm = true,
         Msg::NxSetFlowFormat(_) => st.refuse(v, OfError::BAD_REQUEST_EPERM, raw, out),
-        Msg::NxSetPacketInFormat(0) => st.v10_enc.nx_packet_in = false,
-        Msg::NxSetPacketInFormat(1) => st.v10_enc.nx_packet_in = true,
+        // NXT_PACKET_IN on OpenFlow 1.3+ (an experimenter message with an
+        // NXM match) is not implemented: refused, not ignored. Other
+        // values are OFPBRC_EPERM, as OVS `handle_nxt_set_packet_in_format`.
+        Msg::NxSetPacketInFormat(f @ (0 | 2)) => {
+            st.pin_format = f;
+            st.v10_enc.nx_packet_in = false;
+        }
+        Msg::NxSetPacketInFormat(1) if v == header::OFP10_VERSION => {
+            st.pin_format = 1;
+            st.v10_enc.nx_packet_in = true;
+        }
         Msg::NxSetPacketInFormat(_) => st.refuse(v, OfError::BAD_REQUEST_EPERM, raw, out),
         Msg::NxFlowModTableId(on) => st.v10_dec.flow_mod_table_id = on,
-        Msg::NxSetControllerId(_) => {}
+        Msg::NxSetControllerId(id) => st.controller_id = id,
         Msg::RoleRequest(req) => {
             if req.role > role::SLAVE {
                 st.refuse(v, OfError::BAD_ROLE, raw, out);
@@ -1052,7 +1078,9 @@ fn filter_event(st: &State, ev: Event) -> Option<Msg> {
     };
     match ev {
         Event::PacketIn(shared) => {
-            if !wants(&st.async_cfg.packet_in_mask, shared.msg.reason) {
+            if shared.controller_id != st.controller_id
+                || !wants(&st.async_cfg.packet_in_mask, shared.msg.reason)
+            {
                 return None;
             }
             let mut p = shared.msg.clone();
@@ -1069,6 +1097,9 @@ fn filter_event(st: &State, ev: Event) -> Option<Msg> {
                 && st.config.miss_send_len != xennet_openflow::model::OFPCML_NO_BUFFER
             {
                 p.data.truncate(usize::from(st.config.miss_send_len));
+            }
+            if st.pin_format == 2 {
+                return Some(Msg::NxPacketIn2(p));
             }
             Some(Msg::PacketIn(p))
         }
@@ -1593,6 +1624,7 @@ mod tests {
                 in_port: 1,
                 metadata: 0,
                 data: vec![0x55; 1000],
+                ..Default::default()
             }))
         };
         // A table-miss flow with CONTROLLER:65535 sent the whole packet.
@@ -1648,6 +1680,7 @@ mod tests {
                     in_port: 1,
                     metadata: 0,
                     data: vec![0x55; 60],
+                    ..Default::default()
                 },
             )))
             .unwrap();

@@ -277,8 +277,13 @@ impl ConnMgr {
     /// bridge still holds for slow connections already amount to
     /// [`PACKET_IN_BUDGET`] bytes: then it is dropped, counted and logged
     /// at most once a second (OVS likewise bounds queued packet-ins).
-    /// Returns whether it was queued.
-    pub fn send_packet_in(&self, msg: xennet_openflow::model::PacketIn) -> bool {
+    /// Only connections whose controller id (`NXT_SET_CONTROLLER_ID`) is
+    /// `controller_id` receive it. Returns whether it was queued.
+    pub fn send_packet_in(
+        &self,
+        msg: xennet_openflow::model::PacketIn,
+        controller_id: u16,
+    ) -> bool {
         let len = msg.data.len();
         let held = self.packet_in_bytes.fetch_add(len, Ordering::Relaxed);
         if held.saturating_add(len) > PACKET_IN_BUDGET {
@@ -297,7 +302,8 @@ impl ConnMgr {
             }
             return false;
         }
-        let shared = conn::SharedPacketIn::charged(msg, self.packet_in_bytes.clone());
+        let shared =
+            conn::SharedPacketIn::charged(msg, self.packet_in_bytes.clone(), controller_id);
         // With nobody listening the message comes back and is dropped,
         // giving its bytes back.
         let _ = self.events.send(Event::PacketIn(shared));
@@ -798,6 +804,7 @@ mod tests {
             in_port: 1,
             metadata: 0,
             data: vec![0; len],
+            ..Default::default()
         }
     }
 
@@ -806,13 +813,13 @@ mod tests {
         let mgr = ConnMgr::new("br0", Arc::new(Null));
         // Nobody listening: nothing is held.
         for _ in 0..200 {
-            assert!(mgr.send_packet_in(packet_in(65_535)));
+            assert!(mgr.send_packet_in(packet_in(65_535), 0));
         }
         // A connection that never reads holds what it was sent, up to the
         // budget; then packet-ins are dropped and counted.
         let mut slow = mgr.events().subscribe();
         let sent = (0..200)
-            .filter(|_| mgr.send_packet_in(packet_in(65_535)))
+            .filter(|_| mgr.send_packet_in(packet_in(65_535), 0))
             .count();
         assert_eq!(sent, PACKET_IN_BUDGET / 65_535);
         assert_eq!(mgr.packet_ins_dropped(), 200 - sent as u64);
@@ -820,7 +827,7 @@ mod tests {
         for _ in 0..sent {
             slow.recv().await.unwrap();
         }
-        assert!(mgr.send_packet_in(packet_in(65_535)));
+        assert!(mgr.send_packet_in(packet_in(65_535), 0));
         drop(slow);
         assert_eq!(mgr.packet_in_bytes.load(Ordering::Relaxed), 0);
     }

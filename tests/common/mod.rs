@@ -554,6 +554,17 @@ fn listening(netns: Option<&str>, port: u16) -> bool {
 /// [`start_osken`] in network namespace `netns` (xennetd's, see
 /// [`Harness::daemon_netns`]), None: ours.
 pub fn start_osken_in(netns: Option<&str>, port: u16, log: &Path) -> ChildGuard {
+    start_osken_app(
+        netns,
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/osken_l2switch.py"),
+        port,
+        log,
+    )
+}
+
+/// Run the os-ken app file `app` (in tests/peers) listening on
+/// 127.0.0.1:`port`, its output in `log`; waits until it listens.
+pub fn start_osken_app(netns: Option<&str>, app: &str, port: u16, log: &Path) -> ChildGuard {
     let py = osken_python();
     let out = std::fs::File::create(log).unwrap();
     let mut cmd = match netns {
@@ -565,10 +576,7 @@ pub fn start_osken_in(netns: Option<&str>, port: u16, log: &Path) -> ChildGuard 
         None => Command::new(py),
     };
     let child = cmd
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/peers/osken_l2switch.py"
-        ))
+        .arg(app)
         .args(["--ofp-listen-host", "127.0.0.1", "--ofp-tcp-listen-port"])
         .arg(port.to_string())
         .stdout(out.try_clone().unwrap())

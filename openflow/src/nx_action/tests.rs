@@ -546,3 +546,46 @@ fn test_conjunction_bytes_and_rejects() {
         OfError::BAD_ACTION_LEN
     );
 }
+
+/// `controller(id=7,userdata=aa),controller(userdata=bb)` as OVS 3.1
+/// encodes it: two `NXAST_CONTROLLER2`; the 16-bit id property is 8
+/// bytes long (`ofpprop_put_be16`). The older 6-byte form decodes too,
+/// and our encoder writes OVS's.
+#[test]
+fn test_controller2_id_and_short_userdata_from_ovs() {
+    let mut b = vec![0xff, 0xff, 0, 32, 0, 0, 0x23, 0x20, 0, 37, 0, 0, 0, 0, 0, 0];
+    b.extend_from_slice(&[0, 1, 0, 8, 0, 7, 0, 0]);
+    b.extend_from_slice(&[0, 3, 0, 5, 0xaa, 0, 0, 0]);
+    b.extend_from_slice(&[0xff, 0xff, 0, 24, 0, 0, 0x23, 0x20, 0, 37, 0, 0, 0, 0, 0, 0]);
+    b.extend_from_slice(&[0, 3, 0, 5, 0xbb, 0, 0, 0]);
+    let acts = v10::decode_actions(&b, None).unwrap();
+    for v in [OFP13_VERSION, OFP14_VERSION, crate::header::OFP15_VERSION] {
+        assert_eq!(v13::decode_actions_version(&b, v).unwrap(), acts);
+    }
+    let Action::Controller(c) = &acts[0] else {
+        panic!("{acts:?}")
+    };
+    assert_eq!((c.controller_id, &c.userdata[..]), (7, &[0xaa][..]));
+    let mut out = Vec::new();
+    v10::encode_actions(&acts, &mut out).unwrap();
+    assert_eq!(out, b);
+    b[19] = 6;
+    assert_eq!(v10::decode_actions(&b, None).unwrap(), acts);
+}
+
+#[test]
+fn test_controller2_in_of10_flow_mod() {
+    let mut m = vec![1, 14, 0, 128, 0, 0, 0, 6, 0, 0x38, 0x20, 0xff];
+    m.resize(8 + 40, 0);
+    m.extend_from_slice(&[0; 8]); // cookie
+    m.extend_from_slice(&[
+        0, 0, 0, 0, 0, 0, 0, 10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0,
+    ]);
+    m.extend_from_slice(&[0xff, 0xff, 0, 32, 0, 0, 0x23, 0x20, 0, 37, 0, 0, 0, 0, 0, 0]);
+    m.extend_from_slice(&[0, 1, 0, 8, 0, 7, 0, 0]);
+    m.extend_from_slice(&[0, 3, 0, 5, 0xaa, 0, 0, 0]);
+    m.extend_from_slice(&[0xff, 0xff, 0, 24, 0, 0, 0x23, 0x20, 0, 37, 0, 0, 0, 0, 0, 0]);
+    m.extend_from_slice(&[0, 3, 0, 5, 0xbb, 0, 0, 0]);
+    assert_eq!(m.len(), 128);
+    crate::decode(&m).unwrap();
+}

@@ -261,6 +261,7 @@ fn packet_in_out_roundtrip() {
         in_port: 3,
         metadata: 0,
         data: vec![0xaa; 60],
+        ..Default::default()
     };
     assert_eq!(rt(Msg::PacketIn(pi.clone())).len(), 18 + 60);
     let nx = PacketIn {
@@ -1135,6 +1136,7 @@ fn samples() -> Vec<(&'static str, Msg, EncodeOptions)> {
         in_port: 3,
         metadata: 0x1234,
         data: vec![0xaa; 60],
+        ..Default::default()
     };
     let rep = |body| Msg::MultipartReply { flags: 0, body };
     let d = EncodeOptions::default();

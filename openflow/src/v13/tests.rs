@@ -352,6 +352,7 @@ pub(super) fn every_msg() -> Vec<Msg> {
             in_port: 4,
             metadata: 0,
             data: vec![0xff; 60],
+            ..Default::default()
         }),
         Msg::PacketIn(PacketIn {
             buffer_id: header::NO_BUFFER,
@@ -362,6 +363,7 @@ pub(super) fn every_msg() -> Vec<Msg> {
             in_port: OFPP_LOCAL,
             metadata: 0x1234,
             data: vec![1; 128],
+            ..Default::default()
         }),
         Msg::FlowRemoved(FlowRemoved {
             cookie: 1,

@@ -1,0 +1,94 @@
+//! What a `controller` action's packet-in carries beyond the `Copy`
+//! datapath [`Userdata`](xennet_datapath::Userdata): the controller id,
+//! the userdata bytes and the nonzero pipeline fields (registers, tunnel
+//! id, packet mark) at that point, as Open vSwitch puts them in an
+//! `NXT_PACKET_IN2` (`lib/ofp-packet.c` `ofputil_put_packet_in`,
+//! `ofproto-dpif-xlate.c` `execute_controller_action`).
+//!
+//! Translation interns each distinct set once and the datapath action
+//! carries its handle ([`Userdata::extra`](xennet_datapath::Userdata)),
+//! so a megaflow that sends packet-ins stays `Copy` and cheap; the upcall
+//! handler looks the set up when the packet arrives. The table is
+//! process-wide and bounded ([`MAX_ENTRIES`], [`MAX_BYTES`]): when full,
+//! a new set is not interned and the packet-in goes out without it
+//! (counted in [`crate::xlate::CONTROLLER_EXTRAS_DROPPED`]). Entries are
+//! never removed (a handle may live in any megaflow).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use xennet_openflow::model::OxmField;
+
+/// Most distinct sets kept.
+pub const MAX_ENTRIES: usize = 65_536;
+/// Most userdata bytes kept, all sets together.
+pub const MAX_BYTES: usize = 16 << 20;
+
+/// One interned set.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct PinExtras {
+    /// `controller(id=N)`: only connections with this controller id
+    /// (`NXT_SET_CONTROLLER_ID`) receive the packet-in; 0 is the default.
+    pub controller_id: u16,
+    /// The action's userdata (`NXPINT_USERDATA`).
+    pub userdata: Vec<u8>,
+    /// Nonzero pipeline fields other than in_port and metadata
+    /// (`NXPINT_METADATA`).
+    pub pipeline: Vec<(OxmField, u128)>,
+}
+
+#[derive(Default)]
+struct Table {
+    ids: HashMap<Arc<PinExtras>, u32>,
+    by_id: Vec<Arc<PinExtras>>,
+    bytes: usize,
+}
+
+fn table() -> &'static Mutex<Table> {
+    static T: OnceLock<Mutex<Table>> = OnceLock::new();
+    T.get_or_init(Mutex::default)
+}
+
+/// The handle of `e` (nonzero), or `None` when the table is full.
+pub fn intern(e: PinExtras) -> Option<u32> {
+    let mut t = table().lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(&id) = t.ids.get(&e) {
+        return Some(id);
+    }
+    if t.by_id.len() >= MAX_ENTRIES || t.bytes + e.userdata.len() > MAX_BYTES {
+        return None;
+    }
+    let e = Arc::new(e);
+    t.bytes += e.userdata.len();
+    t.by_id.push(e.clone());
+    let id = u32::try_from(t.by_id.len()).ok()?;
+    t.ids.insert(e, id);
+    Some(id)
+}
+
+/// The set behind handle `id` (`None` for 0 or an unknown handle).
+pub fn get(id: u32) -> Option<Arc<PinExtras>> {
+    let i = usize::try_from(id).ok()?.checked_sub(1)?;
+    let t = table().lock().unwrap_or_else(|p| p.into_inner());
+    t.by_id.get(i).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_set_same_handle() {
+        let e = PinExtras {
+            controller_id: 3,
+            userdata: vec![1, 2, 3],
+            pipeline: vec![(OxmField::Reg(1), 7)],
+        };
+        let a = intern(e.clone()).unwrap();
+        assert_ne!(a, 0);
+        assert_eq!(intern(e.clone()), Some(a));
+        assert_eq!(*get(a).unwrap(), e);
+        assert!(get(0).is_none());
+        assert!(get(u32::MAX).is_none());
+    }
+}
