@@ -2010,10 +2010,11 @@ impl Ctx<'_> {
             None => (self.table_id, u64::MAX),
         };
         // The pipeline fields OVS puts in `flow_metadata` that xennet has
-        // (no conntrack yet): registers, tunnel id, packet mark. All are
-        // zero at ingress (no tunnel ports yet), so their values here
-        // follow from fields the megaflow already pins. A tunnel port
-        // must un-wildcard tun_id here.
+        // (no conntrack yet): registers, tunnel id, packet mark. The
+        // registers follow from decisions the megaflow already pins; the
+        // tunnel id and packet mark may come with the packet, so the
+        // megaflow matches them.
+        self.wc.set_exact(Field::TunId).set_exact(Field::PktMark);
         let mut pipeline = Vec::new();
         for (f, kf) in [
             (OxmField::TunId, Field::TunId),
