@@ -1004,6 +1004,25 @@ impl RawPeer {
     }
 }
 
+/// xennetd with one bridge whose controller is a `punix:` socket of this
+/// test's own (returned with the harness), for raw OpenFlow peers.
+fn start_with_punix_controller(test: &str) -> (Harness, std::path::PathBuf) {
+    let ctl = std::env::temp_dir().join(format!("xennet-{test}-ctl-{}.sock", std::process::id()));
+    let cfg = std::env::temp_dir().join(format!("xennet-{test}-{}.toml", std::process::id()));
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[bridge]]\nname = \"br0\"\ncontroller = [\"punix:{}\"]\n\n\
+             [emulated_xen]\nenabled = true\nbridge = \"br0\"\nrepresentors = false\n",
+            ctl.display()
+        ),
+    )
+    .unwrap();
+    let h = Harness::start_with(test, &["--config", cfg.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&cfg);
+    (h, ctl)
+}
+
 /// HELLO negotiation with a peer that speaks only 1.5 (bitmap 0x40) or
 /// only 1.4, on the management socket and on a controller connection;
 /// then echo, barrier, role requests, get/set-async (1.4 property lists)
@@ -1015,19 +1034,7 @@ fn raw_peers_negotiate_1_4_and_1_5() {
     use xennet_openflow::model::{AsyncProp, RoleMsg};
     use xennet_openflow::Msg;
     common::require_tool("ovs-ofctl", "openvswitch-common");
-    let ctl = std::env::temp_dir().join(format!("xennet-of15-ctl-{}.sock", std::process::id()));
-    let cfg = std::env::temp_dir().join(format!("xennet-of15-{}.toml", std::process::id()));
-    std::fs::write(
-        &cfg,
-        format!(
-            "[[bridge]]\nname = \"br0\"\ncontroller = [\"punix:{}\"]\n\n\
-             [emulated_xen]\nenabled = true\nbridge = \"br0\"\nrepresentors = false\n",
-            ctl.display()
-        ),
-    )
-    .unwrap();
-    let h = Harness::start_with("ofraw15", &["--config", cfg.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&cfg);
+    let (h, ctl) = start_with_punix_controller("ofraw15");
     h.wait_for("the punix listener", || ctl.exists());
     let mgmt = h.rundir().join("br0.mgmt");
     for (path, is_ctl) in [(&mgmt, false), (&ctl, true)] {
@@ -2011,19 +2018,7 @@ fn ofctl_monitor_receives_packet_in2_with_userdata_and_registers() {
 fn raw_peer_packet_in_format_and_controller_id() {
     use xennet_openflow::{Msg, OfError};
     common::require_tool("ovs-ofctl", "openvswitch-common");
-    let ctl = std::env::temp_dir().join(format!("xennet-pin2-ctl-{}.sock", std::process::id()));
-    let cfg = std::env::temp_dir().join(format!("xennet-pin2-{}.toml", std::process::id()));
-    std::fs::write(
-        &cfg,
-        format!(
-            "[[bridge]]\nname = \"br0\"\ncontroller = [\"punix:{}\"]\n\n\
-             [emulated_xen]\nenabled = true\nbridge = \"br0\"\nrepresentors = false\n",
-            ctl.display()
-        ),
-    )
-    .unwrap();
-    let mut h = Harness::start_with("ofpin2raw", &["--config", cfg.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&cfg);
+    let (mut h, ctl) = start_with_punix_controller("ofpin2raw");
     h.wait_for("the punix listener", || ctl.exists());
     h.guest(1, None);
     let send = |p: &mut RawPeer, m: &Msg, xid: u32| {

@@ -473,29 +473,7 @@ fn decode_inner(buf: &[u8], mut cookie: Option<&mut (u64, u64)>) -> Result<Match
 /// # Errors
 /// `BAD_MATCH/BAD_LEN` for a truncated TLV.
 pub(crate) fn decode_pipeline_fields(buf: &[u8]) -> Result<(Option<u32>, u64), DecodeError> {
-    let mut in_port = None;
-    let mut metadata = 0;
-    let mut rest = buf;
-    while !rest.is_empty() {
-        let tlv = parse_tlv(rest).map_err(|()| bad(OfError::BAD_MATCH_LEN, "truncated TLV"))?;
-        rest = &rest[tlv.size..];
-        let Some(wire) = lookup(tlv.class, tlv.field, tlv.exp) else {
-            continue;
-        };
-        if tlv.hasmask || tlv.payload.len() != wire.len {
-            continue;
-        }
-        let v = be_value(tlv.payload);
-        match wire.kind {
-            Kind::Plain(OxmField::InPort) => in_port = Some(v as u32),
-            Kind::InPort16 => {
-                let p = v as u32;
-                in_port = Some(if p >= 0xff00 { 0xffff_0000 | p } else { p });
-            }
-            Kind::Plain(OxmField::Metadata) => metadata = v as u64,
-            _ => {}
-        }
-    }
+    let (in_port, metadata, _) = decode_pipeline_all(buf)?;
     Ok((in_port, metadata))
 }
 
