@@ -492,43 +492,39 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Python of the os-ken venv that `scripts/test` installs.
-pub fn osken_python() -> PathBuf {
+/// The Python of venv `venv` under the peers directory that `scripts/test`
+/// fills (`XENNET_PEERS_DIR`, default /opt/xennet-peers), once `import`
+/// works there; otherwise the test fails saying what to install.
+fn peer_python(venv: &str, import: &str, missing: &str) -> PathBuf {
     let dir = std::env::var_os("XENNET_PEERS_DIR").unwrap_or_else(|| "/opt/xennet-peers".into());
-    let py = Path::new(&dir).join("osken-venv/bin/python");
+    let py = Path::new(&dir).join(venv).join("bin/python");
     let ok = Command::new(&py)
-        .args(["-c", "import os_ken"])
+        .args(["-c", &format!("import {import}")])
         .stderr(Stdio::null())
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
     assert!(
         ok,
-        "os-ken is missing at {}: run scripts/test (it installs os-ken 4.2.2 into a venv there)",
+        "{missing} is missing at {}: run scripts/test (it installs it into a venv there)",
         py.display()
     );
     py
 }
 
+/// Python of the os-ken venv that `scripts/test` installs (os-ken 4.2.2).
+pub fn osken_python() -> PathBuf {
+    peer_python("osken-venv", "os_ken", "os-ken 4.2.2")
+}
+
 /// Python of the venv with the Prometheus client library that
 /// `scripts/test` installs (`ensure_prometheus_client`).
 pub fn prometheus_python() -> PathBuf {
-    let dir = std::env::var_os("XENNET_PEERS_DIR").unwrap_or_else(|| "/opt/xennet-peers".into());
-    let py = Path::new(&dir).join("prometheus-venv/bin/python");
-    let ok = Command::new(&py)
-        .args(["-c", "import prometheus_client.openmetrics.parser"])
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "the Python Prometheus client is missing at {}: run scripts/test (it installs \
-         prometheus-client 0.26.0 into a venv there), or python3 -m venv that directory \
-         and pip install prometheus-client==0.26.0",
-        py.display()
-    );
-    py
+    peer_python(
+        "prometheus-venv",
+        "prometheus_client.openmetrics.parser",
+        "the Python Prometheus client (pip install prometheus-client==0.26.0)",
+    )
 }
 
 /// Start the os-ken L2 learning controller (tests/peers/osken_l2switch.py)
