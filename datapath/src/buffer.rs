@@ -76,6 +76,84 @@ pub struct Gso {
     pub mss: u16,
 }
 
+/// Tunnel metadata of a decapsulated packet (OVS `struct flow_tnl`):
+/// copied into the flow key's `tun_*` fields by extraction, and what an
+/// output to a tunnel port encapsulates with when the flow set it.
+/// All zero for a packet that did not come through a tunnel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct TunnelMeta {
+    /// Tunnel key: VNI (24 bits) for VXLAN and Geneve, GRE key (32 bits).
+    pub id: u64,
+    /// Outer source address: IPv4 in the low 32 bits, or IPv6.
+    pub src: u128,
+    /// Outer destination address, as `src`.
+    pub dst: u128,
+    /// `tun_flags` (`FLOW_TNL_F_OAM` = 1, as OVS's `NXM_NX_TUN_FLAGS`).
+    pub flags: u16,
+    /// Outer TOS/traffic class byte.
+    pub tos: u8,
+    /// Outer TTL/hop limit.
+    pub ttl: u8,
+    /// Outer UDP source port (VXLAN, Geneve).
+    pub tp_src: u16,
+    /// Outer UDP destination port.
+    pub tp_dst: u16,
+}
+
+/// Connection-tracking state of a packet (OVS `struct pkt_metadata`'s
+/// `ct_*` fields), as the tracker left it; copied into the key's `ct_*`
+/// fields by extraction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct CtMeta {
+    /// `ct_state` bits (`CS_NEW` 0x01 .. `CS_DST_NAT` 0x80, OVS
+    /// `enum ct_state` in lib/packets.h).
+    pub state: u32,
+    /// Zone the packet was tracked in.
+    pub zone: u16,
+    /// `ct_mark` of the connection.
+    pub mark: u32,
+    /// `ct_label` of the connection.
+    pub label: u128,
+    /// Original-direction tuple of the connection (`ct_nw_src` ..
+    /// `ct_tp_dst`); addresses as the key stores them (IPv4 in the low
+    /// 32 bits).
+    pub nw_src: u128,
+    /// Original-direction destination address.
+    pub nw_dst: u128,
+    /// Original-direction IP protocol.
+    pub nw_proto: u8,
+    /// Original-direction L4 source port (ICMP: type).
+    pub tp_src: u16,
+    /// Original-direction L4 destination port (ICMP: code).
+    pub tp_dst: u16,
+}
+
+/// What a packet carries besides its frame and `in_port` (OVS
+/// `struct pkt_metadata`): set by tunnel decapsulation, connection
+/// tracking and recirculation, read by flow extraction. A packet from a
+/// port starts with all of it zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct PacketMeta {
+    /// Recirculation id (`recirc_id`): 0 on the first pass.
+    pub recirc_id: u32,
+    /// Datapath hash (`dp_hash`), 0 when not computed.
+    pub dp_hash: u32,
+    /// Packet mark (`pkt_mark`, the Linux skb mark).
+    pub pkt_mark: u32,
+    /// Tunnel metadata, zero when not tunnelled.
+    pub tunnel: TunnelMeta,
+    /// Connection-tracking state, zero when not tracked.
+    pub ct: CtMeta,
+}
+
+impl PacketMeta {
+    /// True when nothing is set (a packet fresh from a port).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        *self == PacketMeta::default()
+    }
+}
+
 /// One frame and its metadata.
 #[derive(Clone)]
 pub struct Packet {
@@ -88,6 +166,8 @@ pub struct Packet {
     pub csum: Csum,
     /// GSO state, if this is a super-frame.
     pub gso: Option<Gso>,
+    /// Tunnel, conntrack and recirculation metadata.
+    pub md: PacketMeta,
 }
 
 impl std::fmt::Debug for Packet {
@@ -97,6 +177,7 @@ impl std::fmt::Debug for Packet {
             .field("in_port", &self.in_port)
             .field("csum", &self.csum)
             .field("gso", &self.gso)
+            .field("md", &self.md)
             .finish()
     }
 }
@@ -123,6 +204,7 @@ impl Packet {
             in_port: 0,
             csum: Csum::None,
             gso: None,
+            md: PacketMeta::default(),
         }
     }
 
@@ -140,6 +222,7 @@ impl Packet {
         self.in_port = 0;
         self.csum = Csum::None;
         self.gso = None;
+        self.md = PacketMeta::default();
     }
 
     /// Frame length in bytes.
@@ -233,6 +316,7 @@ impl Packet {
         self.in_port = other.in_port;
         self.csum = other.csum;
         self.gso = other.gso;
+        self.md = other.md;
     }
 }
 

@@ -14,12 +14,14 @@
 //!   it affects.
 //! - [`port`]: the [`Port`] trait every port (Xen vif, tap, veth) implements;
 //!   [`memport`] is an in-memory one for tests.
+//! - [`conntrack`]: connection tracking, run by the `ct` action.
 //! - [`dpif`]: the forwarding thread and its control handle.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod actions;
 pub mod buffer;
+pub mod conntrack;
 pub mod counters;
 pub mod csum;
 pub mod dpif;
@@ -35,7 +37,9 @@ pub mod rewrite;
 pub mod tags;
 
 pub use actions::{DpAction, Userdata};
-pub use buffer::{Csum, Gso, GsoType, OfPort, Packet, PacketBatch, MAX_BURST};
+pub use buffer::{
+    Csum, CtMeta, Gso, GsoType, OfPort, Packet, PacketBatch, PacketMeta, TunnelMeta, MAX_BURST,
+};
 pub use counters::RuleCounters;
 pub use dpif::{Datapath, DpHandle, DpStats, PortInfo, Upcall, UpcallHandler};
 pub use error::DpError;

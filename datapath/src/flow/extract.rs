@@ -4,12 +4,39 @@
 //! fit and the fields found so far stand, as OVS does.
 
 use super::{Field, FlowKey, DL_TYPE_NONE, NW_FRAG_ANY, NW_FRAG_LATER, VLAN_CFI};
-use crate::buffer::{OfPort, Packet};
+use crate::buffer::{OfPort, Packet, PacketMeta};
 use crate::packet::{arp, ethernet, icmp, ipv4, ipv6, sctp, tcp, udp, EtherType, IpProtocol};
 
-/// Extract the flow key of `pkt` (its `in_port` included).
+/// Extract the flow key of `pkt` (its `in_port` and metadata included).
 pub fn extract(pkt: &Packet) -> FlowKey {
-    extract_frame(pkt.data(), pkt.in_port)
+    let mut k = extract_frame(pkt.data(), pkt.in_port);
+    if !pkt.md.is_empty() {
+        set_metadata(&mut k, &pkt.md);
+    }
+    k
+}
+
+/// Copy a packet's tunnel, conntrack and recirculation metadata into its
+/// key (OVS `miniflow_extract` does this from `struct pkt_metadata`).
+pub fn set_metadata(k: &mut FlowKey, md: &PacketMeta) {
+    k.set(Field::RecircId, md.recirc_id.into());
+    k.set(Field::DpHash, md.dp_hash.into());
+    k.set(Field::PktMark, md.pkt_mark.into());
+    let t = &md.tunnel;
+    k.set(Field::TunId, t.id.into());
+    k.set(Field::TunSrc, t.src);
+    k.set(Field::TunDst, t.dst);
+    k.set(Field::TunFlags, t.flags.into());
+    let c = &md.ct;
+    k.set(Field::CtState, c.state.into());
+    k.set(Field::CtZone, c.zone.into());
+    k.set(Field::CtMark, c.mark.into());
+    k.set(Field::CtLabel, c.label);
+    k.set(Field::CtNwSrc, c.nw_src);
+    k.set(Field::CtNwDst, c.nw_dst);
+    k.set(Field::CtNwProto, c.nw_proto.into());
+    k.set(Field::CtTpSrc, c.tp_src.into());
+    k.set(Field::CtTpDst, c.tp_dst.into());
 }
 
 /// Extract the flow key of an Ethernet frame received on `in_port`.
@@ -416,5 +443,34 @@ mod tests {
                 &|_| Some(crate::PortFeatures::default()));
             ex.flush(&batch, &mut |_, _| {});
         }
+    }
+}
+
+#[cfg(test)]
+mod md_tests {
+    use super::*;
+
+    #[test]
+    fn packet_metadata_reaches_the_key_and_reset_clears_it() {
+        let mut p = Packet::from_slice(&[0u8; 60]);
+        assert_eq!(extract(&p), extract_frame(p.data(), 0));
+        p.md.recirc_id = 7;
+        p.md.tunnel.id = 0x1234;
+        p.md.tunnel.dst = 0x0a00_0001;
+        p.md.ct.state = 0x21;
+        p.md.ct.zone = 5;
+        p.md.ct.label = 1 << 100;
+        let k = extract(&p);
+        assert_eq!(k.get(Field::RecircId), 7);
+        assert_eq!(k.get(Field::TunId), 0x1234);
+        assert_eq!(k.get(Field::TunDst), 0x0a00_0001);
+        assert_eq!(k.get(Field::CtState), 0x21);
+        assert_eq!(k.get(Field::CtZone), 5);
+        assert_eq!(k.get(Field::CtLabel), 1 << 100);
+        let mut q = Packet::new();
+        q.clone_from_packet(&p);
+        assert_eq!(q.md, p.md);
+        p.reset();
+        assert!(p.md.is_empty());
     }
 }

@@ -24,7 +24,7 @@ mod display;
 mod extract;
 
 pub use display::{DpctlFmt, MatchFmt, CT_STATE_NAMES};
-pub use extract::{extract, extract_frame};
+pub use extract::{extract, extract_frame, set_metadata};
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
