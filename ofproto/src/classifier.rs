@@ -179,6 +179,15 @@ impl<T> Subtable<T> {
         }
     }
 
+    /// OR the mask into `wc`, over the mask's nonzero words only.
+    #[inline]
+    fn unwildcard(&self, wc: &mut FlowMask) {
+        for &i in self.words.iter() {
+            let i = usize::from(i);
+            wc.words[i] |= self.mask.words[i];
+        }
+    }
+
     fn recompute_max(&mut self) {
         self.max_priority = self
             .map
@@ -393,7 +402,7 @@ impl<T> Classifier<T> {
                     break;
                 }
             }
-            wc.union_with(&st.mask);
+            st.unwildcard(wc);
             if let Some(r) = st.get(&self.hasher, key).and_then(|v| v.first()) {
                 if best.map_or(true, |b| r.priority > b.priority) {
                     best = Some(r);
@@ -431,7 +440,7 @@ impl<T> Classifier<T> {
             if hard.is_some_and(|h| h.priority >= st.max_priority) {
                 break;
             }
-            wc.union_with(&st.mask);
+            st.unwildcard(wc);
             let Some(list) = st.get(&self.hasher, key) else {
                 continue;
             };
@@ -535,7 +544,7 @@ impl<T> Classifier<T> {
             if best.is_some_and(|b| b.priority >= st.max_priority) {
                 break;
             }
-            wc.union_with(&st.mask);
+            st.unwildcard(wc);
             if let Some(r) = st.get(&self.hasher, key).and_then(|v| v.first()) {
                 if !is_soft(r) && best.map_or(true, |b| r.priority > b.priority) {
                     best = Some(r);
