@@ -10,6 +10,14 @@
 //! same however wide the key is. Subtables are kept sorted by the highest
 //! priority they hold.
 //!
+//! Rules keep their match compactly ([`MiniMatch`], OVS `minimatch`):
+//! only the words the mask has bits in. A bucket's match, its rules'
+//! matches and (in the flow tables) the rule's own share one slice, and
+//! a bucket's key words are exactly the subtable's words in order, so a
+//! probe compares the packet's masked words with them directly.
+//! Non-strict selection ([`Classifier::iter_loose`]) skips subtables
+//! whose mask lacks a word the outer match needs.
+//!
 //! # Lookup
 //!
 //! [`Classifier::lookup`] visits subtables in that order and keeps the best
