@@ -36,7 +36,8 @@ use xennet_openflow::model::{
 };
 use xennet_openflow::OfError;
 
-use crate::classifier::{normalize, Classifier};
+use crate::classifier::{full_match, minimatch, normalize, Classifier};
+use xennet_datapath::flow::MiniMatch;
 
 /// Number of flow tables (0..=253, as OVS).
 pub const N_TABLES: usize = 254;
@@ -73,8 +74,9 @@ pub mod removed_reason {
 pub struct Rule {
     /// Table it lives in.
     pub table_id: u8,
-    /// Match (normalised: key bits outside the mask are zero).
-    pub matcher: Match,
+    /// Match, compact (shared with the classifier's copy; expand with
+    /// [`crate::classifier::full_match`]).
+    pub matcher: MiniMatch,
     /// Priority.
     pub priority: u16,
     /// Cookie.
@@ -143,7 +145,7 @@ impl Rule {
             hard_timeout: self.hard_timeout,
             packet_count: self.counters.packets(),
             byte_count: self.counters.bytes(),
-            matcher: self.matcher,
+            matcher: full_match(&self.matcher),
         }
     }
 
@@ -163,7 +165,7 @@ impl Rule {
             byte_count: self.counters.bytes(),
             idle_age: Some(self.last_used()).and_then(age),
             hard_age: age(self.modified),
-            matcher: self.matcher,
+            matcher: full_match(&self.matcher),
             instructions: self.instructions.clone(),
         }
     }
@@ -354,8 +356,7 @@ enum Undo {
     /// (`None`: there was none).
     Rule {
         table: usize,
-        /// Boxed: a match is far larger than the other variant.
-        matcher: Box<Match>,
+        matcher: MiniMatch,
         priority: u16,
         old: Option<Arc<Rule>>,
     },
@@ -934,6 +935,7 @@ impl Tables {
     ) -> Result<FlowModResult, OfError> {
         let max = self.max_flows;
         let table = &mut self.tables[usize::from(fm.table_id)];
+        let mut matcher = minimatch(&matcher);
         if fm.flags & flow_flags::CHECK_OVERLAP != 0 && table.cls.overlaps(&matcher, fm.priority) {
             return Err(OfError::OVERLAP);
         }
@@ -941,6 +943,10 @@ impl Tables {
             .cls
             .find_strict(&matcher, fm.priority)
             .map(|r| r.value.clone());
+        if let Some(o) = &old {
+            // Share the stored match rather than keep a second copy.
+            matcher = o.matcher.clone();
+        }
         if old.is_none() && table.cls.len() >= max {
             return Err(OfError::TABLE_FULL);
         }
@@ -950,7 +956,7 @@ impl Tables {
         };
         let rule = Arc::new(Rule {
             table_id: fm.table_id,
-            matcher,
+            matcher: matcher.clone(),
             priority: fm.priority,
             cookie: fm.cookie,
             idle_timeout: fm.idle_timeout,
@@ -971,7 +977,7 @@ impl Tables {
         let prev = table.cls.insert(&matcher, fm.priority, rule);
         note(&mut self.journal, || Undo::Rule {
             table: usize::from(fm.table_id),
-            matcher: Box::new(matcher),
+            matcher,
             priority: fm.priority,
             old: prev,
         });
@@ -995,21 +1001,23 @@ impl Tables {
         priority: u16,
         strict: bool,
         filter: &dyn Fn(&Rule) -> bool,
-    ) -> Vec<(usize, Match, u16)> {
+    ) -> Vec<(usize, MiniMatch, u16)> {
+        let matcher = minimatch(matcher);
+        let matcher = &matcher;
         let mut v = Vec::new();
         for t in Self::table_range(table_id) {
             let cls = &self.tables[t].cls;
             if strict {
                 if let Some(r) = cls.find_strict(matcher, priority) {
                     if filter(&r.value) {
-                        v.push((t, r.matcher, r.priority));
+                        v.push((t, r.matcher.clone(), r.priority));
                     }
                 }
             } else {
                 v.extend(
                     cls.iter_loose(matcher)
                         .filter(|r| filter(&r.value))
-                        .map(|r| (t, r.matcher, r.priority)),
+                        .map(|r| (t, r.matcher.clone(), r.priority)),
                 );
             }
         }
@@ -1032,7 +1040,7 @@ impl Tables {
                 let old = &r.value;
                 let new = Arc::new(Rule {
                     table_id: old.table_id,
-                    matcher: old.matcher,
+                    matcher: old.matcher.clone(),
                     priority: old.priority,
                     cookie: old.cookie,
                     idle_timeout: old.idle_timeout,
@@ -1050,7 +1058,7 @@ impl Tables {
                 let prev = std::mem::replace(&mut r.value, new);
                 note(&mut self.journal, || Undo::Rule {
                     table: *t,
-                    matcher: Box::new(*m),
+                    matcher: m.clone(),
                     priority: *p,
                     old: Some(prev),
                 });
@@ -1086,7 +1094,7 @@ impl Tables {
 
     fn remove_rules(
         &mut self,
-        sel: &[(usize, Match, u16)],
+        sel: &[(usize, MiniMatch, u16)],
         reason: u8,
         now: Instant,
     ) -> Vec<FlowRemoved> {
@@ -1101,7 +1109,7 @@ impl Tables {
                 }
                 note(&mut self.journal, || Undo::Rule {
                     table: *t,
-                    matcher: Box::new(*m),
+                    matcher: m.clone(),
                     priority: *p,
                     old: Some(r),
                 });
@@ -1132,9 +1140,9 @@ impl Tables {
                     && now.saturating_duration_since(r.last_used())
                         >= Duration::from_secs(u64::from(r.idle_timeout));
                 if hard {
-                    sel_hard.push((t, r.matcher, r.priority));
+                    sel_hard.push((t, r.matcher.clone(), r.priority));
                 } else if idle {
-                    sel_idle.push((t, r.matcher, r.priority));
+                    sel_idle.push((t, r.matcher.clone(), r.priority));
                 }
             }
         }
@@ -1403,7 +1411,7 @@ impl Tables {
         if req.table_id != OFPTT_ALL && usize::from(req.table_id) >= N_TABLES {
             return Err(OfError::BAD_TABLE_ID);
         }
-        let m = normalize(&req.matcher);
+        let m = minimatch(&req.matcher);
         let mut v = Vec::new();
         for t in Self::table_range(req.table_id) {
             v.extend(

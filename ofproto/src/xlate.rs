@@ -874,7 +874,7 @@ fn megaflow_mask(orig: &FlowKey, wc: &FlowMask) -> FlowMask {
 }
 
 fn is_table_miss(r: &Rule) -> bool {
-    r.priority == 0 && r.matcher.mask == FlowMask::CATCHALL
+    r.priority == 0 && r.matcher.is_catchall()
 }
 
 impl Ctx<'_> {
@@ -1013,7 +1013,7 @@ impl Ctx<'_> {
             Some(r) => {
                 let rule = r.value.clone();
                 if self.trace.is_some() {
-                    let m = match_text(&rule.matcher);
+                    let m = rule.matcher.to_string();
                     if m.is_empty() {
                         self.note(format_args!("{table:>2}. priority {}", rule.priority));
                     } else {
@@ -1028,7 +1028,7 @@ impl Ctx<'_> {
                     // clause flow as `cls_rule_format` prints it.
                     self.indent += 4;
                     for c in &conj_flows {
-                        let m = match_text(&c.matcher);
+                        let m = c.matcher.to_string();
                         let p = c.priority;
                         match (p == OFP_DEFAULT_PRIORITY, m.is_empty()) {
                             (true, _) => self.note(format_args!("conj. {m}")),

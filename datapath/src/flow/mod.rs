@@ -22,9 +22,11 @@
 
 mod display;
 mod extract;
+mod minimatch;
 
 pub use display::{DpctlFmt, MatchFmt, CT_STATE_NAMES};
 pub use extract::{extract, extract_frame, set_metadata};
+pub use minimatch::MiniMatch;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -35,7 +37,8 @@ use crate::packet::MacAddr;
 pub const N_WORDS: usize = 38;
 
 /// Words that hold the classic packet headers (in_port to tcp_flags):
-/// what the exact-match cache hashes (it compares every word).
+/// what the exact-match cache hashes and stores as they are (it compares
+/// every word).
 pub const N_PACKET_WORDS: usize = 8;
 
 /// OVS `VLAN_CFI`: the "tag present" bit of `vlan_tci`.
@@ -296,6 +299,11 @@ impl Field {
             Field::NdTarget => (35, 0, 128),
             Field::NdReserved => (37, 32, 32),
         }
+    }
+
+    /// Index of the (first) word the field lies in.
+    pub const fn word(self) -> usize {
+        self.layout().0
     }
 
     /// Whether only translation sets this field (registers, metadata,
