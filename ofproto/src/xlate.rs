@@ -108,9 +108,10 @@ use xennet_datapath::{
     UpcallHandler, Userdata,
 };
 use xennet_openflow::model::{
-    port_config, Action, GroupType, Instructions, Match, MfField, OxmField, Subfield,
-    OFPCML_NO_BUFFER, OFPG_ANY, OFPP_ALL, OFPP_ANY, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT,
-    OFPP_LOCAL, OFPP_NORMAL, OFPP_TABLE,
+    port_config, Action, FlowMod, FlowModCommand, GroupType, Instructions, Learn, LearnDst,
+    LearnSrc, Match, MfField, OxmField, Subfield, NX_LEARN_F_SEND_FLOW_REM, OFPCML_NO_BUFFER,
+    OFPG_ANY, OFPP_ALL, OFPP_ANY, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL,
+    OFPP_NORMAL, OFPP_TABLE,
 };
 
 use crate::normal::Normal;
@@ -173,6 +174,12 @@ pub static RESUBMIT_CT_UNTRACKED: AtomicU64 = AtomicU64::new(0);
 /// `pop` actions on an empty stack (OVS logs "stack underflow" and goes
 /// on).
 pub static STACK_UNDERFLOW: AtomicU64 = AtomicU64::new(0);
+/// Most `learn` actions one translation executes; further ones are
+/// dropped and counted in [`LEARNS_DROPPED`] (OVS has no such bound; a
+/// translation is bounded by its resubmits).
+pub const MAX_LEARNS_PER_XLATE: usize = 64;
+/// `learn` actions beyond [`MAX_LEARNS_PER_XLATE`] in one translation.
+pub static LEARNS_DROPPED: AtomicU64 = AtomicU64::new(0);
 /// Packet-ins from `controller(...)` or `dec_ttl(ids)` whose userdata,
 /// controller id and registers were dropped because the extras table
 /// ([`crate::pin_extras`]) was full: sent as plain packet-ins to the
@@ -193,6 +200,11 @@ pub struct XlateOut {
     /// missed (`None`: no lookup, e.g. the input port does not receive).
     /// The isolation checker names it as the flow that dropped a probe.
     pub last_hit: Option<Hit>,
+    /// Flows `learn` actions built, to add or refresh once the tables
+    /// can be written (OVS `xlate_learn_action` with side effects; from
+    /// 2.4 on a learned flow is not visible to later lookups of the same
+    /// translation either), with each action's `limit`.
+    pub learned: Vec<(FlowMod, u32)>,
 }
 
 /// The outcome of one table lookup ([`XlateOut::last_hit`]).
@@ -357,6 +369,8 @@ struct Ctx<'a> {
     l3_unknown: bool,
     /// See [`XlateOut::last_hit`].
     last_hit: Option<Hit>,
+    /// See [`XlateOut::learned`].
+    learned: Vec<(FlowMod, u32)>,
 }
 
 impl<'a> Ctx<'a> {
@@ -396,6 +410,7 @@ impl<'a> Ctx<'a> {
             stack_bytes: 0,
             l3_unknown: false,
             last_hit: None,
+            learned: Vec::new(),
         }
     }
 }
@@ -670,6 +685,76 @@ fn nat_text(body: &[u8]) -> String {
     }
 }
 
+/// `learn(...)` as OVS `learn_format` writes it.
+fn learn_text(l: &Learn) -> String {
+    let mut s = format!("learn(table={}", l.table_id);
+    if l.idle_timeout != 0 {
+        s.push_str(&format!(",idle_timeout={}", l.idle_timeout));
+    }
+    if l.hard_timeout != 0 {
+        s.push_str(&format!(",hard_timeout={}", l.hard_timeout));
+    }
+    if l.fin_idle_timeout != 0 {
+        s.push_str(&format!(",fin_idle_timeout={}", l.fin_idle_timeout));
+    }
+    if l.fin_hard_timeout != 0 {
+        s.push_str(&format!(",fin_hard_timeout={}", l.fin_hard_timeout));
+    }
+    if l.priority != OFP_DEFAULT_PRIORITY {
+        s.push_str(&format!(",priority={}", l.priority));
+    }
+    if l.flags & NX_LEARN_F_SEND_FLOW_REM != 0 {
+        s.push_str(",send_flow_rem");
+    }
+    if l.flags & xennet_openflow::model::NX_LEARN_F_DELETE_LEARNED != 0 {
+        s.push_str(",delete_learned");
+    }
+    if l.cookie != 0 {
+        s.push_str(&format!(",cookie={:#x}", l.cookie));
+    }
+    if l.limit != 0 {
+        s.push_str(&format!(",limit={}", l.limit));
+    }
+    if let Some(d) = &l.result_dst {
+        s.push_str(&format!(",result_dst={}", subfield_text(d)));
+    }
+    for spec in &l.specs {
+        s.push(',');
+        let whole = |sf: &Subfield| sf.ofs == 0 && u32::from(sf.n_bits) == sf.field.n_bits();
+        match (&spec.src, &spec.dst) {
+            (LearnSrc::Imm(v), LearnDst::Match(d)) => match d.field {
+                MfField::Oxm(f) if whole(d) => {
+                    s.push_str(&format!("{}={}", f.name(), field_value_text(f, *v)));
+                }
+                _ => s.push_str(&format!("{}={v:#x}", subfield_text(d))),
+            },
+            (LearnSrc::Field(src), LearnDst::Match(d)) => {
+                s.push_str(&subfield_text(d));
+                if src.field != d.field || src.ofs != d.ofs {
+                    s.push('=');
+                    s.push_str(&subfield_text(src));
+                }
+            }
+            (LearnSrc::Imm(v), LearnDst::Load(d)) => {
+                s.push_str(&format!("load:{v:#x}->{}", subfield_text(d)));
+            }
+            (LearnSrc::Field(src), LearnDst::Load(d)) => {
+                s.push_str(&format!(
+                    "load:{}->{}",
+                    subfield_text(src),
+                    subfield_text(d)
+                ));
+            }
+            (LearnSrc::Field(src), LearnDst::Output) => {
+                s.push_str(&format!("output:{}", subfield_text(src)));
+            }
+            (LearnSrc::Imm(_), LearnDst::Output) => {}
+        }
+    }
+    s.push(')');
+    s
+}
+
 /// An action in `ovs-ofctl` syntax.
 pub fn action_text(a: &Action) -> String {
     match a {
@@ -808,6 +893,10 @@ pub fn action_text(a: &Action) -> String {
             }
             format!("controller({})", parts.join(","))
         }
+        Action::Learn(l) => learn_text(l),
+        Action::CheckPktLarger { len, dst } => {
+            format!("check_pkt_larger({len})->{}", subfield_text(dst))
+        }
         Action::Sample {
             probability,
             collector_set_id,
@@ -912,6 +1001,11 @@ impl Ctx<'_> {
                 error: self.error,
                 final_flow: self.flow,
                 last_hit: self.last_hit,
+                learned: if self.error.is_some() {
+                    Vec::new()
+                } else {
+                    self.learned
+                },
             },
             trace,
         )
@@ -1315,6 +1409,8 @@ impl Ctx<'_> {
             Action::Controller(c) => {
                 self.controller(c.reason, c.max_len, c.controller_id, &c.userdata);
             }
+            Action::Learn(l) => self.learn(l),
+            Action::CheckPktLarger { len, dst } => self.check_pkt_larger(*len, dst),
             Action::Sample { .. } => {
                 SAMPLE_NOOP.fetch_add(1, Ordering::Relaxed);
                 self.note("(no IPFIX collector: sample does nothing)");
@@ -1457,6 +1553,109 @@ impl Ctx<'_> {
         self.stack_bytes = saved_stack_bytes;
         self.exit = false;
         self.depth -= 1;
+    }
+
+    /// `learn` (OVS `xlate_learn_action`, `learn_execute`): un-wildcard
+    /// the source bits (`learn_mask`), build the flow-mod from the
+    /// working flow and queue it ([`XlateOut::learned`]); with
+    /// `result_dst`, write whether it will be installed.
+    fn learn(&mut self, l: &Learn) {
+        let mut matcher = Match::CATCHALL;
+        let mut actions = Vec::new();
+        for spec in &l.specs {
+            let v = match &spec.src {
+                LearnSrc::Field(sf) => self.read_subfield(sf),
+                LearnSrc::Imm(v) => *v,
+            };
+            match &spec.dst {
+                LearnDst::Match(d) => matcher.write_subfield(d, v),
+                LearnDst::Load(d) => actions.push(Action::Load { dst: *d, value: v }),
+                LearnDst::Output => {
+                    // OVS: a 16-bit port, ordinary or IN_PORT, FLOOD,
+                    // LOCAL, ALL; anything else adds no output.
+                    if let Ok(p) = u16::try_from(v) {
+                        if p < 0xff00 || matches!(p, 0xfff8 | 0xfffb | 0xfffe | 0xfffc) {
+                            actions.push(Action::Output {
+                                port: xennet_openflow::v10::port_from_ofp10(p),
+                                max_len: 0,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        let fm = FlowMod {
+            cookie: l.cookie,
+            cookie_mask: 0,
+            table_id: l.table_id,
+            command: FlowModCommand::ModifyStrict,
+            idle_timeout: l.idle_timeout,
+            hard_timeout: l.hard_timeout,
+            priority: l.priority,
+            buffer_id: u32::MAX,
+            out_port: OFPP_ANY,
+            out_group: OFPG_ANY,
+            flags: if l.flags & NX_LEARN_F_SEND_FLOW_REM != 0 {
+                xennet_openflow::model::flow_flags::SEND_FLOW_REM
+            } else {
+                0
+            },
+            matcher,
+            instructions: Instructions::apply(actions),
+        };
+        if self.trace.is_some() {
+            let mut s = format!("table={} ", fm.table_id);
+            let m = match_text(&crate::classifier::normalize(&fm.matcher));
+            if !m.is_empty() {
+                s.push_str(&m);
+                s.push(' ');
+            }
+            s.push_str(&format!("priority={}", fm.priority));
+            if fm.cookie != 0 {
+                s.push_str(&format!(" cookie={:#x}", fm.cookie));
+            }
+            if fm.idle_timeout != 0 {
+                s.push_str(&format!(" idle={}", fm.idle_timeout));
+            }
+            if fm.hard_timeout != 0 {
+                s.push_str(&format!(" hard={}", fm.hard_timeout));
+            }
+            if fm.flags != 0 {
+                s.push_str(" send_flow_rem");
+            }
+            s.push_str(" actions=");
+            s.push_str(&instructions_text(&fm.instructions));
+            self.indent += 4;
+            self.note(s);
+            self.indent -= 4;
+        }
+        let ok = self.tables.learn_would_succeed(&fm, l.limit);
+        if let Some(d) = &l.result_dst {
+            self.write_subfield(d, u128::from(ok));
+        }
+        if !ok {
+            self.note("Limit exceeded, learn failed");
+        }
+        if self.learned.len() < MAX_LEARNS_PER_XLATE {
+            self.learned.push((fm, l.limit));
+        } else {
+            LEARNS_DROPPED.fetch_add(1, Ordering::Relaxed);
+            warn_rate_limited("over 64 learn actions in one translation");
+        }
+    }
+
+    /// `check_pkt_larger(len)->dst` (OVS `xlate_check_pkt_larger`): the
+    /// bit says whether the packet is longer than `len` bytes.
+    fn check_pkt_larger(&mut self, len: u16, dst: &Subfield) {
+        // The megaflow must keep packets on either side of `len` apart;
+        // the packet's length is not in the flow key, so this datapath
+        // action decides per packet in the fast path.
+        let larger = self.packet.len() > usize::from(len);
+        self.note(format_args!(
+            "check_pkt_larger({len}): packet is {} bytes: {larger}",
+            self.packet.len()
+        ));
+        self.write_subfield(dst, u128::from(larger));
     }
 
     /// Read the bits `sf` names from the working flow, un-wildcarding them.
@@ -2184,7 +2383,7 @@ impl Ctx<'_> {
 
 /// Whether a log line limited by `last` (seconds since the first call,
 /// plus one, of its last line) may go now: at most one a second.
-fn once_a_second(last: &AtomicU64) -> bool {
+pub(crate) fn once_a_second(last: &AtomicU64) -> bool {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let start = *START.get_or_init(Instant::now);
     let now = start.elapsed().as_secs().saturating_add(1);

@@ -7,7 +7,7 @@
 use xennet_datapath::flow::Field;
 
 use crate::error::OfError;
-use crate::model::{Match, OxmField};
+use crate::model::{Match, MfField, OxmField, Subfield};
 use crate::wire::ones;
 
 /// What a field needs matched before it may be matched or set (OpenFlow
@@ -383,6 +383,29 @@ impl OxmField {
     }
 }
 
+impl MfField {
+    /// Where the field lives in the flow key: `(key field, shift, width)`,
+    /// the wire value being `(key >> shift) & ones(width)` (OVS
+    /// `mf_field` in `struct flow`).
+    pub fn layout(self) -> (Field, u32, u32) {
+        match self {
+            MfField::Oxm(f) => f.layout(),
+            MfField::VlanTci => (Field::VlanTci, 0, 16),
+            MfField::IpTos => (Field::NwTos, 0, 8),
+            MfField::InPort16 => (Field::InPort, 0, 16),
+        }
+    }
+
+    /// What matching or writing the field requires.
+    pub fn prereq(self) -> Prereq {
+        match self {
+            MfField::Oxm(f) => f.prereq(),
+            MfField::IpTos => Prereq::Ip,
+            MfField::VlanTci | MfField::InPort16 => Prereq::None,
+        }
+    }
+}
+
 impl Match {
     /// The `(value, mask)` of a field in this match (both right-aligned).
     pub fn field(&self, f: OxmField) -> (u128, u128) {
@@ -416,6 +439,28 @@ impl Match {
         self.key.set(kf, k);
         self.mask.set(kf, m);
         Ok(())
+    }
+
+    /// Match the bits `sf` names against the low `sf.n_bits` bits of `v`
+    /// (OVS `mf_write_subfield` on a match, as `learn` builds one). A
+    /// whole 16-bit `NXM_OF_IN_PORT` maps OpenFlow 1.0 special ports to
+    /// their 32-bit numbers.
+    pub fn write_subfield(&mut self, sf: &Subfield, v: u128) {
+        let (kf, shift, width) = sf.field.layout();
+        if sf.field == MfField::InPort16 && sf.ofs == 0 && sf.n_bits == 16 {
+            let p = crate::v10::port_from_ofp10(v as u16);
+            self.key.set(kf, u128::from(p));
+            self.mask.set(kf, u128::from(u32::MAX));
+            return;
+        }
+        let at = shift + u32::from(sf.ofs);
+        if at >= 128 || u32::from(sf.ofs) >= width {
+            return;
+        }
+        let bits = (ones(u32::from(sf.n_bits)) << at) & (ones(width) << shift);
+        let k = (self.key.get(kf) & !bits) | ((v << at) & bits);
+        self.key.set(kf, k);
+        self.mask.set(kf, self.mask.get(kf) | bits);
     }
 
     /// Whether `f` is fully or partly matched.

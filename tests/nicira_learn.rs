@@ -1,0 +1,184 @@
+//! Issue 15: `learn` and `check_pkt_larger` with the real `ovs-ofctl`
+//! (OpenFlow 1.0 + Nicira, 1.3, 1.5) and emulated guests whose traffic
+//! the learned flows steer.
+
+mod common;
+
+use common::Harness;
+
+/// The default MAC of guest `d` (`xennet-guest`: 00:16:3e:00:DD:HH).
+fn mac(d: u16) -> String {
+    format!("00:16:3e:00:{d:02x}:00")
+}
+
+/// OVS's MAC-learning recipe (the `nx_action_learn` comment in
+/// `lib/ofp-actions.c`): table 0 learns where each source MAC lives and
+/// resubmits to table 1, which floods unknown destinations. After a ping
+/// the learned flows are in table 1 as `ovs-ofctl dump-flows` prints
+/// them, and the next pings go to one port only (a third guest sees no
+/// more of them).
+#[test]
+fn ofctl_learn_mac_learning_switch() {
+    let mut h = Harness::start("oflearn");
+    for d in 1..=3 {
+        h.guest(d, None);
+    }
+    let learn = "learn(table=1,hard_timeout=60,NXM_OF_VLAN_TCI[0..11],\
+                 NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],output:NXM_OF_IN_PORT[])";
+    for ver in ["OpenFlow10", "OpenFlow13", "OpenFlow15"] {
+        let of = |args: &[&str]| h.ofctl(&[&["-O", ver][..], args].concat());
+        of(&["del-flows", "br0"]);
+        of(&[
+            "add-flow",
+            "br0",
+            &format!("table=0,priority=10,actions={learn},resubmit(,1)"),
+        ]);
+        of(&["add-flow", "br0", "table=1,priority=0,actions=FLOOD"]);
+        let dump = of(&["dump-flows", "br0", "table=0"]);
+        assert!(
+            dump.contains(&format!("priority=10 actions={learn},resubmit(,1)")),
+            "{ver}: {dump}"
+        );
+    }
+    assert!(h.ping(1, 2, 3), "{}", h.log());
+    let dump = h.ofctl(&["-O", "OpenFlow13", "dump-flows", "br0", "table=1"]);
+    for d in [1, 2] {
+        // As OVS prints a learned flow (the default priority left out).
+        let want = format!(
+            "vlan_tci=0x0000/0x0fff,dl_dst={} actions=output:{d}",
+            mac(d)
+        );
+        let line = dump
+            .lines()
+            .find(|l| l.contains(&want))
+            .unwrap_or_else(|| panic!("learned flow for guest {d} missing: {dump}"));
+        assert!(line.contains("table=1,"), "{dump}");
+        assert!(line.contains(" hard_timeout=60,"), "{dump}");
+        assert!(!line.contains("priority="), "{dump}");
+    }
+    // The pings reached port 2 through its learned flow, not the flood.
+    let line = dump
+        .lines()
+        .find(|l| l.contains(&format!("dl_dst={}", mac(2))))
+        .unwrap_or_else(|| panic!("{dump}"));
+    assert!(!line.contains("n_packets=0,"), "{dump}");
+    // The next pings go through the learned flows (broadcasts, such as
+    // the guests' IPv6 housekeeping, still flood).
+    let pkts_to = |d: u16| {
+        let dump = h.ofctl(&["dump-flows", "br0", "table=1"]);
+        let line = dump
+            .lines()
+            .find(|l| l.contains(&format!("dl_dst={}", mac(d))))
+            .unwrap_or_else(|| panic!("{dump}"))
+            .to_owned();
+        line.split("n_packets=")
+            .nth(1)
+            .and_then(|t| t.split(',').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{line}"))
+    };
+    let (to1, to2) = (pkts_to(1), pkts_to(2));
+    assert!(h.ping(1, 2, 2), "{}", h.log());
+    assert!(
+        pkts_to(1) >= to1 + 2,
+        "replies not through the learned flow"
+    );
+    assert!(
+        pkts_to(2) >= to2 + 2,
+        "requests not through the learned flow"
+    );
+    // The megaflows of the learning table hold the source MAC.
+    let dp = h.appctl(&["dpctl/dump-flows", "br0"]);
+    assert!(dp.contains("eth(src="), "{dp}");
+    // ofproto/trace shows the flow that would be learned.
+    let trace = h.appctl(&[
+        "ofproto/trace",
+        "br0",
+        "in_port=3,dl_src=00:16:3e:00:09:00,dl_dst=00:16:3e:00:01:00",
+    ]);
+    assert!(
+        trace.contains("table=1 vlan_tci=0x0000/0x0fff,dl_dst=00:16:3e:00:09:00"),
+        "{trace}"
+    );
+    assert!(trace.contains("Datapath actions: 1"), "{trace}");
+    // A trace learns nothing.
+    let dump = h.ofctl(&["dump-flows", "br0", "table=1"]);
+    assert!(!dump.contains("00:16:3e:00:09:00"), "{dump}");
+}
+
+/// `delete_learned`, `cookie`, `idle_timeout`, `priority`,
+/// `send_flow_rem`, and `learn2`'s `limit` and `result_dst` round-trip
+/// through `ovs-ofctl`; deleting the learning flow deletes what it
+/// learned; the limit holds.
+#[test]
+fn ofctl_learn_options_delete_learned_and_limit() {
+    let mut h = Harness::start("oflearn2");
+    for d in 1..=3 {
+        h.guest(d, None);
+    }
+    let learn = "learn(table=1,idle_timeout=30,priority=5,send_flow_rem,delete_learned,\
+                 cookie=0x42,limit=2,result_dst=NXM_NX_REG0[3],\
+                 NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:0x1->NXM_NX_REG1[0..3],\
+                 output:NXM_OF_IN_PORT[])";
+    for ver in ["OpenFlow10", "OpenFlow13", "OpenFlow15"] {
+        let of = |args: &[&str]| h.ofctl(&[&["-O", ver][..], args].concat());
+        of(&["del-flows", "br0"]);
+        of(&[
+            "add-flow",
+            "br0",
+            &format!("table=0,actions={learn},resubmit(,1)"),
+        ]);
+        of(&["add-flow", "br0", "table=1,priority=0,actions=FLOOD"]);
+        let dump = of(&["dump-flows", "br0", "table=0"]);
+        assert!(
+            dump.contains(&format!("actions={learn},resubmit(,1)")),
+            "{ver}: {dump}"
+        );
+    }
+    // Three guests talk; only two flows may be learned (limit=2).
+    assert!(h.ping(1, 2, 2), "{}", h.log());
+    assert!(h.ping(3, 1, 2), "{}", h.log());
+    let dump = h.ofctl(&["-O", "OpenFlow13", "dump-flows", "br0", "table=1"]);
+    let learned: Vec<&str> = dump.lines().filter(|l| l.contains("cookie=0x42")).collect();
+    assert_eq!(learned.len(), 2, "{dump}");
+    for l in &learned {
+        assert!(l.contains("idle_timeout=30"), "{dump}");
+        assert!(l.contains("priority=5,"), "{dump}");
+        assert!(l.contains("send_flow_rem"), "{dump}");
+        assert!(
+            l.contains("actions=load:0x1->NXM_NX_REG1[0..3],output:"),
+            "{dump}"
+        );
+    }
+    // Deleting the learning flow deletes what it learned.
+    h.ofctl(&["del-flows", "br0", "table=0"]);
+    let dump = h.ofctl(&["-O", "OpenFlow13", "dump-flows", "br0", "table=1"]);
+    assert!(!dump.contains("cookie=0x42"), "{dump}");
+    assert!(dump.contains("priority=0 actions=FLOOD"), "{dump}");
+}
+
+/// Bad learn actions get the OpenFlow error OVS gives.
+#[test]
+fn ofctl_learn_refused() {
+    let mut h = Harness::start("oflearn3");
+    h.guest(1, None);
+    // An IP field source without an IP match: OFPBAC_MATCH_INCONSISTENT.
+    let bad = h.ofctl_output(&[
+        "-O",
+        "OpenFlow13",
+        "add-flow",
+        "br0",
+        "actions=learn(table=1,NXM_NX_REG0[]=NXM_OF_IP_SRC[])",
+    ]);
+    assert!(!bad.status.success(), "{bad:?}");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("OFPBAC_MATCH_INCONSISTENT"), "{err}");
+    let ok = h.ofctl_output(&[
+        "-O",
+        "OpenFlow13",
+        "add-flow",
+        "br0",
+        "ip,actions=learn(table=1,NXM_NX_REG0[]=NXM_OF_IP_SRC[])",
+    ]);
+    assert!(ok.status.success(), "{ok:?}");
+}
