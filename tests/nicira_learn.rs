@@ -182,3 +182,58 @@ fn ofctl_learn_refused() {
     ]);
     assert!(ok.status.success(), "{ok:?}");
 }
+
+/// `check_pkt_larger(N)->REG_BIT` (OVN's gateway MTU check): pings
+/// larger than 300 bytes are dropped by a table that reads the bit, the
+/// others pass; the megaflow carries `check_pkt_len(size=300,gt(..),le(..))`
+/// as OVS's datapath flows do.
+#[test]
+fn ofctl_check_pkt_larger_splits_by_size() {
+    let mut h = Harness::start("ofcpl");
+    for d in 1..=2 {
+        h.guest(d, None);
+    }
+    let cpl = "check_pkt_larger(300)->NXM_NX_REG0[0]";
+    for ver in ["OpenFlow10", "OpenFlow13", "OpenFlow15"] {
+        let of = |args: &[&str]| h.ofctl(&[&["-O", ver][..], args].concat());
+        of(&["del-flows", "br0"]);
+        of(&[
+            "add-flow",
+            "br0",
+            &format!("table=0,priority=10,icmp,actions={cpl},resubmit(,1)"),
+        ]);
+        of(&["add-flow", "br0", "table=0,priority=0,actions=NORMAL"]);
+        of(&[
+            "add-flow",
+            "br0",
+            "table=1,priority=10,reg0=0x1/0x1,actions=drop",
+        ]);
+        of(&["add-flow", "br0", "table=1,priority=0,actions=NORMAL"]);
+        let dump = of(&["dump-flows", "br0", "table=0"]);
+        assert!(
+            dump.contains(&format!("priority=10,icmp actions={cpl},resubmit(,1)")),
+            "{ver}: {dump}"
+        );
+    }
+    assert!(h.ping(1, 2, 2), "{}", h.log());
+    let big = h.exec(
+        1,
+        &[
+            "ping",
+            "-c",
+            "2",
+            "-i",
+            "0.2",
+            "-w",
+            "2",
+            "-s",
+            "400",
+            &Harness::ip_of(2),
+        ],
+    );
+    assert!(!big.status.success(), "a 428-byte ping passed: {big:?}");
+    // Small ones still pass after the big ones' megaflow is in place.
+    assert!(h.ping(1, 2, 2), "{}", h.log());
+    let dp = h.appctl(&["dpctl/dump-flows", "br0"]);
+    assert!(dp.contains("check_pkt_len(size=300,gt(drop),le("), "{dp}");
+}

@@ -965,8 +965,9 @@ impl Tables {
                 }
                 Action::Nat(_) => return Err(OfError::BAD_ACTION_ARGUMENT),
                 Action::Learn(l) => check_learn(l, m.as_deref())?,
-                // Executed once the datapath has `check_pkt_len`.
-                Action::CheckPktLarger { .. } => return Err(OfError::BAD_ACTION_EXP_TYPE),
+                Action::CheckPktLarger { dst, .. } => {
+                    check_subfield_action(dst, true, m.as_deref())?;
+                }
                 Action::Multipath(mp) => check_subfield_action(&mp.dst, true, m.as_deref())?,
                 Action::Bundle(b) => {
                     if let Some(d) = &b.dst {

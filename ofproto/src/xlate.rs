@@ -101,7 +101,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use xennet_datapath::actions::ActionsFmt;
+use xennet_datapath::actions::{ActionsFmt, MAX_CHECK_PKT_LEN_NESTING};
 use xennet_datapath::flow::{Field, N_REGS, VLAN_CFI, VLAN_PCP_MASK, VLAN_VID_MASK};
 use xennet_datapath::{
     DpAction, FlowKey, FlowMask, OfPort, Packet, RuleCounters, SetAction, Tags, Upcall,
@@ -371,6 +371,8 @@ struct Ctx<'a> {
     last_hit: Option<Hit>,
     /// See [`XlateOut::learned`].
     learned: Vec<(FlowMod, u32)>,
+    /// `check_pkt_larger` branches being translated (nesting).
+    cpl_depth: usize,
 }
 
 impl<'a> Ctx<'a> {
@@ -411,6 +413,7 @@ impl<'a> Ctx<'a> {
             l3_unknown: false,
             last_hit: None,
             learned: Vec::new(),
+            cpl_depth: 0,
         }
     }
 }
@@ -1151,8 +1154,17 @@ impl Ctx<'_> {
             self.actions.push(DpAction::Meter(m));
         }
         if let Some(a) = &ins.apply {
-            self.do_actions(a);
+            if self.do_actions_then(a, Some((ins, table))) {
+                // A check_pkt_larger ran the rest in its branches.
+                return;
+            }
         }
+        self.run_after_apply(ins, table);
+    }
+
+    /// The instructions after apply-actions: clear, write, metadata,
+    /// goto.
+    fn run_after_apply(&mut self, ins: &Instructions, table: u8) {
         if self.exit || self.error.is_some() {
             return;
         }
@@ -1199,21 +1211,35 @@ impl Ctx<'_> {
     }
 
     fn do_actions(&mut self, actions: &[Action]) {
-        for a in actions {
+        self.do_actions_then(actions, None);
+    }
+
+    /// Run `actions`; `then` is the rule's instructions when `actions` is
+    /// its apply-actions (a `check_pkt_larger` translates what follows it
+    /// there too, as OVS's ofpacts hold the whole rule). Returns whether
+    /// a `check_pkt_larger` took over the rest.
+    fn do_actions_then(&mut self, actions: &[Action], then: Option<(&Instructions, u8)>) -> bool {
+        for (i, a) in actions.iter().enumerate() {
             if self.exit || self.error.is_some() {
-                return;
+                return false;
             }
             if self.actions.len() > MAX_DP_ACTIONS {
                 self.error = Some(XlateError::TooManyActions);
                 warn_rate_limited("over 4096 datapath actions");
                 self.note(">>>> Too many datapath actions; dropping <<<<");
-                return;
+                return false;
             }
             if self.trace.is_some() {
                 self.note(action_text(a));
             }
+            if let Action::CheckPktLarger { len, dst } = a {
+                // The rest of the list is translated in both branches.
+                self.check_pkt_larger(*len, dst, &actions[i + 1..], then);
+                return true;
+            }
             self.do_action(a);
         }
+        false
     }
 
     fn do_action(&mut self, a: &Action) {
@@ -1410,7 +1436,7 @@ impl Ctx<'_> {
                 self.controller(c.reason, c.max_len, c.controller_id, &c.userdata);
             }
             Action::Learn(l) => self.learn(l),
-            Action::CheckPktLarger { len, dst } => self.check_pkt_larger(*len, dst),
+            Action::CheckPktLarger { len, dst } => self.check_pkt_larger(*len, dst, &[], None),
             Action::Sample { .. } => {
                 SAMPLE_NOOP.fetch_add(1, Ordering::Relaxed);
                 self.note("(no IPFIX collector: sample does nothing)");
@@ -1645,17 +1671,88 @@ impl Ctx<'_> {
     }
 
     /// `check_pkt_larger(len)->dst` (OVS `xlate_check_pkt_larger`): the
-    /// bit says whether the packet is longer than `len` bytes.
-    fn check_pkt_larger(&mut self, len: u16, dst: &Subfield) {
-        // The megaflow must keep packets on either side of `len` apart;
-        // the packet's length is not in the flow key, so this datapath
-        // action decides per packet in the fast path.
-        let larger = self.packet.len() > usize::from(len);
-        self.note(format_args!(
-            "check_pkt_larger({len}): packet is {} bytes: {larger}",
-            self.packet.len()
-        ));
-        self.write_subfield(dst, u128::from(larger));
+    /// packet's length is not in the flow key, so the datapath decides:
+    /// after a commit, a [`DpAction::CheckPktLen`] whose "greater" branch
+    /// is `rest` (and the action set) translated with the bit 1, and
+    /// whose other branch is the same with the bit 0, each from the
+    /// state here with an empty stack and action set; then the state is
+    /// restored and the caller goes on after `rest`.
+    fn check_pkt_larger(
+        &mut self,
+        len: u16,
+        dst: &Subfield,
+        rest: &[Action],
+        then: Option<(&Instructions, u8)>,
+    ) {
+        if self.cpl_depth >= MAX_CHECK_PKT_LEN_NESTING {
+            self.error = Some(XlateError::TooDeep);
+            warn_rate_limited("check_pkt_larger nested over 8 deep");
+            self.note(">>>> check_pkt_larger nested too deeply; dropping <<<<");
+            return;
+        }
+        self.commit();
+        let saved_flow = self.flow;
+        let saved_base = self.base;
+        let saved_tpid = self.push_tpid;
+        let saved_touched = self.vlan_touched;
+        let saved_set = std::mem::take(&mut self.action_set);
+        let saved_stack = std::mem::take(&mut self.stack);
+        let saved_stack_bytes = std::mem::replace(&mut self.stack_bytes, 0);
+        let saved_exit = self.exit;
+        let at = self.actions.len();
+        self.actions.push(DpAction::CheckPktLen {
+            size: len,
+            n_gt: 0,
+            n_le: 0,
+        });
+        self.cpl_depth += 1;
+        let mut counts = [0u16; 2];
+        for (n, larger) in [true, false].into_iter().enumerate() {
+            let start = self.actions.len();
+            self.flow = saved_flow;
+            self.base = saved_base;
+            self.push_tpid = saved_tpid;
+            self.vlan_touched = saved_touched;
+            self.action_set = ActionSet::default();
+            self.stack.clear();
+            self.stack_bytes = 0;
+            self.exit = false;
+            self.note(format_args!(
+                "{} {len} bytes:",
+                if larger {
+                    "packet larger than"
+                } else {
+                    "packet at most"
+                }
+            ));
+            self.indent += 4;
+            self.write_subfield(dst, u128::from(larger));
+            if !self.do_actions_then(rest, then) {
+                if let Some((ins, table)) = then {
+                    self.run_after_apply(ins, table);
+                }
+            }
+            self.finish();
+            self.indent -= 4;
+            counts[n] = u16::try_from(self.actions.len() - start).unwrap_or(u16::MAX);
+        }
+        self.cpl_depth -= 1;
+        if counts.contains(&u16::MAX) && self.error.is_none() {
+            self.error = Some(XlateError::TooManyActions);
+        }
+        self.actions[at] = DpAction::CheckPktLen {
+            size: len,
+            n_gt: counts[0],
+            n_le: counts[1],
+        };
+        self.flow = saved_flow;
+        self.base = saved_base;
+        self.push_tpid = saved_tpid;
+        self.vlan_touched = saved_touched;
+        self.action_set = saved_set;
+        self.stack = saved_stack;
+        self.stack_bytes = saved_stack_bytes;
+        self.exit = saved_exit;
     }
 
     /// Read the bits `sf` names from the working flow, un-wildcarding them.
