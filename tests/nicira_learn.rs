@@ -237,3 +237,80 @@ fn ofctl_check_pkt_larger_splits_by_size() {
     let dp = h.appctl(&["dpctl/dump-flows", "br0"]);
     assert!(dp.contains("check_pkt_len(size=300,gt(drop),le("), "{dp}");
 }
+
+/// The Geneve option map with the real `ovs-ofctl` (`add-tlv-map`,
+/// `dump-tlv-map`, `del-tlv-map`) in OpenFlow 1.0, 1.3 and 1.5: OVN's
+/// map and another, printed back as OVS prints its own; OVS's errors for
+/// an index already mapped, a duplicate option and a bad length, and
+/// xennet's for a map beyond its 32 bytes of option space.
+#[test]
+fn ofctl_tlv_map() {
+    let h = Harness::start("oftlv");
+    for ver in ["OpenFlow10", "OpenFlow13", "OpenFlow15"] {
+        let of = |args: &[&str]| h.ofctl(&[&["-O", ver][..], args].concat());
+        let of_err = |args: &[&str]| {
+            let o = h.ofctl_output(&[&["-O", ver][..], args].concat());
+            assert!(!o.status.success(), "{ver} {args:?}: {o:?}");
+            String::from_utf8_lossy(&o.stderr).into_owned()
+        };
+        of(&["del-tlv-map", "br0"]);
+        of(&[
+            "add-tlv-map",
+            "br0",
+            "{class=0x0102,type=0x80,len=4}->tun_metadata0,{class=0xffff,type=0,len=8}->tun_metadata5",
+        ]);
+        let dump = of(&["dump-tlv-map", "br0"]);
+        assert!(
+            dump.contains("max option space=32 max fields=64"),
+            "{ver}: {dump}"
+        );
+        assert!(dump.contains("allocated option space=12"), "{ver}: {dump}");
+        assert!(
+            dump.contains("  0x102  0x80       4  tun_metadata0"),
+            "{ver}: {dump}"
+        );
+        assert!(
+            dump.contains(" 0xffff     0       8  tun_metadata5"),
+            "{ver}: {dump}"
+        );
+        let e = of_err(&[
+            "add-tlv-map",
+            "br0",
+            "{class=1,type=1,len=4}->tun_metadata0",
+        ]);
+        assert!(e.contains("NXTTMFC_ALREADY_MAPPED"), "{ver}: {e}");
+        let e = of_err(&[
+            "add-tlv-map",
+            "br0",
+            "{class=0x102,type=0x80,len=4}->tun_metadata1",
+        ]);
+        assert!(e.contains("NXTTMFC_DUP_ENTRY"), "{ver}: {e}");
+        let e = of_err(&[
+            "add-tlv-map",
+            "br0",
+            "{class=1,type=1,len=5}->tun_metadata1",
+        ]);
+        assert!(e.contains("NXTTMFC_BAD_OPT_LEN"), "{ver}: {e}");
+        let e = of_err(&[
+            "add-tlv-map",
+            "br0",
+            "{class=1,type=1,len=16}->tun_metadata1,{class=1,type=2,len=8}->tun_metadata2",
+        ]);
+        assert!(e.contains("NXTTMFC_TABLE_FULL"), "{ver}: {e}");
+        // A failed add changes nothing.
+        let again = of(&["dump-tlv-map", "br0"]);
+        assert_eq!(again, dump, "{ver}");
+        of(&[
+            "del-tlv-map",
+            "br0",
+            "{class=0xffff,type=0,len=8}->tun_metadata5",
+        ]);
+        let dump = of(&["dump-tlv-map", "br0"]);
+        assert!(dump.contains("allocated option space=4"), "{ver}: {dump}");
+        assert!(!dump.contains("tun_metadata5"), "{ver}: {dump}");
+    }
+    assert!(
+        h.log().contains("32 bytes of option space"),
+        "the refusal names the limit"
+    );
+}

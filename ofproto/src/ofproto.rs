@@ -51,6 +51,7 @@ use xennet_openflow::model::{
     PacketOut, TableStats, OFPCML_NO_BUFFER, OFPG_ALL, OFPG_ANY, OFPM_ALL, OFPP_ANY,
     OFPP_CONTROLLER, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL,
 };
+use xennet_openflow::tlv::{TlvMap, TlvTableMod, TlvTableReply};
 use xennet_openflow::OfError;
 
 use crate::isolation::{self, Essential, Verdict};
@@ -158,6 +159,8 @@ pub struct Ofproto {
     learn_refresh: Mutex<std::collections::HashMap<FlowKey, (u64, Vec<LearnedFlowMod>)>>,
     /// `learn` counters.
     learn_stats: LearnStats,
+    /// The Geneve option map (`NXT_TLV_TABLE_MOD`).
+    tlv: RwLock<TlvMap>,
 }
 
 /// A probe the isolation guard keeps reaching (see [`crate::isolation`]).
@@ -234,6 +237,7 @@ impl Ofproto {
             guard_refusals: AtomicU64::new(0),
             learn_refresh: Mutex::new(std::collections::HashMap::new()),
             learn_stats: LearnStats::default(),
+            tlv: RwLock::new(TlvMap::new()),
         };
         if fail_mode == FailMode::Standalone {
             of.add_default_normal_flow();
@@ -1251,6 +1255,52 @@ impl Ofproto {
         self.apply_learned(&out.learned);
         dp.execute(pkt, out.upcall.actions)
             .map_err(|_| OfError::BAD_REQUEST_EPERM)
+    }
+
+    /// `NXT_TLV_TABLE_MOD` (OVS `handle_tlv_table_mod`): change the
+    /// Geneve option map, all or nothing (see [`xennet_openflow::tlv`]).
+    /// Refusals for xennet's limits are logged with the limit.
+    ///
+    /// # Errors
+    /// The `NXTTMFC_*` error OVS gives.
+    pub fn handle_tlv_table_mod(&self, m: &TlvTableMod) -> Result<(), OfError> {
+        let mut t = self.tlv.write().unwrap_or_else(|e| e.into_inner());
+        // No flow can use a tun_metadata field yet (matches and actions on
+        // them are refused), so no mapping is in use.
+        let r = t.apply(m, &|_| false);
+        match r {
+            Err(e) if e == OfError::NXTTMFC_TABLE_FULL => tracing::warn!(
+                bridge = %self.name,
+                space = xennet_datapath::flow::TUN_OPT_SPACE,
+                "TLV map refused (NXTTMFC_TABLE_FULL): the Geneve options would exceed \
+                 xennet's 32 bytes of option space per flow"
+            ),
+            Err(e) if e == OfError::NXTTMFC_BAD_OPT_LEN => tracing::warn!(
+                bridge = %self.name,
+                max = xennet_openflow::tlv::MAX_OPT_LEN,
+                "TLV map refused (NXTTMFC_BAD_OPT_LEN): xennet maps Geneve options of at \
+                 most 16 bytes"
+            ),
+            Err(_) => {}
+            Ok(()) => {
+                drop(t);
+                // Translations that read tunnel metadata may change.
+                self.bump();
+            }
+        }
+        r
+    }
+
+    /// `NXT_TLV_TABLE_REPLY` for the current Geneve option map.
+    pub fn tlv_table_reply(&self) -> TlvTableReply {
+        self.tlv.read().unwrap_or_else(|e| e.into_inner()).reply()
+    }
+
+    /// The Geneve option map, for tunnel ports: they fill a decapsulated
+    /// packet's key with [`TlvMap::decode_geneve`] and build options with
+    /// [`TlvMap::encode_geneve`].
+    pub fn tlv_map(&self) -> TlvMap {
+        self.tlv.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// `learn` counters.

@@ -1488,6 +1488,12 @@ pub enum Msg {
     NxFlowModTableId(bool),
     /// Nicira `NXT_SET_CONTROLLER_ID`.
     NxSetControllerId(u16),
+    /// Nicira `NXT_TLV_TABLE_MOD` ([`crate::tlv`]).
+    NxTlvTableMod(crate::tlv::TlvTableMod),
+    /// Nicira `NXT_TLV_TABLE_REQUEST`.
+    NxTlvTableRequest,
+    /// Nicira `NXT_TLV_TABLE_REPLY`.
+    NxTlvTableReply(crate::tlv::TlvTableReply),
     /// `OFPT_BUNDLE_CONTROL` (1.4+; the ONF extension
     /// `ONFT_BUNDLE_CONTROL` in 1.3).
     BundleControl(BundleCtrl),

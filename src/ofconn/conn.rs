@@ -1061,6 +1061,7 @@ fn is_write(msg: &Msg) -> bool {
             | Msg::PacketOut(_)
             | Msg::PortMod(_)
             | Msg::TableMod { .. }
+            | Msg::NxTlvTableMod(_)
     )
 }
 
