@@ -314,3 +314,72 @@ fn ofctl_tlv_map() {
         "the refusal names the limit"
     );
 }
+
+/// `tun_metadata<n>` in flows through the real `ovs-ofctl` (1.0 + NXM,
+/// 1.3, 1.5): matched, set, loaded and moved once mapped and printed back
+/// as OVS prints them; unmapped it is `NXFMFC_INVALID_TLV_FIELD`, and a
+/// mapping flows use cannot be deleted (`NXTTMFC_INVALID_TLV_DEL`).
+/// Packets from guests carry no options: such a flow does not match them.
+#[test]
+fn ofctl_tun_metadata_flows() {
+    let mut h = Harness::start("oftunmd");
+    for d in 1..=2 {
+        h.guest(d, None);
+    }
+    for ver in ["OpenFlow10", "OpenFlow13", "OpenFlow15"] {
+        let of = |args: &[&str]| h.ofctl(&[&["-O", ver][..], args].concat());
+        of(&["del-flows", "br0"]);
+        of(&["del-tlv-map", "br0"]);
+        let bad = h.ofctl_output(&[
+            "-O",
+            ver,
+            "add-flow",
+            "br0",
+            "priority=200,tun_metadata0=0x1234,actions=drop",
+        ]);
+        assert!(!bad.status.success(), "{ver}: {bad:?}");
+        let e = String::from_utf8_lossy(&bad.stderr);
+        assert!(e.contains("NXFMFC_INVALID_TLV_FIELD"), "{ver}: {e}");
+        of(&[
+            "add-tlv-map",
+            "br0",
+            "{class=0x0102,type=0x80,len=4}->tun_metadata0",
+        ]);
+        of(&[
+            "add-flow",
+            "br0",
+            "priority=200,tun_metadata0=0x1234,actions=drop",
+        ]);
+        of(&[
+            "add-flow",
+            "br0",
+            "priority=100,ip,actions=set_field:0x5678->tun_metadata0,\
+             move:NXM_NX_TUN_METADATA0[0..15]->NXM_NX_REG0[0..15],NORMAL",
+        ]);
+        of(&["add-flow", "br0", "priority=0,actions=NORMAL"]);
+        let dump = of(&["dump-flows", "br0"]);
+        assert!(
+            dump.contains("priority=200,tun_metadata0=0x1234 actions=drop"),
+            "{ver}: {dump}"
+        );
+        assert!(
+            dump.contains(
+                "priority=100,ip actions=set_field:0x5678->tun_metadata0,\
+                 move:NXM_NX_TUN_METADATA0[0..15]->NXM_NX_REG0[0..15],NORMAL"
+            ),
+            "{ver}: {dump}"
+        );
+        let e = h.ofctl_output(&["-O", ver, "del-tlv-map", "br0"]);
+        assert!(!e.status.success(), "{ver}: {e:?}");
+        let e = String::from_utf8_lossy(&e.stderr);
+        assert!(e.contains("NXTTMFC_INVALID_TLV_DEL"), "{ver}: {e}");
+    }
+    // Guest packets carry no Geneve options: the drop flow never matches.
+    assert!(h.ping(1, 2, 2), "{}", h.log());
+    let dump = h.ofctl(&["dump-flows", "br0"]);
+    let line = dump
+        .lines()
+        .find(|l| l.contains("tun_metadata0=0x1234"))
+        .unwrap_or_else(|| panic!("{dump}"));
+    assert!(line.contains("n_packets=0,"), "{dump}");
+}

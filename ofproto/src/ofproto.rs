@@ -159,8 +159,9 @@ pub struct Ofproto {
     learn_refresh: Mutex<std::collections::HashMap<FlowKey, (u64, Vec<LearnedFlowMod>)>>,
     /// `learn` counters.
     learn_stats: LearnStats,
-    /// The Geneve option map (`NXT_TLV_TABLE_MOD`).
-    tlv: RwLock<TlvMap>,
+    /// The Geneve option map (`NXT_TLV_TABLE_MOD`); replaced whole, so
+    /// readers take a snapshot.
+    tlv: RwLock<Arc<TlvMap>>,
 }
 
 /// A probe the isolation guard keeps reaching (see [`crate::isolation`]).
@@ -237,7 +238,7 @@ impl Ofproto {
             guard_refusals: AtomicU64::new(0),
             learn_refresh: Mutex::new(std::collections::HashMap::new()),
             learn_stats: LearnStats::default(),
-            tlv: RwLock::new(TlvMap::new()),
+            tlv: RwLock::new(Arc::new(TlvMap::new())),
         };
         if fail_mode == FailMode::Standalone {
             of.add_default_normal_flow();
@@ -1265,9 +1266,14 @@ impl Ofproto {
     /// The `NXTTMFC_*` error OVS gives.
     pub fn handle_tlv_table_mod(&self, m: &TlvTableMod) -> Result<(), OfError> {
         let mut t = self.tlv.write().unwrap_or_else(|e| e.into_inner());
-        // No flow can use a tun_metadata field yet (matches and actions on
-        // them are refused), so no mapping is in use.
-        let r = t.apply(m, &|_| false);
+        let mut new = (**t).clone();
+        let r = {
+            let tables = self.read();
+            new.apply(m, &|i| tables.uses_tun_metadata(i))
+        };
+        if r.is_ok() {
+            *t = Arc::new(new);
+        }
         match r {
             Err(e) if e == OfError::NXTTMFC_TABLE_FULL => tracing::warn!(
                 bridge = %self.name,
@@ -1298,8 +1304,9 @@ impl Ofproto {
 
     /// The Geneve option map, for tunnel ports: they fill a decapsulated
     /// packet's key with [`TlvMap::decode_geneve`] and build options with
-    /// [`TlvMap::encode_geneve`].
-    pub fn tlv_map(&self) -> TlvMap {
+    /// [`TlvMap::encode_geneve`]; and for the codec
+    /// ([`xennet_openflow::tlv::with_map`]).
+    pub fn tlv_shared(&self) -> Arc<TlvMap> {
         self.tlv.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 

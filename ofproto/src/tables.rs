@@ -271,6 +271,38 @@ fn check_learn(l: &Learn, m: Option<&Match>) -> Result<(), OfError> {
     Ok(())
 }
 
+/// Whether `a` names `tun_metadata<index>` (a set-field, load, move,
+/// stack, output, multipath, bundle, learn or check_pkt_larger field, in
+/// nested actions too).
+fn action_uses_tun_metadata(a: &Action, index: u16) -> bool {
+    let oxm = |f: &xennet_openflow::model::OxmField| f.tun_metadata_index() == Some(index as u8);
+    let mf = |f: &MfField| matches!(f, MfField::Oxm(o) if oxm(o));
+    let sf = |s: &Subfield| mf(&s.field);
+    match a {
+        Action::SetField { field, .. } => oxm(field),
+        Action::Load { dst, .. } => sf(dst),
+        Action::Move { src, dst } => sf(src) || sf(dst),
+        Action::StackPush(s) | Action::StackPop(s) => sf(s),
+        Action::OutputReg { src, .. } => sf(src),
+        Action::CheckPktLarger { dst, .. } => sf(dst),
+        Action::Multipath(mp) => sf(&mp.dst),
+        Action::Bundle(b) => b.dst.as_ref().is_some_and(sf),
+        Action::Clone(acts) => acts.iter().any(|a| action_uses_tun_metadata(a, index)),
+        Action::Ct(ct) => ct
+            .actions
+            .iter()
+            .any(|a| action_uses_tun_metadata(a, index)),
+        Action::Learn(l) => {
+            l.result_dst.as_ref().is_some_and(sf)
+                || l.specs.iter().any(|s| {
+                    matches!(&s.src, LearnSrc::Field(f) if sf(f))
+                        || matches!(&s.dst, LearnDst::Match(f) | LearnDst::Load(f) if sf(f))
+                })
+        }
+        _ => false,
+    }
+}
+
 /// `conjunction` actions may be combined only with other `conjunction`s
 /// and `note`s (OVS `ofpacts_verify`, which answers
 /// `NXBAC_BAD_CONJUNCTION`; xennet has no Nicira action errors and answers
@@ -616,6 +648,24 @@ impl Tables {
             out.extend(self.remove_rules_tracked(&sel, removed_reason::DELETE, now, &mut dead));
         }
         out
+    }
+
+    /// Whether a rule matches or names `tun_metadata<index>` (its TLV
+    /// mapping may then not be deleted, OVS `NXTTMFC_INVALID_TLV_DEL`).
+    pub fn uses_tun_metadata(&self, index: u16) -> bool {
+        let bit = 1u128.checked_shl(u32::from(index)).unwrap_or(0);
+        self.tables.iter().any(|t| {
+            t.cls.iter().any(|r| {
+                r.matcher.mask.get(Field::TunMdPresent) & bit != 0
+                    || r.value
+                        .actions()
+                        .any(|a| action_uses_tun_metadata(a, index))
+            })
+        }) || self.groups.values().any(|g| {
+            g.buckets
+                .iter()
+                .any(|b| b.actions.iter().any(|a| action_uses_tun_metadata(a, index)))
+        })
     }
 
     /// Learned rules in all tables.

@@ -531,7 +531,15 @@ fn field_value_text(f: OxmField, v: u128) -> String {
             std::net::Ipv6Addr::from(v).to_string()
         }
         TunIpv4Src | TunIpv4Dst => std::net::Ipv4Addr::from(v as u32).to_string(),
-        Metadata | TcpFlags | Reg(_) | Xreg(_) | Xxreg(_) | TunId | PktMark | Ipv6Label => {
+        Metadata
+        | TcpFlags
+        | Reg(_)
+        | Xreg(_)
+        | Xxreg(_)
+        | TunId
+        | PktMark
+        | Ipv6Label
+        | TunMetadata { .. } => {
             format!("{v:#x}")
         }
         _ => v.to_string(),
@@ -1816,6 +1824,12 @@ impl Ctx<'_> {
             };
             let cur = self.flow.get(kf);
             self.flow.set(kf, (cur & !fm) | ((value << shift) & fm));
+            if let Some(i) = field.tun_metadata_index() {
+                // Writing an option makes it present (OVS
+                // `tun_metadata_write`), so an encapsulation sends it.
+                let p = self.flow.get(Field::TunMdPresent);
+                self.flow.set(Field::TunMdPresent, p | (1u128 << i));
+            }
             return;
         }
         if !field.is_settable() {

@@ -245,6 +245,19 @@ pub enum OxmField {
     MplsBos,
     /// `NXM_NX_MPLS_TTL` (8 bits).
     MplsTtl,
+    /// `NXM_NX_TUN_METADATA<index>` (`tun_metadata<index>`, index < 64):
+    /// a Geneve option through the bridge's TLV map
+    /// ([`crate::tlv::TlvMap`]), which put its `len` bytes at `offset` of
+    /// the key's option space when the field was decoded (so the field
+    /// knows where it lives; a mapping flows use cannot be deleted).
+    TunMetadata {
+        /// The field index.
+        index: u8,
+        /// Byte offset in the option space (a multiple of 4).
+        offset: u8,
+        /// Mapped length in bytes (a multiple of 4, at most 16).
+        len: u8,
+    },
 }
 
 /// One action (1.3 `ofp_action_*`, 1.0 actions mapped onto them).

@@ -1121,6 +1121,27 @@ fn decode_controller2(a: &[u8]) -> Result<Action, DecodeError> {
     Ok(Action::Controller(Box::new(c)))
 }
 
+/// Whether `f` is a variable-length field (`tun_metadata<n>`).
+pub fn is_variable_len(f: MfField) -> bool {
+    matches!(f, MfField::Oxm(OxmField::TunMetadata { .. }))
+}
+
+/// Append `NXAST_REG_LOAD2`: `f = value/mask` as one NXM TLV (masked when
+/// `mask` does not cover the field).
+///
+/// # Errors
+/// `Unsupported` when too long.
+pub fn put_reg_load2(
+    f: MfField,
+    value: u128,
+    mask: u128,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let s = begin(out, NXAST_REG_LOAD2);
+    oxm::encode_wire_set_field(f, value & mask, mask, Flavor::Nxm, out);
+    finish(out, s, 16)
+}
+
 /// Append a Nicira action header (type 0xffff, placeholder length,
 /// vendor, subtype); returns its offset.
 fn begin(out: &mut Vec<u8>, subtype: u16) -> usize {
@@ -1189,6 +1210,11 @@ pub fn encode(
                 let mask = ones(u32::from(dst.n_bits)) << dst.ofs;
                 oxm::encode_wire_set_field(dst.field, value << dst.ofs, mask, flavor, out);
                 finish(out, s, 8)?;
+            } else if is_variable_len(dst.field) {
+                // OVS `set_field_to_nxast`: variable-length fields go as
+                // NXAST_REG_LOAD2.
+                let mask = ones(u32::from(dst.n_bits)) << dst.ofs;
+                put_reg_load2(dst.field, value << dst.ofs, mask, out)?;
             } else {
                 // One NXAST_REG_LOAD per 64 bits, low bits first.
                 let mut done = 0u16;

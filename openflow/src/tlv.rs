@@ -27,6 +27,9 @@
 //! `NXTTMFC_DUP_ENTRY`; no room `NXTTMFC_TABLE_FULL`. A failed add
 //! changes nothing.
 
+use std::cell::RefCell;
+use std::sync::Arc;
+
 use xennet_datapath::flow::{Field, FlowKey, TUN_OPT_SPACE};
 
 use crate::error::{DecodeError, OfError};
@@ -180,6 +183,28 @@ pub(crate) fn put_table_reply(out: &mut Vec<u8>, r: &TlvTableReply) {
     out.u16(r.max_fields);
     out.zeros(10);
     put_mappings(out, &r.mappings);
+}
+
+thread_local! {
+    /// The TLV map the codec decodes and encodes `tun_metadata` fields
+    /// with on this thread ([`with_map`]).
+    static CURRENT: RefCell<Option<Arc<TlvMap>>> = const { RefCell::new(None) };
+}
+
+/// Run `f` with `map` as the TLV map the codec uses for `tun_metadata`
+/// fields (OVS passes its `vl_mff_map` to the decoders); without one, a
+/// `tun_metadata` field is `NXFMFC_INVALID_TLV_FIELD`. The connection of
+/// a bridge decodes and encodes its messages inside this.
+pub fn with_map<R>(map: Option<Arc<TlvMap>>, f: impl FnOnce() -> R) -> R {
+    let prev = CURRENT.with(|c| c.replace(map));
+    let r = f();
+    CURRENT.with(|c| *c.borrow_mut() = prev);
+    r
+}
+
+/// Where `tun_metadata<index>` lives in the current map.
+pub(crate) fn current_loc(index: u16) -> Option<TlvLoc> {
+    CURRENT.with(|c| c.borrow().as_ref().and_then(|m| m.loc(index).copied()))
 }
 
 /// Where one mapped option lives in a flow key.
@@ -540,6 +565,56 @@ mod tests {
         };
         t.apply(&clear, &none).unwrap();
         assert_eq!(t, TlvMap::new());
+    }
+
+    /// `tun_metadata0=0x1234` as ovs-ofctl sends it (2 bytes, no map
+    /// known to it) decodes right-aligned into the mapped 4 bytes, with
+    /// the option's present bit; it encodes back with the mapped length;
+    /// unmapped it is `NXFMFC_INVALID_TLV_FIELD`; set-field and move
+    /// headers name it too.
+    #[test]
+    fn test_tun_metadata_fields() {
+        use crate::model::{MfField, OxmField};
+        use crate::oxm::{self, Flavor};
+        let nxm = [0x00, 0x01, 0x50, 0x02, 0x12, 0x34];
+        assert_eq!(
+            oxm::decode_tlvs(&nxm).unwrap_err().err,
+            OfError::NXFMFC_INVALID_TLV_FIELD
+        );
+        let mut t = TlvMap::new();
+        t.apply(
+            &add(&[map(0xffff, 0, 8, 1), map(0x102, 0x80, 4, 0)]),
+            &|_| false,
+        )
+        .unwrap();
+        let t = Arc::new(t);
+        with_map(Some(t.clone()), || {
+            let m = oxm::decode_tlvs(&nxm).unwrap();
+            let f = OxmField::TunMetadata {
+                index: 0,
+                offset: 8,
+                len: 4,
+            };
+            assert_eq!(m.field(f), (0x1234, 0xffff_ffff));
+            assert_eq!(m.key.get(Field::TunMdPresent), 1);
+            assert_eq!(m.mask.get(Field::TunMdPresent), 1);
+            let mut out = Vec::new();
+            oxm::encode_tlvs(&m, Flavor::Nxm, &mut out);
+            assert_eq!(out, [0x00, 0x01, 0x50, 0x04, 0, 0, 0x12, 0x34]);
+            // Masked, and longer than mapped.
+            let masked = [0x00, 0x01, 0x51, 0x04, 0x12, 0x00, 0xff, 0x00];
+            let m = oxm::decode_tlvs(&masked).unwrap();
+            assert_eq!(m.field(f), (0x1200, 0xff00));
+            let long = [0x00, 0x01, 0x50, 0x05, 1, 2, 3, 4, 5];
+            assert_eq!(
+                oxm::decode_tlvs(&long).unwrap_err().err,
+                OfError::BAD_MATCH_LEN
+            );
+            // A set-field and a move header.
+            assert_eq!(oxm::decode_set_field(&nxm).unwrap(), (f, 0x1234, 6));
+            let (mf, _, used) = oxm::pull_mf_header(&[0x00, 0x01, 0x50, 0x7c]).unwrap();
+            assert_eq!((mf, used), (MfField::Oxm(f), 4));
+        });
     }
 
     #[test]

@@ -918,6 +918,14 @@ fn encode_set_field(field: OxmField, value: u128, out: &mut Vec<u8>) -> Result<(
 /// A set-field as `NXAST_REG_LOAD`s of its NXM (or OXM) field, at most 64
 /// bits each, low bits first, as OVS `set_field_to_nxast` does.
 fn put_reg_load(field: OxmField, value: u128, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    if crate::nx_action::is_variable_len(crate::model::MfField::Oxm(field)) {
+        return crate::nx_action::put_reg_load2(
+            crate::model::MfField::Oxm(field),
+            value,
+            ones(field.bits()),
+            out,
+        );
+    }
     let dst = oxm::header(field, Flavor::Nxm, false);
     let bytes = dst & 0xff;
     if bytes == 0 || bytes > 16 || dst >> 16 == 0xffff {
