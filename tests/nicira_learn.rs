@@ -104,6 +104,15 @@ fn ofctl_learn_mac_learning_switch() {
     // A trace learns nothing.
     let dump = h.ofctl(&["dump-flows", "br0", "table=1"]);
     assert!(!dump.contains("00:16:3e:00:09:00"), "{dump}");
+    // Counted.
+    let cov = h.appctl(&["coverage/show"]);
+    let added = cov
+        .lines()
+        .find(|l| l.starts_with("xlate_learn_added"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("{cov}"));
+    assert!(added >= 2, "{cov}");
 }
 
 /// `delete_learned`, `cookie`, `idle_timeout`, `priority`,

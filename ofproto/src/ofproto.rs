@@ -81,6 +81,17 @@ fn learn_tag() -> Tags {
 /// A flow-mod a `learn` action built, with the action's `limit`.
 type LearnedFlowMod = (FlowMod, u32);
 
+/// The process-wide `learn` counters (every bridge's [`LearnStats`]
+/// summed; `coverage/show`: `xlate_learn_*`).
+pub static LEARN_TOTALS: LearnStats = LearnStats {
+    added: AtomicU64::new(0),
+    refreshed: AtomicU64::new(0),
+    limit_reached: AtomicU64::new(0),
+    cap_reached: AtomicU64::new(0),
+    errors: AtomicU64::new(0),
+    untracked: AtomicU64::new(0),
+};
+
 /// Counters of `learn` execution (per bridge).
 #[derive(Debug, Default)]
 pub struct LearnStats {
@@ -1349,12 +1360,15 @@ impl Ofproto {
                         changed = true;
                         removed.extend(r);
                         st.added.fetch_add(1, Ordering::Relaxed);
+                        LEARN_TOTALS.added.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok((LearnOutcome::Refreshed, _)) => {
                         st.refreshed.fetch_add(1, Ordering::Relaxed);
+                        LEARN_TOTALS.refreshed.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok((LearnOutcome::LimitReached, _)) => {
                         st.limit_reached.fetch_add(1, Ordering::Relaxed);
+                        LEARN_TOTALS.limit_reached.fetch_add(1, Ordering::Relaxed);
                         if xlate::once_a_second(&LAST) {
                             tracing::info!(
                                 bridge = %self.name,
@@ -1367,6 +1381,7 @@ impl Ofproto {
                     }
                     Ok((LearnOutcome::CapReached, _)) => {
                         st.cap_reached.fetch_add(1, Ordering::Relaxed);
+                        LEARN_TOTALS.cap_reached.fetch_add(1, Ordering::Relaxed);
                         if xlate::once_a_second(&LAST) {
                             tracing::warn!(
                                 bridge = %self.name,
@@ -1378,6 +1393,7 @@ impl Ofproto {
                     }
                     Err(e) => {
                         st.errors.fetch_add(1, Ordering::Relaxed);
+                        LEARN_TOTALS.errors.fetch_add(1, Ordering::Relaxed);
                         if xlate::once_a_second(&LAST) {
                             tracing::warn!(
                                 bridge = %self.name,
@@ -1419,6 +1435,7 @@ impl Ofproto {
             map.retain(|_, (g, _)| *g == gen);
             if map.len() >= LEARN_REFRESH_MAX {
                 self.learn_stats.untracked.fetch_add(1, Ordering::Relaxed);
+                LEARN_TOTALS.untracked.fetch_add(1, Ordering::Relaxed);
                 return;
             }
         }
