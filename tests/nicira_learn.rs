@@ -115,8 +115,9 @@ fn ofctl_learn_mac_learning_switch() {
     assert!(added >= 2, "{cov}");
 }
 
-/// `delete_learned`, `cookie`, `idle_timeout`, `priority`,
-/// `send_flow_rem`, and `learn2`'s `limit` and `result_dst` round-trip
+/// `delete_learned`, `cookie`, `idle_timeout`, `fin_idle_timeout`,
+/// `fin_hard_timeout`, `priority`, `send_flow_rem`, and `learn2`'s
+/// `limit` and `result_dst` round-trip
 /// through `ovs-ofctl`; deleting the learning flow deletes what it
 /// learned; the limit holds.
 #[test]
@@ -125,7 +126,8 @@ fn ofctl_learn_options_delete_learned_and_limit() {
     for d in 1..=3 {
         h.guest(d, None);
     }
-    let learn = "learn(table=1,idle_timeout=30,priority=5,send_flow_rem,delete_learned,\
+    let learn = "learn(table=1,idle_timeout=30,fin_idle_timeout=5,fin_hard_timeout=9,\
+                 priority=5,send_flow_rem,delete_learned,\
                  cookie=0x42,limit=2,result_dst=NXM_NX_REG0[3],\
                  NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:0x1->NXM_NX_REG1[0..3],\
                  output:NXM_OF_IN_PORT[])";
@@ -155,7 +157,10 @@ fn ofctl_learn_options_delete_learned_and_limit() {
         assert!(l.contains("priority=5,"), "{dump}");
         assert!(l.contains("send_flow_rem"), "{dump}");
         assert!(
-            l.contains("actions=load:0x1->NXM_NX_REG1[0..3],output:"),
+            l.contains(
+                "actions=fin_timeout(idle_timeout=5,hard_timeout=9),\
+                 load:0x1->NXM_NX_REG1[0..3],output:"
+            ),
             "{dump}"
         );
     }
@@ -190,6 +195,23 @@ fn ofctl_learn_refused() {
         "ip,actions=learn(table=1,NXM_NX_REG0[]=NXM_OF_IP_SRC[])",
     ]);
     assert!(ok.status.success(), "{ok:?}");
+    // fin_timeout on a TCP flow round-trips.
+    for ver in ["OpenFlow10", "OpenFlow13", "OpenFlow15"] {
+        h.ofctl(&[
+            "-O",
+            ver,
+            "add-flow",
+            "br0",
+            "priority=5,tcp,actions=fin_timeout(idle_timeout=5,hard_timeout=9),NORMAL",
+        ]);
+        let dump = h.ofctl(&["-O", ver, "dump-flows", "br0"]);
+        assert!(
+            dump.contains(
+                "priority=5,tcp actions=fin_timeout(idle_timeout=5,hard_timeout=9),NORMAL"
+            ),
+            "{ver}: {dump}"
+        );
+    }
 }
 
 /// `check_pkt_larger(N)->REG_BIT` (OVN's gateway MTU check): pings

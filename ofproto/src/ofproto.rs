@@ -1108,6 +1108,7 @@ impl Ofproto {
                 final_flow: *key,
                 last_hit: None,
                 learned: Vec::new(),
+                fin_timeouts: Vec::new(),
             };
             let t =
                 trace.then(|| "Fail-open: the pipeline is bypassed; NORMAL decides.\n".to_owned());
@@ -1265,6 +1266,7 @@ impl Ofproto {
             c.credit(1, pkt.len() as u64, now);
         }
         self.apply_learned(&out.learned);
+        self.apply_fin_timeouts(&out.fin_timeouts);
         dp.execute(pkt, out.upcall.actions)
             .map_err(|_| OfError::BAD_REQUEST_EPERM)
     }
@@ -1412,6 +1414,18 @@ impl Ofproto {
         self.send_removed(removed);
     }
 
+    /// Lower the timeouts of the rules whose `fin_timeout` a FIN or RST
+    /// triggered (OVS `ofproto_rule_reduce_timeouts`).
+    fn apply_fin_timeouts(&self, fins: &[xlate::FinTimeout]) {
+        if fins.is_empty() {
+            return;
+        }
+        let mut t = self.write();
+        for f in fins {
+            t.reduce_timeouts(f.table, &f.matcher, f.priority, f.idle, f.hard);
+        }
+    }
+
     /// Remember (or forget, when `learned` is empty) the learned flows of
     /// the megaflow `key`/`mask` will install, for refreshing.
     fn note_learned(
@@ -1547,6 +1561,7 @@ impl UpcallHandler for Handler {
             }
         }
         let (out, _) = self.of.translate(key, pkt, ports, true, false);
+        self.of.apply_fin_timeouts(&out.fin_timeouts);
         let mut up = out.upcall;
         if out.learned.is_empty() {
             self.of.note_learned(key, &up.mask, Vec::new());

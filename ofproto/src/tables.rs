@@ -236,14 +236,9 @@ fn check_subfield_action(sf: &Subfield, dst: bool, m: Option<&Match>) -> Result<
 /// match built so far (earlier immediate matches count, so
 /// `eth_type=0x800,NXM_OF_IP_DST[]=..` is fine); a load destination is
 /// writable. Learning into a table beyond [`N_TABLES`] is
-/// `BAD_ARGUMENT`, and so are `fin_idle_timeout`/`fin_hard_timeout`:
-/// the learned flow would need `fin_timeout`, which xennet does not
-/// execute (refused, not ignored).
+/// `BAD_ARGUMENT`.
 fn check_learn(l: &Learn, m: Option<&Match>) -> Result<(), OfError> {
     if usize::from(l.table_id) >= N_TABLES {
-        return Err(OfError::BAD_ACTION_ARGUMENT);
-    }
-    if l.fin_idle_timeout != 0 || l.fin_hard_timeout != 0 {
         return Err(OfError::BAD_ACTION_ARGUMENT);
     }
     if let Some(d) = &l.result_dst {
@@ -668,6 +663,64 @@ impl Tables {
         })
     }
 
+    /// `fin_timeout` (OVS `ofproto_rule_reduce_timeouts`): lower the idle
+    /// and hard timeouts of the rule `(table, matcher, priority)`, if it is
+    /// still there, to `idle` and `hard` where those are nonzero and
+    /// shorter (or the rule has none). Returns whether it changed. No
+    /// translation reads timeouts, so the generation stays.
+    pub fn reduce_timeouts(
+        &mut self,
+        table: u8,
+        matcher: &Match,
+        priority: u16,
+        idle: u16,
+        hard: u16,
+    ) -> bool {
+        let reduce = |max: u16, t: u16| {
+            if max != 0 && (t == 0 || t > max) {
+                max
+            } else {
+                t
+            }
+        };
+        let Some(t) = self.tables.get_mut(usize::from(table)) else {
+            return false;
+        };
+        let Some(r) = t.cls.find_strict_mut(matcher, priority) else {
+            return false;
+        };
+        let o = r.value.clone();
+        let (i, h) = (reduce(idle, o.idle_timeout), reduce(hard, o.hard_timeout));
+        if (i, h) == (o.idle_timeout, o.hard_timeout) {
+            return false;
+        }
+        let had = o.idle_timeout != 0 || o.hard_timeout != 0;
+        r.value = Arc::new(Rule {
+            table_id: o.table_id,
+            matcher: o.matcher,
+            priority: o.priority,
+            cookie: o.cookie,
+            idle_timeout: i,
+            hard_timeout: h,
+            flags: o.flags,
+            instructions: o.instructions.clone(),
+            created: o.created,
+            modified: o.modified,
+            counters: o.counters.clone(),
+            learned: o.learned,
+        });
+        if !had {
+            self.n_timeouts += 1;
+        }
+        note(&mut self.journal, || Undo::Rule {
+            table: usize::from(table),
+            matcher: Box::new(*matcher),
+            priority,
+            old: Some(o),
+        });
+        true
+    }
+
     /// Learned rules in all tables.
     pub fn n_learned(&self) -> usize {
         self.n_learned
@@ -1015,6 +1068,14 @@ impl Tables {
                 }
                 Action::Nat(_) => return Err(OfError::BAD_ACTION_ARGUMENT),
                 Action::Learn(l) => check_learn(l, m.as_deref())?,
+                Action::FinTimeout { .. } => {
+                    // OVS `check_FIN_TIMEOUT`: a TCP match.
+                    if let Some(m) = m.as_deref() {
+                        if !m.satisfies(Prereq::Tcp) {
+                            return Err(OfError::MATCH_INCONSISTENT);
+                        }
+                    }
+                }
                 Action::CheckPktLarger { dst, .. } => {
                     check_subfield_action(dst, true, m.as_deref())?;
                 }

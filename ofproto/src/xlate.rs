@@ -205,6 +205,25 @@ pub struct XlateOut {
     /// 2.4 on a learned flow is not visible to later lookups of the same
     /// translation either), with each action's `limit`.
     pub learned: Vec<(FlowMod, u32)>,
+    /// `fin_timeout`s a TCP FIN or RST triggered: the rule
+    /// `(table, match, priority)` and the idle and hard timeouts to lower
+    /// it to, once the tables can be written.
+    pub fin_timeouts: Vec<FinTimeout>,
+}
+
+/// A `fin_timeout` to apply ([`XlateOut::fin_timeouts`]).
+#[derive(Debug, Clone)]
+pub struct FinTimeout {
+    /// The rule's table.
+    pub table: u8,
+    /// The rule's match.
+    pub matcher: Match,
+    /// The rule's priority.
+    pub priority: u16,
+    /// Idle timeout in seconds (0: unchanged).
+    pub idle: u16,
+    /// Hard timeout in seconds (0: unchanged).
+    pub hard: u16,
 }
 
 /// The outcome of one table lookup ([`XlateOut::last_hit`]).
@@ -371,6 +390,8 @@ struct Ctx<'a> {
     last_hit: Option<Hit>,
     /// See [`XlateOut::learned`].
     learned: Vec<(FlowMod, u32)>,
+    /// See [`XlateOut::fin_timeouts`].
+    fin_timeouts: Vec<FinTimeout>,
     /// `check_pkt_larger` branches being translated (nesting).
     cpl_depth: usize,
 }
@@ -413,6 +434,7 @@ impl<'a> Ctx<'a> {
             l3_unknown: false,
             last_hit: None,
             learned: Vec::new(),
+            fin_timeouts: Vec::new(),
             cpl_depth: 0,
         }
     }
@@ -905,6 +927,16 @@ pub fn action_text(a: &Action) -> String {
             format!("controller({})", parts.join(","))
         }
         Action::Learn(l) => learn_text(l),
+        Action::FinTimeout { idle, hard } => {
+            let mut p = Vec::new();
+            if *idle != 0 {
+                p.push(format!("idle_timeout={idle}"));
+            }
+            if *hard != 0 {
+                p.push(format!("hard_timeout={hard}"));
+            }
+            format!("fin_timeout({})", p.join(","))
+        }
         Action::CheckPktLarger { len, dst } => {
             format!("check_pkt_larger({len})->{}", subfield_text(dst))
         }
@@ -1017,6 +1049,7 @@ impl Ctx<'_> {
                 } else {
                     self.learned
                 },
+                fin_timeouts: self.fin_timeouts,
             },
             trace,
         )
@@ -1444,6 +1477,31 @@ impl Ctx<'_> {
                 self.controller(c.reason, c.max_len, c.controller_id, &c.userdata);
             }
             Action::Learn(l) => self.learn(l),
+            Action::FinTimeout { idle, hard } => {
+                // OVS `xlate_fin_timeout`: a FIN or RST lowers the rule's
+                // timeouts. The flags are read (FIN and RST only), so a
+                // FIN gets a megaflow of its own and is translated.
+                self.wc.set_exact(Field::DlType);
+                self.wc.set_exact(Field::NwProto);
+                let tcp =
+                    matches!(self.flow.dl_type(), 0x0800 | 0x86dd) && self.flow.nw_proto() == 6;
+                if tcp {
+                    self.wc_or(Field::TcpFlags, 0x005);
+                    if self.flow.tcp_flags() & 0x005 != 0 {
+                        if let Some(r) = &self.rule {
+                            if self.fin_timeouts.len() < MAX_LEARNS_PER_XLATE {
+                                self.fin_timeouts.push(FinTimeout {
+                                    table: r.table_id,
+                                    matcher: r.matcher,
+                                    priority: r.priority,
+                                    idle: *idle,
+                                    hard: *hard,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
             Action::CheckPktLarger { len, dst } => self.check_pkt_larger(*len, dst, &[], None),
             Action::Sample { .. } => {
                 SAMPLE_NOOP.fetch_add(1, Ordering::Relaxed);
@@ -1596,6 +1654,13 @@ impl Ctx<'_> {
     fn learn(&mut self, l: &Learn) {
         let mut matcher = Match::CATCHALL;
         let mut actions = Vec::new();
+        if l.fin_idle_timeout != 0 || l.fin_hard_timeout != 0 {
+            // OVS `learn_execute`: the learned flow's first action.
+            actions.push(Action::FinTimeout {
+                idle: l.fin_idle_timeout,
+                hard: l.fin_hard_timeout,
+            });
+        }
         for spec in &l.specs {
             let v = match &spec.src {
                 LearnSrc::Field(sf) => self.read_subfield(sf),

@@ -354,12 +354,12 @@ fn flow_mod_checks() {
         Err(OfError::MATCH_INCONSISTENT)
     );
     assert_eq!(add(spec_dst(true), Match::CATCHALL), Ok(()));
-    // fin timeouts need fin_timeout, which xennet does not execute.
+    // fin timeouts: the learned flow gets fin_timeout.
     let fin = Learn {
         fin_idle_timeout: 5,
         ..mac_learn()
     };
-    assert_eq!(add(fin, Match::CATCHALL), Err(OfError::BAD_ACTION_ARGUMENT));
+    assert_eq!(add(fin, Match::CATCHALL), Ok(()));
     // Into a table beyond the last.
     let far = Learn {
         table_id: 254,
@@ -370,4 +370,51 @@ fn flow_mod_checks() {
     let mut w = fm(0, 2, Match::CATCHALL, Instructions::default());
     w.instructions.write = Some(vec![Action::Learn(Box::new(mac_learn()))]);
     assert_eq!(of.handle_flow_mod(&w), Err(OfError::UNSUPPORTED_ORDER));
+}
+
+/// `fin_timeout(idle_timeout=5)` (NXAST_FIN_TIMEOUT, OVS
+/// `xlate_fin_timeout`): a TCP packet with FIN lowers the rule's idle
+/// timeout, others leave it; the FIN and RST bits go into the megaflow;
+/// a learn with `fin_idle_timeout` puts it first in the learned flow.
+#[test]
+fn fin_timeout_lowers_the_rules_timeouts() {
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let mut f = fm(
+        0,
+        10,
+        m(&[exact(OxmField::EthType, 0x800), exact(OxmField::IpProto, 6)]),
+        apply(vec![
+            Action::FinTimeout { idle: 5, hard: 0 },
+            Action::Learn(Box::new(Learn {
+                fin_idle_timeout: 7,
+                fin_hard_timeout: 9,
+                ..mac_learn()
+            })),
+            out(2),
+        ]),
+    );
+    f.idle_timeout = 60;
+    of.handle_flow_mod(&f).unwrap();
+    assert_eq!(
+        of.handle_flow_mod(&fm(
+            0,
+            11,
+            Match::CATCHALL,
+            apply(vec![Action::FinTimeout { idle: 5, hard: 0 }]),
+        )),
+        Err(OfError::MATCH_INCONSISTENT)
+    );
+    let mut h = of.upcall_handler();
+    let frame = tcp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1000, 80, 64);
+    let u = upcall(&mut h, &frame, 1);
+    assert_eq!(u.mask.get(Field::TcpFlags) & 0x005, 0x005);
+    let line = |of: &Ofproto| table_lines(of, 0).join("\n");
+    assert!(line(&of).contains("idle_timeout=60,"), "{}", line(&of));
+    let mut fin = frame.clone();
+    fin[14 + 20 + 13] |= 0x01;
+    upcall(&mut h, &fin, 1);
+    assert!(line(&of).contains("idle_timeout=5,"), "{}", line(&of));
+    assert!(table_lines(&of, 1)
+        .iter()
+        .any(|l| l.contains("actions=fin_timeout(idle_timeout=7,hard_timeout=9),output:1")));
 }

@@ -402,6 +402,16 @@ pub enum Action {
     /// `learn(..)` (`NXAST_LEARN` 16, `NXAST_LEARN2` 45): add or refresh
     /// a flow built from the packet's fields (OVS `ofpact_learn`).
     Learn(Box<Learn>),
+    /// `fin_timeout(idle_timeout=..,hard_timeout=..)` (`NXAST_FIN_TIMEOUT`
+    /// 19): when the rule matches a TCP packet with FIN or RST, lower its
+    /// idle and hard timeouts (seconds) to these, where nonzero and
+    /// shorter.
+    FinTimeout {
+        /// New idle timeout in seconds (0: unchanged).
+        idle: u16,
+        /// New hard timeout in seconds (0: unchanged).
+        hard: u16,
+    },
     /// `check_pkt_larger(len)->dst` (`NXAST_CHECK_PKT_LARGER` 49): write
     /// 1 into the one-bit `dst` if the packet is longer than `len` bytes,
     /// else 0.

@@ -15,9 +15,9 @@
 //! `CLONE` (42), `CT_CLEAR` (43), `CONJUNCTION` (34), `MULTIPATH` (10), `BUNDLE`/`BUNDLE_LOAD`
 //! (12/13), `RESUBMIT_TABLE_CT` (44), `CT` (35) with
 //! `NAT` (36) inside it, `LEARN`/`LEARN2` (16/45), `CHECK_PKT_LARGER`
-//! (49). Which versions accept which subtype follows OVS's
+//! (49), `FIN_TIMEOUT` (19). Which versions accept which subtype follows OVS's
 //! raw action table (`NX1.0(4)`, `NX1.0-1.4(7)`, …); a subtype outside its
-//! versions, or not implemented (`FIN_TIMEOUT`, `SAMPLE2/3`,
+//! versions, or not implemented (`SAMPLE2/3`,
 //! `OUTPUT_TRUNC`, …), is `OFPBAC_BAD_EXP_TYPE`.
 //!
 //! Errors follow OVS's decoders: a length other than the structure's is
@@ -92,6 +92,8 @@ pub const NXAST_LEARN: u16 = 16;
 pub const NXAST_LEARN2: u16 = 45;
 /// `NXAST_CHECK_PKT_LARGER`.
 pub const NXAST_CHECK_PKT_LARGER: u16 = 49;
+/// `NXAST_FIN_TIMEOUT`.
+pub const NXAST_FIN_TIMEOUT: u16 = 19;
 /// `NX_LEARN_N_BITS_MASK`: the bits of a `flow_mod_spec` header that
 /// count bits.
 const NX_LEARN_N_BITS_MASK: u16 = 0x3ff;
@@ -286,6 +288,13 @@ pub fn decode(a: &[u8], version: u8, nested: &NestedDecode<'_>) -> Result<Action
         }
         NXAST_CT => decode_ct(a, nested)?,
         NXAST_LEARN | NXAST_LEARN2 => decode_learn(a, subtype == NXAST_LEARN2)?,
+        NXAST_FIN_TIMEOUT => {
+            fixed(16)?;
+            Action::FinTimeout {
+                idle: be16(a, 10),
+                hard: be16(a, 12),
+            }
+        }
         NXAST_CHECK_PKT_LARGER => {
             // OVS `decode_NXAST_RAW_CHECK_PKT_LARGER`.
             fixed(24)?;
@@ -1347,6 +1356,12 @@ pub fn encode(
             finish(out, s, 32)?;
         }
         Action::Learn(l) => encode_learn(l, out)?,
+        Action::FinTimeout { idle, hard } => {
+            let s = begin(out, NXAST_FIN_TIMEOUT);
+            out.u16(*idle);
+            out.u16(*hard);
+            finish(out, s, 16)?;
+        }
         Action::CheckPktLarger { len, dst } => {
             let s = begin(out, NXAST_CHECK_PKT_LARGER);
             out.u16(*len);

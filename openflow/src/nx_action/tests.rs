@@ -167,6 +167,7 @@ fn samples() -> Vec<Action> {
             len: 1514,
             dst: sf(reg(9), 1, 1),
         },
+        Action::FinTimeout { idle: 10, hard: 0 },
     ]
 }
 
