@@ -365,6 +365,16 @@ impl TlvMap {
     /// [`GeneveError`]: truncated options, a mapped option of another
     /// length, an unmapped critical option.
     pub fn decode_geneve(&self, opts: &[u8], key: &mut FlowKey) -> Result<(), GeneveError> {
+        self.geneve_to_words(opts)?.store(key);
+        Ok(())
+    }
+
+    /// [`TlvMap::decode_geneve`] into the key words alone, for a packet's
+    /// metadata to carry until its key is extracted.
+    ///
+    /// # Errors
+    /// As [`TlvMap::decode_geneve`].
+    pub fn geneve_to_words(&self, opts: &[u8]) -> Result<TunMetadataWords, GeneveError> {
         let mut present = 0u64;
         let mut rest = opts;
         let mut space = [0u128; 2];
@@ -400,10 +410,10 @@ impl TlvMap {
             }
             rest = &rest[4 + len..];
         }
-        key.set(Field::TunOpts(0), space[0]);
-        key.set(Field::TunOpts(1), space[1]);
-        key.set(Field::TunMdPresent, u128::from(present));
-        Ok(())
+        Ok(TunMetadataWords {
+            opts: space,
+            present,
+        })
     }
 
     /// The Geneve options for `key`'s present tunnel metadata, in index
@@ -432,6 +442,33 @@ impl TlvMap {
             crit |= l.map.option_type & GENEVE_CRIT_OPT_TYPE != 0;
         }
         (out, crit)
+    }
+}
+
+/// A packet's tunnel metadata as a flow key holds it: the option space
+/// ([`Field::TunOpts`]) and the present bitmap ([`Field::TunMdPresent`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct TunMetadataWords {
+    /// Option space, 16 bytes per word, big-endian.
+    pub opts: [u128; 2],
+    /// Bit i: `tun_metadata<i>` present.
+    pub present: u64,
+}
+
+impl TunMetadataWords {
+    /// Store into `key`.
+    pub fn store(&self, key: &mut FlowKey) {
+        key.set(Field::TunOpts(0), self.opts[0]);
+        key.set(Field::TunOpts(1), self.opts[1]);
+        key.set(Field::TunMdPresent, u128::from(self.present));
+    }
+
+    /// Load from `key`.
+    pub fn load(key: &FlowKey) -> TunMetadataWords {
+        TunMetadataWords {
+            opts: [key.get(Field::TunOpts(0)), key.get(Field::TunOpts(1))],
+            present: key.get(Field::TunMdPresent) as u64,
+        }
     }
 }
 
@@ -635,6 +672,10 @@ mod tests {
         assert_eq!(key.get(Field::TunMdPresent), 0b10_0001);
         let (kf, shift, bits) = t.loc(0).unwrap().layout();
         assert_eq!((key.get(kf) >> shift) & ((1 << bits) - 1), 0x0a0b_0c0d);
+        assert_eq!(
+            t.geneve_to_words(&opts).unwrap(),
+            TunMetadataWords::load(&key)
+        );
         let (out, crit) = t.encode_geneve(&key);
         assert!(crit);
         assert_eq!(
