@@ -67,8 +67,8 @@ const SUPPORTED_ACTIONS: u32 =
 /// Depth of the asynchronous event queue.
 pub const EVENT_QUEUE: usize = 1024;
 /// Most megaflows whose `learn` actions are remembered so that traffic
-/// hitting them keeps refreshing the learned flows (see
-/// [`Ofproto::learn_refresh`]); beyond, a megaflow's learned flows are
+/// hitting them keeps refreshing the learned flows (once a second, from
+/// [`UpcallHandler::megaflows_used`]); beyond, a megaflow's learned flows are
 /// refreshed only when it is translated again, and
 /// [`LearnStats::untracked`] counts it.
 pub const LEARN_REFRESH_MAX: usize = 16_384;

@@ -63,6 +63,17 @@
 //!   priority and cookie); `resubmit(,,ct)` without a tracked connection
 //!   skips the lookup as OVS does; `sample` is a counted no-op; `note`
 //!   does nothing.
+//! - `learn` (OVS `xlate_learn_action`): the source bits are
+//!   un-wildcarded and the flow-mod built from the working flow goes to
+//!   [`XlateOut::learned`]; the bridge executes it after the translation
+//!   (so later lookups of this translation do not see it, as in OVS 2.4+)
+//!   and refreshes it while the megaflow is hit. `fin_timeout` on a FIN or
+//!   RST goes to [`XlateOut::fin_timeouts`] the same way.
+//! - `check_pkt_larger(N)->dst` (OVS `xlate_check_pkt_larger`): after a
+//!   commit, the rest of the rule's actions and instructions and the
+//!   action set are translated twice, with the bit 1 and 0, into the two
+//!   branches of a [`DpAction::CheckPktLen`] (the datapath compares each
+//!   packet's length); the state is restored after both.
 //!
 //! # Wildcards
 //!
