@@ -636,10 +636,10 @@ impl Tables {
                 continue;
             };
             let cls = &t.cls;
-            let sel: Vec<(usize, Match, u16)> = cls
+            let sel: Vec<(usize, MiniMatch, u16)> = cls
                 .iter()
                 .filter(|r| r.value.cookie == cookie)
-                .map(|r| (usize::from(table), r.matcher, r.priority))
+                .map(|r| (usize::from(table), r.matcher.clone(), r.priority))
                 .collect();
             out.extend(self.remove_rules_tracked(&sel, removed_reason::DELETE, now, &mut dead));
         }
@@ -652,7 +652,7 @@ impl Tables {
         let bit = 1u128.checked_shl(u32::from(index)).unwrap_or(0);
         self.tables.iter().any(|t| {
             t.cls.iter().any(|r| {
-                r.matcher.mask.get(Field::TunMdPresent) & bit != 0
+                r.matcher.mask().get(Field::TunMdPresent) & bit != 0
                     || r.value
                         .actions()
                         .any(|a| action_uses_tun_metadata(a, index))
@@ -672,7 +672,7 @@ impl Tables {
     pub fn reduce_timeouts(
         &mut self,
         table: u8,
-        matcher: &Match,
+        matcher: &MiniMatch,
         priority: u16,
         idle: u16,
         hard: u16,
@@ -698,7 +698,7 @@ impl Tables {
         let had = o.idle_timeout != 0 || o.hard_timeout != 0;
         r.value = Arc::new(Rule {
             table_id: o.table_id,
-            matcher: o.matcher,
+            matcher: o.matcher.clone(),
             priority: o.priority,
             cookie: o.cookie,
             idle_timeout: i,
@@ -715,7 +715,7 @@ impl Tables {
         }
         note(&mut self.journal, || Undo::Rule {
             table: usize::from(table),
-            matcher: Box::new(*matcher),
+            matcher: matcher.clone(),
             priority,
             old: Some(o),
         });
@@ -791,7 +791,7 @@ impl Tables {
             {
                 let new = Arc::new(Rule {
                     table_id: o.table_id,
-                    matcher: o.matcher,
+                    matcher: o.matcher.clone(),
                     priority: o.priority,
                     cookie: o.cookie,
                     idle_timeout: o.idle_timeout,
@@ -806,7 +806,7 @@ impl Tables {
                 let prev = self.tables[t].cls.insert(&matcher, fm.priority, new);
                 note(&mut self.journal, || Undo::Rule {
                     table: t,
-                    matcher: Box::new(matcher),
+                    matcher: minimatch(&matcher),
                     priority: fm.priority,
                     old: prev,
                 });
@@ -1490,7 +1490,7 @@ impl Tables {
     /// cookies that die: they go to `dead`.
     fn remove_rules_tracked(
         &mut self,
-        sel: &[(usize, Match, u16)],
+        sel: &[(usize, MiniMatch, u16)],
         reason: u8,
         now: Instant,
         dead: &mut Vec<(u64, u8)>,

@@ -228,7 +228,7 @@ pub struct FinTimeout {
     /// The rule's table.
     pub table: u8,
     /// The rule's match.
-    pub matcher: Match,
+    pub matcher: xennet_datapath::flow::MiniMatch,
     /// The rule's priority.
     pub priority: u16,
     /// Idle timeout in seconds (0: unchanged).
@@ -1503,7 +1503,7 @@ impl Ctx<'_> {
                             if self.fin_timeouts.len() < MAX_LEARNS_PER_XLATE {
                                 self.fin_timeouts.push(FinTimeout {
                                     table: r.table_id,
-                                    matcher: r.matcher,
+                                    matcher: r.matcher.clone(),
                                     priority: r.priority,
                                     idle: *idle,
                                     hard: *hard,
