@@ -227,6 +227,9 @@ struct Conn {
     label: u128,
     /// Expiry, ms since the tracker's epoch.
     expires: u64,
+    /// Time of this connection's authoritative heap entry (other entries
+    /// for it are stale).
+    queued: u64,
 }
 
 #[derive(Debug)]
@@ -245,6 +248,8 @@ struct Inner {
     nat_basis: foldhash::fast::RandomState,
     rng: nat::Rng,
     epoch: Instant,
+    /// The latest time a caller gave (ms), what `dump` judges expiry by.
+    last_now: u64,
     next_sweep: u64,
     ipf: ipf::Ipf,
     stats: CtStats,
@@ -269,6 +274,7 @@ impl Default for Inner {
             nat_basis,
             rng: nat::Rng(seed),
             epoch: Instant::now(),
+            last_now: 0,
             next_sweep: 0,
             ipf: ipf::Ipf::default(),
             stats: CtStats::default(),
@@ -291,8 +297,24 @@ fn valid_new(p: &Parsed) -> bool {
 }
 
 impl Inner {
-    fn ms(&self, now: Instant) -> u64 {
-        u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    /// `now` in ms since the epoch; remembers the latest.
+    fn ms(&mut self, now: Instant) -> u64 {
+        let ms = u64::try_from(now.saturating_duration_since(self.epoch).as_millis())
+            .unwrap_or(u64::MAX);
+        self.last_now = self.last_now.max(ms);
+        ms
+    }
+
+    /// Set a connection's expiry; a shorter one than its heap entry's
+    /// gets a new entry (the old one turns stale).
+    fn set_expiry(&mut self, idx: u32, e: u64) {
+        let c = &mut self.conns[idx as usize];
+        c.expires = e;
+        if e < c.queued {
+            c.queued = e;
+            let gen = c.gen;
+            self.heap.push(Reverse((e, idx, gen)));
+        }
     }
 
     fn timeout_ms(&self, zone: u16, tm: Tm) -> u64 {
@@ -354,12 +376,13 @@ impl Inner {
             }
             self.heap.pop();
             looked += 1;
-            let c = &self.conns[idx as usize];
-            if !c.live || c.gen != gen {
+            let c = &mut self.conns[idx as usize];
+            if !c.live || c.gen != gen || c.queued != t {
                 continue;
             }
             if c.expires > now {
                 let e = c.expires;
+                c.queued = e;
                 self.heap.push(Reverse((e, idx, gen)));
             } else {
                 self.remove(idx);
@@ -373,9 +396,9 @@ impl Inner {
             let live: Vec<_> = self
                 .heap
                 .drain()
-                .filter(|Reverse((_, i, g))| {
+                .filter(|Reverse((t, i, g))| {
                     let c = &conns[*i as usize];
-                    c.live && c.gen == *g
+                    c.live && c.gen == *g && c.queued == *t
                 })
                 .collect();
             self.heap = live.into_iter().collect();
@@ -425,7 +448,7 @@ impl Inner {
         };
         if let Some(tm) = tm {
             let e = now + self.timeout_ms(zone, tm);
-            self.conns[idx as usize].expires = e;
+            self.set_expiry(idx, e);
         }
         res
     }
@@ -435,9 +458,14 @@ impl Inner {
     fn create(&mut self, p: &Parsed, nat: Option<&NatArgs>, now: u64) -> Option<u32> {
         let zone = p.key.zone;
         let limit = self.zone_limit_of(zone);
-        if limit != 0 && self.zone_count.get(&zone).copied().unwrap_or(0) >= limit {
-            self.stats.zone_full += 1;
-            return None;
+        let zone_full =
+            |g: &Self| limit != 0 && g.zone_count.get(&zone).copied().unwrap_or(0) >= limit;
+        if zone_full(self) {
+            self.sweep(now, SWEEP_BUDGET);
+            if zone_full(self) {
+                self.stats.zone_full += 1;
+                return None;
+            }
         }
         if self.n >= self.maxconns as usize {
             self.sweep(now, SWEEP_BUDGET);
@@ -498,6 +526,7 @@ impl Inner {
             mark: 0,
             label: 0,
             expires,
+            queued: expires,
         };
         let idx = match self.free.pop() {
             Some(i) => {
@@ -894,11 +923,11 @@ impl Conntrack {
 
     /// The table in `ovs-appctl dpctl/dump-conntrack` format (OVS
     /// `ct_dpif_format_entry`, not verbose, no statistics), one line per
-    /// connection, sorted; only `zone`'s when given. Expired connections
-    /// not yet swept are left out.
+    /// connection, sorted; only `zone`'s when given. Connections expired
+    /// by the latest time a caller gave the tracker are left out.
     pub fn dump(&self, zone: Option<u16>) -> Vec<String> {
         let g = self.lock();
-        let now = g.ms(Instant::now());
+        let now = g.last_now;
         let mut v: Vec<String> = g
             .conns
             .iter()
@@ -914,7 +943,7 @@ impl Conntrack {
     /// state), as OVS `dpctl_ct_stats_show`.
     pub fn stats_show(&self, zone: Option<u16>, verbose: bool) -> Vec<String> {
         let g = self.lock();
-        let now = g.ms(Instant::now());
+        let now = g.last_now;
         let mut total = 0;
         let mut per = [0u32; 6]; // tcp udp icmp icmpv6 sctp other
         let mut tcp_states = [0u32; 11];

@@ -580,12 +580,13 @@ fn udp_v4_and_v6_first_multiple_bidir() {
             "udp,orig=(src=fd00::1,dst=fd00::2,sport=7,dport=9),reply=(src=fd00::2,dst=fd00::1,sport=9,dport=7),zone=1",
         ]
     );
-    // udp_multiple (30 s) after the last packet the bidirectional one is gone,
-    // found expired by the lookup itself.
+    // udp_multiple (30 s) after their last packets both bidirectional
+    // ones are gone (the sweep runs on this packet, before its lookup).
     let later = now + Duration::from_secs(31);
     let mut p = udp4(A, B, 5353, 53);
     assert_eq!(run(&ct, &mut p, &CtArgs::default(), later), NEW);
-    assert_eq!(ct.nconns(), 1);
+    assert_eq!(ct.nconns(), 0);
+    assert_eq!(ct.stats().expired, 2);
 }
 
 #[test]
@@ -1207,4 +1208,83 @@ fn flush_all_and_memory_per_connection() {
     assert_eq!(ct.flush(None), 1000);
     assert_eq!(ct.nconns(), 0);
     assert!(ct.dump(None).is_empty());
+}
+
+#[test]
+fn a_shortened_timeout_is_swept_at_the_shorter_time() {
+    // udp_first is 60 s, udp_multiple 30 s: the reply shortens the
+    // expiry below the connection's heap entry (found by the model test).
+    let t0 = Instant::now();
+    let ct = Conntrack::new();
+    let mut p = udp4(A, B, 1, 2);
+    run(&ct, &mut p, &commit(0), t0);
+    let mut r = udp4(B, A, 2, 1);
+    run(&ct, &mut r, &commit(0), t0);
+    assert_eq!(ct.sweep(t0 + Duration::from_secs(29)), 0);
+    assert_eq!(ct.sweep(t0 + Duration::from_secs(31)), 1);
+    assert!(ct.dump(None).is_empty());
+}
+
+/// IPv6 fragments (fragment header after a destination-options header)
+/// of a UDP datagram with `len` payload bytes, cut at `cut` bytes.
+fn frags6(id: u32, len: usize, cut: usize) -> Vec<Vec<u8>> {
+    let payload: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv6(A6, B6, 64)
+        .udp(7, 9)
+        .write(&mut v, &payload)
+        .unwrap();
+    let body = v[54..].to_vec();
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < body.len() {
+        let end = (off + cut).min(body.len());
+        let more = end < body.len();
+        let mut f = v[..54].to_vec();
+        f[20] = 60; // destination options
+        f.extend_from_slice(&[44, 0, 1, 4, 0, 0, 0, 0]);
+        let fo = off as u16 | u16::from(more);
+        f.extend_from_slice(&[17, 0]);
+        f.extend_from_slice(&fo.to_be_bytes());
+        f.extend_from_slice(&id.to_be_bytes());
+        f.extend_from_slice(&body[off..end]);
+        let pl = (f.len() - 54) as u16;
+        f[18..20].copy_from_slice(&pl.to_be_bytes());
+        out.push(f);
+        off = end;
+    }
+    out
+}
+
+#[test]
+fn ipv6_fragments_are_reassembled_then_tracked() {
+    let now = Instant::now();
+    let ct = Conntrack::new();
+    let fr = frags6(0xdead, 4000, 1400);
+    assert_eq!(fr.len(), 3);
+    for f in &fr[..2] {
+        let mut p = Packet::from_slice(f);
+        assert_eq!(ct.track(&mut p, &commit(2), now), Verdict::Held);
+    }
+    let mut p = Packet::from_slice(&fr[2]);
+    assert_eq!(ct.track(&mut p, &commit(2), now), Verdict::Tracked);
+    assert_eq!(p.md.ct.state, NEW);
+    // Headers: destination options now lead straight to UDP.
+    assert_eq!(p.data()[20], 60);
+    assert_eq!(p.data()[54], 17);
+    assert_eq!(p.len(), 54 + 8 + 8 + 4000);
+    assert!(sums_ok(&p) && csum::verify_l4(p.data()));
+    // The reply (unfragmented) is +est+rpl.
+    let mut r = udp6(B6, A6, 9, 7);
+    assert_eq!(run(&ct, &mut r, &commit(2), now), RPL);
+    // A fragment in another zone does not complete this zone's datagram.
+    let fr = frags6(5, 4000, 1400);
+    let mut p = Packet::from_slice(&fr[0]);
+    assert_eq!(ct.track(&mut p, &commit(2), now), Verdict::Held);
+    let mut p = Packet::from_slice(&fr[1]);
+    assert_eq!(ct.track(&mut p, &commit(3), now), Verdict::Held);
+    let mut p = Packet::from_slice(&fr[2]);
+    assert_eq!(ct.track(&mut p, &commit(3), now), Verdict::Held);
+    assert_eq!(ct.ipf_stats().held, 3);
 }
