@@ -12,12 +12,14 @@
 //!
 //! # Design
 //!
-//! - **Table.** A slab of connections and one hash map from
-//!   [`ConnKey`] (zone, family, protocol, addresses, ports) to a slab
-//!   index and direction. Each connection is in the map twice: under its
-//!   original key and under its reply key (translated when NATed), so a
-//!   packet in either direction is one lookup (OVS `conn_key_lookup` over
-//!   `key_node[CT_DIR_FWD/REV]`). The map's hasher has a random seed.
+//! - **Table.** A slab of connections and one hash table of 4-byte
+//!   entries (slab index and direction) hashed by [`ConnKey`] (zone,
+//!   family, protocol, addresses, ports); the keys live in the
+//!   connections, as OVS embeds its cmap nodes in `struct conn`. Each
+//!   connection is in the table twice: under its original key and under
+//!   its reply key (translated when NATed), so a packet in either
+//!   direction is one lookup (OVS `conn_key_lookup` over
+//!   `key_node[CT_DIR_FWD/REV]`). The hasher has a random seed.
 //! - **Protocols.** TCP keeps per-peer sequence windows ([`tcp`], OVS
 //!   conntrack-tcp.c); UDP and other protocols the FIRST / MULTIPLE /
 //!   BIDIR states of conntrack-other.c; ICMP echo-like messages the
@@ -234,7 +236,9 @@ struct Conn {
 
 #[derive(Debug)]
 struct Inner {
-    map: HashMap<ConnKey, u32, foldhash::fast::RandomState>,
+    /// Entries `slot << 1 | direction`, hashed by the key they name.
+    map: hashbrown::HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
     conns: Vec<Conn>,
     free: Vec<u32>,
     n: usize,
@@ -260,7 +264,8 @@ impl Default for Inner {
         let nat_basis = foldhash::fast::RandomState::default();
         let seed = nat_basis.hash_one(0x5eed_u64);
         Inner {
-            map: HashMap::default(),
+            map: hashbrown::HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
             conns: Vec::new(),
             free: Vec::new(),
             n: 0,
@@ -328,8 +333,26 @@ impl Inner {
 
     /// Slot and direction (`true`: reply) of a live, unexpired
     /// connection with this key; an expired one is removed.
+    /// The table entry for key `k`.
+    fn find(&self, k: &ConnKey) -> Option<u32> {
+        let conns = &self.conns;
+        self.map
+            .find(self.hasher.hash_one(k), |&v| {
+                conns[(v >> 1) as usize].key[(v & 1) as usize] == *k
+            })
+            .copied()
+    }
+
+    /// Add the entry `v` (its key is in the slab already).
+    fn insert(&mut self, v: u32) {
+        let (conns, hasher) = (&self.conns, &self.hasher);
+        let keyof = |v: u32| &conns[(v >> 1) as usize].key[(v & 1) as usize];
+        let h = hasher.hash_one(keyof(v));
+        self.map.insert_unique(h, v, |&x| hasher.hash_one(keyof(x)));
+    }
+
     fn lookup(&mut self, k: &ConnKey, now: u64) -> Option<(u32, bool)> {
-        let v = *self.map.get(k)?;
+        let v = self.find(k)?;
         let idx = v >> 1;
         if self.conns[idx as usize].expires <= now {
             self.remove(idx);
@@ -348,8 +371,9 @@ impl Inner {
         c.gen = c.gen.wrapping_add(1);
         let keys = c.key;
         for (d, k) in keys.iter().enumerate() {
-            if self.map.get(k) == Some(&(idx << 1 | d as u32)) {
-                self.map.remove(k);
+            let v = idx << 1 | d as u32;
+            if let Ok(e) = self.map.find_entry(self.hasher.hash_one(k), |&x| x == v) {
+                e.remove();
             }
         }
         if let Some(n) = self.zone_count.get_mut(&keys[0].zone) {
@@ -487,11 +511,12 @@ impl Inner {
         let rev = match nat.filter(|n| n.kind.is_some()) {
             Some(n) => {
                 bits = nat::action_bits(n);
-                let map = &self.map;
-                let conns = &self.conns;
+                let (map, conns, hasher) = (&self.map, &self.conns, &self.hasher);
                 let mut taken = |k: &ConnKey| {
-                    map.get(k)
-                        .is_some_and(|v| conns[(v >> 1) as usize].expires > now)
+                    map.find(hasher.hash_one(k), |&v| {
+                        conns[(v >> 1) as usize].key[(v & 1) as usize] == *k
+                    })
+                    .is_some_and(|v| conns[(v >> 1) as usize].expires > now)
                 };
                 match nat::unique_tuple(&fwd, n, &self.nat_basis, &mut self.rng, &mut taken) {
                     Some(r) => r,
@@ -505,7 +530,7 @@ impl Inner {
         };
         // The reply key may belong to another (possibly expired) connection.
         if rev != fwd {
-            if let Some(&v) = self.map.get(&rev) {
+            if let Some(v) = self.find(&rev) {
                 let other = v >> 1;
                 if self.conns[other as usize].expires <= now {
                     self.remove(other);
@@ -541,9 +566,9 @@ impl Inner {
             }
         };
         let gen = self.conns[idx as usize].gen;
-        self.map.insert(fwd, idx << 1);
+        self.insert(idx << 1);
         if rev != fwd {
-            self.map.insert(rev, idx << 1 | 1);
+            self.insert(idx << 1 | 1);
         }
         self.heap.push(Reverse((expires, idx, gen)));
         *self.zone_count.entry(zone).or_insert(0) += 1;
@@ -780,7 +805,7 @@ impl Conntrack {
         // entries plus one control byte each.
         let buckets = (g.map.capacity() * 8 / 7).next_power_of_two();
         g.conns.capacity() * size_of::<Conn>()
-            + buckets * (size_of::<(ConnKey, u32)>() + 1)
+            + buckets * (size_of::<u32>() + 1)
             + g.heap.capacity() * size_of::<Reverse<(u64, u32, u32)>>()
             + g.free.capacity() * size_of::<u32>()
     }
