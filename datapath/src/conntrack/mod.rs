@@ -49,6 +49,7 @@
 //! (SCTP is tracked as an "other" protocol), `ct_orig_tuple`-based
 //! lookups of packets NATed in another zone (OVS `check_orig_tuple`).
 
+pub mod appctl;
 pub mod ipf;
 mod key;
 mod nat;

@@ -1,0 +1,217 @@
+//! The `ovs-appctl dpctl/*` conntrack commands (OVS lib/dpctl.c), as
+//! functions of a [`Conntrack`] so that the daemon registers them with
+//! one loop over [`COMMANDS`]:
+//!
+//! ```ignore
+//! for &(name, usage, min, max) in conntrack::appctl::COMMANDS {
+//!     let ct = ct.clone();
+//!     c.add(name, usage, min, max, Box::new(move |a| conntrack::appctl::run(&ct, name, a)));
+//! }
+//! ```
+//!
+//! A leading datapath argument (`netdev@ovs-netdev`, anything with an
+//! `@`) is accepted and ignored: there is one tracker. Options OVS has
+//! and xennet does not (`-m`, `-s`, flushing by mark, label or tuple)
+//! are refused with an error, not ignored.
+
+use super::Conntrack;
+
+/// (name, usage, min args, max args), as OVS registers them.
+pub const COMMANDS: &[(&str, &str, usize, usize)] = &[
+    ("dpctl/dump-conntrack", "[dp] [zone=N]", 0, 4),
+    ("dpctl/flush-conntrack", "[dp] [zone=N]", 0, 2),
+    ("dpctl/ct-stats-show", "[dp] [zone=N] [verbose]", 0, 3),
+    ("dpctl/ct-set-maxconns", "[dp] maxconns", 1, 2),
+    ("dpctl/ct-get-maxconns", "[dp]", 0, 1),
+    ("dpctl/ct-get-nconns", "[dp]", 0, 1),
+    (
+        "dpctl/ct-set-limits",
+        "[dp] [default=L] [zone=N,limit=L]...",
+        1,
+        64,
+    ),
+    (
+        "dpctl/ct-del-limits",
+        "[dp] [default] [zone=N1[,N2]...]",
+        1,
+        3,
+    ),
+    ("dpctl/ct-get-limits", "[dp] [zone=N1[,N2]...]", 0, 2),
+];
+
+/// The arguments without a leading datapath name.
+fn strip_dp(args: &[String]) -> &[String] {
+    match args.first() {
+        Some(a) if a.contains('@') => &args[1..],
+        _ => args,
+    }
+}
+
+fn parse_zone(v: &str) -> Result<u16, String> {
+    v.parse().map_err(|_| format!("invalid zone: {v}"))
+}
+
+/// `zone=N` among `args`, refusing anything else.
+fn zone_arg(args: &[String], extra: &[&str]) -> Result<(Option<u16>, Vec<String>), String> {
+    let mut zone = None;
+    let mut rest = Vec::new();
+    for a in args {
+        if let Some(v) = a.strip_prefix("zone=") {
+            zone = Some(parse_zone(v)?);
+        } else if extra.contains(&a.as_str()) {
+            rest.push(a.clone());
+        } else {
+            return Err(format!("unsupported argument: {a}"));
+        }
+    }
+    Ok((zone, rest))
+}
+
+fn lines(v: Vec<String>) -> String {
+    let mut s = String::new();
+    for l in v {
+        s.push_str(&l);
+        s.push('\n');
+    }
+    s
+}
+
+fn zones_list(v: &str) -> Result<Vec<u16>, String> {
+    v.split(',').map(parse_zone).collect()
+}
+
+/// Run command `name` (one of [`COMMANDS`]) with `args`; the reply text
+/// or an error message.
+pub fn run(ct: &Conntrack, name: &str, args: &[String]) -> Result<String, String> {
+    let args = strip_dp(args);
+    match name {
+        "dpctl/dump-conntrack" => {
+            let (zone, _) = zone_arg(args, &[])?;
+            Ok(lines(ct.dump(zone)))
+        }
+        "dpctl/flush-conntrack" => {
+            let (zone, _) = zone_arg(args, &[])?;
+            ct.flush(zone);
+            Ok(String::new())
+        }
+        "dpctl/ct-stats-show" => {
+            let (zone, rest) = zone_arg(args, &["verbose"])?;
+            Ok(lines(ct.stats_show(zone, !rest.is_empty())))
+        }
+        "dpctl/ct-set-maxconns" => {
+            let [n] = args else {
+                return Err("maxconns missing or malformed".into());
+            };
+            let n: u32 = n
+                .parse()
+                .map_err(|_| "maxconns missing or malformed".to_string())?;
+            ct.set_maxconns(n);
+            Ok("setting maxconns successful".into())
+        }
+        "dpctl/ct-get-maxconns" if args.is_empty() => Ok(format!("{}\n", ct.maxconns())),
+        "dpctl/ct-get-nconns" if args.is_empty() => Ok(format!("{}\n", ct.nconns())),
+        "dpctl/ct-set-limits" => {
+            // Parse everything before changing anything.
+            let mut sets = Vec::new();
+            for a in args {
+                if let Some(v) = a.strip_prefix("default=") {
+                    let l = v
+                        .parse()
+                        .map_err(|_| format!("invalid default limit: {v}"))?;
+                    sets.push((None, l));
+                } else if let Some(v) = a.strip_prefix("zone=") {
+                    let (z, l) = v
+                        .split_once(",limit=")
+                        .ok_or_else(|| format!("invalid zone limit: {a}"))?;
+                    let l = l.parse().map_err(|_| format!("invalid limit: {a}"))?;
+                    sets.push((Some(parse_zone(z)?), l));
+                } else {
+                    return Err(format!("invalid argument: {a}"));
+                }
+            }
+            for (z, l) in sets {
+                ct.set_zone_limit(z, l);
+            }
+            Ok(String::new())
+        }
+        "dpctl/ct-del-limits" => {
+            let mut default = false;
+            let mut zones = Vec::new();
+            for a in args {
+                if a == "default" {
+                    default = true;
+                } else if let Some(v) = a.strip_prefix("zone=") {
+                    zones.extend(zones_list(v)?);
+                } else {
+                    return Err(format!("invalid argument: {a}"));
+                }
+            }
+            if default {
+                ct.set_zone_limit(None, 0);
+            }
+            for z in zones {
+                ct.del_zone_limit(z);
+            }
+            Ok(String::new())
+        }
+        "dpctl/ct-get-limits" => {
+            let zones = match args {
+                [] => Vec::new(),
+                [a] => zones_list(
+                    a.strip_prefix("zone=")
+                        .ok_or_else(|| format!("invalid argument: {a}"))?,
+                )?,
+                _ => return Err("too many arguments".into()),
+            };
+            Ok(ct.format_limits(&zones) + "\n")
+        }
+        _ => Err(format!("{name}: unsupported arguments")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn limits_maxconns_and_refusals() {
+        let ct = Conntrack::new();
+        let run = |n: &str, a: &[&str]| run(&ct, n, &s(a));
+        assert_eq!(run("dpctl/ct-get-maxconns", &[]).unwrap(), "3000000\n");
+        assert_eq!(
+            run("dpctl/ct-set-maxconns", &["netdev@ovs-netdev", "10"]).unwrap(),
+            "setting maxconns successful"
+        );
+        assert_eq!(run("dpctl/ct-get-maxconns", &[]).unwrap(), "10\n");
+        assert!(run("dpctl/ct-set-maxconns", &["ten"]).is_err());
+        run("dpctl/ct-set-limits", &["default=5", "zone=3,limit=7"]).unwrap();
+        assert_eq!(
+            run("dpctl/ct-get-limits", &[]).unwrap(),
+            "default limit=5\nzone=3,limit=7,count=0\n"
+        );
+        assert_eq!(
+            run("dpctl/ct-get-limits", &["zone=3,4"]).unwrap(),
+            "default limit=5\nzone=3,limit=7,count=0\nzone=4,limit=5,count=0\n"
+        );
+        // A bad argument changes nothing.
+        assert!(run("dpctl/ct-set-limits", &["zone=9,limit=1", "zone=x"]).is_err());
+        assert_eq!(ct.zone_limit(9).limit, 5);
+        run("dpctl/ct-del-limits", &["default", "zone=3"]).unwrap();
+        assert_eq!(
+            run("dpctl/ct-get-limits", &[]).unwrap(),
+            "default limit=0\n"
+        );
+        assert!(run("dpctl/dump-conntrack", &["-m"]).is_err());
+        assert!(run("dpctl/flush-conntrack", &["mark=1"]).is_err());
+        assert_eq!(run("dpctl/dump-conntrack", &["zone=3"]).unwrap(), "");
+        assert_eq!(run("dpctl/ct-get-nconns", &[]).unwrap(), "0\n");
+        assert_eq!(
+            run("dpctl/ct-stats-show", &["zone=1", "verbose"]).unwrap(),
+            "Connections Stats:\n    Total: 0\n"
+        );
+    }
+}
