@@ -227,6 +227,12 @@ impl Ipf {
         self.cfg = cfg;
     }
 
+    /// Entries in the expiry queue (for tests of its bound).
+    #[cfg(test)]
+    pub(crate) fn order_len(&self) -> usize {
+        self.order.len()
+    }
+
     /// Counters.
     pub fn stats(&self) -> IpfStats {
         IpfStats {
@@ -292,6 +298,13 @@ impl Ipf {
                 },
             );
             self.order.push_back((expires, f.key));
+            // Entries of lists that completed or were dropped stay until
+            // their time; compact when they dominate (amortised O(1)).
+            if self.order.len() > 2 * (self.lists.len() + self.cfg.max_frags) {
+                let lists = &self.lists;
+                self.order
+                    .retain(|(t, k)| lists.get(k).is_some_and(|l| l.expires == *t));
+            }
         }
         let Some(l) = self.lists.get_mut(&f.key) else {
             return self.invalid();

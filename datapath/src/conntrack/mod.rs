@@ -950,9 +950,11 @@ impl Conntrack {
     /// The table in `ovs-appctl dpctl/dump-conntrack` format (OVS
     /// `ct_dpif_format_entry`, not verbose, no statistics), one line per
     /// connection, sorted; only `zone`'s when given. Connections expired
-    /// by the latest time a caller gave the tracker are left out.
+    /// by now (or by the latest time a caller gave, if later) are left
+    /// out.
     pub fn dump(&self, zone: Option<u16>) -> Vec<String> {
-        let g = self.lock();
+        let mut g = self.lock();
+        g.ms(Instant::now());
         let now = g.last_now;
         let mut v: Vec<String> = g
             .conns
@@ -968,7 +970,8 @@ impl Conntrack {
     /// and per-protocol counts (and, `verbose`, TCP connections per
     /// state), as OVS `dpctl_ct_stats_show`.
     pub fn stats_show(&self, zone: Option<u16>, verbose: bool) -> Vec<String> {
-        let g = self.lock();
+        let mut g = self.lock();
+        g.ms(Instant::now());
         let now = g.last_now;
         let mut total = 0;
         let mut per = [0u32; 6]; // tcp udp icmp icmpv6 sctp other

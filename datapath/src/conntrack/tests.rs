@@ -1288,3 +1288,78 @@ fn ipv6_fragments_are_reassembled_then_tracked() {
     assert_eq!(ct.track(&mut p, &commit(3), now), Verdict::Held);
     assert_eq!(ct.ipf_stats().held, 3);
 }
+
+#[test]
+fn a_flood_of_overlapping_fragments_stays_bounded() {
+    let now = Instant::now();
+    let ct = Conntrack::new();
+    for id in 0..20_000u16 {
+        let fr = frags4(id, 3000, 1480);
+        for _ in 0..2 {
+            let mut p = Packet::from_slice(&fr[0]);
+            ct.track(&mut p, &commit(0), now);
+        }
+    }
+    let st = ct.ipf_stats();
+    assert_eq!((st.held, st.overlap), (0, 20_000));
+    assert!(
+        ct.lock().ipf.order_len() <= 2 * 1000 + 1,
+        "{}",
+        ct.lock().ipf.order_len()
+    );
+}
+
+#[test]
+fn nat_keeps_a_partial_checksum_right() {
+    // A guest's TCP segment with its checksum left to us
+    // (CHECKSUM_PARTIAL: the field holds the pseudo-header sum).
+    let now = Instant::now();
+    let ct = Conntrack::new();
+    let mut p = tcp4(
+        A,
+        B,
+        1000,
+        80,
+        Seg {
+            syn: true,
+            seq: 1,
+            ..Seg::default()
+        },
+        b"abc",
+    );
+    let (start, off) = csum::prepare_partial(p.data_mut()).unwrap();
+    p.csum = Csum::Partial { start, offset: off };
+    ct.execute(&mut p, &snat([192, 0, 2, 7], 3000, 3000), now);
+    assert_eq!(p.md.ct.state, NEW | cs::SNAT);
+    assert_eq!((ip4(&p, 12), ports(&p).0), ([192, 0, 2, 7], 3000));
+    let Csum::Partial { start, offset } = p.csum else {
+        panic!("still partial")
+    };
+    assert!(csum::complete_partial(p.data_mut(), start, offset));
+    assert!(csum::verify_l4(p.data()));
+}
+
+#[test]
+fn threads_share_one_tracker() {
+    let now = Instant::now();
+    let ct = Conntrack::new();
+    let handles: Vec<_> = (0..4u16)
+        .map(|t| {
+            let ct = ct.clone();
+            std::thread::spawn(move || {
+                for i in 0..500u16 {
+                    let mut p = udp4(A, B, 1000 + t * 1000 + i, 53);
+                    ct.execute(&mut p, &commit(t), now);
+                    let mut r = udp4(B, A, 53, 1000 + t * 1000 + i);
+                    ct.execute(&mut r, &commit(t), now);
+                    assert_eq!(r.md.ct.state, RPL);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(ct.nconns(), 2000);
+    assert_eq!(ct.zone_limit(3).count, 500);
+}
