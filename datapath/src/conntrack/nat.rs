@@ -320,51 +320,94 @@ fn put16(d: &mut [u8], at: usize, v: u16) {
     }
 }
 
+/// RFC 1624 eqn. 3: a checksum field after covered bytes summing to
+/// `old` changed to bytes summing to `new`.
+fn adjust(c: u16, old: u32, new: u32) -> u16 {
+    !fold(u32::from(!c) + u32::from(!fold(old)) + u32::from(fold(new)))
+}
+
+fn get16(d: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([d[at], d[at + 1]])
+}
+
 /// Translate the packet quoted by an ICMP error and recompute the ICMP
-/// checksum (OVS `nat_inner_packet`). The quoted IPv4 header checksum is
-/// recomputed; the quoted L4 checksum is left as quoted (it covers data
-/// the error does not carry).
+/// checksum (OVS `nat_inner_packet`). The quoted headers' checksums (the
+/// IPv4 header's, and the L4 one where the quote holds it) are updated
+/// incrementally for the changed addresses and ports, as OVS's
+/// `packet_set_ipv4_addr` and `packet_set_*_port` do; a zero (absent)
+/// IPv4 UDP checksum stays zero.
 fn nat_inner(pkt: &mut Packet, p: &Parsed, key: &ConnKey, a: u8) {
     let rk = key.reverse();
     let (il3, il4, l4, end) = (p.inner_l3, p.inner_l4, p.l4, p.end);
     let v6 = key.ipv6;
     let d = pkt.data_mut();
-    // Quoted ports / id.
-    match key.proto {
-        PROTO_TCP | PROTO_UDP => {
-            put16(d, il4, rk.dport);
-            put16(d, il4 + 2, rk.sport);
-        }
-        PROTO_ICMP | PROTO_ICMPV6 => put16(d, il4 + 4, rk.sport),
-        _ => {}
+    if end > d.len() || il4 > end {
+        return;
     }
+    // Quoted ports / id: (offset, new value).
+    let ports: &[(usize, u16)] = match key.proto {
+        PROTO_TCP | PROTO_UDP => &[(il4, rk.dport), (il4 + 2, rk.sport)],
+        PROTO_ICMP | PROTO_ICMPV6 => &[(il4 + 4, rk.sport)],
+        _ => &[],
+    };
+    let (mut l4_old, mut l4_new) = (0u32, 0u32);
+    for &(at, v) in ports {
+        if at + 2 <= end {
+            l4_old += u32::from(get16(d, at));
+            l4_new += u32::from(v);
+            put16(d, at, v);
+        }
+    }
+    // The quoted address.
     let (sa, da) = if v6 {
         (il3 + 8, il3 + 24)
     } else {
         (il3 + 12, il3 + 16)
     };
-    let (at, val) = if a & SRC != 0 {
-        (sa, rk.dst)
+    let target = if a & SRC != 0 {
+        Some((sa, rk.dst))
     } else if a & DST != 0 {
-        (da, rk.src)
+        Some((da, rk.src))
     } else {
-        (0, 0)
+        None
     };
-    if at != 0 {
-        if v6 {
-            if let Some(s) = d.get_mut(at..at + 16) {
-                s.copy_from_slice(&val.to_be_bytes());
-            }
-        } else if let Some(s) = d.get_mut(at..at + 4) {
-            s.copy_from_slice(&(val as u32).to_be_bytes());
+    let (mut ip_old, mut ip_new) = (0u32, 0u32);
+    if let Some((at, val)) = target {
+        let n = if v6 { 16 } else { 4 };
+        let bytes = val.to_be_bytes();
+        let new = &bytes[16 - n..];
+        if at + n <= end {
+            ip_old = sum(&d[at..at + n], 0);
+            ip_new = sum(new, 0);
+            d[at..at + n].copy_from_slice(new);
         }
     }
-    if !v6 {
-        let ihl = usize::from(d[il3] & 0xf) * 4;
-        if il3 + ihl <= end {
-            put16(d, il3 + 10, 0);
-            let c = !fold(sum(&d[il3..il3 + ihl], 0));
-            put16(d, il3 + 10, c);
+    if !v6 && il3 + 12 <= end {
+        let c = get16(d, il3 + 10);
+        put16(d, il3 + 10, adjust(c, ip_old, ip_new));
+    }
+    // The quoted L4 checksum: TCP and UDP cover ports and the
+    // pseudo-header, ICMPv6 the id and the pseudo-header, ICMP the id.
+    let (csum_at, pseudo) = match key.proto {
+        PROTO_TCP => (il4 + 16, true),
+        PROTO_UDP => (il4 + 6, true),
+        PROTO_ICMPV6 => (il4 + 2, true),
+        PROTO_ICMP => (il4 + 2, false),
+        _ => (usize::MAX - 2, false),
+    };
+    if csum_at + 2 <= end {
+        let c = get16(d, csum_at);
+        if !(key.proto == PROTO_UDP && c == 0) {
+            let (o, n) = if pseudo {
+                (l4_old + ip_old, l4_new + ip_new)
+            } else {
+                (l4_old, l4_new)
+            };
+            let mut nc = adjust(c, o, n);
+            if key.proto == PROTO_UDP && nc == 0 {
+                nc = 0xffff;
+            }
+            put16(d, csum_at, nc);
         }
     }
     put16(d, l4 + 2, 0);
