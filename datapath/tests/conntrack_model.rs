@@ -118,12 +118,16 @@ impl Model {
             }
         };
         if let Some(c) = self.conns.get_mut(&k) {
-            let mut res = cs::TRK | cs::EST;
-            if icmp {
-            } else if c.state == 0 {
+            // UDP and ICMP are `+new` until a reply (OVS 3.x).
+            if !icmp && c.state == 0 {
                 c.state = 1;
-                res = cs::TRK | cs::NEW;
             }
+            let replied = if icmp { c.state == 1 } else { c.state == 2 };
+            let res = if replied {
+                cs::TRK | cs::EST
+            } else {
+                cs::TRK | cs::NEW
+            };
             c.expires = now + timeout(icmp, c.state);
             return res;
         }

@@ -24,6 +24,9 @@ pub const COMMANDS: &[(&str, &str, usize, usize)] = &[
     ("dpctl/ct-set-maxconns", "[dp] maxconns", 1, 2),
     ("dpctl/ct-get-maxconns", "[dp]", 0, 1),
     ("dpctl/ct-get-nconns", "[dp]", 0, 1),
+    ("dpctl/ct-enable-tcp-seq-chk", "[dp]", 0, 1),
+    ("dpctl/ct-disable-tcp-seq-chk", "[dp]", 0, 1),
+    ("dpctl/ct-get-tcp-seq-chk", "[dp]", 0, 1),
     (
         "dpctl/ct-set-limits",
         "[dp] [default=L] [zone=N,limit=L]...",
@@ -110,6 +113,22 @@ pub fn run(ct: &Conntrack, name: &str, args: &[String]) -> Result<String, String
         }
         "dpctl/ct-get-maxconns" if args.is_empty() => Ok(format!("{}\n", ct.maxconns())),
         "dpctl/ct-get-nconns" if args.is_empty() => Ok(format!("{}\n", ct.nconns())),
+        "dpctl/ct-enable-tcp-seq-chk" if args.is_empty() => {
+            ct.set_tcp_seq_chk(true);
+            Ok("enabling TCP sequence checking successful".into())
+        }
+        "dpctl/ct-disable-tcp-seq-chk" if args.is_empty() => {
+            ct.set_tcp_seq_chk(false);
+            Ok("disabling TCP sequence checking successful".into())
+        }
+        "dpctl/ct-get-tcp-seq-chk" if args.is_empty() => Ok(format!(
+            "TCP sequence checking: {}\n",
+            if ct.tcp_seq_chk() {
+                "enabled"
+            } else {
+                "disabled"
+            }
+        )),
         "dpctl/ct-set-limits" => {
             // Parse everything before changing anything.
             let mut sets = Vec::new();

@@ -22,7 +22,7 @@
 //!   `key_node[CT_DIR_FWD/REV]`). The hasher has a random seed.
 //! - **Protocols.** TCP keeps per-peer sequence windows ([`tcp`], OVS
 //!   conntrack-tcp.c); UDP and other protocols the FIRST / MULTIPLE /
-//!   BIDIR states of conntrack-other.c; ICMP echo-like messages the
+//!   BIDIR states of conntrack-other.c (`+new` until a reply); ICMP echo-like messages the
 //!   FIRST / REPLY states of conntrack-icmp.c with the identifier as the
 //!   port. ICMP errors quoting a tracked connection are `+rel` (and `+rpl`
 //!   when they travel in its reply direction); quoting nothing, `+inv`.
@@ -257,6 +257,8 @@ struct Inner {
     last_now: u64,
     next_sweep: u64,
     ipf: ipf::Ipf,
+    /// TCP sequence checks on (OVS `dpctl/ct-enable-tcp-seq-chk`).
+    tcp_seq_chk: bool,
     stats: CtStats,
 }
 
@@ -283,6 +285,7 @@ impl Default for Inner {
             last_now: 0,
             next_sweep: 0,
             ipf: ipf::Ipf::default(),
+            tcp_seq_chk: true,
             stats: CtStats::default(),
         }
     }
@@ -449,26 +452,34 @@ impl Inner {
         let zone = p.key.zone;
         let c = &mut self.conns[idx as usize];
         let (res, tm) = match &mut c.l4 {
-            L4::Tcp(t) => t.update(&p.tcp, reply),
+            L4::Tcp(t) => t.update(&p.tcp, reply, self.tcp_seq_chk),
             L4::Other(s) => {
-                let mut res = tcp::Update::Valid;
+                // `+new` until a reply was seen (OVS 3.x
+                // `other_conn_update`).
                 if reply && *s != 2 {
                     *s = 2;
                 } else if *s == 0 {
                     *s = 1;
-                    res = tcp::Update::ValidNew;
                 }
+                let res = if *s == 2 {
+                    tcp::Update::Valid
+                } else {
+                    tcp::Update::ValidNew
+                };
                 let tm = [Tm::OtherFirst, Tm::OtherMultiple, Tm::OtherBidir][usize::from(*s)];
                 (res, Some(tm))
             }
             L4::Icmp(r) => {
+                // `+new` until a reply (OVS 3.x `icmp_conn_update`).
                 if reply {
                     *r = true;
                 }
-                (
-                    tcp::Update::Valid,
-                    Some(if *r { Tm::IcmpReply } else { Tm::IcmpFirst }),
-                )
+                let res = if *r {
+                    tcp::Update::Valid
+                } else {
+                    tcp::Update::ValidNew
+                };
+                (res, Some(if *r { Tm::IcmpReply } else { Tm::IcmpFirst }))
             }
         };
         if let Some(tm) = tm {
@@ -814,6 +825,18 @@ impl Conntrack {
     /// Connections in the table (`dpctl/ct-get-nconns`).
     pub fn nconns(&self) -> u32 {
         u32::try_from(self.lock().n).unwrap_or(u32::MAX)
+    }
+
+    /// Turn TCP sequence checking on or off
+    /// (`dpctl/ct-enable-tcp-seq-chk`, `dpctl/ct-disable-tcp-seq-chk`);
+    /// on by default. Off, only flag combinations are checked.
+    pub fn set_tcp_seq_chk(&self, on: bool) {
+        self.lock().tcp_seq_chk = on;
+    }
+
+    /// Whether TCP sequence checking is on (`dpctl/ct-get-tcp-seq-chk`).
+    pub fn tcp_seq_chk(&self) -> bool {
+        self.lock().tcp_seq_chk
     }
 
     /// The table bound (`dpctl/ct-get-maxconns`).

@@ -183,7 +183,9 @@ impl Tcp {
     /// Update with a segment from the originator (`reply` false) or the
     /// responder (OVS `tcp_conn_update`). Returns the verdict and, when
     /// the segment was accepted in the strict path, the new timeout class.
-    pub fn update(&mut self, seg: &TcpSeg, reply: bool) -> (Update, Option<Tm>) {
+    /// `seq_chk` false accepts every segment whose flags are valid as
+    /// in-window (OVS `dpctl/ct-disable-tcp-seq-chk`).
+    pub fn update(&mut self, seg: &TcpSeg, reply: bool, seq_chk: bool) -> (Update, Option<Tm>) {
         let flags = seg.flags;
         if invalid_flags(flags) {
             return (Update::Invalid, None);
@@ -191,13 +193,17 @@ impl Tcp {
         let [p0, p1] = &mut self.peer;
         let (src, dst) = if reply { (p1, p0) } else { (p0, p1) };
 
-        if flags & (SYN | ACK) == SYN
-            && dst.state >= TcpState::FinWait2
-            && src.state >= TcpState::FinWait2
-        {
-            src.state = TcpState::Closed;
-            dst.state = TcpState::Closed;
-            return (Update::New, None);
+        if flags & (SYN | ACK) == SYN {
+            if dst.state >= TcpState::FinWait2 && src.state >= TcpState::FinWait2 {
+                // A new connection on a closed one's tuple.
+                src.state = TcpState::Closed;
+                dst.state = TcpState::Closed;
+                return (Update::New, None);
+            } else if src.state <= TcpState::SynSent {
+                // A retransmitted SYN is still `+new`.
+                src.state = TcpState::SynSent;
+                return (Update::ValidNew, Some(Tm::TcpFirstPacket));
+            }
         }
 
         let (mut sws, mut dws) = (0u8, 0u8);
@@ -278,11 +284,12 @@ impl Tcp {
             || orig_seq == src.seqlo
             || orig_seq == src.seqlo.wrapping_add(1)
             || orig_seq.wrapping_add(1) == src.seqlo;
-        if seq_geq(src.seqhi, end)
+        if (seq_geq(src.seqhi, end)
             && seq_geq(seq, src.seqlo.wrapping_sub(shl(dst.max_win, dws)))
             && ackskew >= -MAX_ACK_WINDOW
             && ackskew <= (MAX_ACK_WINDOW << sws)
-            && rst_ok
+            && rst_ok)
+            || !seq_chk
         {
             if src.max_win < win {
                 src.max_win = win;
