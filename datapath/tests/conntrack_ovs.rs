@@ -148,6 +148,10 @@ struct T {
     ack: Option<u32>,
     fin: bool,
     rst: bool,
+    /// Window (0 means the default 29200).
+    win: u16,
+    /// Window-scale option.
+    ws: Option<u8>,
 }
 
 /// A TCP segment (all of the header's variable fields are arguments).
@@ -165,7 +169,15 @@ fn tcp(
     let mut b =
         PacketBuilder::ethernet2([2, 0, 0, 0, 0, port as u8], [2, 0, 0, 0, 0, 3 - port as u8])
             .ipv4(src, dst, 64)
-            .tcp(sp, dp, seq, 29200);
+            .tcp(sp, dp, seq, if t.win == 0 { 29200 } else { t.win });
+    if let Some(ws) = t.ws {
+        b = b
+            .options(&[
+                etherparse::TcpOptionElement::Noop,
+                etherparse::TcpOptionElement::WindowScale(ws),
+            ])
+            .unwrap();
+    }
     if t.syn {
         b = b.syn();
     }
@@ -796,6 +808,12 @@ fn random_conversations_match_ovs() {
                             _ => other,
                         });
                     }
+                    if r.below(2) == 0 {
+                        t.win = [1u16, 512, 4096, 65535][r.below(4) as usize];
+                    }
+                    if t.syn && r.below(2) == 0 {
+                        t.ws = Some([0u8, 2, 7, 14, 15][r.below(5) as usize]);
+                    }
                     let data: &[u8] = if r.below(3) == 0 { b"some data" } else { b"" };
                     let adv = data.len() as u32 + u32::from(t.syn) + u32::from(t.fin);
                     next[conn][side] = seq.wrapping_add(adv);
@@ -842,4 +860,125 @@ fn describe(f: &[u8]) -> String {
         },
         Err(e) => format!("{e:?}"),
     }
+}
+
+#[test]
+fn dnat_with_port_mark_and_label_match_ovs() {
+    const VIP: [u8; 4] = [203, 0, 113, 10];
+    const BACKEND: [u8; 4] = [198, 51, 100, 9];
+    let q = tcp(
+        1,
+        C,
+        BACKEND,
+        1234,
+        8080,
+        77,
+        T {
+            syn: true,
+            ..T::default()
+        },
+        &[],
+    );
+    let steps = vec![
+        udp(1, C, VIP, 5000, 80),
+        udp(2, BACKEND, C, 8080, 5000),
+        udp(1, C, VIP, 5000, 80),
+        tcp(
+            1,
+            C,
+            VIP,
+            1234,
+            80,
+            77,
+            T {
+                syn: true,
+                ws: Some(7),
+                ..T::default()
+            },
+            &[],
+        ),
+        tcp(
+            2,
+            BACKEND,
+            C,
+            8080,
+            1234,
+            900,
+            T {
+                syn: true,
+                ack: Some(78),
+                ws: Some(7),
+                ..T::default()
+            },
+            &[],
+        ),
+        tcp(
+            1,
+            C,
+            VIP,
+            1234,
+            80,
+            78,
+            T {
+                ack: Some(901),
+                ..T::default()
+            },
+            b"hello",
+        ),
+        tcp(
+            2,
+            BACKEND,
+            C,
+            8080,
+            1234,
+            901,
+            T {
+                ack: Some(83),
+                ..T::default()
+            },
+            b"world",
+        ),
+        // The backend's error about the translated SYN, back through.
+        unreach(2, BACKEND, C, &q),
+        // Echo to the VIP: translated too.
+        echo(1, C, VIP, 3, false),
+        echo(2, BACKEND, C, 3, true),
+    ];
+    let nat = NatArgs {
+        kind: Some(NatKind::Dst),
+        addr_min: Some(std::net::IpAddr::V4(BACKEND.into())),
+        addr_max: None,
+        port_min: 8080,
+        port_max: 8080,
+        persistent: false,
+        random: false,
+    };
+    compare(
+        "ct-dnat",
+        steps,
+        move |port| CtArgs {
+            zone: 3,
+            commit: true,
+            nat: Some(if port == 1 {
+                nat
+            } else {
+                NatArgs {
+                    kind: None,
+                    addr_min: None,
+                    port_min: 0,
+                    port_max: 0,
+                    ..nat
+                }
+            }),
+            mark: Some((0x1234, 0xffff_ffff)),
+            label: Some((5 << 64 | 1, u128::MAX)),
+            force: false,
+        },
+        |port| {
+            match port {
+            1 => "ct(commit,zone=3,nat(dst=198.51.100.9:8080),exec(set_field:0x1234->ct_mark,set_field:0x50000000000000001->ct_label),table=1)".to_string(),
+            _ => "ct(commit,zone=3,nat,exec(set_field:0x1234->ct_mark,set_field:0x50000000000000001->ct_label),table=1)".to_string(),
+        }
+        },
+    );
 }

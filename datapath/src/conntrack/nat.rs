@@ -210,8 +210,11 @@ pub fn unique_tuple(
     let (cs, mins, maxs) = sport_range(a, n, fwd, off);
     let (cd, mind, maxd) = dport_range(a, n, fwd, off);
     let mut rev = fwd.reverse();
+    let icmp = fwd.proto == PROTO_ICMP;
     if pat {
-        rev.sport = cd;
+        // ICMP has one identifier, translated like a source port; a
+        // destination port range does not apply to it.
+        rev.sport = if icmp { cs } else { cd };
         rev.dport = cs;
     }
     if a & SRC != 0 {
@@ -222,10 +225,13 @@ pub fn unique_tuple(
     if !pat {
         return (!taken(&rev)).then_some(rev);
     }
-    if a & DST_PORT != 0 && unique_l4(&mut rev, |k, p| k.sport = p, cd, mind, maxd, rng, taken) {
+    if a & DST_PORT != 0
+        && !icmp
+        && unique_l4(&mut rev, |k, p| k.sport = p, cd, mind, maxd, rng, taken)
+    {
         return Some(rev);
     }
-    let set: fn(&mut ConnKey, u16) = if fwd.proto == PROTO_ICMP {
+    let set: fn(&mut ConnKey, u16) = if icmp {
         |k, p| {
             k.sport = p;
             k.dport = p;
