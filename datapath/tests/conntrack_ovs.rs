@@ -18,7 +18,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use etherparse::{icmpv4, icmpv6, Icmpv4Type, Icmpv6Type, PacketBuilder};
-use xennet_datapath::conntrack::{cs, Conntrack, CtArgs, NatArgs, NatKind};
+use xennet_datapath::conntrack::{appctl, cs, Conntrack, CtArgs, NatArgs, NatKind};
 use xennet_datapath::{csum, Packet};
 use xennet_ovsdb::test_utils::{run, OvsdbServer};
 
@@ -325,6 +325,17 @@ fn compare(
     ct_args: impl Fn(u16) -> CtArgs,
     ovs_ct: impl Fn(u16) -> String,
 ) {
+    compare_with(name, steps, ct_args, ovs_ct, &[]);
+}
+
+/// [`compare`], after running the `dpctl/*` commands `setup` on both.
+fn compare_with(
+    name: &str,
+    steps: Vec<Step>,
+    ct_args: impl Fn(u16) -> CtArgs,
+    ovs_ct: impl Fn(u16) -> String,
+    setup: &[&[&str]],
+) {
     assert!(steps.len() <= 64);
     let ovs = Vswitchd::start(name);
     let mut flows = Vec::new();
@@ -359,6 +370,12 @@ fn compare(
     ovs.add_flows(&flows);
 
     let ct = Conntrack::new();
+    for cmd in setup {
+        let args: Vec<String> = cmd[1..].iter().map(|a| a.to_string()).collect();
+        let theirs = ovs.appctl(cmd);
+        let ours = appctl::run(&ct, cmd[0], &args).unwrap();
+        assert_eq!(theirs.trim_end(), ours.trim_end(), "{name}: {cmd:?}");
+    }
     let now = Instant::now();
     let mut ours = Vec::new();
     let mut out: BTreeMap<u16, Vec<Vec<u8>>> = BTreeMap::new();
@@ -980,5 +997,71 @@ fn dnat_with_port_mark_and_label_match_ovs() {
             _ => "ct(commit,zone=3,nat,exec(set_field:0x1234->ct_mark,set_field:0x50000000000000001->ct_label),table=1)".to_string(),
         }
         },
+    );
+}
+
+/// A SYN flood into a zone with a limit: the first `limit` SYNs commit,
+/// the rest stay `+new` without a connection, and other zones are not
+/// affected, as in OVS (`dpctl/ct-set-limits`).
+#[test]
+fn zone_limit_matches_ovs() {
+    let mut steps = Vec::new();
+    for i in 0..8u16 {
+        steps.push(tcp(
+            1,
+            C,
+            S,
+            2000 + i,
+            80,
+            1,
+            T {
+                syn: true,
+                ..T::default()
+            },
+            &[],
+        ));
+    }
+    // Replies to the first and the last: only the first has a connection.
+    steps.push(tcp(
+        2,
+        S,
+        C,
+        80,
+        2000,
+        9,
+        T {
+            syn: true,
+            ack: Some(2),
+            ..T::default()
+        },
+        &[],
+    ));
+    steps.push(tcp(
+        2,
+        S,
+        C,
+        80,
+        2007,
+        9,
+        T {
+            syn: true,
+            ack: Some(2),
+            ..T::default()
+        },
+        &[],
+    ));
+    compare_with(
+        "ct-limit",
+        steps,
+        |_| CtArgs {
+            zone: 4,
+            commit: true,
+            ..CtArgs::default()
+        },
+        |_| "ct(commit,zone=4,table=1)".to_string(),
+        &[
+            &["dpctl/ct-set-limits", "zone=4,limit=3"],
+            &["dpctl/ct-get-limits", "zone=4"],
+        ],
     );
 }
