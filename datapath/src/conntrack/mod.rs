@@ -259,6 +259,8 @@ struct Inner {
     ipf: ipf::Ipf,
     /// TCP sequence checks on (OVS `dpctl/ct-enable-tcp-seq-chk`).
     tcp_seq_chk: bool,
+    /// When the next refusal may be logged (ms): at most one a second.
+    next_warn: u64,
     stats: CtStats,
 }
 
@@ -286,6 +288,7 @@ impl Default for Inner {
             next_sweep: 0,
             ipf: ipf::Ipf::default(),
             tcp_seq_chk: true,
+            next_warn: 0,
             stats: CtStats::default(),
         }
     }
@@ -312,6 +315,24 @@ impl Inner {
             .unwrap_or(u64::MAX);
         self.last_now = self.last_now.max(ms);
         ms
+    }
+
+    /// Log a refused commit, at most once a second (the counters say
+    /// how many there were).
+    fn warn_refused(&mut self, now: u64, why: &str, zone: u16) {
+        if now >= self.next_warn {
+            self.next_warn = now + 1000;
+            let s = self.stats;
+            tracing::warn!(
+                zone,
+                why,
+                full = s.full,
+                zone_full = s.zone_full,
+                nat_exhausted = s.nat_exhausted,
+                collisions = s.collisions,
+                "conntrack: commit refused (counted; logged at most once a second)"
+            );
+        }
     }
 
     /// Set a connection's expiry; a shorter one than its heap entry's
@@ -500,6 +521,7 @@ impl Inner {
             self.sweep(now, SWEEP_BUDGET);
             if zone_full(self) {
                 self.stats.zone_full += 1;
+                self.warn_refused(now, "zone limit reached", zone);
                 return None;
             }
         }
@@ -507,6 +529,7 @@ impl Inner {
             self.sweep(now, SWEEP_BUDGET);
             if self.n >= self.maxconns as usize {
                 self.stats.full += 1;
+                self.warn_refused(now, "table full (maxconns)", zone);
                 return None;
             }
         }
@@ -534,6 +557,7 @@ impl Inner {
                     Some(r) => r,
                     None => {
                         self.stats.nat_exhausted += 1;
+                        self.warn_refused(now, "no free NAT tuple", zone);
                         return None;
                     }
                 }
@@ -549,6 +573,7 @@ impl Inner {
                     self.stats.expired += 1;
                 } else {
                     self.stats.collisions += 1;
+                    self.warn_refused(now, "reply tuple in use by another connection", zone);
                     return None;
                 }
             }
