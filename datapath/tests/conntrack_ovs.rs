@@ -1065,3 +1065,29 @@ fn zone_limit_matches_ovs() {
         ],
     );
 }
+
+/// The reassembly settings and their status report, and the other
+/// settings commands, as OVS prints them.
+#[test]
+fn ipf_and_settings_commands_match_ovs() {
+    compare_with(
+        "ct-ipf",
+        Vec::new(),
+        |_| CtArgs::default(),
+        |_| "ct(table=1)".to_string(),
+        &[
+            &["dpctl/ipf-get-status"],
+            &["dpctl/ipf-set-min-frag", "v4", "1000"],
+            &["dpctl/ipf-set-min-frag", "v6", "1300"],
+            &["dpctl/ipf-set-max-nfrags", "100"],
+            &["dpctl/ipf-set-disabled", "v6"],
+            &["dpctl/ipf-get-status"],
+            &["dpctl/ipf-set-enabled", "v6"],
+            &["dpctl/ct-get-tcp-seq-chk"],
+            &["dpctl/ct-disable-tcp-seq-chk"],
+            &["dpctl/ct-get-tcp-seq-chk"],
+            &["dpctl/ct-get-maxconns"],
+            &["dpctl/ct-get-nconns"],
+        ],
+    );
+}

@@ -40,7 +40,59 @@ pub const COMMANDS: &[(&str, &str, usize, usize)] = &[
         3,
     ),
     ("dpctl/ct-get-limits", "[dp] [zone=N1[,N2]...]", 0, 2),
+    ("dpctl/ipf-set-enabled", "[dp] v4|v6", 1, 2),
+    ("dpctl/ipf-set-disabled", "[dp] v4|v6", 1, 2),
+    ("dpctl/ipf-set-min-frag", "[dp] v4|v6 minfragment", 2, 3),
+    ("dpctl/ipf-set-max-nfrags", "[dp] maxfrags", 1, 2),
+    ("dpctl/ipf-get-status", "[dp]", 0, 1),
 ];
+
+/// OVS `IPF_V4_FRAG_SIZE_LBOUND`, `IPF_V6_FRAG_SIZE_LBOUND`.
+const MIN_FRAG_LBOUND: u32 = 400;
+/// OVS `IPF_NFRAG_UBOUND`.
+const NFRAG_UBOUND: u32 = 5000;
+
+/// `v4` or `v6`: whether IPv6.
+fn family(a: &str) -> Option<bool> {
+    match a {
+        "v4" => Some(false),
+        "v6" => Some(true),
+        _ => None,
+    }
+}
+
+/// OVS `dpctl_ct_ipf_get_status`'s text.
+fn ipf_status(ct: &Conntrack) -> String {
+    let c = ct.ipf_config();
+    let s = ct.ipf_stats();
+    let mut o = String::new();
+    o.push_str("        Fragmentation Module Status\n");
+    o.push_str("        ---------------------------\n");
+    o.push_str(&format!("        v4 enabled: {}\n", u8::from(c.v4_enabled)));
+    o.push_str(&format!("        v6 enabled: {}\n", u8::from(c.v6_enabled)));
+    o.push_str(&format!("        max num frags (v4/v6): {}\n", c.max_frags));
+    o.push_str(&format!("        num frag: {}\n", s.held));
+    for (name, min, f) in [
+        ("v4", c.min_v4_frag_size, s.v4),
+        ("v6", c.min_v6_frag_size, s.v6),
+    ] {
+        o.push_str(&format!("        min {name} frag size: {min}\n"));
+        o.push_str(&format!("        {name} frags accepted: {}\n", f.accepted));
+        o.push_str(&format!(
+            "        {name} frags completed: {}\n",
+            f.completed
+        ));
+        o.push_str(&format!("        {name} frags expired: {}\n", f.expired));
+        o.push_str(&format!(
+            "        {name} frags too small: {}\n",
+            f.too_small
+        ));
+        o.push_str(&format!("        {name} frags overlapped: {}\n", f.overlap));
+        // Lists purged because they could not be sent: never here.
+        o.push_str(&format!("        {name} frags purged: 0\n"));
+    }
+    o
+}
 
 /// The arguments without a leading datapath name.
 fn strip_dp(args: &[String]) -> &[String] {
@@ -184,6 +236,61 @@ pub fn run(ct: &Conntrack, name: &str, args: &[String]) -> Result<String, String
             };
             Ok(ct.format_limits(&zones) + "\n")
         }
+        "dpctl/ipf-set-enabled" | "dpctl/ipf-set-disabled" => {
+            let on = name == "dpctl/ipf-set-enabled";
+            let Some(v6) = args.last().and_then(|a| family(a)) else {
+                return Err("parameter missing: 'v4' for IPv4 or 'v6' for IPv6".into());
+            };
+            let mut c = ct.ipf_config();
+            if v6 {
+                c.v6_enabled = on;
+            } else {
+                c.v4_enabled = on;
+            }
+            ct.set_ipf_config(c);
+            Ok(format!(
+                "{} fragmentation reassembly successful",
+                if on { "enabling" } else { "disabling" }
+            ))
+        }
+        "dpctl/ipf-set-min-frag" => {
+            let [f, n] = args else {
+                return Err("parameter missing: v4 for IPv4 or v6 for IPv6".into());
+            };
+            let Some(v6) = family(f) else {
+                return Err("parameter missing: v4 for IPv4 or v6 for IPv6".into());
+            };
+            let n: u32 = n
+                .parse()
+                .map_err(|_| "parameter missing for minimum fragment size".to_string())?;
+            if n < MIN_FRAG_LBOUND {
+                return Err("requested minimum fragment size too small; see documentation".into());
+            }
+            let mut c = ct.ipf_config();
+            if v6 {
+                c.min_v6_frag_size = n as usize;
+            } else {
+                c.min_v4_frag_size = n as usize;
+            }
+            ct.set_ipf_config(c);
+            Ok("setting minimum fragment size successful".into())
+        }
+        "dpctl/ipf-set-max-nfrags" => {
+            let [n] = args else {
+                return Err("parameter missing for maximum fragments".into());
+            };
+            let n: u32 = n
+                .parse()
+                .map_err(|_| "parameter missing for maximum fragments".to_string())?;
+            if n > NFRAG_UBOUND {
+                return Err("setting maximum fragments failed".into());
+            }
+            let mut c = ct.ipf_config();
+            c.max_frags = n as usize;
+            ct.set_ipf_config(c);
+            Ok("setting maximum fragments successful".into())
+        }
+        "dpctl/ipf-get-status" if args.is_empty() => Ok(ipf_status(ct)),
         _ => Err(format!("{name}: unsupported arguments")),
     }
 }

@@ -39,6 +39,11 @@ pub struct IpfConfig {
     pub min_v6_frag_size: usize,
     /// How long a datagram may take to complete, ms.
     pub timeout_ms: u64,
+    /// Reassemble IPv4 fragments (OVS `dpctl/ipf-set-enabled v4`); when
+    /// off, IPv4 fragments are `+inv`.
+    pub v4_enabled: bool,
+    /// Reassemble IPv6 fragments.
+    pub v6_enabled: bool,
 }
 
 impl Default for IpfConfig {
@@ -48,13 +53,34 @@ impl Default for IpfConfig {
             min_v4_frag_size: 1200,
             min_v6_frag_size: 1280,
             timeout_ms: 15_000,
+            v4_enabled: true,
+            v6_enabled: true,
         }
     }
+}
+
+/// Reassembly counters of one address family (OVS `ipf-get-status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IpfFamilyStats {
+    /// Fragments accepted into a list.
+    pub accepted: u64,
+    /// Fragments of completed datagrams.
+    pub completed: u64,
+    /// Fragments dropped with their datagram at its timeout.
+    pub expired: u64,
+    /// Non-last fragments below the minimum size.
+    pub too_small: u64,
+    /// Fragments overlapping another.
+    pub overlap: u64,
 }
 
 /// Reassembly counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IpfStats {
+    /// IPv4.
+    pub v4: IpfFamilyStats,
+    /// IPv6.
+    pub v6: IpfFamilyStats,
     /// Fragments accepted into a list.
     pub accepted: u64,
     /// Datagrams completed.
@@ -114,6 +140,8 @@ pub struct Ipf {
     order: VecDeque<(u64, FragKey)>,
     held: usize,
     stats: IpfStats,
+    /// Per family, `[v4, v6]`.
+    fam: [IpfFamilyStats; 2],
 }
 
 /// A parsed fragment.
@@ -237,13 +265,25 @@ impl Ipf {
     pub fn stats(&self) -> IpfStats {
         IpfStats {
             held: self.held as u64,
+            v4: self.fam[0],
+            v6: self.fam[1],
             ..self.stats
         }
     }
 
-    fn drop_list(&mut self, k: &FragKey) {
-        if let Some(l) = self.lists.remove(k) {
-            self.held -= l.frags.len();
+    /// The bounds in force.
+    pub fn config(&self) -> IpfConfig {
+        self.cfg
+    }
+
+    /// Drop a datagram; returns how many fragments it held.
+    fn drop_list(&mut self, k: &FragKey) -> usize {
+        match self.lists.remove(k) {
+            Some(l) => {
+                self.held -= l.frags.len();
+                l.frags.len()
+            }
+            None => 0,
         }
     }
 
@@ -255,7 +295,8 @@ impl Ipf {
             }
             self.order.pop_front();
             if self.lists.get(&k).is_some_and(|l| l.expires <= now) {
-                self.drop_list(&k);
+                let n = self.drop_list(&k);
+                self.fam[usize::from(k.v6)].expired += n as u64;
                 self.stats.expired += 1;
             }
         }
@@ -272,13 +313,21 @@ impl Ipf {
         let Some(f) = parse(d, zone) else {
             return self.invalid();
         };
-        let len = f.end.saturating_sub(f.data);
-        let min = if f.key.v6 {
-            self.cfg.min_v6_frag_size
+        let fi = usize::from(f.key.v6);
+        let (min, enabled) = if f.key.v6 {
+            (self.cfg.min_v6_frag_size, self.cfg.v6_enabled)
         } else {
-            self.cfg.min_v4_frag_size
+            (self.cfg.min_v4_frag_size, self.cfg.v4_enabled)
         };
-        if (f.more && (f.l3_len < min || len % 8 != 0)) || len == 0 || f.start + len > 65535 {
+        if !enabled {
+            return self.invalid();
+        }
+        let len = f.end.saturating_sub(f.data);
+        if f.more && f.l3_len < min {
+            self.fam[fi].too_small += 1;
+            return self.invalid();
+        }
+        if (f.more && len % 8 != 0) || len == 0 || f.start + len > 65535 {
             return self.invalid();
         }
         if self.held >= self.cfg.max_frags {
@@ -317,6 +366,7 @@ impl Ipf {
         if overlap || bad_end {
             if overlap {
                 self.stats.overlap += 1;
+                self.fam[fi].overlap += 1;
             }
             self.drop_list(&f.key);
             return self.invalid();
@@ -330,6 +380,7 @@ impl Ipf {
         }
         self.held += 1;
         self.stats.accepted += 1;
+        self.fam[fi].accepted += 1;
         let (Some(total), Some(_)) = (l.total, l.head.as_ref()) else {
             return Outcome::Held;
         };
@@ -341,6 +392,7 @@ impl Ipf {
             return self.invalid();
         };
         self.held -= l.frags.len();
+        self.fam[fi].completed += l.frags.len() as u64;
         let Some((head, _)) = l.head else {
             return self.invalid();
         };

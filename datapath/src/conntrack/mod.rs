@@ -976,6 +976,11 @@ impl Conntrack {
         self.lock().ipf.stats()
     }
 
+    /// The reassembly bounds in force.
+    pub fn ipf_config(&self) -> ipf::IpfConfig {
+        self.lock().ipf.config()
+    }
+
     /// Remove every connection, or those of one zone
     /// (`dpctl/flush-conntrack [zone=N]`, `NXT_CT_FLUSH_ZONE`). Returns
     /// how many went.
