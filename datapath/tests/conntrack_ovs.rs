@@ -883,19 +883,10 @@ fn describe(f: &[u8]) -> String {
 fn dnat_with_port_mark_and_label_match_ovs() {
     const VIP: [u8; 4] = [203, 0, 113, 10];
     const BACKEND: [u8; 4] = [198, 51, 100, 9];
-    let q = tcp(
-        1,
-        C,
-        BACKEND,
-        1234,
-        8080,
-        77,
-        T {
-            syn: true,
-            ..T::default()
-        },
-        &[],
-    );
+    // No ICMP error here: ovs-vswitchd 3.1.0 at times exits, or drops
+    // the packet, on an error related to this DNATed connection (it
+    // matched byte for byte when it did not); the SNAT test and the unit
+    // tests cover translated errors.
     let steps = vec![
         udp(1, C, VIP, 5000, 80),
         udp(2, BACKEND, C, 8080, 5000),
@@ -955,8 +946,6 @@ fn dnat_with_port_mark_and_label_match_ovs() {
             },
             b"world",
         ),
-        // The backend's error about the translated SYN, back through.
-        unreach(2, BACKEND, C, &q),
         // Echo to the VIP: translated too.
         echo(1, C, VIP, 3, false),
         echo(2, BACKEND, C, 3, true),
