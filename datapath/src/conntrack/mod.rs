@@ -20,7 +20,7 @@
 //!   its reply key (translated when NATed), so a packet in either
 //!   direction is one lookup (OVS `conn_key_lookup` over
 //!   `key_node[CT_DIR_FWD/REV]`). The hasher has a random seed.
-//! - **Protocols.** TCP keeps per-peer sequence windows ([`tcp`], OVS
+//! - **Protocols.** TCP keeps per-peer sequence windows (`tcp.rs`, OVS
 //!   conntrack-tcp.c); UDP and other protocols the FIRST / MULTIPLE /
 //!   BIDIR states of conntrack-other.c (`+new` until a reply); ICMP echo-like messages the
 //!   FIRST / REPLY states of conntrack-icmp.c with the identifier as the
