@@ -22,9 +22,9 @@
 //!   `key_node[CT_DIR_FWD/REV]`). The hasher has a random seed.
 //! - **Protocols.** TCP keeps per-peer sequence windows (`tcp.rs`, OVS
 //!   conntrack-tcp.c); UDP and other protocols the FIRST / MULTIPLE /
-//!   BIDIR states of conntrack-other.c (`+new` until a reply); ICMP echo-like messages the
+//!   BIDIR states of conntrack-other.c; ICMP echo-like messages the
 //!   FIRST / REPLY states of conntrack-icmp.c with the identifier as the
-//!   port. ICMP errors quoting a tracked connection are `+rel` (and `+rpl`
+//!   port; all three are `+new` until a reply, as OVS 3.x. ICMP errors quoting a tracked connection are `+rel` (and `+rpl`
 //!   when they travel in its reply direction); quoting nothing, `+inv`.
 //! - **Expiry.** Every connection carries its expiry time (ms since the
 //!   tracker started) and has exactly one entry in a min-heap of
@@ -48,6 +48,14 @@
 //! `helper` argument does not exist in [`CtArgs`]), SCTP state tracking
 //! (SCTP is tracked as an "other" protocol), `ct_orig_tuple`-based
 //! lookups of packets NATed in another zone (OVS `check_orig_tuple`).
+//!
+//! Differs from OVS on purpose: a fragmented datagram leaves as the
+//! reassembled datagram ([`Conntrack::track`] says when to drop a held
+//! fragment), where OVS sends the original fragments on.
+//!
+//! Tested against OVS itself: `datapath/tests/conntrack_ovs.rs` runs the
+//! same frames through ovs-vswitchd's userspace conntrack and compares
+//! every packet's `ct_state`, the frames out and `dump-conntrack`.
 
 pub mod appctl;
 pub mod ipf;
