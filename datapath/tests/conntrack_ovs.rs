@@ -341,8 +341,9 @@ fn compare_with(
     let mut flows = Vec::new();
     for port in [1u16, 2] {
         for ty in ["ip", "ipv6"] {
-            // An IPv4 NAT address cannot apply to IPv6.
-            if ty == "ipv6" && ovs_ct(port).contains("nat(") {
+            // A NAT address applies to its own family only.
+            let act = ovs_ct(port);
+            if act.contains("nat(") && (ty == "ipv6") != act.contains('[') {
                 continue;
             }
             flows.push(format!(
@@ -1136,5 +1137,121 @@ fn ipf_and_settings_commands_match_ovs() {
             &["dpctl/ct-get-maxconns"],
             &["dpctl/ct-get-nconns"],
         ],
+    );
+}
+
+fn echo6(port: u16, src: [u8; 16], dst: [u8; 16], id: u16, reply: bool) -> Step {
+    let mut v = Vec::new();
+    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, port as u8], [2, 0, 0, 0, 0, 3 - port as u8])
+        .ipv6(src, dst, 64);
+    if reply {
+        b.icmpv6(Icmpv6Type::EchoReply(etherparse::IcmpEchoHeader {
+            id,
+            seq: 1,
+        }))
+        .write(&mut v, b"ping")
+        .unwrap();
+    } else {
+        b.icmpv6_echo_request(id, 1).write(&mut v, b"ping").unwrap();
+    }
+    Step { port, frame: v }
+}
+
+fn tcp6(port: u16, src: [u8; 16], dst: [u8; 16], sp: u16, dp: u16, seq: u32, t: T) -> Step {
+    let mut b =
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, port as u8], [2, 0, 0, 0, 0, 3 - port as u8])
+            .ipv6(src, dst, 64)
+            .tcp(sp, dp, seq, 29200);
+    if t.syn {
+        b = b.syn();
+    }
+    if let Some(a) = t.ack {
+        b = b.ack(a);
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, &[]).unwrap();
+    Step { port, frame: v }
+}
+
+/// IPv6 source NAT: UDP, TCP, ICMPv6 echo and an ICMPv6 error quoting
+/// the translated datagram, through OVS and xennet.
+#[test]
+fn ipv6_snat_matches_ovs() {
+    const EXT6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+    let q = udp6(1, EXT6, S6, 4000, 53);
+    let steps = vec![
+        udp6(1, C6, S6, 4000, 53),
+        udp6(2, S6, EXT6, 53, 4000),
+        tcp6(
+            1,
+            C6,
+            S6,
+            1000,
+            80,
+            1,
+            T {
+                syn: true,
+                ..T::default()
+            },
+        ),
+        tcp6(
+            2,
+            S6,
+            EXT6,
+            80,
+            1000,
+            50,
+            T {
+                syn: true,
+                ack: Some(2),
+                ..T::default()
+            },
+        ),
+        tcp6(
+            1,
+            C6,
+            S6,
+            1000,
+            80,
+            2,
+            T {
+                ack: Some(51),
+                ..T::default()
+            },
+        ),
+        echo6(1, C6, S6, 9, false),
+        echo6(2, S6, EXT6, 9, true),
+        unreach6(2, S6, EXT6, &q),
+    ];
+    let nat = NatArgs {
+        kind: Some(NatKind::Src),
+        addr_min: Some(std::net::IpAddr::V6(EXT6.into())),
+        addr_max: None,
+        port_min: 0,
+        port_max: 0,
+        persistent: false,
+        random: false,
+    };
+    compare(
+        "ct-snat6",
+        steps,
+        move |port| CtArgs {
+            zone: 6,
+            commit: port == 1,
+            nat: Some(if port == 1 {
+                nat
+            } else {
+                NatArgs {
+                    kind: None,
+                    addr_min: None,
+                    ..nat
+                }
+            }),
+            ..CtArgs::default()
+        },
+        |port| match port {
+            1 => "ct(commit,zone=6,nat(src=[2001:db8::7]),table=1)".to_string(),
+            _ => "ct(zone=6,nat,table=1)".to_string(),
+        },
     );
 }
