@@ -213,6 +213,8 @@ pub const DEFAULT_MAXCONNS: u32 = 3_000_000;
 pub const SWEEP_BUDGET: usize = 256;
 /// How often [`Conntrack::execute`] runs the sweeper, in ms.
 pub const SWEEP_INTERVAL_MS: u64 = 1000;
+/// Slab slots a dump, flush or stats walk looks at per lock hold.
+pub const CHUNK: usize = 4096;
 
 /// Protocol state of a connection.
 #[derive(Debug, Clone, Copy)]
@@ -993,19 +995,34 @@ impl Conntrack {
     /// (`dpctl/flush-conntrack [zone=N]`, `NXT_CT_FLUSH_ZONE`). Returns
     /// how many went.
     pub fn flush(&self, zone: Option<u16>) -> usize {
-        let mut g = self.lock();
         let mut n = 0;
-        for i in 0..g.conns.len() {
-            let c = &g.conns[i];
-            if c.live && zone.map_or(true, |z| c.key[0].zone == z) {
-                g.remove(i as u32);
-                n += 1;
+        self.for_chunks(|g, range| {
+            for i in range {
+                let c = &g.conns[i];
+                if c.live && zone.map_or(true, |z| c.key[0].zone == z) {
+                    g.remove(i as u32);
+                    n += 1;
+                }
             }
-        }
-        if zone.is_none() {
-            g.heap.clear();
-        }
+        });
         n
+    }
+
+    /// Run `f` over the slab in chunks of [`CHUNK`] slots, taking the
+    /// lock once per chunk, so that a dump or flush of a big table does
+    /// not stall the forwarding threads (connections may come and go
+    /// between chunks, as in OVS's dump).
+    fn for_chunks(&self, mut f: impl FnMut(&mut Inner, std::ops::Range<usize>)) {
+        let mut i = 0;
+        loop {
+            let mut g = self.lock();
+            let end = (i + CHUNK).min(g.conns.len());
+            if i >= end {
+                break;
+            }
+            f(&mut g, i..end);
+            i = end;
+        }
     }
 
     /// The table in `ovs-appctl dpctl/dump-conntrack` format (OVS
@@ -1014,15 +1031,19 @@ impl Conntrack {
     /// by now (or by the latest time a caller gave, if later) are left
     /// out.
     pub fn dump(&self, zone: Option<u16>) -> Vec<String> {
-        let mut g = self.lock();
-        g.ms(Instant::now());
-        let now = g.last_now;
-        let mut v: Vec<String> = g
-            .conns
-            .iter()
-            .filter(|c| c.live && c.expires > now && zone.map_or(true, |z| c.key[0].zone == z))
-            .map(format_conn)
-            .collect();
+        self.lock().ms(Instant::now());
+        let mut v = Vec::new();
+        self.for_chunks(|g, range| {
+            let now = g.last_now;
+            v.extend(
+                g.conns[range]
+                    .iter()
+                    .filter(|c| {
+                        c.live && c.expires > now && zone.map_or(true, |z| c.key[0].zone == z)
+                    })
+                    .map(format_conn),
+            );
+        });
         v.sort();
         v
     }
@@ -1031,30 +1052,31 @@ impl Conntrack {
     /// and per-protocol counts (and, `verbose`, TCP connections per
     /// state), as OVS `dpctl_ct_stats_show`.
     pub fn stats_show(&self, zone: Option<u16>, verbose: bool) -> Vec<String> {
-        let mut g = self.lock();
-        g.ms(Instant::now());
-        let now = g.last_now;
+        self.lock().ms(Instant::now());
         let mut total = 0;
         let mut per = [0u32; 6]; // tcp udp icmp icmpv6 sctp other
         let mut tcp_states = [0u32; 11];
-        for c in g.conns.iter().filter(|c| c.live && c.expires > now) {
-            if zone.is_some_and(|z| c.key[0].zone != z) {
-                continue;
+        self.for_chunks(|g, range| {
+            let now = g.last_now;
+            for c in g.conns[range].iter().filter(|c| c.live && c.expires > now) {
+                if zone.is_some_and(|z| c.key[0].zone != z) {
+                    continue;
+                }
+                total += 1;
+                let i = match c.key[0].proto {
+                    PROTO_TCP => 0,
+                    PROTO_UDP => 1,
+                    PROTO_ICMP => 2,
+                    PROTO_ICMPV6 => 3,
+                    132 => 4,
+                    _ => 5,
+                };
+                per[i] += 1;
+                if let L4::Tcp(t) = c.l4 {
+                    tcp_states[t.display_state() as usize] += 1;
+                }
             }
-            total += 1;
-            let i = match c.key[0].proto {
-                PROTO_TCP => 0,
-                PROTO_UDP => 1,
-                PROTO_ICMP => 2,
-                PROTO_ICMPV6 => 3,
-                132 => 4,
-                _ => 5,
-            };
-            per[i] += 1;
-            if let L4::Tcp(t) = c.l4 {
-                tcp_states[t.display_state() as usize] += 1;
-            }
-        }
+        });
         let mut out = vec![
             "Connections Stats:".to_string(),
             format!("    Total: {total}"),
