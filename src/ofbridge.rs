@@ -171,6 +171,15 @@ impl Handler for OfBridge {
             }]),
             Msg::PortMod(pm) => b.port_mod(&pm).map(|()| Vec::new()),
             Msg::TableMod { .. } => Ok(Vec::new()),
+            // OVS `handle_nxt_ct_flush_zone`, which ovn-controller sends
+            // for every zone it assigns (and any error makes it drop the
+            // connection). xennet has no connection tracker yet, so no
+            // zone holds an entry and there is nothing to remove; the
+            // tracker must flush the zone here when it exists.
+            Msg::NxCtFlushZone(zone) => {
+                tracing::debug!("{}: ct flush of zone {zone}: no connection tracker, nothing to flush", b.name);
+                Ok(Vec::new())
+            }
             msg => b.ofproto_request(ctx, msg),
         }
     }

@@ -1336,6 +1336,13 @@ fn ofctl_issue15_nicira_actions() {
             "ct(commit,exec(set_field:0x5->ct_mark,set_field:0x1/0x1->ct_label),alg=ftp)",
         ),
         (
+            // OVN's ls_in_stateful commit: a move into ct_label in exec.
+            "priority=24,ip,actions=ct(commit,zone=NXM_NX_REG13[0..15],exec(set_field:0/0x1->ct_mark,move:NXM_NX_XXREG0[0..31]->NXM_NX_CT_LABEL[96..127])),resubmit(,50)",
+            "ct(commit,zone=NXM_NX_REG13[0..15],exec(load:0->NXM_NX_CT_MARK[0],move:NXM_NX_XXREG0[0..31]->NXM_NX_CT_LABEL[96..127])),resubmit(,50)",
+            "ct(commit,zone=NXM_NX_REG13[0..15],exec(load:0->NXM_NX_CT_MARK[0],move:NXM_NX_XXREG0[0..31]->NXM_NX_CT_LABEL[96..127])),resubmit(,50)",
+            "ct(commit,zone=NXM_NX_REG13[0..15],exec(set_field:0/0x1->ct_mark,move:NXM_NX_XXREG0[0..31]->NXM_NX_CT_LABEL[96..127])),resubmit(,50)",
+        ),
+        (
             "priority=30,actions=multipath(symmetric_l4,50,hrw,2,0,NXM_NX_REG0[0..1]),bundle(symmetric_l4,60,hrw,ofport,members:2,3)",
             "multipath(symmetric_l4,50,hrw,2,0,NXM_NX_REG0[0..1]),bundle(symmetric_l4,60,hrw,ofport,members:2,3)",
             "multipath(symmetric_l4,50,hrw,2,0,NXM_NX_REG0[0..1]),bundle(symmetric_l4,60,hrw,ofport,members:2,3)",

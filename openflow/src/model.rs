@@ -1517,6 +1517,9 @@ pub enum Msg {
     NxTlvTableRequest,
     /// Nicira `NXT_TLV_TABLE_REPLY`.
     NxTlvTableReply(crate::tlv::TlvTableReply),
+    /// Nicira `NXT_CT_FLUSH_ZONE`: forget the connection tracker's
+    /// entries in this zone (OVS `handle_nxt_ct_flush_zone`; no reply).
+    NxCtFlushZone(u16),
     /// `OFPT_BUNDLE_CONTROL` (1.4+; the ONF extension
     /// `ONFT_BUNDLE_CONTROL` in 1.3).
     BundleControl(BundleCtrl),

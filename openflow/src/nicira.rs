@@ -24,6 +24,8 @@ pub const NXT_PACKET_IN: u32 = 17;
 pub const NXT_SET_ASYNC_CONFIG: u32 = 19;
 /// `NXT_SET_CONTROLLER_ID`.
 pub const NXT_SET_CONTROLLER_ID: u32 = 20;
+/// `NXT_CT_FLUSH_ZONE` (`struct nx_zone_id`: 6 zero bytes, the zone).
+pub const NXT_CT_FLUSH_ZONE: u32 = 29;
 /// `NXST_FLOW`.
 pub const NXST_FLOW: u32 = 0;
 /// `NXST_AGGREGATE`.

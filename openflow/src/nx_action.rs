@@ -818,7 +818,9 @@ fn decode_ct(a: &[u8], nested: &NestedDecode<'_>) -> Result<Action, DecodeError>
             Action::Nat(body) => {
                 flags & NX_CT_F_COMMIT != 0 || (be16(body, 2) == 0 && be16(body, 4) == 0)
             }
-            Action::Load { dst, .. } => {
+            // OVS `ofpact_get_mf_dst`: set_field, load and move (as OVN
+            // writes `move:NXM_NX_XXREG0[0..31]->NXM_NX_CT_LABEL[96..127]`).
+            Action::Load { dst, .. } | Action::Move { dst, .. } => {
                 flags & NX_CT_F_COMMIT != 0
                     && matches!(
                         dst.field,

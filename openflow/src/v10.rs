@@ -2339,6 +2339,7 @@ fn decode_vendor(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeError> {
         crate::tlv::NXT_TLV_TABLE_MOD => Msg::NxTlvTableMod(crate::tlv::get_table_mod(r)?),
         crate::tlv::NXT_TLV_TABLE_REQUEST => Msg::NxTlvTableRequest,
         crate::tlv::NXT_TLV_TABLE_REPLY => Msg::NxTlvTableReply(crate::tlv::get_table_reply(r)?),
+        crate::nicira::NXT_CT_FLUSH_ZONE => Msg::NxCtFlushZone(crate::v13::get_nx_zone_id(r)?),
         NXT_ROLE_REQUEST | NXT_ROLE_REPLY => {
             // nx_role_request: NX_ROLE_OTHER/PRIMARY/SECONDARY (0, 1, 2) are
             // the 1.3 roles EQUAL/MASTER/SLAVE minus one. There is no
@@ -2637,6 +2638,12 @@ fn encode_inner(
         Msg::NxTlvTableReply(r) => {
             let s = begin_nx(out, crate::tlv::NXT_TLV_TABLE_REPLY, xid);
             crate::tlv::put_table_reply(out, r);
+            finish(out, s)
+        }
+        Msg::NxCtFlushZone(zone) => {
+            let s = begin_nx(out, crate::nicira::NXT_CT_FLUSH_ZONE, xid);
+            out.zeros(6);
+            out.u16(*zone);
             finish(out, s)
         }
         Msg::GroupMod(_) => Err(unsupported("group-mod")),

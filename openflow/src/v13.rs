@@ -1592,6 +1592,21 @@ pub fn decode(h: &Header, buf: &[u8]) -> Result<Msg, DecodeError> {
     })
 }
 
+/// `struct nx_zone_id` (OVS `nicira-ext.h`): 6 reserved bytes, which must
+/// be zero (OVS: `NXBRC_MUST_BE_ZERO`; xennet's codec has no Nicira
+/// vendor errors and answers `OFPBRC_EPERM`), then the zone.
+pub(crate) fn get_nx_zone_id(rd: &mut Rd<'_>) -> Result<u16, DecodeError> {
+    for _ in 0..6 {
+        if rd.u8()? != 0 {
+            return Err(err(
+                OfError::BAD_REQUEST_EPERM,
+                "nonzero reserved bytes in nx_zone_id (NXBRC_MUST_BE_ZERO)",
+            ));
+        }
+    }
+    rd.u16()
+}
+
 fn decode_experimenter(h: &Header, rd: &mut Rd<'_>) -> Result<Msg, DecodeError> {
     let experimenter = rd.u32()?;
     let exp_type = rd.u32()?;
@@ -1620,6 +1635,7 @@ fn decode_experimenter(h: &Header, rd: &mut Rd<'_>) -> Result<Msg, DecodeError> 
             rd.skip(6)?;
             Msg::NxSetControllerId(rd.u16()?)
         }
+        crate::nicira::NXT_CT_FLUSH_ZONE => Msg::NxCtFlushZone(get_nx_zone_id(rd)?),
         NXT_FLOW_MOD_TABLE_ID => {
             let set = rd.u8()?;
             rd.skip(7)?;
@@ -1830,6 +1846,10 @@ pub fn encode_version(msg: &Msg, v: u8, xid: u32, out: &mut Vec<u8>) -> Result<(
         Msg::NxTlvTableRequest => nx(out, crate::tlv::NXT_TLV_TABLE_REQUEST, &|_| {}),
         Msg::NxTlvTableReply(r) => nx(out, crate::tlv::NXT_TLV_TABLE_REPLY, &|out| {
             crate::tlv::put_table_reply(out, r);
+        }),
+        Msg::NxCtFlushZone(zone) => nx(out, crate::nicira::NXT_CT_FLUSH_ZONE, &|out| {
+            out.zeros(6);
+            out.u16(*zone);
         }),
         Msg::BundleControl(c) => bundle_msg(out, v, xid, false, &|out| {
             bundle::put_ctrl(out, c);

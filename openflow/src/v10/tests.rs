@@ -173,6 +173,7 @@ fn simple_messages_roundtrip() {
     assert_eq!(rt(Msg::NxFlowModTableId(true)).len(), 24);
     rt(Msg::NxFlowModTableId(false));
     assert_eq!(rt(Msg::NxSetControllerId(77)).len(), 24);
+    assert_eq!(rt(Msg::NxCtFlushZone(3)).len(), 24);
     for role in 1..=3 {
         let m = crate::model::RoleMsg {
             role,

@@ -477,6 +477,7 @@ pub(super) fn every_msg() -> Vec<Msg> {
         Msg::NxSetPacketInFormat(1),
         Msg::NxFlowModTableId(true),
         Msg::NxSetControllerId(42),
+        Msg::NxCtFlushZone(0xfffe),
     ];
     msgs.extend(
         reqs.drain(..)
@@ -1041,4 +1042,22 @@ proptest! {
 
 fn put_action13(out: &mut Vec<u8>, a: &Action) -> Result<(), EncodeError> {
     put_action(out, a, OFP13_VERSION)
+}
+
+/// `NXT_CT_FLUSH_ZONE` as ovn-controller sends it (OVS
+/// `add_ct_flush_zone`, `struct nx_zone_id`): 6 zero bytes, then the zone;
+/// nonzero reserved bytes are refused (OVS: `NXBRC_MUST_BE_ZERO`).
+#[test]
+fn nx_ct_flush_zone_wire() {
+    let mut b = vec![
+        0x06, 0x04, 0x00, 0x18, 0, 0, 0x02, 0x87, // OF1.5 experimenter, xid 0x287
+        0x00, 0x00, 0x23, 0x20, 0, 0, 0, 29, // NX_VENDOR_ID, NXT_CT_FLUSH_ZONE
+        0, 0, 0, 0, 0, 0, 0x00, 0x01, // zero[6], zone_id 1
+    ];
+    assert_eq!(dec(&b).unwrap(), Msg::NxCtFlushZone(1));
+    b[17] = 1;
+    assert_eq!(dec(&b).unwrap_err().err, OfError::BAD_REQUEST_EPERM);
+    b.pop();
+    b[3] = 0x17;
+    assert!(dec(&b).is_err(), "a short nx_zone_id is refused");
 }
