@@ -453,6 +453,118 @@ fn resubmit_loops_are_cut_without_overflow() {
     assert!(u.actions.is_empty());
 }
 
+fn resubmit_to(table: u8) -> Action {
+    Action::Resubmit {
+        in_port: OFPP_IN_PORT,
+        table,
+    }
+}
+
+/// As OVS `xlate_table_action`: a resubmit deepens only when it goes to
+/// the same or an earlier table. OVN chains a logical switch, a router
+/// and a switch through some 60 forward resubmits each, going back to
+/// table 8 at each logical patch port: far over 64 nested lookups.
+#[test]
+fn forward_resubmits_do_not_deepen() {
+    let of = bridge();
+    // Three "datapaths" (metadata 1..3): tables 8..=70 forward, then
+    // back to table 8 with the next datapath's metadata; the last outputs.
+    for t in 8..70u8 {
+        of.handle_flow_mod(&fm(t, 1, Match::CATCHALL, apply(vec![resubmit_to(t + 1)])))
+            .unwrap();
+    }
+    of.handle_flow_mod(&fm(
+        0,
+        1,
+        Match::CATCHALL,
+        apply(vec![
+            Action::SetField {
+                field: OxmField::Metadata,
+                value: 1,
+            },
+            resubmit_to(8),
+        ]),
+    ))
+    .unwrap();
+    for md in 1..3u128 {
+        of.handle_flow_mod(&fm(
+            70,
+            10,
+            m(&[exact(OxmField::Metadata, md)]),
+            apply(vec![
+                Action::SetField {
+                    field: OxmField::Metadata,
+                    value: md + 1,
+                },
+                resubmit_to(8),
+            ]),
+        ))
+        .unwrap();
+    }
+    of.handle_flow_mod(&fm(
+        70,
+        10,
+        m(&[exact(OxmField::Metadata, 3)]),
+        apply(vec![out(2)]),
+    ))
+    .unwrap();
+    let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
+    assert_eq!(
+        outputs(&u),
+        vec![2],
+        "189 nested forward resubmits, depth 3"
+    );
+
+    // 64 backward resubmits are still cut, as in OVS.
+    let of = bridge();
+    of.handle_flow_mod(&fm(
+        0,
+        1,
+        Match::CATCHALL,
+        apply(vec![out(3), resubmit_to(1)]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(1, 1, Match::CATCHALL, apply(vec![resubmit_to(0)])))
+        .unwrap();
+    let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
+    assert!(
+        u.actions.is_empty(),
+        "a loop is cut at depth 64: {:?}",
+        u.actions
+    );
+}
+
+/// The recursion is bounded (`MAX_NEST`) however the tables nest: 254
+/// tables resubmitting forward, the last back to table 0 (depth 1 per
+/// lap), and clones in between, run on a thread with Rust's default
+/// 2 MiB stack (as the daemon's handler threads) without overflowing it.
+#[test]
+fn nesting_is_bounded_on_a_small_stack() {
+    let of = bridge();
+    for t in 0..253u8 {
+        let next = if t % 2 == 0 {
+            Action::Clone(vec![resubmit_to(t + 1)])
+        } else {
+            resubmit_to(t + 1)
+        };
+        of.handle_flow_mod(&fm(t, 1, Match::CATCHALL, apply(vec![out(2), next])))
+            .unwrap();
+    }
+    of.handle_flow_mod(&fm(253, 1, Match::CATCHALL, apply(vec![resubmit_to(0)])))
+        .unwrap();
+    let u = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(
+        u.actions.is_empty(),
+        "cut short and dropped: {:?}",
+        u.actions
+    );
+}
+
 #[test]
 fn resubmit_with_in_port() {
     let of = bridge();
