@@ -625,7 +625,8 @@ fn set_arp(d: &mut [u8], off: usize, v: &[u8]) -> bool {
     let Some((ty, l3)) = ethernet::l3_offset(d) else {
         return false;
     };
-    if u16::from(ty) != 0x0806 {
+    // ARP or RARP (same layout; OVS `is_arp`).
+    if !matches!(u16::from(ty), 0x0806 | 0x8035) {
         return false;
     }
     write_bytes(d, l3 + off, v)

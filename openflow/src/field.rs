@@ -24,7 +24,7 @@ pub enum Prereq {
     Ipv4,
     /// `eth_type` 0x86dd.
     Ipv6,
-    /// `eth_type` 0x0806.
+    /// `eth_type` 0x0806 (ARP) or 0x8035 (RARP), OVS `is_arp`.
     Arp,
     /// IP and `ip_proto` 6.
     Tcp,
@@ -581,7 +581,8 @@ impl Match {
             Prereq::Ip => ip,
             Prereq::Ipv4 => self.eth_type_is(0x0800),
             Prereq::Ipv6 => self.eth_type_is(0x86dd),
-            Prereq::Arp => self.eth_type_is(0x0806),
+            // OVS `is_arp`: ARP or RARP (OVN matches `rarp,arp_op=3`).
+            Prereq::Arp => self.eth_type_is(0x0806) || self.eth_type_is(0x8035),
             Prereq::Tcp => ip && self.ip_proto_is(6),
             Prereq::Udp => ip && self.ip_proto_is(17),
             Prereq::Sctp => ip && self.ip_proto_is(132),
@@ -631,7 +632,9 @@ impl Match {
         if any(&[Field::NwTos, Field::NwTtl, Field::NwFrag]) && !ip {
             return Err(OfError::BAD_PREREQ);
         }
-        if any(&[Field::NwSrc, Field::NwDst, Field::NwProto]) && !(ip || self.eth_type_is(0x0806)) {
+        if any(&[Field::NwSrc, Field::NwDst, Field::NwProto])
+            && !(ip || self.satisfies(Prereq::Arp))
+        {
             return Err(OfError::BAD_PREREQ);
         }
         if any(&[Field::TpSrc, Field::TpDst])
@@ -723,6 +726,10 @@ mod tests {
             .unwrap();
         assert_eq!(a.check_prereqs(), Err(OfError::BAD_PREREQ));
         a.set_field(OxmField::EthType, 0x0806, 0xffff).unwrap();
+        a.check_prereqs().unwrap();
+        // RARP has ARP's fields (OVS `is_arp`).
+        a.set_field(OxmField::EthType, 0x8035, 0xffff).unwrap();
+        a.set_field(OxmField::ArpOp, 3, 0xff).unwrap();
         a.check_prereqs().unwrap();
     }
 }

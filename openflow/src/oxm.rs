@@ -686,7 +686,7 @@ pub fn encode_tlvs(m: &Match, flavor: Flavor, out: &mut Vec<u8>) {
                 put(out, *f);
             }
         }
-    } else if eth == (0x0806, 0xffff) {
+    } else if eth == (0x0806, 0xffff) || eth == (0x8035, 0xffff) {
         put(out, ArpOp);
         put(out, ArpSpa);
         put(out, ArpTpa);

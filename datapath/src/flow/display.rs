@@ -41,7 +41,7 @@ fn l3_of(k: &FlowKey) -> L3 {
     match k.dl_type() {
         0x0800 => L3::V4,
         0x86dd => L3::V6,
-        0x0806 => L3::Arp,
+        0x0806 | 0x8035 => L3::Arp,
         _ => L3::Other,
     }
 }

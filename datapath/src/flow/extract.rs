@@ -172,7 +172,9 @@ fn extract_eth(k: &mut Builder, frame: &[u8]) {
     match ty {
         EtherType::Ipv4 => extract_ipv4(k, l3),
         EtherType::Ipv6 => extract_ipv6(k, l3),
+        // OVS `flow_extract`: RARP (0x8035) has ARP's layout and fields.
         EtherType::Arp => extract_arp(k, l3),
+        _ if raw == 0x8035 => extract_arp(k, l3),
         _ if matches!(raw, 0x8847 | 0x8848) => extract_mpls(k, l3),
         _ => {}
     }
@@ -450,6 +452,12 @@ mod tests {
         assert_eq!(k.nw_proto(), 1);
         assert_eq!(k.nw_src_v4(), Ipv4Addr::new(10, 0, 0, 1));
         assert_eq!(k.nw_dst_v4(), Ipv4Addr::new(10, 0, 0, 2));
+        // RARP request (opcode 3), as OVN's routers send: ARP's fields.
+        f[12..14].copy_from_slice(&[0x80, 0x35]);
+        f[21] = 3;
+        let k = extract_frame(&f, 7);
+        assert_eq!((k.dl_type(), k.nw_proto()), (0x8035, 3));
+        assert_eq!(k.nw_src_v4(), Ipv4Addr::new(10, 0, 0, 1));
 
         // Later IPv4 fragment: no L4.
         let mut v = Vec::new();
