@@ -1152,6 +1152,8 @@ fn ofctl_issue15_match_fields_round_trip_and_match() {
         ("priority=16,tun_src=192.0.2.1,tun_dst=192.0.2.2,actions=drop", "tun_src=192.0.2.1,tun_dst=192.0.2.2 "),
         ("priority=17,ct_mark=0x1,ct_label=0x2,actions=drop", "ct_mark=0x1,ct_label=0x2 "),
         ("priority=18,metadata=0x5,reg0=0x1,actions=drop", "reg0=0x1"),
+        // RARP has ARP's fields (OVN: a router port's RARP flow).
+        ("priority=19,rarp,arp_op=3,actions=drop", "priority=19,rarp,arp_op=3 "),
     ];
     for ver in ["OpenFlow10", "OpenFlow13", "OpenFlow14", "OpenFlow15"] {
         let of = |args: &[&str]| h.ofctl(&[&["-O", ver][..], args].concat());
