@@ -25,7 +25,11 @@ use crate::model::{
     Bucket, EncodeError, GroupDesc, GroupMod, GroupModCommand, GroupType, OFPP_ANY,
 };
 use crate::port::props;
-use crate::v13::{decode_actions, put_actions};
+// Bucket actions are in the group-mod's version (OVS
+// `ofputil_pull_ofp15_buckets` uses the message's): a 1.5 bucket may
+// hold a masked set-field, as OVN's load balancer groups do
+// (`ct(commit,nat(..),exec(set_field:0x2/0x2->ct_mark))`).
+use crate::v13::{decode_actions_version, put_actions_version};
 use crate::wire::{end_record, Put, Rd};
 
 /// `OFPG_ANY`.
@@ -73,7 +77,7 @@ fn get_buckets(buf: &[u8], gt: GroupType, version: u8) -> Result<Vec<Bucket>, De
             b.skip(2)?;
             let actions_len = usize::from(b.u16()?);
             b.skip(4)?;
-            let actions = decode_actions(b.take(actions_len)?)?;
+            let actions = decode_actions_version(b.take(actions_len)?, version)?;
             let mut bucket = Bucket {
                 weight: u16::from(gt == GroupType::Select),
                 watch_port: OFPP_ANY,
@@ -110,7 +114,7 @@ fn get_buckets(buf: &[u8], gt: GroupType, version: u8) -> Result<Vec<Bucket>, De
             watch_group: b.u32()?,
             actions: {
                 b.skip(4)?;
-                decode_actions(b.rest())?
+                decode_actions_version(b.rest(), version)?
             },
         });
     }
@@ -130,7 +134,7 @@ fn put_buckets(
             out.u16(0);
             out.u32(u32::try_from(i).unwrap_or(u32::MAX));
             let acts = out.len();
-            put_actions(out, &b.actions)?;
+            put_actions_version(out, &b.actions, version)?;
             end_record(out, acts, start + 2)?;
             if gt == GroupType::Select || b.weight != 0 {
                 out.u16(0);
@@ -154,7 +158,7 @@ fn put_buckets(
             out.u32(b.watch_port);
             out.u32(b.watch_group);
             out.zeros(4);
-            put_actions(out, &b.actions)?;
+            put_actions_version(out, &b.actions, version)?;
         }
         end_record(out, start, start)?;
     }
