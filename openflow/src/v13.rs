@@ -417,10 +417,6 @@ fn put_action(out: &mut Vec<u8>, a: &Action, version: u8) -> Result<(), EncodeEr
     Ok(())
 }
 
-pub(crate) fn put_actions(out: &mut Vec<u8>, acts: &[Action]) -> Result<(), EncodeError> {
-    put_actions_version(out, acts, OFP13_VERSION)
-}
-
 /// Append `acts` as an OpenFlow `version` (1.3 to 1.5) action list.
 ///
 /// # Errors
