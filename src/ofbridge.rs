@@ -177,7 +177,10 @@ impl Handler for OfBridge {
             // zone holds an entry and there is nothing to remove; the
             // tracker must flush the zone here when it exists.
             Msg::NxCtFlushZone(zone) => {
-                tracing::debug!("{}: ct flush of zone {zone}: no connection tracker, nothing to flush", b.name);
+                tracing::debug!(
+                    "{}: ct flush of zone {zone}: no connection tracker, nothing to flush",
+                    b.name
+                );
                 Ok(Vec::new())
             }
             msg => b.ofproto_request(ctx, msg),
