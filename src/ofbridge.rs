@@ -173,12 +173,13 @@ impl Handler for OfBridge {
             Msg::TableMod { .. } => Ok(Vec::new()),
             // OVS `handle_nxt_ct_flush_zone`, which ovn-controller sends
             // for every zone it assigns (and any error makes it drop the
-            // connection). xennet has no connection tracker yet, so no
-            // zone holds an entry and there is nothing to remove; the
-            // tracker must flush the zone here when it exists.
+            // connection). No connection tracker is attached to bridges
+            // yet (`ct` drops the packet), so no zone holds an entry and
+            // there is nothing to remove; once one is, this must call its
+            // `Conntrack::flush(Some(zone))`.
             Msg::NxCtFlushZone(zone) => {
                 tracing::debug!(
-                    "{}: ct flush of zone {zone}: no connection tracker, nothing to flush",
+                    "{}: ct flush of zone {zone}: no connection tracker attached, nothing to flush",
                     b.name
                 );
                 Ok(Vec::new())
