@@ -350,13 +350,22 @@ impl fmt::Display for DpctlFmt<'_> {
             }
             s
         };
+        // C's `%#x`, as OVS `format_odp_key_attr` prints these: `0` for
+        // zero (`recirc_id(0)`), else `0x..`.
+        let chex = |v: u128| {
+            if v == 0 {
+                "0".to_owned()
+            } else {
+                format!("{v:#x}")
+            }
+        };
         let hexpart = |fl: Field| {
             let mm = m.get(fl);
             let v = k.get(fl) & mm;
             if mm == fl.all_ones() {
-                format!("{v:#x}")
+                chex(v)
             } else {
-                format!("{v:#x}/{mm:#x}")
+                format!("{}/{}", chex(v), chex(mm))
             }
         };
         for (fl, name) in [(Field::RecircId, "recirc_id"), (Field::DpHash, "dp_hash")] {
@@ -379,6 +388,10 @@ impl fmt::Display for DpctlFmt<'_> {
         if m.get(Field::TunId) | m.get(Field::TunSrc) | m.get(Field::TunDst) != 0 {
             parts.push(format!("tunnel({tun})"));
         }
+        // OVS's order: recirc_id, dp_hash, tunnel, in_port, skb_mark, ct_*.
+        if m.get(Field::InPort) != 0 || self.verbose {
+            parts.push(format!("in_port({})", k.in_port()));
+        }
         if m.get(Field::PktMark) != 0 {
             parts.push(format!("skb_mark({})", hexpart(Field::PktMark)));
         }
@@ -398,9 +411,6 @@ impl fmt::Display for DpctlFmt<'_> {
             if m.get(fl) != 0 {
                 parts.push(format!("{name}({})", hexpart(fl)));
             }
-        }
-        if m.get(Field::InPort) != 0 || self.verbose {
-            parts.push(format!("in_port({})", k.in_port()));
         }
         let eth = sub(
             &[(Field::DlSrc, "src"), (Field::DlDst, "dst")],
