@@ -81,10 +81,11 @@ static ALL: [&Counter; 7] = [
 
 /// Counters the pipeline keeps (`xennet_ofproto::xlate`), in name
 /// order: `controller(...)` / `dec_ttl(ids)` extras that could not be
-/// delivered, packets dropped at a `ct` action, `resubmit(,,ct)` skipped
-/// without a tracked connection, `sample` run as a no-op, `pop` on an
-/// empty stack.
-fn ofproto_counters() -> [(&'static str, u64); 5] {
+/// delivered, `ct(alg=..)` tracked without a helper, `ct` translations
+/// that failed (no recirculation id or `ct` arguments left), recirculated
+/// packets without frozen state, `resubmit(,,ct)` skipped without a
+/// tracked connection, `sample` run as a no-op, `pop` on an empty stack.
+fn ofproto_counters() -> [(&'static str, u64); 7] {
     use xennet_ofproto::xlate;
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
     [
@@ -92,7 +93,9 @@ fn ofproto_counters() -> [(&'static str, u64); 5] {
             "xlate_controller_extras",
             get(&xlate::CONTROLLER_EXTRAS_DROPPED),
         ),
-        ("xlate_ct_unsupported", get(&xlate::CT_UNSUPPORTED)),
+        ("xlate_ct_alg_ignored", get(&xlate::CT_ALG_IGNORED)),
+        ("xlate_ct_failed", get(&xlate::CT_FAILED)),
+        ("xlate_recirc_no_state", get(&xlate::RECIRC_NO_STATE)),
         (
             "xlate_resubmit_ct_untracked",
             get(&xlate::RESUBMIT_CT_UNTRACKED),

@@ -58,16 +58,22 @@
 //!   the next commit); `exit` stops translation, the action set included
 //!   (OVS keeps `ctx->exit` set through `xlate_action_set`); `multipath`
 //!   and `bundle` hash the fields OVS hashes (`flow_mask_hash_fields`);
-//!   `ct` drops the packet ([`XlateError::CtUnsupported`], counted in
-//!   [`CT_UNSUPPORTED`], logged once a second with the flow's table,
-//!   priority and cookie); `resubmit(,,ct)` without a tracked connection
-//!   skips the lookup as OVS does; `sample` is a counted no-op; `note`
-//!   does nothing.
+//!   `resubmit(,,ct)` without a tracked connection skips the lookup as
+//!   OVS does; `sample` is a counted no-op; `note` does nothing.
+//! - `ct(...)` becomes a datapath `ct` (zone, commit/force, NAT, the
+//!   nested `ct_mark`/`ct_label` writes); with `table=N` the state is
+//!   frozen under a recirculation id ([`crate::recirc`]) and the actions
+//!   end the fork with `recirc(id)`; the recirculated packet's upcall
+//!   resumes in table N ([`xlate_resume`]) with its conntrack state, the
+//!   registers, metadata, stack and action set. After `ct` the rest of
+//!   the action list sees the packet untracked (OVS clears the ct fields
+//!   of the flow). `ct_clear` clears a state this bridge's `ct` set.
 //!
 //! # Wildcards
 //!
-//! The megaflow mask is the union of: `in_port`, `dl_type` and (for IP)
-//! `nw_frag`, which OVS always examines (`xlate_wc_init`); the masks of the classifier
+//! The megaflow mask is the union of: `in_port`, `dl_type`, `recirc_id`
+//! and (for IP) `nw_frag`, which OVS always examines (`xlate_wc_init`);
+//! the masks of the classifier
 //! subtables probed in every table visited (see [`crate::classifier`]);
 //! fields the actions read (`in_port` for outputs, TTL for `dec_ttl`,
 //! hashed fields for select groups, EtherType/protocol to choose a
@@ -114,7 +120,10 @@ use xennet_openflow::model::{
 };
 
 use crate::normal::Normal;
+use crate::recirc::{FrozenState, RecircTable};
 use crate::tables::{Group, Rule, Tables, N_TABLES};
+use xennet_datapath::actions::CtAction;
+use xennet_datapath::conntrack::{CtArgs, NatArgs, NatKind};
 
 /// `OFP_DEFAULT_PRIORITY` (0x8000): a flow's priority when none is given;
 /// OVS's formatters leave it out.
@@ -148,8 +157,12 @@ pub enum XlateError {
     TooManyActions,
     /// `push` beyond [`MAX_STACK_BYTES`].
     StackTooDeep,
-    /// A `ct` action: no connection tracking yet, the packet is dropped.
-    CtUnsupported,
+    /// A `ct` action whose arguments could not be interned (the table of
+    /// `ct` arguments is full, [`xennet_datapath::actions::MAX_CT_ARGS`]).
+    CtArgsFull,
+    /// A recirculation with no recirculation table to freeze into, or
+    /// with the table full (OVS `XLATE_NO_RECIRCULATION_CONTEXT`).
+    NoRecircContext,
     /// A table lookup after `pop_mpls`, which needs the headers under
     /// the label parsed (OVS recirculates; xennet cannot yet).
     NeedsRecirculation,
@@ -163,13 +176,22 @@ pub const MAX_STACK_BYTES: usize = 65536;
 /// `sample` actions executed: a no-op, as in OVS when no IPFIX collector
 /// set is configured (xennet has no IPFIX or sFlow exporter).
 pub static SAMPLE_NOOP: AtomicU64 = AtomicU64::new(0);
-/// Translations that reached a `ct` action and dropped the packet (there
-/// is no connection tracker yet); each also logs a rate-limited line
-/// naming the flow.
-pub static CT_UNSUPPORTED: AtomicU64 = AtomicU64::new(0);
+/// Translations that could not freeze for a `ct(table=N)` (no
+/// recirculation table, or the bridge's [`crate::recirc::MAX_RECIRC_IDS`]
+/// states live) or intern a `ct`'s arguments: the packet is dropped and a
+/// rate-limited line names the flow.
+pub static CT_FAILED: AtomicU64 = AtomicU64::new(0);
+/// Translations of a `ct(alg=...)`: xennet's tracker has no helpers, so
+/// the connection is tracked without one (logged once a second).
+pub static CT_ALG_IGNORED: AtomicU64 = AtomicU64::new(0);
 /// `resubmit(..,ct)` skipped because the packet has no tracked
-/// connection (always, until conntrack exists), as OVS skips it.
+/// connection (the tracker has not filled the original tuple), as OVS
+/// skips it.
 pub static RESUBMIT_CT_UNTRACKED: AtomicU64 = AtomicU64::new(0);
+/// Recirculated packets whose recirculation id has no frozen state (freed
+/// while a megaflow still recirculated to it, or never made here):
+/// dropped, as OVS drops them.
+pub static RECIRC_NO_STATE: AtomicU64 = AtomicU64::new(0);
 /// `pop` actions on an empty stack (OVS logs "stack underflow" and goes
 /// on).
 pub static STACK_UNDERFLOW: AtomicU64 = AtomicU64::new(0);
@@ -193,6 +215,22 @@ pub struct XlateOut {
     /// missed (`None`: no lookup, e.g. the input port does not receive).
     /// The isolation checker names it as the flow that dropped a probe.
     pub last_hit: Option<Hit>,
+    /// The recirculations the actions end in (`ct(table=N)`), for traces
+    /// and probes that follow the packet through them.
+    pub recircs: Vec<RecircNode>,
+}
+
+/// A recirculation made by a translation ([`XlateOut::recircs`]): the
+/// packet that recirculates, as the datapath will see it before the
+/// tracker runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecircNode {
+    /// The recirculation id.
+    pub id: u32,
+    /// The zone of the `ct` before it.
+    pub zone: u16,
+    /// The packet's key at that point (without pipeline fields).
+    pub key: FlowKey,
 }
 
 /// The outcome of one table lookup ([`XlateOut::last_hit`]).
@@ -306,6 +344,9 @@ pub struct XlateIn<'a> {
     /// action of every translation from that port (Interface
     /// `ingress_policing_rate`), shown in the trace's datapath actions.
     pub ingress_meter: Option<u32>,
+    /// Where `ct(table=N)` freezes its state ([`crate::recirc`]); without
+    /// one, such a translation fails.
+    pub recirc: Option<&'a RecircTable>,
 }
 
 impl std::fmt::Debug for XlateIn<'_> {
@@ -357,6 +398,12 @@ struct Ctx<'a> {
     l3_unknown: bool,
     /// See [`XlateOut::last_hit`].
     last_hit: Option<Hit>,
+    recirc: Option<&'a RecircTable>,
+    /// The packet went through `ct` in this bridge and its conntrack
+    /// fields are valid (OVS `conntracked`): only then does `ct_clear`
+    /// emit a datapath action.
+    conntracked: bool,
+    recircs: Vec<RecircNode>,
 }
 
 impl<'a> Ctx<'a> {
@@ -396,6 +443,9 @@ impl<'a> Ctx<'a> {
             stack_bytes: 0,
             l3_unknown: false,
             last_hit: None,
+            recirc: input.recirc,
+            conntracked: false,
+            recircs: Vec::new(),
         }
     }
 }
@@ -405,12 +455,7 @@ impl<'a> Ctx<'a> {
 /// `input.trace`, the `ofproto/trace` text.
 pub fn xlate(input: XlateIn<'_>, key: &FlowKey) -> (XlateOut, Option<String>) {
     let mut ctx = Ctx::new(input, key, FlowMask::default());
-    // As OVS `xlate_wc_init`: in_port and dl_type are always examined,
-    // and for IP the fragment bits.
-    ctx.wc.set_exact(Field::InPort).set_exact(Field::DlType);
-    if matches!(key.dl_type(), 0x0800 | 0x86dd) {
-        ctx.wc.set_exact(Field::NwFrag);
-    }
+    ctx.wc_init();
     let in_config = (ctx.port_config)(key.in_port());
     if in_config & (port_config::PORT_DOWN | port_config::NO_RECV) != 0 {
         // OVS `xlate_actions` (`xport_rcv_allowed`): dropped on receipt.
@@ -422,6 +467,44 @@ pub fn xlate(input: XlateIn<'_>, key: &FlowKey) -> (XlateOut, Option<String>) {
         return ctx.out();
     }
     ctx.run_table(0, false);
+    ctx.finish();
+    ctx.out()
+}
+
+/// Resume the translation of a recirculated packet (`key` has its
+/// `recirc_id` and conntrack state) from its frozen `state` (OVS
+/// `xlate_actions` with `frozen_state`, "thaw"): the pipeline fields,
+/// stack and action set come back and the lookup starts in the frozen
+/// table. The megaflow matches the recirculation id, so the pipeline
+/// fields need not be matched.
+pub fn xlate_resume(
+    input: XlateIn<'_>,
+    key: &FlowKey,
+    state: &FrozenState,
+) -> (XlateOut, Option<String>) {
+    let mut ctx = Ctx::new(input, key, FlowMask::default());
+    ctx.wc_init();
+    ctx.flow.set_in_port(state.in_port);
+    for (k, v) in (0u8..).zip(state.xregs) {
+        ctx.flow.set(Field::Xreg(k), u128::from(v));
+    }
+    ctx.flow.set(Field::Metadata, u128::from(state.metadata));
+    ctx.stack = state.stack.clone();
+    ctx.stack_bytes = state.stack.len() * 17;
+    ctx.action_set = ActionSet {
+        actions: state.action_set.clone(),
+    };
+    ctx.conntracked = state.conntracked;
+    if !state.conntracked {
+        for f in Field::CT {
+            ctx.flow.set(f, 0);
+        }
+    }
+    ctx.note("thaw");
+    ctx.indent += 4;
+    ctx.note(format_args!("Resuming from table {}", state.table_id));
+    ctx.indent -= 4;
+    ctx.run_table(state.table_id, false);
     ctx.finish();
     ctx.out()
 }
@@ -878,6 +961,19 @@ fn is_table_miss(r: &Rule) -> bool {
 }
 
 impl Ctx<'_> {
+    /// As OVS `xlate_wc_init`: in_port and dl_type are always examined,
+    /// for IP the fragment bits, and the recirculation id (each pass has
+    /// its own megaflows).
+    fn wc_init(&mut self) {
+        self.wc
+            .set_exact(Field::InPort)
+            .set_exact(Field::DlType)
+            .set_exact(Field::RecircId);
+        if matches!(self.orig.dl_type(), 0x0800 | 0x86dd) {
+            self.wc.set_exact(Field::NwFrag);
+        }
+    }
+
     fn out(self) -> (XlateOut, Option<String>) {
         let megaflow = if self.trace.is_some() {
             self.flow_key_masked()
@@ -886,9 +982,11 @@ impl Ctx<'_> {
         };
         let mut actions = self.actions;
         let mut counters = self.counters;
+        let mut recircs = self.recircs;
         if self.error.is_some() {
             actions.clear();
             counters.clear();
+            recircs.clear();
         }
         if let Some(m) = self.ingress_meter {
             // The policer runs first, for every packet from the port (the
@@ -912,6 +1010,7 @@ impl Ctx<'_> {
                 error: self.error,
                 final_flow: self.flow,
                 last_hit: self.last_hit,
+                recircs,
             },
             trace,
         )
@@ -1222,18 +1321,8 @@ impl Ctx<'_> {
                     });
                 }
             }
-            Action::Ct(_) => {
-                // No connection tracker yet: drop, count, and log the flow.
-                CT_UNSUPPORTED.fetch_add(1, Ordering::Relaxed);
-                let (table, priority, cookie) = match &self.rule {
-                    Some(r) => (r.table_id, r.priority, r.cookie),
-                    None => (self.table_id, 0, 0),
-                };
-                ct_warn_rate_limited(table, priority, cookie);
-                self.note(">>>> ct: no connection tracking in xennet yet; dropping <<<<");
-                self.error = Some(XlateError::CtUnsupported);
-            }
-            // Only inside ct, which never runs its nested actions yet.
+            Action::Ct(ct) => self.conntrack(ct),
+            // Only inside ct, which reads it there.
             Action::Nat(_) => {}
             Action::Multipath(mp) => {
                 let h = self.hash_fields(mp.fields, mp.basis);
@@ -1266,10 +1355,13 @@ impl Ctx<'_> {
             }
             Action::Exit => self.exit = true,
             Action::CtClear => {
-                // No conntrack yet, so the state is always clear; clear
-                // it anyway, as OVS `compose_ct_clear_action` does.
-                for f in Field::CT {
-                    self.flow.set(f, 0);
+                // OVS 3.1 `do_xlate_actions`: only a packet tracked in this
+                // bridge has state to clear.
+                if self.conntracked {
+                    for f in Field::CT {
+                        self.flow.set(f, 0);
+                    }
+                    self.actions.push(DpAction::CtClear);
                 }
             }
             Action::DecTtlIds(ids) => self.dec_ttl(ids),
@@ -1320,6 +1412,144 @@ impl Ctx<'_> {
                 self.note("(no IPFIX collector: sample does nothing)");
             }
         }
+    }
+
+    /// `ct(...)` (OVS `compose_conntrack_action`): the zone (read from its
+    /// field now, un-wildcarding it), pending changes committed, the
+    /// nested `nat` and `ct_mark`/`ct_label` writes gathered into the
+    /// datapath `ct`; with `table=N` the pipeline forks: a clone
+    /// recirculates and resumes in table N with the tracker's verdict,
+    /// while the rest of this action list goes on with the packet
+    /// untracked (OVS `compose_recirculate_and_fork`).
+    fn conntrack(&mut self, ct: &xennet_openflow::model::Ct) {
+        use xennet_openflow::model::CtZone;
+        let zone = match ct.zone {
+            CtZone::Imm(z) => z,
+            CtZone::Field(sf) => self.read_subfield(&sf) as u16,
+        };
+        self.commit();
+        if ct.alg != 0 {
+            // No application-layer gateway helpers in the tracker: the
+            // connection is tracked without one (no related expectations).
+            CT_ALG_IGNORED.fetch_add(1, Ordering::Relaxed);
+            static LAST: AtomicU64 = AtomicU64::new(0);
+            if once_a_second(&LAST) {
+                tracing::warn!(
+                    alg = ct.alg,
+                    total = CT_ALG_IGNORED.load(Ordering::Relaxed),
+                    "ct alg helper not supported: tracked without it"
+                );
+            }
+            self.note(">>>> ct: no alg helper in xennet's tracker; tracked without it <<<<");
+        }
+        let mut args = CtArgs {
+            zone,
+            commit: ct.flags & 1 != 0,
+            force: ct.flags & 2 != 0,
+            ..CtArgs::default()
+        };
+        let merge32 = |cur: Option<(u32, u32)>, v: u32, m: u32| {
+            let (cv, cm) = cur.unwrap_or((0, 0));
+            Some(((cv & !m) | (v & m), cm | m))
+        };
+        let merge128 = |cur: Option<(u128, u128)>, v: u128, m: u128| {
+            let (cv, cm) = cur.unwrap_or((0, 0));
+            Some(((cv & !m) | (v & m), cm | m))
+        };
+        for a in &ct.actions {
+            match a {
+                Action::Nat(body) => args.nat = Some(nat_args(body)),
+                Action::SetField {
+                    field: OxmField::CtMark,
+                    value,
+                } => args.mark = merge32(args.mark, *value as u32, u32::MAX),
+                Action::SetField {
+                    field: OxmField::CtLabel,
+                    value,
+                } => args.label = merge128(args.label, *value, u128::MAX),
+                Action::Load { dst, value } => {
+                    let m = wire_ones(u32::from(dst.n_bits))
+                        .checked_shl(u32::from(dst.ofs))
+                        .unwrap_or(0);
+                    let v = value.checked_shl(u32::from(dst.ofs)).unwrap_or(0) & m;
+                    match dst.field {
+                        MfField::Oxm(OxmField::CtMark) => {
+                            args.mark = merge32(args.mark, v as u32, m as u32);
+                        }
+                        MfField::Oxm(OxmField::CtLabel) => {
+                            args.label = merge128(args.label, v, m);
+                        }
+                        _ => {}
+                    }
+                }
+                // The codec lets nothing else in.
+                _ => {}
+            }
+        }
+        let Some(action) = CtAction::new(&args) else {
+            self.ct_failed(XlateError::CtArgsFull, "the table of ct arguments is full");
+            return;
+        };
+        self.actions.push(DpAction::Ct(action));
+        if ct.recirc_table != 0xff {
+            self.conntracked = true;
+            self.recirculate(ct.recirc_table, zone);
+            if self.error.is_some() {
+                return;
+            }
+        }
+        // The ct_* fields are only valid in the recirculated pipeline.
+        for f in Field::CT {
+            self.flow.set(f, 0);
+        }
+        self.conntracked = false;
+    }
+
+    /// Freeze the pipeline to resume in `table` after recirculation and
+    /// emit `recirc(id)` (OVS `finish_freezing__`).
+    fn recirculate(&mut self, table: u8, zone: u16) {
+        let f = &self.flow;
+        let mut xregs = [0u64; 8];
+        for (k, x) in (0u8..).zip(xregs.iter_mut()) {
+            *x = f.get(Field::Xreg(k)) as u64;
+        }
+        let state = FrozenState {
+            table_id: table,
+            in_port: f.in_port(),
+            xregs,
+            metadata: f.get(Field::Metadata) as u64,
+            stack: self.stack.clone(),
+            action_set: self.action_set.actions.clone(),
+            conntracked: self.conntracked,
+        };
+        let Some(id) = self.recirc.and_then(|t| t.alloc(state, Instant::now())) else {
+            self.ct_failed(
+                XlateError::NoRecircContext,
+                "no recirculation id could be allocated",
+            );
+            return;
+        };
+        self.actions.push(DpAction::Recirc(id));
+        self.recircs.push(RecircNode {
+            id,
+            zone,
+            key: self.base,
+        });
+        self.note(format_args!(
+            "-> A clone of the packet is forked to recirculate. The forked pipeline will be resumed at table {table}."
+        ));
+    }
+
+    /// A `ct` that cannot be translated: drop, count, log the flow.
+    fn ct_failed(&mut self, e: XlateError, why: &str) {
+        CT_FAILED.fetch_add(1, Ordering::Relaxed);
+        let (table, priority, cookie) = match &self.rule {
+            Some(r) => (r.table_id, r.priority, r.cookie),
+            None => (self.table_id, 0, 0),
+        };
+        ct_warn_rate_limited(table, priority, cookie, why);
+        self.note(format_args!(">>>> ct: {why}; dropping <<<<"));
+        self.error = Some(e);
     }
 
     /// A hash of the fields `NX_HASH_FIELDS_*` names (OVS
@@ -2196,16 +2426,83 @@ fn once_a_second(last: &AtomicU64) -> bool {
 }
 
 /// The `ct` drop's log line, at most once a second, naming the flow.
-fn ct_warn_rate_limited(table: u8, priority: u16, cookie: u64) {
+fn ct_warn_rate_limited(table: u8, priority: u16, cookie: u64, why: &str) {
     static LAST: AtomicU64 = AtomicU64::new(0);
     if once_a_second(&LAST) {
         tracing::warn!(
             table,
             priority,
             cookie = format_args!("{cookie:#x}"),
-            total = CT_UNSUPPORTED.load(Ordering::Relaxed),
-            "packet reached a ct action: xennet has no connection tracking yet, dropped"
+            total = CT_FAILED.load(Ordering::Relaxed),
+            "ct action failed ({why}): packet dropped"
         );
+    }
+}
+
+/// The tracker's form of a `nat(...)` (the `nx_action_nat` bytes after
+/// the subtype, as the codec checked them, OVS `decode_NXAST_RAW_NAT`):
+/// flags `NX_NAT_F_SRC` 1, `_DST` 2, `_PERSISTENT` 4, `_PROTO_HASH` 8,
+/// `_PROTO_RANDOM` 16; ranges `NX_NAT_RANGE_IPV4_MIN` 1, `_IPV4_MAX` 2,
+/// `_IPV6_MIN` 4, `_IPV6_MAX` 8, `_PROTO_MIN` 0x10, `_PROTO_MAX` 0x20.
+/// A missing maximum is the minimum.
+pub fn nat_args(body: &[u8]) -> NatArgs {
+    let be16 = |at: usize| {
+        body.get(at..at + 2)
+            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let flags = be16(2);
+    let range = be16(4);
+    let mut opts = body.get(6..).unwrap_or_default();
+    let mut take = |n: usize| -> Option<Vec<u8>> {
+        let h = opts.get(..n)?.to_vec();
+        opts = opts.get(n..).unwrap_or_default();
+        Some(h)
+    };
+    let ip = |b: Vec<u8>| -> Option<std::net::IpAddr> {
+        match b.len() {
+            4 => Some(std::net::Ipv4Addr::from([b[0], b[1], b[2], b[3]]).into()),
+            16 => Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(b).ok()?).into()),
+            _ => None,
+        }
+    };
+    let (mut addr_min, mut addr_max) = (None, None);
+    let width = if range & 1 != 0 {
+        4
+    } else if range & 4 != 0 {
+        16
+    } else {
+        0
+    };
+    if width > 0 {
+        addr_min = take(width).and_then(ip);
+        addr_max = if range & 0xa != 0 {
+            take(width).and_then(ip)
+        } else {
+            addr_min
+        };
+    }
+    let (mut port_min, mut port_max) = (0, 0);
+    if range & 0x10 != 0 {
+        let port = |p: Option<Vec<u8>>| p.map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+        port_min = port(take(2));
+        port_max = if range & 0x20 != 0 {
+            port(take(2))
+        } else {
+            port_min
+        };
+    }
+    NatArgs {
+        kind: match flags & 3 {
+            1 => Some(NatKind::Src),
+            2 => Some(NatKind::Dst),
+            _ => None,
+        },
+        addr_min,
+        addr_max,
+        port_min,
+        port_max,
+        persistent: flags & 4 != 0,
+        random: flags & 16 != 0,
     }
 }
 

@@ -369,3 +369,160 @@ fn group_counters_are_credited() {
     assert_eq!(of.group_desc()[0].buckets.len(), 2);
     dp.shutdown();
 }
+
+/// `ct(zone=reg3[0..15],table=0)` (issue 17 item 1): the first pass
+/// tracks the packet and recirculates; the second resumes in table 0 with
+/// the register it froze and the tracker's state, so the `+trk+new` flow
+/// forwards it and the `-trk` flow does not match again. Each pass has
+/// its megaflow, keyed by the recirculation id, and a second packet takes
+/// both without an upcall.
+#[test]
+fn ct_table_recirculates_and_resumes_with_registers() {
+    use xennet_datapath::flow::Field;
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let (dp, peers) = setup(&of, 3);
+    let ip = exact(OxmField::EthType, 0x0800);
+    let trk = 0x20;
+    let new = 0x01;
+    let zone = Subfield {
+        field: MfField::Oxm(OxmField::Reg(3)),
+        ofs: 0,
+        n_bits: 16,
+    };
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        m(&[ip, (OxmField::CtState, 0, trk)]),
+        apply(vec![
+            Action::Load {
+                dst: zone,
+                value: 7,
+            },
+            Action::Ct(Box::new(Ct {
+                flags: 0,
+                zone: CtZone::Field(zone),
+                recirc_table: 0,
+                alg: 0,
+                actions: Vec::new(),
+            })),
+        ]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        m(&[
+            ip,
+            (OxmField::CtState, trk | new, trk | new),
+            exact(OxmField::CtZone, 7),
+            exact(OxmField::Reg(3), 7),
+        ]),
+        apply(vec![out(2)]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(0, 5, m(&[ip]), apply(vec![out(3)])))
+        .unwrap();
+    let f = udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
+    for n in 1..=2 {
+        peers[0].inject_frame(&f);
+        let got = wait_sent(&peers[1], 1);
+        assert_eq!(got.len(), 1, "packet {n}");
+        assert_eq!(got[0].data(), &f[..]);
+        assert!(peers[2].take_sent().is_empty(), "packet {n}");
+    }
+    let s = dp.stats();
+    assert_eq!(
+        (s.upcalls, s.n_flows, s.recirc, s.recirc_drops),
+        (2, 2, 2, 0)
+    );
+    let mut flows = dp.dump_flows();
+    flows.sort();
+    assert!(
+        flows[0].starts_with(
+            "recirc_id(0),in_port(1),ct_state(-trk),eth_type(0x0800),ipv4(frag=no), packets:2"
+        ),
+        "{flows:?}"
+    );
+    assert!(
+        flows[0].ends_with("actions:ct(zone=7),recirc(0x1)"),
+        "{flows:?}"
+    );
+    assert!(
+        flows[1].starts_with(
+            "recirc_id(0x1),in_port(1),ct_state(+new+trk),ct_zone(0x7),eth_type(0x0800),ipv4(frag=no), packets:2"
+        ),
+        "{flows:?}"
+    );
+    assert!(flows[1].ends_with("actions:2"), "{flows:?}");
+    assert_eq!(of.recirc_ids(), 1);
+
+    // The trace follows the recirculation with the state a new
+    // connection gets.
+    let key = key_of(&f, 1);
+    let t = of.trace(&key, None);
+    assert!(
+        t.contains("Datapath actions: ct(zone=7),recirc(0x1)\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("recirc(0x1) - resume conntrack with default ct_state=trk|new"),
+        "{t}"
+    );
+    assert!(t.contains("Resuming from table 0"), "{t}");
+    assert!(t.ends_with("Datapath actions: 2\n"), "{t}");
+    assert_eq!(key.get(Field::RecircId), 0);
+    dp.shutdown();
+}
+
+/// `ct(commit,...)` without `table`: the packet goes on, untracked for
+/// the rest of the pipeline, with the tracker's NAT and mark in the
+/// datapath action; `ct_clear` on a packet this bridge did not track
+/// emits nothing (OVS 3.1).
+#[test]
+fn ct_commit_with_nat_and_mark_then_output() {
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let (dp, peers) = setup(&of, 2);
+    let ip = exact(OxmField::EthType, 0x0800);
+    // nx_action_nat from its padding: pad, flags (src), range (IPv4 min
+    // and max, port min and max), 10.0.0.9-10.0.0.10:1000-2000.
+    let mut nat = vec![0, 0, 0, 1, 0, 0x33];
+    nat.extend_from_slice(&[10, 0, 0, 9, 10, 0, 0, 10]);
+    nat.extend_from_slice(&1000u16.to_be_bytes());
+    nat.extend_from_slice(&2000u16.to_be_bytes());
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        m(&[ip]),
+        apply(vec![
+            Action::CtClear,
+            Action::Ct(Box::new(Ct {
+                flags: 1,
+                zone: CtZone::Imm(3),
+                recirc_table: 0xff,
+                alg: 0,
+                actions: vec![
+                    Action::SetField {
+                        field: OxmField::CtMark,
+                        value: 5,
+                    },
+                    Action::Nat(nat),
+                ],
+            })),
+            out(2),
+        ]),
+    ))
+    .unwrap();
+    let f = udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
+    peers[0].inject_frame(&f);
+    assert_eq!(wait_sent(&peers[1], 1).len(), 1);
+    let flows = dp.dump_flows();
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    assert!(
+        flows[0].ends_with(
+            "actions:ct(commit,zone=3,mark=0x5/0xffffffff,nat(src=10.0.0.9-10.0.0.10:1000-2000)),2"
+        ),
+        "{flows:?}"
+    );
+    assert_eq!(dp.stats().recirc, 0);
+    dp.shutdown();
+}
