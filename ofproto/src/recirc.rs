@@ -56,6 +56,36 @@ pub struct FrozenState {
     /// Whether the packet went through `ct` in this bridge: its conntrack
     /// fields are honoured after the thaw (OVS `conntracked`).
     pub conntracked: bool,
+    /// What is left of the interrupted pipeline, run after the thaw
+    /// instead of a lookup in `table_id` when not empty (OVS
+    /// `frozen_actions`: a freeze in the middle of an action list, as
+    /// after `pop_mpls`).
+    pub ops: Vec<FrozenOp>,
+}
+
+/// One step of a frozen pipeline's rest (OVS keeps them as actions, with
+/// `OFPACT_UNROLL_XLATE` for the table and cookie, and turns
+/// `goto_table` / `write_metadata` into actions).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FrozenOp {
+    /// The table and cookie of the rule whose actions follow (what a
+    /// packet-in reports, and what `resubmit` without a table means).
+    Unroll {
+        /// Table id.
+        table_id: u8,
+        /// The rule's cookie.
+        cookie: u64,
+    },
+    /// An action.
+    Act(Action),
+    /// The `clear_actions` instruction.
+    ClearActions,
+    /// The `write_actions` instruction.
+    WriteActions(Vec<Action>),
+    /// The `write_metadata` instruction: value, mask.
+    WriteMetadata(u64, u64),
+    /// The `goto_table` instruction.
+    GotoTable(u8),
 }
 
 #[derive(Debug)]
@@ -171,6 +201,7 @@ mod tests {
             stack: Vec::new(),
             action_set: Vec::new(),
             conntracked: true,
+            ops: Vec::new(),
         }
     }
 

@@ -68,6 +68,13 @@
 //!   registers, metadata, stack and action set. After `ct` the rest of
 //!   the action list sees the packet untracked (OVS clears the ct fields
 //!   of the flow). `ct_clear` clears a state this bridge's `ct` set.
+//! - After `pop_mpls` the headers under the label were never parsed: the
+//!   next table lookup, group or clone *freezes* (OVS `was_mpls`): each
+//!   level of the translation adds what it had left to run (its actions,
+//!   then the rule's other instructions, `goto_table` included) to the
+//!   frozen state, the actions end in `recirc(id)`, and the thaw runs
+//!   that rest on the re-parsed packet. A freeze inside a group bucket or
+//!   a clone is refused ([`XlateError::NeedsRecirculation`], dropped).
 //!
 //! # Wildcards
 //!
@@ -100,7 +107,7 @@
 //!
 //! Not modelled: 802.1ad double tagging beyond one tag in the key (a
 //! push on a tagged packet pushes a second tag; the key then only knows
-//! the outer one), queues (`set_queue` is accepted and ignored), MPLS/PBB.
+//! the outer one), queues (`set_queue` is accepted and ignored), PBB.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -120,7 +127,7 @@ use xennet_openflow::model::{
 };
 
 use crate::normal::Normal;
-use crate::recirc::{FrozenState, RecircTable};
+use crate::recirc::{FrozenOp, FrozenState, RecircTable};
 use crate::tables::{Group, Rule, Tables, N_TABLES};
 use xennet_datapath::actions::CtAction;
 use xennet_datapath::conntrack::{CtArgs, NatArgs, NatKind};
@@ -163,8 +170,9 @@ pub enum XlateError {
     /// A recirculation with no recirculation table to freeze into, or
     /// with the table full (OVS `XLATE_NO_RECIRCULATION_CONTEXT`).
     NoRecircContext,
-    /// A table lookup after `pop_mpls`, which needs the headers under
-    /// the label parsed (OVS recirculates; xennet cannot yet).
+    /// A recirculation that cannot be frozen: after `pop_mpls` inside a
+    /// group bucket or `clone`, or in a translation without a
+    /// recirculation table.
     NeedsRecirculation,
 }
 
@@ -229,6 +237,8 @@ pub struct RecircNode {
     pub id: u32,
     /// The zone of the `ct` before it.
     pub zone: u16,
+    /// Whether a `ct` made it (else a freeze, as after `pop_mpls`).
+    pub ct: bool,
     /// The packet's key at that point (without pipeline fields).
     pub key: FlowKey,
 }
@@ -399,6 +409,13 @@ struct Ctx<'a> {
     /// See [`XlateOut::last_hit`].
     last_hit: Option<Hit>,
     recirc: Option<&'a RecircTable>,
+    /// A freeze is under way (OVS `freezing`): the translation unwinds,
+    /// each level adding what it had left to run to `frozen`.
+    freezing: bool,
+    frozen: Vec<FrozenOp>,
+    /// The cookie of the rule whose frozen actions run after a thaw (no
+    /// rule is matched then).
+    unroll_cookie: Option<u64>,
     /// The packet went through `ct` in this bridge and its conntrack
     /// fields are valid (OVS `conntracked`): only then does `ct_clear`
     /// emit a datapath action.
@@ -444,6 +461,9 @@ impl<'a> Ctx<'a> {
             l3_unknown: false,
             last_hit: None,
             recirc: input.recirc,
+            freezing: false,
+            frozen: Vec::new(),
+            unroll_cookie: None,
             conntracked: false,
             recircs: Vec::new(),
         }
@@ -468,6 +488,7 @@ pub fn xlate(input: XlateIn<'_>, key: &FlowKey) -> (XlateOut, Option<String>) {
     }
     ctx.run_table(0, false);
     ctx.finish();
+    ctx.finish_freezing();
     ctx.out()
 }
 
@@ -504,8 +525,14 @@ pub fn xlate_resume(
     ctx.indent += 4;
     ctx.note(format_args!("Resuming from table {}", state.table_id));
     ctx.indent -= 4;
-    ctx.run_table(state.table_id, false);
+    if state.ops.is_empty() {
+        ctx.run_table(state.table_id, false);
+    } else {
+        ctx.table_id = state.table_id;
+        ctx.run_frozen(&state.ops);
+    }
     ctx.finish();
+    ctx.finish_freezing();
     ctx.out()
 }
 
@@ -519,6 +546,7 @@ pub fn xlate_actions(
     let mut ctx = Ctx::new(input, key, FlowMask::EXACT);
     ctx.do_actions(actions);
     ctx.finish();
+    ctx.finish_freezing();
     ctx.out()
 }
 
@@ -1046,9 +1074,18 @@ impl Ctx<'_> {
             return false;
         }
         if self.l3_unknown {
-            self.error = Some(XlateError::NeedsRecirculation);
-            warn_rate_limited("a table lookup after pop_mpls needs recirculation");
-            self.note(">>>> A lookup after pop_mpls needs recirculation (not yet); dropping <<<<");
+            if self.recirc.is_none() {
+                self.error = Some(XlateError::NeedsRecirculation);
+                warn_rate_limited("a table lookup after pop_mpls needs recirculation");
+                self.note(">>>> A lookup after pop_mpls needs recirculation; dropping <<<<");
+                return false;
+            }
+            // OVS `ctx_trigger_freeze` (`was_mpls`): recirculate so that
+            // the datapath parses the headers under the popped label,
+            // and go on from this action after the thaw.
+            self.note("freezing: the lookup needs the headers under the popped label");
+            self.freezing = true;
+            self.exit = true;
             return false;
         }
         if self.depth >= MAX_DEPTH {
@@ -1158,6 +1195,22 @@ impl Ctx<'_> {
         if let Some(a) = &ins.apply {
             self.do_actions(a);
         }
+        if self.freezing && self.error.is_none() {
+            // The other instructions run after the thaw, in their order.
+            if ins.clear {
+                self.frozen.push(FrozenOp::ClearActions);
+            }
+            if let Some(w) = &ins.write {
+                self.frozen.push(FrozenOp::WriteActions(w.clone()));
+            }
+            if let Some((v, m)) = ins.write_metadata {
+                self.frozen.push(FrozenOp::WriteMetadata(v, m));
+            }
+            if let Some(t) = ins.goto_table.filter(|t| *t > table) {
+                self.frozen.push(FrozenOp::GotoTable(t));
+            }
+            return;
+        }
         if self.exit || self.error.is_some() {
             return;
         }
@@ -1184,6 +1237,10 @@ impl Ctx<'_> {
             if t > table {
                 self.note(format_args!("goto_table:{t}"));
                 self.run_table(t, false);
+                if self.freezing && self.error.is_none() && self.frozen.is_empty() {
+                    self.frozen.push(self.unroll());
+                    self.frozen.push(FrozenOp::GotoTable(t));
+                }
             }
         }
     }
@@ -1204,7 +1261,7 @@ impl Ctx<'_> {
     }
 
     fn do_actions(&mut self, actions: &[Action]) {
-        for a in actions {
+        for (i, a) in actions.iter().enumerate() {
             if self.exit || self.error.is_some() {
                 return;
             }
@@ -1218,6 +1275,144 @@ impl Ctx<'_> {
                 self.note(action_text(a));
             }
             self.do_action(a);
+            if self.freezing && self.error.is_none() {
+                // OVS `freeze_unroll_actions`: this action again if it
+                // is the one that froze, then the rest of this list.
+                if self.frozen.is_empty() {
+                    self.frozen.push(self.unroll());
+                    self.frozen.push(FrozenOp::Act(a.clone()));
+                }
+                self.freeze_actions(&actions[i + 1..]);
+                return;
+            }
+        }
+    }
+
+    /// The `Unroll` step for the current table and rule.
+    fn unroll(&self) -> FrozenOp {
+        FrozenOp::Unroll {
+            table_id: self.table_id,
+            cookie: match &self.rule {
+                Some(r) => r.cookie,
+                None => self.unroll_cookie.unwrap_or(u64::MAX),
+            },
+        }
+    }
+
+    /// Add `rest` (the actions after the one that froze, at this level)
+    /// to the frozen pipeline.
+    fn freeze_actions(&mut self, rest: &[Action]) {
+        let rest: Vec<&Action> = rest
+            .iter()
+            .filter(|a| !matches!(a, Action::Note(_) | Action::Conjunction { .. }))
+            .collect();
+        if !rest.is_empty() {
+            self.frozen.push(self.unroll());
+            self.frozen
+                .extend(rest.into_iter().map(|a| FrozenOp::Act(a.clone())));
+        }
+    }
+
+    /// A freeze cannot unwind out of a group bucket or a `clone` (each
+    /// works on a copy of the pipeline state): the packet is dropped, as
+    /// before recirculation existed.
+    fn refuse_freeze_in(&mut self, what: &str) {
+        if self.freezing {
+            self.freezing = false;
+            self.frozen.clear();
+            self.error = Some(XlateError::NeedsRecirculation);
+            warn_rate_limited("a recirculation inside a group bucket or clone");
+            self.note(format_args!(
+                ">>>> Recirculation inside {what} is not supported; dropping <<<<"
+            ));
+        }
+    }
+
+    /// The end of a frozen translation (OVS `finish_freezing`): commit,
+    /// freeze the rest of the pipeline under a recirculation id, and end
+    /// the actions with `recirc(id)`.
+    fn finish_freezing(&mut self) {
+        if !self.freezing || self.error.is_some() {
+            return;
+        }
+        self.freezing = false;
+        self.commit();
+        let f = &self.flow;
+        let mut xregs = [0u64; 8];
+        for (k, x) in (0u8..).zip(xregs.iter_mut()) {
+            *x = f.get(Field::Xreg(k)) as u64;
+        }
+        let state = FrozenState {
+            table_id: self.table_id,
+            in_port: f.in_port(),
+            xregs,
+            metadata: f.get(Field::Metadata) as u64,
+            stack: self.stack.clone(),
+            action_set: self.action_set.actions.clone(),
+            conntracked: self.conntracked,
+            ops: std::mem::take(&mut self.frozen),
+        };
+        let Some(id) = self.recirc.and_then(|t| t.alloc(state, Instant::now())) else {
+            self.error = Some(XlateError::NoRecircContext);
+            warn_rate_limited("no recirculation id could be allocated");
+            self.note(">>>> No recirculation id could be allocated; dropping <<<<");
+            return;
+        };
+        self.actions.push(DpAction::Recirc(id));
+        self.recircs.push(RecircNode {
+            id,
+            zone: 0,
+            ct: false,
+            key: self.base,
+        });
+    }
+
+    /// Run a thawed pipeline's rest (OVS runs `frozen_actions`).
+    fn run_frozen(&mut self, ops: &[FrozenOp]) {
+        for (i, op) in ops.iter().enumerate() {
+            if self.exit || self.error.is_some() {
+                return;
+            }
+            match op {
+                FrozenOp::Unroll { table_id, cookie } => {
+                    self.table_id = *table_id;
+                    self.unroll_cookie = Some(*cookie);
+                }
+                FrozenOp::Act(a) => {
+                    if self.trace.is_some() {
+                        self.note(action_text(a));
+                    }
+                    self.do_action(a);
+                }
+                FrozenOp::ClearActions => self.action_set = ActionSet::default(),
+                FrozenOp::WriteActions(w) => {
+                    for a in w {
+                        self.action_set.write(a);
+                    }
+                }
+                FrozenOp::WriteMetadata(v, m) => {
+                    let md = self.flow.get(Field::Metadata) as u64;
+                    self.flow
+                        .set(Field::Metadata, u128::from((md & !m) | (v & m)));
+                }
+                FrozenOp::GotoTable(t) => {
+                    if *t > self.table_id {
+                        self.note(format_args!("goto_table:{t}"));
+                        self.run_table(*t, false);
+                    }
+                }
+            }
+            if self.freezing && self.error.is_none() {
+                if self.frozen.is_empty() {
+                    self.frozen.push(self.unroll());
+                    self.frozen.push(op.clone());
+                }
+                if i + 1 < ops.len() {
+                    self.frozen.push(self.unroll());
+                    self.frozen.extend(ops[i + 1..].iter().cloned());
+                }
+                return;
+            }
         }
     }
 
@@ -1521,6 +1716,7 @@ impl Ctx<'_> {
             stack: self.stack.clone(),
             action_set: self.action_set.actions.clone(),
             conntracked: self.conntracked,
+            ops: Vec::new(),
         };
         let Some(id) = self.recirc.and_then(|t| t.alloc(state, Instant::now())) else {
             self.ct_failed(
@@ -1533,6 +1729,7 @@ impl Ctx<'_> {
         self.recircs.push(RecircNode {
             id,
             zone,
+            ct: true,
             key: self.base,
         });
         self.note(format_args!(
@@ -1680,6 +1877,7 @@ impl Ctx<'_> {
         self.do_actions(acts);
         self.finish();
         self.indent -= 4;
+        self.refuse_freeze_in("clone");
         self.flow = saved_flow;
         self.push_tpid = saved_tpid;
         self.action_set = saved_set;
@@ -1880,10 +2078,10 @@ impl Ctx<'_> {
     }
 
     /// `pop_mpls`: the outer label stack entry goes and the frame gets
-    /// EtherType `eth`. What was under the label was never parsed, so
-    /// the rest of this translation may not look at it: a later table
-    /// lookup fails the translation (OVS recirculates there; xennet has
-    /// no recirculation yet) and the packet is dropped and counted.
+    /// EtherType `eth`. What was under the label was never parsed, so a
+    /// later table lookup (or group, or clone) freezes: the datapath
+    /// recirculates the packet, parsing it anew, and the translation goes
+    /// on from there (OVS `was_mpls`).
     fn pop_mpls(&mut self, eth: u16) {
         if !self.is_mpls() {
             return;
@@ -2237,7 +2435,7 @@ impl Ctx<'_> {
         self.commit();
         let (table_id, cookie) = match &self.rule {
             Some(r) => (r.table_id, r.cookie),
-            None => (self.table_id, u64::MAX),
+            None => (self.table_id, self.unroll_cookie.unwrap_or(u64::MAX)),
         };
         // The pipeline fields OVS puts in `flow_metadata` that xennet has
         // (no conntrack yet): registers, tunnel id, packet mark. The
@@ -2402,6 +2600,7 @@ impl Ctx<'_> {
             self.indent += 4;
             self.do_actions(&list);
             self.indent -= 4;
+            self.refuse_freeze_in("a group bucket");
             // Each bucket works on the packet as it was before the group
             // (1.3.5 §5.6.1: "a copy of the packet").
             self.flow = saved_flow;

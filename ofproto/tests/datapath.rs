@@ -526,3 +526,103 @@ fn ct_commit_with_nat_and_mark_then_output() {
     assert_eq!(dp.stats().recirc, 0);
     dp.shutdown();
 }
+
+/// A lookup after `pop_mpls` freezes (OVS `was_mpls`): the datapath pops
+/// the label and recirculates, the thaw goes on with the rest of the
+/// rule (the register it loaded, the action set it wrote, its
+/// `write_metadata` and `goto_table`), and table 1 matches the IPv4
+/// header that was under the label.
+#[test]
+fn lookup_after_pop_mpls_recirculates_with_the_rest_of_the_rule() {
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let (dp, peers) = setup(&of, 3);
+    let reg1 = Subfield {
+        field: MfField::Oxm(OxmField::Reg(1)),
+        ofs: 0,
+        n_bits: 32,
+    };
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        m(&[exact(OxmField::EthType, 0x8847)]),
+        Instructions {
+            apply: Some(vec![
+                Action::PopMpls(0x0800),
+                Action::Load {
+                    dst: reg1,
+                    value: 5,
+                },
+                Action::Resubmit {
+                    in_port: OFPP_IN_PORT,
+                    table: 2,
+                },
+                Action::Load {
+                    dst: reg1,
+                    value: 6,
+                },
+            ]),
+            write: Some(vec![out(2)]),
+            write_metadata: Some((0x7, 0xff)),
+            goto_table: Some(1),
+            ..Instructions::default()
+        },
+    ))
+    .unwrap();
+    // Table 2 (from the resubmit, before the goto) sends a copy to 3 for
+    // reg1=5 and the right address.
+    of.handle_flow_mod(&fm(
+        2,
+        10,
+        m(&[
+            exact(OxmField::EthType, 0x0800),
+            exact(OxmField::Ipv4Dst, 0x0a00_0002),
+            exact(OxmField::Reg(1), 5),
+        ]),
+        apply(vec![out(3)]),
+    ))
+    .unwrap();
+    // Table 1 keeps the action set (output:2) only for reg1=6 and the
+    // metadata written before the goto.
+    of.handle_flow_mod(&fm(
+        1,
+        10,
+        m(&[
+            exact(OxmField::EthType, 0x0800),
+            exact(OxmField::Ipv4Dst, 0x0a00_0002),
+            exact(OxmField::Reg(1), 6),
+            exact(OxmField::Metadata, 7),
+        ]),
+        Instructions::default(),
+    ))
+    .unwrap();
+    let ip = udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
+    let mut f = ip[..12].to_vec();
+    f.extend_from_slice(&[0x88, 0x47]);
+    f.extend_from_slice(&((17u32 << 12) | (1 << 8) | 64).to_be_bytes());
+    f.extend_from_slice(&ip[14..]);
+    peers[0].inject_frame(&f);
+    let to2 = wait_sent(&peers[1], 1);
+    let to3 = wait_sent(&peers[2], 1);
+    assert_eq!(to2.len(), 1, "{:?}", dp.dump_flows());
+    assert_eq!(to3.len(), 1, "{:?}", dp.dump_flows());
+    assert_eq!(to2[0].data(), &ip[..]);
+    assert_eq!(to3[0].data(), &ip[..]);
+    let s = dp.stats();
+    assert_eq!((s.recirc, s.recirc_drops, s.n_flows), (1, 0, 2));
+    let flows = dp.dump_flows();
+    assert!(
+        flows
+            .iter()
+            .any(|l| l.ends_with("actions:pop_mpls(eth_type=0x800),recirc(0x1)")),
+        "{flows:?}"
+    );
+    assert!(
+        flows
+            .iter()
+            .any(|l| l.starts_with("recirc_id(0x1),in_port(1),")
+                && l.contains("ipv4(dst=10.0.0.2")
+                && l.ends_with("actions:3,2")),
+        "{flows:?}"
+    );
+    dp.shutdown();
+}
