@@ -475,12 +475,38 @@ impl Ofproto {
         if let Some(e) = out.error {
             return Verdict::Dropped(isolation::DropCause::Cut(format!("{e:?}")));
         }
-        isolation::verdict(
-            key.in_port(),
-            &out.upcall.actions,
-            out.last_hit.as_ref(),
-            at,
-        )
+        // Follow the recirculations (`ct(table=N)`: a probe starts a new
+        // connection), gathering every pass's actions.
+        let mut actions = out.upcall.actions;
+        let mut last_hit = out.last_hit;
+        let mut queue: std::collections::VecDeque<(xlate::RecircNode, u32)> =
+            out.recircs.into_iter().map(|n| (n, 1)).collect();
+        let mut done = 0;
+        while let Some((node, depth)) = queue.pop_front() {
+            done += 1;
+            if done > TRACE_MAX_RECIRCS {
+                break;
+            }
+            let mut k = node.key;
+            k.set(Field::RecircId, u128::from(node.id));
+            if node.ct {
+                let cs = xennet_datapath::conntrack::cs::TRK | xennet_datapath::conntrack::cs::NEW;
+                k.set(Field::CtState, u128::from(cs));
+                k.set(Field::CtZone, u128::from(node.zone));
+            }
+            let (o, _) = self.resume_in(tables, node.id, &k, &empty, ports, false, false, false);
+            if let Some(e) = o.error {
+                return Verdict::Dropped(isolation::DropCause::Cut(format!("{e:?}")));
+            }
+            actions.extend(o.upcall.actions);
+            if o.last_hit.is_some() {
+                last_hit = o.last_hit;
+            }
+            if depth < xennet_datapath::actions::MAX_RECIRC_DEPTH {
+                queue.extend(o.recircs.into_iter().map(|n| (n, depth + 1)));
+            }
+        }
+        isolation::verdict(key.in_port(), &actions, last_hit.as_ref(), at)
     }
 
     /// `OFPT_GROUP_MOD` (OpenFlow 1.3.5 §6.5).
@@ -1085,6 +1111,23 @@ impl Ofproto {
         trace: bool,
         learn: bool,
     ) -> (xlate::XlateOut, Option<String>) {
+        let tables = self.read();
+        self.resume_in(&tables, rid, key, pkt, ports, count, trace, learn)
+    }
+
+    /// [`Ofproto::resume`] through `tables`.
+    #[allow(clippy::too_many_arguments)]
+    fn resume_in(
+        &self,
+        tables: &Tables,
+        rid: u32,
+        key: &FlowKey,
+        pkt: &Packet,
+        ports: &[OfPort],
+        count: bool,
+        trace: bool,
+        learn: bool,
+    ) -> (xlate::XlateOut, Option<String>) {
         let Some(state) = self.recirc.get(rid) else {
             xlate::RECIRC_NO_STATE.fetch_add(1, Ordering::Relaxed);
             let mut up = Upcall::default();
@@ -1102,13 +1145,12 @@ impl Ofproto {
                 trace.then(|| format!("No recirculation state for recirc_id={rid:#x}: dropped.\n"));
             return (out, t);
         };
-        let tables = self.read();
         let mut normal = lock(&self.normal);
         let was = normal.set_learning(learn);
         let out = self.with_port_state(ports, |live, port_config| {
             xlate::xlate_resume(
                 XlateIn {
-                    tables: &tables,
+                    tables,
                     normal: Some(&mut normal),
                     ports,
                     live,
