@@ -117,3 +117,36 @@ fn ct_table_recirculation_carries_pings() {
     );
     assert!(trace.contains("Resuming from table 1"), "{trace}");
 }
+
+/// `ct` arguments as the real `ovs-ofctl` encodes them (`NXAST_CT` with a
+/// nested `NXAST_NAT` and `exec` of `ct_mark`/`ct_label`, a zone from a
+/// register), translated into the datapath actions OVS prints, and
+/// `ct_clear` after the thaw.
+#[test]
+fn ct_arguments_from_ovs_ofctl_reach_the_datapath_actions() {
+    let h = Harness::start("ctargs");
+    let of13 = |args: &[&str]| h.ofctl(&[&["-O", "OpenFlow13"][..], args].concat());
+    of13(&[
+        "add-flow",
+        "br0",
+        "table=0,priority=10,ip,actions=ct(commit,zone=9,exec(set_field:0x3->ct_mark,set_field:0x1/0x1->ct_label),nat(src=10.0.0.9-10.0.0.10:1000-2000,persistent,random)),load:0x4->NXM_NX_REG2[],ct(table=1,zone=NXM_NX_REG2[0..15],nat)",
+    ]);
+    of13(&[
+        "add-flow",
+        "br0",
+        "table=1,priority=10,ip,ct_state=+trk,reg2=4,actions=ct_clear",
+    ]);
+    let trace = h.appctl(&[
+        "ofproto/trace",
+        "br0",
+        "in_port=1,udp,nw_src=10.0.0.1,nw_dst=10.0.0.2,tp_src=5,tp_dst=6",
+    ]);
+    assert!(
+        trace.contains(
+            "Datapath actions: ct(commit,zone=9,mark=0x3/0xffffffff,label=0x1/0x1,nat(src=10.0.0.9-10.0.0.10:1000-2000,persistent,random)),ct(zone=4,nat),recirc(0x"
+        ),
+        "{trace}"
+    );
+    assert!(trace.contains("Resuming from table 1"), "{trace}");
+    assert!(trace.ends_with("Datapath actions: ct_clear\n"), "{trace}");
+}
