@@ -69,7 +69,8 @@
 //!   the action list sees the packet untracked (OVS clears the ct fields
 //!   of the flow). `ct_clear` clears a state this bridge's `ct` set.
 //! - After `pop_mpls` the headers under the label were never parsed: the
-//!   next table lookup, group or clone *freezes* (OVS `was_mpls`): each
+//!   next action that is not an output or an L2 rewrite (OVS
+//!   `recirc_for_mpls`), or a table lookup, *freezes* (OVS `was_mpls`): each
 //!   level of the translation adds what it had left to run (its actions,
 //!   then the rule's other instructions, `goto_table` included) to the
 //!   frozen state, the actions end in `recirc(id)`, and the thaw runs
@@ -1269,6 +1270,25 @@ impl Ctx<'_> {
                 self.error = Some(XlateError::TooManyActions);
                 warn_rate_limited("over 4096 datapath actions");
                 self.note(">>>> Too many datapath actions; dropping <<<<");
+                return;
+            }
+            if self.l3_unknown && recirc_for_mpls(a) {
+                // OVS `recirc_for_mpls`: after `pop_mpls` only outputs and
+                // L2 rewrites go on without the headers under the label;
+                // anything else runs after a recirculation parsed them.
+                if self.recirc.is_none() {
+                    self.error = Some(XlateError::NeedsRecirculation);
+                    warn_rate_limited("an action after pop_mpls needs recirculation");
+                    self.note(">>>> An action after pop_mpls needs recirculation; dropping <<<<");
+                    return;
+                }
+                self.note("freezing: the next action needs the headers under the popped label");
+                self.freezing = true;
+                self.exit = true;
+                if self.frozen.is_empty() {
+                    self.frozen.push(self.unroll());
+                }
+                self.freeze_actions(&actions[i..]);
                 return;
             }
             if self.trace.is_some() {
@@ -2734,6 +2754,30 @@ fn multipath_link(h: u32, algorithm: u16, n: u32, arg: u32) -> u32 {
             .unwrap_or(0),
         2 => iter(0),
         _ => iter(arg),
+    }
+}
+
+/// Whether `a`, after a `pop_mpls`, needs the headers that were under
+/// the label, so that the translation must recirculate before it (OVS
+/// `recirc_for_mpls`): everything but outputs, groups (which recirculate
+/// themselves if they need to), queues, tunnel ids and writes of fields
+/// below L3.
+fn recirc_for_mpls(a: &Action) -> bool {
+    use xennet_openflow::field::Prereq as P;
+    let below_l3 = |f: OxmField| matches!(f.prereq(), P::None | P::Vlan | P::Mpls);
+    match a {
+        Action::Output { .. }
+        | Action::OutputReg { .. }
+        | Action::SetQueue(_)
+        | Action::Group(_)
+        | Action::SetTunnel { .. } => false,
+        Action::SetField { field, .. } => !below_l3(*field),
+        Action::Load { dst, .. } => match dst.field {
+            MfField::Oxm(f) => !below_l3(f),
+            MfField::VlanTci | MfField::InPort16 => false,
+            MfField::IpTos => true,
+        },
+        _ => true,
     }
 }
 

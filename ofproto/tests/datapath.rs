@@ -626,3 +626,47 @@ fn lookup_after_pop_mpls_recirculates_with_the_rest_of_the_rule() {
     );
     dp.shutdown();
 }
+
+/// After `pop_mpls`, `dec_ttl` needs the IPv4 header under the label: the
+/// translation recirculates before it (OVS `recirc_for_mpls`) instead of
+/// reading a TTL it never parsed, so the packet leaves with TTL 63 and a
+/// correct checksum.
+#[test]
+fn dec_ttl_after_pop_mpls_recirculates_first() {
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let (dp, peers) = setup(&of, 2);
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        m(&[exact(OxmField::EthType, 0x8847)]),
+        apply(vec![Action::PopMpls(0x0800), Action::DecNwTtl, out(2)]),
+    ))
+    .unwrap();
+    let ip = tcp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2, 64);
+    let mut f = ip[..12].to_vec();
+    f.extend_from_slice(&[0x88, 0x47]);
+    f.extend_from_slice(&((17u32 << 12) | (1 << 8) | 9).to_be_bytes());
+    f.extend_from_slice(&ip[14..]);
+    peers[0].inject_frame(&f);
+    let got = wait_sent(&peers[1], 1);
+    assert_eq!(got.len(), 1, "{:?}", dp.dump_flows());
+    let s = check_ipv4_tcp(got[0].data());
+    let Some(NetSlice::Ipv4(h)) = &s.net else {
+        panic!("not ipv4")
+    };
+    assert_eq!(h.header().ttl(), 63);
+    let flows = dp.dump_flows();
+    assert!(
+        flows
+            .iter()
+            .any(|l| l.ends_with("actions:pop_mpls(eth_type=0x800),recirc(0x1)")),
+        "{flows:?}"
+    );
+    assert!(
+        flows
+            .iter()
+            .any(|l| l.starts_with("recirc_id(0x1),") && l.ends_with("actions:set(ipv4(ttl=63)),2")),
+        "{flows:?}"
+    );
+    dp.shutdown();
+}
