@@ -670,3 +670,47 @@ fn dec_ttl_after_pop_mpls_recirculates_first() {
     );
     dp.shutdown();
 }
+
+/// A packet-out whose actions fork with `ct(table=1)`: the datapath
+/// recirculates the tracked packet and its upcall resumes in table 1.
+#[test]
+fn packet_out_through_ct_table_resumes_in_the_pipeline() {
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let (dp, peers) = setup(&of, 3);
+    of.handle_flow_mod(&fm(
+        1,
+        10,
+        m(&[
+            exact(OxmField::EthType, 0x0800),
+            (OxmField::CtState, 0x21, 0x21),
+            exact(OxmField::CtZone, 2),
+        ]),
+        apply(vec![out(3)]),
+    ))
+    .unwrap();
+    let fr = udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
+    let ct = Action::Ct(Box::new(Ct {
+        flags: 1,
+        zone: CtZone::Imm(2),
+        recirc_table: 1,
+        alg: 0,
+        actions: Vec::new(),
+    }));
+    of.packet_out(
+        &PacketOut {
+            buffer_id: 0xffff_ffff,
+            in_port: 1,
+            actions: vec![ct, out(2)],
+            data: fr.clone(),
+        },
+        &dp,
+    )
+    .unwrap();
+    // The fork's packet reaches 3 through table 1; the rest of the
+    // action list sends the packet to 2.
+    assert_eq!(wait_sent(&peers[2], 1).len(), 1);
+    assert_eq!(wait_sent(&peers[1], 1).len(), 1);
+    let s = dp.stats();
+    assert_eq!((s.recirc, s.recirc_drops, s.upcalls), (1, 0, 1));
+    dp.shutdown();
+}
