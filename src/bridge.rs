@@ -1020,7 +1020,7 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
                 let _ = writeln!(out, "  packet recirculations: {}", st.recirc);
                 let _ = writeln!(
                     out,
-                    "  recirculations dropped (too deep or batch full): {}",
+                    "  recirculations dropped (too deep or too many): {}",
                     st.recirc_drops
                 );
                 let _ = writeln!(out, "  recirculation ids: {}", b.of.recirc_ids());

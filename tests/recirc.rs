@@ -97,7 +97,7 @@ fn ct_table_recirculation_carries_pings() {
         .unwrap_or_else(|| panic!("{stats}"));
     assert!(recirc >= 2 * untracked, "{stats}");
     assert!(
-        stats.contains("recirculations dropped (too deep or batch full): 0\n"),
+        stats.contains("recirculations dropped (too deep or too many): 0\n"),
         "{stats}"
     );
     assert!(stats.contains("conntrack (all bridges): "), "{stats}");

@@ -754,23 +754,24 @@ impl Executor {
     }
 
     /// Move the packets queued by [`DpAction::Recirc`] into `out` (their
-    /// buffers are swapped, not copied), for the datapath's next pass.
-    /// Call after [`Executor::flush`] (which leaves the arena's packets in
-    /// place) and before the next [`Executor::execute`]. Returns how many
-    /// did not fit in `out` (dropped).
+    /// buffers are swapped, not copied), as many as fit, in order, for
+    /// the datapath's next pass; the others stay queued. Call after
+    /// [`Executor::flush`] (which leaves the arena's packets in place) and
+    /// before the next [`Executor::execute`]. Returns how many are left.
     pub fn take_recirculated(&mut self, batch: &[Packet], out: &mut PacketBatch) -> usize {
-        let mut dropped = 0;
-        for s in self.recirc.drain(..) {
+        let mut moved = 0;
+        for s in &self.recirc {
             let Some(slot) = out.push_slot() else {
-                dropped += 1;
-                continue;
+                break;
             };
-            match s {
+            match *s {
                 Src::Batch(i) => slot.clone_from_packet(&batch[i]),
                 Src::Arena(j) => std::mem::swap(slot, &mut self.arena[j]),
             }
+            moved += 1;
         }
-        dropped
+        self.recirc.drain(..moved);
+        self.recirc.len()
     }
 
     /// Packets queued for recirculation.

@@ -17,8 +17,10 @@
 //!    step 2 again as a batch of their own, with their metadata in the
 //!    key, so each pass has its own megaflows (every megaflow matches
 //!    `recirc_id` exactly, as OVS's do): at most [`MAX_RECIRC_DEPTH`]
-//!    recirculations per packet and a batch of recirculated packets per
-//!    pass; beyond, packets are dropped and counted
+//!    recirculations per packet, and at most [`MAX_RECIRC_BATCHES`]
+//!    batches of recirculated packets from one pass (passes run depth
+//!    first, so at most `MAX_RECIRC_DEPTH * MAX_RECIRC_BATCHES` batches
+//!    wait); beyond, packets are dropped and counted
 //!    ([`DpStats::recirc_drops`]).
 //! 4. Housekeeping every second: the handler's own housekeeping (MAC
 //!    aging), megaflow idle expiry after [`MAX_IDLE`] (OVS
@@ -99,6 +101,9 @@ pub const FLOW_LIMIT: usize = 200_000;
 /// Idle time after which megaflows go while the cache is at its limit
 /// (OVS `revalidate()`: 100 ms when over the flow limit).
 pub const FLOW_LIMIT_IDLE: Duration = Duration::from_millis(100);
+/// Most batches of recirculated packets one pass hands to the next
+/// (each at most [`MAX_BURST`]); more are dropped and counted.
+pub const MAX_RECIRC_BATCHES: usize = 4;
 /// Depth of the command channel.
 const COMMAND_QUEUE: usize = 64;
 /// epoll user data of the command eventfd.
@@ -217,7 +222,7 @@ pub struct DpStats {
     pub recirc: u64,
     /// Packets dropped at a recirculation: beyond [`MAX_RECIRC_DEPTH`]
     /// (OVS `datapath_drop_recirc_error`), or more recirculated copies
-    /// than a batch holds.
+    /// than [`MAX_RECIRC_BATCHES`] batches hold.
     pub recirc_drops: u64,
 }
 
@@ -479,10 +484,13 @@ struct Fwd {
     used_keys: Vec<FlowKey>,
     /// Batches for recirculation passes (reused).
     spare: Vec<PacketBatch>,
+    /// Recirculated batches waiting for their pass (empty between
+    /// batches; kept for its allocation).
+    work: Vec<(PacketBatch, u32)>,
     /// Packets recirculated (each pass of each packet after its first).
     recirc: u64,
     /// Packets dropped at a recirculation beyond [`MAX_RECIRC_DEPTH`] or
-    /// because a pass's batch was full.
+    /// because a pass made more than [`MAX_RECIRC_BATCHES`] batches.
     recirc_drops: u64,
     /// Scratch for [`UpcallHandler::recirc_ids_used`].
     recirc_ids: Vec<u32>,
@@ -524,6 +532,7 @@ impl Fwd {
             last_limit_expiry: Instant::now(),
             used_keys: Vec::new(),
             spare: Vec::new(),
+            work: Vec::new(),
             recirc: 0,
             recirc_drops: 0,
             recirc_ids: Vec::new(),
@@ -740,13 +749,20 @@ impl Fwd {
                 }
             }
         });
-        if self.exec.recirculating() > 0 {
+        let mut batches = 0;
+        while self.exec.recirculating() > 0 {
+            if batches == MAX_RECIRC_BATCHES {
+                self.recirc_drops += self.exec.recirculating() as u64;
+                self.exec.discard_recirculated();
+                break;
+            }
             let mut next = self.spare.pop().unwrap_or_default();
             next.clear();
-            self.recirc_drops += self.exec.take_recirculated(batch, &mut next) as u64;
+            self.exec.take_recirculated(batch, &mut next);
             self.recirc += next.len() as u64;
             let done = self.process_batch(next, Instant::now(), 1);
             self.spare.push(done);
+            batches += 1;
         }
     }
 
@@ -866,36 +882,45 @@ impl Fwd {
     }
 
     /// Run `batch` through the datapath, then the packets it recirculated,
-    /// pass after pass (OVS `dp_netdev_recirculate`), until none is left
-    /// or a pass at [`MAX_RECIRC_DEPTH`] recirculates (those are dropped
-    /// and counted). `depth` is the number of recirculations behind
-    /// `batch`. Hands back a batch to reuse.
-    fn process_batch(
-        &mut self,
-        mut batch: PacketBatch,
-        now: Instant,
-        mut depth: u32,
-    ) -> PacketBatch {
-        loop {
+    /// pass after pass (OVS `dp_netdev_recirculate`), depth first, until
+    /// none is left. Packets a pass at [`MAX_RECIRC_DEPTH`] recirculates,
+    /// and those beyond [`MAX_RECIRC_BATCHES`] batches from one pass, are
+    /// dropped and counted. `depth` is the number of recirculations
+    /// behind `batch`. Hands back a batch to reuse.
+    fn process_batch(&mut self, batch: PacketBatch, now: Instant, depth: u32) -> PacketBatch {
+        // At most MAX_RECIRC_DEPTH * MAX_RECIRC_BATCHES + 1 batches wait.
+        let mut work = std::mem::take(&mut self.work);
+        work.push((batch, depth));
+        let mut done = None;
+        while let Some((batch, depth)) = work.pop() {
             self.pass(&batch, now);
-            let n = self.exec.recirculating();
-            if n == 0 {
-                return batch;
-            }
-            if depth >= MAX_RECIRC_DEPTH {
+            let mut n = self.exec.recirculating();
+            if n > 0 && depth >= MAX_RECIRC_DEPTH {
                 self.exec.discard_recirculated();
                 self.recirc_drops += n as u64;
                 warn_recirc_depth(self.recirc_drops);
-                return batch;
+                n = 0;
             }
-            let mut next = self.spare.pop().unwrap_or_default();
-            next.clear();
-            self.recirc_drops += self.exec.take_recirculated(batch.packets(), &mut next) as u64;
-            self.recirc += next.len() as u64;
-            self.spare.push(batch);
-            batch = next;
-            depth += 1;
+            let mut batches = 0;
+            while n > 0 {
+                if batches == MAX_RECIRC_BATCHES {
+                    self.exec.discard_recirculated();
+                    self.recirc_drops += n as u64;
+                    break;
+                }
+                let mut next = self.spare.pop().unwrap_or_default();
+                next.clear();
+                n = self.exec.take_recirculated(batch.packets(), &mut next);
+                self.recirc += next.len() as u64;
+                work.push((next, depth + 1));
+                batches += 1;
+            }
+            if let Some(b) = done.replace(batch) {
+                self.spare.push(b);
+            }
         }
+        self.work = work;
+        done.unwrap_or_default()
     }
 
     /// One pass of `batch`: extract, look up (EMC, megaflows, upcall on a
@@ -1580,7 +1605,6 @@ mod recirc_tests {
     use crate::conntrack::{cs, CtArgs};
     use crate::memport::mem_port;
     use crate::port::PortFeatures;
-    use std::sync::atomic::{AtomicU64, Ordering};
 
     /// First pass: `ct(zone=5),recirc(0x7)`; after recirculation 7: to
     /// port 2 if tracked in zone 5, else drop. Recirculation 9 loops.
@@ -1748,21 +1772,19 @@ mod recirc_tests {
 
     #[test]
     fn recirculated_forks_beyond_a_batch_are_dropped_and_counted() {
-        // Three recirculated copies of each of 32 packets: a pass keeps at
-        // most a batch, the rest are dropped and counted.
-        struct Fork(Arc<AtomicU64>);
+        // Each packet forks into as many recirculated copies as its IP
+        // TOS byte says; a pass hands at most MAX_RECIRC_BATCHES batches
+        // to the next, the rest are dropped and counted.
+        struct Fork;
         impl UpcallHandler for Fork {
             fn upcall(&mut self, key: &FlowKey, _pkt: &Packet, _ports: &[OfPort]) -> Upcall {
                 let mut mask = FlowMask::default();
-                mask.set_exact(Field::InPort);
+                mask.set_exact(Field::InPort).set_exact(Field::NwTos);
                 let actions = if key.get(Field::RecircId) == 0 {
-                    vec![
-                        DpAction::Recirc(1),
-                        DpAction::Recirc(2),
-                        DpAction::Recirc(3),
-                    ]
+                    (1..=key.nw_tos())
+                        .map(|i| DpAction::Recirc(i.into()))
+                        .collect()
                 } else {
-                    self.0.fetch_add(1, Ordering::SeqCst);
                     vec![DpAction::Output(2)]
                 };
                 Upcall {
@@ -1776,24 +1798,36 @@ mod recirc_tests {
                 0
             }
         }
-        let dp = Datapath::spawn("fork", Box::new(Fork(Arc::new(AtomicU64::new(0))))).unwrap();
+        let dp = Datapath::spawn("fork", Box::new(Fork)).unwrap();
         let (p1, peer1) = mem_port("p1", PortFeatures::default()).unwrap();
         let (p2, peer2) = mem_port("p2", PortFeatures::default()).unwrap();
         dp.add_port(1, Box::new(p1)).unwrap();
         dp.add_port(2, Box::new(p2)).unwrap();
-        dp.set_paused(true).unwrap();
-        for i in 0..MAX_BURST {
-            let mut f = frame(0x0800);
-            f[40] = i as u8;
-            peer1.inject_frame(&f);
-        }
-        dp.set_paused(false).unwrap();
-        let s = wait_for(&dp, |s| s.recirc + s.recirc_drops == 3 * MAX_BURST as u64);
-        assert_eq!(s.recirc + s.recirc_drops, 3 * MAX_BURST as u64, "{s:?}");
-        let sent = peer2
-            .wait_sent(s.recirc as usize, Duration::from_secs(2))
-            .len();
-        assert_eq!(sent as u64, s.recirc);
+        let burst = |forks: u8| {
+            dp.set_paused(true).unwrap();
+            for _ in 0..MAX_BURST {
+                let mut f = frame(0x0800);
+                f[15] = forks;
+                peer1.inject_frame(&f);
+            }
+            dp.set_paused(false).unwrap();
+        };
+        // 3 forks of 32 packets: 3 batches, all go through.
+        burst(3);
+        let sent = peer2.wait_sent(3 * MAX_BURST, Duration::from_secs(2)).len();
+        assert_eq!(sent, 3 * MAX_BURST);
+        let s = dp.stats();
+        assert_eq!((s.recirc, s.recirc_drops), (3 * MAX_BURST as u64, 0));
+        // 5 forks: the fifth batch's worth is dropped.
+        burst(5);
+        let cap = MAX_RECIRC_BATCHES * MAX_BURST;
+        let sent = peer2.wait_sent(cap, Duration::from_secs(2)).len();
+        assert_eq!(sent, cap);
+        let s = wait_for(&dp, |s| s.recirc_drops == MAX_BURST as u64);
+        assert_eq!(
+            (s.recirc, s.recirc_drops),
+            ((3 * MAX_BURST + cap) as u64, MAX_BURST as u64)
+        );
         dp.shutdown();
     }
 }
