@@ -2457,16 +2457,29 @@ impl Ctx<'_> {
             Some(r) => (r.table_id, r.cookie),
             None => (self.table_id, self.unroll_cookie.unwrap_or(u64::MAX)),
         };
-        // The pipeline fields OVS puts in `flow_metadata` that xennet has
-        // (no conntrack yet): registers, tunnel id, packet mark. The
-        // registers follow from decisions the megaflow already pins; the
-        // tunnel id and packet mark may come with the packet, so the
+        // The pipeline fields OVS puts in `flow_metadata` that xennet has:
+        // registers, tunnel id, packet mark, conntrack state, zone, mark
+        // and label. The registers follow from decisions the megaflow
+        // already pins; the others may come with the packet, so the
         // megaflow matches them.
-        self.wc.set_exact(Field::TunId).set_exact(Field::PktMark);
+        for f in [
+            Field::TunId,
+            Field::PktMark,
+            Field::CtState,
+            Field::CtZone,
+            Field::CtMark,
+            Field::CtLabel,
+        ] {
+            self.wc.set_exact(f);
+        }
         let mut pipeline = Vec::new();
         for (f, kf) in [
             (OxmField::TunId, Field::TunId),
             (OxmField::PktMark, Field::PktMark),
+            (OxmField::CtState, Field::CtState),
+            (OxmField::CtZone, Field::CtZone),
+            (OxmField::CtMark, Field::CtMark),
+            (OxmField::CtLabel, Field::CtLabel),
         ]
         .into_iter()
         .chain((0..N_REGS).map(|n| (OxmField::Reg(n), Field::Reg(n))))

@@ -714,3 +714,49 @@ fn packet_out_through_ct_table_resumes_in_the_pipeline() {
     assert_eq!((s.recirc, s.recirc_drops, s.upcalls), (1, 0, 1));
     dp.shutdown();
 }
+
+/// A packet-in after a `ct(table=1)` recirculation carries the tracker's
+/// state and zone in its pipeline fields (for `NXT_PACKET_IN2`), and the
+/// table and cookie of the rule that sent it.
+#[test]
+fn packet_in_after_recirculation_carries_the_conntrack_state() {
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let events = of.events().unwrap();
+    let (dp, peers) = setup(&of, 2);
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        m(&[exact(OxmField::EthType, 0x0800)]),
+        apply(vec![Action::Ct(Box::new(Ct {
+            flags: 0,
+            zone: CtZone::Imm(3),
+            recirc_table: 1,
+            alg: 0,
+            actions: Vec::new(),
+        }))]),
+    ))
+    .unwrap();
+    let mut to_ctl = fm(
+        1,
+        10,
+        m(&[
+            exact(OxmField::EthType, 0x0800),
+            (OxmField::CtState, 0x20, 0x20),
+        ]),
+        apply(vec![Action::Output {
+            port: OFPP_CONTROLLER,
+            max_len: 0xffff,
+        }]),
+    );
+    to_ctl.cookie = 0x77;
+    of.handle_flow_mod(&to_ctl).unwrap();
+    peers[0].inject_frame(&udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2));
+    let ev = events.recv_timeout(Duration::from_secs(5)).unwrap();
+    let OfEvent::PacketIn(pi, _) = ev else {
+        panic!("{ev:?}")
+    };
+    assert_eq!((pi.table_id, pi.cookie, pi.in_port), (1, 0x77, 1));
+    assert!(pi.pipeline.contains(&(OxmField::CtState, 0x21)), "{pi:?}");
+    assert!(pi.pipeline.contains(&(OxmField::CtZone, 3)), "{pi:?}");
+    dp.shutdown();
+}
