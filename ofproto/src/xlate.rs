@@ -1071,10 +1071,17 @@ impl Ctx<'_> {
     }
 
     fn enter(&mut self) -> bool {
+        self.enter_with(true)
+    }
+
+    /// [`Self::enter`]; `needs_l3`: what comes reads the headers a
+    /// `pop_mpls` left unparsed (a table lookup, a select group's hash;
+    /// not the other groups, OVS `pick_select_group`).
+    fn enter_with(&mut self, needs_l3: bool) -> bool {
         if self.exit || self.error.is_some() {
             return false;
         }
-        if self.l3_unknown {
+        if self.l3_unknown && needs_l3 {
             if self.recirc.is_none() {
                 self.error = Some(XlateError::NeedsRecirculation);
                 warn_rate_limited("a table lookup after pop_mpls needs recirculation");
@@ -2592,7 +2599,7 @@ impl Ctx<'_> {
     fn group(&mut self, id: u32) {
         let tables = self.tables;
         let Some(g) = tables.group(id) else { return };
-        if !self.enter() {
+        if !self.enter_with(g.group_type == GroupType::Select) {
             return;
         }
         self.counters.push(g.counters.clone());
