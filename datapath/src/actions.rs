@@ -120,7 +120,11 @@ impl CtAction {
     /// (`None` when the table is full, [`MAX_CT_ARGS`]).
     pub fn new(args: &CtArgs) -> Option<CtAction> {
         let bare_nat = args.nat.is_some_and(|n| {
-            n.kind.is_none() && n.addr_min.is_none() && n.port_min == 0 && !n.persistent
+            n.kind.is_none()
+                && n.addr_min.is_none()
+                && n.port_min == 0
+                && !n.persistent
+                && !n.random
         });
         let inline =
             args.mark.is_none() && args.label.is_none() && (args.nat.is_none() || bare_nat);

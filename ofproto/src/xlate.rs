@@ -682,7 +682,9 @@ fn hash_fields_name(f: u16) -> &'static str {
     }
 }
 
-/// `ct(...)` as `ovs-ofctl` prints it (OVS `format_CT`).
+/// `ct(...)` as `ovs-ofctl` prints it (OVS 3.1 `format_CT`: commit,
+/// force, table, zone, a first `nat`, `exec(...)` of the other nested
+/// actions, alg).
 fn ct_text(ct: &xennet_openflow::model::Ct) -> String {
     use xennet_openflow::model::CtZone;
     let mut parts = Vec::new();
@@ -700,10 +702,14 @@ fn ct_text(ct: &xennet_openflow::model::Ct) -> String {
         CtZone::Imm(z) => parts.push(format!("zone={z}")),
         CtZone::Field(sf) => parts.push(format!("zone={}", subfield_text(&sf))),
     }
-    let (nat, exec): (Vec<&Action>, Vec<&Action>) =
-        ct.actions.iter().partition(|a| matches!(a, Action::Nat(_)));
-    if !exec.is_empty() {
-        let inner: Vec<String> = exec.into_iter().map(action_text).collect();
+    // A first nested `nat` goes outside the `exec(...)`, as OVS prints it.
+    let mut rest = ct.actions.as_slice();
+    if let Some((first @ Action::Nat(_), tail)) = rest.split_first() {
+        parts.push(action_text(first));
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        let inner: Vec<String> = rest.iter().map(action_text).collect();
         parts.push(format!("exec({})", inner.join(",")));
     }
     match ct.alg {
@@ -712,7 +718,6 @@ fn ct_text(ct: &xennet_openflow::model::Ct) -> String {
         69 => parts.push("alg=tftp".into()),
         a => parts.push(format!("alg={a}")),
     }
-    parts.extend(nat.into_iter().map(action_text));
     format!("ct({})", parts.join(","))
 }
 
