@@ -1677,6 +1677,17 @@ mod recirc_tests {
         dp.stats()
     }
 
+    /// A valid UDP datagram (checksums right), the first of a connection.
+    fn udp_frame() -> Vec<u8> {
+        let mut v = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(1000, 2000)
+            .write(&mut v, &[7u8; 18])
+            .unwrap();
+        v
+    }
+
     #[test]
     fn ct_state_reaches_the_second_pass_and_each_pass_has_its_megaflows() {
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -1691,10 +1702,10 @@ mod recirc_tests {
         let (p2, peer2) = mem_port("p2", PortFeatures::default()).unwrap();
         dp.add_port(1, Box::new(p1)).unwrap();
         dp.add_port(2, Box::new(p2)).unwrap();
-        peer1.inject_frame(&frame(0x0800));
+        peer1.inject_frame(&udp_frame());
         let got = peer2.wait_sent(1, Duration::from_secs(2));
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].data(), &frame(0x0800)[..]);
+        assert_eq!(got[0].data(), &udp_frame()[..]);
         assert_eq!(
             *seen.lock().unwrap(),
             [(0, 0, 0), (7, cs::TRK | cs::NEW, 5)],
@@ -1725,7 +1736,7 @@ mod recirc_tests {
         assert!(flows[1].ends_with("actions:2"), "{flows:?}");
 
         // The next packet takes both megaflows without an upcall.
-        peer1.inject_frame(&frame(0x0800));
+        peer1.inject_frame(&udp_frame());
         assert_eq!(peer2.wait_sent(1, Duration::from_secs(2)).len(), 1);
         let s = wait_for(&dp, |s| s.recirc == 2);
         assert_eq!((s.upcalls, s.recirc), (2, 2));
