@@ -1009,7 +1009,15 @@ mod tests {
     #[test]
     fn ct_clear_and_recirc_take_the_packet_as_modified() {
         use crate::conntrack::{cs, CtArgs};
-        let batch = vec![frame()];
+        // A UDP datagram: the first packet of a connection for any
+        // tracker (a TCP segment without SYN would be +inv).
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(1, 2)
+            .write(&mut v, &[7u8; 100])
+            .unwrap();
+        let batch = vec![Packet::from_slice(&v)];
         let mut ex = Executor::new();
         let ct = CtAction::new(&CtArgs {
             zone: 4,
