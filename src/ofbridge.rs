@@ -179,6 +179,10 @@ impl Handler for OfBridge {
         self.bridge()?.of.check_bundled(msg)
     }
 
+    fn tlv_map(&self) -> Option<std::sync::Arc<xennet_ofproto::TlvMap>> {
+        self.bridge().ok().map(|b| b.of.tlv_shared())
+    }
+
     fn commit_bundle(
         &self,
         _ctx: &ConnCtx,

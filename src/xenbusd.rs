@@ -246,7 +246,7 @@ impl VifHooks for Hooks {
         let mut vif = Vif::connect_frontend(self.name.clone(), backend, keys, grants, |port| {
             hv.bind(backend, domid, port).map_err(VifError::Attach)
         })
-        .map_err(|e| format!("connecting the rings: {e}"))?;
+        .map_err(|e| format!("connecting the rings: {e}{}", grant_hint(&e, backend)))?;
         vif.set_event_rate(self.cfg.event_rate);
         vif.set_coalesce(std::time::Duration::from_micros(u64::from(
             self.cfg.coalesce_usecs,
@@ -289,6 +289,26 @@ impl VifHooks for Hooks {
             unplace(&self.switch, &bridge, ofport, &self.name);
             tracing::info!("{}: off its bridge", self.name);
         }
+    }
+}
+
+/// What to do about a ring the hypervisor would not map for us: the
+/// usual cause is a frontend that granted it to another domain (a driver
+/// domain set-up where the guest's `backend-id` or the vif's `backend=`
+/// names another domain). Empty for other errors.
+fn grant_hint(e: &VifError, backend: DomId) -> String {
+    use xennet_vif::grant::{GrantError, GNTST_GENERAL_ERROR, GNTST_PERMISSION_DENIED};
+    match e {
+        VifError::Grant(GrantError::Refused { status, .. })
+            if *status == GNTST_GENERAL_ERROR || *status == GNTST_PERMISSION_DENIED =>
+        {
+            format!(
+                " (the frontend did not grant it to this backend, domain {backend}: \
+                 check that the guest's vif names this domain as its backend \
+                 (`backend=` in the vif spec) and that the frontend grants to its `backend-id`)"
+            )
+        }
+        _ => String::new(),
     }
 }
 

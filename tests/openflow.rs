@@ -1385,7 +1385,7 @@ fn ofctl_issue15_nicira_actions() {
         }
     }
 
-    // Refused: not implemented (learn), pausing controller actions, and
+    // Refused: not implemented (output_trunc), pausing controller actions, and
     // a subfield beyond its field (ovs-ofctl checks that itself, so
     // through a 1.0 REG_LOAD of an NXM_OF_ETH_TYPE it cannot check).
     let of13 = |args: &[&str]| h.ofctl(&[&["-O", "OpenFlow13"][..], args].concat());
@@ -1399,7 +1399,7 @@ fn ofctl_issue15_nicira_actions() {
     };
     refused(
         "OpenFlow13",
-        "actions=learn(table=1,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],output:NXM_OF_IN_PORT[])",
+        "actions=output(port=1,max_len=100)",
         // OFPBAC_BAD_EXP_TYPE, as ovs-ofctl names it.
         "OFPBAC_BAD_VENDOR_TYPE",
     );

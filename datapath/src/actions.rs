@@ -88,6 +88,21 @@ pub enum DpAction {
     /// at most [`MAX_RECIRC_DEPTH`] times per packet. Later actions (if
     /// any) still run on the packet as it was.
     Recirc(u32),
+    /// OVS `OVS_ACTION_ATTR_CHECK_PKT_LEN` flattened into the list: the
+    /// next `n_gt` actions are the branch for a packet longer than `size`
+    /// bytes (the whole frame), the `n_le` after them the branch for the
+    /// others. Either branch runs on the packet as it is here and its
+    /// changes stay in it (as OVS runs a branch on a clone when actions
+    /// follow); then the list goes on after both branches. Branches nest
+    /// at most [`MAX_CHECK_PKT_LEN_NESTING`] deep.
+    CheckPktLen {
+        /// Length in bytes the packet is compared with.
+        size: u16,
+        /// Actions of the "greater" branch.
+        n_gt: u16,
+        /// Actions of the "less or equal" branch.
+        n_le: u16,
+    },
 }
 
 /// Most recirculations of one packet (OVS 3.1 `MAX_RECIRC_DEPTH` in
@@ -313,6 +328,11 @@ fn nat_text(n: &NatArgs) -> String {
     s
 }
 
+/// Most [`DpAction::CheckPktLen`] branches nested in one another;
+/// translation keeps within it, and the executor drops a packet whose
+/// list nests deeper.
+pub const MAX_CHECK_PKT_LEN_NESTING: usize = 8;
+
 /// What a [`DpAction::Userspace`] carries to the handler: the OpenFlow
 /// packet-in parameters (OVS `struct user_action_cookie`, controller type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -372,6 +392,7 @@ impl fmt::Display for DpAction {
             DpAction::Ct(c) => write!(f, "{c}"),
             DpAction::CtClear => f.write_str("ct_clear"),
             DpAction::Recirc(id) => write!(f, "recirc({})", CHex(u128::from(*id))),
+            DpAction::CheckPktLen { size, .. } => write!(f, "check_pkt_len(size={size})"),
         }
     }
 }
@@ -383,19 +404,36 @@ pub struct ActionsFmt<'a>(pub &'a [DpAction]);
 
 impl fmt::Display for ActionsFmt<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let acts: Vec<&DpAction> = self
-            .0
-            .iter()
-            .filter(|a| !matches!(a, DpAction::Drop))
-            .collect();
-        if acts.is_empty() {
+        let acts = self.0;
+        if acts.iter().all(|a| matches!(a, DpAction::Drop)) {
             return f.write_str("drop");
         }
-        for (i, a) in acts.iter().enumerate() {
-            if i > 0 {
+        let mut first = true;
+        let mut i = 0;
+        while i < acts.len() {
+            let a = &acts[i];
+            i += 1;
+            if matches!(a, DpAction::Drop) {
+                continue;
+            }
+            if !first {
                 f.write_str(",")?;
             }
-            write!(f, "{a}")?;
+            first = false;
+            if let DpAction::CheckPktLen { size, n_gt, n_le } = *a {
+                // `check_pkt_len(size=N,gt(..),le(..))`, as OVS prints it.
+                let gt_end = (i + usize::from(n_gt)).min(acts.len());
+                let le_end = (gt_end + usize::from(n_le)).min(acts.len());
+                write!(
+                    f,
+                    "check_pkt_len(size={size},gt({}),le({}))",
+                    ActionsFmt(&acts[i..gt_end]),
+                    ActionsFmt(&acts[gt_end..le_end])
+                )?;
+                i = le_end;
+            } else {
+                write!(f, "{a}")?;
+            }
         }
         Ok(())
     }
@@ -590,8 +628,35 @@ impl Executor {
             // handed to an output already (then modifications must copy).
             let mut cur = Src::Batch(i);
             let mut shared = false;
-            for a in actions {
+            // Open check_pkt_len branches: (end of the branch, where the
+            // list goes on, the packet before the branch).
+            let mut branches = [(0usize, 0usize, cur); MAX_CHECK_PKT_LEN_NESTING];
+            let mut depth = 0;
+            let mut at = 0;
+            loop {
+                while depth > 0 && at >= branches[depth - 1].0 {
+                    depth -= 1;
+                    (_, at, cur) = branches[depth];
+                    // The saved version may be queued: copy before writing.
+                    shared = true;
+                }
+                let Some(a) = actions.get(at) else { break };
+                at += 1;
                 match *a {
+                    DpAction::CheckPktLen { size, n_gt, n_le } => {
+                        if depth == MAX_CHECK_PKT_LEN_NESTING {
+                            break;
+                        }
+                        let (gt, le) = (usize::from(n_gt), usize::from(n_le));
+                        let larger = self.get(batch, cur).len() > usize::from(size);
+                        let end = if larger { at + gt } else { at + gt + le };
+                        branches[depth] = (end, at + gt + le, cur);
+                        depth += 1;
+                        if !larger {
+                            at += gt;
+                        }
+                        shared = true;
+                    }
                     DpAction::Set(ref sa) => {
                         let j = self.writable(orig, &mut cur, &mut shared);
                         rewrite::apply(&mut self.arena[j], sa);
@@ -604,6 +669,8 @@ impl Executor {
                         let len = self.get(batch, cur).len();
                         match self.meters.run(id, len, self.now) {
                             Verdict::Pass => {}
+                            // Inside a branch only the branch's copy goes.
+                            Verdict::Drop if depth > 0 => at = branches[depth - 1].0,
                             Verdict::Drop => break,
                             Verdict::Remark(prec) => {
                                 let j = self.writable(orig, &mut cur, &mut shared);
@@ -1252,6 +1319,79 @@ mod tests {
         assert_eq!(out[&4].len(), 3);
         assert!(matches!(out[&4][0].csum, Csum::Partial { .. }));
         assert_eq!(out[&1][0].csum, Csum::Validated);
+    }
+
+    /// `check_pkt_len(size=100,gt(push_vlan(vid=5),2),le(3)),4`: a long
+    /// frame takes the first branch, a short one the second; the action
+    /// after both sees the frame as it was (the branch's push stays in
+    /// the branch); nested branches and the printed form are OVS's.
+    #[test]
+    fn check_pkt_len_branches() {
+        let feat = PortFeatures {
+            csum_partial: true,
+            gso: true,
+        };
+        let acts = [
+            DpAction::CheckPktLen {
+                size: 100,
+                n_gt: 2,
+                n_le: 1,
+            },
+            DpAction::PushVlan {
+                tpid: 0x8100,
+                tci: 0x1000 | 5,
+            },
+            DpAction::Output(2),
+            DpAction::Output(3),
+            DpAction::Output(4),
+        ];
+        assert_eq!(
+            ActionsFmt(&acts).to_string(),
+            "check_pkt_len(size=100,gt(push_vlan(vid=5,pcp=0),2),le(3)),4"
+        );
+        let long = Packet::from_slice(&[7u8; 101]);
+        let short = Packet::from_slice(&[7u8; 100]);
+        let out = run(&[long.clone(), short.clone()], &acts, feat);
+        assert_eq!(out.keys().copied().collect::<Vec<_>>(), vec![2, 3, 4]);
+        assert_eq!(out[&2].len(), 1);
+        assert_eq!(out[&2][0].len(), 105);
+        assert_eq!(out[&3].len(), 1);
+        assert_eq!(out[&3][0].data(), short.data());
+        assert_eq!(out[&4].len(), 2);
+        assert_eq!(out[&4][0].data(), long.data());
+        assert_eq!(out[&4][1].data(), short.data());
+        // Nested: gt(check_pkt_len(size=200,gt(2),le(3))),le(drop).
+        let nested = [
+            DpAction::CheckPktLen {
+                size: 100,
+                n_gt: 3,
+                n_le: 0,
+            },
+            DpAction::CheckPktLen {
+                size: 200,
+                n_gt: 1,
+                n_le: 1,
+            },
+            DpAction::Output(2),
+            DpAction::Output(3),
+        ];
+        assert_eq!(
+            ActionsFmt(&nested).to_string(),
+            "check_pkt_len(size=100,gt(check_pkt_len(size=200,gt(2),le(3))),le(drop))"
+        );
+        let huge = Packet::from_slice(&[7u8; 300]);
+        let out = run(&[huge, long, short], &nested, feat);
+        assert_eq!(out[&2].len(), 1);
+        assert_eq!(out[&2][0].len(), 300);
+        assert_eq!(out[&3].len(), 1);
+        assert_eq!(out[&3][0].len(), 101);
+        // Branch lengths beyond the list end cannot overrun it.
+        let bad = [DpAction::CheckPktLen {
+            size: 0,
+            n_gt: 9,
+            n_le: 9,
+        }];
+        assert!(run(&[Packet::from_slice(&[1u8; 60])], &bad, feat).is_empty());
     }
 
     #[test]

@@ -10,6 +10,14 @@
 //! same however wide the key is. Subtables are kept sorted by the highest
 //! priority they hold.
 //!
+//! Rules keep their match compactly ([`MiniMatch`], OVS `minimatch`):
+//! only the words the mask has bits in. A bucket's match, its rules'
+//! matches and (in the flow tables) the rule's own share one slice, and
+//! a bucket's key words are exactly the subtable's words in order, so a
+//! probe compares the packet's masked words with them directly.
+//! Non-strict selection ([`Classifier::iter_loose`]) skips subtables
+//! whose mask lacks a word the outer match needs.
+//!
 //! # Lookup
 //!
 //! [`Classifier::lookup`] visits subtables in that order and keeps the best
@@ -60,11 +68,11 @@
 //! Insert and remove are O(subtables) (re-sorting); lookup is
 //! O(probed subtables) hash probes and allocates nothing.
 
+use std::borrow::Cow;
 use std::hash::{BuildHasher, Hasher as _};
 
 use hashbrown::HashTable;
-use xennet_datapath::flow::Field;
-use xennet_datapath::flow::N_WORDS;
+use xennet_datapath::flow::{Field, MiniMatch};
 use xennet_datapath::{FlowKey, FlowMask};
 use xennet_openflow::model::{Action, Match};
 
@@ -73,18 +81,54 @@ type Hasher = foldhash::fast::RandomState;
 /// A rule as the classifier stores it.
 #[derive(Debug, Clone)]
 pub struct ClsRule<T> {
-    /// The match (key bits outside the mask are zero).
-    pub matcher: Match,
+    /// The match, compact (shared with the bucket that holds the rule
+    /// and, in the flow tables, with the rule itself).
+    pub matcher: MiniMatch,
     /// Priority; higher wins.
     pub priority: u16,
     /// The caller's payload.
     pub value: T,
 }
 
+/// Anything the classifier can take as a match: a full [`Match`]
+/// (converted once per call) or a [`MiniMatch`] (borrowed).
+pub trait AsMiniMatch {
+    /// The compact form.
+    fn as_mini(&self) -> Cow<'_, MiniMatch>;
+}
+
+impl AsMiniMatch for MiniMatch {
+    fn as_mini(&self) -> Cow<'_, MiniMatch> {
+        Cow::Borrowed(self)
+    }
+}
+
+impl AsMiniMatch for Match {
+    fn as_mini(&self) -> Cow<'_, MiniMatch> {
+        Cow::Owned(minimatch(self))
+    }
+}
+
+/// The compact form of a match (key bits outside the mask dropped).
+pub fn minimatch(m: &Match) -> MiniMatch {
+    MiniMatch::new(&m.key, &m.mask)
+}
+
+/// The full form of a compact match (for dumps and messages).
+pub fn full_match(m: &MiniMatch) -> Match {
+    Match {
+        key: m.key(),
+        mask: m.mask(),
+    }
+}
+
 #[derive(Debug)]
 struct Subtable<T> {
     mask: FlowMask,
-    /// The words of `mask` with significant bits.
+    /// Bit `i` set: `mask` word `i` is nonzero.
+    word_map: u64,
+    /// The words of `mask` with significant bits (the map of every
+    /// bucket's [`MiniMatch`]).
     words: Box<[u8]>,
     max_priority: u16,
     n_rules: usize,
@@ -92,10 +136,11 @@ struct Subtable<T> {
     map: HashTable<Bucket<T>>,
 }
 
-/// The rules of one subtable with one masked key.
+/// The rules of one subtable with one match: the match (whose key words
+/// are the masked key over the subtable's `words`) and the rules.
 #[derive(Debug)]
 struct Bucket<T> {
-    key: FlowKey,
+    matcher: MiniMatch,
     rules: Vec<ClsRule<T>>,
 }
 
@@ -110,12 +155,23 @@ fn hash_words(hasher: &Hasher, words: &[u8], mask: &FlowMask, key: &FlowKey) -> 
     h.finish()
 }
 
-/// Whether `key & mask` equals the masked key `stored` on `words`.
+/// The same hash as [`hash_words`] of a compact match's (masked) key
+/// words (its map being the subtable's `words`).
 #[inline]
-fn eq_words(words: &[u8], mask: &FlowMask, key: &FlowKey, stored: &FlowKey) -> bool {
-    words.iter().all(|&i| {
+fn hash_mini(hasher: &Hasher, m: &MiniMatch) -> u64 {
+    let mut h = hasher.build_hasher();
+    for &w in m.key_words() {
+        h.write_u64(w);
+    }
+    h.finish()
+}
+
+/// Whether `key & mask` equals the stored masked key words on `words`.
+#[inline]
+fn eq_words(words: &[u8], mask: &FlowMask, key: &FlowKey, stored: &[u64]) -> bool {
+    words.iter().zip(stored).all(|(&i, &s)| {
         let i = usize::from(i);
-        key.words[i] & mask.words[i] == stored.words[i]
+        key.words[i] & mask.words[i] == s
     })
 }
 
@@ -123,10 +179,20 @@ impl<T> Subtable<T> {
     fn new(mask: FlowMask, priority: u16) -> Self {
         Subtable {
             words: mask.nonzero_words().map(|i| i as u8).collect(),
+            word_map: mask.nonzero_words().fold(0, |m, i| m | 1 << i),
             mask,
             max_priority: priority,
             n_rules: 0,
             map: HashTable::new(),
+        }
+    }
+
+    /// OR the mask into `wc`, over the mask's nonzero words only.
+    #[inline]
+    fn unwildcard(&self, wc: &mut FlowMask) {
+        for &i in self.words.iter() {
+            let i = usize::from(i);
+            wc.words[i] |= self.mask.words[i];
         }
     }
 
@@ -144,43 +210,47 @@ impl<T> Subtable<T> {
     fn get(&self, hasher: &Hasher, key: &FlowKey) -> Option<&Vec<ClsRule<T>>> {
         let h = hash_words(hasher, &self.words, &self.mask, key);
         self.map
-            .find(h, |b| eq_words(&self.words, &self.mask, key, &b.key))
+            .find(h, |b| {
+                eq_words(&self.words, &self.mask, key, b.matcher.key_words())
+            })
             .map(|b| &b.rules)
     }
 
-    fn get_mut(&mut self, hasher: &Hasher, key: &FlowKey) -> Option<&mut Vec<ClsRule<T>>> {
-        let h = hash_words(hasher, &self.words, &self.mask, key);
-        let (words, mask) = (&self.words, &self.mask);
+    /// The rules with exactly the match `m` (whose mask is this
+    /// subtable's).
+    fn get_mini(&self, hasher: &Hasher, m: &MiniMatch) -> Option<&Vec<ClsRule<T>>> {
         self.map
-            .find_mut(h, |b| eq_words(words, mask, key, &b.key))
+            .find(hash_mini(hasher, m), |b| b.matcher == *m)
+            .map(|b| &b.rules)
+    }
+
+    fn get_mini_mut(&mut self, hasher: &Hasher, m: &MiniMatch) -> Option<&mut Vec<ClsRule<T>>> {
+        self.map
+            .find_mut(hash_mini(hasher, m), |b| b.matcher == *m)
             .map(|b| &mut b.rules)
     }
 
-    /// The rule list for the masked key `key`, created empty if absent.
-    fn entry(&mut self, hasher: &Hasher, key: &FlowKey) -> &mut Vec<ClsRule<T>> {
-        let h = hash_words(hasher, &self.words, &self.mask, key);
-        let (words, mask) = (&self.words, &self.mask);
+    /// The rule list for the match `m`, created empty if absent.
+    fn entry(&mut self, hasher: &Hasher, m: &MiniMatch) -> &mut Vec<ClsRule<T>> {
         let e = self.map.entry(
-            h,
-            |b| eq_words(words, mask, key, &b.key),
-            |b| hash_words(hasher, words, mask, &b.key),
+            hash_mini(hasher, m),
+            |b| b.matcher == *m,
+            |b| hash_mini(hasher, &b.matcher),
         );
         &mut e
             .or_insert_with(|| Bucket {
-                key: *key,
+                matcher: m.clone(),
                 rules: Vec::new(),
             })
             .into_mut()
             .rules
     }
 
-    /// Drop the (empty) rule list of the masked key `key`.
-    fn remove_key(&mut self, hasher: &Hasher, key: &FlowKey) {
-        let h = hash_words(hasher, &self.words, &self.mask, key);
-        let (words, mask) = (&self.words, &self.mask);
+    /// Drop the (empty) rule list of the match `m`.
+    fn remove_key(&mut self, hasher: &Hasher, m: &MiniMatch) {
         if let Ok(e) = self
             .map
-            .find_entry(h, |b| eq_words(words, mask, key, &b.key))
+            .find_entry(hash_mini(hasher, m), |b| b.matcher == *m)
         {
             e.remove();
         }
@@ -196,35 +266,20 @@ pub fn normalize(m: &Match) -> Match {
 }
 
 /// Whether `key` matches `m`.
-pub fn match_hits(m: &Match, key: &FlowKey) -> bool {
-    key.matches(&m.key, &m.mask)
+pub fn match_hits(m: &MiniMatch, key: &FlowKey) -> bool {
+    m.matches(key)
 }
 
 /// Whether every packet matched by `inner` is matched by `outer`, i.e.
 /// `inner` is at least as specific (OpenFlow non-strict matching, 1.3.5
 /// §6.4; OVS `cls_rule_is_loose_match`).
-pub fn match_within(inner: &Match, outer: &Match) -> bool {
-    for i in 0..N_WORDS {
-        let om = outer.mask.words[i];
-        if inner.mask.words[i] & om != om {
-            return false;
-        }
-        if (inner.key.words[i] ^ outer.key.words[i]) & om != 0 {
-            return false;
-        }
-    }
-    true
+pub fn match_within(inner: &MiniMatch, outer: &MiniMatch) -> bool {
+    inner.within(outer)
 }
 
 /// Whether some packet (and pipeline state) matches both `a` and `b`.
-pub fn matches_overlap(a: &Match, b: &Match) -> bool {
-    for i in 0..N_WORDS {
-        let both = a.mask.words[i] & b.mask.words[i];
-        if (a.key.words[i] ^ b.key.words[i]) & both != 0 {
-            return false;
-        }
-    }
-    true
+pub fn matches_overlap(a: &MiniMatch, b: &MiniMatch) -> bool {
+    a.overlaps(b)
 }
 
 /// A tuple-space-search classifier (see the module docs).
@@ -272,23 +327,32 @@ impl<T> Classifier<T> {
             .sort_by_key(|s| std::cmp::Reverse(s.max_priority));
     }
 
-    fn find_subtable(&self, m: &Match) -> Option<usize> {
-        self.subtables.iter().position(|s| s.mask == m.mask)
+    /// The subtable whose mask is `m`'s.
+    fn find_subtable(&self, m: &MiniMatch) -> Option<usize> {
+        self.subtables
+            .iter()
+            .position(|s| s.word_map == m.map() && m.iter().all(|(i, _, w)| s.mask.words[i] == w))
     }
 
     /// Insert a rule. If a rule with the same match and priority exists it
     /// is replaced and returned.
-    pub fn insert(&mut self, matcher: &Match, priority: u16, value: T) -> Option<T> {
-        let m = normalize(matcher);
-        let idx = match self.find_subtable(&m) {
+    pub fn insert<M: AsMiniMatch + ?Sized>(
+        &mut self,
+        matcher: &M,
+        priority: u16,
+        value: T,
+    ) -> Option<T> {
+        let m = matcher.as_mini();
+        let m = m.as_ref();
+        let idx = match self.find_subtable(m) {
             Some(i) => i,
             None => {
-                self.subtables.push(Subtable::new(m.mask, priority));
+                self.subtables.push(Subtable::new(m.mask(), priority));
                 self.subtables.len() - 1
             }
         };
         let st = &mut self.subtables[idx];
-        let list = st.entry(&self.hasher, &m.key);
+        let list = st.entry(&self.hasher, m);
         if let Some(r) = list.iter_mut().find(|r| r.priority == priority) {
             return Some(std::mem::replace(&mut r.value, value));
         }
@@ -299,7 +363,7 @@ impl<T> Classifier<T> {
         list.insert(
             pos,
             ClsRule {
-                matcher: m,
+                matcher: m.clone(),
                 priority,
                 value,
             },
@@ -314,15 +378,16 @@ impl<T> Classifier<T> {
     }
 
     /// Remove the rule with exactly this match and priority.
-    pub fn remove(&mut self, matcher: &Match, priority: u16) -> Option<T> {
-        let m = normalize(matcher);
-        let idx = self.find_subtable(&m)?;
+    pub fn remove<M: AsMiniMatch + ?Sized>(&mut self, matcher: &M, priority: u16) -> Option<T> {
+        let m = matcher.as_mini();
+        let m = m.as_ref();
+        let idx = self.find_subtable(m)?;
         let st = &mut self.subtables[idx];
-        let list = st.get_mut(&self.hasher, &m.key)?;
+        let list = st.get_mini_mut(&self.hasher, m)?;
         let pos = list.iter().position(|r| r.priority == priority)?;
         let r = list.remove(pos);
         if list.is_empty() {
-            st.remove_key(&self.hasher, &m.key);
+            st.remove_key(&self.hasher, m);
         }
         st.n_rules -= 1;
         self.n_rules -= 1;
@@ -345,7 +410,7 @@ impl<T> Classifier<T> {
                     break;
                 }
             }
-            wc.union_with(&st.mask);
+            st.unwildcard(wc);
             if let Some(r) = st.get(&self.hasher, key).and_then(|v| v.first()) {
                 if best.map_or(true, |b| r.priority > b.priority) {
                     best = Some(r);
@@ -383,7 +448,7 @@ impl<T> Classifier<T> {
             if hard.is_some_and(|h| h.priority >= st.max_priority) {
                 break;
             }
-            wc.union_with(&st.mask);
+            st.unwildcard(wc);
             let Some(list) = st.get(&self.hasher, key) else {
                 continue;
             };
@@ -487,7 +552,7 @@ impl<T> Classifier<T> {
             if best.is_some_and(|b| b.priority >= st.max_priority) {
                 break;
             }
-            wc.union_with(&st.mask);
+            st.unwildcard(wc);
             if let Some(r) = st.get(&self.hasher, key).and_then(|v| v.first()) {
                 if !is_soft(r) && best.map_or(true, |b| r.priority > b.priority) {
                     best = Some(r);
@@ -498,20 +563,28 @@ impl<T> Classifier<T> {
     }
 
     /// The rule with exactly this match and priority (OpenFlow strict).
-    pub fn find_strict(&self, matcher: &Match, priority: u16) -> Option<&ClsRule<T>> {
-        let m = normalize(matcher);
+    pub fn find_strict<M: AsMiniMatch + ?Sized>(
+        &self,
+        matcher: &M,
+        priority: u16,
+    ) -> Option<&ClsRule<T>> {
+        let m = matcher.as_mini();
         let st = &self.subtables[self.find_subtable(&m)?];
-        st.get(&self.hasher, &m.key)?
+        st.get_mini(&self.hasher, &m)?
             .iter()
             .find(|r| r.priority == priority)
     }
 
     /// Mutable access to the rule with exactly this match and priority.
-    pub fn find_strict_mut(&mut self, matcher: &Match, priority: u16) -> Option<&mut ClsRule<T>> {
-        let m = normalize(matcher);
+    pub fn find_strict_mut<M: AsMiniMatch + ?Sized>(
+        &mut self,
+        matcher: &M,
+        priority: u16,
+    ) -> Option<&mut ClsRule<T>> {
+        let m = matcher.as_mini();
         let idx = self.find_subtable(&m)?;
         self.subtables[idx]
-            .get_mut(&self.hasher, &m.key)?
+            .get_mini_mut(&self.hasher, &m)?
             .iter_mut()
             .find(|r| r.priority == priority)
     }
@@ -532,18 +605,33 @@ impl<T> Classifier<T> {
 
     /// Rules whose match is within `outer` (OpenFlow non-strict
     /// modify/delete/stats).
-    pub fn iter_loose<'a>(&'a self, outer: &'a Match) -> impl Iterator<Item = &'a ClsRule<T>> {
-        let o = normalize(outer);
-        self.iter().filter(move |r| match_within(&r.matcher, &o))
+    pub fn iter_loose<'a, M: AsMiniMatch + ?Sized>(
+        &'a self,
+        outer: &M,
+    ) -> impl Iterator<Item = &'a ClsRule<T>> {
+        let o = outer.as_mini().into_owned();
+        let omap = o.map();
+        // A subtable whose mask lacks a word `outer` cares about holds
+        // nothing within it.
+        self.subtables
+            .iter()
+            .filter(move |s| omap & !s.word_map == 0)
+            .flat_map(|s| s.map.iter())
+            .filter(move |b| b.matcher.within(&o))
+            .flat_map(|b| b.rules.iter())
     }
 
     /// Whether a rule of priority `priority` could match a packet that
     /// `matcher` matches (`OFPFF_CHECK_OVERLAP`, OpenFlow 1.3.5 §6.4; OVS
     /// `classifier_rule_overlaps`). A rule with the identical match counts.
-    pub fn overlaps(&self, matcher: &Match, priority: u16) -> bool {
-        let m = normalize(matcher);
-        self.iter()
-            .any(|r| r.priority == priority && matches_overlap(&r.matcher, &m))
+    pub fn overlaps<M: AsMiniMatch + ?Sized>(&self, matcher: &M, priority: u16) -> bool {
+        let m = matcher.as_mini();
+        self.subtables
+            .iter()
+            .filter(|s| s.max_priority >= priority)
+            .flat_map(|s| s.map.iter())
+            .filter(|b| b.matcher.overlaps(&m))
+            .any(|b| b.rules.iter().any(|r| r.priority == priority))
     }
 }
 
@@ -551,7 +639,7 @@ impl<T> Classifier<T> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use xennet_datapath::flow::Field;
+    use xennet_datapath::flow::{Field, N_WORDS};
 
     /// The reference: scan every rule.
     fn linear<'a>(
@@ -560,7 +648,7 @@ mod tests {
     ) -> Option<&'a (Match, u16, usize)> {
         rules
             .iter()
-            .filter(|(m, _, _)| match_hits(m, key))
+            .filter(|(m, _, _)| key.matches(&m.key, &m.mask))
             .max_by_key(|(_, p, _)| *p)
     }
 
@@ -665,6 +753,68 @@ mod tests {
         }
     }
 
+    /// The full-match forms of the non-strict and overlap tests (what the
+    /// classifier computed on whole key/mask pairs before it stored
+    /// compact matches).
+    fn full_within(inner: &Match, outer: &Match) -> bool {
+        (0..N_WORDS).all(|i| {
+            let om = outer.mask.words[i];
+            inner.mask.words[i] & om == om && (inner.key.words[i] ^ outer.key.words[i]) & om == 0
+        })
+    }
+
+    fn full_overlaps(a: &Match, b: &Match) -> bool {
+        (0..N_WORDS)
+            .all(|i| (a.key.words[i] ^ b.key.words[i]) & a.mask.words[i] & b.mask.words[i] == 0)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// The compact matches the classifier stores stand for the full
+        /// matches inserted: each rule expands back to its normalised
+        /// match, and strict, non-strict and overlap selections are those
+        /// a scan over the full matches gives.
+        #[test]
+        fn compact_selections_same_as_full(
+            rules in proptest::collection::vec((arb_match(), 0u16..6), 0..24),
+            outers in proptest::collection::vec((arb_match(), 0u16..6), 1..8),
+        ) {
+            let mut cls = Classifier::new();
+            let mut lin: Vec<(Match, u16, usize)> = Vec::new();
+            for (i, (m, p)) in rules.into_iter().enumerate() {
+                let m = normalize(&m);
+                if cls.insert(&m, p, i).is_none() {
+                    lin.push((m, p, i));
+                } else {
+                    lin.iter_mut().find(|(lm, lp, _)| *lm == m && *lp == p).unwrap().2 = i;
+                }
+            }
+            prop_assert_eq!(cls.iter().count(), lin.len());
+            for r in cls.iter() {
+                let (m, p, _) = lin.iter().find(|l| l.2 == r.value).unwrap();
+                prop_assert_eq!(&full_match(&r.matcher), m);
+                prop_assert_eq!(r.priority, *p);
+            }
+            for (o, p) in outers {
+                let o = normalize(&o);
+                let mut got: Vec<usize> = cls.iter_loose(&o).map(|r| r.value).collect();
+                let mut want: Vec<usize> =
+                    lin.iter().filter(|(m, _, _)| full_within(m, &o)).map(|r| r.2).collect();
+                got.sort_unstable();
+                want.sort_unstable();
+                prop_assert_eq!(got, want);
+                prop_assert_eq!(
+                    cls.overlaps(&o, p),
+                    lin.iter().any(|(m, lp, _)| *lp == p && full_overlaps(m, &o))
+                );
+                prop_assert_eq!(
+                    cls.find_strict(&o, p).map(|r| r.value),
+                    lin.iter().find(|(m, lp, _)| *lp == p && *m == o).map(|r| r.2)
+                );
+            }
+        }
+    }
+
     /// The conjunctive-match reference (one conjunction, id 1 with `n`
     /// clauses): scan every rule. A rule is `(match, priority, clauses
     /// it contributes to conjunction 1; empty: an ordinary rule)`.
@@ -675,7 +825,7 @@ mod tests {
             rules
                 .iter()
                 .enumerate()
-                .filter(|(_, (m, _, c))| match_hits(m, k) && c.is_empty() != soft)
+                .filter(|(_, (m, _, c))| k.matches(&m.key, &m.mask) && c.is_empty() != soft)
                 .collect()
         };
         let best = |k: &FlowKey| hits(k, false).into_iter().max_by_key(|(_, (_, p, _))| *p);

@@ -59,7 +59,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use xennet_datapath::flow::extract_frame;
 use xennet_datapath::{DpAction, FlowKey, OfPort};
 
-use crate::xlate::{instructions_text, match_text, Hit};
+use crate::xlate::{instructions_text, Hit};
 
 /// Destination MAC of unicast probes: locally administered, used by no
 /// one, so NORMAL treats it as an unknown unicast destination.
@@ -602,7 +602,7 @@ impl DropCause {
                 cookie: r.cookie,
                 table: r.table_id,
                 priority: r.priority,
-                matcher: match_text(&r.matcher),
+                matcher: r.matcher.to_string(),
                 actions: instructions_text(&r.instructions),
                 normal: r.actions().any(|a| {
                     matches!(a, xennet_openflow::model::Action::Output { port, .. }

@@ -27,3 +27,4 @@ pub mod xlate;
 
 pub use normal::{FdbHandle, Normal, PortVlan, VlanError, VlanMode};
 pub use ofproto::{FailMode, GuardProbe, OfEvent, Ofproto};
+pub use xennet_openflow::tlv::{TlvMap, TunMetadataWords};

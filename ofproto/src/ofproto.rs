@@ -52,12 +52,13 @@ use xennet_openflow::model::{
     PacketOut, TableStats, OFPCML_NO_BUFFER, OFPG_ALL, OFPG_ANY, OFPM_ALL, OFPP_ANY,
     OFPP_CONTROLLER, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL,
 };
+use xennet_openflow::tlv::{TlvMap, TlvTableMod, TlvTableReply};
 use xennet_openflow::OfError;
 
 use crate::isolation::{self, Essential, Verdict};
 use crate::normal::{FdbHandle, Normal};
 use crate::recirc::RecircTable;
-use crate::tables::{Meter, MeterChange, Tables, MAX_GROUPS};
+use crate::tables::{LearnOutcome, Meter, MeterChange, Tables, MAX_GROUPS};
 use crate::xlate::{self, XlateIn};
 
 /// Action types translation supports, as an `OFPAT_*` bitmap: output,
@@ -70,6 +71,50 @@ const TRACE_MAX_RECIRCS: usize = 16;
 
 /// Depth of the asynchronous event queue.
 pub const EVENT_QUEUE: usize = 1024;
+/// Most megaflows whose `learn` actions are remembered so that traffic
+/// hitting them keeps refreshing the learned flows (once a second, from
+/// [`UpcallHandler::megaflows_used`]); beyond, a megaflow's learned flows are
+/// refreshed only when it is translated again, and
+/// [`LearnStats::untracked`] counts it.
+pub const LEARN_REFRESH_MAX: usize = 16_384;
+/// The revalidation tag of megaflows that ran `learn`: tagged megaflows
+/// are reported by [`UpcallHandler::megaflows_used`].
+fn learn_tag() -> Tags {
+    Tags::of(0x4c45_4152_4e00_0000)
+}
+
+/// A flow-mod a `learn` action built, with the action's `limit`.
+type LearnedFlowMod = (FlowMod, u32);
+
+/// The process-wide `learn` counters (every bridge's [`LearnStats`]
+/// summed; `coverage/show`: `xlate_learn_*`).
+pub static LEARN_TOTALS: LearnStats = LearnStats {
+    added: AtomicU64::new(0),
+    refreshed: AtomicU64::new(0),
+    limit_reached: AtomicU64::new(0),
+    cap_reached: AtomicU64::new(0),
+    errors: AtomicU64::new(0),
+    untracked: AtomicU64::new(0),
+};
+
+/// Counters of `learn` execution (per bridge).
+#[derive(Debug, Default)]
+pub struct LearnStats {
+    /// Flows added or changed by `learn`.
+    pub added: AtomicU64,
+    /// Learned flows refreshed (identical flow already there).
+    pub refreshed: AtomicU64,
+    /// Learns refused by the action's `limit`.
+    pub limit_reached: AtomicU64,
+    /// Learns refused by the bridge's cap on learned flows.
+    pub cap_reached: AtomicU64,
+    /// Learned flow-mods that failed (bad table, prerequisites, table
+    /// full).
+    pub errors: AtomicU64,
+    /// Megaflows with `learn` not remembered for refreshing (the table
+    /// of [`LEARN_REFRESH_MAX`] was full).
+    pub untracked: AtomicU64,
+}
 /// `OFP_NO_BUFFER`.
 pub const NO_BUFFER: u32 = 0xffff_ffff;
 
@@ -123,6 +168,18 @@ pub struct Ofproto {
     guard_refusals: AtomicU64,
     /// Frozen translations behind recirculation ids ([`crate::recirc`]).
     recirc: RecircTable,
+    /// The learned flow-mods of installed megaflows, by masked megaflow
+    /// key, with the generation they were translated in: when traffic
+    /// hits such a megaflow, its learned flows are refreshed (OVS pushes
+    /// megaflow stats through the xlate cache's `XC_LEARN` entries the
+    /// same way). An entry from an older generation is stale: every
+    /// generation change flushes the megaflow cache.
+    learn_refresh: Mutex<std::collections::HashMap<FlowKey, (u64, Vec<LearnedFlowMod>)>>,
+    /// `learn` counters.
+    learn_stats: LearnStats,
+    /// The Geneve option map (`NXT_TLV_TABLE_MOD`); replaced whole, so
+    /// readers take a snapshot.
+    tlv: RwLock<Arc<TlvMap>>,
 }
 
 /// A probe the isolation guard keeps reaching (see [`crate::isolation`]).
@@ -198,6 +255,9 @@ impl Ofproto {
             guard: RwLock::new(None),
             guard_refusals: AtomicU64::new(0),
             recirc: RecircTable::new(),
+            learn_refresh: Mutex::new(std::collections::HashMap::new()),
+            learn_stats: LearnStats::default(),
+            tlv: RwLock::new(Arc::new(TlvMap::new())),
         };
         if fail_mode == FailMode::Standalone {
             of.add_default_normal_flow();
@@ -1086,6 +1146,8 @@ impl Ofproto {
                 final_flow: *key,
                 last_hit: None,
                 recircs: Vec::new(),
+                learned: Vec::new(),
+                fin_timeouts: Vec::new(),
             };
             let t =
                 trace.then(|| "Fail-open: the pipeline is bypassed; NORMAL decides.\n".to_owned());
@@ -1140,6 +1202,8 @@ impl Ofproto {
                 final_flow: *key,
                 last_hit: None,
                 recircs: Vec::new(),
+                learned: Vec::new(),
+                fin_timeouts: Vec::new(),
             };
             let t =
                 trace.then(|| format!("No recirculation state for recirc_id={rid:#x}: dropped.\n"));
@@ -1356,8 +1420,213 @@ impl Ofproto {
         for c in &out.upcall.counters {
             c.credit(1, pkt.len() as u64, now);
         }
+        self.apply_learned(&out.learned);
+        self.apply_fin_timeouts(&out.fin_timeouts);
         dp.execute(pkt, out.upcall.actions)
             .map_err(|_| OfError::BAD_REQUEST_EPERM)
+    }
+
+    /// `NXT_TLV_TABLE_MOD` (OVS `handle_tlv_table_mod`): change the
+    /// Geneve option map, all or nothing (see [`xennet_openflow::tlv`]).
+    /// Refusals for xennet's limits are logged with the limit.
+    ///
+    /// # Errors
+    /// The `NXTTMFC_*` error OVS gives.
+    pub fn handle_tlv_table_mod(&self, m: &TlvTableMod) -> Result<(), OfError> {
+        let mut t = self.tlv.write().unwrap_or_else(|e| e.into_inner());
+        let mut new = (**t).clone();
+        let r = {
+            let tables = self.read();
+            new.apply(m, &|i| tables.uses_tun_metadata(i))
+        };
+        if r.is_ok() {
+            *t = Arc::new(new);
+        }
+        match r {
+            Err(e) if e == OfError::NXTTMFC_TABLE_FULL => tracing::warn!(
+                bridge = %self.name,
+                space = xennet_datapath::flow::TUN_OPT_SPACE,
+                "TLV map refused (NXTTMFC_TABLE_FULL): the Geneve options would exceed \
+                 xennet's 32 bytes of option space per flow"
+            ),
+            Err(e) if e == OfError::NXTTMFC_BAD_OPT_LEN => tracing::warn!(
+                bridge = %self.name,
+                max = xennet_openflow::tlv::MAX_OPT_LEN,
+                "TLV map refused (NXTTMFC_BAD_OPT_LEN): xennet maps Geneve options of at \
+                 most 16 bytes"
+            ),
+            Err(_) => {}
+            Ok(()) => {
+                drop(t);
+                // Translations that read tunnel metadata may change.
+                self.bump();
+            }
+        }
+        r
+    }
+
+    /// `NXT_TLV_TABLE_REPLY` for the current Geneve option map.
+    pub fn tlv_table_reply(&self) -> TlvTableReply {
+        self.tlv.read().unwrap_or_else(|e| e.into_inner()).reply()
+    }
+
+    /// The Geneve option map, for tunnel ports: they fill a decapsulated
+    /// packet's key with [`TlvMap::decode_geneve`] and build options with
+    /// [`TlvMap::encode_geneve`]; and for the codec
+    /// ([`xennet_openflow::tlv::with_map`]).
+    pub fn tlv_shared(&self) -> Arc<TlvMap> {
+        self.tlv.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// `learn` counters.
+    pub fn learn_stats(&self) -> &LearnStats {
+        &self.learn_stats
+    }
+
+    /// Learned flows in the tables, and the cap on them.
+    pub fn learned_flows(&self) -> (usize, usize) {
+        let t = self.read();
+        (t.n_learned(), t.max_learned())
+    }
+
+    /// Set the cap on learned flows (see [`crate::tables::DEFAULT_MAX_LEARNED`]).
+    pub fn set_max_learned(&self, n: usize) {
+        self.write().set_max_learned(n);
+    }
+
+    /// Execute the flow-mods `learn` actions built in a translation
+    /// (OVS `ofproto_flow_mod_learn`), after it, with the tables written
+    /// under their lock: a new flow bumps the generation (so the megaflow
+    /// that learned it is not installed and the next packet translates
+    /// against the new tables), a refresh does not. Refusals and errors are
+    /// counted and logged at most once a second.
+    fn apply_learned(&self, learned: &[(FlowMod, u32)]) {
+        if learned.is_empty() {
+            return;
+        }
+        static LAST: AtomicU64 = AtomicU64::new(0);
+        let now = Instant::now();
+        let mut changed = false;
+        let mut removed = Vec::new();
+        {
+            let mut t = self.write();
+            for (fm, limit) in learned {
+                let st = &self.learn_stats;
+                match t.learn(fm, *limit, now) {
+                    Ok((LearnOutcome::Added, r)) => {
+                        changed = true;
+                        removed.extend(r);
+                        st.added.fetch_add(1, Ordering::Relaxed);
+                        LEARN_TOTALS.added.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok((LearnOutcome::Refreshed, _)) => {
+                        st.refreshed.fetch_add(1, Ordering::Relaxed);
+                        LEARN_TOTALS.refreshed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok((LearnOutcome::LimitReached, _)) => {
+                        st.limit_reached.fetch_add(1, Ordering::Relaxed);
+                        LEARN_TOTALS.limit_reached.fetch_add(1, Ordering::Relaxed);
+                        if xlate::once_a_second(&LAST) {
+                            tracing::info!(
+                                bridge = %self.name,
+                                cookie = format_args!("{:#x}", fm.cookie),
+                                table = fm.table_id,
+                                limit,
+                                "learn limit for flow reached"
+                            );
+                        }
+                    }
+                    Ok((LearnOutcome::CapReached, _)) => {
+                        st.cap_reached.fetch_add(1, Ordering::Relaxed);
+                        LEARN_TOTALS.cap_reached.fetch_add(1, Ordering::Relaxed);
+                        if xlate::once_a_second(&LAST) {
+                            tracing::warn!(
+                                bridge = %self.name,
+                                max = t.max_learned(),
+                                total = st.cap_reached.load(Ordering::Relaxed),
+                                "learned flows at the bridge's cap: learn refused"
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        st.errors.fetch_add(1, Ordering::Relaxed);
+                        LEARN_TOTALS.errors.fetch_add(1, Ordering::Relaxed);
+                        if xlate::once_a_second(&LAST) {
+                            tracing::warn!(
+                                bridge = %self.name,
+                                table = fm.table_id,
+                                error = ?e,
+                                "learn action execution failed"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        if changed {
+            self.bump();
+        }
+        self.send_removed(removed);
+    }
+
+    /// Lower the timeouts of the rules whose `fin_timeout` a FIN or RST
+    /// triggered (OVS `ofproto_rule_reduce_timeouts`).
+    fn apply_fin_timeouts(&self, fins: &[xlate::FinTimeout]) {
+        if fins.is_empty() {
+            return;
+        }
+        let mut t = self.write();
+        for f in fins {
+            t.reduce_timeouts(f.table, &f.matcher, f.priority, f.idle, f.hard);
+        }
+    }
+
+    /// Remember (or forget, when `learned` is empty) the learned flows of
+    /// the megaflow `key`/`mask` will install, for refreshing.
+    fn note_learned(
+        &self,
+        key: &FlowKey,
+        mask: &xennet_datapath::FlowMask,
+        learned: Vec<(FlowMod, u32)>,
+    ) {
+        let mut m = mask.datapath_only();
+        m.set_exact(xennet_datapath::flow::Field::InPort);
+        let k = key.masked(&m);
+        let mut map = lock(&self.learn_refresh);
+        if learned.is_empty() {
+            if !map.is_empty() {
+                map.remove(&k);
+            }
+            return;
+        }
+        let gen = self.generation();
+        if map.len() >= LEARN_REFRESH_MAX && !map.contains_key(&k) {
+            map.retain(|_, (g, _)| *g == gen);
+            if map.len() >= LEARN_REFRESH_MAX {
+                self.learn_stats.untracked.fetch_add(1, Ordering::Relaxed);
+                LEARN_TOTALS.untracked.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        map.insert(k, (gen, learned));
+    }
+
+    /// Traffic hit the megaflows `keys` (masked): refresh the flows their
+    /// `learn` actions learned (re-adding those that expired meanwhile).
+    fn refresh_learned(&self, keys: &[FlowKey]) {
+        let gen = self.generation();
+        let todo: Vec<(FlowMod, u32)> = {
+            let mut map = lock(&self.learn_refresh);
+            if map.is_empty() {
+                return;
+            }
+            map.retain(|_, (g, _)| *g == gen);
+            keys.iter()
+                .filter_map(|k| map.get(k))
+                .flat_map(|(_, l)| l.iter().cloned())
+                .collect()
+        };
+        self.apply_learned(&todo);
     }
 
     /// The upcall handler to give [`xennet_datapath::Datapath::spawn`].
@@ -1446,7 +1715,17 @@ impl UpcallHandler for Handler {
                 seen.extend_from_slice(ports);
             }
         }
-        self.of.translate(key, pkt, ports, true, false).0.upcall
+        let (out, _) = self.of.translate(key, pkt, ports, true, false);
+        self.of.apply_fin_timeouts(&out.fin_timeouts);
+        let mut up = out.upcall;
+        if out.learned.is_empty() {
+            self.of.note_learned(key, &up.mask, Vec::new());
+        } else {
+            self.of.apply_learned(&out.learned);
+            up.tags.add(learn_tag());
+            self.of.note_learned(key, &up.mask, out.learned);
+        }
+        up
     }
 
     fn generation(&self) -> u64 {
@@ -1463,6 +1742,7 @@ impl UpcallHandler for Handler {
 
     fn megaflows_used(&mut self, keys: &[FlowKey], now: Instant) {
         lock(&self.of.normal).refresh(keys, now);
+        self.of.refresh_learned(keys);
     }
 
     fn recirc_ids_used(&mut self, ids: &[u32], now: Instant) {

@@ -18,7 +18,7 @@
 //! Not supported (answered with errors): buffered packets, 1.0-style
 //! "modify adds when nothing matches" (the 1.0 codec's caller may add).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,13 +30,15 @@ use xennet_openflow::field::Prereq;
 use xennet_openflow::model::{
     flow_flags, meter_flags, Action, Bucket, FlowMod, FlowModCommand, FlowRemoved, FlowStats,
     FlowStatsRequest, GroupDesc, GroupMod, GroupModCommand, GroupStats, GroupType, Instructions,
-    Match, MeterBand, MeterConfig, MeterMod, MeterModCommand, MfField, Subfield, TableStats,
-    OFPG_ALL, OFPG_ANY, OFPM_ALL, OFPP_ALL, OFPP_ANY, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT,
-    OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL, OFPP_TABLE, OFPTT_ALL,
+    Learn, LearnDst, LearnSrc, Match, MeterBand, MeterConfig, MeterMod, MeterModCommand, MfField,
+    Subfield, TableStats, NX_LEARN_F_DELETE_LEARNED, OFPG_ALL, OFPG_ANY, OFPM_ALL, OFPP_ALL,
+    OFPP_ANY, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL,
+    OFPP_TABLE, OFPTT_ALL,
 };
 use xennet_openflow::OfError;
 
-use crate::classifier::{normalize, Classifier};
+use crate::classifier::{full_match, minimatch, normalize, Classifier};
+use xennet_datapath::flow::MiniMatch;
 
 /// Number of flow tables (0..=253, as OVS).
 pub const N_TABLES: usize = 254;
@@ -53,6 +55,28 @@ pub const MAX_ACTIONS: usize = 1024;
 pub const OFPG_MAX: u32 = 0xffff_ff00;
 /// `OFPM_MAX`: highest meter id.
 pub const OFPM_MAX: u32 = 0xffff_0000;
+/// Default most flows `learn` actions may have added and not yet removed,
+/// over all tables of a bridge ([`Tables::set_max_learned`]); beyond it a
+/// learn fails as over its `limit` (OVS bounds learned flows only by
+/// each action's `limit` and the table sizes).
+pub const DEFAULT_MAX_LEARNED: usize = 100_000;
+
+/// What [`Tables::learn`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LearnOutcome {
+    /// A new flow (or a changed one replacing its old form) was
+    /// installed: translations may change.
+    Added,
+    /// The identical flow was there: its hard timeout starts again (OVS
+    /// `ofproto_flow_mod_learn_refresh`); nothing else changes.
+    Refreshed,
+    /// The action's `limit` of flows with its cookie in the table is
+    /// reached (OVS: "Learn limit for flow ... reached").
+    LimitReached,
+    /// The bridge's cap on learned flows ([`Tables::max_learned`]) is
+    /// reached.
+    CapReached,
+}
 
 /// `ofp_flow_removed_reason`.
 pub mod removed_reason {
@@ -73,8 +97,9 @@ pub mod removed_reason {
 pub struct Rule {
     /// Table it lives in.
     pub table_id: u8,
-    /// Match (normalised: key bits outside the mask are zero).
-    pub matcher: Match,
+    /// Match, compact (shared with the classifier's copy; expand with
+    /// [`crate::classifier::full_match`]).
+    pub matcher: MiniMatch,
     /// Priority.
     pub priority: u16,
     /// Cookie.
@@ -94,6 +119,9 @@ pub struct Rule {
     pub modified: Instant,
     /// Packets, bytes and last use, shared with the megaflows.
     pub counters: Arc<RuleCounters>,
+    /// Added by a `learn` action (counted against
+    /// [`Tables::max_learned`]).
+    pub learned: bool,
 }
 
 impl Rule {
@@ -113,6 +141,17 @@ impl Rule {
             || self
                 .actions()
                 .any(|a| matches!(a, Action::Output { port: p, .. } if *p == port))
+    }
+
+    /// `(cookie, table)` of each `learn(delete_learned)` among the rule's
+    /// actions (OVS `next_learn_with_delete`: top-level actions only).
+    fn delete_learned(&self) -> impl Iterator<Item = (u64, u8)> + '_ {
+        self.actions().filter_map(|a| match a {
+            Action::Learn(l) if l.flags & NX_LEARN_F_DELETE_LEARNED != 0 => {
+                Some((l.cookie, l.table_id))
+            }
+            _ => None,
+        })
     }
 
     /// Whether the rule uses group `group` (`OFPG_ANY` matches every rule).
@@ -143,7 +182,7 @@ impl Rule {
             hard_timeout: self.hard_timeout,
             packet_count: self.counters.packets(),
             byte_count: self.counters.bytes(),
-            matcher: self.matcher,
+            matcher: full_match(&self.matcher),
         }
     }
 
@@ -163,7 +202,7 @@ impl Rule {
             byte_count: self.counters.bytes(),
             idle_age: Some(self.last_used()).and_then(age),
             hard_age: age(self.modified),
-            matcher: self.matcher,
+            matcher: full_match(&self.matcher),
             instructions: self.instructions.clone(),
         }
     }
@@ -192,6 +231,73 @@ fn check_subfield_action(sf: &Subfield, dst: bool, m: Option<&Match>) -> Result<
         }
     }
     Ok(())
+}
+
+/// OVS `learn_check`: a field source meets the flow's match
+/// prerequisites; each match destination meets those of the learned
+/// match built so far (earlier immediate matches count, so
+/// `eth_type=0x800,NXM_OF_IP_DST[]=..` is fine); a load destination is
+/// writable. Learning into a table beyond [`N_TABLES`] is
+/// `BAD_ARGUMENT`.
+fn check_learn(l: &Learn, m: Option<&Match>) -> Result<(), OfError> {
+    if usize::from(l.table_id) >= N_TABLES {
+        return Err(OfError::BAD_ACTION_ARGUMENT);
+    }
+    if let Some(d) = &l.result_dst {
+        check_subfield_action(d, true, m)?;
+    }
+    let mut learned = Match::CATCHALL;
+    for spec in &l.specs {
+        if let LearnSrc::Field(src) = &spec.src {
+            check_subfield_action(src, false, m)?;
+            if src.n_bits != spec.n_bits {
+                return Err(OfError::BAD_SET_LEN);
+            }
+        }
+        match (&spec.dst, &spec.src) {
+            (LearnDst::Match(d), src) => {
+                check_subfield_action(d, false, Some(&learned))?;
+                if let LearnSrc::Imm(v) = src {
+                    learned.write_subfield(d, *v);
+                }
+            }
+            (LearnDst::Load(d), _) => check_subfield_action(d, true, Some(&learned))?,
+            (LearnDst::Output, _) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Whether `a` names `tun_metadata<index>` (a set-field, load, move,
+/// stack, output, multipath, bundle, learn or check_pkt_larger field, in
+/// nested actions too).
+fn action_uses_tun_metadata(a: &Action, index: u16) -> bool {
+    let oxm = |f: &xennet_openflow::model::OxmField| f.tun_metadata_index() == Some(index as u8);
+    let mf = |f: &MfField| matches!(f, MfField::Oxm(o) if oxm(o));
+    let sf = |s: &Subfield| mf(&s.field);
+    match a {
+        Action::SetField { field, .. } => oxm(field),
+        Action::Load { dst, .. } => sf(dst),
+        Action::Move { src, dst } => sf(src) || sf(dst),
+        Action::StackPush(s) | Action::StackPop(s) => sf(s),
+        Action::OutputReg { src, .. } => sf(src),
+        Action::CheckPktLarger { dst, .. } => sf(dst),
+        Action::Multipath(mp) => sf(&mp.dst),
+        Action::Bundle(b) => b.dst.as_ref().is_some_and(sf),
+        Action::Clone(acts) => acts.iter().any(|a| action_uses_tun_metadata(a, index)),
+        Action::Ct(ct) => ct
+            .actions
+            .iter()
+            .any(|a| action_uses_tun_metadata(a, index)),
+        Action::Learn(l) => {
+            l.result_dst.as_ref().is_some_and(sf)
+                || l.specs.iter().any(|s| {
+                    matches!(&s.src, LearnSrc::Field(f) if sf(f))
+                        || matches!(&s.dst, LearnDst::Match(f) | LearnDst::Load(f) if sf(f))
+                })
+        }
+        _ => false,
+    }
 }
 
 /// `conjunction` actions may be combined only with other `conjunction`s
@@ -336,6 +442,14 @@ pub struct Tables {
     /// The undo log of a transaction in progress ([`Tables::begin`]);
     /// `None` outside one, so plain flow-mods only pay a branch.
     journal: Option<Journal>,
+    /// Rules with [`Rule::learned`] set.
+    n_learned: usize,
+    /// Most learned rules ([`DEFAULT_MAX_LEARNED`]).
+    max_learned: usize,
+    /// Rules holding a `learn(delete_learned)` by its `(cookie, table)`
+    /// (OVS `learned_cookies`): when the count drops to zero, the flows
+    /// with that cookie in that table are deleted.
+    learned_cookies: HashMap<(u64, u8), usize>,
 }
 
 /// What a transaction changed, to put back on [`Tables::rollback`].
@@ -354,8 +468,7 @@ enum Undo {
     /// (`None`: there was none).
     Rule {
         table: usize,
-        /// Boxed: a match is far larger than the other variant.
-        matcher: Box<Match>,
+        matcher: MiniMatch,
         priority: u16,
         old: Option<Arc<Rule>>,
     },
@@ -398,6 +511,9 @@ impl Tables {
             generation: 0,
             n_timeouts: 0,
             journal: None,
+            n_learned: 0,
+            max_learned: DEFAULT_MAX_LEARNED,
+            learned_cookies: HashMap::new(),
         }
     }
 
@@ -465,6 +581,253 @@ impl Tables {
         }
         self.generation = j.generation;
         self.n_timeouts = j.n_timeouts;
+        self.recount_learned();
+    }
+
+    /// Recompute [`Tables::n_learned`] and the delete-learned cookie
+    /// counts from the rules (after a rollback).
+    fn recount_learned(&mut self) {
+        let mut n = 0;
+        let mut cookies: HashMap<(u64, u8), usize> = HashMap::new();
+        for t in &self.tables {
+            for r in t.cls.iter() {
+                n += usize::from(r.value.learned);
+                for c in r.value.delete_learned() {
+                    *cookies.entry(c).or_default() += 1;
+                }
+            }
+        }
+        self.n_learned = n;
+        self.learned_cookies = cookies;
+    }
+
+    /// Account for `old` leaving and `new` entering the tables: learned
+    /// rules and delete-learned cookies; cookies whose last holder left
+    /// go to `dead`.
+    fn track(&mut self, old: Option<&Rule>, new: Option<&Rule>, dead: &mut Vec<(u64, u8)>) {
+        if let Some(n) = new {
+            self.n_learned += usize::from(n.learned);
+            for c in n.delete_learned() {
+                *self.learned_cookies.entry(c).or_default() += 1;
+            }
+        }
+        if let Some(o) = old {
+            self.n_learned = self.n_learned.saturating_sub(usize::from(o.learned));
+            for c in o.delete_learned() {
+                if let Some(n) = self.learned_cookies.get_mut(&c) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.learned_cookies.remove(&c);
+                        dead.push(c);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Delete the flows learned under each dead `(cookie, table)` (OVS
+    /// `learned_cookies_flush`: every flow in the table with the cookie),
+    /// repeating for the cookies those deletions free in turn.
+    fn flush_dead_cookies(&mut self, mut dead: Vec<(u64, u8)>, now: Instant) -> Vec<FlowRemoved> {
+        let mut out = Vec::new();
+        // Each round removes rules, so this ends.
+        while let Some((cookie, table)) = dead.pop() {
+            let Some(t) = self.tables.get(usize::from(table)) else {
+                continue;
+            };
+            let cls = &t.cls;
+            let sel: Vec<(usize, MiniMatch, u16)> = cls
+                .iter()
+                .filter(|r| r.value.cookie == cookie)
+                .map(|r| (usize::from(table), r.matcher.clone(), r.priority))
+                .collect();
+            out.extend(self.remove_rules_tracked(&sel, removed_reason::DELETE, now, &mut dead));
+        }
+        out
+    }
+
+    /// Whether a rule matches or names `tun_metadata<index>` (its TLV
+    /// mapping may then not be deleted, OVS `NXTTMFC_INVALID_TLV_DEL`).
+    pub fn uses_tun_metadata(&self, index: u16) -> bool {
+        let bit = 1u128.checked_shl(u32::from(index)).unwrap_or(0);
+        self.tables.iter().any(|t| {
+            t.cls.iter().any(|r| {
+                r.matcher.mask().get(Field::TunMdPresent) & bit != 0
+                    || r.value
+                        .actions()
+                        .any(|a| action_uses_tun_metadata(a, index))
+            })
+        }) || self.groups.values().any(|g| {
+            g.buckets
+                .iter()
+                .any(|b| b.actions.iter().any(|a| action_uses_tun_metadata(a, index)))
+        })
+    }
+
+    /// `fin_timeout` (OVS `ofproto_rule_reduce_timeouts`): lower the idle
+    /// and hard timeouts of the rule `(table, matcher, priority)`, if it is
+    /// still there, to `idle` and `hard` where those are nonzero and
+    /// shorter (or the rule has none). Returns whether it changed. No
+    /// translation reads timeouts, so the generation stays.
+    pub fn reduce_timeouts(
+        &mut self,
+        table: u8,
+        matcher: &MiniMatch,
+        priority: u16,
+        idle: u16,
+        hard: u16,
+    ) -> bool {
+        let reduce = |max: u16, t: u16| {
+            if max != 0 && (t == 0 || t > max) {
+                max
+            } else {
+                t
+            }
+        };
+        let Some(t) = self.tables.get_mut(usize::from(table)) else {
+            return false;
+        };
+        let Some(r) = t.cls.find_strict_mut(matcher, priority) else {
+            return false;
+        };
+        let o = r.value.clone();
+        let (i, h) = (reduce(idle, o.idle_timeout), reduce(hard, o.hard_timeout));
+        if (i, h) == (o.idle_timeout, o.hard_timeout) {
+            return false;
+        }
+        let had = o.idle_timeout != 0 || o.hard_timeout != 0;
+        r.value = Arc::new(Rule {
+            table_id: o.table_id,
+            matcher: o.matcher.clone(),
+            priority: o.priority,
+            cookie: o.cookie,
+            idle_timeout: i,
+            hard_timeout: h,
+            flags: o.flags,
+            instructions: o.instructions.clone(),
+            created: o.created,
+            modified: o.modified,
+            counters: o.counters.clone(),
+            learned: o.learned,
+        });
+        if !had {
+            self.n_timeouts += 1;
+        }
+        note(&mut self.journal, || Undo::Rule {
+            table: usize::from(table),
+            matcher: matcher.clone(),
+            priority,
+            old: Some(o),
+        });
+        true
+    }
+
+    /// Learned rules in all tables.
+    pub fn n_learned(&self) -> usize {
+        self.n_learned
+    }
+
+    /// The cap on learned rules ([`DEFAULT_MAX_LEARNED`] unless set).
+    pub fn max_learned(&self) -> usize {
+        self.max_learned
+    }
+
+    /// Set the cap on learned rules (existing ones stay).
+    pub fn set_max_learned(&mut self, n: usize) {
+        self.max_learned = n;
+    }
+
+    /// Whether [`Tables::learn`] would install or refresh `fm` now (for
+    /// `result_dst`, which translation writes before the flow-mod runs).
+    pub fn learn_would_succeed(&self, fm: &FlowMod, limit: u32) -> bool {
+        let Some(t) = self.tables.get(usize::from(fm.table_id)) else {
+            return false;
+        };
+        let matcher = normalize(&fm.matcher);
+        let existing = t.cls.find_strict(&matcher, fm.priority);
+        if let Some(o) = existing {
+            let o = &o.value;
+            if o.cookie == fm.cookie && o.instructions == fm.instructions {
+                return true;
+            }
+        }
+        if limit != 0
+            && t.cls.iter().filter(|r| r.value.cookie == fm.cookie).count() >= limit as usize
+        {
+            return false;
+        }
+        existing.is_some_and(|o| o.value.learned) || self.n_learned < self.max_learned
+    }
+
+    /// Execute a learned flow-mod (OVS `ofproto_flow_mod_learn`): the
+    /// flow is added, or if the identical flow (match, priority, cookie,
+    /// timeouts, flags, actions) is there, refreshed (its hard timeout
+    /// counts from `now` again, as OVS sets `modified`). A new flow is
+    /// refused when `limit` (nonzero) flows with its cookie are in the
+    /// table, or when the bridge has [`Tables::max_learned`] learned
+    /// flows. Flow-removed messages of flows this replaced or deleted
+    /// (delete-learned) come back with the outcome.
+    ///
+    /// # Errors
+    /// The flow-mod's errors (bad table, prerequisites, `TABLE_FULL`).
+    pub fn learn(
+        &mut self,
+        fm: &FlowMod,
+        limit: u32,
+        now: Instant,
+    ) -> Result<(LearnOutcome, Vec<FlowRemoved>), OfError> {
+        let matcher = Self::check_flow_mod_fixed(fm)?;
+        let t = usize::from(fm.table_id);
+        let existing = self.tables[t]
+            .cls
+            .find_strict(&matcher, fm.priority)
+            .map(|r| r.value.clone());
+        if let Some(o) = &existing {
+            if o.cookie == fm.cookie
+                && o.idle_timeout == fm.idle_timeout
+                && o.hard_timeout == fm.hard_timeout
+                && o.flags == fm.flags
+                && o.instructions == fm.instructions
+            {
+                let new = Arc::new(Rule {
+                    table_id: o.table_id,
+                    matcher: o.matcher.clone(),
+                    priority: o.priority,
+                    cookie: o.cookie,
+                    idle_timeout: o.idle_timeout,
+                    hard_timeout: o.hard_timeout,
+                    flags: o.flags,
+                    instructions: o.instructions.clone(),
+                    created: o.created,
+                    modified: now,
+                    counters: o.counters.clone(),
+                    learned: o.learned,
+                });
+                let prev = self.tables[t].cls.insert(&matcher, fm.priority, new);
+                note(&mut self.journal, || Undo::Rule {
+                    table: t,
+                    matcher: minimatch(&matcher),
+                    priority: fm.priority,
+                    old: prev,
+                });
+                return Ok((LearnOutcome::Refreshed, Vec::new()));
+            }
+        }
+        if limit != 0 {
+            let n = self.tables[t]
+                .cls
+                .iter()
+                .filter(|r| r.value.cookie == fm.cookie)
+                .count();
+            if n >= limit as usize {
+                return Ok((LearnOutcome::LimitReached, Vec::new()));
+            }
+        }
+        if !existing.as_ref().is_some_and(|o| o.learned) && self.n_learned >= self.max_learned {
+            return Ok((LearnOutcome::CapReached, Vec::new()));
+        }
+        let res = self.add_flow(fm, matcher, now, true)?;
+        Ok((LearnOutcome::Added, res.removed))
     }
 
     /// Changes whenever a rule, group or meter changes.
@@ -715,6 +1078,18 @@ impl Tables {
                     }
                 }
                 Action::Nat(_) => return Err(OfError::BAD_ACTION_ARGUMENT),
+                Action::Learn(l) => check_learn(l, m.as_deref())?,
+                Action::FinTimeout { .. } => {
+                    // OVS `check_FIN_TIMEOUT`: a TCP match.
+                    if let Some(m) = m.as_deref() {
+                        if !m.satisfies(Prereq::Tcp) {
+                            return Err(OfError::MATCH_INCONSISTENT);
+                        }
+                    }
+                }
+                Action::CheckPktLarger { dst, .. } => {
+                    check_subfield_action(dst, true, m.as_deref())?;
+                }
                 Action::Multipath(mp) => check_subfield_action(&mp.dst, true, m.as_deref())?,
                 Action::Bundle(b) => {
                     if let Some(d) = &b.dst {
@@ -922,7 +1297,7 @@ impl Tables {
         match fm.command {
             FlowModCommand::Add => {
                 self.check_instructions(fm.table_id, &matcher, &fm.instructions)?;
-                self.add_flow(fm, matcher, now)
+                self.add_flow(fm, matcher, now, false)
             }
             FlowModCommand::Modify | FlowModCommand::ModifyStrict => {
                 let strict = fm.command == FlowModCommand::ModifyStrict;
@@ -941,9 +1316,11 @@ impl Tables {
         fm: &FlowMod,
         matcher: Match,
         now: Instant,
+        learned: bool,
     ) -> Result<FlowModResult, OfError> {
         let max = self.max_flows;
         let table = &mut self.tables[usize::from(fm.table_id)];
+        let mut matcher = minimatch(&matcher);
         if fm.flags & flow_flags::CHECK_OVERLAP != 0 && table.cls.overlaps(&matcher, fm.priority) {
             return Err(OfError::OVERLAP);
         }
@@ -951,6 +1328,10 @@ impl Tables {
             .cls
             .find_strict(&matcher, fm.priority)
             .map(|r| r.value.clone());
+        if let Some(o) = &old {
+            // Share the stored match rather than keep a second copy.
+            matcher = o.matcher.clone();
+        }
         if old.is_none() && table.cls.len() >= max {
             return Err(OfError::TABLE_FULL);
         }
@@ -960,7 +1341,7 @@ impl Tables {
         };
         let rule = Arc::new(Rule {
             table_id: fm.table_id,
-            matcher,
+            matcher: matcher.clone(),
             priority: fm.priority,
             cookie: fm.cookie,
             idle_timeout: fm.idle_timeout,
@@ -970,6 +1351,7 @@ impl Tables {
             created: now,
             modified: now,
             counters,
+            learned,
         });
         let has_to = |i: u16, h: u16| usize::from(i != 0 || h != 0);
         if let Some(o) = &old {
@@ -978,16 +1360,18 @@ impl Tables {
                 .saturating_sub(has_to(o.idle_timeout, o.hard_timeout));
         }
         self.n_timeouts += has_to(fm.idle_timeout, fm.hard_timeout);
-        let prev = table.cls.insert(&matcher, fm.priority, rule);
+        let prev = table.cls.insert(&matcher, fm.priority, rule.clone());
+        let mut dead = Vec::new();
+        self.track(prev.as_deref(), Some(&rule), &mut dead);
         note(&mut self.journal, || Undo::Rule {
             table: usize::from(fm.table_id),
-            matcher: Box::new(matcher),
+            matcher,
             priority: fm.priority,
             old: prev,
         });
         self.bump();
         Ok(FlowModResult {
-            removed: Vec::new(),
+            removed: self.flush_dead_cookies(dead, now),
             n_changed: 1,
         })
     }
@@ -1005,21 +1389,23 @@ impl Tables {
         priority: u16,
         strict: bool,
         filter: &dyn Fn(&Rule) -> bool,
-    ) -> Vec<(usize, Match, u16)> {
+    ) -> Vec<(usize, MiniMatch, u16)> {
+        let matcher = minimatch(matcher);
+        let matcher = &matcher;
         let mut v = Vec::new();
         for t in Self::table_range(table_id) {
             let cls = &self.tables[t].cls;
             if strict {
                 if let Some(r) = cls.find_strict(matcher, priority) {
                     if filter(&r.value) {
-                        v.push((t, r.matcher, r.priority));
+                        v.push((t, r.matcher.clone(), r.priority));
                     }
                 }
             } else {
                 v.extend(
                     cls.iter_loose(matcher)
                         .filter(|r| filter(&r.value))
-                        .map(|r| (t, r.matcher, r.priority)),
+                        .map(|r| (t, r.matcher.clone(), r.priority)),
                 );
             }
         }
@@ -1037,12 +1423,13 @@ impl Tables {
             Self::cookie_ok(fm.cookie, fm.cookie_mask, r)
         });
         let reset = fm.flags & flow_flags::RESET_COUNTS != 0;
+        let mut dead = Vec::new();
         for (t, m, p) in &sel {
             if let Some(r) = self.tables[*t].cls.find_strict_mut(m, *p) {
                 let old = &r.value;
                 let new = Arc::new(Rule {
                     table_id: old.table_id,
-                    matcher: old.matcher,
+                    matcher: old.matcher.clone(),
                     priority: old.priority,
                     cookie: old.cookie,
                     idle_timeout: old.idle_timeout,
@@ -1056,11 +1443,14 @@ impl Tables {
                     } else {
                         old.counters.clone()
                     },
+                    learned: old.learned,
                 });
-                let prev = std::mem::replace(&mut r.value, new);
+                let prev = std::mem::replace(&mut r.value, new.clone());
+                let (prev_ref, new_ref) = (prev.clone(), new);
+                self.track(Some(&prev_ref), Some(&new_ref), &mut dead);
                 note(&mut self.journal, || Undo::Rule {
                     table: *t,
-                    matcher: Box::new(*m),
+                    matcher: m.clone(),
                     priority: *p,
                     old: Some(prev),
                 });
@@ -1070,7 +1460,7 @@ impl Tables {
             self.bump();
         }
         FlowModResult {
-            removed: Vec::new(),
+            removed: self.flush_dead_cookies(dead, now),
             n_changed: sel.len(),
         }
     }
@@ -1096,13 +1486,29 @@ impl Tables {
 
     fn remove_rules(
         &mut self,
-        sel: &[(usize, Match, u16)],
+        sel: &[(usize, MiniMatch, u16)],
         reason: u8,
         now: Instant,
+    ) -> Vec<FlowRemoved> {
+        let mut dead = Vec::new();
+        let mut out = self.remove_rules_tracked(sel, reason, now, &mut dead);
+        out.extend(self.flush_dead_cookies(dead, now));
+        out
+    }
+
+    /// [`Tables::remove_rules`] without flushing the delete-learned
+    /// cookies that die: they go to `dead`.
+    fn remove_rules_tracked(
+        &mut self,
+        sel: &[(usize, MiniMatch, u16)],
+        reason: u8,
+        now: Instant,
+        dead: &mut Vec<(u64, u8)>,
     ) -> Vec<FlowRemoved> {
         let mut out = Vec::new();
         for (t, m, p) in sel {
             if let Some(r) = self.tables[*t].cls.remove(m, *p) {
+                self.track(Some(&r), None, dead);
                 if r.idle_timeout != 0 || r.hard_timeout != 0 {
                     self.n_timeouts = self.n_timeouts.saturating_sub(1);
                 }
@@ -1111,7 +1517,7 @@ impl Tables {
                 }
                 note(&mut self.journal, || Undo::Rule {
                     table: *t,
-                    matcher: Box::new(*m),
+                    matcher: m.clone(),
                     priority: *p,
                     old: Some(r),
                 });
@@ -1142,9 +1548,9 @@ impl Tables {
                     && now.saturating_duration_since(r.last_used())
                         >= Duration::from_secs(u64::from(r.idle_timeout));
                 if hard {
-                    sel_hard.push((t, r.matcher, r.priority));
+                    sel_hard.push((t, r.matcher.clone(), r.priority));
                 } else if idle {
-                    sel_idle.push((t, r.matcher, r.priority));
+                    sel_idle.push((t, r.matcher.clone(), r.priority));
                 }
             }
         }
@@ -1413,7 +1819,7 @@ impl Tables {
         if req.table_id != OFPTT_ALL && usize::from(req.table_id) >= N_TABLES {
             return Err(OfError::BAD_TABLE_ID);
         }
-        let m = normalize(&req.matcher);
+        let m = minimatch(&req.matcher);
         let mut v = Vec::new();
         for t in Self::table_range(req.table_id) {
             v.extend(

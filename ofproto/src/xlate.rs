@@ -76,6 +76,17 @@
 //!   frozen state, the actions end in `recirc(id)`, and the thaw runs
 //!   that rest on the re-parsed packet. A freeze inside a group bucket or
 //!   a clone is refused ([`XlateError::NeedsRecirculation`], dropped).
+//! - `learn` (OVS `xlate_learn_action`): the source bits are
+//!   un-wildcarded and the flow-mod built from the working flow goes to
+//!   [`XlateOut::learned`]; the bridge executes it after the translation
+//!   (so later lookups of this translation do not see it, as in OVS 2.4+)
+//!   and refreshes it while the megaflow is hit. `fin_timeout` on a FIN or
+//!   RST goes to [`XlateOut::fin_timeouts`] the same way.
+//! - `check_pkt_larger(N)->dst` (OVS `xlate_check_pkt_larger`): after a
+//!   commit, the rest of the rule's actions and instructions and the
+//!   action set are translated twice, with the bit 1 and 0, into the two
+//!   branches of a [`DpAction::CheckPktLen`] (the datapath compares each
+//!   packet's length); the state is restored after both.
 //!
 //! # Wildcards
 //!
@@ -115,16 +126,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use xennet_datapath::actions::ActionsFmt;
+use xennet_datapath::actions::{ActionsFmt, MAX_CHECK_PKT_LEN_NESTING};
 use xennet_datapath::flow::{Field, N_REGS, VLAN_CFI, VLAN_PCP_MASK, VLAN_VID_MASK};
 use xennet_datapath::{
     DpAction, FlowKey, FlowMask, OfPort, Packet, RuleCounters, SetAction, Tags, Upcall,
     UpcallHandler, Userdata,
 };
 use xennet_openflow::model::{
-    port_config, Action, GroupType, Instructions, Match, MfField, OxmField, Subfield,
-    OFPCML_NO_BUFFER, OFPG_ANY, OFPP_ALL, OFPP_ANY, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT,
-    OFPP_LOCAL, OFPP_NORMAL, OFPP_TABLE,
+    port_config, Action, FlowMod, FlowModCommand, GroupType, Instructions, Learn, LearnDst,
+    LearnSrc, Match, MfField, OxmField, Subfield, NX_LEARN_F_SEND_FLOW_REM, OFPCML_NO_BUFFER,
+    OFPG_ANY, OFPP_ALL, OFPP_ANY, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL,
+    OFPP_NORMAL, OFPP_TABLE,
 };
 
 use crate::normal::Normal;
@@ -204,6 +216,12 @@ pub static RECIRC_NO_STATE: AtomicU64 = AtomicU64::new(0);
 /// `pop` actions on an empty stack (OVS logs "stack underflow" and goes
 /// on).
 pub static STACK_UNDERFLOW: AtomicU64 = AtomicU64::new(0);
+/// Most `learn` actions one translation executes; further ones are
+/// dropped and counted in [`LEARNS_DROPPED`] (OVS has no such bound; a
+/// translation is bounded by its resubmits).
+pub const MAX_LEARNS_PER_XLATE: usize = 64;
+/// `learn` actions beyond [`MAX_LEARNS_PER_XLATE`] in one translation.
+pub static LEARNS_DROPPED: AtomicU64 = AtomicU64::new(0);
 /// Packet-ins from `controller(...)` or `dec_ttl(ids)` whose userdata,
 /// controller id and registers were dropped because the extras table
 /// ([`crate::pin_extras`]) was full: sent as plain packet-ins to the
@@ -227,6 +245,30 @@ pub struct XlateOut {
     /// The recirculations the actions end in (`ct(table=N)`), for traces
     /// and probes that follow the packet through them.
     pub recircs: Vec<RecircNode>,
+    /// Flows `learn` actions built, to add or refresh once the tables
+    /// can be written (OVS `xlate_learn_action` with side effects; from
+    /// 2.4 on a learned flow is not visible to later lookups of the same
+    /// translation either), with each action's `limit`.
+    pub learned: Vec<(FlowMod, u32)>,
+    /// `fin_timeout`s a TCP FIN or RST triggered: the rule
+    /// `(table, match, priority)` and the idle and hard timeouts to lower
+    /// it to, once the tables can be written.
+    pub fin_timeouts: Vec<FinTimeout>,
+}
+
+/// A `fin_timeout` to apply ([`XlateOut::fin_timeouts`]).
+#[derive(Debug, Clone)]
+pub struct FinTimeout {
+    /// The rule's table.
+    pub table: u8,
+    /// The rule's match.
+    pub matcher: xennet_datapath::flow::MiniMatch,
+    /// The rule's priority.
+    pub priority: u16,
+    /// Idle timeout in seconds (0: unchanged).
+    pub idle: u16,
+    /// Hard timeout in seconds (0: unchanged).
+    pub hard: u16,
 }
 
 /// A recirculation made by a translation ([`XlateOut::recircs`]): the
@@ -422,6 +464,12 @@ struct Ctx<'a> {
     /// emit a datapath action.
     conntracked: bool,
     recircs: Vec<RecircNode>,
+    /// See [`XlateOut::learned`].
+    learned: Vec<(FlowMod, u32)>,
+    /// See [`XlateOut::fin_timeouts`].
+    fin_timeouts: Vec<FinTimeout>,
+    /// `check_pkt_larger` branches being translated (nesting).
+    cpl_depth: usize,
 }
 
 impl<'a> Ctx<'a> {
@@ -467,6 +515,9 @@ impl<'a> Ctx<'a> {
             unroll_cookie: None,
             conntracked: false,
             recircs: Vec::new(),
+            learned: Vec::new(),
+            fin_timeouts: Vec::new(),
+            cpl_depth: 0,
         }
     }
 }
@@ -625,7 +676,15 @@ fn field_value_text(f: OxmField, v: u128) -> String {
             std::net::Ipv6Addr::from(v).to_string()
         }
         TunIpv4Src | TunIpv4Dst => std::net::Ipv4Addr::from(v as u32).to_string(),
-        Metadata | TcpFlags | Reg(_) | Xreg(_) | Xxreg(_) | TunId | PktMark | Ipv6Label => {
+        Metadata
+        | TcpFlags
+        | Reg(_)
+        | Xreg(_)
+        | Xxreg(_)
+        | TunId
+        | PktMark
+        | Ipv6Label
+        | TunMetadata { .. } => {
             format!("{v:#x}")
         }
         _ => v.to_string(),
@@ -787,6 +846,76 @@ fn nat_text(body: &[u8]) -> String {
     }
 }
 
+/// `learn(...)` as OVS `learn_format` writes it.
+fn learn_text(l: &Learn) -> String {
+    let mut s = format!("learn(table={}", l.table_id);
+    if l.idle_timeout != 0 {
+        s.push_str(&format!(",idle_timeout={}", l.idle_timeout));
+    }
+    if l.hard_timeout != 0 {
+        s.push_str(&format!(",hard_timeout={}", l.hard_timeout));
+    }
+    if l.fin_idle_timeout != 0 {
+        s.push_str(&format!(",fin_idle_timeout={}", l.fin_idle_timeout));
+    }
+    if l.fin_hard_timeout != 0 {
+        s.push_str(&format!(",fin_hard_timeout={}", l.fin_hard_timeout));
+    }
+    if l.priority != OFP_DEFAULT_PRIORITY {
+        s.push_str(&format!(",priority={}", l.priority));
+    }
+    if l.flags & NX_LEARN_F_SEND_FLOW_REM != 0 {
+        s.push_str(",send_flow_rem");
+    }
+    if l.flags & xennet_openflow::model::NX_LEARN_F_DELETE_LEARNED != 0 {
+        s.push_str(",delete_learned");
+    }
+    if l.cookie != 0 {
+        s.push_str(&format!(",cookie={:#x}", l.cookie));
+    }
+    if l.limit != 0 {
+        s.push_str(&format!(",limit={}", l.limit));
+    }
+    if let Some(d) = &l.result_dst {
+        s.push_str(&format!(",result_dst={}", subfield_text(d)));
+    }
+    for spec in &l.specs {
+        s.push(',');
+        let whole = |sf: &Subfield| sf.ofs == 0 && u32::from(sf.n_bits) == sf.field.n_bits();
+        match (&spec.src, &spec.dst) {
+            (LearnSrc::Imm(v), LearnDst::Match(d)) => match d.field {
+                MfField::Oxm(f) if whole(d) => {
+                    s.push_str(&format!("{}={}", f.name(), field_value_text(f, *v)));
+                }
+                _ => s.push_str(&format!("{}={v:#x}", subfield_text(d))),
+            },
+            (LearnSrc::Field(src), LearnDst::Match(d)) => {
+                s.push_str(&subfield_text(d));
+                if src.field != d.field || src.ofs != d.ofs {
+                    s.push('=');
+                    s.push_str(&subfield_text(src));
+                }
+            }
+            (LearnSrc::Imm(v), LearnDst::Load(d)) => {
+                s.push_str(&format!("load:{v:#x}->{}", subfield_text(d)));
+            }
+            (LearnSrc::Field(src), LearnDst::Load(d)) => {
+                s.push_str(&format!(
+                    "load:{}->{}",
+                    subfield_text(src),
+                    subfield_text(d)
+                ));
+            }
+            (LearnSrc::Field(src), LearnDst::Output) => {
+                s.push_str(&format!("output:{}", subfield_text(src)));
+            }
+            (LearnSrc::Imm(_), LearnDst::Output) => {}
+        }
+    }
+    s.push(')');
+    s
+}
+
 /// An action in `ovs-ofctl` syntax.
 pub fn action_text(a: &Action) -> String {
     match a {
@@ -925,6 +1054,20 @@ pub fn action_text(a: &Action) -> String {
             }
             format!("controller({})", parts.join(","))
         }
+        Action::Learn(l) => learn_text(l),
+        Action::FinTimeout { idle, hard } => {
+            let mut p = Vec::new();
+            if *idle != 0 {
+                p.push(format!("idle_timeout={idle}"));
+            }
+            if *hard != 0 {
+                p.push(format!("hard_timeout={hard}"));
+            }
+            format!("fin_timeout({})", p.join(","))
+        }
+        Action::CheckPktLarger { len, dst } => {
+            format!("check_pkt_larger({len})->{}", subfield_text(dst))
+        }
         Action::Sample {
             probability,
             collector_set_id,
@@ -991,7 +1134,7 @@ fn megaflow_mask(orig: &FlowKey, wc: &FlowMask) -> FlowMask {
 }
 
 fn is_table_miss(r: &Rule) -> bool {
-    r.priority == 0 && r.matcher.mask == FlowMask::CATCHALL
+    r.priority == 0 && r.matcher.is_catchall()
 }
 
 impl Ctx<'_> {
@@ -1045,6 +1188,12 @@ impl Ctx<'_> {
                 final_flow: self.flow,
                 last_hit: self.last_hit,
                 recircs,
+                learned: if self.error.is_some() {
+                    Vec::new()
+                } else {
+                    self.learned
+                },
+                fin_timeouts: self.fin_timeouts,
             },
             trace,
         )
@@ -1162,7 +1311,7 @@ impl Ctx<'_> {
             Some(r) => {
                 let rule = r.value.clone();
                 if self.trace.is_some() {
-                    let m = match_text(&rule.matcher);
+                    let m = rule.matcher.to_string();
                     if m.is_empty() {
                         self.note(format_args!("{table:>2}. priority {}", rule.priority));
                     } else {
@@ -1177,7 +1326,7 @@ impl Ctx<'_> {
                     // clause flow as `cls_rule_format` prints it.
                     self.indent += 4;
                     for c in &conj_flows {
-                        let m = match_text(&c.matcher);
+                        let m = c.matcher.to_string();
                         let p = c.priority;
                         match (p == OFP_DEFAULT_PRIORITY, m.is_empty()) {
                             (true, _) => self.note(format_args!("conj. {m}")),
@@ -1206,7 +1355,10 @@ impl Ctx<'_> {
             self.actions.push(DpAction::Meter(m));
         }
         if let Some(a) = &ins.apply {
-            self.do_actions(a);
+            if self.do_actions_then(a, Some((ins, table))) {
+                // A check_pkt_larger ran the rest in its branches.
+                return;
+            }
         }
         if self.freezing && self.error.is_none() {
             // The other instructions run after the thaw, in their order.
@@ -1224,6 +1376,12 @@ impl Ctx<'_> {
             }
             return;
         }
+        self.run_after_apply(ins, table);
+    }
+
+    /// The instructions after apply-actions: clear, write, metadata,
+    /// goto.
+    fn run_after_apply(&mut self, ins: &Instructions, table: u8) {
         if self.exit || self.error.is_some() {
             return;
         }
@@ -1274,15 +1432,23 @@ impl Ctx<'_> {
     }
 
     fn do_actions(&mut self, actions: &[Action]) {
+        self.do_actions_then(actions, None);
+    }
+
+    /// Run `actions`; `then` is the rule's instructions when `actions` is
+    /// its apply-actions (a `check_pkt_larger` translates what follows it
+    /// there too, as OVS's ofpacts hold the whole rule). Returns whether
+    /// a `check_pkt_larger` took over the rest.
+    fn do_actions_then(&mut self, actions: &[Action], then: Option<(&Instructions, u8)>) -> bool {
         for (i, a) in actions.iter().enumerate() {
             if self.exit || self.error.is_some() {
-                return;
+                return false;
             }
             if self.actions.len() > MAX_DP_ACTIONS {
                 self.error = Some(XlateError::TooManyActions);
                 warn_rate_limited("over 4096 datapath actions");
                 self.note(">>>> Too many datapath actions; dropping <<<<");
-                return;
+                return false;
             }
             if self.l3_unknown && recirc_for_mpls(a) {
                 // OVS `recirc_for_mpls`: after `pop_mpls` only outputs and
@@ -1292,7 +1458,7 @@ impl Ctx<'_> {
                     self.error = Some(XlateError::NeedsRecirculation);
                     warn_rate_limited("an action after pop_mpls needs recirculation");
                     self.note(">>>> An action after pop_mpls needs recirculation; dropping <<<<");
-                    return;
+                    return false;
                 }
                 self.note("freezing: the next action needs the headers under the popped label");
                 self.freezing = true;
@@ -1301,10 +1467,15 @@ impl Ctx<'_> {
                     self.frozen.push(self.unroll());
                 }
                 self.freeze_actions(&actions[i..]);
-                return;
+                return false;
             }
             if self.trace.is_some() {
                 self.note(action_text(a));
+            }
+            if let Action::CheckPktLarger { len, dst } = a {
+                // The rest of the list is translated in both branches.
+                self.check_pkt_larger(*len, dst, &actions[i + 1..], then);
+                return true;
             }
             self.do_action(a);
             if self.freezing && self.error.is_none() {
@@ -1315,9 +1486,10 @@ impl Ctx<'_> {
                     self.frozen.push(FrozenOp::Act(a.clone()));
                 }
                 self.freeze_actions(&actions[i + 1..]);
-                return;
+                return false;
             }
         }
+        false
     }
 
     /// The `Unroll` step for the current table and rule.
@@ -1409,6 +1581,27 @@ impl Ctx<'_> {
                 FrozenOp::Unroll { table_id, cookie } => {
                     self.table_id = *table_id;
                     self.unroll_cookie = Some(*cookie);
+                }
+                FrozenOp::Act(cpl @ Action::CheckPktLarger { len, dst }) => {
+                    // Its branches take the rest, which must be actions
+                    // only (OVS's frozen actions are one list).
+                    let mut rest = Vec::new();
+                    for op in &ops[i + 1..] {
+                        match op {
+                            FrozenOp::Act(a) => rest.push(a.clone()),
+                            FrozenOp::Unroll { .. } => {}
+                            _ => {
+                                self.error = Some(XlateError::NeedsRecirculation);
+                                self.note(">>>> check_pkt_larger before frozen instructions is not supported; dropping <<<<");
+                                return;
+                            }
+                        }
+                    }
+                    if self.trace.is_some() {
+                        self.note(action_text(cpl));
+                    }
+                    self.check_pkt_larger(*len, dst, &rest, None);
+                    return;
                 }
                 FrozenOp::Act(a) => {
                     if self.trace.is_some() {
@@ -1634,6 +1827,33 @@ impl Ctx<'_> {
             Action::Controller(c) => {
                 self.controller(c.reason, c.max_len, c.controller_id, &c.userdata);
             }
+            Action::Learn(l) => self.learn(l),
+            Action::FinTimeout { idle, hard } => {
+                // OVS `xlate_fin_timeout`: a FIN or RST lowers the rule's
+                // timeouts. The flags are read (FIN and RST only), so a
+                // FIN gets a megaflow of its own and is translated.
+                self.wc.set_exact(Field::DlType);
+                self.wc.set_exact(Field::NwProto);
+                let tcp =
+                    matches!(self.flow.dl_type(), 0x0800 | 0x86dd) && self.flow.nw_proto() == 6;
+                if tcp {
+                    self.wc_or(Field::TcpFlags, 0x005);
+                    if self.flow.tcp_flags() & 0x005 != 0 {
+                        if let Some(r) = &self.rule {
+                            if self.fin_timeouts.len() < MAX_LEARNS_PER_XLATE {
+                                self.fin_timeouts.push(FinTimeout {
+                                    table: r.table_id,
+                                    matcher: r.matcher.clone(),
+                                    priority: r.priority,
+                                    idle: *idle,
+                                    hard: *hard,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            Action::CheckPktLarger { len, dst } => self.check_pkt_larger(*len, dst, &[], None),
             Action::Sample { .. } => {
                 SAMPLE_NOOP.fetch_add(1, Ordering::Relaxed);
                 self.note("(no IPFIX collector: sample does nothing)");
@@ -1919,6 +2139,188 @@ impl Ctx<'_> {
         self.depth -= 1;
     }
 
+    /// `learn` (OVS `xlate_learn_action`, `learn_execute`): un-wildcard
+    /// the source bits (`learn_mask`), build the flow-mod from the
+    /// working flow and queue it ([`XlateOut::learned`]); with
+    /// `result_dst`, write whether it will be installed.
+    fn learn(&mut self, l: &Learn) {
+        let mut matcher = Match::CATCHALL;
+        let mut actions = Vec::new();
+        if l.fin_idle_timeout != 0 || l.fin_hard_timeout != 0 {
+            // OVS `learn_execute`: the learned flow's first action.
+            actions.push(Action::FinTimeout {
+                idle: l.fin_idle_timeout,
+                hard: l.fin_hard_timeout,
+            });
+        }
+        for spec in &l.specs {
+            let v = match &spec.src {
+                LearnSrc::Field(sf) => self.read_subfield(sf),
+                LearnSrc::Imm(v) => *v,
+            };
+            match &spec.dst {
+                LearnDst::Match(d) => matcher.write_subfield(d, v),
+                LearnDst::Load(d) => actions.push(Action::Load { dst: *d, value: v }),
+                LearnDst::Output => {
+                    // OVS: a 16-bit port, ordinary or IN_PORT, FLOOD,
+                    // LOCAL, ALL; anything else adds no output.
+                    if let Ok(p) = u16::try_from(v) {
+                        if p < 0xff00 || matches!(p, 0xfff8 | 0xfffb | 0xfffe | 0xfffc) {
+                            actions.push(Action::Output {
+                                port: xennet_openflow::v10::port_from_ofp10(p),
+                                max_len: 0,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        let fm = FlowMod {
+            cookie: l.cookie,
+            cookie_mask: 0,
+            table_id: l.table_id,
+            command: FlowModCommand::ModifyStrict,
+            idle_timeout: l.idle_timeout,
+            hard_timeout: l.hard_timeout,
+            priority: l.priority,
+            buffer_id: u32::MAX,
+            out_port: OFPP_ANY,
+            out_group: OFPG_ANY,
+            flags: if l.flags & NX_LEARN_F_SEND_FLOW_REM != 0 {
+                xennet_openflow::model::flow_flags::SEND_FLOW_REM
+            } else {
+                0
+            },
+            matcher,
+            instructions: Instructions::apply(actions),
+        };
+        if self.trace.is_some() {
+            let mut s = format!("table={} ", fm.table_id);
+            let m = match_text(&crate::classifier::normalize(&fm.matcher));
+            if !m.is_empty() {
+                s.push_str(&m);
+                s.push(' ');
+            }
+            s.push_str(&format!("priority={}", fm.priority));
+            if fm.cookie != 0 {
+                s.push_str(&format!(" cookie={:#x}", fm.cookie));
+            }
+            if fm.idle_timeout != 0 {
+                s.push_str(&format!(" idle={}", fm.idle_timeout));
+            }
+            if fm.hard_timeout != 0 {
+                s.push_str(&format!(" hard={}", fm.hard_timeout));
+            }
+            if fm.flags != 0 {
+                s.push_str(" send_flow_rem");
+            }
+            s.push_str(" actions=");
+            s.push_str(&instructions_text(&fm.instructions));
+            self.indent += 4;
+            self.note(s);
+            self.indent -= 4;
+        }
+        let ok = self.tables.learn_would_succeed(&fm, l.limit);
+        if let Some(d) = &l.result_dst {
+            self.write_subfield(d, u128::from(ok));
+        }
+        if !ok {
+            self.note("Limit exceeded, learn failed");
+        }
+        if self.learned.len() < MAX_LEARNS_PER_XLATE {
+            self.learned.push((fm, l.limit));
+        } else {
+            LEARNS_DROPPED.fetch_add(1, Ordering::Relaxed);
+            warn_rate_limited("over 64 learn actions in one translation");
+        }
+    }
+
+    /// `check_pkt_larger(len)->dst` (OVS `xlate_check_pkt_larger`): the
+    /// packet's length is not in the flow key, so the datapath decides:
+    /// after a commit, a [`DpAction::CheckPktLen`] whose "greater" branch
+    /// is `rest` (and the action set) translated with the bit 1, and
+    /// whose other branch is the same with the bit 0, each from the
+    /// state here with an empty stack and action set; then the state is
+    /// restored and the caller goes on after `rest`.
+    fn check_pkt_larger(
+        &mut self,
+        len: u16,
+        dst: &Subfield,
+        rest: &[Action],
+        then: Option<(&Instructions, u8)>,
+    ) {
+        if self.cpl_depth >= MAX_CHECK_PKT_LEN_NESTING {
+            self.error = Some(XlateError::TooDeep);
+            warn_rate_limited("check_pkt_larger nested over 8 deep");
+            self.note(">>>> check_pkt_larger nested too deeply; dropping <<<<");
+            return;
+        }
+        self.commit();
+        let saved_flow = self.flow;
+        let saved_base = self.base;
+        let saved_tpid = self.push_tpid;
+        let saved_touched = self.vlan_touched;
+        let saved_set = std::mem::take(&mut self.action_set);
+        let saved_stack = std::mem::take(&mut self.stack);
+        let saved_stack_bytes = std::mem::replace(&mut self.stack_bytes, 0);
+        let saved_exit = self.exit;
+        let at = self.actions.len();
+        self.actions.push(DpAction::CheckPktLen {
+            size: len,
+            n_gt: 0,
+            n_le: 0,
+        });
+        self.cpl_depth += 1;
+        let mut counts = [0u16; 2];
+        for (n, larger) in [true, false].into_iter().enumerate() {
+            let start = self.actions.len();
+            self.flow = saved_flow;
+            self.base = saved_base;
+            self.push_tpid = saved_tpid;
+            self.vlan_touched = saved_touched;
+            self.action_set = ActionSet::default();
+            self.stack.clear();
+            self.stack_bytes = 0;
+            self.exit = false;
+            self.note(format_args!(
+                "{} {len} bytes:",
+                if larger {
+                    "packet larger than"
+                } else {
+                    "packet at most"
+                }
+            ));
+            self.indent += 4;
+            self.write_subfield(dst, u128::from(larger));
+            if !self.do_actions_then(rest, then) {
+                if let Some((ins, table)) = then {
+                    self.run_after_apply(ins, table);
+                }
+            }
+            self.finish();
+            self.refuse_freeze_in("a check_pkt_larger branch");
+            self.indent -= 4;
+            counts[n] = u16::try_from(self.actions.len() - start).unwrap_or(u16::MAX);
+        }
+        self.cpl_depth -= 1;
+        if counts.contains(&u16::MAX) && self.error.is_none() {
+            self.error = Some(XlateError::TooManyActions);
+        }
+        self.actions[at] = DpAction::CheckPktLen {
+            size: len,
+            n_gt: counts[0],
+            n_le: counts[1],
+        };
+        self.flow = saved_flow;
+        self.base = saved_base;
+        self.push_tpid = saved_tpid;
+        self.vlan_touched = saved_touched;
+        self.action_set = saved_set;
+        self.stack = saved_stack;
+        self.stack_bytes = saved_stack_bytes;
+        self.exit = saved_exit;
+    }
+
     /// Read the bits `sf` names from the working flow, un-wildcarding them.
     fn read_subfield(&mut self, sf: &Subfield) -> u128 {
         let (kf, shift, _) = mf_layout(sf.field);
@@ -1980,6 +2382,12 @@ impl Ctx<'_> {
             };
             let cur = self.flow.get(kf);
             self.flow.set(kf, (cur & !fm) | ((value << shift) & fm));
+            if let Some(i) = field.tun_metadata_index() {
+                // Writing an option makes it present (OVS
+                // `tun_metadata_write`), so an encapsulation sends it.
+                let p = self.flow.get(Field::TunMdPresent);
+                self.flow.set(Field::TunMdPresent, p | (1u128 << i));
+            }
             return;
         }
         if !field.is_settable() {
@@ -2658,7 +3066,7 @@ impl Ctx<'_> {
 
 /// Whether a log line limited by `last` (seconds since the first call,
 /// plus one, of its last line) may go now: at most one a second.
-fn once_a_second(last: &AtomicU64) -> bool {
+pub(crate) fn once_a_second(last: &AtomicU64) -> bool {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let start = *START.get_or_init(Instant::now);
     let now = start.elapsed().as_secs().saturating_add(1);

@@ -157,6 +157,12 @@ fn arb_nicira() -> impl Strategy<Value = Action> {
                 dst: load.then(|| sub(reg(1), 0, 16)),
             }))
         }),
+        // The rest of the list is translated in both branches; the
+        // packet's length is the datapath's to compare.
+        (0u8..2, 0u16..200).prop_map(move |(r, len)| Action::CheckPktLarger {
+            len,
+            dst: sub(reg(r), 1, 1)
+        }),
         (1u32..5).prop_map(|p| Action::Clone(vec![
             Action::SetField {
                 field: OxmField::EthDst,

@@ -78,6 +78,11 @@ pub const OFPET_BUNDLE_FAILED: u16 = 17;
 /// `OFPET_EXPERIMENTER` (1.2+): `code` is the experimenter's type and a
 /// 32-bit experimenter id leads the data.
 pub const OFPET_EXPERIMENTER: u16 = 0xffff;
+/// xennet's type for Nicira extension errors (OVS `ofp-errors.h`
+/// `NX1.2+(c)`): `code` is the OpenFlow 1.2+ experimenter code. On the
+/// wire: 1.2+ `OFPET_EXPERIMENTER` with `NX_VENDOR_ID`, 1.0 `NXET_VENDOR`
+/// with the `NX1.0-1.1(t,c)` pair.
+pub const NX_ERROR_TYPE: u16 = 0xfffe;
 
 errors! {
     HELLO_INCOMPATIBLE = (0, 0), "OFPHFC_INCOMPATIBLE: no common version.";
@@ -202,6 +207,40 @@ errors! {
     BUNDLE_TIMEOUT = (17, 14), "OFPBFC_TIMEOUT (1.4+): the bundle took too long.";
     BUNDLE_IN_PROGRESS = (17, 15), "OFPBFC_BUNDLE_IN_PROGRESS (1.4+): the bundle is locking the resource.";
     BUNDLE_SCHED_NOT_SUPPORTED = (17, 16), "OFPBFC_SCHED_NOT_SUPPORTED (1.5+): scheduled commit not supported.";
+    NXTTMFC_BAD_COMMAND = (0xfffe, 16), "NXTTMFC_BAD_COMMAND: unknown TLV table mod command.";
+    NXTTMFC_BAD_OPT_LEN = (0xfffe, 17), "NXTTMFC_BAD_OPT_LEN: not a valid TLV option length.";
+    NXTTMFC_BAD_FIELD_IDX = (0xfffe, 18), "NXTTMFC_BAD_FIELD_IDX: tun_metadata index out of range.";
+    NXTTMFC_TABLE_FULL = (0xfffe, 19), "NXTTMFC_TABLE_FULL: the options exceed the switch's option space.";
+    NXTTMFC_ALREADY_MAPPED = (0xfffe, 20), "NXTTMFC_ALREADY_MAPPED: the field index is already mapped.";
+    NXTTMFC_DUP_ENTRY = (0xfffe, 21), "NXTTMFC_DUP_ENTRY: the option is mapped to another field.";
+    NXFMFC_INVALID_TLV_FIELD = (0xfffe, 37), "NXFMFC_INVALID_TLV_FIELD: a tun_metadata field that is not mapped.";
+    NXTTMFC_INVALID_TLV_DEL = (0xfffe, 38), "NXTTMFC_INVALID_TLV_DEL: the mapping is used by flows.";
+}
+
+/// The `NX1.0-1.1(type, code)` pair of a Nicira extension error
+/// ([`NX_ERROR_TYPE`]) with OpenFlow 1.2+ code `code` (OVS
+/// `ofp-errors.h`).
+pub(crate) fn nx_error_to_10(code: u16) -> Option<(u16, u16)> {
+    match code {
+        16..=21 => Some((1, code + 511)),
+        37 => Some((1, 536)),
+        38 => Some((1, 537)),
+        _ => None,
+    }
+}
+
+/// The Nicira extension error of an `NX1.0-1.1(type, code)` pair.
+pub(crate) fn nx_error_from_10(t: u16, c: u16) -> Option<OfError> {
+    let code = match (t, c) {
+        (1, 527..=532) => c - 511,
+        (1, 536) => 37,
+        (1, 537) => 38,
+        _ => return None,
+    };
+    Some(OfError {
+        typ: NX_ERROR_TYPE,
+        code,
+    })
 }
 
 impl fmt::Display for OfError {

@@ -7,7 +7,7 @@
 use xennet_datapath::flow::Field;
 
 use crate::error::OfError;
-use crate::model::{Match, OxmField};
+use crate::model::{Match, MfField, OxmField, Subfield};
 use crate::wire::ones;
 
 /// What a field needs matched before it may be matched or set (OpenFlow
@@ -202,6 +202,11 @@ impl OxmField {
             MplsTc => (Field::MplsTc, 0, 3),
             MplsBos => (Field::MplsBos, 0, 1),
             MplsTtl => (Field::MplsTtl, 0, 8),
+            TunMetadata { offset, len, .. } => {
+                let end = (offset % 16) as u32 + len as u32;
+                let end = if end > 16 { 16 } else { end };
+                (Field::TunOpts(offset / 16), 8 * (16 - end), 8 * len as u32)
+            }
         }
     }
 
@@ -237,6 +242,7 @@ impl OxmField {
             NdTll => Prereq::NdAdvert,
             Ipv6Label => Prereq::Ipv6,
             MplsLabel | MplsTc | MplsBos | MplsTtl => Prereq::Mpls,
+            TunMetadata { .. } => Prereq::None,
         }
     }
 
@@ -318,6 +324,15 @@ impl OxmField {
             MplsTc => "mpls_tc",
             MplsBos => "mpls_bos",
             MplsTtl => "mpls_ttl",
+            TunMetadata { index, .. } => TUN_METADATA_NAMES[(index % 64) as usize],
+        }
+    }
+
+    /// The field index of a `tun_metadata<n>` field.
+    pub const fn tun_metadata_index(self) -> Option<u8> {
+        match self {
+            OxmField::TunMetadata { index, .. } => Some(index),
+            _ => None,
         }
     }
 
@@ -377,9 +392,101 @@ impl OxmField {
                 | TunIpv4Dst
                 | TunIpv6Src
                 | TunIpv6Dst
+                | TunMetadata { .. }
                 | TunFlags
                 | PktMark
         )
+    }
+}
+
+/// `tun_metadata0` .. `tun_metadata63`.
+const TUN_METADATA_NAMES: [&str; 64] = [
+    "tun_metadata0",
+    "tun_metadata1",
+    "tun_metadata2",
+    "tun_metadata3",
+    "tun_metadata4",
+    "tun_metadata5",
+    "tun_metadata6",
+    "tun_metadata7",
+    "tun_metadata8",
+    "tun_metadata9",
+    "tun_metadata10",
+    "tun_metadata11",
+    "tun_metadata12",
+    "tun_metadata13",
+    "tun_metadata14",
+    "tun_metadata15",
+    "tun_metadata16",
+    "tun_metadata17",
+    "tun_metadata18",
+    "tun_metadata19",
+    "tun_metadata20",
+    "tun_metadata21",
+    "tun_metadata22",
+    "tun_metadata23",
+    "tun_metadata24",
+    "tun_metadata25",
+    "tun_metadata26",
+    "tun_metadata27",
+    "tun_metadata28",
+    "tun_metadata29",
+    "tun_metadata30",
+    "tun_metadata31",
+    "tun_metadata32",
+    "tun_metadata33",
+    "tun_metadata34",
+    "tun_metadata35",
+    "tun_metadata36",
+    "tun_metadata37",
+    "tun_metadata38",
+    "tun_metadata39",
+    "tun_metadata40",
+    "tun_metadata41",
+    "tun_metadata42",
+    "tun_metadata43",
+    "tun_metadata44",
+    "tun_metadata45",
+    "tun_metadata46",
+    "tun_metadata47",
+    "tun_metadata48",
+    "tun_metadata49",
+    "tun_metadata50",
+    "tun_metadata51",
+    "tun_metadata52",
+    "tun_metadata53",
+    "tun_metadata54",
+    "tun_metadata55",
+    "tun_metadata56",
+    "tun_metadata57",
+    "tun_metadata58",
+    "tun_metadata59",
+    "tun_metadata60",
+    "tun_metadata61",
+    "tun_metadata62",
+    "tun_metadata63",
+];
+
+impl MfField {
+    /// Where the field lives in the flow key: `(key field, shift, width)`,
+    /// the wire value being `(key >> shift) & ones(width)` (OVS
+    /// `mf_field` in `struct flow`).
+    pub fn layout(self) -> (Field, u32, u32) {
+        match self {
+            MfField::Oxm(f) => f.layout(),
+            MfField::VlanTci => (Field::VlanTci, 0, 16),
+            MfField::IpTos => (Field::NwTos, 0, 8),
+            MfField::InPort16 => (Field::InPort, 0, 16),
+        }
+    }
+
+    /// What matching or writing the field requires.
+    pub fn prereq(self) -> Prereq {
+        match self {
+            MfField::Oxm(f) => f.prereq(),
+            MfField::IpTos => Prereq::Ip,
+            MfField::VlanTci | MfField::InPort16 => Prereq::None,
+        }
     }
 }
 
@@ -416,6 +523,36 @@ impl Match {
         self.key.set(kf, k);
         self.mask.set(kf, m);
         Ok(())
+    }
+
+    /// Match the bits `sf` names against the low `sf.n_bits` bits of `v`
+    /// (OVS `mf_write_subfield` on a match, as `learn` builds one). A
+    /// whole 16-bit `NXM_OF_IN_PORT` maps OpenFlow 1.0 special ports to
+    /// their 32-bit numbers.
+    pub fn write_subfield(&mut self, sf: &Subfield, v: u128) {
+        let (kf, shift, width) = sf.field.layout();
+        if sf.field == MfField::InPort16 && sf.ofs == 0 && sf.n_bits == 16 {
+            let p = crate::v10::port_from_ofp10(v as u16);
+            self.key.set(kf, u128::from(p));
+            self.mask.set(kf, u128::from(u32::MAX));
+            return;
+        }
+        let at = shift + u32::from(sf.ofs);
+        if at >= 128 || u32::from(sf.ofs) >= width {
+            return;
+        }
+        let bits = (ones(u32::from(sf.n_bits)) << at) & (ones(width) << shift);
+        let k = (self.key.get(kf) & !bits) | ((v << at) & bits);
+        self.key.set(kf, k);
+        self.mask.set(kf, self.mask.get(kf) | bits);
+        if let MfField::Oxm(f) = sf.field {
+            if let Some(i) = f.tun_metadata_index() {
+                // As a decoded match: the option must be present.
+                let p = Field::TunMdPresent;
+                self.key.set(p, self.key.get(p) | (1u128 << i));
+                self.mask.set(p, self.mask.get(p) | (1u128 << i));
+            }
+        }
     }
 
     /// Whether `f` is fully or partly matched.

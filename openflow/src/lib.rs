@@ -34,6 +34,7 @@ pub mod nx_action;
 pub mod oxm;
 pub mod packet_in2;
 pub mod port;
+pub mod tlv;
 pub mod v10;
 pub mod v13;
 mod wire;

@@ -245,6 +245,19 @@ pub enum OxmField {
     MplsBos,
     /// `NXM_NX_MPLS_TTL` (8 bits).
     MplsTtl,
+    /// `NXM_NX_TUN_METADATA<index>` (`tun_metadata<index>`, index < 64):
+    /// a Geneve option through the bridge's TLV map
+    /// ([`crate::tlv::TlvMap`]), which put its `len` bytes at `offset` of
+    /// the key's option space when the field was decoded (so the field
+    /// knows where it lives; a mapping flows use cannot be deleted).
+    TunMetadata {
+        /// The field index.
+        index: u8,
+        /// Byte offset in the option space (a multiple of 4).
+        offset: u8,
+        /// Mapped length in bytes (a multiple of 4, at most 16).
+        len: u8,
+    },
 }
 
 /// One action (1.3 `ofp_action_*`, 1.0 actions mapped onto them).
@@ -386,6 +399,28 @@ pub enum Action {
     /// `NXAST_BUNDLE_LOAD` 13): pick a live member port and output to it,
     /// or store it.
     Bundle(Box<Bundle>),
+    /// `learn(..)` (`NXAST_LEARN` 16, `NXAST_LEARN2` 45): add or refresh
+    /// a flow built from the packet's fields (OVS `ofpact_learn`).
+    Learn(Box<Learn>),
+    /// `fin_timeout(idle_timeout=..,hard_timeout=..)` (`NXAST_FIN_TIMEOUT`
+    /// 19): when the rule matches a TCP packet with FIN or RST, lower its
+    /// idle and hard timeouts (seconds) to these, where nonzero and
+    /// shorter.
+    FinTimeout {
+        /// New idle timeout in seconds (0: unchanged).
+        idle: u16,
+        /// New hard timeout in seconds (0: unchanged).
+        hard: u16,
+    },
+    /// `check_pkt_larger(len)->dst` (`NXAST_CHECK_PKT_LARGER` 49): write
+    /// 1 into the one-bit `dst` if the packet is longer than `len` bytes,
+    /// else 0.
+    CheckPktLarger {
+        /// Length in bytes (the whole frame, as OVS `check_pkt_len`).
+        len: u16,
+        /// The one-bit destination.
+        dst: Subfield,
+    },
     /// `sample(..)` (`NXAST_SAMPLE` 29): IPFIX/sFlow per-flow sampling.
     Sample {
         /// Packets sampled per 65535 (1..=65535).
@@ -413,6 +448,79 @@ pub struct Ct {
     /// Nested actions: `nat`, and loads/set-fields of `ct_mark` and
     /// `ct_label`.
     pub actions: Vec<Action>,
+}
+
+/// `NXAST_LEARN(2)` arguments (OVS `struct ofpact_learn`, `lib/learn.c`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Learn {
+    /// Idle timeout of the learned flow in seconds (0: none).
+    pub idle_timeout: u16,
+    /// Hard timeout of the learned flow in seconds (0: none).
+    pub hard_timeout: u16,
+    /// Priority of the learned flow.
+    pub priority: u16,
+    /// Cookie of the learned flow.
+    pub cookie: u64,
+    /// `NX_LEARN_F_*`: send_flow_rem 1, delete_learned 2
+    /// (`write_result`, 4, is [`Learn::result_dst`]).
+    pub flags: u16,
+    /// Table the flow is learned into (never 0xff).
+    pub table_id: u8,
+    /// `fin_idle_timeout` in seconds (0: none).
+    pub fin_idle_timeout: u16,
+    /// `fin_hard_timeout` in seconds (0: none).
+    pub fin_hard_timeout: u16,
+    /// Most flows with this cookie in the table (0: no limit;
+    /// `NXAST_LEARN2` only).
+    pub limit: u32,
+    /// Where 1 (learned) or 0 (limit reached) goes
+    /// (`NX_LEARN_F_WRITE_RESULT`, `NXAST_LEARN2` only): one bit.
+    pub result_dst: Option<Subfield>,
+    /// Sent as `NXAST_LEARN2` even without a limit or result.
+    pub v2: bool,
+    /// The flow-mod specs, in order.
+    pub specs: Vec<LearnSpec>,
+}
+
+/// `NX_LEARN_F_SEND_FLOW_REM`.
+pub const NX_LEARN_F_SEND_FLOW_REM: u16 = 1;
+/// `NX_LEARN_F_DELETE_LEARNED`.
+pub const NX_LEARN_F_DELETE_LEARNED: u16 = 2;
+/// `NX_LEARN_F_WRITE_RESULT`.
+pub const NX_LEARN_F_WRITE_RESULT: u16 = 4;
+
+/// One `flow_mod_spec` of a learn action: `n_bits` bits from `src` to
+/// `dst`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LearnSpec {
+    /// Where the bits come from.
+    pub src: LearnSrc,
+    /// What they become.
+    pub dst: LearnDst,
+    /// Number of bits (1..=2047 on the wire; at most 128 here, the widest
+    /// field).
+    pub n_bits: u16,
+}
+
+/// The source of a [`LearnSpec`] (`NX_LEARN_SRC_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LearnSrc {
+    /// `NX_LEARN_SRC_FIELD`: bits of the packet's flow.
+    Field(Subfield),
+    /// `NX_LEARN_SRC_IMMEDIATE`: a constant, right-aligned.
+    Imm(u128),
+}
+
+/// The destination of a [`LearnSpec`] (`NX_LEARN_DST_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LearnDst {
+    /// `NX_LEARN_DST_MATCH`: the learned flow matches these bits.
+    Match(Subfield),
+    /// `NX_LEARN_DST_LOAD`: the learned flow loads these bits.
+    Load(Subfield),
+    /// `NX_LEARN_DST_OUTPUT`: the learned flow outputs to the port in the
+    /// source bits (a field source only).
+    Output,
 }
 
 /// `NXAST_MULTIPATH` arguments (OVS `struct ofpact_multipath`).
@@ -1403,6 +1511,12 @@ pub enum Msg {
     NxFlowModTableId(bool),
     /// Nicira `NXT_SET_CONTROLLER_ID`.
     NxSetControllerId(u16),
+    /// Nicira `NXT_TLV_TABLE_MOD` ([`crate::tlv`]).
+    NxTlvTableMod(crate::tlv::TlvTableMod),
+    /// Nicira `NXT_TLV_TABLE_REQUEST`.
+    NxTlvTableRequest,
+    /// Nicira `NXT_TLV_TABLE_REPLY`.
+    NxTlvTableReply(crate::tlv::TlvTableReply),
     /// `OFPT_BUNDLE_CONTROL` (1.4+; the ONF extension
     /// `ONFT_BUNDLE_CONTROL` in 1.3).
     BundleControl(BundleCtrl),

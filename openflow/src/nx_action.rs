@@ -14,10 +14,10 @@
 //! `REG_LOAD2` (33, 1.0–1.4), `CONTROLLER2` (37), `GROUP` (40, 1.0),
 //! `CLONE` (42), `CT_CLEAR` (43), `CONJUNCTION` (34), `MULTIPATH` (10), `BUNDLE`/`BUNDLE_LOAD`
 //! (12/13), `RESUBMIT_TABLE_CT` (44), `CT` (35) with
-//! `NAT` (36) inside it. Which versions accept which subtype follows OVS's
+//! `NAT` (36) inside it, `LEARN`/`LEARN2` (16/45), `CHECK_PKT_LARGER`
+//! (49), `FIN_TIMEOUT` (19). Which versions accept which subtype follows OVS's
 //! raw action table (`NX1.0(4)`, `NX1.0-1.4(7)`, …); a subtype outside its
-//! versions, or not implemented (`LEARN`,
-//! `CHECK_PKT_LARGER`, `FIN_TIMEOUT`, `SAMPLE2/3`,
+//! versions, or not implemented (`SAMPLE2/3`,
 //! `OUTPUT_TRUNC`, …), is `OFPBAC_BAD_EXP_TYPE`.
 //!
 //! Errors follow OVS's decoders: a length other than the structure's is
@@ -31,7 +31,9 @@
 use crate::error::{DecodeError, OfError};
 use crate::header::{OFP10_VERSION, OFP15_VERSION};
 use crate::model::{
-    Action, Bundle, Controller, Ct, CtZone, EncodeError, MfField, Multipath, OxmField, Subfield,
+    Action, Bundle, Controller, Ct, CtZone, EncodeError, Learn, LearnDst, LearnSpec, LearnSrc,
+    MfField, Multipath, OxmField, Subfield, NX_LEARN_F_DELETE_LEARNED, NX_LEARN_F_SEND_FLOW_REM,
+    NX_LEARN_F_WRITE_RESULT,
 };
 use crate::nicira::*;
 use crate::oxm::{self, Flavor};
@@ -84,6 +86,25 @@ const NXM_OF_IN_PORT: u32 = 0x0000_0002;
 pub const NXAST_RESUBMIT_TABLE_CT: u16 = 44;
 /// `NXAST_CT`.
 pub const NXAST_CT: u16 = 35;
+/// `NXAST_LEARN`.
+pub const NXAST_LEARN: u16 = 16;
+/// `NXAST_LEARN2`.
+pub const NXAST_LEARN2: u16 = 45;
+/// `NXAST_CHECK_PKT_LARGER`.
+pub const NXAST_CHECK_PKT_LARGER: u16 = 49;
+/// `NXAST_FIN_TIMEOUT`.
+pub const NXAST_FIN_TIMEOUT: u16 = 19;
+/// `NX_LEARN_N_BITS_MASK`: the bits of a `flow_mod_spec` header that
+/// count bits.
+const NX_LEARN_N_BITS_MASK: u16 = 0x3ff;
+/// `NX_LEARN_SRC_IMMEDIATE`.
+const NX_LEARN_SRC_IMMEDIATE: u16 = 1 << 13;
+/// `NX_LEARN_DST_MASK`.
+const NX_LEARN_DST_MASK: u16 = 3 << 11;
+/// `NX_LEARN_DST_LOAD`.
+const NX_LEARN_DST_LOAD: u16 = 1 << 11;
+/// `NX_LEARN_DST_OUTPUT`.
+const NX_LEARN_DST_OUTPUT: u16 = 2 << 11;
 /// `NXAST_NAT`.
 pub const NXAST_NAT: u16 = 36;
 /// `NX_CT_F_COMMIT`.
@@ -266,6 +287,30 @@ pub fn decode(a: &[u8], version: u8, nested: &NestedDecode<'_>) -> Result<Action
             }
         }
         NXAST_CT => decode_ct(a, nested)?,
+        NXAST_LEARN | NXAST_LEARN2 => decode_learn(a, subtype == NXAST_LEARN2)?,
+        NXAST_FIN_TIMEOUT => {
+            fixed(16)?;
+            Action::FinTimeout {
+                idle: be16(a, 10),
+                hard: be16(a, 12),
+            }
+        }
+        NXAST_CHECK_PKT_LARGER => {
+            // OVS `decode_NXAST_RAW_CHECK_PKT_LARGER`.
+            fixed(24)?;
+            let (field, used) = field_header(&a[14..])?;
+            zeros(&a[14 + used..])?;
+            let dst = Subfield {
+                field,
+                ofs: be16(a, 12),
+                n_bits: 1,
+            };
+            check_dst(&dst)?;
+            Action::CheckPktLarger {
+                len: be16(a, 10),
+                dst,
+            }
+        }
         NXAST_MULTIPATH => {
             fixed(32)?;
             let (field, _) = field_header(&a[28..32])?;
@@ -481,6 +526,210 @@ pub fn decode(a: &[u8], version: u8, nested: &NestedDecode<'_>) -> Result<Action
             ))
         }
     })
+}
+
+/// `NXAST_LEARN` / `NXAST_LEARN2` (OVS `decode_NXAST_RAW_LEARN(2)`,
+/// `decode_LEARN_specs`): zero pad bytes, a table other than 0xff, known
+/// flags (`write_result` only in `LEARN2`, with a writable destination;
+/// without it a zero result offset), each spec a defined source and
+/// destination pair whose arguments fit in the action, and only zero
+/// bytes after the terminating all-zero spec header. The bit ranges
+/// are checked as `move`'s are (`BAD_SET_LEN`); the prerequisites against
+/// the flow's match at flow-mod time (OVS `learn_check`).
+fn decode_learn(a: &[u8], v2: bool) -> Result<Action, DecodeError> {
+    let arg = |what| bad(OfError::BAD_ACTION_ARGUMENT, what);
+    let head = if v2 { 40 } else { 32 };
+    if a.len() < head {
+        return Err(bad_len());
+    }
+    if a[27] != 0 {
+        return Err(arg("nonzero learn pad"));
+    }
+    let mut l = Learn {
+        idle_timeout: be16(a, 10),
+        hard_timeout: be16(a, 12),
+        priority: be16(a, 14),
+        cookie: be64(a, 16),
+        flags: be16(a, 24),
+        table_id: a[26],
+        fin_idle_timeout: be16(a, 28),
+        fin_hard_timeout: be16(a, 30),
+        limit: 0,
+        result_dst: None,
+        v2,
+        specs: Vec::new(),
+    };
+    if l.table_id == 0xff {
+        return Err(arg("learn into table 255"));
+    }
+    let mut pos = head;
+    if v2 {
+        zeros(&a[38..40])?;
+        let known = NX_LEARN_F_SEND_FLOW_REM | NX_LEARN_F_DELETE_LEARNED | NX_LEARN_F_WRITE_RESULT;
+        if l.flags & !known != 0 {
+            return Err(arg("unknown learn flags"));
+        }
+        l.limit = be32(a, 32);
+        let ofs = be16(a, 36);
+        if l.flags & NX_LEARN_F_WRITE_RESULT != 0 {
+            let (field, used) = field_header(&a[40..])?;
+            let dst = Subfield {
+                field,
+                ofs,
+                n_bits: 1,
+            };
+            check_dst(&dst)?;
+            l.result_dst = Some(dst);
+            pos += used;
+        } else if ofs != 0 {
+            return Err(arg("learn result offset without write_result"));
+        }
+    } else if l.flags & !(NX_LEARN_F_SEND_FLOW_REM | NX_LEARN_F_DELETE_LEARNED) != 0 {
+        return Err(arg("unknown learn flags"));
+    }
+    while pos + 2 <= a.len() {
+        let header = be16(a, pos);
+        pos += 2;
+        if header == 0 {
+            break;
+        }
+        let n_bits = header & NX_LEARN_N_BITS_MASK;
+        let imm = header & NX_LEARN_SRC_IMMEDIATE != 0;
+        let dst_type = header & NX_LEARN_DST_MASK;
+        if dst_type == NX_LEARN_DST_MASK || (dst_type == NX_LEARN_DST_OUTPUT && imm) {
+            return Err(arg("undefined learn spec"));
+        }
+        let src_len = if imm {
+            2 * usize::from(n_bits).div_ceil(16)
+        } else {
+            6
+        };
+        let dst_len = if dst_type == NX_LEARN_DST_OUTPUT {
+            0
+        } else {
+            6
+        };
+        if a.len() - pos < src_len + dst_len {
+            return Err(bad_len());
+        }
+        let subfield = |at: usize| -> Result<(Subfield, usize), DecodeError> {
+            let (field, used) = field_header(&a[at..])?;
+            let ofs = a
+                .get(at + used..at + used + 2)
+                .map(|b| u16::from_be_bytes([b[0], b[1]]))
+                .ok_or_else(bad_len)?;
+            let sf = Subfield { field, ofs, n_bits };
+            check_subfield(&sf)?;
+            Ok((sf, used + 2))
+        };
+        let src = if imm {
+            let bytes = &a[pos..pos + src_len];
+            // At most 128 bits: every field is (so a wider immediate
+            // fails the destination check below anyway).
+            let lead = bytes.len().saturating_sub(16);
+            if bytes[..lead].iter().any(|&b| b != 0) {
+                return Err(bad(
+                    OfError::BAD_SET_LEN,
+                    "learn immediate wider than 128 bits",
+                ));
+            }
+            let v = bytes[lead..]
+                .iter()
+                .fold(0u128, |v, &b| (v << 8) | u128::from(b));
+            if u32::from(n_bits) < 128 && v >> n_bits != 0 {
+                return Err(arg("learn immediate wider than its bits"));
+            }
+            pos += src_len;
+            LearnSrc::Imm(v)
+        } else {
+            let (sf, used) = subfield(pos)?;
+            pos += used;
+            LearnSrc::Field(sf)
+        };
+        let dst = if dst_type == NX_LEARN_DST_OUTPUT {
+            LearnDst::Output
+        } else {
+            let (sf, used) = subfield(pos)?;
+            pos += used;
+            if dst_type == NX_LEARN_DST_LOAD {
+                mf_writable(sf.field)?;
+                LearnDst::Load(sf)
+            } else {
+                LearnDst::Match(sf)
+            }
+        };
+        l.specs.push(LearnSpec { src, dst, n_bits });
+    }
+    if a.get(pos..).is_some_and(|t| t.iter().any(|&b| b != 0)) {
+        return Err(arg("nonzero bytes after the learn specs"));
+    }
+    // `result_dst` carries the flag.
+    l.flags &= !NX_LEARN_F_WRITE_RESULT;
+    Ok(Action::Learn(Box::new(l)))
+}
+
+/// Append `learn` (OVS `encode_LEARN`): `NXAST_LEARN2` when it has a
+/// limit or a result destination (or came as one), else `NXAST_LEARN`;
+/// field headers in NXM form.
+fn encode_learn(l: &Learn, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let v2 = l.v2 || l.limit != 0 || l.result_dst.is_some();
+    let s = begin(out, if v2 { NXAST_LEARN2 } else { NXAST_LEARN });
+    out.u16(l.idle_timeout);
+    out.u16(l.hard_timeout);
+    out.u16(l.priority);
+    out.u64(l.cookie);
+    let mut flags = l.flags & !NX_LEARN_F_WRITE_RESULT;
+    if l.result_dst.is_some() {
+        flags |= NX_LEARN_F_WRITE_RESULT;
+    }
+    out.u16(flags);
+    out.u8(l.table_id);
+    out.u8(0);
+    out.u16(l.fin_idle_timeout);
+    out.u16(l.fin_hard_timeout);
+    if v2 {
+        out.u32(l.limit);
+        out.u16(l.result_dst.map_or(0, |d| d.ofs));
+        out.u16(0);
+        if let Some(d) = &l.result_dst {
+            oxm::put_mf_header(d.field, Flavor::Nxm, out);
+        }
+    }
+    let put_sf = |out: &mut Vec<u8>, sf: &Subfield| {
+        oxm::put_mf_header(sf.field, Flavor::Nxm, out);
+        out.u16(sf.ofs);
+    };
+    for spec in &l.specs {
+        if spec.n_bits > NX_LEARN_N_BITS_MASK {
+            return Err(EncodeError::Unsupported("learn spec over 1023 bits"));
+        }
+        let (src_bit, dst_bits) = (
+            match spec.src {
+                LearnSrc::Field(_) => 0,
+                LearnSrc::Imm(_) => NX_LEARN_SRC_IMMEDIATE,
+            },
+            match spec.dst {
+                LearnDst::Match(_) => 0,
+                LearnDst::Load(_) => NX_LEARN_DST_LOAD,
+                LearnDst::Output => NX_LEARN_DST_OUTPUT,
+            },
+        );
+        out.u16(spec.n_bits | src_bit | dst_bits);
+        match &spec.src {
+            LearnSrc::Field(sf) => put_sf(out, sf),
+            LearnSrc::Imm(v) => {
+                let n = 2 * usize::from(spec.n_bits).div_ceil(16);
+                for i in (0..n).rev() {
+                    out.u8(if i < 16 { (v >> (8 * i)) as u8 } else { 0 });
+                }
+            }
+        }
+        match &spec.dst {
+            LearnDst::Match(sf) | LearnDst::Load(sf) => put_sf(out, sf),
+            LearnDst::Output => {}
+        }
+    }
+    finish(out, s, if v2 { 40 } else { 32 })
 }
 
 /// `NXAST_BUNDLE(_LOAD)` (OVS `decode_bundle`): known fields and
@@ -881,6 +1130,27 @@ fn decode_controller2(a: &[u8]) -> Result<Action, DecodeError> {
     Ok(Action::Controller(Box::new(c)))
 }
 
+/// Whether `f` is a variable-length field (`tun_metadata<n>`).
+pub fn is_variable_len(f: MfField) -> bool {
+    matches!(f, MfField::Oxm(OxmField::TunMetadata { .. }))
+}
+
+/// Append `NXAST_REG_LOAD2`: `f = value/mask` as one NXM TLV (masked when
+/// `mask` does not cover the field).
+///
+/// # Errors
+/// `Unsupported` when too long.
+pub fn put_reg_load2(
+    f: MfField,
+    value: u128,
+    mask: u128,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let s = begin(out, NXAST_REG_LOAD2);
+    oxm::encode_wire_set_field(f, value & mask, mask, Flavor::Nxm, out);
+    finish(out, s, 16)
+}
+
 /// Append a Nicira action header (type 0xffff, placeholder length,
 /// vendor, subtype); returns its offset.
 fn begin(out: &mut Vec<u8>, subtype: u16) -> usize {
@@ -949,6 +1219,11 @@ pub fn encode(
                 let mask = ones(u32::from(dst.n_bits)) << dst.ofs;
                 oxm::encode_wire_set_field(dst.field, value << dst.ofs, mask, flavor, out);
                 finish(out, s, 8)?;
+            } else if is_variable_len(dst.field) {
+                // OVS `set_field_to_nxast`: variable-length fields go as
+                // NXAST_REG_LOAD2.
+                let mask = ones(u32::from(dst.n_bits)) << dst.ofs;
+                put_reg_load2(dst.field, value << dst.ofs, mask, out)?;
             } else {
                 // One NXAST_REG_LOAD per 64 bits, low bits first.
                 let mut done = 0u16;
@@ -1079,6 +1354,20 @@ pub fn encode(
                 out.u16(*m);
             }
             finish(out, s, 32)?;
+        }
+        Action::Learn(l) => encode_learn(l, out)?,
+        Action::FinTimeout { idle, hard } => {
+            let s = begin(out, NXAST_FIN_TIMEOUT);
+            out.u16(*idle);
+            out.u16(*hard);
+            finish(out, s, 16)?;
+        }
+        Action::CheckPktLarger { len, dst } => {
+            let s = begin(out, NXAST_CHECK_PKT_LARGER);
+            out.u16(*len);
+            out.u16(dst.ofs);
+            oxm::put_mf_header(dst.field, Flavor::Nxm, out);
+            finish(out, s, 24)?;
         }
         Action::Nat(body) => {
             let s = begin(out, NXAST_NAT);

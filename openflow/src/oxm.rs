@@ -222,11 +222,71 @@ fn wire_of(f: OxmField, flavor: Flavor) -> Wire {
             CtIpv6Dst => w(NXM_NX, 123, 16, p, true),
             CtTpSrc => w(NXM_NX, 124, 2, p, true),
             CtTpDst => w(NXM_NX, 125, 2, p, true),
+            TunMetadata { index, len, .. } => w(
+                NXM_NX,
+                NXM_NX_TUN_METADATA0 + index % 64,
+                usize::from(len),
+                p,
+                true,
+            ),
             // No NXM field: Open vSwitch sends the OXM one in NXM matches too.
             Metadata | VlanVid | VlanPcp | SctpSrc | SctpDst | MplsLabel | MplsTc | MplsBos
             | Xreg(_) | NdReserved | NdOptionsType => wire_of(f, Flavor::Oxm),
         },
     }
+}
+
+/// `NXM_NX_TUN_METADATA0` field number (`tun_metadata<n>` is 40 + n).
+const NXM_NX_TUN_METADATA0: u8 = 40;
+
+/// If `(class, field, exp)` names `NXM_NX_TUN_METADATA<n>`: the field as
+/// the current TLV map ([`crate::tlv::with_map`]) places it, or
+/// `NXFMFC_INVALID_TLV_FIELD` when it is not mapped (OVS
+/// `mf_vl_mff_invalid`).
+fn tun_metadata(class: u16, field: u8, exp: Option<u32>) -> Option<Result<OxmField, DecodeError>> {
+    if class != NXM_NX || exp.is_some() || !(40..104).contains(&field) {
+        return None;
+    }
+    let index = field - NXM_NX_TUN_METADATA0;
+    Some(
+        crate::tlv::current_loc(u16::from(index))
+            .map(|l| OxmField::TunMetadata {
+                index,
+                offset: l.offset,
+                len: l.map.option_len,
+            })
+            .ok_or(bad(
+                OfError::NXFMFC_INVALID_TLV_FIELD,
+                "tun_metadata not mapped",
+            )),
+    )
+}
+
+/// A `tun_metadata` TLV's value and mask (`payload` is the value, then
+/// the mask if `hasmask`): each at most the mapped length, right-aligned
+/// (OVS `copy_entry_value` for variable-length fields).
+fn tun_metadata_value(
+    f: OxmField,
+    payload: &[u8],
+    hasmask: bool,
+    len_err: OfError,
+) -> Result<(u128, u128), DecodeError> {
+    let width = (f.bits() / 8) as usize;
+    let n = if hasmask {
+        payload.len() / 2
+    } else {
+        payload.len()
+    };
+    if (hasmask && payload.len() % 2 != 0) || n > width || n == 0 {
+        return Err(bad(len_err, "bad tun_metadata length"));
+    }
+    let value = be_value(&payload[..n]);
+    let mask = if hasmask {
+        be_value(&payload[n..])
+    } else {
+        ones(f.bits())
+    };
+    Ok((value, mask))
 }
 
 /// `NXM_OF_VLAN_TCI`.
@@ -416,6 +476,30 @@ fn decode_inner(buf: &[u8], mut cookie: Option<&mut (u64, u64)>) -> Result<Match
                 *c = (v, mk);
                 continue;
             }
+        }
+        if let Some(f) = tun_metadata(tlv.class, tlv.field, tlv.exp) {
+            let f = f?;
+            let (value, mask) =
+                tun_metadata_value(f, tlv.payload, tlv.hasmask, OfError::BAD_MATCH_LEN)?;
+            if value & !mask != 0 {
+                return Err(bad(OfError::BAD_WILDCARDS, "value bits outside mask"));
+            }
+            if mask == 0 {
+                continue;
+            }
+            if m.has_field(f) {
+                return Err(bad(OfError::DUP_FIELD, "field matched twice"));
+            }
+            m.set_field(f, value, mask)
+                .map_err(|e| bad(e, "value does not fit the field"))?;
+            // As OVS `tun_metadata_set_match`: the option must be present.
+            if let Some(i) = f.tun_metadata_index() {
+                let present = xennet_datapath::flow::Field::TunMdPresent;
+                let bit = 1u128 << i;
+                m.key.set(present, m.key.get(present) | bit);
+                m.mask.set(present, m.mask.get(present) | bit);
+            }
+            continue;
         }
         let is_cookie = tlv.class == NXM_NX && tlv.field == NXM_NX_COOKIE && tlv.payload.len() > 1;
         let wire = lookup(tlv.class, tlv.field, tlv.exp)
@@ -638,6 +722,23 @@ pub fn encode_tlvs(m: &Match, flavor: Flavor, out: &mut Vec<u8>) {
     }
     put(out, CtTpSrc);
     put(out, CtTpDst);
+    // Tunnel metadata, where the current map places each present field.
+    let present = m.mask.get(xennet_datapath::flow::Field::TunMdPresent) as u64;
+    for i in 0..64u8 {
+        if present & (1 << i) == 0 {
+            continue;
+        }
+        if let Some(l) = crate::tlv::current_loc(u16::from(i)) {
+            put(
+                out,
+                TunMetadata {
+                    index: i,
+                    offset: l.offset,
+                    len: l.map.option_len,
+                },
+            );
+        }
+    }
     put(out, ConjId);
     put(out, DpHash);
     put(out, RecircId);
@@ -656,6 +757,14 @@ pub fn encode_tlvs(m: &Match, flavor: Flavor, out: &mut Vec<u8>) {
 /// `OFPVID_PRESENT`, a read-only field), as Open vSwitch.
 pub fn decode_set_field(buf: &[u8]) -> Result<(OxmField, u128, usize), DecodeError> {
     let tlv = parse_tlv(buf).map_err(|()| bad(OfError::BAD_SET_LEN, "truncated set-field"))?;
+    if let Some(f) = tun_metadata(tlv.class, tlv.field, tlv.exp) {
+        let f = f?;
+        if tlv.hasmask {
+            return Err(bad(OfError::BAD_SET_ARGUMENT, "masked set-field"));
+        }
+        let (v, _) = tun_metadata_value(f, tlv.payload, false, OfError::BAD_SET_LEN)?;
+        return Ok((f, v, tlv.size));
+    }
     let wire = lookup(tlv.class, tlv.field, tlv.exp)
         .ok_or(bad(OfError::BAD_SET_TYPE, "unsupported set-field field"))?;
     if tlv.hasmask {
@@ -803,6 +912,10 @@ pub fn pull_mf_header(buf: &[u8]) -> Result<(MfField, bool, usize), DecodeError>
     } else {
         (None, 4)
     };
+    if let Some(f) = tun_metadata(class, field, exp) {
+        // Variable length: the header's length is not checked (OVS).
+        return Ok((MfField::Oxm(f?), hasmask, used));
+    }
     let wire = lookup(class, field, exp).ok_or(bad(OfError::BAD_SET_TYPE, "unknown field"))?;
     // OVS `nxm_field_by_header`: the length must be the field's (halved
     // when hasmask); a wrong nonzero length is `BAD_SET_LEN`.
@@ -837,6 +950,11 @@ pub fn pull_mf_header(buf: &[u8]) -> Result<(MfField, bool, usize), DecodeError>
 /// `BAD_SET_LEN` (truncated, wrong length), `BAD_SET_TYPE` (unknown field).
 pub fn decode_wire_set_field(buf: &[u8]) -> Result<(MfField, u128, u128, usize), DecodeError> {
     let tlv = parse_tlv(buf).map_err(|()| bad(OfError::BAD_SET_LEN, "truncated set-field"))?;
+    if let Some(f) = tun_metadata(tlv.class, tlv.field, tlv.exp) {
+        let f = f?;
+        let (v, mk) = tun_metadata_value(f, tlv.payload, tlv.hasmask, OfError::BAD_SET_LEN)?;
+        return Ok((MfField::Oxm(f), v, mk, tlv.size));
+    }
     let wire = lookup(tlv.class, tlv.field, tlv.exp)
         .ok_or(bad(OfError::BAD_SET_TYPE, "unsupported set-field field"))?;
     let n = wire.len;

@@ -918,6 +918,14 @@ fn encode_set_field(field: OxmField, value: u128, out: &mut Vec<u8>) -> Result<(
 /// A set-field as `NXAST_REG_LOAD`s of its NXM (or OXM) field, at most 64
 /// bits each, low bits first, as OVS `set_field_to_nxast` does.
 fn put_reg_load(field: OxmField, value: u128, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    if crate::nx_action::is_variable_len(crate::model::MfField::Oxm(field)) {
+        return crate::nx_action::put_reg_load2(
+            crate::model::MfField::Oxm(field),
+            value,
+            ones(field.bits()),
+            out,
+        );
+    }
     let dst = oxm::header(field, Flavor::Nxm, false);
     let bytes = dst & 0xff;
     if bytes == 0 || bytes > 16 || dst >> 16 == 0xffff {
@@ -1232,7 +1240,9 @@ fn decode_error(r: &mut Rd) -> Result<Msg, DecodeError> {
         && data.len() >= 8
         && be32(data, 0) == NX_VENDOR_ID
     {
-        if let Some(err) = error_from_nx(be16(data, 4), be16(data, 6)) {
+        if let Some(err) = error_from_nx(be16(data, 4), be16(data, 6))
+            .or_else(|| crate::error::nx_error_from_10(be16(data, 4), be16(data, 6)))
+        {
             return Ok(Msg::Error {
                 err,
                 data: data[8..].to_vec(),
@@ -1252,7 +1262,16 @@ fn decode_error(r: &mut Rd) -> Result<Msg, DecodeError> {
 
 fn encode_error(err: OfError, data: &[u8], xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let start = begin(out, header::OFPT_ERROR, xid);
-    if err.typ == NXET_VENDOR {
+    let nx10 = (err.typ == crate::error::NX_ERROR_TYPE)
+        .then(|| crate::error::nx_error_to_10(err.code))
+        .flatten();
+    if let Some((t, c)) = nx10 {
+        out.u16(NXET_VENDOR);
+        out.u16(NXVC_VENDOR_ERROR);
+        out.u32(NX_VENDOR_ID);
+        out.u16(t);
+        out.u16(c);
+    } else if err.typ == NXET_VENDOR {
         out.u16(err.typ);
         out.u16(err.code);
     } else {
@@ -2317,6 +2336,9 @@ fn decode_vendor(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeError> {
             r.skip(6)?;
             Msg::NxSetControllerId(r.u16()?)
         }
+        crate::tlv::NXT_TLV_TABLE_MOD => Msg::NxTlvTableMod(crate::tlv::get_table_mod(r)?),
+        crate::tlv::NXT_TLV_TABLE_REQUEST => Msg::NxTlvTableRequest,
+        crate::tlv::NXT_TLV_TABLE_REPLY => Msg::NxTlvTableReply(crate::tlv::get_table_reply(r)?),
         NXT_ROLE_REQUEST | NXT_ROLE_REPLY => {
             // nx_role_request: NX_ROLE_OTHER/PRIMARY/SECONDARY (0, 1, 2) are
             // the 1.3 roles EQUAL/MASTER/SLAVE minus one. There is no
@@ -2601,6 +2623,20 @@ fn encode_inner(
             let s = begin_nx(out, NXT_SET_CONTROLLER_ID, xid);
             out.zeros(6);
             out.u16(*id);
+            finish(out, s)
+        }
+        Msg::NxTlvTableMod(m) => {
+            let s = begin_nx(out, crate::tlv::NXT_TLV_TABLE_MOD, xid);
+            crate::tlv::put_table_mod(out, m);
+            finish(out, s)
+        }
+        Msg::NxTlvTableRequest => {
+            let s = begin_nx(out, crate::tlv::NXT_TLV_TABLE_REQUEST, xid);
+            finish(out, s)
+        }
+        Msg::NxTlvTableReply(r) => {
+            let s = begin_nx(out, crate::tlv::NXT_TLV_TABLE_REPLY, xid);
+            crate::tlv::put_table_reply(out, r);
             finish(out, s)
         }
         Msg::GroupMod(_) => Err(unsupported("group-mod")),

@@ -1477,9 +1477,21 @@ pub fn decode(h: &Header, buf: &[u8]) -> Result<Msg, DecodeError> {
             // 1.3 carries 1.4's bundle (and property, async) errors as ONF
             // experimenter errors.
             let onf = match data {
-                [a, b, c, d, rest @ ..] if v == OFP13_VERSION && typ == OFPET_EXPERIMENTER => {
-                    bundle::error_from_13(code, u32::from_be_bytes([*a, *b, *c, *d]))
-                        .map(|e| (e, rest))
+                [a, b, c, d, rest @ ..] if typ == OFPET_EXPERIMENTER => {
+                    let exp = u32::from_be_bytes([*a, *b, *c, *d]);
+                    if exp == NX_VENDOR_ID && crate::error::nx_error_to_10(code).is_some() {
+                        Some((
+                            OfError {
+                                typ: crate::error::NX_ERROR_TYPE,
+                                code,
+                            },
+                            rest,
+                        ))
+                    } else if v == OFP13_VERSION {
+                        bundle::error_from_13(code, exp).map(|e| (e, rest))
+                    } else {
+                        None
+                    }
                 }
                 _ => None,
             };
@@ -1613,6 +1625,9 @@ fn decode_experimenter(h: &Header, rd: &mut Rd<'_>) -> Result<Msg, DecodeError> 
             rd.skip(7)?;
             Msg::NxFlowModTableId(set != 0)
         }
+        crate::tlv::NXT_TLV_TABLE_MOD => Msg::NxTlvTableMod(crate::tlv::get_table_mod(rd)?),
+        crate::tlv::NXT_TLV_TABLE_REQUEST => Msg::NxTlvTableRequest,
+        crate::tlv::NXT_TLV_TABLE_REPLY => Msg::NxTlvTableReply(crate::tlv::get_table_reply(rd)?),
         _ => return Err(err(OfError::BAD_EXP_TYPE, "unsupported Nicira message")),
     };
     rd.end()?;
@@ -1685,7 +1700,11 @@ pub fn encode_version(msg: &Msg, v: u8, xid: u32, out: &mut Vec<u8>) -> Result<(
             Ok(())
         }
         Msg::Error { err, data } => m(out, t::ERROR, &|out| {
-            if v == OFP13_VERSION {
+            if err.typ == crate::error::NX_ERROR_TYPE {
+                out.u16(OFPET_EXPERIMENTER);
+                out.u16(err.code);
+                out.u32(NX_VENDOR_ID);
+            } else if v == OFP13_VERSION {
                 let (typ, code, experimenter) = bundle::error_to_13(*err);
                 out.u16(typ);
                 out.u16(code);
@@ -1804,6 +1823,13 @@ pub fn encode_version(msg: &Msg, v: u8, xid: u32, out: &mut Vec<u8>) -> Result<(
         Msg::NxSetControllerId(id) => nx(out, NXT_SET_CONTROLLER_ID, &|out| {
             out.zeros(6);
             out.u16(*id);
+        }),
+        Msg::NxTlvTableMod(tm) => nx(out, crate::tlv::NXT_TLV_TABLE_MOD, &|out| {
+            crate::tlv::put_table_mod(out, tm);
+        }),
+        Msg::NxTlvTableRequest => nx(out, crate::tlv::NXT_TLV_TABLE_REQUEST, &|_| {}),
+        Msg::NxTlvTableReply(r) => nx(out, crate::tlv::NXT_TLV_TABLE_REPLY, &|out| {
+            crate::tlv::put_table_reply(out, r);
         }),
         Msg::BundleControl(c) => bundle_msg(out, v, xid, false, &|out| {
             bundle::put_ctrl(out, c);

@@ -115,10 +115,12 @@ PY
     rm -rf "$tmp"
 }
 
-# flow_mod PEER RUNDIR: seconds for 'ovs-ofctl add-flows br0' of $NFLOWS
-# distinct flows, scaled to 100,000 (linearly; --quick uses 10,000).
+# flow_mod PEER RUNDIR PID: seconds for 'ovs-ofctl add-flows br0' of $NFLOWS
+# distinct flows, scaled to 100,000 (linearly; --quick uses 10,000), and
+# the switch's (process PID) resident memory with them, MiB (VmRSS, the
+# whole process; not scaled).
 flow_mod() {
-    local peer=$1 dir=$2 f="$OUT/flows.txt" t0 t1 n
+    local peer=$1 dir=$2 pid=$3 f="$OUT/flows.txt" t0 t1 n rss
     if [ ! -f "$f" ]; then
         python3 - "$NFLOWS" > "$f" <<'PY'
 import sys
@@ -138,6 +140,11 @@ PY
     n=$(OVS_RUNDIR=$dir ovs-ofctl -O OpenFlow13 dump-aggregate br0 2>/dev/null | sed -n 's/.*flow_count=\([0-9]*\).*/\1/p' || true)
     echo "bench: $peer: $NFLOWS flows in $(awk "BEGIN{print $t1 - $t0}") s (dump-aggregate: flow_count=${n:-?})" >&2
     result flow_mod_100k_s "$peer" "$(awk "BEGIN{printf \"%.3f\", ($t1 - $t0) * 100000 / $NFLOWS}")"
+    if rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null) && [ -n "$rss" ]; then
+        result flow_mod_rss_mib "$peer" "$(awk "BEGIN{printf \"%.1f\", $rss / 1024}")"
+    else
+        skip flow_mod_rss_mib "$peer" "no /proc/$pid/status"
+    fi
 }
 
 bench_xennet() {
@@ -162,7 +169,7 @@ EOF
     [ -S "$rd/br0.mgmt" ] || { skip all xennet "xennetd did not start: $(tail -3 "$rd/xennetd.log")"; net_cleanup; rm -rf "$rd"; return 0; }
     iperf_pair xennet
     flow_setup xennet "$rd/ovs-vswitchd.$pid.ctl" "$rd"
-    flow_mod xennet "$rd"
+    flow_mod xennet "$rd" "$pid"
     net_cleanup
     rm -rf "$rd"
 }
@@ -190,7 +197,7 @@ bench_ovs() {
     iperf_pair "$peer"
     if [ "$tso" = no ]; then
         flow_setup ovs "$d/ovs-vswitchd.ctl" "$d"
-        flow_mod ovs "$d"
+        flow_mod ovs "$d" "$(cat "$d/ovs-vswitchd.pid")"
     fi
     net_cleanup
     rm -rf "$d"

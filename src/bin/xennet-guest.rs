@@ -139,6 +139,11 @@ struct Args {
     /// The backend's domain id (with --xenstore).
     #[arg(long, default_value_t = 0)]
     backend_domid: u16,
+    /// Grant the rings and pages to this domain instead of the backend's
+    /// (default: --backend-domid): a misconfigured guest, for tests of
+    /// the backend's refusal.
+    #[arg(long, value_name = "DOMID")]
+    grant_domid: Option<u16>,
     /// The `bridge` key the toolstack writes (with --xenstore).
     #[arg(long, default_value = "br0")]
     bridge: String,
@@ -550,7 +555,8 @@ fn main() -> anyhow::Result<()> {
         (args.queues == 1 && !args.split_evtchn) || !args.legacy_attach,
         "--queues and --split-evtchn need the xenstore handshake, not --legacy-attach"
     );
-    let mut nf = Netfront::with_queues(args.domid, 0, args.queues, args.split_evtchn)
+    let grant_to = args.grant_domid.unwrap_or(args.backend_domid);
+    let mut nf = Netfront::with_queues(args.domid, grant_to, args.queues, args.split_evtchn)
         .context("setting up the netfront")?;
     if !args.mcast_groups.is_empty() {
         anyhow::ensure!(

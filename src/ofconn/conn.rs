@@ -148,6 +148,13 @@ pub trait Handler: Send + Sync {
     /// The error to send back.
     fn handle(&self, ctx: &ConnCtx, msg: Msg) -> Result<Vec<Msg>, OfError>;
 
+    /// The bridge's Geneve option map, which the codec needs for
+    /// `tun_metadata` fields ([`xennet_openflow::tlv::with_map`]); `None`
+    /// (the default): such fields are refused.
+    fn tlv_map(&self) -> Option<Arc<xennet_openflow::tlv::TlvMap>> {
+        None
+    }
+
     /// Check `msg` as it is added to a bundle (what does not depend on
     /// the state the commit will find; OVS `handle_bundle_add`). The
     /// default accepts everything (the commit checks).
@@ -378,6 +385,8 @@ struct State {
     tf_parts: Option<(u32, Vec<TableFeatures>)>,
     /// Open bundles (OpenFlow 1.4 / the ONF 1.3 extension).
     bundles: Bundles,
+    /// The handler, asked for the TLV map around each decode and encode.
+    tlv_src: Arc<dyn Handler>,
 }
 
 /// Most tables one reassembled table-features request may hold (one per
@@ -472,11 +481,13 @@ impl State {
         xid: u32,
         out: &mut Vec<u8>,
     ) -> Result<(), xennet_openflow::model::EncodeError> {
-        if self.version == header::OFP10_VERSION {
-            v10::encode_with(msg, xid, &self.v10_enc, out)
-        } else {
-            xennet_openflow::encode(msg, self.version, xid, out)
-        }
+        xennet_openflow::tlv::with_map(self.tlv_src.tlv_map(), || {
+            if self.version == header::OFP10_VERSION {
+                v10::encode_with(msg, xid, &self.v10_enc, out)
+            } else {
+                xennet_openflow::encode(msg, self.version, xid, out)
+            }
+        })
     }
 
     /// Append `msg`, a message of our own (asynchronous event, echo
@@ -499,12 +510,14 @@ impl State {
     }
 
     fn decode(&self, raw: &[u8]) -> Result<(Header, Msg), xennet_openflow::DecodeError> {
-        if self.version == header::OFP10_VERSION {
-            let h = Header::parse(raw)?;
-            Ok((h, v10::decode_with(&h, raw, &self.v10_dec)?))
-        } else {
-            xennet_openflow::decode(raw)
-        }
+        xennet_openflow::tlv::with_map(self.tlv_src.tlv_map(), || {
+            if self.version == header::OFP10_VERSION {
+                let h = Header::parse(raw)?;
+                Ok((h, v10::decode_with(&h, raw, &self.v10_dec)?))
+            } else {
+                xennet_openflow::decode(raw)
+            }
+        })
     }
 }
 
@@ -634,6 +647,7 @@ where
         pin_log: crate::ratelimit::LogLimit::default(),
         tf_parts: None,
         bundles: Bundles::default(),
+        tlv_src: handler.clone(),
     };
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut tx = TxBuf::default();
@@ -1061,6 +1075,7 @@ fn is_write(msg: &Msg) -> bool {
             | Msg::PacketOut(_)
             | Msg::PortMod(_)
             | Msg::TableMod { .. }
+            | Msg::NxTlvTableMod(_)
     )
 }
 

@@ -3,7 +3,7 @@
 //! Every frame gets a key: parsing stops at the first header that does not
 //! fit and the fields found so far stand, as OVS does.
 
-use super::{Field, FlowKey, DL_TYPE_NONE, NW_FRAG_ANY, NW_FRAG_LATER, VLAN_CFI};
+use super::{Field, FlowKey, DL_TYPE_NONE, NW_FRAG_ANY, NW_FRAG_LATER, N_PACKET_WORDS, VLAN_CFI};
 use crate::buffer::{OfPort, Packet, PacketMeta};
 use crate::packet::{arp, ethernet, icmp, ipv4, ipv6, sctp, tcp, udp, EtherType, IpProtocol};
 
@@ -39,82 +39,186 @@ pub fn set_metadata(k: &mut FlowKey, md: &PacketMeta) {
     k.set(Field::CtTpDst, c.tp_dst.into());
 }
 
+/// Most words past the packet-header words that one packet sets (IPv6
+/// ND: flow label, ND reserved, ND target (2), options type with
+/// `nd_sll`, `nd_tll`).
+const MAX_REST: usize = 8;
+
+/// The key under construction, all in locals: the packet-header words,
+/// and the few words past them that rarer headers set (ND, ARP hardware
+/// addresses, MPLS, the IPv6 flow label). The key is written once at the
+/// end, in the caller's slot; its other words (metadata, tunnel,
+/// conntrack) are zero, as a packet enters.
+struct Builder {
+    hdr: [u64; N_PACKET_WORDS],
+    /// `(word index, value)` of the words past `hdr` set so far.
+    rest: [(usize, u64); MAX_REST],
+    n_rest: usize,
+}
+
+impl Builder {
+    /// Set a field of the packet-header words.
+    #[inline(always)]
+    fn set(&mut self, f: Field, v: u128) {
+        let (i, shift, bits) = f.layout();
+        debug_assert!(i + usize::from(bits == 128) < N_PACKET_WORDS, "{f:?}");
+        if bits == 128 {
+            self.hdr[i] = (v >> 64) as u64;
+            self.hdr[i + 1] = v as u64;
+        } else {
+            let m = (u64::MAX >> (64 - bits)) << shift;
+            self.hdr[i] = (self.hdr[i] & !m) | (((v as u64) << shift) & m);
+        }
+    }
+
+    /// Word `i` (past the header words) for writing, zero if new; `None`
+    /// only if more than [`MAX_REST`] words were set, which no parser
+    /// below does.
+    fn rest_word(&mut self, i: usize) -> Option<&mut u64> {
+        let n = self.n_rest;
+        match self.rest[..n].iter().position(|(j, _)| *j == i) {
+            Some(p) => Some(&mut self.rest[p].1),
+            None if n < MAX_REST => {
+                self.rest[n] = (i, 0);
+                self.n_rest += 1;
+                Some(&mut self.rest[n].1)
+            }
+            None => None,
+        }
+    }
+
+    /// Set a field past the packet-header words.
+    fn set_rest(&mut self, f: Field, v: u128) {
+        let (i, shift, bits) = f.layout();
+        debug_assert!(i >= N_PACKET_WORDS, "{f:?}");
+        let fits = if bits == 128 {
+            self.rest_word(i).map(|w| *w = (v >> 64) as u64).is_some()
+                && self.rest_word(i + 1).map(|w| *w = v as u64).is_some()
+        } else {
+            let m = (u64::MAX >> (64 - bits)) << shift;
+            self.rest_word(i)
+                .map(|w| *w = (*w & !m) | (((v as u64) << shift) & m))
+                .is_some()
+        };
+        debug_assert!(fits, "more than MAX_REST words set");
+    }
+
+    /// Word `i` past the packet-header words (0 if not set).
+    fn rest_value(&self, i: usize) -> u64 {
+        self.rest[..self.n_rest]
+            .iter()
+            .find(|(j, _)| *j == i)
+            .map_or(0, |(_, w)| *w)
+    }
+
+    /// A field past the packet-header words (0 if not set).
+    fn get_rest(&self, f: Field) -> u128 {
+        let (i, shift, bits) = f.layout();
+        debug_assert!(bits < 128 && i >= N_PACKET_WORDS, "{f:?}");
+        let w = self.rest_value(i);
+        u128::from((w >> shift) & (u64::MAX >> (64 - bits)))
+    }
+}
+
 /// Extract the flow key of an Ethernet frame received on `in_port`.
 pub fn extract_frame(frame: &[u8], in_port: OfPort) -> FlowKey {
-    let mut k = FlowKey::default();
-    k.set_in_port(in_port);
-    let Ok(eth) = ethernet::Frame::new_checked(frame) else {
-        return k;
+    let mut b = Builder {
+        hdr: [0; N_PACKET_WORDS],
+        rest: [(0, 0); MAX_REST],
+        n_rest: 0,
     };
-    k.set_dl_src(eth.src_addr());
-    k.set_dl_dst(eth.dst_addr());
+    b.set(Field::InPort, u128::from(in_port));
+    extract_eth(&mut b, frame);
+    // Built straight into the caller's slot, without a copy of the
+    // whole key (hence no dynamic index into it here).
+    FlowKey {
+        words: std::array::from_fn(|i| {
+            if i < N_PACKET_WORDS {
+                b.hdr[i]
+            } else if b.n_rest == 0 {
+                0
+            } else {
+                b.rest_value(i)
+            }
+        }),
+    }
+}
+
+#[inline(always)]
+fn extract_eth(k: &mut Builder, frame: &[u8]) {
+    let Ok(eth) = ethernet::Frame::new_checked(frame) else {
+        return;
+    };
+    k.set(Field::DlSrc, u128::from(eth.src_addr().to_u64()));
+    k.set(Field::DlDst, u128::from(eth.dst_addr().to_u64()));
     let mut ty = eth.ethertype();
     let mut off = ethernet::HEADER_LEN;
     if ty.is_vlan() {
         let Ok(tag) = ethernet::VlanTag::new_checked(&frame[off..]) else {
-            k.set_dl_type(ty.into());
-            return k;
+            k.set(Field::DlType, u128::from(u16::from(ty)));
+            return;
         };
-        k.set_vlan_tci(tag.tci() | VLAN_CFI);
+        k.set(Field::VlanTci, u128::from(tag.tci() | VLAN_CFI));
         ty = tag.ethertype();
         off += ethernet::VLAN_TAG_LEN;
     }
     let raw: u16 = ty.into();
     if raw < 0x0600 {
-        k.set_dl_type(DL_TYPE_NONE);
-        return k;
+        k.set(Field::DlType, u128::from(DL_TYPE_NONE));
+        return;
     }
-    k.set_dl_type(raw);
+    k.set(Field::DlType, u128::from(raw));
     let l3 = &frame[off..];
     match ty {
-        EtherType::Ipv4 => extract_ipv4(&mut k, l3),
-        EtherType::Ipv6 => extract_ipv6(&mut k, l3),
-        EtherType::Arp => extract_arp(&mut k, l3),
-        _ if matches!(raw, 0x8847 | 0x8848) => extract_mpls(&mut k, l3),
+        EtherType::Ipv4 => extract_ipv4(k, l3),
+        EtherType::Ipv6 => extract_ipv6(k, l3),
+        EtherType::Arp => extract_arp(k, l3),
+        _ if matches!(raw, 0x8847 | 0x8848) => extract_mpls(k, l3),
         _ => {}
     }
-    k
 }
 
-fn extract_ipv4(k: &mut FlowKey, l3: &[u8]) {
+#[inline(always)]
+fn extract_ipv4(k: &mut Builder, l3: &[u8]) {
     let Ok(ip) = ipv4::Packet::new_checked(l3) else {
         return;
     };
-    k.set_nw_src_v4(ip.src_addr());
-    k.set_nw_dst_v4(ip.dst_addr());
-    k.set_nw_proto(ip.protocol().into());
-    k.set_nw_tos(ip.tos());
-    k.set_nw_ttl(ip.ttl());
+    k.set(Field::NwSrc, u128::from(u32::from(ip.src_addr())));
+    k.set(Field::NwDst, u128::from(u32::from(ip.dst_addr())));
+    k.set(Field::NwProto, u128::from(u8::from(ip.protocol())));
+    k.set(Field::NwTos, u128::from(ip.tos()));
+    k.set(Field::NwTtl, u128::from(ip.ttl()));
     if ip.more_frags() || ip.frag_offset() != 0 {
         let mut frag = NW_FRAG_ANY;
         if ip.frag_offset() != 0 {
             frag |= NW_FRAG_LATER;
-            k.set_nw_frag(frag);
+            k.set(Field::NwFrag, u128::from(frag));
             return;
         }
-        k.set_nw_frag(frag);
+        k.set(Field::NwFrag, u128::from(frag));
     }
     extract_l4(k, ip.protocol(), ip.payload());
 }
 
-fn extract_ipv6(k: &mut FlowKey, l3: &[u8]) {
+fn extract_ipv6(k: &mut Builder, l3: &[u8]) {
     let Ok(ip) = ipv6::Packet::new_checked(l3) else {
         return;
     };
-    k.set_nw_src_v6(ip.src_addr());
-    k.set_nw_dst_v6(ip.dst_addr());
-    k.set_nw_tos(ip.traffic_class());
-    k.set_nw_ttl(ip.hop_limit());
-    k.set(Field::Ipv6Label, u128::from(ip.flow_label()));
+    k.set(Field::NwSrc, u128::from(ip.src_addr()));
+    k.set(Field::NwDst, u128::from(ip.dst_addr()));
+    k.set(Field::NwTos, u128::from(ip.traffic_class()));
+    k.set(Field::NwTtl, u128::from(ip.hop_limit()));
+    k.set_rest(Field::Ipv6Label, u128::from(ip.flow_label()));
     let payload = ip.payload();
     let up = ipv6::skip_extensions(ip.next_header(), payload);
-    k.set_nw_proto(up.proto.into());
+    k.set(Field::NwProto, u128::from(u8::from(up.proto)));
     if up.fragment {
-        k.set_nw_frag(if up.later_fragment {
+        let frag = if up.later_fragment {
             NW_FRAG_ANY | NW_FRAG_LATER
         } else {
             NW_FRAG_ANY
-        });
+        };
+        k.set(Field::NwFrag, u128::from(frag));
         if up.later_fragment {
             return;
         }
@@ -124,33 +228,34 @@ fn extract_ipv6(k: &mut FlowKey, l3: &[u8]) {
     }
 }
 
-fn extract_l4(k: &mut FlowKey, proto: IpProtocol, l4: &[u8]) {
+#[inline(always)]
+fn extract_l4(k: &mut Builder, proto: IpProtocol, l4: &[u8]) {
     match proto {
         IpProtocol::Tcp => {
             if let Ok(t) = tcp::Packet::new_checked(l4) {
-                k.set_tp_src(t.src_port());
-                k.set_tp_dst(t.dst_port());
-                k.set_tcp_flags(t.flags());
+                k.set(Field::TpSrc, u128::from(t.src_port()));
+                k.set(Field::TpDst, u128::from(t.dst_port()));
+                k.set(Field::TcpFlags, u128::from(t.flags()));
             }
         }
         IpProtocol::Udp => {
             if let Ok(u) = udp::Packet::new_checked(l4) {
-                k.set_tp_src(u.src_port());
-                k.set_tp_dst(u.dst_port());
+                k.set(Field::TpSrc, u128::from(u.src_port()));
+                k.set(Field::TpDst, u128::from(u.dst_port()));
             }
         }
         IpProtocol::Sctp => {
             // OVS `miniflow_extract`: the ports once the 12-byte common
             // header fits (`SCTP_HEADER_LEN`).
             if let Ok(s) = sctp::Packet::new_checked(l4) {
-                k.set_tp_src(s.src_port());
-                k.set_tp_dst(s.dst_port());
+                k.set(Field::TpSrc, u128::from(s.src_port()));
+                k.set(Field::TpDst, u128::from(s.dst_port()));
             }
         }
         IpProtocol::Icmp | IpProtocol::Icmpv6 => {
             if let Ok(i) = icmp::Packet::new_checked(l4) {
-                k.set_tp_src(u16::from(i.msg_type()));
-                k.set_tp_dst(u16::from(i.msg_code()));
+                k.set(Field::TpSrc, u128::from(i.msg_type()));
+                k.set(Field::TpDst, u128::from(i.msg_code()));
                 if proto == IpProtocol::Icmpv6
                     && matches!(i.msg_type(), 135 | 136)
                     && i.msg_code() == 0
@@ -163,30 +268,30 @@ fn extract_l4(k: &mut FlowKey, proto: IpProtocol, l4: &[u8]) {
     }
 }
 
-fn extract_arp(k: &mut FlowKey, l3: &[u8]) {
+fn extract_arp(k: &mut Builder, l3: &[u8]) {
     let Ok(a) = arp::Packet::new_checked(l3) else {
         return;
     };
     // OVS: "We only match on the lower 8 bits of the opcode."
     let op = a.operation();
     if op <= 0xff {
-        k.set_nw_proto(op as u8);
+        k.set(Field::NwProto, u128::from(op));
     }
-    k.set_nw_src_v4(a.spa());
-    k.set_nw_dst_v4(a.tpa());
-    k.set(Field::ArpSha, u128::from(a.sha().to_u64()));
-    k.set(Field::ArpTha, u128::from(a.tha().to_u64()));
+    k.set(Field::NwSrc, u128::from(u32::from(a.spa())));
+    k.set(Field::NwDst, u128::from(u32::from(a.tpa())));
+    k.set_rest(Field::ArpSha, u128::from(a.sha().to_u64()));
+    k.set_rest(Field::ArpTha, u128::from(a.tha().to_u64()));
 }
 
 /// The outer MPLS label stack entry (OVS keeps up to three; xennet the
 /// outer one: label, TC, BOS, TTL).
-fn extract_mpls(k: &mut FlowKey, l3: &[u8]) {
+fn extract_mpls(k: &mut Builder, l3: &[u8]) {
     if let Some(lse) = l3.get(..4) {
         let lse = u32::from_be_bytes([lse[0], lse[1], lse[2], lse[3]]);
-        k.set(Field::MplsLabel, u128::from(lse >> 12));
-        k.set(Field::MplsTc, u128::from((lse >> 9) & 7));
-        k.set(Field::MplsBos, u128::from((lse >> 8) & 1));
-        k.set(Field::MplsTtl, u128::from(lse & 0xff));
+        k.set_rest(Field::MplsLabel, u128::from(lse >> 12));
+        k.set_rest(Field::MplsTc, u128::from((lse >> 9) & 7));
+        k.set_rest(Field::MplsBos, u128::from((lse >> 8) & 1));
+        k.set_rest(Field::MplsTtl, u128::from(lse & 0xff));
     }
 }
 
@@ -195,18 +300,18 @@ fn extract_mpls(k: &mut FlowKey, l3: &[u8]) {
 /// reserved word (flags of an NA), the first option's type, and the
 /// source (NS) or target (NA) link-layer address option. A malformed
 /// option list leaves the options unset, as OVS does.
-fn extract_nd(k: &mut FlowKey, icmp6: &[u8]) {
+fn extract_nd(k: &mut Builder, icmp6: &[u8]) {
     let ty = icmp6[0];
     let Some(body) = icmp6.get(4..24) else {
         return;
     };
-    k.set(
+    k.set_rest(
         Field::NdReserved,
         u128::from(u32::from_be_bytes([body[0], body[1], body[2], body[3]])),
     );
     let mut target = [0u8; 16];
     target.copy_from_slice(&body[4..20]);
-    k.set(Field::NdTarget, u128::from_be_bytes(target));
+    k.set_rest(Field::NdTarget, u128::from_be_bytes(target));
     let mut opts = &icmp6[24..];
     let mut first = true;
     while opts.len() >= 8 {
@@ -215,7 +320,7 @@ fn extract_nd(k: &mut FlowKey, icmp6: &[u8]) {
             return;
         }
         if first {
-            k.set(Field::NdOptionsType, u128::from(oty));
+            k.set_rest(Field::NdOptionsType, u128::from(oty));
             first = false;
         }
         let lla = || {
@@ -224,8 +329,8 @@ fn extract_nd(k: &mut FlowKey, icmp6: &[u8]) {
             u128::from(u64::from_be_bytes(b))
         };
         match (ty, oty) {
-            (135, 1) if k.get(Field::ArpSha) == 0 => k.set(Field::ArpSha, lla()),
-            (136, 2) if k.get(Field::ArpTha) == 0 => k.set(Field::ArpTha, lla()),
+            (135, 1) if k.get_rest(Field::ArpSha) == 0 => k.set_rest(Field::ArpSha, lla()),
+            (136, 2) if k.get_rest(Field::ArpTha) == 0 => k.set_rest(Field::ArpTha, lla()),
             _ => {}
         }
         opts = &opts[olen..];
@@ -395,7 +500,103 @@ mod tests {
         out
     }
 
+    /// Frames that set the fields past the packet-header words: an ND
+    /// solicitation and advertisement with link-layer options, ARP,
+    /// MPLS.
+    fn rest_frames() -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for (ty, opt) in [(135u8, 1u8), (136, 2)] {
+            let mut icmp = vec![ty, 0, 0, 0, 0x60, 0, 0, 0];
+            icmp.extend([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7]);
+            icmp.extend([opt, 1, 2, 0, 0, 0, 0, 9]);
+            icmp.extend([opt, 1, 2, 0, 0, 0, 0, 8]);
+            let mut v = Vec::new();
+            PacketBuilder::ethernet2(SRC, DST)
+                .ipv6([1; 16], [2; 16], 255)
+                .write(&mut v, etherparse::IpNumber(58), &icmp)
+                .unwrap();
+            v[14 + 1] |= 0x0a; // a flow label
+            out.push(v);
+        }
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&SRC);
+        f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 2]);
+        f.extend_from_slice(&SRC);
+        f.extend_from_slice(&[10, 0, 0, 1]);
+        f.extend_from_slice(&DST);
+        f.extend_from_slice(&[10, 0, 0, 2]);
+        out.push(f);
+        let mut f = DST.to_vec();
+        f.extend_from_slice(&SRC);
+        f.extend_from_slice(&[0x88, 0x47, 0x00, 0x01, 0x41, 0x40, 0x45, 0]);
+        out.push(f);
+        out
+    }
+
+    #[test]
+    fn rest_fields_land_in_the_key() {
+        let f = rest_frames();
+        let ns = extract_frame(&f[0], 1);
+        assert_eq!(
+            ns.get(Field::NdTarget),
+            0xfe80_0000_0000_0000_0000_0000_0000_0007
+        );
+        assert_eq!(ns.get(Field::NdReserved), 0x6000_0000);
+        assert_eq!(ns.get(Field::NdOptionsType), 1);
+        assert_eq!(
+            ns.get(Field::ArpSha),
+            0x0200_0000_0009,
+            "the first SLL option"
+        );
+        assert_eq!(ns.get(Field::ArpTha), 0);
+        assert_eq!(ns.get(Field::Ipv6Label), 0xa_0000);
+        let na = extract_frame(&f[1], 1);
+        assert_eq!(na.get(Field::ArpTha), 0x0200_0000_0009);
+        assert_eq!(na.get(Field::NdOptionsType), 2);
+        let arp = extract_frame(&f[2], 1);
+        assert_eq!(arp.get(Field::ArpSha), MacAddr(SRC).to_u64().into());
+        assert_eq!(arp.get(Field::ArpTha), MacAddr(DST).to_u64().into());
+        assert_eq!(arp.nw_proto(), 2);
+        let mpls = extract_frame(&f[3], 1);
+        assert_eq!(
+            (
+                mpls.get(Field::MplsLabel),
+                mpls.get(Field::MplsTc),
+                mpls.get(Field::MplsBos),
+                mpls.get(Field::MplsTtl)
+            ),
+            (20, 0, 1, 0x40)
+        );
+    }
+
     proptest! {
+        /// Whatever the frame, extraction leaves every field a packet
+        /// does not carry (pipeline, tunnel, conntrack, mark, recirc,
+        /// hash) zero, and never sets more words than it can hold.
+        #[test]
+        fn metadata_stays_zero(which in 0usize..4,
+                               muts in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+                               cut in any::<usize>()) {
+            let mut f = rest_frames()[which].clone();
+            for (at, val) in muts {
+                let n = f.len();
+                f[at % n] = val;
+            }
+            if cut % 3 == 0 {
+                f.truncate(cut % (f.len() + 1));
+            }
+            let k = extract_frame(&f, 1);
+            let mut meta = crate::flow::FlowMask::CATCHALL;
+            for fd in Field::ALL {
+                if fd.is_pipeline_only() || Field::CT.contains(&fd) || matches!(fd,
+                    Field::TunId | Field::TunSrc | Field::TunDst | Field::TunFlags |
+                    Field::PktMark | Field::RecircId | Field::DpHash) {
+                    meta.set_exact(fd);
+                }
+            }
+            prop_assert_eq!(k.masked(&meta), FlowKey::default());
+        }
+
         #[test]
         fn never_panics_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200),
                                         ty in prop_oneof![Just(0x0800u16), Just(0x86dd), Just(0x0806), Just(0x8100), Just(0x88a8), any::<u16>()],

@@ -22,9 +22,11 @@
 
 mod display;
 mod extract;
+mod minimatch;
 
 pub use display::{DpctlFmt, MatchFmt, CT_STATE_NAMES};
 pub use extract::{extract, extract_frame, set_metadata};
+pub use minimatch::MiniMatch;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -32,10 +34,15 @@ use crate::buffer::OfPort;
 use crate::packet::MacAddr;
 
 /// Number of 64-bit words in a key or mask.
-pub const N_WORDS: usize = 38;
+pub const N_WORDS: usize = 43;
+
+/// Bytes of Geneve option data a key holds ([`Field::TunOpts`]; OVS
+/// holds `TUN_METADATA_TOT_OPT_SIZE`, 256).
+pub const TUN_OPT_SPACE: usize = 32;
 
 /// Words that hold the classic packet headers (in_port to tcp_flags):
-/// what the exact-match cache hashes (it compares every word).
+/// what the exact-match cache hashes and stores as they are (it compares
+/// every word).
 pub const N_PACKET_WORDS: usize = 8;
 
 /// OVS `VLAN_CFI`: the "tag present" bit of `vlan_tci`.
@@ -160,6 +167,14 @@ pub enum Field {
     /// Inner VLAN TCI of a double-tagged frame, with the presence bit
     /// (16 bits; OVS `flow.vlans[1]`).
     Vlan2Tci,
+    /// Tunnel option data (OVS `flow_tnl.metadata.opts`): bytes
+    /// `16 n .. 16 n + 16` of the [`TUN_OPT_SPACE`] bytes, big-endian (128
+    /// bits, n < 2); where each `tun_metadata<i>` lies is the bridge's
+    /// TLV map's choice.
+    TunOpts(u8),
+    /// Which `tun_metadata<i>` the packet carries (OVS
+    /// `metadata.present.map`; bit i; 64 bits).
+    TunMdPresent,
 }
 
 impl Field {
@@ -295,7 +310,14 @@ impl Field {
             Field::ArpTha => (34, 16, 48),
             Field::NdTarget => (35, 0, 128),
             Field::NdReserved => (37, 32, 32),
+            Field::TunOpts(n) => (38 + 2 * (n % 2) as usize, 0, 128),
+            Field::TunMdPresent => (42, 0, 64),
         }
+    }
+
+    /// Index of the (first) word the field lies in.
+    pub const fn word(self) -> usize {
+        self.layout().0
     }
 
     /// Whether only translation sets this field (registers, metadata,

@@ -1,8 +1,16 @@
 //! The exact-match cache (EMC), in front of the megaflow classifier, as
 //! Open vSwitch's `lib/dpif-netdev-dfc.h`: a fixed table of
-//! [`EMC_ENTRIES`] full flow keys, each pointing at the megaflow it matched.
-//! A hit costs one hash of the key and at most two key compares, however
-//! many subtables the classifier has.
+//! [`EMC_ENTRIES`] exact flow keys, each pointing at the megaflow it
+//! matched. A hit costs one hash of the key and at most two key
+//! compares, however many subtables the classifier has.
+//!
+//! - Entries hold the key compactly, as OVS's EMC holds a miniflow: the
+//!   [`N_PACKET_WORDS`] packet-header words, and of the other words
+//!   (pipeline, tunnel, conntrack, rarer headers) only the nonzero ones.
+//!   The hash covers the packet words and the few metadata words packets
+//!   carry; the compare covers every word, so two keys that differ in any
+//!   word never share an entry. For a packet without metadata the rest of
+//!   the compare is one OR over the other words.
 //!
 //! - Two candidate slots per key (the low and the next bits of the hash).
 //! - Entries point at an `Rc<Megaflow>`; a megaflow removed from the
@@ -15,22 +23,89 @@
 //!
 //! Owned by the forwarding thread; not `Send`.
 
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher as _};
 use std::rc::Rc;
 
 use super::Megaflow;
-use crate::flow::{FlowKey, N_PACKET_WORDS};
+use crate::flow::{Field, FlowKey, N_PACKET_WORDS, N_WORDS};
 
 /// Slots in the EMC (OVS `EM_FLOW_HASH_ENTRIES`, 8192).
 pub const EMC_ENTRIES: usize = 1 << 13;
 /// One in this many candidate insertions happens (OVS default 100).
 pub const EMC_INSERT_INV_PROB: u32 = 100;
 
+// The map of an entry's other words is a `u64`.
+const _: () = assert!(N_WORDS <= 64 && N_PACKET_WORDS <= N_WORDS);
+
+/// A cached key, compact: the packet words as they are, and of the other
+/// words (metadata, tunnel, conntrack, the rarer headers) only the nonzero
+/// ones, which most packets have none of. Canonical, so two keys are
+/// equal exactly when their compact forms are.
+#[derive(Debug, PartialEq, Eq)]
+struct EmcKey {
+    packet: [u64; N_PACKET_WORDS],
+    /// Bit `i` set: word `i` (at least [`N_PACKET_WORDS`]) is nonzero.
+    rest_map: u64,
+    /// The nonzero words of `rest_map`, ascending (no allocation when
+    /// empty).
+    rest: Box<[u64]>,
+}
+
+impl EmcKey {
+    fn new(key: &FlowKey) -> EmcKey {
+        let mut packet = [0; N_PACKET_WORDS];
+        packet.copy_from_slice(&key.words[..N_PACKET_WORDS]);
+        let mut rest_map = 0;
+        let mut rest = Vec::new();
+        for (i, &w) in key.words.iter().enumerate().skip(N_PACKET_WORDS) {
+            if w != 0 {
+                rest_map |= 1 << i;
+                rest.push(w);
+            }
+        }
+        EmcKey {
+            packet,
+            rest_map,
+            rest: rest.into_boxed_slice(),
+        }
+    }
+
+    /// Whether `key` is exactly this key (every word equal).
+    #[inline]
+    fn is(&self, key: &FlowKey) -> bool {
+        if key.words[..N_PACKET_WORDS] != self.packet {
+            return false;
+        }
+        let rest = &key.words[N_PACKET_WORDS..];
+        if self.rest_map == 0 {
+            // The common case: one OR over the other words.
+            return rest.iter().fold(0, |a, w| a | w) == 0;
+        }
+        let mut vals = self.rest.iter();
+        rest.iter().enumerate().all(|(j, &w)| {
+            if self.rest_map >> (j + N_PACKET_WORDS) & 1 != 0 {
+                vals.next() == Some(&w)
+            } else {
+                w == 0
+            }
+        })
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
-    key: FlowKey,
+    key: EmcKey,
     flow: Rc<Megaflow>,
 }
+
+/// The words besides the packet headers that the hash covers: the ones a
+/// packet's metadata fills (tunnel id; conntrack state and zone; packet
+/// mark and recirculation id). The rest count only in the compare.
+const HASHED_META: [usize; 3] = [
+    Field::TunId.word(),
+    Field::CtState.word(),
+    Field::RecircId.word(),
+];
 
 /// The exact-match cache (see the module docs).
 #[derive(Debug)]
@@ -58,13 +133,19 @@ impl Emc {
         }
     }
 
-    /// Hash of a full flow key (seeded: guests cannot aim at slots).
+    /// Hash of a flow key (seeded: guests cannot aim at slots).
     pub fn hash(&self, key: &FlowKey) -> u64 {
         // The packet headers plus the tunnel id and the conntrack and
-        // recirculation word pick the slot; lookups compare whole keys.
+        // recirculation words pick the slot; lookups compare whole keys.
         let w = &key.words;
-        self.hasher
-            .hash_one((&w[..N_PACKET_WORDS], w[17], w[22], w[23]))
+        let mut h = self.hasher.build_hasher();
+        for &x in &w[..N_PACKET_WORDS] {
+            h.write_u64(x);
+        }
+        for i in HASHED_META {
+            h.write_u64(w[i]);
+        }
+        h.finish()
     }
 
     fn candidates(hash: u64) -> [usize; 2] {
@@ -77,7 +158,7 @@ impl Emc {
         Self::candidates(hash)
             .into_iter()
             .find_map(|i| match &self.slots[i] {
-                Some(e) if e.key == *key && !e.flow.is_dead() => Some(&e.flow),
+                Some(e) if e.key.is(key) && !e.flow.is_dead() => Some(&e.flow),
                 _ => None,
             })
     }
@@ -98,14 +179,14 @@ impl Emc {
     /// over the first candidate.
     pub fn insert(&mut self, key: &FlowKey, hash: u64, flow: &Rc<Megaflow>) {
         let [a, b] = Self::candidates(hash);
-        let free = |s: &Option<Entry>| !matches!(s, Some(e) if !e.flow.is_dead() && e.key != *key);
+        let free = |s: &Option<Entry>| !matches!(s, Some(e) if !e.flow.is_dead() && !e.key.is(key));
         let i = if free(&self.slots[a]) || !free(&self.slots[b]) {
             a
         } else {
             b
         };
         self.slots[i] = Some(Entry {
-            key: *key,
+            key: EmcKey::new(key),
             flow: flow.clone(),
         });
     }
@@ -122,9 +203,11 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
+    use crate::flow::N_WORDS;
     use crate::flow::{Field, FlowMask};
     use crate::megaflow::MegaflowCache;
     use crate::DpAction;
+    use proptest::prelude::*;
 
     fn key(port: u32) -> FlowKey {
         let mut k = FlowKey::default();
@@ -162,6 +245,73 @@ mod tests {
         emc.insert(&k, h, &f3);
         assert!(cache.remove(&k, &mask));
         assert!(emc.lookup(&k, h).is_none(), "stale after remove");
+    }
+
+    /// A key from a small space: packet words and, sometimes, words past
+    /// them (registers, tunnel, conntrack, ND; hashed or not) set.
+    fn arb_key() -> impl Strategy<Value = FlowKey> {
+        (
+            0u32..3,
+            0u64..3,
+            proptest::collection::vec((N_PACKET_WORDS..N_WORDS, 0u64..3), 0..3),
+        )
+            .prop_map(|(port, mac, rest)| {
+                let mut k = key(port);
+                k.set(Field::DlSrc, u128::from(mac));
+                for (i, v) in rest {
+                    k.words[i] = v;
+                }
+                k
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// The EMC answers only for the exact key it cached: never for a
+        /// key that differs in any word, whether or not the hash covers
+        /// that word (keys that differ only outside the hash share
+        /// slots).
+        #[test]
+        fn never_answers_for_a_different_key(
+            keys in proptest::collection::vec(arb_key(), 1..24),
+            probes in proptest::collection::vec(arb_key(), 0..24),
+            flips in proptest::collection::vec((0..N_WORDS, 0u32..64), 0..8),
+        ) {
+            let mut cache = MegaflowCache::new();
+            let mut emc = Emc::new();
+            let now = Instant::now();
+            // Each key its own megaflow, named by the key's index.
+            let mut inserted: Vec<FlowKey> = Vec::new();
+            for k in &keys {
+                if inserted.contains(k) {
+                    continue;
+                }
+                let id = inserted.len() as u32;
+                let f = cache
+                    .insert(k, &FlowMask::EXACT, Arc::from(vec![DpAction::Output(id)]), now)
+                    .clone();
+                emc.insert(k, emc.hash(k), &f);
+                inserted.push(*k);
+            }
+            let mut all: Vec<FlowKey> = probes;
+            all.extend(inserted.iter().copied());
+            for (n, (i, bit)) in flips.into_iter().enumerate() {
+                let mut k = inserted[n % inserted.len()];
+                k.words[i] ^= 1 << bit;
+                all.push(k);
+            }
+            for p in &all {
+                if let Some(f) = emc.lookup(p, emc.hash(p)) {
+                    let DpAction::Output(id) = f.actions[0] else {
+                        unreachable!("test actions are outputs")
+                    };
+                    prop_assert_eq!(&inserted[id as usize], p);
+                }
+            }
+            // The last key inserted into a slot is always found.
+            let last = *inserted.last().unwrap();
+            prop_assert!(emc.lookup(&last, emc.hash(&last)).is_some());
+        }
     }
 
     #[test]

@@ -20,8 +20,9 @@
 //! key under the subtable's mask and probes the hash table. The first hit
 //! wins.
 //!
-//! The key is wide (registers, tunnel and conntrack state, ND, MPLS: 38
-//! words) but a mask touches few of its words, so each subtable keeps the
+//! The key is wide (registers, tunnel and conntrack state, ND, MPLS:
+//! [`N_WORDS`](crate::flow::N_WORDS) words) but a mask touches few of its
+//! words, so each subtable keeps the
 //! list of its mask's nonzero words (OVS's miniflow map) and hashes and
 //! compares only those: a probe costs the same however many fields the
 //! key has. Pipeline-only fields (registers, metadata, `conj_id`) are

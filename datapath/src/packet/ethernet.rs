@@ -109,6 +109,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 
     /// Wrap a buffer, checking that the header fits.
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Frame<T>> {
         let f = Self::new_unchecked(buffer);
         f.check_len()?;
@@ -116,6 +117,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 
     /// Ensure the 14-byte header fits in the buffer.
+    #[inline]
     pub fn check_len(&self) -> Result<()> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             Err(Error)
@@ -130,16 +132,19 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 
     /// Destination address.
+    #[inline]
     pub fn dst_addr(&self) -> MacAddr {
         MacAddr::from_bytes(&self.buffer.as_ref()[field::DST])
     }
 
     /// Source address.
+    #[inline]
     pub fn src_addr(&self) -> MacAddr {
         MacAddr::from_bytes(&self.buffer.as_ref()[field::SRC])
     }
 
     /// EtherType (or TPID of an outer VLAN tag).
+    #[inline]
     pub fn ethertype(&self) -> EtherType {
         EtherType::from(be16(self.buffer.as_ref(), field::ETHERTYPE))
     }
@@ -189,6 +194,7 @@ impl<T: AsRef<[u8]>> VlanTag<T> {
     }
 
     /// Wrap a buffer, checking that the tag fits.
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<VlanTag<T>> {
         let t = Self::new_unchecked(buffer);
         t.check_len()?;
@@ -196,6 +202,7 @@ impl<T: AsRef<[u8]>> VlanTag<T> {
     }
 
     /// Ensure the 4-byte tag fits.
+    #[inline]
     pub fn check_len(&self) -> Result<()> {
         if self.buffer.as_ref().len() < VLAN_TAG_LEN {
             Err(Error)
@@ -210,6 +217,7 @@ impl<T: AsRef<[u8]>> VlanTag<T> {
     }
 
     /// The whole 16-bit TCI.
+    #[inline]
     pub fn tci(&self) -> u16 {
         be16(self.buffer.as_ref(), 0)
     }
@@ -230,6 +238,7 @@ impl<T: AsRef<[u8]>> VlanTag<T> {
     }
 
     /// EtherType of what the tag encapsulates.
+    #[inline]
     pub fn ethertype(&self) -> EtherType {
         EtherType::from(be16(self.buffer.as_ref(), 2))
     }

@@ -18,6 +18,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Wrap a buffer, checking that the 4-byte header fits.
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Packet<T>> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
@@ -25,6 +26,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Ensure the header fits.
+    #[inline]
     pub fn check_len(&self) -> Result<()> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             Err(Error)
@@ -39,11 +41,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Message type.
+    #[inline]
     pub fn msg_type(&self) -> u8 {
         self.buffer.as_ref()[0]
     }
 
     /// Message code.
+    #[inline]
     pub fn msg_code(&self) -> u8 {
         self.buffer.as_ref()[1]
     }

@@ -34,6 +34,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Wrap a buffer, checking it (see [`Packet::check_len`]).
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Packet<T>> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
@@ -41,6 +42,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Ensure version 4, `20 <= header_len <= total_len <= buffer length`.
+    #[inline]
     pub fn check_len(&self) -> Result<()> {
         let b = self.buffer.as_ref();
         if b.len() < HEADER_LEN || self.version() != 4 {
@@ -60,21 +62,25 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// IP version (4).
+    #[inline]
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_IHL] >> 4
     }
 
     /// Header length in bytes (IHL × 4).
+    #[inline]
     pub fn header_len(&self) -> u8 {
         (self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
     }
 
     /// The whole type-of-service byte (DSCP:6, ECN:2).
+    #[inline]
     pub fn tos(&self) -> u8 {
         self.buffer.as_ref()[field::TOS]
     }
 
     /// Total length (header plus payload) in bytes.
+    #[inline]
     pub fn total_len(&self) -> u16 {
         be16(self.buffer.as_ref(), field::LENGTH)
     }
@@ -90,21 +96,25 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// More-fragments flag.
+    #[inline]
     pub fn more_frags(&self) -> bool {
         be16(self.buffer.as_ref(), field::FLG_OFF) & 0x2000 != 0
     }
 
     /// Fragment offset in bytes.
+    #[inline]
     pub fn frag_offset(&self) -> u16 {
         (be16(self.buffer.as_ref(), field::FLG_OFF) & 0x1fff) << 3
     }
 
     /// Time to live.
+    #[inline]
     pub fn ttl(&self) -> u8 {
         self.buffer.as_ref()[field::TTL]
     }
 
     /// Payload protocol.
+    #[inline]
     pub fn protocol(&self) -> IpProtocol {
         IpProtocol::from(self.buffer.as_ref()[field::PROTOCOL])
     }
@@ -115,12 +125,14 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Source address.
+    #[inline]
     pub fn src_addr(&self) -> Ipv4Addr {
         let b = &self.buffer.as_ref()[field::SRC..field::SRC + 4];
         Ipv4Addr::new(b[0], b[1], b[2], b[3])
     }
 
     /// Destination address.
+    #[inline]
     pub fn dst_addr(&self) -> Ipv4Addr {
         let b = &self.buffer.as_ref()[field::DST..field::DST + 4];
         Ipv4Addr::new(b[0], b[1], b[2], b[3])
@@ -133,6 +145,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The payload, up to `total_len`.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         let hl = usize::from(self.header_len());
         let tl = usize::from(self.total_len());

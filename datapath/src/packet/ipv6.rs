@@ -29,6 +29,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Wrap a buffer, checking it (see [`Packet::check_len`]).
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Packet<T>> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
@@ -37,6 +38,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// Ensure version 6 and `40 + payload_len <= buffer length`. (Jumbograms,
     /// payload length 0 with a hop-by-hop jumbo option, are rejected.)
+    #[inline]
     pub fn check_len(&self) -> Result<()> {
         let b = self.buffer.as_ref();
         if b.len() < HEADER_LEN || self.version() != 6 {
@@ -54,38 +56,45 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// IP version (6).
+    #[inline]
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[0] >> 4
     }
 
     /// Traffic class (DSCP:6, ECN:2).
+    #[inline]
     pub fn traffic_class(&self) -> u8 {
         let b = self.buffer.as_ref();
         (b[0] << 4) | (b[1] >> 4)
     }
 
     /// Flow label (20 bits).
+    #[inline]
     pub fn flow_label(&self) -> u32 {
         let b = self.buffer.as_ref();
         u32::from_be_bytes([0, b[1] & 0x0f, b[2], b[3]])
     }
 
     /// Payload length in bytes (extension headers included).
+    #[inline]
     pub fn payload_len(&self) -> u16 {
         be16(self.buffer.as_ref(), field::PAYLOAD_LEN)
     }
 
     /// Next header.
+    #[inline]
     pub fn next_header(&self) -> IpProtocol {
         IpProtocol::from(self.buffer.as_ref()[field::NEXT_HEADER])
     }
 
     /// Hop limit.
+    #[inline]
     pub fn hop_limit(&self) -> u8 {
         self.buffer.as_ref()[field::HOP_LIMIT]
     }
 
     /// Source address.
+    #[inline]
     pub fn src_addr(&self) -> Ipv6Addr {
         let mut a = [0u8; 16];
         a.copy_from_slice(&self.buffer.as_ref()[field::SRC..field::SRC + 16]);
@@ -93,6 +102,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Destination address.
+    #[inline]
     pub fn dst_addr(&self) -> Ipv6Addr {
         let mut a = [0u8; 16];
         a.copy_from_slice(&self.buffer.as_ref()[field::DST..field::DST + 16]);
@@ -100,6 +110,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The payload (extension headers included), up to the payload length.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..HEADER_LEN + usize::from(self.payload_len())]
     }

@@ -33,6 +33,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Wrap a buffer, checking that the 12-byte common header fits (OVS
     /// `miniflow_extract` reads the ports only then, `SCTP_HEADER_LEN`).
     /// Chunks are not checked.
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Packet<T>> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
@@ -40,6 +41,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Ensure the common header fits.
+    #[inline]
     pub fn check_len(&self) -> Result<()> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             Err(Error)
@@ -54,11 +56,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Source port.
+    #[inline]
     pub fn src_port(&self) -> u16 {
         be16(self.buffer.as_ref(), 0)
     }
 
     /// Destination port.
+    #[inline]
     pub fn dst_port(&self) -> u16 {
         be16(self.buffer.as_ref(), 2)
     }

@@ -48,6 +48,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Wrap a buffer, checking it (see [`Packet::check_len`]).
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Packet<T>> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
@@ -55,6 +56,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Ensure `20 <= header_len <= buffer length`.
+    #[inline]
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN {
@@ -73,11 +75,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Source port.
+    #[inline]
     pub fn src_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::SRC_PORT)
     }
 
     /// Destination port.
+    #[inline]
     pub fn dst_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::DST_PORT)
     }
@@ -93,11 +97,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Header length in bytes (data offset × 4).
+    #[inline]
     pub fn header_len(&self) -> u8 {
         (self.buffer.as_ref()[field::FLAGS] >> 4) * 4
     }
 
     /// The 12 flag bits (NS..FIN), as OVS's `tcp_flags` field.
+    #[inline]
     pub fn flags(&self) -> u16 {
         be16(self.buffer.as_ref(), field::FLAGS) & 0x0fff
     }

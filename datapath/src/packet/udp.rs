@@ -22,6 +22,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Wrap a buffer, checking that the 8-byte header fits. The length
     /// field is not checked against the buffer, so that flow extraction
     /// still sees the ports of a datagram with a bad length.
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Packet<T>> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
@@ -29,6 +30,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Ensure the header fits.
+    #[inline]
     pub fn check_len(&self) -> Result<()> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             Err(Error)
@@ -43,11 +45,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Source port.
+    #[inline]
     pub fn src_port(&self) -> u16 {
         be16(self.buffer.as_ref(), 0)
     }
 
     /// Destination port.
+    #[inline]
     pub fn dst_port(&self) -> u16 {
         be16(self.buffer.as_ref(), 2)
     }

@@ -130,7 +130,187 @@ fn samples() -> Vec<Action> {
             alg: 0,
             actions: vec![Action::Nat(vec![0; 6])],
         })),
+        Action::Learn(Box::new(mac_learn())),
+        Action::Learn(Box::new(Learn {
+            limit: 10,
+            result_dst: Some(sf(reg(10), 7, 1)),
+            flags: NX_LEARN_F_DELETE_LEARNED,
+            cookie: 0x1234_5678,
+            idle_timeout: 5,
+            priority: 7,
+            v2: true,
+            specs: vec![
+                LearnSpec {
+                    src: LearnSrc::Imm(0x800),
+                    dst: LearnDst::Match(sf(MfField::Oxm(OxmField::EthType), 0, 16)),
+                    n_bits: 16,
+                },
+                LearnSpec {
+                    src: LearnSrc::Field(sf(MfField::Oxm(OxmField::Ipv4Dst), 0, 32)),
+                    dst: LearnDst::Match(sf(MfField::Oxm(OxmField::Ipv4Src), 0, 32)),
+                    n_bits: 32,
+                },
+                LearnSpec {
+                    src: LearnSrc::Imm(1),
+                    dst: LearnDst::Load(sf(reg(10), 7, 1)),
+                    n_bits: 1,
+                },
+                LearnSpec {
+                    src: LearnSrc::Imm((1 << 100) | 5),
+                    dst: LearnDst::Load(sf(MfField::Oxm(OxmField::Xxreg(1)), 0, 128)),
+                    n_bits: 128,
+                },
+            ],
+            ..mac_learn()
+        })),
+        Action::CheckPktLarger {
+            len: 1514,
+            dst: sf(reg(9), 1, 1),
+        },
+        Action::FinTimeout { idle: 10, hard: 0 },
     ]
+}
+
+/// `learn(table=1,hard_timeout=60,NXM_OF_VLAN_TCI[0..11],
+/// NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],output:NXM_OF_IN_PORT[])`.
+fn mac_learn() -> Learn {
+    Learn {
+        idle_timeout: 0,
+        hard_timeout: 60,
+        priority: 0x8000,
+        cookie: 0,
+        flags: 0,
+        table_id: 1,
+        fin_idle_timeout: 0,
+        fin_hard_timeout: 0,
+        limit: 0,
+        result_dst: None,
+        v2: false,
+        specs: vec![
+            LearnSpec {
+                src: LearnSrc::Field(sf(MfField::VlanTci, 0, 12)),
+                dst: LearnDst::Match(sf(MfField::VlanTci, 0, 12)),
+                n_bits: 12,
+            },
+            LearnSpec {
+                src: LearnSrc::Field(sf(MfField::Oxm(OxmField::EthSrc), 0, 48)),
+                dst: LearnDst::Match(sf(MfField::Oxm(OxmField::EthDst), 0, 48)),
+                n_bits: 48,
+            },
+            LearnSpec {
+                src: LearnSrc::Field(sf(MfField::InPort16, 0, 16)),
+                dst: LearnDst::Output,
+                n_bits: 16,
+            },
+        ],
+    }
+}
+
+/// The bytes of example 2 of OVS's `nx_action_learn` comment
+/// (`lib/ofp-actions.c`): the MAC-learning specs, then zero padding.
+#[test]
+fn test_learn_ovs_bytes() {
+    let mut body = vec![
+        0, 0, 0, 60, 0x80, 0, // idle, hard, priority
+        0, 0, 0, 0, 0, 0, 0, 0, // cookie
+        0, 0, 1, 0, 0, 0, 0, 0, // flags, table, pad, fin timeouts
+    ];
+    body.extend_from_slice(&[0x00, 0x0c, 0, 0, 0x08, 0x02, 0, 0, 0, 0, 0x08, 0x02, 0, 0]);
+    body.extend_from_slice(&[0x00, 0x30, 0, 0, 0x04, 0x06, 0, 0, 0, 0, 0x02, 0x06, 0, 0]);
+    body.extend_from_slice(&[0x10, 0x10, 0, 0, 0x00, 0x02, 0, 0]);
+    let a = nx(NXAST_LEARN, &body);
+    assert_eq!(a.len(), 72);
+    assert_eq!(
+        v13::decode_actions(&a).unwrap(),
+        vec![Action::Learn(Box::new(mac_learn()))]
+    );
+    let mut out = Vec::new();
+    v13::put_actions_version(
+        &mut out,
+        &[Action::Learn(Box::new(mac_learn()))],
+        OFP13_VERSION,
+    )
+    .unwrap();
+    assert_eq!(out, a);
+}
+
+#[test]
+fn test_reject_learn() {
+    let head = |table: u8, flags: u16| {
+        let mut b = vec![0u8; 22];
+        b[14..16].copy_from_slice(&flags.to_be_bytes());
+        b[16] = table;
+        b
+    };
+    // Table 255.
+    assert_eq!(
+        err13(&nx(NXAST_LEARN, &head(0xff, 0))),
+        OfError::BAD_ACTION_ARGUMENT
+    );
+    // write_result in NXAST_LEARN.
+    assert_eq!(
+        err13(&nx(NXAST_LEARN, &head(1, 4))),
+        OfError::BAD_ACTION_ARGUMENT
+    );
+    // Nonzero pad.
+    let mut b = head(1, 0);
+    b[17] = 1;
+    assert_eq!(err13(&nx(NXAST_LEARN, &b)), OfError::BAD_ACTION_ARGUMENT);
+    // Immediate to output is undefined.
+    let mut b = head(1, 0);
+    b.extend_from_slice(&[0x30, 0x10, 0, 1]);
+    assert_eq!(err13(&nx(NXAST_LEARN, &b)), OfError::BAD_ACTION_ARGUMENT);
+    // A spec running past the action.
+    let mut b = head(1, 0);
+    b.extend_from_slice(&[0x00, 0x30, 0, 0, 0x04, 0x06]);
+    assert_eq!(err13(&nx(NXAST_LEARN, &b)), OfError::BAD_ACTION_LEN);
+    // Bytes after the terminating spec header.
+    let mut b = head(1, 0);
+    b.extend_from_slice(&[0, 0, 0, 1]);
+    assert_eq!(err13(&nx(NXAST_LEARN, &b)), OfError::BAD_ACTION_ARGUMENT);
+    // An immediate wider than its bits.
+    let mut b = head(1, 0);
+    b.extend_from_slice(&[0x28, 0x01, 0, 2, 0, 1, 2, 4, 0, 0]);
+    assert_eq!(err13(&nx(NXAST_LEARN, &b)), OfError::BAD_ACTION_ARGUMENT);
+    // A subfield beyond its field: NXM_NX_REG0[30..33] matched.
+    let mut b = head(1, 0);
+    b.extend_from_slice(&[0x00, 0x04, 0, 1, 2, 4, 0, 30, 0, 1, 2, 4, 0, 30]);
+    assert_eq!(err13(&nx(NXAST_LEARN, &b)), OfError::BAD_SET_LEN);
+    // LEARN2: result offset without write_result.
+    let mut b = head(1, 0);
+    b.extend_from_slice(&[0, 0, 0, 0, 0, 3, 0, 0]);
+    assert_eq!(err13(&nx(NXAST_LEARN2, &b)), OfError::BAD_ACTION_ARGUMENT);
+    // LEARN2: read-only result destination (NXM_OF_ETH_TYPE).
+    let mut b = head(1, 4);
+    b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x06, 0x02]);
+    assert_eq!(err13(&nx(NXAST_LEARN2, &b)), OfError::BAD_SET_ARGUMENT);
+}
+
+#[test]
+fn test_check_pkt_larger_bytes_and_rejects() {
+    // check_pkt_larger(1514)->NXM_NX_REG9[1] as OVS encodes it.
+    let mut body = 1514u16.to_be_bytes().to_vec();
+    body.extend_from_slice(&[0, 1, 0, 1, 0x12, 0x04]);
+    let a = nx(NXAST_CHECK_PKT_LARGER, &body);
+    assert_eq!(a.len(), 24);
+    assert_eq!(
+        v13::decode_actions(&a).unwrap(),
+        vec![Action::CheckPktLarger {
+            len: 1514,
+            dst: sf(reg(9), 1, 1)
+        }]
+    );
+    // Nonzero padding.
+    let mut bad = a.clone();
+    bad[23] = 1;
+    assert_eq!(err13(&bad), OfError::BAD_ACTION_ARGUMENT);
+    // Offset beyond the field.
+    let mut body = 1514u16.to_be_bytes().to_vec();
+    body.extend_from_slice(&[0, 32, 0, 1, 0x12, 0x04]);
+    assert_eq!(
+        err13(&nx(NXAST_CHECK_PKT_LARGER, &body)),
+        OfError::BAD_SET_LEN
+    );
 }
 
 #[test]
@@ -404,14 +584,6 @@ fn test_reject_others() {
         &[1, 2]
     ))
     .is_ok());
-    // Not implemented: learn, check_pkt_larger.
-    for sub in [16, 49] {
-        assert_eq!(
-            err13(&nx(sub, &[0; 14])),
-            OfError::BAD_ACTION_EXP_TYPE,
-            "{sub}"
-        );
-    }
     // 1.0-only subtypes in 1.3.
     for sub in [NXAST_SET_QUEUE, NXAST_DEC_TTL, NXAST_GROUP] {
         assert_eq!(err13(&nx(sub, &[0; 6])), OfError::BAD_ACTION_EXP_TYPE);

@@ -886,8 +886,10 @@ fn action_errors() {
     };
     assert_eq!(err(&nx(0x1234, 1)), OfError::BAD_ACTION_EXPERIMENTER);
     assert_eq!(err(&nx(NX_VENDOR_ID, 99)), OfError::BAD_ACTION_EXP_TYPE);
-    // NXAST_LEARN is not implemented.
-    assert_eq!(err(&nx(NX_VENDOR_ID, 16)), OfError::BAD_ACTION_EXP_TYPE);
+    // NXAST_OUTPUT_TRUNC is not implemented.
+    assert_eq!(err(&nx(NX_VENDOR_ID, 39)), OfError::BAD_ACTION_EXP_TYPE);
+    // NXAST_LEARN shorter than its 32 bytes.
+    assert_eq!(err(&nx(NX_VENDOR_ID, 16)), OfError::BAD_ACTION_LEN);
     let mut rt = nx(NX_VENDOR_ID, NXAST_RESUBMIT_TABLE);
     rt[15] = 1;
     assert_eq!(err(&rt), OfError::BAD_ACTION_ARGUMENT);

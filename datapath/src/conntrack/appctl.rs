@@ -1,0 +1,343 @@
+//! The `ovs-appctl dpctl/*` conntrack commands (OVS lib/dpctl.c), as
+//! functions of a [`Conntrack`] so that the daemon registers them with
+//! one loop over [`COMMANDS`]:
+//!
+//! ```ignore
+//! for &(name, usage, min, max) in conntrack::appctl::COMMANDS {
+//!     let ct = ct.clone();
+//!     c.add(name, usage, min, max, Box::new(move |a| conntrack::appctl::run(&ct, name, a)));
+//! }
+//! ```
+//!
+//! A leading datapath argument (`netdev@ovs-netdev`, anything with an
+//! `@`) is accepted and ignored: there is one tracker. Options OVS has
+//! and xennet does not (`-m`, `-s`, flushing by mark, label or tuple)
+//! are refused with an error, not ignored.
+
+use super::Conntrack;
+
+/// (name, usage, min args, max args), as OVS registers them.
+pub const COMMANDS: &[(&str, &str, usize, usize)] = &[
+    ("dpctl/dump-conntrack", "[dp] [zone=N]", 0, 4),
+    ("dpctl/flush-conntrack", "[dp] [zone=N]", 0, 2),
+    ("dpctl/ct-stats-show", "[dp] [zone=N] [verbose]", 0, 3),
+    ("dpctl/ct-set-maxconns", "[dp] maxconns", 1, 2),
+    ("dpctl/ct-get-maxconns", "[dp]", 0, 1),
+    ("dpctl/ct-get-nconns", "[dp]", 0, 1),
+    ("dpctl/ct-enable-tcp-seq-chk", "[dp]", 0, 1),
+    ("dpctl/ct-disable-tcp-seq-chk", "[dp]", 0, 1),
+    ("dpctl/ct-get-tcp-seq-chk", "[dp]", 0, 1),
+    (
+        "dpctl/ct-set-limits",
+        "[dp] [default=L] [zone=N,limit=L]...",
+        1,
+        64,
+    ),
+    (
+        "dpctl/ct-del-limits",
+        "[dp] [default] [zone=N1[,N2]...]",
+        1,
+        3,
+    ),
+    ("dpctl/ct-get-limits", "[dp] [zone=N1[,N2]...]", 0, 2),
+    ("dpctl/ipf-set-enabled", "[dp] v4|v6", 1, 2),
+    ("dpctl/ipf-set-disabled", "[dp] v4|v6", 1, 2),
+    ("dpctl/ipf-set-min-frag", "[dp] v4|v6 minfragment", 2, 3),
+    ("dpctl/ipf-set-max-nfrags", "[dp] maxfrags", 1, 2),
+    ("dpctl/ipf-get-status", "[dp]", 0, 1),
+];
+
+/// OVS `IPF_V4_FRAG_SIZE_LBOUND`, `IPF_V6_FRAG_SIZE_LBOUND`.
+const MIN_FRAG_LBOUND: u32 = 400;
+/// OVS `IPF_NFRAG_UBOUND`.
+const NFRAG_UBOUND: u32 = 5000;
+
+/// `v4` or `v6`: whether IPv6.
+fn family(a: &str) -> Option<bool> {
+    match a {
+        "v4" => Some(false),
+        "v6" => Some(true),
+        _ => None,
+    }
+}
+
+/// OVS `dpctl_ct_ipf_get_status`'s text.
+fn ipf_status(ct: &Conntrack) -> String {
+    let c = ct.ipf_config();
+    let s = ct.ipf_stats();
+    let mut o = String::new();
+    o.push_str("        Fragmentation Module Status\n");
+    o.push_str("        ---------------------------\n");
+    o.push_str(&format!("        v4 enabled: {}\n", u8::from(c.v4_enabled)));
+    o.push_str(&format!("        v6 enabled: {}\n", u8::from(c.v6_enabled)));
+    o.push_str(&format!("        max num frags (v4/v6): {}\n", c.max_frags));
+    o.push_str(&format!("        num frag: {}\n", s.held));
+    for (name, min, f) in [
+        ("v4", c.min_v4_frag_size, s.v4),
+        ("v6", c.min_v6_frag_size, s.v6),
+    ] {
+        o.push_str(&format!("        min {name} frag size: {min}\n"));
+        o.push_str(&format!("        {name} frags accepted: {}\n", f.accepted));
+        o.push_str(&format!(
+            "        {name} frags completed: {}\n",
+            f.completed
+        ));
+        o.push_str(&format!("        {name} frags expired: {}\n", f.expired));
+        o.push_str(&format!(
+            "        {name} frags too small: {}\n",
+            f.too_small
+        ));
+        o.push_str(&format!("        {name} frags overlapped: {}\n", f.overlap));
+        // Lists purged because they could not be sent: never here.
+        o.push_str(&format!("        {name} frags purged: 0\n"));
+    }
+    o
+}
+
+/// The arguments without a leading datapath name.
+fn strip_dp(args: &[String]) -> &[String] {
+    match args.first() {
+        Some(a) if a.contains('@') => &args[1..],
+        _ => args,
+    }
+}
+
+fn parse_zone(v: &str) -> Result<u16, String> {
+    v.parse().map_err(|_| format!("invalid zone: {v}"))
+}
+
+/// `zone=N` among `args`, refusing anything else.
+fn zone_arg(args: &[String], extra: &[&str]) -> Result<(Option<u16>, Vec<String>), String> {
+    let mut zone = None;
+    let mut rest = Vec::new();
+    for a in args {
+        if let Some(v) = a.strip_prefix("zone=") {
+            zone = Some(parse_zone(v)?);
+        } else if extra.contains(&a.as_str()) {
+            rest.push(a.clone());
+        } else {
+            return Err(format!("unsupported argument: {a}"));
+        }
+    }
+    Ok((zone, rest))
+}
+
+fn lines(v: Vec<String>) -> String {
+    let mut s = String::new();
+    for l in v {
+        s.push_str(&l);
+        s.push('\n');
+    }
+    s
+}
+
+fn zones_list(v: &str) -> Result<Vec<u16>, String> {
+    v.split(',').map(parse_zone).collect()
+}
+
+/// Run command `name` (one of [`COMMANDS`]) with `args`; the reply text
+/// or an error message.
+pub fn run(ct: &Conntrack, name: &str, args: &[String]) -> Result<String, String> {
+    let args = strip_dp(args);
+    match name {
+        "dpctl/dump-conntrack" => {
+            let (zone, _) = zone_arg(args, &[])?;
+            Ok(lines(ct.dump(zone)))
+        }
+        "dpctl/flush-conntrack" => {
+            let (zone, _) = zone_arg(args, &[])?;
+            ct.flush(zone);
+            Ok(String::new())
+        }
+        "dpctl/ct-stats-show" => {
+            let (zone, rest) = zone_arg(args, &["verbose"])?;
+            Ok(lines(ct.stats_show(zone, !rest.is_empty())))
+        }
+        "dpctl/ct-set-maxconns" => {
+            let [n] = args else {
+                return Err("maxconns missing or malformed".into());
+            };
+            let n: u32 = n
+                .parse()
+                .map_err(|_| "maxconns missing or malformed".to_string())?;
+            ct.set_maxconns(n);
+            Ok("setting maxconns successful".into())
+        }
+        "dpctl/ct-get-maxconns" if args.is_empty() => Ok(format!("{}\n", ct.maxconns())),
+        "dpctl/ct-get-nconns" if args.is_empty() => Ok(format!("{}\n", ct.nconns())),
+        "dpctl/ct-enable-tcp-seq-chk" if args.is_empty() => {
+            ct.set_tcp_seq_chk(true);
+            Ok("enabling TCP sequence checking successful".into())
+        }
+        "dpctl/ct-disable-tcp-seq-chk" if args.is_empty() => {
+            ct.set_tcp_seq_chk(false);
+            Ok("disabling TCP sequence checking successful".into())
+        }
+        "dpctl/ct-get-tcp-seq-chk" if args.is_empty() => Ok(format!(
+            "TCP sequence checking: {}\n",
+            if ct.tcp_seq_chk() {
+                "enabled"
+            } else {
+                "disabled"
+            }
+        )),
+        "dpctl/ct-set-limits" => {
+            // Parse everything before changing anything.
+            let mut sets = Vec::new();
+            for a in args {
+                if let Some(v) = a.strip_prefix("default=") {
+                    let l = v
+                        .parse()
+                        .map_err(|_| format!("invalid default limit: {v}"))?;
+                    sets.push((None, l));
+                } else if let Some(v) = a.strip_prefix("zone=") {
+                    let (z, l) = v
+                        .split_once(",limit=")
+                        .ok_or_else(|| format!("invalid zone limit: {a}"))?;
+                    let l = l.parse().map_err(|_| format!("invalid limit: {a}"))?;
+                    sets.push((Some(parse_zone(z)?), l));
+                } else {
+                    return Err(format!("invalid argument: {a}"));
+                }
+            }
+            for (z, l) in sets {
+                ct.set_zone_limit(z, l);
+            }
+            Ok(String::new())
+        }
+        "dpctl/ct-del-limits" => {
+            let mut default = false;
+            let mut zones = Vec::new();
+            for a in args {
+                if a == "default" {
+                    default = true;
+                } else if let Some(v) = a.strip_prefix("zone=") {
+                    zones.extend(zones_list(v)?);
+                } else {
+                    return Err(format!("invalid argument: {a}"));
+                }
+            }
+            if default {
+                ct.set_zone_limit(None, 0);
+            }
+            for z in zones {
+                ct.del_zone_limit(z);
+            }
+            Ok(String::new())
+        }
+        "dpctl/ct-get-limits" => {
+            let zones = match args {
+                [] => Vec::new(),
+                [a] => zones_list(
+                    a.strip_prefix("zone=")
+                        .ok_or_else(|| format!("invalid argument: {a}"))?,
+                )?,
+                _ => return Err("too many arguments".into()),
+            };
+            Ok(ct.format_limits(&zones) + "\n")
+        }
+        "dpctl/ipf-set-enabled" | "dpctl/ipf-set-disabled" => {
+            let on = name == "dpctl/ipf-set-enabled";
+            let Some(v6) = args.last().and_then(|a| family(a)) else {
+                return Err("parameter missing: 'v4' for IPv4 or 'v6' for IPv6".into());
+            };
+            let mut c = ct.ipf_config();
+            if v6 {
+                c.v6_enabled = on;
+            } else {
+                c.v4_enabled = on;
+            }
+            ct.set_ipf_config(c);
+            Ok(format!(
+                "{} fragmentation reassembly successful",
+                if on { "enabling" } else { "disabling" }
+            ))
+        }
+        "dpctl/ipf-set-min-frag" => {
+            let [f, n] = args else {
+                return Err("parameter missing: v4 for IPv4 or v6 for IPv6".into());
+            };
+            let Some(v6) = family(f) else {
+                return Err("parameter missing: v4 for IPv4 or v6 for IPv6".into());
+            };
+            let n: u32 = n
+                .parse()
+                .map_err(|_| "parameter missing for minimum fragment size".to_string())?;
+            if n < MIN_FRAG_LBOUND {
+                return Err("requested minimum fragment size too small; see documentation".into());
+            }
+            let mut c = ct.ipf_config();
+            if v6 {
+                c.min_v6_frag_size = n as usize;
+            } else {
+                c.min_v4_frag_size = n as usize;
+            }
+            ct.set_ipf_config(c);
+            Ok("setting minimum fragment size successful".into())
+        }
+        "dpctl/ipf-set-max-nfrags" => {
+            let [n] = args else {
+                return Err("parameter missing for maximum fragments".into());
+            };
+            let n: u32 = n
+                .parse()
+                .map_err(|_| "parameter missing for maximum fragments".to_string())?;
+            if n > NFRAG_UBOUND {
+                return Err("setting maximum fragments failed".into());
+            }
+            let mut c = ct.ipf_config();
+            c.max_frags = n as usize;
+            ct.set_ipf_config(c);
+            Ok("setting maximum fragments successful".into())
+        }
+        "dpctl/ipf-get-status" if args.is_empty() => Ok(ipf_status(ct)),
+        _ => Err(format!("{name}: unsupported arguments")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn limits_maxconns_and_refusals() {
+        let ct = Conntrack::new();
+        let run = |n: &str, a: &[&str]| run(&ct, n, &s(a));
+        assert_eq!(run("dpctl/ct-get-maxconns", &[]).unwrap(), "3000000\n");
+        assert_eq!(
+            run("dpctl/ct-set-maxconns", &["netdev@ovs-netdev", "10"]).unwrap(),
+            "setting maxconns successful"
+        );
+        assert_eq!(run("dpctl/ct-get-maxconns", &[]).unwrap(), "10\n");
+        assert!(run("dpctl/ct-set-maxconns", &["ten"]).is_err());
+        run("dpctl/ct-set-limits", &["default=5", "zone=3,limit=7"]).unwrap();
+        assert_eq!(
+            run("dpctl/ct-get-limits", &[]).unwrap(),
+            "default limit=5\nzone=3,limit=7,count=0\n"
+        );
+        assert_eq!(
+            run("dpctl/ct-get-limits", &["zone=3,4"]).unwrap(),
+            "default limit=5\nzone=3,limit=7,count=0\nzone=4,limit=5,count=0\n"
+        );
+        // A bad argument changes nothing.
+        assert!(run("dpctl/ct-set-limits", &["zone=9,limit=1", "zone=x"]).is_err());
+        assert_eq!(ct.zone_limit(9).limit, 5);
+        run("dpctl/ct-del-limits", &["default", "zone=3"]).unwrap();
+        assert_eq!(
+            run("dpctl/ct-get-limits", &[]).unwrap(),
+            "default limit=0\n"
+        );
+        assert!(run("dpctl/dump-conntrack", &["-m"]).is_err());
+        assert!(run("dpctl/flush-conntrack", &["mark=1"]).is_err());
+        assert_eq!(run("dpctl/dump-conntrack", &["zone=3"]).unwrap(), "");
+        assert_eq!(run("dpctl/ct-get-nconns", &[]).unwrap(), "0\n");
+        assert_eq!(
+            run("dpctl/ct-stats-show", &["zone=1", "verbose"]).unwrap(),
+            "Connections Stats:\n    Total: 0\n"
+        );
+    }
+}

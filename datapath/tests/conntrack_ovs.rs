@@ -1,0 +1,1257 @@
+//! The tracker against OVS's userspace conntrack (issue 17: "as OVS's
+//! userspace conntrack does"): the real ovs-vswitchd on a dummy datapath
+//! (`--enable-dummy=override`, PEERS.md) runs
+//! `ct(commit,zone=Z[,nat...],table=1)` on frames injected with
+//! `netdev-dummy/receive`; table 1 has one counter flow per (packet, exact
+//! `ct_state`) and forwards to the other port, whose `tx_pcap` records
+//! what left. The same frames go through [`Conntrack::execute`] with the
+//! same arguments. Per packet the `ct_state` must be the same, the frames
+//! that leave must be byte for byte the same (NAT rewrites and
+//! checksums), and `dpctl/dump-conntrack` must print the same lines.
+//!
+//! Each packet carries its index in the DSCP bits, which conntrack does
+//! not look at, so that one flow dump tells every packet's state.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use etherparse::{icmpv4, icmpv6, Icmpv4Type, Icmpv6Type, PacketBuilder};
+use xennet_datapath::conntrack::{appctl, cs, Conntrack, CtArgs, NatArgs, NatKind};
+use xennet_datapath::{csum, Packet};
+use xennet_ovsdb::test_utils::{run, OvsdbServer};
+
+/// ovs-vswitchd on a dummy datapath, bridge `br0` with ports p1, p2
+/// (ofports 1, 2) recording what they send; stopped on drop.
+struct Vswitchd {
+    db: OvsdbServer,
+}
+
+impl Vswitchd {
+    fn start(name: &str) -> Vswitchd {
+        let db = OvsdbServer::start(name);
+        let dir = db.dir().to_path_buf();
+        run(Command::new("ovs-vswitchd")
+            .env("OVS_RUNDIR", &dir)
+            .arg(db.addr())
+            .arg("--enable-dummy=override")
+            .arg(format!(
+                "--pidfile={}",
+                dir.join("ovs-vswitchd.pid").display()
+            ))
+            .arg(format!(
+                "--unixctl={}",
+                dir.join("ovs-vswitchd.ctl").display()
+            ))
+            .arg(format!(
+                "--log-file={}",
+                dir.join("ovs-vswitchd.log").display()
+            ))
+            .args(["-vconsole:off", "--detach", "--no-chdir"]));
+        let v = Vswitchd { db };
+        let p1 = format!("options:tx_pcap={}", dir.join("p1.pcap").display());
+        let p2 = format!("options:tx_pcap={}", dir.join("p2.pcap").display());
+        v.db.vsctl_ok(&[
+            "add-br",
+            "br0",
+            "--",
+            "set",
+            "bridge",
+            "br0",
+            "datapath_type=dummy",
+            "fail-mode=secure",
+            "protocols=OpenFlow13",
+            "--",
+            "add-port",
+            "br0",
+            "p1",
+            "--",
+            "set",
+            "interface",
+            "p1",
+            "type=dummy",
+            "ofport_request=1",
+            &p1,
+            "--",
+            "add-port",
+            "br0",
+            "p2",
+            "--",
+            "set",
+            "interface",
+            "p2",
+            "type=dummy",
+            "ofport_request=2",
+            &p2,
+        ]);
+        v
+    }
+
+    fn path(&self, f: &str) -> PathBuf {
+        self.db.path(f)
+    }
+
+    fn appctl(&self, args: &[&str]) -> String {
+        let out = run(Command::new("ovs-appctl")
+            .arg("-t")
+            .arg(self.path("ovs-vswitchd.ctl"))
+            .args(args));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn ofctl(&self, args: &[&str]) -> String {
+        let out = run(Command::new("ovs-ofctl")
+            .env("OVS_RUNDIR", self.db.dir())
+            .args(["-O", "OpenFlow13"])
+            .args(args));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn add_flows(&self, flows: &[String]) {
+        let f = self.path("flows.txt");
+        std::fs::write(&f, flows.join("\n") + "\n").unwrap();
+        self.ofctl(&["add-flows", "br0", f.to_str().unwrap()]);
+    }
+}
+
+impl Drop for Vswitchd {
+    fn drop(&mut self) {
+        let _ = Command::new("ovs-appctl")
+            .arg("-t")
+            .arg(self.path("ovs-vswitchd.ctl"))
+            .args(["exit", "--cleanup"])
+            .output();
+        if let Ok(pid) = std::fs::read_to_string(self.path("ovs-vswitchd.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+        self.db.stop();
+    }
+}
+
+const C: [u8; 4] = [10, 0, 0, 1];
+const S: [u8; 4] = [198, 51, 100, 1];
+const EXT: [u8; 4] = [192, 0, 2, 7];
+const C6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const S6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+
+/// One packet of a scenario: the port it enters (1 client side, 2
+/// server side) and the frame.
+struct Step {
+    port: u16,
+    frame: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct T {
+    syn: bool,
+    ack: Option<u32>,
+    fin: bool,
+    rst: bool,
+    /// Window (0 means the default 29200).
+    win: u16,
+    /// Window-scale option.
+    ws: Option<u8>,
+}
+
+/// A TCP segment (all of the header's variable fields are arguments).
+#[allow(clippy::too_many_arguments)]
+fn tcp(
+    port: u16,
+    src: [u8; 4],
+    dst: [u8; 4],
+    sp: u16,
+    dp: u16,
+    seq: u32,
+    t: T,
+    data: &[u8],
+) -> Step {
+    let mut b =
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, port as u8], [2, 0, 0, 0, 0, 3 - port as u8])
+            .ipv4(src, dst, 64)
+            .tcp(sp, dp, seq, if t.win == 0 { 29200 } else { t.win });
+    if let Some(ws) = t.ws {
+        b = b
+            .options(&[
+                etherparse::TcpOptionElement::Noop,
+                etherparse::TcpOptionElement::WindowScale(ws),
+            ])
+            .unwrap();
+    }
+    if t.syn {
+        b = b.syn();
+    }
+    if let Some(a) = t.ack {
+        b = b.ack(a);
+    }
+    if t.fin {
+        b = b.fin();
+    }
+    if t.rst {
+        b = b.rst();
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, data).unwrap();
+    Step { port, frame: v }
+}
+
+fn udp(port: u16, src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16) -> Step {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, port as u8], [2, 0, 0, 0, 0, 3 - port as u8])
+        .ipv4(src, dst, 64)
+        .udp(sp, dp)
+        .write(&mut v, b"payload")
+        .unwrap();
+    Step { port, frame: v }
+}
+
+fn udp6(port: u16, src: [u8; 16], dst: [u8; 16], sp: u16, dp: u16) -> Step {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, port as u8], [2, 0, 0, 0, 0, 3 - port as u8])
+        .ipv6(src, dst, 64)
+        .udp(sp, dp)
+        .write(&mut v, b"payload6")
+        .unwrap();
+    Step { port, frame: v }
+}
+
+fn echo(port: u16, src: [u8; 4], dst: [u8; 4], id: u16, reply: bool) -> Step {
+    let mut v = Vec::new();
+    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, port as u8], [2, 0, 0, 0, 0, 3 - port as u8])
+        .ipv4(src, dst, 64);
+    if reply {
+        b.icmpv4(Icmpv4Type::EchoReply(etherparse::IcmpEchoHeader {
+            id,
+            seq: 1,
+        }))
+        .write(&mut v, b"ping")
+        .unwrap();
+    } else {
+        b.icmpv4_echo_request(id, 1).write(&mut v, b"ping").unwrap();
+    }
+    Step { port, frame: v }
+}
+
+/// A port unreachable from `from` to `to` quoting `q`'s IP header and
+/// first 8 L4 bytes.
+fn unreach(port: u16, from: [u8; 4], to: [u8; 4], q: &Step) -> Step {
+    let ip = &q.frame[14..];
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, port as u8], [2, 0, 0, 0, 0, 3 - port as u8])
+        .ipv4(from, to, 64)
+        .icmpv4(Icmpv4Type::DestinationUnreachable(
+            icmpv4::DestUnreachableHeader::Port,
+        ))
+        .write(&mut v, &ip[..28])
+        .unwrap();
+    Step { port, frame: v }
+}
+
+fn unreach6(port: u16, from: [u8; 16], to: [u8; 16], q: &Step) -> Step {
+    let ip = &q.frame[14..];
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, port as u8], [2, 0, 0, 0, 0, 3 - port as u8])
+        .ipv6(from, to, 64)
+        .icmpv6(Icmpv6Type::DestinationUnreachable(
+            icmpv6::DestUnreachableCode::Port,
+        ))
+        .write(&mut v, &ip[..48])
+        .unwrap();
+    Step { port, frame: v }
+}
+
+/// Put `dscp` in the frame's DSCP bits (fixing the IPv4 header checksum).
+fn set_dscp(f: &mut [u8], dscp: u8) {
+    if f[12..14] == [0x08, 0x00] {
+        f[15] = dscp << 2;
+        f[24] = 0;
+        f[25] = 0;
+        let ihl = usize::from(f[14] & 0xf) * 4;
+        let c = csum::checksum(&f[14..14 + ihl]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+    } else {
+        let tc = dscp << 2;
+        f[14] = 0x60 | (tc >> 4);
+        f[15] = (f[15] & 0x0f) | (tc << 4);
+    }
+}
+
+const BITS: [(u32, &str); 8] = [
+    (cs::NEW, "new"),
+    (cs::EST, "est"),
+    (cs::REL, "rel"),
+    (cs::RPL, "rpl"),
+    (cs::INV, "inv"),
+    (cs::TRK, "trk"),
+    (cs::SNAT, "snat"),
+    (cs::DNAT, "dnat"),
+];
+
+fn ct_state_match(s: u32) -> String {
+    BITS.iter()
+        .map(|(b, n)| format!("{}{n}", if s & b != 0 { '+' } else { '-' }))
+        .collect()
+}
+
+/// Every state with `trk` set (and no NAT bits unless `nat`).
+fn states(nat: bool) -> Vec<u32> {
+    (0..256u32)
+        .filter(|s| s & cs::TRK != 0 && (nat || s & (cs::SNAT | cs::DNAT) == 0))
+        .collect()
+}
+
+/// Read a pcap file's packets.
+fn pcap(path: &std::path::Path) -> Vec<Vec<u8>> {
+    let Ok(b) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= b.len() {
+        let n = u32::from_le_bytes(b[at + 8..at + 12].try_into().unwrap()) as usize;
+        at += 16;
+        out.push(b[at..at + n].to_vec());
+        at += n;
+    }
+    out
+}
+
+/// Run `steps` through both; `ct_args(port)` gives the `ct` arguments
+/// for packets from that port, `ovs_ct(port)` the same as an OpenFlow
+/// action.
+fn compare(
+    name: &str,
+    steps: Vec<Step>,
+    ct_args: impl Fn(u16) -> CtArgs,
+    ovs_ct: impl Fn(u16) -> String,
+) {
+    compare_with(name, steps, ct_args, ovs_ct, &[]);
+}
+
+/// [`compare`], after running the `dpctl/*` commands `setup` on both.
+fn compare_with(
+    name: &str,
+    steps: Vec<Step>,
+    ct_args: impl Fn(u16) -> CtArgs,
+    ovs_ct: impl Fn(u16) -> String,
+    setup: &[&[&str]],
+) {
+    assert!(steps.len() <= 64);
+    let ovs = Vswitchd::start(name);
+    let mut flows = Vec::new();
+    for port in [1u16, 2] {
+        for ty in ["ip", "ipv6"] {
+            // A NAT address applies to its own family only.
+            let act = ovs_ct(port);
+            if act.contains("nat(") && (ty == "ipv6") != act.contains('[') {
+                continue;
+            }
+            flows.push(format!(
+                "table=0,priority=10,in_port={port},{ty},actions={}",
+                ovs_ct(port)
+            ));
+        }
+        flows.push(format!(
+            "table=2,priority=10,in_port={port},actions=output:{}",
+            3 - port
+        ));
+    }
+    for i in 0..steps.len() {
+        for s in states(ovs_ct(1).contains("nat") || ovs_ct(2).contains("nat")) {
+            for ty in ["ip", "ipv6"] {
+                flows.push(format!(
+                    "table=1,priority=10,cookie={:#x},{ty},nw_tos={},ct_state={},actions=resubmit(,2)",
+                    (i as u64) << 16 | u64::from(s),
+                    i * 4,
+                    ct_state_match(s)
+                ));
+            }
+        }
+    }
+    ovs.add_flows(&flows);
+
+    let ct = Conntrack::new();
+    for cmd in setup {
+        let args: Vec<String> = cmd[1..].iter().map(|a| a.to_string()).collect();
+        let theirs = ovs.appctl(cmd);
+        let ours = appctl::run(&ct, cmd[0], &args).unwrap();
+        assert_eq!(theirs.trim_end(), ours.trim_end(), "{name}: {cmd:?}");
+    }
+    let now = Instant::now();
+    let mut ours = Vec::new();
+    let mut out: BTreeMap<u16, Vec<Vec<u8>>> = BTreeMap::new();
+    let mut descs = Vec::new();
+    for (i, mut st) in steps.into_iter().enumerate() {
+        descs.push(describe(&st.frame));
+        set_dscp(&mut st.frame, i as u8);
+        let hex: String = st.frame.iter().map(|b| format!("{b:02x}")).collect();
+        ovs.appctl(&["netdev-dummy/receive", &format!("p{}", st.port), &hex]);
+        let mut p = Packet::from_slice(&st.frame);
+        ct.execute(&mut p, &ct_args(st.port), now);
+        ours.push(p.md.ct.state);
+        out.entry(3 - st.port).or_default().push(p.data().to_vec());
+    }
+
+    // Wait (bounded) for OVS's counters to show every packet.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let theirs = loop {
+        let dump = ovs.ofctl(&["dump-flows", "br0", "table=1"]);
+        let mut got: BTreeMap<usize, u32> = BTreeMap::new();
+        for l in dump.lines() {
+            let (Some(c), Some(n)) = (
+                l.split("cookie=").nth(1).and_then(|r| r.split(',').next()),
+                l.split("n_packets=")
+                    .nth(1)
+                    .and_then(|r| r.split(',').next()),
+            ) else {
+                continue;
+            };
+            let c = u64::from_str_radix(c.trim_start_matches("0x"), 16).unwrap();
+            if n.parse::<u64>().unwrap() > 0 {
+                got.insert((c >> 16) as usize, (c & 0xffff) as u32);
+            }
+        }
+        if got.len() == ours.len() || Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let show = |s: Option<&u32>| s.map(|s| ct_state_match(*s)).unwrap_or_default();
+    let log: Vec<String> = descs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            format!(
+                "{i}: {d}: ovs {} ours {}",
+                show(theirs.get(&i)),
+                show(ours.get(i))
+            )
+        })
+        .collect();
+    for (i, s) in ours.iter().enumerate() {
+        assert_eq!(
+            theirs.get(&i).map(|t| ct_state_match(*t)),
+            Some(ct_state_match(*s)),
+            "{name}: packet {i}: OVS vs xennet ct_state\n{}",
+            log.join("\n")
+        );
+    }
+    for (port, frames) in out {
+        let sent = pcap(&ovs.path(&format!("p{port}.pcap")));
+        assert_eq!(sent.len(), frames.len(), "{name}: frames out of p{port}");
+        for (k, (a, b)) in sent.iter().zip(&frames).enumerate() {
+            assert_eq!(a, b, "{name}: frame {k} out of p{port}: OVS vs xennet");
+        }
+    }
+    let mut theirs: Vec<String> = ovs
+        .appctl(&["dpctl/dump-conntrack"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    theirs.sort();
+    assert_eq!(theirs, ct.dump(None), "{name}: dump-conntrack");
+}
+
+#[test]
+fn states_and_dump_match_ovs_without_nat() {
+    let c = 1000u32;
+    let s = 5000u32;
+    let q = udp(1, C, S, 4000, 53);
+    let steps = vec![
+        // TCP: handshake, data, out-of-window data, forged RST, FIN.
+        tcp(
+            1,
+            C,
+            S,
+            1000,
+            80,
+            c,
+            T {
+                syn: true,
+                ..T::default()
+            },
+            &[],
+        ),
+        tcp(
+            2,
+            S,
+            C,
+            80,
+            1000,
+            s,
+            T {
+                syn: true,
+                ack: Some(c + 1),
+                ..T::default()
+            },
+            &[],
+        ),
+        tcp(
+            1,
+            C,
+            S,
+            1000,
+            80,
+            c + 1,
+            T {
+                ack: Some(s + 1),
+                ..T::default()
+            },
+            &[],
+        ),
+        tcp(
+            1,
+            C,
+            S,
+            1000,
+            80,
+            c + 1,
+            T {
+                ack: Some(s + 1),
+                ..T::default()
+            },
+            b"GET /",
+        ),
+        tcp(
+            2,
+            S,
+            C,
+            80,
+            1000,
+            s + 1,
+            T {
+                ack: Some(c + 6),
+                ..T::default()
+            },
+            b"200 OK",
+        ),
+        tcp(
+            1,
+            C,
+            S,
+            1000,
+            80,
+            c + 10_000_000,
+            T {
+                ack: Some(s + 7),
+                ..T::default()
+            },
+            b"x",
+        ),
+        tcp(
+            2,
+            S,
+            C,
+            80,
+            1000,
+            s + 100_000,
+            T {
+                rst: true,
+                ack: Some(c + 6),
+                ..T::default()
+            },
+            &[],
+        ),
+        tcp(
+            1,
+            C,
+            S,
+            1000,
+            80,
+            c + 6,
+            T {
+                fin: true,
+                ack: Some(s + 7),
+                ..T::default()
+            },
+            &[],
+        ),
+        tcp(
+            2,
+            S,
+            C,
+            80,
+            1000,
+            s + 7,
+            T {
+                fin: true,
+                ack: Some(c + 7),
+                ..T::default()
+            },
+            &[],
+        ),
+        tcp(
+            1,
+            C,
+            S,
+            1000,
+            80,
+            c + 7,
+            T {
+                ack: Some(s + 8),
+                ..T::default()
+            },
+            &[],
+        ),
+        // A SYN+ACK cannot start a connection; a half-open one.
+        tcp(
+            2,
+            S,
+            C,
+            81,
+            1001,
+            9,
+            T {
+                syn: true,
+                ack: Some(1),
+                ..T::default()
+            },
+            &[],
+        ),
+        tcp(
+            1,
+            C,
+            S,
+            1002,
+            80,
+            9,
+            T {
+                syn: true,
+                ..T::default()
+            },
+            &[],
+        ),
+        // UDP both ways, then an ICMP error quoting it and one quoting nothing.
+        udp(1, C, S, 4000, 53),
+        udp(1, C, S, 4000, 53),
+        udp(2, S, C, 53, 4000),
+        udp(1, C, S, 4000, 53),
+        unreach(2, S, C, &q),
+        unreach(2, S, C, &udp(1, C, S, 4001, 53)),
+        // ICMP echo; a reply nobody asked for.
+        echo(1, C, S, 7, false),
+        echo(2, S, C, 7, true),
+        echo(2, S, C, 8, true),
+        // IPv6 UDP and an ICMPv6 error.
+        udp6(1, C6, S6, 7, 9),
+        udp6(2, S6, C6, 9, 7),
+        unreach6(2, S6, C6, &udp6(1, C6, S6, 7, 9)),
+    ];
+    compare(
+        "ct-plain",
+        steps,
+        |_| CtArgs {
+            zone: 5,
+            commit: true,
+            ..CtArgs::default()
+        },
+        |_| "ct(commit,zone=5,table=1)".to_string(),
+    );
+}
+
+#[test]
+fn states_frames_and_dump_match_ovs_with_snat() {
+    let q = udp(1, EXT, S, 4000, 53);
+    let steps = vec![
+        udp(1, C, S, 4000, 53),
+        udp(2, S, EXT, 53, 4000),
+        udp(1, C, S, 4000, 53),
+        echo(1, C, S, 7, false),
+        echo(2, S, EXT, 7, true),
+        tcp(
+            1,
+            C,
+            S,
+            1000,
+            80,
+            1,
+            T {
+                syn: true,
+                ..T::default()
+            },
+            &[],
+        ),
+        tcp(
+            2,
+            S,
+            EXT,
+            80,
+            1000,
+            50,
+            T {
+                syn: true,
+                ack: Some(2),
+                ..T::default()
+            },
+            &[],
+        ),
+        tcp(
+            1,
+            C,
+            S,
+            1000,
+            80,
+            2,
+            T {
+                ack: Some(51),
+                ..T::default()
+            },
+            b"data",
+        ),
+        // An error from a router quoting the translated packet.
+        unreach(2, [203, 0, 113, 1], EXT, &q),
+    ];
+    let nat = NatArgs {
+        kind: Some(NatKind::Src),
+        addr_min: Some(std::net::IpAddr::V4(EXT.into())),
+        addr_max: None,
+        port_min: 0,
+        port_max: 0,
+        persistent: false,
+        random: false,
+    };
+    compare(
+        "ct-snat",
+        steps,
+        move |port| CtArgs {
+            zone: 7,
+            commit: port == 1,
+            nat: Some(if port == 1 {
+                nat
+            } else {
+                NatArgs {
+                    kind: None,
+                    addr_min: None,
+                    ..nat
+                }
+            }),
+            ..CtArgs::default()
+        },
+        |port| match port {
+            1 => "ct(commit,zone=7,nat(src=192.0.2.7),table=1)".to_string(),
+            _ => "ct(zone=7,nat,table=1)".to_string(),
+        },
+    );
+}
+
+/// xorshift64*: small, seedable, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Random TCP conversations (two connections sharing ports, realistic
+/// and unrealistic flags, sequence numbers near and far from what each
+/// side sent) plus UDP and ICMP noise, through OVS's conntrack-tcp.c and
+/// ours: every packet's state, every frame and the final table must
+/// agree. `XENNET_CT_SEED=N` replays one seed.
+#[test]
+fn random_conversations_match_ovs() {
+    random_conversations(false);
+}
+
+/// [`random_conversations_match_ovs`] through source NAT (one address,
+/// ports kept: the two connections' ports differ, so the choice is the
+/// same in both): the client side commits with `nat(src=EXT)`, the
+/// server side answers to EXT through a bare `nat`.
+#[test]
+fn random_natted_conversations_match_ovs() {
+    random_conversations(true);
+}
+
+fn random_conversations(nat: bool) {
+    // Where the server side sends: the client, or its translation.
+    let to = if nat { EXT } else { C };
+    let seeds: Vec<u64> = match std::env::var("XENNET_CT_SEED") {
+        Ok(s) => vec![s.parse().expect("XENNET_CT_SEED")],
+        Err(_) => vec![1, 2, 3],
+    };
+    for seed in seeds {
+        let mut r = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        // Next sequence number each side would send, per connection.
+        let mut next = [[1000u32, 5000u32], [70_000, 90_000]];
+        let flags = [
+            T {
+                syn: true,
+                ..T::default()
+            },
+            T {
+                syn: true,
+                ack: Some(0),
+                ..T::default()
+            },
+            T {
+                ack: Some(0),
+                ..T::default()
+            },
+            T {
+                ack: Some(0),
+                ..T::default()
+            },
+            T {
+                ack: Some(0),
+                ..T::default()
+            },
+            T {
+                fin: true,
+                ack: Some(0),
+                ..T::default()
+            },
+            T {
+                rst: true,
+                ..T::default()
+            },
+            T {
+                rst: true,
+                ack: Some(0),
+                ..T::default()
+            },
+            T::default(),
+        ];
+        let mut steps = Vec::new();
+        for _ in 0..60 {
+            match r.below(10) {
+                0 => steps.push(if r.below(2) == 0 {
+                    udp(1, C, S, 4000, 53)
+                } else {
+                    udp(2, S, to, 53, 4000)
+                }),
+                1 => steps.push(if r.below(2) == 0 {
+                    echo(1, C, S, 7, false)
+                } else {
+                    echo(2, S, to, 7, true)
+                }),
+                _ => {
+                    let conn = r.below(2) as usize;
+                    let side = r.below(2) as usize;
+                    let mut t = flags[r.below(flags.len() as u64) as usize];
+                    let other = next[conn][1 - side];
+                    // Through NAT no connection closes (no FIN, no RST)
+                    // and the server sends no bare SYN: OVS 3.1 keeps two
+                    // conn objects per NATed connection, and reopening a
+                    // closed one leaves its reverse entry stale (the new
+                    // connection gets another port, packets to the old one
+                    // are +inv); newer OVS, like xennet, starts afresh.
+                    if nat {
+                        t.fin = false;
+                        t.rst = false;
+                        if side == 1 && t.syn && t.ack.is_none() {
+                            t.ack = Some(0);
+                        }
+                    }
+                    let seq = match r.below(6) {
+                        0 => r.next() as u32,
+                        1 => next[conn][side].wrapping_add(r.below(200_000) as u32),
+                        2 => next[conn][side].wrapping_sub(r.below(3) as u32),
+                        _ => next[conn][side],
+                    };
+                    if t.ack.is_some() {
+                        t.ack = Some(match r.below(5) {
+                            0 => r.next() as u32,
+                            1 => other.wrapping_add(r.below(100_000) as u32),
+                            _ => other,
+                        });
+                    }
+                    if r.below(2) == 0 {
+                        t.win = [1u16, 512, 4096, 65535][r.below(4) as usize];
+                    }
+                    if t.syn && r.below(2) == 0 {
+                        t.ws = Some([0u8, 2, 7, 14, 15][r.below(5) as usize]);
+                    }
+                    let data: &[u8] = if r.below(3) == 0 { b"some data" } else { b"" };
+                    let adv = data.len() as u32 + u32::from(t.syn) + u32::from(t.fin);
+                    next[conn][side] = seq.wrapping_add(adv);
+                    let (cp, sp) = ([1000u16, 1001][conn], 80);
+                    steps.push(if side == 0 {
+                        tcp(1, C, S, cp, sp, seq, t, data)
+                    } else {
+                        tcp(2, S, to, sp, cp, seq, t, data)
+                    });
+                }
+            }
+        }
+        let snat = NatArgs {
+            kind: Some(NatKind::Src),
+            addr_min: Some(std::net::IpAddr::V4(EXT.into())),
+            addr_max: None,
+            port_min: 0,
+            port_max: 0,
+            persistent: false,
+            random: false,
+        };
+        compare(
+            &format!("ct-rand-{}{seed}", if nat { "nat-" } else { "" }),
+            steps,
+            |port| CtArgs {
+                zone: 9,
+                commit: !nat || port == 1,
+                nat: nat.then_some(if port == 1 {
+                    snat
+                } else {
+                    NatArgs {
+                        kind: None,
+                        addr_min: None,
+                        ..snat
+                    }
+                }),
+                ..CtArgs::default()
+            },
+            |port| match (nat, port) {
+                (false, _) => "ct(commit,zone=9,table=1)".to_string(),
+                (true, 1) => "ct(commit,zone=9,nat(src=192.0.2.7),table=1)".to_string(),
+                (true, _) => "ct(zone=9,nat,table=1)".to_string(),
+            },
+        );
+    }
+}
+
+/// A one-line description of a frame for failure messages.
+fn describe(f: &[u8]) -> String {
+    match etherparse::SlicedPacket::from_ethernet(f) {
+        Ok(p) => match p.transport {
+            Some(etherparse::TransportSlice::Tcp(t)) => format!(
+                "tcp {}->{} seq={} ack={} {}{}{}{} len={}",
+                t.source_port(),
+                t.destination_port(),
+                t.sequence_number(),
+                t.acknowledgment_number(),
+                if t.syn() { "S" } else { "" },
+                if t.ack() { "A" } else { "" },
+                if t.fin() { "F" } else { "" },
+                if t.rst() { "R" } else { "" },
+                t.payload().len()
+            ),
+            Some(t) => format!("{t:?}").chars().take(60).collect(),
+            None => "?".into(),
+        },
+        Err(e) => format!("{e:?}"),
+    }
+}
+
+#[test]
+fn dnat_with_port_mark_and_label_match_ovs() {
+    const VIP: [u8; 4] = [203, 0, 113, 10];
+    const BACKEND: [u8; 4] = [198, 51, 100, 9];
+    // No ICMP error here: ovs-vswitchd 3.1.0 at times exits, or drops
+    // the packet, on an error related to this DNATed connection (it
+    // matched byte for byte when it did not); the SNAT test and the unit
+    // tests cover translated errors.
+    let steps = vec![
+        udp(1, C, VIP, 5000, 80),
+        udp(2, BACKEND, C, 8080, 5000),
+        udp(1, C, VIP, 5000, 80),
+        tcp(
+            1,
+            C,
+            VIP,
+            1234,
+            80,
+            77,
+            T {
+                syn: true,
+                ws: Some(7),
+                ..T::default()
+            },
+            &[],
+        ),
+        tcp(
+            2,
+            BACKEND,
+            C,
+            8080,
+            1234,
+            900,
+            T {
+                syn: true,
+                ack: Some(78),
+                ws: Some(7),
+                ..T::default()
+            },
+            &[],
+        ),
+        tcp(
+            1,
+            C,
+            VIP,
+            1234,
+            80,
+            78,
+            T {
+                ack: Some(901),
+                ..T::default()
+            },
+            b"hello",
+        ),
+        tcp(
+            2,
+            BACKEND,
+            C,
+            8080,
+            1234,
+            901,
+            T {
+                ack: Some(83),
+                ..T::default()
+            },
+            b"world",
+        ),
+        // Echo to the VIP: translated too.
+        echo(1, C, VIP, 3, false),
+        echo(2, BACKEND, C, 3, true),
+    ];
+    let nat = NatArgs {
+        kind: Some(NatKind::Dst),
+        addr_min: Some(std::net::IpAddr::V4(BACKEND.into())),
+        addr_max: None,
+        port_min: 8080,
+        port_max: 8080,
+        persistent: false,
+        random: false,
+    };
+    compare(
+        "ct-dnat",
+        steps,
+        move |port| CtArgs {
+            zone: 3,
+            commit: true,
+            nat: Some(if port == 1 {
+                nat
+            } else {
+                NatArgs {
+                    kind: None,
+                    addr_min: None,
+                    port_min: 0,
+                    port_max: 0,
+                    ..nat
+                }
+            }),
+            mark: Some((0x1234, 0xffff_ffff)),
+            label: Some((5 << 64 | 1, u128::MAX)),
+            force: false,
+        },
+        |port| {
+            match port {
+            1 => "ct(commit,zone=3,nat(dst=198.51.100.9:8080),exec(set_field:0x1234->ct_mark,set_field:0x50000000000000001->ct_label),table=1)".to_string(),
+            _ => "ct(commit,zone=3,nat,exec(set_field:0x1234->ct_mark,set_field:0x50000000000000001->ct_label),table=1)".to_string(),
+        }
+        },
+    );
+}
+
+/// A SYN flood into a zone with a limit: the first `limit` SYNs commit,
+/// the rest stay `+new` without a connection, and other zones are not
+/// affected, as in OVS (`dpctl/ct-set-limits`).
+#[test]
+fn zone_limit_matches_ovs() {
+    let mut steps = Vec::new();
+    for i in 0..8u16 {
+        steps.push(tcp(
+            1,
+            C,
+            S,
+            2000 + i,
+            80,
+            1,
+            T {
+                syn: true,
+                ..T::default()
+            },
+            &[],
+        ));
+    }
+    // Replies to the first and the last: only the first has a connection.
+    steps.push(tcp(
+        2,
+        S,
+        C,
+        80,
+        2000,
+        9,
+        T {
+            syn: true,
+            ack: Some(2),
+            ..T::default()
+        },
+        &[],
+    ));
+    steps.push(tcp(
+        2,
+        S,
+        C,
+        80,
+        2007,
+        9,
+        T {
+            syn: true,
+            ack: Some(2),
+            ..T::default()
+        },
+        &[],
+    ));
+    compare_with(
+        "ct-limit",
+        steps,
+        |_| CtArgs {
+            zone: 4,
+            commit: true,
+            ..CtArgs::default()
+        },
+        |_| "ct(commit,zone=4,table=1)".to_string(),
+        &[
+            &["dpctl/ct-set-limits", "zone=4,limit=3"],
+            &["dpctl/ct-get-limits", "zone=4"],
+        ],
+    );
+}
+
+/// The reassembly settings and their status report, and the other
+/// settings commands, as OVS prints them.
+#[test]
+fn ipf_and_settings_commands_match_ovs() {
+    compare_with(
+        "ct-ipf",
+        Vec::new(),
+        |_| CtArgs::default(),
+        |_| "ct(table=1)".to_string(),
+        &[
+            &["dpctl/ipf-get-status"],
+            &["dpctl/ipf-set-min-frag", "v4", "1000"],
+            &["dpctl/ipf-set-min-frag", "v6", "1300"],
+            &["dpctl/ipf-set-max-nfrags", "100"],
+            &["dpctl/ipf-set-disabled", "v6"],
+            &["dpctl/ipf-get-status"],
+            &["dpctl/ipf-set-enabled", "v6"],
+            &["dpctl/ct-get-tcp-seq-chk"],
+            &["dpctl/ct-disable-tcp-seq-chk"],
+            &["dpctl/ct-get-tcp-seq-chk"],
+            &["dpctl/ct-get-maxconns"],
+            &["dpctl/ct-get-nconns"],
+        ],
+    );
+}
+
+fn echo6(port: u16, src: [u8; 16], dst: [u8; 16], id: u16, reply: bool) -> Step {
+    let mut v = Vec::new();
+    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, port as u8], [2, 0, 0, 0, 0, 3 - port as u8])
+        .ipv6(src, dst, 64);
+    if reply {
+        b.icmpv6(Icmpv6Type::EchoReply(etherparse::IcmpEchoHeader {
+            id,
+            seq: 1,
+        }))
+        .write(&mut v, b"ping")
+        .unwrap();
+    } else {
+        b.icmpv6_echo_request(id, 1).write(&mut v, b"ping").unwrap();
+    }
+    Step { port, frame: v }
+}
+
+fn tcp6(port: u16, src: [u8; 16], dst: [u8; 16], sp: u16, dp: u16, seq: u32, t: T) -> Step {
+    let mut b =
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, port as u8], [2, 0, 0, 0, 0, 3 - port as u8])
+            .ipv6(src, dst, 64)
+            .tcp(sp, dp, seq, 29200);
+    if t.syn {
+        b = b.syn();
+    }
+    if let Some(a) = t.ack {
+        b = b.ack(a);
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, &[]).unwrap();
+    Step { port, frame: v }
+}
+
+/// IPv6 source NAT: UDP, TCP, ICMPv6 echo and an ICMPv6 error quoting
+/// the translated datagram, through OVS and xennet.
+#[test]
+fn ipv6_snat_matches_ovs() {
+    const EXT6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+    let q = udp6(1, EXT6, S6, 4000, 53);
+    let steps = vec![
+        udp6(1, C6, S6, 4000, 53),
+        udp6(2, S6, EXT6, 53, 4000),
+        tcp6(
+            1,
+            C6,
+            S6,
+            1000,
+            80,
+            1,
+            T {
+                syn: true,
+                ..T::default()
+            },
+        ),
+        tcp6(
+            2,
+            S6,
+            EXT6,
+            80,
+            1000,
+            50,
+            T {
+                syn: true,
+                ack: Some(2),
+                ..T::default()
+            },
+        ),
+        tcp6(
+            1,
+            C6,
+            S6,
+            1000,
+            80,
+            2,
+            T {
+                ack: Some(51),
+                ..T::default()
+            },
+        ),
+        echo6(1, C6, S6, 9, false),
+        echo6(2, S6, EXT6, 9, true),
+        unreach6(2, S6, EXT6, &q),
+    ];
+    let nat = NatArgs {
+        kind: Some(NatKind::Src),
+        addr_min: Some(std::net::IpAddr::V6(EXT6.into())),
+        addr_max: None,
+        port_min: 0,
+        port_max: 0,
+        persistent: false,
+        random: false,
+    };
+    compare(
+        "ct-snat6",
+        steps,
+        move |port| CtArgs {
+            zone: 6,
+            commit: port == 1,
+            nat: Some(if port == 1 {
+                nat
+            } else {
+                NatArgs {
+                    kind: None,
+                    addr_min: None,
+                    ..nat
+                }
+            }),
+            ..CtArgs::default()
+        },
+        |port| match port {
+            1 => "ct(commit,zone=6,nat(src=[2001:db8::7]),table=1)".to_string(),
+            _ => "ct(zone=6,nat,table=1)".to_string(),
+        },
+    );
+}
