@@ -463,6 +463,9 @@ struct Ctx<'a> {
     /// fields are valid (OVS `conntracked`): only then does `ct_clear`
     /// emit a datapath action.
     conntracked: bool,
+    /// The next table lookup is `resubmit(,,ct)`'s, with the original
+    /// tuple swapped in.
+    ct_orig_lookup: bool,
     recircs: Vec<RecircNode>,
     /// See [`XlateOut::learned`].
     learned: Vec<(FlowMod, u32)>,
@@ -514,6 +517,7 @@ impl<'a> Ctx<'a> {
             frozen: Vec::new(),
             unroll_cookie: None,
             conntracked: false,
+            ct_orig_lookup: false,
             recircs: Vec::new(),
             learned: Vec::new(),
             fin_timeouts: Vec::new(),
@@ -1282,12 +1286,22 @@ impl Ctx<'_> {
         // Conjunctive matches (`conjunction` actions, `conj_id`) as OVS;
         // a trace lists the clause flows that made one match.
         let mut conj_flows = Vec::new();
+        // `resubmit(,,ct)`: this lookup sees the connection's original
+        // tuple in place of the packet's (OVS `tuple_swap`, flow and
+        // wildcards both, so the bits read land on the ct fields).
+        let swap = std::mem::take(&mut self.ct_orig_lookup);
+        if swap {
+            tuple_swap(&mut self.flow, &mut self.wc);
+        }
         let r = t.cls.lookup_conj(
             &self.flow,
             &mut self.wc,
             &|r: &Arc<Rule>| r.instructions.apply.as_deref().unwrap_or(&[]),
             self.trace.is_some().then_some(&mut conj_flows),
         );
+        if swap {
+            tuple_swap(&mut self.flow, &mut self.wc);
+        }
         if self.count_stats {
             t.lookups.fetch_add(1, Ordering::Relaxed);
             if r.is_some() {
@@ -1718,8 +1732,8 @@ impl Ctx<'_> {
             Action::ResubmitCt { in_port, table } => {
                 // OVS `xlate_table_action` with ct: without a tracked
                 // connection (ct_nw_proto 0) or on a non-IP packet it
-                // reports an error and does no lookup. xennet has no
-                // conntrack yet, so that is every packet.
+                // reports an error and does no lookup; else the lookup
+                // matches the connection's original tuple.
                 self.wc.set_exact(Field::CtNwProto);
                 let tracked = self.flow.get(Field::CtNwProto) != 0
                     && matches!(self.flow.dl_type(), 0x0800 | 0x86dd);
@@ -1734,11 +1748,12 @@ impl Ctx<'_> {
                     }
                     self.note(">>>> resubmit(ct) with non-tracked or non-IP packet! <<<<");
                 } else {
-                    // Unreachable until conntrack fills ct_nw_proto.
+                    self.ct_orig_lookup = true;
                     self.do_action(&Action::Resubmit {
                         in_port: *in_port,
                         table: *table,
                     });
+                    self.ct_orig_lookup = false;
                 }
             }
             Action::Ct(ct) => self.conntrack(ct),
@@ -3211,6 +3226,26 @@ fn recirc_for_mpls(a: &Action) -> bool {
             MfField::IpTos => true,
         },
         _ => true,
+    }
+}
+
+/// Swap the packet's 5-tuple with its connection's original tuple (OVS
+/// `tuple_swap_flow`, applied to the flow and to its wildcards): protocol,
+/// addresses (IPv4 or IPv6, which share the key fields) and L4 ports.
+fn tuple_swap(flow: &mut FlowKey, wc: &mut FlowMask) {
+    for (a, b) in [
+        (Field::NwProto, Field::CtNwProto),
+        (Field::NwSrc, Field::CtNwSrc),
+        (Field::NwDst, Field::CtNwDst),
+        (Field::TpSrc, Field::CtTpSrc),
+        (Field::TpDst, Field::CtTpDst),
+    ] {
+        let (fa, fb) = (flow.get(a), flow.get(b));
+        flow.set(a, fb);
+        flow.set(b, fa);
+        let (ma, mb) = (wc.get(a), wc.get(b));
+        wc.set(a, mb);
+        wc.set(b, ma);
     }
 }
 

@@ -760,3 +760,69 @@ fn packet_in_after_recirculation_carries_the_conntrack_state() {
     assert!(pi.pipeline.contains(&(OxmField::CtZone, 3)), "{pi:?}");
     dp.shutdown();
 }
+
+/// `resubmit(,2,ct)` after a DNAT (OVS `tuple_swap`): table 2 is looked
+/// up with the connection's original tuple (destination 10.0.0.2), while
+/// the packet leaves with its translated destination (10.0.0.9).
+#[test]
+fn resubmit_ct_looks_up_the_original_tuple_after_dnat() {
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let (dp, peers) = setup(&of, 3);
+    let udp = [
+        exact(OxmField::EthType, 0x0800),
+        exact(OxmField::IpProto, 17),
+    ];
+    // nx_action_nat from its padding: flags dst (2), range IPv4 min (1),
+    // 10.0.0.9.
+    let nat = vec![0, 0, 0, 2, 0, 1, 10, 0, 0, 9];
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        m(&udp),
+        apply(vec![Action::Ct(Box::new(Ct {
+            flags: 1,
+            zone: CtZone::Imm(1),
+            recirc_table: 1,
+            alg: 0,
+            actions: vec![Action::Nat(nat)],
+        }))]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(
+        1,
+        10,
+        m(&[udp[0], udp[1], (OxmField::CtState, 0xa0, 0xa0)]),
+        apply(vec![Action::ResubmitCt {
+            in_port: OFPP_IN_PORT,
+            table: 2,
+        }]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(
+        2,
+        10,
+        m(&[udp[0], udp[1], exact(OxmField::Ipv4Dst, 0x0a00_0002)]),
+        apply(vec![out(2)]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(2, 5, m(&udp), apply(vec![out(3)])))
+        .unwrap();
+    peers[0].inject_frame(&udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1000, 2000));
+    let got = wait_sent(&peers[1], 1);
+    assert_eq!(got.len(), 1, "{:?}", dp.dump_flows());
+    let s = check_ipv4_tcp(got[0].data());
+    let Some(NetSlice::Ipv4(ip)) = &s.net else {
+        panic!("not ipv4")
+    };
+    assert_eq!(ip.header().destination(), [10, 0, 0, 9]);
+    assert!(peers[2].take_sent().is_empty());
+    let flows = dp.dump_flows();
+    assert!(
+        flows.iter().any(|l| l.starts_with("recirc_id(0x1),")
+            && l.contains("ct_state(+trk+dnat)")
+            && l.contains("ct_tuple4(dst=10.0.0.2,proto=17)")
+            && l.ends_with("actions:2")),
+        "{flows:?}"
+    );
+    dp.shutdown();
+}

@@ -172,6 +172,10 @@ fn arb_nicira() -> impl Strategy<Value = Action> {
         ])),
         arb_ct(),
         Just(Action::CtClear),
+        (0u8..3).prop_map(|t| Action::ResubmitCt {
+            in_port: OFPP_IN_PORT,
+            table: t
+        }),
     ]
 }
 
@@ -554,6 +558,23 @@ proptest! {
                             let verdicts = [0x21u128, 0x22, 0x30, 0x2a];
                             k.set(Field::CtState, verdicts[(noise[depth] % 4) as usize]);
                             k.set(Field::CtZone, u128::from(zone));
+                            // The original tuple, as a tracker fills it
+                            // for a connection this packet opened (for
+                            // `resubmit(,,ct)`), or a rewritten one.
+                            if matches!(k.dl_type(), 0x0800 | 0x86dd) {
+                                for (f, c) in [
+                                    (Field::NwProto, Field::CtNwProto),
+                                    (Field::NwSrc, Field::CtNwSrc),
+                                    (Field::NwDst, Field::CtNwDst),
+                                    (Field::TpSrc, Field::CtTpSrc),
+                                    (Field::TpDst, Field::CtTpDst),
+                                ] {
+                                    k.set(c, k.get(f));
+                                }
+                                if noise[depth + 1] % 2 == 0 {
+                                    k.set(Field::CtNwDst, k.get(Field::NwDst) ^ 1);
+                                }
+                            }
                             passes.push((k, depth + 1));
                         }
                         _ => {}

@@ -412,6 +412,35 @@ impl fmt::Display for DpctlFmt<'_> {
                 parts.push(format!("{name}({})", hexpart(fl)));
             }
         }
+        // The connection's original tuple (OVS `ct_tuple4(...)` /
+        // `ct_tuple6(...)`, what `resubmit(,,ct)` looks up).
+        let tuple = sub(
+            &[
+                (Field::CtNwSrc, "src"),
+                (Field::CtNwDst, "dst"),
+                (Field::CtNwProto, "proto"),
+                (Field::CtTpSrc, "tp_src"),
+                (Field::CtTpDst, "tp_dst"),
+            ],
+            &|fl, v, mm| match fl {
+                Field::CtNwSrc | Field::CtNwDst => named_value(fl, v, mm).1,
+                _ if mm == fl.all_ones() => v.to_string(),
+                _ => format!("{v}/{mm:#x}"),
+            },
+        );
+        let tuple_mask = [
+            Field::CtNwSrc,
+            Field::CtNwDst,
+            Field::CtNwProto,
+            Field::CtTpSrc,
+            Field::CtTpDst,
+        ]
+        .iter()
+        .any(|f| m.get(*f) != 0);
+        if tuple_mask {
+            let v = if k.dl_type() == 0x86dd { 6 } else { 4 };
+            parts.push(format!("ct_tuple{v}({tuple})"));
+        }
         let eth = sub(
             &[(Field::DlSrc, "src"), (Field::DlDst, "dst")],
             &|_, v, mm| mac_value(v, mm),
