@@ -58,8 +58,10 @@
 //!   the next commit); `exit` stops translation, the action set included
 //!   (OVS keeps `ctx->exit` set through `xlate_action_set`); `multipath`
 //!   and `bundle` hash the fields OVS hashes (`flow_mask_hash_fields`);
-//!   `resubmit(,,ct)` without a tracked connection skips the lookup as
-//!   OVS does; `sample` is a counted no-op; `note` does nothing.
+//!   `resubmit(,,ct)` looks up with the connection's original tuple
+//!   (OVS `tuple_swap`) and without a tracked connection skips the
+//!   lookup as OVS does; `sample` is a counted no-op; `note` does
+//!   nothing.
 //! - `ct(...)` becomes a datapath `ct` (zone, commit/force, NAT, the
 //!   nested `ct_mark`/`ct_label` writes); with `table=N` the state is
 //!   frozen under a recirculation id ([`crate::recirc`]) and the actions
