@@ -152,3 +152,45 @@ fn ct_arguments_from_ovs_ofctl_reach_the_datapath_actions() {
     assert!(trace.contains("Resuming from table 1"), "{trace}");
     assert!(trace.ends_with("Datapath actions: ct_clear\n"), "{trace}");
 }
+
+/// A stateful filter through recirculation with the real tracker: guest 1
+/// may open connections to guest 2 (committed in zone 1), guest 2 only
+/// answers them. Pings 1 -> 2 pass (the replies are `+est`), pings 2 -> 1
+/// do not (`+new` from guest 2 is dropped); the established pass has its
+/// own megaflow.
+#[test]
+fn stateful_filter_allows_replies_only() {
+    let mut h = Harness::start("ctstate");
+    for d in 1..=2 {
+        h.guest(d, None);
+    }
+    let of13 = |args: &[&str]| h.ofctl(&[&["-O", "OpenFlow13"][..], args].concat());
+    of13(&["del-flows", "br0"]);
+    let flows = h.rundir().join("fw-flows.txt");
+    std::fs::write(
+        &flows,
+        "table=0,priority=10,arp,actions=NORMAL\n\
+         table=0,priority=10,ip,ct_state=-trk,actions=ct(zone=1,table=1)\n\
+         table=1,priority=10,in_port=1,ip,ct_state=+trk+new,actions=ct(commit,zone=1),NORMAL\n\
+         table=1,priority=10,ip,ct_state=+trk+est,actions=NORMAL\n\
+         table=1,priority=5,ip,actions=drop\n",
+    )
+    .unwrap();
+    of13(&["add-flows", "br0", flows.to_str().unwrap()]);
+    assert!(h.ping_fails(2, 1), "guest 2 opened a connection");
+    assert!(h.ping(1, 2, 3), "{}", h.log());
+    let dp = h.appctl(&["dpctl/dump-flows", "br0"]);
+    assert!(
+        dp.lines().any(|l| l.starts_with("recirc_id(0x")
+            && l.contains("in_port(2)")
+            && l.contains("+est")
+            && l.ends_with("actions:1")),
+        "{dp}"
+    );
+    let dump = of13(&["dump-flows", "br0", "table=1"]);
+    let est = dump
+        .lines()
+        .find(|l| l.contains("ct_state=+est+trk"))
+        .unwrap_or_else(|| panic!("{dump}"));
+    assert!(!est.contains("n_packets=0,"), "{dump}");
+}
