@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context;
 use xennet_datapath::buffer::OFPP_LOCAL;
+use xennet_datapath::conntrack::Conntrack;
 use xennet_datapath::dpif::{Datapath, DpHandle, PortInfo};
 use xennet_datapath::packet::MacAddr;
 use xennet_datapath::{OfPort, Port};
@@ -155,10 +156,11 @@ impl Bridge {
         rundir: &Path,
         fail_mode: FailMode,
         id: Identity,
+        conntrack: &Conntrack,
     ) -> anyhow::Result<Arc<Bridge>> {
         let dpid = id.datapath_id;
         let of = Ofproto::new(name, dpid, fail_mode);
-        let dp = Datapath::spawn(name, of.upcall_handler())
+        let dp = Datapath::spawn_with_conntrack(name, of.upcall_handler(), conntrack.clone())
             .with_context(|| format!("starting the datapath of bridge {name}"))?;
         of.attach_datapath(dp.clone());
         let events = of.events();
@@ -649,6 +651,10 @@ pub const MAX_OFPORT: OfPort = 0xfeff;
 pub struct Switch {
     bridges: RwLock<BTreeMap<String, Arc<Bridge>>>,
     rundir: PathBuf,
+    /// The daemon's one connection tracker, shared by every bridge's
+    /// datapath (as OVS's userspace datapath has one conntrack for all
+    /// its bridges): zones, not bridges, separate connections.
+    conntrack: Conntrack,
 }
 
 impl Switch {
@@ -657,7 +663,14 @@ impl Switch {
         Switch {
             bridges: RwLock::new(BTreeMap::new()),
             rundir: rundir.to_path_buf(),
+            conntrack: Conntrack::new(),
         }
+    }
+
+    /// The connection tracker every bridge's `ct` actions use (for the
+    /// `dpctl/*conntrack*` commands).
+    pub fn conntrack(&self) -> &Conntrack {
+        &self.conntrack
     }
 
     /// Start the bridges of `config`.
@@ -737,7 +750,7 @@ impl Switch {
         if let Some(b) = self.bridge(name) {
             return Ok(b);
         }
-        let b = Bridge::new(name, &self.rundir, fail_mode, id)?;
+        let b = Bridge::new(name, &self.rundir, fail_mode, id, &self.conntrack)?;
         self.write().insert(name.to_owned(), b.clone());
         Ok(b)
     }
@@ -1006,6 +1019,13 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
                 let st = b.dp.stats();
                 let _ = writeln!(out, "bridge {}:", b.name);
                 let _ = writeln!(out, "  packets received: {}", st.packets);
+                let _ = writeln!(out, "  packet recirculations: {}", st.recirc);
+                let _ = writeln!(
+                    out,
+                    "  recirculations dropped (too deep or too many): {}",
+                    st.recirc_drops
+                );
+                let _ = writeln!(out, "  recirculation ids: {}", b.of.recirc_ids());
                 let _ = writeln!(out, "  emc hits: {}", st.emc_hits);
                 let _ = writeln!(out, "  megaflow hits: {}", st.megaflow_hits);
                 let _ = writeln!(
@@ -1035,6 +1055,13 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
                     b.conns.packet_ins_dropped()
                 );
             }
+            // One tracker serves every bridge.
+            let ct = s.conntrack().stats();
+            let _ = writeln!(
+                out,
+                "conntrack (all bridges): {} packets, {} connections",
+                ct.packets, ct.connections
+            );
             Ok(out)
         }),
     );

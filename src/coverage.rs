@@ -81,12 +81,14 @@ static ALL: [&Counter; 7] = [
 
 /// Counters the pipeline keeps (`xennet_ofproto::xlate`), in name
 /// order: `controller(...)` / `dec_ttl(ids)` extras that could not be
-/// delivered, packets dropped at a `ct` action, `resubmit(,,ct)` skipped
-/// without a tracked connection, `learn` (flows added, refreshed,
-/// refused by `limit` or the bridge's cap, failed, beyond the refresh
-/// table, beyond 64 per translation), `sample` run as a no-op, `pop` on an
+/// delivered, `ct(alg=..)` tracked without a helper, `ct` translations
+/// that failed (no recirculation id or `ct` arguments left), `learn`
+/// (flows added, refreshed, refused by `limit` or the bridge's cap,
+/// failed, beyond the refresh table, beyond 64 per translation),
+/// recirculated packets without frozen state, `resubmit(,,ct)` skipped
+/// without a tracked connection, `sample` run as a no-op, `pop` on an
 /// empty stack.
-fn ofproto_counters() -> [(&'static str, u64); 12] {
+fn ofproto_counters() -> [(&'static str, u64); 14] {
     use xennet_ofproto::ofproto::LEARN_TOTALS as L;
     use xennet_ofproto::xlate;
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -95,7 +97,8 @@ fn ofproto_counters() -> [(&'static str, u64); 12] {
             "xlate_controller_extras",
             get(&xlate::CONTROLLER_EXTRAS_DROPPED),
         ),
-        ("xlate_ct_unsupported", get(&xlate::CT_UNSUPPORTED)),
+        ("xlate_ct_alg_ignored", get(&xlate::CT_ALG_IGNORED)),
+        ("xlate_ct_failed", get(&xlate::CT_FAILED)),
         ("xlate_learn_added", get(&L.added)),
         ("xlate_learn_cap", get(&L.cap_reached)),
         ("xlate_learn_dropped", get(&xlate::LEARNS_DROPPED)),
@@ -103,6 +106,7 @@ fn ofproto_counters() -> [(&'static str, u64); 12] {
         ("xlate_learn_limit", get(&L.limit_reached)),
         ("xlate_learn_refreshed", get(&L.refreshed)),
         ("xlate_learn_untracked", get(&L.untracked)),
+        ("xlate_recirc_no_state", get(&xlate::RECIRC_NO_STATE)),
         (
             "xlate_resubmit_ct_untracked",
             get(&xlate::RESUBMIT_CT_UNTRACKED),

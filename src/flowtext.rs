@@ -161,8 +161,22 @@ fn is_mac(f: OxmField) -> bool {
     matches!(f, EthSrc | EthDst | ArpSha | ArpTha | NdSll | NdTll)
 }
 
-/// `ct_state` as flags (`+trk+est-inv`, ovs-fields(7)) or a number.
+/// `ct_state` as masked flags (`+trk+est-inv`, ovs-fields(7)), as exact
+/// flags (`new|trk`, as OVS's flow format prints them; the bits not
+/// named are 0), or a number.
 fn parse_ct_state(s: &str) -> Result<(u128, u128), String> {
+    if s.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        let mut v = 0u128;
+        for name in s.split('|') {
+            let bit = xennet_datapath::flow::CT_STATE_NAMES
+                .iter()
+                .find(|(_, n)| *n == name)
+                .map(|(b, _)| u128::from(*b))
+                .ok_or_else(|| format!("ct_state: unknown flag {name}"))?;
+            v |= bit;
+        }
+        return Ok((v, 0xff));
+    }
     if !s.starts_with(['+', '-']) {
         let (v, m) = match s.split_once('/') {
             Some((v, m)) => (parse_num(v, 32)?, parse_num(m, 32)?),
@@ -280,5 +294,26 @@ mod tests {
             u128::from(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1))
         );
         assert!(parse_match("ct_state=+bogus").is_err());
+    }
+
+    /// A recirculated packet as `ofproto/trace` takes it (OVS's trace
+    /// syntax: `recirc_id`, the tracker's verdict, zone, mark, label).
+    #[test]
+    fn parses_recirculation_and_conntrack_metadata() {
+        let m = parse_match(
+            "recirc_id=0x1,ct_state=new|trk,ct_zone=5,ct_mark=0x3,ct_label=0x10,ip,in_port=1",
+        );
+        // Exact flags, as OVS prints them.
+        assert_eq!(m.unwrap().field(OxmField::CtState), (0x21, 0xff));
+        assert!(parse_match("ct_state=new|bogus").is_err());
+        let m = parse_match(
+            "recirc_id=0x1,ct_state=+new+trk,ct_zone=5,ct_mark=0x3,ct_label=0x10,ip,in_port=1",
+        )
+        .unwrap();
+        assert_eq!(m.field(OxmField::RecircId), (1, 0xffff_ffff));
+        assert_eq!(m.field(OxmField::CtState), (0x21, 0x21));
+        assert_eq!(m.field(OxmField::CtZone), (5, 0xffff));
+        assert_eq!(m.field(OxmField::CtMark), (3, 0xffff_ffff));
+        assert_eq!(m.field(OxmField::CtLabel), (0x10, u128::MAX));
     }
 }

@@ -394,16 +394,23 @@ fn gather(switch: &Switch) -> Families {
             ("rx_invalid", st.rx_invalid),
             ("gso_unsegmentable", st.gso_drops),
             ("upcall_lost", st.lost),
+            ("recirc", st.recirc_drops),
         ] {
             let mut l = br();
             l.push(("reason", reason.into()));
             f.counter(
                 "datapath_drops",
-                "Packets the datapath dropped, by reason: `rx_invalid` (shorter than an Ethernet header), `gso_unsegmentable` (GSO frames that could not be segmented at output), `upcall_lost` (lost before translation).",
+                "Packets the datapath dropped, by reason: `rx_invalid` (shorter than an Ethernet header), `gso_unsegmentable` (GSO frames that could not be segmented at output), `upcall_lost` (lost before translation), `recirc` (recirculated more than 6 times, or more recirculated packets than a pass takes).",
                 l,
                 n,
             );
         }
+        f.counter(
+            "datapath_recirculations",
+            "Packets recirculated (`ct(table=N)`, after `pop_mpls`): passes after a packet's first.",
+            br(),
+            st.recirc,
+        );
         f.counter(
             "datapath_flow_limit_hits",
             "Misses not cached because the megaflow cache was at its flow limit.",

@@ -14,12 +14,21 @@
 //!   finished checksums, a port without `gso` gets segments, and so does
 //!   every port for a UDP GSO frame ([`PortFeatures::takes_gso`]),
 //! - collects outputs per port, so that [`Executor::flush`] calls each
-//!   port's `send` once per batch.
+//!   port's `send` once per batch,
+//! - runs `ct` through the shared [`Conntrack`] on a private copy of the
+//!   packet (its conntrack metadata and NAT are seen by the actions after
+//!   it), and queues packets for another pass on `recirc`
+//!   ([`Executor::take_recirculated`]; the forwarding thread runs the
+//!   passes, at most [`MAX_RECIRC_DEPTH`] recirculations per packet).
 
+use std::collections::HashMap;
 use std::fmt;
+use std::net::IpAddr;
+use std::sync::{OnceLock, RwLock};
 use std::time::Instant;
 
-use crate::buffer::{Csum, OfPort, Packet};
+use crate::buffer::{Csum, CtMeta, OfPort, Packet, PacketBatch};
+use crate::conntrack::{Conntrack, CtArgs, NatArgs, NatKind};
 use crate::flow::{VLAN_CFI, VLAN_PCP_MASK, VLAN_VID_MASK};
 use crate::meter::{MeterTable, Verdict};
 use crate::packet::ethernet::{HEADER_LEN, VLAN_TAG_LEN};
@@ -68,6 +77,17 @@ pub enum DpAction {
     /// Run the packet through meter `id` (OVS `OVS_ACTION_ATTR_METER`);
     /// the meter may drop it or remark its DSCP. An unknown meter passes.
     Meter(u32),
+    /// Run the packet through the connection tracker (OVS
+    /// `OVS_ACTION_ATTR_CT`): sets its conntrack metadata and applies NAT;
+    /// later actions see the tracked (and NATed) packet.
+    Ct(CtAction),
+    /// Forget the packet's conntrack state (OVS `OVS_ACTION_ATTR_CT_CLEAR`).
+    CtClear,
+    /// Set the packet's `recirc_id` and run it through the datapath again
+    /// (OVS `OVS_ACTION_ATTR_RECIRC`): looked up anew with its metadata,
+    /// at most [`MAX_RECIRC_DEPTH`] times per packet. Later actions (if
+    /// any) still run on the packet as it was.
+    Recirc(u32),
     /// OVS `OVS_ACTION_ATTR_CHECK_PKT_LEN` flattened into the list: the
     /// next `n_gt` actions are the branch for a packet longer than `size`
     /// bytes (the whole frame), the `n_le` after them the branch for the
@@ -83,6 +103,229 @@ pub enum DpAction {
         /// Actions of the "less or equal" branch.
         n_le: u16,
     },
+}
+
+/// Most recirculations of one packet (OVS 3.1 `MAX_RECIRC_DEPTH` in
+/// `lib/dpif-netdev.c`); a packet reaching a [`DpAction::Recirc`] beyond
+/// it is dropped and counted (OVS `datapath_drop_recirc_error`).
+pub const MAX_RECIRC_DEPTH: u32 = 6;
+
+/// A [`DpAction::Ct`]: the zone and flags inline, everything else (NAT,
+/// `ct_mark`/`ct_label` writes) behind a handle into a process-wide table
+/// ([`intern_ct_args`]), so that the action stays `Copy` and the common
+/// `ct(zone=N)` / `ct(commit,zone=N)` / `ct(nat)` need no lookup per packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct CtAction {
+    /// Conntrack zone.
+    pub zone: u16,
+    /// `commit`: create the connection if it is new.
+    pub commit: bool,
+    /// `force` (`force_commit`): end a connection committed in the other
+    /// direction and start a new one.
+    pub force: bool,
+    /// Bare `nat` (the NAT of an existing connection, no new binding).
+    pub nat: bool,
+    /// Handle of the full [`CtArgs`] when they carry more than the fields
+    /// above (NAT ranges, mark, label); 0: none.
+    pub args: u32,
+}
+
+impl CtAction {
+    /// The datapath form of `args`: inline when it can be, else interned
+    /// (`None` when the table is full, [`MAX_CT_ARGS`]).
+    pub fn new(args: &CtArgs) -> Option<CtAction> {
+        let bare_nat = args.nat.is_some_and(|n| {
+            n.kind.is_none()
+                && n.addr_min.is_none()
+                && n.port_min == 0
+                && !n.persistent
+                && !n.random
+        });
+        let inline =
+            args.mark.is_none() && args.label.is_none() && (args.nat.is_none() || bare_nat);
+        Some(CtAction {
+            zone: args.zone,
+            commit: args.commit,
+            force: args.force,
+            nat: args.nat.is_some(),
+            args: if inline { 0 } else { intern_ct_args(args)? },
+        })
+    }
+
+    /// The tracker's arguments.
+    pub fn args(&self) -> CtArgs {
+        if self.args != 0 {
+            if let Some(a) = ct_args(self.args) {
+                return a;
+            }
+        }
+        CtArgs {
+            zone: self.zone,
+            commit: self.commit,
+            force: self.force,
+            nat: self.nat.then_some(NatArgs {
+                kind: None,
+                addr_min: None,
+                addr_max: None,
+                port_min: 0,
+                port_max: 0,
+                persistent: false,
+                random: false,
+            }),
+            mark: None,
+            label: None,
+        }
+    }
+}
+
+/// Most distinct interned [`CtArgs`] ([`intern_ct_args`]).
+pub const MAX_CT_ARGS: usize = 65_536;
+
+#[derive(Default)]
+struct CtArgsTable {
+    ids: HashMap<CtArgs, u32>,
+    by_id: Vec<CtArgs>,
+}
+
+fn ct_args_table() -> &'static RwLock<CtArgsTable> {
+    static T: OnceLock<RwLock<CtArgsTable>> = OnceLock::new();
+    T.get_or_init(RwLock::default)
+}
+
+/// The handle (nonzero) of `args` in the process-wide table of `ct`
+/// arguments, the same for equal arguments; `None` when the table holds
+/// [`MAX_CT_ARGS`] entries. Entries are never removed (a handle may live
+/// in any megaflow), like the packet-in extras.
+pub fn intern_ct_args(args: &CtArgs) -> Option<u32> {
+    if let Some(&id) = ct_args_table()
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .ids
+        .get(args)
+    {
+        return Some(id);
+    }
+    let mut t = ct_args_table().write().unwrap_or_else(|e| e.into_inner());
+    if let Some(&id) = t.ids.get(args) {
+        return Some(id);
+    }
+    if t.by_id.len() >= MAX_CT_ARGS {
+        return None;
+    }
+    t.by_id.push(*args);
+    let id = u32::try_from(t.by_id.len()).ok()?;
+    t.ids.insert(*args, id);
+    Some(id)
+}
+
+/// The arguments behind handle `id` (`None` for 0 or an unknown handle).
+pub fn ct_args(id: u32) -> Option<CtArgs> {
+    let i = usize::try_from(id).ok()?.checked_sub(1)?;
+    ct_args_table()
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .by_id
+        .get(i)
+        .copied()
+}
+
+/// A 128-bit value as OVS `ds_put_hex` prints it: `0x` and the hex digits
+/// without leading zeros, `0` for zero.
+fn put_hex(f: &mut fmt::Formatter<'_>, v: u128) -> fmt::Result {
+    if v == 0 {
+        f.write_str("0")
+    } else {
+        write!(f, "{v:#x}")
+    }
+}
+
+/// `ct(...)` as OVS `format_odp_conntrack_action` prints it.
+impl fmt::Display for CtAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let a = self.args();
+        let mut parts: Vec<String> = Vec::new();
+        if a.force {
+            parts.push("force_commit".into());
+        } else if a.commit {
+            parts.push("commit".into());
+        }
+        if a.zone != 0 {
+            parts.push(format!("zone={}", a.zone));
+        }
+        if let Some((v, m)) = a.mark {
+            parts.push(format!(
+                "mark={}/{}",
+                CHex(u128::from(v)),
+                CHex(u128::from(m))
+            ));
+        }
+        if let Some((v, m)) = a.label {
+            let mut s = String::from("label=");
+            s.push_str(&CHex(v).to_string());
+            if m != u128::MAX {
+                s.push('/');
+                s.push_str(&CHex(m).to_string());
+            }
+            parts.push(s);
+        }
+        if let Some(n) = a.nat {
+            parts.push(nat_text(&n));
+        }
+        if parts.is_empty() {
+            f.write_str("ct")
+        } else {
+            write!(f, "ct({})", parts.join(","))
+        }
+    }
+}
+
+/// A number as C's `%#x` (and OVS `ds_put_hex`) print it: `0` for zero,
+/// else `0x` and the digits.
+#[derive(Debug, Clone, Copy)]
+pub struct CHex(pub u128);
+
+impl fmt::Display for CHex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        put_hex(f, self.0)
+    }
+}
+
+/// `nat(...)` as OVS `format_odp_ct_nat` prints it.
+fn nat_text(n: &NatArgs) -> String {
+    let Some(kind) = n.kind else {
+        return "nat".into();
+    };
+    let mut s = String::from(match kind {
+        NatKind::Src => "nat(src",
+        NatKind::Dst => "nat(dst",
+    });
+    if let Some(min) = n.addr_min {
+        s.push('=');
+        let addr = |a: IpAddr| match a {
+            IpAddr::V4(v) => v.to_string(),
+            IpAddr::V6(v) if n.port_min != 0 => format!("[{v}]"),
+            IpAddr::V6(v) => v.to_string(),
+        };
+        s.push_str(&addr(min));
+        if let Some(max) = n.addr_max.filter(|m| *m != min) {
+            s.push('-');
+            s.push_str(&addr(max));
+        }
+        if n.port_min != 0 {
+            s.push_str(&format!(":{}", n.port_min));
+            if n.port_max != 0 && n.port_max != n.port_min {
+                s.push_str(&format!("-{}", n.port_max));
+            }
+        }
+    }
+    if n.persistent {
+        s.push_str(",persistent");
+    }
+    if n.random {
+        s.push_str(",random");
+    }
+    s.push(')');
+    s
 }
 
 /// Most [`DpAction::CheckPktLen`] branches nested in one another;
@@ -146,6 +389,9 @@ impl fmt::Display for DpAction {
                 u.reason, u.table_id, u.cookie, u.max_len
             ),
             DpAction::Meter(m) => write!(f, "meter({m})"),
+            DpAction::Ct(c) => write!(f, "{c}"),
+            DpAction::CtClear => f.write_str("ct_clear"),
+            DpAction::Recirc(id) => write!(f, "recirc({})", CHex(u128::from(*id))),
             DpAction::CheckPktLen { size, .. } => write!(f, "check_pkt_len(size={size})"),
         }
     }
@@ -306,6 +552,12 @@ pub struct Executor {
     /// do not parse, MSS 0, more than [`gso::MAX_SEGMENTS`]) and were
     /// dropped.
     pub gso_drops: u64,
+    /// The connection tracker [`DpAction::Ct`] runs (shared by every
+    /// datapath of the daemon).
+    pub conntrack: Conntrack,
+    /// Packets queued by [`DpAction::Recirc`] for the next pass
+    /// ([`Executor::take_recirculated`]).
+    recirc: Vec<Src>,
     now: Instant,
 }
 
@@ -321,6 +573,8 @@ impl Default for Executor {
             fixed: None,
             meters: MeterTable::new(),
             gso_drops: 0,
+            conntrack: Conntrack::new(),
+            recirc: Vec::new(),
             now: Instant::now(),
         }
     }
@@ -456,6 +710,23 @@ impl Executor {
                             pop_mpls(&mut self.arena[j], ethertype);
                         }
                     }
+                    DpAction::Ct(c) => {
+                        let args = c.args();
+                        let j = self.writable(orig, &mut cur, &mut shared);
+                        self.conntrack.execute(&mut self.arena[j], &args, self.now);
+                    }
+                    DpAction::CtClear => {
+                        if self.get(batch, cur).md.ct != CtMeta::default() {
+                            let j = self.writable(orig, &mut cur, &mut shared);
+                            self.arena[j].md.ct = CtMeta::default();
+                        }
+                    }
+                    DpAction::Recirc(id) => {
+                        let j = self.writable(orig, &mut cur, &mut shared);
+                        self.arena[j].md.recirc_id = id;
+                        self.recirc.push(cur);
+                        shared = true;
+                    }
                     DpAction::Drop => {}
                 }
             }
@@ -551,6 +822,37 @@ impl Executor {
             f(ud, p);
         }
         self.userspace.clear();
+    }
+
+    /// Move the packets queued by [`DpAction::Recirc`] into `out` (their
+    /// buffers are swapped, not copied), as many as fit, in order, for
+    /// the datapath's next pass; the others stay queued. Call after
+    /// [`Executor::flush`] (which leaves the arena's packets in place) and
+    /// before the next [`Executor::execute`]. Returns how many are left.
+    pub fn take_recirculated(&mut self, batch: &[Packet], out: &mut PacketBatch) -> usize {
+        let mut moved = 0;
+        for s in &self.recirc {
+            let Some(slot) = out.push_slot() else {
+                break;
+            };
+            match *s {
+                Src::Batch(i) => slot.clone_from_packet(&batch[i]),
+                Src::Arena(j) => std::mem::swap(slot, &mut self.arena[j]),
+            }
+            moved += 1;
+        }
+        self.recirc.drain(..moved);
+        self.recirc.len()
+    }
+
+    /// Packets queued for recirculation.
+    pub fn recirculating(&self) -> usize {
+        self.recirc.len()
+    }
+
+    /// Forget the packets queued for recirculation (dropped).
+    pub fn discard_recirculated(&mut self) {
+        self.recirc.clear();
     }
 
     /// Number of queued outputs.
@@ -699,6 +1001,126 @@ mod tests {
         );
         assert_eq!(ActionsFmt(&[]).to_string(), "drop");
         assert_eq!(ActionsFmt(&[DpAction::Drop]).to_string(), "drop");
+    }
+
+    /// `ct`, `ct_clear` and `recirc` as OVS `format_odp_action` prints
+    /// them (expected texts from OVS's tests/odp.at and
+    /// tests/ofproto-dpif.at).
+    #[test]
+    fn ct_and_recirc_display_as_ovs() {
+        use crate::conntrack::{CtArgs, NatArgs, NatKind};
+        let ct = |a: CtArgs| DpAction::Ct(CtAction::new(&a).unwrap()).to_string();
+        assert_eq!(ct(CtArgs::default()), "ct");
+        assert_eq!(
+            ct(CtArgs {
+                commit: true,
+                zone: 10,
+                ..CtArgs::default()
+            }),
+            "ct(commit,zone=10)"
+        );
+        assert_eq!(
+            ct(CtArgs {
+                commit: true,
+                force: true,
+                mark: Some((1, 0xff)),
+                label: Some((0x10, u128::MAX)),
+                ..CtArgs::default()
+            }),
+            "ct(force_commit,mark=0x1/0xff,label=0x10)"
+        );
+        let nat = NatArgs {
+            kind: Some(NatKind::Src),
+            addr_min: Some("10.0.0.1".parse().unwrap()),
+            addr_max: Some("10.0.0.9".parse().unwrap()),
+            port_min: 1024,
+            port_max: 2048,
+            persistent: true,
+            random: true,
+        };
+        let with_nat = CtAction::new(&CtArgs {
+            commit: true,
+            nat: Some(nat),
+            ..CtArgs::default()
+        })
+        .unwrap();
+        assert_ne!(with_nat.args, 0, "interned");
+        assert_eq!(
+            DpAction::Ct(with_nat).to_string(),
+            "ct(commit,nat(src=10.0.0.1-10.0.0.9:1024-2048,persistent,random))"
+        );
+        let bare = CtAction::new(&CtArgs {
+            zone: 3,
+            nat: Some(NatArgs {
+                kind: None,
+                addr_min: None,
+                addr_max: None,
+                port_min: 0,
+                port_max: 0,
+                persistent: false,
+                random: false,
+            }),
+            ..CtArgs::default()
+        })
+        .unwrap();
+        assert_eq!(bare.args, 0, "bare nat is inline");
+        assert_eq!(DpAction::Ct(bare).to_string(), "ct(zone=3,nat)");
+        assert_eq!(bare.args().nat.map(|n| n.kind), Some(None));
+        assert_eq!(DpAction::CtClear.to_string(), "ct_clear");
+        assert_eq!(DpAction::Recirc(5).to_string(), "recirc(0x5)");
+        assert!(ct_args(0).is_none() && ct_args(u32::MAX).is_none());
+    }
+
+    /// `ct_clear` forgets the tracker's state; `recirc` hands over the
+    /// packet as modified so far, with its id and conntrack state.
+    #[test]
+    fn ct_clear_and_recirc_take_the_packet_as_modified() {
+        use crate::conntrack::{cs, CtArgs};
+        // A UDP datagram: the first packet of a connection for any
+        // tracker (a TCP segment without SYN would be +inv).
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(1, 2)
+            .write(&mut v, &[7u8; 100])
+            .unwrap();
+        let batch = vec![Packet::from_slice(&v)];
+        let mut ex = Executor::new();
+        let ct = CtAction::new(&CtArgs {
+            zone: 4,
+            ..CtArgs::default()
+        })
+        .unwrap();
+        ex.execute(
+            &batch,
+            &[0],
+            &[
+                DpAction::Ct(ct),
+                DpAction::Recirc(2),
+                DpAction::CtClear,
+                DpAction::Recirc(3),
+                DpAction::Output(1),
+            ],
+            &|_| Some(PortFeatures::default()),
+        );
+        assert_eq!(ex.recirculating(), 2);
+        let mut sent = Vec::new();
+        ex.flush(&batch, &mut |_, pkts| {
+            sent.extend(pkts.iter().map(|p| p.md));
+        });
+        let mut next = PacketBatch::new();
+        assert_eq!(ex.take_recirculated(&batch, &mut next), 0);
+        let md: Vec<_> = next.packets().iter().map(|p| p.md).collect();
+        assert_eq!(md[0].recirc_id, 2);
+        assert_eq!(md[0].ct.state, cs::TRK | cs::NEW);
+        assert_eq!(md[0].ct.zone, 4);
+        assert_eq!(md[1].recirc_id, 3);
+        assert_eq!(md[1].ct, CtMeta::default());
+        assert_eq!(next.packets()[0].data(), batch[0].data());
+        // The output after them is the packet as it was at that point.
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].recirc_id, 3);
+        assert_eq!(ex.recirculating(), 0);
     }
 
     #[test]

@@ -12,9 +12,21 @@
 //!    `handle_packet_upcall`) and install the megaflow. Packets are then
 //!    grouped by action list, run through the [`Executor`], and each output
 //!    port's `send` is called once per batch.
-//! 3. Housekeeping every second: the handler's own housekeeping (MAC
+//! 3. Packets the actions recirculated ([`DpAction::Recirc`], after a
+//!    `ct`, with their conntrack state and `recirc_id` set) go through
+//!    step 2 again as a batch of their own, with their metadata in the
+//!    key, so each pass has its own megaflows (every megaflow matches
+//!    `recirc_id` exactly, as OVS's do): at most [`MAX_RECIRC_DEPTH`]
+//!    recirculations per packet, and at most [`MAX_RECIRC_BATCHES`]
+//!    batches of recirculated packets from one pass (passes run depth
+//!    first, so at most `MAX_RECIRC_DEPTH * MAX_RECIRC_BATCHES` batches
+//!    wait); beyond, packets are dropped and counted
+//!    ([`DpStats::recirc_drops`]).
+//! 4. Housekeeping every second: the handler's own housekeeping (MAC
 //!    aging), megaflow idle expiry after [`MAX_IDLE`] (OVS
-//!    `OFPROTO_MAX_IDLE_DEFAULT`), subtable re-ranking.
+//!    `OFPROTO_MAX_IDLE_DEFAULT`), subtable re-ranking, and the handler
+//!    learns which recirculation ids megaflows still use
+//!    ([`UpcallHandler::recirc_ids_used`]).
 //!
 //! # Flow limit
 //!
@@ -65,11 +77,12 @@ use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use crate::actions::{ActionsFmt, DpAction, Executor, Userdata};
+use crate::actions::{ActionsFmt, DpAction, Executor, Userdata, MAX_RECIRC_DEPTH};
 use crate::buffer::{OfPort, Packet, PacketBatch, MAX_BURST};
+use crate::conntrack::Conntrack;
 use crate::counters::RuleCounters;
 use crate::error::DpError;
-use crate::flow::{extract, FlowKey, FlowMask};
+use crate::flow::{extract, Field, FlowKey, FlowMask};
 use crate::megaflow::emc::Emc;
 use crate::megaflow::{Megaflow, MegaflowCache};
 use crate::meter::{MeterCounters, MeterSpec};
@@ -88,6 +101,9 @@ pub const FLOW_LIMIT: usize = 200_000;
 /// Idle time after which megaflows go while the cache is at its limit
 /// (OVS `revalidate()`: 100 ms when over the flow limit).
 pub const FLOW_LIMIT_IDLE: Duration = Duration::from_millis(100);
+/// Most batches of recirculated packets one pass hands to the next
+/// (each at most [`MAX_BURST`]); more are dropped and counted.
+pub const MAX_RECIRC_BATCHES: usize = 4;
 /// Depth of the command channel.
 const COMMAND_QUEUE: usize = 64;
 /// epoll user data of the command eventfd.
@@ -142,6 +158,12 @@ pub trait UpcallHandler: Send {
     /// megaflows, can be kept fresh.
     fn megaflows_used(&mut self, _keys: &[FlowKey], _now: Instant) {}
 
+    /// The recirculation ids that installed megaflows' actions use
+    /// ([`DpAction::Recirc`]), sorted, passed once a second before
+    /// housekeeping: a handler that hands out ids (OVS
+    /// `ofproto-dpif-rid.c`) may free the others.
+    fn recirc_ids_used(&mut self, _ids: &[u32], _now: Instant) {}
+
     /// A packet reached a [`DpAction::Userspace`] action (OVS
     /// `MISS_UPCALL`'s sibling `CONTROLLER_UPCALL`). Called in the
     /// forwarding thread once per packet: implementations must not block
@@ -195,6 +217,13 @@ pub struct DpStats {
     pub gso_drops: u64,
     /// Idle time after which megaflows go (below the flow limit).
     pub max_idle: Duration,
+    /// Packets recirculated: passes after the first (OVS pmd-stats
+    /// `recirc`).
+    pub recirc: u64,
+    /// Packets dropped at a recirculation: beyond [`MAX_RECIRC_DEPTH`]
+    /// (OVS `datapath_drop_recirc_error`), or more recirculated copies
+    /// than [`MAX_RECIRC_BATCHES`] batches hold.
+    pub recirc_drops: u64,
 }
 
 enum Command {
@@ -220,8 +249,19 @@ pub struct Datapath;
 
 impl Datapath {
     /// Start a forwarding thread named `name` that translates misses with
-    /// `handler`.
+    /// `handler`, with a connection tracker of its own.
     pub fn spawn(name: &str, handler: Box<dyn UpcallHandler>) -> io::Result<DpHandle> {
+        Self::spawn_with_conntrack(name, handler, Conntrack::new())
+    }
+
+    /// As [`Datapath::spawn`], running `ct` actions through `conntrack`
+    /// (the daemon shares one among all its datapaths, as OVS's userspace
+    /// datapath has one conntrack).
+    pub fn spawn_with_conntrack(
+        name: &str,
+        handler: Box<dyn UpcallHandler>,
+        conntrack: Conntrack,
+    ) -> io::Result<DpHandle> {
         let wake = Arc::new(EventFd::from_value_and_flags(
             0,
             EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
@@ -237,7 +277,11 @@ impl Datapath {
         // `Rc`s and never leave it.
         let thread = std::thread::Builder::new()
             .name(format!("fwd-{name}"))
-            .spawn(move || Fwd::new(handler, epoll, fwd_wake, rx).run())?;
+            .spawn(move || {
+                let mut fwd = Fwd::new(handler, epoll, fwd_wake, rx);
+                fwd.exec.conntrack = conntrack;
+                fwd.run()
+            })?;
         Ok(DpHandle {
             inner: Arc::new(Inner {
                 name: name.to_owned(),
@@ -438,6 +482,18 @@ struct Fwd {
     last_limit_expiry: Instant,
     /// Scratch for [`UpcallHandler::megaflows_used`].
     used_keys: Vec<FlowKey>,
+    /// Batches for recirculation passes (reused).
+    spare: Vec<PacketBatch>,
+    /// Recirculated batches waiting for their pass (empty between
+    /// batches; kept for its allocation).
+    work: Vec<(PacketBatch, u32)>,
+    /// Packets recirculated (each pass of each packet after its first).
+    recirc: u64,
+    /// Packets dropped at a recirculation beyond [`MAX_RECIRC_DEPTH`] or
+    /// because a pass made more than [`MAX_RECIRC_BATCHES`] batches.
+    recirc_drops: u64,
+    /// Scratch for [`UpcallHandler::recirc_ids_used`].
+    recirc_ids: Vec<u32>,
 }
 
 impl Fwd {
@@ -475,6 +531,11 @@ impl Fwd {
             max_idle: MAX_IDLE,
             last_limit_expiry: Instant::now(),
             used_keys: Vec::new(),
+            spare: Vec::new(),
+            work: Vec::new(),
+            recirc: 0,
+            recirc_drops: 0,
+            recirc_ids: Vec::new(),
         }
     }
 
@@ -542,6 +603,17 @@ impl Fwd {
                 if !self.used_keys.is_empty() {
                     self.handler.megaflows_used(&self.used_keys, now);
                 }
+                self.recirc_ids.clear();
+                for f in self.cache.iter() {
+                    for a in f.actions.iter() {
+                        if let DpAction::Recirc(id) = a {
+                            self.recirc_ids.push(*id);
+                        }
+                    }
+                }
+                self.recirc_ids.sort_unstable();
+                self.recirc_ids.dedup();
+                self.handler.recirc_ids_used(&self.recirc_ids, now);
                 self.handler.housekeeping(now);
                 self.check_generation();
                 self.cache.expire_idle(now, self.max_idle);
@@ -608,6 +680,8 @@ impl Fwd {
                         flow_limit_hits: self.flow_limit_hits,
                         gso_drops: self.exec.gso_drops,
                         max_idle: self.max_idle,
+                        recirc: self.recirc,
+                        recirc_drops: self.recirc_drops,
                     });
                 }
                 Command::DumpFlows(verbose, reply) => {
@@ -675,6 +749,21 @@ impl Fwd {
                 }
             }
         });
+        let mut batches = 0;
+        while self.exec.recirculating() > 0 {
+            if batches == MAX_RECIRC_BATCHES {
+                self.recirc_drops += self.exec.recirculating() as u64;
+                self.exec.discard_recirculated();
+                break;
+            }
+            let mut next = self.spare.pop().unwrap_or_default();
+            next.clear();
+            self.exec.take_recirculated(batch, &mut next);
+            self.recirc += next.len() as u64;
+            let done = self.process_batch(next, Instant::now(), 1);
+            self.spare.push(done);
+            batches += 1;
+        }
     }
 
     fn add_port(&mut self, ofport: OfPort, port: Box<dyn Port>) -> Result<(), DpError> {
@@ -785,10 +874,63 @@ impl Fwd {
             return;
         }
 
+        let spare = self.spare.pop().unwrap_or_default();
+        let batch = std::mem::replace(&mut self.batch, spare);
+        let batch = self.process_batch(batch, now, 0);
+        let spare = std::mem::replace(&mut self.batch, batch);
+        self.spare.push(spare);
+    }
+
+    /// Run `batch` through the datapath, then the packets it recirculated,
+    /// pass after pass (OVS `dp_netdev_recirculate`), depth first, until
+    /// none is left. Packets a pass at [`MAX_RECIRC_DEPTH`] recirculates,
+    /// and those beyond [`MAX_RECIRC_BATCHES`] batches from one pass, are
+    /// dropped and counted. `depth` is the number of recirculations
+    /// behind `batch`. Hands back a batch to reuse.
+    fn process_batch(&mut self, batch: PacketBatch, now: Instant, depth: u32) -> PacketBatch {
+        // At most MAX_RECIRC_DEPTH * MAX_RECIRC_BATCHES + 1 batches wait.
+        let mut work = std::mem::take(&mut self.work);
+        work.push((batch, depth));
+        let mut done = None;
+        while let Some((batch, depth)) = work.pop() {
+            self.pass(&batch, now);
+            let mut n = self.exec.recirculating();
+            if n > 0 && depth >= MAX_RECIRC_DEPTH {
+                self.exec.discard_recirculated();
+                self.recirc_drops += n as u64;
+                warn_recirc_depth(self.recirc_drops);
+                n = 0;
+            }
+            let mut batches = 0;
+            while n > 0 {
+                if batches == MAX_RECIRC_BATCHES {
+                    self.exec.discard_recirculated();
+                    self.recirc_drops += n as u64;
+                    break;
+                }
+                let mut next = self.spare.pop().unwrap_or_default();
+                next.clear();
+                n = self.exec.take_recirculated(batch.packets(), &mut next);
+                self.recirc += next.len() as u64;
+                work.push((next, depth + 1));
+                batches += 1;
+            }
+            if let Some(b) = done.replace(batch) {
+                self.spare.push(b);
+            }
+        }
+        self.work = work;
+        done.unwrap_or_default()
+    }
+
+    /// One pass of `batch`: extract, look up (EMC, megaflows, upcall on a
+    /// miss), execute per action list, hand packets to userspace, send.
+    /// Packets the actions recirculated are left in the executor.
+    fn pass(&mut self, batch: &PacketBatch, now: Instant) {
         // Classify: one action list per packet, grouped by identity.
         let mut group_of = [0usize; MAX_BURST];
         self.groups.clear();
-        for (i, pkt) in self.batch.packets().iter().enumerate() {
+        for (i, pkt) in batch.packets().iter().enumerate() {
             let key = extract(pkt);
             let len = pkt.len() as u64;
             let hash = self.emc.hash(&key);
@@ -828,9 +970,15 @@ impl Fwd {
                         let full = self.cache.len() >= self.flow_limit;
                         self.flow_limit_hits += u64::from(full && !stale);
                         if !stale && !full {
+                            // Each pass has its own megaflows: a packet
+                            // back from recirculation must never match a
+                            // first-pass megaflow (OVS `xlate_wc_init`
+                            // always matches recirc_id exactly).
+                            let mut mask = up.mask;
+                            mask.set_exact(Field::RecircId);
                             let f = self.cache.insert_tagged(
                                 &key,
-                                &up.mask,
+                                &mask,
                                 acts.clone(),
                                 counters,
                                 up.tags,
@@ -860,7 +1008,7 @@ impl Fwd {
                 .filter(|e| e.enabled)
                 .map(|e| e.port.features())
         };
-        let n = self.batch.len();
+        let n = batch.len();
         let mut idxs = [0usize; MAX_BURST];
         for (g, acts) in self.groups.iter().enumerate() {
             let mut k = 0;
@@ -871,15 +1019,14 @@ impl Fwd {
                 }
             }
             self.exec
-                .execute(self.batch.packets(), &idxs[..k], acts, &features);
+                .execute(batch.packets(), &idxs[..k], acts, &features);
         }
         let handler = &mut self.handler;
-        self.exec
-            .drain_userspace(self.batch.packets(), &mut |ud, p| {
-                handler.userspace(ud, &extract(p), p);
-            });
+        self.exec.drain_userspace(batch.packets(), &mut |ud, p| {
+            handler.userspace(ud, &extract(p), p);
+        });
         let ports = &mut self.ports;
-        self.exec.flush(self.batch.packets(), &mut |p, pkts| {
+        self.exec.flush(batch.packets(), &mut |p, pkts| {
             if let Some(e) = ports.get_mut(&p) {
                 if e.enabled {
                     e.port.send(pkts);
@@ -915,6 +1062,21 @@ impl Fwd {
                 )
             })
             .collect()
+    }
+}
+
+/// The log line for packets dropped beyond the recirculation depth, at
+/// most once a second.
+fn warn_recirc_depth(total: u64) {
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    let now = Instant::now();
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if last.map_or(true, |t| now.duration_since(t) >= Duration::from_secs(1)) {
+        *last = Some(now);
+        tracing::warn!(
+            total,
+            "packet recirculated more than {MAX_RECIRC_DEPTH} times: dropped"
+        );
     }
 }
 
@@ -1051,7 +1213,7 @@ mod tests {
         let flows = dp.dump_flows();
         assert_eq!(flows.len(), 1);
         assert!(
-            flows[0].starts_with("in_port(1), packets:2, bytes:120, used:"),
+            flows[0].starts_with("recirc_id(0),in_port(1), packets:2, bytes:120, used:"),
             "{}",
             flows[0]
         );
@@ -1432,6 +1594,251 @@ mod tag_tests {
         seen.sort_unstable();
         seen.dedup();
         assert_eq!(seen, vec![1, 3]);
+        dp.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod recirc_tests {
+    use super::*;
+    use crate::actions::CtAction;
+    use crate::conntrack::{cs, CtArgs};
+    use crate::memport::mem_port;
+    use crate::port::PortFeatures;
+
+    /// First pass: `ct(zone=5),recirc(0x7)`; after recirculation 7: to
+    /// port 2 if tracked in zone 5, else drop. Recirculation 9 loops.
+    struct CtPipeline {
+        seen: Arc<Mutex<Vec<(u32, u32, u16)>>>,
+        used: Arc<Mutex<Vec<u32>>>,
+    }
+
+    impl UpcallHandler for CtPipeline {
+        fn upcall(&mut self, key: &FlowKey, _pkt: &Packet, _ports: &[OfPort]) -> Upcall {
+            let rid = key.get(Field::RecircId) as u32;
+            let state = key.get(Field::CtState) as u32;
+            let zone = key.get(Field::CtZone) as u16;
+            self.seen.lock().unwrap().push((rid, state, zone));
+            let mut mask = FlowMask::default();
+            mask.set_exact(Field::InPort);
+            let ct = CtAction::new(&CtArgs {
+                zone: 5,
+                ..CtArgs::default()
+            })
+            .unwrap();
+            let actions = match rid {
+                0 if key.dl_type() == 0x0800 => vec![DpAction::Ct(ct), DpAction::Recirc(7)],
+                0 => vec![DpAction::Recirc(9)],
+                7 => {
+                    mask.set(Field::CtState, u128::from(cs::TRK));
+                    mask.set_exact(Field::CtZone);
+                    if state & cs::TRK != 0 && zone == 5 {
+                        vec![DpAction::Output(2)]
+                    } else {
+                        Vec::new()
+                    }
+                }
+                _ => vec![DpAction::Recirc(9)],
+            };
+            Upcall {
+                mask,
+                actions,
+                counters: Vec::new(),
+                tags: Tags::EMPTY,
+            }
+        }
+
+        fn generation(&self) -> u64 {
+            0
+        }
+
+        fn recirc_ids_used(&mut self, ids: &[u32], _now: Instant) {
+            *self.used.lock().unwrap() = ids.to_vec();
+        }
+    }
+
+    fn frame(ethertype: u16) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f.extend_from_slice(&[0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0]);
+        f.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        f.resize(60, 0);
+        f
+    }
+
+    fn wait_for(dp: &DpHandle, what: impl Fn(&DpStats) -> bool) -> DpStats {
+        for _ in 0..1000 {
+            let s = dp.stats();
+            if what(&s) {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        dp.stats()
+    }
+
+    /// A valid UDP datagram (checksums right), the first of a connection.
+    fn udp_frame() -> Vec<u8> {
+        let mut v = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(1000, 2000)
+            .write(&mut v, &[7u8; 18])
+            .unwrap();
+        v
+    }
+
+    #[test]
+    fn ct_state_reaches_the_second_pass_and_each_pass_has_its_megaflows() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let used = Arc::new(Mutex::new(Vec::new()));
+        let ct = Conntrack::new();
+        let h = CtPipeline {
+            seen: seen.clone(),
+            used: used.clone(),
+        };
+        let dp = Datapath::spawn_with_conntrack("rc", Box::new(h), ct.clone()).unwrap();
+        let (p1, peer1) = mem_port("p1", PortFeatures::default()).unwrap();
+        let (p2, peer2) = mem_port("p2", PortFeatures::default()).unwrap();
+        dp.add_port(1, Box::new(p1)).unwrap();
+        dp.add_port(2, Box::new(p2)).unwrap();
+        peer1.inject_frame(&udp_frame());
+        let got = peer2.wait_sent(1, Duration::from_secs(2));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].data(), &udp_frame()[..]);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [(0, 0, 0), (7, cs::TRK | cs::NEW, 5)],
+            "the second pass sees the tracker's state"
+        );
+        let s = dp.stats();
+        assert_eq!(
+            (s.upcalls, s.n_flows, s.recirc, s.recirc_drops),
+            (2, 2, 1, 0)
+        );
+        assert_eq!(ct.stats().packets, 1, "the shared tracker ran");
+        let mut flows = dp.dump_flows();
+        flows.sort();
+        assert_eq!(flows.len(), 2, "{flows:?}");
+        assert!(
+            flows[0].starts_with("recirc_id(0),in_port(1), packets:1, bytes:60, used:"),
+            "{flows:?}"
+        );
+        assert!(
+            flows[0].ends_with("actions:ct(zone=5),recirc(0x7)"),
+            "{flows:?}"
+        );
+        assert!(
+            flows[1]
+                .starts_with("recirc_id(0x7),in_port(1),ct_state(+trk),ct_zone(0x5), packets:1"),
+            "{flows:?}"
+        );
+        assert!(flows[1].ends_with("actions:2"), "{flows:?}");
+
+        // The next packet takes both megaflows without an upcall.
+        peer1.inject_frame(&udp_frame());
+        assert_eq!(peer2.wait_sent(1, Duration::from_secs(2)).len(), 1);
+        let s = wait_for(&dp, |s| s.recirc == 2);
+        assert_eq!((s.upcalls, s.recirc), (2, 2));
+        assert_eq!(ct.stats().packets, 2);
+
+        // Housekeeping reports the recirculation ids in use.
+        for _ in 0..300 {
+            if !used.lock().unwrap().is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(*used.lock().unwrap(), [7]);
+        dp.shutdown();
+    }
+
+    #[test]
+    fn a_recirculation_loop_is_cut_and_counted() {
+        let h = CtPipeline {
+            seen: Arc::new(Mutex::new(Vec::new())),
+            used: Arc::new(Mutex::new(Vec::new())),
+        };
+        let dp = Datapath::spawn("loop", Box::new(h)).unwrap();
+        let (p1, peer1) = mem_port("p1", PortFeatures::default()).unwrap();
+        dp.add_port(1, Box::new(p1)).unwrap();
+        // Not IPv4: recirc(9) for ever.
+        for _ in 0..3 {
+            peer1.inject_frame(&frame(0x86dd));
+        }
+        let s = wait_for(&dp, |s| s.recirc_drops == 3);
+        assert_eq!(s.recirc_drops, 3);
+        assert_eq!(s.recirc, 3 * u64::from(MAX_RECIRC_DEPTH));
+        // A first-pass megaflow and one for recirc_id 9, which matches
+        // every later pass.
+        assert_eq!(s.n_flows, 2, "{:?}", dp.dump_flows());
+        // A packet-out with a recirculation loop is cut as well.
+        let mut p = Packet::from_slice(&frame(0x86dd));
+        p.in_port = 1;
+        dp.execute(p, vec![DpAction::Recirc(9)]).unwrap();
+        let s = wait_for(&dp, |s| s.recirc_drops == 4);
+        assert_eq!(s.recirc_drops, 4);
+        dp.shutdown();
+    }
+
+    #[test]
+    fn recirculated_forks_beyond_a_batch_are_dropped_and_counted() {
+        // Each packet forks into as many recirculated copies as its IP
+        // TOS byte says; a pass hands at most MAX_RECIRC_BATCHES batches
+        // to the next, the rest are dropped and counted.
+        struct Fork;
+        impl UpcallHandler for Fork {
+            fn upcall(&mut self, key: &FlowKey, _pkt: &Packet, _ports: &[OfPort]) -> Upcall {
+                let mut mask = FlowMask::default();
+                mask.set_exact(Field::InPort).set_exact(Field::NwTos);
+                let actions = if key.get(Field::RecircId) == 0 {
+                    (1..=key.nw_tos())
+                        .map(|i| DpAction::Recirc(i.into()))
+                        .collect()
+                } else {
+                    vec![DpAction::Output(2)]
+                };
+                Upcall {
+                    mask,
+                    actions,
+                    counters: Vec::new(),
+                    tags: Tags::EMPTY,
+                }
+            }
+            fn generation(&self) -> u64 {
+                0
+            }
+        }
+        let dp = Datapath::spawn("fork", Box::new(Fork)).unwrap();
+        let (p1, peer1) = mem_port("p1", PortFeatures::default()).unwrap();
+        let (p2, peer2) = mem_port("p2", PortFeatures::default()).unwrap();
+        dp.add_port(1, Box::new(p1)).unwrap();
+        dp.add_port(2, Box::new(p2)).unwrap();
+        let burst = |forks: u8| {
+            dp.set_paused(true).unwrap();
+            for _ in 0..MAX_BURST {
+                let mut f = frame(0x0800);
+                f[15] = forks;
+                peer1.inject_frame(&f);
+            }
+            dp.set_paused(false).unwrap();
+        };
+        // 3 forks of 32 packets: 3 batches, all go through.
+        burst(3);
+        let sent = peer2.wait_sent(3 * MAX_BURST, Duration::from_secs(2)).len();
+        assert_eq!(sent, 3 * MAX_BURST);
+        let s = dp.stats();
+        assert_eq!((s.recirc, s.recirc_drops), (3 * MAX_BURST as u64, 0));
+        // 5 forks: the fifth batch's worth is dropped.
+        burst(5);
+        let cap = MAX_RECIRC_BATCHES * MAX_BURST;
+        let sent = peer2.wait_sent(cap, Duration::from_secs(2)).len();
+        assert_eq!(sent, cap);
+        let s = wait_for(&dp, |s| s.recirc_drops == MAX_BURST as u64);
+        assert_eq!(
+            (s.recirc, s.recirc_drops),
+            ((3 * MAX_BURST + cap) as u64, MAX_BURST as u64)
+        );
         dp.shutdown();
     }
 }

@@ -21,6 +21,7 @@ pub mod isolation;
 pub mod normal;
 pub mod ofproto;
 pub mod pin_extras;
+pub mod recirc;
 pub mod tables;
 pub mod xlate;
 

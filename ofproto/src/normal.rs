@@ -1256,7 +1256,7 @@ mod tests {
         let flows = dp.dump_flows();
         assert!(
             flows.iter().any(|f| f.starts_with(
-                "in_port(1),eth(src=50:54:00:00:00:0a,dst=50:54:00:00:00:0b), packets:1"
+                "recirc_id(0),in_port(1),eth(src=50:54:00:00:00:0a,dst=50:54:00:00:00:0b), packets:1"
             ) && f.ends_with("actions:2")),
             "{flows:?}"
         );
@@ -1595,7 +1595,7 @@ mod tests {
         peers[0].inject_frame(&frame(A, BCAST));
         let drop_flow = |dp: &DpHandle| {
             dp.dump_flows().iter().any(|f| {
-                f.starts_with("in_port(1),eth(src=50:54:00:00:00:0a,")
+                f.starts_with("recirc_id(0),in_port(1),eth(src=50:54:00:00:00:0a,")
                     && f.ends_with("actions:drop")
             })
         };
@@ -1636,8 +1636,10 @@ mod tests {
         assert_eq!(wait(&peers[2], 1), vec![tagged(B, BCAST, 10)]);
         let flows = dp.dump_flows();
         assert!(
-            flows.iter().any(|f| f.starts_with("in_port(2),eth(")
-                && f.ends_with("actions:push_vlan(vid=10,pcp=0),1,3")),
+            flows
+                .iter()
+                .any(|f| f.starts_with("recirc_id(0),in_port(2),eth(")
+                    && f.ends_with("actions:push_vlan(vid=10,pcp=0),1,3")),
             "{flows:?}"
         );
         dp.shutdown();

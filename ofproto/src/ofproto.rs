@@ -36,12 +36,13 @@
 //! A [`FailMode::Secure`] bridge starts empty: table misses drop.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
-use xennet_datapath::flow::extract;
+use xennet_datapath::flow::{extract, Field};
 use xennet_datapath::meter::{BandKind, BandSpec, MeterSpec, MAX_BANDS, MAX_METERS};
 use xennet_datapath::{DpHandle, FlowKey, OfPort, Packet, Tags, Upcall, UpcallHandler, Userdata};
 use xennet_openflow::model::{
@@ -56,6 +57,7 @@ use xennet_openflow::OfError;
 
 use crate::isolation::{self, Essential, Verdict};
 use crate::normal::{FdbHandle, Normal};
+use crate::recirc::RecircTable;
 use crate::tables::{LearnOutcome, Meter, MeterChange, Tables, MAX_GROUPS};
 use crate::xlate::{self, XlateIn};
 
@@ -63,6 +65,9 @@ use crate::xlate::{self, XlateIn};
 /// push/pop VLAN, set-queue, group, set/dec NW TTL, set-field.
 const SUPPORTED_ACTIONS: u32 =
     (1 << 0) | (1 << 17) | (1 << 18) | (1 << 21) | (1 << 22) | (1 << 23) | (1 << 24) | (1 << 25);
+
+/// Most recirculations one `ofproto/trace` follows.
+const TRACE_MAX_RECIRCS: usize = 16;
 
 /// Depth of the asynchronous event queue.
 pub const EVENT_QUEUE: usize = 1024;
@@ -161,6 +166,8 @@ pub struct Ofproto {
     guard: RwLock<Option<Arc<Vec<GuardProbe>>>>,
     /// Flow-mods and bundles the isolation guard refused.
     guard_refusals: AtomicU64,
+    /// Frozen translations behind recirculation ids ([`crate::recirc`]).
+    recirc: RecircTable,
     /// The learned flow-mods of installed megaflows, by masked megaflow
     /// key, with the generation they were translated in: when traffic
     /// hits such a megaflow, its learned flows are refreshed (OVS pushes
@@ -247,6 +254,7 @@ impl Ofproto {
             policers: RwLock::new(std::collections::BTreeMap::new()),
             guard: RwLock::new(None),
             guard_refusals: AtomicU64::new(0),
+            recirc: RecircTable::new(),
             learn_refresh: Mutex::new(std::collections::HashMap::new()),
             learn_stats: LearnStats::default(),
             tlv: RwLock::new(Arc::new(TlvMap::new())),
@@ -527,12 +535,38 @@ impl Ofproto {
         if let Some(e) = out.error {
             return Verdict::Dropped(isolation::DropCause::Cut(format!("{e:?}")));
         }
-        isolation::verdict(
-            key.in_port(),
-            &out.upcall.actions,
-            out.last_hit.as_ref(),
-            at,
-        )
+        // Follow the recirculations (`ct(table=N)`: a probe starts a new
+        // connection), gathering every pass's actions.
+        let mut actions = out.upcall.actions;
+        let mut last_hit = out.last_hit;
+        let mut queue: std::collections::VecDeque<(xlate::RecircNode, u32)> =
+            out.recircs.into_iter().map(|n| (n, 1)).collect();
+        let mut done = 0;
+        while let Some((node, depth)) = queue.pop_front() {
+            done += 1;
+            if done > TRACE_MAX_RECIRCS {
+                break;
+            }
+            let mut k = node.key;
+            k.set(Field::RecircId, u128::from(node.id));
+            if node.ct {
+                let cs = xennet_datapath::conntrack::cs::TRK | xennet_datapath::conntrack::cs::NEW;
+                k.set(Field::CtState, u128::from(cs));
+                k.set(Field::CtZone, u128::from(node.zone));
+            }
+            let (o, _) = self.resume_in(tables, node.id, &k, &empty, ports, false, false, false);
+            if let Some(e) = o.error {
+                return Verdict::Dropped(isolation::DropCause::Cut(format!("{e:?}")));
+            }
+            actions.extend(o.upcall.actions);
+            if o.last_hit.is_some() {
+                last_hit = o.last_hit;
+            }
+            if depth < xennet_datapath::actions::MAX_RECIRC_DEPTH {
+                queue.extend(o.recircs.into_iter().map(|n| (n, depth + 1)));
+            }
+        }
+        isolation::verdict(key.in_port(), &actions, last_hit.as_ref(), at)
     }
 
     /// `OFPT_GROUP_MOD` (OpenFlow 1.3.5 §6.5).
@@ -1082,6 +1116,10 @@ impl Ofproto {
         trace: bool,
         learn: bool,
     ) -> (xlate::XlateOut, Option<String>) {
+        let rid = key.get(xennet_datapath::flow::Field::RecircId) as u32;
+        if rid != 0 {
+            return self.resume(rid, key, pkt, ports, count, trace, learn);
+        }
         let ingress_meter = self.policer_meter(key.in_port());
         if self.fail_open() {
             let mut n = lock(&self.normal);
@@ -1107,6 +1145,7 @@ impl Ofproto {
                 error: None,
                 final_flow: *key,
                 last_hit: None,
+                recircs: Vec::new(),
                 learned: Vec::new(),
                 fin_timeouts: Vec::new(),
             };
@@ -1116,6 +1155,87 @@ impl Ofproto {
         }
         let tables = self.read();
         self.xlate_tables(&tables, key, pkt, ports, count, trace, learn)
+    }
+
+    /// Resume the translation frozen under recirculation id `rid` for
+    /// the recirculated packet `key`. An unknown id (freed, or from
+    /// another bridge) drops the packet, counted in
+    /// [`crate::xlate::RECIRC_NO_STATE`], as OVS drops a packet without
+    /// recirculation context. The ingress policer ran on the first pass.
+    #[allow(clippy::too_many_arguments)]
+    fn resume(
+        &self,
+        rid: u32,
+        key: &FlowKey,
+        pkt: &Packet,
+        ports: &[OfPort],
+        count: bool,
+        trace: bool,
+        learn: bool,
+    ) -> (xlate::XlateOut, Option<String>) {
+        let tables = self.read();
+        self.resume_in(&tables, rid, key, pkt, ports, count, trace, learn)
+    }
+
+    /// [`Ofproto::resume`] through `tables`.
+    #[allow(clippy::too_many_arguments)]
+    fn resume_in(
+        &self,
+        tables: &Tables,
+        rid: u32,
+        key: &FlowKey,
+        pkt: &Packet,
+        ports: &[OfPort],
+        count: bool,
+        trace: bool,
+        learn: bool,
+    ) -> (xlate::XlateOut, Option<String>) {
+        let Some(state) = self.recirc.get(rid) else {
+            xlate::RECIRC_NO_STATE.fetch_add(1, Ordering::Relaxed);
+            let mut up = Upcall::default();
+            up.mask
+                .set_exact(xennet_datapath::flow::Field::InPort)
+                .set_exact(xennet_datapath::flow::Field::RecircId);
+            let out = xlate::XlateOut {
+                upcall: up,
+                error: Some(xlate::XlateError::NoRecircContext),
+                final_flow: *key,
+                last_hit: None,
+                recircs: Vec::new(),
+                learned: Vec::new(),
+                fin_timeouts: Vec::new(),
+            };
+            let t =
+                trace.then(|| format!("No recirculation state for recirc_id={rid:#x}: dropped.\n"));
+            return (out, t);
+        };
+        let mut normal = lock(&self.normal);
+        let was = normal.set_learning(learn);
+        let out = self.with_port_state(ports, |live, port_config| {
+            xlate::xlate_resume(
+                XlateIn {
+                    tables,
+                    normal: Some(&mut normal),
+                    ports,
+                    live,
+                    port_config,
+                    packet: pkt,
+                    count_stats: count,
+                    trace,
+                    ingress_meter: None,
+                    recirc: Some(&self.recirc),
+                },
+                key,
+                &state,
+            )
+        });
+        normal.set_learning(was);
+        out
+    }
+
+    /// Live recirculation states of this bridge.
+    pub fn recirc_ids(&self) -> usize {
+        self.recirc.len()
     }
 
     /// Translate through `tables` (the pipeline, not fail-open).
@@ -1145,6 +1265,7 @@ impl Ofproto {
                     count_stats: count,
                     trace,
                     ingress_meter,
+                    recirc: Some(&self.recirc),
                 },
                 key,
             )
@@ -1195,7 +1316,7 @@ impl Ofproto {
         let empty = Packet::new();
         let pkt = pkt.unwrap_or(&empty);
         let ports = self.ports_now();
-        let (_, t) = self.translate(key, pkt, &ports, false, true);
+        let (out, t) = self.translate(key, pkt, &ports, false, true);
         let t = t.unwrap_or_default();
         let policer = match self.ingress_policing(key.in_port()) {
             Some((rate, burst)) => format!(
@@ -1206,10 +1327,43 @@ impl Ofproto {
             None => String::new(),
         };
         let bar = "-".repeat(self.name.len() + 10);
-        format!(
+        let mut text = format!(
             "Flow: {key}\n\n{policer}bridge(\"{}\")\n{bar}\n{t}",
             self.name
-        )
+        );
+        // Follow the recirculations as OVS's trace does, with the state
+        // a new connection gets (OVS: "default ct_state=trk|new").
+        let mut queue: std::collections::VecDeque<(xlate::RecircNode, u32)> =
+            out.recircs.into_iter().map(|n| (n, 1)).collect();
+        let mut done = 0;
+        while let Some((node, depth)) = queue.pop_front() {
+            done += 1;
+            if done > TRACE_MAX_RECIRCS {
+                text.push_str("\n(further recirculations not traced)\n");
+                break;
+            }
+            let mut k = node.key;
+            k.set(Field::RecircId, u128::from(node.id));
+            k.set(
+                Field::CtState,
+                u128::from(
+                    xennet_datapath::conntrack::cs::TRK | xennet_datapath::conntrack::cs::NEW,
+                ),
+            );
+            k.set(Field::CtZone, u128::from(node.zone));
+            let eq = "=".repeat(79);
+            let _ = write!(
+                text,
+                "\n{eq}\nrecirc({:#x}) - resume conntrack with default ct_state=trk|new\n{eq}\n\nFlow: {k}\n\nbridge(\"{}\")\n{bar}\n",
+                node.id, self.name
+            );
+            let (o, t) = self.translate(&k, pkt, &ports, false, true);
+            text.push_str(&t.unwrap_or_default());
+            if depth < xennet_datapath::actions::MAX_RECIRC_DEPTH {
+                queue.extend(o.recircs.into_iter().map(|n| (n, depth + 1)));
+            }
+        }
+        text
     }
 
     /// The datapath meter of `port`'s ingress policer, if it has one.
@@ -1255,6 +1409,7 @@ impl Ofproto {
                         // A packet-out comes from the controller, not the
                         // port.
                         ingress_meter: None,
+                        recirc: Some(&self.recirc),
                     },
                     &key,
                     &po.actions,
@@ -1588,6 +1743,10 @@ impl UpcallHandler for Handler {
     fn megaflows_used(&mut self, keys: &[FlowKey], now: Instant) {
         lock(&self.of.normal).refresh(keys, now);
         self.of.refresh_learned(keys);
+    }
+
+    fn recirc_ids_used(&mut self, ids: &[u32], now: Instant) {
+        self.of.recirc.release_unused(ids, now);
     }
 
     fn housekeeping(&mut self, now: Instant) {

@@ -1057,12 +1057,22 @@ impl Tables {
                     if usize::from(ct.recirc_table) >= N_TABLES && ct.recirc_table != 0xff {
                         return Err(OfError::BAD_ACTION_ARGUMENT);
                     }
-                    // The codec allowed only nat and ct_mark/ct_label
-                    // writes inside; nat needs an IP match (OVS
-                    // `check_NAT`).
+                    // OVS `check_CT`: the match must be IP, may not
+                    // commit a packet matched `+inv`, and an alg needs
+                    // its protocol (ftp TCP, tftp UDP). The codec allowed
+                    // only nat and ct_mark/ct_label writes inside; nat
+                    // needs an IP match too (OVS `check_NAT`).
                     if let Some(m) = m.as_deref() {
-                        let nat = ct.actions.iter().any(|a| matches!(a, Action::Nat(_)));
-                        if nat && !m.satisfies(Prereq::Ip) {
+                        let (state, state_mask) =
+                            m.field(xennet_openflow::model::OxmField::CtState);
+                        let (proto, proto_mask) =
+                            m.field(xennet_openflow::model::OxmField::IpProto);
+                        let proto = (proto_mask == 0xff).then_some(proto);
+                        let inconsistent = !m.satisfies(Prereq::Ip)
+                            || (state & state_mask & 0x10 != 0 && ct.flags & 1 != 0)
+                            || (ct.alg == 21 && proto != Some(6))
+                            || (ct.alg == 69 && proto != Some(17));
+                        if inconsistent {
                             return Err(OfError::MATCH_INCONSISTENT);
                         }
                     }

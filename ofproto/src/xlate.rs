@@ -58,11 +58,26 @@
 //!   the next commit); `exit` stops translation, the action set included
 //!   (OVS keeps `ctx->exit` set through `xlate_action_set`); `multipath`
 //!   and `bundle` hash the fields OVS hashes (`flow_mask_hash_fields`);
-//!   `ct` drops the packet ([`XlateError::CtUnsupported`], counted in
-//!   [`CT_UNSUPPORTED`], logged once a second with the flow's table,
-//!   priority and cookie); `resubmit(,,ct)` without a tracked connection
-//!   skips the lookup as OVS does; `sample` is a counted no-op; `note`
-//!   does nothing.
+//!   `resubmit(,,ct)` looks up with the connection's original tuple
+//!   (OVS `tuple_swap`) and without a tracked connection skips the
+//!   lookup as OVS does; `sample` is a counted no-op; `note` does
+//!   nothing.
+//! - `ct(...)` becomes a datapath `ct` (zone, commit/force, NAT, the
+//!   nested `ct_mark`/`ct_label` writes); with `table=N` the state is
+//!   frozen under a recirculation id ([`crate::recirc`]) and the actions
+//!   end the fork with `recirc(id)`; the recirculated packet's upcall
+//!   resumes in table N ([`xlate_resume`]) with its conntrack state, the
+//!   registers, metadata, stack and action set. After `ct` the rest of
+//!   the action list sees the packet untracked (OVS clears the ct fields
+//!   of the flow). `ct_clear` clears a state this bridge's `ct` set.
+//! - After `pop_mpls` the headers under the label were never parsed: the
+//!   next action that is not an output or an L2 rewrite (OVS
+//!   `recirc_for_mpls`), or a table lookup, *freezes* (OVS `was_mpls`): each
+//!   level of the translation adds what it had left to run (its actions,
+//!   then the rule's other instructions, `goto_table` included) to the
+//!   frozen state, the actions end in `recirc(id)`, and the thaw runs
+//!   that rest on the re-parsed packet. A freeze inside a group bucket or
+//!   a clone is refused ([`XlateError::NeedsRecirculation`], dropped).
 //! - `learn` (OVS `xlate_learn_action`): the source bits are
 //!   un-wildcarded and the flow-mod built from the working flow goes to
 //!   [`XlateOut::learned`]; the bridge executes it after the translation
@@ -77,8 +92,9 @@
 //!
 //! # Wildcards
 //!
-//! The megaflow mask is the union of: `in_port`, `dl_type` and (for IP)
-//! `nw_frag`, which OVS always examines (`xlate_wc_init`); the masks of the classifier
+//! The megaflow mask is the union of: `in_port`, `dl_type`, `recirc_id`
+//! and (for IP) `nw_frag`, which OVS always examines (`xlate_wc_init`);
+//! the masks of the classifier
 //! subtables probed in every table visited (see [`crate::classifier`]);
 //! fields the actions read (`in_port` for outputs, TTL for `dec_ttl`,
 //! hashed fields for select groups, EtherType/protocol to choose a
@@ -110,7 +126,7 @@
 //!
 //! Not modelled: 802.1ad double tagging beyond one tag in the key (a
 //! push on a tagged packet pushes a second tag; the key then only knows
-//! the outer one), queues (`set_queue` is accepted and ignored), MPLS/PBB.
+//! the outer one), queues (`set_queue` is accepted and ignored), PBB.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -131,7 +147,10 @@ use xennet_openflow::model::{
 };
 
 use crate::normal::Normal;
+use crate::recirc::{FrozenOp, FrozenState, RecircTable};
 use crate::tables::{Group, Rule, Tables, N_TABLES};
+use xennet_datapath::actions::CtAction;
+use xennet_datapath::conntrack::{CtArgs, NatArgs, NatKind};
 
 /// `OFP_DEFAULT_PRIORITY` (0x8000): a flow's priority when none is given;
 /// OVS's formatters leave it out.
@@ -172,10 +191,15 @@ pub enum XlateError {
     TooManyActions,
     /// `push` beyond [`MAX_STACK_BYTES`].
     StackTooDeep,
-    /// A `ct` action: no connection tracking yet, the packet is dropped.
-    CtUnsupported,
-    /// A table lookup after `pop_mpls`, which needs the headers under
-    /// the label parsed (OVS recirculates; xennet cannot yet).
+    /// A `ct` action whose arguments could not be interned (the table of
+    /// `ct` arguments is full, [`xennet_datapath::actions::MAX_CT_ARGS`]).
+    CtArgsFull,
+    /// A recirculation with no recirculation table to freeze into, or
+    /// with the table full (OVS `XLATE_NO_RECIRCULATION_CONTEXT`).
+    NoRecircContext,
+    /// A recirculation that cannot be frozen: after `pop_mpls` inside a
+    /// group bucket or `clone`, or in a translation without a
+    /// recirculation table.
     NeedsRecirculation,
 }
 
@@ -187,13 +211,22 @@ pub const MAX_STACK_BYTES: usize = 65536;
 /// `sample` actions executed: a no-op, as in OVS when no IPFIX collector
 /// set is configured (xennet has no IPFIX or sFlow exporter).
 pub static SAMPLE_NOOP: AtomicU64 = AtomicU64::new(0);
-/// Translations that reached a `ct` action and dropped the packet (there
-/// is no connection tracker yet); each also logs a rate-limited line
-/// naming the flow.
-pub static CT_UNSUPPORTED: AtomicU64 = AtomicU64::new(0);
+/// Translations that could not freeze for a `ct(table=N)` (no
+/// recirculation table, or the bridge's [`crate::recirc::MAX_RECIRC_IDS`]
+/// states live) or intern a `ct`'s arguments: the packet is dropped and a
+/// rate-limited line names the flow.
+pub static CT_FAILED: AtomicU64 = AtomicU64::new(0);
+/// Translations of a `ct(alg=...)`: xennet's tracker has no helpers, so
+/// the connection is tracked without one (logged once a second).
+pub static CT_ALG_IGNORED: AtomicU64 = AtomicU64::new(0);
 /// `resubmit(..,ct)` skipped because the packet has no tracked
-/// connection (always, until conntrack exists), as OVS skips it.
+/// connection (the tracker has not filled the original tuple), as OVS
+/// skips it.
 pub static RESUBMIT_CT_UNTRACKED: AtomicU64 = AtomicU64::new(0);
+/// Recirculated packets whose recirculation id has no frozen state (freed
+/// while a megaflow still recirculated to it, or never made here):
+/// dropped, as OVS drops them.
+pub static RECIRC_NO_STATE: AtomicU64 = AtomicU64::new(0);
 /// `pop` actions on an empty stack (OVS logs "stack underflow" and goes
 /// on).
 pub static STACK_UNDERFLOW: AtomicU64 = AtomicU64::new(0);
@@ -223,6 +256,9 @@ pub struct XlateOut {
     /// missed (`None`: no lookup, e.g. the input port does not receive).
     /// The isolation checker names it as the flow that dropped a probe.
     pub last_hit: Option<Hit>,
+    /// The recirculations the actions end in (`ct(table=N)`), for traces
+    /// and probes that follow the packet through them.
+    pub recircs: Vec<RecircNode>,
     /// Flows `learn` actions built, to add or refresh once the tables
     /// can be written (OVS `xlate_learn_action` with side effects; from
     /// 2.4 on a learned flow is not visible to later lookups of the same
@@ -247,6 +283,21 @@ pub struct FinTimeout {
     pub idle: u16,
     /// Hard timeout in seconds (0: unchanged).
     pub hard: u16,
+}
+
+/// A recirculation made by a translation ([`XlateOut::recircs`]): the
+/// packet that recirculates, as the datapath will see it before the
+/// tracker runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecircNode {
+    /// The recirculation id.
+    pub id: u32,
+    /// The zone of the `ct` before it.
+    pub zone: u16,
+    /// Whether a `ct` made it (else a freeze, as after `pop_mpls`).
+    pub ct: bool,
+    /// The packet's key at that point (without pipeline fields).
+    pub key: FlowKey,
 }
 
 /// The outcome of one table lookup ([`XlateOut::last_hit`]).
@@ -360,6 +411,9 @@ pub struct XlateIn<'a> {
     /// action of every translation from that port (Interface
     /// `ingress_policing_rate`), shown in the trace's datapath actions.
     pub ingress_meter: Option<u32>,
+    /// Where `ct(table=N)` freezes its state ([`crate::recirc`]); without
+    /// one, such a translation fails.
+    pub recirc: Option<&'a RecircTable>,
 }
 
 impl std::fmt::Debug for XlateIn<'_> {
@@ -413,6 +467,22 @@ struct Ctx<'a> {
     l3_unknown: bool,
     /// See [`XlateOut::last_hit`].
     last_hit: Option<Hit>,
+    recirc: Option<&'a RecircTable>,
+    /// A freeze is under way (OVS `freezing`): the translation unwinds,
+    /// each level adding what it had left to run to `frozen`.
+    freezing: bool,
+    frozen: Vec<FrozenOp>,
+    /// The cookie of the rule whose frozen actions run after a thaw (no
+    /// rule is matched then).
+    unroll_cookie: Option<u64>,
+    /// The packet went through `ct` in this bridge and its conntrack
+    /// fields are valid (OVS `conntracked`): only then does `ct_clear`
+    /// emit a datapath action.
+    conntracked: bool,
+    /// The next table lookup is `resubmit(,,ct)`'s, with the original
+    /// tuple swapped in.
+    ct_orig_lookup: bool,
+    recircs: Vec<RecircNode>,
     /// See [`XlateOut::learned`].
     learned: Vec<(FlowMod, u32)>,
     /// See [`XlateOut::fin_timeouts`].
@@ -459,6 +529,13 @@ impl<'a> Ctx<'a> {
             stack_bytes: 0,
             l3_unknown: false,
             last_hit: None,
+            recirc: input.recirc,
+            freezing: false,
+            frozen: Vec::new(),
+            unroll_cookie: None,
+            conntracked: false,
+            ct_orig_lookup: false,
+            recircs: Vec::new(),
             learned: Vec::new(),
             fin_timeouts: Vec::new(),
             cpl_depth: 0,
@@ -471,12 +548,7 @@ impl<'a> Ctx<'a> {
 /// `input.trace`, the `ofproto/trace` text.
 pub fn xlate(input: XlateIn<'_>, key: &FlowKey) -> (XlateOut, Option<String>) {
     let mut ctx = Ctx::new(input, key, FlowMask::default());
-    // As OVS `xlate_wc_init`: in_port and dl_type are always examined,
-    // and for IP the fragment bits.
-    ctx.wc.set_exact(Field::InPort).set_exact(Field::DlType);
-    if matches!(key.dl_type(), 0x0800 | 0x86dd) {
-        ctx.wc.set_exact(Field::NwFrag);
-    }
+    ctx.wc_init();
     let in_config = (ctx.port_config)(key.in_port());
     if in_config & (port_config::PORT_DOWN | port_config::NO_RECV) != 0 {
         // OVS `xlate_actions` (`xport_rcv_allowed`): dropped on receipt.
@@ -489,6 +561,51 @@ pub fn xlate(input: XlateIn<'_>, key: &FlowKey) -> (XlateOut, Option<String>) {
     }
     ctx.run_table(0, false, false);
     ctx.finish();
+    ctx.finish_freezing();
+    ctx.out()
+}
+
+/// Resume the translation of a recirculated packet (`key` has its
+/// `recirc_id` and conntrack state) from its frozen `state` (OVS
+/// `xlate_actions` with `frozen_state`, "thaw"): the pipeline fields,
+/// stack and action set come back and the lookup starts in the frozen
+/// table. The megaflow matches the recirculation id, so the pipeline
+/// fields need not be matched.
+pub fn xlate_resume(
+    input: XlateIn<'_>,
+    key: &FlowKey,
+    state: &FrozenState,
+) -> (XlateOut, Option<String>) {
+    let mut ctx = Ctx::new(input, key, FlowMask::default());
+    ctx.wc_init();
+    ctx.flow.set_in_port(state.in_port);
+    for (k, v) in (0u8..).zip(state.xregs) {
+        ctx.flow.set(Field::Xreg(k), u128::from(v));
+    }
+    ctx.flow.set(Field::Metadata, u128::from(state.metadata));
+    ctx.stack = state.stack.clone();
+    ctx.stack_bytes = state.stack.len() * 17;
+    ctx.action_set = ActionSet {
+        actions: state.action_set.clone(),
+    };
+    ctx.conntracked = state.conntracked;
+    if !state.conntracked {
+        for f in Field::CT {
+            ctx.flow.set(f, 0);
+        }
+    }
+    ctx.note("thaw");
+    ctx.indent += 4;
+    ctx.note(format_args!("Resuming from table {}", state.table_id));
+    ctx.indent -= 4;
+    if state.ops.is_empty() {
+        ctx.run_table(state.table_id, false, true);
+    } else {
+        ctx.table_id = state.table_id;
+        ctx.run_frozen(&state.ops);
+    }
+    ctx.finish();
+    ctx.finish_freezing();
     ctx.out()
 }
 
@@ -502,6 +619,7 @@ pub fn xlate_actions(
     let mut ctx = Ctx::new(input, key, FlowMask::EXACT);
     ctx.do_actions(actions);
     ctx.finish();
+    ctx.finish_freezing();
     ctx.out()
 }
 
@@ -644,7 +762,9 @@ fn hash_fields_name(f: u16) -> &'static str {
     }
 }
 
-/// `ct(...)` as `ovs-ofctl` prints it (OVS `format_CT`).
+/// `ct(...)` as `ovs-ofctl` prints it (OVS 3.1 `format_CT`: commit,
+/// force, table, zone, a first `nat`, `exec(...)` of the other nested
+/// actions, alg).
 fn ct_text(ct: &xennet_openflow::model::Ct) -> String {
     use xennet_openflow::model::CtZone;
     let mut parts = Vec::new();
@@ -662,10 +782,14 @@ fn ct_text(ct: &xennet_openflow::model::Ct) -> String {
         CtZone::Imm(z) => parts.push(format!("zone={z}")),
         CtZone::Field(sf) => parts.push(format!("zone={}", subfield_text(&sf))),
     }
-    let (nat, exec): (Vec<&Action>, Vec<&Action>) =
-        ct.actions.iter().partition(|a| matches!(a, Action::Nat(_)));
-    if !exec.is_empty() {
-        let inner: Vec<String> = exec.into_iter().map(action_text).collect();
+    // A first nested `nat` goes outside the `exec(...)`, as OVS prints it.
+    let mut rest = ct.actions.as_slice();
+    if let Some((first @ Action::Nat(_), tail)) = rest.split_first() {
+        parts.push(action_text(first));
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        let inner: Vec<String> = rest.iter().map(action_text).collect();
         parts.push(format!("exec({})", inner.join(",")));
     }
     match ct.alg {
@@ -674,7 +798,6 @@ fn ct_text(ct: &xennet_openflow::model::Ct) -> String {
         69 => parts.push("alg=tftp".into()),
         a => parts.push(format!("alg={a}")),
     }
-    parts.extend(nat.into_iter().map(action_text));
     format!("ct({})", parts.join(","))
 }
 
@@ -1036,6 +1159,19 @@ fn is_table_miss(r: &Rule) -> bool {
 }
 
 impl Ctx<'_> {
+    /// As OVS `xlate_wc_init`: in_port and dl_type are always examined,
+    /// for IP the fragment bits, and the recirculation id (each pass has
+    /// its own megaflows).
+    fn wc_init(&mut self) {
+        self.wc
+            .set_exact(Field::InPort)
+            .set_exact(Field::DlType)
+            .set_exact(Field::RecircId);
+        if matches!(self.orig.dl_type(), 0x0800 | 0x86dd) {
+            self.wc.set_exact(Field::NwFrag);
+        }
+    }
+
     fn out(self) -> (XlateOut, Option<String>) {
         let megaflow = if self.trace.is_some() {
             self.flow_key_masked()
@@ -1044,9 +1180,11 @@ impl Ctx<'_> {
         };
         let mut actions = self.actions;
         let mut counters = self.counters;
+        let mut recircs = self.recircs;
         if self.error.is_some() {
             actions.clear();
             counters.clear();
+            recircs.clear();
         }
         if let Some(m) = self.ingress_meter {
             // The policer runs first, for every packet from the port (the
@@ -1070,6 +1208,7 @@ impl Ctx<'_> {
                 error: self.error,
                 final_flow: self.flow,
                 last_hit: self.last_hit,
+                recircs,
                 learned: if self.error.is_some() {
                     Vec::new()
                 } else {
@@ -1109,13 +1248,29 @@ impl Ctx<'_> {
     /// Before a nested lookup, clone or group: check the limits, then
     /// count it (`deepens`: towards [`MAX_DEPTH`]). [`Self::leave`] undoes.
     fn enter(&mut self, deepens: bool) -> bool {
+        self.enter_with(deepens, true)
+    }
+
+    /// [`Self::enter`]; `needs_l3`: what comes reads the headers a
+    /// `pop_mpls` left unparsed (a table lookup, a select group's hash;
+    /// not the other groups, OVS `pick_select_group`).
+    fn enter_with(&mut self, deepens: bool, needs_l3: bool) -> bool {
         if self.exit || self.error.is_some() {
             return false;
         }
-        if self.l3_unknown {
-            self.error = Some(XlateError::NeedsRecirculation);
-            warn_rate_limited("a table lookup after pop_mpls needs recirculation");
-            self.note(">>>> A lookup after pop_mpls needs recirculation (not yet); dropping <<<<");
+        if self.l3_unknown && needs_l3 {
+            if self.recirc.is_none() {
+                self.error = Some(XlateError::NeedsRecirculation);
+                warn_rate_limited("a table lookup after pop_mpls needs recirculation");
+                self.note(">>>> A lookup after pop_mpls needs recirculation; dropping <<<<");
+                return false;
+            }
+            // OVS `ctx_trigger_freeze` (`was_mpls`): recirculate so that
+            // the datapath parses the headers under the popped label,
+            // and go on from this action after the thaw.
+            self.note("freezing: the lookup needs the headers under the popped label");
+            self.freezing = true;
+            self.exit = true;
             return false;
         }
         if self.depth >= MAX_DEPTH {
@@ -1165,12 +1320,22 @@ impl Ctx<'_> {
         // Conjunctive matches (`conjunction` actions, `conj_id`) as OVS;
         // a trace lists the clause flows that made one match.
         let mut conj_flows = Vec::new();
+        // `resubmit(,,ct)`: this lookup sees the connection's original
+        // tuple in place of the packet's (OVS `tuple_swap`, flow and
+        // wildcards both, so the bits read land on the ct fields).
+        let swap = std::mem::take(&mut self.ct_orig_lookup);
+        if swap {
+            tuple_swap(&mut self.flow, &mut self.wc);
+        }
         let r = t.cls.lookup_conj(
             &self.flow,
             &mut self.wc,
             &|r: &Arc<Rule>| r.instructions.apply.as_deref().unwrap_or(&[]),
             self.trace.is_some().then_some(&mut conj_flows),
         );
+        if swap {
+            tuple_swap(&mut self.flow, &mut self.wc);
+        }
         if self.count_stats {
             t.lookups.fetch_add(1, Ordering::Relaxed);
             if r.is_some() {
@@ -1243,6 +1408,22 @@ impl Ctx<'_> {
                 return;
             }
         }
+        if self.freezing && self.error.is_none() {
+            // The other instructions run after the thaw, in their order.
+            if ins.clear {
+                self.frozen.push(FrozenOp::ClearActions);
+            }
+            if let Some(w) = &ins.write {
+                self.frozen.push(FrozenOp::WriteActions(w.clone()));
+            }
+            if let Some((v, m)) = ins.write_metadata {
+                self.frozen.push(FrozenOp::WriteMetadata(v, m));
+            }
+            if let Some(t) = ins.goto_table.filter(|t| *t > table) {
+                self.frozen.push(FrozenOp::GotoTable(t));
+            }
+            return;
+        }
         self.run_after_apply(ins, table);
     }
 
@@ -1275,6 +1456,10 @@ impl Ctx<'_> {
             if t > table {
                 self.note(format_args!("goto_table:{t}"));
                 self.run_table(t, false, false);
+                if self.freezing && self.error.is_none() && self.frozen.is_empty() {
+                    self.frozen.push(self.unroll());
+                    self.frozen.push(FrozenOp::GotoTable(t));
+                }
             }
         }
     }
@@ -1313,6 +1498,25 @@ impl Ctx<'_> {
                 self.note(">>>> Too many datapath actions; dropping <<<<");
                 return false;
             }
+            if self.l3_unknown && recirc_for_mpls(a) {
+                // OVS `recirc_for_mpls`: after `pop_mpls` only outputs and
+                // L2 rewrites go on without the headers under the label;
+                // anything else runs after a recirculation parsed them.
+                if self.recirc.is_none() {
+                    self.error = Some(XlateError::NeedsRecirculation);
+                    warn_rate_limited("an action after pop_mpls needs recirculation");
+                    self.note(">>>> An action after pop_mpls needs recirculation; dropping <<<<");
+                    return false;
+                }
+                self.note("freezing: the next action needs the headers under the popped label");
+                self.freezing = true;
+                self.exit = true;
+                if self.frozen.is_empty() {
+                    self.frozen.push(self.unroll());
+                }
+                self.freeze_actions(&actions[i..]);
+                return false;
+            }
             if self.trace.is_some() {
                 self.note(action_text(a));
             }
@@ -1322,8 +1526,167 @@ impl Ctx<'_> {
                 return true;
             }
             self.do_action(a);
+            if self.freezing && self.error.is_none() {
+                // OVS `freeze_unroll_actions`: this action again if it
+                // is the one that froze, then the rest of this list.
+                if self.frozen.is_empty() {
+                    self.frozen.push(self.unroll());
+                    self.frozen.push(FrozenOp::Act(a.clone()));
+                }
+                self.freeze_actions(&actions[i + 1..]);
+                return false;
+            }
         }
         false
+    }
+
+    /// The `Unroll` step for the current table and rule.
+    fn unroll(&self) -> FrozenOp {
+        FrozenOp::Unroll {
+            table_id: self.table_id,
+            cookie: match &self.rule {
+                Some(r) => r.cookie,
+                None => self.unroll_cookie.unwrap_or(u64::MAX),
+            },
+        }
+    }
+
+    /// Add `rest` (the actions after the one that froze, at this level)
+    /// to the frozen pipeline.
+    fn freeze_actions(&mut self, rest: &[Action]) {
+        let rest: Vec<&Action> = rest
+            .iter()
+            .filter(|a| !matches!(a, Action::Note(_) | Action::Conjunction { .. }))
+            .collect();
+        if !rest.is_empty() {
+            self.frozen.push(self.unroll());
+            self.frozen
+                .extend(rest.into_iter().map(|a| FrozenOp::Act(a.clone())));
+        }
+    }
+
+    /// A freeze cannot unwind out of a group bucket or a `clone` (each
+    /// works on a copy of the pipeline state): the packet is dropped, as
+    /// before recirculation existed.
+    fn refuse_freeze_in(&mut self, what: &str) {
+        if self.freezing {
+            self.freezing = false;
+            self.frozen.clear();
+            self.error = Some(XlateError::NeedsRecirculation);
+            warn_rate_limited("a recirculation inside a group bucket or clone");
+            self.note(format_args!(
+                ">>>> Recirculation inside {what} is not supported; dropping <<<<"
+            ));
+        }
+    }
+
+    /// The end of a frozen translation (OVS `finish_freezing`): commit,
+    /// freeze the rest of the pipeline under a recirculation id, and end
+    /// the actions with `recirc(id)`.
+    fn finish_freezing(&mut self) {
+        if !self.freezing || self.error.is_some() {
+            return;
+        }
+        self.freezing = false;
+        self.commit();
+        let f = &self.flow;
+        let mut xregs = [0u64; 8];
+        for (k, x) in (0u8..).zip(xregs.iter_mut()) {
+            *x = f.get(Field::Xreg(k)) as u64;
+        }
+        let state = FrozenState {
+            table_id: self.table_id,
+            in_port: f.in_port(),
+            xregs,
+            metadata: f.get(Field::Metadata) as u64,
+            stack: self.stack.clone(),
+            action_set: self.action_set.actions.clone(),
+            conntracked: self.conntracked,
+            ops: std::mem::take(&mut self.frozen),
+        };
+        let Some(id) = self.recirc.and_then(|t| t.alloc(state, Instant::now())) else {
+            self.error = Some(XlateError::NoRecircContext);
+            warn_rate_limited("no recirculation id could be allocated");
+            self.note(">>>> No recirculation id could be allocated; dropping <<<<");
+            return;
+        };
+        self.actions.push(DpAction::Recirc(id));
+        self.recircs.push(RecircNode {
+            id,
+            zone: 0,
+            ct: false,
+            key: self.base,
+        });
+    }
+
+    /// Run a thawed pipeline's rest (OVS runs `frozen_actions`).
+    fn run_frozen(&mut self, ops: &[FrozenOp]) {
+        for (i, op) in ops.iter().enumerate() {
+            if self.exit || self.error.is_some() {
+                return;
+            }
+            match op {
+                FrozenOp::Unroll { table_id, cookie } => {
+                    self.table_id = *table_id;
+                    self.unroll_cookie = Some(*cookie);
+                }
+                FrozenOp::Act(cpl @ Action::CheckPktLarger { len, dst }) => {
+                    // Its branches take the rest, which must be actions
+                    // only (OVS's frozen actions are one list).
+                    let mut rest = Vec::new();
+                    for op in &ops[i + 1..] {
+                        match op {
+                            FrozenOp::Act(a) => rest.push(a.clone()),
+                            FrozenOp::Unroll { .. } => {}
+                            _ => {
+                                self.error = Some(XlateError::NeedsRecirculation);
+                                self.note(">>>> check_pkt_larger before frozen instructions is not supported; dropping <<<<");
+                                return;
+                            }
+                        }
+                    }
+                    if self.trace.is_some() {
+                        self.note(action_text(cpl));
+                    }
+                    self.check_pkt_larger(*len, dst, &rest, None);
+                    return;
+                }
+                FrozenOp::Act(a) => {
+                    if self.trace.is_some() {
+                        self.note(action_text(a));
+                    }
+                    self.do_action(a);
+                }
+                FrozenOp::ClearActions => self.action_set = ActionSet::default(),
+                FrozenOp::WriteActions(w) => {
+                    for a in w {
+                        self.action_set.write(a);
+                    }
+                }
+                FrozenOp::WriteMetadata(v, m) => {
+                    let md = self.flow.get(Field::Metadata) as u64;
+                    self.flow
+                        .set(Field::Metadata, u128::from((md & !m) | (v & m)));
+                }
+                FrozenOp::GotoTable(t) => {
+                    if *t > self.table_id {
+                        self.note(format_args!("goto_table:{t}"));
+                        self.run_table(*t, false, false);
+                    }
+                }
+            }
+            if self.freezing && self.error.is_none() {
+                if self.frozen.is_empty() {
+                    self.frozen.push(self.unroll());
+                    self.frozen.push(op.clone());
+                }
+                if i + 1 < ops.len() {
+                    self.frozen.push(self.unroll());
+                    self.frozen.extend(ops[i + 1..].iter().cloned());
+                }
+                return;
+            }
+        }
     }
 
     fn do_action(&mut self, a: &Action) {
@@ -1403,8 +1766,8 @@ impl Ctx<'_> {
             Action::ResubmitCt { in_port, table } => {
                 // OVS `xlate_table_action` with ct: without a tracked
                 // connection (ct_nw_proto 0) or on a non-IP packet it
-                // reports an error and does no lookup. xennet has no
-                // conntrack yet, so that is every packet.
+                // reports an error and does no lookup; else the lookup
+                // matches the connection's original tuple.
                 self.wc.set_exact(Field::CtNwProto);
                 let tracked = self.flow.get(Field::CtNwProto) != 0
                     && matches!(self.flow.dl_type(), 0x0800 | 0x86dd);
@@ -1419,25 +1782,16 @@ impl Ctx<'_> {
                     }
                     self.note(">>>> resubmit(ct) with non-tracked or non-IP packet! <<<<");
                 } else {
-                    // Unreachable until conntrack fills ct_nw_proto.
+                    self.ct_orig_lookup = true;
                     self.do_action(&Action::Resubmit {
                         in_port: *in_port,
                         table: *table,
                     });
+                    self.ct_orig_lookup = false;
                 }
             }
-            Action::Ct(_) => {
-                // No connection tracker yet: drop, count, and log the flow.
-                CT_UNSUPPORTED.fetch_add(1, Ordering::Relaxed);
-                let (table, priority, cookie) = match &self.rule {
-                    Some(r) => (r.table_id, r.priority, r.cookie),
-                    None => (self.table_id, 0, 0),
-                };
-                ct_warn_rate_limited(table, priority, cookie);
-                self.note(">>>> ct: no connection tracking in xennet yet; dropping <<<<");
-                self.error = Some(XlateError::CtUnsupported);
-            }
-            // Only inside ct, which never runs its nested actions yet.
+            Action::Ct(ct) => self.conntrack(ct),
+            // Only inside ct, which reads it there.
             Action::Nat(_) => {}
             Action::Multipath(mp) => {
                 let h = self.hash_fields(mp.fields, mp.basis);
@@ -1470,10 +1824,13 @@ impl Ctx<'_> {
             }
             Action::Exit => self.exit = true,
             Action::CtClear => {
-                // No conntrack yet, so the state is always clear; clear
-                // it anyway, as OVS `compose_ct_clear_action` does.
-                for f in Field::CT {
-                    self.flow.set(f, 0);
+                // OVS 3.1 `do_xlate_actions`: only a packet tracked in this
+                // bridge has state to clear.
+                if self.conntracked {
+                    for f in Field::CT {
+                        self.flow.set(f, 0);
+                    }
+                    self.actions.push(DpAction::CtClear);
                 }
             }
             Action::DecTtlIds(ids) => self.dec_ttl(ids),
@@ -1551,6 +1908,146 @@ impl Ctx<'_> {
                 self.note("(no IPFIX collector: sample does nothing)");
             }
         }
+    }
+
+    /// `ct(...)` (OVS `compose_conntrack_action`): the zone (read from its
+    /// field now, un-wildcarding it), pending changes committed, the
+    /// nested `nat` and `ct_mark`/`ct_label` writes gathered into the
+    /// datapath `ct`; with `table=N` the pipeline forks: a clone
+    /// recirculates and resumes in table N with the tracker's verdict,
+    /// while the rest of this action list goes on with the packet
+    /// untracked (OVS `compose_recirculate_and_fork`).
+    fn conntrack(&mut self, ct: &xennet_openflow::model::Ct) {
+        use xennet_openflow::model::CtZone;
+        let zone = match ct.zone {
+            CtZone::Imm(z) => z,
+            CtZone::Field(sf) => self.read_subfield(&sf) as u16,
+        };
+        self.commit();
+        if ct.alg != 0 {
+            // No application-layer gateway helpers in the tracker: the
+            // connection is tracked without one (no related expectations).
+            CT_ALG_IGNORED.fetch_add(1, Ordering::Relaxed);
+            static LAST: AtomicU64 = AtomicU64::new(0);
+            if once_a_second(&LAST) {
+                tracing::warn!(
+                    alg = ct.alg,
+                    total = CT_ALG_IGNORED.load(Ordering::Relaxed),
+                    "ct alg helper not supported: tracked without it"
+                );
+            }
+            self.note(">>>> ct: no alg helper in xennet's tracker; tracked without it <<<<");
+        }
+        let mut args = CtArgs {
+            zone,
+            commit: ct.flags & 1 != 0,
+            force: ct.flags & 2 != 0,
+            ..CtArgs::default()
+        };
+        let merge32 = |cur: Option<(u32, u32)>, v: u32, m: u32| {
+            let (cv, cm) = cur.unwrap_or((0, 0));
+            Some(((cv & !m) | (v & m), cm | m))
+        };
+        let merge128 = |cur: Option<(u128, u128)>, v: u128, m: u128| {
+            let (cv, cm) = cur.unwrap_or((0, 0));
+            Some(((cv & !m) | (v & m), cm | m))
+        };
+        for a in &ct.actions {
+            match a {
+                Action::Nat(body) => args.nat = Some(nat_args(body)),
+                Action::SetField {
+                    field: OxmField::CtMark,
+                    value,
+                } => args.mark = merge32(args.mark, *value as u32, u32::MAX),
+                Action::SetField {
+                    field: OxmField::CtLabel,
+                    value,
+                } => args.label = merge128(args.label, *value, u128::MAX),
+                Action::Load { dst, value } => {
+                    let m = wire_ones(u32::from(dst.n_bits))
+                        .checked_shl(u32::from(dst.ofs))
+                        .unwrap_or(0);
+                    let v = value.checked_shl(u32::from(dst.ofs)).unwrap_or(0) & m;
+                    match dst.field {
+                        MfField::Oxm(OxmField::CtMark) => {
+                            args.mark = merge32(args.mark, v as u32, m as u32);
+                        }
+                        MfField::Oxm(OxmField::CtLabel) => {
+                            args.label = merge128(args.label, v, m);
+                        }
+                        _ => {}
+                    }
+                }
+                // The codec lets nothing else in.
+                _ => {}
+            }
+        }
+        let Some(action) = CtAction::new(&args) else {
+            self.ct_failed(XlateError::CtArgsFull, "the table of ct arguments is full");
+            return;
+        };
+        self.actions.push(DpAction::Ct(action));
+        if ct.recirc_table != 0xff {
+            self.conntracked = true;
+            self.recirculate(ct.recirc_table, zone);
+            if self.error.is_some() {
+                return;
+            }
+        }
+        // The ct_* fields are only valid in the recirculated pipeline.
+        for f in Field::CT {
+            self.flow.set(f, 0);
+        }
+        self.conntracked = false;
+    }
+
+    /// Freeze the pipeline to resume in `table` after recirculation and
+    /// emit `recirc(id)` (OVS `finish_freezing__`).
+    fn recirculate(&mut self, table: u8, zone: u16) {
+        let f = &self.flow;
+        let mut xregs = [0u64; 8];
+        for (k, x) in (0u8..).zip(xregs.iter_mut()) {
+            *x = f.get(Field::Xreg(k)) as u64;
+        }
+        let state = FrozenState {
+            table_id: table,
+            in_port: f.in_port(),
+            xregs,
+            metadata: f.get(Field::Metadata) as u64,
+            stack: self.stack.clone(),
+            action_set: self.action_set.actions.clone(),
+            conntracked: self.conntracked,
+            ops: Vec::new(),
+        };
+        let Some(id) = self.recirc.and_then(|t| t.alloc(state, Instant::now())) else {
+            self.ct_failed(
+                XlateError::NoRecircContext,
+                "no recirculation id could be allocated",
+            );
+            return;
+        };
+        self.actions.push(DpAction::Recirc(id));
+        self.recircs.push(RecircNode {
+            id,
+            zone,
+            ct: true,
+            key: self.base,
+        });
+        self.note(format_args!(
+            "-> A clone of the packet is forked to recirculate. The forked pipeline will be resumed at table {table}."
+        ));
+    }
+
+    /// A `ct` that cannot be translated: drop, count, log the flow.
+    fn ct_failed(&mut self, e: XlateError, why: &str) {
+        CT_FAILED.fetch_add(1, Ordering::Relaxed);
+        let (table, priority, cookie) = match &self.rule {
+            Some(r) => (r.table_id, r.priority, r.cookie),
+            None => (self.table_id, 0, 0),
+        };
+        ct_warn_rate_limited(table, priority, cookie, why);
+        self.note(format_args!(">>>> ct: {why}; dropping <<<<"));
+        self.error = Some(e);
     }
 
     /// A hash of the fields `NX_HASH_FIELDS_*` names (OVS
@@ -1681,6 +2178,7 @@ impl Ctx<'_> {
         self.do_actions(acts);
         self.finish();
         self.indent -= 4;
+        self.refuse_freeze_in("clone");
         self.flow = saved_flow;
         self.push_tpid = saved_tpid;
         self.action_set = saved_set;
@@ -1849,6 +2347,7 @@ impl Ctx<'_> {
                 }
             }
             self.finish();
+            self.refuse_freeze_in("a check_pkt_larger branch");
             self.indent -= 4;
             counts[n] = u16::try_from(self.actions.len() - start).unwrap_or(u16::MAX);
         }
@@ -2068,10 +2567,10 @@ impl Ctx<'_> {
     }
 
     /// `pop_mpls`: the outer label stack entry goes and the frame gets
-    /// EtherType `eth`. What was under the label was never parsed, so
-    /// the rest of this translation may not look at it: a later table
-    /// lookup fails the translation (OVS recirculates there; xennet has
-    /// no recirculation yet) and the packet is dropped and counted.
+    /// EtherType `eth`. What was under the label was never parsed, so a
+    /// later table lookup (or group, or clone) freezes: the datapath
+    /// recirculates the packet, parsing it anew, and the translation goes
+    /// on from there (OVS `was_mpls`).
     fn pop_mpls(&mut self, eth: u16) {
         if !self.is_mpls() {
             return;
@@ -2425,18 +2924,31 @@ impl Ctx<'_> {
         self.commit();
         let (table_id, cookie) = match &self.rule {
             Some(r) => (r.table_id, r.cookie),
-            None => (self.table_id, u64::MAX),
+            None => (self.table_id, self.unroll_cookie.unwrap_or(u64::MAX)),
         };
-        // The pipeline fields OVS puts in `flow_metadata` that xennet has
-        // (no conntrack yet): registers, tunnel id, packet mark. The
-        // registers follow from decisions the megaflow already pins; the
-        // tunnel id and packet mark may come with the packet, so the
+        // The pipeline fields OVS puts in `flow_metadata` that xennet has:
+        // registers, tunnel id, packet mark, conntrack state, zone, mark
+        // and label. The registers follow from decisions the megaflow
+        // already pins; the others may come with the packet, so the
         // megaflow matches them.
-        self.wc.set_exact(Field::TunId).set_exact(Field::PktMark);
+        for f in [
+            Field::TunId,
+            Field::PktMark,
+            Field::CtState,
+            Field::CtZone,
+            Field::CtMark,
+            Field::CtLabel,
+        ] {
+            self.wc.set_exact(f);
+        }
         let mut pipeline = Vec::new();
         for (f, kf) in [
             (OxmField::TunId, Field::TunId),
             (OxmField::PktMark, Field::PktMark),
+            (OxmField::CtState, Field::CtState),
+            (OxmField::CtZone, Field::CtZone),
+            (OxmField::CtMark, Field::CtMark),
+            (OxmField::CtLabel, Field::CtLabel),
         ]
         .into_iter()
         .chain((0..N_REGS).map(|n| (OxmField::Reg(n), Field::Reg(n))))
@@ -2549,7 +3061,7 @@ impl Ctx<'_> {
     fn group(&mut self, id: u32) {
         let tables = self.tables;
         let Some(g) = tables.group(id) else { return };
-        if !self.enter(true) {
+        if !self.enter_with(true, g.group_type == GroupType::Select) {
             return;
         }
         self.counters.push(g.counters.clone());
@@ -2590,6 +3102,7 @@ impl Ctx<'_> {
             self.indent += 4;
             self.do_actions(&list);
             self.indent -= 4;
+            self.refuse_freeze_in("a group bucket");
             // Each bucket works on the packet as it was before the group
             // (1.3.5 §5.6.1: "a copy of the packet").
             self.flow = saved_flow;
@@ -2614,16 +3127,83 @@ pub(crate) fn once_a_second(last: &AtomicU64) -> bool {
 }
 
 /// The `ct` drop's log line, at most once a second, naming the flow.
-fn ct_warn_rate_limited(table: u8, priority: u16, cookie: u64) {
+fn ct_warn_rate_limited(table: u8, priority: u16, cookie: u64, why: &str) {
     static LAST: AtomicU64 = AtomicU64::new(0);
     if once_a_second(&LAST) {
         tracing::warn!(
             table,
             priority,
             cookie = format_args!("{cookie:#x}"),
-            total = CT_UNSUPPORTED.load(Ordering::Relaxed),
-            "packet reached a ct action: xennet has no connection tracking yet, dropped"
+            total = CT_FAILED.load(Ordering::Relaxed),
+            "ct action failed ({why}): packet dropped"
         );
+    }
+}
+
+/// The tracker's form of a `nat(...)` (the `nx_action_nat` bytes after
+/// the subtype, as the codec checked them, OVS `decode_NXAST_RAW_NAT`):
+/// flags `NX_NAT_F_SRC` 1, `_DST` 2, `_PERSISTENT` 4, `_PROTO_HASH` 8,
+/// `_PROTO_RANDOM` 16; ranges `NX_NAT_RANGE_IPV4_MIN` 1, `_IPV4_MAX` 2,
+/// `_IPV6_MIN` 4, `_IPV6_MAX` 8, `_PROTO_MIN` 0x10, `_PROTO_MAX` 0x20.
+/// A missing maximum is the minimum.
+pub fn nat_args(body: &[u8]) -> NatArgs {
+    let be16 = |at: usize| {
+        body.get(at..at + 2)
+            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let flags = be16(2);
+    let range = be16(4);
+    let mut opts = body.get(6..).unwrap_or_default();
+    let mut take = |n: usize| -> Option<Vec<u8>> {
+        let h = opts.get(..n)?.to_vec();
+        opts = opts.get(n..).unwrap_or_default();
+        Some(h)
+    };
+    let ip = |b: Vec<u8>| -> Option<std::net::IpAddr> {
+        match b.len() {
+            4 => Some(std::net::Ipv4Addr::from([b[0], b[1], b[2], b[3]]).into()),
+            16 => Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(b).ok()?).into()),
+            _ => None,
+        }
+    };
+    let (mut addr_min, mut addr_max) = (None, None);
+    let width = if range & 1 != 0 {
+        4
+    } else if range & 4 != 0 {
+        16
+    } else {
+        0
+    };
+    if width > 0 {
+        addr_min = take(width).and_then(ip);
+        addr_max = if range & 0xa != 0 {
+            take(width).and_then(ip)
+        } else {
+            addr_min
+        };
+    }
+    let (mut port_min, mut port_max) = (0, 0);
+    if range & 0x10 != 0 {
+        let port = |p: Option<Vec<u8>>| p.map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+        port_min = port(take(2));
+        port_max = if range & 0x20 != 0 {
+            port(take(2))
+        } else {
+            port_min
+        };
+    }
+    NatArgs {
+        kind: match flags & 3 {
+            1 => Some(NatKind::Src),
+            2 => Some(NatKind::Dst),
+            _ => None,
+        },
+        addr_min,
+        addr_max,
+        port_min,
+        port_max,
+        persistent: flags & 4 != 0,
+        random: flags & 16 != 0,
     }
 }
 
@@ -2656,6 +3236,50 @@ fn multipath_link(h: u32, algorithm: u16, n: u32, arg: u32) -> u32 {
             .unwrap_or(0),
         2 => iter(0),
         _ => iter(arg),
+    }
+}
+
+/// Whether `a`, after a `pop_mpls`, needs the headers that were under
+/// the label, so that the translation must recirculate before it (OVS
+/// `recirc_for_mpls`): everything but outputs, groups (which recirculate
+/// themselves if they need to), queues, tunnel ids and writes of fields
+/// below L3.
+fn recirc_for_mpls(a: &Action) -> bool {
+    use xennet_openflow::field::Prereq as P;
+    let below_l3 = |f: OxmField| matches!(f.prereq(), P::None | P::Vlan | P::Mpls);
+    match a {
+        Action::Output { .. }
+        | Action::OutputReg { .. }
+        | Action::SetQueue(_)
+        | Action::Group(_)
+        | Action::SetTunnel { .. } => false,
+        Action::SetField { field, .. } => !below_l3(*field),
+        Action::Load { dst, .. } => match dst.field {
+            MfField::Oxm(f) => !below_l3(f),
+            MfField::VlanTci | MfField::InPort16 => false,
+            MfField::IpTos => true,
+        },
+        _ => true,
+    }
+}
+
+/// Swap the packet's 5-tuple with its connection's original tuple (OVS
+/// `tuple_swap_flow`, applied to the flow and to its wildcards): protocol,
+/// addresses (IPv4 or IPv6, which share the key fields) and L4 ports.
+fn tuple_swap(flow: &mut FlowKey, wc: &mut FlowMask) {
+    for (a, b) in [
+        (Field::NwProto, Field::CtNwProto),
+        (Field::NwSrc, Field::CtNwSrc),
+        (Field::NwDst, Field::CtNwDst),
+        (Field::TpSrc, Field::CtTpSrc),
+        (Field::TpDst, Field::CtTpDst),
+    ] {
+        let (fa, fb) = (flow.get(a), flow.get(b));
+        flow.set(a, fb);
+        flow.set(b, fa);
+        let (ma, mb) = (wc.get(a), wc.get(b));
+        wc.set(a, mb);
+        wc.set(b, ma);
     }
 }
 

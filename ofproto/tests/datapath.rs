@@ -369,3 +369,460 @@ fn group_counters_are_credited() {
     assert_eq!(of.group_desc()[0].buckets.len(), 2);
     dp.shutdown();
 }
+
+/// `ct(zone=reg3[0..15],table=0)` (issue 17 item 1): the first pass
+/// tracks the packet and recirculates; the second resumes in table 0 with
+/// the register it froze and the tracker's state, so the `+trk+new` flow
+/// forwards it and the `-trk` flow does not match again. Each pass has
+/// its megaflow, keyed by the recirculation id, and a second packet takes
+/// both without an upcall.
+#[test]
+fn ct_table_recirculates_and_resumes_with_registers() {
+    use xennet_datapath::flow::Field;
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let (dp, peers) = setup(&of, 3);
+    let ip = exact(OxmField::EthType, 0x0800);
+    let trk = 0x20;
+    let new = 0x01;
+    let zone = Subfield {
+        field: MfField::Oxm(OxmField::Reg(3)),
+        ofs: 0,
+        n_bits: 16,
+    };
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        m(&[ip, (OxmField::CtState, 0, trk)]),
+        apply(vec![
+            Action::Load {
+                dst: zone,
+                value: 7,
+            },
+            Action::Ct(Box::new(Ct {
+                flags: 0,
+                zone: CtZone::Field(zone),
+                recirc_table: 0,
+                alg: 0,
+                actions: Vec::new(),
+            })),
+        ]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        m(&[
+            ip,
+            (OxmField::CtState, trk | new, trk | new),
+            exact(OxmField::CtZone, 7),
+            exact(OxmField::Reg(3), 7),
+        ]),
+        apply(vec![out(2)]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(0, 5, m(&[ip]), apply(vec![out(3)])))
+        .unwrap();
+    let f = udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
+    for n in 1..=2 {
+        peers[0].inject_frame(&f);
+        let got = wait_sent(&peers[1], 1);
+        assert_eq!(got.len(), 1, "packet {n}");
+        assert_eq!(got[0].data(), &f[..]);
+        assert!(peers[2].take_sent().is_empty(), "packet {n}");
+    }
+    let s = dp.stats();
+    assert_eq!(
+        (s.upcalls, s.n_flows, s.recirc, s.recirc_drops),
+        (2, 2, 2, 0)
+    );
+    let mut flows = dp.dump_flows();
+    flows.sort();
+    assert!(
+        flows[0].starts_with(
+            "recirc_id(0),in_port(1),ct_state(-trk),eth_type(0x0800),ipv4(frag=no), packets:2"
+        ),
+        "{flows:?}"
+    );
+    assert!(
+        flows[0].ends_with("actions:ct(zone=7),recirc(0x1)"),
+        "{flows:?}"
+    );
+    assert!(
+        flows[1].starts_with(
+            "recirc_id(0x1),in_port(1),ct_state(+new+trk),ct_zone(0x7),eth_type(0x0800),ipv4(frag=no), packets:2"
+        ),
+        "{flows:?}"
+    );
+    assert!(flows[1].ends_with("actions:2"), "{flows:?}");
+    assert_eq!(of.recirc_ids(), 1);
+
+    // The trace follows the recirculation with the state a new
+    // connection gets.
+    let key = key_of(&f, 1);
+    let t = of.trace(&key, None);
+    assert!(
+        t.contains("Datapath actions: ct(zone=7),recirc(0x1)\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("recirc(0x1) - resume conntrack with default ct_state=trk|new"),
+        "{t}"
+    );
+    assert!(t.contains("Resuming from table 0"), "{t}");
+    assert!(t.ends_with("Datapath actions: 2\n"), "{t}");
+    assert_eq!(key.get(Field::RecircId), 0);
+    dp.shutdown();
+}
+
+/// `ct(commit,...)` without `table`: the packet goes on, untracked for
+/// the rest of the pipeline, with the tracker's NAT and mark in the
+/// datapath action; `ct_clear` on a packet this bridge did not track
+/// emits nothing (OVS 3.1).
+#[test]
+fn ct_commit_with_nat_and_mark_then_output() {
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let (dp, peers) = setup(&of, 2);
+    let ip = exact(OxmField::EthType, 0x0800);
+    // nx_action_nat from its padding: pad, flags (src), range (IPv4 min
+    // and max, port min and max), 10.0.0.9-10.0.0.10:1000-2000.
+    let mut nat = vec![0, 0, 0, 1, 0, 0x33];
+    nat.extend_from_slice(&[10, 0, 0, 9, 10, 0, 0, 10]);
+    nat.extend_from_slice(&1000u16.to_be_bytes());
+    nat.extend_from_slice(&2000u16.to_be_bytes());
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        m(&[ip]),
+        apply(vec![
+            Action::CtClear,
+            Action::Ct(Box::new(Ct {
+                flags: 1,
+                zone: CtZone::Imm(3),
+                recirc_table: 0xff,
+                alg: 0,
+                actions: vec![
+                    Action::SetField {
+                        field: OxmField::CtMark,
+                        value: 5,
+                    },
+                    Action::Nat(nat),
+                ],
+            })),
+            out(2),
+        ]),
+    ))
+    .unwrap();
+    let f = udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
+    peers[0].inject_frame(&f);
+    assert_eq!(wait_sent(&peers[1], 1).len(), 1);
+    let flows = dp.dump_flows();
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    assert!(
+        flows[0].ends_with(
+            "actions:ct(commit,zone=3,mark=0x5/0xffffffff,nat(src=10.0.0.9-10.0.0.10:1000-2000)),2"
+        ),
+        "{flows:?}"
+    );
+    assert_eq!(dp.stats().recirc, 0);
+    dp.shutdown();
+}
+
+/// A lookup after `pop_mpls` freezes (OVS `was_mpls`): the datapath pops
+/// the label and recirculates, the thaw goes on with the rest of the
+/// rule (the register it loaded, the action set it wrote, its
+/// `write_metadata` and `goto_table`), and table 1 matches the IPv4
+/// header that was under the label.
+#[test]
+fn lookup_after_pop_mpls_recirculates_with_the_rest_of_the_rule() {
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let (dp, peers) = setup(&of, 3);
+    let reg1 = Subfield {
+        field: MfField::Oxm(OxmField::Reg(1)),
+        ofs: 0,
+        n_bits: 32,
+    };
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        m(&[exact(OxmField::EthType, 0x8847)]),
+        Instructions {
+            apply: Some(vec![
+                Action::PopMpls(0x0800),
+                Action::Load {
+                    dst: reg1,
+                    value: 5,
+                },
+                Action::Resubmit {
+                    in_port: OFPP_IN_PORT,
+                    table: 2,
+                },
+                Action::Load {
+                    dst: reg1,
+                    value: 6,
+                },
+            ]),
+            write: Some(vec![out(2)]),
+            write_metadata: Some((0x7, 0xff)),
+            goto_table: Some(1),
+            ..Instructions::default()
+        },
+    ))
+    .unwrap();
+    // Table 2 (from the resubmit, before the goto) sends a copy to 3 for
+    // reg1=5 and the right address.
+    of.handle_flow_mod(&fm(
+        2,
+        10,
+        m(&[
+            exact(OxmField::EthType, 0x0800),
+            exact(OxmField::Ipv4Dst, 0x0a00_0002),
+            exact(OxmField::Reg(1), 5),
+        ]),
+        apply(vec![out(3)]),
+    ))
+    .unwrap();
+    // Table 1 keeps the action set (output:2) only for reg1=6 and the
+    // metadata written before the goto.
+    of.handle_flow_mod(&fm(
+        1,
+        10,
+        m(&[
+            exact(OxmField::EthType, 0x0800),
+            exact(OxmField::Ipv4Dst, 0x0a00_0002),
+            exact(OxmField::Reg(1), 6),
+            exact(OxmField::Metadata, 7),
+        ]),
+        Instructions::default(),
+    ))
+    .unwrap();
+    let ip = udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
+    let mut f = ip[..12].to_vec();
+    f.extend_from_slice(&[0x88, 0x47]);
+    f.extend_from_slice(&((17u32 << 12) | (1 << 8) | 64).to_be_bytes());
+    f.extend_from_slice(&ip[14..]);
+    peers[0].inject_frame(&f);
+    let to2 = wait_sent(&peers[1], 1);
+    let to3 = wait_sent(&peers[2], 1);
+    assert_eq!(to2.len(), 1, "{:?}", dp.dump_flows());
+    assert_eq!(to3.len(), 1, "{:?}", dp.dump_flows());
+    assert_eq!(to2[0].data(), &ip[..]);
+    assert_eq!(to3[0].data(), &ip[..]);
+    let s = dp.stats();
+    assert_eq!((s.recirc, s.recirc_drops, s.n_flows), (1, 0, 2));
+    let flows = dp.dump_flows();
+    assert!(
+        flows
+            .iter()
+            .any(|l| l.ends_with("actions:pop_mpls(eth_type=0x800),recirc(0x1)")),
+        "{flows:?}"
+    );
+    assert!(
+        flows
+            .iter()
+            .any(|l| l.starts_with("recirc_id(0x1),in_port(1),")
+                && l.contains("ipv4(dst=10.0.0.2")
+                && l.ends_with("actions:3,2")),
+        "{flows:?}"
+    );
+    dp.shutdown();
+}
+
+/// After `pop_mpls`, `dec_ttl` needs the IPv4 header under the label: the
+/// translation recirculates before it (OVS `recirc_for_mpls`) instead of
+/// reading a TTL it never parsed, so the packet leaves with TTL 63 and a
+/// correct checksum.
+#[test]
+fn dec_ttl_after_pop_mpls_recirculates_first() {
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let (dp, peers) = setup(&of, 2);
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        m(&[exact(OxmField::EthType, 0x8847)]),
+        apply(vec![Action::PopMpls(0x0800), Action::DecNwTtl, out(2)]),
+    ))
+    .unwrap();
+    let ip = tcp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2, 64);
+    let mut f = ip[..12].to_vec();
+    f.extend_from_slice(&[0x88, 0x47]);
+    f.extend_from_slice(&((17u32 << 12) | (1 << 8) | 9).to_be_bytes());
+    f.extend_from_slice(&ip[14..]);
+    peers[0].inject_frame(&f);
+    let got = wait_sent(&peers[1], 1);
+    assert_eq!(got.len(), 1, "{:?}", dp.dump_flows());
+    let s = check_ipv4_tcp(got[0].data());
+    let Some(NetSlice::Ipv4(h)) = &s.net else {
+        panic!("not ipv4")
+    };
+    assert_eq!(h.header().ttl(), 63);
+    let flows = dp.dump_flows();
+    assert!(
+        flows
+            .iter()
+            .any(|l| l.ends_with("actions:pop_mpls(eth_type=0x800),recirc(0x1)")),
+        "{flows:?}"
+    );
+    assert!(
+        flows
+            .iter()
+            .any(|l| l.starts_with("recirc_id(0x1),") && l.ends_with("actions:set(ipv4(ttl=63)),2")),
+        "{flows:?}"
+    );
+    dp.shutdown();
+}
+
+/// A packet-out whose actions fork with `ct(table=1)`: the datapath
+/// recirculates the tracked packet and its upcall resumes in table 1.
+#[test]
+fn packet_out_through_ct_table_resumes_in_the_pipeline() {
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let (dp, peers) = setup(&of, 3);
+    of.handle_flow_mod(&fm(
+        1,
+        10,
+        m(&[
+            exact(OxmField::EthType, 0x0800),
+            (OxmField::CtState, 0x21, 0x21),
+            exact(OxmField::CtZone, 2),
+        ]),
+        apply(vec![out(3)]),
+    ))
+    .unwrap();
+    let fr = udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
+    let ct = Action::Ct(Box::new(Ct {
+        flags: 1,
+        zone: CtZone::Imm(2),
+        recirc_table: 1,
+        alg: 0,
+        actions: Vec::new(),
+    }));
+    of.packet_out(
+        &PacketOut {
+            buffer_id: 0xffff_ffff,
+            in_port: 1,
+            actions: vec![ct, out(2)],
+            data: fr.clone(),
+        },
+        &dp,
+    )
+    .unwrap();
+    // The fork's packet reaches 3 through table 1; the rest of the
+    // action list sends the packet to 2.
+    assert_eq!(wait_sent(&peers[2], 1).len(), 1);
+    assert_eq!(wait_sent(&peers[1], 1).len(), 1);
+    let s = dp.stats();
+    assert_eq!((s.recirc, s.recirc_drops, s.upcalls), (1, 0, 1));
+    dp.shutdown();
+}
+
+/// A packet-in after a `ct(table=1)` recirculation carries the tracker's
+/// state and zone in its pipeline fields (for `NXT_PACKET_IN2`), and the
+/// table and cookie of the rule that sent it.
+#[test]
+fn packet_in_after_recirculation_carries_the_conntrack_state() {
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let events = of.events().unwrap();
+    let (dp, peers) = setup(&of, 2);
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        m(&[exact(OxmField::EthType, 0x0800)]),
+        apply(vec![Action::Ct(Box::new(Ct {
+            flags: 0,
+            zone: CtZone::Imm(3),
+            recirc_table: 1,
+            alg: 0,
+            actions: Vec::new(),
+        }))]),
+    ))
+    .unwrap();
+    let mut to_ctl = fm(
+        1,
+        10,
+        m(&[
+            exact(OxmField::EthType, 0x0800),
+            (OxmField::CtState, 0x20, 0x20),
+        ]),
+        apply(vec![Action::Output {
+            port: OFPP_CONTROLLER,
+            max_len: 0xffff,
+        }]),
+    );
+    to_ctl.cookie = 0x77;
+    of.handle_flow_mod(&to_ctl).unwrap();
+    peers[0].inject_frame(&udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2));
+    let ev = events.recv_timeout(Duration::from_secs(5)).unwrap();
+    let OfEvent::PacketIn(pi, _) = ev else {
+        panic!("{ev:?}")
+    };
+    assert_eq!((pi.table_id, pi.cookie, pi.in_port), (1, 0x77, 1));
+    assert!(pi.pipeline.contains(&(OxmField::CtState, 0x21)), "{pi:?}");
+    assert!(pi.pipeline.contains(&(OxmField::CtZone, 3)), "{pi:?}");
+    dp.shutdown();
+}
+
+/// `resubmit(,2,ct)` after a DNAT (OVS `tuple_swap`): table 2 is looked
+/// up with the connection's original tuple (destination 10.0.0.2), while
+/// the packet leaves with its translated destination (10.0.0.9).
+#[test]
+fn resubmit_ct_looks_up_the_original_tuple_after_dnat() {
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let (dp, peers) = setup(&of, 3);
+    let udp = [
+        exact(OxmField::EthType, 0x0800),
+        exact(OxmField::IpProto, 17),
+    ];
+    // nx_action_nat from its padding: flags dst (2), range IPv4 min (1),
+    // 10.0.0.9.
+    let nat = vec![0, 0, 0, 2, 0, 1, 10, 0, 0, 9];
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        m(&udp),
+        apply(vec![Action::Ct(Box::new(Ct {
+            flags: 1,
+            zone: CtZone::Imm(1),
+            recirc_table: 1,
+            alg: 0,
+            actions: vec![Action::Nat(nat)],
+        }))]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(
+        1,
+        10,
+        m(&[udp[0], udp[1], (OxmField::CtState, 0xa0, 0xa0)]),
+        apply(vec![Action::ResubmitCt {
+            in_port: OFPP_IN_PORT,
+            table: 2,
+        }]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(
+        2,
+        10,
+        m(&[udp[0], udp[1], exact(OxmField::Ipv4Dst, 0x0a00_0002)]),
+        apply(vec![out(2)]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(2, 5, m(&udp), apply(vec![out(3)])))
+        .unwrap();
+    peers[0].inject_frame(&udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1000, 2000));
+    let got = wait_sent(&peers[1], 1);
+    assert_eq!(got.len(), 1, "{:?}", dp.dump_flows());
+    let s = check_ipv4_tcp(got[0].data());
+    let Some(NetSlice::Ipv4(ip)) = &s.net else {
+        panic!("not ipv4")
+    };
+    assert_eq!(ip.header().destination(), [10, 0, 0, 9]);
+    assert!(peers[2].take_sent().is_empty());
+    let flows = dp.dump_flows();
+    assert!(
+        flows.iter().any(|l| l.starts_with("recirc_id(0x1),")
+            && l.contains("ct_state(+trk+dnat)")
+            && l.contains("ct_tuple4(dst=10.0.0.2,proto=17)")
+            && l.ends_with("actions:2")),
+        "{flows:?}"
+    );
+    dp.shutdown();
+}

@@ -665,3 +665,45 @@ fn table_features_set_request_names_tables() {
     of.modify_table_features(&req).unwrap();
     assert_eq!(of.table_stats()[5].name, "table5");
 }
+
+/// `ct` needs a consistent match, as OVS `check_CT`: IP, no commit of a
+/// packet matched `+inv`, ftp only for TCP and tftp only for UDP.
+#[test]
+fn ct_needs_a_consistent_match() {
+    let mut t = Tables::new();
+    let now = Instant::now();
+    let ct = |flags: u16, alg: u16| {
+        apply(vec![Action::Ct(Box::new(Ct {
+            flags,
+            zone: CtZone::Imm(1),
+            recirc_table: 1,
+            alg,
+            actions: Vec::new(),
+        }))])
+    };
+    let ip = exact(OxmField::EthType, 0x0800);
+    let tcp = exact(OxmField::IpProto, 6);
+    let cases = [
+        (Match::CATCHALL, ct(0, 0), Some(OfError::MATCH_INCONSISTENT)),
+        (
+            m(&[exact(OxmField::EthType, 0x0806)]),
+            ct(0, 0),
+            Some(OfError::MATCH_INCONSISTENT),
+        ),
+        (m(&[ip]), ct(0, 0), None),
+        (m(&[exact(OxmField::EthType, 0x86dd)]), ct(1, 0), None),
+        (
+            m(&[ip, (OxmField::CtState, 0x30, 0x30)]),
+            ct(1, 0),
+            Some(OfError::MATCH_INCONSISTENT),
+        ),
+        (m(&[ip, (OxmField::CtState, 0x30, 0x30)]), ct(0, 0), None),
+        (m(&[ip]), ct(1, 21), Some(OfError::MATCH_INCONSISTENT)),
+        (m(&[ip, tcp]), ct(1, 21), None),
+        (m(&[ip, tcp]), ct(1, 69), Some(OfError::MATCH_INCONSISTENT)),
+    ];
+    for (i, (matcher, ins, want)) in cases.into_iter().enumerate() {
+        let got = t.apply_flow_mod(&fm(0, i as u16, matcher, ins), now).err();
+        assert_eq!(got, want, "case {i}");
+    }
+}

@@ -347,3 +347,46 @@ fn a_resubmit_loop_is_named() {
         "a translation cut short (TooDeep)"
     );
 }
+
+/// Probes follow `ct(table=N)` recirculations as new connections: a
+/// stateful pipeline that lets new connections through to NORMAL reaches
+/// every service; one whose second pass drops new IPv4 connections cuts
+/// the gateway and names the flow of the second pass.
+#[test]
+fn probes_follow_conntrack_recirculation() {
+    let of = bridge();
+    let ip = exact(OxmField::EthType, 0x0800);
+    let ct = |table| {
+        Action::Ct(Box::new(Ct {
+            flags: 0,
+            zone: CtZone::Imm(1),
+            recirc_table: table,
+            alg: 0,
+            actions: Vec::new(),
+        }))
+    };
+    of.handle_flow_mod(&flow(0x10, 100, m(&[ip]), vec![ct(1)]))
+        .unwrap();
+    let mut to_normal = fm(
+        1,
+        10,
+        m(&[ip, (OxmField::CtState, 0x21, 0x21)]),
+        apply(vec![out(OFPP_NORMAL)]),
+    );
+    to_normal.cookie = 0x11;
+    of.handle_flow_mod(&to_normal).unwrap();
+    for s in services() {
+        assert_eq!(check(&of, 1, s), Verdict::Reaches, "{s}");
+    }
+    let mut drop_new = fm(
+        1,
+        20,
+        m(&[ip, (OxmField::CtState, 0x21, 0x21)]),
+        Instructions::default(),
+    );
+    drop_new.cookie = 0x12;
+    of.handle_flow_mod(&drop_new).unwrap();
+    let v = check(&of, 1, Service::Gateway("10.0.0.1".parse().unwrap()));
+    assert!(dropped_by(&v).contains("0x12"), "{v:?}");
+    assert_eq!(check(&of, 1, Service::Arp), Verdict::Reaches);
+}

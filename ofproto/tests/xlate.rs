@@ -55,7 +55,13 @@ fn dl_dst_table_gives_minimal_megaflow() {
     assert_eq!(outputs(&u), vec![2]);
     assert_eq!(
         u.mask,
-        mask_of(&[Field::InPort, Field::DlType, Field::NwFrag, Field::DlDst])
+        mask_of(&[
+            Field::InPort,
+            Field::DlType,
+            Field::NwFrag,
+            Field::DlDst,
+            Field::RecircId
+        ])
     );
     assert_eq!(u.counters.len(), 1);
     // A miss probes the same subtable: same mask, drop.

@@ -1,7 +1,8 @@
 //! Megaflow soundness, property-tested: for random pipelines and packets,
 //! every key that agrees with a packet on the translation's mask must get
 //! exactly the same datapath actions and credit the same rules ("false
-//! 0-bits are bugs").
+//! 0-bits are bugs"), on the first pass and on the passes that `ct(table=N)`
+//! recirculations make (with the conntrack verdict in the key).
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use common::*;
 use proptest::prelude::*;
 use xennet_datapath::flow::{Field, N_WORDS};
-use xennet_datapath::{FlowKey, Packet};
+use xennet_datapath::{DpAction, FlowKey, Packet};
 use xennet_ofproto::{FailMode, Ofproto};
 use xennet_openflow::model::*;
 
@@ -27,9 +28,16 @@ fn arb_match() -> impl Strategy<Value = Match> {
         proptest::option::of((0u64..3, 0u64..4)),
         0u8..5,
         proptest::option::weighted(0.3, (0u8..2, 0u32..4)),
+        proptest::option::weighted(0.3, (0u8..8, 1u8..8)),
     )
-        .prop_map(|(inp, dst, ip, vlan, tp, md, kind, reg)| {
+        .prop_map(|(inp, dst, ip, vlan, tp, md, kind, reg, ct)| {
             let mut m = Match::CATCHALL;
+            if let Some((v, mk)) = ct {
+                // Bits of new (0x01), est (0x02) and trk (0x20).
+                let bits = |b: u8| u128::from(b & 1) | u128::from(b & 2) | (u128::from(b & 4) << 3);
+                m.set_field(OxmField::CtState, bits(v) & bits(mk), bits(mk))
+                    .unwrap();
+            }
             if let Some((r, v)) = reg {
                 m.set_field(OxmField::Reg(r), v.into(), 0xffff_ffff)
                     .unwrap();
@@ -162,13 +170,43 @@ fn arb_nicira() -> impl Strategy<Value = Action> {
             },
             out(p)
         ])),
+        arb_ct(),
+        Just(Action::CtClear),
+        (0u8..3).prop_map(|t| Action::ResubmitCt {
+            in_port: OFPP_IN_PORT,
+            table: t
+        }),
     ]
+}
+
+/// `ct` with a zone from a number, a register or a packet field, with or
+/// without commit, recirculating to a table or not.
+fn arb_ct() -> impl Strategy<Value = Action> {
+    (
+        prop_oneof![
+            (0u16..3).prop_map(CtZone::Imm),
+            Just(CtZone::Field(sub(MfField::Oxm(OxmField::Reg(0)), 0, 16))),
+            Just(CtZone::Field(sub(MfField::Oxm(OxmField::UdpDst), 0, 16))),
+        ],
+        any::<bool>(),
+        prop_oneof![Just(0xffu8), 0u8..3],
+    )
+        .prop_map(|(zone, commit, recirc_table)| {
+            Action::Ct(Box::new(Ct {
+                flags: u16::from(commit),
+                zone,
+                recirc_table,
+                alg: 0,
+                actions: Vec::new(),
+            }))
+        })
 }
 
 fn arb_action() -> impl Strategy<Value = Action> {
     prop_oneof![
-        4 => arb_action_std(),
-        1 => arb_nicira(),
+        8 => arb_action_std(),
+        2 => arb_nicira(),
+        1 => arb_ct(),
     ]
 }
 
@@ -488,20 +526,61 @@ proptest! {
             let frame = &raw[4..];
             let key = key_of(frame, in_port);
             let pkt = packet(frame, in_port);
-            let up = h.upcall(&key, &pkt, &PORTS);
-            // Any other key agreeing on the mask.
-            let mut other = FlowKey::default();
-            for (i, n) in noise.iter().enumerate() {
-                other.words[i] = (key.words[i] & up.mask.words[i]) | (n & !up.mask.words[i]);
+            // The first pass, then the passes its recirculations make
+            // (with a tracker verdict drawn from the noise), up to 3 deep.
+            let mut passes = vec![(key, 0)];
+            while let Some((key, depth)) = passes.pop() {
+                let up = h.upcall(&key, &pkt, &PORTS);
+                // Any other key agreeing on the mask.
+                let mut other = FlowKey::default();
+                for (i, n) in noise.iter().enumerate() {
+                    other.words[i] = (key.words[i] & up.mask.words[i]) | (n & !up.mask.words[i]);
+                }
+                let up2 = h.upcall(&other, &Packet::new(), &PORTS);
+                prop_assert_eq!(&up.actions, &up2.actions, "mask {:?}", up.mask);
+                let c1: Vec<usize> = up.counters.iter().map(|c| Arc::as_ptr(c) as usize).collect();
+                let c2: Vec<usize> = up2.counters.iter().map(|c| Arc::as_ptr(c) as usize).collect();
+                prop_assert_eq!(c1, c2);
+                // The other key's mask is the same too (same decisions).
+                prop_assert_eq!(up.mask, up2.mask);
+                prop_assert!(up.mask.is_exact(Field::InPort));
+                prop_assert!(up.mask.is_exact(Field::RecircId));
+                if depth >= 3 {
+                    continue;
+                }
+                let mut zone = 0;
+                for a in &up.actions {
+                    match a {
+                        DpAction::Ct(c) => zone = c.zone,
+                        DpAction::Recirc(id) => {
+                            let mut k = key;
+                            k.set(Field::RecircId, u128::from(*id));
+                            let verdicts = [0x21u128, 0x22, 0x30, 0x2a];
+                            k.set(Field::CtState, verdicts[(noise[depth] % 4) as usize]);
+                            k.set(Field::CtZone, u128::from(zone));
+                            // The original tuple, as a tracker fills it
+                            // for a connection this packet opened (for
+                            // `resubmit(,,ct)`), or a rewritten one.
+                            if matches!(k.dl_type(), 0x0800 | 0x86dd) {
+                                for (f, c) in [
+                                    (Field::NwProto, Field::CtNwProto),
+                                    (Field::NwSrc, Field::CtNwSrc),
+                                    (Field::NwDst, Field::CtNwDst),
+                                    (Field::TpSrc, Field::CtTpSrc),
+                                    (Field::TpDst, Field::CtTpDst),
+                                ] {
+                                    k.set(c, k.get(f));
+                                }
+                                if noise[depth + 1] % 2 == 0 {
+                                    k.set(Field::CtNwDst, k.get(Field::NwDst) ^ 1);
+                                }
+                            }
+                            passes.push((k, depth + 1));
+                        }
+                        _ => {}
+                    }
+                }
             }
-            let up2 = h.upcall(&other, &Packet::new(), &PORTS);
-            prop_assert_eq!(&up.actions, &up2.actions, "mask {:?}", up.mask);
-            let c1: Vec<usize> = up.counters.iter().map(|c| Arc::as_ptr(c) as usize).collect();
-            let c2: Vec<usize> = up2.counters.iter().map(|c| Arc::as_ptr(c) as usize).collect();
-            prop_assert_eq!(c1, c2);
-            // The other key's mask is the same too (same decisions).
-            prop_assert_eq!(up.mask, up2.mask);
-            prop_assert!(up.mask.is_exact(Field::InPort));
         }
     }
 }

@@ -350,13 +350,22 @@ impl fmt::Display for DpctlFmt<'_> {
             }
             s
         };
+        // C's `%#x`, as OVS `format_odp_key_attr` prints these: `0` for
+        // zero (`recirc_id(0)`), else `0x..`.
+        let chex = |v: u128| {
+            if v == 0 {
+                "0".to_owned()
+            } else {
+                format!("{v:#x}")
+            }
+        };
         let hexpart = |fl: Field| {
             let mm = m.get(fl);
             let v = k.get(fl) & mm;
             if mm == fl.all_ones() {
-                format!("{v:#x}")
+                chex(v)
             } else {
-                format!("{v:#x}/{mm:#x}")
+                format!("{}/{}", chex(v), chex(mm))
             }
         };
         for (fl, name) in [(Field::RecircId, "recirc_id"), (Field::DpHash, "dp_hash")] {
@@ -379,6 +388,10 @@ impl fmt::Display for DpctlFmt<'_> {
         if m.get(Field::TunId) | m.get(Field::TunSrc) | m.get(Field::TunDst) != 0 {
             parts.push(format!("tunnel({tun})"));
         }
+        // OVS's order: recirc_id, dp_hash, tunnel, in_port, skb_mark, ct_*.
+        if m.get(Field::InPort) != 0 || self.verbose {
+            parts.push(format!("in_port({})", k.in_port()));
+        }
         if m.get(Field::PktMark) != 0 {
             parts.push(format!("skb_mark({})", hexpart(Field::PktMark)));
         }
@@ -399,8 +412,34 @@ impl fmt::Display for DpctlFmt<'_> {
                 parts.push(format!("{name}({})", hexpart(fl)));
             }
         }
-        if m.get(Field::InPort) != 0 || self.verbose {
-            parts.push(format!("in_port({})", k.in_port()));
+        // The connection's original tuple (OVS `ct_tuple4(...)` /
+        // `ct_tuple6(...)`, what `resubmit(,,ct)` looks up).
+        let tuple = sub(
+            &[
+                (Field::CtNwSrc, "src"),
+                (Field::CtNwDst, "dst"),
+                (Field::CtNwProto, "proto"),
+                (Field::CtTpSrc, "tp_src"),
+                (Field::CtTpDst, "tp_dst"),
+            ],
+            &|fl, v, mm| match fl {
+                Field::CtNwSrc | Field::CtNwDst => named_value(fl, v, mm).1,
+                _ if mm == fl.all_ones() => v.to_string(),
+                _ => format!("{v}/{mm:#x}"),
+            },
+        );
+        let tuple_mask = [
+            Field::CtNwSrc,
+            Field::CtNwDst,
+            Field::CtNwProto,
+            Field::CtTpSrc,
+            Field::CtTpDst,
+        ]
+        .iter()
+        .any(|f| m.get(*f) != 0);
+        if tuple_mask {
+            let v = if k.dl_type() == 0x86dd { 6 } else { 4 };
+            parts.push(format!("ct_tuple{v}({tuple})"));
         }
         let eth = sub(
             &[(Field::DlSrc, "src"), (Field::DlDst, "dst")],
