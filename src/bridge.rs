@@ -37,6 +37,9 @@ pub struct PortEntry {
     /// For vifs: port security (its MAC and IPv4 addresses source the
     /// isolation checker's probes).
     pub security: Option<Arc<xennet_vif::netback::PortSecurity>>,
+    /// For patch ports: whether the end is linked to its peer (its link
+    /// state).
+    pub patch: Option<xennet_ports::PatchLink>,
 }
 
 /// VLAN settings of a bridge's ports by port name (OVS `Port:tag`,
@@ -251,21 +254,21 @@ impl Bridge {
 
     /// The `ofp_port` of a port as it is now (MAC, link, OpenFlow config).
     pub fn port_desc(&self, info: &PortInfo) -> model::PortDesc {
-        let is_vif = self
+        let kind = self
             .ports
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&info.ofport)
-            .is_some_and(|e| e.vif.is_some());
-        self.port_desc_of(info, is_vif)
+            .map_or(LinkKind::Device, LinkKind::of);
+        self.port_desc_of(info, &kind)
     }
 
-    fn port_desc_of(&self, info: &PortInfo, is_vif: bool) -> model::PortDesc {
+    fn port_desc_of(&self, info: &PortInfo, kind: &LinkKind) -> model::PortDesc {
         port_desc(
             info.ofport,
             &info.name,
-            port_hw_addr(&info.name, is_vif),
-            info.enabled && port_link_up(&info.name, is_vif),
+            port_hw_addr(&info.name, matches!(kind, LinkKind::Vif)),
+            info.enabled && kind.link_up(&info.name),
             self.of.port_config(info.ofport),
         )
     }
@@ -288,21 +291,20 @@ impl Bridge {
     /// `OFPT_PORT_STATUS` (`OFPPR_MODIFY`).
     pub fn refresh_links(&self) {
         let infos = self.port_infos();
-        let vifs: std::collections::BTreeSet<OfPort> = self
+        let kinds: BTreeMap<OfPort, LinkKind> = self
             .ports
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .filter(|(_, e)| e.vif.is_some())
-            .map(|(p, _)| *p)
+            .map(|(p, e)| (*p, LinkKind::of(e)))
             .collect();
         let present: std::collections::BTreeSet<OfPort> = infos.iter().map(|i| i.ofport).collect();
         let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
         links.retain(|p, _| present.contains(p));
         for info in &infos {
             // O(log n) per port: this runs every second over every port.
-            let is_vif = vifs.contains(&info.ofport);
-            let up = info.enabled && port_link_up(&info.name, is_vif);
+            let kind = kinds.get(&info.ofport).unwrap_or(&LinkKind::Device);
+            let up = info.enabled && kind.link_up(&info.name);
             // A port is announced live when added.
             if links.insert(info.ofport, up).unwrap_or(true) == up {
                 continue;
@@ -317,7 +319,7 @@ impl Bridge {
             self.of.set_port_live(info.ofport, up);
             let _ = self.conns.events().send(Event::PortStatus(PortStatus {
                 reason: model::OFPPR_MODIFY,
-                desc: self.port_desc_of(info, is_vif),
+                desc: self.port_desc_of(info, kind),
             }));
         }
     }
@@ -624,11 +626,33 @@ fn of_housekeeping(bridge: std::sync::Weak<Bridge>, events: std::sync::mpsc::Rec
     }
 }
 
-/// Whether a port's link is up: a vif's while its frontend is enabled (the
-/// caller checks that), a Linux device's (and LOCAL's) while it is up
-/// with a carrier.
-fn port_link_up(name: &str, is_vif: bool) -> bool {
-    is_vif || crate::tap::link_up(name).unwrap_or(false)
+/// Where a port's link state comes from.
+#[derive(Debug, Clone)]
+enum LinkKind {
+    /// A vif: up while its frontend is enabled (the caller checks that).
+    Vif,
+    /// A patch port: up while linked to its peer.
+    Patch(xennet_ports::PatchLink),
+    /// A Linux device (and LOCAL): up while up with a carrier.
+    Device,
+}
+
+impl LinkKind {
+    fn of(e: &PortEntry) -> LinkKind {
+        match (&e.vif, &e.patch) {
+            (Some(_), _) => LinkKind::Vif,
+            (None, Some(l)) => LinkKind::Patch(l.clone()),
+            (None, None) => LinkKind::Device,
+        }
+    }
+
+    fn link_up(&self, name: &str) -> bool {
+        match self {
+            LinkKind::Vif => true,
+            LinkKind::Patch(l) => l.is_up(),
+            LinkKind::Device => crate::tap::link_up(name).unwrap_or(false),
+        }
+    }
 }
 
 /// The MAC address of a port: netback's fixed address for a vif (its
@@ -649,6 +673,8 @@ pub const MAX_OFPORT: OfPort = 0xfeff;
 pub struct Switch {
     bridges: RwLock<BTreeMap<String, Arc<Bridge>>>,
     rundir: PathBuf,
+    /// Every patch port end, by name (they link across bridges).
+    pub patches: Arc<xennet_ports::PatchRegistry>,
 }
 
 impl Switch {
@@ -657,6 +683,7 @@ impl Switch {
         Switch {
             bridges: RwLock::new(BTreeMap::new()),
             rundir: rundir.to_path_buf(),
+            patches: xennet_ports::PatchRegistry::new(),
         }
     }
 
@@ -695,6 +722,7 @@ impl Switch {
                     vif: None,
                     rx_ring: p.rx_ring,
                     security: None,
+                    patch: None,
                 };
                 br.add_port(entry, Box::new(dev))?;
             }
@@ -1073,6 +1101,7 @@ mod tests {
             vif: None,
             rx_ring: false,
             security: None,
+            patch: None,
         };
         (b.add_port(entry, Box::new(p)).unwrap(), peer)
     }

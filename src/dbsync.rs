@@ -41,6 +41,11 @@
 //!   detected while setting up" but succeeds). A Port deleted from the
 //!   database takes the vif off its bridge; the guest stays attached and
 //!   the vif rejoins when a Port lists it again.
+//! * Type `patch` with `options:peer`: one end of a patch port pair
+//!   ([`xennet_ports::patch`]); options OVS refuses (no `peer`, other keys,
+//!   `peer` naming itself) get ofport -1 and OVS's message in `error`. An
+//!   end whose peer is missing or does not name it back gets an ofport and
+//!   link state down, as in OVS. Changing `peer` re-opens the port.
 //! * Any other interface gets ofport -1 and `error` "xennetd: interface
 //!   type '<type>' is not supported yet".
 //! * A vif whose hotplug script failed (`hotplug-status = error`, see
@@ -285,7 +290,7 @@ struct PlannedIface {
 }
 
 /// How a Linux device port is opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum DevKind {
     /// An existing device, through AF_PACKET (type "" or `system`),
     /// receiving through a TPACKET_V3 ring if `rx_ring`
@@ -297,6 +302,9 @@ enum DevKind {
     /// The bridge's LOCAL port: a tap named after the bridge, OFPP_LOCAL,
     /// with the bridge's MAC address ([`Bridge::hwaddr`]).
     Local,
+    /// A patch port (type `patch`) whose peer is `peer`
+    /// ([`xennet_ports::patch`]).
+    Patch { peer: String },
 }
 
 /// The configuration the database asks for.
@@ -505,8 +513,9 @@ fn port_vlan(port: &xennet_ovsdb::Port, log: &mut LogOnce) -> Result<PortVlan, S
 
 /// `Open_vSwitch:iface_types`: the Interface types xennet can open (a vif
 /// is type `""` or xennet's own `xennet-vif`; `internal` and `tap` are tap
-/// devices, `system` an existing device through AF_PACKET).
-const IFACE_TYPES: &[&str] = &["internal", "system", "tap", "xennet-vif"];
+/// devices, `system` an existing device through AF_PACKET, `patch` a
+/// patch port).
+const IFACE_TYPES: &[&str] = &["internal", "patch", "system", "tap", "xennet-vif"];
 /// `Open_vSwitch:datapath_types`: both mean xennet's one userspace
 /// datapath (`Bridge:datapath_type` selects nothing else).
 const DATAPATH_TYPES: &[&str] = &["netdev", "system"];
@@ -869,6 +878,24 @@ fn plan(
                         );
                         Kind::Vif { domid, handle }
                     }
+                } else if iface.iface_type == "patch" {
+                    match xennet_ports::patch::parse_options(&iface.name, &iface.options) {
+                        Err(e) => Kind::Bad(e.to_string()),
+                        Ok(_) if plan.netdevs.contains_key(&iface.name) => {
+                            Kind::Bad(format!("xennetd: {} is on more than one port", iface.name))
+                        }
+                        Ok(peer) => {
+                            plan.netdevs.insert(
+                                iface.name.clone(),
+                                (
+                                    br.name.clone(),
+                                    preferred_ofports(&iface, known),
+                                    DevKind::Patch { peer },
+                                ),
+                            );
+                            Kind::Netdev
+                        }
+                    }
                 } else if matches!(
                     iface.iface_type.as_str(),
                     "" | "system" | "internal" | "tap"
@@ -1221,6 +1248,20 @@ fn apply_netdevs(plan: &Plan, switch: &Switch, log: &mut LogOnce) -> BTreeMap<St
             }
             match plan.netdevs.get(&entry.name) {
                 Some((bn, _, kind)) if *bn == b.name => {
+                    let was_patch = entry.patch.as_ref().map(|l| l.peer_name());
+                    let is_patch = match kind {
+                        DevKind::Patch { peer } => Some(peer.as_str()),
+                        _ => None,
+                    };
+                    if was_patch != is_patch {
+                        tracing::info!(
+                            "{}: {}: type or patch peer changed: re-opening the port",
+                            b.name,
+                            entry.name
+                        );
+                        b.del_port(ofport);
+                        continue;
+                    }
                     if let DevKind::System { rx_ring } = kind {
                         if *rx_ring != entry.rx_ring {
                             tracing::info!(
@@ -1243,22 +1284,32 @@ fn apply_netdevs(plan: &Plan, switch: &Switch, log: &mut LogOnce) -> BTreeMap<St
             if *bn != b.name || present.contains(name) {
                 continue;
             }
-            let entry = PortEntry {
+            let mut entry = PortEntry {
                 name: name.clone(),
                 vif: None,
                 rx_ring: matches!(kind, DevKind::System { rx_ring: true }),
                 security: None,
+                patch: None,
             };
-            let opened = match kind {
-                DevKind::System { rx_ring } => crate::netdev::Netdev::open(name, *rx_ring),
-                DevKind::Tap => crate::netdev::Netdev::open_tap(name, None),
-                DevKind::Local => crate::netdev::Netdev::open_tap(name, Some(b.hwaddr())),
+            let opened: std::io::Result<Box<dyn xennet_datapath::Port>> = match kind {
+                DevKind::System { rx_ring } => {
+                    crate::netdev::Netdev::open(name, *rx_ring).map(|d| Box::new(d) as _)
+                }
+                DevKind::Tap => {
+                    crate::netdev::Netdev::open_tap(name, None).map(|d| Box::new(d) as _)
+                }
+                DevKind::Local => crate::netdev::Netdev::open_tap(name, Some(b.hwaddr()))
+                    .map(|d| Box::new(d) as _),
+                DevKind::Patch { peer } => switch.patches.open(name, peer).map(|p| {
+                    entry.patch = Some(p.link());
+                    Box::new(p) as _
+                }),
             };
             let r = opened.map_err(anyhow::Error::from).and_then(|dev| {
                 if *kind == DevKind::Local {
-                    b.add_local_port(entry, Box::new(dev))
+                    b.add_local_port(entry, dev)
                 } else {
-                    b.add_port_at(entry, Box::new(dev), prefs, &plan.reserved)
+                    b.add_port_at(entry, dev, prefs, &plan.reserved)
                 }
             });
             if let Err(e) = r {
