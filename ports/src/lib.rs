@@ -16,5 +16,6 @@
 #![warn(missing_docs)]
 
 pub mod patch;
+pub mod tunnel;
 
 pub use patch::{PatchConfigError, PatchLink, PatchPort, PatchRegistry};
