@@ -37,9 +37,8 @@ pub struct PortEntry {
     /// For vifs: port security (its MAC and IPv4 addresses source the
     /// isolation checker's probes).
     pub security: Option<Arc<xennet_vif::netback::PortSecurity>>,
-    /// For patch ports: whether the end is linked to its peer (its link
-    /// state).
-    pub patch: Option<xennet_ports::PatchLink>,
+    /// For patch and tunnel ports: their link state and configuration.
+    pub link: Option<xennet_ports::SoftLink>,
 }
 
 /// VLAN settings of a bridge's ports by port name (OVS `Port:tag`,
@@ -631,17 +630,17 @@ fn of_housekeeping(bridge: std::sync::Weak<Bridge>, events: std::sync::mpsc::Rec
 enum LinkKind {
     /// A vif: up while its frontend is enabled (the caller checks that).
     Vif,
-    /// A patch port: up while linked to its peer.
-    Patch(xennet_ports::PatchLink),
+    /// A patch port (up while linked to its peer) or a tunnel port.
+    Soft(xennet_ports::SoftLink),
     /// A Linux device (and LOCAL): up while up with a carrier.
     Device,
 }
 
 impl LinkKind {
     fn of(e: &PortEntry) -> LinkKind {
-        match (&e.vif, &e.patch) {
+        match (&e.vif, &e.link) {
             (Some(_), _) => LinkKind::Vif,
-            (None, Some(l)) => LinkKind::Patch(l.clone()),
+            (None, Some(l)) => LinkKind::Soft(l.clone()),
             (None, None) => LinkKind::Device,
         }
     }
@@ -649,7 +648,7 @@ impl LinkKind {
     fn link_up(&self, name: &str) -> bool {
         match self {
             LinkKind::Vif => true,
-            LinkKind::Patch(l) => l.is_up(),
+            LinkKind::Soft(l) => l.is_up(),
             LinkKind::Device => crate::tap::link_up(name).unwrap_or(false),
         }
     }
@@ -664,6 +663,59 @@ fn port_hw_addr(name: &str, is_vif: bool) -> [u8; 6] {
     }
 }
 
+/// The userspace-tunnelling commands of OVS: `ovs/route/{show,add,del}`,
+/// `tnl/neigh/{show,flush}`, `tnl/ports/show`.
+fn tunnel_commands(c: &mut Commands, t: &Arc<xennet_ports::TunnelSwitch>) {
+    let s = t.clone();
+    c.add(
+        "ovs/route/show",
+        "",
+        0,
+        0,
+        Box::new(move |_| Ok(s.route_show())),
+    );
+    let s = t.clone();
+    c.add(
+        "ovs/route/add",
+        "ip/plen output_bridge [gw] [src=ip]",
+        2,
+        4,
+        Box::new(move |args| s.route_add(args)),
+    );
+    let s = t.clone();
+    c.add(
+        "ovs/route/del",
+        "ip/plen",
+        1,
+        1,
+        Box::new(move |args| s.route_del(args)),
+    );
+    let s = t.clone();
+    c.add(
+        "tnl/neigh/show",
+        "",
+        0,
+        0,
+        Box::new(move |_| Ok(s.neigh_show())),
+    );
+    let s = t.clone();
+    c.add(
+        "tnl/neigh/flush",
+        "",
+        0,
+        0,
+        Box::new(move |_| Ok(s.neigh_flush())),
+    );
+    let s = t.clone();
+    c.add(
+        "tnl/ports/show",
+        "[-v]",
+        0,
+        1,
+        Box::new(move |args| Ok(s.ports_show(args.first().is_some_and(|a| a == "-v")))),
+    );
+}
+
 /// Highest OpenFlow port number a port may get (OFPP_MAX).
 pub const MAX_OFPORT: OfPort = 0xfeff;
 
@@ -675,6 +727,9 @@ pub struct Switch {
     rundir: PathBuf,
     /// Every patch port end, by name (they link across bridges).
     pub patches: Arc<xennet_ports::PatchRegistry>,
+    /// Tunnel ports, underlays (every bridge's LOCAL port), routes and
+    /// neighbours.
+    pub tunnels: Arc<xennet_ports::TunnelSwitch>,
 }
 
 impl Switch {
@@ -684,6 +739,7 @@ impl Switch {
             bridges: RwLock::new(BTreeMap::new()),
             rundir: rundir.to_path_buf(),
             patches: xennet_ports::PatchRegistry::new(),
+            tunnels: xennet_ports::TunnelSwitch::new(),
         }
     }
 
@@ -722,7 +778,7 @@ impl Switch {
                     vif: None,
                     rx_ring: p.rx_ring,
                     security: None,
-                    patch: None,
+                    link: None,
                 };
                 br.add_port(entry, Box::new(dev))?;
             }
@@ -902,6 +958,7 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
             Ok(all.iter().map(|b| b.isolation.show(b)).collect())
         }),
     );
+    tunnel_commands(&mut c, &switch.tunnels);
     let s = switch.clone();
     c.add(
         "xennet/vif-show",
@@ -1101,7 +1158,7 @@ mod tests {
             vif: None,
             rx_ring: false,
             security: None,
-            patch: None,
+            link: None,
         };
         (b.add_port(entry, Box::new(p)).unwrap(), peer)
     }

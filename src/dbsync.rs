@@ -305,6 +305,28 @@ enum DevKind {
     /// A patch port (type `patch`) whose peer is `peer`
     /// ([`xennet_ports::patch`]).
     Patch { peer: String },
+    /// A tunnel port (types `vxlan`, `geneve`; see
+    /// [`xennet_ports::tunnel::vport`]).
+    Tunnel(xennet_ports::tunnel::config::TunnelConfig),
+}
+
+impl DevKind {
+    /// What a software port is configured with (a change re-opens it).
+    fn soft_config(&self) -> Option<String> {
+        match self {
+            DevKind::Patch { peer } => Some(format!("patch:{peer}")),
+            DevKind::Tunnel(c) => Some(format!("{c:?}")),
+            _ => None,
+        }
+    }
+}
+
+/// [`DevKind::soft_config`] of an open port.
+fn link_config(l: &xennet_ports::SoftLink) -> String {
+    match l {
+        xennet_ports::SoftLink::Patch(p) => format!("patch:{}", p.peer_name()),
+        xennet_ports::SoftLink::Tunnel(c) => format!("{c:?}"),
+    }
 }
 
 /// The configuration the database asks for.
@@ -515,7 +537,15 @@ fn port_vlan(port: &xennet_ovsdb::Port, log: &mut LogOnce) -> Result<PortVlan, S
 /// is type `""` or xennet's own `xennet-vif`; `internal` and `tap` are tap
 /// devices, `system` an existing device through AF_PACKET, `patch` a
 /// patch port).
-const IFACE_TYPES: &[&str] = &["internal", "patch", "system", "tap", "xennet-vif"];
+const IFACE_TYPES: &[&str] = &[
+    "geneve",
+    "internal",
+    "patch",
+    "system",
+    "tap",
+    "vxlan",
+    "xennet-vif",
+];
 /// `Open_vSwitch:datapath_types`: both mean xennet's one userspace
 /// datapath (`Bridge:datapath_type` selects nothing else).
 const DATAPATH_TYPES: &[&str] = &["netdev", "system"];
@@ -877,6 +907,32 @@ fn plan(
                             (br.name.clone(), preferred_ofports(&iface, known)),
                         );
                         Kind::Vif { domid, handle }
+                    }
+                } else if let Some(tk) = match iface.iface_type.as_str() {
+                    "vxlan" => Some(xennet_ports::tunnel::TunnelKind::Vxlan),
+                    "geneve" => Some(xennet_ports::tunnel::TunnelKind::Geneve),
+                    _ => None,
+                } {
+                    match xennet_ports::tunnel::config::parse_options(
+                        &iface.name,
+                        tk,
+                        &iface.options,
+                    ) {
+                        Err(e) => Kind::Bad(e),
+                        Ok(_) if plan.netdevs.contains_key(&iface.name) => {
+                            Kind::Bad(format!("xennetd: {} is on more than one port", iface.name))
+                        }
+                        Ok(cfg) => {
+                            plan.netdevs.insert(
+                                iface.name.clone(),
+                                (
+                                    br.name.clone(),
+                                    preferred_ofports(&iface, known),
+                                    DevKind::Tunnel(cfg),
+                                ),
+                            );
+                            Kind::Netdev
+                        }
                     }
                 } else if iface.iface_type == "patch" {
                     match xennet_ports::patch::parse_options(&iface.name, &iface.options) {
@@ -1248,14 +1304,9 @@ fn apply_netdevs(plan: &Plan, switch: &Switch, log: &mut LogOnce) -> BTreeMap<St
             }
             match plan.netdevs.get(&entry.name) {
                 Some((bn, _, kind)) if *bn == b.name => {
-                    let was_patch = entry.patch.as_ref().map(|l| l.peer_name());
-                    let is_patch = match kind {
-                        DevKind::Patch { peer } => Some(peer.as_str()),
-                        _ => None,
-                    };
-                    if was_patch != is_patch {
+                    if entry.link.as_ref().map(link_config) != kind.soft_config() {
                         tracing::info!(
-                            "{}: {}: type or patch peer changed: re-opening the port",
+                            "{}: {}: type or options changed: re-opening the port",
                             b.name,
                             entry.name
                         );
@@ -1289,7 +1340,7 @@ fn apply_netdevs(plan: &Plan, switch: &Switch, log: &mut LogOnce) -> BTreeMap<St
                 vif: None,
                 rx_ring: matches!(kind, DevKind::System { rx_ring: true }),
                 security: None,
-                patch: None,
+                link: None,
             };
             let opened: std::io::Result<Box<dyn xennet_datapath::Port>> = match kind {
                 DevKind::System { rx_ring } => {
@@ -1298,10 +1349,16 @@ fn apply_netdevs(plan: &Plan, switch: &Switch, log: &mut LogOnce) -> BTreeMap<St
                 DevKind::Tap => {
                     crate::netdev::Netdev::open_tap(name, None).map(|d| Box::new(d) as _)
                 }
+                // Every bridge's LOCAL port can be a tunnel underlay.
                 DevKind::Local => crate::netdev::Netdev::open_tap(name, Some(b.hwaddr()))
+                    .and_then(|d| switch.tunnels.wrap_local(&b.name, Box::new(d), b.hwaddr()))
                     .map(|d| Box::new(d) as _),
                 DevKind::Patch { peer } => switch.patches.open(name, peer).map(|p| {
-                    entry.patch = Some(p.link());
+                    entry.link = Some(xennet_ports::SoftLink::Patch(p.link()));
+                    Box::new(p) as _
+                }),
+                DevKind::Tunnel(cfg) => switch.tunnels.open(name, cfg.clone()).map(|p| {
+                    entry.link = Some(p.link());
                     Box::new(p) as _
                 }),
             };

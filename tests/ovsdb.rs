@@ -544,7 +544,10 @@ fn unapplied_configuration_is_refused_or_reported() {
 
     // What xennetd can do, written for controllers and OVN.
     let types = db.vsctl_no_wait(&["get", "Open_vSwitch", ".", "iface_types"]);
-    assert_eq!(types, "[internal, patch, system, tap, xennet-vif]");
+    assert_eq!(
+        types,
+        "[geneve, internal, patch, system, tap, vxlan, xennet-vif]"
+    );
     let dps = db.vsctl_no_wait(&["get", "Open_vSwitch", ".", "datapath_types"]);
     assert_eq!(dps, "[netdev, system]");
     db.vsctl_ok(&[

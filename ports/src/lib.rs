@@ -7,7 +7,9 @@
 //!   end's eventfd, as any port's event channel wakes it.
 //! - [`tunnel`]: the VXLAN (RFC 7348) and Geneve (RFC 8926) headers:
 //!   encapsulation over IPv4 and IPv6 underlays and validated
-//!   decapsulation, with a counter per refusal reason.
+//!   decapsulation, with a counter per refusal reason; tunnel ports, the
+//!   underlay (a bridge's LOCAL port), the route table and the neighbour
+//!   table of userspace tunnelling ([`tunnel::vport`]).
 //!
 //! Per ARCHITECTURE.md ("Where new capabilities go"), tunnel and patch
 //! ports live beside the Linux ports and out of the daemon's composition
@@ -19,3 +21,4 @@ pub mod patch;
 pub mod tunnel;
 
 pub use patch::{PatchConfigError, PatchLink, PatchPort, PatchRegistry};
+pub use tunnel::vport::{SoftLink, TunnelPort, TunnelSwitch, UnderlayPort};

@@ -11,7 +11,11 @@
 //! one [`DecapCounters`] counter) per reason. Neither panics on any input
 //! (the `tunnel_decap` proptest feeds it arbitrary and mutated frames).
 
+pub mod config;
 pub mod geneve;
+pub mod neigh;
+pub mod route;
+pub mod vport;
 pub mod vxlan;
 
 use std::net::IpAddr;
@@ -460,6 +464,15 @@ pub struct OuterUdp {
 /// fragment, UDP checksum if present). `Ok(None)`: not IP/UDP at all (not
 /// a tunnel packet, nothing to count).
 pub fn parse_outer_udp(frame: &[u8]) -> Result<Option<OuterUdp>, DecapError> {
+    parse_outer_udp_csum(frame, Csum::None)
+}
+
+/// [`parse_outer_udp`] for a packet whose checksum state the port
+/// reported as `csum`: a [`Csum::Validated`] or [`Csum::Partial`] UDP
+/// checksum (the sender's stack vouches for it, or has not filled it in
+/// yet, as Linux `CHECKSUM_PARTIAL` over a veth) is not verified again.
+pub fn parse_outer_udp_csum(frame: &[u8], csum: Csum) -> Result<Option<OuterUdp>, DecapError> {
+    let trusted = !matches!(csum, Csum::None);
     let Some(et) = frame.get(12..14) else {
         return Ok(None);
     };
@@ -542,7 +555,7 @@ pub fn parse_outer_udp(frame: &[u8]) -> Result<Option<OuterUdp>, DecapError> {
     }
     let udp = &l4[..ulen];
     let c = u16::from_be_bytes([udp[6], udp[7]]);
-    if c != 0 || ipv6 {
+    if !trusted && (c != 0 || ipv6) {
         let len32 = u32::try_from(ulen).unwrap_or(u32::MAX);
         let ps = match (src, dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {

@@ -367,3 +367,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_checksum_the_port_vouches_for_or_left_partial_is_not_verified() {
+    let f = patched(
+        |f| {
+            let n = f.len() - 1;
+            f[n] ^= 1
+        },
+        false,
+    );
+    assert_eq!(parse_outer_udp(&f), Err(DecapError::BadUdpChecksum));
+    assert!(parse_outer_udp_csum(&f, Csum::Validated).unwrap().is_some());
+    let partial = Csum::Partial {
+        start: 34,
+        offset: 6,
+    };
+    assert!(parse_outer_udp_csum(&f, partial).unwrap().is_some());
+}

@@ -1,0 +1,250 @@
+//! Userspace tunnelling against real peers, as in OVS's
+//! userspace-tunneling howto: xennetd (in its namespace) has `br-int`
+//! with a guest (a namespace behind a veth) and a tunnel port, and
+//! `br-phy` whose internal port holds the underlay address and whose veth
+//! reaches a "remote host" namespace. There Linux's `vxlan` device with
+//! VNI 42 terminates the tunnel: the guest pings the remote device's
+//! address through it (with a fixed and a flow-based remote and key),
+//! routes come from the kernel, next hops are resolved by xennetd (ARP),
+//! and the appctl commands show them. This machine's kernel has no Geneve
+//! driver (CONFIG_GENEVE unset), so Geneve is not checked against a
+//! kernel device here.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::{run_ok, Harness};
+use xennet_ovsdb::test_utils::OvsdbServer;
+
+/// Namespaces, removed when dropped.
+struct Netns(Vec<String>);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn ip_in(ns: &str, args: &[&str]) {
+    let mut all = vec!["-n", ns];
+    all.extend_from_slice(args);
+    run_ok("ip", &all);
+}
+
+fn in_ns(ns: &str, args: &[&str]) -> Output {
+    let mut all = vec!["netns", "exec", ns];
+    all.extend_from_slice(args);
+    Command::new("ip").args(&all).output().unwrap()
+}
+
+/// One ping from namespace `ns` to `addr`.
+fn ping(ns: &str, addr: &str) -> bool {
+    in_ns(ns, &["ping", "-c", "1", "-W", "1", addr])
+        .status
+        .success()
+}
+
+/// Ping from `ns` to `addr` until it answers (up to 20 tries), else fail
+/// with the tunnel tables and counters.
+fn ping_until(h: &Harness, ns: &str, addr: &str, what: &str) {
+    for _ in 0..20 {
+        if ping(ns, addr) {
+            return;
+        }
+    }
+    panic!(
+        "{what}: no answer\n{}\n{}\n{}\n{}\n{}\n{}",
+        h.appctl(&["tnl/ports/show", "-v"]),
+        h.appctl(&["ovs/route/show"]),
+        h.appctl(&["tnl/neigh/show"]),
+        h.appctl(&["dpctl/dump-flows", "br-int"]),
+        h.appctl(&["dpctl/dump-flows", "br-phy"]),
+        h.log()
+    );
+}
+
+struct Topo {
+    db: OvsdbServer,
+    h: Harness,
+    guest: String,
+    remote: String,
+    _netns: Netns,
+}
+
+/// xennetd with br-int (guest veth `g1`) and br-phy (underlay veth `u1`,
+/// address 172.31.9.1/24 on the internal port); the guest namespace has
+/// 10.99.0.1/24 (MTU 1400: room for the outer headers), the remote
+/// namespace 172.31.9.2/24 on its `eth0`.
+fn topo(test: &str) -> Topo {
+    common::require_prerequisites();
+    let db = OvsdbServer::start(test);
+    let h = Harness::start_with(test, &["--db", &db.addr()]);
+    let dns = h
+        .daemon_netns()
+        .expect("xennetd in its own namespace")
+        .to_owned();
+    let tag = format!("{test}{}", std::process::id() % 100_000);
+    let guest = format!("{tag}g");
+    let remote = format!("{tag}r");
+    let netns = Netns(vec![guest.clone(), remote.clone()]);
+    for (ns, outer, addr, mtu) in [
+        (&guest, "g1", "10.99.0.1/24", "1400"),
+        (&remote, "u1", "172.31.9.2/24", "1500"),
+    ] {
+        run_ok("ip", &["netns", "add", ns]);
+        ip_in(
+            &dns,
+            &[
+                "link", "add", outer, "type", "veth", "peer", "name", "eth0", "netns", ns,
+            ],
+        );
+        ip_in(&dns, &["link", "set", outer, "up"]);
+        ip_in(ns, &["addr", "add", addr, "dev", "eth0"]);
+        ip_in(ns, &["link", "set", "eth0", "mtu", mtu, "up"]);
+        ip_in(ns, &["link", "set", "lo", "up"]);
+    }
+    db.vsctl_ok(&["add-br", "br-int", "--", "add-br", "br-phy"]);
+    db.vsctl_ok(&["add-port", "br-int", "g1", "--", "add-port", "br-phy", "u1"]);
+    ip_in(&dns, &["addr", "add", "172.31.9.1/24", "dev", "br-phy"]);
+    ip_in(&dns, &["link", "set", "br-phy", "up"]);
+    Topo {
+        db,
+        h,
+        guest,
+        remote,
+        _netns: netns,
+    }
+}
+
+#[test]
+fn vxlan_to_a_linux_vxlan_device() {
+    let t = topo("tnl");
+    let (db, h) = (&t.db, &t.h);
+    let get = |r: &str, c: &str| db.vsctl_no_wait(&["get", "interface", r, c]);
+
+    // The far end: Linux's VXLAN device.
+    ip_in(
+        &t.remote,
+        &[
+            "link",
+            "add",
+            "vx0",
+            "type",
+            "vxlan",
+            "id",
+            "42",
+            "remote",
+            "172.31.9.1",
+            "local",
+            "172.31.9.2",
+            "dstport",
+            "4789",
+        ],
+    );
+    ip_in(&t.remote, &["addr", "add", "10.99.0.2/24", "dev", "vx0"]);
+    ip_in(&t.remote, &["link", "set", "vx0", "mtu", "1400", "up"]);
+
+    // Options xennetd cannot honour are refused in `error`.
+    db.vsctl_ok(&[
+        "add-port",
+        "br-int",
+        "tv",
+        "--",
+        "set",
+        "interface",
+        "tv",
+        "type=vxlan",
+        "options:remote_ip=172.31.9.2",
+        "options:key=42",
+        "options:bogus=1",
+    ]);
+    assert_eq!(get("tv", "ofport"), "-1");
+    assert_eq!(get("tv", "error"), "\"tv: unknown vxlan argument 'bogus'\"");
+    // Fixed: an ofport, link up, and traffic.
+    db.vsctl_ok(&["remove", "interface", "tv", "options", "bogus"]);
+    let of: i64 = get("tv", "ofport").parse().unwrap();
+    assert!(of > 0, "ofport {of}\n{}", h.log());
+    assert_eq!(get("tv", "error"), "[]");
+    ping_until(h, &t.guest, "10.99.0.2", "ping through VXLAN");
+    let show = h.ofctl(&["show", "br-int"]);
+    assert!(show.contains(&format!(" {of}(tv): ")), "{show}");
+
+    let routes = h.appctl(&["ovs/route/show"]);
+    assert!(
+        routes.contains("Cached: 172.31.9.0/24 dev br-phy SRC 172.31.9.1"),
+        "{routes}"
+    );
+    let neigh = h.appctl(&["tnl/neigh/show"]);
+    assert!(
+        neigh.contains("172.31.9.2") && neigh.contains("br-phy"),
+        "{neigh}"
+    );
+    let ports = h.appctl(&["tnl/ports/show", "-v"]);
+    assert!(ports.contains("vxlan_sys_4789 (4789) ref_cnt=1"), "{ports}");
+    assert!(
+        ports.contains("tv: vxlan remote_ip=172.31.9.2 in_key=42"),
+        "{ports}"
+    );
+    // The packets crossed the tunnel port, both ways.
+    h.wait_for("tunnel port statistics", || {
+        let s = get("tv", "statistics");
+        !s.contains("rx_packets=0") && !s.contains("tx_packets=0") && s.contains("rx_packets")
+    });
+
+    // A user route, shown and removed.
+    assert_eq!(
+        h.appctl(&["ovs/route/add", "10.200.0.0/16", "br-phy", "172.31.9.2"]),
+        "OK\n"
+    );
+    assert!(h
+        .appctl(&["ovs/route/show"])
+        .contains("User: 10.200.0.0/16 dev br-phy GW 172.31.9.2 SRC 172.31.9.1"));
+    assert_eq!(h.appctl(&["ovs/route/del", "10.200.0.0/16"]), "OK\n");
+    assert_eq!(h.appctl(&["tnl/neigh/flush"]), "OK\n");
+    assert!(!h.appctl(&["tnl/neigh/show"]).contains("172.31.9.2"));
+    // Resolved again on the next packet.
+    ping_until(h, &t.guest, "10.99.0.2", "ping after a neighbour flush");
+
+    // A VNI nobody uses: the remote's packets are dropped and counted.
+    db.vsctl_ok(&["set", "interface", "tv", "options:key=43"]);
+    assert!(!ping(&t.remote, "10.99.0.1"));
+    h.wait_for("no_port counted", || {
+        !h.appctl(&["tnl/ports/show", "-v"]).contains("no_port: 0")
+    });
+
+    // Flow-based remote and key: OpenFlow sets tun_dst and tun_id.
+    db.vsctl_ok(&["del-port", "br-int", "tv"]);
+    db.vsctl_ok(&[
+        "add-port",
+        "br-int",
+        "tf",
+        "--",
+        "set",
+        "interface",
+        "tf",
+        "type=vxlan",
+        "options:remote_ip=flow",
+        "options:key=flow",
+        "ofport_request=9",
+    ]);
+    let g1 = get("g1", "ofport");
+    h.ofctl(&["del-flows", "br-int"]);
+    h.ofctl(&[
+        "add-flow",
+        "br-int",
+        &format!(
+            "in_port={g1},actions=set_field:42->tun_id,set_field:172.31.9.2->tun_dst,output:9"
+        ),
+    ]);
+    h.ofctl(&[
+        "add-flow",
+        "br-int",
+        &format!("in_port=9,tun_id=42,actions=output:{g1}"),
+    ]);
+    ping_until(h, &t.guest, "10.99.0.2", "ping through flow-based VXLAN");
+    let flows = h.appctl(&["dpctl/dump-flows", "br-int"]);
+    assert!(flows.contains("set(tunnel(tun_id=0x2a))"), "{flows}");
+}
