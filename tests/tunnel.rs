@@ -248,3 +248,89 @@ fn vxlan_to_a_linux_vxlan_device() {
     let flows = h.appctl(&["dpctl/dump-flows", "br-int"]);
     assert!(flows.contains("set(tunnel(tun_id=0x2a))"), "{flows}");
 }
+
+/// Geneve against Open vSwitch's userspace datapath (ovs-vswitchd, netdev
+/// bridges) as the remote host, itself set up as the userspace-tunneling
+/// howto says: its `brp` holds 172.31.9.2 and has the veth, its `bri` has
+/// a Geneve port with VNI 42 back to xennetd and 10.99.0.2 on its
+/// internal port.
+#[test]
+fn geneve_to_open_vswitch_userspace() {
+    let t = topo("tgv");
+    let (db, h) = (&t.db, &t.h);
+    let get = |r: &str, c: &str| db.vsctl_no_wait(&["get", "interface", r, c]);
+    let rdb = OvsdbServer::start("tgvremote");
+    let rundir = rdb.dir().to_owned();
+    let vswitchd = common::ChildGuard(
+        Command::new("ip")
+            .args(["netns", "exec", &t.remote, "ovs-vswitchd"])
+            .arg(rdb.addr())
+            .arg(format!("--pidfile={}", rundir.join("vs.pid").display()))
+            .arg(format!("--unixctl={}", rundir.join("vs.ctl").display()))
+            .arg(format!("--log-file={}", rundir.join("vs.log").display()))
+            .args(["-vconsole:off", "--no-chdir"])
+            .env("OVS_RUNDIR", &rundir)
+            .env("OVS_LOGDIR", &rundir)
+            .env("OVS_DBDIR", &rundir)
+            .spawn()
+            .expect("starting ovs-vswitchd"),
+    );
+    rdb.vsctl_ok(&[
+        "add-br",
+        "brp",
+        "--",
+        "set",
+        "bridge",
+        "brp",
+        "datapath_type=netdev",
+        "--",
+        "add-port",
+        "brp",
+        "eth0",
+        "--",
+        "add-br",
+        "bri",
+        "--",
+        "set",
+        "bridge",
+        "bri",
+        "datapath_type=netdev",
+        "--",
+        "add-port",
+        "bri",
+        "gnv",
+        "--",
+        "set",
+        "interface",
+        "gnv",
+        "type=geneve",
+        "options:remote_ip=172.31.9.1",
+        "options:key=42",
+    ]);
+    ip_in(&t.remote, &["addr", "del", "172.31.9.2/24", "dev", "eth0"]);
+    ip_in(&t.remote, &["addr", "add", "172.31.9.2/24", "dev", "brp"]);
+    ip_in(&t.remote, &["link", "set", "brp", "up"]);
+    ip_in(&t.remote, &["addr", "add", "10.99.0.2/24", "dev", "bri"]);
+    ip_in(&t.remote, &["link", "set", "bri", "mtu", "1400", "up"]);
+
+    db.vsctl_ok(&[
+        "add-port",
+        "br-int",
+        "tg",
+        "--",
+        "set",
+        "interface",
+        "tg",
+        "type=geneve",
+        "options:remote_ip=172.31.9.2",
+        "options:key=42",
+    ]);
+    assert!(get("tg", "ofport").parse::<i64>().unwrap() > 0);
+    ping_until(h, &t.guest, "10.99.0.2", "ping through Geneve to OVS");
+    assert!(h
+        .appctl(&["tnl/ports/show"])
+        .contains("genev_sys_6081 (6081) ref_cnt=1"));
+    // And the other way: OVS's host pings the guest.
+    ping_until(h, &t.remote, "10.99.0.1", "ping from OVS's side");
+    drop(vswitchd);
+}
