@@ -58,8 +58,9 @@ use super::neigh::{self, NeighTable};
 use super::route::{self, RouteTable};
 use super::{decapsulate, encapsulate, parse_outer_udp_csum, u128_to_addr, DecapCounters, Encap};
 
-/// Packets queued between threads per tunnel port and per underlay.
-pub const QUEUE_LEN: usize = 256;
+/// Packets queued between threads per tunnel port and per underlay: a
+/// batch of 32 TCP super-frames segments into up to about 1400 packets.
+pub const QUEUE_LEN: usize = 2048;
 /// Outer frames waiting for their next hop's MAC, per underlay.
 pub const PENDING_LEN: usize = 16;
 /// Least time between two resolution requests for one next hop.
@@ -516,7 +517,8 @@ impl TunnelSwitch {
 
     /// Decapsulate `frame` (outer headers `outer`) into the tunnel port
     /// that takes it.
-    fn receive(&self, frame: &[u8], outer: &super::OuterUdp) {
+    fn receive(&self, pkt: &Packet, outer: &super::OuterUdp) {
+        let frame = pkt.data();
         let t = self.tunnels.read().unwrap_or_else(|e| e.into_inner());
         let Some(kind) = t
             .iter()
@@ -566,8 +568,26 @@ impl TunnelSwitch {
         };
         b.set_frame(&frame[d.inner..d.inner + d.inner_len]);
         b.in_port = 0;
-        b.csum = xennet_datapath::Csum::None;
-        b.gso = None;
+        // A partial checksum inside the inner frame (Linux's vxlan over a
+        // veth leaves the inner TCP/UDP checksum to the receiver, as
+        // CHECKSUM_PARTIAL) stays partial, moved to the inner offsets; so
+        // does a super-frame of inner segments. Anything the port said
+        // about the outer packet says nothing about the inner one.
+        (b.csum, b.gso) = match pkt.csum {
+            xennet_datapath::Csum::Partial { start, offset }
+                if usize::from(start) >= d.inner + super::ETH_LEN =>
+            {
+                let start = usize::from(start) - d.inner;
+                (
+                    xennet_datapath::Csum::Partial {
+                        start: u16::try_from(start).unwrap_or(u16::MAX),
+                        offset,
+                    },
+                    pkt.gso,
+                )
+            }
+            _ => (xennet_datapath::Csum::None, None),
+        };
         b.md = PacketMeta {
             tunnel: d.tunnel,
             ..PacketMeta::default()
@@ -885,7 +905,7 @@ impl Port for UnderlayPort {
             }
             match parse_outer_udp_csum(f, p.csum) {
                 Ok(Some(o)) if self.sw.is_endpoint(&self.u.bridge, o.dst, o.udp_dst) => {
-                    self.sw.receive(f, &o);
+                    self.sw.receive(p, &o);
                 }
                 Err(e) if udp_dport(f).is_some_and(|port| self.sw.listens(port)) => {
                     self.sw.decap.count(e);
