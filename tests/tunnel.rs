@@ -394,3 +394,44 @@ fn geneve_to_open_vswitch_userspace() {
     ping_until(h, &t.remote, "10.99.0.1", "ping from OVS's side");
     drop(vswitchd);
 }
+
+/// VXLAN over an IPv6 underlay to Linux's vxlan device: the next hop is
+/// resolved by neighbour solicitation, outer UDP checksums are on (Linux
+/// refuses zero ones over IPv6).
+#[test]
+fn vxlan_over_ipv6_to_a_linux_vxlan_device() {
+    let t = topo("tv6");
+    let (db, h) = (&t.db, &t.h);
+    let dns = h.daemon_netns().unwrap().to_owned();
+    ip_in(&dns, &["addr", "add", "fd00:9::1/64", "nodad", "dev", "br-phy"]);
+    ip_in(&t.remote, &["addr", "add", "fd00:9::2/64", "nodad", "dev", "eth0"]);
+    ip_in(
+        &t.remote,
+        &[
+            "link", "add", "vx6", "type", "vxlan", "id", "7", "remote", "fd00:9::1", "local",
+            "fd00:9::2", "dstport", "4789",
+        ],
+    );
+    ip_in(&t.remote, &["addr", "add", "10.99.0.2/24", "dev", "vx6"]);
+    ip_in(&t.remote, &["link", "set", "vx6", "mtu", "1400", "up"]);
+    db.vsctl_ok(&[
+        "add-port",
+        "br-int",
+        "t6",
+        "--",
+        "set",
+        "interface",
+        "t6",
+        "type=vxlan",
+        "options:remote_ip=fd00:9::2",
+        "options:key=7",
+    ]);
+    ping_until(h, &t.guest, "10.99.0.2", "ping through VXLAN over IPv6");
+    let neigh = h.appctl(&["tnl/neigh/show"]);
+    assert!(neigh.contains("fd00:9::2"), "{neigh}");
+    assert!(h
+        .appctl(&["ovs/route/show"])
+        .contains("Cached: fd00:9::/64 dev br-phy SRC fd00:9::1"));
+    let (sent, got) = iperf(&t.guest, &t.remote, "10.99.0.2", false);
+    assert!(sent >= 8 << 20 && got > 0, "iperf3 moved {sent} bytes, {got} counted");
+}
