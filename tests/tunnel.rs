@@ -403,13 +403,30 @@ fn vxlan_over_ipv6_to_a_linux_vxlan_device() {
     let t = topo("tv6");
     let (db, h) = (&t.db, &t.h);
     let dns = h.daemon_netns().unwrap().to_owned();
-    ip_in(&dns, &["addr", "add", "fd00:9::1/64", "nodad", "dev", "br-phy"]);
-    ip_in(&t.remote, &["addr", "add", "fd00:9::2/64", "nodad", "dev", "eth0"]);
+    ip_in(
+        &dns,
+        &["addr", "add", "fd00:9::1/64", "nodad", "dev", "br-phy"],
+    );
+    ip_in(
+        &t.remote,
+        &["addr", "add", "fd00:9::2/64", "nodad", "dev", "eth0"],
+    );
     ip_in(
         &t.remote,
         &[
-            "link", "add", "vx6", "type", "vxlan", "id", "7", "remote", "fd00:9::1", "local",
-            "fd00:9::2", "dstport", "4789",
+            "link",
+            "add",
+            "vx6",
+            "type",
+            "vxlan",
+            "id",
+            "7",
+            "remote",
+            "fd00:9::1",
+            "local",
+            "fd00:9::2",
+            "dstport",
+            "4789",
         ],
     );
     ip_in(&t.remote, &["addr", "add", "10.99.0.2/24", "dev", "vx6"]);
@@ -433,5 +450,8 @@ fn vxlan_over_ipv6_to_a_linux_vxlan_device() {
         .appctl(&["ovs/route/show"])
         .contains("Cached: fd00:9::/64 dev br-phy SRC fd00:9::1"));
     let (sent, got) = iperf(&t.guest, &t.remote, "10.99.0.2", false);
-    assert!(sent >= 8 << 20 && got > 0, "iperf3 moved {sent} bytes, {got} counted");
+    assert!(
+        sent >= 8 << 20 && got > 0,
+        "iperf3 moved {sent} bytes, {got} counted"
+    );
 }

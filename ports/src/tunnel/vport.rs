@@ -952,3 +952,153 @@ fn udp_dport(f: &[u8]) -> Option<u16> {
     let p = f.get(l4 + 2..l4 + 4)?;
     Some(u16::from_be_bytes([p[0], p[1]]))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use xennet_datapath::memport::mem_port;
+
+    use super::*;
+    use crate::tunnel::config::parse_options;
+    use crate::tunnel::{parse_outer_udp, TunnelKind};
+
+    const BR_MAC: [u8; 6] = [0xaa, 0, 0, 0, 0, 1];
+    const PEER_MAC: [u8; 6] = [0xaa, 0, 0, 0, 0, 2];
+
+    fn recv_all(p: &mut dyn Port) -> Vec<Packet> {
+        let mut out = Vec::new();
+        loop {
+            let mut b = PacketBatch::new();
+            let st = p.recv(&mut b);
+            out.extend(b.packets().iter().cloned());
+            if st != RecvStatus::More {
+                return out;
+            }
+        }
+    }
+
+    fn guest_frame() -> Packet {
+        let mut f = vec![0u8; 60];
+        f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 9]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 8]);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[22] = 64;
+        Packet::from_slice(&f)
+    }
+
+    /// An underlay `brp` (a memory port standing for its tap) with a user
+    /// route to 172.31.1.0/24 from 172.31.1.1, and tunnel `tv` to
+    /// 172.31.1.2 (VNI 42, local_ip set so no device address is needed).
+    fn setup() -> (Arc<TunnelSwitch>, UnderlayPort, TunnelPort) {
+        let sw = Arc::new(TunnelSwitch::default());
+        let (tap, _peer) = mem_port("brp", PortFeatures::default()).unwrap();
+        let u = sw.wrap_local("brp", Box::new(tap), BR_MAC).unwrap();
+        sw.route_add(&[
+            "172.31.1.0/24".into(),
+            "brp".into(),
+            "src=172.31.1.1".into(),
+        ])
+        .unwrap();
+        let opts = [
+            ("remote_ip", "172.31.1.2"),
+            ("key", "42"),
+            ("local_ip", "172.31.1.1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let cfg = parse_options("tv", TunnelKind::Vxlan, &opts).unwrap();
+        let t = sw.open("tv", cfg).unwrap();
+        (sw, u, t)
+    }
+
+    #[test]
+    fn first_packet_waits_for_arp_then_leaves_encapsulated() {
+        let (sw, mut u, mut t) = setup();
+        let g = guest_frame();
+        t.send(&[&g, &g]);
+        // An ARP request went out of the underlay (one; a second only if a
+        // second had passed), the packets wait.
+        let got = recv_all(&mut u);
+        assert!(!got.is_empty());
+        for arp in &got {
+            let arp = arp.data();
+            assert_eq!(&arp[12..14], &[0x08, 0x06]);
+            assert_eq!(&arp[6..12], &BR_MAC);
+            assert_eq!(&arp[38..42], &[172, 31, 1, 2]);
+        }
+        assert_eq!(sw.encap.neigh_miss.load(Ordering::Relaxed), 2);
+        // The reply reaches the host's side of the underlay: learned, and
+        // both waiting packets leave with the peer's MAC.
+        let reply = neigh::arp_request(
+            PEER_MAC,
+            Ipv4Addr::new(172, 31, 1, 2),
+            Ipv4Addr::new(172, 31, 1, 1),
+        );
+        u.send(&[&Packet::from_slice(&reply)]);
+        let out = recv_all(&mut u);
+        assert_eq!(out.len(), 2);
+        assert_eq!(&out[0].data()[..6], &PEER_MAC);
+        let outer = parse_outer_udp(out[0].data()).unwrap().unwrap();
+        assert_eq!(outer.udp_dst, 4789);
+        assert_eq!(outer.dst, IpAddr::V4(Ipv4Addr::new(172, 31, 1, 2)));
+        assert!(sw.neigh_show().contains("172.31.1.2"));
+        assert_eq!(t.stats().tx_packets, 2);
+        // Resolved: the next packet leaves at once.
+        t.send(&[&guest_frame()]);
+        assert_eq!(recv_all(&mut u).len(), 1);
+    }
+
+    #[test]
+    fn tunnel_packets_to_the_underlay_are_decapsulated_into_the_port() {
+        let (sw, mut u, mut t) = setup();
+        let mut p = guest_frame();
+        let e = Encap {
+            kind: TunnelKind::Vxlan,
+            src_mac: PEER_MAC,
+            dst_mac: BR_MAC,
+            src: "172.31.1.2".parse().unwrap(),
+            dst: "172.31.1.1".parse().unwrap(),
+            vni: 42,
+            tos: 0,
+            ttl: 64,
+            df: true,
+            ip_id: 0,
+            udp_src: 50000,
+            udp_dst: 4789,
+            csum: true,
+            geneve_opts: &[],
+            oam: false,
+        };
+        encapsulate(&mut p, &e).unwrap();
+        u.send(&[&p]);
+        let got = recv_all(&mut t);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].data(), guest_frame().data());
+        assert_eq!(got[0].md.tunnel.id, 42);
+        assert_eq!(u128_to_addr(got[0].md.tunnel.src), e.src);
+        assert_eq!(got[0].md.tunnel.tp_src, 50000);
+        // Another VNI: nobody's.
+        let mut q = guest_frame();
+        encapsulate(
+            &mut q,
+            &Encap {
+                vni: 43,
+                ..e.clone()
+            },
+        )
+        .unwrap();
+        u.send(&[&q]);
+        assert!(recv_all(&mut t).is_empty());
+        assert_eq!(sw.encap.no_port.load(Ordering::Relaxed), 1);
+        // A lying UDP length to the tunnel port: refused and counted.
+        let mut r = p.clone();
+        r.data_mut()[38..40].copy_from_slice(&[0xff, 0xff]);
+        u.send(&[&r]);
+        assert!(recv_all(&mut t).is_empty());
+        assert_eq!(sw.decap.bad_udp_length.load(Ordering::Relaxed), 1);
+        assert!(sw.ports_show(true).contains("no_port: 1"));
+    }
+}
