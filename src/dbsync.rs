@@ -795,6 +795,9 @@ fn plan(
         capabilities: capabilities(r, ovs),
         ..Plan::default()
     };
+    // Tunnel ports by what selects them on receive: two alike are refused,
+    // as OVS's `tnl_port_add` refuses them.
+    let mut tunnel_matches: BTreeMap<String, String> = BTreeMap::new();
     for buuid in &ovs.bridges {
         let Some(br) = r.bridge(*buuid) else {
             continue;
@@ -922,17 +925,56 @@ fn plan(
                         Ok(_) if plan.netdevs.contains_key(&iface.name) => {
                             Kind::Bad(format!("xennetd: {} is on more than one port", iface.name))
                         }
-                        Ok(cfg) => {
-                            plan.netdevs.insert(
-                                iface.name.clone(),
-                                (
-                                    br.name.clone(),
-                                    preferred_ofports(&iface, known),
-                                    DevKind::Tunnel(cfg),
-                                ),
-                            );
-                            Kind::Netdev
-                        }
+                        Ok(cfg) => match tunnel_matches.entry(cfg.receive_key()) {
+                            std::collections::btree_map::Entry::Occupied(mut other) => {
+                                // The one already running keeps its place
+                                // (the database lists ports in no order).
+                                let holder = other.get().clone();
+                                let running = |p: Option<i64>| p.is_some_and(|o| o > 0);
+                                let holder_running = plan
+                                    .ifaces
+                                    .iter()
+                                    .any(|p| p.name == holder && running(p.ofport));
+                                if running(iface.ofport) && !holder_running {
+                                    plan.netdevs.remove(&holder);
+                                    if let Some(p) =
+                                        plan.ifaces.iter_mut().find(|p| p.name == holder)
+                                    {
+                                        p.kind = Kind::Bad(format!(
+                                            "{holder}: attempting to add tunnel port with same config as port '{}'",
+                                            iface.name
+                                        ));
+                                    }
+                                    other.insert(iface.name.clone());
+                                    plan.netdevs.insert(
+                                        iface.name.clone(),
+                                        (
+                                            br.name.clone(),
+                                            preferred_ofports(&iface, known),
+                                            DevKind::Tunnel(cfg),
+                                        ),
+                                    );
+                                    Kind::Netdev
+                                } else {
+                                    Kind::Bad(format!(
+                                        "{}: attempting to add tunnel port with same config as port '{holder}'",
+                                        iface.name,
+                                    ))
+                                }
+                            }
+                            std::collections::btree_map::Entry::Vacant(v) => {
+                                v.insert(iface.name.clone());
+                                plan.netdevs.insert(
+                                    iface.name.clone(),
+                                    (
+                                        br.name.clone(),
+                                        preferred_ofports(&iface, known),
+                                        DevKind::Tunnel(cfg),
+                                    ),
+                                );
+                                Kind::Netdev
+                            }
+                        },
                     }
                 } else if iface.iface_type == "patch" {
                     match xennet_ports::patch::parse_options(&iface.name, &iface.options) {

@@ -218,6 +218,25 @@ fn vxlan_to_a_linux_vxlan_device() {
     ping_until(h, &t.guest, "10.99.0.2", "ping through VXLAN");
     let show = h.ofctl(&["show", "br-int"]);
     assert!(show.contains(&format!(" {of}(tv): ")), "{show}");
+    // A second port alike is ambiguous on receive: refused, as OVS does.
+    db.vsctl_ok(&[
+        "add-port",
+        "br-int",
+        "tw",
+        "--",
+        "set",
+        "interface",
+        "tw",
+        "type=vxlan",
+        "options:remote_ip=172.31.9.2",
+        "options:key=42",
+    ]);
+    assert_eq!(get("tw", "ofport"), "-1");
+    assert_eq!(
+        get("tw", "error"),
+        "\"tw: attempting to add tunnel port with same config as port 'tv'\""
+    );
+    db.vsctl_ok(&["del-port", "br-int", "tw"]);
 
     // TCP both ways: the guest's TSO super-frames are segmented before
     // encapsulation; the remote's arrive as MSS-sized outer packets.

@@ -59,6 +59,15 @@ pub struct TunnelConfig {
 }
 
 impl TunnelConfig {
+    /// What selects this port for a received packet (type, UDP port,
+    /// remote, key, local address): two ports alike are ambiguous.
+    pub fn receive_key(&self) -> String {
+        format!(
+            "{:?}/{}/{:?}/{:?}/{:?}",
+            self.kind, self.dst_port, self.remote, self.in_key, self.local
+        )
+    }
+
     /// Whether sent packets get a UDP checksum over an underlay of that
     /// family.
     pub fn csum_for(&self, ipv6: bool) -> bool {
