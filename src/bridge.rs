@@ -664,7 +664,7 @@ fn port_hw_addr(name: &str, is_vif: bool) -> [u8; 6] {
 }
 
 /// The userspace-tunnelling commands of OVS: `ovs/route/{show,add,del}`,
-/// `tnl/neigh/{show,flush}`, `tnl/ports/show`.
+/// `tnl/neigh/{show,set,flush}` (and `tnl/arp/*`), `tnl/ports/show`.
 fn tunnel_commands(c: &mut Commands, t: &Arc<xennet_ports::TunnelSwitch>) {
     let s = t.clone();
     c.add(
@@ -690,22 +690,24 @@ fn tunnel_commands(c: &mut Commands, t: &Arc<xennet_ports::TunnelSwitch>) {
         1,
         Box::new(move |args| s.route_del(args)),
     );
-    let s = t.clone();
-    c.add(
-        "tnl/neigh/show",
-        "",
-        0,
-        0,
-        Box::new(move |_| Ok(s.neigh_show())),
-    );
-    let s = t.clone();
-    c.add(
-        "tnl/neigh/flush",
-        "",
-        0,
-        0,
-        Box::new(move |_| Ok(s.neigh_flush())),
-    );
+    // OVS keeps the older `tnl/arp/*` names too.
+    for (show, set, flush) in [
+        ("tnl/neigh/show", "tnl/neigh/set", "tnl/neigh/flush"),
+        ("tnl/arp/show", "tnl/arp/set", "tnl/arp/flush"),
+    ] {
+        let s = t.clone();
+        c.add(show, "", 0, 0, Box::new(move |_| Ok(s.neigh_show())));
+        let s = t.clone();
+        c.add(
+            set,
+            "BRIDGE IP MAC",
+            3,
+            3,
+            Box::new(move |args| s.neigh_set(args)),
+        );
+        let s = t.clone();
+        c.add(flush, "", 0, 0, Box::new(move |_| Ok(s.neigh_flush())));
+    }
     let s = t.clone();
     c.add(
         "tnl/ports/show",

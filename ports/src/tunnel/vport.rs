@@ -419,6 +419,27 @@ impl TunnelSwitch {
         lock(&self.neigh).show()
     }
 
+    /// `tnl/neigh/set BRIDGE IP MAC`: a neighbour entry by hand.
+    pub fn neigh_set(&self, args: &[String]) -> Result<String, String> {
+        let [bridge, ip, mac] = args else {
+            return Err("usage: tnl/neigh/set BRIDGE IP MAC".into());
+        };
+        let ip: IpAddr = ip.parse().map_err(|_| format!("bad IP address {ip}"))?;
+        let mut m = [0u8; 6];
+        let mut parts = mac.split(':');
+        for b in &mut m {
+            *b = parts
+                .next()
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+                .ok_or_else(|| format!("bad MAC address {mac}"))?;
+        }
+        if parts.next().is_some() {
+            return Err(format!("bad MAC address {mac}"));
+        }
+        lock(&self.neigh).learn(ip, m, bridge, Instant::now());
+        Ok("OK\n".into())
+    }
+
     /// `tnl/neigh/flush`.
     pub fn neigh_flush(&self) -> String {
         lock(&self.neigh).flush();
@@ -1045,6 +1066,14 @@ mod tests {
         assert_eq!(outer.udp_dst, 4789);
         assert_eq!(outer.dst, IpAddr::V4(Ipv4Addr::new(172, 31, 1, 2)));
         assert!(sw.neigh_show().contains("172.31.1.2"));
+        let set = |a: &[&str]| sw.neigh_set(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            set(&["brp", "172.31.1.9", "02:00:00:00:00:09"]),
+            Ok("OK\n".into())
+        );
+        assert!(sw.neigh_show().contains("02:00:00:00:00:09   brp"));
+        assert!(set(&["brp", "172.31.1.9", "02:00:00:00:00"]).is_err());
+        assert!(set(&["brp", "x", "02:00:00:00:00:09"]).is_err());
         assert_eq!(t.stats().tx_packets, 2);
         // Resolved: the next packet leaves at once.
         t.send(&[&guest_frame()]);
