@@ -21,7 +21,7 @@ pub mod vxlan;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use xennet_datapath::buffer::{Csum, Packet, TunnelMeta};
+use xennet_datapath::buffer::{Csum, Packet, TunnelMeta, MAX_FRAME};
 use xennet_datapath::csum;
 
 /// Ethernet header length.
@@ -197,14 +197,19 @@ pub fn flow_udp_src(inner: &[u8]) -> u16 {
     32768 + u16::try_from(h % range).unwrap_or(0)
 }
 
-/// Wrap `pkt`'s frame (an Ethernet frame) in the outer headers `e` asks
-/// for. A partial inner L4 checksum is completed first (the underlay gets
-/// no checksum offload for the inner packet). On error the packet is
-/// unchanged.
-pub fn encapsulate(pkt: &mut Packet, e: &Encap<'_>) -> Result<(), EncapError> {
-    if pkt.gso.is_some() {
-        return Err(EncapError::SuperFrame);
-    }
+/// Sizes of the outer headers for one packet.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    ipv6: bool,
+    ip_len: usize,
+    /// UDP length (header, tunnel header, options, inner frame).
+    udp_len: u16,
+    /// All outer header bytes.
+    total: usize,
+}
+
+/// Check `e` for an inner frame of `inner_len` bytes.
+fn layout(e: &Encap<'_>, inner_len: usize) -> Result<Layout, EncapError> {
     let opts = e.geneve_opts.len();
     if (e.kind == TunnelKind::Vxlan && opts != 0) || opts % 4 != 0 || opts > geneve::MAX_OPTS_LEN {
         return Err(EncapError::BadOptions(opts));
@@ -214,27 +219,34 @@ pub fn encapsulate(pkt: &mut Packet, e: &Encap<'_>) -> Result<(), EncapError> {
         (IpAddr::V6(_), IpAddr::V6(_)) => true,
         _ => return Err(EncapError::MixedFamilies),
     };
-    if pkt.len() < MIN_INNER {
-        return Err(EncapError::InnerTooShort(pkt.len()));
+    if inner_len < MIN_INNER {
+        return Err(EncapError::InnerTooShort(inner_len));
     }
     let tnl_len = e.kind.header_len() + opts;
-    let udp_len = UDP_LEN + tnl_len + pkt.len();
+    let udp_len = UDP_LEN + tnl_len + inner_len;
     let ip_len = if ipv6 { IPV6_LEN } else { IPV4_LEN };
-    if udp_len + if ipv6 { 0 } else { IPV4_LEN } > usize::from(u16::MAX) {
+    let total = ETH_LEN + ip_len + UDP_LEN + tnl_len;
+    let ip_total = udp_len + if ipv6 { 0 } else { IPV4_LEN };
+    if ip_total > usize::from(u16::MAX) || total + inner_len > MAX_FRAME {
         return Err(EncapError::TooLong(udp_len + ip_len));
     }
-    // Checked just above: fits in u16.
-    let udp_len16 = u16::try_from(udp_len).unwrap_or(u16::MAX);
-    if let Csum::Partial { start, offset } = pkt.csum {
-        csum::complete_partial(pkt.data_mut(), start, offset);
-        pkt.csum = Csum::None;
-    }
+    Ok(Layout {
+        ipv6,
+        ip_len,
+        // Checked just above: fits in u16.
+        udp_len: u16::try_from(udp_len).unwrap_or(u16::MAX),
+        total,
+    })
+}
+
+/// Write the outer headers (`l.total` bytes at the start of `frame`, the
+/// inner frame after them) and the UDP checksum if asked for.
+fn write_headers(frame: &mut [u8], e: &Encap<'_>, l: &Layout) {
     let udp_src = match e.udp_src {
-        0 => flow_udp_src(pkt.data()),
+        0 => flow_udp_src(&frame[l.total..]),
         p => p,
     };
-    let total = ETH_LEN + ip_len + UDP_LEN + tnl_len;
-    let hdr = pkt.push_front(total);
+    let hdr = &mut frame[..l.total];
     hdr[0..6].copy_from_slice(&e.dst_mac);
     hdr[6..12].copy_from_slice(&e.src_mac);
     match (e.src, e.dst) {
@@ -243,7 +255,7 @@ pub fn encapsulate(pkt: &mut Packet, e: &Encap<'_>) -> Result<(), EncapError> {
             let ip = &mut hdr[ETH_LEN..ETH_LEN + IPV4_LEN];
             ip[0] = 0x45;
             ip[1] = e.tos;
-            ip[2..4].copy_from_slice(&(udp_len16 + IPV4_LEN as u16).to_be_bytes());
+            ip[2..4].copy_from_slice(&(l.udp_len + IPV4_LEN as u16).to_be_bytes());
             ip[4..6].copy_from_slice(&e.ip_id.to_be_bytes());
             ip[6..8].copy_from_slice(&if e.df { [0x40, 0] } else { [0, 0] });
             ip[8] = e.ttl;
@@ -260,7 +272,7 @@ pub fn encapsulate(pkt: &mut Packet, e: &Encap<'_>) -> Result<(), EncapError> {
             let flow = u32::from(udp_src) & 0xf_ffff;
             let w = (6u32 << 28) | (u32::from(e.tos) << 20) | flow;
             ip[0..4].copy_from_slice(&w.to_be_bytes());
-            ip[4..6].copy_from_slice(&udp_len16.to_be_bytes());
+            ip[4..6].copy_from_slice(&l.udp_len.to_be_bytes());
             ip[6] = PROTO_UDP;
             ip[7] = e.ttl;
             ip[8..24].copy_from_slice(&s.octets());
@@ -268,11 +280,11 @@ pub fn encapsulate(pkt: &mut Packet, e: &Encap<'_>) -> Result<(), EncapError> {
         }
         _ => unreachable_families(),
     }
-    let l4 = ETH_LEN + ip_len;
+    let l4 = ETH_LEN + l.ip_len;
     let udp = &mut hdr[l4..l4 + UDP_LEN];
     udp[0..2].copy_from_slice(&udp_src.to_be_bytes());
     udp[2..4].copy_from_slice(&e.udp_dst.to_be_bytes());
-    udp[4..6].copy_from_slice(&udp_len16.to_be_bytes());
+    udp[4..6].copy_from_slice(&l.udp_len.to_be_bytes());
     udp[6..8].copy_from_slice(&[0, 0]);
     let t = &mut hdr[l4 + UDP_LEN..];
     match e.kind {
@@ -280,8 +292,42 @@ pub fn encapsulate(pkt: &mut Packet, e: &Encap<'_>) -> Result<(), EncapError> {
         TunnelKind::Geneve => geneve::emit(t, e.vni, e.geneve_opts, e.oam),
     }
     if e.csum {
-        fill_udp_csum(pkt.data_mut(), l4, ipv6);
+        fill_udp_csum(frame, l4, l.ipv6);
     }
+}
+
+/// Wrap `pkt`'s frame (an Ethernet frame) in the outer headers `e` asks
+/// for, in place (in front of the frame, from the headroom). A partial
+/// inner L4 checksum is completed first (the underlay gets no checksum
+/// offload for the inner packet). On error the packet is unchanged.
+pub fn encapsulate(pkt: &mut Packet, e: &Encap<'_>) -> Result<(), EncapError> {
+    if pkt.gso.is_some() {
+        return Err(EncapError::SuperFrame);
+    }
+    let l = layout(e, pkt.len())?;
+    if let Csum::Partial { start, offset } = pkt.csum {
+        csum::complete_partial(pkt.data_mut(), start, offset);
+        pkt.csum = Csum::None;
+    }
+    pkt.push_front(l.total);
+    write_headers(pkt.data_mut(), e, &l);
+    Ok(())
+}
+
+/// [`encapsulate`] `inner` into `out` (whose frame and metadata are
+/// replaced): one copy of the frame, whatever the headroom.
+pub fn encapsulate_into(out: &mut Packet, inner: &Packet, e: &Encap<'_>) -> Result<(), EncapError> {
+    if inner.gso.is_some() {
+        return Err(EncapError::SuperFrame);
+    }
+    let l = layout(e, inner.len())?;
+    out.reset();
+    let frame = out.resize(l.total + inner.len());
+    frame[l.total..].copy_from_slice(inner.data());
+    if let Csum::Partial { start, offset } = inner.csum {
+        csum::complete_partial(&mut frame[l.total..], start, offset);
+    }
+    write_headers(frame, e, &l);
     Ok(())
 }
 

@@ -385,3 +385,24 @@ fn a_checksum_the_port_vouches_for_or_left_partial_is_not_verified() {
     };
     assert!(parse_outer_udp_csum(&f, partial).unwrap().is_some());
 }
+
+#[test]
+fn encapsulating_into_another_packet_gives_the_same_frame() {
+    for (kind, s, d, opts) in [
+        (TunnelKind::Vxlan, V4A, V4B, &[][..]),
+        (TunnelKind::Geneve, V6A, V6B, &[0x01, 0x02, 0x01, 0x00][..]),
+    ] {
+        let e = encap(kind, s, d, opts, true);
+        let mut inner = Packet::from_slice(&inner());
+        let (start, offset) = csum::prepare_partial(inner.data_mut()).unwrap();
+        inner.csum = Csum::Partial { start, offset };
+        let mut a = inner.clone();
+        encapsulate(&mut a, &e).unwrap();
+        let mut b = Packet::from_slice(&[1, 2, 3]);
+        b.md.pkt_mark = 5;
+        encapsulate_into(&mut b, &inner, &e).unwrap();
+        assert_eq!(a.data(), b.data());
+        assert_eq!(b.md, Default::default());
+        assert_eq!(b.csum, Csum::None);
+    }
+}

@@ -56,7 +56,9 @@ use xennet_datapath::port::{Port, PortFeatures, PortStats, RecvStatus};
 use super::config::{FromFlow, Inherit, TunnelConfig, DEFAULT_TTL};
 use super::neigh::{self, NeighTable};
 use super::route::{self, RouteTable};
-use super::{decapsulate, encapsulate, parse_outer_udp_csum, u128_to_addr, DecapCounters, Encap};
+use super::{
+    decapsulate, encapsulate_into, parse_outer_udp_csum, u128_to_addr, DecapCounters, Encap,
+};
 
 /// Packets queued between threads per tunnel port and per underlay: a
 /// batch of 32 TCP super-frames segments into up to about 1400 packets.
@@ -649,7 +651,7 @@ impl TunnelSwitch {
     }
 
     /// Encapsulate `p` for tunnel `end` and hand it to its underlay.
-    fn send_one(&self, end: &TunnelEnd, p: &Packet, out: &mut Packet) -> bool {
+    fn send_one(&self, end: &TunnelEnd, p: &Packet) -> bool {
         let c = &end.cfg;
         let dst = match c.remote {
             FromFlow::Fixed(a) => a,
@@ -698,11 +700,6 @@ impl TunnelSwitch {
             Inherit::Fixed(t) => t,
             Inherit::Inherit => inner_ip(p.data()).map_or(DEFAULT_TTL, |(_, ttl)| ttl),
         };
-        out.set_frame(p.data());
-        out.in_port = 0;
-        out.csum = p.csum;
-        out.gso = p.gso;
-        out.md = PacketMeta::default();
         let e = Encap {
             kind: c.kind,
             src_mac: *lock(&u.mac),
@@ -720,23 +717,39 @@ impl TunnelSwitch {
             geneve_opts: &[],
             oam: false,
         };
-        if encapsulate(out, &e).is_err() {
-            self.encap.encap_error.fetch_add(1, Ordering::Relaxed);
-            return false;
-        }
         if dst_mac.is_some() {
-            if u.inject(out) {
-                self.encap.encapsulated.fetch_add(1, Ordering::Relaxed);
-                return true;
+            // Built straight into the underlay's queue: one copy.
+            let mut q = lock(&u.inject);
+            let was_empty = q.pkts.is_empty();
+            let Some(mut b) = q.slot() else {
+                drop(q);
+                self.encap.queue_full.fetch_add(1, Ordering::Relaxed);
+                return false;
+            };
+            if encapsulate_into(&mut b, p, &e).is_err() {
+                q.free.push(b);
+                drop(q);
+                self.encap.encap_error.fetch_add(1, Ordering::Relaxed);
+                return false;
             }
-            self.encap.queue_full.fetch_add(1, Ordering::Relaxed);
+            q.pkts.push_back(b);
+            drop(q);
+            if was_empty {
+                let _ = u.efd.write(1);
+            }
+            self.encap.encapsulated.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        let mut out = Packet::new();
+        if encapsulate_into(&mut out, p, &e).is_err() {
+            self.encap.encap_error.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         self.encap.neigh_miss.fetch_add(1, Ordering::Relaxed);
         let queued = {
             let mut pending = lock(&u.pending);
             if pending.len() < PENDING_LEN {
-                pending.push((nexthop, out.clone()));
+                pending.push((nexthop, out));
                 true
             } else {
                 self.encap.pending_dropped.fetch_add(1, Ordering::Relaxed);
@@ -826,10 +839,9 @@ impl Port for TunnelPort {
     }
 
     fn send(&mut self, pkts: &[&Packet]) {
-        let mut out = Packet::new();
         let c = &self.end.counters;
         for p in pkts {
-            if self.sw.send_one(&self.end, p, &mut out) {
+            if self.sw.send_one(&self.end, p) {
                 c.tx_packets.fetch_add(1, Ordering::Relaxed);
                 c.tx_bytes.fetch_add(p.len() as u64, Ordering::Relaxed);
             } else {
@@ -982,7 +994,7 @@ mod tests {
 
     use super::*;
     use crate::tunnel::config::parse_options;
-    use crate::tunnel::{parse_outer_udp, TunnelKind};
+    use crate::tunnel::{encapsulate, parse_outer_udp, TunnelKind};
 
     const BR_MAC: [u8; 6] = [0xaa, 0, 0, 0, 0, 1];
     const PEER_MAC: [u8; 6] = [0xaa, 0, 0, 0, 0, 2];
