@@ -474,3 +474,78 @@ fn vxlan_over_ipv6_to_a_linux_vxlan_device() {
         "iperf3 moved {sent} bytes, {got} counted"
     );
 }
+
+/// Neutron's layout: the guest on `br-int`, the tunnel on `br-tun`, the
+/// two joined by patch ports, the underlay on `br-phy`: three bridges,
+/// three forwarding threads, between Linux's vxlan device and the guest.
+#[test]
+fn vxlan_behind_a_patch_port() {
+    let t = topo("tvp");
+    let (db, h) = (&t.db, &t.h);
+    ip_in(
+        &t.remote,
+        &[
+            "link",
+            "add",
+            "vx0",
+            "type",
+            "vxlan",
+            "id",
+            "42",
+            "remote",
+            "172.31.9.1",
+            "local",
+            "172.31.9.2",
+            "dstport",
+            "4789",
+        ],
+    );
+    ip_in(&t.remote, &["addr", "add", "10.99.0.2/24", "dev", "vx0"]);
+    ip_in(&t.remote, &["link", "set", "vx0", "mtu", "1400", "up"]);
+    db.vsctl_ok(&[
+        "add-br",
+        "br-tun",
+        "--",
+        "add-port",
+        "br-int",
+        "patch-tun",
+        "--",
+        "set",
+        "interface",
+        "patch-tun",
+        "type=patch",
+        "options:peer=patch-int",
+        "--",
+        "add-port",
+        "br-tun",
+        "patch-int",
+        "--",
+        "set",
+        "interface",
+        "patch-int",
+        "type=patch",
+        "options:peer=patch-tun",
+        "--",
+        "add-port",
+        "br-tun",
+        "tv",
+        "--",
+        "set",
+        "interface",
+        "tv",
+        "type=vxlan",
+        "options:remote_ip=172.31.9.2",
+        "options:key=42",
+    ]);
+    ping_until(
+        h,
+        &t.guest,
+        "10.99.0.2",
+        "ping through br-int, br-tun and br-phy",
+    );
+    let (sent, got) = iperf(&t.guest, &t.remote, "10.99.0.2", true);
+    assert!(
+        sent >= 8 << 20 && got > 0,
+        "iperf3 moved {sent} bytes, {got} counted"
+    );
+}
