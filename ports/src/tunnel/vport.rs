@@ -598,7 +598,8 @@ impl TunnelSwitch {
         // about the outer packet says nothing about the inner one.
         (b.csum, b.gso) = match pkt.csum {
             xennet_datapath::Csum::Partial { start, offset }
-                if usize::from(start) >= d.inner + super::ETH_LEN =>
+                if usize::from(start) >= d.inner + super::ETH_LEN
+                    && usize::from(start) + usize::from(offset) + 2 <= d.inner + d.inner_len =>
             {
                 let start = usize::from(start) - d.inner;
                 (
