@@ -539,6 +539,7 @@ fn port_vlan(port: &xennet_ovsdb::Port, log: &mut LogOnce) -> Result<PortVlan, S
 /// patch port).
 const IFACE_TYPES: &[&str] = &[
     "geneve",
+    "gre",
     "internal",
     "patch",
     "system",
@@ -914,6 +915,7 @@ fn plan(
                 } else if let Some(tk) = match iface.iface_type.as_str() {
                     "vxlan" => Some(xennet_ports::tunnel::TunnelKind::Vxlan),
                     "geneve" => Some(xennet_ports::tunnel::TunnelKind::Geneve),
+                    "gre" => Some(xennet_ports::tunnel::TunnelKind::Gre),
                     _ => None,
                 } {
                     match xennet_ports::tunnel::config::parse_options(

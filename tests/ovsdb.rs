@@ -546,7 +546,7 @@ fn unapplied_configuration_is_refused_or_reported() {
     let types = db.vsctl_no_wait(&["get", "Open_vSwitch", ".", "iface_types"]);
     assert_eq!(
         types,
-        "[geneve, internal, patch, system, tap, vxlan, xennet-vif]"
+        "[geneve, gre, internal, patch, system, tap, vxlan, xennet-vif]"
     );
     let dps = db.vsctl_no_wait(&["get", "Open_vSwitch", ".", "datapath_types"]);
     assert_eq!(dps, "[netdev, system]");

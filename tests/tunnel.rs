@@ -335,10 +335,22 @@ fn vxlan_to_a_linux_vxlan_device() {
 /// internal port.
 #[test]
 fn geneve_to_open_vswitch_userspace() {
-    let t = topo("tgv");
+    to_open_vswitch("tgv", "geneve");
+}
+
+/// GRE (key 42), the same way (the kernel here has no gretap either).
+#[test]
+fn gre_to_open_vswitch_userspace() {
+    to_open_vswitch("tgr", "gre");
+}
+
+/// Tunnel type `kind` between xennetd and ovs-vswitchd's userspace
+/// datapath: ping both ways.
+fn to_open_vswitch(test: &str, kind: &str) {
+    let t = topo(test);
     let (db, h) = (&t.db, &t.h);
     let get = |r: &str, c: &str| db.vsctl_no_wait(&["get", "interface", r, c]);
-    let rdb = OvsdbServer::start("tgvremote");
+    let rdb = OvsdbServer::start(&format!("{test}remote"));
     let rundir = rdb.dir().to_owned();
     let vswitchd = common::ChildGuard(
         Command::new("ip")
@@ -382,7 +394,7 @@ fn geneve_to_open_vswitch_userspace() {
         "set",
         "interface",
         "gnv",
-        "type=geneve",
+        &format!("type={kind}"),
         "options:remote_ip=172.31.9.1",
         "options:key=42",
     ]);
@@ -400,15 +412,22 @@ fn geneve_to_open_vswitch_userspace() {
         "set",
         "interface",
         "tg",
-        "type=geneve",
+        &format!("type={kind}"),
         "options:remote_ip=172.31.9.2",
         "options:key=42",
     ]);
     assert!(get("tg", "ofport").parse::<i64>().unwrap() > 0);
-    ping_until(h, &t.guest, "10.99.0.2", "ping through Geneve to OVS");
-    assert!(h
-        .appctl(&["tnl/ports/show"])
-        .contains("genev_sys_6081 (6081) ref_cnt=1"));
+    ping_until(
+        h,
+        &t.guest,
+        "10.99.0.2",
+        &format!("ping through {kind} to OVS"),
+    );
+    let ports = h.appctl(&["tnl/ports/show", "-v"]);
+    assert!(
+        ports.contains(&format!("tg: {kind} remote_ip=172.31.9.2")),
+        "{ports}"
+    );
     // And the other way: OVS's host pings the guest.
     ping_until(h, &t.remote, "10.99.0.1", "ping from OVS's side");
     drop(vswitchd);

@@ -5,7 +5,8 @@
 //!   its own forwarding thread, so a packet output to one end is queued
 //!   for the other end's thread and that thread is woken through the
 //!   end's eventfd, as any port's event channel wakes it.
-//! - [`tunnel`]: the VXLAN (RFC 7348) and Geneve (RFC 8926) headers:
+//! - [`tunnel`]: the VXLAN (RFC 7348), Geneve (RFC 8926) and GRE (RFC 2784)
+//!   headers:
 //!   encapsulation over IPv4 and IPv6 underlays and validated
 //!   decapsulation, with a counter per refusal reason; tunnel ports, the
 //!   underlay (a bridge's LOCAL port), the route table and the neighbour

@@ -2,13 +2,16 @@
 //! crate for how it runs, for how long, and how to run it longer).
 //!
 //! Seeds (`fuzz-corpus/tunnel_decap`): VXLAN over IPv4 and IPv6, Geneve
-//! over IPv4 with a critical option and over IPv6 without options, each
+//! over IPv4 with a critical option and over IPv6 without options, GRE
+//! with a key and a checksum over IPv4, each
 //! carrying an inner UDP/IPv4 frame, as `encapsulate` builds them. Files
 //! named `regress-*` are inputs that once failed.
 
 use xennet_datapath::Packet;
 use xennet_fuzz::{corpus_dir, run, Kind};
-use xennet_ports::tunnel::{decapsulate, encapsulate, parse_outer_udp, TunnelKind};
+use xennet_ports::tunnel::{
+    decapsulate, encapsulate, parse_outer_gre, parse_outer_udp, TunnelKind,
+};
 
 /// Outer headers and both tunnel headers on any frame: never a panic;
 /// what is accepted lies inside the frame; re-encapsulating an accepted
@@ -20,10 +23,12 @@ fn tunnel_decap() {
         corpus_dir!("tunnel_decap"),
         Kind::Bytes,
         |data| {
-            let Ok(Some(outer)) = parse_outer_udp(data) else {
-                return;
+            let (outer, kinds) = match (parse_outer_udp(data), parse_outer_gre(data)) {
+                (Ok(Some(o)), _) => (o, &[TunnelKind::Vxlan, TunnelKind::Geneve][..]),
+                (_, Ok(Some(o))) => (o, &[TunnelKind::Gre][..]),
+                _ => return,
             };
-            for kind in [TunnelKind::Vxlan, TunnelKind::Geneve] {
+            for &kind in kinds {
                 for known in [|_: u16, _: u8| true, |_: u16, _: u8| false] {
                     let Ok(d) = decapsulate(data, &outer, kind, &known) else {
                         continue;
@@ -51,7 +56,11 @@ fn tunnel_decap() {
                         oam: false,
                     };
                     if encapsulate(&mut p, &e).is_ok() {
-                        let o2 = parse_outer_udp(p.data()).unwrap().unwrap();
+                        let o2 = match kind {
+                            TunnelKind::Gre => parse_outer_gre(p.data()),
+                            _ => parse_outer_udp(p.data()),
+                        };
+                        let o2 = o2.unwrap().unwrap();
                         let d2 = decapsulate(p.data(), &o2, kind, &known).unwrap();
                         assert_eq!(d2.tunnel.id, d.tunnel.id);
                         assert_eq!((d2.tunnel.src, d2.tunnel.dst), (d.tunnel.src, d.tunnel.dst));
@@ -88,6 +97,7 @@ fn underlay_send() {
         (TunnelKind::Geneve, "172.31.1.2"),
         (TunnelKind::Vxlan, "fd00::2"),
         (TunnelKind::Geneve, "fd00::2"),
+        (TunnelKind::Gre, "172.31.1.2"),
     ]
     .into_iter()
     .enumerate()

@@ -1,4 +1,5 @@
-//! UDP tunnel encapsulation: VXLAN (RFC 7348) and Geneve (RFC 8926) over
+//! Tunnel encapsulation: VXLAN (RFC 7348), Geneve (RFC 8926) and GRE
+//! (RFC 2784, [`gre`]) over
 //! IPv4 and IPv6 underlays, as OVS's userspace tunnelling builds and
 //! strips them (`lib/netdev-native-tnl.c`).
 //!
@@ -13,6 +14,7 @@
 
 pub mod config;
 pub mod geneve;
+pub mod gre;
 pub mod neigh;
 pub mod route;
 pub mod vport;
@@ -48,6 +50,8 @@ pub enum TunnelKind {
     Vxlan,
     /// Geneve, RFC 8926.
     Geneve,
+    /// GRE (RFC 2784, key from RFC 2890) carrying Ethernet.
+    Gre,
 }
 
 impl TunnelKind {
@@ -56,6 +60,8 @@ impl TunnelKind {
         match self {
             TunnelKind::Vxlan => vxlan::PORT,
             TunnelKind::Geneve => geneve::PORT,
+            // Not UDP.
+            TunnelKind::Gre => 0,
         }
     }
 
@@ -64,14 +70,17 @@ impl TunnelKind {
         match self {
             TunnelKind::Vxlan => "vxlan",
             TunnelKind::Geneve => "geneve",
+            TunnelKind::Gre => "gre",
         }
     }
 
-    /// The tunnel header length (Geneve without options).
+    /// The tunnel header length (Geneve without options, GRE without a
+    /// checksum).
     fn header_len(self) -> usize {
         match self {
             TunnelKind::Vxlan => vxlan::HEADER_LEN,
             TunnelKind::Geneve => geneve::HEADER_LEN,
+            TunnelKind::Gre => gre::header_len(false),
         }
     }
 }
@@ -124,7 +133,7 @@ pub struct Encap<'a> {
     /// UDP destination port.
     pub udp_dst: u16,
     /// Compute the UDP checksum (else 0, allowed for IPv4 and, with
-    /// RFC 6935, IPv6 receivers that opt in).
+    /// RFC 6935, IPv6 receivers that opt in); for GRE, the GRE checksum.
     pub csum: bool,
     /// Geneve option TLVs, already encoded (a multiple of 4 bytes, at most
     /// 252); must be empty for VXLAN.
@@ -154,9 +163,11 @@ pub enum EncapError {
     InnerTooShort(usize),
 }
 
-/// The outer header bytes [`encapsulate`] adds for `e`.
+/// The outer header bytes [`encapsulate`] adds (Geneve with `opts_len`
+/// bytes of options, GRE without a checksum).
 pub fn overhead(kind: TunnelKind, ipv6: bool, opts_len: usize) -> usize {
-    ETH_LEN + if ipv6 { IPV6_LEN } else { IPV4_LEN } + UDP_LEN + kind.header_len() + opts_len
+    let udp = if kind == TunnelKind::Gre { 0 } else { UDP_LEN };
+    ETH_LEN + if ipv6 { IPV6_LEN } else { IPV4_LEN } + udp + kind.header_len() + opts_len
 }
 
 /// Source port for a flow, from a hash of the inner frame's addresses and
@@ -202,8 +213,11 @@ pub fn flow_udp_src(inner: &[u8]) -> u16 {
 struct Layout {
     ipv6: bool,
     ip_len: usize,
-    /// UDP length (header, tunnel header, options, inner frame).
-    udp_len: u16,
+    /// GRE (else UDP).
+    gre: bool,
+    /// IP payload length: UDP length (header, tunnel header, options,
+    /// inner frame), or GRE header and inner frame.
+    l4_len: u16,
     /// All outer header bytes.
     total: usize,
 }
@@ -211,7 +225,7 @@ struct Layout {
 /// Check `e` for an inner frame of `inner_len` bytes.
 fn layout(e: &Encap<'_>, inner_len: usize) -> Result<Layout, EncapError> {
     let opts = e.geneve_opts.len();
-    if (e.kind == TunnelKind::Vxlan && opts != 0) || opts % 4 != 0 || opts > geneve::MAX_OPTS_LEN {
+    if (e.kind != TunnelKind::Geneve && opts != 0) || opts % 4 != 0 || opts > geneve::MAX_OPTS_LEN {
         return Err(EncapError::BadOptions(opts));
     }
     let ipv6 = match (e.src, e.dst) {
@@ -222,19 +236,24 @@ fn layout(e: &Encap<'_>, inner_len: usize) -> Result<Layout, EncapError> {
     if inner_len < MIN_INNER {
         return Err(EncapError::InnerTooShort(inner_len));
     }
-    let tnl_len = e.kind.header_len() + opts;
-    let udp_len = UDP_LEN + tnl_len + inner_len;
+    let gre = e.kind == TunnelKind::Gre;
+    let (udp, tnl_len) = match gre {
+        true => (0, gre::header_len(e.csum)),
+        false => (UDP_LEN, e.kind.header_len() + opts),
+    };
+    let l4_len = udp + tnl_len + inner_len;
     let ip_len = if ipv6 { IPV6_LEN } else { IPV4_LEN };
-    let total = ETH_LEN + ip_len + UDP_LEN + tnl_len;
-    let ip_total = udp_len + if ipv6 { 0 } else { IPV4_LEN };
+    let total = ETH_LEN + ip_len + udp + tnl_len;
+    let ip_total = l4_len + if ipv6 { 0 } else { IPV4_LEN };
     if ip_total > usize::from(u16::MAX) || total + inner_len > MAX_FRAME {
-        return Err(EncapError::TooLong(udp_len + ip_len));
+        return Err(EncapError::TooLong(l4_len + ip_len));
     }
     Ok(Layout {
         ipv6,
         ip_len,
+        gre,
         // Checked just above: fits in u16.
-        udp_len: u16::try_from(udp_len).unwrap_or(u16::MAX),
+        l4_len: u16::try_from(l4_len).unwrap_or(u16::MAX),
         total,
     })
 }
@@ -246,6 +265,7 @@ fn write_headers(frame: &mut [u8], e: &Encap<'_>, l: &Layout) {
         0 => flow_udp_src(&frame[l.total..]),
         p => p,
     };
+    let proto = if l.gre { gre::PROTO_GRE } else { PROTO_UDP };
     let hdr = &mut frame[..l.total];
     hdr[0..6].copy_from_slice(&e.dst_mac);
     hdr[6..12].copy_from_slice(&e.src_mac);
@@ -255,11 +275,11 @@ fn write_headers(frame: &mut [u8], e: &Encap<'_>, l: &Layout) {
             let ip = &mut hdr[ETH_LEN..ETH_LEN + IPV4_LEN];
             ip[0] = 0x45;
             ip[1] = e.tos;
-            ip[2..4].copy_from_slice(&(l.udp_len + IPV4_LEN as u16).to_be_bytes());
+            ip[2..4].copy_from_slice(&(l.l4_len + IPV4_LEN as u16).to_be_bytes());
             ip[4..6].copy_from_slice(&e.ip_id.to_be_bytes());
             ip[6..8].copy_from_slice(&if e.df { [0x40, 0] } else { [0, 0] });
             ip[8] = e.ttl;
-            ip[9] = PROTO_UDP;
+            ip[9] = proto;
             ip[10..12].copy_from_slice(&[0, 0]);
             ip[12..16].copy_from_slice(&s.octets());
             ip[16..20].copy_from_slice(&d.octets());
@@ -272,8 +292,8 @@ fn write_headers(frame: &mut [u8], e: &Encap<'_>, l: &Layout) {
             let flow = u32::from(udp_src) & 0xf_ffff;
             let w = (6u32 << 28) | (u32::from(e.tos) << 20) | flow;
             ip[0..4].copy_from_slice(&w.to_be_bytes());
-            ip[4..6].copy_from_slice(&l.udp_len.to_be_bytes());
-            ip[6] = PROTO_UDP;
+            ip[4..6].copy_from_slice(&l.l4_len.to_be_bytes());
+            ip[6] = proto;
             ip[7] = e.ttl;
             ip[8..24].copy_from_slice(&s.octets());
             ip[24..40].copy_from_slice(&d.octets());
@@ -281,15 +301,21 @@ fn write_headers(frame: &mut [u8], e: &Encap<'_>, l: &Layout) {
         _ => unreachable_families(),
     }
     let l4 = ETH_LEN + l.ip_len;
+    if l.gre {
+        // The key carries the VNI; the checksum covers the inner frame.
+        gre::emit(&mut frame[l4..], e.vni, e.csum);
+        return;
+    }
     let udp = &mut hdr[l4..l4 + UDP_LEN];
     udp[0..2].copy_from_slice(&udp_src.to_be_bytes());
     udp[2..4].copy_from_slice(&e.udp_dst.to_be_bytes());
-    udp[4..6].copy_from_slice(&l.udp_len.to_be_bytes());
+    udp[4..6].copy_from_slice(&l.l4_len.to_be_bytes());
     udp[6..8].copy_from_slice(&[0, 0]);
     let t = &mut hdr[l4 + UDP_LEN..];
     match e.kind {
         TunnelKind::Vxlan => vxlan::emit(t, e.vni),
         TunnelKind::Geneve => geneve::emit(t, e.vni, e.geneve_opts, e.oam),
+        TunnelKind::Gre => {}
     }
     if e.csum {
         fill_udp_csum(frame, l4, l.ipv6);
@@ -404,6 +430,15 @@ pub enum DecapError {
     /// The inner frame is shorter than an Ethernet header.
     #[error("inner frame too short")]
     InnerTooShort,
+    /// GRE version other than 0, or the routing bit.
+    #[error("bad GRE header")]
+    GreHeader,
+    /// GRE payload not Ethernet.
+    #[error("GRE payload is not Ethernet")]
+    GreProtocol,
+    /// GRE checksum wrong.
+    #[error("bad GRE checksum")]
+    GreChecksum,
 }
 
 /// Refusal counters, one per [`DecapError`] variant, plus packets
@@ -437,6 +472,12 @@ pub struct DecapCounters {
     pub geneve_critical: AtomicU64,
     /// [`DecapError::InnerTooShort`].
     pub inner_too_short: AtomicU64,
+    /// [`DecapError::GreHeader`].
+    pub gre_header: AtomicU64,
+    /// [`DecapError::GreProtocol`].
+    pub gre_protocol: AtomicU64,
+    /// [`DecapError::GreChecksum`].
+    pub gre_checksum: AtomicU64,
 }
 
 impl DecapCounters {
@@ -459,6 +500,9 @@ impl DecapCounters {
             DecapError::GeneveOptions => &self.geneve_options,
             DecapError::GeneveCritical => &self.geneve_critical,
             DecapError::InnerTooShort => &self.inner_too_short,
+            DecapError::GreHeader => &self.gre_header,
+            DecapError::GreProtocol => &self.gre_protocol,
+            DecapError::GreChecksum => &self.gre_checksum,
         }
     }
 
@@ -479,6 +523,9 @@ impl DecapCounters {
             ("geneve_options", v(&self.geneve_options)),
             ("geneve_critical", v(&self.geneve_critical)),
             ("inner_too_short", v(&self.inner_too_short)),
+            ("gre_header", v(&self.gre_header)),
+            ("gre_protocol", v(&self.gre_protocol)),
+            ("gre_checksum", v(&self.gre_checksum)),
         ]
     }
 }
@@ -519,78 +566,18 @@ pub fn parse_outer_udp(frame: &[u8]) -> Result<Option<OuterUdp>, DecapError> {
 /// yet, as Linux `CHECKSUM_PARTIAL` over a veth) is not verified again.
 pub fn parse_outer_udp_csum(frame: &[u8], csum: Csum) -> Result<Option<OuterUdp>, DecapError> {
     let trusted = !matches!(csum, Csum::None);
-    let Some(et) = frame.get(12..14) else {
+    let Some(ip) = parse_outer_ip(frame, PROTO_UDP)? else {
         return Ok(None);
     };
-    let (ipv6, l3) = match et {
-        [0x08, 0x00] => (false, &frame[ETH_LEN..]),
-        [0x86, 0xdd] => (true, &frame[ETH_LEN..]),
-        _ => return Ok(None),
-    };
-    let (src, dst, tos, ttl, l4_off, l4_len) = if ipv6 {
-        if l3.len() < IPV6_LEN {
-            return Err(DecapError::Truncated);
-        }
-        if l3[0] >> 4 != 6 {
-            return Err(DecapError::BadIpHeader);
-        }
-        if l3[6] != PROTO_UDP {
-            // Extension headers before UDP are not tunnel packets here.
-            return Ok(None);
-        }
-        let plen = usize::from(u16::from_be_bytes([l3[4], l3[5]]));
-        if plen > l3.len() - IPV6_LEN {
-            return Err(DecapError::BadIpHeader);
-        }
-        let mut s = [0u8; 16];
-        let mut d = [0u8; 16];
-        s.copy_from_slice(&l3[8..24]);
-        d.copy_from_slice(&l3[24..40]);
-        let tc = ((l3[0] & 0x0f) << 4) | (l3[1] >> 4);
-        (
-            IpAddr::from(s),
-            IpAddr::from(d),
-            tc,
-            l3[7],
-            ETH_LEN + IPV6_LEN,
-            plen,
-        )
-    } else {
-        if l3.len() < IPV4_LEN {
-            return Err(DecapError::Truncated);
-        }
-        let ihl = usize::from(l3[0] & 0x0f) * 4;
-        if l3[0] >> 4 != 4 || ihl < IPV4_LEN {
-            return Err(DecapError::BadIpHeader);
-        }
-        if l3[9] != PROTO_UDP {
-            return Ok(None);
-        }
-        let total = usize::from(u16::from_be_bytes([l3[2], l3[3]]));
-        if l3.len() < ihl {
-            return Err(DecapError::Truncated);
-        }
-        if total < ihl || total > l3.len() {
-            return Err(DecapError::BadIpHeader);
-        }
-        if csum::checksum(&l3[..ihl]) != 0 {
-            return Err(DecapError::BadIpChecksum);
-        }
-        let fl = u16::from_be_bytes([l3[6], l3[7]]);
-        if fl & 0x3fff != 0 {
-            return Err(DecapError::Fragment);
-        }
-        let s: [u8; 4] = [l3[12], l3[13], l3[14], l3[15]];
-        let d: [u8; 4] = [l3[16], l3[17], l3[18], l3[19]];
-        (
-            IpAddr::from(s),
-            IpAddr::from(d),
-            l3[1],
-            l3[8],
-            ETH_LEN + ihl,
-            total - ihl,
-        )
-    };
+    let OuterIp {
+        src,
+        dst,
+        tos,
+        ttl,
+        l4_off,
+        l4_len,
+        ipv6,
+    } = ip;
     let l4 = &frame[l4_off..l4_off + l4_len];
     if l4.len() < UDP_LEN {
         return Err(DecapError::Truncated);
@@ -630,6 +617,120 @@ pub fn parse_outer_udp_csum(frame: &[u8], csum: Csum) -> Result<Option<OuterUdp>
     }))
 }
 
+/// If `frame` carries GRE over IPv4 or IPv6, its outer headers as an
+/// [`OuterUdp`] with UDP ports 0 and the payload at the GRE header.
+pub fn parse_outer_gre(frame: &[u8]) -> Result<Option<OuterUdp>, DecapError> {
+    Ok(parse_outer_ip(frame, gre::PROTO_GRE)?.map(|ip| OuterUdp {
+        src: ip.src,
+        dst: ip.dst,
+        tos: ip.tos,
+        ttl: ip.ttl,
+        udp_src: 0,
+        udp_dst: 0,
+        payload: ip.l4_off,
+        payload_len: ip.l4_len,
+    }))
+}
+
+/// The outer IP header of a frame carrying a given protocol.
+#[derive(Debug, Clone, Copy)]
+struct OuterIp {
+    src: IpAddr,
+    dst: IpAddr,
+    tos: u8,
+    ttl: u8,
+    l4_off: usize,
+    l4_len: usize,
+    ipv6: bool,
+}
+
+/// Validate the outer IPv4/IPv6 header of `frame` if it carries `proto`
+/// (lengths, IPv4 header checksum, no fragment); `Ok(None)` for anything
+/// else. The returned payload lies inside the frame.
+fn parse_outer_ip(frame: &[u8], proto: u8) -> Result<Option<OuterIp>, DecapError> {
+    let Some(et) = frame.get(12..14) else {
+        return Ok(None);
+    };
+    let (ipv6, l3) = match et {
+        [0x08, 0x00] => (false, &frame[ETH_LEN..]),
+        [0x86, 0xdd] => (true, &frame[ETH_LEN..]),
+        _ => return Ok(None),
+    };
+    let (src, dst, tos, ttl, l4_off, l4_len) = if ipv6 {
+        if l3.len() < IPV6_LEN {
+            return Err(DecapError::Truncated);
+        }
+        if l3[0] >> 4 != 6 {
+            return Err(DecapError::BadIpHeader);
+        }
+        if l3[6] != proto {
+            // Extension headers before UDP/GRE are not tunnel packets here.
+            return Ok(None);
+        }
+        let plen = usize::from(u16::from_be_bytes([l3[4], l3[5]]));
+        if plen > l3.len() - IPV6_LEN {
+            return Err(DecapError::BadIpHeader);
+        }
+        let mut s = [0u8; 16];
+        let mut d = [0u8; 16];
+        s.copy_from_slice(&l3[8..24]);
+        d.copy_from_slice(&l3[24..40]);
+        let tc = ((l3[0] & 0x0f) << 4) | (l3[1] >> 4);
+        (
+            IpAddr::from(s),
+            IpAddr::from(d),
+            tc,
+            l3[7],
+            ETH_LEN + IPV6_LEN,
+            plen,
+        )
+    } else {
+        if l3.len() < IPV4_LEN {
+            return Err(DecapError::Truncated);
+        }
+        let ihl = usize::from(l3[0] & 0x0f) * 4;
+        if l3[0] >> 4 != 4 || ihl < IPV4_LEN {
+            return Err(DecapError::BadIpHeader);
+        }
+        if l3[9] != proto {
+            return Ok(None);
+        }
+        let total = usize::from(u16::from_be_bytes([l3[2], l3[3]]));
+        if l3.len() < ihl {
+            return Err(DecapError::Truncated);
+        }
+        if total < ihl || total > l3.len() {
+            return Err(DecapError::BadIpHeader);
+        }
+        if csum::checksum(&l3[..ihl]) != 0 {
+            return Err(DecapError::BadIpChecksum);
+        }
+        let fl = u16::from_be_bytes([l3[6], l3[7]]);
+        if fl & 0x3fff != 0 {
+            return Err(DecapError::Fragment);
+        }
+        let s: [u8; 4] = [l3[12], l3[13], l3[14], l3[15]];
+        let d: [u8; 4] = [l3[16], l3[17], l3[18], l3[19]];
+        (
+            IpAddr::from(s),
+            IpAddr::from(d),
+            l3[1],
+            l3[8],
+            ETH_LEN + ihl,
+            total - ihl,
+        )
+    };
+    Ok(Some(OuterIp {
+        src,
+        dst,
+        tos,
+        ttl,
+        l4_off,
+        l4_len,
+        ipv6,
+    }))
+}
+
 /// A decapsulated packet: its tunnel metadata, the inner frame's place in
 /// the outer frame, and (Geneve) where its options are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -662,6 +763,10 @@ pub fn decapsulate(
         TunnelKind::Vxlan => {
             let h = vxlan::parse(payload)?;
             (h, vxlan::HEADER_LEN, (0, 0), 0)
+        }
+        TunnelKind::Gre => {
+            let (len, key) = gre::parse(payload)?;
+            (key, len, (0, 0), 0)
         }
         TunnelKind::Geneve => {
             let h = geneve::parse(payload, known_option)?;

@@ -406,3 +406,61 @@ fn encapsulating_into_another_packet_gives_the_same_frame() {
         assert_eq!(b.csum, Csum::None);
     }
 }
+
+#[test]
+fn gre_round_trips_with_and_without_a_checksum() {
+    for (s, d, csum_on) in [(V4A, V4B, false), (V4A, V4B, true), (V6A, V6B, true)] {
+        let e = encap(TunnelKind::Gre, s, d, &[], csum_on);
+        let f = wrapped(&e);
+        assert_eq!(
+            f.len(),
+            inner().len() + overhead(TunnelKind::Gre, s.is_ipv6(), 0) + if csum_on { 4 } else { 0 }
+        );
+        let sp = SlicedPacket::from_ethernet(&f).unwrap();
+        let proto = match &sp.net {
+            Some(NetSlice::Ipv4(ip)) => {
+                let h = ip.header().to_header();
+                assert_eq!(h.header_checksum, h.calc_header_checksum());
+                h.protocol.0
+            }
+            Some(NetSlice::Ipv6(ip)) => ip.header().next_header().0,
+            _ => panic!("not IP"),
+        };
+        assert_eq!(proto, 47);
+        assert_eq!(parse_outer_udp(&f), Ok(None), "GRE is not UDP");
+        let outer = parse_outer_gre(&f).unwrap().unwrap();
+        let dcp = decapsulate(&f, &outer, TunnelKind::Gre, &none_known).unwrap();
+        assert_eq!(dcp.tunnel.id, 42);
+        assert_eq!(u128_to_addr(dcp.tunnel.src), s);
+        assert_eq!(&f[dcp.inner..dcp.inner + dcp.inner_len], &inner()[..]);
+    }
+    // K bit and key 42, protocol 0x6558.
+    let f = wrapped(&encap(TunnelKind::Gre, V4A, V4B, &[], false));
+    assert_eq!(&f[34..42], &[0x20, 0, 0x65, 0x58, 0, 0, 0, 42]);
+}
+
+#[test]
+fn bad_gre_headers_are_refused_by_reason() {
+    assert_eq!(gre::parse(&[0, 1, 0x65, 0x58]), Err(DecapError::GreHeader));
+    assert_eq!(
+        gre::parse(&[0x40, 0, 0x65, 0x58]),
+        Err(DecapError::GreHeader)
+    );
+    assert_eq!(
+        gre::parse(&[0, 0, 0x08, 0x00]),
+        Err(DecapError::GreProtocol)
+    );
+    assert_eq!(
+        gre::parse(&[0x20, 0, 0x65, 0x58, 0, 0]),
+        Err(DecapError::Truncated)
+    );
+    assert_eq!(gre::parse(&[0, 0, 0x65, 0x58]), Ok((4, 0)));
+    let mut f = wrapped(&encap(TunnelKind::Gre, V4A, V4B, &[], true));
+    let n = f.len() - 1;
+    f[n] ^= 1;
+    let outer = parse_outer_gre(&f).unwrap().unwrap();
+    assert_eq!(
+        decapsulate(&f, &outer, TunnelKind::Gre, &none_known),
+        Err(DecapError::GreChecksum)
+    );
+}

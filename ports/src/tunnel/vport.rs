@@ -57,7 +57,8 @@ use super::config::{FromFlow, Inherit, TunnelConfig, DEFAULT_TTL};
 use super::neigh::{self, NeighTable};
 use super::route::{self, RouteTable};
 use super::{
-    decapsulate, encapsulate_into, parse_outer_udp_csum, u128_to_addr, DecapCounters, Encap,
+    decapsulate, encapsulate_into, parse_outer_gre, parse_outer_udp_csum, u128_to_addr,
+    DecapCounters, Encap,
 };
 
 /// Packets queued between threads per tunnel port and per underlay: a
@@ -458,6 +459,8 @@ impl TunnelSwitch {
             let prefix = match e.cfg.kind {
                 super::TunnelKind::Vxlan => "vxlan_sys",
                 super::TunnelKind::Geneve => "genev_sys",
+                // Not a UDP port.
+                super::TunnelKind::Gre => continue,
             };
             *listen.entry((prefix, e.cfg.dst_port)).or_default() += 1;
         }
@@ -944,6 +947,13 @@ impl Port for UnderlayPort {
                 Err(e) if udp_dport(f).is_some_and(|port| self.sw.listens(port)) => {
                     self.sw.decap.count(e);
                 }
+                Ok(None) if self.sw.listens(0) => match parse_outer_gre(f) {
+                    Ok(Some(o)) if self.sw.is_endpoint(&self.u.bridge, o.dst, 0) => {
+                        self.sw.receive(p, &o);
+                    }
+                    Err(e) => self.sw.decap.count(e),
+                    _ => pass.push(p),
+                },
                 _ => pass.push(p),
             }
         }
