@@ -493,16 +493,19 @@ impl TunnelSwitch {
                 ));
             }
             s.push_str("Counters:\n");
-            for (k, v) in self
-                .encap
-                .snapshot()
-                .into_iter()
-                .chain(self.decap.snapshot())
-            {
+            for (k, v) in self.counters() {
                 s.push_str(&format!("  {k}: {v}\n"));
             }
         }
         s
+    }
+
+    /// Every tunnel counter by name: [`EncapCounters`], then
+    /// [`DecapCounters`] (`decapsulated` and one per refusal reason).
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        let mut v = self.encap.snapshot();
+        v.extend(self.decap.snapshot());
+        v
     }
 
     fn learn(&self, ip: IpAddr, mac: [u8; 6], u: &Underlay) {
