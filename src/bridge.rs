@@ -663,7 +663,7 @@ fn port_hw_addr(name: &str, is_vif: bool) -> [u8; 6] {
     }
 }
 
-/// The userspace-tunnelling commands of OVS: `ovs/route/{show,add,del}`,
+/// The userspace-tunnelling commands of OVS: `ovs/route/{show,add,del,lookup}`,
 /// `tnl/neigh/{show,set,flush}` (and `tnl/arp/*`), `tnl/ports/show`.
 fn tunnel_commands(c: &mut Commands, t: &Arc<xennet_ports::TunnelSwitch>) {
     let s = t.clone();
@@ -681,6 +681,14 @@ fn tunnel_commands(c: &mut Commands, t: &Arc<xennet_ports::TunnelSwitch>) {
         2,
         4,
         Box::new(move |args| s.route_add(args)),
+    );
+    let s = t.clone();
+    c.add(
+        "ovs/route/lookup",
+        "ip_addr",
+        1,
+        1,
+        Box::new(move |args| s.route_lookup(args)),
     );
     let s = t.clone();
     c.add(

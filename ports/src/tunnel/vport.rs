@@ -399,6 +399,20 @@ impl TunnelSwitch {
         Ok("OK\n".into())
     }
 
+    /// `ovs/route/lookup ip`, as OVS prints it (`gateway ::` when on
+    /// link).
+    pub fn route_lookup(&self, args: &[String]) -> Result<String, String> {
+        let ip: IpAddr = args
+            .first()
+            .and_then(|a| a.parse().ok())
+            .ok_or("Invalid parameters")?;
+        let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
+        let r = routes.lookup(ip).ok_or("Not found")?;
+        let src = r.src.map_or_else(|| "::".to_string(), |a| a.to_string());
+        let gw = r.gw.map_or_else(|| "::".to_string(), |a| a.to_string());
+        Ok(format!("src {src}\ngateway {gw}\ndev {}\n", r.dev))
+    }
+
     /// `ovs/route/del ip/plen`.
     pub fn route_del(&self, args: &[String]) -> Result<String, String> {
         let (prefix, plen) = args
@@ -1092,6 +1106,14 @@ mod tests {
         assert_eq!(outer.udp_dst, 4789);
         assert_eq!(outer.dst, IpAddr::V4(Ipv4Addr::new(172, 31, 1, 2)));
         assert!(sw.neigh_show().contains("172.31.1.2"));
+        assert_eq!(
+            sw.route_lookup(&["172.31.1.2".into()]),
+            Ok("src 172.31.1.1\ngateway ::\ndev brp\n".into())
+        );
+        assert_eq!(
+            sw.route_lookup(&["10.0.0.1".into()]),
+            Err("Not found".into())
+        );
         let set = |a: &[&str]| sw.neigh_set(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert_eq!(
             set(&["brp", "172.31.1.9", "02:00:00:00:00:09"]),
