@@ -62,16 +62,16 @@ fn ovs_vsctl_configures_xennetd() {
     db.vsctl_ok(&[
         "add-port",
         "br0",
-        "gre0",
+        "stt0",
         "--",
         "set",
         "interface",
-        "gre0",
-        "type=gre",
+        "stt0",
+        "type=stt",
     ]);
-    let err = db.vsctl_ok(&["--no-wait", "get", "interface", "gre0", "error"]);
-    assert!(err.contains("type 'gre' is not supported"), "{err}");
-    db.vsctl_ok(&["del-port", "br0", "gre0"]);
+    let err = db.vsctl_ok(&["--no-wait", "get", "interface", "stt0", "error"]);
+    assert!(err.contains("type 'stt' is not supported"), "{err}");
+    db.vsctl_ok(&["del-port", "br0", "stt0"]);
     db.vsctl_ok(&["del-port", "br0", "eth9"]);
 
     h.guest(1, None);
