@@ -38,6 +38,8 @@ pub struct PortEntry {
     /// For vifs: port security (its MAC and IPv4 addresses source the
     /// isolation checker's probes).
     pub security: Option<Arc<xennet_vif::netback::PortSecurity>>,
+    /// For patch and tunnel ports: their link state and configuration.
+    pub link: Option<xennet_ports::SoftLink>,
 }
 
 /// VLAN settings of a bridge's ports by port name (OVS `Port:tag`,
@@ -253,21 +255,21 @@ impl Bridge {
 
     /// The `ofp_port` of a port as it is now (MAC, link, OpenFlow config).
     pub fn port_desc(&self, info: &PortInfo) -> model::PortDesc {
-        let is_vif = self
+        let kind = self
             .ports
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&info.ofport)
-            .is_some_and(|e| e.vif.is_some());
-        self.port_desc_of(info, is_vif)
+            .map_or(LinkKind::Device, LinkKind::of);
+        self.port_desc_of(info, &kind)
     }
 
-    fn port_desc_of(&self, info: &PortInfo, is_vif: bool) -> model::PortDesc {
+    fn port_desc_of(&self, info: &PortInfo, kind: &LinkKind) -> model::PortDesc {
         port_desc(
             info.ofport,
             &info.name,
-            port_hw_addr(&info.name, is_vif),
-            info.enabled && port_link_up(&info.name, is_vif),
+            port_hw_addr(&info.name, matches!(kind, LinkKind::Vif)),
+            info.enabled && kind.link_up(&info.name),
             self.of.port_config(info.ofport),
         )
     }
@@ -290,21 +292,20 @@ impl Bridge {
     /// `OFPT_PORT_STATUS` (`OFPPR_MODIFY`).
     pub fn refresh_links(&self) {
         let infos = self.port_infos();
-        let vifs: std::collections::BTreeSet<OfPort> = self
+        let kinds: BTreeMap<OfPort, LinkKind> = self
             .ports
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .filter(|(_, e)| e.vif.is_some())
-            .map(|(p, _)| *p)
+            .map(|(p, e)| (*p, LinkKind::of(e)))
             .collect();
         let present: std::collections::BTreeSet<OfPort> = infos.iter().map(|i| i.ofport).collect();
         let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
         links.retain(|p, _| present.contains(p));
         for info in &infos {
             // O(log n) per port: this runs every second over every port.
-            let is_vif = vifs.contains(&info.ofport);
-            let up = info.enabled && port_link_up(&info.name, is_vif);
+            let kind = kinds.get(&info.ofport).unwrap_or(&LinkKind::Device);
+            let up = info.enabled && kind.link_up(&info.name);
             // A port is announced live when added.
             if links.insert(info.ofport, up).unwrap_or(true) == up {
                 continue;
@@ -319,7 +320,7 @@ impl Bridge {
             self.of.set_port_live(info.ofport, up);
             let _ = self.conns.events().send(Event::PortStatus(PortStatus {
                 reason: model::OFPPR_MODIFY,
-                desc: self.port_desc_of(info, is_vif),
+                desc: self.port_desc_of(info, kind),
             }));
         }
     }
@@ -626,11 +627,33 @@ fn of_housekeeping(bridge: std::sync::Weak<Bridge>, events: std::sync::mpsc::Rec
     }
 }
 
-/// Whether a port's link is up: a vif's while its frontend is enabled (the
-/// caller checks that), a Linux device's (and LOCAL's) while it is up
-/// with a carrier.
-fn port_link_up(name: &str, is_vif: bool) -> bool {
-    is_vif || crate::tap::link_up(name).unwrap_or(false)
+/// Where a port's link state comes from.
+#[derive(Debug, Clone)]
+enum LinkKind {
+    /// A vif: up while its frontend is enabled (the caller checks that).
+    Vif,
+    /// A patch port (up while linked to its peer) or a tunnel port.
+    Soft(xennet_ports::SoftLink),
+    /// A Linux device (and LOCAL): up while up with a carrier.
+    Device,
+}
+
+impl LinkKind {
+    fn of(e: &PortEntry) -> LinkKind {
+        match (&e.vif, &e.link) {
+            (Some(_), _) => LinkKind::Vif,
+            (None, Some(l)) => LinkKind::Soft(l.clone()),
+            (None, None) => LinkKind::Device,
+        }
+    }
+
+    fn link_up(&self, name: &str) -> bool {
+        match self {
+            LinkKind::Vif => true,
+            LinkKind::Soft(l) => l.is_up(),
+            LinkKind::Device => crate::tap::link_up(name).unwrap_or(false),
+        }
+    }
 }
 
 /// The MAC address of a port: netback's fixed address for a vif (its
@@ -640,6 +663,69 @@ fn port_hw_addr(name: &str, is_vif: bool) -> [u8; 6] {
         true => crate::ofbridge::VIF_MAC,
         false => crate::tap::get_mac(name).unwrap_or([0; 6]),
     }
+}
+
+/// The userspace-tunnelling commands of OVS: `ovs/route/{show,add,del,lookup}`,
+/// `tnl/neigh/{show,set,flush}` (and `tnl/arp/*`), `tnl/ports/show`.
+fn tunnel_commands(c: &mut Commands, t: &Arc<xennet_ports::TunnelSwitch>) {
+    let s = t.clone();
+    c.add(
+        "ovs/route/show",
+        "",
+        0,
+        0,
+        Box::new(move |_| Ok(s.route_show())),
+    );
+    let s = t.clone();
+    c.add(
+        "ovs/route/add",
+        "ip/plen output_bridge [gw] [src=ip]",
+        2,
+        4,
+        Box::new(move |args| s.route_add(args)),
+    );
+    let s = t.clone();
+    c.add(
+        "ovs/route/lookup",
+        "ip_addr",
+        1,
+        1,
+        Box::new(move |args| s.route_lookup(args)),
+    );
+    let s = t.clone();
+    c.add(
+        "ovs/route/del",
+        "ip/plen",
+        1,
+        1,
+        Box::new(move |args| s.route_del(args)),
+    );
+    // OVS keeps the older `tnl/arp/*` names too.
+    for (show, set, flush) in [
+        ("tnl/neigh/show", "tnl/neigh/set", "tnl/neigh/flush"),
+        ("tnl/arp/show", "tnl/arp/set", "tnl/arp/flush"),
+    ] {
+        let s = t.clone();
+        c.add(show, "", 0, 0, Box::new(move |_| Ok(s.neigh_show())));
+        let s = t.clone();
+        c.add(
+            set,
+            "BRIDGE IP MAC",
+            3,
+            3,
+            Box::new(move |args| s.neigh_set(args)),
+        );
+        let s = t.clone();
+        c.add(flush, "", 0, 0, Box::new(move |_| Ok(s.neigh_flush())));
+    }
+    let s = t.clone();
+    c.add(
+        "tnl/ports/show",
+        "[-v]",
+        0,
+        1,
+        Box::new(move |args| Ok(s.ports_show(args.first().is_some_and(|a| a == "-v")))),
+    );
 }
 
 /// Highest OpenFlow port number a port may get (OFPP_MAX).
@@ -655,6 +741,11 @@ pub struct Switch {
     /// datapath (as OVS's userspace datapath has one conntrack for all
     /// its bridges): zones, not bridges, separate connections.
     conntrack: Conntrack,
+    /// Every patch port end, by name (they link across bridges).
+    pub patches: Arc<xennet_ports::PatchRegistry>,
+    /// Tunnel ports, underlays (every bridge's LOCAL port), routes and
+    /// neighbours.
+    pub tunnels: Arc<xennet_ports::TunnelSwitch>,
 }
 
 impl Switch {
@@ -664,6 +755,8 @@ impl Switch {
             bridges: RwLock::new(BTreeMap::new()),
             rundir: rundir.to_path_buf(),
             conntrack: Conntrack::new(),
+            patches: xennet_ports::PatchRegistry::new(),
+            tunnels: xennet_ports::TunnelSwitch::new(),
         }
     }
 
@@ -708,6 +801,7 @@ impl Switch {
                     vif: None,
                     rx_ring: p.rx_ring,
                     security: None,
+                    link: None,
                 };
                 br.add_port(entry, Box::new(dev))?;
             }
@@ -887,6 +981,7 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
             Ok(all.iter().map(|b| b.isolation.show(b)).collect())
         }),
     );
+    tunnel_commands(&mut c, &switch.tunnels);
     let s = switch.clone();
     c.add(
         "xennet/vif-show",
@@ -1100,6 +1195,7 @@ mod tests {
             vif: None,
             rx_ring: false,
             security: None,
+            link: None,
         };
         (b.add_port(entry, Box::new(p)).unwrap(), peer)
     }

@@ -41,6 +41,11 @@
 //!   detected while setting up" but succeeds). A Port deleted from the
 //!   database takes the vif off its bridge; the guest stays attached and
 //!   the vif rejoins when a Port lists it again.
+//! * Type `patch` with `options:peer`: one end of a patch port pair
+//!   ([`xennet_ports::patch`]); options OVS refuses (no `peer`, other keys,
+//!   `peer` naming itself) get ofport -1 and OVS's message in `error`. An
+//!   end whose peer is missing or does not name it back gets an ofport and
+//!   link state down, as in OVS. Changing `peer` re-opens the port.
 //! * Any other interface gets ofport -1 and `error` "xennetd: interface
 //!   type '<type>' is not supported yet".
 //! * A vif whose hotplug script failed (`hotplug-status = error`, see
@@ -285,7 +290,7 @@ struct PlannedIface {
 }
 
 /// How a Linux device port is opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum DevKind {
     /// An existing device, through AF_PACKET (type "" or `system`),
     /// receiving through a TPACKET_V3 ring if `rx_ring`
@@ -297,6 +302,31 @@ enum DevKind {
     /// The bridge's LOCAL port: a tap named after the bridge, OFPP_LOCAL,
     /// with the bridge's MAC address ([`Bridge::hwaddr`]).
     Local,
+    /// A patch port (type `patch`) whose peer is `peer`
+    /// ([`xennet_ports::patch`]).
+    Patch { peer: String },
+    /// A tunnel port (types `vxlan`, `geneve`; see
+    /// [`xennet_ports::tunnel::vport`]).
+    Tunnel(xennet_ports::tunnel::config::TunnelConfig),
+}
+
+impl DevKind {
+    /// What a software port is configured with (a change re-opens it).
+    fn soft_config(&self) -> Option<String> {
+        match self {
+            DevKind::Patch { peer } => Some(format!("patch:{peer}")),
+            DevKind::Tunnel(c) => Some(format!("{c:?}")),
+            _ => None,
+        }
+    }
+}
+
+/// [`DevKind::soft_config`] of an open port.
+fn link_config(l: &xennet_ports::SoftLink) -> String {
+    match l {
+        xennet_ports::SoftLink::Patch(p) => format!("patch:{}", p.peer_name()),
+        xennet_ports::SoftLink::Tunnel(c) => format!("{c:?}"),
+    }
 }
 
 /// The configuration the database asks for.
@@ -505,8 +535,18 @@ fn port_vlan(port: &xennet_ovsdb::Port, log: &mut LogOnce) -> Result<PortVlan, S
 
 /// `Open_vSwitch:iface_types`: the Interface types xennet can open (a vif
 /// is type `""` or xennet's own `xennet-vif`; `internal` and `tap` are tap
-/// devices, `system` an existing device through AF_PACKET).
-const IFACE_TYPES: &[&str] = &["internal", "system", "tap", "xennet-vif"];
+/// devices, `system` an existing device through AF_PACKET, `patch` a
+/// patch port).
+const IFACE_TYPES: &[&str] = &[
+    "geneve",
+    "gre",
+    "internal",
+    "patch",
+    "system",
+    "tap",
+    "vxlan",
+    "xennet-vif",
+];
 /// `Open_vSwitch:datapath_types`: both mean xennet's one userspace
 /// datapath (`Bridge:datapath_type` selects nothing else).
 const DATAPATH_TYPES: &[&str] = &["netdev", "system"];
@@ -756,6 +796,9 @@ fn plan(
         capabilities: capabilities(r, ovs),
         ..Plan::default()
     };
+    // Tunnel ports by what selects them on receive: two alike are refused,
+    // as OVS's `tnl_port_add` refuses them.
+    let mut tunnel_matches: BTreeMap<String, String> = BTreeMap::new();
     for buuid in &ovs.bridges {
         let Some(br) = r.bridge(*buuid) else {
             continue;
@@ -868,6 +911,90 @@ fn plan(
                             (br.name.clone(), preferred_ofports(&iface, known)),
                         );
                         Kind::Vif { domid, handle }
+                    }
+                } else if let Some(tk) = match iface.iface_type.as_str() {
+                    "vxlan" => Some(xennet_ports::tunnel::TunnelKind::Vxlan),
+                    "geneve" => Some(xennet_ports::tunnel::TunnelKind::Geneve),
+                    "gre" => Some(xennet_ports::tunnel::TunnelKind::Gre),
+                    _ => None,
+                } {
+                    match xennet_ports::tunnel::config::parse_options(
+                        &iface.name,
+                        tk,
+                        &iface.options,
+                    ) {
+                        Err(e) => Kind::Bad(e),
+                        Ok(_) if plan.netdevs.contains_key(&iface.name) => {
+                            Kind::Bad(format!("xennetd: {} is on more than one port", iface.name))
+                        }
+                        Ok(cfg) => match tunnel_matches.entry(cfg.receive_key()) {
+                            std::collections::btree_map::Entry::Occupied(mut other) => {
+                                // The one already running keeps its place
+                                // (the database lists ports in no order).
+                                let holder = other.get().clone();
+                                let running = |p: Option<i64>| p.is_some_and(|o| o > 0);
+                                let holder_running = plan
+                                    .ifaces
+                                    .iter()
+                                    .any(|p| p.name == holder && running(p.ofport));
+                                if running(iface.ofport) && !holder_running {
+                                    plan.netdevs.remove(&holder);
+                                    if let Some(p) =
+                                        plan.ifaces.iter_mut().find(|p| p.name == holder)
+                                    {
+                                        p.kind = Kind::Bad(format!(
+                                            "{holder}: attempting to add tunnel port with same config as port '{}'",
+                                            iface.name
+                                        ));
+                                    }
+                                    other.insert(iface.name.clone());
+                                    plan.netdevs.insert(
+                                        iface.name.clone(),
+                                        (
+                                            br.name.clone(),
+                                            preferred_ofports(&iface, known),
+                                            DevKind::Tunnel(cfg),
+                                        ),
+                                    );
+                                    Kind::Netdev
+                                } else {
+                                    Kind::Bad(format!(
+                                        "{}: attempting to add tunnel port with same config as port '{holder}'",
+                                        iface.name,
+                                    ))
+                                }
+                            }
+                            std::collections::btree_map::Entry::Vacant(v) => {
+                                v.insert(iface.name.clone());
+                                plan.netdevs.insert(
+                                    iface.name.clone(),
+                                    (
+                                        br.name.clone(),
+                                        preferred_ofports(&iface, known),
+                                        DevKind::Tunnel(cfg),
+                                    ),
+                                );
+                                Kind::Netdev
+                            }
+                        },
+                    }
+                } else if iface.iface_type == "patch" {
+                    match xennet_ports::patch::parse_options(&iface.name, &iface.options) {
+                        Err(e) => Kind::Bad(e.to_string()),
+                        Ok(_) if plan.netdevs.contains_key(&iface.name) => {
+                            Kind::Bad(format!("xennetd: {} is on more than one port", iface.name))
+                        }
+                        Ok(peer) => {
+                            plan.netdevs.insert(
+                                iface.name.clone(),
+                                (
+                                    br.name.clone(),
+                                    preferred_ofports(&iface, known),
+                                    DevKind::Patch { peer },
+                                ),
+                            );
+                            Kind::Netdev
+                        }
                     }
                 } else if matches!(
                     iface.iface_type.as_str(),
@@ -1221,6 +1348,15 @@ fn apply_netdevs(plan: &Plan, switch: &Switch, log: &mut LogOnce) -> BTreeMap<St
             }
             match plan.netdevs.get(&entry.name) {
                 Some((bn, _, kind)) if *bn == b.name => {
+                    if entry.link.as_ref().map(link_config) != kind.soft_config() {
+                        tracing::info!(
+                            "{}: {}: type or options changed: re-opening the port",
+                            b.name,
+                            entry.name
+                        );
+                        b.del_port(ofport);
+                        continue;
+                    }
                     if let DevKind::System { rx_ring } = kind {
                         if *rx_ring != entry.rx_ring {
                             tracing::info!(
@@ -1243,22 +1379,38 @@ fn apply_netdevs(plan: &Plan, switch: &Switch, log: &mut LogOnce) -> BTreeMap<St
             if *bn != b.name || present.contains(name) {
                 continue;
             }
-            let entry = PortEntry {
+            let mut entry = PortEntry {
                 name: name.clone(),
                 vif: None,
                 rx_ring: matches!(kind, DevKind::System { rx_ring: true }),
                 security: None,
+                link: None,
             };
-            let opened = match kind {
-                DevKind::System { rx_ring } => crate::netdev::Netdev::open(name, *rx_ring),
-                DevKind::Tap => crate::netdev::Netdev::open_tap(name, None),
-                DevKind::Local => crate::netdev::Netdev::open_tap(name, Some(b.hwaddr())),
+            let opened: std::io::Result<Box<dyn xennet_datapath::Port>> = match kind {
+                DevKind::System { rx_ring } => {
+                    crate::netdev::Netdev::open(name, *rx_ring).map(|d| Box::new(d) as _)
+                }
+                DevKind::Tap => {
+                    crate::netdev::Netdev::open_tap(name, None).map(|d| Box::new(d) as _)
+                }
+                // Every bridge's LOCAL port can be a tunnel underlay.
+                DevKind::Local => crate::netdev::Netdev::open_tap(name, Some(b.hwaddr()))
+                    .and_then(|d| switch.tunnels.wrap_local(&b.name, Box::new(d), b.hwaddr()))
+                    .map(|d| Box::new(d) as _),
+                DevKind::Patch { peer } => switch.patches.open(name, peer).map(|p| {
+                    entry.link = Some(xennet_ports::SoftLink::Patch(p.link()));
+                    Box::new(p) as _
+                }),
+                DevKind::Tunnel(cfg) => switch.tunnels.open(name, cfg.clone()).map(|p| {
+                    entry.link = Some(p.link());
+                    Box::new(p) as _
+                }),
             };
             let r = opened.map_err(anyhow::Error::from).and_then(|dev| {
                 if *kind == DevKind::Local {
-                    b.add_local_port(entry, Box::new(dev))
+                    b.add_local_port(entry, dev)
                 } else {
-                    b.add_port_at(entry, Box::new(dev), prefs, &plan.reserved)
+                    b.add_port_at(entry, dev, prefs, &plan.reserved)
                 }
             });
             if let Err(e) = r {

@@ -360,6 +360,7 @@ pub fn place(
         vif: Some((domid, vif.metrics())),
         rx_ring: false,
         security: Some(vif.port_security()),
+        link: None,
     };
     // Every vif mirrors into its representor device, if it has one.
     let port = crate::representor::wrap(name, Box::new(vif));

@@ -2,7 +2,8 @@
 //! default): `GET /metrics` answers with every counter the `ovs-appctl`
 //! commands show, read at scrape time from the same places
 //! (`xennet/vif-stats`, `xennet/vif-show`, `dpif-netdev/pmd-stats-show`,
-//! `fdb/stats-show`, `coverage/show`, `xennet/representor-show`).
+//! `fdb/stats-show`, `coverage/show`, `xennet/representor-show`,
+//! `tnl/ports/show -v`).
 //!
 //! Encoding is the `prometheus-client` crate's: the OpenMetrics 1.0 text
 //! format when the scraper's `Accept` asks for
@@ -659,6 +660,35 @@ fn gather(switch: &Switch) -> Families {
             l(),
             r.host_dropped,
         );
+    }
+    // Tunnels (`tnl/ports/show -v`).
+    for (what, n) in switch.tunnels.counters() {
+        match what {
+            "encapsulated" => f.counter(
+                "tunnel_encapsulated",
+                "Packets encapsulated by tunnel ports and handed to an underlay bridge.",
+                Vec::new(),
+                n,
+            ),
+            "decapsulated" => f.counter(
+                "tunnel_decapsulated",
+                "Tunnel packets decapsulated into a tunnel port.",
+                Vec::new(),
+                n,
+            ),
+            "neigh_miss" => f.counter(
+                "tunnel_neigh_misses",
+                "Packets whose next hop was unresolved (queued while resolving).",
+                Vec::new(),
+                n,
+            ),
+            reason => f.counter(
+                "tunnel_drops",
+                "Tunnel packets dropped, by reason (the `tnl/ports/show -v` counters: `no_route`, `queue_full`, `no_port`, `bad_udp_checksum`, `geneve_critical`, ...).",
+                vec![("reason", reason.into())],
+                n,
+            ),
+        }
     }
     // Process-wide (`coverage/show`).
     for (event, n) in crate::coverage::all() {

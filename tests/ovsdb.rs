@@ -62,16 +62,16 @@ fn ovs_vsctl_configures_xennetd() {
     db.vsctl_ok(&[
         "add-port",
         "br0",
-        "gre0",
+        "stt0",
         "--",
         "set",
         "interface",
-        "gre0",
-        "type=gre",
+        "stt0",
+        "type=stt",
     ]);
-    let err = db.vsctl_ok(&["--no-wait", "get", "interface", "gre0", "error"]);
-    assert!(err.contains("type 'gre' is not supported"), "{err}");
-    db.vsctl_ok(&["del-port", "br0", "gre0"]);
+    let err = db.vsctl_ok(&["--no-wait", "get", "interface", "stt0", "error"]);
+    assert!(err.contains("type 'stt' is not supported"), "{err}");
+    db.vsctl_ok(&["del-port", "br0", "stt0"]);
     db.vsctl_ok(&["del-port", "br0", "eth9"]);
 
     h.guest(1, None);
@@ -544,7 +544,10 @@ fn unapplied_configuration_is_refused_or_reported() {
 
     // What xennetd can do, written for controllers and OVN.
     let types = db.vsctl_no_wait(&["get", "Open_vSwitch", ".", "iface_types"]);
-    assert_eq!(types, "[internal, system, tap, xennet-vif]");
+    assert_eq!(
+        types,
+        "[geneve, gre, internal, patch, system, tap, vxlan, xennet-vif]"
+    );
     let dps = db.vsctl_no_wait(&["get", "Open_vSwitch", ".", "datapath_types"]);
     assert_eq!(dps, "[netdev, system]");
     db.vsctl_ok(&[

@@ -106,6 +106,14 @@ pub enum SetAction {
     NdSll([u8; 6]),
     /// Target link-layer address option of a neighbour advertisement.
     NdTll([u8; 6]),
+    /// Tunnel id (`tun_id`) of the packet's tunnel metadata, used when it
+    /// is output to a tunnel port with `key=flow` (OVS `set(tunnel(..))`).
+    TunId(u64),
+    /// Tunnel source address (`tun_src`; IPv4 in the low 32 bits).
+    TunSrc(u128),
+    /// Tunnel destination address (`tun_dst`), used by a tunnel port with
+    /// `remote_ip=flow`.
+    TunDst(u128),
 }
 
 struct Mac<'a>(&'a [u8; 6]);
@@ -173,6 +181,9 @@ impl fmt::Display for SetAction {
             SetAction::NdTarget(a) => write!(f, "set(nd(target={}))", Ipv6Addr::from(*a)),
             SetAction::NdSll(m) => write!(f, "set(nd(sll={}))", Mac(m)),
             SetAction::NdTll(m) => write!(f, "set(nd(tll={}))", Mac(m)),
+            SetAction::TunId(id) => write!(f, "set(tunnel(tun_id={id:#x}))"),
+            SetAction::TunSrc(a) => write!(f, "set(tunnel(src={}))", tun_addr(*a)),
+            SetAction::TunDst(a) => write!(f, "set(tunnel(dst={}))", tun_addr(*a)),
         }
     }
 }
@@ -395,9 +406,32 @@ fn vlan_tci_at(d: &[u8]) -> Option<usize> {
     (matches!(tpid, 0x8100 | 0x88a8) && d.len() >= 16).then_some(14)
 }
 
+/// A tunnel address as text (IPv4 when the high 96 bits are zero).
+fn tun_addr(a: u128) -> String {
+    match u32::try_from(a) {
+        Ok(v4) => std::net::Ipv4Addr::from(v4).to_string(),
+        Err(_) => std::net::Ipv6Addr::from(a).to_string(),
+    }
+}
+
 /// Apply `a` to `pkt` in place. Returns false when the frame has no such
 /// header (nothing changed).
 pub fn apply(pkt: &mut Packet, a: &SetAction) -> bool {
+    match *a {
+        SetAction::TunId(id) => {
+            pkt.md.tunnel.id = id;
+            return true;
+        }
+        SetAction::TunSrc(v) => {
+            pkt.md.tunnel.src = v;
+            return true;
+        }
+        SetAction::TunDst(v) => {
+            pkt.md.tunnel.dst = v;
+            return true;
+        }
+        _ => {}
+    }
     let partial = matches!(pkt.csum, Csum::Partial { .. });
     let d = pkt.data_mut();
     match *a {
@@ -482,6 +516,8 @@ pub fn apply(pkt: &mut Packet, a: &SetAction) -> bool {
         SetAction::NdTarget(a) => set_nd(d, None, &a),
         SetAction::NdSll(m) => set_nd(d, Some((135, 1)), &m),
         SetAction::NdTll(m) => set_nd(d, Some((136, 2)), &m),
+        // Metadata, applied above.
+        SetAction::TunId(_) | SetAction::TunSrc(_) | SetAction::TunDst(_) => false,
     }
 }
 

@@ -2676,6 +2676,19 @@ impl Ctx<'_> {
             (false, false) => {}
         }
         let differs = |fl: Field| b.get(fl) != f.get(fl);
+        // Tunnel metadata for a later output to a tunnel port.
+        if differs(Field::TunId) {
+            push(
+                &mut self.actions,
+                SetAction::TunId(f.get(Field::TunId) as u64),
+            );
+        }
+        if differs(Field::TunSrc) {
+            push(&mut self.actions, SetAction::TunSrc(f.get(Field::TunSrc)));
+        }
+        if differs(Field::TunDst) {
+            push(&mut self.actions, SetAction::TunDst(f.get(Field::TunDst)));
+        }
         match f.dl_type() {
             0x0800 => {
                 if differs(Field::NwSrc) {
