@@ -172,11 +172,11 @@ impl Rng {
 /// match for it).
 const PROTOS: [&str; 6] = ["udp", "tcp", "sctp", "arp", "icmp6", "ipv6"];
 
-fn random_match(r: &mut Rng, table: u8) -> String {
-    let mut m = vec![
-        format!("table={table}"),
-        format!("priority={}", 1 + r.below(60)),
-    ];
+/// A random match in `table` at `priority` (distinct within a table:
+/// OpenFlow leaves the winner among overlapping flows of one priority
+/// undefined, and OVS and xennet pick differently).
+fn random_match(r: &mut Rng, table: u8, priority: u64) -> String {
+    let mut m = vec![format!("table={table}"), format!("priority={priority}")];
     if r.chance(40) {
         m.push(format!("in_port={}", 1 + r.below(3)));
     }
@@ -316,8 +316,16 @@ fn random_actions(r: &mut Rng, table: u8, ip: bool) -> String {
 fn random_table(r: &mut Rng) -> Vec<String> {
     let mut flows = Vec::new();
     for table in 0..4u8 {
+        let mut used = Vec::new();
         for _ in 0..2 + r.below(5) {
-            let m = random_match(r, table);
+            let priority = loop {
+                let p = 1 + r.below(60);
+                if !used.contains(&p) {
+                    used.push(p);
+                    break p;
+                }
+            };
+            let m = random_match(r, table, priority);
             let ip = [",udp", ",tcp", ",sctp"].iter().any(|p| m.contains(p));
             flows.push(format!("{m},actions={}", random_actions(r, table, ip)));
         }

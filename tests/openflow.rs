@@ -1974,8 +1974,10 @@ fn ofctl_monitor_receives_packet_in2_with_userdata_and_registers() {
     of(&[
         "add-flow",
         "br0",
-        "table=0,priority=10,cookie=0x99,actions=load:0x2a->NXM_NX_REG1[],set_field:0x5->metadata,\
-         resubmit(,3)",
+        // Only the test's frame: the guest's own traffic (IPv6 MLD
+        // reports) must not reach the monitor first.
+        "table=0,priority=10,cookie=0x99,udp,tp_dst=53,actions=load:0x2a->NXM_NX_REG1[],\
+         set_field:0x5->metadata,resubmit(,3)",
     ]);
     of(&[
         "add-flow",

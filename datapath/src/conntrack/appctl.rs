@@ -2,7 +2,7 @@
 //! functions of a [`Conntrack`] so that the daemon registers them with
 //! one loop over [`COMMANDS`]:
 //!
-//! ```ignore
+//! ```text
 //! for &(name, usage, min, max) in conntrack::appctl::COMMANDS {
 //!     let ct = ct.clone();
 //!     c.add(name, usage, min, max, Box::new(move |a| conntrack::appctl::run(&ct, name, a)));
