@@ -185,6 +185,14 @@ errors! {
     BAD_PROPERTY_EXPERIMENTER = (14, 5), "OFPBPC_BAD_EXPERIMENTER (1.4+): unknown experimenter property.";
     ASYNC_CONFIG_INVALID = (15, 0), "OFPACFC_INVALID (1.4+): mask bits not allowed.";
     ASYNC_CONFIG_UNSUPPORTED = (15, 1), "OFPACFC_UNSUPPORTED (1.4+): unknown async property.";
+    MONITOR_UNKNOWN = (16, 0), "OFPMOFC_UNKNOWN (1.4+): unspecified flow monitor error.";
+    MONITOR_EXISTS = (16, 1), "OFPMOFC_MONITOR_EXISTS (1.4+): a monitor with this id exists.";
+    MONITOR_INVALID = (16, 2), "OFPMOFC_INVALID_MONITOR (1.4+): the monitor is invalid.";
+    UNKNOWN_MONITOR = (16, 3), "OFPMOFC_UNKNOWN_MONITOR (1.4+): no monitor with this id.";
+    MONITOR_BAD_COMMAND = (16, 4), "OFPMOFC_BAD_COMMAND (1.4+): unknown monitor command.";
+    MONITOR_BAD_FLAGS = (16, 5), "OFPMOFC_BAD_FLAGS (1.4+): unsupported monitor flags.";
+    MONITOR_BAD_TABLE_ID = (16, 6), "OFPMOFC_BAD_TABLE_ID (1.4+): no such table.";
+    MONITOR_BAD_OUT = (16, 7), "OFPMOFC_BAD_OUT (1.4+): bad output port or group.";
     BUNDLE_UNKNOWN = (17, 0), "OFPBFC_UNKNOWN (1.4+): unspecified bundle error.";
     BUNDLE_EPERM = (17, 1), "OFPBFC_EPERM (1.4+): permissions error.";
     BUNDLE_BAD_ID = (17, 2), "OFPBFC_BAD_ID (1.4+): bundle id does not exist.";

@@ -18,6 +18,7 @@
 //!   1.3).
 //! - [`v10`]: OpenFlow 1.0 messages and Nicira vendor extensions.
 //! - [`nicira`]: the Nicira extension numbers both codecs use.
+//! - [`monitor`]: flow monitors (Nicira, ONF and OpenFlow 1.4 forms).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -29,6 +30,7 @@ pub mod flow;
 pub mod group;
 pub mod header;
 pub mod model;
+pub mod monitor;
 pub mod nicira;
 pub mod nx_action;
 pub mod oxm;

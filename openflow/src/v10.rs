@@ -1109,7 +1109,7 @@ fn check_flow_mod_instructions(ins: &Instructions) -> Result<(), EncodeError> {
 ///
 /// # Errors
 /// As [`encode_actions`] for the apply-actions.
-fn encode_instructions_as_actions(
+pub(crate) fn encode_instructions_as_actions(
     ins: &Instructions,
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
@@ -1171,6 +1171,10 @@ fn error_to_ofp10(e: OfError) -> Err10 {
         (7, c @ 0..=1) => Std(4, c),
         (9, c @ 0..=2) => Std(5, c),
         (11, 2) => Nx(1, 513),
+        // OVS ofp-errors.h: NX1.0-1.1(1,517..519).
+        (16, 1) => Nx(1, 517),
+        (16, 3) => Nx(1, 519),
+        (16, 5) => Nx(1, 518),
         _ => Nx(1, 521),
     }
 }
