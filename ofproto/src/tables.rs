@@ -338,7 +338,44 @@ pub struct Tables {
     /// The undo log of a transaction in progress ([`Tables::begin`]);
     /// `None` outside one, so plain flow-mods only pay a branch.
     journal: Option<Journal>,
+    /// Rule changes for flow monitors, recorded while [`Tables::watch`]
+    /// is on (OVS `ofmonitor_report`); taken with
+    /// [`Tables::take_changes`].
+    changes: Vec<RuleChange>,
+    /// Whether to record [`RuleChange`]s (some connection has a flow
+    /// monitor); off, changes cost nothing.
+    watching: bool,
 }
+
+/// What happened to a rule, for flow monitors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Added (no rule with its match and priority existed).
+    Added,
+    /// Its instructions or cookie changed (a modify, or an add over an
+    /// existing rule).
+    Modified,
+    /// Removed, with the `OFPRR_*` reason ([`removed_reason`]).
+    Removed(u8),
+}
+
+/// One rule change a flow monitor may report.
+#[derive(Debug, Clone)]
+pub struct RuleChange {
+    /// What happened.
+    pub kind: ChangeKind,
+    /// The rule as it is now (for a removal, as it was).
+    pub rule: Arc<Rule>,
+    /// For a modification, the rule before (monitors with an `out_port`
+    /// also report a flow whose old actions output there, as OVS).
+    pub old: Option<Arc<Rule>>,
+}
+
+/// Most rule changes kept between two [`Tables::take_changes`] (one per
+/// flow in the largest operation: a delete of every table at
+/// [`DEFAULT_MAX_FLOWS`] per table stays well inside); beyond it changes
+/// are counted in [`Tables::lost_changes`] instead.
+pub const MAX_CHANGES: usize = 1 << 20;
 
 /// What a transaction changed, to put back on [`Tables::rollback`].
 #[derive(Debug)]
@@ -347,6 +384,8 @@ struct Journal {
     undo: Vec<Undo>,
     generation: u64,
     n_timeouts: usize,
+    /// How many [`RuleChange`]s were recorded when it began.
+    n_changes: usize,
 }
 
 /// One change a transaction made: the previous occupant of a slot.
@@ -399,6 +438,8 @@ impl Tables {
             generation: 0,
             n_timeouts: 0,
             journal: None,
+            changes: Vec::new(),
+            watching: false,
         }
     }
 
@@ -417,6 +458,7 @@ impl Tables {
             undo: Vec::new(),
             generation: self.generation,
             n_timeouts: self.n_timeouts,
+            n_changes: self.changes.len(),
         });
     }
 
@@ -466,6 +508,42 @@ impl Tables {
         }
         self.generation = j.generation;
         self.n_timeouts = j.n_timeouts;
+        // What was undone never happened, for monitors too.
+        self.changes.truncate(j.n_changes);
+    }
+
+    // ----- flow monitors -----
+
+    /// Start or stop recording [`RuleChange`]s (stopping drops the ones
+    /// not taken).
+    pub fn watch(&mut self, on: bool) {
+        self.watching = on;
+        if !on {
+            self.changes = Vec::new();
+        }
+    }
+
+    /// The rule changes since the last call, oldest first.
+    pub fn take_changes(&mut self) -> Vec<RuleChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    fn record(&mut self, kind: ChangeKind, rule: &Arc<Rule>, old: Option<&Arc<Rule>>) {
+        if self.watching && self.changes.len() < MAX_CHANGES {
+            self.changes.push(RuleChange {
+                kind,
+                rule: rule.clone(),
+                old: old.cloned(),
+            });
+        }
+    }
+
+    /// Every rule of every table (for a flow monitor's initial dump).
+    pub fn all_rules(&self) -> Vec<Arc<Rule>> {
+        self.tables
+            .iter()
+            .flat_map(|t| t.cls.iter().map(|r| r.value.clone()))
+            .collect()
     }
 
     /// Changes whenever a rule, group or meter changes.
@@ -974,7 +1052,14 @@ impl Tables {
                 .saturating_sub(has_to(o.idle_timeout, o.hard_timeout));
         }
         self.n_timeouts += has_to(fm.idle_timeout, fm.hard_timeout);
-        let prev = table.cls.insert(&matcher, fm.priority, rule);
+        let prev = table.cls.insert(&matcher, fm.priority, rule.clone());
+        match &prev {
+            // OVS `replace_rule_finish`: an add over a rule is reported
+            // as a modification when the actions or cookie change.
+            Some(o) if o.instructions == rule.instructions && o.cookie == rule.cookie => {}
+            Some(o) => self.record(ChangeKind::Modified, &rule, Some(o)),
+            None => self.record(ChangeKind::Added, &rule, None),
+        }
         note(&mut self.journal, || Undo::Rule {
             table: usize::from(fm.table_id),
             matcher,
@@ -1055,7 +1140,10 @@ impl Tables {
                         old.counters.clone()
                     },
                 });
-                let prev = std::mem::replace(&mut r.value, new);
+                let prev = std::mem::replace(&mut r.value, new.clone());
+                if self.watching && prev.instructions != new.instructions {
+                    self.record(ChangeKind::Modified, &new, Some(&prev));
+                }
                 note(&mut self.journal, || Undo::Rule {
                     table: *t,
                     matcher: m.clone(),
@@ -1107,6 +1195,7 @@ impl Tables {
                 if r.flags & flow_flags::SEND_FLOW_REM != 0 {
                     out.push(r.removed(reason, now));
                 }
+                self.record(ChangeKind::Removed(reason), &r, None);
                 note(&mut self.journal, || Undo::Rule {
                     table: *t,
                     matcher: m.clone(),

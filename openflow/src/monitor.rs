@@ -147,7 +147,7 @@ pub struct FlowUpdateFull {
 #[derive(Debug, Clone, PartialEq)]
 pub enum FlowUpdate {
     /// A flow with its match (and actions).
-    Full(FlowUpdateFull),
+    Full(Box<FlowUpdateFull>),
     /// `NXFME_ABBREV`/`OFPFME_ABBREV`: the connection's own request with
     /// this xid changed matching flows.
     Abbrev(u32),

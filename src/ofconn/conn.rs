@@ -28,6 +28,7 @@ use xennet_openflow::model::{
     AsyncConfig, BundleAdd, BundleCtrl, BundleCtrlType, MpRequest, Msg, RoleMsg, SwitchConfig,
     TableFeatures,
 };
+use xennet_openflow::monitor::{self, Pause};
 use xennet_openflow::{v10, OfError};
 
 use super::bundle::Bundles;
@@ -128,6 +129,8 @@ pub enum Event {
     FlowRemoved(Box<xennet_openflow::model::FlowRemoved>),
     /// Port added, removed or changed.
     PortStatus(xennet_openflow::model::PortStatus),
+    /// Rule changes, for flow monitors ([`super::monitor`]).
+    FlowChanges(Arc<xennet_ofproto::FlowChanges>),
 }
 
 /// What a request handler may want to know about the connection.
@@ -177,6 +180,31 @@ pub trait Handler: Send + Sync {
     ) -> Result<(), (usize, OfError)> {
         let _ = (ctx, flags, msgs);
         Err((0, OfError::BUNDLE_MSG_UNSUP))
+    }
+
+    /// A connection starts (`true`) or stops (`false`) having flow
+    /// monitors: rule changes must then (no longer) arrive as
+    /// [`Event::FlowChanges`]. Calls pair. The default does nothing.
+    fn watch_flows(&self, on: bool) {
+        let _ = on;
+    }
+
+    /// Every rule, for a flow monitor's initial dump. The default has
+    /// none.
+    fn all_rules(&self) -> Vec<Arc<xennet_ofproto::tables::Rule>> {
+        Vec::new()
+    }
+}
+
+/// Gives back a connection's flow monitoring ([`Handler::watch_flows`])
+/// when the connection ends, however it ends.
+struct Unwatch(Arc<dyn Handler>, Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Unwatch {
+    fn drop(&mut self) {
+        if self.1.swap(false, Ordering::AcqRel) {
+            self.0.watch_flows(false);
+        }
     }
 }
 
@@ -378,6 +406,10 @@ struct State {
     tf_parts: Option<(u32, Vec<TableFeatures>)>,
     /// Open bundles (OpenFlow 1.4 / the ONF 1.3 extension).
     bundles: Bundles,
+    /// Flow monitors.
+    monitors: super::monitor::Monitors,
+    /// Whether [`Handler::watch_flows`] is on for this connection.
+    watching: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Most tables one reassembled table-features request may hold (one per
@@ -453,6 +485,13 @@ impl State {
             Ok(None)
         } else {
             Ok(Some(all))
+        }
+    }
+
+    /// Stop watching rule changes once the last monitor is gone.
+    fn sync_watch(&mut self, handler: &dyn Handler) {
+        if !self.monitors.active() && self.watching.swap(false, Ordering::AcqRel) {
+            blocking(|| handler.watch_flows(false));
         }
     }
 
@@ -634,7 +673,10 @@ where
         pin_log: crate::ratelimit::LogLimit::default(),
         tf_parts: None,
         bundles: Bundles::default(),
+        monitors: super::monitor::Monitors::default(),
+        watching: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
+    let _unwatch = Unwatch(handler.clone(), st.watching.clone());
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut tx = TxBuf::default();
     // The HELLO carries our highest version in its header.
@@ -655,6 +697,12 @@ where
                 flush_before_close(&mut wr, &tx).await;
                 return Err(e);
             }
+        }
+        if st.monitors.paused() && tx.pending() == 0 {
+            // OVS `ofmonitor_resume`: everything queued was written.
+            let ups = st.monitors.resume(blocking(|| handler.all_rules()));
+            super::monitor::send_updates(st.version, 0, &ups, &mut tx.buf);
+            super::monitor::send_pause(st.version, Pause::Resumed, &mut tx.buf);
         }
         st.refresh_role(&roles);
         status.version.store(st.version, Ordering::Relaxed);
@@ -686,6 +734,18 @@ where
             }
             ev = events.recv(), if st.version != 0 => {
                 match ev {
+                    Ok(Event::FlowChanges(c)) => {
+                        // Never dropped for a slow peer: while paused only
+                        // removals of older flows are queued (bounded by
+                        // the tables' size).
+                        let ups = st.monitors.updates(st.id, &c);
+                        if !ups.is_empty() {
+                            super::monitor::send_updates(st.version, 0, &ups, &mut tx.buf);
+                            if st.monitors.maybe_pause(tx.pending()) {
+                                super::monitor::send_pause(st.version, Pause::Paused, &mut tx.buf);
+                            }
+                        }
+                    }
                     Ok(_) if tx.pending() >= MAX_OUT => {
                         drops.dropped(1, &status, id, &opts.peer);
                     }
@@ -879,6 +939,23 @@ fn on_message(
         st.refuse(st.version, OfError::BAD_VERSION, raw, out);
         return Ok(());
     }
+    if let Ok(h) = Header::parse(raw) {
+        if let Some(body) = monitor::request_body(&h, raw) {
+            flow_monitor_request(st, &h, body, raw, handler, out);
+            return Ok(());
+        }
+        if let Some(body) = monitor::cancel_body(&h, raw) {
+            match monitor::decode_cancel(body).and_then(|id| {
+                st.monitors
+                    .cancel(id)
+                    .map_err(|e| xennet_openflow::DecodeError::new(e, "unknown monitor"))
+            }) {
+                Ok(()) => st.sync_watch(handler),
+                Err(e) => st.refuse(st.version, e.err, raw, out),
+            }
+            return Ok(());
+        }
+    }
     let (h, msg) = match st.decode(raw) {
         Ok(m) => m,
         Err(e) => {
@@ -982,7 +1059,9 @@ fn on_message(
                 return Ok(());
             }
             let ctx = ConnCtx { version: v };
-            match blocking(|| handler.handle(&ctx, msg)) {
+            let conn = st.id;
+            match blocking(|| xennet_ofproto::with_origin(conn, xid, || handler.handle(&ctx, msg)))
+            {
                 Ok(replies) => {
                     for m in replies {
                         reply(st, m, out);
@@ -993,6 +1072,39 @@ fn on_message(
         }
     }
     Ok(())
+}
+
+/// A flow monitor request (OVS `handle_flow_monitor_request`): the
+/// monitors are created (or changed, or cancelled in OpenFlow 1.4) all or
+/// none, and the reply lists the flows that match those with
+/// `OFPFMF_INITIAL`.
+fn flow_monitor_request(
+    st: &mut State,
+    h: &Header,
+    body: &[u8],
+    raw: &[u8],
+    handler: &dyn Handler,
+    out: &mut Vec<u8>,
+) {
+    let reqs = match monitor::decode_requests(st.version, body) {
+        Ok(r) => r,
+        Err(e) => {
+            st.refuse(st.version, e.err, raw, out);
+            return;
+        }
+    };
+    // Watch before the dump, so no change falls between the two.
+    if !st.watching.swap(true, Ordering::AcqRel) {
+        blocking(|| handler.watch_flows(true));
+    }
+    match st
+        .monitors
+        .request(reqs, || blocking(|| handler.all_rules()))
+    {
+        Ok(ups) => super::monitor::send_updates(st.version, h.xid, &ups, out),
+        Err(e) => st.refuse(st.version, e, raw, out),
+    }
+    st.sync_watch(handler);
 }
 
 /// A bundle control request (OpenFlow 1.4.1 §7.3.9; OVS
@@ -1021,7 +1133,12 @@ fn bundle_control(
                 let (requests, msgs): (Vec<_>, Vec<_>) =
                     c.msgs.into_iter().map(|e| (e.request, e.msg)).unzip();
                 let ctx = ConnCtx { version: v };
-                match blocking(|| handler.commit_bundle(&ctx, c.flags, msgs)) {
+                let conn = st.id;
+                match blocking(|| {
+                    xennet_ofproto::with_origin(conn, xid, || {
+                        handler.commit_bundle(&ctx, c.flags, msgs)
+                    })
+                }) {
                     Ok(()) => Ok(()),
                     Err((i, e)) => {
                         if let Some(req) = requests.get(i) {
@@ -1109,6 +1226,7 @@ fn filter_event(st: &State, ev: Event) -> Option<Msg> {
         Event::PortStatus(p) => {
             wants(&st.async_cfg.port_status_mask, p.reason).then_some(Msg::PortStatus(p))
         }
+        Event::FlowChanges(_) => None,
     }
 }
 

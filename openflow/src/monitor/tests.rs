@@ -77,7 +77,7 @@ fn bad_flags_and_short_requests_are_errors_not_panics() {
 }
 
 fn full(event: UpdateEvent) -> FlowUpdate {
-    FlowUpdate::Full(FlowUpdateFull {
+    FlowUpdate::Full(Box::new(FlowUpdateFull {
         event,
         table_id: 3,
         reason: if event == UpdateEvent::Removed { 2 } else { 0 },
@@ -90,7 +90,7 @@ fn full(event: UpdateEvent) -> FlowUpdate {
             port: 2,
             max_len: 0,
         }])),
-    })
+    }))
 }
 
 #[test]
