@@ -2,7 +2,8 @@
 //! br0 watch:` (OpenFlow 1.0 with Nicira `NXST_FLOW_MONITOR`, 1.3 with
 //! the ONF extension, 1.4 and 1.5 with `OFPMP_FLOW_MONITOR`) while
 //! another `ovs-ofctl` changes the tables, and with a raw peer that stops
-//! reading until its updates pause.
+//! reading until its updates pause; and `ovs-ofctl snoop br0` on a
+//! controller connection.
 
 mod common;
 
@@ -259,4 +260,84 @@ fn a_monitor_that_does_not_read_is_paused_then_resumed() {
             break;
         }
     }
+}
+
+/// xennetd with one bridge whose controller is a `punix:` socket of this
+/// test's own (returned with the harness), for a raw controller.
+fn start_with_punix_controller(test: &str) -> (Harness, PathBuf) {
+    let ctl = std::env::temp_dir().join(format!("xennet-{test}-ctl-{}.sock", std::process::id()));
+    let cfg = std::env::temp_dir().join(format!("xennet-{test}-{}.toml", std::process::id()));
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[bridge]]\nname = \"br0\"\ncontroller = [\"punix:{}\"]\n\n\
+             [emulated_xen]\nenabled = true\nbridge = \"br0\"\nrepresentors = false\n",
+            ctl.display()
+        ),
+    )
+    .unwrap();
+    let h = Harness::start_with(test, &["--config", cfg.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&cfg);
+    (h, ctl)
+}
+
+/// The real `ovs-ofctl snoop br0` on `<rundir>/br0.snoop` while a raw
+/// OpenFlow 1.3 controller talks to the switch: it prints the
+/// controller's requests and the switch's replies (both directions),
+/// with their xids, as OVS's snoop shows them.
+#[test]
+fn ofctl_snoop_shows_a_controllers_messages_both_ways() {
+    let (h, ctl) = start_with_punix_controller("snoop");
+    let mut c = None;
+    h.wait_for("the controller socket", || {
+        c = UnixStream::connect(&ctl).ok();
+        c.is_some()
+    });
+    let mut c = c.unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(&[4, 0, 0, 8, 0, 0, 0, 1]).unwrap();
+    assert_eq!(read_msg(&mut c)[1], 0, "HELLO");
+    // A round trip, so the connection is up before the snooper comes.
+    c.write_all(&[4, 2, 0, 8, 0, 0, 0, 2]).unwrap();
+    while read_msg(&mut c)[1] != 3 {}
+
+    let out = h.rundir().join("snoop.txt");
+    let err = h.rundir().join("snoop.err");
+    let snoop = std::process::Command::new("ovs-ofctl")
+        .env("OVS_RUNDIR", h.rundir())
+        .args(["-O", "OpenFlow13", "snoop", "br0"])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .expect("ovs-ofctl (openvswitch-common) is needed by this test");
+    let _snoop = common::ChildGuard(snoop);
+    let text = || {
+        std::fs::read_to_string(&out).unwrap_or_default()
+            + &std::fs::read_to_string(&err).unwrap_or_default()
+    };
+    // The snooper may not be attached yet: echo until it shows one.
+    let mut xid = 0x100u32;
+    h.wait_for("an echo request in the snoop", || {
+        xid += 1;
+        let mut m = vec![4, 2, 0, 8];
+        m.extend(xid.to_be_bytes());
+        c.write_all(&m).unwrap();
+        while read_msg(&mut c)[1] != 3 {}
+        text().contains("OFPT_ECHO_REQUEST (OF1.3)")
+    });
+    // FEATURES_REQUEST with xid 0xabc, and its reply.
+    c.write_all(&[4, 5, 0, 8, 0, 0, 0x0a, 0xbc]).unwrap();
+    while read_msg(&mut c)[1] != 6 {}
+    h.wait_for("the features request and reply in the snoop", || {
+        let t = text();
+        t.contains("OFPT_FEATURES_REQUEST (OF1.3) (xid=0xabc)")
+            && t.contains("OFPT_FEATURES_REPLY (OF1.3) (xid=0xabc)")
+    });
+    let t = text();
+    assert!(t.contains("OFPT_ECHO_REPLY (OF1.3)"), "{t}");
+    assert!(
+        !t.contains("decode error") && !t.contains("received bad"),
+        "{t}"
+    );
+    let _ = std::fs::remove_file(&ctl);
 }

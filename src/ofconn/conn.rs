@@ -372,6 +372,8 @@ pub struct ConnStatus {
     /// Packet-ins dropped over the connection's rate limit
     /// ([`ConnOptions::packet_in_limit`]).
     pub packet_ins_limited: AtomicU64,
+    /// `ovs-ofctl snoop` connections copying this one ([`super::snoop`]).
+    pub snoop: super::snoop::Snoopers,
 }
 
 struct State {
@@ -687,11 +689,25 @@ where
     let hello_by = last_rx + opts.hello_timeout;
     let mut probe_sent = false;
     let mut drops = DropLog::default();
+    // `tx.buf[..snooped]` was copied to the snoopers (or queued before
+    // anyone snooped).
+    let mut snooped = 0usize;
+    let snoop_out = |tx: &TxBuf, snooped: &mut usize| {
+        if *snooped < tx.buf.len() {
+            status.snoop.copy(&tx.buf[*snooped..]);
+            *snooped = tx.buf.len();
+        }
+    };
     loop {
         // Handle the complete messages already buffered, as long as the
         // peer keeps reading what we send.
         while tx.pending() < MAX_OUT {
             let Some(r) = rx.next_frame() else { break };
+            if status.snoop.active() {
+                // In order: what we sent before this message, then it.
+                snoop_out(&tx, &mut snooped);
+                status.snoop.copy(&rx.buf[r.clone()]);
+            }
             if let Err(e) = on_message(&mut st, &rx.buf[r], &*handler, &roles, &mut tx.buf) {
                 // Best effort: the error that explains the close.
                 flush_before_close(&mut wr, &tx).await;
@@ -704,6 +720,8 @@ where
             super::monitor::send_updates(st.version, 0, &ups, &mut tx.buf);
             super::monitor::send_pause(st.version, Pause::Resumed, &mut tx.buf);
         }
+        // Copied before it can be written (the select below).
+        snoop_out(&tx, &mut snooped);
         st.refresh_role(&roles);
         status.version.store(st.version, Ordering::Relaxed);
         status.role.store(st.role, Ordering::Relaxed);
@@ -728,7 +746,12 @@ where
             r = wr.write(&tx.buf[tx.pos..]), if tx.pending() > 0 => {
                 match r {
                     Ok(0) => break Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()),
-                    Ok(n) => tx.consumed(n),
+                    Ok(n) => {
+                        tx.consumed(n);
+                        if tx.buf.is_empty() {
+                            snooped = 0;
+                        }
+                    }
                     Err(e) => break Err(e.into()),
                 }
             }
