@@ -341,3 +341,56 @@ fn ofctl_snoop_shows_a_controllers_messages_both_ways() {
     );
     let _ = std::fs::remove_file(&ctl);
 }
+
+/// `NXT_CT_FLUSH_ZONE` and `NXT_CT_FLUSH` (with tuples and a zone, laid
+/// out as OVS 3.1's `ofp_ct_match_encode`; the installed `ovs-ofctl` 3.1
+/// has no `flush-conntrack` to send them) from a raw OpenFlow 1.3 peer:
+/// decoded, and refused with `OFPBRC_EPERM` while xennetd has no
+/// connection tracker to flush (never silently accepted); a truncated
+/// one gets `OFPBRC_BAD_LEN`. Every error names the request's xid and
+/// prints as such with `ovs-ofctl ofp-print`.
+#[test]
+fn ct_flush_is_decoded_and_refused_without_a_tracker() {
+    let h = Harness::start("ctflush");
+    let mut s = UnixStream::connect(h.rundir().join("br0.mgmt")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&[4, 0, 0, 8, 0, 0, 0, 1]).unwrap();
+    assert_eq!(read_msg(&mut s)[1], 0);
+    let nx = |xid: u8, subtype: u8, body: &[u8]| {
+        let mut m = vec![4, 4, 0, 0, 0, 0, 0, xid, 0, 0, 0x23, 0x20, 0, 0, 0, subtype];
+        m.extend(body);
+        let n = m.len() as u16;
+        m[2..4].copy_from_slice(&n.to_be_bytes());
+        m
+    };
+    let mut tuple = vec![0u8, 0, 0, 40, 0, 0, 0, 0];
+    tuple.extend([0, 0, 0, 20]);
+    tuple.extend([0; 10]);
+    tuple.extend([0xff, 0xff, 10, 0, 0, 1, 0, 0, 0, 0]);
+    tuple.extend([0, 3, 0, 6, 0, 80, 0, 0]);
+    let mut flush = vec![6, 0, 0, 0, 0, 0, 0, 0];
+    flush.extend([0, 2, 0, 6, 0, 5, 0, 0]);
+    flush.extend(&tuple);
+    for (xid, msg, want) in [
+        (
+            0x31,
+            nx(0x31, 29, &[0, 0, 0, 0, 0, 0, 0, 5]),
+            "OFPBRC_EPERM",
+        ),
+        (0x32, nx(0x32, 32, &flush), "OFPBRC_EPERM"),
+        (0x33, nx(0x33, 32, &flush[..20]), "OFPBPC_BAD_LEN"),
+        (0x34, nx(0x34, 29, &[0, 0, 0, 0, 0]), "OFPBRC_BAD_LEN"),
+    ] {
+        s.write_all(&msg).unwrap();
+        let e = read_msg(&mut s);
+        assert_eq!((e[1], e[7]), (1, xid), "{e:?}");
+        let hex: String = e.iter().map(|b| format!("{b:02x}")).collect();
+        let p = std::process::Command::new("ovs-ofctl")
+            .args(["ofp-print", &hex])
+            .output()
+            .expect("ovs-ofctl (openvswitch-common) is needed by this test");
+        let p = String::from_utf8_lossy(&p.stdout);
+        assert!(p.contains(want), "xid {xid:#x}: {p}");
+    }
+    h.ofctl(&["dump-flows", "br0"]);
+}

@@ -189,6 +189,17 @@ pub trait Handler: Send + Sync {
         let _ = on;
     }
 
+    /// `NXT_CT_FLUSH_ZONE` / `NXT_CT_FLUSH`: flush the matching
+    /// connection tracking entries. The default (no connection tracker
+    /// to flush) refuses with `OFPBRC_EPERM`.
+    ///
+    /// # Errors
+    /// The error to send back.
+    fn ct_flush(&self, flush: &xennet_openflow::ct_flush::CtFlush) -> Result<(), OfError> {
+        let _ = flush;
+        Err(OfError::BAD_REQUEST_EPERM)
+    }
+
     /// Every rule, for a flow monitor's initial dump. The default has
     /// none.
     fn all_rules(&self) -> Vec<Arc<xennet_ofproto::tables::Rule>> {
@@ -965,6 +976,18 @@ fn on_message(
     if let Ok(h) = Header::parse(raw) {
         if let Some(body) = monitor::request_body(&h, raw) {
             flow_monitor_request(st, &h, body, raw, handler, out);
+            return Ok(());
+        }
+        if let Some(r) = xennet_openflow::ct_flush::decode(&h, raw) {
+            let r = r.map_err(|e| e.err).and_then(|f| {
+                if st.role == role::SLAVE {
+                    return Err(OfError::IS_SLAVE);
+                }
+                blocking(|| handler.ct_flush(&f))
+            });
+            if let Err(e) = r {
+                st.refuse(st.version, e, raw, out);
+            }
             return Ok(());
         }
         if let Some(body) = monitor::cancel_body(&h, raw) {
