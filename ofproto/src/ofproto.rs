@@ -363,13 +363,27 @@ impl Ofproto {
         if self.watchers.load(Ordering::Acquire) == 0 {
             return;
         }
-        let changes = self.write().take_changes();
-        if !changes.is_empty() {
-            let origin = ORIGIN.with(std::cell::Cell::get);
-            self.send_event(OfEvent::FlowChanges(Arc::new(FlowChanges {
-                origin,
-                changes,
-            })));
+        // Under the tables lock, so changes leave in the order they were
+        // made; a full queue keeps them for the next call (the next
+        // change, or [`Ofproto::expire`] within a second), never drops
+        // them.
+        let mut t = self.write();
+        let changes = t.take_changes();
+        if changes.is_empty() {
+            return;
+        }
+        let origin = ORIGIN.with(std::cell::Cell::get);
+        let ev = OfEvent::FlowChanges(Arc::new(FlowChanges { origin, changes }));
+        match self.events_tx.try_send(ev) {
+            Ok(()) => {}
+            Err(TrySendError::Full(OfEvent::FlowChanges(c))) => {
+                if let Ok(c) = Arc::try_unwrap(c) {
+                    t.requeue_changes(c.changes);
+                }
+            }
+            Err(_) => {
+                self.dropped_events.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -925,6 +939,8 @@ impl Ofproto {
     /// forwarding thread never writes the tables. Cheap when no rule has a
     /// timeout.
     pub fn expire(&self, now: Instant) -> usize {
+        // Flow monitor updates a full event queue held back.
+        self.publish_changes();
         let removed = {
             let mut t = self.write();
             if !t.has_timeouts() {

@@ -345,6 +345,8 @@ pub struct Tables {
     /// Whether to record [`RuleChange`]s (some connection has a flow
     /// monitor); off, changes cost nothing.
     watching: bool,
+    /// Changes not recorded because [`MAX_CHANGES`] were waiting.
+    lost_changes: u64,
 }
 
 /// What happened to a rule, for flow monitors.
@@ -440,6 +442,7 @@ impl Tables {
             journal: None,
             changes: Vec::new(),
             watching: false,
+            lost_changes: 0,
         }
     }
 
@@ -528,14 +531,34 @@ impl Tables {
         std::mem::take(&mut self.changes)
     }
 
-    fn record(&mut self, kind: ChangeKind, rule: &Arc<Rule>, old: Option<&Arc<Rule>>) {
-        if self.watching && self.changes.len() < MAX_CHANGES {
-            self.changes.push(RuleChange {
-                kind,
-                rule: rule.clone(),
-                old: old.cloned(),
-            });
+    /// Put back changes [`Tables::take_changes`] took and could not
+    /// deliver, before any recorded since.
+    pub fn requeue_changes(&mut self, mut changes: Vec<RuleChange>) {
+        if self.watching {
+            changes.append(&mut self.changes);
+            self.changes = changes;
         }
+    }
+
+    fn record(&mut self, kind: ChangeKind, rule: &Arc<Rule>, old: Option<&Arc<Rule>>) {
+        if !self.watching {
+            return;
+        }
+        if self.changes.len() >= MAX_CHANGES {
+            self.lost_changes = self.lost_changes.saturating_add(1);
+            return;
+        }
+        self.changes.push(RuleChange {
+            kind,
+            rule: rule.clone(),
+            old: old.cloned(),
+        });
+    }
+
+    /// Rule changes flow monitors lost: more than [`MAX_CHANGES`] were
+    /// waiting to be taken.
+    pub fn lost_changes(&self) -> u64 {
+        self.lost_changes
     }
 
     /// Every rule of every table (for a flow monitor's initial dump).

@@ -792,6 +792,14 @@ where
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
+                        if st.monitors.active() {
+                            // Flow updates may be among them: the
+                            // monitor's view may now be wrong.
+                            tracing::warn!(
+                                "conn {id} ({}): {n} events lost while flow monitors are active; their updates may be incomplete",
+                                opts.peer
+                            );
+                        }
                         drops.dropped(n, &status, id, &opts.peer);
                     }
                     Err(broadcast::error::RecvError::Closed) => break Ok(()),
