@@ -25,9 +25,11 @@
 //! `NXT_FLOW_MOD_TABLE_ID`, `NXT_SET_PACKET_IN_FORMAT`, `NXT_PACKET_IN`,
 //! `NXT_PACKET_IN2` ([`crate::packet_in2`]), `NXT_SET_ASYNC_CONFIG`,
 //! `NXT_SET_CONTROLLER_ID`, and the vendor statistics `NXST_FLOW` and
-//! `NXST_AGGREGATE`. Other Nicira subtypes (flow monitors, groups,
-//! `NXT_RESUME`, …) are
-//! `BAD_EXP_TYPE`, sent as 1.0 `OFPBRC_BAD_SUBTYPE`.
+//! `NXST_AGGREGATE`. Flow monitors ([`crate::monitor`]) and conntrack
+//! flushes ([`crate::ct_flush`]) have their own codecs, which the
+//! connection consults before this one. Other Nicira subtypes (groups,
+//! `NXT_RESUME`, …) are `BAD_EXP_TYPE`, sent as 1.0
+//! `OFPBRC_BAD_SUBTYPE`.
 //!
 //! Statistics replies are decoded one message at a time (`OFPSF_REPLY_MORE`
 //! stays in `flags`); the encoder splits replies past 64 KiB.
