@@ -603,6 +603,9 @@ fn of_housekeeping(bridge: std::sync::Weak<Bridge>, events: std::sync::mpsc::Rec
             Ok(OfEvent::FlowRemoved(f)) => {
                 let _ = b.conns.events().send(Event::FlowRemoved(f));
             }
+            Ok(OfEvent::FlowChanges(c)) => {
+                let _ = b.conns.events().send(Event::FlowChanges(c));
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }

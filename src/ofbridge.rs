@@ -188,6 +188,16 @@ impl Handler for OfBridge {
         }
     }
 
+    fn watch_flows(&self, on: bool) {
+        if let Ok(b) = self.bridge() {
+            b.of.watch_flows(on);
+        }
+    }
+
+    fn all_rules(&self) -> Vec<Arc<xennet_ofproto::tables::Rule>> {
+        self.bridge().map(|b| b.of.all_rules()).unwrap_or_default()
+    }
+
     fn check_bundled(&self, _ctx: &ConnCtx, msg: &Msg) -> Result<(), OfError> {
         self.bridge()?.of.check_bundled(msg)
     }

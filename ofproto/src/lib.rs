@@ -26,5 +26,5 @@ pub mod tables;
 pub mod xlate;
 
 pub use normal::{FdbHandle, Normal, PortVlan, VlanError, VlanMode};
-pub use ofproto::{FailMode, GuardProbe, OfEvent, Ofproto};
+pub use ofproto::{with_origin, FailMode, FlowChanges, GuardProbe, OfEvent, Ofproto};
 pub use xennet_openflow::tlv::{TlvMap, TunMetadataWords};

@@ -136,6 +136,46 @@ pub enum OfEvent {
     PacketIn(PacketIn, u16),
     /// `OFPT_FLOW_REMOVED`.
     FlowRemoved(Box<FlowRemoved>),
+    /// Rule changes for flow monitors (sent only while
+    /// [`Ofproto::watch_flows`] is on).
+    FlowChanges(Arc<FlowChanges>),
+}
+
+/// Rule changes one operation made, for flow monitors (OVS
+/// `ofmonitor_report`).
+#[derive(Debug)]
+pub struct FlowChanges {
+    /// The connection and request xid that made them
+    /// ([`with_origin`]), `None` for the switch's own changes (timeouts).
+    pub origin: Option<(u64, u32)>,
+    /// The changes, oldest first.
+    pub changes: Vec<crate::tables::RuleChange>,
+}
+
+impl PartialEq for FlowChanges {
+    fn eq(&self, o: &FlowChanges) -> bool {
+        std::ptr::eq(self, o)
+    }
+}
+
+impl Eq for FlowChanges {}
+
+thread_local! {
+    /// The OpenFlow connection and request being handled on this thread
+    /// ([`with_origin`]).
+    static ORIGIN: std::cell::Cell<Option<(u64, u32)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Run `f` (which handles the request with transaction id `xid` from
+/// OpenFlow connection `conn`) so that the rule changes it makes name
+/// that connection and request: flow monitors abbreviate a connection's
+/// own changes to the request's xid (OVS `ofmonitor_report`'s
+/// `abbrev_ofconn`, `abbrev_xid`).
+pub fn with_origin<T>(conn: u64, xid: u32, f: impl FnOnce() -> T) -> T {
+    let prev = ORIGIN.with(|o| o.replace(Some((conn, xid))));
+    let r = f();
+    ORIGIN.with(|o| o.set(prev));
+    r
 }
 
 /// One bridge's OpenFlow switch (see the module docs).
@@ -158,6 +198,8 @@ pub struct Ofproto {
     events_tx: SyncSender<OfEvent>,
     events_rx: Mutex<Option<Receiver<OfEvent>>>,
     dropped_events: AtomicU64,
+    /// Connections with flow monitors ([`Ofproto::watch_flows`]).
+    watchers: std::sync::atomic::AtomicUsize,
     dp: Mutex<Option<DpHandle>>,
     /// Ingress policers by port: (rate kbit/s, burst kbit).
     policers: RwLock<std::collections::BTreeMap<u32, (u32, u32)>>,
@@ -250,6 +292,7 @@ impl Ofproto {
             events_tx: tx,
             events_rx: Mutex::new(Some(rx)),
             dropped_events: AtomicU64::new(0),
+            watchers: std::sync::atomic::AtomicUsize::new(0),
             dp: Mutex::new(None),
             policers: RwLock::new(std::collections::BTreeMap::new()),
             guard: RwLock::new(None),
@@ -378,6 +421,61 @@ impl Ofproto {
         for r in removed {
             self.send_event(OfEvent::FlowRemoved(Box::new(r)));
         }
+        self.publish_changes();
+    }
+
+    /// Send the rule changes recorded for flow monitors (every operation
+    /// that changes rules ends in [`Ofproto::send_removed`], which calls
+    /// this with no lock held).
+    fn publish_changes(&self) {
+        if self.watchers.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        // Under the tables lock, so changes leave in the order they were
+        // made; a full queue keeps them for the next call (the next
+        // change, or [`Ofproto::expire`] within a second), never drops
+        // them.
+        let mut t = self.write();
+        let changes = t.take_changes();
+        if changes.is_empty() {
+            return;
+        }
+        let origin = ORIGIN.with(std::cell::Cell::get);
+        let ev = OfEvent::FlowChanges(Arc::new(FlowChanges { origin, changes }));
+        match self.events_tx.try_send(ev) {
+            Ok(()) => {}
+            Err(TrySendError::Full(OfEvent::FlowChanges(c))) => {
+                if let Ok(c) = Arc::try_unwrap(c) {
+                    t.requeue_changes(c.changes);
+                }
+            }
+            Err(_) => {
+                self.dropped_events.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A connection starts (`true`) or stops (`false`) having flow
+    /// monitors: while any has, rule changes are recorded and sent as
+    /// [`OfEvent::FlowChanges`]. Calls must pair.
+    pub fn watch_flows(&self, on: bool) {
+        let mut t = self.write();
+        let n = if on {
+            self.watchers.fetch_add(1, Ordering::AcqRel) + 1
+        } else {
+            self.watchers
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    Some(n.saturating_sub(1))
+                })
+                .unwrap_or(0)
+                .saturating_sub(1)
+        };
+        t.watch(n > 0);
+    }
+
+    /// Every rule (a flow monitor's initial dump and refresh).
+    pub fn all_rules(&self) -> Vec<Arc<crate::tables::Rule>> {
+        self.read().all_rules()
     }
 
     /// The receiver of asynchronous events; `Some` only the first time.
@@ -935,6 +1033,8 @@ impl Ofproto {
     /// forwarding thread never writes the tables. Cheap when no rule has a
     /// timeout.
     pub fn expire(&self, now: Instant) -> usize {
+        // Flow monitor updates a full event queue held back.
+        self.publish_changes();
         let removed = {
             let mut t = self.write();
             if !t.has_timeouts() {

@@ -450,7 +450,46 @@ pub struct Tables {
     /// (OVS `learned_cookies`): when the count drops to zero, the flows
     /// with that cookie in that table are deleted.
     learned_cookies: HashMap<(u64, u8), usize>,
+    /// Rule changes for flow monitors, recorded while [`Tables::watch`]
+    /// is on (OVS `ofmonitor_report`); taken with
+    /// [`Tables::take_changes`].
+    changes: Vec<RuleChange>,
+    /// Whether to record [`RuleChange`]s (some connection has a flow
+    /// monitor); off, changes cost nothing.
+    watching: bool,
+    /// Changes not recorded because [`MAX_CHANGES`] were waiting.
+    lost_changes: u64,
 }
+
+/// What happened to a rule, for flow monitors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Added (no rule with its match and priority existed).
+    Added,
+    /// Its instructions or cookie changed (a modify, or an add over an
+    /// existing rule).
+    Modified,
+    /// Removed, with the `OFPRR_*` reason ([`removed_reason`]).
+    Removed(u8),
+}
+
+/// One rule change a flow monitor may report.
+#[derive(Debug, Clone)]
+pub struct RuleChange {
+    /// What happened.
+    pub kind: ChangeKind,
+    /// The rule as it is now (for a removal, as it was).
+    pub rule: Arc<Rule>,
+    /// For a modification, the rule before (monitors with an `out_port`
+    /// also report a flow whose old actions output there, as OVS).
+    pub old: Option<Arc<Rule>>,
+}
+
+/// Most rule changes kept between two [`Tables::take_changes`] (one per
+/// flow in the largest operation: a delete of every table at
+/// [`DEFAULT_MAX_FLOWS`] per table stays well inside); beyond it changes
+/// are counted in [`Tables::lost_changes`] instead.
+pub const MAX_CHANGES: usize = 1 << 20;
 
 /// What a transaction changed, to put back on [`Tables::rollback`].
 #[derive(Debug)]
@@ -459,6 +498,8 @@ struct Journal {
     undo: Vec<Undo>,
     generation: u64,
     n_timeouts: usize,
+    /// How many [`RuleChange`]s were recorded when it began.
+    n_changes: usize,
 }
 
 /// One change a transaction made: the previous occupant of a slot.
@@ -514,6 +555,9 @@ impl Tables {
             n_learned: 0,
             max_learned: DEFAULT_MAX_LEARNED,
             learned_cookies: HashMap::new(),
+            changes: Vec::new(),
+            watching: false,
+            lost_changes: 0,
         }
     }
 
@@ -532,6 +576,7 @@ impl Tables {
             undo: Vec::new(),
             generation: self.generation,
             n_timeouts: self.n_timeouts,
+            n_changes: self.changes.len(),
         });
     }
 
@@ -582,6 +627,8 @@ impl Tables {
         self.generation = j.generation;
         self.n_timeouts = j.n_timeouts;
         self.recount_learned();
+        // What was undone never happened, for monitors too.
+        self.changes.truncate(j.n_changes);
     }
 
     /// Recompute [`Tables::n_learned`] and the delete-learned cookie
@@ -828,6 +875,60 @@ impl Tables {
         }
         let res = self.add_flow(fm, matcher, now, true)?;
         Ok((LearnOutcome::Added, res.removed))
+    }
+
+    // ----- flow monitors -----
+
+    /// Start or stop recording [`RuleChange`]s (stopping drops the ones
+    /// not taken).
+    pub fn watch(&mut self, on: bool) {
+        self.watching = on;
+        if !on {
+            self.changes = Vec::new();
+        }
+    }
+
+    /// The rule changes since the last call, oldest first.
+    pub fn take_changes(&mut self) -> Vec<RuleChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Put back changes [`Tables::take_changes`] took and could not
+    /// deliver, before any recorded since.
+    pub fn requeue_changes(&mut self, mut changes: Vec<RuleChange>) {
+        if self.watching {
+            changes.append(&mut self.changes);
+            self.changes = changes;
+        }
+    }
+
+    fn record(&mut self, kind: ChangeKind, rule: &Arc<Rule>, old: Option<&Arc<Rule>>) {
+        if !self.watching {
+            return;
+        }
+        if self.changes.len() >= MAX_CHANGES {
+            self.lost_changes = self.lost_changes.saturating_add(1);
+            return;
+        }
+        self.changes.push(RuleChange {
+            kind,
+            rule: rule.clone(),
+            old: old.cloned(),
+        });
+    }
+
+    /// Rule changes flow monitors lost: more than [`MAX_CHANGES`] were
+    /// waiting to be taken.
+    pub fn lost_changes(&self) -> u64 {
+        self.lost_changes
+    }
+
+    /// Every rule of every table (for a flow monitor's initial dump).
+    pub fn all_rules(&self) -> Vec<Arc<Rule>> {
+        self.tables
+            .iter()
+            .flat_map(|t| t.cls.iter().map(|r| r.value.clone()))
+            .collect()
     }
 
     /// Changes whenever a rule, group or meter changes.
@@ -1363,6 +1464,13 @@ impl Tables {
         let prev = table.cls.insert(&matcher, fm.priority, rule.clone());
         let mut dead = Vec::new();
         self.track(prev.as_deref(), Some(&rule), &mut dead);
+        match &prev {
+            // OVS `replace_rule_finish`: an add over a rule is reported
+            // as a modification when the actions or cookie change.
+            Some(o) if o.instructions == rule.instructions && o.cookie == rule.cookie => {}
+            Some(o) => self.record(ChangeKind::Modified, &rule, Some(o)),
+            None => self.record(ChangeKind::Added, &rule, None),
+        }
         note(&mut self.journal, || Undo::Rule {
             table: usize::from(fm.table_id),
             matcher,
@@ -1446,8 +1554,10 @@ impl Tables {
                     learned: old.learned,
                 });
                 let prev = std::mem::replace(&mut r.value, new.clone());
-                let (prev_ref, new_ref) = (prev.clone(), new);
-                self.track(Some(&prev_ref), Some(&new_ref), &mut dead);
+                self.track(Some(&prev), Some(&new), &mut dead);
+                if self.watching && prev.instructions != new.instructions {
+                    self.record(ChangeKind::Modified, &new, Some(&prev));
+                }
                 note(&mut self.journal, || Undo::Rule {
                     table: *t,
                     matcher: m.clone(),
@@ -1515,6 +1625,7 @@ impl Tables {
                 if r.flags & flow_flags::SEND_FLOW_REM != 0 {
                     out.push(r.removed(reason, now));
                 }
+                self.record(ChangeKind::Removed(reason), &r, None);
                 note(&mut self.journal, || Undo::Rule {
                     table: *t,
                     matcher: m.clone(),

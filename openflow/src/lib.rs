@@ -18,17 +18,21 @@
 //!   1.3).
 //! - [`v10`]: OpenFlow 1.0 messages and Nicira vendor extensions.
 //! - [`nicira`]: the Nicira extension numbers both codecs use.
+//! - [`ct_flush`]: Nicira conntrack flushes.
+//! - [`monitor`]: flow monitors (Nicira, ONF and OpenFlow 1.4 forms).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod async_config;
 pub mod bundle;
+pub mod ct_flush;
 pub mod error;
 pub mod field;
 pub mod flow;
 pub mod group;
 pub mod header;
 pub mod model;
+pub mod monitor;
 pub mod nicira;
 pub mod nx_action;
 pub mod oxm;

@@ -25,9 +25,11 @@
 //! `NXT_FLOW_MOD_TABLE_ID`, `NXT_SET_PACKET_IN_FORMAT`, `NXT_PACKET_IN`,
 //! `NXT_PACKET_IN2` ([`crate::packet_in2`]), `NXT_SET_ASYNC_CONFIG`,
 //! `NXT_SET_CONTROLLER_ID`, and the vendor statistics `NXST_FLOW` and
-//! `NXST_AGGREGATE`. Other Nicira subtypes (flow monitors, groups,
-//! `NXT_RESUME`, …) are
-//! `BAD_EXP_TYPE`, sent as 1.0 `OFPBRC_BAD_SUBTYPE`.
+//! `NXST_AGGREGATE`. Flow monitors ([`crate::monitor`]) and conntrack
+//! flushes ([`crate::ct_flush`]) have their own codecs, which the
+//! connection consults before this one. Other Nicira subtypes (groups,
+//! `NXT_RESUME`, …) are `BAD_EXP_TYPE`, sent as 1.0
+//! `OFPBRC_BAD_SUBTYPE`.
 //!
 //! Statistics replies are decoded one message at a time (`OFPSF_REPLY_MORE`
 //! stays in `flags`); the encoder splits replies past 64 KiB.
@@ -1117,7 +1119,7 @@ fn check_flow_mod_instructions(ins: &Instructions) -> Result<(), EncodeError> {
 ///
 /// # Errors
 /// As [`encode_actions`] for the apply-actions.
-fn encode_instructions_as_actions(
+pub(crate) fn encode_instructions_as_actions(
     ins: &Instructions,
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
@@ -1179,6 +1181,10 @@ fn error_to_ofp10(e: OfError) -> Err10 {
         (7, c @ 0..=1) => Std(4, c),
         (9, c @ 0..=2) => Std(5, c),
         (11, 2) => Nx(1, 513),
+        // OVS ofp-errors.h: NX1.0-1.1(1,517..519).
+        (16, 1) => Nx(1, 517),
+        (16, 3) => Nx(1, 519),
+        (16, 5) => Nx(1, 518),
         _ => Nx(1, 521),
     }
 }

@@ -28,6 +28,7 @@ use xennet_openflow::model::{
     AsyncConfig, BundleAdd, BundleCtrl, BundleCtrlType, MpRequest, Msg, RoleMsg, SwitchConfig,
     TableFeatures,
 };
+use xennet_openflow::monitor::{self, Pause};
 use xennet_openflow::{v10, OfError};
 
 use super::bundle::Bundles;
@@ -128,6 +129,8 @@ pub enum Event {
     FlowRemoved(Box<xennet_openflow::model::FlowRemoved>),
     /// Port added, removed or changed.
     PortStatus(xennet_openflow::model::PortStatus),
+    /// Rule changes, for flow monitors ([`super::monitor`]).
+    FlowChanges(Arc<xennet_ofproto::FlowChanges>),
 }
 
 /// What a request handler may want to know about the connection.
@@ -184,6 +187,42 @@ pub trait Handler: Send + Sync {
     ) -> Result<(), (usize, OfError)> {
         let _ = (ctx, flags, msgs);
         Err((0, OfError::BUNDLE_MSG_UNSUP))
+    }
+
+    /// A connection starts (`true`) or stops (`false`) having flow
+    /// monitors: rule changes must then (no longer) arrive as
+    /// [`Event::FlowChanges`]. Calls pair. The default does nothing.
+    fn watch_flows(&self, on: bool) {
+        let _ = on;
+    }
+
+    /// `NXT_CT_FLUSH_ZONE` / `NXT_CT_FLUSH`: flush the matching
+    /// connection tracking entries. The default (no connection tracker
+    /// to flush) refuses with `OFPBRC_EPERM`.
+    ///
+    /// # Errors
+    /// The error to send back.
+    fn ct_flush(&self, flush: &xennet_openflow::ct_flush::CtFlush) -> Result<(), OfError> {
+        let _ = flush;
+        Err(OfError::BAD_REQUEST_EPERM)
+    }
+
+    /// Every rule, for a flow monitor's initial dump. The default has
+    /// none.
+    fn all_rules(&self) -> Vec<Arc<xennet_ofproto::tables::Rule>> {
+        Vec::new()
+    }
+}
+
+/// Gives back a connection's flow monitoring ([`Handler::watch_flows`])
+/// when the connection ends, however it ends.
+struct Unwatch(Arc<dyn Handler>, Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Unwatch {
+    fn drop(&mut self) {
+        if self.1.swap(false, Ordering::AcqRel) {
+            self.0.watch_flows(false);
+        }
     }
 }
 
@@ -351,6 +390,8 @@ pub struct ConnStatus {
     /// Packet-ins dropped over the connection's rate limit
     /// ([`ConnOptions::packet_in_limit`]).
     pub packet_ins_limited: AtomicU64,
+    /// `ovs-ofctl snoop` connections copying this one ([`super::snoop`]).
+    pub snoop: super::snoop::Snoopers,
 }
 
 struct State {
@@ -387,6 +428,10 @@ struct State {
     bundles: Bundles,
     /// The handler, asked for the TLV map around each decode and encode.
     tlv_src: Arc<dyn Handler>,
+    /// Flow monitors.
+    monitors: super::monitor::Monitors,
+    /// Whether [`Handler::watch_flows`] is on for this connection.
+    watching: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Most tables one reassembled table-features request may hold (one per
@@ -462,6 +507,13 @@ impl State {
             Ok(None)
         } else {
             Ok(Some(all))
+        }
+    }
+
+    /// Stop watching rule changes once the last monitor is gone.
+    fn sync_watch(&mut self, handler: &dyn Handler) {
+        if !self.monitors.active() && self.watching.swap(false, Ordering::AcqRel) {
+            blocking(|| handler.watch_flows(false));
         }
     }
 
@@ -648,7 +700,10 @@ where
         tf_parts: None,
         bundles: Bundles::default(),
         tlv_src: handler.clone(),
+        monitors: super::monitor::Monitors::default(),
+        watching: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
+    let _unwatch = Unwatch(handler.clone(), st.watching.clone());
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut tx = TxBuf::default();
     // The HELLO carries our highest version in its header.
@@ -659,17 +714,39 @@ where
     let hello_by = last_rx + opts.hello_timeout;
     let mut probe_sent = false;
     let mut drops = DropLog::default();
+    // `tx.buf[..snooped]` was copied to the snoopers (or queued before
+    // anyone snooped).
+    let mut snooped = 0usize;
+    let snoop_out = |tx: &TxBuf, snooped: &mut usize| {
+        if *snooped < tx.buf.len() {
+            status.snoop.copy(&tx.buf[*snooped..]);
+            *snooped = tx.buf.len();
+        }
+    };
     loop {
         // Handle the complete messages already buffered, as long as the
         // peer keeps reading what we send.
         while tx.pending() < MAX_OUT {
             let Some(r) = rx.next_frame() else { break };
+            if status.snoop.active() {
+                // In order: what we sent before this message, then it.
+                snoop_out(&tx, &mut snooped);
+                status.snoop.copy(&rx.buf[r.clone()]);
+            }
             if let Err(e) = on_message(&mut st, &rx.buf[r], &*handler, &roles, &mut tx.buf) {
                 // Best effort: the error that explains the close.
                 flush_before_close(&mut wr, &tx).await;
                 return Err(e);
             }
         }
+        if st.monitors.paused() && tx.pending() == 0 {
+            // OVS `ofmonitor_resume`: everything queued was written.
+            let ups = st.monitors.resume(blocking(|| handler.all_rules()));
+            super::monitor::send_updates(st.version, 0, &ups, &mut tx.buf);
+            super::monitor::send_pause(st.version, Pause::Resumed, &mut tx.buf);
+        }
+        // Copied before it can be written (the select below).
+        snoop_out(&tx, &mut snooped);
         st.refresh_role(&roles);
         status.version.store(st.version, Ordering::Relaxed);
         status.role.store(st.role, Ordering::Relaxed);
@@ -694,12 +771,29 @@ where
             r = wr.write(&tx.buf[tx.pos..]), if tx.pending() > 0 => {
                 match r {
                     Ok(0) => break Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()),
-                    Ok(n) => tx.consumed(n),
+                    Ok(n) => {
+                        tx.consumed(n);
+                        if tx.buf.is_empty() {
+                            snooped = 0;
+                        }
+                    }
                     Err(e) => break Err(e.into()),
                 }
             }
             ev = events.recv(), if st.version != 0 => {
                 match ev {
+                    Ok(Event::FlowChanges(c)) => {
+                        // Never dropped for a slow peer: while paused only
+                        // removals of older flows are queued (bounded by
+                        // the tables' size).
+                        let ups = st.monitors.updates(st.id, &c);
+                        if !ups.is_empty() {
+                            super::monitor::send_updates(st.version, 0, &ups, &mut tx.buf);
+                            if st.monitors.maybe_pause(tx.pending()) {
+                                super::monitor::send_pause(st.version, Pause::Paused, &mut tx.buf);
+                            }
+                        }
+                    }
                     Ok(_) if tx.pending() >= MAX_OUT => {
                         drops.dropped(1, &status, id, &opts.peer);
                     }
@@ -712,6 +806,14 @@ where
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
+                        if st.monitors.active() {
+                            // Flow updates may be among them: the
+                            // monitor's view may now be wrong.
+                            tracing::warn!(
+                                "conn {id} ({}): {n} events lost while flow monitors are active; their updates may be incomplete",
+                                opts.peer
+                            );
+                        }
                         drops.dropped(n, &status, id, &opts.peer);
                     }
                     Err(broadcast::error::RecvError::Closed) => break Ok(()),
@@ -893,6 +995,35 @@ fn on_message(
         st.refuse(st.version, OfError::BAD_VERSION, raw, out);
         return Ok(());
     }
+    if let Ok(h) = Header::parse(raw) {
+        if let Some(body) = monitor::request_body(&h, raw) {
+            flow_monitor_request(st, &h, body, raw, handler, out);
+            return Ok(());
+        }
+        if let Some(r) = xennet_openflow::ct_flush::decode(&h, raw) {
+            let r = r.map_err(|e| e.err).and_then(|f| {
+                if st.role == role::SLAVE {
+                    return Err(OfError::IS_SLAVE);
+                }
+                blocking(|| handler.ct_flush(&f))
+            });
+            if let Err(e) = r {
+                st.refuse(st.version, e, raw, out);
+            }
+            return Ok(());
+        }
+        if let Some(body) = monitor::cancel_body(&h, raw) {
+            match monitor::decode_cancel(body).and_then(|id| {
+                st.monitors
+                    .cancel(id)
+                    .map_err(|e| xennet_openflow::DecodeError::new(e, "unknown monitor"))
+            }) {
+                Ok(()) => st.sync_watch(handler),
+                Err(e) => st.refuse(st.version, e.err, raw, out),
+            }
+            return Ok(());
+        }
+    }
     let (h, msg) = match st.decode(raw) {
         Ok(m) => m,
         Err(e) => {
@@ -996,7 +1127,9 @@ fn on_message(
                 return Ok(());
             }
             let ctx = ConnCtx { version: v };
-            match blocking(|| handler.handle(&ctx, msg)) {
+            let conn = st.id;
+            match blocking(|| xennet_ofproto::with_origin(conn, xid, || handler.handle(&ctx, msg)))
+            {
                 Ok(replies) => {
                     for m in replies {
                         reply(st, m, out);
@@ -1007,6 +1140,39 @@ fn on_message(
         }
     }
     Ok(())
+}
+
+/// A flow monitor request (OVS `handle_flow_monitor_request`): the
+/// monitors are created (or changed, or cancelled in OpenFlow 1.4) all or
+/// none, and the reply lists the flows that match those with
+/// `OFPFMF_INITIAL`.
+fn flow_monitor_request(
+    st: &mut State,
+    h: &Header,
+    body: &[u8],
+    raw: &[u8],
+    handler: &dyn Handler,
+    out: &mut Vec<u8>,
+) {
+    let reqs = match monitor::decode_requests(st.version, body) {
+        Ok(r) => r,
+        Err(e) => {
+            st.refuse(st.version, e.err, raw, out);
+            return;
+        }
+    };
+    // Watch before the dump, so no change falls between the two.
+    if !st.watching.swap(true, Ordering::AcqRel) {
+        blocking(|| handler.watch_flows(true));
+    }
+    match st
+        .monitors
+        .request(reqs, || blocking(|| handler.all_rules()))
+    {
+        Ok(ups) => super::monitor::send_updates(st.version, h.xid, &ups, out),
+        Err(e) => st.refuse(st.version, e, raw, out),
+    }
+    st.sync_watch(handler);
 }
 
 /// A bundle control request (OpenFlow 1.4.1 §7.3.9; OVS
@@ -1035,7 +1201,12 @@ fn bundle_control(
                 let (requests, msgs): (Vec<_>, Vec<_>) =
                     c.msgs.into_iter().map(|e| (e.request, e.msg)).unzip();
                 let ctx = ConnCtx { version: v };
-                match blocking(|| handler.commit_bundle(&ctx, c.flags, msgs)) {
+                let conn = st.id;
+                match blocking(|| {
+                    xennet_ofproto::with_origin(conn, xid, || {
+                        handler.commit_bundle(&ctx, c.flags, msgs)
+                    })
+                }) {
                     Ok(()) => Ok(()),
                     Err((i, e)) => {
                         if let Some(req) = requests.get(i) {
@@ -1124,6 +1295,7 @@ fn filter_event(st: &State, ev: Event) -> Option<Msg> {
         Event::PortStatus(p) => {
             wants(&st.async_cfg.port_status_mask, p.reason).then_some(Msg::PortStatus(p))
         }
+        Event::FlowChanges(_) => None,
     }
 }
 

@@ -207,6 +207,10 @@ pub struct ConnMgr {
     events: broadcast::Sender<Event>,
     controllers: Mutex<BTreeMap<String, ControllerTask>>,
     mgmt: Mutex<Option<(JoinHandle<()>, PathBuf)>>,
+    /// The `<bridge>.snoop` listener ([`super::snoop`]).
+    snoop: Mutex<Option<(JoinHandle<()>, PathBuf)>>,
+    /// Controller connections, for snoopers.
+    primaries: super::snoop::Primaries,
     primary_connected: Arc<AtomicUsize>,
     /// Versions offered to new connections (see [`ConnMgr::set_protocols`]).
     versions: Arc<AtomicU32>,
@@ -237,6 +241,8 @@ impl ConnMgr {
             packet_in_log: Mutex::new(LogLimit::default()),
             controllers: Mutex::new(BTreeMap::new()),
             mgmt: Mutex::new(None),
+            snoop: Mutex::new(None),
+            primaries: Arc::new(Mutex::new(Vec::new())),
             primary_connected: Arc::new(AtomicUsize::new(0)),
             versions: Arc::new(AtomicU32::new(xennet_openflow::header::SUPPORTED_BITMAP)),
         }
@@ -331,6 +337,11 @@ impl ConnMgr {
             Arc::new(Mutex::new(Vec::new())),
         ));
         *self.mgmt.lock().unwrap_or_else(|e| e.into_inner()) = Some((task, path.clone()));
+        // And `<bridge>.snoop`, as OVS, for `ovs-ofctl snoop`.
+        let snoop = rundir.join(format!("{}.snoop", self.bridge));
+        let task =
+            super::snoop::listen(self.bridge.clone(), snoop.clone(), self.primaries.clone())?;
+        *self.snoop.lock().unwrap_or_else(|e| e.into_inner()) = Some((task, snoop));
         Ok(path)
     }
 
@@ -351,6 +362,7 @@ impl ConnMgr {
             bridge: self.bridge.clone(),
             failed: Arc::new(Mutex::new((0, LogLimit::default()))),
             versions: self.versions.clone(),
+            primaries: self.primaries.clone(),
         }
     }
 
@@ -499,6 +511,10 @@ impl ConnMgr {
             task.abort();
             let _ = std::fs::remove_file(path);
         }
+        if let Some((task, path)) = self.snoop.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            task.abort();
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -529,6 +545,8 @@ struct Spawner {
     failed: Arc<Mutex<(u64, LogLimit)>>,
     /// The bridge's allowed versions, read when a connection starts.
     versions: Arc<AtomicU32>,
+    /// Controller connections, for snoopers.
+    primaries: super::snoop::Primaries,
 }
 
 impl Spawner {
@@ -554,6 +572,17 @@ impl Spawner {
         let _registered = Registered {
             primary_connected: primary.then_some(&*self.primary_connected),
             conns,
+            status: &status,
+        };
+        if primary {
+            self.primaries
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(status.clone());
+        }
+        let _snoopable = Registered {
+            primary_connected: None,
+            conns: &self.primaries,
             status: &status,
         };
         if primary {
