@@ -40,11 +40,18 @@
 //!   bucket whose watch port is live or watch group has a live bucket).
 //! - `dec_ttl` on TTL 0 or 1 sends a packet-in with reason
 //!   `OFPR_INVALID_TTL` and stops translation; otherwise sets TTL - 1.
-//! - `push_vlan` pushes a tag with the action's TPID (0x8100 or 0x88a8;
-//!   flow-mods with others fail with `OFPBAC_BAD_ARGUMENT`, as OVS
-//!   `decode_OFPAT_RAW11_PUSH_VLAN`); the key holds no TPID, so a pushed
-//!   tag's TPID is carried until the commit that sends it, and a popped
-//!   and re-pushed tag is sent as `pop_vlan,push_vlan(..)`.
+//! - VLANs: the key holds two tags (`vlan_tci`, `vlan_tci1`), as OVS's
+//!   `flow->vlans[2]`. `push_vlan` moves them down and makes a new outer
+//!   tag with the action's TPID (0x8100 or 0x88a8; flow-mods with others
+//!   fail with `OFPBAC_BAD_ARGUMENT`, as OVS `decode_OFPAT_RAW11_PUSH_VLAN`),
+//!   VID 0 and PCP 0 (OVS `flow_push_vlan_uninit`); `pop_vlan` moves the
+//!   inner tag up (`flow_pop_vlan`). The key holds no TPID, so the TPIDs of
+//!   the working flow's and the packet's tags are carried beside them (the
+//!   packet's own read from the frame, 0x8100 when there is none), and a
+//!   commit turns the packet's stack into the flow's as OVS
+//!   `commit_vlan_action` does: the tags the two share at the bottom stay,
+//!   the rest are popped and pushed (a lone outer tag with the same TPID
+//!   is rewritten with `set(vlan(..))`).
 //! - Nicira `resubmit` looks up another table with an optionally changed
 //!   in_port and executes the rule's instructions, then continues.
 //! - The other Nicira actions, as OVS `do_xlate_actions`: `load`/`move`
@@ -92,9 +99,10 @@
 //! `OFPPC_NO_PACKET_IN` sends no packet-in. Changes revalidate (the
 //! generation, see [`crate::Ofproto`]); in_port is always in the mask.
 //!
-//! Not modelled: 802.1ad double tagging beyond one tag in the key (a
-//! push on a tagged packet pushes a second tag; the key then only knows
-//! the outer one), queues (`set_queue` is accepted and ignored), MPLS/PBB.
+//! Not modelled: a third VLAN tag (payload, as in OVS: a push onto two
+//! tags loses the lowest from the key, and the commit then rebuilds the
+//! stack from the two it knows, as OVS does), queues (`set_queue` is
+//! accepted and ignored), MPLS/PBB.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -104,8 +112,7 @@ use std::time::Instant;
 use xennet_datapath::actions::ActionsFmt;
 use xennet_datapath::flow::{Field, N_REGS, VLAN_CFI, VLAN_PCP_MASK, VLAN_VID_MASK};
 use xennet_datapath::{
-    DpAction, FlowKey, FlowMask, OfPort, Packet, RuleCounters, SetAction, Tags, Upcall,
-    UpcallHandler, Userdata,
+    DpAction, FlowKey, FlowMask, OfPort, Packet, RuleCounters, SetAction, Tags, Upcall, Userdata,
 };
 use xennet_openflow::model::{
     port_config, Action, GroupType, Instructions, Match, MfField, OxmField, Subfield,
@@ -322,7 +329,6 @@ struct Ctx<'a> {
     ports: &'a [OfPort],
     live: &'a dyn Fn(u32) -> bool,
     port_config: &'a dyn Fn(u32) -> u32,
-    packet: &'a Packet,
     count_stats: bool,
     trace: Option<String>,
     ingress_meter: Option<u32>,
@@ -345,10 +351,12 @@ struct Ctx<'a> {
     /// A VLAN action changed `flow`'s tag: commits then compare it with
     /// the packet's, which reads the packet's TCI.
     vlan_touched: bool,
-    /// TPID of `flow`'s outer tag when a `push_vlan` made it and no commit
-    /// has sent it yet (the key holds no TPID; OVS keeps it in
-    /// `flow->vlans[0].tpid`); `None`: the packet's own tag, if any.
-    push_tpid: Option<u16>,
+    /// TPIDs of `flow`'s tags, outer first (the key holds no TPID; OVS
+    /// keeps them in `flow->vlans[i].tpid`): a pushed tag's from its
+    /// `push_vlan`, the packet's own from the packet ([`packet_tpids`]).
+    tpid: [u16; 2],
+    /// TPIDs of `base`'s tags.
+    base_tpid: [u16; 2],
     /// The `push`/`pop` stack (values) and its size in OVS's bytes.
     stack: Vec<u128>,
     stack_bytes: usize,
@@ -365,13 +373,13 @@ impl<'a> Ctx<'a> {
         // A packet enters the pipeline with zero registers, metadata and
         // conj_id (OpenFlow 1.3.5 §7.2.3.9; OVS clears them per packet).
         let key = &key.without_pipeline_state();
+        let tpid = packet_tpids(key, input.packet);
         Ctx {
             tables: input.tables,
             normal: input.normal,
             ports: input.ports,
             live: input.live,
             port_config: input.port_config,
-            packet: input.packet,
             count_stats: input.count_stats,
             trace: input.trace.then(String::new),
             ingress_meter: input.ingress_meter,
@@ -391,7 +399,8 @@ impl<'a> Ctx<'a> {
             exit: false,
             error: None,
             vlan_touched: false,
-            push_tpid: None,
+            tpid,
+            base_tpid: tpid,
             stack: Vec::new(),
             stack_bytes: 0,
             l3_unknown: false,
@@ -1128,30 +1137,33 @@ impl Ctx<'_> {
             Action::Group(g) => self.group(*g),
             Action::SetQueue(_) => {}
             Action::PushVlan(tpid) => {
-                // The tag gets the action's TPID (0x8100 or 0x88a8, the
-                // flow-mod checked), as OVS `xlate_push_vlan`.
-                // Untagged: only the tag's absence matters; tagged: the new
-                // tag copies the outer one (1.3.5 §5.12), so all of it.
+                // OVS `flow_push_vlan_uninit`: the tags move one down (a
+                // second tag falls off the key's two), the new outer tag
+                // has the action's TPID (0x8100 or 0x88a8, the flow-mod
+                // checked) and VID 0, PCP 0 (OVS copies nothing from the
+                // tag below, unlike 1.3.5 §5.12); the tags moved are read.
+                self.wc_or(Field::VlanTci, u128::from(VLAN_CFI));
+                self.vlan_touched = true;
+                let outer = self.flow.vlan_tci();
+                self.flow.set(Field::Vlan2Tci, u128::from(outer));
+                self.flow.set_vlan_tci(VLAN_CFI);
+                self.tpid = [*tpid, self.tpid[0]];
+            }
+            Action::PopVlan => {
+                // OVS `flow_pop_vlan`: the inner tag, if any, moves up.
                 self.wc_or(Field::VlanTci, u128::from(VLAN_CFI));
                 self.vlan_touched = true;
                 if self.flow.has_vlan() {
-                    self.wc.set_exact(Field::VlanTci);
-                    // A second tag: commit and push it now.
-                    self.commit();
-                    let tci = self.flow.vlan_tci();
-                    self.actions.push(DpAction::PushVlan { tpid: *tpid, tci });
-                } else {
-                    // The new tag copies nothing (no outer tag): VID 0,
-                    // PCP 0 (1.3.5 §5.12 table 6).
-                    self.flow.set_vlan_tci(VLAN_CFI);
-                    self.push_tpid = Some(*tpid);
+                    let inner = self.flow.get(Field::Vlan2Tci) as u16;
+                    if inner & VLAN_CFI != 0 {
+                        self.flow.set_vlan_tci(inner);
+                        self.tpid = [self.tpid[1], 0];
+                    } else {
+                        self.flow.set_vlan_tci(0);
+                        self.tpid = [0, 0];
+                    }
+                    self.flow.set(Field::Vlan2Tci, 0);
                 }
-            }
-            Action::PopVlan => {
-                self.wc_or(Field::VlanTci, u128::from(VLAN_CFI));
-                self.vlan_touched = true;
-                self.flow.set_vlan_tci(0);
-                self.push_tpid = None;
             }
             Action::SetField { field, value } => self.set_field(*field, *value),
             Action::DecNwTtl => self.dec_ttl(&[0]),
@@ -1442,7 +1454,7 @@ impl Ctx<'_> {
             return;
         }
         let saved_flow = self.flow;
-        let saved_tpid = self.push_tpid;
+        let saved_tpid = self.tpid;
         let saved_set = std::mem::take(&mut self.action_set);
         let saved_stack = self.stack.clone();
         let saved_stack_bytes = self.stack_bytes;
@@ -1451,7 +1463,7 @@ impl Ctx<'_> {
         self.finish();
         self.indent -= 4;
         self.flow = saved_flow;
-        self.push_tpid = saved_tpid;
+        self.tpid = saved_tpid;
         self.action_set = saved_set;
         self.stack = saved_stack;
         self.stack_bytes = saved_stack_bytes;
@@ -1494,9 +1506,12 @@ impl Ctx<'_> {
                 let tci = new as u16;
                 if tci & VLAN_CFI == 0 {
                     self.flow.set_vlan_tci(0);
-                    self.push_tpid = None;
+                    self.tpid[0] = 0;
                 } else {
                     self.flow.set_vlan_tci(tci);
+                    if self.tpid[0] == 0 {
+                        self.tpid[0] = 0x8100;
+                    }
                 }
             }
             MfField::Oxm(f) => self.set_field(f, new),
@@ -1690,12 +1705,16 @@ impl Ctx<'_> {
     /// Emit datapath actions that make the packet look like `flow`.
     fn commit(&mut self) {
         let (b, f) = (self.base, self.flow);
-        if b == f {
-            // Equal after the VLAN was popped and pushed again: that holds
-            // only for the packet's own TCI, so the megaflow must match it.
-            if self.push_tpid.is_some() && f.has_vlan() {
-                self.wc.set_exact(Field::VlanTci);
-            }
+        if self.vlan_touched && self.orig.has_vlan() {
+            // What the VLAN actions left is compared with the packet's
+            // own tags (even when equal again after a pop and a push), so
+            // the megaflow matches them (for an untagged packet the
+            // presence bit the VLAN actions un-wildcarded says it all).
+            self.wc.set_exact(Field::VlanTci);
+            self.wc.set_exact(Field::Vlan2Tci);
+        }
+        let (bt, ft) = (vlan_stack(&b, self.base_tpid), vlan_stack(&f, self.tpid));
+        if b == f && bt == ft {
             return;
         }
         let push = |acts: &mut Vec<DpAction>, s: SetAction| acts.push(DpAction::Set(s));
@@ -1715,48 +1734,32 @@ impl Ctx<'_> {
                 SetAction::EthDst(mac(f.get(Field::DlDst))),
             );
         }
-        // VLAN.
-        let push_tpid = self.push_tpid.take();
-        match (b.has_vlan(), f.has_vlan()) {
-            (true, false) => self.actions.push(DpAction::PopVlan),
-            (false, true) => {
-                // Without a push_vlan this is the packet's own tag,
-                // restored after a group bucket popped it: its TCI comes
-                // from the packet, so the megaflow must match it.
-                if push_tpid.is_none() {
-                    self.wc.set_exact(Field::VlanTci);
-                }
-                self.actions.push(DpAction::PushVlan {
-                    tpid: push_tpid.unwrap_or(0x8100),
-                    tci: f.vlan_tci(),
-                });
+        // VLAN, as OVS `commit_vlan_action`: the tags both stacks share
+        // at the bottom stay, the rest of the packet's are popped and the
+        // rest of the flow's pushed; a lone outer tag with the same TPID
+        // is rewritten in place instead.
+        if bt != ft {
+            let (mut i, mut j) = (bt.len(), ft.len());
+            while i > 0 && j > 0 && bt[i - 1] == ft[j - 1] {
+                i -= 1;
+                j -= 1;
             }
-            (true, true) if push_tpid.is_some() => {
-                // The packet's tag was popped and another pushed: its
-                // TPID may differ, so replace the tag (as OVS
-                // `commit_vlan_action` pops and pushes differing tags).
-                self.wc.set_exact(Field::VlanTci);
-                self.actions.push(DpAction::PopVlan);
-                self.actions.push(DpAction::PushVlan {
-                    tpid: push_tpid.unwrap_or(0x8100),
-                    tci: f.vlan_tci(),
-                });
-            }
-            (true, true) => {
-                if self.vlan_touched {
-                    self.wc.set_exact(Field::VlanTci);
+            if i == 1 && j == 1 && bt[0].0 == ft[0].0 {
+                let (bo, fo) = (bt[0].1, ft[0].1);
+                if bo & VLAN_VID_MASK != fo & VLAN_VID_MASK {
+                    push(&mut self.actions, SetAction::VlanVid(fo & VLAN_VID_MASK));
                 }
-                if b.vlan_vid() != f.vlan_vid() {
-                    push(&mut self.actions, SetAction::VlanVid(f.vlan_vid()));
+                if bo & VLAN_PCP_MASK != fo & VLAN_PCP_MASK {
+                    push(&mut self.actions, SetAction::VlanPcp((fo >> 13) as u8));
                 }
-                if b.vlan_tci() & VLAN_PCP_MASK != f.vlan_tci() & VLAN_PCP_MASK {
-                    push(
-                        &mut self.actions,
-                        SetAction::VlanPcp((f.vlan_tci() >> 13) as u8),
-                    );
+            } else {
+                for _ in 0..i {
+                    self.actions.push(DpAction::PopVlan);
+                }
+                for &(tpid, tci) in ft[..j].iter().rev() {
+                    self.actions.push(DpAction::PushVlan { tpid, tci });
                 }
             }
-            (false, false) => {}
         }
         let differs = |fl: Field| b.get(fl) != f.get(fl);
         match f.dl_type() {
@@ -1920,6 +1923,7 @@ impl Ctx<'_> {
         let mut nb = f;
         nb.set_in_port(b.in_port());
         self.base = nb;
+        self.base_tpid = self.tpid;
     }
 
     /// Whether output to `port` is allowed: not `OFPPC_NO_FWD` (OVS
@@ -2059,14 +2063,25 @@ impl Ctx<'_> {
             self.note(">>>> NORMAL is not available on this bridge <<<<");
             return;
         };
-        let mut up = UpcallHandler::upcall(n, &self.flow, self.packet, self.ports);
+        let mut up = n.translate_tpids(&self.flow, self.tpid, self.ports, Instant::now());
         let config = self.port_config;
         retain_forwardable(&mut up.actions, config);
         self.wc.union_with(&up.mask);
         for a in &up.actions {
             match a {
-                DpAction::PushVlan { tci, .. } => self.base.set_vlan_tci(*tci | VLAN_CFI),
-                DpAction::PopVlan => self.base.set_vlan_tci(0),
+                DpAction::PushVlan { tpid, tci } => {
+                    let outer = self.base.vlan_tci();
+                    self.base.set(Field::Vlan2Tci, u128::from(outer));
+                    self.base.set_vlan_tci(*tci | VLAN_CFI);
+                    self.base_tpid = [*tpid, self.base_tpid[0]];
+                }
+                DpAction::PopVlan => {
+                    let inner = self.base.get(Field::Vlan2Tci) as u16;
+                    self.base
+                        .set_vlan_tci(if inner & VLAN_CFI != 0 { inner } else { 0 });
+                    self.base.set(Field::Vlan2Tci, 0);
+                    self.base_tpid = [self.base_tpid[1], 0];
+                }
                 _ => {}
             }
         }
@@ -2168,17 +2183,48 @@ impl Ctx<'_> {
             // `xlate_group_bucket` runs them.
             let list = action_set_to_list(&b.actions);
             let saved_flow = self.flow;
-            let saved_tpid = self.push_tpid;
+            let saved_tpid = self.tpid;
             self.indent += 4;
             self.do_actions(&list);
             self.indent -= 4;
             // Each bucket works on the packet as it was before the group
             // (1.3.5 §5.6.1: "a copy of the packet").
             self.flow = saved_flow;
-            self.push_tpid = saved_tpid;
+            self.tpid = saved_tpid;
             self.exit = false;
         }
         self.depth -= 1;
+    }
+}
+
+/// The tag stack of `k` with TPIDs `tpid`, outer first: `(TPID, TCI)` of
+/// each tag up to the first without the presence bit (OVS
+/// `flow_count_vlan_headers`).
+fn vlan_stack(k: &FlowKey, tpid: [u16; 2]) -> Vec<(u16, u16)> {
+    [k.vlan_tci(), k.get(Field::Vlan2Tci) as u16]
+        .into_iter()
+        .zip(tpid)
+        .take_while(|(tci, _)| tci & VLAN_CFI != 0)
+        .map(|(tci, tpid)| (if tpid == 0 { 0x8100 } else { tpid }, tci))
+        .collect()
+}
+
+/// TPIDs of the packet's own tags that `key` holds (outer first; 0 for
+/// none), read from the frame (the key holds no TPID); 0x8100 where the
+/// frame does not say (a trace of a flow given as text).
+fn packet_tpids(key: &FlowKey, packet: &Packet) -> [u16; 2] {
+    let d = packet.data();
+    let at = |off: usize| match d.get(off..off + 2) {
+        Some(b) if matches!(u16::from_be_bytes([b[0], b[1]]), 0x8100 | 0x88a8) => {
+            u16::from_be_bytes([b[0], b[1]])
+        }
+        _ => 0x8100,
+    };
+    let has = |f: Field| key.get(f) as u16 & VLAN_CFI != 0;
+    match (has(Field::VlanTci), has(Field::Vlan2Tci)) {
+        (false, _) => [0, 0],
+        (true, false) => [at(12), 0],
+        (true, true) => [at(12), at(16)],
     }
 }
 

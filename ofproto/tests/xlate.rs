@@ -900,14 +900,15 @@ fn push_vlan_keeps_the_requested_tpid() {
             DpAction::Output(2)
         ]
     );
-    // A tagged packet gets a second, outer S-tag copying the outer TCI.
+    // A tagged packet gets a second, outer S-tag with VID 0 and PCP 0
+    // (OVS `flow_push_vlan_uninit` copies nothing from the tag below).
     let u = up(&of, &vlan_udp_frame(10), 3);
     assert_eq!(
         u.actions,
         vec![
             DpAction::PushVlan {
                 tpid: 0x88a8,
-                tci: 0x1000 | 10
+                tci: 0x1000
             },
             DpAction::Output(2)
         ]
