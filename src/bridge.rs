@@ -1050,6 +1050,30 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
     c
 }
 
+/// A frame given as hex digits (`ofproto/trace`'s packet argument; at
+/// most 65535 bytes, at least an Ethernet header).
+fn parse_hex_frame(hex: &str) -> Result<Vec<u8>, String> {
+    let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if digits.len() % 2 != 0 || digits.len() > 2 * 65535 {
+        return Err(format!(
+            "packet {hex:?}: odd number of hex digits or too long"
+        ));
+    }
+    let frame = digits
+        .chunks(2)
+        .map(|p| {
+            std::str::from_utf8(p)
+                .ok()
+                .and_then(|s| u8::from_str_radix(s, 16).ok())
+                .ok_or_else(|| format!("packet {hex:?}: not hex digits"))
+        })
+        .collect::<Result<Vec<u8>, String>>()?;
+    if frame.len() < 14 {
+        return Err(format!("packet {hex:?}: shorter than an Ethernet header"));
+    }
+    Ok(frame)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1150,28 +1174,4 @@ mod tests {
     fn scopeguard_dir(p: std::path::PathBuf) -> DirGuard {
         DirGuard(p)
     }
-}
-
-/// A frame given as hex digits (`ofproto/trace`'s packet argument; at
-/// most 65535 bytes, at least an Ethernet header).
-fn parse_hex_frame(hex: &str) -> Result<Vec<u8>, String> {
-    let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 || digits.len() > 2 * 65535 {
-        return Err(format!(
-            "packet {hex:?}: odd number of hex digits or too long"
-        ));
-    }
-    let frame = digits
-        .chunks(2)
-        .map(|p| {
-            std::str::from_utf8(p)
-                .ok()
-                .and_then(|s| u8::from_str_radix(s, 16).ok())
-                .ok_or_else(|| format!("packet {hex:?}: not hex digits"))
-        })
-        .collect::<Result<Vec<u8>, String>>()?;
-    if frame.len() < 14 {
-        return Err(format!("packet {hex:?}: shorter than an Ethernet header"));
-    }
-    Ok(frame)
 }

@@ -115,12 +115,13 @@ use xennet_datapath::{
     DpAction, FlowKey, FlowMask, OfPort, Packet, RuleCounters, SetAction, Tags, Upcall, Userdata,
 };
 use xennet_openflow::model::{
-    port_config, Action, GroupType, Instructions, Match, MfField, OxmField, Subfield,
-    OFPCML_NO_BUFFER, OFPG_ANY, OFPP_ALL, OFPP_ANY, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT,
-    OFPP_LOCAL, OFPP_NORMAL, OFPP_TABLE,
+    port_config, Action, GroupType, Instructions, Match, MfField, OxmField, SelectionKind,
+    SelectionMethod, Subfield, OFPCML_NO_BUFFER, OFPG_ANY, OFPP_ALL, OFPP_ANY, OFPP_CONTROLLER,
+    OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_NORMAL, OFPP_TABLE,
 };
 
 use crate::normal::Normal;
+use crate::ovshash;
 use crate::tables::{Group, Rule, Tables, N_TABLES};
 
 /// `OFP_DEFAULT_PRIORITY` (0x8000): a flow's priority when none is given;
@@ -1523,30 +1524,14 @@ impl Ctx<'_> {
         self.wc.set(f, cur | bits);
     }
 
-    fn set_field(&mut self, field: OxmField, value: u128) {
-        use OxmField::*;
-        let (kf, shift, bits) = field.layout();
-        if field.is_metadata() {
-            // Pipeline state: no packet bytes change, no prerequisite.
-            let fm = if bits >= 128 {
-                u128::MAX
-            } else {
-                ((1u128 << bits) - 1) << shift
-            };
-            let cur = self.flow.get(kf);
-            self.flow.set(kf, (cur & !fm) | ((value << shift) & fm));
-            return;
-        }
-        if !field.is_settable() {
-            return;
-        }
-        // Prerequisites were checked against the rule's match at flow-mod
-        // time; check the working flow too (resubmits, action sets), which
-        // reads the EtherType / protocol.
+    /// Whether the working flow meets prerequisite `p` (OVS
+    /// `mf_are_prereqs_ok`), un-wildcarding the EtherType and the
+    /// protocol (and ND type/code) it reads.
+    fn prereq_ok(&mut self, p: xennet_openflow::field::Prereq) -> bool {
+        use xennet_openflow::field::Prereq as P;
         self.wc.set_exact(Field::DlType);
         let ip = matches!(self.flow.dl_type(), 0x0800 | 0x86dd);
-        use xennet_openflow::field::Prereq as P;
-        let ok = match field.prereq() {
+        match p {
             P::None => true,
             P::Vlan => self.flow.has_vlan(),
             P::Ip => ip,
@@ -1568,7 +1553,7 @@ impl Ctx<'_> {
                     P::Icmpv6 => v6 && proto == 58,
                     P::Nd | P::NdSolicit | P::NdAdvert => {
                         if !(v6 && proto == 58) {
-                            return;
+                            return false;
                         }
                         self.wc.set_exact(Field::TpSrc).set_exact(Field::TpDst);
                         let (ty, code) = (self.flow.tp_src(), self.flow.tp_dst());
@@ -1582,7 +1567,30 @@ impl Ctx<'_> {
                     _ => false,
                 }
             }
-        };
+        }
+    }
+
+    fn set_field(&mut self, field: OxmField, value: u128) {
+        use OxmField::*;
+        let (kf, shift, bits) = field.layout();
+        if field.is_metadata() {
+            // Pipeline state: no packet bytes change, no prerequisite.
+            let fm = if bits >= 128 {
+                u128::MAX
+            } else {
+                ((1u128 << bits) - 1) << shift
+            };
+            let cur = self.flow.get(kf);
+            self.flow.set(kf, (cur & !fm) | ((value << shift) & fm));
+            return;
+        }
+        if !field.is_settable() {
+            return;
+        }
+        // Prerequisites were checked against the rule's match at flow-mod
+        // time; check the working flow too (resubmits, action sets), which
+        // reads the EtherType / protocol.
+        let ok = self.prereq_ok(field.prereq());
         if !ok {
             return;
         }
@@ -2143,6 +2151,46 @@ impl Ctx<'_> {
         best.map(|(i, _)| i)
     }
 
+    /// `selection_method=hash` (OVS `pick_hash_fields_select_group`):
+    /// the basis is OVS `hash_uint64` of the method's parameter, each
+    /// field whose prerequisites the flow meets adds its masked value (its
+    /// wire bytes, OVS `hash_bytes`) and un-wildcards the masked bits; the
+    /// live bucket with the highest `(hash_int(bucket_id, basis) & 0xffff)
+    /// * weight` wins, the last on ties (OVS `group_best_live_bucket`;
+    /// bucket ids are positions). With OVS's own hash functions
+    /// ([`crate::ovshash`]), so a flow gets the bucket it gets on OVS.
+    fn select_by_fields(&mut self, g: &Group, s: &SelectionMethod) -> Option<usize> {
+        let mut basis = ovshash::hash_uint64(s.param);
+        for hf in &s.fields {
+            let prereq = match hf.field {
+                MfField::Oxm(f) => f.prereq(),
+                MfField::IpTos => xennet_openflow::field::Prereq::Ip,
+                MfField::VlanTci | MfField::InPort16 => xennet_openflow::field::Prereq::None,
+            };
+            if !self.prereq_ok(prereq) {
+                continue;
+            }
+            let (kf, shift, width) = mf_layout(hf.field);
+            let mask = hf.mask & wire_ones(width);
+            let v = (self.flow.get(kf) >> shift) & mask;
+            let n = usize::from(hf.n_bytes).min(16);
+            basis = ovshash::hash_bytes(&v.to_be_bytes()[16 - n..], basis);
+            self.wc_or(kf, mask << shift);
+        }
+        let mut best: Option<(usize, u64)> = None;
+        for (i, b) in g.buckets.iter().enumerate() {
+            if !self.bucket_live(b.watch_port, b.watch_group, 0) {
+                continue;
+            }
+            let id = u32::try_from(i).unwrap_or(u32::MAX);
+            let score = u64::from(ovshash::hash_int(id, basis) & 0xffff) * u64::from(b.weight);
+            if best.map_or(true, |(_, s)| score >= s) {
+                best = Some((i, score));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
     fn group(&mut self, id: u32) {
         let tables = self.tables;
         let Some(g) = tables.group(id) else { return };
@@ -2159,16 +2207,25 @@ impl Ctx<'_> {
                 .position(|b| self.bucket_live(b.watch_port, b.watch_group, 0))
                 .into_iter()
                 .collect(),
-            GroupType::Select => {
-                let mut h = 0u64;
-                for (f, m) in select_fields(&self.flow) {
-                    let cur = self.wc.get(f);
-                    self.wc.set(f, cur | m);
-                    let v = self.flow.get(f) & m;
-                    h = mix(h ^ (v as u64) ^ mix((v >> 64) as u64));
+            GroupType::Select => match &g.selection {
+                Some(s) if s.kind == SelectionKind::Hash => {
+                    self.select_by_fields(g, s).into_iter().collect()
                 }
-                self.select_bucket(g, h).into_iter().collect()
-            }
+                sel => {
+                    // The default method, and dp_hash (its table; the
+                    // hash is xennet's, seeded with the method's
+                    // parameter: there is no datapath hash to recirculate
+                    // on).
+                    let mut h = sel.as_ref().map_or(0, |s| mix(s.param));
+                    for (f, m) in select_fields(&self.flow) {
+                        let cur = self.wc.get(f);
+                        self.wc.set(f, cur | m);
+                        let v = self.flow.get(f) & m;
+                        h = mix(h ^ (v as u64) ^ mix((v >> 64) as u64));
+                    }
+                    self.select_bucket(g, h).into_iter().collect()
+                }
+            },
         };
         if chosen.is_empty() {
             self.note("(no live bucket)");

@@ -271,6 +271,7 @@ fn select_bridge() -> Arc<Ofproto> {
         group_type: GroupType::Select,
         group_id: 1,
         buckets: vec![b(2), b(3), b(4)],
+        selection: None,
     })
     .unwrap();
     of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![Action::Group(1)])))
@@ -330,6 +331,7 @@ fn fast_failover_follows_port_liveness() {
         group_type: GroupType::FastFailover,
         group_id: 7,
         buckets: vec![b(2), b(3)],
+        selection: None,
     })
     .unwrap();
     of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![Action::Group(7)])))
@@ -601,6 +603,7 @@ fn mods_bump_the_handler_generation() {
         group_type: GroupType::All,
         group_id: 1,
         buckets: vec![],
+        selection: None,
     })
     .unwrap();
     assert!(seen.insert(h.generation()));
@@ -713,6 +716,7 @@ fn too_many_datapath_actions_drop() {
         group_type: GroupType::All,
         group_id: 1,
         buckets: vec![b; 100],
+        selection: None,
     })
     .unwrap();
     of.handle_flow_mod(&fm(
@@ -961,6 +965,7 @@ fn group_buckets_are_action_sets() {
             bucket(vec![out(4), Action::PopVlan]),
             bucket(vec![Action::DecNwTtl]),
         ],
+        selection: None,
     })
     .unwrap();
     of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![Action::Group(1)])))
@@ -992,6 +997,7 @@ fn weighted_select_bridge(weights: &[u16]) -> Arc<Ofproto> {
         group_type: GroupType::Select,
         group_id: 1,
         buckets,
+        selection: None,
     })
     .unwrap();
     of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![Action::Group(1)])))

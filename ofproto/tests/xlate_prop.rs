@@ -336,6 +336,7 @@ fn bridge(
                     actions: a.clone(),
                 })
                 .collect(),
+            selection: None,
         });
     }
     for (t, m, p, ins) in rules {

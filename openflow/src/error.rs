@@ -182,6 +182,7 @@ errors! {
     TABLE_FEATURES_EPERM = (13, 5), "OFPTFFC_EPERM: permissions error.";
     BAD_PROPERTY_TYPE = (14, 0), "OFPBPC_BAD_TYPE (1.4+): unknown property type.";
     BAD_PROPERTY_LEN = (14, 1), "OFPBPC_BAD_LEN (1.4+): length problem in a property.";
+    BAD_PROPERTY_VALUE = (14, 2), "OFPBPC_BAD_VALUE (1.4+): unsupported property value.";
     BAD_PROPERTY_EXPERIMENTER = (14, 5), "OFPBPC_BAD_EXPERIMENTER (1.4+): unknown experimenter property.";
     ASYNC_CONFIG_INVALID = (15, 0), "OFPACFC_INVALID (1.4+): mask bits not allowed.";
     ASYNC_CONFIG_UNSUPPORTED = (15, 1), "OFPACFC_UNSUPPORTED (1.4+): unknown async property.";
