@@ -46,8 +46,9 @@
 //!   fail with `OFPBAC_BAD_ARGUMENT`, as OVS `decode_OFPAT_RAW11_PUSH_VLAN`),
 //!   VID 0 and PCP 0 (OVS `flow_push_vlan_uninit`); `pop_vlan` moves the
 //!   inner tag up (`flow_pop_vlan`). The key holds no TPID, so the TPIDs of
-//!   the working flow's and the packet's tags are carried beside them (the
-//!   packet's own read from the frame, 0x8100 when there is none), and a
+//!   the working flow's and the packet's tags are carried beside them (a
+//!   pushed tag's from its action; the packet's own taken as 0x8100, see
+//!   [`packet_tpids`]), and a
 //!   commit turns the packet's stack into the flow's as OVS
 //!   `commit_vlan_action` does: the tags the two share at the bottom stay,
 //!   the rest are popped and pushed (a lone outer tag with the same TPID
@@ -354,7 +355,7 @@ struct Ctx<'a> {
     vlan_touched: bool,
     /// TPIDs of `flow`'s tags, outer first (the key holds no TPID; OVS
     /// keeps them in `flow->vlans[i].tpid`): a pushed tag's from its
-    /// `push_vlan`, the packet's own from the packet ([`packet_tpids`]).
+    /// `push_vlan`, the packet's own 0x8100 ([`packet_tpids`]).
     tpid: [u16; 2],
     /// TPIDs of `base`'s tags.
     base_tpid: [u16; 2],
@@ -374,7 +375,7 @@ impl<'a> Ctx<'a> {
         // A packet enters the pipeline with zero registers, metadata and
         // conj_id (OpenFlow 1.3.5 §7.2.3.9; OVS clears them per packet).
         let key = &key.without_pipeline_state();
-        let tpid = packet_tpids(key, input.packet);
+        let tpid = packet_tpids(key);
         Ctx {
             tables: input.tables,
             normal: input.normal,
@@ -2267,21 +2268,18 @@ fn vlan_stack(k: &FlowKey, tpid: [u16; 2]) -> Vec<(u16, u16)> {
 }
 
 /// TPIDs of the packet's own tags that `key` holds (outer first; 0 for
-/// none), read from the frame (the key holds no TPID); 0x8100 where the
-/// frame does not say (a trace of a flow given as text).
-fn packet_tpids(key: &FlowKey, packet: &Packet) -> [u16; 2] {
-    let d = packet.data();
-    let at = |off: usize| match d.get(off..off + 2) {
-        Some(b) if matches!(u16::from_be_bytes([b[0], b[1]]), 0x8100 | 0x88a8) => {
-            u16::from_be_bytes([b[0], b[1]])
-        }
-        _ => 0x8100,
-    };
+/// none). The key holds no TPID, so a megaflow cannot tell an 802.1ad
+/// S-tag from an 802.1Q tag with the same TCI: translation must not read
+/// the frame's TPIDs (packets sharing the megaflow would get the first
+/// one's), and takes 0x8100 for the packet's own tags. Only a tag of the
+/// packet's that an action list pops and then has pushed back is sent
+/// with 0x8100 where OVS keeps 0x88a8; tags that stay are not rewritten.
+fn packet_tpids(key: &FlowKey) -> [u16; 2] {
     let has = |f: Field| key.get(f) as u16 & VLAN_CFI != 0;
     match (has(Field::VlanTci), has(Field::Vlan2Tci)) {
         (false, _) => [0, 0],
-        (true, false) => [at(12), 0],
-        (true, true) => [at(12), at(16)],
+        (true, false) => [0x8100, 0],
+        (true, true) => [0x8100, 0x8100],
     }
 }
 
