@@ -762,6 +762,23 @@ fn vlan_stacks_and_normal_translate_as_on_ovs() {
                 == d.to_string()
         });
     }
+    // Every port up (NORMAL floods only to live ports).
+    h.wait_for("ports 1-5 up", || {
+        let show = h.ofctl(&["show", "br0"]);
+        (1..=5).all(|d| {
+            // The port's block: its line and the indented ones after it.
+            let mut lines = show
+                .lines()
+                .skip_while(|l| !l.trim_start().starts_with(&format!("{d}(vif{d}.0)")));
+            let Some(first) = lines.next() else {
+                return false;
+            };
+            let ind = first.len() - first.trim_start().len();
+            !lines
+                .take_while(|l| l.len() - l.trim_start().len() > ind)
+                .any(|l| l.contains("LINK_DOWN") || l.contains("PORT_DOWN"))
+        })
+    });
     // The cases of issue 15 item 12 first, then random tables.
     let cases: [(&str, u64, &[Tag]); 9] = [
         // A QinQ broadcast from a trunk: no VLAN leak to access port 3.

@@ -680,16 +680,21 @@ impl Normal {
 
     /// Translate at time `now` (see the module docs).
     pub fn translate(&mut self, key: &FlowKey, ports: &[OfPort], now: Instant) -> Upcall {
-        self.translate_tpids(key, [0x8100; 2], ports, now)
+        self.translate_tpids(key, [0x8100; 2], None, ports, now)
     }
 
-    /// [`Normal::translate`] for a packet whose tags have the TPIDs
-    /// `tpids` (outer first; the key holds none): retagged frames keep
-    /// them, as OVS's `xvlan` does.
+    /// [`Normal::translate`] for a flow whose tags have the TPIDs `tpids`
+    /// (outer first; the key holds none): retagged frames keep them, as
+    /// OVS's `xvlan` does. `packet`: the tag stack the packet has now,
+    /// outer first as (TPID, TCI with [`VLAN_CFI`]) pairs, `(0, 0)` for
+    /// none, when it differs from `key`'s (the actions before NORMAL
+    /// changed the tags and left them to NORMAL to apply, as OVS commits
+    /// them at each output); `None`: the packet is in `key`'s state.
     pub fn translate_tpids(
         &mut self,
         key: &FlowKey,
         tpids: [u16; 2],
+        packet: Option<[(u16, u16); 2]>,
         ports: &[OfPort],
         now: Instant,
     ) -> Upcall {
@@ -697,6 +702,7 @@ impl Normal {
         self.xlate_normal_tpids(
             key,
             tpids,
+            packet,
             ports,
             &mut up.mask,
             &mut up.actions,
@@ -736,7 +742,7 @@ impl Normal {
         tags: &mut Tags,
         now: Instant,
     ) -> u16 {
-        self.xlate_normal_tpids(key, [0x8100; 2], ports, mask, actions, tags, now)
+        self.xlate_normal_tpids(key, [0x8100; 2], None, ports, mask, actions, tags, now)
     }
 
     /// [`Normal::xlate_normal_at`] with the TPIDs of the packet's tags.
@@ -745,6 +751,7 @@ impl Normal {
         &mut self,
         key: &FlowKey,
         tpids: [u16; 2],
+        packet: Option<Tags2>,
         ports: &[OfPort],
         mask: &mut FlowMask,
         actions: &mut Vec<DpAction>,
@@ -827,7 +834,7 @@ impl Normal {
                 }
             }
         }
-        let cur = emit_grouped(&outs, cur, actions);
+        let cur = emit_grouped(&outs, packet.unwrap_or(cur), actions);
         self.outs = outs;
         cur[0].1
     }

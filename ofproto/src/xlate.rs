@@ -2067,12 +2067,38 @@ impl Ctx<'_> {
     }
 
     fn normal(&mut self) {
+        // Commit all but the tags: NORMAL turns the packet's tags into
+        // each output's (OVS commits the VLAN changes at each output), so
+        // nothing is pushed only to be popped.
+        let (tci, tci1, tpid) = (
+            self.flow.vlan_tci(),
+            self.flow.get(Field::Vlan2Tci),
+            self.tpid,
+        );
+        self.flow.set_vlan_tci(self.base.vlan_tci());
+        self.flow
+            .set(Field::Vlan2Tci, self.base.get(Field::Vlan2Tci));
+        self.tpid = self.base_tpid;
         self.commit();
+        self.flow.set_vlan_tci(tci);
+        self.flow.set(Field::Vlan2Tci, tci1);
+        self.tpid = tpid;
         let Some(n) = self.normal.as_deref_mut() else {
             self.note(">>>> NORMAL is not available on this bridge <<<<");
             return;
         };
-        let mut up = n.translate_tpids(&self.flow, self.tpid, self.ports, Instant::now());
+        let stack = vlan_stack(&self.base, self.base_tpid);
+        let mut packet = [(0, 0); 2];
+        for (i, t) in stack.into_iter().enumerate() {
+            packet[i] = t;
+        }
+        let mut up = n.translate_tpids(
+            &self.flow,
+            self.tpid,
+            Some(packet),
+            self.ports,
+            Instant::now(),
+        );
         let config = self.port_config;
         retain_forwardable(&mut up.actions, config);
         self.wc.union_with(&up.mask);
