@@ -1047,13 +1047,24 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
     let s = switch.clone();
     c.add(
         "ofproto/trace",
-        "BRIDGE FLOW",
+        "BRIDGE FLOW [PACKET]",
         2,
-        2,
+        3,
         Box::new(move |args| {
             let b = s.bridge_arg(&args[..1])?;
             let m = crate::flowtext::parse_match(&args[1])?;
-            Ok(b.of.trace(&m.key, None))
+            // As OVS `ofproto/trace BRIDGE in_port=N HEX`: the frame's
+            // headers (hex digits) with the flow's in_port.
+            match args.get(2) {
+                None => Ok(b.of.trace(&m.key, None)),
+                Some(hex) => {
+                    let frame = parse_hex_frame(hex)?;
+                    let mut pkt = xennet_datapath::Packet::from_slice(&frame);
+                    pkt.in_port = m.key.in_port();
+                    let key = xennet_datapath::flow::extract(&pkt);
+                    Ok(b.of.trace(&key, Some(&pkt)))
+                }
+            }
         }),
     );
     let s = switch.clone();
@@ -1164,6 +1175,30 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
         }),
     );
     c
+}
+
+/// A frame given as hex digits (`ofproto/trace`'s packet argument; at
+/// most 65535 bytes, at least an Ethernet header).
+fn parse_hex_frame(hex: &str) -> Result<Vec<u8>, String> {
+    let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if digits.len() % 2 != 0 || digits.len() > 2 * 65535 {
+        return Err(format!(
+            "packet {hex:?}: odd number of hex digits or too long"
+        ));
+    }
+    let frame = digits
+        .chunks(2)
+        .map(|p| {
+            std::str::from_utf8(p)
+                .ok()
+                .and_then(|s| u8::from_str_radix(s, 16).ok())
+                .ok_or_else(|| format!("packet {hex:?}: not hex digits"))
+        })
+        .collect::<Result<Vec<u8>, String>>()?;
+    if frame.len() < 14 {
+        return Err(format!("packet {hex:?}: shorter than an Ethernet header"));
+    }
+    Ok(frame)
 }
 
 #[cfg(test)]

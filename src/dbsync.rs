@@ -575,7 +575,7 @@ const DP_CAPABILITIES: &[(&str, &str)] = &[
     ("masked_set_action", "false"),
     ("max_hash_alg", "0"),
     ("max_mpls_depth", "0"),
-    ("max_vlan_headers", "1"),
+    ("max_vlan_headers", "2"),
     ("nd_ext", "false"),
     ("recirc", "false"),
     ("sample_nesting", "0"),

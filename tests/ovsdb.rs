@@ -564,7 +564,7 @@ fn unapplied_configuration_is_refused_or_reported() {
     ]);
     h.wait_for("Datapath capabilities", || {
         let c = db.vsctl_no_wait(&["list", "Datapath"]);
-        c.contains("recirc=\"false\"") && c.contains("max_vlan_headers=\"1\"")
+        c.contains("recirc=\"false\"") && c.contains("max_vlan_headers=\"2\"")
     });
 }
 

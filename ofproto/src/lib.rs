@@ -20,6 +20,7 @@ pub mod features;
 pub mod isolation;
 pub mod normal;
 pub mod ofproto;
+pub mod ovshash;
 pub mod pin_extras;
 pub mod recirc;
 pub mod tables;

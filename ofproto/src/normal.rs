@@ -18,8 +18,17 @@
 //! (`ofproto-dpif-xlate.c`: `input_vid_is_valid`, `xvlan_input_translate`,
 //! `xvlan_output_translate`, `xlate_normal_flood`); see [`PortVlan`]:
 //!
-//! - The frame's VID is its tag's VID, 0 when untagged; an 802.1p
+//! - The frame's VID is its (outer) tag's VID, 0 when untagged; an 802.1p
 //!   priority-tagged frame (VID 0) counts as untagged.
+//! - Stacked tags (two in the key, as OVS with `vlan-limit` 2): a frame
+//!   with a VLAN EtherType but no tag in the key is a partial VLAN tag and
+//!   dropped ([`PARTIAL_VLAN_DROPS`], a log line at most once a second);
+//!   an access port replaces the whole stack by its VLAN on input and
+//!   takes in floods no frame whose inner tag has a nonzero VID (OVS
+//!   `xbundle_includes_vlan`: no VLAN leak); outputs keep the inner tag
+//!   unless the port is an access port, and a tag with VID 0 and PCP 0 is
+//!   not sent (OVS `xvlan_put`). Retagged frames keep the TPIDs of the
+//!   packet's tags when the caller gives them ([`Normal::translate_tpids`]).
 //! - Input: an access port drops a frame with a nonzero VID and puts the
 //!   rest on its `tag`; a trunk drops a VID it does not carry (`trunks`,
 //!   empty = every VLAN) and keeps the frame's VID; a `native-*` port puts
@@ -44,9 +53,10 @@
 //!
 //! # Megaflows
 //!
-//! Translation reads exactly `in_port`, `dl_src`, `dl_dst` and `vlan_tci`,
-//! and the upcall mask says so and nothing more: all L3/L4 traffic between
-//! two MACs in one VLAN shares one megaflow. `vlan_tci` is exact (tag
+//! Translation reads exactly `in_port`, `dl_src`, `dl_dst`, `vlan_tci`,
+//! `vlan_tci1` and, for an untagged frame, `dl_type` (the partial-tag
+//! check), and the upcall mask says so and nothing more: all L3/L4 traffic
+//! between two MACs in one VLAN shares one megaflow. `vlan_tci` is exact (tag
 //! presence, VID and PCP), so untagged and tagged traffic never share a
 //! megaflow (OVS issue #356) and a retagged frame keeps its PCP.
 //!
@@ -376,20 +386,40 @@ impl Bundle {
         }
     }
 
-    /// OVS `xvlan_output_translate` + `xvlan_put`: the `vlan_tci` (with
-    /// [`VLAN_CFI`]) a frame on `vlan` with priority bits `pcp` leaves
-    /// with, 0 for untagged.
-    fn output_tci(&self, vlan: u16, pcp: u16) -> u16 {
-        let tagged = match self.mode {
-            VlanMode::Access => false,
-            VlanMode::Trunk | VlanMode::NativeTagged => true,
-            VlanMode::NativeUntagged => self.vlan != Some(vlan),
+    /// OVS `xbundle_includes_vlan` for a flood: whether a frame on
+    /// `vlan` whose inner tag (second in the stack, 0 for none) has VID
+    /// `inner_vid` may go out of this port. An access port takes no frame
+    /// that would still carry a tag after its own is removed (OVS checks
+    /// `xvlan->v[1].vid == 0`): no VLAN leak of a stacked frame.
+    fn floods(&self, vlan: u16, inner_vid: u16) -> bool {
+        self.includes(vlan) && (self.mode != VlanMode::Access || inner_vid == 0)
+    }
+
+    /// OVS `xvlan_output_translate` + `xvlan_put`: the tag stack a frame
+    /// on `vlan` with priority bits `pcp` leaves with, given the outer
+    /// tag's TPID `tpid` and the inner tag `inner` (the packet's second
+    /// tag after input translation, [`NO_TAG`] for none). As `xvlan_put`,
+    /// a tag whose VID and PCP are both 0 is not sent, and without an
+    /// outer tag nothing is (OVS counts tags up to the first absent one).
+    fn output_tags(&self, vlan: u16, pcp: u16, tpid: u16, inner: Tag) -> Tags2 {
+        let outer = (tpid, (vlan & VLAN_VID_MASK) | (pcp & VLAN_PCP_MASK));
+        let stack = match self.mode {
+            VlanMode::Access => [NO_TAG, NO_TAG],
+            VlanMode::Trunk | VlanMode::NativeTagged => [outer, inner],
+            VlanMode::NativeUntagged if self.vlan == Some(vlan) => [inner, NO_TAG],
+            VlanMode::NativeUntagged => [outer, inner],
         };
-        let tci = (vlan & VLAN_VID_MASK) | (pcp & VLAN_PCP_MASK);
-        if tagged && tci != 0 {
-            tci | VLAN_CFI
-        } else {
-            0
+        let put = |(tpid, tci): Tag| {
+            let tci = tci & !VLAN_CFI;
+            if tci != 0 {
+                (tpid, tci | VLAN_CFI)
+            } else {
+                NO_TAG
+            }
+        };
+        match [put(stack[0]), put(stack[1])] {
+            [NO_TAG, _] => [NO_TAG, NO_TAG],
+            t => t,
         }
     }
 }
@@ -578,7 +608,7 @@ pub struct Normal {
     /// Tags published and not yet taken by the datapath.
     dirty: Arc<AtomicU64>,
     /// Scratch space for grouping outputs by tag state.
-    outs: Vec<(u16, OfPort)>,
+    outs: Vec<(Tags2, OfPort)>,
     /// Whether translations learn source MACs (off for the isolation
     /// checker's probes, which must not change the table).
     learning: bool,
@@ -629,14 +659,15 @@ impl Normal {
         )
     }
 
-    /// The megaflow mask NORMAL produces: in_port, dl_src, dl_dst and
-    /// vlan_tci, exact.
+    /// The megaflow mask NORMAL produces: in_port, dl_src, dl_dst,
+    /// vlan_tci and vlan_tci1, exact (plus dl_type for untagged frames).
     pub fn mask() -> FlowMask {
         let mut m = FlowMask::default();
         m.set_exact(Field::InPort)
             .set_exact(Field::DlSrc)
             .set_exact(Field::DlDst)
-            .set_exact(Field::VlanTci);
+            .set_exact(Field::VlanTci)
+            .set_exact(Field::Vlan2Tci);
         m
     }
 
@@ -649,8 +680,35 @@ impl Normal {
 
     /// Translate at time `now` (see the module docs).
     pub fn translate(&mut self, key: &FlowKey, ports: &[OfPort], now: Instant) -> Upcall {
+        self.translate_tpids(key, [0x8100; 2], None, ports, now)
+    }
+
+    /// [`Normal::translate`] for a flow whose tags have the TPIDs `tpids`
+    /// (outer first; the key holds none): retagged frames keep them, as
+    /// OVS's `xvlan` does. `packet`: the tag stack the packet has now,
+    /// outer first as (TPID, TCI with [`VLAN_CFI`]) pairs, `(0, 0)` for
+    /// none, when it differs from `key`'s (the actions before NORMAL
+    /// changed the tags and left them to NORMAL to apply, as OVS commits
+    /// them at each output); `None`: the packet is in `key`'s state.
+    pub fn translate_tpids(
+        &mut self,
+        key: &FlowKey,
+        tpids: [u16; 2],
+        packet: Option<[(u16, u16); 2]>,
+        ports: &[OfPort],
+        now: Instant,
+    ) -> Upcall {
         let mut up = Upcall::default();
-        self.xlate_normal_at(key, ports, &mut up.mask, &mut up.actions, &mut up.tags, now);
+        self.xlate_normal_tpids(
+            key,
+            tpids,
+            packet,
+            ports,
+            &mut up.mask,
+            &mut up.actions,
+            &mut up.tags,
+            now,
+        );
         up
     }
 
@@ -684,12 +742,48 @@ impl Normal {
         tags: &mut Tags,
         now: Instant,
     ) -> u16 {
+        self.xlate_normal_tpids(key, [0x8100; 2], None, ports, mask, actions, tags, now)
+    }
+
+    /// [`Normal::xlate_normal_at`] with the TPIDs of the packet's tags.
+    #[allow(clippy::too_many_arguments)]
+    fn xlate_normal_tpids(
+        &mut self,
+        key: &FlowKey,
+        tpids: [u16; 2],
+        packet: Option<Tags2>,
+        ports: &[OfPort],
+        mask: &mut FlowMask,
+        actions: &mut Vec<DpAction>,
+        tags: &mut Tags,
+        now: Instant,
+    ) -> u16 {
         mask.union_with(&Self::mask());
-        // OVS `xvlan_extract`: without the presence bit there is no tag.
+        // OVS `xvlan_extract`: the tags up to the first without the
+        // presence bit.
         let in_tci = if key.has_vlan() { key.vlan_tci() } else { 0 };
+        let in_tci1 = match key.get(Field::Vlan2Tci) as u16 {
+            t if in_tci != 0 && t & VLAN_CFI != 0 => t,
+            _ => 0,
+        };
+        let tpid_of = |i: usize, tci: u16| if tci == 0 { NO_TAG } else { (tpids[i], tci) };
+        let cur: Tags2 = [tpid_of(0, in_tci), tpid_of(1, in_tci1)];
         let in_port = key.in_port();
         let src = key.dl_src();
         let dst = key.dl_dst();
+        if in_tci == 0 {
+            // OVS `xlate_normal` "Drop malformed frames": a VLAN
+            // EtherType with no tag in the key (an outer tag popped onto
+            // a tag the key does not hold, or a truncated tag) is a
+            // partial VLAN tag, dropped against VLAN hopping. Only an
+            // untagged frame's EtherType is read.
+            mask.set_exact(Field::DlType);
+            if matches!(key.dl_type(), 0x8100 | 0x88a8) {
+                PARTIAL_VLAN_DROPS.fetch_add(1, Ordering::Relaxed);
+                warn_partial_vlan(in_port);
+                return in_tci;
+            }
+        }
         if src.is_multicast() || dst.is_reserved() {
             return in_tci;
         }
@@ -703,6 +797,14 @@ impl Normal {
                 self.outs = outs;
                 return in_tci;
             };
+            // OVS `xvlan_input_translate`: an access port replaces the
+            // whole stack by its VLAN; the others keep the inner tag. The
+            // outer tag keeps the packet's outer TPID (0x8100 if none).
+            let inner = match fdb.bundle(in_port).map(|b| b.mode) {
+                Some(VlanMode::Access) => NO_TAG,
+                _ => cur[1],
+            };
+            let tpid = if in_tci != 0 { cur[0].0 } else { 0x8100 };
             if self.learning {
                 fdb.learn(vlan, src, in_port, now);
                 fdb.publish(&self.dirty);
@@ -715,25 +817,26 @@ impl Normal {
                 fdb.lookup(vlan, dst, now)
             };
             let carries = |p: OfPort| fdb.bundle(p).filter(|b| b.includes(vlan));
+            let inner_vid = inner.1 & VLAN_VID_MASK;
             // A learned port that is gone, or no longer carries the VLAN,
             // counts as unknown.
             let unicast = learned.map(|p| (p, ports.contains(&p).then(|| carries(p)).flatten()));
             match unicast {
                 Some((p, _)) if p == in_port => {} // no hair-pinning
-                Some((p, Some(b))) => outs.push((b.output_tci(vlan, pcp), p)),
+                Some((p, Some(b))) => outs.push((b.output_tags(vlan, pcp, tpid, inner), p)),
                 _ => {
                     let floods = |p: &&OfPort| **p != in_port && !fdb.no_flood.contains(p);
                     for &p in ports.iter().filter(floods) {
-                        if let Some(b) = carries(p) {
-                            outs.push((b.output_tci(vlan, pcp), p));
+                        if let Some(b) = fdb.bundle(p).filter(|b| b.floods(vlan, inner_vid)) {
+                            outs.push((b.output_tags(vlan, pcp, tpid, inner), p));
                         }
                     }
                 }
             }
         }
-        let cur = emit_grouped(&outs, in_tci, actions);
+        let cur = emit_grouped(&outs, packet.unwrap_or(cur), actions);
         self.outs = outs;
-        cur
+        cur[0].1
     }
 
     /// Refresh the MACs that sent the traffic of megaflows hit since the
@@ -769,12 +872,13 @@ impl Normal {
     }
 }
 
-/// Appends the outputs `outs` (target `vlan_tci`, port), grouped by tag
-/// state: first the ports that take the packet as it is (`cur`), then each
-/// other state in order of first appearance, each group after the one
-/// `pop_vlan` and/or `push_vlan` that makes it. Returns the final state.
-fn emit_grouped(outs: &[(u16, OfPort)], mut cur: u16, actions: &mut Vec<DpAction>) -> u16 {
-    let mut states: Vec<u16> = Vec::with_capacity(3);
+/// Appends the outputs `outs` (target tag stack `(outer, inner)`, port),
+/// grouped by tag state: first the ports that take the packet as it is
+/// (`cur`), then each other state in order of first appearance, each
+/// group after the `pop_vlan`s and `push_vlan`s that make it
+/// ([`vlan_transition`]). Returns the final state.
+fn emit_grouped(outs: &[(Tags2, OfPort)], mut cur: Tags2, actions: &mut Vec<DpAction>) -> Tags2 {
+    let mut states: Vec<Tags2> = Vec::with_capacity(3);
     if outs.iter().any(|(t, _)| *t == cur) {
         states.push(cur);
     }
@@ -785,15 +889,7 @@ fn emit_grouped(outs: &[(u16, OfPort)], mut cur: u16, actions: &mut Vec<DpAction
     }
     for state in states {
         if state != cur {
-            if cur & VLAN_CFI != 0 {
-                actions.push(DpAction::PopVlan);
-            }
-            if state & VLAN_CFI != 0 {
-                actions.push(DpAction::PushVlan {
-                    tpid: 0x8100,
-                    tci: state,
-                });
-            }
+            vlan_transition(cur, state, actions);
             cur = state;
         }
         actions.extend(
@@ -803,6 +899,57 @@ fn emit_grouped(outs: &[(u16, OfPort)], mut cur: u16, actions: &mut Vec<DpAction
         );
     }
     cur
+}
+
+/// A VLAN tag: TPID and TCI (with [`VLAN_CFI`]).
+type Tag = (u16, u16);
+
+/// No tag.
+const NO_TAG: Tag = (0, 0);
+
+/// A VLAN tag stack, outer first ([`NO_TAG`] for none; no inner without
+/// an outer).
+type Tags2 = [Tag; 2];
+
+/// The datapath actions that turn tag stack `from` into `to`, as OVS
+/// `commit_vlan_action`: the tags the two share at the bottom stay, the
+/// rest of `from` is popped and the rest of `to` pushed (innermost
+/// first).
+pub(crate) fn vlan_transition(from: Tags2, to: Tags2, actions: &mut Vec<DpAction>) {
+    let stack =
+        |t: Tags2| -> Vec<Tag> { t.into_iter().take_while(|x| x.1 & VLAN_CFI != 0).collect() };
+    let (mut a, mut b) = (stack(from), stack(to));
+    while let (Some(x), Some(y)) = (a.last(), b.last()) {
+        if x != y {
+            break;
+        }
+        a.pop();
+        b.pop();
+    }
+    actions.extend(a.iter().map(|_| DpAction::PopVlan));
+    actions.extend(
+        b.iter()
+            .rev()
+            .map(|&(tpid, tci)| DpAction::PushVlan { tpid, tci }),
+    );
+}
+
+/// Frames NORMAL dropped as carrying a partial VLAN tag (a VLAN
+/// EtherType without a tag in the key; OVS `xlate_normal`).
+pub static PARTIAL_VLAN_DROPS: AtomicU64 = AtomicU64::new(0);
+
+/// Logs a partial-VLAN drop at most once a second.
+fn warn_partial_vlan(port: OfPort) {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if LAST.swap(now, Ordering::Relaxed) != now {
+        tracing::warn!(
+            port,
+            "NORMAL: dropping packet with partial VLAN tag received on port {port}"
+        );
+    }
 }
 
 impl UpcallHandler for Normal {
@@ -1108,8 +1255,28 @@ mod tests {
     #[test]
     fn mask_is_l2_only() {
         let (mut n, _) = Normal::new();
+        // Untagged: the EtherType too (a VLAN EtherType without a tag is
+        // a partial tag, dropped).
         let up = n.translate(&key(1, A, B), &PORTS, Instant::now());
-        for f in [Field::InPort, Field::DlSrc, Field::DlDst, Field::VlanTci] {
+        for f in [
+            Field::InPort,
+            Field::DlSrc,
+            Field::DlDst,
+            Field::VlanTci,
+            Field::Vlan2Tci,
+            Field::DlType,
+        ] {
+            assert!(up.mask.is_exact(f), "{f:?}");
+        }
+        let tagged = extract_frame(&tagged(A, B, 10), 1);
+        let up = n.translate(&tagged, &PORTS, Instant::now());
+        for f in [
+            Field::InPort,
+            Field::DlSrc,
+            Field::DlDst,
+            Field::VlanTci,
+            Field::Vlan2Tci,
+        ] {
             assert!(up.mask.is_exact(f), "{f:?}");
         }
         for f in [
@@ -1256,8 +1423,9 @@ mod tests {
         let flows = dp.dump_flows();
         assert!(
             flows.iter().any(|f| f.starts_with(
-                "recirc_id(0),in_port(1),eth(src=50:54:00:00:00:0a,dst=50:54:00:00:00:0b), packets:1"
-            ) && f.ends_with("actions:2")),
+                "recirc_id(0),in_port(1),eth(src=50:54:00:00:00:0a,dst=50:54:00:00:00:0b),"
+            ) && f.contains(" packets:1")
+                && f.ends_with("actions:2")),
             "{flows:?}"
         );
         dp.shutdown();
@@ -1331,6 +1499,102 @@ mod tests {
     }
 
     const BCAST: [u8; 6] = [0xff; 6];
+
+    /// `tagged` with a second tag `outer` (TPID `tpid`) outside the first.
+    fn stacked(src: [u8; 6], dst: [u8; 6], tpid: u16, outer: u16, inner: u16) -> Vec<u8> {
+        let mut v = tagged(src, dst, inner);
+        let (p, t) = (tpid.to_be_bytes(), outer.to_be_bytes());
+        v.splice(12..12, [p[0], p[1], t[0], t[1]]);
+        v
+    }
+
+    #[test]
+    fn stacked_tags_do_not_leak_to_access_ports() {
+        // OVS (vlan-limit 2): p3 access 10, p2 trunk 10,20, p1 and 100
+        // trunks of every VLAN, p4 native-untagged 10.
+        let (mut n, fdb) = Normal::new();
+        fdb.set_port_vlan(3, &PortVlan::access(10));
+        fdb.set_port_vlan(2, &PortVlan::trunk(&[10, 20]));
+        let native = PortVlan::from_columns(Some(10), &[], Some("native-untagged")).unwrap();
+        fdb.set_port_vlan(4, &native);
+        let ports = [1, 2, 3, 4, 100];
+        // A QinQ broadcast (S-tag 10, C-tag 5) floods to the trunks as it
+        // came, and to the native-untagged port with its inner tag; the
+        // access port of VLAN 10 gets nothing (xbundle_includes_vlan).
+        let up = n.translate(
+            &extract_frame(&stacked(B, BCAST, 0x88a8, 10, 5), 2),
+            &ports,
+            Instant::now(),
+        );
+        assert_eq!(ActionsFmt(&up.actions).to_string(), "1,100,pop_vlan,4");
+        assert!(up.mask.is_exact(Field::Vlan2Tci));
+        // Single-tagged, the access port gets it untagged.
+        assert_eq!(
+            xlate(&mut n, &tagged(B, BCAST, 10), 2, &ports),
+            "1,100,pop_vlan,3,4"
+        );
+        // From the access port, a stacked frame is refused (its VID is
+        // not 0).
+        assert_eq!(
+            xlate(&mut n, &stacked(A, BCAST, 0x8100, 10, 5), 3, &ports),
+            "drop"
+        );
+        // A priority tag (VID 0) on the access port: both of its tags are
+        // replaced by VLAN 10 (xvlan_input_translate), PCP kept.
+        assert_eq!(
+            xlate(&mut n, &stacked(A, BCAST, 0x8100, 0x2000, 7), 3, &ports),
+            "pop_vlan,pop_vlan,push_vlan(vid=10,pcp=1),1,2,100,pop_vlan,4"
+        );
+    }
+
+    #[test]
+    fn partial_vlan_tags_are_dropped() {
+        let (mut n, _) = Normal::new();
+        let ports = [1, 2, 3];
+        // A VLAN EtherType with no tag in the key: a tag cut short.
+        let mut runt = frame(A, BCAST);
+        runt.truncate(12);
+        runt.extend_from_slice(&[0x81, 0x00, 0x00]);
+        let before = PARTIAL_VLAN_DROPS.load(Ordering::Relaxed);
+        let up = n.translate(&extract_frame(&runt, 1), &ports, Instant::now());
+        assert!(up.actions.is_empty());
+        assert!(up.mask.is_exact(Field::DlType));
+        assert!(PARTIAL_VLAN_DROPS.load(Ordering::Relaxed) > before);
+        // A third tag is payload: popping two leaves a VLAN EtherType.
+        let mut key = extract_frame(&stacked(A, BCAST, 0x8100, 10, 5), 1);
+        assert_eq!(key.dl_type(), 0x0800);
+        key.set_dl_type(0x8100);
+        key.set_vlan_tci(0);
+        key.set(Field::Vlan2Tci, 0);
+        assert!(n.translate(&key, &ports, Instant::now()).actions.is_empty());
+    }
+
+    #[test]
+    fn vlan_transitions_follow_commit_vlan_action() {
+        let t = |from, to| {
+            let mut a = Vec::new();
+            vlan_transition(from, to, &mut a);
+            ActionsFmt(&a).to_string()
+        };
+        let q = |tci| (0x8100, tci);
+        let (v10, v5, v20) = (q(0x100a), q(0x1005), q(0x1014));
+        let t = |(a, b), (c, d)| t([a, b], [c, d]);
+        let none = NO_TAG;
+        assert_eq!(t((v10, v5), (v5, none)), "pop_vlan");
+        assert_eq!(t((v10, v5), (none, none)), "pop_vlan,pop_vlan");
+        assert_eq!(t((v5, none), (v10, v5)), "push_vlan(vid=10,pcp=0)");
+        assert_eq!(t((v10, v5), (v20, v5)), "pop_vlan,push_vlan(vid=20,pcp=0)");
+        assert_eq!(
+            t((v10, v5), (v10, none)),
+            "pop_vlan,pop_vlan,push_vlan(vid=10,pcp=0)"
+        );
+        assert_eq!(t((none, none), (none, none)), "drop");
+        // The TPID counts: an S-tag is not the C-tag with its TCI.
+        assert_eq!(
+            t(((0x88a8, 0x100a), none), (v10, none)),
+            "pop_vlan,push_vlan(vid=10,pcp=0)"
+        );
+    }
 
     #[test]
     fn ovs_trace_example() {

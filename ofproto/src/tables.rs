@@ -31,9 +31,9 @@ use xennet_openflow::model::{
     flow_flags, meter_flags, Action, Bucket, FlowMod, FlowModCommand, FlowRemoved, FlowStats,
     FlowStatsRequest, GroupDesc, GroupMod, GroupModCommand, GroupStats, GroupType, Instructions,
     Learn, LearnDst, LearnSrc, Match, MeterBand, MeterConfig, MeterMod, MeterModCommand, MfField,
-    Subfield, TableStats, NX_LEARN_F_DELETE_LEARNED, OFPG_ALL, OFPG_ANY, OFPM_ALL, OFPP_ALL,
-    OFPP_ANY, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL,
-    OFPP_TABLE, OFPTT_ALL,
+    SelectionKind, SelectionMethod, Subfield, TableStats, NX_LEARN_F_DELETE_LEARNED, OFPG_ALL,
+    OFPG_ANY, OFPM_ALL, OFPP_ALL, OFPP_ANY, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL,
+    OFPP_MAX, OFPP_NORMAL, OFPP_TABLE, OFPTT_ALL,
 };
 use xennet_openflow::OfError;
 
@@ -357,30 +357,44 @@ pub struct Group {
     /// Select groups: bucket index for each hash value (a power of two, 16
     /// to [`MAX_SELECT_HASH_VALUES`] entries), shared out in proportion to
     /// the weights; `None` when the weights need more values, or all are
-    /// zero (see [`select_hash_map`]).
+    /// zero (see [`select_hash_map`]), and for `selection_method=hash`.
     pub hash_map: Option<Vec<usize>>,
+    /// OVS's selection method, if the group-mod gave one.
+    pub selection: Option<SelectionMethod>,
 }
 
-/// Most hash values a select group's [`Group::hash_map`] may have (OVS
-/// `group_set_selection_method` asks `group_setup_dp_hash_table` for at
-/// most 64).
+/// Most hash values a select group's [`Group::hash_map`] may have with
+/// the default selection method (OVS `group_set_selection_method` asks
+/// `group_setup_dp_hash_table` for at most 64).
 pub const MAX_SELECT_HASH_VALUES: u64 = 64;
+
+/// Most hash values with `selection_method=dp_hash` (OVS
+/// `MAX_SELECT_GROUP_HASH_VALUES`).
+pub const MAX_DP_HASH_VALUES: u64 = 256;
 
 /// The hash-value-to-bucket table of a select group with these bucket
 /// `weights`, as OVS `group_setup_dp_hash_table` builds it for the
-/// default selection method: `n = max(16, next_power_of_two(ceil(total /
-/// min_weight)))` values, `None` if `n` exceeds
+/// default selection method: `n = max(16, next_power_of_two(max(ceil(total
+/// / min_weight), min(4 * buckets, 256))))` values, `None` if `n` exceeds
 /// [`MAX_SELECT_HASH_VALUES`] or the weights are all zero; each value in
 /// turn goes to the bucket with the highest `weight / divisor` (the first
 /// on ties), whose divisor then grows by 2 (Webster's / Sainte-Laguë
 /// apportionment). So bucket `i` gets about `n * w_i / total` values:
 /// weights 1:2 give 5 and 11 of 16.
 pub fn select_hash_map(weights: &[u16]) -> Option<Vec<usize>> {
+    select_hash_map_max(weights, MAX_SELECT_HASH_VALUES)
+}
+
+/// [`select_hash_map`] with at most `max` values (OVS
+/// `group_setup_dp_hash_table`'s `max_hash`; [`MAX_DP_HASH_VALUES`] for
+/// `selection_method=dp_hash`).
+pub fn select_hash_map_max(weights: &[u16], max: u64) -> Option<Vec<usize>> {
     let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
     let min = weights.iter().copied().filter(|w| *w > 0).min()?;
     let min_slots = total.div_ceil(u64::from(min));
+    let min_slots = min_slots.max((4 * weights.len() as u64).min(MAX_DP_HASH_VALUES));
     let n = min_slots.next_power_of_two().max(16);
-    if n > MAX_SELECT_HASH_VALUES {
+    if n > max.min(MAX_DP_HASH_VALUES) {
         return None;
     }
     // Compare w_i / d_i exactly as fractions: w_i * d_j > w_j * d_i.
@@ -1797,10 +1811,17 @@ impl Tables {
                             .collect(),
                         hash_map: if gm.group_type == GroupType::Select {
                             let w: Vec<u16> = gm.buckets.iter().map(|b| b.weight).collect();
-                            select_hash_map(&w)
+                            match gm.selection.as_ref().map(|s| s.kind) {
+                                None => select_hash_map(&w),
+                                Some(SelectionKind::DpHash) => {
+                                    select_hash_map_max(&w, MAX_DP_HASH_VALUES)
+                                }
+                                Some(SelectionKind::Hash) => None,
+                            }
                         } else {
                             None
                         },
+                        selection: gm.selection.clone(),
                     },
                 );
                 note(&mut self.journal, || Undo::Group {
@@ -2046,6 +2067,7 @@ impl Tables {
                 group_type: g.group_type,
                 group_id: g.id,
                 buckets: g.buckets.clone(),
+                selection: g.selection.clone(),
             })
             .collect()
     }

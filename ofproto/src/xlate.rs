@@ -40,11 +40,19 @@
 //!   bucket whose watch port is live or watch group has a live bucket).
 //! - `dec_ttl` on TTL 0 or 1 sends a packet-in with reason
 //!   `OFPR_INVALID_TTL` and stops translation; otherwise sets TTL - 1.
-//! - `push_vlan` pushes a tag with the action's TPID (0x8100 or 0x88a8;
-//!   flow-mods with others fail with `OFPBAC_BAD_ARGUMENT`, as OVS
-//!   `decode_OFPAT_RAW11_PUSH_VLAN`); the key holds no TPID, so a pushed
-//!   tag's TPID is carried until the commit that sends it, and a popped
-//!   and re-pushed tag is sent as `pop_vlan,push_vlan(..)`.
+//! - VLANs: the key holds two tags (`vlan_tci`, `vlan_tci1`), as OVS's
+//!   `flow->vlans[2]`. `push_vlan` moves them down and makes a new outer
+//!   tag with the action's TPID (0x8100 or 0x88a8; flow-mods with others
+//!   fail with `OFPBAC_BAD_ARGUMENT`, as OVS `decode_OFPAT_RAW11_PUSH_VLAN`),
+//!   VID 0 and PCP 0 (OVS `flow_push_vlan_uninit`); `pop_vlan` moves the
+//!   inner tag up (`flow_pop_vlan`). The key holds no TPID, so the TPIDs of
+//!   the working flow's and the packet's tags are carried beside them (a
+//!   pushed tag's from its action; the packet's own taken as 0x8100, see
+//!   [`packet_tpids`]), and a
+//!   commit turns the packet's stack into the flow's as OVS
+//!   `commit_vlan_action` does: the tags the two share at the bottom stay,
+//!   the rest are popped and pushed (a lone outer tag with the same TPID
+//!   is rewritten with `set(vlan(..))`).
 //! - Nicira `resubmit` looks up another table with an optionally changed
 //!   in_port and executes the rule's instructions, then continues.
 //! - The other Nicira actions, as OVS `do_xlate_actions`: `load`/`move`
@@ -124,9 +132,10 @@
 //! `OFPPC_NO_PACKET_IN` sends no packet-in. Changes revalidate (the
 //! generation, see [`crate::Ofproto`]); in_port is always in the mask.
 //!
-//! Not modelled: 802.1ad double tagging beyond one tag in the key (a
-//! push on a tagged packet pushes a second tag; the key then only knows
-//! the outer one), queues (`set_queue` is accepted and ignored), PBB.
+//! Not modelled: a third VLAN tag (payload, as in OVS: a push onto two
+//! tags loses the lowest from the key, and the commit then rebuilds the
+//! stack from the two it knows, as OVS does), queues (`set_queue` is
+//! accepted and ignored), PBB.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -136,17 +145,17 @@ use std::time::Instant;
 use xennet_datapath::actions::{ActionsFmt, MAX_CHECK_PKT_LEN_NESTING};
 use xennet_datapath::flow::{Field, N_REGS, VLAN_CFI, VLAN_PCP_MASK, VLAN_VID_MASK};
 use xennet_datapath::{
-    DpAction, FlowKey, FlowMask, OfPort, Packet, RuleCounters, SetAction, Tags, Upcall,
-    UpcallHandler, Userdata,
+    DpAction, FlowKey, FlowMask, OfPort, Packet, RuleCounters, SetAction, Tags, Upcall, Userdata,
 };
 use xennet_openflow::model::{
     port_config, Action, FlowMod, FlowModCommand, GroupType, Instructions, Learn, LearnDst,
-    LearnSrc, Match, MfField, OxmField, Subfield, NX_LEARN_F_SEND_FLOW_REM, OFPCML_NO_BUFFER,
-    OFPG_ANY, OFPP_ALL, OFPP_ANY, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL,
-    OFPP_NORMAL, OFPP_TABLE,
+    LearnSrc, Match, MfField, OxmField, SelectionKind, SelectionMethod, Subfield,
+    NX_LEARN_F_SEND_FLOW_REM, OFPCML_NO_BUFFER, OFPG_ANY, OFPP_ALL, OFPP_ANY, OFPP_CONTROLLER,
+    OFPP_FLOOD, OFPP_IN_PORT, OFPP_LOCAL, OFPP_NORMAL, OFPP_TABLE,
 };
 
 use crate::normal::Normal;
+use crate::ovshash;
 use crate::recirc::{FrozenOp, FrozenState, RecircTable};
 use crate::tables::{Group, Rule, Tables, N_TABLES};
 use xennet_datapath::actions::CtAction;
@@ -430,7 +439,6 @@ struct Ctx<'a> {
     ports: &'a [OfPort],
     live: &'a dyn Fn(u32) -> bool,
     port_config: &'a dyn Fn(u32) -> u32,
-    packet: &'a Packet,
     count_stats: bool,
     trace: Option<String>,
     ingress_meter: Option<u32>,
@@ -455,10 +463,12 @@ struct Ctx<'a> {
     /// A VLAN action changed `flow`'s tag: commits then compare it with
     /// the packet's, which reads the packet's TCI.
     vlan_touched: bool,
-    /// TPID of `flow`'s outer tag when a `push_vlan` made it and no commit
-    /// has sent it yet (the key holds no TPID; OVS keeps it in
-    /// `flow->vlans[0].tpid`); `None`: the packet's own tag, if any.
-    push_tpid: Option<u16>,
+    /// TPIDs of `flow`'s tags, outer first (the key holds no TPID; OVS
+    /// keeps them in `flow->vlans[i].tpid`): a pushed tag's from its
+    /// `push_vlan`, the packet's own 0x8100 ([`packet_tpids`]).
+    tpid: [u16; 2],
+    /// TPIDs of `base`'s tags.
+    base_tpid: [u16; 2],
     /// The `push`/`pop` stack (values) and its size in OVS's bytes.
     stack: Vec<u128>,
     stack_bytes: usize,
@@ -497,13 +507,13 @@ impl<'a> Ctx<'a> {
         // A packet enters the pipeline with zero registers, metadata and
         // conj_id (OpenFlow 1.3.5 §7.2.3.9; OVS clears them per packet).
         let key = &key.without_pipeline_state();
+        let tpid = packet_tpids(key);
         Ctx {
             tables: input.tables,
             normal: input.normal,
             ports: input.ports,
             live: input.live,
             port_config: input.port_config,
-            packet: input.packet,
             count_stats: input.count_stats,
             trace: input.trace.then(String::new),
             ingress_meter: input.ingress_meter,
@@ -524,7 +534,8 @@ impl<'a> Ctx<'a> {
             exit: false,
             error: None,
             vlan_touched: false,
-            push_tpid: None,
+            tpid,
+            base_tpid: tpid,
             stack: Vec::new(),
             stack_bytes: 0,
             l3_unknown: false,
@@ -1695,30 +1706,33 @@ impl Ctx<'_> {
             Action::Group(g) => self.group(*g),
             Action::SetQueue(_) => {}
             Action::PushVlan(tpid) => {
-                // The tag gets the action's TPID (0x8100 or 0x88a8, the
-                // flow-mod checked), as OVS `xlate_push_vlan`.
-                // Untagged: only the tag's absence matters; tagged: the new
-                // tag copies the outer one (1.3.5 §5.12), so all of it.
+                // OVS `flow_push_vlan_uninit`: the tags move one down (a
+                // second tag falls off the key's two), the new outer tag
+                // has the action's TPID (0x8100 or 0x88a8, the flow-mod
+                // checked) and VID 0, PCP 0 (OVS copies nothing from the
+                // tag below, unlike 1.3.5 §5.12); the tags moved are read.
+                self.wc_or(Field::VlanTci, u128::from(VLAN_CFI));
+                self.vlan_touched = true;
+                let outer = self.flow.vlan_tci();
+                self.flow.set(Field::Vlan2Tci, u128::from(outer));
+                self.flow.set_vlan_tci(VLAN_CFI);
+                self.tpid = [*tpid, self.tpid[0]];
+            }
+            Action::PopVlan => {
+                // OVS `flow_pop_vlan`: the inner tag, if any, moves up.
                 self.wc_or(Field::VlanTci, u128::from(VLAN_CFI));
                 self.vlan_touched = true;
                 if self.flow.has_vlan() {
-                    self.wc.set_exact(Field::VlanTci);
-                    // A second tag: commit and push it now.
-                    self.commit();
-                    let tci = self.flow.vlan_tci();
-                    self.actions.push(DpAction::PushVlan { tpid: *tpid, tci });
-                } else {
-                    // The new tag copies nothing (no outer tag): VID 0,
-                    // PCP 0 (1.3.5 §5.12 table 6).
-                    self.flow.set_vlan_tci(VLAN_CFI);
-                    self.push_tpid = Some(*tpid);
+                    let inner = self.flow.get(Field::Vlan2Tci) as u16;
+                    if inner & VLAN_CFI != 0 {
+                        self.flow.set_vlan_tci(inner);
+                        self.tpid = [self.tpid[1], 0];
+                    } else {
+                        self.flow.set_vlan_tci(0);
+                        self.tpid = [0, 0];
+                    }
+                    self.flow.set(Field::Vlan2Tci, 0);
                 }
-            }
-            Action::PopVlan => {
-                self.wc_or(Field::VlanTci, u128::from(VLAN_CFI));
-                self.vlan_touched = true;
-                self.flow.set_vlan_tci(0);
-                self.push_tpid = None;
             }
             Action::SetField { field, value } => self.set_field(*field, *value),
             Action::DecNwTtl => self.dec_ttl(&[0]),
@@ -2170,7 +2184,7 @@ impl Ctx<'_> {
             return;
         }
         let saved_flow = self.flow;
-        let saved_tpid = self.push_tpid;
+        let saved_tpid = self.tpid;
         let saved_set = std::mem::take(&mut self.action_set);
         let saved_stack = self.stack.clone();
         let saved_stack_bytes = self.stack_bytes;
@@ -2180,7 +2194,7 @@ impl Ctx<'_> {
         self.indent -= 4;
         self.refuse_freeze_in("clone");
         self.flow = saved_flow;
-        self.push_tpid = saved_tpid;
+        self.tpid = saved_tpid;
         self.action_set = saved_set;
         self.stack = saved_stack;
         self.stack_bytes = saved_stack_bytes;
@@ -2307,7 +2321,7 @@ impl Ctx<'_> {
         self.commit();
         let saved_flow = self.flow;
         let saved_base = self.base;
-        let saved_tpid = self.push_tpid;
+        let saved_tpid = (self.tpid, self.base_tpid);
         let saved_touched = self.vlan_touched;
         let saved_set = std::mem::take(&mut self.action_set);
         let saved_stack = std::mem::take(&mut self.stack);
@@ -2325,7 +2339,7 @@ impl Ctx<'_> {
             let start = self.actions.len();
             self.flow = saved_flow;
             self.base = saved_base;
-            self.push_tpid = saved_tpid;
+            (self.tpid, self.base_tpid) = saved_tpid;
             self.vlan_touched = saved_touched;
             self.action_set = ActionSet::default();
             self.stack.clear();
@@ -2362,7 +2376,7 @@ impl Ctx<'_> {
         };
         self.flow = saved_flow;
         self.base = saved_base;
-        self.push_tpid = saved_tpid;
+        (self.tpid, self.base_tpid) = saved_tpid;
         self.vlan_touched = saved_touched;
         self.action_set = saved_set;
         self.stack = saved_stack;
@@ -2405,9 +2419,12 @@ impl Ctx<'_> {
                 let tci = new as u16;
                 if tci & VLAN_CFI == 0 {
                     self.flow.set_vlan_tci(0);
-                    self.push_tpid = None;
+                    self.tpid[0] = 0;
                 } else {
                     self.flow.set_vlan_tci(tci);
+                    if self.tpid[0] == 0 {
+                        self.tpid[0] = 0x8100;
+                    }
                 }
             }
             MfField::Oxm(f) => self.set_field(f, new),
@@ -2417,6 +2434,52 @@ impl Ctx<'_> {
     fn wc_or(&mut self, f: Field, bits: u128) {
         let cur = self.wc.get(f);
         self.wc.set(f, cur | bits);
+    }
+
+    /// Whether the working flow meets prerequisite `p` (OVS
+    /// `mf_are_prereqs_ok`), un-wildcarding the EtherType and the
+    /// protocol (and ND type/code) it reads.
+    fn prereq_ok(&mut self, p: xennet_openflow::field::Prereq) -> bool {
+        use xennet_openflow::field::Prereq as P;
+        self.wc.set_exact(Field::DlType);
+        let ip = matches!(self.flow.dl_type(), 0x0800 | 0x86dd);
+        match p {
+            P::None => true,
+            P::Vlan => self.flow.has_vlan(),
+            P::Ip => ip,
+            P::Ipv4 => self.flow.dl_type() == 0x0800,
+            P::Ipv6 => self.flow.dl_type() == 0x86dd,
+            P::Arp => matches!(self.flow.dl_type(), 0x0806 | 0x8035),
+            P::Mpls => matches!(self.flow.dl_type(), 0x8847 | 0x8848),
+            // Read-only fields only: never set.
+            P::CtValid => false,
+            p => {
+                self.wc.set_exact(Field::NwProto);
+                let proto = self.flow.nw_proto();
+                let v6 = self.flow.dl_type() == 0x86dd;
+                match p {
+                    P::Tcp => ip && proto == 6,
+                    P::Udp => ip && proto == 17,
+                    P::Sctp => ip && proto == 132,
+                    P::Icmpv4 => self.flow.dl_type() == 0x0800 && proto == 1,
+                    P::Icmpv6 => v6 && proto == 58,
+                    P::Nd | P::NdSolicit | P::NdAdvert => {
+                        if !(v6 && proto == 58) {
+                            return false;
+                        }
+                        self.wc.set_exact(Field::TpSrc).set_exact(Field::TpDst);
+                        let (ty, code) = (self.flow.tp_src(), self.flow.tp_dst());
+                        code == 0
+                            && match p {
+                                P::NdSolicit => ty == 135,
+                                P::NdAdvert => ty == 136,
+                                _ => matches!(ty, 135 | 136),
+                            }
+                    }
+                    _ => false,
+                }
+            }
+        }
     }
 
     fn set_field(&mut self, field: OxmField, value: u128) {
@@ -2445,46 +2508,7 @@ impl Ctx<'_> {
         // Prerequisites were checked against the rule's match at flow-mod
         // time; check the working flow too (resubmits, action sets), which
         // reads the EtherType / protocol.
-        self.wc.set_exact(Field::DlType);
-        let ip = matches!(self.flow.dl_type(), 0x0800 | 0x86dd);
-        use xennet_openflow::field::Prereq as P;
-        let ok = match field.prereq() {
-            P::None => true,
-            P::Vlan => self.flow.has_vlan(),
-            P::Ip => ip,
-            P::Ipv4 => self.flow.dl_type() == 0x0800,
-            P::Ipv6 => self.flow.dl_type() == 0x86dd,
-            P::Arp => matches!(self.flow.dl_type(), 0x0806 | 0x8035),
-            P::Mpls => matches!(self.flow.dl_type(), 0x8847 | 0x8848),
-            // Read-only fields only: never set.
-            P::CtValid => false,
-            p => {
-                self.wc.set_exact(Field::NwProto);
-                let proto = self.flow.nw_proto();
-                let v6 = self.flow.dl_type() == 0x86dd;
-                match p {
-                    P::Tcp => ip && proto == 6,
-                    P::Udp => ip && proto == 17,
-                    P::Sctp => ip && proto == 132,
-                    P::Icmpv4 => self.flow.dl_type() == 0x0800 && proto == 1,
-                    P::Icmpv6 => v6 && proto == 58,
-                    P::Nd | P::NdSolicit | P::NdAdvert => {
-                        if !(v6 && proto == 58) {
-                            return;
-                        }
-                        self.wc.set_exact(Field::TpSrc).set_exact(Field::TpDst);
-                        let (ty, code) = (self.flow.tp_src(), self.flow.tp_dst());
-                        code == 0
-                            && match p {
-                                P::NdSolicit => ty == 135,
-                                P::NdAdvert => ty == 136,
-                                _ => matches!(ty, 135 | 136),
-                            }
-                    }
-                    _ => false,
-                }
-            }
-        };
+        let ok = self.prereq_ok(field.prereq());
         if !ok {
             return;
         }
@@ -2607,12 +2631,16 @@ impl Ctx<'_> {
     /// Emit datapath actions that make the packet look like `flow`.
     fn commit(&mut self) {
         let (b, f) = (self.base, self.flow);
-        if b == f {
-            // Equal after the VLAN was popped and pushed again: that holds
-            // only for the packet's own TCI, so the megaflow must match it.
-            if self.push_tpid.is_some() && f.has_vlan() {
-                self.wc.set_exact(Field::VlanTci);
-            }
+        if self.vlan_touched && self.orig.has_vlan() {
+            // What the VLAN actions left is compared with the packet's
+            // own tags (even when equal again after a pop and a push), so
+            // the megaflow matches them (for an untagged packet the
+            // presence bit the VLAN actions un-wildcarded says it all).
+            self.wc.set_exact(Field::VlanTci);
+            self.wc.set_exact(Field::Vlan2Tci);
+        }
+        let (bt, ft) = (vlan_stack(&b, self.base_tpid), vlan_stack(&f, self.tpid));
+        if b == f && bt == ft {
             return;
         }
         let push = |acts: &mut Vec<DpAction>, s: SetAction| acts.push(DpAction::Set(s));
@@ -2632,48 +2660,32 @@ impl Ctx<'_> {
                 SetAction::EthDst(mac(f.get(Field::DlDst))),
             );
         }
-        // VLAN.
-        let push_tpid = self.push_tpid.take();
-        match (b.has_vlan(), f.has_vlan()) {
-            (true, false) => self.actions.push(DpAction::PopVlan),
-            (false, true) => {
-                // Without a push_vlan this is the packet's own tag,
-                // restored after a group bucket popped it: its TCI comes
-                // from the packet, so the megaflow must match it.
-                if push_tpid.is_none() {
-                    self.wc.set_exact(Field::VlanTci);
-                }
-                self.actions.push(DpAction::PushVlan {
-                    tpid: push_tpid.unwrap_or(0x8100),
-                    tci: f.vlan_tci(),
-                });
+        // VLAN, as OVS `commit_vlan_action`: the tags both stacks share
+        // at the bottom stay, the rest of the packet's are popped and the
+        // rest of the flow's pushed; a lone outer tag with the same TPID
+        // is rewritten in place instead.
+        if bt != ft {
+            let (mut i, mut j) = (bt.len(), ft.len());
+            while i > 0 && j > 0 && bt[i - 1] == ft[j - 1] {
+                i -= 1;
+                j -= 1;
             }
-            (true, true) if push_tpid.is_some() => {
-                // The packet's tag was popped and another pushed: its
-                // TPID may differ, so replace the tag (as OVS
-                // `commit_vlan_action` pops and pushes differing tags).
-                self.wc.set_exact(Field::VlanTci);
-                self.actions.push(DpAction::PopVlan);
-                self.actions.push(DpAction::PushVlan {
-                    tpid: push_tpid.unwrap_or(0x8100),
-                    tci: f.vlan_tci(),
-                });
-            }
-            (true, true) => {
-                if self.vlan_touched {
-                    self.wc.set_exact(Field::VlanTci);
+            if i == 1 && j == 1 && bt[0].0 == ft[0].0 {
+                let (bo, fo) = (bt[0].1, ft[0].1);
+                if bo & VLAN_VID_MASK != fo & VLAN_VID_MASK {
+                    push(&mut self.actions, SetAction::VlanVid(fo & VLAN_VID_MASK));
                 }
-                if b.vlan_vid() != f.vlan_vid() {
-                    push(&mut self.actions, SetAction::VlanVid(f.vlan_vid()));
+                if bo & VLAN_PCP_MASK != fo & VLAN_PCP_MASK {
+                    push(&mut self.actions, SetAction::VlanPcp((fo >> 13) as u8));
                 }
-                if b.vlan_tci() & VLAN_PCP_MASK != f.vlan_tci() & VLAN_PCP_MASK {
-                    push(
-                        &mut self.actions,
-                        SetAction::VlanPcp((f.vlan_tci() >> 13) as u8),
-                    );
+            } else {
+                for _ in 0..i {
+                    self.actions.push(DpAction::PopVlan);
+                }
+                for &(tpid, tci) in ft[..j].iter().rev() {
+                    self.actions.push(DpAction::PushVlan { tpid, tci });
                 }
             }
-            (false, false) => {}
         }
         let differs = |fl: Field| b.get(fl) != f.get(fl);
         // Tunnel metadata for a later output to a tunnel port.
@@ -2850,6 +2862,7 @@ impl Ctx<'_> {
         let mut nb = f;
         nb.set_in_port(b.in_port());
         self.base = nb;
+        self.base_tpid = self.tpid;
     }
 
     /// Whether output to `port` is allowed: not `OFPPC_NO_FWD` (OVS
@@ -2997,19 +3010,56 @@ impl Ctx<'_> {
     }
 
     fn normal(&mut self) {
+        // Commit all but the tags: NORMAL turns the packet's tags into
+        // each output's (OVS commits the VLAN changes at each output), so
+        // nothing is pushed only to be popped.
+        let (tci, tci1, tpid) = (
+            self.flow.vlan_tci(),
+            self.flow.get(Field::Vlan2Tci),
+            self.tpid,
+        );
+        self.flow.set_vlan_tci(self.base.vlan_tci());
+        self.flow
+            .set(Field::Vlan2Tci, self.base.get(Field::Vlan2Tci));
+        self.tpid = self.base_tpid;
         self.commit();
+        self.flow.set_vlan_tci(tci);
+        self.flow.set(Field::Vlan2Tci, tci1);
+        self.tpid = tpid;
         let Some(n) = self.normal.as_deref_mut() else {
             self.note(">>>> NORMAL is not available on this bridge <<<<");
             return;
         };
-        let mut up = UpcallHandler::upcall(n, &self.flow, self.packet, self.ports);
+        let stack = vlan_stack(&self.base, self.base_tpid);
+        let mut packet = [(0, 0); 2];
+        for (i, t) in stack.into_iter().enumerate() {
+            packet[i] = t;
+        }
+        let mut up = n.translate_tpids(
+            &self.flow,
+            self.tpid,
+            Some(packet),
+            self.ports,
+            Instant::now(),
+        );
         let config = self.port_config;
         retain_forwardable(&mut up.actions, config);
         self.wc.union_with(&up.mask);
         for a in &up.actions {
             match a {
-                DpAction::PushVlan { tci, .. } => self.base.set_vlan_tci(*tci | VLAN_CFI),
-                DpAction::PopVlan => self.base.set_vlan_tci(0),
+                DpAction::PushVlan { tpid, tci } => {
+                    let outer = self.base.vlan_tci();
+                    self.base.set(Field::Vlan2Tci, u128::from(outer));
+                    self.base.set_vlan_tci(*tci | VLAN_CFI);
+                    self.base_tpid = [*tpid, self.base_tpid[0]];
+                }
+                DpAction::PopVlan => {
+                    let inner = self.base.get(Field::Vlan2Tci) as u16;
+                    self.base
+                        .set_vlan_tci(if inner & VLAN_CFI != 0 { inner } else { 0 });
+                    self.base.set(Field::Vlan2Tci, 0);
+                    self.base_tpid = [self.base_tpid[1], 0];
+                }
                 _ => {}
             }
         }
@@ -3071,6 +3121,46 @@ impl Ctx<'_> {
         best.map(|(i, _)| i)
     }
 
+    /// `selection_method=hash` (OVS `pick_hash_fields_select_group`):
+    /// the basis is OVS `hash_uint64` of the method's parameter, each
+    /// field whose prerequisites the flow meets adds its masked value (its
+    /// wire bytes, OVS `hash_bytes`) and un-wildcards the masked bits; the
+    /// live bucket with the highest `(hash_int(bucket_id, basis) & 0xffff)
+    /// * weight` wins, the last on ties (OVS `group_best_live_bucket`;
+    /// bucket ids are positions). With OVS's own hash functions
+    /// ([`crate::ovshash`]), so a flow gets the bucket it gets on OVS.
+    fn select_by_fields(&mut self, g: &Group, s: &SelectionMethod) -> Option<usize> {
+        let mut basis = ovshash::hash_uint64(s.param);
+        for hf in &s.fields {
+            let prereq = match hf.field {
+                MfField::Oxm(f) => f.prereq(),
+                MfField::IpTos => xennet_openflow::field::Prereq::Ip,
+                MfField::VlanTci | MfField::InPort16 => xennet_openflow::field::Prereq::None,
+            };
+            if !self.prereq_ok(prereq) {
+                continue;
+            }
+            let (kf, shift, width) = mf_layout(hf.field);
+            let mask = hf.mask & wire_ones(width);
+            let v = (self.flow.get(kf) >> shift) & mask;
+            let n = usize::from(hf.n_bytes).min(16);
+            basis = ovshash::hash_bytes(&v.to_be_bytes()[16 - n..], basis);
+            self.wc_or(kf, mask << shift);
+        }
+        let mut best: Option<(usize, u64)> = None;
+        for (i, b) in g.buckets.iter().enumerate() {
+            if !self.bucket_live(b.watch_port, b.watch_group, 0) {
+                continue;
+            }
+            let id = u32::try_from(i).unwrap_or(u32::MAX);
+            let score = u64::from(ovshash::hash_int(id, basis) & 0xffff) * u64::from(b.weight);
+            if best.map_or(true, |(_, s)| score >= s) {
+                best = Some((i, score));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
     fn group(&mut self, id: u32) {
         let tables = self.tables;
         let Some(g) = tables.group(id) else { return };
@@ -3087,16 +3177,25 @@ impl Ctx<'_> {
                 .position(|b| self.bucket_live(b.watch_port, b.watch_group, 0))
                 .into_iter()
                 .collect(),
-            GroupType::Select => {
-                let mut h = 0u64;
-                for (f, m) in select_fields(&self.flow) {
-                    let cur = self.wc.get(f);
-                    self.wc.set(f, cur | m);
-                    let v = self.flow.get(f) & m;
-                    h = mix(h ^ (v as u64) ^ mix((v >> 64) as u64));
+            GroupType::Select => match &g.selection {
+                Some(s) if s.kind == SelectionKind::Hash => {
+                    self.select_by_fields(g, s).into_iter().collect()
                 }
-                self.select_bucket(g, h).into_iter().collect()
-            }
+                sel => {
+                    // The default method, and dp_hash (its table; the
+                    // hash is xennet's, seeded with the method's
+                    // parameter: there is no datapath hash to recirculate
+                    // on).
+                    let mut h = sel.as_ref().map_or(0, |s| mix(s.param));
+                    for (f, m) in select_fields(&self.flow) {
+                        let cur = self.wc.get(f);
+                        self.wc.set(f, cur | m);
+                        let v = self.flow.get(f) & m;
+                        h = mix(h ^ (v as u64) ^ mix((v >> 64) as u64));
+                    }
+                    self.select_bucket(g, h).into_iter().collect()
+                }
+            },
         };
         if chosen.is_empty() {
             self.note("(no live bucket)");
@@ -3111,7 +3210,7 @@ impl Ctx<'_> {
             // `xlate_group_bucket` runs them.
             let list = action_set_to_list(&b.actions);
             let saved_flow = self.flow;
-            let saved_tpid = self.push_tpid;
+            let saved_tpid = self.tpid;
             self.indent += 4;
             self.do_actions(&list);
             self.indent -= 4;
@@ -3119,10 +3218,38 @@ impl Ctx<'_> {
             // Each bucket works on the packet as it was before the group
             // (1.3.5 §5.6.1: "a copy of the packet").
             self.flow = saved_flow;
-            self.push_tpid = saved_tpid;
+            self.tpid = saved_tpid;
             self.exit = false;
         }
         self.leave(true);
+    }
+}
+
+/// The tag stack of `k` with TPIDs `tpid`, outer first: `(TPID, TCI)` of
+/// each tag up to the first without the presence bit (OVS
+/// `flow_count_vlan_headers`).
+fn vlan_stack(k: &FlowKey, tpid: [u16; 2]) -> Vec<(u16, u16)> {
+    [k.vlan_tci(), k.get(Field::Vlan2Tci) as u16]
+        .into_iter()
+        .zip(tpid)
+        .take_while(|(tci, _)| tci & VLAN_CFI != 0)
+        .map(|(tci, tpid)| (if tpid == 0 { 0x8100 } else { tpid }, tci))
+        .collect()
+}
+
+/// TPIDs of the packet's own tags that `key` holds (outer first; 0 for
+/// none). The key holds no TPID, so a megaflow cannot tell an 802.1ad
+/// S-tag from an 802.1Q tag with the same TCI: translation must not read
+/// the frame's TPIDs (packets sharing the megaflow would get the first
+/// one's), and takes 0x8100 for the packet's own tags. Only a tag of the
+/// packet's that an action list pops and then has pushed back is sent
+/// with 0x8100 where OVS keeps 0x88a8; tags that stay are not rewritten.
+fn packet_tpids(key: &FlowKey) -> [u16; 2] {
+    let has = |f: Field| key.get(f) as u16 & VLAN_CFI != 0;
+    match (has(Field::VlanTci), has(Field::Vlan2Tci)) {
+        (false, _) => [0, 0],
+        (true, false) => [0x8100, 0],
+        (true, true) => [0x8100, 0x8100],
     }
 }
 

@@ -61,6 +61,7 @@ fn group_mod(command: GroupModCommand, id: u32, port: u32) -> GroupMod {
             watch_group: OFPG_ANY,
             actions: vec![out(port)],
         }],
+        selection: None,
     }
 }
 

@@ -343,6 +343,7 @@ fn group_counters_are_credited() {
         group_type: GroupType::All,
         group_id: 5,
         buckets: vec![b(2), b(3)],
+        selection: None,
     })
     .unwrap();
     of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![Action::Group(5)])))

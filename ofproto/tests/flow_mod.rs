@@ -398,6 +398,7 @@ fn group(id: u32, ty: GroupType, buckets: Vec<Bucket>) -> GroupMod {
         group_type: ty,
         group_id: id,
         buckets,
+        selection: None,
     }
 }
 

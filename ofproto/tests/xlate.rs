@@ -277,6 +277,7 @@ fn select_bridge() -> Arc<Ofproto> {
         group_type: GroupType::Select,
         group_id: 1,
         buckets: vec![b(2), b(3), b(4)],
+        selection: None,
     })
     .unwrap();
     of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![Action::Group(1)])))
@@ -336,6 +337,7 @@ fn fast_failover_follows_port_liveness() {
         group_type: GroupType::FastFailover,
         group_id: 7,
         buckets: vec![b(2), b(3)],
+        selection: None,
     })
     .unwrap();
     of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![Action::Group(7)])))
@@ -719,6 +721,7 @@ fn mods_bump_the_handler_generation() {
         group_type: GroupType::All,
         group_id: 1,
         buckets: vec![],
+        selection: None,
     })
     .unwrap();
     assert!(seen.insert(h.generation()));
@@ -831,6 +834,7 @@ fn too_many_datapath_actions_drop() {
         group_type: GroupType::All,
         group_id: 1,
         buckets: vec![b; 100],
+        selection: None,
     })
     .unwrap();
     of.handle_flow_mod(&fm(
@@ -1018,14 +1022,15 @@ fn push_vlan_keeps_the_requested_tpid() {
             DpAction::Output(2)
         ]
     );
-    // A tagged packet gets a second, outer S-tag copying the outer TCI.
+    // A tagged packet gets a second, outer S-tag with VID 0 and PCP 0
+    // (OVS `flow_push_vlan_uninit` copies nothing from the tag below).
     let u = up(&of, &vlan_udp_frame(10), 3);
     assert_eq!(
         u.actions,
         vec![
             DpAction::PushVlan {
                 tpid: 0x88a8,
-                tci: 0x1000 | 10
+                tci: 0x1000
             },
             DpAction::Output(2)
         ]
@@ -1078,6 +1083,7 @@ fn group_buckets_are_action_sets() {
             bucket(vec![out(4), Action::PopVlan]),
             bucket(vec![Action::DecNwTtl]),
         ],
+        selection: None,
     })
     .unwrap();
     of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![Action::Group(1)])))
@@ -1109,6 +1115,7 @@ fn weighted_select_bridge(weights: &[u16]) -> Arc<Ofproto> {
         group_type: GroupType::Select,
         group_id: 1,
         buckets,
+        selection: None,
     })
     .unwrap();
     of.handle_flow_mod(&fm(0, 1, Match::CATCHALL, apply(vec![Action::Group(1)])))

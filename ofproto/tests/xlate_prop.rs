@@ -222,6 +222,7 @@ fn arb_action_std() -> impl Strategy<Value = Action> {
         Just(Action::PushVlan(0x8100)),
         Just(Action::PushVlan(0x88a8)),
         Just(Action::PopVlan),
+        Just(out(OFPP_NORMAL)),
         (0u16..3).prop_map(|v| Action::SetField {
             field: OxmField::VlanVid,
             value: 0x1000 | u128::from(v)
@@ -299,8 +300,14 @@ fn arb_key() -> impl Strategy<Value = Vec<u8>> {
         0u8..3,
         any::<u16>(),
         0u8..5,
+        // An outer tag over the VLAN one: none, 802.1ad, 802.1Q (a
+        // stacked frame, `vlan_tci1` in the key).
+        prop_oneof![
+            Just(None),
+            (0u16..3, prop_oneof![Just(0x88a8u16), Just(0x8100)]).prop_map(Some)
+        ],
     )
-        .prop_map(|(inp, dst, ip, tp, vlan, ttl, sport, kind)| {
+        .prop_map(|(inp, dst, ip, tp, vlan, ttl, sport, kind, outer)| {
             // SCTP common header and one DATA chunk; the CRC is left zero.
             let mut sctp = sport.to_be_bytes().to_vec();
             sctp.extend(u16::from(tp).to_be_bytes());
@@ -344,6 +351,10 @@ fn arb_key() -> impl Strategy<Value = Vec<u8>> {
                 Some(vid) => finish!(b.single_vlan(etherparse::VlanId::try_new(vid).unwrap())),
                 None => finish!(b),
             }
+            if let (Some(_), Some((vid, tpid))) = (vlan, outer) {
+                let (p, t) = (tpid.to_be_bytes(), vid.to_be_bytes());
+                v.splice(12..12, [p[0], p[1], t[0], t[1]]);
+            }
             let mut out = inp.to_be_bytes().to_vec();
             out.extend(v);
             out
@@ -380,6 +391,7 @@ fn bridge(
                     actions: a.clone(),
                 })
                 .collect(),
+            selection: None,
         });
     }
     for (t, m, p, ins) in rules {

@@ -12,8 +12,20 @@
 //!   `bucket_id`, actions, then properties: `OFPGBPT_WEIGHT` (type 0,
 //!   u16 and 2 pad bytes, length 8), `OFPGBPT_WATCH_PORT` (1, u32), `OFPGBPT_WATCH_GROUP` (2, u32).
 //!   Buckets are numbered by position (xennet does not keep bucket ids);
-//!   `INSERT_BUCKET`/`REMOVE_BUCKET` and group properties are refused
-//!   with `GROUP_MOD_FAILED/BAD_COMMAND` and `BAD_PROPERTY/BAD_TYPE`.
+//!   `INSERT_BUCKET`/`REMOVE_BUCKET` are refused with
+//!   `GROUP_MOD_FAILED/BAD_COMMAND`.
+//! - The one group property Open vSwitch knows, its selection method
+//!   ([`SelectionMethod`]; OVS `parse_group_prop_ntr_selection_method`,
+//!   `ofputil_put_group_prop_ntr_selection_method`): an experimenter
+//!   property (type 0xffff, experimenter `NTR_VENDOR_ID` 0x0000154d or
+//!   OVS 2.4's 0x00001540, exp_type 1), 4 pad bytes, the method name in 16
+//!   NUL-padded bytes, `selection_method_param` (u64), then the hashed
+//!   fields as unmasked OXM entries whose values are the masks, padded to 8
+//!   bytes. As OVS: only on select groups (else `BAD_PROPERTY/BAD_VALUE`)
+//!   and add/modify; method `hash` or `dp_hash` (else `BAD_VALUE`); fields
+//!   only with `hash`; an unknown field is `BAD_MATCH/BAD_FIELD`, a repeated
+//!   one `DUP_FIELD`, a masked entry `BAD_MASK`; other properties
+//!   `BAD_PROPERTY/BAD_TYPE` (`BAD_EXPERIMENTER` for other experimenters).
 //!   Weight, watch port and watch group default as in Open vSwitch (1
 //!   for select groups, else 0; `OFPP_ANY`; `OFPG_ANY`), and are written
 //!   as Open vSwitch writes them (weight for select groups or when not
@@ -22,8 +34,10 @@
 use crate::error::{DecodeError, OfError};
 use crate::header::OFP15_VERSION;
 use crate::model::{
-    Bucket, EncodeError, GroupDesc, GroupMod, GroupModCommand, GroupType, OFPP_ANY,
+    Bucket, EncodeError, GroupDesc, GroupMod, GroupModCommand, GroupType, HashField, SelectionKind,
+    SelectionMethod, OFPP_ANY,
 };
+use crate::oxm::{decode_wire_set_field, encode_wire_set_field, Flavor};
 use crate::port::props;
 // Bucket actions are in the group-mod's version (OVS
 // `ofputil_pull_ofp15_buckets` uses the message's): a 1.5 bucket may
@@ -192,21 +206,17 @@ pub(crate) fn get_group_mod(rd: &mut Rd<'_>, version: u8) -> Result<GroupMod, De
             // Meaningful only for the bucket commands xennet refuses.
         }
         let b = get_buckets(rd.take(len)?, group_type, version)?;
-        props(rd, |_, _| {
-            Err(err(
-                OfError::BAD_PROPERTY_TYPE,
-                "group properties are not supported",
-            ))
-        })?;
-        b
+        (b, get_group_props(rd, group_type, Some(command))?)
     } else {
-        get_buckets(rd.rest(), group_type, version)?
+        (get_buckets(rd.rest(), group_type, version)?, None)
     };
+    let (buckets, selection) = buckets;
     Ok(GroupMod {
         command,
         group_type,
         group_id,
         buckets,
+        selection,
     })
 }
 
@@ -232,6 +242,9 @@ pub(crate) fn put_group_mod(
         let start = out.len();
         put_buckets(out, &g.buckets, g.group_type, version)?;
         end_record(out, start, at)?;
+        if let Some(s) = &g.selection {
+            put_selection_method(out, s);
+        }
         Ok(())
     } else {
         put_buckets(out, &g.buckets, g.group_type, version)
@@ -253,16 +266,17 @@ pub(crate) fn get_group_desc(rd: &mut Rd<'_>, version: u8) -> Result<GroupDesc, 
     let buckets = if v15 {
         let blen = usize::from(r.u16()?);
         r.skip(6)?;
-        // Group properties (selection method) after the buckets are
-        // ignored, as a controller ignores what it does not know.
-        get_buckets(r.take(blen)?, group_type, version)?
+        let b = get_buckets(r.take(blen)?, group_type, version)?;
+        (b, get_group_props(&mut r, group_type, None)?)
     } else {
-        get_buckets(r.rest(), group_type, version)?
+        (get_buckets(r.rest(), group_type, version)?, None)
     };
+    let (buckets, selection) = buckets;
     Ok(GroupDesc {
         group_type,
         group_id,
         buckets,
+        selection,
     })
 }
 
@@ -284,8 +298,154 @@ pub(crate) fn put_group_desc(
         let b = out.len();
         put_buckets(out, &g.buckets, g.group_type, version)?;
         end_record(out, b, at)?;
+        if let Some(s) = &g.selection {
+            put_selection_method(out, s);
+        }
     } else {
         put_buckets(out, &g.buckets, g.group_type, version)?;
     }
     end_record(out, start, start)
+}
+
+/// `NTR_VENDOR_ID` (Netronome).
+const NTR_VENDOR_ID: u32 = 0x0000_154d;
+/// The experimenter id OVS 2.4 sent by mistake (`NTR_COMPAT_VENDOR_ID`).
+const NTR_COMPAT_VENDOR_ID: u32 = 0x0000_1540;
+/// `NTRT_SELECTION_METHOD`.
+const NTRT_SELECTION_METHOD: u32 = 1;
+/// `OFPGPT15_EXPERIMENTER`.
+const OFPGPT15_EXPERIMENTER: u16 = 0xffff;
+/// `NTR_MAX_SELECTION_METHOD_LEN` (with the terminating NUL).
+const SELECTION_METHOD_LEN: usize = 16;
+
+/// Decode the group properties after a 1.5 group-mod's (`command` given)
+/// or group description's buckets (see the module docs).
+fn get_group_props(
+    rd: &mut Rd<'_>,
+    group_type: GroupType,
+    command: Option<GroupModCommand>,
+) -> Result<Option<SelectionMethod>, DecodeError> {
+    let mut sel = None;
+    props(rd, |typ, mut p| {
+        if typ != OFPGPT15_EXPERIMENTER {
+            return Err(err(OfError::BAD_PROPERTY_TYPE, "unknown group property"));
+        }
+        let exp = p.u32()?;
+        let exp_type = p.u32()?;
+        if !matches!(exp, NTR_VENDOR_ID | NTR_COMPAT_VENDOR_ID) || exp_type != NTRT_SELECTION_METHOD
+        {
+            return Err(err(
+                OfError::BAD_PROPERTY_EXPERIMENTER,
+                "unknown experimenter group property",
+            ));
+        }
+        let value = |what| err(OfError::BAD_PROPERTY_VALUE, what);
+        if group_type != GroupType::Select {
+            return Err(value("selection method on a group that is not select"));
+        }
+        if command == Some(GroupModCommand::Delete) {
+            return Err(value("selection method on a group delete"));
+        }
+        if p.len() < 4 + SELECTION_METHOD_LEN + 8 {
+            return Err(err(
+                OfError::BAD_PROPERTY_LEN,
+                "short selection method property",
+            ));
+        }
+        p.skip(4)?;
+        let name = p.take(SELECTION_METHOD_LEN)?;
+        let end = name
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or(value("selection method not NUL-terminated"))?;
+        let kind = match &name[..end] {
+            b"hash" => SelectionKind::Hash,
+            b"dp_hash" => SelectionKind::DpHash,
+            _ => return Err(value("unsupported selection method")),
+        };
+        let param = p.u64()?;
+        let mut buf = p.rest();
+        if !buf.is_empty() && kind != SelectionKind::Hash {
+            return Err(value("selection method dp_hash takes no fields"));
+        }
+        let mut fields: Vec<HashField> = Vec::new();
+        while !buf.is_empty() {
+            let (f, hf, used) = get_hash_field(buf)?;
+            if fields.iter().any(|x| x.field == f) {
+                return Err(err(OfError::DUP_FIELD, "selection method field repeated"));
+            }
+            fields.push(hf);
+            buf = &buf[used..];
+        }
+        sel = Some(SelectionMethod {
+            kind,
+            param,
+            fields,
+        });
+        Ok(())
+    })
+    .map_err(|e| {
+        if e.err == OfError::BAD_LEN {
+            err(OfError::BAD_PROPERTY_LEN, "bad group property length")
+        } else {
+            e
+        }
+    })?;
+    Ok(sel)
+}
+
+/// One field of a selection method's field array: an unmasked OXM/NXM
+/// entry whose value is the mask of the bits hashed.
+fn get_hash_field(buf: &[u8]) -> Result<(crate::model::MfField, HashField, usize), DecodeError> {
+    let masked = buf.get(2).is_some_and(|b| b & 1 != 0);
+    if masked {
+        return Err(err(OfError::BAD_MASK, "masked selection method field"));
+    }
+    let (field, mask, _, used) = decode_wire_set_field(buf).map_err(|e| {
+        if e.err == OfError::BAD_SET_TYPE {
+            err(OfError::BAD_FIELD, "unknown selection method field")
+        } else {
+            err(
+                OfError::BAD_PROPERTY_LEN,
+                "bad selection method field length",
+            )
+        }
+    })?;
+    let hlen = if buf[..2] == [0xff, 0xff] { 8 } else { 4 };
+    let n_bytes = u8::try_from(used - hlen)
+        .map_err(|_| err(OfError::BAD_PROPERTY_LEN, "selection method field too long"))?;
+    Ok((
+        field,
+        HashField {
+            field,
+            mask,
+            n_bytes,
+        },
+        used,
+    ))
+}
+
+/// Append the selection method property (see the module docs).
+fn put_selection_method(out: &mut Vec<u8>, s: &SelectionMethod) {
+    let start = out.len();
+    out.u16(OFPGPT15_EXPERIMENTER);
+    out.u16(0);
+    out.u32(NTR_VENDOR_ID);
+    out.u32(NTRT_SELECTION_METHOD);
+    out.zeros(4);
+    let mut name = [0u8; SELECTION_METHOD_LEN];
+    let k = s.kind.name().as_bytes();
+    name[..k.len()].copy_from_slice(k);
+    out.extend_from_slice(&name);
+    out.u64(s.param);
+    for f in &s.fields {
+        let all = match u32::from(f.n_bytes) * 8 {
+            b if b >= 128 => u128::MAX,
+            b => (1u128 << b) - 1,
+        };
+        encode_wire_set_field(f.field, f.mask & all, all, Flavor::Oxm, out);
+    }
+    let len = out.len() - start;
+    out[start + 2..start + 4].copy_from_slice(&(len as u16).to_be_bytes());
+    out.zeros(len.next_multiple_of(8) - len);
 }

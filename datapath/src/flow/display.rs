@@ -319,7 +319,18 @@ impl fmt::Display for MatchFmt<'_> {
                     };
                     put(name, mac_value(v, m));
                 }
-                Field::Vlan2Tci => {}
+                // The inner tag, when there is one, as OVS `flow_format`
+                // (`dl_vlan1`, `dl_vlan_pcp1`); its absence is not shown
+                // (OVS's datapath keys carry it as a missing `encap`).
+                Field::Vlan2Tci => {
+                    let v = v as u16;
+                    if v & VLAN_CFI != 0 {
+                        put("dl_vlan1", (v & VLAN_VID_MASK).to_string());
+                        if m as u16 & VLAN_PCP_MASK != 0 {
+                            put("dl_vlan_pcp1", (v >> 13).to_string());
+                        }
+                    }
+                }
                 _ => {
                     let (name, val) = named_value(fl, v, m);
                     put(&name, val);
@@ -456,6 +467,14 @@ impl fmt::Display for DpctlFmt<'_> {
                 tci & VLAN_VID_MASK,
                 (tci & VLAN_PCP_MASK) >> 13
             ));
+            let inner = k.get(Field::Vlan2Tci) as u16;
+            if m.get(Field::Vlan2Tci) != 0 && inner & VLAN_CFI != 0 {
+                parts.push(format!(
+                    "vlan(vid={},pcp={})",
+                    inner & VLAN_VID_MASK,
+                    (inner & VLAN_PCP_MASK) >> 13
+                ));
+            }
         }
         if m.get(Field::DlType) != 0 || self.verbose {
             parts.push(format!("eth_type({:#06x})", k.dl_type()));

@@ -153,12 +153,19 @@ fn extract_eth(k: &mut Builder, frame: &[u8]) {
     k.set(Field::DlDst, u128::from(eth.dst_addr().to_u64()));
     let mut ty = eth.ethertype();
     let mut off = ethernet::HEADER_LEN;
-    if ty.is_vlan() {
+    // Up to two tags (TPID 0x8100 or 0x88a8 at either level), as OVS
+    // `parse_vlan` with `FLOW_MAX_VLAN_HEADERS` 2: the outer in
+    // `vlan_tci`, the inner in `vlan_tci1`; a third tag is payload
+    // (`dl_type` 0x8100/0x88a8). A truncated tag ends parsing there.
+    for f in [Field::VlanTci, Field::Vlan2Tci] {
+        if !ty.is_vlan() {
+            break;
+        }
         let Ok(tag) = ethernet::VlanTag::new_checked(&frame[off..]) else {
             k.set(Field::DlType, u128::from(u16::from(ty)));
             return;
         };
-        k.set(Field::VlanTci, u128::from(tag.tci() | VLAN_CFI));
+        k.set(f, u128::from(tag.tci() | VLAN_CFI));
         ty = tag.ethertype();
         off += ethernet::VLAN_TAG_LEN;
     }
@@ -379,6 +386,49 @@ mod tests {
              dl_type=0x0800,nw_src=10.0.0.1,nw_dst=10.0.0.2,nw_proto=6,nw_tos=0,nw_ecn=0,\
              nw_ttl=33,nw_frag=no,tp_src=1234,tp_dst=80,tcp_flags=0x002"
         );
+    }
+
+    /// A UDP frame with the tags `tags` (TPID, TCI; outer first).
+    fn tagged_udp(tags: &[(u16, u16)]) -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(SRC, DST)
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(1, 2)
+            .write(&mut v, b"x")
+            .unwrap();
+        for &(tpid, tci) in tags.iter().rev() {
+            let (p, t) = (tpid.to_be_bytes(), tci.to_be_bytes());
+            v.splice(12..12, [p[0], p[1], t[0], t[1]]);
+        }
+        v
+    }
+
+    #[test]
+    fn two_vlan_tags_as_ovs_parse_vlan() {
+        // QinQ (802.1ad S-tag over C-tag) and two 802.1Q tags: both in
+        // the key, dl_type the payload's.
+        for outer in [0x88a8, 0x8100] {
+            let k = extract_frame(&tagged_udp(&[(outer, 0x200a), (0x8100, 5)]), 1);
+            assert_eq!(k.vlan_tci(), 0x1000 | 0x200a);
+            assert_eq!(k.get(Field::Vlan2Tci), 0x1005);
+            assert_eq!((k.dl_type(), k.nw_proto(), k.tp_dst()), (0x0800, 17, 2));
+            assert!(k
+                .to_string()
+                .contains("dl_vlan=10,dl_vlan_pcp=1,dl_vlan1=5,dl_vlan_pcp1=0,"));
+        }
+        // One tag: no inner tag, as before.
+        let k = extract_frame(&tagged_udp(&[(0x8100, 7)]), 1);
+        assert_eq!((k.vlan_tci(), k.get(Field::Vlan2Tci)), (0x1007, 0));
+        // A third tag is payload.
+        let k = extract_frame(&tagged_udp(&[(0x88a8, 1), (0x8100, 2), (0x8100, 3)]), 1);
+        assert_eq!((k.vlan_tci(), k.get(Field::Vlan2Tci)), (0x1001, 0x1002));
+        assert_eq!((k.dl_type(), k.nw_proto()), (0x8100, 0));
+        // An inner tag cut short: the outer tag, dl_type its TPID.
+        let mut v = tagged_udp(&[(0x88a8, 1), (0x8100, 2)]);
+        v.truncate(18);
+        let k = extract_frame(&v, 1);
+        assert_eq!((k.vlan_tci(), k.get(Field::Vlan2Tci)), (0x1001, 0));
+        assert_eq!(k.dl_type(), 0x8100);
     }
 
     #[test]

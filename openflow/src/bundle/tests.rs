@@ -85,6 +85,7 @@ fn bundlable() -> Vec<Msg> {
                     max_len: 0,
                 }],
             }],
+            selection: None,
         }),
         Msg::PortMod(PortMod {
             port_no: 1,

@@ -288,6 +288,7 @@ pub(super) fn every_msg() -> Vec<Msg> {
             group_type: GroupType::Select,
             group_id: 1,
             buckets: buckets(),
+            selection: None,
         }]),
         MpReply::GroupFeatures(GroupFeatures {
             types: 0xf,
@@ -421,12 +422,14 @@ pub(super) fn every_msg() -> Vec<Msg> {
             group_type: GroupType::FastFailover,
             group_id: 5,
             buckets: buckets(),
+            selection: None,
         }),
         Msg::GroupMod(GroupMod {
             command: GroupModCommand::Delete,
             group_type: GroupType::All,
             group_id: OFPG_ALL,
             buckets: vec![],
+            selection: None,
         }),
         Msg::PortMod(PortMod {
             port_no: 1,

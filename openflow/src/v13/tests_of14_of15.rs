@@ -344,6 +344,7 @@ fn refused_in_1_4_and_1_5() {
             group_type: GroupType::All,
             group_id: 1,
             buckets: vec![],
+            selection: None,
         }),
         OFP15_VERSION,
     );
@@ -389,6 +390,7 @@ fn group_bucket_actions_use_the_message_version() {
             command: GroupModCommand::Add,
             group_type: gt,
             group_id: 1,
+            selection: None,
             buckets: vec![Bucket {
                 weight: u16::from(gt == GroupType::Select),
                 watch_port: OFPP_ANY,
@@ -406,4 +408,119 @@ fn group_bucket_actions_use_the_message_version() {
         assert_eq!(dec(&b).unwrap(), gm);
         assert_ofp_print_ok(&b, "1.5 group-mod with a masked set-field");
     }
+}
+
+/// OVS's selection method group property (issue 15 item 5): round trip
+/// in 1.5 group-mods and descriptions, what `ovs-ofctl ofp-print` reads
+/// from it, left out in 1.3, and OVS's errors for bad ones.
+#[test]
+fn group_selection_method_property() {
+    use crate::model::{HashField, MfField, SelectionKind, SelectionMethod};
+    let sel = SelectionMethod {
+        kind: SelectionKind::Hash,
+        param: 7,
+        fields: vec![
+            HashField {
+                field: MfField::Oxm(OxmField::Ipv4Src),
+                mask: 0xffff_ff00,
+                n_bytes: 4,
+            },
+            HashField {
+                field: MfField::Oxm(OxmField::TcpDst),
+                mask: 0xffff,
+                n_bytes: 2,
+            },
+        ],
+    };
+    let gm = |gt, sel: Option<SelectionMethod>| {
+        Msg::GroupMod(GroupMod {
+            command: GroupModCommand::Add,
+            group_type: gt,
+            group_id: 1,
+            buckets: vec![],
+            selection: sel,
+        })
+    };
+    let m = gm(GroupType::Select, Some(sel.clone()));
+    let b = enc_v(&m, OFP15_VERSION);
+    assert_eq!(dec(&b).unwrap(), m);
+    if let Some(p) = ofp_print(&b) {
+        assert!(
+            p.contains("selection_method=hash,selection_method_param=7,fields(ip_src=255.255.255.0,tcp_dst)"),
+            "{p}"
+        );
+    }
+    let desc = Msg::MultipartReply {
+        flags: 0,
+        body: MpReply::GroupDesc(vec![GroupDesc {
+            group_type: GroupType::Select,
+            group_id: 1,
+            buckets: vec![],
+            selection: Some(SelectionMethod {
+                kind: SelectionKind::DpHash,
+                param: 0x1_0000_0005,
+                fields: vec![],
+            }),
+        }]),
+    };
+    let b = enc_v(&desc, OFP15_VERSION);
+    assert_eq!(dec(&b).unwrap(), desc);
+    assert_ofp_print_ok(&b, "group desc with dp_hash");
+    if let Some(p) = ofp_print(&b) {
+        assert!(
+            p.contains("selection_method=dp_hash,selection_method_param=4294967301"),
+            "{p}"
+        );
+    }
+    // 1.3 has no group properties: the method is left out.
+    let b = enc_v(&m, OFP13_VERSION);
+    assert_eq!(dec(&b).unwrap(), gm(GroupType::Select, None));
+    // OVS's errors.
+    let e = |b: &[u8]| dec(b).unwrap_err().err;
+    let good = enc_v(&m, OFP15_VERSION);
+    // The property starts after the 16 fixed bytes (no buckets).
+    let prop = 8 + 16;
+    let mut b = good.clone();
+    b[10] = 0; // type all
+    assert_eq!(e(&b), OfError::BAD_PROPERTY_VALUE);
+    let mut b = good.clone();
+    b[prop + 16] = b'x'; // "xash"
+    assert_eq!(e(&b), OfError::BAD_PROPERTY_VALUE);
+    let mut b = good.clone();
+    b[prop + 16..prop + 32].fill(b'h'); // no NUL
+    assert_eq!(e(&b), OfError::BAD_PROPERTY_VALUE);
+    let mut b = good.clone();
+    b[prop + 7] = 0x4e; // another experimenter
+    assert_eq!(e(&b), OfError::BAD_PROPERTY_EXPERIMENTER);
+    let mut b = good.clone();
+    b[prop + 7] = 0x40; // OVS 2.4's NTR_COMPAT_VENDOR_ID
+    assert_eq!(dec(&b).unwrap(), m);
+    let mut b = good.clone();
+    b[prop..prop + 2].copy_from_slice(&[0, 5]); // not experimenter
+    assert_eq!(e(&b), OfError::BAD_PROPERTY_TYPE);
+    // dp_hash with fields.
+    let dp = gm(
+        GroupType::Select,
+        Some(SelectionMethod {
+            kind: SelectionKind::DpHash,
+            ..sel.clone()
+        }),
+    );
+    let mut b = enc_v(&m, OFP15_VERSION);
+    let d = enc_v(&dp, OFP15_VERSION);
+    b[prop + 16..prop + 32].copy_from_slice(&d[prop + 16..prop + 32]);
+    assert_eq!(e(&b), OfError::BAD_PROPERTY_VALUE);
+    // A field twice.
+    let twice = gm(
+        GroupType::Select,
+        Some(SelectionMethod {
+            fields: vec![sel.fields[1], sel.fields[1]],
+            ..sel.clone()
+        }),
+    );
+    assert_eq!(e(&enc_v(&twice, OFP15_VERSION)), OfError::DUP_FIELD);
+    // An unknown field (OXM class 0x8000, field 127).
+    let mut b = good.clone();
+    b[prop + 40..prop + 44].copy_from_slice(&[0x80, 0x00, 0xfe, 0x04]);
+    assert_eq!(e(&b), OfError::BAD_FIELD);
 }
