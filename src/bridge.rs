@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context;
 use xennet_datapath::buffer::OFPP_LOCAL;
-use xennet_datapath::conntrack::Conntrack;
+use xennet_datapath::conntrack::{self, Conntrack};
 use xennet_datapath::dpif::{Datapath, DpHandle, PortInfo};
 use xennet_datapath::packet::MacAddr;
 use xennet_datapath::{OfPort, Port};
@@ -1102,6 +1102,18 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
             Ok(String::new())
         }),
     );
+    // The conntrack commands (OVS lib/dpctl.c) act on the one tracker
+    // every bridge shares, as OVS's on its one userspace datapath.
+    for &(name, usage, min, max) in conntrack::appctl::COMMANDS {
+        let ct = switch.conntrack().clone();
+        c.add(
+            name,
+            usage,
+            min,
+            max,
+            Box::new(move |args| conntrack::appctl::run(&ct, name, args)),
+        );
+    }
     let s = switch;
     c.add(
         "dpif-netdev/pmd-stats-show",
