@@ -73,6 +73,9 @@ pub struct Bridge {
     hwaddr: Mutex<[u8; 6]>,
     /// The isolation checker's settings and alerts.
     pub isolation: crate::isolation::Isolation,
+    /// The daemon's one connection tracker ([`Switch::conntrack`]), which
+    /// this bridge's `ct` actions use and `NXT_CT_FLUSH_ZONE` flushes.
+    pub conntrack: Conntrack,
 }
 
 /// A bridge's datapath and MAC-learning limits (OVS
@@ -179,6 +182,7 @@ impl Bridge {
             links: Mutex::new(BTreeMap::new()),
             hwaddr: Mutex::new(id.hwaddr),
             isolation: crate::isolation::Isolation::default(),
+            conntrack: conntrack.clone(),
         });
         let path = b
             .conns

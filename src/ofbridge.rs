@@ -172,16 +172,11 @@ impl Handler for OfBridge {
             Msg::PortMod(pm) => b.port_mod(&pm).map(|()| Vec::new()),
             Msg::TableMod { .. } => Ok(Vec::new()),
             // OVS `handle_nxt_ct_flush_zone`, which ovn-controller sends
-            // for every zone it assigns (and any error makes it drop the
-            // connection). No connection tracker is attached to bridges
-            // yet (`ct` drops the packet), so no zone holds an entry and
-            // there is nothing to remove; once one is, this must call its
-            // `Conntrack::flush(Some(zone))`.
+            // for every zone it assigns: forget the zone's connections in
+            // the tracker every bridge shares (no reply).
             Msg::NxCtFlushZone(zone) => {
-                tracing::debug!(
-                    "{}: ct flush of zone {zone}: no connection tracker attached, nothing to flush",
-                    b.name
-                );
+                let n = b.conntrack.flush(Some(zone));
+                tracing::debug!("{}: ct flush of zone {zone}: {n} connections", b.name);
                 Ok(Vec::new())
             }
             msg => b.ofproto_request(ctx, msg),

@@ -27,9 +27,10 @@ fn ovs_appctl(h: &Harness, args: &[&str]) -> Result<String, String> {
 /// zones and `zone=5`, not `zone=6`), are counted, limited and flushed by
 /// zone with the commands OVS has; bad arguments are refused with an
 /// error, not ignored.
-#[test]
-fn dpctl_conntrack_commands_through_real_ovs_appctl() {
-    let mut h = Harness::start("ctdpctl");
+/// Two guests whose IPv4 traffic is committed in zone 5; guest 1 has
+/// pinged guest 2 through it.
+fn pinged_in_zone_5(tag: &str) -> Harness {
+    let mut h = Harness::start(tag);
     for d in 1..=2 {
         h.guest(d, None);
     }
@@ -47,6 +48,12 @@ fn dpctl_conntrack_commands_through_real_ovs_appctl() {
     .unwrap();
     of13(&["add-flows", "br0", flows.to_str().unwrap()]);
     assert!(h.ping(1, 2, 2), "{}", h.log());
+    h
+}
+
+#[test]
+fn dpctl_conntrack_commands_through_real_ovs_appctl() {
+    let h = pinged_in_zone_5("ctdpctl");
     let ct =
         |args: &[&str]| ovs_appctl(&h, args).unwrap_or_else(|e| panic!("ovs-appctl {args:?}: {e}"));
 
@@ -119,4 +126,22 @@ fn dpctl_conntrack_commands_through_real_ovs_appctl() {
     ] {
         assert!(cmds.contains(c), "{cmds}");
     }
+}
+
+/// `NXT_CT_FLUSH_ZONE` from the real `ovs-ofctl ct-flush-zone` (as
+/// ovn-controller sends for every zone it assigns) flushes that zone of
+/// the tracker the bridge's `ct` actions use, and only that zone.
+#[test]
+fn ofctl_ct_flush_zone_flushes_the_tracker() {
+    let h = pinged_in_zone_5("ctflushz");
+    let dump = || ovs_appctl(&h, &["dpctl/dump-conntrack"]).unwrap();
+    let before = dump();
+    assert!(before.contains(",zone=5"), "{before}");
+    h.ofctl(&["ct-flush-zone", "br0", "6"]);
+    assert_eq!(dump(), before);
+    h.ofctl(&["ct-flush-zone", "br0", "5"]);
+    assert_eq!(dump(), "");
+    // The flushed connection starts again as new and is committed again.
+    assert!(h.ping(1, 2, 1), "{}", h.log());
+    assert!(dump().contains(",zone=5"));
 }
