@@ -379,3 +379,59 @@ fn the_stateful_firewall_lets_replies_in_and_nothing_else() {
         "{dp}"
     );
 }
+
+/// OVSDB `CT_Zone`/`CT_Timeout_Policy` from the real `ovs-vsctl
+/// add-zone-tp` (OVS vswitch.xml: `Open_vSwitch:datapaths` ->
+/// `Datapath:ct_zones` -> `CT_Zone:timeout_policy`) reach the tracker:
+/// xennetd logs the zone's policy with the given timeouts, refuses (logs)
+/// a key the userspace tracker has no timeout for, and puts the zone back
+/// on the default policy when the zone goes.
+#[test]
+fn ct_zone_timeout_policies_from_ovsdb() {
+    use xennet_ovsdb::test_utils::OvsdbServer;
+    let db = OvsdbServer::start("cttp");
+    let h = Harness::start_with("cttp", &["--db", &db.addr()]);
+    db.vsctl_ok(&["add-br", "br0"]);
+    db.vsctl_no_wait(&[
+        "--",
+        "--id=@d",
+        "create",
+        "Datapath",
+        "datapath_version=0",
+        "--",
+        "set",
+        "Open_vSwitch",
+        ".",
+        "datapaths:netdev=@d",
+    ]);
+    db.vsctl_no_wait(&[
+        "add-zone-tp",
+        "netdev",
+        "zone=5",
+        "udp_first=7",
+        "icmp_reply=3",
+        "tcp_unack=9",
+    ]);
+    h.wait_for("zone 5's timeout policy", || {
+        h.log().contains("ct zone 5: timeout policy")
+    });
+    let log = h.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("ct zone 5: timeout policy"))
+        .unwrap();
+    assert!(
+        line.contains("udp_first: 7,")
+            && line.contains("icmp_reply: 3 ")
+            && line.contains("tcp_syn_sent: 30,"),
+        "{line}"
+    );
+    assert!(
+        log.contains("ct zone 5: timeout tcp_unack is not supported"),
+        "{log}"
+    );
+    db.vsctl_no_wait(&["del-zone-tp", "netdev", "zone=5"]);
+    h.wait_for("zone 5 back on the default policy", || {
+        h.log().contains("ct zone 5: default timeout policy")
+    });
+}
