@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context;
 use xennet_datapath::buffer::OFPP_LOCAL;
-use xennet_datapath::conntrack::Conntrack;
+use xennet_datapath::conntrack::{self, Conntrack};
 use xennet_datapath::dpif::{Datapath, DpHandle, PortInfo};
 use xennet_datapath::packet::MacAddr;
 use xennet_datapath::{OfPort, Port};
@@ -73,6 +73,9 @@ pub struct Bridge {
     hwaddr: Mutex<[u8; 6]>,
     /// The isolation checker's settings and alerts.
     pub isolation: crate::isolation::Isolation,
+    /// The daemon's one connection tracker ([`Switch::conntrack`]), which
+    /// this bridge's `ct` actions use and `NXT_CT_FLUSH_ZONE` flushes.
+    pub conntrack: Conntrack,
 }
 
 /// A bridge's datapath and MAC-learning limits (OVS
@@ -179,6 +182,7 @@ impl Bridge {
             links: Mutex::new(BTreeMap::new()),
             hwaddr: Mutex::new(id.hwaddr),
             isolation: crate::isolation::Isolation::default(),
+            conntrack: conntrack.clone(),
         });
         let path = b
             .conns
@@ -1116,6 +1120,18 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
             Ok(String::new())
         }),
     );
+    // The conntrack commands (OVS lib/dpctl.c) act on the one tracker
+    // every bridge shares, as OVS's on its one userspace datapath.
+    for &(name, usage, min, max) in conntrack::appctl::COMMANDS {
+        let ct = switch.conntrack().clone();
+        c.add(
+            name,
+            usage,
+            min,
+            max,
+            Box::new(move |args| conntrack::appctl::run(&ct, name, args)),
+        );
+    }
     let s = switch;
     c.add(
         "dpif-netdev/pmd-stats-show",

@@ -73,6 +73,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
+use xennet_datapath::conntrack::TimeoutPolicy;
 use xennet_datapath::{OfPort, Port, PortStats};
 use xennet_ofproto::FailMode;
 use xennet_ovsdb::{Atom, Datum, OpenVSwitch, Replica, Session, Txn, Uuid};
@@ -364,6 +365,8 @@ struct Plan {
     reserved: BTreeSet<OfPort>,
     /// Attached vifs wait to join their bridges ([`RestartHold`]).
     hold_vifs: bool,
+    /// Zone -> timeout policy (see [`ct_zone_policies`]).
+    ct_zones: BTreeMap<u16, TimeoutPolicy>,
 }
 
 impl Plan {
@@ -551,25 +554,28 @@ const IFACE_TYPES: &[&str] = &[
 /// datapath (`Bridge:datapath_type` selects nothing else).
 const DATAPATH_TYPES: &[&str] = &["netdev", "system"];
 /// `Datapath:capabilities` (OVS `dpif_show_support`'s keys), as xennet's
-/// datapath has them today: one VLAN header, no MPLS, no recirculation or
-/// connection tracking, no tunnel push/pop, no clone, truncate, sample or
-/// check_pkt_len actions. ovn-controller reads these to choose its flows.
+/// datapath has them today: one VLAN header, no MPLS, recirculation and
+/// connection tracking (`ct_state` with the NAT bits, `ct_zone`,
+/// `ct_mark`, `ct_label`, the original tuple, `ct_clear`; no event masks,
+/// per-`ct` timeouts, zero-address SNAT or `NXT_CT_FLUSH`), no tunnel
+/// push/pop, no clone, truncate, sample or check_pkt_len actions.
+/// ovn-controller reads these to choose its flows.
 const DP_CAPABILITIES: &[(&str, &str)] = &[
     ("add_mpls", "false"),
     ("check_pkt_len", "false"),
     ("clone", "false"),
-    ("ct_clear", "false"),
+    ("ct_clear", "true"),
     ("ct_eventmask", "false"),
     ("ct_flush", "false"),
-    ("ct_label", "false"),
-    ("ct_mark", "false"),
-    ("ct_orig_tuple", "false"),
-    ("ct_orig_tuple6", "false"),
-    ("ct_state", "false"),
-    ("ct_state_nat", "false"),
+    ("ct_label", "true"),
+    ("ct_mark", "true"),
+    ("ct_orig_tuple", "true"),
+    ("ct_orig_tuple6", "true"),
+    ("ct_state", "true"),
+    ("ct_state_nat", "true"),
     ("ct_timeout", "false"),
     ("ct_zero_snat", "false"),
-    ("ct_zone", "false"),
+    ("ct_zone", "true"),
     ("explicit_drop_action", "false"),
     ("lb_output_action", "false"),
     ("masked_set_action", "false"),
@@ -577,7 +583,7 @@ const DP_CAPABILITIES: &[(&str, &str)] = &[
     ("max_mpls_depth", "0"),
     ("max_vlan_headers", "2"),
     ("nd_ext", "false"),
-    ("recirc", "false"),
+    ("recirc", "true"),
     ("sample_nesting", "0"),
     ("tnl_push_pop", "false"),
     ("trunc", "false"),
@@ -742,6 +748,128 @@ impl LogOnce {
     }
 }
 
+/// `CT_Timeout_Policy:timeouts` keys OVS's userspace datapath ignores
+/// (OVS lib/conntrack-tp.c maps no timeout to them), and so does
+/// xennet's tracker: refused (logged), the zone's other keys applied.
+const CT_TIMEOUTS_UNSUPPORTED: &[&str] = &[
+    "tcp_close_wait",
+    "tcp_last_ack",
+    "tcp_syn_sent2",
+    "tcp_retransmit",
+    "tcp_unack",
+];
+
+/// The per-zone timeout policies the database asks for (OVS
+/// vswitchd/vswitch.xml: `Open_vSwitch:datapaths`, keyed by datapath
+/// type, -> `Datapath:ct_zones`, zone -> `CT_Zone:timeout_policy` ->
+/// `CT_Timeout_Policy:timeouts`, seconds by name). Both datapath types
+/// xennet lists (`netdev`, `system`) mean its one tracker; a zone both
+/// give different policies keeps `netdev`'s (logged). A zone without a
+/// policy, or a key the policy leaves out, gets OVS's userspace default;
+/// keys the userspace tracker has no timeout for are refused and logged.
+fn ct_zone_policies(
+    r: &Replica,
+    ovs: &OpenVSwitch,
+    log: &mut LogOnce,
+) -> BTreeMap<u16, TimeoutPolicy> {
+    let mut out: BTreeMap<u16, TimeoutPolicy> = BTreeMap::new();
+    let Some(dps) = r.get("Open_vSwitch", ovs.uuid, "datapaths") else {
+        return out;
+    };
+    let Datum::Map(dps) = dps.as_ref() else {
+        return out;
+    };
+    let mut dps: Vec<(&str, Uuid)> = dps
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str()?, v.as_uuid()?)))
+        .collect();
+    // `netdev` first: it wins a conflict.
+    dps.sort_by_key(|(t, _)| *t != "netdev");
+    for (dp_type, dp) in dps {
+        if !DATAPATH_TYPES.contains(&dp_type) {
+            log.warn(format!(
+                "database: datapath type {dp_type:?}: its ct zones are not applied \
+                 (xennet's datapath types are netdev and system)"
+            ));
+            continue;
+        }
+        let Some(zones) = r.get("Datapath", dp, "ct_zones") else {
+            continue;
+        };
+        let Datum::Map(zones) = zones.as_ref() else {
+            continue;
+        };
+        for (z, zuuid) in zones {
+            let (Some(z), Some(zuuid)) = (z.as_i64(), zuuid.as_uuid()) else {
+                continue;
+            };
+            let Ok(zone) = u16::try_from(z) else {
+                log.warn(format!("database: ct zone {z} is not a zone (0 to 65535)"));
+                continue;
+            };
+            let mut policy = TimeoutPolicy::default();
+            let tp = r
+                .get("CT_Zone", zuuid, "timeout_policy")
+                .and_then(|d| d.as_uuid());
+            if let Some(tp) = tp {
+                let timeouts = r
+                    .get("CT_Timeout_Policy", tp, "timeouts")
+                    .map(|d| d.integer_map())
+                    .unwrap_or_default();
+                for (k, v) in timeouts {
+                    let Ok(secs) = u32::try_from(v) else {
+                        log.warn(format!(
+                            "database: ct zone {zone}: timeout {k}={v} is out of range (0 to 4294967295 s)"
+                        ));
+                        continue;
+                    };
+                    if CT_TIMEOUTS_UNSUPPORTED.contains(&k.as_str()) || !policy.set(&k, secs) {
+                        log.warn(format!(
+                            "database: ct zone {zone}: timeout {k} is not supported by the \
+                             userspace connection tracker: ignored"
+                        ));
+                    }
+                }
+            }
+            match out.get(&zone) {
+                Some(have) if *have != policy => log.warn(format!(
+                    "database: ct zone {zone}: datapath type {dp_type} gives another timeout \
+                     policy than netdev: netdev's applies"
+                )),
+                Some(_) => {}
+                None => {
+                    out.insert(zone, policy);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Set the tracker's per-zone timeout policies to `want`; `applied` is
+/// what the last call set (zones no longer in `want` get the default).
+fn apply_ct_zones(
+    want: &BTreeMap<u16, TimeoutPolicy>,
+    switch: &Switch,
+    applied: &mut BTreeMap<u16, TimeoutPolicy>,
+) {
+    if want == applied {
+        return;
+    }
+    let ct = switch.conntrack();
+    for zone in applied.keys().filter(|z| !want.contains_key(z)) {
+        ct.set_zone_timeout_policy(*zone, None);
+        tracing::info!("ct zone {zone}: default timeout policy");
+    }
+    for (zone, p) in want {
+        if applied.get(zone) != Some(p) {
+            ct.set_zone_timeout_policy(*zone, Some(*p));
+            tracing::info!("ct zone {zone}: timeout policy {p:?}");
+        }
+    }
+    *applied = want.clone();
+}
+
 /// The `capabilities` writes of [`Plan`].
 fn capabilities(r: &Replica, ovs: &OpenVSwitch) -> Vec<(&'static str, Uuid, &'static str, Datum)> {
     let mut out = Vec::new();
@@ -794,6 +922,7 @@ fn plan(
 ) -> Plan {
     let mut plan = Plan {
         capabilities: capabilities(r, ovs),
+        ct_zones: ct_zone_policies(r, ovs, log),
         ..Plan::default()
     };
     // Tunnel ports by what selects them on receive: two alike are refused,
@@ -1741,6 +1870,7 @@ pub async fn run(session: Session, switch: Arc<Switch>, vifs: Arc<VifRegistry>) 
     let mut retry = false;
     let mut last_write_error: Option<Instant> = None;
     let mut had_lock = false;
+    let mut applied_ct_zones = BTreeMap::new();
     loop {
         let poll = retry || !had_lock;
         let with_stats = tokio::select! {
@@ -1778,6 +1908,7 @@ pub async fn run(session: Session, switch: Arc<Switch>, vifs: Arc<VifRegistry>) 
             let mut attached = vifs.lock();
             plan.hold_vifs = hold.holds(&plan, &attached);
             apply_port_security(&plan, &vifs);
+            apply_ct_zones(&plan.ct_zones, &switch, &mut applied_ct_zones);
             let netdev_errors = apply(&plan, &switch, &mut attached, &mut log);
             isolation_status(&mut plan, &replica, &switch);
             let hotplug_errors = vifs
@@ -1832,6 +1963,67 @@ mod tests {
         ] {
             assert_eq!(parse_vif(bad), None, "{bad}");
         }
+    }
+
+    /// `ovs-vsctl add-zone-tp netdev zone=5 ...`'s rows: zone 5's policy
+    /// has the given keys and OVS's defaults for the rest; a key the
+    /// userspace tracker has no timeout for is refused and logged; zone 6
+    /// (no policy) gets the default; a datapath type xennet has not is
+    /// logged and skipped.
+    #[test]
+    fn ct_zone_timeout_policies() {
+        use serde_json::json;
+        let mut r = Replica::with_schema(xennet_ovsdb::Schema::vswitch_subset());
+        let u = |n: u8| format!("00000000-0000-0000-0000-0000000000{n:02x}");
+        r.apply_update(&json!({
+            "Open_vSwitch": {u(1): {"new": {
+                "datapaths": ["map", [["netdev", ["uuid", u(2)]], ["dpdk", ["uuid", u(6)]]]]
+            }}},
+            "Datapath": {
+                u(2): {"new": {"ct_zones": ["map", [
+                    [5, ["uuid", u(3)]], [6, ["uuid", u(5)]]
+                ]]}},
+                u(6): {"new": {"ct_zones": ["map", [[9, ["uuid", u(5)]]]]}}
+            },
+            "CT_Zone": {
+                u(3): {"new": {"timeout_policy": ["uuid", u(4)]}},
+                u(5): {"new": {}}
+            },
+            "CT_Timeout_Policy": {u(4): {"new": {"timeouts": ["map", [
+                ["udp_first", 7], ["icmp_reply", 3], ["tcp_unack", 9]
+            ]]}}}
+        }))
+        .unwrap();
+        let ovs = r.open_vswitch().unwrap();
+        let mut log = LogOnce::default();
+        let got = ct_zone_policies(&r, &ovs, &mut log);
+        let five = TimeoutPolicy {
+            udp_first: 7,
+            icmp_reply: 3,
+            ..TimeoutPolicy::default()
+        };
+        assert_eq!(
+            got,
+            BTreeMap::from([(5, five), (6, TimeoutPolicy::default())])
+        );
+        assert!(
+            log.0
+                .iter()
+                .any(|m| m.contains("zone 5: timeout tcp_unack is not supported")),
+            "{:?}",
+            log.0
+        );
+        assert!(log.0.iter().any(|m| m.contains("\"dpdk\"")), "{:?}", log.0);
+
+        let switch = Switch::empty(std::path::Path::new("/nonexistent"));
+        let mut applied = BTreeMap::new();
+        apply_ct_zones(&got, &switch, &mut applied);
+        assert_eq!(switch.conntrack().zone_timeout_policy(5), five);
+        apply_ct_zones(&BTreeMap::new(), &switch, &mut applied);
+        assert_eq!(
+            switch.conntrack().zone_timeout_policy(5),
+            TimeoutPolicy::default()
+        );
     }
 
     #[test]

@@ -172,20 +172,38 @@ impl Handler for OfBridge {
             Msg::PortMod(pm) => b.port_mod(&pm).map(|()| Vec::new()),
             Msg::TableMod { .. } => Ok(Vec::new()),
             // OVS `handle_nxt_ct_flush_zone`, which ovn-controller sends
-            // for every zone it assigns (and any error makes it drop the
-            // connection). No connection tracker is attached to bridges
-            // yet (`ct` drops the packet), so no zone holds an entry and
-            // there is nothing to remove; once one is, this must call its
-            // `Conntrack::flush(Some(zone))`.
+            // for every zone it assigns: forget the zone's connections in
+            // the tracker every bridge shares (no reply).
             Msg::NxCtFlushZone(zone) => {
-                tracing::debug!(
-                    "{}: ct flush of zone {zone}: no connection tracker attached, nothing to flush",
-                    b.name
-                );
+                let n = b.conntrack.flush(Some(zone));
+                tracing::debug!("{}: ct flush of zone {zone}: {n} connections", b.name);
                 Ok(Vec::new())
             }
             msg => b.ofproto_request(ctx, msg),
         }
+    }
+
+    /// `NXT_CT_FLUSH_ZONE` and `NXT_CT_FLUSH` (OVS `handle_nxt_ct_flush`):
+    /// a zone (or every zone) of the tracker every bridge shares.
+    /// Flushing by tuple or protocol is not implemented: refused with
+    /// `OFPBRC_EPERM`, never ignored.
+    fn ct_flush(&self, flush: &xennet_openflow::ct_flush::CtFlush) -> Result<(), OfError> {
+        let b = self.bridge()?;
+        let empty = xennet_openflow::ct_flush::CtTuple::default();
+        if flush.ip_proto != 0 || flush.orig != empty || flush.reply != empty {
+            tracing::warn!(
+                "{}: ct flush by tuple or protocol refused: not implemented (flush by zone works)",
+                b.name
+            );
+            return Err(OfError::BAD_REQUEST_EPERM);
+        }
+        let n = b.conntrack.flush(flush.zone);
+        tracing::debug!(
+            "{}: ct flush of zone {:?}: {n} connections",
+            b.name,
+            flush.zone
+        );
+        Ok(())
     }
 
     fn watch_flows(&self, on: bool) {

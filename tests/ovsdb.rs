@@ -564,7 +564,10 @@ fn unapplied_configuration_is_refused_or_reported() {
     ]);
     h.wait_for("Datapath capabilities", || {
         let c = db.vsctl_no_wait(&["list", "Datapath"]);
-        c.contains("recirc=\"false\"") && c.contains("max_vlan_headers=\"2\"")
+        c.contains("recirc=\"true\"")
+            && c.contains("ct_state=\"true\"")
+            && c.contains("ct_flush=\"false\"")
+            && c.contains("max_vlan_headers=\"2\"")
     });
 }
 

@@ -713,7 +713,17 @@ impl Executor {
                     DpAction::Ct(c) => {
                         let args = c.args();
                         let j = self.writable(orig, &mut cur, &mut shared);
-                        self.conntrack.execute(&mut self.arena[j], &args, self.now);
+                        // A fragment held for reassembly is stolen, as
+                        // OVS's ipf does: no further action (output,
+                        // recirculation) sees it, in a branch or not. The
+                        // fragment that completes its datagram comes back
+                        // as the whole datagram and goes on.
+                        if self.conntrack.track(&mut self.arena[j], &args, self.now)
+                            == crate::conntrack::Verdict::Held
+                        {
+                            // Counted in the tracker's `frag_held`.
+                            break;
+                        }
                     }
                     DpAction::CtClear => {
                         if self.get(batch, cur).md.ct != CtMeta::default() {

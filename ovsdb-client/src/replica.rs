@@ -129,7 +129,9 @@ pub const MONITORED: &[(&str, &[&str])] = &[
     ),
     ("QoS", &["type", "queues", "other_config"]),
     ("Queue", &["other_config", "dscp"]),
-    ("Datapath", &["capabilities"]),
+    ("Datapath", &["capabilities", "ct_zones"]),
+    ("CT_Zone", &["timeout_policy"]),
+    ("CT_Timeout_Policy", &["timeouts"]),
 ];
 
 /// The `<monitor-requests>` object for [`MONITORED`]:

@@ -280,8 +280,15 @@ const VSWITCH_SUBSET: &str = r#"
     "role": {"ephemeral":true,"type":{"key":{"enum":["set",["other","master","slave"]],"type":"string"},"max":1,"min":0}},
     "target": {"type":"string"}
   }},
+  "CT_Timeout_Policy": {"columns": {
+    "timeouts": {"type":{"key":{"enum":["set",["tcp_syn_sent","tcp_syn_recv","tcp_established","tcp_fin_wait","tcp_close_wait","tcp_last_ack","tcp_time_wait","tcp_close","tcp_syn_sent2","tcp_retransmit","tcp_unack","udp_first","udp_single","udp_multiple","icmp_first","icmp_reply"]],"type":"string"},"max":"unlimited","min":0,"value":{"maxInteger":4294967295,"minInteger":0,"type":"integer"}}}
+  }},
+  "CT_Zone": {"columns": {
+    "timeout_policy": {"type":{"key":{"refTable":"CT_Timeout_Policy","type":"uuid"},"max":1,"min":0}}
+  }},
   "Datapath": {"columns": {
-    "capabilities": {"type":{"key":"string","max":"unlimited","min":0,"value":"string"}}
+    "capabilities": {"type":{"key":"string","max":"unlimited","min":0,"value":"string"}},
+    "ct_zones": {"type":{"key":{"maxInteger":65535,"minInteger":0,"type":"integer"},"max":"unlimited","min":0,"value":{"refTable":"CT_Zone","type":"uuid"}}}
   }},
   "Interface": {"columns": {
     "bfd": {"type":{"key":"string","max":"unlimited","min":0,"value":"string"}},

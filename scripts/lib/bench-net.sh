@@ -169,6 +169,7 @@ EOF
     [ -S "$rd/br0.mgmt" ] || { skip all xennet "xennetd did not start: $(tail -3 "$rd/xennetd.log")"; net_cleanup; rm -rf "$rd"; return 0; }
     iperf_pair xennet
     flow_setup xennet "$rd/ovs-vswitchd.$pid.ctl" "$rd"
+    ct_bench xennet "$rd/ovs-vswitchd.$pid.ctl" "$rd"
     flow_mod xennet "$rd" "$pid"
     net_cleanup
     rm -rf "$rd"
@@ -197,6 +198,7 @@ bench_ovs() {
     iperf_pair "$peer"
     if [ "$tso" = no ]; then
         flow_setup ovs "$d/ovs-vswitchd.ctl" "$d"
+        ct_bench ovs "$d/ovs-vswitchd.ctl" "$d"
         flow_mod ovs "$d" "$(cat "$d/ovs-vswitchd.pid")"
     fi
     net_cleanup
@@ -303,6 +305,109 @@ print(f"bench: {peer}: {rounds} bursts of {n} new 5-tuples, {created} upcalls, {
 open(res, "a").write(f"flow_setup_per_s {peer} {rate:.0f}\n")
 PY
     OVS_RUNDIR=$dir ovs-ofctl -O OpenFlow13 del-flows br0 "udp"
+}
+
+# ct_bench PEER CTL RUNDIR: the connection tracker through a stateful
+# pipeline, as in the README's "Stateful firewall" (every IPv4 packet
+# through ct(table=1); +new committed, +est forwarded; the default zone):
+# * ct_new_conns_per_s: new connections committed per second. Method as
+#   flow_setup, with 'dpctl/ct-get-nconns' as the counter: one UDP socket
+#   in the client namespace sends one datagram to each of $NSETUP
+#   destination ports (each a new connection; the megaflows do not match
+#   ports, so after the first packets they all stay on the fast path and
+#   the rate is the tracker's), after 'dpctl/flush-conntrack' empties the
+#   tracker; bursts repeated until 1 s is timed; the window is from the
+#   first counter change to 95 % of the burst's connections.
+# * ct_udp64_pps: iperf3 UDP -l 64 -b 0 delivered packets/s (one
+#   established connection) through the same flows, $SECS s.
+ct_bench() {
+    local peer=$1 ctl=$2 dir=$3 f="$OUT/ct-flows.txt" tmp
+    cat > "$f" <<'FLOWS'
+table=0,priority=10,arp,actions=NORMAL
+table=0,priority=100,ip,actions=ct(table=1)
+table=1,priority=100,ip,ct_state=+trk+new,actions=ct(commit),NORMAL
+table=1,priority=100,ip,ct_state=+trk+est,actions=NORMAL
+table=1,priority=1,actions=drop
+FLOWS
+    run env OVS_RUNDIR="$dir" ovs-ofctl -O OpenFlow13 del-flows br0
+    if ! run env OVS_RUNDIR="$dir" ovs-ofctl -O OpenFlow13 add-flows br0 "$f"; then
+        skip ct_new_conns_per_s "$peer" "ovs-ofctl add-flows failed"
+        skip ct_udp64_pps "$peer" "ovs-ofctl add-flows failed"
+        return 0
+    fi
+    echo "+ (storm, repeated) ovs-appctl -t $ctl dpctl/flush-conntrack; ip netns exec $NS_C python3: 1 UDP datagram to each of $IP_S:10000..$((10000 + NSETUP - 1)); poll ovs-appctl -t $ctl dpctl/ct-get-nconns" >&2
+    echo "ip netns exec $NS_C python3 (UDP to $NSETUP ports through ct(commit)) + ovs-appctl -t CTL dpctl/ct-get-nconns, after dpctl/flush-conntrack, repeated to >= 1 s timed" >> "$OUT/commands.txt"
+    python3 - "$peer" "$ctl" "$NS_C" "$IP_S" "$NSETUP" "$OUT/net.txt" <<'PY' || skip ct_new_conns_per_s "$peer" "storm failed"
+import subprocess, sys, time
+peer, ctl, ns, ip, n, res = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6]
+def appctl(*args):
+    return subprocess.run(["ovs-appctl", "-t", ctl, *args], capture_output=True, text=True, check=True).stdout
+def nconns():
+    return int(appctl("dpctl/ct-get-nconns").strip())
+gen = (f"import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+       f"for p in range(10000, {10000 + n}):\n"
+       f"    try: s.sendto(b'x', ('{ip}', p))\n"
+       f"    except OSError: pass\n")
+
+def burst():
+    appctl("dpctl/flush-conntrack")
+    time.sleep(0.2)
+    before = nconns()
+    t0 = time.monotonic()
+    g = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", gen])
+    last, t_last, first, samples = before, t0, None, []
+    while True:
+        time.sleep(0.02)
+        now, c = time.monotonic(), nconns()
+        samples.append((c, now))
+        if c != last:
+            last, t_last = c, now
+            if first is None:
+                first = (c, now)
+        if g.poll() is not None and now - t_last > 0.5:
+            break
+        if now - t0 > 60:
+            g.kill()
+            break
+    g.wait()
+    made = last - before
+    if made < n // 10:
+        raise SystemExit(f"only {made} connections for {n} new 5-tuples")
+    end = next(x for x in samples if x[0] - before >= 0.95 * made)
+    return end[0] - first[0], end[1] - first[1], made
+
+count, secs, rounds, made = 0, 0.0, 0, 0
+start = time.monotonic()
+while secs < 1.0 and rounds < 30 and time.monotonic() - start < 90:
+    c, t, m = burst()
+    count, secs, rounds, made = count + c, secs + t, rounds + 1, made + m
+if secs < 0.1:
+    raise SystemExit(f"bursts too short to time ({secs:.3f} s in {rounds} bursts)")
+rate = count / secs
+print(f"bench: {peer}: {rounds} bursts of {n} new UDP connections, {made} committed, {count} in {secs:.2f} s timed: {rate:.0f}/s", file=sys.stderr)
+open(res, "a").write(f"ct_new_conns_per_s {peer} {rate:.0f}\n")
+PY
+    run ovs-appctl -t "$ctl" dpctl/flush-conntrack
+    tmp=$(mktemp -d)
+    run ip netns exec "$NS_S" iperf3 -s -D -B "$IP_S" -p 5298 --pidfile "$tmp/iperf3.pid"
+    sleep 0.5
+    NET_PIDS+=("$(cat "$tmp/iperf3.pid")")
+    run ip netns exec "$NS_C" timeout $((SECS + 20)) iperf3 -c "$IP_S" -p 5298 -t "$SECS" -u -l 64 -b 0 -J > "$tmp/udp.json" || true
+    python3 - "$tmp" "$peer" "$OUT/net.txt" <<'PY'
+import json, sys
+tmp, peer, res = sys.argv[1:]
+try:
+    s = json.load(open(f"{tmp}/udp.json"))["end"]["sum"]
+    sent, lost, secs = s["packets"], s["lost_packets"], s["seconds"]
+    open(res, "a").write(f"ct_udp64_pps {peer} {(sent - lost) / secs:.0f}\n")
+    print(f"bench: {peer} UDP 64 B through ct: offered {sent / secs:.0f} pps, delivered "
+          f"{(sent - lost) / secs:.0f} pps ({100.0 * lost / max(sent, 1):.1f}% loss)", file=sys.stderr)
+except Exception as e:
+    print(f"bench: ct_udp64_pps {peer} left out: iperf3 UDP failed: {e!r}", file=sys.stderr)
+PY
+    kill "$(cat "$tmp/iperf3.pid")" 2>/dev/null || true
+    rm -rf "$tmp"
+    run env OVS_RUNDIR="$dir" ovs-ofctl -O OpenFlow13 del-flows br0
 }
 
 # peer_run NAME FUNCTION [ARGS...]: one switch's benchmarks in a subshell
