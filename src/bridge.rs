@@ -1319,3 +1319,39 @@ mod tests {
         DirGuard(p)
     }
 }
+
+/// A bridge's Geneve option map as its tunnel ports use it: the
+/// OpenFlow pipeline's current TLV map (`NXT_TLV_TABLE_MOD`, as OVS's
+/// `tun_table`), read per packet with options, so a change applies at
+/// once. Holds the pipeline weakly: a port outliving its bridge knows no
+/// options.
+#[derive(Debug)]
+pub struct BridgeGeneveMap(pub std::sync::Weak<Ofproto>);
+
+impl xennet_ports::GeneveMap for BridgeGeneveMap {
+    fn decode(&self, opts: &[u8]) -> Result<([u128; 2], u64), xennet_ports::tunnel::DecapError> {
+        use xennet_openflow::tlv::GeneveError;
+        use xennet_ports::tunnel::DecapError;
+        let map = match self.0.upgrade() {
+            Some(of) => of.tlv_shared(),
+            None => Arc::new(xennet_openflow::tlv::TlvMap::new()),
+        };
+        match map.geneve_to_words(opts) {
+            Ok(w) => Ok((w.opts, w.present)),
+            Err(GeneveError::UnknownCritical { .. }) => Err(DecapError::GeneveCritical),
+            Err(GeneveError::Truncated | GeneveError::BadLength { .. }) => {
+                Err(DecapError::GeneveOptions)
+            }
+        }
+    }
+
+    fn encode(&self, metadata: &[u128; 2], present: u64, out: &mut Vec<u8>) {
+        if let Some(of) = self.0.upgrade() {
+            let w = xennet_openflow::tlv::TunMetadataWords {
+                opts: *metadata,
+                present,
+            };
+            of.tlv_shared().words_to_geneve(&w, out);
+        }
+    }
+}

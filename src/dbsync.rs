@@ -1530,10 +1530,19 @@ fn apply_netdevs(plan: &Plan, switch: &Switch, log: &mut LogOnce) -> BTreeMap<St
                     entry.link = Some(xennet_ports::SoftLink::Patch(p.link()));
                     Box::new(p) as _
                 }),
-                DevKind::Tunnel(cfg) => switch.tunnels.open(name, cfg.clone()).map(|p| {
-                    entry.link = Some(p.link());
-                    Box::new(p) as _
-                }),
+                DevKind::Tunnel(cfg) => switch
+                    .tunnels
+                    .open_with_map(
+                        name,
+                        cfg.clone(),
+                        Some(Arc::new(crate::bridge::BridgeGeneveMap(Arc::downgrade(
+                            &b.of,
+                        )))),
+                    )
+                    .map(|p| {
+                        entry.link = Some(p.link());
+                        Box::new(p) as _
+                    }),
             };
             let r = opened.map_err(anyhow::Error::from).and_then(|dev| {
                 if *kind == DevKind::Local {

@@ -335,18 +335,31 @@ fn vxlan_to_a_linux_vxlan_device() {
 /// internal port.
 #[test]
 fn geneve_to_open_vswitch_userspace() {
-    to_open_vswitch("tgv", "geneve");
+    to_open_vswitch("tgv", "geneve", false);
+}
+
+/// Geneve options end to end with ovs-vswitchd's userspace datapath: both
+/// bridges map OVN's option (class 0x0102, type 0x80: critical, 4 bytes)
+/// to `tun_metadata0`; each side sets its own value on encapsulation
+/// (`set_field:..->tun_metadata0`) and takes from the tunnel only packets
+/// that carry the other's value (anything else is dropped), so a ping
+/// answers only if xennetd writes the option OVS matches and decodes the
+/// one OVS writes.
+#[test]
+fn geneve_options_to_open_vswitch_userspace() {
+    to_open_vswitch("tgo", "geneve", true);
 }
 
 /// GRE (key 42), the same way (the kernel here has no gretap either).
 #[test]
 fn gre_to_open_vswitch_userspace() {
-    to_open_vswitch("tgr", "gre");
+    to_open_vswitch("tgr", "gre", false);
 }
 
 /// Tunnel type `kind` between xennetd and ovs-vswitchd's userspace
-/// datapath: ping both ways.
-fn to_open_vswitch(test: &str, kind: &str) {
+/// datapath: ping both ways. With `tlv`, through `tun_metadata0` matched
+/// and set on both sides (see [`geneve_options_to_open_vswitch_userspace`]).
+fn to_open_vswitch(test: &str, kind: &str, tlv: bool) {
     let t = topo(test);
     let (db, h) = (&t.db, &t.h);
     let get = |r: &str, c: &str| db.vsctl_no_wait(&["get", "interface", r, c]);
@@ -417,12 +430,49 @@ fn to_open_vswitch(test: &str, kind: &str) {
         "options:key=42",
     ]);
     assert!(get("tg", "ofport").parse::<i64>().unwrap() > 0);
+    if tlv {
+        let map = "{class=0x102,type=0x80,len=4}->tun_metadata0";
+        let bri = format!("unix:{}", rundir.join("bri.mgmt").display());
+        let ofctl = |args: &[&str]| {
+            let o = Command::new("ovs-ofctl").args(args).output().unwrap();
+            assert!(o.status.success(), "ovs-ofctl {args:?}: {o:?}");
+        };
+        ofctl(&["add-tlv-map", &bri, map]);
+        ofctl(&["del-flows", &bri]);
+        for f in [
+            "priority=10,in_port=gnv,tun_metadata0=0x1234,actions=LOCAL",
+            "priority=5,in_port=gnv,actions=drop",
+            "priority=10,in_port=LOCAL,actions=set_field:0x5678->tun_metadata0,output:gnv",
+        ] {
+            ofctl(&["add-flow", &bri, f]);
+        }
+        h.ofctl(&["add-tlv-map", "br-int", map]);
+        h.ofctl(&["del-flows", "br-int"]);
+        for f in [
+            "priority=10,in_port=tg,tun_metadata0=0x5678,actions=output:g1",
+            "priority=5,in_port=tg,actions=drop",
+            "priority=10,in_port=g1,actions=set_field:0x1234->tun_metadata0,output:tg",
+        ] {
+            h.ofctl(&["add-flow", "br-int", f]);
+        }
+    }
     ping_until(
         h,
         &t.guest,
         "10.99.0.2",
         &format!("ping through {kind} to OVS"),
     );
+    if tlv {
+        // The option was decoded into the key and matched.
+        let flows = h.ofctl(&["dump-flows", "br-int"]);
+        let hit = flows
+            .lines()
+            .find(|l| l.contains("tun_metadata0=0x5678"))
+            .unwrap_or_default();
+        assert!(!hit.contains("n_packets=0,"), "{flows}");
+        let c = h.appctl(&["tnl/ports/show", "-v"]);
+        assert!(c.contains("geneve_critical: 0"), "{c}");
+    }
     let ports = h.appctl(&["tnl/ports/show", "-v"]);
     assert!(
         ports.contains(&format!("tg: {kind} remote_ip=172.31.9.2")),

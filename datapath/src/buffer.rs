@@ -98,6 +98,13 @@ pub struct TunnelMeta {
     pub tp_src: u16,
     /// Outer UDP destination port.
     pub tp_dst: u16,
+    /// Geneve option data as the key holds it ([`crate::flow::Field::TunOpts`]
+    /// words 0 and 1, big-endian): where each `tun_metadata<i>` lies is the
+    /// bridge's TLV map's choice (OVS `flow_tnl.metadata.opts`).
+    pub metadata: [u128; 2],
+    /// Which `tun_metadata<i>` are present (bit i; OVS
+    /// `metadata.present.map`).
+    pub md_present: u64,
 }
 
 /// Connection-tracking state of a packet (OVS `struct pkt_metadata`'s

@@ -114,6 +114,12 @@ pub enum SetAction {
     /// Tunnel destination address (`tun_dst`), used by a tunnel port with
     /// `remote_ip=flow`.
     TunDst(u128),
+    /// Geneve option data word `n` (n < 2) of the packet's tunnel metadata
+    /// ([`crate::buffer::TunnelMeta::metadata`]), written as Geneve
+    /// options by a tunnel port through its bridge's TLV map.
+    TunOpts(u8, u128),
+    /// Which `tun_metadata<i>` the packet carries (bit i).
+    TunMdPresent(u64),
 }
 
 struct Mac<'a>(&'a [u8; 6]);
@@ -184,6 +190,8 @@ impl fmt::Display for SetAction {
             SetAction::TunId(id) => write!(f, "set(tunnel(tun_id={id:#x}))"),
             SetAction::TunSrc(a) => write!(f, "set(tunnel(src={}))", tun_addr(*a)),
             SetAction::TunDst(a) => write!(f, "set(tunnel(dst={}))", tun_addr(*a)),
+            SetAction::TunOpts(n, v) => write!(f, "set(tunnel(opts{n}={v:#x}))"),
+            SetAction::TunMdPresent(m) => write!(f, "set(tunnel(md_present={m:#x}))"),
         }
     }
 }
@@ -430,6 +438,16 @@ pub fn apply(pkt: &mut Packet, a: &SetAction) -> bool {
             pkt.md.tunnel.dst = v;
             return true;
         }
+        SetAction::TunOpts(n, v) => {
+            if let Some(w) = pkt.md.tunnel.metadata.get_mut(usize::from(n)) {
+                *w = v;
+            }
+            return true;
+        }
+        SetAction::TunMdPresent(m) => {
+            pkt.md.tunnel.md_present = m;
+            return true;
+        }
         _ => {}
     }
     let partial = matches!(pkt.csum, Csum::Partial { .. });
@@ -517,7 +535,11 @@ pub fn apply(pkt: &mut Packet, a: &SetAction) -> bool {
         SetAction::NdSll(m) => set_nd(d, Some((135, 1)), &m),
         SetAction::NdTll(m) => set_nd(d, Some((136, 2)), &m),
         // Metadata, applied above.
-        SetAction::TunId(_) | SetAction::TunSrc(_) | SetAction::TunDst(_) => false,
+        SetAction::TunId(_)
+        | SetAction::TunSrc(_)
+        | SetAction::TunDst(_)
+        | SetAction::TunOpts(..)
+        | SetAction::TunMdPresent(_) => false,
     }
 }
 

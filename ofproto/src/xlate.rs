@@ -2701,6 +2701,20 @@ impl Ctx<'_> {
         if differs(Field::TunDst) {
             push(&mut self.actions, SetAction::TunDst(f.get(Field::TunDst)));
         }
+        for n in 0..2u8 {
+            if differs(Field::TunOpts(n)) {
+                push(
+                    &mut self.actions,
+                    SetAction::TunOpts(n, f.get(Field::TunOpts(n))),
+                );
+            }
+        }
+        if differs(Field::TunMdPresent) {
+            push(
+                &mut self.actions,
+                SetAction::TunMdPresent(f.get(Field::TunMdPresent) as u64),
+            );
+        }
         match f.dl_type() {
             0x0800 => {
                 if differs(Field::NwSrc) {

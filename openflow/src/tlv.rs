@@ -420,19 +420,26 @@ impl TlvMap {
     /// order (OVS `tun_metadata_to_geneve__`), and whether one is
     /// critical.
     pub fn encode_geneve(&self, key: &FlowKey) -> (Vec<u8>, bool) {
-        let present = key.get(Field::TunMdPresent) as u64;
         let mut out = Vec::new();
+        let crit = self.words_to_geneve(&TunMetadataWords::load(key), &mut out);
+        (out, crit)
+    }
+
+    /// [`TlvMap::encode_geneve`] from a packet's metadata words: appends
+    /// the options to `out`; returns whether one is critical.
+    pub fn words_to_geneve(&self, w: &TunMetadataWords, out: &mut Vec<u8>) -> bool {
         let mut crit = false;
         for (i, l) in self.entries.iter().enumerate() {
             let Some(l) = l else { continue };
-            if present & (1 << i) == 0 {
+            if w.present & (1 << i) == 0 {
                 continue;
             }
-            let (kf, shift, bits) = l.layout();
+            let (_, shift, bits) = l.layout();
+            let word = w.opts[usize::from(l.offset / 16)];
             let v = if bits == 0 {
                 0
             } else {
-                (key.get(kf) >> shift) & (u128::MAX >> (128 - bits))
+                (word >> shift) & (u128::MAX >> (128 - bits))
             };
             out.u16(l.map.option_class);
             out.u8(l.map.option_type);
@@ -441,7 +448,7 @@ impl TlvMap {
             out.extend_from_slice(&v.to_be_bytes()[16 - n..]);
             crit |= l.map.option_type & GENEVE_CRIT_OPT_TYPE != 0;
         }
-        (out, crit)
+        crit
     }
 }
 

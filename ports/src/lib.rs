@@ -22,4 +22,4 @@ pub mod patch;
 pub mod tunnel;
 
 pub use patch::{PatchConfigError, PatchLink, PatchPort, PatchRegistry};
-pub use tunnel::vport::{SoftLink, TunnelPort, TunnelSwitch, UnderlayPort};
+pub use tunnel::vport::{GeneveMap, SoftLink, TunnelPort, TunnelSwitch, UnderlayPort};

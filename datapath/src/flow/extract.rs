@@ -27,6 +27,9 @@ pub fn set_metadata(k: &mut FlowKey, md: &PacketMeta) {
     k.set(Field::TunSrc, t.src);
     k.set(Field::TunDst, t.dst);
     k.set(Field::TunFlags, t.flags.into());
+    k.set(Field::TunOpts(0), t.metadata[0]);
+    k.set(Field::TunOpts(1), t.metadata[1]);
+    k.set(Field::TunMdPresent, t.md_present.into());
     let c = &md.ct;
     k.set(Field::CtState, c.state.into());
     k.set(Field::CtZone, c.zone.into());
@@ -648,6 +651,7 @@ mod tests {
             for fd in Field::ALL {
                 if fd.is_pipeline_only() || Field::CT.contains(&fd) || matches!(fd,
                     Field::TunId | Field::TunSrc | Field::TunDst | Field::TunFlags |
+                    Field::TunOpts(_) | Field::TunMdPresent |
                     Field::PktMark | Field::RecircId | Field::DpHash) {
                     meta.set_exact(fd);
                 }
@@ -716,6 +720,8 @@ mod md_tests {
         p.md.recirc_id = 7;
         p.md.tunnel.id = 0x1234;
         p.md.tunnel.dst = 0x0a00_0001;
+        p.md.tunnel.metadata = [0x1234 << 96, 5];
+        p.md.tunnel.md_present = 0b101;
         p.md.ct.state = 0x21;
         p.md.ct.zone = 5;
         p.md.ct.label = 1 << 100;
@@ -723,6 +729,9 @@ mod md_tests {
         assert_eq!(k.get(Field::RecircId), 7);
         assert_eq!(k.get(Field::TunId), 0x1234);
         assert_eq!(k.get(Field::TunDst), 0x0a00_0001);
+        assert_eq!(k.get(Field::TunOpts(0)), 0x1234 << 96);
+        assert_eq!(k.get(Field::TunOpts(1)), 5);
+        assert_eq!(k.get(Field::TunMdPresent), 0b101);
         assert_eq!(k.get(Field::CtState), 0x21);
         assert_eq!(k.get(Field::CtZone), 5);
         assert_eq!(k.get(Field::CtLabel), 1 << 100);

@@ -793,6 +793,7 @@ pub fn decapsulate(
             ttl: outer.ttl,
             tp_src: outer.udp_src,
             tp_dst: outer.udp_dst,
+            ..TunnelMeta::default()
         },
         inner: outer.payload + hdr_len,
         inner_len,

@@ -58,7 +58,7 @@ use super::neigh::{self, NeighTable};
 use super::route::{self, RouteTable};
 use super::{
     decapsulate, encapsulate_into, parse_outer_gre, parse_outer_udp_csum, u128_to_addr,
-    DecapCounters, Encap,
+    DecapCounters, DecapError, Encap, TunnelKind,
 };
 
 /// Packets queued between threads per tunnel port and per underlay: a
@@ -167,10 +167,35 @@ struct PortCounters {
     tx_dropped: AtomicU64,
 }
 
+/// A bridge's Geneve option map (OVS `struct tun_table`, set by
+/// `NXT_TLV_TABLE_MOD`) as its tunnel ports use it: decapsulation turns a
+/// packet's options into [`TunnelMeta::metadata`] and
+/// [`TunnelMeta::md_present`], encapsulation turns them back into options.
+/// The daemon implements it over the bridge's OpenFlow map, which may
+/// change at any time; the port asks for each packet that has options.
+pub trait GeneveMap: Send + Sync + std::fmt::Debug {
+    /// The metadata words for Geneve options `opts` (the bytes after the
+    /// 8-byte base header; OVS `tun_metadata_from_geneve_udpif`): mapped
+    /// options are stored, unmapped non-critical ones skipped.
+    ///
+    /// # Errors
+    /// [`DecapError::GeneveCritical`] for an unmapped critical option,
+    /// [`DecapError::GeneveOptions`] for a truncated option or a mapped
+    /// option of another length than its mapping's.
+    fn decode(&self, opts: &[u8]) -> Result<([u128; 2], u64), DecapError>;
+
+    /// Append the Geneve options for `metadata` with `present` (bit i:
+    /// `tun_metadata<i>`) to `out`, in index order (OVS
+    /// `tun_metadata_to_geneve__`).
+    fn encode(&self, metadata: &[u128; 2], present: u64, out: &mut Vec<u8>);
+}
+
 #[derive(Debug)]
 struct TunnelEnd {
     name: String,
     cfg: TunnelConfig,
+    /// The bridge's Geneve option map (none: every option is unknown).
+    map: Option<Arc<dyn GeneveMap>>,
     rx: Mutex<Queue>,
     efd: EventFd,
     counters: PortCounters,
@@ -285,11 +310,24 @@ impl TunnelSwitch {
         *self.addrs.write().unwrap_or_else(|e| e.into_inner()) = addrs;
     }
 
-    /// Open tunnel port `name` with `cfg`.
+    /// Open tunnel port `name` with `cfg`, without a Geneve option map
+    /// (every option unknown: critical ones refuse the packet).
     pub fn open(self: &Arc<Self>, name: &str, cfg: TunnelConfig) -> std::io::Result<TunnelPort> {
+        self.open_with_map(name, cfg, None)
+    }
+
+    /// Open tunnel port `name` with `cfg` and its bridge's Geneve option
+    /// map `map`.
+    pub fn open_with_map(
+        self: &Arc<Self>,
+        name: &str,
+        cfg: TunnelConfig,
+        map: Option<Arc<dyn GeneveMap>>,
+    ) -> std::io::Result<TunnelPort> {
         let end = Arc::new(TunnelEnd {
             name: name.to_owned(),
             cfg,
+            map,
             rx: Mutex::new(Queue::default()),
             efd: eventfd()?,
             counters: PortCounters::default(),
@@ -570,9 +608,9 @@ impl TunnelSwitch {
         else {
             return;
         };
-        // No Geneve option is known until the TLV map (tun_metadata)
-        // exists: critical options are refused, others skipped.
-        let d = match decapsulate(frame, outer, kind, &|_, _| false) {
+        // Which Geneve options are known is the taking port's bridge's
+        // business (its TLV map), checked once the port is found below.
+        let mut d = match decapsulate(frame, outer, kind, &|_, _| true) {
             Ok(d) => d,
             Err(e) => {
                 self.decap.count(e);
@@ -602,6 +640,26 @@ impl TunnelSwitch {
             self.encap.no_port.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        if d.opts.1 != 0 {
+            let opts = frame.get(d.opts.0..d.opts.0 + d.opts.1).unwrap_or(&[]);
+            let words = match &end.map {
+                Some(m) => m.decode(opts),
+                None if super::geneve::Options(opts).any(|o| o.map_or(true, |o| o.critical())) => {
+                    Err(DecapError::GeneveCritical)
+                }
+                None => Ok(([0; 2], 0)),
+            };
+            match words {
+                Ok((metadata, present)) => {
+                    d.tunnel.metadata = metadata;
+                    d.tunnel.md_present = present;
+                }
+                Err(e) => {
+                    self.decap.count(e);
+                    return;
+                }
+            }
+        }
         let mut q = lock(&end.rx);
         let was_empty = q.pkts.is_empty();
         let Some(mut b) = q.slot() else {
@@ -721,6 +779,12 @@ impl TunnelSwitch {
             Inherit::Fixed(t) => t,
             Inherit::Inherit => inner_ip(p.data()).map_or(DEFAULT_TTL, |(_, ttl)| ttl),
         };
+        let mut opts = Vec::new();
+        if c.kind == TunnelKind::Geneve && p.md.tunnel.md_present != 0 {
+            if let Some(m) = &end.map {
+                m.encode(&p.md.tunnel.metadata, p.md.tunnel.md_present, &mut opts);
+            }
+        }
         let e = Encap {
             kind: c.kind,
             src_mac: *lock(&u.mac),
@@ -735,7 +799,7 @@ impl TunnelSwitch {
             udp_src: 0,
             udp_dst: c.dst_port,
             csum: c.csum_for(dst.is_ipv6()),
-            geneve_opts: &[],
+            geneve_opts: &opts,
             oam: false,
         };
         if dst_mac.is_some() {
@@ -1177,5 +1241,148 @@ mod tests {
         assert!(recv_all(&mut t).is_empty());
         assert_eq!(sw.decap.bad_udp_length.load(Ordering::Relaxed), 1);
         assert!(sw.ports_show(true).contains("no_port: 1"));
+    }
+
+    /// A map that knows one option: OVN's (class 0x0102, type 0x80,
+    /// critical, 4 bytes) as `tun_metadata0` in the first 4 bytes of the
+    /// option space.
+    #[derive(Debug)]
+    struct OvnMap;
+
+    impl GeneveMap for OvnMap {
+        fn decode(&self, opts: &[u8]) -> Result<([u128; 2], u64), DecapError> {
+            let mut w = ([0u128; 2], 0u64);
+            for o in super::super::geneve::Options(opts) {
+                let o = o?;
+                match (o.class, o.kind, o.data.len()) {
+                    (0x0102, 0x80, 4) => {
+                        let v = u32::from_be_bytes([o.data[0], o.data[1], o.data[2], o.data[3]]);
+                        w.0[0] = u128::from(v) << 96;
+                        w.1 |= 1;
+                    }
+                    (0x0102, 0x80, _) => return Err(DecapError::GeneveOptions),
+                    _ if o.critical() => return Err(DecapError::GeneveCritical),
+                    _ => {}
+                }
+            }
+            Ok(w)
+        }
+
+        fn encode(&self, metadata: &[u128; 2], present: u64, out: &mut Vec<u8>) {
+            if present & 1 != 0 {
+                out.extend_from_slice(&[0x01, 0x02, 0x80, 1]);
+                out.extend_from_slice(&((metadata[0] >> 96) as u32).to_be_bytes());
+            }
+        }
+    }
+
+    /// [`setup`] with a Geneve tunnel `tg`, with or without [`OvnMap`].
+    fn setup_geneve(map: bool) -> (Arc<TunnelSwitch>, UnderlayPort, TunnelPort) {
+        let sw = Arc::new(TunnelSwitch::default());
+        let (tap, _peer) = mem_port("brp", PortFeatures::default()).unwrap();
+        let u = sw.wrap_local("brp", Box::new(tap), BR_MAC).unwrap();
+        sw.route_add(&[
+            "172.31.1.0/24".into(),
+            "brp".into(),
+            "src=172.31.1.1".into(),
+        ])
+        .unwrap();
+        let opts = [
+            ("remote_ip", "172.31.1.2"),
+            ("key", "flow"),
+            ("local_ip", "172.31.1.1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let cfg = parse_options("tg", TunnelKind::Geneve, &opts).unwrap();
+        let m: Option<Arc<dyn GeneveMap>> = if map { Some(Arc::new(OvnMap)) } else { None };
+        let t = sw.open_with_map("tg", cfg, m).unwrap();
+        (sw, u, t)
+    }
+
+    fn geneve_from_peer(opts: &[u8]) -> Packet {
+        let mut p = guest_frame();
+        let e = Encap {
+            kind: TunnelKind::Geneve,
+            src_mac: PEER_MAC,
+            dst_mac: BR_MAC,
+            src: "172.31.1.2".parse().unwrap(),
+            dst: "172.31.1.1".parse().unwrap(),
+            vni: 7,
+            tos: 0,
+            ttl: 64,
+            df: true,
+            ip_id: 0,
+            udp_src: 50000,
+            udp_dst: 6081,
+            csum: false,
+            geneve_opts: opts,
+            oam: false,
+        };
+        encapsulate(&mut p, &e).unwrap();
+        p
+    }
+
+    #[test]
+    fn geneve_options_are_decoded_through_the_map_and_encoded_on_output() {
+        let ovn = [0x01, 0x02, 0x80, 1, 0, 0, 0x12, 0x34];
+        // Without a map, OVN's critical option is unknown: refused.
+        let (sw, mut u, mut t) = setup_geneve(false);
+        u.send(&[&geneve_from_peer(&ovn)]);
+        assert!(recv_all(&mut t).is_empty());
+        assert_eq!(sw.decap.geneve_critical.load(Ordering::Relaxed), 1);
+        // A non-critical unknown option is skipped.
+        u.send(&[&geneve_from_peer(&[0x09, 0x99, 0x01, 0])]);
+        let got = recv_all(&mut t);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].md.tunnel.md_present, 0);
+
+        // With the map: known, its value in the metadata words.
+        let (sw, mut u, mut t) = setup_geneve(true);
+        u.send(&[&geneve_from_peer(&ovn)]);
+        let got = recv_all(&mut t);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].data(), guest_frame().data());
+        assert_eq!(got[0].md.tunnel.id, 7);
+        assert_eq!(got[0].md.tunnel.metadata, [0x1234u128 << 96, 0]);
+        assert_eq!(got[0].md.tunnel.md_present, 1);
+        // Another critical option the map does not know, and a mapped one
+        // of the wrong length: refused and counted.
+        let mut other = ovn;
+        other[1] = 0x03;
+        u.send(&[&geneve_from_peer(&other)]);
+        u.send(&[&geneve_from_peer(&[
+            0x01, 0x02, 0x80, 2, 0, 0, 0, 1, 0, 0, 0, 2,
+        ])]);
+        assert!(recv_all(&mut t).is_empty());
+        assert_eq!(sw.decap.geneve_critical.load(Ordering::Relaxed), 1);
+        assert_eq!(sw.decap.geneve_options.load(Ordering::Relaxed), 1);
+
+        // Output: the metadata becomes the option, with the C bit.
+        sw.neigh_set(&[
+            "brp".into(),
+            "172.31.1.2".into(),
+            "aa:00:00:00:00:02".into(),
+        ])
+        .unwrap();
+        let mut g = guest_frame();
+        g.md.tunnel.id = 9;
+        g.md.tunnel.metadata = [0x5678u128 << 96, 0];
+        g.md.tunnel.md_present = 1;
+        t.send(&[&g]);
+        let out = recv_all(&mut u);
+        assert_eq!(out.len(), 1);
+        let outer = parse_outer_udp(out[0].data()).unwrap().unwrap();
+        let gnv = &out[0].data()[outer.payload..];
+        assert_eq!(gnv[0] & 0x3f, 2, "two words of options");
+        assert_eq!(gnv[1] & 0x40, 0x40, "critical option present");
+        assert_eq!(&gnv[4..7], &[0, 0, 9]);
+        assert_eq!(&gnv[8..16], &[0x01, 0x02, 0x80, 1, 0, 0, 0x56, 0x78]);
+        // Without metadata: no options.
+        t.send(&[&guest_frame()]);
+        let out = recv_all(&mut u);
+        let outer = parse_outer_udp(out[0].data()).unwrap().unwrap();
+        assert_eq!(out[0].data()[outer.payload] & 0x3f, 0);
     }
 }
