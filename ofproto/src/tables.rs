@@ -1246,6 +1246,8 @@ impl Tables {
                     | Action::PopMpls(_)
                     | Action::SetMplsTtl(_)
                     | Action::DecMplsTtl
+                    | Action::Ct(_)
+                    | Action::CtClear
             );
             if !ok {
                 return Err(OfError::UNSUPPORTED_ORDER);

@@ -346,7 +346,7 @@ impl ActionSet {
 /// - then every set-field, `mod_nw_ttl` and `set_queue`, in order (so the
 ///   last set of a field wins);
 /// - then one final action, the last of the highest kind present, group
-///   over output over resubmit.
+///   over output over resubmit over `ct_clear` over `ct`.
 ///
 /// Without a final action nothing runs (an empty list): modifying a packet
 /// sent nowhere is pointless, and a `dec_ttl` must not reach the
@@ -355,7 +355,7 @@ pub fn action_set_to_list(set: &[Action]) -> Vec<Action> {
     let (mut pop, mut push, mut dec) = (None, None, None);
     let (mut pop_mpls, mut push_mpls, mut dec_mpls) = (None, None, None);
     let mut sets = Vec::new();
-    // (kind, action): resubmit 1, output 2, group 3.
+    // (kind, action): ct 1, ct_clear 2, resubmit 3, output 4, group 5.
     let mut last: Option<(u8, &Action)> = None;
     let mut fin = |kind: u8, a| {
         if last.map_or(true, |(k, _)| kind >= k) {
@@ -377,9 +377,13 @@ pub fn action_set_to_list(set: &[Action]) -> Vec<Action> {
             | Action::Load { .. }
             | Action::Move { .. }
             | Action::SetTunnel { .. } => sets.push(a),
-            Action::Resubmit { .. } => fin(1, a),
-            Action::Output { .. } => fin(2, a),
-            Action::Group(_) => fin(3, a),
+            // OVS `ACTION_SET_FINAL_PRIORITY`: ct, ct_clear, resubmit,
+            // output, group (OVN's load-balancer buckets end in `ct`).
+            Action::Ct(_) => fin(1, a),
+            Action::CtClear => fin(2, a),
+            Action::Resubmit { .. } => fin(3, a),
+            Action::Output { .. } => fin(4, a),
+            Action::Group(_) => fin(5, a),
             // Not allowed in an action set or bucket (the flow-mod and
             // group-mod checks refuse them, `UNSUPPORTED_ORDER`).
             _ => {}
@@ -3466,4 +3470,45 @@ pub fn retain_forwardable(actions: &mut Vec<DpAction>, config: &dyn Fn(u32) -> u
         DpAction::Output(p) => config(*p) & (port_config::NO_FWD | port_config::PORT_DOWN) == 0,
         _ => true,
     });
+}
+
+#[cfg(test)]
+mod action_set_tests {
+    use super::*;
+    use xennet_openflow::model::{Ct, CtZone};
+
+    fn ct() -> Action {
+        Action::Ct(Box::new(Ct {
+            flags: 1,
+            zone: CtZone::Imm(7),
+            recirc_table: 20,
+            alg: 0,
+            actions: Vec::new(),
+        }))
+    }
+
+    /// OVN's load-balancer buckets end in `ct(commit,...,nat)`: in an
+    /// action set (and so a bucket) `ct` is a final action, below
+    /// ct_clear, resubmit, output and group (OVS
+    /// `ACTION_SET_FINAL_PRIORITY`).
+    #[test]
+    fn ct_is_the_lowest_final_action() {
+        let load = Action::SetField {
+            field: OxmField::Reg(1),
+            value: 9,
+        };
+        assert_eq!(
+            action_set_to_list(&[ct(), load.clone()]),
+            vec![load.clone(), ct()]
+        );
+        let out = Action::Output {
+            port: 2,
+            max_len: 0,
+        };
+        assert_eq!(action_set_to_list(&[out.clone(), ct()]), vec![out.clone()]);
+        assert_eq!(
+            action_set_to_list(&[ct(), Action::CtClear]),
+            vec![Action::CtClear]
+        );
+    }
 }
