@@ -21,36 +21,19 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::Harness;
-use xennet_ovsdb::test_utils::{run, OvsdbServer};
+use xennet_ovsdb::test_utils::{DummyVswitchd, OvsdbServer};
 
 /// ovs-vswitchd on a dummy datapath with ports p1..p3 (ofports 1..3) on
 /// a `fail-mode=secure` bridge `br0`; stopped on drop.
 struct Vswitchd {
-    db: OvsdbServer,
+    vs: DummyVswitchd,
 }
 
 impl Vswitchd {
     fn start(name: &str) -> Vswitchd {
-        let db = OvsdbServer::start(name);
-        let dir = db.dir().to_path_buf();
-        run(Command::new("ovs-vswitchd")
-            .env("OVS_RUNDIR", &dir)
-            .arg(db.addr())
-            .arg("--enable-dummy=override")
-            .arg(format!(
-                "--pidfile={}",
-                dir.join("ovs-vswitchd.pid").display()
-            ))
-            .arg(format!(
-                "--unixctl={}",
-                dir.join("ovs-vswitchd.ctl").display()
-            ))
-            .arg(format!(
-                "--log-file={}",
-                dir.join("ovs-vswitchd.log").display()
-            ))
-            .args(["-vconsole:off", "--detach", "--no-chdir"]));
-        let v = Vswitchd { db };
+        let v = Vswitchd {
+            vs: DummyVswitchd::start(name),
+        };
         let mut args = vec![
             "add-br",
             "br0",
@@ -103,17 +86,17 @@ impl Vswitchd {
         for p in &ports {
             args.extend_from_slice(p);
         }
-        v.db.vsctl_ok(&args);
+        v.vs.db.vsctl_ok(&args);
         v
     }
 
     fn ctl(&self) -> PathBuf {
-        self.db.path("ovs-vswitchd.ctl")
+        self.vs.ctl()
     }
 
     fn ofctl_output(&self, args: &[&str]) -> std::process::Output {
         Command::new("ovs-ofctl")
-            .env("OVS_RUNDIR", self.db.dir())
+            .env("OVS_RUNDIR", self.vs.db.dir())
             .args(args)
             .output()
             .expect("running ovs-ofctl")
@@ -127,20 +110,6 @@ impl Vswitchd {
             .output()
             .expect("running ovs-appctl");
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-    }
-}
-
-impl Drop for Vswitchd {
-    fn drop(&mut self) {
-        let _ = Command::new("ovs-appctl")
-            .arg("-t")
-            .arg(self.ctl())
-            .args(["exit", "--cleanup"])
-            .output();
-        if let Ok(pid) = std::fs::read_to_string(self.db.path("ovs-vswitchd.pid")) {
-            let _ = Command::new("kill").arg(pid.trim()).status();
-        }
-        self.db.stop();
     }
 }
 
@@ -736,7 +705,7 @@ fn vlan_stacks_and_normal_translate_as_on_ovs() {
         });
     eprintln!("differential seed {seed} (replay with XENNET_DIFF_SEED={seed})");
     let ovs = Vswitchd::start("dvlan");
-    ovs.db.vsctl_ok(&[
+    ovs.vs.db.vsctl_ok(&[
         "set",
         "open",
         ".",
@@ -798,11 +767,11 @@ fn vlan_stacks_and_normal_translate_as_on_ovs() {
         let (p, v) = (format!("p{d}"), format!("vif{d}.0"));
         a.push(&p);
         a.extend_from_slice(settings);
-        ovs.db.vsctl_ok(&a);
+        ovs.vs.db.vsctl_ok(&a);
         a[2] = &v;
         db.vsctl_ok(&a);
     }
-    ovs.db.vsctl_ok(&["set", "port", "br0", "tag=4000"]);
+    ovs.vs.db.vsctl_ok(&["set", "port", "br0", "tag=4000"]);
     db.vsctl_ok(&["set", "port", "br0", "tag=4000"]);
     for d in 1..=5 {
         let vif = format!("vif{d}.0");

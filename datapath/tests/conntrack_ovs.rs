@@ -20,39 +20,23 @@ use std::time::{Duration, Instant};
 use etherparse::{icmpv4, icmpv6, Icmpv4Type, Icmpv6Type, PacketBuilder};
 use xennet_datapath::conntrack::{appctl, cs, Conntrack, CtArgs, NatArgs, NatKind};
 use xennet_datapath::{csum, Packet};
-use xennet_ovsdb::test_utils::{run, OvsdbServer};
+use xennet_ovsdb::test_utils::{run, DummyVswitchd};
 
 /// ovs-vswitchd on a dummy datapath, bridge `br0` with ports p1, p2
 /// (ofports 1, 2) recording what they send; stopped on drop.
 struct Vswitchd {
-    db: OvsdbServer,
+    vs: DummyVswitchd,
 }
 
 impl Vswitchd {
     fn start(name: &str) -> Vswitchd {
-        let db = OvsdbServer::start(name);
-        let dir = db.dir().to_path_buf();
-        run(Command::new("ovs-vswitchd")
-            .env("OVS_RUNDIR", &dir)
-            .arg(db.addr())
-            .arg("--enable-dummy=override")
-            .arg(format!(
-                "--pidfile={}",
-                dir.join("ovs-vswitchd.pid").display()
-            ))
-            .arg(format!(
-                "--unixctl={}",
-                dir.join("ovs-vswitchd.ctl").display()
-            ))
-            .arg(format!(
-                "--log-file={}",
-                dir.join("ovs-vswitchd.log").display()
-            ))
-            .args(["-vconsole:off", "--detach", "--no-chdir"]));
-        let v = Vswitchd { db };
+        let v = Vswitchd {
+            vs: DummyVswitchd::start(name),
+        };
+        let dir = v.vs.db.dir().to_path_buf();
         let p1 = format!("options:tx_pcap={}", dir.join("p1.pcap").display());
         let p2 = format!("options:tx_pcap={}", dir.join("p2.pcap").display());
-        v.db.vsctl_ok(&[
+        v.vs.db.vsctl_ok(&[
             "add-br",
             "br0",
             "--",
@@ -89,7 +73,7 @@ impl Vswitchd {
     }
 
     fn path(&self, f: &str) -> PathBuf {
-        self.db.path(f)
+        self.vs.db.path(f)
     }
 
     fn appctl(&self, args: &[&str]) -> String {
@@ -102,7 +86,7 @@ impl Vswitchd {
 
     fn ofctl(&self, args: &[&str]) -> String {
         let out = run(Command::new("ovs-ofctl")
-            .env("OVS_RUNDIR", self.db.dir())
+            .env("OVS_RUNDIR", self.vs.db.dir())
             .args(["-O", "OpenFlow13"])
             .args(args));
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -112,20 +96,6 @@ impl Vswitchd {
         let f = self.path("flows.txt");
         std::fs::write(&f, flows.join("\n") + "\n").unwrap();
         self.ofctl(&["add-flows", "br0", f.to_str().unwrap()]);
-    }
-}
-
-impl Drop for Vswitchd {
-    fn drop(&mut self) {
-        let _ = Command::new("ovs-appctl")
-            .arg("-t")
-            .arg(self.path("ovs-vswitchd.ctl"))
-            .args(["exit", "--cleanup"])
-            .output();
-        if let Ok(pid) = std::fs::read_to_string(self.path("ovs-vswitchd.pid")) {
-            let _ = Command::new("kill").arg(pid.trim()).status();
-        }
-        self.db.stop();
     }
 }
 

@@ -195,3 +195,60 @@ impl Drop for OvsdbServer {
         }
     }
 }
+
+/// `ovs-vswitchd` on a private [`OvsdbServer`] with the dummy datapath
+/// (`--enable-dummy=override`: ports are `dummy` devices, nothing reaches
+/// the kernel), detached, with its pidfile, unixctl socket
+/// (`ovs-vswitchd.ctl`) and log in the server's directory; the reference
+/// of the differential tests. Stopped (`ovs-appctl exit --cleanup`, then
+/// by pid) before its database when dropped.
+#[derive(Debug)]
+pub struct DummyVswitchd {
+    /// Its database.
+    pub db: OvsdbServer,
+}
+
+impl DummyVswitchd {
+    /// Start the database `name` and ovs-vswitchd on it.
+    pub fn start(name: &str) -> DummyVswitchd {
+        let db = OvsdbServer::start(name);
+        let dir = db.dir().to_path_buf();
+        run(Command::new("ovs-vswitchd")
+            .env("OVS_RUNDIR", &dir)
+            .arg(db.addr())
+            .arg("--enable-dummy=override")
+            .arg(format!(
+                "--pidfile={}",
+                dir.join("ovs-vswitchd.pid").display()
+            ))
+            .arg(format!(
+                "--unixctl={}",
+                dir.join("ovs-vswitchd.ctl").display()
+            ))
+            .arg(format!(
+                "--log-file={}",
+                dir.join("ovs-vswitchd.log").display()
+            ))
+            .args(["-vconsole:off", "--detach", "--no-chdir"]));
+        DummyVswitchd { db }
+    }
+
+    /// Its unixctl socket (for `ovs-appctl -t`).
+    pub fn ctl(&self) -> PathBuf {
+        self.db.path("ovs-vswitchd.ctl")
+    }
+}
+
+impl Drop for DummyVswitchd {
+    fn drop(&mut self) {
+        let _ = Command::new("ovs-appctl")
+            .arg("-t")
+            .arg(self.ctl())
+            .args(["exit", "--cleanup"])
+            .output();
+        if let Ok(pid) = std::fs::read_to_string(self.db.path("ovs-vswitchd.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+        self.db.stop();
+    }
+}
