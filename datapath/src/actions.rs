@@ -558,6 +558,10 @@ pub struct Executor {
     /// Packets queued by [`DpAction::Recirc`] for the next pass
     /// ([`Executor::take_recirculated`]).
     recirc: Vec<Src>,
+    /// This thread's copies of interned `ct` arguments, by handle − 1:
+    /// interned entries never change, so the process-wide table (and its
+    /// lock) is read once per handle, not once per packet.
+    ct_args: Vec<Option<CtArgs>>,
     now: Instant,
 }
 
@@ -575,6 +579,7 @@ impl Default for Executor {
             gso_drops: 0,
             conntrack: Conntrack::new(),
             recirc: Vec::new(),
+            ct_args: Vec::new(),
             now: Instant::now(),
         }
     }
@@ -711,7 +716,7 @@ impl Executor {
                         }
                     }
                     DpAction::Ct(c) => {
-                        let args = c.args();
+                        let args = self.ct_args_of(&c);
                         let j = self.writable(orig, &mut cur, &mut shared);
                         // A fragment held for reassembly is stolen, as
                         // OVS's ipf does: no further action (output,
@@ -741,6 +746,25 @@ impl Executor {
                 }
             }
         }
+    }
+
+    /// `c`'s tracker arguments, interned ones from this executor's cache
+    /// (filled from the process-wide table on first use of a handle).
+    fn ct_args_of(&mut self, c: &CtAction) -> CtArgs {
+        let Some(i) = (c.args as usize).checked_sub(1) else {
+            return c.args();
+        };
+        if let Some(Some(a)) = self.ct_args.get(i) {
+            return *a;
+        }
+        let a = ct_args(c.args);
+        if a.is_some() && i < MAX_CT_ARGS {
+            if self.ct_args.len() <= i {
+                self.ct_args.resize(i + 1, None);
+            }
+            self.ct_args[i] = a;
+        }
+        a.unwrap_or_else(|| c.args())
     }
 
     fn get<'a>(&'a self, batch: &'a [Packet], s: Src) -> &'a Packet {

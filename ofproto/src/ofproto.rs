@@ -628,8 +628,7 @@ impl Ofproto {
         ports: &[OfPort],
         at: Option<(&str, OfPort)>,
     ) -> Verdict {
-        let empty = Packet::new();
-        let (out, _) = self.xlate_tables(tables, key, &empty, ports, false, false, false);
+        let (out, _) = self.xlate_tables(tables, key, ports, false, false, false);
         if let Some(e) = out.error {
             return Verdict::Dropped(isolation::DropCause::Cut(format!("{e:?}")));
         }
@@ -652,7 +651,7 @@ impl Ofproto {
                 k.set(Field::CtState, u128::from(cs));
                 k.set(Field::CtZone, u128::from(node.zone));
             }
-            let (o, _) = self.resume_in(tables, node.id, &k, &empty, ports, false, false, false);
+            let (o, _) = self.resume_in(tables, node.id, &k, ports, false, false, false);
             if let Some(e) = o.error {
                 return Verdict::Dropped(isolation::DropCause::Cut(format!("{e:?}")));
             }
@@ -1218,7 +1217,7 @@ impl Ofproto {
     ) -> (xlate::XlateOut, Option<String>) {
         let rid = key.get(xennet_datapath::flow::Field::RecircId) as u32;
         if rid != 0 {
-            return self.resume(rid, key, pkt, ports, count, trace, learn);
+            return self.resume(rid, key, ports, count, trace, learn);
         }
         let ingress_meter = self.policer_meter(key.in_port());
         if self.fail_open() {
@@ -1254,7 +1253,7 @@ impl Ofproto {
             return (out, t);
         }
         let tables = self.read();
-        self.xlate_tables(&tables, key, pkt, ports, count, trace, learn)
+        self.xlate_tables(&tables, key, ports, count, trace, learn)
     }
 
     /// Resume the translation frozen under recirculation id `rid` for
@@ -1267,14 +1266,13 @@ impl Ofproto {
         &self,
         rid: u32,
         key: &FlowKey,
-        pkt: &Packet,
         ports: &[OfPort],
         count: bool,
         trace: bool,
         learn: bool,
     ) -> (xlate::XlateOut, Option<String>) {
         let tables = self.read();
-        self.resume_in(&tables, rid, key, pkt, ports, count, trace, learn)
+        self.resume_in(&tables, rid, key, ports, count, trace, learn)
     }
 
     /// [`Ofproto::resume`] through `tables`.
@@ -1284,7 +1282,6 @@ impl Ofproto {
         tables: &Tables,
         rid: u32,
         key: &FlowKey,
-        pkt: &Packet,
         ports: &[OfPort],
         count: bool,
         trace: bool,
@@ -1319,7 +1316,6 @@ impl Ofproto {
                     ports,
                     live,
                     port_config,
-                    packet: pkt,
                     count_stats: count,
                     trace,
                     ingress_meter: None,
@@ -1344,7 +1340,6 @@ impl Ofproto {
         &self,
         tables: &Tables,
         key: &FlowKey,
-        pkt: &Packet,
         ports: &[OfPort],
         count: bool,
         trace: bool,
@@ -1361,7 +1356,6 @@ impl Ofproto {
                     ports,
                     live,
                     port_config,
-                    packet: pkt,
                     count_stats: count,
                     trace,
                     ingress_meter,
@@ -1503,7 +1497,6 @@ impl Ofproto {
                         ports: &ports,
                         live,
                         port_config,
-                        packet: &pkt,
                         count_stats: true,
                         trace: false,
                         // A packet-out comes from the controller, not the

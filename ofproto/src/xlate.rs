@@ -145,7 +145,7 @@ use std::time::Instant;
 use xennet_datapath::actions::{ActionsFmt, MAX_CHECK_PKT_LEN_NESTING};
 use xennet_datapath::flow::{Field, N_REGS, VLAN_CFI, VLAN_PCP_MASK, VLAN_VID_MASK};
 use xennet_datapath::{
-    DpAction, FlowKey, FlowMask, OfPort, Packet, RuleCounters, SetAction, Tags, Upcall, Userdata,
+    DpAction, FlowKey, FlowMask, OfPort, RuleCounters, SetAction, Tags, Upcall, Userdata,
 };
 use xennet_openflow::model::{
     port_config, Action, FlowMod, FlowModCommand, GroupType, Instructions, Learn, LearnDst,
@@ -414,8 +414,6 @@ pub struct XlateIn<'a> {
     /// A port's OpenFlow config bits ([`port_config`]; 0 for a port
     /// without any): see [`xlate`] for what each does.
     pub port_config: &'a dyn Fn(u32) -> u32,
-    /// The packet (NORMAL's handler wants one; may be empty for traces).
-    pub packet: &'a Packet,
     /// Count lookups in the table statistics.
     pub count_stats: bool,
     /// Produce an `ofproto/trace` text.
