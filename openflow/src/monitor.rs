@@ -202,7 +202,7 @@ fn decode_one(version: u8, rd: &mut Rd<'_>) -> Result<MonitorRequest, DecodeErro
         OFP10_VERSION => {
             let id = rd.u32()?;
             let nxf = rd.u16()?;
-            let out_port = crate::v10::port_from_ofp10(rd.u16()?);
+            let out_port = crate::port::port_from_ofp10(rd.u16()?);
             let match_len = usize::from(rd.u16()?);
             let table_id = rd.u8()?;
             if rd.take(5)?.iter().any(|b| *b != 0) {
@@ -311,7 +311,7 @@ pub fn encode_request(
             OFP10_VERSION => {
                 out.u32(r.id);
                 out.u16(ofp_to_nx_flags(r.flags));
-                let p = crate::v10::port_to_ofp10(r.out_port)
+                let p = crate::port::port_to_ofp10(r.out_port)
                     .ok_or(EncodeError::Unsupported("port beyond OpenFlow 1.0"))?;
                 out.u16(p);
                 let at = out.len();

@@ -37,7 +37,7 @@ use crate::model::{
 };
 use crate::nicira::*;
 use crate::oxm::{self, Flavor};
-use crate::v10::{port_from_ofp10, port_to_ofp10};
+use crate::port::{port_from_ofp10, port_to_ofp10};
 use crate::wire::{ones, Put};
 
 /// `NXAST_SET_TUNNEL`.

@@ -1,7 +1,13 @@
-//! The port family for OpenFlow 1.3, 1.4 and 1.5: port descriptions
-//! (`OFPMP_PORT_DESC` replies, `OFPT_PORT_STATUS`), port statistics and
-//! port-mod, with the version as a parameter.
+//! The port family (Open vSwitch `lib/ofp-port.c`) for OpenFlow 1.0, 1.3,
+//! 1.4 and 1.5: port numbers, port descriptions (`OFPMP_PORT_DESC`
+//! replies, `OFPT_PORT_STATUS`), port statistics and port-mod, with the
+//! version as a parameter.
 //!
+//! - OpenFlow 1.0: 16-bit port numbers (`0xff00..=0xffff` are the
+//!   model's `0xffffff00..=0xffffffff`, [`port_from_ofp10`]),
+//!   `ofp_phy_port` (48 bytes, 1.0 feature bits, [`features_from_ofp10`]),
+//!   `ofp_port_mod` (24 bytes) and `ofp_port_stats` (104 bytes, no
+//!   duration).
 //! - `ofp_port`: 1.3 §7.2.1 is 64 fixed bytes; 1.4 §7.2.1 (kept by 1.5)
 //!   is a 40-byte header (`port_no`, `length`, `hw_addr`, `name`,
 //!   `config`, `state`) followed by properties, of which xennet sends and
@@ -21,7 +27,7 @@
 
 use crate::error::{DecodeError, OfError};
 use crate::header::OFP14_VERSION;
-use crate::model::{port_config, PortDesc, PortMod, PortStats};
+use crate::model::{port_config, port_state, EncodeError, PortDesc, PortMod, PortStats};
 use crate::wire::{self, get_str, Put, Rd};
 
 /// `OFPPDPT_ETHERNET`, `OFPPSPT_ETHERNET`, `OFPPMPT_ETHERNET`.
@@ -296,4 +302,162 @@ pub(crate) fn check_table_mod_props(rd: &mut Rd<'_>) -> Result<(), DecodeError> 
             "table-mod properties are not supported",
         ))
     })
+}
+
+// ---------------------------------------------------------------------------
+// OpenFlow 1.0: 16-bit port numbers, `ofp_phy_port` (48 bytes), 1.0
+// feature bits, `ofp_port_mod` and `ofp_port_stats`.
+
+/// `sizeof(struct ofp_phy_port)`.
+pub(crate) const PHY_PORT_LEN: usize = 48;
+
+/// The 1.0 port config bits xennet keeps: PORT_DOWN, NO_RECV, NO_FLOOD,
+/// NO_FWD, NO_PACKET_IN (NO_STP and NO_RECV_STP have no meaning here).
+pub(crate) const PORT_CONFIG_KEPT: u32 = port_config::PORT_DOWN
+    | port_config::NO_RECV
+    | port_config::NO_FLOOD
+    | port_config::NO_FWD
+    | port_config::NO_PACKET_IN;
+
+/// 1.0 16-bit port number to the model's 32-bit numbering (`0xff00..` →
+/// `0xffffff00..`), as OVS `ofputil_port_from_ofp11` in reverse.
+pub fn port_from_ofp10(p: u16) -> u32 {
+    if p >= 0xff00 {
+        0xffff_0000 | u32::from(p)
+    } else {
+        u32::from(p)
+    }
+}
+
+/// The model's 32-bit port number as a 1.0 port, if it has one (ports
+/// `0xff00..0xffffff00` have none).
+pub fn port_to_ofp10(p: u32) -> Option<u16> {
+    if p < 0xff00 {
+        Some(p as u16)
+    } else if p >= 0xffff_ff00 {
+        Some((p & 0xffff) as u16)
+    } else {
+        None
+    }
+}
+
+/// [`port_to_ofp10`], or `Unsupported` for a port with no 1.0 number.
+pub(crate) fn port10(p: u32) -> Result<u16, EncodeError> {
+    port_to_ofp10(p).ok_or(EncodeError::Unsupported("port number beyond 16 bits"))
+}
+
+/// 1.0 `ofp_port_features` to 1.3 numbering: speeds 0..=6 are the same,
+/// COPPER..PAUSE_ASYM move from bits 7..=11 to 11..=15.
+pub fn features_from_ofp10(f: u32) -> u32 {
+    (f & 0x7f) | ((f & 0xf80) << 4)
+}
+
+/// 1.3 `ofp_port_features` to 1.0 (40G, 100G, 1T and OTHER are dropped).
+pub fn features_to_ofp10(f: u32) -> u32 {
+    (f & 0x7f) | ((f >> 4) & 0xf80)
+}
+
+/// The highest speed among 1.3 feature bits, in kbit/s (OVS
+/// `netdev_features_to_bps(.., 0) / 1000`).
+pub(crate) fn speed_kbps(f: u32) -> u32 {
+    const TABLE: [(u32, u32); 7] = [
+        (1 << 9, 1_000_000_000),
+        (1 << 8, 100_000_000),
+        (1 << 7, 40_000_000),
+        (1 << 6, 10_000_000),
+        (3 << 4, 1_000_000),
+        (3 << 2, 100_000),
+        (3, 10_000),
+    ];
+    TABLE
+        .iter()
+        .find(|(bits, _)| f & bits != 0)
+        .map_or(0, |&(_, s)| s)
+}
+
+/// Decode `ofp_phy_port` (48 bytes). Config keeps PORT_DOWN, NO_RECV,
+/// NO_FLOOD, NO_FWD, NO_PACKET_IN (NO_STP / NO_RECV_STP are dropped); state
+/// keeps LINK_DOWN (the STP state bits are dropped); speeds are derived
+/// from the feature bits, as OVS does.
+pub(crate) fn decode_phy_port(b: &[u8]) -> Result<PortDesc, DecodeError> {
+    let mut r = Rd::new(b, OfError::BAD_LEN);
+    let port_no = port_from_ofp10(r.u16()?);
+    let hw_addr = r.arr::<6>()?;
+    let name = get_str(r.take(16)?);
+    let config = r.u32()? & PORT_CONFIG_KEPT;
+    let state = r.u32()? & port_state::LINK_DOWN;
+    let curr = features_from_ofp10(r.u32()?);
+    let advertised = features_from_ofp10(r.u32()?);
+    let supported = features_from_ofp10(r.u32()?);
+    let peer = features_from_ofp10(r.u32()?);
+    Ok(PortDesc {
+        port_no,
+        hw_addr,
+        name,
+        config,
+        state,
+        curr,
+        advertised,
+        supported,
+        peer,
+        curr_speed: speed_kbps(curr),
+        max_speed: speed_kbps(supported),
+    })
+}
+
+/// Encode `ofp_phy_port` (48 bytes). `curr_speed`/`max_speed`, the LIVE and
+/// BLOCKED state bits and 1.3-only feature bits have no 1.0 form.
+pub(crate) fn encode_phy_port(p: &PortDesc, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    out.u16(port10(p.port_no)?);
+    out.extend_from_slice(&p.hw_addr);
+    out.str(&p.name, 16);
+    out.u32(p.config & PORT_CONFIG_KEPT);
+    out.u32(p.state & port_state::LINK_DOWN);
+    for f in [p.curr, p.advertised, p.supported, p.peer] {
+        out.u32(features_to_ofp10(f));
+    }
+    Ok(())
+}
+
+/// Decode the body of a 1.0 `ofp_port_mod` (24 bytes, 16-bit port).
+pub(crate) fn decode_port_mod(r: &mut Rd) -> Result<PortMod, DecodeError> {
+    let port_no = port_from_ofp10(r.u16()?);
+    let hw_addr = r.arr::<6>()?;
+    let config = r.u32()? & PORT_CONFIG_KEPT;
+    let mask = r.u32()? & PORT_CONFIG_KEPT;
+    let advertise = features_from_ofp10(r.u32()?);
+    r.skip(4)?;
+    Ok(PortMod {
+        port_no,
+        hw_addr,
+        config,
+        mask,
+        advertise,
+    })
+}
+
+/// Append the body of a 1.0 `ofp_port_mod`.
+pub(crate) fn encode_port_mod(pm: &PortMod, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    out.u16(port10(pm.port_no)?);
+    out.extend_from_slice(&pm.hw_addr);
+    out.u32(pm.config & PORT_CONFIG_KEPT);
+    out.u32(pm.mask & PORT_CONFIG_KEPT);
+    out.u32(features_to_ofp10(pm.advertise));
+    out.zeros(4);
+    Ok(())
+}
+
+/// 1.0 `ofp_port_stats` (104 bytes): no duration (decodes as 0).
+pub(crate) fn decode_port_stats(b: &[u8]) -> Result<PortStats, DecodeError> {
+    let mut r = Rd::new(b, OfError::BAD_LEN);
+    let port_no = port_from_ofp10(r.u16()?);
+    r.skip(6)?;
+    wire::get_port_counters(&mut r, port_no)
+}
+
+pub(crate) fn encode_port_stats(out: &mut Vec<u8>, s: &PortStats) -> Result<(), EncodeError> {
+    out.u16(port10(s.port_no)?);
+    out.zeros(6);
+    wire::put_port_counters(out, s);
+    Ok(())
 }

@@ -45,13 +45,17 @@ use xennet_datapath::{FlowKey, FlowMask};
 use crate::error::{DecodeError, OfError};
 use crate::header::{self, Header, HEADER_LEN, OFP10_VERSION};
 use crate::model::{
-    flow_flags, port_config, port_state, Action, EncodeError, FlowMod, FlowModCommand, FlowRemoved,
-    FlowStats, FlowStatsRequest, Instructions, Match, MpReply, MpRequest, Msg, OxmField, PacketIn,
-    PacketOut, PortDesc, PortMod, PortStats, PortStatus, SwitchConfig, SwitchFeatures, TableStats,
-    OFPG_ANY, OFPTT_ALL,
+    flow_flags, Action, EncodeError, FlowMod, FlowModCommand, FlowRemoved, FlowStats,
+    FlowStatsRequest, Instructions, Match, MpReply, MpRequest, Msg, OxmField, PacketIn, PacketOut,
+    PortStatus, SwitchConfig, SwitchFeatures, TableStats, OFPG_ANY, OFPTT_ALL,
 };
 pub use crate::nicira::*;
 use crate::oxm::{self, Flavor};
+use crate::port::{
+    decode_phy_port, decode_port_mod, decode_port_stats, encode_phy_port, encode_port_mod,
+    encode_port_stats, port10, PHY_PORT_LEN,
+};
+pub use crate::port::{features_from_ofp10, features_to_ofp10, port_from_ofp10, port_to_ofp10};
 use crate::wire::{self, be_value, end_record, finish, get_str, ones, Put, Rd};
 
 // ---------------------------------------------------------------------------
@@ -177,16 +181,8 @@ pub const TABLE_MAX_ENTRIES: u32 = 1_000_000;
 
 /// `sizeof(struct ofp_match)` (1.0).
 const MATCH_LEN: usize = 40;
-/// `sizeof(struct ofp_phy_port)`.
-const PHY_PORT_LEN: usize = 48;
 /// `OFP_VLAN_NONE`.
 const OFP_VLAN_NONE: u16 = 0xffff;
-const PORT_CONFIG_KEPT: u32 = port_config::PORT_DOWN
-    | port_config::NO_RECV
-    | port_config::NO_FLOOD
-    | port_config::NO_FWD
-    | port_config::NO_PACKET_IN;
-
 // ---------------------------------------------------------------------------
 // Options.
 
@@ -252,108 +248,6 @@ fn begin_nx(out: &mut Vec<u8>, subtype: u32, xid: u32) -> usize {
 
 fn put_mac(out: &mut Vec<u8>, v: u128) {
     out.extend_from_slice(&(v as u64).to_be_bytes()[2..]);
-}
-
-// ---------------------------------------------------------------------------
-// Ports.
-
-/// 1.0 16-bit port number to the model's 32-bit numbering (`0xff00..` →
-/// `0xffffff00..`), as OVS `ofputil_port_from_ofp11` in reverse.
-pub fn port_from_ofp10(p: u16) -> u32 {
-    if p >= 0xff00 {
-        0xffff_0000 | u32::from(p)
-    } else {
-        u32::from(p)
-    }
-}
-
-/// The model's 32-bit port number as a 1.0 port, if it has one (ports
-/// `0xff00..0xffffff00` have none).
-pub fn port_to_ofp10(p: u32) -> Option<u16> {
-    if p < 0xff00 {
-        Some(p as u16)
-    } else if p >= 0xffff_ff00 {
-        Some((p & 0xffff) as u16)
-    } else {
-        None
-    }
-}
-
-fn port10(p: u32) -> Result<u16, EncodeError> {
-    port_to_ofp10(p).ok_or(unsupported("port number beyond 16 bits"))
-}
-
-/// 1.0 `ofp_port_features` to 1.3 numbering: speeds 0..=6 are the same,
-/// COPPER..PAUSE_ASYM move from bits 7..=11 to 11..=15.
-pub fn features_from_ofp10(f: u32) -> u32 {
-    (f & 0x7f) | ((f & 0xf80) << 4)
-}
-
-/// 1.3 `ofp_port_features` to 1.0 (40G, 100G, 1T and OTHER are dropped).
-pub fn features_to_ofp10(f: u32) -> u32 {
-    (f & 0x7f) | ((f >> 4) & 0xf80)
-}
-
-/// The highest speed among 1.3 feature bits, in kbit/s (OVS
-/// `netdev_features_to_bps(.., 0) / 1000`).
-fn speed_kbps(f: u32) -> u32 {
-    const TABLE: [(u32, u32); 7] = [
-        (1 << 9, 1_000_000_000),
-        (1 << 8, 100_000_000),
-        (1 << 7, 40_000_000),
-        (1 << 6, 10_000_000),
-        (3 << 4, 1_000_000),
-        (3 << 2, 100_000),
-        (3, 10_000),
-    ];
-    TABLE
-        .iter()
-        .find(|(bits, _)| f & bits != 0)
-        .map_or(0, |&(_, s)| s)
-}
-
-/// Decode `ofp_phy_port` (48 bytes). Config keeps PORT_DOWN, NO_RECV,
-/// NO_FLOOD, NO_FWD, NO_PACKET_IN (NO_STP / NO_RECV_STP are dropped); state
-/// keeps LINK_DOWN (the STP state bits are dropped); speeds are derived
-/// from the feature bits, as OVS does.
-fn decode_phy_port(b: &[u8]) -> Result<PortDesc, DecodeError> {
-    let mut r = Rd::new(b, OfError::BAD_LEN);
-    let port_no = port_from_ofp10(r.u16()?);
-    let hw_addr = r.arr::<6>()?;
-    let name = get_str(r.take(16)?);
-    let config = r.u32()? & PORT_CONFIG_KEPT;
-    let state = r.u32()? & port_state::LINK_DOWN;
-    let curr = features_from_ofp10(r.u32()?);
-    let advertised = features_from_ofp10(r.u32()?);
-    let supported = features_from_ofp10(r.u32()?);
-    let peer = features_from_ofp10(r.u32()?);
-    Ok(PortDesc {
-        port_no,
-        hw_addr,
-        name,
-        config,
-        state,
-        curr,
-        advertised,
-        supported,
-        peer,
-        curr_speed: speed_kbps(curr),
-        max_speed: speed_kbps(supported),
-    })
-}
-
-/// Encode `ofp_phy_port` (48 bytes). `curr_speed`/`max_speed`, the LIVE and
-/// BLOCKED state bits and 1.3-only feature bits have no 1.0 form.
-fn encode_phy_port(p: &PortDesc, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    out.u16(port10(p.port_no)?);
-    out.extend_from_slice(&p.hw_addr);
-    out.str(&p.name, 16);
-    out.u32(p.config & PORT_CONFIG_KEPT);
-    out.u32(p.state & port_state::LINK_DOWN);
-    for f in [p.curr, p.advertised, p.supported, p.peer] {
-        out.u32(features_to_ofp10(f));
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -1753,33 +1647,6 @@ fn encode_features_reply(
     finish(out, start)
 }
 
-fn decode_port_mod(r: &mut Rd) -> Result<Msg, DecodeError> {
-    let port_no = port_from_ofp10(r.u16()?);
-    let hw_addr = r.arr::<6>()?;
-    let config = r.u32()? & PORT_CONFIG_KEPT;
-    let mask = r.u32()? & PORT_CONFIG_KEPT;
-    let advertise = features_from_ofp10(r.u32()?);
-    r.skip(4)?;
-    Ok(Msg::PortMod(PortMod {
-        port_no,
-        hw_addr,
-        config,
-        mask,
-        advertise,
-    }))
-}
-
-fn encode_port_mod(pm: &PortMod, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    let start = begin(out, OFPT_PORT_MOD, xid);
-    out.u16(port10(pm.port_no)?);
-    out.extend_from_slice(&pm.hw_addr);
-    out.u32(pm.config & PORT_CONFIG_KEPT);
-    out.u32(pm.mask & PORT_CONFIG_KEPT);
-    out.u32(features_to_ofp10(pm.advertise));
-    out.zeros(4);
-    finish(out, start)
-}
-
 fn decode_switch_config(r: &mut Rd) -> Result<SwitchConfig, DecodeError> {
     Ok(SwitchConfig {
         flags: r.u16()?,
@@ -2031,21 +1898,6 @@ fn encode_table_stats(out: &mut Vec<u8>, t: &TableStats) -> Result<(), EncodeErr
     out.u32(t.active_count);
     out.u64(t.lookup_count);
     out.u64(t.matched_count);
-    Ok(())
-}
-
-/// 1.0 `ofp_port_stats` (104 bytes): no duration (decodes as 0).
-fn decode_port_stats(b: &[u8]) -> Result<PortStats, DecodeError> {
-    let mut r = Rd::new(b, OfError::BAD_LEN);
-    let port_no = port_from_ofp10(r.u16()?);
-    r.skip(6)?;
-    wire::get_port_counters(&mut r, port_no)
-}
-
-fn encode_port_stats(out: &mut Vec<u8>, s: &PortStats) -> Result<(), EncodeError> {
-    out.u16(port10(s.port_no)?);
-    out.zeros(6);
-    wire::put_port_counters(out, s);
     Ok(())
 }
 
@@ -2469,7 +2321,7 @@ pub fn decode_with(h: &Header, buf: &[u8], opts: &DecodeOptions) -> Result<Msg, 
         }
         OFPT_PORT_MOD => {
             exact(&r, 24)?;
-            decode_port_mod(&mut r)?
+            Msg::PortMod(decode_port_mod(&mut r)?)
         }
         OFPT_STATS_REQUEST => decode_stats_request(&mut r)?,
         OFPT_STATS_REPLY => decode_stats_reply(&mut r)?,
@@ -2588,7 +2440,11 @@ fn encode_inner(
                 encode_flow_mod(fm, xid, out)
             }
         }
-        Msg::PortMod(pm) => encode_port_mod(pm, xid, out),
+        Msg::PortMod(pm) => {
+            let s = begin(out, OFPT_PORT_MOD, xid);
+            encode_port_mod(pm, out)?;
+            finish(out, s)
+        }
         Msg::MultipartRequest { flags, body } => encode_stats_request(*flags, body, xid, out),
         Msg::MultipartReply { flags, body } => encode_stats_reply(*flags, body, xid, out),
         Msg::BarrierRequest => bare(out, OFPT_BARRIER_REQUEST),

@@ -1,6 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::model::*;
 use crate::model::{
     AsyncConfig, Desc, MfField, Subfield, OFPP_ANY, OFPP_CONTROLLER, OFPP_IN_PORT, OFPP_LOCAL,
     OFPP_NORMAL,
