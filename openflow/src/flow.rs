@@ -21,7 +21,8 @@
 use crate::error::{DecodeError, OfError};
 use crate::header::OFP15_VERSION;
 use crate::model::{EncodeError, FlowRemoved, FlowStats};
-use crate::v13::{decode_instructions, get_match, put_instructions, put_match};
+use crate::ofp_match::{get_match, put_match};
+use crate::v13::{decode_instructions, put_instructions};
 use crate::wire::{self, end_record, Put, Rd};
 
 /// `OFPXSC_OPENFLOW_BASIC`.

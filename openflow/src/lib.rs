@@ -35,6 +35,7 @@ pub mod model;
 pub mod monitor;
 pub mod nicira;
 pub mod nx_action;
+pub mod ofp_match;
 pub mod oxm;
 pub mod packet_in2;
 pub mod port;

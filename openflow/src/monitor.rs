@@ -238,7 +238,7 @@ fn decode_one(version: u8, rd: &mut Rd<'_>) -> Result<MonitorRequest, DecodeErro
                 out_port,
                 out_group: crate::model::OFPG_ANY,
                 table_id,
-                matcher: crate::v13::get_match(rd)?,
+                matcher: crate::ofp_match::get_match(rd)?,
             })
         }
         _ => {
@@ -248,7 +248,7 @@ fn decode_one(version: u8, rd: &mut Rd<'_>) -> Result<MonitorRequest, DecodeErro
             let f = rd.u16()?;
             let table_id = rd.u8()?;
             let command = rd.u8()?;
-            let matcher = crate::v13::get_match(rd)?;
+            let matcher = crate::ofp_match::get_match(rd)?;
             match command {
                 OFPFMC_DELETE => {}
                 OFPFMC_ADD | OFPFMC_MODIFY => check_flags(f)?,
@@ -333,7 +333,7 @@ pub fn encode_request(
                 out.u8(r.table_id);
                 out.zeros(3);
                 let m = out.len();
-                crate::v13::put_match(out, &r.matcher);
+                crate::ofp_match::put_match(out, &r.matcher);
                 let len = u16::from_be_bytes([out[m + 2], out[m + 3]]);
                 out.patch16(at, len);
             }
@@ -344,7 +344,7 @@ pub fn encode_request(
                 out.u16(r.flags);
                 out.u8(r.table_id);
                 out.u8(r.command);
-                crate::v13::put_match(out, &r.matcher);
+                crate::ofp_match::put_match(out, &r.matcher);
             }
         }
     }
@@ -421,7 +421,7 @@ fn put_update(version: u8, u: &FlowUpdate, out: &mut Vec<u8>) -> Result<(), Enco
                 out.pad8(m);
                 crate::v10::encode_instructions_as_actions(ins, out)?;
             } else {
-                crate::v13::put_match(out, &f.matcher);
+                crate::ofp_match::put_match(out, &f.matcher);
                 let len = u16::from_be_bytes([out[m + 2], out[m + 3]]);
                 out.patch16(ml, len);
                 crate::v13::put_instructions(out, ins, version)?;
@@ -437,7 +437,7 @@ fn put_update(version: u8, u: &FlowUpdate, out: &mut Vec<u8>) -> Result<(), Enco
             out.u16(f.priority);
             out.zeros(4);
             out.u64(f.cookie);
-            crate::v13::put_match(out, &f.matcher);
+            crate::ofp_match::put_match(out, &f.matcher);
             if let Some(ins) = &f.instructions {
                 crate::v13::put_instructions(out, ins, version)?;
             }

@@ -39,9 +39,6 @@
 //! [`EncodeOptions`] (flow format and packet-in format for the messages
 //! the switch sends).
 
-use xennet_datapath::flow::Field;
-use xennet_datapath::{FlowKey, FlowMask};
-
 use crate::error::{DecodeError, OfError};
 use crate::header::{self, Header, HEADER_LEN, OFP10_VERSION};
 use crate::model::{
@@ -50,13 +47,21 @@ use crate::model::{
     PortStatus, SwitchConfig, SwitchFeatures, TableStats, OFPG_ANY, OFPTT_ALL,
 };
 pub use crate::nicira::*;
+use crate::ofp_match::{
+    decode_nx_match_cookie, encode_match, encode_nx_match_cookie, match_from_ofp10, match_proto,
+    take_nx_match, MATCH_LEN,
+};
+pub use crate::ofp_match::{match_fits_ofp10, wildcards};
 use crate::oxm::{self, Flavor};
 use crate::port::{
     decode_phy_port, decode_port_mod, decode_port_stats, encode_phy_port, encode_port_mod,
     encode_port_stats, port10, PHY_PORT_LEN,
 };
 pub use crate::port::{features_from_ofp10, features_to_ofp10, port_from_ofp10, port_to_ofp10};
-use crate::wire::{self, be_value, end_record, finish, get_str, ones, Put, Rd};
+use crate::wire::{
+    self, be16, be32, be_value, end_record, err, finish, get_str, ones, put_mac, unsupported, Put,
+    Rd,
+};
 
 // ---------------------------------------------------------------------------
 // Wire numbers.
@@ -134,36 +139,6 @@ const OFPAT10_SET_TP_DST: u16 = 10;
 const OFPAT10_ENQUEUE: u16 = 11;
 const OFPAT10_VENDOR: u16 = 0xffff;
 
-/// `OFPFW10_*` wildcard bits of `ofp_match`.
-pub mod wildcards {
-    /// `OFPFW10_IN_PORT`.
-    pub const IN_PORT: u32 = 1 << 0;
-    /// `OFPFW10_DL_VLAN`.
-    pub const DL_VLAN: u32 = 1 << 1;
-    /// `OFPFW10_DL_SRC`.
-    pub const DL_SRC: u32 = 1 << 2;
-    /// `OFPFW10_DL_DST`.
-    pub const DL_DST: u32 = 1 << 3;
-    /// `OFPFW10_DL_TYPE`.
-    pub const DL_TYPE: u32 = 1 << 4;
-    /// `OFPFW10_NW_PROTO`.
-    pub const NW_PROTO: u32 = 1 << 5;
-    /// `OFPFW10_TP_SRC`.
-    pub const TP_SRC: u32 = 1 << 6;
-    /// `OFPFW10_TP_DST`.
-    pub const TP_DST: u32 = 1 << 7;
-    /// `OFPFW10_NW_SRC_SHIFT`: six bits of "low bits ignored" count.
-    pub const NW_SRC_SHIFT: u32 = 8;
-    /// `OFPFW10_NW_DST_SHIFT`.
-    pub const NW_DST_SHIFT: u32 = 14;
-    /// `OFPFW10_DL_VLAN_PCP`.
-    pub const DL_VLAN_PCP: u32 = 1 << 20;
-    /// `OFPFW10_NW_TOS`.
-    pub const NW_TOS: u32 = 1 << 21;
-    /// `OFPFW10_ALL`: every defined bit.
-    pub const ALL: u32 = (1 << 22) - 1;
-}
-
 /// 1.0 `OFPC_ARP_MATCH_IP` (bit 7). OpenFlow 1.3 has no such capability
 /// and leaves bit 7 unused, so the model carries it in bit 7 unchanged;
 /// the 1.3 encoder should clear it.
@@ -179,10 +154,6 @@ pub const OFP10_ACTIONS_BITMAP: u32 = 0xfff;
 /// `max_entries` the 1.0 table-stats encoder reports (as Open vSwitch).
 pub const TABLE_MAX_ENTRIES: u32 = 1_000_000;
 
-/// `sizeof(struct ofp_match)` (1.0).
-const MATCH_LEN: usize = 40;
-/// `OFP_VLAN_NONE`.
-const OFP_VLAN_NONE: u16 = 0xffff;
 // ---------------------------------------------------------------------------
 // Options.
 
@@ -213,24 +184,8 @@ pub struct EncodeOptions {
 // ---------------------------------------------------------------------------
 // Reading and writing helpers.
 
-fn bad(err: OfError, what: &'static str) -> DecodeError {
-    DecodeError::new(err, what)
-}
-
 fn short() -> DecodeError {
-    bad(OfError::BAD_LEN, "message truncated")
-}
-
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn unsupported(what: &'static str) -> EncodeError {
-    EncodeError::Unsupported(what)
+    err(OfError::BAD_LEN, "message truncated")
 }
 
 /// Start a message: header with a placeholder length. Returns its offset.
@@ -246,281 +201,11 @@ fn begin_nx(out: &mut Vec<u8>, subtype: u32, xid: u32) -> usize {
     start
 }
 
-fn put_mac(out: &mut Vec<u8>, v: u128) {
-    out.extend_from_slice(&(v as u64).to_be_bytes()[2..]);
-}
-
-// ---------------------------------------------------------------------------
-// ofp_match.
-
-/// OVS `ofputil_wcbits_to_netmask`.
-fn wcbits_to_netmask(wcbits: u32) -> u32 {
-    let w = wcbits & 0x3f;
-    if w < 32 {
-        !((1u32 << w) - 1)
-    } else {
-        0
-    }
-}
-
-/// Decode `ofp_match` (40 bytes) as OVS `ofputil_match_from_ofp10_match`;
-/// with `normalize`, also wildcard the fields whose prerequisites are not
-/// met (`ofputil_normalize_match`, used for flow-mods). Returns the match
-/// and the wire `wildcards` masked to `OFPFW10_ALL`.
-fn match_from_ofp10(b: &[u8], normalize: bool) -> (Match, u32) {
-    use wildcards as w;
-    let wc = be32(b, 0) & w::ALL;
-    let mut key = FlowKey::default();
-    let mut mask = FlowMask::default();
-    let mut set = |f: Field, v: u128, m: u128| {
-        key.set(f, v & m);
-        mask.set(f, m);
-    };
-    if wc & w::IN_PORT == 0 {
-        set(
-            Field::InPort,
-            u128::from(port_from_ofp10(be16(b, 4))),
-            0xffff_ffff,
-        );
-    }
-    if wc & w::DL_SRC == 0 {
-        set(Field::DlSrc, be_value(&b[6..12]), ones(48));
-    }
-    if wc & w::DL_DST == 0 {
-        set(Field::DlDst, be_value(&b[12..18]), ones(48));
-    }
-    let dl_vlan = be16(b, 18);
-    let pcp = u16::from(b[20]);
-    if wc & w::DL_VLAN == 0 && dl_vlan == OFP_VLAN_NONE {
-        set(Field::VlanTci, 0, 0xffff);
-    } else {
-        let tci = (dl_vlan & 0x0fff) | ((pcp << 13) & 0xe000) | 0x1000;
-        let mut m = 0u16;
-        if wc & w::DL_VLAN_PCP == 0 {
-            m |= 0xe000 | 0x1000;
-        }
-        if wc & w::DL_VLAN == 0 {
-            m |= 0x0fff | 0x1000;
-        }
-        if m != 0 {
-            set(Field::VlanTci, u128::from(tci), u128::from(m));
-        }
-    }
-    if wc & w::DL_TYPE == 0 {
-        let t = be16(b, 22);
-        let t = if t < 0x600 { 0x05ff } else { t };
-        set(Field::DlType, u128::from(t), 0xffff);
-    }
-    if wc & w::NW_TOS == 0 {
-        set(Field::NwTos, u128::from(b[24]), 0xfc);
-    }
-    if wc & w::NW_PROTO == 0 {
-        set(Field::NwProto, u128::from(b[25]), 0xff);
-    }
-    let src_mask = wcbits_to_netmask(wc >> w::NW_SRC_SHIFT);
-    if src_mask != 0 {
-        set(Field::NwSrc, u128::from(be32(b, 28)), u128::from(src_mask));
-    }
-    let dst_mask = wcbits_to_netmask(wc >> w::NW_DST_SHIFT);
-    if dst_mask != 0 {
-        set(Field::NwDst, u128::from(be32(b, 32)), u128::from(dst_mask));
-    }
-    if wc & w::TP_SRC == 0 {
-        set(Field::TpSrc, u128::from(be16(b, 36)), 0xffff);
-    }
-    if wc & w::TP_DST == 0 {
-        set(Field::TpDst, u128::from(be16(b, 38)), 0xffff);
-    }
-    if normalize {
-        normalize_match(&mut key, &mut mask);
-    }
-    (Match { key, mask }, wc)
-}
-
-/// OVS `ofputil_normalize_match` for the fields an `ofp_match` has.
-fn normalize_match(key: &mut FlowKey, mask: &mut FlowMask) {
-    let dl_type = key.get(Field::DlType);
-    let proto = key.get(Field::NwProto);
-    let (nw_addr, tp, nw_proto, ipvx) = match dl_type {
-        0x0800 => (true, matches!(proto, 6 | 17 | 132 | 1), true, true),
-        0x86dd => (false, matches!(proto, 6 | 17 | 132 | 58), true, true),
-        0x0806 | 0x8035 => (true, false, true, false),
-        _ => (false, false, false, false),
-    };
-    let mut clear = |f: Field| {
-        mask.set(f, 0);
-        key.set(f, 0);
-    };
-    if !nw_addr {
-        clear(Field::NwSrc);
-        clear(Field::NwDst);
-    }
-    if !tp {
-        clear(Field::TpSrc);
-        clear(Field::TpDst);
-    }
-    if !nw_proto {
-        clear(Field::NwProto);
-    }
-    if !ipvx {
-        clear(Field::NwTos);
-        clear(Field::NwTtl);
-    }
-}
-
-/// OVS `ofputil_match_to_ofp10_match`, without any check.
-fn match_to_ofp10_raw(m: &Match) -> [u8; MATCH_LEN] {
-    use wildcards as w;
-    let k = &m.key;
-    let mk = &m.mask;
-    let mut wc = 0u32;
-    if mk.get(Field::InPort) == 0 {
-        wc |= w::IN_PORT;
-    }
-    if mk.get(Field::DlType) == 0 {
-        wc |= w::DL_TYPE;
-    }
-    if mk.get(Field::NwProto) == 0 {
-        wc |= w::NW_PROTO;
-    }
-    let netmask_wcbits = |f: Field| {
-        let m = mk.get(f) as u32;
-        if m == 0 {
-            32
-        } else {
-            m.trailing_zeros()
-        }
-    };
-    wc |= netmask_wcbits(Field::NwSrc) << w::NW_SRC_SHIFT;
-    wc |= netmask_wcbits(Field::NwDst) << w::NW_DST_SHIFT;
-    if mk.get(Field::NwTos) & 0xfc == 0 {
-        wc |= w::NW_TOS;
-    }
-    if mk.get(Field::TpSrc) == 0 {
-        wc |= w::TP_SRC;
-    }
-    if mk.get(Field::TpDst) == 0 {
-        wc |= w::TP_DST;
-    }
-    if mk.get(Field::DlSrc) == 0 {
-        wc |= w::DL_SRC;
-    }
-    if mk.get(Field::DlDst) == 0 {
-        wc |= w::DL_DST;
-    }
-    let tci = k.vlan_tci();
-    let tci_mask = mk.get(Field::VlanTci) as u16;
-    let (mut dl_vlan, mut pcp) = (0u16, 0u8);
-    if tci_mask == 0 {
-        wc |= w::DL_VLAN | w::DL_VLAN_PCP;
-    } else if tci_mask & 0x1000 != 0 && tci & 0x1000 == 0 {
-        dl_vlan = OFP_VLAN_NONE;
-    } else {
-        if tci_mask & 0x0fff == 0 {
-            wc |= w::DL_VLAN;
-        } else {
-            dl_vlan = tci & 0x0fff;
-        }
-        if tci_mask & 0xe000 == 0 {
-            wc |= w::DL_VLAN_PCP;
-        } else {
-            pcp = (tci >> 13) as u8;
-        }
-    }
-    let mut out = Vec::with_capacity(MATCH_LEN);
-    out.u32(wc);
-    out.u16(port_to_ofp10(k.get(Field::InPort) as u32).unwrap_or(0));
-    put_mac(&mut out, k.get(Field::DlSrc));
-    put_mac(&mut out, k.get(Field::DlDst));
-    out.u16(dl_vlan);
-    out.u8(pcp);
-    out.u8(0);
-    out.u16(k.dl_type());
-    out.u8(k.nw_tos() & 0xfc);
-    out.u8(k.nw_proto());
-    out.u16(0);
-    out.u32(k.get(Field::NwSrc) as u32);
-    out.u32(k.get(Field::NwDst) as u32);
-    out.u16(k.tp_src());
-    out.u16(k.tp_dst());
-    let mut a = [0u8; MATCH_LEN];
-    a.copy_from_slice(&out);
-    a
-}
-
-/// `vlan_tci` matches that say "no tag" in another way (CFI matched as 0)
-/// are the same as the exact 0 the 1.0 decoder produces.
-fn canonical(m: &Match) -> Match {
-    let mut c = *m;
-    let mk = c.mask.get(Field::VlanTci);
-    if mk & 0x1000 != 0 && c.key.get(Field::VlanTci) & 0x1000 == 0 {
-        c.key.set(Field::VlanTci, 0);
-        c.mask.set(Field::VlanTci, 0xffff);
-    }
-    c
-}
-
-/// Whether a model match has an `ofp_match` form that decodes back to it.
-pub fn match_fits_ofp10(m: &Match) -> bool {
-    let raw = match_to_ofp10_raw(m);
-    let (back, _) = match_from_ofp10(&raw, false);
-    canonical(&back) == canonical(m)
-}
-
-/// Append `m` as `ofp_match`.
-///
-/// # Errors
-/// `Unsupported` when `m` has no exact 1.0 form (metadata, TTL, fragment
-/// or TCP-flags bits, IPv6 addresses, ECN, non-CIDR or partial masks, a
-/// port beyond 16 bits, …); use NXM ([`EncodeOptions::nxm`]) for those.
-fn encode_match(m: &Match, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    let raw = match_to_ofp10_raw(m);
-    let (back, _) = match_from_ofp10(&raw, false);
-    if canonical(&back) != canonical(m) {
-        return Err(unsupported("match with no ofp_match (OpenFlow 1.0) form"));
-    }
-    out.extend_from_slice(&raw);
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------
-// NXM matches with a cookie.
-
-/// Decode an `nx_match` that may carry `NXM_NX_COOKIE(_W)` (flow-mods and
-/// flow-stats requests): the match, and the cookie and its mask (0, 0
-/// when absent).
-fn decode_nx_match_cookie(buf: &[u8]) -> Result<(Match, u64, u64), DecodeError> {
-    oxm::decode_tlvs_with_cookie(buf)
-}
-
-/// Append `m` (and the cookie when `cookie_mask` is nonzero) as an NXM
-/// match, returning its unpadded length; then pad to 8 bytes.
-fn encode_nx_match_cookie(
-    m: &Match,
-    cookie: u64,
-    cookie_mask: u64,
-    out: &mut Vec<u8>,
-) -> Result<u16, EncodeError> {
-    let start = out.len();
-    oxm::encode_tlvs(m, Flavor::Nxm, out);
-    oxm::encode_cookie(cookie, cookie_mask, out);
-    let len = out.len() - start;
-    out.pad8(start);
-    u16::try_from(len).map_err(|_| unsupported("nx_match too long"))
-}
-
-/// Take `match_len` bytes of `nx_match` plus its padding from `r`.
-fn take_nx_match<'a>(r: &mut Rd<'a>, match_len: usize) -> Result<&'a [u8], DecodeError> {
-    let m = r.take(match_len)?;
-    r.skip(match_len.next_multiple_of(8) - match_len)?;
-    Ok(m)
-}
-
 // ---------------------------------------------------------------------------
 // Actions.
 
 fn bad_len() -> DecodeError {
-    bad(OfError::BAD_ACTION_LEN, "bad action length")
+    err(OfError::BAD_ACTION_LEN, "bad action length")
 }
 
 /// OVS `ofpact_check_output_port` with the 1.0 `OFPP_MAX` (0xff00).
@@ -528,7 +213,7 @@ fn check_output_port(p: u16) -> Result<(), DecodeError> {
     match p {
         0xfff8..=0xfffe => Ok(()),
         p if p < 0xff00 => Ok(()),
-        _ => Err(bad(OfError::BAD_OUT_PORT, "bad output port")),
+        _ => Err(err(OfError::BAD_OUT_PORT, "bad output port")),
     }
 }
 
@@ -540,12 +225,6 @@ fn tp_fields(proto: Option<u8>) -> (OxmField, OxmField) {
         Some(132) => (OxmField::SctpSrc, OxmField::SctpDst),
         _ => (OxmField::TcpSrc, OxmField::TcpDst),
     }
-}
-
-/// The IP protocol a match pins, if any.
-fn match_proto(m: &Match) -> Option<u8> {
-    let (v, mk) = m.field(OxmField::IpProto);
-    (mk == 0xff).then_some(v as u8)
 }
 
 /// Decode a 1.0 action list (`ofp_action_*`, Nicira `nx_action_*`).
@@ -574,7 +253,7 @@ fn match_proto(m: &Match) -> Option<u8> {
 pub fn decode_actions(buf: &[u8], proto: Option<u8>) -> Result<Vec<Action>, DecodeError> {
     let mut acts = Vec::new();
     let mut rest = buf;
-    let arg = |what| bad(OfError::BAD_ACTION_ARGUMENT, what);
+    let arg = |what| err(OfError::BAD_ACTION_ARGUMENT, what);
     while !rest.is_empty() {
         if rest.len() < 8 {
             return Err(bad_len());
@@ -668,7 +347,7 @@ pub fn decode_actions(buf: &[u8], proto: Option<u8>) -> Result<Vec<Action>, Deco
                 fixed(16)?;
                 let port = be16(a, 4);
                 if port >= 0xff00 && port != 0xfff8 && port != 0xfffe {
-                    return Err(bad(OfError::BAD_OUT_PORT, "bad enqueue port"));
+                    return Err(err(OfError::BAD_OUT_PORT, "bad enqueue port"));
                 }
                 acts.push(Action::SetQueue(be32(a, 12)));
                 acts.push(Action::Output {
@@ -677,7 +356,7 @@ pub fn decode_actions(buf: &[u8], proto: Option<u8>) -> Result<Vec<Action>, Deco
                 });
             }
             OFPAT10_VENDOR => decode_nx_action(a, &mut acts, proto)?,
-            _ => return Err(bad(OfError::BAD_ACTION_TYPE, "unknown action type")),
+            _ => return Err(err(OfError::BAD_ACTION_TYPE, "unknown action type")),
         }
     }
     crate::nx_action::merge_loads(&mut acts, true);
@@ -695,7 +374,7 @@ fn decode_nx_action(
         return Err(bad_len());
     }
     if be32(a, 4) != NX_VENDOR_ID {
-        return Err(bad(
+        return Err(err(
             OfError::BAD_ACTION_EXPERIMENTER,
             "unknown action vendor",
         ));
@@ -964,13 +643,13 @@ fn decode_instructions(buf: &[u8], proto: Option<u8>) -> Result<Instructions, De
                 .filter(|_| len == 32)
                 .ok_or_else(bad_len)?;
             if a[10..16] != [0; 6] {
-                return Err(bad(
+                return Err(err(
                     OfError::BAD_ACTION_ARGUMENT,
                     "nonzero write_metadata padding",
                 ));
             }
             if buf.len() > at + 32 {
-                return Err(bad(
+                return Err(err(
                     OfError::UNSUPPORTED_ORDER,
                     "action after write_metadata",
                 ));
@@ -1198,7 +877,7 @@ fn encode_error(err: OfError, data: &[u8], xid: u32, out: &mut Vec<u8>) -> Resul
 
 fn flow_mod_command(raw: u16, opts: &DecodeOptions) -> Result<(FlowModCommand, u8), DecodeError> {
     let command = FlowModCommand::from_wire((raw & 0xff) as u8)
-        .ok_or_else(|| bad(OfError::BAD_COMMAND, "unknown flow-mod command"))?;
+        .ok_or_else(|| err(OfError::BAD_COMMAND, "unknown flow-mod command"))?;
     let high = (raw >> 8) as u8;
     let table = if high != 0 || opts.flow_mod_table_id || command == FlowModCommand::Add {
         high
@@ -1226,10 +905,10 @@ fn flow_mod_flags(raw: u16, command: FlowModCommand) -> Result<u16, DecodeError>
         // OFPFF_EMERG: the emergency flow cache is not supported (OVS
         // answers OFPFMFC_TABLE_FULL, or the 1.0-only BAD_EMERG_TIMEOUT
         // when a timeout is set).
-        return Err(bad(OfError::TABLE_FULL, "emergency flows not supported"));
+        return Err(err(OfError::TABLE_FULL, "emergency flows not supported"));
     }
     if raw & !3 != 0 {
-        return Err(bad(OfError::BAD_FLAGS, "unknown flow-mod flags"));
+        return Err(err(OfError::BAD_FLAGS, "unknown flow-mod flags"));
     }
     // In 1.0 an add always resets the counters (OVS).
     let reset = if command == FlowModCommand::Add {
@@ -1315,7 +994,7 @@ fn decode_nx_flow_mod(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeErr
     if command == FlowModCommand::Add && mmask != 0 {
         // OVS: NXBRC_NXM_INVALID ("flow additions may only set a new
         // cookie"), which has no 1.3 equivalent.
-        return Err(bad(OfError::BAD_FIELD, "cookie match in a flow add"));
+        return Err(err(OfError::BAD_FIELD, "cookie match in a flow add"));
     }
     let instructions = decode_instructions(r.rest(), match_proto(&matcher))?;
     let (cookie, cookie_mask) = if mmask != 0 {
@@ -1578,12 +1257,12 @@ fn decode_packet_out(r: &mut Rd) -> Result<Msg, DecodeError> {
     let buffer_id = r.u32()?;
     let in_port = r.u16()?;
     if in_port >= 0xff00 && !matches!(in_port, 0xfffd..=0xffff) {
-        return Err(bad(OfError::BAD_PORT, "bad packet-out input port"));
+        return Err(err(OfError::BAD_PORT, "bad packet-out input port"));
     }
     let in_port = port_from_ofp10(in_port);
     let actions_len = usize::from(r.u16()?);
     if actions_len % 8 != 0 {
-        return Err(bad(OfError::BAD_LEN, "actions_len not a multiple of 8"));
+        return Err(err(OfError::BAD_LEN, "actions_len not a multiple of 8"));
     }
     let acts = r.take(actions_len)?;
     let actions = decode_actions(acts, None)?;
@@ -1860,7 +1539,7 @@ fn decode_fixed<T>(
     f: impl Fn(&[u8]) -> Result<T, DecodeError>,
 ) -> Result<Vec<T>, DecodeError> {
     if b.len() % size != 0 {
-        return Err(bad(OfError::BAD_LEN, "partial fixed-size entry"));
+        return Err(err(OfError::BAD_LEN, "partial fixed-size entry"));
     }
     b.chunks_exact(size).map(f).collect()
 }
@@ -1948,7 +1627,7 @@ fn decode_stats_request(r: &mut Rd) -> Result<Msg, DecodeError> {
                 _ => MpRequest::NxAggregate(q),
             }
         }
-        _ => return Err(bad(OfError::BAD_MULTIPART, "unknown stats type")),
+        _ => return Err(err(OfError::BAD_MULTIPART, "unknown stats type")),
     };
     Ok(Msg::MultipartRequest { flags, body })
 }
@@ -1957,12 +1636,12 @@ fn decode_stats_request(r: &mut Rd) -> Result<Msg, DecodeError> {
 /// `NXST_FLOW` and `NXST_AGGREGATE` are accepted.
 fn nx_stats_header(r: &mut Rd) -> Result<u32, DecodeError> {
     if r.u32()? != NX_VENDOR_ID {
-        return Err(bad(OfError::BAD_EXPERIMENTER, "unknown stats vendor"));
+        return Err(err(OfError::BAD_EXPERIMENTER, "unknown stats vendor"));
     }
     let subtype = r.u32()?;
     r.skip(4)?;
     if subtype != NXST_FLOW && subtype != NXST_AGGREGATE {
-        return Err(bad(OfError::BAD_EXP_TYPE, "unknown Nicira stats subtype"));
+        return Err(err(OfError::BAD_EXP_TYPE, "unknown Nicira stats subtype"));
     }
     Ok(subtype)
 }
@@ -2003,7 +1682,7 @@ fn decode_stats_reply(r: &mut Rd) -> Result<Msg, DecodeError> {
                 }
             }
         },
-        _ => return Err(bad(OfError::BAD_MULTIPART, "unknown stats type")),
+        _ => return Err(err(OfError::BAD_MULTIPART, "unknown stats type")),
     };
     Ok(Msg::MultipartReply { flags, body })
 }
@@ -2161,7 +1840,7 @@ fn encode_stats_reply(
 
 fn decode_vendor(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeError> {
     if r.u32()? != NX_VENDOR_ID {
-        return Err(bad(OfError::BAD_EXPERIMENTER, "unknown vendor"));
+        return Err(err(OfError::BAD_EXPERIMENTER, "unknown vendor"));
     }
     let subtype = r.u32()?;
     let msg = match subtype {
@@ -2206,7 +1885,7 @@ fn decode_vendor(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeError> {
             // false).
             let role = r.u32()?;
             if role > 2 {
-                return Err(bad(OfError::BAD_ROLE, "unknown Nicira role"));
+                return Err(err(OfError::BAD_ROLE, "unknown Nicira role"));
             }
             let m = crate::model::RoleMsg {
                 role: role + 1,
@@ -2218,7 +1897,7 @@ fn decode_vendor(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeError> {
                 Msg::RoleReply(m)
             }
         }
-        _ => return Err(bad(OfError::BAD_EXP_TYPE, "unknown Nicira subtype")),
+        _ => return Err(err(OfError::BAD_EXP_TYPE, "unknown Nicira subtype")),
     };
     r.end()?;
     Ok(msg)
@@ -2255,7 +1934,7 @@ pub fn decode_with(h: &Header, buf: &[u8], opts: &DecodeOptions) -> Result<Msg, 
         if r.len() == n {
             Ok(())
         } else {
-            Err(bad(OfError::BAD_LEN, "bad message length"))
+            Err(err(OfError::BAD_LEN, "bad message length"))
         }
     };
     let at_least = |r: &Rd, n: usize| {
@@ -2333,7 +2012,7 @@ pub fn decode_with(h: &Header, buf: &[u8], opts: &DecodeOptions) -> Result<Msg, 
             exact(&r, 0)?;
             Msg::BarrierReply
         }
-        _ => return Err(bad(OfError::BAD_TYPE, "unknown message type")),
+        _ => return Err(err(OfError::BAD_TYPE, "unknown message type")),
     })
 }
 

@@ -46,8 +46,9 @@ use crate::model::*;
 pub use crate::nicira::NX_VENDOR_ID;
 use crate::nicira::{NXT_FLOW_MOD_TABLE_ID, NXT_SET_CONTROLLER_ID, NXT_SET_PACKET_IN_FORMAT};
 use crate::nx_action;
+use crate::ofp_match::{get_match, put_match, take_match};
 use crate::oxm::{self, Flavor};
-use crate::wire::{self, end_record, get_str, put_split_reply, Put, Rd};
+use crate::wire::{self, end_record, err, get_str, put_split_reply, Put, Rd};
 use crate::{async_config, bundle, flow, group, port};
 
 /// 1.3 message types (`ofp_type`).
@@ -103,15 +104,8 @@ mod mp {
 
 /// `OFPMPF_REPLY_MORE` / `OFPMPF_REQ_MORE`: more messages follow.
 pub const OFPMPF_MORE: u16 = 1;
-/// `OFPMT_OXM`.
-const OFPMT_OXM: u16 = 1;
-
 // ---------------------------------------------------------------------------
 // Reading.
-
-fn err(e: OfError, what: &'static str) -> DecodeError {
-    DecodeError::new(e, what)
-}
 
 // ---------------------------------------------------------------------------
 // Writing.
@@ -131,39 +125,6 @@ fn message(
         out.truncate(start);
     }
     r
-}
-
-// ---------------------------------------------------------------------------
-// ofp_match (§7.2.2).
-
-/// Cut an `ofp_match` (type, length, OXM TLVs, padding to 8) and return
-/// its TLVs.
-pub(crate) fn take_match<'a>(rd: &mut Rd<'a>) -> Result<&'a [u8], DecodeError> {
-    let bad_len = |_| err(OfError::BAD_MATCH_LEN, "bad match length");
-    let len = rd.peek_len(2).map_err(bad_len)?;
-    let typ = rd.peek_len(0).map_err(bad_len)?;
-    if typ != usize::from(OFPMT_OXM) {
-        return Err(err(OfError::BAD_MATCH_TYPE, "match is not OXM"));
-    }
-    if len < 4 {
-        return Err(err(OfError::BAD_MATCH_LEN, "bad match length"));
-    }
-    let all = rd.take(len.next_multiple_of(8)).map_err(bad_len)?;
-    Ok(&all[4..len])
-}
-
-pub(crate) fn get_match(rd: &mut Rd<'_>) -> Result<Match, DecodeError> {
-    oxm::decode_tlvs(take_match(rd)?)
-}
-
-pub(crate) fn put_match(out: &mut Vec<u8>, m: &Match) {
-    let start = out.len();
-    out.u16(OFPMT_OXM);
-    out.u16(0);
-    oxm::encode_tlvs(m, Flavor::Oxm, out);
-    let len = (out.len() - start) as u16;
-    out.patch16(start + 2, len);
-    out.pad8(start);
 }
 
 // ---------------------------------------------------------------------------

@@ -348,6 +348,32 @@ pub(crate) fn put_port_counters(out: &mut Vec<u8>, s: &PortStats) {
     }
 }
 
+/// A decode error: `e` (the OpenFlow error to send back) and `what`
+/// (for the log).
+pub(crate) fn err(e: OfError, what: &'static str) -> DecodeError {
+    DecodeError::new(e, what)
+}
+
+/// An encode error for something the wire form cannot express.
+pub(crate) fn unsupported(what: &'static str) -> EncodeError {
+    EncodeError::Unsupported(what)
+}
+
+/// The big-endian u16 at `b[at..]` (the caller has checked the length).
+pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+/// The big-endian u32 at `b[at..]` (the caller has checked the length).
+pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Append the low 48 bits of `v` (a MAC address).
+pub(crate) fn put_mac(out: &mut Vec<u8>, v: u128) {
+    out.extend_from_slice(&(v as u64).to_be_bytes()[2..]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,9 @@ use crate::model::{
     AsyncConfig, Desc, MfField, Subfield, OFPP_ANY, OFPP_CONTROLLER, OFPP_IN_PORT, OFPP_LOCAL,
     OFPP_NORMAL,
 };
+use crate::ofp_match::*;
+use xennet_datapath::flow::Field;
+use xennet_datapath::FlowMask;
 
 fn enc_with(msg: &Msg, opts: &EncodeOptions) -> Vec<u8> {
     let mut out = Vec::new();
