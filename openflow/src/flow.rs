@@ -20,9 +20,9 @@
 
 use crate::error::{DecodeError, OfError};
 use crate::header::OFP15_VERSION;
+use crate::instructions::{decode_instructions, put_instructions};
 use crate::model::{EncodeError, FlowRemoved, FlowStats};
 use crate::ofp_match::{get_match, put_match};
-use crate::v13::{decode_instructions, put_instructions};
 use crate::wire::{self, end_record, Put, Rd};
 
 /// `OFPXSC_OPENFLOW_BASIC`.

@@ -43,7 +43,7 @@ use crate::port::props;
 // `ofputil_pull_ofp15_buckets` uses the message's): a 1.5 bucket may
 // hold a masked set-field, as OVN's load balancer groups do
 // (`ct(commit,nat(..),exec(set_field:0x2/0x2->ct_mark))`).
-use crate::v13::{decode_actions_version, put_actions_version};
+use crate::actions::{decode_actions_version, put_actions_version};
 use crate::wire::{end_record, Put, Rd};
 
 /// `OFPG_ANY`.

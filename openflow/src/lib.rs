@@ -23,6 +23,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod actions;
 pub mod async_config;
 pub mod bundle;
 pub mod ct_flush;
@@ -31,6 +32,7 @@ pub mod field;
 pub mod flow;
 pub mod group;
 pub mod header;
+pub mod instructions;
 pub mod model;
 pub mod monitor;
 pub mod nicira;

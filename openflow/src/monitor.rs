@@ -419,12 +419,12 @@ fn put_update(version: u8, u: &FlowUpdate, out: &mut Vec<u8>) -> Result<(), Enco
                 let len = out.len() - m;
                 out.patch16(ml, u16::try_from(len).unwrap_or(u16::MAX));
                 out.pad8(m);
-                crate::v10::encode_instructions_as_actions(ins, out)?;
+                crate::instructions::encode_instructions_as_actions(ins, out)?;
             } else {
                 crate::ofp_match::put_match(out, &f.matcher);
                 let len = u16::from_be_bytes([out[m + 2], out[m + 3]]);
                 out.patch16(ml, len);
-                crate::v13::put_instructions(out, ins, version)?;
+                crate::instructions::put_instructions(out, ins, version)?;
             }
         }
         FlowUpdate::Full(f) => {
@@ -439,7 +439,7 @@ fn put_update(version: u8, u: &FlowUpdate, out: &mut Vec<u8>) -> Result<(), Enco
             out.u64(f.cookie);
             crate::ofp_match::put_match(out, &f.matcher);
             if let Some(ins) = &f.instructions {
-                crate::v13::put_instructions(out, ins, version)?;
+                crate::instructions::put_instructions(out, ins, version)?;
             }
         }
     }

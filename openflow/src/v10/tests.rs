@@ -1,12 +1,15 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::actions::{tp_fields, OFPAT10_ENQUEUE};
 use crate::model::*;
 use crate::model::{
     AsyncConfig, Desc, MfField, Subfield, OFPP_ANY, OFPP_CONTROLLER, OFPP_IN_PORT, OFPP_LOCAL,
     OFPP_NORMAL,
 };
 use crate::ofp_match::*;
+use crate::oxm::Flavor;
+use crate::wire::ones;
 use xennet_datapath::flow::Field;
 use xennet_datapath::FlowMask;
 

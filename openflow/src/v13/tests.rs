@@ -1,4 +1,5 @@
 use super::*;
+use crate::actions::put_action;
 use crate::model::OxmField;
 use proptest::prelude::*;
 
