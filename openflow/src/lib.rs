@@ -30,6 +30,7 @@ pub mod ct_flush;
 pub mod error;
 pub mod field;
 pub mod flow;
+pub mod flow_mod;
 pub mod group;
 pub mod header;
 pub mod instructions;

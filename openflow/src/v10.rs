@@ -43,15 +43,14 @@ pub use crate::actions::{
     decode_actions_ofp10 as decode_actions, encode_actions_ofp10 as encode_actions,
 };
 use crate::error::{DecodeError, OfError};
+use crate::flow_mod::{decode_flow_mod, decode_nx_flow_mod, encode_flow_mod, encode_nx_flow_mod};
 use crate::header::{self, Header, HEADER_LEN, OFP10_VERSION};
+use crate::instructions::decode_instructions_ofp10 as decode_instructions;
 pub(crate) use crate::instructions::encode_instructions_as_actions;
-use crate::instructions::{
-    check_flow_mod_instructions, decode_instructions_ofp10 as decode_instructions,
-};
 use crate::model::{
-    flow_flags, EncodeError, FlowMod, FlowModCommand, FlowRemoved, FlowStats, FlowStatsRequest,
-    Match, MpReply, MpRequest, Msg, OxmField, PacketIn, PacketOut, PortStatus, SwitchConfig,
-    SwitchFeatures, TableStats, OFPG_ANY, OFPTT_ALL,
+    EncodeError, FlowRemoved, FlowStats, FlowStatsRequest, Match, MpReply, MpRequest, Msg,
+    OxmField, PacketIn, PacketOut, PortStatus, SwitchConfig, SwitchFeatures, TableStats, OFPG_ANY,
+    OFPTT_ALL,
 };
 pub use crate::nicira::*;
 use crate::ofp_match::{
@@ -343,189 +342,6 @@ fn encode_error(err: OfError, data: &[u8], xid: u32, out: &mut Vec<u8>) -> Resul
         }
     }
     out.extend_from_slice(data);
-    finish(out, start)
-}
-
-// ---------------------------------------------------------------------------
-// Flow-mod.
-
-fn flow_mod_command(raw: u16, opts: &DecodeOptions) -> Result<(FlowModCommand, u8), DecodeError> {
-    let command = FlowModCommand::from_wire((raw & 0xff) as u8)
-        .ok_or_else(|| err(OfError::BAD_COMMAND, "unknown flow-mod command"))?;
-    let high = (raw >> 8) as u8;
-    let table = if high != 0 || opts.flow_mod_table_id || command == FlowModCommand::Add {
-        high
-    } else {
-        OFPTT_ALL
-    };
-    Ok((command, table))
-}
-
-/// The wire command: the table id in the high byte (0 for `OFPTT_ALL`,
-/// which is also what a modify/delete of table 0 becomes: only a peer
-/// with `NXT_FLOW_MOD_TABLE_ID` on tells them apart).
-fn command_with_table(fm: &FlowMod) -> u16 {
-    let table = if fm.table_id == OFPTT_ALL {
-        0
-    } else {
-        fm.table_id
-    };
-    (u16::from(table) << 8) | u16::from(fm.command.to_wire())
-}
-
-/// 1.0 `ofp_flow_mod_flags`: SEND_FLOW_REM, CHECK_OVERLAP, EMERG.
-fn flow_mod_flags(raw: u16, command: FlowModCommand) -> Result<u16, DecodeError> {
-    if raw & 4 != 0 {
-        // OFPFF_EMERG: the emergency flow cache is not supported (OVS
-        // answers OFPFMFC_TABLE_FULL, or the 1.0-only BAD_EMERG_TIMEOUT
-        // when a timeout is set).
-        return Err(err(OfError::TABLE_FULL, "emergency flows not supported"));
-    }
-    if raw & !3 != 0 {
-        return Err(err(OfError::BAD_FLAGS, "unknown flow-mod flags"));
-    }
-    // In 1.0 an add always resets the counters (OVS).
-    let reset = if command == FlowModCommand::Add {
-        flow_flags::RESET_COUNTS
-    } else {
-        0
-    };
-    Ok(raw | reset)
-}
-
-fn flow_mod_flags_to_wire(flags: u16) -> u16 {
-    flags & (flow_flags::SEND_FLOW_REM | flow_flags::CHECK_OVERLAP)
-}
-
-/// `ofp_flow_mod` body after the header.
-fn decode_flow_mod(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeError> {
-    let (matcher, wc) = match_from_ofp10(r.take(MATCH_LEN)?, true);
-    let cookie = r.u64()?;
-    let (command, table_id) = flow_mod_command(r.u16()?, opts)?;
-    let idle_timeout = r.u16()?;
-    let hard_timeout = r.u16()?;
-    let priority = r.u16()?;
-    let buffer_id = r.u32()?;
-    let out_port = port_from_ofp10(r.u16()?);
-    let flags = flow_mod_flags(r.u16()?, command)?;
-    let acts = r.rest();
-    let instructions = decode_instructions(acts, match_proto(&matcher))?;
-    Ok(Msg::FlowMod(FlowMod {
-        cookie,
-        cookie_mask: 0,
-        table_id,
-        command,
-        idle_timeout,
-        hard_timeout,
-        // OpenFlow 1.0: exact-match flows have the highest priority.
-        priority: if wc == 0 { 0xffff } else { priority },
-        buffer_id,
-        out_port,
-        out_group: OFPG_ANY,
-        flags,
-        matcher,
-        instructions,
-    }))
-}
-
-fn encode_flow_mod(fm: &FlowMod, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    if fm.cookie_mask != 0 {
-        return Err(unsupported("cookie mask in an OpenFlow 1.0 flow-mod"));
-    }
-    if fm.out_group != OFPG_ANY {
-        return Err(unsupported("out_group in an OpenFlow 1.0 flow-mod"));
-    }
-    check_flow_mod_instructions(&fm.instructions)?;
-    let start = begin(out, OFPT_FLOW_MOD, xid);
-    encode_match(&fm.matcher, out)?;
-    out.u64(fm.cookie);
-    out.u16(command_with_table(fm));
-    out.u16(fm.idle_timeout);
-    out.u16(fm.hard_timeout);
-    out.u16(fm.priority);
-    out.u32(fm.buffer_id);
-    out.u16(port10(fm.out_port)?);
-    out.u16(flow_mod_flags_to_wire(fm.flags));
-    encode_instructions_as_actions(&fm.instructions, out)?;
-    finish(out, start)
-}
-
-/// `nx_flow_mod` body after the `nicira_header`. The cookie of a
-/// modify/delete comes from `NXM_NX_COOKIE(_W)` when the match has one
-/// (else the `cookie` field, with mask 0).
-fn decode_nx_flow_mod(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeError> {
-    let cookie = r.u64()?;
-    let (command, table_id) = flow_mod_command(r.u16()?, opts)?;
-    let idle_timeout = r.u16()?;
-    let hard_timeout = r.u16()?;
-    let priority = r.u16()?;
-    let buffer_id = r.u32()?;
-    let out_port = port_from_ofp10(r.u16()?);
-    let flags = flow_mod_flags(r.u16()?, command)?;
-    let match_len = usize::from(r.u16()?);
-    r.skip(6)?;
-    let (matcher, mcookie, mmask) = decode_nx_match_cookie(take_nx_match(r, match_len)?)?;
-    if command == FlowModCommand::Add && mmask != 0 {
-        // OVS: NXBRC_NXM_INVALID ("flow additions may only set a new
-        // cookie"), which has no 1.3 equivalent.
-        return Err(err(OfError::BAD_FIELD, "cookie match in a flow add"));
-    }
-    let instructions = decode_instructions(r.rest(), match_proto(&matcher))?;
-    let (cookie, cookie_mask) = if mmask != 0 {
-        (mcookie, mmask)
-    } else {
-        (cookie, 0)
-    };
-    Ok(Msg::FlowMod(FlowMod {
-        cookie,
-        cookie_mask,
-        table_id,
-        command,
-        idle_timeout,
-        hard_timeout,
-        priority,
-        buffer_id,
-        out_port,
-        out_group: OFPG_ANY,
-        flags,
-        matcher,
-        instructions,
-    }))
-}
-
-fn encode_nx_flow_mod(fm: &FlowMod, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    if fm.out_group != OFPG_ANY {
-        return Err(unsupported("out_group in an OpenFlow 1.0 flow-mod"));
-    }
-    check_flow_mod_instructions(&fm.instructions)?;
-    let start = begin_nx(out, NXT_FLOW_MOD, xid);
-    // With a cookie match, the header cookie is the new cookie: none
-    // (all ones) for a modify, 0 for a delete, as `ovs-ofctl` sends.
-    let header_cookie = match fm.command {
-        _ if fm.cookie_mask == 0 => fm.cookie,
-        FlowModCommand::Add => fm.cookie,
-        FlowModCommand::Modify | FlowModCommand::ModifyStrict => u64::MAX,
-        FlowModCommand::Delete | FlowModCommand::DeleteStrict => 0,
-    };
-    out.u64(header_cookie);
-    out.u16(command_with_table(fm));
-    out.u16(fm.idle_timeout);
-    out.u16(fm.hard_timeout);
-    out.u16(fm.priority);
-    out.u32(fm.buffer_id);
-    out.u16(port10(fm.out_port)?);
-    out.u16(flow_mod_flags_to_wire(fm.flags));
-    let len_at = out.len();
-    out.u16(0);
-    out.zeros(6);
-    let cookie_mask = if fm.command == FlowModCommand::Add {
-        0
-    } else {
-        fm.cookie_mask
-    };
-    let ml = encode_nx_match_cookie(&fm.matcher, fm.cookie, cookie_mask, out)?;
-    out.patch16(len_at, ml);
-    encode_instructions_as_actions(&fm.instructions, out)?;
     finish(out, start)
 }
 
@@ -1319,7 +1135,7 @@ fn decode_vendor(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeError> {
     let subtype = r.u32()?;
     let msg = match subtype {
         NXT_SET_FLOW_FORMAT => Msg::NxSetFlowFormat(r.u32()?),
-        NXT_FLOW_MOD => return decode_nx_flow_mod(r, opts),
+        NXT_FLOW_MOD => return Ok(Msg::FlowMod(decode_nx_flow_mod(r, opts)?)),
         NXT_FLOW_REMOVED => return decode_nx_flow_removed(r),
         NXT_FLOW_MOD_TABLE_ID => {
             let set = r.u8()? != 0;
@@ -1470,7 +1286,7 @@ pub fn decode_with(h: &Header, buf: &[u8], opts: &DecodeOptions) -> Result<Msg, 
         }
         OFPT_FLOW_MOD => {
             at_least(&r, 64)?;
-            decode_flow_mod(&mut r, opts)?
+            Msg::FlowMod(decode_flow_mod(&mut r, opts)?)
         }
         OFPT_PORT_MOD => {
             exact(&r, 24)?;
@@ -1587,11 +1403,16 @@ fn encode_inner(
         }
         Msg::PacketOut(po) => encode_packet_out(po, xid, out),
         Msg::FlowMod(fm) => {
-            if opts.nxm {
-                encode_nx_flow_mod(fm, xid, out)
+            let s = if opts.nxm {
+                let s = begin_nx(out, NXT_FLOW_MOD, xid);
+                encode_nx_flow_mod(fm, out)?;
+                s
             } else {
-                encode_flow_mod(fm, xid, out)
-            }
+                let s = begin(out, OFPT_FLOW_MOD, xid);
+                encode_flow_mod(fm, out)?;
+                s
+            };
+            finish(out, s)
         }
         Msg::PortMod(pm) => {
             let s = begin(out, OFPT_PORT_MOD, xid);

@@ -43,9 +43,9 @@ pub(crate) use crate::actions::put_actions_version;
 pub use crate::actions::{decode_actions, decode_actions_version, encode_actions_version};
 use crate::error::OFPET_EXPERIMENTER;
 use crate::error::{DecodeError, OfError};
+use crate::flow_mod::{get_flow_mod, put_flow_mod};
 use crate::header::{self, Header, HEADER_LEN, OFP13_VERSION, OFP14_VERSION, OFP15_VERSION};
 pub use crate::instructions::decode_instructions;
-pub(crate) use crate::instructions::put_instructions;
 use crate::model::*;
 pub use crate::nicira::NX_VENDOR_ID;
 use crate::nicira::{NXT_FLOW_MOD_TABLE_ID, NXT_SET_CONTROLLER_ID, NXT_SET_PACKET_IN_FORMAT};
@@ -189,63 +189,6 @@ fn get_counters(rd: &mut Rd<'_>) -> Result<Vec<(u64, u64)>, DecodeError> {
 
 // ---------------------------------------------------------------------------
 // Messages.
-
-fn flow_mod_command(c: u8) -> Result<FlowModCommand, DecodeError> {
-    FlowModCommand::from_wire(c)
-        .ok_or_else(|| err(OfError::BAD_COMMAND, "unknown flow-mod command"))
-}
-
-/// `ofp_flow_mod` after the header (§7.3.4.1). In 1.4+ the two bytes
-/// after `flags` are `importance`, which xennet (no eviction) ignores.
-fn get_flow_mod(rd: &mut Rd<'_>, version: u8) -> Result<FlowMod, DecodeError> {
-    let cookie = rd.u64()?;
-    let cookie_mask = rd.u64()?;
-    let table_id = rd.u8()?;
-    let command = rd.u8()?;
-    let idle_timeout = rd.u16()?;
-    let hard_timeout = rd.u16()?;
-    let priority = rd.u16()?;
-    let buffer_id = rd.u32()?;
-    let out_port = rd.u32()?;
-    let out_group = rd.u32()?;
-    let flags = rd.u16()?;
-    rd.skip(2)?;
-    let command = flow_mod_command(command)?;
-    let matcher = get_match(rd)?;
-    let instructions = decode_instructions(rd.rest(), version)?;
-    Ok(FlowMod {
-        cookie,
-        cookie_mask,
-        table_id,
-        command,
-        idle_timeout,
-        hard_timeout,
-        priority,
-        buffer_id,
-        out_port,
-        out_group,
-        flags,
-        matcher,
-        instructions,
-    })
-}
-
-fn put_flow_mod(out: &mut Vec<u8>, f: &FlowMod, version: u8) -> Result<(), EncodeError> {
-    out.u64(f.cookie);
-    out.u64(f.cookie_mask);
-    out.u8(f.table_id);
-    out.u8(f.command.to_wire());
-    out.u16(f.idle_timeout);
-    out.u16(f.hard_timeout);
-    out.u16(f.priority);
-    out.u32(f.buffer_id);
-    out.u32(f.out_port);
-    out.u32(f.out_group);
-    out.u16(f.flags);
-    out.zeros(2);
-    put_match(out, &f.matcher);
-    put_instructions(out, &f.instructions, version)
-}
 
 fn get_packet_in(rd: &mut Rd<'_>) -> Result<PacketIn, DecodeError> {
     let buffer_id = rd.u32()?;

@@ -990,7 +990,7 @@ proptest! {
             cookie,
             cookie_mask,
             table_id,
-            command: flow_mod_command(cmd).unwrap(),
+            command: crate::flow_mod::decode_command(cmd).unwrap(),
             idle_timeout,
             hard_timeout,
             priority,
