@@ -1,6 +1,15 @@
-//! The flow family for OpenFlow 1.3, 1.4 and 1.5: flow statistics,
-//! aggregate statistics and flow-removed, with the version as a parameter.
+//! The flow family (Open vSwitch `lib/ofp-flow.c`, but for flow-mods,
+//! which are [`crate::flow_mod`]'s) for OpenFlow 1.0, 1.3, 1.4 and 1.5:
+//! flow statistics requests and entries, aggregate statistics and
+//! flow-removed, with the version as a parameter.
 //!
+//! - OpenFlow 1.0: `ofp_flow_removed` (no hard timeout or table id),
+//!   `ofp_flow_stats_request`, `ofp_flow_stats` (no flags), with
+//!   `ofp_match` and 1.0 actions; their Nicira forms `nx_flow_removed`,
+//!   `nx_flow_stats_request` (cookie filter in the NXM match) and
+//!   `nx_flow_stats` (with idle and hard ages), with NXM matches.
+//! - Flow statistics requests: 1.3 to 1.5 `ofp_flow_stats_request`
+//!   (§7.3.5.2), also the aggregate request.
 //! - Flow statistics: 1.3/1.4 `ofp_flow_stats` (§7.3.5.2; 1.4 puts
 //!   `importance` where 1.3 had padding, xennet sends 0) — 48 fixed bytes,
 //!   `ofp_match`, instructions. 1.5 `ofp_flow_desc` (1.5.1 §7.3.5.2) —
@@ -21,9 +30,15 @@
 use crate::error::{DecodeError, OfError};
 use crate::header::OFP15_VERSION;
 use crate::instructions::{decode_instructions, put_instructions};
-use crate::model::{EncodeError, FlowRemoved, FlowStats};
-use crate::ofp_match::{get_match, put_match};
-use crate::wire::{self, end_record, Put, Rd};
+use crate::instructions::{decode_instructions_ofp10, encode_instructions_as_actions};
+use crate::model::{EncodeError, FlowRemoved, FlowStats, FlowStatsRequest, OFPG_ANY, OFPTT_ALL};
+use crate::ofp_match::{
+    decode_nx_match_cookie, encode_match, encode_nx_match_cookie, get_match, match_from_ofp10,
+    match_proto, put_match, take_nx_match, MATCH_LEN,
+};
+use crate::oxm;
+use crate::port::{port10, port_from_ofp10};
+use crate::wire::{self, end_record, unsupported, Put, Rd};
 
 /// `OFPXSC_OPENFLOW_BASIC`.
 const OXS_CLASS: u32 = 0x8002;
@@ -364,4 +379,340 @@ pub(crate) fn put_flow_removed(out: &mut Vec<u8>, f: &FlowRemoved, version: u8) 
     out.u64(f.packet_count);
     out.u64(f.byte_count);
     put_match(out, &f.matcher);
+}
+
+// ---------------------------------------------------------------------------
+// OpenFlow 1.3 to 1.5 flow statistics requests (1.3 §7.3.5.2).
+
+/// `ofp_flow_stats_request` / `ofp_aggregate_stats_request`.
+pub(crate) fn get_flow_stats_request(rd: &mut Rd<'_>) -> Result<FlowStatsRequest, DecodeError> {
+    let table_id = rd.u8()?;
+    rd.skip(3)?;
+    let out_port = rd.u32()?;
+    let out_group = rd.u32()?;
+    rd.skip(4)?;
+    let cookie = rd.u64()?;
+    let cookie_mask = rd.u64()?;
+    let matcher = get_match(rd)?;
+    rd.end()?;
+    Ok(FlowStatsRequest {
+        table_id,
+        out_port,
+        out_group,
+        cookie,
+        cookie_mask,
+        matcher,
+    })
+}
+
+pub(crate) fn put_flow_stats_request(out: &mut Vec<u8>, r: &FlowStatsRequest) {
+    out.u8(r.table_id);
+    out.zeros(3);
+    out.u32(r.out_port);
+    out.u32(r.out_group);
+    out.zeros(4);
+    out.u64(r.cookie);
+    out.u64(r.cookie_mask);
+    put_match(out, &r.matcher);
+}
+
+// ---------------------------------------------------------------------------
+// OpenFlow 1.0 and Nicira: flow-removed (`ofp_flow_removed`,
+// `nx_flow_removed`), flow statistics requests (`ofp_flow_stats_request`,
+// `nx_flow_stats_request`) and entries (`ofp_flow_stats`,
+// `nx_flow_stats`).
+
+/// `ofp_flow_removed` body: `hard_timeout` is not in 1.0 (decodes as 0),
+/// nor `table_id` (decodes as 0xff, unknown, as OVS).
+pub(crate) fn decode_flow_removed(r: &mut Rd) -> Result<FlowRemoved, DecodeError> {
+    let (matcher, _) = match_from_ofp10(r.take(MATCH_LEN)?, false);
+    let cookie = r.u64()?;
+    let priority = r.u16()?;
+    let reason = r.u8()?;
+    r.skip(1)?;
+    let duration_sec = r.u32()?;
+    let duration_nsec = r.u32()?;
+    let idle_timeout = r.u16()?;
+    r.skip(2)?;
+    let packet_count = r.u64()?;
+    let byte_count = r.u64()?;
+    Ok(FlowRemoved {
+        cookie,
+        priority,
+        reason,
+        table_id: OFPTT_ALL,
+        duration_sec,
+        duration_nsec,
+        idle_timeout,
+        hard_timeout: 0,
+        packet_count,
+        byte_count,
+        matcher,
+    })
+}
+
+/// `OFPRR_METER_DELETE` (4) is sent as `OFPRR_DELETE` before OpenFlow 1.4,
+/// as OVS does.
+pub(crate) fn removed_reason(r: u8) -> u8 {
+    if r == 4 {
+        2
+    } else {
+        r
+    }
+}
+
+/// Append an `ofp_flow_removed` body.
+///
+/// # Errors
+/// `Unsupported` for a match with no 1.0 form.
+pub(crate) fn encode_flow_removed(fr: &FlowRemoved, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    encode_match(&fr.matcher, out)?;
+    out.u64(fr.cookie);
+    out.u16(fr.priority);
+    out.u8(removed_reason(fr.reason));
+    out.u8(0);
+    out.u32(fr.duration_sec);
+    out.u32(fr.duration_nsec);
+    out.u16(fr.idle_timeout);
+    out.u16(0);
+    out.u64(fr.packet_count);
+    out.u64(fr.byte_count);
+    Ok(())
+}
+
+/// `nx_flow_removed` body: `table_id` is sent plus one (0 = unknown, which
+/// decodes as 0xff, as OVS); no hard timeout.
+pub(crate) fn decode_nx_flow_removed(r: &mut Rd) -> Result<FlowRemoved, DecodeError> {
+    let cookie = r.u64()?;
+    let priority = r.u16()?;
+    let reason = r.u8()?;
+    let table_id = r.u8()?.checked_sub(1).unwrap_or(OFPTT_ALL);
+    let duration_sec = r.u32()?;
+    let duration_nsec = r.u32()?;
+    let idle_timeout = r.u16()?;
+    let match_len = usize::from(r.u16()?);
+    let packet_count = r.u64()?;
+    let byte_count = r.u64()?;
+    let matcher = oxm::decode_tlvs(take_nx_match(r, match_len)?)?;
+    r.end()?;
+    Ok(FlowRemoved {
+        cookie,
+        priority,
+        reason,
+        table_id,
+        duration_sec,
+        duration_nsec,
+        idle_timeout,
+        hard_timeout: 0,
+        packet_count,
+        byte_count,
+        matcher,
+    })
+}
+
+/// Append an `nx_flow_removed` body (after the `nicira_header`).
+///
+/// # Errors
+/// `Unsupported` for an NXM match too long for its length field.
+pub(crate) fn encode_nx_flow_removed(
+    fr: &FlowRemoved,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    out.u64(fr.cookie);
+    out.u16(fr.priority);
+    out.u8(removed_reason(fr.reason));
+    out.u8(fr.table_id.wrapping_add(1));
+    out.u32(fr.duration_sec);
+    out.u32(fr.duration_nsec);
+    out.u16(fr.idle_timeout);
+    let len_at = out.len();
+    out.u16(0);
+    out.u64(fr.packet_count);
+    out.u64(fr.byte_count);
+    let ml = encode_nx_match_cookie(&fr.matcher, 0, 0, out)?;
+    out.patch16(len_at, ml);
+    Ok(())
+}
+
+/// `ofp_flow_stats_request` (1.0): match, table_id, pad, out_port.
+pub(crate) fn decode_flow_stats_request(r: &mut Rd) -> Result<FlowStatsRequest, DecodeError> {
+    let (matcher, _) = match_from_ofp10(r.take(MATCH_LEN)?, false);
+    let table_id = r.u8()?;
+    r.skip(1)?;
+    let out_port = port_from_ofp10(r.u16()?);
+    Ok(FlowStatsRequest {
+        table_id,
+        out_port,
+        out_group: OFPG_ANY,
+        cookie: 0,
+        cookie_mask: 0,
+        matcher,
+    })
+}
+
+pub(crate) fn encode_flow_stats_request(
+    q: &FlowStatsRequest,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    if q.cookie_mask != 0 || q.out_group != OFPG_ANY {
+        return Err(unsupported(
+            "cookie or group filter in an OpenFlow 1.0 flow stats request",
+        ));
+    }
+    encode_match(&q.matcher, out)?;
+    out.u8(q.table_id);
+    out.u8(0);
+    out.u16(port10(q.out_port)?);
+    Ok(())
+}
+
+/// `nx_flow_stats_request` / `nx_aggregate_stats_request`.
+pub(crate) fn decode_nx_flow_stats_request(r: &mut Rd) -> Result<FlowStatsRequest, DecodeError> {
+    let out_port = port_from_ofp10(r.u16()?);
+    let match_len = usize::from(r.u16()?);
+    let table_id = r.u8()?;
+    r.skip(3)?;
+    let (matcher, cookie, cookie_mask) = decode_nx_match_cookie(take_nx_match(r, match_len)?)?;
+    r.end()?;
+    Ok(FlowStatsRequest {
+        table_id,
+        out_port,
+        out_group: OFPG_ANY,
+        cookie,
+        cookie_mask,
+        matcher,
+    })
+}
+
+pub(crate) fn encode_nx_flow_stats_request(
+    q: &FlowStatsRequest,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    if q.out_group != OFPG_ANY {
+        return Err(unsupported("group filter in an NXST flow stats request"));
+    }
+    out.u16(port10(q.out_port)?);
+    let len_at = out.len();
+    out.u16(0);
+    out.u8(q.table_id);
+    out.zeros(3);
+    let ml = encode_nx_match_cookie(&q.matcher, q.cookie, q.cookie_mask, out)?;
+    out.patch16(len_at, ml);
+    Ok(())
+}
+
+/// One `ofp_flow_stats` (1.0): no flags, ages or cookie mask.
+pub(crate) fn decode_flow_stats(b: &[u8]) -> Result<FlowStats, DecodeError> {
+    let mut r = Rd::new(b, OfError::BAD_LEN);
+    r.skip(2)?;
+    let table_id = r.u8()?;
+    r.skip(1)?;
+    let (matcher, _) = match_from_ofp10(r.take(MATCH_LEN)?, false);
+    let duration_sec = r.u32()?;
+    let duration_nsec = r.u32()?;
+    let priority = r.u16()?;
+    let idle_timeout = r.u16()?;
+    let hard_timeout = r.u16()?;
+    r.skip(6)?;
+    let cookie = r.u64()?;
+    let packet_count = r.u64()?;
+    let byte_count = r.u64()?;
+    let instructions = decode_instructions_ofp10(r.rest(), match_proto(&matcher))?;
+    Ok(FlowStats {
+        table_id,
+        duration_sec,
+        duration_nsec,
+        priority,
+        idle_timeout,
+        hard_timeout,
+        flags: 0,
+        cookie,
+        packet_count,
+        byte_count,
+        idle_age: None,
+        hard_age: None,
+        matcher,
+        instructions,
+    })
+}
+
+pub(crate) fn encode_flow_stats(out: &mut Vec<u8>, f: &FlowStats) -> Result<(), EncodeError> {
+    let start = out.len();
+    out.u16(0);
+    out.u8(f.table_id);
+    out.u8(0);
+    encode_match(&f.matcher, out)?;
+    out.u32(f.duration_sec);
+    out.u32(f.duration_nsec);
+    out.u16(f.priority);
+    out.u16(f.idle_timeout);
+    out.u16(f.hard_timeout);
+    out.zeros(6);
+    out.u64(f.cookie);
+    out.u64(f.packet_count);
+    out.u64(f.byte_count);
+    encode_instructions_as_actions(&f.instructions, out)?;
+    end_record(out, start, start)
+}
+
+/// One `nx_flow_stats`: `idle_age`/`hard_age` are sent plus one (0 =
+/// unknown); no flags.
+pub(crate) fn decode_nx_flow_stats(b: &[u8]) -> Result<FlowStats, DecodeError> {
+    let mut r = Rd::new(b, OfError::BAD_LEN);
+    r.skip(2)?;
+    let table_id = r.u8()?;
+    r.skip(1)?;
+    let duration_sec = r.u32()?;
+    let duration_nsec = r.u32()?;
+    let priority = r.u16()?;
+    let idle_timeout = r.u16()?;
+    let hard_timeout = r.u16()?;
+    let match_len = usize::from(r.u16()?);
+    let age = |a: u16| a.checked_sub(1);
+    let idle_age = age(r.u16()?);
+    let hard_age = age(r.u16()?);
+    let cookie = r.u64()?;
+    let packet_count = r.u64()?;
+    let byte_count = r.u64()?;
+    let matcher = oxm::decode_tlvs(take_nx_match(&mut r, match_len)?)?;
+    let instructions = decode_instructions_ofp10(r.rest(), match_proto(&matcher))?;
+    Ok(FlowStats {
+        table_id,
+        duration_sec,
+        duration_nsec,
+        priority,
+        idle_timeout,
+        hard_timeout,
+        flags: 0,
+        cookie,
+        packet_count,
+        byte_count,
+        idle_age,
+        hard_age,
+        matcher,
+        instructions,
+    })
+}
+
+pub(crate) fn encode_nx_flow_stats(out: &mut Vec<u8>, f: &FlowStats) -> Result<(), EncodeError> {
+    let start = out.len();
+    out.u16(0);
+    out.u8(f.table_id);
+    out.u8(0);
+    out.u32(f.duration_sec);
+    out.u32(f.duration_nsec);
+    out.u16(f.priority);
+    out.u16(f.idle_timeout);
+    out.u16(f.hard_timeout);
+    out.u16(0);
+    let age = |a: Option<u16>| a.map_or(0, |a| a.saturating_add(1));
+    out.u16(age(f.idle_age));
+    out.u16(age(f.hard_age));
+    out.u64(f.cookie);
+    out.u64(f.packet_count);
+    out.u64(f.byte_count);
+    let ml = encode_nx_match_cookie(&f.matcher, 0, 0, out)?;
+    out.patch16(start + 18, ml);
+    encode_instructions_as_actions(&f.instructions, out)?;
+    end_record(out, start, start)
 }

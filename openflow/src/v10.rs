@@ -43,20 +43,20 @@ pub use crate::actions::{
     decode_actions_ofp10 as decode_actions, encode_actions_ofp10 as encode_actions,
 };
 use crate::error::{DecodeError, OfError};
+use crate::flow::{
+    decode_flow_removed, decode_flow_stats, decode_flow_stats_request, decode_nx_flow_removed,
+    decode_nx_flow_stats, decode_nx_flow_stats_request, encode_flow_removed, encode_flow_stats,
+    encode_flow_stats_request, encode_nx_flow_removed, encode_nx_flow_stats,
+    encode_nx_flow_stats_request,
+};
 use crate::flow_mod::{decode_flow_mod, decode_nx_flow_mod, encode_flow_mod, encode_nx_flow_mod};
 use crate::header::{self, Header, HEADER_LEN, OFP10_VERSION};
-use crate::instructions::decode_instructions_ofp10 as decode_instructions;
-pub(crate) use crate::instructions::encode_instructions_as_actions;
 use crate::model::{
-    EncodeError, FlowRemoved, FlowStats, FlowStatsRequest, Match, MpReply, MpRequest, Msg,
-    OxmField, PacketIn, PacketOut, PortStatus, SwitchConfig, SwitchFeatures, TableStats, OFPG_ANY,
-    OFPTT_ALL,
+    EncodeError, Match, MpReply, MpRequest, Msg, OxmField, PacketIn, PacketOut, PortStatus,
+    SwitchConfig, SwitchFeatures, TableStats,
 };
 pub use crate::nicira::*;
-use crate::ofp_match::{
-    decode_nx_match_cookie, encode_match, encode_nx_match_cookie, match_from_ofp10, match_proto,
-    take_nx_match, MATCH_LEN,
-};
+use crate::ofp_match::{encode_nx_match_cookie, take_nx_match};
 pub use crate::ofp_match::{match_fits_ofp10, wildcards};
 use crate::oxm;
 use crate::port::{
@@ -64,7 +64,7 @@ use crate::port::{
     encode_port_stats, port10, PHY_PORT_LEN,
 };
 pub use crate::port::{features_from_ofp10, features_to_ofp10, port_from_ofp10, port_to_ofp10};
-use crate::wire::{self, be16, be32, end_record, err, finish, get_str, unsupported, Put, Rd};
+use crate::wire::{self, be16, be32, err, finish, get_str, unsupported, Put, Rd};
 
 // ---------------------------------------------------------------------------
 // Wire numbers.
@@ -348,113 +348,6 @@ fn encode_error(err: OfError, data: &[u8], xid: u32, out: &mut Vec<u8>) -> Resul
 // ---------------------------------------------------------------------------
 // Flow removed, packet in/out, ports, config.
 
-/// `ofp_flow_removed` body: `hard_timeout` is not in 1.0 (decodes as 0),
-/// nor `table_id` (decodes as 0xff, unknown, as OVS).
-fn decode_flow_removed(r: &mut Rd) -> Result<Msg, DecodeError> {
-    let (matcher, _) = match_from_ofp10(r.take(MATCH_LEN)?, false);
-    let cookie = r.u64()?;
-    let priority = r.u16()?;
-    let reason = r.u8()?;
-    r.skip(1)?;
-    let duration_sec = r.u32()?;
-    let duration_nsec = r.u32()?;
-    let idle_timeout = r.u16()?;
-    r.skip(2)?;
-    let packet_count = r.u64()?;
-    let byte_count = r.u64()?;
-    Ok(Msg::FlowRemoved(FlowRemoved {
-        cookie,
-        priority,
-        reason,
-        table_id: OFPTT_ALL,
-        duration_sec,
-        duration_nsec,
-        idle_timeout,
-        hard_timeout: 0,
-        packet_count,
-        byte_count,
-        matcher,
-    }))
-}
-
-/// `OFPRR_METER_DELETE` (4) is sent as `OFPRR_DELETE` before OpenFlow 1.4,
-/// as OVS does.
-fn removed_reason(r: u8) -> u8 {
-    if r == 4 {
-        2
-    } else {
-        r
-    }
-}
-
-fn encode_flow_removed(fr: &FlowRemoved, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    let start = begin(out, OFPT_FLOW_REMOVED, xid);
-    encode_match(&fr.matcher, out)?;
-    out.u64(fr.cookie);
-    out.u16(fr.priority);
-    out.u8(removed_reason(fr.reason));
-    out.u8(0);
-    out.u32(fr.duration_sec);
-    out.u32(fr.duration_nsec);
-    out.u16(fr.idle_timeout);
-    out.u16(0);
-    out.u64(fr.packet_count);
-    out.u64(fr.byte_count);
-    finish(out, start)
-}
-
-/// `nx_flow_removed` body: `table_id` is sent plus one (0 = unknown, which
-/// decodes as 0xff, as OVS); no hard timeout.
-fn decode_nx_flow_removed(r: &mut Rd) -> Result<Msg, DecodeError> {
-    let cookie = r.u64()?;
-    let priority = r.u16()?;
-    let reason = r.u8()?;
-    let table_id = r.u8()?.checked_sub(1).unwrap_or(OFPTT_ALL);
-    let duration_sec = r.u32()?;
-    let duration_nsec = r.u32()?;
-    let idle_timeout = r.u16()?;
-    let match_len = usize::from(r.u16()?);
-    let packet_count = r.u64()?;
-    let byte_count = r.u64()?;
-    let matcher = oxm::decode_tlvs(take_nx_match(r, match_len)?)?;
-    r.end()?;
-    Ok(Msg::FlowRemoved(FlowRemoved {
-        cookie,
-        priority,
-        reason,
-        table_id,
-        duration_sec,
-        duration_nsec,
-        idle_timeout,
-        hard_timeout: 0,
-        packet_count,
-        byte_count,
-        matcher,
-    }))
-}
-
-fn encode_nx_flow_removed(
-    fr: &FlowRemoved,
-    xid: u32,
-    out: &mut Vec<u8>,
-) -> Result<(), EncodeError> {
-    let start = begin_nx(out, NXT_FLOW_REMOVED, xid);
-    out.u64(fr.cookie);
-    out.u16(fr.priority);
-    out.u8(removed_reason(fr.reason));
-    out.u8(fr.table_id.wrapping_add(1));
-    out.u32(fr.duration_sec);
-    out.u32(fr.duration_nsec);
-    out.u16(fr.idle_timeout);
-    let len_at = out.len();
-    out.u16(0);
-    out.u64(fr.packet_count);
-    out.u64(fr.byte_count);
-    let ml = encode_nx_match_cookie(&fr.matcher, 0, 0, out)?;
-    out.patch16(len_at, ml);
-    finish(out, start)
-}
-
 /// `ofp_packet_in` (data at offset 18): no table id, cookie (all ones) or
 /// metadata in 1.0.
 fn decode_packet_in(r: &mut Rd) -> Result<Msg, DecodeError> {
@@ -625,186 +518,6 @@ fn decode_switch_config(r: &mut Rd) -> Result<SwitchConfig, DecodeError> {
 
 // ---------------------------------------------------------------------------
 // Statistics.
-
-/// `ofp_flow_stats_request` (1.0): match, table_id, pad, out_port.
-fn decode_flow_stats_request(r: &mut Rd) -> Result<FlowStatsRequest, DecodeError> {
-    let (matcher, _) = match_from_ofp10(r.take(MATCH_LEN)?, false);
-    let table_id = r.u8()?;
-    r.skip(1)?;
-    let out_port = port_from_ofp10(r.u16()?);
-    Ok(FlowStatsRequest {
-        table_id,
-        out_port,
-        out_group: OFPG_ANY,
-        cookie: 0,
-        cookie_mask: 0,
-        matcher,
-    })
-}
-
-fn encode_flow_stats_request(q: &FlowStatsRequest, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    if q.cookie_mask != 0 || q.out_group != OFPG_ANY {
-        return Err(unsupported(
-            "cookie or group filter in an OpenFlow 1.0 flow stats request",
-        ));
-    }
-    encode_match(&q.matcher, out)?;
-    out.u8(q.table_id);
-    out.u8(0);
-    out.u16(port10(q.out_port)?);
-    Ok(())
-}
-
-/// `nx_flow_stats_request` / `nx_aggregate_stats_request`.
-fn decode_nx_flow_stats_request(r: &mut Rd) -> Result<FlowStatsRequest, DecodeError> {
-    let out_port = port_from_ofp10(r.u16()?);
-    let match_len = usize::from(r.u16()?);
-    let table_id = r.u8()?;
-    r.skip(3)?;
-    let (matcher, cookie, cookie_mask) = decode_nx_match_cookie(take_nx_match(r, match_len)?)?;
-    r.end()?;
-    Ok(FlowStatsRequest {
-        table_id,
-        out_port,
-        out_group: OFPG_ANY,
-        cookie,
-        cookie_mask,
-        matcher,
-    })
-}
-
-fn encode_nx_flow_stats_request(
-    q: &FlowStatsRequest,
-    out: &mut Vec<u8>,
-) -> Result<(), EncodeError> {
-    if q.out_group != OFPG_ANY {
-        return Err(unsupported("group filter in an NXST flow stats request"));
-    }
-    out.u16(port10(q.out_port)?);
-    let len_at = out.len();
-    out.u16(0);
-    out.u8(q.table_id);
-    out.zeros(3);
-    let ml = encode_nx_match_cookie(&q.matcher, q.cookie, q.cookie_mask, out)?;
-    out.patch16(len_at, ml);
-    Ok(())
-}
-
-/// One `ofp_flow_stats` (1.0): no flags, ages or cookie mask.
-fn decode_flow_stats(b: &[u8]) -> Result<FlowStats, DecodeError> {
-    let mut r = Rd::new(b, OfError::BAD_LEN);
-    r.skip(2)?;
-    let table_id = r.u8()?;
-    r.skip(1)?;
-    let (matcher, _) = match_from_ofp10(r.take(MATCH_LEN)?, false);
-    let duration_sec = r.u32()?;
-    let duration_nsec = r.u32()?;
-    let priority = r.u16()?;
-    let idle_timeout = r.u16()?;
-    let hard_timeout = r.u16()?;
-    r.skip(6)?;
-    let cookie = r.u64()?;
-    let packet_count = r.u64()?;
-    let byte_count = r.u64()?;
-    let instructions = decode_instructions(r.rest(), match_proto(&matcher))?;
-    Ok(FlowStats {
-        table_id,
-        duration_sec,
-        duration_nsec,
-        priority,
-        idle_timeout,
-        hard_timeout,
-        flags: 0,
-        cookie,
-        packet_count,
-        byte_count,
-        idle_age: None,
-        hard_age: None,
-        matcher,
-        instructions,
-    })
-}
-
-fn encode_flow_stats(out: &mut Vec<u8>, f: &FlowStats) -> Result<(), EncodeError> {
-    let start = out.len();
-    out.u16(0);
-    out.u8(f.table_id);
-    out.u8(0);
-    encode_match(&f.matcher, out)?;
-    out.u32(f.duration_sec);
-    out.u32(f.duration_nsec);
-    out.u16(f.priority);
-    out.u16(f.idle_timeout);
-    out.u16(f.hard_timeout);
-    out.zeros(6);
-    out.u64(f.cookie);
-    out.u64(f.packet_count);
-    out.u64(f.byte_count);
-    encode_instructions_as_actions(&f.instructions, out)?;
-    end_record(out, start, start)
-}
-
-/// One `nx_flow_stats`: `idle_age`/`hard_age` are sent plus one (0 =
-/// unknown); no flags.
-fn decode_nx_flow_stats(b: &[u8]) -> Result<FlowStats, DecodeError> {
-    let mut r = Rd::new(b, OfError::BAD_LEN);
-    r.skip(2)?;
-    let table_id = r.u8()?;
-    r.skip(1)?;
-    let duration_sec = r.u32()?;
-    let duration_nsec = r.u32()?;
-    let priority = r.u16()?;
-    let idle_timeout = r.u16()?;
-    let hard_timeout = r.u16()?;
-    let match_len = usize::from(r.u16()?);
-    let age = |a: u16| a.checked_sub(1);
-    let idle_age = age(r.u16()?);
-    let hard_age = age(r.u16()?);
-    let cookie = r.u64()?;
-    let packet_count = r.u64()?;
-    let byte_count = r.u64()?;
-    let matcher = oxm::decode_tlvs(take_nx_match(&mut r, match_len)?)?;
-    let instructions = decode_instructions(r.rest(), match_proto(&matcher))?;
-    Ok(FlowStats {
-        table_id,
-        duration_sec,
-        duration_nsec,
-        priority,
-        idle_timeout,
-        hard_timeout,
-        flags: 0,
-        cookie,
-        packet_count,
-        byte_count,
-        idle_age,
-        hard_age,
-        matcher,
-        instructions,
-    })
-}
-
-fn encode_nx_flow_stats(out: &mut Vec<u8>, f: &FlowStats) -> Result<(), EncodeError> {
-    let start = out.len();
-    out.u16(0);
-    out.u8(f.table_id);
-    out.u8(0);
-    out.u32(f.duration_sec);
-    out.u32(f.duration_nsec);
-    out.u16(f.priority);
-    out.u16(f.idle_timeout);
-    out.u16(f.hard_timeout);
-    out.u16(0);
-    let age = |a: Option<u16>| a.map_or(0, |a| a.saturating_add(1));
-    out.u16(age(f.idle_age));
-    out.u16(age(f.hard_age));
-    out.u64(f.cookie);
-    out.u64(f.packet_count);
-    out.u64(f.byte_count);
-    let ml = encode_nx_match_cookie(&f.matcher, 0, 0, out)?;
-    out.patch16(start + 18, ml);
-    encode_instructions_as_actions(&f.instructions, out)?;
-    end_record(out, start, start)
-}
 
 /// Split a body of variable-length entries (each starting with a 16-bit
 /// length of at least `min`) and decode each.
@@ -1136,7 +849,7 @@ fn decode_vendor(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeError> {
     let msg = match subtype {
         NXT_SET_FLOW_FORMAT => Msg::NxSetFlowFormat(r.u32()?),
         NXT_FLOW_MOD => return Ok(Msg::FlowMod(decode_nx_flow_mod(r, opts)?)),
-        NXT_FLOW_REMOVED => return decode_nx_flow_removed(r),
+        NXT_FLOW_REMOVED => return Ok(Msg::FlowRemoved(decode_nx_flow_removed(r)?)),
         NXT_FLOW_MOD_TABLE_ID => {
             let set = r.u8()? != 0;
             r.skip(7)?;
@@ -1269,7 +982,7 @@ pub fn decode_with(h: &Header, buf: &[u8], opts: &DecodeOptions) -> Result<Msg, 
         }
         OFPT_FLOW_REMOVED => {
             exact(&r, 80)?;
-            decode_flow_removed(&mut r)?
+            Msg::FlowRemoved(decode_flow_removed(&mut r)?)
         }
         OFPT_PORT_STATUS => {
             exact(&r, 56)?;
@@ -1388,11 +1101,16 @@ fn encode_inner(
             }
         }
         Msg::FlowRemoved(fr) => {
-            if opts.nxm {
-                encode_nx_flow_removed(fr, xid, out)
+            let s = if opts.nxm {
+                let s = begin_nx(out, NXT_FLOW_REMOVED, xid);
+                encode_nx_flow_removed(fr, out)?;
+                s
             } else {
-                encode_flow_removed(fr, xid, out)
-            }
+                let s = begin(out, OFPT_FLOW_REMOVED, xid);
+                encode_flow_removed(fr, out)?;
+                s
+            };
+            finish(out, s)
         }
         Msg::PortStatus(ps) => {
             let s = begin(out, OFPT_PORT_STATUS, xid);

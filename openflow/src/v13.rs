@@ -43,13 +43,14 @@ pub(crate) use crate::actions::put_actions_version;
 pub use crate::actions::{decode_actions, decode_actions_version, encode_actions_version};
 use crate::error::OFPET_EXPERIMENTER;
 use crate::error::{DecodeError, OfError};
+use crate::flow::{get_flow_stats_request, put_flow_stats_request};
 use crate::flow_mod::{get_flow_mod, put_flow_mod};
 use crate::header::{self, Header, HEADER_LEN, OFP13_VERSION, OFP14_VERSION, OFP15_VERSION};
 pub use crate::instructions::decode_instructions;
 use crate::model::*;
 pub use crate::nicira::NX_VENDOR_ID;
 use crate::nicira::{NXT_FLOW_MOD_TABLE_ID, NXT_SET_CONTROLLER_ID, NXT_SET_PACKET_IN_FORMAT};
-use crate::ofp_match::{get_match, put_match, take_match};
+use crate::ofp_match::{put_match, take_match};
 use crate::oxm;
 use crate::wire::{self, end_record, err, get_str, put_split_reply, Put, Rd};
 use crate::{async_config, bundle, flow, group, port};
@@ -334,38 +335,6 @@ fn put_role(out: &mut Vec<u8>, r: &RoleMsg) {
 
 // ---------------------------------------------------------------------------
 // Multipart (§7.3.5).
-
-/// `ofp_flow_stats_request` / `ofp_aggregate_stats_request`.
-fn get_flow_stats_request(rd: &mut Rd<'_>) -> Result<FlowStatsRequest, DecodeError> {
-    let table_id = rd.u8()?;
-    rd.skip(3)?;
-    let out_port = rd.u32()?;
-    let out_group = rd.u32()?;
-    rd.skip(4)?;
-    let cookie = rd.u64()?;
-    let cookie_mask = rd.u64()?;
-    let matcher = get_match(rd)?;
-    rd.end()?;
-    Ok(FlowStatsRequest {
-        table_id,
-        out_port,
-        out_group,
-        cookie,
-        cookie_mask,
-        matcher,
-    })
-}
-
-fn put_flow_stats_request(out: &mut Vec<u8>, r: &FlowStatsRequest) {
-    out.u8(r.table_id);
-    out.zeros(3);
-    out.u32(r.out_port);
-    out.u32(r.out_group);
-    out.zeros(4);
-    out.u64(r.cookie);
-    out.u64(r.cookie_mask);
-    put_match(out, &r.matcher);
-}
 
 /// `port_no`/`group_id`/`meter_id` followed by 4 pad bytes.
 fn get_id_pad(rd: &mut Rd<'_>) -> Result<u32, DecodeError> {
