@@ -40,6 +40,7 @@ pub mod nicira;
 pub mod nx_action;
 pub mod ofp_match;
 pub mod oxm;
+pub mod packet;
 pub mod packet_in2;
 pub mod port;
 pub mod tlv;

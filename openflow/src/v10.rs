@@ -52,13 +52,15 @@ use crate::flow::{
 use crate::flow_mod::{decode_flow_mod, decode_nx_flow_mod, encode_flow_mod, encode_nx_flow_mod};
 use crate::header::{self, Header, HEADER_LEN, OFP10_VERSION};
 use crate::model::{
-    EncodeError, Match, MpReply, MpRequest, Msg, OxmField, PacketIn, PacketOut, PortStatus,
-    SwitchConfig, SwitchFeatures, TableStats,
+    EncodeError, MpReply, MpRequest, Msg, PortStatus, SwitchConfig, SwitchFeatures, TableStats,
 };
 pub use crate::nicira::*;
-use crate::ofp_match::{encode_nx_match_cookie, take_nx_match};
 pub use crate::ofp_match::{match_fits_ofp10, wildcards};
 use crate::oxm;
+use crate::packet::{
+    decode_nx_packet_in, decode_packet_in, decode_packet_out, encode_nx_packet_in,
+    encode_packet_in, encode_packet_out,
+};
 use crate::port::{
     decode_phy_port, decode_port_mod, decode_port_stats, encode_phy_port, encode_port_mod,
     encode_port_stats, port10, PHY_PORT_LEN,
@@ -347,129 +349,6 @@ fn encode_error(err: OfError, data: &[u8], xid: u32, out: &mut Vec<u8>) -> Resul
 
 // ---------------------------------------------------------------------------
 // Flow removed, packet in/out, ports, config.
-
-/// `ofp_packet_in` (data at offset 18): no table id, cookie (all ones) or
-/// metadata in 1.0.
-fn decode_packet_in(r: &mut Rd) -> Result<Msg, DecodeError> {
-    let buffer_id = r.u32()?;
-    let total_len = r.u16()?;
-    let in_port = port_from_ofp10(r.u16()?);
-    let reason = r.u8()?;
-    r.skip(1)?;
-    Ok(Msg::PacketIn(PacketIn {
-        buffer_id,
-        total_len,
-        reason,
-        table_id: 0,
-        cookie: u64::MAX,
-        in_port,
-        metadata: 0,
-        data: r.rest().to_vec(),
-        ..PacketIn::default()
-    }))
-}
-
-fn encode_packet_in(pi: &PacketIn, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    let start = begin(out, OFPT_PACKET_IN, xid);
-    out.u32(pi.buffer_id);
-    out.u16(pi.total_len);
-    out.u16(port10(pi.in_port)?);
-    out.u8(pi.reason);
-    out.u8(0);
-    out.extend_from_slice(&pi.data);
-    finish(out, start)
-}
-
-/// `nx_packet_in`: the match carries the pipeline fields (in_port,
-/// metadata); other TLVs are skipped.
-fn decode_nx_packet_in(r: &mut Rd) -> Result<Msg, DecodeError> {
-    let buffer_id = r.u32()?;
-    let total_len = r.u16()?;
-    let reason = r.u8()?;
-    let table_id = r.u8()?;
-    let cookie = r.u64()?;
-    let match_len = usize::from(r.u16()?);
-    r.skip(6)?;
-    // Loose, as OVS: only in_port and metadata are kept.
-    let (in_port, metadata) = oxm::decode_pipeline_fields(take_nx_match(r, match_len)?)?;
-    r.skip(2)?;
-    Ok(Msg::PacketIn(PacketIn {
-        buffer_id,
-        total_len,
-        reason,
-        table_id,
-        cookie,
-        in_port: in_port.unwrap_or(0),
-        metadata,
-        data: r.rest().to_vec(),
-        ..PacketIn::default()
-    }))
-}
-
-fn encode_nx_packet_in(pi: &PacketIn, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    let start = begin_nx(out, NXT_PACKET_IN, xid);
-    out.u32(pi.buffer_id);
-    out.u16(pi.total_len);
-    out.u8(pi.reason);
-    out.u8(pi.table_id);
-    out.u64(pi.cookie);
-    let len_at = out.len();
-    out.u16(0);
-    out.zeros(6);
-    let mut m = Match::CATCHALL;
-    m.set_field(OxmField::InPort, u128::from(pi.in_port), 0xffff_ffff)
-        .map_err(|_| unsupported("in_port"))?;
-    if pi.metadata != 0 {
-        m.set_field(
-            OxmField::Metadata,
-            u128::from(pi.metadata),
-            u128::from(u64::MAX),
-        )
-        .map_err(|_| unsupported("metadata"))?;
-    }
-    let ml = encode_nx_match_cookie(&m, 0, 0, out)?;
-    out.patch16(len_at, ml);
-    out.zeros(2);
-    out.extend_from_slice(&pi.data);
-    finish(out, start)
-}
-
-/// `ofp_packet_out` body. The input port must be a port number below
-/// `OFPP_MAX`, `LOCAL`, `CONTROLLER` or `NONE` (OVS).
-fn decode_packet_out(r: &mut Rd) -> Result<Msg, DecodeError> {
-    let buffer_id = r.u32()?;
-    let in_port = r.u16()?;
-    if in_port >= 0xff00 && !matches!(in_port, 0xfffd..=0xffff) {
-        return Err(err(OfError::BAD_PORT, "bad packet-out input port"));
-    }
-    let in_port = port_from_ofp10(in_port);
-    let actions_len = usize::from(r.u16()?);
-    if actions_len % 8 != 0 {
-        return Err(err(OfError::BAD_LEN, "actions_len not a multiple of 8"));
-    }
-    let acts = r.take(actions_len)?;
-    let actions = decode_actions(acts, None)?;
-    Ok(Msg::PacketOut(PacketOut {
-        buffer_id,
-        in_port,
-        actions,
-        data: r.rest().to_vec(),
-    }))
-}
-
-fn encode_packet_out(po: &PacketOut, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    let start = begin(out, OFPT_PACKET_OUT, xid);
-    out.u32(po.buffer_id);
-    out.u16(port10(po.in_port)?);
-    let len_at = out.len();
-    out.u16(0);
-    let a0 = out.len();
-    encode_actions(&po.actions, out)?;
-    let alen = u16::try_from(out.len() - a0).map_err(|_| unsupported("actions too long"))?;
-    out.patch16(len_at, alen);
-    out.extend_from_slice(&po.data);
-    finish(out, start)
-}
 
 /// `ofp_switch_features` body: the `actions` bitmap is not kept (the
 /// encoder sends [`OFP10_ACTIONS_BITMAP`]).
@@ -856,7 +735,7 @@ fn decode_vendor(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeError> {
             Msg::NxFlowModTableId(set)
         }
         NXT_SET_PACKET_IN_FORMAT => Msg::NxSetPacketInFormat(r.u32()?),
-        NXT_PACKET_IN => return decode_nx_packet_in(r),
+        NXT_PACKET_IN => return Ok(Msg::PacketIn(decode_nx_packet_in(r)?)),
         crate::packet_in2::NXT_PACKET_IN2 => {
             return Ok(Msg::NxPacketIn2(crate::packet_in2::get_body(r.rest())?));
         }
@@ -978,7 +857,7 @@ pub fn decode_with(h: &Header, buf: &[u8], opts: &DecodeOptions) -> Result<Msg, 
         }
         OFPT_PACKET_IN => {
             at_least(&r, 10)?;
-            decode_packet_in(&mut r)?
+            Msg::PacketIn(decode_packet_in(&mut r)?)
         }
         OFPT_FLOW_REMOVED => {
             exact(&r, 80)?;
@@ -995,7 +874,7 @@ pub fn decode_with(h: &Header, buf: &[u8], opts: &DecodeOptions) -> Result<Msg, 
         }
         OFPT_PACKET_OUT => {
             at_least(&r, 8)?;
-            decode_packet_out(&mut r)?
+            Msg::PacketOut(decode_packet_out(&mut r)?)
         }
         OFPT_FLOW_MOD => {
             at_least(&r, 64)?;
@@ -1094,11 +973,16 @@ fn encode_inner(
             finish(out, s)
         }
         Msg::PacketIn(pi) => {
-            if opts.nx_packet_in {
-                encode_nx_packet_in(pi, xid, out)
+            let s = if opts.nx_packet_in {
+                let s = begin_nx(out, NXT_PACKET_IN, xid);
+                encode_nx_packet_in(pi, out)?;
+                s
             } else {
-                encode_packet_in(pi, xid, out)
-            }
+                let s = begin(out, OFPT_PACKET_IN, xid);
+                encode_packet_in(pi, out)?;
+                s
+            };
+            finish(out, s)
         }
         Msg::FlowRemoved(fr) => {
             let s = if opts.nxm {
@@ -1119,7 +1003,11 @@ fn encode_inner(
             encode_phy_port(&ps.desc, out)?;
             finish(out, s)
         }
-        Msg::PacketOut(po) => encode_packet_out(po, xid, out),
+        Msg::PacketOut(po) => {
+            let s = begin(out, OFPT_PACKET_OUT, xid);
+            encode_packet_out(po, out)?;
+            finish(out, s)
+        }
         Msg::FlowMod(fm) => {
             let s = if opts.nxm {
                 let s = begin_nx(out, NXT_FLOW_MOD, xid);

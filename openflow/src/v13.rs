@@ -39,7 +39,6 @@
 //! only) decode as `None`, queue statistics replies decode as the empty
 //! [`MpReply::Queue`], the reserved fields are sent as zero.
 
-pub(crate) use crate::actions::put_actions_version;
 pub use crate::actions::{decode_actions, decode_actions_version, encode_actions_version};
 use crate::error::OFPET_EXPERIMENTER;
 use crate::error::{DecodeError, OfError};
@@ -50,8 +49,8 @@ pub use crate::instructions::decode_instructions;
 use crate::model::*;
 pub use crate::nicira::NX_VENDOR_ID;
 use crate::nicira::{NXT_FLOW_MOD_TABLE_ID, NXT_SET_CONTROLLER_ID, NXT_SET_PACKET_IN_FORMAT};
-use crate::ofp_match::{put_match, take_match};
 use crate::oxm;
+use crate::packet::{get_packet_in, get_packet_out, put_packet_in, put_packet_out};
 use crate::wire::{self, end_record, err, get_str, put_split_reply, Put, Rd};
 use crate::{async_config, bundle, flow, group, port};
 
@@ -190,102 +189,6 @@ fn get_counters(rd: &mut Rd<'_>) -> Result<Vec<(u64, u64)>, DecodeError> {
 
 // ---------------------------------------------------------------------------
 // Messages.
-
-fn get_packet_in(rd: &mut Rd<'_>) -> Result<PacketIn, DecodeError> {
-    let buffer_id = rd.u32()?;
-    let total_len = rd.u16()?;
-    let reason = rd.u8()?;
-    let table_id = rd.u8()?;
-    let cookie = rd.u64()?;
-    let (in_port, metadata) = oxm::decode_pipeline_fields(take_match(rd)?)?;
-    let in_port = in_port.ok_or(err(OfError::BAD_PORT, "packet-in without in_port"))?;
-    rd.skip(2)?;
-    Ok(PacketIn {
-        buffer_id,
-        total_len,
-        reason,
-        table_id,
-        cookie,
-        in_port,
-        metadata,
-        data: rd.rest().to_vec(),
-        ..PacketIn::default()
-    })
-}
-
-fn put_packet_in(out: &mut Vec<u8>, p: &PacketIn) {
-    out.u32(p.buffer_id);
-    out.u16(p.total_len);
-    out.u8(p.reason);
-    out.u8(p.table_id);
-    out.u64(p.cookie);
-    let mut m = Match::CATCHALL;
-    m.key.set_in_port(p.in_port);
-    m.mask.set_exact(xennet_datapath::flow::Field::InPort);
-    if p.metadata != 0 {
-        m.key.set(
-            xennet_datapath::flow::Field::Metadata,
-            u128::from(p.metadata),
-        );
-        m.mask.set_exact(xennet_datapath::flow::Field::Metadata);
-    }
-    put_match(out, &m);
-    out.zeros(2);
-    out.extend_from_slice(&p.data);
-}
-
-/// `ofp_packet_out` after the header: 1.3/1.4 `buffer_id`, `in_port`,
-/// `actions_len`, 6 pad bytes; 1.5 (1.5.1 §7.3.6) `buffer_id`,
-/// `actions_len`, 2 pad bytes, an `ofp_match` holding the pipeline
-/// fields (xennet uses `in_port`, `OFPP_ANY` when absent). Then actions
-/// and the packet.
-fn get_packet_out(rd: &mut Rd<'_>, version: u8) -> Result<PacketOut, DecodeError> {
-    let buffer_id = rd.u32()?;
-    let (in_port, actions_len) = if version >= OFP15_VERSION {
-        let actions_len = usize::from(rd.u16()?);
-        rd.skip(2)?;
-        let (in_port, _metadata) = oxm::decode_pipeline_fields(take_match(rd)?)?;
-        (in_port.unwrap_or(OFPP_ANY), actions_len)
-    } else {
-        let in_port = rd.u32()?;
-        let actions_len = usize::from(rd.u16()?);
-        rd.skip(6)?;
-        (in_port, actions_len)
-    };
-    let actions = decode_actions_version(rd.take(actions_len)?, version)?;
-    Ok(PacketOut {
-        buffer_id,
-        in_port,
-        actions,
-        data: rd.rest().to_vec(),
-    })
-}
-
-fn put_packet_out(out: &mut Vec<u8>, p: &PacketOut, version: u8) -> Result<(), EncodeError> {
-    out.u32(p.buffer_id);
-    let at;
-    if version >= OFP15_VERSION {
-        at = out.len();
-        out.u16(0);
-        out.zeros(2);
-        let mut m = Match::CATCHALL;
-        m.key.set_in_port(p.in_port);
-        m.mask.set_exact(xennet_datapath::flow::Field::InPort);
-        put_match(out, &m);
-    } else {
-        out.u32(p.in_port);
-        at = out.len();
-        out.u16(0);
-        out.zeros(6);
-    }
-    let start = out.len();
-    put_actions_version(out, &p.actions, version)?;
-    let len = u16::try_from(out.len() - start)
-        .map_err(|_| EncodeError::Unsupported("actions longer than 65535 bytes"))?;
-    out.patch16(at, len);
-    out.extend_from_slice(&p.data);
-    Ok(())
-}
 
 fn get_meter_mod(rd: &mut Rd<'_>) -> Result<MeterMod, DecodeError> {
     let command = match rd.u16()? {

@@ -1,6 +1,6 @@
 use super::*;
+use crate::actions;
 use crate::header::{OFP13_VERSION, OFP14_VERSION};
-use crate::{v10, v13};
 
 fn sf(field: MfField, ofs: u16, n_bits: u16) -> Subfield {
     Subfield { field, ofs, n_bits }
@@ -221,11 +221,11 @@ fn test_learn_ovs_bytes() {
     let a = nx(NXAST_LEARN, &body);
     assert_eq!(a.len(), 72);
     assert_eq!(
-        v13::decode_actions(&a).unwrap(),
+        actions::decode_actions(&a).unwrap(),
         vec![Action::Learn(Box::new(mac_learn()))]
     );
     let mut out = Vec::new();
-    v13::put_actions_version(
+    actions::put_actions_version(
         &mut out,
         &[Action::Learn(Box::new(mac_learn()))],
         OFP13_VERSION,
@@ -294,7 +294,7 @@ fn test_check_pkt_larger_bytes_and_rejects() {
     let a = nx(NXAST_CHECK_PKT_LARGER, &body);
     assert_eq!(a.len(), 24);
     assert_eq!(
-        v13::decode_actions(&a).unwrap(),
+        actions::decode_actions(&a).unwrap(),
         vec![Action::CheckPktLarger {
             len: 1514,
             dst: sf(reg(9), 1, 1)
@@ -317,21 +317,25 @@ fn test_check_pkt_larger_bytes_and_rejects() {
 fn test_roundtrip_every_version() {
     for a in samples() {
         let mut b = Vec::new();
-        v10::encode_actions(std::slice::from_ref(&a), &mut b).unwrap();
+        actions::encode_actions_ofp10(std::slice::from_ref(&a), &mut b).unwrap();
         assert_eq!(b.len() % 8, 0);
         // In 1.0 a whole-field load reads back as the set-field.
         let mut want = vec![a.clone()];
         merge_loads(&mut want, true);
-        assert_eq!(v10::decode_actions(&b, None).unwrap(), want, "1.0 {a:?}");
+        assert_eq!(
+            actions::decode_actions_ofp10(&b, None).unwrap(),
+            want,
+            "1.0 {a:?}"
+        );
         for v in [OFP13_VERSION, OFP14_VERSION, OFP15_VERSION] {
             let mut b = Vec::new();
-            v13::put_actions_version(&mut b, std::slice::from_ref(&a), v).unwrap();
+            actions::put_actions_version(&mut b, std::slice::from_ref(&a), v).unwrap();
             assert_eq!(b.len() % 8, 0);
             // In 1.5 a whole-field load is an unmasked set-field.
             let mut want = vec![a.clone()];
             merge_loads(&mut want, v >= OFP15_VERSION);
             assert_eq!(
-                v13::decode_actions_version(&b, v).unwrap(),
+                actions::decode_actions_version(&b, v).unwrap(),
                 want,
                 "version {v} {a:?}"
             );
@@ -348,7 +352,7 @@ fn test_parse_ovs_bytes() {
         0x04, 0, 0, 0, 0, 0, 0, 0, 5,
     ];
     assert_eq!(
-        v13::decode_actions(&load).unwrap(),
+        actions::decode_actions(&load).unwrap(),
         vec![Action::Load {
             dst: sf(reg(0), 0, 4),
             value: 5
@@ -359,7 +363,7 @@ fn test_parse_ovs_bytes() {
         0x04, 0x00, 0x01, 0x00, 0x04, 0x00, 0x01, 0x02, 0x04,
     ];
     assert_eq!(
-        v13::decode_actions(&mv).unwrap(),
+        actions::decode_actions(&mv).unwrap(),
         vec![Action::Move {
             src: sf(reg(0), 0, 4),
             dst: sf(reg(1), 4, 4)
@@ -376,12 +380,12 @@ fn test_whole_load_forms() {
         value: 9,
     };
     let mut b = Vec::new();
-    v13::put_actions_version(&mut b, std::slice::from_ref(&a), OFP13_VERSION).unwrap();
-    assert_eq!(v13::decode_actions(&b).unwrap(), vec![a.clone()]);
+    actions::put_actions_version(&mut b, std::slice::from_ref(&a), OFP13_VERSION).unwrap();
+    assert_eq!(actions::decode_actions(&b).unwrap(), vec![a.clone()]);
     let mut b = Vec::new();
-    v10::encode_actions(std::slice::from_ref(&a), &mut b).unwrap();
+    actions::encode_actions_ofp10(std::slice::from_ref(&a), &mut b).unwrap();
     assert_eq!(
-        v10::decode_actions(&b, None).unwrap(),
+        actions::decode_actions_ofp10(&b, None).unwrap(),
         vec![Action::SetField {
             field: OxmField::Reg(3),
             value: 9
@@ -403,7 +407,7 @@ fn nx(sub: u16, body: &[u8]) -> Vec<u8> {
 }
 
 fn err13(b: &[u8]) -> OfError {
-    v13::decode_actions(b).unwrap_err().err
+    actions::decode_actions(b).unwrap_err().err
 }
 
 const REG0: [u8; 4] = [0x00, 0x01, 0x00, 0x04];
@@ -435,7 +439,7 @@ fn test_reject_load() {
     body.extend_from_slice(&REG0);
     body.extend_from_slice(&1u64.to_be_bytes());
     assert_eq!(
-        v13::decode_actions_version(&nx(NXAST_REG_LOAD, &body), OFP15_VERSION)
+        actions::decode_actions_version(&nx(NXAST_REG_LOAD, &body), OFP15_VERSION)
             .unwrap_err()
             .err,
         OfError::BAD_ACTION_EXP_TYPE
@@ -536,7 +540,7 @@ fn test_reject_others() {
         body.extend_from_slice(&REG0);
         nx(NXAST_MULTIPATH, &body)
     };
-    assert!(v13::decode_actions(&mp(0, 3, 1)).is_ok());
+    assert!(actions::decode_actions(&mp(0, 3, 1)).is_ok());
     assert_eq!(err13(&mp(0, 4, 1)), OfError::BAD_ACTION_ARGUMENT);
     assert_eq!(err13(&mp(4, 1, 1)), OfError::BAD_ACTION_ARGUMENT);
     // Bundle: a bad member type, a member beyond the ports, members
@@ -553,7 +557,7 @@ fn test_reject_others() {
         }
         nx(sub, &body)
     };
-    assert!(v13::decode_actions(&bundle(NXAST_BUNDLE, 2, 2, 0, &[1, 2])).is_ok());
+    assert!(actions::decode_actions(&bundle(NXAST_BUNDLE, 2, 2, 0, &[1, 2])).is_ok());
     assert_eq!(
         err13(&bundle(NXAST_BUNDLE, 4, 2, 0, &[1, 2])),
         OfError::BAD_ACTION_ARGUMENT
@@ -576,7 +580,7 @@ fn test_reject_others() {
         )),
         OfError::BAD_ACTION_ARGUMENT
     );
-    assert!(v13::decode_actions(&bundle(
+    assert!(actions::decode_actions(&bundle(
         NXAST_BUNDLE_LOAD,
         2,
         2,
@@ -592,7 +596,7 @@ fn test_reject_others() {
     let mut sfa = vec![0, 25, 0, 16, 0x00, 0x01, 0x01, 0x08];
     sfa.extend_from_slice(&[0, 0, 0, 5, 0, 0, 0, 0x0d]);
     assert_eq!(
-        v13::decode_actions_version(&sfa, OFP15_VERSION)
+        actions::decode_actions_version(&sfa, OFP15_VERSION)
             .unwrap_err()
             .err,
         OfError::BAD_SET_ARGUMENT
@@ -612,14 +616,16 @@ fn test_nested_clone_depth() {
         }
         a
     };
-    assert!(v13::decode_actions(&nest(64)).is_ok());
+    assert!(actions::decode_actions(&nest(64)).is_ok());
     assert_eq!(err13(&nest(65)), OfError::BAD_ACTION_ARGUMENT);
     assert_eq!(
-        v10::decode_actions(&nest(65), None).unwrap_err().err,
+        actions::decode_actions_ofp10(&nest(65), None)
+            .unwrap_err()
+            .err,
         OfError::BAD_ACTION_ARGUMENT
     );
     // The depth counter is back to zero after an error.
-    assert!(v13::decode_actions(&nest(64)).is_ok());
+    assert!(actions::decode_actions(&nest(64)).is_ok());
 }
 
 fn ct_action(flags: u16, zone_src: u32, zone: u16, nested: &[u8]) -> Vec<u8> {
@@ -659,7 +665,7 @@ fn test_reject_ct_nat() {
         err13(&ct_action(0, 0, 0, &load)),
         OfError::BAD_ACTION_ARGUMENT
     );
-    assert!(v13::decode_actions(&ct_action(1, 0, 0, &load)).is_ok());
+    assert!(actions::decode_actions(&ct_action(1, 0, 0, &load)).is_ok());
     // The same load outside ct: ct_mark cannot be written there.
     assert_eq!(err13(&load), OfError::BAD_SET_TYPE);
     // nat outside ct, nat with both src and dst, nat with a missing range.
@@ -697,9 +703,9 @@ fn test_conjunction_bytes_and_rejects() {
         clause: 1,
         n_clauses: 3,
     }];
-    assert_eq!(v13::decode_actions(&b).unwrap(), want);
+    assert_eq!(actions::decode_actions(&b).unwrap(), want);
     let mut out = Vec::new();
-    v13::encode_actions_version(&want, 0x04, &mut out).unwrap();
+    actions::encode_actions_version(&want, 0x04, &mut out).unwrap();
     assert_eq!(out, b);
     // clause >= n_clauses, n_clauses < 2, n_clauses > 64, bad length.
     for body in [[3u8, 3], [0, 1], [0, 65]] {
@@ -730,19 +736,19 @@ fn test_controller2_id_and_short_userdata_from_ovs() {
     b.extend_from_slice(&[0, 3, 0, 5, 0xaa, 0, 0, 0]);
     b.extend_from_slice(&[0xff, 0xff, 0, 24, 0, 0, 0x23, 0x20, 0, 37, 0, 0, 0, 0, 0, 0]);
     b.extend_from_slice(&[0, 3, 0, 5, 0xbb, 0, 0, 0]);
-    let acts = v10::decode_actions(&b, None).unwrap();
+    let acts = actions::decode_actions_ofp10(&b, None).unwrap();
     for v in [OFP13_VERSION, OFP14_VERSION, crate::header::OFP15_VERSION] {
-        assert_eq!(v13::decode_actions_version(&b, v).unwrap(), acts);
+        assert_eq!(actions::decode_actions_version(&b, v).unwrap(), acts);
     }
     let Action::Controller(c) = &acts[0] else {
         panic!("{acts:?}")
     };
     assert_eq!((c.controller_id, &c.userdata[..]), (7, &[0xaa][..]));
     let mut out = Vec::new();
-    v10::encode_actions(&acts, &mut out).unwrap();
+    actions::encode_actions_ofp10(&acts, &mut out).unwrap();
     assert_eq!(out, b);
     b[19] = 6;
-    assert_eq!(v10::decode_actions(&b, None).unwrap(), acts);
+    assert_eq!(actions::decode_actions_ofp10(&b, None).unwrap(), acts);
 }
 
 #[test]
