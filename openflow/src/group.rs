@@ -1,5 +1,7 @@
-//! The group family for OpenFlow 1.3, 1.4 and 1.5: group-mod and group
-//! descriptions, with the version as a parameter.
+//! The group family (Open vSwitch `lib/ofp-group.c`) for OpenFlow 1.3, 1.4
+//! and 1.5 (OpenFlow 1.0 has no groups; its Nicira group action is
+//! [`crate::actions`]'): group-mod, group descriptions, statistics and
+//! features, with the version as a parameter.
 //!
 //! - 1.3/1.4 (§7.3.4.2): `ofp_group_mod` = `command`, `type`, `group_id`,
 //!   then `ofp_bucket`s (`len`, `weight`, `watch_port`, `watch_group`,
@@ -34,8 +36,8 @@
 use crate::error::{DecodeError, OfError};
 use crate::header::OFP15_VERSION;
 use crate::model::{
-    Bucket, EncodeError, GroupDesc, GroupMod, GroupModCommand, GroupType, HashField, SelectionKind,
-    SelectionMethod, OFPP_ANY,
+    Bucket, EncodeError, GroupDesc, GroupFeatures, GroupMod, GroupModCommand, GroupStats,
+    GroupType, HashField, SelectionKind, SelectionMethod, OFPP_ANY,
 };
 use crate::oxm::{decode_wire_set_field, encode_wire_set_field, Flavor};
 use crate::port::props;
@@ -44,7 +46,7 @@ use crate::port::props;
 // hold a masked set-field, as OVN's load balancer groups do
 // (`ct(commit,nat(..),exec(set_field:0x2/0x2->ct_mark))`).
 use crate::actions::{decode_actions_version, put_actions_version};
-use crate::wire::{end_record, Put, Rd};
+use crate::wire::{end_record, get_counters, Put, Rd};
 
 /// `OFPG_ANY`.
 const OFPG_ANY: u32 = 0xffff_ffff;
@@ -448,4 +450,74 @@ fn put_selection_method(out: &mut Vec<u8>, s: &SelectionMethod) {
     let len = out.len() - start;
     out[start + 2..start + 4].copy_from_slice(&(len as u16).to_be_bytes());
     out.zeros(len.next_multiple_of(8) - len);
+}
+
+// ---------------------------------------------------------------------------
+// Group statistics and features (1.3 §7.3.5.9, §7.3.5.11; unchanged in
+// 1.4 and 1.5).
+
+pub(crate) fn get_group_stats(rd: &mut Rd<'_>) -> Result<GroupStats, DecodeError> {
+    let len = rd.peek_len(0)?;
+    let mut r = rd.record(len, 40)?;
+    r.skip(4)?;
+    let group_id = r.u32()?;
+    let ref_count = r.u32()?;
+    r.skip(4)?;
+    Ok(GroupStats {
+        group_id,
+        ref_count,
+        packet_count: r.u64()?,
+        byte_count: r.u64()?,
+        duration_sec: r.u32()?,
+        duration_nsec: r.u32()?,
+        buckets: get_counters(&mut r)?,
+    })
+}
+
+pub(crate) fn put_group_stats(out: &mut Vec<u8>, g: &GroupStats) -> Result<(), EncodeError> {
+    let start = out.len();
+    out.u16(0);
+    out.zeros(2);
+    out.u32(g.group_id);
+    out.u32(g.ref_count);
+    out.zeros(4);
+    out.u64(g.packet_count);
+    out.u64(g.byte_count);
+    out.u32(g.duration_sec);
+    out.u32(g.duration_nsec);
+    for (p, b) in &g.buckets {
+        out.u64(*p);
+        out.u64(*b);
+    }
+    end_record(out, start, start)
+}
+
+/// `ofp_group_features` (1.3 §7.3.5.11, 40 bytes).
+pub(crate) fn get_group_features(rd: &mut Rd<'_>) -> Result<GroupFeatures, DecodeError> {
+    let types = rd.u32()?;
+    let capabilities = rd.u32()?;
+    let mut max_groups = [0u32; 4];
+    for v in &mut max_groups {
+        *v = rd.u32()?;
+    }
+    let mut actions = [0u32; 4];
+    for v in &mut actions {
+        *v = rd.u32()?;
+    }
+    rd.end()?;
+    Ok(GroupFeatures {
+        types,
+        capabilities,
+        max_groups,
+        actions,
+    })
+}
+
+pub(crate) fn put_group_features(out: &mut Vec<u8>, g: &GroupFeatures) {
+    out.u32(g.types);
+    out.u32(g.capabilities);
+    g.max_groups
+        .iter()
+        .chain(&g.actions)
+        .for_each(|v| out.u32(*v));
 }

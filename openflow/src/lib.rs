@@ -34,6 +34,7 @@ pub mod flow_mod;
 pub mod group;
 pub mod header;
 pub mod instructions;
+pub mod meter;
 pub mod model;
 pub mod monitor;
 pub mod nicira;

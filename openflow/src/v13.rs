@@ -44,8 +44,13 @@ use crate::error::OFPET_EXPERIMENTER;
 use crate::error::{DecodeError, OfError};
 use crate::flow::{get_flow_stats_request, put_flow_stats_request};
 use crate::flow_mod::{get_flow_mod, put_flow_mod};
+use crate::group::{get_group_features, get_group_stats, put_group_features, put_group_stats};
 use crate::header::{self, Header, HEADER_LEN, OFP13_VERSION, OFP14_VERSION, OFP15_VERSION};
 pub use crate::instructions::decode_instructions;
+use crate::meter::{
+    get_meter_config, get_meter_features, get_meter_mod, get_meter_stats, put_meter_config,
+    put_meter_features, put_meter_mod, put_meter_stats,
+};
 use crate::model::*;
 pub use crate::nicira::NX_VENDOR_ID;
 use crate::nicira::{NXT_FLOW_MOD_TABLE_ID, NXT_SET_CONTROLLER_ID, NXT_SET_PACKET_IN_FORMAT};
@@ -128,93 +133,7 @@ fn message(
 }
 
 // ---------------------------------------------------------------------------
-// Shared structures.
-
-/// `ofp_meter_band_*` list (§7.3.4.4).
-fn get_bands(buf: &[u8]) -> Result<Vec<MeterBand>, DecodeError> {
-    let mut rd = Rd::new(buf, OfError::METER_BAD_BAND);
-    let mut v = Vec::new();
-    while !rd.is_empty() {
-        let typ = rd.peek_len(0)?;
-        let len = rd.peek_len(2)?;
-        if len != 16 {
-            return Err(err(OfError::METER_BAD_BAND, "bad meter band length"));
-        }
-        let mut b = rd.record(len, 16)?;
-        b.skip(4)?;
-        let rate = b.u32()?;
-        let burst_size = b.u32()?;
-        let kind = match typ {
-            1 => MeterBandKind::Drop,
-            2 => MeterBandKind::DscpRemark {
-                prec_level: b.u8()?,
-            },
-            _ => return Err(err(OfError::METER_BAD_BAND, "unsupported meter band")),
-        };
-        v.push(MeterBand {
-            kind,
-            rate,
-            burst_size,
-        });
-    }
-    Ok(v)
-}
-
-fn put_bands(out: &mut Vec<u8>, bands: &[MeterBand]) {
-    for b in bands {
-        let (typ, prec) = match b.kind {
-            MeterBandKind::Drop => (1, 0),
-            MeterBandKind::DscpRemark { prec_level } => (2, prec_level),
-        };
-        out.u16(typ);
-        out.u16(16);
-        out.u32(b.rate);
-        out.u32(b.burst_size);
-        out.u8(prec);
-        out.zeros(3);
-    }
-}
-
-/// `(packets, bytes)` counter pairs.
-fn get_counters(rd: &mut Rd<'_>) -> Result<Vec<(u64, u64)>, DecodeError> {
-    if rd.b.len() % 16 != 0 {
-        return Err(err(OfError::BAD_LEN, "bad counter list length"));
-    }
-    let mut v = Vec::new();
-    while !rd.is_empty() {
-        v.push((rd.u64()?, rd.u64()?));
-    }
-    Ok(v)
-}
-
-// ---------------------------------------------------------------------------
 // Messages.
-
-fn get_meter_mod(rd: &mut Rd<'_>) -> Result<MeterMod, DecodeError> {
-    let command = match rd.u16()? {
-        0 => MeterModCommand::Add,
-        1 => MeterModCommand::Modify,
-        2 => MeterModCommand::Delete,
-        _ => return Err(err(OfError::METER_BAD_COMMAND, "unknown meter-mod command")),
-    };
-    Ok(MeterMod {
-        command,
-        flags: rd.u16()?,
-        meter_id: rd.u32()?,
-        bands: get_bands(rd.rest())?,
-    })
-}
-
-fn put_meter_mod(out: &mut Vec<u8>, m: &MeterMod) {
-    out.u16(match m.command {
-        MeterModCommand::Add => 0,
-        MeterModCommand::Modify => 1,
-        MeterModCommand::Delete => 2,
-    });
-    out.u16(m.flags);
-    out.u32(m.meter_id);
-    put_bands(out, &m.bands);
-}
 
 fn get_role(rd: &mut Rd<'_>) -> Result<RoleMsg, DecodeError> {
     let role = rd.u32()?;
@@ -479,95 +398,6 @@ fn put_mp_request(
     Ok(())
 }
 
-fn get_group_stats(rd: &mut Rd<'_>) -> Result<GroupStats, DecodeError> {
-    let len = rd.peek_len(0)?;
-    let mut r = rd.record(len, 40)?;
-    r.skip(4)?;
-    let group_id = r.u32()?;
-    let ref_count = r.u32()?;
-    r.skip(4)?;
-    Ok(GroupStats {
-        group_id,
-        ref_count,
-        packet_count: r.u64()?,
-        byte_count: r.u64()?,
-        duration_sec: r.u32()?,
-        duration_nsec: r.u32()?,
-        buckets: get_counters(&mut r)?,
-    })
-}
-
-fn put_group_stats(out: &mut Vec<u8>, g: &GroupStats) -> Result<(), EncodeError> {
-    let start = out.len();
-    out.u16(0);
-    out.zeros(2);
-    out.u32(g.group_id);
-    out.u32(g.ref_count);
-    out.zeros(4);
-    out.u64(g.packet_count);
-    out.u64(g.byte_count);
-    out.u32(g.duration_sec);
-    out.u32(g.duration_nsec);
-    for (p, b) in &g.buckets {
-        out.u64(*p);
-        out.u64(*b);
-    }
-    end_record(out, start, start)
-}
-
-fn get_meter_stats(rd: &mut Rd<'_>) -> Result<MeterStats, DecodeError> {
-    let len = rd.peek_len(4)?;
-    let mut r = rd.record(len, 40)?;
-    let meter_id = r.u32()?;
-    r.skip(8)?;
-    Ok(MeterStats {
-        meter_id,
-        flow_count: r.u32()?,
-        packet_in_count: r.u64()?,
-        byte_in_count: r.u64()?,
-        duration_sec: r.u32()?,
-        duration_nsec: r.u32()?,
-        bands: get_counters(&mut r)?,
-    })
-}
-
-fn put_meter_stats(out: &mut Vec<u8>, m: &MeterStats) -> Result<(), EncodeError> {
-    let start = out.len();
-    out.u32(m.meter_id);
-    out.u16(0);
-    out.zeros(6);
-    out.u32(m.flow_count);
-    out.u64(m.packet_in_count);
-    out.u64(m.byte_in_count);
-    out.u32(m.duration_sec);
-    out.u32(m.duration_nsec);
-    for (p, b) in &m.bands {
-        out.u64(*p);
-        out.u64(*b);
-    }
-    end_record(out, start, start + 4)
-}
-
-fn get_meter_config(rd: &mut Rd<'_>) -> Result<MeterConfig, DecodeError> {
-    let len = rd.peek_len(0)?;
-    let mut r = rd.record(len, 8)?;
-    r.skip(2)?;
-    Ok(MeterConfig {
-        flags: r.u16()?,
-        meter_id: r.u32()?,
-        bands: get_bands(r.rest())?,
-    })
-}
-
-fn put_meter_config(out: &mut Vec<u8>, m: &MeterConfig) -> Result<(), EncodeError> {
-    let start = out.len();
-    out.u16(0);
-    out.u16(m.flags);
-    out.u32(m.meter_id);
-    put_bands(out, &m.bands);
-    end_record(out, start, start)
-}
-
 /// Decode records until the body is used up.
 fn get_list<'a, T>(
     rd: &mut Rd<'a>,
@@ -632,39 +462,10 @@ fn get_mp_reply(typ: u16, rd: &mut Rd<'_>, v: u8) -> Result<MpReply, DecodeError
         }
         mp::GROUP => MpReply::Group(get_list(rd, get_group_stats)?),
         mp::GROUP_DESC => MpReply::GroupDesc(get_list(rd, |r| group::get_group_desc(r, v))?),
-        mp::GROUP_FEATURES => {
-            let types = rd.u32()?;
-            let capabilities = rd.u32()?;
-            let mut max_groups = [0u32; 4];
-            for v in &mut max_groups {
-                *v = rd.u32()?;
-            }
-            let mut actions = [0u32; 4];
-            for v in &mut actions {
-                *v = rd.u32()?;
-            }
-            rd.end()?;
-            MpReply::GroupFeatures(GroupFeatures {
-                types,
-                capabilities,
-                max_groups,
-                actions,
-            })
-        }
+        mp::GROUP_FEATURES => MpReply::GroupFeatures(get_group_features(rd)?),
         mp::METER => MpReply::Meter(get_list(rd, get_meter_stats)?),
         mp::METER_CONFIG => MpReply::MeterConfig(get_list(rd, get_meter_config)?),
-        mp::METER_FEATURES => {
-            let f = MeterFeatures {
-                max_meter: rd.u32()?,
-                band_types: rd.u32()?,
-                capabilities: rd.u32()?,
-                max_bands: rd.u8()?,
-                max_color: rd.u8()?,
-            };
-            rd.skip(2)?;
-            rd.end()?;
-            MpReply::MeterFeatures(f)
-        }
+        mp::METER_FEATURES => MpReply::MeterFeatures(get_meter_features(rd)?),
         mp::TABLE_FEATURES => MpReply::TableFeatures(get_list(rd, get_table_features)?),
         mp::PORT_DESC => MpReply::PortDesc(get_list(rd, |r| port::get_port(r, v))?),
         mp::EXPERIMENTER => return Err(err(OfError::BAD_EXPERIMENTER, "experimenter multipart")),
@@ -776,24 +577,14 @@ fn put_mp_reply(
             group::put_group_desc(out, g, v)
         }),
         MpReply::GroupFeatures(g) => single(out, mp::GROUP_FEATURES, &|out| {
-            out.u32(g.types);
-            out.u32(g.capabilities);
-            g.max_groups
-                .iter()
-                .chain(&g.actions)
-                .for_each(|v| out.u32(*v));
+            put_group_features(out, g);
         }),
         MpReply::Meter(l) => put_mp_list(out, vx, mp::METER, flags, l, put_meter_stats),
         MpReply::MeterConfig(l) => {
             put_mp_list(out, vx, mp::METER_CONFIG, flags, l, put_meter_config)
         }
         MpReply::MeterFeatures(f) => single(out, mp::METER_FEATURES, &|out| {
-            out.u32(f.max_meter);
-            out.u32(f.band_types);
-            out.u32(f.capabilities);
-            out.u8(f.max_bands);
-            out.u8(f.max_color);
-            out.zeros(2);
+            put_meter_features(out, f);
         }),
         MpReply::NxFlow(_) | MpReply::NxAggregate { .. } => {
             Err(EncodeError::Unsupported("Nicira flow statistics reply"))

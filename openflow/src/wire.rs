@@ -374,6 +374,18 @@ pub(crate) fn put_mac(out: &mut Vec<u8>, v: u128) {
     out.extend_from_slice(&(v as u64).to_be_bytes()[2..]);
 }
 
+/// `(packets, bytes)` counter pairs.
+pub(crate) fn get_counters(rd: &mut Rd<'_>) -> Result<Vec<(u64, u64)>, DecodeError> {
+    if rd.b.len() % 16 != 0 {
+        return Err(err(OfError::BAD_LEN, "bad counter list length"));
+    }
+    let mut v = Vec::new();
+    while !rd.is_empty() {
+        v.push((rd.u64()?, rd.u64()?));
+    }
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
