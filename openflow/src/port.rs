@@ -292,18 +292,6 @@ pub(crate) fn put_port_mod(out: &mut Vec<u8>, p: &PortMod, version: u8) {
     }
 }
 
-/// Check an `ofp_table_mod` (1.4+ §7.3.3) property list: xennet supports
-/// neither eviction nor vacancy events, so any property is refused with
-/// `TABLE_MOD_FAILED/BAD_CONFIG`.
-pub(crate) fn check_table_mod_props(rd: &mut Rd<'_>) -> Result<(), DecodeError> {
-    props(rd, |_, _| {
-        Err(err(
-            OfError::TABLE_MOD_BAD_CONFIG,
-            "table-mod properties are not supported",
-        ))
-    })
-}
-
 // ---------------------------------------------------------------------------
 // OpenFlow 1.0: 16-bit port numbers, `ofp_phy_port` (48 bytes), 1.0
 // feature bits, `ofp_port_mod` and `ofp_port_stats`.

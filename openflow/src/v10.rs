@@ -52,7 +52,7 @@ use crate::flow::{
 use crate::flow_mod::{decode_flow_mod, decode_nx_flow_mod, encode_flow_mod, encode_nx_flow_mod};
 use crate::header::{self, Header, HEADER_LEN, OFP10_VERSION};
 use crate::model::{
-    EncodeError, MpReply, MpRequest, Msg, PortStatus, SwitchConfig, SwitchFeatures, TableStats,
+    EncodeError, MpReply, MpRequest, Msg, PortStatus, SwitchConfig, SwitchFeatures,
 };
 pub use crate::nicira::*;
 pub use crate::ofp_match::{match_fits_ofp10, wildcards};
@@ -66,7 +66,9 @@ use crate::port::{
     encode_port_stats, port10, PHY_PORT_LEN,
 };
 pub use crate::port::{features_from_ofp10, features_to_ofp10, port_from_ofp10, port_to_ofp10};
-use crate::wire::{self, be16, be32, err, finish, get_str, unsupported, Put, Rd};
+pub use crate::table::TABLE_MAX_ENTRIES;
+use crate::table::{decode_table_stats, encode_table_stats};
+use crate::wire::{self, be16, be32, err, finish, unsupported, Put, Rd};
 
 // ---------------------------------------------------------------------------
 // Wire numbers.
@@ -139,9 +141,6 @@ const CAPS10_KEPT: u32 = 0b111 | (1 << 5) | (1 << 6) | OFPC10_ARP_MATCH_IP;
 /// The 1.0 actions xennet implements, as the `actions` bitmap of the
 /// features reply (bit n = `OFPAT10` type n: OUTPUT through ENQUEUE).
 pub const OFP10_ACTIONS_BITMAP: u32 = 0xfff;
-/// `max_entries` the 1.0 table-stats encoder reports (as Open vSwitch).
-pub const TABLE_MAX_ENTRIES: u32 = 1_000_000;
-
 // ---------------------------------------------------------------------------
 // Options.
 
@@ -424,42 +423,6 @@ fn decode_fixed<T>(
         return Err(err(OfError::BAD_LEN, "partial fixed-size entry"));
     }
     b.chunks_exact(size).map(f).collect()
-}
-
-/// 1.0 `ofp_table_stats` (64 bytes): wildcards and max_entries are not
-/// kept.
-fn decode_table_stats(b: &[u8]) -> Result<TableStats, DecodeError> {
-    let mut r = Rd::new(b, OfError::BAD_LEN);
-    let table_id = r.u8()?;
-    r.skip(3)?;
-    let name = get_str(r.take(32)?);
-    r.skip(4 + 4)?;
-    Ok(TableStats {
-        table_id,
-        name,
-        active_count: r.u32()?,
-        lookup_count: r.u64()?,
-        matched_count: r.u64()?,
-    })
-}
-
-/// 1.0 `ofp_table_stats`: the table's name, `table<N>` if it has none (OVS
-/// names unnamed tables so), wildcards `OFPFW10_ALL`, max_entries
-/// [`TABLE_MAX_ENTRIES`].
-fn encode_table_stats(out: &mut Vec<u8>, t: &TableStats) -> Result<(), EncodeError> {
-    out.u8(t.table_id);
-    out.zeros(3);
-    if t.name.is_empty() {
-        out.str(&format!("table{}", t.table_id), 32);
-    } else {
-        out.str(&t.name, 32);
-    }
-    out.u32(wildcards::ALL);
-    out.u32(TABLE_MAX_ENTRIES);
-    out.u32(t.active_count);
-    out.u64(t.lookup_count);
-    out.u64(t.matched_count);
-    Ok(())
 }
 
 /// `OFPT_STATS_REQUEST` body (after the header).

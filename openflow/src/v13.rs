@@ -56,7 +56,11 @@ pub use crate::nicira::NX_VENDOR_ID;
 use crate::nicira::{NXT_FLOW_MOD_TABLE_ID, NXT_SET_CONTROLLER_ID, NXT_SET_PACKET_IN_FORMAT};
 use crate::oxm;
 use crate::packet::{get_packet_in, get_packet_out, put_packet_in, put_packet_out};
-use crate::wire::{self, end_record, err, get_str, put_split_reply, Put, Rd};
+use crate::table::{
+    get_table_features, get_table_mod, get_table_stats, put_table_features, put_table_mod,
+    put_table_stats,
+};
+use crate::wire::{self, err, put_split_reply, Put, Rd};
 use crate::{async_config, bundle, flow, group, port};
 
 /// 1.3 message types (`ofp_type`).
@@ -164,146 +168,6 @@ fn get_id_pad(rd: &mut Rd<'_>) -> Result<u32, DecodeError> {
     rd.skip(4)?;
     rd.end()?;
     Ok(id)
-}
-
-/// `ofp_table_features` (§7.3.5.5), variable length.
-fn get_table_features(rd: &mut Rd<'_>) -> Result<TableFeatures, DecodeError> {
-    let len = rd.peek_len(0)?;
-    if len % 8 != 0 {
-        return Err(err(
-            OfError::BAD_LEN,
-            "table features length not a multiple of 8",
-        ));
-    }
-    let mut r = rd.record(len, 64)?;
-    r.skip(2)?;
-    let table_id = r.u8()?;
-    r.skip(5)?;
-    let name = get_str(r.take(32)?);
-    let metadata_match = r.u64()?;
-    let metadata_write = r.u64()?;
-    let config = r.u32()?;
-    let max_entries = r.u32()?;
-    let mut properties = Vec::new();
-    while !r.is_empty() {
-        let typ = r.peek_len(0)? as u16;
-        let plen = r.peek_len(2)?;
-        if plen < 4 {
-            return Err(err(OfError::BAD_LEN, "bad table feature property length"));
-        }
-        let padded = r.take(plen.next_multiple_of(8))?;
-        properties.push(table_prop(typ, &padded[4..plen]));
-    }
-    Ok(TableFeatures {
-        table_id,
-        name,
-        metadata_match,
-        metadata_write,
-        config,
-        max_entries,
-        properties,
-    })
-}
-
-/// A list of 4-byte `(type, len = 4)` ids, or `None` if the body holds
-/// anything else (then the property is kept raw).
-fn prop_ids(body: &[u8]) -> Option<Vec<u16>> {
-    if body.len() % 4 != 0 {
-        return None;
-    }
-    body.chunks_exact(4)
-        .map(|c| (u16::from_be_bytes([c[2], c[3]]) == 4).then(|| u16::from_be_bytes([c[0], c[1]])))
-        .collect()
-}
-
-/// A list of 32-bit OXM headers (no experimenter ones), or `None`.
-fn prop_oxms(body: &[u8]) -> Option<Vec<u32>> {
-    if body.len() % 4 != 0 {
-        return None;
-    }
-    body.chunks_exact(4)
-        .map(|c| {
-            let h = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
-            (h >> 16 != u32::from(oxm::EXPERIMENTER)).then_some(h)
-        })
-        .collect()
-}
-
-fn table_prop(typ: u16, body: &[u8]) -> TableFeatureProp {
-    use TableFeatureProp as P;
-    let miss = typ & 1 == 1;
-    let p = match typ {
-        0 | 1 => prop_ids(body).map(|ids| P::Instructions { miss, ids }),
-        2 | 3 => Some(P::NextTables {
-            miss,
-            tables: body.to_vec(),
-        }),
-        4 | 5 => prop_ids(body).map(|ids| P::WriteActions { miss, ids }),
-        6 | 7 => prop_ids(body).map(|ids| P::ApplyActions { miss, ids }),
-        8 => prop_oxms(body).map(P::Match),
-        10 => prop_oxms(body).map(P::Wildcards),
-        12 | 13 => prop_oxms(body).map(|fields| P::WriteSetField { miss, fields }),
-        14 | 15 => prop_oxms(body).map(|fields| P::ApplySetField { miss, fields }),
-        _ => None,
-    };
-    p.unwrap_or_else(|| P::Other {
-        typ,
-        body: body.to_vec(),
-    })
-}
-
-fn put_table_prop(out: &mut Vec<u8>, p: &TableFeatureProp) -> Result<(), EncodeError> {
-    use TableFeatureProp as P;
-    let start = out.len();
-    let ids = |out: &mut Vec<u8>, ids: &[u16]| {
-        for id in ids {
-            out.u16(*id);
-            out.u16(4);
-        }
-    };
-    let oxms = |out: &mut Vec<u8>, hs: &[u32]| hs.iter().for_each(|h| out.u32(*h));
-    let m = |miss: bool| u16::from(miss);
-    let typ = match p {
-        P::Instructions { miss, .. } => m(*miss),
-        P::NextTables { miss, .. } => 2 + m(*miss),
-        P::WriteActions { miss, .. } => 4 + m(*miss),
-        P::ApplyActions { miss, .. } => 6 + m(*miss),
-        P::Match(_) => 8,
-        P::Wildcards(_) => 10,
-        P::WriteSetField { miss, .. } => 12 + m(*miss),
-        P::ApplySetField { miss, .. } => 14 + m(*miss),
-        P::Other { typ, .. } => *typ,
-    };
-    out.u16(typ);
-    out.u16(0);
-    match p {
-        P::Instructions { ids: v, .. }
-        | P::WriteActions { ids: v, .. }
-        | P::ApplyActions { ids: v, .. } => ids(out, v),
-        P::NextTables { tables, .. } => out.extend_from_slice(tables),
-        P::Match(v) | P::Wildcards(v) => oxms(out, v),
-        P::WriteSetField { fields, .. } | P::ApplySetField { fields, .. } => oxms(out, fields),
-        P::Other { body, .. } => out.extend_from_slice(body),
-    }
-    end_record(out, start, start + 2)?;
-    out.pad8(start);
-    Ok(())
-}
-
-fn put_table_features(out: &mut Vec<u8>, f: &TableFeatures) -> Result<(), EncodeError> {
-    let start = out.len();
-    out.u16(0);
-    out.u8(f.table_id);
-    out.zeros(5);
-    out.str(&f.name, 32);
-    out.u64(f.metadata_match);
-    out.u64(f.metadata_write);
-    out.u32(f.config);
-    out.u32(f.max_entries);
-    for p in &f.properties {
-        put_table_prop(out, p)?;
-    }
-    end_record(out, start, start)
 }
 
 fn get_mp_request(typ: u16, rd: &mut Rd<'_>, version: u8) -> Result<MpRequest, DecodeError> {
@@ -434,17 +298,7 @@ fn get_mp_reply(typ: u16, rd: &mut Rd<'_>, v: u8) -> Result<MpReply, DecodeError
                 flow_count,
             }
         }
-        mp::TABLE => MpReply::Table(get_fixed_list(rd, 24, |r| {
-            let table_id = r.u8()?;
-            r.skip(3)?;
-            Ok(TableStats {
-                table_id,
-                name: String::new(),
-                active_count: r.u32()?,
-                lookup_count: r.u64()?,
-                matched_count: r.u64()?,
-            })
-        })?),
+        mp::TABLE => MpReply::Table(get_fixed_list(rd, 24, get_table_stats)?),
         mp::PORT_STATS => MpReply::PortStats(get_list(rd, |r| port::get_port_stats(r, v))?),
         mp::QUEUE if v >= OFP14_VERSION => {
             // ofp_queue_stats with properties (1.4 §7.3.5.8): skipped.
@@ -537,21 +391,7 @@ fn put_mp_reply(
         } => single(out, mp::AGGREGATE, &|out| {
             flow::put_aggregate(out, *packet_count, *byte_count, *flow_count, v)
         }),
-        MpReply::Table(l) => put_mp_list(
-            out,
-            vx,
-            mp::TABLE,
-            flags,
-            l,
-            |out: &mut Vec<u8>, s: &TableStats| {
-                out.u8(s.table_id);
-                out.zeros(3);
-                out.u32(s.active_count);
-                out.u64(s.lookup_count);
-                out.u64(s.matched_count);
-                Ok(())
-            },
-        ),
+        MpReply::Table(l) => put_mp_list(out, vx, mp::TABLE, flags, l, infallible(put_table_stats)),
         MpReply::TableFeatures(l) => {
             put_mp_list(out, vx, mp::TABLE_FEATURES, flags, l, put_table_features)
         }
@@ -687,13 +527,7 @@ pub fn decode(h: &Header, buf: &[u8]) -> Result<Msg, DecodeError> {
         t::GROUP_MOD => Msg::GroupMod(group::get_group_mod(rd, v)?),
         t::PORT_MOD => Msg::PortMod(port::get_port_mod(rd, v)?),
         t::TABLE_MOD => {
-            let table_id = rd.u8()?;
-            rd.skip(3)?;
-            let config = rd.u32()?;
-            if v >= OFP14_VERSION {
-                port::check_table_mod_props(rd)?;
-            }
-            rd.end()?;
+            let (table_id, config) = get_table_mod(rd, v)?;
             Msg::TableMod { table_id, config }
         }
         t::MULTIPART_REQUEST | t::MULTIPART_REPLY => {
@@ -927,9 +761,7 @@ pub fn encode_version(msg: &Msg, v: u8, xid: u32, out: &mut Vec<u8>) -> Result<(
             Ok(())
         }),
         Msg::TableMod { table_id, config } => m(out, t::TABLE_MOD, &|out| {
-            out.u8(*table_id);
-            out.zeros(3);
-            out.u32(*config);
+            put_table_mod(out, *table_id, *config);
             Ok(())
         }),
         Msg::MultipartRequest { flags, body } => m(out, t::MULTIPART_REQUEST, &|out| {
