@@ -44,6 +44,7 @@ pub mod oxm;
 pub mod packet;
 pub mod packet_in2;
 pub mod port;
+pub mod switch;
 pub mod table;
 pub mod tlv;
 pub mod v10;

@@ -51,9 +51,7 @@ use crate::flow::{
 };
 use crate::flow_mod::{decode_flow_mod, decode_nx_flow_mod, encode_flow_mod, encode_nx_flow_mod};
 use crate::header::{self, Header, HEADER_LEN, OFP10_VERSION};
-use crate::model::{
-    EncodeError, MpReply, MpRequest, Msg, PortStatus, SwitchConfig, SwitchFeatures,
-};
+use crate::model::{EncodeError, MpReply, MpRequest, Msg, PortStatus};
 pub use crate::nicira::*;
 pub use crate::ofp_match::{match_fits_ofp10, wildcards};
 use crate::oxm;
@@ -66,9 +64,16 @@ use crate::port::{
     encode_port_stats, port10, PHY_PORT_LEN,
 };
 pub use crate::port::{features_from_ofp10, features_to_ofp10, port_from_ofp10, port_to_ofp10};
+use crate::switch::{
+    decode_features_reply, encode_features_reply, get_nx_role, get_switch_config, put_nx_role,
+    put_switch_config,
+};
+pub use crate::switch::{OFP10_ACTIONS_BITMAP, OFPC10_ARP_MATCH_IP};
 pub use crate::table::TABLE_MAX_ENTRIES;
 use crate::table::{decode_table_stats, encode_table_stats};
-use crate::wire::{self, be16, be32, err, finish, unsupported, Put, Rd};
+use crate::wire::{
+    self, be16, be32, decode_entries, decode_fixed, err, finish, unsupported, Put, Rd,
+};
 
 // ---------------------------------------------------------------------------
 // Wire numbers.
@@ -129,18 +134,6 @@ pub const OFPST_VENDOR: u16 = 0xffff;
 /// `OFPSF_REPLY_MORE`.
 pub const OFPSF_REPLY_MORE: u16 = 1;
 
-/// 1.0 `OFPC_ARP_MATCH_IP` (bit 7). OpenFlow 1.3 has no such capability
-/// and leaves bit 7 unused, so the model carries it in bit 7 unchanged;
-/// the 1.3 encoder should clear it.
-pub const OFPC10_ARP_MATCH_IP: u32 = 1 << 7;
-/// 1.0 `OFPC_STP` (bit 3; in 1.3 bit 3 is `OFPC_GROUP_STATS`): dropped.
-const OFPC10_STP: u32 = 1 << 3;
-/// Capability bits with the same meaning in 1.0 and 1.3: FLOW_STATS,
-/// TABLE_STATS, PORT_STATS, IP_REASM, QUEUE_STATS; plus ARP_MATCH_IP.
-const CAPS10_KEPT: u32 = 0b111 | (1 << 5) | (1 << 6) | OFPC10_ARP_MATCH_IP;
-/// The 1.0 actions xennet implements, as the `actions` bitmap of the
-/// features reply (bit n = `OFPAT10` type n: OUTPUT through ENQUEUE).
-pub const OFP10_ACTIONS_BITMAP: u32 = 0xfff;
 // ---------------------------------------------------------------------------
 // Options.
 
@@ -349,81 +342,8 @@ fn encode_error(err: OfError, data: &[u8], xid: u32, out: &mut Vec<u8>) -> Resul
 // ---------------------------------------------------------------------------
 // Flow removed, packet in/out, ports, config.
 
-/// `ofp_switch_features` body: the `actions` bitmap is not kept (the
-/// encoder sends [`OFP10_ACTIONS_BITMAP`]).
-fn decode_features_reply(r: &mut Rd) -> Result<Msg, DecodeError> {
-    let datapath_id = r.u64()?;
-    let n_buffers = r.u32()?;
-    let n_tables = r.u8()?;
-    r.skip(3)?;
-    let capabilities = r.u32()? & CAPS10_KEPT;
-    let _actions = r.u32()?;
-    let ports = decode_fixed(r.rest(), PHY_PORT_LEN, decode_phy_port)?;
-    Ok(Msg::FeaturesReply(SwitchFeatures {
-        datapath_id,
-        n_buffers,
-        n_tables,
-        auxiliary_id: 0,
-        capabilities,
-        ports,
-    }))
-}
-
-fn encode_features_reply(
-    f: &SwitchFeatures,
-    xid: u32,
-    out: &mut Vec<u8>,
-) -> Result<(), EncodeError> {
-    let start = begin(out, OFPT_FEATURES_REPLY, xid);
-    out.u64(f.datapath_id);
-    out.u32(f.n_buffers);
-    out.u8(f.n_tables);
-    out.zeros(3);
-    out.u32(f.capabilities & CAPS10_KEPT & !OFPC10_STP);
-    out.u32(OFP10_ACTIONS_BITMAP);
-    for p in &f.ports {
-        encode_phy_port(p, out)?;
-    }
-    finish(out, start)
-}
-
-fn decode_switch_config(r: &mut Rd) -> Result<SwitchConfig, DecodeError> {
-    Ok(SwitchConfig {
-        flags: r.u16()?,
-        miss_send_len: r.u16()?,
-    })
-}
-
 // ---------------------------------------------------------------------------
 // Statistics.
-
-/// Split a body of variable-length entries (each starting with a 16-bit
-/// length of at least `min`) and decode each.
-fn decode_entries<T>(
-    b: &[u8],
-    min: usize,
-    f: impl Fn(&[u8]) -> Result<T, DecodeError>,
-) -> Result<Vec<T>, DecodeError> {
-    let mut r = Rd::new(b, OfError::BAD_LEN);
-    let mut v = Vec::new();
-    while !r.is_empty() {
-        let len = r.peek_len(0)?;
-        v.push(f(r.record(len, min)?.b)?);
-    }
-    Ok(v)
-}
-
-/// Decode fixed-size entries.
-fn decode_fixed<T>(
-    b: &[u8],
-    size: usize,
-    f: impl Fn(&[u8]) -> Result<T, DecodeError>,
-) -> Result<Vec<T>, DecodeError> {
-    if b.len() % size != 0 {
-        return Err(err(OfError::BAD_LEN, "partial fixed-size entry"));
-    }
-    b.chunks_exact(size).map(f).collect()
-}
 
 /// `OFPT_STATS_REQUEST` body (after the header).
 fn decode_stats_request(r: &mut Rd) -> Result<Msg, DecodeError> {
@@ -723,19 +643,7 @@ fn decode_vendor(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeError> {
         crate::tlv::NXT_TLV_TABLE_REPLY => Msg::NxTlvTableReply(crate::tlv::get_table_reply(r)?),
         crate::nicira::NXT_CT_FLUSH_ZONE => Msg::NxCtFlushZone(crate::v13::get_nx_zone_id(r)?),
         NXT_ROLE_REQUEST | NXT_ROLE_REPLY => {
-            // nx_role_request: NX_ROLE_OTHER/PRIMARY/SECONDARY (0, 1, 2) are
-            // the 1.3 roles EQUAL/MASTER/SLAVE minus one. There is no
-            // generation id: it decodes as 0, and the role handler of a
-            // 1.0 connection must not check it (OVS: have_generation_id
-            // false).
-            let role = r.u32()?;
-            if role > 2 {
-                return Err(err(OfError::BAD_ROLE, "unknown Nicira role"));
-            }
-            let m = crate::model::RoleMsg {
-                role: role + 1,
-                generation_id: 0,
-            };
+            let m = get_nx_role(r)?;
             if subtype == NXT_ROLE_REQUEST {
                 Msg::RoleRequest(m)
             } else {
@@ -804,7 +712,7 @@ pub fn decode_with(h: &Header, buf: &[u8], opts: &DecodeOptions) -> Result<Msg, 
         }
         OFPT_FEATURES_REPLY => {
             at_least(&r, 24)?;
-            decode_features_reply(&mut r)?
+            Msg::FeaturesReply(decode_features_reply(&mut r)?)
         }
         OFPT_GET_CONFIG_REQUEST => {
             exact(&r, 0)?;
@@ -812,11 +720,11 @@ pub fn decode_with(h: &Header, buf: &[u8], opts: &DecodeOptions) -> Result<Msg, 
         }
         OFPT_GET_CONFIG_REPLY => {
             exact(&r, 4)?;
-            Msg::GetConfigReply(decode_switch_config(&mut r)?)
+            Msg::GetConfigReply(get_switch_config(&mut r)?)
         }
         OFPT_SET_CONFIG => {
             exact(&r, 4)?;
-            Msg::SetConfig(decode_switch_config(&mut r)?)
+            Msg::SetConfig(get_switch_config(&mut r)?)
         }
         OFPT_PACKET_IN => {
             at_least(&r, 10)?;
@@ -922,7 +830,11 @@ fn encode_inner(
             finish(out, s)
         }
         Msg::FeaturesRequest => bare(out, OFPT_FEATURES_REQUEST),
-        Msg::FeaturesReply(f) => encode_features_reply(f, xid, out),
+        Msg::FeaturesReply(f) => {
+            let s = begin(out, OFPT_FEATURES_REPLY, xid);
+            encode_features_reply(f, out)?;
+            finish(out, s)
+        }
         Msg::GetConfigRequest => bare(out, OFPT_GET_CONFIG_REQUEST),
         Msg::GetConfigReply(c) | Msg::SetConfig(c) => {
             let t = if matches!(msg, Msg::SetConfig(_)) {
@@ -931,8 +843,7 @@ fn encode_inner(
                 OFPT_GET_CONFIG_REPLY
             };
             let s = begin(out, t, xid);
-            out.u16(c.flags);
-            out.u16(c.miss_send_len);
+            put_switch_config(out, c);
             finish(out, s)
         }
         Msg::PacketIn(pi) => {
@@ -1054,16 +965,13 @@ fn encode_inner(
         Msg::GroupMod(_) => Err(unsupported("group-mod")),
         Msg::TableMod { .. } => Err(unsupported("table-mod")),
         Msg::RoleRequest(m) | Msg::RoleReply(m) => {
-            if !(1..=3).contains(&m.role) {
-                return Err(unsupported("role \"no change\" in NXT_ROLE_REQUEST"));
-            }
             let sub = if matches!(msg, Msg::RoleRequest(_)) {
                 NXT_ROLE_REQUEST
             } else {
                 NXT_ROLE_REPLY
             };
             let s = begin_nx(out, sub, xid);
-            out.u32(m.role - 1);
+            put_nx_role(out, m)?;
             finish(out, s)
         }
         Msg::GetAsyncRequest | Msg::GetAsyncReply(_) => Err(unsupported("get-async")),

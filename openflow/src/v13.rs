@@ -56,6 +56,10 @@ pub use crate::nicira::NX_VENDOR_ID;
 use crate::nicira::{NXT_FLOW_MOD_TABLE_ID, NXT_SET_CONTROLLER_ID, NXT_SET_PACKET_IN_FORMAT};
 use crate::oxm;
 use crate::packet::{get_packet_in, get_packet_out, put_packet_in, put_packet_out};
+use crate::switch::{
+    get_features_reply, get_role, get_switch_config, put_features_reply, put_role,
+    put_switch_config,
+};
 use crate::table::{
     get_table_features, get_table_mod, get_table_stats, put_table_features, put_table_mod,
     put_table_stats,
@@ -138,26 +142,6 @@ fn message(
 
 // ---------------------------------------------------------------------------
 // Messages.
-
-fn get_role(rd: &mut Rd<'_>) -> Result<RoleMsg, DecodeError> {
-    let role = rd.u32()?;
-    if role > 3 {
-        return Err(err(OfError::BAD_ROLE, "unknown controller role"));
-    }
-    rd.skip(4)?;
-    let generation_id = rd.u64()?;
-    rd.end()?;
-    Ok(RoleMsg {
-        role,
-        generation_id,
-    })
-}
-
-fn put_role(out: &mut Vec<u8>, r: &RoleMsg) {
-    out.u32(r.role);
-    out.zeros(4);
-    out.u64(r.generation_id);
-}
 
 // ---------------------------------------------------------------------------
 // Multipart (§7.3.5).
@@ -484,28 +468,10 @@ pub fn decode(h: &Header, buf: &[u8]) -> Result<Msg, DecodeError> {
         t::ECHO_REPLY => Msg::EchoReply(rd.rest().to_vec()),
         t::EXPERIMENTER => decode_experimenter(h, rd)?,
         t::FEATURES_REQUEST => empty(rd, Msg::FeaturesRequest)?,
-        t::FEATURES_REPLY => {
-            let f = SwitchFeatures {
-                datapath_id: rd.u64()?,
-                n_buffers: rd.u32()?,
-                n_tables: rd.u8()?,
-                auxiliary_id: rd.u8()?,
-                capabilities: {
-                    rd.skip(2)?;
-                    rd.u32()?
-                },
-                ports: Vec::new(),
-            };
-            rd.skip(4)?;
-            rd.end()?;
-            Msg::FeaturesReply(f)
-        }
+        t::FEATURES_REPLY => Msg::FeaturesReply(get_features_reply(rd)?),
         t::GET_CONFIG_REQUEST => empty(rd, Msg::GetConfigRequest)?,
         t::GET_CONFIG_REPLY | t::SET_CONFIG => {
-            let c = SwitchConfig {
-                flags: rd.u16()?,
-                miss_send_len: rd.u16()?,
-            };
+            let c = get_switch_config(rd)?;
             rd.end()?;
             if h.typ == t::SET_CONFIG {
                 Msg::SetConfig(c)
@@ -717,13 +683,7 @@ pub fn encode_version(msg: &Msg, v: u8, xid: u32, out: &mut Vec<u8>) -> Result<(
         }),
         Msg::FeaturesRequest => m(out, t::FEATURES_REQUEST, &nothing),
         Msg::FeaturesReply(f) => m(out, t::FEATURES_REPLY, &|out| {
-            out.u64(f.datapath_id);
-            out.u32(f.n_buffers);
-            out.u8(f.n_tables);
-            out.u8(f.auxiliary_id);
-            out.zeros(2);
-            out.u32(f.capabilities);
-            out.zeros(4);
+            put_features_reply(out, f);
             Ok(())
         }),
         Msg::GetConfigRequest => m(out, t::GET_CONFIG_REQUEST, &nothing),
@@ -734,8 +694,7 @@ pub fn encode_version(msg: &Msg, v: u8, xid: u32, out: &mut Vec<u8>) -> Result<(
                 t::GET_CONFIG_REPLY
             };
             m(out, typ, &|out| {
-                out.u16(c.flags);
-                out.u16(c.miss_send_len);
+                put_switch_config(out, c);
                 Ok(())
             })
         }

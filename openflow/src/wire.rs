@@ -386,6 +386,34 @@ pub(crate) fn get_counters(rd: &mut Rd<'_>) -> Result<Vec<(u64, u64)>, DecodeErr
     Ok(v)
 }
 
+/// Split a body of variable-length entries (each starting with a 16-bit
+/// length of at least `min`) and decode each.
+pub(crate) fn decode_entries<T>(
+    b: &[u8],
+    min: usize,
+    f: impl Fn(&[u8]) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    let mut r = Rd::new(b, OfError::BAD_LEN);
+    let mut v = Vec::new();
+    while !r.is_empty() {
+        let len = r.peek_len(0)?;
+        v.push(f(r.record(len, min)?.b)?);
+    }
+    Ok(v)
+}
+
+/// Decode fixed-size entries.
+pub(crate) fn decode_fixed<T>(
+    b: &[u8],
+    size: usize,
+    f: impl Fn(&[u8]) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    if b.len() % size != 0 {
+        return Err(err(OfError::BAD_LEN, "partial fixed-size entry"));
+    }
+    b.chunks_exact(size).map(f).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
