@@ -12,6 +12,12 @@
 
 use std::fmt;
 
+use crate::bundle;
+use crate::header::OFP13_VERSION;
+use crate::model::Msg;
+use crate::nicira::{NXET_VENDOR, NXVC_VENDOR_ERROR, NX_VENDOR_ID};
+use crate::wire::{be16, be32, Put, Rd};
+
 /// An OpenFlow error: type and code in OpenFlow 1.3 numbering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct OfError {
@@ -278,4 +284,221 @@ impl DecodeError {
     pub const fn new(err: OfError, what: &'static str) -> DecodeError {
         DecodeError { err, what }
     }
+}
+
+// ---------------------------------------------------------------------------
+// `ofp_error_msg` bodies (Open vSwitch `lib/ofp-errors.c`): OpenFlow 1.0
+// numbering and Nicira vendor errors (`NXET_VENDOR`); OpenFlow 1.3 to 1.5,
+// with 1.4's types as ONF experimenter errors in 1.3.
+
+enum Err10 {
+    Std(u16, u16),
+    Nx(u16, u16),
+}
+
+/// OpenFlow 1.3 error → OpenFlow 1.0 (`ofp-errors.h` `OF1.0` / `NX1.0`
+/// assignments); errors with neither become `NXBRC_UNENCODABLE_ERROR`.
+fn error_to_ofp10(e: OfError) -> Err10 {
+    use Err10::{Nx, Std};
+    match (e.typ, e.code) {
+        (0, c @ 0..=1) => Std(0, c),
+        (1, c @ 0..=8) => Std(1, c),
+        (1, 9) => Nx(1, 512),
+        (1, 10) => Std(1, 5),
+        (1, 11) => Nx(1, 514),
+        (2, c @ 0..=8) => Std(2, c),
+        (2, 9) => Nx(2, 9),
+        (2, 10) => Nx(1, 522),
+        (2, 13) => Nx(1, 523),
+        (2, 14) => Nx(1, 524),
+        (2, 15) => Nx(1, 525),
+        (3, 1) => Nx(2, 257),
+        (4, 5) => Nx(1, 262),
+        (4, 6) => Nx(0, 263),
+        (4, 7) => Nx(1, 258),
+        (4, 8) => Nx(1, 259),
+        (4, 9) => Nx(1, 260),
+        (4, 10) => Nx(1, 261),
+        (5, 1) => Std(3, 0),
+        (5, 3) => Std(3, 1),
+        (5, 4) => Std(3, 2),
+        (5, 6) => Std(3, 4),
+        (5, 7) => Nx(3, 258),
+        (6, c @ 0..=14) => Nx(6, c),
+        (7, c @ 0..=1) => Std(4, c),
+        (9, c @ 0..=2) => Std(5, c),
+        (11, 2) => Nx(1, 513),
+        // OVS ofp-errors.h: NX1.0-1.1(1,517..519).
+        (16, 1) => Nx(1, 517),
+        (16, 3) => Nx(1, 519),
+        (16, 5) => Nx(1, 518),
+        _ => Nx(1, 521),
+    }
+}
+
+/// The 1.3 error for a 1.0 standard error (`(1,5)` is `OFPBRC_EPERM`;
+/// `OFPFMFC_BAD_EMERG_TIMEOUT` becomes `OFPFMFC_BAD_TIMEOUT` and
+/// `OFPFMFC_UNSUPPORTED` `OFPBAC_UNSUPPORTED_ORDER`, their 1.3 successors).
+fn error_from_ofp10(t: u16, c: u16) -> Option<OfError> {
+    let (t, c) = match (t, c) {
+        (0, 0..=1) | (1, 0..=8) | (2, 0..=8) => (t, c),
+        (3, 0) => (5, 1),
+        (3, 1) => (5, 3),
+        (3, 2) => (5, 4),
+        (3, 3) => (5, 5),
+        (3, 4) => (5, 6),
+        (3, 5) => (2, 11),
+        (4, 0..=1) => (7, c),
+        (5, 0..=2) => (9, c),
+        _ => return None,
+    };
+    Some(OfError { typ: t, code: c })
+}
+
+fn error_from_nx(t: u16, c: u16) -> Option<OfError> {
+    let (t, c) = match (t, c) {
+        (1, 512) => (1, 9),
+        (1, 514) => (1, 11),
+        (2, 9) => (2, 9),
+        (1, 522) => (2, 10),
+        (1, 523) => (2, 13),
+        (1, 524) => (2, 14),
+        (1, 525) => (2, 15),
+        (2, 257) => (3, 1),
+        (1, 262) => (4, 5),
+        (0, 263) => (4, 6),
+        (1, 258) => (4, 7),
+        (1, 259) => (4, 8),
+        (1, 260) => (4, 9),
+        (1, 261) => (4, 10),
+        (3, 258) => (5, 7),
+        (6, 0..=14) => (6, c),
+        (1, 513) => (11, 2),
+        _ => return None,
+    };
+    Some(OfError { typ: t, code: c })
+}
+
+/// Decode `ofp_error_msg`. Standard 1.0 errors and Nicira vendor errors
+/// (`NXET_VENDOR`/`NXVC_VENDOR_ERROR` + `nx_vendor_error`) map to 1.3
+/// numbering; an error with no 1.3 equivalent keeps its wire type and code
+/// (for `NXET_VENDOR`, with the `nx_vendor_error` left in `data`), so it
+/// re-encodes unchanged. `r` is the body after the header.
+pub(crate) fn decode_error_ofp10(r: &mut Rd) -> Result<Msg, DecodeError> {
+    let t = r.u16()?;
+    let c = r.u16()?;
+    let data = r.rest();
+    if t == NXET_VENDOR
+        && c == NXVC_VENDOR_ERROR
+        && data.len() >= 8
+        && be32(data, 0) == NX_VENDOR_ID
+    {
+        if let Some(err) = error_from_nx(be16(data, 4), be16(data, 6))
+            .or_else(|| nx_error_from_10(be16(data, 4), be16(data, 6)))
+        {
+            return Ok(Msg::Error {
+                err,
+                data: data[8..].to_vec(),
+            });
+        }
+    }
+    let err = if t == NXET_VENDOR {
+        None
+    } else {
+        error_from_ofp10(t, c)
+    };
+    Ok(Msg::Error {
+        err: err.unwrap_or(OfError { typ: t, code: c }),
+        data: data.to_vec(),
+    })
+}
+
+/// Append a 1.0 `ofp_error_msg` body: 1.0 numbering where 1.0 has the
+/// error, else a Nicira vendor error (`NXET_VENDOR`,
+/// `NXVC_VENDOR_ERROR`, `nx_vendor_error`); an error decoded as
+/// `NXET_VENDOR` with no 1.3 equivalent is written back unchanged.
+pub(crate) fn encode_error_ofp10(err: OfError, data: &[u8], out: &mut Vec<u8>) {
+    let nx10 = (err.typ == NX_ERROR_TYPE)
+        .then(|| nx_error_to_10(err.code))
+        .flatten();
+    if let Some((t, c)) = nx10 {
+        out.u16(NXET_VENDOR);
+        out.u16(NXVC_VENDOR_ERROR);
+        out.u32(NX_VENDOR_ID);
+        out.u16(t);
+        out.u16(c);
+    } else if err.typ == NXET_VENDOR {
+        out.u16(err.typ);
+        out.u16(err.code);
+    } else {
+        match error_to_ofp10(err) {
+            Err10::Std(t, c) => {
+                out.u16(t);
+                out.u16(c);
+            }
+            Err10::Nx(t, c) => {
+                out.u16(NXET_VENDOR);
+                out.u16(NXVC_VENDOR_ERROR);
+                out.u32(NX_VENDOR_ID);
+                out.u16(t);
+                out.u16(c);
+            }
+        }
+    }
+    out.extend_from_slice(data);
+}
+
+/// Decode an OpenFlow `version` (1.3 to 1.5) `ofp_error_msg` body. 1.3
+/// carries 1.4's bundle (and property, async) errors as ONF experimenter
+/// errors; Nicira errors (`OFPET_EXPERIMENTER`, `NX_VENDOR_ID`) that
+/// xennet knows become [`NX_ERROR_TYPE`]; others keep their wire type and
+/// code.
+pub(crate) fn get_error(rd: &mut Rd<'_>, version: u8) -> Result<Msg, DecodeError> {
+    let typ = rd.u16()?;
+    let code = rd.u16()?;
+    let data = rd.rest();
+    let onf = match data {
+        [a, b, c, d, rest @ ..] if typ == OFPET_EXPERIMENTER => {
+            let exp = u32::from_be_bytes([*a, *b, *c, *d]);
+            if exp == NX_VENDOR_ID && nx_error_to_10(code).is_some() {
+                Some((
+                    OfError {
+                        typ: NX_ERROR_TYPE,
+                        code,
+                    },
+                    rest,
+                ))
+            } else if version == OFP13_VERSION {
+                bundle::error_from_13(code, exp).map(|e| (e, rest))
+            } else {
+                None
+            }
+        }
+        _ => None,
+    };
+    let (err, data) = onf.unwrap_or((OfError { typ, code }, data));
+    Ok(Msg::Error {
+        err,
+        data: data.to_vec(),
+    })
+}
+
+/// Append an OpenFlow `version` (1.3 to 1.5) `ofp_error_msg` body.
+pub(crate) fn put_error(out: &mut Vec<u8>, err: OfError, data: &[u8], version: u8) {
+    if err.typ == NX_ERROR_TYPE {
+        out.u16(OFPET_EXPERIMENTER);
+        out.u16(err.code);
+        out.u32(NX_VENDOR_ID);
+    } else if version == OFP13_VERSION {
+        let (typ, code, experimenter) = bundle::error_to_13(err);
+        out.u16(typ);
+        out.u16(code);
+        if let Some(e) = experimenter {
+            out.u32(e);
+        }
+    } else {
+        out.u16(err.typ);
+        out.u16(err.code);
+    }
+    out.extend_from_slice(data);
 }

@@ -42,6 +42,7 @@
 pub use crate::actions::{
     decode_actions_ofp10 as decode_actions, encode_actions_ofp10 as encode_actions,
 };
+use crate::error::{decode_error_ofp10, encode_error_ofp10};
 use crate::error::{DecodeError, OfError};
 use crate::flow::{
     decode_flow_removed, decode_flow_stats, decode_flow_stats_request, decode_nx_flow_removed,
@@ -71,9 +72,7 @@ use crate::switch::{
 pub use crate::switch::{OFP10_ACTIONS_BITMAP, OFPC10_ARP_MATCH_IP};
 pub use crate::table::TABLE_MAX_ENTRIES;
 use crate::table::{decode_table_stats, encode_table_stats};
-use crate::wire::{
-    self, be16, be32, decode_entries, decode_fixed, err, finish, unsupported, Put, Rd,
-};
+use crate::wire::{self, decode_entries, decode_fixed, err, finish, unsupported, Put, Rd};
 
 // ---------------------------------------------------------------------------
 // Wire numbers.
@@ -183,161 +182,6 @@ fn begin_nx(out: &mut Vec<u8>, subtype: u32, xid: u32) -> usize {
 
 // ---------------------------------------------------------------------------
 // Errors.
-
-enum Err10 {
-    Std(u16, u16),
-    Nx(u16, u16),
-}
-
-/// OpenFlow 1.3 error → OpenFlow 1.0 (`ofp-errors.h` `OF1.0` / `NX1.0`
-/// assignments); errors with neither become `NXBRC_UNENCODABLE_ERROR`.
-fn error_to_ofp10(e: OfError) -> Err10 {
-    use Err10::{Nx, Std};
-    match (e.typ, e.code) {
-        (0, c @ 0..=1) => Std(0, c),
-        (1, c @ 0..=8) => Std(1, c),
-        (1, 9) => Nx(1, 512),
-        (1, 10) => Std(1, 5),
-        (1, 11) => Nx(1, 514),
-        (2, c @ 0..=8) => Std(2, c),
-        (2, 9) => Nx(2, 9),
-        (2, 10) => Nx(1, 522),
-        (2, 13) => Nx(1, 523),
-        (2, 14) => Nx(1, 524),
-        (2, 15) => Nx(1, 525),
-        (3, 1) => Nx(2, 257),
-        (4, 5) => Nx(1, 262),
-        (4, 6) => Nx(0, 263),
-        (4, 7) => Nx(1, 258),
-        (4, 8) => Nx(1, 259),
-        (4, 9) => Nx(1, 260),
-        (4, 10) => Nx(1, 261),
-        (5, 1) => Std(3, 0),
-        (5, 3) => Std(3, 1),
-        (5, 4) => Std(3, 2),
-        (5, 6) => Std(3, 4),
-        (5, 7) => Nx(3, 258),
-        (6, c @ 0..=14) => Nx(6, c),
-        (7, c @ 0..=1) => Std(4, c),
-        (9, c @ 0..=2) => Std(5, c),
-        (11, 2) => Nx(1, 513),
-        // OVS ofp-errors.h: NX1.0-1.1(1,517..519).
-        (16, 1) => Nx(1, 517),
-        (16, 3) => Nx(1, 519),
-        (16, 5) => Nx(1, 518),
-        _ => Nx(1, 521),
-    }
-}
-
-/// The 1.3 error for a 1.0 standard error (`(1,5)` is `OFPBRC_EPERM`;
-/// `OFPFMFC_BAD_EMERG_TIMEOUT` becomes `OFPFMFC_BAD_TIMEOUT` and
-/// `OFPFMFC_UNSUPPORTED` `OFPBAC_UNSUPPORTED_ORDER`, their 1.3 successors).
-fn error_from_ofp10(t: u16, c: u16) -> Option<OfError> {
-    let (t, c) = match (t, c) {
-        (0, 0..=1) | (1, 0..=8) | (2, 0..=8) => (t, c),
-        (3, 0) => (5, 1),
-        (3, 1) => (5, 3),
-        (3, 2) => (5, 4),
-        (3, 3) => (5, 5),
-        (3, 4) => (5, 6),
-        (3, 5) => (2, 11),
-        (4, 0..=1) => (7, c),
-        (5, 0..=2) => (9, c),
-        _ => return None,
-    };
-    Some(OfError { typ: t, code: c })
-}
-
-fn error_from_nx(t: u16, c: u16) -> Option<OfError> {
-    let (t, c) = match (t, c) {
-        (1, 512) => (1, 9),
-        (1, 514) => (1, 11),
-        (2, 9) => (2, 9),
-        (1, 522) => (2, 10),
-        (1, 523) => (2, 13),
-        (1, 524) => (2, 14),
-        (1, 525) => (2, 15),
-        (2, 257) => (3, 1),
-        (1, 262) => (4, 5),
-        (0, 263) => (4, 6),
-        (1, 258) => (4, 7),
-        (1, 259) => (4, 8),
-        (1, 260) => (4, 9),
-        (1, 261) => (4, 10),
-        (3, 258) => (5, 7),
-        (6, 0..=14) => (6, c),
-        (1, 513) => (11, 2),
-        _ => return None,
-    };
-    Some(OfError { typ: t, code: c })
-}
-
-/// Decode `ofp_error_msg`. Standard 1.0 errors and Nicira vendor errors
-/// (`NXET_VENDOR`/`NXVC_VENDOR_ERROR` + `nx_vendor_error`) map to 1.3
-/// numbering; an error with no 1.3 equivalent keeps its wire type and code
-/// (for `NXET_VENDOR`, with the `nx_vendor_error` left in `data`), so it
-/// re-encodes unchanged.
-fn decode_error(r: &mut Rd) -> Result<Msg, DecodeError> {
-    let t = r.u16()?;
-    let c = r.u16()?;
-    let data = r.rest();
-    if t == NXET_VENDOR
-        && c == NXVC_VENDOR_ERROR
-        && data.len() >= 8
-        && be32(data, 0) == NX_VENDOR_ID
-    {
-        if let Some(err) = error_from_nx(be16(data, 4), be16(data, 6))
-            .or_else(|| crate::error::nx_error_from_10(be16(data, 4), be16(data, 6)))
-        {
-            return Ok(Msg::Error {
-                err,
-                data: data[8..].to_vec(),
-            });
-        }
-    }
-    let err = if t == NXET_VENDOR {
-        None
-    } else {
-        error_from_ofp10(t, c)
-    };
-    Ok(Msg::Error {
-        err: err.unwrap_or(OfError { typ: t, code: c }),
-        data: data.to_vec(),
-    })
-}
-
-fn encode_error(err: OfError, data: &[u8], xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    let start = begin(out, header::OFPT_ERROR, xid);
-    let nx10 = (err.typ == crate::error::NX_ERROR_TYPE)
-        .then(|| crate::error::nx_error_to_10(err.code))
-        .flatten();
-    if let Some((t, c)) = nx10 {
-        out.u16(NXET_VENDOR);
-        out.u16(NXVC_VENDOR_ERROR);
-        out.u32(NX_VENDOR_ID);
-        out.u16(t);
-        out.u16(c);
-    } else if err.typ == NXET_VENDOR {
-        out.u16(err.typ);
-        out.u16(err.code);
-    } else {
-        match error_to_ofp10(err) {
-            Err10::Std(t, c) => {
-                out.u16(t);
-                out.u16(c);
-            }
-            Err10::Nx(t, c) => {
-                out.u16(NXET_VENDOR);
-                out.u16(NXVC_VENDOR_ERROR);
-                out.u32(NX_VENDOR_ID);
-                out.u16(t);
-                out.u16(c);
-            }
-        }
-    }
-    out.extend_from_slice(data);
-    finish(out, start)
-}
 
 // ---------------------------------------------------------------------------
 // Flow removed, packet in/out, ports, config.
@@ -701,7 +545,7 @@ pub fn decode_with(h: &Header, buf: &[u8], opts: &DecodeOptions) -> Result<Msg, 
         header::OFPT_HELLO => header::decode_hello(&buf[..len])?,
         header::OFPT_ERROR => {
             at_least(&r, 4)?;
-            decode_error(&mut r)?
+            decode_error_ofp10(&mut r)?
         }
         OFPT_ECHO_REQUEST => Msg::EchoRequest(r.rest().to_vec()),
         OFPT_ECHO_REPLY => Msg::EchoReply(r.rest().to_vec()),
@@ -818,7 +662,11 @@ fn encode_inner(
             header::encode_hello(OFP10_VERSION, *versions, xid, out);
             Ok(())
         }
-        Msg::Error { err, data } => encode_error(*err, data, xid, out),
+        Msg::Error { err, data } => {
+            let s = begin(out, header::OFPT_ERROR, xid);
+            encode_error_ofp10(*err, data, out);
+            finish(out, s)
+        }
         Msg::EchoRequest(d) | Msg::EchoReply(d) => {
             let t = if matches!(msg, Msg::EchoRequest(_)) {
                 OFPT_ECHO_REQUEST

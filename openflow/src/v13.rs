@@ -40,7 +40,7 @@
 //! [`MpReply::Queue`], the reserved fields are sent as zero.
 
 pub use crate::actions::{decode_actions, decode_actions_version, encode_actions_version};
-use crate::error::OFPET_EXPERIMENTER;
+use crate::error::{get_error, put_error};
 use crate::error::{DecodeError, OfError};
 use crate::flow::{get_flow_stats_request, put_flow_stats_request};
 use crate::flow_mod::{get_flow_mod, put_flow_mod};
@@ -433,37 +433,7 @@ pub fn decode(h: &Header, buf: &[u8]) -> Result<Msg, DecodeError> {
     let empty = |rd: &Rd<'_>, m: Msg| rd.end().map(|()| m);
     Ok(match h.typ {
         t::HELLO => header::decode_hello(buf)?,
-        t::ERROR => {
-            let typ = rd.u16()?;
-            let code = rd.u16()?;
-            let data = rd.rest();
-            // 1.3 carries 1.4's bundle (and property, async) errors as ONF
-            // experimenter errors.
-            let onf = match data {
-                [a, b, c, d, rest @ ..] if typ == OFPET_EXPERIMENTER => {
-                    let exp = u32::from_be_bytes([*a, *b, *c, *d]);
-                    if exp == NX_VENDOR_ID && crate::error::nx_error_to_10(code).is_some() {
-                        Some((
-                            OfError {
-                                typ: crate::error::NX_ERROR_TYPE,
-                                code,
-                            },
-                            rest,
-                        ))
-                    } else if v == OFP13_VERSION {
-                        bundle::error_from_13(code, exp).map(|e| (e, rest))
-                    } else {
-                        None
-                    }
-                }
-                _ => None,
-            };
-            let (err, data) = onf.unwrap_or((OfError { typ, code }, data));
-            Msg::Error {
-                err,
-                data: data.to_vec(),
-            }
-        }
+        t::ERROR => get_error(rd, v)?,
         t::ECHO_REQUEST => Msg::EchoRequest(rd.rest().to_vec()),
         t::ECHO_REPLY => Msg::EchoReply(rd.rest().to_vec()),
         t::EXPERIMENTER => decode_experimenter(h, rd)?,
@@ -655,22 +625,7 @@ pub fn encode_version(msg: &Msg, v: u8, xid: u32, out: &mut Vec<u8>) -> Result<(
             Ok(())
         }
         Msg::Error { err, data } => m(out, t::ERROR, &|out| {
-            if err.typ == crate::error::NX_ERROR_TYPE {
-                out.u16(OFPET_EXPERIMENTER);
-                out.u16(err.code);
-                out.u32(NX_VENDOR_ID);
-            } else if v == OFP13_VERSION {
-                let (typ, code, experimenter) = bundle::error_to_13(*err);
-                out.u16(typ);
-                out.u16(code);
-                if let Some(e) = experimenter {
-                    out.u32(e);
-                }
-            } else {
-                out.u16(err.typ);
-                out.u16(err.code);
-            }
-            out.extend_from_slice(data);
+            put_error(out, *err, data, v);
             Ok(())
         }),
         Msg::EchoRequest(d) => m(out, t::ECHO_REQUEST, &|out| {

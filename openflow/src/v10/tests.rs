@@ -9,7 +9,7 @@ use crate::model::{
 };
 use crate::ofp_match::*;
 use crate::oxm::Flavor;
-use crate::wire::ones;
+use crate::wire::{be16, be32, ones};
 use xennet_datapath::flow::Field;
 use xennet_datapath::FlowMask;
 
