@@ -37,6 +37,7 @@ pub mod instructions;
 pub mod meter;
 pub mod model;
 pub mod monitor;
+pub mod multipart;
 pub mod nicira;
 pub mod nx_action;
 pub mod ofp_match;

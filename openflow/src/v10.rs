@@ -45,14 +45,18 @@ pub use crate::actions::{
 use crate::error::{decode_error_ofp10, encode_error_ofp10};
 use crate::error::{DecodeError, OfError};
 use crate::flow::{
-    decode_flow_removed, decode_flow_stats, decode_flow_stats_request, decode_nx_flow_removed,
-    decode_nx_flow_stats, decode_nx_flow_stats_request, encode_flow_removed, encode_flow_stats,
-    encode_flow_stats_request, encode_nx_flow_removed, encode_nx_flow_stats,
-    encode_nx_flow_stats_request,
+    decode_flow_removed, decode_nx_flow_removed, encode_flow_removed, encode_nx_flow_removed,
 };
 use crate::flow_mod::{decode_flow_mod, decode_nx_flow_mod, encode_flow_mod, encode_nx_flow_mod};
 use crate::header::{self, Header, HEADER_LEN, OFP10_VERSION};
-use crate::model::{EncodeError, MpReply, MpRequest, Msg, PortStatus};
+use crate::model::{EncodeError, Msg, PortStatus};
+use crate::multipart::{
+    decode_stats_reply, decode_stats_request, encode_stats_reply, encode_stats_request,
+};
+pub use crate::multipart::{
+    OFPSF_REPLY_MORE, OFPST_AGGREGATE, OFPST_DESC, OFPST_FLOW, OFPST_PORT, OFPST_PORT_DESC,
+    OFPST_QUEUE, OFPST_TABLE, OFPST_VENDOR,
+};
 pub use crate::nicira::*;
 pub use crate::ofp_match::{match_fits_ofp10, wildcards};
 use crate::oxm;
@@ -60,10 +64,7 @@ use crate::packet::{
     decode_nx_packet_in, decode_packet_in, decode_packet_out, encode_nx_packet_in,
     encode_packet_in, encode_packet_out,
 };
-use crate::port::{
-    decode_phy_port, decode_port_mod, decode_port_stats, encode_phy_port, encode_port_mod,
-    encode_port_stats, port10, PHY_PORT_LEN,
-};
+use crate::port::{decode_phy_port, decode_port_mod, encode_phy_port, encode_port_mod};
 pub use crate::port::{features_from_ofp10, features_to_ofp10, port_from_ofp10, port_to_ofp10};
 use crate::switch::{
     decode_features_reply, encode_features_reply, get_nx_role, get_switch_config, put_nx_role,
@@ -71,8 +72,7 @@ use crate::switch::{
 };
 pub use crate::switch::{OFP10_ACTIONS_BITMAP, OFPC10_ARP_MATCH_IP};
 pub use crate::table::TABLE_MAX_ENTRIES;
-use crate::table::{decode_table_stats, encode_table_stats};
-use crate::wire::{self, decode_entries, decode_fixed, err, finish, unsupported, Put, Rd};
+use crate::wire::{self, err, finish, unsupported, Put, Rd};
 
 // ---------------------------------------------------------------------------
 // Wire numbers.
@@ -113,25 +113,6 @@ pub const OFPT_STATS_REPLY: u8 = 17;
 pub const OFPT_BARRIER_REQUEST: u8 = 18;
 /// `OFPT_BARRIER_REPLY`.
 pub const OFPT_BARRIER_REPLY: u8 = 19;
-
-/// `OFPST_DESC`.
-pub const OFPST_DESC: u16 = 0;
-/// `OFPST_FLOW`.
-pub const OFPST_FLOW: u16 = 1;
-/// `OFPST_AGGREGATE`.
-pub const OFPST_AGGREGATE: u16 = 2;
-/// `OFPST_TABLE`.
-pub const OFPST_TABLE: u16 = 3;
-/// `OFPST_PORT`.
-pub const OFPST_PORT: u16 = 4;
-/// `OFPST_QUEUE`.
-pub const OFPST_QUEUE: u16 = 5;
-/// `OFPST_PORT_DESC` (Open vSwitch extension to 1.0, as in 1.3).
-pub const OFPST_PORT_DESC: u16 = 13;
-/// `OFPST_VENDOR`.
-pub const OFPST_VENDOR: u16 = 0xffff;
-/// `OFPSF_REPLY_MORE`.
-pub const OFPSF_REPLY_MORE: u16 = 1;
 
 // ---------------------------------------------------------------------------
 // Options.
@@ -188,261 +169,6 @@ fn begin_nx(out: &mut Vec<u8>, subtype: u32, xid: u32) -> usize {
 
 // ---------------------------------------------------------------------------
 // Statistics.
-
-/// `OFPT_STATS_REQUEST` body (after the header).
-fn decode_stats_request(r: &mut Rd) -> Result<Msg, DecodeError> {
-    let typ = r.u16()?;
-    let flags = r.u16()?;
-    let body = match typ {
-        OFPST_DESC => {
-            r.end()?;
-            MpRequest::Desc
-        }
-        OFPST_FLOW | OFPST_AGGREGATE => {
-            let q = decode_flow_stats_request(r)?;
-            r.end()?;
-            if typ == OFPST_FLOW {
-                MpRequest::Flow(q)
-            } else {
-                MpRequest::Aggregate(q)
-            }
-        }
-        OFPST_TABLE => {
-            r.end()?;
-            MpRequest::Table
-        }
-        OFPST_PORT => {
-            let p = port_from_ofp10(r.u16()?);
-            r.skip(6)?;
-            r.end()?;
-            MpRequest::PortStats(p)
-        }
-        OFPST_QUEUE => {
-            let port_no = port_from_ofp10(r.u16()?);
-            r.skip(2)?;
-            let queue_id = r.u32()?;
-            r.end()?;
-            MpRequest::Queue { port_no, queue_id }
-        }
-        OFPST_PORT_DESC => {
-            r.end()?;
-            MpRequest::PortDesc(crate::model::OFPP_ANY)
-        }
-        OFPST_VENDOR => {
-            let subtype = nx_stats_header(r)?;
-            let q = decode_nx_flow_stats_request(r)?;
-            match subtype {
-                NXST_FLOW => MpRequest::NxFlow(q),
-                _ => MpRequest::NxAggregate(q),
-            }
-        }
-        _ => return Err(err(OfError::BAD_MULTIPART, "unknown stats type")),
-    };
-    Ok(Msg::MultipartRequest { flags, body })
-}
-
-/// The vendor id, subtype and padding of a `nicira10_stats_msg`; only
-/// `NXST_FLOW` and `NXST_AGGREGATE` are accepted.
-fn nx_stats_header(r: &mut Rd) -> Result<u32, DecodeError> {
-    if r.u32()? != NX_VENDOR_ID {
-        return Err(err(OfError::BAD_EXPERIMENTER, "unknown stats vendor"));
-    }
-    let subtype = r.u32()?;
-    r.skip(4)?;
-    if subtype != NXST_FLOW && subtype != NXST_AGGREGATE {
-        return Err(err(OfError::BAD_EXP_TYPE, "unknown Nicira stats subtype"));
-    }
-    Ok(subtype)
-}
-
-/// `OFPT_STATS_REPLY` body (after the header).
-fn decode_stats_reply(r: &mut Rd) -> Result<Msg, DecodeError> {
-    let typ = r.u16()?;
-    let flags = r.u16()?;
-    let body = match typ {
-        OFPST_DESC => MpReply::Desc(wire::get_desc(r)?),
-        OFPST_FLOW => MpReply::Flow(decode_entries(r.rest(), 88, decode_flow_stats)?),
-        OFPST_AGGREGATE => {
-            let (packet_count, byte_count, flow_count) = wire::get_aggregate(r)?;
-            MpReply::Aggregate {
-                packet_count,
-                byte_count,
-                flow_count,
-            }
-        }
-        OFPST_TABLE => MpReply::Table(decode_fixed(r.rest(), 64, decode_table_stats)?),
-        OFPST_PORT => MpReply::PortStats(decode_fixed(r.rest(), 104, decode_port_stats)?),
-        OFPST_QUEUE => {
-            // xennet has no queues; entries (ofp_queue_stats) are not kept.
-            decode_fixed(r.rest(), 32, |_| Ok(()))?;
-            MpReply::Queue
-        }
-        OFPST_PORT_DESC => {
-            MpReply::PortDesc(decode_fixed(r.rest(), PHY_PORT_LEN, decode_phy_port)?)
-        }
-        OFPST_VENDOR => match nx_stats_header(r)? {
-            NXST_FLOW => MpReply::NxFlow(decode_entries(r.rest(), 48, decode_nx_flow_stats)?),
-            _ => {
-                let (packet_count, byte_count, flow_count) = wire::get_aggregate(r)?;
-                MpReply::NxAggregate {
-                    packet_count,
-                    byte_count,
-                    flow_count,
-                }
-            }
-        },
-        _ => return Err(err(OfError::BAD_MULTIPART, "unknown stats type")),
-    };
-    Ok(Msg::MultipartReply { flags, body })
-}
-
-/// Append a stats message header (`ofp_stats_request`/`reply`, plus the
-/// `nicira10_stats_msg` part for Nicira subtypes).
-fn begin_stats(
-    out: &mut Vec<u8>,
-    typ: u8,
-    xid: u32,
-    st: u16,
-    flags: u16,
-    nx: Option<u32>,
-) -> usize {
-    let start = begin(out, typ, xid);
-    out.u16(st);
-    out.u16(flags);
-    if let Some(sub) = nx {
-        out.u32(NX_VENDOR_ID);
-        out.u32(sub);
-        out.zeros(4);
-    }
-    start
-}
-
-fn encode_stats_request(
-    flags: u16,
-    body: &MpRequest,
-    xid: u32,
-    out: &mut Vec<u8>,
-) -> Result<(), EncodeError> {
-    let t = OFPT_STATS_REQUEST;
-    let start = match body {
-        MpRequest::Desc => begin_stats(out, t, xid, OFPST_DESC, flags, None),
-        MpRequest::Flow(q) | MpRequest::Aggregate(q) => {
-            let st = if matches!(body, MpRequest::Flow(_)) {
-                OFPST_FLOW
-            } else {
-                OFPST_AGGREGATE
-            };
-            let s = begin_stats(out, t, xid, st, flags, None);
-            encode_flow_stats_request(q, out)?;
-            s
-        }
-        MpRequest::Table => begin_stats(out, t, xid, OFPST_TABLE, flags, None),
-        MpRequest::PortStats(p) => {
-            let s = begin_stats(out, t, xid, OFPST_PORT, flags, None);
-            out.u16(port10(*p)?);
-            out.zeros(6);
-            s
-        }
-        MpRequest::Queue { port_no, queue_id } => {
-            let s = begin_stats(out, t, xid, OFPST_QUEUE, flags, None);
-            out.u16(port10(*port_no)?);
-            out.zeros(2);
-            out.u32(*queue_id);
-            s
-        }
-        MpRequest::PortDesc(_) => begin_stats(out, t, xid, OFPST_PORT_DESC, flags, None),
-        MpRequest::NxFlow(q) | MpRequest::NxAggregate(q) => {
-            let sub = if matches!(body, MpRequest::NxFlow(_)) {
-                NXST_FLOW
-            } else {
-                NXST_AGGREGATE
-            };
-            let s = begin_stats(out, t, xid, OFPST_VENDOR, flags, Some(sub));
-            encode_nx_flow_stats_request(q, out)?;
-            s
-        }
-        MpRequest::TableFeatures(_)
-        | MpRequest::Group(_)
-        | MpRequest::GroupDesc(_)
-        | MpRequest::GroupFeatures
-        | MpRequest::Meter(_)
-        | MpRequest::MeterConfig(_)
-        | MpRequest::MeterFeatures => {
-            return Err(unsupported("1.3-only multipart request"));
-        }
-    };
-    finish(out, start)
-}
-
-/// Append a stats reply whose body is `entries`, split into several
-/// messages with `OFPSF_REPLY_MORE` when it would exceed 65535 bytes.
-fn put_split<T>(
-    out: &mut Vec<u8>,
-    xid: u32,
-    flags: u16,
-    st: u16,
-    nx: Option<u32>,
-    entries: &[T],
-    put: impl Fn(&mut Vec<u8>, &T) -> Result<(), EncodeError>,
-) -> Result<(), EncodeError> {
-    let begin = |out: &mut Vec<u8>| begin_stats(out, OFPT_STATS_REPLY, xid, st, flags, nx);
-    wire::put_split_reply(out, flags, begin, entries, put)
-}
-
-fn encode_stats_reply(
-    flags: u16,
-    body: &MpReply,
-    xid: u32,
-    out: &mut Vec<u8>,
-) -> Result<(), EncodeError> {
-    let single = |out: &mut Vec<u8>, st: u16, nx: Option<u32>, body: &dyn Fn(&mut Vec<u8>)| {
-        let start = begin_stats(out, OFPT_STATS_REPLY, xid, st, flags, nx);
-        body(out);
-        finish(out, start)
-    };
-    match body {
-        MpReply::Desc(d) => single(out, OFPST_DESC, None, &|out| wire::put_desc(out, d)),
-        MpReply::Flow(fs) => put_split(out, xid, flags, OFPST_FLOW, None, fs, encode_flow_stats),
-        MpReply::Aggregate {
-            packet_count,
-            byte_count,
-            flow_count,
-        } => single(out, OFPST_AGGREGATE, None, &|out| {
-            wire::put_aggregate(out, *packet_count, *byte_count, *flow_count)
-        }),
-        MpReply::Table(ts) => put_split(out, xid, flags, OFPST_TABLE, None, ts, encode_table_stats),
-        MpReply::PortStats(ps) => {
-            put_split(out, xid, flags, OFPST_PORT, None, ps, encode_port_stats)
-        }
-        MpReply::PortDesc(ps) => put_split(out, xid, flags, OFPST_PORT_DESC, None, ps, |out, p| {
-            encode_phy_port(p, out)
-        }),
-        MpReply::Queue => single(out, OFPST_QUEUE, None, &|_| {}),
-        MpReply::NxFlow(fs) => put_split(
-            out,
-            xid,
-            flags,
-            OFPST_VENDOR,
-            Some(NXST_FLOW),
-            fs,
-            encode_nx_flow_stats,
-        ),
-        MpReply::NxAggregate {
-            packet_count,
-            byte_count,
-            flow_count,
-        } => single(out, OFPST_VENDOR, Some(NXST_AGGREGATE), &|out| {
-            wire::put_aggregate(out, *packet_count, *byte_count, *flow_count)
-        }),
-        MpReply::TableFeatures(_)
-        | MpReply::Group(_)
-        | MpReply::GroupDesc(_)
-        | MpReply::GroupFeatures(_)
-        | MpReply::Meter(_)
-        | MpReply::MeterConfig(_)
-        | MpReply::MeterFeatures(_) => Err(unsupported("1.3-only multipart reply")),
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Vendor messages.

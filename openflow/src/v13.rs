@@ -42,16 +42,13 @@
 pub use crate::actions::{decode_actions, decode_actions_version, encode_actions_version};
 use crate::error::{get_error, put_error};
 use crate::error::{DecodeError, OfError};
-use crate::flow::{get_flow_stats_request, put_flow_stats_request};
 use crate::flow_mod::{get_flow_mod, put_flow_mod};
-use crate::group::{get_group_features, get_group_stats, put_group_features, put_group_stats};
 use crate::header::{self, Header, HEADER_LEN, OFP13_VERSION, OFP14_VERSION, OFP15_VERSION};
 pub use crate::instructions::decode_instructions;
-use crate::meter::{
-    get_meter_config, get_meter_features, get_meter_mod, get_meter_stats, put_meter_config,
-    put_meter_features, put_meter_mod, put_meter_stats,
-};
+use crate::meter::{get_meter_mod, put_meter_mod};
 use crate::model::*;
+pub use crate::multipart::OFPMPF_MORE;
+use crate::multipart::{get_mp_reply, get_mp_request, put_mp_reply, put_mp_request};
 pub use crate::nicira::NX_VENDOR_ID;
 use crate::nicira::{NXT_FLOW_MOD_TABLE_ID, NXT_SET_CONTROLLER_ID, NXT_SET_PACKET_IN_FORMAT};
 use crate::oxm;
@@ -60,15 +57,13 @@ use crate::switch::{
     get_features_reply, get_role, get_switch_config, put_features_reply, put_role,
     put_switch_config,
 };
-use crate::table::{
-    get_table_features, get_table_mod, get_table_stats, put_table_features, put_table_mod,
-    put_table_stats,
-};
-use crate::wire::{self, err, put_split_reply, Put, Rd};
+use crate::table::{get_table_mod, put_table_mod};
+use crate::wire::message;
+use crate::wire::{err, Put, Rd};
 use crate::{async_config, bundle, flow, group, port};
 
 /// 1.3 message types (`ofp_type`).
-mod t {
+pub(crate) mod t {
     pub const HELLO: u8 = 0;
     pub const ERROR: u8 = 1;
     pub const ECHO_REQUEST: u8 = 2;
@@ -99,322 +94,14 @@ mod t {
     pub const METER_MOD: u8 = 29;
 }
 
-/// Multipart types (`ofp_multipart_type`).
-mod mp {
-    pub const DESC: u16 = 0;
-    pub const FLOW: u16 = 1;
-    pub const AGGREGATE: u16 = 2;
-    pub const TABLE: u16 = 3;
-    pub const PORT_STATS: u16 = 4;
-    pub const QUEUE: u16 = 5;
-    pub const GROUP: u16 = 6;
-    pub const GROUP_DESC: u16 = 7;
-    pub const GROUP_FEATURES: u16 = 8;
-    pub const METER: u16 = 9;
-    pub const METER_CONFIG: u16 = 10;
-    pub const METER_FEATURES: u16 = 11;
-    pub const TABLE_FEATURES: u16 = 12;
-    pub const PORT_DESC: u16 = 13;
-    pub const EXPERIMENTER: u16 = 0xffff;
-}
-
-/// `OFPMPF_REPLY_MORE` / `OFPMPF_REQ_MORE`: more messages follow.
-pub const OFPMPF_MORE: u16 = 1;
 // ---------------------------------------------------------------------------
 // Writing.
-
-/// Append one message of type `typ`: header, then what `body` writes.
-/// On error nothing is appended.
-fn message(
-    out: &mut Vec<u8>,
-    version: u8,
-    typ: u8,
-    xid: u32,
-    body: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
-) -> Result<(), EncodeError> {
-    let start = wire::begin(out, version, typ, xid);
-    let r = body(out).and_then(|()| wire::finish(out, start));
-    if r.is_err() {
-        out.truncate(start);
-    }
-    r
-}
 
 // ---------------------------------------------------------------------------
 // Messages.
 
 // ---------------------------------------------------------------------------
 // Multipart (§7.3.5).
-
-/// `port_no`/`group_id`/`meter_id` followed by 4 pad bytes.
-fn get_id_pad(rd: &mut Rd<'_>) -> Result<u32, DecodeError> {
-    let id = rd.u32()?;
-    rd.skip(4)?;
-    rd.end()?;
-    Ok(id)
-}
-
-fn get_mp_request(typ: u16, rd: &mut Rd<'_>, version: u8) -> Result<MpRequest, DecodeError> {
-    let v15 = version >= OFP15_VERSION;
-    let empty = |rd: &Rd<'_>, r: MpRequest| rd.end().map(|()| r);
-    Ok(match typ {
-        mp::DESC => empty(rd, MpRequest::Desc)?,
-        mp::FLOW => MpRequest::Flow(get_flow_stats_request(rd)?),
-        mp::AGGREGATE => MpRequest::Aggregate(get_flow_stats_request(rd)?),
-        mp::TABLE => empty(rd, MpRequest::Table)?,
-        mp::PORT_STATS => MpRequest::PortStats(get_id_pad(rd)?),
-        mp::QUEUE => {
-            let port_no = rd.u32()?;
-            let queue_id = rd.u32()?;
-            rd.end()?;
-            MpRequest::Queue { port_no, queue_id }
-        }
-        mp::GROUP => MpRequest::Group(get_id_pad(rd)?),
-        mp::GROUP_DESC if v15 => MpRequest::GroupDesc(get_id_pad(rd)?),
-        mp::GROUP_DESC => empty(rd, MpRequest::GroupDesc(OFPG_ALL))?,
-        mp::GROUP_FEATURES => empty(rd, MpRequest::GroupFeatures)?,
-        mp::METER => MpRequest::Meter(get_id_pad(rd)?),
-        mp::METER_CONFIG => MpRequest::MeterConfig(get_id_pad(rd)?),
-        mp::METER_FEATURES => empty(rd, MpRequest::MeterFeatures)?,
-        mp::TABLE_FEATURES => {
-            let mut v = Vec::new();
-            while !rd.is_empty() {
-                v.push(get_table_features(rd)?);
-            }
-            MpRequest::TableFeatures(v)
-        }
-        mp::PORT_DESC if v15 => MpRequest::PortDesc(get_id_pad(rd)?),
-        mp::PORT_DESC => empty(rd, MpRequest::PortDesc(OFPP_ANY))?,
-        mp::EXPERIMENTER => return Err(err(OfError::BAD_EXPERIMENTER, "experimenter multipart")),
-        _ => return Err(err(OfError::BAD_MULTIPART, "unknown multipart type")),
-    })
-}
-
-fn put_mp_request(
-    out: &mut Vec<u8>,
-    flags: u16,
-    r: &MpRequest,
-    version: u8,
-) -> Result<(), EncodeError> {
-    let typ = match r {
-        MpRequest::Desc => mp::DESC,
-        MpRequest::Flow(_) => mp::FLOW,
-        MpRequest::Aggregate(_) => mp::AGGREGATE,
-        MpRequest::Table => mp::TABLE,
-        MpRequest::TableFeatures(_) => mp::TABLE_FEATURES,
-        MpRequest::PortStats(_) => mp::PORT_STATS,
-        MpRequest::PortDesc(_) => mp::PORT_DESC,
-        MpRequest::Queue { .. } => mp::QUEUE,
-        MpRequest::Group(_) => mp::GROUP,
-        MpRequest::GroupDesc(_) => mp::GROUP_DESC,
-        MpRequest::GroupFeatures => mp::GROUP_FEATURES,
-        MpRequest::Meter(_) => mp::METER,
-        MpRequest::MeterConfig(_) => mp::METER_CONFIG,
-        MpRequest::MeterFeatures => mp::METER_FEATURES,
-        MpRequest::NxFlow(_) | MpRequest::NxAggregate(_) => {
-            return Err(EncodeError::Unsupported("Nicira flow statistics request"))
-        }
-    };
-    out.u16(typ);
-    out.u16(flags);
-    out.zeros(4);
-    match r {
-        MpRequest::Flow(f) | MpRequest::Aggregate(f) => put_flow_stats_request(out, f),
-        MpRequest::PortStats(id) | MpRequest::Group(id) | MpRequest::Meter(id) => {
-            out.u32(*id);
-            out.zeros(4);
-        }
-        MpRequest::MeterConfig(id) => {
-            out.u32(*id);
-            out.zeros(4);
-        }
-        MpRequest::PortDesc(id) | MpRequest::GroupDesc(id) if version >= OFP15_VERSION => {
-            out.u32(*id);
-            out.zeros(4);
-        }
-        MpRequest::Queue { port_no, queue_id } => {
-            out.u32(*port_no);
-            out.u32(*queue_id);
-        }
-        MpRequest::TableFeatures(v) => {
-            for f in v {
-                put_table_features(out, f)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// Decode records until the body is used up.
-fn get_list<'a, T>(
-    rd: &mut Rd<'a>,
-    mut f: impl FnMut(&mut Rd<'a>) -> Result<T, DecodeError>,
-) -> Result<Vec<T>, DecodeError> {
-    let mut v = Vec::new();
-    while !rd.is_empty() {
-        v.push(f(rd)?);
-    }
-    Ok(v)
-}
-
-/// Fixed-size records of `size` bytes.
-fn get_fixed_list<'a, T>(
-    rd: &mut Rd<'a>,
-    size: usize,
-    f: impl Fn(&mut Rd<'a>) -> Result<T, DecodeError>,
-) -> Result<Vec<T>, DecodeError> {
-    if rd.b.len() % size != 0 {
-        return Err(err(OfError::BAD_LEN, "bad multipart body length"));
-    }
-    get_list(rd, f)
-}
-
-fn get_mp_reply(typ: u16, rd: &mut Rd<'_>, v: u8) -> Result<MpReply, DecodeError> {
-    Ok(match typ {
-        mp::DESC => MpReply::Desc(wire::get_desc(rd)?),
-        mp::FLOW => MpReply::Flow(get_list(rd, |r| flow::get_flow_stats(r, v))?),
-        mp::AGGREGATE => {
-            let (packet_count, byte_count, flow_count) = flow::get_aggregate(rd, v)?;
-            MpReply::Aggregate {
-                packet_count,
-                byte_count,
-                flow_count,
-            }
-        }
-        mp::TABLE => MpReply::Table(get_fixed_list(rd, 24, get_table_stats)?),
-        mp::PORT_STATS => MpReply::PortStats(get_list(rd, |r| port::get_port_stats(r, v))?),
-        mp::QUEUE if v >= OFP14_VERSION => {
-            // ofp_queue_stats with properties (1.4 §7.3.5.8): skipped.
-            get_list(rd, |r| {
-                let len = r.peek_len(0)?;
-                r.record(len, 48).map(|_| ())
-            })?;
-            MpReply::Queue
-        }
-        mp::QUEUE => {
-            // ofp_queue_stats (40 bytes each); xennet has no queues and
-            // the model keeps none.
-            get_fixed_list(rd, 40, |r| r.skip(40))?;
-            MpReply::Queue
-        }
-        mp::GROUP => MpReply::Group(get_list(rd, get_group_stats)?),
-        mp::GROUP_DESC => MpReply::GroupDesc(get_list(rd, |r| group::get_group_desc(r, v))?),
-        mp::GROUP_FEATURES => MpReply::GroupFeatures(get_group_features(rd)?),
-        mp::METER => MpReply::Meter(get_list(rd, get_meter_stats)?),
-        mp::METER_CONFIG => MpReply::MeterConfig(get_list(rd, get_meter_config)?),
-        mp::METER_FEATURES => MpReply::MeterFeatures(get_meter_features(rd)?),
-        mp::TABLE_FEATURES => MpReply::TableFeatures(get_list(rd, get_table_features)?),
-        mp::PORT_DESC => MpReply::PortDesc(get_list(rd, |r| port::get_port(r, v))?),
-        mp::EXPERIMENTER => return Err(err(OfError::BAD_EXPERIMENTER, "experimenter multipart")),
-        _ => return Err(err(OfError::BAD_MULTIPART, "unknown multipart type")),
-    })
-}
-
-/// Append a multipart reply of type `typ` whose body is `items`, split
-/// into as few messages as fit 65535 bytes; every message but the last
-/// gets `OFPMPF_REPLY_MORE` on top of `flags`.
-fn put_mp_list<T>(
-    out: &mut Vec<u8>,
-    (v, xid): (u8, u32),
-    typ: u16,
-    flags: u16,
-    items: &[T],
-    put: impl Fn(&mut Vec<u8>, &T) -> Result<(), EncodeError>,
-) -> Result<(), EncodeError> {
-    put_split_reply(
-        out,
-        flags,
-        |out| {
-            let start = wire::begin(out, v, t::MULTIPART_REPLY, xid);
-            out.u16(typ);
-            out.u16(flags);
-            out.zeros(4);
-            start
-        },
-        items,
-        put,
-    )
-}
-
-/// An item writer that cannot fail.
-fn infallible<T>(
-    f: impl Fn(&mut Vec<u8>, &T),
-) -> impl Fn(&mut Vec<u8>, &T) -> Result<(), EncodeError> {
-    move |out, x| {
-        f(out, x);
-        Ok(())
-    }
-}
-
-fn put_mp_reply(
-    out: &mut Vec<u8>,
-    (v, xid): (u8, u32),
-    flags: u16,
-    body: &MpReply,
-) -> Result<(), EncodeError> {
-    let single = |out: &mut Vec<u8>, typ: u16, f: &dyn Fn(&mut Vec<u8>)| {
-        message(out, v, t::MULTIPART_REPLY, xid, |out| {
-            out.u16(typ);
-            out.u16(flags);
-            out.zeros(4);
-            f(out);
-            Ok(())
-        })
-    };
-    let vx = (v, xid);
-    match body {
-        MpReply::Desc(d) => single(out, mp::DESC, &|out| wire::put_desc(out, d)),
-        MpReply::Flow(l) => put_mp_list(out, vx, mp::FLOW, flags, l, |out, f| {
-            flow::put_flow_stats(out, f, v)
-        }),
-        MpReply::Aggregate {
-            packet_count,
-            byte_count,
-            flow_count,
-        } => single(out, mp::AGGREGATE, &|out| {
-            flow::put_aggregate(out, *packet_count, *byte_count, *flow_count, v)
-        }),
-        MpReply::Table(l) => put_mp_list(out, vx, mp::TABLE, flags, l, infallible(put_table_stats)),
-        MpReply::TableFeatures(l) => {
-            put_mp_list(out, vx, mp::TABLE_FEATURES, flags, l, put_table_features)
-        }
-        MpReply::PortStats(l) => put_mp_list(
-            out,
-            vx,
-            mp::PORT_STATS,
-            flags,
-            l,
-            infallible(|out, s| port::put_port_stats(out, s, v)),
-        ),
-        MpReply::PortDesc(l) => put_mp_list(
-            out,
-            vx,
-            mp::PORT_DESC,
-            flags,
-            l,
-            infallible(|out, p| port::put_port(out, p, v)),
-        ),
-        MpReply::Queue => single(out, mp::QUEUE, &|_| {}),
-        MpReply::Group(l) => put_mp_list(out, vx, mp::GROUP, flags, l, put_group_stats),
-        MpReply::GroupDesc(l) => put_mp_list(out, vx, mp::GROUP_DESC, flags, l, |out, g| {
-            group::put_group_desc(out, g, v)
-        }),
-        MpReply::GroupFeatures(g) => single(out, mp::GROUP_FEATURES, &|out| {
-            put_group_features(out, g);
-        }),
-        MpReply::Meter(l) => put_mp_list(out, vx, mp::METER, flags, l, put_meter_stats),
-        MpReply::MeterConfig(l) => {
-            put_mp_list(out, vx, mp::METER_CONFIG, flags, l, put_meter_config)
-        }
-        MpReply::MeterFeatures(f) => single(out, mp::METER_FEATURES, &|out| {
-            put_meter_features(out, f);
-        }),
-        MpReply::NxFlow(_) | MpReply::NxAggregate { .. } => {
-            Err(EncodeError::Unsupported("Nicira flow statistics reply"))
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Entry points.

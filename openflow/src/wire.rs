@@ -414,6 +414,23 @@ pub(crate) fn decode_fixed<T>(
     b.chunks_exact(size).map(f).collect()
 }
 
+/// Append one message of type `typ`: header, then what `body` writes.
+/// On error nothing is appended.
+pub(crate) fn message(
+    out: &mut Vec<u8>,
+    version: u8,
+    typ: u8,
+    xid: u32,
+    body: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
+    let start = begin(out, version, typ, xid);
+    let r = body(out).and_then(|()| finish(out, start));
+    if r.is_err() {
+        out.truncate(start);
+    }
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
