@@ -178,40 +178,18 @@ fn decode_vendor(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeError> {
         return Err(err(OfError::BAD_EXPERIMENTER, "unknown vendor"));
     }
     let subtype = r.u32()?;
+    if let Some(m) = crate::nicira::get_common(subtype, r)? {
+        return Ok(m);
+    }
     let msg = match subtype {
         NXT_SET_FLOW_FORMAT => Msg::NxSetFlowFormat(r.u32()?),
         NXT_FLOW_MOD => return Ok(Msg::FlowMod(decode_nx_flow_mod(r, opts)?)),
         NXT_FLOW_REMOVED => return Ok(Msg::FlowRemoved(decode_nx_flow_removed(r)?)),
-        NXT_FLOW_MOD_TABLE_ID => {
-            let set = r.u8()? != 0;
-            r.skip(7)?;
-            Msg::NxFlowModTableId(set)
-        }
-        NXT_SET_PACKET_IN_FORMAT => Msg::NxSetPacketInFormat(r.u32()?),
         NXT_PACKET_IN => return Ok(Msg::PacketIn(decode_nx_packet_in(r)?)),
-        crate::packet_in2::NXT_PACKET_IN2 => {
-            return Ok(Msg::NxPacketIn2(crate::packet_in2::get_body(r.rest())?));
-        }
+        // nx_async_config is laid out as 1.3's ofp_async_config.
         NXT_SET_ASYNC_CONFIG => {
-            let mut m = [0u32; 6];
-            for x in &mut m {
-                *x = r.u32()?;
-            }
-            Msg::SetAsync(crate::model::AsyncConfig {
-                packet_in_mask: [m[0], m[1]],
-                port_status_mask: [m[2], m[3]],
-                flow_removed_mask: [m[4], m[5]],
-                ..crate::model::AsyncConfig::NONE
-            })
+            Msg::SetAsync(crate::async_config::get_config(r, header::OFP13_VERSION)?)
         }
-        NXT_SET_CONTROLLER_ID => {
-            r.skip(6)?;
-            Msg::NxSetControllerId(r.u16()?)
-        }
-        crate::tlv::NXT_TLV_TABLE_MOD => Msg::NxTlvTableMod(crate::tlv::get_table_mod(r)?),
-        crate::tlv::NXT_TLV_TABLE_REQUEST => Msg::NxTlvTableRequest,
-        crate::tlv::NXT_TLV_TABLE_REPLY => Msg::NxTlvTableReply(crate::tlv::get_table_reply(r)?),
-        crate::nicira::NXT_CT_FLUSH_ZONE => Msg::NxCtFlushZone(crate::v13::get_nx_zone_id(r)?),
         NXT_ROLE_REQUEST | NXT_ROLE_REPLY => {
             let m = get_nx_role(r)?;
             if subtype == NXT_ROLE_REQUEST {
@@ -479,61 +457,25 @@ fn encode_inner(
         Msg::BarrierReply => bare(out, OFPT_BARRIER_REPLY),
         Msg::SetAsync(a) => {
             let s = begin_nx(out, NXT_SET_ASYNC_CONFIG, xid);
-            for v in a
-                .packet_in_mask
-                .iter()
-                .chain(&a.port_status_mask)
-                .chain(&a.flow_removed_mask)
-            {
-                out.u32(*v);
-            }
+            crate::async_config::put_config(out, a, header::OFP13_VERSION);
             finish(out, s)
         }
-        Msg::NxSetFlowFormat(f) | Msg::NxSetPacketInFormat(f) => {
-            let sub = if matches!(msg, Msg::NxSetFlowFormat(_)) {
-                NXT_SET_FLOW_FORMAT
-            } else {
-                NXT_SET_PACKET_IN_FORMAT
-            };
-            let s = begin_nx(out, sub, xid);
+        Msg::NxSetFlowFormat(f) => {
+            let s = begin_nx(out, NXT_SET_FLOW_FORMAT, xid);
             out.u32(*f);
             finish(out, s)
         }
-        Msg::NxFlowModTableId(set) => {
-            let s = begin_nx(out, NXT_FLOW_MOD_TABLE_ID, xid);
-            out.u8(u8::from(*set));
-            out.zeros(7);
-            finish(out, s)
-        }
-        Msg::NxPacketIn2(p) => {
-            let s = begin_nx(out, crate::packet_in2::NXT_PACKET_IN2, xid);
-            crate::packet_in2::put_body(p, oxm::Flavor::Nxm, out);
-            finish(out, s)
-        }
-        Msg::NxSetControllerId(id) => {
-            let s = begin_nx(out, NXT_SET_CONTROLLER_ID, xid);
-            out.zeros(6);
-            out.u16(*id);
-            finish(out, s)
-        }
-        Msg::NxTlvTableMod(m) => {
-            let s = begin_nx(out, crate::tlv::NXT_TLV_TABLE_MOD, xid);
-            crate::tlv::put_table_mod(out, m);
-            finish(out, s)
-        }
-        Msg::NxTlvTableRequest => {
-            let s = begin_nx(out, crate::tlv::NXT_TLV_TABLE_REQUEST, xid);
-            finish(out, s)
-        }
-        Msg::NxTlvTableReply(r) => {
-            let s = begin_nx(out, crate::tlv::NXT_TLV_TABLE_REPLY, xid);
-            crate::tlv::put_table_reply(out, r);
-            finish(out, s)
-        }
-        Msg::NxCtFlushZone(zone) => {
-            let s = begin_nx(out, crate::nicira::NXT_CT_FLUSH_ZONE, xid);
-            out.zeros(6);
-            out.u16(*zone);
+        Msg::NxSetPacketInFormat(_)
+        | Msg::NxFlowModTableId(_)
+        | Msg::NxPacketIn2(_)
+        | Msg::NxSetControllerId(_)
+        | Msg::NxTlvTableMod(_)
+        | Msg::NxTlvTableRequest
+        | Msg::NxTlvTableReply(_)
+        | Msg::NxCtFlushZone(_) => {
+            let sub = crate::nicira::common_subtype(msg).ok_or(unsupported("Nicira message"))?;
+            let s = begin_nx(out, sub, xid);
+            crate::nicira::put_common(out, msg, oxm::Flavor::Nxm);
             finish(out, s)
         }
         Msg::GroupMod(_) => Err(unsupported("group-mod")),

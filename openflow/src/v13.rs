@@ -50,7 +50,6 @@ use crate::model::*;
 pub use crate::multipart::OFPMPF_MORE;
 use crate::multipart::{get_mp_reply, get_mp_request, put_mp_reply, put_mp_request};
 pub use crate::nicira::NX_VENDOR_ID;
-use crate::nicira::{NXT_FLOW_MOD_TABLE_ID, NXT_SET_CONTROLLER_ID, NXT_SET_PACKET_IN_FORMAT};
 use crate::oxm;
 use crate::packet::{get_packet_in, get_packet_out, put_packet_in, put_packet_out};
 use crate::switch::{
@@ -188,21 +187,6 @@ pub fn decode(h: &Header, buf: &[u8]) -> Result<Msg, DecodeError> {
     })
 }
 
-/// `struct nx_zone_id` (OVS `nicira-ext.h`): 6 reserved bytes, which must
-/// be zero (OVS: `NXBRC_MUST_BE_ZERO`; xennet's codec has no Nicira
-/// vendor errors and answers `OFPBRC_EPERM`), then the zone.
-pub(crate) fn get_nx_zone_id(rd: &mut Rd<'_>) -> Result<u16, DecodeError> {
-    for _ in 0..6 {
-        if rd.u8()? != 0 {
-            return Err(err(
-                OfError::BAD_REQUEST_EPERM,
-                "nonzero reserved bytes in nx_zone_id (NXBRC_MUST_BE_ZERO)",
-            ));
-        }
-    }
-    rd.u16()
-}
-
 fn decode_experimenter(h: &Header, rd: &mut Rd<'_>) -> Result<Msg, DecodeError> {
     let experimenter = rd.u32()?;
     let exp_type = rd.u32()?;
@@ -222,28 +206,8 @@ fn decode_experimenter(h: &Header, rd: &mut Rd<'_>) -> Result<Msg, DecodeError> 
     if experimenter != NX_VENDOR_ID {
         return Err(err(OfError::BAD_EXPERIMENTER, "unknown experimenter"));
     }
-    let m = match exp_type {
-        NXT_SET_PACKET_IN_FORMAT => Msg::NxSetPacketInFormat(rd.u32()?),
-        crate::packet_in2::NXT_PACKET_IN2 => {
-            return Ok(Msg::NxPacketIn2(crate::packet_in2::get_body(rd.rest())?));
-        }
-        NXT_SET_CONTROLLER_ID => {
-            rd.skip(6)?;
-            Msg::NxSetControllerId(rd.u16()?)
-        }
-        crate::nicira::NXT_CT_FLUSH_ZONE => Msg::NxCtFlushZone(get_nx_zone_id(rd)?),
-        NXT_FLOW_MOD_TABLE_ID => {
-            let set = rd.u8()?;
-            rd.skip(7)?;
-            Msg::NxFlowModTableId(set != 0)
-        }
-        crate::tlv::NXT_TLV_TABLE_MOD => Msg::NxTlvTableMod(crate::tlv::get_table_mod(rd)?),
-        crate::tlv::NXT_TLV_TABLE_REQUEST => Msg::NxTlvTableRequest,
-        crate::tlv::NXT_TLV_TABLE_REPLY => Msg::NxTlvTableReply(crate::tlv::get_table_reply(rd)?),
-        _ => return Err(err(OfError::BAD_EXP_TYPE, "unsupported Nicira message")),
-    };
-    rd.end()?;
-    Ok(m)
+    crate::nicira::get_common(exp_type, rd)?
+        .ok_or_else(|| err(OfError::BAD_EXP_TYPE, "unsupported Nicira message"))
 }
 
 /// Append a bundle message (`add`: add-message, else control) in version
@@ -298,14 +262,6 @@ pub fn encode_version(msg: &Msg, v: u8, xid: u32, out: &mut Vec<u8>) -> Result<(
         message(out, v, typ, xid, f)
     };
     let nothing = |_: &mut Vec<u8>| Ok(());
-    let nx = |out: &mut Vec<u8>, subtype: u32, f: &dyn Fn(&mut Vec<u8>)| {
-        message(out, v, t::EXPERIMENTER, xid, |out| {
-            out.u32(NX_VENDOR_ID);
-            out.u32(subtype);
-            f(out);
-            Ok(())
-        })
-    };
     match msg {
         Msg::Hello { versions } => {
             header::encode_hello(v, *versions, xid, out);
@@ -400,29 +356,23 @@ pub fn encode_version(msg: &Msg, v: u8, xid: u32, out: &mut Vec<u8>) -> Result<(
             Ok(())
         }),
         Msg::NxSetFlowFormat(_) => Err(EncodeError::Unsupported("NXT_SET_FLOW_FORMAT")),
-        Msg::NxSetPacketInFormat(f) => nx(out, NXT_SET_PACKET_IN_FORMAT, &|out| out.u32(*f)),
-        Msg::NxPacketIn2(p) => nx(out, crate::packet_in2::NXT_PACKET_IN2, &|out| {
-            crate::packet_in2::put_body(p, oxm::Flavor::Oxm, out);
-        }),
-        Msg::NxFlowModTableId(set) => nx(out, NXT_FLOW_MOD_TABLE_ID, &|out| {
-            out.u8(u8::from(*set));
-            out.zeros(7);
-        }),
-        Msg::NxSetControllerId(id) => nx(out, NXT_SET_CONTROLLER_ID, &|out| {
-            out.zeros(6);
-            out.u16(*id);
-        }),
-        Msg::NxTlvTableMod(tm) => nx(out, crate::tlv::NXT_TLV_TABLE_MOD, &|out| {
-            crate::tlv::put_table_mod(out, tm);
-        }),
-        Msg::NxTlvTableRequest => nx(out, crate::tlv::NXT_TLV_TABLE_REQUEST, &|_| {}),
-        Msg::NxTlvTableReply(r) => nx(out, crate::tlv::NXT_TLV_TABLE_REPLY, &|out| {
-            crate::tlv::put_table_reply(out, r);
-        }),
-        Msg::NxCtFlushZone(zone) => nx(out, crate::nicira::NXT_CT_FLUSH_ZONE, &|out| {
-            out.zeros(6);
-            out.u16(*zone);
-        }),
+        Msg::NxSetPacketInFormat(_)
+        | Msg::NxFlowModTableId(_)
+        | Msg::NxPacketIn2(_)
+        | Msg::NxSetControllerId(_)
+        | Msg::NxTlvTableMod(_)
+        | Msg::NxTlvTableRequest
+        | Msg::NxTlvTableReply(_)
+        | Msg::NxCtFlushZone(_) => {
+            let sub = crate::nicira::common_subtype(msg)
+                .ok_or(EncodeError::Unsupported("Nicira message"))?;
+            message(out, v, t::EXPERIMENTER, xid, |out| {
+                out.u32(NX_VENDOR_ID);
+                out.u32(sub);
+                crate::nicira::put_common(out, msg, oxm::Flavor::Oxm);
+                Ok(())
+            })
+        }
         Msg::BundleControl(c) => bundle_msg(out, v, xid, false, &|out| {
             bundle::put_ctrl(out, c);
             Ok(())
