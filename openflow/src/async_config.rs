@@ -20,17 +20,13 @@ use crate::error::{DecodeError, OfError};
 use crate::header::OFP14_VERSION;
 use crate::model::{AsyncConfig, AsyncProp};
 use crate::port::props;
-use crate::wire::{Put, Rd};
+use crate::wire::{err, Put, Rd};
 
 /// Reason bits each property pair may carry in 1.4+ (Open vSwitch's
 /// `async_props`): packet-in 6 reasons, port-status 3, flow-removed 6,
 /// role-status 3, table-status vacancy down/up (bits 3, 4),
 /// request-forward 2.
 const ALLOWED_14: [u32; 6] = [0x3f, 0x7, 0x3f, 0x7, 0x18, 0x3];
-
-fn err(e: OfError, what: &'static str) -> DecodeError {
-    DecodeError::new(e, what)
-}
 
 /// Decode 1.4+ async properties.
 ///

@@ -44,11 +44,11 @@
 //! `0x2320`). Received ONF experimenter errors map back.
 
 use crate::error::{DecodeError, OfError, OFPET_EXPERIMENTER};
-use crate::header::{Header, HEADER_LEN, OFP15_VERSION};
+use crate::header::{Header, HEADER_LEN, OFP14_VERSION, OFP15_VERSION};
 use crate::model::{bundle_flags, BundleAdd, BundleCtrl, BundleCtrlType, EncodeError, Msg};
 use crate::nicira::NX_VENDOR_ID;
 use crate::port::props;
-use crate::wire::{Put, Rd};
+use crate::wire::{self, err, Put, Rd};
 
 /// `OFPT_BUNDLE_CONTROL` (1.4+).
 pub const OFPT_BUNDLE_CONTROL: u8 = 33;
@@ -80,10 +80,6 @@ const ONF_ASYNC_BASE: u16 = 2370;
 const ONF_PROPERTY_BASE: u16 = 4440;
 /// Nicira `NXBRC_UNENCODABLE_ERROR` (experimenter error code, 1.2+).
 const NXBRC_UNENCODABLE_ERROR: u16 = 10;
-
-fn err(e: OfError, what: &'static str) -> DecodeError {
-    DecodeError::new(e, what)
-}
 
 /// Check `flags`, as received in `version`.
 fn check_flags(flags: u16, version: u8) -> Result<(), DecodeError> {
@@ -287,6 +283,34 @@ pub(crate) fn error_from_13(code: u16, experimenter: u32) -> Option<OfError> {
         _ => return None,
     };
     Some(OfError { typ, code })
+}
+
+/// Append a bundle message (`add`: add-message, else control) in version
+/// `v`: `OFPT_BUNDLE_*` in 1.4+, the ONF experimenter message in 1.3.
+pub(crate) fn put_msg(
+    out: &mut Vec<u8>,
+    v: u8,
+    xid: u32,
+    add: bool,
+    body: &dyn Fn(&mut Vec<u8>) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
+    if v >= OFP14_VERSION {
+        let typ = if add {
+            OFPT_BUNDLE_ADD_MESSAGE
+        } else {
+            OFPT_BUNDLE_CONTROL
+        };
+        return wire::message(out, v, typ, xid, body);
+    }
+    wire::message(out, v, crate::v13::t::EXPERIMENTER, xid, |out| {
+        out.u32(ONF_EXPERIMENTER_ID);
+        out.u32(if add {
+            ONFT_BUNDLE_ADD_MESSAGE
+        } else {
+            ONFT_BUNDLE_CONTROL
+        });
+        body(out)
+    })
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ use crate::ofp_match::{
 };
 use crate::oxm;
 use crate::port::{port10, port_from_ofp10};
-use crate::wire::{self, end_record, unsupported, Put, Rd};
+use crate::wire::{self, end_record, err, unsupported, Put, Rd};
 
 /// `OFPXSC_OPENFLOW_BASIC`.
 const OXS_CLASS: u32 = 0x8002;
@@ -53,10 +53,6 @@ mod xst {
 
 const fn oxs_header(field: u32, len: u32) -> u32 {
     (OXS_CLASS << 16) | (field << 9) | len
-}
-
-fn err(e: OfError, what: &'static str) -> DecodeError {
-    DecodeError::new(e, what)
 }
 
 /// The statistics an `ofp_stats` may carry; `None` = absent.

@@ -46,16 +46,12 @@ use crate::port::props;
 // hold a masked set-field, as OVN's load balancer groups do
 // (`ct(commit,nat(..),exec(set_field:0x2/0x2->ct_mark))`).
 use crate::actions::{decode_actions_version, put_actions_version};
-use crate::wire::{end_record, get_counters, Put, Rd};
+use crate::wire::{end_record, err, get_counters, Put, Rd};
 
 /// `OFPG_ANY`.
 const OFPG_ANY: u32 = 0xffff_ffff;
 /// `OFPG_BUCKET_ALL`.
 const BUCKET_ALL: u32 = 0xffff_ffff;
-
-fn err(e: OfError, what: &'static str) -> DecodeError {
-    DecodeError::new(e, what)
-}
 
 pub(crate) fn group_type(v: u8) -> Result<GroupType, DecodeError> {
     Ok(match v {

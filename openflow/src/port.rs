@@ -28,14 +28,10 @@
 use crate::error::{DecodeError, OfError};
 use crate::header::OFP14_VERSION;
 use crate::model::{port_config, port_state, EncodeError, PortDesc, PortMod, PortStats};
-use crate::wire::{self, get_str, Put, Rd};
+use crate::wire::{self, err, get_str, Put, Rd};
 
 /// `OFPPDPT_ETHERNET`, `OFPPSPT_ETHERNET`, `OFPPMPT_ETHERNET`.
 const PROP_ETHERNET: u16 = 0;
-
-fn err(e: OfError, what: &'static str) -> DecodeError {
-    DecodeError::new(e, what)
-}
 
 /// Walk a property list (`type`, `length`, body, padding to 8): `f` gets
 /// each property's type and body (without the 4-byte header or padding).

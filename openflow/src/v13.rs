@@ -210,34 +210,6 @@ fn decode_experimenter(h: &Header, rd: &mut Rd<'_>) -> Result<Msg, DecodeError> 
         .ok_or_else(|| err(OfError::BAD_EXP_TYPE, "unsupported Nicira message"))
 }
 
-/// Append a bundle message (`add`: add-message, else control) in version
-/// `v`: `OFPT_BUNDLE_*` in 1.4+, the ONF experimenter message in 1.3.
-fn bundle_msg(
-    out: &mut Vec<u8>,
-    v: u8,
-    xid: u32,
-    add: bool,
-    body: &dyn Fn(&mut Vec<u8>) -> Result<(), EncodeError>,
-) -> Result<(), EncodeError> {
-    if v >= OFP14_VERSION {
-        let typ = if add {
-            bundle::OFPT_BUNDLE_ADD_MESSAGE
-        } else {
-            bundle::OFPT_BUNDLE_CONTROL
-        };
-        return message(out, v, typ, xid, body);
-    }
-    message(out, v, t::EXPERIMENTER, xid, |out| {
-        out.u32(bundle::ONF_EXPERIMENTER_ID);
-        out.u32(if add {
-            bundle::ONFT_BUNDLE_ADD_MESSAGE
-        } else {
-            bundle::ONFT_BUNDLE_CONTROL
-        });
-        body(out)
-    })
-}
-
 /// Encode one message as OpenFlow 1.3 (several messages for a multipart
 /// reply beyond 64 KiB). On error nothing is appended.
 ///
@@ -373,11 +345,13 @@ pub fn encode_version(msg: &Msg, v: u8, xid: u32, out: &mut Vec<u8>) -> Result<(
                 Ok(())
             })
         }
-        Msg::BundleControl(c) => bundle_msg(out, v, xid, false, &|out| {
+        Msg::BundleControl(c) => bundle::put_msg(out, v, xid, false, &|out| {
             bundle::put_ctrl(out, c);
             Ok(())
         }),
-        Msg::BundleAdd(a) => bundle_msg(out, v, xid, true, &|out| bundle::put_add(out, a, v, xid)),
+        Msg::BundleAdd(a) => {
+            bundle::put_msg(out, v, xid, true, &|out| bundle::put_add(out, a, v, xid))
+        }
     }
 }
 
