@@ -10,7 +10,7 @@
 //!   has no action for (`NXAST_REG_LOAD` for other set-fields, as
 //!   `ovs-ofctl` sends them).
 //! - OpenFlow 1.3 to 1.5 (1.3 §7.2.5, [`decode_actions_version`],
-//!   [`put_actions_version`]): 32-bit ports, OXM set-field (masked only
+//!   `put_actions_version`): 32-bit ports, OXM set-field (masked only
 //!   in 1.5), MPLS and VLAN push/pop, group, queue, TTLs; 1.5's
 //!   `OFPAT_COPY_FIELD` as the model's move.
 

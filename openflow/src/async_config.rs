@@ -3,7 +3,7 @@
 //! `NXT_SET_ASYNC_CONFIG` for OpenFlow 1.0.
 //!
 //! - 1.0: Nicira `nx_async_config`, laid out as 1.3's `ofp_async_config`
-//!   (so [`get_config`] and [`put_config`] with 1.3 read and write it).
+//!   (so `get_config` and `put_config` with 1.3 read and write it).
 //! - 1.3 (§7.3.10): `ofp_async_config`, three pairs of 32-bit masks
 //!   (packet-in, port-status, flow-removed; master/equal first, then
 //!   slave), 24 bytes; a SET replaces the whole configuration.

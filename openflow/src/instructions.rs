@@ -5,7 +5,7 @@
 //! - OpenFlow 1.0 has no instructions: a flow's actions are the
 //!   apply-actions, Nicira `NXAST_WRITE_METADATA` is write-metadata, and
 //!   a flow dump writes goto-table as `NXAST_RESUBMIT_TABLE`
-//!   ([`encode_instructions_as_actions`]), as Open vSwitch does.
+//!   (`encode_instructions_as_actions`), as Open vSwitch does.
 //! - OpenFlow 1.3 to 1.5 (1.3 §7.2.4): `ofp_instruction_*`; in 1.5 the
 //!   meter is an action (`OFPAT_METER`, first in apply-actions).
 

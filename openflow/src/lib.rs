@@ -7,19 +7,48 @@
 //! by [`header::frame_len`]) into a [`model::Msg`]; [`encode`] appends the
 //! wire form of a [`model::Msg`] for a negotiated version.
 //!
+//! The code is laid out by message family, as Open vSwitch's
+//! `lib/ofp-*.c` and `lib/nx-match.c`: each family module holds that
+//! family's bodies for every version (1.0, its Nicira forms, 1.3, 1.4,
+//! 1.5), with the version as a parameter where the layouts differ only in
+//! part, so what the versions share is written once. The two version
+//! modules are only the dispatch: message type numbers, headers, and
+//! which family decodes or encodes each message.
+//!
 //! - [`header`]: `ofp_header`, framing, version numbers and HELLO bitmaps.
 //! - [`model`]: messages, matches, actions, instructions, statistics.
-//! - [`error`]: OpenFlow error types and codes ([`error::OfError`]).
-//! - [`oxm`]: OXM (OpenFlow 1.3 §7.2.3) and NXM TLV matches.
-//! - [`v13`]: OpenFlow 1.3, 1.4 and 1.5 messages (what the three share),
-//!   calling the message families whose layout changed after 1.3:
-//!   [`port`], [`flow`], [`group`], [`async_config`], and [`bundle`]
-//!   (OpenFlow 1.4 bundles and the ONF extension that carries them in
-//!   1.3).
-//! - [`v10`]: OpenFlow 1.0 messages and Nicira vendor extensions.
-//! - [`nicira`]: the Nicira extension numbers both codecs use.
-//! - [`ct_flush`]: Nicira conntrack flushes.
-//! - [`monitor`]: flow monitors (Nicira, ONF and OpenFlow 1.4 forms).
+//! - [`error`]: OpenFlow error types and codes ([`error::OfError`]) and
+//!   `ofp_error_msg` in 1.0 (with Nicira vendor errors) and 1.3+ numbering
+//!   (`lib/ofp-errors.c`).
+//! - Matches: [`ofp_match`] (1.0 `ofp_match`, Nicira `nx_match` framing,
+//!   1.3+ OXM `ofp_match`; `lib/ofp-match.c`), [`oxm`] (OXM and NXM TLVs;
+//!   `lib/nx-match.c`), [`field`] (the fields), [`tlv`] (the Geneve option
+//!   map).
+//! - Actions and instructions: [`actions`] (1.0 and 1.3+ action lists),
+//!   [`nx_action`] (Nicira actions, every version), [`instructions`]
+//!   (1.3+ instructions, and their 1.0 forms); `lib/ofp-actions.c`.
+//! - [`flow_mod`]: flow-mod (1.0, `NXT_FLOW_MOD`, 1.3+); [`flow`]:
+//!   flow-removed, flow statistics and aggregates (`lib/ofp-flow.c`).
+//! - [`packet`]: packet-in and packet-out (`lib/ofp-packet.c`);
+//!   [`packet_in2`]: Nicira `NXT_PACKET_IN2`.
+//! - [`port`]: port numbers, descriptions, statistics, port-mod
+//!   (`lib/ofp-port.c`).
+//! - [`switch`]: features replies, switch configuration, roles
+//!   (`lib/ofp-switch.c`); [`async_config`]: asynchronous-message
+//!   configuration.
+//! - [`table`]: table statistics, features, table-mod (`lib/ofp-table.c`).
+//! - [`group`]: groups (`lib/ofp-group.c`); [`meter`]: meters
+//!   (`lib/ofp-meter.c`).
+//! - [`multipart`]: 1.0 statistics and 1.3+ multipart framing, type
+//!   numbers and reply splitting.
+//! - [`bundle`]: OpenFlow 1.4 bundles and the ONF extension that carries
+//!   them in 1.3 (`lib/ofp-bundle.c`).
+//! - [`nicira`]: the Nicira extension numbers and the Nicira messages
+//!   every version shares; [`ct_flush`]: Nicira conntrack flushes;
+//!   [`monitor`]: flow monitors (Nicira, ONF and OpenFlow 1.4 forms).
+//! - [`v10`] and [`v13`]: the OpenFlow 1.0 and the 1.3/1.4/1.5 message
+//!   dispatch (and, for the callers that use them, re-exports of family
+//!   functions under their former names).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

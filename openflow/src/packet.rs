@@ -11,7 +11,7 @@
 //!   1.5.1 §7.3.7: an `ofp_match` holding the pipeline fields instead).
 //!
 //! Of the pipeline fields xennet keeps `in_port` and `metadata`
-//! ([`pipeline_match`]); others are skipped when decoding, as Open
+//! (`pipeline_match`); others are skipped when decoding, as Open
 //! vSwitch's loose decoding does.
 
 use xennet_datapath::flow::Field;

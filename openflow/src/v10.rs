@@ -1,35 +1,27 @@
-//! OpenFlow 1.0 messages (OpenFlow Switch Specification 1.0.0, Open
-//! vSwitch `include/openflow/openflow-1.0.h`) and the Nicira vendor
+//! OpenFlow 1.0 message dispatch (OpenFlow Switch Specification 1.0.0,
+//! Open vSwitch `include/openflow/openflow-1.0.h`), with the Nicira vendor
 //! extensions that plain `ovs-ofctl` uses (`include/openflow/nicira-ext.h`,
-//! message numbers from `include/openvswitch/ofp-msgs.h`, action numbers
-//! from `lib/ofp-actions.c`).
+//! message numbers from `include/openvswitch/ofp-msgs.h`): the `ofp_type`
+//! numbers, the message and `nicira_header`s, the connection's
+//! [`DecodeOptions`] and [`EncodeOptions`], and which family codec reads
+//! and writes each body (see the crate documentation). What is particular
+//! to 1.0 lives in the families too, with Open vSwitch's translations:
+//! 16-bit ports ([`crate::port`]), `ofp_match` ([`crate::ofp_match`]),
+//! 1.0 actions ([`crate::actions`]) and instructions as actions
+//! ([`crate::instructions`]), 1.0 and Nicira error numbering
+//! ([`crate::error`]).
 //!
-//! Everything decodes into the version-independent [`crate::model`], with
-//! Open vSwitch's translations (`lib/ofp-match.c`, `lib/ofp-flow.c`,
-//! `lib/ofp-port.c`, `lib/ofp-actions.c`, `lib/ofp-errors.c`):
-//!
-//! - Port numbers are 16 bits; `0xff00..=0xffff` map to the model's
-//!   `0xffffff00..=0xffffffff` (`OFPP_NONE` 0xffff is `OFPP_ANY`).
-//! - `ofp_match` becomes a [`Match`] as `ofputil_match_from_ofp10_match`
-//!   does: `dl_vlan` 0xffff (`OFP_VLAN_NONE`) is "no tag" (`vlan_tci` 0
-//!   exact), `nw_tos` keeps only the DSCP bits, EtherTypes below 0x600
-//!   become 0x05ff, wildcarded fields are zeroed, and for flow-mods
-//!   (`ofputil_normalize_match`) fields whose prerequisites the match does
-//!   not pin are wildcarded rather than rejected. Bits of `wildcards` above
-//!   `OFPFW10_ALL` are ignored, as Open vSwitch does.
-//! - Error codes map between 1.3 numbering ([`OfError`]) and 1.0 numbering
-//!   or Nicira vendor errors (`NXET_VENDOR`), as `ofp-errors.h` assigns.
-//!
-//! Nicira messages (`OFPT_VENDOR`, vendor 0x00002320): `NXT_ROLE_REQUEST`/
-//! `REPLY`, `NXT_SET_FLOW_FORMAT`, `NXT_FLOW_MOD`, `NXT_FLOW_REMOVED`,
-//! `NXT_FLOW_MOD_TABLE_ID`, `NXT_SET_PACKET_IN_FORMAT`, `NXT_PACKET_IN`,
-//! `NXT_PACKET_IN2` ([`crate::packet_in2`]), `NXT_SET_ASYNC_CONFIG`,
-//! `NXT_SET_CONTROLLER_ID`, and the vendor statistics `NXST_FLOW` and
-//! `NXST_AGGREGATE`. Flow monitors ([`crate::monitor`]) and conntrack
-//! flushes ([`crate::ct_flush`]) have their own codecs, which the
-//! connection consults before this one. Other Nicira subtypes (groups,
-//! `NXT_RESUME`, …) are `BAD_EXP_TYPE`, sent as 1.0
-//! `OFPBRC_BAD_SUBTYPE`.
+//! Nicira messages (`OFPT_VENDOR`, vendor 0x00002320): those every
+//! version shares ([`crate::nicira`]), and the 1.0-only
+//! `NXT_ROLE_REQUEST`/`REPLY` ([`crate::switch`]), `NXT_SET_FLOW_FORMAT`,
+//! `NXT_FLOW_MOD` ([`crate::flow_mod`]), `NXT_FLOW_REMOVED`
+//! ([`crate::flow`]), `NXT_PACKET_IN` ([`crate::packet`]),
+//! `NXT_SET_ASYNC_CONFIG` ([`crate::async_config`]), and the vendor
+//! statistics `NXST_FLOW` and `NXST_AGGREGATE` ([`crate::multipart`]).
+//! Flow monitors ([`crate::monitor`]) and conntrack flushes
+//! ([`crate::ct_flush`]) have their own codecs, which the connection
+//! consults before this one. Other Nicira subtypes (groups, `NXT_RESUME`,
+//! …) are `BAD_EXP_TYPE`, sent as 1.0 `OFPBRC_BAD_SUBTYPE`.
 //!
 //! Statistics replies are decoded one message at a time (`OFPSF_REPLY_MORE`
 //! stays in `flags`); the encoder splits replies past 64 KiB.
@@ -37,7 +29,8 @@
 //! The decoder is stateless; what depends on the connection's Nicira
 //! settings is passed in [`DecodeOptions`] (flow-mod table ids) and
 //! [`EncodeOptions`] (flow format and packet-in format for the messages
-//! the switch sends).
+//! the switch sends). The functions and numbers re-exported here live in
+//! their families.
 
 pub use crate::actions::{
     decode_actions_ofp10 as decode_actions, encode_actions_ofp10 as encode_actions,

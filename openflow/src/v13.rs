@@ -1,43 +1,49 @@
-//! OpenFlow 1.3, 1.4 and 1.5 messages (ONF TS-006 1.3.5 §7, TS-024
-//! 1.4.1 §7, TS-025 1.5.1 §7), both directions, with the wire version as
-//! a parameter. What the three share (header, match, actions,
-//! instructions, meters, table features, most multiparts) is here; the
-//! message families whose layout changed after 1.3 live in their own
-//! modules and take the version: [`crate::port`] (port descriptions,
-//! port statistics, port-mod: properties in 1.4+), [`crate::flow`] (flow
-//! statistics, aggregate and flow-removed: OXS statistics in 1.5),
-//! [`crate::group`] (group-mod and group descriptions: bucket properties
-//! in 1.5), [`crate::async_config`] (properties in 1.4+). Also by
-//! version: 1.5 packet-out carries an `ofp_match` instead of `in_port`;
-//! 1.5 port-desc and group-desc requests carry a port / group filter;
-//! 1.5 meter is an action (`OFPAT_METER`, first in apply-actions), not an
-//! instruction; 1.4 queue statistics are length-prefixed; 1.4 table-mod
-//! carries properties (refused: xennet has no eviction or vacancy
-//! events). Bundles (`OFPT_BUNDLE_*` in 1.4+, the ONF extension in 1.3)
-//! are [`crate::bundle`]'s. Flow monitors, table and queue
-//! descriptions are answered `BAD_TYPE` / `BAD_MULTIPART`, as by a
-//! switch without them; xennet never sends role-status, table-status or
+//! OpenFlow 1.3, 1.4 and 1.5 message dispatch (ONF TS-006 1.3.5 §7,
+//! TS-024 1.4.1 §7, TS-025 1.5.1 §7), both directions, with the wire
+//! version as a parameter: the `ofp_type` numbers, the message header, and
+//! which family codec reads and writes each body. The bodies are the
+//! families' (see the crate documentation): [`crate::switch`],
+//! [`crate::flow_mod`], [`crate::flow`], [`crate::packet`],
+//! [`crate::port`], [`crate::group`], [`crate::meter`], [`crate::table`],
+//! [`crate::multipart`], [`crate::async_config`], [`crate::bundle`],
+//! [`crate::error`], and the Nicira experimenter messages
+//! ([`crate::nicira`]). What changed after 1.3 is decided inside each
+//! family by the version: 1.4+ properties (ports, port-mod, async config,
+//! table-mod), 1.5 OXS statistics (flow statistics, aggregate,
+//! flow-removed), 1.5 group bucket properties, 1.5 packet-out with an
+//! `ofp_match` instead of `in_port`, 1.5 port-desc and group-desc request
+//! filters, the 1.5 meter action (`OFPAT_METER`, first in apply-actions)
+//! instead of the meter instruction, 1.4 length-prefixed queue
+//! statistics. Bundles are `OFPT_BUNDLE_*` in 1.4+ and the ONF
+//! experimenter messages in 1.3. Flow monitors, table and queue
+//! descriptions are answered `BAD_TYPE` / `BAD_MULTIPART`, as by a switch
+//! without them; xennet never sends role-status, table-status or
 //! request-forward messages (Open vSwitch sends none by default either).
 //!
 //! Decoding checks every length field against the bytes that are really
 //! there (never indexing past them, never allocating more than the input
 //! holds) and answers with the 1.3 error the spec (or Open vSwitch, where
-//! the spec is silent) gives. Encoding appends whole messages; multipart
-//! replies whose body would exceed 65535 bytes are split into several
-//! messages, all but the last with `OFPMPF_REPLY_MORE` (§7.3.5).
+//! the spec is silent) gives. Encoding appends whole messages (nothing on
+//! error); multipart replies whose body would exceed 65535 bytes are split
+//! into several messages, all but the last with `OFPMPF_REPLY_MORE`
+//! (§7.3.5).
 //!
 //! Not supported (decode error): `OFPT_QUEUE_GET_CONFIG_*` (`BAD_TYPE`),
-//! experimenter messages other than Nicira `NXT_SET_PACKET_IN_FORMAT`,
-//! `NXT_PACKET_IN2` ([`crate::packet_in2`]), `NXT_SET_CONTROLLER_ID`,
-//! `NXT_FLOW_MOD_TABLE_ID` and the ONF bundle
-//! messages (`BAD_EXPERIMENTER`
-//! / `BAD_EXP_TYPE`), experimenter multiparts (`BAD_EXPERIMENTER`), MPLS,
-//! PBB and TTL-copy actions (`BAD_ACTION_TYPE`), experimenter meter bands
+//! experimenter messages other than the Nicira ones every version shares
+//! ([`crate::nicira`]: `NXT_SET_PACKET_IN_FORMAT`, `NXT_PACKET_IN2`,
+//! `NXT_SET_CONTROLLER_ID`, `NXT_CT_FLUSH_ZONE`, `NXT_FLOW_MOD_TABLE_ID`,
+//! `NXT_TLV_TABLE_*`) and the ONF bundle messages (`BAD_EXPERIMENTER` /
+//! `BAD_EXP_TYPE`), experimenter multiparts (`BAD_EXPERIMENTER`), PBB and
+//! TTL-copy actions (`BAD_ACTION_TYPE`), experimenter meter bands
 //! (`METER_BAD_BAND`), standard (`OFPMT_STANDARD`) matches
 //! (`BAD_MATCH_TYPE`). Lossy on purpose: `SwitchFeatures::ports` (1.0
 //! only) is not sent in 1.3, `FlowStats::idle_age`/`hard_age` (Nicira
 //! only) decode as `None`, queue statistics replies decode as the empty
 //! [`MpReply::Queue`], the reserved fields are sent as zero.
+//!
+//! The functions re-exported here ([`decode_actions`],
+//! [`decode_actions_version`], [`encode_actions_version`],
+//! [`decode_instructions`], [`OFPMPF_MORE`]) live in their families.
 
 pub use crate::actions::{decode_actions, decode_actions_version, encode_actions_version};
 use crate::error::{get_error, put_error};
