@@ -14,9 +14,9 @@
 //! message, and bundle errors.
 
 use xennet_fuzz::{corpus_dir, run, Kind};
+use xennet_openflow::actions;
 use xennet_openflow::header::{self, Header, OFP10_VERSION, OFP13_VERSION};
 use xennet_openflow::v10::{self, DecodeOptions};
-use xennet_openflow::v13;
 use xennet_openflow::Msg;
 
 /// The input with its header's length set to the input's length, so that
@@ -150,27 +150,27 @@ fn of13() {
 fn check_actions(data: &[u8]) {
     use xennet_openflow::header::{OFP14_VERSION, OFP15_VERSION};
     let mut w1 = Vec::new();
-    if let Ok(acts) = v10::decode_actions(data, None) {
-        if v10::encode_actions(&acts, &mut w1).is_ok() {
-            let again = v10::decode_actions(&w1, None)
+    if let Ok(acts) = actions::decode_actions_ofp10(data, None) {
+        if actions::encode_actions_ofp10(&acts, &mut w1).is_ok() {
+            let again = actions::decode_actions_ofp10(&w1, None)
                 .unwrap_or_else(|e| panic!("1.0 encoding of {acts:?} does not decode: {e}"));
             let mut w2 = Vec::new();
-            v10::encode_actions(&again, &mut w2).expect("re-encodes");
+            actions::encode_actions_ofp10(&again, &mut w2).expect("re-encodes");
             assert_eq!(w1, w2, "1.0: {acts:?} / {again:?}");
         }
     }
     for v in [OFP13_VERSION, OFP14_VERSION, OFP15_VERSION] {
-        let Ok(acts) = v13::decode_actions_version(data, v) else {
+        let Ok(acts) = actions::decode_actions_version(data, v) else {
             continue;
         };
         let mut w1 = Vec::new();
-        if v13::encode_actions_version(&acts, v, &mut w1).is_err() {
+        if actions::encode_actions_version(&acts, v, &mut w1).is_err() {
             continue;
         }
-        let again = v13::decode_actions_version(&w1, v)
+        let again = actions::decode_actions_version(&w1, v)
             .unwrap_or_else(|e| panic!("{v}: encoding of {acts:?} does not decode: {e}"));
         let mut w2 = Vec::new();
-        v13::encode_actions_version(&again, v, &mut w2).expect("re-encodes");
+        actions::encode_actions_version(&again, v, &mut w2).expect("re-encodes");
         assert_eq!(w1, w2, "{v}: {acts:?} / {again:?}");
     }
 }

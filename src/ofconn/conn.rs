@@ -502,7 +502,7 @@ impl State {
             return Err(OfError::MULTIPART_BUFFER_OVERFLOW);
         }
         all.extend(part);
-        if flags & xennet_openflow::v13::OFPMPF_MORE != 0 {
+        if flags & xennet_openflow::multipart::OFPMPF_MORE != 0 {
             self.tf_parts = Some((xid, all));
             Ok(None)
         } else {
