@@ -40,7 +40,7 @@ use crate::table::{
 use crate::v10::{OFPT_STATS_REPLY, OFPT_STATS_REQUEST};
 use crate::v13::t;
 use crate::wire::{
-    self, decode_entries, decode_fixed, err, finish, message, put_split_reply, unsupported, Put, Rd,
+    self, decode_entries, decode_fixed, err, finish, put_split_reply, unsupported, Put, Rd,
 };
 use crate::{flow, group, port};
 
@@ -181,25 +181,77 @@ pub(crate) fn decode_stats_reply(r: &mut Rd) -> Result<Msg, DecodeError> {
     Ok(Msg::MultipartReply { flags, body })
 }
 
-/// Append a stats message header (`ofp_stats_request`/`reply`, plus the
-/// `nicira10_stats_msg` part for Nicira subtypes).
+/// Append the header of a statistics (1.0) or multipart (1.3+) message of
+/// `version`: the OpenFlow header (message type `typ`), the statistics
+/// type `st` and `flags`, then 4 pad bytes in 1.3+, or for a Nicira 1.0
+/// statistics message (`nx`: its subtype) the rest of
+/// `nicira10_stats_msg`. Returns the message's offset.
 pub(crate) fn begin_stats(
     out: &mut Vec<u8>,
+    (version, xid): (u8, u32),
     typ: u8,
-    xid: u32,
     st: u16,
     flags: u16,
     nx: Option<u32>,
 ) -> usize {
-    let start = wire::begin(out, OFP10_VERSION, typ, xid);
+    let start = wire::begin(out, version, typ, xid);
     out.u16(st);
     out.u16(flags);
+    if version != OFP10_VERSION {
+        out.zeros(4);
+    }
     if let Some(sub) = nx {
         out.u32(NX_VENDOR_ID);
         out.u32(sub);
         out.zeros(4);
     }
     start
+}
+
+/// The reply message type of `version`: `OFPT_STATS_REPLY` (1.0) or
+/// `OFPT_MULTIPART_REPLY`.
+fn reply_type(version: u8) -> u8 {
+    if version == OFP10_VERSION {
+        OFPT_STATS_REPLY
+    } else {
+        t::MULTIPART_REPLY
+    }
+}
+
+/// Append a statistics or multipart reply of `version` whose body is
+/// `entries`, split into as few messages as fit 65535 bytes; every message
+/// but the last gets `OFPSF_REPLY_MORE` / `OFPMPF_REPLY_MORE` on top of
+/// `flags`.
+pub(crate) fn put_split<T>(
+    out: &mut Vec<u8>,
+    (v, xid): (u8, u32),
+    flags: u16,
+    st: u16,
+    nx: Option<u32>,
+    entries: &[T],
+    put: impl Fn(&mut Vec<u8>, &T) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
+    let begin = |out: &mut Vec<u8>| begin_stats(out, (v, xid), reply_type(v), st, flags, nx);
+    put_split_reply(out, flags, begin, entries, put)
+}
+
+/// Append a statistics or multipart reply of `version` with the one body
+/// `body` writes. On error nothing is appended.
+pub(crate) fn put_single(
+    out: &mut Vec<u8>,
+    (v, xid): (u8, u32),
+    flags: u16,
+    st: u16,
+    nx: Option<u32>,
+    body: &dyn Fn(&mut Vec<u8>),
+) -> Result<(), EncodeError> {
+    let start = begin_stats(out, (v, xid), reply_type(v), st, flags, nx);
+    body(out);
+    let r = finish(out, start);
+    if r.is_err() {
+        out.truncate(start);
+    }
+    r
 }
 
 pub(crate) fn encode_stats_request(
@@ -210,39 +262,41 @@ pub(crate) fn encode_stats_request(
 ) -> Result<(), EncodeError> {
     let t = OFPT_STATS_REQUEST;
     let start = match body {
-        MpRequest::Desc => begin_stats(out, t, xid, OFPST_DESC, flags, None),
+        MpRequest::Desc => begin_stats(out, (OFP10_VERSION, xid), t, OFPST_DESC, flags, None),
         MpRequest::Flow(q) | MpRequest::Aggregate(q) => {
             let st = if matches!(body, MpRequest::Flow(_)) {
                 OFPST_FLOW
             } else {
                 OFPST_AGGREGATE
             };
-            let s = begin_stats(out, t, xid, st, flags, None);
+            let s = begin_stats(out, (OFP10_VERSION, xid), t, st, flags, None);
             encode_flow_stats_request(q, out)?;
             s
         }
-        MpRequest::Table => begin_stats(out, t, xid, OFPST_TABLE, flags, None),
+        MpRequest::Table => begin_stats(out, (OFP10_VERSION, xid), t, OFPST_TABLE, flags, None),
         MpRequest::PortStats(p) => {
-            let s = begin_stats(out, t, xid, OFPST_PORT, flags, None);
+            let s = begin_stats(out, (OFP10_VERSION, xid), t, OFPST_PORT, flags, None);
             out.u16(port10(*p)?);
             out.zeros(6);
             s
         }
         MpRequest::Queue { port_no, queue_id } => {
-            let s = begin_stats(out, t, xid, OFPST_QUEUE, flags, None);
+            let s = begin_stats(out, (OFP10_VERSION, xid), t, OFPST_QUEUE, flags, None);
             out.u16(port10(*port_no)?);
             out.zeros(2);
             out.u32(*queue_id);
             s
         }
-        MpRequest::PortDesc(_) => begin_stats(out, t, xid, OFPST_PORT_DESC, flags, None),
+        MpRequest::PortDesc(_) => {
+            begin_stats(out, (OFP10_VERSION, xid), t, OFPST_PORT_DESC, flags, None)
+        }
         MpRequest::NxFlow(q) | MpRequest::NxAggregate(q) => {
             let sub = if matches!(body, MpRequest::NxFlow(_)) {
                 NXST_FLOW
             } else {
                 NXST_AGGREGATE
             };
-            let s = begin_stats(out, t, xid, OFPST_VENDOR, flags, Some(sub));
+            let s = begin_stats(out, (OFP10_VERSION, xid), t, OFPST_VENDOR, flags, Some(sub));
             encode_nx_flow_stats_request(q, out)?;
             s
         }
@@ -259,21 +313,6 @@ pub(crate) fn encode_stats_request(
     finish(out, start)
 }
 
-/// Append a stats reply whose body is `entries`, split into several
-/// messages with `OFPSF_REPLY_MORE` when it would exceed 65535 bytes.
-pub(crate) fn put_split<T>(
-    out: &mut Vec<u8>,
-    xid: u32,
-    flags: u16,
-    st: u16,
-    nx: Option<u32>,
-    entries: &[T],
-    put: impl Fn(&mut Vec<u8>, &T) -> Result<(), EncodeError>,
-) -> Result<(), EncodeError> {
-    let begin = |out: &mut Vec<u8>| begin_stats(out, OFPT_STATS_REPLY, xid, st, flags, nx);
-    wire::put_split_reply(out, flags, begin, entries, put)
-}
-
 pub(crate) fn encode_stats_reply(
     flags: u16,
     body: &MpReply,
@@ -281,13 +320,19 @@ pub(crate) fn encode_stats_reply(
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
     let single = |out: &mut Vec<u8>, st: u16, nx: Option<u32>, body: &dyn Fn(&mut Vec<u8>)| {
-        let start = begin_stats(out, OFPT_STATS_REPLY, xid, st, flags, nx);
-        body(out);
-        finish(out, start)
+        put_single(out, (OFP10_VERSION, xid), flags, st, nx, body)
     };
     match body {
         MpReply::Desc(d) => single(out, OFPST_DESC, None, &|out| wire::put_desc(out, d)),
-        MpReply::Flow(fs) => put_split(out, xid, flags, OFPST_FLOW, None, fs, encode_flow_stats),
+        MpReply::Flow(fs) => put_split(
+            out,
+            (OFP10_VERSION, xid),
+            flags,
+            OFPST_FLOW,
+            None,
+            fs,
+            encode_flow_stats,
+        ),
         MpReply::Aggregate {
             packet_count,
             byte_count,
@@ -295,17 +340,37 @@ pub(crate) fn encode_stats_reply(
         } => single(out, OFPST_AGGREGATE, None, &|out| {
             wire::put_aggregate(out, *packet_count, *byte_count, *flow_count)
         }),
-        MpReply::Table(ts) => put_split(out, xid, flags, OFPST_TABLE, None, ts, encode_table_stats),
-        MpReply::PortStats(ps) => {
-            put_split(out, xid, flags, OFPST_PORT, None, ps, encode_port_stats)
-        }
-        MpReply::PortDesc(ps) => put_split(out, xid, flags, OFPST_PORT_DESC, None, ps, |out, p| {
-            encode_phy_port(p, out)
-        }),
+        MpReply::Table(ts) => put_split(
+            out,
+            (OFP10_VERSION, xid),
+            flags,
+            OFPST_TABLE,
+            None,
+            ts,
+            encode_table_stats,
+        ),
+        MpReply::PortStats(ps) => put_split(
+            out,
+            (OFP10_VERSION, xid),
+            flags,
+            OFPST_PORT,
+            None,
+            ps,
+            encode_port_stats,
+        ),
+        MpReply::PortDesc(ps) => put_split(
+            out,
+            (OFP10_VERSION, xid),
+            flags,
+            OFPST_PORT_DESC,
+            None,
+            ps,
+            |out, p| encode_phy_port(p, out),
+        ),
         MpReply::Queue => single(out, OFPST_QUEUE, None, &|_| {}),
         MpReply::NxFlow(fs) => put_split(
             out,
-            xid,
+            (OFP10_VERSION, xid),
             flags,
             OFPST_VENDOR,
             Some(NXST_FLOW),
@@ -523,32 +588,6 @@ pub(crate) fn get_mp_reply(typ: u16, rd: &mut Rd<'_>, v: u8) -> Result<MpReply, 
     })
 }
 
-/// Append a multipart reply of type `typ` whose body is `items`, split
-/// into as few messages as fit 65535 bytes; every message but the last
-/// gets `OFPMPF_REPLY_MORE` on top of `flags`.
-pub(crate) fn put_mp_list<T>(
-    out: &mut Vec<u8>,
-    (v, xid): (u8, u32),
-    typ: u16,
-    flags: u16,
-    items: &[T],
-    put: impl Fn(&mut Vec<u8>, &T) -> Result<(), EncodeError>,
-) -> Result<(), EncodeError> {
-    put_split_reply(
-        out,
-        flags,
-        |out| {
-            let start = wire::begin(out, v, t::MULTIPART_REPLY, xid);
-            out.u16(typ);
-            out.u16(flags);
-            out.zeros(4);
-            start
-        },
-        items,
-        put,
-    )
-}
-
 /// An item writer that cannot fail.
 pub(crate) fn infallible<T>(
     f: impl Fn(&mut Vec<u8>, &T),
@@ -566,18 +605,12 @@ pub(crate) fn put_mp_reply(
     body: &MpReply,
 ) -> Result<(), EncodeError> {
     let single = |out: &mut Vec<u8>, typ: u16, f: &dyn Fn(&mut Vec<u8>)| {
-        message(out, v, t::MULTIPART_REPLY, xid, |out| {
-            out.u16(typ);
-            out.u16(flags);
-            out.zeros(4);
-            f(out);
-            Ok(())
-        })
+        put_single(out, (v, xid), flags, typ, None, f)
     };
     let vx = (v, xid);
     match body {
         MpReply::Desc(d) => single(out, mp::DESC, &|out| wire::put_desc(out, d)),
-        MpReply::Flow(l) => put_mp_list(out, vx, mp::FLOW, flags, l, |out, f| {
+        MpReply::Flow(l) => put_split(out, vx, flags, mp::FLOW, None, l, |out, f| {
             flow::put_flow_stats(out, f, v)
         }),
         MpReply::Aggregate {
@@ -587,37 +620,53 @@ pub(crate) fn put_mp_reply(
         } => single(out, mp::AGGREGATE, &|out| {
             flow::put_aggregate(out, *packet_count, *byte_count, *flow_count, v)
         }),
-        MpReply::Table(l) => put_mp_list(out, vx, mp::TABLE, flags, l, infallible(put_table_stats)),
-        MpReply::TableFeatures(l) => {
-            put_mp_list(out, vx, mp::TABLE_FEATURES, flags, l, put_table_features)
-        }
-        MpReply::PortStats(l) => put_mp_list(
+        MpReply::Table(l) => put_split(
             out,
             vx,
-            mp::PORT_STATS,
             flags,
+            mp::TABLE,
+            None,
+            l,
+            infallible(put_table_stats),
+        ),
+        MpReply::TableFeatures(l) => put_split(
+            out,
+            vx,
+            flags,
+            mp::TABLE_FEATURES,
+            None,
+            l,
+            put_table_features,
+        ),
+        MpReply::PortStats(l) => put_split(
+            out,
+            vx,
+            flags,
+            mp::PORT_STATS,
+            None,
             l,
             infallible(|out, s| port::put_port_stats(out, s, v)),
         ),
-        MpReply::PortDesc(l) => put_mp_list(
+        MpReply::PortDesc(l) => put_split(
             out,
             vx,
-            mp::PORT_DESC,
             flags,
+            mp::PORT_DESC,
+            None,
             l,
             infallible(|out, p| port::put_port(out, p, v)),
         ),
         MpReply::Queue => single(out, mp::QUEUE, &|_| {}),
-        MpReply::Group(l) => put_mp_list(out, vx, mp::GROUP, flags, l, put_group_stats),
-        MpReply::GroupDesc(l) => put_mp_list(out, vx, mp::GROUP_DESC, flags, l, |out, g| {
+        MpReply::Group(l) => put_split(out, vx, flags, mp::GROUP, None, l, put_group_stats),
+        MpReply::GroupDesc(l) => put_split(out, vx, flags, mp::GROUP_DESC, None, l, |out, g| {
             group::put_group_desc(out, g, v)
         }),
         MpReply::GroupFeatures(g) => single(out, mp::GROUP_FEATURES, &|out| {
             put_group_features(out, g);
         }),
-        MpReply::Meter(l) => put_mp_list(out, vx, mp::METER, flags, l, put_meter_stats),
+        MpReply::Meter(l) => put_split(out, vx, flags, mp::METER, None, l, put_meter_stats),
         MpReply::MeterConfig(l) => {
-            put_mp_list(out, vx, mp::METER_CONFIG, flags, l, put_meter_config)
+            put_split(out, vx, flags, mp::METER_CONFIG, None, l, put_meter_config)
         }
         MpReply::MeterFeatures(f) => single(out, mp::METER_FEATURES, &|out| {
             put_meter_features(out, f);
