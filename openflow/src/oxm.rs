@@ -1017,7 +1017,8 @@ pub(crate) type PipelineFields = (Option<u32>, u64, Vec<(OxmField, u128)>);
 /// The pipeline fields of a packet-in's match, loosely as Open vSwitch
 /// `oxm_decode_match_loose`: `in_port`, `metadata`, and the other
 /// pipeline-only fields ([`OxmField::is_metadata`]: registers, tunnel
-/// metadata, packet mark) with a nonzero exact value, in wire order; other
+/// metadata, packet mark) and the conntrack fields with a nonzero exact
+/// value, in wire order; other
 /// and masked TLVs are skipped.
 ///
 /// # Errors
@@ -1044,6 +1045,14 @@ pub(crate) fn decode_pipeline_all(buf: &[u8]) -> Result<PipelineFields, DecodeEr
                 in_port = Some(if p >= 0xff00 { 0xffff_0000 | p } else { p });
             }
             Kind::Plain(OxmField::Metadata) => metadata = v as u64,
+            // The conntrack fields too: a packet-in carries them, and an
+            // `NXT_RESUME` hands them back (OVS `oxm_decode_match`).
+            Kind::Plain(
+                f @ (OxmField::CtState | OxmField::CtZone | OxmField::CtMark | OxmField::CtLabel),
+            ) if v != 0 => {
+                extra.retain(|(g, _)| *g != f);
+                extra.push((f, v));
+            }
             Kind::Plain(f) if f.is_metadata() && v != 0 => {
                 extra.retain(|(g, _)| *g != f);
                 extra.push((f, v));

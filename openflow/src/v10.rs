@@ -2324,7 +2324,10 @@ fn decode_vendor(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeError> {
         NXT_SET_PACKET_IN_FORMAT => Msg::NxSetPacketInFormat(r.u32()?),
         NXT_PACKET_IN => return decode_nx_packet_in(r),
         crate::packet_in2::NXT_PACKET_IN2 => {
-            return Ok(Msg::NxPacketIn2(crate::packet_in2::get_body(r.rest())?));
+            return Ok(Msg::NxPacketIn2(crate::packet_in2::get_body(r.rest(), 1)?));
+        }
+        crate::packet_in2::NXT_RESUME => {
+            return Ok(Msg::NxResume(crate::packet_in2::get_resume(r.rest(), 1)?));
         }
         NXT_SET_ASYNC_CONFIG => {
             let mut m = [0u32; 6];
@@ -2621,9 +2624,10 @@ fn encode_inner(
             out.zeros(7);
             finish(out, s)
         }
-        Msg::NxPacketIn2(p) => {
-            let s = begin_nx(out, crate::packet_in2::NXT_PACKET_IN2, xid);
-            crate::packet_in2::put_body(p, oxm::Flavor::Nxm, out);
+        Msg::NxPacketIn2(p) | Msg::NxResume(p) => {
+            let sub = crate::packet_in2::subtype(msg);
+            let s = begin_nx(out, sub, xid);
+            crate::packet_in2::put_body(p, 1, out);
             finish(out, s)
         }
         Msg::NxSetControllerId(id) => {

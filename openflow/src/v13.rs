@@ -1625,7 +1625,16 @@ fn decode_experimenter(h: &Header, rd: &mut Rd<'_>) -> Result<Msg, DecodeError> 
     let m = match exp_type {
         NXT_SET_PACKET_IN_FORMAT => Msg::NxSetPacketInFormat(rd.u32()?),
         crate::packet_in2::NXT_PACKET_IN2 => {
-            return Ok(Msg::NxPacketIn2(crate::packet_in2::get_body(rd.rest())?));
+            return Ok(Msg::NxPacketIn2(crate::packet_in2::get_body(
+                rd.rest(),
+                h.version,
+            )?));
+        }
+        crate::packet_in2::NXT_RESUME => {
+            return Ok(Msg::NxResume(crate::packet_in2::get_resume(
+                rd.rest(),
+                h.version,
+            )?));
         }
         NXT_SET_CONTROLLER_ID => {
             rd.skip(6)?;
@@ -1825,9 +1834,11 @@ pub fn encode_version(msg: &Msg, v: u8, xid: u32, out: &mut Vec<u8>) -> Result<(
         }),
         Msg::NxSetFlowFormat(_) => Err(EncodeError::Unsupported("NXT_SET_FLOW_FORMAT")),
         Msg::NxSetPacketInFormat(f) => nx(out, NXT_SET_PACKET_IN_FORMAT, &|out| out.u32(*f)),
-        Msg::NxPacketIn2(p) => nx(out, crate::packet_in2::NXT_PACKET_IN2, &|out| {
-            crate::packet_in2::put_body(p, oxm::Flavor::Oxm, out);
-        }),
+        Msg::NxPacketIn2(p) | Msg::NxResume(p) => {
+            nx(out, crate::packet_in2::subtype(msg), &|out| {
+                crate::packet_in2::put_body(p, v, out);
+            })
+        }
         Msg::NxFlowModTableId(set) => nx(out, NXT_FLOW_MOD_TABLE_ID, &|out| {
             out.u8(u8::from(*set));
             out.zeros(7);
