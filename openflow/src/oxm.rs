@@ -1017,9 +1017,9 @@ pub(crate) type PipelineFields = (Option<u32>, u64, Vec<(OxmField, u128)>);
 /// The pipeline fields of a packet-in's match, loosely as Open vSwitch
 /// `oxm_decode_match_loose`: `in_port`, `metadata`, and the other
 /// pipeline-only fields ([`OxmField::is_metadata`]: registers, tunnel
-/// metadata, packet mark) and the conntrack fields with a nonzero exact
-/// value, in wire order; other
-/// and masked TLVs are skipped.
+/// metadata, packet mark; masked ones with the bits their mask covers)
+/// and the conntrack fields with a nonzero exact value, in wire order;
+/// other TLVs are skipped.
 ///
 /// # Errors
 /// `BAD_MATCH/BAD_LEN` on a truncated TLV.
@@ -1034,10 +1034,21 @@ pub(crate) fn decode_pipeline_all(buf: &[u8]) -> Result<PipelineFields, DecodeEr
         let Some(wire) = lookup(tlv.class, tlv.field, tlv.exp) else {
             continue;
         };
-        if tlv.hasmask || tlv.payload.len() != wire.len {
+        // A masked pipeline field counts with the bits its mask covers:
+        // Open vSwitch sends OpenFlow 1.5 registers as the 64-bit
+        // `xreg`s, masked to the nonzero 32-bit halves.
+        let v = if tlv.hasmask {
+            let pipeline = matches!(wire.kind, Kind::Plain(f) if f.is_metadata());
+            if !pipeline || tlv.payload.len() != 2 * wire.len {
+                continue;
+            }
+            let (value, mask) = tlv.payload.split_at(wire.len);
+            be_value(value) & be_value(mask)
+        } else if tlv.payload.len() != wire.len {
             continue;
-        }
-        let v = be_value(tlv.payload);
+        } else {
+            be_value(tlv.payload)
+        };
         match wire.kind {
             Kind::Plain(OxmField::InPort) => in_port = Some(v as u32),
             Kind::InPort16 => {
