@@ -86,6 +86,13 @@
 //!   frozen state, the actions end in `recirc(id)`, and the thaw runs
 //!   that rest on the re-parsed packet. A freeze inside a group bucket or
 //!   a clone is refused ([`XlateError::NeedsRecirculation`], dropped).
+//! - `controller(pause)` freezes the same way (OVS `ctx->pause`), but the
+//!   frozen rest, stack and action set go to the controller as the
+//!   packet-in's continuation ([`xennet_openflow::packet_in2::continuation`])
+//!   instead of a recirculation; `NXT_RESUME` hands them back and
+//!   [`xlate_continue`] goes on without a table lookup. The pausing action
+//!   itself is not frozen (it is done). As for `pop_mpls`, a pause inside
+//!   a group bucket, `clone` or `check_pkt_larger` branch is refused.
 //! - `learn` (OVS `xlate_learn_action`): the source bits are
 //!   un-wildcarded and the flow-mod built from the working flow goes to
 //!   [`XlateOut::learned`]; the bridge executes it after the translation
