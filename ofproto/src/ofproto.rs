@@ -48,8 +48,8 @@ use xennet_datapath::{DpHandle, FlowKey, OfPort, Packet, Tags, Upcall, UpcallHan
 use xennet_openflow::model::{
     meter_flags, port_config, Action, FlowMod, FlowModCommand, FlowRemoved, FlowStats,
     FlowStatsRequest, GroupDesc, GroupFeatures, GroupMod, GroupStats, Instructions, Match,
-    MeterBandKind, MeterConfig, MeterFeatures, MeterMod, MeterStats, MpReply, MpRequest, PacketIn,
-    PacketOut, TableStats, OFPCML_NO_BUFFER, OFPG_ALL, OFPG_ANY, OFPM_ALL, OFPP_ANY,
+    MeterBandKind, MeterConfig, MeterFeatures, MeterMod, MeterStats, MpReply, MpRequest, OxmField,
+    PacketIn, PacketOut, TableStats, OFPCML_NO_BUFFER, OFPG_ALL, OFPG_ANY, OFPM_ALL, OFPP_ANY,
     OFPP_CONTROLLER, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL,
 };
 use xennet_openflow::tlv::{TlvMap, TlvTableMod, TlvTableReply};
@@ -1876,6 +1876,41 @@ impl Ofproto {
         Box::new(Handler { of: self.clone() })
     }
 
+    /// A packet-in's pipeline fields: the registers and the like the
+    /// translation kept, then each present Geneve option that the TLV
+    /// map names, as `tun_metadata<i>` (OVS `tun_metadata_get_fmd`).
+    fn pin_pipeline(&self, e: &crate::pin_extras::PinExtras) -> Vec<(OxmField, u128)> {
+        let mut v = e.pipeline.clone();
+        if let Some(w) = e.tun_md {
+            let map = self.tlv.read().unwrap_or_else(|e| e.into_inner()).clone();
+            for m in map.mappings() {
+                let (Ok(index), Some(loc)) = (u8::try_from(m.index), map.loc(m.index)) else {
+                    continue;
+                };
+                if w.present & 1u64.checked_shl(u32::from(index)).unwrap_or(0) == 0 {
+                    continue;
+                }
+                let (kf, shift, bits) = loc.layout();
+                let word = match kf {
+                    Field::TunOpts(n) => w.opts.get(usize::from(n)).copied().unwrap_or(0),
+                    _ => continue,
+                };
+                let mask = if bits >= 128 {
+                    u128::MAX
+                } else {
+                    (1u128 << bits) - 1
+                };
+                let f = OxmField::TunMetadata {
+                    index,
+                    offset: loc.offset,
+                    len: m.option_len,
+                };
+                v.push((f, (word >> shift) & mask));
+            }
+        }
+        v
+    }
+
     fn packet_in(&self, ud: &Userdata, pkt: &Packet) {
         let extras = crate::pin_extras::get(ud.extra);
         let data = pkt.data();
@@ -1896,7 +1931,7 @@ impl Ofproto {
                 data: data[..n].to_vec(),
                 pipeline: extras
                     .as_ref()
-                    .map(|e| e.pipeline.clone())
+                    .map(|e| self.pin_pipeline(e))
                     .unwrap_or_default(),
                 userdata: extras
                     .as_ref()

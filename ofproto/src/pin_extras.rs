@@ -38,6 +38,11 @@ pub struct PinExtras {
     /// Nonzero pipeline fields other than in_port and metadata
     /// (`NXPINT_METADATA`).
     pub pipeline: Vec<(OxmField, u128)>,
+    /// The Geneve options at the `controller` action (option space and
+    /// present bitmap), when any is present: the bridge names them
+    /// `tun_metadata<i>` through its TLV map when it sends the packet-in
+    /// (OVS `tun_metadata_get_fmd`).
+    pub tun_md: Option<xennet_openflow::tlv::TunMetadataWords>,
     /// A `controller(pause)`'s continuation (`NXPINT_CONTINUATION`),
     /// without the bridge, which the bridge fills in.
     pub continuation: Option<Box<Continuation>>,
@@ -101,6 +106,7 @@ mod tests {
             controller_id: 3,
             userdata: vec![1, 2, 3],
             pipeline: vec![(OxmField::Reg(1), 7)],
+            tun_md: None,
             continuation: None,
         };
         let a = intern(e.clone()).unwrap();

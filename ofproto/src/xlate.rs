@@ -3106,10 +3106,22 @@ impl Ctx<'_> {
                 pipeline.push((f, v));
             }
         }
+        // Geneve options too (`tun_metadata<i>`), named by the bridge's
+        // TLV map when the packet-in goes out; present or not is in the
+        // megaflow, and the option bytes when present.
+        self.wc.set_exact(Field::TunMdPresent);
+        let tun_md = xennet_openflow::tlv::TunMetadataWords::load(&self.flow);
+        let tun_md = (tun_md.present != 0).then(|| {
+            self.wc
+                .set_exact(Field::TunOpts(0))
+                .set_exact(Field::TunOpts(1));
+            tun_md
+        });
         let paused = continuation.is_some();
         let extra = if controller_id == 0
             && userdata.is_empty()
             && pipeline.is_empty()
+            && tun_md.is_none()
             && continuation.is_none()
         {
             0
@@ -3118,6 +3130,7 @@ impl Ctx<'_> {
                 controller_id,
                 userdata: userdata.to_vec(),
                 pipeline,
+                tun_md,
                 continuation: continuation.map(|(c, _, _)| Box::new(c)),
             })
             .unwrap_or_else(|| {

@@ -265,3 +265,36 @@ fn props_at(body: &[u8], typ: u16) -> usize {
     }
     panic!("no property {typ}")
 }
+
+/// Geneve options in the metadata (OVS `tun_metadata_get_fmd`): the real
+/// `ovs-ofctl ofp-print` reads them as `tun_metadata<i>` of the mapped
+/// length, in NXM (1.0) and OXM (1.5).
+#[test]
+fn tun_metadata_as_ovs_ofctl_reads_it() {
+    let p = PacketIn {
+        pipeline: vec![
+            (OxmField::Reg(14), 3),
+            (
+                OxmField::TunMetadata {
+                    index: 0,
+                    offset: 0,
+                    len: 4,
+                },
+                0x0001_0002,
+            ),
+        ],
+        ..sample()
+    };
+    for v in [1u8, 6] {
+        let mut out = Vec::new();
+        crate::encode(&Msg::NxPacketIn2(p.clone()), v, 5, &mut out).unwrap();
+        let hexs: String = out.iter().map(|b| format!("{b:02x}")).collect();
+        let o = std::process::Command::new("ovs-ofctl")
+            .args(["ofp-print", &hexs])
+            .output()
+            .expect("ovs-ofctl (apt-get install openvswitch-common)");
+        let t = String::from_utf8_lossy(&o.stdout);
+        assert!(t.contains("tun_metadata0=0x10002"), "version {v}: {t}");
+        assert!(t.contains("reg14=0x3"), "version {v}: {t}");
+    }
+}
