@@ -1619,16 +1619,15 @@ impl Ofproto {
         key.set(Field::Metadata, u128::from(pin.metadata));
         for &(f, v) in &pin.pipeline {
             let (kf, shift, bits) = f.layout();
-            let fm = if bits >= 128 {
-                u128::MAX
-            } else {
-                ((1u128 << bits) - 1) << shift
-            };
+            // Checked shifts: the layout comes from controller input.
+            let ones = 1u128.checked_shl(bits).map_or(u128::MAX, |b| b - 1);
+            let fm = ones.checked_shl(shift).unwrap_or(0);
             let cur = key.get(kf);
-            key.set(kf, (cur & !fm) | ((v << shift) & fm));
+            key.set(kf, (cur & !fm) | (v.checked_shl(shift).unwrap_or(0) & fm));
             if let Some(i) = f.tun_metadata_index() {
                 let p = key.get(Field::TunMdPresent);
-                key.set(Field::TunMdPresent, p | (1u128 << i));
+                let bit = 1u128.checked_shl(u32::from(i)).unwrap_or(0) & u128::from(u64::MAX);
+                key.set(Field::TunMdPresent, p | bit);
             }
         }
         let ports: Vec<OfPort> = dp
@@ -1895,17 +1894,13 @@ impl Ofproto {
                     Field::TunOpts(n) => w.opts.get(usize::from(n)).copied().unwrap_or(0),
                     _ => continue,
                 };
-                let mask = if bits >= 128 {
-                    u128::MAX
-                } else {
-                    (1u128 << bits) - 1
-                };
+                let mask = 1u128.checked_shl(bits).map_or(u128::MAX, |b| b - 1);
                 let f = OxmField::TunMetadata {
                     index,
                     offset: loc.offset,
                     len: m.option_len,
                 };
-                v.push((f, (word >> shift) & mask));
+                v.push((f, word.checked_shr(shift).unwrap_or(0) & mask));
             }
         }
         v

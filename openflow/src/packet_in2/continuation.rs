@@ -356,8 +356,8 @@ pub fn get(value: &[u8], version: u8, strict: bool) -> Result<Continuation, Deco
                 if stack_bytes > MAX_STACK_BYTES {
                     return Err(bad("NXCPT_STACK beyond the stack bound"));
                 }
-                // Top first on the wire: each goes under the others.
-                c.stack.insert(0, crate::wire::be_value(v));
+                // Top first on the wire (reversed below).
+                c.stack.push(crate::wire::be_value(v));
             }
             prop::MIRRORS => c.mirrors = u32::from_be_bytes(exact(v, "NXCPT_MIRRORS")?),
             prop::CONNTRACKED => c.conntracked = true,
@@ -397,6 +397,7 @@ pub fn get(value: &[u8], version: u8, strict: bool) -> Result<Continuation, Deco
             _ => {}
         }
     }
+    c.stack.reverse();
     Ok(c)
 }
 
