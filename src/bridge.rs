@@ -244,6 +244,7 @@ impl Bridge {
             Msg::GroupMod(gm) => self.of.handle_group_mod(&gm).map(|()| Vec::new()),
             Msg::MeterMod(mm) => self.of.handle_meter_mod(&mm).map(|()| Vec::new()),
             Msg::PacketOut(po) => self.of.packet_out(&po, &self.dp).map(|()| Vec::new()),
+            Msg::NxResume(pin) => self.of.nxt_resume(&pin, &self.dp).map(|()| Vec::new()),
             Msg::NxTlvTableMod(m) => self.of.handle_tlv_table_mod(&m).map(|()| Vec::new()),
             Msg::NxTlvTableRequest => Ok(vec![Msg::NxTlvTableReply(self.of.tlv_table_reply())]),
             _ => Err(OfError::BAD_TYPE),

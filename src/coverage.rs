@@ -87,12 +87,22 @@ static ALL: [&Counter; 7] = [
 /// failed, beyond the refresh table, beyond 64 per translation),
 /// recirculated packets without frozen state, `resubmit(,,ct)` skipped
 /// without a tracked connection, `sample` run as a no-op, `pop` on an
-/// empty stack.
-fn ofproto_counters() -> [(&'static str, u64); 14] {
+/// empty stack; `NXT_RESUME`s executed and refused, and paused packet-ins
+/// sent without a continuation their connection's version cannot carry.
+fn ofproto_counters() -> [(&'static str, u64); 17] {
     use xennet_ofproto::ofproto::LEARN_TOTALS as L;
     use xennet_ofproto::xlate;
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
     [
+        (
+            "ofproto_resume_refused",
+            get(&xennet_ofproto::ofproto::RESUME_REFUSED),
+        ),
+        ("ofproto_resumed", get(&xennet_ofproto::ofproto::RESUMED)),
+        (
+            "pin2_continuation_unencodable",
+            get(&xennet_openflow::packet_in2::continuation::UNENCODABLE),
+        ),
         (
             "xlate_controller_extras",
             get(&xlate::CONTROLLER_EXTRAS_DROPPED),

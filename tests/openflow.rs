@@ -1394,7 +1394,7 @@ fn ofctl_issue15_nicira_actions() {
         }
     }
 
-    // Refused: not implemented (output_trunc), pausing controller actions, and
+    // Refused: not implemented (output_trunc), and
     // a subfield beyond its field (ovs-ofctl checks that itself, so
     // through a 1.0 REG_LOAD of an NXM_OF_ETH_TYPE it cannot check).
     let of13 = |args: &[&str]| h.ofctl(&[&["-O", "OpenFlow13"][..], args].concat());
@@ -1411,11 +1411,6 @@ fn ofctl_issue15_nicira_actions() {
         "actions=output(port=1,max_len=100)",
         // OFPBAC_BAD_EXP_TYPE, as ovs-ofctl names it.
         "OFPBAC_BAD_VENDOR_TYPE",
-    );
-    refused(
-        "OpenFlow13",
-        "actions=controller(pause)",
-        "OFPBAC_BAD_ARGUMENT",
     );
 
     // Traces: registers carry values between actions and tables.

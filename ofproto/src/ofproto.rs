@@ -48,8 +48,8 @@ use xennet_datapath::{DpHandle, FlowKey, OfPort, Packet, Tags, Upcall, UpcallHan
 use xennet_openflow::model::{
     meter_flags, port_config, Action, FlowMod, FlowModCommand, FlowRemoved, FlowStats,
     FlowStatsRequest, GroupDesc, GroupFeatures, GroupMod, GroupStats, Instructions, Match,
-    MeterBandKind, MeterConfig, MeterFeatures, MeterMod, MeterStats, MpReply, MpRequest, PacketIn,
-    PacketOut, TableStats, OFPCML_NO_BUFFER, OFPG_ALL, OFPG_ANY, OFPM_ALL, OFPP_ANY,
+    MeterBandKind, MeterConfig, MeterFeatures, MeterMod, MeterStats, MpReply, MpRequest, OxmField,
+    PacketIn, PacketOut, TableStats, OFPCML_NO_BUFFER, OFPG_ALL, OFPG_ANY, OFPM_ALL, OFPP_ANY,
     OFPP_CONTROLLER, OFPP_LOCAL, OFPP_MAX, OFPP_NORMAL,
 };
 use xennet_openflow::tlv::{TlvMap, TlvTableMod, TlvTableReply};
@@ -210,6 +210,10 @@ pub struct Ofproto {
     guard_refusals: AtomicU64,
     /// Frozen translations behind recirculation ids ([`crate::recirc`]).
     recirc: RecircTable,
+    /// This bridge instance's name in continuations (`NXCPT_BRIDGE`; OVS
+    /// uses the ofproto's UUID): random, so a continuation from another
+    /// bridge or an earlier run is stale.
+    instance: [u8; 16],
     /// The learned flow-mods of installed megaflows, by masked megaflow
     /// key, with the generation they were translated in: when traffic
     /// hits such a megaflow, its learned flows are refreshed (OVS pushes
@@ -238,6 +242,33 @@ pub struct GuardProbe {
     /// Where the service lives (port name and number), if known.
     pub at: Option<(String, OfPort)>,
 }
+
+/// 128 random bits (std's per-process random hash keys, with the time and
+/// a counter): names a bridge instance in continuations.
+fn instance_id() -> [u8; 16] {
+    use std::hash::{BuildHasher, Hasher};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut out = [0u8; 16];
+    for (i, half) in out.chunks_exact_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(n);
+        h.write_u128(t);
+        h.write_usize(i);
+        half.copy_from_slice(&h.finish().to_be_bytes());
+    }
+    out
+}
+
+/// `NXT_RESUME`s executed.
+pub static RESUMED: AtomicU64 = AtomicU64::new(0);
+/// `NXT_RESUME`s refused after decoding (stale, a bad packet, or actions
+/// the bridge refuses, [`Ofproto::nxt_resume`]); each logged at most once
+/// a second.
+pub static RESUME_REFUSED: AtomicU64 = AtomicU64::new(0);
 
 /// The checks of a packet-out that need no tables: no buffer, a valid
 /// input port, at least an Ethernet header.
@@ -298,6 +329,7 @@ impl Ofproto {
             guard: RwLock::new(None),
             guard_refusals: AtomicU64::new(0),
             recirc: RecircTable::new(),
+            instance: instance_id(),
             learn_refresh: Mutex::new(std::collections::HashMap::new()),
             learn_stats: LearnStats::default(),
             tlv: RwLock::new(Arc::new(TlvMap::new())),
@@ -1519,6 +1551,122 @@ impl Ofproto {
             .map_err(|_| OfError::BAD_REQUEST_EPERM)
     }
 
+    /// `NXT_RESUME` (OVS `handle_nxt_resume`, `ofproto-dpif.c`
+    /// `nxt_resume`, `xlate_resume`): go on with the translation a
+    /// `controller(pause)` froze, from the continuation the controller
+    /// handed back, on the packet and pipeline fields (in_port,
+    /// registers, metadata, tunnel, packet mark, conntrack) it sent, and
+    /// execute the result. Nothing of the pause was kept here: the
+    /// continuation is checked as a packet-out is (its actions, action
+    /// set and `write_actions` against the tables, its tables in range).
+    /// Refusals are counted in [`RESUME_REFUSED`] and logged at most once
+    /// a second.
+    ///
+    /// # Errors
+    /// `NXR_STALE` without a continuation or with one from another bridge
+    /// instance (as OVS, whose bridge lookup by UUID fails); `BAD_PACKET`
+    /// for a packet shorter than an Ethernet header; the action checks'
+    /// errors; `BAD_INST_TABLE_ID` for a `goto_table` out of range;
+    /// `BAD_REQUEST_EPERM` if the datapath is gone.
+    pub fn nxt_resume(&self, pin: &PacketIn, dp: &DpHandle) -> Result<(), OfError> {
+        let r = self.nxt_resume_inner(pin, dp);
+        match r {
+            Ok(()) => {
+                RESUMED.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                let n = RESUME_REFUSED.fetch_add(1, Ordering::Relaxed) + 1;
+                static LAST: AtomicU64 = AtomicU64::new(0);
+                if xlate::once_a_second(&LAST) {
+                    tracing::warn!(bridge = %self.name, refused = n, "NXT_RESUME refused: {e}");
+                }
+            }
+        }
+        r
+    }
+
+    fn nxt_resume_inner(&self, pin: &PacketIn, dp: &DpHandle) -> Result<(), OfError> {
+        use crate::recirc::FrozenOp;
+        let Some(cont) = pin.continuation.as_deref() else {
+            return Err(OfError::NXR_STALE);
+        };
+        if cont.bridge != self.instance {
+            return Err(OfError::NXR_STALE);
+        }
+        let eth = xennet_datapath::packet::ethernet::HEADER_LEN;
+        if pin.data.len() < eth || pin.data.len() > 65_535 {
+            return Err(OfError::BAD_PACKET);
+        }
+        {
+            let tables = self.read();
+            let mut acts = Vec::new();
+            for op in &cont.ops {
+                match op {
+                    FrozenOp::Act(a) => acts.push(a.clone()),
+                    FrozenOp::WriteActions(w) => tables.check_packet_out_actions(w)?,
+                    FrozenOp::GotoTable(t) if usize::from(*t) >= crate::tables::N_TABLES => {
+                        return Err(OfError::BAD_INST_TABLE_ID);
+                    }
+                    _ => {}
+                }
+            }
+            tables.check_packet_out_actions(&acts)?;
+            tables.check_packet_out_actions(&cont.action_set)?;
+        }
+        let mut pkt = Packet::from_slice(&pin.data);
+        pkt.in_port = pin.in_port;
+        let mut key = extract(&pkt);
+        key.set(Field::Metadata, u128::from(pin.metadata));
+        for &(f, v) in &pin.pipeline {
+            let (kf, shift, bits) = f.layout();
+            // Checked shifts: the layout comes from controller input.
+            let ones = 1u128.checked_shl(bits).map_or(u128::MAX, |b| b - 1);
+            let fm = ones.checked_shl(shift).unwrap_or(0);
+            let cur = key.get(kf);
+            key.set(kf, (cur & !fm) | (v.checked_shl(shift).unwrap_or(0) & fm));
+            if let Some(i) = f.tun_metadata_index() {
+                let p = key.get(Field::TunMdPresent);
+                let bit = 1u128.checked_shl(u32::from(i)).unwrap_or(0) & u128::from(u64::MAX);
+                key.set(Field::TunMdPresent, p | bit);
+            }
+        }
+        let ports: Vec<OfPort> = dp
+            .ports()
+            .into_iter()
+            .filter(|p| p.enabled)
+            .map(|p| p.ofport)
+            .collect();
+        let (out, _) = {
+            let tables = self.read();
+            let mut normal = lock(&self.normal);
+            self.with_port_state(&ports, |live, port_config| {
+                xlate::xlate_continue(
+                    XlateIn {
+                        tables: &tables,
+                        normal: Some(&mut normal),
+                        ports: &ports,
+                        live,
+                        port_config,
+                        count_stats: true,
+                        trace: false,
+                        ingress_meter: None,
+                        recirc: Some(&self.recirc),
+                    },
+                    &key,
+                    cont,
+                )
+            })
+        };
+        let now = Instant::now();
+        for c in &out.upcall.counters {
+            c.credit(1, pkt.len() as u64, now);
+        }
+        self.apply_learned(&out.learned);
+        self.apply_fin_timeouts(&out.fin_timeouts);
+        dp.execute(pkt, out.upcall.actions)
+            .map_err(|_| OfError::BAD_REQUEST_EPERM)
+    }
+
     /// `NXT_TLV_TABLE_MOD` (OVS `handle_tlv_table_mod`): change the
     /// Geneve option map, all or nothing (see [`xennet_openflow::tlv`]).
     /// Refusals for xennet's limits are logged with the limit.
@@ -1727,6 +1875,37 @@ impl Ofproto {
         Box::new(Handler { of: self.clone() })
     }
 
+    /// A packet-in's pipeline fields: the registers and the like the
+    /// translation kept, then each present Geneve option that the TLV
+    /// map names, as `tun_metadata<i>` (OVS `tun_metadata_get_fmd`).
+    fn pin_pipeline(&self, e: &crate::pin_extras::PinExtras) -> Vec<(OxmField, u128)> {
+        let mut v = e.pipeline.clone();
+        if let Some(w) = e.tun_md {
+            let map = self.tlv.read().unwrap_or_else(|e| e.into_inner()).clone();
+            for m in map.mappings() {
+                let (Ok(index), Some(loc)) = (u8::try_from(m.index), map.loc(m.index)) else {
+                    continue;
+                };
+                if w.present & 1u64.checked_shl(u32::from(index)).unwrap_or(0) == 0 {
+                    continue;
+                }
+                let (kf, shift, bits) = loc.layout();
+                let word = match kf {
+                    Field::TunOpts(n) => w.opts.get(usize::from(n)).copied().unwrap_or(0),
+                    _ => continue,
+                };
+                let mask = 1u128.checked_shl(bits).map_or(u128::MAX, |b| b - 1);
+                let f = OxmField::TunMetadata {
+                    index,
+                    offset: loc.offset,
+                    len: m.option_len,
+                };
+                v.push((f, word.checked_shr(shift).unwrap_or(0) & mask));
+            }
+        }
+        v
+    }
+
     fn packet_in(&self, ud: &Userdata, pkt: &Packet) {
         let extras = crate::pin_extras::get(ud.extra);
         let data = pkt.data();
@@ -1747,12 +1926,19 @@ impl Ofproto {
                 data: data[..n].to_vec(),
                 pipeline: extras
                     .as_ref()
-                    .map(|e| e.pipeline.clone())
+                    .map(|e| self.pin_pipeline(e))
                     .unwrap_or_default(),
                 userdata: extras
                     .as_ref()
                     .map(|e| e.userdata.clone())
                     .unwrap_or_default(),
+                continuation: extras.as_ref().and_then(|e| {
+                    e.continuation.as_ref().map(|c| {
+                        let mut c = c.clone();
+                        c.bridge = self.instance;
+                        c
+                    })
+                }),
             },
             extras.map_or(0, |e| e.controller_id),
         ));

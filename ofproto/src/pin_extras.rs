@@ -1,7 +1,9 @@
 //! What a `controller` action's packet-in carries beyond the `Copy`
 //! datapath [`Userdata`](xennet_datapath::Userdata): the controller id,
-//! the userdata bytes and the nonzero pipeline fields (registers, tunnel
-//! id, packet mark) at that point, as Open vSwitch puts them in an
+//! the userdata bytes, the nonzero pipeline fields (registers, tunnel
+//! id, packet mark) at that point and a `controller(pause)`'s
+//! continuation (one per distinct frozen state, as OVS keeps one
+//! recirculation id per frozen state of a megaflow), as Open vSwitch puts them in an
 //! `NXT_PACKET_IN2` (`lib/ofp-packet.c` `ofputil_put_packet_in`,
 //! `ofproto-dpif-xlate.c` `execute_controller_action`).
 //!
@@ -18,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use xennet_openflow::model::OxmField;
+use xennet_openflow::packet_in2::continuation::Continuation;
 
 /// Most distinct sets kept.
 pub const MAX_ENTRIES: usize = 65_536;
@@ -35,6 +38,26 @@ pub struct PinExtras {
     /// Nonzero pipeline fields other than in_port and metadata
     /// (`NXPINT_METADATA`).
     pub pipeline: Vec<(OxmField, u128)>,
+    /// The Geneve options at the `controller` action (option space and
+    /// present bitmap), when any is present: the bridge names them
+    /// `tun_metadata<i>` through its TLV map when it sends the packet-in
+    /// (OVS `tun_metadata_get_fmd`).
+    pub tun_md: Option<xennet_openflow::tlv::TunMetadataWords>,
+    /// A `controller(pause)`'s continuation (`NXPINT_CONTINUATION`),
+    /// without the bridge, which the bridge fills in.
+    pub continuation: Option<Box<Continuation>>,
+}
+
+impl PinExtras {
+    /// Bytes counted against [`MAX_BYTES`]: the userdata, and a
+    /// continuation's actions and stack at 64 bytes each (about what
+    /// an action takes in memory).
+    fn weight(&self) -> usize {
+        self.userdata.len()
+            + self.continuation.as_ref().map_or(0, |c| {
+                64 * (c.ops.len() + c.action_set.len() + c.stack.len() + 1)
+            })
+    }
 }
 
 #[derive(Default)]
@@ -55,11 +78,11 @@ pub fn intern(e: PinExtras) -> Option<u32> {
     if let Some(&id) = t.ids.get(&e) {
         return Some(id);
     }
-    if t.by_id.len() >= MAX_ENTRIES || t.bytes + e.userdata.len() > MAX_BYTES {
+    if t.by_id.len() >= MAX_ENTRIES || t.bytes + e.weight() > MAX_BYTES {
         return None;
     }
     let e = Arc::new(e);
-    t.bytes += e.userdata.len();
+    t.bytes += e.weight();
     t.by_id.push(e.clone());
     let id = u32::try_from(t.by_id.len()).ok()?;
     t.ids.insert(e, id);
@@ -83,6 +106,8 @@ mod tests {
             controller_id: 3,
             userdata: vec![1, 2, 3],
             pipeline: vec![(OxmField::Reg(1), 7)],
+            tun_md: None,
+            continuation: None,
         };
         let a = intern(e.clone()).unwrap();
         assert_ne!(a, 0);

@@ -63,30 +63,9 @@ pub struct FrozenState {
     pub ops: Vec<FrozenOp>,
 }
 
-/// One step of a frozen pipeline's rest (OVS keeps them as actions, with
-/// `OFPACT_UNROLL_XLATE` for the table and cookie, and turns
-/// `goto_table` / `write_metadata` into actions).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum FrozenOp {
-    /// The table and cookie of the rule whose actions follow (what a
-    /// packet-in reports, and what `resubmit` without a table means).
-    Unroll {
-        /// Table id.
-        table_id: u8,
-        /// The rule's cookie.
-        cookie: u64,
-    },
-    /// An action.
-    Act(Action),
-    /// The `clear_actions` instruction.
-    ClearActions,
-    /// The `write_actions` instruction.
-    WriteActions(Vec<Action>),
-    /// The `write_metadata` instruction: value, mask.
-    WriteMetadata(u64, u64),
-    /// The `goto_table` instruction.
-    GotoTable(u8),
-}
+/// One step of a frozen pipeline's rest; the same steps travel in a
+/// `controller(pause)`'s continuation, so the type is the codec's.
+pub use xennet_openflow::packet_in2::continuation::FrozenOp;
 
 #[derive(Debug)]
 struct Entry {

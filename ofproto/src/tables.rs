@@ -1144,13 +1144,6 @@ impl Tables {
                     let mut inner_m = m.as_deref().copied();
                     Self::check_actions(inner, inner_m.as_mut(), groups_ok)?;
                 }
-                Action::Controller(c) => {
-                    // Pausing needs NXT_PACKET_IN2 continuations, which
-                    // xennet does not have.
-                    if c.pause {
-                        return Err(OfError::BAD_ACTION_ARGUMENT);
-                    }
-                }
                 Action::Sample { probability, .. } => {
                     if *probability == 0 {
                         return Err(OfError::BAD_ACTION_ARGUMENT);
@@ -1211,7 +1204,10 @@ impl Tables {
                         check_subfield_action(d, true, m.as_deref())?;
                     }
                 }
+                // `pause` too: the continuation travels in the packet-in
+                // (see `crate::xlate`).
                 Action::Note(_)
+                | Action::Controller(_)
                 | Action::Conjunction { .. }
                 | Action::Exit
                 | Action::CtClear

@@ -86,6 +86,13 @@
 //!   frozen state, the actions end in `recirc(id)`, and the thaw runs
 //!   that rest on the re-parsed packet. A freeze inside a group bucket or
 //!   a clone is refused ([`XlateError::NeedsRecirculation`], dropped).
+//! - `controller(pause)` freezes the same way (OVS `ctx->pause`), but the
+//!   frozen rest, stack and action set go to the controller as the
+//!   packet-in's continuation ([`xennet_openflow::packet_in2::continuation`])
+//!   instead of a recirculation; `NXT_RESUME` hands them back and
+//!   [`xlate_continue`] goes on without a table lookup. The pausing action
+//!   itself is not frozen (it is done). As for `pop_mpls`, a pause inside
+//!   a group bucket, `clone` or `check_pkt_larger` branch is refused.
 //! - `learn` (OVS `xlate_learn_action`): the source bits are
 //!   un-wildcarded and the flow-mod built from the working flow goes to
 //!   [`XlateOut::learned`]; the bridge executes it after the translation
@@ -160,6 +167,7 @@ use crate::recirc::{FrozenOp, FrozenState, RecircTable};
 use crate::tables::{Group, Rule, Tables, N_TABLES};
 use xennet_datapath::actions::CtAction;
 use xennet_datapath::conntrack::{CtArgs, NatArgs, NatKind};
+use xennet_openflow::packet_in2::continuation::Continuation;
 
 /// `OFP_DEFAULT_PRIORITY` (0x8000): a flow's priority when none is given;
 /// OVS's formatters leave it out.
@@ -484,6 +492,12 @@ struct Ctx<'a> {
     /// each level adding what it had left to run to `frozen`.
     freezing: bool,
     frozen: Vec<FrozenOp>,
+    /// The freeze is a `controller(pause)` (OVS `ctx->pause`): it ends in
+    /// a packet-in carrying the frozen state as its continuation instead
+    /// of a recirculation.
+    pause: Option<Box<xennet_openflow::model::Controller>>,
+    /// The table and cookie of the rule that paused.
+    pause_at: (u8, u64),
     /// The cookie of the rule whose frozen actions run after a thaw (no
     /// rule is matched then).
     unroll_cookie: Option<u64>,
@@ -545,6 +559,8 @@ impl<'a> Ctx<'a> {
             recirc: input.recirc,
             freezing: false,
             frozen: Vec::new(),
+            pause: None,
+            pause_at: (0, u64::MAX),
             unroll_cookie: None,
             conntracked: false,
             ct_orig_lookup: false,
@@ -622,6 +638,46 @@ pub fn xlate_resume(
     ctx.out()
 }
 
+/// Go on with a paused translation (`NXT_RESUME`; OVS `xlate_resume`,
+/// which thaws a frozen state built from the continuation): `key` is the
+/// packet the controller handed back, with the pipeline fields of its
+/// packet-in metadata (in_port, registers, metadata, tunnel, packet mark,
+/// conntrack); the stack, the action set and the rest of the pipeline
+/// come from `cont`. No table is looked up first: with nothing left to
+/// run the pipeline ends there (its action set runs), as OVS resumes
+/// with a no-op action. The actions are for this one packet (the mask is
+/// exact; nothing is cached).
+pub fn xlate_continue(
+    input: XlateIn<'_>,
+    key: &FlowKey,
+    cont: &Continuation,
+) -> (XlateOut, Option<String>) {
+    let mut ctx = Ctx::new(input, key, FlowMask::EXACT);
+    for k in 0u8..8 {
+        ctx.flow.set(Field::Xreg(k), key.get(Field::Xreg(k)));
+    }
+    ctx.flow.set(Field::Metadata, key.get(Field::Metadata));
+    ctx.stack = cont.stack.clone();
+    ctx.stack_bytes = cont.stack.len() * 17;
+    ctx.action_set = ActionSet {
+        actions: cont.action_set.clone(),
+    };
+    ctx.conntracked = cont.conntracked;
+    if !cont.conntracked {
+        for f in Field::CT {
+            ctx.flow.set(f, 0);
+        }
+    }
+    ctx.note("thaw");
+    ctx.indent += 4;
+    ctx.note("Resuming from NXT_RESUME");
+    ctx.indent -= 4;
+    ctx.run_frozen(&cont.ops);
+    ctx.finish();
+    ctx.finish_freezing();
+    ctx.out()
+}
+
 /// Translate an explicit action list (packet-out), as if applied by a
 /// rule in table 0; `OFPP_TABLE` outputs run the pipeline.
 pub fn xlate_actions(
@@ -634,6 +690,25 @@ pub fn xlate_actions(
     ctx.finish();
     ctx.finish_freezing();
     ctx.out()
+}
+
+/// A frozen pipeline's rest as a trace shows it.
+fn frozen_text(ops: &[FrozenOp]) -> String {
+    let mut parts = Vec::new();
+    for op in ops {
+        match op {
+            FrozenOp::Unroll { .. } => {}
+            FrozenOp::Act(a) => parts.push(action_text(a)),
+            FrozenOp::ClearActions => parts.push("clear_actions".into()),
+            FrozenOp::WriteActions(w) => {
+                let inner: Vec<String> = w.iter().map(action_text).collect();
+                parts.push(format!("write_actions({})", inner.join(",")));
+            }
+            FrozenOp::WriteMetadata(v, m) => parts.push(format!("write_metadata:{v:#x}/{m:#x}")),
+            FrozenOp::GotoTable(t) => parts.push(format!("goto_table:{t}")),
+        }
+    }
+    parts.join(",")
 }
 
 fn warn_rate_limited(what: &str) {
@@ -1541,10 +1616,13 @@ impl Ctx<'_> {
             self.do_action(a);
             if self.freezing && self.error.is_none() {
                 // OVS `freeze_unroll_actions`: this action again if it
-                // is the one that froze, then the rest of this list.
+                // is the one that froze (not a pausing `controller`,
+                // which is done), then the rest of this list.
                 if self.frozen.is_empty() {
                     self.frozen.push(self.unroll());
-                    self.frozen.push(FrozenOp::Act(a.clone()));
+                    if self.pause.is_none() {
+                        self.frozen.push(FrozenOp::Act(a.clone()));
+                    }
                 }
                 self.freeze_actions(&actions[i + 1..]);
                 return false;
@@ -1585,6 +1663,7 @@ impl Ctx<'_> {
         if self.freezing {
             self.freezing = false;
             self.frozen.clear();
+            self.pause = None;
             self.error = Some(XlateError::NeedsRecirculation);
             warn_rate_limited("a recirculation inside a group bucket or clone");
             self.note(format_args!(
@@ -1602,6 +1681,10 @@ impl Ctx<'_> {
         }
         self.freezing = false;
         self.commit();
+        if let Some(c) = self.pause.take() {
+            self.finish_pause(&c);
+            return;
+        }
         let f = &self.flow;
         let mut xregs = [0u64; 8];
         for (k, x) in (0u8..).zip(xregs.iter_mut()) {
@@ -1691,7 +1774,9 @@ impl Ctx<'_> {
             if self.freezing && self.error.is_none() {
                 if self.frozen.is_empty() {
                     self.frozen.push(self.unroll());
-                    self.frozen.push(op.clone());
+                    if self.pause.is_none() {
+                        self.frozen.push(op.clone());
+                    }
                 }
                 if i + 1 < ops.len() {
                     self.frozen.push(self.unroll());
@@ -1750,7 +1835,13 @@ impl Ctx<'_> {
                     self.wc.set_exact(Field::MplsTtl);
                     let ttl = self.flow.get(Field::MplsTtl) as u8;
                     if ttl <= 1 {
-                        self.controller(packet_in_reason::INVALID_TTL, OFPCML_NO_BUFFER, 0, &[]);
+                        self.controller(
+                            packet_in_reason::INVALID_TTL,
+                            OFPCML_NO_BUFFER,
+                            0,
+                            &[],
+                            None,
+                        );
                         self.exit = true;
                     } else {
                         self.flow.set(Field::MplsTtl, u128::from(ttl - 1));
@@ -1889,8 +1980,9 @@ impl Ctx<'_> {
                 }
             },
             Action::Clone(acts) => self.clone_actions(acts),
+            Action::Controller(c) if c.pause => self.pause(c),
             Action::Controller(c) => {
-                self.controller(c.reason, c.max_len, c.controller_id, &c.userdata);
+                self.controller(c.reason, c.max_len, c.controller_id, &c.userdata, None);
             }
             Action::Learn(l) => self.learn(l),
             Action::FinTimeout { idle, hard } => {
@@ -2622,7 +2714,13 @@ impl Ctx<'_> {
         let ttl = self.flow.nw_ttl();
         if ttl <= 1 {
             for &id in ids {
-                self.controller(packet_in_reason::INVALID_TTL, OFPCML_NO_BUFFER, id, &[]);
+                self.controller(
+                    packet_in_reason::INVALID_TTL,
+                    OFPCML_NO_BUFFER,
+                    id,
+                    &[],
+                    None,
+                );
             }
             self.exit = true;
             return;
@@ -2929,7 +3027,7 @@ impl Ctx<'_> {
                     Some(r) if is_table_miss(r) => packet_in_reason::NO_MATCH,
                     _ => packet_in_reason::ACTION,
                 };
-                self.controller(reason, max_len, 0, &[]);
+                self.controller(reason, max_len, 0, &[], None);
             }
             OFPP_TABLE => {
                 // Only meaningful in packet-out (the flow-mod validator
@@ -2958,15 +3056,23 @@ impl Ctx<'_> {
     /// `userdata` and the pipeline fields at this point (delivered in
     /// `NXT_PACKET_IN2` to connections that chose it; see
     /// [`crate::pin_extras`]).
-    fn controller(&mut self, reason: u8, max_len: u16, controller_id: u16, userdata: &[u8]) {
+    fn controller(
+        &mut self,
+        reason: u8,
+        max_len: u16,
+        controller_id: u16,
+        userdata: &[u8],
+        continuation: Option<(Continuation, u8, u64)>,
+    ) {
         if (self.port_config)(self.orig.in_port()) & port_config::NO_PACKET_IN != 0 {
             self.note("OFPPC_NO_PACKET_IN is set on the input port, no packet-in");
             return;
         }
         self.commit();
-        let (table_id, cookie) = match &self.rule {
-            Some(r) => (r.table_id, r.cookie),
-            None => (self.table_id, self.unroll_cookie.unwrap_or(u64::MAX)),
+        let (table_id, cookie) = match (&continuation, &self.rule) {
+            (Some((_, t, c)), _) => (*t, *c),
+            (None, Some(r)) => (r.table_id, r.cookie),
+            (None, None) => (self.table_id, self.unroll_cookie.unwrap_or(u64::MAX)),
         };
         // The pipeline fields OVS puts in `flow_metadata` that xennet has:
         // registers, tunnel id, packet mark, conntrack state, zone, mark
@@ -3000,16 +3106,45 @@ impl Ctx<'_> {
                 pipeline.push((f, v));
             }
         }
-        let extra = if controller_id == 0 && userdata.is_empty() && pipeline.is_empty() {
+        // Geneve options too (`tun_metadata<i>`), named by the bridge's
+        // TLV map when the packet-in goes out; present or not is in the
+        // megaflow, and the option bytes when present.
+        self.wc.set_exact(Field::TunMdPresent);
+        let tun_md = xennet_openflow::tlv::TunMetadataWords::load(&self.flow);
+        let tun_md = (tun_md.present != 0).then(|| {
+            self.wc
+                .set_exact(Field::TunOpts(0))
+                .set_exact(Field::TunOpts(1));
+            tun_md
+        });
+        let paused = continuation.is_some();
+        let extra = if controller_id == 0
+            && userdata.is_empty()
+            && pipeline.is_empty()
+            && tun_md.is_none()
+            && continuation.is_none()
+        {
             0
         } else {
             crate::pin_extras::intern(crate::pin_extras::PinExtras {
                 controller_id,
                 userdata: userdata.to_vec(),
                 pipeline,
+                tun_md,
+                continuation: continuation.map(|(c, _, _)| Box::new(c)),
             })
             .unwrap_or_else(|| {
                 CONTROLLER_EXTRAS_DROPPED.fetch_add(1, Ordering::Relaxed);
+                if paused {
+                    // A paused packet-in without its continuation would
+                    // strand the packet: drop it here instead (OVS fails
+                    // the same way when it cannot keep the frozen state,
+                    // `XLATE_NO_RECIRCULATION_CONTEXT`).
+                    self.error = Some(XlateError::NoRecircContext);
+                    warn_rate_limited("packet-in extras table full: controller(pause) dropped");
+                    self.note(">>>> Packet-in extras table full: cannot pause; dropping <<<<");
+                    return 0;
+                }
                 warn_rate_limited("packet-in extras table full: userdata, controller id and registers dropped");
                 self.note("(packet-in extras table full: userdata, controller id and registers are dropped)");
                 0
@@ -3023,6 +3158,59 @@ impl Ctx<'_> {
             metadata: self.flow.get(Field::Metadata) as u64,
             extra,
         }));
+    }
+
+    /// `controller(pause)` (OVS `ctx->pause`, `ctx_trigger_freeze`): the
+    /// translation freezes here; the levels unwinding add what they had
+    /// left to run, and [`Self::finish_pause`] sends it all to the
+    /// controller.
+    fn pause(&mut self, c: &xennet_openflow::model::Controller) {
+        let at = match &self.rule {
+            Some(r) => (r.table_id, r.cookie),
+            None => (self.table_id, self.unroll_cookie.unwrap_or(u64::MAX)),
+        };
+        self.note("pausing: the rest of the pipeline goes to the controller as a continuation");
+        self.pause_at = at;
+        self.pause = Some(Box::new(c.clone()));
+        self.freezing = true;
+        self.exit = true;
+    }
+
+    /// The end of a paused translation (OVS `finish_freezing__` with
+    /// `ctx->pause`): a packet-in whose continuation holds the stack,
+    /// the action set and the frozen rest of the pipeline; the registers
+    /// and metadata go in its pipeline fields. The controller hands it
+    /// back in `NXT_RESUME` ([`xlate_continue`]); nothing is kept here.
+    fn finish_pause(&mut self, c: &xennet_openflow::model::Controller) {
+        let cont = Continuation {
+            bridge: [0; 16],
+            stack: self.stack.clone(),
+            mirrors: 0,
+            conntracked: self.conntracked,
+            ops: std::mem::take(&mut self.frozen),
+            action_set: self.action_set.actions.clone(),
+            odp_port: 0,
+        };
+        if self.trace.is_some() {
+            let rest = frozen_text(&cont.ops);
+            self.note("");
+            self.note(format_args!(
+                "Paused: packet-in with a continuation; NXT_RESUME goes on with: {}",
+                if rest.is_empty() {
+                    "(nothing)".into()
+                } else {
+                    rest
+                }
+            ));
+        }
+        let (t, ck) = self.pause_at;
+        self.controller(
+            c.reason,
+            c.max_len,
+            c.controller_id,
+            &c.userdata,
+            Some((cont, t, ck)),
+        );
     }
 
     fn normal(&mut self) {

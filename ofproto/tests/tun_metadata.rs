@@ -93,3 +93,66 @@ fn geneve_option_matches_through_the_map() {
     of.handle_tlv_table_mod(&del).unwrap();
     assert!(of.tlv_table_reply().mappings.is_empty());
 }
+
+/// A packet-in from a `controller` action carries the present Geneve
+/// options the map names, as `tun_metadata<i>` (OVS
+/// `tun_metadata_get_fmd`), and the megaflow pins them.
+#[test]
+fn packet_in_carries_tun_metadata() {
+    use xennet_ofproto::OfEvent;
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let events = of.events().unwrap();
+    let ovn = TlvMapping {
+        option_class: 0x0102,
+        option_type: 0x80,
+        option_len: 4,
+        index: 0,
+    };
+    of.handle_tlv_table_mod(&TlvTableMod {
+        command: NXTTMC_ADD,
+        mappings: vec![ovn],
+    })
+    .unwrap();
+    let map = of.tlv_shared();
+    let loc = map.loc(0).unwrap();
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        Match::CATCHALL,
+        apply(vec![Action::Controller(Box::new(Controller {
+            max_len: u16::MAX,
+            reason: 1,
+            controller_id: 0,
+            userdata: vec![1],
+            pause: false,
+            meter_id: u32::MAX,
+            v2: true,
+        }))]),
+    ))
+    .unwrap();
+    let frame = udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
+    let mut h = of.upcall_handler();
+    let mut key = key_of(&frame, 1);
+    map.decode_geneve(&[0x01, 0x02, 0x80, 0x01, 0x00, 0x01, 0x12, 0x34], &mut key)
+        .unwrap();
+    let u = h.upcall(&key, &packet(&frame, 1), &PORTS);
+    let DpAction::Userspace(ud) = u.actions[0] else {
+        panic!("{:?}", u.actions)
+    };
+    let (kf, _, _) = loc.layout();
+    assert_eq!(u.mask.get(kf), u128::MAX);
+    assert_eq!(u.mask.get(Field::TunMdPresent), u128::from(u64::MAX));
+    h.userspace(&ud, &key, &packet(&frame, 1));
+    let ev = events
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    let OfEvent::PacketIn(pi, _) = ev else {
+        panic!("{ev:?}")
+    };
+    let f = OxmField::TunMetadata {
+        index: 0,
+        offset: loc.offset,
+        len: 4,
+    };
+    assert!(pi.pipeline.contains(&(f, 0x0001_1234)), "{:?}", pi.pipeline);
+}

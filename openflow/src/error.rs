@@ -230,6 +230,8 @@ errors! {
     NXTTMFC_DUP_ENTRY = (0xfffe, 21), "NXTTMFC_DUP_ENTRY: the option is mapped to another field.";
     NXFMFC_INVALID_TLV_FIELD = (0xfffe, 37), "NXFMFC_INVALID_TLV_FIELD: a tun_metadata field that is not mapped.";
     NXTTMFC_INVALID_TLV_DEL = (0xfffe, 38), "NXTTMFC_INVALID_TLV_DEL: the mapping is used by flows.";
+    NXR_NOT_SUPPORTED = (0xfffe, 34), "NXR_NOT_SUPPORTED: this datapath does not support NXT_RESUME.";
+    NXR_STALE = (0xfffe, 35), "NXR_STALE: the continuation is stale (another bridge, or the bridge or switch restarted since).";
 }
 
 /// The `NX1.0-1.1(type, code)` pair of a Nicira extension error
@@ -238,6 +240,8 @@ errors! {
 pub(crate) fn nx_error_to_10(code: u16) -> Option<(u16, u16)> {
     match code {
         16..=21 => Some((1, code + 511)),
+        34 => Some((1, 533)),
+        35 => Some((1, 534)),
         37 => Some((1, 536)),
         38 => Some((1, 537)),
         _ => None,
@@ -248,6 +252,8 @@ pub(crate) fn nx_error_to_10(code: u16) -> Option<(u16, u16)> {
 pub(crate) fn nx_error_from_10(t: u16, c: u16) -> Option<OfError> {
     let code = match (t, c) {
         (1, 527..=532) => c - 511,
+        (1, 533) => 34,
+        (1, 534) => 35,
         (1, 536) => 37,
         (1, 537) => 38,
         _ => return None,

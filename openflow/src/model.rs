@@ -957,6 +957,9 @@ pub struct PacketIn {
     /// The `controller` action's userdata, sent only in `NXT_PACKET_IN2`
     /// (`NXPINT_USERDATA`).
     pub userdata: Vec<u8>,
+    /// The continuation of a `controller(pause)` (`NXPINT_CONTINUATION`),
+    /// sent only in `NXT_PACKET_IN2`; what `NXT_RESUME` hands back.
+    pub continuation: Option<Box<crate::packet_in2::continuation::Continuation>>,
 }
 
 /// `OFPT_FLOW_REMOVED`.
@@ -1564,6 +1567,10 @@ pub enum Msg {
     NxSetPacketInFormat(u32),
     /// Nicira `NXT_PACKET_IN2` (switch to controller), any version.
     NxPacketIn2(PacketIn),
+    /// Nicira `NXT_RESUME` (controller to switch, any version): a paused
+    /// packet-in handed back, possibly with a changed packet and pipeline
+    /// fields ([`crate::packet_in2`]).
+    NxResume(PacketIn),
     /// Nicira `NXT_FLOW_MOD_TABLE_ID`: whether the high byte of a 1.0
     /// flow-mod command is the table id.
     NxFlowModTableId(bool),

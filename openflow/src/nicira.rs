@@ -5,7 +5,6 @@
 
 use crate::error::{DecodeError, OfError};
 use crate::model::Msg;
-use crate::oxm::Flavor;
 use crate::wire::{err, Put, Rd};
 
 /// `NX_VENDOR_ID` (Nicira).
@@ -79,18 +78,29 @@ pub const NXAST_DEC_MPLS_TTL: u16 = 26;
 
 /// Decode the body of Nicira message `subtype` if it is one that every
 /// version shares (`NXT_SET_PACKET_IN_FORMAT`, `NXT_PACKET_IN2`,
-/// `NXT_SET_CONTROLLER_ID`, `NXT_CT_FLUSH_ZONE`, `NXT_FLOW_MOD_TABLE_ID`,
+/// `NXT_RESUME`, `NXT_SET_CONTROLLER_ID`, `NXT_CT_FLUSH_ZONE`, `NXT_FLOW_MOD_TABLE_ID`,
 /// `NXT_TLV_TABLE_*`); `None` for other subtypes.
 ///
 /// # Errors
 /// `BAD_REQUEST/BAD_LEN` for a body of the wrong length, the messages'
 /// own errors.
-pub(crate) fn get_common(subtype: u32, r: &mut Rd<'_>) -> Result<Option<Msg>, DecodeError> {
+pub(crate) fn get_common(
+    subtype: u32,
+    r: &mut Rd<'_>,
+    version: u8,
+) -> Result<Option<Msg>, DecodeError> {
     let m = match subtype {
         NXT_SET_PACKET_IN_FORMAT => Msg::NxSetPacketInFormat(r.u32()?),
         crate::packet_in2::NXT_PACKET_IN2 => {
             return Ok(Some(Msg::NxPacketIn2(crate::packet_in2::get_body(
                 r.rest(),
+                version,
+            )?)));
+        }
+        crate::packet_in2::NXT_RESUME => {
+            return Ok(Some(Msg::NxResume(crate::packet_in2::get_resume(
+                r.rest(),
+                version,
             )?)));
         }
         NXT_SET_CONTROLLER_ID => {
@@ -118,6 +128,7 @@ pub(crate) fn common_subtype(msg: &Msg) -> Option<u32> {
     Some(match msg {
         Msg::NxSetPacketInFormat(_) => NXT_SET_PACKET_IN_FORMAT,
         Msg::NxPacketIn2(_) => crate::packet_in2::NXT_PACKET_IN2,
+        Msg::NxResume(_) => crate::packet_in2::NXT_RESUME,
         Msg::NxSetControllerId(_) => NXT_SET_CONTROLLER_ID,
         Msg::NxCtFlushZone(_) => NXT_CT_FLUSH_ZONE,
         Msg::NxFlowModTableId(_) => NXT_FLOW_MOD_TABLE_ID,
@@ -129,12 +140,13 @@ pub(crate) fn common_subtype(msg: &Msg) -> Option<u32> {
 }
 
 /// Append the body of `msg`, one of the messages [`common_subtype`]
-/// names (nothing for others). `flavor` is the match flavor of
-/// `NXT_PACKET_IN2`'s pipeline fields: NXM in 1.0, OXM in 1.3+.
-pub(crate) fn put_common(out: &mut Vec<u8>, msg: &Msg, flavor: Flavor) {
+/// names (nothing for others), in OpenFlow `version` (the match flavor
+/// of `NXT_PACKET_IN2`'s and `NXT_RESUME`'s pipeline fields: NXM in 1.0,
+/// OXM in 1.3+).
+pub(crate) fn put_common(out: &mut Vec<u8>, msg: &Msg, version: u8) {
     match msg {
         Msg::NxSetPacketInFormat(f) => out.u32(*f),
-        Msg::NxPacketIn2(p) => crate::packet_in2::put_body(p, flavor, out),
+        Msg::NxPacketIn2(p) | Msg::NxResume(p) => crate::packet_in2::put_body(p, version, out),
         Msg::NxSetControllerId(id) | Msg::NxCtFlushZone(id) => {
             out.zeros(6);
             out.u16(*id);

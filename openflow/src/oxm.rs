@@ -1017,8 +1017,9 @@ pub(crate) type PipelineFields = (Option<u32>, u64, Vec<(OxmField, u128)>);
 /// The pipeline fields of a packet-in's match, loosely as Open vSwitch
 /// `oxm_decode_match_loose`: `in_port`, `metadata`, and the other
 /// pipeline-only fields ([`OxmField::is_metadata`]: registers, tunnel
-/// metadata, packet mark) with a nonzero exact value, in wire order; other
-/// and masked TLVs are skipped.
+/// metadata, packet mark; masked ones with the bits their mask covers)
+/// and the conntrack fields with a nonzero exact value, in wire order;
+/// other TLVs are skipped.
 ///
 /// # Errors
 /// `BAD_MATCH/BAD_LEN` on a truncated TLV.
@@ -1033,10 +1034,21 @@ pub(crate) fn decode_pipeline_all(buf: &[u8]) -> Result<PipelineFields, DecodeEr
         let Some(wire) = lookup(tlv.class, tlv.field, tlv.exp) else {
             continue;
         };
-        if tlv.hasmask || tlv.payload.len() != wire.len {
+        // A masked pipeline field counts with the bits its mask covers:
+        // Open vSwitch sends OpenFlow 1.5 registers as the 64-bit
+        // `xreg`s, masked to the nonzero 32-bit halves.
+        let v = if tlv.hasmask {
+            let pipeline = matches!(wire.kind, Kind::Plain(f) if f.is_metadata());
+            if !pipeline || tlv.payload.len() != 2 * wire.len {
+                continue;
+            }
+            let (value, mask) = tlv.payload.split_at(wire.len);
+            be_value(value) & be_value(mask)
+        } else if tlv.payload.len() != wire.len {
             continue;
-        }
-        let v = be_value(tlv.payload);
+        } else {
+            be_value(tlv.payload)
+        };
         match wire.kind {
             Kind::Plain(OxmField::InPort) => in_port = Some(v as u32),
             Kind::InPort16 => {
@@ -1044,6 +1056,14 @@ pub(crate) fn decode_pipeline_all(buf: &[u8]) -> Result<PipelineFields, DecodeEr
                 in_port = Some(if p >= 0xff00 { 0xffff_0000 | p } else { p });
             }
             Kind::Plain(OxmField::Metadata) => metadata = v as u64,
+            // The conntrack fields too: a packet-in carries them, and an
+            // `NXT_RESUME` hands them back (OVS `oxm_decode_match`).
+            Kind::Plain(
+                f @ (OxmField::CtState | OxmField::CtZone | OxmField::CtMark | OxmField::CtLabel),
+            ) if v != 0 => {
+                extra.retain(|(g, _)| *g != f);
+                extra.push((f, v));
+            }
             Kind::Plain(f) if f.is_metadata() && v != 0 => {
                 extra.retain(|(g, _)| *g != f);
                 extra.push((f, v));

@@ -9,9 +9,12 @@
 //! `NXPINT_FULL_LEN` (only when the packet was cut), `NXPINT_TABLE_ID`,
 //! `NXPINT_COOKIE` (unless all ones), `NXPINT_REASON`, `NXPINT_METADATA`
 //! (in_port, then the nonzero pipeline fields, then metadata when nonzero)
-//! and `NXPINT_USERDATA` (when there is any). No continuation
-//! (`NXPINT_CONTINUATION`): `controller(pause)` and `NXT_RESUME` are
-//! refused.
+//! and `NXPINT_USERDATA` (when there is any), then, for a
+//! `controller(pause)`, `NXPINT_CONTINUATION` ([`continuation`]).
+//!
+//! `NXT_RESUME` (Nicira subtype 28) has the same body: the packet, the
+//! pipeline fields and the continuation, as `ovs-ofctl` builds it
+//! (`ofputil_encode_resume`: no userdata).
 
 use crate::error::{DecodeError, OfError};
 use crate::header::NO_BUFFER;
@@ -19,8 +22,12 @@ use crate::model::PacketIn;
 use crate::oxm::{self, Flavor};
 use crate::wire::{Put, Rd};
 
+pub mod continuation;
+
 /// `NXT_PACKET_IN2`.
 pub const NXT_PACKET_IN2: u32 = 30;
+/// `NXT_RESUME`.
+pub const NXT_RESUME: u32 = 28;
 
 /// `enum nx_packet_in2_prop_type` (`nicira-ext.h`).
 pub mod prop {
@@ -40,8 +47,18 @@ pub mod prop {
     pub const METADATA: u16 = 6;
     /// The `controller` action's userdata.
     pub const USERDATA: u16 = 7;
-    /// Continuation (private to the switch; never sent by xennet).
+    /// Continuation (private to the switch, [`super::continuation`]).
     pub const CONTINUATION: u16 = 8;
+}
+
+/// The Nicira subtype of `msg`: [`NXT_RESUME`] for `NxResume`, else
+/// [`NXT_PACKET_IN2`].
+pub fn subtype(msg: &crate::model::Msg) -> u32 {
+    if matches!(msg, crate::model::Msg::NxResume(_)) {
+        NXT_RESUME
+    } else {
+        NXT_PACKET_IN2
+    }
 }
 
 fn bad(what: &'static str) -> DecodeError {
@@ -69,10 +86,17 @@ fn put_prop(out: &mut Vec<u8>, typ: u16, value: &[u8]) {
     end_prop(out, at);
 }
 
-/// Append the properties of `p` (the body after the Nicira header).
-/// `flavor` is NXM on OpenFlow 1.0 and OXM on 1.2+ (OVS `oxm_put_raw`
-/// with the connection's version).
-pub fn put_body(p: &PacketIn, flavor: Flavor, out: &mut Vec<u8>) {
+/// Append the properties of `p` (the body after the Nicira header) for
+/// OpenFlow `version`: the metadata is NXM on 1.0 and OXM on 1.2+ (OVS
+/// `oxm_put_raw` with the connection's version), and so are the
+/// continuation's actions. A continuation that cannot be encoded in
+/// `version` is left out (counted in [`continuation::UNENCODABLE`]).
+pub fn put_body(p: &PacketIn, version: u8, out: &mut Vec<u8>) {
+    let flavor = if version == crate::header::OFP10_VERSION {
+        Flavor::Nxm
+    } else {
+        Flavor::Oxm
+    };
     put_prop(out, prop::PACKET, &p.data);
     if usize::from(p.total_len) != p.data.len() {
         put_prop(out, prop::FULL_LEN, &u32::from(p.total_len).to_be_bytes());
@@ -112,6 +136,11 @@ pub fn put_body(p: &PacketIn, flavor: Flavor, out: &mut Vec<u8>) {
     if !p.userdata.is_empty() {
         put_prop(out, prop::USERDATA, &p.userdata);
     }
+    if let Some(c) = &p.continuation {
+        if continuation::put(c, prop::CONTINUATION, version, out).is_err() {
+            continuation::UNENCODABLE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 fn exact<const N: usize>(v: &[u8], what: &'static str) -> Result<[u8; N], DecodeError> {
@@ -119,15 +148,31 @@ fn exact<const N: usize>(v: &[u8], what: &'static str) -> Result<[u8; N], Decode
 }
 
 /// Decode the properties of an `NXT_PACKET_IN2` (the body after the
-/// Nicira header), loosely as `ovs-ofctl` does: unknown properties and
-/// the continuation are skipped, unknown match fields too.
+/// Nicira header) of OpenFlow `version`, loosely as `ovs-ofctl` does:
+/// unknown properties are skipped, unknown match fields too, and a
+/// continuation that does not decode is dropped.
 ///
 /// # Errors
 /// `OFPBPC_BAD_LEN` for a property shorter than its header, longer (with
 /// padding) than the message, or a fixed-size property of the wrong
 /// size; `OFPBRC_BAD_LEN` when there is no packet; `BAD_MATCH/BAD_LEN`
 /// for a truncated TLV in the metadata.
-pub fn get_body(body: &[u8]) -> Result<PacketIn, DecodeError> {
+pub fn get_body(body: &[u8], version: u8) -> Result<PacketIn, DecodeError> {
+    get(body, version, false)
+}
+
+/// Decode an `NXT_RESUME` body (as [`get_body`], OVS
+/// `ofputil_decode_packet_in_private` with `loose` false): unknown
+/// properties are refused and the continuation must decode.
+///
+/// # Errors
+/// As [`get_body`], `OFPBPC_BAD_TYPE` for an unknown property, and the
+/// continuation's errors ([`continuation::get`]).
+pub fn get_resume(body: &[u8], version: u8) -> Result<PacketIn, DecodeError> {
+    get(body, version, true)
+}
+
+fn get(body: &[u8], version: u8, strict: bool) -> Result<PacketIn, DecodeError> {
     let mut rd = Rd::new(body, OfError::BAD_PROPERTY_LEN);
     let mut p = PacketIn {
         buffer_id: NO_BUFFER,
@@ -168,6 +213,17 @@ pub fn get_body(body: &[u8]) -> Result<PacketIn, DecodeError> {
                 p.pipeline = pipeline;
             }
             prop::USERDATA => p.userdata = v.to_vec(),
+            prop::CONTINUATION => match continuation::get(v, version, strict) {
+                Ok(c) => p.continuation = Some(Box::new(c)),
+                Err(e) if strict => return Err(e),
+                Err(_) => {}
+            },
+            _ if strict => {
+                return Err(DecodeError::new(
+                    OfError::BAD_PROPERTY_TYPE,
+                    "unknown NXT_RESUME property",
+                ))
+            }
             _ => {}
         }
     }
@@ -175,6 +231,12 @@ pub fn get_body(body: &[u8]) -> Result<PacketIn, DecodeError> {
         return Err(DecodeError::new(
             OfError::BAD_LEN,
             "NXT_PACKET_IN2 lacks a packet",
+        ));
+    }
+    if full_len.is_some_and(|l| (l as usize) < p.data.len()) {
+        return Err(DecodeError::new(
+            OfError::BAD_LEN,
+            "NXT_PACKET_IN2 claims full_len < len",
         ));
     }
     let total = full_len.map_or(p.data.len(), |l| l as usize);

@@ -52,7 +52,6 @@ pub use crate::multipart::{
 };
 pub use crate::nicira::*;
 pub use crate::ofp_match::{match_fits_ofp10, wildcards};
-use crate::oxm;
 use crate::packet::{
     decode_nx_packet_in, decode_packet_in, decode_packet_out, encode_nx_packet_in,
     encode_packet_in, encode_packet_out,
@@ -171,7 +170,7 @@ fn decode_vendor(r: &mut Rd, opts: &DecodeOptions) -> Result<Msg, DecodeError> {
         return Err(err(OfError::BAD_EXPERIMENTER, "unknown vendor"));
     }
     let subtype = r.u32()?;
-    if let Some(m) = crate::nicira::get_common(subtype, r)? {
+    if let Some(m) = crate::nicira::get_common(subtype, r, header::OFP10_VERSION)? {
         return Ok(m);
     }
     let msg = match subtype {
@@ -461,6 +460,7 @@ fn encode_inner(
         Msg::NxSetPacketInFormat(_)
         | Msg::NxFlowModTableId(_)
         | Msg::NxPacketIn2(_)
+        | Msg::NxResume(_)
         | Msg::NxSetControllerId(_)
         | Msg::NxTlvTableMod(_)
         | Msg::NxTlvTableRequest
@@ -468,7 +468,7 @@ fn encode_inner(
         | Msg::NxCtFlushZone(_) => {
             let sub = crate::nicira::common_subtype(msg).ok_or(unsupported("Nicira message"))?;
             let s = begin_nx(out, sub, xid);
-            crate::nicira::put_common(out, msg, oxm::Flavor::Nxm);
+            crate::nicira::put_common(out, msg, header::OFP10_VERSION);
             finish(out, s)
         }
         Msg::GroupMod(_) => Err(unsupported("group-mod")),

@@ -56,7 +56,6 @@ use crate::model::*;
 pub use crate::multipart::OFPMPF_MORE;
 use crate::multipart::{get_mp_reply, get_mp_request, put_mp_reply, put_mp_request};
 pub use crate::nicira::NX_VENDOR_ID;
-use crate::oxm;
 use crate::packet::{get_packet_in, get_packet_out, put_packet_in, put_packet_out};
 use crate::switch::{
     get_features_reply, get_role, get_switch_config, put_features_reply, put_role,
@@ -212,7 +211,7 @@ fn decode_experimenter(h: &Header, rd: &mut Rd<'_>) -> Result<Msg, DecodeError> 
     if experimenter != NX_VENDOR_ID {
         return Err(err(OfError::BAD_EXPERIMENTER, "unknown experimenter"));
     }
-    crate::nicira::get_common(exp_type, rd)?
+    crate::nicira::get_common(exp_type, rd, h.version)?
         .ok_or_else(|| err(OfError::BAD_EXP_TYPE, "unsupported Nicira message"))
 }
 
@@ -337,6 +336,7 @@ pub fn encode_version(msg: &Msg, v: u8, xid: u32, out: &mut Vec<u8>) -> Result<(
         Msg::NxSetPacketInFormat(_)
         | Msg::NxFlowModTableId(_)
         | Msg::NxPacketIn2(_)
+        | Msg::NxResume(_)
         | Msg::NxSetControllerId(_)
         | Msg::NxTlvTableMod(_)
         | Msg::NxTlvTableRequest
@@ -347,7 +347,7 @@ pub fn encode_version(msg: &Msg, v: u8, xid: u32, out: &mut Vec<u8>) -> Result<(
             message(out, v, t::EXPERIMENTER, xid, |out| {
                 out.u32(NX_VENDOR_ID);
                 out.u32(sub);
-                crate::nicira::put_common(out, msg, oxm::Flavor::Oxm);
+                crate::nicira::put_common(out, msg, v);
                 Ok(())
             })
         }
