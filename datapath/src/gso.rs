@@ -11,7 +11,8 @@
 //! the payload offset; FIN and PSH only on the last segment, CWR only on
 //! the first. UDP: length. Each segment leaves with [`Csum::Partial`]
 //! (pseudo-header sum in the field), so a port without checksum offload
-//! finishes it with [`crate::csum::complete_partial`].
+//! finishes it with [`crate::csum::complete_partial`]. Segments keep the
+//! super-frame's input port and metadata ([`Packet::md`]).
 
 use crate::buffer::{Csum, GsoType, Packet};
 use crate::csum::{self, L4Location};
@@ -40,6 +41,15 @@ enum L4 {
 /// [`GsoType::UdpL4`]) over IPv4/IPv6 frame whose headers parse, if the
 /// MSS is 0, or if it would give more than [`MAX_SEGMENTS`] segments.
 pub fn segment(pkt: &Packet, out: &mut Vec<Packet>) -> bool {
+    let mut scratch = Packet::new();
+    segment_each(pkt, &mut scratch, &mut |seg| out.push(seg.clone()))
+}
+
+/// [`segment`] without allocating: each segment is built in `scratch`
+/// (its buffer reused, the frame at [`crate::buffer::HEADROOM`]) and
+/// handed to `emit`, which may take the packet out of it (swap in another
+/// buffer). Same segments, same refusals (then `emit` is never called).
+pub fn segment_each(pkt: &Packet, scratch: &mut Packet, emit: &mut dyn FnMut(&mut Packet)) -> bool {
     let frame = pkt.data();
     let Some(loc) = csum::locate_l4(frame) else {
         return false;
@@ -75,9 +85,9 @@ pub fn segment(pkt: &Packet, out: &mut Vec<Packet>) -> bool {
         ipv4::Packet::new_unchecked(&frame[loc.l3..]).ident()
     };
     if payload.len() <= mss {
-        let mut copy = pkt.clone();
-        copy.gso = None;
-        out.push(copy);
+        scratch.clone_from_packet(pkt);
+        scratch.gso = None;
+        emit(scratch);
         return true;
     }
     let n = payload.len().div_ceil(mss);
@@ -85,8 +95,12 @@ pub fn segment(pkt: &Packet, out: &mut Vec<Packet>) -> bool {
         return false;
     }
     for (i, chunk) in payload.chunks(mss).enumerate() {
-        let mut seg = Packet::with_capacity(hdr_len + chunk.len());
+        let seg = &mut *scratch;
+        seg.reset();
         seg.in_port = pkt.in_port;
+        // Tunnel metadata too: an output to a tunnel port with
+        // `key=flow` or `remote_ip=flow` encapsulates with it.
+        seg.md = pkt.md;
         seg.set_frame(&frame[..hdr_len]);
         seg.extend_from_slice(chunk);
         let data = seg.data_mut();
@@ -119,7 +133,7 @@ pub fn segment(pkt: &Packet, out: &mut Vec<Packet>) -> bool {
             None => Csum::None,
         };
         seg.gso = None;
-        out.push(seg);
+        emit(seg);
     }
     true
 }

@@ -15,10 +15,12 @@
 //!   adds the outer headers and queues the outer frame on the route's
 //!   bridge's [`UnderlayPort`] (its LOCAL port), which receives it as if
 //!   the host had sent it: `br-phy`'s flows (NORMAL) forward it out of the
-//!   physical port. The datapath segments TCP super-frames and completes
-//!   checksums before the tunnel port sees them (the port claims no
-//!   offloads), so large TCP goes through as MSS-sized segments each in
-//!   its own outer packet.
+//!   physical port. The port takes TCP super-frames and partial checksums
+//!   from the datapath: it cuts a super-frame into MSS-sized segments
+//!   ([`xennet_datapath::gso::segment_each`]) into a reused buffer,
+//!   encapsulates each in place (its inner checksum completed) and moves
+//!   the buffer into the underlay's queue, so each segment's bytes are
+//!   copied once; each segment leaves in its own outer packet.
 //! - **Decapsulation**: when `br-phy` outputs a UDP packet to its LOCAL
 //!   port that is addressed to one of that port's addresses (or a tunnel's
 //!   `local_ip`) and a tunnel port's UDP port, the [`UnderlayPort`] takes
@@ -57,8 +59,8 @@ use super::config::{FromFlow, Inherit, TunnelConfig, DEFAULT_TTL};
 use super::neigh::{self, NeighTable};
 use super::route::{self, RouteTable};
 use super::{
-    decapsulate, encapsulate_into, parse_outer_gre, parse_outer_udp_csum, u128_to_addr,
-    DecapCounters, DecapError, Encap, TunnelKind,
+    decapsulate, encapsulate, encapsulate_into, parse_outer_gre, parse_outer_udp_csum,
+    u128_to_addr, DecapCounters, DecapError, Encap, TunnelKind,
 };
 
 /// Packets queued between threads per tunnel port and per underlay: a
@@ -91,7 +93,8 @@ pub struct EncapCounters {
     pub pending_dropped: AtomicU64,
     /// Dropped: an inter-thread queue was full.
     pub queue_full: AtomicU64,
-    /// Dropped: the packet could not be encapsulated.
+    /// Dropped: the packet could not be encapsulated (or, a TCP
+    /// super-frame, segmented).
     pub encap_error: AtomicU64,
     /// Received tunnel packets no tunnel port takes (VNI, remote or local
     /// address nobody uses).
@@ -339,6 +342,7 @@ impl TunnelSwitch {
         Ok(TunnelPort {
             end,
             sw: self.clone(),
+            scratch: Packet::new(),
         })
     }
 
@@ -729,8 +733,15 @@ impl TunnelSwitch {
         }
     }
 
-    /// Encapsulate `p` for tunnel `end` and hand it to its underlay.
-    fn send_one(&self, end: &TunnelEnd, p: &Packet) -> bool {
+    /// Encapsulate the packet `out` for tunnel `end` and hand it to its
+    /// underlay: a borrowed packet is copied into the queue, an owned one
+    /// (a segment in the port's scratch buffer) is encapsulated in place
+    /// and its buffer moved into the queue (another takes its place).
+    fn send_one(&self, end: &TunnelEnd, out: Out<'_>) -> bool {
+        let p: &Packet = match &out {
+            Out::Borrowed(p) => p,
+            Out::Owned(p) => p,
+        };
         let c = &end.cfg;
         let dst = match c.remote {
             FromFlow::Fixed(a) => a,
@@ -803,7 +814,6 @@ impl TunnelSwitch {
             oam: false,
         };
         if dst_mac.is_some() {
-            // Built straight into the underlay's queue: one copy.
             let mut q = lock(&u.inject);
             let was_empty = q.pkts.is_empty();
             let Some(mut b) = q.slot() else {
@@ -811,7 +821,13 @@ impl TunnelSwitch {
                 self.encap.queue_full.fetch_add(1, Ordering::Relaxed);
                 return false;
             };
-            if encapsulate_into(&mut b, p, &e).is_err() {
+            let built = match out {
+                // Built straight into the underlay's queue: one copy.
+                Out::Borrowed(p) => encapsulate_into(&mut b, p, &e),
+                // In place, then the buffers trade places: no copy.
+                Out::Owned(p) => encapsulate(p, &e).map(|()| std::mem::swap(&mut b, p)),
+            };
+            if built.is_err() {
                 q.free.push(b);
                 drop(q);
                 self.encap.encap_error.fetch_add(1, Ordering::Relaxed);
@@ -876,12 +892,22 @@ fn refresher(weak: Weak<TunnelSwitch>) {
     }
 }
 
+/// A packet for [`TunnelSwitch::send_one`].
+enum Out<'a> {
+    /// The datapath's: copied.
+    Borrowed(&'a Packet),
+    /// The port's scratch segment: encapsulated in place, its buffer taken.
+    Owned(&'a mut Packet),
+}
+
 /// A tunnel port (OVS `type=vxlan` or `geneve`) as its bridge's
 /// forwarding thread drives it.
 #[derive(Debug)]
 pub struct TunnelPort {
     end: Arc<TunnelEnd>,
     sw: Arc<TunnelSwitch>,
+    /// Where super-frames are cut, one segment at a time.
+    scratch: Packet,
 }
 
 impl TunnelPort {
@@ -924,21 +950,42 @@ impl Port for TunnelPort {
     }
 
     fn send(&mut self, pkts: &[&Packet]) {
-        let c = &self.end.counters;
-        for p in pkts {
-            if self.sw.send_one(&self.end, p) {
+        let (sw, end) = (&self.sw, &self.end);
+        let c = &end.counters;
+        let count = |sent: bool, len: usize| {
+            if sent {
                 c.tx_packets.fetch_add(1, Ordering::Relaxed);
-                c.tx_bytes.fetch_add(p.len() as u64, Ordering::Relaxed);
+                c.tx_bytes.fetch_add(len as u64, Ordering::Relaxed);
             } else {
+                c.tx_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        for p in pkts {
+            if p.gso.is_none() {
+                count(sw.send_one(end, Out::Borrowed(p)), p.len());
+                continue;
+            }
+            // Counted per segment, as when the datapath cut them.
+            let cut = xennet_datapath::gso::segment_each(p, &mut self.scratch, &mut |seg| {
+                let len = seg.len();
+                count(sw.send_one(end, Out::Owned(seg)), len);
+            });
+            if !cut {
+                // Not segmentable (bad headers, MSS 0, too many segments):
+                // dropped, as the datapath drops it for other ports.
+                sw.encap.encap_error.fetch_add(1, Ordering::Relaxed);
                 c.tx_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
 
     fn features(&self) -> PortFeatures {
-        // The datapath segments super-frames and completes checksums
-        // first: each segment gets its own outer header.
-        PortFeatures::default()
+        // TCP super-frames and partial checksums: `send` segments and
+        // completes them, each segment in its own outer packet.
+        PortFeatures {
+            csum_partial: true,
+            gso: true,
+        }
     }
 
     fn stats(&self) -> PortStats {
@@ -1137,6 +1184,78 @@ mod tests {
         let cfg = parse_options("tv", TunnelKind::Vxlan, &opts).unwrap();
         let t = sw.open("tv", cfg).unwrap();
         (sw, u, t)
+    }
+
+    /// A TCP super-frame (checksum partial, as a guest with TSO sends it)
+    /// leaves as one outer packet per MSS-sized segment, each inner
+    /// segment with its headers fixed up and its checksum complete, the
+    /// payload in order and whole.
+    #[test]
+    fn a_tcp_super_frame_leaves_as_encapsulated_segments() {
+        use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+        let (sw, mut u, mut t) = setup();
+        assert!(t.features().takes_gso(xennet_datapath::GsoType::TcpV4));
+        sw.neigh_set(&[
+            "brp".into(),
+            "172.31.1.2".into(),
+            "aa:00:00:00:00:02".into(),
+        ])
+        .unwrap();
+        let payload: Vec<u8> = (0..3500u32).map(|i| (i * 7) as u8).collect();
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 8], [2, 0, 0, 0, 0, 9])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 5201, 1000, 512)
+            .ack(77)
+            .psh()
+            .write(&mut f, &payload)
+            .unwrap();
+        let mut p = Packet::from_slice(&f);
+        let (start, offset) = xennet_datapath::csum::prepare_partial(p.data_mut()).unwrap();
+        p.csum = xennet_datapath::Csum::Partial { start, offset };
+        p.gso = Some(xennet_datapath::Gso {
+            kind: xennet_datapath::GsoType::TcpV4,
+            mss: 1000,
+        });
+        t.send(&[&p]);
+        let out = recv_all(&mut u);
+        assert_eq!(out.len(), 4);
+        let mut got = Vec::new();
+        for (i, o) in out.iter().enumerate() {
+            assert_eq!(&o.data()[..6], &PEER_MAC);
+            let outer = parse_outer_udp(o.data()).unwrap().unwrap();
+            assert_eq!(outer.udp_dst, 4789);
+            // VXLAN over IPv4: the inner frame starts after 50 bytes.
+            let inner = SlicedPacket::from_ethernet(&o.data()[50..]).unwrap();
+            let Some(etherparse::NetSlice::Ipv4(ip)) = &inner.net else {
+                panic!("inner segment {i} is not IPv4")
+            };
+            let Some(TransportSlice::Tcp(tcp)) = &inner.transport else {
+                panic!("inner segment {i} is not TCP")
+            };
+            assert_eq!(tcp.sequence_number(), 1000 + 1000 * i as u32);
+            assert_eq!(tcp.psh(), i == 3);
+            assert_eq!(tcp.acknowledgment_number(), 77);
+            let want = tcp
+                .to_header()
+                .calc_checksum_ipv4(&ip.header().to_header(), tcp.payload())
+                .unwrap();
+            assert_eq!(tcp.checksum(), want, "segment {i}'s inner TCP checksum");
+            got.extend_from_slice(tcp.payload());
+        }
+        assert_eq!(got, payload);
+        assert_eq!(t.stats().tx_packets, 4);
+        assert_eq!(sw.encap.encapsulated.load(Ordering::Relaxed), 4);
+        // A super-frame that cannot be cut is dropped and counted.
+        let mut bad = p.clone();
+        bad.gso = Some(xennet_datapath::Gso {
+            kind: xennet_datapath::GsoType::TcpV4,
+            mss: 0,
+        });
+        t.send(&[&bad]);
+        assert!(recv_all(&mut u).is_empty());
+        assert_eq!(sw.encap.encap_error.load(Ordering::Relaxed), 1);
+        assert_eq!(t.stats().tx_dropped, 1);
     }
 
     #[test]
