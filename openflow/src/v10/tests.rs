@@ -8,7 +8,7 @@ use crate::model::{
     OFPP_NORMAL,
 };
 use crate::ofp_match::*;
-use crate::oxm::Flavor;
+use crate::oxm::{self, Flavor};
 use crate::wire::{be16, be32, ones};
 use xennet_datapath::flow::Field;
 use xennet_datapath::FlowMask;
