@@ -45,10 +45,9 @@
 //!   tag with the action's TPID (0x8100 or 0x88a8; flow-mods with others
 //!   fail with `OFPBAC_BAD_ARGUMENT`, as OVS `decode_OFPAT_RAW11_PUSH_VLAN`),
 //!   VID 0 and PCP 0 (OVS `flow_push_vlan_uninit`); `pop_vlan` moves the
-//!   inner tag up (`flow_pop_vlan`). The key holds no TPID, so the TPIDs of
-//!   the working flow's and the packet's tags are carried beside them (a
-//!   pushed tag's from its action; the packet's own taken as 0x8100, see
-//!   [`packet_tpids`]), and a
+//!   inner tag up (`flow_pop_vlan`). The TPIDs of the working flow's and
+//!   the packet's tags are carried beside them (a pushed tag's from its
+//!   action; the packet's own from the key, see [`packet_tpids`]), and a
 //!   commit turns the packet's stack into the flow's as OVS
 //!   `commit_vlan_action` does: the tags the two share at the bottom stay,
 //!   the rest are popped and pushed (a lone outer tag with the same TPID
@@ -101,7 +100,8 @@
 //! # Wildcards
 //!
 //! The megaflow mask is the union of: `in_port`, `dl_type`, `recirc_id`
-//! and (for IP) `nw_frag`, which OVS always examines (`xlate_wc_init`);
+//! and (for IP) `nw_frag`, which OVS always examines (`xlate_wc_init`),
+//! and the tags' TPIDs (in OVS's datapath key as EtherTypes);
 //! the masks of the classifier
 //! subtables probed in every table visited (see [`crate::classifier`]);
 //! fields the actions read (`in_port` for outputs, TTL for `dec_ttl`,
@@ -465,9 +465,9 @@ struct Ctx<'a> {
     /// A VLAN action changed `flow`'s tag: commits then compare it with
     /// the packet's, which reads the packet's TCI.
     vlan_touched: bool,
-    /// TPIDs of `flow`'s tags, outer first (the key holds no TPID; OVS
-    /// keeps them in `flow->vlans[i].tpid`): a pushed tag's from its
-    /// `push_vlan`, the packet's own 0x8100 ([`packet_tpids`]).
+    /// TPIDs of `flow`'s tags, outer first (OVS `flow->vlans[i].tpid`):
+    /// a pushed tag's from its `push_vlan`, the packet's own from the key
+    /// ([`packet_tpids`]).
     tpid: [u16; 2],
     /// TPIDs of `base`'s tags.
     base_tpid: [u16; 2],
@@ -1174,11 +1174,14 @@ fn is_table_miss(r: &Rule) -> bool {
 impl Ctx<'_> {
     /// As OVS `xlate_wc_init`: in_port and dl_type are always examined,
     /// for IP the fragment bits, and the recirculation id (each pass has
-    /// its own megaflows).
+    /// its own megaflows); so are the tags' TPIDs (OVS datapath keys
+    /// carry each tag's EtherType exactly, `odp_flow_key_from_flow__`).
     fn wc_init(&mut self) {
         self.wc
             .set_exact(Field::InPort)
             .set_exact(Field::DlType)
+            .set_exact(Field::VlanTpid)
+            .set_exact(Field::Vlan2Tpid)
             .set_exact(Field::RecircId);
         if matches!(self.orig.dl_type(), 0x0800 | 0x86dd) {
             self.wc.set_exact(Field::NwFrag);
@@ -3254,19 +3257,19 @@ fn vlan_stack(k: &FlowKey, tpid: [u16; 2]) -> Vec<(u16, u16)> {
 }
 
 /// TPIDs of the packet's own tags that `key` holds (outer first; 0 for
-/// none). The key holds no TPID, so a megaflow cannot tell an 802.1ad
-/// S-tag from an 802.1Q tag with the same TCI: translation must not read
-/// the frame's TPIDs (packets sharing the megaflow would get the first
-/// one's), and takes 0x8100 for the packet's own tags. Only a tag of the
-/// packet's that an action list pops and then has pushed back is sent
-/// with 0x8100 where OVS keeps 0x88a8; tags that stay are not rewritten.
+/// none; OVS `flow->vlans[i].tpid`). A key without them (a flow given to
+/// `ofproto/trace` as text) has 0x8100 for each tag it holds. Megaflows
+/// match them exactly ([`Ctx::wc_init`]).
 fn packet_tpids(key: &FlowKey) -> [u16; 2] {
-    let has = |f: Field| key.get(f) as u16 & VLAN_CFI != 0;
-    match (has(Field::VlanTci), has(Field::Vlan2Tci)) {
-        (false, _) => [0, 0],
-        (true, false) => [0x8100, 0],
-        (true, true) => [0x8100, 0x8100],
-    }
+    let tpid = |tci: Field, tpid: Field| match (key.get(tci) as u16 & VLAN_CFI, key.get(tpid)) {
+        (0, _) => 0,
+        (_, 0) => 0x8100,
+        (_, t) => t as u16,
+    };
+    [
+        tpid(Field::VlanTci, Field::VlanTpid),
+        tpid(Field::Vlan2Tci, Field::Vlan2Tpid),
+    ]
 }
 
 /// Whether a log line limited by `last` (seconds since the first call,

@@ -331,6 +331,8 @@ impl fmt::Display for MatchFmt<'_> {
                         }
                     }
                 }
+                // OVS `flow_format` shows no TPID.
+                Field::VlanTpid | Field::Vlan2Tpid => {}
                 _ => {
                     let (name, val) = named_value(fl, v, m);
                     put(&name, val);
@@ -459,21 +461,25 @@ impl fmt::Display for DpctlFmt<'_> {
         if !eth.is_empty() {
             parts.push(format!("eth({eth})"));
         }
-        let vm = m.get(Field::VlanTci) as u16;
-        if vm != 0 && k.has_vlan() {
-            let tci = k.vlan_tci();
-            parts.push(format!(
-                "vlan(vid={},pcp={})",
+        // A tag's TPID only when not 0x8100, as OVS `format_odp_action`
+        // shows `push_vlan(tpid=..)`.
+        let vlan = |tci: u16, tpid: Field| {
+            let tpid = match k.get(tpid) as u16 {
+                0 | 0x8100 => String::new(),
+                t => format!("tpid={t:#06x},"),
+            };
+            format!(
+                "vlan({tpid}vid={},pcp={})",
                 tci & VLAN_VID_MASK,
                 (tci & VLAN_PCP_MASK) >> 13
-            ));
+            )
+        };
+        let vm = m.get(Field::VlanTci) as u16;
+        if vm != 0 && k.has_vlan() {
+            parts.push(vlan(k.vlan_tci(), Field::VlanTpid));
             let inner = k.get(Field::Vlan2Tci) as u16;
             if m.get(Field::Vlan2Tci) != 0 && inner & VLAN_CFI != 0 {
-                parts.push(format!(
-                    "vlan(vid={},pcp={})",
-                    inner & VLAN_VID_MASK,
-                    (inner & VLAN_PCP_MASK) >> 13
-                ));
+                parts.push(vlan(inner, Field::Vlan2Tpid));
             }
         }
         if m.get(Field::DlType) != 0 || self.verbose {

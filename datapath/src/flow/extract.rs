@@ -43,8 +43,8 @@ pub fn set_metadata(k: &mut FlowKey, md: &PacketMeta) {
 }
 
 /// Most words past the packet-header words that one packet sets (IPv6
-/// ND: flow label, ND reserved, ND target (2), options type with
-/// `nd_sll`, `nd_tll`).
+/// ND: flow label, ND reserved with the VLAN TPIDs, ND target (2),
+/// options type with `nd_sll`, `nd_tll`).
 const MAX_REST: usize = 8;
 
 /// The key under construction, all in locals: the packet-header words,
@@ -158,9 +158,13 @@ fn extract_eth(k: &mut Builder, frame: &[u8]) {
     let mut off = ethernet::HEADER_LEN;
     // Up to two tags (TPID 0x8100 or 0x88a8 at either level), as OVS
     // `parse_vlan` with `FLOW_MAX_VLAN_HEADERS` 2: the outer in
-    // `vlan_tci`, the inner in `vlan_tci1`; a third tag is payload
-    // (`dl_type` 0x8100/0x88a8). A truncated tag ends parsing there.
-    for f in [Field::VlanTci, Field::Vlan2Tci] {
+    // `vlan_tci`, the inner in `vlan_tci1` (their TPIDs in `vlan_tpid`,
+    // `vlan_tpid1`); a third tag is payload (`dl_type` 0x8100/0x88a8). A
+    // truncated tag ends parsing there.
+    for (f, tf) in [
+        (Field::VlanTci, Field::VlanTpid),
+        (Field::Vlan2Tci, Field::Vlan2Tpid),
+    ] {
         if !ty.is_vlan() {
             break;
         }
@@ -169,6 +173,7 @@ fn extract_eth(k: &mut Builder, frame: &[u8]) {
             return;
         };
         k.set(f, u128::from(tag.tci() | VLAN_CFI));
+        k.set_rest(tf, u128::from(u16::from(ty)));
         ty = tag.ethertype();
         off += ethernet::VLAN_TAG_LEN;
     }
@@ -414,6 +419,8 @@ mod tests {
             let k = extract_frame(&tagged_udp(&[(outer, 0x200a), (0x8100, 5)]), 1);
             assert_eq!(k.vlan_tci(), 0x1000 | 0x200a);
             assert_eq!(k.get(Field::Vlan2Tci), 0x1005);
+            let tpids = (k.get(Field::VlanTpid), k.get(Field::Vlan2Tpid));
+            assert_eq!(tpids, (outer.into(), 0x8100), "OVS flow.vlans[i].tpid");
             assert_eq!((k.dl_type(), k.nw_proto(), k.tp_dst()), (0x0800, 17, 2));
             assert!(k
                 .to_string()
@@ -422,6 +429,10 @@ mod tests {
         // One tag: no inner tag, as before.
         let k = extract_frame(&tagged_udp(&[(0x8100, 7)]), 1);
         assert_eq!((k.vlan_tci(), k.get(Field::Vlan2Tci)), (0x1007, 0));
+        assert_eq!(
+            (k.get(Field::VlanTpid), k.get(Field::Vlan2Tpid)),
+            (0x8100, 0)
+        );
         // A third tag is payload.
         let k = extract_frame(&tagged_udp(&[(0x88a8, 1), (0x8100, 2), (0x8100, 3)]), 1);
         assert_eq!((k.vlan_tci(), k.get(Field::Vlan2Tci)), (0x1001, 0x1002));
@@ -431,6 +442,10 @@ mod tests {
         v.truncate(18);
         let k = extract_frame(&v, 1);
         assert_eq!((k.vlan_tci(), k.get(Field::Vlan2Tci)), (0x1001, 0));
+        assert_eq!(
+            (k.get(Field::VlanTpid), k.get(Field::Vlan2Tpid)),
+            (0x88a8, 0)
+        );
         assert_eq!(k.dl_type(), 0x8100);
     }
 
