@@ -399,6 +399,12 @@ impl Ofproto {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Make every cached megaflow stale (a setting that changes what flow
+    /// keys hold changed, such as `vlan-limit`).
+    pub fn revalidate(&self) {
+        self.bump();
+    }
+
     /// The revalidation counter the upcall handler reports: changes with
     /// the tables, port liveness, fail-open and NORMAL's MAC table.
     pub fn generation(&self) -> u64 {

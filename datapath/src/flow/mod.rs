@@ -30,7 +30,10 @@ mod extract;
 mod minimatch;
 
 pub use display::{DpctlFmt, MatchFmt, CT_STATE_NAMES};
-pub use extract::{extract, extract_frame, set_metadata};
+pub use extract::{
+    effective_vlan_limit, extract, extract_frame, extract_frame_vlans, set_metadata,
+    set_vlan_limit, vlan_limit, MAX_VLAN_HEADERS,
+};
 pub use minimatch::MiniMatch;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
