@@ -1140,3 +1140,108 @@ fn select_group_selection_methods_as_on_ovs() {
         "{b}"
     );
 }
+
+/// `ofproto/trace ... --ct-next FLAGS` (issue 15 item 7), with the real
+/// `ovs-appctl` against both switches: after each successive `ct` that
+/// recirculates the trace goes on with the next given `ct_state` (then
+/// the default, `trk|new`), wherever the options stand; the passes'
+/// headers, `ct_state`s and datapath actions are OVS's, and so are the
+/// errors for unknown flags, impossible states and a missing argument.
+#[test]
+fn trace_ct_next_as_on_ovs() {
+    let ovs = Vswitchd::start("dctnext");
+    let mut h = Harness::start("dctnext");
+    for d in 1..=3 {
+        h.guest(d, None);
+    }
+    let flows = "\
+table=0,priority=10,ip,ct_state=-trk,actions=ct(table=1,zone=3)
+table=1,priority=10,ip,ct_state=+trk+est,actions=ct(table=2,zone=4)
+table=1,priority=5,ip,ct_state=+trk+new,actions=ct(commit,zone=3),output:1
+table=1,priority=4,ip,ct_state=+trk+inv,actions=output:3
+table=2,priority=10,ip,ct_state=+trk+rpl,actions=output:2
+table=2,priority=9,ip,ct_state=+trk+rel,actions=ct(table=3,zone=5)
+table=2,priority=5,ip,actions=output:3
+table=3,priority=5,ip,ct_state=+dnat,actions=output:1
+table=3,priority=4,ip,actions=output:2
+";
+    let file = h.rundir().join("ct-next-flows.txt");
+    std::fs::write(&file, flows).unwrap();
+    let args = [
+        "-O",
+        "OpenFlow13",
+        "replace-flows",
+        "br0",
+        file.to_str().unwrap(),
+    ];
+    let (a, b) = (ovs.ofctl_output(&args), h.ofctl_output(&args));
+    assert!(a.status.success() && b.status.success(), "{a:?}\n{b:?}");
+    let xennet = |args: &[&str]| {
+        let out = Command::new("ovs-appctl")
+            .env("OVS_RUNDIR", h.rundir())
+            .args(args)
+            .output()
+            .expect("running ovs-appctl");
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    // What must agree: each pass's header (ids left out), the ct_state its
+    // Flow: line shows, and its datapath actions; or the error's first line.
+    let summary = |t: &str| -> Vec<String> {
+        if !t.contains("Datapath actions: ") {
+            return t.lines().take(1).map(str::to_string).collect();
+        }
+        t.lines()
+            .filter_map(|l| {
+                if l.starts_with("recirc(") {
+                    Some(l.split_once(')').map_or(l, |(_, r)| r).to_string())
+                } else if l.starts_with("Flow: ") {
+                    Some(format!("ct_state={}", flow_field(l, "ct_state")))
+                } else if l.starts_with("Datapath actions: ") {
+                    Some(format!("{:?}", semantics(l)))
+                } else {
+                    None
+                }
+            })
+            .collect()
+    };
+    let flow = "in_port=1,udp,nw_src=10.0.0.1,nw_dst=10.0.0.2,udp_src=1,udp_dst=2";
+    let cases: [&[&str]; 11] = [
+        &["br0", flow],
+        &["br0", flow, "--ct-next", "trk,est"],
+        &[
+            "br0",
+            flow,
+            "--ct-next",
+            "trk,est",
+            "--ct-next",
+            "trk,est,rpl",
+        ],
+        &[
+            "--ct-next",
+            "trk,est",
+            "--ct-next",
+            "rel,trk",
+            "br0",
+            flow,
+            "--ct-next",
+            "trk,dnat",
+        ],
+        &["br0", "--ct-next", "trk inv", flow],
+        &["br0", flow, "--ct-next", "trk,new"],
+        &["br0", flow, "--ct-next", "est"],
+        &["br0", flow, "--ct-next", "trk,foo"],
+        &["br0", flow, "--ct-next", "trk,new,est,rpl"],
+        &["br0", flow, "--ct-next", "trk|est"],
+        &["br0", flow, "--ct-next"],
+    ];
+    for case in cases {
+        let mut args = vec!["ofproto/trace"];
+        args.extend_from_slice(case);
+        let a = ovs.appctl(&args);
+        let b = xennet(&args);
+        let (sa, sb) = (summary(&a), summary(&b));
+        eprintln!("{case:?}: {sa:#?}");
+        assert!(!sa.is_empty(), "{a}");
+        assert_eq!(sa, sb, "{case:?}\n--- OVS:\n{a}\n--- xennet:\n{b}");
+    }
+}

@@ -111,10 +111,28 @@ pub const CT_STATE_NAMES: [(u32, &str); 8] = [
     (0x80, "dnat"),
 ];
 
-/// Masked flags as `+a-b` (OVS `format_flags_masked`); bits without a
-/// name as hex.
+/// Masked flags as `+a-b` (OVS `format_flags_masked`), or `a|b` when
+/// every named flag is matched; bits without a name as hex.
 fn flags_value(names: &[(u32, &str)], v: u128, m: u128) -> String {
     let (v, m) = (v as u32, m as u32);
+    let known = names.iter().fold(0, |a, (b, _)| a | b);
+    if m & known == known {
+        // Every flag matched (a packet's own flags): OVS
+        // `format_flags_masked` with the whole mask prints `new|trk`
+        // (`format_flags`, lowest bit first; `0` for none).
+        if v == 0 {
+            return "0".into();
+        }
+        let mut set: Vec<String> = names
+            .iter()
+            .filter(|(b, _)| v & b != 0)
+            .map(|(_, n)| n.to_string())
+            .collect();
+        if v & !known != 0 {
+            set.push(format!("{:#x}", v & !known));
+        }
+        return set.join("|");
+    }
     let mut s = String::new();
     let mut rest = m;
     for &(bit, name) in names {
