@@ -1245,3 +1245,43 @@ table=3,priority=4,ip,actions=output:2
         assert_eq!(sa, sb, "{case:?}\n--- OVS:\n{a}\n--- xennet:\n{b}");
     }
 }
+
+/// The text of `learn` actions in `ofproto/trace` (issue 15 item 4; OVS
+/// `learn_format`): the same flows on both switches, each action line of
+/// the trace that shows a `learn` is OVS's, options, immediate values
+/// (zero included), whole-field and partial matches, loads and output.
+#[test]
+fn learn_action_text_as_on_ovs() {
+    let ovs = Vswitchd::start("dlearntxt");
+    let mut h = Harness::start("dlearntxt");
+    for d in 1..=3 {
+        h.guest(d, None);
+    }
+    let learns = [
+        "learn(table=1,hard_timeout=60,NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],output:NXM_OF_IN_PORT[])",
+        "learn(table=2,idle_timeout=30,fin_idle_timeout=5,fin_hard_timeout=9,priority=5,send_flow_rem,delete_learned,cookie=0x42,eth_type=0x800,nw_proto=17,NXM_OF_IP_DST[]=NXM_OF_IP_SRC[],load:0->NXM_NX_REG1[0..3],load:0x1f->NXM_NX_REG2[4..8],load:NXM_OF_IN_PORT[]->NXM_NX_REG3[0..15])",
+        "learn(table=3,NXM_OF_ETH_SRC[0..15]=0,NXM_NX_REG0[8..15]=0xab,in_port=2,NXM_OF_ETH_DST[],output:NXM_NX_REG0[0..15])",
+        "learn(table=4,limit=10,result_dst=NXM_NX_REG0[3],eth_src=00:11:22:33:44:55,load:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[])",
+    ];
+    let flow = format!("priority=10,ip,actions={},output:2", learns.join(","));
+    let file = h.rundir().join("learn-flows.txt");
+    std::fs::write(&file, format!("{flow}\n")).unwrap();
+    for proto in ["OpenFlow10", "OpenFlow13"] {
+        let args = ["-O", proto, "replace-flows", "br0", file.to_str().unwrap()];
+        let (a, b) = (ovs.ofctl_output(&args), h.ofctl_output(&args));
+        assert!(a.status.success() && b.status.success(), "{a:?}\n{b:?}");
+        let pkt = "in_port=1,udp,dl_src=02:00:00:00:00:01,dl_dst=02:00:00:00:00:02,nw_src=10.0.0.1,nw_dst=10.0.0.2,udp_src=1,udp_dst=2";
+        let a = ovs.appctl(&["ofproto/trace", "br0", pkt]);
+        let b = h.appctl(&["ofproto/trace", "br0", pkt]);
+        let learn_lines = |t: &str| -> Vec<String> {
+            t.lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with("learn("))
+                .map(str::to_string)
+                .collect()
+        };
+        let (la, lb) = (learn_lines(&a), learn_lines(&b));
+        assert_eq!(la.len(), learns.len(), "OVS:\n{a}");
+        assert_eq!(lb, la, "{proto}\n--- OVS:\n{a}\n--- xennet:\n{b}");
+    }
+}

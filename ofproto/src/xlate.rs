@@ -699,17 +699,20 @@ fn port_name(p: u32) -> String {
     }
 }
 
+/// A field's value as OVS `mf_format` writes it (the field's format in
+/// ovs-fields(7): hexadecimal as `ds_put_hex`, addresses, ports, frag).
 fn field_value_text(f: OxmField, v: u128) -> String {
     use OxmField::*;
     match f {
-        Ipv4Src | Ipv4Dst | ArpSpa | ArpTpa => std::net::Ipv4Addr::from(v as u32).to_string(),
+        Ipv4Src | Ipv4Dst | ArpSpa | ArpTpa | TunIpv4Src | TunIpv4Dst | CtNwSrc | CtNwDst => {
+            std::net::Ipv4Addr::from(v as u32).to_string()
+        }
         EthDst | EthSrc | ArpSha | ArpTha | NdSll | NdTll => {
             xennet_datapath::packet::MacAddr::from_u64(v as u64).to_string()
         }
-        Ipv6Src | Ipv6Dst | NdTarget | TunIpv6Src | TunIpv6Dst => {
+        Ipv6Src | Ipv6Dst | NdTarget | TunIpv6Src | TunIpv6Dst | CtIpv6Src | CtIpv6Dst => {
             std::net::Ipv6Addr::from(v).to_string()
         }
-        TunIpv4Src | TunIpv4Dst => std::net::Ipv4Addr::from(v as u32).to_string(),
         Metadata
         | TcpFlags
         | Reg(_)
@@ -718,16 +721,59 @@ fn field_value_text(f: OxmField, v: u128) -> String {
         | TunId
         | PktMark
         | Ipv6Label
-        | TunMetadata { .. } => {
-            format!("{v:#x}")
-        }
+        | TunMetadata { .. }
+        | EthType
+        | CtZone
+        | CtMark
+        | CtLabel
+        | DpHash => ovs_hex(v),
+        InPort => port_name(v as u32),
+        IpFrag => match v {
+            0 => "no".into(),
+            1 => "first".into(),
+            3 => "later".into(),
+            v => v.to_string(),
+        },
         _ => v.to_string(),
     }
 }
 
-/// A subfield in `ovs-ofctl` syntax (`reg0[0..3]`, `reg0[]`, `reg0[5]`).
+/// A value in hexadecimal as OVS `ds_put_hex` writes it (`0x800`, `0`).
+fn ovs_hex(v: u128) -> String {
+    if v == 0 {
+        "0".into()
+    } else {
+        format!("{v:#x}")
+    }
+}
+
+/// [`field_value_text`] for any field `learn` and `load` name.
+fn mf_value_text(f: MfField, v: u128) -> String {
+    match f {
+        MfField::Oxm(o) => field_value_text(o, v),
+        MfField::VlanTci => ovs_hex(v),
+        MfField::IpTos => v.to_string(),
+        // OpenFlow 1.0 port numbers: the reserved ones by name.
+        MfField::InPort16 if v >= 0xff00 => port_name(0xffff_0000 | v as u32),
+        MfField::InPort16 => v.to_string(),
+    }
+}
+
+/// A field's name in subfield syntax as OVS writes it
+/// ([`OxmField::nxm_name`]: `NXM_NX_REG0`, `NXM_OF_VLAN_TCI`).
+fn mf_nxm_name(f: MfField) -> String {
+    match f {
+        MfField::Oxm(o) => o.nxm_name(),
+        MfField::VlanTci => "NXM_OF_VLAN_TCI".into(),
+        MfField::IpTos => "NXM_OF_IP_TOS".into(),
+        MfField::InPort16 => "NXM_OF_IN_PORT".into(),
+    }
+}
+
+/// A subfield in `ovs-ofctl` syntax as OVS `mf_format_subfield` writes it
+/// (`NXM_NX_REG0[0..3]`, `NXM_NX_REG0[]`, `NXM_NX_REG0[5]`).
 pub fn subfield_text(sf: &Subfield) -> String {
-    let name = sf.field.name();
+    let name = mf_nxm_name(sf.field);
     if sf.ofs == 0 && u32::from(sf.n_bits) == sf.field.n_bits() {
         format!("{name}[]")
     } else if sf.n_bits == 1 {
@@ -917,12 +963,16 @@ fn learn_text(l: &Learn) -> String {
         s.push(',');
         let whole = |sf: &Subfield| sf.ofs == 0 && u32::from(sf.n_bits) == sf.field.n_bits();
         match (&spec.src, &spec.dst) {
-            (LearnSrc::Imm(v), LearnDst::Match(d)) => match d.field {
-                MfField::Oxm(f) if whole(d) => {
-                    s.push_str(&format!("{}={}", f.name(), field_value_text(f, *v)));
-                }
-                _ => s.push_str(&format!("{}={v:#x}", subfield_text(d))),
-            },
+            (LearnSrc::Imm(v), LearnDst::Match(d)) if whole(d) => {
+                let name = match d.field {
+                    MfField::Oxm(f) => f.ovs_name(),
+                    f => f.name(),
+                };
+                s.push_str(&format!("{name}={}", mf_value_text(d.field, *v)));
+            }
+            (LearnSrc::Imm(v), LearnDst::Match(d)) => {
+                s.push_str(&format!("{}={}", subfield_text(d), ovs_hex(*v)));
+            }
             (LearnSrc::Field(src), LearnDst::Match(d)) => {
                 s.push_str(&subfield_text(d));
                 if src.field != d.field || src.ofs != d.ofs {
@@ -931,7 +981,7 @@ fn learn_text(l: &Learn) -> String {
                 }
             }
             (LearnSrc::Imm(v), LearnDst::Load(d)) => {
-                s.push_str(&format!("load:{v:#x}->{}", subfield_text(d)));
+                s.push_str(&format!("load:{}->{}", ovs_hex(*v), subfield_text(d)));
             }
             (LearnSrc::Field(src), LearnDst::Load(d)) => {
                 s.push_str(&format!(
@@ -1030,7 +1080,7 @@ pub fn action_text(a: &Action) -> String {
             }
         }
         Action::Nat(body) => nat_text(body),
-        Action::Load { dst, value } => format!("load:{value:#x}->{}", subfield_text(dst)),
+        Action::Load { dst, value } => format!("load:{}->{}", ovs_hex(*value), subfield_text(dst)),
         Action::Move { src, dst } => {
             format!("move:{}->{}", subfield_text(src), subfield_text(dst))
         }
