@@ -1052,22 +1052,45 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
     let s = switch.clone();
     c.add(
         "ofproto/trace",
-        "BRIDGE FLOW [PACKET]",
+        "BRIDGE FLOW [--ct-next FLAGS]... [PACKET]",
         2,
-        3,
+        2 + 2 * MAX_CT_NEXT + 1,
         Box::new(move |args| {
-            let b = s.bridge_arg(&args[..1])?;
-            let m = crate::flowtext::parse_match(&args[1])?;
+            // OVS `ofproto_unixctl_trace`: options anywhere; each
+            // `--ct-next` is the ct_state after one more `ct`.
+            let mut ct_next = Vec::new();
+            let mut pos = Vec::new();
+            let mut it = args.iter();
+            while let Some(a) = it.next() {
+                match a.as_str() {
+                    "--ct-next" => {
+                        let v = it
+                            .next()
+                            .ok_or_else(|| "Missing argument for option --ct-next".to_string())?;
+                        ct_next.push(xennet_ofproto::ofproto::parse_ct_next(v)?);
+                    }
+                    "-generate" | "--l7" | "--l7-len" => {
+                        return Err(format!("{a}: not supported by xennet's ofproto/trace"))
+                    }
+                    o if o.starts_with('-') => return Err(format!("{o}: unknown option")),
+                    _ => pos.push(a.clone()),
+                }
+            }
+            if !(2..=3).contains(&pos.len()) {
+                return Err("ofproto/trace: expected BRIDGE FLOW [PACKET]".into());
+            }
+            let b = s.bridge_arg(&pos[..1])?;
+            let m = crate::flowtext::parse_match(&pos[1])?;
             // As OVS `ofproto/trace BRIDGE in_port=N HEX`: the frame's
             // headers (hex digits) with the flow's in_port.
-            match args.get(2) {
-                None => Ok(b.of.trace(&m.key, None)),
+            match pos.get(2) {
+                None => Ok(b.of.trace_ct(&m.key, None, &ct_next)),
                 Some(hex) => {
                     let frame = parse_hex_frame(hex)?;
                     let mut pkt = xennet_datapath::Packet::from_slice(&frame);
                     pkt.in_port = m.key.in_port();
                     let key = xennet_datapath::flow::extract(&pkt);
-                    Ok(b.of.trace(&key, Some(&pkt)))
+                    Ok(b.of.trace_ct(&key, Some(&pkt), &ct_next))
                 }
             }
         }),
@@ -1193,6 +1216,10 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
     );
     c
 }
+
+/// Most `--ct-next` options one `ofproto/trace` takes (a trace follows
+/// at most 16 recirculations).
+const MAX_CT_NEXT: usize = 16;
 
 /// A frame given as hex digits (`ofproto/trace`'s packet argument; at
 /// most 65535 bytes, at least an Ethernet header).

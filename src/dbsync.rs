@@ -367,6 +367,8 @@ struct Plan {
     hold_vifs: bool,
     /// Zone -> timeout policy (see [`ct_zone_policies`]).
     ct_zones: BTreeMap<u16, TimeoutPolicy>,
+    /// VLAN tags flow keys hold (see [`vlan_limit`]).
+    vlan_limit: u64,
 }
 
 impl Plan {
@@ -443,6 +445,34 @@ fn limits(ovs: &OpenVSwitch, br: &xennet_ovsdb::Bridge, log: &mut LogOnce) -> Li
         mac_aging: Duration::from_secs(
             config_uint(bc, "mac-aging-time", d.mac_aging.as_secs(), &what, log).clamp(15, 3600),
         ),
+    }
+}
+
+/// `Open_vSwitch:other_config:vlan-limit` as OVS `bridge_reconfigure`
+/// reads it (`smap_get_int`, default 1; 0 or less: as many tags as the
+/// key holds, 2); xennet's keys hold 2 tags, so a larger value is
+/// logged and taken as 2; a value that is not a number is logged and
+/// taken as the default.
+fn vlan_limit(ovs: &OpenVSwitch, log: &mut LogOnce) -> u64 {
+    let max = u64::from(xennet_datapath::flow::MAX_VLAN_HEADERS);
+    match ovs.other_config.get("vlan-limit") {
+        None => 1,
+        Some(v) => match v.trim().parse::<i64>() {
+            Ok(n) if n <= 0 => 0,
+            Ok(n) if n as u64 > max => {
+                log.warn(format!(
+                    "Open_vSwitch: other_config:vlan-limit={n}: xennet tracks at most {max} VLAN tags; using {max}"
+                ));
+                max
+            }
+            Ok(n) => n as u64,
+            Err(_) => {
+                log.warn(format!(
+                    "Open_vSwitch: other_config:vlan-limit={v:?} is not a number, using 1"
+                ));
+                1
+            }
+        },
     }
 }
 
@@ -923,6 +953,7 @@ fn plan(
     let mut plan = Plan {
         capabilities: capabilities(r, ovs),
         ct_zones: ct_zone_policies(r, ovs, log),
+        vlan_limit: vlan_limit(ovs, log),
         ..Plan::default()
     };
     // Tunnel ports by what selects them on receive: two alike are refused,
@@ -1321,6 +1352,16 @@ fn apply(
                 a.port = Some(port);
             }
             a.placed = None;
+        }
+    }
+    // VLAN tags in flow keys: a change makes every cached megaflow stale.
+    if xennet_datapath::flow::set_vlan_limit(plan.vlan_limit) {
+        tracing::info!(
+            "vlan-limit: flow keys hold {} VLAN tag(s)",
+            xennet_datapath::flow::vlan_limit()
+        );
+        for b in switch.bridges() {
+            b.of.revalidate();
         }
     }
     // Bridges.
@@ -1971,6 +2012,44 @@ mod tests {
             "vif99999999.0",
         ] {
             assert_eq!(parse_vif(bad), None, "{bad}");
+        }
+    }
+
+    /// `other_config:vlan-limit` as OVS reads it: default 1, 0 or less
+    /// for as many as the key holds, larger than 2 logged and taken as 2,
+    /// not a number logged and taken as the default.
+    #[test]
+    fn vlan_limit_setting() {
+        use serde_json::json;
+        for (v, want, logged) in [
+            (None, 1, false),
+            (Some("1"), 1, false),
+            (Some("2"), 2, false),
+            (Some("0"), 0, false),
+            (Some("-3"), 0, false),
+            (Some("5"), 2, true),
+            (Some("two"), 1, true),
+        ] {
+            let mut r = Replica::with_schema(xennet_ovsdb::Schema::vswitch_subset());
+            let oc = match v {
+                Some(v) => json!(["map", [["vlan-limit", v]]]),
+                None => json!(["map", []]),
+            };
+            r.apply_update(&json!({
+                "Open_vSwitch": {"00000000-0000-0000-0000-000000000001": {"new": {
+                    "other_config": oc
+                }}}
+            }))
+            .unwrap();
+            let ovs = r.open_vswitch().unwrap();
+            let mut log = LogOnce::default();
+            assert_eq!(vlan_limit(&ovs, &mut log), want, "{v:?}");
+            assert_eq!(
+                log.0.iter().any(|l| l.contains("vlan-limit")),
+                logged,
+                "{v:?}: {:?}",
+                log.0
+            );
         }
     }
 

@@ -108,6 +108,9 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     vlog::init(&args.log, args.log_file.as_deref())?;
+    // OVS's configured default `vlan-limit` (bridge.c: 1 tag parsed), until
+    // the database's `Open_vSwitch:other_config:vlan-limit` says otherwise.
+    xennet_datapath::flow::set_vlan_limit(1);
     let rundir = args
         .rundir
         .clone()

@@ -92,7 +92,14 @@ impl Commands {
         };
         match result {
             Ok(text) => json!({"id": id, "result": text, "error": null}),
-            Err(text) => json!({"id": id, "result": null, "error": text}),
+            // As OVS `unixctl_command_reply__`: an error ends in a newline
+            // (`ovs-appctl` prints it as it is).
+            Err(mut text) => {
+                if !text.is_empty() && !text.ends_with('\n') {
+                    text.push('\n');
+                }
+                json!({"id": id, "result": null, "error": text})
+            }
         }
     }
 
@@ -194,7 +201,7 @@ mod tests {
         assert_eq!(r["result"], Value::Null);
         assert!(r["error"].as_str().unwrap().contains("at least 1"));
         let r = c.dispatch(&json!({"id": 9, "method": "nope", "params": []}));
-        assert_eq!(r["error"], json!("\"nope\" is not a valid command"));
+        assert_eq!(r["error"], json!("\"nope\" is not a valid command\n"));
         let r = c.dispatch(&json!({"id": 10, "method": "list-commands", "params": []}));
         assert!(r["result"].as_str().unwrap().contains("echo/args"));
     }

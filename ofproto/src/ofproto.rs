@@ -293,6 +293,65 @@ fn check_packet_out(po: &PacketOut) -> Result<(), OfError> {
     Ok(())
 }
 
+/// `ct_state` bits as OVS's `format_flags` prints them (`est|trk`, lowest
+/// bit first; `0` for none).
+fn ct_state_flags(cs: u32) -> String {
+    if cs == 0 {
+        return "0".into();
+    }
+    let mut names: Vec<String> = xennet_datapath::flow::CT_STATE_NAMES
+        .iter()
+        .filter(|(b, _)| cs & b != 0)
+        .map(|(_, n)| n.to_string())
+        .collect();
+    let known = xennet_datapath::flow::CT_STATE_NAMES
+        .iter()
+        .fold(0, |a, (b, _)| a | b);
+    if cs & !known != 0 {
+        names.push(format!("{:#x}", cs & !known));
+    }
+    names.join("|")
+}
+
+/// An `ofproto/trace --ct-next` argument (OVS `parse_ct_state` then
+/// `validate_ct_state`): flag names separated by commas or spaces, with
+/// OVS's error text for an unknown flag or a state no connection has.
+///
+/// # Errors
+/// OVS's message, e.g. `foo: unknown connection tracking state flag`.
+pub fn parse_ct_next(arg: &str) -> Result<u32, String> {
+    use xennet_datapath::conntrack::cs;
+    let mut state = 0u32;
+    for tok in arg.split([',', ' ']).filter(|t| !t.is_empty()) {
+        let bit = xennet_datapath::flow::CT_STATE_NAMES
+            .iter()
+            .find(|(_, n)| *n == tok)
+            .map(|(b, _)| *b)
+            .ok_or_else(|| format!("{tok}: unknown connection tracking state flag"))?;
+        state |= bit;
+    }
+    let name = ct_state_flags(state);
+    let mut err = String::new();
+    let mut bad = |why: &str| err.push_str(&format!("{name}: invalid connection state: {why}\n"));
+    if state != 0 && state & cs::TRK == 0 {
+        bad("If \"trk\" is unset, no other flags are set");
+    }
+    if state & cs::INV != 0 && state & !(cs::TRK | cs::INV) != 0 {
+        bad("when \"inv\" is set, only \"trk\" may also be set");
+    }
+    if state & cs::NEW != 0 && state & cs::EST != 0 {
+        bad("\"new\" and \"est\" are mutually exclusive");
+    }
+    if state & cs::NEW != 0 && state & cs::RPL != 0 {
+        bad("\"new\" and \"rpy\" are mutually exclusive");
+    }
+    if err.is_empty() {
+        Ok(state)
+    } else {
+        Err(err)
+    }
+}
+
 /// Datapath meter ids of ingress policers start here (above OpenFlow's
 /// `OFPM_MAX`, 0xffff0000, so they never collide with controller meters).
 pub const POLICER_BASE: u32 = 0xffff_0000;
@@ -429,6 +488,12 @@ impl Ofproto {
 
     fn bump(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Make every cached megaflow stale (a setting that changes what flow
+    /// keys hold changed, such as `vlan-limit`).
+    pub fn revalidate(&self) {
+        self.bump();
     }
 
     /// The revalidation counter the upcall handler reports: changes with
@@ -1439,6 +1504,14 @@ impl Ofproto {
     /// rule and its actions, then `Final flow:`, `Megaflow:` and
     /// `Datapath actions:`. NORMAL may learn from a trace (OVS does not).
     pub fn trace(&self, key: &FlowKey, pkt: Option<&Packet>) -> String {
+        self.trace_ct(key, pkt, &[])
+    }
+
+    /// [`Ofproto::trace`] with `ofproto/trace --ct-next` states (OVS
+    /// `ofproto_trace`): the pass after each successive `ct` that
+    /// recirculates gets the next of `ct_next` as its `ct_state`, and
+    /// once they are used up the default, `trk|new`.
+    pub fn trace_ct(&self, key: &FlowKey, pkt: Option<&Packet>, ct_next: &[u32]) -> String {
         let empty = Packet::new();
         let pkt = pkt.unwrap_or(&empty);
         let ports = self.ports_now();
@@ -1457,8 +1530,10 @@ impl Ofproto {
             "Flow: {key}\n\n{policer}bridge(\"{}\")\n{bar}\n{t}",
             self.name
         );
-        // Follow the recirculations as OVS's trace does, with the state
-        // a new connection gets (OVS: "default ct_state=trk|new").
+        // Follow the recirculations as OVS's trace does, in the order they
+        // were made; after a `ct`, with the next `--ct-next` state or the
+        // one a new connection gets.
+        let mut ct_next = ct_next.iter();
         let mut queue: std::collections::VecDeque<(xlate::RecircNode, u32)> =
             out.recircs.into_iter().map(|n| (n, 1)).collect();
         let mut done = 0;
@@ -1470,17 +1545,25 @@ impl Ofproto {
             }
             let mut k = node.key;
             k.set(Field::RecircId, u128::from(node.id));
-            k.set(
-                Field::CtState,
-                u128::from(
-                    xennet_datapath::conntrack::cs::TRK | xennet_datapath::conntrack::cs::NEW,
-                ),
-            );
-            k.set(Field::CtZone, u128::from(node.zone));
+            let how = if node.ct {
+                let (cs, how) = match ct_next.next() {
+                    Some(&cs) => (cs, format!(" - resume conntrack with ct_state={}", ct_state_flags(cs))),
+                    None => (
+                        xennet_datapath::conntrack::cs::TRK | xennet_datapath::conntrack::cs::NEW,
+                        " - resume conntrack with default ct_state=trk|new (use --ct-next to customize)"
+                            .to_string(),
+                    ),
+                };
+                k.set(Field::CtState, u128::from(cs));
+                k.set(Field::CtZone, u128::from(node.zone));
+                how
+            } else {
+                String::new()
+            };
             let eq = "=".repeat(79);
             let _ = write!(
                 text,
-                "\n{eq}\nrecirc({:#x}) - resume conntrack with default ct_state=trk|new\n{eq}\n\nFlow: {k}\n\nbridge(\"{}\")\n{bar}\n",
+                "\n{eq}\nrecirc({:#x}){how}\n{eq}\n\nFlow: {k}\n\nbridge(\"{}\")\n{bar}\n",
                 node.id, self.name
             );
             let (o, t) = self.translate(&k, pkt, &ports, false, true);

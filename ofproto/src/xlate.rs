@@ -45,10 +45,9 @@
 //!   tag with the action's TPID (0x8100 or 0x88a8; flow-mods with others
 //!   fail with `OFPBAC_BAD_ARGUMENT`, as OVS `decode_OFPAT_RAW11_PUSH_VLAN`),
 //!   VID 0 and PCP 0 (OVS `flow_push_vlan_uninit`); `pop_vlan` moves the
-//!   inner tag up (`flow_pop_vlan`). The key holds no TPID, so the TPIDs of
-//!   the working flow's and the packet's tags are carried beside them (a
-//!   pushed tag's from its action; the packet's own taken as 0x8100, see
-//!   [`packet_tpids`]), and a
+//!   inner tag up (`flow_pop_vlan`). The TPIDs of the working flow's and
+//!   the packet's tags are carried beside them (a pushed tag's from its
+//!   action; the packet's own from the key, see [`packet_tpids`]), and a
 //!   commit turns the packet's stack into the flow's as OVS
 //!   `commit_vlan_action` does: the tags the two share at the bottom stay,
 //!   the rest are popped and pushed (a lone outer tag with the same TPID
@@ -108,7 +107,8 @@
 //! # Wildcards
 //!
 //! The megaflow mask is the union of: `in_port`, `dl_type`, `recirc_id`
-//! and (for IP) `nw_frag`, which OVS always examines (`xlate_wc_init`);
+//! and (for IP) `nw_frag`, which OVS always examines (`xlate_wc_init`),
+//! and the tags' TPIDs (in OVS's datapath key as EtherTypes);
 //! the masks of the classifier
 //! subtables probed in every table visited (see [`crate::classifier`]);
 //! fields the actions read (`in_port` for outputs, TTL for `dec_ttl`,
@@ -473,9 +473,9 @@ struct Ctx<'a> {
     /// A VLAN action changed `flow`'s tag: commits then compare it with
     /// the packet's, which reads the packet's TCI.
     vlan_touched: bool,
-    /// TPIDs of `flow`'s tags, outer first (the key holds no TPID; OVS
-    /// keeps them in `flow->vlans[i].tpid`): a pushed tag's from its
-    /// `push_vlan`, the packet's own 0x8100 ([`packet_tpids`]).
+    /// TPIDs of `flow`'s tags, outer first (OVS `flow->vlans[i].tpid`):
+    /// a pushed tag's from its `push_vlan`, the packet's own from the key
+    /// ([`packet_tpids`]).
     tpid: [u16; 2],
     /// TPIDs of `base`'s tags.
     base_tpid: [u16; 2],
@@ -774,17 +774,20 @@ fn port_name(p: u32) -> String {
     }
 }
 
+/// A field's value as OVS `mf_format` writes it (the field's format in
+/// ovs-fields(7): hexadecimal as `ds_put_hex`, addresses, ports, frag).
 fn field_value_text(f: OxmField, v: u128) -> String {
     use OxmField::*;
     match f {
-        Ipv4Src | Ipv4Dst | ArpSpa | ArpTpa => std::net::Ipv4Addr::from(v as u32).to_string(),
+        Ipv4Src | Ipv4Dst | ArpSpa | ArpTpa | TunIpv4Src | TunIpv4Dst | CtNwSrc | CtNwDst => {
+            std::net::Ipv4Addr::from(v as u32).to_string()
+        }
         EthDst | EthSrc | ArpSha | ArpTha | NdSll | NdTll => {
             xennet_datapath::packet::MacAddr::from_u64(v as u64).to_string()
         }
-        Ipv6Src | Ipv6Dst | NdTarget | TunIpv6Src | TunIpv6Dst => {
+        Ipv6Src | Ipv6Dst | NdTarget | TunIpv6Src | TunIpv6Dst | CtIpv6Src | CtIpv6Dst => {
             std::net::Ipv6Addr::from(v).to_string()
         }
-        TunIpv4Src | TunIpv4Dst => std::net::Ipv4Addr::from(v as u32).to_string(),
         Metadata
         | TcpFlags
         | Reg(_)
@@ -793,16 +796,59 @@ fn field_value_text(f: OxmField, v: u128) -> String {
         | TunId
         | PktMark
         | Ipv6Label
-        | TunMetadata { .. } => {
-            format!("{v:#x}")
-        }
+        | TunMetadata { .. }
+        | EthType
+        | CtZone
+        | CtMark
+        | CtLabel
+        | DpHash => ovs_hex(v),
+        InPort => port_name(v as u32),
+        IpFrag => match v {
+            0 => "no".into(),
+            1 => "first".into(),
+            3 => "later".into(),
+            v => v.to_string(),
+        },
         _ => v.to_string(),
     }
 }
 
-/// A subfield in `ovs-ofctl` syntax (`reg0[0..3]`, `reg0[]`, `reg0[5]`).
+/// A value in hexadecimal as OVS `ds_put_hex` writes it (`0x800`, `0`).
+fn ovs_hex(v: u128) -> String {
+    if v == 0 {
+        "0".into()
+    } else {
+        format!("{v:#x}")
+    }
+}
+
+/// [`field_value_text`] for any field `learn` and `load` name.
+fn mf_value_text(f: MfField, v: u128) -> String {
+    match f {
+        MfField::Oxm(o) => field_value_text(o, v),
+        MfField::VlanTci => ovs_hex(v),
+        MfField::IpTos => v.to_string(),
+        // OpenFlow 1.0 port numbers: the reserved ones by name.
+        MfField::InPort16 if v >= 0xff00 => port_name(0xffff_0000 | v as u32),
+        MfField::InPort16 => v.to_string(),
+    }
+}
+
+/// A field's name in subfield syntax as OVS writes it
+/// ([`OxmField::nxm_name`]: `NXM_NX_REG0`, `NXM_OF_VLAN_TCI`).
+fn mf_nxm_name(f: MfField) -> String {
+    match f {
+        MfField::Oxm(o) => o.nxm_name(),
+        MfField::VlanTci => "NXM_OF_VLAN_TCI".into(),
+        MfField::IpTos => "NXM_OF_IP_TOS".into(),
+        MfField::InPort16 => "NXM_OF_IN_PORT".into(),
+    }
+}
+
+/// A subfield in `ovs-ofctl` syntax as OVS `mf_format_subfield` writes it
+/// (`NXM_NX_REG0[0..3]`, `NXM_NX_REG0[]`, `NXM_NX_REG0[5]`).
 pub fn subfield_text(sf: &Subfield) -> String {
-    let name = sf.field.name();
+    let name = mf_nxm_name(sf.field);
     if sf.ofs == 0 && u32::from(sf.n_bits) == sf.field.n_bits() {
         format!("{name}[]")
     } else if sf.n_bits == 1 {
@@ -992,12 +1038,16 @@ fn learn_text(l: &Learn) -> String {
         s.push(',');
         let whole = |sf: &Subfield| sf.ofs == 0 && u32::from(sf.n_bits) == sf.field.n_bits();
         match (&spec.src, &spec.dst) {
-            (LearnSrc::Imm(v), LearnDst::Match(d)) => match d.field {
-                MfField::Oxm(f) if whole(d) => {
-                    s.push_str(&format!("{}={}", f.name(), field_value_text(f, *v)));
-                }
-                _ => s.push_str(&format!("{}={v:#x}", subfield_text(d))),
-            },
+            (LearnSrc::Imm(v), LearnDst::Match(d)) if whole(d) => {
+                let name = match d.field {
+                    MfField::Oxm(f) => f.ovs_name(),
+                    f => f.name(),
+                };
+                s.push_str(&format!("{name}={}", mf_value_text(d.field, *v)));
+            }
+            (LearnSrc::Imm(v), LearnDst::Match(d)) => {
+                s.push_str(&format!("{}={}", subfield_text(d), ovs_hex(*v)));
+            }
             (LearnSrc::Field(src), LearnDst::Match(d)) => {
                 s.push_str(&subfield_text(d));
                 if src.field != d.field || src.ofs != d.ofs {
@@ -1006,7 +1056,7 @@ fn learn_text(l: &Learn) -> String {
                 }
             }
             (LearnSrc::Imm(v), LearnDst::Load(d)) => {
-                s.push_str(&format!("load:{v:#x}->{}", subfield_text(d)));
+                s.push_str(&format!("load:{}->{}", ovs_hex(*v), subfield_text(d)));
             }
             (LearnSrc::Field(src), LearnDst::Load(d)) => {
                 s.push_str(&format!(
@@ -1105,7 +1155,7 @@ pub fn action_text(a: &Action) -> String {
             }
         }
         Action::Nat(body) => nat_text(body),
-        Action::Load { dst, value } => format!("load:{value:#x}->{}", subfield_text(dst)),
+        Action::Load { dst, value } => format!("load:{}->{}", ovs_hex(*value), subfield_text(dst)),
         Action::Move { src, dst } => {
             format!("move:{}->{}", subfield_text(src), subfield_text(dst))
         }
@@ -1249,11 +1299,14 @@ fn is_table_miss(r: &Rule) -> bool {
 impl Ctx<'_> {
     /// As OVS `xlate_wc_init`: in_port and dl_type are always examined,
     /// for IP the fragment bits, and the recirculation id (each pass has
-    /// its own megaflows).
+    /// its own megaflows); so are the tags' TPIDs (OVS datapath keys
+    /// carry each tag's EtherType exactly, `odp_flow_key_from_flow__`).
     fn wc_init(&mut self) {
         self.wc
             .set_exact(Field::InPort)
             .set_exact(Field::DlType)
+            .set_exact(Field::VlanTpid)
+            .set_exact(Field::Vlan2Tpid)
             .set_exact(Field::RecircId);
         if matches!(self.orig.dl_type(), 0x0800 | 0x86dd) {
             self.wc.set_exact(Field::NwFrag);
@@ -3442,19 +3495,19 @@ fn vlan_stack(k: &FlowKey, tpid: [u16; 2]) -> Vec<(u16, u16)> {
 }
 
 /// TPIDs of the packet's own tags that `key` holds (outer first; 0 for
-/// none). The key holds no TPID, so a megaflow cannot tell an 802.1ad
-/// S-tag from an 802.1Q tag with the same TCI: translation must not read
-/// the frame's TPIDs (packets sharing the megaflow would get the first
-/// one's), and takes 0x8100 for the packet's own tags. Only a tag of the
-/// packet's that an action list pops and then has pushed back is sent
-/// with 0x8100 where OVS keeps 0x88a8; tags that stay are not rewritten.
+/// none; OVS `flow->vlans[i].tpid`). A key without them (a flow given to
+/// `ofproto/trace` as text) has 0x8100 for each tag it holds. Megaflows
+/// match them exactly ([`Ctx::wc_init`]).
 fn packet_tpids(key: &FlowKey) -> [u16; 2] {
-    let has = |f: Field| key.get(f) as u16 & VLAN_CFI != 0;
-    match (has(Field::VlanTci), has(Field::Vlan2Tci)) {
-        (false, _) => [0, 0],
-        (true, false) => [0x8100, 0],
-        (true, true) => [0x8100, 0x8100],
-    }
+    let tpid = |tci: Field, tpid: Field| match (key.get(tci) as u16 & VLAN_CFI, key.get(tpid)) {
+        (0, _) => 0,
+        (_, 0) => 0x8100,
+        (_, t) => t as u16,
+    };
+    [
+        tpid(Field::VlanTci, Field::VlanTpid),
+        tpid(Field::Vlan2Tci, Field::Vlan2Tpid),
+    ]
 }
 
 /// Whether a log line limited by `last` (seconds since the first call,

@@ -85,7 +85,7 @@ fn branches_are_the_rest_of_the_pipeline() {
         &key_of(&udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2), 1),
         None,
     );
-    assert!(t.contains("check_pkt_larger(1514)->reg9[1]"), "{t}");
+    assert!(t.contains("check_pkt_larger(1514)->NXM_NX_REG9[1]"), "{t}");
     assert!(t.contains("packet larger than 1514 bytes:"), "{t}");
     assert!(t.contains("packet at most 1514 bytes:"), "{t}");
 }

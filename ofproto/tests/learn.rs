@@ -196,7 +196,7 @@ fn trace_shows_the_learned_flow_and_learns_nothing() {
     let t = of.trace(&key_of(&frame(A, B), 1), None);
     assert!(
         t.contains(
-            "learn(table=1,hard_timeout=60,vlan_tci[0..11],eth_dst[]=eth_src[],output:in_port[])"
+            "learn(table=1,hard_timeout=60,NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],output:NXM_OF_IN_PORT[])"
         ),
         "{t}"
     );

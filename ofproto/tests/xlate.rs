@@ -58,6 +58,9 @@ fn dl_dst_table_gives_minimal_megaflow() {
         mask_of(&[
             Field::InPort,
             Field::DlType,
+            // The tags' TPIDs, as OVS's datapath key has each EtherType.
+            Field::VlanTpid,
+            Field::Vlan2Tpid,
             Field::NwFrag,
             Field::DlDst,
             Field::RecircId

@@ -328,6 +328,100 @@ impl OxmField {
         }
     }
 
+    /// The name OVS gives the field in subfield syntax (`NXM_NX_REG0[0..3]`;
+    /// `mf_format_subfield`): its first header in OVS's field table, the
+    /// NXM one where it has one, else the OXM one (ovs-fields(7)).
+    pub fn nxm_name(self) -> String {
+        use OxmField::*;
+        let s = match self {
+            Reg(n) => return format!("NXM_NX_REG{}", n % 16),
+            Xreg(k) => return format!("OXM_OF_PKT_REG{}", k % 8),
+            Xxreg(k) => return format!("NXM_NX_XXREG{}", k % 4),
+            TunMetadata { index, .. } => return format!("NXM_NX_TUN_METADATA{}", index % 64),
+            InPort => "OXM_OF_IN_PORT",
+            Metadata => "OXM_OF_METADATA",
+            EthDst => "NXM_OF_ETH_DST",
+            EthSrc => "NXM_OF_ETH_SRC",
+            EthType => "NXM_OF_ETH_TYPE",
+            VlanVid => "OXM_OF_VLAN_VID",
+            VlanPcp => "OXM_OF_VLAN_PCP",
+            IpDscp => "OXM_OF_IP_DSCP",
+            IpEcn => "NXM_NX_IP_ECN",
+            IpProto => "NXM_OF_IP_PROTO",
+            IpTtl => "NXM_NX_IP_TTL",
+            IpFrag => "NXM_NX_IP_FRAG",
+            Ipv4Src => "NXM_OF_IP_SRC",
+            Ipv4Dst => "NXM_OF_IP_DST",
+            TcpSrc => "NXM_OF_TCP_SRC",
+            TcpDst => "NXM_OF_TCP_DST",
+            UdpSrc => "NXM_OF_UDP_SRC",
+            UdpDst => "NXM_OF_UDP_DST",
+            SctpSrc => "OXM_OF_SCTP_SRC",
+            SctpDst => "OXM_OF_SCTP_DST",
+            Icmpv4Type => "NXM_OF_ICMP_TYPE",
+            Icmpv4Code => "NXM_OF_ICMP_CODE",
+            ArpOp => "NXM_OF_ARP_OP",
+            ArpSpa => "NXM_OF_ARP_SPA",
+            ArpTpa => "NXM_OF_ARP_TPA",
+            Ipv6Src => "NXM_NX_IPV6_SRC",
+            Ipv6Dst => "NXM_NX_IPV6_DST",
+            Icmpv6Type => "NXM_NX_ICMPV6_TYPE",
+            Icmpv6Code => "NXM_NX_ICMPV6_CODE",
+            TcpFlags => "NXM_NX_TCP_FLAGS",
+            TunId => "NXM_NX_TUN_ID",
+            TunIpv4Src => "NXM_NX_TUN_IPV4_SRC",
+            TunIpv4Dst => "NXM_NX_TUN_IPV4_DST",
+            TunIpv6Src => "NXM_NX_TUN_IPV6_SRC",
+            TunIpv6Dst => "NXM_NX_TUN_IPV6_DST",
+            TunFlags => "NXM_NX_TUN_FLAGS",
+            PktMark => "NXM_NX_PKT_MARK",
+            CtState => "NXM_NX_CT_STATE",
+            CtZone => "NXM_NX_CT_ZONE",
+            CtMark => "NXM_NX_CT_MARK",
+            CtLabel => "NXM_NX_CT_LABEL",
+            CtNwProto => "NXM_NX_CT_NW_PROTO",
+            CtNwSrc => "NXM_NX_CT_NW_SRC",
+            CtNwDst => "NXM_NX_CT_NW_DST",
+            CtIpv6Src => "NXM_NX_CT_IPV6_SRC",
+            CtIpv6Dst => "NXM_NX_CT_IPV6_DST",
+            CtTpSrc => "NXM_NX_CT_TP_SRC",
+            CtTpDst => "NXM_NX_CT_TP_DST",
+            DpHash => "NXM_NX_DP_HASH",
+            RecircId => "NXM_NX_RECIRC_ID",
+            ConjId => "NXM_NX_CONJ_ID",
+            ArpSha => "NXM_NX_ARP_SHA",
+            ArpTha => "NXM_NX_ARP_THA",
+            NdTarget => "NXM_NX_ND_TARGET",
+            NdSll => "NXM_NX_ND_SLL",
+            NdTll => "NXM_NX_ND_TLL",
+            NdReserved => "ERICOXM_OF_ICMPV6_ND_RESERVED",
+            NdOptionsType => "ERICOXM_OF_ICMPV6_ND_OPTIONS_TYPE",
+            Ipv6Label => "NXM_NX_IPV6_LABEL",
+            MplsLabel => "OXM_OF_MPLS_LABEL",
+            MplsTc => "OXM_OF_MPLS_TC",
+            MplsBos => "OXM_OF_MPLS_BOS",
+            MplsTtl => "NXM_NX_MPLS_TTL",
+        };
+        s.to_string()
+    }
+
+    /// OVS's own name of the field (`mf_field.name`, ovs-fields(7)
+    /// "Name:"), where it differs from [`OxmField::name`]'s: what OVS
+    /// writes for a whole field given a value (`learn(nw_proto=17)`).
+    pub const fn ovs_name(self) -> &'static str {
+        use OxmField::*;
+        match self {
+            InPort => "in_port_oxm",
+            IpProto => "nw_proto",
+            IpEcn => "nw_ecn",
+            Ipv4Src => "ip_src",
+            Ipv4Dst => "ip_dst",
+            Icmpv4Type => "icmp_type",
+            Icmpv4Code => "icmp_code",
+            f => f.name(),
+        }
+    }
+
     /// The field index of a `tun_metadata<n>` field.
     pub const fn tun_metadata_index(self) -> Option<u8> {
         match self {

@@ -111,10 +111,28 @@ pub const CT_STATE_NAMES: [(u32, &str); 8] = [
     (0x80, "dnat"),
 ];
 
-/// Masked flags as `+a-b` (OVS `format_flags_masked`); bits without a
-/// name as hex.
+/// Masked flags as `+a-b` (OVS `format_flags_masked`), or `a|b` when
+/// every named flag is matched; bits without a name as hex.
 fn flags_value(names: &[(u32, &str)], v: u128, m: u128) -> String {
     let (v, m) = (v as u32, m as u32);
+    let known = names.iter().fold(0, |a, (b, _)| a | b);
+    if m & known == known {
+        // Every flag matched (a packet's own flags): OVS
+        // `format_flags_masked` with the whole mask prints `new|trk`
+        // (`format_flags`, lowest bit first; `0` for none).
+        if v == 0 {
+            return "0".into();
+        }
+        let mut set: Vec<String> = names
+            .iter()
+            .filter(|(b, _)| v & b != 0)
+            .map(|(_, n)| n.to_string())
+            .collect();
+        if v & !known != 0 {
+            set.push(format!("{:#x}", v & !known));
+        }
+        return set.join("|");
+    }
     let mut s = String::new();
     let mut rest = m;
     for &(bit, name) in names {
@@ -331,6 +349,8 @@ impl fmt::Display for MatchFmt<'_> {
                         }
                     }
                 }
+                // OVS `flow_format` shows no TPID.
+                Field::VlanTpid | Field::Vlan2Tpid => {}
                 _ => {
                     let (name, val) = named_value(fl, v, m);
                     put(&name, val);
@@ -459,21 +479,25 @@ impl fmt::Display for DpctlFmt<'_> {
         if !eth.is_empty() {
             parts.push(format!("eth({eth})"));
         }
-        let vm = m.get(Field::VlanTci) as u16;
-        if vm != 0 && k.has_vlan() {
-            let tci = k.vlan_tci();
-            parts.push(format!(
-                "vlan(vid={},pcp={})",
+        // A tag's TPID only when not 0x8100, as OVS `format_odp_action`
+        // shows `push_vlan(tpid=..)`.
+        let vlan = |tci: u16, tpid: Field| {
+            let tpid = match k.get(tpid) as u16 {
+                0 | 0x8100 => String::new(),
+                t => format!("tpid={t:#06x},"),
+            };
+            format!(
+                "vlan({tpid}vid={},pcp={})",
                 tci & VLAN_VID_MASK,
                 (tci & VLAN_PCP_MASK) >> 13
-            ));
+            )
+        };
+        let vm = m.get(Field::VlanTci) as u16;
+        if vm != 0 && k.has_vlan() {
+            parts.push(vlan(k.vlan_tci(), Field::VlanTpid));
             let inner = k.get(Field::Vlan2Tci) as u16;
             if m.get(Field::Vlan2Tci) != 0 && inner & VLAN_CFI != 0 {
-                parts.push(format!(
-                    "vlan(vid={},pcp={})",
-                    inner & VLAN_VID_MASK,
-                    (inner & VLAN_PCP_MASK) >> 13
-                ));
+                parts.push(vlan(inner, Field::Vlan2Tpid));
             }
         }
         if m.get(Field::DlType) != 0 || self.verbose {

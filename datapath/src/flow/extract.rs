@@ -6,6 +6,39 @@
 use super::{Field, FlowKey, DL_TYPE_NONE, NW_FRAG_ANY, NW_FRAG_LATER, N_PACKET_WORDS, VLAN_CFI};
 use crate::buffer::{OfPort, Packet, PacketMeta};
 use crate::packet::{arp, ethernet, icmp, ipv4, ipv6, sctp, tcp, udp, EtherType, IpProtocol};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// Most VLAN tags a key holds (OVS `FLOW_MAX_VLAN_HEADERS`).
+pub const MAX_VLAN_HEADERS: u8 = 2;
+
+/// How many VLAN tags extraction parses ([`set_vlan_limit`]).
+static VLAN_LIMIT: AtomicU8 = AtomicU8::new(MAX_VLAN_HEADERS);
+
+/// Set how many VLAN tags extraction parses into the key, as OVS
+/// `flow_limit_vlans` (the daemon's `Open_vSwitch:other_config:vlan-limit`,
+/// process-wide as in OVS): 0 means as many as the key holds
+/// ([`MAX_VLAN_HEADERS`]), larger values are cut to it. A tag beyond the
+/// limit is payload (`dl_type` is its TPID). The library starts at
+/// [`MAX_VLAN_HEADERS`] (OVS's `flow_vlan_limit`); xennetd sets OVS's
+/// configured default, 1. Returns whether the limit changed (flow keys
+/// differ from then on: the caller flushes cached megaflows).
+pub fn set_vlan_limit(limit: u64) -> bool {
+    let n = effective_vlan_limit(limit);
+    VLAN_LIMIT.swap(n, Ordering::Relaxed) != n
+}
+
+/// The tags parsed for a configured `vlan-limit` (see [`set_vlan_limit`]).
+pub fn effective_vlan_limit(limit: u64) -> u8 {
+    match limit {
+        0 => MAX_VLAN_HEADERS,
+        n => n.min(u64::from(MAX_VLAN_HEADERS)) as u8,
+    }
+}
+
+/// How many VLAN tags extraction parses (1 or [`MAX_VLAN_HEADERS`]).
+pub fn vlan_limit() -> u8 {
+    VLAN_LIMIT.load(Ordering::Relaxed)
+}
 
 /// Extract the flow key of `pkt` (its `in_port` and metadata included).
 pub fn extract(pkt: &Packet) -> FlowKey {
@@ -43,8 +76,8 @@ pub fn set_metadata(k: &mut FlowKey, md: &PacketMeta) {
 }
 
 /// Most words past the packet-header words that one packet sets (IPv6
-/// ND: flow label, ND reserved, ND target (2), options type with
-/// `nd_sll`, `nd_tll`).
+/// ND: flow label, ND reserved with the VLAN TPIDs, ND target (2),
+/// options type with `nd_sll`, `nd_tll`).
 const MAX_REST: usize = 8;
 
 /// The key under construction, all in locals: the packet-header words,
@@ -123,15 +156,22 @@ impl Builder {
     }
 }
 
-/// Extract the flow key of an Ethernet frame received on `in_port`.
+/// Extract the flow key of an Ethernet frame received on `in_port`, with
+/// as many VLAN tags as [`vlan_limit`] says.
 pub fn extract_frame(frame: &[u8], in_port: OfPort) -> FlowKey {
+    extract_frame_vlans(frame, in_port, vlan_limit())
+}
+
+/// [`extract_frame`] parsing at most `max_vlans` VLAN tags (at most
+/// [`MAX_VLAN_HEADERS`]).
+pub fn extract_frame_vlans(frame: &[u8], in_port: OfPort, max_vlans: u8) -> FlowKey {
     let mut b = Builder {
         hdr: [0; N_PACKET_WORDS],
         rest: [(0, 0); MAX_REST],
         n_rest: 0,
     };
     b.set(Field::InPort, u128::from(in_port));
-    extract_eth(&mut b, frame);
+    extract_eth(&mut b, frame, usize::from(max_vlans));
     // Built straight into the caller's slot, without a copy of the
     // whole key (hence no dynamic index into it here).
     FlowKey {
@@ -148,7 +188,7 @@ pub fn extract_frame(frame: &[u8], in_port: OfPort) -> FlowKey {
 }
 
 #[inline(always)]
-fn extract_eth(k: &mut Builder, frame: &[u8]) {
+fn extract_eth(k: &mut Builder, frame: &[u8], max_vlans: usize) {
     let Ok(eth) = ethernet::Frame::new_checked(frame) else {
         return;
     };
@@ -156,11 +196,18 @@ fn extract_eth(k: &mut Builder, frame: &[u8]) {
     k.set(Field::DlDst, u128::from(eth.dst_addr().to_u64()));
     let mut ty = eth.ethertype();
     let mut off = ethernet::HEADER_LEN;
-    // Up to two tags (TPID 0x8100 or 0x88a8 at either level), as OVS
-    // `parse_vlan` with `FLOW_MAX_VLAN_HEADERS` 2: the outer in
-    // `vlan_tci`, the inner in `vlan_tci1`; a third tag is payload
-    // (`dl_type` 0x8100/0x88a8). A truncated tag ends parsing there.
-    for f in [Field::VlanTci, Field::Vlan2Tci] {
+    // Up to `max_vlans` tags (TPID 0x8100 or 0x88a8 at either level), as
+    // OVS `parse_vlan` with `flow_vlan_limit`: the outer in `vlan_tci`,
+    // the inner in `vlan_tci1` (their TPIDs in `vlan_tpid`, `vlan_tpid1`);
+    // a tag past them is payload (`dl_type` 0x8100/0x88a8). A truncated
+    // tag ends parsing there.
+    for (f, tf) in [
+        (Field::VlanTci, Field::VlanTpid),
+        (Field::Vlan2Tci, Field::Vlan2Tpid),
+    ]
+    .into_iter()
+    .take(max_vlans)
+    {
         if !ty.is_vlan() {
             break;
         }
@@ -169,6 +216,7 @@ fn extract_eth(k: &mut Builder, frame: &[u8]) {
             return;
         };
         k.set(f, u128::from(tag.tci() | VLAN_CFI));
+        k.set_rest(tf, u128::from(u16::from(ty)));
         ty = tag.ethertype();
         off += ethernet::VLAN_TAG_LEN;
     }
@@ -414,6 +462,8 @@ mod tests {
             let k = extract_frame(&tagged_udp(&[(outer, 0x200a), (0x8100, 5)]), 1);
             assert_eq!(k.vlan_tci(), 0x1000 | 0x200a);
             assert_eq!(k.get(Field::Vlan2Tci), 0x1005);
+            let tpids = (k.get(Field::VlanTpid), k.get(Field::Vlan2Tpid));
+            assert_eq!(tpids, (outer.into(), 0x8100), "OVS flow.vlans[i].tpid");
             assert_eq!((k.dl_type(), k.nw_proto(), k.tp_dst()), (0x0800, 17, 2));
             assert!(k
                 .to_string()
@@ -422,6 +472,20 @@ mod tests {
         // One tag: no inner tag, as before.
         let k = extract_frame(&tagged_udp(&[(0x8100, 7)]), 1);
         assert_eq!((k.vlan_tci(), k.get(Field::Vlan2Tci)), (0x1007, 0));
+        assert_eq!(
+            (k.get(Field::VlanTpid), k.get(Field::Vlan2Tpid)),
+            (0x8100, 0)
+        );
+        let limits = [0, 1, 2, 3, u64::MAX].map(effective_vlan_limit);
+        assert_eq!(limits, [2, 1, 2, 2, 2], "OVS flow_limit_vlans");
+        // `vlan-limit=1`: the second tag is payload.
+        let k = extract_frame_vlans(&tagged_udp(&[(0x88a8, 0x200a), (0x8100, 5)]), 1, 1);
+        assert_eq!((k.vlan_tci(), k.get(Field::Vlan2Tci)), (0x100a | 0x2000, 0));
+        assert_eq!(
+            (k.get(Field::VlanTpid), k.get(Field::Vlan2Tpid)),
+            (0x88a8, 0)
+        );
+        assert_eq!((k.dl_type(), k.nw_proto()), (0x8100, 0));
         // A third tag is payload.
         let k = extract_frame(&tagged_udp(&[(0x88a8, 1), (0x8100, 2), (0x8100, 3)]), 1);
         assert_eq!((k.vlan_tci(), k.get(Field::Vlan2Tci)), (0x1001, 0x1002));
@@ -431,6 +495,10 @@ mod tests {
         v.truncate(18);
         let k = extract_frame(&v, 1);
         assert_eq!((k.vlan_tci(), k.get(Field::Vlan2Tci)), (0x1001, 0));
+        assert_eq!(
+            (k.get(Field::VlanTpid), k.get(Field::Vlan2Tpid)),
+            (0x88a8, 0)
+        );
         assert_eq!(k.dl_type(), 0x8100);
     }
 

@@ -11,6 +11,11 @@
 //!   forced to 1 as a "tag present" marker, so an untagged frame (0) differs
 //!   from a tagged frame with VID 0 (0x1000). The frame's own DEI bit is
 //!   not represented, as in OVS before 2.8.
+//! - `vlan_tpid`/`vlan_tpid1` hold the TPIDs (0x8100 or 0x88a8) of the
+//!   outer and inner tags, 0 where there is no tag (OVS
+//!   `flow.vlans[i].tpid`). No OpenFlow field matches them; megaflows
+//!   always match them exactly, as OVS datapath keys carry the outer
+//!   EtherType of every tag.
 //! - `dl_type` is the EtherType after the outer VLAN tag; 0x05ff
 //!   (`FLOW_DL_TYPE_NONE`) for 802.3 length-field frames.
 //! - `nw_src`/`nw_dst` hold IPv4 addresses (in the low 32 bits), IPv6
@@ -25,7 +30,10 @@ mod extract;
 mod minimatch;
 
 pub use display::{DpctlFmt, MatchFmt, CT_STATE_NAMES};
-pub use extract::{extract, extract_frame, set_metadata};
+pub use extract::{
+    effective_vlan_limit, extract, extract_frame, extract_frame_vlans, set_metadata,
+    set_vlan_limit, vlan_limit, MAX_VLAN_HEADERS,
+};
 pub use minimatch::MiniMatch;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -175,12 +183,17 @@ pub enum Field {
     /// Which `tun_metadata<i>` the packet carries (OVS
     /// `metadata.present.map`; bit i; 64 bits).
     TunMdPresent,
+    /// TPID of the outer VLAN tag, 0x8100 or 0x88a8; 0 when untagged
+    /// (16 bits; OVS `flow.vlans[0].tpid`; no OpenFlow field).
+    VlanTpid,
+    /// TPID of the inner VLAN tag (16 bits; OVS `flow.vlans[1].tpid`).
+    Vlan2Tpid,
 }
 
 impl Field {
     /// Every field (aliases such as `xreg`/`xxreg` left out), in display
     /// order.
-    pub const ALL: [Field; 59] = [
+    pub const ALL: [Field; 61] = [
         Field::RecircId,
         Field::DpHash,
         Field::ConjId,
@@ -218,6 +231,8 @@ impl Field {
         Field::InPort,
         Field::VlanTci,
         Field::Vlan2Tci,
+        Field::VlanTpid,
+        Field::Vlan2Tpid,
         Field::DlSrc,
         Field::DlDst,
         Field::DlType,
@@ -310,6 +325,8 @@ impl Field {
             Field::ArpTha => (34, 16, 48),
             Field::NdTarget => (35, 0, 128),
             Field::NdReserved => (37, 32, 32),
+            Field::VlanTpid => (37, 16, 16),
+            Field::Vlan2Tpid => (37, 0, 16),
             Field::TunOpts(n) => (38 + 2 * (n % 2) as usize, 0, 128),
             Field::TunMdPresent => (42, 0, 64),
         }
