@@ -172,6 +172,10 @@ metrics! {
     tx_unsendable,
     /// Packets dropped because the vif is disabled.
     tx_disabled_drops,
+    /// Packets for the guest dropped while its rings were down (from its
+    /// frontend's Closing to its reconnection with fresh rings; the port
+    /// stays on its bridge), waiting ones included.
+    tx_down_drops,
     /// Times the RX ring had no request for a packet.
     rx_ring_full,
     /// Event channel notifications sent to the guest.
@@ -229,7 +233,8 @@ impl VifMetrics {
                 + g(&self.tx_prio_dropped)
                 + g(&self.tx_expired)
                 + g(&self.tx_unsendable)
-                + g(&self.tx_disabled_drops),
+                + g(&self.tx_disabled_drops)
+                + g(&self.tx_down_drops),
             tx_errors: g(&self.tx_grant_errors),
         }
     }

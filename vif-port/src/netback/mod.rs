@@ -33,6 +33,7 @@ mod credit;
 mod mcast;
 mod portsec;
 pub mod prio;
+mod relink;
 mod rx;
 mod tx;
 mod violation;
@@ -40,6 +41,7 @@ mod violation;
 pub use credit::{TxRate, MAX_BURST_BYTES};
 pub use mcast::MCAST_MAX;
 pub use portsec::{link_local, Policy, PortSecurity, Violation, PORT_SECURITY_MAX_IPS};
+pub use relink::{Relink, RelinkError, DETACH_TIMEOUT};
 pub use rx::RX_DRAIN_TIMEOUT;
 pub use violation::{ProtocolViolation, RingName, RingOverflow};
 
@@ -325,6 +327,8 @@ pub const MAX_QUEUES: usize = 8;
 /// Epoll token of the tick timer in a vif's epoll set (channels use their
 /// index).
 const TIMER_TOKEN: u64 = u64::MAX;
+/// Epoll token of the [`Relink`] eventfd.
+const RELINK_TOKEN: u64 = u64::MAX - 1;
 
 /// A connected Xen vif served in userspace.
 #[derive(Debug)]
@@ -376,6 +380,14 @@ pub struct Vif {
     tx_scratch: tx::Scratch,
     rx_scratch: rx::Scratch,
     rx_pool: Vec<Packet>,
+    /// Ring swaps across interface resets ([`Vif::relink`]).
+    relink: Arc<Relink>,
+}
+
+impl Drop for Vif {
+    fn drop(&mut self) {
+        self.relink.kill();
+    }
 }
 
 impl Vif {
@@ -405,6 +417,39 @@ impl Vif {
     pub fn connect_queues(
         name: String,
         backend_domid: DomId,
+        frontend: FrontendConfig,
+        queues: Vec<QueueSpec>,
+        grants: Box<dyn GrantOps + Send>,
+    ) -> Result<Vif, VifError> {
+        let vif = Vif::connect_queues_quiet(name, frontend, queues, grants)?;
+        tracing::info!(
+            "{}: connected to {} (backend domain {backend_domid})",
+            vif.name,
+            vif.describe()
+        );
+        Ok(vif)
+    }
+
+    /// What the vif is connected to, for a log line: `domain D handle H:
+    /// N queue(s), M event channel(s)[, control ring]`.
+    pub fn describe(&self) -> String {
+        format!(
+            "domain {} handle {}: {} queue(s), {} event channel(s){}",
+            self.frontend.domid,
+            self.frontend.handle,
+            self.queues.len(),
+            self.channels.len(),
+            if self.ctrl.is_some() {
+                ", control ring"
+            } else {
+                ""
+            }
+        )
+    }
+
+    /// [`Vif::connect_queues`] without its log line.
+    fn connect_queues_quiet(
+        name: String,
         mut frontend: FrontendConfig,
         queues: Vec<QueueSpec>,
         mut grants: Box<dyn GrantOps + Send>,
@@ -437,6 +482,11 @@ impl Vif {
             TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
         )?;
         epoll.add(&timer, EpollEvent::new(EpollFlags::EPOLLIN, TIMER_TOKEN))?;
+        let relink = Arc::new(Relink::new()?);
+        epoll.add(
+            &relink.wake,
+            EpollEvent::new(EpollFlags::EPOLLIN, RELINK_TOKEN),
+        )?;
         let mut channels = Vec::new();
         let mut qs = Vec::with_capacity(queues.len());
         for q in queues {
@@ -470,14 +520,6 @@ impl Vif {
                 EpollEvent::new(EpollFlags::EPOLLIN, i as u64),
             )?;
         }
-        tracing::info!(
-            "{name}: connected to domain {} handle {} (backend domain {backend_domid}): \
-             {} queue(s), {} event channel(s)",
-            frontend.domid,
-            frontend.handle,
-            qs.len(),
-            channels.len()
-        );
         let metrics = Arc::new(VifMetrics::default());
         VifMetrics::add(&metrics.queues, qs.len() as u64);
         Ok(Vif {
@@ -509,7 +551,80 @@ impl Vif {
             tx_scratch: tx::Scratch::default(),
             rx_scratch: rx::Scratch::default(),
             rx_pool: Vec::new(),
+            relink,
         })
+    }
+
+    /// The vif's hand-over point for swapping its rings across an
+    /// interface reset while its port stays where it is (see [`Relink`]).
+    pub fn relink(&self) -> Arc<Relink> {
+        self.relink.clone()
+    }
+
+    /// Serve the control plane's [`Relink`] request, if any (on the
+    /// forwarding thread, from [`Port::recv`]).
+    fn serve_relink(&mut self) {
+        match self.relink.take() {
+            None => {}
+            Some(relink::Request::Detach) => {
+                self.drop_rings();
+                self.relink.detached();
+                tracing::debug!("{}: rings released, port kept", self.name);
+            }
+            Some(relink::Request::Attach(mut fresh)) => {
+                self.drop_rings();
+                self.take_rings(&mut fresh);
+                tracing::debug!(
+                    "{}: fresh rings of domain {} swapped in",
+                    self.name,
+                    self.frontend.domid
+                );
+            }
+        }
+    }
+
+    /// Drop the rings, the control ring and the event channels (unmapping
+    /// and unbinding them) and the grant access; packets waiting for the
+    /// guest are dropped (`tx_down_drops`). The vif's settings, counters
+    /// and port stay.
+    fn drop_rings(&mut self) {
+        for c in &self.channels {
+            let _ = self.epoll.delete(c.evtchn.event_fd());
+        }
+        let waiting = self.rx_queue_len() as u64;
+        VifMetrics::add(&self.metrics.tx_down_drops, waiting);
+        self.queues.clear();
+        self.ctrl = None;
+        self.channels.clear();
+        self.grants = Box::new(relink::NoGrants);
+        self.hash = crate::ctrl::HashConfig::default();
+        self.mcast = mcast::McastFilter::default();
+        self.next_queue = 0;
+    }
+
+    /// Take `fresh`'s rings, channels, grant access and frontend
+    /// configuration (after [`Vif::drop_rings`]); `fresh` is left without
+    /// them.
+    fn take_rings(&mut self, fresh: &mut Vif) {
+        self.frontend = fresh.frontend;
+        self.grants = std::mem::replace(&mut fresh.grants, Box::new(relink::NoGrants));
+        self.queues = std::mem::take(&mut fresh.queues);
+        self.ctrl = fresh.ctrl.take();
+        self.channels = std::mem::take(&mut fresh.channels);
+        for (i, c) in self.channels.iter().enumerate() {
+            if let Err(e) = self.epoll.add(
+                c.evtchn.event_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, i as u64),
+            ) {
+                // Its rings are still served on every pass and on the
+                // timer; only its events are missed.
+                tracing::warn!("{}: cannot poll event channel {i}: {e}", self.name);
+            }
+        }
+        self.metrics.queues.store(
+            self.queues.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Set the bound on spurious events (events that bring no new
@@ -580,10 +695,12 @@ impl Vif {
     /// one. `bind` binds our end of one of the frontend's event-channel
     /// ports (`EVTCHNOP_bind_interdomain`); `grants` reach the frontend's
     /// pages. Errors: a refused bind or ring mapping, or what
-    /// [`Vif::connect_queues`] refuses.
+    /// [`Vif::connect_queues`] refuses. Logs nothing (it is on the path
+    /// of a frontend waiting for Connected): the caller logs
+    /// [`Vif::describe`] once the connection is announced.
     pub fn connect_frontend(
         name: String,
-        backend_domid: DomId,
+        _backend_domid: DomId,
         keys: &crate::xenbus::FrontendKeys,
         grants: Box<dyn GrantOps + Send>,
         mut bind: impl FnMut(u32) -> Result<Box<dyn EventChannel + Send>, VifError>,
@@ -602,9 +719,9 @@ impl Vif {
                 rx_evtchn: rx.map(&mut bind).transpose()?,
             });
         }
-        let mut vif = Vif::connect_queues(name, backend_domid, keys.config, specs, grants)?;
+        let mut vif = Vif::connect_queues_quiet(name, keys.config, specs, grants)?;
         if let Some((ring_ref, port)) = keys.ctrl {
-            vif.connect_ctrl(ring_ref, bind(port)?)?;
+            vif.attach_ctrl(ring_ref, bind(port)?)?;
         }
         Ok(vif)
     }
@@ -614,6 +731,17 @@ impl Vif {
     /// requests are then served ([`crate::ctrl::process`]) whenever the vif
     /// is polled.
     pub fn connect_ctrl(
+        &mut self,
+        ring_ref: GrantRef,
+        evtchn: Box<dyn EventChannel + Send>,
+    ) -> Result<(), VifError> {
+        self.attach_ctrl(ring_ref, evtchn)?;
+        tracing::info!("{}: control ring connected", self.name);
+        Ok(())
+    }
+
+    /// [`Vif::connect_ctrl`] without its log line.
+    fn attach_ctrl(
         &mut self,
         ring_ref: GrantRef,
         evtchn: Box<dyn EventChannel + Send>,
@@ -629,7 +757,6 @@ impl Vif {
         )?;
         self.channels.push(Channel::new(evtchn));
         self.ctrl = Some((BackRing::attach(page), idx));
-        tracing::info!("{}: control ring connected", self.name);
         Ok(())
     }
 
@@ -754,6 +881,9 @@ impl Vif {
         }
         self.disabled = true;
         self.violation = Some(v);
+        // The forwarding thread stops polling a disabled vif: a reset
+        // then connects a new one.
+        self.relink.kill();
         VifMetrics::add(&self.metrics.fatal_errors, 1);
         if let Some(c) = self.metrics.violations.get(v.index()) {
             VifMetrics::add(c, 1);
@@ -829,13 +959,17 @@ impl Vif {
     /// Consume the events that woke us: each ready channel is acked and
     /// marked fired; the tick unmasks every masked channel. Never blocks.
     fn take_events(&mut self) {
-        let mut events = [EpollEvent::empty(); 2 * MAX_QUEUES + 2];
+        let mut events = [EpollEvent::empty(); 2 * MAX_QUEUES + 3];
         let n = self
             .epoll
             .wait(&mut events, EpollTimeout::ZERO)
             .unwrap_or_default();
         for ev in events.iter().take(n) {
             let token = ev.data();
+            if token == RELINK_TOKEN {
+                self.serve_relink();
+                continue;
+            }
             if token == TIMER_TOKEN {
                 let _ = self.timer.wait(); // reads the expiration count
                 self.timer_at = None;
@@ -1024,6 +1158,10 @@ impl Port for Vif {
     fn send(&mut self, pkts: &[&Packet]) {
         if self.disabled {
             VifMetrics::add(&self.metrics.tx_disabled_drops, pkts.len() as u64);
+            return;
+        }
+        if self.queues.is_empty() {
+            VifMetrics::add(&self.metrics.tx_down_drops, pkts.len() as u64);
             return;
         }
         let mut queues = std::mem::take(&mut self.queues);

@@ -24,7 +24,7 @@ use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -53,6 +53,10 @@ pub const TRANSACTION_RETRY_BUDGET: Duration = Duration::from_secs(60);
 /// Longest pause between two attempts of a transaction (the cap of the
 /// exponential backoff), ms.
 pub const TRANSACTION_BACKOFF_MAX_MS: u64 = 100;
+
+/// Writes [`Client::write_no_wait`] leaves unanswered at most; beyond,
+/// it waits for the reply as [`Client::write`] does.
+pub const MAX_UNACKED_WRITES: usize = 64;
 
 /// Watch events a [`Client`] holds unread before it drops further ones
 /// (see [`Client::next_event`]): about 100 bytes each.
@@ -84,6 +88,22 @@ struct EventQueue {
     lost: AtomicBool,
 }
 
+/// Writes sent without waiting for their replies, which the reader
+/// thread checks (see [`Client::write_no_wait`]).
+#[derive(Debug, Default)]
+struct Unacked {
+    /// Request id -> path, of the writes not answered yet.
+    pending: Mutex<std::collections::HashMap<u32, String>>,
+    /// Writes the daemon refused.
+    failures: AtomicU64,
+}
+
+impl Unacked {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u32, String>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 trait WriteDebug: Write + Send + std::fmt::Debug {}
 impl<T: Write + Send + std::fmt::Debug> WriteDebug for T {}
 
@@ -102,6 +122,8 @@ pub struct Client {
     pending: Mutex<std::collections::VecDeque<WatchEvent>>,
     /// A handle to shut the socket down on drop (wakes the reader).
     socket: Option<UnixStream>,
+    /// Writes sent without waiting, shared with the reader.
+    unacked: Arc<Unacked>,
 }
 
 impl Client {
@@ -185,11 +207,13 @@ impl Client {
             lost: AtomicBool::new(false),
         });
         let q = queue.clone();
+        let unacked = Arc::new(Unacked::default());
+        let u = unacked.clone();
         // Detached: it ends when the connection does (EOF, error, or our
         // shutdown in Drop).
         let _ = thread::Builder::new()
             .name("xenstore-reader".into())
-            .spawn(move || reader_loop(reader, reply_tx, event_tx, &q));
+            .spawn(move || reader_loop(reader, reply_tx, event_tx, &q, &u));
         Client {
             conn: Mutex::new(Conn {
                 writer,
@@ -201,6 +225,7 @@ impl Client {
             watches: Mutex::default(),
             pending: Mutex::default(),
             socket,
+            unacked,
         }
     }
 
@@ -418,6 +443,46 @@ impl Client {
     /// Writes a node's value, creating it and missing parents.
     pub fn write(&self, path: &str, value: impl AsRef<[u8]>) -> Result<(), XsError> {
         self.do_write(0, path, value.as_ref())
+    }
+
+    /// Writes a node's value as [`Client::write`] does, without waiting for
+    /// the reply: the daemon answers a connection's requests in order, so
+    /// every later request of this client sees the value. The reply is
+    /// checked when it comes: a refusal is logged (a warning naming the
+    /// path and the error, at most one a second) and counted ([`Client::unacked_failures`]).
+    /// With [`MAX_UNACKED_WRITES`] writes unanswered it waits as
+    /// [`Client::write`] does. Errors: sending failed, or (when it waited)
+    /// the daemon refused.
+    pub fn write_no_wait(&self, path: &str, value: impl AsRef<[u8]>) -> Result<(), XsError> {
+        let mut payload = join_strings(&[path]);
+        payload.extend_from_slice(value.as_ref());
+        if payload.len() > XENSTORE_PAYLOAD_MAX {
+            return Err(XsError::TooLong(payload.len()));
+        }
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let req_id = conn.next_req_id;
+        {
+            let mut unacked = self.unacked.lock();
+            if unacked.len() >= MAX_UNACKED_WRITES {
+                drop(unacked);
+                drop(conn);
+                return self.write(path, payload.get(path.len() + 1..).unwrap_or_default());
+            }
+            // Before the request goes: the reply may come at once.
+            unacked.insert(req_id, path.to_owned());
+        }
+        conn.next_req_id = conn.next_req_id.wrapping_add(1);
+        let msg = Message::new(MsgType::Write, req_id, 0, payload);
+        if let Err(e) = msg.write_to(&mut conn.writer) {
+            self.unacked.lock().remove(&req_id);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Writes of [`Client::write_no_wait`] the daemon refused so far.
+    pub fn unacked_failures(&self) -> u64 {
+        self.unacked.failures.load(Ordering::Relaxed)
     }
 
     /// Lists a node's children (names, not paths).
@@ -722,11 +787,13 @@ fn reader_loop(
     replies: Sender<Message>,
     events: Sender<WatchEvent>,
     queue: &EventQueue,
+    unacked: &Unacked,
 ) {
     // Buffered: the replies to pipelined requests ([`Client::read_many`])
     // and bursts of events arrive together and are split here without a
     // system call per header and per payload.
     let mut reader = std::io::BufReader::with_capacity(16 * 1024, reader);
+    let mut log = crate::ratelimit::LogLimit::new();
     while let Ok(msg) = Message::read_from(&mut reader) {
         if msg.msg_type == MsgType::WatchEvent {
             let parts = to_strings(&msg.payload);
@@ -740,6 +807,20 @@ fn reader_loop(
                     path: path.clone(),
                     token: token.clone(),
                 });
+            }
+        } else if let Some(path) = unacked.lock().remove(&msg.req_id) {
+            // The reply to a write nobody waits for.
+            if msg.msg_type != MsgType::Write {
+                unacked.failures.fetch_add(1, Ordering::Relaxed);
+                let why = match msg.msg_type {
+                    MsgType::Error => format!("{:?}", ErrorCode::from_payload(&msg.payload)),
+                    t => format!("reply type {t:?}"),
+                };
+                if let Some(held) = log.allow() {
+                    tracing::warn!(
+                        "xenstore: writing {path} failed: {why} ({held} more such failures not logged; rate-limited)"
+                    );
+                }
             }
         } else if replies.send(msg).is_err() {
             break;
