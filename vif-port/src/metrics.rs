@@ -174,7 +174,8 @@ metrics! {
     tx_disabled_drops,
     /// Packets for the guest dropped while its rings were down (from its
     /// frontend's Closing to its reconnection with fresh rings; the port
-    /// stays on its bridge), waiting ones included.
+    /// stays on its bridge): beyond the 256 packets or 512 KiB held for
+    /// the fresh rings.
     tx_down_drops,
     /// Times the RX ring had no request for a packet.
     rx_ring_full,

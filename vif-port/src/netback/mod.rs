@@ -382,6 +382,11 @@ pub struct Vif {
     rx_pool: Vec<Packet>,
     /// Ring swaps across interface resets ([`Vif::relink`]).
     relink: Arc<Relink>,
+    /// Packets for the guest held while its rings are down (between its
+    /// frontend's Closing and its reconnection), delivered on the fresh
+    /// rings; at most [`RX_QUEUE_PACKETS`] and [`RX_QUEUE_BYTES`].
+    held: VecDeque<Packet>,
+    held_bytes: usize,
 }
 
 impl Drop for Vif {
@@ -552,6 +557,8 @@ impl Vif {
             rx_scratch: rx::Scratch::default(),
             rx_pool: Vec::new(),
             relink,
+            held: VecDeque::new(),
+            held_bytes: 0,
         })
     }
 
@@ -585,15 +592,20 @@ impl Vif {
 
     /// Drop the rings, the control ring and the event channels (unmapping
     /// and unbinding them) and the grant access; packets waiting for the
-    /// guest are dropped (`tx_down_drops`). The vif's settings, counters
-    /// and port stay.
+    /// guest are held for the fresh rings ([`Vif::hold`]). The vif's
+    /// settings, counters and port stay.
     fn drop_rings(&mut self) {
         for c in &self.channels {
             let _ = self.epoll.delete(c.evtchn.event_fd());
         }
-        let waiting = self.rx_queue_len() as u64;
-        VifMetrics::add(&self.metrics.tx_down_drops, waiting);
-        self.queues.clear();
+        let mut queues = std::mem::take(&mut self.queues);
+        for q in &mut queues {
+            // Control frames first, as they would have been delivered.
+            for w in q.rx_prio.drain(..).chain(q.rx_queue.drain(..)) {
+                self.hold(w.into_packet());
+            }
+        }
+        drop(queues);
         self.ctrl = None;
         self.channels.clear();
         self.grants = Box::new(relink::NoGrants);
@@ -602,9 +614,21 @@ impl Vif {
         self.next_queue = 0;
     }
 
+    /// Keep packet `p` for the guest until its fresh rings come, within
+    /// [`RX_QUEUE_PACKETS`] and [`RX_QUEUE_BYTES`]; beyond, it is dropped
+    /// and counted (`tx_down_drops`).
+    fn hold(&mut self, p: Packet) {
+        if self.held.len() >= RX_QUEUE_PACKETS || self.held_bytes + p.len() > RX_QUEUE_BYTES {
+            VifMetrics::add(&self.metrics.tx_down_drops, 1);
+            return;
+        }
+        self.held_bytes += p.len();
+        self.held.push_back(p);
+    }
+
     /// Take `fresh`'s rings, channels, grant access and frontend
     /// configuration (after [`Vif::drop_rings`]); `fresh` is left without
-    /// them.
+    /// them. Packets held meanwhile go to the guest now.
     fn take_rings(&mut self, fresh: &mut Vif) {
         self.frontend = fresh.frontend;
         self.grants = std::mem::replace(&mut fresh.grants, Box::new(relink::NoGrants));
@@ -625,6 +649,14 @@ impl Vif {
             self.queues.len() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
+        if !self.held.is_empty() {
+            let held = std::mem::take(&mut self.held);
+            self.held_bytes = 0;
+            for chunk in Vec::from(held).chunks(MAX_BURST) {
+                let refs: Vec<&Packet> = chunk.iter().collect();
+                Port::send(self, &refs);
+            }
+        }
     }
 
     /// Set the bound on spurious events (events that bring no new
@@ -1161,7 +1193,10 @@ impl Port for Vif {
             return;
         }
         if self.queues.is_empty() {
-            VifMetrics::add(&self.metrics.tx_down_drops, pkts.len() as u64);
+            // The rings are down for a reset: kept for the fresh ones.
+            for p in pkts {
+                self.hold((*p).clone());
+            }
             return;
         }
         let mut queues = std::mem::take(&mut self.queues);
