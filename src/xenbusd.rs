@@ -28,7 +28,7 @@ use std::time::Duration;
 use xennet_datapath::OfPort;
 use xennet_vif::evtchn::EventChannel;
 use xennet_vif::grant::{DomId, GrantOps};
-use xennet_vif::netback::{PortSecurity, Relink, TxRate};
+use xennet_vif::netback::{PortSecurity, Relink, Rings, TxRate};
 use xennet_vif::xen::{EvtchnDev, Gntdev};
 use xennet_vif::xenbus::{BackendDevice, FrontendKeys, Progress, VifHooks};
 use xennet_vif::xenstore::{Client, XenstoreServer};
@@ -140,7 +140,7 @@ struct Hooks {
     rings_up: bool,
     /// A reset's fresh rings, mapped and bound, handed to the port once
     /// the Connected write is out ([`VifHooks::connected`]).
-    staged: Option<Vif>,
+    staged: Option<Rings>,
     /// What the last connection connected to, logged once the Connected
     /// write is out.
     connected_log: Option<String>,
@@ -255,22 +255,22 @@ impl VifHooks for Hooks {
         let grants = hv.grants(backend, domid)?;
         // Every queue's channel(s) (one or split) and the control ring,
         // bound by port; the rings mapped.
-        let vif = Vif::connect_frontend(self.name.clone(), backend, keys, grants, |port| {
+        let rings = Rings::connect_frontend(self.name.clone(), keys, grants, |port| {
             hv.bind(backend, domid, port).map_err(VifError::Attach)
         })
         .map_err(|e| format!("connecting the rings: {e}{}", grant_hint(&e, backend)))?;
-        self.connected_log = Some(vif.describe());
+        self.connected_log = Some(rings.describe());
         // A reset: the port the vif kept takes the fresh rings once the
         // Connected write is out (`connected`); until the forwarding
         // thread takes them, the frontend's requests wait in the ring.
         if let (Some(_), Some(relink)) = (&self.placed, &self.relink) {
             if !relink.is_dead() {
-                self.staged = Some(vif);
+                self.staged = Some(rings);
                 return Ok(());
             }
             self.disconnect();
         }
-        self.place_new(vif)
+        self.place_new(rings)
     }
 
     fn connected(&mut self) -> Result<(), String> {
@@ -340,7 +340,8 @@ impl VifHooks for Hooks {
 impl Hooks {
     /// Configure a freshly connected vif and put it on its bridge (a
     /// first connection, or a reset whose port could not be kept).
-    fn place_new(&mut self, mut vif: Vif) -> Result<(), String> {
+    fn place_new(&mut self, rings: Rings) -> Result<(), String> {
+        let mut vif = Vif::from_rings(rings).map_err(|e| format!("connecting the rings: {e}"))?;
         vif.set_event_rate(self.cfg.event_rate);
         vif.set_coalesce(std::time::Duration::from_micros(u64::from(
             self.cfg.coalesce_usecs,

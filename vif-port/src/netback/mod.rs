@@ -330,6 +330,157 @@ const TIMER_TOKEN: u64 = u64::MAX;
 /// Epoll token of the [`Relink`] eventfd.
 const RELINK_TOKEN: u64 = u64::MAX - 1;
 
+/// A frontend's rings and event channels, mapped and bound but not yet
+/// served: what a vif is made of ([`Vif::from_rings`]), or what
+/// [`Relink::attach`] hands to a vif that keeps its port across a reset.
+#[derive(Debug)]
+pub struct Rings {
+    name: String,
+    frontend: FrontendConfig,
+    grants: Box<dyn GrantOps + Send>,
+    channels: Vec<Channel>,
+    queues: Vec<Queue>,
+    ctrl: Option<(BackRing<CtrlRing>, usize)>,
+}
+
+impl Rings {
+    /// Check a frontend's configuration and map its queues' rings
+    /// (every ring reference distinct, 1 to [`MAX_QUEUES`] queues).
+    fn map(
+        name: String,
+        mut frontend: FrontendConfig,
+        queues: Vec<QueueSpec>,
+        mut grants: Box<dyn GrantOps + Send>,
+    ) -> Result<Rings, VifError> {
+        if !frontend.rx_copy {
+            return Err(VifError::RxCopyRequired);
+        }
+        if queues.is_empty() || queues.len() > MAX_QUEUES {
+            return Err(VifError::Attach(format!(
+                "{} queues requested; 1 to {MAX_QUEUES} are supported",
+                queues.len()
+            )));
+        }
+        let mut refs: Vec<GrantRef> = Vec::with_capacity(2 * queues.len());
+        for q in &queues {
+            for r in [q.tx_ring_ref, q.rx_ring_ref] {
+                if refs.contains(&r) {
+                    return Err(VifError::SharedRingRef(r));
+                }
+                refs.push(r);
+            }
+        }
+        if let Some(q0) = queues.first() {
+            frontend.tx_ring_ref = q0.tx_ring_ref;
+            frontend.rx_ring_ref = q0.rx_ring_ref;
+        }
+        let mut channels = Vec::new();
+        let mut qs = Vec::with_capacity(queues.len());
+        for q in queues {
+            let tx_page = grants.map_ring(frontend.domid, q.tx_ring_ref, true)?;
+            let rx_page = grants.map_ring(frontend.domid, q.rx_ring_ref, true)?;
+            let tx_chan = channels.len();
+            channels.push(Channel::new(q.tx_evtchn));
+            let rx_chan = match q.rx_evtchn {
+                Some(ch) => {
+                    channels.push(Channel::new(ch));
+                    channels.len() - 1
+                }
+                None => tx_chan,
+            };
+            qs.push(Queue {
+                tx: BackRing::attach(tx_page),
+                rx: BackRing::attach(rx_page),
+                tx_chan,
+                rx_chan,
+                rx_queue: VecDeque::new(),
+                rx_queue_bytes: 0,
+                rx_prio: VecDeque::new(),
+                rx_prio_bytes: 0,
+                last_rx_prod: 0,
+                tx_seen_at: None,
+            });
+        }
+        Ok(Rings {
+            name,
+            frontend,
+            grants,
+            channels,
+            queues: qs,
+            ctrl: None,
+        })
+    }
+
+    /// Map the control ring and take its channel.
+    fn attach_ctrl(
+        &mut self,
+        ring_ref: GrantRef,
+        evtchn: Box<dyn EventChannel + Send>,
+    ) -> Result<(), VifError> {
+        let page = self.grants.map_ring(self.frontend.domid, ring_ref, true)?;
+        let idx = self.channels.len();
+        self.channels.push(Channel::new(evtchn));
+        self.ctrl = Some((BackRing::attach(page), idx));
+        Ok(())
+    }
+
+    /// The rings a frontend described in xenstore (`keys`, see
+    /// [`crate::xenbus::read_frontend`]): each queue's rings and its one
+    /// or split event channels, then the control ring if the frontend
+    /// gave one. `bind` binds our end of one of the frontend's
+    /// event-channel ports (`EVTCHNOP_bind_interdomain`); `grants` reach
+    /// the frontend's pages. Errors: a refused bind or ring mapping, a
+    /// configuration [`Vif::connect_queues`] refuses. Logs nothing (it is
+    /// on the path of a frontend waiting for Connected): the caller logs
+    /// [`Rings::describe`] once the connection is announced.
+    pub fn connect_frontend(
+        name: String,
+        keys: &crate::xenbus::FrontendKeys,
+        grants: Box<dyn GrantOps + Send>,
+        mut bind: impl FnMut(u32) -> Result<Box<dyn EventChannel + Send>, VifError>,
+    ) -> Result<Rings, VifError> {
+        use crate::xenbus::EventChannels;
+        let mut specs = Vec::with_capacity(keys.queues.len());
+        for q in &keys.queues {
+            let (tx, rx) = match q.evtchn {
+                EventChannels::Single(p) => (p, None),
+                EventChannels::Split { tx, rx } => (tx, Some(rx)),
+            };
+            specs.push(QueueSpec {
+                tx_ring_ref: q.tx_ring_ref,
+                rx_ring_ref: q.rx_ring_ref,
+                tx_evtchn: bind(tx)?,
+                rx_evtchn: rx.map(&mut bind).transpose()?,
+            });
+        }
+        let mut rings = Rings::map(name, keys.config, specs, grants)?;
+        if let Some((ring_ref, port)) = keys.ctrl {
+            rings.attach_ctrl(ring_ref, bind(port)?)?;
+        }
+        Ok(rings)
+    }
+
+    /// What the rings connect to, for a log line: `domain D handle H: N
+    /// queue(s), M event channel(s)[, control ring]`.
+    pub fn describe(&self) -> String {
+        describe(
+            &self.frontend,
+            self.queues.len(),
+            self.channels.len(),
+            self.ctrl.is_some(),
+        )
+    }
+}
+
+fn describe(fe: &FrontendConfig, queues: usize, channels: usize, ctrl: bool) -> String {
+    format!(
+        "domain {} handle {}: {queues} queue(s), {channels} event channel(s){}",
+        fe.domid,
+        fe.handle,
+        if ctrl { ", control ring" } else { "" }
+    )
+}
+
 /// A connected Xen vif served in userspace.
 #[derive(Debug)]
 pub struct Vif {
@@ -438,49 +589,35 @@ impl Vif {
     /// What the vif is connected to, for a log line: `domain D handle H:
     /// N queue(s), M event channel(s)[, control ring]`.
     pub fn describe(&self) -> String {
-        format!(
-            "domain {} handle {}: {} queue(s), {} event channel(s){}",
-            self.frontend.domid,
-            self.frontend.handle,
+        describe(
+            &self.frontend,
             self.queues.len(),
             self.channels.len(),
-            if self.ctrl.is_some() {
-                ", control ring"
-            } else {
-                ""
-            }
+            self.ctrl.is_some(),
         )
     }
 
     /// [`Vif::connect_queues`] without its log line.
     fn connect_queues_quiet(
         name: String,
-        mut frontend: FrontendConfig,
+        frontend: FrontendConfig,
         queues: Vec<QueueSpec>,
-        mut grants: Box<dyn GrantOps + Send>,
+        grants: Box<dyn GrantOps + Send>,
     ) -> Result<Vif, VifError> {
-        if !frontend.rx_copy {
-            return Err(VifError::RxCopyRequired);
-        }
-        if queues.is_empty() || queues.len() > MAX_QUEUES {
-            return Err(VifError::Attach(format!(
-                "{} queues requested; 1 to {MAX_QUEUES} are supported",
-                queues.len()
-            )));
-        }
-        let mut refs: Vec<GrantRef> = Vec::with_capacity(2 * queues.len());
-        for q in &queues {
-            for r in [q.tx_ring_ref, q.rx_ring_ref] {
-                if refs.contains(&r) {
-                    return Err(VifError::SharedRingRef(r));
-                }
-                refs.push(r);
-            }
-        }
-        if let Some(q0) = queues.first() {
-            frontend.tx_ring_ref = q0.tx_ring_ref;
-            frontend.rx_ring_ref = q0.rx_ring_ref;
-        }
+        Vif::from_rings(Rings::map(name, frontend, queues, grants)?)
+    }
+
+    /// A vif serving `rings`: its own epoll set (every channel and its
+    /// timer), counters and settings at their defaults.
+    pub fn from_rings(rings: Rings) -> Result<Vif, VifError> {
+        let Rings {
+            name,
+            frontend,
+            grants,
+            channels,
+            queues: qs,
+            ctrl,
+        } = rings;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         let timer = TimerFd::new(
             ClockId::CLOCK_MONOTONIC,
@@ -492,33 +629,6 @@ impl Vif {
             &relink.wake,
             EpollEvent::new(EpollFlags::EPOLLIN, RELINK_TOKEN),
         )?;
-        let mut channels = Vec::new();
-        let mut qs = Vec::with_capacity(queues.len());
-        for q in queues {
-            let tx_page = grants.map_ring(frontend.domid, q.tx_ring_ref, true)?;
-            let rx_page = grants.map_ring(frontend.domid, q.rx_ring_ref, true)?;
-            let tx_chan = channels.len();
-            channels.push(Channel::new(q.tx_evtchn));
-            let rx_chan = match q.rx_evtchn {
-                Some(ch) => {
-                    channels.push(Channel::new(ch));
-                    channels.len() - 1
-                }
-                None => tx_chan,
-            };
-            qs.push(Queue {
-                tx: BackRing::attach(tx_page),
-                rx: BackRing::attach(rx_page),
-                tx_chan,
-                rx_chan,
-                rx_queue: VecDeque::new(),
-                rx_queue_bytes: 0,
-                rx_prio: VecDeque::new(),
-                rx_prio_bytes: 0,
-                last_rx_prod: 0,
-                tx_seen_at: None,
-            });
-        }
         for (i, c) in channels.iter().enumerate() {
             epoll.add(
                 c.evtchn.event_fd(),
@@ -544,7 +654,7 @@ impl Vif {
             rx_drain: rx::RX_DRAIN_TIMEOUT,
             rx_control_first: true,
             hash: crate::ctrl::HashConfig::default(),
-            ctrl: None,
+            ctrl,
             mcast: mcast::McastFilter::default(),
             metrics,
             disabled: false,
@@ -578,9 +688,9 @@ impl Vif {
                 self.relink.detached();
                 tracing::debug!("{}: rings released, port kept", self.name);
             }
-            Some(relink::Request::Attach(mut fresh)) => {
+            Some(relink::Request::Attach(fresh)) => {
                 self.drop_rings();
-                self.take_rings(&mut fresh);
+                self.take_rings(*fresh);
                 tracing::debug!(
                     "{}: fresh rings of domain {} swapped in",
                     self.name,
@@ -629,12 +739,12 @@ impl Vif {
     /// Take `fresh`'s rings, channels, grant access and frontend
     /// configuration (after [`Vif::drop_rings`]); `fresh` is left without
     /// them. Packets held meanwhile go to the guest now.
-    fn take_rings(&mut self, fresh: &mut Vif) {
+    fn take_rings(&mut self, fresh: Rings) {
         self.frontend = fresh.frontend;
-        self.grants = std::mem::replace(&mut fresh.grants, Box::new(relink::NoGrants));
-        self.queues = std::mem::take(&mut fresh.queues);
-        self.ctrl = fresh.ctrl.take();
-        self.channels = std::mem::take(&mut fresh.channels);
+        self.grants = fresh.grants;
+        self.queues = fresh.queues;
+        self.ctrl = fresh.ctrl;
+        self.channels = fresh.channels;
         for (i, c) in self.channels.iter().enumerate() {
             if let Err(e) = self.epoll.add(
                 c.evtchn.event_fd(),
@@ -735,27 +845,9 @@ impl Vif {
         _backend_domid: DomId,
         keys: &crate::xenbus::FrontendKeys,
         grants: Box<dyn GrantOps + Send>,
-        mut bind: impl FnMut(u32) -> Result<Box<dyn EventChannel + Send>, VifError>,
+        bind: impl FnMut(u32) -> Result<Box<dyn EventChannel + Send>, VifError>,
     ) -> Result<Vif, VifError> {
-        use crate::xenbus::EventChannels;
-        let mut specs = Vec::with_capacity(keys.queues.len());
-        for q in &keys.queues {
-            let (tx, rx) = match q.evtchn {
-                EventChannels::Single(p) => (p, None),
-                EventChannels::Split { tx, rx } => (tx, Some(rx)),
-            };
-            specs.push(QueueSpec {
-                tx_ring_ref: q.tx_ring_ref,
-                rx_ring_ref: q.rx_ring_ref,
-                tx_evtchn: bind(tx)?,
-                rx_evtchn: rx.map(&mut bind).transpose()?,
-            });
-        }
-        let mut vif = Vif::connect_queues_quiet(name, keys.config, specs, grants)?;
-        if let Some((ring_ref, port)) = keys.ctrl {
-            vif.attach_ctrl(ring_ref, bind(port)?)?;
-        }
-        Ok(vif)
+        Vif::from_rings(Rings::connect_frontend(name, keys, grants, bind)?)
     }
 
     /// Attach the frontend's control ring (`ctrl-ring-ref`, mapped through

@@ -18,8 +18,8 @@
 //!   revoke its grants once the backend is Closed. Packets for the guest
 //!   meanwhile are dropped and counted (`tx_down_drops`).
 //! - [`Relink::attach`] (the frontend is Initialised with fresh rings):
-//!   the caller maps the new rings into a vif of its own
-//!   ([`super::Vif::connect_frontend`]) and hands it over without
+//!   the caller maps the new rings and binds the channels
+//!   ([`super::Rings::connect_frontend`]) and hands them over without
 //!   waiting; the forwarding thread takes its rings, channels and
 //!   frontend configuration on its next pass. The frontend's requests
 //!   posted before that wait in the ring and are served then (a new
@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use super::Vif;
+use super::Rings;
 
 /// How long [`Relink::detach`] waits for the forwarding thread (which
 /// serves a polled vif's request within microseconds) before giving up.
@@ -48,9 +48,9 @@ pub const DETACH_TIMEOUT: Duration = Duration::from_millis(200);
 pub(super) enum Request {
     /// Drop the rings and channels.
     Detach,
-    /// Take these rings, channels and frontend configuration (a vif
-    /// connected to the frontend's fresh rings).
-    Attach(Box<Vif>),
+    /// Take these rings, channels and frontend configuration (the
+    /// frontend's fresh rings).
+    Attach(Box<Rings>),
 }
 
 #[derive(Debug, Default)]
@@ -146,11 +146,11 @@ impl Relink {
         }
     }
 
-    /// Hand the rings, channels and frontend configuration of `fresh` (a
-    /// vif just connected to the frontend's new rings) to the vif, without
+    /// Hand `fresh` (the frontend's new rings and channels, mapped and
+    /// bound, and its configuration) to the vif, without
     /// waiting: the forwarding thread takes them on its next pass. Fails
     /// (handing `fresh` back) when the vif is disabled or gone.
-    pub fn attach(&self, fresh: Vif) -> Result<(), (RelinkError, Box<Vif>)> {
+    pub fn attach(&self, fresh: Rings) -> Result<(), (RelinkError, Box<Rings>)> {
         let mut st = self.lock();
         if st.dead {
             return Err((RelinkError::Dead, Box::new(fresh)));
