@@ -53,7 +53,9 @@
 //!   before Initialised. It prints the times from writing Initialised to
 //!   seeing the backend Connected and to the first TX response (the
 //!   first packet forwarded), in µs. Frames the guest's stack queues
-//!   meanwhile wait in the tap and go out on the new rings.
+//!   meanwhile wait in the tap and go out on the new rings; what the
+//!   backend put in the old RX ring until it went Closed goes to the
+//!   stack before the rings are torn down.
 //! - SIGUSR2 stops taking packets from the RX ring (the backend's RX
 //!   backlog then builds up), or resumes.
 
