@@ -345,8 +345,9 @@ pub struct Rings {
 
 impl Rings {
     /// Check a frontend's configuration and map its queues' rings
-    /// (every ring reference distinct, 1 to [`MAX_QUEUES`] queues).
-    fn map(
+    /// (every ring reference distinct, 1 to [`MAX_QUEUES`] queues), as
+    /// [`Vif::connect_queues`] does.
+    pub fn connect_queues(
         name: String,
         mut frontend: FrontendConfig,
         queues: Vec<QueueSpec>,
@@ -453,7 +454,7 @@ impl Rings {
                 rx_evtchn: rx.map(&mut bind).transpose()?,
             });
         }
-        let mut rings = Rings::map(name, keys.config, specs, grants)?;
+        let mut rings = Rings::connect_queues(name, keys.config, specs, grants)?;
         if let Some((ring_ref, port)) = keys.ctrl {
             rings.attach_ctrl(ring_ref, bind(port)?)?;
         }
@@ -604,7 +605,7 @@ impl Vif {
         queues: Vec<QueueSpec>,
         grants: Box<dyn GrantOps + Send>,
     ) -> Result<Vif, VifError> {
-        Vif::from_rings(Rings::map(name, frontend, queues, grants)?)
+        Vif::from_rings(Rings::connect_queues(name, frontend, queues, grants)?)
     }
 
     /// A vif serving `rings`: its own epoll set (every channel and its
