@@ -186,7 +186,8 @@ metrics! {
     /// Notifications held back up to the coalescing window (32 µs) to
     /// batch more responses under high load (each sent later).
     notifications_deferred,
-    /// Number of queues (set once at connection; not a count).
+    /// Number of queues (set at connection, 0 while the rings are down
+    /// for a reset; not a count).
     queues,
     /// Event channel wake-ups taken from the guest (each ready channel once
     /// per backend pass; notifications in between coalesce).

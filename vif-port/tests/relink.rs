@@ -17,7 +17,7 @@ use xennet_vif::Vif;
 
 fn frame(tag: u8) -> Vec<u8> {
     let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x88, 0xb5];
-    f.extend(std::iter::repeat_n(tag, 46));
+    f.extend(std::iter::repeat(tag).take(46));
     f
 }
 

@@ -723,6 +723,9 @@ impl Vif {
         self.hash = crate::ctrl::HashConfig::default();
         self.mcast = mcast::McastFilter::default();
         self.next_queue = 0;
+        self.metrics
+            .queues
+            .store(0, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Keep packet `p` for the guest until its fresh rings come, within

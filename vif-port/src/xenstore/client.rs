@@ -616,8 +616,9 @@ impl Client {
     /// [`Client::write`] does. Errors: sending failed, or (when it waited)
     /// the daemon refused.
     pub fn write_no_wait(&self, path: &str, value: impl AsRef<[u8]>) -> Result<(), XsError> {
+        let value = value.as_ref();
         let mut payload = join_strings(&[path]);
-        payload.extend_from_slice(value.as_ref());
+        payload.extend_from_slice(value);
         if payload.len() > XENSTORE_PAYLOAD_MAX {
             return Err(XsError::TooLong(payload.len()));
         }
@@ -628,7 +629,7 @@ impl Client {
             if unacked.len() >= MAX_UNACKED_WRITES {
                 drop(unacked);
                 drop(conn);
-                return self.write(path, payload.get(path.len() + 1..).unwrap_or_default());
+                return self.write(path, value);
             }
             // Before the request goes: the reply may come at once.
             unacked.insert(req_id, path.to_owned());
