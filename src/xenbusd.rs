@@ -444,7 +444,15 @@ fn run(
 ) -> Result<(), xennet_vif::xenstore::XsError> {
     let mut devs: HashMap<(DomId, u16), (BackendDevice, Hooks)> = HashMap::new();
     let mut unknown_log = crate::ratelimit::LogLimit::new();
+    // Refused writes sent without waiting (the Connected state), as the
+    // client counted them (it logs each).
+    let mut write_failures = 0;
     loop {
+        let failed = xs.unacked_failures();
+        for _ in write_failures..failed {
+            crate::coverage::XENBUS_STATE_WRITE_FAILED.inc();
+        }
+        write_failures = failed;
         let Some(first) = xs.next_event(Duration::from_secs(3600))? else {
             continue;
         };
