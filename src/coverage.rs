@@ -69,13 +69,19 @@ pub static METRICS_BAD_REQUESTS: Counter = Counter::new("metrics_bad_requests");
 /// (`crate::xenbusd::Hypervisor::domain_exists`).
 pub static XENBUS_UNKNOWN_DOMAIN: Counter = Counter::new("xenbus_unknown_domain");
 
-static ALL: [&Counter; 7] = [
+/// The backend's `state` writes sent without waiting for their reply
+/// (Connected) that xenstored refused (`Client::write_no_wait`; each is
+/// also logged, at most once a second).
+pub static XENBUS_STATE_WRITE_FAILED: Counter = Counter::new("xenbus_state_write_failed");
+
+static ALL: [&Counter; 8] = [
     &EMULXEN_FDS_TRUNCATED,
     &EMULXEN_HANDSHAKES_REFUSED,
     &EMULXEN_HANDSHAKES_TIMED_OUT,
     &METRICS_BAD_REQUESTS,
     &METRICS_REFUSED,
     &UNIXCTL_REFUSED,
+    &XENBUS_STATE_WRITE_FAILED,
     &XENBUS_UNKNOWN_DOMAIN,
 ];
 

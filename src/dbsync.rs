@@ -190,6 +190,12 @@ impl VifRegistry {
         self.lock().contains_key(name)
     }
 
+    /// Whether vif `name` is on a bridge (polled by its forwarding
+    /// thread), not waiting for the database to place it.
+    pub fn is_placed(&self, name: &str) -> bool {
+        self.lock().get(name).is_some_and(|a| a.placed.is_some())
+    }
+
     /// A guest attached vif `entry.name`; the reconciler places it.
     pub fn attach(&self, entry: PortEntry, port: Box<dyn Port>) -> anyhow::Result<()> {
         let mut vifs = self.lock();

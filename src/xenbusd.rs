@@ -28,7 +28,7 @@ use std::time::Duration;
 use xennet_datapath::OfPort;
 use xennet_vif::evtchn::EventChannel;
 use xennet_vif::grant::{DomId, GrantOps};
-use xennet_vif::netback::{PortSecurity, TxRate};
+use xennet_vif::netback::{PortSecurity, Relink, Rings, TxRate};
 use xennet_vif::xen::{EvtchnDev, Gntdev};
 use xennet_vif::xenbus::{BackendDevice, FrontendKeys, Progress, VifHooks};
 use xennet_vif::xenstore::{Client, XenstoreServer};
@@ -132,6 +132,18 @@ struct Hooks {
     domid: DomId,
     name: String,
     placed: Option<(String, OfPort)>,
+    /// The placed vif's hand-over point for fresh rings across a reset
+    /// (its port stays on its bridge, as Linux netback keeps its netdev).
+    relink: Option<Arc<Relink>>,
+    /// The placed vif has rings (false between a frontend's Closing and
+    /// its reconnection).
+    rings_up: bool,
+    /// A reset's fresh rings, mapped and bound, handed to the port once
+    /// the Connected write is out ([`VifHooks::connected`]).
+    staged: Option<Rings>,
+    /// What the last connection connected to, logged once the Connected
+    /// write is out.
+    connected_log: Option<String>,
     /// The vif's representor device, for as long as the backend device
     /// exists (`[emulated_xen] representors`).
     _representor: Option<std::sync::Arc<crate::representor::Representor>>,
@@ -237,16 +249,99 @@ fn parse_ip_key(text: &str) -> (Vec<std::net::IpAddr>, Vec<&str>) {
 
 impl VifHooks for Hooks {
     fn connect(&mut self, keys: &FrontendKeys) -> Result<(), String> {
-        self.disconnect();
+        self.disconnect_rings();
         let hv = &self.hv;
         let (backend, domid) = (self.cfg.backend_domid, self.domid);
         let grants = hv.grants(backend, domid)?;
         // Every queue's channel(s) (one or split) and the control ring,
         // bound by port; the rings mapped.
-        let mut vif = Vif::connect_frontend(self.name.clone(), backend, keys, grants, |port| {
+        let rings = Rings::connect_frontend(self.name.clone(), keys, grants, |port| {
             hv.bind(backend, domid, port).map_err(VifError::Attach)
         })
         .map_err(|e| format!("connecting the rings: {e}{}", grant_hint(&e, backend)))?;
+        self.connected_log = Some(rings.describe());
+        // A reset: the port the vif kept takes the fresh rings once the
+        // Connected write is out (`connected`); until the forwarding
+        // thread takes them, the frontend's requests wait in the ring.
+        if let (Some(_), Some(relink)) = (&self.placed, &self.relink) {
+            if !relink.is_dead() {
+                self.staged = Some(rings);
+                return Ok(());
+            }
+            self.disconnect();
+        }
+        self.place_new(rings)
+    }
+
+    fn connected(&mut self) -> Result<(), String> {
+        let what = self.connected_log.take().unwrap_or_default();
+        let Some(fresh) = self.staged.take() else {
+            tracing::info!("{}: connected to {what} through xenstore", self.name);
+            return Ok(());
+        };
+        let relink = self.relink.clone();
+        match relink.map(|r| r.attach(fresh)) {
+            Some(Ok(())) => {
+                self.rings_up = true;
+                tracing::info!(
+                    "{}: connected to {what} through xenstore: fresh rings swapped into its port",
+                    self.name
+                );
+                Ok(())
+            }
+            Some(Err((e, fresh))) => {
+                // The port went meanwhile: a new one, as on a first
+                // connection.
+                tracing::info!("{}: {e}: connecting a new port", self.name);
+                self.disconnect();
+                self.place_new(*fresh)?;
+                tracing::info!("{}: connected to {what} through xenstore", self.name);
+                Ok(())
+            }
+            None => Err("no port to swap the rings into".into()),
+        }
+    }
+
+    fn disconnect_rings(&mut self) {
+        self.staged = None;
+        if self.placed.is_none() || !self.rings_up {
+            return;
+        }
+        // Only a forwarding thread can swap the rings of the vif it
+        // polls; one waiting for the database to place it has none.
+        let polled = match &self.switch {
+            Placement::Database(vifs) => vifs.is_placed(&self.name),
+            Placement::Static(_) => true,
+        };
+        if let (true, Some(relink)) = (polled, &self.relink) {
+            match relink.detach() {
+                Ok(()) => {
+                    self.rings_up = false;
+                    tracing::info!("{}: rings released, port kept", self.name);
+                    return;
+                }
+                Err(e) => tracing::info!("{}: {e}: taking its port off", self.name),
+            }
+        }
+        self.disconnect();
+    }
+
+    fn disconnect(&mut self) {
+        self.staged = None;
+        self.relink = None;
+        self.rings_up = false;
+        if let Some((bridge, ofport)) = self.placed.take() {
+            unplace(&self.switch, &bridge, ofport, &self.name);
+            tracing::info!("{}: off its bridge", self.name);
+        }
+    }
+}
+
+impl Hooks {
+    /// Configure a freshly connected vif and put it on its bridge (a
+    /// first connection, or a reset whose port could not be kept).
+    fn place_new(&mut self, rings: Rings) -> Result<(), String> {
+        let mut vif = Vif::from_rings(rings).map_err(|e| format!("connecting the rings: {e}"))?;
         vif.set_event_rate(self.cfg.event_rate);
         vif.set_coalesce(std::time::Duration::from_micros(u64::from(
             self.cfg.coalesce_usecs,
@@ -277,18 +372,13 @@ impl VifHooks for Hooks {
                 ),
             }
         }
+        let relink = vif.relink();
         let placed = place(&self.switch, &self.cfg.bridge, &self.name, self.domid, vif)
             .map_err(|e| format!("{e:#}"))?;
-        tracing::info!("{}: connected through xenstore", self.name);
         self.placed = Some(placed);
+        self.relink = Some(relink);
+        self.rings_up = true;
         Ok(())
-    }
-
-    fn disconnect(&mut self) {
-        if let Some((bridge, ofport)) = self.placed.take() {
-            unplace(&self.switch, &bridge, ofport, &self.name);
-            tracing::info!("{}: off its bridge", self.name);
-        }
     }
 }
 
@@ -354,7 +444,15 @@ fn run(
 ) -> Result<(), xennet_vif::xenstore::XsError> {
     let mut devs: HashMap<(DomId, u16), (BackendDevice, Hooks)> = HashMap::new();
     let mut unknown_log = crate::ratelimit::LogLimit::new();
+    // Refused writes sent without waiting (the Connected state), as the
+    // client counted them (it logs each).
+    let mut write_failures = 0;
     loop {
+        let failed = xs.unacked_failures();
+        for _ in write_failures..failed {
+            crate::coverage::XENBUS_STATE_WRITE_FAILED.inc();
+        }
+        write_failures = failed;
         let Some(first) = xs.next_event(Duration::from_secs(3600))? else {
             continue;
         };
@@ -431,6 +529,10 @@ fn run(
                         domid,
                         name: format!("vif{domid}.{handle}"),
                         placed: None,
+                        relink: None,
+                        rings_up: false,
+                        staged: None,
+                        connected_log: None,
                         _representor: cfg
                             .representors
                             .then(|| {
@@ -477,10 +579,13 @@ fn run(
             let was_connected = dev.is_connected();
             let progress = dev.update(xs, hooks);
             if !was_connected && dev.is_connected() {
+                // Up to the Connected write sent: what comes after it (its
+                // reply, logging) no longer delays the frontend.
+                let sent = dev.connected_at().unwrap_or_else(std::time::Instant::now);
                 tracing::info!(
                     "{}: Connected {} us after the frontend's state change (backend share)",
                     hooks.name,
-                    seen_at.elapsed().as_micros()
+                    sent.saturating_duration_since(seen_at).as_micros()
                 );
             }
             match progress {

@@ -79,7 +79,8 @@ fn received(out: &std::process::Output) -> u32 {
 /// it resets before reading them, so all 20 go out on the fresh rings
 /// and are answered. After every reset the backend holds exactly what it
 /// held before (two ring mappings, one grant handle, one bound channel)
-/// and xennetd no more descriptors; guests ping both ways.
+/// and xennetd no more descriptors; guests ping both ways; the vif kept
+/// its port (ofport 2, never removed from br0).
 #[test]
 fn interface_reset_serves_again_and_leaks_nothing() {
     let h = start("rst");
@@ -140,6 +141,25 @@ fn interface_reset_serves_again_and_leaks_nothing() {
     h.wait_for("xennetd's descriptors back to what they were", || {
         h.daemon_fds() <= fds
     });
+    // The port stayed on its bridge throughout, as Linux netback keeps
+    // its netdev: same ofport, never removed (no PORT_STATUS either), each
+    // reset's fresh rings swapped into it.
+    let log = h.log();
+    assert!(!log.contains("removed port vif2.0"), "{log}");
+    assert_eq!(
+        log.matches("vif2.0: connected to domain 2 handle 0: 1 queue(s), 1 event channel(s) through xenstore: fresh rings swapped into its port").count(),
+        20,
+        "{log}"
+    );
+    assert!(
+        h.appctl(&["xennet/vif-show"]).lines().any(|l| l
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            == ["br0", "vif2.0", "2"]),
+        "{}",
+        h.appctl(&["xennet/vif-show"])
+    );
     // Every reset reported its timings, and the backend its share.
     let glog = guest_log(&h, 2);
     assert_eq!(

@@ -13,8 +13,9 @@
 #   it sees the backend Connected (reset_connected_us), -> the TX
 #   response to the gratuitous ARP it queued on the new ring, i.e. the
 #   first packet forwarded (reset_forwarded_us), and xennetd's own share,
-#   from the watch event in its hands to Connected written
-#   (reset_backend_us). Median and 90th percentile.
+#   from the watch event in its hands to the Connected write sent
+#   (reset_backend_us). Median and 90th percentile, and the 1-minute load
+#   average when the resets ended (reset_load1: the machine may be shared).
 # * ping_rx_flood_*: ping 1 -> 2 (20 per second) while iperf3 floods
 #   guest 2's RX path with UDP (-b 0, 1400 B); median and p90 RTT of the
 #   answered pings and the loss, with
@@ -104,6 +105,7 @@ bench_reset() {
         [ -n "${med:-}" ] && gresult "${m#*:}" median "$med" && gresult "${m#*:}" p90 "$p90"
     done
     gresult reset_count all "$(wc -l < "$GRD/c.txt")"
+    gresult reset_load1 all "$(cut -d' ' -f1 /proc/loadavg)"
     guests_cleanup
 }
 

@@ -53,7 +53,9 @@
 //!   before Initialised. It prints the times from writing Initialised to
 //!   seeing the backend Connected and to the first TX response (the
 //!   first packet forwarded), in µs. Frames the guest's stack queues
-//!   meanwhile wait in the tap and go out on the new rings.
+//!   meanwhile wait in the tap and go out on the new rings; what the
+//!   backend put in the old RX ring until it went Closed goes to the
+//!   stack before the rings are torn down.
 //! - SIGUSR2 stops taking packets from the RX ring (the backend's RX
 //!   backlog then builds up), or resumes.
 
@@ -345,12 +347,14 @@ fn gratuitous_arp(mac: [u8; 6], ip: std::net::Ipv4Addr) -> Vec<u8> {
 /// Reset the interface (see the module documentation): Closing, Closed,
 /// fresh rings under new grant references, Initialising, the handshake,
 /// and the gratuitous ARP `announce` (if any) on the new TX ring. Prints
-/// the timings.
+/// the timings. `deliver` hands what the backend put in the RX ring to
+/// the stack.
 fn xenbus_reset(
     xs: &Client,
     nf: &mut Netfront,
     spec: &VifSpec,
     announce: Option<&[u8]>,
+    deliver: &mut dyn FnMut(&mut Netfront) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let start = Instant::now();
     let be = backend_path(spec.backend_domid, spec.domid, spec.handle);
@@ -364,7 +368,10 @@ fn xenbus_reset(
     }
     xenbus_close(xs, spec)?;
     // The backend is Closed: it unmapped the rings and unbound the
-    // channels, so the grants can go.
+    // channels, so the grants can go. What it put in the RX ring until
+    // then (answers to the last frames sent, say) goes to the stack
+    // first; what comes later it holds for the fresh rings.
+    deliver(nf)?;
     nf.reset().context("setting up fresh rings")?;
     nf.clear_tx_responses();
     write_state(xs, &fe, XenbusState::Initialising)?;
@@ -686,8 +693,17 @@ fn main() -> anyhow::Result<()> {
         let ended = run(&mut tap, &mut nf, &stream, &mut pending)?;
         if let Ended::Reset = ended {
             match &xenbus {
-                Some((xs, spec)) => xenbus_reset(xs, &mut nf, spec, announce.as_deref())
-                    .context("resetting the interface")?,
+                Some((xs, spec)) => {
+                    let mut deliver = |nf: &mut Netfront| {
+                        let mut rx = Vec::with_capacity(65_536);
+                        let mut refused = 0u64;
+                        let mut log = xennet_vif::ratelimit::LogLimit::new();
+                        while deliver_rx(&mut tap, nf, &mut rx, &mut refused, &mut log)? {}
+                        Ok(())
+                    };
+                    xenbus_reset(xs, &mut nf, spec, announce.as_deref(), &mut deliver)
+                        .context("resetting the interface")?
+                }
                 None => eprintln!("xennet-guest: a reset needs the xenstore handshake; ignored"),
             }
             continue;

@@ -172,6 +172,11 @@ metrics! {
     tx_unsendable,
     /// Packets dropped because the vif is disabled.
     tx_disabled_drops,
+    /// Packets for the guest dropped while its rings were down (from its
+    /// frontend's Closing to its reconnection with fresh rings; the port
+    /// stays on its bridge): beyond the 256 packets or 512 KiB held for
+    /// the fresh rings.
+    tx_down_drops,
     /// Times the RX ring had no request for a packet.
     rx_ring_full,
     /// Event channel notifications sent to the guest.
@@ -181,7 +186,8 @@ metrics! {
     /// Notifications held back up to the coalescing window (32 µs) to
     /// batch more responses under high load (each sent later).
     notifications_deferred,
-    /// Number of queues (set once at connection; not a count).
+    /// Number of queues (set at connection, 0 while the rings are down
+    /// for a reset; not a count).
     queues,
     /// Event channel wake-ups taken from the guest (each ready channel once
     /// per backend pass; notifications in between coalesce).
@@ -229,7 +235,8 @@ impl VifMetrics {
                 + g(&self.tx_prio_dropped)
                 + g(&self.tx_expired)
                 + g(&self.tx_unsendable)
-                + g(&self.tx_disabled_drops),
+                + g(&self.tx_disabled_drops)
+                + g(&self.tx_down_drops),
             tx_errors: g(&self.tx_grant_errors),
         }
     }

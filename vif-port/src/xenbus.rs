@@ -512,6 +512,21 @@ pub trait VifHooks {
     fn connect(&mut self, keys: &FrontendKeys) -> Result<(), String>;
     /// Take the vif off its bridge and release the rings (idempotent).
     fn disconnect(&mut self);
+    /// Release the rings and event channels but keep the vif's port for
+    /// the frontend's reconnection, as Linux netback's
+    /// `xenvif_disconnect_data` keeps its netdev (the next
+    /// [`VifHooks::connect`] then swaps fresh rings in). By default the
+    /// same as [`VifHooks::disconnect`].
+    fn disconnect_rings(&mut self) {
+        self.disconnect();
+    }
+    /// The backend's `state = Connected` write has gone to xenstore
+    /// after a successful [`VifHooks::connect`]: finish what need not
+    /// delay the frontend (logging, waking the forwarding thread). An
+    /// error disconnects and refuses the frontend (state Closing).
+    fn connected(&mut self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// What [`BackendDevice::update`] left the device in.
@@ -547,6 +562,8 @@ pub struct BackendDevice {
     self_hotplug: bool,
     /// We wrote `hotplug-status = connected` (with `self_hotplug`).
     hotplug_written: bool,
+    /// When the last `state = Connected` write went to xenstore.
+    connected_at: Option<std::time::Instant>,
 }
 
 impl BackendDevice {
@@ -566,7 +583,14 @@ impl BackendDevice {
             failed: false,
             self_hotplug,
             hotplug_written: false,
+            connected_at: None,
         }
+    }
+
+    /// When the backend last sent its `state = Connected` write (the end
+    /// of its share of a connection).
+    pub fn connected_at(&self) -> Option<std::time::Instant> {
+        self.connected_at
     }
 
     /// The backend directory.
@@ -610,11 +634,21 @@ impl BackendDevice {
         self.set_state(xs, XenbusState::Closing)
     }
 
-    fn disconnect(&mut self, hooks: &mut dyn VifHooks) {
+    /// Disconnect the data path: with `keep_port` (the frontend closes
+    /// or starts over) only the rings ([`VifHooks::disconnect_rings`]),
+    /// else (the device is gone) the port too, also one kept from an
+    /// earlier disconnection.
+    fn disconnect(&mut self, hooks: &mut dyn VifHooks, keep_port: bool) {
         if self.connected {
             tracing::info!("{}: disconnecting", self.name());
-            hooks.disconnect();
+            if keep_port {
+                hooks.disconnect_rings();
+            } else {
+                hooks.disconnect();
+            }
             self.connected = false;
+        } else if !keep_port {
+            hooks.disconnect();
         }
     }
 
@@ -664,7 +698,7 @@ impl BackendDevice {
                 .unwrap_or(XenbusState::Unknown)
         };
         if vals.next().flatten().is_none() {
-            self.disconnect(hooks);
+            self.disconnect(hooks, false);
             return Ok(Progress::Removed);
         }
         let be_state = state_of(vals.next());
@@ -678,7 +712,7 @@ impl BackendDevice {
                 "{}: backend directory re-created: starting over",
                 self.name()
             );
-            self.disconnect(hooks);
+            self.disconnect(hooks, false);
             self.state = XenbusState::Unknown;
             self.fe = None;
             self.failed = false;
@@ -746,7 +780,7 @@ impl BackendDevice {
             }
             let next = match (self.state, target) {
                 (Connected, _) => {
-                    self.disconnect(hooks);
+                    self.disconnect(hooks, true);
                     Closing
                 }
                 (Closed, Closing) => Closing,
@@ -758,7 +792,7 @@ impl BackendDevice {
             };
             self.set_state(xs, next)?;
         }
-        self.disconnect(hooks);
+        self.disconnect(hooks, true);
         Ok(())
     }
 
@@ -796,7 +830,24 @@ impl BackendDevice {
             xs.write(&hp, "connected")?;
             self.hotplug_written = true;
         }
-        self.set_state(xs, XenbusState::Connected)
+        // The frontend waits for this write, we need not: a refusal is
+        // logged and counted by the client (`Client::write_no_wait`), and
+        // our later requests see the value.
+        if self.state != XenbusState::Connected {
+            let from = self.state;
+            xs.write_no_wait(
+                &format!("{}/state", self.be),
+                XenbusState::Connected.as_str(),
+            )?;
+            self.connected_at = Some(std::time::Instant::now());
+            self.state = XenbusState::Connected;
+            tracing::info!("{}: backend state {from:?} -> Connected", self.name());
+        }
+        if let Err(e) = hooks.connected() {
+            self.disconnect(hooks, true);
+            return self.fatal(xs, &format!("connecting the rings: {e}"));
+        }
+        Ok(())
     }
 }
 

@@ -702,3 +702,28 @@ fn unread_events_are_bounded_and_overflow_says_look_again() {
     assert_eq!(watcher.next_event(T).unwrap(), Some(ev("/w/again", "t")));
     assert_eq!(watcher.next_event(SHORT).unwrap(), None);
 }
+
+/// `write_no_wait`: a later request sees the value (requests are answered
+/// in order), and a refused write is counted (and logged) when its reply
+/// comes, with nobody waiting for it.
+#[test]
+fn unacknowledged_writes_are_ordered_and_refusals_counted() {
+    let s = server();
+    let dom0 = s.connect_as(0).unwrap();
+    dom0.write("/local/domain/5/x", "0").unwrap();
+    dom0.set_perms(
+        "/local/domain/5/x",
+        &[Perm::new(Access::None, 5), Perm::new(Access::None, 0)],
+    )
+    .unwrap();
+    let guest = s.connect_as(5).unwrap();
+    guest.write_no_wait("/local/domain/5/x", "1").unwrap();
+    assert_eq!(guest.read("/local/domain/5/x").unwrap(), b"1");
+    assert_eq!(guest.unacked_failures(), 0);
+    // Not the guest's to write.
+    guest.write_no_wait("/local/domain/0/y", "1").unwrap();
+    // Its reply comes before this one's.
+    assert!(guest.read("/local/domain/5/x").is_ok());
+    assert_eq!(guest.unacked_failures(), 1);
+    assert!(dom0.read("/local/domain/0/y").is_err());
+}

@@ -33,6 +33,7 @@ mod credit;
 mod mcast;
 mod portsec;
 pub mod prio;
+mod relink;
 mod rx;
 mod tx;
 mod violation;
@@ -40,6 +41,7 @@ mod violation;
 pub use credit::{TxRate, MAX_BURST_BYTES};
 pub use mcast::MCAST_MAX;
 pub use portsec::{link_local, Policy, PortSecurity, Violation, PORT_SECURITY_MAX_IPS};
+pub use relink::{Relink, RelinkError, DETACH_TIMEOUT};
 pub use rx::RX_DRAIN_TIMEOUT;
 pub use violation::{ProtocolViolation, RingName, RingOverflow};
 
@@ -325,6 +327,160 @@ pub const MAX_QUEUES: usize = 8;
 /// Epoll token of the tick timer in a vif's epoll set (channels use their
 /// index).
 const TIMER_TOKEN: u64 = u64::MAX;
+/// Epoll token of the [`Relink`] eventfd.
+const RELINK_TOKEN: u64 = u64::MAX - 1;
+
+/// A frontend's rings and event channels, mapped and bound but not yet
+/// served: what a vif is made of ([`Vif::from_rings`]), or what
+/// [`Relink::attach`] hands to a vif that keeps its port across a reset.
+#[derive(Debug)]
+pub struct Rings {
+    name: String,
+    frontend: FrontendConfig,
+    grants: Box<dyn GrantOps + Send>,
+    channels: Vec<Channel>,
+    queues: Vec<Queue>,
+    ctrl: Option<(BackRing<CtrlRing>, usize)>,
+}
+
+impl Rings {
+    /// Check a frontend's configuration and map its queues' rings
+    /// (every ring reference distinct, 1 to [`MAX_QUEUES`] queues), as
+    /// [`Vif::connect_queues`] does.
+    pub fn connect_queues(
+        name: String,
+        mut frontend: FrontendConfig,
+        queues: Vec<QueueSpec>,
+        mut grants: Box<dyn GrantOps + Send>,
+    ) -> Result<Rings, VifError> {
+        if !frontend.rx_copy {
+            return Err(VifError::RxCopyRequired);
+        }
+        if queues.is_empty() || queues.len() > MAX_QUEUES {
+            return Err(VifError::Attach(format!(
+                "{} queues requested; 1 to {MAX_QUEUES} are supported",
+                queues.len()
+            )));
+        }
+        let mut refs: Vec<GrantRef> = Vec::with_capacity(2 * queues.len());
+        for q in &queues {
+            for r in [q.tx_ring_ref, q.rx_ring_ref] {
+                if refs.contains(&r) {
+                    return Err(VifError::SharedRingRef(r));
+                }
+                refs.push(r);
+            }
+        }
+        if let Some(q0) = queues.first() {
+            frontend.tx_ring_ref = q0.tx_ring_ref;
+            frontend.rx_ring_ref = q0.rx_ring_ref;
+        }
+        let mut channels = Vec::new();
+        let mut qs = Vec::with_capacity(queues.len());
+        for q in queues {
+            let tx_page = grants.map_ring(frontend.domid, q.tx_ring_ref, true)?;
+            let rx_page = grants.map_ring(frontend.domid, q.rx_ring_ref, true)?;
+            let tx_chan = channels.len();
+            channels.push(Channel::new(q.tx_evtchn));
+            let rx_chan = match q.rx_evtchn {
+                Some(ch) => {
+                    channels.push(Channel::new(ch));
+                    channels.len() - 1
+                }
+                None => tx_chan,
+            };
+            qs.push(Queue {
+                tx: BackRing::attach(tx_page),
+                rx: BackRing::attach(rx_page),
+                tx_chan,
+                rx_chan,
+                rx_queue: VecDeque::new(),
+                rx_queue_bytes: 0,
+                rx_prio: VecDeque::new(),
+                rx_prio_bytes: 0,
+                last_rx_prod: 0,
+                tx_seen_at: None,
+            });
+        }
+        Ok(Rings {
+            name,
+            frontend,
+            grants,
+            channels,
+            queues: qs,
+            ctrl: None,
+        })
+    }
+
+    /// Map the control ring and take its channel.
+    fn attach_ctrl(
+        &mut self,
+        ring_ref: GrantRef,
+        evtchn: Box<dyn EventChannel + Send>,
+    ) -> Result<(), VifError> {
+        let page = self.grants.map_ring(self.frontend.domid, ring_ref, true)?;
+        let idx = self.channels.len();
+        self.channels.push(Channel::new(evtchn));
+        self.ctrl = Some((BackRing::attach(page), idx));
+        Ok(())
+    }
+
+    /// The rings a frontend described in xenstore (`keys`, see
+    /// [`crate::xenbus::read_frontend`]): each queue's rings and its one
+    /// or split event channels, then the control ring if the frontend
+    /// gave one. `bind` binds our end of one of the frontend's
+    /// event-channel ports (`EVTCHNOP_bind_interdomain`); `grants` reach
+    /// the frontend's pages. Errors: a refused bind or ring mapping, a
+    /// configuration [`Vif::connect_queues`] refuses. Logs nothing (it is
+    /// on the path of a frontend waiting for Connected): the caller logs
+    /// [`Rings::describe`] once the connection is announced.
+    pub fn connect_frontend(
+        name: String,
+        keys: &crate::xenbus::FrontendKeys,
+        grants: Box<dyn GrantOps + Send>,
+        mut bind: impl FnMut(u32) -> Result<Box<dyn EventChannel + Send>, VifError>,
+    ) -> Result<Rings, VifError> {
+        use crate::xenbus::EventChannels;
+        let mut specs = Vec::with_capacity(keys.queues.len());
+        for q in &keys.queues {
+            let (tx, rx) = match q.evtchn {
+                EventChannels::Single(p) => (p, None),
+                EventChannels::Split { tx, rx } => (tx, Some(rx)),
+            };
+            specs.push(QueueSpec {
+                tx_ring_ref: q.tx_ring_ref,
+                rx_ring_ref: q.rx_ring_ref,
+                tx_evtchn: bind(tx)?,
+                rx_evtchn: rx.map(&mut bind).transpose()?,
+            });
+        }
+        let mut rings = Rings::connect_queues(name, keys.config, specs, grants)?;
+        if let Some((ring_ref, port)) = keys.ctrl {
+            rings.attach_ctrl(ring_ref, bind(port)?)?;
+        }
+        Ok(rings)
+    }
+
+    /// What the rings connect to, for a log line: `domain D handle H: N
+    /// queue(s), M event channel(s)[, control ring]`.
+    pub fn describe(&self) -> String {
+        describe(
+            &self.frontend,
+            self.queues.len(),
+            self.channels.len(),
+            self.ctrl.is_some(),
+        )
+    }
+}
+
+fn describe(fe: &FrontendConfig, queues: usize, channels: usize, ctrl: bool) -> String {
+    format!(
+        "domain {} handle {}: {queues} queue(s), {channels} event channel(s){}",
+        fe.domid,
+        fe.handle,
+        if ctrl { ", control ring" } else { "" }
+    )
+}
 
 /// A connected Xen vif served in userspace.
 #[derive(Debug)]
@@ -376,6 +532,19 @@ pub struct Vif {
     tx_scratch: tx::Scratch,
     rx_scratch: rx::Scratch,
     rx_pool: Vec<Packet>,
+    /// Ring swaps across interface resets ([`Vif::relink`]).
+    relink: Arc<Relink>,
+    /// Packets for the guest held while its rings are down (between its
+    /// frontend's Closing and its reconnection), delivered on the fresh
+    /// rings; at most [`RX_QUEUE_PACKETS`] and [`RX_QUEUE_BYTES`].
+    held: VecDeque<Packet>,
+    held_bytes: usize,
+}
+
+impl Drop for Vif {
+    fn drop(&mut self) {
+        self.relink.kill();
+    }
 }
 
 impl Vif {
@@ -405,79 +574,68 @@ impl Vif {
     pub fn connect_queues(
         name: String,
         backend_domid: DomId,
-        mut frontend: FrontendConfig,
+        frontend: FrontendConfig,
         queues: Vec<QueueSpec>,
-        mut grants: Box<dyn GrantOps + Send>,
+        grants: Box<dyn GrantOps + Send>,
     ) -> Result<Vif, VifError> {
-        if !frontend.rx_copy {
-            return Err(VifError::RxCopyRequired);
-        }
-        if queues.is_empty() || queues.len() > MAX_QUEUES {
-            return Err(VifError::Attach(format!(
-                "{} queues requested; 1 to {MAX_QUEUES} are supported",
-                queues.len()
-            )));
-        }
-        let mut refs: Vec<GrantRef> = Vec::with_capacity(2 * queues.len());
-        for q in &queues {
-            for r in [q.tx_ring_ref, q.rx_ring_ref] {
-                if refs.contains(&r) {
-                    return Err(VifError::SharedRingRef(r));
-                }
-                refs.push(r);
-            }
-        }
-        if let Some(q0) = queues.first() {
-            frontend.tx_ring_ref = q0.tx_ring_ref;
-            frontend.rx_ring_ref = q0.rx_ring_ref;
-        }
+        let vif = Vif::connect_queues_quiet(name, frontend, queues, grants)?;
+        tracing::info!(
+            "{}: connected to {} (backend domain {backend_domid})",
+            vif.name,
+            vif.describe()
+        );
+        Ok(vif)
+    }
+
+    /// What the vif is connected to, for a log line: `domain D handle H:
+    /// N queue(s), M event channel(s)[, control ring]`.
+    pub fn describe(&self) -> String {
+        describe(
+            &self.frontend,
+            self.queues.len(),
+            self.channels.len(),
+            self.ctrl.is_some(),
+        )
+    }
+
+    /// [`Vif::connect_queues`] without its log line.
+    fn connect_queues_quiet(
+        name: String,
+        frontend: FrontendConfig,
+        queues: Vec<QueueSpec>,
+        grants: Box<dyn GrantOps + Send>,
+    ) -> Result<Vif, VifError> {
+        Vif::from_rings(Rings::connect_queues(name, frontend, queues, grants)?)
+    }
+
+    /// A vif serving `rings`: its own epoll set (every channel and its
+    /// timer), counters and settings at their defaults.
+    pub fn from_rings(rings: Rings) -> Result<Vif, VifError> {
+        let Rings {
+            name,
+            frontend,
+            grants,
+            channels,
+            queues: qs,
+            ctrl,
+        } = rings;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         let timer = TimerFd::new(
             ClockId::CLOCK_MONOTONIC,
             TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
         )?;
         epoll.add(&timer, EpollEvent::new(EpollFlags::EPOLLIN, TIMER_TOKEN))?;
-        let mut channels = Vec::new();
-        let mut qs = Vec::with_capacity(queues.len());
-        for q in queues {
-            let tx_page = grants.map_ring(frontend.domid, q.tx_ring_ref, true)?;
-            let rx_page = grants.map_ring(frontend.domid, q.rx_ring_ref, true)?;
-            let tx_chan = channels.len();
-            channels.push(Channel::new(q.tx_evtchn));
-            let rx_chan = match q.rx_evtchn {
-                Some(ch) => {
-                    channels.push(Channel::new(ch));
-                    channels.len() - 1
-                }
-                None => tx_chan,
-            };
-            qs.push(Queue {
-                tx: BackRing::attach(tx_page),
-                rx: BackRing::attach(rx_page),
-                tx_chan,
-                rx_chan,
-                rx_queue: VecDeque::new(),
-                rx_queue_bytes: 0,
-                rx_prio: VecDeque::new(),
-                rx_prio_bytes: 0,
-                last_rx_prod: 0,
-                tx_seen_at: None,
-            });
-        }
+        let relink = Arc::new(Relink::new()?);
+        epoll.add(
+            &relink.wake,
+            EpollEvent::new(EpollFlags::EPOLLIN, RELINK_TOKEN),
+        )?;
         for (i, c) in channels.iter().enumerate() {
             epoll.add(
                 c.evtchn.event_fd(),
                 EpollEvent::new(EpollFlags::EPOLLIN, i as u64),
             )?;
         }
-        tracing::info!(
-            "{name}: connected to domain {} handle {} (backend domain {backend_domid}): \
-             {} queue(s), {} event channel(s)",
-            frontend.domid,
-            frontend.handle,
-            qs.len(),
-            channels.len()
-        );
         let metrics = Arc::new(VifMetrics::default());
         VifMetrics::add(&metrics.queues, qs.len() as u64);
         Ok(Vif {
@@ -497,7 +655,7 @@ impl Vif {
             rx_drain: rx::RX_DRAIN_TIMEOUT,
             rx_control_first: true,
             hash: crate::ctrl::HashConfig::default(),
-            ctrl: None,
+            ctrl,
             mcast: mcast::McastFilter::default(),
             metrics,
             disabled: false,
@@ -509,7 +667,110 @@ impl Vif {
             tx_scratch: tx::Scratch::default(),
             rx_scratch: rx::Scratch::default(),
             rx_pool: Vec::new(),
+            relink,
+            held: VecDeque::new(),
+            held_bytes: 0,
         })
+    }
+
+    /// The vif's hand-over point for swapping its rings across an
+    /// interface reset while its port stays where it is (see [`Relink`]).
+    pub fn relink(&self) -> Arc<Relink> {
+        self.relink.clone()
+    }
+
+    /// Serve the control plane's [`Relink`] request, if any (on the
+    /// forwarding thread, from [`Port::recv`]).
+    fn serve_relink(&mut self) {
+        match self.relink.take() {
+            None => {}
+            Some(relink::Request::Detach) => {
+                self.drop_rings();
+                self.relink.detached();
+                tracing::debug!("{}: rings released, port kept", self.name);
+            }
+            Some(relink::Request::Attach(fresh)) => {
+                self.drop_rings();
+                self.take_rings(*fresh);
+                tracing::debug!(
+                    "{}: fresh rings of domain {} swapped in",
+                    self.name,
+                    self.frontend.domid
+                );
+            }
+        }
+    }
+
+    /// Drop the rings, the control ring and the event channels (unmapping
+    /// and unbinding them) and the grant access; packets waiting for the
+    /// guest are held for the fresh rings ([`Vif::hold`]). The vif's
+    /// settings, counters and port stay.
+    fn drop_rings(&mut self) {
+        for c in &self.channels {
+            let _ = self.epoll.delete(c.evtchn.event_fd());
+        }
+        let mut queues = std::mem::take(&mut self.queues);
+        for q in &mut queues {
+            // Control frames first, as they would have been delivered.
+            for w in q.rx_prio.drain(..).chain(q.rx_queue.drain(..)) {
+                self.hold(w.into_packet());
+            }
+        }
+        drop(queues);
+        self.ctrl = None;
+        self.channels.clear();
+        self.grants = Box::new(relink::NoGrants);
+        self.hash = crate::ctrl::HashConfig::default();
+        self.mcast = mcast::McastFilter::default();
+        self.next_queue = 0;
+        self.metrics
+            .queues
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Keep packet `p` for the guest until its fresh rings come, within
+    /// [`RX_QUEUE_PACKETS`] and [`RX_QUEUE_BYTES`]; beyond, it is dropped
+    /// and counted (`tx_down_drops`).
+    fn hold(&mut self, p: Packet) {
+        if self.held.len() >= RX_QUEUE_PACKETS || self.held_bytes + p.len() > RX_QUEUE_BYTES {
+            VifMetrics::add(&self.metrics.tx_down_drops, 1);
+            return;
+        }
+        self.held_bytes += p.len();
+        self.held.push_back(p);
+    }
+
+    /// Take `fresh`'s rings, channels, grant access and frontend
+    /// configuration (after [`Vif::drop_rings`]); `fresh` is left without
+    /// them. Packets held meanwhile go to the guest now.
+    fn take_rings(&mut self, fresh: Rings) {
+        self.frontend = fresh.frontend;
+        self.grants = fresh.grants;
+        self.queues = fresh.queues;
+        self.ctrl = fresh.ctrl;
+        self.channels = fresh.channels;
+        for (i, c) in self.channels.iter().enumerate() {
+            if let Err(e) = self.epoll.add(
+                c.evtchn.event_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, i as u64),
+            ) {
+                // Its rings are still served on every pass and on the
+                // timer; only its events are missed.
+                tracing::warn!("{}: cannot poll event channel {i}: {e}", self.name);
+            }
+        }
+        self.metrics.queues.store(
+            self.queues.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        if !self.held.is_empty() {
+            let held = std::mem::take(&mut self.held);
+            self.held_bytes = 0;
+            for chunk in Vec::from(held).chunks(MAX_BURST) {
+                let refs: Vec<&Packet> = chunk.iter().collect();
+                Port::send(self, &refs);
+            }
+        }
     }
 
     /// Set the bound on spurious events (events that bring no new
@@ -580,33 +841,17 @@ impl Vif {
     /// one. `bind` binds our end of one of the frontend's event-channel
     /// ports (`EVTCHNOP_bind_interdomain`); `grants` reach the frontend's
     /// pages. Errors: a refused bind or ring mapping, or what
-    /// [`Vif::connect_queues`] refuses.
+    /// [`Vif::connect_queues`] refuses. Logs nothing (it is on the path
+    /// of a frontend waiting for Connected): the caller logs
+    /// [`Vif::describe`] once the connection is announced.
     pub fn connect_frontend(
         name: String,
-        backend_domid: DomId,
+        _backend_domid: DomId,
         keys: &crate::xenbus::FrontendKeys,
         grants: Box<dyn GrantOps + Send>,
-        mut bind: impl FnMut(u32) -> Result<Box<dyn EventChannel + Send>, VifError>,
+        bind: impl FnMut(u32) -> Result<Box<dyn EventChannel + Send>, VifError>,
     ) -> Result<Vif, VifError> {
-        use crate::xenbus::EventChannels;
-        let mut specs = Vec::with_capacity(keys.queues.len());
-        for q in &keys.queues {
-            let (tx, rx) = match q.evtchn {
-                EventChannels::Single(p) => (p, None),
-                EventChannels::Split { tx, rx } => (tx, Some(rx)),
-            };
-            specs.push(QueueSpec {
-                tx_ring_ref: q.tx_ring_ref,
-                rx_ring_ref: q.rx_ring_ref,
-                tx_evtchn: bind(tx)?,
-                rx_evtchn: rx.map(&mut bind).transpose()?,
-            });
-        }
-        let mut vif = Vif::connect_queues(name, backend_domid, keys.config, specs, grants)?;
-        if let Some((ring_ref, port)) = keys.ctrl {
-            vif.connect_ctrl(ring_ref, bind(port)?)?;
-        }
-        Ok(vif)
+        Vif::from_rings(Rings::connect_frontend(name, keys, grants, bind)?)
     }
 
     /// Attach the frontend's control ring (`ctrl-ring-ref`, mapped through
@@ -614,6 +859,17 @@ impl Vif {
     /// requests are then served ([`crate::ctrl::process`]) whenever the vif
     /// is polled.
     pub fn connect_ctrl(
+        &mut self,
+        ring_ref: GrantRef,
+        evtchn: Box<dyn EventChannel + Send>,
+    ) -> Result<(), VifError> {
+        self.attach_ctrl(ring_ref, evtchn)?;
+        tracing::info!("{}: control ring connected", self.name);
+        Ok(())
+    }
+
+    /// [`Vif::connect_ctrl`] without its log line.
+    fn attach_ctrl(
         &mut self,
         ring_ref: GrantRef,
         evtchn: Box<dyn EventChannel + Send>,
@@ -629,7 +885,6 @@ impl Vif {
         )?;
         self.channels.push(Channel::new(evtchn));
         self.ctrl = Some((BackRing::attach(page), idx));
-        tracing::info!("{}: control ring connected", self.name);
         Ok(())
     }
 
@@ -754,6 +1009,9 @@ impl Vif {
         }
         self.disabled = true;
         self.violation = Some(v);
+        // The forwarding thread stops polling a disabled vif: a reset
+        // then connects a new one.
+        self.relink.kill();
         VifMetrics::add(&self.metrics.fatal_errors, 1);
         if let Some(c) = self.metrics.violations.get(v.index()) {
             VifMetrics::add(c, 1);
@@ -829,13 +1087,17 @@ impl Vif {
     /// Consume the events that woke us: each ready channel is acked and
     /// marked fired; the tick unmasks every masked channel. Never blocks.
     fn take_events(&mut self) {
-        let mut events = [EpollEvent::empty(); 2 * MAX_QUEUES + 2];
+        let mut events = [EpollEvent::empty(); 2 * MAX_QUEUES + 3];
         let n = self
             .epoll
             .wait(&mut events, EpollTimeout::ZERO)
             .unwrap_or_default();
         for ev in events.iter().take(n) {
             let token = ev.data();
+            if token == RELINK_TOKEN {
+                self.serve_relink();
+                continue;
+            }
             if token == TIMER_TOKEN {
                 let _ = self.timer.wait(); // reads the expiration count
                 self.timer_at = None;
@@ -1024,6 +1286,13 @@ impl Port for Vif {
     fn send(&mut self, pkts: &[&Packet]) {
         if self.disabled {
             VifMetrics::add(&self.metrics.tx_disabled_drops, pkts.len() as u64);
+            return;
+        }
+        if self.queues.is_empty() {
+            // The rings are down for a reset: kept for the fresh ones.
+            for p in pkts {
+                self.hold((*p).clone());
+            }
             return;
         }
         let mut queues = std::mem::take(&mut self.queues);

@@ -95,6 +95,11 @@ impl RxItem for Queued {
 }
 
 impl Queued {
+    /// The packet, out of the backlog.
+    pub(super) fn into_packet(self) -> Packet {
+        self.pkt
+    }
+
     /// When the packet joined the backlog.
     pub(super) fn since(&self) -> Instant {
         self.at

@@ -1,11 +1,15 @@
 //! A blocking xenstore client.
 //!
-//! One connection (Unix socket or `/dev/xen/xenbus`, same framing) and a
-//! reader thread that splits what the daemon sends into replies and watch
-//! events: watch events may arrive at any time, also between a request and
-//! its reply, and are queued for [`Client::next_event`]. Requests are
-//! serialized: one outstanding request per client, like libxenstore
-//! without threads. A [`Client`] is `Send + Sync`.
+//! One connection (Unix socket or `/dev/xen/xenbus`, same framing), read
+//! by whichever thread needs it: a thread waiting for a reply reads the
+//! connection itself (no hand-over from another thread, one wake-up less
+//! per round trip), and a reader thread reads it whenever nobody else
+//! does, so watch events are taken as they come. Both split what the
+//! daemon sends into replies and watch events: watch events may arrive at
+//! any time, also between a request and its reply, and are queued for
+//! [`Client::next_event`]. Requests are serialized: one outstanding
+//! request per client, like libxenstore without threads. A [`Client`] is
+//! `Send + Sync`.
 //!
 //! Against the real daemons (C `xenstored` of Xen 4.17, Debian's default,
 //! or `oxenstored`): errors arrive as `XS_ERROR` with the errno name
@@ -24,7 +28,7 @@ use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -53,6 +57,10 @@ pub const TRANSACTION_RETRY_BUDGET: Duration = Duration::from_secs(60);
 /// Longest pause between two attempts of a transaction (the cap of the
 /// exponential backoff), ms.
 pub const TRANSACTION_BACKOFF_MAX_MS: u64 = 100;
+
+/// Writes [`Client::write_no_wait`] leaves unanswered at most; beyond,
+/// it waits for the reply as [`Client::write`] does.
+pub const MAX_UNACKED_WRITES: usize = 64;
 
 /// Watch events a [`Client`] holds unread before it drops further ones
 /// (see [`Client::next_event`]): about 100 bytes each.
@@ -84,6 +92,116 @@ struct EventQueue {
     lost: AtomicBool,
 }
 
+/// Writes sent without waiting for their replies, which the reader
+/// thread checks (see [`Client::write_no_wait`]).
+#[derive(Debug, Default)]
+struct Unacked {
+    /// Request id -> path, of the writes not answered yet.
+    pending: Mutex<std::collections::HashMap<u32, String>>,
+    /// Writes the daemon refused.
+    failures: AtomicU64,
+}
+
+impl Unacked {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u32, String>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The reading side of the connection, shared by the reader thread and
+/// the threads waiting for replies (whoever holds `reader` reads).
+struct Io {
+    reader: Mutex<std::io::BufReader<Box<dyn Read + Send>>>,
+    /// The connection's descriptor, polled by the reader thread.
+    fd: std::os::fd::RawFd,
+    /// Where events go; taken when the reader thread ends, so that
+    /// [`Client::next_event`] sees the connection closed.
+    events: Mutex<Option<Sender<WatchEvent>>>,
+    /// Replies read after the one the reading requester waited for.
+    replies: Sender<Message>,
+    queue: Arc<EventQueue>,
+    unacked: Arc<Unacked>,
+    /// Rate limit of the log lines about refused unacknowledged writes.
+    log: Mutex<crate::ratelimit::LogLimit>,
+}
+
+impl std::fmt::Debug for Io {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Io")
+            .field("fd", &self.fd)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Io {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::io::BufReader<Box<dyn Read + Send>>> {
+        self.reader.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Handle one message: a watch event is queued (or dropped at the
+    /// bound), the reply to a write nobody waits for is checked; any
+    /// other reply is returned.
+    fn dispatch(&self, msg: Message) -> Option<Message> {
+        if msg.msg_type == MsgType::WatchEvent {
+            let parts = to_strings(&msg.payload);
+            if let [path, token, ..] = parts.as_slice() {
+                let queue = &self.queue;
+                if queue.queued.load(Ordering::SeqCst) >= queue.max.load(Ordering::Relaxed) {
+                    queue.lost.store(true, Ordering::SeqCst);
+                    return None;
+                }
+                let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(tx) = events.as_ref() {
+                    queue.queued.fetch_add(1, Ordering::SeqCst);
+                    let _ = tx.send(WatchEvent {
+                        path: path.clone(),
+                        token: token.clone(),
+                    });
+                }
+            }
+            return None;
+        }
+        let Some(path) = self.unacked.lock().remove(&msg.req_id) else {
+            return Some(msg);
+        };
+        // The reply to a write nobody waits for.
+        if msg.msg_type != MsgType::Write {
+            self.unacked.failures.fetch_add(1, Ordering::Relaxed);
+            let why = match msg.msg_type {
+                MsgType::Error => format!("{:?}", ErrorCode::from_payload(&msg.payload)),
+                t => format!("reply type {t:?}"),
+            };
+            let allowed = self.log.lock().unwrap_or_else(|e| e.into_inner()).allow();
+            if let Some(held) = allowed {
+                tracing::warn!(
+                    "xenstore: writing {path} failed: {why} ({held} more such failures not logged; rate-limited)"
+                );
+            }
+        }
+        None
+    }
+}
+
+/// Whether `fd` has something to read (or hung up) within `timeout_ms`
+/// (-1: no limit); false on timeout or a poll error other than EINTR.
+fn readable(fd: std::os::fd::RawFd, timeout_ms: i32) -> Option<bool> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        if n >= 0 {
+            return Some(n > 0);
+        }
+        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return None;
+        }
+    }
+}
+
 trait WriteDebug: Write + Send + std::fmt::Debug {}
 impl<T: Write + Send + std::fmt::Debug> WriteDebug for T {}
 
@@ -102,6 +220,10 @@ pub struct Client {
     pending: Mutex<std::collections::VecDeque<WatchEvent>>,
     /// A handle to shut the socket down on drop (wakes the reader).
     socket: Option<UnixStream>,
+    /// Writes sent without waiting, shared with the reader.
+    unacked: Arc<Unacked>,
+    /// The reading side.
+    io: Arc<Io>,
 }
 
 impl Client {
@@ -154,7 +276,13 @@ impl Client {
             .open(path)
             .map_err(connect_err)?;
         let reader = file.try_clone().map_err(connect_err)?;
-        Ok(Client::from_parts(Box::new(reader), Box::new(file), None))
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&reader);
+        Ok(Client::from_parts(
+            Box::new(reader),
+            fd,
+            Box::new(file),
+            None,
+        ))
     }
 
     /// Uses an already connected stream (e.g. one end of a socketpair).
@@ -165,8 +293,10 @@ impl Client {
         };
         let reader = stream.try_clone().map_err(io_err)?;
         let shutdown = stream.try_clone().map_err(io_err)?;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&reader);
         Ok(Client::from_parts(
             Box::new(reader),
+            fd,
             Box::new(stream),
             Some(shutdown),
         ))
@@ -174,6 +304,7 @@ impl Client {
 
     fn from_parts(
         reader: Box<dyn Read + Send>,
+        fd: std::os::fd::RawFd,
         writer: Box<dyn WriteDebug>,
         socket: Option<UnixStream>,
     ) -> Client {
@@ -184,12 +315,33 @@ impl Client {
             max: AtomicUsize::new(MAX_QUEUED_EVENTS),
             lost: AtomicBool::new(false),
         });
-        let q = queue.clone();
+        let unacked = Arc::new(Unacked::default());
+        let io = Arc::new(Io {
+            // Buffered: the replies to pipelined requests
+            // ([`Client::read_many`]) and bursts of events arrive together
+            // and are split without a system call per header and payload.
+            reader: Mutex::new(std::io::BufReader::with_capacity(16 * 1024, reader)),
+            fd,
+            events: Mutex::new(Some(event_tx)),
+            replies: reply_tx.clone(),
+            queue: queue.clone(),
+            unacked: unacked.clone(),
+            log: Mutex::new(crate::ratelimit::LogLimit::new()),
+        });
+        let shared = io.clone();
         // Detached: it ends when the connection does (EOF, error, or our
         // shutdown in Drop).
         let _ = thread::Builder::new()
             .name("xenstore-reader".into())
-            .spawn(move || reader_loop(reader, reply_tx, event_tx, &q));
+            .spawn(move || {
+                reader_loop(&shared, reply_tx);
+                // The connection is gone: no more events.
+                shared
+                    .events
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+            });
         Client {
             conn: Mutex::new(Conn {
                 writer,
@@ -201,6 +353,41 @@ impl Client {
             watches: Mutex::default(),
             pending: Mutex::default(),
             socket,
+            unacked,
+            io,
+        }
+    }
+
+    /// The next reply: one the reader thread took, else read from the
+    /// connection here (events and unacknowledged writes' replies met on
+    /// the way are handled as the reader thread would).
+    fn next_reply(&self, replies: &Receiver<Message>) -> Result<Message, XsError> {
+        loop {
+            if let Ok(m) = replies.try_recv() {
+                return Ok(m);
+            }
+            let mut reader = self.io.lock();
+            // Taken by the reader thread while we waited for the lock?
+            if let Ok(m) = replies.try_recv() {
+                return Ok(m);
+            }
+            let read = |reader: &mut std::io::BufReader<Box<dyn Read + Send>>| {
+                Message::read_from(reader).map_err(|e| match e {
+                    super::wire::WireError::Closed => XsError::Closed,
+                    e => XsError::from(e),
+                })
+            };
+            let Some(reply) = self.io.dispatch(read(&mut reader)?) else {
+                continue;
+            };
+            // What came with it is handled now: nobody would read it from
+            // the buffer before more arrives on the connection.
+            while !reader.buffer().is_empty() {
+                if let Some(later) = self.io.dispatch(read(&mut reader)?) {
+                    let _ = self.io.replies.send(later);
+                }
+            }
+            return Ok(reply);
         }
     }
 
@@ -219,7 +406,7 @@ impl Client {
         let msg = Message::new(op, req_id, tx_id, payload.clone());
         msg.write_to(&mut conn.writer)?;
         loop {
-            let reply = conn.replies.recv().map_err(|_| XsError::Closed)?;
+            let reply = self.next_reply(&conn.replies)?;
             if reply.req_id != req_id {
                 continue; // a stale reply to an abandoned request
             }
@@ -374,7 +561,7 @@ impl Client {
             (0..paths.len()).map(|_| None).collect();
         let mut left = paths.len();
         while left > 0 {
-            let reply = conn.replies.recv().map_err(|_| XsError::Closed)?;
+            let reply = self.next_reply(&conn.replies)?;
             let k = reply.req_id.wrapping_sub(first) as usize;
             let (Some(slot), Some(path)) = (out.get_mut(k), paths.get(k)) else {
                 continue; // a stale reply to an abandoned request
@@ -418,6 +605,47 @@ impl Client {
     /// Writes a node's value, creating it and missing parents.
     pub fn write(&self, path: &str, value: impl AsRef<[u8]>) -> Result<(), XsError> {
         self.do_write(0, path, value.as_ref())
+    }
+
+    /// Writes a node's value as [`Client::write`] does, without waiting for
+    /// the reply: the daemon answers a connection's requests in order, so
+    /// every later request of this client sees the value. The reply is
+    /// checked when it comes: a refusal is logged (a warning naming the
+    /// path and the error, at most one a second) and counted ([`Client::unacked_failures`]).
+    /// With [`MAX_UNACKED_WRITES`] writes unanswered it waits as
+    /// [`Client::write`] does. Errors: sending failed, or (when it waited)
+    /// the daemon refused.
+    pub fn write_no_wait(&self, path: &str, value: impl AsRef<[u8]>) -> Result<(), XsError> {
+        let value = value.as_ref();
+        let mut payload = join_strings(&[path]);
+        payload.extend_from_slice(value);
+        if payload.len() > XENSTORE_PAYLOAD_MAX {
+            return Err(XsError::TooLong(payload.len()));
+        }
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let req_id = conn.next_req_id;
+        {
+            let mut unacked = self.unacked.lock();
+            if unacked.len() >= MAX_UNACKED_WRITES {
+                drop(unacked);
+                drop(conn);
+                return self.write(path, value);
+            }
+            // Before the request goes: the reply may come at once.
+            unacked.insert(req_id, path.to_owned());
+        }
+        conn.next_req_id = conn.next_req_id.wrapping_add(1);
+        let msg = Message::new(MsgType::Write, req_id, 0, payload);
+        if let Err(e) = msg.write_to(&mut conn.writer) {
+            self.unacked.lock().remove(&req_id);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Writes of [`Client::write_no_wait`] the daemon refused so far.
+    pub fn unacked_failures(&self) -> u64 {
+        self.unacked.failures.load(Ordering::Relaxed)
     }
 
     /// Lists a node's children (names, not paths).
@@ -717,32 +945,29 @@ fn to_strings(payload: &[u8]) -> Vec<String> {
         .collect()
 }
 
-fn reader_loop(
-    reader: Box<dyn Read + Send>,
-    replies: Sender<Message>,
-    events: Sender<WatchEvent>,
-    queue: &EventQueue,
-) {
-    // Buffered: the replies to pipelined requests ([`Client::read_many`])
-    // and bursts of events arrive together and are split here without a
-    // system call per header and per payload.
-    let mut reader = std::io::BufReader::with_capacity(16 * 1024, reader);
-    while let Ok(msg) = Message::read_from(&mut reader) {
-        if msg.msg_type == MsgType::WatchEvent {
-            let parts = to_strings(&msg.payload);
-            if let [path, token, ..] = parts.as_slice() {
-                if queue.queued.load(Ordering::SeqCst) >= queue.max.load(Ordering::Relaxed) {
-                    queue.lost.store(true, Ordering::SeqCst);
-                    continue;
+/// Reads the connection whenever it has something and nobody else is
+/// reading it (a thread waiting for its reply reads it itself): events
+/// are queued, replies passed to the requester. Ends with the connection.
+fn reader_loop(io: &Io, replies: Sender<Message>) {
+    loop {
+        match readable(io.fd, -1) {
+            Some(true) => {}
+            Some(false) => continue,
+            None => return,
+        }
+        let mut reader = io.lock();
+        // What a requester left for us (or nothing: it read it all).
+        while !reader.buffer().is_empty() || readable(io.fd, 0) == Some(true) {
+            match Message::read_from(&mut *reader) {
+                Ok(msg) => {
+                    if let Some(reply) = io.dispatch(msg) {
+                        if replies.send(reply).is_err() {
+                            return;
+                        }
+                    }
                 }
-                queue.queued.fetch_add(1, Ordering::SeqCst);
-                let _ = events.send(WatchEvent {
-                    path: path.clone(),
-                    token: token.clone(),
-                });
+                Err(_) => return,
             }
-        } else if replies.send(msg).is_err() {
-            break;
         }
     }
 }

@@ -35,7 +35,10 @@ use crate::ratelimit::LogLimit;
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
-use nix::sys::socket::{send, MsgFlags};
+use nix::sys::socket::MsgFlags;
+
+/// Most queued messages one `sendmsg` of [`Conn::flush`] carries.
+const FLUSH_IOVECS: usize = 64;
 
 use super::{ConnHandle, Shared, XenstoreServer};
 use crate::xenstore::wire::{Message, WireError};
@@ -223,29 +226,50 @@ impl Conn {
         Ok(())
     }
 
-    /// Writes queued output until the socket would block.
+    /// Writes queued output until the socket would block: every queued
+    /// message in one `sendmsg` (up to [`FLUSH_IOVECS`]), so that the
+    /// replies to a client's pipelined requests reach it together (one
+    /// wake-up, not one per reply).
     fn flush(&mut self) -> io::Result<()> {
         let fd = self.stream.as_raw_fd();
         let mut q = self.handle.lock_out();
         loop {
-            let (res, len) = match q.msgs.front() {
-                None => return Ok(()),
-                Some(front) => {
-                    let rest = front.get(q.written..).unwrap_or_default();
-                    (
-                        send(fd, rest, MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT),
-                        front.len(),
-                    )
+            let res = {
+                let mut iov: Vec<std::io::IoSlice<'_>> = Vec::with_capacity(FLUSH_IOVECS);
+                for (i, m) in q.msgs.iter().take(FLUSH_IOVECS).enumerate() {
+                    let part = if i == 0 {
+                        m.get(q.written..).unwrap_or_default()
+                    } else {
+                        m.as_slice()
+                    };
+                    iov.push(std::io::IoSlice::new(part));
                 }
+                if iov.is_empty() {
+                    return Ok(());
+                }
+                nix::sys::socket::sendmsg::<()>(
+                    fd,
+                    &iov,
+                    &[],
+                    MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+                    None,
+                )
             };
             match res {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    q.written += n;
+                Ok(mut n) => {
                     q.bytes = q.bytes.saturating_sub(n);
-                    if q.written >= len {
-                        q.msgs.pop_front();
-                        q.written = 0;
+                    while n > 0 {
+                        let Some(front) = q.msgs.front() else { break };
+                        let left = front.len().saturating_sub(q.written);
+                        if n >= left {
+                            n -= left;
+                            q.msgs.pop_front();
+                            q.written = 0;
+                        } else {
+                            q.written += n;
+                            n = 0;
+                        }
                     }
                 }
                 Err(Errno::EINTR) => {}
