@@ -169,7 +169,7 @@ EOF
     [ -S "$rd/br0.mgmt" ] || { skip all xennet "xennetd did not start: $(tail -3 "$rd/xennetd.log")"; net_cleanup; rm -rf "$rd"; return 0; }
     iperf_pair xennet
     flow_setup xennet "$rd/ovs-vswitchd.$pid.ctl" "$rd"
-    ct_bench xennet "$rd/ovs-vswitchd.$pid.ctl" "$rd"
+    ct_bench xennet "$rd/ovs-vswitchd.$pid.ctl" "$rd" "$pid"
     flow_mod xennet "$rd" "$pid"
     net_cleanup
     rm -rf "$rd"
@@ -198,7 +198,7 @@ bench_ovs() {
     iperf_pair "$peer"
     if [ "$tso" = no ]; then
         flow_setup ovs "$d/ovs-vswitchd.ctl" "$d"
-        ct_bench ovs "$d/ovs-vswitchd.ctl" "$d"
+        ct_bench ovs "$d/ovs-vswitchd.ctl" "$d" "$(cat "$d/ovs-vswitchd.pid")"
         flow_mod ovs "$d" "$(cat "$d/ovs-vswitchd.pid")"
     fi
     net_cleanup
@@ -320,8 +320,9 @@ PY
 #   first counter change to 95 % of the burst's connections.
 # * ct_udp64_pps: iperf3 UDP -l 64 -b 0 delivered packets/s (one
 #   established connection) through the same flows, $SECS s.
+# * ct_tcp_gbps, ct_cpu_ns_per_pkt, noct_cpu_ns_per_pkt: see ct_tcp_cpu.
 ct_bench() {
-    local peer=$1 ctl=$2 dir=$3 f="$OUT/ct-flows.txt" tmp
+    local peer=$1 ctl=$2 dir=$3 pid=$4 f="$OUT/ct-flows.txt" tmp
     cat > "$f" <<'FLOWS'
 table=0,priority=10,arp,actions=NORMAL
 table=0,priority=100,ip,actions=ct(table=1)
@@ -407,7 +408,88 @@ except Exception as e:
 PY
     kill "$(cat "$tmp/iperf3.pid")" 2>/dev/null || true
     rm -rf "$tmp"
+    ct_tcp_cpu "$peer" "$ctl" "$dir" "$pid" "$f"
     run env OVS_RUNDIR="$dir" ovs-ofctl -O OpenFlow13 del-flows br0
+}
+
+# CT_PPS: the fixed UDP 64 B rate (packets/s) at which ct_tcp_cpu
+# compares the switch's CPU per packet with and without ct; low enough
+# that both switches forward all of it on a loaded 2-vCPU machine.
+CT_PPS=${CT_PPS:-20000}
+
+# switch_cpu_ns PID: CPU time of process PID so far, ns, summed over its
+# threads (/proc/PID/task/*/schedstat, first field: time on a CPU).
+switch_cpu_ns() {
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}'
+}
+
+# ct_cpu PEER PID KEY TMP: iperf3 UDP -l 64 at $CT_PPS packets/s for $SECS
+# s through the flows in place; KEY = the switch's CPU time (process
+# PID, all its threads, switch_cpu_ns) over the run divided by the
+# packets iperf3 sent (every one of them crosses the switch once).
+ct_cpu() {
+    local peer=$1 pid=$2 key=$3 tmp=$4 c0 c1
+    c0=$(switch_cpu_ns "$pid")
+    run ip netns exec "$NS_C" timeout $((SECS + 20)) iperf3 -c "$IP_S" -p 5298 -t "$SECS" -u -l 64 \
+        -b $((CT_PPS * 64 * 8)) -J > "$tmp/cpu.json" || true
+    c1=$(switch_cpu_ns "$pid")
+    python3 - "$tmp/cpu.json" "$peer" "$key" "$((c1 - c0))" "$OUT/net.txt" <<'PY'
+import json, sys
+f, peer, key, cpu, res = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+try:
+    s = json.load(open(f))["end"]["sum"]
+    sent, lost = s["packets"], s["lost_packets"]
+    ns = cpu / max(sent, 1)
+    open(res, "a").write(f"{key} {peer} {ns:.0f}\n")
+    print(f"bench: {peer} {key}: {cpu / 1e6:.1f} ms of switch CPU for {sent} packets "
+          f"({100.0 * lost / max(sent, 1):.1f}% loss): {ns:.0f} ns/packet", file=sys.stderr)
+except Exception as e:
+    print(f"bench: {key} {peer} left out: iperf3 UDP failed: {e!r}", file=sys.stderr)
+PY
+}
+
+# ct_tcp_cpu PEER CTL RUNDIR PID FLOWS: established traffic through the ct
+# pipeline in FLOWS (installed by ct_bench):
+# * ct_tcp_gbps: iperf3 TCP Gbit/s received, $SECS s, one connection;
+# * ct_cpu_ns_per_pkt: the switch's CPU per UDP 64 B packet at $CT_PPS
+#   packets/s of one established connection (ct_cpu);
+# * noct_cpu_ns_per_pkt: the same traffic with the ct flows replaced by
+#   "actions=NORMAL" (what ct costs is the difference).
+ct_tcp_cpu() {
+    local peer=$1 ctl=$2 dir=$3 pid=$4 flows=$5 tmp
+    tmp=$(mktemp -d)
+    run ip netns exec "$NS_S" iperf3 -s -D -B "$IP_S" -p 5298 --pidfile "$tmp/iperf3.pid"
+    sleep 0.5
+    NET_PIDS+=("$(cat "$tmp/iperf3.pid")")
+    run ip netns exec "$NS_C" timeout $((SECS + 20)) iperf3 -c "$IP_S" -p 5298 -t "$SECS" -J > "$tmp/tcp.json" || true
+    python3 - "$tmp" "$peer" "$OUT/net.txt" <<'PY'
+import json, sys
+tmp, peer, res = sys.argv[1:]
+try:
+    t = json.load(open(f"{tmp}/tcp.json"))
+    s = t["end"]["sum_received"]
+    if s["bytes"] == 0:
+        raise KeyError("0 bytes received (TCP stalled)")
+    open(res, "a").write(f"ct_tcp_gbps {peer} {s['bits_per_second'] / 1e9:.3f}\n")
+    print(f"bench: {peer} TCP through ct {s['bits_per_second'] / 1e9:.2f} Gbit/s, "
+          f"{t['end']['sum_sent'].get('retransmits', -1)} retransmits", file=sys.stderr)
+except Exception as e:
+    print(f"bench: ct_tcp_gbps {peer} left out: iperf3 TCP failed: {e!r}", file=sys.stderr)
+PY
+    if [ -r "/proc/$pid/schedstat" ]; then
+        ct_cpu "$peer" "$pid" ct_cpu_ns_per_pkt "$tmp"
+        run env OVS_RUNDIR="$dir" ovs-ofctl -O OpenFlow13 del-flows br0
+        run env OVS_RUNDIR="$dir" ovs-ofctl -O OpenFlow13 add-flow br0 "priority=0,actions=NORMAL"
+        run ovs-appctl -t "$ctl" dpctl/flush-conntrack
+        ct_cpu "$peer" "$pid" noct_cpu_ns_per_pkt "$tmp"
+        run env OVS_RUNDIR="$dir" ovs-ofctl -O OpenFlow13 del-flows br0
+        run env OVS_RUNDIR="$dir" ovs-ofctl -O OpenFlow13 add-flows br0 "$flows"
+    else
+        skip ct_cpu_ns_per_pkt "$peer" "no /proc/$pid/schedstat"
+        skip noct_cpu_ns_per_pkt "$peer" "no /proc/$pid/schedstat"
+    fi
+    kill "$(cat "$tmp/iperf3.pid")" 2>/dev/null || true
+    rm -rf "$tmp"
 }
 
 # peer_run NAME FUNCTION [ARGS...]: one switch's benchmarks in a subshell
