@@ -261,3 +261,48 @@ impl Handler for OfBridge {
             .commit_bundle(flags, msgs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xennet_openflow::ct_flush::{CtFlush, CtTuple};
+
+    /// IPv4-mapped addresses become the tracker's IPv4 form, IPv6 stays
+    /// whole, zero addresses and ports are "any", ICMP fields as sent.
+    #[test]
+    fn ct_flush_request_as_tracker_match() {
+        let mut mapped = [0u8; 16];
+        mapped[10..].copy_from_slice(&[0xff, 0xff, 10, 0, 0, 1]);
+        let f = CtFlush {
+            zone: Some(3),
+            ip_proto: 1,
+            orig: CtTuple {
+                src: Some(mapped),
+                dst: Some([0; 16]),
+                src_port: Some(0),
+                icmp_id: Some(7),
+                ..CtTuple::default()
+            },
+            reply: CtTuple::default(),
+        };
+        let m = ct_flush_match(&f);
+        assert_eq!(m.ipv6, Some(false));
+        assert_eq!(m.proto, Some(1));
+        assert_eq!(m.orig.src, Some(0x0a00_0001));
+        assert_eq!((m.orig.dst, m.orig.sport), (None, None));
+        assert_eq!(m.orig.icmp_id, Some(7));
+        assert_eq!(m.reply, conntrack::TupleMatch::default());
+        let v6: [u8; 16] = std::net::Ipv6Addr::LOCALHOST.octets();
+        let f = CtFlush {
+            reply: CtTuple {
+                dst: Some(v6),
+                ..CtTuple::default()
+            },
+            ..CtFlush::default()
+        };
+        let m = ct_flush_match(&f);
+        assert_eq!((m.ipv6, m.proto), (Some(true), None));
+        assert_eq!(m.reply.dst, Some(1));
+        assert!(ct_flush_match(&CtFlush::default()).is_empty());
+    }
+}

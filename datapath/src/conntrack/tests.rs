@@ -1480,4 +1480,28 @@ fn flush_by_tuple_follows_ovs() {
     assert_eq!(ct.flush_match(None, &m), Err(FlushError::NotFound));
     assert_eq!(ct.flush_match(Some(5), &m), Ok(1));
     assert_eq!(ct.nconns(), 0);
+
+    // IPv6, next to IPv4 with the same ports: by family and address.
+    run(&ct, &mut udp6(A6, B6, 1, 2), &commit(0), now);
+    run(&ct, &mut udp6(B6, A6, 3, 4), &commit(0), now);
+    run(&ct, &mut udp4(A, B, 1, 2), &commit(0), now);
+    let v6src = FlushMatch {
+        ipv6: Some(true),
+        orig: TupleMatch {
+            src: Some(u128::from_be_bytes(A6)),
+            ..none
+        },
+        ..FlushMatch::default()
+    };
+    assert_eq!(ct.flush_match(None, &v6src), Ok(1));
+    let port1 = FlushMatch {
+        proto: Some(17),
+        orig: TupleMatch {
+            sport: Some(1),
+            ..none
+        },
+        ..FlushMatch::default()
+    };
+    assert_eq!(ct.flush_match(None, &port1), Ok(1));
+    assert!(ct.dump(None)[0].contains("sport=3"));
 }
