@@ -6,6 +6,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
+use xennet_datapath::conntrack;
 use xennet_openflow::model::{self, Desc, MpReply, MpRequest, Msg, PortDesc, SwitchFeatures};
 use xennet_openflow::OfError;
 
@@ -160,6 +161,38 @@ pub fn port_desc(
     }
 }
 
+/// An `NXT_CT_FLUSH` request as the tracker's match (OVS
+/// `ofp_ct_match`, `ct_dpif_entry_cmp`): an all-zero address or a zero
+/// port matches anything; IPv4 addresses arrive IPv4-mapped.
+fn ct_flush_match(f: &xennet_openflow::ct_flush::CtFlush) -> conntrack::FlushMatch {
+    let mut ipv6 = None;
+    let mut addr = |a: Option<[u8; 16]>| {
+        let a = a.filter(|a| *a != [0; 16])?;
+        let mapped = a[..10] == [0; 10] && a[10..12] == [0xff, 0xff];
+        ipv6 = Some(!mapped);
+        let v = u128::from_be_bytes(a);
+        Some(if mapped { v & 0xffff_ffff } else { v })
+    };
+    let nz = |p: Option<u16>| p.filter(|p| *p != 0);
+    let mut tuple = |t: &xennet_openflow::ct_flush::CtTuple| conntrack::TupleMatch {
+        src: addr(t.src),
+        dst: addr(t.dst),
+        sport: nz(t.src_port),
+        dport: nz(t.dst_port),
+        icmp_id: t.icmp_id,
+        icmp_type: t.icmp_type,
+        icmp_code: t.icmp_code,
+    };
+    let orig = tuple(&f.orig);
+    let reply = tuple(&f.reply);
+    conntrack::FlushMatch {
+        ipv6,
+        proto: (f.ip_proto != 0).then_some(f.ip_proto),
+        orig,
+        reply,
+    }
+}
+
 impl Handler for OfBridge {
     fn handle(&self, ctx: &ConnCtx, msg: Msg) -> Result<Vec<Msg>, OfError> {
         let b = self.bridge()?;
@@ -183,23 +216,16 @@ impl Handler for OfBridge {
         }
     }
 
-    /// `NXT_CT_FLUSH_ZONE` and `NXT_CT_FLUSH` (OVS `handle_nxt_ct_flush`):
-    /// a zone (or every zone) of the tracker every bridge shares.
-    /// Flushing by tuple or protocol is not implemented: refused with
-    /// `OFPBRC_EPERM`, never ignored.
+    /// `NXT_CT_FLUSH_ZONE` and `NXT_CT_FLUSH` (OVS 3.1/3.2
+    /// `handle_nxt_ct_flush`): a zone, every zone, or the connections a
+    /// tuple match selects (`Conntrack::flush_match`), in the tracker
+    /// every bridge shares. As in OVS, finding nothing is no error.
     fn ct_flush(&self, flush: &xennet_openflow::ct_flush::CtFlush) -> Result<(), OfError> {
         let b = self.bridge()?;
-        let empty = xennet_openflow::ct_flush::CtTuple::default();
-        if flush.ip_proto != 0 || flush.orig != empty || flush.reply != empty {
-            tracing::warn!(
-                "{}: ct flush by tuple or protocol refused: not implemented (flush by zone works)",
-                b.name
-            );
-            return Err(OfError::BAD_REQUEST_EPERM);
-        }
-        let n = b.conntrack.flush(flush.zone);
+        let m = ct_flush_match(flush);
+        let n = b.conntrack.flush_match(flush.zone, &m).unwrap_or(0);
         tracing::debug!(
-            "{}: ct flush of zone {:?}: {n} connections",
+            "{}: ct flush of zone {:?} {m:?}: {n} connections",
             b.name,
             flush.zone
         );
@@ -233,5 +259,50 @@ impl Handler for OfBridge {
         self.bridge()
             .map_err(|e| (0, e))?
             .commit_bundle(flags, msgs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xennet_openflow::ct_flush::{CtFlush, CtTuple};
+
+    /// IPv4-mapped addresses become the tracker's IPv4 form, IPv6 stays
+    /// whole, zero addresses and ports are "any", ICMP fields as sent.
+    #[test]
+    fn ct_flush_request_as_tracker_match() {
+        let mut mapped = [0u8; 16];
+        mapped[10..].copy_from_slice(&[0xff, 0xff, 10, 0, 0, 1]);
+        let f = CtFlush {
+            zone: Some(3),
+            ip_proto: 1,
+            orig: CtTuple {
+                src: Some(mapped),
+                dst: Some([0; 16]),
+                src_port: Some(0),
+                icmp_id: Some(7),
+                ..CtTuple::default()
+            },
+            reply: CtTuple::default(),
+        };
+        let m = ct_flush_match(&f);
+        assert_eq!(m.ipv6, Some(false));
+        assert_eq!(m.proto, Some(1));
+        assert_eq!(m.orig.src, Some(0x0a00_0001));
+        assert_eq!((m.orig.dst, m.orig.sport), (None, None));
+        assert_eq!(m.orig.icmp_id, Some(7));
+        assert_eq!(m.reply, conntrack::TupleMatch::default());
+        let v6: [u8; 16] = std::net::Ipv6Addr::LOCALHOST.octets();
+        let f = CtFlush {
+            reply: CtTuple {
+                dst: Some(v6),
+                ..CtTuple::default()
+            },
+            ..CtFlush::default()
+        };
+        let m = ct_flush_match(&f);
+        assert_eq!((m.ipv6, m.proto), (Some(true), None));
+        assert_eq!(m.reply.dst, Some(1));
+        assert!(ct_flush_match(&CtFlush::default()).is_empty());
     }
 }

@@ -148,11 +148,74 @@ fn ofctl_ct_flush_zone_flushes_the_tracker() {
     // The flushed connection starts again as new and is committed again.
     assert!(h.ping(1, 2, 1), "{}", h.log());
     assert!(dump().contains(",zone=5"));
-    // `NXT_CT_FLUSH` (OVS 3.1's `ovs-ofctl ct-flush`, by zone and tuple)
-    // is not decoded yet: refused with an error, flushing nothing.
-    let out = h.ofctl_output(&["ct-flush", "br0", "5"]);
-    assert!(!out.status.success(), "{out:?}");
-    assert!(dump().contains(",zone=5"));
+}
+
+/// `NXT_CT_FLUSH` from the real `ovs-ofctl ct-flush` (OVS 3.1) and
+/// `ovs-appctl dpctl/flush-conntrack` with tuples flush what OVS does: a
+/// left-out field matches anything, the original tuple is compared with
+/// the original direction and the reply tuple with the reply direction,
+/// an exact five-tuple names one connection; bad arguments get OVS's
+/// messages.
+#[test]
+fn ct_flush_by_tuple_through_real_ovs_ofctl_and_appctl() {
+    let h = pinged_in_zone_5("ctflusht");
+    let dump = || ovs_appctl(&h, &["dpctl/dump-conntrack"]).unwrap();
+    let (a, b) = (Harness::ip_of(1), Harness::ip_of(2));
+    let before = dump();
+    assert!(
+        before.starts_with(&format!("icmp,orig=(src={a},dst={b},")) && before.contains(",zone=5"),
+        "{before}"
+    );
+    // Another zone, or guest 2 as the original source: kept.
+    h.ofctl(&["ct-flush", "br0", "zone=6", &format!("ct_nw_src={a}")]);
+    h.ofctl(&["ct-flush", "br0", "zone=5", &format!("ct_nw_src={b}")]);
+    h.ofctl(&["ct-flush", "br0", "", &format!("ct_nw_dst={b}")]);
+    // UDP only: the ping is ICMP.
+    h.ofctl(&["ct-flush", "br0", &format!("ct_nw_src={a},ct_nw_proto=17")]);
+    assert_eq!(dump(), before);
+    // Guest 2 as the reply's source, in every zone: gone.
+    h.ofctl(&["ct-flush", "br0", "", &format!("ct_nw_src={b}")]);
+    assert_eq!(dump(), "");
+
+    // Exact ICMP five-tuple with the identifier the dump shows, through
+    // the real ovs-appctl; a second time it names nothing: OVS's error.
+    assert!(h.ping(1, 2, 1), "{}", h.log());
+    let line = dump();
+    let id = line
+        .split(",id=")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .unwrap_or_else(|| panic!("{line}"));
+    let exact =
+        format!("ct_nw_src={a},ct_nw_dst={b},ct_nw_proto=1,icmp_id={id},icmp_type=8,icmp_code=0");
+    let flush = |args: &[&str]| ovs_appctl(&h, &[&["dpctl/flush-conntrack"][..], args].concat());
+    // Zone 0 unless given, as OVS: not there.
+    let e = flush(&[&exact]).unwrap_err();
+    assert!(e.contains("failed to flush conntrack"), "{e}");
+    assert_eq!(dump(), line);
+    flush(&["zone=5", &exact]).unwrap();
+    assert_eq!(dump(), "");
+    for (args, msg) in [
+        (&["zone=x", "ct_nw_src=1.1.1.1"][..], "failed to parse zone"),
+        (
+            &["ct_nw_src=1.1.1.1,invalid=invalid"],
+            "invalid conntrack tuple field: invalid",
+        ),
+        (&["ct_nw_src=invalid"], "failed to parse field ct_nw_src"),
+        (
+            &[
+                "zone=1",
+                "ct_nw_src=1.1.1.1",
+                "ct_nw_dst=1.1.1.1",
+                "invalid",
+            ],
+            "invalid arguments",
+        ),
+        (&["ct_tp_src=1"], "port is set without protocol"),
+    ] {
+        let e = flush(args).unwrap_err();
+        assert!(e.contains(msg), "{args:?}: {e}");
+    }
 }
 
 /// `n_packets` of the one flow in `dump` (`ovs-ofctl dump-flows` text)

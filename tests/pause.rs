@@ -69,7 +69,9 @@ fn ofctl_monitor_resume_moves_paused_pings() {
         ]);
         assert!(trace.contains("pausing"), "{trace}");
         assert!(
-            trace.contains("NXT_RESUME goes on with: set_field:0x2->reg2,pop:NXM_NX_REG3[],resubmit(,2)"),
+            trace.contains(
+                "NXT_RESUME goes on with: set_field:0x2->reg2,pop:NXM_NX_REG3[],resubmit(,2)"
+            ),
             "{trace}"
         );
         assert!(trace.contains("Datapath actions: userspace"), "{trace}");

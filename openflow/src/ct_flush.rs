@@ -64,18 +64,19 @@ fn prop<'a>(rd: &mut Rd<'a>) -> Result<(u16, &'a [u8]), DecodeError> {
     Ok((typ, &all[4..len]))
 }
 
+/// A 16-bit value: OVS `ofpprop_put_be16` pads it to 4 bytes inside the
+/// length (as OpenFlow does), and `ofpprop_parse_be16` takes any body at
+/// least 2 bytes long.
 fn be16(b: &[u8]) -> Result<u16, DecodeError> {
     match b {
-        [x, y] => Ok(u16::from_be_bytes([*x, *y])),
+        [x, y, ..] => Ok(u16::from_be_bytes([*x, *y])),
         _ => Err(bad_len()),
     }
 }
 
+/// An 8-bit value (`ofpprop_parse_u8`: any body at least 1 byte long).
 fn u8_(b: &[u8]) -> Result<u8, DecodeError> {
-    match b {
-        [x] => Ok(*x),
-        _ => Err(bad_len()),
-    }
+    b.first().copied().ok_or_else(bad_len)
 }
 
 /// An address: IPv6 or IPv4-mapped; every address of a request must be
@@ -208,13 +209,13 @@ mod tests {
         assert_eq!(z.unwrap().zone, Some(5));
         let mut body = vec![6, 0, 0, 0, 0, 0, 0, 0];
         // zone 7
-        body.extend([0, 2, 0, 6, 0, 7, 0, 0]);
+        body.extend([0, 2, 0, 8, 0, 7, 0, 0]);
         // orig tuple: src 10.0.0.1 (mapped), dst port 80
         let mut nested = vec![0, 0, 0, 20];
         nested.extend([0; 10]);
         nested.extend([0xff, 0xff, 10, 0, 0, 1]);
         nested.extend([0, 0, 0, 0]);
-        nested.extend([0, 3, 0, 6, 0, 80, 0, 0]);
+        nested.extend([0, 3, 0, 8, 0, 80, 0, 0]);
         let len = 8 + nested.len() as u16;
         body.extend([0, 0]);
         body.extend(len.to_be_bytes());
@@ -240,7 +241,53 @@ mod tests {
         assert!(dec(&msg(4, NXT_CT_FLUSH_ZONE, &[1, 0, 0, 0, 0, 0, 0, 5]))
             .unwrap()
             .is_err());
+        // An empty 16-bit property.
+        let mut short = body.clone();
+        short.extend([0, 2, 0, 4, 0, 0, 0, 0]);
+        let e = dec(&msg(1, NXT_CT_FLUSH, &short)).unwrap().unwrap_err();
+        assert_eq!(e.err, OfError::BAD_PROPERTY_LEN);
         // Another Nicira subtype is not a flush.
         assert!(dec(&msg(4, 20, &[0; 8])).is_none());
+    }
+
+    /// What the real `ovs-ofctl -O OpenFlow13 ct-flush` (OVS 3.1.0) sent
+    /// to a listening socket for `zone=6 ct_nw_src=10.0.0.1` and for
+    /// `'ct_nw_src=10.0.0.1,ct_nw_proto=1,icmp_id=7,icmp_type=8'` (ICMP
+    /// identifier, type and code always given, in both tuples).
+    #[test]
+    fn real_ovs_ofctl_ct_flush_decodes() {
+        let hex = |s: &str| -> Vec<u8> {
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect()
+        };
+        let zone = hex(concat!(
+            "0404004000000002000023200000002000000000000000000000002000000000",
+            "0000001400000000000000000000ffff0a000001000000000002000800060000"
+        ));
+        let f = dec(&zone).unwrap().unwrap();
+        assert_eq!(f.zone, Some(6));
+        assert_eq!(f.ip_proto, 0);
+        assert_eq!(f.orig.src.unwrap()[10..], [0xff, 0xff, 10, 0, 0, 1]);
+        assert_eq!(f.orig.dst, None);
+        assert_eq!(f.reply, CtTuple::default());
+        let icmp = hex(concat!(
+            "0404007000000002000023200000002001000000000000000000003800000000",
+            "0000001400000000000000000000ffff0a000001000000000004000800070000",
+            "0005000508000000000600050000000000010020000000000004000800000000",
+            "00050005000000000006000500000000"
+        ));
+        let f = dec(&icmp).unwrap().unwrap();
+        assert_eq!(f.zone, None);
+        assert_eq!(f.ip_proto, 1);
+        assert_eq!(
+            (f.orig.icmp_id, f.orig.icmp_type, f.orig.icmp_code),
+            (Some(7), Some(8), Some(0))
+        );
+        assert_eq!(
+            (f.reply.icmp_id, f.reply.icmp_type, f.reply.icmp_code),
+            (Some(0), Some(0), Some(0))
+        );
     }
 }

@@ -11,15 +11,20 @@
 //!
 //! A leading datapath argument (`netdev@ovs-netdev`, anything with an
 //! `@`) is accepted and ignored: there is one tracker. Options OVS has
-//! and xennet does not (`-m`, `-s`, flushing by mark, label or tuple)
-//! are refused with an error, not ignored.
+//! and xennet does not (`-m`, `-s`, flushing by mark or label, which
+//! OVS 3.3 added) are refused with an error, not ignored.
 
-use super::Conntrack;
+use super::{Conntrack, FlushMatch, TupleMatch, PROTO_ICMP, PROTO_ICMPV6};
 
 /// (name, usage, min args, max args), as OVS registers them.
 pub const COMMANDS: &[(&str, &str, usize, usize)] = &[
     ("dpctl/dump-conntrack", "[dp] [zone=N]", 0, 4),
-    ("dpctl/flush-conntrack", "[dp] [zone=N]", 0, 2),
+    (
+        "dpctl/flush-conntrack",
+        "[dp] [zone=N] [ct-orig-tuple] [ct-reply-tuple]",
+        0,
+        4,
+    ),
     ("dpctl/ct-stats-show", "[dp] [zone=N] [verbose]", 0, 3),
     ("dpctl/ct-set-maxconns", "[dp] maxconns", 1, 2),
     ("dpctl/ct-get-maxconns", "[dp]", 0, 1),
@@ -122,6 +127,132 @@ fn zone_arg(args: &[String], extra: &[&str]) -> Result<(Option<u16>, Vec<String>
     Ok((zone, rest))
 }
 
+/// One tuple as OVS parses it (`struct ofp_ct_tuple`): zero is unset.
+#[derive(Default)]
+struct RawTuple {
+    src: Option<u128>,
+    dst: Option<u128>,
+    sport: u16,
+    dport: u16,
+    icmp_id: u16,
+    icmp_type: u8,
+    icmp_code: u8,
+}
+
+/// The family and protocol both tuples share (OVS `ofp_ct_match`'s
+/// `l3_type`, `ip_proto`).
+#[derive(Default)]
+struct Shared {
+    ipv6: Option<bool>,
+    proto: u8,
+}
+
+/// Parse one `key=value,...` tuple as OVS 3.1/3.2 `ofp_ct_tuple_parse`
+/// (lib/ofp-ct.c) does, with its messages.
+fn parse_tuple(arg: &str, sh: &mut Shared) -> Result<RawTuple, String> {
+    let mut t = RawTuple::default();
+    let failed = |k: &str| format!("failed to parse field {k}");
+    for f in arg
+        .split(|c: char| c == ',' || c.is_ascii_whitespace())
+        .filter(|f| !f.is_empty())
+    {
+        let (k, v) = f.split_once(['=', ':']).unwrap_or((f, ""));
+        if v.is_empty() {
+            return Err(format!("field {k} missing value"));
+        }
+        match k {
+            "ct_nw_src" | "ct_nw_dst" | "ct_ipv6_src" | "ct_ipv6_dst" => {
+                let v6 = k.starts_with("ct_ipv6");
+                if sh.ipv6.is_some_and(|x| x != v6) {
+                    return Err(format!("the L3 protocol does not match {v}"));
+                }
+                let slot = if k.ends_with("src") {
+                    &mut t.src
+                } else {
+                    &mut t.dst
+                };
+                if slot.is_some() {
+                    return Err(format!("{k} is set multiple times"));
+                }
+                let a = if v6 {
+                    v.parse::<std::net::Ipv6Addr>().map(u128::from)
+                } else {
+                    v.parse::<std::net::Ipv4Addr>()
+                        .map(|a| u128::from(u32::from(a)))
+                };
+                *slot = Some(a.map_err(|_| failed(k))?);
+                sh.ipv6 = Some(v6);
+            }
+            "ct_nw_proto" => sh.proto = v.parse().map_err(|_| failed(k))?,
+            "ct_tp_src" => t.sport = v.parse().map_err(|_| failed(k))?,
+            "ct_tp_dst" => t.dport = v.parse().map_err(|_| failed(k))?,
+            "icmp_type" | "icmp_code" | "icmp_id" => {
+                if sh.proto != PROTO_ICMP && sh.proto != PROTO_ICMPV6 {
+                    return Err("invalid L4 fields".into());
+                }
+                match k {
+                    "icmp_type" => t.icmp_type = v.parse().map_err(|_| failed(k))?,
+                    "icmp_code" => t.icmp_code = v.parse().map_err(|_| failed(k))?,
+                    _ => t.icmp_id = v.parse().map_err(|_| failed(k))?,
+                }
+            }
+            _ => return Err(format!("invalid conntrack tuple field: {k}")),
+        }
+    }
+    if sh.proto == 0 && (t.sport != 0 || t.dport != 0) {
+        return Err("port is set without protocol".into());
+    }
+    Ok(t)
+}
+
+/// `[zone=N] [ct-orig-tuple] [ct-reply-tuple]` (OVS 3.1/3.2
+/// `dpctl_flush_conntrack`; an empty tuple argument is no tuple) as the
+/// tracker's match. As OVS's parser fills a zeroed `ofp_ct_match`, an
+/// ICMP match compares identifier, type and code (0 unless given) in both
+/// directions, the same as what `ovs-ofctl ct-flush` sends.
+fn flush_args(args: &[String]) -> Result<(Option<u16>, FlushMatch), String> {
+    let mut rest = args;
+    let mut zone = None;
+    if let Some(v) = rest.first().and_then(|a| a.strip_prefix("zone=")) {
+        zone = Some(v.parse().map_err(|_| "failed to parse zone".to_string())?);
+        rest = &rest[1..];
+    }
+    let mut sh = Shared::default();
+    let mut raw = [RawTuple::default(), RawTuple::default()];
+    for slot in &mut raw {
+        let Some((a, r)) = rest.split_first() else {
+            break;
+        };
+        if !a.is_empty() {
+            *slot = parse_tuple(a, &mut sh)?;
+        }
+        rest = r;
+    }
+    if !rest.is_empty() {
+        return Err("invalid arguments".into());
+    }
+    let icmp = sh.proto == PROTO_ICMP || sh.proto == PROTO_ICMPV6;
+    let nz = |p: u16| (p != 0).then_some(p);
+    let [orig, reply] = raw.map(|t| TupleMatch {
+        src: t.src,
+        dst: t.dst,
+        sport: nz(t.sport),
+        dport: nz(t.dport),
+        icmp_id: icmp.then_some(t.icmp_id),
+        icmp_type: icmp.then_some(t.icmp_type),
+        icmp_code: icmp.then_some(t.icmp_code),
+    });
+    Ok((
+        zone,
+        FlushMatch {
+            ipv6: sh.ipv6,
+            proto: (sh.proto != 0).then_some(sh.proto),
+            orig,
+            reply,
+        },
+    ))
+}
+
 fn lines(v: Vec<String>) -> String {
     let mut s = String::new();
     for l in v {
@@ -145,8 +276,9 @@ pub fn run(ct: &Conntrack, name: &str, args: &[String]) -> Result<String, String
             Ok(lines(ct.dump(zone)))
         }
         "dpctl/flush-conntrack" => {
-            let (zone, _) = zone_arg(args, &[])?;
-            ct.flush(zone);
+            let (zone, m) = flush_args(args)?;
+            ct.flush_match(zone, &m)
+                .map_err(|_| "failed to flush conntrack".to_string())?;
             Ok(String::new())
         }
         "dpctl/ct-stats-show" => {
@@ -333,6 +465,44 @@ mod tests {
         );
         assert!(run("dpctl/dump-conntrack", &["-m"]).is_err());
         assert!(run("dpctl/flush-conntrack", &["mark=1"]).is_err());
+        // OVS 3.2 tests/system-traffic.at "conntrack - ct flush" messages.
+        let err = |a: &[&str]| run("dpctl/flush-conntrack", a).unwrap_err();
+        let t = "ct_nw_src=10.1.1.1";
+        assert_eq!(err(&["zone=invalid", t]), "failed to parse zone");
+        assert_eq!(
+            err(&["zone=1", "ct_nw_src=10.1.1.1,invalid=invalid"]),
+            "invalid conntrack tuple field: invalid"
+        );
+        assert_eq!(
+            err(&["ct_nw_src=invalid"]),
+            "failed to parse field ct_nw_src"
+        );
+        assert_eq!(err(&["zone=1", t, t, "invalid"]), "invalid arguments");
+        assert_eq!(err(&["ct_tp_src=1"]), "port is set without protocol");
+        assert_eq!(err(&["icmp_id=1"]), "invalid L4 fields");
+        assert_eq!(err(&["ct_nw_src"]), "field ct_nw_src missing value");
+        assert_eq!(
+            err(&[t, "ct_ipv6_src=::1"]),
+            "the L3 protocol does not match ::1"
+        );
+        assert_eq!(
+            err(&["ct_nw_src=1.1.1.1,ct_nw_src=2.2.2.2"]),
+            "ct_nw_src is set multiple times"
+        );
+        // An exact five-tuple that no connection has.
+        assert_eq!(
+            err(&["ct_nw_src=1.1.1.1,ct_nw_dst=2.2.2.2,ct_nw_proto=17,ct_tp_src=1,ct_tp_dst=2"]),
+            "failed to flush conntrack"
+        );
+        assert_eq!(
+            run("dpctl/flush-conntrack", &["zone=1", "", t]).unwrap(),
+            ""
+        );
+        let (z, m) = flush_args(&s(&["zone=3", "ct_nw_proto=1,icmp_id=9", ""])).unwrap();
+        assert_eq!(z, Some(3));
+        assert_eq!(m.proto, Some(1));
+        assert_eq!(m.orig.icmp_id, Some(9));
+        assert_eq!(m.reply.icmp_type, Some(0));
         assert_eq!(run("dpctl/dump-conntrack", &["zone=3"]).unwrap(), "");
         assert_eq!(run("dpctl/ct-get-nconns", &[]).unwrap(), "0\n");
         assert_eq!(

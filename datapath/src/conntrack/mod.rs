@@ -58,6 +58,7 @@
 //! every packet's `ct_state`, the frames out and `dump-conntrack`.
 
 pub mod appctl;
+mod flush;
 pub mod ipf;
 mod key;
 mod nat;
@@ -74,6 +75,7 @@ use std::time::Instant;
 use hashbrown::HashMap;
 
 use crate::buffer::{Csum, Packet};
+pub use flush::{FlushError, FlushMatch, TupleMatch};
 pub use key::ConnKey;
 use key::{ParseError, Parsed, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 pub use tcp::TcpState;

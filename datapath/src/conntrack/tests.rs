@@ -1363,3 +1363,145 @@ fn threads_share_one_tracker() {
     assert_eq!(ct.nconns(), 2000);
     assert_eq!(ct.zone_limit(3).count, 500);
 }
+
+/// IPv4 `a` as a [`TupleMatch`] address.
+fn v4(a: [u8; 4]) -> Option<u128> {
+    Some(u128::from(u32::from_be_bytes(a)))
+}
+
+/// OVS tests/system-traffic.at "conntrack - ct flush": UDP 10.0.0.1:1 →
+/// 10.0.0.2:2 in zone 0 and the other way round in zone 5.
+fn two_udp(ct: &Conntrack, now: Instant) {
+    run(ct, &mut udp4(A, B, 1, 2), &commit(0), now);
+    run(ct, &mut udp4(B, A, 2, 1), &commit(5), now);
+    assert_eq!(ct.nconns(), 2);
+}
+
+fn udp_match(orig: TupleMatch, reply: TupleMatch) -> FlushMatch {
+    FlushMatch {
+        ipv6: (orig.src.is_some() || orig.dst.is_some() || reply.src.is_some()).then_some(false),
+        proto: Some(17),
+        orig,
+        reply,
+    }
+}
+
+#[test]
+fn flush_by_tuple_follows_ovs() {
+    let now = Instant::now();
+    let ct = Conntrack::new();
+    let none = TupleMatch::default();
+    // An exact five-tuple names either key, in zone 0 unless given: the
+    // zone-0 connection's reply key here.
+    two_udp(&ct, now);
+    let rev = TupleMatch {
+        src: v4(B),
+        dst: v4(A),
+        sport: Some(2),
+        dport: Some(1),
+        ..none
+    };
+    assert_eq!(ct.flush_match(None, &udp_match(rev, none)), Ok(1));
+    assert_eq!(ct.dump(None), [
+        "udp,orig=(src=10.0.0.2,dst=10.0.0.1,sport=2,dport=1),reply=(src=10.0.0.1,dst=10.0.0.2,sport=1,dport=2),zone=5"
+    ]);
+    // Gone, or in another zone: not found, nothing removed.
+    assert_eq!(
+        ct.flush_match(None, &udp_match(rev, none)),
+        Err(FlushError::NotFound)
+    );
+    assert_eq!(ct.nconns(), 1);
+    assert_eq!(ct.flush_match(Some(5), &udp_match(rev, none)), Ok(1));
+    assert_eq!(ct.nconns(), 0);
+
+    // Partial: by source port of the original direction, every zone.
+    two_udp(&ct, now);
+    let sport1 = TupleMatch {
+        sport: Some(1),
+        ..none
+    };
+    assert_eq!(ct.flush_match(None, &udp_match(sport1, none)), Ok(1));
+    assert!(ct.dump(None)[0].ends_with("zone=5"));
+    ct.flush(None);
+    // By destination address.
+    two_udp(&ct, now);
+    let dst_b = TupleMatch { dst: v4(B), ..none };
+    assert_eq!(ct.flush_match(None, &udp_match(dst_b, none)), Ok(1));
+    assert!(ct.dump(None)[0].ends_with("zone=5"));
+    ct.flush(None);
+    // The reply tuple compares with the reply direction: zone 0's reply
+    // source is B, zone 5's is A; a zone limits it.
+    two_udp(&ct, now);
+    let src_b = TupleMatch { src: v4(B), ..none };
+    assert_eq!(ct.flush_match(Some(5), &udp_match(none, src_b)), Ok(0));
+    assert_eq!(ct.flush_match(None, &udp_match(none, src_b)), Ok(1));
+    assert!(ct.dump(None)[0].ends_with("zone=5"));
+    let src_a = TupleMatch { src: v4(A), ..none };
+    assert_eq!(ct.flush_match(Some(5), &udp_match(none, src_a)), Ok(1));
+    assert_eq!(ct.nconns(), 0);
+    // Another protocol or family matches nothing; an empty match is a
+    // zone flush.
+    two_udp(&ct, now);
+    let tcp = FlushMatch {
+        proto: Some(6),
+        ..FlushMatch::default()
+    };
+    assert_eq!(ct.flush_match(None, &tcp), Ok(0));
+    let v6 = FlushMatch {
+        ipv6: Some(true),
+        ..FlushMatch::default()
+    };
+    assert_eq!(ct.flush_match(None, &v6), Ok(0));
+    assert_eq!(ct.flush_match(Some(5), &FlushMatch::default()), Ok(1));
+    assert_eq!(ct.flush_match(None, &FlushMatch::default()), Ok(1));
+
+    // ICMP: identifier, type and code compare exactly.
+    run(&ct, &mut echo4(B, A, 7, false), &commit(5), now);
+    let icmp = |id, typ| FlushMatch {
+        ipv6: Some(false),
+        proto: Some(1),
+        orig: TupleMatch {
+            src: v4(B),
+            icmp_id: Some(id),
+            icmp_type: Some(typ),
+            icmp_code: Some(0),
+            ..none
+        },
+        reply: none,
+    };
+    assert_eq!(ct.flush_match(Some(5), &icmp(8, 8)), Ok(0));
+    assert_eq!(ct.flush_match(Some(5), &icmp(7, 0)), Ok(0));
+    assert_eq!(ct.flush_match(Some(5), &icmp(7, 8)), Ok(1));
+    // Exact (both addresses): by the reply key's type too.
+    run(&ct, &mut echo4(B, A, 7, false), &commit(5), now);
+    let mut m = icmp(7, 0);
+    m.orig.src = v4(A);
+    m.orig.dst = v4(B);
+    assert_eq!(ct.flush_match(None, &m), Err(FlushError::NotFound));
+    assert_eq!(ct.flush_match(Some(5), &m), Ok(1));
+    assert_eq!(ct.nconns(), 0);
+
+    // IPv6, next to IPv4 with the same ports: by family and address.
+    run(&ct, &mut udp6(A6, B6, 1, 2), &commit(0), now);
+    run(&ct, &mut udp6(B6, A6, 3, 4), &commit(0), now);
+    run(&ct, &mut udp4(A, B, 1, 2), &commit(0), now);
+    let v6src = FlushMatch {
+        ipv6: Some(true),
+        orig: TupleMatch {
+            src: Some(u128::from_be_bytes(A6)),
+            ..none
+        },
+        ..FlushMatch::default()
+    };
+    assert_eq!(ct.flush_match(None, &v6src), Ok(1));
+    let port1 = FlushMatch {
+        proto: Some(17),
+        orig: TupleMatch {
+            sport: Some(1),
+            ..none
+        },
+        ..FlushMatch::default()
+    };
+    assert_eq!(ct.flush_match(None, &port1), Ok(1));
+    assert!(ct.dump(None)[0].contains("sport=3"));
+}
