@@ -816,7 +816,7 @@ fn vlan_rules_as_on_ovs(name: &str, limit: Option<&str>) {
         })
     });
     // The cases of issue 15 item 12 first, then random tables.
-    let cases: [(&str, u64, &[Tag]); 14] = [
+    let cases: [(&str, u64, &[Tag]); 17] = [
         // A QinQ broadcast from a trunk: no VLAN leak to access port 3.
         ("priority=0,actions=NORMAL", 1, &[(0x88a8, 10), (0x8100, 5)]),
         ("priority=0,actions=NORMAL", 2, &[(0x8100, 10), (0x8100, 5)]),
@@ -851,9 +851,10 @@ fn vlan_rules_as_on_ovs(name: &str, limit: Option<&str>) {
             &[(0x88a8, 10), (0x8100, 20)],
         ),
         // The inner S-tag, its outer tag stripped, retagged: popped and
-        // pushed back with its TPID. (Before any rule with `push_vlan`:
-        // xennet cannot yet dump one in OpenFlow 1.0, where OVS leaves it
-        // out.)
+        // pushed back with its TPID. With one tag in the key (default
+        // vlan-limit) the strip leaves the packet untagged and OpenFlow
+        // 1.0's mod_vlan_vid pushes an 802.1Q tag (OVS
+        // `push_vlan_if_needed`).
         (
             "dl_vlan=10,actions=strip_vlan,mod_vlan_vid:30,output:1",
             2,
@@ -890,27 +891,31 @@ fn vlan_rules_as_on_ovs(name: &str, limit: Option<&str>) {
         ),
         // An 802.1ad priority tag on access port 3, tagged for trunks.
         ("priority=0,actions=NORMAL", 3, &[(0x88a8, 0x6000)]),
+        // OpenFlow 1.0's VLAN sets push an 802.1Q tag onto an untagged
+        // frame (the other part 0) and set a tag there; the table dumps
+        // in 1.3 as `push_vlan` and a set-field.
+        ("priority=5,actions=mod_vlan_vid:20,output:2", 1, &[]),
+        ("priority=5,actions=mod_vlan_pcp:3,NORMAL", 1, &[]),
+        (
+            "priority=5,actions=mod_vlan_pcp:3,NORMAL",
+            1,
+            &[(0x88a8, 10)],
+        ),
     ];
     for (i, (flow, port, tags)) in cases.iter().enumerate() {
-        if limit.is_none() && flow.contains("strip_vlan,mod_vlan_vid") {
-            // With one tag in the key the strip leaves the packet untagged,
-            // and OpenFlow 1.0's mod_vlan_vid then pushes a tag on OVS
-            // (`push_vlan_if_needed`); xennet's action model decodes it as
-            // a 1.3 set-field, which does nothing there (v10.rs
-            // `decode_actions`).
-            continue;
-        }
         let file = h.rundir().join(format!("vlan-case-{i}.txt"));
         std::fs::write(&file, format!("{flow}\n")).unwrap();
-        let proto = if flow.starts_with("dl_vlan=10,actions=strip") {
-            "OpenFlow10"
-        } else {
-            "OpenFlow13"
-        };
+        let proto =
+            if flow.starts_with("dl_vlan=10,actions=strip") || flow.starts_with("priority=5,") {
+                "OpenFlow10"
+            } else {
+                "OpenFlow13"
+            };
         let args = ["-O", proto, "replace-flows", "br0", file.to_str().unwrap()];
         let (a, b) = (ovs.ofctl_output(&args), h.ofctl_output(&args));
         assert!(a.status.success(), "OVS: {flow}: {a:?}");
         assert!(b.status.success(), "xennet: {flow}: {b:?}");
+        dumps_as_on_ovs(&ovs, &h, flow);
         let hex = tagged_frame_hex(3, "ffffffffffff", tags);
         let inp = format!("in_port={port}");
         let a = ovs.appctl(&["ofproto/trace", "br0", &inp, &hex]);
@@ -966,6 +971,7 @@ fn vlan_rules_as_on_ovs(name: &str, limit: Option<&str>) {
         if !a.status.success() {
             continue;
         }
+        dumps_as_on_ovs(&ovs, &h, &flows.join("\n"));
         for _ in 0..14 {
             let tags = *r.pick(&VLAN_STACKS);
             if tags.len() > 1 {
@@ -1004,6 +1010,31 @@ fn vlan_rules_as_on_ovs(name: &str, limit: Option<&str>) {
         "only {compared} packets compared (seed {seed})"
     );
     assert!(rule_stacks > 0, "no stacked frame traced (seed {seed})");
+}
+
+/// The flows of `ovs-ofctl -O PROTO --no-stats dump-flows br0` on OVS and
+/// on xennet, sorted, must be the same, in OpenFlow 1.0 (NXST_FLOW) and
+/// 1.3: 1.0's VLAN sets come back as OVS encodes them (a push first in
+/// 1.3 when the rule's flow has no tag), a `push_vlan` is left out of a
+/// 1.0 dump (OVS `encode_PUSH_VLAN`) instead of failing it.
+fn dumps_as_on_ovs(ovs: &Vswitchd, h: &Harness, what: &str) {
+    for proto in ["OpenFlow10", "OpenFlow13"] {
+        let args = ["-O", proto, "--no-stats", "dump-flows", "br0"];
+        let (a, b) = (ovs.ofctl_output(&args), h.ofctl_output(&args));
+        let lines = |o: &std::process::Output| {
+            assert!(o.status.success(), "{what} {proto}: {o:?}");
+            let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.starts_with(' '))
+                .map(|l| l.trim().to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        let (la, lb) = (lines(&a), lines(&b));
+        assert!(!la.is_empty(), "{what}: OVS dumped no flow: {a:?}");
+        assert_eq!(la, lb, "{what}: dump-flows -O {proto}");
+    }
 }
 
 /// Lines of a `dump-groups` reply without its header, sorted (OVS lists

@@ -1116,6 +1116,17 @@ impl Tables {
                         }
                     }
                 }
+                Action::SetVlan10 { .. } => {
+                    // OVS `ofpact_check__` (OFPACT_SET_VLAN_VID/PCP): the
+                    // packet has a tag from here on (pushed if need be).
+                    tags = tags.max(1);
+                    if let Some(m) = m.as_deref_mut() {
+                        let tci = m.key.vlan_tci() | 0x1000;
+                        m.key.set_vlan_tci(tci);
+                        let mk = m.mask.get(xennet_datapath::flow::Field::VlanTci) | 0x1000;
+                        m.mask.set(xennet_datapath::flow::Field::VlanTci, mk);
+                    }
+                }
                 Action::Resubmit { table, .. } => {
                     if usize::from(*table) >= N_TABLES && *table != 0xff {
                         return Err(OfError::BAD_ACTION_ARGUMENT);
@@ -1231,6 +1242,7 @@ impl Tables {
                     | Action::PushVlan(_)
                     | Action::PopVlan
                     | Action::SetField { .. }
+                    | Action::SetVlan10 { .. }
                     | Action::DecNwTtl
                     | Action::SetNwTtl(_)
                     | Action::Resubmit { .. }

@@ -379,6 +379,7 @@ pub fn action_set_to_list(set: &[Action]) -> Vec<Action> {
             Action::PushMpls(_) => push_mpls = Some(a),
             Action::DecMplsTtl => dec_mpls = Some(a),
             Action::SetField { .. }
+            | Action::SetVlan10 { .. }
             | Action::SetNwTtl(_)
             | Action::SetMplsTtl(_)
             | Action::SetQueue(_)
@@ -1087,6 +1088,10 @@ pub fn action_text(a: &Action) -> String {
         Action::SetQueue(q) => format!("set_queue:{q}"),
         Action::PushVlan(t) => format!("push_vlan:{t:#06x}"),
         Action::PopVlan => "pop_vlan".into(),
+        Action::SetVlan10 { field, value, .. } => match field {
+            OxmField::VlanVid => format!("mod_vlan_vid:{}", value & 0xfff),
+            _ => format!("mod_vlan_pcp:{value}"),
+        },
         Action::SetField { field, value } => {
             format!(
                 "set_field:{}->{}",
@@ -1875,6 +1880,7 @@ impl Ctx<'_> {
                 }
             }
             Action::SetField { field, value } => self.set_field(*field, *value),
+            Action::SetVlan10 { field, value, .. } => self.set_vlan10(*field, *value),
             Action::DecNwTtl => self.dec_ttl(&[0]),
             Action::PushMpls(eth) => self.push_mpls(*eth),
             Action::PopMpls(eth) => self.pop_mpls(*eth),
@@ -2687,6 +2693,36 @@ impl Ctx<'_> {
         let cur = self.flow.get(kf);
         self.flow.set(kf, (cur & !fm) | ((value << shift) & fm));
         self.wc.set_exact(kf);
+    }
+
+    /// OpenFlow 1.0 `SET_VLAN_VID`/`SET_VLAN_PCP` (OVS `do_xlate_actions`,
+    /// `OFPACT_SET_VLAN_VID/PCP` with `push_vlan_if_needed`): the VID (12
+    /// bits) or PCP (3 bits) and CFI of the outer tag are read; an
+    /// untagged packet gets an 802.1Q tag with the other part 0.
+    fn set_vlan10(&mut self, field: OxmField, value: u128) {
+        let part = if field == OxmField::VlanVid {
+            VLAN_VID_MASK
+        } else {
+            VLAN_PCP_MASK
+        };
+        self.wc_or(Field::VlanTci, u128::from(part | VLAN_CFI));
+        // The commit compares with the packet's own tag, if it has one
+        // (as for a set-field).
+        if self.base.has_vlan() {
+            self.wc.set_exact(Field::VlanTci);
+        }
+        self.vlan_touched = true;
+        if !self.flow.has_vlan() {
+            self.flow.set_vlan_tci(VLAN_CFI);
+            self.tpid = [0x8100, self.tpid[0]];
+        }
+        let tci = self.flow.vlan_tci();
+        let tci = if field == OxmField::VlanVid {
+            (tci & !VLAN_VID_MASK) | (value as u16 & VLAN_VID_MASK)
+        } else {
+            (tci & !VLAN_PCP_MASK) | (((value as u16) & 7) << 13)
+        };
+        self.flow.set_vlan_tci(tci | VLAN_CFI);
     }
 
     /// Whether the working flow is MPLS (un-wildcards the EtherType).
@@ -3649,7 +3685,8 @@ fn recirc_for_mpls(a: &Action) -> bool {
         | Action::OutputReg { .. }
         | Action::SetQueue(_)
         | Action::Group(_)
-        | Action::SetTunnel { .. } => false,
+        | Action::SetTunnel { .. }
+        | Action::SetVlan10 { .. } => false,
         Action::SetField { field, .. } => !below_l3(*field),
         Action::Load { dst, .. } => match dst.field {
             MfField::Oxm(f) => !below_l3(f),

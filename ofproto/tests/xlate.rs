@@ -267,6 +267,50 @@ fn push_pop_vlan() {
     assert_eq!(u.mask.get(Field::VlanTci), u128::from(VLAN_CFI));
 }
 
+/// OpenFlow 1.0 `SET_VLAN_VID`/`SET_VLAN_PCP` push an 802.1Q tag onto an
+/// untagged packet (OVS `push_vlan_if_needed`) and set a tagged one's;
+/// the megaflow reads the VID or PCP and CFI (OVS `do_xlate_actions`).
+#[test]
+fn of10_vlan_sets_push_if_needed() {
+    let set10 = |field, value| Action::SetVlan10 {
+        field,
+        value,
+        flow_has_vlan: false,
+    };
+    for (field, value, tci, read) in [
+        (OxmField::VlanVid, 0x1000 | 20, 0x1014, 0x1fff),
+        (OxmField::VlanPcp, 3, 0x7000, 0xf000),
+    ] {
+        let of = bridge();
+        of.handle_flow_mod(&fm(
+            0,
+            1,
+            m(&[exact(OxmField::InPort, 1)]),
+            apply(vec![set10(field, value), out(2)]),
+        ))
+        .unwrap();
+        let u = up(&of, &udp_frame([1, 1, 1, 1], [2, 2, 2, 2], 1, 2), 1);
+        assert_eq!(
+            u.actions,
+            vec![
+                DpAction::PushVlan { tpid: 0x8100, tci },
+                DpAction::Output(2)
+            ]
+        );
+        assert_eq!(u.mask.get(Field::VlanTci), read);
+        // A tagged packet keeps its tag, changed.
+        let t = up(&of, &vlan_udp_frame(10), 1);
+        assert!(
+            t.actions
+                .iter()
+                .all(|a| !matches!(a, DpAction::PushVlan { .. })),
+            "{:?}",
+            t.actions
+        );
+        assert_eq!(outputs(&t), vec![2]);
+    }
+}
+
 fn select_bridge() -> Arc<Ofproto> {
     let of = bridge();
     let b = |p: u32| Bucket {

@@ -81,11 +81,12 @@ pub(crate) fn tp_fields(proto: Option<u8>) -> (OxmField, OxmField) {
 /// Decode a 1.0 action list (`ofp_action_*`, Nicira `nx_action_*`).
 ///
 /// `OFPAT10_SET_VLAN_VID` / `SET_VLAN_PCP` decode to
-/// `SetField{VlanVid, 0x1000 | vid}` / `SetField{VlanPcp, pcp}`. Note for
-/// the pipeline: in OpenFlow 1.0 (and OVS) these push an 802.1Q tag when
-/// the packet has none (OVS `push_vlan_if_needed`), where a 1.3 set-field
-/// on an untagged packet does nothing; the model cannot tell the two
-/// apart. `OFPAT10_ENQUEUE` decodes to `SetQueue(q)` followed by
+/// `SetVlan10{VlanVid, 0x1000 | vid}` / `SetVlan10{VlanPcp, pcp}` with
+/// `flow_has_vlan` false (the flow decoders set it from the match,
+/// [`crate::model::note_vlan_presence`]): in OpenFlow 1.0 (and OVS,
+/// `push_vlan_if_needed`) these push an 802.1Q tag when the packet has
+/// none, where a 1.3 set-field on an untagged packet does nothing.
+/// `OFPAT10_ENQUEUE` decodes to `SetQueue(q)` followed by
 /// `Output{port, max_len: 0}`. `proto` is the flow's IP protocol, used to
 /// name the field `SET_TP_SRC/DST` writes.
 ///
@@ -133,9 +134,10 @@ pub fn decode_actions_ofp10(buf: &[u8], proto: Option<u8>) -> Result<Vec<Action>
                 if vid & !0x0fff != 0 {
                     return Err(arg("VLAN VID above 4095"));
                 }
-                acts.push(Action::SetField {
+                acts.push(Action::SetVlan10 {
                     field: OxmField::VlanVid,
                     value: u128::from(0x1000 | vid),
+                    flow_has_vlan: false,
                 });
             }
             OFPAT10_SET_VLAN_PCP => {
@@ -143,9 +145,10 @@ pub fn decode_actions_ofp10(buf: &[u8], proto: Option<u8>) -> Result<Vec<Action>
                 if a[4] > 7 {
                     return Err(arg("VLAN PCP above 7"));
                 }
-                acts.push(Action::SetField {
+                acts.push(Action::SetVlan10 {
                     field: OxmField::VlanPcp,
                     value: u128::from(a[4]),
+                    flow_has_vlan: false,
                 });
             }
             OFPAT10_STRIP_VLAN => {
@@ -380,14 +383,45 @@ pub(crate) fn put_reg_load(
     Ok(())
 }
 
+/// Check that `acts` have an exact 1.0 form, for a flow-mod or packet-out
+/// (a flow dump writes what 1.0 can express, as OVS does): a `PushVlan`
+/// must be of 0x8100 and followed by a VLAN VID or PCP set, which pushes
+/// it in 1.0.
+///
+/// # Errors
+/// `Unsupported` otherwise.
+pub(crate) fn check_exact_ofp10_actions(acts: &[Action]) -> Result<(), EncodeError> {
+    for (i, a) in acts.iter().enumerate() {
+        if let Action::PushVlan(tpid) = a {
+            let next_sets_vlan = matches!(
+                acts.get(i + 1),
+                Some(
+                    Action::SetField {
+                        field: OxmField::VlanVid | OxmField::VlanPcp,
+                        ..
+                    } | Action::SetVlan10 { .. }
+                )
+            );
+            if *tpid != 0x8100 || !next_sets_vlan {
+                return Err(unsupported(
+                    "push_vlan not followed by a VLAN set-field (OpenFlow 1.0)",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Append `acts` as 1.0 actions, with Nicira actions where 1.0 has none.
 ///
 /// - `SetQueue(q)` right before `Output{port, max_len: 0}` to a physical
 ///   port, `IN_PORT` or `LOCAL` becomes `OFPAT10_ENQUEUE` (the inverse of
 ///   the decoder); otherwise `NXAST_SET_QUEUE`.
-/// - `PushVlan(0x8100)` is implicit in 1.0 (the following
-///   `SET_VLAN_VID/PCP` pushes, as OVS `encode_PUSH_VLAN`), so it must be
-///   followed by a VLAN VID or PCP set-field.
+/// - `PushVlan` has no 1.0 form and is left out, as OVS
+///   `encode_PUSH_VLAN` leaves it out (1.0 pushes through a following
+///   `SET_VLAN_VID/PCP`); a flow-mod or packet-out, which must not change
+///   meaning, is checked first ([`check_exact_ofp10_actions`]).
+/// - `SetVlan10` is `SET_VLAN_VID/PCP`, as a VLAN VID/PCP set-field.
 /// - `Group` is `NXAST_GROUP` (40), `DecNwTtl` `NXAST_DEC_TTL`;
 ///   set-fields without a 1.0 action and `SetNwTtl` are `NXAST_REG_LOAD`s
 ///   (as `ovs-ofctl` sends them); the other Nicira actions are
@@ -423,20 +457,9 @@ pub fn encode_actions_ofp10(acts: &[Action], out: &mut Vec<u8>) -> Result<(), En
                 }
             }
             Action::Group(g) => put_nx_u32(out, NXAST_GROUP, *g),
-            Action::PushVlan(tpid) => {
-                let next_sets_vlan = matches!(
-                    acts.get(i + 1),
-                    Some(Action::SetField {
-                        field: OxmField::VlanVid | OxmField::VlanPcp,
-                        ..
-                    })
-                );
-                if *tpid != 0x8100 || !next_sets_vlan {
-                    return Err(unsupported(
-                        "push_vlan not followed by a VLAN set-field (OpenFlow 1.0)",
-                    ));
-                }
-            }
+            // OVS `encode_PUSH_VLAN` for OFP10_VERSION: nothing.
+            Action::PushVlan(_) => {}
+            Action::SetVlan10 { field, value, .. } => encode_set_field(*field, *value, out)?,
             Action::PopVlan => {
                 put_simple(out, OFPAT10_STRIP_VLAN, 8);
                 out.zeros(4);
@@ -685,6 +708,22 @@ pub(crate) fn put_action(out: &mut Vec<u8>, a: &Action, version: u8) -> Result<(
         Action::PopVlan => {
             hdr(out, at::POP_VLAN, 8);
             out.zeros(4);
+        }
+        Action::SetVlan10 {
+            field,
+            value,
+            flow_has_vlan,
+        } => {
+            // OVS `encode_SET_VLAN_VID/PCP` for 1.2+: a push first when
+            // the rule's flow has no tag, then the set-field.
+            if !flow_has_vlan {
+                put_action(out, &Action::PushVlan(0x8100), version)?;
+            }
+            let set = Action::SetField {
+                field: *field,
+                value: *value,
+            };
+            put_action(out, &set, version)?;
         }
         Action::SetField { field, value } => {
             hdr(out, at::SET_FIELD, 0);

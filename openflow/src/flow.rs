@@ -34,7 +34,7 @@ use crate::instructions::{decode_instructions_ofp10, encode_instructions_as_acti
 use crate::model::{EncodeError, FlowRemoved, FlowStats, FlowStatsRequest, OFPG_ANY, OFPTT_ALL};
 use crate::ofp_match::{
     decode_nx_match_cookie, encode_match, encode_nx_match_cookie, get_match, match_from_ofp10,
-    match_proto, put_match, take_nx_match, MATCH_LEN,
+    put_match, take_nx_match, MATCH_LEN,
 };
 use crate::oxm;
 use crate::port::{port10, port_from_ofp10};
@@ -613,7 +613,7 @@ pub(crate) fn decode_flow_stats(b: &[u8]) -> Result<FlowStats, DecodeError> {
     let cookie = r.u64()?;
     let packet_count = r.u64()?;
     let byte_count = r.u64()?;
-    let instructions = decode_instructions_ofp10(r.rest(), match_proto(&matcher))?;
+    let instructions = decode_instructions_ofp10(r.rest(), &matcher)?;
     Ok(FlowStats {
         table_id,
         duration_sec,
@@ -671,7 +671,7 @@ pub(crate) fn decode_nx_flow_stats(b: &[u8]) -> Result<FlowStats, DecodeError> {
     let packet_count = r.u64()?;
     let byte_count = r.u64()?;
     let matcher = oxm::decode_tlvs(take_nx_match(&mut r, match_len)?)?;
-    let instructions = decode_instructions_ofp10(r.rest(), match_proto(&matcher))?;
+    let instructions = decode_instructions_ofp10(r.rest(), &matcher)?;
     Ok(FlowStats {
         table_id,
         duration_sec,

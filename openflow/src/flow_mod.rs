@@ -21,7 +21,7 @@ use crate::instructions::{
 use crate::model::{flow_flags, EncodeError, FlowMod, FlowModCommand, OFPG_ANY, OFPTT_ALL};
 use crate::ofp_match::{
     decode_nx_match_cookie, encode_match, encode_nx_match_cookie, get_match, match_from_ofp10,
-    match_proto, put_match, take_nx_match, MATCH_LEN,
+    put_match, take_nx_match, MATCH_LEN,
 };
 use crate::port::{port10, port_from_ofp10};
 use crate::v10::DecodeOptions;
@@ -103,7 +103,7 @@ pub(crate) fn decode_flow_mod(r: &mut Rd, opts: &DecodeOptions) -> Result<FlowMo
     let out_port = port_from_ofp10(r.u16()?);
     let flags = flow_mod_flags(r.u16()?, command)?;
     let acts = r.rest();
-    let instructions = decode_instructions_ofp10(acts, match_proto(&matcher))?;
+    let instructions = decode_instructions_ofp10(acts, &matcher)?;
     Ok(FlowMod {
         cookie,
         cookie_mask: 0,
@@ -167,7 +167,7 @@ pub(crate) fn decode_nx_flow_mod(r: &mut Rd, opts: &DecodeOptions) -> Result<Flo
         // cookie"), which has no 1.3 equivalent.
         return Err(err(OfError::BAD_FIELD, "cookie match in a flow add"));
     }
-    let instructions = decode_instructions_ofp10(r.rest(), match_proto(&matcher))?;
+    let instructions = decode_instructions_ofp10(r.rest(), &matcher)?;
     let (cookie, cookie_mask) = if mmask != 0 {
         (mcookie, mmask)
     } else {

@@ -10,14 +10,17 @@
 //!   meter is an action (`OFPAT_METER`, first in apply-actions).
 
 use crate::actions::{
-    bad_len, begin_nx_action, decode_actions_ofp10, decode_actions_version, encode_actions_ofp10,
-    finish_action, put_actions_version, OFPAT10_VENDOR, OFPP10_IN_PORT,
+    bad_len, begin_nx_action, check_exact_ofp10_actions, decode_actions_ofp10,
+    decode_actions_version, encode_actions_ofp10, finish_action, put_actions_version,
+    OFPAT10_VENDOR, OFPP10_IN_PORT,
 };
 use crate::error::{DecodeError, OfError};
 use crate::header::OFP15_VERSION;
-use crate::model::{Action, EncodeError, Instructions};
+use crate::model::{note_vlan_presence, Action, EncodeError, Instructions, Match};
 use crate::nicira::*;
+use crate::ofp_match::match_proto;
 use crate::wire::{be16, be32, end_record, err, unsupported, Put, Rd};
+use xennet_datapath::flow::Field;
 
 // ---------------------------------------------------------------------------
 // OpenFlow 1.0: instructions as actions.
@@ -27,7 +30,9 @@ use crate::wire::{be16, be32, end_record, err, unsupported, Put, Rd};
 /// `NXAST_WRITE_METADATA` (32 bytes: 6 zero bytes, value, mask), which is
 /// the write-metadata instruction, as in OVS (`decode_NXAST_RAW_WRITE_METADATA`).
 /// As OVS's `ofpacts_verify` requires the 1.1 instruction order, nothing
-/// may follow it.
+/// may follow it. `m` is the flow's match: its IP protocol names the
+/// field of `SET_TP_SRC/DST`, its tag sets the 1.0 VLAN sets'
+/// `flow_has_vlan` ([`note_vlan_presence`]).
 ///
 /// # Errors
 /// As [`decode_actions_ofp10`]; `BAD_ACTION/BAD_LEN` for a write-metadata of
@@ -35,8 +40,17 @@ use crate::wire::{be16, be32, end_record, err, unsupported, Put, Rd};
 /// `BAD_ACTION/UNSUPPORTED_ORDER` for an action after it.
 pub(crate) fn decode_instructions_ofp10(
     buf: &[u8],
-    proto: Option<u8>,
+    m: &Match,
 ) -> Result<Instructions, DecodeError> {
+    let proto = match_proto(m);
+    // OVS `ofpact_check__`: whether the flow has a tag where a 1.0 VLAN
+    // set runs (`flow_has_vlan`).
+    let tagged = m.key.vlan_tci() & m.mask.get(Field::VlanTci) as u16 & 0x1000 != 0;
+    let apply = |b: &[u8]| -> Result<Instructions, DecodeError> {
+        let mut acts = decode_actions_ofp10(b, proto)?;
+        note_vlan_presence(&mut acts, tagged);
+        Ok(Instructions::apply(acts))
+    };
     let mut at = 0;
     while at + 10 <= buf.len() {
         let len = usize::from(be16(buf, at + 2));
@@ -62,7 +76,7 @@ pub(crate) fn decode_instructions_ofp10(
             }
             let value = u64::from_be_bytes(a[16..24].try_into().unwrap_or_default());
             let mask = u64::from_be_bytes(a[24..32].try_into().unwrap_or_default());
-            let mut ins = Instructions::apply(decode_actions_ofp10(&buf[..at], proto)?);
+            let mut ins = apply(&buf[..at])?;
             ins.write_metadata = Some((value, mask));
             return Ok(ins);
         }
@@ -71,7 +85,7 @@ pub(crate) fn decode_instructions_ofp10(
         }
         at += len;
     }
-    Ok(Instructions::apply(decode_actions_ofp10(buf, proto)?))
+    apply(buf)
 }
 
 /// Check that a flow-mod's instructions have an exact 1.0 form: apply-actions
@@ -84,7 +98,7 @@ pub(crate) fn check_flow_mod_instructions(ins: &Instructions) -> Result<(), Enco
             "instructions other than apply-actions and write-metadata (OpenFlow 1.0)",
         ));
     }
-    Ok(())
+    check_exact_ofp10_actions(ins.apply.as_deref().unwrap_or(&[]))
 }
 
 /// The OpenFlow 1.0 action list of a flow's `ins` in a flow statistics

@@ -279,6 +279,22 @@ pub enum Action {
     PushVlan(u16),
     /// `OFPAT_POP_VLAN` (1.0 `OFPAT_STRIP_VLAN`).
     PopVlan,
+    /// OpenFlow 1.0 `OFPAT10_SET_VLAN_VID` / `OFPAT10_SET_VLAN_PCP`
+    /// (`mod_vlan_vid`, `mod_vlan_pcp`; OVS `OFPACT_SET_VLAN_VID/PCP` with
+    /// `push_vlan_if_needed`): set the outer tag's VID or PCP, pushing an
+    /// 802.1Q tag (the other part 0) when the packet has none, where a
+    /// set-field does nothing on an untagged packet.
+    SetVlan10 {
+        /// `VlanVid` (the value carries `OFPVID_PRESENT`) or `VlanPcp`.
+        field: OxmField,
+        /// The VID (with 0x1000) or PCP, right-aligned.
+        value: u128,
+        /// Whether the rule's match (after the actions before this one)
+        /// has a tag (OVS `flow_has_vlan`, set by
+        /// [`note_vlan_presence`]): OpenFlow 1.1+ encodes this action as a
+        /// set-field, after an `OFPAT_PUSH_VLAN` 0x8100 when false.
+        flow_has_vlan: bool,
+    },
     /// `OFPAT_SET_FIELD`: set a whole field. VlanVid values carry
     /// `OFPVID_PRESENT` as OXM does.
     SetField {
@@ -1686,4 +1702,22 @@ pub enum EncodeError {
     /// The message or one of its parts has no form in this version.
     #[error("{0} cannot be expressed in this OpenFlow version")]
     Unsupported(&'static str),
+}
+
+/// Record in each top-level [`Action::SetVlan10`] whether the packet has a
+/// tag at that point (OVS `ofpact_check__` for `OFPACT_SET_VLAN_VID/PCP`):
+/// `tagged` is whether the match requires a tag (CFI); a push or a 1.0
+/// VLAN set makes one, a pop removes it (OVS tracks the outer tag only).
+pub fn note_vlan_presence(acts: &mut [Action], mut tagged: bool) {
+    for a in acts {
+        match a {
+            Action::PushVlan(_) => tagged = true,
+            Action::PopVlan => tagged = false,
+            Action::SetVlan10 { flow_has_vlan, .. } => {
+                *flow_has_vlan = tagged;
+                tagged = true;
+            }
+            _ => {}
+        }
+    }
 }

@@ -17,7 +17,8 @@
 use xennet_datapath::flow::Field;
 
 use crate::actions::{
-    decode_actions_ofp10, decode_actions_version, encode_actions_ofp10, put_actions_version,
+    check_exact_ofp10_actions, decode_actions_ofp10, decode_actions_version, encode_actions_ofp10,
+    put_actions_version,
 };
 use crate::error::{DecodeError, OfError};
 use crate::header::OFP15_VERSION;
@@ -158,6 +159,7 @@ pub(crate) fn encode_packet_out(po: &PacketOut, out: &mut Vec<u8>) -> Result<(),
     let len_at = out.len();
     out.u16(0);
     let a0 = out.len();
+    check_exact_ofp10_actions(&po.actions)?;
     encode_actions_ofp10(&po.actions, out)?;
     let alen = u16::try_from(out.len() - a0).map_err(|_| unsupported("actions too long"))?;
     out.patch16(len_at, alen);

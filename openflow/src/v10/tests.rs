@@ -98,9 +98,23 @@ fn flow_mod(matcher: Match, actions: Vec<Action>) -> FlowMod {
     }
 }
 
-fn all_1_0_actions() -> Vec<Action> {
+/// `acts` as a 1.0 flow under `m` decodes them: the 1.0 VLAN sets know
+/// whether the flow has a tag.
+fn noted(m: &Match, mut acts: Vec<Action>) -> Vec<Action> {
+    let tagged = m.key.vlan_tci() & m.mask.get(Field::VlanTci) as u16 & 0x1000 != 0;
+    note_vlan_presence(&mut acts, tagged);
+    acts
+}
+
+/// Every 1.0 action; the VLAN sets with `flow_has_vlan` `tagged`.
+fn all_1_0_actions(tagged: bool) -> Vec<Action> {
     use OxmField::*;
     let sf = |field, value| Action::SetField { field, value };
+    let sv = |field, value| Action::SetVlan10 {
+        field,
+        value,
+        flow_has_vlan: tagged,
+    };
     vec![
         Action::Output {
             port: 1,
@@ -110,8 +124,8 @@ fn all_1_0_actions() -> Vec<Action> {
             port: OFPP_CONTROLLER,
             max_len: 128,
         },
-        sf(VlanVid, 0x1000 | 42),
-        sf(VlanPcp, 5),
+        sv(VlanVid, 0x1000 | 42),
+        sv(VlanPcp, 5),
         Action::PopVlan,
         sf(EthSrc, 0x0200_0000_0001),
         sf(EthDst, 0x0200_0000_0002),
@@ -284,7 +298,7 @@ fn packet_in_out_roundtrip() {
     rt(Msg::PacketOut(PacketOut {
         buffer_id: header::NO_BUFFER,
         in_port: OFPP_CONTROLLER,
-        actions: all_1_0_actions(),
+        actions: all_1_0_actions(false),
         data: vec![1; 64],
     }));
     rt(Msg::PacketOut(PacketOut {
@@ -297,7 +311,7 @@ fn packet_in_out_roundtrip() {
 
 #[test]
 fn flow_mod_roundtrip() {
-    let fm = flow_mod(tcp_match(), all_1_0_actions());
+    let fm = flow_mod(tcp_match(), all_1_0_actions(true));
     let b = rt(Msg::FlowMod(fm.clone()));
     assert_eq!(be16(&b, 8 + 40 + 8), 0, "add to table 0");
     let mut nx = flow_mod(tcp_match(), nx_actions());
@@ -638,7 +652,7 @@ fn stats_roundtrip() {
         idle_age: None,
         hard_age: None,
         matcher: tcp_match(),
-        instructions: Instructions::apply(all_1_0_actions()),
+        instructions: Instructions::apply(all_1_0_actions(true)),
     };
     rt(rep(MpReply::Flow(vec![fs.clone(), fs.clone()])));
     let nxfs = FlowStats {
@@ -755,8 +769,49 @@ fn action_encoding_details() {
     )
     .unwrap();
     assert_eq!(out.len(), 8);
-    assert!(encode_actions(&[Action::PushVlan(0x8100)], &mut out).is_err());
-    assert!(encode_actions(&[Action::PushVlan(0x88a8)], &mut out).is_err());
+    let sv = Action::SetVlan10 {
+        field: OxmField::VlanVid,
+        value: 0x1005,
+        flow_has_vlan: false,
+    };
+    // 1.0's VLAN sets in 1.3 (OVS `encode_SET_VLAN_VID`): a push first
+    // unless the flow has a tag.
+    out.clear();
+    crate::actions::put_action(&mut out, &sv, header::OFP13_VERSION).unwrap();
+    assert_eq!(
+        (be16(&out, 0), be16(&out, 4), be16(&out, 8)),
+        (17, 0x8100, 25)
+    );
+    let tagged = Action::SetVlan10 {
+        field: OxmField::VlanVid,
+        value: 0x1005,
+        flow_has_vlan: true,
+    };
+    out.clear();
+    crate::actions::put_action(&mut out, &tagged, header::OFP13_VERSION).unwrap();
+    assert_eq!((be16(&out, 0), out.len()), (25, 16));
+    // OVS `encode_PUSH_VLAN` for 1.0: nothing, whatever follows (a flow
+    // dump); a flow-mod or packet-out refuses a push 1.0 cannot express.
+    for tpid in [0x8100, 0x88a8] {
+        out.clear();
+        encode_actions(&[Action::PushVlan(tpid), Action::PopVlan], &mut out).unwrap();
+        assert_eq!((out.len(), be16(&out, 0)), (8, 3));
+        assert!(crate::actions::check_exact_ofp10_actions(&[Action::PushVlan(tpid)]).is_err());
+    }
+    assert!(
+        crate::actions::check_exact_ofp10_actions(&[Action::PushVlan(0x88a8), sv.clone()]).is_err()
+    );
+    let mut fm = flow_mod(Match::CATCHALL, vec![Action::PushVlan(0x8100)]);
+    let mut b = Vec::new();
+    assert!(encode_with(
+        &Msg::FlowMod(fm.clone()),
+        1,
+        &EncodeOptions::default(),
+        &mut b
+    )
+    .is_err());
+    fm.instructions = Instructions::apply(vec![Action::PushVlan(0x8100), sv]);
+    assert!(encode_with(&Msg::FlowMod(fm), 1, &EncodeOptions::default(), &mut b).is_ok());
     assert!(encode_actions(
         &[Action::Output {
             port: 0x10000,
@@ -1131,7 +1186,7 @@ fn samples() -> Vec<(&'static str, Msg, EncodeOptions)> {
         idle_age: Some(3),
         hard_age: None,
         matcher: tcp_match(),
-        instructions: Instructions::apply(all_1_0_actions()),
+        instructions: Instructions::apply(all_1_0_actions(true)),
     };
     let nxfs = FlowStats {
         instructions: Instructions::apply(nx_actions()),
@@ -1289,13 +1344,18 @@ fn samples_decode_with_ovs_ofp_print() {
 fn action_strategy() -> impl Strategy<Value = Action> {
     use OxmField::*;
     let sf = |field: OxmField, bits: u32| {
-        (0u128..=ones(bits.min(64))).prop_map(move |v| Action::SetField {
-            field,
-            value: if field == VlanVid {
-                0x1000 | (v & 0xfff)
-            } else {
-                v
+        (0u128..=ones(bits.min(64))).prop_map(move |v| match field {
+            VlanVid => Action::SetVlan10 {
+                field,
+                value: 0x1000 | (v & 0xfff),
+                flow_has_vlan: false,
             },
+            VlanPcp => Action::SetVlan10 {
+                field,
+                value: v,
+                flow_has_vlan: false,
+            },
+            _ => Action::SetField { field, value: v },
         })
     };
     prop_oneof![
@@ -1359,7 +1419,7 @@ proptest! {
                 a => a,
             })
             .collect();
-        let mut fm = flow_mod(matcher, actions);
+        let mut fm = flow_mod(matcher, noted(&matcher, actions));
         fm.priority = priority;
         fm.table_id = table;
         if matcher.mask == FlowMask::EXACT {
@@ -1403,6 +1463,7 @@ proptest! {
                     a => a,
                 })
                 .collect();
+            let actions = noted(&matcher, actions);
             stats.push(FlowStats {
                 table_id: (cookie >> 56) as u8,
                 duration_sec: cookie as u32,
