@@ -657,7 +657,23 @@ impl BackendDevice {
             paths.extend(FRONTEND_KEYS.iter().map(|k| format!("{fe}/{k}")));
         }
         let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
-        let mut vals = xs.read_many(&refs)?.into_iter();
+        let mut vals = match xs.read_many(&refs) {
+            Ok(v) => v.into_iter(),
+            // Xen's xenstored answers EACCES rather than ENOENT for a
+            // node that is gone when its parents are not ours to read: a
+            // driver domain reading the frontend of a destroyed domain.
+            // Our own two keys alone then, and the frontend's state is
+            // Unknown, as Linux's `xenbus_read_driver_state` makes any
+            // failed read (so the vif disconnects, and goes once the
+            // toolstack removes our directory).
+            Err(e) if e.is(&ErrorCode::Eacces) && known_fe.is_some() => {
+                tracing::debug!("{}: frontend not readable ({e}): Unknown", self.name());
+                let mut own = xs.read_many(&refs[..2])?;
+                own.resize(refs.len(), None);
+                own.into_iter()
+            }
+            Err(e) => return Err(e.into()),
+        };
         let state_of = |v: Option<Option<Vec<u8>>>| {
             v.flatten()
                 .and_then(|v| XenbusState::parse(&v))
