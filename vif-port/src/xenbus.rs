@@ -1044,6 +1044,47 @@ mod tests {
         assert!(hooks.connected.is_some());
     }
 
+    /// A driver domain (backend domain 7) whose guest was destroyed: Xen's
+    /// xenstored then refuses it the frontend's nodes (EACCES rather than
+    /// ENOENT, their parents not being readable), made here by taking the
+    /// backend's read permission away. The frontend's state is then
+    /// Unknown (Linux `xenbus_read_driver_state`): the vif disconnects and
+    /// goes Closed, and is Removed once its own directory goes.
+    #[test]
+    fn a_refused_frontend_is_unknown_and_the_vif_lets_go() {
+        let srv = XenstoreServer::default();
+        let d0 = srv.connect_as(0).unwrap();
+        let mut s = spec();
+        s.backend_domid = 7;
+        create_vif_nodes(&d0, &s).unwrap();
+        let (be, fe) = (backend_path(7, 5, 0), frontend_path(5, 0));
+        let nd = srv.connect_as(7).unwrap();
+        let mut dev = BackendDevice::new(7, 5, 0, true);
+        let mut hooks = Hooks::default();
+        assert_eq!(
+            dev.update(&nd, &mut hooks).unwrap(),
+            Progress::State(XenbusState::InitWait)
+        );
+        good_keys(&d0, &fe);
+        write_state(&d0, &fe, XenbusState::Initialised).unwrap();
+        assert_eq!(
+            dev.update(&nd, &mut hooks).unwrap(),
+            Progress::State(XenbusState::Connected)
+        );
+        d0.set_perms(&format!("{fe}/state"), &[Perm::new(Access::None, 5)])
+            .unwrap();
+        let e = nd.read(&format!("{fe}/state")).unwrap_err();
+        assert!(e.is(&ErrorCode::Eacces), "{e}");
+        assert_eq!(
+            dev.update(&nd, &mut hooks).unwrap(),
+            Progress::State(XenbusState::Closed)
+        );
+        assert_eq!(hooks.disconnects, 1);
+        assert!(hooks.connected.is_none());
+        d0.rm(&be).unwrap();
+        assert_eq!(dev.update(&nd, &mut hooks).unwrap(), Progress::Removed);
+    }
+
     #[test]
     fn a_failed_hotplug_script_refuses_the_vif() {
         let mut hooks = Hooks::default();
