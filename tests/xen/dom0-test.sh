@@ -2,13 +2,19 @@
 # scripts/test-xen's test, run by dom0's /init inside the emulated machine
 # (real Xen 4.17, Linux PV dom0). Comes in through the 9p share
 # /mnt/share with:
-#   config        MODE=xennetd|kernel, XENNETD_ARGS (extra xennetd arguments)
+#   config        MODE=xennetd|kernel, QUICK, DRIVER_DOMAIN=0|1|only,
+#                 XENNETD_ARGS (extra xennetd arguments)
+#   nicdom-initrd.gz  the driver domain's initramfs (with DRIVER_DOMAIN)
 #   xennetd.toml  tests/xen/xennetd.toml: [xen] mode = "real", hotplug = "script"
 #   bin/xennetd, bin/xennet-appctl   (MODE=xennetd)
 #   vif-xennet    scripts/vif-xennet, installed into /etc/xen/scripts
 # Prints one "XT: PASS <step>" or "XT: FAIL <step>: <why>" line per step
 # (also appended to /mnt/share/results), "XT: DONE" at the end, and
 # leaves logs in /mnt/share/logs. Every wait is bounded.
+#
+# With DRIVER_DOMAIN=1 (scripts/test-xen --driver-domain) the driver-domain
+# steps run at the end, with DRIVER_DOMAIN=only right after the switch
+# step instead of the domU steps (see driver_domain_steps).
 #
 # Network: 10.99.0.0/24. dom0 is 10.99.0.1 on xt-d0p, a veth whose peer
 # xt-d0 is a port of br0 (xennetd: a Linux device port through AF_PACKET;
