@@ -570,7 +570,7 @@ fn warn_missing_hotplug(
             Err(e) if e.is(&ErrorCode::Enoent) => {
                 crate::coverage::XENBUS_HOTPLUG_MISSING.inc();
                 tracing::warn!(
-                    "{}: no {hp} {} s after the backend directory appeared: no hotplug script ran, and with hotplug = \"script\" the vif waits for one. The toolstack runs the vif's script= (script=vif-xennet) in the backend domain: libxl in dom0, `xl devd` in a driver domain ({}: is it running there?); or set hotplug = \"self\"",
+                    "{}: no {hp} {} s after the backend directory appeared: its hotplug script has not run (or not finished), and with hotplug = \"script\" the vif waits for it. The toolstack runs the vif's script= (script=vif-xennet) in the backend domain: libxl in dom0, `xl devd` in a driver domain ({}: is it running there?); or set hotplug = \"self\"",
                     hooks.name,
                     HOTPLUG_WARN_AFTER.as_secs(),
                     cfg.backend_domid
