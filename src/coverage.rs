@@ -68,19 +68,24 @@ pub static METRICS_BAD_REQUESTS: Counter = Counter::new("metrics_bad_requests");
 /// Backend vif events ignored because their domain does not exist
 /// (`crate::xenbusd::Hypervisor::domain_exists`).
 pub static XENBUS_UNKNOWN_DOMAIN: Counter = Counter::new("xenbus_unknown_domain");
+/// Vifs still without `hotplug-status` [`crate::xenbusd::HOTPLUG_WARN_AFTER`]
+/// after their backend directory appeared, with `hotplug = "script"`
+/// (no hotplug script ran: in a driver domain, no `xl devd`).
+pub static XENBUS_HOTPLUG_MISSING: Counter = Counter::new("xenbus_hotplug_missing");
 
 /// The backend's `state` writes sent without waiting for their reply
 /// (Connected) that xenstored refused (`Client::write_no_wait`; each is
 /// also logged, at most once a second).
 pub static XENBUS_STATE_WRITE_FAILED: Counter = Counter::new("xenbus_state_write_failed");
 
-static ALL: [&Counter; 8] = [
+static ALL: [&Counter; 9] = [
     &EMULXEN_FDS_TRUNCATED,
     &EMULXEN_HANDSHAKES_REFUSED,
     &EMULXEN_HANDSHAKES_TIMED_OUT,
     &METRICS_BAD_REQUESTS,
     &METRICS_REFUSED,
     &UNIXCTL_REFUSED,
+    &XENBUS_HOTPLUG_MISSING,
     &XENBUS_STATE_WRITE_FAILED,
     &XENBUS_UNKNOWN_DOMAIN,
 ];

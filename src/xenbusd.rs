@@ -39,6 +39,12 @@ use crate::emulxen::{place, unplace, Placement};
 
 /// Watch token of the backend directory.
 const BACKEND_TOKEN: &str = "backend";
+/// With `hotplug = "script"`: how long a vif may go without
+/// `hotplug-status` after its backend directory appeared before xennetd
+/// says that no hotplug script ran (once per vif). libxl runs the script
+/// as soon as the backend is in InitWait, and gives it 40 s
+/// (`LIBXL_HOTPLUG_TIMEOUT`) to finish.
+pub const HOTPLUG_WARN_AFTER: Duration = Duration::from_secs(45);
 /// Prefix of the frontend `state` watch tokens (`fe:<domid>:<handle>`).
 const FRONTEND_TOKEN: &str = "fe:";
 
@@ -157,6 +163,10 @@ struct Hooks {
     ip_text: Option<String>,
     /// The connected vif's port security.
     security: Option<Arc<PortSecurity>>,
+    /// When the backend device was made (its directory appeared).
+    created: std::time::Instant,
+    /// The missing hotplug script was reported (`warn_missing_hotplug`).
+    hotplug_warned: bool,
 }
 
 /// The vif's MAC from the backend directory's `mac` key (the toolstack
@@ -447,13 +457,22 @@ fn run(
     // Refused writes sent without waiting (the Connected state), as the
     // client counted them (it logs each).
     let mut write_failures = 0;
+    // With a hotplug script, look at waiting vifs now and then even when
+    // nothing happens: a script that never runs fires no watch.
+    let idle_wait = match cfg.hotplug {
+        Hotplug::Script => HOTPLUG_WARN_AFTER / 3,
+        Hotplug::SelfHotplug => Duration::from_secs(3600),
+    };
     loop {
         let failed = xs.unacked_failures();
         for _ in write_failures..failed {
             crate::coverage::XENBUS_STATE_WRITE_FAILED.inc();
         }
         write_failures = failed;
-        let Some(first) = xs.next_event(Duration::from_secs(3600))? else {
+        if cfg.hotplug == Hotplug::Script {
+            warn_missing_hotplug(xs, &cfg, &mut devs);
+        }
+        let Some(first) = xs.next_event(idle_wait)? else {
             continue;
         };
         // The backend's own share of a (re)connection is measured from
@@ -474,6 +493,7 @@ fn run(
         let mut taken = 0;
         while let Some(ev) = next.take() {
             let frontend = ev.token.starts_with(FRONTEND_TOKEN);
+            tracing::debug!("watch event {} (token {})", ev.path, ev.token);
             for key in event_keys(xs, base, &ev, &devs) {
                 if !frontend {
                     backend_changed.insert(key);
@@ -504,10 +524,20 @@ fn run(
             }
             // A late event under a directory already gone (and handled)
             // makes no device (nor a representor to create and remove).
-            if !devs.contains_key(&key)
-                && xs.directory(&format!("{base}/{domid}/{handle}")).is_err()
-            {
-                continue;
+            if !devs.contains_key(&key) {
+                match xs.directory(&format!("{base}/{domid}/{handle}")) {
+                    Ok(_) => {}
+                    Err(e) if e.is(&xennet_vif::xenstore::ErrorCode::Enoent) => continue,
+                    Err(e) => {
+                        // Not gone, but not ours to read: say so (a
+                        // silent skip leaves the toolstack waiting).
+                        tracing::warn!(
+                            "vif{domid}.{handle}: cannot read {base}/{domid}/{handle}: {e}: the vif is ignored; a toolstack makes a backend directory readable by the domain its backend= names (this is domain {})",
+                            cfg.backend_domid
+                        );
+                        continue;
+                    }
+                }
             }
             if !devs.contains_key(&key) {
                 if let Placement::Database(vifs) = &switch {
@@ -549,6 +579,8 @@ fn run(
                         mac: None,
                         ip_text: None,
                         security: None,
+                        created: std::time::Instant::now(),
+                        hotplug_warned: false,
                     },
                 )
             });
@@ -602,8 +634,55 @@ fn run(
                         }
                     }
                 }
-                Err(e) => tracing::warn!("vif{domid}.{handle}: {e}"),
+                Err(e) => {
+                    let refused = matches!(&e, xennet_vif::xenbus::XenbusError::Store(s)
+                        if s.is(&xennet_vif::xenstore::ErrorCode::Eacces));
+                    if refused {
+                        tracing::warn!(
+                            "vif{domid}.{handle}: {e}: xenstore refused this domain ({}) access; a toolstack gives a backend domain its backend directory and the frontend's device directory only when the vif names it (backend= in the vif spec; a driver domain also needs driver_domain=1), and a driver domain is refused a destroyed frontend's nodes",
+                            cfg.backend_domid
+                        );
+                    } else {
+                        tracing::warn!("vif{domid}.{handle}: {e}");
+                    }
+                }
             }
+        }
+    }
+}
+
+/// With `hotplug = "script"`: say (once per vif, counted as
+/// `xenbus_hotplug_missing`) which vifs still have no `hotplug-status`
+/// [`HOTPLUG_WARN_AFTER`] after their backend directory appeared, and
+/// what to do. Costs a clock read per unconnected vif, and one xenstore
+/// read per vif once.
+fn warn_missing_hotplug(
+    xs: &Client,
+    cfg: &BackendConfig,
+    devs: &mut HashMap<(DomId, u16), (BackendDevice, Hooks)>,
+) {
+    use xennet_vif::xenstore::ErrorCode;
+    for (dev, hooks) in devs.values_mut() {
+        if hooks.hotplug_warned
+            || dev.is_connected()
+            || hooks.created.elapsed() < HOTPLUG_WARN_AFTER
+        {
+            continue;
+        }
+        hooks.hotplug_warned = true;
+        let hp = format!("{}/hotplug-status", dev.backend_dir());
+        match xs.read_string(&hp) {
+            Err(e) if e.is(&ErrorCode::Enoent) => {
+                crate::coverage::XENBUS_HOTPLUG_MISSING.inc();
+                tracing::warn!(
+                    "{}: no {hp} {} s after the backend directory appeared: its hotplug script has not run (or not finished), and with hotplug = \"script\" the vif waits for it. The toolstack runs the vif's script= (script=vif-xennet) in the backend domain: libxl in dom0, `xl devd` in a driver domain ({}: is it running there?); or set hotplug = \"self\"",
+                    hooks.name,
+                    HOTPLUG_WARN_AFTER.as_secs(),
+                    cfg.backend_domid
+                );
+            }
+            Err(e) => tracing::warn!("{}: reading {hp}: {e}", hooks.name),
+            Ok(_) => {}
         }
     }
 }

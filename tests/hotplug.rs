@@ -288,6 +288,48 @@ fn vif_xennet_puts_vifs_on_their_vlan_and_reports_hotplug_status() {
         "hotplug-error: {err}"
     );
 
+    // In a driver domain the script cannot read the guest's VM name and
+    // uuid (libxl lets a backend domain read only the vif's frontend
+    // directory): the vif still goes on its bridge, without those
+    // external-ids, and the script says why.
+    let be6 = "backend/vif/6/0";
+    xs_write(
+        &sock,
+        &[
+            &format!("{be6}/bridge"),
+            "br0",
+            &format!("{be6}/frontend-id"),
+            "6",
+            &format!("{be6}/mac"),
+            "00:16:3e:00:00:06",
+        ],
+    );
+    let out = run_script(
+        &sock,
+        &[("vif", "vif6.0"), ("XENBUS_PATH", be6)],
+        &[&format!("--db={}", db.addr()), "online"],
+    );
+    assert_ok("vif-xennet online without VM nodes", &out);
+    assert_eq!(
+        xs_read(&sock, &format!("/local/domain/0/{be6}/hotplug-status")),
+        "connected"
+    );
+    let ids = db.vsctl_no_wait(&["get", "interface", "vif6.0", "external_ids"]);
+    assert!(
+        ids.contains("attached-mac=\"00:16:3e:00:00:06\"") && !ids.contains("xen-vm-name"),
+        "{ids}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not readable here"),
+        "{out:?}"
+    );
+    let out = run_script(
+        &sock,
+        &[("vif", "vif6.0"), ("XENBUS_PATH", be6)],
+        &[&format!("--db={}", db.addr()), "offline"],
+    );
+    assert_ok("vif-xennet offline vif6.0", &out);
+
     // offline: the port goes, and with it the traffic.
     let out = run_script(
         &sock,

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Builds the boot images of scripts/test-xen: a real Xen 4.17 hypervisor, a
-# Debian 6.1 kernel as PV dom0 and PV domU, and two busybox initramfs.
+# Debian 6.1 kernel as PV dom0 and PV domU, and three busybox initramfs
+# (dom0, domU, the driver domain's base).
 # Source, don't run (needs common.sh for die()).
 #
 # Nothing from Xen or the kernel is installed on the host: the Debian
@@ -14,7 +15,9 @@
 #   debs/                 the downloaded .deb files
 #   root-<pkgkey>/        the unpacked packages (pkgkey: package=version list)
 #   img-<key>/            xen, vmlinuz, dom0-initrd.gz (with the domU kernel
-#                         and initramfs inside), manifest; key: pkgkey plus
+#                         and initramfs inside), manifest, nicdom-base.cpio
+#                         and nicdom-manifest (the driver domain's root
+#                         without xennetd); key: pkgkey plus
 #                         the hash of this file, tests/xen/dom0-init,
 #                         tests/xen/domu-*, busybox/bash/ovs versions.
 # A directory is used only when its ".complete" marker exists, so an
@@ -171,6 +174,35 @@ EOF
     rm -rf "$R"
 }
 
+# xt_build_nicdom DIR: DIR/nicdom-base.cpio (uncompressed) and
+# DIR/nicdom-manifest: the driver domain's root without xennetd, which
+# scripts/test-xen appends (a second cpio archive in the same gzip stream:
+# the kernel unpacks concatenated archives) with its /init on every run.
+# What a driver domain needs: netfront (its uplink from dom0), gntdev,
+# evtchn, privcmd and xenfs; xl (for `xl devd`, which runs the vif hotplug
+# script), the xenstore tools (the script's xenstore-read/-write, through
+# /dev/xen/xenbus with the domain's own permissions), bash, ip, and
+# ovsdb-server/ovs-vsctl for xennetd's database.
+xt_build_nicdom() {
+    local out=$1 R=$1/nicdom-root L=/usr/lib/xen-$XT_XENVER/bin c
+    xt_busybox_root "$R"
+    xt_copy_mods "$R" xen-netfront xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs
+    xt_copy_bin "$R" "$XT_ROOT$L/xl" "$XT_ROOT/usr/bin/xenstore" \
+        /usr/bin/bash /usr/sbin/ip /usr/bin/timeout \
+        /usr/sbin/ovsdb-server /usr/bin/ovsdb-tool /usr/bin/ovs-vsctl /usr/bin/ovs-appctl
+    cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$R/lib/x86_64-linux-gnu/"
+    for c in read write rm exists list ls chmod watch; do ln -sf xenstore "$R/usr/bin/xenstore-$c"; done
+    ln -sf ../usr/bin/bash "$R/bin/bash"
+    rm -f "$R/bin/ip" "$R/bin/timeout"
+    ln -sf "$L/xl" "$R/usr/sbin/xl"
+    mkdir -p "$R/etc/xen/scripts" "$R"/var/{lib/xen,log/xen,lock} "$R/etc/openvswitch" "$R/usr/share/openvswitch"
+    cp "$XT_ROOT/etc/xen/xl.conf" "$R/etc/xen/"
+    cp /usr/share/openvswitch/vswitch.ovsschema "$R/usr/share/openvswitch/"
+    (cd "$R" && find . -type f -o -type l) | sed 's/^\.//' | sort >"$out/nicdom-manifest"
+    (cd "$R" && find . | cpio -o -H newc 2>/dev/null) >"$out/nicdom-base.cpio"
+    rm -rf "$R"
+}
+
 # xt_build_dom0 DIR: DIR/dom0-initrd.gz and DIR/manifest (its file list).
 xt_build_dom0() {
     local out=$1 R=$1/dom0-root L=/usr/lib/xen-$XT_XENVER/bin c
@@ -228,6 +260,7 @@ xt_images() {
     cp "$XT_ROOT/boot/vmlinuz-$XT_KVER" "$XT_IMG/vmlinuz"
     xt_build_domu "$XT_IMG"
     xt_build_dom0 "$XT_IMG"
+    xt_build_nicdom "$XT_IMG"
     touch "$XT_IMG/.complete"
     # keep the cache small: only this image and this root
     local d

@@ -2,13 +2,19 @@
 # scripts/test-xen's test, run by dom0's /init inside the emulated machine
 # (real Xen 4.17, Linux PV dom0). Comes in through the 9p share
 # /mnt/share with:
-#   config        MODE=xennetd|kernel, XENNETD_ARGS (extra xennetd arguments)
+#   config        MODE=xennetd|kernel, QUICK, DRIVER_DOMAIN=0|1|only,
+#                 XENNETD_ARGS (extra xennetd arguments)
+#   nicdom-initrd.gz  the driver domain's initramfs (with DRIVER_DOMAIN)
 #   xennetd.toml  tests/xen/xennetd.toml: [xen] mode = "real", hotplug = "script"
 #   bin/xennetd, bin/xennet-appctl   (MODE=xennetd)
 #   vif-xennet    scripts/vif-xennet, installed into /etc/xen/scripts
 # Prints one "XT: PASS <step>" or "XT: FAIL <step>: <why>" line per step
 # (also appended to /mnt/share/results), "XT: DONE" at the end, and
 # leaves logs in /mnt/share/logs. Every wait is bounded.
+#
+# With DRIVER_DOMAIN=1 (scripts/test-xen --driver-domain) the driver-domain
+# steps run at the end, with DRIVER_DOMAIN=only right after the switch
+# step instead of the domU steps (see driver_domain_steps).
 #
 # Network: 10.99.0.0/24. dom0 is 10.99.0.1 on xt-d0p, a veth whose peer
 # xt-d0 is a port of br0 (xennetd: a Linux device port through AF_PACKET;
@@ -123,11 +129,12 @@ domid() {
     return 1
 }
 console_log() { echo "/var/log/xen/console/guest-$1.log"; }
-# vif_state DOMID DEVID: "backend/frontend/hotplug-status"
+# vif_state DOMID DEVID [BACKEND-DOMID]: "backend/frontend/hotplug-status"
 vif_state() {
-    echo "$(xenstore-read /local/domain/0/backend/vif/$1/$2/state 2>/dev/null)/$(xenstore-read /local/domain/$1/device/vif/$2/state 2>/dev/null)/$(xenstore-read /local/domain/0/backend/vif/$1/$2/hotplug-status 2>/dev/null)"
+    local be=/local/domain/${3:-0}/backend/vif/$1/$2
+    echo "$(xenstore-read $be/state 2>/dev/null)/$(xenstore-read /local/domain/$1/device/vif/$2/state 2>/dev/null)/$(xenstore-read $be/hotplug-status 2>/dev/null)"
 }
-vif_connected() { [ "$(vif_state "$1" "$2")" = "4/4/connected" ]; }
+vif_connected() { [ "$(vif_state "$1" "$2" "${3:-0}")" = "4/4/connected" ]; }
 
 vifspec() {
     if [ "$MODE" = xennetd ]; then
@@ -205,6 +212,49 @@ same_as() {
     return 1
 }
 
+# vif_counters STEP: xennetd's per-port counters, to the console and $LOGS
+vif_counters() {
+    [ "$MODE" = xennetd ] || return 0
+    $SHARE/bin/xennet-appctl --rundir $RUNDIR xennet/vif-show >$LOGS/vif-show-$1.txt 2>&1
+    sed "s/^/XT:   $1 vif-show| /" $LOGS/vif-show-$1.txt
+}
+# on HOST SECONDS CMD: run CMD in dom0 ("dom0") or in the domU at HOST (an IP)
+on() {
+    if [ "$1" = dom0 ]; then
+        timeout "$2" sh -c "$3" 2>&1
+    else
+        agent "$1" "$2" "$3"
+    fi
+}
+# tcp_transfer STEP SRC DST MB SECONDS: MB MiB of random data from SRC (dom0
+# or an IP) to the domU at DST over busybox nc within SECONDS, md5 compared;
+# on failure the bytes that arrived. (busybox nc -l does not exit when the
+# sender closes while its own stdin is open, so the receiver's file is
+# watched until it has every byte.)
+tcp_transfer() {
+    local step=$1 src=$2 dst=$3 mb=$4 limit=$5 t0 t1 tx rx bytes=$(($4 * 1048576)) got
+    on "$dst" 20 "killall nc 2>/dev/null; rm -f /tmp/rx.bin; (sleep 900 | nc -l -p 5001 > /tmp/rx.bin) </dev/null >/dev/null 2>&1 &" >/dev/null ||
+        { fail "$step" "cannot start the receiver in $dst"; return 1; }
+    on "$src" 120 "dd if=/dev/urandom of=/tmp/blob bs=1M count=$mb 2>/dev/null && md5sum /tmp/blob > /tmp/tx.sum" >/dev/null ||
+        { fail "$step" "cannot make the data in $src"; return 1; }
+    say "$step: $mb MiB ready in $src, sending"
+    t0=$(date +%s.%N)
+    on "$src" "$limit" "nc $dst 5001 < /tmp/blob" >/tmp/nc.out
+    wait_for "$limit" on "$dst" 10 "[ \$(wc -c < /tmp/rx.bin) -ge $bytes ]"
+    t1=$(date +%s.%N)
+    got=$(on "$dst" 20 "wc -c < /tmp/rx.bin")
+    tx=$(on "$src" 20 "cut -d' ' -f1 /tmp/tx.sum")
+    rx=$(on "$dst" 60 "md5sum < /tmp/rx.bin | cut -d' ' -f1")
+    if [ -n "$tx" ] && [ "$tx" = "$rx" ]; then
+        pass "$step" "$mb MiB in $(awk -v a="$t0" -v b="$t1" -v m="$mb" 'BEGIN{printf "%.1f s, %.1f Mbit/s", b-a, m*8*1.048576/(b-a)}'), md5 $tx equal"
+    else
+        fail "$step" "$dst has $got of $bytes bytes ${limit} s after the start, md5 sent '$tx' received '$rx'; nc: $(tr '\n' ' ' </tmp/nc.out) $dst: $(on "$dst" 20 "grep eth0 /proc/net/dev" | tr -s ' \n' '  ')"
+        vif_counters "$step"
+    fi
+    on "$dst" 20 "killall nc; rm -f /tmp/rx.bin" >/dev/null
+    on "$src" 20 "killall nc; rm -f /tmp/blob" >/dev/null
+    [ -n "$tx" ] && [ "$tx" = "$rx" ]
+}
 # ---------------------------------------------------------------- Xen up
 say "mode $MODE"
 for m in xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs bridge veth tun; do
@@ -256,6 +306,177 @@ fi
 
 BASE0=$(snapshot)
 
+# ---------------------------------------------------------------- driver domain
+# nicdom: a PV domU with driver_domain=1 (1 vCPU) whose initramfs
+# (tests/xen/nicdom-rcS) runs ovsdb-server, xennetd in real Xen mode (its
+# backend directory /local/domain/<nicdom>/backend/vif, gntdev and evtchn
+# with a domU's privileges, hotplug = "script") and `xl devd`, which runs
+# vif-xennet there. Its eth0 (10.99.0.20, an agent) and eth1 are vifs from
+# dom0's br0; eth1 is the uplink port of its bridge nbr0 (port security off
+# for it in dom0: it carries the client's MAC). The client domU
+# (10.99.0.31) has vif=['backend=nicdom,...'] on nbr0 and reaches dom0
+# through nicdom.
+ND_IP=10.99.0.20
+CL_IP=10.99.0.31
+# nd_logs: the driver domain's logs into $LOGS/nicdom-*.log (through its agent)
+nd_logs() {
+    local f
+    for f in xennetd xennetd-stdout xl-devd ovsdb-server xenstore-watch; do
+        agent $ND_IP 20 "cat /var/log/$f.log" >$LOGS/nicdom-$f.log 2>&1
+    done
+    agent $ND_IP 20 "pid=\$(cat /run/openvswitch/ovs-vswitchd.pid); for t in /proc/\$pid/task/*; do echo \"thread \$(cat \$t/comm) wchan \$(cat \$t/wchan)\"; cat \$t/stack | head -n 8; done" >$LOGS/nicdom-xennetd-threads.log 2>&1
+    agent $ND_IP 20 "dmesg | tail -n 60; ls -l /dev/xen; xenstore-ls -fp /local/domain/\$(xenstore-read domid) 2>&1 | grep -E 'backend|libxl' | head -n 60" >$LOGS/nicdom-dmesg.log 2>&1
+    cp "$(console_log nicdom)" $LOGS/nicdom-console.log 2>/dev/null
+    cp "$(console_log client)" $LOGS/nicdom-client-console.log 2>/dev/null
+}
+# nd_fail STEP WHY: fail, then what dom0 and nicdom saw: the consoles, the
+# vif's xenstore nodes, the logs of xennetd and xl devd in nicdom
+nd_fail() {
+    local cl
+    fail "$1" "$2"
+    nd_logs
+    grep -a 'XTNIC' $LOGS/nicdom-console.log 2>/dev/null | tail -n 15 | sed 's/^/XT:   nicdom console| /'
+    grep -aE 'XTDOMU|netfront|xenbus' $LOGS/nicdom-client-console.log 2>/dev/null | tail -n 10 | sed 's/^/XT:   client console| /'
+    if cl=$(domid client); then
+        xenstore-ls -fp /local/domain/$ND/backend/vif/$cl 2>&1 | grep -E '/(state|hotplug-status|hotplug-error|online|script|bridge) ' | sed 's/^/XT:   backend| /'
+        xenstore-read /local/domain/$ND/error/backend/vif/$cl/0/error 2>/dev/null | sed 's/^/XT:   backend error| /'
+        xenstore-ls -fp /local/domain/$cl/device/vif 2>&1 | grep -E '/(state|backend-id) ' | sed 's/^/XT:   frontend| /'
+    fi
+    tail -n 15 $LOGS/nicdom-xennetd.log 2>/dev/null | sed 's/^/XT:   nicdom xennetd| /'
+    tail -n 15 $LOGS/nicdom-xl-devd.log 2>/dev/null | sed 's/^/XT:   nicdom xl devd| /'
+    grep -v 'dpif\|netdev' $LOGS/nicdom-during-create.log 2>/dev/null | tail -n 30 | sed 's/^/XT:   nicdom during xl create| /'
+    tail -n 15 $LOGS/nicdom-xenstore-watch.log 2>/dev/null | sed 's/^/XT:   nicdom xenstore-watch| /'
+    grep -E '^thread|xenbus|futex' $LOGS/nicdom-xennetd-threads.log 2>/dev/null | head -n 40 | sed 's/^/XT:   nicdom xennetd threads| /'
+}
+# nd_wait_connected: the client's vif 0, backend in nicdom, connected
+# (90 s), else why not and what to do
+nd_wait_connected() {
+    local cl st
+    cl=$(domid client) || { nd_fail "$1" "the client domain does not exist"; return 1; }
+    wait_for 90 vif_connected "$cl" 0 "$ND" && return 0
+    st=$(vif_state "$cl" 0 "$ND")
+    case $st in
+    2/*/) nd_fail "$1" "vif $cl/0 state $st: the backend waits for hotplug-status, which no hotplug script wrote: is \`xl devd\` running in nicdom, and is script=vif-xennet in the vif spec?" ;;
+    */error) nd_fail "$1" "vif $cl/0 state $st: vif-xennet failed in nicdom: $(xenstore-read /local/domain/$ND/backend/vif/$cl/0/hotplug-error 2>&1)" ;;
+    /*) nd_fail "$1" "vif $cl/0 state $st: xennetd in nicdom never answered in /local/domain/$ND/backend/vif/$cl/0 (running? its domid? its xenstore watch?)" ;;
+    *) nd_fail "$1" "vif $cl/0 state backend/frontend/hotplug $st after 90 s" ;;
+    esac
+    return 1
+}
+create_client() {
+    cat >/etc/xen/client.cfg <<EOF
+name = "client"
+type = "pv"
+kernel = "/boot/vmlinux"
+ramdisk = "/boot/domu-initrd.gz"
+extra = "console=hvc0 loglevel=5 xt.name=client xt.ip=$CL_IP/24"
+memory = 128
+vcpus = 1
+vif = [ 'backend=nicdom,script=vif-xennet,bridge=nbr0,mac=00:16:3e:00:00:31' ]
+on_crash = "preserve"
+EOF
+    : >"$(console_log client)" 2>/dev/null
+    # what nicdom sees while the toolstack waits for its backend (kept for a failure report)
+    (sleep 8; agent $ND_IP 30 "xenstore-ls -fp /local/domain/\$(xenstore-read domid)/backend 2>&1 | head -n 30; tail -n 20 /var/log/xennetd.log" >$LOGS/nicdom-during-create.log 2>&1) &
+    timeout 120 $XL -vvv create /etc/xen/client.cfg >/tmp/xl-create-client.log 2>&1 && return 0
+    tail -n 30 /tmp/xl-create-client.log | sed 's/^/XT:   xl| /'
+    return 1
+}
+nd_snapshot() { agent $ND_IP 30 xt-snapshot; }
+# nd_same_as STEP BASELINE: nicdom's snapshot back at BASELINE (20 s), else fail
+nd_same_as() {
+    local i=0 now
+    while [ $i -lt 20 ]; do
+        now=$(nd_snapshot)
+        [ "$now" = "$2" ] && return 0
+        sleep 1
+        i=$((i + 1))
+    done
+    nd_fail "$1" "nicdom still holds guest resources: expected [$(echo "$2" | tr '\n' ';')] got [$(echo "$now" | tr '\n' ';')]"
+    return 1
+}
+driver_domain_steps() {
+    local cl cl2 nd_base nd_one
+    if [ "$MODE" != xennetd ]; then
+        skip driver-domain "kernel-netback mode"
+        return 0
+    fi
+    [ -r $SHARE/nicdom-initrd.gz ] || { fail driver-domain "$SHARE/nicdom-initrd.gz is missing (scripts/test-xen builds it)"; return 1; }
+    cat >/etc/xen/nicdom.cfg <<EOF
+name = "nicdom"
+type = "pv"
+kernel = "/boot/vmlinux"
+ramdisk = "$SHARE/nicdom-initrd.gz"
+extra = "console=hvc0 loglevel=5 xt.name=nicdom xt.ip=$ND_IP/24"
+memory = 256
+vcpus = 1
+driver_domain = 1
+vif = [ 'script=vif-xennet,bridge=br0,mac=00:16:3e:00:00:20', 'script=vif-xennet,bridge=br0,mac=00:16:3e:00:00:21' ]
+on_crash = "preserve"
+EOF
+    : >"$(console_log nicdom)" 2>/dev/null
+    if ! timeout 120 $XL -vvv create /etc/xen/nicdom.cfg >/tmp/xl-create-nicdom.log 2>&1; then
+        tail -n 30 /tmp/xl-create-nicdom.log | sed 's/^/XT:   xl| /'
+        fail driver-domain-up "xl create nicdom failed (see the xl log above)"
+        return 1
+    fi
+    ND=$(domid nicdom)
+    if ! wait_for 90 vif_connected "$ND" 0 || ! wait_for 30 vif_connected "$ND" 1; then
+        nd_fail driver-domain-up "nicdom's vifs on dom0's br0 do not connect: $(vif_state "$ND" 0) $(vif_state "$ND" 1)"
+        return 1
+    fi
+    timeout 60 ovs-vsctl --timeout=30 set interface vif$ND.1 other_config:xennet-port-security=false >/tmp/vsctl.log 2>&1 ||
+        { nd_fail driver-domain-up "ovs-vsctl set interface vif$ND.1 other_config:xennet-port-security=false: $(cat /tmp/vsctl.log)"; return 1; }
+    if ! wait_for 240 grep -qa -e 'XTNIC: READY' -e 'XTNIC: FAIL' "$(console_log nicdom)" ||
+        grep -qa 'XTNIC: FAIL' "$(console_log nicdom)"; then
+        nd_fail driver-domain-up "nicdom did not get ready: $(grep -a 'XTNIC: FAIL' "$(console_log nicdom)" | head -n 3 | tr -d '\r' | tr '\n' ' ')"
+        return 1
+    fi
+    pass driver-domain-up "nicdom domid $ND: $(grep -a 'XTNIC: READY' "$(console_log nicdom)" | tr -d '\r' | sed 's/.*XTNIC: //')"
+    nd_base=$(nd_snapshot)
+    say "nicdom before the client: [$(echo "$nd_base" | tr '\n' ';')]"
+    create_client || { nd_fail driver-domain-client "xl create client (vif backend=nicdom) failed"; return 1; }
+    nd_wait_connected driver-domain-client || return 1
+    cl=$(domid client)
+    nd_one=$(nd_snapshot)
+    pass driver-domain-client "client domid $cl, vif /local/domain/$ND/backend/vif/$cl/0 state 4/4 hotplug-status connected (vif-xennet run by xl devd in nicdom); nicdom: [$(echo "$nd_one" | tr '\n' ';')]"
+    if ping_dom0 $CL_IP && wait_for 60 grep -q 'client PING-DOM0 OK' "$(console_log client)"; then
+        pass driver-domain-ping "dom0 <-> client through xennetd in nicdom"
+    else
+        nd_fail driver-domain-ping "no ping dom0 -> $CL_IP, or no 'client PING-DOM0 OK' on the client's console"
+        return 1
+    fi
+    tcp_transfer driver-domain-tcp-dom0-to-client dom0 $CL_IP 1 120 || nd_fail driver-domain-tcp "(the transfer's failure is above)"
+    timeout 60 $XL destroy client >/tmp/xl-destroy.log 2>&1 || fail driver-domain-destroy "xl destroy client: $(tr '\n' ' ' </tmp/xl-destroy.log)"
+    if nd_same_as driver-domain-destroy-no-leak "$nd_base"; then
+        pass driver-domain-destroy-no-leak "nicdom back to [$(echo "$nd_base" | tr '\n' ';')]"
+    fi
+    if create_client && nd_wait_connected driver-domain-recreate && ping_dom0 $CL_IP; then
+        cl2=$(domid client)
+        if [ "$(nd_snapshot | grep -v backend-vif-domains)" = "$(echo "$nd_one" | grep -v backend-vif-domains)" ]; then
+            pass driver-domain-recreate "client domid $cl2 connected and answers; nicdom holds what it held for the first client"
+        else
+            nd_fail driver-domain-recreate "nicdom with the first client [$(echo "$nd_one" | tr '\n' ';')], with the second [$(nd_snapshot | tr '\n' ';')]"
+        fi
+        timeout 60 $XL destroy client >/tmp/xl-destroy.log 2>&1
+        nd_same_as driver-domain-recreate-no-leak "$nd_base" && pass driver-domain-recreate-no-leak
+    else
+        nd_fail driver-domain-recreate "the client created again does not connect or answer"
+    fi
+    nd_logs
+    timeout 60 $XL destroy client >/dev/null 2>&1
+    timeout 60 $XL destroy nicdom >/tmp/xl-destroy.log 2>&1 || fail driver-domain-down "xl destroy nicdom: $(tr '\n' ' ' </tmp/xl-destroy.log)"
+    wait_for 20 sh -c "! xenstore-exists /local/domain/0/backend/vif/$ND" ||
+        fail driver-domain-down "dom0's backend/vif/$ND remains after xl destroy nicdom"
+}
+if [ "${DRIVER_DOMAIN:-0}" = only ]; then
+    driver_domain_steps
+    dump_logs
+    echo "XT: DONE fails=$FAILS (--driver-domain-only)"
+    [ $FAILS = 0 ]
+    exit
+fi
+
 # dom0 runs the backend for every domU, as real hosts do it gets a larger
 # share of the CPUs than a domU (Xen's performance tuning advice; credit2's
 # default weight is 256): with 2-vCPU domUs on 2 emulated CPUs it would
@@ -290,49 +511,6 @@ fi
 D1=$(domid domu1)
 say "domu1 netfront: $(xenstore-ls /local/domain/$D1/device/vif/0 2>/dev/null | grep -E '^(feature|multi|request)' | tr -d '"' | tr -s ' \n' '  ')"
 
-# vif_counters STEP: xennetd's per-port counters, to the console and $LOGS
-vif_counters() {
-    [ "$MODE" = xennetd ] || return 0
-    $SHARE/bin/xennet-appctl --rundir $RUNDIR xennet/vif-show >$LOGS/vif-show-$1.txt 2>&1
-    sed "s/^/XT:   $1 vif-show| /" $LOGS/vif-show-$1.txt
-}
-# on HOST SECONDS CMD: run CMD in dom0 ("dom0") or in the domU at HOST (an IP)
-on() {
-    if [ "$1" = dom0 ]; then
-        timeout "$2" sh -c "$3" 2>&1
-    else
-        agent "$1" "$2" "$3"
-    fi
-}
-# tcp_transfer STEP SRC DST MB SECONDS: MB MiB of random data from SRC (dom0
-# or an IP) to the domU at DST over busybox nc within SECONDS, md5 compared;
-# on failure the bytes that arrived. (busybox nc -l does not exit when the
-# sender closes while its own stdin is open, so the receiver's file is
-# watched until it has every byte.)
-tcp_transfer() {
-    local step=$1 src=$2 dst=$3 mb=$4 limit=$5 t0 t1 tx rx bytes=$(($4 * 1048576)) got
-    on "$dst" 20 "killall nc 2>/dev/null; rm -f /tmp/rx.bin; (sleep 900 | nc -l -p 5001 > /tmp/rx.bin) </dev/null >/dev/null 2>&1 &" >/dev/null ||
-        { fail "$step" "cannot start the receiver in $dst"; return 1; }
-    on "$src" 120 "dd if=/dev/urandom of=/tmp/blob bs=1M count=$mb 2>/dev/null && md5sum /tmp/blob > /tmp/tx.sum" >/dev/null ||
-        { fail "$step" "cannot make the data in $src"; return 1; }
-    say "$step: $mb MiB ready in $src, sending"
-    t0=$(date +%s.%N)
-    on "$src" "$limit" "nc $dst 5001 < /tmp/blob" >/tmp/nc.out
-    wait_for "$limit" on "$dst" 10 "[ \$(wc -c < /tmp/rx.bin) -ge $bytes ]"
-    t1=$(date +%s.%N)
-    got=$(on "$dst" 20 "wc -c < /tmp/rx.bin")
-    tx=$(on "$src" 20 "cut -d' ' -f1 /tmp/tx.sum")
-    rx=$(on "$dst" 60 "md5sum < /tmp/rx.bin | cut -d' ' -f1")
-    if [ -n "$tx" ] && [ "$tx" = "$rx" ]; then
-        pass "$step" "$mb MiB in $(awk -v a="$t0" -v b="$t1" -v m="$mb" 'BEGIN{printf "%.1f s, %.1f Mbit/s", b-a, m*8*1.048576/(b-a)}'), md5 $tx equal"
-    else
-        fail "$step" "$dst has $got of $bytes bytes ${limit} s after the start, md5 sent '$tx' received '$rx'; nc: $(tr '\n' ' ' </tmp/nc.out) $dst: $(on "$dst" 20 "grep eth0 /proc/net/dev" | tr -s ' \n' '  ')"
-        vif_counters "$step"
-    fi
-    on "$dst" 20 "killall nc; rm -f /tmp/rx.bin" >/dev/null
-    on "$src" 20 "killall nc; rm -f /tmp/blob" >/dev/null
-    [ -n "$tx" ] && [ "$tx" = "$rx" ]
-}
 # tcp_diag IP: the domU's TCP loss counters since its boot (/proc/net/snmp
 # and netstat) and, with xennetd, the counters of its vif (a slow transfer
 # is then loss and timeouts, or not)
@@ -520,6 +698,12 @@ else
 fi
 
 if [ "${QUICK:-0}" = 1 ]; then
+    if [ "${DRIVER_DOMAIN:-0}" != 0 ]; then
+        # room for nicdom and its client
+        timeout 60 $XL destroy domu2 >/dev/null 2>&1
+        timeout 60 $XL destroy domu1 >/dev/null 2>&1
+        driver_domain_steps
+    fi
     dump_logs
     echo "XT: DONE fails=$FAILS (--quick: no lifecycle steps)"
     [ $FAILS = 0 ]
@@ -620,6 +804,8 @@ else
     same_as destroy-all-no-leak "$BASE0" && pass destroy-all-no-leak
 fi
 [ "$MODE" = xennetd ] && [ -d /sys/module/xen_netback ] && fail no-kernel-netback "xen-netback got loaded"
+
+[ "${DRIVER_DOMAIN:-0}" != 0 ] && driver_domain_steps
 
 dump_logs
 echo "XT: DONE fails=$FAILS"

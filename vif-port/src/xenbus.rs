@@ -691,7 +691,23 @@ impl BackendDevice {
             paths.extend(FRONTEND_KEYS.iter().map(|k| format!("{fe}/{k}")));
         }
         let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
-        let mut vals = xs.read_many(&refs)?.into_iter();
+        let mut vals = match xs.read_many(&refs) {
+            Ok(v) => v.into_iter(),
+            // Xen's xenstored answers EACCES rather than ENOENT for a
+            // node that is gone when its parents are not ours to read: a
+            // driver domain reading the frontend of a destroyed domain.
+            // Our own two keys alone then, and the frontend's state is
+            // Unknown, as Linux's `xenbus_read_driver_state` makes any
+            // failed read (so the vif disconnects, and goes once the
+            // toolstack removes our directory).
+            Err(e) if e.is(&ErrorCode::Eacces) && known_fe.is_some() => {
+                tracing::debug!("{}: frontend not readable ({e}): Unknown", self.name());
+                let mut own = xs.read_many(&refs[..2])?;
+                own.resize(refs.len(), None);
+                own.into_iter()
+            }
+            Err(e) => return Err(e.into()),
+        };
         let state_of = |v: Option<Option<Vec<u8>>>| {
             v.flatten()
                 .and_then(|v| XenbusState::parse(&v))
@@ -1077,6 +1093,47 @@ mod tests {
         dev.update(&xs, &mut hooks).unwrap();
         assert_eq!(backend_state(&xs, &be), XenbusState::Connected);
         assert!(hooks.connected.is_some());
+    }
+
+    /// A driver domain (backend domain 7) whose guest was destroyed: Xen's
+    /// xenstored then refuses it the frontend's nodes (EACCES rather than
+    /// ENOENT, their parents not being readable), made here by taking the
+    /// backend's read permission away. The frontend's state is then
+    /// Unknown (Linux `xenbus_read_driver_state`): the vif disconnects and
+    /// goes Closed, and is Removed once its own directory goes.
+    #[test]
+    fn a_refused_frontend_is_unknown_and_the_vif_lets_go() {
+        let srv = XenstoreServer::default();
+        let d0 = srv.connect_as(0).unwrap();
+        let mut s = spec();
+        s.backend_domid = 7;
+        create_vif_nodes(&d0, &s).unwrap();
+        let (be, fe) = (backend_path(7, 5, 0), frontend_path(5, 0));
+        let nd = srv.connect_as(7).unwrap();
+        let mut dev = BackendDevice::new(7, 5, 0, true);
+        let mut hooks = Hooks::default();
+        assert_eq!(
+            dev.update(&nd, &mut hooks).unwrap(),
+            Progress::State(XenbusState::InitWait)
+        );
+        good_keys(&d0, &fe);
+        write_state(&d0, &fe, XenbusState::Initialised).unwrap();
+        assert_eq!(
+            dev.update(&nd, &mut hooks).unwrap(),
+            Progress::State(XenbusState::Connected)
+        );
+        d0.set_perms(&format!("{fe}/state"), &[Perm::new(Access::None, 5)])
+            .unwrap();
+        let e = nd.read(&format!("{fe}/state")).unwrap_err();
+        assert!(e.is(&ErrorCode::Eacces), "{e}");
+        assert_eq!(
+            dev.update(&nd, &mut hooks).unwrap(),
+            Progress::State(XenbusState::Closed)
+        );
+        assert_eq!(hooks.disconnects, 1);
+        assert!(hooks.connected.is_none());
+        d0.rm(&be).unwrap();
+        assert_eq!(dev.update(&nd, &mut hooks).unwrap(), Progress::Removed);
     }
 
     #[test]

@@ -524,19 +524,32 @@ impl Client {
         self.do_read(0, path)
     }
 
-    /// Reads several nodes in one round trip: every request is sent
-    /// before the first reply is awaited (xenstored answers a
-    /// connection's requests in order; the kernel's xenbus device takes
-    /// one message per `write` and queues the replies), so the cost is
-    /// about one round trip rather than `paths.len()`. `None` for a node
-    /// that does not exist (`ENOENT`); any other error fails the whole
-    /// call.
+    /// Reads several nodes. On a xenstored socket in one round trip:
+    /// every request is sent, in one write, before the first reply is
+    /// awaited (xenstored answers a connection's requests in order), so
+    /// the cost is about one round trip rather than `paths.len()`. On the
+    /// kernel's xenbus device (a driver domain, or any domain without
+    /// xenstored's socket) one request at a time: Linux sends a request's
+    /// body from the open file's single message buffer after `write`
+    /// returned (`xenbus_dev_request_and_reply` queues a pointer into
+    /// it), so a second request written before the first one's reply can
+    /// overwrite what the first sends. `None` for a node that does not
+    /// exist (`ENOENT`); any other error fails the whole call.
     pub fn read_many(&self, paths: &[&str]) -> Result<Vec<Option<Vec<u8>>>, XsError> {
+        if self.socket.is_none() {
+            return paths
+                .iter()
+                .map(|p| match self.do_read(0, p) {
+                    Ok(v) => Ok(Some(v)),
+                    Err(e) if e.is(&ErrorCode::Enoent) => Ok(None),
+                    Err(e) => Err(e),
+                })
+                .collect();
+        }
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let first = conn.next_req_id;
-        // On a socket every request goes in one write (the daemon then
-        // reads and answers them in one turn); the xenbus device takes
-        // one message per write.
+        // Every request in one write: the daemon reads and answers them
+        // in one turn.
         let mut batch = Vec::new();
         for p in paths {
             let payload = join_strings(&[p]);
@@ -546,11 +559,7 @@ impl Client {
             let req_id = conn.next_req_id;
             conn.next_req_id = conn.next_req_id.wrapping_add(1);
             let msg = Message::new(MsgType::Read, req_id, 0, payload);
-            if self.socket.is_some() {
-                batch.extend_from_slice(&msg.encode()?);
-            } else {
-                msg.write_to(&mut conn.writer)?;
-            }
+            batch.extend_from_slice(&msg.encode()?);
         }
         if !batch.is_empty() {
             conn.writer
@@ -613,10 +622,15 @@ impl Client {
     /// checked when it comes: a refusal is logged (a warning naming the
     /// path and the error, at most one a second) and counted ([`Client::unacked_failures`]).
     /// With [`MAX_UNACKED_WRITES`] writes unanswered it waits as
-    /// [`Client::write`] does. Errors: sending failed, or (when it waited)
-    /// the daemon refused.
+    /// [`Client::write`] does. On the kernel's xenbus device it always
+    /// waits: a request written before the previous one was sent can
+    /// overwrite it there (see [`Client::read_many`]). Errors: sending
+    /// failed, or (when it waited) the daemon refused.
     pub fn write_no_wait(&self, path: &str, value: impl AsRef<[u8]>) -> Result<(), XsError> {
         let value = value.as_ref();
+        if self.socket.is_none() {
+            return self.write(path, value);
+        }
         let mut payload = join_strings(&[path]);
         payload.extend_from_slice(value);
         if payload.len() > XENSTORE_PAYLOAD_MAX {
