@@ -1595,6 +1595,27 @@ impl Ofproto {
         let mut pkt = Packet::from_slice(&po.data);
         pkt.in_port = po.in_port;
         let key = extract(&pkt);
+        self.execute_from_controller(pkt, &key, dp, |input, key| {
+            xlate::xlate_actions(input, key, &po.actions)
+        })
+    }
+
+    /// Translate a packet the controller sent (packet-out, `NXT_RESUME`)
+    /// with `xlate` on its flow `key` (which may carry pipeline fields the
+    /// packet does not: `NXT_RESUME`), over the datapath's enabled ports
+    /// (no ingress meter: the packet comes from the controller, not the
+    /// port), credit the rules it hit, apply what it learned and execute
+    /// the result on `dp`.
+    ///
+    /// # Errors
+    /// `BAD_REQUEST_EPERM` if the datapath is gone.
+    fn execute_from_controller(
+        &self,
+        pkt: Packet,
+        key: &FlowKey,
+        dp: &DpHandle,
+        xlate: impl FnOnce(XlateIn<'_>, &FlowKey) -> (xlate::XlateOut, Option<String>),
+    ) -> Result<(), OfError> {
         let ports: Vec<OfPort> = dp
             .ports()
             .into_iter()
@@ -1605,7 +1626,7 @@ impl Ofproto {
             let tables = self.read();
             let mut normal = lock(&self.normal);
             self.with_port_state(&ports, |live, port_config| {
-                xlate::xlate_actions(
+                xlate(
                     XlateIn {
                         tables: &tables,
                         normal: Some(&mut normal),
@@ -1614,13 +1635,10 @@ impl Ofproto {
                         port_config,
                         count_stats: true,
                         trace: false,
-                        // A packet-out comes from the controller, not the
-                        // port.
                         ingress_meter: None,
                         recirc: Some(&self.recirc),
                     },
-                    &key,
-                    &po.actions,
+                    key,
                 )
             })
         };
@@ -1713,41 +1731,9 @@ impl Ofproto {
                 key.set(Field::TunMdPresent, p | bit);
             }
         }
-        let ports: Vec<OfPort> = dp
-            .ports()
-            .into_iter()
-            .filter(|p| p.enabled)
-            .map(|p| p.ofport)
-            .collect();
-        let (out, _) = {
-            let tables = self.read();
-            let mut normal = lock(&self.normal);
-            self.with_port_state(&ports, |live, port_config| {
-                xlate::xlate_continue(
-                    XlateIn {
-                        tables: &tables,
-                        normal: Some(&mut normal),
-                        ports: &ports,
-                        live,
-                        port_config,
-                        count_stats: true,
-                        trace: false,
-                        ingress_meter: None,
-                        recirc: Some(&self.recirc),
-                    },
-                    &key,
-                    cont,
-                )
-            })
-        };
-        let now = Instant::now();
-        for c in &out.upcall.counters {
-            c.credit(1, pkt.len() as u64, now);
-        }
-        self.apply_learned(&out.learned);
-        self.apply_fin_timeouts(&out.fin_timeouts);
-        dp.execute(pkt, out.upcall.actions)
-            .map_err(|_| OfError::BAD_REQUEST_EPERM)
+        self.execute_from_controller(pkt, &key, dp, |input, key| {
+            xlate::xlate_continue(input, key, cont)
+        })
     }
 
     /// `NXT_TLV_TABLE_MOD` (OVS `handle_tlv_table_mod`): change the
