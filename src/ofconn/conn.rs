@@ -445,7 +445,7 @@ impl State {
         let Some(b) = &mut self.pin_bucket else {
             return true;
         };
-        if !matches!(msg, Msg::PacketIn(_)) || b.admit() {
+        if !matches!(msg, Msg::PacketIn(_) | Msg::NxPacketIn2(_)) || b.admit() {
             return true;
         }
         self.pin_limited = self.pin_limited.saturating_add(1);
@@ -1837,9 +1837,17 @@ mod tests {
     }
 
     /// `controller_rate_limit`: packet-ins beyond the burst are dropped
-    /// and counted, other messages are not limited.
+    /// and counted, standard and `NXT_PACKET_IN2` alike (a pausing
+    /// `controller` action is no way around the limit); other messages
+    /// are not limited.
     #[tokio::test]
     async fn packet_ins_over_the_rate_limit_are_dropped_and_counted() {
+        for format in [0u32, 2] {
+            packet_ins_over_the_rate_limit(format).await;
+        }
+    }
+
+    async fn packet_ins_over_the_rate_limit(format: u32) {
         let (mut peer, ours) = tokio::io::duplex(1 << 20);
         let (tx, rx) = broadcast::channel(256);
         let status = Arc::new(ConnStatus::default());
@@ -1856,6 +1864,12 @@ mod tests {
             status.clone(),
         ));
         hello13(&mut peer).await;
+        if format != 0 {
+            send(&mut peer, &Msg::NxSetPacketInFormat(format), 4, 1).await;
+            // Served before any packet-in is sent: the barrier's reply.
+            send(&mut peer, &Msg::BarrierRequest, 4, 3).await;
+            assert!(matches!(read_msg(&mut peer).await.1, Msg::BarrierReply));
+        }
         for _ in 0..50 {
             tx.send(Event::PacketIn(SharedPacketIn::new(
                 xennet_openflow::model::PacketIn {
@@ -1881,14 +1895,18 @@ mod tests {
         let (mut pins, mut ports) = (0u64, 0);
         loop {
             match read_msg(&mut peer).await.1 {
-                Msg::PacketIn(_) => pins += 1,
+                Msg::PacketIn(_) if format == 0 => pins += 1,
+                Msg::NxPacketIn2(_) if format == 2 => pins += 1,
                 Msg::PortStatus(_) => ports += 1,
                 Msg::BarrierReply => break,
                 other => panic!("{other:?}"),
             }
         }
         assert_eq!(ports, 50);
-        assert!((5..50).contains(&pins), "{pins} packet-ins sent");
+        assert!(
+            (5..50).contains(&pins),
+            "format {format}: {pins} packet-ins sent"
+        );
         assert_eq!(status.packet_ins_limited.load(Ordering::Relaxed), 50 - pins);
     }
 
