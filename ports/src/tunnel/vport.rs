@@ -1164,6 +1164,17 @@ mod tests {
     /// route to 172.31.1.0/24 from 172.31.1.1, and tunnel `tv` to
     /// 172.31.1.2 (VNI 42, local_ip set so no device address is needed).
     fn setup() -> (Arc<TunnelSwitch>, UnderlayPort, TunnelPort) {
+        setup_tunnel("tv", TunnelKind::Vxlan, "42", None)
+    }
+
+    /// The underlay of [`setup`] with tunnel `name` of `kind` to
+    /// 172.31.1.2 with key `key` and Geneve option map `map`.
+    fn setup_tunnel(
+        name: &str,
+        kind: TunnelKind,
+        key: &str,
+        map: Option<Arc<dyn GeneveMap>>,
+    ) -> (Arc<TunnelSwitch>, UnderlayPort, TunnelPort) {
         let sw = Arc::new(TunnelSwitch::default());
         let (tap, _peer) = mem_port("brp", PortFeatures::default()).unwrap();
         let u = sw.wrap_local("brp", Box::new(tap), BR_MAC).unwrap();
@@ -1175,14 +1186,14 @@ mod tests {
         .unwrap();
         let opts = [
             ("remote_ip", "172.31.1.2"),
-            ("key", "42"),
+            ("key", key),
             ("local_ip", "172.31.1.1"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let cfg = parse_options("tv", TunnelKind::Vxlan, &opts).unwrap();
-        let t = sw.open("tv", cfg).unwrap();
+        let cfg = parse_options(name, kind, &opts).unwrap();
+        let t = sw.open_with_map(name, cfg, map).unwrap();
         (sw, u, t)
     }
 
@@ -1397,27 +1408,8 @@ mod tests {
 
     /// [`setup`] with a Geneve tunnel `tg`, with or without [`OvnMap`].
     fn setup_geneve(map: bool) -> (Arc<TunnelSwitch>, UnderlayPort, TunnelPort) {
-        let sw = Arc::new(TunnelSwitch::default());
-        let (tap, _peer) = mem_port("brp", PortFeatures::default()).unwrap();
-        let u = sw.wrap_local("brp", Box::new(tap), BR_MAC).unwrap();
-        sw.route_add(&[
-            "172.31.1.0/24".into(),
-            "brp".into(),
-            "src=172.31.1.1".into(),
-        ])
-        .unwrap();
-        let opts = [
-            ("remote_ip", "172.31.1.2"),
-            ("key", "flow"),
-            ("local_ip", "172.31.1.1"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let cfg = parse_options("tg", TunnelKind::Geneve, &opts).unwrap();
         let m: Option<Arc<dyn GeneveMap>> = if map { Some(Arc::new(OvnMap)) } else { None };
-        let t = sw.open_with_map("tg", cfg, m).unwrap();
-        (sw, u, t)
+        setup_tunnel("tg", TunnelKind::Geneve, "flow", m)
     }
 
     fn geneve_from_peer(opts: &[u8]) -> Packet {
