@@ -34,59 +34,11 @@ impl Vswitchd {
         let v = Vswitchd {
             vs: DummyVswitchd::start(name),
         };
-        let mut args = vec![
-            "add-br",
-            "br0",
-            "--",
-            "set",
-            "bridge",
-            "br0",
-            "datapath_type=dummy",
-            "fail-mode=secure",
-            "protocols=OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15",
-        ];
-        let ports = [
-            [
-                "--",
-                "add-port",
-                "br0",
-                "p1",
-                "--",
-                "set",
-                "interface",
-                "p1",
-                "type=dummy",
-                "ofport_request=1",
-            ],
-            [
-                "--",
-                "add-port",
-                "br0",
-                "p2",
-                "--",
-                "set",
-                "interface",
-                "p2",
-                "type=dummy",
-                "ofport_request=2",
-            ],
-            [
-                "--",
-                "add-port",
-                "br0",
-                "p3",
-                "--",
-                "set",
-                "interface",
-                "p3",
-                "type=dummy",
-                "ofport_request=3",
-            ],
-        ];
-        for p in &ports {
-            args.extend_from_slice(p);
-        }
-        v.vs.db.vsctl_ok(&args);
+        v.vs.add_br0(
+            &["protocols=OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15"],
+            3,
+            |_| Vec::new(),
+        );
         v
     }
 

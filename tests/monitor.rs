@@ -491,36 +491,7 @@ fn learn_events(h: &Harness, rundir: &std::path::Path) -> Vec<Vec<String>> {
 fn ofctl_monitor_reports_learned_flows_as_ovs() {
     let h = Harness::start("monlearn");
     let ovs = DummyVswitchd::start("monlearn");
-    ovs.db.vsctl_ok(&[
-        "add-br",
-        "br0",
-        "--",
-        "set",
-        "bridge",
-        "br0",
-        "datapath_type=dummy",
-        "fail-mode=secure",
-        "--",
-        "add-port",
-        "br0",
-        "p1",
-        "--",
-        "set",
-        "interface",
-        "p1",
-        "type=dummy",
-        "ofport_request=1",
-        "--",
-        "add-port",
-        "br0",
-        "p2",
-        "--",
-        "set",
-        "interface",
-        "p2",
-        "type=dummy",
-        "ofport_request=2",
-    ]);
+    ovs.add_br0(&[], 2, |_| Vec::new());
     let want = learn_events(&h, ovs.db.dir());
     let got = learn_events(&h, h.rundir());
     eprintln!("OVS's events: {want:#?}");

@@ -34,41 +34,12 @@ impl Vswitchd {
             vs: DummyVswitchd::start(name),
         };
         let dir = v.vs.db.dir().to_path_buf();
-        let p1 = format!("options:tx_pcap={}", dir.join("p1.pcap").display());
-        let p2 = format!("options:tx_pcap={}", dir.join("p2.pcap").display());
-        v.vs.db.vsctl_ok(&[
-            "add-br",
-            "br0",
-            "--",
-            "set",
-            "bridge",
-            "br0",
-            "datapath_type=dummy",
-            "fail-mode=secure",
-            "protocols=OpenFlow13",
-            "--",
-            "add-port",
-            "br0",
-            "p1",
-            "--",
-            "set",
-            "interface",
-            "p1",
-            "type=dummy",
-            "ofport_request=1",
-            &p1,
-            "--",
-            "add-port",
-            "br0",
-            "p2",
-            "--",
-            "set",
-            "interface",
-            "p2",
-            "type=dummy",
-            "ofport_request=2",
-            &p2,
-        ]);
+        v.vs.add_br0(&["protocols=OpenFlow13"], 2, |i| {
+            vec![format!(
+                "options:tx_pcap={}",
+                dir.join(format!("p{i}.pcap")).display()
+            )]
+        });
         v
     }
 

@@ -237,6 +237,45 @@ impl DummyVswitchd {
     pub fn ctl(&self) -> PathBuf {
         self.db.path("ovs-vswitchd.ctl")
     }
+
+    /// Add bridge `br0` on the dummy datapath with `fail-mode=secure` and
+    /// `bridge_opts` (such as `protocols=OpenFlow13`), and dummy ports
+    /// `p1` .. `p<ports>` at ofports 1 .. `ports`, port `i` with the
+    /// interface settings `port_opts(i)` (such as `options:tx_pcap=F`).
+    pub fn add_br0(
+        &self,
+        bridge_opts: &[&str],
+        ports: u16,
+        port_opts: impl Fn(u16) -> Vec<String>,
+    ) {
+        let mut args: Vec<String> = ["add-br", "br0", "--", "set", "bridge", "br0"]
+            .into_iter()
+            .chain(["datapath_type=dummy", "fail-mode=secure"])
+            .chain(bridge_opts.iter().copied())
+            .map(str::to_owned)
+            .collect();
+        for i in 1..=ports {
+            let name = format!("p{i}");
+            args.extend(
+                [
+                    "--",
+                    "add-port",
+                    "br0",
+                    &name,
+                    "--",
+                    "set",
+                    "interface",
+                    &name,
+                ]
+                .map(str::to_owned),
+            );
+            args.push("type=dummy".to_owned());
+            args.push(format!("ofport_request={i}"));
+            args.extend(port_opts(i));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.db.vsctl_ok(&args);
+    }
 }
 
 impl Drop for DummyVswitchd {
