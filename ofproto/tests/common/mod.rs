@@ -98,3 +98,16 @@ pub fn packet(frame: &[u8], in_port: OfPort) -> Packet {
 pub fn wait_sent(peer: &xennet_datapath::memport::MemPortPeer, n: usize) -> Vec<Packet> {
     peer.wait_sent(n, Duration::from_secs(5))
 }
+
+/// `dump_flows` text without the `duration=` fields, for comparing two
+/// dumps taken at different times.
+pub fn without_durations(dump: &str) -> Vec<String> {
+    dump.lines()
+        .map(|l| {
+            l.split(", ")
+                .filter(|p| !p.starts_with("duration="))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .collect()
+}
