@@ -26,7 +26,10 @@
 //!    aging), megaflow idle expiry after [`MAX_IDLE`] (OVS
 //!    `OFPROTO_MAX_IDLE_DEFAULT`), subtable re-ranking, and the handler
 //!    learns which recirculation ids megaflows still use
-//!    ([`UpcallHandler::recirc_ids_used`]).
+//!    ([`UpcallHandler::recirc_ids_used`]); the interned `ct` arguments
+//!    megaflows use are marked and the ones unused for
+//!    [`crate::actions::CT_ARGS_GRACE`] swept
+//!    ([`crate::actions::ct_args_housekeeping`]).
 //!
 //! # Flow limit
 //!
@@ -494,6 +497,8 @@ struct Fwd {
     recirc_drops: u64,
     /// Scratch for [`UpcallHandler::recirc_ids_used`].
     recirc_ids: Vec<u32>,
+    /// Scratch for [`crate::actions::ct_args_housekeeping`].
+    ct_args_ids: Vec<u32>,
 }
 
 impl Fwd {
@@ -536,6 +541,7 @@ impl Fwd {
             recirc: 0,
             recirc_drops: 0,
             recirc_ids: Vec::new(),
+            ct_args_ids: Vec::new(),
         }
     }
 
@@ -604,16 +610,22 @@ impl Fwd {
                     self.handler.megaflows_used(&self.used_keys, now);
                 }
                 self.recirc_ids.clear();
+                self.ct_args_ids.clear();
                 for f in self.cache.iter() {
                     for a in f.actions.iter() {
-                        if let DpAction::Recirc(id) = a {
-                            self.recirc_ids.push(*id);
+                        match a {
+                            DpAction::Recirc(id) => self.recirc_ids.push(*id),
+                            DpAction::Ct(c) if c.args != 0 => self.ct_args_ids.push(c.args),
+                            _ => {}
                         }
                     }
                 }
                 self.recirc_ids.sort_unstable();
                 self.recirc_ids.dedup();
                 self.handler.recirc_ids_used(&self.recirc_ids, now);
+                self.ct_args_ids.sort_unstable();
+                self.ct_args_ids.dedup();
+                crate::actions::ct_args_housekeeping(&self.ct_args_ids, now);
                 self.handler.housekeeping(now);
                 self.check_generation();
                 self.cache.expire_idle(now, self.max_idle);
