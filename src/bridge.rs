@@ -1346,25 +1346,72 @@ mod tests {
     fn scopeguard_dir(p: std::path::PathBuf) -> DirGuard {
         DirGuard(p)
     }
+
+    /// A tunnel port's Geneve map follows `NXT_TLV_TABLE_MOD` from the
+    /// next packet on, and knows no options once its bridge is gone.
+    #[test]
+    fn geneve_map_follows_tlv_table_mods() {
+        use xennet_openflow::tlv::{TlvMapping, TlvTableMod, NXTTMC_ADD, NXTTMC_CLEAR};
+        use xennet_ports::tunnel::DecapError;
+        use xennet_ports::GeneveMap;
+        let of = Ofproto::new("br-tlv", 1, FailMode::Secure);
+        let map = BridgeGeneveMap::of(&of);
+        // Class 0x0102, type 0x80 (critical), 4 bytes of data.
+        let opt = [0x01, 0x02, 0x80, 0x01, 1, 2, 3, 4];
+        assert!(matches!(map.decode(&opt), Err(DecapError::GeneveCritical)));
+        let add = TlvTableMod {
+            command: NXTTMC_ADD,
+            mappings: vec![TlvMapping {
+                option_class: 0x0102,
+                option_type: 0x80,
+                option_len: 4,
+                index: 3,
+            }],
+        };
+        of.handle_tlv_table_mod(&add).unwrap();
+        let (words, present) = map.decode(&opt).unwrap();
+        assert_eq!(present, 1 << 3);
+        let mut back = Vec::new();
+        map.encode(&words, present, &mut back);
+        assert_eq!(back, opt);
+        of.handle_tlv_table_mod(&TlvTableMod {
+            command: NXTTMC_CLEAR,
+            mappings: Vec::new(),
+        })
+        .unwrap();
+        assert!(matches!(map.decode(&opt), Err(DecapError::GeneveCritical)));
+        of.handle_tlv_table_mod(&add).unwrap();
+        assert!(map.decode(&opt).is_ok());
+        drop(of);
+        assert!(matches!(map.decode(&opt), Err(DecapError::GeneveCritical)));
+        let mut none = Vec::new();
+        map.encode(&words, present, &mut none);
+        assert!(none.is_empty());
+    }
 }
 
 /// A bridge's Geneve option map as its tunnel ports use it: the
 /// OpenFlow pipeline's current TLV map (`NXT_TLV_TABLE_MOD`, as OVS's
-/// `tun_table`), read per packet with options, so a change applies at
-/// once. Holds the pipeline weakly: a port outliving its bridge knows no
+/// `tun_table`), read per packet with options through the pipeline's
+/// lock-free cell ([`Ofproto::tlv_handle`]: a load, no lock, no reference
+/// count), so a change applies from the next packet on. The pipeline
+/// empties the cell when it goes: a port outliving its bridge knows no
 /// options.
 #[derive(Debug)]
-pub struct BridgeGeneveMap(pub std::sync::Weak<Ofproto>);
+pub struct BridgeGeneveMap(pub Arc<arc_swap::ArcSwap<xennet_openflow::tlv::TlvMap>>);
+
+impl BridgeGeneveMap {
+    /// The map of bridge pipeline `of`.
+    pub fn of(of: &Ofproto) -> Self {
+        BridgeGeneveMap(of.tlv_handle())
+    }
+}
 
 impl xennet_ports::GeneveMap for BridgeGeneveMap {
     fn decode(&self, opts: &[u8]) -> Result<([u128; 2], u64), xennet_ports::tunnel::DecapError> {
         use xennet_openflow::tlv::GeneveError;
         use xennet_ports::tunnel::DecapError;
-        let map = match self.0.upgrade() {
-            Some(of) => of.tlv_shared(),
-            None => Arc::new(xennet_openflow::tlv::TlvMap::new()),
-        };
-        match map.geneve_to_words(opts) {
+        match self.0.load().geneve_to_words(opts) {
             Ok(w) => Ok((w.opts, w.present)),
             Err(GeneveError::UnknownCritical { .. }) => Err(DecapError::GeneveCritical),
             Err(GeneveError::Truncated | GeneveError::BadLength { .. }) => {
@@ -1374,12 +1421,10 @@ impl xennet_ports::GeneveMap for BridgeGeneveMap {
     }
 
     fn encode(&self, metadata: &[u128; 2], present: u64, out: &mut Vec<u8>) {
-        if let Some(of) = self.0.upgrade() {
-            let w = xennet_openflow::tlv::TunMetadataWords {
-                opts: *metadata,
-                present,
-            };
-            of.tlv_shared().words_to_geneve(&w, out);
-        }
+        let w = xennet_openflow::tlv::TunMetadataWords {
+            opts: *metadata,
+            present,
+        };
+        self.0.load().words_to_geneve(&w, out);
     }
 }

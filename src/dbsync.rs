@@ -1582,9 +1582,7 @@ fn apply_netdevs(plan: &Plan, switch: &Switch, log: &mut LogOnce) -> BTreeMap<St
                     .open_with_map(
                         name,
                         cfg.clone(),
-                        Some(Arc::new(crate::bridge::BridgeGeneveMap(Arc::downgrade(
-                            &b.of,
-                        )))),
+                        Some(Arc::new(crate::bridge::BridgeGeneveMap::of(&b.of))),
                     )
                     .map(|p| {
                         entry.link = Some(p.link());

@@ -42,6 +42,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use xennet_datapath::flow::{extract, Field};
 use xennet_datapath::meter::{BandKind, BandSpec, MeterSpec, MAX_BANDS, MAX_METERS};
 use xennet_datapath::{DpHandle, FlowKey, OfPort, Packet, Tags, Upcall, UpcallHandler, Userdata};
@@ -224,8 +225,20 @@ pub struct Ofproto {
     /// `learn` counters.
     learn_stats: LearnStats,
     /// The Geneve option map (`NXT_TLV_TABLE_MOD`); replaced whole, so
-    /// readers take a snapshot.
-    tlv: RwLock<Arc<TlvMap>>,
+    /// readers take a snapshot without a lock (shared with the bridge's
+    /// tunnel ports, [`Ofproto::tlv_handle`]).
+    tlv: Arc<ArcSwap<TlvMap>>,
+    /// Serialises `NXT_TLV_TABLE_MOD`s (each builds on the map before it).
+    tlv_mod: Mutex<()>,
+}
+
+impl Drop for Ofproto {
+    /// Empties the Geneve option map the bridge's tunnel ports may still
+    /// hold ([`Ofproto::tlv_handle`]): a port outliving its bridge knows
+    /// no options.
+    fn drop(&mut self) {
+        self.tlv.store(Arc::new(TlvMap::new()));
+    }
 }
 
 /// A probe the isolation guard keeps reaching (see [`crate::isolation`]).
@@ -391,7 +404,8 @@ impl Ofproto {
             instance: instance_id(),
             learn_refresh: Mutex::new(std::collections::HashMap::new()),
             learn_stats: LearnStats::default(),
-            tlv: RwLock::new(Arc::new(TlvMap::new())),
+            tlv: Arc::new(ArcSwap::from_pointee(TlvMap::new())),
+            tlv_mod: Mutex::new(()),
         };
         if fail_mode == FailMode::Standalone {
             of.add_default_normal_flow();
@@ -1743,14 +1757,14 @@ impl Ofproto {
     /// # Errors
     /// The `NXTTMFC_*` error OVS gives.
     pub fn handle_tlv_table_mod(&self, m: &TlvTableMod) -> Result<(), OfError> {
-        let mut t = self.tlv.write().unwrap_or_else(|e| e.into_inner());
-        let mut new = (**t).clone();
+        let t = self.tlv_mod.lock().unwrap_or_else(|e| e.into_inner());
+        let mut new = TlvMap::clone(&self.tlv.load());
         let r = {
             let tables = self.read();
             new.apply(m, &|i| tables.uses_tun_metadata(i))
         };
         if r.is_ok() {
-            *t = Arc::new(new);
+            self.tlv.store(Arc::new(new));
         }
         match r {
             Err(e) if e == OfError::NXTTMFC_TABLE_FULL => tracing::warn!(
@@ -1777,7 +1791,7 @@ impl Ofproto {
 
     /// `NXT_TLV_TABLE_REPLY` for the current Geneve option map.
     pub fn tlv_table_reply(&self) -> TlvTableReply {
-        self.tlv.read().unwrap_or_else(|e| e.into_inner()).reply()
+        self.tlv.load().reply()
     }
 
     /// The Geneve option map, for tunnel ports: they fill a decapsulated
@@ -1785,7 +1799,16 @@ impl Ofproto {
     /// [`TlvMap::encode_geneve`]; and for the codec
     /// ([`xennet_openflow::tlv::with_map`]).
     pub fn tlv_shared(&self) -> Arc<TlvMap> {
-        self.tlv.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.tlv.load_full()
+    }
+
+    /// The cell holding the Geneve option map, for a tunnel port to read
+    /// per packet without a lock or a reference count
+    /// ([`ArcSwap::load`]); `NXT_TLV_TABLE_MOD` stores a new map in it, so
+    /// the next packet sees the change. When the bridge goes, the cell is
+    /// emptied: a port outliving its bridge knows no options.
+    pub fn tlv_handle(&self) -> Arc<ArcSwap<TlvMap>> {
+        self.tlv.clone()
     }
 
     /// `learn` counters.
@@ -1950,7 +1973,7 @@ impl Ofproto {
     fn pin_pipeline(&self, e: &crate::pin_extras::PinExtras) -> Vec<(OxmField, u128)> {
         let mut v = e.pipeline.clone();
         if let Some(w) = e.tun_md {
-            let map = self.tlv.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let map = self.tlv.load();
             for m in map.mappings() {
                 let (Ok(index), Some(loc)) = (u8::try_from(m.index), map.loc(m.index)) else {
                     continue;
