@@ -868,6 +868,23 @@ impl Switch {
         }
     }
 
+    /// [`Switch::bridge_arg`] for a `dpctl/*` command, a refusal as OVS
+    /// `opt_dpif_open` writes it in ovs-vswitchd (lib/dpctl.c
+    /// `get_one_dp`, `dpctl_error`): `ovs-vswitchd: datapath not found
+    /// (Invalid argument)`, after `ovs-vswitchd: no datapaths exist` or
+    /// `ovs-vswitchd: multiple datapaths, specify one` when none was
+    /// named.
+    fn dpctl_bridge_arg(&self, args: &[String]) -> Result<Arc<Bridge>, String> {
+        self.bridge_arg(args).map_err(|_| {
+            let why = match (args.is_empty(), self.read().is_empty()) {
+                (false, _) => "",
+                (true, true) => "ovs-vswitchd: no datapaths exist\n",
+                (true, false) => "ovs-vswitchd: multiple datapaths, specify one\n",
+            };
+            format!("{why}ovs-vswitchd: datapath not found (Invalid argument)")
+        })
+    }
+
     fn bridge_arg(&self, args: &[String]) -> Result<Arc<Bridge>, String> {
         let bridges = self.read();
         match args.first() {
@@ -1112,7 +1129,7 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
         Box::new(move |args| {
             let verbose = args.first().is_some_and(|a| a == "-m");
             let args = &args[usize::from(verbose)..];
-            let b = s.bridge_arg(args)?;
+            let b = s.dpctl_bridge_arg(args)?;
             let flows = match verbose {
                 true => b.dp.dump_flows_verbose(),
                 false => b.dp.dump_flows(),
@@ -1136,7 +1153,7 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
             // argument flushes them all.
             let bridges = match args.is_empty() {
                 true => s.bridges(),
-                false => vec![s.bridge_arg(args)?],
+                false => vec![s.dpctl_bridge_arg(args)?],
             };
             for b in bridges {
                 b.dp.del_flows().map_err(|e| format!("{}: {e}", b.name))?;

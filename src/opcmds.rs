@@ -119,7 +119,14 @@ pub fn add(c: &mut Commands, switch: Arc<Switch>) {
         1,
         Box::new(move |args| {
             let mut out = String::new();
-            for b in bridges(&s, args)? {
+            // OVS `dpctl_show` for a datapath that does not open.
+            let dps = bridges(&s, args).map_err(|_| {
+                format!(
+                    "ovs-vswitchd: opening datapath {} failed (No such device)",
+                    args.first().map_or("", String::as_str)
+                )
+            })?;
+            for b in dps {
                 let st = b.dp.stats();
                 let _ = writeln!(out, "netdev@xennet-{}:", b.name);
                 let _ = writeln!(

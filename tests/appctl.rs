@@ -78,6 +78,33 @@ fn datapath_and_memory_commands_answer_as_ovs() {
     let verbose = h.appctl(&["dpctl/dump-flows", "-m", "br0"]);
     assert_eq!(brief.lines().count(), verbose.lines().count(), "{verbose}");
     assert!(verbose.contains("/0"), "no wildcard shown: {verbose}");
+    // Refusals as OVS lib/dpctl.c `dpctl_error` words them in
+    // ovs-vswitchd: the message, then the errno text in parentheses.
+    for (args, msg) in [
+        (
+            &["dpctl/dump-flows", "nosuch"][..],
+            "ovs-vswitchd: datapath not found (Invalid argument)\n",
+        ),
+        (
+            &["dpctl/del-flows", "nosuch"],
+            "ovs-vswitchd: datapath not found (Invalid argument)\n",
+        ),
+        (
+            &["dpctl/show", "nosuch"],
+            "ovs-vswitchd: opening datapath nosuch failed (No such device)\n",
+        ),
+        (
+            &["dpctl/ct-set-maxconns", "ten"],
+            "ovs-vswitchd: maxconns missing or malformed (Invalid argument)\n",
+        ),
+        (
+            &["dpctl/flush-conntrack", "zone=1", "", "", "x"],
+            "ovs-vswitchd: invalid arguments (Invalid argument)\n",
+        ),
+    ] {
+        let e = appctl_err(&h, args);
+        assert!(e.starts_with(msg), "{args:?}: {e}");
+    }
     let upcall = h.appctl(&["upcall/show"]);
     assert!(upcall.contains("flows         : (current "), "{upcall}");
     let mem = h.appctl(&["memory/show"]);

@@ -14,6 +14,8 @@
 //! and xennet does not (`-m`, `-s`, flushing by mark or label, which
 //! OVS 3.3 added) are refused with an error, not ignored.
 
+use nix::errno::Errno;
+
 use super::{Conntrack, FlushMatch, TupleMatch, PROTO_ICMP, PROTO_ICMPV6};
 
 /// (name, usage, min args, max args), as OVS registers them.
@@ -262,13 +264,59 @@ fn lines(v: Vec<String>) -> String {
     s
 }
 
+/// `N1[,N2]...` of `zone=N1[,N2]...` (OVS `parse_ct_limit_zones`).
 fn zones_list(v: &str) -> Result<Vec<u16>, String> {
-    v.split(',').map(parse_zone).collect()
+    v.split(',')
+        .map(|z| z.parse().map_err(|_| "invalid zone".to_string()))
+        .collect()
+}
+
+/// `zone=N,limit=L` as OVS `ct_dpif_parse_zone_limit_tuple` parses it,
+/// with its messages.
+fn zone_limit_tuple(a: &str) -> Result<(u16, u32), String> {
+    let (mut zone, mut limit) = (None, None);
+    for f in a.split(',').filter(|f| !f.is_empty()) {
+        let (k, v) = f.split_once(['=', ':']).unwrap_or((f, ""));
+        if v.is_empty() {
+            return Err(format!("field {k} missing value"));
+        }
+        let failed = || format!("failed to parse field {k}");
+        match k {
+            "zone" => zone = Some(v.parse().map_err(|_| failed())?),
+            "limit" => limit = Some(v.parse().map_err(|_| failed())?),
+            _ => return Err(format!("invalid zone limit field: {k}")),
+        }
+    }
+    zone.zip(limit)
+        .ok_or_else(|| "failed to parse zone limit".to_string())
+}
+
+/// A command's failure: OVS's message and the errno `dpctl_error`
+/// appends (`EINVAL` for a bad argument).
+#[derive(Debug)]
+struct Failure(String, Errno);
+
+impl From<String> for Failure {
+    fn from(m: String) -> Self {
+        Failure(m, Errno::EINVAL)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(m: &str) -> Self {
+        Failure(m.to_string(), Errno::EINVAL)
+    }
 }
 
 /// Run command `name` (one of [`COMMANDS`]) with `args`; the reply text
-/// or an error message.
+/// or the error text as OVS `dpctl_error` writes it in ovs-vswitchd:
+/// `ovs-vswitchd: MESSAGE (ERRNO TEXT)`, e.g. `ovs-vswitchd: invalid
+/// arguments (Invalid argument)` (the unixctl reply adds the newline).
 pub fn run(ct: &Conntrack, name: &str, args: &[String]) -> Result<String, String> {
+    command(ct, name, args).map_err(|Failure(m, e)| format!("ovs-vswitchd: {m} ({})", e.desc()))
+}
+
+fn command(ct: &Conntrack, name: &str, args: &[String]) -> Result<String, Failure> {
     let args = strip_dp(args);
     match name {
         "dpctl/dump-conntrack" => {
@@ -277,8 +325,10 @@ pub fn run(ct: &Conntrack, name: &str, args: &[String]) -> Result<String, String
         }
         "dpctl/flush-conntrack" => {
             let (zone, m) = flush_args(args)?;
+            // OVS's userspace tracker: ENOENT for an exact tuple that
+            // names no connection (`conntrack_flush_tuple`).
             ct.flush_match(zone, &m)
-                .map_err(|_| "failed to flush conntrack".to_string())?;
+                .map_err(|_| Failure("failed to flush conntrack".into(), Errno::ENOENT))?;
             Ok(String::new())
         }
         "dpctl/ct-stats-show" => {
@@ -318,18 +368,11 @@ pub fn run(ct: &Conntrack, name: &str, args: &[String]) -> Result<String, String
             let mut sets = Vec::new();
             for a in args {
                 if let Some(v) = a.strip_prefix("default=") {
-                    let l = v
-                        .parse()
-                        .map_err(|_| format!("invalid default limit: {v}"))?;
+                    let l = v.parse().map_err(|_| "invalid default limit")?;
                     sets.push((None, l));
-                } else if let Some(v) = a.strip_prefix("zone=") {
-                    let (z, l) = v
-                        .split_once(",limit=")
-                        .ok_or_else(|| format!("invalid zone limit: {a}"))?;
-                    let l = l.parse().map_err(|_| format!("invalid limit: {a}"))?;
-                    sets.push((Some(parse_zone(z)?), l));
                 } else {
-                    return Err(format!("invalid argument: {a}"));
+                    let (z, l) = zone_limit_tuple(a)?;
+                    sets.push((Some(z), l));
                 }
             }
             for (z, l) in sets {
@@ -346,7 +389,7 @@ pub fn run(ct: &Conntrack, name: &str, args: &[String]) -> Result<String, String
                 } else if let Some(v) = a.strip_prefix("zone=") {
                     zones.extend(zones_list(v)?);
                 } else {
-                    return Err(format!("invalid argument: {a}"));
+                    return Err(format!("invalid argument {a}").into());
                 }
             }
             if default {
@@ -362,7 +405,7 @@ pub fn run(ct: &Conntrack, name: &str, args: &[String]) -> Result<String, String
                 [] => Vec::new(),
                 [a] => zones_list(
                     a.strip_prefix("zone=")
-                        .ok_or_else(|| format!("invalid argument: {a}"))?,
+                        .ok_or_else(|| format!("invalid argument {a}"))?,
                 )?,
                 _ => return Err("too many arguments".into()),
             };
@@ -423,7 +466,7 @@ pub fn run(ct: &Conntrack, name: &str, args: &[String]) -> Result<String, String
             Ok("setting maximum fragments successful".into())
         }
         "dpctl/ipf-get-status" if args.is_empty() => Ok(ipf_status(ct)),
-        _ => Err(format!("{name}: unsupported arguments")),
+        _ => Err(format!("{name}: unsupported arguments").into()),
     }
 }
 
@@ -445,7 +488,10 @@ mod tests {
             "setting maxconns successful"
         );
         assert_eq!(run("dpctl/ct-get-maxconns", &[]).unwrap(), "10\n");
-        assert!(run("dpctl/ct-set-maxconns", &["ten"]).is_err());
+        assert_eq!(
+            run("dpctl/ct-set-maxconns", &["ten"]).unwrap_err(),
+            "ovs-vswitchd: maxconns missing or malformed (Invalid argument)"
+        );
         run("dpctl/ct-set-limits", &["default=5", "zone=3,limit=7"]).unwrap();
         assert_eq!(
             run("dpctl/ct-get-limits", &[]).unwrap(),
@@ -456,7 +502,30 @@ mod tests {
             "default limit=5\nzone=3,limit=7,count=0\nzone=4,limit=5,count=0\n"
         );
         // A bad argument changes nothing.
-        assert!(run("dpctl/ct-set-limits", &["zone=9,limit=1", "zone=x"]).is_err());
+        for (a, m) in [
+            ("zone", "field zone missing value"),
+            ("zone=x,limit=1", "failed to parse field zone"),
+            ("zone=1,limit=-1", "failed to parse field limit"),
+            ("zone=1,max=1", "invalid zone limit field: max"),
+            ("zone=1", "failed to parse zone limit"),
+        ] {
+            assert_eq!(
+                run("dpctl/ct-set-limits", &["zone=9,limit=1", a]).unwrap_err(),
+                format!("ovs-vswitchd: {m} (Invalid argument)")
+            );
+        }
+        assert_eq!(
+            run("dpctl/ct-set-limits", &["default=x"]).unwrap_err(),
+            "ovs-vswitchd: invalid default limit (Invalid argument)"
+        );
+        assert_eq!(
+            run("dpctl/ct-get-limits", &["zone=1,x"]).unwrap_err(),
+            "ovs-vswitchd: invalid zone (Invalid argument)"
+        );
+        assert_eq!(
+            run("dpctl/ct-del-limits", &["zones=1"]).unwrap_err(),
+            "ovs-vswitchd: invalid argument zones=1 (Invalid argument)"
+        );
         assert_eq!(ct.zone_limit(9).limit, 5);
         run("dpctl/ct-del-limits", &["default", "zone=3"]).unwrap();
         assert_eq!(
@@ -467,32 +536,36 @@ mod tests {
         assert!(run("dpctl/flush-conntrack", &["mark=1"]).is_err());
         // OVS 3.2 tests/system-traffic.at "conntrack - ct flush" messages.
         let err = |a: &[&str]| run("dpctl/flush-conntrack", a).unwrap_err();
+        let inval = |m: &str| format!("ovs-vswitchd: {m} (Invalid argument)");
         let t = "ct_nw_src=10.1.1.1";
-        assert_eq!(err(&["zone=invalid", t]), "failed to parse zone");
+        assert_eq!(err(&["zone=invalid", t]), inval("failed to parse zone"));
         assert_eq!(
             err(&["zone=1", "ct_nw_src=10.1.1.1,invalid=invalid"]),
-            "invalid conntrack tuple field: invalid"
+            inval("invalid conntrack tuple field: invalid")
         );
         assert_eq!(
             err(&["ct_nw_src=invalid"]),
-            "failed to parse field ct_nw_src"
+            inval("failed to parse field ct_nw_src")
         );
-        assert_eq!(err(&["zone=1", t, t, "invalid"]), "invalid arguments");
-        assert_eq!(err(&["ct_tp_src=1"]), "port is set without protocol");
-        assert_eq!(err(&["icmp_id=1"]), "invalid L4 fields");
-        assert_eq!(err(&["ct_nw_src"]), "field ct_nw_src missing value");
+        assert_eq!(
+            err(&["zone=1", t, t, "invalid"]),
+            inval("invalid arguments")
+        );
+        assert_eq!(err(&["ct_tp_src=1"]), inval("port is set without protocol"));
+        assert_eq!(err(&["icmp_id=1"]), inval("invalid L4 fields"));
+        assert_eq!(err(&["ct_nw_src"]), inval("field ct_nw_src missing value"));
         assert_eq!(
             err(&[t, "ct_ipv6_src=::1"]),
-            "the L3 protocol does not match ::1"
+            inval("the L3 protocol does not match ::1")
         );
         assert_eq!(
             err(&["ct_nw_src=1.1.1.1,ct_nw_src=2.2.2.2"]),
-            "ct_nw_src is set multiple times"
+            inval("ct_nw_src is set multiple times")
         );
         // An exact five-tuple that no connection has.
         assert_eq!(
             err(&["ct_nw_src=1.1.1.1,ct_nw_dst=2.2.2.2,ct_nw_proto=17,ct_tp_src=1,ct_tp_dst=2"]),
-            "failed to flush conntrack"
+            "ovs-vswitchd: failed to flush conntrack (No such file or directory)"
         );
         assert_eq!(
             run("dpctl/flush-conntrack", &["zone=1", "", t]).unwrap(),
