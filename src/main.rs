@@ -261,8 +261,10 @@ async fn run(
     };
     let real_xen = config.xen.mode == XenMode::Real;
     let emulated = !real_xen && config.emulated_xen.enabled;
+    // The xenbus backend, real or on the emulated xenstored.
+    let mut backend = None;
     if real_xen {
-        start_real_xen(&placement, &config.xen)?;
+        backend = Some(start_real_xen(&placement, &config.xen)?);
     }
     // The emulated xenstored (Xen's `xenstored` socket), so that real
     // xenstore clients and the xenbus handshake have a store to talk to.
@@ -279,7 +281,12 @@ async fn run(
         };
         let cfg = &config.emulated_xen;
         let xs = ctx.store.connect_as(u32::from(cfg.backend_domid))?;
-        xenbusd::start(xs, ctx.domains.clone(), placement.clone(), cfg.backend())?;
+        backend = Some(xenbusd::start(
+            xs,
+            ctx.domains.clone(),
+            placement.clone(),
+            cfg.backend(),
+        )?);
         Some((ctx, listener))
     } else {
         None
@@ -311,8 +318,23 @@ async fn run(
         _ = shutdown.notified() => tracing::info!("exit requested over unixctl"),
         r = ctl_task => tracing::error!("control socket stopped: {r:?}"),
     }
+    // From here on the xenbus backend's store connection may close.
+    if let Some(b) = &backend {
+        b.stopping();
+    }
     if let Some(t) = xen_task {
         t.abort();
+    }
+    // The emulated xenstored closes its connections now (guests' tasks
+    // may still hold it), so the xenbus backend ends before we say we
+    // stopped.
+    if let Some((ctx, _)) = &xenstored {
+        ctx.store.shutdown();
+        if let Some(b) = &backend {
+            if !b.wait_ended(std::time::Duration::from_secs(2)) {
+                tracing::warn!("xenbus backend still running 2 s after its xenstored closed");
+            }
+        }
     }
     if let Some(t) = metrics_task {
         t.abort();
@@ -328,7 +350,10 @@ async fn run(
 
 /// Real Xen: check the devices, connect to the real xenstored, read our
 /// domain id and start the xenbus backend on it.
-fn start_real_xen(placement: &emulxen::Placement, cfg: &config::XenConfig) -> anyhow::Result<()> {
+fn start_real_xen(
+    placement: &emulxen::Placement,
+    cfg: &config::XenConfig,
+) -> anyhow::Result<xenbusd::Backend> {
     use xennet_vif::xenstore::{Client, ErrorCode};
     xennet_vif::xen::check_devices().context("real Xen mode")?;
     let xs = Client::open().context("real Xen mode: connecting to xenstored")?;
@@ -353,8 +378,7 @@ fn start_real_xen(placement: &emulxen::Placement, cfg: &config::XenConfig) -> an
         Arc::new(xenbusd::RealXen),
         placement.clone(),
         cfg.backend(backend_domid),
-    )?;
-    Ok(())
+    )
 }
 
 /// Write the pidfile and hold an fcntl write lock on it for the life of the

@@ -420,29 +420,70 @@ fn parse_key(rest: &str) -> Option<(DomId, u16)> {
     Some((domid, handle))
 }
 
+/// The running xenbus backend ([`start`]).
+#[derive(Debug)]
+pub struct Backend {
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Disconnected when the backend thread ends.
+    ended: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Backend {
+    /// The daemon is stopping on request (SIGTERM, SIGINT, `exit`): the
+    /// store connection closing from now on is expected, and the backend
+    /// says so at info level instead of as an error.
+    pub fn stopping(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Wait at most `timeout` for the backend thread to end (after its
+    /// store connection closed); whether it did.
+    pub fn wait_ended(&self, timeout: Duration) -> bool {
+        let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        matches!(
+            ended.recv_timeout(timeout),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+        )
+    }
+}
+
 /// Start the backend side on the store connection `xs` (connected as the
 /// backend domain): watch `/local/domain/<backend>/backend/vif` now (so
 /// that a toolstack creating a vif after this returns finds us waiting;
 /// libxl gives the backend a limited time to reach InitWait), then serve
-/// in a thread `xenbus-backend` until the connection fails.
+/// in a thread `xenbus-backend` until the connection fails. A failure is
+/// an error unless [`Backend::stopping`] was called before it.
 pub fn start(
     xs: Client,
     hv: Arc<dyn Hypervisor>,
     switch: Placement,
     cfg: BackendConfig,
-) -> anyhow::Result<std::thread::JoinHandle<()>> {
+) -> anyhow::Result<Backend> {
     use anyhow::Context;
     let base = format!("/local/domain/{}/backend/vif", cfg.backend_domid);
     xs.watch(&base, BACKEND_TOKEN)
         .with_context(|| format!("watching {base}"))?;
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let requested = stopping.clone();
+    let (end, ended) = std::sync::mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("xenbus-backend".into())
         .spawn(move || {
+            let _end = end;
             if let Err(e) = run(&xs, &base, hv, switch, cfg) {
-                tracing::error!("xenbus backend stopped: {e}");
+                if requested.load(std::sync::atomic::Ordering::SeqCst) {
+                    tracing::info!("xenbus backend stopped: {e} (shutting down)");
+                } else {
+                    tracing::error!("xenbus backend stopped: {e}");
+                }
             }
         })
-        .context("starting the xenbus backend thread")
+        .context("starting the xenbus backend thread")?;
+    Ok(Backend {
+        stopping,
+        ended: std::sync::Mutex::new(ended),
+    })
 }
 
 fn run(

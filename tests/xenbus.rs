@@ -792,3 +792,25 @@ fn port_security_guards_off_in_the_config() {
         .collect();
     spoofed_frames_are_counted(&h, &spoofed);
 }
+
+/// A requested stop is clean: on SIGTERM xennetd closes its emulated
+/// xenstored, the xenbus backend says it stopped at info level (its
+/// store connection closing is expected then), and nothing is logged as
+/// an error.
+#[test]
+fn sigterm_stops_the_xenbus_backend_without_an_error() {
+    let h = start_with_two_guests("xsterm");
+    h.signal_daemon(nix::sys::signal::Signal::SIGTERM);
+    h.wait_for("xennetd to exit", || !h.daemon_alive());
+    let log = h.log();
+    let stopped = log
+        .lines()
+        .find(|l| l.contains("xenbus backend stopped"))
+        .unwrap_or_else(|| panic!("the backend did not say it stopped:\n{log}"));
+    assert!(stopped.contains("INFO"), "{stopped}");
+    let end = log
+        .find("xennetd stopped")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(log.find("xenbus backend stopped") < Some(end), "{log}");
+    assert!(!log.lines().any(|l| l.contains("ERROR")), "{log}");
+}

@@ -1011,6 +1011,22 @@ impl XenstoreServer {
         })
     }
 
+    /// Stop the event loop now, closing every connection (in-process
+    /// ones too, whose clients then see [`XsError::Closed`]) and
+    /// listener, as when the last handle goes: for a daemon stopping
+    /// while tasks may still hold handles.
+    pub fn shutdown(&self) {
+        let ctl = self
+            .shared
+            .ctl
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(ctl) = ctl {
+            ctl.send(evloop::Cmd::Shutdown);
+        }
+    }
+
     /// An in-process client acting as domain `domid` (0 is privileged),
     /// over a socketpair: the way to test permissions and quotas. It
     /// counts against [`ServerConfig::max_connections`]
@@ -1434,6 +1450,25 @@ fn canon(domid: u32, raw: &str, special: bool) -> Result<String, ErrorCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// `shutdown` closes in-process connections while handles remain: a
+    /// watcher sees the connection closed.
+    #[test]
+    fn shutdown_closes_connections_while_handles_remain() {
+        let server = XenstoreServer::default();
+        let keep = server.clone();
+        let xs = server.connect_as(0).unwrap();
+        xs.watch("/a", "t").unwrap();
+        // The watch fires once when set.
+        assert!(xs.next_event(Duration::from_secs(5)).unwrap().is_some());
+        server.shutdown();
+        assert!(matches!(
+            xs.next_event(Duration::from_secs(5)),
+            Err(XsError::Closed)
+        ));
+        drop(keep);
+    }
 
     #[test]
     fn test_canon() {
