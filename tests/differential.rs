@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::Harness;
+use common::{guest_mac, hex, padded, udp_frame, with_tags, Harness};
 use xennet_ovsdb::test_utils::{DummyVswitchd, OvsdbServer};
 
 /// ovs-vswitchd on a dummy datapath with ports p1..p3 (ofports 1..3) on
@@ -544,16 +544,18 @@ type Tag = (u16, u16);
 /// An IPv4/UDP frame from `src` to `dst` with the tags `tags` (outer
 /// first), as hex digits for `ofproto/trace BRIDGE in_port=N HEX`.
 fn tagged_frame_hex(src: u8, dst: &str, tags: &[Tag]) -> String {
-    let mut h = String::from(dst);
-    h.push_str(&format!("0200000000{src:02x}"));
-    for (tpid, tci) in tags {
-        h.push_str(&format!("{tpid:04x}{tci:04x}"));
-    }
-    // IPv4 (checksum left 0: no one checks it here), UDP 1 -> 2.
-    h.push_str(
-        "08004500001c00000000401100000a0000010a00000200010002000800000000000000000000000000000000",
-    );
-    h
+    let dst: Vec<u8> = (0..6)
+        .map(|i| u8::from_str_radix(&dst[2 * i..2 * i + 2], 16).expect("a hex MAC"))
+        .collect();
+    let frame = padded(&udp_frame(
+        guest_mac(src),
+        dst.try_into().expect("a 6-byte MAC"),
+        [10, 0, 0, 1],
+        [10, 0, 0, 2],
+        (1, 2),
+        &[],
+    ));
+    hex(&with_tags(&frame, tags))
 }
 
 /// The packet's tags as [`semantics_from`] models them.

@@ -8,7 +8,20 @@ mod common;
 #[allow(dead_code)]
 mod identity;
 
-use common::Harness;
+use common::{arp_request, guest_mac, hex, neighbour_solicitation, sctp_frame, udp_frame, Harness};
+
+/// A broadcast UDP frame (port 53 to 53, 42 bytes) from guest 1's MAC,
+/// as hex for `ovs-ofctl packet-out`.
+fn guest1_udp_hex() -> String {
+    hex(&udp_frame(
+        guest_mac(1),
+        [0xff; 6],
+        [192, 168, 0, 1],
+        [192, 168, 0, 2],
+        (53, 53),
+        &[],
+    ))
+}
 
 #[test]
 fn ofctl_show_and_dump_ports() {
@@ -292,11 +305,8 @@ fn ofctl_groups_meters_packet_out() {
     // Packet-out: a broadcast ARP request from the controller (in_port
     // CONTROLLER) out of port 3 arrives in guest 3's stack.
     let before = rx_packets(&h, 3);
-    let arp = concat!(
-        "ffffffffffff020000000001080600010800060400010200000000010afb0001",
-        "0000000000000afb0003"
-    );
-    of13(&["packet-out", "br0", "CONTROLLER", "output:3", arp]);
+    let arp = hex(&arp_request(guest_mac(1), [10, 251, 0, 1], [10, 251, 0, 3]));
+    of13(&["packet-out", "br0", "CONTROLLER", "output:3", &arp]);
     h.wait_for("the packet-out to reach guest 3", || {
         rx_packets(&h, 3) > before
     });
@@ -634,11 +644,14 @@ fn ofctl_issue15_sctp_tpid_buckets_table_names() {
         "priority=100,sctp,tp_dst=80,actions=drop",
     ]);
     of13(&["add-flow", "br0", "priority=90,sctp,actions=drop"]);
-    let sctp = concat!(
-        "02000000000202000000000108004500002800010000408464590afb00010afb0002",
-        "1388005000000001000000000003000578000000"
-    );
-    of13(&["packet-out", "br0", "1", "table", sctp]);
+    let sctp = hex(&sctp_frame(
+        guest_mac(1),
+        guest_mac(2),
+        [10, 251, 0, 1],
+        [10, 251, 0, 2],
+        (5000, 80),
+    ));
+    of13(&["packet-out", "br0", "1", "table", &sctp]);
     let flows = of13(&["dump-flows", "br0"]);
     let line = flows
         .lines()
@@ -842,11 +855,8 @@ fn ofctl_of14_of15_commands_steer_traffic() {
 
         // Packet-out: a broadcast ARP from the controller out of port 3.
         let before = rx_packets(&h, 3);
-        let arp = concat!(
-            "ffffffffffff020000000001080600010800060400010200000000010afb0001",
-            "0000000000000afb0003"
-        );
-        of(&["packet-out", "br0", "CONTROLLER", "output:3", arp]);
+        let arp = hex(&arp_request(guest_mac(1), [10, 251, 0, 1], [10, 251, 0, 3]));
+        of(&["packet-out", "br0", "CONTROLLER", "output:3", &arp]);
         h.wait_for("the packet-out to reach guest 3", || {
             rx_packets(&h, 3) > before
         });
@@ -1205,30 +1215,22 @@ fn ofctl_issue15_match_fields_round_trip_and_match() {
         "table=1,priority=100,reg0=5,actions=drop",
     ]);
     of13(&["add-flow", "br0", "table=1,priority=90,actions=drop"]);
-    let arp = concat!(
-        "ffffffffffff0200000000010806",
-        "0001080006040001020000000001",
-        "0afb0001",
-        "000000000000",
-        "0afb0002"
-    );
-    let ns = concat!(
-        "3333ff000002020000000001",
-        "86dd",
-        "60012345",
-        "0020",
-        "3a",
-        "ff",
-        "fe800000000000000000000000000001",
-        "ff0200000000000000000001ff000002",
-        "87000000",
-        "00000000",
-        "fe800000000000000000000000000002",
-        "0101020000000001"
-    );
-    of13(&["packet-out", "br0", "1", "table", arp]);
-    of13(&["packet-out", "br0", "1", "table", ns]);
-    of13(&["packet-out", "br0", "3", "table", arp]);
+    let arp = hex(&arp_request(guest_mac(1), [10, 251, 0, 1], [10, 251, 0, 2]));
+    let link_local = |n: u8| {
+        let mut a = [0u8; 16];
+        a[..2].copy_from_slice(&[0xfe, 0x80]);
+        a[15] = n;
+        a
+    };
+    let ns = hex(&neighbour_solicitation(
+        guest_mac(1),
+        link_local(1),
+        link_local(2),
+        0x12345,
+    ));
+    of13(&["packet-out", "br0", "1", "table", &arp]);
+    of13(&["packet-out", "br0", "1", "table", &ns]);
+    of13(&["packet-out", "br0", "3", "table", &arp]);
     let dump = of13(&["dump-flows", "br0"]);
     let count = |needle: &str| -> String {
         let line = dump
@@ -1723,10 +1725,7 @@ fn ofctl_bundles_are_atomic() {
             "priority=60,in_port=6,actions=output:7",
         ],
     );
-    let arp = concat!(
-        "ffffffffffff020000000001080600010800060400010200000000010afb0001",
-        "0000000000000afb0003"
-    );
+    let arp = hex(&arp_request(guest_mac(1), [10, 251, 0, 1], [10, 251, 0, 3]));
     for proto in [
         &["-O", "OpenFlow13"][..],
         &["-O", "OpenFlow14"],
@@ -1762,7 +1761,7 @@ fn ofctl_bundles_are_atomic() {
         // Counters that must survive a failed bundle: two packets through
         // the in_port=1 flow.
         for _ in 0..2 {
-            of(&["packet-out", "br0", "1", "table", arp]);
+            of(&["packet-out", "br0", "1", "table", &arp]);
         }
         let before = dump();
         assert!(
@@ -1980,12 +1979,7 @@ fn ofctl_monitor_receives_packet_in2_with_userdata_and_registers() {
         "table=3,priority=10,cookie=0x77,actions=load:0xabc->NXM_NX_REG5[],\
          controller(userdata=01.02.03,reason=no_match)",
     ]);
-    // A UDP frame from guest 1's MAC.
-    let frame = concat!(
-        "ffffffffffff0200000000010800",
-        "4500001c0001000040110000c0a80001c0a80002",
-        "0035003500080000"
-    );
+    let frame = guest1_udp_hex();
     for (proto, tag) in [("OpenFlow10", "(xid="), ("OpenFlow15", "(OF1.5)")] {
         let mon_out = h.rundir().join(format!("pin2-{proto}.txt"));
         let mon_err = h.rundir().join(format!("pin2-{proto}.err"));
@@ -2014,7 +2008,7 @@ fn ofctl_monitor_receives_packet_in2_with_userdata_and_registers() {
         let mut polls = 0u32;
         h.wait_for("an NXT_PACKET_IN2 at the monitor", || {
             if polls % 20 == 0 {
-                of(&["packet-out", "br0", "1", "table", frame]);
+                of(&["packet-out", "br0", "1", "table", &frame]);
             }
             polls += 1;
             text().contains("NXT_PACKET_IN2")
@@ -2079,9 +2073,12 @@ fn raw_peer_packet_in_format_and_controller_id() {
         "br0",
         "priority=10,actions=controller(id=7,userdata=aa),controller(userdata=bb)",
     ]);
-    let frame =
-        "ffffffffffff02000000000108060001080006040001020000000001c0a80001000000000000c0a80002";
-    h.ofctl(&["packet-out", "br0", "1", "table", frame]);
+    let frame = hex(&arp_request(
+        guest_mac(1),
+        [192, 168, 0, 1],
+        [192, 168, 0, 2],
+    ));
+    h.ofctl(&["packet-out", "br0", "1", "table", &frame]);
     let first_packet_in = |p: &mut RawPeer| loop {
         match p.read().1 {
             Msg::NxPacketIn2(pi) => return pi,
@@ -2131,12 +2128,8 @@ fn osken_receives_packet_in2_with_userdata() {
         h.ofctl(&["-O", "OpenFlow15", "dump-flows", "br0"])
             .contains("userdata=01.02.03")
     });
-    let frame = concat!(
-        "ffffffffffff0200000000010800",
-        "4500001c0001000040110000c0a80001c0a80002",
-        "0035003500080000"
-    );
-    h.ofctl(&["packet-out", "br0", "1", "table", frame]);
+    let frame = guest1_udp_hex();
+    h.ofctl(&["packet-out", "br0", "1", "table", &frame]);
     // The flow catches the guest's own traffic too: ours is the 42-byte
     // frame.
     let ours = |l: &&str| l.contains("PACKET_IN2") && l.ends_with("len=42");

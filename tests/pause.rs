@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::Harness;
+use common::{guest_mac, hex, icmp_echo_request, Harness};
 use std::io::{Read, Write};
 use xennet_openflow::Msg;
 
@@ -158,10 +158,22 @@ fn forged_and_truncated_continuations_are_refused() {
         3,
     );
     // An echo request from guest 1's MAC to guest 2 through the table.
-    let frame = "0200000000020200000000010800\
-                 4500001c000140004001000a0afb00010afb0002\
-                 0800f7fe00000001";
-    h.ofctl(&["-O", "OpenFlow13", "packet-out", "br0", "1", "table", frame]);
+    let frame = hex(&icmp_echo_request(
+        guest_mac(1),
+        guest_mac(2),
+        [10, 251, 0, 1],
+        [10, 251, 0, 2],
+        (0, 1),
+    ));
+    h.ofctl(&[
+        "-O",
+        "OpenFlow13",
+        "packet-out",
+        "br0",
+        "1",
+        "table",
+        &frame,
+    ]);
     let pin = loop {
         let raw = read_msg(&mut s);
         if let Ok((_, Msg::NxPacketIn2(p))) = xennet_openflow::decode(&raw) {

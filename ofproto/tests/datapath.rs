@@ -597,10 +597,7 @@ fn lookup_after_pop_mpls_recirculates_with_the_rest_of_the_rule() {
     ))
     .unwrap();
     let ip = udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
-    let mut f = ip[..12].to_vec();
-    f.extend_from_slice(&[0x88, 0x47]);
-    f.extend_from_slice(&((17u32 << 12) | (1 << 8) | 64).to_be_bytes());
-    f.extend_from_slice(&ip[14..]);
+    let f = mpls_over(&ip, 17, 64);
     peers[0].inject_frame(&f);
     let to2 = wait_sent(&peers[1], 1);
     let to3 = wait_sent(&peers[2], 1);
@@ -644,10 +641,7 @@ fn dec_ttl_after_pop_mpls_recirculates_first() {
     ))
     .unwrap();
     let ip = tcp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2, 64);
-    let mut f = ip[..12].to_vec();
-    f.extend_from_slice(&[0x88, 0x47]);
-    f.extend_from_slice(&((17u32 << 12) | (1 << 8) | 9).to_be_bytes());
-    f.extend_from_slice(&ip[14..]);
+    let f = mpls_over(&ip, 17, 9);
     peers[0].inject_frame(&f);
     let got = wait_sent(&peers[1], 1);
     assert_eq!(got.len(), 1, "{:?}", dp.dump_flows());

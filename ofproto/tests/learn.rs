@@ -84,10 +84,7 @@ fn learning_switch(l: Learn) -> Arc<Ofproto> {
 }
 
 fn frame(src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
-    let mut f = udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
-    f[0..6].copy_from_slice(&dst);
-    f[6..12].copy_from_slice(&src);
-    f
+    with_macs(&udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2), src, dst)
 }
 
 fn upcall(h: &mut Box<dyn UpcallHandler>, f: &[u8], in_port: u32) -> Upcall {

@@ -959,24 +959,6 @@ fn goto_into_a_miss_discards_the_action_set() {
     assert_eq!(outputs(&u), vec![4]);
 }
 
-fn sctp_frame(v6: bool, sport: u16, dport: u16) -> Vec<u8> {
-    let mut sctp = sport.to_be_bytes().to_vec();
-    sctp.extend(dport.to_be_bytes());
-    sctp.extend([0, 0, 0, 1, 0, 0, 0, 0, 0, 3, 0, 5, b'x', 0, 0, 0]);
-    let b = etherparse::PacketBuilder::ethernet2(MAC1, MAC2);
-    let mut v = Vec::new();
-    if v6 {
-        b.ipv6([1; 16], [2; 16], 64)
-            .write(&mut v, etherparse::IpNumber(132), &sctp)
-            .unwrap();
-    } else {
-        b.ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-            .write(&mut v, etherparse::IpNumber(132), &sctp)
-            .unwrap();
-    }
-    v
-}
-
 /// Issue 15 item 8: `sctp,tp_dst=80` matches SCTP packets (IPv4 and
 /// IPv6), and `set_field:->sctp_src` rewrites the SCTP header.
 #[test]

@@ -308,10 +308,7 @@ fn arb_key() -> impl Strategy<Value = Vec<u8>> {
         ],
     )
         .prop_map(|(inp, dst, ip, tp, vlan, ttl, sport, kind, outer)| {
-            // SCTP common header and one DATA chunk; the CRC is left zero.
-            let mut sctp = sport.to_be_bytes().to_vec();
-            sctp.extend(u16::from(tp).to_be_bytes());
-            sctp.extend([0, 0, 0, 1, 0, 0, 0, 0, 0, 3, 0, 5, b'x', 0, 0, 0]);
+            let sctp = sctp_payload(sport, u16::from(tp));
             let mut v = Vec::new();
             let b = etherparse::PacketBuilder::ethernet2(MAC1, [0x50, 0x54, 0, 0, 0, dst]);
             let (src6, dst6) = (
@@ -352,8 +349,7 @@ fn arb_key() -> impl Strategy<Value = Vec<u8>> {
                 None => finish!(b),
             }
             if let (Some(_), Some((vid, tpid))) = (vlan, outer) {
-                let (p, t) = (tpid.to_be_bytes(), vid.to_be_bytes());
-                v.splice(12..12, [p[0], p[1], t[0], t[1]]);
+                v = with_tag(&v, tpid, vid);
             }
             let mut out = inp.to_be_bytes().to_vec();
             out.extend(v);

@@ -666,3 +666,146 @@ impl FrameWatch {
         self.seen().iter().any(|k| k == kind)
     }
 }
+
+// Test frames, built with etherparse (valid lengths and checksums) rather
+// than by hand, and as hex digits for `ovs-ofctl packet-out` and
+// `ovs-appctl ofproto/trace`.
+
+/// The MAC of emulated guest `domid` (`02:00:00:00:00:<domid>`).
+pub fn guest_mac(domid: u8) -> [u8; 6] {
+    [2, 0, 0, 0, 0, domid]
+}
+
+/// `frame` as lowercase hex digits.
+pub fn hex(frame: &[u8]) -> String {
+    frame.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A broadcast ARP request (RFC 826) from `mac`/`sender` for `target`.
+pub fn arp_request(mac: [u8; 6], sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
+    let mut f = etherparse::Ethernet2Header {
+        source: mac,
+        destination: [0xff; 6],
+        ether_type: etherparse::EtherType::ARP,
+    }
+    .to_bytes()
+    .to_vec();
+    // Ethernet, IPv4, 6- and 4-byte addresses, request.
+    f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&sender);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target);
+    f
+}
+
+/// An IPv4/UDP frame (TTL 64).
+pub fn udp_frame(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    (sport, dport): (u16, u16),
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src, dst, 64)
+        .udp(sport, dport)
+        .write(&mut v, payload)
+        .expect("building a UDP frame");
+    v
+}
+
+/// An IPv4 ICMP echo request (TTL 64, no data).
+pub fn icmp_echo_request(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    (id, seq): (u16, u16),
+) -> Vec<u8> {
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src, dst, 64)
+        .icmpv4_echo_request(id, seq)
+        .write(&mut v, &[])
+        .expect("building an ICMP echo request");
+    v
+}
+
+/// An IPv4 SCTP frame (TTL 64) with one 1-byte DATA chunk (RFC 9260;
+/// the CRC left zero: nothing here checks it).
+pub fn sctp_frame(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    (sport, dport): (u16, u16),
+) -> Vec<u8> {
+    let mut sctp = sport.to_be_bytes().to_vec();
+    sctp.extend(dport.to_be_bytes());
+    // Verification tag 1, CRC 0; DATA chunk: type 0, flags 3, length 5,
+    // the byte 'x' and padding.
+    sctp.extend([0, 0, 0, 1, 0, 0, 0, 0, 0, 3, 0, 5, b'x', 0, 0, 0]);
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src, dst, 64)
+        .write(&mut v, etherparse::IpNumber::SCTP, &sctp)
+        .expect("building an SCTP frame");
+    v
+}
+
+/// An IPv6 neighbour solicitation (RFC 4861) from `mac`/`src` for
+/// `target`, to its solicited-node multicast address, with a source
+/// link-layer address option and IPv6 flow label `label` (20 bits).
+pub fn neighbour_solicitation(
+    mac: [u8; 6],
+    src: [u8; 16],
+    target: [u8; 16],
+    label: u32,
+) -> Vec<u8> {
+    let mut dst = [0u8; 16];
+    dst[..2].copy_from_slice(&[0xff, 0x02]);
+    dst[11..13].copy_from_slice(&[0x01, 0xff]);
+    dst[13..].copy_from_slice(&target[13..]);
+    let dst_mac = [0x33, 0x33, dst[12], dst[13], dst[14], dst[15]];
+    let mut body = target.to_vec();
+    body.extend_from_slice(&[1, 1]);
+    body.extend_from_slice(&mac);
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2(mac, dst_mac)
+        .ipv6(src, dst, 255)
+        .icmpv6(etherparse::Icmpv6Type::Unknown {
+            type_u8: 135,
+            code_u8: 0,
+            bytes5to8: [0; 4],
+        })
+        .write(&mut v, &body)
+        .expect("building a neighbour solicitation");
+    // The label is not in the ICMPv6 checksum's pseudo-header.
+    let word = (6u32 << 28) | (label & 0xf_ffff);
+    v[14..18].copy_from_slice(&word.to_be_bytes());
+    v
+}
+
+/// `frame` with VLAN tags `(TPID, TCI)` (outer first) inserted after its
+/// MAC addresses.
+pub fn with_tags(frame: &[u8], tags: &[(u16, u16)]) -> Vec<u8> {
+    let mut v = frame[..12].to_vec();
+    for (tpid, tci) in tags {
+        v.extend(tpid.to_be_bytes());
+        v.extend(tci.to_be_bytes());
+    }
+    v.extend_from_slice(&frame[12..]);
+    v
+}
+
+/// `frame` padded with zeros to Ethernet's 60-byte minimum (without FCS).
+pub fn padded(frame: &[u8]) -> Vec<u8> {
+    let mut v = frame.to_vec();
+    if v.len() < 60 {
+        v.resize(60, 0);
+    }
+    v
+}

@@ -85,6 +85,63 @@ pub fn vlan_udp_frame(vid: u16) -> Vec<u8> {
     v
 }
 
+/// `frame` with source MAC `src` and destination MAC `dst`.
+pub fn with_macs(frame: &[u8], src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    f[0..6].copy_from_slice(&dst);
+    f[6..12].copy_from_slice(&src);
+    f
+}
+
+/// `frame` with a VLAN tag (`tpid`, `tci`) inserted after its MACs, as
+/// the outermost tag.
+pub fn with_tag(frame: &[u8], tpid: u16, tci: u16) -> Vec<u8> {
+    let mut f = frame[..12].to_vec();
+    f.extend(tpid.to_be_bytes());
+    f.extend(tci.to_be_bytes());
+    f.extend_from_slice(&frame[12..]);
+    f
+}
+
+/// Untagged `frame`'s payload under one MPLS label stack entry (RFC
+/// 3032: `label`, traffic class 0, bottom of stack, `ttl`), Ethernet type
+/// 0x8847.
+pub fn mpls_over(frame: &[u8], label: u32, ttl: u8) -> Vec<u8> {
+    let mut f = frame[..12].to_vec();
+    f.extend_from_slice(&[0x88, 0x47]);
+    f.extend_from_slice(&((label << 12) | (1 << 8) | u32::from(ttl)).to_be_bytes());
+    f.extend_from_slice(&frame[14..]);
+    f
+}
+
+/// An SCTP common header from `sport` to `dport` (verification tag 1,
+/// CRC left zero: nothing here checks it) and one DATA chunk carrying
+/// the byte `x` (RFC 9260).
+pub fn sctp_payload(sport: u16, dport: u16) -> Vec<u8> {
+    let mut sctp = sport.to_be_bytes().to_vec();
+    sctp.extend(dport.to_be_bytes());
+    sctp.extend([0, 0, 0, 1, 0, 0, 0, 0, 0, 3, 0, 5, b'x', 0, 0, 0]);
+    sctp
+}
+
+/// An SCTP frame from `MAC1` to `MAC2`: IPv6 `::0101..` to `::0202..`
+/// when `v6`, else IPv4 10.0.0.1 to 10.0.0.2 (TTL or hop limit 64).
+pub fn sctp_frame(v6: bool, sport: u16, dport: u16) -> Vec<u8> {
+    let sctp = sctp_payload(sport, dport);
+    let b = etherparse::PacketBuilder::ethernet2(MAC1, MAC2);
+    let mut v = Vec::new();
+    if v6 {
+        b.ipv6([1; 16], [2; 16], 64)
+            .write(&mut v, etherparse::IpNumber::SCTP, &sctp)
+            .unwrap();
+    } else {
+        b.ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .write(&mut v, etherparse::IpNumber::SCTP, &sctp)
+            .unwrap();
+    }
+    v
+}
+
 pub fn key_of(frame: &[u8], in_port: OfPort) -> FlowKey {
     extract_frame(frame, in_port)
 }
