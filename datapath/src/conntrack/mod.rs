@@ -49,9 +49,14 @@
 //! (SCTP is tracked as an "other" protocol), `ct_orig_tuple`-based
 //! lookups of packets NATed in another zone (OVS `check_orig_tuple`).
 //!
-//! Differs from OVS on purpose: a fragmented datagram leaves as the
-//! reassembled datagram ([`Conntrack::track`] says when to drop a held
-//! fragment), where OVS sends the original fragments on.
+//! Fragments: the fragment that completes a datagram goes on as the
+//! reassembled datagram, which carries its largest fragment's size
+//! ([`crate::buffer::FragMeta`]); every output cuts it back into
+//! fragments of at most that size, after NAT and any other rewrite
+//! ([`crate::fragment`], as Linux's bridge netfilter refragments to
+//! `frag_max_size`). OVS instead sends the original fragments on with
+//! the reassembled datagram's header changes copied into them; ours may
+//! be cut at other offsets than the originals, never larger.
 //!
 //! Tested against OVS itself: `datapath/tests/conntrack_ovs.rs` runs the
 //! same frames through ovs-vswitchd's userspace conntrack and compares
@@ -698,11 +703,16 @@ impl Conntrack {
                     mark_invalid(pkt, zone);
                     return Verdict::Held;
                 }
-                ipf::Outcome::Complete(frame) => {
+                ipf::Outcome::Complete {
+                    frame,
+                    max_size,
+                    id,
+                } => {
                     g.stats.frag_reassembled += 1;
                     pkt.set_frame(&frame);
                     pkt.csum = Csum::None;
                     pkt.gso = None;
+                    pkt.md.frag = crate::buffer::FragMeta { max_size, id };
                     match key::parse(pkt.data(), pkt.csum) {
                         Ok(p) => p,
                         Err(_) => {
