@@ -205,7 +205,10 @@ fn v4(
         _ => return Err(FragError::TooSmall),
     };
     let payload = &ip[ihl..total];
-    if count(payload.len(), first, rest) > MAX_FRAGMENTS || base + payload.len() > 65535 {
+    if base + payload.len() > 65535 {
+        return Err(FragError::Malformed);
+    }
+    if count(payload.len(), first, rest) > MAX_FRAGMENTS {
         return Err(FragError::TooMany);
     }
     let mut off = 0;
@@ -558,6 +561,37 @@ mod tests {
             prop_assume!(lo < l3);
             let max = lo + ((l3 - lo) as f64 * cut) as usize;
             round_trip(&f, max, id, true);
+        }
+    }
+
+    proptest! {
+        /// Whatever the headers (a guest chose them, a flow rewrote
+        /// them), no panic, and fragments are never larger than asked.
+        #[test]
+        fn any_frame_is_cut_or_refused(
+            v6 in any::<bool>(),
+            hdr in prop::collection::vec(any::<u8>(), 0..120),
+            body in 0usize..9000,
+            max in 0usize..70_000,
+        ) {
+            let mut f = MACS.to_vec();
+            f.extend_from_slice(if v6 { &[0x86, 0xdd] } else { &[8, 0] });
+            let mut ip = hdr;
+            if let Some(b) = ip.first_mut() {
+                *b = (*b & 0x0f) | if v6 { 0x60 } else { 0x40 };
+            }
+            ip.resize(ip.len() + body, 0x33);
+            f.extend_from_slice(&ip);
+            let mut out = Vec::new();
+            match fragment(&Packet::from_slice(&f), max, 1, &mut out) {
+                Ok(()) if out.len() > 1 => {
+                    for p in &out {
+                        prop_assert!(l3_len(p.data()).unwrap() <= max);
+                    }
+                }
+                Ok(()) => prop_assert_eq!(out.len(), 1),
+                Err(_) => prop_assert!(out.is_empty()),
+            }
         }
     }
 

@@ -669,8 +669,10 @@ impl FrameWatch {
 
 /// Namespaces and veths, removed when dropped.
 pub struct Veths {
-    netns: Vec<String>,
-    links: Vec<String>,
+    /// Namespaces to delete.
+    pub netns: Vec<String>,
+    /// Links (in our namespace) to delete.
+    pub links: Vec<String>,
 }
 
 impl Drop for Veths {
