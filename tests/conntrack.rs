@@ -2,7 +2,9 @@
 //! stacks behind emulated guests: the README's stateful firewall (item
 //! 5: guest 1 may open connections to guest 2, guest 2 may only answer
 //! them; ping, TCP, UDP and ICMP errors), fragments reassembled before
-//! tracking, `NXT_CT_FLUSH_ZONE`, and the `dpctl/*` conntrack commands
+//! tracking and cut back into fragments on output (also between Linux
+//! stacks on veth ports with a 1500-byte MTU, and through source NAT),
+//! `NXT_CT_FLUSH_ZONE`, and the `dpctl/*` conntrack commands
 //! through the real `ovs-appctl` (OVS lib/dpctl.c formats).
 
 mod common;
@@ -282,6 +284,8 @@ fn fragmented_pings_are_reassembled_before_tracking() {
     // OVS counts the fragments of completed datagrams.
     assert!(ipf.contains("v4 frags completed: 18\n"), "{ipf}");
     assert!(ipf.contains("num frag: 0\n"), "{ipf}");
+    // Each datagram reached its guest as fragments again.
+    assert_eq!(pmd_stat(&h, "refragmented: "), 6);
 }
 
 /// Three pings of 3000 bytes (fragmented by the sender's 1500-byte MTU)

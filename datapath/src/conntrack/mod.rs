@@ -676,7 +676,9 @@ impl Conntrack {
     /// [`Conntrack::execute`], telling the caller when a fragment was
     /// held for reassembly ([`Verdict::Held`]: drop the packet; its copy
     /// is in the reassembly buffer). When a fragment completes its
-    /// datagram, `pkt` becomes the whole reassembled datagram.
+    /// datagram, `pkt` becomes the whole reassembled datagram, with
+    /// `pkt.md.frag` saying how large its fragments were (output cuts
+    /// it back into fragments, [`crate::fragment`]).
     pub fn track(&self, pkt: &mut Packet, args: &CtArgs, now: Instant) -> Verdict {
         let mut g = self.lock();
         let g = &mut *g;
