@@ -366,6 +366,34 @@ except OSError as e:
     )
 }
 
+/// Datagrams the stack of namespace `ns` reassembled from fragments:
+/// (IPv4 `ReasmOKs` of /proc/net/snmp, IPv6 `Ip6ReasmOKs` of
+/// /proc/net/snmp6).
+fn reassembled_by_stack(ns: &str) -> (u64, u64) {
+    let read = |f: &str| {
+        let o = Command::new("ip")
+            .args(["netns", "exec", ns, "cat", f])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let snmp = read("/proc/net/snmp");
+    let ip: Vec<Vec<&str>> = snmp
+        .lines()
+        .filter(|l| l.starts_with("Ip: "))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let col = ip[0].iter().position(|c| *c == "ReasmOKs").unwrap();
+    let v4 = ip[1][col].parse().unwrap();
+    let snmp6 = read("/proc/net/snmp6");
+    let v6 = snmp6
+        .lines()
+        .find_map(|l| l.strip_prefix("Ip6ReasmOKs"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    (v4, v6)
+}
+
 /// The value after `what` in `dpif-netdev/pmd-stats-show`.
 fn pmd_stat(h: &Harness, what: &str) -> u64 {
     let show = h.appctl(&["dpif-netdev/pmd-stats-show"]);
@@ -439,6 +467,10 @@ fn fragmented_traffic_crosses_veth_ports_through_the_firewall() {
     // every one went out as fragments.
     assert_eq!(pmd_stat(&h, "refragmented: "), 16, "{}", h.log());
     assert_eq!(pmd_stat(&h, "not fragmentable: "), 0);
+    // And each stack reassembled them: 3 pings (or replies) and one UDP
+    // datagram per family.
+    assert_eq!(reassembled_by_stack(&ns1), (4, 4));
+    assert_eq!(reassembled_by_stack(&ns2), (4, 4));
     // Guest 2 may not open anything, fragmented or not.
     let out = Command::new("ip")
         .args(["netns", "exec", &ns2, "ping", "-c", "1", "-W", "1"])
