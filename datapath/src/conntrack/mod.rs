@@ -55,8 +55,11 @@
 //! fragments of at most that size, after NAT and any other rewrite
 //! ([`crate::fragment`], as Linux's bridge netfilter refragments to
 //! `frag_max_size`). OVS instead sends the original fragments on with
-//! the reassembled datagram's header changes copied into them; ours may
-//! be cut at other offsets than the originals, never larger.
+//! the reassembled datagram's header changes copied into them, and its
+//! pipeline sees those fragments after `ct` where ours sees the whole
+//! datagram. For senders that cut every fragment to the same size the
+//! frames out are the same (`datapath/tests/conntrack_ovs.rs`); for
+//! others ours may be cut at other offsets, never larger.
 //!
 //! Tested against OVS itself: `datapath/tests/conntrack_ovs.rs` runs the
 //! same frames through ovs-vswitchd's userspace conntrack and compares
