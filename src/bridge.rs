@@ -1217,6 +1217,11 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
                 let _ = writeln!(out, "  GSO frames not segmentable: {}", st.gso_drops);
                 let _ = writeln!(
                     out,
+                    "  reassembled datagrams refragmented: {}, not fragmentable: {}",
+                    st.refragmented, st.frag_drops
+                );
+                let _ = writeln!(
+                    out,
                     "  packet-ins dropped (slow controllers): {}",
                     b.conns.packet_ins_dropped()
                 );

@@ -394,6 +394,7 @@ fn gather(switch: &Switch) -> Families {
         for (reason, n) in [
             ("rx_invalid", st.rx_invalid),
             ("gso_unsegmentable", st.gso_drops),
+            ("unfragmentable", st.frag_drops),
             ("upcall_lost", st.lost),
             ("recirc", st.recirc_drops),
         ] {
@@ -401,7 +402,7 @@ fn gather(switch: &Switch) -> Families {
             l.push(("reason", reason.into()));
             f.counter(
                 "datapath_drops",
-                "Packets the datapath dropped, by reason: `rx_invalid` (shorter than an Ethernet header), `gso_unsegmentable` (GSO frames that could not be segmented at output), `upcall_lost` (lost before translation), `recirc` (recirculated more than 6 times, or more recirculated packets than a pass takes).",
+                "Packets the datapath dropped, by reason: `rx_invalid` (shorter than an Ethernet header), `gso_unsegmentable` (GSO frames that could not be segmented at output), `unfragmentable` (reassembled datagrams that could not be cut back into fragments at output), `upcall_lost` (lost before translation), `recirc` (recirculated more than 6 times, or more recirculated packets than a pass takes).",
                 l,
                 n,
             );

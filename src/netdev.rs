@@ -931,8 +931,17 @@ impl Netdev {
                     self.stats.tx_dropped += (m - off) as u64;
                     return;
                 }
-                // This frame was refused: drop it, go on with the next.
+                // This frame was refused (EMSGSIZE for a frame over the
+                // device's MTU): drop it, go on with the next.
                 self.stats.tx_dropped += 1;
+                if self.drop_log.ready() {
+                    tracing::warn!(
+                        "{}: the kernel refused a frame of {} bytes: {e} ({} dropped on send so far)",
+                        self.name,
+                        lens[off],
+                        self.stats.tx_dropped
+                    );
+                }
                 off += 1;
                 continue;
             }

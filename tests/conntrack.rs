@@ -2,7 +2,9 @@
 //! stacks behind emulated guests: the README's stateful firewall (item
 //! 5: guest 1 may open connections to guest 2, guest 2 may only answer
 //! them; ping, TCP, UDP and ICMP errors), fragments reassembled before
-//! tracking, `NXT_CT_FLUSH_ZONE`, and the `dpctl/*` conntrack commands
+//! tracking and cut back into fragments on output (also between Linux
+//! stacks on veth ports with a 1500-byte MTU, and through source NAT),
+//! `NXT_CT_FLUSH_ZONE`, and the `dpctl/*` conntrack commands
 //! through the real `ovs-appctl` (OVS lib/dpctl.c formats).
 
 mod common;
@@ -10,7 +12,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use common::Harness;
+use common::{start_on_two_veths, Harness, Veths};
 
 /// The real `ovs-appctl` against xennetd (found through the pidfile in
 /// `OVS_RUNDIR`): exit status and stdout, or stderr on failure.
@@ -282,6 +284,272 @@ fn fragmented_pings_are_reassembled_before_tracking() {
     // OVS counts the fragments of completed datagrams.
     assert!(ipf.contains("v4 frags completed: 18\n"), "{ipf}");
     assert!(ipf.contains("num frag: 0\n"), "{ipf}");
+    // Each datagram reached its guest as fragments again.
+    assert_eq!(pmd_stat(&h, "refragmented: "), 6);
+}
+
+/// Three pings of 3000 bytes (fragmented by the sender's 1500-byte MTU)
+/// from namespace `ns`; `extra` adds arguments before the address
+/// (`-6`).
+fn ping_3000(ns: &str, extra: &[&str], addr: &str) -> std::process::Output {
+    Command::new("ip")
+        .args([
+            "netns", "exec", ns, "ping", "-c", "3", "-i", "0.2", "-W", "2",
+        ])
+        .args(["-s", "3000"])
+        .args(extra)
+        .arg(addr)
+        .output()
+        .unwrap()
+}
+
+/// A 4000-byte UDP datagram from namespace `from` to `addr` port `port`,
+/// sent back by a one-shot server in namespace `to`: what the server saw
+/// ("SOURCE LENGTH") and what the client got ("echo ok" when the answer
+/// is the datagram it sent, else the error).
+fn udp_4000(from: &str, to: &str, addr: &str, port: u16) -> (String, String) {
+    let fam = if addr.contains(':') {
+        "AF_INET6"
+    } else {
+        "AF_INET"
+    };
+    let any = if addr.contains(':') { "::" } else { "0.0.0.0" };
+    let server = format!(
+        r#"
+import socket
+s = socket.socket(socket.{fam}, socket.SOCK_DGRAM)
+s.bind(("{any}", {port}))
+s.settimeout(8)
+print("ready", flush=True)
+try:
+    m, a = s.recvfrom(65535)
+    s.sendto(m, a)
+    print(a[0], len(m), flush=True)
+except OSError as e:
+    print("server:", e, flush=True)
+"#
+    );
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", to, "python3", "-c", &server])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 (apt-get install python3)");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n", "UDP server in {to} did not start");
+    let _guard = common::ChildGuard(child);
+    let client = format!(
+        r#"
+import socket, sys
+s = socket.socket(socket.{fam}, socket.SOCK_DGRAM)
+s.settimeout(3)
+data = bytes(i % 251 for i in range(4000))
+try:
+    s.sendto(data, ("{addr}", {port}))
+    m = s.recv(65535)
+    print("echo ok" if m == data else "echo differs (%d bytes)" % len(m))
+except OSError as e:
+    print("client:", e)
+"#
+    );
+    let c = Command::new("ip")
+        .args(["netns", "exec", from, "python3", "-c", &client])
+        .output()
+        .unwrap();
+    let mut seen = String::new();
+    out.read_line(&mut seen).unwrap();
+    (
+        seen.trim().to_string(),
+        String::from_utf8_lossy(&c.stdout).trim().to_string(),
+    )
+}
+
+/// Datagrams the stack of namespace `ns` reassembled from fragments:
+/// (IPv4 `ReasmOKs` of /proc/net/snmp, IPv6 `Ip6ReasmOKs` of
+/// /proc/net/snmp6).
+fn reassembled_by_stack(ns: &str) -> (u64, u64) {
+    let read = |f: &str| {
+        let o = Command::new("ip")
+            .args(["netns", "exec", ns, "cat", f])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let snmp = read("/proc/net/snmp");
+    let ip: Vec<Vec<&str>> = snmp
+        .lines()
+        .filter(|l| l.starts_with("Ip: "))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let col = ip[0].iter().position(|c| *c == "ReasmOKs").unwrap();
+    let v4 = ip[1][col].parse().unwrap();
+    let snmp6 = read("/proc/net/snmp6");
+    let v6 = snmp6
+        .lines()
+        .find_map(|l| l.strip_prefix("Ip6ReasmOKs"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    (v4, v6)
+}
+
+/// The value after `what` in `dpif-netdev/pmd-stats-show`.
+fn pmd_stat(h: &Harness, what: &str) -> u64 {
+    let show = h.appctl(&["dpif-netdev/pmd-stats-show"]);
+    show.split(what)
+        .nth(1)
+        .and_then(|t| {
+            t.split(|c: char| !c.is_ascii_digit())
+                .find(|w| !w.is_empty())
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {what:?} in {show}"))
+}
+
+/// Fragmented traffic through the README's stateful firewall between
+/// two Linux stacks on veth ports (MTU 1500, which cannot send a
+/// reassembled 3000-byte datagram whole): IPv4 and IPv6 pings of 3000
+/// bytes and a 4000-byte UDP datagram cross and are answered, each
+/// datagram leaving as fragments no larger than those it came in; a
+/// fragmented ping from the other side is still refused.
+#[test]
+fn fragmented_traffic_crosses_veth_ports_through_the_firewall() {
+    common::require_prerequisites();
+    let tag = format!("cf{}", std::process::id() % 100_000);
+    let _v = Veths::two(&tag, |i| {
+        vec![
+            format!("10.251.0.{i}/24"),
+            format!("fd00:251::{i}/64 nodad"),
+        ]
+    });
+    let h = start_on_two_veths("ctfragveth", &tag);
+    let (ns1, ns2) = (format!("{tag}n1"), format!("{tag}n2"));
+    let v4 = FIREWALL.replace("vif1.0", &format!("{tag}o1"));
+    // The same for IPv6, with neighbour discovery let through.
+    let v6: String = v4
+        .lines()
+        .filter(|l| l.contains(",ip,"))
+        .map(|l| l.replace(",ip,", ",ipv6,") + "\n")
+        .collect();
+    let flows = h.rundir().join("firewall.flows");
+    std::fs::write(
+        &flows,
+        format!(
+            "{v4}{v6}table=0,priority=200,icmp6,icmp_type=135,actions=NORMAL\n\
+             table=0,priority=200,icmp6,icmp_type=136,actions=NORMAL\n"
+        ),
+    )
+    .unwrap();
+    h.ofctl(&["del-flows", "br0"]);
+    h.ofctl(&["add-flows", "br0", flows.to_str().unwrap()]);
+    for (extra, addr) in [(&[][..], "10.251.0.2"), (&["-6"][..], "fd00:251::2")] {
+        let out = ping_3000(&ns1, extra, addr);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains(" 0% packet loss") && !text.contains("DUP!"),
+            "ping {extra:?} -s 3000 {addr}: {text}{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            h.log()
+        );
+    }
+    for addr in ["10.251.0.2", "fd00:251::2"] {
+        let (seen, got) = udp_4000(&ns1, &ns2, addr, 5301);
+        let from = if addr.contains(':') {
+            "fd00:251::1"
+        } else {
+            "10.251.0.1"
+        };
+        assert_eq!(seen, format!("{from} 4000"), "{addr}\n{}", h.log());
+        assert_eq!(got, "echo ok", "{addr}\n{}", h.log());
+    }
+    // 3 requests and 3 replies per ping, 2 datagrams per UDP exchange:
+    // every one went out as fragments.
+    assert_eq!(pmd_stat(&h, "refragmented: "), 16, "{}", h.log());
+    assert_eq!(pmd_stat(&h, "not fragmentable: "), 0);
+    // And each stack reassembled them: 3 pings (or replies) and one UDP
+    // datagram per family.
+    assert_eq!(reassembled_by_stack(&ns1), (4, 4));
+    assert_eq!(reassembled_by_stack(&ns2), (4, 4));
+    // Guest 2 may not open anything, fragmented or not.
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns2, "ping", "-c", "1", "-W", "1"])
+        .args(["-s", "3000", "10.251.0.1"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let ipf = ovs_appctl(&h, &["dpctl/ipf-get-status"]).unwrap();
+    assert!(ipf.contains("num frag: 0\n"), "{ipf}");
+}
+
+/// Fragmented traffic source-NATed by `ct(commit,nat(src=...))` between
+/// two Linux stacks on veth ports: the fragments that leave carry the
+/// translated address (and the reassembled UDP checksum is right, or the
+/// receiving stack would drop the datagram), replies are translated
+/// back.
+#[test]
+fn fragmented_traffic_is_source_natted_across_veth_ports() {
+    common::require_prerequisites();
+    let tag = format!("cn{}", std::process::id() % 100_000);
+    let _v = Veths::two(&tag, |i| vec![format!("10.250.0.{i}/24")]);
+    let h = start_on_two_veths("ctfragnat", &tag);
+    let (ns1, ns2) = (format!("{tag}n1"), format!("{tag}n2"));
+    // Namespace 2 answers the NAT address at namespace 1's MAC.
+    let mac = Command::new("ip")
+        .args(["-n", &ns1, "-br", "link", "show", "eth0"])
+        .output()
+        .unwrap();
+    let mac = String::from_utf8_lossy(&mac.stdout)
+        .split_whitespace()
+        .nth(2)
+        .expect("eth0's MAC")
+        .to_string();
+    common::run_ok(
+        "ip",
+        &[
+            "-n",
+            &ns2,
+            "neigh",
+            "add",
+            "10.250.0.100",
+            "lladdr",
+            &mac,
+            "dev",
+            "eth0",
+        ],
+    );
+    let flows = h.rundir().join("nat.flows");
+    std::fs::write(
+        &flows,
+        format!(
+            "table=0,priority=10,arp,actions=NORMAL\n\
+             table=0,priority=100,ip,actions=ct(table=1,nat)\n\
+             table=1,priority=100,ip,in_port={tag}o1,ct_state=+trk+new,\
+             actions=ct(commit,nat(src=10.250.0.100)),NORMAL\n\
+             table=1,priority=100,ip,ct_state=+trk+est,actions=NORMAL\n\
+             table=1,priority=1,actions=drop\n"
+        ),
+    )
+    .unwrap();
+    h.ofctl(&["del-flows", "br0"]);
+    h.ofctl(&["add-flows", "br0", flows.to_str().unwrap()]);
+    let out = ping_3000(&ns1, &[], "10.250.0.2");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(" 0% packet loss"),
+        "{text}\n{}",
+        h.log()
+    );
+    let (seen, got) = udp_4000(&ns1, &ns2, "10.250.0.2", 5302);
+    assert_eq!(seen, "10.250.0.100 4000", "{}", h.log());
+    assert_eq!(got, "echo ok", "{}", h.log());
+    let ct = ovs_appctl(&h, &["dpctl/dump-conntrack"]).unwrap();
+    assert!(ct.contains("dst=10.250.0.100"), "{ct}");
+    assert_eq!(pmd_stat(&h, "refragmented: "), 8, "{}", h.log());
 }
 
 /// The README's flows ("Stateful firewall"), as one would give them to

@@ -9,77 +9,8 @@ mod common;
 
 use std::process::Command;
 
-use common::{run_ok, Harness};
+use common::{run_ok, start_on_two_veths, Harness, Veths};
 use xennet_ovsdb::test_utils::OvsdbServer;
-
-/// Namespaces and veths, removed when dropped.
-struct Veths {
-    netns: Vec<String>,
-    links: Vec<String>,
-}
-
-impl Drop for Veths {
-    fn drop(&mut self) {
-        for l in &self.links {
-            let _ = Command::new("ip").args(["link", "del", l]).status();
-        }
-        for ns in &self.netns {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-impl Veths {
-    /// Namespaces `{tag}n1` and `{tag}n2`, each with an `eth0` (up, with
-    /// the addresses `addrs(i)` gives: `ip addr add` arguments such as
-    /// `"fd00::1/64 nodad"`) whose peer `{tag}o{i}` is up here.
-    fn two(tag: &str, addrs: impl Fn(u32) -> Vec<String>) -> Veths {
-        let mut v = Veths {
-            netns: Vec::new(),
-            links: Vec::new(),
-        };
-        for i in 1..=2 {
-            let ns = format!("{tag}n{i}");
-            let outer = format!("{tag}o{i}");
-            run_ok("ip", &["netns", "add", &ns]);
-            v.netns.push(ns.clone());
-            run_ok(
-                "ip",
-                &[
-                    "link", "add", &outer, "type", "veth", "peer", "name", "eth0", "netns", &ns,
-                ],
-            );
-            v.links.push(outer.clone());
-            run_ok("ip", &["link", "set", &outer, "up"]);
-            for a in addrs(i) {
-                let mut args = vec!["-n", ns.as_str(), "addr", "add"];
-                args.extend(a.split_whitespace());
-                args.extend(["dev", "eth0"]);
-                run_ok("ip", &args);
-            }
-            run_ok("ip", &["-n", &ns, "link", "set", "eth0", "up"]);
-            run_ok("ip", &["-n", &ns, "link", "set", "lo", "up"]);
-        }
-        v
-    }
-}
-
-/// xennetd on the host with bridge br0 of `{tag}o1` (receiving through a
-/// TPACKET_V3 ring) and `{tag}o2` (recvmmsg), from a TOML configuration.
-fn start_on_two_veths(test: &str, tag: &str) -> Harness {
-    let cfg = std::env::temp_dir().join(format!("xennet-{tag}.toml"));
-    std::fs::write(
-        &cfg,
-        format!(
-            "[[bridge]]\nname = \"br0\"\n[[bridge.port]]\nname = \"{tag}o1\"\nrx_ring = true\n\
-             [[bridge.port]]\nname = \"{tag}o2\"\n[emulated_xen]\nenabled = true\nbridge = \"br0\"\nrepresentors = false\n"
-        ),
-    )
-    .unwrap();
-    let h = Harness::start_host_with(test, &["--config", cfg.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&cfg);
-    h
-}
 
 /// Three pings from namespace `ns` to `addr`, 0.2 s apart.
 fn ping3(ns: &str, addr: &str) -> std::process::Output {

@@ -13,6 +13,8 @@
 //! - fixes offloads per output port: a port without `csum_partial` gets
 //!   finished checksums, a port without `gso` gets segments, and so does
 //!   every port for a UDP GSO frame ([`PortFeatures::takes_gso`]),
+//!   and every port a datagram the tracker reassembled, cut back into
+//!   fragments no larger than those it came in ([`crate::fragment`]),
 //! - collects outputs per port, so that [`Executor::flush`] calls each
 //!   port's `send` once per batch,
 //! - runs `ct` through the shared [`Conntrack`] on a private copy of the
@@ -35,7 +37,7 @@ use crate::meter::{MeterTable, Verdict};
 use crate::packet::ethernet::{HEADER_LEN, VLAN_TAG_LEN};
 use crate::port::PortFeatures;
 use crate::rewrite::{self, SetAction};
-use crate::{csum, gso};
+use crate::{csum, fragment, gso};
 
 /// One datapath action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -671,6 +673,7 @@ enum Src {
 struct Fixed {
     src: Src,
     seg: bool,
+    frag: bool,
     csum_partial: bool,
     first: usize,
     end: usize,
@@ -700,6 +703,13 @@ pub struct Executor {
     /// do not parse, MSS 0, more than [`gso::MAX_SEGMENTS`]) and were
     /// dropped.
     pub gso_drops: u64,
+    /// Outputs of a reassembled datagram cut back into fragments
+    /// ([`crate::fragment`], at most [`crate::buffer::FragMeta::max_size`]
+    /// bytes each).
+    pub refragmented: u64,
+    /// Outputs of a reassembled datagram dropped because it could not be
+    /// cut into fragments ([`crate::fragment::FragError`]).
+    pub frag_drops: u64,
     /// The connection tracker [`DpAction::Ct`] runs (shared by every
     /// datapath of the daemon).
     pub conntrack: Conntrack,
@@ -726,6 +736,8 @@ impl Default for Executor {
             fixed: None,
             meters: MeterTable::new(),
             gso_drops: 0,
+            refragmented: 0,
+            frag_drops: 0,
             conntrack: Conntrack::new(),
             recirc: Vec::new(),
             ct_args: Vec::new(),
@@ -945,15 +957,31 @@ impl Executor {
     fn output(&mut self, batch: &[Packet], cur: Src, port: OfPort, feat: PortFeatures) {
         let p = self.get(batch, cur);
         let needs_seg = p.gso.is_some_and(|g| !feat.takes_gso(g.kind));
+        // A datagram the tracker reassembled, larger than the fragments
+        // it came in (the exact L3 length is checked by the fragmenter;
+        // one that fits after all goes out as one copy).
+        let frag = p.md.frag;
+        let needs_frag = p.gso.is_none()
+            && frag.max_size != 0
+            && p.len() > usize::from(frag.max_size) + HEADER_LEN;
         let needs_csum = matches!(p.csum, Csum::Partial { .. }) && !feat.csum_partial;
-        if !needs_seg && !needs_csum {
+        if !needs_seg && !needs_csum && !needs_frag {
             self.queue_output(port, cur);
             return;
         }
-        if let Some(f) = self
-            .fixed
-            .filter(|f| f.src == cur && f.seg == needs_seg && f.csum_partial == feat.csum_partial)
-        {
+        if let Some(f) = self.fixed.filter(|f| {
+            f.src == cur
+                && f.seg == needs_seg
+                && f.frag == needs_frag
+                && f.csum_partial == feat.csum_partial
+        }) {
+            if f.frag {
+                if f.first == f.end {
+                    self.frag_drops += 1;
+                } else {
+                    self.refragmented += 1;
+                }
+            }
             for j in f.first..f.end {
                 self.queue_output(port, Src::Arena(j));
             }
@@ -963,13 +991,36 @@ impl Executor {
         let mut fixed = Fixed {
             src: cur,
             seg: needs_seg,
+            frag: needs_frag,
             csum_partial: feat.csum_partial,
             first,
             end: first,
         };
         let mut segs = std::mem::take(&mut self.segs);
         segs.clear();
-        if needs_seg {
+        if needs_frag {
+            let p = self.get(batch, cur);
+            let max = usize::from(frag.max_size);
+            // The L4 checksum covers the whole datagram: finish it
+            // before cutting, whatever the port takes.
+            let r = if let Csum::Partial { start, offset } = p.csum {
+                let mut whole = p.clone();
+                if csum::complete_partial(whole.data_mut(), start, offset) {
+                    whole.csum = Csum::Validated;
+                }
+                fragment::fragment(&whole, max, frag.id, &mut segs)
+            } else {
+                fragment::fragment(p, max, frag.id, &mut segs)
+            };
+            if let Err(e) = r {
+                self.frag_drops += 1;
+                warn_unfragmentable(e, self.frag_drops);
+                self.segs = segs;
+                self.fixed = Some(fixed);
+                return;
+            }
+            self.refragmented += 1;
+        } else if needs_seg {
             let p = self.get(batch, cur);
             if !gso::segment(p, &mut segs) {
                 // Not segmentable: drop, as Linux does for a bad GSO frame.
@@ -1099,6 +1150,23 @@ fn recycle<'a, 'b>(mut v: Vec<&'a Packet>) -> Vec<&'b Packet> {
         .collect()
 }
 
+/// The log line for reassembled datagrams dropped at output because
+/// they could not be cut into fragments, at most once a second.
+fn warn_unfragmentable(e: fragment::FragError, total: u64) {
+    static LAST: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+    let now = Instant::now();
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if last.map_or(true, |t| {
+        now.duration_since(t) >= std::time::Duration::from_secs(1)
+    }) {
+        *last = Some(now);
+        tracing::warn!(
+            total,
+            "reassembled datagram dropped at output: cannot fragment it: {e}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1218,6 +1286,92 @@ mod tests {
         let id = t.intern(&extra, now + CT_ARGS_GRACE).unwrap();
         assert_eq!(t.get(id), Some(extra));
         assert_eq!(t.get(0), None);
+    }
+
+    /// Fragments in, `ct(commit,nat(src=...))`, recirculation, output to
+    /// two ports: each port gets fragments no larger than those that came
+    /// in, whose reassembly is the NATed datagram with a valid UDP
+    /// checksum.
+    #[test]
+    fn reassembled_datagrams_leave_as_fragments_after_nat_and_recirc() {
+        use crate::conntrack::ipf::{Ipf, Outcome};
+        use crate::conntrack::{cs, CtArgs, NatArgs, NatKind};
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(5000, 53)
+            .write(&mut v, &[7u8; 4000])
+            .unwrap();
+        // etherparse sets DF; a fragmenting sender has it clear.
+        v[20] &= !0x40;
+        v[24] = 0;
+        v[25] = 0;
+        let c = csum::checksum(&v[14..34]);
+        v[24..26].copy_from_slice(&c.to_be_bytes());
+        let payload = v[42..].to_vec();
+        let mut batch = Vec::new();
+        crate::fragment::fragment(&Packet::from_slice(&v), 1500, 0, &mut batch).unwrap();
+        assert_eq!(batch.len(), 3);
+        let ct = CtAction::new(&CtArgs {
+            zone: 9,
+            commit: true,
+            nat: Some(NatArgs {
+                kind: Some(NatKind::Src),
+                addr_min: Some("10.9.9.9".parse().unwrap()),
+                addr_max: None,
+                port_min: 0,
+                port_max: 0,
+                persistent: false,
+                random: false,
+            }),
+            ..CtArgs::default()
+        })
+        .unwrap();
+        let mut ex = Executor::new();
+        let feat = |_| Some(PortFeatures::default());
+        ex.execute(
+            &batch,
+            &[0, 1, 2],
+            &[DpAction::Ct(ct), DpAction::Recirc(7)],
+            &feat,
+        );
+        ex.flush(&batch, &mut |_, _| panic!("no output yet"));
+        let mut next = PacketBatch::new();
+        assert_eq!(ex.take_recirculated(&batch, &mut next), 0);
+        // Two fragments held, the third completed the datagram.
+        assert_eq!(next.len(), 1);
+        let whole = &next.packets()[0];
+        assert_eq!(whole.md.frag.max_size, 1500);
+        assert_eq!(whole.md.ct.state & cs::SNAT, cs::SNAT);
+        let second: Vec<Packet> = next.packets().to_vec();
+        ex.execute(
+            &second,
+            &[0],
+            &[DpAction::Output(1), DpAction::Output(2)],
+            &feat,
+        );
+        let mut out: BTreeMap<OfPort, Vec<Packet>> = BTreeMap::new();
+        ex.flush(&second, &mut |port, pkts| {
+            out.insert(port, pkts.iter().map(|p| (*p).clone()).collect());
+        });
+        assert_eq!(ex.refragmented, 2);
+        assert_eq!(ex.frag_drops, 0);
+        for port in [1, 2] {
+            let frags = &out[&port];
+            assert_eq!(frags.len(), 3, "port {port}");
+            let mut ipf = Ipf::default();
+            let mut done = None;
+            for f in frags {
+                assert!(f.len() <= 14 + 1500);
+                assert_eq!(&f.data()[26..30], &[10, 9, 9, 9], "NATed source");
+                if let Outcome::Complete { frame, .. } = ipf.process(f.data(), 0, 0) {
+                    done = Some(frame);
+                }
+            }
+            let d = done.expect("fragments reassemble");
+            assert!(csum::verify_l4(&d), "UDP checksum after NAT");
+            assert_eq!(&d[42..], &payload[..]);
+        }
     }
 
     #[test]

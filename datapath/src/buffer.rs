@@ -151,6 +151,23 @@ pub struct PacketMeta {
     pub tunnel: TunnelMeta,
     /// Connection-tracking state, zero when not tracked.
     pub ct: CtMeta,
+    /// How the connection tracker reassembled this datagram from
+    /// fragments; zero when it did not.
+    pub frag: FragMeta,
+}
+
+/// The fragments a reassembled datagram arrived in (Linux
+/// `IPCB(skb)->frag_max_size` / `IP6CB(skb)->frag_max_size`): output
+/// cuts a datagram larger than `max_size` back into fragments of at
+/// most that size ([`crate::fragment`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct FragMeta {
+    /// Largest original fragment, L3 bytes (IP header included); 0 when
+    /// the packet was not reassembled.
+    pub max_size: u16,
+    /// The original IPv6 Fragment header's identification (IPv4 keeps
+    /// its identification in the reassembled header).
+    pub id: u32,
 }
 
 impl PacketMeta {

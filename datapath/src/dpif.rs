@@ -218,6 +218,12 @@ pub struct DpStats {
     /// GSO frames dropped at output because they could not be segmented
     /// ([`crate::gso::segment`]: bad headers, MSS 0, too many segments).
     pub gso_drops: u64,
+    /// Outputs of reassembled datagrams cut back into fragments
+    /// ([`crate::fragment`]).
+    pub refragmented: u64,
+    /// Outputs of reassembled datagrams dropped because they could not
+    /// be cut into fragments ([`crate::fragment::FragError`]).
+    pub frag_drops: u64,
     /// Idle time after which megaflows go (below the flow limit).
     pub max_idle: Duration,
     /// Packets recirculated: passes after the first (OVS pmd-stats
@@ -691,6 +697,8 @@ impl Fwd {
                         flow_limit: self.flow_limit,
                         flow_limit_hits: self.flow_limit_hits,
                         gso_drops: self.exec.gso_drops,
+                        refragmented: self.exec.refragmented,
+                        frag_drops: self.exec.frag_drops,
                         max_idle: self.max_idle,
                         recirc: self.recirc,
                         recirc_drops: self.recirc_drops,

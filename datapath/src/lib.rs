@@ -27,6 +27,7 @@ pub mod csum;
 pub mod dpif;
 pub mod error;
 pub mod flow;
+pub mod fragment;
 pub mod gso;
 pub mod megaflow;
 pub mod memport;

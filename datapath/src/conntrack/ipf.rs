@@ -6,7 +6,9 @@
 //! last fragment present, no holes) gets the whole datagram back,
 //! rebuilt from the first fragment's headers, and is tracked as one
 //! packet. The others are [`Outcome::Held`]: the caller drops them (OVS
-//! steals them from the batch).
+//! steals them from the batch). The completed datagram carries the size
+//! of its largest fragment, so that output cuts it back into fragments
+//! that fit the links it came through ([`crate::fragment`]).
 //!
 //! Bounds, as OVS's defaults:
 //! - at most [`IpfConfig::max_frags`] fragments held in all (OVS
@@ -102,8 +104,17 @@ pub struct IpfStats {
 pub enum Outcome {
     /// Copied and held; the datagram is incomplete.
     Held,
-    /// This fragment completed its datagram: the whole frame.
-    Complete(Vec<u8>),
+    /// This fragment completed its datagram.
+    Complete {
+        /// The whole frame.
+        frame: Vec<u8>,
+        /// Largest fragment of the datagram, L3 bytes (Linux
+        /// `frag_max_size`): output cuts the datagram back into
+        /// fragments of at most this size ([`crate::fragment`]).
+        max_size: u16,
+        /// The fragments' identification (IPv4: 16 bits).
+        id: u32,
+    },
     /// Refused (counted).
     Invalid,
 }
@@ -128,6 +139,8 @@ struct List {
     head: Option<(Vec<u8>, usize)>,
     /// Datagram payload length, once the last fragment arrived.
     total: Option<usize>,
+    /// Largest fragment held, L3 bytes.
+    max_size: usize,
     expires: u64,
 }
 
@@ -343,6 +356,7 @@ impl Ipf {
                     frags: Vec::new(),
                     head: None,
                     total: None,
+                    max_size: 0,
                     expires,
                 },
             );
@@ -372,6 +386,7 @@ impl Ipf {
             return self.invalid();
         }
         l.frags.push((f.start, fend, d[f.data..f.end].to_vec()));
+        l.max_size = l.max_size.max(f.l3_len);
         if f.start == 0 {
             l.head = Some((f.head, f.next_at));
         }
@@ -427,6 +442,10 @@ impl Ipf {
             out[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
         }
         self.stats.completed += 1;
-        Outcome::Complete(out)
+        Outcome::Complete {
+            frame: out,
+            max_size: u16::try_from(l.max_size).unwrap_or(u16::MAX),
+            id: f.key.id,
+        }
     }
 }

@@ -49,9 +49,17 @@
 //! (SCTP is tracked as an "other" protocol), `ct_orig_tuple`-based
 //! lookups of packets NATed in another zone (OVS `check_orig_tuple`).
 //!
-//! Differs from OVS on purpose: a fragmented datagram leaves as the
-//! reassembled datagram ([`Conntrack::track`] says when to drop a held
-//! fragment), where OVS sends the original fragments on.
+//! Fragments: the fragment that completes a datagram goes on as the
+//! reassembled datagram, which carries its largest fragment's size
+//! ([`crate::buffer::FragMeta`]); every output cuts it back into
+//! fragments of at most that size, after NAT and any other rewrite
+//! ([`crate::fragment`], as Linux's bridge netfilter refragments to
+//! `frag_max_size`). OVS instead sends the original fragments on with
+//! the reassembled datagram's header changes copied into them, and its
+//! pipeline sees those fragments after `ct` where ours sees the whole
+//! datagram. For senders that cut every fragment to the same size the
+//! frames out are the same (`datapath/tests/conntrack_ovs.rs`); for
+//! others ours may be cut at other offsets, never larger.
 //!
 //! Tested against OVS itself: `datapath/tests/conntrack_ovs.rs` runs the
 //! same frames through ovs-vswitchd's userspace conntrack and compares
@@ -671,7 +679,9 @@ impl Conntrack {
     /// [`Conntrack::execute`], telling the caller when a fragment was
     /// held for reassembly ([`Verdict::Held`]: drop the packet; its copy
     /// is in the reassembly buffer). When a fragment completes its
-    /// datagram, `pkt` becomes the whole reassembled datagram.
+    /// datagram, `pkt` becomes the whole reassembled datagram, with
+    /// `pkt.md.frag` saying how large its fragments were (output cuts
+    /// it back into fragments, [`crate::fragment`]).
     pub fn track(&self, pkt: &mut Packet, args: &CtArgs, now: Instant) -> Verdict {
         let mut g = self.lock();
         let g = &mut *g;
@@ -698,11 +708,16 @@ impl Conntrack {
                     mark_invalid(pkt, zone);
                     return Verdict::Held;
                 }
-                ipf::Outcome::Complete(frame) => {
+                ipf::Outcome::Complete {
+                    frame,
+                    max_size,
+                    id,
+                } => {
                     g.stats.frag_reassembled += 1;
                     pkt.set_frame(&frame);
                     pkt.csum = Csum::None;
                     pkt.gso = None;
+                    pkt.md.frag = crate::buffer::FragMeta { max_size, id };
                     match key::parse(pkt.data(), pkt.csum) {
                         Ok(p) => p,
                         Err(_) => {
