@@ -2895,6 +2895,40 @@ impl Ctx<'_> {
                 }
             }
         }
+        // MPLS, as OVS `commit_mpls_action`: a label popped in a clone, a
+        // group bucket or a `check_pkt_larger` branch, whose flow is
+        // restored after it, is pushed back with the flow's label stack
+        // entry (read from the packet: matched); one pushed there is
+        // popped, and the fields under it are then set from the flow.
+        let is_mpls = |k: &FlowKey| matches!(k.dl_type(), 0x8847 | 0x8848);
+        let mut b = b;
+        if is_mpls(&f) != is_mpls(&b) {
+            let mut k = b.without_l3();
+            k.set_dl_type(f.dl_type());
+            if is_mpls(&f) {
+                let mpls = [
+                    Field::MplsLabel,
+                    Field::MplsTc,
+                    Field::MplsBos,
+                    Field::MplsTtl,
+                ];
+                for fl in mpls {
+                    self.wc.set_exact(fl);
+                    k.set(fl, f.get(fl));
+                }
+                let lse = ((f.get(Field::MplsLabel) as u32) << 12)
+                    | ((f.get(Field::MplsTc) as u32) << 9)
+                    | ((f.get(Field::MplsBos) as u32) << 8)
+                    | (f.get(Field::MplsTtl) as u32);
+                self.actions.push(DpAction::PushMpls {
+                    ethertype: f.dl_type(),
+                    lse,
+                });
+            } else {
+                self.actions.push(DpAction::PopMpls(f.dl_type()));
+            }
+            b = k;
+        }
         let differs = |fl: Field| b.get(fl) != f.get(fl);
         // Tunnel metadata for a later output to a tunnel port.
         if differs(Field::TunId) {

@@ -566,3 +566,58 @@ fn nxt_resume_runs_the_rest_of_a_clone_and_of_a_bucket() {
     );
     dp.shutdown();
 }
+
+/// A recirculation (a lookup after `pop_mpls`) in a group bucket ends
+/// with the bucket as a pause does, and the second bucket and the
+/// actions after the group get the labelled packet back. OVS 3.1.0:
+/// `pop_mpls(eth_type=0x800),recirc(..),push_mpls(label=5,tc=0,ttl=0,
+/// bos=1,eth_type=0x8847),2,3`.
+#[test]
+fn recirculation_in_a_group_bucket_goes_on_after_the_group() {
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let bucket = |actions| Bucket {
+        weight: 0,
+        watch_port: OFPP_ANY,
+        watch_group: OFPG_ANY,
+        actions,
+    };
+    of.handle_group_mod(&GroupMod {
+        command: GroupModCommand::Add,
+        group_type: GroupType::All,
+        group_id: 1,
+        buckets: vec![
+            bucket(vec![Action::PopMpls(0x0800), resubmit(5)]),
+            bucket(vec![out(2)]),
+        ],
+        selection: None,
+    })
+    .unwrap();
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        m(&[exact(OxmField::EthType, 0x8847)]),
+        apply(vec![Action::Group(1), out(3)]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(
+        5,
+        10,
+        Match::CATCHALL,
+        apply(vec![Action::DecNwTtl, out(2)]),
+    ))
+    .unwrap();
+    let ip = udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
+    let mut f = ip[..12].to_vec();
+    f.extend_from_slice(&[0x88, 0x47]);
+    f.extend_from_slice(&((5u32 << 12) | (1 << 8)).to_be_bytes());
+    f.extend_from_slice(&ip[14..]);
+    let u = up(&of, &f);
+    let text = shape(&u.actions);
+    let (head, tail) = text.split_once("recirc(").expect(&text);
+    assert_eq!(head, "pop_mpls(eth_type=0x800),");
+    let tail = &tail[tail.find(')').unwrap() + 1..];
+    assert_eq!(
+        tail,
+        ",push_mpls(label=5,tc=0,ttl=0,bos=1,eth_type=0x8847),2,3"
+    );
+}
