@@ -768,7 +768,7 @@ fn vlan_rules_as_on_ovs(name: &str, limit: Option<&str>) {
         })
     });
     // The cases of issue 15 item 12 first, then random tables.
-    let cases: [(&str, u64, &[Tag]); 17] = [
+    let cases: [(&str, u64, &[Tag]); 19] = [
         // A QinQ broadcast from a trunk: no VLAN leak to access port 3.
         ("priority=0,actions=NORMAL", 1, &[(0x88a8, 10), (0x8100, 5)]),
         ("priority=0,actions=NORMAL", 2, &[(0x8100, 10), (0x8100, 5)]),
@@ -852,6 +852,19 @@ fn vlan_rules_as_on_ovs(name: &str, limit: Option<&str>) {
             "priority=5,actions=mod_vlan_pcp:3,NORMAL",
             1,
             &[(0x88a8, 10)],
+        ),
+        // 1.0's VLAN sets inside `clone` know the tag where the clone runs
+        // (OVS `check_CLONE`), and the clone's pops and pushes stay in it:
+        // the 1.3 dump has a push only where the flow has no tag.
+        (
+            "priority=5,dl_vlan=10,actions=clone(mod_vlan_vid:20,strip_vlan,mod_vlan_vid:30,output:2),mod_vlan_vid:40,output:2",
+            1,
+            &[(0x8100, 10)],
+        ),
+        (
+            "priority=5,in_port=1,actions=clone(mod_vlan_vid:20,output:2),mod_vlan_pcp:2,output:2",
+            1,
+            &[],
         ),
     ];
     for (i, (flow, port, tags)) in cases.iter().enumerate() {
