@@ -60,10 +60,12 @@
 //!   `push` or `output:reg` reads are un-wildcarded); `push`/`pop` use a
 //!   stack of at most [`MAX_STACK_BYTES`] (beyond: dropped, as OVS
 //!   `XLATE_STACK_TOO_DEEP`; a pop on an empty stack is counted and
-//!   skipped); `clone` runs its actions and their action set on a copy of
-//!   the flow, action set and stack (changes to the packet are undone by
-//!   the next commit); `exit` stops translation, the action set included
-//!   (OVS keeps `ctx->exit` set through `xlate_action_set`); `multipath`
+//!   skipped); `clone` runs its actions and then the action set on a
+//!   copy of the flow, action set and stack (changes to the packet are
+//!   undone by the next commit); `exit` stops translation, the action set
+//!   included (OVS keeps `ctx->exit` set through `xlate_action_set`), from
+//!   inside a `clone` too (OVS 3.1.0 does not reset it there; a group
+//!   bucket's ends only the bucket); `multipath`
 //!   and `bundle` hash the fields OVS hashes (`flow_mask_hash_fields`);
 //!   `resubmit(,,ct)` looks up with the connection's original tuple
 //!   (OVS `tuple_swap`) and without a tracked connection skips the
