@@ -1281,3 +1281,191 @@ fn learn_action_text_as_on_ovs() {
         assert_eq!(lb, la, "{proto}\n--- OVS:\n{a}\n--- xennet:\n{b}");
     }
 }
+
+/// A UDP frame 10.0.0.1:1 -> 10.0.0.2:2 (50:54:00:00:00:01 to :02), in
+/// hex; with `mpls`, under one label stack entry (label 5, BOS, TTL 0).
+fn udp_frame_hex(mpls: bool) -> String {
+    let udp = [0u8, 1, 0, 2, 0, 12, 0, 0, b'a', b'b', b'c', b'd'];
+    let mut ip = vec![
+        0x45, 0, 0, 32, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ];
+    let sum: u32 = ip
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    let mut f = vec![0x50, 0x54, 0, 0, 0, 2, 0x50, 0x54, 0, 0, 0, 1];
+    if mpls {
+        f.extend_from_slice(&[0x88, 0x47]);
+        f.extend_from_slice(&((5u32 << 12) | (1 << 8)).to_be_bytes());
+    } else {
+        f.extend_from_slice(&[0x08, 0x00]);
+    }
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&udp);
+    f.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `Datapath actions:` line of a trace, each `userspace(...)` cut to
+/// `userspace` and each `recirc(ID)` to `recirc` (ids and packet-in
+/// fields are each switch's own).
+fn dp_actions_shape(trace: &str) -> String {
+    let line = trace
+        .lines()
+        .find(|l| l.starts_with("Datapath actions: "))
+        .unwrap_or("");
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(i) = ["userspace(", "recirc("]
+        .iter()
+        .filter_map(|p| rest.find(p).map(|i| (i, p.len() - 1)))
+        .min()
+    {
+        let (at, name_len) = i;
+        out.push_str(&rest[..at + name_len]);
+        let mut depth = 0;
+        let mut end = rest.len();
+        for (j, c) in rest[at + name_len..].char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = at + name_len + j + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `controller(pause)`, `exit` and a recirculation inside `clone`, a
+/// group bucket and a `check_pkt_larger` branch (issue 15), and the
+/// action set of a clone and of `check_pkt_larger`'s branches: the same
+/// tables (real `ovs-ofctl`) on ovs-vswitchd and xennetd, the same frame
+/// traced with `ofproto/trace` on both, the same datapath actions (the
+/// packet-ins' and recirculations' ids left out).
+#[test]
+fn pauses_in_nested_contexts_translate_as_on_ovs() {
+    let ovs = Vswitchd::start("dpausenest");
+    let mut h = Harness::start("dpausenest");
+    for d in 1..=3 {
+        h.guest(d, None);
+    }
+    let bucket_group = "group_id=1,type=all,bucket=bucket_id=0,actions=set_field:10.0.0.9->ip_dst,resubmit(,5),bucket=bucket_id=1,actions=output:2";
+    let mpls_group = "group_id=1,type=all,bucket=bucket_id=0,actions=pop_mpls:0x0800,resubmit(,5),bucket=bucket_id=1,actions=output:2";
+    let cpl = "table=0,priority=10,in_port=1,actions=resubmit(,1),output:3
+table=1,actions=check_pkt_larger(100)->NXM_NX_REG0[0],resubmit(,2)";
+    let cases: [(&str, Option<&str>, String, bool); 9] = [
+        (
+            "pause in clone",
+            None,
+            "priority=10,in_port=1,udp,actions=clone(mod_nw_dst:10.0.0.9,controller(pause),output:2),output:3".into(),
+            false,
+        ),
+        (
+            "exit in clone",
+            None,
+            "priority=10,in_port=1,actions=clone(output:2,exit),output:3".into(),
+            false,
+        ),
+        (
+            "clone's action set",
+            None,
+            "priority=10,in_port=1,actions=write_actions(output:3),goto_table:1
+table=1,actions=clone(output:2)"
+                .into(),
+            false,
+        ),
+        (
+            "pause in a bucket",
+            Some(bucket_group),
+            "priority=10,in_port=1,udp,actions=group:1,output:3
+table=5,actions=controller(pause),output:2"
+                .into(),
+            false,
+        ),
+        (
+            "recirculation in a bucket",
+            Some(mpls_group),
+            "priority=10,in_port=1,mpls,actions=group:1,output:3
+table=5,ip,actions=dec_ttl,output:2"
+                .into(),
+            true,
+        ),
+        (
+            "pause in the greater branch",
+            None,
+            format!(
+                "{cpl}
+table=2,reg0=1,actions=controller(pause),output:2
+table=2,reg0=0,actions=output:2"
+            ),
+            false,
+        ),
+        (
+            "pause in the other branch",
+            None,
+            format!(
+                "{cpl}
+table=2,reg0=1,actions=output:2
+table=2,reg0=0,actions=controller(pause),output:2"
+            ),
+            false,
+        ),
+        (
+            "exit in the greater branch",
+            None,
+            format!(
+                "{cpl}
+table=2,reg0=1,actions=exit
+table=2,reg0=0,actions=output:2"
+            ),
+            false,
+        ),
+        (
+            "check_pkt_larger's action set",
+            None,
+            "priority=10,in_port=1,actions=write_actions(output:3),goto_table:1
+table=1,actions=check_pkt_larger(100)->NXM_NX_REG0[0],output:2"
+                .into(),
+            false,
+        ),
+    ];
+    for (what, group, flows, mpls) in &cases {
+        for sw in [
+            &(|a: &[&str]| ovs.ofctl_output(a)) as &dyn Fn(&[&str]) -> std::process::Output,
+            &|a: &[&str]| h.ofctl_output(a),
+        ] {
+            let file = h.rundir().join("pausenest-flows.txt");
+            std::fs::write(&file, format!("{flows}\n")).unwrap();
+            let f = file.to_str().unwrap();
+            for args in [
+                &["-O", "OpenFlow15", "del-groups", "br0"][..],
+                &["-O", "OpenFlow15", "del-flows", "br0"],
+                &["-O", "OpenFlow15", "add-group", "br0", group.unwrap_or("")],
+                &["-O", "OpenFlow15", "add-flows", "br0", f],
+            ] {
+                if args[2] == "add-group" && group.is_none() {
+                    continue;
+                }
+                let o = sw(args);
+                assert!(o.status.success(), "{what}: {args:?}: {o:?}");
+            }
+        }
+        let hex = udp_frame_hex(*mpls);
+        let args = ["ofproto/trace", "br0", "in_port=1", &hex];
+        let (a, b) = (ovs.appctl(&args), h.appctl(&args));
+        let (sa, sb) = (dp_actions_shape(&a), dp_actions_shape(&b));
+        eprintln!("{what}: {sa}");
+        assert!(sa.starts_with("Datapath actions: "), "{what}: {a}");
+        assert_eq!(sa, sb, "{what}\n--- OVS:\n{a}\n--- xennet:\n{b}");
+    }
+}
