@@ -1363,7 +1363,8 @@ fn pauses_in_nested_contexts_translate_as_on_ovs() {
     let mpls_group = "group_id=1,type=all,bucket=bucket_id=0,actions=pop_mpls:0x0800,resubmit(,5),bucket=bucket_id=1,actions=output:2";
     let cpl = "table=0,priority=10,in_port=1,actions=resubmit(,1),output:3
 table=1,actions=check_pkt_larger(100)->NXM_NX_REG0[0],resubmit(,2)";
-    let cases: [(&str, Option<&str>, String, bool); 9] = [
+    let push_group = "group_id=1,type=all,bucket=bucket_id=0,actions=push_mpls:0x8847,output:2,bucket=bucket_id=1,actions=output:3";
+    let cases: [(&str, Option<&str>, String, bool); 10] = [
         (
             "pause in clone",
             None,
@@ -1399,6 +1400,12 @@ table=5,actions=controller(pause),output:2"
 table=5,ip,actions=dec_ttl,output:2"
                 .into(),
             true,
+        ),
+        (
+            "push_mpls in a bucket",
+            Some(push_group),
+            "priority=10,in_port=1,udp,actions=group:1,output:2".into(),
+            false,
         ),
         (
             "pause in the greater branch",

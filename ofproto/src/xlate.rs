@@ -2901,7 +2901,8 @@ impl Ctx<'_> {
         // group bucket or a `check_pkt_larger` branch, whose flow is
         // restored after it, is pushed back with the flow's label stack
         // entry (read from the packet: matched); one pushed there is
-        // popped, and the fields under it are then set from the flow.
+        // popped, uncovering the headers the flow has (as OVS, no set of
+        // them follows).
         let is_mpls = |k: &FlowKey| matches!(k.dl_type(), 0x8847 | 0x8848);
         let mut b = b;
         if is_mpls(&f) != is_mpls(&b) {
@@ -2928,6 +2929,25 @@ impl Ctx<'_> {
                 });
             } else {
                 self.actions.push(DpAction::PopMpls(f.dl_type()));
+                for fl in [
+                    Field::NwSrc,
+                    Field::NwDst,
+                    Field::NwProto,
+                    Field::NwTos,
+                    Field::NwTtl,
+                    Field::NwFrag,
+                    Field::TpSrc,
+                    Field::TpDst,
+                    Field::TcpFlags,
+                    Field::Ipv6Label,
+                    Field::ArpSha,
+                    Field::ArpTha,
+                    Field::NdTarget,
+                    Field::NdReserved,
+                    Field::NdOptionsType,
+                ] {
+                    k.set(fl, f.get(fl));
+                }
             }
             b = k;
         }
