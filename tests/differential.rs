@@ -1476,3 +1476,129 @@ table=1,actions=check_pkt_larger(100)->NXM_NX_REG0[0],output:2"
         assert_eq!(sa, sb, "{what}\n--- OVS:\n{a}\n--- xennet:\n{b}");
     }
 }
+
+/// The first `NXT_PACKET_IN2` an `ovs-ofctl monitor` printed to `text`:
+/// its registers, the continuation's stack, actions and action set, and
+/// the packet (the bridge UUID and datapath port are each switch's own).
+fn paused_packet_in_summary(text: &str) -> Vec<String> {
+    let Some((_, rest)) = text.split_once("NXT_PACKET_IN2") else {
+        return Vec::new();
+    };
+    let mut lines = rest.lines();
+    let head = lines.next().unwrap_or("");
+    let mut out: Vec<String> = head
+        .split([' ', ','])
+        .filter(|t| t.starts_with("reg") || t.starts_with("in_port="))
+        .map(str::to_string)
+        .collect();
+    for l in lines {
+        if l.starts_with("NXT_") || l.starts_with("OFPT_") {
+            break;
+        }
+        let l = l.trim();
+        if l.starts_with("continuation.bridge") || l.starts_with("continuation.odp_port") {
+            continue;
+        }
+        out.push(l.to_string());
+        if !l.starts_with("continuation.") {
+            break;
+        }
+    }
+    out
+}
+
+/// The packet-ins of pauses inside `clone`, a group bucket and a
+/// `check_pkt_larger` branch, on ovs-vswitchd and xennetd (the same
+/// tables and a packet-out to the tables, both printed by the real
+/// `ovs-ofctl monitor`): the same registers, continuation (stack, rest of
+/// the context, action set) and packet.
+#[test]
+fn nested_pause_continuations_as_on_ovs() {
+    let ovs = Vswitchd::start("dpausecont");
+    let mut h = Harness::start("dpausecont");
+    for d in 1..=3 {
+        h.guest(d, None);
+    }
+    let head = "priority=10,in_port=1,udp,actions=load:3->NXM_NX_REG3[],push:NXM_NX_REG3[],write_actions(output:3),goto_table:1";
+    let cases: [(&str, Option<&str>, String); 3] = [
+        (
+            "clone",
+            None,
+            format!(
+                "{head}
+table=1,udp,actions=clone(load:2->NXM_NX_REG1[],mod_nw_dst:10.0.0.9,controller(pause),output:2,resubmit(,3)),output:3"
+            ),
+        ),
+        (
+            "bucket",
+            Some("group_id=1,type=all,bucket=bucket_id=0,actions=set_field:10.0.0.9->ip_dst,resubmit(,5),bucket=bucket_id=1,actions=output:2"),
+            format!(
+                "{head}
+table=1,actions=group:1,output:2
+table=5,actions=load:1->NXM_NX_REG1[],controller(pause),output:2,load:5->NXM_NX_REG5[]"
+            ),
+        ),
+        (
+            "check_pkt_larger",
+            None,
+            format!(
+                "{head}
+table=1,actions=check_pkt_larger(100)->NXM_NX_REG0[0],load:4->NXM_NX_REG1[],controller(pause),output:2"
+            ),
+        ),
+    ];
+    let hex = udp_frame_hex(false);
+    let po = format!("in_port=1,packet={hex},actions=table");
+    for (what, group, flows) in &cases {
+        let mut got = Vec::new();
+        for (name, rundir) in [("ovs", ovs.vs.db.dir()), ("xennet", h.rundir())] {
+            let ofctl = |args: &[&str]| {
+                let o = Command::new("ovs-ofctl")
+                    .env("OVS_RUNDIR", rundir)
+                    .args(["-O", "OpenFlow15"])
+                    .args(args)
+                    .output()
+                    .expect("running ovs-ofctl");
+                assert!(o.status.success(), "{what} {name}: {args:?}: {o:?}");
+            };
+            let file = h.rundir().join(format!("pausecont-{name}.txt"));
+            std::fs::write(&file, format!("{flows}\n")).unwrap();
+            ofctl(&["del-groups", "br0"]);
+            ofctl(&["del-flows", "br0"]);
+            if let Some(g) = group {
+                ofctl(&["add-group", "br0", g]);
+            }
+            ofctl(&["add-flows", "br0", file.to_str().unwrap()]);
+            let mon_out = h.rundir().join(format!("pausecont-{what}-{name}.out"));
+            let mon = Command::new("ovs-ofctl")
+                .env("OVS_RUNDIR", rundir)
+                .args(["-O", "OpenFlow15", "-P", "nxt_packet_in2"])
+                .args(["monitor", "br0", "65534"])
+                .stdout(std::fs::File::create(&mon_out).unwrap())
+                .stderr(std::fs::File::create(mon_out.with_extension("err")).unwrap())
+                .spawn()
+                .unwrap();
+            let mon = common::ChildGuard(mon);
+            // (ovs-ofctl prints what it receives to stderr when stdout
+            // is not a terminal, as tests/pause.rs reads it.)
+            let text = || {
+                std::fs::read_to_string(&mon_out).unwrap_or_default()
+                    + &std::fs::read_to_string(mon_out.with_extension("err")).unwrap_or_default()
+            };
+            // The monitor may not be connected yet: send until it prints.
+            h.wait_for("a paused packet-in", || {
+                ofctl(&["packet-out", "br0", &po]);
+                text().contains("continuation.actions")
+            });
+            drop(mon);
+            got.push(paused_packet_in_summary(&text()));
+        }
+        eprintln!("{what}: {:#?}", got[0]);
+        assert!(
+            got[0].iter().any(|l| l.starts_with("continuation.actions")),
+            "{what}: {:?}",
+            got[0]
+        );
+        assert_eq!(got[0], got[1], "{what}: OVS / xennet");
+    }
+}
