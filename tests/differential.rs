@@ -770,7 +770,7 @@ fn vlan_rules_as_on_ovs(name: &str, limit: Option<&str>) {
         })
     });
     // The cases of issue 15 item 12 first, then random tables.
-    let cases: [(&str, u64, &[Tag]); 17] = [
+    let cases: [(&str, u64, &[Tag]); 19] = [
         // A QinQ broadcast from a trunk: no VLAN leak to access port 3.
         ("priority=0,actions=NORMAL", 1, &[(0x88a8, 10), (0x8100, 5)]),
         ("priority=0,actions=NORMAL", 2, &[(0x8100, 10), (0x8100, 5)]),
@@ -854,6 +854,19 @@ fn vlan_rules_as_on_ovs(name: &str, limit: Option<&str>) {
             "priority=5,actions=mod_vlan_pcp:3,NORMAL",
             1,
             &[(0x88a8, 10)],
+        ),
+        // 1.0's VLAN sets inside `clone` know the tag where the clone runs
+        // (OVS `check_CLONE`), and the clone's pops and pushes stay in it:
+        // the 1.3 dump has a push only where the flow has no tag.
+        (
+            "priority=5,dl_vlan=10,actions=clone(mod_vlan_vid:20,strip_vlan,mod_vlan_vid:30,output:2),mod_vlan_vid:40,output:2",
+            1,
+            &[(0x8100, 10)],
+        ),
+        (
+            "priority=5,in_port=1,actions=clone(mod_vlan_vid:20,output:2),mod_vlan_pcp:2,output:2",
+            1,
+            &[],
         ),
     ];
     for (i, (flow, port, tags)) in cases.iter().enumerate() {
@@ -1268,5 +1281,326 @@ fn learn_action_text_as_on_ovs() {
         let (la, lb) = (learn_lines(&a), learn_lines(&b));
         assert_eq!(la.len(), learns.len(), "OVS:\n{a}");
         assert_eq!(lb, la, "{proto}\n--- OVS:\n{a}\n--- xennet:\n{b}");
+    }
+}
+
+/// A UDP frame 10.0.0.1:1 -> 10.0.0.2:2 (50:54:00:00:00:01 to :02), in
+/// hex; with `mpls`, under one label stack entry (label 5, BOS, TTL 0).
+fn udp_frame_hex(mpls: bool) -> String {
+    let udp = [0u8, 1, 0, 2, 0, 12, 0, 0, b'a', b'b', b'c', b'd'];
+    let mut ip = vec![
+        0x45, 0, 0, 32, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ];
+    let sum: u32 = ip
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    let mut f = vec![0x50, 0x54, 0, 0, 0, 2, 0x50, 0x54, 0, 0, 0, 1];
+    if mpls {
+        f.extend_from_slice(&[0x88, 0x47]);
+        f.extend_from_slice(&((5u32 << 12) | (1 << 8)).to_be_bytes());
+    } else {
+        f.extend_from_slice(&[0x08, 0x00]);
+    }
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&udp);
+    f.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `Datapath actions:` line of a trace, each `userspace(...)` cut to
+/// `userspace` and each `recirc(ID)` to `recirc` (ids and packet-in
+/// fields are each switch's own).
+fn dp_actions_shape(trace: &str) -> String {
+    let line = trace
+        .lines()
+        .find(|l| l.starts_with("Datapath actions: "))
+        .unwrap_or("");
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(i) = ["userspace(", "recirc("]
+        .iter()
+        .filter_map(|p| rest.find(p).map(|i| (i, p.len() - 1)))
+        .min()
+    {
+        let (at, name_len) = i;
+        out.push_str(&rest[..at + name_len]);
+        let mut depth = 0;
+        let mut end = rest.len();
+        for (j, c) in rest[at + name_len..].char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = at + name_len + j + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `controller(pause)`, `exit` and a recirculation inside `clone`, a
+/// group bucket and a `check_pkt_larger` branch (issue 15), and the
+/// action set of a clone and of `check_pkt_larger`'s branches: the same
+/// tables (real `ovs-ofctl`) on ovs-vswitchd and xennetd, the same frame
+/// traced with `ofproto/trace` on both, the same datapath actions (the
+/// packet-ins' and recirculations' ids left out).
+#[test]
+fn pauses_in_nested_contexts_translate_as_on_ovs() {
+    let ovs = Vswitchd::start("dpausenest");
+    let mut h = Harness::start("dpausenest");
+    for d in 1..=3 {
+        h.guest(d, None);
+    }
+    let bucket_group = "group_id=1,type=all,bucket=bucket_id=0,actions=set_field:10.0.0.9->ip_dst,resubmit(,5),bucket=bucket_id=1,actions=output:2";
+    let mpls_group = "group_id=1,type=all,bucket=bucket_id=0,actions=pop_mpls:0x0800,resubmit(,5),bucket=bucket_id=1,actions=output:2";
+    let cpl = "table=0,priority=10,in_port=1,actions=resubmit(,1),output:3
+table=1,actions=check_pkt_larger(100)->NXM_NX_REG0[0],resubmit(,2)";
+    let push_group = "group_id=1,type=all,bucket=bucket_id=0,actions=push_mpls:0x8847,output:2,bucket=bucket_id=1,actions=output:3";
+    let cases: [(&str, Option<&str>, String, bool); 10] = [
+        (
+            "pause in clone",
+            None,
+            "priority=10,in_port=1,udp,actions=clone(mod_nw_dst:10.0.0.9,controller(pause),output:2),output:3".into(),
+            false,
+        ),
+        (
+            "exit in clone",
+            None,
+            "priority=10,in_port=1,actions=clone(output:2,exit),output:3".into(),
+            false,
+        ),
+        (
+            "clone's action set",
+            None,
+            "priority=10,in_port=1,actions=write_actions(output:3),goto_table:1
+table=1,actions=clone(output:2)"
+                .into(),
+            false,
+        ),
+        (
+            "pause in a bucket",
+            Some(bucket_group),
+            "priority=10,in_port=1,udp,actions=group:1,output:3
+table=5,actions=controller(pause),output:2"
+                .into(),
+            false,
+        ),
+        (
+            "recirculation in a bucket",
+            Some(mpls_group),
+            "priority=10,in_port=1,mpls,actions=group:1,output:3
+table=5,ip,actions=dec_ttl,output:2"
+                .into(),
+            true,
+        ),
+        (
+            "push_mpls in a bucket",
+            Some(push_group),
+            "priority=10,in_port=1,udp,actions=group:1,output:2".into(),
+            false,
+        ),
+        (
+            "pause in the greater branch",
+            None,
+            format!(
+                "{cpl}
+table=2,reg0=1,actions=controller(pause),output:2
+table=2,reg0=0,actions=output:2"
+            ),
+            false,
+        ),
+        (
+            "pause in the other branch",
+            None,
+            format!(
+                "{cpl}
+table=2,reg0=1,actions=output:2
+table=2,reg0=0,actions=controller(pause),output:2"
+            ),
+            false,
+        ),
+        (
+            "exit in the greater branch",
+            None,
+            format!(
+                "{cpl}
+table=2,reg0=1,actions=exit
+table=2,reg0=0,actions=output:2"
+            ),
+            false,
+        ),
+        (
+            "check_pkt_larger's action set",
+            None,
+            "priority=10,in_port=1,actions=write_actions(output:3),goto_table:1
+table=1,actions=check_pkt_larger(100)->NXM_NX_REG0[0],output:2"
+                .into(),
+            false,
+        ),
+    ];
+    for (what, group, flows, mpls) in &cases {
+        for sw in [
+            &(|a: &[&str]| ovs.ofctl_output(a)) as &dyn Fn(&[&str]) -> std::process::Output,
+            &|a: &[&str]| h.ofctl_output(a),
+        ] {
+            let file = h.rundir().join("pausenest-flows.txt");
+            std::fs::write(&file, format!("{flows}\n")).unwrap();
+            let f = file.to_str().unwrap();
+            for args in [
+                &["-O", "OpenFlow15", "del-groups", "br0"][..],
+                &["-O", "OpenFlow15", "del-flows", "br0"],
+                &["-O", "OpenFlow15", "add-group", "br0", group.unwrap_or("")],
+                &["-O", "OpenFlow15", "add-flows", "br0", f],
+            ] {
+                if args[2] == "add-group" && group.is_none() {
+                    continue;
+                }
+                let o = sw(args);
+                assert!(o.status.success(), "{what}: {args:?}: {o:?}");
+            }
+        }
+        let hex = udp_frame_hex(*mpls);
+        let args = ["ofproto/trace", "br0", "in_port=1", &hex];
+        let (a, b) = (ovs.appctl(&args), h.appctl(&args));
+        let (sa, sb) = (dp_actions_shape(&a), dp_actions_shape(&b));
+        eprintln!("{what}: {sa}");
+        assert!(sa.starts_with("Datapath actions: "), "{what}: {a}");
+        assert_eq!(sa, sb, "{what}\n--- OVS:\n{a}\n--- xennet:\n{b}");
+    }
+}
+
+/// The first `NXT_PACKET_IN2` an `ovs-ofctl monitor` printed to `text`:
+/// its registers, the continuation's stack, actions and action set, and
+/// the packet (the bridge UUID and datapath port are each switch's own).
+fn paused_packet_in_summary(text: &str) -> Vec<String> {
+    let Some((_, rest)) = text.split_once("NXT_PACKET_IN2") else {
+        return Vec::new();
+    };
+    let mut lines = rest.lines();
+    let head = lines.next().unwrap_or("");
+    let mut out: Vec<String> = head
+        .split([' ', ','])
+        .filter(|t| t.starts_with("reg") || t.starts_with("in_port="))
+        .map(str::to_string)
+        .collect();
+    for l in lines {
+        if l.starts_with("NXT_") || l.starts_with("OFPT_") {
+            break;
+        }
+        let l = l.trim();
+        if l.starts_with("continuation.bridge") || l.starts_with("continuation.odp_port") {
+            continue;
+        }
+        out.push(l.to_string());
+        if !l.starts_with("continuation.") {
+            break;
+        }
+    }
+    out
+}
+
+/// The packet-ins of pauses inside `clone`, a group bucket and a
+/// `check_pkt_larger` branch, on ovs-vswitchd and xennetd (the same
+/// tables and a packet-out to the tables, both printed by the real
+/// `ovs-ofctl monitor`): the same registers, continuation (stack, rest of
+/// the context, action set) and packet.
+#[test]
+fn nested_pause_continuations_as_on_ovs() {
+    let ovs = Vswitchd::start("dpausecont");
+    let mut h = Harness::start("dpausecont");
+    for d in 1..=3 {
+        h.guest(d, None);
+    }
+    let head = "priority=10,in_port=1,udp,actions=load:3->NXM_NX_REG3[],push:NXM_NX_REG3[],write_actions(output:3),goto_table:1";
+    let cases: [(&str, Option<&str>, String); 3] = [
+        (
+            "clone",
+            None,
+            format!(
+                "{head}
+table=1,udp,actions=clone(load:2->NXM_NX_REG1[],mod_nw_dst:10.0.0.9,controller(pause),output:2,resubmit(,3)),output:3"
+            ),
+        ),
+        (
+            "bucket",
+            Some("group_id=1,type=all,bucket=bucket_id=0,actions=set_field:10.0.0.9->ip_dst,resubmit(,5),bucket=bucket_id=1,actions=output:2"),
+            format!(
+                "{head}
+table=1,actions=group:1,output:2
+table=5,actions=load:1->NXM_NX_REG1[],controller(pause),output:2,load:5->NXM_NX_REG5[]"
+            ),
+        ),
+        (
+            "check_pkt_larger",
+            None,
+            format!(
+                "{head}
+table=1,actions=check_pkt_larger(100)->NXM_NX_REG0[0],load:4->NXM_NX_REG1[],controller(pause),output:2"
+            ),
+        ),
+    ];
+    let hex = udp_frame_hex(false);
+    let po = format!("in_port=1,packet={hex},actions=table");
+    for (what, group, flows) in &cases {
+        let mut got = Vec::new();
+        for (name, rundir) in [("ovs", ovs.vs.db.dir()), ("xennet", h.rundir())] {
+            let ofctl = |args: &[&str]| {
+                let o = Command::new("ovs-ofctl")
+                    .env("OVS_RUNDIR", rundir)
+                    .args(["-O", "OpenFlow15"])
+                    .args(args)
+                    .output()
+                    .expect("running ovs-ofctl");
+                assert!(o.status.success(), "{what} {name}: {args:?}: {o:?}");
+            };
+            let file = h.rundir().join(format!("pausecont-{name}.txt"));
+            std::fs::write(&file, format!("{flows}\n")).unwrap();
+            ofctl(&["del-groups", "br0"]);
+            ofctl(&["del-flows", "br0"]);
+            if let Some(g) = group {
+                ofctl(&["add-group", "br0", g]);
+            }
+            ofctl(&["add-flows", "br0", file.to_str().unwrap()]);
+            let mon_out = h.rundir().join(format!("pausecont-{what}-{name}.out"));
+            let mon = Command::new("ovs-ofctl")
+                .env("OVS_RUNDIR", rundir)
+                .args(["-O", "OpenFlow15", "-P", "nxt_packet_in2"])
+                .args(["monitor", "br0", "65534"])
+                .stdout(std::fs::File::create(&mon_out).unwrap())
+                .stderr(std::fs::File::create(mon_out.with_extension("err")).unwrap())
+                .spawn()
+                .unwrap();
+            let mon = common::ChildGuard(mon);
+            // (ovs-ofctl prints what it receives to stderr when stdout
+            // is not a terminal, as tests/pause.rs reads it.)
+            let text = || {
+                std::fs::read_to_string(&mon_out).unwrap_or_default()
+                    + &std::fs::read_to_string(mon_out.with_extension("err")).unwrap_or_default()
+            };
+            // The monitor may not be connected yet: send until it prints.
+            h.wait_for("a paused packet-in", || {
+                ofctl(&["packet-out", "br0", &po]);
+                text().contains("continuation.actions")
+            });
+            drop(mon);
+            got.push(paused_packet_in_summary(&text()));
+        }
+        eprintln!("{what}: {:#?}", got[0]);
+        assert!(
+            got[0].iter().any(|l| l.starts_with("continuation.actions")),
+            "{what}: {:?}",
+            got[0]
+        );
+        assert_eq!(got[0], got[1], "{what}: OVS / xennet");
     }
 }

@@ -121,6 +121,113 @@ fn ofctl_monitor_resume_moves_paused_pings() {
     }
 }
 
+/// A pause inside `clone`, a group bucket and a `check_pkt_larger`
+/// branch (issue 15), resumed by the real `ovs-ofctl monitor br0 resume`:
+/// each context loads reg1 then pauses, and its rest after the pause
+/// (`resubmit(,2)`, which outputs to guest 2 only for that reg1) is the
+/// continuation, so the pings cross only once resumed, as on OVS 3.1.0.
+/// `ofproto/trace` shows each pause and the rest it hands over.
+#[test]
+fn ofctl_monitor_resumes_pauses_in_clone_bucket_and_check_pkt_larger() {
+    common::require_tool("ovs-ofctl", "openvswitch-common");
+    let mut h = Harness::start("pausenest");
+    h.guest(1, None);
+    h.guest(2, None);
+    assert!(h.ping(1, 2, 1), "{}", h.log());
+    let of = |args: &[&str]| h.ofctl(&[&["-O", "OpenFlow15"][..], args].concat());
+    let echo = "priority=10,cookie=0x5a,in_port=1,icmp,icmp_type=8";
+    let cases = [
+        (
+            "clone",
+            format!(
+                "{echo},actions=clone(load:0x2a->NXM_NX_REG1[],controller(pause),resubmit(,2))"
+            ),
+        ),
+        ("group", format!("{echo},actions=group:1")),
+        (
+            "check_pkt_larger",
+            format!(
+                "{echo},actions=check_pkt_larger(1500)->NXM_NX_REG0[0],\
+                 load:0x2a->NXM_NX_REG1[],controller(pause),resubmit(,2)"
+            ),
+        ),
+    ];
+    for (what, flow) in &cases {
+        of(&["del-flows", "br0"]);
+        of(&["del-groups", "br0"]);
+        of(&[
+            "add-group",
+            "br0",
+            "group_id=1,type=all,bucket=bucket_id=0,actions=resubmit(,3)",
+        ]);
+        of(&["add-flow", "br0", "priority=0,actions=NORMAL"]);
+        of(&["add-flow", "br0", flow]);
+        of(&[
+            "add-flow",
+            "br0",
+            "table=3,priority=10,actions=load:0x2a->NXM_NX_REG1[],controller(pause),resubmit(,2)",
+        ]);
+        of(&[
+            "add-flow",
+            "br0",
+            "table=2,priority=10,reg1=0x2a,actions=output:2",
+        ]);
+        of(&["add-flow", "br0", "table=2,priority=1,actions=drop"]);
+        assert!(
+            h.ping_fails(1, 2),
+            "{what}: a paused ping crossed without a resume"
+        );
+        let trace = h.appctl(&[
+            "ofproto/trace",
+            "br0",
+            "in_port=1,icmp,icmp_type=8,nw_src=10.251.0.1,nw_dst=10.251.0.2",
+        ]);
+        assert!(trace.contains("pausing"), "{what}: {trace}");
+        assert!(
+            trace.contains("NXT_RESUME goes on with: resubmit(,2)"),
+            "{what}: {trace}"
+        );
+
+        let mon_out = h.rundir().join(format!("resume-{what}.txt"));
+        let mon_err = h.rundir().join(format!("resume-{what}.err"));
+        let mon = std::process::Command::new("ovs-ofctl")
+            .env("OVS_RUNDIR", h.rundir())
+            .args([
+                "-O",
+                "OpenFlow15",
+                "-P",
+                "nxt_packet_in2",
+                "monitor",
+                "br0",
+                "resume",
+            ])
+            .stdout(std::fs::File::create(&mon_out).unwrap())
+            .stderr(std::fs::File::create(&mon_err).unwrap())
+            .spawn()
+            .unwrap();
+        let mon = common::ChildGuard(mon);
+        let text = || {
+            std::fs::read_to_string(&mon_out).unwrap_or_default()
+                + &std::fs::read_to_string(&mon_err).unwrap_or_default()
+        };
+        h.wait_for("a ping resumed by ovs-ofctl", || h.ping(1, 2, 1));
+        let t = text();
+        assert!(t.contains("NXT_RESUME"), "{what}: {t}");
+        assert!(t.contains("reg1=0x2a"), "{what}: {t}");
+        let table = if *what == "group" { 3 } else { 0 };
+        let cookie = if *what == "group" { 0 } else { 90 };
+        assert!(
+            t.contains(&format!(
+                "continuation.actions=unroll_xlate(table={table}, cookie={cookie}),resubmit(,2)"
+            )),
+            "{what}: {t}"
+        );
+        assert!(!t.contains("decode error"), "{what}: {t}");
+        assert!(!t.contains("OFPT_ERROR"), "{what}: {t}");
+        drop(mon);
+    }
+}
+
 /// A raw OpenFlow 1.3 peer on the management socket: takes the paused
 /// packet-in of a packet-out and resumes it; a continuation naming
 /// another bridge, none at all, or cut short is refused (`NXR_STALE`,

@@ -60,10 +60,12 @@
 //!   `push` or `output:reg` reads are un-wildcarded); `push`/`pop` use a
 //!   stack of at most [`MAX_STACK_BYTES`] (beyond: dropped, as OVS
 //!   `XLATE_STACK_TOO_DEEP`; a pop on an empty stack is counted and
-//!   skipped); `clone` runs its actions and their action set on a copy of
-//!   the flow, action set and stack (changes to the packet are undone by
-//!   the next commit); `exit` stops translation, the action set included
-//!   (OVS keeps `ctx->exit` set through `xlate_action_set`); `multipath`
+//!   skipped); `clone` runs its actions and then the action set on a
+//!   copy of the flow, action set and stack (changes to the packet are
+//!   undone by the next commit); `exit` stops translation, the action set
+//!   included (OVS keeps `ctx->exit` set through `xlate_action_set`), from
+//!   inside a `clone` too (OVS 3.1.0 does not reset it there; a group
+//!   bucket's ends only the bucket); `multipath`
 //!   and `bundle` hash the fields OVS hashes (`flow_mask_hash_fields`);
 //!   `resubmit(,,ct)` looks up with the connection's original tuple
 //!   (OVS `tuple_swap`) and without a tracked connection skips the
@@ -83,15 +85,21 @@
 //!   level of the translation adds what it had left to run (its actions,
 //!   then the rule's other instructions, `goto_table` included) to the
 //!   frozen state, the actions end in `recirc(id)`, and the thaw runs
-//!   that rest on the re-parsed packet. A freeze inside a group bucket or
-//!   a clone is refused ([`XlateError::NeedsRecirculation`], dropped).
+//!   that rest on the re-parsed packet. A freeze inside `clone`, a group
+//!   bucket or a `check_pkt_larger` branch ends there, as OVS calls
+//!   `finish_freezing` at the end of each: the frozen rest is that
+//!   context's, and the translation goes on after it as the context
+//!   decides (see [`Ctx::clone_actions`], [`Ctx::group`],
+//!   [`Ctx::check_pkt_larger`]).
 //! - `controller(pause)` freezes the same way (OVS `ctx->pause`), but the
 //!   frozen rest, stack and action set go to the controller as the
 //!   packet-in's continuation ([`xennet_openflow::packet_in2::continuation`])
 //!   instead of a recirculation; `NXT_RESUME` hands them back and
 //!   [`xlate_continue`] goes on without a table lookup. The pausing action
 //!   itself is not frozen (it is done). As for `pop_mpls`, a pause inside
-//!   a group bucket, `clone` or `check_pkt_larger` branch is refused.
+//!   `clone`, a group bucket or a `check_pkt_larger` branch sends its
+//!   packet-in there, its continuation holding the rest of that context
+//!   only (OVS 3.1).
 //! - `learn` (OVS `xlate_learn_action`): the source bits are
 //!   un-wildcarded and the flow-mod built from the working flow goes to
 //!   [`XlateOut::learned`]; the bridge executes it after the translation
@@ -214,9 +222,8 @@ pub enum XlateError {
     /// A recirculation with no recirculation table to freeze into, or
     /// with the table full (OVS `XLATE_NO_RECIRCULATION_CONTEXT`).
     NoRecircContext,
-    /// A recirculation that cannot be frozen: after `pop_mpls` inside a
-    /// group bucket or `clone`, or in a translation without a
-    /// recirculation table.
+    /// A recirculation that cannot be frozen: after `pop_mpls` in a
+    /// translation without a recirculation table.
     NeedsRecirculation,
 }
 
@@ -1554,23 +1561,29 @@ impl Ctx<'_> {
                 return;
             }
         }
-        if self.freezing && self.error.is_none() {
-            // The other instructions run after the thaw, in their order.
-            if ins.clear {
-                self.frozen.push(FrozenOp::ClearActions);
-            }
-            if let Some(w) = &ins.write {
-                self.frozen.push(FrozenOp::WriteActions(w.clone()));
-            }
-            if let Some((v, m)) = ins.write_metadata {
-                self.frozen.push(FrozenOp::WriteMetadata(v, m));
-            }
-            if let Some(t) = ins.goto_table.filter(|t| *t > table) {
-                self.frozen.push(FrozenOp::GotoTable(t));
-            }
+        self.run_after_apply_or_freeze(ins, table);
+    }
+
+    /// The instructions after apply-actions: run them, or, while a freeze
+    /// unwinds, add them to the frozen rest (they run after the thaw, in
+    /// their order; OVS's ofpacts hold them as actions).
+    fn run_after_apply_or_freeze(&mut self, ins: &Instructions, table: u8) {
+        if !self.freezing || self.error.is_some() {
+            self.run_after_apply(ins, table);
             return;
         }
-        self.run_after_apply(ins, table);
+        if ins.clear {
+            self.frozen.push(FrozenOp::ClearActions);
+        }
+        if let Some(w) = &ins.write {
+            self.frozen.push(FrozenOp::WriteActions(w.clone()));
+        }
+        if let Some((v, m)) = ins.write_metadata {
+            self.frozen.push(FrozenOp::WriteMetadata(v, m));
+        }
+        if let Some(t) = ins.goto_table.filter(|t| *t > table) {
+            self.frozen.push(FrozenOp::GotoTable(t));
+        }
     }
 
     /// The instructions after apply-actions: clear, write, metadata,
@@ -1711,22 +1724,6 @@ impl Ctx<'_> {
             self.frozen.push(self.unroll());
             self.frozen
                 .extend(rest.into_iter().map(|a| FrozenOp::Act(a.clone())));
-        }
-    }
-
-    /// A freeze cannot unwind out of a group bucket or a `clone` (each
-    /// works on a copy of the pipeline state): the packet is dropped, as
-    /// before recirculation existed.
-    fn refuse_freeze_in(&mut self, what: &str) {
-        if self.freezing {
-            self.freezing = false;
-            self.frozen.clear();
-            self.pause = None;
-            self.error = Some(XlateError::NeedsRecirculation);
-            warn_rate_limited("a recirculation inside a group bucket or clone");
-            self.note(format_args!(
-                ">>>> Recirculation inside {what} is not supported; dropping <<<<"
-            ));
         }
     }
 
@@ -2328,30 +2325,39 @@ impl Ctx<'_> {
         best.map_or(0xffff, |(_, m)| m)
     }
 
-    /// `clone(actions)` (OVS `clone_xlate_actions`): the actions, then the
-    /// action set they built, run on a copy of the pipeline state (flow,
-    /// action set, stack); the packet's own changes made inside are undone
-    /// by the next commit, as OVS does for reversible actions.
+    /// `clone(actions)` (OVS 3.1.0 `clone_xlate_actions`): the actions,
+    /// then the action set, run on a copy of the pipeline state (flow, a
+    /// copy of the action set and of the stack, so the clone also runs
+    /// what was written to the action set before it); the packet's own
+    /// changes made inside are undone by the next commit, as OVS does for
+    /// reversible actions. A freeze inside (`controller(pause)`, a
+    /// recirculation after `pop_mpls`) ends at the clone's end (OVS
+    /// `finish_freezing`): its frozen rest is the clone's, with the
+    /// clone's stack and action set. As in OVS, `exit` and a freeze inside
+    /// are not undone: the translation ends after the clone (OVS resets
+    /// `ctx->exit` after a group bucket or a `check_pkt_larger` branch,
+    /// not after a clone).
     fn clone_actions(&mut self, acts: &[Action]) {
         if !self.enter(false) {
             return;
         }
         let saved_flow = self.flow;
         let saved_tpid = self.tpid;
-        let saved_set = std::mem::take(&mut self.action_set);
+        let saved_set = self.action_set.clone();
         let saved_stack = self.stack.clone();
         let saved_stack_bytes = self.stack_bytes;
         self.indent += 4;
         self.do_actions(acts);
-        self.finish();
+        if !self.freezing {
+            self.finish();
+        }
+        self.finish_freezing();
         self.indent -= 4;
-        self.refuse_freeze_in("clone");
         self.flow = saved_flow;
         self.tpid = saved_tpid;
         self.action_set = saved_set;
         self.stack = saved_stack;
         self.stack_bytes = saved_stack_bytes;
-        self.exit = false;
         self.leave(false);
     }
 
@@ -2451,13 +2457,20 @@ impl Ctx<'_> {
         }
     }
 
-    /// `check_pkt_larger(len)->dst` (OVS `xlate_check_pkt_larger`): the
-    /// packet's length is not in the flow key, so the datapath decides:
-    /// after a commit, a [`DpAction::CheckPktLen`] whose "greater" branch
-    /// is `rest` (and the action set) translated with the bit 1, and
-    /// whose other branch is the same with the bit 0, each from the
-    /// state here with an empty stack and action set; then the state is
-    /// restored and the caller goes on after `rest`.
+    /// `check_pkt_larger(len)->dst` (OVS 3.1.0 `xlate_check_pkt_larger`):
+    /// the packet's length is not in the flow key, so the datapath
+    /// decides: after a commit, a [`DpAction::CheckPktLen`] whose
+    /// "greater" branch is `rest` (and the action set) translated with
+    /// the bit 1, and whose other branch is the same with the bit 0. The
+    /// first branch starts from a copy of the stack and action set, the
+    /// second from what the first left of them (OVS shares one copy, and
+    /// running the action set empties it), the flow of each from the
+    /// state here. A freeze in a branch (`controller(pause)`, a
+    /// recirculation) ends with that branch (OVS `finish_freezing`), its
+    /// frozen rest the branch's. Then the state is restored and the
+    /// caller goes on after `rest`, unless the first branch exited or
+    /// froze: OVS keeps that branch's `ctx->exit`, which ends the
+    /// translation.
     fn check_pkt_larger(
         &mut self,
         len: u16,
@@ -2476,10 +2489,12 @@ impl Ctx<'_> {
         let saved_base = self.base;
         let saved_tpid = (self.tpid, self.base_tpid);
         let saved_touched = self.vlan_touched;
-        let saved_set = std::mem::take(&mut self.action_set);
-        let saved_stack = std::mem::take(&mut self.stack);
-        let saved_stack_bytes = std::mem::replace(&mut self.stack_bytes, 0);
-        let saved_exit = self.exit;
+        let saved_set = self.action_set.clone();
+        let saved_stack = self.stack.clone();
+        let saved_stack_bytes = self.stack_bytes;
+        let saved_l3_unknown = self.l3_unknown;
+        let saved_conntracked = self.conntracked;
+        let mut first_exit = self.exit;
         let at = self.actions.len();
         self.actions.push(DpAction::CheckPktLen {
             size: len,
@@ -2494,9 +2509,8 @@ impl Ctx<'_> {
             self.base = saved_base;
             (self.tpid, self.base_tpid) = saved_tpid;
             self.vlan_touched = saved_touched;
-            self.action_set = ActionSet::default();
-            self.stack.clear();
-            self.stack_bytes = 0;
+            self.l3_unknown = saved_l3_unknown;
+            self.conntracked = saved_conntracked;
             self.exit = false;
             self.note(format_args!(
                 "{} {len} bytes:",
@@ -2510,13 +2524,18 @@ impl Ctx<'_> {
             self.write_subfield(dst, u128::from(larger));
             if !self.do_actions_then(rest, then) {
                 if let Some((ins, table)) = then {
-                    self.run_after_apply(ins, table);
+                    self.run_after_apply_or_freeze(ins, table);
                 }
             }
-            self.finish();
-            self.refuse_freeze_in("a check_pkt_larger branch");
+            if !self.freezing {
+                self.finish();
+            }
+            self.finish_freezing();
             self.indent -= 4;
             counts[n] = u16::try_from(self.actions.len() - start).unwrap_or(u16::MAX);
+            if larger {
+                first_exit = self.exit;
+            }
         }
         self.cpl_depth -= 1;
         if counts.contains(&u16::MAX) && self.error.is_none() {
@@ -2531,10 +2550,12 @@ impl Ctx<'_> {
         self.base = saved_base;
         (self.tpid, self.base_tpid) = saved_tpid;
         self.vlan_touched = saved_touched;
+        self.l3_unknown = saved_l3_unknown;
+        self.conntracked = saved_conntracked;
         self.action_set = saved_set;
         self.stack = saved_stack;
         self.stack_bytes = saved_stack_bytes;
-        self.exit = saved_exit;
+        self.exit = first_exit;
     }
 
     /// Read the bits `sf` names from the working flow, un-wildcarding them.
@@ -2875,6 +2896,60 @@ impl Ctx<'_> {
                     self.actions.push(DpAction::PushVlan { tpid, tci });
                 }
             }
+        }
+        // MPLS, as OVS `commit_mpls_action`: a label popped in a clone, a
+        // group bucket or a `check_pkt_larger` branch, whose flow is
+        // restored after it, is pushed back with the flow's label stack
+        // entry (read from the packet: matched); one pushed there is
+        // popped, uncovering the headers the flow has (as OVS, no set of
+        // them follows).
+        let is_mpls = |k: &FlowKey| matches!(k.dl_type(), 0x8847 | 0x8848);
+        let mut b = b;
+        if is_mpls(&f) != is_mpls(&b) {
+            let mut k = b.without_l3();
+            k.set_dl_type(f.dl_type());
+            if is_mpls(&f) {
+                let mpls = [
+                    Field::MplsLabel,
+                    Field::MplsTc,
+                    Field::MplsBos,
+                    Field::MplsTtl,
+                ];
+                for fl in mpls {
+                    self.wc.set_exact(fl);
+                    k.set(fl, f.get(fl));
+                }
+                let lse = ((f.get(Field::MplsLabel) as u32) << 12)
+                    | ((f.get(Field::MplsTc) as u32) << 9)
+                    | ((f.get(Field::MplsBos) as u32) << 8)
+                    | (f.get(Field::MplsTtl) as u32);
+                self.actions.push(DpAction::PushMpls {
+                    ethertype: f.dl_type(),
+                    lse,
+                });
+            } else {
+                self.actions.push(DpAction::PopMpls(f.dl_type()));
+                for fl in [
+                    Field::NwSrc,
+                    Field::NwDst,
+                    Field::NwProto,
+                    Field::NwTos,
+                    Field::NwTtl,
+                    Field::NwFrag,
+                    Field::TpSrc,
+                    Field::TpDst,
+                    Field::TcpFlags,
+                    Field::Ipv6Label,
+                    Field::ArpSha,
+                    Field::ArpTha,
+                    Field::NdTarget,
+                    Field::NdReserved,
+                    Field::NdOptionsType,
+                ] {
+                    k.set(fl, f.get(fl));
+                }
+            }
+            b = k;
         }
         let differs = |fl: Field| b.get(fl) != f.get(fl);
         // Tunnel metadata for a later output to a tunnel port.
@@ -3504,14 +3579,22 @@ impl Ctx<'_> {
             let list = action_set_to_list(&b.actions);
             let saved_flow = self.flow;
             let saved_tpid = self.tpid;
+            let saved_l3_unknown = self.l3_unknown;
             self.indent += 4;
             self.do_actions(&list);
+            // A freeze in the bucket (a pause or recirculation in a table
+            // it resubmits to) ends here (OVS `xlate_group_bucket` calls
+            // `finish_freezing`): the frozen rest is the bucket's, with
+            // the pipeline's stack and action set, which a bucket shares.
+            self.finish_freezing();
             self.indent -= 4;
-            self.refuse_freeze_in("a group bucket");
             // Each bucket works on the packet as it was before the group
-            // (1.3.5 §5.6.1: "a copy of the packet").
+            // (1.3.5 §5.6.1: "a copy of the packet"), and the translation
+            // goes on after a bucket that exited or froze (OVS resets
+            // `ctx->exit` and `was_mpls`).
             self.flow = saved_flow;
             self.tpid = saved_tpid;
+            self.l3_unknown = saved_l3_unknown;
             self.exit = false;
         }
         self.leave(true);

@@ -1704,10 +1704,13 @@ pub enum EncodeError {
     Unsupported(&'static str),
 }
 
-/// Record in each top-level [`Action::SetVlan10`] whether the packet has a
-/// tag at that point (OVS `ofpact_check__` for `OFPACT_SET_VLAN_VID/PCP`):
+/// Record in each [`Action::SetVlan10`] whether the packet has a tag at
+/// that point (OVS `ofpact_check__` for `OFPACT_SET_VLAN_VID/PCP`):
 /// `tagged` is whether the match requires a tag (CFI); a push or a 1.0
 /// VLAN set makes one, a pop removes it (OVS tracks the outer tag only).
+/// The actions nested in `clone` and `ct` start from the state where
+/// they are and leave it as it was after them (OVS `check_subactions`:
+/// `ofpacts_check` restores the tags it changed).
 pub fn note_vlan_presence(acts: &mut [Action], mut tagged: bool) {
     for a in acts {
         match a {
@@ -1717,6 +1720,8 @@ pub fn note_vlan_presence(acts: &mut [Action], mut tagged: bool) {
                 *flow_has_vlan = tagged;
                 tagged = true;
             }
+            Action::Clone(inner) => note_vlan_presence(inner, tagged),
+            Action::Ct(ct) => note_vlan_presence(&mut ct.actions, tagged),
             _ => {}
         }
     }

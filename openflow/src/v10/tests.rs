@@ -1645,3 +1645,68 @@ fn write_metadata_roundtrips_in_flow_mods() {
     b[2..4].copy_from_slice(&n.to_be_bytes());
     assert_eq!(dec(&b).map_err(|e| e.err), Err(OfError::UNSUPPORTED_ORDER));
 }
+
+/// A 1.0 VLAN set inside `clone` knows whether the flow has a tag where
+/// the clone runs (OVS `check_CLONE` checks the nested actions against
+/// the match as changed so far, and restores it after): under `dl_vlan`
+/// it needs no push in 1.3; after a `strip_vlan` before the clone it
+/// does, and the clone's own push or strip does not leak out of it.
+#[test]
+fn vlan_sets_inside_clone_know_the_tag() {
+    let sv = |has| Action::SetVlan10 {
+        field: OxmField::VlanVid,
+        value: 0x1014,
+        flow_has_vlan: has,
+    };
+    let mut tagged = Match::CATCHALL;
+    tagged.key.set_vlan_tci(0x100a);
+    tagged.mask.set(Field::VlanTci, 0x1fff);
+    let acts = vec![
+        Action::Clone(vec![sv(false), Action::PopVlan, sv(false)]),
+        sv(false),
+        Action::PopVlan,
+        Action::Clone(vec![sv(false)]),
+        sv(false),
+    ];
+    assert_eq!(
+        noted(&tagged, acts.clone()),
+        vec![
+            Action::Clone(vec![sv(true), Action::PopVlan, sv(false)]),
+            sv(true),
+            Action::PopVlan,
+            Action::Clone(vec![sv(false)]),
+            sv(false),
+        ]
+    );
+    // Encoded in 1.3 inside the clone: no push_vlan (type 17) under the
+    // tagged match.
+    let noted_acts = noted(
+        &tagged,
+        vec![Action::Clone(vec![
+            sv(false),
+            Action::Output {
+                port: 2,
+                max_len: 0,
+            },
+        ])],
+    );
+    let mut out13 = Vec::new();
+    for a in &noted_acts {
+        crate::actions::put_action(&mut out13, a, header::OFP13_VERSION).unwrap();
+    }
+    let untagged = noted(
+        &Match::CATCHALL,
+        vec![Action::Clone(vec![
+            sv(false),
+            Action::Output {
+                port: 2,
+                max_len: 0,
+            },
+        ])],
+    );
+    let mut out13u = Vec::new();
+    for a in &untagged {
+        crate::actions::put_action(&mut out13u, a, header::OFP13_VERSION).unwrap();
+    }
+    assert_eq!(out13u.len(), out13.len() + 8, "one push_vlan more untagged");
+}
