@@ -181,6 +181,11 @@ impl CtAction {
     }
 }
 
+/// Packets dropped at a `ct` action whose interned arguments were swept
+/// (its megaflow outlived [`CT_ARGS_GRACE`] without housekeeping seeing
+/// it): running it with other arguments (no NAT, no mark) would be wrong.
+pub static CT_ARGS_STALE: AtomicU64 = AtomicU64::new(0);
+
 /// Most distinct interned [`CtArgs`] alive at once ([`intern_ct_args`]).
 pub const MAX_CT_ARGS: usize = 65_536;
 
@@ -877,7 +882,10 @@ impl Executor {
                         }
                     }
                     DpAction::Ct(c) => {
-                        let args = self.ct_args_of(&c);
+                        let Some(args) = self.ct_args_of(&c) else {
+                            CT_ARGS_STALE.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        };
                         let j = self.writable(orig, &mut cur, &mut shared);
                         // A fragment held for reassembly is stolen, as
                         // OVS's ipf does: no further action (output,
@@ -910,15 +918,16 @@ impl Executor {
     }
 
     /// `c`'s tracker arguments, interned ones from this executor's cache
-    /// (filled from the process-wide table on first use of a handle).
-    fn ct_args_of(&mut self, c: &CtAction) -> CtArgs {
+    /// (filled from the process-wide table on first use of a handle);
+    /// `None` for a handle that was swept.
+    fn ct_args_of(&mut self, c: &CtAction) -> Option<CtArgs> {
         if c.args == 0 {
-            return c.args();
+            return Some(c.args());
         }
         let i = usize::from(c.args as u16);
         if let Some(Some((id, a))) = self.ct_args.get(i) {
             if *id == c.args {
-                return *a;
+                return Some(*a);
             }
         }
         let a = ct_args(c.args);
@@ -928,7 +937,7 @@ impl Executor {
             }
             self.ct_args[i] = Some((c.args, a));
         }
-        a.unwrap_or_else(|| c.args())
+        a
     }
 
     fn get<'a>(&'a self, batch: &'a [Packet], s: Src) -> &'a Packet {
@@ -1202,6 +1211,29 @@ mod tests {
         });
         assert_eq!(calls, out.len());
         out
+    }
+
+    /// A megaflow whose interned `ct` arguments were swept drops its
+    /// packet at the `ct` action (counted) instead of tracking it with
+    /// other arguments; the actions before it still run.
+    #[test]
+    fn a_swept_ct_handle_drops_the_packet() {
+        let stale = CtAction {
+            zone: 1,
+            commit: true,
+            force: false,
+            nat: false,
+            args: u32::MAX,
+        };
+        assert!(ct_args(stale.args).is_none());
+        let before = CT_ARGS_STALE.load(Ordering::Relaxed);
+        let out = run(
+            &[frame()],
+            &[DpAction::Output(1), DpAction::Ct(stale), DpAction::Output(2)],
+            PortFeatures::default(),
+        );
+        assert_eq!(out.keys().copied().collect::<Vec<_>>(), vec![1]);
+        assert!(CT_ARGS_STALE.load(Ordering::Relaxed) > before);
     }
 
     /// Distinct `ct` arguments: a mark per `n` (interned, not inline).
