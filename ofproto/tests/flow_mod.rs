@@ -718,7 +718,9 @@ fn event_summary(ev: &xennet_ofproto::OfEvent) -> String {
             r.table_id, r.priority, r.cookie, r.reason, r.matcher
         ),
         OfEvent::FlowChanges(c) => {
-            let v: Vec<String> = c
+            // Sorted: one operation's changes to several rules come in
+            // the classifier's (hash) order, which differs per switch.
+            let mut v: Vec<String> = c
                 .changes
                 .iter()
                 .map(|ch| {
@@ -732,6 +734,7 @@ fn event_summary(ev: &xennet_ofproto::OfEvent) -> String {
                     )
                 })
                 .collect();
+            v.sort();
             format!("changes from {:?}: {v:?}", c.origin)
         }
         OfEvent::PacketIn(..) => "packet-in".into(),
