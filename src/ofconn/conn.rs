@@ -155,12 +155,12 @@ pub trait Handler: Send + Sync {
     /// lock, the forwarding thread) and in bounded time; the connection
     /// then answers it on its own task, without first handing the
     /// runtime's worker to another thread (`block_in_place`, a thread
-    /// wake-up per request). `Err(msg)`: not handled, nothing changed;
-    /// the connection calls [`Handler::handle`] where it may block. The
+    /// wake-up per request). `None`: not handled, nothing changed; the
+    /// connection calls [`Handler::handle`] where it may block. The
     /// default handles nothing here.
-    fn try_handle(&self, ctx: &ConnCtx, msg: Msg) -> Result<Result<Vec<Msg>, OfError>, Msg> {
-        let _ = ctx;
-        Err(msg)
+    fn try_handle(&self, ctx: &ConnCtx, msg: &Msg) -> Option<Result<Vec<Msg>, OfError>> {
+        let _ = (ctx, msg);
+        None
     }
 
     /// The bridge's Geneve option map, which the codec needs for
@@ -1142,9 +1142,9 @@ fn on_message(
             let conn = st.id;
             // Bounded requests in place, the rest where they may block.
             let r =
-                xennet_ofproto::with_origin(conn, xid, || match handler.try_handle(&ctx, msg) {
-                    Ok(r) => r,
-                    Err(msg) => blocking(|| handler.handle(&ctx, msg)),
+                xennet_ofproto::with_origin(conn, xid, || match handler.try_handle(&ctx, &msg) {
+                    Some(r) => r,
+                    None => blocking(|| handler.handle(&ctx, msg)),
                 });
             match r {
                 Ok(replies) => {
@@ -1427,11 +1427,8 @@ mod tests {
             Err(OfError::BAD_TYPE)
         }
 
-        fn try_handle(&self, _: &ConnCtx, msg: Msg) -> Result<Result<Vec<Msg>, OfError>, Msg> {
-            match msg {
-                Msg::FlowMod(_) => Ok(Err(OfError::TABLE_FULL)),
-                m => Err(m),
-            }
+        fn try_handle(&self, _: &ConnCtx, msg: &Msg) -> Option<Result<Vec<Msg>, OfError>> {
+            matches!(msg, Msg::FlowMod(_)).then_some(Err(OfError::TABLE_FULL))
         }
     }
 
