@@ -216,6 +216,20 @@ impl Handler for OfBridge {
         }
     }
 
+    /// Flow-mods that [`xennet_ofproto::Ofproto::try_handle_flow_mod`]
+    /// can apply at once (the bulk of `ovs-ofctl add-flows`); everything
+    /// else goes to [`OfBridge::handle`].
+    fn try_handle(&self, _ctx: &ConnCtx, msg: &Msg) -> Option<Result<Vec<Msg>, OfError>> {
+        let Msg::FlowMod(fm) = msg else {
+            return None;
+        };
+        let b = match self.bridge() {
+            Ok(b) => b,
+            Err(e) => return Some(Err(e)),
+        };
+        b.of.try_handle_flow_mod(fm).map(|r| r.map(|()| Vec::new()))
+    }
+
     /// `NXT_CT_FLUSH_ZONE` and `NXT_CT_FLUSH` (OVS 3.1/3.2
     /// `handle_nxt_ct_flush`): a zone, every zone, or the connections a
     /// tuple match selects (`Conntrack::flush_match`), in the tracker

@@ -39,7 +39,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -47,7 +47,7 @@ use xennet_datapath::flow::{extract, Field};
 use xennet_datapath::meter::{BandKind, BandSpec, MeterSpec, MAX_BANDS, MAX_METERS};
 use xennet_datapath::{DpHandle, FlowKey, OfPort, Packet, Tags, Upcall, UpcallHandler, Userdata};
 use xennet_openflow::model::{
-    meter_flags, port_config, Action, FlowMod, FlowModCommand, FlowRemoved, FlowStats,
+    flow_flags, meter_flags, port_config, Action, FlowMod, FlowModCommand, FlowRemoved, FlowStats,
     FlowStatsRequest, GroupDesc, GroupFeatures, GroupMod, GroupStats, Instructions, Match,
     MeterBandKind, MeterConfig, MeterFeatures, MeterMod, MeterStats, MpReply, MpRequest, OxmField,
     PacketIn, PacketOut, TableStats, OFPCML_NO_BUFFER, OFPG_ALL, OFPG_ANY, OFPM_ALL, OFPP_ANY,
@@ -547,6 +547,11 @@ impl Ofproto {
         // change, or [`Ofproto::expire`] within a second), never drops
         // them.
         let mut t = self.write();
+        self.publish_locked(&mut t);
+    }
+
+    /// [`Ofproto::publish_changes`] with the tables lock held.
+    fn publish_locked(&self, t: &mut Tables) {
         let changes = t.take_changes();
         if changes.is_empty() {
             return;
@@ -618,6 +623,58 @@ impl Ofproto {
         }
         self.send_removed(res.removed);
         Ok(())
+    }
+
+    /// [`Ofproto::handle_flow_mod`] if it can be done without waiting and
+    /// in bounded time, for a caller that must not block (an OpenFlow
+    /// connection on the async runtime answers it in place, without
+    /// handing its thread's work to another one first): an `OFPFC_ADD`
+    /// without `OFPFF_CHECK_OVERLAP`, or a strict modify or delete (each
+    /// touches at most one rule), with the isolation guard off and the
+    /// tables lock free at once. `None`: not done, nothing changed; call
+    /// [`Ofproto::handle_flow_mod`] where blocking is allowed.
+    pub fn try_handle_flow_mod(&self, fm: &FlowMod) -> Option<Result<(), OfError>> {
+        let bounded = match fm.command {
+            FlowModCommand::Add => fm.flags & flow_flags::CHECK_OVERLAP == 0,
+            FlowModCommand::ModifyStrict | FlowModCommand::DeleteStrict => true,
+            FlowModCommand::Modify | FlowModCommand::Delete => false,
+        };
+        if !bounded {
+            return None;
+        }
+        if fm.buffer_id != NO_BUFFER {
+            return Some(Err(OfError::BUFFER_UNKNOWN));
+        }
+        let guard_off = match self.guard.try_read() {
+            Ok(g) => g.is_none(),
+            Err(TryLockError::Poisoned(g)) => g.get_ref().is_none(),
+            Err(TryLockError::WouldBlock) => false,
+        };
+        if !guard_off {
+            return None;
+        }
+        let mut t = match self.tables.try_write() {
+            Ok(t) => t,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        let res = match t.apply_flow_mod(fm, Instant::now()) {
+            Ok(r) => r,
+            Err(e) => return Some(Err(e)),
+        };
+        // What `send_removed` does, under the lock already held (its
+        // `publish_changes` would wait for the lock again).
+        for r in res.removed {
+            self.send_event(OfEvent::FlowRemoved(Box::new(r)));
+        }
+        if self.watchers.load(Ordering::Acquire) != 0 {
+            self.publish_locked(&mut t);
+        }
+        drop(t);
+        if res.n_changed > 0 {
+            self.bump();
+        }
+        Some(Ok(()))
     }
 
     /// A flow-mod under the isolation guard: applied in a transaction
@@ -2128,5 +2185,42 @@ impl UpcallHandler for Handler {
 
     fn userspace(&mut self, userdata: &Userdata, _key: &FlowKey, pkt: &Packet) {
         self.of.packet_in(userdata, pkt);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// While another thread holds the tables lock (a forwarding thread's
+    /// translation, a long dump), the fast path gives the flow-mod back
+    /// untouched instead of waiting; once the lock is free it applies it.
+    #[test]
+    fn try_flow_mod_does_not_wait_for_the_tables_lock() {
+        let of = Ofproto::new("br0", 1, FailMode::Secure);
+        let fm = FlowMod {
+            cookie: 0,
+            cookie_mask: 0,
+            table_id: 0,
+            command: FlowModCommand::Add,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            priority: 1,
+            buffer_id: NO_BUFFER,
+            out_port: OFPP_ANY,
+            out_group: OFPG_ANY,
+            flags: 0,
+            matcher: Match::CATCHALL,
+            instructions: Instructions::default(),
+        };
+        let reader = of.read();
+        let g = of.generation();
+        assert_eq!(of.try_handle_flow_mod(&fm), None);
+        drop(reader);
+        assert_eq!(of.generation(), g);
+        assert!(of.all_rules().is_empty());
+        assert_eq!(of.try_handle_flow_mod(&fm), Some(Ok(())));
+        assert_eq!(of.all_rules().len(), 1);
+        assert_ne!(of.generation(), g);
     }
 }

@@ -708,3 +708,136 @@ fn ct_needs_a_consistent_match() {
         assert_eq!(got, want, "case {i}");
     }
 }
+
+/// What an event says, without times (for comparing two switches).
+fn event_summary(ev: &xennet_ofproto::OfEvent) -> String {
+    use xennet_ofproto::OfEvent;
+    match ev {
+        OfEvent::FlowRemoved(r) => format!(
+            "removed t{} p{} c{:#x} reason {} {:?}",
+            r.table_id, r.priority, r.cookie, r.reason, r.matcher
+        ),
+        OfEvent::FlowChanges(c) => {
+            // Sorted: one operation's changes to several rules come in
+            // the classifier's (hash) order, which differs per switch.
+            let mut v: Vec<String> = c
+                .changes
+                .iter()
+                .map(|ch| {
+                    format!(
+                        "{:?} t{} p{} c{:#x} {:?}",
+                        ch.kind,
+                        ch.rule.table_id,
+                        ch.rule.priority,
+                        ch.rule.cookie,
+                        ch.rule.instructions
+                    )
+                })
+                .collect();
+            v.sort();
+            format!("changes from {:?}: {v:?}", c.origin)
+        }
+        OfEvent::PacketIn(..) => "packet-in".into(),
+    }
+}
+
+/// `Ofproto::try_handle_flow_mod` (the OpenFlow connection's path that
+/// does not block) applies an add, a strict modify and a strict delete
+/// exactly as `handle_flow_mod` does (result, rules, flow-removed and
+/// flow-monitor events with the request's origin, generation), and
+/// leaves alone, changing nothing, what may take long or wait: a
+/// non-strict modify or delete, an add with `CHECK_OVERLAP`, any
+/// flow-mod while the isolation guard is on.
+#[test]
+fn try_flow_mod_does_what_handle_flow_mod_does_or_nothing() {
+    use xennet_ofproto::{with_origin, FailMode, Ofproto};
+    let (slow, fast) = (
+        Ofproto::new("br0", 1, FailMode::Secure),
+        Ofproto::new("br0", 1, FailMode::Secure),
+    );
+    let (slow_ev, fast_ev) = (slow.events().unwrap(), fast.events().unwrap());
+    slow.watch_flows(true);
+    fast.watch_flows(true);
+    let mut add = fm(0, 10, in_port(1), apply(vec![out(2)]));
+    add.flags = flow_flags::SEND_FLOW_REM;
+    add.cookie = 1;
+    let mut replace = add.clone();
+    replace.cookie = 2;
+    let mut modify = fm(0, 10, in_port(1), apply(vec![out(3)]));
+    modify.command = FlowModCommand::ModifyStrict;
+    let mut delete = fm(0, 10, in_port(1), apply(vec![]));
+    delete.command = FlowModCommand::DeleteStrict;
+    let mut delete_absent = delete.clone();
+    delete_absent.priority = 11;
+    let mut buffered = add.clone();
+    buffered.buffer_id = 7;
+    let bad_table = fm(254, 10, in_port(1), apply(vec![out(2)]));
+    let mut overlap = fm(0, 20, in_port(2), apply(vec![out(1)]));
+    overlap.flags = flow_flags::CHECK_OVERLAP;
+    let mut delete_all = fm(OFPTT_ALL, 0, Match::CATCHALL, apply(vec![]));
+    delete_all.command = FlowModCommand::Delete;
+    let mut modify_all = fm(0, 0, Match::CATCHALL, apply(vec![out(4)]));
+    modify_all.command = FlowModCommand::Modify;
+    // (flow-mod, taken by the fast path)
+    let steps = [
+        (&add, true),
+        (&replace, true),
+        (&modify, true),
+        (&delete, true),
+        (&delete_absent, true),
+        (&buffered, true),
+        (&bad_table, true),
+        (&add, true),
+        (&overlap, false),
+        (&modify_all, false),
+        (&delete_all, false),
+    ];
+    for (xid, (f, fast_path)) in (1u32..).zip(steps) {
+        let (gs, g) = (slow.generation(), fast.generation());
+        let want = with_origin(9, xid, || slow.handle_flow_mod(f));
+        let got = with_origin(9, xid, || fast.try_handle_flow_mod(f));
+        assert_eq!(got.is_some(), fast_path, "step {xid}: {f:?}");
+        let got = match got {
+            Some(r) => r,
+            None => {
+                assert_eq!(fast.generation(), g, "step {xid}: left alone, unchanged");
+                assert!(fast_ev.try_recv().is_err());
+                with_origin(9, xid, || fast.handle_flow_mod(f))
+            }
+        };
+        assert_eq!(got, want, "step {xid}");
+        assert_eq!(
+            fast.generation() != g,
+            slow.generation() != gs,
+            "step {xid}"
+        );
+        let (a, b): (Vec<_>, Vec<_>) = (
+            slow_ev.try_iter().map(|e| event_summary(&e)).collect(),
+            fast_ev.try_iter().map(|e| event_summary(&e)).collect(),
+        );
+        assert_eq!(a, b, "step {xid}");
+        let rules = |of: &Ofproto| -> Vec<String> {
+            let mut v: Vec<String> = of
+                .all_rules()
+                .iter()
+                .map(|r| {
+                    format!(
+                        "t{} p{} c{:#x} {:?}",
+                        r.table_id, r.priority, r.cookie, r.instructions
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(rules(&slow), rules(&fast), "step {xid}");
+    }
+    // Under the isolation guard every flow-mod takes the blocking path.
+    fast.set_isolation_guard(Some(Vec::new()));
+    let g = fast.generation();
+    assert_eq!(fast.try_handle_flow_mod(&add), None);
+    assert_eq!(fast.generation(), g);
+    fast.set_isolation_guard(None);
+    assert_eq!(fast.try_handle_flow_mod(&add), Some(Ok(())));
+    assert_ne!(fast.generation(), g);
+}

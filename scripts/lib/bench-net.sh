@@ -138,7 +138,7 @@ PY
     fi
     t1=$(date +%s.%N)
     n=$(OVS_RUNDIR=$dir ovs-ofctl -O OpenFlow13 dump-aggregate br0 2>/dev/null | sed -n 's/.*flow_count=\([0-9]*\).*/\1/p' || true)
-    echo "bench: $peer: $NFLOWS flows in $(awk "BEGIN{print $t1 - $t0}") s (dump-aggregate: flow_count=${n:-?})" >&2
+    echo "bench: $peer: $NFLOWS flows in $(awk "BEGIN{print $t1 - $t0}") s, $(awk "BEGIN{printf \"%.1f\", ($t1 - $t0) * 1e6 / $NFLOWS}") µs per flow-mod and barrier round trip, load $(cut -d' ' -f1 /proc/loadavg) (dump-aggregate: flow_count=${n:-?})" >&2
     result flow_mod_100k_s "$peer" "$(awk "BEGIN{printf \"%.3f\", ($t1 - $t0) * 100000 / $NFLOWS}")"
     if rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null) && [ -n "$rss" ]; then
         result flow_mod_rss_mib "$peer" "$(awk "BEGIN{printf \"%.1f\", $rss / 1024}")"

@@ -151,6 +151,18 @@ pub trait Handler: Send + Sync {
     /// The error to send back.
     fn handle(&self, ctx: &ConnCtx, msg: Msg) -> Result<Vec<Msg>, OfError>;
 
+    /// [`Handler::handle`] if `msg` can be handled without waiting (for a
+    /// lock, the forwarding thread) and in bounded time; the connection
+    /// then answers it on its own task, without first handing the
+    /// runtime's worker to another thread (`block_in_place`, a thread
+    /// wake-up per request). `None`: not handled, nothing changed; the
+    /// connection calls [`Handler::handle`] where it may block. The
+    /// default handles nothing here.
+    fn try_handle(&self, ctx: &ConnCtx, msg: &Msg) -> Option<Result<Vec<Msg>, OfError>> {
+        let _ = (ctx, msg);
+        None
+    }
+
     /// The bridge's Geneve option map, which the codec needs for
     /// `tun_metadata` fields ([`xennet_openflow::tlv::with_map`]); `None`
     /// (the default): such fields are refused.
@@ -1128,8 +1140,13 @@ fn on_message(
             }
             let ctx = ConnCtx { version: v };
             let conn = st.id;
-            match blocking(|| xennet_ofproto::with_origin(conn, xid, || handler.handle(&ctx, msg)))
-            {
+            // Bounded requests in place, the rest where they may block.
+            let r =
+                xennet_ofproto::with_origin(conn, xid, || match handler.try_handle(&ctx, &msg) {
+                    Some(r) => r,
+                    None => blocking(|| handler.handle(&ctx, msg)),
+                });
+            match r {
                 Ok(replies) => {
                     for m in replies {
                         reply(st, m, out);
@@ -1396,6 +1413,57 @@ mod tests {
             matches!(m, Msg::Error { err, .. } if err == OfError::BAD_MULTIPART),
             "{m:?}"
         );
+    }
+
+    /// Answers flow-mods in [`Handler::try_handle`] (with an error, so
+    /// that the answer shows) and counts the requests that reach
+    /// [`Handler::handle`], which refuses them all.
+    #[derive(Default)]
+    struct FastFlowMods(AtomicU64);
+
+    impl Handler for FastFlowMods {
+        fn handle(&self, _: &ConnCtx, _: Msg) -> Result<Vec<Msg>, OfError> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Err(OfError::BAD_TYPE)
+        }
+
+        fn try_handle(&self, _: &ConnCtx, msg: &Msg) -> Option<Result<Vec<Msg>, OfError>> {
+            matches!(msg, Msg::FlowMod(_)).then_some(Err(OfError::TABLE_FULL))
+        }
+    }
+
+    /// What `try_handle` answers is sent (with the request's xid) and
+    /// the request goes no further; what it gives back goes to `handle`;
+    /// answers keep the order of the requests.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn try_handle_answers_in_place_and_hands_the_rest_to_handle() {
+        let (mut peer, ours) = tokio::io::duplex(1 << 16);
+        let (_tx, rx) = broadcast::channel(16);
+        let handler = Arc::new(FastFlowMods::default());
+        let _task = tokio::spawn(serve(
+            ours,
+            test_opts(ConnKind::Service),
+            handler.clone(),
+            Arc::new(Roles::default()),
+            rx,
+            Arc::new(ConnStatus::default()),
+        ));
+        hello13(&mut peer).await;
+        send(&mut peer, &flow_mod(), 4, 2).await;
+        send(&mut peer, &Msg::FeaturesRequest, 4, 3).await;
+        send(&mut peer, &flow_mod(), 4, 4).await;
+        send(&mut peer, &Msg::BarrierRequest, 4, 5).await;
+        for (xid, want) in [
+            (2, OfError::TABLE_FULL),
+            (3, OfError::BAD_TYPE),
+            (4, OfError::TABLE_FULL),
+        ] {
+            let (h, m) = read_msg(&mut peer).await;
+            assert_eq!(h.xid, xid);
+            assert!(matches!(m, Msg::Error { err, .. } if err == want), "{m:?}");
+        }
+        assert_eq!(read_msg(&mut peer).await, read_msg_like(5));
+        assert_eq!(handler.0.load(Ordering::Relaxed), 1);
     }
 
     /// Start a connection offering `ours`, say HELLO with `theirs` from
