@@ -118,7 +118,8 @@ PY
 # flow_mod PEER RUNDIR PID: seconds for 'ovs-ofctl add-flows br0' of $NFLOWS
 # distinct flows, scaled to 100,000 (linearly; --quick uses 10,000), and
 # the switch's (process PID) resident memory with them, MiB (VmRSS, the
-# whole process; not scaled).
+# whole process; not scaled); then flow_mod_bundle_100k_s: the same
+# flows in one bundle (ovs-ofctl --bundle add-flows), seconds, scaled.
 flow_mod() {
     local peer=$1 dir=$2 pid=$3 f="$OUT/flows.txt" t0 t1 n rss
     if [ ! -f "$f" ]; then
@@ -145,6 +146,19 @@ PY
     else
         skip flow_mod_rss_mib "$peer" "no /proc/$pid/status"
     fi
+    # The same flows streamed in one bundle (OpenFlow 1.4): ovs-ofctl
+    # sends every add-message without waiting, then one barrier and the
+    # commit (OVS vconn_bundle_transact), so this is the switch's
+    # flow-mod throughput rather than a round-trip latency.
+    run env OVS_RUNDIR="$dir" ovs-ofctl -O OpenFlow13 del-flows br0
+    t0=$(date +%s.%N)
+    if ! run env OVS_RUNDIR="$dir" timeout 600 ovs-ofctl -O OpenFlow14 --bundle add-flows br0 "$f"; then
+        skip flow_mod_bundle_100k_s "$peer" "ovs-ofctl --bundle add-flows failed"
+        return 0
+    fi
+    t1=$(date +%s.%N)
+    echo "bench: $peer: $NFLOWS flows in one bundle in $(awk "BEGIN{print $t1 - $t0}") s, $(awk "BEGIN{printf \"%.1f\", ($t1 - $t0) * 1e6 / $NFLOWS}") µs per flow-mod, load $(cut -d' ' -f1 /proc/loadavg)" >&2
+    result flow_mod_bundle_100k_s "$peer" "$(awk "BEGIN{printf \"%.3f\", ($t1 - $t0) * 100000 / $NFLOWS}")"
 }
 
 bench_xennet() {
