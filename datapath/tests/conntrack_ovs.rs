@@ -983,6 +983,7 @@ fn dnat_with_port_mark_and_label_match_ovs() {
             mark: Some((0x1234, 0xffff_ffff)),
             label: Some((5 << 64 | 1, u128::MAX)),
             force: false,
+            helper: None,
         },
         |port| {
             match port {

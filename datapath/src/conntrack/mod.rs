@@ -44,8 +44,15 @@
 //!   hash lookup and a few field updates; sharding by zone is the
 //!   obvious next step if it shows up in profiles.
 //!
-//! Not implemented (refused, not faked): ALGs (`alg=ftp/tftp`, the
-//! `helper` argument does not exist in [`CtArgs`]), SCTP state tracking
+//! - **ALGs.** `ct(alg=ftp)` and `ct(alg=tftp)` ([`CtArgs::helper`])
+//!   give the committed connection a helper that makes expectations for
+//!   its data connections, which are `+rel` ([`alg`], OVS
+//!   `handle_ftp_ctl`, `handle_tftp_ctl`); expectations are bounded and
+//!   expire.
+//!
+//! Not implemented (refused, not faked): NAT with an ALG (the FTP
+//! address rewrite and sequence adjustment; the flow-mod is refused),
+//! SCTP state tracking
 //! (SCTP is tracked as an "other" protocol), `ct_orig_tuple`-based
 //! lookups of packets NATed in another zone (OVS `check_orig_tuple`).
 //!

@@ -190,6 +190,8 @@ fn commit() -> CtArgs {
     }
 }
 
+/// A TCP segment; `flags` letters S, A, P.
+#[allow(clippy::too_many_arguments)] // the segment's fields, as a packet trace lists them
 fn tcp(
     src: [u8; 4],
     dst: [u8; 4],
@@ -217,6 +219,7 @@ fn tcp(
     Packet::from_slice(&v)
 }
 
+#[allow(clippy::too_many_arguments)] // as `tcp`
 fn tcp6(
     src: [u8; 16],
     dst: [u8; 16],
