@@ -2122,33 +2122,24 @@ fn set_eth_type(m: &mut Match, eth: u16) {
 }
 
 /// Flow-mods refused because of a `ct` action's `alg`: a helper other
-/// than ftp (21) and tftp (69), or a helper with `nat`.
+/// than ftp (21) and tftp (69).
 pub static CT_ALG_REFUSED: AtomicU64 = AtomicU64::new(0);
 
-/// The `alg` of a `ct` action: the tracker has the FTP and TFTP helpers
-/// (OVS `put_ct_helper` serializes no others; it fails the translation,
-/// here the flow-mod is refused), and does not rewrite FTP messages for
-/// NAT (OVS `repl_ftp_v4_addr`, `seq_skew`), so `alg` with `nat` is
-/// refused rather than tracked with wrong addresses. Refusals are
-/// counted ([`CT_ALG_REFUSED`]) and logged at most once a second.
+/// The `alg` of a `ct` action: the tracker has the FTP and TFTP helpers;
+/// OVS `put_ct_helper` serializes no others (it fails the translation),
+/// here the flow-mod is refused, counted ([`CT_ALG_REFUSED`]) and logged
+/// at most once a second.
 fn check_ct_alg(ct: &xennet_openflow::model::Ct) -> Result<(), OfError> {
-    if ct.alg == 0 {
+    if ct.alg == 0 || xennet_datapath::conntrack::alg::Helper::from_alg(ct.alg).is_some() {
         return Ok(());
     }
-    let why = if xennet_datapath::conntrack::alg::Helper::from_alg(ct.alg).is_none() {
-        "no such helper (only alg=ftp and alg=tftp)"
-    } else if ct.actions.iter().any(|a| matches!(a, Action::Nat(_))) {
-        "NAT with an ALG helper is not implemented (FTP address rewriting)"
-    } else {
-        return Ok(());
-    };
     let n = CT_ALG_REFUSED.fetch_add(1, Ordering::Relaxed) + 1;
     static LAST: AtomicU64 = AtomicU64::new(0);
     if crate::xlate::once_a_second(&LAST) {
         tracing::warn!(
             alg = ct.alg,
             refused = n,
-            "flow-mod refused: ct(alg=..): {why}"
+            "flow-mod refused: ct(alg=..): no such helper (only alg=ftp and alg=tftp)"
         );
     }
     Err(OfError::BAD_ACTION_ARGUMENT)

@@ -669,7 +669,7 @@ fn table_features_set_request_names_tables() {
 
 /// `ct` needs a consistent match, as OVS `check_CT`: IP, no commit of a
 /// packet matched `+inv`, ftp only for TCP and tftp only for UDP; and
-/// an `alg` the tracker has, without `nat`.
+/// an `alg` the tracker has.
 #[test]
 fn ct_needs_a_consistent_match() {
     let mut t = Tables::new();
@@ -715,13 +715,8 @@ fn ct_needs_a_consistent_match() {
         (m(&[ip, exact(OxmField::IpProto, 17)]), ct(1, 69), None),
         // No helper but ftp and tftp (OVS cannot serialize others).
         (m(&[ip, tcp]), ct(1, 22), Some(OfError::BAD_ACTION_ARGUMENT)),
-        // An ALG with NAT is not implemented: refused, not tracked
-        // without the FTP rewrite.
-        (
-            m(&[ip, tcp]),
-            ct_nat(1, 21),
-            Some(OfError::BAD_ACTION_ARGUMENT),
-        ),
+        // An ALG with NAT (the FTP rewrite).
+        (m(&[ip, tcp]), ct_nat(1, 21), None),
         (m(&[ip, tcp]), ct_nat(1, 0), None),
     ];
     for (i, (matcher, ins, want)) in cases.into_iter().enumerate() {

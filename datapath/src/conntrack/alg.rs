@@ -35,13 +35,22 @@
 //! connection (expiry, flush). A full table refuses new expectations,
 //! counted and logged.
 //!
-//! Not implemented: NAT of FTP control connections (rewriting the
-//! addresses in `PORT`/`PASV`/`EPRT` and adjusting TCP sequence numbers,
-//! OVS `repl_ftp_v4_addr` and `seq_skew`): `ct(alg=..., nat...)` is
-//! refused at flow-mod time. A data connection committed with `nat`
-//! gets the control connection's addresses, as OVS (`alg_nat_repl_addr`).
+//! NAT (OVS `repl_ftp_v4_addr`, `repl_ftp_v6_addr`, `seq_skew`): when the
+//! `ct` action has `nat`, the address in `PORT`, `EPRT` and `227` is
+//! replaced by the one the other side sees (the NAT address), the segment
+//! resized (IP length, IPv4 header and TCP checksums fixed), and the
+//! size change kept as the connection's sequence skew: later segments in
+//! that direction have their sequence numbers moved on, those of the
+//! other direction their acknowledgements moved back before the TCP
+//! tracker reads them. A data connection committed with `nat` gets the
+//! control connection's translation (OVS `alg_nat_repl_addr`). A GSO
+//! frame or one that would pass 65535 bytes is not rewritten (counted,
+//! logged).
 //! Differs from OVS on purpose: packets that are `+inv` (for example out
-//! of the TCP window) create no expectations, and port 0 is malformed.
+//! of the TCP window) create no expectations and are not rewritten,
+//! port 0 is malformed, an `EPRT` address is rewritten with dots (OVS
+//! writes commas), and there is no "effective MTU" refusal (OVS refuses
+//! the rewrite when the packet buffer has no 8 bytes of tailroom).
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -50,6 +59,7 @@ use hashbrown::HashMap;
 
 use super::key::{ConnKey, Parsed, PROTO_TCP, PROTO_UDP};
 use super::{cs, nat, Inner};
+use crate::buffer::{Csum, Packet};
 
 /// Most expectations in the tracker.
 pub const MAX_EXPECTATIONS: usize = 4096;
@@ -132,6 +142,13 @@ pub(crate) struct ConnAlg {
     pub parent: Option<ConnKey>,
     /// Keys of the expectations this connection made, oldest first.
     pub exps: Vec<ConnKey>,
+    /// Bytes the FTP address rewrites under NAT added (negative:
+    /// removed) to the stream in direction `skew_reply` (OVS `seq_skew`,
+    /// `seq_skew_dir`): later segments of that direction have their
+    /// sequence numbers moved by it, the other direction's
+    /// acknowledgements back.
+    pub seq_skew: i32,
+    pub skew_reply: bool,
 }
 
 /// One expectation (OVS `struct alg_exp_node`).
@@ -171,6 +188,8 @@ pub struct AlgStats {
     pub related: u64,
     /// Malformed or hostile FTP messages (the packet was `+inv`).
     pub ftp_invalid: u64,
+    /// FTP addresses not rewritten for NAT (GSO frame, too long).
+    pub nat_rewrite_failed: u64,
 }
 
 /// The expectation table (OVS `alg_expectations`), bounded.
@@ -301,6 +320,9 @@ pub(crate) enum FtpMsg {
         active: bool,
         addr: Option<u128>,
         port: u16,
+        /// Where the address text is in the payload (offset, length),
+        /// what NAT rewrites.
+        span: Option<(usize, usize)>,
     },
 }
 
@@ -383,6 +405,7 @@ pub(crate) fn parse_ftp_v4(payload: &[u8]) -> FtpMsg {
         }
     }
     let mut addr = None;
+    let mut span = None;
     if !extended || active {
         // h1,h2,h3,h4 (PORT, 227) or a.b.c.d (EPRT): the first three
         // commas are dots.
@@ -413,6 +436,7 @@ pub(crate) fn parse_ftp_v4(payload: &[u8]) -> FtpMsg {
             return FtpMsg::Invalid;
         };
         addr = Some(u128::from(u32::from(a)));
+        span = Some((start, i - start));
         // Skip the separator after the address.
         i += 1;
     }
@@ -439,7 +463,12 @@ pub(crate) fn parse_ftp_v4(payload: &[u8]) -> FtpMsg {
     if port == 0 {
         return FtpMsg::Invalid;
     }
-    FtpMsg::Data { active, addr, port }
+    FtpMsg::Data {
+        active,
+        addr,
+        port,
+        span,
+    }
 }
 
 /// Parse an FTP control message of an IPv6 connection (OVS
@@ -470,6 +499,7 @@ pub(crate) fn parse_ftp_v6(payload: &[u8]) -> FtpMsg {
                 active: true,
                 addr: Some(u128::from(a)),
                 port: p as u16,
+                span: Some((start, j - start)),
             },
             _ => FtpMsg::Invalid,
         }
@@ -481,11 +511,72 @@ pub(crate) fn parse_ftp_v6(payload: &[u8]) -> FtpMsg {
                 active: false,
                 addr: None,
                 port: p as u16,
+                span: None,
             },
             _ => FtpMsg::Invalid,
         }
     } else {
         FtpMsg::Other
+    }
+}
+
+/// Replace `len` payload bytes at `at` with `text`, fixing the IP length
+/// (and IPv4 header checksum); returns the size change, or `None` when
+/// the segment is a GSO frame or would pass 65535 bytes.
+fn resize_payload(pkt: &mut Packet, p: &Parsed, at: usize, len: usize, text: &[u8]) -> Option<i32> {
+    if pkt.gso.is_some() {
+        return None;
+    }
+    let d = pkt.data();
+    let off = usize::from(*d.get(p.l4 + 12)? >> 4) * 4;
+    let start = p.l4 + off + at;
+    let end = start.checked_add(len).filter(|&e| e <= p.end)?;
+    let delta = text.len() as i32 - len as i32;
+    let mut f = Vec::with_capacity(p.end + text.len());
+    f.extend_from_slice(&d[..start]);
+    f.extend_from_slice(text);
+    f.extend_from_slice(&d[end..p.end]);
+    if p.key.ipv6 {
+        let plen = i32::from(u16::from_be_bytes([f[p.l3 + 4], f[p.l3 + 5]])) + delta;
+        let plen = u16::try_from(plen).ok()?;
+        f[p.l3 + 4..p.l3 + 6].copy_from_slice(&plen.to_be_bytes());
+    } else {
+        let tot = i32::from(u16::from_be_bytes([f[p.l3 + 2], f[p.l3 + 3]])) + delta;
+        let tot = u16::try_from(tot).ok()?;
+        f[p.l3 + 2..p.l3 + 4].copy_from_slice(&tot.to_be_bytes());
+        let ihl = usize::from(f[p.l3] & 0xf) * 4;
+        f[p.l3 + 10..p.l3 + 12].copy_from_slice(&[0, 0]);
+        let c = crate::csum::checksum(&f[p.l3..p.l3 + ihl]);
+        f[p.l3 + 10..p.l3 + 12].copy_from_slice(&c.to_be_bytes());
+    }
+    pkt.set_frame(&f);
+    Some(delta)
+}
+
+/// Add `skew` to a segment's sequence number, or (`ack`) take it from
+/// its acknowledgement number (OVS `adj_seqnum`).
+fn shift_seq(pkt: &mut Packet, p: &Parsed, ack: bool, skew: i32) {
+    let at = p.l4 + if ack { 8 } else { 4 };
+    if let Some(b) = pkt.data_mut().get_mut(at..at + 4) {
+        let v = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        let v = if ack {
+            v.wrapping_sub(skew as u32)
+        } else {
+            v.wrapping_add(skew as u32)
+        };
+        b.copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+/// Recompute the TCP checksum after a change: in full, or, for a
+/// `CHECKSUM_PARTIAL` frame, the pseudo-header sum it carries.
+fn finish_l4(pkt: &mut Packet) {
+    if let Csum::Partial { .. } = pkt.csum {
+        if let Some((start, offset)) = crate::csum::prepare_partial(pkt.data_mut()) {
+            pkt.csum = Csum::Partial { start, offset };
+        }
+    } else {
+        crate::csum::fill_l4(pkt.data_mut());
     }
 }
 
@@ -527,7 +618,7 @@ impl Inner {
         c.alg = Some(Box::new(ConnAlg {
             helper,
             parent: exp.map(|e| e.parent),
-            exps: Vec::new(),
+            ..ConnAlg::default()
         }));
     }
 
@@ -539,11 +630,12 @@ impl Inner {
         &mut self,
         idx: u32,
         p: &Parsed,
-        frame: &[u8],
+        pkt: &mut Packet,
         state: u32,
-        helper: Option<Helper>,
+        args: &super::CtArgs,
         now: u64,
     ) -> u32 {
+        let helper = args.helper;
         let c = &self.conns[idx as usize];
         let Some(own) = c.alg.as_ref().and_then(|a| a.helper) else {
             return 0;
@@ -556,7 +648,7 @@ impl Inner {
         let port = match ctl_type(helper.or(Some(own)), &p.key) {
             Some(Helper::Tftp) => fwd.sport,
             Some(Helper::Ftp) => {
-                let payload = tcp_payload(frame, p);
+                let payload = tcp_payload(pkt.data(), p);
                 let msg = if fwd.ipv6 {
                     parse_ftp_v6(payload)
                 } else {
@@ -565,7 +657,12 @@ impl Inner {
                 match msg {
                     FtpMsg::Other => return 0,
                     FtpMsg::Invalid => return self.ftp_invalid(now),
-                    FtpMsg::Data { active, addr, port } => {
+                    FtpMsg::Data {
+                        active,
+                        addr,
+                        port,
+                        span,
+                    } => {
                         // The address must be one of the connection's
                         // (OVS: "most servers will block this exploit").
                         let ok = match (active, addr) {
@@ -576,6 +673,11 @@ impl Inner {
                         if !ok {
                             return self.ftp_invalid(now);
                         }
+                        // Under NAT: the address the other side must see
+                        // (OVS `v4_addr_rep`, `v6_addr_rep`).
+                        let rep = if active { rev.dst } else { fwd.dst };
+                        let nat = args.nat.is_some();
+                        self.ftp_nat(idx, p, pkt, reply, nat.then_some((span, rep)), now);
                         port
                     }
                 }
@@ -584,6 +686,110 @@ impl Inner {
         };
         self.expect(idx, port, reply, now);
         0
+    }
+
+    /// For an FTP message of interest: under NAT, write `rep` over the
+    /// address at `span` and resize the segment (OVS `repl_ftp_v4_addr`,
+    /// `repl_ftp_v6_addr`), move its sequence or acknowledgement number
+    /// by the skew so far, and add the size change to the skew (OVS
+    /// `handle_ftp_ctl`).
+    fn ftp_nat(
+        &mut self,
+        idx: u32,
+        p: &Parsed,
+        pkt: &mut Packet,
+        reply: bool,
+        nat: Option<(Option<(usize, usize)>, u128)>,
+        now: u64,
+    ) {
+        let Some((span, rep)) = nat else {
+            return;
+        };
+        let mut delta = 0i32;
+        if let Some((at, len)) = span {
+            let text = if p.key.ipv6 {
+                Ipv6Addr::from(rep).to_string()
+            } else {
+                // PORT and 227 separate with commas, EPRT with dots
+                // (OVS writes commas there too).
+                let t = Ipv4Addr::from(rep as u32).to_string();
+                let comma = tcp_payload(pkt.data(), p).get(at + len) == Some(&b',');
+                if comma {
+                    t.replace('.', ",")
+                } else {
+                    t
+                }
+            };
+            match resize_payload(pkt, p, at, len, text.as_bytes()) {
+                Some(d) => delta = d,
+                None => {
+                    self.exp.stats.nat_rewrite_failed += 1;
+                    if now >= self.exp.next_warn {
+                        self.exp.next_warn = now + 1000;
+                        tracing::warn!(
+                            total = self.exp.stats.nat_rewrite_failed,
+                            "conntrack: FTP address not rewritten for NAT (GSO or \
+                             oversized segment; counted, logged at most once a second)"
+                        );
+                    }
+                }
+            }
+        }
+        let Some(a) = self.conns[idx as usize].alg.as_mut() else {
+            return;
+        };
+        let (skew, dir) = (a.seq_skew, a.skew_reply);
+        if skew != 0 {
+            shift_seq(pkt, p, reply != dir, skew);
+        }
+        if delta != 0 {
+            a.seq_skew = skew.wrapping_add(delta);
+            a.skew_reply = reply;
+        }
+        finish_l4(pkt);
+    }
+
+    /// Move the sequence numbers of a segment of an FTP control
+    /// connection whose messages NAT resized (OVS `conn_update_state_alg`
+    /// and `handle_ftp_ctl` with `CT_FTP_CTL_OTHER`): `before` the TCP
+    /// update, a segment against the skew's direction gets its
+    /// acknowledgement moved back (so the tracker sees it in the
+    /// sender's numbering); after it, a segment in the skew's direction
+    /// gets its sequence number moved on. Messages of interest are left
+    /// to [`Inner::alg_ctl`].
+    pub(super) fn alg_seq(
+        &mut self,
+        idx: u32,
+        p: &mut Parsed,
+        pkt: &mut Packet,
+        reply: bool,
+        helper: Option<Helper>,
+        before: bool,
+    ) {
+        let Some(a) = self.conns[idx as usize].alg.as_ref() else {
+            return;
+        };
+        if a.seq_skew == 0 || ctl_type(helper.or(a.helper), &p.key) != Some(Helper::Ftp) {
+            return;
+        }
+        let (skew, dir) = (a.seq_skew, a.skew_reply);
+        if before == (reply == dir) {
+            return;
+        }
+        let payload = tcp_payload(pkt.data(), p);
+        let interest = if p.key.ipv6 {
+            parse_ftp_v6(payload)
+        } else {
+            parse_ftp_v4(payload)
+        };
+        if interest != FtpMsg::Other {
+            return;
+        }
+        shift_seq(pkt, p, before, skew);
+        if before {
+            p.tcp.ack = p.tcp.ack.wrapping_sub(skew as u32);
+        }
+        finish_l4(pkt);
     }
 
     fn ftp_invalid(&mut self, now: u64) -> u32 {

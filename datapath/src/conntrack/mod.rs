@@ -48,11 +48,10 @@
 //!   give the committed connection a helper that makes expectations for
 //!   its data connections, which are `+rel` ([`alg`], OVS
 //!   `handle_ftp_ctl`, `handle_tftp_ctl`); expectations are bounded and
-//!   expire.
+//!   expire. With `nat`, FTP addresses are rewritten and TCP sequence
+//!   numbers adjusted.
 //!
-//! Not implemented (refused, not faked): NAT with an ALG (the FTP
-//! address rewrite and sequence adjustment; the flow-mod is refused),
-//! SCTP state tracking
+//! Not implemented (refused, not faked): SCTP state tracking
 //! (SCTP is tracked as an "other" protocol), `ct_orig_tuple`-based
 //! lookups of packets NATed in another zone (OVS `check_orig_tuple`).
 //!
@@ -807,7 +806,15 @@ impl Conntrack {
             if p.related {
                 state |= cs::REL | if reply { cs::RPL } else { 0 };
             } else {
-                match g.update(idx, &p, reply, now) {
+                let ftp_nat = args.nat.is_some() && g.conns[idx as usize].alg.is_some();
+                if ftp_nat {
+                    g.alg_seq(idx, &mut p, pkt, reply, args.helper, true);
+                }
+                let res = g.update(idx, &p, reply, now);
+                if ftp_nat && !matches!(res, tcp::Update::New) {
+                    g.alg_seq(idx, &mut p, pkt, reply, args.helper, false);
+                }
+                match res {
                     tcp::Update::Valid => state |= cs::EST | if reply { cs::RPL } else { 0 },
                     tcp::Update::ValidNew => state |= cs::NEW,
                     tcp::Update::Invalid => state = cs::INV,
@@ -887,7 +894,7 @@ impl Conntrack {
         }
         if let Some(idx) = conn {
             let st = pkt.md.ct.state;
-            let extra = g.alg_ctl(idx, &p, pkt.data(), st, args.helper, now);
+            let extra = g.alg_ctl(idx, &p, pkt, st, args, now);
             if extra != 0 {
                 pkt.md.ct.state |= extra;
                 g.stats.invalid += 1;

@@ -21,31 +21,36 @@ fn a4(a: [u8; 4]) -> Option<u128> {
 
 #[test]
 fn ftp_v4_parser_reads_port_pasv_eprt_epsv() {
-    let data = |active, addr, port| FtpMsg::Data { active, addr, port };
+    let data = |active, addr, port, span| FtpMsg::Data {
+        active,
+        addr,
+        port,
+        span,
+    };
     assert_eq!(
         parse_ftp_v4(b"PORT 10,0,0,1,156,64\r\n"),
-        data(true, a4(A), 40000)
+        data(true, a4(A), 40000, Some((5, 8)))
     );
     assert_eq!(
         parse_ftp_v4(b"port 10,0,0,1,0,21\r\n"),
-        data(true, a4(A), 21)
+        data(true, a4(A), 21, Some((5, 8)))
     );
     assert_eq!(
         parse_ftp_v4(b"227 Entering Passive Mode (10,0,0,2,195,80).\r\n"),
-        data(false, a4(B), 50000)
+        data(false, a4(B), 50000, Some((27, 8)))
     );
     // pyftpdlib and vsftpd put no parenthesis for some clients.
     assert_eq!(
         parse_ftp_v4(b"227 Entering passive mode 10,0,0,2,4,1\r\n"),
-        data(false, a4(B), 1025)
+        data(false, a4(B), 1025, Some((26, 8)))
     );
     assert_eq!(
         parse_ftp_v4(b"EPRT |1|10.0.0.1|6275|\r\n"),
-        data(true, a4(A), 6275)
+        data(true, a4(A), 6275, Some((8, 8)))
     );
     assert_eq!(
         parse_ftp_v4(b"229 Entering Extended Passive Mode (|||50001|)\r\n"),
-        data(false, None, 50001)
+        data(false, None, 50001, None)
     );
     for other in [
         &b"USER anonymous\r\n"[..],
@@ -109,7 +114,8 @@ fn ftp_v6_parser_reads_eprt_and_epsv_only() {
         FtpMsg::Data {
             active: true,
             addr: Some(u128::from_be_bytes(A6)),
-            port: 40000
+            port: 40000,
+            span: Some((8, 7)),
         }
     );
     assert_eq!(
@@ -117,7 +123,8 @@ fn ftp_v6_parser_reads_eprt_and_epsv_only() {
         FtpMsg::Data {
             active: false,
             addr: None,
-            port: 50000
+            port: 50000,
+            span: None,
         }
     );
     assert_eq!(parse_ftp_v6(b"PORT 10,0,0,1,1,1\r\n"), FtpMsg::Other);
@@ -558,4 +565,84 @@ fn expectations_are_bounded_per_connection_and_in_total() {
     }
     let st = ct.stats().alg;
     assert_eq!((st.held, st.refused), (MAX_EXPECTATIONS as u64, 1));
+}
+
+/// Under source NAT the helper writes the NAT address over the client's
+/// in `PORT` (one byte longer here), fixes the IP length and the
+/// checksums, and moves the sequence numbers after it: the server's
+/// acknowledgements back (the tracker sees them in the client's
+/// numbering, so they stay valid) and the client's sequence numbers on.
+#[test]
+fn ftp_port_is_rewritten_under_snat_and_sequence_numbers_follow() {
+    use crate::conntrack::{NatArgs, NatKind};
+    const X: [u8; 4] = [10, 0, 0, 99];
+    let ct = Conntrack::new();
+    let now = Instant::now();
+    let nat = NatArgs {
+        kind: Some(NatKind::Src),
+        addr_min: Some(std::net::IpAddr::V4(X.into())),
+        addr_max: None,
+        port_min: 0,
+        port_max: 0,
+        persistent: false,
+        random: false,
+    };
+    let cli = CtArgs {
+        commit: true,
+        helper: Some(Helper::Ftp),
+        nat: Some(nat),
+        ..CtArgs::default()
+    };
+    let srv = CtArgs {
+        commit: true,
+        nat: Some(NatArgs {
+            kind: None,
+            addr_min: None,
+            ..nat
+        }),
+        ..CtArgs::default()
+    };
+    let exec = |mut p: Packet, a: &CtArgs| {
+        ct.execute(&mut p, a, now);
+        p
+    };
+    exec(tcp(A, B, 40050, 21, "S", 999, 0, b""), &cli);
+    exec(tcp(B, X, 21, 40050, "SA", 4999, 1000, b""), &srv);
+    exec(tcp(A, B, 40050, 21, "A", 1000, 5000, b""), &cli);
+    let port = b"PORT 10,0,0,1,156,64\r\n";
+    let n = port.len() as u32;
+    let p = exec(tcp(A, B, 40050, 21, "PA", 1000, 5000, port), &cli);
+    let d = p.data();
+    assert_eq!(&d[54..], b"PORT 10,0,0,99,156,64\r\n");
+    assert_eq!(&d[26..30], &X, "source translated");
+    assert_eq!(u16::from_be_bytes([d[16], d[17]]) as usize, d.len() - 14);
+    assert_eq!(crate::csum::checksum(&d[14..34]), 0, "IPv4 header checksum");
+    assert!(crate::csum::verify_l4(d), "TCP checksum");
+    assert_eq!(p.md.ct.state, cs::TRK | cs::EST | cs::SNAT);
+
+    // The server acknowledges the longer stream.
+    let q = exec(tcp(B, X, 21, 40050, "A", 5000, 1000 + n + 1, b""), &srv);
+    assert_eq!(q.md.ct.state, cs::TRK | cs::EST | cs::RPL | cs::DNAT);
+    let d = q.data();
+    assert_eq!(u32::from_be_bytes([d[42], d[43], d[44], d[45]]), 1000 + n);
+    assert!(crate::csum::verify_l4(d));
+    // The client's next segment follows on in the server's numbering.
+    let r = exec(
+        tcp(A, B, 40050, 21, "PA", 1000 + n, 5000, b"RETR x\r\n"),
+        &cli,
+    );
+    assert_eq!(r.md.ct.state, cs::TRK | cs::EST | cs::SNAT);
+    let d = r.data();
+    assert_eq!(
+        u32::from_be_bytes([d[38], d[39], d[40], d[41]]),
+        1000 + n + 1
+    );
+    assert!(crate::csum::verify_l4(d));
+
+    // The server's data connection to the NAT address reaches the
+    // client, `+rel`.
+    let s = exec(tcp(B, X, 20, 40000, "S", 7, 0, b""), &srv);
+    assert_eq!(s.md.ct.state, cs::TRK | cs::NEW | cs::REL | cs::DNAT);
+    assert_eq!(&s.data()[30..34], &A);
+    assert_eq!(ct.stats().alg.nat_rewrite_failed, 0);
 }
