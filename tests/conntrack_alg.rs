@@ -176,6 +176,11 @@ fn ftp_data_connections_pass_only_as_related() {
     assert!(ct.contains(&format!("tcp,orig=(src={b},dst={a},")), "{ct}");
     assert_eq!(ct.matches("helper=").count(), 4, "{ct}");
     assert!(n_packets(&h, "+new+rel") >= 4);
+    let stats = h.appctl(&["dpif-netdev/pmd-stats-show"]);
+    assert!(
+        stats.contains(", 4 related connections, 0 bad FTP messages"),
+        "{stats}"
+    );
 
     // The control connection without the helper: no data connection.
     h.appctl(&["dpctl/flush-conntrack"]);
