@@ -646,3 +646,82 @@ fn ftp_port_is_rewritten_under_snat_and_sequence_numbers_follow() {
     assert_eq!(&s.data()[30..34], &A);
     assert_eq!(ct.stats().alg.nat_rewrite_failed, 0);
 }
+
+/// Under destination NAT (a virtual address in front of the server) the
+/// server's `227` names the virtual address when it reaches the client,
+/// the server's later segments move on by the skew, and the client's
+/// passive data connection to the virtual address reaches the server.
+#[test]
+fn ftp_pasv_is_rewritten_under_dnat() {
+    use crate::conntrack::{NatArgs, NatKind};
+    const VIP: [u8; 4] = [203, 0, 113, 10];
+    const SRV: [u8; 4] = [10, 0, 0, 2];
+    let ct = Conntrack::new();
+    let now = Instant::now();
+    let nat = NatArgs {
+        kind: Some(NatKind::Dst),
+        addr_min: Some(std::net::IpAddr::V4(SRV.into())),
+        addr_max: None,
+        port_min: 0,
+        port_max: 0,
+        persistent: false,
+        random: false,
+    };
+    let cli = CtArgs {
+        commit: true,
+        helper: Some(Helper::Ftp),
+        nat: Some(nat),
+        ..CtArgs::default()
+    };
+    let back = CtArgs {
+        nat: Some(NatArgs {
+            kind: None,
+            addr_min: None,
+            ..nat
+        }),
+        ..CtArgs::default()
+    };
+    let exec = |mut p: Packet, a: &CtArgs| {
+        ct.execute(&mut p, a, now);
+        p
+    };
+    exec(tcp(A, VIP, 40060, 21, "S", 999, 0, b""), &cli);
+    exec(tcp(SRV, A, 21, 40060, "SA", 4999, 1000, b""), &back);
+    exec(tcp(A, VIP, 40060, 21, "A", 1000, 5000, b""), &cli);
+    let pasv = b"227 Entering Passive Mode (10,0,0,2,195,80).\r\n";
+    let n = pasv.len() as u32;
+    let p = exec(tcp(SRV, A, 21, 40060, "PA", 5000, 1000, pasv), &back);
+    assert_eq!(p.md.ct.state, cs::TRK | cs::EST | cs::RPL | cs::SNAT);
+    let d = p.data();
+    assert_eq!(
+        &d[54..],
+        b"227 Entering Passive Mode (203,0,113,10,195,80).\r\n"
+    );
+    assert_eq!(&d[26..30], &VIP);
+    assert_eq!(crate::csum::checksum(&d[14..34]), 0);
+    assert!(crate::csum::verify_l4(d));
+    let skew = 4;
+    // The client acknowledges the longer reply; the server sees its own
+    // numbering.
+    let q = exec(
+        tcp(A, VIP, 40060, 21, "A", 1000, 5000 + n + skew, b""),
+        &cli,
+    );
+    assert_eq!(q.md.ct.state, cs::TRK | cs::EST | cs::DNAT);
+    let d = q.data();
+    assert_eq!(u32::from_be_bytes([d[42], d[43], d[44], d[45]]), 5000 + n);
+    let r = exec(
+        tcp(SRV, A, 21, 40060, "PA", 5000 + n, 1000, b"150 ok\r\n"),
+        &back,
+    );
+    let d = r.data();
+    assert_eq!(
+        u32::from_be_bytes([d[38], d[39], d[40], d[41]]),
+        5000 + n + skew
+    );
+    assert!(crate::csum::verify_l4(d));
+    // The passive data connection to the virtual address.
+    let s = exec(tcp(A, VIP, 40061, 50000, "S", 1, 0, b""), &cli);
+    assert_eq!(s.md.ct.state, cs::TRK | cs::NEW | cs::REL | cs::DNAT);
+    assert_eq!(&s.data()[30..34], &SRV);
+}
