@@ -522,7 +522,8 @@ pub(crate) fn parse_ftp_v6(payload: &[u8]) -> FtpMsg {
 
 /// Replace `len` payload bytes at `at` with `text`, fixing the IP length
 /// (and IPv4 header checksum); returns the size change, or `None` when
-/// the segment is a GSO frame or would pass 65535 bytes.
+/// the segment is a GSO frame or would pass 65535 bytes (or the
+/// largest frame, [`crate::buffer::MAX_FRAME`]).
 fn resize_payload(pkt: &mut Packet, p: &Parsed, at: usize, len: usize, text: &[u8]) -> Option<i32> {
     if pkt.gso.is_some() {
         return None;
@@ -536,6 +537,9 @@ fn resize_payload(pkt: &mut Packet, p: &Parsed, at: usize, len: usize, text: &[u
     f.extend_from_slice(&d[..start]);
     f.extend_from_slice(text);
     f.extend_from_slice(&d[end..p.end]);
+    if f.len() > crate::buffer::MAX_FRAME {
+        return None;
+    }
     if p.key.ipv6 {
         let plen = i32::from(u16::from_be_bytes([f[p.l3 + 4], f[p.l3 + 5]])) + delta;
         let plen = u16::try_from(plen).ok()?;
@@ -623,19 +627,20 @@ impl Inner {
     }
 
     /// Run the helper of the connection in `idx` (if it has one) on a
-    /// packet of it (OVS `handle_alg_ctl`); `state` is the packet's
-    /// `ct_state` so far, `helper` the `ct` action's. Returns the
-    /// `ct_state` bits to add (`+inv` for a bad FTP message).
+    /// packet of it (OVS `handle_alg_ctl`), its `ct_state` so far set;
+    /// `helper` is the `ct` action's, `nat` whether it
+    /// has `nat` (and the packet was not translated in this zone yet).
+    /// Returns the `ct_state` bits to add (`+inv` for a bad FTP message).
     pub(super) fn alg_ctl(
         &mut self,
         idx: u32,
         p: &Parsed,
         pkt: &mut Packet,
-        state: u32,
-        args: &super::CtArgs,
+        helper: Option<Helper>,
+        nat: bool,
         now: u64,
     ) -> u32 {
-        let helper = args.helper;
+        let state = pkt.md.ct.state;
         let c = &self.conns[idx as usize];
         let Some(own) = c.alg.as_ref().and_then(|a| a.helper) else {
             return 0;
@@ -676,7 +681,6 @@ impl Inner {
                         // Under NAT: the address the other side must see
                         // (OVS `v4_addr_rep`, `v6_addr_rep`).
                         let rep = if active { rev.dst } else { fwd.dst };
-                        let nat = args.nat.is_some();
                         self.ftp_nat(idx, p, pkt, reply, nat.then_some((span, rep)), now);
                         port
                     }

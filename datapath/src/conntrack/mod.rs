@@ -806,7 +806,9 @@ impl Conntrack {
             if p.related {
                 state |= cs::REL | if reply { cs::RPL } else { 0 };
             } else {
-                let ftp_nat = args.nat.is_some() && g.conns[idx as usize].alg.is_some();
+                // FTP under NAT, once per zone as NAT itself.
+                let ftp_nat =
+                    args.nat.is_some() && prev_nat == 0 && g.conns[idx as usize].alg.is_some();
                 if ftp_nat {
                     g.alg_seq(idx, &mut p, pkt, reply, args.helper, true);
                 }
@@ -893,8 +895,8 @@ impl Conntrack {
             md.tp_dst = orig.dport;
         }
         if let Some(idx) = conn {
-            let st = pkt.md.ct.state;
-            let extra = g.alg_ctl(idx, &p, pkt, st, args, now);
+            let nat = args.nat.is_some() && prev_nat == 0;
+            let extra = g.alg_ctl(idx, &p, pkt, args.helper, nat, now);
             if extra != 0 {
                 pkt.md.ct.state |= extra;
                 g.stats.invalid += 1;

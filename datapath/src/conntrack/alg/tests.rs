@@ -619,6 +619,9 @@ fn ftp_port_is_rewritten_under_snat_and_sequence_numbers_follow() {
     assert_eq!(crate::csum::checksum(&d[14..34]), 0, "IPv4 header checksum");
     assert!(crate::csum::verify_l4(d), "TCP checksum");
     assert_eq!(p.md.ct.state, cs::TRK | cs::EST | cs::SNAT);
+    // A second `ct(nat)` in the zone translates nothing again.
+    let again = exec(p.clone(), &cli);
+    assert_eq!(again.data(), p.data());
 
     // The server acknowledges the longer stream.
     let q = exec(tcp(B, X, 21, 40050, "A", 5000, 1000 + n + 1, b""), &srv);
