@@ -1233,6 +1233,21 @@ pub fn commands(switch: Arc<Switch>, shutdown: Arc<tokio::sync::Notify>) -> Comm
                 "conntrack (all bridges): {} packets, {} connections",
                 ct.packets, ct.connections
             );
+            let a = ct.alg;
+            let _ = writeln!(
+                out,
+                "conntrack ALG: {} expectations held ({} made, {} refused at the bound, \
+                 {} replaced, {} expired), {} related connections, {} bad FTP messages, \
+                 {} FTP NAT rewrites failed",
+                a.held,
+                a.created,
+                a.refused,
+                a.replaced,
+                a.expired,
+                a.related,
+                a.ftp_invalid,
+                a.nat_rewrite_failed
+            );
             Ok(out)
         }),
     );

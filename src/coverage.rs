@@ -91,9 +91,9 @@ static ALL: [&Counter; 9] = [
 ];
 
 /// Counters the pipeline keeps (`xennet_ofproto::xlate`), in name
-/// order: `controller(...)` / `dec_ttl(ids)` extras that could not be
-/// delivered, `ct(alg=..)` tracked without a helper, `ct` translations
-/// that failed (no recirculation id or `ct` arguments left), `learn`
+/// order: flow-mods refused for a `ct(alg=..)` the tracker cannot do,
+/// `controller(...)` / `dec_ttl(ids)` extras that could not be
+/// delivered, `ct` translations that failed (no recirculation id or `ct` arguments left), `learn`
 /// (flows added, refreshed, refused by `limit` or the bridge's cap,
 /// failed, beyond the refresh table, beyond 64 per translation),
 /// recirculated packets without frozen state, `resubmit(,,ct)` skipped
@@ -105,6 +105,10 @@ fn ofproto_counters() -> [(&'static str, u64); 17] {
     use xennet_ofproto::xlate;
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
     [
+        (
+            "ofproto_ct_alg_refused",
+            get(&xennet_ofproto::tables::CT_ALG_REFUSED),
+        ),
         (
             "ofproto_resume_refused",
             get(&xennet_ofproto::ofproto::RESUME_REFUSED),
@@ -118,7 +122,6 @@ fn ofproto_counters() -> [(&'static str, u64); 17] {
             "xlate_controller_extras",
             get(&xlate::CONTROLLER_EXTRAS_DROPPED),
         ),
-        ("xlate_ct_alg_ignored", get(&xlate::CT_ALG_IGNORED)),
         ("xlate_ct_failed", get(&xlate::CT_FAILED)),
         ("xlate_learn_added", get(&L.added)),
         ("xlate_learn_cap", get(&L.cap_reached)),

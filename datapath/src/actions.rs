@@ -144,8 +144,10 @@ impl CtAction {
                 && !n.persistent
                 && !n.random
         });
-        let inline =
-            args.mark.is_none() && args.label.is_none() && (args.nat.is_none() || bare_nat);
+        let inline = args.mark.is_none()
+            && args.label.is_none()
+            && args.helper.is_none()
+            && (args.nat.is_none() || bare_nat);
         Some(CtAction {
             zone: args.zone,
             commit: args.commit,
@@ -177,6 +179,7 @@ impl CtAction {
             }),
             mark: None,
             label: None,
+            helper: None,
         }
     }
 }
@@ -422,6 +425,9 @@ impl fmt::Display for CtAction {
                 s.push_str(&CHex(m).to_string());
             }
             parts.push(s);
+        }
+        if let Some(h) = a.helper {
+            parts.push(format!("helper={}", h.name()));
         }
         if let Some(n) = a.nat {
             parts.push(nat_text(&n));

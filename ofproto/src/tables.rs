@@ -1195,6 +1195,7 @@ impl Tables {
                             return Err(OfError::MATCH_INCONSISTENT);
                         }
                     }
+                    check_ct_alg(ct)?;
                 }
                 Action::Nat(_) => return Err(OfError::BAD_ACTION_ARGUMENT),
                 Action::Learn(l) => check_learn(l, m.as_deref())?,
@@ -2118,6 +2119,30 @@ fn set_eth_type(m: &mut Match, eth: u16) {
     }
     m.key.set_dl_type(eth);
     m.mask.set_exact(Field::DlType);
+}
+
+/// Flow-mods refused because of a `ct` action's `alg`: a helper other
+/// than ftp (21) and tftp (69).
+pub static CT_ALG_REFUSED: AtomicU64 = AtomicU64::new(0);
+
+/// The `alg` of a `ct` action: the tracker has the FTP and TFTP helpers;
+/// OVS `put_ct_helper` serializes no others (it fails the translation),
+/// here the flow-mod is refused, counted ([`CT_ALG_REFUSED`]) and logged
+/// at most once a second.
+fn check_ct_alg(ct: &xennet_openflow::model::Ct) -> Result<(), OfError> {
+    if ct.alg == 0 || xennet_datapath::conntrack::alg::Helper::from_alg(ct.alg).is_some() {
+        return Ok(());
+    }
+    let n = CT_ALG_REFUSED.fetch_add(1, Ordering::Relaxed) + 1;
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    if crate::xlate::once_a_second(&LAST) {
+        tracing::warn!(
+            alg = ct.alg,
+            refused = n,
+            "flow-mod refused: ct(alg=..): no such helper (only alg=ftp and alg=tftp)"
+        );
+    }
+    Err(OfError::BAD_ACTION_ARGUMENT)
 }
 
 #[cfg(test)]

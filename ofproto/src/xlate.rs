@@ -240,9 +240,6 @@ pub static SAMPLE_NOOP: AtomicU64 = AtomicU64::new(0);
 /// states live) or intern a `ct`'s arguments: the packet is dropped and a
 /// rate-limited line names the flow.
 pub static CT_FAILED: AtomicU64 = AtomicU64::new(0);
-/// Translations of a `ct(alg=...)`: xennet's tracker has no helpers, so
-/// the connection is tracked without one (logged once a second).
-pub static CT_ALG_IGNORED: AtomicU64 = AtomicU64::new(0);
 /// `resubmit(..,ct)` skipped because the packet has no tracked
 /// connection (the tracker has not filled the original tuple), as OVS
 /// skips it.
@@ -2088,24 +2085,13 @@ impl Ctx<'_> {
             CtZone::Field(sf) => self.read_subfield(&sf) as u16,
         };
         self.commit();
-        if ct.alg != 0 {
-            // No application-layer gateway helpers in the tracker: the
-            // connection is tracked without one (no related expectations).
-            CT_ALG_IGNORED.fetch_add(1, Ordering::Relaxed);
-            static LAST: AtomicU64 = AtomicU64::new(0);
-            if once_a_second(&LAST) {
-                tracing::warn!(
-                    alg = ct.alg,
-                    total = CT_ALG_IGNORED.load(Ordering::Relaxed),
-                    "ct alg helper not supported: tracked without it"
-                );
-            }
-            self.note(">>>> ct: no alg helper in xennet's tracker; tracked without it <<<<");
-        }
+        // `alg=ftp`/`alg=tftp`: the tracker's helper (other values are
+        // refused at flow-mod time, `check_ct`).
         let mut args = CtArgs {
             zone,
             commit: ct.flags & 1 != 0,
             force: ct.flags & 2 != 0,
+            helper: xennet_datapath::conntrack::alg::Helper::from_alg(ct.alg),
             ..CtArgs::default()
         };
         let merge32 = |cur: Option<(u32, u32)>, v: u32, m: u32| {

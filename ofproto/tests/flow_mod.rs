@@ -668,7 +668,8 @@ fn table_features_set_request_names_tables() {
 }
 
 /// `ct` needs a consistent match, as OVS `check_CT`: IP, no commit of a
-/// packet matched `+inv`, ftp only for TCP and tftp only for UDP.
+/// packet matched `+inv`, ftp only for TCP and tftp only for UDP; and
+/// an `alg` the tracker has.
 #[test]
 fn ct_needs_a_consistent_match() {
     let mut t = Tables::new();
@@ -680,6 +681,15 @@ fn ct_needs_a_consistent_match() {
             recirc_table: 1,
             alg,
             actions: Vec::new(),
+        }))])
+    };
+    let ct_nat = |flags: u16, alg: u16| {
+        apply(vec![Action::Ct(Box::new(Ct {
+            flags,
+            zone: CtZone::Imm(1),
+            recirc_table: 1,
+            alg,
+            actions: vec![Action::Nat(vec![0; 8])],
         }))])
     };
     let ip = exact(OxmField::EthType, 0x0800);
@@ -702,6 +712,12 @@ fn ct_needs_a_consistent_match() {
         (m(&[ip]), ct(1, 21), Some(OfError::MATCH_INCONSISTENT)),
         (m(&[ip, tcp]), ct(1, 21), None),
         (m(&[ip, tcp]), ct(1, 69), Some(OfError::MATCH_INCONSISTENT)),
+        (m(&[ip, exact(OxmField::IpProto, 17)]), ct(1, 69), None),
+        // No helper but ftp and tftp (OVS cannot serialize others).
+        (m(&[ip, tcp]), ct(1, 22), Some(OfError::BAD_ACTION_ARGUMENT)),
+        // An ALG with NAT (the FTP rewrite).
+        (m(&[ip, tcp]), ct_nat(1, 21), None),
+        (m(&[ip, tcp]), ct_nat(1, 0), None),
     ];
     for (i, (matcher, ins, want)) in cases.into_iter().enumerate() {
         let got = t.apply_flow_mod(&fm(0, i as u16, matcher, ins), now).err();

@@ -101,6 +101,11 @@ BASE_PACKAGES=(iproute2 iputils-ping iperf3 ethtool procps libxen-dev xenstore-u
 # Controllers and decoders for the OpenFlow tests.
 OPENFLOW_PACKAGES=(python3 python3-venv tshark)
 
+# Real FTP/TFTP peers for the ALG tests (tests/conntrack_alg.rs): the
+# TFTP server in.tftpd and busybox's tftp client (the FTP server is
+# pyftpdlib, ensure_pyftpdlib; the FTP client Python's ftplib).
+ALG_PACKAGES=(busybox tftpd-hpa)
+
 # Where Python peers live (a venv per peer), outside the checkout so a
 # fresh clone reuses them.
 PEERS_DIR=${XENNET_PEERS_DIR:-/opt/xennet-peers}
@@ -140,6 +145,23 @@ ensure_osken() {
         sleep 2
     done
     die "could not install os-ken"
+}
+
+# ensure_pyftpdlib: a venv with the FTP server pyftpdlib 2.0.1 (the peer of
+# tests/conntrack_alg.rs) at $PEERS_DIR/pyftpdlib-venv. Idempotent.
+ensure_pyftpdlib() {
+    local venv="$PEERS_DIR/pyftpdlib-venv"
+    if "$venv/bin/python" -c 'import pyftpdlib.servers' 2>/dev/null; then return 0; fi
+    echo "installing pyftpdlib 2.0.1 into $venv" >&2
+    mkdir -p "$PEERS_DIR"
+    python3 -m venv "$venv" || die "python3 -m venv $venv failed"
+    local i
+    for i in 1 2 3; do
+        "$venv/bin/pip" install -q "pyftpdlib==2.0.1" && return 0
+        echo "+ $venv/bin/pip install -q pyftpdlib==2.0.1 failed (attempt $i of 3; pip's error is above), retrying" >&2
+        sleep 2
+    done
+    die "could not install pyftpdlib"
 }
 
 # ensure_prometheus_client: a venv with the Python Prometheus client

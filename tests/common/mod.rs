@@ -527,6 +527,16 @@ pub fn prometheus_python() -> PathBuf {
     )
 }
 
+/// Python of the venv with the FTP server pyftpdlib that `scripts/test`
+/// installs (`ensure_pyftpdlib`).
+pub fn pyftpdlib_python() -> PathBuf {
+    peer_python(
+        "pyftpdlib-venv",
+        "pyftpdlib.servers",
+        "the FTP server pyftpdlib (pip install pyftpdlib==2.0.1)",
+    )
+}
+
 /// Start the os-ken L2 learning controller (tests/peers/osken_l2switch.py)
 /// listening on 127.0.0.1:`port`; its log goes to `log`.
 pub fn start_osken(port: u16, log: &Path) -> ChildGuard {

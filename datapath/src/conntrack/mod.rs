@@ -44,8 +44,14 @@
 //!   hash lookup and a few field updates; sharding by zone is the
 //!   obvious next step if it shows up in profiles.
 //!
-//! Not implemented (refused, not faked): ALGs (`alg=ftp/tftp`, the
-//! `helper` argument does not exist in [`CtArgs`]), SCTP state tracking
+//! - **ALGs.** `ct(alg=ftp)` and `ct(alg=tftp)` ([`CtArgs::helper`])
+//!   give the committed connection a helper that makes expectations for
+//!   its data connections, which are `+rel` ([`alg`], OVS
+//!   `handle_ftp_ctl`, `handle_tftp_ctl`); expectations are bounded and
+//!   expire. With `nat`, FTP addresses are rewritten and TCP sequence
+//!   numbers adjusted.
+//!
+//! Not implemented (refused, not faked): SCTP state tracking
 //! (SCTP is tracked as an "other" protocol), `ct_orig_tuple`-based
 //! lookups of packets NATed in another zone (OVS `check_orig_tuple`).
 //!
@@ -65,6 +71,7 @@
 //! same frames through ovs-vswitchd's userspace conntrack and compares
 //! every packet's `ct_state`, the frames out and `dump-conntrack`.
 
+pub mod alg;
 pub mod appctl;
 mod flush;
 pub mod ipf;
@@ -158,6 +165,9 @@ pub struct CtArgs {
     pub mark: Option<(u32, u32)>,
     /// `exec(set_field:V/M->ct_label)` as (value, mask); only on commit.
     pub label: Option<(u128, u128)>,
+    /// `alg=ftp` / `alg=tftp`: the helper a committed connection gets
+    /// ([`alg`]).
+    pub helper: Option<alg::Helper>,
 }
 
 /// Tracker-wide counters (`dpctl/ct-stats-show`, and the coverage
@@ -192,6 +202,8 @@ pub struct CtStats {
     pub frag_reassembled: u64,
     /// Fragments refused (overlap, bounds, too small, too many).
     pub frag_invalid: u64,
+    /// ALG expectations and helper counters ([`alg`]).
+    pub alg: alg::AlgStats,
 }
 
 /// What [`Conntrack::track`] did with a packet.
@@ -253,6 +265,8 @@ struct Conn {
     /// Time of this connection's authoritative heap entry (other entries
     /// for it are stale).
     queued: u64,
+    /// Helper, parent and expectations ([`alg`]); most have none.
+    alg: Option<Box<alg::ConnAlg>>,
 }
 
 #[derive(Debug)]
@@ -277,6 +291,8 @@ struct Inner {
     last_now: u64,
     next_sweep: u64,
     ipf: ipf::Ipf,
+    /// ALG expectations.
+    exp: alg::Expectations,
     /// TCP sequence checks on (OVS `dpctl/ct-enable-tcp-seq-chk`).
     tcp_seq_chk: bool,
     /// When the next refusal may be logged (ms): at most one a second.
@@ -307,6 +323,7 @@ impl Default for Inner {
             last_now: 0,
             next_sweep: 0,
             ipf: ipf::Ipf::default(),
+            exp: alg::Expectations::default(),
             tcp_seq_chk: true,
             next_warn: 0,
             stats: CtStats::default(),
@@ -413,8 +430,12 @@ impl Inner {
             return;
         }
         c.live = false;
+        let old_gen = c.gen;
         c.gen = c.gen.wrapping_add(1);
         let keys = c.key;
+        if let Some(a) = c.alg.take() {
+            self.exp.parent_removed(&a, idx, old_gen);
+        }
         for (d, k) in keys.iter().enumerate() {
             let v = idx << 1 | d as u32;
             if let Ok(e) = self.map.find_entry(self.hasher.hash_one(k), |&x| x == v) {
@@ -532,7 +553,13 @@ impl Inner {
 
     /// Create a connection for `p` (OVS `conn_not_found` on commit).
     /// Returns the slot, or `None` when a bound or NAT refused it.
-    fn create(&mut self, p: &Parsed, nat: Option<&NatArgs>, now: u64) -> Option<u32> {
+    fn create(
+        &mut self,
+        p: &Parsed,
+        nat: Option<&NatArgs>,
+        exp: Option<&alg::Expect>,
+        now: u64,
+    ) -> Option<u32> {
         let zone = p.key.zone;
         let limit = self.zone_limit_of(zone);
         let zone_full =
@@ -564,6 +591,17 @@ impl Inner {
         let fwd = p.key;
         let mut bits = 0;
         let rev = match nat.filter(|n| n.kind.is_some()) {
+            // A data connection takes its NAT from the expectation (OVS
+            // `conn_not_found` with `alg_exp`).
+            _ if nat.is_some() && exp.is_some() => {
+                let (mut r, e) = (fwd.reverse(), exp?);
+                if e.nat_rpl_dst {
+                    (r.dst, bits) = (e.repl_addr, nat::SRC);
+                } else {
+                    (r.src, bits) = (e.repl_addr, nat::DST);
+                }
+                r
+            }
             Some(n) => {
                 bits = nat::action_bits(n);
                 let (map, conns, hasher) = (&self.map, &self.conns, &self.hasher);
@@ -609,6 +647,7 @@ impl Inner {
             label: 0,
             expires,
             queued: expires,
+            alg: None,
         };
         let idx = match self.free.pop() {
             Some(i) => {
@@ -691,6 +730,7 @@ impl Conntrack {
         if now >= g.next_sweep {
             g.sweep(now, SWEEP_BUDGET);
             g.ipf.expire(now);
+            g.exp.expire(now);
         }
         // Reset the state when entering a new zone (OVS `process_one`);
         // remember NAT done by an earlier `ct` in this zone.
@@ -766,7 +806,17 @@ impl Conntrack {
             if p.related {
                 state |= cs::REL | if reply { cs::RPL } else { 0 };
             } else {
-                match g.update(idx, &p, reply, now) {
+                // FTP under NAT, once per zone as NAT itself.
+                let ftp_nat =
+                    args.nat.is_some() && prev_nat == 0 && g.conns[idx as usize].alg.is_some();
+                if ftp_nat {
+                    g.alg_seq(idx, &mut p, pkt, reply, args.helper, true);
+                }
+                let res = g.update(idx, &p, reply, now);
+                if ftp_nat && !matches!(res, tcp::Update::New) {
+                    g.alg_seq(idx, &mut p, pkt, reply, args.helper, false);
+                }
+                match res {
                     tcp::Update::Valid => state |= cs::EST | if reply { cs::RPL } else { 0 },
                     tcp::Update::ValidNew => state |= cs::NEW,
                     tcp::Update::Invalid => state = cs::INV,
@@ -777,6 +827,9 @@ impl Conntrack {
                     }
                 }
             }
+            if !create && state & cs::INV == 0 && g.conns[idx as usize].alg_parent().is_some() {
+                state |= cs::REL;
+            }
             if args.nat.is_some() && !create && prev_nat == 0 {
                 state |= apply_nat(pkt, &p, &g.conns[idx as usize], reply);
             }
@@ -786,14 +839,17 @@ impl Conntrack {
             state = 0;
             create = true;
         }
+        let mut exp = None;
         if create {
+            exp = g.exp.lookup(&p.key, now);
             if !valid_new(&p) {
                 state = cs::INV;
             } else {
-                state = cs::NEW;
+                state = cs::NEW | if exp.is_some() { cs::REL } else { 0 };
                 if args.commit {
-                    conn = g.create(&p, args.nat.as_ref(), now);
+                    conn = g.create(&p, args.nat.as_ref(), exp.as_ref(), now);
                     if let Some(idx) = conn {
+                        g.alg_new_conn(idx, &p, args.helper, exp.as_ref());
                         state |= apply_nat(pkt, &p, &g.conns[idx as usize], false);
                     }
                 }
@@ -809,20 +865,23 @@ impl Conntrack {
         let orig = match conn {
             Some(idx) => {
                 let c = &mut g.conns[idx as usize];
-                if let Some((v, m)) = args.mark {
+                // A related connection keeps its control connection's
+                // mark and label (OVS `set_mark` with `alg_related`).
+                let parent = c.alg_parent();
+                if let (Some((v, m)), None) = (args.mark, parent) {
                     c.mark = (v & m) | (c.mark & !m);
                 }
-                if let Some((v, m)) = args.label {
+                if let (Some((v, m)), None) = (args.label, parent) {
                     c.label = (v & m) | (c.label & !m);
                 }
                 md.mark = c.mark;
                 md.label = c.label;
-                c.key[0]
+                parent.unwrap_or(c.key[0])
             }
             None => {
-                md.mark = 0;
-                md.label = 0;
-                p.key
+                md.mark = exp.map_or(0, |e| e.mark);
+                md.label = exp.map_or(0, |e| e.label);
+                exp.map_or(p.key, |e| e.parent)
             }
         };
         md.nw_src = orig.src;
@@ -835,6 +894,14 @@ impl Conntrack {
             md.tp_src = orig.sport;
             md.tp_dst = orig.dport;
         }
+        if let Some(idx) = conn {
+            let nat = args.nat.is_some() && prev_nat == 0;
+            let extra = g.alg_ctl(idx, &p, pkt, args.helper, nat, now);
+            if extra != 0 {
+                pkt.md.ct.state |= extra;
+                g.stats.invalid += 1;
+            }
+        }
         g.stats.connections = g.n as u64;
         Verdict::Tracked
     }
@@ -846,6 +913,8 @@ impl Conntrack {
         s.connections = g.n as u64;
         let f = g.ipf.stats();
         s.frag_invalid = s.frag_invalid.max(f.invalid);
+        s.alg = g.exp.stats;
+        s.alg.held = g.exp.len() as u64;
         s
     }
 
@@ -856,6 +925,7 @@ impl Conntrack {
         let mut g = self.lock();
         let now = g.ms(now);
         g.ipf.expire(now);
+        g.exp.expire(now);
         g.sweep(now, SWEEP_BUDGET)
     }
 
@@ -1193,6 +1263,10 @@ fn format_conn(c: &Conn) -> String {
     }
     if let L4::Tcp(t) = c.l4 {
         s.push_str(&format!(",protoinfo=(state={})", t.display_state().name()));
+    }
+    if let Some(h) = c.alg.as_ref().and_then(|a| a.helper) {
+        s.push_str(",helper=");
+        s.push_str(h.name());
     }
     s
 }

@@ -1,0 +1,343 @@
+//! Issue 17: the tracker's FTP and TFTP helpers (`ct(alg=ftp)`,
+//! `ct(alg=tftp)`) with real peers behind emulated guests: the FTP server
+//! pyftpdlib in guest 2 and Python's ftplib in guest 1 (active `PORT`
+//! and `EPRT`, passive `PASV` and `EPSV`), the TFTP server in.tftpd
+//! (tftpd-hpa) and busybox's tftp client. The firewall lets guest 1 open
+//! the control connection and lets any other new connection through only
+//! when it is `+rel`; the same transfers fail with the control connection
+//! committed without the helper.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::{ChildGuard, Harness};
+
+/// The firewall: arp, guest 1's control connections committed with
+/// `ctl` (e.g. `ct(commit,alg=ftp)`), new `+rel` connections committed,
+/// established traffic passes, everything else is dropped.
+fn firewall(proto: &str, port: u16, ctl: &str) -> String {
+    format!(
+        "table=0,priority=10,arp,actions=NORMAL\n\
+         table=0,priority=10,ip,ct_state=-trk,actions=ct(table=1)\n\
+         table=1,priority=30,{proto},in_port=vif1.0,tp_dst={port},ct_state=+trk+new,actions={ctl},NORMAL\n\
+         table=1,priority=20,ip,ct_state=+trk+new+rel,actions=ct(commit),NORMAL\n\
+         table=1,priority=10,ip,ct_state=+trk+est,actions=NORMAL\n\
+         table=1,priority=1,actions=drop\n"
+    )
+}
+
+fn install(h: &Harness, flows: &str) {
+    let f = h.rundir().join("alg.flows");
+    std::fs::write(&f, flows).unwrap();
+    h.ofctl(&["del-flows", "br0"]);
+    h.ofctl(&["add-flows", "br0", &f.to_string_lossy()]);
+}
+
+/// Packets through the table-1 flow whose text contains `needle`.
+fn n_packets(h: &Harness, needle: &str) -> u64 {
+    let dump = h.ofctl(&["dump-flows", "br0", "table=1"]);
+    let line = dump
+        .lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no flow with {needle}: {dump}"));
+    line.split("n_packets=")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"))
+}
+
+/// A file of `n` bytes with a pattern, in `dir`.
+fn payload_file(dir: &std::path::Path, n: usize) -> Vec<u8> {
+    let data: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("data.bin"), &data).unwrap();
+    data
+}
+
+/// pyftpdlib serving `dir` to anonymous users on guest 2's port 21;
+/// returns once it listens.
+fn ftp_server(h: &Harness, dir: &std::path::Path) -> ChildGuard {
+    let py = common::pyftpdlib_python();
+    let code = format!(
+        r#"
+import logging, sys
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import FTPHandler
+from pyftpdlib.servers import FTPServer
+logging.basicConfig(filename="{log}", level=logging.INFO)
+a = DummyAuthorizer()
+a.add_anonymous("{dir}")
+FTPHandler.authorizer = a
+FTPHandler.timeout = 20
+s = FTPServer(("{ip}", 21), FTPHandler)
+print("ready", flush=True)
+s.serve_forever()
+"#,
+        log = h.rundir().join("pyftpdlib.log").display(),
+        dir = dir.display(),
+        ip = Harness::ip_of(2),
+    );
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &h.netns(2)])
+        .arg(&py)
+        .args(["-c", &code])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting pyftpdlib");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n", "pyftpdlib did not start");
+    ChildGuard(child)
+}
+
+/// Python's ftplib in guest 1 downloads data.bin from guest 2 in `mode`
+/// ("pasv", "epsv", "port" or "eprt"; the extended ones over IPv4 as
+/// RFC 2428 allows), waiting at most 4 s per step: the bytes, or the
+/// error.
+fn ftp_get(h: &Harness, mode: &str) -> Result<Vec<u8>, String> {
+    let code = format!(
+        r#"
+import ftplib, sys
+MODE = "{mode}"
+class C(ftplib.FTP):
+    def makepasv(self):
+        if MODE == "epsv":
+            _, port = ftplib.parse229(self.sendcmd("EPSV"), self.sock.getpeername())
+            return self.sock.getpeername()[0], port
+        return super().makepasv()
+    def sendport(self, host, port):
+        if MODE == "eprt":
+            return self.voidcmd("EPRT |1|%s|%d|" % (host, port))
+        return super().sendport(host, port)
+out = bytearray()
+try:
+    f = C()
+    f.connect("{ip}", 21, timeout=4)
+    f.login()
+    f.set_pasv(MODE in ("pasv", "epsv"))
+    f.retrbinary("RETR data.bin", out.extend)
+    f.quit()
+    sys.stdout.buffer.write(out)
+except Exception as e:
+    sys.stderr.write("%s: %s" % (type(e).__name__, e))
+    sys.exit(1)
+"#,
+        ip = Harness::ip_of(2),
+    );
+    let out = h.exec(1, &["python3", "-c", &code]);
+    match out.status.success() {
+        true => Ok(out.stdout),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+/// Active and passive FTP, plain and extended, with the data connection
+/// allowed only as `+rel`: every transfer arrives whole; the control
+/// connection shows `helper=ftp` in `dpctl/dump-conntrack`; the `+rel`
+/// flow carried packets. With `ct(commit)` instead of
+/// `ct(commit,alg=ftp)` the same transfers fail.
+#[test]
+fn ftp_data_connections_pass_only_as_related() {
+    let mut h = Harness::start("ctalgftp");
+    h.guest(1, None);
+    h.guest(2, None);
+    let dir = h.rundir().join("ftp-root");
+    let data = payload_file(&dir, 300_000);
+    let _srv = ftp_server(&h, &dir);
+    install(&h, &firewall("tcp", 21, "ct(commit,alg=ftp)"));
+    assert!(h.ping_fails(1, 2), "ping is not allowed by these flows");
+
+    for mode in ["pasv", "epsv", "port", "eprt"] {
+        let got = ftp_get(&h, mode).unwrap_or_else(|e| {
+            panic!(
+                "{mode}: {e}\n{}\n{}",
+                h.appctl(&["dpctl/dump-conntrack"]),
+                h.log()
+            )
+        });
+        assert!(got == data, "{mode}: {} bytes, not the file", got.len());
+    }
+    let ct = h.appctl(&["dpctl/dump-conntrack"]);
+    let (a, b) = (Harness::ip_of(1), Harness::ip_of(2));
+    assert!(
+        ct.lines()
+            .any(|l| l.starts_with(&format!("tcp,orig=(src={a},dst={b},"))
+                && l.contains(",dport=21),")
+                && l.ends_with(",helper=ftp")),
+        "{ct}"
+    );
+    // Data connections in both directions, none with a helper.
+    assert!(ct.contains(&format!("tcp,orig=(src={b},dst={a},")), "{ct}");
+    assert_eq!(ct.matches("helper=").count(), 4, "{ct}");
+    assert!(n_packets(&h, "+new+rel") >= 4);
+    let stats = h.appctl(&["dpif-netdev/pmd-stats-show"]);
+    assert!(
+        stats.contains(", 4 related connections, 0 bad FTP messages"),
+        "{stats}"
+    );
+
+    // The control connection without the helper: no data connection.
+    h.appctl(&["dpctl/flush-conntrack"]);
+    install(&h, &firewall("tcp", 21, "ct(commit)"));
+    for mode in ["pasv", "port"] {
+        let err = ftp_get(&h, mode).unwrap_err();
+        assert!(
+            err.contains("timed out") || err.contains("425"),
+            "{mode}: {err}"
+        );
+    }
+    assert_eq!(n_packets(&h, "+new+rel"), 0);
+}
+
+/// busybox tftp in guest 1 fetches data.bin from in.tftpd in guest 2;
+/// busybox gives up after its own retries (`timeout` bounds it at 6 s).
+fn tftp_get(h: &Harness, out: &std::path::Path) -> Result<Vec<u8>, String> {
+    let _ = std::fs::remove_file(out);
+    let r = h.exec(
+        1,
+        &[
+            "timeout",
+            "6",
+            "busybox",
+            "tftp",
+            "-g",
+            "-r",
+            "data.bin",
+            "-l",
+            &out.to_string_lossy(),
+            &Harness::ip_of(2),
+        ],
+    );
+    match r.status.success() {
+        true => std::fs::read(out).map_err(|e| e.to_string()),
+        false => Err(format!("{r:?}")),
+    }
+}
+
+/// TFTP: the server answers from a new port, which only the helper's
+/// expectation lets through as `+rel`; without the helper the transfer
+/// fails.
+#[test]
+fn tftp_reply_from_a_new_port_passes_as_related() {
+    common::require_tool("in.tftpd", "tftpd-hpa");
+    common::require_tool("busybox", "busybox");
+    let mut h = Harness::start("ctalgtftp");
+    h.guest(1, None);
+    h.guest(2, None);
+    let dir = h.rundir().join("tftp-root");
+    let data = payload_file(&dir, 100_000);
+    let srv = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &h.netns(2),
+            "in.tftpd",
+            "-L",
+            "-u",
+            "root",
+            "-p",
+        ])
+        .args(["-a", &format!("{}:69", Harness::ip_of(2)), "-s"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting in.tftpd");
+    let _srv = ChildGuard(srv);
+    h.wait_for("in.tftpd listening", || {
+        let ss = h.exec(2, &["ss", "-uln"]);
+        String::from_utf8_lossy(&ss.stdout).contains(&format!("{}:69", Harness::ip_of(2)))
+    });
+    install(&h, &firewall("udp", 69, "ct(commit,alg=tftp)"));
+    let out = h.rundir().join("tftp.out");
+    let got = tftp_get(&h, &out)
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", h.appctl(&["dpctl/dump-conntrack"]), h.log()));
+    assert!(got == data, "{} bytes, not the file", got.len());
+    let ct = h.appctl(&["dpctl/dump-conntrack"]);
+    assert!(
+        ct.lines()
+            .any(|l| l.contains(",dport=69),") && l.ends_with(",helper=tftp")),
+        "{ct}"
+    );
+    assert!(n_packets(&h, "+new+rel") >= 1);
+
+    h.appctl(&["dpctl/flush-conntrack"]);
+    install(&h, &firewall("udp", 69, "ct(commit)"));
+    assert!(tftp_get(&h, &out).is_err(), "transfer without the helper");
+    assert_eq!(n_packets(&h, "+new+rel"), 0);
+}
+
+/// FTP from guest 1 through source NAT to 10.251.0.99 (guest 2 reaches
+/// that address by a static neighbour entry for guest 1's MAC): for
+/// active mode the helper rewrites `PORT 10,251,0,1,..` to
+/// `10,251,0,99` (one byte longer, so every later client segment's
+/// sequence number and server acknowledgement is moved), which
+/// pyftpdlib requires (it refuses data connections to or from another
+/// address than the control connection's peer); passive and active
+/// data connections get the control connection's translation.
+#[test]
+fn ftp_through_source_nat_rewrites_port_and_sequence_numbers() {
+    let mut h = Harness::start("ctalgsnat");
+    h.guest(1, None);
+    h.guest(2, None);
+    let link = h.exec(1, &["ip", "-br", "link", "show", "eth0"]);
+    let link = String::from_utf8_lossy(&link.stdout).into_owned();
+    let mac = link
+        .split_whitespace()
+        .find(|w| w.len() == 17 && w.matches(':').count() == 5)
+        .unwrap_or_else(|| panic!("guest 1's MAC in {link:?}"))
+        .to_string();
+    let neigh = h.exec(
+        2,
+        &[
+            "ip",
+            "neigh",
+            "replace",
+            "10.251.0.99",
+            "lladdr",
+            &mac,
+            "dev",
+            "eth0",
+        ],
+    );
+    assert!(neigh.status.success(), "{neigh:?}");
+    let dir = h.rundir().join("ftp-root");
+    let data = payload_file(&dir, 200_000);
+    let _srv = ftp_server(&h, &dir);
+    install(
+        &h,
+        "table=0,priority=10,arp,actions=NORMAL\n\
+         table=0,priority=10,ip,ct_state=-trk,actions=ct(nat,table=1)\n\
+         table=1,priority=30,tcp,in_port=vif1.0,tp_dst=21,ct_state=+trk+new,\
+         actions=ct(commit,alg=ftp,nat(src=10.251.0.99)),NORMAL\n\
+         table=1,priority=20,ip,ct_state=+trk+new+rel,actions=ct(commit,nat),NORMAL\n\
+         table=1,priority=10,ip,ct_state=+trk+est,actions=NORMAL\n\
+         table=1,priority=1,actions=drop\n",
+    );
+    for mode in ["port", "pasv", "eprt", "epsv"] {
+        let got = ftp_get(&h, mode).unwrap_or_else(|e| {
+            panic!(
+                "{mode}: {e}\n{}\n{}",
+                h.appctl(&["dpctl/dump-conntrack"]),
+                h.log()
+            )
+        });
+        assert!(got == data, "{mode}: {} bytes, not the file", got.len());
+    }
+    let ct = h.appctl(&["dpctl/dump-conntrack"]);
+    assert!(
+        ct.lines()
+            .any(|l| l.contains("dst=10.251.0.99,sport=21,") && l.ends_with(",helper=ftp")),
+        "{ct}"
+    );
+    // The server saw the translated address only.
+    let log = std::fs::read_to_string(h.rundir().join("pyftpdlib.log")).unwrap_or_default();
+    assert!(!log.contains("10.251.0.1:"), "{log}");
+    assert!(n_packets(&h, "+new+rel") >= 4);
+}
