@@ -1235,7 +1235,11 @@ mod tests {
         let before = CT_ARGS_STALE.load(Ordering::Relaxed);
         let out = run(
             &[frame()],
-            &[DpAction::Output(1), DpAction::Ct(stale), DpAction::Output(2)],
+            &[
+                DpAction::Output(1),
+                DpAction::Ct(stale),
+                DpAction::Output(2),
+            ],
             PortFeatures::default(),
         );
         assert_eq!(out.keys().copied().collect::<Vec<_>>(), vec![1]);
