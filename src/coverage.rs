@@ -91,7 +91,8 @@ static ALL: [&Counter; 9] = [
 ];
 
 /// Counters the pipeline keeps (`xennet_ofproto::xlate`), in name
-/// order: flow-mods refused for a `ct(alg=..)` the tracker cannot do,
+/// order: packets dropped at a `ct` whose interned arguments were swept
+/// (`xennet_datapath::actions::CT_ARGS_STALE`), flow-mods refused for a `ct(alg=..)` the tracker cannot do,
 /// `controller(...)` / `dec_ttl(ids)` extras that could not be
 /// delivered, `ct` translations that failed (no recirculation id or `ct` arguments left), `learn`
 /// (flows added, refreshed, refused by `limit` or the bridge's cap,
@@ -100,11 +101,15 @@ static ALL: [&Counter; 9] = [
 /// without a tracked connection, `sample` run as a no-op, `pop` on an
 /// empty stack; `NXT_RESUME`s executed and refused, and paused packet-ins
 /// sent without a continuation their connection's version cannot carry.
-fn ofproto_counters() -> [(&'static str, u64); 17] {
+fn ofproto_counters() -> [(&'static str, u64); 18] {
     use xennet_ofproto::ofproto::LEARN_TOTALS as L;
     use xennet_ofproto::xlate;
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
     [
+        (
+            "datapath_ct_args_stale",
+            get(&xennet_datapath::actions::CT_ARGS_STALE),
+        ),
         (
             "ofproto_ct_alg_refused",
             get(&xennet_ofproto::tables::CT_ALG_REFUSED),
@@ -143,9 +148,13 @@ fn ofproto_counters() -> [(&'static str, u64); 17] {
 /// Every counter's name and value, in name order (what `coverage/show`
 /// and the metrics endpoint's `xennet_coverage_total` show).
 pub fn all() -> impl Iterator<Item = (&'static str, u64)> {
-    ALL.iter()
+    let mut v: Vec<_> = ALL
+        .iter()
         .map(|c| (c.name, c.get()))
         .chain(ofproto_counters())
+        .collect();
+    v.sort_unstable_by_key(|&(name, _)| name);
+    v.into_iter()
 }
 
 /// The `coverage/show` text: one `name total: N` line per counter.
@@ -153,4 +162,22 @@ pub fn show() -> String {
     all()
         .map(|(name, n)| format!("{name:<26} total: {n}\n"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    /// `coverage/show` lists every counter once, in name order, the
+    /// datapath's and the pipeline's among the daemon's own.
+    #[test]
+    fn counters_are_listed_once_in_name_order() {
+        let names: Vec<&str> = super::all().map(|(name, _)| name).collect();
+        assert!(names.windows(2).all(|w| w[0] < w[1]), "{names:?}");
+        for n in [
+            "datapath_ct_args_stale",
+            "metrics_refused",
+            "xlate_ct_failed",
+        ] {
+            assert!(names.contains(&n), "{n} missing: {names:?}");
+        }
+    }
 }
