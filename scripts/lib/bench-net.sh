@@ -228,7 +228,10 @@ bench_linux_bridge() {
     net_cleanup
 }
 
-# storm PEER CTL KEY COUNTER: the burst timing of flow_setup and ct_bench.
+# storm PEER CTL KEY COUNTER [PID]: the burst timing of flow_setup and
+# ct_bench; with PID, also the switch's CPU time (switch_cpu_ns) per
+# counted event over the bursts, on stderr (the bursts' whole CPU, the
+# generator's start-up and the quiet after included).
 # COUNTER "upcalls": after 'dpctl/del-flows', counted by "miss with
 # success upcall" of 'dpif-netdev/pmd-stats-show' (summed over threads);
 # "conns": after 'dpctl/flush-conntrack', counted by 'dpctl/ct-get-nconns'.
@@ -245,10 +248,19 @@ bench_linux_bridge() {
 # windows add up to at least 1 s (at most 30 bursts or 90 s); KEY PEER =
 # counts / time summed over the bursts, per second.
 storm() {
-    python3 - "$1" "$2" "$3" "$4" "$NS_C" "$IP_S" "$NSETUP" "$OUT/net.txt" "$BURST_GEN" <<'PY'
-import re, subprocess, sys, time
+    python3 - "$1" "$2" "$3" "$4" "$NS_C" "$IP_S" "$NSETUP" "$OUT/net.txt" "$BURST_GEN" "${5:-}" <<'PY'
+import glob, re, subprocess, sys, time
 peer, ctl, key, counter, ns, ip = sys.argv[1:7]
-n, res, gen_bin = int(sys.argv[7]), sys.argv[8], sys.argv[9]
+n, res, gen_bin, pid = int(sys.argv[7]), sys.argv[8], sys.argv[9], sys.argv[10]
+def switch_cpu_ns():
+    """CPU time of the switch so far, ns, over its threads (0 without PID)."""
+    t = 0
+    for f in glob.glob(f"/proc/{pid}/task/*/schedstat") if pid else []:
+        try:
+            t += int(open(f).read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # a thread that went away
+    return t
 def appctl(*args):
     return subprocess.run(["ovs-appctl", "-t", ctl, *args], capture_output=True, text=True, check=True).stdout
 def count():
@@ -272,12 +284,14 @@ else:
            f"    except OSError: pass\n"
            f"print(f'sent {{sent}} of {n} in {{time.monotonic() - t0:.4f}} s', file=sys.stderr)\n"]
 offered = []  # datagrams/s the generator sent, per burst
+cpu = 0  # the switch's CPU time over the bursts, ns
 
 def burst():
     """One burst after the reset: (counts timed, seconds timed, counts in all)."""
     appctl(reset)
     time.sleep(0.2)
     before = count()
+    c0 = switch_cpu_ns()
     t0 = time.monotonic()
     g = subprocess.Popen(["ip", "netns", "exec", ns, *gen], stderr=subprocess.PIPE, text=True)
     last, t_last = before, t0
@@ -297,6 +311,8 @@ def burst():
             g.kill()
             break
     err = g.communicate()[1]
+    global cpu
+    cpu += switch_cpu_ns() - c0
     m = re.search(r"sent (\d+) of \d+ in ([\d.]+) s", err)
     if m and float(m.group(2)) > 0:
         offered.append(int(m.group(1)) / float(m.group(2)))
@@ -317,8 +333,9 @@ if secs < 0.1:
     raise SystemExit(f"bursts too short to time ({secs:.3f} s in {rounds} bursts)")
 rate = total / secs
 offer = f"{min(offered):.0f} - {max(offered):.0f}/s" if offered else "?"
-print(f"bench: {peer}: {rounds} bursts of {n} new 5-tuples (offered {offer}), {made} {what}, "
-      f"{total} in {secs:.2f} s timed: {rate:.0f}/s", file=sys.stderr)
+per = f" ({cpu / made:.0f} ns of switch CPU each)" if cpu and made else ""
+print(f"bench: {peer}: {rounds} bursts of {n} new 5-tuples (offered {offer}), {made} {what}"
+      f"{per}, {total} in {secs:.2f} s timed: {rate:.0f}/s", file=sys.stderr)
 open(res, "a").write(f"{key} {peer} {rate:.0f}\n")
 PY
 }
@@ -382,7 +399,7 @@ FLOWS
     fi
     echo "+ (storm, repeated) ovs-appctl -t $ctl dpctl/flush-conntrack; ip netns exec $NS_C python3: 1 UDP datagram to each of $IP_S:10000..$((10000 + NSETUP - 1)); poll ovs-appctl -t $ctl dpctl/ct-get-nconns" >&2
     echo "ip netns exec $NS_C python3 (UDP to $NSETUP ports through ct(commit)) + ovs-appctl -t CTL dpctl/ct-get-nconns, after dpctl/flush-conntrack, repeated to >= 1 s timed" >> "$OUT/commands.txt"
-    storm "$peer" "$ctl" ct_new_conns_per_s conns || skip ct_new_conns_per_s "$peer" "storm failed"
+    storm "$peer" "$ctl" ct_new_conns_per_s conns "$pid" || skip ct_new_conns_per_s "$peer" "storm failed"
     run ovs-appctl -t "$ctl" dpctl/flush-conntrack
     tmp=$(mktemp -d)
     run ip netns exec "$NS_S" iperf3 -s -D -B "$IP_S" -p 5298 --pidfile "$tmp/iperf3.pid"
