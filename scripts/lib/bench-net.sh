@@ -359,8 +359,8 @@ PY
         skip flow_setup_per_s "$peer" "ovs-ofctl add-flows failed"
         return 0
     fi
-    echo "+ (storm, repeated) ovs-appctl -t $ctl dpctl/del-flows; ip netns exec $NS_C python3: 1 UDP datagram to each of $IP_S:10000..$((10000 + NSETUP - 1)); poll ovs-appctl -t $ctl dpif-netdev/pmd-stats-show" >&2
-    echo "ip netns exec $NS_C python3 (UDP to $NSETUP ports) + ovs-appctl -t CTL dpif-netdev/pmd-stats-show, after dpctl/del-flows, repeated to >= 1 s timed" >> "$OUT/commands.txt"
+    echo "+ (storm, repeated) ovs-appctl -t $ctl dpctl/del-flows; ip netns exec $NS_C $BURST_GEN $IP_S 10000 $NSETUP; poll ovs-appctl -t $ctl dpif-netdev/pmd-stats-show" >&2
+    echo "ip netns exec $NS_C ${BURST_GEN##*/} $IP_S 10000 $NSETUP + ovs-appctl -t CTL dpif-netdev/pmd-stats-show, after dpctl/del-flows, repeated to >= 1 s timed" >> "$OUT/commands.txt"
     storm "$peer" "$ctl" flow_setup_per_s upcalls || skip flow_setup_per_s "$peer" "storm failed"
     OVS_RUNDIR=$dir ovs-ofctl -O OpenFlow13 del-flows br0 "udp"
 }
@@ -397,8 +397,8 @@ FLOWS
         skip ct_udp64_pps "$peer" "ovs-ofctl add-flows failed"
         return 0
     fi
-    echo "+ (storm, repeated) ovs-appctl -t $ctl dpctl/flush-conntrack; ip netns exec $NS_C python3: 1 UDP datagram to each of $IP_S:10000..$((10000 + NSETUP - 1)); poll ovs-appctl -t $ctl dpctl/ct-get-nconns" >&2
-    echo "ip netns exec $NS_C python3 (UDP to $NSETUP ports through ct(commit)) + ovs-appctl -t CTL dpctl/ct-get-nconns, after dpctl/flush-conntrack, repeated to >= 1 s timed" >> "$OUT/commands.txt"
+    echo "+ (storm, repeated) ovs-appctl -t $ctl dpctl/flush-conntrack; ip netns exec $NS_C $BURST_GEN $IP_S 10000 $NSETUP; poll ovs-appctl -t $ctl dpctl/ct-get-nconns" >&2
+    echo "ip netns exec $NS_C ${BURST_GEN##*/} $IP_S 10000 $NSETUP (through ct(commit)) + ovs-appctl -t CTL dpctl/ct-get-nconns, after dpctl/flush-conntrack, repeated to >= 1 s timed" >> "$OUT/commands.txt"
     storm "$peer" "$ctl" ct_new_conns_per_s conns "$pid" || skip ct_new_conns_per_s "$peer" "storm failed"
     run ovs-appctl -t "$ctl" dpctl/flush-conntrack
     tmp=$(mktemp -d)
