@@ -491,6 +491,8 @@ struct Fwd {
     last_limit_expiry: Instant,
     /// Scratch for [`UpcallHandler::megaflows_used`].
     used_keys: Vec<FlowKey>,
+    /// Scratch for a pass: the flow keys of the batch and their EMC hashes.
+    pass_keys: Vec<(FlowKey, u64)>,
     /// Batches for recirculation passes (reused).
     spare: Vec<PacketBatch>,
     /// Recirculated batches waiting for their pass (empty between
@@ -542,6 +544,7 @@ impl Fwd {
             max_idle: MAX_IDLE,
             last_limit_expiry: Instant::now(),
             used_keys: Vec::new(),
+            pass_keys: Vec::with_capacity(MAX_BURST),
             spare: Vec::new(),
             work: Vec::new(),
             recirc: 0,
@@ -950,29 +953,39 @@ impl Fwd {
         // Classify: one action list per packet, grouped by identity.
         let mut group_of = [0usize; MAX_BURST];
         self.groups.clear();
-        for (i, pkt) in batch.packets().iter().enumerate() {
+        // Keys first, with a prefetch of their EMC slots: with new flows
+        // (a storm of new connections) the slots are cold, and their
+        // loads then overlap instead of stalling one packet at a time.
+        let mut keys = std::mem::take(&mut self.pass_keys);
+        keys.clear();
+        for pkt in batch.packets() {
             let key = extract(pkt);
-            let len = pkt.len() as u64;
             let hash = self.emc.hash(&key);
+            self.emc.prefetch(hash);
+            keys.push((key, hash));
+        }
+        for (i, (pkt, kh)) in batch.packets().iter().zip(keys.iter()).enumerate() {
+            let (key, hash) = (&kh.0, kh.1);
+            let len = pkt.len() as u64;
             // Hits find their group by pointer and clone the action list
             // only for the first packet of a group, not per packet.
-            group_of[i] = if let Some(f) = self.emc.lookup(&key, hash) {
+            group_of[i] = if let Some(f) = self.emc.lookup(key, hash) {
                 self.emc_hits += 1;
                 f.record(1, len, now);
                 credit(&mut self.credits, f, len);
                 group_index(&mut self.groups, &f.actions)
             } else {
-                match self.cache.lookup(&key) {
+                match self.cache.lookup(key) {
                     Some(f) => {
                         f.record(1, len, now);
                         credit(&mut self.credits, f, len);
-                        self.emc.maybe_insert(&key, hash, f);
+                        self.emc.maybe_insert(key, hash, f);
                         group_index(&mut self.groups, &f.actions)
                     }
                     None => {
                         self.upcalls += 1;
                         let before = self.handler.generation();
-                        let up = self.handler.upcall(&key, pkt, &self.enabled);
+                        let up = self.handler.upcall(key, pkt, &self.enabled);
                         let acts: Arc<[DpAction]> = Arc::from(up.actions);
                         let counters: Arc<[Arc<RuleCounters>]> = Arc::from(up.counters);
                         let g = self.handler.generation();
@@ -997,7 +1010,7 @@ impl Fwd {
                             let mut mask = up.mask;
                             mask.set_exact(Field::RecircId);
                             let f = self.cache.insert_tagged(
-                                &key,
+                                key,
                                 &mask,
                                 acts.clone(),
                                 counters,
@@ -1017,6 +1030,7 @@ impl Fwd {
             };
         }
 
+        self.pass_keys = keys;
         pay_credits(&mut self.credits, now);
 
         // Execute each group, then send per port.

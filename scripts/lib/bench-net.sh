@@ -4,6 +4,8 @@
 # TSO, and the Linux bridge), each between the same two namespaces.
 # Source, don't run. Needs: $OUT (output dir), $SECS (iperf3 seconds),
 # $NFLOWS (flows for flow_mod), $NSETUP (new 5-tuples for flow_setup), $XENNETD (release binary), run(), die().
+# $NET_PARTS: "all" (default), or "ct" for ct_bench alone (scripts/bench --ct).
+# $BURST_GEN: the new-5-tuple generator (storm), absolute path or "python".
 #
 # Topology, built fresh for every switch and removed after it:
 #   ${P}c (10.79.0.1, eth0) -- veth -- ${P}w [switch: v1, v2] -- veth -- ${P}s (10.79.0.2, eth0)
@@ -16,6 +18,7 @@
 P=xb$$
 NS_C=${P}c NS_S=${P}s NS_W=${P}w
 IP_C=10.79.0.1 IP_S=10.79.0.2
+NET_PARTS=${NET_PARTS:-all}
 NET_PIDS=()     # daemons we started (killed by pid on exit)
 OVS_DIRS=()     # OVS run directories ('ovs-appctl exit --cleanup' on exit)
 
@@ -181,10 +184,15 @@ EOF
     NET_PIDS+=("$pid")
     for i in $(seq 100); do [ -S "$rd/br0.mgmt" ] && break; sleep 0.1; done
     [ -S "$rd/br0.mgmt" ] || { skip all xennet "xennetd did not start: $(tail -3 "$rd/xennetd.log")"; net_cleanup; rm -rf "$rd"; return 0; }
-    iperf_pair xennet
-    flow_setup xennet "$rd/ovs-vswitchd.$pid.ctl" "$rd"
-    ct_bench xennet "$rd/ovs-vswitchd.$pid.ctl" "$rd" "$pid"
-    flow_mod xennet "$rd" "$pid"
+    if [ "$NET_PARTS" = ct ]; then
+        wait_ping || die "xennet: no ping through the switch"
+        ct_bench xennet "$rd/ovs-vswitchd.$pid.ctl" "$rd" "$pid"
+    else
+        iperf_pair xennet
+        flow_setup xennet "$rd/ovs-vswitchd.$pid.ctl" "$rd"
+        ct_bench xennet "$rd/ovs-vswitchd.$pid.ctl" "$rd" "$pid"
+        flow_mod xennet "$rd" "$pid"
+    fi
     net_cleanup
     rm -rf "$rd"
 }
@@ -209,8 +217,13 @@ bench_ovs() {
     ovs-vsctl --db="$db" --timeout=30 add-br br0 -- set bridge br0 datapath_type=netdev \
         -- add-port br0 v1 -- set interface v1 ofport_request=1 \
         -- add-port br0 v2 -- set interface v2 ofport_request=2
-    iperf_pair "$peer"
-    if [ "$tso" = no ]; then
+    if [ "$NET_PARTS" = ct ]; then
+        wait_ping || die "$peer: no ping through the switch"
+        ct_bench ovs "$d/ovs-vswitchd.ctl" "$d" "$(cat "$d/ovs-vswitchd.pid")"
+    else
+        iperf_pair "$peer"
+    fi
+    if [ "$tso" = no ] && [ "$NET_PARTS" != ct ]; then
         flow_setup ovs "$d/ovs-vswitchd.ctl" "$d"
         ct_bench ovs "$d/ovs-vswitchd.ctl" "$d" "$(cat "$d/ovs-vswitchd.pid")"
         flow_mod ovs "$d" "$(cat "$d/ovs-vswitchd.pid")"
@@ -229,23 +242,126 @@ bench_linux_bridge() {
     net_cleanup
 }
 
+# storm PEER CTL KEY COUNTER [PID]: the burst timing of flow_setup and
+# ct_bench; with PID, also the switch's CPU time (switch_cpu_ns) per
+# counted event over the bursts, on stderr (the bursts' whole CPU, the
+# generator's start-up and the quiet after included).
+# COUNTER "upcalls": after 'dpctl/del-flows', counted by "miss with
+# success upcall" of 'dpif-netdev/pmd-stats-show' (summed over threads);
+# "conns": after 'dpctl/flush-conntrack', counted by 'dpctl/ct-get-nconns'.
+# One burst: the generator in the client namespace ($BURST_GEN,
+# examples/udp_burst.rs: sendmmsg of 64 datagrams a call; or, with
+# BURST_GEN=python, a Python sendto loop, the generator before issue 17)
+# sends one 1-byte UDP datagram to each of $IP_S:10000..10000+$NSETUP-1
+# as fast as it can, and says how fast it sent (the rate offered), while
+# we poll the counter every ~20 ms until it stops moving for 0.5 s.
+# A burst's share = counts from the first counter change seen to the first
+# sample with 95 % of its final count, over the time between those two
+# samples (the generator's start-up, stragglers such as ICMP errors and
+# ARP, and the quiet are not counted). Bursts are repeated until the timed
+# windows add up to at least 1 s (at most 30 bursts or 90 s); KEY PEER =
+# counts / time summed over the bursts, per second.
+storm() {
+    python3 - "$1" "$2" "$3" "$4" "$NS_C" "$IP_S" "$NSETUP" "$OUT/net.txt" "$BURST_GEN" "${5:-}" <<'PY'
+import glob, re, subprocess, sys, time
+peer, ctl, key, counter, ns, ip = sys.argv[1:7]
+n, res, gen_bin, pid = int(sys.argv[7]), sys.argv[8], sys.argv[9], sys.argv[10]
+def switch_cpu_ns():
+    """CPU time of the switch so far, ns, over its threads (0 without PID)."""
+    t = 0
+    for f in glob.glob(f"/proc/{pid}/task/*/schedstat") if pid else []:
+        try:
+            t += int(open(f).read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # a thread that went away
+    return t
+def appctl(*args):
+    return subprocess.run(["ovs-appctl", "-t", ctl, *args], capture_output=True, text=True, check=True).stdout
+def count():
+    if counter == "conns":
+        return int(appctl("dpctl/ct-get-nconns").strip())
+    o = appctl("dpif-netdev/pmd-stats-show")
+    v = [int(x) for x in re.findall(r"miss with success upcall:\s*(\d+)", o)]
+    if not v:
+        raise SystemExit(f"no 'miss with success upcall' in: {o!r}")
+    return sum(v)
+reset = "dpctl/flush-conntrack" if counter == "conns" else "dpctl/del-flows"
+what = "connections committed" if counter == "conns" else "upcalls"
+if gen_bin != "python":
+    gen = [gen_bin, ip, "10000", str(n)]
+else:
+    gen = ["python3", "-c",
+           f"import socket, sys, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+           f"t0, sent = time.monotonic(), 0\n"
+           f"for p in range(10000, {10000 + n}):\n"
+           f"    try: s.sendto(b'x', ('{ip}', p)); sent += 1\n"
+           f"    except OSError: pass\n"
+           f"print(f'sent {{sent}} of {n} in {{time.monotonic() - t0:.4f}} s', file=sys.stderr)\n"]
+offered = []  # datagrams/s the generator sent, per burst
+cpu = 0  # the switch's CPU time over the bursts, ns
+
+def burst():
+    """One burst after the reset: (counts timed, seconds timed, counts in all)."""
+    appctl(reset)
+    time.sleep(0.2)
+    before = count()
+    c0 = switch_cpu_ns()
+    t0 = time.monotonic()
+    g = subprocess.Popen(["ip", "netns", "exec", ns, *gen], stderr=subprocess.PIPE, text=True)
+    last, t_last = before, t0
+    first = None  # (counter, time) at the first change seen: excludes generator start-up
+    samples = []
+    while True:
+        time.sleep(0.02)
+        now, c = time.monotonic(), count()
+        samples.append((c, now))
+        if c != last:
+            last, t_last = c, now
+            if first is None:
+                first = (c, now)
+        if g.poll() is not None and now - t_last > 0.5:
+            break
+        if now - t0 > 60:
+            g.kill()
+            break
+    err = g.communicate()[1]
+    global cpu
+    cpu += switch_cpu_ns() - c0
+    m = re.search(r"sent (\d+) of \d+ in ([\d.]+) s", err)
+    if m and float(m.group(2)) > 0:
+        offered.append(int(m.group(1)) / float(m.group(2)))
+    else:
+        print(f"bench: generator: {err.strip()!r}", file=sys.stderr)
+    made = last - before
+    if made < n // 10:
+        raise SystemExit(f"only {made} {what} for {n} new 5-tuples")
+    end = next(x for x in samples if x[0] - before >= 0.95 * made)
+    return end[0] - first[0], end[1] - first[1], made
+
+total, secs, rounds, made = 0, 0.0, 0, 0
+start = time.monotonic()
+while secs < 1.0 and rounds < 30 and time.monotonic() - start < 90:
+    c, t, m = burst()
+    total, secs, rounds, made = total + c, secs + t, rounds + 1, made + m
+if secs < 0.1:
+    raise SystemExit(f"bursts too short to time ({secs:.3f} s in {rounds} bursts)")
+rate = total / secs
+offer = f"{min(offered):.0f} - {max(offered):.0f}/s" if offered else "?"
+per = f" ({cpu / made:.0f} ns of switch CPU each)" if cpu and made else ""
+print(f"bench: {peer}: {rounds} bursts of {n} new 5-tuples (offered {offer}), {made} {what}"
+      f"{per}, {total} in {secs:.2f} s timed: {rate:.0f}/s", file=sys.stderr)
+open(res, "a").write(f"{key} {peer} {rate:.0f}\n")
+PY
+}
+
 # flow_setup PEER CTL RUNDIR: new megaflows per second under a storm of new
 # 5-tuples. Method: $NSETUP OpenFlow flows "priority=20,udp,tp_dst=N,
 # actions=NORMAL" (N = 10000..) make every destination port its own
 # megaflow (tp_dst is exact in the mask, where plain NORMAL only matches
-# L2); then one UDP socket in the client namespace sends one 1-byte
-# datagram to each of those ports as fast as it can (one burst), and we
-# poll 'dpif-netdev/pmd-stats-show' ("miss with success upcall", summed
-# over threads) every ~20 ms until it stops moving for 0.5 s. A burst's
-# share = upcalls from the first counter change seen to the first sample
-# with 95 % of its final count, over the time between those two samples
-# (the generator's start-up, stragglers and the quiet are not counted).
-# A fast machine sends a burst in well under 0.1 s, too short to time from
-# one burst, so bursts are repeated, each after 'dpctl/del-flows' empties
-# the megaflow cache, until the timed windows add up to at least 1 s (at
-# most 30 bursts or 90 s); rate = upcalls / time summed over the bursts.
-# Upcalls a dropping socket never sees are not counted (both switches read
-# the veth with AF_PACKET).
+# L2); then bursts of one datagram to each of those ports, each after
+# 'dpctl/del-flows' empties the megaflow cache, timed by the upcall
+# counter (storm). Upcalls a dropping socket never sees are not counted
+# (both switches read the veth with AF_PACKET).
 flow_setup() {
     local peer=$1 ctl=$2 dir=$3 f="$OUT/setup-flows.txt"
     python3 - "$NSETUP" > "$f" <<'PY'
@@ -257,86 +373,31 @@ PY
         skip flow_setup_per_s "$peer" "ovs-ofctl add-flows failed"
         return 0
     fi
-    echo "+ (storm, repeated) ovs-appctl -t $ctl dpctl/del-flows; ip netns exec $NS_C python3: 1 UDP datagram to each of $IP_S:10000..$((10000 + NSETUP - 1)); poll ovs-appctl -t $ctl dpif-netdev/pmd-stats-show" >&2
-    echo "ip netns exec $NS_C python3 (UDP to $NSETUP ports) + ovs-appctl -t CTL dpif-netdev/pmd-stats-show, after dpctl/del-flows, repeated to >= 1 s timed" >> "$OUT/commands.txt"
-    python3 - "$peer" "$ctl" "$NS_C" "$IP_S" "$NSETUP" "$OUT/net.txt" <<'PY' || skip flow_setup_per_s "$peer" "storm failed"
-import re, subprocess, sys, time
-peer, ctl, ns, ip, n, res = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6]
-def appctl(*args):
-    return subprocess.run(["ovs-appctl", "-t", ctl, *args], capture_output=True, text=True, check=True).stdout
-def upcalls():
-    o = appctl("dpif-netdev/pmd-stats-show")
-    v = [int(x) for x in re.findall(r"miss with success upcall:\s*(\d+)", o)]
-    if not v:
-        raise SystemExit(f"no 'miss with success upcall' in: {o!r}")
-    return sum(v)
-gen = (f"import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-       f"for p in range(10000, {10000 + n}):\n"
-       f"    try: s.sendto(b'x', ('{ip}', p))\n"
-       f"    except OSError: pass\n")
-
-def burst():
-    """One storm after emptying the megaflow cache: (upcalls, seconds) timed."""
-    appctl("dpctl/del-flows")
-    time.sleep(0.2)
-    before = upcalls()
-    t0 = time.monotonic()
-    g = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", gen])
-    last, t_last = before, t0
-    first = None  # (counter, time) at the first change seen: excludes generator start-up
-    samples = []
-    while True:
-        time.sleep(0.02)
-        now, u = time.monotonic(), upcalls()
-        samples.append((u, now))
-        if u != last:
-            last, t_last = u, now
-            if first is None:
-                first = (u, now)
-        if g.poll() is not None and now - t_last > 0.5:
-            break
-        if now - t0 > 60:
-            g.kill()
-            break
-    g.wait()
-    created = last - before
-    if created < n // 10:
-        raise SystemExit(f"only {created} upcalls for {n} new 5-tuples")
-    # End of the burst: the first sample with 95 % of the final count, so a
-    # few stragglers (ICMP errors, ARP) do not stretch the window.
-    end = next(x for x in samples if x[0] - before >= 0.95 * created)
-    return end[0] - first[0], end[1] - first[1], created
-
-count, secs, rounds, created = 0, 0.0, 0, 0
-start = time.monotonic()
-while secs < 1.0 and rounds < 30 and time.monotonic() - start < 90:
-    c, t, made = burst()
-    count, secs, rounds, created = count + c, secs + t, rounds + 1, created + made
-if secs < 0.1:
-    raise SystemExit(f"bursts too short to time ({secs:.3f} s in {rounds} bursts)")
-rate = count / secs
-print(f"bench: {peer}: {rounds} bursts of {n} new 5-tuples, {created} upcalls, {count} in {secs:.2f} s timed: {rate:.0f}/s", file=sys.stderr)
-open(res, "a").write(f"flow_setup_per_s {peer} {rate:.0f}\n")
-PY
+    echo "+ (storm, repeated) ovs-appctl -t $ctl dpctl/del-flows; ip netns exec $NS_C $BURST_GEN $IP_S 10000 $NSETUP; poll ovs-appctl -t $ctl dpif-netdev/pmd-stats-show" >&2
+    echo "ip netns exec $NS_C ${BURST_GEN##*/} $IP_S 10000 $NSETUP + ovs-appctl -t CTL dpif-netdev/pmd-stats-show, after dpctl/del-flows, repeated to >= 1 s timed" >> "$OUT/commands.txt"
+    storm "$peer" "$ctl" flow_setup_per_s upcalls || skip flow_setup_per_s "$peer" "storm failed"
     OVS_RUNDIR=$dir ovs-ofctl -O OpenFlow13 del-flows br0 "udp"
 }
 
 # ct_bench PEER CTL RUNDIR: the connection tracker through a stateful
 # pipeline, as in the README's "Stateful firewall" (every IPv4 packet
 # through ct(table=1); +new committed, +est forwarded; the default zone):
-# * ct_new_conns_per_s: new connections committed per second. Method as
-#   flow_setup, with 'dpctl/ct-get-nconns' as the counter: one UDP socket
-#   in the client namespace sends one datagram to each of $NSETUP
-#   destination ports (each a new connection; the megaflows do not match
-#   ports, so after the first packets they all stay on the fast path and
-#   the rate is the tracker's), after 'dpctl/flush-conntrack' empties the
-#   tracker; bursts repeated until 1 s is timed; the window is from the
-#   first counter change to 95 % of the burst's connections.
-# * ct_udp64_pps: iperf3 UDP -l 64 -b 0 delivered packets/s (one
-#   established connection) through the same flows, $SECS s.
+# * ct_new_conns_per_s: new connections committed per second: bursts of
+#   one datagram to each of $NSETUP destination ports (each a new
+#   connection; the megaflows do not match ports, so after the first
+#   packets they all stay on the fast path), each after
+#   'dpctl/flush-conntrack' empties the tracker, timed by
+#   'dpctl/ct-get-nconns' (storm).
+# * ct_udp64_pps: packets/s the switch forwarded (the server's eth0 RX
+#   counter, server_rx_packets) of iperf3 UDP -l 64 -b 0 (one established
+#   connection) through the same flows, $SECS s. Not what iperf3 reports
+#   delivered: on two vCPUs the iperf3 receiver, not the switch, is the
+#   bottleneck there (most of the loss is its socket's UdpRcvbufErrors),
+#   so a switch forwarding more left it further behind; that figure is on
+#   stderr.
 # * ct_tcp_gbps, ct_cpu_ns_per_pkt, noct_cpu_ns_per_pkt: see ct_tcp_cpu.
 ct_bench() {
-    local peer=$1 ctl=$2 dir=$3 pid=$4 f="$OUT/ct-flows.txt" tmp
+    local peer=$1 ctl=$2 dir=$3 pid=$4 f="$OUT/ct-flows.txt" tmp rx0 rx1
     cat > "$f" <<'FLOWS'
 table=0,priority=10,arp,actions=NORMAL
 table=0,priority=100,ip,actions=ct(table=1)
@@ -350,73 +411,27 @@ FLOWS
         skip ct_udp64_pps "$peer" "ovs-ofctl add-flows failed"
         return 0
     fi
-    echo "+ (storm, repeated) ovs-appctl -t $ctl dpctl/flush-conntrack; ip netns exec $NS_C python3: 1 UDP datagram to each of $IP_S:10000..$((10000 + NSETUP - 1)); poll ovs-appctl -t $ctl dpctl/ct-get-nconns" >&2
-    echo "ip netns exec $NS_C python3 (UDP to $NSETUP ports through ct(commit)) + ovs-appctl -t CTL dpctl/ct-get-nconns, after dpctl/flush-conntrack, repeated to >= 1 s timed" >> "$OUT/commands.txt"
-    python3 - "$peer" "$ctl" "$NS_C" "$IP_S" "$NSETUP" "$OUT/net.txt" <<'PY' || skip ct_new_conns_per_s "$peer" "storm failed"
-import subprocess, sys, time
-peer, ctl, ns, ip, n, res = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6]
-def appctl(*args):
-    return subprocess.run(["ovs-appctl", "-t", ctl, *args], capture_output=True, text=True, check=True).stdout
-def nconns():
-    return int(appctl("dpctl/ct-get-nconns").strip())
-gen = (f"import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-       f"for p in range(10000, {10000 + n}):\n"
-       f"    try: s.sendto(b'x', ('{ip}', p))\n"
-       f"    except OSError: pass\n")
-
-def burst():
-    appctl("dpctl/flush-conntrack")
-    time.sleep(0.2)
-    before = nconns()
-    t0 = time.monotonic()
-    g = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", gen])
-    last, t_last, first, samples = before, t0, None, []
-    while True:
-        time.sleep(0.02)
-        now, c = time.monotonic(), nconns()
-        samples.append((c, now))
-        if c != last:
-            last, t_last = c, now
-            if first is None:
-                first = (c, now)
-        if g.poll() is not None and now - t_last > 0.5:
-            break
-        if now - t0 > 60:
-            g.kill()
-            break
-    g.wait()
-    made = last - before
-    if made < n // 10:
-        raise SystemExit(f"only {made} connections for {n} new 5-tuples")
-    end = next(x for x in samples if x[0] - before >= 0.95 * made)
-    return end[0] - first[0], end[1] - first[1], made
-
-count, secs, rounds, made = 0, 0.0, 0, 0
-start = time.monotonic()
-while secs < 1.0 and rounds < 30 and time.monotonic() - start < 90:
-    c, t, m = burst()
-    count, secs, rounds, made = count + c, secs + t, rounds + 1, made + m
-if secs < 0.1:
-    raise SystemExit(f"bursts too short to time ({secs:.3f} s in {rounds} bursts)")
-rate = count / secs
-print(f"bench: {peer}: {rounds} bursts of {n} new UDP connections, {made} committed, {count} in {secs:.2f} s timed: {rate:.0f}/s", file=sys.stderr)
-open(res, "a").write(f"ct_new_conns_per_s {peer} {rate:.0f}\n")
-PY
+    echo "+ (storm, repeated) ovs-appctl -t $ctl dpctl/flush-conntrack; ip netns exec $NS_C $BURST_GEN $IP_S 10000 $NSETUP; poll ovs-appctl -t $ctl dpctl/ct-get-nconns" >&2
+    echo "ip netns exec $NS_C ${BURST_GEN##*/} $IP_S 10000 $NSETUP (through ct(commit)) + ovs-appctl -t CTL dpctl/ct-get-nconns, after dpctl/flush-conntrack, repeated to >= 1 s timed" >> "$OUT/commands.txt"
+    storm "$peer" "$ctl" ct_new_conns_per_s conns "$pid" || skip ct_new_conns_per_s "$peer" "storm failed"
     run ovs-appctl -t "$ctl" dpctl/flush-conntrack
     tmp=$(mktemp -d)
     run ip netns exec "$NS_S" iperf3 -s -D -B "$IP_S" -p 5298 --pidfile "$tmp/iperf3.pid"
     sleep 0.5
     NET_PIDS+=("$(cat "$tmp/iperf3.pid")")
+    rx0=$(server_rx_packets)
     run ip netns exec "$NS_C" timeout $((SECS + 20)) iperf3 -c "$IP_S" -p 5298 -t "$SECS" -u -l 64 -b 0 -J > "$tmp/udp.json" || true
-    python3 - "$tmp" "$peer" "$OUT/net.txt" <<'PY'
+    rx1=$(server_rx_packets)
+    python3 - "$tmp" "$peer" "$OUT/net.txt" "$((rx1 - rx0))" <<'PY'
 import json, sys
-tmp, peer, res = sys.argv[1:]
+tmp, peer, res, fwd = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 try:
     s = json.load(open(f"{tmp}/udp.json"))["end"]["sum"]
     sent, lost, secs = s["packets"], s["lost_packets"], s["seconds"]
-    open(res, "a").write(f"ct_udp64_pps {peer} {(sent - lost) / secs:.0f}\n")
-    print(f"bench: {peer} UDP 64 B through ct: offered {sent / secs:.0f} pps, delivered "
-          f"{(sent - lost) / secs:.0f} pps ({100.0 * lost / max(sent, 1):.1f}% loss)", file=sys.stderr)
+    open(res, "a").write(f"ct_udp64_pps {peer} {fwd / secs:.0f}\n")
+    print(f"bench: {peer} UDP 64 B through ct: offered {sent / secs:.0f} pps, forwarded "
+          f"{fwd / secs:.0f} pps, delivered to iperf3 {(sent - lost) / secs:.0f} pps "
+          f"({100.0 * lost / max(sent, 1):.1f}% loss)", file=sys.stderr)
 except Exception as e:
     print(f"bench: ct_udp64_pps {peer} left out: iperf3 UDP failed: {e!r}", file=sys.stderr)
 PY
@@ -424,6 +439,12 @@ PY
     rm -rf "$tmp"
     ct_tcp_cpu "$peer" "$ctl" "$dir" "$pid" "$f"
     run env OVS_RUNDIR="$dir" ovs-ofctl -O OpenFlow13 del-flows br0
+}
+
+# server_rx_packets: frames received so far by the server's eth0 (every
+# frame a switch forwarded to it), from the kernel's counter.
+server_rx_packets() {
+    ip netns exec "$NS_S" cat /sys/class/net/eth0/statistics/rx_packets
 }
 
 # CT_PPS: the fixed UDP 64 B rate (packets/s) at which ct_tcp_cpu
@@ -504,6 +525,38 @@ PY
     fi
     kill "$(cat "$tmp/iperf3.pid")" 2>/dev/null || true
     rm -rf "$tmp"
+}
+
+# bench_ct_only [--quick]: ct_bench alone (scripts/bench --ct), xennetd
+# then ovs-vswitchd (netdev datapath, offloads off) in the same run, and
+# a table of the ct_* keys with xennet/ovs ratios and the load average
+# (/proc/loadavg, 1 min) before and after: the machine may be shared.
+bench_ct_only() {
+    local l0 l1
+    if [ -n "${1:-}" ]; then SECS=3; else SECS=10; fi
+    NSETUP=${NSETUP:-50000} NET_PARTS=ct
+    : > "$OUT/net.txt"
+    : > "$OUT/commands.txt"
+    l0=$(cut -d' ' -f1 /proc/loadavg)
+    peer_run xennet bench_xennet
+    peer_run ovs bench_ovs ovs no
+    l1=$(cut -d' ' -f1 /proc/loadavg)
+    python3 - "$OUT/net.txt" "$l0" "$l1" <<'PY'
+import sys
+res, l0, l1 = sys.argv[1:]
+d = {}
+for line in open(res):
+    key, peer, val = line.split()
+    d.setdefault(key, {})[peer] = float(val)
+print(f"ct bench, load average {l0} before, {l1} after")
+print(f"{'metric':<20} {'xennet':>10} {'ovs':>10}   xennet/ovs")
+for key in ("ct_new_conns_per_s", "ct_udp64_pps", "ct_tcp_gbps", "ct_cpu_ns_per_pkt", "noct_cpu_ns_per_pkt"):
+    v = d.get(key, {})
+    cells = [f"{v[p]:>10.4g}" if p in v else f"{'-':>10}" for p in ("xennet", "ovs")]
+    ratio = f"{v['xennet'] / v['ovs']:.2f}" if "xennet" in v and v.get("ovs", 0) > 0 else ""
+    print(f"{key:<20} {' '.join(cells)}   {ratio}")
+print("(*_cpu_ns_per_pkt: lower is better)")
+PY
 }
 
 # peer_run NAME FUNCTION [ARGS...]: one switch's benchmarks in a subshell

@@ -1092,6 +1092,15 @@ impl Conntrack {
                 }
             }
         });
+        // Removing leaves tombstones in the hash table, which the next
+        // inserts pay for with a rehash; an empty table is cleared
+        // instead (its allocation is kept), and the heap holds only
+        // stale entries then.
+        let mut g = self.lock();
+        if g.n == 0 {
+            g.map.clear();
+            g.heap.clear();
+        }
         n
     }
 

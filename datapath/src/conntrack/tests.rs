@@ -1211,6 +1211,35 @@ fn flush_all_and_memory_per_connection() {
 }
 
 #[test]
+fn the_table_works_on_after_a_flush() {
+    // A flush that empties the tracker clears its hash table (keeping the
+    // allocation); one of a zone leaves the other zones' entries alone.
+    let now = Instant::now();
+    let ct = Conntrack::new();
+    for round in 0..3 {
+        for i in 0..500u16 {
+            let mut p = udp4(A, B, 1000 + i, 53);
+            assert_eq!(run(&ct, &mut p, &commit(i % 2), now), NEW, "round {round}");
+        }
+        assert_eq!(ct.nconns(), 500);
+        for i in 0..500u16 {
+            let mut r = udp4(B, A, 53, 1000 + i);
+            assert_eq!(run(&ct, &mut r, &commit(i % 2), now), RPL, "round {round}");
+        }
+        assert_eq!(ct.flush(Some(1)), 250);
+        for i in (0..500u16).step_by(2) {
+            let mut p = udp4(A, B, 1000 + i, 53);
+            assert_eq!(run(&ct, &mut p, &commit(0), now), EST, "round {round}");
+        }
+        assert_eq!(ct.flush(None), 250);
+        assert_eq!(ct.nconns(), 0);
+        assert!(ct.dump(None).is_empty());
+    }
+    // Nothing is left to expire: the sweeper finds no stale entries.
+    assert_eq!(ct.sweep(now + Duration::from_secs(3600)), 0);
+}
+
+#[test]
 fn a_shortened_timeout_is_swept_at_the_shorter_time() {
     // udp_first is 60 s, udp_multiple 30 s: the reply shortens the
     // expiry below the connection's heap entry (found by the model test).
