@@ -93,7 +93,9 @@ pub enum DpAction {
     Recirc(u32),
     /// OVS `OVS_ACTION_ATTR_CHECK_PKT_LEN` flattened into the list: the
     /// next `n_gt` actions are the branch for a packet longer than `size`
-    /// bytes (the whole frame), the `n_le` after them the branch for the
+    /// bytes (the whole frame; for a reassembled datagram or a GSO frame
+    /// the largest frame it leaves as, as Linux compares), the `n_le` after
+    /// them the branch for the
     /// others. Either branch runs on the packet as it is here and its
     /// changes stay in it (as OVS runs a branch on a clone when actions
     /// follow); then the list goes on after both branches. Branches nest
@@ -825,7 +827,7 @@ impl Executor {
                             break;
                         }
                         let (gt, le) = (usize::from(n_gt), usize::from(n_le));
-                        let larger = self.get(batch, cur).len() > usize::from(size);
+                        let larger = check_len(self.get(batch, cur)) > usize::from(size);
                         let end = if larger { at + gt } else { at + gt + le };
                         branches[depth] = (end, at + gt + le, cur);
                         depth += 1;
@@ -1163,6 +1165,24 @@ fn recycle<'a, 'b>(mut v: Vec<&'a Packet>) -> Vec<&'b Packet> {
     v.into_iter()
         .map(|_| -> &'b Packet { unreachable!() })
         .collect()
+}
+
+/// The length in bytes [`DpAction::CheckPktLen`] compares: that of the
+/// largest frame `p` leaves a port as, as Linux `execute_check_pkt_len`
+/// measures it. A datagram the tracker reassembled leaves as fragments
+/// ([`Executor`] output, [`crate::fragment`]): its L2 header and its
+/// largest original fragment (`OVS_CB(skb)->mru + mac_len`); a GSO frame
+/// leaves as segments: its largest ([`gso::largest_segment_len`],
+/// `skb_gso_validate_mac_len`); any other frame its own length.
+fn check_len(p: &Packet) -> usize {
+    let len = p.len();
+    let frag = usize::from(p.md.frag.max_size);
+    if frag != 0 {
+        if let Some((_, l3)) = crate::packet::ethernet::l3_offset(p.data()) {
+            return len.min(l3 + frag);
+        }
+    }
+    gso::largest_segment_len(p).map_or(len, |n| n.min(len))
 }
 
 /// The log line for reassembled datagrams dropped at output because
@@ -1858,6 +1878,53 @@ mod tests {
             n_le: 9,
         }];
         assert!(run(&[Packet::from_slice(&[1u8; 60])], &bad, feat).is_empty());
+    }
+
+    /// `check_pkt_len` compares the frames a packet leaves as, as Linux
+    /// `execute_check_pkt_len` does: a datagram the tracker reassembled
+    /// from 1500-byte fragments counts as its largest fragment with the
+    /// Ethernet header (`mru + mac_len`), a TSO frame as its largest
+    /// segment (`skb_gso_validate_mac_len`), not as the 3054-byte whole
+    /// (an OVN MTU check would answer them with "fragmentation needed").
+    #[test]
+    fn check_pkt_len_compares_the_frames_that_leave() {
+        let feat = PortFeatures {
+            csum_partial: true,
+            gso: true,
+        };
+        let acts = |size| {
+            [
+                DpAction::CheckPktLen {
+                    size,
+                    n_gt: 1,
+                    n_le: 1,
+                },
+                DpAction::Output(2),
+                DpAction::Output(3),
+            ]
+        };
+        let branch = |p: &Packet, size| {
+            let out = run(std::slice::from_ref(p), &acts(size), feat);
+            out.keys().copied().collect::<Vec<_>>()
+        };
+        // Reassembled (Don't Fragment clear, as a fragmenting sender has
+        // it), so that output cuts it into fragments.
+        let mut v = frame().data().to_vec();
+        v[20] &= !0x40;
+        v[24..26].fill(0);
+        let c = csum::checksum(&v[14..34]);
+        v[24..26].copy_from_slice(&c.to_be_bytes());
+        let mut reassembled = Packet::from_slice(&v);
+        reassembled.md.frag.max_size = 1500;
+        assert_eq!(branch(&reassembled, 1514), vec![3]);
+        assert_eq!(branch(&reassembled, 1513), vec![2]);
+        // Segments of 14 + 20 + 20 + 1400 bytes.
+        let tso = tso_frame();
+        assert_eq!(branch(&tso, 1454), vec![3]);
+        assert_eq!(branch(&tso, 1453), vec![2]);
+        // Neither: the whole frame.
+        assert_eq!(branch(&frame(), 3053), vec![2]);
+        assert_eq!(branch(&frame(), 3054), vec![3]);
     }
 
     #[test]
