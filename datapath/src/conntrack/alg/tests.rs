@@ -632,33 +632,15 @@ fn ftp_port_is_rewritten_under_snat_and_sequence_numbers_follow() {
 /// passive data connection to the virtual address reaches the server.
 #[test]
 fn ftp_pasv_is_rewritten_under_dnat() {
-    use crate::conntrack::{NatArgs, NatKind};
+    use crate::conntrack::NatKind;
     const VIP: [u8; 4] = [203, 0, 113, 10];
     const SRV: [u8; 4] = [10, 0, 0, 2];
     let ct = Conntrack::new();
     let now = Instant::now();
-    let nat = NatArgs {
-        kind: Some(NatKind::Dst),
-        addr_min: Some(std::net::IpAddr::V4(SRV.into())),
-        addr_max: None,
-        port_min: 0,
-        port_max: 0,
-        persistent: false,
-        random: false,
-    };
-    let cli = CtArgs {
-        commit: true,
-        helper: Some(Helper::Ftp),
-        nat: Some(nat),
-        ..CtArgs::default()
-    };
+    let (cli, back) = ftp_nat_args(NatKind::Dst, SRV);
     let back = CtArgs {
-        nat: Some(NatArgs {
-            kind: None,
-            addr_min: None,
-            ..nat
-        }),
-        ..CtArgs::default()
+        commit: false,
+        ..back
     };
     let exec = |mut p: Packet, a: &CtArgs| {
         ct.execute(&mut p, a, now);
@@ -709,9 +691,15 @@ fn ftp_pasv_is_rewritten_under_dnat() {
 /// X))`) and of the server side (`ct(commit,nat)`) of an FTP control
 /// connection under source NAT.
 fn snat_args(x: [u8; 4]) -> (CtArgs, CtArgs) {
-    use crate::conntrack::{NatArgs, NatKind};
+    ftp_nat_args(crate::conntrack::NatKind::Src, x)
+}
+
+/// [`snat_args`] for NAT of `kind` to `x` (`nat(dst=X)` for
+/// `NatKind::Dst`).
+fn ftp_nat_args(kind: crate::conntrack::NatKind, x: [u8; 4]) -> (CtArgs, CtArgs) {
+    use crate::conntrack::NatArgs;
     let nat = NatArgs {
-        kind: Some(NatKind::Src),
+        kind: Some(kind),
         addr_min: Some(std::net::IpAddr::V4(x.into())),
         addr_max: None,
         port_min: 0,
