@@ -23,16 +23,16 @@
 //!   ([`Executor::take_recirculated`]; the forwarding thread runs the
 //!   passes, at most [`MAX_RECIRC_DEPTH`] recirculations per packet).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{OnceLock, RwLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::buffer::{Csum, CtMeta, OfPort, Packet, PacketBatch};
 use crate::conntrack::{Conntrack, CtArgs, NatArgs, NatKind};
 use crate::flow::{VLAN_CFI, VLAN_PCP_MASK, VLAN_VID_MASK};
+use crate::intern::InternTable;
 use crate::meter::{MeterTable, Verdict};
 use crate::packet::ethernet::{HEADER_LEN, VLAN_TAG_LEN};
 use crate::port::PortFeatures;
@@ -93,7 +93,9 @@ pub enum DpAction {
     Recirc(u32),
     /// OVS `OVS_ACTION_ATTR_CHECK_PKT_LEN` flattened into the list: the
     /// next `n_gt` actions are the branch for a packet longer than `size`
-    /// bytes (the whole frame), the `n_le` after them the branch for the
+    /// bytes (the whole frame; for a reassembled datagram or a GSO frame
+    /// the largest frame it leaves as, as Linux compares), the `n_le` after
+    /// them the branch for the
     /// others. Either branch runs on the packet as it is here and its
     /// changes stay in it (as OVS runs a branch on a clone when actions
     /// follow); then the list goes on after both branches. Branches nest
@@ -195,181 +197,26 @@ pub const MAX_CT_ARGS: usize = 65_536;
 /// How long an interned [`CtArgs`] lives after its last use: the last
 /// translation that interned it, or the last housekeeping that found it in
 /// an installed megaflow's actions ([`ct_args_housekeeping`], once a
-/// second per datapath). Like the recirculation ids' grace (OVS frees
-/// unused recirculation ids after a grace period too), it covers a
-/// translation used for its packet but not installed.
-pub const CT_ARGS_GRACE: Duration = Duration::from_secs(10);
-
-/// One slot of a [`CtArgsTable`]: the generation of the last handle given
-/// out for it, and its entry while live.
-#[derive(Debug, Default)]
-struct CtSlot {
-    gen: u16,
-    live: Option<(CtArgs, AtomicU64)>,
-}
-
-#[derive(Debug, Default)]
-struct CtInner {
-    ids: HashMap<CtArgs, u32>,
-    slots: Vec<CtSlot>,
-    /// Slots whose entry was swept, for reuse.
-    free: Vec<u16>,
-}
+/// second per datapath); see [`crate::intern`].
+pub const CT_ARGS_GRACE: Duration = crate::intern::GRACE;
 
 /// A table of interned `ct` arguments (the daemon has one,
-/// [`ct_args_table`]). A handle is the slot (low 16 bits) and the slot's
-/// generation (high 16 bits, never 0, so no handle is 0): a slot swept and
-/// reused gets a new handle, so a stale handle finds nothing instead of
-/// other arguments. At most [`MAX_CT_ARGS`] entries live; an entry goes at
-/// a [`CtArgsTable::sweep`] once unused for [`CT_ARGS_GRACE`], so a
-/// controller that churns distinct arguments does not fill the table for
-/// good.
-#[derive(Debug)]
-pub struct CtArgsTable {
-    /// Time 0 of the entries' last-use stamps (milliseconds after it).
-    base: Instant,
-    inner: RwLock<CtInner>,
-}
-
-impl Default for CtArgsTable {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl CtArgsTable {
-    /// An empty table.
-    pub fn new() -> Self {
-        CtArgsTable {
-            base: Instant::now(),
-            inner: RwLock::default(),
-        }
-    }
-
-    fn stamp(&self, now: Instant) -> u64 {
-        u64::try_from(now.saturating_duration_since(self.base).as_millis()).unwrap_or(u64::MAX)
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, CtInner> {
-        self.inner.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The handle (nonzero) of `args`, the same for equal arguments while
-    /// their entry lives, its last use set to `now`; `None` when
-    /// [`MAX_CT_ARGS`] entries live.
-    pub fn intern(&self, args: &CtArgs, now: Instant) -> Option<u32> {
-        let stamp = self.stamp(now);
-        {
-            let t = self.read();
-            if let Some(&id) = t.ids.get(args) {
-                if let Some(CtSlot {
-                    live: Some((_, seen)),
-                    ..
-                }) = t.slots.get(usize::from(id as u16))
-                {
-                    seen.fetch_max(stamp, Ordering::Relaxed);
-                }
-                return Some(id);
-            }
-        }
-        let mut t = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(&id) = t.ids.get(args) {
-            return Some(id);
-        }
-        let slot = match t.free.pop() {
-            Some(s) => usize::from(s),
-            None if t.slots.len() < MAX_CT_ARGS => {
-                t.slots.push(CtSlot::default());
-                t.slots.len() - 1
-            }
-            None => return None,
-        };
-        let s = &mut t.slots[slot];
-        s.gen = s.gen.checked_add(1).unwrap_or(1);
-        s.live = Some((*args, AtomicU64::new(stamp)));
-        let id = u32::from(s.gen) << 16 | u32::try_from(slot).ok()?;
-        t.ids.insert(*args, id);
-        Some(id)
-    }
-
-    /// The arguments behind handle `id` (`None` for 0, or a handle whose
-    /// entry was swept).
-    pub fn get(&self, id: u32) -> Option<CtArgs> {
-        match self.read().slots.get(usize::from(id as u16)) {
-            Some(CtSlot {
-                gen,
-                live: Some((args, _)),
-            }) if u32::from(*gen) == id >> 16 => Some(*args),
-            _ => None,
-        }
-    }
-
-    /// Set the last use of the live entries among handles `ids` to `now`
-    /// (the handles installed megaflows' actions hold).
-    pub fn mark_used(&self, ids: &[u32], now: Instant) {
-        let stamp = self.stamp(now);
-        let t = self.read();
-        for &id in ids {
-            if let Some(CtSlot {
-                gen,
-                live: Some((_, seen)),
-            }) = t.slots.get(usize::from(id as u16))
-            {
-                if u32::from(*gen) == id >> 16 {
-                    seen.fetch_max(stamp, Ordering::Relaxed);
-                }
-            }
-        }
-    }
-
-    /// Free the entries unused for [`CT_ARGS_GRACE`] at `now`; returns
-    /// how many went.
-    pub fn sweep(&self, now: Instant) -> usize {
-        let Some(before) = now.checked_sub(CT_ARGS_GRACE) else {
-            return 0;
-        };
-        let limit = self.stamp(before);
-        if limit == 0 {
-            return 0;
-        }
-        let mut t = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        let CtInner { ids, slots, free } = &mut *t;
-        let mut n = 0;
-        for (i, s) in slots.iter_mut().enumerate() {
-            let old = matches!(&s.live, Some((_, seen)) if seen.load(Ordering::Relaxed) < limit);
-            if old {
-                if let (Some((args, _)), Ok(i)) = (s.live.take(), u16::try_from(i)) {
-                    ids.remove(&args);
-                    free.push(i);
-                    n += 1;
-                }
-            }
-        }
-        n
-    }
-
-    /// How many entries live.
-    pub fn len(&self) -> usize {
-        self.read().ids.len()
-    }
-
-    /// Whether no entry lives.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+/// [`ct_args_table`]): handles with a slot generation, at most
+/// [`MAX_CT_ARGS`] entries, each swept once unused for [`CT_ARGS_GRACE`]
+/// ([`crate::intern::InternTable`]).
+pub type CtArgsTable = InternTable<CtArgs>;
 
 /// The daemon's table of interned `ct` arguments, shared by every
 /// datapath (as the connection tracker is).
 pub fn ct_args_table() -> &'static CtArgsTable {
     static T: OnceLock<CtArgsTable> = OnceLock::new();
-    T.get_or_init(CtArgsTable::new)
+    T.get_or_init(|| InternTable::new(MAX_CT_ARGS, usize::MAX))
 }
 
 /// The handle (nonzero) of `args` in the daemon's table of `ct` arguments
-/// ([`CtArgsTable::intern`] now); `None` when [`MAX_CT_ARGS`] entries live.
+/// ([`InternTable::intern`] now); `None` when [`MAX_CT_ARGS`] entries live.
 pub fn intern_ct_args(args: &CtArgs) -> Option<u32> {
-    ct_args_table().intern(args, Instant::now())
+    ct_args_table().intern(args, 0, Instant::now())
 }
 
 /// The arguments behind handle `id` (`None` for 0 or an unknown handle).
@@ -825,7 +672,7 @@ impl Executor {
                             break;
                         }
                         let (gt, le) = (usize::from(n_gt), usize::from(n_le));
-                        let larger = self.get(batch, cur).len() > usize::from(size);
+                        let larger = check_len(self.get(batch, cur)) > usize::from(size);
                         let end = if larger { at + gt } else { at + gt + le };
                         branches[depth] = (end, at + gt + le, cur);
                         depth += 1;
@@ -1165,6 +1012,24 @@ fn recycle<'a, 'b>(mut v: Vec<&'a Packet>) -> Vec<&'b Packet> {
         .collect()
 }
 
+/// The length in bytes [`DpAction::CheckPktLen`] compares: that of the
+/// largest frame `p` leaves a port as, as Linux `execute_check_pkt_len`
+/// measures it. A datagram the tracker reassembled leaves as fragments
+/// ([`Executor`] output, [`crate::fragment`]): its L2 header and its
+/// largest original fragment (`OVS_CB(skb)->mru + mac_len`); a GSO frame
+/// leaves as segments: its largest ([`gso::largest_segment_len`],
+/// `skb_gso_validate_mac_len`); any other frame its own length.
+fn check_len(p: &Packet) -> usize {
+    let len = p.len();
+    let frag = usize::from(p.md.frag.max_size);
+    if frag != 0 {
+        if let Some((_, l3)) = crate::packet::ethernet::l3_offset(p.data()) {
+            return len.min(l3 + frag);
+        }
+    }
+    gso::largest_segment_len(p).map_or(len, |n| n.min(len))
+}
+
 /// The log line for reassembled datagrams dropped at output because
 /// they could not be cut into fragments, at most once a second.
 fn warn_unfragmentable(e: fragment::FragError, total: u64) {
@@ -1264,18 +1129,18 @@ mod tests {
     /// swept handle finds nothing, even once its slot is reused.
     #[test]
     fn ct_args_table_reclaims_churned_entries() {
-        let t = CtArgsTable::new();
+        let t = InternTable::new(MAX_CT_ARGS, usize::MAX);
         let mut now = Instant::now();
         let kept_args = ct_marked(u32::MAX);
-        let kept = t.intern(&kept_args, now).unwrap();
-        let first = t.intern(&ct_marked(0), now).unwrap();
+        let kept = t.intern(&kept_args, 0, now).unwrap();
+        let first = t.intern(&ct_marked(0), 0, now).unwrap();
         let per_second = MAX_CT_ARGS / 16;
         let mut n = 1u32;
         let mut swept = 0;
         for _ in 0..64 {
             for _ in 0..per_second {
                 let id = t
-                    .intern(&ct_marked(n), now)
+                    .intern(&ct_marked(n), 0, now)
                     .expect("table full while churning");
                 assert_eq!(t.get(id), Some(ct_marked(n)));
                 n += 1;
@@ -1288,7 +1153,7 @@ mod tests {
         assert!(n as usize > 3 * MAX_CT_ARGS);
         assert!(swept > 2 * MAX_CT_ARGS, "swept {swept}");
         assert_eq!(t.get(kept), Some(kept_args));
-        assert_eq!(t.intern(&kept_args, now), Some(kept));
+        assert_eq!(t.intern(&kept_args, 0, now), Some(kept));
         assert_eq!(t.get(first), None, "a swept handle finds nothing");
     }
 
@@ -1296,11 +1161,11 @@ mod tests {
     /// finds nothing, not the new arguments.
     #[test]
     fn ct_args_reused_slot_gets_a_new_handle() {
-        let t = CtArgsTable::new();
+        let t = InternTable::new(MAX_CT_ARGS, usize::MAX);
         let now = Instant::now();
-        let a = t.intern(&ct_marked(1), now).unwrap();
+        let a = t.intern(&ct_marked(1), 0, now).unwrap();
         assert_eq!(t.sweep(now + CT_ARGS_GRACE + Duration::from_secs(1)), 1);
-        let b = t.intern(&ct_marked(2), now).unwrap();
+        let b = t.intern(&ct_marked(2), 0, now).unwrap();
         assert_eq!(a as u16, b as u16, "the one slot is reused");
         assert_ne!(a, b);
         assert_eq!(t.get(a), None);
@@ -1311,21 +1176,21 @@ mod tests {
     /// fresh entries refuses a new one, and takes it once they age out.
     #[test]
     fn ct_args_table_full_until_entries_age_out() {
-        let t = CtArgsTable::new();
+        let t = InternTable::new(MAX_CT_ARGS, usize::MAX);
         let now = Instant::now();
         for n in 0..MAX_CT_ARGS as u32 {
-            assert!(t.intern(&ct_marked(n), now).is_some());
+            assert!(t.intern(&ct_marked(n), 0, now).is_some());
         }
         let extra = ct_marked(u32::MAX);
-        assert_eq!(t.intern(&extra, now), None);
+        assert_eq!(t.intern(&extra, 0, now), None);
         assert_eq!(t.sweep(now + CT_ARGS_GRACE), 0);
-        assert_eq!(t.intern(&extra, now), None);
+        assert_eq!(t.intern(&extra, 0, now), None);
         assert_eq!(
             t.sweep(now + CT_ARGS_GRACE + Duration::from_millis(1)),
             MAX_CT_ARGS
         );
         assert!(t.is_empty());
-        let id = t.intern(&extra, now + CT_ARGS_GRACE).unwrap();
+        let id = t.intern(&extra, 0, now + CT_ARGS_GRACE).unwrap();
         assert_eq!(t.get(id), Some(extra));
         assert_eq!(t.get(0), None);
     }
@@ -1858,6 +1723,53 @@ mod tests {
             n_le: 9,
         }];
         assert!(run(&[Packet::from_slice(&[1u8; 60])], &bad, feat).is_empty());
+    }
+
+    /// `check_pkt_len` compares the frames a packet leaves as, as Linux
+    /// `execute_check_pkt_len` does: a datagram the tracker reassembled
+    /// from 1500-byte fragments counts as its largest fragment with the
+    /// Ethernet header (`mru + mac_len`), a TSO frame as its largest
+    /// segment (`skb_gso_validate_mac_len`), not as the 3054-byte whole
+    /// (an OVN MTU check would answer them with "fragmentation needed").
+    #[test]
+    fn check_pkt_len_compares_the_frames_that_leave() {
+        let feat = PortFeatures {
+            csum_partial: true,
+            gso: true,
+        };
+        let acts = |size| {
+            [
+                DpAction::CheckPktLen {
+                    size,
+                    n_gt: 1,
+                    n_le: 1,
+                },
+                DpAction::Output(2),
+                DpAction::Output(3),
+            ]
+        };
+        let branch = |p: &Packet, size| {
+            let out = run(std::slice::from_ref(p), &acts(size), feat);
+            out.keys().copied().collect::<Vec<_>>()
+        };
+        // Reassembled (Don't Fragment clear, as a fragmenting sender has
+        // it), so that output cuts it into fragments.
+        let mut v = frame().data().to_vec();
+        v[20] &= !0x40;
+        v[24..26].fill(0);
+        let c = csum::checksum(&v[14..34]);
+        v[24..26].copy_from_slice(&c.to_be_bytes());
+        let mut reassembled = Packet::from_slice(&v);
+        reassembled.md.frag.max_size = 1500;
+        assert_eq!(branch(&reassembled, 1514), vec![3]);
+        assert_eq!(branch(&reassembled, 1513), vec![2]);
+        // Segments of 14 + 20 + 20 + 1400 bytes.
+        let tso = tso_frame();
+        assert_eq!(branch(&tso, 1454), vec![3]);
+        assert_eq!(branch(&tso, 1453), vec![2]);
+        // Neither: the whole frame.
+        assert_eq!(branch(&frame(), 3053), vec![2]);
+        assert_eq!(branch(&frame(), 3054), vec![3]);
     }
 
     #[test]

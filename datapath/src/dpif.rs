@@ -29,7 +29,9 @@
 //!    ([`UpcallHandler::recirc_ids_used`]); the interned `ct` arguments
 //!    megaflows use are marked and the ones unused for
 //!    [`crate::actions::CT_ARGS_GRACE`] swept
-//!    ([`crate::actions::ct_args_housekeeping`]).
+//!    ([`crate::actions::ct_args_housekeeping`]), and the handler learns
+//!    which packet-in extras handles they use
+//!    ([`UpcallHandler::userdata_used`]).
 //!
 //! # Flow limit
 //!
@@ -166,6 +168,12 @@ pub trait UpcallHandler: Send {
     /// housekeeping: a handler that hands out ids (OVS
     /// `ofproto-dpif-rid.c`) may free the others.
     fn recirc_ids_used(&mut self, _ids: &[u32], _now: Instant) {}
+
+    /// The `extra` handles ([`Userdata::extra`]) of the
+    /// [`DpAction::Userspace`] actions installed megaflows use, sorted,
+    /// passed once a second before housekeeping: a handler that interns
+    /// what they stand for ([`crate::intern`]) may free the others.
+    fn userdata_used(&mut self, _extras: &[u32], _now: Instant) {}
 
     /// A packet reached a [`DpAction::Userspace`] action (OVS
     /// `MISS_UPCALL`'s sibling `CONTROLLER_UPCALL`). Called in the
@@ -507,6 +515,8 @@ struct Fwd {
     recirc_ids: Vec<u32>,
     /// Scratch for [`crate::actions::ct_args_housekeeping`].
     ct_args_ids: Vec<u32>,
+    /// Scratch for [`UpcallHandler::userdata_used`].
+    extras: Vec<u32>,
 }
 
 impl Fwd {
@@ -551,6 +561,7 @@ impl Fwd {
             recirc_drops: 0,
             recirc_ids: Vec::new(),
             ct_args_ids: Vec::new(),
+            extras: Vec::new(),
         }
     }
 
@@ -620,11 +631,13 @@ impl Fwd {
                 }
                 self.recirc_ids.clear();
                 self.ct_args_ids.clear();
+                self.extras.clear();
                 for f in self.cache.iter() {
                     for a in f.actions.iter() {
                         match a {
                             DpAction::Recirc(id) => self.recirc_ids.push(*id),
                             DpAction::Ct(c) if c.args != 0 => self.ct_args_ids.push(c.args),
+                            DpAction::Userspace(u) if u.extra != 0 => self.extras.push(u.extra),
                             _ => {}
                         }
                     }
@@ -635,6 +648,9 @@ impl Fwd {
                 self.ct_args_ids.sort_unstable();
                 self.ct_args_ids.dedup();
                 crate::actions::ct_args_housekeeping(&self.ct_args_ids, now);
+                self.extras.sort_unstable();
+                self.extras.dedup();
+                self.handler.userdata_used(&self.extras, now);
                 self.handler.housekeeping(now);
                 self.check_generation();
                 self.cache.expire_idle(now, self.max_idle);
@@ -1784,6 +1800,64 @@ mod recirc_tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(*used.lock().unwrap(), [7]);
+        dp.shutdown();
+    }
+
+    /// Sends every packet to userspace with packet-in extras handle 42
+    /// and to port 2; records what housekeeping reports in use.
+    struct ExtrasPipeline {
+        used: Arc<Mutex<Option<Vec<u32>>>>,
+    }
+
+    impl UpcallHandler for ExtrasPipeline {
+        fn upcall(&mut self, _key: &FlowKey, _pkt: &Packet, _ports: &[OfPort]) -> Upcall {
+            let mut mask = FlowMask::default();
+            mask.set_exact(Field::InPort);
+            let ud = Userdata {
+                reason: 1,
+                extra: 42,
+                ..Userdata::default()
+            };
+            Upcall {
+                mask,
+                actions: vec![DpAction::Userspace(ud), DpAction::Output(2)],
+                counters: Vec::new(),
+                tags: Tags::EMPTY,
+            }
+        }
+
+        fn generation(&self) -> u64 {
+            0
+        }
+
+        fn userdata_used(&mut self, extras: &[u32], _now: Instant) {
+            *self.used.lock().unwrap() = Some(extras.to_vec());
+        }
+    }
+
+    /// Housekeeping tells the handler which packet-in extras handles the
+    /// installed megaflows hold (so that it keeps those and may free the
+    /// others, `pin_extras`).
+    #[test]
+    fn housekeeping_reports_the_userdata_extras_in_use() {
+        let used = Arc::new(Mutex::new(None));
+        let h = ExtrasPipeline { used: used.clone() };
+        let dp = Datapath::spawn("ex", Box::new(h)).unwrap();
+        let (p1, peer1) = mem_port("p1", PortFeatures::default()).unwrap();
+        let (p2, peer2) = mem_port("p2", PortFeatures::default()).unwrap();
+        dp.add_port(1, Box::new(p1)).unwrap();
+        dp.add_port(2, Box::new(p2)).unwrap();
+        peer1.inject_frame(&udp_frame());
+        assert_eq!(peer2.wait_sent(1, Duration::from_secs(2)).len(), 1);
+        // Housekeeping runs once a second; wait for it (at most 30 s on a
+        // loaded machine), not for a fixed time.
+        for _ in 0..3000 {
+            if used.lock().unwrap().as_ref().is_some_and(|v| !v.is_empty()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(*used.lock().unwrap(), Some(vec![42]));
         dp.shutdown();
     }
 

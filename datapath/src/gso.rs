@@ -34,6 +34,44 @@ enum L4 {
     Udp,
 }
 
+/// Where `pkt`'s L4 header is, what each segment's copy of it needs, and
+/// its length in bytes; `None` if the frame is not TCP (for
+/// [`GsoType::TcpV4`] / [`GsoType::TcpV6`]) or UDP (for
+/// [`GsoType::UdpL4`]) over IPv4/IPv6 with headers that parse.
+fn headers(pkt: &Packet) -> Option<(L4Location, L4, usize)> {
+    let frame = pkt.data();
+    let loc = csum::locate_l4(frame)?;
+    let l4_frame = &frame[loc.l4..loc.l4 + loc.l4_len];
+    let kind = pkt.gso.map(|g| g.kind);
+    match (loc.proto, kind) {
+        (IpProtocol::Tcp, None | Some(GsoType::TcpV4 | GsoType::TcpV6)) => {
+            let t = tcp::Packet::new_checked(l4_frame).ok()?;
+            let l4 = L4::Tcp {
+                seq: t.seq_number(),
+                flags: t.flags(),
+            };
+            Some((loc, l4, usize::from(t.header_len())))
+        }
+        (IpProtocol::Udp, None | Some(GsoType::UdpL4)) => Some((loc, L4::Udp, udp::HEADER_LEN)),
+        _ => None,
+    }
+}
+
+/// The length in bytes of the largest frame [`segment`] cuts `pkt` into
+/// (headers included, at most `mss` payload bytes): what leaves a port
+/// without GSO (Linux `skb_gso_validate_mac_len` compares the same). The
+/// frame's own length without GSO state; `None` where [`segment`] would
+/// refuse the frame.
+pub fn largest_segment_len(pkt: &Packet) -> Option<usize> {
+    let Some(g) = pkt.gso else {
+        return Some(pkt.len());
+    };
+    let (loc, _, l4_hdr_len) = headers(pkt)?;
+    let hdr_len = loc.l4 + l4_hdr_len;
+    let payload = (loc.l4 + loc.l4_len).checked_sub(hdr_len)?;
+    (g.mss != 0).then(|| hdr_len + payload.min(usize::from(g.mss)))
+}
+
 /// Segment `pkt` into `out` (appended). A frame that needs no cutting
 /// (payload ≤ MSS, or no GSO state) is appended as a copy without GSO
 /// state. Returns false, appending nothing, if the frame is not a TCP
@@ -51,24 +89,8 @@ pub fn segment(pkt: &Packet, out: &mut Vec<Packet>) -> bool {
 /// buffer). Same segments, same refusals (then `emit` is never called).
 pub fn segment_each(pkt: &Packet, scratch: &mut Packet, emit: &mut dyn FnMut(&mut Packet)) -> bool {
     let frame = pkt.data();
-    let Some(loc) = csum::locate_l4(frame) else {
+    let Some((loc, l4, l4_hdr_len)) = headers(pkt) else {
         return false;
-    };
-    let l4_frame = &frame[loc.l4..loc.l4 + loc.l4_len];
-    let kind = pkt.gso.map(|g| g.kind);
-    let (l4, l4_hdr_len) = match (loc.proto, kind) {
-        (IpProtocol::Tcp, None | Some(GsoType::TcpV4 | GsoType::TcpV6)) => {
-            let Ok(t) = tcp::Packet::new_checked(l4_frame) else {
-                return false;
-            };
-            let l4 = L4::Tcp {
-                seq: t.seq_number(),
-                flags: t.flags(),
-            };
-            (l4, usize::from(t.header_len()))
-        }
-        (IpProtocol::Udp, None | Some(GsoType::UdpL4)) => (L4::Udp, udp::HEADER_LEN),
-        _ => return false,
     };
     let mss = match pkt.gso {
         Some(g) => usize::from(g.mss),

@@ -29,6 +29,7 @@ pub mod error;
 pub mod flow;
 pub mod fragment;
 pub mod gso;
+pub mod intern;
 pub mod megaflow;
 pub mod memport;
 pub mod meter;

@@ -2177,6 +2177,10 @@ impl UpcallHandler for Handler {
         self.of.recirc.release_unused(ids, now);
     }
 
+    fn userdata_used(&mut self, extras: &[u32], now: Instant) {
+        crate::pin_extras::housekeeping(extras, now);
+    }
+
     fn housekeeping(&mut self, now: Instant) {
         // MAC aging only: flow expiry writes the tables, which the
         // forwarding thread never does (see `Ofproto::expire`).

@@ -13,11 +13,18 @@
 //! handler looks the set up when the packet arrives. The table is
 //! process-wide and bounded ([`MAX_ENTRIES`], [`MAX_BYTES`]): when full,
 //! a new set is not interned and the packet-in goes out without it
-//! (counted in [`crate::xlate::CONTROLLER_EXTRAS_DROPPED`]). Entries are
-//! never removed (a handle may live in any megaflow).
+//! (counted in [`crate::xlate::CONTROLLER_EXTRAS_DROPPED`]). An entry
+//! goes once neither a translation nor an installed megaflow used it for
+//! [`xennet_datapath::intern::GRACE`] (each datapath reports the handles
+//! its megaflows hold once a second, [`housekeeping`]), so a pipeline
+//! whose packet-ins carry ever new registers or continuations does not
+//! fill the table for good; a handle whose entry went finds nothing
+//! (its packet-in goes out without the extras, as for a full table).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use xennet_datapath::intern::InternTable;
 
 use xennet_openflow::model::OxmField;
 use xennet_openflow::packet_in2::continuation::Continuation;
@@ -60,40 +67,31 @@ impl PinExtras {
     }
 }
 
-#[derive(Default)]
-struct Table {
-    ids: HashMap<Arc<PinExtras>, u32>,
-    by_id: Vec<Arc<PinExtras>>,
-    bytes: usize,
-}
-
-fn table() -> &'static Mutex<Table> {
-    static T: OnceLock<Mutex<Table>> = OnceLock::new();
-    T.get_or_init(Mutex::default)
+fn table() -> &'static InternTable<Arc<PinExtras>> {
+    static T: OnceLock<InternTable<Arc<PinExtras>>> = OnceLock::new();
+    T.get_or_init(|| InternTable::new(MAX_ENTRIES, MAX_BYTES))
 }
 
 /// The handle of `e` (nonzero), or `None` when the table is full.
 pub fn intern(e: PinExtras) -> Option<u32> {
-    let mut t = table().lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(&id) = t.ids.get(&e) {
-        return Some(id);
-    }
-    if t.by_id.len() >= MAX_ENTRIES || t.bytes + e.weight() > MAX_BYTES {
-        return None;
-    }
-    let e = Arc::new(e);
-    t.bytes += e.weight();
-    t.by_id.push(e.clone());
-    let id = u32::try_from(t.by_id.len()).ok()?;
-    t.ids.insert(e, id);
-    Some(id)
+    let w = e.weight();
+    table().intern(&Arc::new(e), w, Instant::now())
 }
 
-/// The set behind handle `id` (`None` for 0 or an unknown handle).
+/// The set behind handle `id` (`None` for 0, an unknown handle or one
+/// whose entry went).
 pub fn get(id: u32) -> Option<Arc<PinExtras>> {
-    let i = usize::try_from(id).ok()?.checked_sub(1)?;
-    let t = table().lock().unwrap_or_else(|p| p.into_inner());
-    t.by_id.get(i).cloned()
+    table().get(id)
+}
+
+/// A datapath's once-a-second part of reclaiming entries: mark the
+/// handles `ids` its installed megaflows use, then free the entries
+/// unused for [`xennet_datapath::intern::GRACE`] (every datapath marks
+/// once a second, so an entry a megaflow uses is never freed).
+pub fn housekeeping(ids: &[u32], now: Instant) {
+    let t = table();
+    t.mark_used(ids, now);
+    t.sweep(now);
 }
 
 #[cfg(test)]

@@ -158,7 +158,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use xennet_datapath::actions::{ActionsFmt, MAX_CHECK_PKT_LEN_NESTING};
-use xennet_datapath::flow::{Field, N_REGS, VLAN_CFI, VLAN_PCP_MASK, VLAN_VID_MASK};
+use xennet_datapath::flow::{
+    Field, L3_FIELDS, MPLS_FIELDS, N_REGS, VLAN_CFI, VLAN_PCP_MASK, VLAN_VID_MASK,
+};
 use xennet_datapath::{
     DpAction, FlowKey, FlowMask, OfPort, RuleCounters, SetAction, Tags, Upcall, Userdata,
 };
@@ -1289,12 +1291,7 @@ pub fn match_text(m: &Match) -> String {
 fn megaflow_mask(orig: &FlowKey, wc: &FlowMask) -> FlowMask {
     let mut m = wc.datapath_only();
     if m.is_exact(Field::DlType) && !matches!(orig.dl_type(), 0x8847 | 0x8848) {
-        for f in [
-            Field::MplsLabel,
-            Field::MplsTc,
-            Field::MplsBos,
-            Field::MplsTtl,
-        ] {
+        for f in MPLS_FIELDS {
             m.set(f, 0);
         }
     }
@@ -2895,13 +2892,7 @@ impl Ctx<'_> {
             let mut k = b.without_l3();
             k.set_dl_type(f.dl_type());
             if is_mpls(&f) {
-                let mpls = [
-                    Field::MplsLabel,
-                    Field::MplsTc,
-                    Field::MplsBos,
-                    Field::MplsTtl,
-                ];
-                for fl in mpls {
+                for fl in MPLS_FIELDS {
                     self.wc.set_exact(fl);
                     k.set(fl, f.get(fl));
                 }
@@ -2915,23 +2906,7 @@ impl Ctx<'_> {
                 });
             } else {
                 self.actions.push(DpAction::PopMpls(f.dl_type()));
-                for fl in [
-                    Field::NwSrc,
-                    Field::NwDst,
-                    Field::NwProto,
-                    Field::NwTos,
-                    Field::NwTtl,
-                    Field::NwFrag,
-                    Field::TpSrc,
-                    Field::TpDst,
-                    Field::TcpFlags,
-                    Field::Ipv6Label,
-                    Field::ArpSha,
-                    Field::ArpTha,
-                    Field::NdTarget,
-                    Field::NdReserved,
-                    Field::NdOptionsType,
-                ] {
+                for fl in L3_FIELDS {
                     k.set(fl, f.get(fl));
                 }
             }

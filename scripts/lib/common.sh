@@ -130,54 +130,39 @@ ensure_xen_scripts() {
     rm -rf "$tmp"
 }
 
-# ensure_osken: a venv with os-ken 4.2.2 (the OpenStack fork of Ryu) at
-# $PEERS_DIR/osken-venv. Idempotent.
+# ensure_peer_venv NAME MODULE PACKAGE VERSION: a venv at $PEERS_DIR/NAME in
+# which PACKAGE==VERSION is installed (pip, three attempts), unless MODULE
+# already imports there. Idempotent.
+ensure_peer_venv() {
+    local venv="$PEERS_DIR/$1" module=$2 spec="$3==$4"
+    if "$venv/bin/python" -c "import $module" 2>/dev/null; then return 0; fi
+    echo "installing $3 $4 into $venv" >&2
+    mkdir -p "$PEERS_DIR"
+    python3 -m venv "$venv" || die "python3 -m venv $venv failed"
+    local i
+    for i in 1 2 3; do
+        "$venv/bin/pip" install -q "$spec" && return 0
+        echo "+ $venv/bin/pip install -q $spec failed (attempt $i of 3; pip's error is above), retrying" >&2
+        sleep 2
+    done
+    die "could not install $3"
+}
+
+# ensure_osken: os-ken 4.2.2 (the OpenStack fork of Ryu) at
+# $PEERS_DIR/osken-venv.
 ensure_osken() {
-    local venv="$PEERS_DIR/osken-venv"
-    if "$venv/bin/python" -c 'import os_ken' 2>/dev/null; then return 0; fi
-    echo "installing os-ken 4.2.2 into $venv" >&2
-    mkdir -p "$PEERS_DIR"
-    python3 -m venv "$venv" || die "python3 -m venv $venv failed"
-    local i
-    for i in 1 2 3; do
-        "$venv/bin/pip" install -q "os-ken==4.2.2" && return 0
-        echo "+ $venv/bin/pip install -q os-ken==4.2.2 failed (attempt $i of 3; pip's error is above), retrying" >&2
-        sleep 2
-    done
-    die "could not install os-ken"
+    ensure_peer_venv osken-venv os_ken os-ken 4.2.2
 }
 
-# ensure_pyftpdlib: a venv with the FTP server pyftpdlib 2.0.1 (the peer of
-# tests/conntrack_alg.rs) at $PEERS_DIR/pyftpdlib-venv. Idempotent.
+# ensure_pyftpdlib: the FTP server pyftpdlib 2.0.1 (the peer of
+# tests/conntrack_alg.rs) at $PEERS_DIR/pyftpdlib-venv.
 ensure_pyftpdlib() {
-    local venv="$PEERS_DIR/pyftpdlib-venv"
-    if "$venv/bin/python" -c 'import pyftpdlib.servers' 2>/dev/null; then return 0; fi
-    echo "installing pyftpdlib 2.0.1 into $venv" >&2
-    mkdir -p "$PEERS_DIR"
-    python3 -m venv "$venv" || die "python3 -m venv $venv failed"
-    local i
-    for i in 1 2 3; do
-        "$venv/bin/pip" install -q "pyftpdlib==2.0.1" && return 0
-        echo "+ $venv/bin/pip install -q pyftpdlib==2.0.1 failed (attempt $i of 3; pip's error is above), retrying" >&2
-        sleep 2
-    done
-    die "could not install pyftpdlib"
+    ensure_peer_venv pyftpdlib-venv pyftpdlib.servers pyftpdlib 2.0.1
 }
 
-# ensure_prometheus_client: a venv with the Python Prometheus client
+# ensure_prometheus_client: the Python Prometheus client
 # (prometheus-client 0.26.0, whose parsers read the metrics endpoint in
-# tests/metrics.rs) at $PEERS_DIR/prometheus-venv. Idempotent.
+# tests/metrics.rs) at $PEERS_DIR/prometheus-venv.
 ensure_prometheus_client() {
-    local venv="$PEERS_DIR/prometheus-venv"
-    if "$venv/bin/python" -c 'import prometheus_client.openmetrics.parser' 2>/dev/null; then return 0; fi
-    echo "installing prometheus-client 0.26.0 into $venv" >&2
-    mkdir -p "$PEERS_DIR"
-    python3 -m venv "$venv" || die "python3 -m venv $venv failed"
-    local i
-    for i in 1 2 3; do
-        "$venv/bin/pip" install -q "prometheus-client==0.26.0" && return 0
-        echo "+ $venv/bin/pip install -q prometheus-client==0.26.0 failed (attempt $i of 3; pip's error is above), retrying" >&2
-        sleep 2
-    done
-    die "could not install prometheus-client"
+    ensure_peer_venv prometheus-venv prometheus_client.openmetrics.parser prometheus-client 0.26.0
 }

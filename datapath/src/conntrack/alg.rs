@@ -46,7 +46,12 @@
 //! control connection's translation (OVS `alg_nat_repl_addr`). A GSO
 //! frame or one that would pass 65535 bytes is not rewritten (counted,
 //! logged).
-//! Differs from OVS on purpose: packets that are `+inv` (for example out
+//! Differs from OVS on purpose: the skew keeps the sequence number of
+//! the last rewritten segment and the skew before it (Linux
+//! `nf_ct_seqadj`), so a retransmission (of the rewritten message, or of
+//! a segment before it) moves by the skew its first copy had, where OVS
+//! adds the rewrite's growth again and moves every retransmission by the
+//! latest skew; packets that are `+inv` (for example out
 //! of the TCP window) create no expectations and are not rewritten,
 //! port 0 is malformed, an `EPRT` address is rewritten with dots (OVS
 //! writes commas), and there is no "effective MTU" refusal (OVS refuses
@@ -144,11 +149,59 @@ pub(crate) struct ConnAlg {
     pub exps: Vec<ConnKey>,
     /// Bytes the FTP address rewrites under NAT added (negative:
     /// removed) to the stream in direction `skew_reply` (OVS `seq_skew`,
-    /// `seq_skew_dir`): later segments of that direction have their
-    /// sequence numbers moved by it, the other direction's
-    /// acknowledgements back.
+    /// `seq_skew_dir`; Linux `nf_ct_seqadj` `offset_after`): segments of
+    /// that direction after `skew_pos` have their sequence numbers moved
+    /// by it, the other direction's acknowledgements of them back.
     pub seq_skew: i32,
+    /// What the skew was before the last rewrite (Linux
+    /// `offset_before`): segments at or before `skew_pos`
+    /// (retransmissions, the rewritten one sent again) move by this.
+    pub skew_before: i32,
+    /// Sequence number (the sender's) of the last segment rewritten
+    /// (Linux `correction_pos`).
+    pub skew_pos: u32,
     pub skew_reply: bool,
+}
+
+impl ConnAlg {
+    /// Whether rewrites changed the stream's length.
+    fn skewed(&self) -> bool {
+        self.seq_skew != 0 || self.skew_before != 0
+    }
+
+    /// How far a segment of direction `skew_reply` that starts at `seq`
+    /// (the sender's numbering) moves (Linux `nf_ct_seq_adjust`).
+    fn seq_offset(&self, seq: u32) -> i32 {
+        if (seq.wrapping_sub(self.skew_pos) as i32) > 0 {
+            self.seq_skew
+        } else {
+            self.skew_before
+        }
+    }
+
+    /// How far back an acknowledgement `ack` of the other direction (the
+    /// receiver's numbering) moves.
+    fn ack_offset(&self, ack: u32) -> i32 {
+        self.seq_offset(ack.wrapping_sub(self.skew_before as u32))
+    }
+
+    /// A segment of direction `reply` starting at `seq` was rewritten,
+    /// `delta` bytes longer (Linux `nf_ct_seqadj_set`): the skew grows
+    /// unless the segment is at or before the last one rewritten (a
+    /// retransmission was rewritten again). A rewrite in the other
+    /// direction carries the skew over, as OVS does.
+    fn record(&mut self, seq: u32, reply: bool, delta: i32) {
+        if delta == 0 {
+            return;
+        }
+        let later = (seq.wrapping_sub(self.skew_pos) as i32) > 0;
+        if !self.skewed() || reply != self.skew_reply || later {
+            self.skew_pos = seq;
+            self.skew_before = self.seq_skew;
+            self.seq_skew = self.seq_skew.wrapping_add(delta);
+            self.skew_reply = reply;
+        }
+    }
 }
 
 /// One expectation (OVS `struct alg_exp_node`).
@@ -557,19 +610,33 @@ fn resize_payload(pkt: &mut Packet, p: &Parsed, at: usize, len: usize, text: &[u
     Some(delta)
 }
 
-/// Add `skew` to a segment's sequence number, or (`ack`) take it from
-/// its acknowledgement number (OVS `adj_seqnum`).
-fn shift_seq(pkt: &mut Packet, p: &Parsed, ack: bool, skew: i32) {
+/// A segment's sequence number, or (`ack`) acknowledgement number.
+fn seq_of(pkt: &Packet, p: &Parsed, ack: bool) -> Option<u32> {
+    let at = p.l4 + if ack { 8 } else { 4 };
+    let b = pkt.data().get(at..at + 4)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Move a segment of a skewed FTP control connection (OVS
+/// `adj_seqnum`, Linux `nf_ct_seq_adjust`): in the skew's direction its
+/// sequence number on, in the other its acknowledgement back. Returns
+/// how far the acknowledgement moved back (0 for a sequence number).
+fn shift_seq(pkt: &mut Packet, p: &Parsed, a: &ConnAlg, reply: bool) -> i32 {
+    let ack = reply != a.skew_reply;
+    let Some(v) = seq_of(pkt, p, ack) else {
+        return 0;
+    };
+    let (v, back) = if ack {
+        let off = a.ack_offset(v);
+        (v.wrapping_sub(off as u32), off)
+    } else {
+        (v.wrapping_add(a.seq_offset(v) as u32), 0)
+    };
     let at = p.l4 + if ack { 8 } else { 4 };
     if let Some(b) = pkt.data_mut().get_mut(at..at + 4) {
-        let v = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-        let v = if ack {
-            v.wrapping_sub(skew as u32)
-        } else {
-            v.wrapping_add(skew as u32)
-        };
         b.copy_from_slice(&v.to_be_bytes());
     }
+    back
 }
 
 /// Recompute the TCP checksum after a change: in full, or, for a
@@ -742,14 +809,12 @@ impl Inner {
         let Some(a) = self.conns[idx as usize].alg.as_mut() else {
             return;
         };
-        let (skew, dir) = (a.seq_skew, a.skew_reply);
-        if skew != 0 {
-            shift_seq(pkt, p, reply != dir, skew);
+        // The sender's sequence number, before any move.
+        let seq = seq_of(pkt, p, false).unwrap_or(0);
+        if a.skewed() {
+            shift_seq(pkt, p, a, reply);
         }
-        if delta != 0 {
-            a.seq_skew = skew.wrapping_add(delta);
-            a.skew_reply = reply;
-        }
+        a.record(seq, reply, delta);
         finish_l4(pkt);
     }
 
@@ -773,11 +838,10 @@ impl Inner {
         let Some(a) = self.conns[idx as usize].alg.as_ref() else {
             return;
         };
-        if a.seq_skew == 0 || ctl_type(helper.or(a.helper), &p.key) != Some(Helper::Ftp) {
+        if !a.skewed() || ctl_type(helper.or(a.helper), &p.key) != Some(Helper::Ftp) {
             return;
         }
-        let (skew, dir) = (a.seq_skew, a.skew_reply);
-        if before == (reply == dir) {
+        if before == (reply == a.skew_reply) {
             return;
         }
         let payload = tcp_payload(pkt.data(), p);
@@ -789,9 +853,9 @@ impl Inner {
         if interest != FtpMsg::Other {
             return;
         }
-        shift_seq(pkt, p, before, skew);
+        let back = shift_seq(pkt, p, a, reply);
         if before {
-            p.tcp.ack = p.tcp.ack.wrapping_sub(skew as u32);
+            p.tcp.ack = p.tcp.ack.wrapping_sub(back as u32);
         }
         finish_l4(pkt);
     }

@@ -428,6 +428,36 @@ macro_rules! int_accessors {
     };
 }
 
+/// The fields of what follows the EtherType when it is IP, ARP or ND:
+/// what an MPLS label hides (or unveils, unparsed) besides the label
+/// stack entry ([`FlowKey::without_l3`]).
+pub const L3_FIELDS: [Field; 15] = [
+    Field::NwSrc,
+    Field::NwDst,
+    Field::NwProto,
+    Field::NwTos,
+    Field::NwTtl,
+    Field::NwFrag,
+    Field::TpSrc,
+    Field::TpDst,
+    Field::TcpFlags,
+    Field::Ipv6Label,
+    Field::ArpSha,
+    Field::ArpTha,
+    Field::NdTarget,
+    Field::NdReserved,
+    Field::NdOptionsType,
+];
+
+/// The fields of the outer MPLS label stack entry (RFC 3032: label,
+/// traffic class, bottom of stack, TTL).
+pub const MPLS_FIELDS: [Field; 4] = [
+    Field::MplsLabel,
+    Field::MplsTc,
+    Field::MplsBos,
+    Field::MplsTtl,
+];
+
 impl FlowKey {
     /// Raw value of a field.
     #[inline]
@@ -537,28 +567,8 @@ impl FlowKey {
     /// headers.
     pub fn without_l3(&self) -> FlowKey {
         let mut k = *self;
-        for f in [
-            Field::DlType,
-            Field::NwSrc,
-            Field::NwDst,
-            Field::NwProto,
-            Field::NwTos,
-            Field::NwTtl,
-            Field::NwFrag,
-            Field::TpSrc,
-            Field::TpDst,
-            Field::TcpFlags,
-            Field::Ipv6Label,
-            Field::ArpSha,
-            Field::ArpTha,
-            Field::NdTarget,
-            Field::NdReserved,
-            Field::NdOptionsType,
-            Field::MplsLabel,
-            Field::MplsTc,
-            Field::MplsBos,
-            Field::MplsTtl,
-        ] {
+        k.set(Field::DlType, 0);
+        for f in L3_FIELDS.into_iter().chain(MPLS_FIELDS) {
             k.set(f, 0);
         }
         k

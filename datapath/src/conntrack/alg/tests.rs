@@ -574,34 +574,10 @@ fn expectations_are_bounded_per_connection_and_in_total() {
 /// numbering, so they stay valid) and the client's sequence numbers on.
 #[test]
 fn ftp_port_is_rewritten_under_snat_and_sequence_numbers_follow() {
-    use crate::conntrack::{NatArgs, NatKind};
     const X: [u8; 4] = [10, 0, 0, 99];
     let ct = Conntrack::new();
     let now = Instant::now();
-    let nat = NatArgs {
-        kind: Some(NatKind::Src),
-        addr_min: Some(std::net::IpAddr::V4(X.into())),
-        addr_max: None,
-        port_min: 0,
-        port_max: 0,
-        persistent: false,
-        random: false,
-    };
-    let cli = CtArgs {
-        commit: true,
-        helper: Some(Helper::Ftp),
-        nat: Some(nat),
-        ..CtArgs::default()
-    };
-    let srv = CtArgs {
-        commit: true,
-        nat: Some(NatArgs {
-            kind: None,
-            addr_min: None,
-            ..nat
-        }),
-        ..CtArgs::default()
-    };
+    let (cli, srv) = snat_args(X);
     let exec = |mut p: Packet, a: &CtArgs| {
         ct.execute(&mut p, a, now);
         p
@@ -656,33 +632,15 @@ fn ftp_port_is_rewritten_under_snat_and_sequence_numbers_follow() {
 /// passive data connection to the virtual address reaches the server.
 #[test]
 fn ftp_pasv_is_rewritten_under_dnat() {
-    use crate::conntrack::{NatArgs, NatKind};
+    use crate::conntrack::NatKind;
     const VIP: [u8; 4] = [203, 0, 113, 10];
     const SRV: [u8; 4] = [10, 0, 0, 2];
     let ct = Conntrack::new();
     let now = Instant::now();
-    let nat = NatArgs {
-        kind: Some(NatKind::Dst),
-        addr_min: Some(std::net::IpAddr::V4(SRV.into())),
-        addr_max: None,
-        port_min: 0,
-        port_max: 0,
-        persistent: false,
-        random: false,
-    };
-    let cli = CtArgs {
-        commit: true,
-        helper: Some(Helper::Ftp),
-        nat: Some(nat),
-        ..CtArgs::default()
-    };
+    let (cli, back) = ftp_nat_args(NatKind::Dst, SRV);
     let back = CtArgs {
-        nat: Some(NatArgs {
-            kind: None,
-            addr_min: None,
-            ..nat
-        }),
-        ..CtArgs::default()
+        commit: false,
+        ..back
     };
     let exec = |mut p: Packet, a: &CtArgs| {
         ct.execute(&mut p, a, now);
@@ -727,4 +685,103 @@ fn ftp_pasv_is_rewritten_under_dnat() {
     let s = exec(tcp(A, VIP, 40061, 50000, "S", 1, 0, b""), &cli);
     assert_eq!(s.md.ct.state, cs::TRK | cs::NEW | cs::REL | cs::DNAT);
     assert_eq!(&s.data()[30..34], &SRV);
+}
+
+/// The `ct` arguments of the client side (`ct(commit,alg=ftp,nat(src=
+/// X))`) and of the server side (`ct(commit,nat)`) of an FTP control
+/// connection under source NAT.
+fn snat_args(x: [u8; 4]) -> (CtArgs, CtArgs) {
+    ftp_nat_args(crate::conntrack::NatKind::Src, x)
+}
+
+/// [`snat_args`] for NAT of `kind` to `x` (`nat(dst=X)` for
+/// `NatKind::Dst`).
+fn ftp_nat_args(kind: crate::conntrack::NatKind, x: [u8; 4]) -> (CtArgs, CtArgs) {
+    use crate::conntrack::NatArgs;
+    let nat = NatArgs {
+        kind: Some(kind),
+        addr_min: Some(std::net::IpAddr::V4(x.into())),
+        addr_max: None,
+        port_min: 0,
+        port_max: 0,
+        persistent: false,
+        random: false,
+    };
+    let cli = CtArgs {
+        commit: true,
+        helper: Some(Helper::Ftp),
+        nat: Some(nat),
+        ..CtArgs::default()
+    };
+    let srv = CtArgs {
+        commit: true,
+        nat: Some(NatArgs {
+            kind: None,
+            addr_min: None,
+            ..nat
+        }),
+        ..CtArgs::default()
+    };
+    (cli, srv)
+}
+
+/// The sequence and acknowledgement numbers of an IPv4 TCP frame.
+fn seq_ack(p: &Packet) -> (u32, u32) {
+    let d = p.data();
+    let word = |at: usize| u32::from_be_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]]);
+    (word(38), word(42))
+}
+
+/// Retransmissions under source NAT (Linux `nf_ct_seqadj`: a correction
+/// position, an offset before it and one after): a `PORT` sent again
+/// (its acknowledgement lost) is rewritten again but grows the stream
+/// once, leaving with the sequence number the first copy had; a segment
+/// from before the `PORT` sent again, and an acknowledgement of data
+/// before it, are not moved; what follows the `PORT` moves by one
+/// rewrite's growth, not two.
+#[test]
+fn ftp_retransmissions_move_sequence_numbers_once() {
+    const X: [u8; 4] = [10, 0, 0, 99];
+    let ct = Conntrack::new();
+    let now = Instant::now();
+    let (cli, srv) = snat_args(X);
+    let exec = |mut p: Packet, a: &CtArgs| {
+        ct.execute(&mut p, a, now);
+        p
+    };
+    exec(tcp(A, B, 40051, 21, "S", 999, 0, b""), &cli);
+    exec(tcp(B, X, 21, 40051, "SA", 4999, 1000, b""), &srv);
+    exec(tcp(A, B, 40051, 21, "A", 1000, 5000, b""), &cli);
+    let ty = b"TYPE I\r\n";
+    let k = ty.len() as u32;
+    exec(tcp(A, B, 40051, 21, "PA", 1000, 5000, ty), &cli);
+    let port = b"PORT 10,0,0,1,156,64\r\n";
+    let n = port.len() as u32;
+    let first = exec(tcp(A, B, 40051, 21, "PA", 1000 + k, 5000, port), &cli);
+    assert_eq!(&first.data()[54..], b"PORT 10,0,0,99,156,64\r\n");
+    assert_eq!(seq_ack(&first).0, 1000 + k);
+
+    let again = exec(tcp(A, B, 40051, 21, "PA", 1000 + k, 5000, port), &cli);
+    assert_eq!(again.md.ct.state, cs::TRK | cs::EST | cs::SNAT);
+    assert_eq!(again.data(), first.data(), "the same segment again");
+    let early = exec(tcp(A, B, 40051, 21, "PA", 1000, 5000, ty), &cli);
+    assert_eq!(seq_ack(&early).0, 1000, "before the PORT: not moved");
+    assert!(crate::csum::verify_l4(early.data()));
+
+    // The server acknowledges the TYPE only, then everything.
+    let q = exec(tcp(B, X, 21, 40051, "A", 5000, 1000 + k, b""), &srv);
+    assert_eq!(q.md.ct.state, cs::TRK | cs::EST | cs::RPL | cs::DNAT);
+    assert_eq!(seq_ack(&q).1, 1000 + k);
+    let q = exec(tcp(B, X, 21, 40051, "A", 5000, 1000 + k + n + 1, b""), &srv);
+    assert_eq!(q.md.ct.state, cs::TRK | cs::EST | cs::RPL | cs::DNAT);
+    assert_eq!(seq_ack(&q).1, 1000 + k + n);
+    assert!(crate::csum::verify_l4(q.data()));
+
+    let r = exec(
+        tcp(A, B, 40051, 21, "PA", 1000 + k + n, 5000, b"RETR x\r\n"),
+        &cli,
+    );
+    assert_eq!(r.md.ct.state, cs::TRK | cs::EST | cs::SNAT);
+    assert_eq!(seq_ack(&r).0, 1000 + k + n + 1);
+    assert!(crate::csum::verify_l4(r.data()));
 }
