@@ -240,7 +240,9 @@ impl<T> Subtable<T> {
         &mut e
             .or_insert_with(|| Bucket {
                 matcher: m.clone(),
-                rules: Vec::new(),
+                // Most matches have one rule (a growing Vec would start
+                // at four).
+                rules: Vec::with_capacity(1),
             })
             .into_mut()
             .rules
