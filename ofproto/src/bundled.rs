@@ -47,25 +47,27 @@ pub enum Bundled {
 impl Bundled {
     /// The bundled form of `msg` (a flow-mod is compacted; its box is
     /// freed).
-    pub fn new(msg: Box<Msg>) -> Bundled {
-        match *msg {
-            Msg::FlowMod(fm) => Bundled::FlowMod(Box::new(CompactFlowMod {
-                cookie: fm.cookie,
-                cookie_mask: fm.cookie_mask,
-                buffer_id: fm.buffer_id,
-                out_port: fm.out_port,
-                out_group: fm.out_group,
-                idle_timeout: fm.idle_timeout,
-                hard_timeout: fm.hard_timeout,
-                priority: fm.priority,
-                flags: fm.flags,
-                table_id: fm.table_id,
-                command: fm.command,
-                matcher: minimatch(&fm.matcher),
-                instructions: fm.instructions,
-            })),
-            other => Bundled::Msg(Box::new(other)),
-        }
+    pub fn new(mut msg: Box<Msg>) -> Bundled {
+        // Fields taken from the box in place: the decoded message is
+        // never copied whole.
+        let Msg::FlowMod(fm) = &mut *msg else {
+            return Bundled::Msg(msg);
+        };
+        Bundled::FlowMod(Box::new(CompactFlowMod {
+            cookie: fm.cookie,
+            cookie_mask: fm.cookie_mask,
+            buffer_id: fm.buffer_id,
+            out_port: fm.out_port,
+            out_group: fm.out_group,
+            idle_timeout: fm.idle_timeout,
+            hard_timeout: fm.hard_timeout,
+            priority: fm.priority,
+            flags: fm.flags,
+            table_id: fm.table_id,
+            command: fm.command,
+            matcher: minimatch(&fm.matcher),
+            instructions: std::mem::take(&mut fm.instructions),
+        }))
     }
 
     /// The message, if it is not a flow-mod (which needs expanding).
