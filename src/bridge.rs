@@ -404,11 +404,15 @@ impl Bridge {
     ///
     /// # Errors
     /// The index of the failing message and its error; nothing changed.
-    pub fn commit_bundle(&self, flags: u16, msgs: Vec<Msg>) -> Result<(), (usize, OfError)> {
+    pub fn commit_bundle(
+        &self,
+        flags: u16,
+        msgs: Vec<xennet_ofproto::Bundled>,
+    ) -> Result<(), (usize, OfError)> {
         let atomic = flags & model::bundle_flags::ATOMIC != 0;
         let mut fail_at = None;
         for (i, m) in msgs.iter().enumerate() {
-            if let Msg::PortMod(pm) = m {
+            if let Some(Msg::PortMod(pm)) = m.as_msg() {
                 let r = if atomic {
                     Err(OfError::BUNDLE_MSG_FAILED)
                 } else {
@@ -420,9 +424,9 @@ impl Bridge {
                 }
             }
         }
-        self.of.commit_bundle(&msgs, fail_at)?;
-        for m in &msgs {
-            let r = match m {
+        let msgs = msgs.into_iter().map(xennet_ofproto::Bundled::expand);
+        for (_, m) in self.of.commit_bundle(msgs, fail_at)? {
+            let r = match &m {
                 Msg::PortMod(pm) => self.port_mod(pm),
                 Msg::PacketOut(po) => self.of.packet_out(po, &self.dp),
                 _ => Ok(()),

@@ -268,7 +268,7 @@ impl Handler for OfBridge {
         &self,
         _ctx: &ConnCtx,
         flags: u16,
-        msgs: Vec<Msg>,
+        msgs: Vec<xennet_ofproto::Bundled>,
     ) -> Result<(), (usize, OfError)> {
         self.bridge()
             .map_err(|e| (0, e))?

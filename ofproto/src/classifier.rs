@@ -140,6 +140,10 @@ struct Subtable<T> {
 /// are the masked key over the subtable's `words`) and the rules.
 #[derive(Debug)]
 struct Bucket<T> {
+    /// [`hash_mini`] of `matcher`, kept so that growing the map rehashes
+    /// without reading every match again (100,000 pointer chases for a
+    /// large bundle).
+    hash: u64,
     matcher: MiniMatch,
     rules: Vec<ClsRule<T>>,
 }
@@ -232,15 +236,15 @@ impl<T> Subtable<T> {
 
     /// The rule list for the match `m`, created empty if absent.
     fn entry(&mut self, hasher: &Hasher, m: &MiniMatch) -> &mut Vec<ClsRule<T>> {
-        let e = self.map.entry(
-            hash_mini(hasher, m),
-            |b| b.matcher == *m,
-            |b| hash_mini(hasher, &b.matcher),
-        );
+        let hash = hash_mini(hasher, m);
+        let e = self.map.entry(hash, |b| b.matcher == *m, |b| b.hash);
         &mut e
             .or_insert_with(|| Bucket {
+                hash,
                 matcher: m.clone(),
-                rules: Vec::new(),
+                // Most matches have one rule (a growing Vec would start
+                // at four).
+                rules: Vec::with_capacity(1),
             })
             .into_mut()
             .rules

@@ -15,6 +15,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bundled;
 pub mod classifier;
 pub mod features;
 pub mod isolation;
@@ -26,6 +27,7 @@ pub mod recirc;
 pub mod tables;
 pub mod xlate;
 
+pub use bundled::Bundled;
 pub use normal::{FdbHandle, Normal, PortVlan, VlanError, VlanMode};
 pub use ofproto::{with_origin, FailMode, FlowChanges, GuardProbe, OfEvent, Ofproto};
 pub use xennet_openflow::tlv::{TlvMap, TunMetadataWords};

@@ -872,34 +872,43 @@ impl Ofproto {
     /// does not handle (a port-mod). Other messages than flow-mod,
     /// group-mod, packet-out and port-mod fail with `OFPBFC_MSG_UNSUP`.
     ///
+    /// `msgs` may be borrowed or owned; owned messages are dropped as
+    /// soon as they are applied, so a large bundle's memory is reused for
+    /// the rules it adds rather than both held at once.
+    ///
     /// On success the changes stay, flow-removed messages of deleted
-    /// flows are queued, and the indices of the packet-outs are returned
-    /// (the caller executes them, as OVS runs them after the commit).
+    /// flows are queued, and the packet-outs and port-mods are returned
+    /// with their indices, in order (the caller runs them, as OVS runs
+    /// them after the commit).
     ///
     /// # Errors
     /// The index of the first message that failed and its error; the
     /// tables are then exactly as before (see [`Tables::rollback`]) and
     /// no event is sent.
-    pub fn commit_bundle(
+    #[allow(clippy::type_complexity)]
+    pub fn commit_bundle<M: std::borrow::Borrow<xennet_openflow::Msg>>(
         &self,
-        msgs: &[xennet_openflow::Msg],
+        msgs: impl IntoIterator<Item = M>,
         fail_at: Option<(usize, OfError)>,
-    ) -> Result<Vec<usize>, (usize, OfError)> {
+    ) -> Result<Vec<(usize, M)>, (usize, OfError)> {
         use xennet_openflow::Msg;
         let now = Instant::now();
         let mut removed = Vec::new();
         let mut changed = false;
-        let mut packet_outs = Vec::new();
+        let mut after = Vec::new();
+        // The last flow-mod or group-mod (the guard blames it).
+        let mut last: Option<(usize, OfError)> = None;
         // The guard's ports before the tables lock (see guarded_flow_mod).
         let guard = self.guard_probes().map(|p| (p, self.ports_now()));
         let mut t = self.write();
         t.begin();
-        let mut apply = |t: &mut Tables, i: usize, m: &Msg| -> Result<(), OfError> {
+        let mut apply = |t: &mut Tables, i: usize, m: &Msg| -> Result<bool, OfError> {
             if let Some((_, e)) = fail_at.filter(|(at, _)| *at == i) {
                 return Err(e);
             }
             match m {
                 Msg::FlowMod(fm) => {
+                    last = Some((i, OfError::FLOW_MOD_EPERM));
                     if fm.buffer_id != NO_BUFFER {
                         return Err(OfError::BUFFER_UNKNOWN);
                     }
@@ -908,38 +917,35 @@ impl Ofproto {
                     removed.extend(r.removed);
                 }
                 Msg::GroupMod(gm) => {
+                    last = Some((i, OfError::GROUP_EPERM));
                     removed.extend(t.apply_group_mod(gm, now)?);
                     changed = true;
                 }
                 Msg::PacketOut(po) => {
                     check_packet_out(po)?;
                     t.check_packet_out_actions(&po.actions)?;
-                    packet_outs.push(i);
+                    return Ok(true);
                 }
-                Msg::PortMod(_) => {}
+                Msg::PortMod(_) => return Ok(true),
                 _ => return Err(OfError::BUNDLE_MSG_UNSUP),
             }
-            Ok(())
+            Ok(false)
         };
-        for (i, m) in msgs.iter().enumerate() {
-            if let Err(e) = apply(&mut t, i, m) {
-                t.rollback();
-                return Err((i, e));
+        for (i, m) in msgs.into_iter().enumerate() {
+            match apply(&mut t, i, m.borrow()) {
+                Ok(true) => after.push((i, m)),
+                Ok(false) => {}
+                Err(e) => {
+                    t.rollback();
+                    return Err((i, e));
+                }
             }
         }
         if let Some((probes, ports)) = &guard {
             if changed && !self.guard_passes(&t, probes, ports, "a bundle") {
                 // Blamed on the bundle's last flow-mod or group-mod.
-                let last = msgs
-                    .iter()
-                    .rposition(|m| matches!(m, Msg::FlowMod(_) | Msg::GroupMod(_)))
-                    .unwrap_or(0);
-                let err = match msgs.get(last) {
-                    Some(Msg::GroupMod(_)) => OfError::GROUP_EPERM,
-                    _ => OfError::FLOW_MOD_EPERM,
-                };
                 t.rollback();
-                return Err((last, err));
+                return Err(last.unwrap_or((0, OfError::FLOW_MOD_EPERM)));
             }
         }
         t.commit();
@@ -948,7 +954,7 @@ impl Ofproto {
             self.bump();
         }
         self.send_removed(removed);
-        Ok(packet_outs)
+        Ok(after)
     }
 
     /// The checks a message gets when it is added to a bundle, before

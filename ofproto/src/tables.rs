@@ -527,8 +527,10 @@ enum Undo {
         priority: u16,
         old: Option<Arc<Rule>>,
     },
-    /// Group `id` was `old`.
-    Group { id: u32, old: Option<Group> },
+    /// Group `id` was `old` (boxed: a group is several times the size
+    /// of the rule variant, and a bundle's log holds one entry per
+    /// message).
+    Group { id: u32, old: Option<Box<Group>> },
 }
 
 /// Record `u` in the transaction's undo log, if one is in progress.
@@ -630,7 +632,7 @@ impl Tables {
                 }
                 Undo::Group { id, old } => match old {
                     Some(g) => {
-                        self.groups.insert(id, g);
+                        self.groups.insert(id, *g);
                     }
                     None => {
                         self.groups.remove(&id);
@@ -1837,7 +1839,7 @@ impl Tables {
                 );
                 note(&mut self.journal, || Undo::Group {
                     id: gm.group_id,
-                    old: prev,
+                    old: prev.map(Box::new),
                 });
                 self.bump();
                 Ok(Vec::new())
@@ -1868,7 +1870,10 @@ impl Tables {
                     });
                     out.extend(self.remove_rules(&sel, removed_reason::GROUP_DELETE, now));
                     let prev = self.groups.remove(id);
-                    note(&mut self.journal, || Undo::Group { id: *id, old: prev });
+                    note(&mut self.journal, || Undo::Group {
+                        id: *id,
+                        old: prev.map(Box::new),
+                    });
                 }
                 self.bump();
                 Ok(out)

@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use xennet_openflow::model::Msg;
+use xennet_ofproto::Bundled;
 use xennet_openflow::OfError;
 
 /// A bundle untouched for this long is discarded (OVS
@@ -52,16 +52,33 @@ pub const MAX_BYTES: usize = 256 << 20;
 /// asks for at least 64).
 const KEPT: usize = 64;
 
-/// One message of a bundle.
-#[derive(Debug)]
-pub struct Entry {
-    /// The first bytes of the add-message that brought it (its header
-    /// carries the xid to answer an error with).
-    pub request: Vec<u8>,
-    /// The included message.
-    pub msg: Msg,
-    /// Size of the add-message as received, in bytes.
-    size: usize,
+/// The first bytes of each add-message of a bundle, in one buffer (one
+/// allocation per bundle rather than one per message).
+#[derive(Debug, Default)]
+pub struct Requests {
+    bytes: Vec<u8>,
+    /// End of message `i`'s bytes in `bytes`.
+    ends: Vec<u32>,
+}
+
+impl Requests {
+    fn push(&mut self, raw: &[u8]) {
+        self.bytes.extend_from_slice(&raw[..raw.len().min(KEPT)]);
+        // At most MAX_MSGS * KEPT = 64 MiB, within u32.
+        self.ends
+            .push(u32::try_from(self.bytes.len()).unwrap_or(u32::MAX));
+    }
+
+    /// The first bytes (at most 64) of the add-message that brought
+    /// message `i` (its header carries the xid to answer an error with).
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(i)? as usize;
+        let start = match i.checked_sub(1) {
+            Some(p) => *self.ends.get(p)? as usize,
+            None => 0,
+        };
+        self.bytes.get(start..end)
+    }
 }
 
 #[derive(Debug)]
@@ -71,7 +88,12 @@ struct Bundle {
     used: Instant,
     /// The first bytes of the message that opened it (for `TIMEOUT`).
     opened_by: Vec<u8>,
-    msgs: Vec<Entry>,
+    /// The included messages, in the order added.
+    msgs: Vec<Bundled>,
+    /// Their add-messages' first bytes.
+    requests: Requests,
+    /// Bytes of their add-messages as received.
+    size: usize,
 }
 
 /// A bundle taken out for commit.
@@ -80,7 +102,9 @@ pub struct Committed {
     /// Its flags.
     pub flags: u16,
     /// Its messages, in the order added.
-    pub msgs: Vec<Entry>,
+    pub msgs: Vec<Bundled>,
+    /// Their add-messages' first bytes.
+    pub requests: Requests,
 }
 
 /// The bundles of one connection (see the module docs).
@@ -119,6 +143,8 @@ impl Bundles {
                 used: now,
                 opened_by: kept(raw),
                 msgs: Vec::new(),
+                requests: Requests::default(),
+                size: 0,
             },
         );
         Ok(())
@@ -154,7 +180,7 @@ impl Bundles {
         &mut self,
         id: u32,
         flags: u16,
-        msg: Msg,
+        msg: Bundled,
         raw: &[u8],
         now: Instant,
     ) -> Result<(), OfError> {
@@ -177,11 +203,9 @@ impl Bundles {
             return Err(OfError::BUNDLE_UNKNOWN);
         };
         b.used = now;
-        b.msgs.push(Entry {
-            request: kept(raw),
-            msg,
-            size: raw.len(),
-        });
+        b.msgs.push(msg);
+        b.requests.push(raw);
+        b.size += raw.len();
         self.n_msgs += 1;
         self.n_bytes += raw.len();
         Ok(())
@@ -199,6 +223,7 @@ impl Bundles {
         Ok(Committed {
             flags: b.flags,
             msgs: b.msgs,
+            requests: b.requests,
         })
     }
 
@@ -213,7 +238,7 @@ impl Bundles {
     fn remove(&mut self, id: u32) -> Option<Bundle> {
         let b = self.open.remove(&id)?;
         self.n_msgs -= b.msgs.len();
-        self.n_bytes -= b.msgs.iter().map(|e| e.size).sum::<usize>();
+        self.n_bytes -= b.size;
         Some(b)
     }
 
@@ -240,6 +265,11 @@ impl Bundles {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use xennet_openflow::model::Msg;
+
+    fn bundled(m: Msg) -> Bundled {
+        Bundled::new(Box::new(m))
+    }
 
     fn raw(xid: u8) -> Vec<u8> {
         vec![5, 34, 0, 8, 0, 0, 0, xid]
@@ -250,9 +280,10 @@ mod tests {
         let now = Instant::now();
         let mut b = Bundles::default();
         // Add opens; other flags discard.
-        b.add(1, 3, Msg::BarrierRequest, &raw(1), now).unwrap();
+        b.add(1, 3, bundled(Msg::BarrierRequest), &raw(1), now)
+            .unwrap();
         assert_eq!(
-            b.add(1, 1, Msg::BarrierRequest, &raw(2), now),
+            b.add(1, 1, bundled(Msg::BarrierRequest), &raw(2), now),
             Err(OfError::BUNDLE_BAD_FLAGS)
         );
         assert!(b.open.is_empty());
@@ -261,10 +292,11 @@ mod tests {
         b.open(2, 3, &raw(3), now).unwrap();
         assert_eq!(b.open(2, 3, &raw(3), now), Err(OfError::BUNDLE_EXIST));
         assert_eq!(b.open.len(), 1);
-        b.add(2, 3, Msg::BarrierRequest, &raw(4), now).unwrap();
+        b.add(2, 3, bundled(Msg::BarrierRequest), &raw(4), now)
+            .unwrap();
         b.close(2, 3, now).unwrap();
         assert_eq!(
-            b.add(2, 3, Msg::BarrierRequest, &raw(5), now),
+            b.add(2, 3, bundled(Msg::BarrierRequest), &raw(5), now),
             Err(OfError::BUNDLE_CLOSED)
         );
         assert_eq!(b.close(2, 3, now), Err(OfError::BUNDLE_BAD_ID));
@@ -273,10 +305,13 @@ mod tests {
         assert_eq!(b.take(3, 1).err(), Some(OfError::BUNDLE_BAD_FLAGS));
         assert_eq!(b.take(3, 3).err(), Some(OfError::BUNDLE_BAD_ID));
         // Take keeps the order.
-        b.add(4, 0, Msg::BarrierRequest, &raw(7), now).unwrap();
-        b.add(4, 0, Msg::EchoRequest(vec![]), &raw(8), now).unwrap();
+        b.add(4, 0, bundled(Msg::BarrierRequest), &raw(7), now)
+            .unwrap();
+        b.add(4, 0, bundled(Msg::EchoRequest(vec![])), &raw(8), now)
+            .unwrap();
         let c = b.take(4, 0).unwrap();
-        assert_eq!(c.msgs[1].request[7], 8);
+        assert_eq!(c.requests.get(1), Some(&raw(8)[..]));
+        assert_eq!(c.requests.get(2), None);
         assert_eq!(b.discard(4), Err(OfError::BUNDLE_BAD_ID));
         assert_eq!((b.n_msgs, b.n_bytes), (0, 0));
     }
@@ -293,19 +328,20 @@ mod tests {
             Err(OfError::OUT_OF_BUNDLES)
         );
         assert_eq!(
-            b.add(u32::MAX, 0, Msg::BarrierRequest, &raw(0), now),
+            b.add(u32::MAX, 0, bundled(Msg::BarrierRequest), &raw(0), now),
             Err(OfError::OUT_OF_BUNDLES)
         );
         b.n_bytes = MAX_BYTES - 8;
-        b.add(0, 0, Msg::BarrierRequest, &raw(0), now).unwrap();
+        b.add(0, 0, bundled(Msg::BarrierRequest), &raw(0), now)
+            .unwrap();
         assert_eq!(
-            b.add(0, 0, Msg::BarrierRequest, &raw(0), now),
+            b.add(0, 0, bundled(Msg::BarrierRequest), &raw(0), now),
             Err(OfError::BUNDLE_MSG_TOO_MANY)
         );
         b.n_bytes = 0;
         b.n_msgs = MAX_MSGS;
         assert_eq!(
-            b.add(1, 0, Msg::BarrierRequest, &raw(0), now),
+            b.add(1, 0, bundled(Msg::BarrierRequest), &raw(0), now),
             Err(OfError::BUNDLE_MSG_TOO_MANY)
         );
     }
@@ -323,8 +359,14 @@ mod tests {
         assert_eq!(gone, vec![raw(1)]);
         assert_eq!(b.open.len(), 1);
         // Use keeps a bundle alive.
-        b.add(2, 0, Msg::BarrierRequest, &raw(3), t0 + IDLE_TIMEOUT)
-            .unwrap();
+        b.add(
+            2,
+            0,
+            bundled(Msg::BarrierRequest),
+            &raw(3),
+            t0 + IDLE_TIMEOUT,
+        )
+        .unwrap();
         assert!(b.expire(t0 + Duration::from_secs(15)).is_empty());
     }
 }

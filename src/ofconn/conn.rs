@@ -185,8 +185,9 @@ pub trait Handler: Send + Sync {
     /// port-mods, packet-outs; OpenFlow 1.4.1 §6.8.5) atomically and in
     /// the order given, with the bundle's `flags`
     /// ([`xennet_openflow::model::bundle_flags`]). Called only from a
-    /// connection whose role may write. The default refuses every
-    /// bundle.
+    /// connection whose role may write. The messages are the handler's
+    /// to drop as soon as each is applied (their memory then serves
+    /// what they add). The default refuses every bundle.
     ///
     /// # Errors
     /// The index of the message that failed and its error; nothing has
@@ -195,7 +196,7 @@ pub trait Handler: Send + Sync {
         &self,
         ctx: &ConnCtx,
         flags: u16,
-        msgs: Vec<Msg>,
+        msgs: Vec<xennet_ofproto::Bundled>,
     ) -> Result<(), (usize, OfError)> {
         let _ = (ctx, flags, msgs);
         Err((0, OfError::BUNDLE_MSG_UNSUP))
@@ -1125,9 +1126,10 @@ fn on_message(
             msg,
         }) => {
             let ctx = ConnCtx { version: v };
-            let r = handler
-                .check_bundled(&ctx, &msg)
-                .and_then(|()| st.bundles.add(bundle_id, flags, *msg, raw, Instant::now()));
+            let r = handler.check_bundled(&ctx, &msg).and_then(|()| {
+                let msg = xennet_ofproto::Bundled::new(msg);
+                st.bundles.add(bundle_id, flags, msg, raw, Instant::now())
+            });
             if let Err(e) = r {
                 st.refuse(v, e, raw, out);
             }
@@ -1215,18 +1217,16 @@ fn bundle_control(
         BundleCtrlType::CommitRequest => match st.bundles.take(id, bc.flags) {
             Err(e) => Err(e),
             Ok(c) => {
-                let (requests, msgs): (Vec<_>, Vec<_>) =
-                    c.msgs.into_iter().map(|e| (e.request, e.msg)).unzip();
                 let ctx = ConnCtx { version: v };
                 let conn = st.id;
                 match blocking(|| {
                     xennet_ofproto::with_origin(conn, xid, || {
-                        handler.commit_bundle(&ctx, c.flags, msgs)
+                        handler.commit_bundle(&ctx, c.flags, c.msgs)
                     })
                 }) {
                     Ok(()) => Ok(()),
                     Err((i, e)) => {
-                        if let Some(req) = requests.get(i) {
+                        if let Some(req) = c.requests.get(i) {
                             st.refuse(v, e, req, out);
                         }
                         Err(OfError::BUNDLE_MSG_FAILED)
@@ -2064,8 +2064,12 @@ mod tests {
             &self,
             _: &ConnCtx,
             flags: u16,
-            msgs: Vec<Msg>,
+            msgs: Vec<xennet_ofproto::Bundled>,
         ) -> Result<(), (usize, OfError)> {
+            let msgs: Vec<Msg> = msgs
+                .into_iter()
+                .map(xennet_ofproto::Bundled::expand)
+                .collect();
             for (i, m) in msgs.iter().enumerate() {
                 if matches!(m, Msg::FlowMod(f) if f.priority == 666) {
                     return Err((i, OfError::OVERLAP));

@@ -86,12 +86,15 @@ impl MiniMatch {
             map |= u64::from(*w != 0) << i;
         }
         let n = map.count_ones() as usize;
-        let mut words = Vec::with_capacity(2 * n);
-        words.extend(map_indexes(map).map(|i| key.words[i] & mask.words[i]));
-        words.extend(map_indexes(map).map(|i| mask.words[i]));
+        // Gathered on the stack, then one allocation of the exact size.
+        let mut words = [0u64; 2 * N_WORDS];
+        for (j, i) in map_indexes(map).enumerate() {
+            words[j] = key.words[i] & mask.words[i];
+            words[n + j] = mask.words[i];
+        }
         MiniMatch {
             map,
-            words: Arc::from(words),
+            words: Arc::from(&words[..2 * n]),
         }
     }
 
