@@ -2,6 +2,7 @@
 //! input, and the tracker's expectations (`+rel`, expiry, bounds) on
 //! frames built by etherparse.
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use etherparse::PacketBuilder;
@@ -197,11 +198,12 @@ fn commit() -> CtArgs {
     }
 }
 
-/// A TCP segment; `flags` letters S, A, P.
+/// A TCP segment over IPv4 or IPv6 (`src` and `dst` of one family);
+/// `flags` letters S, A, P.
 #[allow(clippy::too_many_arguments)] // the segment's fields, as a packet trace lists them
 fn tcp(
-    src: [u8; 4],
-    dst: [u8; 4],
+    src: impl Into<IpAddr>,
+    dst: impl Into<IpAddr>,
     sp: u16,
     dp: u16,
     flags: &str,
@@ -209,9 +211,13 @@ fn tcp(
     ack: u32,
     payload: &[u8],
 ) -> Packet {
-    let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4(src, dst, 64)
-        .tcp(sp, dp, seq, 64000);
+    let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+    let ip = match (src.into(), dst.into()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
+        (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
+        _ => panic!("tcp: addresses of two families"),
+    };
+    let mut b = ip.tcp(sp, dp, seq, 64000);
     if flags.contains('S') {
         b = b.syn();
     }
@@ -220,31 +226,6 @@ fn tcp(
     }
     if flags.contains('P') {
         b = b.psh();
-    }
-    let mut v = Vec::new();
-    b.write(&mut v, payload).unwrap();
-    Packet::from_slice(&v)
-}
-
-#[allow(clippy::too_many_arguments)] // as `tcp`
-fn tcp6(
-    src: [u8; 16],
-    dst: [u8; 16],
-    sp: u16,
-    dp: u16,
-    flags: &str,
-    seq: u32,
-    ack: u32,
-    payload: &[u8],
-) -> Packet {
-    let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv6(src, dst, 64)
-        .tcp(sp, dp, seq, 64000);
-    if flags.contains('S') {
-        b = b.syn();
-    }
-    if flags.contains('A') {
-        b = b.ack(ack);
     }
     let mut v = Vec::new();
     b.write(&mut v, payload).unwrap();
@@ -435,23 +416,23 @@ fn ftp_v6_eprt_and_epsv() {
     let args = ftp_args(Some(Helper::Ftp));
     let run6 = |p| run(&ct, p, &args, now).0;
     assert_eq!(
-        run6(tcp6(A6, B6, 40030, 21, "S", 999, 0, b"")),
+        run6(tcp(A6, B6, 40030, 21, "S", 999, 0, b"")),
         cs::TRK | cs::NEW
     );
-    run6(tcp6(B6, A6, 21, 40030, "SA", 4999, 1000, b""));
-    run6(tcp6(A6, B6, 40030, 21, "A", 1000, 5000, b""));
+    run6(tcp(B6, A6, 21, 40030, "SA", 4999, 1000, b""));
+    run6(tcp(A6, B6, 40030, 21, "A", 1000, 5000, b""));
     let m = b"EPRT |2|fd00::1|40031|\r\n";
     assert_eq!(
-        run6(tcp6(A6, B6, 40030, 21, "A", 1000, 5000, m)),
+        run6(tcp(A6, B6, 40030, 21, "A", 1000, 5000, m)),
         cs::TRK | cs::EST
     );
     let r = b"229 Entering Extended Passive Mode (|||50030|)\r\n";
-    let s = run6(tcp6(B6, A6, 21, 40030, "A", 5000, 1000 + m.len() as u32, r));
+    let s = run6(tcp(B6, A6, 21, 40030, "A", 5000, 1000 + m.len() as u32, r));
     assert_eq!(s, cs::TRK | cs::EST | cs::RPL);
     let plain = CtArgs::default();
-    let (s, _) = run(&ct, tcp6(B6, A6, 20, 40031, "S", 1, 0, b""), &plain, now);
+    let (s, _) = run(&ct, tcp(B6, A6, 20, 40031, "S", 1, 0, b""), &plain, now);
     assert_eq!(s, cs::TRK | cs::NEW | cs::REL);
-    let (s, _) = run(&ct, tcp6(A6, B6, 40032, 50030, "S", 1, 0, b""), &plain, now);
+    let (s, _) = run(&ct, tcp(A6, B6, 40032, 50030, "S", 1, 0, b""), &plain, now);
     assert_eq!(s, cs::TRK | cs::NEW | cs::REL);
 }
 
