@@ -1737,6 +1737,9 @@ impl Ofproto {
     /// execute the result. Nothing of the pause was kept here: the
     /// continuation is checked as a packet-out is (its actions, action
     /// set and `write_actions` against the tables, its tables in range).
+    /// A datagram the tracker reassembled before the pause gets its
+    /// fragment size back from the continuation (xennet's `FRAG`
+    /// property), so output still cuts it into fragments of that size.
     /// Refusals are counted in [`RESUME_REFUSED`] and logged at most once
     /// a second.
     ///
@@ -1793,6 +1796,15 @@ impl Ofproto {
         }
         let mut pkt = Packet::from_slice(&pin.data);
         pkt.in_port = pin.in_port;
+        // A datagram the tracker reassembled before the pause leaves as
+        // fragments of the size it arrived in, as without the pause
+        // (the decoder refused a size below the minimum fragment size).
+        if cont.frag_max_size != 0 {
+            pkt.md.frag = xennet_datapath::buffer::FragMeta {
+                max_size: cont.frag_max_size,
+                id: cont.frag_id,
+            };
+        }
         let mut key = extract(&pkt);
         key.set(Field::Metadata, u128::from(pin.metadata));
         for &(f, v) in &pin.pipeline {
@@ -2091,6 +2103,10 @@ impl Ofproto {
                     e.continuation.as_ref().map(|c| {
                         let mut c = c.clone();
                         c.bridge = self.instance;
+                        // A reassembled datagram keeps its fragment size
+                        // through the pause (`NXT_RESUME` restores it).
+                        c.frag_max_size = pkt.md.frag.max_size;
+                        c.frag_id = pkt.md.frag.id;
                         c
                     })
                 }),

@@ -3315,6 +3315,10 @@ impl Ctx<'_> {
             ops: std::mem::take(&mut self.frozen),
             action_set: self.action_set.actions.clone(),
             odp_port: 0,
+            // Set from the packet itself when the packet-in is sent
+            // (`Ofproto::packet_in`): a reassembled datagram's size.
+            frag_max_size: 0,
+            frag_id: 0,
         };
         if self.trace.is_some() {
             let rest = frozen_text(&cont.ops);

@@ -621,3 +621,102 @@ fn recirculation_in_a_group_bucket_goes_on_after_the_group() {
         ",push_mpls(label=5,tc=0,ttl=0,bos=1,eth_type=0x8847),2,3"
     );
 }
+
+/// The Ethernet frames of IPv4 fragments of a UDP datagram with
+/// `payload` bytes of data, each fragment at most `max_l3` L3 bytes
+/// (RFC 791: offsets in 8-byte units, MF on all but the last).
+fn udp_fragments(payload: usize, max_l3: usize, ident: u16) -> Vec<Vec<u8>> {
+    let mut whole = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .udp(5000, 6000)
+        .write(&mut whole, &vec![0x5a; payload])
+        .unwrap();
+    let (eth, ip) = whole.split_at(14);
+    let body = &ip[20..];
+    let step = (max_l3 - 20) / 8 * 8;
+    let mut frames = Vec::new();
+    for (i, chunk) in body.chunks(step).enumerate() {
+        let last = (i + 1) * step >= body.len();
+        let mut h = ip[..20].to_vec();
+        h[2..4].copy_from_slice(&u16::try_from(20 + chunk.len()).unwrap().to_be_bytes());
+        h[4..6].copy_from_slice(&ident.to_be_bytes());
+        let off = u16::try_from(i * step / 8).unwrap() | if last { 0 } else { 0x2000 };
+        h[6..8].copy_from_slice(&off.to_be_bytes());
+        h[10..12].copy_from_slice(&[0, 0]);
+        let sum = h
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum::<u32>();
+        let sum = (sum & 0xffff) + (sum >> 16);
+        let sum = (sum & 0xffff) + (sum >> 16);
+        h[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        let mut f = eth.to_vec();
+        f.extend_from_slice(&h);
+        f.extend_from_slice(chunk);
+        frames.push(f);
+    }
+    frames
+}
+
+/// A datagram the connection tracker reassembled (`ct(table=1)`), paused
+/// in table 1 and resumed with `NXT_RESUME`, still leaves as fragments no
+/// larger than the largest it arrived in: the continuation carries that
+/// size (xennet's `FRAG` continuation property) and the resume restores
+/// it. Without it the whole 2.8 kB datagram would leave in one frame, which
+/// a 1500-byte port refuses. A packet that was not reassembled has no
+/// fragment size in its continuation.
+#[test]
+fn nxt_resume_keeps_a_reassembled_datagram_fragmented() {
+    let of = Ofproto::new("br0", 1, FailMode::Secure);
+    let events = of.events().unwrap();
+    let (dp, peers) = setup(&of, 2);
+    of.handle_flow_mod(&fm(
+        0,
+        10,
+        m(&[exact(OxmField::EthType, 0x0800)]),
+        apply(vec![Action::Ct(Box::new(Ct {
+            flags: 0,
+            zone: CtZone::Imm(0),
+            recirc_table: 1,
+            alg: 0,
+            actions: Vec::new(),
+        }))]),
+    ))
+    .unwrap();
+    of.handle_flow_mod(&fm(1, 10, Match::CATCHALL, apply(vec![pause(&[]), out(2)])))
+        .unwrap();
+
+    let frags = udp_fragments(2800, 1500, 0x4242);
+    assert_eq!(frags.len(), 2);
+    for f in &frags {
+        peers[0].inject_frame(f);
+    }
+    let pi = paused_packet_in(&events);
+    assert_eq!(pi.data.len(), 14 + 20 + 8 + 2800, "the whole datagram");
+    let cont = pi.continuation.as_deref().unwrap();
+    assert_eq!(cont.frag_max_size, 1500, "largest fragment, L3 bytes");
+    of.nxt_resume(&pi, &dp).unwrap();
+    let sent = wait_sent(&peers[1], 2);
+    assert_eq!(sent.len(), 2, "cut back into two fragments");
+    let mut data = Vec::new();
+    for (i, p) in sent.iter().enumerate() {
+        let d = p.data();
+        assert!(d.len() <= 14 + 1500, "fragment {i}: {} bytes", d.len());
+        let frag = u16::from_be_bytes([d[20], d[21]]);
+        assert_eq!(u16::from_be_bytes([d[18], d[19]]), 0x4242, "identification");
+        assert_eq!(usize::from(frag & 0x1fff) * 8, data.len(), "offset");
+        assert_eq!(frag & 0x2000 != 0, i == 0, "More Fragments");
+        data.extend_from_slice(&d[34..]);
+    }
+    let original: Vec<u8> = frags.iter().flat_map(|f| f[34..].to_vec()).collect();
+    assert_eq!(data, original, "the datagram's bytes");
+
+    // A packet that was not reassembled: no fragment size.
+    peers[0].inject_frame(&udp_frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2));
+    let pi = paused_packet_in(&events);
+    assert_eq!(pi.continuation.as_deref().unwrap().frag_max_size, 0);
+    of.nxt_resume(&pi, &dp).unwrap();
+    assert_eq!(wait_sent(&peers[1], 1).len(), 1);
+    dp.shutdown();
+}

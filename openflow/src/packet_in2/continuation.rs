@@ -22,6 +22,13 @@
 //!   (0x8008, `u32`; read and ignored, xennet's datapath ports are the
 //!   OpenFlow ports).
 //!
+//! When the paused packet is a datagram the connection tracker
+//! reassembled, xennet adds [`prop::FRAG`] (0x8044): the size of the
+//! largest fragment it arrived in, so that after `NXT_RESUME` output
+//! still cuts it back into fragments of that size (Open vSwitch sends
+//! the original fragments and has no such state). Continuations of other
+//! packets carry no such property and are as Open vSwitch's.
+//!
 //! Open vSwitch folds the rule instructions that follow a pause
 //! (`clear_actions`, `write_actions`, `write_metadata`, `goto_table`) into
 //! its action list; xennet keeps them apart, in properties of its own
@@ -32,6 +39,8 @@
 //! message, fixed-size properties must have their size, actions go through
 //! the ordinary action decoder (and the switch then checks them as it
 //! checks a packet-out's); errors are `OFPBPC_BAD_LEN`,
+//! `OFPBPC_BAD_VALUE` (a [`prop::FRAG`] size below [`MIN_FRAG_SIZE`] or
+//! nonzero padding),
 //! `OFPBPC_BAD_TYPE` (an unknown property in `NXT_RESUME`, as OVS's
 //! strict decoder) and the action decoder's.
 
@@ -70,7 +79,19 @@ pub mod prop {
     pub const WRITE_METADATA: u16 = 0x8042;
     /// xennet: `u8`, the `goto_table` instruction.
     pub const GOTO_TABLE: u16 = 0x8043;
+    /// xennet: `be16` largest original fragment (L3 bytes), 2 zero pad
+    /// bytes, `be32` IPv6 identification: the packet is a reassembled
+    /// datagram ([`super::Continuation::frag_max_size`]).
+    pub const FRAG: u16 = 0x8044;
 }
+
+/// Smallest largest-fragment size [`prop::FRAG`] may give, L3 bytes: OVS
+/// `IPF_V4_FRAG_SIZE_LBOUND` / `IPF_V6_FRAG_SIZE_LBOUND`, the least
+/// `dpctl/ipf-set-min-frag` takes, so no datagram the tracker reassembled
+/// has a smaller largest fragment (its first fragment is at least the
+/// minimum). Smaller values would make output cut a datagram into up to
+/// thousands of tiny fragments.
+pub const MIN_FRAG_SIZE: u16 = 400;
 
 /// Packet-ins whose continuation could not be encoded in the connection's
 /// OpenFlow version (an action without a form there): sent without one.
@@ -124,6 +145,14 @@ pub struct Continuation {
     pub action_set: Vec<Action>,
     /// `NXCPT_ODP_PORT` as received (0: absent).
     pub odp_port: u32,
+    /// The packet is a datagram the connection tracker reassembled: its
+    /// largest original fragment, L3 bytes (IP header included; xennet
+    /// `FragMeta::max_size`, Linux `frag_max_size`), at least
+    /// [`MIN_FRAG_SIZE`]. 0: not reassembled (no [`prop::FRAG`]).
+    pub frag_max_size: u16,
+    /// With [`Continuation::frag_max_size`]: the IPv6 Fragment header
+    /// identification the datagram arrived with (unused for IPv4).
+    pub frag_id: u32,
 }
 
 fn start(out: &mut Vec<u8>, typ: u16, nested: bool) -> usize {
@@ -266,6 +295,12 @@ fn put_inner(
     if c.odp_port != 0 {
         put_prop(out, prop::ODP_PORT, &c.odp_port.to_be_bytes());
     }
+    if c.frag_max_size != 0 {
+        let mut v = [0u8; 8];
+        v[..2].copy_from_slice(&c.frag_max_size.to_be_bytes());
+        v[4..].copy_from_slice(&c.frag_id.to_be_bytes());
+        put_prop(out, prop::FRAG, &v);
+    }
     end(out, outer);
     Ok(())
 }
@@ -372,6 +407,19 @@ pub fn get(value: &[u8], version: u8, strict: bool) -> Result<Continuation, Deco
                 c.action_set = decode_actions(nested(v, "NXCPT_ACTION_SET")?, version)?;
             }
             prop::ODP_PORT => c.odp_port = u32::from_be_bytes(exact(v, "NXCPT_ODP_PORT")?),
+            prop::FRAG => {
+                let v: [u8; 8] = exact(v, "fragment size continuation not 8 bytes")?;
+                let size = u16::from_be_bytes([v[0], v[1]]);
+                if size < MIN_FRAG_SIZE || v[2..4] != [0, 0] {
+                    return Err(DecodeError::new(
+                        OfError::BAD_PROPERTY_VALUE,
+                        "fragment size continuation below the minimum fragment size \
+                         or with nonzero padding",
+                    ));
+                }
+                c.frag_max_size = size;
+                c.frag_id = u32::from_be_bytes([v[4], v[5], v[6], v[7]]);
+            }
             prop::CLEAR_ACTIONS | prop::WRITE_ACTIONS | prop::WRITE_METADATA | prop::GOTO_TABLE => {
                 let op = match typ {
                     prop::CLEAR_ACTIONS => FrozenOp::ClearActions,

@@ -157,6 +157,8 @@ fn continuation() -> continuation::Continuation {
             max_len: 0,
         }],
         odp_port: 0,
+        frag_max_size: 0,
+        frag_id: 0,
     }
 }
 
@@ -296,5 +298,96 @@ fn tun_metadata_as_ovs_ofctl_reads_it() {
         let t = String::from_utf8_lossy(&o.stdout);
         assert!(t.contains("tun_metadata0=0x10002"), "version {v}: {t}");
         assert!(t.contains("reg14=0x3"), "version {v}: {t}");
+    }
+}
+
+/// A reassembled datagram's fragment size (xennet's `FRAG` continuation
+/// property) round-trips in every version; a continuation without one
+/// has no such property, byte for byte as before.
+#[test]
+fn continuation_frag_size_round_trips() {
+    let plain = continuation();
+    let c = continuation::Continuation {
+        frag_max_size: 1500,
+        frag_id: 0x1234_5678,
+        ..plain.clone()
+    };
+    for v in [1u8, 4, 5, 6] {
+        let mut with = Vec::new();
+        let p = PacketIn {
+            continuation: Some(Box::new(c.clone())),
+            ..sample()
+        };
+        put_body(&p, v, &mut with);
+        let back = get_resume(&with, v).unwrap().continuation.unwrap();
+        assert_eq!(back.frag_max_size, 1500, "version {v}");
+        assert_eq!(back.frag_id, 0x1234_5678, "version {v}");
+        // Without a size: the property is absent and the rest unchanged.
+        let mut without = Vec::new();
+        let p = PacketIn {
+            continuation: Some(Box::new(plain.clone())),
+            ..sample()
+        };
+        put_body(&p, v, &mut without);
+        let f = continuation::prop::FRAG.to_be_bytes();
+        assert!(
+            !without.windows(4).any(|w| w == [f[0], f[1], 0, 12]),
+            "version {v}: no FRAG property"
+        );
+        assert_eq!(with.len(), without.len() + 16, "version {v}");
+        let back = get_resume(&without, v).unwrap().continuation.unwrap();
+        assert_eq!((back.frag_max_size, back.frag_id), (0, 0));
+    }
+}
+
+/// A malformed `FRAG` continuation property from a controller: a wrong
+/// length is `OFPBPC_BAD_LEN`, a size below the minimum fragment size or
+/// nonzero padding `OFPBPC_BAD_VALUE`; never a panic.
+#[test]
+fn bad_frag_continuation_is_refused() {
+    let c = continuation::Continuation {
+        frag_max_size: continuation::MIN_FRAG_SIZE,
+        frag_id: 7,
+        ..Default::default()
+    };
+    let p = PacketIn {
+        continuation: Some(Box::new(c)),
+        ..sample()
+    };
+    let mut body = Vec::new();
+    put_body(&p, 4, &mut body);
+    let back = get_resume(&body, 4).unwrap().continuation.unwrap();
+    assert_eq!(back.frag_max_size, continuation::MIN_FRAG_SIZE);
+    // The only property inside the continuation, after its 8-byte header.
+    let at = props_at(&body, prop::CONTINUATION) + 8;
+    assert_eq!(
+        &body[at..at + 4],
+        &[0x80, 0x44, 0, 12],
+        "FRAG property, 8 bytes of value"
+    );
+    let refused = |b: &[u8]| get_resume(b, 4).unwrap_err().err;
+    // Too short and too long (the padding covers 4 more bytes).
+    for len in [4u16, 6, 11, 13, 16] {
+        let mut b = body.clone();
+        b[at + 2..at + 4].copy_from_slice(&len.to_be_bytes());
+        assert_eq!(refused(&b), OfError::BAD_PROPERTY_LEN, "length {len}");
+    }
+    // Sizes below the minimum, 0 included.
+    for size in [0u16, 1, continuation::MIN_FRAG_SIZE - 1] {
+        let mut b = body.clone();
+        b[at + 4..at + 6].copy_from_slice(&size.to_be_bytes());
+        assert_eq!(refused(&b), OfError::BAD_PROPERTY_VALUE, "size {size}");
+    }
+    // Nonzero padding.
+    let mut b = body.clone();
+    b[at + 6] = 1;
+    assert_eq!(refused(&b), OfError::BAD_PROPERTY_VALUE);
+    // Every single-byte change of the property decodes or errs.
+    for n in at..at + 16 {
+        for x in [0x00, 0x01, 0x7f, 0xff] {
+            let mut b = body.clone();
+            b[n] = x;
+            let _ = get_resume(&b, 4);
+        }
     }
 }
