@@ -1981,28 +1981,7 @@ fn ofctl_monitor_receives_packet_in2_with_userdata_and_registers() {
     ]);
     let frame = guest1_udp_hex();
     for (proto, tag) in [("OpenFlow10", "(xid="), ("OpenFlow15", "(OF1.5)")] {
-        let mon_out = h.rundir().join(format!("pin2-{proto}.txt"));
-        let mon_err = h.rundir().join(format!("pin2-{proto}.err"));
-        let mon = std::process::Command::new("ovs-ofctl")
-            .env("OVS_RUNDIR", h.rundir())
-            .args([
-                "-O",
-                proto,
-                "-P",
-                "nxt_packet_in2",
-                "monitor",
-                "br0",
-                "65534",
-            ])
-            .stdout(std::fs::File::create(&mon_out).unwrap())
-            .stderr(std::fs::File::create(&mon_err).unwrap())
-            .spawn()
-            .unwrap();
-        let _mon = common::ChildGuard(mon);
-        let text = || {
-            std::fs::read_to_string(&mon_out).unwrap_or_default()
-                + &std::fs::read_to_string(&mon_err).unwrap_or_default()
-        };
+        let mon = common::OfctlMonitor::start(h.rundir(), proto, "65534", &format!("pin2-{proto}"));
         // The monitor may not be connected yet: send a packet every 20
         // polls until a packet-in shows up.
         let mut polls = 0u32;
@@ -2011,9 +1990,9 @@ fn ofctl_monitor_receives_packet_in2_with_userdata_and_registers() {
                 of(&["packet-out", "br0", "1", "table", &frame]);
             }
             polls += 1;
-            text().contains("NXT_PACKET_IN2")
+            mon.text().contains("NXT_PACKET_IN2")
         });
-        let t = text();
+        let t = mon.text();
         let line = t
             .lines()
             .find(|l| l.contains("NXT_PACKET_IN2"))

@@ -76,31 +76,11 @@ fn ofctl_monitor_resume_moves_paused_pings() {
         );
         assert!(trace.contains("Datapath actions: userspace"), "{trace}");
 
-        let mon_out = h.rundir().join(format!("resume-{proto}.txt"));
-        let mon_err = h.rundir().join(format!("resume-{proto}.err"));
-        let mon = std::process::Command::new("ovs-ofctl")
-            .env("OVS_RUNDIR", h.rundir())
-            .args([
-                "-O",
-                proto,
-                "-P",
-                "nxt_packet_in2",
-                "monitor",
-                "br0",
-                "resume",
-            ])
-            .stdout(std::fs::File::create(&mon_out).unwrap())
-            .stderr(std::fs::File::create(&mon_err).unwrap())
-            .spawn()
-            .unwrap();
-        let _mon = common::ChildGuard(mon);
-        let text = || {
-            std::fs::read_to_string(&mon_out).unwrap_or_default()
-                + &std::fs::read_to_string(&mon_err).unwrap_or_default()
-        };
+        let mon =
+            common::OfctlMonitor::start(h.rundir(), proto, "resume", &format!("resume-{proto}"));
         // The monitor may not be connected yet: ping until one crosses.
         h.wait_for("a ping resumed by ovs-ofctl", || h.ping(1, 2, 1));
-        let t = text();
+        let t = mon.text();
         assert!(t.contains("NXT_PACKET_IN2"), "{proto}: {t}");
         assert!(t.contains("NXT_RESUME"), "{proto}: {t}");
         assert!(
@@ -188,30 +168,14 @@ fn ofctl_monitor_resumes_pauses_in_clone_bucket_and_check_pkt_larger() {
             "{what}: {trace}"
         );
 
-        let mon_out = h.rundir().join(format!("resume-{what}.txt"));
-        let mon_err = h.rundir().join(format!("resume-{what}.err"));
-        let mon = std::process::Command::new("ovs-ofctl")
-            .env("OVS_RUNDIR", h.rundir())
-            .args([
-                "-O",
-                "OpenFlow15",
-                "-P",
-                "nxt_packet_in2",
-                "monitor",
-                "br0",
-                "resume",
-            ])
-            .stdout(std::fs::File::create(&mon_out).unwrap())
-            .stderr(std::fs::File::create(&mon_err).unwrap())
-            .spawn()
-            .unwrap();
-        let mon = common::ChildGuard(mon);
-        let text = || {
-            std::fs::read_to_string(&mon_out).unwrap_or_default()
-                + &std::fs::read_to_string(&mon_err).unwrap_or_default()
-        };
+        let mon = common::OfctlMonitor::start(
+            h.rundir(),
+            "OpenFlow15",
+            "resume",
+            &format!("resume-{what}"),
+        );
         h.wait_for("a ping resumed by ovs-ofctl", || h.ping(1, 2, 1));
-        let t = text();
+        let t = mon.text();
         assert!(t.contains("NXT_RESUME"), "{what}: {t}");
         assert!(t.contains("reg1=0x2a"), "{what}: {t}");
         let table = if *what == "group" { 3 } else { 0 };

@@ -402,15 +402,6 @@ fn group(id: u32, ty: GroupType, buckets: Vec<Bucket>) -> GroupMod {
     }
 }
 
-fn bucket(actions: Vec<Action>) -> Bucket {
-    Bucket {
-        weight: 0,
-        watch_port: OFPP_ANY,
-        watch_group: OFPG_ANY,
-        actions,
-    }
-}
-
 #[test]
 fn group_mod_errors_and_delete_removes_flows() {
     let mut t = Tables::new();

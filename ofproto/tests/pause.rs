@@ -307,12 +307,6 @@ fn exit_inside_clone_ends_the_translation() {
 #[test]
 fn pause_in_a_group_bucket_goes_on_after_the_group() {
     let of = Ofproto::new("br0", 1, FailMode::Secure);
-    let bucket = |actions| Bucket {
-        weight: 0,
-        watch_port: OFPP_ANY,
-        watch_group: OFPG_ANY,
-        actions,
-    };
     of.handle_group_mod(&GroupMod {
         command: GroupModCommand::Add,
         group_type: GroupType::All,
@@ -531,12 +525,6 @@ fn nxt_resume_runs_the_rest_of_a_clone_and_of_a_bucket() {
         ..fm(0xff, 0, Match::CATCHALL, apply(Vec::new()))
     })
     .unwrap();
-    let bucket = |actions| Bucket {
-        weight: 0,
-        watch_port: OFPP_ANY,
-        watch_group: OFPG_ANY,
-        actions,
-    };
     of.handle_group_mod(&GroupMod {
         command: GroupModCommand::Add,
         group_type: GroupType::All,
@@ -575,12 +563,6 @@ fn nxt_resume_runs_the_rest_of_a_clone_and_of_a_bucket() {
 #[test]
 fn recirculation_in_a_group_bucket_goes_on_after_the_group() {
     let of = Ofproto::new("br0", 1, FailMode::Secure);
-    let bucket = |actions| Bucket {
-        weight: 0,
-        watch_port: OFPP_ANY,
-        watch_group: OFPG_ANY,
-        actions,
-    };
     of.handle_group_mod(&GroupMod {
         command: GroupModCommand::Add,
         group_type: GroupType::All,

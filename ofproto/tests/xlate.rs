@@ -1097,12 +1097,6 @@ fn push_vlan_keeps_the_requested_tpid() {
 #[test]
 fn group_buckets_are_action_sets() {
     let of = bridge();
-    let bucket = |actions: Vec<Action>| Bucket {
-        weight: 0,
-        watch_port: OFPP_ANY,
-        watch_group: OFPG_ANY,
-        actions,
-    };
     of.handle_group_mod(&GroupMod {
         command: GroupModCommand::Add,
         group_type: GroupType::All,

@@ -483,6 +483,43 @@ impl Drop for ChildGuard {
     }
 }
 
+/// `ovs-ofctl -O PROTO -P nxt_packet_in2 monitor br0 ARG` against the
+/// harness's switch, killed when dropped. ovs-ofctl writes what it
+/// receives to stderr when stdout is a file, so [`OfctlMonitor::text`]
+/// reads both.
+pub struct OfctlMonitor {
+    _child: ChildGuard,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl OfctlMonitor {
+    /// Start the monitor; `name` makes its output files unique in the
+    /// run directory.
+    pub fn start(rundir: &Path, proto: &str, arg: &str, name: &str) -> Self {
+        let out = rundir.join(format!("{name}.txt"));
+        let err = rundir.join(format!("{name}.err"));
+        let child = Command::new("ovs-ofctl")
+            .env("OVS_RUNDIR", rundir)
+            .args(["-O", proto, "-P", "nxt_packet_in2", "monitor", "br0", arg])
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        OfctlMonitor {
+            _child: ChildGuard(child),
+            out,
+            err,
+        }
+    }
+
+    /// Everything the monitor printed so far.
+    pub fn text(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+            + &std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+}
+
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -33,6 +33,16 @@ pub fn apply(a: Vec<Action>) -> Instructions {
 }
 
 /// Build a match from `(field, value, mask)` triples.
+/// A group bucket with `actions`, no weight and no watch port or group.
+pub fn bucket(actions: Vec<Action>) -> Bucket {
+    Bucket {
+        weight: 0,
+        watch_port: OFPP_ANY,
+        watch_group: OFPG_ANY,
+        actions,
+    }
+}
+
 pub fn m(fields: &[(OxmField, u128, u128)]) -> Match {
     let mut x = Match::CATCHALL;
     for (f, v, mk) in fields {
