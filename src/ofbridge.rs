@@ -252,7 +252,7 @@ impl Handler for OfBridge {
         }
     }
 
-    fn all_rules(&self) -> Vec<Arc<xennet_ofproto::tables::Rule>> {
+    fn all_rules(&self) -> xennet_ofproto::tables::RuleSnapshot {
         self.bridge().map(|b| b.of.all_rules()).unwrap_or_default()
     }
 

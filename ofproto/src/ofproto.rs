@@ -590,7 +590,7 @@ impl Ofproto {
     }
 
     /// Every rule (a flow monitor's initial dump and refresh).
-    pub fn all_rules(&self) -> Vec<Arc<crate::tables::Rule>> {
+    pub fn all_rules(&self) -> crate::tables::RuleSnapshot {
         self.read().all_rules()
     }
 
@@ -2244,9 +2244,9 @@ mod tests {
         assert_eq!(of.try_handle_flow_mod(&fm), None);
         drop(reader);
         assert_eq!(of.generation(), g);
-        assert!(of.all_rules().is_empty());
+        assert!(of.all_rules().rules.is_empty());
         assert_eq!(of.try_handle_flow_mod(&fm), Some(Ok(())));
-        assert_eq!(of.all_rules().len(), 1);
+        assert_eq!(of.all_rules().rules.len(), 1);
         assert_ne!(of.generation(), g);
     }
 }

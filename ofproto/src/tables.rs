@@ -473,6 +473,8 @@ pub struct Tables {
     watching: bool,
     /// Changes not recorded because [`MAX_CHANGES`] were waiting.
     lost_changes: u64,
+    /// The [`RuleChange::seq`] of the last change recorded.
+    change_seq: u64,
 }
 
 /// What happened to a rule, for flow monitors.
@@ -497,6 +499,21 @@ pub struct RuleChange {
     /// For a modification, the rule before (monitors with an `out_port`
     /// also report a flow whose old actions output there, as OVS).
     pub old: Option<Arc<Rule>>,
+    /// Its place among all changes recorded (from 1, increasing): a
+    /// change with a `seq` at most a [`RuleSnapshot::seq`] is already in
+    /// that snapshot.
+    pub seq: u64,
+}
+
+/// Every rule of every table at one moment ([`Tables::all_rules`]).
+#[derive(Debug, Default)]
+pub struct RuleSnapshot {
+    /// The rules.
+    pub rules: Vec<Arc<Rule>>,
+    /// The [`RuleChange::seq`] of the last change the snapshot includes:
+    /// changes still on their way to a flow monitor with a `seq` up to it
+    /// are already in `rules`.
+    pub seq: u64,
 }
 
 /// Most rule changes kept between two [`Tables::take_changes`] (one per
@@ -574,6 +591,7 @@ impl Tables {
             changes: Vec::new(),
             watching: false,
             lost_changes: 0,
+            change_seq: 0,
         }
     }
 
@@ -926,10 +944,12 @@ impl Tables {
             self.lost_changes = self.lost_changes.saturating_add(1);
             return;
         }
+        self.change_seq += 1;
         self.changes.push(RuleChange {
             kind,
             rule: rule.clone(),
             old: old.cloned(),
+            seq: self.change_seq,
         });
     }
 
@@ -939,12 +959,17 @@ impl Tables {
         self.lost_changes
     }
 
-    /// Every rule of every table (for a flow monitor's initial dump).
-    pub fn all_rules(&self) -> Vec<Arc<Rule>> {
-        self.tables
-            .iter()
-            .flat_map(|t| t.cls.iter().map(|r| r.value.clone()))
-            .collect()
+    /// Every rule of every table (for a flow monitor's initial dump and
+    /// its refresh after a pause), with the last change it includes.
+    pub fn all_rules(&self) -> RuleSnapshot {
+        RuleSnapshot {
+            rules: self
+                .tables
+                .iter()
+                .flat_map(|t| t.cls.iter().map(|r| r.value.clone()))
+                .collect(),
+            seq: self.change_seq,
+        }
     }
 
     /// Changes whenever a rule, group or meter changes.

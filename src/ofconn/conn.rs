@@ -220,10 +220,10 @@ pub trait Handler: Send + Sync {
         Err(OfError::BAD_REQUEST_EPERM)
     }
 
-    /// Every rule, for a flow monitor's initial dump. The default has
-    /// none.
-    fn all_rules(&self) -> Vec<Arc<xennet_ofproto::tables::Rule>> {
-        Vec::new()
+    /// Every rule with the last change it includes, for a flow
+    /// monitor's initial dump and refresh. The default has none.
+    fn all_rules(&self) -> xennet_ofproto::tables::RuleSnapshot {
+        xennet_ofproto::tables::RuleSnapshot::default()
     }
 }
 

@@ -10,13 +10,17 @@
 //! everything queued is written, the flows added or modified since the
 //! pause are sent (as additions and modifications) and then
 //! `..._RESUMED`. A connection holds at most [`MAX_MONITORS`] monitors.
+//!
+//! Changes reach a connection a little after they are made, so some may
+//! still be on their way when the tables are read for an initial reply or
+//! a refresh; their [`xennet_ofproto::tables::RuleChange::seq`] tells
+//! them apart, and a flow is never reported twice.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use xennet_datapath::flow::MiniMatch;
 use xennet_ofproto::classifier::{match_within, minimatch};
-use xennet_ofproto::tables::{ChangeKind, Rule};
+use xennet_ofproto::tables::{ChangeKind, Rule, RuleSnapshot};
 use xennet_ofproto::FlowChanges;
 use xennet_openflow::monitor::{
     self, flags, FlowUpdate, FlowUpdateFull, MonitorRequest, Pause, UpdateEvent, OFPFMC_ADD,
@@ -39,6 +43,9 @@ struct Monitor {
     out_group: u32,
     table_id: u8,
     matcher: MiniMatch,
+    /// The last change in the snapshot taken when it was made: changes
+    /// up to it came before the monitor (or are in its initial reply).
+    since: u64,
 }
 
 impl Monitor {
@@ -65,6 +72,10 @@ pub struct Monitors {
     /// (changes reach connections a little after they are made, so the
     /// time of the pause itself would miss those still on their way).
     last_change: Option<Instant>,
+    /// After a refresh: the pause point and the snapshot's last change.
+    /// Changes up to it still on their way are treated as while paused
+    /// (the refresh has them), so no flow is reported twice.
+    refreshed: Option<(Instant, u64)>,
     /// Updates paused so far (for logs and tests).
     pub pauses: u64,
 }
@@ -100,8 +111,9 @@ impl Monitors {
     pub fn request(
         &mut self,
         reqs: Vec<MonitorRequest>,
-        rules: impl FnOnce() -> Vec<Arc<Rule>>,
+        rules: impl FnOnce() -> RuleSnapshot,
     ) -> Result<Vec<FlowUpdate>, OfError> {
+        let snap = rules();
         let mut list: Vec<Monitor> = Vec::new();
         // Work on a copy of the ids so a failure changes nothing.
         let mut ids: Vec<u32> = self.list.iter().map(|m| m.id).collect();
@@ -132,6 +144,7 @@ impl Monitors {
                 out_group: r.out_group,
                 table_id: r.table_id,
                 matcher: minimatch(&r.matcher),
+                since: snap.seq,
             });
         }
         self.list.retain(|m| !deleted.contains(&m.id));
@@ -140,7 +153,7 @@ impl Monitors {
             .collect();
         let mut updates = Vec::new();
         if !initial.is_empty() {
-            for rule in rules() {
+            for rule in snap.rules {
                 let f = initial
                     .iter()
                     .map(|i| &list[*i])
@@ -193,7 +206,14 @@ impl Monitors {
                 ChangeKind::Modified => (UpdateEvent::Modified, 0, flags::MODIFY),
                 ChangeKind::Removed(r) => (UpdateEvent::Removed, r, flags::REMOVED),
             };
-            if let Some(p) = self.paused_at {
+            let held_at = match self.refreshed {
+                Some((p, seq)) if c.seq <= seq => Some(p),
+                _ => {
+                    self.refreshed = None;
+                    self.paused_at
+                }
+            };
+            if let Some(p) = held_at {
                 if event != UpdateEvent::Removed || c.rule.created > p {
                     continue;
                 }
@@ -201,14 +221,16 @@ impl Monitors {
             let f = self
                 .list
                 .iter()
-                .filter(|m| m.flags & want != 0 && m.covers(&c.rule, c.old.as_deref()))
+                .filter(|m| {
+                    c.seq > m.since && m.flags & want != 0 && m.covers(&c.rule, c.old.as_deref())
+                })
                 .fold(0, |f, m| f | m.flags);
             if f == 0 {
                 continue;
             }
             let own = changes.origin.filter(|(id, _)| *id == conn);
             match own {
-                Some((_, xid)) if f & flags::ONLY_OWN == 0 && self.paused_at.is_none() => {
+                Some((_, xid)) if f & flags::ONLY_OWN == 0 && held_at.is_none() => {
                     if !sent_abbrev {
                         out.push(FlowUpdate::Abbrev(xid));
                         sent_abbrev = true;
@@ -239,12 +261,13 @@ impl Monitors {
     /// Resume (call once everything queued is written): the updates for
     /// the flows added or modified since the pause (OVS
     /// `ofmonitor_resume`), to send before [`Pause::Resumed`].
-    pub fn resume(&mut self, rules: Vec<Arc<Rule>>) -> Vec<FlowUpdate> {
+    pub fn resume(&mut self, snap: RuleSnapshot) -> Vec<FlowUpdate> {
         let Some(p) = self.paused_at.take() else {
             return Vec::new();
         };
+        self.refreshed = Some((p, snap.seq));
         let mut out = Vec::new();
-        for rule in rules {
+        for rule in snap.rules {
             let (event, want) = if rule.created > p {
                 (UpdateEvent::Added, flags::ADD)
             } else if rule.modified > p {
@@ -277,5 +300,84 @@ pub fn send_updates(version: u8, xid: u32, updates: &[FlowUpdate], out: &mut Vec
 pub fn send_pause(version: u8, p: Pause, out: &mut Vec<u8>) {
     if let Err(e) = monitor::encode_pause(version, p, out) {
         tracing::warn!("cannot encode flow monitor {p:?}: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xennet_ofproto::tables::Tables;
+    use xennet_openflow::model::{FlowMod, FlowModCommand, Instructions, Match};
+
+    fn add(t: &mut Tables, priority: u16) {
+        let fm = FlowMod {
+            cookie: 0,
+            cookie_mask: 0,
+            table_id: 0,
+            command: FlowModCommand::Add,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            priority,
+            buffer_id: u32::MAX,
+            out_port: u32::MAX,
+            out_group: u32::MAX,
+            flags: 0,
+            matcher: Match::CATCHALL,
+            instructions: Instructions::default(),
+        };
+        t.apply_flow_mod(&fm, Instant::now()).unwrap();
+    }
+
+    fn changes(t: &mut Tables) -> FlowChanges {
+        FlowChanges {
+            origin: None,
+            changes: t.take_changes(),
+        }
+    }
+
+    fn watch_all() -> MonitorRequest {
+        MonitorRequest {
+            id: 1,
+            command: OFPFMC_ADD,
+            flags: flags::INITIAL | flags::ADD | flags::REMOVED | flags::MODIFY,
+            out_port: u32::MAX,
+            out_group: u32::MAX,
+            table_id: 0xff,
+            matcher: Match::CATCHALL,
+        }
+    }
+
+    fn priorities(ups: &[FlowUpdate]) -> Vec<u16> {
+        ups.iter()
+            .map(|u| match u {
+                FlowUpdate::Full(f) => f.priority,
+                u => panic!("{u:?}"),
+            })
+            .collect()
+    }
+
+    /// Changes still on their way when the tables are read for the
+    /// initial reply, or for the refresh after a pause, are in that
+    /// reply: each flow is reported once, later changes as usual.
+    #[test]
+    fn changes_already_in_a_snapshot_are_not_reported_again() {
+        let mut t = Tables::new();
+        t.watch(true);
+        let mut m = Monitors::default();
+        add(&mut t, 1);
+        let on_the_way = changes(&mut t);
+        let initial = m.request(vec![watch_all()], || t.all_rules()).unwrap();
+        assert_eq!(priorities(&initial), [1]);
+        assert!(m.updates(7, &on_the_way).is_empty());
+
+        // Paused; flow 2 is added; the refresh has it, and so does a
+        // change that arrives after it.
+        assert!(m.maybe_pause(PAUSE_BYTES + 1));
+        add(&mut t, 2);
+        let late = changes(&mut t);
+        assert_eq!(priorities(&m.resume(t.all_rules())), [2]);
+        assert!(m.updates(7, &late).is_empty());
+        add(&mut t, 3);
+        assert_eq!(priorities(&m.updates(7, &changes(&mut t))), [3]);
     }
 }
