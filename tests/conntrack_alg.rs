@@ -35,6 +35,27 @@ fn install(h: &Harness, flows: &str) {
     h.ofctl(&["add-flows", "br0", &f.to_string_lossy()]);
 }
 
+/// Guest 2 reaches `addr` (a source NAT address of guest 1's
+/// connections) at guest 1's MAC, by a static neighbour entry (as OVS's
+/// system-traffic NAT tests do: the switch does not answer ARP or
+/// neighbour discovery for it).
+fn nat_address_reaches_guest_1(h: &Harness, addr: &str) {
+    let link = h.exec(1, &["ip", "-br", "link", "show", "eth0"]);
+    let link = String::from_utf8_lossy(&link.stdout).into_owned();
+    let mac = link
+        .split_whitespace()
+        .find(|w| w.len() == 17 && w.matches(':').count() == 5)
+        .unwrap_or_else(|| panic!("guest 1's MAC in {link:?}"))
+        .to_string();
+    let neigh = h.exec(
+        2,
+        &[
+            "ip", "neigh", "replace", addr, "lladdr", &mac, "dev", "eth0",
+        ],
+    );
+    assert!(neigh.status.success(), "{neigh:?}");
+}
+
 /// Packets through the table-1 flow whose text contains `needle`.
 fn n_packets(h: &Harness, needle: &str) -> u64 {
     let dump = h.ofctl(&["dump-flows", "br0", "table=1"]);
@@ -60,6 +81,11 @@ fn payload_file(dir: &std::path::Path, n: usize) -> Vec<u8> {
 /// pyftpdlib serving `dir` to anonymous users on guest 2's port 21;
 /// returns once it listens.
 fn ftp_server(h: &Harness, dir: &std::path::Path) -> ChildGuard {
+    ftp_server_on(h, dir, &Harness::ip_of(2))
+}
+
+/// [`ftp_server`] on guest 2's address `ip` (IPv4 or IPv6).
+fn ftp_server_on(h: &Harness, dir: &std::path::Path, ip: &str) -> ChildGuard {
     let py = common::pyftpdlib_python();
     let code = format!(
         r#"
@@ -78,7 +104,6 @@ s.serve_forever()
 "#,
         log = h.rundir().join("pyftpdlib.log").display(),
         dir = dir.display(),
-        ip = Harness::ip_of(2),
     );
     let mut child = Command::new("ip")
         .args(["netns", "exec", &h.netns(2)])
@@ -101,6 +126,12 @@ s.serve_forever()
 /// RFC 2428 allows), waiting at most 4 s per step: the bytes, or the
 /// error.
 fn ftp_get(h: &Harness, mode: &str) -> Result<Vec<u8>, String> {
+    ftp_get_from(h, mode, &Harness::ip_of(2))
+}
+
+/// [`ftp_get`] from the server at `ip`; over IPv6 ftplib sends `EPRT`
+/// for "port" and `EPSV` for "pasv" itself (RFC 2428).
+fn ftp_get_from(h: &Harness, mode: &str, ip: &str) -> Result<Vec<u8>, String> {
     let code = format!(
         r#"
 import ftplib, sys
@@ -128,7 +159,6 @@ except Exception as e:
     sys.stderr.write("%s: %s" % (type(e).__name__, e))
     sys.exit(1)
 "#,
-        ip = Harness::ip_of(2),
     );
     let out = h.exec(1, &["python3", "-c", &code]);
     match out.status.success() {
@@ -220,18 +250,8 @@ fn tftp_get(h: &Harness, out: &std::path::Path) -> Result<Vec<u8>, String> {
     }
 }
 
-/// TFTP: the server answers from a new port, which only the helper's
-/// expectation lets through as `+rel`; without the helper the transfer
-/// fails.
-#[test]
-fn tftp_reply_from_a_new_port_passes_as_related() {
-    common::require_tool("in.tftpd", "tftpd-hpa");
-    common::require_tool("busybox", "busybox");
-    let mut h = Harness::start("ctalgtftp");
-    h.guest(1, None);
-    h.guest(2, None);
-    let dir = h.rundir().join("tftp-root");
-    let data = payload_file(&dir, 100_000);
+/// in.tftpd serving `dir` on guest 2's port 69; returns once it listens.
+fn tftp_server(h: &Harness, dir: &std::path::Path) -> ChildGuard {
     let srv = Command::new("ip")
         .args([
             "netns",
@@ -244,16 +264,32 @@ fn tftp_reply_from_a_new_port_passes_as_related() {
             "-p",
         ])
         .args(["-a", &format!("{}:69", Harness::ip_of(2)), "-s"])
-        .arg(&dir)
+        .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("starting in.tftpd");
-    let _srv = ChildGuard(srv);
+    let srv = ChildGuard(srv);
     h.wait_for("in.tftpd listening", || {
         let ss = h.exec(2, &["ss", "-uln"]);
         String::from_utf8_lossy(&ss.stdout).contains(&format!("{}:69", Harness::ip_of(2)))
     });
+    srv
+}
+
+/// TFTP: the server answers from a new port, which only the helper's
+/// expectation lets through as `+rel`; without the helper the transfer
+/// fails.
+#[test]
+fn tftp_reply_from_a_new_port_passes_as_related() {
+    common::require_tool("in.tftpd", "tftpd-hpa");
+    common::require_tool("busybox", "busybox");
+    let mut h = Harness::start("ctalgtftp");
+    h.guest(1, None);
+    h.guest(2, None);
+    let dir = h.rundir().join("tftp-root");
+    let data = payload_file(&dir, 100_000);
+    let _srv = tftp_server(&h, &dir);
     install(&h, &firewall("udp", 69, "ct(commit,alg=tftp)"));
     let out = h.rundir().join("tftp.out");
     let got = tftp_get(&h, &out)
@@ -286,27 +322,7 @@ fn ftp_through_source_nat_rewrites_port_and_sequence_numbers() {
     let mut h = Harness::start("ctalgsnat");
     h.guest(1, None);
     h.guest(2, None);
-    let link = h.exec(1, &["ip", "-br", "link", "show", "eth0"]);
-    let link = String::from_utf8_lossy(&link.stdout).into_owned();
-    let mac = link
-        .split_whitespace()
-        .find(|w| w.len() == 17 && w.matches(':').count() == 5)
-        .unwrap_or_else(|| panic!("guest 1's MAC in {link:?}"))
-        .to_string();
-    let neigh = h.exec(
-        2,
-        &[
-            "ip",
-            "neigh",
-            "replace",
-            "10.251.0.99",
-            "lladdr",
-            &mac,
-            "dev",
-            "eth0",
-        ],
-    );
-    assert!(neigh.status.success(), "{neigh:?}");
+    nat_address_reaches_guest_1(&h, "10.251.0.99");
     let dir = h.rundir().join("ftp-root");
     let data = payload_file(&dir, 200_000);
     let _srv = ftp_server(&h, &dir);
@@ -340,4 +356,221 @@ fn ftp_through_source_nat_rewrites_port_and_sequence_numbers() {
     let log = std::fs::read_to_string(h.rundir().join("pyftpdlib.log")).unwrap_or_default();
     assert!(!log.contains("10.251.0.1:"), "{log}");
     assert!(n_packets(&h, "+new+rel") >= 4);
+}
+
+/// TFTP from guest 1 through source NAT to 10.251.0.99 (OVS
+/// system-traffic "IPv4 TFTP with SNAT"): in.tftpd answers the
+/// translated address from a new port; the helper's expectation makes
+/// that answer `+rel`, and its `ct(commit,nat)` takes the control
+/// connection's translation back to guest 1. Without the helper the
+/// answer is dropped and the transfer fails.
+#[test]
+fn tftp_through_source_nat_reaches_the_client() {
+    common::require_tool("in.tftpd", "tftpd-hpa");
+    common::require_tool("busybox", "busybox");
+    let mut h = Harness::start("ctalgtftpnat");
+    h.guest(1, None);
+    h.guest(2, None);
+    nat_address_reaches_guest_1(&h, "10.251.0.99");
+    let dir = h.rundir().join("tftp-root");
+    let data = payload_file(&dir, 100_000);
+    let _srv = tftp_server(&h, &dir);
+    let flows = |ctl: &str| {
+        format!(
+            "table=0,priority=10,arp,actions=NORMAL\n\
+             table=0,priority=10,ip,ct_state=-trk,actions=ct(nat,table=1)\n\
+             table=1,priority=30,udp,in_port=vif1.0,tp_dst=69,ct_state=+trk+new,\
+             actions={ctl},NORMAL\n\
+             table=1,priority=20,ip,ct_state=+trk+new+rel,actions=ct(commit,nat),NORMAL\n\
+             table=1,priority=10,ip,ct_state=+trk+est,actions=NORMAL\n\
+             table=1,priority=1,actions=drop\n"
+        )
+    };
+    install(&h, &flows("ct(commit,alg=tftp,nat(src=10.251.0.99))"));
+    let out = h.rundir().join("tftp.out");
+    let got = tftp_get(&h, &out)
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", h.appctl(&["dpctl/dump-conntrack"]), h.log()));
+    assert!(got == data, "{} bytes, not the file", got.len());
+    let ct = h.appctl(&["dpctl/dump-conntrack"]);
+    let (a, b) = (Harness::ip_of(1), Harness::ip_of(2));
+    // As OVS's test expects: the control connection translated, with
+    // its helper; the data connection from the server to the NAT
+    // address, translated back to guest 1.
+    assert!(
+        ct.lines()
+            .any(|l| l.starts_with(&format!("udp,orig=(src={a},dst={b},"))
+                && l.contains(&format!("reply=(src={b},dst=10.251.0.99,sport=69,"))
+                && l.ends_with(",helper=tftp")),
+        "{ct}"
+    );
+    assert!(
+        ct.lines().any(
+            |l| l.starts_with(&format!("udp,orig=(src={b},dst=10.251.0.99,"))
+                && l.contains(&format!("reply=(src={a},dst={b},"))
+        ),
+        "{ct}"
+    );
+    assert!(n_packets(&h, "+new+rel") >= 1);
+
+    h.appctl(&["dpctl/flush-conntrack"]);
+    install(&h, &flows("ct(commit,nat(src=10.251.0.99))"));
+    assert!(tftp_get(&h, &out).is_err(), "transfer without the helper");
+    assert_eq!(n_packets(&h, "+new+rel"), 0);
+}
+
+/// Guests 1 and 2 get fd00:251::1 and ::2 (`nodad`); returns once guest
+/// 1 reaches guest 2 over IPv6 (neighbour discovery and pings pass
+/// untracked by `flows`' first rule, as in OVS's IPv6 FTP tests).
+fn ipv6_up(h: &Harness) {
+    for i in [1u16, 2] {
+        let a = h.exec(
+            i,
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("{V6_NET}{i}/64"),
+                "nodad",
+                "dev",
+                "eth0",
+            ],
+        );
+        assert!(a.status.success(), "{a:?}");
+    }
+    h.wait_for("guest 1 pings guest 2 over IPv6", || {
+        h.exec(
+            1,
+            &["ping", "-6", "-c", "1", "-W", "1", &format!("{V6_NET}2")],
+        )
+        .status
+        .success()
+    });
+}
+
+const V6_NET: &str = "fd00:251::";
+
+/// The IPv6 firewall: neighbour discovery and pings untracked, guest
+/// 1's FTP control connections committed with `ctl`, new `+rel`
+/// connections committed with `rel`, established traffic passes,
+/// everything else is dropped; `zero` is the first table's `ct`.
+fn firewall_v6(zero: &str, ctl: &str, rel: &str) -> String {
+    format!(
+        "table=0,priority=100,icmp6,actions=NORMAL\n\
+         table=0,priority=10,ipv6,ct_state=-trk,actions={zero}\n\
+         table=1,priority=30,tcp6,in_port=vif1.0,tp_dst=21,ct_state=+trk+new,actions={ctl},NORMAL\n\
+         table=1,priority=20,ipv6,ct_state=+trk+new+rel,actions={rel},NORMAL\n\
+         table=1,priority=10,ipv6,ct_state=+trk+est,actions=NORMAL\n\
+         table=1,priority=1,actions=drop\n"
+    )
+}
+
+/// FTP over IPv6 (OVS system-traffic "FTP over IPv6", "IPv6 FTP
+/// Passive"): ftplib sends `EPRT |2|..|` in active mode and `EPSV` in
+/// passive mode, and the data connections pass only as `+rel`; with the
+/// control connection committed without the helper they fail.
+#[test]
+fn ftp_over_ipv6_data_connections_pass_only_as_related() {
+    let mut h = Harness::start("ctalgftp6");
+    h.guest(1, None);
+    h.guest(2, None);
+    install(
+        &h,
+        &firewall_v6("ct(table=1)", "ct(commit,alg=ftp)", "ct(commit)"),
+    );
+    ipv6_up(&h);
+    let (a, b) = (format!("{V6_NET}1"), format!("{V6_NET}2"));
+    let dir = h.rundir().join("ftp-root");
+    let data = payload_file(&dir, 300_000);
+    let _srv = ftp_server_on(&h, &dir, &b);
+    for mode in ["port", "pasv"] {
+        let got = ftp_get_from(&h, mode, &b).unwrap_or_else(|e| {
+            panic!(
+                "{mode}: {e}\n{}\n{}",
+                h.appctl(&["dpctl/dump-conntrack"]),
+                h.log()
+            )
+        });
+        assert!(got == data, "{mode}: {} bytes, not the file", got.len());
+    }
+    let ct = h.appctl(&["dpctl/dump-conntrack"]);
+    assert!(
+        ct.lines()
+            .any(|l| l.starts_with(&format!("tcp,orig=(src={a},dst={b},"))
+                && l.contains(",dport=21),")
+                && l.ends_with(",helper=ftp")),
+        "{ct}"
+    );
+    // The active data connection, from the server.
+    assert!(ct.contains(&format!("tcp,orig=(src={b},dst={a},")), "{ct}");
+    assert!(n_packets(&h, "+new+rel") >= 2);
+    let stats = h.appctl(&["dpif-netdev/pmd-stats-show"]);
+    assert!(
+        stats.contains(", 2 related connections, 0 bad FTP messages"),
+        "{stats}"
+    );
+
+    h.appctl(&["dpctl/flush-conntrack"]);
+    install(&h, &firewall_v6("ct(table=1)", "ct(commit)", "ct(commit)"));
+    for mode in ["port", "pasv"] {
+        let err = ftp_get_from(&h, mode, &b).unwrap_err();
+        assert!(
+            err.contains("timed out") || err.contains("425"),
+            "{mode}: {err}"
+        );
+    }
+    assert_eq!(n_packets(&h, "+new+rel"), 0);
+}
+
+/// FTP over IPv6 through source NAT to fd00:251::99 (OVS system-traffic
+/// "IPv6 FTP with SNAT", "IPv6 FTP Passive with SNAT"): the helper
+/// rewrites `EPRT |2|fd00:251::1|..|` to the NAT address (one byte
+/// longer, so the client's later sequence numbers move), which
+/// pyftpdlib requires, and both data connections get the control
+/// connection's translation; the server sees only the NAT address.
+#[test]
+fn ftp_over_ipv6_through_source_nat() {
+    let mut h = Harness::start("ctalgsnat6");
+    h.guest(1, None);
+    h.guest(2, None);
+    install(
+        &h,
+        &firewall_v6(
+            "ct(nat,table=1)",
+            "ct(commit,alg=ftp,nat(src=fd00:251::99))",
+            "ct(commit,nat)",
+        ),
+    );
+    ipv6_up(&h);
+    nat_address_reaches_guest_1(&h, &format!("{V6_NET}99"));
+    let (a, b) = (format!("{V6_NET}1"), format!("{V6_NET}2"));
+    let dir = h.rundir().join("ftp-root");
+    let data = payload_file(&dir, 200_000);
+    let _srv = ftp_server_on(&h, &dir, &b);
+    for mode in ["port", "pasv"] {
+        let got = ftp_get_from(&h, mode, &b).unwrap_or_else(|e| {
+            panic!(
+                "{mode}: {e}\n{}\n{}",
+                h.appctl(&["dpctl/dump-conntrack"]),
+                h.log()
+            )
+        });
+        assert!(got == data, "{mode}: {} bytes, not the file", got.len());
+    }
+    let ct = h.appctl(&["dpctl/dump-conntrack"]);
+    assert!(
+        ct.lines()
+            .any(|l| l.starts_with(&format!("tcp,orig=(src={a},dst={b},"))
+                && l.contains(&format!("reply=(src={b},dst={V6_NET}99,sport=21,"))
+                && l.ends_with(",helper=ftp")),
+        "{ct}"
+    );
+    // The active data connection: from the server to the NAT address.
+    assert!(
+        ct.contains(&format!("tcp,orig=(src={b},dst={V6_NET}99,")),
+        "{ct}"
+    );
+    let log = std::fs::read_to_string(h.rundir().join("pyftpdlib.log")).unwrap_or_default();
+    assert!(log.contains(&format!("{V6_NET}99")), "{log}");
+    assert!(!log.contains(&format!("{a}:")), "{log}");
+    assert!(n_packets(&h, "+new+rel") >= 2);
 }

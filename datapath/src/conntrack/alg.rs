@@ -18,7 +18,13 @@
 //!   ("Extended Passive") count, as in OVS.
 //! - **TFTP** (UDP): every packet of the control connection expects a
 //!   packet from the server, from any port, back to the client's port
-//!   (RFC 1350: the server answers from a new port).
+//!   (RFC 1350: the server answers from a new port). Under source NAT
+//!   that is the port the server saw: where the NAT had to move the
+//!   client's port (another connection held it), the answer to the
+//!   moved port is expected and its `ct(commit,nat)` sends it back to
+//!   the client's own port. OVS expects the client's own port there
+//!   even then, which the other connection's expectation (or nothing)
+//!   holds, so that answer is lost.
 //!
 //! A new connection that matches an expectation is `+rel` (`+new+rel`,
 //! then `+est+rel`, with `+rpl` in the reply direction) and takes the
@@ -221,6 +227,10 @@ pub(crate) struct Expect {
     /// key's destination (else source) to `repl_addr`.
     pub nat_rpl_dst: bool,
     pub repl_addr: u128,
+    /// With `repl_addr` on the source side (`!nat_rpl_dst`): the port
+    /// to write there too, when the control connection's source NAT
+    /// moved the client's port (TFTP; 0: keep the port).
+    pub repl_port: u16,
 }
 
 /// ALG counters.
@@ -256,6 +266,9 @@ pub(crate) struct Expectations {
     pub stats: AlgStats,
     /// When the next refusal may be logged (ms).
     next_warn: u64,
+    /// Connections holding a [`ConnAlg`] (a helper or a control
+    /// connection), for [`Expectations::memory_bytes`].
+    states: usize,
 }
 
 impl Expectations {
@@ -278,6 +291,24 @@ impl Expectations {
             return None;
         }
         Some(e)
+    }
+
+    /// Bytes the ALG state holds, from capacities (as
+    /// [`super::Conntrack::memory_bytes`]): the expectation table
+    /// (hashbrown: a power of two of buckets, at most 7/8 full, each an
+    /// entry and a control byte), its expiry queue, and the connections'
+    /// boxed [`ConnAlg`]s with their lists of expectations (at most
+    /// [`MAX_PER_CONN`] keys, the capacity a `Vec` of them reaches).
+    pub fn memory_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let cap = self.map.capacity();
+        let buckets = match cap {
+            0 => 0,
+            c => (c * 8 / 7).next_power_of_two(),
+        };
+        buckets * (size_of::<(ConnKey, Expect)>() + 1)
+            + self.order.capacity() * size_of::<(u64, ConnKey)>()
+            + self.states * (size_of::<ConnAlg>() + MAX_PER_CONN * size_of::<ConnKey>())
     }
 
     /// Drop expectations due at `now` (in expiry order).
@@ -350,9 +381,10 @@ impl Expectations {
         true
     }
 
-    /// The control connection in `slot` (generation `gen`) went: its
-    /// expectations go too (OVS `expectation_clean`).
+    /// The connection in `slot` (generation `gen`), which held `a`,
+    /// went: its expectations go too (OVS `expectation_clean`).
     pub fn parent_removed(&mut self, a: &ConnAlg, slot: u32, gen: u32) {
+        self.states = self.states.saturating_sub(1);
         for k in &a.exps {
             self.remove_of(k, slot, gen);
         }
@@ -686,6 +718,7 @@ impl Inner {
             c.label = e.label;
             self.exp.stats.related += 1;
         }
+        self.exp.states += 1;
         c.alg = Some(Box::new(ConnAlg {
             helper,
             parent: exp.map(|e| e.parent),
@@ -717,8 +750,14 @@ impl Inner {
         }
         let reply = state & cs::RPL != 0;
         let (fwd, rev) = (c.key[0], c.key[1]);
-        let port = match ctl_type(helper.or(Some(own)), &p.key) {
-            Some(Helper::Tftp) => fwd.sport,
+        let (port, repl_port) = match ctl_type(helper.or(Some(own)), &p.key) {
+            // The server answers the port the request came from: the
+            // client's, as translated (OVS takes the untranslated one,
+            // which differs when source NAT had to move the port).
+            Some(Helper::Tftp) if !reply && rev.dport != fwd.sport && c.nat & nat::SRC != 0 => {
+                (rev.dport, fwd.sport)
+            }
+            Some(Helper::Tftp) => (fwd.sport, 0),
             Some(Helper::Ftp) => {
                 let payload = tcp_payload(pkt.data(), p);
                 let msg = if fwd.ipv6 {
@@ -749,13 +788,13 @@ impl Inner {
                         // (OVS `v4_addr_rep`, `v6_addr_rep`).
                         let rep = if active { rev.dst } else { fwd.dst };
                         self.ftp_nat(idx, p, pkt, reply, nat.then_some((span, rep)), now);
-                        port
+                        (port, 0)
                     }
                 }
             }
             None => return 0,
         };
-        self.expect(idx, port, reply, now);
+        self.expect(idx, port, repl_port, reply, now);
         0
     }
 
@@ -876,8 +915,9 @@ impl Inner {
 
     /// Make an expectation for a connection to `port` from the control
     /// connection in `idx`, seen on a packet in direction `reply` (OVS
-    /// `expectation_create` without `src_ip_wc` and `skip_nat`).
-    fn expect(&mut self, idx: u32, port: u16, reply: bool, now: u64) {
+    /// `expectation_create` without `src_ip_wc` and `skip_nat`);
+    /// `repl_port` as [`Expect::repl_port`].
+    fn expect(&mut self, idx: u32, port: u16, repl_port: u16, reply: bool, now: u64) {
         let c = &mut self.conns[idx as usize];
         let (fwd, rev) = (c.key[0], c.key[1]);
         let dnat = c.nat & nat::DST != 0;
@@ -908,6 +948,7 @@ impl Inner {
             expires: now + EXPECT_TIMEOUT_MS,
             nat_rpl_dst,
             repl_addr,
+            repl_port: if nat_rpl_dst { 0 } else { repl_port },
         };
         let Some(a) = c.alg.as_mut() else {
             return;

@@ -599,6 +599,9 @@ impl Inner {
                     (r.dst, bits) = (e.repl_addr, nat::SRC);
                 } else {
                     (r.src, bits) = (e.repl_addr, nat::DST);
+                    if e.repl_port != 0 {
+                        r.sport = e.repl_port;
+                    }
                 }
                 r
             }
@@ -930,8 +933,9 @@ impl Conntrack {
     }
 
     /// Bytes held by the table's structures (connection slab, key map,
-    /// expiry heap), from their capacities; allocator overhead and the
-    /// reassembly buffers are not counted.
+    /// expiry heap, ALG expectations and the connections' ALG state),
+    /// from their capacities; allocator overhead and the reassembly
+    /// buffers are not counted.
     pub fn memory_bytes(&self) -> usize {
         use std::mem::size_of;
         let g = self.lock();
@@ -942,6 +946,7 @@ impl Conntrack {
             + buckets * (size_of::<u32>() + 1)
             + g.heap.capacity() * size_of::<Reverse<(u64, u32, u32)>>()
             + g.free.capacity() * size_of::<u32>()
+            + g.exp.memory_bytes()
     }
 
     /// Connections in the table (`dpctl/ct-get-nconns`).

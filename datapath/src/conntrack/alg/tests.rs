@@ -467,6 +467,104 @@ fn tftp_reply_from_any_server_port_is_related() {
     assert_eq!(s, cs::TRK | cs::NEW);
 }
 
+/// The UDP frame's addresses and ports.
+fn udp_tuple(p: &Packet) -> ([u8; 4], [u8; 4], u16, u16) {
+    let d = p.data();
+    let port = |at: usize| u16::from_be_bytes([d[at], d[at + 1]]);
+    (
+        d[26..30].try_into().unwrap(),
+        d[30..34].try_into().unwrap(),
+        port(34),
+        port(36),
+    )
+}
+
+/// TFTP through source NAT (OVS system-traffic "IPv4 TFTP with SNAT"):
+/// the server's answer from a new port to the translated address is
+/// `+rel` and leaves translated back to the client (its `ct(commit,nat)`
+/// takes the control connection's translation). When the NAT had to
+/// move the client's port (another client holds it on X), the answer
+/// to the moved port is expected and goes back to the client's own
+/// port; OVS expects the unmoved port there, which the other client's
+/// expectation holds.
+#[test]
+fn tftp_through_snat_answers_the_translated_port() {
+    const X: [u8; 4] = [10, 0, 0, 99];
+    const C: [u8; 4] = [10, 0, 0, 3];
+    let ct = Conntrack::new();
+    let now = Instant::now();
+    let (mut cli, srv) = snat_args(X);
+    cli.helper = Some(Helper::Tftp);
+    let mut req = udp(A, B, 5000, 69);
+    ct.execute(&mut req, &cli, now);
+    assert_eq!(req.md.ct.state, cs::TRK | cs::NEW | cs::SNAT);
+    assert_eq!(udp_tuple(&req), (X, B, 5000, 69));
+    // Another client, same port: its translation must move the port.
+    let mut req2 = udp(C, B, 5000, 69);
+    ct.execute(&mut req2, &cli, now);
+    let (_, _, moved, _) = udp_tuple(&req2);
+    assert_ne!(moved, 5000);
+    assert_eq!(ct.stats().alg.held, 2);
+
+    for (client, port, data_port) in [(A, 5000, 33333), (C, moved, 33334)] {
+        let mut ans = udp(B, X, data_port, port);
+        ct.execute(&mut ans, &srv, now);
+        assert_eq!(
+            ans.md.ct.state,
+            cs::TRK | cs::NEW | cs::REL | cs::DNAT,
+            "answer to {port}"
+        );
+        assert_eq!(
+            udp_tuple(&ans),
+            (B, client, data_port, 5000),
+            "answer to {port}"
+        );
+        // The client's acknowledgement leaves translated.
+        let mut ack = udp(client, B, 5000, data_port);
+        ct.execute(&mut ack, &srv, now);
+        assert_eq!(
+            ack.md.ct.state,
+            cs::TRK | cs::EST | cs::REL | cs::RPL | cs::SNAT
+        );
+        assert_eq!(udp_tuple(&ack), (X, B, port, data_port));
+    }
+    assert_eq!(ct.stats().alg.related, 2);
+}
+
+/// `memory_bytes` counts the expectations and the control connections'
+/// ALG state: the same 200 TFTP requests committed with and without the
+/// helper make the same connections, and the helper's tracker holds at
+/// least 200 expectations and 200 ALG states more; they go with a flush.
+#[test]
+fn memory_counts_expectations() {
+    let now = Instant::now();
+    let tftp = CtArgs {
+        commit: true,
+        helper: Some(Helper::Tftp),
+        ..CtArgs::default()
+    };
+    let (with, without) = (Conntrack::new(), Conntrack::new());
+    for i in 0..200u16 {
+        run(&with, udp(A, B, 1000 + i, 69), &tftp, now);
+        run(&without, udp(A, B, 1000 + i, 69), &commit(), now);
+    }
+    assert_eq!(with.stats().alg.held, 200);
+    assert_eq!((with.nconns(), without.nconns()), (200, 200));
+    let extra = with.memory_bytes() - without.memory_bytes();
+    let least = 200
+        * (std::mem::size_of::<(ConnKey, Expect)>()
+            + std::mem::size_of::<(u64, ConnKey)>()
+            + std::mem::size_of::<ConnAlg>());
+    assert!(extra >= least, "{extra} bytes more, not {least}");
+    // A flush removes the connections' ALG state; the tables keep their
+    // allocations.
+    with.flush(None);
+    without.flush(None);
+    assert_eq!(with.stats().alg.held, 0);
+    let kept = with.memory_bytes() - without.memory_bytes();
+    assert!(kept < extra, "{kept} of {extra} bytes after a flush");
+}
+
 #[test]
 fn expectations_expire_and_go_with_their_control_connection() {
     let ct = Conntrack::new();
