@@ -123,15 +123,23 @@ s.serve_forever()
 
 /// Python's ftplib in guest 1 downloads data.bin from guest 2 in `mode`
 /// ("pasv", "epsv", "port" or "eprt"; the extended ones over IPv4 as
-/// RFC 2428 allows), waiting at most 4 s per step: the bytes, or the
-/// error.
+/// RFC 2428 allows), waiting at most [`FTP_WAIT`] s per step: the
+/// bytes, or the error.
 fn ftp_get(h: &Harness, mode: &str) -> Result<Vec<u8>, String> {
-    ftp_get_from(h, mode, &Harness::ip_of(2))
+    ftp_get_from(h, mode, &Harness::ip_of(2), FTP_WAIT)
 }
 
-/// [`ftp_get`] from the server at `ip`; over IPv6 ftplib sends `EPRT`
-/// for "port" and `EPSV` for "pasv" itself (RFC 2428).
-fn ftp_get_from(h: &Harness, mode: &str, ip: &str) -> Result<Vec<u8>, String> {
+/// Seconds ftplib waits per step of a transfer that should work (a
+/// bound for a loaded machine, not a threshold).
+const FTP_WAIT: u32 = 30;
+/// Seconds ftplib waits per step of a transfer that should fail (the
+/// data connection never comes).
+const FTP_WAIT_FAIL: u32 = 4;
+
+/// [`ftp_get`] from the server at `ip`, waiting `secs` per step; over
+/// IPv6 ftplib sends `EPRT` for "port" and `EPSV` for "pasv" itself
+/// (RFC 2428).
+fn ftp_get_from(h: &Harness, mode: &str, ip: &str, secs: u32) -> Result<Vec<u8>, String> {
     let code = format!(
         r#"
 import ftplib, sys
@@ -149,7 +157,7 @@ class C(ftplib.FTP):
 out = bytearray()
 try:
     f = C()
-    f.connect("{ip}", 21, timeout=4)
+    f.connect("{ip}", 21, timeout={secs})
     f.login()
     f.set_pasv(MODE in ("pasv", "epsv"))
     f.retrbinary("RETR data.bin", out.extend)
@@ -216,7 +224,7 @@ fn ftp_data_connections_pass_only_as_related() {
     h.appctl(&["dpctl/flush-conntrack"]);
     install(&h, &firewall("tcp", 21, "ct(commit)"));
     for mode in ["pasv", "port"] {
-        let err = ftp_get(&h, mode).unwrap_err();
+        let err = ftp_get_from(&h, mode, &Harness::ip_of(2), FTP_WAIT_FAIL).unwrap_err();
         assert!(
             err.contains("timed out") || err.contains("425"),
             "{mode}: {err}"
@@ -226,14 +234,16 @@ fn ftp_data_connections_pass_only_as_related() {
 }
 
 /// busybox tftp in guest 1 fetches data.bin from in.tftpd in guest 2;
-/// busybox gives up after its own retries (`timeout` bounds it at 6 s).
-fn tftp_get(h: &Harness, out: &std::path::Path) -> Result<Vec<u8>, String> {
+/// busybox gives up after its own retries, and `timeout` bounds it at
+/// `secs` (30 for a transfer that should work, a bound for a loaded
+/// machine; 6 for one that should fail).
+fn tftp_get(h: &Harness, out: &std::path::Path, secs: u32) -> Result<Vec<u8>, String> {
     let _ = std::fs::remove_file(out);
     let r = h.exec(
         1,
         &[
             "timeout",
-            "6",
+            &secs.to_string(),
             "busybox",
             "tftp",
             "-g",
@@ -292,7 +302,7 @@ fn tftp_reply_from_a_new_port_passes_as_related() {
     let _srv = tftp_server(&h, &dir);
     install(&h, &firewall("udp", 69, "ct(commit,alg=tftp)"));
     let out = h.rundir().join("tftp.out");
-    let got = tftp_get(&h, &out)
+    let got = tftp_get(&h, &out, 30)
         .unwrap_or_else(|e| panic!("{e}\n{}\n{}", h.appctl(&["dpctl/dump-conntrack"]), h.log()));
     assert!(got == data, "{} bytes, not the file", got.len());
     let ct = h.appctl(&["dpctl/dump-conntrack"]);
@@ -305,7 +315,10 @@ fn tftp_reply_from_a_new_port_passes_as_related() {
 
     h.appctl(&["dpctl/flush-conntrack"]);
     install(&h, &firewall("udp", 69, "ct(commit)"));
-    assert!(tftp_get(&h, &out).is_err(), "transfer without the helper");
+    assert!(
+        tftp_get(&h, &out, 6).is_err(),
+        "transfer without the helper"
+    );
     assert_eq!(n_packets(&h, "+new+rel"), 0);
 }
 
@@ -388,7 +401,7 @@ fn tftp_through_source_nat_reaches_the_client() {
     };
     install(&h, &flows("ct(commit,alg=tftp,nat(src=10.251.0.99))"));
     let out = h.rundir().join("tftp.out");
-    let got = tftp_get(&h, &out)
+    let got = tftp_get(&h, &out, 30)
         .unwrap_or_else(|e| panic!("{e}\n{}\n{}", h.appctl(&["dpctl/dump-conntrack"]), h.log()));
     assert!(got == data, "{} bytes, not the file", got.len());
     let ct = h.appctl(&["dpctl/dump-conntrack"]);
@@ -414,7 +427,10 @@ fn tftp_through_source_nat_reaches_the_client() {
 
     h.appctl(&["dpctl/flush-conntrack"]);
     install(&h, &flows("ct(commit,nat(src=10.251.0.99))"));
-    assert!(tftp_get(&h, &out).is_err(), "transfer without the helper");
+    assert!(
+        tftp_get(&h, &out, 6).is_err(),
+        "transfer without the helper"
+    );
     assert_eq!(n_packets(&h, "+new+rel"), 0);
 }
 
@@ -483,7 +499,7 @@ fn ftp_over_ipv6_data_connections_pass_only_as_related() {
     let data = payload_file(&dir, 300_000);
     let _srv = ftp_server_on(&h, &dir, &b);
     for mode in ["port", "pasv"] {
-        let got = ftp_get_from(&h, mode, &b).unwrap_or_else(|e| {
+        let got = ftp_get_from(&h, mode, &b, FTP_WAIT).unwrap_or_else(|e| {
             panic!(
                 "{mode}: {e}\n{}\n{}",
                 h.appctl(&["dpctl/dump-conntrack"]),
@@ -512,7 +528,7 @@ fn ftp_over_ipv6_data_connections_pass_only_as_related() {
     h.appctl(&["dpctl/flush-conntrack"]);
     install(&h, &firewall_v6("ct(table=1)", "ct(commit)", "ct(commit)"));
     for mode in ["port", "pasv"] {
-        let err = ftp_get_from(&h, mode, &b).unwrap_err();
+        let err = ftp_get_from(&h, mode, &b, FTP_WAIT_FAIL).unwrap_err();
         assert!(
             err.contains("timed out") || err.contains("425"),
             "{mode}: {err}"
@@ -547,7 +563,7 @@ fn ftp_over_ipv6_through_source_nat() {
     let data = payload_file(&dir, 200_000);
     let _srv = ftp_server_on(&h, &dir, &b);
     for mode in ["port", "pasv"] {
-        let got = ftp_get_from(&h, mode, &b).unwrap_or_else(|e| {
+        let got = ftp_get_from(&h, mode, &b, FTP_WAIT).unwrap_or_else(|e| {
             panic!(
                 "{mode}: {e}\n{}\n{}",
                 h.appctl(&["dpctl/dump-conntrack"]),
