@@ -590,3 +590,118 @@ fn ftp_over_ipv6_through_source_nat() {
     assert!(!log.contains(&format!("{a}:")), "{log}");
     assert!(n_packets(&h, "+new+rel") >= 2);
 }
+
+/// A minimal TFTP client (RFC 1350 read request, octet mode) in guest
+/// 1, bound to `local`:5000, fetching data.bin from guest 2 and waiting
+/// at most 30 s for each block (a bound for a loaded machine): the
+/// bytes, or the error.
+fn tftp_get_from_port_5000(h: &Harness, local: &str) -> Result<Vec<u8>, String> {
+    let code = format!(
+        r#"
+import socket, sys
+SRV = "{srv}"
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("{local}", 5000))
+s.settimeout(30)
+out = bytearray()
+block = 1
+try:
+    s.sendto(b"\x00\x01data.bin\x00octet\x00", (SRV, 69))
+    while True:
+        pkt, peer = s.recvfrom(1024)
+        if peer[0] != SRV or len(pkt) < 4:
+            continue
+        op, n = int.from_bytes(pkt[:2], "big"), int.from_bytes(pkt[2:4], "big")
+        if op == 5:
+            raise Exception("TFTP error %r" % pkt)
+        if op == 3 and n == block:
+            out += pkt[4:]
+            s.sendto(b"\x00\x04" + pkt[2:4], peer)
+            block += 1
+            if len(pkt) - 4 < 512:
+                break
+        elif op == 3 and n == block - 1:
+            s.sendto(b"\x00\x04" + pkt[2:4], peer)
+except Exception as e:
+    sys.stderr.write("%s: %s" % (type(e).__name__, e))
+    sys.exit(1)
+sys.stdout.buffer.write(out)
+"#,
+        srv = Harness::ip_of(2),
+    );
+    let out = h.exec(1, &["python3", "-c", &code]);
+    match out.status.success() {
+        true => Ok(out.stdout),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+/// TFTP through source NAT when the NAT has to move the client's port:
+/// two clients in guest 1 (10.251.0.1 and 10.251.0.11) both use port
+/// 5000; the second one's control connection leaves from another port
+/// of 10.251.0.99, in.tftpd answers that port, and the helper expects
+/// the answer there and translates it back to 10.251.0.11:5000. (OVS
+/// expects the answer at port 5000, where the first client's
+/// expectation already is, and drops it.)
+#[test]
+fn tftp_through_source_nat_follows_a_moved_client_port() {
+    common::require_tool("in.tftpd", "tftpd-hpa");
+    let mut h = Harness::start("ctalgtftpmv");
+    h.guest(1, None);
+    h.guest(2, None);
+    let second = "10.251.0.11";
+    let add = h.exec(
+        1,
+        &["ip", "addr", "add", &format!("{second}/24"), "dev", "eth0"],
+    );
+    assert!(add.status.success(), "{add:?}");
+    nat_address_reaches_guest_1(&h, "10.251.0.99");
+    let dir = h.rundir().join("tftp-root");
+    let data = payload_file(&dir, 100_000);
+    let _srv = tftp_server(&h, &dir);
+    install(
+        &h,
+        "table=0,priority=10,arp,actions=NORMAL\n\
+         table=0,priority=10,ip,ct_state=-trk,actions=ct(nat,table=1)\n\
+         table=1,priority=30,udp,in_port=vif1.0,tp_dst=69,ct_state=+trk+new,\
+         actions=ct(commit,alg=tftp,nat(src=10.251.0.99)),NORMAL\n\
+         table=1,priority=20,ip,ct_state=+trk+new+rel,actions=ct(commit,nat),NORMAL\n\
+         table=1,priority=10,ip,ct_state=+trk+est,actions=NORMAL\n\
+         table=1,priority=1,actions=drop\n",
+    );
+    for local in [Harness::ip_of(1), second.to_string()] {
+        let got = tftp_get_from_port_5000(&h, &local).unwrap_or_else(|e| {
+            panic!(
+                "{local}: {e}\n{}\n{}",
+                h.appctl(&["dpctl/dump-conntrack"]),
+                h.log()
+            )
+        });
+        assert!(got == data, "{local}: {} bytes, not the file", got.len());
+    }
+    // The second control connection's port was moved (the first one's
+    // still held 10.251.0.99:5000), and its data connection goes back
+    // to port 5000.
+    let ct = h.appctl(&["dpctl/dump-conntrack"]);
+    let b = Harness::ip_of(2);
+    let ctl = ct
+        .lines()
+        .find(|l| {
+            l.starts_with(&format!(
+                "udp,orig=(src={second},dst={b},sport=5000,dport=69)"
+            ))
+        })
+        .unwrap_or_else(|| panic!("{ct}"));
+    assert!(ctl.ends_with(",helper=tftp"), "{ctl}");
+    assert!(
+        !ctl.contains("dst=10.251.0.99,sport=69,dport=5000)"),
+        "{ctl}"
+    );
+    assert!(
+        ct.lines().any(
+            |l| l.starts_with(&format!("udp,orig=(src={b},dst=10.251.0.99,"))
+                && l.contains(&format!("reply=(src={second},dst={b},sport=5000,"))
+        ),
+        "{ct}"
+    );
+}
