@@ -589,6 +589,40 @@ fn ftp_over_ipv6_through_source_nat() {
     assert!(log.contains(&format!("{V6_NET}99")), "{log}");
     assert!(!log.contains(&format!("{a}:")), "{log}");
     assert!(n_packets(&h, "+new+rel") >= 2);
+
+    // OVS's "IPv6 FTP with SNAT - orig tuple": every tracked packet
+    // passes only by the control connection's original tuple, which
+    // the data connections carry too (`ct_ipv6_src`, `ct_tp_dst`).
+    h.appctl(&["dpctl/flush-conntrack"]);
+    let orig = format!("ct_nw_proto=6,ct_ipv6_src={a},ct_tp_dst=21");
+    install(
+        &h,
+        &format!(
+            "table=0,priority=100,icmp6,actions=NORMAL\n\
+             table=0,priority=10,ipv6,ct_state=-trk,actions=ct(nat,table=1)\n\
+             table=1,priority=10,in_port=vif1.0,ct_state=+new+trk-inv,tcp6,{orig},\
+             actions=ct(commit,alg=ftp,nat(src={V6_NET}99)),NORMAL\n\
+             table=1,priority=10,ct_state=+new+rel+trk-inv,ipv6,{orig},\
+             actions=ct(commit,nat),NORMAL\n\
+             table=1,priority=10,ct_state=+est+trk-inv,ipv6,{orig},actions=NORMAL\n\
+             table=1,priority=1,actions=drop\n"
+        ),
+    );
+    for mode in ["port", "pasv"] {
+        let got = ftp_get_from(&h, mode, &b, FTP_WAIT).unwrap_or_else(|e| {
+            panic!(
+                "{mode} by the original tuple: {e}\n{}\n{}",
+                h.appctl(&["dpctl/dump-conntrack"]),
+                h.log()
+            )
+        });
+        assert!(got == data, "{mode}: {} bytes, not the file", got.len());
+    }
+    let ct = h.appctl(&["dpctl/dump-conntrack"]);
+    assert!(
+        ct.contains(&format!("tcp,orig=(src={b},dst={V6_NET}99,")),
+        "{ct}"
+    );
 }
 
 /// A minimal TFTP client (RFC 1350 read request, octet mode) in guest

@@ -8,7 +8,7 @@
 //! Before the benchmarks it prints the table's memory per connection
 //! after committing 1M UDP connections, twice: from the structures'
 //! capacities (`Conntrack::memory_bytes`: slab + key table + expiry
-//! heap) and as the allocator saw it (bytes live in the process before
+//! heap + ALG expectations, none here) and as the allocator saw it (bytes live in the process before
 //! and after, through a counting global allocator).
 //!
 //! Run: `cargo bench -p xennet-datapath --bench conntrack`.
