@@ -266,8 +266,9 @@ pub(crate) struct Expectations {
     pub stats: AlgStats,
     /// When the next refusal may be logged (ms).
     next_warn: u64,
-    /// Connections holding a [`ConnAlg`] (a helper or a control
-    /// connection), for [`Expectations::memory_bytes`].
+    /// Connections holding a [`ConnAlg`] (control connections and
+    /// those made from an expectation), for
+    /// [`Expectations::memory_bytes`].
     states: usize,
 }
 
