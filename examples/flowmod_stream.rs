@@ -49,9 +49,12 @@ const CHUNK: usize = 1024;
 /// How long a read or write may wait before the run is given up.
 const IO_TIMEOUT: Duration = Duration::from_secs(300);
 
-const BARRIER_XID: u32 = 0xb0_0000_01;
-const AGGREGATE_XID: u32 = 0xb0_0000_02;
+/// Transaction ids of the barrier and the aggregate request (the
+/// flow-mods use 1 to `COUNT`, at most 2^22).
+const BARRIER_XID: u32 = 0xb000_0001;
+const AGGREGATE_XID: u32 = 0xb000_0002;
 
+/// Append an OpenFlow 1.3 `ofp_header` (`length` in bytes).
 fn header(typ: u8, length: usize, xid: u32, out: &mut Vec<u8>) {
     Header {
         version: OFP13_VERSION,
