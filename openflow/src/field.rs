@@ -4,7 +4,10 @@
 //! pipeline, which uses [`OxmField::layout`] to turn `set_field` into
 //! datapath writes.
 
+use std::sync::OnceLock;
+
 use xennet_datapath::flow::Field;
+use xennet_datapath::FlowMask;
 
 use crate::error::OfError;
 use crate::model::{Match, MfField, OxmField, Subfield};
@@ -665,21 +668,22 @@ impl Match {
 
     /// Whether the prerequisite `p` holds in this match.
     pub fn satisfies(&self, p: Prereq) -> bool {
-        let ip = self.eth_type_is(0x0800) || self.eth_type_is(0x86dd);
+        // Only where asked: this runs for every field of every match.
+        let ip = || self.eth_type_is(0x0800) || self.eth_type_is(0x86dd);
         match p {
             Prereq::None => true,
             Prereq::Vlan => {
                 let (v, m) = self.field(OxmField::VlanVid);
                 m & 0x1000 != 0 && v & 0x1000 != 0
             }
-            Prereq::Ip => ip,
+            Prereq::Ip => ip(),
             Prereq::Ipv4 => self.eth_type_is(0x0800),
             Prereq::Ipv6 => self.eth_type_is(0x86dd),
             // OVS `is_arp`: ARP or RARP (OVN matches `rarp,arp_op=3`).
             Prereq::Arp => self.eth_type_is(0x0806) || self.eth_type_is(0x8035),
-            Prereq::Tcp => ip && self.ip_proto_is(6),
-            Prereq::Udp => ip && self.ip_proto_is(17),
-            Prereq::Sctp => ip && self.ip_proto_is(132),
+            Prereq::Tcp => ip() && self.ip_proto_is(6),
+            Prereq::Udp => ip() && self.ip_proto_is(17),
+            Prereq::Sctp => ip() && self.ip_proto_is(132),
             Prereq::Icmpv4 => self.eth_type_is(0x0800) && self.ip_proto_is(1),
             Prereq::Icmpv6 => self.eth_type_is(0x86dd) && self.ip_proto_is(58),
             Prereq::Mpls => self.eth_type_is(0x8847) || self.eth_type_is(0x8848),
@@ -712,7 +716,7 @@ impl Match {
     /// # Errors
     /// `BAD_PREREQ`.
     pub fn check_prereqs(&self) -> Result<(), OfError> {
-        let any = |fs: &[Field]| fs.iter().any(|f| self.mask.get(*f) != 0);
+        let g = prereq_groups();
         let ip = self.eth_type_is(0x0800) || self.eth_type_is(0x86dd);
         // PCP bits need a tag, except under a match that pins "no tag"
         // (CFI matched as 0), as NXM_OF_VLAN_TCI(0000) from OpenFlow 1.0
@@ -723,63 +727,180 @@ impl Match {
         {
             return Err(OfError::BAD_PREREQ);
         }
-        if any(&[Field::NwTos, Field::NwTtl, Field::NwFrag]) && !ip {
+        if g.ip_only.any_in(&self.mask) && !ip {
             return Err(OfError::BAD_PREREQ);
         }
-        if any(&[Field::NwSrc, Field::NwDst, Field::NwProto])
-            && !(ip || self.satisfies(Prereq::Arp))
-        {
+        if g.ip_or_arp.any_in(&self.mask) && !(ip || self.satisfies(Prereq::Arp)) {
             return Err(OfError::BAD_PREREQ);
         }
-        if any(&[Field::TpSrc, Field::TpDst])
+        if g.ports.any_in(&self.mask)
             && !(ip && [6, 17, 132, 1, 58].iter().any(|p| self.ip_proto_is(*p)))
         {
             return Err(OfError::BAD_PREREQ);
         }
-        if any(&[Field::TcpFlags]) && !self.satisfies(Prereq::Tcp) {
+        if g.tcp_flags.any_in(&self.mask) && !self.satisfies(Prereq::Tcp) {
             return Err(OfError::BAD_PREREQ);
         }
         // Fields shared by two protocols: ARP hardware addresses are the
         // ND link-layer options under ICMPv6 ND.
-        if any(&[Field::ArpSha, Field::ArpTha])
+        if g.arp_ha.any_in(&self.mask)
             && !(self.satisfies(Prereq::Arp) || self.satisfies(Prereq::Nd))
         {
             return Err(OfError::BAD_PREREQ);
         }
-        if any(&[Field::NdTarget, Field::NdReserved, Field::NdOptionsType])
-            && !self.satisfies(Prereq::Nd)
-        {
+        if g.nd.any_in(&self.mask) && !self.satisfies(Prereq::Nd) {
             return Err(OfError::BAD_PREREQ);
         }
-        if any(&[Field::Ipv6Label]) && !self.satisfies(Prereq::Ipv6) {
+        if g.ipv6_label.any_in(&self.mask) && !self.satisfies(Prereq::Ipv6) {
             return Err(OfError::BAD_PREREQ);
         }
-        if any(&[
-            Field::MplsLabel,
-            Field::MplsTc,
-            Field::MplsBos,
-            Field::MplsTtl,
-        ]) && !self.satisfies(Prereq::Mpls)
-        {
+        if g.mpls.any_in(&self.mask) && !self.satisfies(Prereq::Mpls) {
             return Err(OfError::BAD_PREREQ);
         }
-        let ct_tuple = [
-            Field::CtNwSrc,
-            Field::CtNwDst,
-            Field::CtNwProto,
-            Field::CtTpSrc,
-            Field::CtTpDst,
-        ];
-        if any(&ct_tuple) && !self.satisfies(Prereq::CtValid) {
+        if g.ct_tuple.any_in(&self.mask) && !self.satisfies(Prereq::CtValid) {
             return Err(OfError::BAD_PREREQ);
         }
         Ok(())
     }
 }
 
+/// Flow fields as the mask bits they occupy: `(word, bits)` for each
+/// word of [`FlowMask::words`] they touch, so whether a mask matches any
+/// of them is an AND or two rather than one field extraction each
+/// ([`Match::check_prereqs`] runs for every flow-mod decoded and again
+/// when it is applied).
+#[derive(Debug)]
+struct FieldBits(Vec<(usize, u64)>);
+
+impl FieldBits {
+    fn of(fields: &[Field]) -> FieldBits {
+        let mut m = FlowMask::CATCHALL;
+        for &f in fields {
+            m.set_exact(f);
+        }
+        FieldBits(
+            m.words
+                .iter()
+                .enumerate()
+                .filter(|&(_, &w)| w != 0)
+                .map(|(i, &w)| (i, w))
+                .collect(),
+        )
+    }
+
+    /// Whether `mask` matches some bit of these fields (what
+    /// `fields.iter().any(|f| mask.get(*f) != 0)` says).
+    fn any_in(&self, mask: &FlowMask) -> bool {
+        self.0
+            .iter()
+            .any(|&(i, b)| mask.words.get(i).is_some_and(|w| w & b != 0))
+    }
+}
+
+/// The field groups whose prerequisites [`Match::check_prereqs`] checks:
+/// fields that need IP; IP or ARP; TCP, UDP, SCTP or ICMP; TCP; ARP or
+/// ND; ND; IPv6; MPLS; a valid connection.
+const PREREQ_FIELDS: [&[Field]; 9] = [
+    &[Field::NwTos, Field::NwTtl, Field::NwFrag],
+    &[Field::NwSrc, Field::NwDst, Field::NwProto],
+    &[Field::TpSrc, Field::TpDst],
+    &[Field::TcpFlags],
+    &[Field::ArpSha, Field::ArpTha],
+    &[Field::NdTarget, Field::NdReserved, Field::NdOptionsType],
+    &[Field::Ipv6Label],
+    &[
+        Field::MplsLabel,
+        Field::MplsTc,
+        Field::MplsBos,
+        Field::MplsTtl,
+    ],
+    &[
+        Field::CtNwSrc,
+        Field::CtNwDst,
+        Field::CtNwProto,
+        Field::CtTpSrc,
+        Field::CtTpDst,
+    ],
+];
+
+/// [`PREREQ_FIELDS`] as [`FieldBits`], built once.
+#[derive(Debug)]
+struct PrereqGroups {
+    ip_only: FieldBits,
+    ip_or_arp: FieldBits,
+    ports: FieldBits,
+    tcp_flags: FieldBits,
+    arp_ha: FieldBits,
+    nd: FieldBits,
+    ipv6_label: FieldBits,
+    mpls: FieldBits,
+    ct_tuple: FieldBits,
+}
+
+impl PrereqGroups {
+    /// The groups in [`PREREQ_FIELDS`] order.
+    #[cfg(test)]
+    fn all(&self) -> [&FieldBits; 9] {
+        [
+            &self.ip_only,
+            &self.ip_or_arp,
+            &self.ports,
+            &self.tcp_flags,
+            &self.arp_ha,
+            &self.nd,
+            &self.ipv6_label,
+            &self.mpls,
+            &self.ct_tuple,
+        ]
+    }
+}
+
+fn prereq_groups() -> &'static PrereqGroups {
+    static GROUPS: OnceLock<PrereqGroups> = OnceLock::new();
+    GROUPS.get_or_init(|| {
+        let [ip_only, ip_or_arp, ports, tcp_flags, arp_ha, nd, ipv6_label, mpls, ct_tuple] =
+            PREREQ_FIELDS.map(FieldBits::of);
+        PrereqGroups {
+            ip_only,
+            ip_or_arp,
+            ports,
+            tcp_flags,
+            arp_ha,
+            nd,
+            ipv6_label,
+            mpls,
+            ct_tuple,
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `FieldBits::any_in` says what a field-by-field `mask.get` does,
+    /// for a mask of each single field, for each field alone and for the
+    /// groups `check_prereqs` uses.
+    #[test]
+    fn field_bits_agree_with_get() {
+        let g = prereq_groups();
+        for &f in &Field::ALL {
+            let mut mask = FlowMask::CATCHALL;
+            mask.set_exact(f);
+            for &x in &Field::ALL {
+                assert_eq!(
+                    FieldBits::of(&[x]).any_in(&mask),
+                    mask.get(x) != 0,
+                    "{x:?} under {f:?}"
+                );
+            }
+            for (fs, bits) in PREREQ_FIELDS.iter().zip(g.all()) {
+                let want = fs.iter().any(|&x| mask.get(x) != 0);
+                assert_eq!(bits.any_in(&mask), want, "{fs:?} under {f:?}");
+            }
+            assert!(!FieldBits::of(&[f]).any_in(&FlowMask::CATCHALL));
+        }
+    }
 
     #[test]
     fn set_and_get_fields() {

@@ -930,6 +930,11 @@ fn check_nat(a: &[u8]) -> Result<(), DecodeError> {
 /// `NXAST_REG_LOAD`s anyway), a load of a whole model field becomes a
 /// set-field.
 pub fn merge_loads(acts: &mut Vec<Action>, whole_to_set_field: bool) {
+    // Only loads change: most action lists (every flow-mod's) have none,
+    // and need no copy.
+    if !acts.iter().any(|a| matches!(a, Action::Load { .. })) {
+        return;
+    }
     let mut out: Vec<Action> = Vec::with_capacity(acts.len());
     for a in acts.drain(..) {
         if let (

@@ -32,6 +32,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use crate::error::{DecodeError, OfError};
+use crate::field::Prereq;
 use crate::model::{Match, MfField, OxmField};
 use crate::wire::{be_value, ones};
 
@@ -296,9 +297,13 @@ const NXM_OF_VLAN_TCI: Wire = w(NXM_OF, 4, 2, Kind::VlanTci, true);
 fn lookup(class: u16, field: u8, exp: Option<u32>) -> Option<Wire> {
     /// `(class, field, experimenter)` of a TLV header.
     type WireId = (u16, u8, Option<u32>);
-    static TABLE: OnceLock<HashMap<WireId, Wire>> = OnceLock::new();
+    // Looked up for every TLV of every match and set-field decoded: a
+    // fixed-seed foldhash rather than SipHash (the keys are ours, not
+    // the peer's choice of what to insert).
+    type Table = HashMap<WireId, Wire, foldhash::fast::FixedState>;
+    static TABLE: OnceLock<Table> = OnceLock::new();
     let table = TABLE.get_or_init(|| {
-        let mut t = HashMap::new();
+        let mut t = Table::default();
         t.insert((NXM_OF, 4, None), NXM_OF_VLAN_TCI);
         for f in OxmField::ALL {
             for w in [wire_of(f, Flavor::Oxm), wire_of(f, Flavor::Nxm)] {
@@ -446,7 +451,11 @@ pub fn encode_cookie(cookie: u64, mask: u64, out: &mut Vec<u8>) {
 
 fn decode_inner(buf: &[u8], mut cookie: Option<&mut (u64, u64)>) -> Result<Match, DecodeError> {
     let mut m = Match::CATCHALL;
-    let mut used: Vec<OxmField> = Vec::new();
+    // The prerequisites of the fields matched, each once: slot
+    // `Prereq as usize` (no allocation per match; `extra` only if the
+    // enum ever outgrows the slots).
+    let mut needs = [None::<Prereq>; 32];
+    let mut extra: Vec<Prereq> = Vec::new();
     let mut rest = buf;
     while !rest.is_empty() {
         let tlv = parse_tlv(rest).map_err(|()| bad(OfError::BAD_MATCH_LEN, "truncated TLV"))?;
@@ -538,11 +547,20 @@ fn decode_inner(buf: &[u8], mut cookie: Option<&mut (u64, u64)>) -> Result<Match
                 .map_err(|e| bad(e, "value does not fit the field"))?;
             // NXM_OF_VLAN_TCI has no prerequisite of its own (OVS).
             if wire.kind != Kind::VlanTci {
-                used.push(f);
+                let p = f.prereq();
+                match needs.get_mut(p as usize) {
+                    Some(slot) => *slot = Some(p),
+                    None => extra.push(p),
+                }
             }
         }
     }
-    if used.iter().any(|f| !m.satisfies(f.prereq())) {
+    if needs
+        .iter()
+        .flatten()
+        .chain(&extra)
+        .any(|&p| !m.satisfies(p))
+    {
         return Err(bad(OfError::BAD_PREREQ, "prerequisite not met"));
     }
     m.check_prereqs()

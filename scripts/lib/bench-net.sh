@@ -4,7 +4,9 @@
 # TSO, and the Linux bridge), each between the same two namespaces.
 # Source, don't run. Needs: $OUT (output dir), $SECS (iperf3 seconds),
 # $NFLOWS (flows for flow_mod), $NSETUP (new 5-tuples for flow_setup), $XENNETD (release binary), run(), die().
-# $NET_PARTS: "all" (default), or "ct" for ct_bench alone (scripts/bench --ct).
+# $NET_PARTS: "all" (default), "ct" for ct_bench alone (scripts/bench --ct),
+# or "flow_mod" for flow_mod alone (scripts/bench --flow-mod).
+# $FLOWMOD_STREAM: the streaming controller (examples/flowmod_stream.rs).
 # $BURST_GEN: the new-5-tuple generator (storm), absolute path or "python".
 #
 # Topology, built fresh for every switch and removed after it:
@@ -162,6 +164,34 @@ PY
     t1=$(date +%s.%N)
     echo "bench: $peer: $NFLOWS flows in one bundle in $(awk "BEGIN{print $t1 - $t0}") s, $(awk "BEGIN{printf \"%.1f\", ($t1 - $t0) * 1e6 / $NFLOWS}") µs per flow-mod, load $(cut -d' ' -f1 /proc/loadavg)" >&2
     result flow_mod_bundle_100k_s "$peer" "$(awk "BEGIN{printf \"%.3f\", ($t1 - $t0) * 100000 / $NFLOWS}")"
+    flow_mod_stream "$peer" "$dir" "$pid"
+}
+
+# flow_mod_stream PEER RUNDIR PID: flow_mod_stream_100k_s, seconds for
+# the same $NFLOWS flows streamed as a controller does (ovn-controller,
+# Faucet): every OpenFlow 1.3 flow-mod sent without waiting, then one
+# barrier ($FLOWMOD_STREAM, examples/flowmod_stream.rs: encoded before
+# the clock starts, timed from the first byte written to the barrier
+# reply, fails on any OFPT_ERROR or a flow count other than $NFLOWS),
+# scaled to 100,000; flow_mod_stream_cpu_100k_s: the switch's CPU time
+# (process PID, all threads, switch_cpu_ns) over the client's whole run,
+# connection set-up and flow-count check included, seconds, scaled.
+flow_mod_stream() {
+    local peer=$1 dir=$2 pid=$3 c0 c1 secs
+    run env OVS_RUNDIR="$dir" ovs-ofctl -O OpenFlow13 del-flows br0
+    c0=$(switch_cpu_ns "$pid")
+    if ! secs=$(run timeout 600 "$FLOWMOD_STREAM" "$dir/br0.mgmt" "$NFLOWS"); then
+        skip flow_mod_stream_100k_s "$peer" "flowmod_stream failed"
+        return 0
+    fi
+    c1=$(switch_cpu_ns "$pid")
+    echo "bench: $peer: $NFLOWS flows streamed in $secs s, $(awk "BEGIN{printf \"%.2f\", $secs * 1e6 / $NFLOWS}") µs per flow-mod, switch CPU $(awk "BEGIN{printf \"%.3f\", ($c1 - $c0) / 1e9}") s, load $(cut -d' ' -f1 /proc/loadavg)" >&2
+    result flow_mod_stream_100k_s "$peer" "$(awk "BEGIN{printf \"%.4f\", $secs * 100000 / $NFLOWS}")"
+    if [ "$c1" -gt 0 ]; then
+        result flow_mod_stream_cpu_100k_s "$peer" "$(awk "BEGIN{printf \"%.4f\", ($c1 - $c0) / 1e9 * 100000 / $NFLOWS}")"
+    else
+        skip flow_mod_stream_cpu_100k_s "$peer" "no /proc/$pid/task/*/schedstat"
+    fi
 }
 
 bench_xennet() {
@@ -187,6 +217,8 @@ EOF
     if [ "$NET_PARTS" = ct ]; then
         wait_ping || die "xennet: no ping through the switch"
         ct_bench xennet "$rd/ovs-vswitchd.$pid.ctl" "$rd" "$pid"
+    elif [ "$NET_PARTS" = flow_mod ]; then
+        flow_mod xennet "$rd" "$pid"
     else
         iperf_pair xennet
         flow_setup xennet "$rd/ovs-vswitchd.$pid.ctl" "$rd"
@@ -220,10 +252,12 @@ bench_ovs() {
     if [ "$NET_PARTS" = ct ]; then
         wait_ping || die "$peer: no ping through the switch"
         ct_bench ovs "$d/ovs-vswitchd.ctl" "$d" "$(cat "$d/ovs-vswitchd.pid")"
+    elif [ "$NET_PARTS" = flow_mod ]; then
+        flow_mod ovs "$d" "$(cat "$d/ovs-vswitchd.pid")"
     else
         iperf_pair "$peer"
     fi
-    if [ "$tso" = no ] && [ "$NET_PARTS" != ct ]; then
+    if [ "$tso" = no ] && [ "$NET_PARTS" = all ]; then
         flow_setup ovs "$d/ovs-vswitchd.ctl" "$d"
         ct_bench ovs "$d/ovs-vswitchd.ctl" "$d" "$(cat "$d/ovs-vswitchd.pid")"
         flow_mod ovs "$d" "$(cat "$d/ovs-vswitchd.pid")"
@@ -584,6 +618,45 @@ for key in ("ct_new_conns_per_s", "ct_udp64_pps", "ct_tcp_gbps", "ct_cpu_ns_per_
     print(f"{key:<20} {' '.join(cells)}   {ratio}")
 print("(*_cpu_ns_per_pkt: lower is better)")
 PY
+}
+
+# bench_flow_mod_only [--quick] [RUNS]: flow_mod alone (scripts/bench
+# --flow-mod), xennetd then ovs-vswitchd (netdev datapath), RUNS times
+# (default 1) alternating, each pair a fresh switch; a table of the
+# flow_mod keys per pair with xennet/ovs ratios and the load average
+# (/proc/loadavg, 1 min) before and after each pair: the machine may be
+# shared. $OUT/net.txt holds the last pair.
+bench_flow_mod_only() {
+    local i l0 l1 runs=${2:-1}
+    if [ -n "${1:-}" ]; then NFLOWS=10000; else NFLOWS=100000; fi
+    NET_PARTS=flow_mod
+    : > "$OUT/commands.txt"
+    rm -f "$OUT/flows.txt"
+    for i in $(seq "$runs"); do
+        : > "$OUT/net.txt"
+        l0=$(cut -d' ' -f1 /proc/loadavg)
+        peer_run xennet bench_xennet
+        peer_run ovs bench_ovs ovs no
+        l1=$(cut -d' ' -f1 /proc/loadavg)
+        python3 - "$OUT/net.txt" "$l0" "$l1" "$NFLOWS" "$i" <<'PY'
+import sys
+res, l0, l1, n, i = sys.argv[1:]
+d = {}
+for line in open(res):
+    key, peer, val = line.split()
+    d.setdefault(key, {})[peer] = float(val)
+print(f"flow_mod run {i}: {n} flows" + ("" if n == "100000" else ", scaled to 100,000")
+      + f"; load average {l0} before, {l1} after")
+print(f"{'metric':<26} {'xennet':>10} {'ovs':>10}   xennet/ovs")
+for key in ("flow_mod_100k_s", "flow_mod_bundle_100k_s", "flow_mod_stream_100k_s",
+            "flow_mod_stream_cpu_100k_s", "flow_mod_rss_mib"):
+    v = d.get(key, {})
+    cells = [f"{v[p]:>10.4g}" if p in v else f"{'-':>10}" for p in ("xennet", "ovs")]
+    ratio = f"{v['xennet'] / v['ovs']:.2f}" if "xennet" in v and v.get("ovs", 0) > 0 else ""
+    print(f"{key:<26} {' '.join(cells)}   {ratio}")
+print("(lower is better for all)")
+PY
+    done
 }
 
 # peer_run NAME FUNCTION [ARGS...]: one switch's benchmarks in a subshell

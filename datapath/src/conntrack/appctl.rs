@@ -54,8 +54,11 @@ pub const COMMANDS: &[(&str, &str, usize, usize)] = &[
     ("dpctl/ipf-get-status", "[dp]", 0, 1),
 ];
 
-/// OVS `IPF_V4_FRAG_SIZE_LBOUND`, `IPF_V6_FRAG_SIZE_LBOUND`.
-const MIN_FRAG_LBOUND: u32 = 400;
+/// OVS `IPF_V4_FRAG_SIZE_LBOUND`, `IPF_V6_FRAG_SIZE_LBOUND`: the least
+/// minimum fragment size `dpctl/ipf-set-min-frag` takes, L3 bytes (also
+/// the bound of a packet-in continuation's largest fragment,
+/// `xennet_openflow::packet_in2::continuation::MIN_FRAG_SIZE`).
+pub const MIN_FRAG_LBOUND: u32 = 400;
 /// OVS `IPF_NFRAG_UBOUND`.
 const NFRAG_UBOUND: u32 = 5000;
 

@@ -85,13 +85,18 @@ pub mod prop {
     pub const FRAG: u16 = 0x8044;
 }
 
-/// Smallest largest-fragment size [`prop::FRAG`] may give, L3 bytes: OVS
+/// Smallest largest-fragment size [`prop::FRAG`] may give, L3 bytes (the
+/// datapath's `MIN_FRAG_LBOUND`, which `dpctl/ipf-set-min-frag` checks): OVS
 /// `IPF_V4_FRAG_SIZE_LBOUND` / `IPF_V6_FRAG_SIZE_LBOUND`, the least
 /// `dpctl/ipf-set-min-frag` takes, so no datagram the tracker reassembled
 /// has a smaller largest fragment (its first fragment is at least the
 /// minimum). Smaller values would make output cut a datagram into up to
 /// thousands of tiny fragments.
-pub const MIN_FRAG_SIZE: u16 = 400;
+pub const MIN_FRAG_SIZE: u16 = {
+    use xennet_datapath::conntrack::appctl::MIN_FRAG_LBOUND;
+    assert!(MIN_FRAG_LBOUND <= u16::MAX as u32);
+    MIN_FRAG_LBOUND as u16
+};
 
 /// Packet-ins whose continuation could not be encoded in the connection's
 /// OpenFlow version (an action without a form there): sent without one.
