@@ -64,7 +64,7 @@ guests_up() {
     GRD=$(mktemp -d)
     ip netns add "${G}d"
     ip -n "${G}d" link set lo up
-    ip netns exec "${G}d" "$XENNETD" --rundir "$GRD" ${1:+--config "$1"} 2> "$GRD/xennetd.log" &
+    ip netns exec "${G}d" setsid "$XENNETD" --rundir "$GRD" ${1:+--config "$1"} 2> "$GRD/xennetd.log" &
     XD_PID=$!
     wait_until 10 test -S "$GRD/xenstored.sock" || { echo "bench: xennetd did not start" >&2; return 1; }
     for d in 1 2; do

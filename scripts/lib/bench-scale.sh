@@ -85,8 +85,8 @@ bench_scale_deployed() {
     ip netns exec "${SC_P}g" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
     # Not through run(): $! must be xennetd's pid (`ip netns exec` execs
     # it in place), not a subshell's.
-    echo "+ ip netns exec ${SC_P}d $XENNETD --rundir $d --db $db" >&2
-    ip netns exec "${SC_P}d" "$XENNETD" --rundir "$d" --db "$db" > /dev/null 2> "$d/xennetd.log" &
+    echo "+ ip netns exec ${SC_P}d setsid $XENNETD --rundir $d --db $db" >&2
+    ip netns exec "${SC_P}d" setsid "$XENNETD" --rundir "$d" --db "$db" > /dev/null 2> "$d/xennetd.log" &
     pid=$!
     SC_PIDS+=("$pid")
     for _ in $(seq 100); do [ -S "$d/xenstored.sock" ] && break; sleep 0.1; done

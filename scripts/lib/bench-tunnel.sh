@@ -78,7 +78,8 @@ tunnel_chassis() {
         TUN_PIDS+=("$(cat "$dir/ovs-vswitchd.pid")")
         ;;
     xennet)
-        ip netns exec "$ns" "$XENNETD" --rundir "$dir" --db "$db" --log-file "$dir/xennetd.log" 2>>"$dir/xennetd.log" &
+        # A session of its own, as OVS --detach (see bench_xennet in bench-net.sh).
+        ip netns exec "$ns" setsid "$XENNETD" --rundir "$dir" --db "$db" --log-file "$dir/xennetd.log" 2>>"$dir/xennetd.log" &
         TUN_PIDS+=("$!")
         for i in $(seq 100); do [ -S "$dir/xennet-xen.sock" ] && break; sleep 0.1; done
         [ -S "$dir/xennet-xen.sock" ] || { tail -3 "$dir/xennetd.log" >&2; return 1; }
