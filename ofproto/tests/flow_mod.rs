@@ -826,6 +826,7 @@ fn try_flow_mod_does_what_handle_flow_mod_does_or_nothing() {
         let rules = |of: &Ofproto| -> Vec<String> {
             let mut v: Vec<String> = of
                 .all_rules()
+                .rules
                 .iter()
                 .map(|r| {
                     format!(
