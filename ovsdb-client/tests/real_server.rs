@@ -13,7 +13,7 @@ use xennet_ovsdb::{
     SessionOptions, Txn,
 };
 
-const WAIT: Duration = Duration::from_secs(10);
+const WAIT: Duration = Duration::from_secs(60);
 async fn synced_session(server: &Server, lock: Option<&str>) -> Session {
     let opts = SessionOptions {
         lock: lock.map(str::to_owned),
