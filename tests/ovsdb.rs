@@ -815,23 +815,31 @@ fn numbered_stream_survives_restarts_in_both_orders() {
     let (db, mut h) = bridge_with_reconnecting_guests("stream", 2);
     assert!(h.ping(1, 2, 2), "{}", h.log());
     let got = h.rundir().join("stream-received");
-    let receiver = Command::new("ip")
+    // The receiver says "ready" once bound (a datagram before that would
+    // be lost), and stops once it has every datagram or after 30 s of
+    // silence (a restart on a loaded machine can take seconds).
+    let mut receiver = Command::new("ip")
         .args(["netns", "exec", &h.netns(2), "python3", "-c"])
-        .arg(
+        .arg(format!(
             "import socket,sys\n\
              s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
              s.setsockopt(socket.SOL_SOCKET,socket.SO_RCVBUF,1<<21)\n\
-             s.bind(('0.0.0.0',9998)); s.settimeout(8)\n\
+             s.bind(('0.0.0.0',9998)); s.settimeout(30)\n\
+             print('ready',flush=True)\n\
              seen=[]\n\
-             try:\n  while True: seen.append(int(s.recv(64)))\n\
+             try:\n  while len(set(seen))<{PACKETS}: seen.append(int(s.recv(64)))\n\
              except socket.timeout: pass\n\
-             open(sys.argv[1],'w').write(' '.join(map(str,seen)))",
-        )
+             open(sys.argv[1],'w').write(' '.join(map(str,seen)))"
+        ))
         .arg(&got)
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    let ready = receiver.stdout.take().unwrap();
     let _receiver = common::ChildGuard(receiver);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(ready), &mut line).unwrap();
+    assert_eq!(line, "ready\n", "the receiver did not start");
     let sender = Command::new("ip")
         .args(["netns", "exec", &h.netns(1), "python3", "-c"])
         .arg(format!(
