@@ -440,11 +440,12 @@ fn tshark_finds_no_malformed_openflow() {
         nix::sys::signal::Signal::SIGINT,
     );
     let _ = capture.0.wait();
-    let decode = |filter: &str| -> usize {
+    let tshark = |filter: &str, fields: &[&str]| -> String {
         let out = std::process::Command::new("tshark")
             .arg("-r")
             .arg(&pcap)
             .args(["-d", &format!("tcp.port=={port},openflow"), "-Y", filter])
+            .args(fields)
             .output()
             .unwrap();
         assert!(
@@ -452,18 +453,35 @@ fn tshark_finds_no_malformed_openflow() {
             "tshark -r: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8_lossy(&out.stdout).lines().count()
+        String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    let decode = |filter: &str| -> usize { tshark(filter, &[]).lines().count() };
     let of = decode("openflow_v1 || openflow_v4 || openflow_v5 || openflow_v6");
     assert!(of > 50, "only {of} OpenFlow packets captured");
-    let bad = decode(
-        "(openflow_v1 || openflow_v4 || openflow_v5) \
-         && (_ws.malformed || _ws.expert.severity == error)",
-    );
-    assert_eq!(bad, 0, "tshark found malformed OpenFlow");
     // tshark 4.0's OpenFlow 1.5 dissector throws on every OXM match,
     // ovs-ofctl's own flow-mods included: 1.5 is only counted here (and
-    // checked with ovs-ofctl ofp-print elsewhere).
+    // checked with ovs-ofctl ofp-print elsewhere). After such a throw in
+    // a large reply split over TCP segments, tshark can lose the
+    // message boundaries for the rest of the connection and decode the
+    // bytes that follow as malformed 1.0 or 1.3 messages (seen when CI's
+    // load changed how the replies were segmented): the connections that
+    // negotiated 1.5 (a message other than HELLO in 1.5; every HELLO of
+    // xennetd's is a 1.5 one) are left out of the malformed check.
+    let v15: std::collections::BTreeSet<String> = tshark(
+        "openflow_v6.type != 0",
+        &["-T", "fields", "-e", "tcp.stream"],
+    )
+    .split_whitespace()
+    .map(str::to_owned)
+    .collect();
+    assert!(!v15.is_empty(), "no OpenFlow 1.5 captured");
+    let bad = decode(&format!(
+        "(openflow_v1 || openflow_v4 || openflow_v5) \
+         && (_ws.malformed || _ws.expert.severity == error) \
+         && !(tcp.stream in {{{}}})",
+        v15.into_iter().collect::<Vec<_>>().join(",")
+    ));
+    assert_eq!(bad, 0, "tshark found malformed OpenFlow");
     assert!(decode("openflow_v6") > 10, "no OpenFlow 1.5 captured");
 }
 
