@@ -2101,6 +2101,7 @@ fn raw_peer_packet_in_format_and_controller_id() {
     assert_eq!((pa.in_port, pa.reason), (1, 1));
     let pb = first_packet_in(&mut b);
     assert_eq!(pb.userdata, [0xbb], "{pb:?}");
+    let _ = std::fs::remove_file(&ctl);
 }
 
 /// os-ken (OpenFlow 1.5) asks for `NXT_PACKET_IN2` with its
