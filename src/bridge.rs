@@ -1305,9 +1305,10 @@ mod tests {
         f
     }
 
-    /// Frames sent out of `peer`'s port, waiting (up to a second) for `n`.
+    /// Frames sent out of `peer`'s port, waiting (up to 60 s: a loaded
+    /// machine can stall the datapath thread) for `n`.
     fn sent(peer: &MemPortPeer, n: usize) -> Vec<Vec<u8>> {
-        let got = peer.wait_sent(n, Duration::from_secs(1));
+        let got = peer.wait_sent(n, Duration::from_secs(60));
         got.iter().map(|p| p.data().to_vec()).collect()
     }
 

@@ -74,9 +74,15 @@ fn datapath_and_memory_commands_answer_as_ovs() {
         "{dpctl}"
     );
     assert!(dpctl.contains("  port 2: vif2.0 (xennet-vif)"), "{dpctl}");
-    let brief = h.appctl(&["dpctl/dump-flows", "br0"]);
-    let verbose = h.appctl(&["dpctl/dump-flows", "-m", "br0"]);
-    assert_eq!(brief.lines().count(), verbose.lines().count(), "{verbose}");
+    // The same megaflows either way. The guests' stacks can add one
+    // (router solicitations, MLD reports) or one can expire between the
+    // two dumps: dump again until two in a row agree.
+    let mut verbose = String::new();
+    h.wait_for("brief and verbose dumps of the same megaflows", || {
+        let brief = h.appctl(&["dpctl/dump-flows", "br0"]);
+        verbose = h.appctl(&["dpctl/dump-flows", "-m", "br0"]);
+        brief.lines().count() == verbose.lines().count()
+    });
     assert!(verbose.contains("/0"), "no wildcard shown: {verbose}");
     // Refusals as OVS lib/dpctl.c `dpctl_error` words them in
     // ovs-vswitchd: the message, then the errno text in parentheses.

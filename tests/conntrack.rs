@@ -294,7 +294,7 @@ fn fragmented_pings_are_reassembled_before_tracking() {
 fn ping_3000(ns: &str, extra: &[&str], addr: &str) -> std::process::Output {
     Command::new("ip")
         .args([
-            "netns", "exec", ns, "ping", "-c", "3", "-i", "0.2", "-W", "2",
+            "netns", "exec", ns, "ping", "-c", "3", "-i", "0.2", "-W", "10",
         ])
         .args(["-s", "3000"])
         .args(extra)
@@ -319,7 +319,7 @@ fn udp_4000(from: &str, to: &str, addr: &str, port: u16) -> (String, String) {
 import socket
 s = socket.socket(socket.{fam}, socket.SOCK_DGRAM)
 s.bind(("{any}", {port}))
-s.settimeout(8)
+s.settimeout(60)
 print("ready", flush=True)
 try:
     m, a = s.recvfrom(65535)
@@ -344,7 +344,7 @@ except OSError as e:
         r#"
 import socket, sys
 s = socket.socket(socket.{fam}, socket.SOCK_DGRAM)
-s.settimeout(3)
+s.settimeout(30)
 data = bytes(i % 251 for i in range(4000))
 try:
     s.sendto(data, ("{addr}", {port}))
@@ -565,7 +565,7 @@ table=1,priority=1,actions=drop
 
 /// A one-shot server in guest `domid`: `proto` "tcp" or "udp" on `port`,
 /// answering the first message with "re:" + message; returns once it
-/// listens (it says so on stdout), and gives up after 8 s.
+/// listens (it says so on stdout), and gives up after 60 s.
 fn server(h: &Harness, domid: u16, proto: &str, port: u16) -> Child {
     let code = format!(
         r#"
@@ -573,7 +573,7 @@ import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_{kind})
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", {port}))
-s.settimeout(8)
+s.settimeout(60)
 if "{proto}" == "tcp":
     s.listen(1)
 print("ready", flush=True)
@@ -608,14 +608,23 @@ except OSError:
 }
 
 /// Sends "hello" from guest `from` to `to` over `proto` and waits at most
-/// 2 s for the answer: the answer, or the error (`timed out`, `Connection
-/// refused`).
-fn client(h: &Harness, from: u16, to: u16, proto: &str, port: u16) -> Result<String, String> {
+/// `wait_s` seconds for the answer: the answer, or the error (`timed out`,
+/// `Connection refused`). An answer expected gets a generous wait (a
+/// loaded machine can stall for seconds); one that must not come, a short
+/// one.
+fn client(
+    h: &Harness,
+    from: u16,
+    to: u16,
+    proto: &str,
+    port: u16,
+    wait_s: u32,
+) -> Result<String, String> {
     let code = format!(
         r#"
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_{kind})
-s.settimeout(2)
+s.settimeout({wait_s})
 try:
     s.connect(("{addr}", {port}))
     s.send(b"hello")
@@ -671,20 +680,20 @@ fn the_stateful_firewall_lets_replies_in_and_nothing_else() {
     for (proto, port) in [("tcp", 5001), ("udp", 5002)] {
         let mut srv = server(&h, 2, proto, port);
         assert_eq!(
-            client(&h, 1, 2, proto, port).as_deref(),
+            client(&h, 1, 2, proto, port, 30).as_deref(),
             Ok("re:hello"),
             "{proto} from guest 1 to guest 2"
         );
         let _ = srv.wait();
         let mut srv = server(&h, 1, proto, port);
-        let err = client(&h, 2, 1, proto, port).unwrap_err();
+        let err = client(&h, 2, 1, proto, port, 2).unwrap_err();
         assert!(err.contains("timed out"), "{proto} from guest 2: {err}");
         let _ = srv.kill();
         let _ = srv.wait();
     }
     // No server: guest 2's port unreachable is related to guest 1's UDP
     // connection and passes; guest 1 hears the refusal.
-    let err = client(&h, 1, 2, "udp", 5003).unwrap_err();
+    let err = client(&h, 1, 2, "udp", 5003, 30).unwrap_err();
     assert!(err.contains("refused"), "{err}");
 
     // The connections are in the tracker as ovs-appctl shows them.

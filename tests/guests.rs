@@ -223,11 +223,14 @@ for g in ("239.1.2.3", "239.1.2.4"):
     s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
                  socket.inet_aton(g) + socket.inet_aton("{ip1}"))
 print("ready", flush=True)
-s.settimeout(3)
+# The first datagram may be seconds away on a loaded machine (the
+# sender is a Python of its own); after it, 3 s of silence ends it.
+s.settimeout(60)
 got = set()
 try:
     while True:
         got.add(s.recv(100).decode())
+        s.settimeout(3)
 except socket.timeout:
     pass
 print(" ".join(sorted(got)), flush=True)
@@ -276,8 +279,8 @@ fn sigterm_stops_the_emulated_mode_daemon() {
     let start = std::time::Instant::now();
     while h.daemon_alive() {
         assert!(
-            start.elapsed() < std::time::Duration::from_secs(10),
-            "xennetd still running 10 s after SIGTERM\n{}",
+            start.elapsed() < common::WAIT,
+            "xennetd still running 60 s after SIGTERM\n{}",
             h.log()
         );
         std::thread::sleep(std::time::Duration::from_millis(50));

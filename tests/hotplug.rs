@@ -82,7 +82,7 @@ fn hotplug_when_created(
 ) -> std::thread::JoinHandle<Output> {
     std::thread::spawn(move || {
         let be = format!("/local/domain/0/backend/vif/{domid}/0");
-        let end = Instant::now() + Duration::from_secs(15);
+        let end = Instant::now() + common::WAIT;
         while xs_read(&sock, &format!("{be}/bridge")).is_empty() {
             assert!(Instant::now() < end, "{be} never appeared");
             std::thread::sleep(Duration::from_millis(50));
@@ -543,7 +543,7 @@ fn unmodified_vif_openvswitch_connects_a_vif() {
         let rundir = rundir.clone();
         let ns = h.daemon_netns().unwrap().to_owned();
         std::thread::spawn(move || {
-            let end = Instant::now() + Duration::from_secs(15);
+            let end = Instant::now() + common::WAIT;
             while xs_read(&sock, &format!("{be}/bridge")).is_empty() {
                 assert!(Instant::now() < end, "{be} never appeared");
                 std::thread::sleep(Duration::from_millis(50));
@@ -624,7 +624,7 @@ fn unmodified_vif_openvswitch_connects_a_vif() {
     // (mirroring starts within the housekeeping interval: ping until seen).
     let cap = capture_socket(h.daemon_netns().unwrap(), "vif97.0");
     let (g97, g98) = ([10, 251, 0, 97], [10, 251, 0, 98]);
-    let end = Instant::now() + Duration::from_secs(20);
+    let end = Instant::now() + common::WAIT;
     let (mut request, mut reply) = (false, false);
     while !(request && reply) {
         assert!(

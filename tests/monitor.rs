@@ -10,7 +10,6 @@ mod common;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use common::Harness;
 use xennet_ovsdb::test_utils::DummyVswitchd;
@@ -218,7 +217,7 @@ fn a_monitor_that_does_not_read_is_paused_then_resumed() {
     std::fs::write(&file, flows).unwrap();
     h.ofctl(&["add-flows", "br0", file.to_str().unwrap()]);
     // Now read everything: updates, PAUSED, refresh, RESUMED.
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(common::WAIT)).unwrap();
     let mut seen = std::collections::HashMap::<u16, u32>::new();
     let (mut paused, mut resumed) = (false, false);
     while !resumed {
@@ -300,7 +299,7 @@ fn ofctl_snoop_shows_a_controllers_messages_both_ways() {
         c.is_some()
     });
     let mut c = c.unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.set_read_timeout(Some(common::WAIT)).unwrap();
     c.write_all(&[4, 0, 0, 8, 0, 0, 0, 1]).unwrap();
     assert_eq!(read_msg(&mut c)[1], 0, "HELLO");
     // A round trip, so the connection is up before the snooper comes.
@@ -359,7 +358,7 @@ fn ofctl_snoop_shows_a_controllers_messages_both_ways() {
 fn ct_flush_by_zone_and_tuple_are_done_and_bad_lengths_refused() {
     let h = Harness::start("ctflush");
     let mut s = UnixStream::connect(h.rundir().join("br0.mgmt")).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(common::WAIT)).unwrap();
     s.write_all(&[4, 0, 0, 8, 0, 0, 0, 1]).unwrap();
     assert_eq!(read_msg(&mut s)[1], 0);
     let nx = |xid: u8, subtype: u8, body: &[u8]| {

@@ -206,7 +206,8 @@ fn ovs_vsctl_rx_ring_option() {
 }
 
 /// Receives UDP datagrams on `argv[1]` port `argv[2]` until `argv[3]` have
-/// arrived (or none for 10 s): prints `ready` once bound, then the count,
+/// arrived (or none for 60 s: the sender is a Python of its own, slow to
+/// start on a loaded machine): prints `ready` once bound, then the count,
 /// the bytes and how many were not a whole 1400-byte datagram as the
 /// sender made it (a 4-byte sequence number, then 1396 bytes of it mod 251).
 const UDP_RECEIVER: &str = r#"
@@ -216,7 +217,7 @@ s = socket.socket(socket.AF_INET6 if ':' in addr else socket.AF_INET, socket.SOC
 s.setsockopt(socket.SOL_SOCKET, 33, 4 << 20)  # SO_RCVBUFFORCE
 s.bind((addr, port))
 print('ready', flush=True)
-s.settimeout(10)
+s.settimeout(60)
 n = nbytes = bad = 0
 seen = set()
 while n < want:

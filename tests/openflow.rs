@@ -440,11 +440,12 @@ fn tshark_finds_no_malformed_openflow() {
         nix::sys::signal::Signal::SIGINT,
     );
     let _ = capture.0.wait();
-    let decode = |filter: &str| -> usize {
+    let tshark = |filter: &str, fields: &[&str]| -> String {
         let out = std::process::Command::new("tshark")
             .arg("-r")
             .arg(&pcap)
             .args(["-d", &format!("tcp.port=={port},openflow"), "-Y", filter])
+            .args(fields)
             .output()
             .unwrap();
         assert!(
@@ -452,18 +453,35 @@ fn tshark_finds_no_malformed_openflow() {
             "tshark -r: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8_lossy(&out.stdout).lines().count()
+        String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    let decode = |filter: &str| -> usize { tshark(filter, &[]).lines().count() };
     let of = decode("openflow_v1 || openflow_v4 || openflow_v5 || openflow_v6");
     assert!(of > 50, "only {of} OpenFlow packets captured");
-    let bad = decode(
-        "(openflow_v1 || openflow_v4 || openflow_v5) \
-         && (_ws.malformed || _ws.expert.severity == error)",
-    );
-    assert_eq!(bad, 0, "tshark found malformed OpenFlow");
     // tshark 4.0's OpenFlow 1.5 dissector throws on every OXM match,
     // ovs-ofctl's own flow-mods included: 1.5 is only counted here (and
-    // checked with ovs-ofctl ofp-print elsewhere).
+    // checked with ovs-ofctl ofp-print elsewhere). After such a throw in
+    // a large reply split over TCP segments, tshark can lose the
+    // message boundaries for the rest of the connection and decode the
+    // bytes that follow as malformed 1.0 or 1.3 messages (seen when CI's
+    // load changed how the replies were segmented): the connections that
+    // negotiated 1.5 (a message other than HELLO in 1.5; every HELLO of
+    // xennetd's is a 1.5 one) are left out of the malformed check.
+    let v15: std::collections::BTreeSet<String> = tshark(
+        "openflow_v6.type != 0",
+        &["-T", "fields", "-e", "tcp.stream"],
+    )
+    .split_whitespace()
+    .map(str::to_owned)
+    .collect();
+    assert!(!v15.is_empty(), "no OpenFlow 1.5 captured");
+    let bad = decode(&format!(
+        "(openflow_v1 || openflow_v4 || openflow_v5) \
+         && (_ws.malformed || _ws.expert.severity == error) \
+         && !(tcp.stream in {{{}}})",
+        v15.into_iter().collect::<Vec<_>>().join(",")
+    ));
+    assert_eq!(bad, 0, "tshark found malformed OpenFlow");
     assert!(decode("openflow_v6") > 10, "no OpenFlow 1.5 captured");
 }
 
@@ -582,35 +600,49 @@ fn a_packet_out_shorter_than_an_ethernet_header_is_refused() {
     let mut h = Harness::start("ofrunt");
     h.guest(1, None);
     h.guest(2, None);
-    let before = rx_packets(&h, 2);
     let mut s = std::os::unix::net::UnixStream::connect(h.rundir.join("br0.mgmt")).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
+    s.set_read_timeout(Some(common::WAIT)).unwrap();
     s.write_all(&[4, 0, 0, 8, 0, 0, 0, 1]).unwrap(); // OF1.3 HELLO
-    let mut po = vec![4, 13, 0, 53, 0, 0, 0, 7]; // PACKET_OUT, xid 7
-    po.extend_from_slice(&[0xff; 4]); // buffer_id: none
-    po.extend_from_slice(&[0xff, 0xff, 0xff, 0xfd]); // in_port CONTROLLER
-    po.extend_from_slice(&[0, 16, 0, 0, 0, 0, 0, 0]); // actions_len, pad
-    po.extend_from_slice(&[0, 0, 0, 16, 0, 0, 0, 2, 0xff, 0xe5, 0, 0, 0, 0, 0, 0]); // output:2
-    po.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 8]);
-    assert_eq!(po.len(), 53);
-    s.write_all(&po).unwrap();
-    // The switch's HELLO, then the answer to xid 7.
-    let error = loop {
-        let mut hdr = [0u8; 8];
-        s.read_exact(&mut hdr).unwrap();
-        let len = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
-        let mut body = vec![0u8; len.saturating_sub(8)];
-        s.read_exact(&mut body).unwrap();
-        if hdr[4..8] == [0, 0, 0, 7] {
-            assert_eq!(hdr[1], 1, "want an OFPT_ERROR, got type {}", hdr[1]);
-            break body;
+
+    // Guest 2's receive counter must not move with the runt. Guest 1's
+    // stack floods a few frames of its own for seconds after it came up
+    // (IPv6 DAD, router solicitations, MLD reports), which guest 2 counts
+    // too: a runt sent while one of those arrived is sent again (up to 5
+    // times); a runt that goes through moves the counter every time.
+    let mut moved = Vec::new();
+    for xid in 7..12u8 {
+        let before = rx_packets(&h, 2);
+        let mut po = vec![4, 13, 0, 53, 0, 0, 0, xid]; // PACKET_OUT
+        po.extend_from_slice(&[0xff; 4]); // buffer_id: none
+        po.extend_from_slice(&[0xff, 0xff, 0xff, 0xfd]); // in_port CONTROLLER
+        po.extend_from_slice(&[0, 16, 0, 0, 0, 0, 0, 0]); // actions_len, pad
+        po.extend_from_slice(&[0, 0, 0, 16, 0, 0, 0, 2, 0xff, 0xe5, 0, 0, 0, 0, 0, 0]); // output:2
+        po.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 8]);
+        assert_eq!(po.len(), 53);
+        s.write_all(&po).unwrap();
+        // (The switch's HELLO first), then the answer to the xid.
+        let error = loop {
+            let mut hdr = [0u8; 8];
+            s.read_exact(&mut hdr).unwrap();
+            let len = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
+            let mut body = vec![0u8; len.saturating_sub(8)];
+            s.read_exact(&mut body).unwrap();
+            if hdr[4..8] == [0, 0, 0, xid] {
+                assert_eq!(hdr[1], 1, "want an OFPT_ERROR, got type {}", hdr[1]);
+                break body;
+            }
+        };
+        // OFPET_BAD_REQUEST (1), OFPBRC_BAD_PACKET (12).
+        assert_eq!(error[..4], [0, 1, 0, 12], "{error:?}");
+        let after = rx_packets(&h, 2);
+        if after == before {
+            moved.clear();
+            break;
         }
-    };
-    // OFPET_BAD_REQUEST (1), OFPBRC_BAD_PACKET (12).
-    assert_eq!(error[..4], [0, 1, 0, 12], "{error:?}");
+        moved.push(after - before);
+    }
     drop(s);
-    assert_eq!(rx_packets(&h, 2), before, "the runt reached guest 2");
+    assert!(moved.is_empty(), "the runt reached guest 2: {moved:?}");
     assert!(h.ping(1, 2, 2), "{}", h.log());
 }
 
@@ -935,8 +967,7 @@ impl RawPeer {
         use std::io::Write;
         let s = std::os::unix::net::UnixStream::connect(path).unwrap();
         // A guard against a hang, not a timing assertion.
-        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-            .unwrap();
+        s.set_read_timeout(Some(common::WAIT)).unwrap();
         let mut p = RawPeer { s, version: hdr };
         let mut out = Vec::new();
         xennet_openflow::header::encode_hello(hdr, bitmap, 1, &mut out);
@@ -2070,6 +2101,7 @@ fn raw_peer_packet_in_format_and_controller_id() {
     assert_eq!((pa.in_port, pa.reason), (1, 1));
     let pb = first_packet_in(&mut b);
     assert_eq!(pb.userdata, [0xbb], "{pb:?}");
+    let _ = std::fs::remove_file(&ctl);
 }
 
 /// os-ken (OpenFlow 1.5) asks for `NXT_PACKET_IN2` with its

@@ -206,8 +206,7 @@ fn forged_and_truncated_continuations_are_refused() {
     let mgmt = h.rundir().join("br0.mgmt");
     let mut s = std::os::unix::net::UnixStream::connect(&mgmt).unwrap();
     // A guard against a hang, not a timing assertion.
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
+    s.set_read_timeout(Some(common::WAIT)).unwrap();
     let v = 4u8;
     let send = |s: &mut std::os::unix::net::UnixStream, m: &Msg, xid: u32| {
         let mut out = Vec::new();

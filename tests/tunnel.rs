@@ -47,10 +47,11 @@ fn ping(ns: &str, addr: &str) -> bool {
         .success()
 }
 
-/// Ping from `ns` to `addr` until it answers (up to 20 tries), else fail
-/// with the tunnel tables and counters.
+/// Ping from `ns` to `addr` until it answers (for up to a minute), else
+/// fail with the tunnel tables and counters.
 fn ping_until(h: &Harness, ns: &str, addr: &str, what: &str) {
-    for _ in 0..20 {
+    let end = std::time::Instant::now() + common::WAIT;
+    while std::time::Instant::now() < end {
         if ping(ns, addr) {
             return;
         }
@@ -82,10 +83,12 @@ fn iperf(client: &str, server: &str, addr: &str, reverse: bool) -> (u64, u64) {
         let o = in_ns(server, &["ss", "-ltn"]);
         String::from_utf8_lossy(&o.stdout).contains(":5299")
     };
-    for _ in 0..100 {
-        if listening() {
-            break;
-        }
+    let end = std::time::Instant::now() + common::WAIT;
+    while !listening() {
+        assert!(
+            std::time::Instant::now() < end,
+            "iperf3 -s in {server} never listened"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let mut args = vec![

@@ -389,18 +389,29 @@ fn guests_reconnect_after_an_xennetd_crash() {
     // A receiver in guest 2 for the datagram that will wait in the ring.
     let got = h.rundir.join("udp-received");
     let ns2 = h.netns(2);
+    // It says "ready" once bound (the datagram must not come before), and
+    // waits up to 120 s for it (a restart on a loaded machine can take a
+    // while).
     let mut rx = Command::new("ip")
         .args(["netns", "exec", &ns2, "python3", "-c"])
         .arg(
             "import socket,sys\n\
              s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-             s.bind(('0.0.0.0',9999)); s.settimeout(20)\n\
+             s.bind(('0.0.0.0',9999)); s.settimeout(120)\n\
+             print('ready',flush=True)\n\
              open(sys.argv[1],'wb').write(s.recv(100))",
         )
         .arg(&got)
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("python3 (scripts/test installs it)");
-    std::thread::sleep(Duration::from_millis(300));
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(rx.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "ready\n", "the receiver did not start");
     // Stopped, xennetd leaves the guest's request in the TX ring.
     h.signal_daemon(Signal::SIGSTOP);
     let send = h.exec(

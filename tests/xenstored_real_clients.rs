@@ -47,7 +47,7 @@ impl Daemon {
             .spawn()
             .expect("spawning xennet-xenstored");
         let d = Daemon { child, dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while !d.pidfile().exists() {
             assert!(Instant::now() < deadline, "xennet-xenstored did not start");
             std::thread::sleep(Duration::from_millis(20));
@@ -170,7 +170,7 @@ fn watch_prints_initial_and_changed_paths() {
     // Keep writing until the watcher has seen its two events (the first is
     // the initial event; a write before registration is simply missed).
     let c = d.client();
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(st) = watcher.try_wait().unwrap() {
             break st;
@@ -202,7 +202,7 @@ fn sigterm_stops_and_cleans_up() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(st) = d.child.try_wait().unwrap() {
             break st;

@@ -1171,10 +1171,10 @@ mod tests {
         (dp, peers)
     }
 
-    /// The frames sent out of `peer`'s port, waiting (up to a second) for
-    /// at least `n`.
+    /// The frames sent out of `peer`'s port, waiting (up to 60 s: a
+    /// loaded machine can stall the datapath thread) for at least `n`.
     fn wait_sent(peer: &MemPortPeer, n: usize) -> Vec<Vec<u8>> {
-        let got = peer.wait_sent(n, Duration::from_secs(1));
+        let got = peer.wait_sent(n, Duration::from_secs(60));
         got.iter().map(|p| p.data().to_vec()).collect()
     }
 
@@ -1440,10 +1440,8 @@ mod tests {
         let (dp, peers) = spawn_dp("q", normal);
         let wait = |peer: &MemPortPeer, n: usize| wait_sent(peer, n).len();
         let n_flows = |n: usize| {
-            for _ in 0..500 {
-                if dp.stats().n_flows == n {
-                    break;
-                }
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while dp.stats().n_flows != n && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(2));
             }
             dp.stats().n_flows
@@ -1863,7 +1861,8 @@ mod tests {
                     && f.ends_with("actions:drop")
             })
         };
-        for _ in 0..500 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
             // The first upcall learned A (flushing megaflows); repeat until
             // the drop megaflow stays installed.
             if drop_flow(&dp) {

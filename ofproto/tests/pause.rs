@@ -463,7 +463,7 @@ fn setup(of: &Arc<Ofproto>, n: u32) -> (DpHandle, Vec<MemPortPeer>) {
 /// The paused packet-in of a frame from port 1, through a real
 /// forwarding thread.
 fn paused_packet_in(events: &std::sync::mpsc::Receiver<OfEvent>) -> PacketIn {
-    let ev = events.recv_timeout(Duration::from_secs(5)).unwrap();
+    let ev = events.recv_timeout(Duration::from_secs(60)).unwrap();
     let OfEvent::PacketIn(pi, _) = ev else {
         panic!("{ev:?}")
     };

@@ -144,7 +144,7 @@ fn packet_in_carries_tun_metadata() {
     assert_eq!(u.mask.get(Field::TunMdPresent), u128::from(u64::MAX));
     h.userspace(&ud, &key, &packet(&frame, 1));
     let ev = events
-        .recv_timeout(std::time::Duration::from_secs(5))
+        .recv_timeout(std::time::Duration::from_secs(60))
         .unwrap();
     let OfEvent::PacketIn(pi, _) = ev else {
         panic!("{ev:?}")

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 pub const VSWITCH_SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
 
 /// How long one `ovs-vsctl` may wait (for `cur_cfg`) before it is killed.
-pub const VSCTL_TIMEOUT_SECS: u32 = 20;
+pub const VSCTL_TIMEOUT_SECS: u32 = 60;
 
 /// Panics with an install hint unless the OVS database programs, `timeout`
 /// and the vswitch schema are present.
@@ -146,7 +146,7 @@ impl OvsdbServer {
         let _ = std::fs::remove_file(self.path("ovsdb-server.pid"));
     }
 
-    /// `timeout 20 ovs-vsctl --db=<addr> ARGS`: without `--no-wait` among
+    /// `timeout 60 ovs-vsctl --db=<addr> ARGS`: without `--no-wait` among
     /// ARGS it waits for a switch to acknowledge (`cur_cfg`).
     pub fn vsctl(&self, args: &[&str]) -> Output {
         Command::new("timeout")

@@ -813,14 +813,35 @@ mod tests {
         s.write_all(&out).await.unwrap();
     }
 
+    /// Wait (up to 60 s: a loaded machine can stall) until `f` holds.
     async fn eventually(what: &str, f: impl Fn() -> bool) {
-        for _ in 0..500 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
             if f() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("{what}");
+    }
+
+    /// Connect to `path` until the switch greets the connection with a
+    /// HELLO (a slot freed by a close is free once the listener has seen
+    /// the close: up to 60 s on a loaded machine).
+    async fn served_again(path: &std::path::Path) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut s = UnixStream::connect(path).await.unwrap();
+            let mut b = [0u8; 16];
+            if s.read_exact(&mut b).await.is_ok() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the listener never served again"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     fn packet_in(len: usize) -> xennet_openflow::model::PacketIn {
@@ -958,9 +979,7 @@ mod tests {
         assert_eq!(s.read(&mut b).await.unwrap(), 0);
         // Once one closes, there is room again.
         drop(kept.pop());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let mut s = UnixStream::connect(&path).await.unwrap();
-        s.read_exact(&mut b).await.unwrap();
+        served_again(&path).await;
         mgr.shutdown();
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -996,9 +1015,7 @@ mod tests {
             );
         }
         // Then the socket serves again.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let mut s = UnixStream::connect(&path).await.unwrap();
-        s.read_exact(&mut b).await.unwrap();
+        served_again(&path).await;
         mgr.shutdown();
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -131,9 +131,14 @@ fn event_storm_is_bounded_and_traffic_flows() {
         nf.reap_tx();
     }
     let elapsed = start.elapsed().as_secs_f64();
-    // The last packets may have waited for the tick: drain until idle.
-    std::thread::sleep(std::time::Duration::from_millis(5));
-    received += drain(&mut vif).len();
+    // The last packets may have waited for the tick: drain (a tick at a
+    // time) until they are all in, for at most 60 s (a loaded machine can
+    // stall this thread for more than a tick).
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    while received < sent as usize && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        received += drain(&mut vif).len();
+    }
     assert_eq!(received, sent as usize, "no packet lost");
     let events = get(&m.events_received);
     let throttles = get(&m.event_throttles);

@@ -163,7 +163,7 @@ pub fn packet(frame: &[u8], in_port: OfPort) -> Packet {
 }
 
 pub fn wait_sent(peer: &xennet_datapath::memport::MemPortPeer, n: usize) -> Vec<Packet> {
-    peer.wait_sent(n, Duration::from_secs(5))
+    peer.wait_sent(n, Duration::from_secs(60))
 }
 
 /// `dump_flows` text without the `duration=` fields, for comparing two
