@@ -164,6 +164,9 @@ fn many_guests_connect_at_once() {
             .arg(&h.rundir)
             .args(["--domid", &domid.to_string(), "--netns", &netns])
             .args(["--tap", &format!("g{domid}"), "--xenstore", &xs])
+            // 256 backends coming up on a loaded 2-CPU machine can take
+            // longer than the default 10 s per step.
+            .args(["--step-timeout", "120"])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

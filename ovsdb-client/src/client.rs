@@ -431,6 +431,19 @@ impl IoTask {
         loop {
             let deadline = last_rx + self.probe.map_or(far, |p| if probing { p * 2 } else { p });
             tokio::select! {
+                // The probe deadline last: after a stall, data that came
+                // in meanwhile counts before a deadline that passed.
+                biased;
+                out = self.rx.recv() => match out {
+                    None | Some(Outgoing::Close) => return Ok(()),
+                    Some(Outgoing::Request { method, params, reply }) => {
+                        let id = self.next_id;
+                        self.next_id += 1;
+                        let msg = json!({"id": id, "method": method, "params": params});
+                        self.pending.insert(id, (method, reply));
+                        self.send(&msg).await?;
+                    }
+                },
                 n = self.read.read(&mut buf) => {
                     let n = n?;
                     if n == 0 {
@@ -443,16 +456,6 @@ impl IoTask {
                         self.dispatch(msg).await?;
                     }
                 }
-                out = self.rx.recv() => match out {
-                    None | Some(Outgoing::Close) => return Ok(()),
-                    Some(Outgoing::Request { method, params, reply }) => {
-                        let id = self.next_id;
-                        self.next_id += 1;
-                        let msg = json!({"id": id, "method": method, "params": params});
-                        self.pending.insert(id, (method, reply));
-                        self.send(&msg).await?;
-                    }
-                },
                 () = tokio::time::sleep_until(deadline) => {
                     if probing {
                         return Err(Error::Protocol("inactivity probe not answered".into()));

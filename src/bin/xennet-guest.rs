@@ -67,7 +67,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -141,6 +141,11 @@ struct Args {
     /// The backend's domain id (with --xenstore).
     #[arg(long, default_value_t = 0)]
     backend_domid: u16,
+    /// How long to wait for the backend at each step of the xenbus
+    /// handshake (InitWait, then Connected) before giving up, in seconds
+    /// (with --xenstore).
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    step_timeout: u64,
     /// Grant the rings and pages to this domain instead of the backend's
     /// (default: --backend-domid): a misconfigured guest, for tests of
     /// the backend's refusal.
@@ -191,6 +196,14 @@ extern "C" fn on_signal(sig: libc::c_int) {
 }
 
 /// Waits up to `timeout` for the backend's state to satisfy `want`.
+/// `--step-timeout` in milliseconds.
+static STEP_TIMEOUT_MS: AtomicU64 = AtomicU64::new(10_000);
+
+/// How long [`xenbus_handshake`] waits for each backend state.
+fn step_timeout() -> Duration {
+    Duration::from_millis(STEP_TIMEOUT_MS.load(Ordering::Relaxed))
+}
+
 fn wait_backend(
     xs: &Client,
     be: &str,
@@ -232,10 +245,8 @@ struct HandshakeTimes {
 fn xenbus_handshake(xs: &Client, nf: &Netfront, spec: &VifSpec) -> anyhow::Result<HandshakeTimes> {
     let be = backend_path(spec.backend_domid, spec.domid, spec.handle);
     let fe = frontend_path(spec.domid, spec.handle);
-    wait_backend(xs, &be, Duration::from_secs(10), |s| {
-        s == XenbusState::InitWait
-    })
-    .context("waiting for the backend's InitWait")?;
+    wait_backend(xs, &be, step_timeout(), |s| s == XenbusState::InitWait)
+        .context("waiting for the backend's InitWait")?;
     let flag = |b: bool| if b { "1" } else { "0" };
     let n = nf.num_queues();
     if n > 1 || nf.split_event_channels() {
@@ -312,9 +323,7 @@ fn xenbus_handshake(xs: &Client, nf: &Netfront, spec: &VifSpec) -> anyhow::Resul
         Ok(())
     })
     .context("writing the frontend keys")?;
-    let st = wait_backend(xs, &be, Duration::from_secs(10), |s| {
-        s >= XenbusState::Connected
-    })?;
+    let st = wait_backend(xs, &be, step_timeout(), |s| s >= XenbusState::Connected)?;
     let connected = Instant::now();
     if st != XenbusState::Connected {
         let err = xs
@@ -534,6 +543,7 @@ fn ip(args: &[&str]) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    STEP_TIMEOUT_MS.store(args.step_timeout.saturating_mul(1000), Ordering::Relaxed);
     let rundir = args
         .rundir
         .clone()
