@@ -273,6 +273,52 @@ fn compare(
     compare_with(name, steps, ct_args, ovs_ct, &[]);
 }
 
+/// [`compare`] for an ALG in `zone`: port 1 commits with `helper` (and
+/// the source NAT `snat`, written `nat(src=ADDR)` for OVS), port 2
+/// without the helper (and with a bare `nat` under NAT, as the other
+/// direction of a translated connection).
+fn compare_alg(
+    name: &str,
+    steps: Vec<Step>,
+    zone: u16,
+    helper: alg::Helper,
+    snat: Option<(NatArgs, &str)>,
+) {
+    let alg = match helper {
+        alg::Helper::Ftp => "ftp",
+        alg::Helper::Tftp => "tftp",
+    };
+    compare(
+        name,
+        steps,
+        move |port| CtArgs {
+            zone,
+            commit: true,
+            helper: (port == 1).then_some(helper),
+            nat: snat.map(|(nat, _)| {
+                if port == 1 {
+                    nat
+                } else {
+                    NatArgs {
+                        kind: None,
+                        addr_min: None,
+                        ..nat
+                    }
+                }
+            }),
+            ..CtArgs::default()
+        },
+        |port| match (port, snat) {
+            (1, Some((_, addr))) => {
+                format!("ct(commit,zone={zone},alg={alg},nat(src={addr}),table=1)")
+            }
+            (1, None) => format!("ct(commit,zone={zone},alg={alg},table=1)"),
+            (_, Some(_)) => format!("ct(commit,zone={zone},nat,table=1)"),
+            (_, None) => format!("ct(commit,zone={zone},table=1)"),
+        },
+    );
+}
+
 /// [`compare`], after running the `dpctl/*` commands `setup` on both.
 fn compare_with(
     name: &str,
@@ -1451,20 +1497,7 @@ fn ftp_alg_matches_ovs() {
         // Not expected: another port.
         tcp(1, C, S, 40002, 50001, 1, syn, &[]),
     ];
-    compare(
-        "ct-ftp",
-        steps,
-        |port| CtArgs {
-            zone: 2,
-            commit: true,
-            helper: (port == 1).then_some(alg::Helper::Ftp),
-            ..CtArgs::default()
-        },
-        |port| match port {
-            1 => "ct(commit,zone=2,alg=ftp,table=1)".to_string(),
-            _ => "ct(commit,zone=2,table=1)".to_string(),
-        },
-    );
+    compare_alg("ct-ftp", steps, 2, alg::Helper::Ftp, None);
 }
 
 /// The FTP helper under source NAT against OVS's: the client's passive
@@ -1513,28 +1546,12 @@ fn ftp_alg_with_snat_matches_ovs() {
         persistent: false,
         random: false,
     };
-    compare(
+    compare_alg(
         "ct-ftp-snat",
         steps,
-        move |port| CtArgs {
-            zone: 8,
-            commit: true,
-            helper: (port == 1).then_some(alg::Helper::Ftp),
-            nat: Some(if port == 1 {
-                nat
-            } else {
-                NatArgs {
-                    kind: None,
-                    addr_min: None,
-                    ..nat
-                }
-            }),
-            ..CtArgs::default()
-        },
-        |port| match port {
-            1 => "ct(commit,zone=8,alg=ftp,nat(src=192.0.2.7),table=1)".to_string(),
-            _ => "ct(commit,zone=8,nat,table=1)".to_string(),
-        },
+        8,
+        alg::Helper::Ftp,
+        Some((nat, "192.0.2.7")),
     );
 }
 
@@ -1581,20 +1598,7 @@ fn ftp_alg_over_ipv6_matches_ovs() {
         // Not announced: another port.
         tcp6(1, C6, S6, 40002, 50001, 1, syn),
     ];
-    compare(
-        "ct-ftp6",
-        steps,
-        |port| CtArgs {
-            zone: 3,
-            commit: true,
-            helper: (port == 1).then_some(alg::Helper::Ftp),
-            ..CtArgs::default()
-        },
-        |port| match port {
-            1 => "ct(commit,zone=3,alg=ftp,table=1)".to_string(),
-            _ => "ct(commit,zone=3,table=1)".to_string(),
-        },
-    );
+    compare_alg("ct-ftp6", steps, 3, alg::Helper::Ftp, None);
 }
 
 /// The TFTP helper under source NAT against OVS's (system-traffic
@@ -1624,28 +1628,12 @@ fn tftp_alg_with_snat_matches_ovs() {
         persistent: false,
         random: false,
     };
-    compare(
+    compare_alg(
         "ct-tftp-snat",
         steps,
-        move |port| CtArgs {
-            zone: 9,
-            commit: true,
-            helper: (port == 1).then_some(alg::Helper::Tftp),
-            nat: Some(if port == 1 {
-                nat
-            } else {
-                NatArgs {
-                    kind: None,
-                    addr_min: None,
-                    ..nat
-                }
-            }),
-            ..CtArgs::default()
-        },
-        |port| match port {
-            1 => "ct(commit,zone=9,alg=tftp,nat(src=192.0.2.7),table=1)".to_string(),
-            _ => "ct(commit,zone=9,nat,table=1)".to_string(),
-        },
+        9,
+        alg::Helper::Tftp,
+        Some((nat, "192.0.2.7")),
     );
 }
 
@@ -1693,27 +1681,11 @@ fn ftp_alg_over_ipv6_with_snat_matches_ovs() {
         persistent: false,
         random: false,
     };
-    compare(
+    compare_alg(
         "ct-ftp6-snat",
         steps,
-        move |port| CtArgs {
-            zone: 10,
-            commit: true,
-            helper: (port == 1).then_some(alg::Helper::Ftp),
-            nat: Some(if port == 1 {
-                nat
-            } else {
-                NatArgs {
-                    kind: None,
-                    addr_min: None,
-                    ..nat
-                }
-            }),
-            ..CtArgs::default()
-        },
-        |port| match port {
-            1 => "ct(commit,zone=10,alg=ftp,nat(src=[2001:db8::7]),table=1)".to_string(),
-            _ => "ct(commit,zone=10,nat,table=1)".to_string(),
-        },
+        10,
+        alg::Helper::Ftp,
+        Some((nat, "[2001:db8::7]")),
     );
 }
