@@ -11,8 +11,8 @@
 use xennet_datapath::flow::Field;
 use xennet_datapath::{FlowKey, FlowMask};
 use xennet_ofproto::{FailMode, Ofproto};
-use xennet_openflow::header::{NO_BUFFER, OFP13_VERSION};
-use xennet_openflow::model::{Action, FlowMod, FlowModCommand, Instructions, Match, Msg};
+use xennet_openflow::header::OFP13_VERSION;
+use xennet_openflow::model::{Action, FlowMod, Instructions, Match, Msg};
 
 fn main() {
     divan::main();
@@ -38,24 +38,15 @@ fn messages() -> Vec<Vec<u8>> {
                 ])),
             );
             mask.set(Field::NwDst, u128::from(u32::MAX));
-            let fm = FlowMod {
-                cookie: 0,
-                cookie_mask: 0,
-                table_id: 0,
-                command: FlowModCommand::Add,
-                idle_timeout: 0,
-                hard_timeout: 0,
-                priority: 1000 + (i % 30_000) as u16,
-                buffer_id: NO_BUFFER,
-                out_port: u32::MAX,
-                out_group: u32::MAX,
-                flags: 0,
-                matcher: Match { key, mask },
-                instructions: Instructions::apply(vec![Action::Output {
+            let fm = FlowMod::add(
+                0,
+                1000 + (i % 30_000) as u16,
+                Match { key, mask },
+                Instructions::apply(vec![Action::Output {
                     port: 1,
                     max_len: 0,
                 }]),
-            };
+            );
             let mut out = Vec::new();
             xennet_openflow::encode(&Msg::FlowMod(fm), OFP13_VERSION, i + 1, &mut out)
                 .expect("a plain OpenFlow 1.3 flow-mod encodes");

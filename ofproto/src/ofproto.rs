@@ -442,24 +442,15 @@ impl Ofproto {
 
     /// `table=0,priority=0,actions=NORMAL`.
     fn add_default_normal_flow(&self) {
-        let fm = FlowMod {
-            cookie: 0,
-            cookie_mask: 0,
-            table_id: 0,
-            command: FlowModCommand::Add,
-            idle_timeout: 0,
-            hard_timeout: 0,
-            priority: 0,
-            buffer_id: NO_BUFFER,
-            out_port: OFPP_ANY,
-            out_group: OFPG_ANY,
-            flags: 0,
-            matcher: Match::CATCHALL,
-            instructions: Instructions::apply(vec![Action::Output {
+        let fm = FlowMod::add(
+            0,
+            0,
+            Match::CATCHALL,
+            Instructions::apply(vec![Action::Output {
                 port: OFPP_NORMAL,
                 max_len: 0,
             }]),
-        };
+        );
         // Cannot fail: valid table, match and action.
         if let Err(e) = self.handle_flow_mod(&fm) {
             tracing::warn!("{}: adding the NORMAL flow: {e}", self.name);
@@ -2224,21 +2215,7 @@ mod tests {
     #[test]
     fn try_flow_mod_does_not_wait_for_the_tables_lock() {
         let of = Ofproto::new("br0", 1, FailMode::Secure);
-        let fm = FlowMod {
-            cookie: 0,
-            cookie_mask: 0,
-            table_id: 0,
-            command: FlowModCommand::Add,
-            idle_timeout: 0,
-            hard_timeout: 0,
-            priority: 1,
-            buffer_id: NO_BUFFER,
-            out_port: OFPP_ANY,
-            out_group: OFPG_ANY,
-            flags: 0,
-            matcher: Match::CATCHALL,
-            instructions: Instructions::default(),
-        };
+        let fm = FlowMod::add(0, 1, Match::CATCHALL, Instructions::default());
         let reader = of.read();
         let g = of.generation();
         assert_eq!(of.try_handle_flow_mod(&fm), None);

@@ -729,6 +729,29 @@ pub struct FlowMod {
     pub instructions: Instructions,
 }
 
+impl FlowMod {
+    /// A plain `OFPFC_ADD` of `matcher` at `priority` in `table_id` with
+    /// `instructions`: cookie 0, no timeouts, no flags, no buffered
+    /// packet (`ovs-ofctl add-flow`'s defaults).
+    pub fn add(table_id: u8, priority: u16, matcher: Match, instructions: Instructions) -> FlowMod {
+        FlowMod {
+            cookie: 0,
+            cookie_mask: 0,
+            table_id,
+            command: FlowModCommand::Add,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            priority,
+            buffer_id: crate::header::NO_BUFFER,
+            out_port: OFPP_ANY,
+            out_group: OFPG_ANY,
+            flags: 0,
+            matcher,
+            instructions,
+        }
+    }
+}
+
 /// `ofp_group_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GroupType {

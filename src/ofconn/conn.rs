@@ -1341,7 +1341,7 @@ fn filter_event(st: &State, ev: Event) -> Option<Msg> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xennet_openflow::model::{FlowMod, FlowModCommand, Instructions, Match};
+    use xennet_openflow::model::{FlowMod, Instructions, Match};
 
     /// Accepts everything, answers nothing.
     struct Null;
@@ -1373,21 +1373,7 @@ mod tests {
     }
 
     fn flow_mod() -> Msg {
-        Msg::FlowMod(FlowMod {
-            cookie: 0,
-            cookie_mask: 0,
-            table_id: 0,
-            command: FlowModCommand::Add,
-            idle_timeout: 0,
-            hard_timeout: 0,
-            priority: 1,
-            buffer_id: header::NO_BUFFER,
-            out_port: xennet_openflow::model::OFPP_ANY,
-            out_group: xennet_openflow::model::OFPG_ANY,
-            flags: 0,
-            matcher: Match::CATCHALL,
-            instructions: Instructions::default(),
-        })
+        Msg::FlowMod(FlowMod::add(0, 1, Match::CATCHALL, Instructions::default()))
     }
 
     /// Answers every request with statistics OpenFlow 1.0 cannot express.

@@ -307,24 +307,10 @@ pub fn send_pause(version: u8, p: Pause, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use xennet_ofproto::tables::Tables;
-    use xennet_openflow::model::{FlowMod, FlowModCommand, Instructions, Match};
+    use xennet_openflow::model::{FlowMod, Instructions, Match};
 
     fn add(t: &mut Tables, priority: u16) {
-        let fm = FlowMod {
-            cookie: 0,
-            cookie_mask: 0,
-            table_id: 0,
-            command: FlowModCommand::Add,
-            idle_timeout: 0,
-            hard_timeout: 0,
-            priority,
-            buffer_id: u32::MAX,
-            out_port: u32::MAX,
-            out_group: u32::MAX,
-            flags: 0,
-            matcher: Match::CATCHALL,
-            instructions: Instructions::default(),
-        };
+        let fm = FlowMod::add(0, priority, Match::CATCHALL, Instructions::default());
         t.apply_flow_mod(&fm, Instant::now()).unwrap();
     }
 
