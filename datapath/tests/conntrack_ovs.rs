@@ -274,19 +274,33 @@ fn compare(
 }
 
 /// [`compare`] for an ALG in `zone`: port 1 commits with `helper` (and
-/// the source NAT `snat`, written `nat(src=ADDR)` for OVS), port 2
-/// without the helper (and with a bare `nat` under NAT, as the other
-/// direction of a translated connection).
+/// source NAT to `snat`), port 2 without the helper (and with a bare
+/// `nat` under NAT, as the other direction of a translated connection).
 fn compare_alg(
     name: &str,
     steps: Vec<Step>,
     zone: u16,
     helper: alg::Helper,
-    snat: Option<(NatArgs, &str)>,
+    snat: Option<std::net::IpAddr>,
 ) {
     let alg = match helper {
         alg::Helper::Ftp => "ftp",
         alg::Helper::Tftp => "tftp",
+    };
+    let nat = snat.map(|addr| NatArgs {
+        kind: Some(NatKind::Src),
+        addr_min: Some(addr),
+        addr_max: None,
+        port_min: 0,
+        port_max: 0,
+        persistent: false,
+        random: false,
+    });
+    // OVS's syntax: an IPv6 address in brackets.
+    let ovs_nat = match snat {
+        Some(std::net::IpAddr::V4(a)) => format!(",nat(src={a})"),
+        Some(std::net::IpAddr::V6(a)) => format!(",nat(src=[{a}])"),
+        None => String::new(),
     };
     compare(
         name,
@@ -295,7 +309,7 @@ fn compare_alg(
             zone,
             commit: true,
             helper: (port == 1).then_some(helper),
-            nat: snat.map(|(nat, _)| {
+            nat: nat.map(|nat| {
                 if port == 1 {
                     nat
                 } else {
@@ -308,13 +322,10 @@ fn compare_alg(
             }),
             ..CtArgs::default()
         },
-        |port| match (port, snat) {
-            (1, Some((_, addr))) => {
-                format!("ct(commit,zone={zone},alg={alg},nat(src={addr}),table=1)")
-            }
-            (1, None) => format!("ct(commit,zone={zone},alg={alg},table=1)"),
-            (_, Some(_)) => format!("ct(commit,zone={zone},nat,table=1)"),
-            (_, None) => format!("ct(commit,zone={zone},table=1)"),
+        |port| match port {
+            1 => format!("ct(commit,zone={zone},alg={alg}{ovs_nat},table=1)"),
+            _ if snat.is_some() => format!("ct(commit,zone={zone},nat,table=1)"),
+            _ => format!("ct(commit,zone={zone},table=1)"),
         },
     );
 }
@@ -1537,21 +1548,12 @@ fn ftp_alg_with_snat_matches_ovs() {
         tcp(1, C, S, 40001, 50000, 2, seg(10), b"data"),
         tcp(1, C, S, 40000, 21, c, seg(s + pasv.len() as u32), &[]),
     ];
-    let nat = NatArgs {
-        kind: Some(NatKind::Src),
-        addr_min: Some(std::net::IpAddr::V4(EXT.into())),
-        addr_max: None,
-        port_min: 0,
-        port_max: 0,
-        persistent: false,
-        random: false,
-    };
     compare_alg(
         "ct-ftp-snat",
         steps,
         8,
         alg::Helper::Ftp,
-        Some((nat, "192.0.2.7")),
+        Some(std::net::IpAddr::V4(EXT.into())),
     );
 }
 
@@ -1619,21 +1621,12 @@ fn tftp_alg_with_snat_matches_ovs() {
         udp(2, S, EXT, 33333, 5000),
         udp(1, C, S, 5000, 69),
     ];
-    let nat = NatArgs {
-        kind: Some(NatKind::Src),
-        addr_min: Some(std::net::IpAddr::V4(EXT.into())),
-        addr_max: None,
-        port_min: 0,
-        port_max: 0,
-        persistent: false,
-        random: false,
-    };
     compare_alg(
         "ct-tftp-snat",
         steps,
         9,
         alg::Helper::Tftp,
-        Some((nat, "192.0.2.7")),
+        Some(std::net::IpAddr::V4(EXT.into())),
     );
 }
 
@@ -1672,20 +1665,11 @@ fn ftp_alg_over_ipv6_with_snat_matches_ovs() {
         tcp6_data(1, C6, S6, 40001, 50000, 2, seg(10), b"data"),
         tcp6(1, C6, S6, 40000, 21, c, seg(s + epsv.len() as u32)),
     ];
-    let nat = NatArgs {
-        kind: Some(NatKind::Src),
-        addr_min: Some(std::net::IpAddr::V6(EXT6.into())),
-        addr_max: None,
-        port_min: 0,
-        port_max: 0,
-        persistent: false,
-        random: false,
-    };
     compare_alg(
         "ct-ftp6-snat",
         steps,
         10,
         alg::Helper::Ftp,
-        Some((nat, "[2001:db8::7]")),
+        Some(std::net::IpAddr::V6(EXT6.into())),
     );
 }
