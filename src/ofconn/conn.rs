@@ -1071,8 +1071,7 @@ fn on_message(
     let reply = |st: &mut State, m: Msg, out: &mut Vec<u8>| st.reply(&m, raw, xid, out);
     // Flow-mods, the bulk of what controllers stream: applied in place
     // when `try_handle` can, without moving the message into the general
-    // arm below (which still refuses a slave's and hands the rest to
-    // `handle`, after trying `try_handle` again).
+    // arm below (which refuses a slave's and hands the rest to `handle`).
     if matches!(msg, Msg::FlowMod(_)) && st.role != role::SLAVE {
         let ctx = ConnCtx { version: v };
         if let Some(r) = xennet_ofproto::with_origin(st.id, xid, || handler.try_handle(&ctx, &msg))
@@ -1164,12 +1163,15 @@ fn on_message(
             }
             let ctx = ConnCtx { version: v };
             let conn = st.id;
-            // Bounded requests in place, the rest where they may block.
-            let r =
-                xennet_ofproto::with_origin(conn, xid, || match handler.try_handle(&ctx, &msg) {
+            // Bounded requests in place, the rest where they may block
+            // (a flow-mod was already tried in place above).
+            let tried = matches!(msg, Msg::FlowMod(_));
+            let r = xennet_ofproto::with_origin(conn, xid, || {
+                match (!tried).then(|| handler.try_handle(&ctx, &msg)).flatten() {
                     Some(r) => r,
                     None => blocking(|| handler.handle(&ctx, msg)),
-                });
+                }
+            });
             match r {
                 Ok(replies) => {
                     for m in replies {
