@@ -221,16 +221,34 @@ fn ftp_data_connections_pass_only_as_related() {
     );
 
     // The control connection without the helper: no data connection.
+    ftp_fails_without_helper(&h, &firewall("tcp", 21, "ct(commit)"), &Harness::ip_of(2));
+}
+
+/// With the conntrack table flushed and `flows` (the same pipeline
+/// without `alg=ftp`) installed, neither a passive nor an active
+/// transfer from `server` gets its data connection, and no packet is
+/// `+new+rel`.
+fn ftp_fails_without_helper(h: &Harness, flows: &str, server: &str) {
     h.appctl(&["dpctl/flush-conntrack"]);
-    install(&h, &firewall("tcp", 21, "ct(commit)"));
+    install(h, flows);
     for mode in ["pasv", "port"] {
-        let err = ftp_get_from(&h, mode, &Harness::ip_of(2), FTP_WAIT_FAIL).unwrap_err();
+        let err = ftp_get_from(h, mode, server, FTP_WAIT_FAIL).unwrap_err();
         assert!(
             err.contains("timed out") || err.contains("425"),
             "{mode}: {err}"
         );
     }
-    assert_eq!(n_packets(&h, "+new+rel"), 0);
+    assert_eq!(n_packets(h, "+new+rel"), 0);
+}
+
+/// With the conntrack table flushed and `flows` (the same pipeline
+/// without `alg=tftp`) installed, a TFTP get into `out` fails and no
+/// packet is `+new+rel`.
+fn tftp_fails_without_helper(h: &Harness, flows: &str, out: &std::path::Path) {
+    h.appctl(&["dpctl/flush-conntrack"]);
+    install(h, flows);
+    assert!(tftp_get(h, out, 6).is_err(), "transfer without the helper");
+    assert_eq!(n_packets(h, "+new+rel"), 0);
 }
 
 /// busybox tftp in guest 1 fetches data.bin from in.tftpd in guest 2;
@@ -313,13 +331,7 @@ fn tftp_reply_from_a_new_port_passes_as_related() {
     );
     assert!(n_packets(&h, "+new+rel") >= 1);
 
-    h.appctl(&["dpctl/flush-conntrack"]);
-    install(&h, &firewall("udp", 69, "ct(commit)"));
-    assert!(
-        tftp_get(&h, &out, 6).is_err(),
-        "transfer without the helper"
-    );
-    assert_eq!(n_packets(&h, "+new+rel"), 0);
+    tftp_fails_without_helper(&h, &firewall("udp", 69, "ct(commit)"), &out);
 }
 
 /// FTP from guest 1 through source NAT to 10.251.0.99 (guest 2 reaches
@@ -425,13 +437,7 @@ fn tftp_through_source_nat_reaches_the_client() {
     );
     assert!(n_packets(&h, "+new+rel") >= 1);
 
-    h.appctl(&["dpctl/flush-conntrack"]);
-    install(&h, &flows("ct(commit,nat(src=10.251.0.99))"));
-    assert!(
-        tftp_get(&h, &out, 6).is_err(),
-        "transfer without the helper"
-    );
-    assert_eq!(n_packets(&h, "+new+rel"), 0);
+    tftp_fails_without_helper(&h, &flows("ct(commit,nat(src=10.251.0.99))"), &out);
 }
 
 /// Guests 1 and 2 get fd00:251::1 and ::2 (`nodad`); returns once guest
@@ -525,16 +531,11 @@ fn ftp_over_ipv6_data_connections_pass_only_as_related() {
         "{stats}"
     );
 
-    h.appctl(&["dpctl/flush-conntrack"]);
-    install(&h, &firewall_v6("ct(table=1)", "ct(commit)", "ct(commit)"));
-    for mode in ["port", "pasv"] {
-        let err = ftp_get_from(&h, mode, &b, FTP_WAIT_FAIL).unwrap_err();
-        assert!(
-            err.contains("timed out") || err.contains("425"),
-            "{mode}: {err}"
-        );
-    }
-    assert_eq!(n_packets(&h, "+new+rel"), 0);
+    ftp_fails_without_helper(
+        &h,
+        &firewall_v6("ct(table=1)", "ct(commit)", "ct(commit)"),
+        &b,
+    );
 }
 
 /// FTP over IPv6 through source NAT to fd00:251::99 (OVS system-traffic

@@ -6,22 +6,9 @@ use xennet_datapath::flow::extract_frame;
 use xennet_datapath::{FlowKey, OfPort, Packet};
 use xennet_openflow::model::*;
 
+/// [`FlowMod::add`], short for the many tables the tests build.
 pub fn fm(table_id: u8, priority: u16, matcher: Match, ins: Instructions) -> FlowMod {
-    FlowMod {
-        cookie: 0,
-        cookie_mask: 0,
-        table_id,
-        command: FlowModCommand::Add,
-        idle_timeout: 0,
-        hard_timeout: 0,
-        priority,
-        buffer_id: 0xffff_ffff,
-        out_port: OFPP_ANY,
-        out_group: OFPG_ANY,
-        flags: 0,
-        matcher,
-        instructions: ins,
-    }
+    FlowMod::add(table_id, priority, matcher, ins)
 }
 
 pub fn out(port: u32) -> Action {
