@@ -1859,6 +1859,10 @@ impl Ctx<'_> {
                 self.wc_or(Field::VlanTci, u128::from(VLAN_CFI));
                 self.vlan_touched = true;
                 if self.flow.has_vlan() {
+                    // The inner tag becomes the outer one: what later
+                    // reads of the outer tag see (a select group's hash,
+                    // a match) comes from the inner slot of the key.
+                    self.wc.set_exact(Field::Vlan2Tci);
                     let inner = self.flow.get(Field::Vlan2Tci) as u16;
                     if inner & VLAN_CFI != 0 {
                         self.flow.set_vlan_tci(inner);
