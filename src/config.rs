@@ -26,8 +26,9 @@
 //!                           # native-untagged; default access with a tag, else trunk
 //! rx_ring = false           # Linux devices only (xennet's own, as the database's
 //!                           # Interface options:rx-ring): receive through a
-//!                           # TPACKET_V3 ring instead of recvmmsg (see netdev.rs;
-//!                           # up to 1 ms more latency per frame)
+//!                           # TPACKET_V3 ring of blocks instead of the default
+//!                           # TPACKET_V2 ring of frames (see netdev.rs; up to
+//!                           # 1 ms more latency per frame)
 //!
 //! [emulated_xen]
 //! enabled = true            # serve emulated Xen guests (xennet-guest)
@@ -277,9 +278,9 @@ pub struct PortConfig {
     /// OVS `Port:vlan_mode`: `access`, `trunk`, `native-tagged` or
     /// `native-untagged`; default access with a tag, else trunk.
     pub vlan_mode: Option<String>,
-    /// A Linux device only: receive through a `TPACKET_V3` ring instead of
-    /// `recvmmsg` (`Netdev::open`; the database's Interface
-    /// `options:rx-ring`). Default false.
+    /// A Linux device only: receive through a `TPACKET_V3` ring of blocks
+    /// instead of the default `TPACKET_V2` ring of frames (`Netdev::open`;
+    /// the database's Interface `options:rx-ring`). Default false.
     #[serde(default)]
     pub rx_ring: bool,
 }

@@ -17,9 +17,9 @@
 //!   to (`Netdev::open_tap`), as OVS's userspace datapath does for both.
 //! * Types `""` and `system` (other than vifs): an existing Linux device,
 //!   through an AF_PACKET socket (`Netdev::open`). `options:rx-ring=true`
-//!   makes it receive through a `TPACKET_V3` ring instead of `recvmmsg`
-//!   (see `netdev`: fewer drops under bursts, up to 1 ms more latency per
-//!   frame). The key is xennet's own: OVS defines no `options` for system
+//!   makes it receive through a `TPACKET_V3` ring of blocks instead of the
+//!   default `TPACKET_V2` ring of frames (see `netdev`: less CPU at low
+//!   rates, up to 1 ms more latency per frame). The key is xennet's own: OVS defines no `options` for system
 //!   devices (ovs-vswitchd warns "arguments provided to device that is
 //!   not configurable", lib/netdev.c, and ignores them; so a database
 //!   with the key still works with OVS). Like OVS's `smap_get_bool`, only
@@ -300,8 +300,8 @@ struct PlannedIface {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum DevKind {
     /// An existing device, through AF_PACKET (type "" or `system`),
-    /// receiving through a TPACKET_V3 ring if `rx_ring`
-    /// (`options:rx-ring`), else with `recvmmsg`.
+    /// receiving through the TPACKET_V3 block ring if `rx_ring`
+    /// (`options:rx-ring`), else through the TPACKET_V2 frame ring.
     System { rx_ring: bool },
     /// A tap device xennetd creates or attaches to (types `internal` and
     /// `tap`: the same netdev-linux tap class in OVS's userspace datapath).
@@ -1256,7 +1256,7 @@ fn rx_ring_option(iface: &xennet_ovsdb::Interface, log: &mut LogOnce) -> bool {
         Some(v) => {
             if !v.eq_ignore_ascii_case("false") {
                 log.warn(format!(
-                    "{}: options:rx-ring={v:?} is not true or false, receiving with recvmmsg",
+                    "{}: options:rx-ring={v:?} is not true or false, receiving through the TPACKET_V2 frame ring",
                     iface.name
                 ));
             }

@@ -10,55 +10,72 @@
 //! The device is put in promiscuous mode and our own transmissions are
 //! not read back (`PACKET_IGNORE_OUTGOING`, Linux 4.20).
 //!
-//! Frames are received with `recvmmsg` bursts of up to `MAX_BURST` into
-//! 64 KiB packet buffers, from a socket whose receive buffer is raised to
+//! Frames are received through an mmap'ed `TPACKET_V2` ring by default
+//! (Documentation/networking/packet_mmap.rst; `tpacket_rcv` in
+//! net/packet/af_packet.c): `FRAMES` slots of `FRAME_SIZE` (2 KiB; 2 MiB
+//! per port, pinned) into which the kernel writes each frame with its
+//! virtio-net header right before the Ethernet header (at `tp_mac` − 10)
+//! and hands the slot over at once (`TP_STATUS_USER`, and the socket polls
+//! readable). `recv` copies frames out of the slots into the batch's packet
+//! buffers without a system call and gives each slot back as soon as it is
+//! read. A frame larger than a slot (a GSO super-frame, a jumbo frame) is
+//! queued whole on the socket (`PACKET_COPY_THRESH`); its slot, cut short,
+//! says `TP_STATUS_COPY`, and `recv` reads the frame there with
+//! `recvmsg`, in its place in the order of arrival. Compared with
+//! `recvmmsg` for every frame (the path before), the ring takes a system
+//! call, an `skb` clone, queueing and a copy per frame off the forwarding
+//! thread: about a quarter less switch CPU per new connection through the
+//! connection tracker (README, "Connection tracking"), with no added
+//! latency. Every offset and length the kernel wrote is checked against
+//! the slot (a malformed slot counts as one `rx_errors`).
+//!
+//! The socket's receive buffer, where frames larger than a slot wait (and
+//! what `recvmmsg` reads where no ring can be set up), is raised to
 //! `RCVBUF_BYTES` (2 MiB, which the kernel doubles to 4 MiB of `skb`
 //! truesize; `SO_RCVBUFFORCE`, else `SO_RCVBUF` capped by
 //! `net.core.rmem_max`, with one info line): the default 208 KiB
 //! (`rmem_default`) holds only a few 64 KiB GSO frames, and when a burst
 //! from a fast sender finds it full the kernel drops frames, which TCP
-//! pays for in retransmits. It is a limit, not memory set aside: an idle
-//! port costs nothing. Frames are sent with one `sendmmsg` per burst, not
-//! copied (header and frame are two iovecs).
+//! pays for in retransmits. It is a limit, not memory set aside. Frames
+//! the kernel drops for want of room (in the ring or the buffer) count as
+//! `rx_dropped` (`PACKET_STATISTICS`). Frames are sent with one `sendmmsg`
+//! per burst, not copied (header and frame are two iovecs).
 //!
 //! On request (`Interface` `options:rx-ring=true`, `rx_ring = true` in the
-//! TOML configuration) a port receives through an mmap'ed `TPACKET_V3`
-//! ring instead (Documentation/networking/packet_mmap.rst; `tpacket_rcv`
-//! in net/packet/af_packet.c): `RING_BLOCKS` blocks of `RING_BLOCK_SIZE`
-//! bytes (2 MiB per port, pinned) that the kernel fills with frames, each
-//! with its virtio-net header right before the Ethernet header (at
-//! `tp_mac` − 10), and hands over when a block is full or `RING_RETIRE_MS`
-//! after it was opened. `recv` copies the frames into the batch's packet
-//! buffers without a system call and gives each block back as soon as it
-//! is read; the socket's `POLLIN` says a block is ready (and `POLLERR` an
-//! error, such as the device going down, which `recv` takes when it finds
-//! nothing to read). Every offset in a block is checked before use (a
-//! malformed block counts as one `rx_errors`); a frame the kernel had to
-//! cut (larger than a block) counts as `rx_dropped`, as do the frames the
-//! kernel dropped for want of room in the ring (`PACKET_STATISTICS`).
-//! Where the ring cannot be set up (old kernel, no memory), the port
-//! warns once and receives with `recvmmsg`. Ring frames carry the
+//! TOML configuration) a port receives through a `TPACKET_V3` ring of
+//! blocks instead: `RING_BLOCKS` blocks of `RING_BLOCK_SIZE` bytes (2 MiB
+//! per port, pinned) that the kernel fills with frames of any size and
+//! hands over when a block is full or `RING_RETIRE_MS` after it was
+//! opened; `recv` reads a block's frames as the frame ring's and the
+//! socket's `POLLIN` says a block is ready. A frame the kernel had to cut
+//! (larger than a block) counts as `rx_dropped`. Ring frames carry the
 //! virtio-net header from Linux 4.6 on (commit 58d19b19cd99); on older
-//! kernels the ring must not be requested.
+//! kernels the rings must not be used. Where a ring cannot be set up (old
+//! kernel, no memory), the port warns once and receives with `recvmmsg`.
+//! Either ring reads the socket's pending error (`SO_ERROR`, set when the
+//! device goes down) when woken with nothing to read, since reading a ring
+//! makes no system call that would take it.
 //!
-//! The ring is not the default because of the retire timeout: a block
+//! The block ring is not the default because of the retire timeout: a block
 //! that does not fill is handed over only after 1 ms (the smallest
 //! setting; on kernels whose retire timer still counts jiffies, before
 //! the hrtimer conversion of about 6.18, one tick: up to 4 ms at HZ=250),
-//! and that timer keeps firing while the port is idle, so a lone frame (a ping, a TCP handshake, a request/response
-//! exchange) waits up to that long at each ring port it enters. Measured
-//! through the switch between two veths (README, "Performance"; 5
-//! alternating runs each on a loaded 2-core machine): ping averaged
+//! and that timer keeps firing while the port is idle, so a lone frame (a
+//! ping, a TCP handshake, a request/response exchange) waits up to that
+//! long at each ring port it enters. Measured through the switch between
+//! two veths (README, "Performance"; 5 alternating runs each on a loaded
+//! 2-core machine, with `recvmmsg` then the default): ping averaged
 //! 0.10-0.34 ms with `recvmmsg` and the 2 MiB buffer, 0.7-1.9 ms with the
-//! ring; TCP retransmits per 10 s run were 0-49 with the 2 MiB buffer,
-//! 35k-65k with the ring and 744k-797k with the default 208 KiB buffer
-//! (likely because a ring block of 256 KiB holds only three 64 KiB GSO
-//! frames, so the ring queues about 24 of them, the 4 MiB buffer about
-//! 60); TCP was 7.0-7.9 Gbit/s with the 2 MiB buffer, 5.4-6.8 with the
-//! ring, and UDP 64 B rates overlapped. The ring costs the switch less
-//! CPU per frame (3.2-3.9 against 4.3-5.7 us at a fixed 78k UDP 64 B
-//! frames/s): it suits ports that carry much small-frame traffic and no
-//! latency-sensitive flows.
+//! block ring; TCP retransmits per 10 s run were 0-49 with the 2 MiB
+//! buffer, 35k-65k with the block ring and 744k-797k with the default
+//! 208 KiB buffer (likely because a ring block of 256 KiB holds only three
+//! 64 KiB GSO frames, so the ring queues about 24 of them, the 4 MiB
+//! buffer about 60); TCP was 7.0-7.9 Gbit/s with the 2 MiB buffer, 5.4-6.8
+//! with the block ring, and UDP 64 B rates overlapped. The block ring
+//! costs the switch less CPU per frame at low rates, where it wakes the
+//! switch once per block rather than once per frame (3.2-3.9 against
+//! 4.3-5.7 us at a fixed 78k UDP 64 B frames/s): it suits ports that carry
+//! much small-frame traffic and no latency-sensitive flows.
 //!
 //! The kernel takes the VLAN tag out of every frame before a packet
 //! socket sees it (`__netif_receive_skb_core`) and reports it beside the
@@ -118,6 +135,38 @@ const RING_FRAME_SIZE: usize = 2048;
 /// `tp_retire_blk_tov`, in ms: the kernel hands over a block that is not
 /// full after this long, which bounds the latency the ring adds.
 const RING_RETIRE_MS: u32 = 1;
+/// `tp_frame_size` of the frame ring (`TPACKET_V2`, the default receive
+/// path), in bytes: a frame of up to 1972 bytes (an MTU 1500 frame with
+/// two VLAN tags) fits after the kernel's 76 bytes of `tpacket2_hdr`,
+/// `sockaddr_ll` and virtio-net header; a larger one (a GSO or jumbo
+/// frame) is queued whole on the socket instead (`PACKET_COPY_THRESH`).
+const FRAME_SIZE: usize = 2048;
+/// `tp_block_size` of the frame ring: 32 frames, a multiple of every page
+/// size Linux uses (frames do not cross blocks; with whole frames in a
+/// block, frame `i` is at `i * FRAME_SIZE`).
+const FRAME_BLOCK_SIZE: usize = 64 * 1024;
+/// Frames in the frame ring: 2 MiB per port, as the block ring.
+const FRAMES: usize = RING_BLOCKS * RING_BLOCK_SIZE / FRAME_SIZE;
+/// Byte offsets in a frame ring slot (`struct tpacket2_hdr`, from libc's
+/// layout of linux/if_packet.h): `tp_status` (`TP_STATUS_USER` while the
+/// frame is ours, `TP_STATUS_COPY` when the whole frame waits on the
+/// socket, the VLAN bits), `tp_len`, `tp_snaplen` (bytes stored),
+/// `tp_mac` (the frame's offset from the slot), `tp_vlan_tci`,
+/// `tp_vlan_tpid`.
+const TP2_STATUS: usize = offset_of!(libc::tpacket2_hdr, tp_status);
+/// See [`TP2_STATUS`].
+const TP2_LEN: usize = offset_of!(libc::tpacket2_hdr, tp_len);
+/// See [`TP2_STATUS`].
+const TP2_SNAPLEN: usize = offset_of!(libc::tpacket2_hdr, tp_snaplen);
+/// See [`TP2_STATUS`].
+const TP2_MAC: usize = offset_of!(libc::tpacket2_hdr, tp_mac);
+/// See [`TP2_STATUS`].
+const TP2_VLAN_TCI: usize = offset_of!(libc::tpacket2_hdr, tp_vlan_tci);
+/// See [`TP2_STATUS`].
+const TP2_VLAN_TPID: usize = offset_of!(libc::tpacket2_hdr, tp_vlan_tpid);
+/// The slot header's size, `TPACKET_ALIGN`ed (32).
+const TP2_HDR_LEN: usize =
+    size_of::<libc::tpacket2_hdr>().next_multiple_of(libc::TPACKET_ALIGNMENT);
 /// Byte offsets in a ring block (`struct tpacket_block_desc`, whose
 /// `struct tpacket_hdr_v1` holds `block_status`, `num_pkts` and
 /// `offset_to_first_pkt`) and in a frame header (`struct tpacket3_hdr`:
@@ -184,13 +233,170 @@ enum Backing {
     Tap(crate::tap::TapDevice),
 }
 
-/// A `TPACKET_V3` receive ring mapped from an `AF_PACKET` socket
-/// (Documentation/networking/packet_mmap.rst): `blocks` blocks of
-/// `block_size` bytes, each owned by the kernel (which fills it) until it
-/// sets `TP_STATUS_USER` in the block's status, then by us until we set
+/// How a Linux device port receives frames (module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RxPath {
+    /// A `TPACKET_V2` ring of 2 KiB frames, each handed over as soon as
+    /// it is written; larger frames wait whole on the socket. The default.
+    FrameRing,
+    /// A `TPACKET_V3` ring of 256 KiB blocks, handed over when full or
+    /// 1 ms after opening (`options:rx-ring=true`).
+    BlockRing,
+    /// `recvmmsg` from the socket's receive buffer: where no ring can be
+    /// set up.
+    Recvmmsg,
+}
+
+/// A receive ring mapped from an `AF_PACKET` socket
+/// (Documentation/networking/packet_mmap.rst).
+#[derive(Debug)]
+enum RxRing {
+    Frames(FrameRing),
+    Blocks(BlockRing),
+}
+
+/// Set receive ring `req` (a `tpacket_req` for `TPACKET_V2`, a
+/// `tpacket_req3` for `TPACKET_V3`) of `version` up on `fd` (a packet
+/// socket, not yet bound, with `PACKET_VNET_HDR` already set: the kernel
+/// refuses it once a ring exists) and map its `len` bytes.
+///
+/// # Errors
+/// What `PACKET_VERSION`, `PACKET_RX_RING` (e.g. ENOMEM, EINVAL on
+/// kernels before 3.2) or `mmap` report.
+fn map_ring<R>(
+    fd: &OwnedFd,
+    version: libc::tpacket_versions,
+    req: &R,
+    len: usize,
+) -> io::Result<NonNull<u8>> {
+    setsockopt_int(fd, libc::SOL_PACKET, PACKET_VERSION, version as libc::c_int)?;
+    // SAFETY: `req` lives across the call and its size is passed.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            PACKET_RX_RING,
+            (req as *const R).cast(),
+            size_of::<R>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let len = NonZeroUsize::new(len).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: a fresh shared mapping of the socket's ring, at an address
+    // of the kernel's choosing; nothing else refers to it.
+    let base = unsafe {
+        nix::sys::mman::mmap(
+            None,
+            len,
+            nix::sys::mman::ProtFlags::PROT_READ | nix::sys::mman::ProtFlags::PROT_WRITE,
+            nix::sys::mman::MapFlags::MAP_SHARED,
+            fd.as_fd(),
+            0,
+        )
+    }
+    .map_err(io::Error::from)?;
+    Ok(base.cast())
+}
+
+/// The word at byte `off` of a ring mapped at `base`, shared with the
+/// kernel.
+///
+/// # Safety
+/// `off` is 4-byte aligned and within the mapping, which outlives the
+/// borrow.
+unsafe fn ring_word<'a>(base: NonNull<u8>, off: usize) -> &'a AtomicU32 {
+    // SAFETY: the caller's guarantees; the kernel reads and writes the
+    // word concurrently, which is what an atomic is for.
+    unsafe { &*base.as_ptr().add(off).cast::<AtomicU32>() }
+}
+
+/// A `TPACKET_V2` receive ring: `frames` slots of `frame_size` bytes, each
+/// owned by the kernel (which writes a frame into it) until it sets
+/// `TP_STATUS_USER` in the slot's status, then by us until we set
+/// `TP_STATUS_KERNEL` again. Slots are handed over in ring order, each as
+/// soon as it is written, so the ring adds no latency.
+#[derive(Debug)]
+struct FrameRing {
+    base: NonNull<u8>,
+    frame_size: usize,
+    frames: usize,
+    /// The slot read next.
+    frame: usize,
+}
+
+// SAFETY: the mapping belongs to this value alone (the kernel is the only
+// other party); moving it to another thread moves that ownership.
+unsafe impl Send for FrameRing {}
+
+impl FrameRing {
+    /// Set the ring up on `fd` (see [`map_ring`]), with
+    /// `PACKET_COPY_THRESH` so that a frame larger than a slot is queued
+    /// whole on the socket (its slot, cut short, says `TP_STATUS_COPY`).
+    ///
+    /// # Errors
+    /// As [`map_ring`], and what `PACKET_COPY_THRESH` reports.
+    fn map(fd: &OwnedFd) -> io::Result<FrameRing> {
+        setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_COPY_THRESH, 1)?;
+        let req = libc::tpacket_req {
+            tp_block_size: FRAME_BLOCK_SIZE as u32,
+            tp_block_nr: (FRAMES * FRAME_SIZE / FRAME_BLOCK_SIZE) as u32,
+            tp_frame_size: FRAME_SIZE as u32,
+            tp_frame_nr: FRAMES as u32,
+        };
+        let base = map_ring(
+            fd,
+            libc::tpacket_versions::TPACKET_V2,
+            &req,
+            FRAMES * FRAME_SIZE,
+        )?;
+        Ok(FrameRing {
+            base,
+            frame_size: FRAME_SIZE,
+            frames: FRAMES,
+            frame: 0,
+        })
+    }
+
+    /// The status word of slot `i` (`i < self.frames`).
+    fn status(&self, i: usize) -> &AtomicU32 {
+        debug_assert!(i < self.frames);
+        // SAFETY: slots are 16-byte aligned (TPACKET_ALIGNMENT) within
+        // the mapping and the status is their first word.
+        unsafe { ring_word(self.base, i * self.frame_size + TP2_STATUS) }
+    }
+
+    /// Slot `i` as bytes.
+    ///
+    /// # Safety
+    /// The slot must be ours (its status, loaded with `Acquire`, has
+    /// `TP_STATUS_USER`) for as long as the slice lives: drop it before
+    /// giving the slot back.
+    unsafe fn frame_bytes<'a>(&self, i: usize) -> &'a [u8] {
+        debug_assert!(i < self.frames);
+        // SAFETY: in bounds of the mapping; the caller guarantees the
+        // kernel does not write the slot while the slice lives.
+        unsafe {
+            std::slice::from_raw_parts(self.base.as_ptr().add(i * self.frame_size), self.frame_size)
+        }
+    }
+}
+
+impl Drop for FrameRing {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map` (or a test's), not used after
+        // this; no slice of it outlives a `recv`.
+        let _ = unsafe { nix::sys::mman::munmap(self.base.cast(), self.frame_size * self.frames) };
+    }
+}
+
+/// A `TPACKET_V3` receive ring: `blocks` blocks of `block_size` bytes,
+/// each owned by the kernel (which fills it) until it sets
+/// `TP_STATUS_USER` in the block's status, then by us until we set
 /// `TP_STATUS_KERNEL` again. Blocks are handed over in ring order.
 #[derive(Debug)]
-struct RxRing {
+struct BlockRing {
     base: NonNull<u8>,
     block_size: usize,
     blocks: usize,
@@ -203,21 +409,15 @@ struct RxRing {
     released: u64,
 }
 
-// SAFETY: the mapping belongs to this value alone (the kernel is the only
-// other party); moving it to another thread moves that ownership.
-unsafe impl Send for RxRing {}
+// SAFETY: as for `FrameRing`.
+unsafe impl Send for BlockRing {}
 
-impl RxRing {
-    /// Set up the ring on `fd` (a packet socket, not yet bound, with
-    /// `PACKET_VNET_HDR` already set: the kernel refuses it once a ring
-    /// exists) and map it.
+impl BlockRing {
+    /// Set the ring up on `fd` (see [`map_ring`]).
     ///
     /// # Errors
-    /// What `PACKET_VERSION`, `PACKET_RX_RING` (e.g. ENOMEM, EINVAL on
-    /// kernels before 3.2) or `mmap` report.
-    fn map(fd: &OwnedFd) -> io::Result<RxRing> {
-        let v3 = libc::tpacket_versions::TPACKET_V3 as libc::c_int;
-        setsockopt_int(fd, libc::SOL_PACKET, PACKET_VERSION, v3)?;
+    /// As [`map_ring`].
+    fn map(fd: &OwnedFd) -> io::Result<BlockRing> {
         let req = libc::tpacket_req3 {
             tp_block_size: RING_BLOCK_SIZE as u32,
             tp_block_nr: RING_BLOCKS as u32,
@@ -227,36 +427,14 @@ impl RxRing {
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
-        // SAFETY: `req` lives across the call and its size is passed.
-        let r = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                PACKET_RX_RING,
-                (&req as *const libc::tpacket_req3).cast(),
-                size_of::<libc::tpacket_req3>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let len = NonZeroUsize::new(RING_BLOCK_SIZE * RING_BLOCKS)
-            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-        // SAFETY: a fresh shared mapping of the socket's ring, at an
-        // address of the kernel's choosing; nothing else refers to it.
-        let base = unsafe {
-            nix::sys::mman::mmap(
-                None,
-                len,
-                nix::sys::mman::ProtFlags::PROT_READ | nix::sys::mman::ProtFlags::PROT_WRITE,
-                nix::sys::mman::MapFlags::MAP_SHARED,
-                fd.as_fd(),
-                0,
-            )
-        }
-        .map_err(io::Error::from)?;
-        Ok(RxRing {
-            base: base.cast(),
+        let base = map_ring(
+            fd,
+            libc::tpacket_versions::TPACKET_V3,
+            &req,
+            RING_BLOCK_SIZE * RING_BLOCKS,
+        )?;
+        Ok(BlockRing {
+            base,
             block_size: RING_BLOCK_SIZE,
             blocks: RING_BLOCKS,
             block: 0,
@@ -270,15 +448,8 @@ impl RxRing {
         debug_assert!(b < self.blocks);
         // SAFETY: `b` is a block of the mapping, whose blocks are page
         // aligned and longer than their header, so the word is in bounds
-        // and 4-byte aligned. The kernel reads and writes it concurrently,
-        // which is what an atomic is for.
-        unsafe {
-            &*self
-                .base
-                .as_ptr()
-                .add(b * self.block_size + BLK_STATUS)
-                .cast::<AtomicU32>()
-        }
+        // and 4-byte aligned.
+        unsafe { ring_word(self.base, b * self.block_size + BLK_STATUS) }
     }
 
     /// Block `b` as bytes.
@@ -297,7 +468,7 @@ impl RxRing {
     }
 }
 
-impl Drop for RxRing {
+impl Drop for BlockRing {
     fn drop(&mut self) {
         // SAFETY: the mapping made in `map` (or a test's), not used after
         // this; no slice of it outlives a `recv`.
@@ -408,17 +579,33 @@ fn set_rcvbuf(fd: &OwnedFd, name: &str) -> usize {
 }
 
 impl Netdev {
-    /// Open device `name` (which must exist in this network namespace).
-    /// It receives with `recvmmsg` from a socket with a
-    /// `RCVBUF_BYTES` (2 MiB) receive buffer, or, if `rx_ring`, through a
-    /// `TPACKET_V3` ring (falling back to `recvmmsg`, with one warning,
-    /// where the ring cannot be set up); either way one info line says
-    /// which.
+    /// Open device `name` (which must exist in this network namespace),
+    /// receiving through the block ring if `rx_ring` (OVS-style
+    /// `options:rx-ring=true`), else through the frame ring: see
+    /// [`Netdev::open_with`].
+    ///
+    /// # Errors
+    /// As [`Netdev::open_with`].
+    pub fn open(name: &str, rx_ring: bool) -> io::Result<Netdev> {
+        let path = if rx_ring {
+            RxPath::BlockRing
+        } else {
+            RxPath::FrameRing
+        };
+        Self::open_with(name, path)
+    }
+
+    /// Open device `name` (which must exist in this network namespace),
+    /// receiving by `path`; where a ring cannot be set up (old kernel, no
+    /// memory) it warns once and receives with `recvmmsg`. The socket's
+    /// receive buffer (what `recvmmsg` reads, and where the frame ring
+    /// puts frames larger than a slot) is raised to `RCVBUF_BYTES`
+    /// (2 MiB). One info line says which path the port uses.
     ///
     /// # Errors
     /// When the device does not exist or the socket cannot be set up
     /// (needs `CAP_NET_RAW`).
-    pub fn open(name: &str, rx_ring: bool) -> io::Result<Netdev> {
+    pub fn open_with(name: &str, path: RxPath) -> io::Result<Netdev> {
         let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         // SAFETY: a plain C call with a NUL-terminated string.
         let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
@@ -447,30 +634,30 @@ impl Netdev {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         // Before the ring: the kernel refuses it once a ring exists.
         setsockopt_int(&fd, libc::SOL_PACKET, PACKET_VNET_HDR, 1)?;
-        let ring = if rx_ring {
-            match RxRing::map(&fd) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    tracing::warn!(
-                        "{name}: no TPACKET_V3 receive ring ({e}): receiving with recvmmsg"
-                    );
-                    // A fresh socket, without the version or ring half set.
-                    drop(fd);
-                    return Self::open(name, false);
-                }
-            }
-        } else {
-            None
+        let ring = match path {
+            RxPath::Recvmmsg => Ok(None),
+            RxPath::FrameRing => FrameRing::map(&fd).map(|r| Some(RxRing::Frames(r))),
+            RxPath::BlockRing => BlockRing::map(&fd).map(|r| Some(RxRing::Blocks(r))),
         };
-        // The ring reports VLAN tags the kernel took out of frames in each
-        // frame's header; recvmmsg in a control message.
-        let rcvbuf = if ring.is_none() {
+        let ring = match ring {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("{name}: no {path:?} receive ring ({e}): receiving with recvmmsg");
+                // A fresh socket, without the version or ring half set.
+                drop(fd);
+                return Self::open_with(name, RxPath::Recvmmsg);
+            }
+        };
+        // The rings report VLAN tags the kernel took out of frames in each
+        // frame's header; recvmmsg (also for frames the frame ring leaves
+        // on the socket) in a control message.
+        let rcvbuf = if !matches!(ring, Some(RxRing::Blocks(_))) {
             if let Err(e) = setsockopt_int(&fd, libc::SOL_PACKET, PACKET_AUXDATA, 1) {
                 tracing::warn!("{name}: PACKET_AUXDATA (VLAN tags will be lost): {e}");
             }
-            Some(set_rcvbuf(&fd, name))
+            set_rcvbuf(&fd, name)
         } else {
-            None
+            0
         };
         // Older kernels lack it; then we also read our own output, which
         // MAC learning tolerates (it arrives on the port it left by).
@@ -512,14 +699,19 @@ impl Netdev {
         if r < 0 {
             return Err(io::Error::last_os_error());
         }
-        match rcvbuf {
-            None => tracing::info!(
+        match ring {
+            Some(RxRing::Blocks(_)) => tracing::info!(
                 "{name}: receiving through a TPACKET_V3 ring ({RING_BLOCKS} blocks of {} KiB)",
                 RING_BLOCK_SIZE / 1024
             ),
-            Some(n) => tracing::info!(
+            Some(RxRing::Frames(_)) => tracing::info!(
+                "{name}: receiving through a TPACKET_V2 ring ({FRAMES} frames of {FRAME_SIZE} bytes; \
+                 larger frames through the socket receive buffer of {} KiB)",
+                rcvbuf / 1024
+            ),
+            None => tracing::info!(
                 "{name}: receiving with recvmmsg (socket receive buffer {} KiB)",
-                n / 1024
+                rcvbuf / 1024
             ),
         }
         Ok(Netdev {
@@ -695,15 +887,109 @@ impl Netdev {
 }
 
 impl Netdev {
-    /// The ring's `recv`: copy frames out of the blocks the kernel handed
-    /// over, in ring order, into the batch's free slots; give each block
-    /// back as soon as all its frames are read. When the batch fills up in
-    /// the middle of a block, the block stays ours and the next call goes
-    /// on from there.
-    fn recv_ring(&mut self, batch: &mut PacketBatch) -> RecvStatus {
-        let Some(mut ring) = self.ring.take() else {
-            return RecvStatus::Idle;
+    /// The frame ring's `recv`: copy frames out of the slots the kernel
+    /// handed over, in ring order, into the batch's free slots, giving
+    /// each back once read; a slot that says `TP_STATUS_COPY` stands for
+    /// the next frame queued on the socket, read there. With nothing in
+    /// the ring, the socket is read all the same: that takes a pending
+    /// error (the device going down), which would otherwise keep it
+    /// polling readable.
+    fn recv_frames(&mut self, batch: &mut PacketBatch, mut ring: FrameRing) -> RecvStatus {
+        let mut seen = 0;
+        let status = loop {
+            if batch.is_full() {
+                break RecvStatus::More;
+            }
+            let i = ring.frame;
+            // Acquire: the frame the kernel wrote before handing the slot
+            // over is visible once we see its status.
+            let st = ring.status(i).load(Ordering::Acquire);
+            if st & TP_STATUS_USER == 0 {
+                if seen == 0 {
+                    self.recv_socket(batch, MAX_BURST);
+                }
+                break RecvStatus::Idle;
+            }
+            seen += 1;
+            // SAFETY: slot `i` is ours until the status store below, and
+            // the slice is not used after it.
+            let slot = unsafe { ring.frame_bytes(i) };
+            self.read_slot(slot, st, batch);
+            // Release: we are done reading the slot before the kernel may
+            // write it again.
+            ring.status(i).store(TP_STATUS_KERNEL, Ordering::Release);
+            ring.frame = (i + 1) % ring.frames;
         };
+        self.ring = Some(RxRing::Frames(ring));
+        status
+    }
+
+    /// Take the frame of ring slot `slot` (ours, status `st`) into
+    /// `batch`, which has room for it. Every offset and length the kernel
+    /// wrote is checked against the slot.
+    fn read_slot(&mut self, slot: &[u8], st: u32, batch: &mut PacketBatch) {
+        if st & libc::TP_STATUS_COPY != 0 {
+            // The whole frame is on the socket, queued before the slot
+            // was handed over (tpacket_rcv).
+            if self.recv_socket(batch, 1).0 == 0 {
+                self.stats.rx_errors += 1;
+                if self.drop_log.ready() {
+                    tracing::warn!(
+                        "{}: a receive ring slot says its frame is on the socket, which has none",
+                        self.name
+                    );
+                }
+            }
+            return;
+        }
+        let (Some(snaplen), Some(len), Some(mac)) = (
+            rd32(slot, TP2_SNAPLEN),
+            rd32(slot, TP2_LEN),
+            rd16(slot, TP2_MAC),
+        ) else {
+            return self.bad_slot("header");
+        };
+        if snaplen != len {
+            // Larger than a slot, and the socket had no room for it
+            // either (its receive buffer was full).
+            self.stats.rx_dropped += 1;
+            return self.warn_rate_limited("frame larger than a ring slot", len as usize);
+        }
+        let mac = usize::from(mac);
+        if mac < TP2_HDR_LEN + VNET_HDR_LEN {
+            return self.bad_slot("frame offset inside the slot header");
+        }
+        // The virtio-net header lies right before the frame.
+        let Some(rx) = slot.get(mac - VNET_HDR_LEN..mac.saturating_add(snaplen as usize)) else {
+            return self.bad_slot("frame beyond the slot");
+        };
+        let vlan = (st & TP_STATUS_VLAN_VALID != 0).then(|| {
+            vlan_tag(
+                st & TP_STATUS_VLAN_TPID_VALID != 0,
+                rd16(slot, TP2_VLAN_TCI).unwrap_or(0),
+                rd16(slot, TP2_VLAN_TPID).unwrap_or(0),
+            )
+        });
+        self.take_frame(rx, vlan, batch);
+    }
+
+    /// Count and log a malformed ring slot (its frame is lost).
+    fn bad_slot(&mut self, why: &str) {
+        self.stats.rx_errors += 1;
+        if self.drop_log.ready() {
+            tracing::warn!(
+                "{}: dropped a malformed receive ring slot: {why}",
+                self.name
+            );
+        }
+    }
+
+    /// The block ring's `recv`: copy frames out of the blocks the kernel
+    /// handed over, in ring order, into the batch's free slots; give each
+    /// block back as soon as all its frames are read. When the batch fills
+    /// up in the middle of a block, the block stays ours and the next call
+    /// goes on from there.
+    fn recv_blocks(&mut self, batch: &mut PacketBatch, mut ring: BlockRing) -> RecvStatus {
         let mut blocks_seen = 0;
         let status = loop {
             if batch.is_full() {
@@ -733,7 +1019,7 @@ impl Netdev {
             ring.block = (b + 1) % ring.blocks;
             ring.released += 1;
         };
-        self.ring = Some(ring);
+        self.ring = Some(RxRing::Blocks(ring));
         status
     }
 
@@ -1056,28 +1342,21 @@ fn rx_offloads(rx: &[u8]) -> Result<(Csum, Option<Gso>), &'static str> {
     Ok((csum, gso))
 }
 
-impl Port for Netdev {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn event_fd(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.fd())
-    }
-
-    fn recv(&mut self, batch: &mut PacketBatch) -> RecvStatus {
-        if self.is_tap() {
-            return self.recv_tap(batch);
-        }
-        if self.ring.is_some() {
-            return self.recv_ring(batch);
-        }
+impl Netdev {
+    /// Receive up to `max` frames from the socket with one `recvmmsg`
+    /// into the batch's free slots. Returns the frames taken and whether
+    /// the socket may hold more (it filled every slot asked for).
+    fn recv_socket(&mut self, batch: &mut PacketBatch, max: usize) -> (usize, RecvStatus) {
         let start = batch.len();
-        while batch.push_slot().is_some() {}
+        for _ in 0..max {
+            if batch.push_slot().is_none() {
+                break;
+            }
+        }
         let slots = &mut batch.packets_mut()[start..];
         let want = slots.len();
         if want == 0 {
-            return RecvStatus::More;
+            return (0, RecvStatus::More);
         }
         // SAFETY: iovec and mmsghdr are plain data; zero is a valid value.
         let mut iov: [libc::iovec; MAX_BURST] = unsafe { std::mem::zeroed() };
@@ -1132,10 +1411,32 @@ impl Port for Netdev {
         for _ in kept..want {
             batch.pop();
         }
-        if got == want {
+        let status = if got == want {
             RecvStatus::More
         } else {
             RecvStatus::Idle
+        };
+        (kept, status)
+    }
+}
+
+impl Port for Netdev {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn event_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.fd())
+    }
+
+    fn recv(&mut self, batch: &mut PacketBatch) -> RecvStatus {
+        if self.is_tap() {
+            return self.recv_tap(batch);
+        }
+        match self.ring.take() {
+            Some(RxRing::Frames(r)) => self.recv_frames(batch, r),
+            Some(RxRing::Blocks(r)) => self.recv_blocks(batch, r),
+            None => self.recv_socket(batch, MAX_BURST).1,
         }
     }
 
@@ -1415,7 +1716,7 @@ mod ring_tests {
 
     /// A ring of `blocks` blocks of `BS` bytes in anonymous memory, all
     /// the kernel's, for feeding `recv_ring` hand-made blocks.
-    fn fake_ring(blocks: usize) -> RxRing {
+    fn fake_ring(blocks: usize) -> BlockRing {
         // SAFETY: a fresh private anonymous mapping.
         let base = unsafe {
             nix::sys::mman::mmap_anonymous(
@@ -1426,7 +1727,7 @@ mod ring_tests {
             )
         }
         .unwrap();
-        RxRing {
+        BlockRing {
             base: base.cast(),
             block_size: BS,
             blocks,
@@ -1436,7 +1737,7 @@ mod ring_tests {
         }
     }
 
-    fn block_mut(ring: &mut RxRing, b: usize) -> &mut [u8] {
+    fn block_mut(ring: &mut BlockRing, b: usize) -> &mut [u8] {
         assert!(b < ring.blocks);
         // SAFETY: in bounds of the test's own mapping, which nobody else
         // writes; the returned borrow ties up `ring`.
@@ -1467,7 +1768,7 @@ mod ring_tests {
     }
 
     /// Hand block `b` to "user space" with `n` frames from offset 48.
-    fn hand_over(ring: &mut RxRing, b: usize, n: u32, first: u32) {
+    fn hand_over(ring: &mut BlockRing, b: usize, n: u32, first: u32) {
         let blk = block_mut(ring, b);
         put32(blk, BLK_NUM_PKTS, n);
         put32(blk, BLK_FIRST, first);
@@ -1484,14 +1785,29 @@ mod ring_tests {
     /// A port reading `ring` (its socket, one end of a Unix pair, is
     /// never read: the ring holds what it receives).
     fn dev_with(ring: RxRing) -> Netdev {
-        let (ours, _theirs) = std::os::unix::net::UnixDatagram::pair().unwrap();
-        Netdev {
+        dev_with_socket(ring).0
+    }
+
+    /// As `dev_with`, also returning the other end of the port's socket
+    /// (what is sent there is queued on the port's socket).
+    fn dev_with_socket(ring: RxRing) -> (Netdev, std::os::unix::net::UnixDatagram) {
+        let (ours, theirs) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let dev = Netdev {
             ring: Some(ring),
             backing: Backing::Socket(OwnedFd::from(ours)),
             name: "test".into(),
             stats: PortStats::default(),
             drop_log: LogLimit::default(),
             kernel_drops: Cell::new(0),
+        };
+        (dev, theirs)
+    }
+
+    /// The port's block ring.
+    fn blocks(dev: &mut Netdev) -> &mut BlockRing {
+        match dev.ring.as_mut() {
+            Some(RxRing::Blocks(r)) => r,
+            r => panic!("not a block ring: {r:?}"),
         }
     }
 
@@ -1549,11 +1865,11 @@ mod ring_tests {
         hand_over(&mut ring, 5, 2, 48);
         // Block 6 stays the kernel's.
 
-        let mut dev = dev_with(ring);
+        let mut dev = dev_with(RxRing::Blocks(ring));
         let mut batch = PacketBatch::new();
         assert_eq!(dev.recv(&mut batch), RecvStatus::More);
         assert_eq!(batch.len(), MAX_BURST);
-        let ring = dev.ring.as_ref().unwrap();
+        let ring = blocks(&mut dev);
         assert_eq!(ring.block, 0);
         assert_eq!(ring.cursor.map(|c| c.0), Some(40 - MAX_BURST as u32));
         assert_eq!(ring.status(0).load(Ordering::Acquire), TP_STATUS_USER);
@@ -1581,7 +1897,7 @@ mod ring_tests {
         assert_eq!(dev.stats.rx_packets, 44);
         assert_eq!(dev.stats.rx_dropped, 1, "the cut frame");
         assert_eq!(dev.stats.rx_errors, 4, "blocks 2 to 5");
-        let ring = dev.ring.as_mut().unwrap();
+        let ring = blocks(&mut dev);
         for b in 0..6 {
             assert_eq!(
                 ring.status(b).load(Ordering::Acquire),
@@ -1608,7 +1924,180 @@ mod ring_tests {
         dev.take_frame(&rx, Some([0x81, 0, 0, 1]), &mut batch);
         assert!(batch.is_empty());
         assert_eq!(dev.stats.rx_dropped, dropped + 1);
-        assert_eq!(dev.ring.as_ref().unwrap().block, 1);
+        assert_eq!(blocks(&mut dev).block, 1);
+    }
+
+    /// Where the kernel puts the frame in a `TPACKET_V2` slot of a
+    /// `SOCK_RAW` ring with a virtio-net header:
+    /// TPACKET_ALIGN(32 + 20 + 16) + 10 - 14.
+    const MAC2: usize = 76;
+
+    /// A frame ring of `frames` slots in anonymous memory, all the
+    /// kernel's, for feeding `recv` hand-made slots.
+    fn fake_frames(frames: usize) -> FrameRing {
+        // SAFETY: a fresh private anonymous mapping.
+        let base = unsafe {
+            nix::sys::mman::mmap_anonymous(
+                None,
+                NonZeroUsize::new(FRAME_SIZE * frames).unwrap(),
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_PRIVATE,
+            )
+        }
+        .unwrap();
+        FrameRing {
+            base: base.cast(),
+            frame_size: FRAME_SIZE,
+            frames,
+            frame: 0,
+        }
+    }
+
+    /// Write a frame into slot `i` as tpacket_rcv does (`snaplen` bytes
+    /// of it stored at `mac`) and hand the slot over with `status`.
+    fn put_slot(
+        ring: &mut FrameRing,
+        i: usize,
+        (vnet, frame, snaplen, mac): ([u8; VNET_HDR_LEN], &[u8], usize, usize),
+        status: u32,
+    ) {
+        assert!(i < ring.frames);
+        // SAFETY: in bounds of the test's own mapping, which nobody else
+        // writes.
+        let slot = unsafe {
+            std::slice::from_raw_parts_mut(ring.base.as_ptr().add(i * FRAME_SIZE), FRAME_SIZE)
+        };
+        put32(slot, TP2_LEN, frame.len() as u32);
+        put32(slot, TP2_SNAPLEN, snaplen as u32);
+        slot[TP2_MAC..TP2_MAC + 2].copy_from_slice(&(mac as u16).to_ne_bytes());
+        let stored = mac
+            .checked_sub(VNET_HDR_LEN)
+            .and_then(|start| slot.get_mut(start..mac + snaplen));
+        if let Some(d) = stored {
+            d[..VNET_HDR_LEN].copy_from_slice(&vnet);
+            d[VNET_HDR_LEN..].copy_from_slice(&frame[..snaplen]);
+        }
+        ring.status(i).store(status, Ordering::Release);
+    }
+
+    /// The port's frame ring.
+    fn frames(dev: &mut Netdev) -> &mut FrameRing {
+        match dev.ring.as_mut() {
+            Some(RxRing::Frames(r)) => r,
+            r => panic!("not a frame ring: {r:?}"),
+        }
+    }
+
+    #[test]
+    fn ring_slots_are_read_in_order_and_malformed_ones_dropped() {
+        const N: usize = 64;
+        let mut ring = fake_frames(N);
+        let none = [0u8; VNET_HDR_LEN];
+        let mut partial = none;
+        partial[0] = VNET_F_NEEDS_CSUM;
+        partial[6..8].copy_from_slice(&34u16.to_le_bytes());
+        partial[8..10].copy_from_slice(&16u16.to_le_bytes());
+        let user = TP_STATUS_USER;
+        // Slots 0-39: more frames than a batch.
+        for i in 0..40u8 {
+            let f = frame(i, 60 + usize::from(i));
+            put_slot(&mut ring, i.into(), (none, &f, f.len(), MAC2), user);
+        }
+        let f = frame(100, 80);
+        put_slot(&mut ring, 40, (partial, &f, 80, MAC2), user);
+        // Cut short with no copy on the socket (its buffer was full).
+        let f = frame(101, 3000);
+        put_slot(&mut ring, 41, (none, &f, FRAME_SIZE - MAC2, MAC2), user);
+        // Reported with an 802.1ad tag (TCI 0x2005) taken out of it.
+        let f = frame(102, 64);
+        let vlan = user | TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID;
+        put_slot(&mut ring, 42, (none, &f, 64, MAC2), vlan);
+        {
+            // SAFETY: as in put_slot.
+            let slot = unsafe {
+                std::slice::from_raw_parts_mut(ring.base.as_ptr().add(42 * FRAME_SIZE), FRAME_SIZE)
+            };
+            slot[TP2_VLAN_TCI..TP2_VLAN_TCI + 2].copy_from_slice(&0x2005u16.to_ne_bytes());
+            slot[TP2_VLAN_TPID..TP2_VLAN_TPID + 2].copy_from_slice(&0x88a8u16.to_ne_bytes());
+        }
+        // A frame offset inside the slot header, and one past its end.
+        let f = frame(103, 64);
+        put_slot(&mut ring, 43, (none, &f, 64, 8), user);
+        put_slot(&mut ring, 44, (none, &f, 64, FRAME_SIZE - 10), user);
+        // A frame larger than a slot, whole on the socket.
+        let big = frame(104, 5000);
+        put_slot(
+            &mut ring,
+            45,
+            (none, &big, FRAME_SIZE - MAC2, MAC2),
+            user | libc::TP_STATUS_COPY,
+        );
+        // A slot saying so with nothing on the socket.
+        put_slot(
+            &mut ring,
+            46,
+            (none, &big, FRAME_SIZE - MAC2, MAC2),
+            user | libc::TP_STATUS_COPY,
+        );
+        let f = frame(105, 64);
+        put_slot(&mut ring, 47, (none, &f, 64, MAC2), user);
+        // Slot 48 stays the kernel's.
+
+        let (mut dev, theirs) = dev_with_socket(RxRing::Frames(ring));
+        let mut sent = none.to_vec();
+        sent.extend_from_slice(&big);
+        theirs.send(&sent).unwrap();
+        let mut batch = PacketBatch::new();
+        assert_eq!(dev.recv(&mut batch), RecvStatus::More);
+        assert_eq!(batch.len(), MAX_BURST);
+        assert_eq!(frames(&mut dev).frame, MAX_BURST);
+        let mut tags: Vec<u8> = batch.packets().iter().map(|p| p.data()[0]).collect();
+        batch.clear();
+        assert_eq!(dev.recv(&mut batch), RecvStatus::Idle);
+        tags.extend(batch.packets().iter().map(|p| p.data()[0]));
+        let want: Vec<u8> = (0..40).chain([100, 102, 104, 105]).collect();
+        assert_eq!(tags, want);
+        let p100 = &batch.packets()[8];
+        assert_eq!(
+            p100.csum,
+            Csum::Partial {
+                start: 34,
+                offset: 16
+            }
+        );
+        assert_eq!(p100.data(), &frame(100, 80)[..]);
+        let mut f102 = frame(102, 64);
+        f102.splice(12..12, [0x88, 0xa8, 0x20, 0x05]);
+        assert_eq!(batch.packets()[9].data(), &f102[..]);
+        assert_eq!(batch.packets()[10].data(), &big[..]);
+        assert_eq!(dev.stats.rx_packets, 44);
+        assert_eq!(dev.stats.rx_dropped, 1, "the cut frame");
+        assert_eq!(dev.stats.rx_errors, 3, "slots 43, 44 and 46");
+        let ring = frames(&mut dev);
+        for i in 0..48 {
+            assert_eq!(
+                ring.status(i).load(Ordering::Acquire),
+                TP_STATUS_KERNEL,
+                "slot {i}"
+            );
+        }
+        assert_eq!(ring.frame, 48);
+        // The ring wraps around.
+        for (i, tag) in (48..N).chain([0, 1]).zip(110u8..) {
+            let f = frame(tag, 70);
+            put_slot(ring, i, (none, &f, 70, MAC2), user);
+        }
+        let mut tags = Vec::new();
+        loop {
+            batch.clear();
+            let st = dev.recv(&mut batch);
+            tags.extend(batch.packets().iter().map(|p| p.data()[0]));
+            if st == RecvStatus::Idle {
+                break;
+            }
+        }
+        assert_eq!(tags, (110u8..110 + 18).collect::<Vec<_>>());
+        assert_eq!(frames(&mut dev).frame, 2);
     }
 }
 
@@ -1682,13 +2171,17 @@ mod veth_tests {
         // read into a batch other ports already put packets in), so that
         // any block of more frames is read in several calls.
         const FREE: usize = 5;
+        let mut order = Vec::new();
+        let mut sent_order = Vec::new();
         let mut drain = |rx: &mut Netdev, got: &mut BTreeSet<u32>, stopped: &mut bool| loop {
             batch.clear();
             while batch.len() < MAX_BURST - FREE {
                 batch.push_slot();
             }
             let st = rx.recv(&mut batch);
-            if st == RecvStatus::More && rx.ring.as_ref().is_some_and(|r| r.cursor.is_some()) {
+            if st == RecvStatus::More
+                && matches!(&rx.ring, Some(RxRing::Blocks(r)) if r.cursor.is_some())
+            {
                 *stopped = true;
             }
             for p in &batch.packets()[MAX_BURST - FREE..] {
@@ -1722,6 +2215,7 @@ mod veth_tests {
                     );
                 }
                 assert!(got.insert(seq), "frame {seq} arrived twice");
+                order.push(seq);
             }
             if st == RecvStatus::Idle {
                 break;
@@ -1745,12 +2239,14 @@ mod veth_tests {
                     });
                     pkts.push(p);
                     want.insert(gseq);
+                    sent_order.push(gseq);
                 }
                 pkts.push(Packet::from_slice(&tcp_frame(
                     seq,
                     20 + (seq % 200) as usize,
                 )));
                 want.insert(seq);
+                sent_order.push(seq);
             }
             for chunk in pkts.chunks(MAX_BURST) {
                 let refs: Vec<&Packet> = chunk.iter().collect();
@@ -1786,7 +2282,17 @@ mod veth_tests {
             want.len()
         );
         assert_eq!(rx.stats().rx_dropped, 0);
+        assert!(order == sent_order, "frames arrived out of order");
         stopped_inside
+    }
+
+    /// How `dev` receives.
+    fn path_of(dev: &Netdev) -> RxPath {
+        match dev.ring {
+            Some(RxRing::Frames(_)) => RxPath::FrameRing,
+            Some(RxRing::Blocks(_)) => RxPath::BlockRing,
+            None => RxPath::Recvmmsg,
+        }
     }
 
     fn veth_pair() {
@@ -1796,15 +2302,17 @@ mod veth_tests {
     }
 
     #[test]
-    fn the_ring_carries_small_and_gso_frames_intact() {
+    fn the_block_ring_carries_small_and_gso_frames_intact() {
         in_private_netns(|| {
             veth_pair();
             let mut rx = Netdev::open("xa", true).unwrap();
-            assert!(rx.ring.is_some(), "no TPACKET_V3 ring on this kernel");
+            assert_eq!(path_of(&rx), RxPath::BlockRing, "no TPACKET_V3 ring");
             let mut tx = Netdev::open("xb", false).unwrap();
             let stopped_inside = exchange(&mut rx, &mut tx);
             assert!(stopped_inside, "no recv stopped inside a block");
-            let ring = rx.ring.as_ref().unwrap();
+            let Some(RxRing::Blocks(ring)) = &rx.ring else {
+                unreachable!()
+            };
             // 3.5 MiB through a 2 MiB ring: it wrapped around.
             assert!(
                 ring.released > RING_BLOCKS as u64,
@@ -1814,14 +2322,28 @@ mod veth_tests {
         });
     }
 
+    /// The default path: small frames through the ring's slots (2400 of
+    /// them through 1024 slots), 64 KiB GSO frames whole through the
+    /// socket, all in the order sent.
+    #[test]
+    fn the_frame_ring_carries_small_and_gso_frames_intact() {
+        in_private_netns(|| {
+            veth_pair();
+            let mut rx = Netdev::open("xa", false).unwrap();
+            assert_eq!(path_of(&rx), RxPath::FrameRing, "no TPACKET_V2 ring");
+            let mut tx = Netdev::open("xb", false).unwrap();
+            exchange(&mut rx, &mut tx);
+        });
+    }
+
     /// VLAN-tagged frames (802.1Q and 802.1ad): the kernel takes the tag
     /// out before packet sockets see a frame; both receive paths put it
     /// back.
-    fn tagged_frames_arrive_tagged(ring: bool) {
+    fn tagged_frames_arrive_tagged(path: RxPath) {
         in_private_netns(|| {
             veth_pair();
-            let mut rx = Netdev::open("xa", ring).unwrap();
-            assert_eq!(rx.ring.is_some(), ring);
+            let mut rx = Netdev::open_with("xa", path).unwrap();
+            assert_eq!(path_of(&rx), path);
             let mut tx = Netdev::open("xb", false).unwrap();
             let mut q = tcp_frame(7, 100);
             q.splice(12..12, [0x81, 0x00, 0x20, 0x0a]); // PCP 1, VID 10
@@ -1856,11 +2378,20 @@ mod veth_tests {
     /// the ring's `recv` reads it (else the forwarding thread would spin)
     /// and frames flow again once the device is up.
     #[test]
-    fn the_ring_takes_the_error_of_a_device_going_down() {
+    fn the_frame_ring_takes_the_error_of_a_device_going_down() {
+        ring_takes_the_error_of_a_device_going_down(RxPath::FrameRing);
+    }
+
+    #[test]
+    fn the_block_ring_takes_the_error_of_a_device_going_down() {
+        ring_takes_the_error_of_a_device_going_down(RxPath::BlockRing);
+    }
+
+    fn ring_takes_the_error_of_a_device_going_down(path: RxPath) {
         in_private_netns(|| {
             veth_pair();
-            let mut rx = Netdev::open("xa", true).unwrap();
-            assert!(rx.ring.is_some());
+            let mut rx = Netdev::open_with("xa", path).unwrap();
+            assert_eq!(path_of(&rx), path);
             let mut tx = Netdev::open("xb", false).unwrap();
             let poll = |rx: &Netdev, ms: u16| {
                 let mut pfd = [nix::poll::PollFd::new(
@@ -1905,21 +2436,26 @@ mod veth_tests {
     }
 
     #[test]
-    fn the_ring_puts_vlan_tags_back() {
-        tagged_frames_arrive_tagged(true);
+    fn the_frame_ring_puts_vlan_tags_back() {
+        tagged_frames_arrive_tagged(RxPath::FrameRing);
+    }
+
+    #[test]
+    fn the_block_ring_puts_vlan_tags_back() {
+        tagged_frames_arrive_tagged(RxPath::BlockRing);
     }
 
     #[test]
     fn recvmmsg_puts_vlan_tags_back() {
-        tagged_frames_arrive_tagged(false);
+        tagged_frames_arrive_tagged(RxPath::Recvmmsg);
     }
 
     #[test]
     fn recvmmsg_carries_small_and_gso_frames_intact() {
         in_private_netns(|| {
             veth_pair();
-            let mut rx = Netdev::open("xa", false).unwrap();
-            assert!(rx.ring.is_none());
+            let mut rx = Netdev::open_with("xa", RxPath::Recvmmsg).unwrap();
+            assert_eq!(path_of(&rx), RxPath::Recvmmsg);
             // Raised with SO_RCVBUFFORCE (tests run as root, beyond any
             // rmem_max); the kernel reports twice what was set.
             assert_eq!(rcvbuf(&rx.fd()), 2 * RCVBUF_BYTES);
@@ -2001,7 +2537,7 @@ mod veth_tests {
                 ),
                 Err(nix::errno::Errno::EPERM)
             );
-            let mut rx = Netdev::open("xa", false).unwrap();
+            let mut rx = Netdev::open_with("xa", RxPath::Recvmmsg).unwrap();
             assert_eq!(rcvbuf(&rx.fd()), want);
             let mut tx = Netdev::open("xb", false).unwrap();
             exchange(&mut rx, &mut tx);

@@ -1,7 +1,7 @@
 //! Linux devices as ports: two network namespaces, each behind a veth
 //! pair whose outer end is a port of xennetd (AF_PACKET with
-//! PACKET_VNET_HDR, received with recvmmsg, or through a TPACKET_V3 ring
-//! on request). Offloads stay on, so checksum-partial and TSO frames
+//! PACKET_VNET_HDR, received through a TPACKET_V2 ring of frames, or a
+//! TPACKET_V3 ring of blocks on request). Offloads stay on, so checksum-partial and TSO frames
 //! cross the switch; Open vSwitch's userspace datapath stalls TCP here
 //! unless offloads are turned off (PEERS.md §3).
 
@@ -83,12 +83,13 @@ fn veth_ports_carry_ping_and_tcp_with_offloads_on() {
     assert!(sent >= 50 * 1024 * 1024, "sent only {sent} bytes");
     let show = h.ofctl(&["-O", "OpenFlow13", "dump-ports", "br0"]);
     assert!(show.contains("2 ports"), "{show}");
-    // Port 1 asked for a ring (src/netdev.rs falls back to recvmmsg, with
-    // a warning, where a kernel has none), port 2 has the default.
+    // Port 1 asked for the block ring (src/netdev.rs falls back to
+    // recvmmsg, with a warning, where a kernel has none), port 2 has the
+    // default frame ring.
     let log = h.log();
     for line in [
         format!("{tag}o1: receiving through a TPACKET_V3 ring"),
-        format!("{tag}o2: receiving with recvmmsg"),
+        format!("{tag}o2: receiving through a TPACKET_V2 ring"),
     ] {
         assert!(log.contains(&line), "no '{line}' in the log:\n{log}");
     }
@@ -100,11 +101,11 @@ fn count(h: &Harness, what: &str) -> usize {
 }
 
 /// Interface `options:rx-ring` set with the real ovs-vsctl: a system
-/// device receives with recvmmsg by default, through a TPACKET_V3 ring
-/// once the option is `true` (the port is re-opened under the same
-/// ofport), with recvmmsg again for any other value (`yes` is logged as
-/// not a boolean); ping between two namespaces behind veths on the
-/// bridge works in every mode.
+/// device receives through the TPACKET_V2 frame ring by default, through
+/// the TPACKET_V3 block ring once the option is `true` (the port is
+/// re-opened under the same ofport), through the frame ring again for
+/// any other value (`yes` is logged as not a boolean); ping between two
+/// namespaces behind veths on the bridge works in every mode.
 #[test]
 fn ovs_vsctl_rx_ring_option() {
     common::require_prerequisites();
@@ -168,10 +169,11 @@ fn ovs_vsctl_rx_ring_option() {
         h.log()
     );
     // ovs-vsctl returned after xennetd applied the change (cur_cfg).
-    assert_eq!(count(&h, "r1: receiving with recvmmsg"), 1, "{}", h.log());
-    assert_eq!(count(&h, "r2: receiving with recvmmsg"), 1, "{}", h.log());
+    let frames = |port: &str| count(&h, &format!("{port}: receiving through a TPACKET_V2 ring"));
+    assert_eq!(frames("r1"), 1, "{}", h.log());
+    assert_eq!(frames("r2"), 1, "{}", h.log());
     assert_eq!(count(&h, "TPACKET_V3"), 0, "{}", h.log());
-    assert!(ping(), "ping through recvmmsg ports failed\n{}", h.log());
+    assert!(ping(), "ping through frame ring ports failed\n{}", h.log());
 
     db.vsctl_ok(&["set", "interface", "r1", "options:rx-ring=true"]);
     assert_eq!(
@@ -187,10 +189,10 @@ fn ovs_vsctl_rx_ring_option() {
         "r2 was re-opened\n{}",
         h.log()
     );
-    assert!(ping(), "ping through a ring port failed\n{}", h.log());
+    assert!(ping(), "ping through a block ring port failed\n{}", h.log());
 
     db.vsctl_ok(&["set", "interface", "r1", "options:rx-ring=yes"]);
-    assert_eq!(count(&h, "r1: receiving with recvmmsg"), 2, "{}", h.log());
+    assert_eq!(frames("r1"), 2, "{}", h.log());
     assert_eq!(
         count(&h, "options:rx-ring=\"yes\" is not true or false"),
         1,
@@ -200,7 +202,7 @@ fn ovs_vsctl_rx_ring_option() {
     assert_eq!(ofport(), of1);
     assert!(
         ping(),
-        "ping after going back to recvmmsg failed\n{}",
+        "ping after going back to the frame ring failed\n{}",
         h.log()
     );
 }
@@ -253,7 +255,7 @@ for i in range(20):
 /// option (as QUIC stacks do): its veth hands the outer end UDP GSO
 /// super-frames (virtio-net `VIRTIO_NET_HDR_GSO_UDP_L4`) which xennetd
 /// must take and cut into datagrams. Both directions (IPv4 into the ring
-/// port, IPv6 into the recvmmsg port): all 200 datagrams of 1400 bytes
+/// port, IPv6 into the frame ring port): all 200 datagrams of 1400 bytes
 /// arrive intact, and no port counts a receive drop.
 #[test]
 fn veth_ports_carry_udp_gso() {

@@ -203,8 +203,10 @@ bench_xennet() {
 name = "br0"
 [[bridge.port]]
 name = "v1"
+rx_ring = ${XENNET_RX_RING:-false}
 [[bridge.port]]
 name = "v2"
+rx_ring = ${XENNET_RX_RING:-false}
 [emulated_xen]
 enabled = false
 EOF

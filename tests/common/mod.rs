@@ -919,8 +919,9 @@ impl Veths {
     }
 }
 
-/// xennetd on the host with bridge br0 of `{tag}o1` (receiving through a
-/// TPACKET_V3 ring) and `{tag}o2` (recvmmsg), from a TOML configuration.
+/// xennetd on the host with bridge br0 of `{tag}o1` (receiving through the
+/// TPACKET_V3 block ring) and `{tag}o2` (the default TPACKET_V2 frame
+/// ring), from a TOML configuration.
 pub fn start_on_two_veths(test: &str, tag: &str) -> Harness {
     let cfg = std::env::temp_dir().join(format!("xennet-{tag}.toml"));
     std::fs::write(
