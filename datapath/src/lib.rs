@@ -14,6 +14,8 @@
 //!   it affects.
 //! - [`port`]: the [`Port`] trait every port (Xen vif, tap, veth) implements;
 //!   [`memport`] is an in-memory one for tests.
+//! - [`prefetch`]: cache prefetch hints (the crate's one `unsafe`, an
+//!   intrinsic that cannot fault).
 //! - [`conntrack`]: connection tracking, run by the `ct` action.
 //! - [`dpif`]: the forwarding thread and its control handle.
 #![deny(unsafe_code)]
@@ -35,6 +37,7 @@ pub mod memport;
 pub mod meter;
 pub mod packet;
 pub mod port;
+pub mod prefetch;
 pub mod rewrite;
 pub mod tags;
 

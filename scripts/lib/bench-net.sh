@@ -8,6 +8,8 @@
 # or "flow_mod" for flow_mod alone (scripts/bench --flow-mod).
 # $FLOWMOD_STREAM: the streaming controller (examples/flowmod_stream.rs).
 # $BURST_GEN: the new-5-tuple generator (storm), absolute path or "python".
+# $XENNET_RX_RING: "true" makes xennetd's two ports receive through the
+# TPACKET_V3 block ring (rx_ring) instead of the default frame ring.
 #
 # Topology, built fresh for every switch and removed after it:
 #   ${P}c (10.79.0.1, eth0) -- veth -- ${P}w [switch: v1, v2] -- veth -- ${P}s (10.79.0.2, eth0)

@@ -153,15 +153,15 @@ impl Emc {
         [(hash & m) as usize, ((hash >> 13) & m) as usize]
     }
 
-    /// Touch the slots `hash` may be in, so that an [`Emc::lookup`] soon
-    /// after finds them in the cache: done for a whole batch first, the
-    /// loads of cold slots overlap instead of stalling one lookup at a
-    /// time (the crate has no `unsafe` for a prefetch instruction).
+    /// Prefetch the slots `hash` may be in, so that an [`Emc::lookup`]
+    /// soon after finds them in the cache: done for a whole batch first,
+    /// the loads of cold slots overlap instead of stalling one lookup at a
+    /// time.
     #[inline]
     pub fn prefetch(&self, hash: u64) {
         for i in Self::candidates(hash) {
             if let Some(slot) = self.slots.get(i) {
-                std::hint::black_box(slot.is_some());
+                crate::prefetch::lines(slot);
             }
         }
     }
