@@ -470,7 +470,7 @@ PY
 #   stderr.
 # * ct_tcp_gbps, ct_cpu_ns_per_pkt, noct_cpu_ns_per_pkt: see ct_tcp_cpu.
 ct_bench() {
-    local peer=$1 ctl=$2 dir=$3 pid=$4 f="$OUT/ct-flows.txt" tmp rx0 rx1
+    local peer=$1 ctl=$2 dir=$3 pid=$4 f="$OUT/ct-flows.txt" tmp rx0 rx1 c0 c1
     cat > "$f" <<'FLOWS'
 table=0,priority=10,arp,actions=NORMAL
 table=0,priority=100,ip,actions=ct(table=1)
@@ -493,18 +493,24 @@ FLOWS
     sleep 0.5
     NET_PIDS+=("$(cat "$tmp/iperf3.pid")")
     rx0=$(server_rx_packets)
+    c0=$(switch_cpu_ns "$pid")
     run ip netns exec "$NS_C" timeout $((SECS + 20)) iperf3 -c "$IP_S" -p 5298 -t "$SECS" -u -l 64 -b 0 -J > "$tmp/udp.json" || true
+    c1=$(switch_cpu_ns "$pid")
     rx1=$(server_rx_packets)
-    python3 - "$tmp" "$peer" "$OUT/net.txt" "$((rx1 - rx0))" <<'PY'
+    python3 - "$tmp" "$peer" "$OUT/net.txt" "$((rx1 - rx0))" "$((c1 - c0))" <<'PY'
 import json, sys
-tmp, peer, res, fwd = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+tmp, peer, res, fwd, cpu_ns = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 try:
-    s = json.load(open(f"{tmp}/udp.json"))["end"]["sum"]
+    end = json.load(open(f"{tmp}/udp.json"))["end"]
+    s, cpu = end["sum"], end.get("cpu_utilization_percent", {})
     sent, lost, secs = s["packets"], s["lost_packets"], s["seconds"]
     open(res, "a").write(f"ct_udp64_pps {peer} {fwd / secs:.0f}\n")
     print(f"bench: {peer} UDP 64 B through ct: offered {sent / secs:.0f} pps, forwarded "
           f"{fwd / secs:.0f} pps, delivered to iperf3 {(sent - lost) / secs:.0f} pps "
-          f"({100.0 * lost / max(sent, 1):.1f}% loss)", file=sys.stderr)
+          f"({100.0 * lost / max(sent, 1):.1f}% loss); switch CPU {cpu_ns / max(fwd, 1):.0f} ns "
+          f"per forwarded packet, iperf3 client CPU "
+          f"{cpu.get('host_total', -1):.0f}%, server {cpu.get('remote_total', -1):.0f}%",
+          file=sys.stderr)
 except Exception as e:
     print(f"bench: ct_udp64_pps {peer} left out: iperf3 UDP failed: {e!r}", file=sys.stderr)
 PY
