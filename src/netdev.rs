@@ -51,9 +51,9 @@
 //! opened; `recv` reads a block's frames as the frame ring's and the
 //! socket's `POLLIN` says a block is ready. A frame the kernel had to cut
 //! (larger than a block) counts as `rx_dropped`. Ring frames carry the
-//! virtio-net header from Linux 4.6 on (commit 58d19b19cd99); on older
-//! kernels the rings must not be used. Where a ring cannot be set up (old
-//! kernel, no memory), the port warns once and receives with `recvmmsg`.
+//! virtio-net header from Linux 4.6 on (commit 58d19b19cd99): on older
+//! kernels (`/proc/sys/kernel/osrelease`), and where a ring cannot be set
+//! up (no memory), the port warns once and receives with `recvmmsg`.
 //! Either ring reads the socket's pending error (`SO_ERROR`, set when the
 //! device goes down) when woken with nothing to read, since reading a ring
 //! makes no system call that would take it.
@@ -589,6 +589,28 @@ fn set_rcvbuf(fd: &OwnedFd, name: &str) -> usize {
     getsockopt(fd, sockopt::RcvBuf).unwrap_or(0)
 }
 
+/// Whether this kernel writes the virtio-net header into receive ring
+/// frames (Linux 4.6, commit 58d19b19cd99; without it the 10 bytes before
+/// a ring frame are not one), from `/proc/sys/kernel/osrelease`; false if
+/// that cannot be read.
+fn rings_carry_vnet_hdr() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .is_ok_and(|release| kernel_at_least(&release, (4, 6)))
+}
+
+/// Whether kernel release string `release` ("6.18.0-1-amd64") is at least
+/// version `major.minor`; false if it does not start with two numbers.
+fn kernel_at_least(release: &str, (major, minor): (u32, u32)) -> bool {
+    let mut nums = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().ok());
+    match (nums.next().flatten(), nums.next().flatten()) {
+        (Some(a), Some(b)) => (a, b) >= (major, minor),
+        _ => false,
+    }
+}
+
 /// A fresh `AF_PACKET` raw socket (non-blocking, close-on-exec, protocol
 /// 0: it receives nothing until bound with a protocol) with
 /// `PACKET_VNET_HDR`, which must come before a ring (the kernel refuses
@@ -676,6 +698,15 @@ impl Netdev {
                 format!("no network device {name}"),
             ));
         }
+        let path = if path != RxPath::Recvmmsg && !rings_carry_vnet_hdr() {
+            tracing::warn!(
+                "{name}: this kernel's receive rings carry no virtio-net header \
+                 (Linux 4.6 or later): receiving with recvmmsg"
+            );
+            RxPath::Recvmmsg
+        } else {
+            path
+        };
         // The socket receives nothing until `bind` below, so no frame of
         // another device is queued meanwhile (or, with the ring, left in a
         // receive queue nobody reads).
@@ -1740,6 +1771,20 @@ mod tests {
         batch.clear();
         assert_eq!(dev.recv(&mut batch), RecvStatus::Idle);
         assert!(batch.is_empty());
+    }
+
+    #[test]
+    fn kernel_releases_are_compared() {
+        assert!(kernel_at_least("6.18.0-1-amd64\n", (4, 6)));
+        assert!(kernel_at_least("4.6.0", (4, 6)));
+        assert!(kernel_at_least("5.0", (4, 6)));
+        assert!(!kernel_at_least("4.5.7-200.fc23.x86_64", (4, 6)));
+        assert!(!kernel_at_least("3.10.0-1160.el7.x86_64", (4, 6)));
+        assert!(!kernel_at_least("6", (4, 6)));
+        assert!(!kernel_at_least("", (4, 6)));
+        assert!(!kernel_at_least("linux-6.1", (4, 6)));
+        // This machine's kernel (the tests need the rings).
+        assert!(rings_carry_vnet_hdr());
     }
 
     #[test]
