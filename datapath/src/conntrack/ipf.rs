@@ -300,6 +300,30 @@ impl Ipf {
         }
     }
 
+    /// Bytes the reassembler holds: its table of datagrams (buckets of a
+    /// key, a list and a control byte), the expiry queue, and each held
+    /// datagram's fragments (their payload buffers and kept headers, as
+    /// allocated). Walks the held datagrams, which `max_nfrags` bounds.
+    pub fn memory_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let buckets = match self.lists.capacity() {
+            0 => 0,
+            c => (c * 8 / 7).next_power_of_two(),
+        };
+        let held: usize = self
+            .lists
+            .values()
+            .map(|l| {
+                l.frags.capacity() * size_of::<(usize, usize, Vec<u8>)>()
+                    + l.frags.iter().map(|f| f.2.capacity()).sum::<usize>()
+                    + l.head.as_ref().map_or(0, |h| h.0.capacity())
+            })
+            .sum();
+        buckets * (size_of::<(FragKey, List)>() + 1)
+            + self.order.capacity() * size_of::<(u64, FragKey)>()
+            + held
+    }
+
     /// Drop datagrams whose time ran out (`now` in ms).
     pub fn expire(&mut self, now: u64) {
         while let Some(&(t, k)) = self.order.front() {

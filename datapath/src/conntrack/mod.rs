@@ -933,9 +933,9 @@ impl Conntrack {
     }
 
     /// Bytes held by the table's structures (connection slab, key map,
-    /// expiry heap, ALG expectations and the connections' ALG state),
-    /// from their capacities; allocator overhead and the reassembly
-    /// buffers are not counted.
+    /// expiry heap, ALG expectations and the connections' ALG state,
+    /// fragments held for reassembly), from their capacities; allocator
+    /// overhead is not counted.
     pub fn memory_bytes(&self) -> usize {
         use std::mem::size_of;
         let g = self.lock();
@@ -947,6 +947,7 @@ impl Conntrack {
             + g.heap.capacity() * size_of::<Reverse<(u64, u32, u32)>>()
             + g.free.capacity() * size_of::<u32>()
             + g.exp.memory_bytes()
+            + g.ipf.memory_bytes()
     }
 
     /// Connections in the table (`dpctl/ct-get-nconns`).

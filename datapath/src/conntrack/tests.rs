@@ -1159,6 +1159,39 @@ fn fragments_are_reassembled_then_tracked() {
     assert_eq!(ct.ipf_stats().held, 0);
 }
 
+/// Fragments held for reassembly count in `memory_bytes`, and stop
+/// counting once their datagram is complete.
+#[test]
+fn memory_counts_held_fragments() {
+    let now = Instant::now();
+    let ct = Conntrack::new();
+    let empty = ct.memory_bytes();
+    let mut held = Vec::new();
+    for id in 0..50u16 {
+        let fr = frags4(id, 3000, 1480);
+        let mut p = Packet::from_slice(&fr[0]);
+        assert_eq!(ct.track(&mut p, &commit(0), now), Verdict::Held);
+        held.push(fr);
+    }
+    let with = ct.memory_bytes();
+    assert!(
+        with >= empty + 50 * 1480,
+        "{with} bytes with 50 fragments of 1480 held, {empty} without"
+    );
+    for fr in &held {
+        for f in &fr[1..] {
+            let mut p = Packet::from_slice(f);
+            ct.track(&mut p, &commit(0), now);
+        }
+    }
+    assert_eq!(ct.ipf_stats().held, 0);
+    let after = ct.memory_bytes();
+    assert!(
+        after + 50 * 1480 <= with,
+        "{after} bytes after reassembly, {with} before"
+    );
+}
+
 #[test]
 fn overlapping_small_and_excess_fragments_are_refused() {
     let now = Instant::now();
