@@ -2230,6 +2230,21 @@ mod veth_tests {
         f
     }
 
+    /// A checksum-partial TCP GSO packet (MSS 1448) of `payload` bytes
+    /// carrying `seq`, as a veth hands one over.
+    fn gso_packet(seq: u32, payload: usize) -> Packet {
+        let mut p = Packet::from_slice(&tcp_frame(seq, payload));
+        p.csum = Csum::Partial {
+            start: 34,
+            offset: 16,
+        };
+        p.gso = Some(Gso {
+            kind: GsoType::TcpV4,
+            mss: 1448,
+        });
+        p
+    }
+
     /// Send rounds of small frames and 64 KiB TCP GSO frames (3.5 MiB in
     /// all, more than the ring) from `tx` into the veth that `rx` reads,
     /// draining `rx` as the switch would; check every frame arrives once,
@@ -2305,16 +2320,7 @@ mod veth_tests {
                 // One GSO frame every SMALL / GSO small ones.
                 if i % (SMALL / GSO) == 0 {
                     let gseq = round * 1_000_000 + 1000 * (i + 1) + 999;
-                    let mut p = Packet::from_slice(&tcp_frame(gseq, GSO_PAYLOAD));
-                    p.csum = Csum::Partial {
-                        start: 34,
-                        offset: 16,
-                    };
-                    p.gso = Some(Gso {
-                        kind: GsoType::TcpV4,
-                        mss: 1448,
-                    });
-                    pkts.push(p);
+                    pkts.push(gso_packet(gseq, GSO_PAYLOAD));
                     want.insert(gseq);
                     sent_order.push(gseq);
                 }
@@ -2534,16 +2540,7 @@ mod veth_tests {
                             .map(|i| {
                                 let seq = chunk * 25 + i;
                                 if i == 0 {
-                                    let mut p = Packet::from_slice(&tcp_frame(seq, 65_000));
-                                    p.csum = Csum::Partial {
-                                        start: 34,
-                                        offset: 16,
-                                    };
-                                    p.gso = Some(Gso {
-                                        kind: GsoType::TcpV4,
-                                        mss: 1448,
-                                    });
-                                    p
+                                    gso_packet(seq, 65_000)
                                 } else {
                                     Packet::from_slice(&tcp_frame(seq, 60))
                                 }

@@ -168,11 +168,7 @@ except Exception as e:
     sys.exit(1)
 "#,
     );
-    let out = h.exec(1, &["python3", "-c", &code]);
-    match out.status.success() {
-        true => Ok(out.stdout),
-        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
-    }
+    python_in_guest_1(h, &code)
 }
 
 /// Active and passive FTP, plain and extended, with the data connection
@@ -275,6 +271,16 @@ fn tftp_get(h: &Harness, out: &std::path::Path, secs: u32) -> Result<Vec<u8>, St
     match r.status.success() {
         true => std::fs::read(out).map_err(|e| e.to_string()),
         false => Err(format!("{r:?}")),
+    }
+}
+
+/// Run Python program `code` in guest 1: what it wrote to stdout, or,
+/// if it failed, its stderr.
+fn python_in_guest_1(h: &Harness, code: &str) -> Result<Vec<u8>, String> {
+    let out = h.exec(1, &["python3", "-c", code]);
+    match out.status.success() {
+        true => Ok(out.stdout),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
     }
 }
 
@@ -664,11 +670,7 @@ sys.stdout.buffer.write(out)
 "#,
         srv = Harness::ip_of(2),
     );
-    let out = h.exec(1, &["python3", "-c", &code]);
-    match out.status.success() {
-        true => Ok(out.stdout),
-        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
-    }
+    python_in_guest_1(h, &code)
 }
 
 /// TFTP through source NAT when the NAT has to move the client's port:

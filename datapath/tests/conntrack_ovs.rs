@@ -99,6 +99,34 @@ struct T {
     ws: Option<u8>,
 }
 
+impl T {
+    /// A bare SYN.
+    const SYN: T = T {
+        syn: true,
+        ack: None,
+        fin: false,
+        rst: false,
+        win: 0,
+        ws: None,
+    };
+
+    /// A segment acknowledging `ack`.
+    fn seg(ack: u32) -> T {
+        T {
+            ack: Some(ack),
+            ..T::default()
+        }
+    }
+
+    /// A SYN-ACK acknowledging `ack`.
+    fn synack(ack: u32) -> T {
+        T {
+            ack: Some(ack),
+            ..T::SYN
+        }
+    }
+}
+
 /// A TCP segment (all of the header's variable fields are arguments).
 #[allow(clippy::too_many_arguments)]
 fn tcp(
@@ -1456,19 +1484,7 @@ fn ipv6_snat_matches_ovs() {
 /// on the same connections.
 #[test]
 fn ftp_alg_matches_ovs() {
-    let seg = |ack: u32| T {
-        ack: Some(ack),
-        ..T::default()
-    };
-    let syn = T {
-        syn: true,
-        ..T::default()
-    };
-    let synack = |ack: u32| T {
-        syn: true,
-        ack: Some(ack),
-        ..T::default()
-    };
+    let (seg, syn, synack) = (T::seg, T::SYN, T::synack);
     let pasv = format!(
         "227 Entering Passive Mode ({},{},{},{},195,80).\r\n",
         S[0], S[1], S[2], S[3]
@@ -1520,19 +1536,7 @@ fn ftp_alg_matches_ovs() {
 /// tests/conntrack_alg.rs.)
 #[test]
 fn ftp_alg_with_snat_matches_ovs() {
-    let seg = |ack: u32| T {
-        ack: Some(ack),
-        ..T::default()
-    };
-    let syn = T {
-        syn: true,
-        ..T::default()
-    };
-    let synack = |ack: u32| T {
-        syn: true,
-        ack: Some(ack),
-        ..T::default()
-    };
+    let (seg, syn, synack) = (T::seg, T::SYN, T::synack);
     let pasv = format!(
         "227 Entering Passive Mode ({},{},{},{},195,80).\r\n",
         S[0], S[1], S[2], S[3]
@@ -1564,19 +1568,7 @@ fn ftp_alg_with_snat_matches_ovs() {
 /// related.
 #[test]
 fn ftp_alg_over_ipv6_matches_ovs() {
-    let seg = |ack: u32| T {
-        ack: Some(ack),
-        ..T::default()
-    };
-    let syn = T {
-        syn: true,
-        ..T::default()
-    };
-    let synack = |ack: u32| T {
-        syn: true,
-        ack: Some(ack),
-        ..T::default()
-    };
+    let (seg, syn, synack) = (T::seg, T::SYN, T::synack);
     let epsv = b"229 Entering Extended Passive Mode (|||50000|)\r\n";
     let eprt = b"EPRT |2|fd00::1|40036|\r\n";
     let bounce = b"EPRT |2|fd00::9|1111|\r\n";
@@ -1640,19 +1632,7 @@ fn tftp_alg_with_snat_matches_ovs() {
 #[test]
 fn ftp_alg_over_ipv6_with_snat_matches_ovs() {
     const EXT6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
-    let seg = |ack: u32| T {
-        ack: Some(ack),
-        ..T::default()
-    };
-    let syn = T {
-        syn: true,
-        ..T::default()
-    };
-    let synack = |ack: u32| T {
-        syn: true,
-        ack: Some(ack),
-        ..T::default()
-    };
+    let (seg, syn, synack) = (T::seg, T::SYN, T::synack);
     let epsv = b"229 Entering Extended Passive Mode (|||50000|)\r\n";
     let (c, s) = (1000u32, 5000u32);
     let steps = vec![
