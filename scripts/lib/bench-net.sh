@@ -7,7 +7,11 @@
 # $NET_PARTS: "all" (default), "ct" for ct_bench alone (scripts/bench --ct),
 # or "flow_mod" for flow_mod alone (scripts/bench --flow-mod).
 # $FLOWMOD_STREAM: the streaming controller (examples/flowmod_stream.rs).
-# $BURST_GEN: the new-5-tuple generator (storm), absolute path or "python".
+# $BURST_GEN: the UDP generator (examples/udp_burst.rs), absolute path.
+# $BURST_FORM: how storm sends its new 5-tuples: "raw" (default: Ethernet
+# frames on the client's eth0 from an AF_PACKET socket), "socket" (the
+# client's UDP socket, through its UDP/IP stack), or "python" (a Python
+# sendto loop, the generator before issue 17).
 # $XENNET_RX_RING: "true" makes xennetd's two ports receive through the
 # TPACKET_V3 block ring (rx_ring) instead of the default frame ring.
 #
@@ -288,6 +292,32 @@ bench_linux_bridge() {
     net_cleanup
 }
 
+# The bursts of storm and the UDP flow of ct_bench go to a MAC the
+# server's port announces (announce_fake_mac: a gratuitous ARP from it,
+# so a switch learns the MAC there) but its kernel does not have: each
+# switch forwards them to the server's port as it would to the server,
+# and the server's kernel drops them on arrival (PACKET_OTHERHOST)
+# instead of running UDP (and an ICMP port-unreachable route lookup, or
+# a receiver's wake-up) for each datagram. The veth does that work in
+# the sending thread, the forwarding thread of either switch, and it is
+# not the switch's.
+FAKE_MAC=02:00:5e:00:53:01
+announce_fake_mac() {
+    local i
+    for i in 1 2 3; do
+        ip netns exec "$NS_S" python3 - "$FAKE_MAC" 10.79.0.254 <<'PY'
+import socket, sys
+mac = bytes.fromhex(sys.argv[1].replace(":", ""))
+ip = socket.inet_aton(sys.argv[2])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+arp = bytes.fromhex("0001080006040001") + mac + ip + bytes(6) + ip
+s.send(b"\xff" * 6 + mac + b"\x08\x06" + arp + bytes(18))
+PY
+        sleep 0.05
+    done
+}
+
 # storm PEER CTL KEY COUNTER [PID]: the burst timing of flow_setup and
 # ct_bench; with PID, also the switch's CPU time (switch_cpu_ns) per
 # counted event over the bursts, on stderr (the bursts' whole CPU, the
@@ -296,10 +326,10 @@ bench_linux_bridge() {
 # success upcall" of 'dpif-netdev/pmd-stats-show' (summed over threads);
 # "conns": after 'dpctl/flush-conntrack', counted by 'dpctl/ct-get-nconns'.
 # One burst: the generator in the client namespace ($BURST_GEN,
-# examples/udp_burst.rs: sendmmsg of 64 datagrams a call; or, with
-# BURST_GEN=python, a Python sendto loop, the generator before issue 17)
-# sends one 1-byte UDP datagram to each of $IP_S:10000..10000+$NSETUP-1
-# as fast as it can, and says how fast it sent (the rate offered), while
+# examples/udp_burst.rs, sendmmsg of 64 a call: by default ready-made
+# Ethernet frames written on eth0, $BURST_FORM above) sends one 1-byte
+# UDP datagram to each of $IP_S:10000..10000+$NSETUP-1 as fast as it
+# can, and says how fast it sent (the rate offered), while
 # we poll the counter every ~20 ms until it stops moving for 0.5 s.
 # A burst's share = counts from the first counter change seen to the first
 # sample with 95 % of its final count, over the time between those two
@@ -308,10 +338,12 @@ bench_linux_bridge() {
 # windows add up to at least 1 s (at most 30 bursts or 90 s); KEY PEER =
 # counts / time summed over the bursts, per second.
 storm() {
-    python3 - "$1" "$2" "$3" "$4" "$NS_C" "$IP_S" "$NSETUP" "$OUT/net.txt" "$BURST_GEN" "${5:-}" "$NS_S" <<'PY'
-import glob, re, subprocess, sys, time
+    announce_fake_mac
+    python3 - "$1" "$2" "$3" "$4" "$NS_C" "$IP_S" "$NSETUP" "$OUT/net.txt" "$BURST_GEN" "${5:-}" "$NS_S" "$IP_C" "${BURST_FORM:-raw}" "$FAKE_MAC" <<'PY'
+import glob, os, re, subprocess, sys, time
 peer, ctl, key, counter, ns, ip = sys.argv[1:7]
 n, res, gen_bin, pid, ns_s = int(sys.argv[7]), sys.argv[8], sys.argv[9], sys.argv[10], sys.argv[11]
+ip_c, form, FAKE = sys.argv[12], sys.argv[13], sys.argv[14]
 def switch_cpu_ns():
     """CPU time of the switch so far, ns, over its threads (0 without PID)."""
     t = 0
@@ -333,8 +365,12 @@ def count():
     return sum(v)
 reset = "dpctl/flush-conntrack" if counter == "conns" else "dpctl/del-flows"
 what = "connections committed" if counter == "conns" else "upcalls"
-if gen_bin != "python":
+if form == "raw":
+    gen = [gen_bin, "--raw", "eth0", ip_c, FAKE, ip, "10000", str(n)]
+elif form == "socket":
     gen = [gen_bin, ip, "10000", str(n)]
+elif form != "python":
+    raise SystemExit(f"BURST_FORM={form!r}: raw, socket or python")
 else:
     gen = ["python3", "-c",
            f"import socket, sys, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
@@ -343,6 +379,11 @@ else:
            f"    try: s.sendto(b'x', ('{ip}', p)); sent += 1\n"
            f"    except OSError: pass\n"
            f"print(f'sent {{sent}} of {n} in {{time.monotonic() - t0:.4f}} s', file=sys.stderr)\n"]
+poll = "dpctl/ct-get-nconns" if counter == "conns" else "dpif-netdev/pmd-stats-show"
+line = f"ovs-appctl -t CTL {reset}; ip netns exec {ns} {' '.join(gen)}; poll ovs-appctl -t CTL {poll}"
+print(f"+ (storm, repeated) {line.replace('CTL', ctl)}", file=sys.stderr)
+with open(os.path.join(os.path.dirname(res), "commands.txt"), "a") as f:
+    f.write(f"{line.replace(gen_bin, os.path.basename(gen_bin))}, repeated to >= 1 s timed\n")
 offered = []  # datagrams/s the generator sent, per burst
 cpu = 0  # the switch's CPU time over the bursts, ns
 
@@ -384,28 +425,10 @@ def burst():
     end = next(x for x in samples if x[0] - before >= 0.95 * made)
     return end[0] - first[0], end[1] - first[1], made
 
-# The bursts go to a MAC the server's port announces (a gratuitous ARP
-# sent from it, so both switches learn it there) but its kernel does not
-# have: each switch forwards the burst to the server's port as it would
-# to the server, and the server's kernel drops it on arrival
-# (PACKET_OTHERHOST) instead of running UDP and an ICMP port-unreachable
-# route lookup for each datagram; the veth does that work in the sending
-# thread, the forwarding thread of either switch, and it is not the
-# switch's. The client's permanent neighbour entry for the server is
-# removed afterwards, so ARP resolves the server again.
-FAKE = "02:00:5e:00:53:01"
-ARP = """
-import socket, sys
-mac = bytes.fromhex(sys.argv[1].replace(":", ""))
-ip = socket.inet_aton(sys.argv[2])
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind(("eth0", 0))
-arp = bytes.fromhex("0001080006040001") + mac + ip + bytes(6) + ip
-s.send(b"\\xff" * 6 + mac + b"\\x08\\x06" + arp + bytes(18))
-"""
-for _ in range(3):
-    subprocess.run(["ip", "netns", "exec", ns_s, "python3", "-c", ARP, FAKE, "10.79.0.254"], check=True)
-    time.sleep(0.05)
+# The bursts go to $FAKE_MAC (announce_fake_mac): the server's kernel
+# drops them on arrival. The socket forms need the client's permanent
+# neighbour entry for the server at that MAC, removed afterwards so ARP
+# resolves the server again.
 NEIGH = ["ip", "-n", ns, "neigh"]
 subprocess.run([*NEIGH, "replace", ip, "lladdr", FAKE, "dev", "eth0", "nud", "permanent"], check=True)
 total, secs, rounds, made = 0, 0.0, 0, 0
@@ -446,8 +469,6 @@ PY
         skip flow_setup_per_s "$peer" "ovs-ofctl add-flows failed"
         return 0
     fi
-    echo "+ (storm, repeated) ovs-appctl -t $ctl dpctl/del-flows; ip netns exec $NS_C $BURST_GEN $IP_S 10000 $NSETUP; poll ovs-appctl -t $ctl dpif-netdev/pmd-stats-show" >&2
-    echo "ip netns exec $NS_C ${BURST_GEN##*/} $IP_S 10000 $NSETUP + ovs-appctl -t CTL dpif-netdev/pmd-stats-show, after dpctl/del-flows, repeated to >= 1 s timed" >> "$OUT/commands.txt"
     storm "$peer" "$ctl" flow_setup_per_s upcalls || skip flow_setup_per_s "$peer" "storm failed"
     OVS_RUNDIR=$dir ovs-ofctl -O OpenFlow13 del-flows br0 "udp"
 }
@@ -462,8 +483,15 @@ PY
 #   'dpctl/flush-conntrack' empties the tracker, timed by
 #   'dpctl/ct-get-nconns' (storm).
 # * ct_udp64_pps: packets/s the switch forwarded (the server's eth0 RX
-#   counter, server_rx_packets) of iperf3 UDP -l 64 -b 0 (one established
-#   connection) through the same flows, $SECS s. Not what iperf3 reports
+#   counter, server_rx_packets) of one UDP flow of 64 B payloads (one
+#   established connection) through the same flows, $SECS s: ready-made
+#   frames from the generator ($BURST_GEN --raw ... --secs, as fast as
+#   the client's veth takes them) to $FAKE_MAC, which the server's
+#   kernel drops on arrival, so the switch's forwarding thread does not
+#   run the server's UDP receive (see announce_fake_mac).
+# * ct_udp64_iperf_pps: the same from iperf3 UDP -l 64 -b 0 to a real
+#   iperf3 server, whose UDP receive and wake-ups the veth runs in the
+#   switch's sending thread. Forwarded, not what iperf3 reports
 #   delivered: on two vCPUs the iperf3 receiver, not the switch, is the
 #   bottleneck there (most of the loss is its socket's UdpRcvbufErrors),
 #   so a switch forwarding more left it further behind; that figure is on
@@ -482,13 +510,33 @@ FLOWS
     if ! run env OVS_RUNDIR="$dir" ovs-ofctl -O OpenFlow13 add-flows br0 "$f"; then
         skip ct_new_conns_per_s "$peer" "ovs-ofctl add-flows failed"
         skip ct_udp64_pps "$peer" "ovs-ofctl add-flows failed"
+        skip ct_udp64_iperf_pps "$peer" "ovs-ofctl add-flows failed"
         return 0
     fi
-    echo "+ (storm, repeated) ovs-appctl -t $ctl dpctl/flush-conntrack; ip netns exec $NS_C $BURST_GEN $IP_S 10000 $NSETUP; poll ovs-appctl -t $ctl dpctl/ct-get-nconns" >&2
-    echo "ip netns exec $NS_C ${BURST_GEN##*/} $IP_S 10000 $NSETUP (through ct(commit)) + ovs-appctl -t CTL dpctl/ct-get-nconns, after dpctl/flush-conntrack, repeated to >= 1 s timed" >> "$OUT/commands.txt"
     storm "$peer" "$ctl" ct_new_conns_per_s conns "$pid" || skip ct_new_conns_per_s "$peer" "storm failed"
     run ovs-appctl -t "$ctl" dpctl/flush-conntrack
     tmp=$(mktemp -d)
+    announce_fake_mac
+    rx0=$(server_rx_packets)
+    c0=$(switch_cpu_ns "$pid")
+    run ip netns exec "$NS_C" timeout $((SECS + 20)) "$BURST_GEN" --raw eth0 "$IP_C" "$FAKE_MAC" "$IP_S" 5298 --secs "$SECS" --len 64 2> "$tmp/gen.txt" || true
+    c1=$(switch_cpu_ns "$pid")
+    rx1=$(server_rx_packets)
+    python3 - "$tmp/gen.txt" "$peer" "$OUT/net.txt" "$((rx1 - rx0))" "$((c1 - c0))" <<'PY'
+import re, sys
+gen, peer, res, fwd, cpu_ns = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+out = open(gen).read()
+m = re.search(r"sent (\d+) of \d+ in ([\d.]+) s", out)
+if not m or float(m.group(2)) == 0:
+    print(f"bench: ct_udp64_pps {peer} left out: generator: {out.strip()!r}", file=sys.stderr)
+    raise SystemExit(0)
+sent, secs = int(m.group(1)), float(m.group(2))
+open(res, "a").write(f"ct_udp64_pps {peer} {fwd / secs:.0f}\n")
+print(f"bench: {peer} UDP 64 B flow through ct: offered {sent / secs:.0f} pps, forwarded "
+      f"{fwd / secs:.0f} pps; switch CPU {cpu_ns / max(fwd, 1):.0f} ns per forwarded packet",
+      file=sys.stderr)
+PY
+    run ovs-appctl -t "$ctl" dpctl/flush-conntrack
     run ip netns exec "$NS_S" iperf3 -s -D -B "$IP_S" -p 5298 --pidfile "$tmp/iperf3.pid"
     sleep 0.5
     NET_PIDS+=("$(cat "$tmp/iperf3.pid")")
@@ -504,15 +552,15 @@ try:
     end = json.load(open(f"{tmp}/udp.json"))["end"]
     s, cpu = end["sum"], end.get("cpu_utilization_percent", {})
     sent, lost, secs = s["packets"], s["lost_packets"], s["seconds"]
-    open(res, "a").write(f"ct_udp64_pps {peer} {fwd / secs:.0f}\n")
-    print(f"bench: {peer} UDP 64 B through ct: offered {sent / secs:.0f} pps, forwarded "
+    open(res, "a").write(f"ct_udp64_iperf_pps {peer} {fwd / secs:.0f}\n")
+    print(f"bench: {peer} iperf3 UDP 64 B through ct: offered {sent / secs:.0f} pps, forwarded "
           f"{fwd / secs:.0f} pps, delivered to iperf3 {(sent - lost) / secs:.0f} pps "
           f"({100.0 * lost / max(sent, 1):.1f}% loss); switch CPU {cpu_ns / max(fwd, 1):.0f} ns "
           f"per forwarded packet, iperf3 client CPU "
           f"{cpu.get('host_total', -1):.0f}%, server {cpu.get('remote_total', -1):.0f}%",
           file=sys.stderr)
 except Exception as e:
-    print(f"bench: ct_udp64_pps {peer} left out: iperf3 UDP failed: {e!r}", file=sys.stderr)
+    print(f"bench: ct_udp64_iperf_pps {peer} left out: iperf3 UDP failed: {e!r}", file=sys.stderr)
 PY
     kill "$(cat "$tmp/iperf3.pid")" 2>/dev/null || true
     rm -rf "$tmp"
@@ -629,7 +677,7 @@ for line in open(res):
     d.setdefault(key, {})[peer] = float(val)
 print(f"ct bench, load average {l0} before, {l1} after")
 print(f"{'metric':<20} {'xennet':>10} {'ovs':>10}   xennet/ovs")
-for key in ("ct_new_conns_per_s", "ct_udp64_pps", "ct_tcp_gbps", "ct_cpu_ns_per_pkt", "noct_cpu_ns_per_pkt"):
+for key in ("ct_new_conns_per_s", "ct_udp64_pps", "ct_udp64_iperf_pps", "ct_tcp_gbps", "ct_cpu_ns_per_pkt", "noct_cpu_ns_per_pkt"):
     v = d.get(key, {})
     cells = [f"{v[p]:>10.4g}" if p in v else f"{'-':>10}" for p in ("xennet", "ovs")]
     ratio = f"{v['xennet'] / v['ovs']:.2f}" if "xennet" in v and v.get("ovs", 0) > 0 else ""
