@@ -1593,11 +1593,14 @@ impl Netdev {
 /// with no data and `MSG_DONTWAIT`: it never waits), then count what it
 /// took. Where it stopped short: after `EAGAIN` (the socket's send buffer
 /// is full), or with the device down or gone, the rest would fail too and
-/// is dropped; after another error (the device dropped the frame, e.g.
-/// `ENOBUFS`) that one frame is dropped and the rest sent. Dropped frames
+/// is dropped; after another error (the device dropped the frame: over
+/// its MTU, or its queue full, `ENOBUFS`) that one frame is dropped and
+/// the rest sent, unless the previous try also ended so and this one sent
+/// nothing (a full queue): then the rest is dropped too. Dropped frames
 /// are skipped by the next `send` (see [`TxRing`]), here at once where the
 /// kernel can.
 fn kick(ring: &mut TxRing, fd: &OwnedFd, stats: &mut PortStats, log: &mut LogLimit, name: &str) {
+    let mut refused = false;
     // Each round sends or drops at least one frame, but for one that only
     // clears the dropped ones.
     for _ in 0..=ring.queued + 1 {
@@ -1608,7 +1611,9 @@ fn kick(ring: &mut TxRing, fd: &OwnedFd, stats: &mut PortStats, log: &mut LogLim
         // the ring, which is mapped for as long as `ring` lives.
         let r = unsafe { libc::send(fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT) };
         let err = (r < 0).then(io::Error::last_os_error);
+        let sent = stats.tx_packets;
         ring.settle(stats);
+        let sent_none = stats.tx_packets == sent;
         if ring.queued == 0 {
             return;
         }
@@ -1624,7 +1629,9 @@ fn kick(ring: &mut TxRing, fd: &OwnedFd, stats: &mut PortStats, log: &mut LogLim
             None | Some(libc::EAGAIN | libc::ENETDOWN | libc::ENXIO | libc::ENODEV) => {
                 ring.drop_queued(ring.queued, stats);
             }
+            Some(_) if refused && sent_none => ring.drop_queued(ring.queued, stats),
             Some(_) => {
+                refused = true;
                 let len = ring.lens[ring.head];
                 ring.drop_queued(1, stats);
                 if log.ready() {
@@ -2983,6 +2990,48 @@ mod veth_tests {
             assert_eq!(tx.stats().tx_packets, 3 + TX_FRAMES as u64);
             assert_eq!(receive(&mut rx, TX_FRAMES).len(), TX_FRAMES);
             assert_eq!(tx.stats().tx_dropped, 1);
+        });
+    }
+
+    /// A device whose queue is full (a token bucket that holds one frame)
+    /// drops frames (`ENOBUFS`): every frame of the burst is sent or
+    /// counted dropped, the call returns, and frames flow again once the
+    /// queue is gone.
+    #[test]
+    fn the_transmit_ring_drops_what_a_full_device_queue_refuses() {
+        in_private_netns(|| {
+            veth_pair();
+            let mut rx = Netdev::open("xa", false).unwrap();
+            let mut tx = Netdev::open("xb", false).unwrap();
+            assert!(has_tx_ring(&tx), "no transmit ring");
+            let tc = |args: &[&str]| {
+                let st = Command::new("tc")
+                    .args(args)
+                    .status()
+                    .expect("running tc (iproute2)");
+                assert!(st.success(), "tc {args:?} failed");
+            };
+            tc(&[
+                "qdisc", "add", "dev", "xb", "root", "tbf", "rate", "8kbit", "burst", "1600",
+                "limit", "1600",
+            ]);
+            let pkts: Vec<Packet> = (0..64)
+                .map(|i| Packet::from_slice(&tcp_frame(200 + i, 100)))
+                .collect();
+            tx.send(&pkts.iter().collect::<Vec<_>>());
+            let st = tx.stats();
+            assert_eq!(st.tx_packets + st.tx_dropped, 64, "{st:?}");
+            assert!(st.tx_dropped > 0, "the queue took all 64 frames");
+            tc(&["qdisc", "del", "dev", "xb", "root"]);
+            let f = tcp_frame(9, 100);
+            tx.send(&[&Packet::from_slice(&f)]);
+            // Frames the bucket let through earlier may come first.
+            let mut got = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !got.contains(&f) && Instant::now() < deadline {
+                got.extend(receive(&mut rx, 1));
+            }
+            assert!(got.contains(&f), "no frame arrives after the queue is gone");
         });
     }
 
