@@ -52,8 +52,10 @@
 //! (README, "Connection tracking"). A frame the kernel refuses stays in
 //! the ring with the kernel's head on it and would block the frames
 //! behind it, so it is made one the kernel skips (`PACKET_LOSS`, see
-//! `TxRing`) and counted in `tx_dropped`. Frames larger than a slot (GSO
-//! super-frames, jumbo frames) go out with `sendmmsg` on the receiving
+//! `TxRing`) and counted in `tx_dropped`. GSO super-frames (whose payload
+//! the kernel would send from the slot's pages, see `Netdev::send`) and
+//! frames larger than a slot or than the device's MTU (which the ring's
+//! sending does not check) go out with `sendmmsg` on the receiving
 //! socket, after the ring's frames before them; so do all frames where
 //! the ring cannot be set up, on the sending socket (header and frame as
 //! two iovecs, not copied).
@@ -119,6 +121,7 @@ use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use libc::{
     PACKET_AUXDATA, PACKET_IGNORE_OUTGOING, PACKET_LOSS, PACKET_RX_RING, PACKET_STATISTICS,
@@ -182,6 +185,8 @@ const TX_SLOT_FRAME: usize = FRAME_SIZE - TP2_TX_DATA - VNET_HDR_LEN;
 /// Ethernet header length: shorter frames are not put in the transmit
 /// ring (the kernel refuses them, see `Netdev::send`).
 const ETH_HLEN: usize = 14;
+/// A VLAN tag's length, which a frame may add to the MTU.
+const VLAN_HLEN: usize = 4;
 /// Byte offsets in a frame ring slot (`struct tpacket2_hdr`, from libc's
 /// layout of linux/if_packet.h): `tp_status` (`TP_STATUS_USER` while the
 /// frame is ours, `TP_STATUS_COPY` when the whole frame waits on the
@@ -297,7 +302,7 @@ enum RxRing {
 /// `len` bytes.
 ///
 /// # Errors
-/// What `PACKET_VERSION`, `PACKET_RX_RING` (e.g. ENOMEM, EINVAL on
+/// What `PACKET_VERSION`, `ring` (e.g. ENOMEM, EINVAL on
 /// kernels before 3.2) or `mmap` report.
 fn map_ring<R>(
     fd: &OwnedFd,
@@ -381,9 +386,7 @@ impl RingMap {
         // kernel does not write the unit while the slice lives.
         unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(i * self.unit), self.unit) }
     }
-}
 
-impl RingMap {
     /// Unit `i` as bytes to write.
     ///
     /// # Safety
@@ -479,7 +482,8 @@ struct TxRing {
     lens: Box<[u32]>,
 }
 
-/// What a transmit ring slot's status says (`tp_status`).
+/// Whether the kernel took the transmit slot whose `tp_status` is
+/// `status` (sent the frame, or skipped it).
 fn tx_taken(status: u32) -> bool {
     status & (TP_STATUS_SEND_REQUEST | TP_STATUS_WRONG_FORMAT) == 0
 }
@@ -518,9 +522,9 @@ impl TxRing {
         })
     }
 
-    /// Put `frame` (at most [`TX_SLOT_FRAME`] bytes) behind virtio-net
-    /// header `hdr` in the next slot and request it; false when that slot
-    /// is not free (the ring is full).
+    /// Put `frame` (at most [`TX_SLOT_FRAME`] bytes, not GSO) behind
+    /// virtio-net header `hdr` in the next slot and request it; false when
+    /// that slot is not free (the ring is full).
     fn push(&mut self, hdr: &[u8; VNET_HDR_LEN], frame: &[u8]) -> bool {
         let i = self.tail;
         let status = self.map.status(i).load(Ordering::Acquire);
@@ -535,12 +539,11 @@ impl TxRing {
             slot[TP2_LEN..TP2_LEN + 4].copy_from_slice(&(len as u32).to_ne_bytes());
             let data = &mut slot[TP2_TX_DATA..TP2_TX_DATA + len];
             data[..VNET_HDR_LEN].copy_from_slice(hdr);
-            if hdr[1] == VNET_GSO_NONE {
-                // hdr_len: the whole frame is copied into the buffer the
-                // kernel sends (as `sendmmsg` does with a frame under a
-                // page), not referred to in the ring's page.
-                data[2..4].copy_from_slice(&(frame.len() as u16).to_le_bytes());
-            }
+            // hdr_len: the whole frame is copied into the buffer the kernel
+            // sends (as `sendmmsg` does with a frame under a page), none of
+            // it left in the slot's page, so the slot is free to reuse when
+            // the kernel says so.
+            data[2..4].copy_from_slice(&(frame.len() as u16).to_le_bytes());
             data[VNET_HDR_LEN..].copy_from_slice(frame);
         }
         self.lens[i] = frame.len() as u32;
@@ -724,6 +727,91 @@ struct TxSocket {
     /// closes.
     ring: Option<TxRing>,
     fd: OwnedFd,
+    /// The largest frame put in the ring (bytes): a slot's room, or the
+    /// device's MTU with an Ethernet header and a VLAN tag if less (as
+    /// `sendmmsg` allows; the ring's sending does not check the MTU with
+    /// virtio-net headers on, and some devices would send a longer frame).
+    ring_frame: usize,
+    /// When the device's MTU was read for `ring_frame` (once a second).
+    mtu_read: Instant,
+}
+
+impl TxSocket {
+    fn new(ring: Option<TxRing>, fd: OwnedFd, name: &str) -> TxSocket {
+        let mut tx = TxSocket {
+            ring,
+            fd,
+            ring_frame: TX_SLOT_FRAME,
+            mtu_read: Instant::now(),
+        };
+        tx.read_mtu(name);
+        tx
+    }
+
+    /// Set `ring_frame` from the device's MTU (kept if it cannot be read).
+    fn read_mtu(&mut self, name: &str) {
+        self.mtu_read = Instant::now();
+        match device_mtu(&self.fd, name) {
+            Ok(mtu) => self.ring_frame = (mtu + ETH_HLEN + VLAN_HLEN).min(TX_SLOT_FRAME),
+            Err(e) => tracing::debug!("{name}: SIOCGIFMTU: {e}"),
+        }
+    }
+}
+
+/// The MTU of device `name` in bytes (`SIOCGIFMTU` on socket `fd`, in the
+/// socket's network namespace).
+///
+/// # Errors
+/// What `ioctl` reports (ENODEV when the device is gone); `InvalidInput`
+/// for a name too long for `ifreq`.
+fn device_mtu(fd: &OwnedFd, name: &str) -> io::Result<usize> {
+    // SAFETY: ifreq is plain data; zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.as_bytes();
+    if bytes.len() >= req.ifr_name.len() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    for (d, &b) in req.ifr_name.iter_mut().zip(bytes) {
+        *d = b as libc::c_char;
+    }
+    // SAFETY: `req` lives across the call; SIOCGIFMTU reads its
+    // NUL-terminated name and writes its MTU.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFMTU, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFMTU filled the union's MTU member.
+    let mtu = unsafe { req.ifr_ifru.ifru_mtu };
+    usize::try_from(mtu).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
+}
+
+/// A socket of device `ifindex` that only sends, with a transmit ring
+/// where this kernel is one we use it on (`tx_ring_supported`) and the
+/// ring can be set up (else it warns once and sends with `sendmmsg`).
+///
+/// # Errors
+/// When no socket can be opened or bound.
+fn sending_socket(name: &str, ifindex: u32) -> io::Result<TxSocket> {
+    let open = || packet_socket().and_then(|fd| bind_packet(&fd, ifindex, 0).map(|()| fd));
+    let fd = open()?;
+    if !tx_ring_supported() {
+        return Ok(TxSocket::new(None, fd, name));
+    }
+    match TxRing::map(&fd) {
+        Ok(ring) => {
+            tracing::info!(
+                "{name}: sending through a TPACKET_V2 ring ({TX_FRAMES} frames of \
+                 {FRAME_SIZE} bytes; frames over {TX_SLOT_FRAME} bytes with sendmmsg)"
+            );
+            Ok(TxSocket::new(Some(ring), fd, name))
+        }
+        Err(e) => {
+            tracing::warn!("{name}: no transmit ring ({e}): sending with sendmmsg");
+            // A fresh socket: on one with a ring set up but not mapped,
+            // sendmmsg would send the ring instead of its messages.
+            drop(fd);
+            Ok(TxSocket::new(None, open()?, name))
+        }
+    }
 }
 
 fn setsockopt_int(
@@ -973,28 +1061,10 @@ impl Netdev {
         }
         // Sent frames go out through a socket of their own (see `tx`), or
         // this one if that cannot be set up (or would read them back).
-        let tx = packet_socket().and_then(|tx| bind_packet(&tx, ifindex, 0).map(|()| tx));
-        let tx = match tx {
-            _ if !ignores_outgoing => None,
-            Ok(fd) => {
-                let ring = if tx_ring_supported() {
-                    TxRing::map(&fd)
-                        .inspect_err(|e| {
-                            tracing::warn!("{name}: no transmit ring ({e}): sending with sendmmsg")
-                        })
-                        .ok()
-                } else {
-                    None
-                };
-                if ring.is_some() {
-                    tracing::info!(
-                        "{name}: sending through a TPACKET_V2 ring ({TX_FRAMES} frames of \
-                         {FRAME_SIZE} bytes; frames over {TX_SLOT_FRAME} bytes with sendmmsg)"
-                    );
-                }
-                Some(TxSocket { ring, fd })
-            }
-            Err(e) => {
+        let tx = match ignores_outgoing.then(|| sending_socket(name, ifindex)) {
+            None => None,
+            Some(Ok(tx)) => Some(tx),
+            Some(Err(e)) => {
                 tracing::warn!(
                     "{name}: no socket for sending apart ({e}): sending on the receiving one"
                 );
@@ -1056,7 +1126,7 @@ impl Netdev {
     /// receiving one (or the tap's).
     fn tx_fd(&self) -> BorrowedFd<'_> {
         match &self.tx {
-            Some(TxSocket { ring: None, fd }) => fd.as_fd(),
+            Some(TxSocket { ring: None, fd, .. }) => fd.as_fd(),
             _ => self.fd(),
         }
     }
@@ -1544,6 +1614,18 @@ impl Netdev {
         }
     }
 
+    /// The largest frame the transmit ring takes now (`TxSocket::ring_frame`,
+    /// the MTU read again once a second).
+    fn ring_frame_limit(&mut self) -> usize {
+        let Some(tx) = self.tx.as_mut() else {
+            return 0;
+        };
+        if tx.mtu_read.elapsed() >= Duration::from_secs(1) {
+            tx.read_mtu(&self.name);
+        }
+        tx.ring_frame
+    }
+
     /// Send `pkts` (each fits a slot) through the transmit ring, if any.
     fn send_ring(&mut self, pkts: &[&Packet]) {
         let Netdev {
@@ -1556,6 +1638,7 @@ impl Netdev {
         let Some(TxSocket {
             ring: Some(ring),
             fd,
+            ..
         }) = tx
         else {
             return;
@@ -1618,9 +1701,12 @@ fn kick(ring: &mut TxRing, fd: &OwnedFd, stats: &mut PortStats, log: &mut LogLim
             return;
         }
         if ring.lens[ring.head] == 0 {
-            // Only dropped frames are left, which the kernel did not get
-            // to skip (the device is down): the next send does.
+            // The kernel stopped before a frame dropped earlier, which it
+            // skips unless the device is down (or gone): so are the frames
+            // after it, and they are dropped too, or they would go out
+            // late once it is up. The next send skips them.
             if err.is_some() {
+                ring.drop_queued(ring.queued, stats);
                 return;
             }
             continue;
@@ -1846,7 +1932,12 @@ impl Port for Netdev {
         }
         // Runs of frames that fit a slot through the ring, of others with
         // sendmmsg, in order: the ring is sent before anything after it.
-        let fits = |p: &&Packet| (ETH_HLEN..=TX_SLOT_FRAME).contains(&p.len());
+        // GSO frames never go through the ring: the kernel sends their
+        // payload from the slot's pages, and frees the slot (its skb
+        // destructor) as soon as the receiving stack orphans the skb,
+        // while a socket may still hold those pages.
+        let limit = self.ring_frame_limit();
+        let fits = |p: &&Packet| p.gso.is_none() && (ETH_HLEN..=limit).contains(&p.len());
         let mut rest = pkts;
         while !rest.is_empty() {
             let n = rest.iter().take_while(|p| fits(p)).count();
@@ -2956,10 +3047,12 @@ mod veth_tests {
         matches!(dev.tx, Some(TxSocket { ring: Some(_), .. }))
     }
 
-    /// A frame the device refuses (over the veth's MTU: it drops the
-    /// frame, `ENOBUFS`) is dropped and counted alone: the frames around
-    /// it arrive in order, and the ring goes on (the kernel left its head
-    /// on the refused frame, see `TxRing`).
+    /// A frame the device refuses (over the MTU of the veth's other end,
+    /// which then drops it: `ENOBUFS`) is dropped and counted alone: the
+    /// frames around it arrive in order, and the ring goes on (the kernel
+    /// left its head on the refused frame, see `TxRing`). A frame over the
+    /// port's own MTU is not put in the ring: `sendmmsg` refuses it
+    /// (`EMSGSIZE`), also alone.
     #[test]
     fn the_transmit_ring_drops_only_the_frame_the_device_refuses() {
         in_private_netns(|| {
@@ -2967,19 +3060,21 @@ mod veth_tests {
             let mut rx = Netdev::open("xa", false).unwrap();
             let mut tx = Netdev::open("xb", false).unwrap();
             assert!(has_tx_ring(&tx), "no transmit ring");
-            let frames: Vec<Vec<u8>> = [(1, 100), (2, 1600), (3, 100), (4, 200)]
+            ip(&["link", "set", "xa", "mtu", "1000"]);
+            let frames: Vec<Vec<u8>> = [(1, 100), (2, 1046), (3, 100), (5, 1600), (4, 200)]
                 .into_iter()
                 .map(|(seq, len)| tcp_frame(seq, len))
                 .collect();
             assert!(
-                frames[1].len() <= TX_SLOT_FRAME,
-                "the big frame goes through the ring"
+                frames[1].len() <= tx.ring_frame_limit(),
+                "the 1100-byte frame takes the ring"
             );
+            assert!(frames[3].len() > tx.ring_frame_limit());
             let pkts: Vec<Packet> = frames.iter().map(|f| Packet::from_slice(f)).collect();
             tx.send(&pkts.iter().collect::<Vec<_>>());
-            assert_eq!(tx.stats().tx_dropped, 1);
+            assert_eq!(tx.stats().tx_dropped, 2);
             assert_eq!(tx.stats().tx_packets, 3);
-            let want = vec![frames[0].clone(), frames[2].clone(), frames[3].clone()];
+            let want = vec![frames[0].clone(), frames[2].clone(), frames[4].clone()];
             assert!(
                 receive(&mut rx, 3) == want,
                 "not the three frames, in order"
@@ -2989,7 +3084,7 @@ mod veth_tests {
             }
             assert_eq!(tx.stats().tx_packets, 3 + TX_FRAMES as u64);
             assert_eq!(receive(&mut rx, TX_FRAMES).len(), TX_FRAMES);
-            assert_eq!(tx.stats().tx_dropped, 1);
+            assert_eq!(tx.stats().tx_dropped, 2);
         });
     }
 
@@ -3049,7 +3144,11 @@ mod veth_tests {
             let old: Vec<Packet> = (0..10)
                 .map(|i| Packet::from_slice(&tcp_frame(100 + i, 80)))
                 .collect();
-            tx.send(&old.iter().collect::<Vec<_>>());
+            // Twice: the second send finds the first's frames still in
+            // the ring, which the kernel cannot skip while the device is
+            // down.
+            tx.send(&old[..5].iter().collect::<Vec<_>>());
+            tx.send(&old[5..].iter().collect::<Vec<_>>());
             assert_eq!(tx.stats().tx_dropped, 10);
             assert_eq!(tx.stats().tx_packets, 0);
             ip(&["link", "set", "xb", "up"]);
