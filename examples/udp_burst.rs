@@ -15,6 +15,10 @@
 //!   one flow (one 5-tuple) for `S` seconds, `L` bytes of UDP payload a
 //!   frame.
 //!
+//! The raw forms take `--from-port P` last, for another UDP source port
+//! than 40000 (`ct_bench` sends its flow's one reply so, which makes the
+//! connection established).
+//!
 //! All send with `sendmmsg(2)`, up to 64 datagrams or frames a call, as
 //! fast as the kernel takes them, and print `sent N of COUNT in S s` to
 //! stderr on the way out (the flow form: `sent N of N in S s`; S: seconds
@@ -30,17 +34,27 @@ use std::time::{Duration, Instant};
 
 /// Datagrams or frames per `sendmmsg` call.
 const BATCH: usize = 64;
-/// The UDP source port of the raw forms.
+/// The UDP source port of the raw forms, unless `--from-port` says.
 const RAW_SRC_PORT: u16 = 40000;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut sport = RAW_SRC_PORT;
+    if let [.., "--from-port", p] = args.as_slice() {
+        match p.parse() {
+            Ok(p) => sport = p,
+            Err(_) => args.clear(), // a usage error below
+        }
+        args.truncate(args.len().saturating_sub(2));
+    }
     let result = match args.as_slice() {
         ["--raw", dev, src, mac, dst, port, "--secs", secs, "--len", len] => {
-            raw_flow(dev, src, mac, dst, port, secs, len)
+            RawPort::open(dev, src, mac, dst, sport).and_then(|raw| raw_flow(&raw, port, secs, len))
         }
-        ["--raw", dev, src, mac, dst, first, count] => raw_burst(dev, src, mac, dst, first, count),
+        ["--raw", dev, src, mac, dst, first, count] => {
+            RawPort::open(dev, src, mac, dst, sport).and_then(|raw| raw_burst(&raw, first, count))
+        }
         [dst, first, count] => socket_burst(dst, first, count),
         _ => Err(Error::Usage),
     };
@@ -49,8 +63,8 @@ fn main() -> ExitCode {
         Err(Error::Usage) => {
             eprintln!(
                 "usage: udp_burst DST_IP FIRST_PORT COUNT\n       \
-                 udp_burst --raw DEV SRC_IP DST_MAC DST_IP FIRST_PORT COUNT\n       \
-                 udp_burst --raw DEV SRC_IP DST_MAC DST_IP PORT --secs S --len L"
+                 udp_burst --raw DEV SRC_IP DST_MAC DST_IP FIRST_PORT COUNT [--from-port P]\n       \
+                 udp_burst --raw DEV SRC_IP DST_MAC DST_IP PORT --secs S --len L [--from-port P]"
             );
             ExitCode::from(2)
         }
@@ -107,16 +121,8 @@ fn socket_burst(dst: &str, first: &str, count: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn raw_burst(
-    dev: &str,
-    src: &str,
-    mac: &str,
-    dst: &str,
-    first: &str,
-    count: &str,
-) -> Result<(), Error> {
+fn raw_burst(raw: &RawPort, first: &str, count: &str) -> Result<(), Error> {
     let (first, count) = port_range(first, count)?;
-    let raw = RawPort::open(dev, src, mac, dst)?;
     let frames: Vec<Vec<u8>> = (0..count)
         .map(|i| raw.frame(first + i as u16, b"x"))
         .collect();
@@ -130,15 +136,7 @@ fn raw_burst(
     Ok(())
 }
 
-fn raw_flow(
-    dev: &str,
-    src: &str,
-    mac: &str,
-    dst: &str,
-    port: &str,
-    secs: &str,
-    len: &str,
-) -> Result<(), Error> {
+fn raw_flow(raw: &RawPort, port: &str, secs: &str, len: &str) -> Result<(), Error> {
     let (port, secs, len) = (
         parse::<u16>(port)?,
         parse::<f64>(secs)?,
@@ -149,7 +147,6 @@ fn raw_flow(
             "--secs is 0 to 3600, --len at most 1472 bytes".into(),
         ));
     }
-    let raw = RawPort::open(dev, src, mac, dst)?;
     let frame = raw.frame(port, &vec![b'x'; len]);
     let batch = vec![frame.as_slice(); BATCH];
     let t0 = Instant::now();
@@ -177,10 +174,11 @@ struct RawPort {
     dst_mac: [u8; 6],
     src_ip: [u8; 4],
     dst_ip: [u8; 4],
+    sport: u16,
 }
 
 impl RawPort {
-    fn open(dev: &str, src: &str, mac: &str, dst: &str) -> Result<RawPort, Error> {
+    fn open(dev: &str, src: &str, mac: &str, dst: &str, sport: u16) -> Result<RawPort, Error> {
         let parse_mac = |s: &str| -> Option<[u8; 6]> {
             let v: Vec<u8> = s
                 .trim()
@@ -248,6 +246,7 @@ impl RawPort {
             dst_mac,
             src_ip,
             dst_ip,
+            sport,
         })
     }
 
@@ -255,7 +254,7 @@ impl RawPort {
     fn frame(&self, port: u16, payload: &[u8]) -> Vec<u8> {
         let builder = etherparse::PacketBuilder::ethernet2(self.src_mac, self.dst_mac)
             .ipv4(self.src_ip, self.dst_ip, 64)
-            .udp(RAW_SRC_PORT, port);
+            .udp(self.sport, port);
         let mut frame = Vec::with_capacity(builder.size(payload.len()));
         builder
             .write(&mut frame, payload)

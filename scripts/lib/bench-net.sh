@@ -484,7 +484,8 @@ PY
 #   'dpctl/ct-get-nconns' (storm).
 # * ct_udp64_pps: packets/s the switch forwarded (the server's eth0 RX
 #   counter, server_rx_packets) of one UDP flow of 64 B payloads (one
-#   established connection) through the same flows, $SECS s: ready-made
+#   established connection: one datagram each way first) through the
+#   same flows, $SECS s: ready-made
 #   frames from the generator ($BURST_GEN --raw ... --secs, as fast as
 #   the client's veth takes them) to $FAKE_MAC, which the server's
 #   kernel drops on arrival, so the switch's forwarding thread does not
@@ -517,6 +518,13 @@ FLOWS
     run ovs-appctl -t "$ctl" dpctl/flush-conntrack
     tmp=$(mktemp -d)
     announce_fake_mac
+    # One datagram each way first: both trackers mark a UDP connection
+    # established (+est) only once it has seen a reply, until then every
+    # packet is +new (and committed again).
+    run ip netns exec "$NS_C" "$BURST_GEN" --raw eth0 "$IP_C" "$FAKE_MAC" "$IP_S" 5298 1 2>/dev/null
+    sleep 0.1
+    run ip netns exec "$NS_S" "$BURST_GEN" --raw eth0 "$IP_S" "$(ip netns exec "$NS_C" cat /sys/class/net/eth0/address)" "$IP_C" 40000 1 --from-port 5298 2>/dev/null
+    sleep 0.1
     rx0=$(server_rx_packets)
     c0=$(switch_cpu_ns "$pid")
     run ip netns exec "$NS_C" timeout $((SECS + 20)) "$BURST_GEN" --raw eth0 "$IP_C" "$FAKE_MAC" "$IP_S" 5298 --secs "$SECS" --len 64 2> "$tmp/gen.txt" || true
