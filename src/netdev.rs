@@ -430,29 +430,39 @@ impl FrameRing {
     /// As [`map_ring`], and what `PACKET_COPY_THRESH` reports.
     fn map(fd: &OwnedFd) -> io::Result<FrameRing> {
         setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_COPY_THRESH, 1)?;
-        let req = libc::tpacket_req {
-            tp_block_size: FRAME_BLOCK_SIZE as u32,
-            tp_block_nr: (FRAMES * FRAME_SIZE / FRAME_BLOCK_SIZE) as u32,
-            tp_frame_size: FRAME_SIZE as u32,
-            tp_frame_nr: FRAMES as u32,
-        };
-        let base = map_ring(
-            fd,
-            libc::tpacket_versions::TPACKET_V2,
-            PACKET_RX_RING,
-            &req,
-            FRAMES * FRAME_SIZE,
-        )?;
         Ok(FrameRing {
-            map: RingMap {
-                base,
-                unit: FRAME_SIZE,
-                count: FRAMES,
-                status_at: TP2_STATUS,
-            },
+            map: map_frames(fd, PACKET_RX_RING, FRAMES)?,
             frame: 0,
         })
     }
+}
+
+/// Set a `TPACKET_V2` ring of `frames` slots of [`FRAME_SIZE`] bytes (in
+/// blocks of [`FRAME_BLOCK_SIZE`]) up on `fd` as `ring` (`PACKET_RX_RING`,
+/// `PACKET_TX_RING`) and map it (see [`map_ring`]).
+///
+/// # Errors
+/// As [`map_ring`].
+fn map_frames(fd: &OwnedFd, ring: libc::c_int, frames: usize) -> io::Result<RingMap> {
+    let req = libc::tpacket_req {
+        tp_block_size: FRAME_BLOCK_SIZE as u32,
+        tp_block_nr: (frames * FRAME_SIZE / FRAME_BLOCK_SIZE) as u32,
+        tp_frame_size: FRAME_SIZE as u32,
+        tp_frame_nr: frames as u32,
+    };
+    let base = map_ring(
+        fd,
+        libc::tpacket_versions::TPACKET_V2,
+        ring,
+        &req,
+        frames * FRAME_SIZE,
+    )?;
+    Ok(RingMap {
+        base,
+        unit: FRAME_SIZE,
+        count: frames,
+        status_at: TP2_STATUS,
+    })
 }
 
 /// A `TPACKET_V2` transmit ring (Linux `tpacket_snd`, read in its
@@ -489,32 +499,14 @@ fn tx_taken(status: u32) -> bool {
 }
 
 impl TxRing {
-    /// Set the ring up on `fd` (see [`map_ring`]), with `PACKET_LOSS`.
+    /// Set the ring up on `fd` (see [`map_frames`]), with `PACKET_LOSS`.
     ///
     /// # Errors
     /// As [`map_ring`], and what `PACKET_LOSS` reports.
     fn map(fd: &OwnedFd) -> io::Result<TxRing> {
         setsockopt_int(fd, libc::SOL_PACKET, PACKET_LOSS, 1)?;
-        let req = libc::tpacket_req {
-            tp_block_size: FRAME_BLOCK_SIZE as u32,
-            tp_block_nr: (TX_FRAMES * FRAME_SIZE / FRAME_BLOCK_SIZE) as u32,
-            tp_frame_size: FRAME_SIZE as u32,
-            tp_frame_nr: TX_FRAMES as u32,
-        };
-        let base = map_ring(
-            fd,
-            libc::tpacket_versions::TPACKET_V2,
-            PACKET_TX_RING,
-            &req,
-            TX_FRAMES * FRAME_SIZE,
-        )?;
         Ok(TxRing {
-            map: RingMap {
-                base,
-                unit: FRAME_SIZE,
-                count: TX_FRAMES,
-                status_at: TP2_STATUS,
-            },
+            map: map_frames(fd, PACKET_TX_RING, TX_FRAMES)?,
             tail: 0,
             head: 0,
             queued: 0,
