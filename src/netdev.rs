@@ -1339,10 +1339,16 @@ impl Netdev {
 
     /// Count and log a malformed ring slot (its frame is lost).
     fn bad_slot(&mut self, why: &str) {
+        self.bad_ring_unit("slot", why);
+    }
+
+    /// Count a malformed receive ring `unit` ("slot", "block") as one
+    /// `rx_errors` and log it, at most once a second per device.
+    fn bad_ring_unit(&mut self, unit: &str, why: &str) {
         self.stats.rx_errors += 1;
         if self.drop_log.ready() {
             tracing::warn!(
-                "{}: dropped a malformed receive ring slot: {why}",
+                "{}: dropped a malformed receive ring {unit}: {why}",
                 self.name
             );
         }
@@ -1479,13 +1485,7 @@ impl Netdev {
 
     /// Count and log a malformed ring block; returns true (done with it).
     fn bad_block(&mut self, why: &str) -> bool {
-        self.stats.rx_errors += 1;
-        if self.drop_log.ready() {
-            tracing::warn!(
-                "{}: dropped a malformed receive ring block: {why}",
-                self.name
-            );
-        }
+        self.bad_ring_unit("block", why);
         true
     }
 
@@ -1586,14 +1586,7 @@ impl Netdev {
                 // This frame was refused (EMSGSIZE for a frame over the
                 // device's MTU): drop it, go on with the next.
                 self.stats.tx_dropped += 1;
-                if self.drop_log.ready() {
-                    tracing::warn!(
-                        "{}: the kernel refused a frame of {} bytes: {e} ({} dropped on send so far)",
-                        self.name,
-                        lens[off],
-                        self.stats.tx_dropped
-                    );
-                }
+                warn_refused(&mut self.drop_log, &self.name, lens[off], &e, &self.stats);
                 off += 1;
                 continue;
             }
@@ -1664,6 +1657,17 @@ impl Netdev {
     }
 }
 
+/// Log a frame of `len` bytes the kernel refused to send with `err` (it
+/// is counted in `stats.tx_dropped`), at most once a second per device.
+fn warn_refused(log: &mut LogLimit, name: &str, len: usize, err: &io::Error, stats: &PortStats) {
+    if log.ready() {
+        tracing::warn!(
+            "{name}: the kernel refused a frame of {len} bytes: {err} ({} dropped on send so far)",
+            stats.tx_dropped
+        );
+    }
+}
+
 /// Have the kernel send the requested slots of `ring` (a `send` on `fd`
 /// with no data and `MSG_DONTWAIT`: it never waits), then count what it
 /// took. Where it stopped short: after `EAGAIN` (the socket's send buffer
@@ -1712,12 +1716,8 @@ fn kick(ring: &mut TxRing, fd: &OwnedFd, stats: &mut PortStats, log: &mut LogLim
                 refused = true;
                 let len = ring.lens[ring.head];
                 ring.drop_queued(1, stats);
-                if log.ready() {
-                    tracing::warn!(
-                        "{name}: the kernel refused a frame of {len} bytes: {} ({} dropped on send so far)",
-                        err.as_ref().map_or_else(String::new, ToString::to_string),
-                        stats.tx_dropped
-                    );
+                if let Some(e) = &err {
+                    warn_refused(log, name, len as usize, e, stats);
                 }
             }
         }

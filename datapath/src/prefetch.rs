@@ -1,8 +1,7 @@
 //! Cache prefetch hints for the forwarding path: a batch first asks for
-//! the cache lines its lookups will read (EMC slots, tracker buckets),
-//! then looks up, so that the misses of cold lines (every new flow or
-//! connection hashes to a random slot) overlap instead of stalling one
-//! packet at a time.
+//! the cache lines its lookups will read (the EMC slots, `Emc::prefetch`),
+//! then looks up, so that the misses of cold lines (every new flow hashes
+//! to a random slot) overlap instead of stalling one packet at a time.
 
 /// Ask the CPU to bring the cache lines of `*v` (at most the first two,
 /// 128 bytes) into its caches; a hint with no effect on what the program
